@@ -34,9 +34,11 @@ use std::sync::Arc;
 mod aligned;
 mod blocking;
 pub mod sim;
+mod uring;
 
 pub use aligned::{AlignedBuf, BLOCK_SIZE};
 pub use blocking::{BlockingBackend, StdFileSystem};
+pub use uring::{UringBackend, UringFileSystem, UringWriteMode};
 
 /// A segment (or other WAL-owned) file opened through a [`FileSystem`].
 ///
@@ -204,8 +206,14 @@ pub trait Backend: Send + fmt::Debug {
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub enum BackendChoice {
-    /// `pwrite` + `fdatasync` on a helper thread. Works everywhere.
+    /// io_uring if this process may use it, else [`BackendChoice::Blocking`] with a warning
+    /// naming why (seccomp, `kernel.io_uring_disabled`, an old kernel).
     #[default]
+    Auto,
+    /// io_uring, driven directly, with the given durable-write mode. Fails where io_uring is
+    /// not permitted.
+    IoUring(UringWriteMode),
+    /// `pwrite` + `fdatasync` on a helper thread. Works everywhere.
     Blocking,
     /// The simulated backend: real files, every I/O step recorded, faults injected on demand,
     /// crash images for recovery tests. See [`sim`].
@@ -221,6 +229,8 @@ pub fn open_backend(
     queue_depth_max: usize,
 ) -> io::Result<Box<dyn Backend>> {
     match choice {
+        BackendChoice::Auto => uring::open_auto(queue_depth_max),
+        BackendChoice::IoUring(mode) => Ok(Box::new(UringBackend::new(queue_depth_max, *mode)?)),
         BackendChoice::Blocking => Ok(Box::new(BlockingBackend::new(queue_depth_max)?)),
         BackendChoice::Simulated(disk) => Ok(Box::new(disk.backend(queue_depth_max))),
     }
