@@ -2,6 +2,6 @@
 //! partitions, written in group-committed batch frames through io_uring.
 //!
 //! See `docs/architecture.md` at the repository root for where this crate sits.
-#![forbid(unsafe_code)]
 
 pub mod backend;
+pub mod format;
