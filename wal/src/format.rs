@@ -45,9 +45,8 @@ pub struct SegmentHeader {
     pub epoch: U64,
     /// Reserved (0).
     pub reserved0: U64,
-    /// The writer's in-flight frame limit: how many trailing frames may have been in flight
-    /// together at a crash (used to tell a torn pipeline tail from damage).
-    pub inflight_frames_max: U32,
+    /// Reserved (0).
+    pub reserved2: U32,
     /// Segment size in 4096-byte blocks.
     pub segment_blocks: U32,
     /// Wall-clock creation time (diagnostics only).
@@ -70,7 +69,8 @@ pub struct FrameHeader {
     pub header_crc: U32,
     /// [`FORMAT_VERSION`].
     pub version: U16,
-    /// Reserved flags (0).
+    /// Bits 0..8: the writer's `inflight_batches_max` (how many trailing frames may have been
+    /// in flight together at a crash; tells a torn pipeline tail from damage). Others 0.
     pub flags: U16,
     /// Payload bytes (records), excluding the header and the padding.
     pub payload_len: U32,
@@ -172,7 +172,6 @@ pub fn frame_footprint(payload_len: usize) -> usize {
 pub fn encode_segment_header(
     segment_seq: u64,
     epoch: u64,
-    inflight_frames_max: u32,
     segment_blocks: u32,
     created_unix_ns: u64,
 ) -> [u8; SEGMENT_HEADER_LEN] {
@@ -184,7 +183,7 @@ pub fn encode_segment_header(
         segment_seq: segment_seq.into(),
         epoch: epoch.into(),
         reserved0: 0.into(),
-        inflight_frames_max: inflight_frames_max.into(),
+        reserved2: 0.into(),
         segment_blocks: segment_blocks.into(),
         created_unix_ns: created_unix_ns.into(),
         reserved1: 0.into(),
@@ -232,8 +231,8 @@ pub fn decode_segment_header(bytes: &[u8]) -> Result<SegmentHeader, SegmentHeade
     if header.header_len.get() as usize != SEGMENT_HEADER_LEN {
         return Err(SegmentHeaderError::BadField("header_len"));
     }
-    if header.inflight_frames_max.get() == 0 {
-        return Err(SegmentHeaderError::BadField("inflight_frames_max"));
+    if header.segment_blocks.get() < 2 {
+        return Err(SegmentHeaderError::BadField("segment_blocks"));
     }
     Ok(header)
 }
@@ -255,6 +254,8 @@ pub struct FrameStamp {
     pub offset: u64,
     /// Diagnostics timestamp.
     pub timestamp_ns: u64,
+    /// The writer's in-flight frame limit (1..=255).
+    pub inflight_frames_max: u8,
 }
 
 /// Writes the frame header into `frame[..64]` for the payload in `frame[64..64 + payload_len]`
@@ -268,7 +269,7 @@ pub fn seal_frame(frame: &mut [u8], payload_len: usize, stamp: &FrameStamp) -> u
         magic: FRAME_MAGIC,
         header_crc: 0.into(),
         version: FORMAT_VERSION.into(),
-        flags: 0.into(),
+        flags: u16::from(stamp.inflight_frames_max).into(),
         payload_len: (payload_len as u32).into(),
         payload_crc: payload_crc.into(),
         record_count: stamp.record_count.into(),
@@ -494,6 +495,7 @@ mod tests {
             prev_payload_crc: 0,
             offset,
             timestamp_ns: 1,
+            inflight_frames_max: 2,
         }
     }
 
@@ -564,7 +566,7 @@ mod tests {
 
     #[test]
     fn segment_header_round_trip_and_damage() {
-        let header = encode_segment_header(9, 1234, 2, 16, 5);
+        let header = encode_segment_header(9, 1234, 16, 5);
         let decoded = decode_segment_header(&header).expect("valid header");
         assert_eq!(decoded.segment_seq.get(), 9);
         assert_eq!(decoded.epoch.get(), 1234);
