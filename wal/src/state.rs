@@ -1,0 +1,256 @@
+//! The logical state of the log: per partition, its entries' locations (the in-memory index),
+//! its compaction floor, hard state and commit index. Pure: no I/O.
+//!
+//! The same `apply` functions serve appends (after validation) and recovery (replay), so
+//! the state after recovery is the state the records describe, by construction.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::error::{Error, Result};
+use crate::format::{HARD_STATE_HAS_VOTE, RecordKind};
+use crate::{HardState, PartitionId, PartitionInfo};
+
+/// Where an entry's payload is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct EntryLoc {
+    pub(crate) term: u64,
+    pub(crate) lsn: u64,
+    pub(crate) segment: u64,
+    /// Offset of the payload in the segment file.
+    pub(crate) offset: u64,
+    pub(crate) len: u32,
+}
+
+/// One partition's state.
+#[derive(Clone, Debug)]
+pub(crate) struct PartitionState {
+    /// Index of `entries[0]`, or of the next entry when empty.
+    pub(crate) first_index: u64,
+    /// Term at `first_index - 1` when known (set by compaction), else 0.
+    pub(crate) floor_term: u64,
+    /// No entry and no floor yet: the first entry may have any index.
+    pub(crate) fresh: bool,
+    pub(crate) entries: VecDeque<EntryLoc>,
+    pub(crate) hard_state: Option<(HardState, u64)>,
+    pub(crate) commit_index: Option<(u64, u64)>,
+    /// LSN of the latest truncate / compact / reset record.
+    pub(crate) meta_lsn: Option<u64>,
+}
+
+impl Default for PartitionState {
+    fn default() -> Self {
+        Self {
+            first_index: 1,
+            floor_term: 0,
+            fresh: true,
+            entries: VecDeque::new(),
+            hard_state: None,
+            commit_index: None,
+            meta_lsn: None,
+        }
+    }
+}
+
+impl PartitionState {
+    pub(crate) fn last_index(&self) -> u64 {
+        self.first_index + self.entries.len() as u64 - 1
+    }
+
+    pub(crate) fn next_index(&self) -> u64 {
+        self.first_index + self.entries.len() as u64
+    }
+
+    pub(crate) fn last_term(&self) -> u64 {
+        self.entries.back().map_or(self.floor_term, |e| e.term)
+    }
+
+    pub(crate) fn entry(&self, index: u64) -> Option<&EntryLoc> {
+        let offset = index.checked_sub(self.first_index)?;
+        self.entries.get(usize::try_from(offset).ok()?)
+    }
+
+    pub(crate) fn term_at(&self, index: u64) -> Option<u64> {
+        if let Some(entry) = self.entry(index) {
+            return Some(entry.term);
+        }
+        (!self.fresh && index + 1 == self.first_index).then_some(self.floor_term)
+    }
+
+    /// The oldest LSN this partition still needs on disk.
+    pub(crate) fn oldest_live_lsn(&self) -> Option<u64> {
+        [
+            self.entries.front().map(|e| e.lsn),
+            self.hard_state.map(|(_, lsn)| lsn),
+            self.commit_index.map(|(_, lsn)| lsn),
+            self.meta_lsn,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    pub(crate) fn info(&self) -> PartitionInfo {
+        PartitionInfo {
+            first_index: self.first_index,
+            last_index: self.last_index(),
+            last_term: self.last_term(),
+            hard_state: self.hard_state.map(|(hs, _)| hs),
+            commit_index: self.commit_index.map(|(ci, _)| ci),
+        }
+    }
+
+    fn truncate_after(&mut self, index: u64) {
+        if index < self.first_index {
+            self.entries.clear();
+            self.first_index = index + 1;
+        } else {
+            let keep = (index - self.first_index + 1).min(self.entries.len() as u64);
+            self.entries.truncate(keep as usize);
+        }
+        self.fresh = false;
+    }
+
+    fn compact_to(&mut self, index: u64, term: u64) {
+        if index <= self.first_index && !self.fresh {
+            return;
+        }
+        let drop = index.saturating_sub(self.first_index);
+        if drop >= self.entries.len() as u64 {
+            self.entries.clear();
+        } else {
+            self.entries.drain(..drop as usize);
+        }
+        self.first_index = index;
+        self.floor_term = term;
+        self.fresh = false;
+    }
+}
+
+/// A record to apply, already encoded or about to be.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Applied {
+    pub(crate) kind: RecordKind,
+    pub(crate) flags: u8,
+    pub(crate) partition: u64,
+    pub(crate) term: u64,
+    pub(crate) index: u64,
+    pub(crate) lsn: u64,
+    /// For entries: the payload's location.
+    pub(crate) segment: u64,
+    pub(crate) offset: u64,
+    pub(crate) len: u32,
+}
+
+/// Every partition's state.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LogState {
+    pub(crate) partitions: BTreeMap<u64, PartitionState>,
+}
+
+impl LogState {
+    pub(crate) fn get(&self, partition: PartitionId) -> Result<&PartitionState> {
+        self.partitions
+            .get(&partition.0)
+            .ok_or(Error::UnknownPartition { partition })
+    }
+
+    /// Applies a record. Lenient: used by replay, where the records were validated when
+    /// written (and a suffix of the history may start mid-partition after reclamation).
+    pub(crate) fn apply(&mut self, record: &Applied) {
+        let lsn = record.lsn;
+        if record.kind == RecordKind::DeletePartition {
+            self.partitions.remove(&record.partition);
+            return;
+        }
+        let state = self.partitions.entry(record.partition).or_default();
+        match record.kind {
+            RecordKind::Entry => {
+                if state.fresh {
+                    state.entries.clear();
+                    state.first_index = record.index;
+                    state.fresh = false;
+                } else if record.index != state.next_index() {
+                    // Only in a replay that starts mid-history (after reclamation): the
+                    // entry restarts the partition's log at its index.
+                    if record.index >= state.first_index && record.index < state.next_index() {
+                        state.truncate_after(record.index - 1);
+                    } else {
+                        state.entries.clear();
+                        state.first_index = record.index;
+                    }
+                }
+                state.entries.push_back(EntryLoc {
+                    term: record.term,
+                    lsn,
+                    segment: record.segment,
+                    offset: record.offset,
+                    len: record.len,
+                });
+            }
+            RecordKind::HardState => {
+                let vote = (record.flags & HARD_STATE_HAS_VOTE != 0).then_some(record.index);
+                state.hard_state = Some((
+                    HardState {
+                        term: record.term,
+                        vote,
+                    },
+                    lsn,
+                ));
+            }
+            RecordKind::CommitIndex => state.commit_index = Some((record.index, lsn)),
+            RecordKind::TruncateAfter => {
+                state.truncate_after(record.index);
+                state.meta_lsn = Some(lsn);
+            }
+            RecordKind::CompactTo => {
+                state.compact_to(record.index, record.term);
+                state.meta_lsn = Some(lsn);
+            }
+            RecordKind::Reset => {
+                state.entries.clear();
+                state.first_index = record.index;
+                state.floor_term = record.term;
+                state.fresh = false;
+                state.meta_lsn = Some(lsn);
+            }
+            RecordKind::DeletePartition => {}
+        }
+    }
+}
+
+/// A preview of partitions touched by a batch, for all-or-nothing validation.
+#[derive(Debug, Default)]
+pub(crate) struct Sketch {
+    /// partition -> (exists, fresh, first_index, next_index)
+    pub(crate) touched: BTreeMap<u64, SketchEntry>,
+    pub(crate) new_partitions: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SketchEntry {
+    pub(crate) exists: bool,
+    pub(crate) fresh: bool,
+    pub(crate) first_index: u64,
+    pub(crate) next_index: u64,
+}
+
+impl Sketch {
+    pub(crate) fn entry(&mut self, state: &LogState, partition: u64) -> &mut SketchEntry {
+        self.touched
+            .entry(partition)
+            .or_insert_with(|| match state.partitions.get(&partition) {
+                Some(p) => SketchEntry {
+                    exists: true,
+                    fresh: p.fresh,
+                    first_index: p.first_index,
+                    next_index: p.next_index(),
+                },
+                None => SketchEntry {
+                    exists: false,
+                    fresh: true,
+                    first_index: 1,
+                    next_index: 1,
+                },
+            })
+    }
+}
