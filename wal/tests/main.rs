@@ -1,0 +1,4 @@
+//! The WAL's integration tests: one binary, one module per concern.
+
+mod common;
+mod conformance;
