@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 
 use kommander_wal::backend::BackendChoice;
-use kommander_wal::{HardState, Lsn, PartitionId, PartitionInfo, Wal, WalConfig, Write};
+use kommander_wal::{HardState, PartitionId, PartitionInfo, Wal, WalConfig, Write};
 
 /// A backend factory: given the directory, the backend to open it with.
 pub type Factory = fn(&Path) -> BackendChoice;
@@ -303,8 +303,4 @@ pub fn run_ops(wal: &mut Wal, ops: &[Op], rng: &mut Rng, model: &mut Model) {
 /// Opens with `factory`.
 pub fn open(dir: &Path, factory: Factory) -> Wal {
     Wal::open(dir, small_config(factory(dir))).expect("open")
-}
-
-pub fn lsn(n: u64) -> Lsn {
-    Lsn(n)
 }
