@@ -29,6 +29,11 @@ pub struct WalConfig {
     pub segments_prepared_ahead_max: usize,
     /// Reclaimed segments kept for recycling instead of deleted, 0 to 64 (default 2).
     pub segments_recycled_max: usize,
+    /// Test hook: derive segment epochs from this seed (and the segment's seq) and write zero
+    /// timestamps, so two runs of one workload write identical bytes (used to compare
+    /// backends). Epochs stay unique per segment seq, which never repeats. `None` (the
+    /// default) picks random epochs.
+    pub deterministic_epoch_seed: Option<u64>,
 }
 
 impl Default for WalConfig {
@@ -42,6 +47,7 @@ impl Default for WalConfig {
             partitions_max: 1 << 20,
             segments_prepared_ahead_max: 1,
             segments_recycled_max: 2,
+            deterministic_epoch_seed: None,
         }
     }
 }

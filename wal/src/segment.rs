@@ -45,14 +45,43 @@ pub(crate) fn parse_name(name: &str, ext: &str) -> Option<u64> {
     u64::from_str_radix(stem, 16).ok()
 }
 
-pub(crate) fn now_unix_ns() -> u64 {
+/// The identity stamps of new segments and frames: random epochs and wall-clock time, or
+/// (test hook) seeded epochs and zero timestamps.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Stamping {
+    pub(crate) seed: Option<u64>,
+}
+
+impl Stamping {
+    pub(crate) fn epoch(self, seq: u64) -> u64 {
+        match self.seed {
+            Some(seed) => {
+                let mut hasher = std::hash::DefaultHasher::new();
+                hasher.write_u64(seed);
+                hasher.write_u64(seq);
+                hasher.finish() | 1
+            }
+            None => random_epoch(),
+        }
+    }
+
+    pub(crate) fn now_unix_ns(self) -> u64 {
+        if self.seed.is_some() {
+            0
+        } else {
+            now_unix_ns()
+        }
+    }
+}
+
+fn now_unix_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// A fresh random epoch (std's randomly keyed hasher, mixed with the clock).
-pub(crate) fn random_epoch() -> u64 {
+fn random_epoch() -> u64 {
     let mut hasher = RandomState::new().build_hasher();
     hasher.write_u64(now_unix_ns());
     hasher.finish() | 1
@@ -145,6 +174,7 @@ pub(crate) fn prepare_segment(
     seq: u64,
     segment_bytes: u64,
     recycle: Option<(SegmentFile, PathBuf)>,
+    stamping: Stamping,
 ) -> Result<Segment> {
     let temp = dir.join(temp_name(seq));
     let path = dir.join(segment_name(seq));
@@ -182,10 +212,15 @@ pub(crate) fn prepare_segment(
             (file, segment_bytes)
         }
     };
-    let epoch = random_epoch();
+    let epoch = stamping.epoch(seq);
     let mut block = AlignedBuf::with_capacity(BLOCK_SIZE);
     block.set_len(BLOCK_SIZE);
-    let header = encode_segment_header(seq, epoch, (len / BLOCK_SIZE as u64) as u32, now_unix_ns());
+    let header = encode_segment_header(
+        seq,
+        epoch,
+        (len / BLOCK_SIZE as u64) as u32,
+        stamping.now_unix_ns(),
+    );
     block.as_mut_slice().fill(0);
     block.as_mut_slice()[..header.len()].copy_from_slice(&header);
     fs.write_at(&file, 0, block.as_slice())

@@ -17,7 +17,7 @@ use crate::format::{
     encode_record, frame_footprint, record_footprint, seal_frame,
 };
 use crate::recovery::{SegmentImage, replay, scan};
-use crate::segment::{Segment, map_file, now_unix_ns, parse_name, prepare_segment};
+use crate::segment::{Segment, Stamping, map_file, parse_name, prepare_segment};
 use crate::state::{Applied, LogState, Sketch};
 use crate::{HardState, Lsn, PartitionId, PartitionInfo, Write};
 
@@ -315,6 +315,12 @@ impl Wal {
         Ok(())
     }
 
+    fn stamping(&self) -> Stamping {
+        Stamping {
+            seed: self.config.deterministic_epoch_seed,
+        }
+    }
+
     fn prepare_next(&mut self) -> Result<Segment> {
         let seq = self.next_seq;
         let segment = prepare_segment(
@@ -323,6 +329,7 @@ impl Wal {
             seq,
             self.config.segment_bytes,
             None,
+            self.stamping(),
         )?;
         self.next_seq += 1;
         Ok(segment)
@@ -342,6 +349,7 @@ impl Wal {
                     seq,
                     self.config.segment_bytes,
                     Some((file, path)),
+                    self.stamping(),
                 )?;
                 self.next_seq += 1;
                 self.prepared.push_back(segment);
@@ -669,7 +677,7 @@ impl Wal {
             epoch,
             prev_payload_crc: self.prev_payload_crc,
             offset: frame.offset,
-            timestamp_ns: now_unix_ns(),
+            timestamp_ns: self.stamping().now_unix_ns(),
             inflight_frames_max: self.config.inflight_batches_max as u8,
         };
         self.prev_payload_crc = seal_frame(frame.buf.full_mut(), frame.payload_len, &stamp);

@@ -1,0 +1,306 @@
+//! Shared test helpers: small configs, a reference model of the log, a seeded generator of
+//! valid workloads, and a checker comparing a `Wal` with the model.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
+
+use kommander_wal::backend::BackendChoice;
+use kommander_wal::{HardState, PartitionId, PartitionInfo, Wal, WalConfig, Write};
+
+/// A backend factory: given the directory, the backend to open it with.
+pub type Factory = fn(&Path) -> BackendChoice;
+
+/// Small segments and frames so tests rotate, reclaim and recycle often.
+pub fn small_config(backend: BackendChoice) -> WalConfig {
+    WalConfig {
+        backend,
+        segment_bytes: 64 << 10,
+        batch_bytes_max: 16 << 10,
+        record_bytes_max: 8 << 10,
+        inflight_batches_max: 2,
+        partitions_max: 64,
+        segments_prepared_ahead_max: 1,
+        segments_recycled_max: 1,
+        deterministic_epoch_seed: None,
+    }
+}
+
+/// SplitMix64: a tiny seeded generator.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// An owned write (the test side of `kommander_wal::Write`).
+#[derive(Clone, Debug)]
+pub enum Op {
+    Entry(u64, u64, u64, Vec<u8>),
+    HardState(u64, HardState),
+    Commit(u64, u64),
+    TruncateAfter(u64, u64),
+    CompactTo(u64, u64),
+    Delete(u64),
+}
+
+impl Op {
+    pub fn as_write(&self) -> Write<'_> {
+        match self {
+            Op::Entry(p, index, term, payload) => Write::Entry {
+                partition: PartitionId(*p),
+                index: *index,
+                term: *term,
+                payload,
+            },
+            Op::HardState(p, state) => Write::HardState {
+                partition: PartitionId(*p),
+                state: *state,
+            },
+            Op::Commit(p, index) => Write::CommitIndex {
+                partition: PartitionId(*p),
+                index: *index,
+            },
+            Op::TruncateAfter(p, index) => Write::TruncateAfter {
+                partition: PartitionId(*p),
+                index: *index,
+            },
+            Op::CompactTo(p, index) => Write::CompactTo {
+                partition: PartitionId(*p),
+                index: *index,
+            },
+            Op::Delete(p) => Write::DeletePartition {
+                partition: PartitionId(*p),
+            },
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelPartition {
+    pub first_index: u64,
+    pub floor_term: u64,
+    pub fresh: bool,
+    pub entries: VecDeque<(u64, Vec<u8>)>,
+    pub hard_state: Option<HardState>,
+    pub commit: Option<u64>,
+}
+
+impl ModelPartition {
+    fn new() -> Self {
+        Self {
+            first_index: 1,
+            floor_term: 0,
+            fresh: true,
+            entries: VecDeque::new(),
+            hard_state: None,
+            commit: None,
+        }
+    }
+
+    pub fn next_index(&self) -> u64 {
+        self.first_index + self.entries.len() as u64
+    }
+
+    pub fn term_at(&self, index: u64) -> Option<u64> {
+        if index >= self.first_index && index < self.next_index() {
+            return Some(self.entries[(index - self.first_index) as usize].0);
+        }
+        (!self.fresh && index + 1 == self.first_index).then_some(self.floor_term)
+    }
+
+    pub fn info(&self) -> PartitionInfo {
+        PartitionInfo {
+            first_index: self.first_index,
+            last_index: self.next_index() - 1,
+            last_term: self.entries.back().map_or(self.floor_term, |e| e.0),
+            hard_state: self.hard_state,
+            commit_index: self.commit,
+        }
+    }
+}
+
+/// The reference model: what the log must hold after a sequence of writes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Model {
+    pub partitions: BTreeMap<u64, ModelPartition>,
+}
+
+impl Model {
+    pub fn apply(&mut self, op: &Op) {
+        if let Op::Delete(p) = op {
+            self.partitions.remove(p);
+            return;
+        }
+        let (Op::Entry(p, ..)
+        | Op::HardState(p, _)
+        | Op::Commit(p, _)
+        | Op::TruncateAfter(p, _)
+        | Op::CompactTo(p, _)
+        | Op::Delete(p)) = op;
+        let part = self
+            .partitions
+            .entry(*p)
+            .or_insert_with(ModelPartition::new);
+        match op {
+            Op::Entry(_, index, term, payload) => {
+                if part.fresh {
+                    part.first_index = *index;
+                    part.fresh = false;
+                }
+                assert_eq!(*index, part.next_index(), "model: workload not contiguous");
+                part.entries.push_back((*term, payload.clone()));
+            }
+            Op::HardState(_, hs) => part.hard_state = Some(*hs),
+            Op::Commit(_, c) => part.commit = Some(*c),
+            Op::TruncateAfter(_, i) => {
+                if *i < part.first_index {
+                    part.entries.clear();
+                    part.first_index = i + 1;
+                } else {
+                    let keep = (i - part.first_index + 1).min(part.entries.len() as u64);
+                    part.entries.truncate(keep as usize);
+                }
+                part.fresh = false;
+            }
+            Op::CompactTo(_, i) => {
+                if *i <= part.first_index && !part.fresh {
+                    return;
+                }
+                let term = part.term_at(i - 1).unwrap_or(0);
+                let drop = i.saturating_sub(part.first_index);
+                if drop >= part.entries.len() as u64 {
+                    part.entries.clear();
+                } else {
+                    part.entries.drain(..drop as usize);
+                }
+                part.first_index = *i;
+                part.floor_term = term;
+                part.fresh = false;
+            }
+            Op::Delete(_) => {}
+        }
+    }
+}
+
+/// Asserts the log holds exactly the model (every partition, entry, term, hard state and
+/// commit index). The log must be fully durable.
+pub fn assert_matches(wal: &Wal, model: &Model, context: &str) {
+    let listed = wal.partitions().expect("list partitions");
+    let expected: Vec<_> = model
+        .partitions
+        .iter()
+        .map(|(id, p)| (PartitionId(*id), p.info()))
+        .collect();
+    assert_eq!(listed, expected, "{context}: partitions differ");
+    for (id, part) in &model.partitions {
+        let p = PartitionId(*id);
+        for (i, (term, payload)) in part.entries.iter().enumerate() {
+            let index = part.first_index + i as u64;
+            let bytes = wal
+                .entry(p, index)
+                .unwrap_or_else(|e| panic!("{context}: read {p}/{index}: {e}"));
+            assert_eq!(&bytes[..], &payload[..], "{context}: payload {p}/{index}");
+            assert_eq!(
+                wal.term_at(p, index).expect("term"),
+                *term,
+                "{context}: term {p}/{index}"
+            );
+        }
+        if !part.fresh {
+            assert_eq!(
+                wal.term_at(p, part.first_index - 1).ok(),
+                Some(part.floor_term),
+                "{context}: floor term of {p}"
+            );
+        }
+    }
+}
+
+/// A valid random workload over `partitions` partitions: mostly entries, with hard states,
+/// commit indexes, truncations, compactions and (rarely) deletions.
+pub fn workload(seed: u64, ops: usize, partitions: u64, payload_max: u64) -> Vec<Op> {
+    let mut rng = Rng(seed);
+    let mut model = Model::default();
+    let mut out = Vec::with_capacity(ops);
+    let mut term = 1;
+    while out.len() < ops {
+        let p = rng.below(partitions) + 1;
+        let part = model.partitions.get(&p);
+        let op = match rng.below(100) {
+            0..=69 => {
+                let index = part.map_or(1, |m| m.next_index());
+                let len = if rng.below(10) == 0 {
+                    rng.below(payload_max * 4)
+                } else {
+                    rng.below(payload_max)
+                };
+                let payload: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+                Op::Entry(p, index, term, payload)
+            }
+            70..=77 => {
+                if rng.below(3) == 0 {
+                    term += 1;
+                }
+                let vote = (rng.below(2) == 0).then(|| rng.below(5));
+                Op::HardState(p, HardState { term, vote })
+            }
+            78..=84 => Op::Commit(p, rng.below(1000)),
+            85..=91 => match part {
+                Some(m) if !m.entries.is_empty() => {
+                    let back = rng.below(m.entries.len() as u64 + 1);
+                    Op::TruncateAfter(
+                        p,
+                        m.next_index() - 1 - back.min(m.next_index() - m.first_index),
+                    )
+                }
+                _ => continue,
+            },
+            92..=98 => match part {
+                Some(m) if !m.entries.is_empty() => {
+                    let forward = rng.below(m.entries.len() as u64 + 2);
+                    Op::CompactTo(p, m.first_index + forward)
+                }
+                _ => continue,
+            },
+            _ => match part {
+                Some(_) => Op::Delete(p),
+                None => continue,
+            },
+        };
+        model.apply(&op);
+        out.push(op);
+    }
+    out
+}
+
+/// Appends `ops` one by one (applying them to `model`), submitting every few and polling,
+/// then syncs.
+pub fn run_ops(wal: &mut Wal, ops: &[Op], rng: &mut Rng, model: &mut Model) {
+    for op in ops {
+        wal.append(&[op.as_write()]).expect("append");
+        model.apply(op);
+        if rng.below(4) == 0 {
+            wal.submit().expect("submit");
+        }
+        if rng.below(8) == 0 {
+            wal.poll_durable().expect("poll");
+        }
+    }
+    let end = wal.next_lsn();
+    assert_eq!(wal.sync().expect("sync"), end);
+}
+
+/// Opens with `factory`.
+pub fn open(dir: &Path, factory: Factory) -> Wal {
+    Wal::open(dir, small_config(factory(dir))).expect("open")
+}

@@ -1,0 +1,7 @@
+//! The WAL's integration tests: one binary, one module per concern.
+
+// Test helpers are `pub` for the sibling modules; the binary exports nothing.
+#![allow(unreachable_pub)]
+
+mod common;
+mod conformance;
