@@ -33,8 +33,12 @@ pub(crate) struct PartitionState {
     pub(crate) entries: VecDeque<EntryLoc>,
     pub(crate) hard_state: Option<(HardState, u64)>,
     pub(crate) commit_index: Option<(u64, u64)>,
-    /// LSN of the latest truncate / compact / reset record.
-    pub(crate) meta_lsn: Option<u64>,
+    /// LSN of the latest record that set the floor (compact or reset): it must stay on disk
+    /// or the floor term would be lost.
+    pub(crate) floor_lsn: Option<u64>,
+    /// LSN of the latest truncation since the last reset: it must stay on disk while it
+    /// decides where an emptied log restarts.
+    pub(crate) truncate_lsn: Option<u64>,
 }
 
 impl Default for PartitionState {
@@ -46,7 +50,8 @@ impl Default for PartitionState {
             entries: VecDeque::new(),
             hard_state: None,
             commit_index: None,
-            meta_lsn: None,
+            floor_lsn: None,
+            truncate_lsn: None,
         }
     }
 }
@@ -82,7 +87,8 @@ impl PartitionState {
             self.entries.front().map(|e| e.lsn),
             self.hard_state.map(|(_, lsn)| lsn),
             self.commit_index.map(|(_, lsn)| lsn),
-            self.meta_lsn,
+            self.floor_lsn,
+            self.truncate_lsn,
         ]
         .into_iter()
         .flatten()
@@ -200,18 +206,19 @@ impl LogState {
             RecordKind::CommitIndex => state.commit_index = Some((record.index, lsn)),
             RecordKind::TruncateAfter => {
                 state.truncate_after(record.index);
-                state.meta_lsn = Some(lsn);
+                state.truncate_lsn = Some(lsn);
             }
             RecordKind::CompactTo => {
                 state.compact_to(record.index, record.term);
-                state.meta_lsn = Some(lsn);
+                state.floor_lsn = Some(lsn);
             }
             RecordKind::Reset => {
                 state.entries.clear();
                 state.first_index = record.index;
                 state.floor_term = record.term;
                 state.fresh = false;
-                state.meta_lsn = Some(lsn);
+                state.floor_lsn = Some(lsn);
+                state.truncate_lsn = None;
             }
             RecordKind::DeletePartition => {}
         }

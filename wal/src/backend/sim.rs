@@ -12,8 +12,9 @@
 //!   means each 512-byte sector of it independently kept, lost, zeroed or garbage.
 //!
 //! Durable writes on the hot path are queued by [`Backend::submit_durable_write`] and executed
-//! (write step, then sync step) when completions are reaped, one or more per reap call, so the
-//! recorded trace interleaves appends with writes in flight as a real pipeline does.
+//! when completions are reaped: every queued write, then every sync, so the recorded trace
+//! interleaves appends with writes in flight as a real pipeline does, and a crash can fall
+//! between two in-flight writes and their syncs.
 //!
 //! Writes are performed on the real files but never `fsync`ed for real (the model, not the
 //! kernel, decides what survives), which keeps crash enumeration fast.
@@ -527,20 +528,24 @@ impl Backend for SimBackend {
         Ok(())
     }
 
-    fn reap(&mut self, min_complete: usize, out: &mut Vec<Completion>) -> io::Result<usize> {
-        // Execute at least one queued write per call (so polling makes progress), more if
-        // asked to wait for more.
-        let count = min_complete.max(1).min(self.queue.len());
-        for _ in 0..count {
-            let Some(op) = self.queue.pop_front() else {
-                break;
-            };
-            let result = {
-                let mut state = self.disk.lock();
-                state
-                    .write(&op.file, op.offset, op.buf.as_slice())
-                    .and_then(|()| state.sync(&op.file))
-            };
+    fn reap(&mut self, _min_complete: usize, out: &mut Vec<Completion>) -> io::Result<usize> {
+        // Every queued write runs now, all writes first and then the syncs, as writes in
+        // flight together on a real device may land before any of their syncs: a crash
+        // between them can keep a later frame and tear an earlier one.
+        let ops: Vec<Queued> = self.queue.drain(..).collect();
+        let mut state = self.disk.lock();
+        let mut results: Vec<io::Result<()>> = ops
+            .iter()
+            .map(|op| state.write(&op.file, op.offset, op.buf.as_slice()))
+            .collect();
+        for (op, result) in ops.iter().zip(results.iter_mut()) {
+            if result.is_ok() {
+                *result = state.sync(&op.file);
+            }
+        }
+        drop(state);
+        let count = ops.len();
+        for (op, result) in ops.into_iter().zip(results) {
             out.push(Completion {
                 token: op.token,
                 result,
