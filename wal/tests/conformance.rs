@@ -54,6 +54,12 @@ macro_rules! conformance_tests {
 }
 
 conformance_tests!(blocking, |_dir: &Path| BackendChoice::Blocking);
+conformance_tests!(io_uring_direct, |_dir: &Path| BackendChoice::IoUring(
+    kommander_wal::backend::UringWriteMode::DirectDsync
+));
+conformance_tests!(io_uring_linked, |_dir: &Path| BackendChoice::IoUring(
+    kommander_wal::backend::UringWriteMode::LinkedDatasync
+));
 conformance_tests!(simulated, |dir: &Path| BackendChoice::Simulated(
     SimDisk::new(dir).expect("simulated disk")
 ));

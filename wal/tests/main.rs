@@ -6,4 +6,5 @@
 mod common;
 mod conformance;
 mod crash;
+mod identical_bytes;
 mod kill9;
