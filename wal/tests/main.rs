@@ -3,6 +3,7 @@
 // Test helpers are `pub` for the sibling modules; the binary exports nothing.
 #![allow(unreachable_pub)]
 
+mod checklist;
 mod common;
 mod conformance;
 mod crash;
