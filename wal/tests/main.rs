@@ -3,6 +3,7 @@
 // Test helpers are `pub` for the sibling modules; the binary exports nothing.
 #![allow(unreachable_pub)]
 
+mod bad_input;
 mod checklist;
 mod common;
 mod conformance;
