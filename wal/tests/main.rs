@@ -3,6 +3,8 @@
 // Test helpers are `pub` for the sibling modules; the binary exports nothing.
 #![allow(unreachable_pub)]
 
+mod bad_input;
+mod checklist;
 mod common;
 mod conformance;
 mod crash;
