@@ -8,5 +8,5 @@ mod checklist;
 mod common;
 mod conformance;
 mod crash;
-mod identical_bytes;
 mod kill9;
+mod uring;
