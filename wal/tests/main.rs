@@ -8,3 +8,4 @@ mod checklist;
 mod common;
 mod conformance;
 mod crash;
+mod fuzz_corpus;
