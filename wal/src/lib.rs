@@ -34,6 +34,7 @@ pub mod backend;
 mod config;
 mod error;
 pub mod format;
+pub mod fuzzing;
 pub mod recovery;
 mod segment;
 mod state;

@@ -8,5 +8,6 @@ mod checklist;
 mod common;
 mod conformance;
 mod crash;
+mod fuzz_corpus;
 mod kill9;
 mod uring;
