@@ -81,7 +81,9 @@ fn child_process() {
         env_u64(ENV_TERM),
         env_u64(ENV_BACKEND),
     ) else {
-        panic!("run by kill9::acknowledged_records_survive_sigkill only");
+        // Not a test: the entry point of the child process. Run without the parent's
+        // environment (e.g. by `--include-ignored`), it has nothing to do.
+        return;
     };
     let mut wal = Wal::open(&dir, config(backend)).expect("child: open");
     let mut next_index = BTreeMap::new();
@@ -284,8 +286,8 @@ fn listing(dir: &Path) -> String {
 }
 
 #[test]
-#[ignore = "finds a WAL reclamation bug (a reopen after SIGKILL reports `segment N is missing`); \
-            enable once fixed, see docs/testing.md"]
+#[ignore = "finds a WAL reclamation bug (reclaimed segments are removed newest first, so a \
+            crash between two removals leaves a gap: `segment N is missing`); enable once fixed"]
 fn acknowledged_records_survive_sigkill() {
     let cycles = env_u64("KOMMANDER_KILL9_CYCLES").unwrap_or(50);
     let seed = env_u64("KOMMANDER_KILL9_SEED").unwrap_or(0x006b_696c_6c39);
