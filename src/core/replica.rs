@@ -417,11 +417,14 @@ impl Replica {
     pub fn step(&mut self, m: Message) -> Result<(), Status> {
         self.check_message(&m)?;
         if m.term > self.term {
+            // A leader we still believe in that campaigns has lost its leadership (restart,
+            // step-down): its own lease does not stand in its way.
+            let leased = self.in_lease() && self.leader != Some(m.from);
             match &m.body {
-                MessageBody::PreVoteRequest { .. } if self.in_lease() => return Ok(()),
+                MessageBody::PreVoteRequest { .. } if leased => return Ok(()),
                 MessageBody::VoteRequest {
                     transfer: false, ..
-                } if self.config.check_quorum && self.in_lease() => return Ok(()),
+                } if self.config.check_quorum && leased => return Ok(()),
                 MessageBody::PreVoteRequest { .. } => {}
                 MessageBody::PreVoteResponse { granted: true } => {}
                 MessageBody::AppendRequest { .. } | MessageBody::Heartbeat { .. } => {
