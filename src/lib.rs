@@ -3,5 +3,7 @@
 //!
 //! See `docs/architecture.md` at the repository root for the map of the code.
 
+pub mod core;
+
 #[cfg(feature = "sim")]
 pub mod sim;
