@@ -11,8 +11,15 @@
 //! [`observation`] (what checkers see), [`checkers`] (one file per property).
 
 pub mod checkers;
+mod cluster;
+mod config;
 pub mod event_queue;
 pub mod network;
 pub mod observation;
 pub mod rng;
 pub mod trace;
+
+#[cfg(feature = "sim-bugs")]
+pub use cluster::InjectedBug;
+pub use cluster::{SimFailure, SimReport, Simulation, replay_command};
+pub use config::SimConfig;

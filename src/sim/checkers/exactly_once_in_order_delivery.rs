@@ -85,8 +85,18 @@ impl Checker for ExactlyOnceInOrderDelivery {
                 node,
                 partition,
                 delivered,
+                log,
                 ..
             } => {
+                // What the application consumed must still be in the durable log: otherwise
+                // it was delivered before it was durable, and the log may now diverge from it.
+                if *delivered > log.last_index() {
+                    return Err(format!(
+                        "partition {partition}: node {node} restarted with entries up to \
+                         {delivered} delivered but a durable log ending at {}",
+                        log.last_index()
+                    ));
+                }
                 self.delivered.insert((*node, *partition), *delivered);
             }
             Observation::Delivered {
@@ -239,6 +249,22 @@ mod tests {
                 deliver(0, later),
             ],
         );
+    }
+
+    #[test]
+    fn a_delivered_entry_missing_from_the_durable_log_after_restart_is_flagged() {
+        let entry = data(1, 1, 10);
+        let mut history = vec![append(0, &[entry]), commit(0, 1), deliver(0, entry)];
+        history.push(crate::sim::observation::Observation::Crashed { node: 0 });
+        history.push(crate::sim::observation::Observation::Restarted {
+            node: 0,
+            partition: 0,
+            term: 1,
+            log: crate::sim::observation::ObservedLog::default(),
+            commit: 0,
+            delivered: 1,
+        });
+        assert_flagged_by("exactly_once_in_order_delivery", 1, history);
     }
 
     #[test]
