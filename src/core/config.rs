@@ -1,0 +1,294 @@
+//! Configuration of one replica: identity, membership, timing in ticks and every limit.
+
+use super::types::{NodeId, PartitionId};
+
+/// Configuration of one [`Replica`](super::Replica). Build it with [`Config::new`] and override
+/// fields with struct-update syntax; [`Config::validate`] runs when the replica is created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// This replica's node id (must be a voter or a learner).
+    pub id: NodeId,
+    /// The partition this replica belongs to.
+    pub partition: PartitionId,
+    /// Nodes that vote and count towards quorums (including `id` if it votes).
+    pub voters: Vec<NodeId>,
+    /// Nodes that receive the log but never vote and never count (may include `id`).
+    pub learners: Vec<NodeId>,
+    /// Lower bound (inclusive) of the randomized election timeout, in ticks.
+    pub election_timeout_ticks_min: u32,
+    /// Upper bound (exclusive) of the randomized election timeout, in ticks.
+    pub election_timeout_ticks_max: u32,
+    /// Leader heartbeat period, in ticks (must be below `election_timeout_ticks_min`).
+    pub heartbeat_interval_ticks: u32,
+    /// Leader steps down if a quorum of voters was not heard from within an election timeout;
+    /// followers then also ignore vote requests while their leader is alive (leader lease).
+    pub check_quorum: bool,
+    /// Seed of the deterministic PRNG drawing election timeouts (mixed with id and partition).
+    pub seed: u64,
+    /// Maximum AppendRequests in flight to one follower in the replicate state.
+    pub inflight_messages_max: usize,
+    /// Maximum entry bytes in flight to one follower.
+    pub inflight_bytes_max: u64,
+    /// Maximum entries in one AppendRequest.
+    pub append_entries_max: usize,
+    /// Maximum entry bytes in one AppendRequest (at least one entry is always sent).
+    pub append_bytes_max: u64,
+    /// Maximum entries the leader holds uncommitted; further proposals get
+    /// [`Status::ProposalQueueFull`](super::Status::ProposalQueueFull).
+    pub uncommitted_entries_max: usize,
+    /// Maximum uncommitted entry bytes on the leader.
+    pub uncommitted_bytes_max: u64,
+    /// Maximum pending ReadIndex requests on the leader.
+    pub read_index_pending_max: usize,
+    /// Largest accepted jump between this replica's term and a message's term. A message
+    /// further ahead is treated as garbage: no replica can be that far ahead with pre-vote.
+    pub term_gap_max: u64,
+    /// Simulator sensitivity hooks (feature `sim-bugs` only): the bug to inject, if any.
+    #[cfg(feature = "sim-bugs")]
+    pub bug: Option<InjectedBug>,
+}
+
+/// A known Raft bug the simulator must catch (feature `sim-bugs`). With the feature off none of
+/// this code exists.
+#[cfg(feature = "sim-bugs")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum InjectedBug {
+    /// Acknowledge before persist: followers send append acks immediately and the leader counts
+    /// its own entries as durable as soon as it appends them.
+    AckBeforePersist,
+    /// Followers accept appends without checking the term at `prev_log_index`.
+    SkipPrevLogCheck,
+    /// Grant a vote even after voting for another candidate in the same term.
+    DoubleVote,
+    /// Advance the commit index on a quorum match of an entry from an older term (figure 8).
+    CommitOldTermByCounting,
+    /// Deliver each batch of committed entries in reverse order.
+    DeliverOutOfOrder,
+    /// A new leader drops its uncommitted tail and reissues those indices.
+    ReuseIndexAfterLeaderChange,
+}
+
+#[cfg(feature = "sim-bugs")]
+impl InjectedBug {
+    /// Every injectable bug.
+    pub const ALL: [Self; 6] = [
+        Self::AckBeforePersist,
+        Self::SkipPrevLogCheck,
+        Self::DoubleVote,
+        Self::CommitOldTermByCounting,
+        Self::DeliverOutOfOrder,
+        Self::ReuseIndexAfterLeaderChange,
+    ];
+}
+
+/// A configuration or restore input that cannot be used.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A field has an invalid value.
+    #[error("invalid config field `{field}`: {reason}")]
+    InvalidField {
+        /// The field name.
+        field: &'static str,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The durable state handed to the replica is inconsistent.
+    #[error("invalid durable state: {0}")]
+    InvalidDurableState(&'static str),
+}
+
+impl Config {
+    /// A configuration with the defaults: election timeout 10–20 ticks, heartbeat every 2
+    /// ticks, check-quorum on, 256 messages / 8 MiB in flight per follower, 1024 entries / 1 MiB
+    /// per append, 65 536 entries / 64 MiB uncommitted, 1024 pending reads.
+    #[must_use]
+    pub fn new(id: NodeId, partition: PartitionId, voters: Vec<NodeId>) -> Self {
+        Self {
+            id,
+            partition,
+            voters,
+            learners: Vec::new(),
+            election_timeout_ticks_min: 10,
+            election_timeout_ticks_max: 20,
+            heartbeat_interval_ticks: 2,
+            check_quorum: true,
+            seed: 0,
+            inflight_messages_max: 256,
+            inflight_bytes_max: 8 << 20,
+            append_entries_max: 1024,
+            append_bytes_max: 1 << 20,
+            uncommitted_entries_max: 65_536,
+            uncommitted_bytes_max: 64 << 20,
+            read_index_pending_max: 1024,
+            term_gap_max: 1 << 32,
+            #[cfg(feature = "sim-bugs")]
+            bug: None,
+        }
+    }
+
+    /// Checks every field.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidField`] naming the first invalid field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, reason| Err(ConfigError::InvalidField { field, reason });
+        if self.id == NodeId::ZERO {
+            return invalid("id", "node id 0 is reserved");
+        }
+        if self.voters.is_empty() {
+            return invalid("voters", "at least one voter is required");
+        }
+        let mut all: Vec<NodeId> = self.voters.iter().chain(&self.learners).copied().collect();
+        if all.contains(&NodeId::ZERO) {
+            return invalid("voters", "node id 0 is reserved");
+        }
+        all.sort_unstable();
+        if all.windows(2).any(|w| w[0] == w[1]) {
+            return invalid(
+                "learners",
+                "a node is listed twice (voters and learners are disjoint)",
+            );
+        }
+        if !all.contains(&self.id) {
+            return invalid("id", "this node is neither a voter nor a learner");
+        }
+        if self.election_timeout_ticks_min == 0 {
+            return invalid("election_timeout_ticks_min", "must be positive");
+        }
+        if self.election_timeout_ticks_max <= self.election_timeout_ticks_min {
+            return invalid(
+                "election_timeout_ticks_max",
+                "must be greater than election_timeout_ticks_min",
+            );
+        }
+        if self.heartbeat_interval_ticks == 0
+            || self.heartbeat_interval_ticks >= self.election_timeout_ticks_min
+        {
+            return invalid(
+                "heartbeat_interval_ticks",
+                "must be positive and below election_timeout_ticks_min",
+            );
+        }
+        let positive: [(&'static str, u64); 7] = [
+            ("inflight_messages_max", self.inflight_messages_max as u64),
+            ("inflight_bytes_max", self.inflight_bytes_max),
+            ("append_entries_max", self.append_entries_max as u64),
+            ("append_bytes_max", self.append_bytes_max),
+            (
+                "uncommitted_entries_max",
+                self.uncommitted_entries_max as u64,
+            ),
+            ("uncommitted_bytes_max", self.uncommitted_bytes_max),
+            ("read_index_pending_max", self.read_index_pending_max as u64),
+        ];
+        for (field, value) in positive {
+            if value == 0 {
+                return invalid(field, "must be positive");
+            }
+        }
+        if self.term_gap_max == 0 {
+            return invalid("term_gap_max", "must be positive");
+        }
+        Ok(())
+    }
+
+    /// Whether `node` votes in this partition.
+    #[must_use]
+    pub fn is_voter(&self, node: NodeId) -> bool {
+        self.voters.contains(&node)
+    }
+
+    /// Whether `node` is a voter or a learner of this partition.
+    #[must_use]
+    pub fn is_member(&self, node: NodeId) -> bool {
+        self.voters.contains(&node) || self.learners.contains(&node)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Config {
+        Config::new(
+            NodeId(1),
+            PartitionId(1),
+            vec![NodeId(1), NodeId(2), NodeId(3)],
+        )
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(base().validate(), Ok(()));
+    }
+
+    #[test]
+    fn invalid_fields_are_named() {
+        let cases: Vec<(Config, &str)> = vec![
+            (
+                Config {
+                    id: NodeId(0),
+                    ..base()
+                },
+                "id",
+            ),
+            (
+                Config {
+                    id: NodeId(9),
+                    ..base()
+                },
+                "id",
+            ),
+            (
+                Config {
+                    voters: vec![],
+                    ..base()
+                },
+                "voters",
+            ),
+            (
+                Config {
+                    learners: vec![NodeId(2)],
+                    ..base()
+                },
+                "learners",
+            ),
+            (
+                Config {
+                    election_timeout_ticks_max: 10,
+                    ..base()
+                },
+                "election_timeout_ticks_max",
+            ),
+            (
+                Config {
+                    heartbeat_interval_ticks: 10,
+                    ..base()
+                },
+                "heartbeat_interval_ticks",
+            ),
+            (
+                Config {
+                    inflight_messages_max: 0,
+                    ..base()
+                },
+                "inflight_messages_max",
+            ),
+            (
+                Config {
+                    append_bytes_max: 0,
+                    ..base()
+                },
+                "append_bytes_max",
+            ),
+        ];
+        for (config, expected) in cases {
+            match config.validate() {
+                Err(ConfigError::InvalidField { field, .. }) => assert_eq!(field, expected),
+                other => panic!("expected an error naming {expected}, got {other:?}"),
+            }
+        }
+    }
+}

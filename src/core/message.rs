@@ -1,0 +1,126 @@
+//! The messages replicas exchange. Every message names its partition, sender, receiver and the
+//! sender's term; bodies are one-way (a response is another message in the other direction).
+
+use super::entry::Entry;
+use super::types::{LogIndex, NodeId, PartitionId, Term};
+
+/// A message between two replicas of one partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// The partition (Raft group) this message belongs to.
+    pub partition: PartitionId,
+    /// Sender.
+    pub from: NodeId,
+    /// Receiver.
+    pub to: NodeId,
+    /// The sender's term (for pre-votes: the term the sender would campaign in).
+    pub term: Term,
+    /// What the message says.
+    pub body: MessageBody,
+}
+
+/// The body of a [`Message`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MessageBody {
+    /// "Would you vote for me in `term`?" Sent without changing the sender's term (thesis §9.6).
+    PreVoteRequest {
+        /// Index of the candidate's last entry.
+        last_log_index: LogIndex,
+        /// Term of the candidate's last entry.
+        last_log_term: Term,
+    },
+    /// Answer to a pre-vote. When granted the message term is the request's term, otherwise the
+    /// responder's own term.
+    PreVoteResponse {
+        /// Whether the pre-vote is granted.
+        granted: bool,
+    },
+    /// A real vote request for `term`.
+    VoteRequest {
+        /// Index of the candidate's last entry.
+        last_log_index: LogIndex,
+        /// Term of the candidate's last entry.
+        last_log_term: Term,
+        /// Set when the election was triggered by a leadership transfer (`TimeoutNow`): voters
+        /// then disregard their leader lease.
+        transfer: bool,
+    },
+    /// Answer to a vote request. Sent only after the vote is durable.
+    VoteResponse {
+        /// Whether the vote is granted.
+        granted: bool,
+    },
+    /// Anchored AppendEntries: `entries` follow the entry (`prev_log_index`, `prev_log_term`).
+    AppendRequest {
+        /// Index of the entry immediately before `entries`.
+        prev_log_index: LogIndex,
+        /// Term of that entry.
+        prev_log_term: Term,
+        /// Consecutive entries starting at `prev_log_index + 1` (may be empty: a probe).
+        entries: Vec<Entry>,
+        /// The leader's commit index.
+        commit: LogIndex,
+    },
+    /// Answer to an append. Sent only after the appended entries are durable.
+    AppendResponse {
+        /// `true`: the follower's log matches the leader's up to `index`.
+        /// `false`: the anchor at `index` (the request's `prev_log_index`) did not match.
+        success: bool,
+        /// On success the follower's match index; on rejection the rejected `prev_log_index`.
+        index: LogIndex,
+        /// On rejection: the follower's best guess of where the logs may agree (fast
+        /// backtracking, §5.3 optimisation): an index whose term is ≤ `hint_term`.
+        hint_index: LogIndex,
+        /// On rejection: the term of the follower's entry at `hint_index`.
+        hint_term: Term,
+    },
+    /// Leader heartbeat; carries the leader's commit index (capped at the follower's match) and
+    /// the current ReadIndex round.
+    Heartbeat {
+        /// Commit index the follower may adopt (never above what it is known to hold).
+        commit: LogIndex,
+        /// ReadIndex round this heartbeat confirms (0: none).
+        read_round: u64,
+    },
+    /// Answer to a heartbeat.
+    HeartbeatResponse {
+        /// Echo of the heartbeat's `read_round`.
+        read_round: u64,
+    },
+    /// "Start an election now" (leadership transfer; sent by the leader to the target).
+    TimeoutNow,
+    /// A follower asks the leader for a read index on behalf of its caller.
+    ReadIndexRequest {
+        /// The caller's context, echoed in the response.
+        context: u64,
+    },
+    /// The leader's answer to a [`MessageBody::ReadIndexRequest`].
+    ReadIndexResponse {
+        /// The caller's context.
+        context: u64,
+        /// The confirmed read index (meaningful only if `ok`).
+        index: LogIndex,
+        /// Whether the leader confirmed the read.
+        ok: bool,
+    },
+}
+
+impl MessageBody {
+    /// A short name for traces and tests.
+    #[must_use]
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Self::PreVoteRequest { .. } => "PreVoteRequest",
+            Self::PreVoteResponse { .. } => "PreVoteResponse",
+            Self::VoteRequest { .. } => "VoteRequest",
+            Self::VoteResponse { .. } => "VoteResponse",
+            Self::AppendRequest { .. } => "AppendRequest",
+            Self::AppendResponse { .. } => "AppendResponse",
+            Self::Heartbeat { .. } => "Heartbeat",
+            Self::HeartbeatResponse { .. } => "HeartbeatResponse",
+            Self::TimeoutNow => "TimeoutNow",
+            Self::ReadIndexRequest { .. } => "ReadIndexRequest",
+            Self::ReadIndexResponse { .. } => "ReadIndexResponse",
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! The output of a replica: what to persist, what to send and when, what to deliver.
+//!
+//! The ordering contract is carried by the types: messages that may leave before the Ready is
+//! durable are a plain `Vec<Message>`; messages that may only leave after it are a
+//! [`GatedMessages`] that hands out its content only to a caller who names a durable Ready
+//! number at least as high as its own.
+
+use super::entry::{Entry, EntryKind};
+use super::message::Message;
+use super::status::Status;
+use super::types::{LogIndex, NodeId, Term, Ticket};
+
+/// The state that must survive a crash before votes and acks that depend on it leave the node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct HardState {
+    /// The current term.
+    pub term: Term,
+    /// The candidate voted for in `term`, if any.
+    pub vote: Option<NodeId>,
+    /// The commit index known when this hard state was produced. Unlike `term` and `vote` it
+    /// may be written lazily: losing it only costs re-learning it from the leader.
+    pub commit: LogIndex,
+}
+
+/// The role of a replica.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Follows a leader (or waits for one). Learners are always followers.
+    Follower,
+    /// Collecting pre-votes; the term is not yet incremented.
+    PreCandidate,
+    /// Collecting votes in a new term.
+    Candidate,
+    /// Leads the partition for the current term.
+    Leader,
+}
+
+/// Volatile state reported when it changes (for leader-changed events).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SoftState {
+    /// This replica's role.
+    pub role: Role,
+    /// The leader this replica knows for `term`, if any.
+    pub leader: Option<NodeId>,
+    /// The current term.
+    pub term: Term,
+}
+
+/// The answer to a [`Replica::read_index`](super::Replica::read_index) request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ReadState {
+    /// The caller's context.
+    pub context: u64,
+    /// `Ok(index)`: the read may be served once the local applied index reaches `index`.
+    /// `Err(status)`: leadership could not be confirmed (usually `NodeIsNotLeader`).
+    pub result: Result<LogIndex, Status>,
+}
+
+/// The resolution of an operation accepted by this replica while it led: a proposal, a commit
+/// or rollback marker, or a checkpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Outcome {
+    /// The operation's ticket.
+    pub ticket: Ticket,
+    /// Which operation: [`EntryKind::Normal`] (a proposal), `Commit`, `Rollback`, `Checkpoint`.
+    pub kind: EntryKind,
+    /// The last log index of the operation's entries.
+    pub index: LogIndex,
+    /// `Success` once committed by a quorum; `ReplicationFailed` if leadership was lost first
+    /// (the entries may still commit later: the result is indeterminate).
+    pub status: Status,
+}
+
+/// Messages that may be sent only once the Ready that produced them is durable.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct GatedMessages {
+    ready_number: u64,
+    messages: Vec<Message>,
+}
+
+impl GatedMessages {
+    pub(crate) fn new(ready_number: u64, messages: Vec<Message>) -> Self {
+        Self {
+            ready_number,
+            messages,
+        }
+    }
+
+    /// The Ready whose durability gates these messages.
+    #[must_use]
+    pub fn ready_number(&self) -> u64 {
+        self.ready_number
+    }
+
+    /// Whether there is nothing to send.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// Number of gated messages.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Read-only view (for traces and tests); sending needs [`GatedMessages::release`].
+    #[must_use]
+    pub fn peek(&self) -> &[Message] {
+        &self.messages
+    }
+
+    /// Hands out the messages if every Ready up to `durable_through` is durable and that covers
+    /// this Ready; otherwise gives `self` back unchanged.
+    ///
+    /// # Errors
+    ///
+    /// Returns `Err(self)` when `durable_through` is below this Ready's number.
+    pub fn release(self, durable_through: u64) -> Result<Vec<Message>, Self> {
+        if durable_through >= self.ready_number {
+            Ok(self.messages)
+        } else {
+            Err(self)
+        }
+    }
+}
+
+/// One batch of work for the runtime, numbered. Obligations, in order:
+///
+/// 1. persist `hard_state` (if any) and `entries`: when `entries[0].index` is at or below the
+///    last index handed out before, every stored entry from that index on is replaced; when
+///    `compaction_floor` is set, entries at or below it may be discarded;
+/// 2. send `messages` at any time (they do not depend on this Ready's durability);
+/// 3. once 1 is durable call [`Replica::persisted`](super::Replica::persisted)`(number)` and
+///    send `persisted_messages` (released by [`GatedMessages::release`]);
+/// 4. deliver `committed_entries` to the application in order (they are already durable
+///    locally), then call [`Replica::applied`](super::Replica::applied)`(committed_through)`;
+/// 5. answer waiters from `outcomes` and `read_states`; start a snapshot transfer for every
+///    node in `snapshot_required`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Ready {
+    /// Sequence number (1, 2, ...) to acknowledge with `persisted`.
+    pub number: u64,
+    /// Set when role, leader or term changed since the previous Ready.
+    pub soft_state: Option<SoftState>,
+    /// Hard state to persist, when it changed.
+    pub hard_state: Option<HardState>,
+    /// Entries to persist (consecutive indices).
+    pub entries: Vec<Entry>,
+    /// New compaction floor: a committed, applied checkpoint. Entries at or below it are no
+    /// longer needed by this replica.
+    pub compaction_floor: Option<LogIndex>,
+    /// Messages to send now.
+    pub messages: Vec<Message>,
+    /// Messages to send once this Ready is durable (votes, append acknowledgements).
+    pub persisted_messages: GatedMessages,
+    /// Committed entries to deliver, strictly in log order, each exactly once. Held two-phase
+    /// proposals, rolled-back proposals, markers and no-ops are not included.
+    pub committed_entries: Vec<Entry>,
+    /// The log index the delivery cursor reached (covers skipped entries too); pass it to
+    /// `applied` once `committed_entries` are applied.
+    pub committed_through: LogIndex,
+    /// Answers to ReadIndex requests.
+    pub read_states: Vec<ReadState>,
+    /// Resolutions of operations this replica accepted as leader.
+    pub outcomes: Vec<Outcome>,
+    /// Followers that need entries below the compaction floor: only a snapshot helps them.
+    pub snapshot_required: Vec<NodeId>,
+}
+
+impl Ready {
+    /// Whether steps 1 and 3 of the contract have anything to persist.
+    #[must_use]
+    pub fn must_persist(&self) -> bool {
+        self.hard_state.is_some() || !self.entries.is_empty() || self.compaction_floor.is_some()
+    }
+}

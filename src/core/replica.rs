@@ -1,0 +1,1743 @@
+//! One partition's Raft replica: the deterministic state machine that turns ticks, messages,
+//! proposals and persistence acknowledgements into [`Ready`] batches.
+//!
+//! It owns the protocol (elections, replication, commit, delivery) and nothing else: no clock
+//! (time is `tick()`), no I/O (the runtime persists and sends what a `Ready` says), no threads.
+
+use std::collections::VecDeque;
+use std::ops::RangeInclusive;
+
+use bytes::Bytes;
+
+#[cfg(feature = "sim-bugs")]
+use super::config::InjectedBug;
+use super::config::{Config, ConfigError};
+use super::entry::{Entry, EntryKind};
+use super::hold::{Holds, Verdict};
+use super::log::RaftLog;
+use super::message::{Message, MessageBody};
+use super::progress::{Progress, ProgressState, ProgressView};
+use super::ready::{GatedMessages, HardState, Outcome, ReadState, Ready, Role, SoftState};
+use super::rng::SplitMix64;
+use super::status::Status;
+use super::types::{LogIndex, NodeId, PartitionId, Term, Ticket};
+
+/// Indices beyond this are absurd: no log grows to 2^62 entries.
+const INDEX_ABSURD: u64 = 1 << 62;
+
+/// What survived a crash: the runtime reads it back from its WAL and hands it to
+/// [`Replica::new`]. A fresh replica starts from [`DurableState::default`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DurableState {
+    /// The last durable hard state.
+    pub hard_state: HardState,
+    /// The compaction floor: entries at or below it are gone (0 when nothing was compacted).
+    pub floor: LogIndex,
+    /// The term of the entry at `floor`.
+    pub floor_term: Term,
+    /// Every durable entry above `floor`, in order.
+    pub entries: Vec<Entry>,
+    /// The application's durable applied index: entries up to it are not delivered again.
+    pub applied: LogIndex,
+}
+
+/// An operation accepted as leader, waiting for its outcome.
+#[derive(Clone, Copy, Debug)]
+struct PendingOp {
+    last: LogIndex,
+    ticket: Ticket,
+    kind: EntryKind,
+}
+
+/// A ReadIndex request on the leader.
+#[derive(Clone, Copy, Debug)]
+struct PendingRead {
+    context: u64,
+    /// The follower that forwarded it (`None`: local caller).
+    from: Option<NodeId>,
+    index: LogIndex,
+    /// Heartbeat round that confirms it (0: not yet assigned, waiting for a current-term commit).
+    round: u64,
+}
+
+/// One partition's Raft replica. See the [module docs](super) for the contract.
+#[derive(Debug)]
+pub struct Replica {
+    config: Config,
+    quorum: usize,
+    term: Term,
+    vote: Option<NodeId>,
+    leader: Option<NodeId>,
+    role: Role,
+    log: RaftLog,
+    holds: Holds,
+    delivered: LogIndex,
+    applied: LogIndex,
+    /// Delivered checkpoints not yet the compaction floor (waiting for `applied`).
+    checkpoints: VecDeque<LogIndex>,
+    rng: SplitMix64,
+    election_elapsed: u32,
+    heartbeat_elapsed: u32,
+    randomized_timeout: u32,
+    /// (voter, granted) for the current (pre-)election.
+    votes: Vec<(NodeId, bool)>,
+    /// Every other member, sorted by id (deterministic iteration).
+    progress: Vec<(NodeId, Progress)>,
+    transferee: Option<NodeId>,
+    transfer_elapsed: u32,
+    heartbeats_suspended: bool,
+    pending_ops: VecDeque<PendingOp>,
+    uncommitted_entries: usize,
+    uncommitted_bytes: u64,
+    read_round: u64,
+    reads: VecDeque<PendingRead>,
+    scratch: Vec<LogIndex>,
+    // Output buffers, drained by `ready()`.
+    messages: Vec<Message>,
+    persisted_messages: Vec<Message>,
+    read_states: Vec<ReadState>,
+    outcomes: Vec<Outcome>,
+    snapshot_required: Vec<NodeId>,
+    compaction_floor: Option<LogIndex>,
+    prev_hard_state: HardState,
+    prev_soft_state: SoftState,
+    ready_number: u64,
+    /// (ready number, last index, last term) of Readies whose entries are not yet durable.
+    pending_persist: VecDeque<(u64, LogIndex, Term)>,
+}
+
+impl Replica {
+    /// Creates a replica from its configuration and what survived the last crash.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidField`] for an invalid config, [`ConfigError::InvalidDurableState`]
+    /// when the durable state is inconsistent (gaps, decreasing terms, applied beyond the log).
+    pub fn new(config: Config, durable: DurableState) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let bad = |reason| Err(ConfigError::InvalidDurableState(reason));
+        let DurableState {
+            hard_state,
+            floor,
+            floor_term,
+            entries,
+            applied,
+        } = durable;
+        if floor.0 >= INDEX_ABSURD || hard_state.term.0 >= INDEX_ABSURD {
+            return bad("floor or term is absurdly large");
+        }
+        let mut expected = floor.next();
+        let mut last_term = floor_term;
+        for e in &entries {
+            if e.index != expected {
+                return bad("entries are not contiguous above the floor");
+            }
+            if e.term < last_term {
+                return bad("entry terms decrease");
+            }
+            expected = expected.next();
+            last_term = e.term;
+        }
+        if last_term > hard_state.term {
+            return bad("an entry's term is above the hard state's term");
+        }
+        let last = expected.prev();
+        if applied < floor || applied > last {
+            return bad("applied index outside [floor, last index]");
+        }
+        if hard_state.commit > last {
+            return bad("commit index beyond the last entry");
+        }
+        if hard_state.vote.is_some_and(|v| !config.is_voter(v)) {
+            return bad("voted for a node that is not a voter");
+        }
+        let mut log = RaftLog::new(floor, floor_term, entries);
+        log.committed = hard_state.commit.max(applied).max(floor);
+        let mut holds = Holds::default();
+        let mut checkpoints = VecDeque::new();
+        for e in log.range(floor.next(), log.last_index()) {
+            if e.index > applied {
+                holds.on_append(e);
+            } else if e.kind == EntryKind::Checkpoint {
+                checkpoints.push_back(e.index);
+            }
+        }
+        let mut progress: Vec<(NodeId, Progress)> = config
+            .voters
+            .iter()
+            .map(|&n| (n, false))
+            .chain(config.learners.iter().map(|&n| (n, true)))
+            .filter(|&(n, _)| n != config.id)
+            .map(|(n, learner)| (n, Progress::new(LogIndex(1), learner)))
+            .collect();
+        progress.sort_by_key(|(n, _)| *n);
+        let seed = config.seed
+            ^ config.id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ u64::from(config.partition.0).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+        let quorum = config.voters.len() / 2 + 1;
+        let mut replica = Self {
+            quorum,
+            term: hard_state.term,
+            vote: hard_state.vote,
+            leader: None,
+            role: Role::Follower,
+            log,
+            holds,
+            delivered: applied,
+            applied,
+            checkpoints,
+            rng: SplitMix64::new(seed),
+            election_elapsed: 0,
+            heartbeat_elapsed: 0,
+            randomized_timeout: 0,
+            votes: Vec::new(),
+            progress,
+            transferee: None,
+            transfer_elapsed: 0,
+            heartbeats_suspended: false,
+            pending_ops: VecDeque::new(),
+            uncommitted_entries: 0,
+            uncommitted_bytes: 0,
+            read_round: 0,
+            reads: VecDeque::new(),
+            scratch: Vec::new(),
+            messages: Vec::new(),
+            persisted_messages: Vec::new(),
+            read_states: Vec::new(),
+            outcomes: Vec::new(),
+            snapshot_required: Vec::new(),
+            compaction_floor: None,
+            prev_hard_state: HardState {
+                commit: hard_state.commit,
+                ..hard_state
+            },
+            prev_soft_state: SoftState {
+                role: Role::Follower,
+                leader: None,
+                term: hard_state.term,
+            },
+            ready_number: 0,
+            pending_persist: VecDeque::new(),
+            config,
+        };
+        replica.reset_election_timeout();
+        replica.compact_applied_checkpoints();
+        Ok(replica)
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Status getters.
+
+    /// This replica's node id.
+    #[must_use]
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    /// This replica's partition.
+    #[must_use]
+    pub fn partition(&self) -> PartitionId {
+        self.config.partition
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Current role.
+    #[must_use]
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Whether this replica leads its partition.
+    #[must_use]
+    pub fn is_leader(&self) -> bool {
+        self.role == Role::Leader
+    }
+
+    /// Current term.
+    #[must_use]
+    pub fn term(&self) -> Term {
+        self.term
+    }
+
+    /// The vote cast in the current term.
+    #[must_use]
+    pub fn vote(&self) -> Option<NodeId> {
+        self.vote
+    }
+
+    /// The leader known for the current term.
+    #[must_use]
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+
+    /// The current hard state (possibly not yet durable).
+    #[must_use]
+    pub fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            vote: self.vote,
+            commit: self.log.committed,
+        }
+    }
+
+    /// The current soft state.
+    #[must_use]
+    pub fn soft_state(&self) -> SoftState {
+        SoftState {
+            role: self.role,
+            leader: self.leader,
+            term: self.term,
+        }
+    }
+
+    /// Highest index known committed.
+    #[must_use]
+    pub fn commit_index(&self) -> LogIndex {
+        self.log.committed
+    }
+
+    /// Index of the last entry in the log (durable or not).
+    #[must_use]
+    pub fn last_index(&self) -> LogIndex {
+        self.log.last_index()
+    }
+
+    /// Term of the last entry.
+    #[must_use]
+    pub fn last_term(&self) -> Term {
+        self.log.last_term()
+    }
+
+    /// Highest index known durable locally.
+    #[must_use]
+    pub fn persisted_index(&self) -> LogIndex {
+        self.log.persisted
+    }
+
+    /// Index the delivery cursor reached (handed out in a Ready).
+    #[must_use]
+    pub fn delivered_index(&self) -> LogIndex {
+        self.delivered
+    }
+
+    /// Index the application reported applied.
+    #[must_use]
+    pub fn applied_index(&self) -> LogIndex {
+        self.applied
+    }
+
+    /// The compaction floor: entries at or below it are no longer held.
+    #[must_use]
+    pub fn compaction_floor(&self) -> LogIndex {
+        self.log.floor()
+    }
+
+    /// The term of the entry at `index`, if this replica still holds it (or it is the floor).
+    #[must_use]
+    pub fn term_at(&self, index: LogIndex) -> Option<Term> {
+        self.log.term(index)
+    }
+
+    /// The entry at `index`, if held in memory (above the floor).
+    #[must_use]
+    pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
+        self.log.entry(index)
+    }
+
+    /// The leader's view of a follower (`None` when not leader or unknown node).
+    #[must_use]
+    pub fn progress(&self, node: NodeId) -> Option<ProgressView> {
+        if self.role != Role::Leader {
+            return None;
+        }
+        self.progress
+            .iter()
+            .find(|(n, _)| *n == node)
+            .map(|(_, p)| p.view())
+    }
+
+    /// The voters of this partition.
+    #[must_use]
+    pub fn voters(&self) -> &[NodeId] {
+        &self.config.voters
+    }
+
+    /// The learners of this partition.
+    #[must_use]
+    pub fn learners(&self) -> &[NodeId] {
+        &self.config.learners
+    }
+
+    /// Whether this replica is a learner (never campaigns, never counts).
+    #[must_use]
+    pub fn is_learner(&self) -> bool {
+        !self.config.is_voter(self.config.id)
+    }
+
+    /// Whether a leadership transfer is in progress (proposals are refused meanwhile).
+    #[must_use]
+    pub fn transfer_target(&self) -> Option<NodeId> {
+        self.transferee
+    }
+
+    /// Whether heartbeats are suspended (test hook).
+    #[must_use]
+    pub fn heartbeats_suspended(&self) -> bool {
+        self.heartbeats_suspended
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Inputs.
+
+    /// Advances logical time by one tick: election timeouts, heartbeats, check-quorum.
+    pub fn tick(&mut self) {
+        if self.role == Role::Leader {
+            self.tick_leader();
+            return;
+        }
+        self.election_elapsed = self.election_elapsed.saturating_add(1);
+        if self.election_elapsed >= self.randomized_timeout && self.can_campaign() {
+            self.campaign_pre_vote();
+        }
+    }
+
+    /// Steps a message received from the network.
+    ///
+    /// # Errors
+    ///
+    /// The message is ignored and nothing changes when it is for another partition
+    /// ([`Status::PartitionMoved`]), from a non-member or from ourselves
+    /// ([`Status::LogsFromAnotherLeader`]), or malformed or absurd ([`Status::Errored`]).
+    pub fn step(&mut self, m: Message) -> Result<(), Status> {
+        self.check_message(&m)?;
+        if m.term > self.term {
+            // A leader we still believe in that campaigns has lost its leadership (restart,
+            // step-down): its own lease does not stand in its way.
+            let leased = self.in_lease() && self.leader != Some(m.from);
+            match &m.body {
+                MessageBody::PreVoteRequest { .. } if leased => return Ok(()),
+                MessageBody::VoteRequest {
+                    transfer: false, ..
+                } if self.config.check_quorum && leased => return Ok(()),
+                MessageBody::PreVoteRequest { .. } => {}
+                MessageBody::PreVoteResponse { granted: true } => {}
+                MessageBody::AppendRequest { .. } | MessageBody::Heartbeat { .. } => {
+                    self.become_follower(m.term, Some(m.from));
+                }
+                _ => self.become_follower(m.term, None),
+            }
+        } else if m.term < self.term {
+            match m.body {
+                MessageBody::AppendRequest { .. } | MessageBody::Heartbeat { .. } => {
+                    // Tell the stale leader about the newer term so it steps down.
+                    self.send(
+                        m.from,
+                        MessageBody::AppendResponse {
+                            success: false,
+                            index: LogIndex::ZERO,
+                            hint_index: LogIndex::ZERO,
+                            hint_term: Term::ZERO,
+                        },
+                    );
+                }
+                MessageBody::PreVoteRequest { .. } => {
+                    self.send(m.from, MessageBody::PreVoteResponse { granted: false });
+                }
+                _ => {}
+            }
+            return Ok(());
+        }
+        let from = m.from;
+        let term = m.term;
+        match m.body {
+            MessageBody::PreVoteRequest {
+                last_log_index,
+                last_log_term,
+            } => self.handle_vote_request(from, term, last_log_index, last_log_term, true),
+            MessageBody::VoteRequest {
+                last_log_index,
+                last_log_term,
+                ..
+            } => self.handle_vote_request(from, term, last_log_index, last_log_term, false),
+            MessageBody::PreVoteResponse { granted } => {
+                if self.role == Role::PreCandidate && term == self.term.next() {
+                    self.record_vote(from, granted, true);
+                }
+            }
+            MessageBody::VoteResponse { granted } => {
+                if self.role == Role::Candidate {
+                    self.record_vote(from, granted, false);
+                }
+            }
+            MessageBody::AppendRequest {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                commit,
+            } => self.handle_append(from, prev_log_index, prev_log_term, entries, commit),
+            MessageBody::AppendResponse {
+                success,
+                index,
+                hint_index,
+                hint_term,
+            } => self.handle_append_response(from, success, index, hint_index, hint_term),
+            MessageBody::Heartbeat { commit, read_round } => {
+                self.handle_heartbeat(from, commit, read_round);
+            }
+            MessageBody::HeartbeatResponse { read_round } => {
+                self.handle_heartbeat_response(from, read_round);
+            }
+            MessageBody::TimeoutNow => {
+                if self.role != Role::Leader && self.can_campaign() {
+                    self.campaign(true);
+                }
+            }
+            MessageBody::ReadIndexRequest { context } => {
+                if self.role == Role::Leader {
+                    if self.queue_read(context, Some(from)).is_err() {
+                        self.send(
+                            from,
+                            MessageBody::ReadIndexResponse {
+                                context,
+                                index: LogIndex::ZERO,
+                                ok: false,
+                            },
+                        );
+                    }
+                } else {
+                    self.send(
+                        from,
+                        MessageBody::ReadIndexResponse {
+                            context,
+                            index: LogIndex::ZERO,
+                            ok: false,
+                        },
+                    );
+                }
+            }
+            MessageBody::ReadIndexResponse { context, index, ok } => {
+                if self.role != Role::Leader && self.leader == Some(from) {
+                    let result = if ok {
+                        Ok(index)
+                    } else {
+                        Err(Status::NodeIsNotLeader)
+                    };
+                    self.read_states.push(ReadState { context, result });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Proposes one entry. Returns its index; the outcome arrives in a later Ready.
+    ///
+    /// # Errors
+    ///
+    /// See [`Replica::propose_batch`].
+    pub fn propose(
+        &mut self,
+        ticket: Ticket,
+        auto_commit: bool,
+        payload: Bytes,
+    ) -> Result<LogIndex, Status> {
+        self.propose_batch(ticket, auto_commit, std::slice::from_ref(&payload))
+            .map(|range| *range.end())
+    }
+
+    /// Proposes consecutive entries sharing one ticket. With `auto_commit = false` they are
+    /// held from delivery until [`Replica::commit_proposal`] or
+    /// [`Replica::rollback_proposal`] resolves the ticket.
+    ///
+    /// # Errors
+    ///
+    /// [`Status::NodeIsNotLeader`] (also while a leadership transfer is in progress),
+    /// [`Status::Errored`] for an empty batch, [`Status::ActiveProposal`] when a two-phase
+    /// proposal with this ticket is still tracked, [`Status::ProposalQueueFull`] when the
+    /// uncommitted limits would be exceeded.
+    pub fn propose_batch(
+        &mut self,
+        ticket: Ticket,
+        auto_commit: bool,
+        payloads: &[Bytes],
+    ) -> Result<RangeInclusive<LogIndex>, Status> {
+        self.check_can_propose()?;
+        if payloads.is_empty() {
+            return Err(Status::Errored);
+        }
+        if !auto_commit && self.holds.contains(ticket) {
+            return Err(Status::ActiveProposal);
+        }
+        let bytes: u64 = payloads.iter().map(|p| p.len() as u64 + 32).sum();
+        self.check_uncommitted_room(payloads.len(), bytes)?;
+        let first = self.log.last_index().next();
+        for payload in payloads {
+            self.leader_append(EntryKind::Normal, ticket, auto_commit, payload.clone());
+        }
+        let last = self.log.last_index();
+        self.pending_ops.push_back(PendingOp {
+            last,
+            ticket,
+            kind: EntryKind::Normal,
+        });
+        Ok(first..=last)
+    }
+
+    /// Resolves a held two-phase proposal as committed: appends a Commit marker. Idempotent
+    /// while the ticket is tracked (returns the existing marker's index).
+    ///
+    /// # Errors
+    ///
+    /// [`Status::NodeIsNotLeader`], [`Status::ProposalNotFound`] for an unknown (or already
+    /// delivered and forgotten) ticket, [`Status::Errored`] when the ticket was rolled back or
+    /// its proposal is not yet committed, [`Status::ProposalQueueFull`].
+    pub fn commit_proposal(&mut self, ticket: Ticket) -> Result<LogIndex, Status> {
+        self.resolve(ticket, EntryKind::Commit)
+    }
+
+    /// Resolves a held two-phase proposal as rolled back: its entries are never delivered.
+    ///
+    /// # Errors
+    ///
+    /// As [`Replica::commit_proposal`]; rolling back a committed ticket is [`Status::Errored`].
+    pub fn rollback_proposal(&mut self, ticket: Ticket) -> Result<LogIndex, Status> {
+        self.resolve(ticket, EntryKind::Rollback)
+    }
+
+    /// Proposes a checkpoint. Once committed and applied it becomes the compaction floor.
+    ///
+    /// # Errors
+    ///
+    /// [`Status::NodeIsNotLeader`], [`Status::ActiveProposal`] while any two-phase proposal is
+    /// unresolved, [`Status::ProposalQueueFull`].
+    pub fn propose_checkpoint(&mut self, ticket: Ticket) -> Result<LogIndex, Status> {
+        self.check_can_propose()?;
+        if self.holds.any_unresolved() {
+            return Err(Status::ActiveProposal);
+        }
+        self.check_uncommitted_room(1, 32)?;
+        let index = self.leader_append(EntryKind::Checkpoint, ticket, true, Bytes::new());
+        self.pending_ops.push_back(PendingOp {
+            last: index,
+            ticket,
+            kind: EntryKind::Checkpoint,
+        });
+        Ok(index)
+    }
+
+    /// Acknowledges that every Ready numbered up to `ready_number` is durable.
+    pub fn persisted(&mut self, ready_number: u64) {
+        while let Some(&(number, index, term)) = self.pending_persist.front() {
+            if number > ready_number {
+                break;
+            }
+            self.pending_persist.pop_front();
+            // The entry may have been replaced by a later, not yet durable Ready: by Log
+            // Matching an equal term at the same index means it is the same entry.
+            if index > self.log.persisted && self.log.term(index) == Some(term) {
+                self.log.persisted = index;
+            }
+        }
+        if self.role == Role::Leader {
+            self.maybe_commit();
+        }
+    }
+
+    /// Reports that the application applied every delivered entry up to `index`.
+    pub fn applied(&mut self, index: LogIndex) {
+        let index = index.min(self.delivered);
+        if index > self.applied {
+            self.applied = index;
+        }
+        self.compact_applied_checkpoints();
+    }
+
+    /// Starts a leadership transfer to `target`: once the target's log matches, it is told to
+    /// campaign immediately. Proposals are refused until the transfer ends (success, or an
+    /// election timeout without one).
+    ///
+    /// # Errors
+    ///
+    /// [`Status::NodeIsNotLeader`], [`Status::LeaderAlreadyElected`] for a transfer to self,
+    /// [`Status::Errored`] when `target` is not a voter.
+    pub fn transfer_leadership(&mut self, target: NodeId) -> Result<(), Status> {
+        if self.role != Role::Leader {
+            return Err(Status::NodeIsNotLeader);
+        }
+        if target == self.config.id {
+            return Err(Status::LeaderAlreadyElected);
+        }
+        if !self.config.is_voter(target) {
+            return Err(Status::Errored);
+        }
+        self.transferee = Some(target);
+        self.transfer_elapsed = 0;
+        let last = self.log.last_index();
+        if self.peer(target).is_some_and(|p| p.match_index == last) {
+            self.send(target, MessageBody::TimeoutNow);
+        }
+        Ok(())
+    }
+
+    /// Steps down: becomes a follower in the same term and asks the most up-to-date voter to
+    /// campaign immediately.
+    ///
+    /// # Errors
+    ///
+    /// [`Status::NodeIsNotLeader`].
+    pub fn step_down(&mut self) -> Result<(), Status> {
+        if self.role != Role::Leader {
+            return Err(Status::NodeIsNotLeader);
+        }
+        let successor = self
+            .progress
+            .iter()
+            .filter(|(_, p)| !p.learner)
+            .max_by_key(|(n, p)| (p.match_index, std::cmp::Reverse(*n)))
+            .map(|(n, _)| *n);
+        self.become_follower(self.term, None);
+        if let Some(successor) = successor {
+            self.send(successor, MessageBody::TimeoutNow);
+        }
+        Ok(())
+    }
+
+    /// Test hook: the leader stops sending heartbeats and appends (followers will elect
+    /// another leader; with check-quorum this leader steps down).
+    ///
+    /// # Errors
+    ///
+    /// [`Status::NodeIsNotLeader`].
+    pub fn suspend_heartbeats(&mut self) -> Result<(), Status> {
+        if self.role != Role::Leader {
+            return Err(Status::NodeIsNotLeader);
+        }
+        self.heartbeats_suspended = true;
+        Ok(())
+    }
+
+    /// Test hook: resumes heartbeats and sends one immediately.
+    ///
+    /// # Errors
+    ///
+    /// [`Status::NodeIsNotLeader`].
+    pub fn resume_heartbeats(&mut self) -> Result<(), Status> {
+        if self.role != Role::Leader {
+            return Err(Status::NodeIsNotLeader);
+        }
+        self.heartbeats_suspended = false;
+        self.broadcast_heartbeat();
+        Ok(())
+    }
+
+    /// Requests a linearizable read point. The answer arrives as a [`ReadState`] carrying
+    /// `context`: serve the read once the applied index reaches it. On a follower the request
+    /// is forwarded to the leader.
+    ///
+    /// # Errors
+    ///
+    /// [`Status::NodeIsNotLeader`] when no leader is known, [`Status::ProposalQueueFull`] when
+    /// `read_index_pending_max` reads are pending.
+    pub fn read_index(&mut self, context: u64) -> Result<(), Status> {
+        match (self.role, self.leader) {
+            (Role::Leader, _) => self.queue_read(context, None),
+            (_, Some(leader)) => {
+                self.send(leader, MessageBody::ReadIndexRequest { context });
+                Ok(())
+            }
+            _ => Err(Status::NodeIsNotLeader),
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Output.
+
+    /// Whether [`Replica::ready`] has anything to hand out.
+    #[must_use]
+    pub fn has_ready(&self) -> bool {
+        !self.messages.is_empty()
+            || !self.persisted_messages.is_empty()
+            || !self.read_states.is_empty()
+            || !self.outcomes.is_empty()
+            || !self.snapshot_required.is_empty()
+            || self.compaction_floor.is_some()
+            || self.log.has_unstable()
+            || self.hard_state() != self.prev_hard_state
+            || self.soft_state() != self.prev_soft_state
+            || self.next_delivery_possible()
+            || self.leader_has_sends()
+    }
+
+    /// Takes the next batch of work. Returns an empty Ready (still numbered) when there is
+    /// nothing to do; check [`Replica::has_ready`] first to avoid that.
+    pub fn ready(&mut self) -> Ready {
+        if self.role == Role::Leader {
+            self.send_appends();
+            self.assign_read_rounds();
+        }
+        self.ready_number += 1;
+        let number = self.ready_number;
+        let hard_state = self.hard_state();
+        let hard_state = (hard_state != self.prev_hard_state).then(|| {
+            self.prev_hard_state = hard_state;
+            hard_state
+        });
+        let soft_state = self.soft_state();
+        let soft_state = (soft_state != self.prev_soft_state).then(|| {
+            self.prev_soft_state = soft_state;
+            soft_state
+        });
+        let entries = self.log.take_unstable();
+        if let Some(last) = entries.last() {
+            self.pending_persist
+                .push_back((number, last.index, last.term));
+            #[cfg(feature = "sim-bugs")]
+            if self.bug(InjectedBug::AckBeforePersist) {
+                self.log.persisted = self.log.last_index();
+                if self.role == Role::Leader {
+                    self.maybe_commit();
+                }
+            }
+        }
+        let (committed_entries, committed_through) = self.collect_deliveries();
+        Ready {
+            number,
+            soft_state,
+            hard_state,
+            entries,
+            compaction_floor: self.compaction_floor.take(),
+            messages: std::mem::take(&mut self.messages),
+            persisted_messages: GatedMessages::new(
+                number,
+                std::mem::take(&mut self.persisted_messages),
+            ),
+            committed_entries,
+            committed_through,
+            read_states: std::mem::take(&mut self.read_states),
+            outcomes: std::mem::take(&mut self.outcomes),
+            snapshot_required: std::mem::take(&mut self.snapshot_required),
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Input validation.
+
+    fn check_message(&self, m: &Message) -> Result<(), Status> {
+        if m.partition != self.config.partition {
+            return Err(Status::PartitionMoved);
+        }
+        if m.to != self.config.id {
+            return Err(Status::Errored);
+        }
+        if m.from == self.config.id || !self.config.is_member(m.from) {
+            return Err(Status::LogsFromAnotherLeader);
+        }
+        if m.term == Term::ZERO || m.term.0 >= INDEX_ABSURD {
+            return Err(Status::Errored);
+        }
+        if m.term > self.term && m.term.0 - self.term.0 > self.config.term_gap_max {
+            return Err(Status::Errored);
+        }
+        let sane = |i: LogIndex| i.0 < INDEX_ABSURD;
+        match &m.body {
+            MessageBody::PreVoteRequest {
+                last_log_index,
+                last_log_term,
+            }
+            | MessageBody::VoteRequest {
+                last_log_index,
+                last_log_term,
+                ..
+            } => {
+                if !self.config.is_voter(m.from) {
+                    return Err(Status::LogsFromAnotherLeader);
+                }
+                if !sane(*last_log_index) || *last_log_term > m.term {
+                    return Err(Status::Errored);
+                }
+            }
+            MessageBody::AppendRequest {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                commit,
+            } => {
+                if !self.config.is_voter(m.from) {
+                    return Err(Status::LogsFromAnotherLeader);
+                }
+                if !sane(*prev_log_index) || !sane(*commit) || *prev_log_term > m.term {
+                    return Err(Status::Errored);
+                }
+                let mut expected = prev_log_index.next();
+                let mut term = *prev_log_term;
+                for e in entries {
+                    if e.index != expected || e.term < term || e.term > m.term {
+                        return Err(Status::Errored);
+                    }
+                    expected = expected.next();
+                    term = e.term;
+                }
+                if !sane(expected) {
+                    return Err(Status::Errored);
+                }
+            }
+            MessageBody::AppendResponse {
+                index, hint_index, ..
+            } => {
+                if !sane(*index) || *hint_index > *index {
+                    return Err(Status::Errored);
+                }
+            }
+            MessageBody::Heartbeat { commit, .. } => {
+                if !self.config.is_voter(m.from) || !sane(*commit) {
+                    return Err(Status::LogsFromAnotherLeader);
+                }
+            }
+            MessageBody::TimeoutNow => {
+                if !self.config.is_voter(m.from) {
+                    return Err(Status::LogsFromAnotherLeader);
+                }
+            }
+            MessageBody::ReadIndexResponse { index, .. } => {
+                if !sane(*index) {
+                    return Err(Status::Errored);
+                }
+            }
+            MessageBody::PreVoteResponse { .. }
+            | MessageBody::VoteResponse { .. }
+            | MessageBody::HeartbeatResponse { .. }
+            | MessageBody::ReadIndexRequest { .. } => {}
+        }
+        Ok(())
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Elections.
+
+    fn can_campaign(&self) -> bool {
+        self.config.is_voter(self.config.id)
+    }
+
+    /// A follower that heard from its leader within the minimum election timeout does not help
+    /// anyone else campaign (leader lease; keeps a rejoining node from disrupting the leader).
+    fn in_lease(&self) -> bool {
+        match self.role {
+            Role::Leader => true,
+            _ => {
+                self.leader.is_some()
+                    && self.election_elapsed < self.config.election_timeout_ticks_min
+            }
+        }
+    }
+
+    fn reset_election_timeout(&mut self) {
+        self.election_elapsed = 0;
+        self.randomized_timeout = self.rng.range(
+            self.config.election_timeout_ticks_min,
+            self.config.election_timeout_ticks_max,
+        );
+    }
+
+    fn campaign_pre_vote(&mut self) {
+        self.role = Role::PreCandidate;
+        self.leader = None;
+        self.votes.clear();
+        self.reset_election_timeout();
+        if self.tally_vote(self.config.id, true) {
+            self.campaign(false);
+            return;
+        }
+        let body = MessageBody::PreVoteRequest {
+            last_log_index: self.log.last_index(),
+            last_log_term: self.log.last_term(),
+        };
+        let term = self.term.next();
+        for voter in self.other_voters() {
+            self.push(voter, term, body.clone(), false);
+        }
+    }
+
+    fn campaign(&mut self, transfer: bool) {
+        self.term = self.term.next();
+        self.vote = Some(self.config.id);
+        self.role = Role::Candidate;
+        self.leader = None;
+        self.votes.clear();
+        self.reset_election_timeout();
+        if self.tally_vote(self.config.id, true) {
+            self.become_leader();
+            return;
+        }
+        let body = MessageBody::VoteRequest {
+            last_log_index: self.log.last_index(),
+            last_log_term: self.log.last_term(),
+            transfer,
+        };
+        let term = self.term;
+        for voter in self.other_voters() {
+            // Our own vote must be durable before anyone can count on our candidacy.
+            self.push(voter, term, body.clone(), true);
+        }
+    }
+
+    fn other_voters(&self) -> Vec<NodeId> {
+        let id = self.config.id;
+        self.config
+            .voters
+            .iter()
+            .copied()
+            .filter(|&v| v != id)
+            .collect()
+    }
+
+    /// Records a (pre-)vote; returns whether it completes a quorum of grants.
+    fn tally_vote(&mut self, from: NodeId, granted: bool) -> bool {
+        if !self.votes.iter().any(|(n, _)| *n == from) {
+            self.votes.push((from, granted));
+        }
+        self.votes.iter().filter(|(_, g)| *g).count() >= self.quorum
+    }
+
+    fn record_vote(&mut self, from: NodeId, granted: bool, pre_vote: bool) {
+        if self.tally_vote(from, granted) {
+            if pre_vote {
+                self.campaign(false);
+            } else {
+                self.become_leader();
+            }
+        } else if self.votes.iter().filter(|(_, g)| !*g).count() >= self.quorum {
+            self.become_follower(self.term, None);
+        }
+    }
+
+    fn handle_vote_request(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        last_log_index: LogIndex,
+        last_log_term: Term,
+        pre_vote: bool,
+    ) {
+        #[allow(unused_mut)]
+        let mut can_vote = self.vote == Some(from)
+            || (self.vote.is_none() && self.leader.is_none())
+            || (pre_vote && term > self.term);
+        #[cfg(feature = "sim-bugs")]
+        if !pre_vote && self.bug(InjectedBug::DoubleVote) && self.role == Role::Follower {
+            can_vote = true;
+        }
+        let granted = can_vote && self.log.is_up_to_date(last_log_index, last_log_term);
+        if pre_vote {
+            let term = if granted { term } else { self.term };
+            self.push(from, term, MessageBody::PreVoteResponse { granted }, false);
+            return;
+        }
+        if granted {
+            self.vote = Some(from);
+            self.election_elapsed = 0;
+        }
+        self.send_after_persist(from, MessageBody::VoteResponse { granted });
+    }
+
+    fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        if term > self.term {
+            self.term = term;
+            self.vote = None;
+        }
+        if self.role == Role::Leader {
+            self.abandon_leadership();
+        }
+        self.role = Role::Follower;
+        self.leader = leader;
+        self.votes.clear();
+        self.reset_election_timeout();
+    }
+
+    /// Fails everything that only a leader could finish.
+    fn abandon_leadership(&mut self) {
+        for op in self.pending_ops.drain(..) {
+            self.outcomes.push(Outcome {
+                ticket: op.ticket,
+                kind: op.kind,
+                index: op.last,
+                status: Status::ReplicationFailed,
+            });
+        }
+        for read in self.reads.drain(..) {
+            match read.from {
+                None => self.read_states.push(ReadState {
+                    context: read.context,
+                    result: Err(Status::NodeIsNotLeader),
+                }),
+                Some(from) => {
+                    let body = MessageBody::ReadIndexResponse {
+                        context: read.context,
+                        index: LogIndex::ZERO,
+                        ok: false,
+                    };
+                    self.messages.push(Message {
+                        partition: self.config.partition,
+                        from: self.config.id,
+                        to: from,
+                        term: self.term,
+                        body,
+                    });
+                }
+            }
+        }
+        self.transferee = None;
+        self.heartbeats_suspended = false;
+    }
+
+    fn become_leader(&mut self) {
+        self.role = Role::Leader;
+        self.leader = Some(self.config.id);
+        self.votes.clear();
+        self.election_elapsed = 0;
+        self.heartbeat_elapsed = 0;
+        self.transferee = None;
+        self.heartbeats_suspended = false;
+        #[cfg(feature = "sim-bugs")]
+        if self.bug(InjectedBug::ReuseIndexAfterLeaderChange) {
+            let from = self.log.committed.next();
+            self.log.truncate_from(from);
+            self.holds.on_truncate(from);
+        }
+        let next = self.log.last_index().next();
+        for (_, p) in &mut self.progress {
+            let learner = p.learner;
+            *p = Progress::new(next, learner);
+            p.recent_active = true;
+        }
+        self.uncommitted_entries = 0;
+        self.uncommitted_bytes = 0;
+        let (committed, last) = (self.log.committed, self.log.last_index());
+        for e in self.log.range(committed.next(), last) {
+            self.uncommitted_entries += 1;
+            self.uncommitted_bytes += e.size_bytes();
+        }
+        // The leadership barrier: commits every inherited entry (§5.4.2) and lets ReadIndex
+        // start once it commits.
+        self.leader_append(EntryKind::NoOp, Ticket(0), true, Bytes::new());
+        self.maybe_commit();
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Leader.
+
+    fn tick_leader(&mut self) {
+        self.heartbeat_elapsed = self.heartbeat_elapsed.saturating_add(1);
+        if self.heartbeat_elapsed >= self.config.heartbeat_interval_ticks {
+            self.heartbeat_elapsed = 0;
+            if !self.heartbeats_suspended {
+                self.broadcast_heartbeat();
+            }
+        }
+        if self.transferee.is_some() {
+            self.transfer_elapsed = self.transfer_elapsed.saturating_add(1);
+            if self.transfer_elapsed >= self.config.election_timeout_ticks_min {
+                self.transferee = None;
+            }
+        }
+        self.election_elapsed = self.election_elapsed.saturating_add(1);
+        if self.election_elapsed >= self.config.election_timeout_ticks_min {
+            self.election_elapsed = 0;
+            if self.config.check_quorum {
+                let id = self.config.id;
+                let active = self
+                    .config
+                    .voters
+                    .iter()
+                    .filter(|&&v| {
+                        v == id
+                            || self
+                                .progress
+                                .iter()
+                                .any(|(n, p)| *n == v && p.recent_active)
+                    })
+                    .count();
+                if active < self.quorum {
+                    self.become_follower(self.term, None);
+                    return;
+                }
+            }
+            for (_, p) in &mut self.progress {
+                p.recent_active = false;
+            }
+        }
+    }
+
+    fn check_can_propose(&self) -> Result<(), Status> {
+        if self.role != Role::Leader || self.transferee.is_some() {
+            return Err(Status::NodeIsNotLeader);
+        }
+        Ok(())
+    }
+
+    fn check_uncommitted_room(&self, entries: usize, bytes: u64) -> Result<(), Status> {
+        if self.uncommitted_entries + entries > self.config.uncommitted_entries_max
+            || self.uncommitted_bytes + bytes > self.config.uncommitted_bytes_max
+        {
+            return Err(Status::ProposalQueueFull);
+        }
+        Ok(())
+    }
+
+    fn resolve(&mut self, ticket: Ticket, kind: EntryKind) -> Result<LogIndex, Status> {
+        self.check_can_propose()?;
+        let held = *self.holds.get(ticket).ok_or(Status::ProposalNotFound)?;
+        if let Some(resolution) = held.resolution {
+            return if resolution.kind == kind {
+                Ok(resolution.index)
+            } else {
+                Err(Status::Errored)
+            };
+        }
+        if held.last > self.log.committed {
+            return Err(Status::Errored);
+        }
+        self.check_uncommitted_room(1, 32)?;
+        let index = self.leader_append(kind, ticket, true, Bytes::new());
+        self.pending_ops.push_back(PendingOp {
+            last: index,
+            ticket,
+            kind,
+        });
+        Ok(index)
+    }
+
+    fn leader_append(
+        &mut self,
+        kind: EntryKind,
+        ticket: Ticket,
+        auto_commit: bool,
+        payload: Bytes,
+    ) -> LogIndex {
+        let index = self.log.last_index().next();
+        let entry = Entry {
+            index,
+            term: self.term,
+            kind,
+            ticket,
+            auto_commit,
+            payload,
+        };
+        self.uncommitted_entries += 1;
+        self.uncommitted_bytes += entry.size_bytes();
+        self.holds.on_append(&entry);
+        self.log.push(entry);
+        index
+    }
+
+    fn peer(&self, node: NodeId) -> Option<&Progress> {
+        self.progress
+            .iter()
+            .find(|(n, _)| *n == node)
+            .map(|(_, p)| p)
+    }
+
+    fn peer_mut(&mut self, node: NodeId) -> Option<&mut Progress> {
+        self.progress
+            .iter_mut()
+            .find(|(n, _)| *n == node)
+            .map(|(_, p)| p)
+    }
+
+    /// Whether `send_appends` would send anything.
+    fn leader_has_sends(&self) -> bool {
+        if self.role != Role::Leader || self.heartbeats_suspended {
+            return false;
+        }
+        let last = self.log.last_index();
+        let (count_max, bytes_max) = (
+            self.config.inflight_messages_max,
+            self.config.inflight_bytes_max,
+        );
+        self.reads
+            .iter()
+            .any(|r| r.round == 0 && self.committed_in_term())
+            || self.progress.iter().any(|(_, p)| {
+                p.can_send(count_max, bytes_max)
+                    && (p.next_index <= last
+                        || (p.state == ProgressState::Probe && p.match_index < last))
+            })
+    }
+
+    /// Builds appends for every follower that can take more, within its window.
+    fn send_appends(&mut self) {
+        if self.heartbeats_suspended {
+            return;
+        }
+        for k in 0..self.progress.len() {
+            loop {
+                let (to, p) = &self.progress[k];
+                let to = *to;
+                let last = self.log.last_index();
+                let can = p.can_send(
+                    self.config.inflight_messages_max,
+                    self.config.inflight_bytes_max,
+                );
+                let wanted = p.next_index <= last
+                    || (p.state == ProgressState::Probe && p.match_index < last);
+                if !can || !wanted {
+                    break;
+                }
+                let next = p.next_index;
+                let prev = next.prev();
+                let Some(prev_term) = self.log.term(prev) else {
+                    self.progress[k].1.state = ProgressState::SnapshotRequired;
+                    self.snapshot_required.push(to);
+                    break;
+                };
+                let entries = self.log.slice(
+                    next,
+                    self.config.append_entries_max,
+                    self.config.append_bytes_max,
+                );
+                let bytes: u64 = entries.iter().map(Entry::size_bytes).sum();
+                let sent_last = entries.last().map_or(prev, |e| e.index);
+                let p = &mut self.progress[k].1;
+                match p.state {
+                    ProgressState::Probe => p.probe_sent = true,
+                    ProgressState::Replicate => {
+                        p.next_index = sent_last.next();
+                        p.inflights.add(sent_last, bytes);
+                    }
+                    ProgressState::SnapshotRequired => {}
+                }
+                let probe = p.state == ProgressState::Probe;
+                let commit = self.log.committed;
+                self.send(
+                    to,
+                    MessageBody::AppendRequest {
+                        prev_log_index: prev,
+                        prev_log_term: prev_term,
+                        entries,
+                        commit,
+                    },
+                );
+                if probe {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn broadcast_heartbeat(&mut self) {
+        let committed = self.log.committed;
+        let read_round = self.read_round;
+        for k in 0..self.progress.len() {
+            let (to, p) = &self.progress[k];
+            let body = MessageBody::Heartbeat {
+                commit: p.match_index.min(committed),
+                read_round,
+            };
+            let to = *to;
+            self.send(to, body);
+        }
+    }
+
+    fn handle_append_response(
+        &mut self,
+        from: NodeId,
+        success: bool,
+        index: LogIndex,
+        hint_index: LogIndex,
+        hint_term: Term,
+    ) {
+        if self.role != Role::Leader || index > self.log.last_index() {
+            return;
+        }
+        let next_probe = if hint_term > Term::ZERO {
+            self.log.find_conflict_by_term(hint_index, hint_term).0
+        } else {
+            hint_index
+        };
+        let last = self.log.last_index();
+        let Some(p) = self.peer_mut(from) else {
+            return;
+        };
+        p.recent_active = true;
+        if success {
+            let advanced = p.on_success(index);
+            if p.state == ProgressState::Probe || p.state == ProgressState::SnapshotRequired {
+                p.become_replicate();
+            }
+            let caught_up = p.match_index == last;
+            if advanced {
+                self.maybe_commit();
+            }
+            if caught_up && self.transferee == Some(from) {
+                self.send(from, MessageBody::TimeoutNow);
+            }
+        } else {
+            p.on_reject(index, next_probe.next());
+        }
+    }
+
+    fn handle_heartbeat_response(&mut self, from: NodeId, read_round: u64) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let last = self.log.last_index();
+        let Some(p) = self.peer_mut(from) else {
+            return;
+        };
+        p.recent_active = true;
+        if read_round > p.read_round && !p.learner {
+            p.read_round = read_round;
+        }
+        match p.state {
+            ProgressState::Probe => p.probe_sent = false,
+            ProgressState::Replicate => {
+                // What was in flight at the previous heartbeat answer is still unacknowledged:
+                // it was lost (or the follower is stuck); find the match point again.
+                if p.match_index < p.match_at_heartbeat {
+                    p.become_probe();
+                }
+                p.match_at_heartbeat = if p.match_index < last {
+                    p.next_index.prev()
+                } else {
+                    LogIndex::ZERO
+                };
+            }
+            ProgressState::SnapshotRequired => {}
+        }
+        self.confirm_reads();
+    }
+
+    /// Advances the commit index to the highest index a quorum of voters holds durably, if that
+    /// entry is from the current term (§5.4.2: never by counting replicas of an older term).
+    fn maybe_commit(&mut self) {
+        let id = self.config.id;
+        self.scratch.clear();
+        for &voter in &self.config.voters {
+            let matched = if voter == id {
+                self.log.persisted
+            } else {
+                self.progress
+                    .iter()
+                    .find(|(n, _)| *n == voter)
+                    .map_or(LogIndex::ZERO, |(_, p)| p.match_index)
+            };
+            self.scratch.push(matched);
+        }
+        self.scratch.sort_unstable_by(|a, b| b.cmp(a));
+        let candidate = self.scratch[self.quorum - 1];
+        if candidate <= self.log.committed {
+            return;
+        }
+        #[allow(unused_mut)]
+        let mut current_term_only = true;
+        #[cfg(feature = "sim-bugs")]
+        if self.bug(InjectedBug::CommitOldTermByCounting) {
+            current_term_only = false;
+        }
+        if current_term_only && self.log.term(candidate) != Some(self.term) {
+            return;
+        }
+        let old = self.log.committed;
+        self.log.committed = candidate;
+        for e in self.log.range(old.next(), candidate) {
+            self.uncommitted_entries = self.uncommitted_entries.saturating_sub(1);
+            self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(e.size_bytes());
+        }
+        while let Some(op) = self.pending_ops.front() {
+            if op.last > candidate {
+                break;
+            }
+            self.outcomes.push(Outcome {
+                ticket: op.ticket,
+                kind: op.kind,
+                index: op.last,
+                status: Status::Success,
+            });
+            self.pending_ops.pop_front();
+        }
+        if self.quorum == 1 {
+            self.confirm_reads();
+        }
+    }
+
+    fn committed_in_term(&self) -> bool {
+        self.log.term(self.log.committed) == Some(self.term)
+    }
+
+    fn queue_read(&mut self, context: u64, from: Option<NodeId>) -> Result<(), Status> {
+        if self.reads.len() >= self.config.read_index_pending_max {
+            return Err(Status::ProposalQueueFull);
+        }
+        self.reads.push_back(PendingRead {
+            context,
+            from,
+            index: LogIndex::ZERO,
+            round: 0,
+        });
+        if self.quorum == 1 {
+            self.assign_read_rounds();
+        }
+        Ok(())
+    }
+
+    /// Gives every unassigned read the current commit index and a new heartbeat round, once
+    /// this leader has committed an entry of its own term (before that the commit index may
+    /// be behind what a previous leader acknowledged).
+    fn assign_read_rounds(&mut self) {
+        if !self.committed_in_term() || !self.reads.iter().any(|r| r.round == 0) {
+            return;
+        }
+        self.read_round += 1;
+        let (round, index) = (self.read_round, self.log.committed);
+        for r in self.reads.iter_mut().filter(|r| r.round == 0) {
+            r.round = round;
+            r.index = index;
+        }
+        if self.quorum == 1 {
+            self.confirm_reads();
+        } else if !self.heartbeats_suspended {
+            self.broadcast_heartbeat();
+        }
+    }
+
+    fn confirm_reads(&mut self) {
+        while let Some(read) = self.reads.front().copied() {
+            if read.round == 0 {
+                break;
+            }
+            let acks = 1 + self
+                .progress
+                .iter()
+                .filter(|(_, p)| !p.learner && p.read_round >= read.round)
+                .count();
+            if acks < self.quorum {
+                break;
+            }
+            self.reads.pop_front();
+            match read.from {
+                None => self.read_states.push(ReadState {
+                    context: read.context,
+                    result: Ok(read.index),
+                }),
+                Some(from) => self.send(
+                    from,
+                    MessageBody::ReadIndexResponse {
+                        context: read.context,
+                        index: read.index,
+                        ok: true,
+                    },
+                ),
+            }
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Follower.
+
+    fn handle_append(
+        &mut self,
+        from: NodeId,
+        prev_log_index: LogIndex,
+        prev_log_term: Term,
+        entries: Vec<Entry>,
+        commit: LogIndex,
+    ) {
+        if self.role == Role::Leader {
+            // Two leaders in one term cannot exist; a message claiming so is garbage.
+            return;
+        }
+        if self.role != Role::Follower || self.leader != Some(from) {
+            self.become_follower(self.term, Some(from));
+        }
+        self.election_elapsed = 0;
+        let committed = self.log.committed;
+        if prev_log_index < committed {
+            // Everything up to our commit index is settled; tell the leader where we are.
+            self.ack_append(from, committed);
+            return;
+        }
+        #[allow(unused_mut)]
+        let mut anchored = self.log.term(prev_log_index) == Some(prev_log_term);
+        #[cfg(feature = "sim-bugs")]
+        if self.bug(InjectedBug::SkipPrevLogCheck) && prev_log_index <= self.log.last_index() {
+            anchored = true;
+        }
+        if !anchored {
+            let probe = prev_log_index.min(self.log.last_index());
+            let (hint_index, hint_term) = self.log.find_conflict_by_term(probe, prev_log_term);
+            self.send_after_persist(
+                from,
+                MessageBody::AppendResponse {
+                    success: false,
+                    index: prev_log_index,
+                    hint_index,
+                    hint_term,
+                },
+            );
+            return;
+        }
+        let last_new = LogIndex(prev_log_index.0 + entries.len() as u64);
+        for e in entries {
+            match self.log.term(e.index) {
+                Some(t) if t == e.term => continue,
+                Some(_) => {
+                    if e.index <= self.log.committed {
+                        // Only reachable with an injected bug: never rewrite committed entries.
+                        return;
+                    }
+                    self.log.truncate_from(e.index);
+                    self.holds.on_truncate(e.index);
+                }
+                None => {}
+            }
+            if e.index != self.log.last_index().next() || e.term < self.log.last_term() {
+                return;
+            }
+            self.holds.on_append(&e);
+            self.log.push(e);
+        }
+        let new_commit = commit.min(last_new);
+        if new_commit > self.log.committed {
+            self.log.committed = new_commit;
+        }
+        self.ack_append(from, last_new);
+    }
+
+    fn ack_append(&mut self, to: NodeId, index: LogIndex) {
+        let body = MessageBody::AppendResponse {
+            success: true,
+            index,
+            hint_index: LogIndex::ZERO,
+            hint_term: Term::ZERO,
+        };
+        #[cfg(feature = "sim-bugs")]
+        if self.bug(InjectedBug::AckBeforePersist) {
+            self.send(to, body);
+            return;
+        }
+        self.send_after_persist(to, body);
+    }
+
+    fn handle_heartbeat(&mut self, from: NodeId, commit: LogIndex, read_round: u64) {
+        if self.role == Role::Leader {
+            return;
+        }
+        if self.role != Role::Follower || self.leader != Some(from) {
+            self.become_follower(self.term, Some(from));
+        }
+        self.election_elapsed = 0;
+        let commit = commit.min(self.log.last_index());
+        if commit > self.log.committed {
+            self.log.committed = commit;
+        }
+        self.send(from, MessageBody::HeartbeatResponse { read_round });
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Delivery and compaction.
+
+    fn delivery_limit(&self) -> LogIndex {
+        self.log.committed.min(self.log.persisted)
+    }
+
+    fn next_delivery_possible(&self) -> bool {
+        let limit = self.delivery_limit();
+        if self.delivered >= limit {
+            return false;
+        }
+        match self.log.entry(self.delivered.next()) {
+            Some(e) if e.is_two_phase() => self.holds.verdict(e.ticket, limit) != Verdict::Block,
+            Some(_) => true,
+            None => false,
+        }
+    }
+
+    /// Moves the delivery cursor as far as the durable commit index and the holds allow.
+    fn collect_deliveries(&mut self) -> (Vec<Entry>, LogIndex) {
+        let limit = self.delivery_limit();
+        let mut out = Vec::new();
+        let mut cursor = self.delivered;
+        while cursor < limit {
+            let index = cursor.next();
+            let Some(e) = self.log.entry(index) else {
+                break;
+            };
+            match e.kind {
+                EntryKind::NoOp => {}
+                EntryKind::Commit | EntryKind::Rollback => {
+                    let ticket = e.ticket;
+                    self.holds.on_marker_delivered(ticket, index);
+                }
+                EntryKind::Checkpoint => {
+                    self.checkpoints.push_back(index);
+                    out.push(e.clone());
+                }
+                EntryKind::Normal if e.auto_commit => out.push(e.clone()),
+                EntryKind::Normal => match self.holds.verdict(e.ticket, limit) {
+                    Verdict::Deliver => out.push(e.clone()),
+                    Verdict::Skip => {}
+                    Verdict::Block => break,
+                },
+            }
+            cursor = index;
+        }
+        self.delivered = cursor;
+        #[cfg(feature = "sim-bugs")]
+        if self.bug(InjectedBug::DeliverOutOfOrder) {
+            out.reverse();
+        }
+        (out, cursor)
+    }
+
+    fn compact_applied_checkpoints(&mut self) {
+        let mut floor = None;
+        while let Some(&cp) = self.checkpoints.front() {
+            if cp > self.applied {
+                break;
+            }
+            floor = Some(cp);
+            self.checkpoints.pop_front();
+        }
+        if let Some(floor) = floor
+            && floor > self.log.floor()
+        {
+            self.log.compact_to(floor);
+            self.compaction_floor = Some(floor);
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Sending.
+
+    fn push(&mut self, to: NodeId, term: Term, body: MessageBody, after_persist: bool) {
+        let m = Message {
+            partition: self.config.partition,
+            from: self.config.id,
+            to,
+            term,
+            body,
+        };
+        if after_persist {
+            self.persisted_messages.push(m);
+        } else {
+            self.messages.push(m);
+        }
+    }
+
+    fn send(&mut self, to: NodeId, body: MessageBody) {
+        self.push(to, self.term, body, false);
+    }
+
+    fn send_after_persist(&mut self, to: NodeId, body: MessageBody) {
+        self.push(to, self.term, body, true);
+    }
+
+    #[cfg(feature = "sim-bugs")]
+    fn bug(&self, bug: InjectedBug) -> bool {
+        self.config.bug == Some(bug)
+    }
+}

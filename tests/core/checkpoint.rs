@@ -1,0 +1,83 @@
+//! Checkpoints: refusal while a two-phase proposal is open, compaction floor, snapshot need.
+
+use kommander_raft::core::{LogIndex, NodeId, ProgressState, Status};
+
+use super::harness::{Cluster, payload};
+
+#[test]
+fn checkpoint_is_refused_while_a_two_phase_proposal_is_open() {
+    let mut c = Cluster::new(3, 0);
+    c.elect(1);
+    let held = c.ticket();
+    c.replica_mut(1)
+        .propose(held, false, payload("open"))
+        .expect("accepted");
+    c.settle();
+    let ticket = c.ticket();
+    assert_eq!(
+        c.replica_mut(1).propose_checkpoint(ticket),
+        Err(Status::ActiveProposal)
+    );
+    c.replica_mut(1).rollback_proposal(held).expect("rollback");
+    c.settle();
+    assert!(c.replica_mut(1).propose_checkpoint(ticket).is_ok());
+}
+
+#[test]
+fn committed_applied_checkpoint_becomes_the_compaction_floor_everywhere() {
+    let mut c = Cluster::new(3, 0);
+    c.elect(1);
+    for i in 0..10 {
+        c.propose(1, &format!("v{i}"));
+    }
+    let ticket = c.ticket();
+    let cp = c
+        .replica_mut(1)
+        .propose_checkpoint(ticket)
+        .expect("checkpoint");
+    c.propose(1, "after");
+    c.settle();
+    c.ticks(2);
+    for id in 1..=3 {
+        assert_eq!(c.replica(id).compaction_floor(), cp, "node {id} compacted");
+        assert_eq!(c.node(id).disk.floor, cp, "the Ready told node {id}'s disk");
+        assert!(c.replica(id).entry(cp).is_none());
+        assert!(c.replica(id).entry(cp.next()).is_some());
+    }
+    // A restart from the compacted disk works and delivers nothing twice.
+    c.crash(2);
+    c.restart(2);
+    c.ticks(4);
+    assert_eq!(c.applied_payloads(2).len(), 11);
+    assert_eq!(c.replica(2).compaction_floor(), cp);
+}
+
+#[test]
+fn follower_behind_the_floor_is_reported_as_needing_a_snapshot() {
+    let mut c = Cluster::new(3, 0);
+    c.elect(1);
+    c.crash(3);
+    for i in 0..5 {
+        c.propose(1, &format!("v{i}"));
+    }
+    let ticket = c.ticket();
+    c.replica_mut(1)
+        .propose_checkpoint(ticket)
+        .expect("checkpoint");
+    c.settle();
+    c.ticks(2);
+    assert!(c.replica(1).compaction_floor() > LogIndex(1));
+    c.restart(3);
+    c.ticks(6);
+    assert!(
+        c.node(1).snapshot_required.contains(&NodeId(3)),
+        "reported once"
+    );
+    assert_eq!(
+        c.node(1).snapshot_required.len(),
+        1,
+        "not repeated every round"
+    );
+    let view = c.replica(1).progress(NodeId(3)).expect("progress");
+    assert_eq!(view.state, ProgressState::SnapshotRequired);
+}

@@ -1,0 +1,245 @@
+//! Elections: §5.2 election safety, pre-vote (thesis §9.6), check-quorum, durable votes.
+
+use kommander_raft::core::{LogIndex, MessageBody, NodeId, Role, Term};
+
+use super::harness::{Cluster, msg};
+
+/// A small deterministic generator for chaos schedules.
+pub(crate) struct Lcg(pub(crate) u64);
+
+impl Lcg {
+    pub(crate) fn next(&mut self, bound: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % bound
+    }
+}
+
+#[test]
+fn first_election_elects_exactly_one_leader() {
+    let mut c = Cluster::new(3, 0);
+    c.ticks(30);
+    let leaders: Vec<u64> = (1..=3).filter(|&i| c.replica(i).is_leader()).collect();
+    assert_eq!(leaders.len(), 1, "exactly one leader: {leaders:?}");
+    let leader = leaders[0];
+    for i in 1..=3 {
+        assert_eq!(
+            c.replica(i).leader(),
+            Some(NodeId(leader)),
+            "node {i} knows the leader"
+        );
+        assert_eq!(c.replica(i).term(), Term(1), "pre-vote: one term used");
+    }
+}
+
+/// §5.2 Election Safety: at most one leader per term, under random partitions and crashes.
+/// The harness asserts it on every Ready.
+#[test]
+fn election_safety_under_random_partitions_and_crashes() {
+    for seed in 0..40 {
+        let mut c = Cluster::with_config(5, 0, |cfg| cfg.seed = seed);
+        let mut rng = Lcg(seed);
+        for step in 0..400 {
+            match rng.next(20) {
+                0 => {
+                    let a = rng.next(5) + 1;
+                    c.isolate(a);
+                }
+                1 => c.heal(),
+                2 => {
+                    let a = rng.next(5) + 1;
+                    if c.node(a).up {
+                        c.crash(a);
+                    } else {
+                        c.restart(a);
+                    }
+                }
+                3 => {
+                    if let Some(l) = c.leader() {
+                        c.propose(l, &format!("s{seed}-{step}"));
+                    }
+                }
+                _ => {}
+            }
+            c.tick();
+        }
+        c.heal();
+        for id in 1..=5 {
+            if !c.node(id).up {
+                c.restart(id);
+            }
+        }
+        c.ticks(100);
+        assert!(c.leader().is_some(), "seed {seed}: a leader after healing");
+        c.check_log_matching();
+    }
+}
+
+#[test]
+fn pre_vote_keeps_an_isolated_node_from_inflating_its_term() {
+    let mut c = Cluster::new(3, 0);
+    c.elect(1);
+    let term = c.replica(1).term();
+    c.isolate(3);
+    c.ticks(200);
+    assert_eq!(c.replica(3).term(), term, "pre-vote never bumps the term");
+    assert_ne!(c.replica(3).role(), Role::Leader);
+    c.heal();
+    c.ticks(50);
+    assert_eq!(c.leader(), Some(1), "the healthy leader is not disrupted");
+    assert_eq!(c.replica(1).term(), term);
+}
+
+#[test]
+fn check_quorum_steps_down_an_isolated_leader() {
+    let mut c = Cluster::new(3, 0);
+    c.elect(1);
+    c.isolate(1);
+    c.ticks(60);
+    assert_ne!(
+        c.replica(1).role(),
+        Role::Leader,
+        "isolated leader stepped down"
+    );
+    let new_leader = c.leader().expect("majority elected a leader");
+    assert_ne!(new_leader, 1);
+}
+
+#[test]
+fn healthy_leader_never_steps_down() {
+    let mut c = Cluster::new(3, 0);
+    c.elect(1);
+    let term = c.replica(1).term();
+    c.ticks(300);
+    assert_eq!(c.leader(), Some(1));
+    assert_eq!(c.replica(1).term(), term);
+}
+
+#[test]
+fn follower_with_a_live_leader_ignores_vote_requests() {
+    let mut c = Cluster::new(3, 0);
+    c.elect(1);
+    let term = c.replica(2).term().0;
+    let last = c.replica(2).last_index();
+    let vote = MessageBody::VoteRequest {
+        last_log_index: last,
+        last_log_term: c.replica(2).last_term(),
+        transfer: false,
+    };
+    c.replica_mut(2)
+        .step(msg(3, 2, term + 1, vote))
+        .expect("valid message");
+    assert_eq!(
+        c.replica(2).term().0,
+        term,
+        "leader lease: the request is ignored"
+    );
+}
+
+#[test]
+fn votes_leave_only_after_they_are_durable() {
+    let mut c = Cluster::new(3, 0);
+    c.stall_disk(2, true);
+    c.stall_disk(3, true);
+    c.campaign(1);
+    assert!(
+        c.sent("VoteResponse").is_empty(),
+        "no vote before its fsync"
+    );
+    assert_eq!(c.replica(1).role(), Role::Candidate);
+    c.stall_disk(2, false);
+    c.settle();
+    assert_eq!(c.sent("VoteResponse"), vec![(2, 1)]);
+    assert!(c.replica(1).is_leader());
+    assert_eq!(
+        c.node(2).disk.hard_state.vote,
+        Some(NodeId(1)),
+        "vote on disk"
+    );
+}
+
+/// One vote per term, and it survives a crash.
+#[test]
+fn a_vote_survives_restart_and_is_not_given_twice() {
+    let mut c = Cluster::new(3, 0);
+    c.elect(1);
+    let term = c.replica(3).term().0;
+    assert_eq!(c.replica(3).vote().map(|n| n.0).unwrap_or(1), 1);
+    c.crash(3);
+    c.restart(3);
+    assert_eq!(c.replica(3).term().0, term);
+    let request = MessageBody::VoteRequest {
+        last_log_index: LogIndex(100),
+        last_log_term: Term(term),
+        transfer: true,
+    };
+    c.replica_mut(3)
+        .step(msg(2, 3, term, request))
+        .expect("valid message");
+    let ready = c.replica_mut(3).ready();
+    let gated = ready.persisted_messages.peek();
+    assert!(
+        gated
+            .iter()
+            .any(|m| m.body == MessageBody::VoteResponse { granted: false }),
+        "vote for 2 in the same term refused: {gated:?}"
+    );
+}
+
+#[test]
+fn higher_term_is_adopted_and_a_stale_leader_steps_down() {
+    let mut c = Cluster::with_config(3, 0, |cfg| cfg.check_quorum = false);
+    c.elect(1);
+    c.isolate(1);
+    c.ticks(60);
+    assert!(
+        c.replica(1).is_leader(),
+        "without check-quorum the old leader lingers"
+    );
+    let new_leader = (2..=3)
+        .find(|&i| c.replica(i).is_leader())
+        .expect("2 or 3 leads");
+    c.heal();
+    c.ticks(3);
+    assert_eq!(c.replica(1).role(), Role::Follower);
+    assert_eq!(c.replica(1).term(), c.replica(new_leader).term());
+    assert_eq!(c.leader(), Some(new_leader));
+}
+
+/// §5.4.1: a candidate whose last term is older loses even with a longer log.
+#[test]
+fn vote_requires_an_up_to_date_log() {
+    let mut c = Cluster::with_config(3, 0, |cfg| cfg.check_quorum = false);
+    c.elect(1);
+    c.propose(1, "a");
+    c.settle();
+    let term = c.replica(2).term().0;
+    let stale = MessageBody::VoteRequest {
+        last_log_index: LogIndex(50),
+        last_log_term: Term(term - 1),
+        transfer: true,
+    };
+    c.replica_mut(2)
+        .step(msg(3, 2, term + 1, stale))
+        .expect("valid message");
+    assert_eq!(
+        c.replica(2).term().0,
+        term + 1,
+        "higher term adopted anyway"
+    );
+    assert_eq!(c.replica(2).vote(), None, "but no vote for a stale log");
+}
+
+#[test]
+fn the_same_seed_gives_the_same_elections() {
+    let run = |seed| {
+        let mut c = Cluster::with_config(5, 0, |cfg| cfg.seed = seed);
+        c.ticks(100);
+        c.isolate(c.leader().expect("leader"));
+        c.ticks(100);
+        c.trace.clone()
+    };
+    assert_eq!(run(7), run(7));
+}

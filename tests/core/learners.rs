@@ -1,0 +1,66 @@
+//! Learners receive the log, never vote, never campaign, never count.
+
+use kommander_raft::core::{LogIndex, MessageBody, Role, Term};
+
+use super::harness::{Cluster, msg};
+
+#[test]
+fn learner_receives_the_log() {
+    let mut c = Cluster::new(3, 1);
+    c.elect(1);
+    for i in 0..5 {
+        c.propose(1, &format!("v{i}"));
+    }
+    c.settle();
+    c.ticks(2);
+    assert_eq!(c.applied_payloads(4), c.applied_payloads(1));
+    assert_eq!(c.applied_payloads(4).len(), 5);
+    assert!(c.replica(4).is_learner());
+}
+
+#[test]
+fn learner_acks_do_not_count_towards_commit() {
+    let mut c = Cluster::new(3, 1);
+    c.elect(1);
+    c.crash(2);
+    let index = c.propose(1, "with-one-voter");
+    c.settle();
+    assert!(
+        c.replica(1).commit_index() >= index,
+        "1 and 3 are a quorum of 3 voters"
+    );
+    c.crash(3);
+    let index = c.propose(1, "learner-only");
+    c.settle();
+    assert!(c.replica(4).last_index() >= index, "the learner has it");
+    assert!(
+        c.replica(1).commit_index() < index,
+        "but a learner never counts"
+    );
+}
+
+#[test]
+fn learner_never_campaigns() {
+    let mut c = Cluster::new(3, 1);
+    c.elect(1);
+    let term = c.replica(4).term();
+    c.isolate(4);
+    c.ticks(200);
+    assert_eq!(c.replica(4).role(), Role::Follower);
+    assert_eq!(c.replica(4).term(), term);
+    assert!(c.sent("PreVoteRequest").iter().all(|(from, _)| *from != 4));
+}
+
+#[test]
+fn vote_requests_from_a_learner_are_rejected_as_non_member_votes() {
+    let mut c = Cluster::new(3, 1);
+    c.elect(1);
+    let term = c.replica(2).term().0;
+    let request = MessageBody::VoteRequest {
+        last_log_index: LogIndex(1000),
+        last_log_term: Term(term),
+        transfer: true,
+    };
+    assert!(c.replica_mut(2).step(msg(4, 2, term + 1, request)).is_err());
+    assert_eq!(c.replica(2).term().0, term, "nothing changed");
+}

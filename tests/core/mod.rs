@@ -1,0 +1,13 @@
+//! Scripted scenarios for the sans-IO core, driven by a tiny in-test cluster (`harness`).
+
+mod harness;
+
+mod checkpoint;
+mod election;
+mod garbage;
+mod jepsen;
+mod learners;
+mod read_index;
+mod replication;
+mod transfer;
+mod two_phase;

@@ -1,0 +1,4 @@
+//! The one integration-test binary: scripted scenario tests, one module per area.
+
+mod core;
+mod sim;
