@@ -2,3 +2,5 @@
 //! write-ahead log ([`kommander_wal`](https://docs.rs/kommander-wal)).
 //!
 //! See `docs/architecture.md` at the repository root for the map of the code.
+
+pub mod node;
