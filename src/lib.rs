@@ -4,6 +4,7 @@
 //! See `docs/architecture.md` at the repository root for the map of the code.
 
 pub mod core;
+pub mod node;
 
 #[cfg(feature = "sim")]
 pub mod sim;

@@ -1,0 +1,345 @@
+//! The partition map: which user partition owns which slice of the key-hash space.
+//!
+//! The map is replicated through the system partition (partition 0) and applied on every node;
+//! this module only holds the data type, its validation and the key routing, and does no I/O.
+//!
+//! Keys route as in Kommander: the key's *prefix* (everything before its last `/`, or the
+//! whole key when it has none) is hashed with xxHash64 (seed 0), the hash is truncated to 32
+//! bits and folded to a non-negative `i32`, and the first active, hash-routed range containing
+//! it owns the key. So `orders/17/line/3` and `orders/17/line/4` always land together.
+
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh64::xxh64;
+
+/// The system partition: it holds the partition map and the roster, never user data.
+pub const SYSTEM_PARTITION: u64 = 0;
+
+/// The top of the key-hash space (inclusive); the bottom is 0.
+pub const HASH_SPACE_END: i32 = i32::MAX;
+
+/// How keys reach a partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RoutingMode {
+    /// Keys whose hash falls in the range route here.
+    HashRange,
+    /// Never chosen by key routing; addressed by partition id only.
+    Unrouted,
+}
+
+/// The lifecycle state of a range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PartitionState {
+    /// Serving.
+    Active,
+    /// Being split (second phase pending).
+    Splitting,
+    /// Being merged away (second phase pending).
+    Draining,
+    /// Gone; kept as a tombstone so its id is never reused.
+    Removed,
+}
+
+/// One user partition and the hash range it owns.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionRange {
+    /// The partition id (never [`SYSTEM_PARTITION`]).
+    pub partition_id: u64,
+    /// First hash owned (inclusive).
+    pub start: i32,
+    /// Last hash owned (inclusive).
+    pub end: i32,
+    /// Bumped on every change of this range; writes may fence on it (`PartitionMoved`).
+    pub generation: u64,
+    /// Lifecycle state.
+    pub state: PartitionState,
+    /// How keys reach it.
+    pub routing: RoutingMode,
+}
+
+/// A committed version of the partition map.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionMap {
+    /// Starts at 1 for the first committed map, +1 per change; 0 means "no map yet".
+    pub version: u64,
+    /// The ranges, ordered by partition id.
+    pub partitions: Vec<PartitionRange>,
+}
+
+/// Why a partition map was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PartitionMapError {
+    /// `initial_partitions` must be at least 1.
+    #[error("initial_partitions must be at least 1")]
+    NoPartitions,
+    /// A range names the system partition.
+    #[error("partition {SYSTEM_PARTITION} is the system partition and cannot own keys")]
+    SystemPartitionInMap,
+    /// Two ranges share an id.
+    #[error("partition {0} appears twice in the map")]
+    DuplicatePartition(u64),
+    /// A range has `start > end` or reaches outside `0..=i32::MAX`.
+    #[error("partition {partition_id} has the invalid hash range [{start}, {end}]")]
+    InvalidRange {
+        /// The partition.
+        partition_id: u64,
+        /// Its start.
+        start: i32,
+        /// Its end.
+        end: i32,
+    },
+    /// Two active hash-routed ranges overlap.
+    #[error("partitions {0} and {1} own overlapping hash ranges")]
+    Overlap(u64, u64),
+    /// The bytes are not a partition map.
+    #[error("malformed partition map: {0}")]
+    Malformed(String),
+}
+
+/// No active hash-routed range holds the key's hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("no partition owns hash {hash} (map version {map_version})")]
+pub struct NoRouteError {
+    /// The key's hash.
+    pub hash: i32,
+    /// The map consulted.
+    pub map_version: u64,
+}
+
+impl PartitionMap {
+    /// The first map of a cluster: partitions `1..=count` splitting the hash space evenly.
+    ///
+    /// # Errors
+    /// [`PartitionMapError::NoPartitions`] when `count` is 0.
+    pub fn initial(count: u32) -> Result<Self, PartitionMapError> {
+        if count == 0 {
+            return Err(PartitionMapError::NoPartitions);
+        }
+        let span = (i64::from(HASH_SPACE_END) + 1) / i64::from(count);
+        let partitions = (0..i64::from(count))
+            .map(|i| {
+                let start = i * span;
+                let end = if i + 1 == i64::from(count) {
+                    i64::from(HASH_SPACE_END)
+                } else {
+                    (i + 1) * span - 1
+                };
+                PartitionRange {
+                    partition_id: u64::try_from(i + 1).unwrap_or(u64::MAX),
+                    start: i32::try_from(start).unwrap_or(HASH_SPACE_END),
+                    end: i32::try_from(end).unwrap_or(HASH_SPACE_END),
+                    generation: 1,
+                    state: PartitionState::Active,
+                    routing: RoutingMode::HashRange,
+                }
+            })
+            .collect();
+        let map = Self {
+            version: 1,
+            partitions,
+        };
+        map.validate()?;
+        Ok(map)
+    }
+
+    /// Checks the map's invariants: no system partition, unique ids, well-formed ranges, and
+    /// no overlap between active hash-routed ranges.
+    ///
+    /// # Errors
+    /// The first violated invariant.
+    pub fn validate(&self) -> Result<(), PartitionMapError> {
+        let mut ids: Vec<u64> = self.partitions.iter().map(|r| r.partition_id).collect();
+        ids.sort_unstable();
+        if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+            return Err(PartitionMapError::DuplicatePartition(w[0]));
+        }
+        for r in &self.partitions {
+            if r.partition_id == SYSTEM_PARTITION {
+                return Err(PartitionMapError::SystemPartitionInMap);
+            }
+            if r.start < 0 || r.start > r.end {
+                return Err(PartitionMapError::InvalidRange {
+                    partition_id: r.partition_id,
+                    start: r.start,
+                    end: r.end,
+                });
+            }
+        }
+        let mut routed: Vec<&PartitionRange> = self.routable().collect();
+        routed.sort_by_key(|r| r.start);
+        if let Some(w) = routed.windows(2).find(|w| w[1].start <= w[0].end) {
+            return Err(PartitionMapError::Overlap(
+                w[0].partition_id,
+                w[1].partition_id,
+            ));
+        }
+        Ok(())
+    }
+
+    /// The map encoded for a system-partition entry.
+    pub fn encode(&self) -> Vec<u8> {
+        // Serialising plain data with derived impls into a Vec cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Decodes and validates a map from a system-partition entry.
+    ///
+    /// # Errors
+    /// [`PartitionMapError::Malformed`] for bytes that are not a map, or the first violated
+    /// invariant of [`PartitionMap::validate`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, PartitionMapError> {
+        let map: Self = serde_json::from_slice(bytes)
+            .map_err(|e| PartitionMapError::Malformed(e.to_string()))?;
+        map.validate()?;
+        Ok(map)
+    }
+
+    /// The range of `partition_id`, if the map has it (tombstones included).
+    pub fn get(&self, partition_id: u64) -> Option<&PartitionRange> {
+        self.partitions
+            .iter()
+            .find(|r| r.partition_id == partition_id)
+    }
+
+    /// The partition that owns `key` (routed by the hash of its prefix before the last `/`).
+    ///
+    /// # Errors
+    /// [`NoRouteError`] when no active hash-routed range holds the hash.
+    pub fn partition_for_key(&self, key: &str) -> Result<u64, NoRouteError> {
+        self.partition_for_hash(key_hash(key))
+    }
+
+    /// The partition that owns `prefix`, hashing the whole string.
+    ///
+    /// # Errors
+    /// [`NoRouteError`] when no active hash-routed range holds the hash.
+    pub fn partition_for_prefix(&self, prefix: &str) -> Result<u64, NoRouteError> {
+        self.partition_for_hash(prefix_hash(prefix))
+    }
+
+    fn partition_for_hash(&self, hash: i32) -> Result<u64, NoRouteError> {
+        self.routable()
+            .find(|r| r.start <= hash && hash <= r.end)
+            .map(|r| r.partition_id)
+            .ok_or(NoRouteError {
+                hash,
+                map_version: self.version,
+            })
+    }
+
+    fn routable(&self) -> impl Iterator<Item = &PartitionRange> {
+        self.partitions
+            .iter()
+            .filter(|r| r.routing == RoutingMode::HashRange && r.state != PartitionState::Removed)
+    }
+}
+
+/// The routing hash of a key: [`prefix_hash`] of the part before its last `/`.
+pub fn key_hash(key: &str) -> i32 {
+    prefix_hash(key.rsplit_once('/').map_or(key, |(prefix, _)| prefix))
+}
+
+/// The routing hash of a string: xxHash64 (seed 0) of its UTF-8 bytes, truncated to 32 bits and
+/// folded to `0..=i32::MAX`. (Kommander negates negative values, which leaves `i32::MIN`
+/// negative and unroutable; here it maps to `i32::MAX`.)
+pub fn prefix_hash(s: &str) -> i32 {
+    // Truncation to the low 32 bits is the documented behaviour.
+    let h = xxh64(s.as_bytes(), 0) as u32 as i32;
+    h.checked_abs().unwrap_or(HASH_SPACE_END)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initial_map_covers_the_hash_space_without_gaps() {
+        for count in [1, 2, 3, 7, 64, 1024] {
+            let map = PartitionMap::initial(count).expect("valid count");
+            assert_eq!(map.partitions.len(), count as usize);
+            assert_eq!(map.partitions[0].start, 0);
+            assert_eq!(map.partitions.last().map(|r| r.end), Some(HASH_SPACE_END));
+            for w in map.partitions.windows(2) {
+                assert_eq!(w[0].end + 1, w[1].start, "contiguous at {count}");
+            }
+        }
+        assert_eq!(
+            PartitionMap::initial(0),
+            Err(PartitionMapError::NoPartitions)
+        );
+    }
+
+    #[test]
+    fn keys_sharing_a_prefix_route_together() {
+        let map = PartitionMap::initial(64).expect("valid count");
+        let a = map.partition_for_key("orders/17/line/3").expect("routed");
+        let b = map.partition_for_key("orders/17/line/4").expect("routed");
+        assert_eq!(a, b);
+        assert_eq!(key_hash("orders/17/line/3"), prefix_hash("orders/17/line"));
+        assert_eq!(key_hash("plain"), prefix_hash("plain"));
+        assert_eq!(
+            map.partition_for_prefix("orders/17/line").expect("routed"),
+            a
+        );
+    }
+
+    #[test]
+    fn routing_hash_is_xxhash64_truncated_and_folded() {
+        let raw = xxh64(b"abc", 0) as u32 as i32;
+        assert_eq!(prefix_hash("abc"), raw.checked_abs().unwrap_or(i32::MAX));
+        assert!(prefix_hash("") >= 0);
+    }
+
+    #[test]
+    fn removed_and_unrouted_ranges_never_route() {
+        let mut map = PartitionMap::initial(1).expect("valid count");
+        map.partitions[0].state = PartitionState::Removed;
+        let err = map.partition_for_key("k").expect_err("nothing active");
+        assert_eq!(err.map_version, 1);
+        map.partitions[0].state = PartitionState::Active;
+        map.partitions[0].routing = RoutingMode::Unrouted;
+        assert!(map.partition_for_key("k").is_err());
+    }
+
+    #[test]
+    fn invalid_maps_are_refused_with_the_reason() {
+        let mut map = PartitionMap::initial(2).expect("valid count");
+        map.partitions[1].start = map.partitions[0].end;
+        assert_eq!(map.validate(), Err(PartitionMapError::Overlap(1, 2)));
+        let mut map = PartitionMap::initial(2).expect("valid count");
+        map.partitions[1].partition_id = 1;
+        assert_eq!(
+            map.validate(),
+            Err(PartitionMapError::DuplicatePartition(1))
+        );
+        let mut map = PartitionMap::initial(1).expect("valid count");
+        map.partitions[0].partition_id = SYSTEM_PARTITION;
+        assert_eq!(map.validate(), Err(PartitionMapError::SystemPartitionInMap));
+        let mut map = PartitionMap::initial(1).expect("valid count");
+        map.partitions[0].start = 10;
+        map.partitions[0].end = 5;
+        assert!(matches!(
+            map.validate(),
+            Err(PartitionMapError::InvalidRange { .. })
+        ));
+    }
+
+    #[test]
+    fn encoding_round_trips_and_garbage_is_a_typed_error() {
+        let map = PartitionMap::initial(3).expect("valid count");
+        assert_eq!(
+            PartitionMap::decode(&map.encode()).expect("round trip"),
+            map
+        );
+        assert!(matches!(
+            PartitionMap::decode(b"\xff\x00garbage"),
+            Err(PartitionMapError::Malformed(_))
+        ));
+        let mut bad = map.clone();
+        bad.partitions[2].start = 0;
+        assert!(matches!(
+            PartitionMap::decode(&bad.encode()),
+            Err(PartitionMapError::Overlap(..))
+        ));
+    }
+}
