@@ -648,6 +648,15 @@ impl Wal {
         let needed = frame_footprint(footprint) as u64;
         if self.cursor + needed > self.active_len() {
             self.rotate()?;
+            // The rewrite budget leaves room for a largest frame; check, never write past
+            // the end of a segment.
+            if self.cursor + needed > self.active_len() {
+                return Err(Error::io(
+                    "appending",
+                    &self.dir,
+                    std::io::Error::other("a frame does not fit a fresh segment"),
+                ));
+            }
         }
         let buf = match self.spare.pop() {
             Some(mut buf) => {
@@ -841,7 +850,11 @@ impl Wal {
         let Some(oldest_end) = self.segments.front().map(|s| s.end_lsn) else {
             return Ok(());
         };
-        let budget = (self.active_len() - FIRST_FRAME_OFFSET) / 2;
+        // Leave room for a largest frame after the rewrites, and bound the copying done in
+        // one rotation.
+        let budget = (self.active_len() - FIRST_FRAME_OFFSET)
+            .saturating_sub(self.config.batch_bytes_max as u64)
+            .min(self.active_len() / 4);
         let mut spent = 0u64;
         let pinning: Vec<u64> = self
             .state
