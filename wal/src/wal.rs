@@ -93,6 +93,7 @@ pub struct Wal {
     completions: Vec<Completion>,
     flush_wanted: bool,
     poisoned: Option<Arc<str>>,
+    sketch: Sketch,
 }
 
 impl std::fmt::Debug for Wal {
@@ -230,6 +231,7 @@ impl Wal {
             completions: Vec::new(),
             flush_wanted: false,
             poisoned: None,
+            sketch: Sketch::default(),
             config,
         };
         wal.recover(&seqs)?;
@@ -434,8 +436,15 @@ impl Wal {
         Ok(Lsn(self.next_lsn))
     }
 
-    fn validate(&self, writes: &[Write<'_>]) -> Result<()> {
-        let mut sketch = Sketch::default();
+    fn validate(&mut self, writes: &[Write<'_>]) -> Result<()> {
+        let mut sketch = std::mem::take(&mut self.sketch);
+        sketch.clear();
+        let result = self.validate_with(writes, &mut sketch);
+        self.sketch = sketch;
+        result
+    }
+
+    fn validate_with(&self, writes: &[Write<'_>], sketch: &mut Sketch) -> Result<()> {
         for write in writes {
             let partition = write.partition();
             let entry = sketch.entry(&self.state, partition.0);
@@ -863,6 +872,8 @@ impl Wal {
             .filter(|(_, p)| p.oldest_live_lsn().is_some_and(|lsn| lsn < oldest_end))
             .map(|(id, _)| *id)
             .collect();
+        let mut pinning = pinning;
+        pinning.sort_unstable();
         for id in pinning {
             let Some(partition) = self.state.partitions.get(&id) else {
                 continue;
@@ -1193,12 +1204,14 @@ impl Wal {
     /// [`Error::Poisoned`].
     pub fn partitions(&self) -> Result<Vec<(PartitionId, PartitionInfo)>> {
         self.check_poison()?;
-        Ok(self
+        let mut list: Vec<_> = self
             .state
             .partitions
             .iter()
             .map(|(id, p)| (PartitionId(*id), p.info()))
-            .collect())
+            .collect();
+        list.sort_unstable_by_key(|(id, _)| *id);
+        Ok(list)
     }
 }
 
