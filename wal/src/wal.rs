@@ -796,7 +796,16 @@ impl Wal {
         self.seal_and_submit()?;
         while !self.inflight.is_empty() {
             let in_flight = self.backend.in_flight();
-            self.reap(in_flight.max(1))?;
+            if in_flight == 0 {
+                // Every submitted write was reaped, yet a frame is not done: a backend that
+                // lost a completion. Fail rather than wait forever.
+                return Err(Error::io(
+                    "draining the pipeline",
+                    &self.dir,
+                    std::io::Error::other("a durable write never completed"),
+                ));
+            }
+            self.reap(in_flight)?;
         }
         let reclaimed = self.reclaim();
         let next = self.next_segment()?;
@@ -991,10 +1000,17 @@ impl Wal {
                 self.flush_wanted = true;
                 self.pump()?;
             }
-            if self.backend.in_flight() == 0 && self.inflight.is_empty() {
-                // Nothing in flight and the target not reached: the frame is still open
-                // (the pipeline was full when pumped); submit it now.
+            if self.backend.in_flight() == 0 {
+                // Nothing in flight and the target not reached: the frame is still open;
+                // submit it now.
                 self.seal_and_submit()?;
+                if self.backend.in_flight() == 0 {
+                    return Err(Error::io(
+                        "waiting for durability",
+                        &self.dir,
+                        std::io::Error::other("a durable write never completed"),
+                    ));
+                }
             }
             self.reap(1)?;
         }
