@@ -4,7 +4,8 @@
 //! The same `apply` functions serve appends (after validation) and recovery (replay), so
 //! the state after recovery is the state the records describe, by construction.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::error::{Error, Result};
 use crate::format::{HARD_STATE_HAS_VOTE, RecordKind};
@@ -105,7 +106,9 @@ impl PartitionState {
         }
     }
 
-    fn truncate_after(&mut self, index: u64) {
+    /// Returns whether anything changed.
+    fn truncate_after(&mut self, index: u64) -> bool {
+        let before = (self.first_index, self.entries.len(), self.fresh);
         if index < self.first_index {
             self.entries.clear();
             self.first_index = index + 1;
@@ -114,11 +117,20 @@ impl PartitionState {
             self.entries.truncate(keep as usize);
         }
         self.fresh = false;
+        before != (self.first_index, self.entries.len(), self.fresh)
     }
 
-    fn compact_to(&mut self, index: u64, term: u64) {
-        if index <= self.first_index && !self.fresh {
-            return;
+    /// Returns whether the record now holds the floor (a compaction below the floor does
+    /// nothing). One exactly at the floor restates it: in a replay that starts mid-history
+    /// (after reclamation) the partition may have restarted at its first entry without a
+    /// floor term, and this record carries it.
+    fn compact_to(&mut self, index: u64, term: u64) -> bool {
+        if !self.fresh && index < self.first_index {
+            return false;
+        }
+        if !self.fresh && index == self.first_index {
+            self.floor_term = term;
+            return true;
         }
         let drop = index.saturating_sub(self.first_index);
         if drop >= self.entries.len() as u64 {
@@ -129,6 +141,7 @@ impl PartitionState {
         self.first_index = index;
         self.floor_term = term;
         self.fresh = false;
+        true
     }
 }
 
@@ -147,10 +160,34 @@ pub(crate) struct Applied {
     pub(crate) len: u32,
 }
 
+/// A hasher for partition ids (already well spread or small integers): one multiply,
+/// instead of SipHash, on the per-record path.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*byte)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = (value ^ (value >> 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// A map keyed by partition id.
+pub(crate) type PartitionMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+
 /// Every partition's state.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct LogState {
-    pub(crate) partitions: BTreeMap<u64, PartitionState>,
+    pub(crate) partitions: PartitionMap<PartitionState>,
 }
 
 impl LogState {
@@ -205,12 +242,15 @@ impl LogState {
             }
             RecordKind::CommitIndex => state.commit_index = Some((record.index, lsn)),
             RecordKind::TruncateAfter => {
-                state.truncate_after(record.index);
-                state.truncate_lsn = Some(lsn);
+                // A record that changed nothing must not move the pin off the one that did.
+                if state.truncate_after(record.index) {
+                    state.truncate_lsn = Some(lsn);
+                }
             }
             RecordKind::CompactTo => {
-                state.compact_to(record.index, record.term);
-                state.floor_lsn = Some(lsn);
+                if state.compact_to(record.index, record.term) {
+                    state.floor_lsn = Some(lsn);
+                }
             }
             RecordKind::Reset => {
                 state.entries.clear();
@@ -225,11 +265,11 @@ impl LogState {
     }
 }
 
-/// A preview of partitions touched by a batch, for all-or-nothing validation.
+/// A preview of partitions touched by a batch, for all-or-nothing validation (kept by the
+/// log and cleared per batch, so validating allocates nothing in steady state).
 #[derive(Debug, Default)]
 pub(crate) struct Sketch {
-    /// partition -> (exists, fresh, first_index, next_index)
-    pub(crate) touched: BTreeMap<u64, SketchEntry>,
+    pub(crate) touched: PartitionMap<SketchEntry>,
     pub(crate) new_partitions: usize,
 }
 
@@ -242,6 +282,11 @@ pub(crate) struct SketchEntry {
 }
 
 impl Sketch {
+    pub(crate) fn clear(&mut self) {
+        self.touched.clear();
+        self.new_partitions = 0;
+    }
+
     pub(crate) fn entry(&mut self, state: &LogState, partition: u64) -> &mut SketchEntry {
         self.touched
             .entry(partition)

@@ -85,6 +85,21 @@ fn half_prepared_highest_segment_is_discarded() {
         let wal = open(dir.path()).expect("reopen discards the half-prepared segment");
         assert_matches(&wal, &model, "after discarding");
     }
+    // Shorter than its header says, or empty.
+    for len in [8192, 0] {
+        let (_, highest) = segments(dir.path()).pop().expect("segments");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&highest)
+            .and_then(|f| f.set_len(len))
+            .expect("shorten");
+        let wal = open(dir.path()).expect("reopen discards a short highest segment");
+        assert_matches(
+            &wal,
+            &model,
+            &format!("after discarding a {len}-byte segment"),
+        );
+    }
 }
 
 #[test]
@@ -498,4 +513,32 @@ fn blocking_and_simulated_backends_write_identical_bytes() {
     assert_identical_bytes(blocking, |dir| {
         BackendChoice::Simulated(SimDisk::new(dir).expect("disk"))
     });
+}
+
+#[test]
+fn a_missing_segment_in_the_middle_is_fatal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    filled(dir.path(), 300);
+    let segs = segments(dir.path());
+    assert!(segs.len() >= 3, "{segs:?}");
+    let (seq, middle) = &segs[1];
+    std::fs::remove_file(middle).expect("remove");
+    match open(dir.path()) {
+        Err(Error::MissingSegment { segment }) => assert_eq!(segment, *seq),
+        other => panic!("expected a missing segment, got {other:?}"),
+    }
+}
+
+#[test]
+fn leftover_temporary_files_are_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, model) = filled(dir.path(), 50);
+    let temp = dir.path().join("00000000000000ff.tmp");
+    std::fs::write(&temp, vec![7u8; 8192]).expect("write");
+    let wal = open(dir.path()).expect("open");
+    assert!(
+        !temp.exists(),
+        "a half-prepared temporary segment is removed"
+    );
+    assert_matches(&wal, &model, "after removing a temporary file");
 }
