@@ -93,6 +93,7 @@ pub struct Wal {
     completions: Vec<Completion>,
     flush_wanted: bool,
     poisoned: Option<Arc<str>>,
+    sketch: Sketch,
 }
 
 impl std::fmt::Debug for Wal {
@@ -230,6 +231,7 @@ impl Wal {
             completions: Vec::new(),
             flush_wanted: false,
             poisoned: None,
+            sketch: Sketch::default(),
             config,
         };
         wal.recover(&seqs)?;
@@ -434,8 +436,15 @@ impl Wal {
         Ok(Lsn(self.next_lsn))
     }
 
-    fn validate(&self, writes: &[Write<'_>]) -> Result<()> {
-        let mut sketch = Sketch::default();
+    fn validate(&mut self, writes: &[Write<'_>]) -> Result<()> {
+        let mut sketch = std::mem::take(&mut self.sketch);
+        sketch.clear();
+        let result = self.validate_with(writes, &mut sketch);
+        self.sketch = sketch;
+        result
+    }
+
+    fn validate_with(&self, writes: &[Write<'_>], sketch: &mut Sketch) -> Result<()> {
         for write in writes {
             let partition = write.partition();
             let entry = sketch.entry(&self.state, partition.0);
@@ -648,6 +657,15 @@ impl Wal {
         let needed = frame_footprint(footprint) as u64;
         if self.cursor + needed > self.active_len() {
             self.rotate()?;
+            // The rewrite budget leaves room for a largest frame; check, never write past
+            // the end of a segment.
+            if self.cursor + needed > self.active_len() {
+                return Err(Error::io(
+                    "appending",
+                    &self.dir,
+                    std::io::Error::other("a frame does not fit a fresh segment"),
+                ));
+            }
         }
         let buf = match self.spare.pop() {
             Some(mut buf) => {
@@ -841,7 +859,11 @@ impl Wal {
         let Some(oldest_end) = self.segments.front().map(|s| s.end_lsn) else {
             return Ok(());
         };
-        let budget = (self.active_len() - FIRST_FRAME_OFFSET) / 2;
+        // Leave room for a largest frame after the rewrites, and bound the copying done in
+        // one rotation.
+        let budget = (self.active_len() - FIRST_FRAME_OFFSET)
+            .saturating_sub(self.config.batch_bytes_max as u64)
+            .min(self.active_len() / 4);
         let mut spent = 0u64;
         let pinning: Vec<u64> = self
             .state
@@ -850,6 +872,8 @@ impl Wal {
             .filter(|(_, p)| p.oldest_live_lsn().is_some_and(|lsn| lsn < oldest_end))
             .map(|(id, _)| *id)
             .collect();
+        let mut pinning = pinning;
+        pinning.sort_unstable();
         for id in pinning {
             let Some(partition) = self.state.partitions.get(&id) else {
                 continue;
@@ -1180,12 +1204,14 @@ impl Wal {
     /// [`Error::Poisoned`].
     pub fn partitions(&self) -> Result<Vec<(PartitionId, PartitionInfo)>> {
         self.check_poison()?;
-        Ok(self
+        let mut list: Vec<_> = self
             .state
             .partitions
             .iter()
             .map(|(id, p)| (PartitionId(*id), p.info()))
-            .collect())
+            .collect();
+        list.sort_unstable_by_key(|(id, _)| *id);
+        Ok(list)
     }
 }
 
