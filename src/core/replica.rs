@@ -17,7 +17,9 @@ use super::hold::{Holds, Verdict};
 use super::log::RaftLog;
 use super::message::{Message, MessageBody};
 use super::progress::{Progress, ProgressState, ProgressView};
-use super::ready::{GatedMessages, HardState, Outcome, ReadState, Ready, Role, SoftState};
+use super::ready::{
+    GatedMessages, HardState, Outcome, ReadState, Ready, Role, SnapshotMeta, SoftState,
+};
 use super::rng::SplitMix64;
 use super::status::Status;
 use super::types::{LogIndex, NodeId, PartitionId, Term, Ticket};
@@ -99,6 +101,7 @@ pub struct Replica {
     outcomes: Vec<Outcome>,
     snapshot_required: Vec<NodeId>,
     compaction_floor: Option<LogIndex>,
+    installed_snapshot: Option<SnapshotMeta>,
     prev_hard_state: HardState,
     prev_soft_state: SoftState,
     ready_number: u64,
@@ -207,6 +210,7 @@ impl Replica {
             outcomes: Vec::new(),
             snapshot_required: Vec::new(),
             compaction_floor: None,
+            installed_snapshot: None,
             prev_hard_state: HardState {
                 commit: hard_state.commit,
                 ..hard_state
@@ -754,6 +758,78 @@ impl Replica {
         }
     }
 
+    /// Follower side of a snapshot transfer: the runtime replaced the application's state with
+    /// the leader's state at `index` (whose entry had term `index_term`), received from
+    /// `leader` in `term`. The log is discarded and restarts after `index`; the next Ready
+    /// carries [`Ready::installed_snapshot`] for the WAL and an acknowledgement to the leader.
+    ///
+    /// # Errors
+    ///
+    /// [`Status::LeaderInOldTerm`] when `term` is below ours, [`Status::LogsFromAnotherLeader`]
+    /// when `leader` is not a voter (or is this node), [`Status::Errored`] for absurd values.
+    pub fn install_snapshot(
+        &mut self,
+        leader: NodeId,
+        term: Term,
+        index: LogIndex,
+        index_term: Term,
+    ) -> Result<(), Status> {
+        if leader == self.config.id || !self.config.is_voter(leader) {
+            return Err(Status::LogsFromAnotherLeader);
+        }
+        if index.0 >= INDEX_ABSURD || term.0 >= INDEX_ABSURD || index_term > term {
+            return Err(Status::Errored);
+        }
+        if term < self.term {
+            return Err(Status::LeaderInOldTerm);
+        }
+        if self.role == Role::Leader && term == self.term {
+            return Err(Status::Errored);
+        }
+        if term > self.term || self.role != Role::Follower || self.leader != Some(leader) {
+            self.become_follower(term, Some(leader));
+        }
+        self.election_elapsed = 0;
+        if index <= self.log.committed {
+            self.ack_append(leader, self.log.committed);
+            return Ok(());
+        }
+        self.log = RaftLog::new(index, index_term, Vec::new());
+        self.log.committed = index;
+        self.holds.on_truncate(LogIndex::ZERO);
+        self.checkpoints.clear();
+        self.delivered = index;
+        self.applied = index;
+        self.installed_snapshot = Some(SnapshotMeta {
+            index,
+            term: index_term,
+        });
+        // The new floor must be durable before the leader counts on it.
+        self.send_after_persist(
+            leader,
+            MessageBody::AppendResponse {
+                success: true,
+                index,
+                hint_index: LogIndex::ZERO,
+                hint_term: Term::ZERO,
+            },
+        );
+        Ok(())
+    }
+
+    /// Leader side: the snapshot transfer to `node` failed; probe it again (it is reported in
+    /// `snapshot_required` once more if it still needs entries below the floor).
+    pub fn report_snapshot_failure(&mut self, node: NodeId) {
+        if self.role != Role::Leader {
+            return;
+        }
+        if let Some(p) = self.peer_mut(node)
+            && p.state == ProgressState::SnapshotRequired
+        {
+            p.become_probe();
+        }
+    }
+
     // ----------------------------------------------------------------------------------------
     // Output.
 
@@ -766,6 +842,7 @@ impl Replica {
             || !self.outcomes.is_empty()
             || !self.snapshot_required.is_empty()
             || self.compaction_floor.is_some()
+            || self.installed_snapshot.is_some()
             || self.log.has_unstable()
             || self.hard_state() != self.prev_hard_state
             || self.soft_state() != self.prev_soft_state
@@ -811,6 +888,7 @@ impl Replica {
             hard_state,
             entries,
             compaction_floor: self.compaction_floor.take(),
+            installed_snapshot: self.installed_snapshot.take(),
             messages: std::mem::take(&mut self.messages),
             persisted_messages: GatedMessages::new(
                 number,
@@ -1031,7 +1109,10 @@ impl Replica {
         if !pre_vote && self.bug(InjectedBug::DoubleVote) && self.role == Role::Follower {
             can_vote = true;
         }
-        let granted = can_vote && self.log.is_up_to_date(last_log_index, last_log_term);
+        // A learner never votes, whatever the request says.
+        let granted = can_vote
+            && self.config.is_voter(self.config.id)
+            && self.log.is_up_to_date(last_log_index, last_log_term);
         if pre_vote {
             let term = if granted { term } else { self.term };
             self.push(from, term, MessageBody::PreVoteResponse { granted }, false);
@@ -1555,11 +1636,23 @@ impl Replica {
         }
         self.election_elapsed = 0;
         let committed = self.log.committed;
-        if prev_log_index < committed {
-            // Everything up to our commit index is settled; tell the leader where we are.
-            self.ack_append(from, committed);
-            return;
-        }
+        let (prev_log_index, prev_log_term, entries) = if prev_log_index < committed {
+            // Entries up to our commit index are settled; re-anchor at the commit index and
+            // keep only what follows it (a duplicated or reordered append).
+            let mut entries = entries;
+            match entries.iter().position(|e| e.index == committed) {
+                Some(k) => {
+                    let anchor_term = entries[k].term;
+                    (committed, anchor_term, entries.split_off(k + 1))
+                }
+                None => {
+                    self.ack_append(from, committed);
+                    return;
+                }
+            }
+        } else {
+            (prev_log_index, prev_log_term, entries)
+        };
         #[allow(unused_mut)]
         let mut anchored = self.log.term(prev_log_index) == Some(prev_log_term);
         #[cfg(feature = "sim-bugs")]

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use bytes::Bytes;
 use kommander_raft::core::{
     Config, DurableState, Entry, EntryKind, HardState, LogIndex, Message, MessageBody, NodeId,
-    Outcome, PartitionId, ReadState, Ready, Replica, Role, Term, Ticket,
+    Outcome, PartitionId, ReadState, Ready, Replica, Role, SnapshotMeta, Term, Ticket,
 };
 
 pub(crate) const P: PartitionId = PartitionId(1);
@@ -23,6 +23,11 @@ pub(crate) struct Disk {
 
 impl Disk {
     fn write(&mut self, ready: &UnsyncedWrite) {
+        if let Some(snapshot) = ready.installed_snapshot {
+            self.entries.clear();
+            self.floor = snapshot.index;
+            self.floor_term = snapshot.term;
+        }
         if let Some(hs) = ready.hard_state {
             self.hard_state = hs;
         }
@@ -42,6 +47,7 @@ impl Disk {
 
 struct UnsyncedWrite {
     number: u64,
+    installed_snapshot: Option<SnapshotMeta>,
     hard_state: Option<HardState>,
     entries: Vec<Entry>,
     compaction_floor: Option<LogIndex>,
@@ -225,6 +231,7 @@ impl Cluster {
                 .extend(ready.snapshot_required.iter().copied());
             let write = UnsyncedWrite {
                 number: ready.number,
+                installed_snapshot: ready.installed_snapshot,
                 hard_state: ready.hard_state,
                 entries: ready.entries,
                 compaction_floor: ready.compaction_floor,
@@ -418,6 +425,33 @@ impl Cluster {
                 .propose(ticket, true, payload("refused"))
                 .is_err()
         );
+    }
+
+    /// Transfers the leader's application state up to its compaction floor to `follower`
+    /// (what a runtime's snapshot transfer does) and installs it there.
+    pub(crate) fn transfer_snapshot(&mut self, leader: u64, follower: u64) {
+        let (term, floor) = {
+            let r = self.replica(leader);
+            (r.term(), r.compaction_floor())
+        };
+        let floor_term = self
+            .replica(leader)
+            .term_at(floor)
+            .expect("the floor's term is known");
+        let state: Vec<Entry> = self
+            .node(leader)
+            .applied
+            .iter()
+            .filter(|e| e.index <= floor)
+            .cloned()
+            .collect();
+        let node = self.node_mut(follower);
+        node.applied = state;
+        node.applied_index = floor;
+        node.replica
+            .install_snapshot(NodeId(leader), term, floor, floor_term)
+            .expect("snapshot accepted");
+        self.settle();
     }
 
     // ---- faults ----------------------------------------------------------------------------
