@@ -263,11 +263,14 @@ impl Cluster {
             );
         }
         let node = self.nodes.get_mut(&id).expect("node exists");
+        let mut previous = node.applied.last().map(|e| e.index);
         for e in &entries {
             assert!(
-                node.applied.last().is_none_or(|last| last.index < e.index),
-                "delivery in log order, exactly once, on {id}"
+                previous.is_none_or(|p| p < e.index),
+                "delivery in log order, exactly once, on {id}: {} after {previous:?}",
+                e.index
             );
+            previous = Some(e.index);
         }
         node.applied.extend(entries);
         if through > node.applied_index {
@@ -385,6 +388,17 @@ impl Cluster {
             self.replica_mut(id).tick();
             if self.replica(id).role() != Role::Follower {
                 self.settle_mapped(rewrite);
+                return;
+            }
+        }
+        panic!("node {id} never campaigned");
+    }
+
+    /// Ticks only `id` until it starts a (pre-)campaign, without delivering anything.
+    pub(crate) fn tick_until_campaign(&mut self, id: u64) {
+        for _ in 0..1000 {
+            self.replica_mut(id).tick();
+            if self.replica(id).role() != Role::Follower {
                 return;
             }
         }

@@ -2,6 +2,8 @@
 
 mod harness;
 
+#[cfg(feature = "sim-bugs")]
+mod bugs;
 mod checkpoint;
 mod election;
 mod garbage;
