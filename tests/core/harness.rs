@@ -384,14 +384,8 @@ impl Cluster {
 
     /// As [`Cluster::campaign`], delivering messages rewritten by `rewrite`.
     pub(crate) fn campaign_with(&mut self, id: u64, rewrite: impl Fn(Message) -> Option<Message>) {
-        for _ in 0..1000 {
-            self.replica_mut(id).tick();
-            if self.replica(id).role() != Role::Follower {
-                self.settle_mapped(rewrite);
-                return;
-            }
-        }
-        panic!("node {id} never campaigned");
+        self.tick_until_campaign(id);
+        self.settle_mapped(rewrite);
     }
 
     /// Ticks only `id` until it starts a (pre-)campaign, without delivering anything.
