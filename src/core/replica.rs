@@ -986,10 +986,12 @@ impl Replica {
                     return Err(Status::Errored);
                 }
             }
-            MessageBody::PreVoteResponse { .. }
-            | MessageBody::VoteResponse { .. }
-            | MessageBody::HeartbeatResponse { .. }
-            | MessageBody::ReadIndexRequest { .. } => {}
+            MessageBody::PreVoteResponse { .. } | MessageBody::VoteResponse { .. } => {
+                if !self.config.is_voter(m.from) {
+                    return Err(Status::LogsFromAnotherLeader);
+                }
+            }
+            MessageBody::HeartbeatResponse { .. } | MessageBody::ReadIndexRequest { .. } => {}
         }
         Ok(())
     }
