@@ -148,14 +148,13 @@ impl Replica {
         if applied < floor || applied > last {
             return bad("applied index outside [floor, last index]");
         }
-        if hard_state.commit > last {
-            return bad("commit index beyond the last entry");
-        }
         if hard_state.vote.is_some_and(|v| !config.is_voter(v)) {
             return bad("voted for a node that is not a voter");
         }
         let mut log = RaftLog::new(floor, floor_term, entries);
-        log.committed = hard_state.commit.max(applied).max(floor);
+        // The commit index is written lazily and may run ahead of a log whose unsynced tail was
+        // lost; it is only knowledge, re-learned from the leader.
+        log.committed = hard_state.commit.min(last).max(applied).max(floor);
         let mut holds = Holds::default();
         let mut checkpoints = VecDeque::new();
         for e in log.range(floor.next(), log.last_index()) {
@@ -1834,5 +1833,110 @@ impl Replica {
     #[cfg(feature = "sim-bugs")]
     fn bug(&self, bug: InjectedBug) -> bool {
         self.config.bug == Some(bug)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config::new(
+            NodeId(1),
+            PartitionId(1),
+            vec![NodeId(1), NodeId(2), NodeId(3)],
+        )
+    }
+
+    fn entry(index: u64, term: u64, kind: EntryKind, ticket: u64, auto_commit: bool) -> Entry {
+        Entry {
+            index: LogIndex(index),
+            term: Term(term),
+            kind,
+            ticket: Ticket(ticket),
+            auto_commit,
+            payload: Bytes::new(),
+        }
+    }
+
+    fn normal(index: u64, term: u64) -> Entry {
+        entry(index, term, EntryKind::Normal, index, true)
+    }
+
+    fn durable(entries: Vec<Entry>, commit: u64, applied: u64) -> DurableState {
+        DurableState {
+            hard_state: HardState {
+                term: Term(3),
+                vote: None,
+                commit: LogIndex(commit),
+            },
+            entries,
+            applied: LogIndex(applied),
+            ..DurableState::default()
+        }
+    }
+
+    #[test]
+    fn inconsistent_durable_state_is_refused() {
+        let cases = [
+            durable(vec![normal(1, 1), normal(3, 1)], 0, 0),
+            durable(vec![normal(1, 2), normal(2, 1)], 0, 0),
+            durable(vec![normal(1, 4)], 0, 0),
+            durable(vec![normal(1, 1)], 1, 2),
+            DurableState {
+                hard_state: HardState {
+                    term: Term(1),
+                    vote: Some(NodeId(9)),
+                    commit: LogIndex(0),
+                },
+                ..DurableState::default()
+            },
+        ];
+        for state in cases {
+            let result = Replica::new(config(), state.clone());
+            assert!(
+                matches!(result, Err(ConfigError::InvalidDurableState(_))),
+                "{state:?} must be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn restore_delivers_committed_entries_after_applied_once_and_keeps_holds() {
+        let entries = vec![
+            normal(1, 1),
+            normal(2, 1),
+            entry(3, 1, EntryKind::Normal, 77, false),
+            normal(4, 1),
+            entry(5, 2, EntryKind::Commit, 77, true),
+            normal(6, 2),
+        ];
+        let mut replica =
+            Replica::new(config(), durable(entries, 9, 1)).expect("valid durable state");
+        assert_eq!(
+            replica.commit_index(),
+            LogIndex(6),
+            "lazy commit clamped to the log"
+        );
+        let ready = replica.ready();
+        let delivered: Vec<u64> = ready.committed_entries.iter().map(|e| e.index.0).collect();
+        assert_eq!(
+            delivered,
+            vec![2, 3, 4, 6],
+            "after applied, held one resolved by marker"
+        );
+        assert_eq!(ready.committed_through, LogIndex(6));
+        replica.applied(ready.committed_through);
+        assert!(!replica.has_ready());
+    }
+
+    #[test]
+    fn restore_holds_an_unresolved_two_phase_entry() {
+        let entries = vec![entry(1, 1, EntryKind::Normal, 5, false), normal(2, 1)];
+        let mut replica = Replica::new(config(), durable(entries, 2, 0)).expect("valid");
+        assert!(!replica.has_ready(), "held: nothing deliverable");
+        let ready = replica.ready();
+        assert!(ready.committed_entries.is_empty());
+        assert_eq!(ready.committed_through, LogIndex(0));
     }
 }
