@@ -12,6 +12,19 @@ use kommander_raft::core::{
 
 pub(crate) const P: PartitionId = PartitionId(1);
 
+/// A small deterministic generator for chaos schedules.
+pub(crate) struct Lcg(pub(crate) u64);
+
+impl Lcg {
+    pub(crate) fn next(&mut self, bound: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % bound
+    }
+}
+
 /// The durable image of one node: what a WAL would hold.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Disk {
@@ -354,6 +367,35 @@ impl Cluster {
                 self.queue.push_front(m);
                 self.step_one();
             }
+        }
+        panic!("the cluster did not settle within 100 000 messages");
+    }
+
+    /// Delivers queued messages in random order, dropping `drop_pct` % and duplicating
+    /// `duplicate_pct` % of them, until the network is quiet.
+    pub(crate) fn settle_chaos(&mut self, rng: &mut Lcg, drop_pct: u64, duplicate_pct: u64) {
+        for _ in 0..100_000 {
+            let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+            for id in &ids {
+                self.process(*id);
+            }
+            if self.queue.is_empty() {
+                return;
+            }
+            let pick = rng.next(self.queue.len() as u64) as usize;
+            let Some(m) = self.queue.remove(pick) else {
+                return;
+            };
+            let roll = rng.next(100);
+            if roll < drop_pct {
+                continue;
+            }
+            if roll < drop_pct + duplicate_pct {
+                let at = rng.next(self.queue.len() as u64 + 1) as usize;
+                self.queue.insert(at, m.clone());
+            }
+            self.queue.push_front(m);
+            self.step_one();
         }
         panic!("the cluster did not settle within 100 000 messages");
     }

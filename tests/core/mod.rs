@@ -4,6 +4,7 @@ mod harness;
 
 #[cfg(feature = "sim-bugs")]
 mod bugs;
+mod chaos;
 mod checkpoint;
 mod election;
 mod garbage;

@@ -3,8 +3,7 @@
 
 use kommander_raft::core::{LogIndex, Message, MessageBody, NodeId, Role};
 
-use super::election::Lcg;
-use super::harness::Cluster;
+use super::harness::{Cluster, Lcg};
 
 fn applied_everywhere(c: &Cluster, ids: &[u64]) -> Vec<String> {
     let first = c.applied_payloads(ids[0]);
