@@ -122,3 +122,51 @@ fn failed_snapshot_transfer_is_reported_again() {
         Err(Status::LeaderInOldTerm)
     );
 }
+
+/// Reference checklist #46: a leader change on a compacted partition with in-sync followers
+/// sends no snapshot and probes from the log tail, not from index 1.
+#[test]
+fn leader_change_after_compaction_needs_no_snapshot() {
+    let mut c = Cluster::new(3, 0);
+    c.elect(1);
+    for i in 0..5 {
+        c.propose(1, &format!("v{i}"));
+    }
+    let ticket = c.ticket();
+    c.replica_mut(1)
+        .propose_checkpoint(ticket)
+        .expect("checkpoint");
+    c.propose(1, "after");
+    c.settle();
+    c.ticks(2);
+    let floor = c.replica(2).compaction_floor();
+    assert!(floor > LogIndex(1));
+    c.replica_mut(1)
+        .transfer_leadership(NodeId(2))
+        .expect("transfer");
+    c.clear_trace();
+    c.ticks(4);
+    assert_eq!(c.leader(), Some(2));
+    assert!(
+        c.node(2).snapshot_required.is_empty(),
+        "no snapshot for in-sync followers"
+    );
+    let rejections = c
+        .trace
+        .iter()
+        .filter(|(name, _, to)| name == "AppendResponse" && *to == NodeId(2))
+        .count();
+    assert!(
+        rejections <= 4,
+        "a few answers, no walk back to index 1: {rejections}"
+    );
+    c.propose(2, "new leader");
+    c.settle();
+    c.ticks(2);
+    for id in 1..=3 {
+        assert_eq!(
+            c.applied_payloads(id).last().map(String::as_str),
+            Some("new leader")
+        );
+    }
+}
