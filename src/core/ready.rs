@@ -159,8 +159,8 @@ pub struct Ready {
     pub hard_state: Option<HardState>,
     /// Entries to persist (consecutive indices).
     pub entries: Vec<Entry>,
-    /// New compaction floor: a committed, applied checkpoint. Entries at or below it are no
-    /// longer needed by this replica.
+    /// New compaction floor: a committed, applied checkpoint. The durable log may discard
+    /// entries at or below it (a leader may still hold some in memory for lagging followers).
     pub compaction_floor: Option<LogIndex>,
     /// Set when a snapshot was installed ([`Replica::install_snapshot`](super::Replica)):
     /// discard every stored entry and record this as the floor (before persisting `entries`).

@@ -54,7 +54,7 @@ fn committed_applied_checkpoint_becomes_the_compaction_floor_everywhere() {
 
 #[test]
 fn follower_behind_the_floor_is_reported_as_needing_a_snapshot() {
-    let mut c = Cluster::new(3, 0);
+    let mut c = Cluster::with_config(3, 0, |cfg| cfg.compaction_retain_entries_max = 0);
     c.elect(1);
     c.crash(3);
     for i in 0..5 {
@@ -99,7 +99,7 @@ fn follower_behind_the_floor_is_reported_as_needing_a_snapshot() {
 
 #[test]
 fn failed_snapshot_transfer_is_reported_again() {
-    let mut c = Cluster::new(3, 0);
+    let mut c = Cluster::with_config(3, 0, |cfg| cfg.compaction_retain_entries_max = 0);
     c.elect(1);
     c.crash(3);
     c.propose(1, "v");
@@ -169,4 +169,69 @@ fn leader_change_after_compaction_needs_no_snapshot() {
             Some("new leader")
         );
     }
+}
+
+#[test]
+fn leader_retains_entries_below_the_checkpoint_for_a_slightly_lagging_follower() {
+    let mut c = Cluster::with_config(3, 0, |cfg| cfg.compaction_retain_entries_max = 100);
+    c.elect(1);
+    c.crash(3);
+    for i in 0..10 {
+        c.propose(1, &format!("v{i}"));
+    }
+    let ticket = c.ticket();
+    let cp = c
+        .replica_mut(1)
+        .propose_checkpoint(ticket)
+        .expect("checkpoint");
+    c.settle();
+    c.ticks(2);
+    assert_eq!(c.replica(1).checkpoint_floor(), cp);
+    assert_eq!(c.node(1).disk.floor, cp, "the durable log is compacted");
+    assert!(
+        c.replica(1).compaction_floor() < cp,
+        "memory keeps what 3 still needs"
+    );
+    assert_eq!(
+        c.replica(2).compaction_floor(),
+        cp,
+        "a follower keeps nothing extra"
+    );
+    c.restart(3);
+    c.ticks(6);
+    assert!(
+        c.node(1).snapshot_required.is_empty(),
+        "caught up from the log, no snapshot"
+    );
+    assert_eq!(c.applied_payloads(3), c.applied_payloads(1));
+    assert_eq!(
+        c.replica(1).compaction_floor(),
+        cp,
+        "released once 3 caught up"
+    );
+}
+
+#[test]
+fn retention_is_bounded() {
+    let mut c = Cluster::with_config(3, 0, |cfg| cfg.compaction_retain_entries_max = 3);
+    c.elect(1);
+    c.crash(3);
+    for i in 0..10 {
+        c.propose(1, &format!("v{i}"));
+    }
+    let ticket = c.ticket();
+    let cp = c
+        .replica_mut(1)
+        .propose_checkpoint(ticket)
+        .expect("checkpoint");
+    c.settle();
+    c.ticks(2);
+    assert_eq!(c.replica(1).compaction_floor(), LogIndex(cp.0 - 3));
+    c.restart(3);
+    c.ticks(6);
+    assert_eq!(
+        c.node(1).snapshot_required,
+        vec![NodeId(3)],
+        "too far behind: snapshot"
+    );
 }

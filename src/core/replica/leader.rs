@@ -243,6 +243,7 @@ impl Replica {
             let caught_up = p.match_index == last;
             if advanced {
                 self.maybe_commit();
+                self.compact_memory();
             }
             if caught_up && self.transferee == Some(from) {
                 self.send(from, MessageBody::TimeoutNow);

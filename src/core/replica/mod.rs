@@ -84,6 +84,9 @@ pub struct Replica {
     applied: LogIndex,
     /// Delivered checkpoints not yet the compaction floor (waiting for `applied`).
     checkpoints: VecDeque<LogIndex>,
+    /// The highest applied checkpoint: the durable log may be compacted up to it. The
+    /// in-memory log may retain a little more (see `compact_memory`).
+    checkpoint_floor: LogIndex,
     rng: SplitMix64,
     election_elapsed: u32,
     heartbeat_elapsed: u32,
@@ -195,6 +198,7 @@ impl Replica {
             delivered: applied,
             applied,
             checkpoints,
+            checkpoint_floor: floor,
             rng: SplitMix64::new(seed),
             election_elapsed: 0,
             heartbeat_elapsed: 0,
@@ -350,10 +354,18 @@ impl Replica {
         self.applied
     }
 
-    /// The compaction floor: entries at or below it are no longer held.
+    /// The in-memory floor: entries at or below it are no longer held. At most the highest
+    /// applied checkpoint; a leader may hold entries below that for lagging followers.
     #[must_use]
     pub fn compaction_floor(&self) -> LogIndex {
         self.log.floor()
+    }
+
+    /// The highest applied checkpoint: what the durable log may discard up to (reported once
+    /// in `Ready::compaction_floor`).
+    #[must_use]
+    pub fn checkpoint_floor(&self) -> LogIndex {
+        self.checkpoint_floor
     }
 
     /// The term of the entry at `index`, if this replica still holds it (or it is the floor).
@@ -812,6 +824,7 @@ impl Replica {
         self.log.committed = index;
         self.holds.on_truncate(LogIndex::ZERO);
         self.checkpoints.clear();
+        self.checkpoint_floor = index;
         self.delivered = index;
         self.applied = index;
         self.installed_snapshot = Some(SnapshotMeta {
