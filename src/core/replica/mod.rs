@@ -844,6 +844,21 @@ impl Replica {
         Ok(())
     }
 
+    /// Leader side: the runtime's snapshot transfer to `node` completed up to `index` (the
+    /// follower called [`Replica::install_snapshot`]). Replication resumes with a probe after
+    /// `index`, even if the follower's own acknowledgement is lost.
+    pub fn report_snapshot_installed(&mut self, node: NodeId, index: LogIndex) {
+        if self.role != Role::Leader || index > self.log.last_index() {
+            return;
+        }
+        if let Some(p) = self.peer_mut(node)
+            && p.state == ProgressState::SnapshotRequired
+        {
+            p.become_probe();
+            p.next_index = p.next_index.max(index.next());
+        }
+    }
+
     /// Leader side: the snapshot transfer to `node` failed; probe it again (it is reported in
     /// `snapshot_required` once more if it still needs entries below the floor).
     pub fn report_snapshot_failure(&mut self, node: NodeId) {
