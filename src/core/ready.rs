@@ -71,6 +71,15 @@ pub struct Outcome {
     pub status: Status,
 }
 
+/// Where a log restarts after a snapshot was installed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SnapshotMeta {
+    /// The last index the snapshot covers (the new floor).
+    pub index: LogIndex,
+    /// The term of the entry at `index`.
+    pub term: Term,
+}
+
 /// Messages that may be sent only once the Ready that produced them is durable.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct GatedMessages {
@@ -127,12 +136,15 @@ impl GatedMessages {
 
 /// One batch of work for the runtime, numbered. Obligations, in order:
 ///
-/// 1. persist `hard_state` (if any) and `entries`: when `entries[0].index` is at or below the
+/// 1. persist `installed_snapshot` (if any: the log restarts there), `hard_state` (if any) and
+///    `entries`: when `entries[0].index` is at or below the
 ///    last index handed out before, every stored entry from that index on is replaced; when
 ///    `compaction_floor` is set, entries at or below it may be discarded;
 /// 2. send `messages` at any time (they do not depend on this Ready's durability);
-/// 3. once 1 is durable call [`Replica::persisted`](super::Replica::persisted)`(number)` and
-///    send `persisted_messages` (released by [`GatedMessages::release`]);
+/// 3. once 1 is durable — and every earlier Ready too: writes complete in order — call
+///    [`Replica::persisted`](super::Replica::persisted)`(number)` and send `persisted_messages`
+///    (released by [`GatedMessages::release`]). Gated messages wait for earlier Readies even
+///    when this one has nothing to persist (see [`Ready::must_wait_for_disk`]);
 /// 4. deliver `committed_entries` to the application in order (they are already durable
 ///    locally), then call [`Replica::applied`](super::Replica::applied)`(committed_through)`;
 /// 5. answer waiters from `outcomes` and `read_states`; start a snapshot transfer for every
@@ -147,9 +159,12 @@ pub struct Ready {
     pub hard_state: Option<HardState>,
     /// Entries to persist (consecutive indices).
     pub entries: Vec<Entry>,
-    /// New compaction floor: a committed, applied checkpoint. Entries at or below it are no
-    /// longer needed by this replica.
+    /// New compaction floor: a committed, applied checkpoint. The durable log may discard
+    /// entries at or below it (a leader may still hold some in memory for lagging followers).
     pub compaction_floor: Option<LogIndex>,
+    /// Set when a snapshot was installed ([`Replica::install_snapshot`](super::Replica)):
+    /// discard every stored entry and record this as the floor (before persisting `entries`).
+    pub installed_snapshot: Option<SnapshotMeta>,
     /// Messages to send now.
     pub messages: Vec<Message>,
     /// Messages to send once this Ready is durable (votes, append acknowledgements).
@@ -169,9 +184,20 @@ pub struct Ready {
 }
 
 impl Ready {
-    /// Whether steps 1 and 3 of the contract have anything to persist.
+    /// Whether step 1 of the contract has anything to write.
     #[must_use]
     pub fn must_persist(&self) -> bool {
-        self.hard_state.is_some() || !self.entries.is_empty() || self.compaction_floor.is_some()
+        self.hard_state.is_some()
+            || !self.entries.is_empty()
+            || self.compaction_floor.is_some()
+            || self.installed_snapshot.is_some()
+    }
+
+    /// Whether this Ready must go through the disk queue: it has something to write, or gated
+    /// messages that may only leave once every earlier write is durable. A Ready for which
+    /// this is false needs no `persisted` call (a later one covers it).
+    #[must_use]
+    pub fn must_wait_for_disk(&self) -> bool {
+        self.must_persist() || !self.persisted_messages.is_empty()
     }
 }

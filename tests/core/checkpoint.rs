@@ -1,6 +1,6 @@
 //! Checkpoints: refusal while a two-phase proposal is open, compaction floor, snapshot need.
 
-use kommander_raft::core::{LogIndex, NodeId, ProgressState, Status};
+use kommander_raft::core::{LogIndex, NodeId, ProgressState, Status, Term};
 
 use super::harness::{Cluster, payload};
 
@@ -54,7 +54,7 @@ fn committed_applied_checkpoint_becomes_the_compaction_floor_everywhere() {
 
 #[test]
 fn follower_behind_the_floor_is_reported_as_needing_a_snapshot() {
-    let mut c = Cluster::new(3, 0);
+    let mut c = Cluster::with_config(3, 0, |cfg| cfg.compaction_retain_entries_max = 0);
     c.elect(1);
     c.crash(3);
     for i in 0..5 {
@@ -80,4 +80,158 @@ fn follower_behind_the_floor_is_reported_as_needing_a_snapshot() {
     );
     let view = c.replica(1).progress(NodeId(3)).expect("progress");
     assert_eq!(view.state, ProgressState::SnapshotRequired);
+    // The runtime transfers the state; replication resumes above the floor.
+    c.propose(1, "after-snapshot");
+    c.settle();
+    c.transfer_snapshot(1, 3);
+    c.ticks(2);
+    assert_eq!(c.log_of(3), c.log_of(1));
+    assert_eq!(c.applied_payloads(3), c.applied_payloads(1));
+    assert_eq!(c.node(3).disk.floor, c.replica(1).compaction_floor());
+    let view = c.replica(1).progress(NodeId(3)).expect("progress");
+    assert_eq!(view.state, ProgressState::Replicate);
+    // And it survives a restart from its (compacted) disk.
+    c.crash(3);
+    c.restart(3);
+    c.ticks(2);
+    assert_eq!(c.applied_payloads(3), c.applied_payloads(1));
+}
+
+#[test]
+fn failed_snapshot_transfer_is_reported_again() {
+    let mut c = Cluster::with_config(3, 0, |cfg| cfg.compaction_retain_entries_max = 0);
+    c.elect(1);
+    c.crash(3);
+    c.propose(1, "v");
+    let ticket = c.ticket();
+    c.replica_mut(1)
+        .propose_checkpoint(ticket)
+        .expect("checkpoint");
+    c.settle();
+    c.ticks(2);
+    c.restart(3);
+    c.ticks(4);
+    assert_eq!(c.node(1).snapshot_required, vec![NodeId(3)]);
+    c.replica_mut(1).report_snapshot_failure(NodeId(3));
+    c.ticks(4);
+    assert_eq!(c.node(1).snapshot_required, vec![NodeId(3), NodeId(3)]);
+    let stale = Term(c.replica(3).term().0 - 1);
+    assert_eq!(
+        c.replica_mut(3)
+            .install_snapshot(NodeId(1), stale, LogIndex(2), stale),
+        Err(Status::LeaderInOldTerm)
+    );
+}
+
+/// Reference checklist #46: a leader change on a compacted partition with in-sync followers
+/// sends no snapshot and probes from the log tail, not from index 1.
+#[test]
+fn leader_change_after_compaction_needs_no_snapshot() {
+    let mut c = Cluster::new(3, 0);
+    c.elect(1);
+    for i in 0..5 {
+        c.propose(1, &format!("v{i}"));
+    }
+    let ticket = c.ticket();
+    c.replica_mut(1)
+        .propose_checkpoint(ticket)
+        .expect("checkpoint");
+    c.propose(1, "after");
+    c.settle();
+    c.ticks(2);
+    let floor = c.replica(2).compaction_floor();
+    assert!(floor > LogIndex(1));
+    c.replica_mut(1)
+        .transfer_leadership(NodeId(2))
+        .expect("transfer");
+    c.clear_trace();
+    c.ticks(4);
+    assert_eq!(c.leader(), Some(2));
+    assert!(
+        c.node(2).snapshot_required.is_empty(),
+        "no snapshot for in-sync followers"
+    );
+    let rejections = c
+        .trace
+        .iter()
+        .filter(|(name, _, to)| name == "AppendResponse" && *to == NodeId(2))
+        .count();
+    assert!(
+        rejections <= 4,
+        "a few answers, no walk back to index 1: {rejections}"
+    );
+    c.propose(2, "new leader");
+    c.settle();
+    c.ticks(2);
+    for id in 1..=3 {
+        assert_eq!(
+            c.applied_payloads(id).last().map(String::as_str),
+            Some("new leader")
+        );
+    }
+}
+
+#[test]
+fn leader_retains_entries_below_the_checkpoint_for_a_slightly_lagging_follower() {
+    let mut c = Cluster::with_config(3, 0, |cfg| cfg.compaction_retain_entries_max = 100);
+    c.elect(1);
+    c.crash(3);
+    for i in 0..10 {
+        c.propose(1, &format!("v{i}"));
+    }
+    let ticket = c.ticket();
+    let cp = c
+        .replica_mut(1)
+        .propose_checkpoint(ticket)
+        .expect("checkpoint");
+    c.settle();
+    c.ticks(2);
+    assert_eq!(c.replica(1).checkpoint_floor(), cp);
+    assert_eq!(c.node(1).disk.floor, cp, "the durable log is compacted");
+    assert!(
+        c.replica(1).compaction_floor() < cp,
+        "memory keeps what 3 still needs"
+    );
+    assert_eq!(
+        c.replica(2).compaction_floor(),
+        cp,
+        "a follower keeps nothing extra"
+    );
+    c.restart(3);
+    c.ticks(6);
+    assert!(
+        c.node(1).snapshot_required.is_empty(),
+        "caught up from the log, no snapshot"
+    );
+    assert_eq!(c.applied_payloads(3), c.applied_payloads(1));
+    assert_eq!(
+        c.replica(1).compaction_floor(),
+        cp,
+        "released once 3 caught up"
+    );
+}
+
+#[test]
+fn retention_is_bounded() {
+    let mut c = Cluster::with_config(3, 0, |cfg| cfg.compaction_retain_entries_max = 3);
+    c.elect(1);
+    c.crash(3);
+    for i in 0..10 {
+        c.propose(1, &format!("v{i}"));
+    }
+    let ticket = c.ticket();
+    let cp = c
+        .replica_mut(1)
+        .propose_checkpoint(ticket)
+        .expect("checkpoint");
+    c.settle();
+    c.ticks(2);
+    assert_eq!(c.replica(1).compaction_floor(), LogIndex(cp.0 - 3));
+    c.restart(3);
+    c.ticks(6);
+    assert_eq!(
+        c.node(1).snapshot_required,
+        vec![NodeId(3)],
+        "too far behind: snapshot"
+    );
 }

@@ -2,20 +2,7 @@
 
 use kommander_raft::core::{LogIndex, MessageBody, NodeId, Role, Term};
 
-use super::harness::{Cluster, msg};
-
-/// A small deterministic generator for chaos schedules.
-pub(crate) struct Lcg(pub(crate) u64);
-
-impl Lcg {
-    pub(crate) fn next(&mut self, bound: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % bound
-    }
-}
+use super::harness::{Cluster, Lcg, msg};
 
 #[test]
 fn first_election_elects_exactly_one_leader() {
@@ -242,4 +229,33 @@ fn the_same_seed_gives_the_same_elections() {
         c.trace.clone()
     };
     assert_eq!(run(7), run(7));
+}
+
+/// Reference checklist #13: the election timeout is drawn per node from the seed, differs
+/// between nodes and is re-drawn after a failed candidacy, so split votes resolve.
+#[test]
+fn split_votes_resolve_thanks_to_randomized_timeouts() {
+    for seed in 0..20 {
+        let mut c = Cluster::with_config(4, 0, |cfg| cfg.seed = seed);
+        c.ticks(200);
+        let leaders = (1..=4).filter(|&i| c.replica(i).is_leader()).count();
+        assert_eq!(
+            leaders, 1,
+            "seed {seed}: an even cluster still elects one leader"
+        );
+    }
+    let campaign_tick = |id: u64| {
+        let mut c = Cluster::new(3, 0);
+        (1..100)
+            .find(|_| {
+                c.replica_mut(id).tick();
+                c.replica(id).role() != Role::Follower
+            })
+            .expect("campaigns")
+    };
+    let ticks: Vec<usize> = (1..=3).map(campaign_tick).collect();
+    assert!(
+        ticks.windows(2).any(|w| w[0] != w[1]),
+        "nodes draw different timeouts: {ticks:?}"
+    );
 }
