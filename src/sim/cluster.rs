@@ -718,6 +718,9 @@ impl Simulation {
             read_states: _,
             outcomes,
             snapshot_required: _,
+            // The simulator proposes no checkpoints yet, so nothing is compacted and no
+            // snapshot is ever installed.
+            installed_snapshot: _,
         } = ready;
         self.trace.event(
             10,
