@@ -9,5 +9,4 @@ mod common;
 mod conformance;
 mod crash;
 mod fuzz_corpus;
-mod kill9;
 mod uring;
