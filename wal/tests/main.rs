@@ -9,3 +9,4 @@ mod common;
 mod conformance;
 mod crash;
 mod fuzz_corpus;
+mod reclaim;
