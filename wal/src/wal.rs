@@ -313,16 +313,13 @@ impl Wal {
                 self.prepared.push_back(segment);
             }
         }
-        if let Some(active) = self.segments.back() {
+        if !self.segments.is_empty() {
             self.cursor = outcome.cursor;
             self.prev_payload_crc = outcome
                 .frames
                 .last()
                 .filter(|f| f.segment_index == outcome.active)
                 .map_or(0, |f| f.header.payload_crc.get());
-            if active.len < self.cursor {
-                self.cursor = active.len;
-            }
         } else {
             let segment = self.next_segment()?;
             self.segments.push_back(segment);
@@ -863,7 +860,7 @@ impl Wal {
                 break;
             };
             let path = segment.path.clone();
-            reclaimed.push((path, segment.into_unreferenced_file().map(|(file, _)| file)));
+            reclaimed.push((path, segment.into_unreferenced_file()));
         }
         reclaimed
     }
