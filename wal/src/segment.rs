@@ -154,16 +154,12 @@ impl Segment {
     }
 
     /// Gives the file back if no reader still holds bytes of it (so it may be recycled).
-    pub(crate) fn into_unreferenced_file(self) -> Option<(SegmentFile, PathBuf)> {
+    pub(crate) fn into_unreferenced_file(self) -> Option<SegmentFile> {
         let Self {
-            file,
-            path,
-            map,
-            bytes,
-            ..
+            file, map, bytes, ..
         } = self;
         drop(bytes);
-        (Arc::strong_count(&map) == 1).then_some((file, path))
+        (Arc::strong_count(&map) == 1).then_some(file)
     }
 }
 

@@ -313,16 +313,13 @@ impl Wal {
                 self.prepared.push_back(segment);
             }
         }
-        if let Some(active) = self.segments.back() {
+        if !self.segments.is_empty() {
             self.cursor = outcome.cursor;
             self.prev_payload_crc = outcome
                 .frames
                 .last()
                 .filter(|f| f.segment_index == outcome.active)
                 .map_or(0, |f| f.header.payload_crc.get());
-            if active.len < self.cursor {
-                self.cursor = active.len;
-            }
         } else {
             let segment = self.next_segment()?;
             self.segments.push_back(segment);
@@ -646,17 +643,18 @@ impl Wal {
 
     /// Ensures the current frame can take `footprint` more payload bytes.
     fn make_room(&mut self, footprint: usize) -> Result<()> {
-        let batch_max = self.config.batch_bytes_max as u64;
-        if let Some(frame) = &self.current {
-            let needed = frame_footprint(frame.payload_len + footprint) as u64;
-            if needed <= batch_max && frame.offset + needed <= self.active_len() {
-                return Ok(());
-            }
-            self.seal_and_submit()?;
+        if self.current_fits(footprint) {
+            return Ok(());
         }
+        self.seal_and_submit()?;
         let needed = frame_footprint(footprint) as u64;
         if self.cursor + needed > self.active_len() {
             self.rotate()?;
+            // The rotation may have opened a frame (restated control records): use it.
+            if self.current_fits(footprint) {
+                return Ok(());
+            }
+            self.seal_and_submit()?;
             // The rewrite budget leaves room for a largest frame; check, never write past
             // the end of a segment.
             if self.cursor + needed > self.active_len() {
@@ -682,6 +680,15 @@ impl Wal {
             payload_len: 0,
         });
         Ok(())
+    }
+
+    /// Whether the current frame (if any) can take `footprint` more payload bytes.
+    fn current_fits(&self, footprint: usize) -> bool {
+        self.current.as_ref().is_some_and(|frame| {
+            let needed = frame_footprint(frame.payload_len + footprint) as u64;
+            needed <= self.config.batch_bytes_max as u64
+                && frame.offset + needed <= self.active_len()
+        })
     }
 
     /// Seals the current frame and hands it to the backend, first waiting for a slot if
@@ -796,7 +803,16 @@ impl Wal {
         self.seal_and_submit()?;
         while !self.inflight.is_empty() {
             let in_flight = self.backend.in_flight();
-            self.reap(in_flight.max(1))?;
+            if in_flight == 0 {
+                // Every submitted write was reaped, yet a frame is not done: a backend that
+                // lost a completion. Fail rather than wait forever.
+                return Err(Error::io(
+                    "draining the pipeline",
+                    &self.dir,
+                    std::io::Error::other("a durable write never completed"),
+                ));
+            }
+            self.reap(in_flight)?;
         }
         let reclaimed = self.reclaim();
         let next = self.next_segment()?;
@@ -844,7 +860,7 @@ impl Wal {
                 break;
             };
             let path = segment.path.clone();
-            reclaimed.push((path, segment.into_unreferenced_file().map(|(file, _)| file)));
+            reclaimed.push((path, segment.into_unreferenced_file()));
         }
         reclaimed
     }
@@ -878,6 +894,27 @@ impl Wal {
             let Some(partition) = self.state.partitions.get(&id) else {
                 continue;
             };
+            let pins = |lsn: Option<u64>| lsn.is_some_and(|lsn| lsn < oldest_end);
+            if !pins(partition.entries.front().map(|e| e.lsn)) && !pins(partition.truncate_lsn) {
+                // Only control records pin: restate them (each alone is enough, so they need
+                // no frame of their own).
+                let restate_floor = pins(partition.floor_lsn)
+                    .then_some((partition.first_index, partition.floor_term));
+                let hard_state = partition
+                    .hard_state
+                    .filter(|(_, lsn)| *lsn < oldest_end)
+                    .map(|(hs, _)| hs);
+                let commit = partition
+                    .commit_index
+                    .filter(|(_, lsn)| *lsn < oldest_end)
+                    .map(|(ci, _)| ci);
+                spent += 3 * record_footprint(0) as u64;
+                if let Some((first_index, floor_term)) = restate_floor {
+                    self.append_record(RecordKind::CompactTo, 0, id, floor_term, first_index, &[])?;
+                }
+                self.append_control(id, hard_state, commit)?;
+                continue;
+            }
             let mut payload_bytes = record_footprint(0) * 3;
             for entry in &partition.entries {
                 payload_bytes += record_footprint(entry.len as usize);
@@ -910,20 +947,31 @@ impl Wal {
             // One frame for the whole rewrite, so a crash keeps all of it or none.
             self.seal_and_submit()?;
             self.append_record(RecordKind::Reset, 0, id, floor_term, first_index, &[])?;
-            if let Some(hs) = hard_state {
-                let (flags, vote) = match hs.vote {
-                    Some(v) => (HARD_STATE_HAS_VOTE, v),
-                    None => (0, 0),
-                };
-                self.append_record(RecordKind::HardState, flags, id, hs.term, vote, &[])?;
-            }
-            if let Some(ci) = commit {
-                self.append_record(RecordKind::CommitIndex, 0, id, 0, ci, &[])?;
-            }
+            self.append_control(id, hard_state, commit)?;
             for (index, term, bytes) in entries {
                 self.append_record(RecordKind::Entry, 0, id, term, index, &bytes)?;
             }
             self.seal_and_submit()?;
+        }
+        Ok(())
+    }
+
+    /// Appends a hard state and a commit index record, where given.
+    fn append_control(
+        &mut self,
+        partition: u64,
+        hard_state: Option<HardState>,
+        commit: Option<u64>,
+    ) -> Result<()> {
+        if let Some(hs) = hard_state {
+            let (flags, vote) = match hs.vote {
+                Some(v) => (HARD_STATE_HAS_VOTE, v),
+                None => (0, 0),
+            };
+            self.append_record(RecordKind::HardState, flags, partition, hs.term, vote, &[])?;
+        }
+        if let Some(ci) = commit {
+            self.append_record(RecordKind::CommitIndex, 0, partition, 0, ci, &[])?;
         }
         Ok(())
     }
@@ -991,10 +1039,17 @@ impl Wal {
                 self.flush_wanted = true;
                 self.pump()?;
             }
-            if self.backend.in_flight() == 0 && self.inflight.is_empty() {
-                // Nothing in flight and the target not reached: the frame is still open
-                // (the pipeline was full when pumped); submit it now.
+            if self.backend.in_flight() == 0 {
+                // Nothing in flight and the target not reached: the frame is still open;
+                // submit it now.
                 self.seal_and_submit()?;
+                if self.backend.in_flight() == 0 {
+                    return Err(Error::io(
+                        "waiting for durability",
+                        &self.dir,
+                        std::io::Error::other("a durable write never completed"),
+                    ));
+                }
             }
             self.reap(1)?;
         }

@@ -9,4 +9,5 @@ mod common;
 mod conformance;
 mod crash;
 mod fuzz_corpus;
+mod reclaim;
 mod uring;
