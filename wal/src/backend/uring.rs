@@ -274,11 +274,6 @@ impl UringBackend {
         })
     }
 
-    /// The durable-write mode in use.
-    pub fn mode(&self) -> UringWriteMode {
-        self.mode
-    }
-
     /// Pushes the SQEs of the next round of `slot`: the rest of its buffer from `written`.
     fn push_round(&mut self, slot: usize) -> io::Result<()> {
         let mode = self.mode;
