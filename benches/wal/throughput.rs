@@ -44,7 +44,7 @@ impl LogFigures {
 /// Every this many turns, each partition compacts its log to its last
 /// [`RETAINED_ENTRIES`] entries (a Raft node checkpointing what it applied), so the log reaches
 /// a steady state: reclaimed segments are recycled instead of new ones zero-filled.
-const COMPACTION_INTERVAL_TURNS: u64 = 64;
+const COMPACTION_INTERVAL_TURNS: u64 = 256;
 /// Entries each partition keeps behind its last index when it compacts.
 const RETAINED_ENTRIES: u64 = 256;
 
