@@ -105,7 +105,9 @@ pub(crate) fn map_file(file: &SegmentFile) -> Result<Arc<Mmap>> {
     // never shrinks), and the directory lock keeps other instances out. Bytes of the mapping
     // may change only where the log writes frames it has not yet exposed to readers (reads
     // are served only for durable frames, which are never rewritten while mapped: a
-    // reclaimed segment still referenced by a reader is deleted, not recycled).
+    // reclaimed segment still referenced by a reader is deleted, not recycled; holding bytes
+    // across a close and reopen of the same directory is documented as unsupported on
+    // `Wal::entry`).
     let map = unsafe { Mmap::map(file.file()) }
         .map_err(|e| Error::io("mapping a segment", file.path(), e))?;
     Ok(Arc::new(map))

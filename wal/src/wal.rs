@@ -69,7 +69,6 @@ struct InflightFrame {
 pub struct Wal {
     dir: PathBuf,
     config: WalConfig,
-    _lock: File,
     fs: Arc<dyn FileSystem>,
     backend: Box<dyn Backend>,
     state: LogState,
@@ -94,6 +93,9 @@ pub struct Wal {
     flush_wanted: bool,
     poisoned: Option<Arc<str>>,
     sketch: Sketch,
+    /// Dropped last (fields drop in order): the backend's writes in flight and the
+    /// preparer's jobs finish before another open may take the directory.
+    _lock: File,
 }
 
 impl std::fmt::Debug for Wal {
@@ -1177,6 +1179,11 @@ impl Wal {
     // ----- reads -----
 
     /// The payload of one durable entry, borrowing the segment's mapping (no copy).
+    ///
+    /// The bytes stay valid as long as they are held, even after the log drops the segment
+    /// (a reclaimed segment still referenced is deleted, never recycled). Do not hold them
+    /// across closing and reopening the same directory: the reopened log does not know
+    /// about them and may recycle their file.
     ///
     /// # Errors
     /// [`Error::Poisoned`], [`Error::UnknownPartition`], [`Error::IndexOutOfRange`],
