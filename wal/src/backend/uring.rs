@@ -812,6 +812,88 @@ mod tests {
         }
     }
 
+    /// Docker's default seccomp profile, in miniature: on one thread, `io_uring_setup` fails
+    /// with `EPERM`. `Auto` must then open the blocking backend, and it must work.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn auto_falls_back_to_blocking_when_seccomp_forbids_io_uring() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().to_path_buf();
+        let name = std::thread::spawn(move || {
+            let mut filter = [
+                // A = seccomp_data.nr (offset 0).
+                libc::sock_filter {
+                    code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
+                    jt: 0,
+                    jf: 0,
+                    k: 0,
+                },
+                libc::sock_filter {
+                    code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+                    jt: 0,
+                    jf: 1,
+                    k: libc::SYS_io_uring_setup as u32,
+                },
+                libc::sock_filter {
+                    code: (libc::BPF_RET | libc::BPF_K) as u16,
+                    jt: 0,
+                    jf: 0,
+                    k: libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+                },
+                libc::sock_filter {
+                    code: (libc::BPF_RET | libc::BPF_K) as u16,
+                    jt: 0,
+                    jf: 0,
+                    k: libc::SECCOMP_RET_ALLOW,
+                },
+            ];
+            let program = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_mut_ptr(),
+            };
+            // SAFETY: prctl with integer arguments only; affects this thread (and threads it
+            // creates), which exists for this test alone.
+            let no_new_privs = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+            assert_eq!(no_new_privs, 0, "PR_SET_NO_NEW_PRIVS");
+            // SAFETY: `program` points at `filter`, both alive for the call; without the TSYNC
+            // flag the filter applies to this thread only (and threads it creates).
+            let installed = unsafe {
+                libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &program as *const libc::sock_fprog,
+                    0,
+                    0,
+                )
+            };
+            assert_eq!(installed, 0, "PR_SET_SECCOMP");
+            let refused = UringBackend::new(1, UringWriteMode::default())
+                .expect_err("the filter forbids io_uring_setup");
+            assert_eq!(refused.raw_os_error(), Some(libc::EPERM));
+            assert!(unavailable_cause(&refused).contains("seccomp"));
+            let mut backend = open_auto(1).expect("Auto opens something");
+            let file = {
+                let fs = backend.filesystem();
+                let file = fs.create_new(&path.join("seg")).expect("create");
+                fs.write_at(&file, 0, AlignedBuf::with_capacity(4096).full_mut())
+                    .expect("zero-fill");
+                file
+            };
+            backend
+                .submit_durable_write(&file, 0, filled(4096, 9), 1)
+                .expect("submit");
+            let mut completions = Vec::new();
+            backend.reap(1, &mut completions).expect("reap");
+            assert!(completions[0].result.is_ok());
+            backend.name()
+        })
+        .join()
+        .expect("the seccomp thread");
+        assert_eq!(name, "blocking");
+        let bytes = std::fs::read(dir.path().join("seg")).expect("read");
+        assert_eq!(&bytes[..4096], filled(4096, 9).as_slice());
+    }
+
     #[test]
     fn unavailable_cause_names_seccomp_and_enosys() {
         let eperm = unavailable_cause(&io::Error::from_raw_os_error(libc::EPERM));
