@@ -69,7 +69,6 @@ struct InflightFrame {
 pub struct Wal {
     dir: PathBuf,
     config: WalConfig,
-    _lock: File,
     fs: Arc<dyn FileSystem>,
     backend: Box<dyn Backend>,
     state: LogState,
@@ -94,6 +93,9 @@ pub struct Wal {
     flush_wanted: bool,
     poisoned: Option<Arc<str>>,
     sketch: Sketch,
+    /// Dropped last (fields drop in order): the backend's writes in flight and the
+    /// preparer's jobs finish before another open may take the directory.
+    _lock: File,
 }
 
 impl std::fmt::Debug for Wal {
@@ -313,16 +315,13 @@ impl Wal {
                 self.prepared.push_back(segment);
             }
         }
-        if let Some(active) = self.segments.back() {
+        if !self.segments.is_empty() {
             self.cursor = outcome.cursor;
             self.prev_payload_crc = outcome
                 .frames
                 .last()
                 .filter(|f| f.segment_index == outcome.active)
                 .map_or(0, |f| f.header.payload_crc.get());
-            if active.len < self.cursor {
-                self.cursor = active.len;
-            }
         } else {
             let segment = self.next_segment()?;
             self.segments.push_back(segment);
@@ -646,17 +645,18 @@ impl Wal {
 
     /// Ensures the current frame can take `footprint` more payload bytes.
     fn make_room(&mut self, footprint: usize) -> Result<()> {
-        let batch_max = self.config.batch_bytes_max as u64;
-        if let Some(frame) = &self.current {
-            let needed = frame_footprint(frame.payload_len + footprint) as u64;
-            if needed <= batch_max && frame.offset + needed <= self.active_len() {
-                return Ok(());
-            }
-            self.seal_and_submit()?;
+        if self.current_fits(footprint) {
+            return Ok(());
         }
+        self.seal_and_submit()?;
         let needed = frame_footprint(footprint) as u64;
         if self.cursor + needed > self.active_len() {
             self.rotate()?;
+            // The rotation may have opened a frame (restated control records): use it.
+            if self.current_fits(footprint) {
+                return Ok(());
+            }
+            self.seal_and_submit()?;
             // The rewrite budget leaves room for a largest frame; check, never write past
             // the end of a segment.
             if self.cursor + needed > self.active_len() {
@@ -682,6 +682,15 @@ impl Wal {
             payload_len: 0,
         });
         Ok(())
+    }
+
+    /// Whether the current frame (if any) can take `footprint` more payload bytes.
+    fn current_fits(&self, footprint: usize) -> bool {
+        self.current.as_ref().is_some_and(|frame| {
+            let needed = frame_footprint(frame.payload_len + footprint) as u64;
+            needed <= self.config.batch_bytes_max as u64
+                && frame.offset + needed <= self.active_len()
+        })
     }
 
     /// Seals the current frame and hands it to the backend, first waiting for a slot if
@@ -853,7 +862,7 @@ impl Wal {
                 break;
             };
             let path = segment.path.clone();
-            reclaimed.push((path, segment.into_unreferenced_file().map(|(file, _)| file)));
+            reclaimed.push((path, segment.into_unreferenced_file()));
         }
         reclaimed
     }
@@ -887,6 +896,27 @@ impl Wal {
             let Some(partition) = self.state.partitions.get(&id) else {
                 continue;
             };
+            let pins = |lsn: Option<u64>| lsn.is_some_and(|lsn| lsn < oldest_end);
+            if !pins(partition.entries.front().map(|e| e.lsn)) && !pins(partition.truncate_lsn) {
+                // Only control records pin: restate them (each alone is enough, so they need
+                // no frame of their own).
+                let restate_floor = pins(partition.floor_lsn)
+                    .then_some((partition.first_index, partition.floor_term));
+                let hard_state = partition
+                    .hard_state
+                    .filter(|(_, lsn)| *lsn < oldest_end)
+                    .map(|(hs, _)| hs);
+                let commit = partition
+                    .commit_index
+                    .filter(|(_, lsn)| *lsn < oldest_end)
+                    .map(|(ci, _)| ci);
+                spent += 3 * record_footprint(0) as u64;
+                if let Some((first_index, floor_term)) = restate_floor {
+                    self.append_record(RecordKind::CompactTo, 0, id, floor_term, first_index, &[])?;
+                }
+                self.append_control(id, hard_state, commit)?;
+                continue;
+            }
             let mut payload_bytes = record_footprint(0) * 3;
             for entry in &partition.entries {
                 payload_bytes += record_footprint(entry.len as usize);
@@ -919,20 +949,31 @@ impl Wal {
             // One frame for the whole rewrite, so a crash keeps all of it or none.
             self.seal_and_submit()?;
             self.append_record(RecordKind::Reset, 0, id, floor_term, first_index, &[])?;
-            if let Some(hs) = hard_state {
-                let (flags, vote) = match hs.vote {
-                    Some(v) => (HARD_STATE_HAS_VOTE, v),
-                    None => (0, 0),
-                };
-                self.append_record(RecordKind::HardState, flags, id, hs.term, vote, &[])?;
-            }
-            if let Some(ci) = commit {
-                self.append_record(RecordKind::CommitIndex, 0, id, 0, ci, &[])?;
-            }
+            self.append_control(id, hard_state, commit)?;
             for (index, term, bytes) in entries {
                 self.append_record(RecordKind::Entry, 0, id, term, index, &bytes)?;
             }
             self.seal_and_submit()?;
+        }
+        Ok(())
+    }
+
+    /// Appends a hard state and a commit index record, where given.
+    fn append_control(
+        &mut self,
+        partition: u64,
+        hard_state: Option<HardState>,
+        commit: Option<u64>,
+    ) -> Result<()> {
+        if let Some(hs) = hard_state {
+            let (flags, vote) = match hs.vote {
+                Some(v) => (HARD_STATE_HAS_VOTE, v),
+                None => (0, 0),
+            };
+            self.append_record(RecordKind::HardState, flags, partition, hs.term, vote, &[])?;
+        }
+        if let Some(ci) = commit {
+            self.append_record(RecordKind::CommitIndex, 0, partition, 0, ci, &[])?;
         }
         Ok(())
     }
@@ -1138,6 +1179,11 @@ impl Wal {
     // ----- reads -----
 
     /// The payload of one durable entry, borrowing the segment's mapping (no copy).
+    ///
+    /// The bytes stay valid as long as they are held, even after the log drops the segment
+    /// (a reclaimed segment still referenced is deleted, never recycled). Do not hold them
+    /// across closing and reopening the same directory: the reopened log does not know
+    /// about them and may recycle their file.
     ///
     /// # Errors
     /// [`Error::Poisoned`], [`Error::UnknownPartition`], [`Error::IndexOutOfRange`],
