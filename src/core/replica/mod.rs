@@ -496,7 +496,13 @@ impl Replica {
                 ..
             } => self.handle_vote_request(from, term, last_log_index, last_log_term, false),
             MessageBody::PreVoteResponse { granted } => {
-                if self.role == Role::PreCandidate && term == self.term.next() {
+                // Grants carry the term we would campaign in, refusals the voter's own term.
+                let answers_us = if granted {
+                    term == self.term.next()
+                } else {
+                    term == self.term
+                };
+                if self.role == Role::PreCandidate && answers_us {
                     self.record_vote(from, granted, true);
                 }
             }
