@@ -74,6 +74,7 @@ impl RaftLog {
     }
 
     /// Appends an entry at `last_index() + 1` (the caller sets index and term).
+    #[inline]
     pub(crate) fn push(&mut self, entry: Entry) {
         assert_eq!(
             entry.index,
@@ -84,20 +85,34 @@ impl RaftLog {
         self.entries.push_back(entry);
     }
 
-    /// Removes every entry from `index` on and returns them. `index` must be above the commit
-    /// index: committed entries are never removed.
-    pub(crate) fn truncate_from(&mut self, index: LogIndex) -> Vec<Entry> {
+    /// Makes room for `additional` more entries.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.entries.reserve(additional);
+    }
+
+    /// Appends consecutive entries at `last_index() + 1` with non-decreasing terms (checked
+    /// for all of them before any is added, then moved in one go).
+    pub(crate) fn extend(&mut self, entries: Vec<Entry>) {
+        let mut expected = self.last_index().next();
+        let mut term = self.last_term();
+        for e in &entries {
+            assert_eq!(e.index, expected, "log append must be contiguous");
+            assert!(e.term >= term, "log terms never decrease");
+            expected = expected.next();
+            term = e.term;
+        }
+        self.entries.extend(entries);
+    }
+
+    /// Removes every entry from `index` on. `index` must be above the commit index: committed
+    /// entries are never removed.
+    pub(crate) fn truncate_from(&mut self, index: LogIndex) {
         assert!(index > self.committed, "never truncate committed entries");
         let keep = usize::try_from(index.0.saturating_sub(self.floor.0 + 1)).unwrap_or(usize::MAX);
-        let removed: Vec<Entry> = if keep < self.entries.len() {
-            self.entries.drain(keep..).collect()
-        } else {
-            Vec::new()
-        };
+        self.entries.truncate(keep);
         let last = self.last_index();
         self.persisted = self.persisted.min(last);
         self.unstable_from = self.unstable_from.min(last.next());
-        removed
     }
 
     /// The largest index `<= index` whose term is `<= term` (fast backtracking), never below
@@ -234,8 +249,7 @@ mod tests {
     fn truncate_and_compact() {
         let mut log = log_with_terms(&[1, 1, 2, 2]);
         log.committed = LogIndex(2);
-        let removed = log.truncate_from(LogIndex(3));
-        assert_eq!(removed.len(), 2);
+        log.truncate_from(LogIndex(3));
         assert_eq!(log.last_index(), LogIndex(2));
         assert_eq!(log.persisted, LogIndex(2));
         log.compact_to(LogIndex(1));

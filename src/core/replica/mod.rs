@@ -612,6 +612,7 @@ impl Replica {
         let bytes: u64 = payloads.iter().map(|p| p.len() as u64 + 32).sum();
         self.check_uncommitted_room(payloads.len(), bytes)?;
         let first = self.log.last_index().next();
+        self.log.reserve(payloads.len());
         for payload in payloads {
             self.leader_append(EntryKind::Normal, ticket, auto_commit, payload.clone());
         }
