@@ -9,8 +9,10 @@
 
 use std::collections::VecDeque;
 
-use super::entry::Entry;
-use super::types::{LogIndex, Term};
+use bytes::Bytes;
+
+use super::entry::{Entry, EntryKind};
+use super::types::{LogIndex, Term, Ticket};
 
 /// The log. Invariants: `entries[k].index == floor + 1 + k`; terms never decrease;
 /// `committed <= last_index()`; `persisted <= last_index()`.
@@ -85,9 +87,26 @@ impl RaftLog {
         self.entries.push_back(entry);
     }
 
-    /// Makes room for `additional` more entries.
-    pub(crate) fn reserve(&mut self, additional: usize) {
-        self.entries.reserve(additional);
+    /// Appends one normal entry of `term` per payload (a leader's batch proposal): indices are
+    /// assigned here, so contiguity holds by construction; only the term is checked.
+    pub(crate) fn append_proposals(
+        &mut self,
+        term: Term,
+        ticket: Ticket,
+        auto_commit: bool,
+        payloads: &[Bytes],
+    ) {
+        assert!(term >= self.last_term(), "log terms never decrease");
+        let first = self.last_index().next().0;
+        self.entries
+            .extend((first..).zip(payloads).map(|(index, payload)| Entry {
+                index: LogIndex(index),
+                term,
+                kind: EntryKind::Normal,
+                ticket,
+                auto_commit,
+                payload: payload.clone(),
+            }));
     }
 
     /// Appends consecutive entries at `last_index() + 1` with non-decreasing terms (checked
@@ -191,11 +210,7 @@ impl RaftLog {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-
     use super::*;
-    use crate::core::entry::EntryKind;
-    use crate::core::types::Ticket;
 
     fn entry(index: u64, term: u64) -> Entry {
         Entry {

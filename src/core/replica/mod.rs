@@ -609,13 +609,21 @@ impl Replica {
         if !auto_commit && self.holds.contains(ticket) {
             return Err(Status::ActiveProposal);
         }
-        let bytes: u64 = payloads.iter().map(|p| p.len() as u64 + 32).sum();
+        let bytes: u64 = payloads
+            .iter()
+            .map(|p| Entry::size_bytes_for(p.len()))
+            .sum();
         self.check_uncommitted_room(payloads.len(), bytes)?;
         let first = self.log.last_index().next();
-        self.log.reserve(payloads.len());
-        for payload in payloads {
-            self.leader_append(EntryKind::Normal, ticket, auto_commit, payload.clone());
+        self.log
+            .append_proposals(self.term, ticket, auto_commit, payloads);
+        if !auto_commit {
+            for entry in self.log.range(first, self.log.last_index()) {
+                self.holds.on_append(entry);
+            }
         }
+        self.uncommitted_entries += payloads.len();
+        self.uncommitted_bytes += bytes;
         let last = self.log.last_index();
         self.pending_ops.push_back(PendingOp {
             last,
@@ -657,7 +665,7 @@ impl Replica {
         if self.holds.any_unresolved() {
             return Err(Status::ActiveProposal);
         }
-        self.check_uncommitted_room(1, 32)?;
+        self.check_uncommitted_room(1, Entry::size_bytes_for(0))?;
         let index = self.leader_append(EntryKind::Checkpoint, ticket, true, Bytes::new());
         self.pending_ops.push_back(PendingOp {
             last: index,
