@@ -1080,4 +1080,12 @@ mod tests {
         }
         assert_eq!(batches, vec![2, 2, 1]);
     }
+
+    #[test]
+    fn replica_and_ready_can_move_between_threads() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Replica>();
+        assert_send::<Ready>();
+        assert_send::<Message>();
+    }
 }
