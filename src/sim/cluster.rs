@@ -224,6 +224,9 @@ struct Node {
     isolate_on_commit: bool,
     /// Cut this node off the moment it next becomes leader (before its barrier leaves).
     isolate_on_leadership: bool,
+    /// The process is stopped (SIGSTOP) until this time: no ticks, no input handled, nothing
+    /// sent; its network connections and disk stay up, so input waits for it.
+    paused_until: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -342,6 +345,7 @@ impl Simulation {
                 crash_after_send: false,
                 isolate_on_commit: false,
                 isolate_on_leadership: false,
+                paused_until: 0,
             })
             .collect();
         let mut simulation = Self {
@@ -503,13 +507,32 @@ impl Simulation {
         Ok(self.report)
     }
 
+    /// Whether `node` is stopped right now (input for it is deferred until it resumes).
+    fn paused(&self, node: usize) -> bool {
+        self.now < self.nodes[node].paused_until
+    }
+
     fn handle(&mut self, event: Event) -> Result<(), SimFailure> {
+        // A stopped process handles nothing: what arrives for it waits, in arrival order.
+        let deferred_to = match &event {
+            Event::Deliver { to, .. } => Some(*to),
+            Event::FlushDone { node, .. } => Some(*node),
+            Event::SnapshotArrives { transfer } => Some(transfer.to),
+            _ => None,
+        };
+        if let Some(node) = deferred_to
+            && self.paused(node)
+        {
+            let resume = self.nodes[node].paused_until;
+            self.agenda.push(resume, event);
+            return Ok(());
+        }
         match event {
             Event::Tick { node } => {
                 self.trace.event(1, &[self.now, node as u64]);
                 let next = self.now + self.nodes[node].tick_ms;
                 self.agenda.push(next, Event::Tick { node });
-                if self.nodes[node].up {
+                if self.nodes[node].up && !self.paused(node) {
                     for partition in 0..self.config.partitions {
                         if let Some(core) = self.nodes[node].replicas[partition].core.as_mut() {
                             core.tick();
@@ -629,6 +652,7 @@ impl Simulation {
                     self.nodes[node].crash_after_send = false;
                     self.nodes[node].isolate_on_commit = false;
                     self.nodes[node].isolate_on_leadership = false;
+                    self.nodes[node].paused_until = self.now;
                     if !self.nodes[node].up {
                         self.start_node(node)?;
                     }
@@ -711,6 +735,7 @@ impl Simulation {
         state.disk_queue.clear();
         state.flushing = 0;
         state.crash_after_send = false;
+        state.paused_until = 0;
         for replica in &mut state.replicas {
             replica.core = None;
         }
@@ -965,7 +990,9 @@ impl Simulation {
     }
 
     fn propose_checkpoint(&mut self, partition: usize) -> Result<(), SimFailure> {
-        let node = self.client_target(partition);
+        let Some(node) = self.client_target(partition) else {
+            return Ok(());
+        };
         let client = &mut self.clients[partition];
         client.next_ticket += 1;
         let ticket = client.next_ticket;
@@ -1050,15 +1077,20 @@ impl Simulation {
     }
 
     /// The node a client would talk to: usually the leader of the highest term, sometimes any.
-    fn client_target(&mut self, partition: usize) -> usize {
-        match self.leader_of(partition) {
+    /// The node a client talks to, or `None` when that process is stopped (the request
+    /// would time out).
+    fn client_target(&mut self, partition: usize) -> Option<usize> {
+        let node = match self.leader_of(partition) {
             Some(node) if !self.client_rng.chance(100_000) => node,
             _ => self.client_rng.index(self.nodes.len()),
-        }
+        };
+        (!self.paused(node)).then_some(node)
     }
 
     fn propose(&mut self, partition: usize) -> Result<(), SimFailure> {
-        let node = self.client_target(partition);
+        let Some(node) = self.client_target(partition) else {
+            return Ok(());
+        };
         let client = &mut self.clients[partition];
         client.next_ticket += 1;
         let ticket = client.next_ticket;
@@ -1093,10 +1125,14 @@ impl Simulation {
         let Some(open) = self.clients[partition].open.get(&ticket).copied() else {
             return Ok(());
         };
-        let node = self.client_target(partition);
-        self.trace
-            .event(12, &[self.now, node as u64, partition as u64, ticket]);
-        if let Some(core) = self.nodes[node].replicas[partition].core.as_mut() {
+        let target = self.client_target(partition);
+        if let Some(node) = target {
+            self.trace
+                .event(12, &[self.now, node as u64, partition as u64, ticket]);
+        }
+        if let Some(node) = target
+            && let Some(core) = self.nodes[node].replicas[partition].core.as_mut()
+        {
             let result = if open.commit {
                 core.commit_proposal(Ticket(ticket))
             } else {
@@ -1210,6 +1246,17 @@ impl Simulation {
                     self.network.cut_one_way(from, to);
                 }
                 self.schedule_heal();
+            }
+            85..=92 => {
+                // Stop the process (SIGSTOP): a paused leader wakes up still believing it
+                // leads, with a backlog of stale input.
+                let node = if pick.is_multiple_of(2) {
+                    target
+                } else {
+                    random_node
+                };
+                let pause = self.nemesis_rng.between(100, 3_000);
+                self.nodes[node].paused_until = self.now + pause;
             }
             _ => self.network.heal(),
         }
