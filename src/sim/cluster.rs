@@ -27,7 +27,7 @@ use super::rng::SimRng;
 use super::trace::TraceHash;
 use crate::core::{
     Config, DurableState, Entry, EntryKind, GatedMessages, HardState, LogIndex, Message, NodeId,
-    Outcome, PartitionId, Ready, Replica, Role, Status, Term, Ticket,
+    Outcome, PartitionId, ProgressState, Ready, Replica, Role, SnapshotMeta, Status, Term, Ticket,
 };
 
 #[cfg(feature = "sim-bugs")]
@@ -58,6 +58,10 @@ pub struct SimReport {
     pub elections: u64,
     /// Entries delivered to applications (all replicas).
     pub delivered: u64,
+    /// Log compactions at a committed checkpoint (all replicas).
+    pub compactions: u64,
+    /// Snapshots installed on followers that were behind the floor.
+    pub snapshots: u64,
     /// Simulated milliseconds until every partition had converged after the faults stopped.
     pub settle_ms: u64,
 }
@@ -97,11 +101,25 @@ enum Event {
     FlushDone { node: usize, incarnation: u64 },
     Propose { partition: usize },
     Resolve { partition: usize, ticket: u64 },
+    Checkpoint { partition: usize },
+    SnapshotArrives { transfer: SnapshotTransfer },
+    SnapshotWatchdog { transfer: SnapshotTransfer },
     Nemesis,
     Restart { node: usize, incarnation: u64 },
     HealCuts { generation: u64 },
     EndFaults,
     CheckSettled,
+}
+
+/// A snapshot on its way from a leader to a follower that needs entries below the floor.
+#[derive(Debug, Clone, Copy)]
+struct SnapshotTransfer {
+    from: usize,
+    from_incarnation: u64,
+    to: usize,
+    partition: usize,
+    term: Term,
+    meta: SnapshotMeta,
 }
 
 /// The durable image of one replica.
@@ -129,7 +147,19 @@ impl Durable {
             .map_or(Term::ZERO, |entry| entry.term)
     }
 
+    /// The log restarts after a snapshot: every stored entry is discarded.
+    fn install(&mut self, meta: SnapshotMeta) {
+        if meta.index >= self.floor {
+            self.entries.clear();
+            self.floor = meta.index;
+            self.floor_term = meta.term;
+        }
+    }
+
     fn write(&mut self, write: &PendingWrite) {
+        if let Some(meta) = write.installed_snapshot {
+            self.install(meta);
+        }
         if let Some(hard_state) = write.hard_state {
             self.hard_state = hard_state;
         }
@@ -163,6 +193,7 @@ struct PendingWrite {
     hard_state: Option<HardState>,
     entries: Vec<Entry>,
     compaction_floor: Option<LogIndex>,
+    installed_snapshot: Option<SnapshotMeta>,
     gated: GatedMessages,
 }
 
@@ -193,6 +224,9 @@ struct Node {
     isolate_on_commit: bool,
     /// Cut this node off the moment it next becomes leader (before its barrier leaves).
     isolate_on_leadership: bool,
+    /// The process is stopped (SIGSTOP) until this time: no ticks, no input handled, nothing
+    /// sent; its network connections and disk stay up, so input waits for it.
+    paused_until: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -311,6 +345,7 @@ impl Simulation {
                 crash_after_send: false,
                 isolate_on_commit: false,
                 isolate_on_leadership: false,
+                paused_until: 0,
             })
             .collect();
         let mut simulation = Self {
@@ -341,6 +376,8 @@ impl Simulation {
                 crashes: 0,
                 elections: 0,
                 delivered: 0,
+                compactions: 0,
+                snapshots: 0,
                 settle_ms: 0,
             },
             config,
@@ -377,6 +414,7 @@ impl Simulation {
                 .wrapping_add(self.nodes[node].incarnation),
             append_entries_max: self.config.append_entries_max,
             inflight_messages_max: self.config.inflight_messages_max,
+            compaction_retain_entries_max: self.config.compaction_retain_entries_max,
             ..Config::new(node_id(node), partition_id(partition), voters)
         };
         #[cfg(feature = "sim-bugs")]
@@ -399,8 +437,11 @@ impl Simulation {
         if let Observation::Role { leader: true, .. } = observation {
             self.report.elections += 1;
         }
-        if let Observation::Delivered { .. } = observation {
-            self.report.delivered += 1;
+        match observation {
+            Observation::Delivered { .. } => self.report.delivered += 1,
+            Observation::Compacted { .. } => self.report.compactions += 1,
+            Observation::SnapshotInstalled { .. } => self.report.snapshots += 1,
+            _ => {}
         }
         self.checkers
             .observe(observation)
@@ -420,6 +461,11 @@ impl Simulation {
         for partition in 0..self.config.partitions {
             let at = self.client_rng.between(50, 300);
             self.agenda.push(at, Event::Propose { partition });
+            let at = self.client_rng.between(
+                self.config.checkpoint_interval_ms_min,
+                self.config.checkpoint_interval_ms_max,
+            );
+            self.agenda.push(at, Event::Checkpoint { partition });
         }
         let first_fault = self.nemesis_rng.between(
             self.config.fault_interval_ms_min,
@@ -461,13 +507,32 @@ impl Simulation {
         Ok(self.report)
     }
 
+    /// Whether `node` is stopped right now (input for it is deferred until it resumes).
+    fn paused(&self, node: usize) -> bool {
+        self.now < self.nodes[node].paused_until
+    }
+
     fn handle(&mut self, event: Event) -> Result<(), SimFailure> {
+        // A stopped process handles nothing: what arrives for it waits, in arrival order.
+        let deferred_to = match &event {
+            Event::Deliver { to, .. } => Some(*to),
+            Event::FlushDone { node, .. } => Some(*node),
+            Event::SnapshotArrives { transfer } => Some(transfer.to),
+            _ => None,
+        };
+        if let Some(node) = deferred_to
+            && self.paused(node)
+        {
+            let resume = self.nodes[node].paused_until;
+            self.agenda.push(resume, event);
+            return Ok(());
+        }
         match event {
             Event::Tick { node } => {
                 self.trace.event(1, &[self.now, node as u64]);
                 let next = self.now + self.nodes[node].tick_ms;
                 self.agenda.push(next, Event::Tick { node });
-                if self.nodes[node].up {
+                if self.nodes[node].up && !self.paused(node) {
                     for partition in 0..self.config.partitions {
                         if let Some(core) = self.nodes[node].replicas[partition].core.as_mut() {
                             core.tick();
@@ -516,6 +581,39 @@ impl Simulation {
                 }
             }
             Event::Resolve { partition, ticket } => self.resolve(partition, ticket)?,
+            Event::Checkpoint { partition } => {
+                if self.faults_active {
+                    let pause = self.client_rng.between(
+                        self.config.checkpoint_interval_ms_min,
+                        self.config.checkpoint_interval_ms_max,
+                    );
+                    self.agenda
+                        .push(self.now + pause, Event::Checkpoint { partition });
+                    self.propose_checkpoint(partition)?;
+                }
+            }
+            Event::SnapshotWatchdog { transfer } => {
+                let leader = &mut self.nodes[transfer.from];
+                if leader.up && leader.incarnation == transfer.from_incarnation {
+                    let waiting = leader.replicas[transfer.partition]
+                        .core
+                        .as_mut()
+                        .filter(|core| {
+                            core.progress(node_id(transfer.to))
+                                .is_some_and(|p| p.state == ProgressState::SnapshotRequired)
+                        })
+                        .map(|core| core.report_snapshot_failure(node_id(transfer.to)));
+                    if waiting.is_some() {
+                        self.trace.event(18, &[self.now, transfer.to as u64]);
+                        self.drain(transfer.from, transfer.partition)?;
+                    }
+                }
+            }
+            Event::SnapshotArrives { transfer } => {
+                self.trace
+                    .event(17, &[self.now, transfer.from as u64, transfer.to as u64]);
+                self.finish_snapshot_transfer(transfer)?;
+            }
             Event::Nemesis => {
                 if self.faults_active {
                     self.nemesis()?;
@@ -554,6 +652,7 @@ impl Simulation {
                     self.nodes[node].crash_after_send = false;
                     self.nodes[node].isolate_on_commit = false;
                     self.nodes[node].isolate_on_leadership = false;
+                    self.nodes[node].paused_until = self.now;
                     if !self.nodes[node].up {
                         self.start_node(node)?;
                     }
@@ -636,6 +735,7 @@ impl Simulation {
         state.disk_queue.clear();
         state.flushing = 0;
         state.crash_after_send = false;
+        state.paused_until = 0;
         for replica in &mut state.replicas {
             replica.core = None;
         }
@@ -717,10 +817,8 @@ impl Simulation {
             committed_through,
             read_states: _,
             outcomes,
-            snapshot_required: _,
-            // The simulator proposes no checkpoints yet, so nothing is compacted and no
-            // snapshot is ever installed.
-            installed_snapshot: _,
+            snapshot_required,
+            installed_snapshot,
         } = ready;
         self.trace.event(
             10,
@@ -747,6 +845,19 @@ impl Simulation {
                 self.isolate(node);
             }
         }
+        if let Some(meta) = installed_snapshot {
+            // The runtime makes the transferred state durable before it tells the core
+            // (application state and the log's new floor), so both survive a crash from here on.
+            let replica = &mut self.nodes[node].replicas[partition];
+            replica.durable.install(meta);
+            replica.applied = replica.applied.max(meta.index);
+            self.observe(Observation::SnapshotInstalled {
+                node,
+                partition,
+                index: meta.index.0,
+                term: meta.term.0,
+            })?;
+        }
         if !entries.is_empty() {
             self.observe(Observation::Appended {
                 node,
@@ -758,6 +869,7 @@ impl Simulation {
         let must_persist = hard_state.is_some()
             || !entries.is_empty()
             || compaction_floor.is_some()
+            || installed_snapshot.is_some()
             || !persisted_messages.is_empty();
         if must_persist {
             self.nodes[node].disk_queue.push_back(PendingWrite {
@@ -766,6 +878,7 @@ impl Simulation {
                 hard_state,
                 entries,
                 compaction_floor,
+                installed_snapshot,
                 gated: persisted_messages,
             });
             self.start_flush(node);
@@ -801,7 +914,95 @@ impl Simulation {
         for outcome in outcomes {
             self.on_outcome(partition, outcome)?;
         }
+        for target in snapshot_required {
+            self.start_snapshot_transfer(node, partition, target);
+        }
         Ok(())
+    }
+
+    /// Ships the leader's applied checkpoint to `target` (application state in a real
+    /// runtime): it arrives after a network delay, or is lost like any message.
+    fn start_snapshot_transfer(&mut self, from: usize, partition: usize, target: NodeId) {
+        let Some(core) = self.nodes[from].replicas[partition].core.as_ref() else {
+            return;
+        };
+        let index = core.checkpoint_floor();
+        let (term, index_term) = (core.term(), core.term_at(index));
+        let to = target.0 as usize - 1;
+        let route = self.network.route(from, to, &mut self.net_rng);
+        self.trace
+            .event(15, &[self.now, from as u64, to as u64, index.0]);
+        let Some(index_term) = index_term.filter(|_| index.0 > 0 && to < self.nodes.len()) else {
+            if let Some(core) = self.nodes[from].replicas[partition].core.as_mut() {
+                core.report_snapshot_failure(target);
+            }
+            return;
+        };
+        let transfer = SnapshotTransfer {
+            from,
+            from_incarnation: self.nodes[from].incarnation,
+            to,
+            partition,
+            term,
+            meta: SnapshotMeta {
+                index,
+                term: index_term,
+            },
+        };
+        // A lost transfer is noticed after a timeout.
+        let delay = route.first.map_or(500, |delay| delay * 10);
+        self.agenda
+            .push(self.now + delay, Event::SnapshotArrives { transfer });
+    }
+
+    fn finish_snapshot_transfer(&mut self, transfer: SnapshotTransfer) -> Result<(), SimFailure> {
+        let SnapshotTransfer {
+            from,
+            from_incarnation,
+            to,
+            partition,
+            term,
+            meta,
+        } = transfer;
+        let delivered = self.nodes[to].up && !self.network.is_cut(from, to);
+        let installed = delivered
+            && self.nodes[to].replicas[partition]
+                .core
+                .as_mut()
+                .is_some_and(|core| {
+                    core.install_snapshot(node_id(from), term, meta.index, meta.term)
+                        .is_ok()
+                });
+        if installed {
+            // The follower's acknowledgement is an ordinary message and may be lost; like a
+            // runtime's transfer timeout, re-probe if the leader still waits after a while.
+            self.agenda
+                .push(self.now + 1_000, Event::SnapshotWatchdog { transfer });
+            return self.drain(to, partition);
+        }
+        if self.nodes[from].up && self.nodes[from].incarnation == from_incarnation {
+            if let Some(core) = self.nodes[from].replicas[partition].core.as_mut() {
+                core.report_snapshot_failure(node_id(to));
+            }
+            self.drain(from, partition)?;
+        }
+        Ok(())
+    }
+
+    fn propose_checkpoint(&mut self, partition: usize) -> Result<(), SimFailure> {
+        let Some(node) = self.client_target(partition) else {
+            return Ok(());
+        };
+        let client = &mut self.clients[partition];
+        client.next_ticket += 1;
+        let ticket = client.next_ticket;
+        self.trace
+            .event(16, &[self.now, node as u64, partition as u64, ticket]);
+        if let Some(core) = self.nodes[node].replicas[partition].core.as_mut() {
+            // Refusals (not leader, a two-phase proposal open) are normal: try again later.
+            let _ = core.propose_checkpoint(Ticket(ticket));
+        }
+        self.drain(node, partition)
     }
 
     fn observe_commit(&mut self, node: usize, partition: usize) -> Result<(), SimFailure> {
@@ -876,15 +1077,20 @@ impl Simulation {
     }
 
     /// The node a client would talk to: usually the leader of the highest term, sometimes any.
-    fn client_target(&mut self, partition: usize) -> usize {
-        match self.leader_of(partition) {
+    /// The node a client talks to, or `None` when that process is stopped (the request
+    /// would time out).
+    fn client_target(&mut self, partition: usize) -> Option<usize> {
+        let node = match self.leader_of(partition) {
             Some(node) if !self.client_rng.chance(100_000) => node,
             _ => self.client_rng.index(self.nodes.len()),
-        }
+        };
+        (!self.paused(node)).then_some(node)
     }
 
     fn propose(&mut self, partition: usize) -> Result<(), SimFailure> {
-        let node = self.client_target(partition);
+        let Some(node) = self.client_target(partition) else {
+            return Ok(());
+        };
         let client = &mut self.clients[partition];
         client.next_ticket += 1;
         let ticket = client.next_ticket;
@@ -919,10 +1125,14 @@ impl Simulation {
         let Some(open) = self.clients[partition].open.get(&ticket).copied() else {
             return Ok(());
         };
-        let node = self.client_target(partition);
-        self.trace
-            .event(12, &[self.now, node as u64, partition as u64, ticket]);
-        if let Some(core) = self.nodes[node].replicas[partition].core.as_mut() {
+        let target = self.client_target(partition);
+        if let Some(node) = target {
+            self.trace
+                .event(12, &[self.now, node as u64, partition as u64, ticket]);
+        }
+        if let Some(node) = target
+            && let Some(core) = self.nodes[node].replicas[partition].core.as_mut()
+        {
             let result = if open.commit {
                 core.commit_proposal(Ticket(ticket))
             } else {
@@ -1036,6 +1246,17 @@ impl Simulation {
                     self.network.cut_one_way(from, to);
                 }
                 self.schedule_heal();
+            }
+            85..=92 => {
+                // Stop the process (SIGSTOP): a paused leader wakes up still believing it
+                // leads, with a backlog of stale input.
+                let node = if pick.is_multiple_of(2) {
+                    target
+                } else {
+                    random_node
+                };
+                let pause = self.nemesis_rng.between(100, 3_000);
+                self.nodes[node].paused_until = self.now + pause;
             }
             _ => self.network.heal(),
         }

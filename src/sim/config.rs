@@ -57,6 +57,13 @@ pub struct SimConfig {
     pub append_entries_max: usize,
     /// The core's `inflight_messages_max`.
     pub inflight_messages_max: usize,
+    /// The core's `compaction_retain_entries_max`: 0 makes every follower behind a checkpoint
+    /// need a snapshot.
+    pub compaction_retain_entries_max: u64,
+    /// Shortest pause between two checkpoint proposals to one partition.
+    pub checkpoint_interval_ms_min: u64,
+    /// Longest pause between two checkpoint proposals to one partition.
+    pub checkpoint_interval_ms_max: u64,
 }
 
 impl SimConfig {
@@ -68,6 +75,7 @@ impl SimConfig {
         let partitions = rng.between(1, 3) as usize;
         let append_entries_max = [1, 1, 2, 4, 1024][rng.index(5)];
         let inflight_messages_max = [1, 1, 4, 256][rng.index(4)];
+        let compaction_retain_entries_max = [0, 64, 8192][rng.index(3)];
         // One seed in three is a fault storm (a nemesis action every 50 to 400 ms).
         let storm = rng.chance(333_333);
         let fault_interval_ms_min = if storm { 50 } else { rng.between(100, 500) };
@@ -100,6 +108,9 @@ impl SimConfig {
             cut_ms_max: 5_000,
             append_entries_max,
             inflight_messages_max,
+            compaction_retain_entries_max,
+            checkpoint_interval_ms_min: 500,
+            checkpoint_interval_ms_max: 5_000,
         }
     }
 }

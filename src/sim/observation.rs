@@ -264,6 +264,18 @@ pub enum Observation {
         /// Last index the application had durably consumed.
         delivered: u64,
     },
+    /// The replica installed a snapshot: its log restarts after `index` (whose entry had
+    /// `term`), and the application's state now covers everything up to `index`.
+    SnapshotInstalled {
+        /// Node.
+        node: NodeIndex,
+        /// Partition.
+        partition: PartitionIndex,
+        /// Last index the snapshot covers.
+        index: u64,
+        /// Term of the entry at `index`.
+        term: u64,
+    },
     /// A client got a success answer: its proposal `id` is committed at `index`.
     Acknowledged {
         /// Partition.
@@ -395,6 +407,17 @@ impl ClusterView {
                     commit: *commit,
                     delivered: *delivered,
                 };
+            }
+            Observation::SnapshotInstalled {
+                node,
+                partition,
+                index,
+                term,
+            } => {
+                let replica = &mut self.replicas[*node][*partition];
+                replica.log = ObservedLog::new(*index, *term, Vec::new());
+                replica.commit = replica.commit.max(*index);
+                replica.delivered = replica.delivered.max(*index);
             }
             Observation::Acknowledged { .. } => {}
         }

@@ -21,6 +21,7 @@ fn seeds_hold_every_invariant_under_faults() {
     });
     let mut failures = Vec::new();
     let (mut acknowledged, mut faults, mut events, mut settle_max) = (0, 0, 0, 0);
+    let (mut compactions, mut snapshots) = (0, 0);
     let (mut acknowledged_min, mut faults_min) = (u64::MAX, u64::MAX);
     for (seed, result) in &results {
         match result {
@@ -38,6 +39,8 @@ fn seeds_hold_every_invariant_under_faults() {
                 faults_min = faults_min.min(report.faults);
                 faults += report.faults;
                 events += report.events;
+                compactions += report.compactions;
+                snapshots += report.snapshots;
                 settle_max = settle_max.max(report.settle_ms);
             }
             Err(failure) => failures.push(failure.to_string()),
@@ -46,7 +49,8 @@ fn seeds_hold_every_invariant_under_faults() {
     println!(
         "sim sweep: {} seeds from {start}, {acknowledged} acknowledged proposals (fewest in a \
          seed: {acknowledged_min}), {faults} faults (fewest: {faults_min}), {events} events, \
-         slowest convergence {settle_max} ms after healing",
+         {compactions} compactions, {snapshots} snapshots installed, slowest convergence \
+         {settle_max} ms after healing",
         results.len()
     );
     assert!(

@@ -41,6 +41,15 @@ impl Checker for CommitMonotonicity {
                     ));
                 }
             }
+            Observation::SnapshotInstalled {
+                node,
+                partition,
+                index,
+                ..
+            } => {
+                let last = self.last.entry((*node, *partition)).or_insert(0);
+                *last = (*last).max(*index);
+            }
             Observation::Restarted {
                 node,
                 partition,

@@ -99,6 +99,16 @@ impl Checker for ExactlyOnceInOrderDelivery {
                 }
                 self.delivered.insert((*node, *partition), *delivered);
             }
+            Observation::SnapshotInstalled {
+                node,
+                partition,
+                index,
+                ..
+            } => {
+                // The application's state now covers everything up to `index`.
+                let last = self.delivered.entry((*node, *partition)).or_insert(0);
+                *last = (*last).max(*index);
+            }
             Observation::Delivered {
                 node,
                 partition,

@@ -78,6 +78,33 @@ impl Checker for StateMachineSafety {
                     ));
                 }
             },
+            Observation::SnapshotInstalled {
+                node,
+                partition,
+                index,
+                term,
+            } => {
+                // A snapshot is the committed prefix up to `index`: its last entry must be the
+                // one the cluster committed there.
+                match view.committed(*partition, *index) {
+                    Some(committed) if committed.entry.term != *term => {
+                        return Err(format!(
+                            "partition {partition}: node {node} installed a snapshot ending at \
+                             {index} in term {term}, the cluster committed {:?} there",
+                            committed.entry
+                        ));
+                    }
+                    None if *index > view.committed_len(*partition) => {
+                        return Err(format!(
+                            "partition {partition}: node {node} installed a snapshot up to \
+                             {index}, beyond anything committed ({})",
+                            view.committed_len(*partition)
+                        ));
+                    }
+                    _ => {}
+                }
+                self.checked.insert((*node, *partition), *index);
+            }
             Observation::Restarted {
                 node,
                 partition,
@@ -120,6 +147,24 @@ mod tests {
                 append(0, &[data(1, 1, 10), data(2, 1, 11)]),
                 commit(0, 2),
                 append(0, &[data(2, 2, 12)]),
+            ],
+        );
+    }
+
+    #[test]
+    fn a_snapshot_beyond_the_committed_prefix_is_flagged() {
+        assert_flagged_by(
+            "state_machine_safety",
+            1,
+            vec![
+                append(0, &[data(1, 1, 10)]),
+                commit(0, 1),
+                crate::sim::observation::Observation::SnapshotInstalled {
+                    node: 0,
+                    partition: 0,
+                    index: 1,
+                    term: 2,
+                },
             ],
         );
     }
