@@ -116,26 +116,34 @@ impl RaftLog {
     /// Entries in `[from, last_index()]`, at most `entries_max` and about `bytes_max` bytes
     /// (at least one entry when any is available).
     pub(crate) fn slice(&self, from: LogIndex, entries_max: usize, bytes_max: u64) -> Vec<Entry> {
-        let mut out = Vec::new();
+        let entries = self.range(from, self.last_index());
+        let mut out = Vec::with_capacity(entries.len().min(entries_max));
         let mut bytes = 0u64;
-        let mut i = from;
-        while let Some(e) = self.entry(i) {
+        for e in entries {
             if out.len() >= entries_max || (!out.is_empty() && bytes + e.size_bytes() > bytes_max) {
                 break;
             }
             bytes += e.size_bytes();
             out.push(e.clone());
-            i = i.next();
         }
         out
     }
 
     /// Iterates entries in `[from, to]` that are in memory.
-    pub(crate) fn range(&self, from: LogIndex, to: LogIndex) -> impl Iterator<Item = &Entry> {
+    pub(crate) fn range(
+        &self,
+        from: LogIndex,
+        to: LogIndex,
+    ) -> std::collections::vec_deque::Iter<'_, Entry> {
+        let len = self.entries.len();
         let start = from.0.max(self.floor.0 + 1);
-        let skip = usize::try_from(start - self.floor.0 - 1).unwrap_or(usize::MAX);
-        let take = usize::try_from((to.0 + 1).saturating_sub(start)).unwrap_or(usize::MAX);
-        self.entries.iter().skip(skip).take(take)
+        let first = usize::try_from(start - self.floor.0 - 1)
+            .unwrap_or(usize::MAX)
+            .min(len);
+        let end = usize::try_from(to.0.saturating_sub(self.floor.0))
+            .unwrap_or(usize::MAX)
+            .clamp(first, len.max(first));
+        self.entries.range(first..end)
     }
 
     /// Entries not yet handed out in a Ready; marks them handed out.

@@ -52,8 +52,11 @@
 //! # Memory
 //!
 //! The core keeps every entry above the compaction floor in memory (see `log.rs`); the
-//! runtime bounds that with checkpoints. Snapshot installation itself is not part of the core
-//! yet: a follower in the `SnapshotRequired` state is not sent appends.
+//! runtime bounds that with checkpoints. A follower that needs entries below the leader's floor
+//! is reported once in `Ready::snapshot_required` and is sent nothing until the runtime
+//! transfers the application state and calls [`Replica::install_snapshot`] on the follower
+//! (whose acknowledgement resumes replication) or [`Replica::report_snapshot_failure`] on the
+//! leader.
 
 mod config;
 mod entry;
@@ -73,7 +76,9 @@ pub use config::{Config, ConfigError};
 pub use entry::{Entry, EntryKind};
 pub use message::{Message, MessageBody};
 pub use progress::{ProgressState, ProgressView};
-pub use ready::{GatedMessages, HardState, Outcome, ReadState, Ready, Role, SoftState};
+pub use ready::{
+    GatedMessages, HardState, Outcome, ReadState, Ready, Role, SnapshotMeta, SoftState,
+};
 pub use replica::{DurableState, Replica};
 pub use status::Status;
 pub use types::{LogIndex, NodeId, PartitionId, Term, Ticket};

@@ -71,6 +71,15 @@ pub struct Outcome {
     pub status: Status,
 }
 
+/// Where a log restarts after a snapshot was installed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SnapshotMeta {
+    /// The last index the snapshot covers (the new floor).
+    pub index: LogIndex,
+    /// The term of the entry at `index`.
+    pub term: Term,
+}
+
 /// Messages that may be sent only once the Ready that produced them is durable.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct GatedMessages {
@@ -127,7 +136,8 @@ impl GatedMessages {
 
 /// One batch of work for the runtime, numbered. Obligations, in order:
 ///
-/// 1. persist `hard_state` (if any) and `entries`: when `entries[0].index` is at or below the
+/// 1. persist `installed_snapshot` (if any: the log restarts there), `hard_state` (if any) and
+///    `entries`: when `entries[0].index` is at or below the
 ///    last index handed out before, every stored entry from that index on is replaced; when
 ///    `compaction_floor` is set, entries at or below it may be discarded;
 /// 2. send `messages` at any time (they do not depend on this Ready's durability);
@@ -150,6 +160,9 @@ pub struct Ready {
     /// New compaction floor: a committed, applied checkpoint. Entries at or below it are no
     /// longer needed by this replica.
     pub compaction_floor: Option<LogIndex>,
+    /// Set when a snapshot was installed ([`Replica::install_snapshot`](super::Replica)):
+    /// discard every stored entry and record this as the floor (before persisting `entries`).
+    pub installed_snapshot: Option<SnapshotMeta>,
     /// Messages to send now.
     pub messages: Vec<Message>,
     /// Messages to send once this Ready is durable (votes, append acknowledgements).
@@ -172,6 +185,9 @@ impl Ready {
     /// Whether steps 1 and 3 of the contract have anything to persist.
     #[must_use]
     pub fn must_persist(&self) -> bool {
-        self.hard_state.is_some() || !self.entries.is_empty() || self.compaction_floor.is_some()
+        self.hard_state.is_some()
+            || !self.entries.is_empty()
+            || self.compaction_floor.is_some()
+            || self.installed_snapshot.is_some()
     }
 }

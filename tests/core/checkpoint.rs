@@ -1,6 +1,6 @@
 //! Checkpoints: refusal while a two-phase proposal is open, compaction floor, snapshot need.
 
-use kommander_raft::core::{LogIndex, NodeId, ProgressState, Status};
+use kommander_raft::core::{LogIndex, NodeId, ProgressState, Status, Term};
 
 use super::harness::{Cluster, payload};
 
@@ -80,4 +80,45 @@ fn follower_behind_the_floor_is_reported_as_needing_a_snapshot() {
     );
     let view = c.replica(1).progress(NodeId(3)).expect("progress");
     assert_eq!(view.state, ProgressState::SnapshotRequired);
+    // The runtime transfers the state; replication resumes above the floor.
+    c.propose(1, "after-snapshot");
+    c.settle();
+    c.transfer_snapshot(1, 3);
+    c.ticks(2);
+    assert_eq!(c.log_of(3), c.log_of(1));
+    assert_eq!(c.applied_payloads(3), c.applied_payloads(1));
+    assert_eq!(c.node(3).disk.floor, c.replica(1).compaction_floor());
+    let view = c.replica(1).progress(NodeId(3)).expect("progress");
+    assert_eq!(view.state, ProgressState::Replicate);
+    // And it survives a restart from its (compacted) disk.
+    c.crash(3);
+    c.restart(3);
+    c.ticks(2);
+    assert_eq!(c.applied_payloads(3), c.applied_payloads(1));
+}
+
+#[test]
+fn failed_snapshot_transfer_is_reported_again() {
+    let mut c = Cluster::new(3, 0);
+    c.elect(1);
+    c.crash(3);
+    c.propose(1, "v");
+    let ticket = c.ticket();
+    c.replica_mut(1)
+        .propose_checkpoint(ticket)
+        .expect("checkpoint");
+    c.settle();
+    c.ticks(2);
+    c.restart(3);
+    c.ticks(4);
+    assert_eq!(c.node(1).snapshot_required, vec![NodeId(3)]);
+    c.replica_mut(1).report_snapshot_failure(NodeId(3));
+    c.ticks(4);
+    assert_eq!(c.node(1).snapshot_required, vec![NodeId(3), NodeId(3)]);
+    let stale = Term(c.replica(3).term().0 - 1);
+    assert_eq!(
+        c.replica_mut(3)
+            .install_snapshot(NodeId(1), stale, LogIndex(2), stale),
+        Err(Status::LeaderInOldTerm)
+    );
 }

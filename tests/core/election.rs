@@ -2,20 +2,7 @@
 
 use kommander_raft::core::{LogIndex, MessageBody, NodeId, Role, Term};
 
-use super::harness::{Cluster, msg};
-
-/// A small deterministic generator for chaos schedules.
-pub(crate) struct Lcg(pub(crate) u64);
-
-impl Lcg {
-    pub(crate) fn next(&mut self, bound: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % bound
-    }
-}
+use super::harness::{Cluster, Lcg, msg};
 
 #[test]
 fn first_election_elects_exactly_one_leader() {

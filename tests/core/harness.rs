@@ -7,10 +7,23 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use bytes::Bytes;
 use kommander_raft::core::{
     Config, DurableState, Entry, EntryKind, HardState, LogIndex, Message, MessageBody, NodeId,
-    Outcome, PartitionId, ReadState, Ready, Replica, Role, Term, Ticket,
+    Outcome, PartitionId, ReadState, Ready, Replica, Role, SnapshotMeta, Term, Ticket,
 };
 
 pub(crate) const P: PartitionId = PartitionId(1);
+
+/// A small deterministic generator for chaos schedules.
+pub(crate) struct Lcg(pub(crate) u64);
+
+impl Lcg {
+    pub(crate) fn next(&mut self, bound: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % bound
+    }
+}
 
 /// The durable image of one node: what a WAL would hold.
 #[derive(Clone, Debug, Default)]
@@ -23,6 +36,11 @@ pub(crate) struct Disk {
 
 impl Disk {
     fn write(&mut self, ready: &UnsyncedWrite) {
+        if let Some(snapshot) = ready.installed_snapshot {
+            self.entries.clear();
+            self.floor = snapshot.index;
+            self.floor_term = snapshot.term;
+        }
         if let Some(hs) = ready.hard_state {
             self.hard_state = hs;
         }
@@ -42,6 +60,7 @@ impl Disk {
 
 struct UnsyncedWrite {
     number: u64,
+    installed_snapshot: Option<SnapshotMeta>,
     hard_state: Option<HardState>,
     entries: Vec<Entry>,
     compaction_floor: Option<LogIndex>,
@@ -225,6 +244,7 @@ impl Cluster {
                 .extend(ready.snapshot_required.iter().copied());
             let write = UnsyncedWrite {
                 number: ready.number,
+                installed_snapshot: ready.installed_snapshot,
                 hard_state: ready.hard_state,
                 entries: ready.entries,
                 compaction_floor: ready.compaction_floor,
@@ -256,11 +276,14 @@ impl Cluster {
             );
         }
         let node = self.nodes.get_mut(&id).expect("node exists");
+        let mut previous = node.applied.last().map(|e| e.index);
         for e in &entries {
             assert!(
-                node.applied.last().is_none_or(|last| last.index < e.index),
-                "delivery in log order, exactly once, on {id}"
+                previous.is_none_or(|p| p < e.index),
+                "delivery in log order, exactly once, on {id}: {} after {previous:?}",
+                e.index
             );
+            previous = Some(e.index);
         }
         node.applied.extend(entries);
         if through > node.applied_index {
@@ -348,6 +371,35 @@ impl Cluster {
         panic!("the cluster did not settle within 100 000 messages");
     }
 
+    /// Delivers queued messages in random order, dropping `drop_pct` % and duplicating
+    /// `duplicate_pct` % of them, until the network is quiet.
+    pub(crate) fn settle_chaos(&mut self, rng: &mut Lcg, drop_pct: u64, duplicate_pct: u64) {
+        for _ in 0..100_000 {
+            let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+            for id in &ids {
+                self.process(*id);
+            }
+            if self.queue.is_empty() {
+                return;
+            }
+            let pick = rng.next(self.queue.len() as u64) as usize;
+            let Some(m) = self.queue.remove(pick) else {
+                return;
+            };
+            let roll = rng.next(100);
+            if roll < drop_pct {
+                continue;
+            }
+            if roll < drop_pct + duplicate_pct {
+                let at = rng.next(self.queue.len() as u64 + 1) as usize;
+                self.queue.insert(at, m.clone());
+            }
+            self.queue.push_front(m);
+            self.step_one();
+        }
+        panic!("the cluster did not settle within 100 000 messages");
+    }
+
     /// Ticks every live node once, then settles.
     pub(crate) fn tick(&mut self) {
         let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
@@ -374,10 +426,15 @@ impl Cluster {
 
     /// As [`Cluster::campaign`], delivering messages rewritten by `rewrite`.
     pub(crate) fn campaign_with(&mut self, id: u64, rewrite: impl Fn(Message) -> Option<Message>) {
+        self.tick_until_campaign(id);
+        self.settle_mapped(rewrite);
+    }
+
+    /// Ticks only `id` until it starts a (pre-)campaign, without delivering anything.
+    pub(crate) fn tick_until_campaign(&mut self, id: u64) {
         for _ in 0..1000 {
             self.replica_mut(id).tick();
             if self.replica(id).role() != Role::Follower {
-                self.settle_mapped(rewrite);
                 return;
             }
         }
@@ -418,6 +475,33 @@ impl Cluster {
                 .propose(ticket, true, payload("refused"))
                 .is_err()
         );
+    }
+
+    /// Transfers the leader's application state up to its compaction floor to `follower`
+    /// (what a runtime's snapshot transfer does) and installs it there.
+    pub(crate) fn transfer_snapshot(&mut self, leader: u64, follower: u64) {
+        let (term, floor) = {
+            let r = self.replica(leader);
+            (r.term(), r.compaction_floor())
+        };
+        let floor_term = self
+            .replica(leader)
+            .term_at(floor)
+            .expect("the floor's term is known");
+        let state: Vec<Entry> = self
+            .node(leader)
+            .applied
+            .iter()
+            .filter(|e| e.index <= floor)
+            .cloned()
+            .collect();
+        let node = self.node_mut(follower);
+        node.applied = state;
+        node.applied_index = floor;
+        node.replica
+            .install_snapshot(NodeId(leader), term, floor, floor_term)
+            .expect("snapshot accepted");
+        self.settle();
     }
 
     // ---- faults ----------------------------------------------------------------------------

@@ -6,8 +6,7 @@ use std::collections::BTreeSet;
 
 use kommander_raft::core::{EntryKind, LogIndex, MessageBody, NodeId, Status, Ticket};
 
-use super::election::Lcg;
-use super::harness::{Cluster, payload};
+use super::harness::{Cluster, Lcg, payload};
 
 /// Finding 1: the leader skipped some of its own committed entries when a later proposal
 /// reached quorum first. Here the first proposal's appends are lost, the second's arrive.

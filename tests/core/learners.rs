@@ -64,3 +64,19 @@ fn vote_requests_from_a_learner_are_rejected_as_non_member_votes() {
     assert!(c.replica_mut(2).step(msg(4, 2, term + 1, request)).is_err());
     assert_eq!(c.replica(2).term().0, term, "nothing changed");
 }
+
+#[test]
+fn a_forged_vote_from_a_learner_is_not_counted() {
+    let mut c = Cluster::new(3, 1);
+    c.isolate(1);
+    c.tick_until_campaign(1);
+    c.settle();
+    let term = c.replica(1).term().0 + 1;
+    let forged = MessageBody::PreVoteResponse { granted: true };
+    assert!(c.replica_mut(1).step(msg(4, 1, term, forged)).is_err());
+    assert_eq!(
+        c.replica(1).role(),
+        Role::PreCandidate,
+        "one grant (its own) is no quorum"
+    );
+}

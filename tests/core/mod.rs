@@ -2,6 +2,9 @@
 
 mod harness;
 
+#[cfg(feature = "sim-bugs")]
+mod bugs;
+mod chaos;
 mod checkpoint;
 mod election;
 mod garbage;

@@ -3,8 +3,7 @@
 
 use kommander_raft::core::{LogIndex, Message, MessageBody, NodeId, Role};
 
-use super::election::Lcg;
-use super::harness::Cluster;
+use super::harness::{Cluster, Lcg};
 
 fn applied_everywhere(c: &Cluster, ids: &[u64]) -> Vec<String> {
     let first = c.applied_payloads(ids[0]);
@@ -181,6 +180,11 @@ fn figure_8_old_term_entries_are_not_committed_by_counting() {
         cfg.check_quorum = false;
         cfg.append_entries_max = 1;
     });
+    figure_8_script(&mut c);
+}
+
+/// The figure 8 script (also run with the `CommitOldTermByCounting` bug injected).
+pub(crate) fn figure_8_script(c: &mut Cluster) {
     c.elect(1);
     // S1 (term 1) appends `old`; only S2 receives it and S2's ack is lost.
     c.isolate(3);

@@ -1,0 +1,75 @@
+//! Delivery to the application (strict log order, two-phase holds) and compaction.
+
+use super::*;
+
+impl Replica {
+    pub(super) fn delivery_limit(&self) -> LogIndex {
+        self.log.committed.min(self.log.persisted)
+    }
+
+    pub(super) fn next_delivery_possible(&self) -> bool {
+        let limit = self.delivery_limit();
+        if self.delivered >= limit {
+            return false;
+        }
+        match self.log.entry(self.delivered.next()) {
+            Some(e) if e.is_two_phase() => self.holds.verdict(e.ticket, limit) != Verdict::Block,
+            Some(_) => true,
+            None => false,
+        }
+    }
+
+    /// Moves the delivery cursor as far as the durable commit index and the holds allow.
+    pub(super) fn collect_deliveries(&mut self) -> (Vec<Entry>, LogIndex) {
+        let limit = self.delivery_limit();
+        let mut out = Vec::new();
+        let mut cursor = self.delivered;
+        while cursor < limit {
+            let index = cursor.next();
+            let Some(e) = self.log.entry(index) else {
+                break;
+            };
+            match e.kind {
+                EntryKind::NoOp => {}
+                EntryKind::Commit | EntryKind::Rollback => {
+                    let ticket = e.ticket;
+                    self.holds.on_marker_delivered(ticket, index);
+                }
+                EntryKind::Checkpoint => {
+                    self.checkpoints.push_back(index);
+                    out.push(e.clone());
+                }
+                EntryKind::Normal if e.auto_commit => out.push(e.clone()),
+                EntryKind::Normal => match self.holds.verdict(e.ticket, limit) {
+                    Verdict::Deliver => out.push(e.clone()),
+                    Verdict::Skip => {}
+                    Verdict::Block => break,
+                },
+            }
+            cursor = index;
+        }
+        self.delivered = cursor;
+        #[cfg(feature = "sim-bugs")]
+        if self.bug(InjectedBug::DeliverOutOfOrder) {
+            out.reverse();
+        }
+        (out, cursor)
+    }
+
+    pub(super) fn compact_applied_checkpoints(&mut self) {
+        let mut floor = None;
+        while let Some(&cp) = self.checkpoints.front() {
+            if cp > self.applied {
+                break;
+            }
+            floor = Some(cp);
+            self.checkpoints.pop_front();
+        }
+        if let Some(floor) = floor
+            && floor > self.log.floor()
+        {
+            self.log.compact_to(floor);
+            self.compaction_floor = Some(floor);
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! Elections: pre-vote, candidacy, vote granting, role changes (Raft §5.2, thesis §9.6).
+
+use super::*;
+
+impl Replica {
+    pub(super) fn can_campaign(&self) -> bool {
+        self.config.is_voter(self.config.id)
+    }
+
+    /// A follower that heard from its leader within the minimum election timeout does not help
+    /// anyone else campaign (leader lease; keeps a rejoining node from disrupting the leader).
+    pub(super) fn in_lease(&self) -> bool {
+        match self.role {
+            Role::Leader => true,
+            _ => {
+                self.leader.is_some()
+                    && self.election_elapsed < self.config.election_timeout_ticks_min
+            }
+        }
+    }
+
+    pub(super) fn reset_election_timeout(&mut self) {
+        self.election_elapsed = 0;
+        self.randomized_timeout = self.rng.range(
+            self.config.election_timeout_ticks_min,
+            self.config.election_timeout_ticks_max,
+        );
+    }
+
+    pub(super) fn campaign_pre_vote(&mut self) {
+        self.role = Role::PreCandidate;
+        self.leader = None;
+        self.votes.clear();
+        self.reset_election_timeout();
+        if self.tally_vote(self.config.id, true) {
+            self.campaign(false);
+            return;
+        }
+        let body = MessageBody::PreVoteRequest {
+            last_log_index: self.log.last_index(),
+            last_log_term: self.log.last_term(),
+        };
+        let term = self.term.next();
+        for voter in self.other_voters() {
+            self.push(voter, term, body.clone(), false);
+        }
+    }
+
+    pub(super) fn campaign(&mut self, transfer: bool) {
+        self.term = self.term.next();
+        self.vote = Some(self.config.id);
+        self.role = Role::Candidate;
+        self.leader = None;
+        self.votes.clear();
+        self.reset_election_timeout();
+        if self.tally_vote(self.config.id, true) {
+            self.become_leader();
+            return;
+        }
+        let body = MessageBody::VoteRequest {
+            last_log_index: self.log.last_index(),
+            last_log_term: self.log.last_term(),
+            transfer,
+        };
+        let term = self.term;
+        for voter in self.other_voters() {
+            // Our own vote must be durable before anyone can count on our candidacy.
+            self.push(voter, term, body.clone(), true);
+        }
+    }
+
+    pub(super) fn other_voters(&self) -> Vec<NodeId> {
+        let id = self.config.id;
+        self.config
+            .voters
+            .iter()
+            .copied()
+            .filter(|&v| v != id)
+            .collect()
+    }
+
+    /// Records a (pre-)vote; returns whether it completes a quorum of grants.
+    pub(super) fn tally_vote(&mut self, from: NodeId, granted: bool) -> bool {
+        if !self.votes.iter().any(|(n, _)| *n == from) {
+            self.votes.push((from, granted));
+        }
+        self.votes.iter().filter(|(_, g)| *g).count() >= self.quorum
+    }
+
+    pub(super) fn record_vote(&mut self, from: NodeId, granted: bool, pre_vote: bool) {
+        if self.tally_vote(from, granted) {
+            if pre_vote {
+                self.campaign(false);
+            } else {
+                self.become_leader();
+            }
+        } else if self.votes.iter().filter(|(_, g)| !*g).count() >= self.quorum {
+            self.become_follower(self.term, None);
+        }
+    }
+
+    pub(super) fn handle_vote_request(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        last_log_index: LogIndex,
+        last_log_term: Term,
+        pre_vote: bool,
+    ) {
+        #[allow(unused_mut)]
+        let mut can_vote = self.vote == Some(from)
+            || (self.vote.is_none() && self.leader.is_none())
+            || (pre_vote && term > self.term);
+        #[cfg(feature = "sim-bugs")]
+        if !pre_vote && self.bug(InjectedBug::DoubleVote) && self.role == Role::Follower {
+            can_vote = true;
+        }
+        // A learner never votes, whatever the request says.
+        let granted = can_vote
+            && self.config.is_voter(self.config.id)
+            && self.log.is_up_to_date(last_log_index, last_log_term);
+        if pre_vote {
+            let term = if granted { term } else { self.term };
+            self.push(from, term, MessageBody::PreVoteResponse { granted }, false);
+            return;
+        }
+        if granted {
+            self.vote = Some(from);
+            self.election_elapsed = 0;
+        }
+        self.send_after_persist(from, MessageBody::VoteResponse { granted });
+    }
+
+    pub(super) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        if term > self.term {
+            self.term = term;
+            self.vote = None;
+        }
+        if self.role == Role::Leader {
+            self.abandon_leadership();
+        }
+        self.role = Role::Follower;
+        self.leader = leader;
+        self.votes.clear();
+        self.reset_election_timeout();
+    }
+
+    /// Fails everything that only a leader could finish.
+    pub(super) fn abandon_leadership(&mut self) {
+        for op in self.pending_ops.drain(..) {
+            self.outcomes.push(Outcome {
+                ticket: op.ticket,
+                kind: op.kind,
+                index: op.last,
+                status: Status::ReplicationFailed,
+            });
+        }
+        for read in self.reads.drain(..) {
+            match read.from {
+                None => self.read_states.push(ReadState {
+                    context: read.context,
+                    result: Err(Status::NodeIsNotLeader),
+                }),
+                Some(from) => {
+                    let body = MessageBody::ReadIndexResponse {
+                        context: read.context,
+                        index: LogIndex::ZERO,
+                        ok: false,
+                    };
+                    self.messages.push(Message {
+                        partition: self.config.partition,
+                        from: self.config.id,
+                        to: from,
+                        term: self.term,
+                        body,
+                    });
+                }
+            }
+        }
+        self.transferee = None;
+        self.heartbeats_suspended = false;
+    }
+
+    pub(super) fn become_leader(&mut self) {
+        self.role = Role::Leader;
+        self.leader = Some(self.config.id);
+        self.votes.clear();
+        self.election_elapsed = 0;
+        self.heartbeat_elapsed = 0;
+        self.transferee = None;
+        self.heartbeats_suspended = false;
+        #[cfg(feature = "sim-bugs")]
+        if self.bug(InjectedBug::ReuseIndexAfterLeaderChange) {
+            let from = self.log.committed.next();
+            self.log.truncate_from(from);
+            self.holds.on_truncate(from);
+        }
+        let next = self.log.last_index().next();
+        for (_, p) in &mut self.progress {
+            let learner = p.learner;
+            *p = Progress::new(next, learner);
+            p.recent_active = true;
+        }
+        self.uncommitted_entries = 0;
+        self.uncommitted_bytes = 0;
+        let (committed, last) = (self.log.committed, self.log.last_index());
+        for e in self.log.range(committed.next(), last) {
+            self.uncommitted_entries += 1;
+            self.uncommitted_bytes += e.size_bytes();
+        }
+        // The leadership barrier: commits every inherited entry (§5.4.2) and lets ReadIndex
+        // start once it commits.
+        self.leader_append(EntryKind::NoOp, Ticket(0), true, Bytes::new());
+        self.maybe_commit();
+    }
+}

@@ -1,0 +1,116 @@
+//! The follower: anchored appends, heartbeats.
+
+use super::*;
+
+impl Replica {
+    pub(super) fn handle_append(
+        &mut self,
+        from: NodeId,
+        prev_log_index: LogIndex,
+        prev_log_term: Term,
+        entries: Vec<Entry>,
+        commit: LogIndex,
+    ) {
+        if self.role == Role::Leader {
+            // Two leaders in one term cannot exist; a message claiming so is garbage.
+            return;
+        }
+        if self.role != Role::Follower || self.leader != Some(from) {
+            self.become_follower(self.term, Some(from));
+        }
+        self.election_elapsed = 0;
+        let committed = self.log.committed;
+        let (prev_log_index, prev_log_term, entries) = if prev_log_index < committed {
+            // Entries up to our commit index are settled; re-anchor at the commit index and
+            // keep only what follows it (a duplicated or reordered append).
+            let mut entries = entries;
+            match entries.iter().position(|e| e.index == committed) {
+                Some(k) => {
+                    let anchor_term = entries[k].term;
+                    (committed, anchor_term, entries.split_off(k + 1))
+                }
+                None => {
+                    self.ack_append(from, committed);
+                    return;
+                }
+            }
+        } else {
+            (prev_log_index, prev_log_term, entries)
+        };
+        #[allow(unused_mut)]
+        let mut anchored = self.log.term(prev_log_index) == Some(prev_log_term);
+        #[cfg(feature = "sim-bugs")]
+        if self.bug(InjectedBug::SkipPrevLogCheck) && prev_log_index <= self.log.last_index() {
+            anchored = true;
+        }
+        if !anchored {
+            let probe = prev_log_index.min(self.log.last_index());
+            let (hint_index, hint_term) = self.log.find_conflict_by_term(probe, prev_log_term);
+            self.send_after_persist(
+                from,
+                MessageBody::AppendResponse {
+                    success: false,
+                    index: prev_log_index,
+                    hint_index,
+                    hint_term,
+                },
+            );
+            return;
+        }
+        let last_new = LogIndex(prev_log_index.0 + entries.len() as u64);
+        for e in entries {
+            match self.log.term(e.index) {
+                Some(t) if t == e.term => continue,
+                Some(_) => {
+                    if e.index <= self.log.committed {
+                        // Only reachable with an injected bug: never rewrite committed entries.
+                        return;
+                    }
+                    self.log.truncate_from(e.index);
+                    self.holds.on_truncate(e.index);
+                }
+                None => {}
+            }
+            if e.index != self.log.last_index().next() || e.term < self.log.last_term() {
+                return;
+            }
+            self.holds.on_append(&e);
+            self.log.push(e);
+        }
+        let new_commit = commit.min(last_new);
+        if new_commit > self.log.committed {
+            self.log.committed = new_commit;
+        }
+        self.ack_append(from, last_new);
+    }
+
+    pub(super) fn ack_append(&mut self, to: NodeId, index: LogIndex) {
+        let body = MessageBody::AppendResponse {
+            success: true,
+            index,
+            hint_index: LogIndex::ZERO,
+            hint_term: Term::ZERO,
+        };
+        #[cfg(feature = "sim-bugs")]
+        if self.bug(InjectedBug::AckBeforePersist) {
+            self.send(to, body);
+            return;
+        }
+        self.send_after_persist(to, body);
+    }
+
+    pub(super) fn handle_heartbeat(&mut self, from: NodeId, commit: LogIndex, read_round: u64) {
+        if self.role == Role::Leader {
+            return;
+        }
+        if self.role != Role::Follower || self.leader != Some(from) {
+            self.become_follower(self.term, Some(from));
+        }
+        self.election_elapsed = 0;
+        let commit = commit.min(self.log.last_index());
+        if commit > self.log.committed {
+            self.log.committed = commit;
+        }
+        self.send(from, MessageBody::HeartbeatResponse { read_round });
+    }
+}

@@ -1,0 +1,411 @@
+//! The leader: heartbeats, check-quorum, proposals, pipelined appends, commit (§5.3, §5.4.2),
+//! ReadIndex rounds.
+
+use super::*;
+
+impl Replica {
+    pub(super) fn tick_leader(&mut self) {
+        self.heartbeat_elapsed = self.heartbeat_elapsed.saturating_add(1);
+        if self.heartbeat_elapsed >= self.config.heartbeat_interval_ticks {
+            self.heartbeat_elapsed = 0;
+            if !self.heartbeats_suspended {
+                self.broadcast_heartbeat();
+            }
+        }
+        if self.transferee.is_some() {
+            self.transfer_elapsed = self.transfer_elapsed.saturating_add(1);
+            if self.transfer_elapsed >= self.config.election_timeout_ticks_min {
+                self.transferee = None;
+            }
+        }
+        self.election_elapsed = self.election_elapsed.saturating_add(1);
+        if self.election_elapsed >= self.config.election_timeout_ticks_min {
+            self.election_elapsed = 0;
+            if self.config.check_quorum {
+                let id = self.config.id;
+                let active = self
+                    .config
+                    .voters
+                    .iter()
+                    .filter(|&&v| {
+                        v == id
+                            || self
+                                .progress
+                                .iter()
+                                .any(|(n, p)| *n == v && p.recent_active)
+                    })
+                    .count();
+                if active < self.quorum {
+                    self.become_follower(self.term, None);
+                    return;
+                }
+            }
+            for (_, p) in &mut self.progress {
+                p.recent_active = false;
+            }
+        }
+    }
+
+    pub(super) fn check_can_propose(&self) -> Result<(), Status> {
+        if self.role != Role::Leader || self.transferee.is_some() {
+            return Err(Status::NodeIsNotLeader);
+        }
+        Ok(())
+    }
+
+    pub(super) fn check_uncommitted_room(&self, entries: usize, bytes: u64) -> Result<(), Status> {
+        if self.uncommitted_entries + entries > self.config.uncommitted_entries_max
+            || self.uncommitted_bytes + bytes > self.config.uncommitted_bytes_max
+        {
+            return Err(Status::ProposalQueueFull);
+        }
+        Ok(())
+    }
+
+    pub(super) fn resolve(&mut self, ticket: Ticket, kind: EntryKind) -> Result<LogIndex, Status> {
+        self.check_can_propose()?;
+        let held = *self.holds.get(ticket).ok_or(Status::ProposalNotFound)?;
+        if let Some(resolution) = held.resolution {
+            return if resolution.kind == kind {
+                Ok(resolution.index)
+            } else {
+                Err(Status::Errored)
+            };
+        }
+        if held.last > self.log.committed {
+            return Err(Status::Errored);
+        }
+        self.check_uncommitted_room(1, 32)?;
+        let index = self.leader_append(kind, ticket, true, Bytes::new());
+        self.pending_ops.push_back(PendingOp {
+            last: index,
+            ticket,
+            kind,
+        });
+        Ok(index)
+    }
+
+    pub(super) fn leader_append(
+        &mut self,
+        kind: EntryKind,
+        ticket: Ticket,
+        auto_commit: bool,
+        payload: Bytes,
+    ) -> LogIndex {
+        let index = self.log.last_index().next();
+        let entry = Entry {
+            index,
+            term: self.term,
+            kind,
+            ticket,
+            auto_commit,
+            payload,
+        };
+        self.uncommitted_entries += 1;
+        self.uncommitted_bytes += entry.size_bytes();
+        self.holds.on_append(&entry);
+        self.log.push(entry);
+        index
+    }
+
+    pub(super) fn peer(&self, node: NodeId) -> Option<&Progress> {
+        self.progress
+            .iter()
+            .find(|(n, _)| *n == node)
+            .map(|(_, p)| p)
+    }
+
+    pub(super) fn peer_mut(&mut self, node: NodeId) -> Option<&mut Progress> {
+        self.progress
+            .iter_mut()
+            .find(|(n, _)| *n == node)
+            .map(|(_, p)| p)
+    }
+
+    /// Whether `send_appends` would send anything.
+    pub(super) fn leader_has_sends(&self) -> bool {
+        if self.role != Role::Leader || self.heartbeats_suspended {
+            return false;
+        }
+        let last = self.log.last_index();
+        let (count_max, bytes_max) = (
+            self.config.inflight_messages_max,
+            self.config.inflight_bytes_max,
+        );
+        self.reads
+            .iter()
+            .any(|r| r.round == 0 && self.committed_in_term())
+            || self.progress.iter().any(|(_, p)| {
+                p.can_send(count_max, bytes_max)
+                    && (p.next_index <= last
+                        || (p.state == ProgressState::Probe && p.match_index < last))
+            })
+    }
+
+    /// Builds appends for every follower that can take more, within its window.
+    pub(super) fn send_appends(&mut self) {
+        if self.heartbeats_suspended {
+            return;
+        }
+        for k in 0..self.progress.len() {
+            loop {
+                let (to, p) = &self.progress[k];
+                let to = *to;
+                let last = self.log.last_index();
+                let can = p.can_send(
+                    self.config.inflight_messages_max,
+                    self.config.inflight_bytes_max,
+                );
+                let wanted = p.next_index <= last
+                    || (p.state == ProgressState::Probe && p.match_index < last);
+                if !can || !wanted {
+                    break;
+                }
+                let next = p.next_index;
+                let prev = next.prev();
+                let Some(prev_term) = self.log.term(prev) else {
+                    self.progress[k].1.state = ProgressState::SnapshotRequired;
+                    self.snapshot_required.push(to);
+                    break;
+                };
+                let entries = self.log.slice(
+                    next,
+                    self.config.append_entries_max,
+                    self.config.append_bytes_max,
+                );
+                let bytes: u64 = entries.iter().map(Entry::size_bytes).sum();
+                let sent_last = entries.last().map_or(prev, |e| e.index);
+                let p = &mut self.progress[k].1;
+                match p.state {
+                    ProgressState::Probe => p.probe_sent = true,
+                    ProgressState::Replicate => {
+                        p.next_index = sent_last.next();
+                        p.inflights.add(sent_last, bytes);
+                    }
+                    ProgressState::SnapshotRequired => {}
+                }
+                let probe = p.state == ProgressState::Probe;
+                let commit = self.log.committed;
+                self.send(
+                    to,
+                    MessageBody::AppendRequest {
+                        prev_log_index: prev,
+                        prev_log_term: prev_term,
+                        entries,
+                        commit,
+                    },
+                );
+                if probe {
+                    break;
+                }
+            }
+        }
+    }
+
+    pub(super) fn broadcast_heartbeat(&mut self) {
+        let committed = self.log.committed;
+        let read_round = self.read_round;
+        for k in 0..self.progress.len() {
+            let (to, p) = &self.progress[k];
+            let body = MessageBody::Heartbeat {
+                commit: p.match_index.min(committed),
+                read_round,
+            };
+            let to = *to;
+            self.send(to, body);
+        }
+    }
+
+    pub(super) fn handle_append_response(
+        &mut self,
+        from: NodeId,
+        success: bool,
+        index: LogIndex,
+        hint_index: LogIndex,
+        hint_term: Term,
+    ) {
+        if self.role != Role::Leader || index > self.log.last_index() {
+            return;
+        }
+        let next_probe = if hint_term > Term::ZERO {
+            self.log.find_conflict_by_term(hint_index, hint_term).0
+        } else {
+            hint_index
+        };
+        let last = self.log.last_index();
+        let Some(p) = self.peer_mut(from) else {
+            return;
+        };
+        p.recent_active = true;
+        if success {
+            let advanced = p.on_success(index);
+            if p.state == ProgressState::Probe || p.state == ProgressState::SnapshotRequired {
+                p.become_replicate();
+            }
+            let caught_up = p.match_index == last;
+            if advanced {
+                self.maybe_commit();
+            }
+            if caught_up && self.transferee == Some(from) {
+                self.send(from, MessageBody::TimeoutNow);
+            }
+        } else {
+            p.on_reject(index, next_probe.next());
+        }
+    }
+
+    pub(super) fn handle_heartbeat_response(&mut self, from: NodeId, read_round: u64) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let last = self.log.last_index();
+        let Some(p) = self.peer_mut(from) else {
+            return;
+        };
+        p.recent_active = true;
+        if read_round > p.read_round && !p.learner {
+            p.read_round = read_round;
+        }
+        match p.state {
+            ProgressState::Probe => p.probe_sent = false,
+            ProgressState::Replicate => {
+                // What was in flight at the previous heartbeat answer is still unacknowledged:
+                // it was lost (or the follower is stuck); find the match point again.
+                if p.match_index < p.match_at_heartbeat {
+                    p.become_probe();
+                }
+                p.match_at_heartbeat = if p.match_index < last {
+                    p.next_index.prev()
+                } else {
+                    LogIndex::ZERO
+                };
+            }
+            ProgressState::SnapshotRequired => {}
+        }
+        self.confirm_reads();
+    }
+
+    /// Advances the commit index to the highest index a quorum of voters holds durably, if that
+    /// entry is from the current term (§5.4.2: never by counting replicas of an older term).
+    pub(super) fn maybe_commit(&mut self) {
+        let id = self.config.id;
+        self.scratch.clear();
+        for &voter in &self.config.voters {
+            let matched = if voter == id {
+                self.log.persisted
+            } else {
+                self.progress
+                    .iter()
+                    .find(|(n, _)| *n == voter)
+                    .map_or(LogIndex::ZERO, |(_, p)| p.match_index)
+            };
+            self.scratch.push(matched);
+        }
+        self.scratch.sort_unstable_by(|a, b| b.cmp(a));
+        let candidate = self.scratch[self.quorum - 1];
+        if candidate <= self.log.committed {
+            return;
+        }
+        #[allow(unused_mut)]
+        let mut current_term_only = true;
+        #[cfg(feature = "sim-bugs")]
+        if self.bug(InjectedBug::CommitOldTermByCounting) {
+            current_term_only = false;
+        }
+        if current_term_only && self.log.term(candidate) != Some(self.term) {
+            return;
+        }
+        let old = self.log.committed;
+        self.log.committed = candidate;
+        for e in self.log.range(old.next(), candidate) {
+            self.uncommitted_entries = self.uncommitted_entries.saturating_sub(1);
+            self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(e.size_bytes());
+        }
+        while let Some(op) = self.pending_ops.front() {
+            if op.last > candidate {
+                break;
+            }
+            self.outcomes.push(Outcome {
+                ticket: op.ticket,
+                kind: op.kind,
+                index: op.last,
+                status: Status::Success,
+            });
+            self.pending_ops.pop_front();
+        }
+        if self.quorum == 1 {
+            self.confirm_reads();
+        }
+    }
+
+    pub(super) fn committed_in_term(&self) -> bool {
+        self.log.term(self.log.committed) == Some(self.term)
+    }
+
+    pub(super) fn queue_read(&mut self, context: u64, from: Option<NodeId>) -> Result<(), Status> {
+        if self.reads.len() >= self.config.read_index_pending_max {
+            return Err(Status::ProposalQueueFull);
+        }
+        self.reads.push_back(PendingRead {
+            context,
+            from,
+            index: LogIndex::ZERO,
+            round: 0,
+        });
+        if self.quorum == 1 {
+            self.assign_read_rounds();
+        }
+        Ok(())
+    }
+
+    /// Gives every unassigned read the current commit index and a new heartbeat round, once
+    /// this leader has committed an entry of its own term (before that the commit index may
+    /// be behind what a previous leader acknowledged).
+    pub(super) fn assign_read_rounds(&mut self) {
+        if !self.committed_in_term() || !self.reads.iter().any(|r| r.round == 0) {
+            return;
+        }
+        self.read_round += 1;
+        let (round, index) = (self.read_round, self.log.committed);
+        for r in self.reads.iter_mut().filter(|r| r.round == 0) {
+            r.round = round;
+            r.index = index;
+        }
+        if self.quorum == 1 {
+            self.confirm_reads();
+        } else if !self.heartbeats_suspended {
+            self.broadcast_heartbeat();
+        }
+    }
+
+    pub(super) fn confirm_reads(&mut self) {
+        while let Some(read) = self.reads.front().copied() {
+            if read.round == 0 {
+                break;
+            }
+            let acks = 1 + self
+                .progress
+                .iter()
+                .filter(|(_, p)| !p.learner && p.read_round >= read.round)
+                .count();
+            if acks < self.quorum {
+                break;
+            }
+            self.reads.pop_front();
+            match read.from {
+                None => self.read_states.push(ReadState {
+                    context: read.context,
+                    result: Ok(read.index),
+                }),
+                Some(from) => self.send(
+                    from,
+                    MessageBody::ReadIndexResponse {
+                        context: read.context,
+                        index: read.index,
+                        ok: true,
+                    },
+                ),
+            }
+        }
+    }
+}
