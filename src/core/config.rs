@@ -40,6 +40,9 @@ pub struct Config {
     pub uncommitted_bytes_max: u64,
     /// Maximum pending ReadIndex requests on the leader.
     pub read_index_pending_max: usize,
+    /// Maximum committed entries handed out in one Ready (bounds the work of one loop turn,
+    /// e.g. after a restart with a long committed tail; the rest follows in later Readies).
+    pub deliver_entries_max: usize,
     /// Largest accepted jump between this replica's term and a message's term. A message
     /// further ahead is treated as garbage: no replica can be that far ahead with pre-vote.
     pub term_gap_max: u64,
@@ -101,7 +104,8 @@ pub enum ConfigError {
 impl Config {
     /// A configuration with the defaults: election timeout 10–20 ticks, heartbeat every 2
     /// ticks, check-quorum on, 256 messages / 8 MiB in flight per follower, 1024 entries / 1 MiB
-    /// per append, 65 536 entries / 64 MiB uncommitted, 1024 pending reads.
+    /// per append, 65 536 entries / 64 MiB uncommitted, 1024 pending reads, 4096 entries
+    /// delivered per Ready.
     #[must_use]
     pub fn new(id: NodeId, partition: PartitionId, voters: Vec<NodeId>) -> Self {
         Self {
@@ -121,6 +125,7 @@ impl Config {
             uncommitted_entries_max: 65_536,
             uncommitted_bytes_max: 64 << 20,
             read_index_pending_max: 1024,
+            deliver_entries_max: 4096,
             term_gap_max: 1 << 32,
             #[cfg(feature = "sim-bugs")]
             bug: None,
@@ -171,7 +176,7 @@ impl Config {
                 "must be positive and below election_timeout_ticks_min",
             );
         }
-        let positive: [(&'static str, u64); 7] = [
+        let positive: [(&'static str, u64); 8] = [
             ("inflight_messages_max", self.inflight_messages_max as u64),
             ("inflight_bytes_max", self.inflight_bytes_max),
             ("append_entries_max", self.append_entries_max as u64),
@@ -182,6 +187,7 @@ impl Config {
             ),
             ("uncommitted_bytes_max", self.uncommitted_bytes_max),
             ("read_index_pending_max", self.read_index_pending_max as u64),
+            ("deliver_entries_max", self.deliver_entries_max as u64),
         ];
         for (field, value) in positive {
             if value == 0 {

@@ -119,3 +119,31 @@ fn pending_reads_are_bounded() {
         c.replica(2).leader().is_some()
     );
 }
+
+#[test]
+fn forwarded_read_is_refused_when_the_leader_loses_leadership() {
+    let mut c = Cluster::with_config(3, 0, |cfg| cfg.check_quorum = false);
+    c.elect(1);
+    c.isolate(3);
+    // 2's request reaches 1; 2's heartbeat answers do not, so the round cannot complete.
+    c.replica_mut(2).read_index(9).expect("knows the leader");
+    c.settle_filtered(|m| !matches!(m.body, MessageBody::HeartbeatResponse { .. }));
+    assert!(
+        c.node(2).read_states.is_empty(),
+        "not confirmed without a quorum round"
+    );
+    // 1 sees a higher term and steps down: the pending forwarded read is refused.
+    let term = c.replica(1).term().0;
+    let vote = MessageBody::VoteRequest {
+        last_log_index: c.replica(1).last_index(),
+        last_log_term: c.replica(1).last_term(),
+        transfer: true,
+    };
+    c.replica_mut(1)
+        .step(super::harness::msg(3, 1, term + 1, vote))
+        .expect("valid");
+    c.settle();
+    let state = c.node(2).read_states.first().copied().expect("answered");
+    assert_eq!(state.context, 9);
+    assert_eq!(state.result, Err(Status::NodeIsNotLeader));
+}

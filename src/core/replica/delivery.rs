@@ -24,7 +24,7 @@ impl Replica {
         let limit = self.delivery_limit();
         let mut out = Vec::new();
         let mut cursor = self.delivered;
-        while cursor < limit {
+        while cursor < limit && out.len() < self.config.deliver_entries_max {
             let index = cursor.next();
             let Some(e) = self.log.entry(index) else {
                 break;

@@ -132,12 +132,14 @@ impl Replica {
     }
 
     pub(super) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        // Before the term changes: refusals to forwarded reads must carry the term the
+        // followers know this leader by, or they would be dropped as from a stranger.
+        if self.role == Role::Leader {
+            self.abandon_leadership();
+        }
         if term > self.term {
             self.term = term;
             self.vote = None;
-        }
-        if self.role == Role::Leader {
-            self.abandon_leadership();
         }
         self.role = Role::Follower;
         self.leader = leader;

@@ -1012,4 +1012,21 @@ mod tests {
         assert!(ready.committed_entries.is_empty());
         assert_eq!(ready.committed_through, LogIndex(0));
     }
+
+    #[test]
+    fn delivery_is_bounded_per_ready() {
+        let config = Config {
+            deliver_entries_max: 2,
+            ..config()
+        };
+        let entries = (1..=5).map(|i| normal(i, 1)).collect();
+        let mut replica = Replica::new(config, durable(entries, 5, 0)).expect("valid");
+        let mut batches = Vec::new();
+        while replica.has_ready() {
+            let ready = replica.ready();
+            batches.push(ready.committed_entries.len());
+            replica.applied(ready.committed_through);
+        }
+        assert_eq!(batches, vec![2, 2, 1]);
+    }
 }
