@@ -29,6 +29,10 @@ pub struct WalConfig {
     pub segments_prepared_ahead_max: usize,
     /// Reclaimed segments kept for recycling instead of deleted, 0 to 64 (default 2).
     pub segments_recycled_max: usize,
+    /// Prepare (zero-fill, recycle) and remove segments on a background thread, so appends
+    /// never wait for a zero-fill (default `true`). `false` runs that work inline, at the
+    /// rotation that needs it, which makes simulated runs reproducible step by step.
+    pub prepare_segments_in_background: bool,
     /// Test hook: derive segment epochs from this seed (and the segment's seq) and write zero
     /// timestamps, so two runs of one workload write identical bytes (used to compare
     /// backends). Epochs stay unique per segment seq, which never repeats. `None` (the
@@ -47,6 +51,7 @@ impl Default for WalConfig {
             partitions_max: 1 << 20,
             segments_prepared_ahead_max: 1,
             segments_recycled_max: 2,
+            prepare_segments_in_background: true,
             deterministic_epoch_seed: None,
         }
     }

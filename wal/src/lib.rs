@@ -35,6 +35,7 @@ mod config;
 mod error;
 pub mod format;
 pub mod fuzzing;
+mod preparer;
 pub mod recovery;
 mod segment;
 mod state;

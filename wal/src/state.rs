@@ -105,7 +105,9 @@ impl PartitionState {
         }
     }
 
-    fn truncate_after(&mut self, index: u64) {
+    /// Returns whether anything changed.
+    fn truncate_after(&mut self, index: u64) -> bool {
+        let before = (self.first_index, self.entries.len(), self.fresh);
         if index < self.first_index {
             self.entries.clear();
             self.first_index = index + 1;
@@ -114,11 +116,20 @@ impl PartitionState {
             self.entries.truncate(keep as usize);
         }
         self.fresh = false;
+        before != (self.first_index, self.entries.len(), self.fresh)
     }
 
-    fn compact_to(&mut self, index: u64, term: u64) {
-        if index <= self.first_index && !self.fresh {
-            return;
+    /// Returns whether the record now holds the floor (a compaction below the floor does
+    /// nothing). One exactly at the floor restates it: in a replay that starts mid-history
+    /// (after reclamation) the partition may have restarted at its first entry without a
+    /// floor term, and this record carries it.
+    fn compact_to(&mut self, index: u64, term: u64) -> bool {
+        if !self.fresh && index < self.first_index {
+            return false;
+        }
+        if !self.fresh && index == self.first_index {
+            self.floor_term = term;
+            return true;
         }
         let drop = index.saturating_sub(self.first_index);
         if drop >= self.entries.len() as u64 {
@@ -129,6 +140,7 @@ impl PartitionState {
         self.first_index = index;
         self.floor_term = term;
         self.fresh = false;
+        true
     }
 }
 
@@ -205,12 +217,15 @@ impl LogState {
             }
             RecordKind::CommitIndex => state.commit_index = Some((record.index, lsn)),
             RecordKind::TruncateAfter => {
-                state.truncate_after(record.index);
-                state.truncate_lsn = Some(lsn);
+                // A record that changed nothing must not move the pin off the one that did.
+                if state.truncate_after(record.index) {
+                    state.truncate_lsn = Some(lsn);
+                }
             }
             RecordKind::CompactTo => {
-                state.compact_to(record.index, record.term);
-                state.floor_lsn = Some(lsn);
+                if state.compact_to(record.index, record.term) {
+                    state.floor_lsn = Some(lsn);
+                }
             }
             RecordKind::Reset => {
                 state.entries.clear();

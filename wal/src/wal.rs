@@ -9,15 +9,18 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::backend::{AlignedBuf, BLOCK_SIZE, Backend, Completion, FileSystem, open_backend};
+use crate::backend::{
+    AlignedBuf, BLOCK_SIZE, Backend, Completion, FileSystem, SegmentFile, open_backend,
+};
 use crate::config::WalConfig;
 use crate::error::{Error, Result};
 use crate::format::{
     FIRST_FRAME_OFFSET, FRAME_HEADER_LEN, FrameStamp, HARD_STATE_HAS_VOTE, RecordKind,
     encode_record, frame_footprint, record_footprint, seal_frame,
 };
+use crate::preparer::{Job, Preparer};
 use crate::recovery::{SegmentImage, replay, scan};
-use crate::segment::{Segment, Stamping, map_file, parse_name, prepare_segment};
+use crate::segment::{Segment, Stamping, map_file, parse_name};
 use crate::state::{Applied, LogState, Sketch};
 use crate::{HardState, Lsn, PartitionId, PartitionInfo, Write};
 
@@ -74,6 +77,10 @@ pub struct Wal {
     segments: VecDeque<Segment>,
     /// Segments prepared ahead, in sequence order.
     prepared: VecDeque<Segment>,
+    /// Zero-fills, recycles and removes segments (in the background by default).
+    preparer: Preparer,
+    /// Prepare jobs submitted whose segment has not arrived in `prepared` yet.
+    prepares_in_flight: usize,
     next_seq: u64,
     cursor: u64,
     prev_payload_crc: u32,
@@ -192,7 +199,18 @@ impl Wal {
             write_marker(fs.as_ref(), &dir)?;
         }
         seqs.sort_unstable();
+        let preparer = Preparer::new(
+            fs.clone(),
+            dir.clone(),
+            config.segment_bytes,
+            Stamping {
+                seed: config.deterministic_epoch_seed,
+            },
+            config.prepare_segments_in_background,
+        )?;
         let mut wal = Self {
+            preparer,
+            prepares_in_flight: 0,
             dir,
             _lock: lock,
             fs,
@@ -304,15 +322,14 @@ impl Wal {
                 self.cursor = active.len;
             }
         } else {
-            let segment = self.prepare_next()?;
+            let segment = self.next_segment()?;
             self.segments.push_back(segment);
             self.cursor = FIRST_FRAME_OFFSET;
         }
         if let Some(active) = self.segments.back_mut() {
             active.end_lsn = active.end_lsn.max(self.next_lsn);
         }
-        self.top_up_prepared(Vec::new())?;
-        Ok(())
+        self.top_up_prepared()
     }
 
     fn stamping(&self) -> Stamping {
@@ -321,51 +338,50 @@ impl Wal {
         }
     }
 
-    fn prepare_next(&mut self) -> Result<Segment> {
+    fn submit_prepare(&mut self, recycle: Option<(SegmentFile, PathBuf)>) -> Result<()> {
         let seq = self.next_seq;
-        let segment = prepare_segment(
-            self.fs.as_ref(),
-            &self.dir,
-            seq,
-            self.config.segment_bytes,
-            None,
-            self.stamping(),
-        )?;
         self.next_seq += 1;
-        Ok(segment)
+        self.prepares_in_flight += 1;
+        self.preparer.submit(Job::Prepare { seq, recycle })
     }
 
-    fn top_up_prepared(
-        &mut self,
-        mut recyclable: Vec<(crate::backend::SegmentFile, PathBuf)>,
-    ) -> Result<()> {
-        let keep_max = self.config.segments_prepared_ahead_max + self.config.segments_recycled_max;
-        while let Some((file, path)) = recyclable.pop() {
-            if self.prepared.len() < keep_max {
-                let seq = self.next_seq;
-                let segment = prepare_segment(
-                    self.fs.as_ref(),
-                    &self.dir,
-                    seq,
-                    self.config.segment_bytes,
-                    Some((file, path)),
-                    self.stamping(),
-                )?;
-                self.next_seq += 1;
-                self.prepared.push_back(segment);
-            } else {
-                drop(file);
-                self.fs
-                    .remove(&path)
-                    .map_err(io_err("removing a reclaimed segment", &path))?;
-                self.fs
-                    .sync_dir(&self.dir)
-                    .map_err(io_err("syncing the directory", &self.dir))?;
+    /// Moves finished preparations into `prepared`; with `wait`, blocks until at least one
+    /// segment is prepared (submitting a preparation if none is under way).
+    fn collect_prepared(&mut self, wait: bool) -> Result<()> {
+        if wait && self.prepared.is_empty() && self.prepares_in_flight == 0 {
+            self.submit_prepare(None)?;
+        }
+        loop {
+            let block = wait && self.prepared.is_empty();
+            match self.preparer.next(block) {
+                None => return Ok(()),
+                Some(Ok(Some(segment))) => {
+                    self.prepares_in_flight -= 1;
+                    self.prepared.push_back(segment);
+                }
+                Some(Ok(None)) => {}
+                Some(Err(error)) => return Err(error),
             }
         }
-        while self.prepared.len() < self.config.segments_prepared_ahead_max {
-            let segment = self.prepare_next()?;
-            self.prepared.push_back(segment);
+    }
+
+    /// The next prepared segment, waiting for the preparer if none is ready.
+    fn next_segment(&mut self) -> Result<Segment> {
+        self.collect_prepared(true)?;
+        self.prepared.pop_front().ok_or_else(|| {
+            Error::io(
+                "preparing a segment",
+                &self.dir,
+                std::io::Error::other("the preparer returned no segment"),
+            )
+        })
+    }
+
+    fn top_up_prepared(&mut self) -> Result<()> {
+        while self.prepared.len() + self.prepares_in_flight
+            < self.config.segments_prepared_ahead_max
+        {
+            self.submit_prepare(None)?;
         }
         Ok(())
     }
@@ -764,25 +780,34 @@ impl Wal {
             let in_flight = self.backend.in_flight();
             self.reap(in_flight.max(1))?;
         }
-        let recyclable = self.reclaim()?;
-        let next = match self.prepared.pop_front() {
-            Some(segment) => segment,
-            None => self.prepare_next()?,
-        };
+        let reclaimed = self.reclaim();
+        let next = self.next_segment()?;
         self.segments.push_back(next);
         self.cursor = FIRST_FRAME_OFFSET;
         self.prev_payload_crc = 0;
         if let Some(active) = self.segments.back_mut() {
             active.end_lsn = self.next_lsn;
         }
-        self.top_up_prepared(recyclable)?;
+        // Oldest first, in order, so a crash between two never leaves a gap.
+        let keep_max = self.config.segments_prepared_ahead_max + self.config.segments_recycled_max;
+        for (path, file) in reclaimed {
+            match file {
+                Some(file) if self.prepared.len() + self.prepares_in_flight < keep_max => {
+                    self.submit_prepare(Some((file, path)))?;
+                }
+                _ => self.preparer.submit(Job::Remove { path })?,
+            }
+        }
+        self.top_up_prepared()?;
         self.rewrite_pinning_partitions()?;
         Ok(())
     }
 
-    /// Removes from the front every sealed segment whose records are all dead. Called with
-    /// the pipeline drained, so every record is durable and a dead record's successor is too.
-    fn reclaim(&mut self) -> Result<Vec<(crate::backend::SegmentFile, PathBuf)>> {
+    /// Takes from the front every sealed segment whose records are all dead, oldest first,
+    /// with its file if no reader still holds bytes of it (then it may be recycled; otherwise
+    /// it is deleted, its mapping staying valid for the readers). Called with the pipeline
+    /// drained, so every record is durable and so is a dead record's successor.
+    fn reclaim(&mut self) -> Vec<(PathBuf, Option<SegmentFile>)> {
         let oldest_live = self
             .state
             .partitions
@@ -790,7 +815,7 @@ impl Wal {
             .filter_map(|p| p.oldest_live_lsn())
             .min()
             .unwrap_or(u64::MAX);
-        let mut recyclable = Vec::new();
+        let mut reclaimed = Vec::new();
         while self.segments.len() > 1
             && self
                 .segments
@@ -801,20 +826,9 @@ impl Wal {
                 break;
             };
             let path = segment.path.clone();
-            match segment.into_unreferenced_file() {
-                Some(file_and_path) => recyclable.push(file_and_path),
-                None => {
-                    // A reader still holds bytes of it: delete (the mapping stays valid).
-                    self.fs
-                        .remove(&path)
-                        .map_err(io_err("removing a reclaimed segment", &path))?;
-                    self.fs
-                        .sync_dir(&self.dir)
-                        .map_err(io_err("syncing the directory", &self.dir))?;
-                }
-            }
+            reclaimed.push((path, segment.into_unreferenced_file().map(|(file, _)| file)));
         }
-        Ok(recyclable)
+        reclaimed
     }
 
     /// Partitions whose records still pin the oldest sealed segment get their live state

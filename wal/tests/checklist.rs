@@ -499,3 +499,31 @@ fn blocking_and_simulated_backends_write_identical_bytes() {
         BackendChoice::Simulated(SimDisk::new(dir).expect("disk"))
     });
 }
+
+#[test]
+fn a_missing_segment_in_the_middle_is_fatal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    filled(dir.path(), 300);
+    let segs = segments(dir.path());
+    assert!(segs.len() >= 3, "{segs:?}");
+    let (seq, middle) = &segs[1];
+    std::fs::remove_file(middle).expect("remove");
+    match open(dir.path()) {
+        Err(Error::MissingSegment { segment }) => assert_eq!(segment, *seq),
+        other => panic!("expected a missing segment, got {other:?}"),
+    }
+}
+
+#[test]
+fn leftover_temporary_files_are_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, model) = filled(dir.path(), 50);
+    let temp = dir.path().join("00000000000000ff.tmp");
+    std::fs::write(&temp, vec![7u8; 8192]).expect("write");
+    let wal = open(dir.path()).expect("open");
+    assert!(
+        !temp.exists(),
+        "a half-prepared temporary segment is removed"
+    );
+    assert_matches(&wal, &model, "after removing a temporary file");
+}

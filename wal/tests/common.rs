@@ -21,6 +21,7 @@ pub fn small_config(backend: BackendChoice) -> WalConfig {
         partitions_max: 64,
         segments_prepared_ahead_max: 1,
         segments_recycled_max: 1,
+        prepare_segments_in_background: true,
         deterministic_epoch_seed: None,
     }
 }
@@ -173,7 +174,11 @@ impl Model {
                 part.fresh = false;
             }
             Op::CompactTo(_, i) => {
-                if *i <= part.first_index && !part.fresh {
+                if *i < part.first_index && !part.fresh {
+                    return;
+                }
+                if *i == part.first_index && !part.fresh {
+                    // Restates the floor (its term is the term at the floor already).
                     return;
                 }
                 let term = part.term_at(i - 1).unwrap_or(0);

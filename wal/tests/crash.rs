@@ -18,6 +18,8 @@ fn config(disk: &SimDisk) -> WalConfig {
     WalConfig {
         batch_bytes_max: 8 << 10,
         record_bytes_max: 4 << 10,
+        // Inline preparation: the same seed records the same trace.
+        prepare_segments_in_background: false,
         ..small_config(BackendChoice::Simulated(disk.clone()))
     }
 }
