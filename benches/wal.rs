@@ -12,14 +12,14 @@
 //! in `docs/benchmarks.md`.
 #![allow(clippy::print_stdout, missing_docs, unreachable_pub)]
 
-#[path = "wal/backend.rs"]
-mod backend;
-#[path = "wal/log.rs"]
-mod log;
+#[path = "wal/latency.rs"]
+mod latency;
 #[path = "wal/raw.rs"]
 mod raw;
 #[path = "wal/report.rs"]
 mod report;
+#[path = "wal/throughput.rs"]
+mod throughput;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -31,29 +31,39 @@ use criterion::Criterion;
 pub struct Scale {
     /// Iterations of each QD1 latency measurement.
     pub latency_iterations: u64,
-    /// Bytes written (and read) by each bandwidth measurement.
-    pub bandwidth_bytes: u64,
-    /// Duration of each saturated-throughput run.
-    pub saturated_run: Duration,
+    /// Rounds of the throughput slices.
+    pub slices: usize,
+    /// Duration of each saturated-log slice.
+    pub log_slice: Duration,
+    /// Bytes of the raw bandwidth file (written whole by each raw slice, read whole twice).
+    pub raw_file_bytes: usize,
+    /// Bytes of each backend's bandwidth file (written whole by each of its slices).
+    pub backend_file_bytes: usize,
 }
 
 impl Scale {
     fn for_mode(mode: Mode) -> Self {
         match mode {
             Mode::Smoke => Self {
-                latency_iterations: 20,
-                bandwidth_bytes: 8 << 20,
-                saturated_run: Duration::from_millis(50),
+                latency_iterations: 25,
+                slices: 1,
+                log_slice: Duration::from_millis(20),
+                raw_file_bytes: 8 << 20,
+                backend_file_bytes: 4 << 20,
             },
             Mode::Quick => Self {
-                latency_iterations: 3_000,
-                bandwidth_bytes: 512 << 20,
-                saturated_run: Duration::from_secs(2),
+                latency_iterations: 2_000,
+                slices: 5,
+                log_slice: Duration::from_millis(400),
+                raw_file_bytes: 256 << 20,
+                backend_file_bytes: 128 << 20,
             },
             Mode::Full => Self {
-                latency_iterations: 20_000,
-                bandwidth_bytes: 2 << 30,
-                saturated_run: Duration::from_secs(8),
+                latency_iterations: 10_000,
+                slices: 15,
+                log_slice: Duration::from_secs(1),
+                raw_file_bytes: 512 << 20,
+                backend_file_bytes: 256 << 20,
             },
         }
     }
@@ -85,6 +95,25 @@ fn bench_dir() -> (PathBuf, Option<tempfile::TempDir>) {
     }
 }
 
+/// The log configuration every measurement uses: the defaults (io_uring when permitted,
+/// 64 MiB segments, 1 MiB frames, 2 frames in flight).
+pub fn log_config() -> kommander_wal::WalConfig {
+    kommander_wal::WalConfig::default()
+}
+
+/// A payload of `len` bytes that does not compress (the same bytes every run).
+pub fn payload(len: usize) -> Vec<u8> {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     // `cargo bench` passes `--bench`; `cargo test --benches` does not (criterion's convention).
@@ -98,20 +127,21 @@ fn main() {
     let scale = Scale::for_mode(mode);
     let (dir, temp) = bench_dir();
 
-    let mut table = report::Table::new(&dir, mode == Mode::Quick);
-    let raw = raw::measure(&dir, scale);
-    raw.add_rows(&mut table);
-    backend::measure(&dir, scale, &raw, &mut table);
-    log::measure(&dir, scale, &raw, &mut table);
-    table.print();
+    let latencies = latency::measure(&dir, scale.latency_iterations);
+    let throughput = throughput::measure(&dir, scale);
+    let mode_name = match mode {
+        Mode::Smoke => "smoke (cargo test --benches: tiny sizes, numbers mean nothing)",
+        Mode::Quick => "quick",
+        Mode::Full => "full",
+    };
+    report::print(&dir, mode_name, &latencies, &throughput);
 
     let mut criterion = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3))
         .configure_from_args();
     raw::criterion_benches(&mut criterion, &dir);
-    backend::criterion_benches(&mut criterion, &dir);
-    log::criterion_benches(&mut criterion, &dir);
+    latency::criterion_benches(&mut criterion, &dir);
     criterion.final_summary();
 
     if temp.is_none() {

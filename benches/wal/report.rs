@@ -4,6 +4,9 @@ use std::path::Path;
 
 use hdrhistogram::Histogram;
 
+use crate::latency::Latencies;
+use crate::throughput::Throughput;
+
 struct Row {
     figure: String,
     measured: String,
@@ -13,9 +16,10 @@ struct Row {
 }
 
 /// The table of one run.
-pub struct Table {
+struct Table {
     header: String,
     rows: Vec<Row>,
+    footer: String,
 }
 
 /// `p50 / p99` of a histogram of nanoseconds, in µs.
@@ -92,21 +96,23 @@ fn filesystem(dir: &Path) -> String {
 
 impl Table {
     /// An empty table for a run in `dir`.
-    pub fn new(dir: &Path, quick: bool) -> Self {
+    fn new(dir: &Path, mode: &str) -> Self {
         Self {
             header: format!(
-                "kommander-wal benchmark ({} mode)\nmachine: {}\ndirectory: {} ({})",
-                if quick { "quick" } else { "full" },
+                "kommander-wal benchmark ({mode} mode; contenders interleaved)\nmachine: {}\n\
+                 directory: {} ({})\nload average at the start: {}",
                 machine(),
                 dir.display(),
-                filesystem(dir)
+                filesystem(dir),
+                load_average()
             ),
             rows: Vec::new(),
+            footer: String::new(),
         }
     }
 
     /// A raw limit: no ratio, no target.
-    pub fn raw(&mut self, figure: &str, measured: String) {
+    fn raw(&mut self, figure: &str, measured: String) {
         self.rows.push(Row {
             figure: figure.into(),
             measured,
@@ -118,7 +124,7 @@ impl Table {
 
     /// A figure compared with a raw limit: `ratio` of the measured value to the reference,
     /// `met` whether the target holds (None: informational).
-    pub fn compare(
+    fn compare(
         &mut self,
         figure: &str,
         measured: String,
@@ -140,7 +146,7 @@ impl Table {
     }
 
     /// Prints the table to stdout.
-    pub fn print(&self) {
+    fn print(&self) {
         let headings = ["figure", "measured", "ratio to raw", "target", ""];
         let mut widths = headings.map(|heading| heading.chars().count());
         for row in &self.rows {
@@ -184,4 +190,120 @@ impl Table {
         }
         println!();
     }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Builds and prints the table of one run.
+pub fn print(dir: &Path, mode: &str, latencies: &Latencies, throughput: &Throughput) {
+    let mut table = Table::new(dir, mode);
+    let raw_p50 = latencies.raw_fdatasync.value_at_quantile(0.5) as f64;
+    let raw_p99 = latencies.raw_fdatasync.value_at_quantile(0.99) as f64;
+    let ratios = |histogram: &Histogram<u64>| {
+        (
+            histogram.value_at_quantile(0.5) as f64 / raw_p50,
+            histogram.value_at_quantile(0.99) as f64 / raw_p99,
+        )
+    };
+
+    table.raw(
+        "raw 4 KiB pwrite+fdatasync QD1, zero-filled file (p50 / p99)",
+        p50_p99(&latencies.raw_fdatasync),
+    );
+    table.raw(
+        "raw 4 KiB pwrite O_DIRECT|O_DSYNC QD1, zero-filled file (p50 / p99)",
+        p50_p99(&latencies.raw_direct_dsync),
+    );
+    table.raw(
+        "raw durable sequential write, 1 MiB O_DIRECT|O_DSYNC pwrites",
+        bandwidth(throughput.raw_write),
+    );
+    table.raw(
+        "raw sequential read, 1 MiB O_DIRECT preads",
+        bandwidth(throughput.raw_read),
+    );
+    for (name, histogram) in &latencies.backends {
+        let (p50, p99) = ratios(histogram);
+        table.compare(
+            &format!("backend {name}: 4 KiB durable write QD1 (p50 / p99)"),
+            p50_p99(histogram),
+            format!("{p50:.2} / {p99:.2}"),
+            "(informational)",
+            None,
+        );
+    }
+    for (name, rate) in &throughput.backends {
+        table.compare(
+            &format!("backend {name}: 256 KiB durable writes, 2 in flight"),
+            bandwidth(*rate),
+            format!("{:.2}", rate / throughput.raw_write),
+            "(informational)",
+            None,
+        );
+    }
+
+    let (p50, p99) = ratios(&latencies.log);
+    table.compare(
+        &format!(
+            "log ({}): QD1 256 B append + submit + wait durable (p50 / p99)",
+            latencies.log_backend
+        ),
+        p50_p99(&latencies.log),
+        format!("{p50:.2} / {p99:.2}"),
+        "≤ 1.25 / ≤ 2.0",
+        Some(p50 <= 1.25 && p99 <= 2.0),
+    );
+    for (partitions, figures) in [(64, &throughput.log_64), (1024, &throughput.log_1024)] {
+        let rate = figures.records_per_second();
+        table.compare(
+            &format!(
+                "log: saturated durable 256 B records, {partitions} partitions (commit p50 / p99)"
+            ),
+            format!(
+                "{} ({})",
+                self::rate(rate),
+                p50_p99(&figures.commit_latency)
+            ),
+            format!(
+                "{:.2} of raw write bw",
+                figures.payload_bytes_per_second() / throughput.raw_write
+            ),
+            "≥ 2 M/s",
+            Some(rate >= 2e6),
+        );
+    }
+    let ratio = throughput.log_1k.payload_bytes_per_second() / throughput.raw_write;
+    table.compare(
+        "log: 1 KiB payload bandwidth, 64 partitions (commit p50 / p99)",
+        format!(
+            "{} ({})",
+            bandwidth(throughput.log_1k.payload_bytes_per_second()),
+            p50_p99(&throughput.log_1k.commit_latency)
+        ),
+        format!("{ratio:.2}"),
+        "≥ 0.7",
+        Some(ratio >= 0.7),
+    );
+    let ratio = throughput.recovery / throughput.raw_read;
+    table.compare(
+        &format!(
+            "log: recovery scan, reopen of {} segments, cold cache",
+            throughput.recovery_segments
+        ),
+        bandwidth(throughput.recovery),
+        format!("{ratio:.2}"),
+        "≥ 0.6",
+        Some(ratio >= 0.6),
+    );
+    table.footer = format!("load average at the end: {}", load_average());
+    table.print();
 }
