@@ -79,9 +79,8 @@ pub fn encode_record(entry: &Entry, out: &mut Vec<u8>) {
 ///
 /// [`CodecError`] for bytes that are not a record of this format.
 pub fn decode_record(index: LogIndex, term: Term, record: &Bytes) -> Result<Entry, CodecError> {
-    let (header, _) = EntryHeader::read_from_prefix(record).map_err(|_| CodecError::Truncated {
-        len: record.len(),
-    })?;
+    let (header, _) = EntryHeader::read_from_prefix(record)
+        .map_err(|_| CodecError::Truncated { len: record.len() })?;
     if header.version != ENTRY_FORMAT_VERSION {
         return Err(CodecError::Version(header.version));
     }
@@ -154,7 +153,10 @@ mod tests {
         let (log_type, payload) = decode_envelope(&decoded.payload).expect("valid envelope");
         assert_eq!(&log_type[..], b"kv/set");
         assert_eq!(&payload[..], b"hello");
-        assert_eq!(payload.as_ptr(), record[ENTRY_HEADER_LEN + 2 + 6..].as_ptr());
+        assert_eq!(
+            payload.as_ptr(),
+            record[ENTRY_HEADER_LEN + 2 + 6..].as_ptr()
+        );
     }
 
     #[test]

@@ -230,12 +230,12 @@ impl Worker {
             if worked {
                 continue;
             }
-            if let Some(front) = self.pending.front().map(|p| p.lsn) {
-                if !self.failed {
-                    let result = self.wal.wait_durable(front);
-                    self.check_wal(result);
-                    continue;
-                }
+            if let Some(front) = self.pending.front().map(|p| p.lsn)
+                && !self.failed
+            {
+                let result = self.wal.wait_durable(front);
+                self.check_wal(result);
+                continue;
             }
             let timeout = next_tick.saturating_duration_since(Instant::now());
             let mut select = Select::new();
@@ -852,11 +852,10 @@ impl Worker {
                     replica.applied(ready.committed_through);
                 }
                 let applied = replica.applied_index();
-                let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(
-                    &mut slot.reads_waiting_apply,
-                )
-                .into_iter()
-                .partition(|(index, _)| *index <= applied);
+                let (done, waiting): (Vec<_>, Vec<_>) =
+                    std::mem::take(&mut slot.reads_waiting_apply)
+                        .into_iter()
+                        .partition(|(index, _)| *index <= applied);
                 slot.reads_waiting_apply = waiting;
                 for (index, reply) in done {
                     let _ = reply.send(Ok(index));
@@ -864,7 +863,9 @@ impl Worker {
             }
         }
         for outcome in ready.outcomes {
-            if let Some(waiters) = slot.waiters.remove(&outcome_key(outcome.kind, outcome.index))
+            if let Some(waiters) = slot
+                .waiters
+                .remove(&outcome_key(outcome.kind, outcome.index))
             {
                 for reply in waiters {
                     let _ = reply.send(Ok(ReplicationResult {

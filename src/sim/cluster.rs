@@ -706,6 +706,7 @@ impl Simulation {
             read_states: _,
             outcomes,
             snapshot_required: _,
+            installed_snapshot: _,
         } = ready;
         self.trace.event(
             10,
