@@ -92,6 +92,11 @@ pub struct NodeConfig {
     pub uncommitted_bytes_max: u64,
     /// Pending ReadIndex requests per partition on a leader.
     pub read_index_pending_max: usize,
+    /// Committed entries one Ready hands to the application per partition (bounds one
+    /// partition's share of a loop turn).
+    pub deliver_entries_max: usize,
+    /// Largest accepted jump between a replica's term and a message's term.
+    pub term_gap_max: u64,
     /// WAL backend.
     pub wal_backend: WalBackend,
     /// WAL segment size in bytes (multiple of 4096, at least 64 KiB).
@@ -167,6 +172,8 @@ impl NodeConfig {
             uncommitted_entries_max: core.uncommitted_entries_max,
             uncommitted_bytes_max: core.uncommitted_bytes_max,
             read_index_pending_max: core.read_index_pending_max,
+            deliver_entries_max: core.deliver_entries_max,
+            term_gap_max: core.term_gap_max,
             wal_backend: WalBackend::Auto,
             wal_segment_bytes: wal.segment_bytes,
             wal_batch_bytes_max: wal.batch_bytes_max,
@@ -331,6 +338,8 @@ impl NodeConfig {
             uncommitted_entries_max: self.uncommitted_entries_max,
             uncommitted_bytes_max: self.uncommitted_bytes_max,
             read_index_pending_max: self.read_index_pending_max,
+            deliver_entries_max: self.deliver_entries_max,
+            term_gap_max: self.term_gap_max,
             ..core::Config::new(NodeId(self.node_id), partition, voters)
         }
     }

@@ -778,6 +778,15 @@ impl Worker {
                     return true;
                 }
             }
+            if self
+                .slots
+                .get(&partition)
+                .and_then(|s| s.replica.as_ref())
+                .is_some_and(Replica::has_ready)
+            {
+                // More to do: next turn (after the other partitions had theirs).
+                self.mark_dirty(partition);
+            }
         }
         if self.appended {
             self.appended = false;
