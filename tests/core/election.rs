@@ -230,3 +230,32 @@ fn the_same_seed_gives_the_same_elections() {
     };
     assert_eq!(run(7), run(7));
 }
+
+/// Reference checklist #13: the election timeout is drawn per node from the seed, differs
+/// between nodes and is re-drawn after a failed candidacy, so split votes resolve.
+#[test]
+fn split_votes_resolve_thanks_to_randomized_timeouts() {
+    for seed in 0..20 {
+        let mut c = Cluster::with_config(4, 0, |cfg| cfg.seed = seed);
+        c.ticks(200);
+        let leaders = (1..=4).filter(|&i| c.replica(i).is_leader()).count();
+        assert_eq!(
+            leaders, 1,
+            "seed {seed}: an even cluster still elects one leader"
+        );
+    }
+    let campaign_tick = |id: u64| {
+        let mut c = Cluster::new(3, 0);
+        (1..100)
+            .find(|_| {
+                c.replica_mut(id).tick();
+                c.replica(id).role() != Role::Follower
+            })
+            .expect("campaigns")
+    };
+    let ticks: Vec<usize> = (1..=3).map(campaign_tick).collect();
+    assert!(
+        ticks.windows(2).any(|w| w[0] != w[1]),
+        "nodes draw different timeouts: {ticks:?}"
+    );
+}

@@ -66,10 +66,38 @@ impl Replica {
             self.checkpoints.pop_front();
         }
         if let Some(floor) = floor
-            && floor > self.log.floor()
+            && floor > self.checkpoint_floor
         {
-            self.log.compact_to(floor);
+            self.checkpoint_floor = floor;
             self.compaction_floor = Some(floor);
+        }
+        self.compact_memory();
+    }
+
+    /// Drops in-memory entries up to the applied checkpoint. A leader keeps up to
+    /// `compaction_retain_entries_max` entries below it for followers that still need them,
+    /// so a follower lagging a little behind a checkpoint catches up without a snapshot.
+    pub(super) fn compact_memory(&mut self) {
+        let mut target = self.checkpoint_floor;
+        if target <= self.log.floor() {
+            return;
+        }
+        if self.role == Role::Leader {
+            let retain_from = LogIndex(
+                target
+                    .0
+                    .saturating_sub(self.config.compaction_retain_entries_max),
+            );
+            let lowest_match = self
+                .progress
+                .iter()
+                .map(|(_, p)| p.match_index)
+                .min()
+                .unwrap_or(target);
+            target = target.min(lowest_match.max(retain_from));
+        }
+        if target > self.log.floor() {
+            self.log.compact_to(target);
         }
     }
 }

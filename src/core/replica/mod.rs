@@ -84,6 +84,9 @@ pub struct Replica {
     applied: LogIndex,
     /// Delivered checkpoints not yet the compaction floor (waiting for `applied`).
     checkpoints: VecDeque<LogIndex>,
+    /// The highest applied checkpoint: the durable log may be compacted up to it. The
+    /// in-memory log may retain a little more (see `compact_memory`).
+    checkpoint_floor: LogIndex,
     rng: SplitMix64,
     election_elapsed: u32,
     heartbeat_elapsed: u32,
@@ -195,6 +198,7 @@ impl Replica {
             delivered: applied,
             applied,
             checkpoints,
+            checkpoint_floor: floor,
             rng: SplitMix64::new(seed),
             election_elapsed: 0,
             heartbeat_elapsed: 0,
@@ -266,6 +270,14 @@ impl Replica {
     #[must_use]
     pub fn is_leader(&self) -> bool {
         self.role == Role::Leader
+    }
+
+    /// Whether this replica leads *and* has committed an entry of its term (its no-op
+    /// barrier): only then does it know the full committed prefix, may serve reads, and should
+    /// be announced as leader (the reference keeps leadership "unpublished" until then).
+    #[must_use]
+    pub fn is_leader_established(&self) -> bool {
+        self.role == Role::Leader && self.committed_in_term()
     }
 
     /// Current term.
@@ -342,10 +354,18 @@ impl Replica {
         self.applied
     }
 
-    /// The compaction floor: entries at or below it are no longer held.
+    /// The in-memory floor: entries at or below it are no longer held. At most the highest
+    /// applied checkpoint; a leader may hold entries below that for lagging followers.
     #[must_use]
     pub fn compaction_floor(&self) -> LogIndex {
         self.log.floor()
+    }
+
+    /// The highest applied checkpoint: what the durable log may discard up to (reported once
+    /// in `Ready::compaction_floor`).
+    #[must_use]
+    pub fn checkpoint_floor(&self) -> LogIndex {
+        self.checkpoint_floor
     }
 
     /// The term of the entry at `index`, if this replica still holds it (or it is the floor).
@@ -804,6 +824,7 @@ impl Replica {
         self.log.committed = index;
         self.holds.on_truncate(LogIndex::ZERO);
         self.checkpoints.clear();
+        self.checkpoint_floor = index;
         self.delivered = index;
         self.applied = index;
         self.installed_snapshot = Some(SnapshotMeta {
@@ -821,6 +842,21 @@ impl Replica {
             },
         );
         Ok(())
+    }
+
+    /// Leader side: the runtime's snapshot transfer to `node` completed up to `index` (the
+    /// follower called [`Replica::install_snapshot`]). Replication resumes with a probe after
+    /// `index`, even if the follower's own acknowledgement is lost.
+    pub fn report_snapshot_installed(&mut self, node: NodeId, index: LogIndex) {
+        if self.role != Role::Leader || index > self.log.last_index() {
+            return;
+        }
+        if let Some(p) = self.peer_mut(node)
+            && p.state == ProgressState::SnapshotRequired
+        {
+            p.become_probe();
+            p.next_index = p.next_index.max(index.next());
+        }
     }
 
     /// Leader side: the snapshot transfer to `node` failed; probe it again (it is reported in
