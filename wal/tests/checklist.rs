@@ -85,6 +85,21 @@ fn half_prepared_highest_segment_is_discarded() {
         let wal = open(dir.path()).expect("reopen discards the half-prepared segment");
         assert_matches(&wal, &model, "after discarding");
     }
+    // Shorter than its header says, or empty.
+    for len in [8192, 0] {
+        let (_, highest) = segments(dir.path()).pop().expect("segments");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&highest)
+            .and_then(|f| f.set_len(len))
+            .expect("shorten");
+        let wal = open(dir.path()).expect("reopen discards a short highest segment");
+        assert_matches(
+            &wal,
+            &model,
+            &format!("after discarding a {len}-byte segment"),
+        );
+    }
 }
 
 #[test]

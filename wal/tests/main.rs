@@ -10,4 +10,5 @@ mod conformance;
 mod crash;
 mod fuzz_corpus;
 mod kill9;
+mod reclaim;
 mod uring;
