@@ -286,8 +286,6 @@ fn listing(dir: &Path) -> String {
 }
 
 #[test]
-#[ignore = "finds a WAL reclamation bug (reclaimed segments are removed newest first, so a \
-            crash between two removals leaves a gap: `segment N is missing`); enable once fixed"]
 fn acknowledged_records_survive_sigkill() {
     let cycles = env_u64("KOMMANDER_KILL9_CYCLES").unwrap_or(50);
     let seed = env_u64("KOMMANDER_KILL9_SEED").unwrap_or(0x006b_696c_6c39);

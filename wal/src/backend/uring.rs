@@ -3,13 +3,22 @@
 //! The ring is driven directly with the `io-uring` crate (no async runtime underneath; see
 //! `docs/decisions/0001-io-uring-directly.md`). A durable write is one of two *chains*:
 //!
-//! * [`UringWriteMode::DirectDsync`] (the default): a single `WRITE` with `RWF_DSYNC` on a file
-//!   opened `O_DIRECT`. One SQE, one CQE, no io-wq punt for the sync; on devices with FUA it
-//!   becomes one FUA write. Measured here as the cheapest durable primitive (see
-//!   `docs/benchmarks.md`). If the filesystem refuses `O_DIRECT` (tmpfs, some FUSE mounts) the
-//!   file is opened buffered and `RWF_DSYNC` still makes each write durable.
-//! * [`UringWriteMode::LinkedDatasync`]: `WRITE` →(`IO_LINK`) `FSYNC(DATASYNC)` on a buffered
-//!   file. Two SQEs, two CQEs; the sync runs on an io-wq worker.
+//! * [`UringWriteMode::LinkedDatasync`] (the default): `WRITE` →(`IO_LINK`) `FSYNC(DATASYNC)`
+//!   on a buffered file. Two SQEs, two CQEs; the sync runs on an io-wq worker, a thread of this
+//!   process (it inherits the process's scheduling class). The written data stays in the page
+//!   cache, so reading fresh entries back (replication) hits memory.
+//! * [`UringWriteMode::DirectDsync`]: a single `WRITE` with `RWF_DSYNC` on a file opened
+//!   `O_DIRECT`. One SQE, one CQE, no page-cache copy; on devices with FUA it becomes one FUA
+//!   write. On devices without FUA (like the project's VM) the kernel issues the cache flush
+//!   from a kernel workqueue after the write completes, which a busy or real-time-scheduled
+//!   process does not control: under `chrt -f` its QD1 latency sat at one scheduler tick
+//!   (4 ms) while the linked mode stayed near 180 µs. If the filesystem refuses `O_DIRECT`
+//!   (tmpfs, some FUSE mounts) the file is opened buffered and `RWF_DSYNC` still makes each
+//!   write durable.
+//!
+//! Both were measured side by side, interleaved, on the project's VM (`docs/benchmarks.md`):
+//! the direct mode's QD1 p50 was lower in about half of the runs, the linked mode's pipelined
+//! bandwidth higher in most; the linked mode is the default for its robustness (see above).
 //!
 //! # Rules this module enforces
 //!
@@ -48,12 +57,13 @@ use super::{AlignedBuf, Backend, BlockingBackend, Completion, FileSystem, Segmen
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum UringWriteMode {
-    /// One `WRITE` with `RWF_DSYNC` on an `O_DIRECT` file (buffered if the filesystem refuses
-    /// `O_DIRECT`). The faster of the two on the machines we measured.
+    /// `WRITE` linked to `FSYNC(DATASYNC)` on a buffered file (see the module docs for why
+    /// this is the default).
     #[default]
-    DirectDsync,
-    /// `WRITE` linked to `FSYNC(DATASYNC)` on a buffered file.
     LinkedDatasync,
+    /// One `WRITE` with `RWF_DSYNC` on an `O_DIRECT` file (buffered if the filesystem refuses
+    /// `O_DIRECT`).
+    DirectDsync,
 }
 
 /// The largest single SQE write; longer buffers are written in pieces by the short-write path.
