@@ -177,3 +177,42 @@ fn refusals_name_their_cause() {
     assert!(cluster.status(read, p).expect("status").applied >= index);
     let _ = cluster.replicate(p, b"still works");
 }
+
+#[test]
+fn one_wal_submission_carries_many_partitions() {
+    // 1 node, 2 shards: the even partitions live on shard 0.
+    let mut cluster = Cluster::start(1, 64, false);
+    cluster.wait_leaders();
+    let (hook, entered, release) = gate();
+    let only_p0: super::harness::Hook = Box::new(move |partition, entry| {
+        if partition == PartitionId(0) {
+            hook(partition, entry);
+        }
+    });
+    *cluster.nodes[0].app.on_live.lock().expect("hook") = Some(only_p0);
+    let (_, sent) = cluster.propose_to(0, PartitionId(0), &[b"holds shard 0"], true);
+    let first = sent.expect("queued");
+    entered.recv().expect("shard 0 is inside the callback");
+    let before = cluster.runtime(0).stats();
+    let answers: Vec<_> = (1..32u32)
+        .map(|k| {
+            let (_, sent) = cluster.propose_to(0, PartitionId(2 * k), &[b"grouped"], true);
+            sent.expect("queued")
+        })
+        .collect();
+    drop(entered);
+    release.send(()).expect("release");
+    assert_eq!(wait(first).expect("committed").status, Status::Success);
+    for answer in answers {
+        assert_eq!(wait(answer).expect("committed").status, Status::Success);
+    }
+    let after = cluster.runtime(0).stats();
+    let submissions = after.wal_submissions - before.wal_submissions;
+    let readies = after.readies_persisted - before.readies_persisted;
+    // 31 partitions' entries (and then their commit indexes) share a handful of submissions.
+    assert!(readies >= 31, "{readies} readies persisted");
+    assert!(
+        submissions <= 6,
+        "{submissions} WAL submissions for 31 partitions' proposals queued in one turn"
+    );
+}
