@@ -78,6 +78,25 @@ fn three_nodes_one_partition_replicate_in_the_same_order() {
     );
     let expected = cluster.nodes[leader].app.live(p);
     cluster.wait_delivered(p, &expected);
+    // The quick (no round trip) views agree with the shard's answer.
+    let view = cluster.runtime(leader).leader_view(p).expect("a view");
+    assert_eq!(view.role, kommander_raft::core::Role::Leader);
+    assert_eq!(view.leader, Some(cluster.nodes[leader].id));
+    let follower = (leader + 1) % 3;
+    let follower_view = cluster.runtime(follower).leader_view(p).expect("a view");
+    assert_eq!(follower_view.leader, Some(cluster.nodes[leader].id));
+    assert!(
+        cluster
+            .runtime(follower)
+            .last_heard(cluster.nodes[leader].id)
+            .is_some()
+    );
+    assert!(
+        cluster
+            .runtime(leader)
+            .last_heard(kommander_raft::core::NodeId(99))
+            .is_none()
+    );
 }
 
 #[test]
