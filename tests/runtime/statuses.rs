@@ -216,3 +216,63 @@ fn one_wal_submission_carries_many_partitions() {
         "{submissions} WAL submissions for 31 partitions' proposals queued in one turn"
     );
 }
+
+#[test]
+fn bad_inbound_messages_are_dropped_or_refused_and_change_nothing() {
+    use kommander_raft::core::{LogIndex, Message, MessageBody, NodeId, Term};
+    let mut cluster = Cluster::start(3, 2, false);
+    let p = PartitionId(1);
+    cluster.wait_leaders();
+    let before = cluster.replicate(p, b"before");
+    let leader = cluster.leader(p).expect("a leader");
+    let term = cluster.status(leader, p).expect("status").term;
+    let me = cluster.nodes[leader].id;
+    let other = cluster.nodes[(leader + 1) % 3].id;
+    let message = |partition, from, to, term, body| Message {
+        partition,
+        from,
+        to,
+        term,
+        body,
+    };
+    let heartbeat = MessageBody::Heartbeat {
+        commit: LogIndex(u64::MAX),
+        read_round: 0,
+    };
+    let stats_before = cluster.runtime(leader).stats();
+    cluster.runtime(leader).deliver(vec![
+        // Unknown partition, another node's message, a non-member sender: dropped or refused.
+        message(PartitionId(500), other, me, term, heartbeat.clone()),
+        message(p, other, NodeId(42), term, heartbeat.clone()),
+        message(p, NodeId(42), me, term, heartbeat.clone()),
+        // An absurd term and an absurd append: refused by the replica.
+        message(p, other, me, Term(u64::MAX / 2), heartbeat),
+        message(
+            p,
+            other,
+            me,
+            term,
+            MessageBody::AppendResponse {
+                success: true,
+                index: LogIndex(u64::MAX),
+                hint_index: LogIndex::ZERO,
+                hint_term: Term::ZERO,
+            },
+        ),
+    ]);
+    let stats = super::harness::eventually("the bad messages are counted", || {
+        let stats = cluster.runtime(leader).stats();
+        let dropped = stats.inbound_messages_dropped - stats_before.inbound_messages_dropped;
+        let refused = stats.inbound_messages_refused - stats_before.inbound_messages_refused;
+        (dropped + refused >= 5).then_some((dropped, refused))
+    });
+    assert!(stats.0 >= 2 && stats.1 >= 2, "dropped, refused: {stats:?}");
+    // The leader is still the leader in the same term and keeps replicating.
+    let status = cluster.status(leader, p).expect("status");
+    assert_eq!(
+        (status.role, status.term),
+        (kommander_raft::core::Role::Leader, term)
+    );
+    let after = cluster.replicate(p, b"after");
+    assert!(after.index > before.index);
+}
