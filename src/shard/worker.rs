@@ -652,6 +652,8 @@ impl Worker {
                     replica.applied(through);
                 }
                 self.restoring.pop_front();
+                // `applied` may allow a compaction: let the gather see it this turn.
+                self.mark_dirty(partition);
                 self.events.emit(RuntimeEvent::RestoreFinished {
                     partition,
                     entries_delivered: delivered,

@@ -117,3 +117,38 @@ fn full_restart_loses_nothing_and_delivers_nothing_twice() {
         }
     }
 }
+
+#[test]
+fn restart_after_a_checkpoint_restores_only_what_follows_the_floor() {
+    let mut cluster = Cluster::start(1, 1, false);
+    let p = PartitionId(0);
+    cluster.wait_leaders();
+    cluster.replicate(p, b"a");
+    cluster.replicate(p, b"b");
+    let ticket = cluster.ticket();
+    let checkpoint: ReplicationResult = cluster
+        .ask(0, p, |reply| Request::Checkpoint { ticket, reply })
+        .expect("checkpoint accepted");
+    assert_eq!(checkpoint.status, Status::Success);
+    eventually("the checkpoint becomes the floor", || {
+        (cluster.status(0, p).ok()?.floor == checkpoint.index).then_some(())
+    });
+    let c = cluster.replicate(p, b"c");
+    cluster.shutdown();
+    cluster.nodes[0].app = Arc::new(Recorder::default());
+    cluster.start_node(0);
+    cluster.wait_leaders();
+    let restored: Vec<(LogIndex, Vec<u8>)> = cluster.nodes[0]
+        .app
+        .restored(p)
+        .into_iter()
+        .map(|s| (s.index, s.payload.to_vec()))
+        .collect();
+    assert_eq!(restored, vec![(c.index, b"c".to_vec())]);
+    assert_eq!(
+        cluster.status(0, p).expect("status").floor,
+        checkpoint.index
+    );
+    let d = cluster.replicate(p, b"d");
+    assert!(d.index > c.index);
+}
