@@ -92,8 +92,13 @@ impl Inner {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
+        let current = std::thread::current().id();
         for thread in threads {
-            let _ = thread.join();
+            // The last clone may be dropped by the application on a shard thread: that
+            // thread exits on its own once it sees the stop flag.
+            if thread.thread().id() != current {
+                let _ = thread.join();
+            }
         }
     }
 }
@@ -380,7 +385,8 @@ impl Runtime {
 
     /// Stops the shards: each finishes its turn, makes everything appended to its WAL durable
     /// and exits; pending requests are dropped (their receivers see the sender gone). Later
-    /// calls do nothing; later requests get `Errored`.
+    /// calls do nothing; later requests get `Errored`. Called on a shard thread (from an
+    /// application callback) it does not wait for that shard, which stops after its turn.
     ///
     /// # Durability
     ///

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use kommander_raft::core::{LogIndex, PartitionId, Status};
+use kommander_raft::node::WalBackend;
 use kommander_raft::shard::{ReplicationResult, Request, RuntimeEvent};
 
 use super::harness::{Cluster, Recorder, Seen, eventually, wait};
@@ -17,7 +18,16 @@ fn restore_finished(cluster: &Cluster, i: usize) -> usize {
 
 #[test]
 fn full_restart_loses_nothing_and_delivers_nothing_twice() {
-    let mut cluster = Cluster::start(3, 8, false);
+    full_restart(WalBackend::Auto);
+}
+
+#[test]
+fn full_restart_on_the_blocking_wal_backend() {
+    full_restart(WalBackend::Blocking);
+}
+
+fn full_restart(backend: WalBackend) {
+    let mut cluster = Cluster::start_with(3, 8, false, |c| c.wal_backend = backend);
     cluster.wait_leaders();
     let partitions = cluster.partitions.clone();
     let mut acked: HashMap<PartitionId, Vec<(LogIndex, Vec<u8>)>> = HashMap::new();
