@@ -259,3 +259,31 @@ fn split_votes_resolve_thanks_to_randomized_timeouts() {
         "nodes draw different timeouts: {ticks:?}"
     );
 }
+
+#[test]
+fn pre_candidate_refused_by_a_quorum_returns_to_follower() {
+    let mut c = Cluster::new(3, 0);
+    c.elect(1);
+    c.isolate(3);
+    c.tick_until_campaign(3);
+    assert_eq!(c.replica(3).role(), Role::PreCandidate);
+    let term = c.replica(3).term().0;
+    let refusal = MessageBody::PreVoteResponse { granted: false };
+    c.replica_mut(3)
+        .step(msg(2, 3, term, refusal.clone()))
+        .expect("valid");
+    assert_eq!(
+        c.replica(3).role(),
+        Role::PreCandidate,
+        "one refusal is not a quorum"
+    );
+    c.replica_mut(3)
+        .step(msg(1, 3, term, refusal))
+        .expect("valid");
+    assert_eq!(
+        c.replica(3).role(),
+        Role::Follower,
+        "a quorum of refusals: back to follower"
+    );
+    assert_eq!(c.replica(3).term().0, term, "and the term is untouched");
+}

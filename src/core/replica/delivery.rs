@@ -22,7 +22,8 @@ impl Replica {
     /// Moves the delivery cursor as far as the durable commit index and the holds allow.
     pub(super) fn collect_deliveries(&mut self) -> (Vec<Entry>, LogIndex) {
         let limit = self.delivery_limit();
-        let mut out = Vec::new();
+        let ready = usize::try_from(limit.0.saturating_sub(self.delivered.0)).unwrap_or(usize::MAX);
+        let mut out = Vec::with_capacity(ready.min(self.config.deliver_entries_max));
         let mut cursor = self.delivered;
         while cursor < limit && out.len() < self.config.deliver_entries_max {
             let index = cursor.next();

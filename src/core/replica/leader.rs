@@ -75,7 +75,7 @@ impl Replica {
         if held.last > self.log.committed {
             return Err(Status::Errored);
         }
-        self.check_uncommitted_room(1, 32)?;
+        self.check_uncommitted_room(1, Entry::size_bytes_for(0))?;
         let index = self.leader_append(kind, ticket, true, Bytes::new());
         self.pending_ops.push_back(PendingOp {
             last: index,

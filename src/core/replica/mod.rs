@@ -496,7 +496,13 @@ impl Replica {
                 ..
             } => self.handle_vote_request(from, term, last_log_index, last_log_term, false),
             MessageBody::PreVoteResponse { granted } => {
-                if self.role == Role::PreCandidate && term == self.term.next() {
+                // Grants carry the term we would campaign in, refusals the voter's own term.
+                let answers_us = if granted {
+                    term == self.term.next()
+                } else {
+                    term == self.term
+                };
+                if self.role == Role::PreCandidate && answers_us {
                     self.record_vote(from, granted, true);
                 }
             }
@@ -603,12 +609,21 @@ impl Replica {
         if !auto_commit && self.holds.contains(ticket) {
             return Err(Status::ActiveProposal);
         }
-        let bytes: u64 = payloads.iter().map(|p| p.len() as u64 + 32).sum();
+        let bytes: u64 = payloads
+            .iter()
+            .map(|p| Entry::size_bytes_for(p.len()))
+            .sum();
         self.check_uncommitted_room(payloads.len(), bytes)?;
         let first = self.log.last_index().next();
-        for payload in payloads {
-            self.leader_append(EntryKind::Normal, ticket, auto_commit, payload.clone());
+        self.log
+            .append_proposals(self.term, ticket, auto_commit, payloads);
+        if !auto_commit {
+            for entry in self.log.range(first, self.log.last_index()) {
+                self.holds.on_append(entry);
+            }
         }
+        self.uncommitted_entries += payloads.len();
+        self.uncommitted_bytes += bytes;
         let last = self.log.last_index();
         self.pending_ops.push_back(PendingOp {
             last,
@@ -650,7 +665,7 @@ impl Replica {
         if self.holds.any_unresolved() {
             return Err(Status::ActiveProposal);
         }
-        self.check_uncommitted_room(1, 32)?;
+        self.check_uncommitted_room(1, Entry::size_bytes_for(0))?;
         let index = self.leader_append(EntryKind::Checkpoint, ticket, true, Bytes::new());
         self.pending_ops.push_back(PendingOp {
             last: index,
@@ -1064,5 +1079,13 @@ mod tests {
             replica.applied(ready.committed_through);
         }
         assert_eq!(batches, vec![2, 2, 1]);
+    }
+
+    #[test]
+    fn replica_and_ready_can_move_between_threads() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Replica>();
+        assert_send::<Ready>();
+        assert_send::<Message>();
     }
 }
