@@ -69,7 +69,6 @@ struct InflightFrame {
 pub struct Wal {
     dir: PathBuf,
     config: WalConfig,
-    _lock: File,
     fs: Arc<dyn FileSystem>,
     backend: Box<dyn Backend>,
     state: LogState,
@@ -94,6 +93,9 @@ pub struct Wal {
     flush_wanted: bool,
     poisoned: Option<Arc<str>>,
     sketch: Sketch,
+    /// Dropped last (fields drop in order): the backend's writes in flight and the
+    /// preparer's jobs finish before another open may take the directory.
+    _lock: File,
 }
 
 impl std::fmt::Debug for Wal {
@@ -313,16 +315,13 @@ impl Wal {
                 self.prepared.push_back(segment);
             }
         }
-        if let Some(active) = self.segments.back() {
+        if !self.segments.is_empty() {
             self.cursor = outcome.cursor;
             self.prev_payload_crc = outcome
                 .frames
                 .last()
                 .filter(|f| f.segment_index == outcome.active)
                 .map_or(0, |f| f.header.payload_crc.get());
-            if active.len < self.cursor {
-                self.cursor = active.len;
-            }
         } else {
             let segment = self.next_segment()?;
             self.segments.push_back(segment);
@@ -863,7 +862,7 @@ impl Wal {
                 break;
             };
             let path = segment.path.clone();
-            reclaimed.push((path, segment.into_unreferenced_file().map(|(file, _)| file)));
+            reclaimed.push((path, segment.into_unreferenced_file()));
         }
         reclaimed
     }
@@ -1180,6 +1179,11 @@ impl Wal {
     // ----- reads -----
 
     /// The payload of one durable entry, borrowing the segment's mapping (no copy).
+    ///
+    /// The bytes stay valid as long as they are held, even after the log drops the segment
+    /// (a reclaimed segment still referenced is deleted, never recycled). Do not hold them
+    /// across closing and reopening the same directory: the reopened log does not know
+    /// about them and may recycle their file.
     ///
     /// # Errors
     /// [`Error::Poisoned`], [`Error::UnknownPartition`], [`Error::IndexOutOfRange`],
