@@ -1,7 +1,8 @@
 //! The workload every peer comparison runs, and kommander-wal's side of it.
 //!
 //! A shard at full speed: every *round* appends one entry of [`PAYLOAD_BYTES`] to each of the
-//! partitions; records are counted once durable. Each peer binary drives its crate the way its
+//! partitions, and every [`COMPACTION_INTERVAL_ROUNDS`] rounds each partition compacts to its
+//! last [`RETAINED_ENTRIES`] entries; records are counted once durable. Each peer binary drives its crate the way its
 //! own project does and prints records/s side by side with kommander-wal's, in one run, on one
 //! directory (`KOMMANDER_BENCH_DIR`, default the system temp dir).
 #![allow(clippy::print_stdout)]
@@ -17,6 +18,11 @@ use kommander_wal::{Lsn, PartitionId, Wal, WalConfig, Write};
 pub const PAYLOAD_BYTES: usize = 256;
 /// Partition counts compared.
 pub const PARTITION_COUNTS: [u64; 2] = [64, 1024];
+/// Every this many rounds each partition compacts its log to its last [`RETAINED_ENTRIES`]
+/// entries (a Raft node checkpointing what it applied), on both sides.
+pub const COMPACTION_INTERVAL_ROUNDS: u64 = 256;
+/// Entries each partition keeps behind its last index when it compacts.
+pub const RETAINED_ENTRIES: u64 = 256;
 
 /// One side of a comparison: runs the workload for a slice of time, counting durable records.
 pub trait Contender {
@@ -119,6 +125,7 @@ pub struct Kommander {
     wal: Wal,
     payload: Vec<u8>,
     next_index: Vec<u64>,
+    rounds: u64,
 }
 
 impl Kommander {
@@ -128,6 +135,7 @@ impl Kommander {
             wal: Wal::open(dir, WalConfig::default()).expect("open kommander-wal"),
             payload: payload(),
             next_index: vec![1; partitions as usize],
+            rounds: 0,
         }
     }
 }
@@ -149,6 +157,17 @@ impl Contender for Kommander {
                     payload: &self.payload,
                 });
                 *index += 1;
+            }
+            self.rounds += 1;
+            if self.rounds.is_multiple_of(COMPACTION_INTERVAL_ROUNDS) {
+                for (partition, index) in self.next_index.iter().enumerate() {
+                    if *index > RETAINED_ENTRIES {
+                        writes.push(Write::CompactTo {
+                            partition: PartitionId(partition as u64 + 1),
+                            index: *index - RETAINED_ENTRIES,
+                        });
+                    }
+                }
             }
             let lsn = self.wal.append(&writes).expect("append");
             records += partitions;
@@ -173,7 +192,8 @@ impl Contender for Kommander {
 pub fn print_table(peer: &str, rows: &[(u64, Outcome, Outcome)]) {
     let (count, run) = slices();
     println!(
-        "\n{PAYLOAD_BYTES} B entries, one entry per partition per round, sync on; {count} \
+        "\n{PAYLOAD_BYTES} B entries, one entry per partition per round, compaction to the last \
+         {RETAINED_ENTRIES} entries every {COMPACTION_INTERVAL_ROUNDS} rounds, sync on; {count} \
          alternating slices of {run:?} per side, medians\n"
     );
     println!(

@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use kommander_peers::{
-    Contender, Kommander, PARTITION_COUNTS, fresh_dir, interleaved, payload, print_table, record,
-    remove_dir,
+    COMPACTION_INTERVAL_ROUNDS, Contender, Kommander, PARTITION_COUNTS, RETAINED_ENTRIES,
+    fresh_dir, interleaved, payload, print_table, record, remove_dir,
 };
-use raft_engine::{Config, Engine, LogBatch, MessageExt};
+use raft_engine::{Command, Config, Engine, LogBatch, MessageExt};
 use raft_proto::eraftpb::Entry;
 
 /// TiKV's `raftstore.raft-write-size-limit` default: a store writer's batch stops growing here.
@@ -43,6 +43,7 @@ struct RaftEngine {
     template: Entry,
     next_index: Vec<u64>,
     batch: LogBatch,
+    rounds: u64,
 }
 
 impl RaftEngine {
@@ -61,6 +62,7 @@ impl RaftEngine {
             template,
             next_index: vec![1; partitions as usize],
             batch: LogBatch::with_capacity(RAFT_WRITE_SIZE_LIMIT + 64 * 1024),
+            rounds: 0,
         }
     }
 }
@@ -85,6 +87,21 @@ impl Contender for RaftEngine {
                         .expect("add entries");
                 }
                 pending += partitions;
+                self.rounds += 1;
+                if self.rounds.is_multiple_of(COMPACTION_INTERVAL_ROUNDS) {
+                    // TiKV's raft-log GC: a `Compact` command per region (its files are purged
+                    // by `purge_expired_files` only past `purge-threshold`, 10 GiB by default).
+                    for (region, index) in self.next_index.iter().enumerate() {
+                        if *index > RETAINED_ENTRIES {
+                            self.batch.add_command(
+                                region as u64 + 1,
+                                Command::Compact {
+                                    index: *index - RETAINED_ENTRIES,
+                                },
+                            );
+                        }
+                    }
+                }
                 if self.batch.approximate_size() < RAFT_WRITE_SIZE_LIMIT {
                     continue;
                 }
