@@ -190,3 +190,21 @@ fn checkpoint_commits_and_becomes_the_floor() {
     let b = cluster.replicate(p, b"b");
     assert!(b.index > checkpoint.index);
 }
+
+#[test]
+fn answers_can_be_awaited_from_an_async_runtime() {
+    let mut cluster = Cluster::start(1, 1, false);
+    let p = PartitionId(0);
+    cluster.wait_leaders();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("tokio runtime");
+    let (_, sent) = cluster.propose_to(0, p, &[b"async"], true);
+    let answer = sent.expect("queued");
+    let result = runtime
+        .block_on(answer)
+        .expect("the shard answers")
+        .expect("committed");
+    assert_eq!(result.status, Status::Success);
+    cluster.wait_delivered(p, &[seen(result.index, b"async")]);
+}
