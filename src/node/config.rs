@@ -1,7 +1,7 @@
 //! [`NodeConfig`]: one serde struct (TOML-loadable) holding everything a node needs — identity,
 //! peers, storage, timing and every limit — validated at start with an error naming the field.
 //!
-//! It derives the per-partition [`core::Config`](crate::core::Config) and the per-shard
+//! It derives the per-partition [`core::Config`] and the per-shard
 //! [`WalConfig`]; nothing else in the runtime reads settings from anywhere else.
 
 use std::collections::BTreeMap;
