@@ -5,6 +5,8 @@
 
 pub mod core;
 pub mod node;
+pub mod shard;
+pub mod transport;
 
 #[cfg(feature = "sim")]
 pub mod sim;

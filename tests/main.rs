@@ -1,4 +1,5 @@
 //! The one integration-test binary: scripted scenario tests, one module per area.
 
 mod core;
+mod runtime;
 mod sim;

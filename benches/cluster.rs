@@ -1,0 +1,332 @@
+//! Whole-cluster benchmark: three in-process nodes (each a `Runtime` with its shard threads and
+//! real WALs, fsync on), connected by the in-memory transport. Closed-loop writers (each waits
+//! for its previous write's commit before the next) propose on the partitions' leaders.
+//!
+//! ```text
+//! cargo bench --bench cluster                      # every combination, 2 s each
+//! KOMMANDER_BENCH_SECONDS=5 cargo bench --bench cluster
+//! KOMMANDER_BENCH_ONLY=256:64:64 cargo bench --bench cluster   # payload:partitions:writers
+//! KOMMANDER_BENCH_ONLY=memory cargo bench --bench cluster      # idle-partition memory only
+//! KOMMANDER_BENCH_DIR=/mnt/nvme/x cargo bench --bench cluster  # another device
+//! ```
+//!
+//! Prints committed writes/s and commit latency percentiles (p50/p99/p99.9, from the
+//! proposal's send to its `Success` answer) for 16 B and 256 B payloads × 1, 64, 1024
+//! partitions × 1, 64, 1024 writers, after the memory an idle partition costs (RSS growth per
+//! replica while opening 1024 idle partitions on three nodes). Results are recorded in
+//! `docs/benchmarks.md` (Cluster).
+#![allow(clippy::print_stdout, missing_docs, unreachable_pub)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use kommander_raft::core::{NodeId, PartitionId, Role, Status, Ticket};
+use kommander_raft::node::{NodeConfig, Runtime};
+use kommander_raft::shard::{LogEntry, NoEvents, ProposedEntry, Request, StateMachine};
+use kommander_raft::transport::memory::MemoryNetwork;
+use tokio::sync::oneshot;
+
+/// Counts deliveries; does nothing else (the application must not block the shard).
+#[derive(Default)]
+struct Counting(AtomicU64);
+
+impl StateMachine for Counting {
+    fn on_replication_received(&self, _: PartitionId, _: &LogEntry) -> bool {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+    fn on_log_restored(&self, _: PartitionId, _: &LogEntry) -> bool {
+        true
+    }
+}
+
+struct Bench {
+    nodes: Vec<Runtime>,
+    _network: Arc<MemoryNetwork>,
+    _dir: tempfile::TempDir,
+}
+
+fn base_dir() -> PathBuf {
+    std::env::var_os("KOMMANDER_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from)
+}
+
+fn start(partitions: u32, shards: usize) -> Bench {
+    let dir = tempfile::tempdir_in(base_dir()).expect("bench dir");
+    let network = MemoryNetwork::new();
+    let voters: Vec<NodeId> = (1..=3).map(NodeId).collect();
+    let mut nodes = Vec::new();
+    for node in 1..=3u64 {
+        let mut config = NodeConfig::new(node, dir.path().join(format!("node-{node}")));
+        config.peers = (1..=3)
+            .filter(|&n| n != node)
+            .map(|n| (n, String::new()))
+            .collect::<BTreeMap<_, _>>();
+        config.shards = shards;
+        config.tick_interval_ms = 10;
+        config.election_timeout_ticks_min = 20;
+        config.election_timeout_ticks_max = 40;
+        config.heartbeat_interval_ticks = 5;
+        config.seed = node;
+        config.wal_segment_bytes = 64 << 20;
+        let runtime = Runtime::start(
+            &config,
+            network.transport(NodeId(node)),
+            Arc::new(Counting::default()),
+            Arc::new(NoEvents),
+        )
+        .expect("node starts");
+        network.register(NodeId(node), runtime.inbound());
+        nodes.push(runtime);
+    }
+    for runtime in &nodes {
+        let answers: Vec<_> = (0..partitions)
+            .map(|p| {
+                runtime
+                    .open_partition(PartitionId(p), voters.clone(), Vec::new())
+                    .expect("queued")
+            })
+            .collect();
+        for answer in answers {
+            answer.blocking_recv().expect("answer").expect("opened");
+        }
+    }
+    Bench {
+        nodes,
+        _network: network,
+        _dir: dir,
+    }
+}
+
+fn leader_of(nodes: &[Runtime], partition: PartitionId) -> Option<usize> {
+    nodes.iter().position(|runtime| {
+        let (reply, answer) = oneshot::channel();
+        runtime.send(partition, Request::Status { reply }).is_ok()
+            && answer
+                .blocking_recv()
+                .ok()
+                .and_then(Result::ok)
+                .is_some_and(|s| s.role == Role::Leader)
+    })
+}
+
+fn wait_leaders(nodes: &[Runtime], partitions: u32) -> Vec<usize> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    (0..partitions)
+        .map(|p| {
+            loop {
+                if let Some(i) = leader_of(nodes, PartitionId(p)) {
+                    break i;
+                }
+                assert!(Instant::now() < deadline, "no leader for p{p}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+        .collect()
+}
+
+struct Outcome {
+    writes: u64,
+    errors: u64,
+    elapsed: Duration,
+    latency: Histogram<u64>,
+}
+
+fn run(payload_bytes: usize, partitions: u32, writers: usize, seconds: f64) -> Outcome {
+    let shards = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let bench = start(partitions, shards);
+    let leaders = Arc::new(std::sync::Mutex::new(wait_leaders(
+        &bench.nodes,
+        partitions,
+    )));
+    let nodes = Arc::new(bench.nodes.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let ticket = Arc::new(AtomicU64::new(1));
+    let payload = Bytes::from(vec![0x5a; payload_bytes]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("tokio runtime");
+    let started = Instant::now();
+    let duration = Duration::from_secs_f64(seconds);
+    let results = runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for w in 0..writers {
+            let nodes = Arc::clone(&nodes);
+            let leaders = Arc::clone(&leaders);
+            let stop = Arc::clone(&stop);
+            let ticket = Arc::clone(&ticket);
+            let payload = payload.clone();
+            let partition = PartitionId((w as u32) % partitions);
+            tasks.push(tokio::spawn(async move {
+                let mut latency = Histogram::<u64>::new(3).expect("histogram");
+                let (mut writes, mut errors) = (0u64, 0u64);
+                while !stop.load(Ordering::Relaxed) && started.elapsed() < duration {
+                    let leader = leaders.lock().expect("leaders")[partition.0 as usize];
+                    let (reply, answer) = oneshot::channel();
+                    let begin = Instant::now();
+                    let request = Request::Propose {
+                        entries: vec![ProposedEntry {
+                            log_type: "b".to_owned(),
+                            payload: payload.clone(),
+                        }],
+                        auto_commit: true,
+                        ticket: Ticket(ticket.fetch_add(1, Ordering::Relaxed)),
+                        reply,
+                    };
+                    let sent = nodes[leader].send(partition, request);
+                    let result = match sent {
+                        Ok(()) => answer.await.unwrap_or(Err(Status::Errored)),
+                        Err(status) => Err(status),
+                    };
+                    match result {
+                        Ok(r) if r.status == Status::Success => {
+                            writes += 1;
+                            let micros = begin.elapsed().as_micros() as u64;
+                            latency.record(micros.max(1)).expect("record");
+                        }
+                        Ok(_) | Err(_) => {
+                            // Leadership moved (rare in a healthy run): try the next node.
+                            errors += 1;
+                            tokio::task::yield_now().await;
+                            let mut leaders = leaders.lock().expect("leaders");
+                            let slot = &mut leaders[partition.0 as usize];
+                            *slot = (*slot + 1) % nodes.len();
+                        }
+                    }
+                }
+                (writes, errors, latency)
+            }));
+        }
+        let mut out = Vec::new();
+        for task in tasks {
+            out.push(task.await.expect("writer task"));
+        }
+        out
+    });
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let mut latency = Histogram::<u64>::new(3).expect("histogram");
+    let (mut writes, mut errors) = (0, 0);
+    for (w, e, h) in results {
+        writes += w;
+        errors += e;
+        latency.add(h).expect("merge");
+    }
+    for node in nodes.iter() {
+        node.shutdown();
+    }
+    drop(bench);
+    Outcome {
+        writes,
+        errors,
+        elapsed,
+        latency,
+    }
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn idle_partition_memory() {
+    let partitions = 1024u32;
+    let bench = start(1, 2);
+    std::thread::sleep(Duration::from_millis(500));
+    let before = rss_bytes();
+    let voters: Vec<NodeId> = (1..=3).map(NodeId).collect();
+    for runtime in &bench.nodes {
+        for p in 1..=partitions {
+            runtime
+                .open_partition(PartitionId(p), voters.clone(), Vec::new())
+                .expect("queued")
+                .blocking_recv()
+                .expect("answer")
+                .expect("opened");
+        }
+    }
+    // Let elections settle (leaders then only heartbeat).
+    wait_leaders(&bench.nodes, partitions + 1);
+    std::thread::sleep(Duration::from_secs(1));
+    let after = rss_bytes();
+    let replicas = u64::from(partitions) * 3;
+    println!(
+        "idle partitions: {partitions} partitions x 3 replicas, RSS {:.1} MiB -> {:.1} MiB: \
+         {} bytes per replica (after election, heartbeating)",
+        before as f64 / (1 << 20) as f64,
+        after as f64 / (1 << 20) as f64,
+        after.saturating_sub(before) / replicas
+    );
+    for node in &bench.nodes {
+        node.shutdown();
+    }
+}
+
+fn main() {
+    // `cargo test --benches` passes `--bench`-less args; run a tiny smoke configuration then.
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let seconds: f64 = std::env::var("KOMMANDER_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if smoke { 0.2 } else { 2.0 });
+    let only = std::env::var("KOMMANDER_BENCH_ONLY").ok();
+    let mut combos = Vec::new();
+    for payload in [16usize, 256] {
+        for partitions in [1u32, 64, 1024] {
+            for writers in [1usize, 64, 1024] {
+                combos.push((payload, partitions, writers));
+            }
+        }
+    }
+    if smoke {
+        combos = vec![(16, 4, 4)];
+    }
+    if !smoke && only.as_deref().is_none_or(|o| o == "memory") {
+        // First, in a fresh process: freed memory of earlier runs would hide the growth.
+        idle_partition_memory();
+    }
+    if only.as_deref() == Some("memory") {
+        return;
+    }
+    if let Some(only) = only {
+        let parts: Vec<usize> = only.split(':').filter_map(|s| s.parse().ok()).collect();
+        if let [payload, partitions, writers] = parts[..] {
+            combos = vec![(payload, partitions as u32, writers)];
+        }
+    }
+    println!(
+        "cluster: 3 nodes in-process, in-memory transport, real WAL (fsync on) under {}, {} \
+         shards per node, {seconds} s per row",
+        base_dir().display(),
+        std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+    );
+    println!(
+        "{:>8} {:>10} {:>8} {:>12} {:>9} {:>9} {:>9} {:>7}",
+        "payload", "partitions", "writers", "writes/s", "p50 us", "p99 us", "p99.9 us", "errors"
+    );
+    for (payload, partitions, writers) in combos {
+        let outcome = run(payload, partitions, writers, seconds);
+        println!(
+            "{:>8} {:>10} {:>8} {:>12.0} {:>9} {:>9} {:>9} {:>7}",
+            payload,
+            partitions,
+            writers,
+            outcome.writes as f64 / outcome.elapsed.as_secs_f64(),
+            outcome.latency.value_at_quantile(0.5),
+            outcome.latency.value_at_quantile(0.99),
+            outcome.latency.value_at_quantile(0.999),
+            outcome.errors
+        );
+    }
+}

@@ -1,0 +1,378 @@
+//! [`NodeConfig`]: one serde struct (TOML-loadable) holding everything a node needs — identity,
+//! peers, storage, timing and every limit — validated at start with an error naming the field.
+//!
+//! It derives the per-partition [`core::Config`] and the per-shard
+//! [`WalConfig`]; nothing else in the runtime reads settings from anywhere else.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kommander_wal::WalConfig;
+use kommander_wal::backend::{BackendChoice, UringWriteMode};
+use serde::{Deserialize, Serialize};
+
+use crate::core::{self, NodeId, PartitionId};
+
+/// Which WAL backend the shards use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WalBackend {
+    /// io_uring where this process may use it, else the blocking backend (with a log line).
+    #[default]
+    Auto,
+    /// io_uring only (linked write + fdatasync); start fails where it is not permitted.
+    IoUring,
+    /// `pwrite` + `fdatasync` on a helper thread.
+    Blocking,
+}
+
+/// The configuration of one node. Load it with [`NodeConfig::from_toml`] or build it with
+/// [`NodeConfig::new`] and struct-update syntax; [`NodeConfig::validate`] runs at start.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's id (non-zero, unique in the cluster).
+    pub node_id: u64,
+    /// A human-readable name (for logs and the API).
+    pub node_name: String,
+    /// The endpoint other nodes reach this node at (`host:port`; informational for in-memory
+    /// transports).
+    pub endpoint: String,
+    /// The cluster's name; nodes of different clusters refuse each other.
+    pub cluster_name: String,
+    /// The other nodes of the cluster: node id → endpoint (static discovery). Must not
+    /// contain `node_id`.
+    pub peers: BTreeMap<u64, String>,
+    /// Directory holding one WAL directory per shard (`shard-<n>`).
+    pub data_dir: PathBuf,
+    /// Number of shard threads; 0 means one per available core. A data directory keeps the
+    /// shard count it was created with (start refuses another), so set it explicitly where
+    /// the core count may change.
+    pub shards: usize,
+    /// Number of user partitions the system partition's first map creates.
+    pub initial_partitions: u32,
+    /// Length of one tick (the unit of every `*_ticks` setting), in milliseconds.
+    pub tick_interval_ms: u64,
+    /// Lower bound of the randomized election timeout, in ticks.
+    pub election_timeout_ticks_min: u32,
+    /// Upper bound (exclusive) of the randomized election timeout, in ticks.
+    pub election_timeout_ticks_max: u32,
+    /// Leader heartbeat period, in ticks (below `election_timeout_ticks_min`).
+    pub heartbeat_interval_ticks: u32,
+    /// Leaders step down without a quorum's contact within an election timeout.
+    pub check_quorum: bool,
+    /// Seed of the replicas' election-timeout PRNG (mixed with node and partition).
+    pub seed: u64,
+    /// Commands (proposals, queries) queued per shard; a full queue answers
+    /// `ProposalQueueFull`.
+    pub shard_commands_max: usize,
+    /// Inbound message batches queued per shard; a full queue drops (and counts) the batch.
+    pub shard_inbound_batches_max: usize,
+    /// Commands and inbound batches one loop turn takes from each queue before it persists
+    /// and sends (bounds the latency one turn adds to the others).
+    pub shard_inputs_per_turn_max: usize,
+    /// Entries restore reads from the WAL, or hands to `on_log_restored`, per loop turn.
+    pub restore_entries_per_turn_max: usize,
+    /// Partitions one node hosts at most.
+    pub partitions_max: usize,
+    /// Entries in one proposal at most.
+    pub proposal_entries_max: usize,
+    /// Bytes of a `log_type` string at most.
+    pub log_type_bytes_max: usize,
+    /// AppendRequests in flight to one follower.
+    pub inflight_messages_max: usize,
+    /// Entry bytes in flight to one follower.
+    pub inflight_bytes_max: u64,
+    /// Entries in one AppendRequest.
+    pub append_entries_max: usize,
+    /// Entry bytes in one AppendRequest.
+    pub append_bytes_max: u64,
+    /// Entries a leader holds uncommitted per partition (more: `ProposalQueueFull`).
+    pub uncommitted_entries_max: usize,
+    /// Uncommitted entry bytes per partition on a leader.
+    pub uncommitted_bytes_max: u64,
+    /// Pending ReadIndex requests per partition on a leader.
+    pub read_index_pending_max: usize,
+    /// Committed entries one Ready hands to the application per partition (bounds one
+    /// partition's share of a loop turn).
+    pub deliver_entries_max: usize,
+    /// Largest accepted jump between a replica's term and a message's term.
+    pub term_gap_max: u64,
+    /// WAL backend.
+    pub wal_backend: WalBackend,
+    /// WAL segment size in bytes (multiple of 4096, at least 64 KiB).
+    pub wal_segment_bytes: u64,
+    /// Largest WAL frame (one durable write) in bytes (multiple of 4096).
+    pub wal_batch_bytes_max: usize,
+    /// Largest WAL record payload (one entry with its header) in bytes.
+    pub wal_record_bytes_max: usize,
+    /// WAL frames in flight at once (pipelining depth), 1 to 64.
+    pub wal_inflight_batches_max: usize,
+    /// Largest tolerated drift of a remote HLC timestamp ahead of the local clock, in ms.
+    pub hlc_drift_ms_max: u64,
+}
+
+/// An invalid [`NodeConfig`] (or a TOML text that does not parse into one).
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A field has an invalid value.
+    #[error("invalid config field `{field}`: {reason}")]
+    InvalidField {
+        /// The field's name, as spelled in the TOML file.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The TOML text does not parse (the message names the line and the field).
+    #[error("config does not parse: {0}")]
+    Parse(String),
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self::new(1, std::env::temp_dir().join("kommander-raft"))
+    }
+}
+
+impl NodeConfig {
+    /// A configuration with the defaults for node `node_id` storing under `data_dir`: no
+    /// peers, one shard per core, 8 initial partitions, 20 ms ticks, elections after 10–20
+    /// ticks, heartbeats every 3 ticks, check-quorum on, the core's flow-control defaults,
+    /// 64 MiB segments, io_uring where permitted.
+    #[must_use]
+    pub fn new(node_id: u64, data_dir: impl Into<PathBuf>) -> Self {
+        let core = core::Config::new(NodeId(1), PartitionId(0), vec![NodeId(1)]);
+        let wal = WalConfig::default();
+        Self {
+            node_id,
+            node_name: format!("node-{node_id}"),
+            endpoint: String::new(),
+            cluster_name: "kommander".to_owned(),
+            peers: BTreeMap::new(),
+            data_dir: data_dir.into(),
+            shards: 0,
+            initial_partitions: 8,
+            tick_interval_ms: 20,
+            election_timeout_ticks_min: 10,
+            election_timeout_ticks_max: 20,
+            heartbeat_interval_ticks: 3,
+            check_quorum: true,
+            seed: 0,
+            shard_commands_max: 16_384,
+            shard_inbound_batches_max: 16_384,
+            shard_inputs_per_turn_max: 4_096,
+            restore_entries_per_turn_max: 65_536,
+            partitions_max: 1 << 16,
+            proposal_entries_max: 1024,
+            log_type_bytes_max: 256,
+            inflight_messages_max: core.inflight_messages_max,
+            inflight_bytes_max: core.inflight_bytes_max,
+            append_entries_max: core.append_entries_max,
+            append_bytes_max: core.append_bytes_max,
+            uncommitted_entries_max: core.uncommitted_entries_max,
+            uncommitted_bytes_max: core.uncommitted_bytes_max,
+            read_index_pending_max: core.read_index_pending_max,
+            deliver_entries_max: core.deliver_entries_max,
+            term_gap_max: core.term_gap_max,
+            wal_backend: WalBackend::Auto,
+            wal_segment_bytes: wal.segment_bytes,
+            wal_batch_bytes_max: wal.batch_bytes_max,
+            wal_record_bytes_max: wal.record_bytes_max,
+            wal_inflight_batches_max: wal.inflight_batches_max,
+            hlc_drift_ms_max: 60_000,
+        }
+    }
+
+    /// Parses a TOML text (missing fields take their defaults) and validates it.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Parse`] for text that does not parse or names an unknown field;
+    /// [`ConfigError::InvalidField`] as [`NodeConfig::validate`].
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The number of shards to run: `shards`, or the available cores when it is 0.
+    #[must_use]
+    pub fn shard_count(&self) -> usize {
+        if self.shards == 0 {
+            std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+        } else {
+            self.shards
+        }
+    }
+
+    /// The tick interval as a duration.
+    #[must_use]
+    pub fn tick_interval(&self) -> Duration {
+        Duration::from_millis(self.tick_interval_ms)
+    }
+
+    /// Every node of the cluster (this one and the peers), sorted.
+    #[must_use]
+    pub fn cluster_nodes(&self) -> Vec<NodeId> {
+        let mut nodes: Vec<NodeId> = self.peers.keys().map(|&n| NodeId(n)).collect();
+        nodes.push(NodeId(self.node_id));
+        nodes.sort_unstable();
+        nodes.dedup();
+        nodes
+    }
+
+    /// Checks every field and their relations (including the derived core and WAL configs).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidField`] naming the first invalid field and why.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field: &'static str, reason: &str| {
+            Err(ConfigError::InvalidField {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.node_id == 0 {
+            return invalid("node_id", "node id 0 is reserved");
+        }
+        if self.peers.contains_key(&self.node_id) {
+            return invalid("peers", "lists this node's own id");
+        }
+        if self.peers.contains_key(&0) {
+            return invalid("peers", "node id 0 is reserved");
+        }
+        if self.cluster_name.is_empty() {
+            return invalid("cluster_name", "must not be empty");
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return invalid("data_dir", "must not be empty");
+        }
+        if self.shards > 1024 {
+            return invalid("shards", "at most 1024 shards");
+        }
+        if !(1..=60_000).contains(&self.tick_interval_ms) {
+            return invalid("tick_interval_ms", "must be between 1 and 60000");
+        }
+        if self.initial_partitions == 0 {
+            return invalid("initial_partitions", "at least one partition");
+        }
+        if self.initial_partitions as usize >= self.partitions_max {
+            return invalid(
+                "initial_partitions",
+                "must be below partitions_max (partition 0 is the system partition)",
+            );
+        }
+        let positive: [(&'static str, u64); 6] = [
+            ("shard_commands_max", self.shard_commands_max as u64),
+            (
+                "shard_inbound_batches_max",
+                self.shard_inbound_batches_max as u64,
+            ),
+            (
+                "shard_inputs_per_turn_max",
+                self.shard_inputs_per_turn_max as u64,
+            ),
+            (
+                "restore_entries_per_turn_max",
+                self.restore_entries_per_turn_max as u64,
+            ),
+            ("proposal_entries_max", self.proposal_entries_max as u64),
+            ("log_type_bytes_max", self.log_type_bytes_max as u64),
+        ];
+        for (field, value) in positive {
+            if value == 0 {
+                return invalid(field, "must be positive");
+            }
+        }
+        if self.log_type_bytes_max > usize::from(u16::MAX) {
+            return invalid("log_type_bytes_max", "at most 65535 bytes");
+        }
+        if self.hlc_drift_ms_max == 0 {
+            return invalid("hlc_drift_ms_max", "must be positive");
+        }
+        self.partition_config(PartitionId(0), self.cluster_nodes(), Vec::new())
+            .validate()
+            .map_err(|e| match e {
+                core::ConfigError::InvalidField { field, reason } => ConfigError::InvalidField {
+                    field,
+                    reason: reason.to_owned(),
+                },
+                other => ConfigError::InvalidField {
+                    field: "node_id",
+                    reason: other.to_string(),
+                },
+            })?;
+        self.wal_config().validate().map_err(|e| match e {
+            kommander_wal::Error::InvalidConfig { field, reason } => ConfigError::InvalidField {
+                field: wal_field_name(field),
+                reason,
+            },
+            other => ConfigError::InvalidField {
+                field: "wal_segment_bytes",
+                reason: other.to_string(),
+            },
+        })?;
+        Ok(())
+    }
+
+    /// The core configuration of one partition hosted by this node.
+    #[must_use]
+    pub fn partition_config(
+        &self,
+        partition: PartitionId,
+        voters: Vec<NodeId>,
+        learners: Vec<NodeId>,
+    ) -> core::Config {
+        core::Config {
+            learners,
+            election_timeout_ticks_min: self.election_timeout_ticks_min,
+            election_timeout_ticks_max: self.election_timeout_ticks_max,
+            heartbeat_interval_ticks: self.heartbeat_interval_ticks,
+            check_quorum: self.check_quorum,
+            seed: self.seed,
+            inflight_messages_max: self.inflight_messages_max,
+            inflight_bytes_max: self.inflight_bytes_max,
+            append_entries_max: self.append_entries_max,
+            append_bytes_max: self.append_bytes_max,
+            uncommitted_entries_max: self.uncommitted_entries_max,
+            uncommitted_bytes_max: self.uncommitted_bytes_max,
+            read_index_pending_max: self.read_index_pending_max,
+            deliver_entries_max: self.deliver_entries_max,
+            term_gap_max: self.term_gap_max,
+            ..core::Config::new(NodeId(self.node_id), partition, voters)
+        }
+    }
+
+    /// The WAL configuration of every shard.
+    #[must_use]
+    pub fn wal_config(&self) -> WalConfig {
+        WalConfig {
+            backend: match self.wal_backend {
+                WalBackend::Auto => BackendChoice::Auto,
+                WalBackend::IoUring => BackendChoice::IoUring(UringWriteMode::default()),
+                WalBackend::Blocking => BackendChoice::Blocking,
+            },
+            segment_bytes: self.wal_segment_bytes,
+            batch_bytes_max: self.wal_batch_bytes_max,
+            record_bytes_max: self.wal_record_bytes_max,
+            inflight_batches_max: self.wal_inflight_batches_max,
+            partitions_max: self.partitions_max,
+            ..WalConfig::default()
+        }
+    }
+}
+
+/// Maps a [`WalConfig`] field name to the [`NodeConfig`] field that sets it.
+fn wal_field_name(field: &'static str) -> &'static str {
+    match field {
+        "segment_bytes" => "wal_segment_bytes",
+        "batch_bytes_max" => "wal_batch_bytes_max",
+        "record_bytes_max" => "wal_record_bytes_max",
+        "inflight_batches_max" => "wal_inflight_batches_max",
+        "partitions_max" => "partitions_max",
+        other => other,
+    }
+}

@@ -1,0 +1,533 @@
+//! The internal node: starts the shard threads, places partitions on them, routes requests
+//! and inbound messages, and stops them. The public `Raft` handle is built on top of it.
+//!
+//! ```text
+//! Runtime::start(config, transport, app, events)  → one thread + one WAL per shard
+//! Runtime::open_partition(p, voters, learners)    → create or restore p's replica on its shard
+//! Runtime::send(p, Request::Propose { .. })        → bounded queue; answer on a oneshot
+//! Runtime::deliver(messages)                       → transport entry point (Inbound)
+//! Runtime::shutdown()                              → stop, make everything appended durable
+//! ```
+//!
+//! Nothing here blocks the caller: queues are bounded (`shard_commands_max`,
+//! `shard_inbound_batches_max`); a full request queue answers `ProposalQueueFull`, a full
+//! inbound queue drops and counts the batch. Answers come on `tokio::sync::oneshot` channels,
+//! which work from any executor (or `blocking_recv` outside one).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam::channel::{self, Sender, TrySendError};
+use kommander_wal::Wal;
+use tokio::sync::oneshot;
+
+use crate::core::{Message, NodeId, PartitionId, Status};
+use crate::node::config::{ConfigError, NodeConfig};
+use crate::shard::worker::{ShardInput, ShardParams, ShardStats, Worker};
+use crate::shard::{EventSink, LeaderTable, LeaderView, Opened, Request, StateMachine, shard_of};
+use crate::transport::{Inbound, Transport};
+
+/// Why a node could not start.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The data directory was written with another shard count: partitions would not find
+    /// their logs.
+    #[error(
+        "data directory {dir} holds {found} shard directories but `shards` resolves to \
+         {configured}; start with the shard count it was created with"
+    )]
+    ShardCountChanged {
+        /// The data directory.
+        dir: PathBuf,
+        /// Shard directories found.
+        found: usize,
+        /// Shards configured.
+        configured: usize,
+    },
+    /// A shard's WAL could not be opened (or recovered).
+    #[error("shard {shard}: opening its WAL failed: {source}")]
+    Wal {
+        /// The shard.
+        shard: usize,
+        /// The WAL error.
+        source: kommander_wal::Error,
+    },
+    /// A shard thread could not be spawned, or the data directory could not be read.
+    #[error("starting the node: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+struct ShardHandle {
+    commands: Sender<ShardInput>,
+    inbound: Sender<Vec<Message>>,
+    stats: Arc<ShardStats>,
+}
+
+struct Inner {
+    node: NodeId,
+    leaders: Arc<LeaderTable>,
+    activity: Arc<NodeActivity>,
+    config: Arc<NodeConfig>,
+    shards: Vec<ShardHandle>,
+    stop: Arc<AtomicBool>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Inner {
+    fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        for shard in &self.shards {
+            let _ = shard.commands.try_send(ShardInput::Wake);
+        }
+        let threads = std::mem::take(
+            &mut *self
+                .threads
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let current = std::thread::current().id();
+        for thread in threads {
+            // The last clone may be dropped by the application on a shard thread: that
+            // thread exits on its own once it sees the stop flag.
+            if thread.thread().id() != current {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A running node: its shards and the routes to them. Cheap to clone (an `Arc`); the shards
+/// stop at [`Runtime::shutdown`] or when the last clone is dropped.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("node", &self.inner.node)
+            .field("shards", &self.inner.shards.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Counters summed over the shards.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuntimeStats {
+    /// Inbound batches dropped on a full shard queue.
+    pub inbound_batches_dropped: u64,
+    /// Inbound messages dropped (unknown or restoring partition, failed shard, wrong node).
+    pub inbound_messages_dropped: u64,
+    /// Inbound messages refused by a replica.
+    pub inbound_messages_refused: u64,
+    /// WAL submissions.
+    pub wal_submissions: u64,
+    /// Readies persisted.
+    pub readies_persisted: u64,
+    /// Loop turns.
+    pub turns: u64,
+}
+
+impl Runtime {
+    /// Validates `config`, opens (recovering) one WAL per shard under `data_dir/shard-<n>` and
+    /// starts the shard threads. No partition is open yet: see [`Runtime::open_partition`].
+    ///
+    /// `transport` carries this node's outgoing messages; register [`Runtime::inbound`] with
+    /// the network so that peers' messages reach [`Runtime::deliver`]. `app` is called on the
+    /// shard threads; `events` receives [`RuntimeEvent`](crate::shard::RuntimeEvent)s.
+    ///
+    /// # Errors
+    ///
+    /// [`StartError::Config`] naming the invalid field; [`StartError::ShardCountChanged`];
+    /// [`StartError::Wal`] when a shard's WAL cannot be opened or recovered (already started
+    /// shards are stopped); [`StartError::Io`].
+    ///
+    /// # Durability
+    ///
+    /// Everything the WALs recovered is durable when this returns.
+    pub fn start(
+        config: &NodeConfig,
+        transport: Arc<dyn Transport>,
+        app: Arc<dyn StateMachine>,
+        events: Arc<dyn EventSink>,
+    ) -> Result<Self, StartError> {
+        config.validate()?;
+        let config = Arc::new(config.clone());
+        let shard_count = config.shard_count();
+        check_shard_dirs(&config.data_dir, shard_count)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let leaders = Arc::new(LeaderTable::default());
+        let activity = Arc::new(NodeActivity::new(&config.cluster_nodes()));
+        let mut shards = Vec::with_capacity(shard_count);
+        let mut threads = Vec::with_capacity(shard_count);
+        let mut opened = Vec::with_capacity(shard_count);
+        for shard in 0..shard_count {
+            let (command_tx, command_rx) = channel::bounded(config.shard_commands_max);
+            let (inbound_tx, inbound_rx) = channel::bounded(config.shard_inbound_batches_max);
+            let stats = Arc::new(ShardStats::default());
+            let params = ShardParams {
+                shard,
+                config: Arc::clone(&config),
+                transport: Arc::clone(&transport),
+                app: Arc::clone(&app),
+                events: Arc::clone(&events),
+                commands: command_rx,
+                inbound: inbound_rx,
+                stop: Arc::clone(&stop),
+                stats: Arc::clone(&stats),
+                leaders: Arc::clone(&leaders),
+            };
+            let dir = config.data_dir.join(format!("shard-{shard}"));
+            let wal_config = config.wal_config();
+            let (opened_tx, opened_rx) = std::sync::mpsc::sync_channel(1);
+            // The WAL (and its io_uring ring) is opened on the thread that drives it.
+            let spawned = std::thread::Builder::new()
+                .name(format!("kommander-shard-{shard}"))
+                .spawn(move || match Wal::open(&dir, wal_config) {
+                    Ok(wal) => {
+                        let _ = opened_tx.send(Ok(()));
+                        Worker::new(params, wal).run();
+                    }
+                    Err(error) => {
+                        let _ = opened_tx.send(Err(error));
+                    }
+                });
+            let thread = match spawned {
+                Ok(thread) => thread,
+                Err(error) => {
+                    stop_all(&stop, &shards, threads);
+                    return Err(StartError::Io(error));
+                }
+            };
+            threads.push(thread);
+            opened.push(opened_rx);
+            shards.push(ShardHandle {
+                commands: command_tx,
+                inbound: inbound_tx,
+                stats,
+            });
+        }
+        for (shard, opened_rx) in opened.into_iter().enumerate() {
+            let error = match opened_rx.recv() {
+                Ok(Ok(())) => continue,
+                Ok(Err(source)) => StartError::Wal { shard, source },
+                Err(_) => StartError::Io(std::io::Error::other(format!(
+                    "shard {shard} exited before opening its WAL"
+                ))),
+            };
+            stop_all(&stop, &shards, threads);
+            return Err(error);
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                node: NodeId(config.node_id),
+                leaders,
+                activity,
+                config,
+                shards,
+                stop,
+                threads: Mutex::new(threads),
+            }),
+        })
+    }
+
+    /// This node's id.
+    #[must_use]
+    pub fn node_id(&self) -> NodeId {
+        self.inner.node
+    }
+
+    /// The configuration the node runs with.
+    #[must_use]
+    pub fn config(&self) -> &NodeConfig {
+        &self.inner.config
+    }
+
+    /// The number of shards.
+    #[must_use]
+    pub fn shard_count(&self) -> usize {
+        self.inner.shards.len()
+    }
+
+    /// The shard hosting `partition` ([`shard_of`]).
+    #[must_use]
+    pub fn shard_of(&self, partition: PartitionId) -> usize {
+        shard_of(partition, self.inner.shards.len())
+    }
+
+    /// Creates `partition`'s replica on its shard, or restores it when the shard's WAL holds
+    /// its log (then requests get `RestoreInProgress` until `RestoreFinished` is emitted).
+    /// Opening an open partition answers as for the first open. The answer arrives on the
+    /// returned channel.
+    ///
+    /// # Errors
+    ///
+    /// `ProposalQueueFull` when the shard's request queue is full; `Errored` after the node
+    /// stopped. On the channel: `Errored` for an invalid membership (this node in neither
+    /// list, duplicates) or a failed shard, `ProposalQueueFull` beyond `partitions_max`.
+    pub fn open_partition(
+        &self,
+        partition: PartitionId,
+        voters: Vec<NodeId>,
+        learners: Vec<NodeId>,
+    ) -> Result<oneshot::Receiver<Result<Opened, Status>>, Status> {
+        let (reply, answer) = oneshot::channel();
+        self.enqueue(
+            partition,
+            ShardInput::Open {
+                partition,
+                voters,
+                learners,
+                reply,
+            },
+        )?;
+        Ok(answer)
+    }
+
+    /// Queues `request` for `partition`'s shard; the answer arrives on the request's reply
+    /// channel. Never blocks.
+    ///
+    /// # Errors
+    ///
+    /// `ProposalQueueFull` when the shard's request queue (`shard_commands_max`) is full;
+    /// `Errored` after the node stopped. The request (and its reply sender) is dropped.
+    pub fn send(&self, partition: PartitionId, request: Request) -> Result<(), Status> {
+        self.enqueue(partition, ShardInput::Request { partition, request })
+    }
+
+    fn enqueue(&self, partition: PartitionId, input: ShardInput) -> Result<(), Status> {
+        if self.inner.stop.load(Ordering::Acquire) {
+            return Err(Status::Errored);
+        }
+        let shard = &self.inner.shards[self.shard_of(partition)];
+        match shard.commands.try_send(input) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(Status::ProposalQueueFull),
+            Err(TrySendError::Disconnected(_)) => Err(Status::Errored),
+        }
+    }
+
+    /// Routes messages received from the network to the shards of their partitions. Never
+    /// blocks: a batch for a full shard queue is dropped and counted.
+    pub fn deliver(&self, messages: Vec<Message>) {
+        deliver_to(
+            &self.inner.shards,
+            self.inner.node,
+            &self.inner.activity,
+            messages,
+        );
+    }
+
+    /// What this node's replica of `partition` last reported about leadership (no round trip
+    /// to the shard; may lag by one loop turn). `None` before the replica reported anything.
+    #[must_use]
+    pub fn leader_view(&self, partition: PartitionId) -> Option<LeaderView> {
+        self.inner.leaders.get(partition)
+    }
+
+    /// When a message from `node` last arrived (`None`: never, or not a cluster member).
+    #[must_use]
+    pub fn last_heard(&self, node: NodeId) -> Option<SystemTime> {
+        self.inner.activity.last_heard(node)
+    }
+
+    /// The inbound side to register with a transport (see [`MemoryNetwork::register`]). It
+    /// holds only the shards' queues: it does not keep the node running.
+    ///
+    /// [`MemoryNetwork::register`]: crate::transport::memory::MemoryNetwork::register
+    #[must_use]
+    pub fn inbound(&self) -> Arc<dyn Inbound> {
+        Arc::new(RuntimeInbound {
+            node: self.inner.node,
+            activity: Arc::clone(&self.inner.activity),
+            shards: self
+                .inner
+                .shards
+                .iter()
+                .map(|s| ShardHandle {
+                    commands: s.commands.clone(),
+                    inbound: s.inbound.clone(),
+                    stats: Arc::clone(&s.stats),
+                })
+                .collect(),
+        })
+    }
+
+    /// Counters summed over the shards.
+    #[must_use]
+    pub fn stats(&self) -> RuntimeStats {
+        let mut total = RuntimeStats::default();
+        for shard in &self.inner.shards {
+            let s = &shard.stats;
+            total.inbound_batches_dropped += s.inbound_batches_dropped.load(Ordering::Relaxed);
+            total.inbound_messages_dropped += s.inbound_messages_dropped.load(Ordering::Relaxed);
+            total.inbound_messages_refused += s.inbound_messages_refused.load(Ordering::Relaxed);
+            total.wal_submissions += s.wal_submissions.load(Ordering::Relaxed);
+            total.readies_persisted += s.readies_persisted.load(Ordering::Relaxed);
+            total.turns += s.turns.load(Ordering::Relaxed);
+        }
+        total
+    }
+
+    /// Stops the shards: each finishes its turn, makes everything appended to its WAL durable
+    /// and exits; pending requests are dropped (their receivers see the sender gone). Later
+    /// calls do nothing; later requests get `Errored`. Called on a shard thread (from an
+    /// application callback) it does not wait for that shard, which stops after its turn.
+    ///
+    /// # Durability
+    ///
+    /// Every record appended before the call is durable when it returns (unless the WAL
+    /// failed, which was reported as `ShardFailed`).
+    pub fn shutdown(&self) {
+        self.inner.stop();
+    }
+}
+
+struct RuntimeInbound {
+    node: NodeId,
+    activity: Arc<NodeActivity>,
+    shards: Vec<ShardHandle>,
+}
+
+impl Inbound for RuntimeInbound {
+    fn deliver(&self, messages: Vec<Message>) {
+        deliver_to(&self.shards, self.node, &self.activity, messages);
+    }
+}
+
+impl Inbound for Runtime {
+    fn deliver(&self, messages: Vec<Message>) {
+        Runtime::deliver(self, messages);
+    }
+}
+
+/// Per cluster node: when its last message arrived (milliseconds since the Unix epoch, 0 =
+/// never). Fixed at start from the configured peers, so updating it takes no lock.
+struct NodeActivity {
+    nodes: Vec<(NodeId, AtomicU64)>,
+}
+
+impl NodeActivity {
+    fn new(nodes: &[NodeId]) -> Self {
+        Self {
+            nodes: nodes.iter().map(|&n| (n, AtomicU64::new(0))).collect(),
+        }
+    }
+
+    fn heard(&self, node: NodeId, now_ms: u64) {
+        if let Some((_, at)) = self.nodes.iter().find(|(n, _)| *n == node) {
+            at.fetch_max(now_ms, Ordering::Relaxed);
+        }
+    }
+
+    fn last_heard(&self, node: NodeId) -> Option<SystemTime> {
+        let (_, at) = self.nodes.iter().find(|(n, _)| *n == node)?;
+        let ms = at.load(Ordering::Relaxed);
+        (ms > 0).then(|| UNIX_EPOCH + Duration::from_millis(ms))
+    }
+}
+
+fn deliver_to(
+    shards: &[ShardHandle],
+    node: NodeId,
+    activity: &NodeActivity,
+    messages: Vec<Message>,
+) {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let mut previous = None;
+    for message in &messages {
+        if previous != Some(message.from) {
+            previous = Some(message.from);
+            activity.heard(message.from, now_ms);
+        }
+    }
+    let count = shards.len();
+    if count == 1 {
+        push_batch(&shards[0], node, messages);
+        return;
+    }
+    let mut batches: Vec<Vec<Message>> = (0..count).map(|_| Vec::new()).collect();
+    for message in messages {
+        batches[shard_of(message.partition, count)].push(message);
+    }
+    for (shard, batch) in shards.iter().zip(batches) {
+        if !batch.is_empty() {
+            push_batch(shard, node, batch);
+        }
+    }
+}
+
+fn push_batch(shard: &ShardHandle, node: NodeId, mut batch: Vec<Message>) {
+    let before = batch.len();
+    batch.retain(|m| m.to == node);
+    let misaddressed = (before - batch.len()) as u64;
+    if misaddressed > 0 {
+        shard
+            .stats
+            .inbound_messages_dropped
+            .fetch_add(misaddressed, Ordering::Relaxed);
+    }
+    if batch.is_empty() {
+        return;
+    }
+    if shard.inbound.try_send(batch).is_err() {
+        shard
+            .stats
+            .inbound_batches_dropped
+            .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn stop_all(stop: &AtomicBool, shards: &[ShardHandle], threads: Vec<JoinHandle<()>>) {
+    stop.store(true, Ordering::Release);
+    for shard in shards {
+        let _ = shard.commands.try_send(ShardInput::Wake);
+    }
+    for thread in threads {
+        let _ = thread.join();
+    }
+}
+
+/// Refuses a data directory created with another shard count.
+fn check_shard_dirs(dir: &std::path::Path, configured: usize) -> Result<(), StartError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(StartError::Io(error)),
+    };
+    let mut found = 0;
+    for entry in entries {
+        let name = entry?.file_name();
+        if name
+            .to_str()
+            .and_then(|n| n.strip_prefix("shard-"))
+            .is_some_and(|n| n.parse::<usize>().is_ok())
+        {
+            found += 1;
+        }
+    }
+    if found != 0 && found != configured {
+        return Err(StartError::ShardCountChanged {
+            dir: dir.to_path_buf(),
+            found,
+            configured,
+        });
+    }
+    Ok(())
+}

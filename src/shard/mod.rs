@@ -1,0 +1,393 @@
+//! Shards: one OS thread per shard, each running an event loop over its partitions' replicas
+//! with its own WAL (`<data_dir>/shard-<n>`).
+//!
+//! # Placement
+//!
+//! Partition `p` lives on shard [`shard_of`]`(p, shards) = p % shards`: stable for a given
+//! shard count, the system partition 0 always on shard 0, consecutive partitions spread
+//! round-robin. Changing the shard count of an existing data directory moves partitions away
+//! from the WAL holding their log: the runtime refuses that (see `Runtime::start`).
+//!
+//! # The loop
+//!
+//! See [`worker`] for one loop turn, the WalScheduler (one WAL submission per turn), restore
+//! and what a tick costs. This module holds the types the node talks to shards with: requests
+//! ([`Request`]) answered on runtime-agnostic oneshot channels, the application callbacks
+//! ([`StateMachine`]) and the events ([`RuntimeEvent`], [`EventSink`]).
+
+pub mod codec;
+pub mod worker;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use crate::core::{EntryKind, LogIndex, NodeId, PartitionId, Role, Status, Term, Ticket};
+
+/// The shard hosting `partition` among `shards` shards: `partition % shards`.
+///
+/// # Panics
+///
+/// Never for `shards > 0` (the runtime validates the shard count).
+#[must_use]
+pub fn shard_of(partition: PartitionId, shards: usize) -> usize {
+    assert!(shards > 0, "at least one shard");
+    partition.0 as usize % shards
+}
+
+/// The answer channel of a request: a `tokio::sync::oneshot` sender. Receiving works from any
+/// executor (or `blocking_recv` outside one); the shard never blocks sending.
+pub type Reply<T> = oneshot::Sender<Result<T, Status>>;
+
+/// One application entry of a proposal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProposedEntry {
+    /// The application's type tag (Kommander's `logType`), at most `log_type_bytes_max` bytes.
+    pub log_type: String,
+    /// The payload.
+    pub payload: Bytes,
+}
+
+/// How an accepted operation ended (Kommander's `RaftReplicationResult` without the
+/// partition): `status` is `Success` once a quorum holds it, `ReplicationFailed` when
+/// leadership was lost first (indeterminate: it may still commit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplicationResult {
+    /// `Success` or `ReplicationFailed`.
+    pub status: Status,
+    /// The operation's ticket.
+    pub ticket: Ticket,
+    /// The last log index of the operation.
+    pub index: LogIndex,
+}
+
+/// A partition's state as seen by its replica on this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartitionStatus {
+    /// This replica's role.
+    pub role: Role,
+    /// The leader this replica knows, if any.
+    pub leader: Option<NodeId>,
+    /// The current term.
+    pub term: Term,
+    /// The commit index.
+    pub commit: LogIndex,
+    /// The last log index.
+    pub last_index: LogIndex,
+    /// The application's applied index (delivered and acknowledged).
+    pub applied: LogIndex,
+    /// The compaction floor.
+    pub floor: LogIndex,
+}
+
+/// How far a follower trails the leader (asked on the leader).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FollowerLag {
+    /// The follower's highest index known to match the leader's log.
+    pub match_index: LogIndex,
+    /// The leader's last index.
+    pub leader_last_index: LogIndex,
+}
+
+impl FollowerLag {
+    /// Entries the follower is behind.
+    #[must_use]
+    pub fn entries_behind(&self) -> u64 {
+        self.leader_last_index.0.saturating_sub(self.match_index.0)
+    }
+}
+
+/// The result of opening a partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Opened {
+    /// The shard hosting it.
+    pub shard: usize,
+    /// Whether the shard's WAL held a log for it (a restore is running; its end is signalled
+    /// by [`RuntimeEvent::RestoreFinished`]).
+    pub restoring: bool,
+}
+
+/// A request to one partition, answered on its [`Reply`]. Requests refused before they reach
+/// the replica get `Err(status)`: `RestoreInProgress` while the partition restores,
+/// `PartitionMoved` for a partition not open on this node, `Errored` after a WAL failure, and
+/// the replica's own refusals (`NodeIsNotLeader`, `ProposalQueueFull`, `ActiveProposal`,
+/// `ProposalNotFound`, ...).
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum Request {
+    /// Propose entries sharing one ticket. Answered when their outcome is known.
+    Propose {
+        /// The entries (at least one, at most `proposal_entries_max`).
+        entries: Vec<ProposedEntry>,
+        /// Deliver on commit (`true`) or hold until a Commit/Rollback for `ticket`.
+        auto_commit: bool,
+        /// The proposal's ticket (an HLC timestamp).
+        ticket: Ticket,
+        /// The answer.
+        reply: Reply<ReplicationResult>,
+    },
+    /// Commit a held two-phase proposal. Answered when the Commit marker's outcome is known.
+    Commit {
+        /// The proposal's ticket.
+        ticket: Ticket,
+        /// The answer.
+        reply: Reply<ReplicationResult>,
+    },
+    /// Roll back a held two-phase proposal (its entries are never delivered).
+    Rollback {
+        /// The proposal's ticket.
+        ticket: Ticket,
+        /// The answer.
+        reply: Reply<ReplicationResult>,
+    },
+    /// Propose a checkpoint (the compaction floor once committed and applied).
+    Checkpoint {
+        /// The checkpoint's ticket.
+        ticket: Ticket,
+        /// The answer.
+        reply: Reply<ReplicationResult>,
+    },
+    /// The partition's state on this node.
+    Status {
+        /// The answer.
+        reply: Reply<PartitionStatus>,
+    },
+    /// A linearizable read point: answered with an index once this node's application has
+    /// applied it (the read may then be served locally).
+    ReadIndex {
+        /// The answer.
+        reply: Reply<LogIndex>,
+    },
+    /// Hand leadership to `target` (answered when the transfer started).
+    TransferLeadership {
+        /// The voter to hand over to.
+        target: NodeId,
+        /// The answer.
+        reply: Reply<()>,
+    },
+    /// Step down (the most up-to-date voter is asked to campaign).
+    StepDown {
+        /// The answer.
+        reply: Reply<()>,
+    },
+    /// Test hook: the leader stops sending heartbeats and appends.
+    SuspendHeartbeats {
+        /// The answer.
+        reply: Reply<()>,
+    },
+    /// Test hook: resume heartbeats.
+    ResumeHeartbeats {
+        /// The answer.
+        reply: Reply<()>,
+    },
+    /// How far `node` trails this leader.
+    FollowerLag {
+        /// The follower.
+        node: NodeId,
+        /// The answer.
+        reply: Reply<FollowerLag>,
+    },
+}
+
+impl Request {
+    /// Answers the request with `status` without executing it.
+    pub fn refuse(self, status: Status) {
+        match self {
+            Self::Propose { reply, .. }
+            | Self::Commit { reply, .. }
+            | Self::Rollback { reply, .. }
+            | Self::Checkpoint { reply, .. } => {
+                let _ = reply.send(Err(status));
+            }
+            Self::Status { reply } => {
+                let _ = reply.send(Err(status));
+            }
+            Self::ReadIndex { reply } => {
+                let _ = reply.send(Err(status));
+            }
+            Self::TransferLeadership { reply, .. }
+            | Self::StepDown { reply }
+            | Self::SuspendHeartbeats { reply }
+            | Self::ResumeHeartbeats { reply } => {
+                let _ = reply.send(Err(status));
+            }
+            Self::FollowerLag { reply, .. } => {
+                let _ = reply.send(Err(status));
+            }
+        }
+    }
+}
+
+/// A committed entry handed to the application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEntry {
+    /// Its log index.
+    pub index: LogIndex,
+    /// Its term.
+    pub term: Term,
+    /// The ticket of the proposal that created it.
+    pub ticket: Ticket,
+    /// `Normal` or `Checkpoint` (markers and no-ops are never delivered).
+    pub kind: EntryKind,
+    log_type: Bytes,
+    /// The application payload (a slice of the WAL mapping or of the received message).
+    pub payload: Bytes,
+}
+
+impl LogEntry {
+    /// The application's type tag.
+    #[must_use]
+    pub fn log_type(&self) -> &str {
+        // Validated as UTF-8 when decoded.
+        std::str::from_utf8(&self.log_type).unwrap_or("")
+    }
+
+    pub(crate) fn decode(entry: &crate::core::Entry) -> Result<Self, codec::CodecError> {
+        let (log_type, payload) = codec::decode_envelope(&entry.payload)?;
+        Ok(Self {
+            index: entry.index,
+            term: entry.term,
+            ticket: entry.ticket,
+            kind: entry.kind,
+            log_type,
+            payload,
+        })
+    }
+}
+
+/// The application: called on the shard thread, in log order per partition, exactly once per
+/// entry and node incarnation. Implementations must not block (hand heavy work to a channel):
+/// every partition of the shard waits while a callback runs.
+pub trait StateMachine: Send + Sync + 'static {
+    /// A committed entry arrived through replication. `false` reports a replication error
+    /// ([`RuntimeEvent::ReplicationError`]); the delivery cursor advances anyway (as in
+    /// Kommander).
+    fn on_replication_received(&self, partition: PartitionId, entry: &LogEntry) -> bool;
+
+    /// A committed entry restored from the WAL at start, before any live delivery of the
+    /// partition. Same verdict rules as [`StateMachine::on_replication_received`].
+    fn on_log_restored(&self, partition: PartitionId, entry: &LogEntry) -> bool;
+}
+
+/// Why a replication error was reported.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplicationErrorReason {
+    /// The application's callback returned `false`.
+    Rejected,
+    /// The committed entry's envelope does not decode (a misbehaving peer or damaged disk).
+    Malformed(codec::CodecError),
+    /// A follower needs entries below the compaction floor; snapshot transfer is not
+    /// implemented yet, so it stays behind.
+    SnapshotRequired(NodeId),
+}
+
+/// Something the node should know about; observed through an [`EventSink`].
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RuntimeEvent {
+    /// The role, known leader or term of a partition's replica changed.
+    LeaderChanged {
+        /// The partition.
+        partition: PartitionId,
+        /// The leader now known (`None`: none known).
+        leader: Option<NodeId>,
+        /// This replica's role.
+        role: Role,
+        /// The term.
+        term: Term,
+    },
+    /// A partition started restoring from the WAL.
+    RestoreStarted {
+        /// The partition.
+        partition: PartitionId,
+    },
+    /// A partition finished restoring: every committed entry it held was handed to
+    /// [`StateMachine::on_log_restored`].
+    RestoreFinished {
+        /// The partition.
+        partition: PartitionId,
+        /// How many entries were handed to the application.
+        entries_delivered: u64,
+    },
+    /// A partition could not be restored (its WAL content is inconsistent); it stays closed.
+    RestoreFailed {
+        /// The partition.
+        partition: PartitionId,
+        /// What was wrong.
+        reason: String,
+    },
+    /// An entry was not applied, or a follower cannot be served.
+    ReplicationError {
+        /// The partition.
+        partition: PartitionId,
+        /// The entry's index (0 for `SnapshotRequired`).
+        index: LogIndex,
+        /// Why.
+        reason: ReplicationErrorReason,
+    },
+    /// A shard's WAL failed (poisoned): the shard refuses every request from now on.
+    ShardFailed {
+        /// The shard.
+        shard: usize,
+        /// The WAL error.
+        reason: String,
+    },
+}
+
+/// Receives [`RuntimeEvent`]s, on shard threads. Must not block (forward to a bounded or
+/// broadcast channel).
+pub trait EventSink: Send + Sync + 'static {
+    /// Called once per event.
+    fn emit(&self, event: RuntimeEvent);
+}
+
+/// An [`EventSink`] that forgets every event.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoEvents;
+
+impl EventSink for NoEvents {
+    fn emit(&self, _event: RuntimeEvent) {}
+}
+
+/// The outcome key of an operation: (entry kind code, last index).
+pub(crate) fn outcome_key(kind: EntryKind, index: LogIndex) -> (u8, u64) {
+    (kind.code(), index.0)
+}
+
+/// What this node's replica of a partition last reported about leadership.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaderView {
+    /// The leader it knows, if any.
+    pub leader: Option<NodeId>,
+    /// Its own role.
+    pub role: Role,
+    /// Its term.
+    pub term: Term,
+}
+
+/// The latest [`LeaderView`] of every partition of a node, written by the shards when a
+/// replica's soft state changes and read by any thread without a round trip to the shard
+/// (for quick leadership checks; may lag the replica by one loop turn).
+#[derive(Debug, Default)]
+pub struct LeaderTable {
+    views: std::sync::RwLock<std::collections::HashMap<PartitionId, LeaderView>>,
+}
+
+impl LeaderTable {
+    /// The latest view of `partition`, if its replica reported one.
+    #[must_use]
+    pub fn get(&self, partition: PartitionId) -> Option<LeaderView> {
+        self.views
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&partition)
+            .copied()
+    }
+
+    pub(crate) fn set(&self, partition: PartitionId, view: LeaderView) {
+        self.views
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(partition, view);
+    }
+}

@@ -1,0 +1,61 @@
+//! Transports carry [`Message`] batches between nodes. A shard hands each peer ONE batch per
+//! loop turn ([`Transport::send`]); the receiving node feeds batches to
+//! [`Runtime::deliver`](crate::node::runtime::Runtime::deliver) (through the [`Inbound`]
+//! trait), which routes them to the shard owning each partition.
+//!
+//! Both directions are non-blocking and bounded: a transport that cannot take a batch drops it
+//! and counts the drop (Raft tolerates loss: the leader retries from its progress state), and
+//! the inbound side drops (and counts) batches for a shard whose inbound queue is full.
+//!
+//! * [`memory`]: in-process nodes, delivery by a direct call into the peer's inbound queues.
+//! * [`faulty`]: a seeded fault-injecting wrapper (drop, delay, duplicate, reorder, symmetric
+//!   and one-way partitions) around any transport, for tests.
+//!
+//! The TCP transport (frames, handshake, authentication) is a separate piece of work.
+
+pub mod faulty;
+pub mod memory;
+
+use crate::core::{Message, NodeId};
+
+/// Sends message batches to peers.
+pub trait Transport: Send + Sync + 'static {
+    /// Queues `messages` (all addressed to `to`) for delivery. Never blocks; a batch that
+    /// cannot be queued (full per-peer queue, unknown peer) is dropped and counted.
+    fn send(&self, to: NodeId, messages: Vec<Message>);
+}
+
+/// The receiving side of a node: what a transport calls with the batches it received.
+pub trait Inbound: Send + Sync + 'static {
+    /// Hands received messages to the node. Never blocks; messages that cannot be queued are
+    /// dropped and counted.
+    fn deliver(&self, messages: Vec<Message>);
+}
+
+/// A small seeded PRNG (SplitMix64) for fault decisions: deterministic for a seed.
+#[derive(Clone, Debug)]
+pub(crate) struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub(crate) fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// True with probability `per_million` / 1 000 000.
+    pub(crate) fn chance(&mut self, per_million: u32) -> bool {
+        per_million > 0 && self.next_u64() % 1_000_000 < u64::from(per_million)
+    }
+
+    /// Uniform in `0..=max`.
+    pub(crate) fn below_or_equal(&mut self, max: u64) -> u64 {
+        self.next_u64() % max.saturating_add(1).max(1)
+    }
+}

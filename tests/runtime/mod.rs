@@ -1,0 +1,10 @@
+//! Runtime-level tests: in-process clusters of real nodes (shard threads, real WALs in temp
+//! directories, io_uring where permitted) connected by the in-memory transport, optionally
+//! through the fault injector.
+
+mod cluster;
+mod config;
+mod faults;
+mod harness;
+mod restart;
+mod statuses;
