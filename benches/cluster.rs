@@ -6,12 +6,13 @@
 //! cargo bench --bench cluster                      # every combination, 2 s each
 //! KOMMANDER_BENCH_SECONDS=5 cargo bench --bench cluster
 //! KOMMANDER_BENCH_ONLY=256:64:64 cargo bench --bench cluster   # payload:partitions:writers
+//! KOMMANDER_BENCH_ONLY=memory cargo bench --bench cluster      # idle-partition memory only
 //! KOMMANDER_BENCH_DIR=/mnt/nvme/x cargo bench --bench cluster  # another device
 //! ```
 //!
 //! Prints committed writes/s and commit latency percentiles (p50/p99/p99.9, from the
 //! proposal's send to its `Success` answer) for 16 B and 256 B payloads × 1, 64, 1024
-//! partitions × 1, 64, 1024 writers, then the memory an idle partition costs (RSS growth per
+//! partitions × 1, 64, 1024 writers, after the memory an idle partition costs (RSS growth per
 //! replica while opening 1024 idle partitions on three nodes). Results are recorded in
 //! `docs/benchmarks.md` (Cluster).
 #![allow(clippy::print_stdout, missing_docs, unreachable_pub)]
@@ -291,6 +292,13 @@ fn main() {
     if smoke {
         combos = vec![(16, 4, 4)];
     }
+    if !smoke && only.as_deref().is_none_or(|o| o == "memory") {
+        // First, in a fresh process: freed memory of earlier runs would hide the growth.
+        idle_partition_memory();
+    }
+    if only.as_deref() == Some("memory") {
+        return;
+    }
     if let Some(only) = only {
         let parts: Vec<usize> = only.split(':').filter_map(|s| s.parse().ok()).collect();
         if let [payload, partitions, writers] = parts[..] {
@@ -320,8 +328,5 @@ fn main() {
             outcome.latency.value_at_quantile(0.999),
             outcome.errors
         );
-    }
-    if !smoke {
-        idle_partition_memory();
     }
 }

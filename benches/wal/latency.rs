@@ -19,7 +19,7 @@ use crate::raw::{self, BLOCK, LATENCY_FILE_BYTES};
 use crate::{log_config, payload};
 
 /// Operations a contender does before the next takes its turn.
-const TURN_OPERATIONS: u64 = 25;
+const TURN_OPERATIONS: u64 = 5;
 
 /// The backends compared, with their names in the table.
 pub fn backend_choices() -> [(&'static str, BackendChoice); 3] {

@@ -41,12 +41,21 @@ impl LogFigures {
     }
 }
 
-/// A saturated log: a shard loop appending one entry per partition per turn.
+/// Every this many turns, each partition compacts its log to its last
+/// [`RETAINED_ENTRIES`] entries (a Raft node checkpointing what it applied), so the log reaches
+/// a steady state: reclaimed segments are recycled instead of new ones zero-filled.
+const COMPACTION_INTERVAL_TURNS: u64 = 256;
+/// Entries each partition keeps behind its last index when it compacts.
+const RETAINED_ENTRIES: u64 = 256;
+
+/// A saturated log: a shard loop appending one entry per partition per turn, compacting now
+/// and then.
 struct SaturatedLog {
     wal: Wal,
     dir: PathBuf,
     payload: Vec<u8>,
     next_index: Vec<u64>,
+    turns: u64,
     figures: LogFigures,
 }
 
@@ -58,6 +67,7 @@ impl SaturatedLog {
             dir,
             payload: payload(payload_len),
             next_index: vec![1; partitions],
+            turns: 0,
             figures: LogFigures {
                 commit_latency: raw::histogram(),
                 rates: Vec::new(),
@@ -83,6 +93,17 @@ impl SaturatedLog {
                     payload: &self.payload,
                 });
                 *index += 1;
+            }
+            self.turns += 1;
+            if self.turns.is_multiple_of(COMPACTION_INTERVAL_TURNS) {
+                for (partition, index) in self.next_index.iter().enumerate() {
+                    if *index > RETAINED_ENTRIES {
+                        writes.push(Write::CompactTo {
+                            partition: PartitionId(partition as u64),
+                            index: *index - RETAINED_ENTRIES,
+                        });
+                    }
+                }
             }
             let lsn = self.wal.append(&writes).expect("append");
             records += partitions;

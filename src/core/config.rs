@@ -40,6 +40,9 @@ pub struct Config {
     pub uncommitted_bytes_max: u64,
     /// Maximum pending ReadIndex requests on the leader.
     pub read_index_pending_max: usize,
+    /// Entries a leader keeps in memory below the applied checkpoint for followers that still
+    /// need them (0: none; such followers need a snapshot).
+    pub compaction_retain_entries_max: u64,
     /// Maximum committed entries handed out in one Ready (bounds the work of one loop turn,
     /// e.g. after a restart with a long committed tail; the rest follows in later Readies).
     pub deliver_entries_max: usize,
@@ -105,7 +108,7 @@ impl Config {
     /// A configuration with the defaults: election timeout 10–20 ticks, heartbeat every 2
     /// ticks, check-quorum on, 256 messages / 8 MiB in flight per follower, 1024 entries / 1 MiB
     /// per append, 65 536 entries / 64 MiB uncommitted, 1024 pending reads, 4096 entries
-    /// delivered per Ready.
+    /// delivered per Ready, 8192 entries retained below a checkpoint for lagging followers.
     #[must_use]
     pub fn new(id: NodeId, partition: PartitionId, voters: Vec<NodeId>) -> Self {
         Self {
@@ -126,6 +129,7 @@ impl Config {
             uncommitted_bytes_max: 64 << 20,
             read_index_pending_max: 1024,
             deliver_entries_max: 4096,
+            compaction_retain_entries_max: 8192,
             term_gap_max: 1 << 32,
             #[cfg(feature = "sim-bugs")]
             bug: None,

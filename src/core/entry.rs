@@ -73,8 +73,14 @@ impl Entry {
     /// empty entries still count).
     #[must_use]
     pub fn size_bytes(&self) -> u64 {
+        Self::size_bytes_for(self.payload.len())
+    }
+
+    /// [`Entry::size_bytes`] of an entry carrying `payload_len` bytes.
+    #[must_use]
+    pub const fn size_bytes_for(payload_len: usize) -> u64 {
         const ENTRY_OVERHEAD_BYTES: u64 = 32;
-        self.payload.len() as u64 + ENTRY_OVERHEAD_BYTES
+        payload_len as u64 + ENTRY_OVERHEAD_BYTES
     }
 
     /// Whether this entry is held from delivery until a marker resolves its ticket.

@@ -53,6 +53,7 @@ impl Holds {
     }
 
     /// Records an entry appended to the log (any role).
+    #[inline]
     pub(crate) fn on_append(&mut self, entry: &Entry) {
         match entry.kind {
             EntryKind::Normal if !entry.auto_commit => {

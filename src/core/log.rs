@@ -9,8 +9,10 @@
 
 use std::collections::VecDeque;
 
-use super::entry::Entry;
-use super::types::{LogIndex, Term};
+use bytes::Bytes;
+
+use super::entry::{Entry, EntryKind};
+use super::types::{LogIndex, Term, Ticket};
 
 /// The log. Invariants: `entries[k].index == floor + 1 + k`; terms never decrease;
 /// `committed <= last_index()`; `persisted <= last_index()`.
@@ -74,6 +76,7 @@ impl RaftLog {
     }
 
     /// Appends an entry at `last_index() + 1` (the caller sets index and term).
+    #[inline]
     pub(crate) fn push(&mut self, entry: Entry) {
         assert_eq!(
             entry.index,
@@ -84,20 +87,51 @@ impl RaftLog {
         self.entries.push_back(entry);
     }
 
-    /// Removes every entry from `index` on and returns them. `index` must be above the commit
-    /// index: committed entries are never removed.
-    pub(crate) fn truncate_from(&mut self, index: LogIndex) -> Vec<Entry> {
+    /// Appends one normal entry of `term` per payload (a leader's batch proposal): indices are
+    /// assigned here, so contiguity holds by construction; only the term is checked.
+    pub(crate) fn append_proposals(
+        &mut self,
+        term: Term,
+        ticket: Ticket,
+        auto_commit: bool,
+        payloads: &[Bytes],
+    ) {
+        assert!(term >= self.last_term(), "log terms never decrease");
+        let first = self.last_index().next().0;
+        self.entries
+            .extend((first..).zip(payloads).map(|(index, payload)| Entry {
+                index: LogIndex(index),
+                term,
+                kind: EntryKind::Normal,
+                ticket,
+                auto_commit,
+                payload: payload.clone(),
+            }));
+    }
+
+    /// Appends consecutive entries at `last_index() + 1` with non-decreasing terms (checked
+    /// for all of them before any is added, then moved in one go).
+    pub(crate) fn extend(&mut self, entries: Vec<Entry>) {
+        let mut expected = self.last_index().next();
+        let mut term = self.last_term();
+        for e in &entries {
+            assert_eq!(e.index, expected, "log append must be contiguous");
+            assert!(e.term >= term, "log terms never decrease");
+            expected = expected.next();
+            term = e.term;
+        }
+        self.entries.extend(entries);
+    }
+
+    /// Removes every entry from `index` on. `index` must be above the commit index: committed
+    /// entries are never removed.
+    pub(crate) fn truncate_from(&mut self, index: LogIndex) {
         assert!(index > self.committed, "never truncate committed entries");
         let keep = usize::try_from(index.0.saturating_sub(self.floor.0 + 1)).unwrap_or(usize::MAX);
-        let removed: Vec<Entry> = if keep < self.entries.len() {
-            self.entries.drain(keep..).collect()
-        } else {
-            Vec::new()
-        };
+        self.entries.truncate(keep);
         let last = self.last_index();
         self.persisted = self.persisted.min(last);
         self.unstable_from = self.unstable_from.min(last.next());
-        removed
     }
 
     /// The largest index `<= index` whose term is `<= term` (fast backtracking), never below
@@ -176,11 +210,7 @@ impl RaftLog {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-
     use super::*;
-    use crate::core::entry::EntryKind;
-    use crate::core::types::Ticket;
 
     fn entry(index: u64, term: u64) -> Entry {
         Entry {
@@ -234,8 +264,7 @@ mod tests {
     fn truncate_and_compact() {
         let mut log = log_with_terms(&[1, 1, 2, 2]);
         log.committed = LogIndex(2);
-        let removed = log.truncate_from(LogIndex(3));
-        assert_eq!(removed.len(), 2);
+        log.truncate_from(LogIndex(3));
         assert_eq!(log.last_index(), LogIndex(2));
         assert_eq!(log.persisted, LogIndex(2));
         log.compact_to(LogIndex(1));

@@ -55,8 +55,8 @@
 //! runtime bounds that with checkpoints. A follower that needs entries below the leader's floor
 //! is reported once in `Ready::snapshot_required` and is sent nothing until the runtime
 //! transfers the application state and calls [`Replica::install_snapshot`] on the follower
-//! (whose acknowledgement resumes replication) or [`Replica::report_snapshot_failure`] on the
-//! leader.
+//! (whose acknowledgement resumes replication), then [`Replica::report_snapshot_installed`]
+//! or [`Replica::report_snapshot_failure`] on the leader.
 
 mod config;
 mod entry;

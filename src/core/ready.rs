@@ -141,8 +141,10 @@ impl GatedMessages {
 ///    last index handed out before, every stored entry from that index on is replaced; when
 ///    `compaction_floor` is set, entries at or below it may be discarded;
 /// 2. send `messages` at any time (they do not depend on this Ready's durability);
-/// 3. once 1 is durable call [`Replica::persisted`](super::Replica::persisted)`(number)` and
-///    send `persisted_messages` (released by [`GatedMessages::release`]);
+/// 3. once 1 is durable — and every earlier Ready too: writes complete in order — call
+///    [`Replica::persisted`](super::Replica::persisted)`(number)` and send `persisted_messages`
+///    (released by [`GatedMessages::release`]). Gated messages wait for earlier Readies even
+///    when this one has nothing to persist (see [`Ready::must_wait_for_disk`]);
 /// 4. deliver `committed_entries` to the application in order (they are already durable
 ///    locally), then call [`Replica::applied`](super::Replica::applied)`(committed_through)`;
 /// 5. answer waiters from `outcomes` and `read_states`; start a snapshot transfer for every
@@ -157,8 +159,8 @@ pub struct Ready {
     pub hard_state: Option<HardState>,
     /// Entries to persist (consecutive indices).
     pub entries: Vec<Entry>,
-    /// New compaction floor: a committed, applied checkpoint. Entries at or below it are no
-    /// longer needed by this replica.
+    /// New compaction floor: a committed, applied checkpoint. The durable log may discard
+    /// entries at or below it (a leader may still hold some in memory for lagging followers).
     pub compaction_floor: Option<LogIndex>,
     /// Set when a snapshot was installed ([`Replica::install_snapshot`](super::Replica)):
     /// discard every stored entry and record this as the floor (before persisting `entries`).
@@ -182,12 +184,20 @@ pub struct Ready {
 }
 
 impl Ready {
-    /// Whether steps 1 and 3 of the contract have anything to persist.
+    /// Whether step 1 of the contract has anything to write.
     #[must_use]
     pub fn must_persist(&self) -> bool {
         self.hard_state.is_some()
             || !self.entries.is_empty()
             || self.compaction_floor.is_some()
             || self.installed_snapshot.is_some()
+    }
+
+    /// Whether this Ready must go through the disk queue: it has something to write, or gated
+    /// messages that may only leave once every earlier write is durable. A Ready for which
+    /// this is false needs no `persisted` call (a later one covers it).
+    #[must_use]
+    pub fn must_wait_for_disk(&self) -> bool {
+        self.must_persist() || !self.persisted_messages.is_empty()
     }
 }

@@ -15,9 +15,10 @@
 //! which work from any executor (or `blocking_recv` outside one).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam::channel::{self, Sender, TrySendError};
 use kommander_wal::Wal;
@@ -26,7 +27,7 @@ use tokio::sync::oneshot;
 use crate::core::{Message, NodeId, PartitionId, Status};
 use crate::node::config::{ConfigError, NodeConfig};
 use crate::shard::worker::{ShardInput, ShardParams, ShardStats, Worker};
-use crate::shard::{EventSink, Opened, Request, StateMachine, shard_of};
+use crate::shard::{EventSink, LeaderTable, LeaderView, Opened, Request, StateMachine, shard_of};
 use crate::transport::{Inbound, Transport};
 
 /// Why a node could not start.
@@ -71,6 +72,8 @@ struct ShardHandle {
 
 struct Inner {
     node: NodeId,
+    leaders: Arc<LeaderTable>,
+    activity: Arc<NodeActivity>,
     config: Arc<NodeConfig>,
     shards: Vec<ShardHandle>,
     stop: Arc<AtomicBool>,
@@ -89,8 +92,13 @@ impl Inner {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
+        let current = std::thread::current().id();
         for thread in threads {
-            let _ = thread.join();
+            // The last clone may be dropped by the application on a shard thread: that
+            // thread exits on its own once it sees the stop flag.
+            if thread.thread().id() != current {
+                let _ = thread.join();
+            }
         }
     }
 }
@@ -162,6 +170,8 @@ impl Runtime {
         let shard_count = config.shard_count();
         check_shard_dirs(&config.data_dir, shard_count)?;
         let stop = Arc::new(AtomicBool::new(false));
+        let leaders = Arc::new(LeaderTable::default());
+        let activity = Arc::new(NodeActivity::new(&config.cluster_nodes()));
         let mut shards = Vec::with_capacity(shard_count);
         let mut threads = Vec::with_capacity(shard_count);
         let mut opened = Vec::with_capacity(shard_count);
@@ -179,6 +189,7 @@ impl Runtime {
                 inbound: inbound_rx,
                 stop: Arc::clone(&stop),
                 stats: Arc::clone(&stats),
+                leaders: Arc::clone(&leaders),
             };
             let dir = config.data_dir.join(format!("shard-{shard}"));
             let wal_config = config.wal_config();
@@ -224,6 +235,8 @@ impl Runtime {
         Ok(Self {
             inner: Arc::new(Inner {
                 node: NodeId(config.node_id),
+                leaders,
+                activity,
                 config,
                 shards,
                 stop,
@@ -311,7 +324,25 @@ impl Runtime {
     /// Routes messages received from the network to the shards of their partitions. Never
     /// blocks: a batch for a full shard queue is dropped and counted.
     pub fn deliver(&self, messages: Vec<Message>) {
-        deliver_to(&self.inner.shards, self.inner.node, messages);
+        deliver_to(
+            &self.inner.shards,
+            self.inner.node,
+            &self.inner.activity,
+            messages,
+        );
+    }
+
+    /// What this node's replica of `partition` last reported about leadership (no round trip
+    /// to the shard; may lag by one loop turn). `None` before the replica reported anything.
+    #[must_use]
+    pub fn leader_view(&self, partition: PartitionId) -> Option<LeaderView> {
+        self.inner.leaders.get(partition)
+    }
+
+    /// When a message from `node` last arrived (`None`: never, or not a cluster member).
+    #[must_use]
+    pub fn last_heard(&self, node: NodeId) -> Option<SystemTime> {
+        self.inner.activity.last_heard(node)
     }
 
     /// The inbound side to register with a transport (see [`MemoryNetwork::register`]). It
@@ -322,6 +353,7 @@ impl Runtime {
     pub fn inbound(&self) -> Arc<dyn Inbound> {
         Arc::new(RuntimeInbound {
             node: self.inner.node,
+            activity: Arc::clone(&self.inner.activity),
             shards: self
                 .inner
                 .shards
@@ -353,7 +385,8 @@ impl Runtime {
 
     /// Stops the shards: each finishes its turn, makes everything appended to its WAL durable
     /// and exits; pending requests are dropped (their receivers see the sender gone). Later
-    /// calls do nothing; later requests get `Errored`.
+    /// calls do nothing; later requests get `Errored`. Called on a shard thread (from an
+    /// application callback) it does not wait for that shard, which stops after its turn.
     ///
     /// # Durability
     ///
@@ -366,12 +399,13 @@ impl Runtime {
 
 struct RuntimeInbound {
     node: NodeId,
+    activity: Arc<NodeActivity>,
     shards: Vec<ShardHandle>,
 }
 
 impl Inbound for RuntimeInbound {
     fn deliver(&self, messages: Vec<Message>) {
-        deliver_to(&self.shards, self.node, messages);
+        deliver_to(&self.shards, self.node, &self.activity, messages);
     }
 }
 
@@ -381,7 +415,48 @@ impl Inbound for Runtime {
     }
 }
 
-fn deliver_to(shards: &[ShardHandle], node: NodeId, messages: Vec<Message>) {
+/// Per cluster node: when its last message arrived (milliseconds since the Unix epoch, 0 =
+/// never). Fixed at start from the configured peers, so updating it takes no lock.
+struct NodeActivity {
+    nodes: Vec<(NodeId, AtomicU64)>,
+}
+
+impl NodeActivity {
+    fn new(nodes: &[NodeId]) -> Self {
+        Self {
+            nodes: nodes.iter().map(|&n| (n, AtomicU64::new(0))).collect(),
+        }
+    }
+
+    fn heard(&self, node: NodeId, now_ms: u64) {
+        if let Some((_, at)) = self.nodes.iter().find(|(n, _)| *n == node) {
+            at.fetch_max(now_ms, Ordering::Relaxed);
+        }
+    }
+
+    fn last_heard(&self, node: NodeId) -> Option<SystemTime> {
+        let (_, at) = self.nodes.iter().find(|(n, _)| *n == node)?;
+        let ms = at.load(Ordering::Relaxed);
+        (ms > 0).then(|| UNIX_EPOCH + Duration::from_millis(ms))
+    }
+}
+
+fn deliver_to(
+    shards: &[ShardHandle],
+    node: NodeId,
+    activity: &NodeActivity,
+    messages: Vec<Message>,
+) {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let mut previous = None;
+    for message in &messages {
+        if previous != Some(message.from) {
+            previous = Some(message.from);
+            activity.heard(message.from, now_ms);
+        }
+    }
     let count = shards.len();
     if count == 1 {
         push_batch(&shards[0], node, messages);

@@ -353,3 +353,41 @@ impl EventSink for NoEvents {
 pub(crate) fn outcome_key(kind: EntryKind, index: LogIndex) -> (u8, u64) {
     (kind.code(), index.0)
 }
+
+/// What this node's replica of a partition last reported about leadership.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaderView {
+    /// The leader it knows, if any.
+    pub leader: Option<NodeId>,
+    /// Its own role.
+    pub role: Role,
+    /// Its term.
+    pub term: Term,
+}
+
+/// The latest [`LeaderView`] of every partition of a node, written by the shards when a
+/// replica's soft state changes and read by any thread without a round trip to the shard
+/// (for quick leadership checks; may lag the replica by one loop turn).
+#[derive(Debug, Default)]
+pub struct LeaderTable {
+    views: std::sync::RwLock<std::collections::HashMap<PartitionId, LeaderView>>,
+}
+
+impl LeaderTable {
+    /// The latest view of `partition`, if its replica reported one.
+    #[must_use]
+    pub fn get(&self, partition: PartitionId) -> Option<LeaderView> {
+        self.views
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&partition)
+            .copied()
+    }
+
+    pub(crate) fn set(&self, partition: PartitionId, view: LeaderView) {
+        self.views
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(partition, view);
+    }
+}

@@ -46,8 +46,9 @@ use kommander_wal::{HardState as WalHardState, Lsn, PartitionId as WalPartitionI
 
 use super::codec::{self, ENTRY_HEADER_LEN};
 use super::{
-    EventSink, FollowerLag, LogEntry, Opened, PartitionStatus, ReplicationErrorReason,
-    ReplicationResult, Reply, Request, RuntimeEvent, StateMachine, outcome_key,
+    EventSink, FollowerLag, LeaderTable, LeaderView, LogEntry, Opened, PartitionStatus,
+    ReplicationErrorReason, ReplicationResult, Reply, Request, RuntimeEvent, StateMachine,
+    outcome_key,
 };
 use crate::core::{
     DurableState, Entry, EntryKind, GatedMessages, HardState, LogIndex, Message, NodeId,
@@ -103,6 +104,7 @@ pub(crate) struct ShardParams {
     pub(crate) inbound: Receiver<Vec<Message>>,
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) stats: Arc<ShardStats>,
+    pub(crate) leaders: Arc<LeaderTable>,
 }
 
 /// What this shard last wrote to the WAL for a partition.
@@ -174,6 +176,7 @@ pub(crate) struct Worker {
     inbound: Receiver<Vec<Message>>,
     stop: Arc<AtomicBool>,
     stats: Arc<ShardStats>,
+    leaders: Arc<LeaderTable>,
     slots: HashMap<PartitionId, Slot>,
     dirty: Vec<PartitionId>,
     restoring: VecDeque<PartitionId>,
@@ -198,6 +201,7 @@ impl Worker {
             inbound: params.inbound,
             stop: params.stop,
             stats: params.stats,
+            leaders: params.leaders,
             slots: HashMap::new(),
             dirty: Vec::new(),
             restoring: VecDeque::new(),
@@ -648,6 +652,8 @@ impl Worker {
                     replica.applied(through);
                 }
                 self.restoring.pop_front();
+                // `applied` may allow a compaction: let the gather see it this turn.
+                self.mark_dirty(partition);
                 self.events.emit(RuntimeEvent::RestoreFinished {
                     partition,
                     entries_delivered: delivered,
@@ -802,6 +808,14 @@ impl Worker {
             return;
         };
         if let Some(soft) = ready.soft_state {
+            self.leaders.set(
+                partition,
+                LeaderView {
+                    leader: soft.leader,
+                    role: soft.role,
+                    term: soft.term,
+                },
+            );
             self.events.emit(RuntimeEvent::LeaderChanged {
                 partition,
                 leader: soft.leader,

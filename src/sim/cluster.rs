@@ -187,6 +187,12 @@ struct Node {
     tick_ms: u64,
     /// Crash as soon as this node sends while it has unflushed writes.
     crash_after_send: bool,
+    /// Cut this node off the network the moment its commit index next advances (before the
+    /// messages of that step leave): the instant a leader has just committed is when Raft's
+    /// figure-8 rule matters.
+    isolate_on_commit: bool,
+    /// Cut this node off the moment it next becomes leader (before its barrier leaves).
+    isolate_on_leadership: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -303,6 +309,8 @@ impl Simulation {
                 // Per-node clock drift: ticks of 9 to 11 ms when tick_ms is 10.
                 tick_ms: config.tick_ms * 9 / 10 + rng.below(config.tick_ms / 5 + 1),
                 crash_after_send: false,
+                isolate_on_commit: false,
+                isolate_on_leadership: false,
             })
             .collect();
         let mut simulation = Self {
@@ -479,7 +487,9 @@ impl Simulation {
                         message.term.0,
                     ],
                 );
-                if self.nodes[to].up {
+                // A cut drops what is still on the wire too, not only what is sent later.
+                let from = message.from.0 as usize - 1;
+                if self.nodes[to].up && !self.network.is_cut(from, to) {
                     let partition = message.partition.0 as usize - 1;
                     if let Some(core) = self.nodes[to].replicas[partition].core.as_mut() {
                         // A rejected message is a protocol outcome, not a simulator error.
@@ -542,6 +552,8 @@ impl Simulation {
                 self.network.set_config(NetworkConfig::healthy());
                 for node in 0..self.nodes.len() {
                     self.nodes[node].crash_after_send = false;
+                    self.nodes[node].isolate_on_commit = false;
+                    self.nodes[node].isolate_on_leadership = false;
                     if !self.nodes[node].up {
                         self.start_node(node)?;
                     }
@@ -706,6 +718,8 @@ impl Simulation {
             read_states: _,
             outcomes,
             snapshot_required: _,
+            // The simulator proposes no checkpoints yet, so nothing is compacted and no
+            // snapshot is ever installed.
             installed_snapshot: _,
         } = ready;
         self.trace.event(
@@ -728,6 +742,10 @@ impl Simulation {
                 term: soft.term.0,
                 leader: soft.role == Role::Leader,
             })?;
+            if soft.role == Role::Leader && self.nodes[node].isolate_on_leadership {
+                self.nodes[node].isolate_on_leadership = false;
+                self.isolate(node);
+            }
         }
         if !entries.is_empty() {
             self.observe(Observation::Appended {
@@ -794,6 +812,10 @@ impl Simulation {
         let commit = core.commit_index().0;
         if commit != replica.observed_commit {
             self.nodes[node].replicas[partition].observed_commit = commit;
+            if self.nodes[node].isolate_on_commit {
+                self.nodes[node].isolate_on_commit = false;
+                self.isolate(node);
+            }
             self.observe(Observation::Committed {
                 node,
                 partition,
@@ -983,7 +1005,9 @@ impl Simulation {
                 };
                 self.nodes[node].crash_after_send = true;
             }
-            37..=43 => {
+            37..=38 => self.nodes[target].isolate_on_commit = true,
+            39..=40 => self.nodes[random_node].isolate_on_leadership = true,
+            41..=43 => {
                 // Power loss: every node at once, unflushed writes everywhere lost.
                 for node in 0..nodes {
                     self.crash(node)?;
@@ -1016,6 +1040,13 @@ impl Simulation {
             _ => self.network.heal(),
         }
         Ok(())
+    }
+
+    /// Cuts `node` off from every other node until the next heal.
+    fn isolate(&mut self, node: usize) {
+        self.trace.event(14, &[self.now, node as u64]);
+        self.network.partition(&[node]);
+        self.schedule_heal();
     }
 
     fn schedule_heal(&mut self) {

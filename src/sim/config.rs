@@ -66,8 +66,8 @@ impl SimConfig {
         let mut rng = SimRng::new(seed ^ 0x5151_5151_5151_5151);
         let nodes = if rng.chance(250_000) { 5 } else { 3 };
         let partitions = rng.between(1, 3) as usize;
-        let append_entries_max = [1, 2, 4, 16, 1024][rng.index(5)];
-        let inflight_messages_max = [1, 4, 256][rng.index(3)];
+        let append_entries_max = [1, 1, 2, 4, 1024][rng.index(5)];
+        let inflight_messages_max = [1, 1, 4, 256][rng.index(4)];
         // One seed in three is a fault storm (a nemesis action every 50 to 400 ms).
         let storm = rng.chance(333_333);
         let fault_interval_ms_min = if storm { 50 } else { rng.between(100, 500) };

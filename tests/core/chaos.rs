@@ -17,10 +17,12 @@ fn run(seed: u64, voters: u64) {
         cfg.seed = seed;
         cfg.append_entries_max = 8;
         cfg.inflight_messages_max = 4;
+        cfg.compaction_retain_entries_max = 2;
     });
     let mut rng = Lcg(seed ^ 0x5EED);
     let members = voters + 1;
     let mut two_phase_tickets = Vec::new();
+    let mut served = vec![0usize; members as usize + 1];
     for step in 0..250 {
         // Faults hit at most a minority of the voters at a time (plus the learner), so the
         // cluster can always make progress and the run is never vacuous.
@@ -69,6 +71,12 @@ fn run(seed: u64, voters: u64) {
                     }
                 }
             }
+            10 => {
+                if let Some(l) = c.leader() {
+                    let ticket = c.ticket();
+                    let _ = c.replica_mut(l).propose_checkpoint(ticket);
+                }
+            }
             _ => {
                 if let Some(l) = c.leader() {
                     let ticket = c.ticket();
@@ -78,6 +86,7 @@ fn run(seed: u64, voters: u64) {
                 }
             }
         }
+        serve_snapshots(&mut c, &mut served, members);
         for id in 1..=members {
             if c.node(id).up {
                 c.replica_mut(id).tick();
@@ -96,6 +105,7 @@ fn run(seed: u64, voters: u64) {
     // proposal holds everything behind it until someone commits or rolls it back.
     for _ in 0..80 {
         c.tick();
+        serve_snapshots(&mut c, &mut served, members);
         if let Some(l) = c.leader() {
             for ticket in &two_phase_tickets {
                 let _ = c.replica_mut(l).rollback_proposal(*ticket);
@@ -117,6 +127,21 @@ fn run(seed: u64, voters: u64) {
         "seed {seed}: non-vacuous ({} delivered)",
         reference.len()
     );
+}
+
+/// Plays the runtime's part of a snapshot transfer for every new `snapshot_required` report;
+/// a transfer that fails (follower down, newer term) is reported back to the leader.
+fn serve_snapshots(c: &mut Cluster, served: &mut [usize], members: u64) {
+    for leader in 1..=members {
+        while served[leader as usize] < c.node(leader).snapshot_required.len() {
+            let follower = c.node(leader).snapshot_required[served[leader as usize]];
+            served[leader as usize] += 1;
+            let still_leader = c.node(leader).up && c.replica(leader).is_leader();
+            if still_leader && c.try_transfer_snapshot(leader, follower.0).is_err() {
+                c.replica_mut(leader).report_snapshot_failure(follower);
+            }
+        }
+    }
 }
 
 #[test]

@@ -54,7 +54,7 @@ fn committed_applied_checkpoint_becomes_the_compaction_floor_everywhere() {
 
 #[test]
 fn follower_behind_the_floor_is_reported_as_needing_a_snapshot() {
-    let mut c = Cluster::new(3, 0);
+    let mut c = Cluster::with_config(3, 0, |cfg| cfg.compaction_retain_entries_max = 0);
     c.elect(1);
     c.crash(3);
     for i in 0..5 {
@@ -99,7 +99,7 @@ fn follower_behind_the_floor_is_reported_as_needing_a_snapshot() {
 
 #[test]
 fn failed_snapshot_transfer_is_reported_again() {
-    let mut c = Cluster::new(3, 0);
+    let mut c = Cluster::with_config(3, 0, |cfg| cfg.compaction_retain_entries_max = 0);
     c.elect(1);
     c.crash(3);
     c.propose(1, "v");
@@ -120,5 +120,118 @@ fn failed_snapshot_transfer_is_reported_again() {
         c.replica_mut(3)
             .install_snapshot(NodeId(1), stale, LogIndex(2), stale),
         Err(Status::LeaderInOldTerm)
+    );
+}
+
+/// Reference checklist #46: a leader change on a compacted partition with in-sync followers
+/// sends no snapshot and probes from the log tail, not from index 1.
+#[test]
+fn leader_change_after_compaction_needs_no_snapshot() {
+    let mut c = Cluster::new(3, 0);
+    c.elect(1);
+    for i in 0..5 {
+        c.propose(1, &format!("v{i}"));
+    }
+    let ticket = c.ticket();
+    c.replica_mut(1)
+        .propose_checkpoint(ticket)
+        .expect("checkpoint");
+    c.propose(1, "after");
+    c.settle();
+    c.ticks(2);
+    let floor = c.replica(2).compaction_floor();
+    assert!(floor > LogIndex(1));
+    c.replica_mut(1)
+        .transfer_leadership(NodeId(2))
+        .expect("transfer");
+    c.clear_trace();
+    c.ticks(4);
+    assert_eq!(c.leader(), Some(2));
+    assert!(
+        c.node(2).snapshot_required.is_empty(),
+        "no snapshot for in-sync followers"
+    );
+    let rejections = c
+        .trace
+        .iter()
+        .filter(|(name, _, to)| name == "AppendResponse" && *to == NodeId(2))
+        .count();
+    assert!(
+        rejections <= 4,
+        "a few answers, no walk back to index 1: {rejections}"
+    );
+    c.propose(2, "new leader");
+    c.settle();
+    c.ticks(2);
+    for id in 1..=3 {
+        assert_eq!(
+            c.applied_payloads(id).last().map(String::as_str),
+            Some("new leader")
+        );
+    }
+}
+
+#[test]
+fn leader_retains_entries_below_the_checkpoint_for_a_slightly_lagging_follower() {
+    let mut c = Cluster::with_config(3, 0, |cfg| cfg.compaction_retain_entries_max = 100);
+    c.elect(1);
+    c.crash(3);
+    for i in 0..10 {
+        c.propose(1, &format!("v{i}"));
+    }
+    let ticket = c.ticket();
+    let cp = c
+        .replica_mut(1)
+        .propose_checkpoint(ticket)
+        .expect("checkpoint");
+    c.settle();
+    c.ticks(2);
+    assert_eq!(c.replica(1).checkpoint_floor(), cp);
+    assert_eq!(c.node(1).disk.floor, cp, "the durable log is compacted");
+    assert!(
+        c.replica(1).compaction_floor() < cp,
+        "memory keeps what 3 still needs"
+    );
+    assert_eq!(
+        c.replica(2).compaction_floor(),
+        cp,
+        "a follower keeps nothing extra"
+    );
+    c.restart(3);
+    c.ticks(6);
+    assert!(
+        c.node(1).snapshot_required.is_empty(),
+        "caught up from the log, no snapshot"
+    );
+    assert_eq!(c.applied_payloads(3), c.applied_payloads(1));
+    assert_eq!(
+        c.replica(1).compaction_floor(),
+        cp,
+        "released once 3 caught up"
+    );
+}
+
+#[test]
+fn retention_is_bounded() {
+    let mut c = Cluster::with_config(3, 0, |cfg| cfg.compaction_retain_entries_max = 3);
+    c.elect(1);
+    c.crash(3);
+    for i in 0..10 {
+        c.propose(1, &format!("v{i}"));
+    }
+    let ticket = c.ticket();
+    let cp = c
+        .replica_mut(1)
+        .propose_checkpoint(ticket)
+        .expect("checkpoint");
+    c.settle();
+    c.ticks(2);
+    assert_eq!(c.replica(1).compaction_floor(), LogIndex(cp.0 - 3));
+    c.restart(3);
+    c.ticks(6);
+    assert_eq!(
+        c.node(1).snapshot_required,
+        vec![NodeId(3)],
+        "too far behind: snapshot"
     );
 }

@@ -230,3 +230,60 @@ fn the_same_seed_gives_the_same_elections() {
     };
     assert_eq!(run(7), run(7));
 }
+
+/// Reference checklist #13: the election timeout is drawn per node from the seed, differs
+/// between nodes and is re-drawn after a failed candidacy, so split votes resolve.
+#[test]
+fn split_votes_resolve_thanks_to_randomized_timeouts() {
+    for seed in 0..20 {
+        let mut c = Cluster::with_config(4, 0, |cfg| cfg.seed = seed);
+        c.ticks(200);
+        let leaders = (1..=4).filter(|&i| c.replica(i).is_leader()).count();
+        assert_eq!(
+            leaders, 1,
+            "seed {seed}: an even cluster still elects one leader"
+        );
+    }
+    let campaign_tick = |id: u64| {
+        let mut c = Cluster::new(3, 0);
+        (1..100)
+            .find(|_| {
+                c.replica_mut(id).tick();
+                c.replica(id).role() != Role::Follower
+            })
+            .expect("campaigns")
+    };
+    let ticks: Vec<usize> = (1..=3).map(campaign_tick).collect();
+    assert!(
+        ticks.windows(2).any(|w| w[0] != w[1]),
+        "nodes draw different timeouts: {ticks:?}"
+    );
+}
+
+#[test]
+fn pre_candidate_refused_by_a_quorum_returns_to_follower() {
+    let mut c = Cluster::new(3, 0);
+    c.elect(1);
+    c.isolate(3);
+    c.tick_until_campaign(3);
+    assert_eq!(c.replica(3).role(), Role::PreCandidate);
+    let term = c.replica(3).term().0;
+    let refusal = MessageBody::PreVoteResponse { granted: false };
+    c.replica_mut(3)
+        .step(msg(2, 3, term, refusal.clone()))
+        .expect("valid");
+    assert_eq!(
+        c.replica(3).role(),
+        Role::PreCandidate,
+        "one refusal is not a quorum"
+    );
+    c.replica_mut(3)
+        .step(msg(1, 3, term, refusal))
+        .expect("valid");
+    assert_eq!(
+        c.replica(3).role(),
+        Role::Follower,
+        "a quorum of refusals: back to follower"
+    );
+    assert_eq!(c.replica(3).term().0, term, "and the term is untouched");
+}

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use bytes::Bytes;
 use kommander_raft::core::{
     Config, DurableState, Entry, EntryKind, HardState, LogIndex, Message, MessageBody, NodeId,
-    Outcome, PartitionId, ReadState, Ready, Replica, Role, SnapshotMeta, Term, Ticket,
+    Outcome, PartitionId, ReadState, Ready, Replica, Role, SnapshotMeta, Status, Term, Ticket,
 };
 
 pub(crate) const P: PartitionId = PartitionId(1);
@@ -477,17 +477,26 @@ impl Cluster {
         );
     }
 
-    /// Transfers the leader's application state up to its compaction floor to `follower`
-    /// (what a runtime's snapshot transfer does) and installs it there.
+    /// Transfers the leader's application state up to its in-memory floor to `follower` (what
+    /// a runtime's snapshot transfer does) and installs it there, then settles.
     pub(crate) fn transfer_snapshot(&mut self, leader: u64, follower: u64) {
-        let (term, floor) = {
-            let r = self.replica(leader);
-            (r.term(), r.compaction_floor())
-        };
-        let floor_term = self
-            .replica(leader)
-            .term_at(floor)
-            .expect("the floor's term is known");
+        self.try_transfer_snapshot(leader, follower)
+            .expect("snapshot accepted");
+        self.settle();
+    }
+
+    /// As [`Cluster::transfer_snapshot`] without settling; errors are the follower's refusal.
+    pub(crate) fn try_transfer_snapshot(
+        &mut self,
+        leader: u64,
+        follower: u64,
+    ) -> Result<(), Status> {
+        if !self.node(follower).up {
+            return Err(Status::Errored);
+        }
+        let r = self.replica(leader);
+        let (term, floor) = (r.term(), r.compaction_floor());
+        let floor_term = r.term_at(floor).ok_or(Status::Errored)?;
         let state: Vec<Entry> = self
             .node(leader)
             .applied
@@ -496,12 +505,16 @@ impl Cluster {
             .cloned()
             .collect();
         let node = self.node_mut(follower);
-        node.applied = state;
-        node.applied_index = floor;
+        let before = node.replica.delivered_index();
         node.replica
-            .install_snapshot(NodeId(leader), term, floor, floor_term)
-            .expect("snapshot accepted");
-        self.settle();
+            .install_snapshot(NodeId(leader), term, floor, floor_term)?;
+        if before < floor && node.replica.delivered_index() == floor {
+            node.applied = state;
+            node.applied_index = floor;
+        }
+        self.replica_mut(leader)
+            .report_snapshot_installed(NodeId(follower), floor);
+        Ok(())
     }
 
     // ---- faults ----------------------------------------------------------------------------

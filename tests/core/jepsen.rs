@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use kommander_raft::core::{EntryKind, LogIndex, MessageBody, NodeId, Status, Ticket};
+use kommander_raft::core::{EntryKind, LogIndex, MessageBody, Status, Ticket};
 
 use super::harness::{Cluster, Lcg, payload};
 
@@ -239,5 +239,4 @@ fn jepsen_5_followers_deliver_after_writes_stop() {
             Some("lost-once")
         );
     }
-    let _ = NodeId(0);
 }

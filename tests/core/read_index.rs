@@ -86,6 +86,10 @@ fn new_leader_defers_reads_until_its_no_op_commits() {
         c.replica(1).commit_index() < c.replica(1).last_index(),
         "no-op not committed"
     );
+    assert!(
+        !c.replica(1).is_leader_established(),
+        "leadership not yet published"
+    );
     c.replica_mut(1).read_index(5).expect("leader");
     c.settle_mapped(no_appends);
     assert!(
@@ -97,6 +101,7 @@ fn new_leader_defers_reads_until_its_no_op_commits() {
         "the round has not even started"
     );
     c.ticks(2);
+    assert!(c.replica(1).is_leader_established());
     let state = c.node(1).read_states.first().copied().expect("answered");
     let index = state.result.expect("confirmed");
     assert!(index >= c.replica(1).last_index());

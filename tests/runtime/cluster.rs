@@ -78,6 +78,25 @@ fn three_nodes_one_partition_replicate_in_the_same_order() {
     );
     let expected = cluster.nodes[leader].app.live(p);
     cluster.wait_delivered(p, &expected);
+    // The quick (no round trip) views agree with the shard's answer.
+    let view = cluster.runtime(leader).leader_view(p).expect("a view");
+    assert_eq!(view.role, kommander_raft::core::Role::Leader);
+    assert_eq!(view.leader, Some(cluster.nodes[leader].id));
+    let follower = (leader + 1) % 3;
+    let follower_view = cluster.runtime(follower).leader_view(p).expect("a view");
+    assert_eq!(follower_view.leader, Some(cluster.nodes[leader].id));
+    assert!(
+        cluster
+            .runtime(follower)
+            .last_heard(cluster.nodes[leader].id)
+            .is_some()
+    );
+    assert!(
+        cluster
+            .runtime(leader)
+            .last_heard(kommander_raft::core::NodeId(99))
+            .is_none()
+    );
 }
 
 #[test]
@@ -170,4 +189,22 @@ fn checkpoint_commits_and_becomes_the_floor() {
     let _ = EntryKind::Checkpoint;
     let b = cluster.replicate(p, b"b");
     assert!(b.index > checkpoint.index);
+}
+
+#[test]
+fn answers_can_be_awaited_from_an_async_runtime() {
+    let mut cluster = Cluster::start(1, 1, false);
+    let p = PartitionId(0);
+    cluster.wait_leaders();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("tokio runtime");
+    let (_, sent) = cluster.propose_to(0, p, &[b"async"], true);
+    let answer = sent.expect("queued");
+    let result = runtime
+        .block_on(answer)
+        .expect("the shard answers")
+        .expect("committed");
+    assert_eq!(result.status, Status::Success);
+    cluster.wait_delivered(p, &[seen(result.index, b"async")]);
 }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use kommander_raft::core::{LogIndex, PartitionId, Status};
+use kommander_raft::node::WalBackend;
 use kommander_raft::shard::{ReplicationResult, Request, RuntimeEvent};
 
 use super::harness::{Cluster, Recorder, Seen, eventually, wait};
@@ -17,7 +18,16 @@ fn restore_finished(cluster: &Cluster, i: usize) -> usize {
 
 #[test]
 fn full_restart_loses_nothing_and_delivers_nothing_twice() {
-    let mut cluster = Cluster::start(3, 8, false);
+    full_restart(WalBackend::Auto);
+}
+
+#[test]
+fn full_restart_on_the_blocking_wal_backend() {
+    full_restart(WalBackend::Blocking);
+}
+
+fn full_restart(backend: WalBackend) {
+    let mut cluster = Cluster::start_with(3, 8, false, |c| c.wal_backend = backend);
     cluster.wait_leaders();
     let partitions = cluster.partitions.clone();
     let mut acked: HashMap<PartitionId, Vec<(LogIndex, Vec<u8>)>> = HashMap::new();
@@ -116,4 +126,39 @@ fn full_restart_loses_nothing_and_delivers_nothing_twice() {
             });
         }
     }
+}
+
+#[test]
+fn restart_after_a_checkpoint_restores_only_what_follows_the_floor() {
+    let mut cluster = Cluster::start(1, 1, false);
+    let p = PartitionId(0);
+    cluster.wait_leaders();
+    cluster.replicate(p, b"a");
+    cluster.replicate(p, b"b");
+    let ticket = cluster.ticket();
+    let checkpoint: ReplicationResult = cluster
+        .ask(0, p, |reply| Request::Checkpoint { ticket, reply })
+        .expect("checkpoint accepted");
+    assert_eq!(checkpoint.status, Status::Success);
+    eventually("the checkpoint becomes the floor", || {
+        (cluster.status(0, p).ok()?.floor == checkpoint.index).then_some(())
+    });
+    let c = cluster.replicate(p, b"c");
+    cluster.shutdown();
+    cluster.nodes[0].app = Arc::new(Recorder::default());
+    cluster.start_node(0);
+    cluster.wait_leaders();
+    let restored: Vec<(LogIndex, Vec<u8>)> = cluster.nodes[0]
+        .app
+        .restored(p)
+        .into_iter()
+        .map(|s| (s.index, s.payload.to_vec()))
+        .collect();
+    assert_eq!(restored, vec![(c.index, b"c".to_vec())]);
+    assert_eq!(
+        cluster.status(0, p).expect("status").floor,
+        checkpoint.index
+    );
+    let d = cluster.replicate(p, b"d");
+    assert!(d.index > c.index);
 }

@@ -177,3 +177,102 @@ fn refusals_name_their_cause() {
     assert!(cluster.status(read, p).expect("status").applied >= index);
     let _ = cluster.replicate(p, b"still works");
 }
+
+#[test]
+fn one_wal_submission_carries_many_partitions() {
+    // 1 node, 2 shards: the even partitions live on shard 0.
+    let mut cluster = Cluster::start(1, 64, false);
+    cluster.wait_leaders();
+    let (hook, entered, release) = gate();
+    let only_p0: super::harness::Hook = Box::new(move |partition, entry| {
+        if partition == PartitionId(0) {
+            hook(partition, entry);
+        }
+    });
+    *cluster.nodes[0].app.on_live.lock().expect("hook") = Some(only_p0);
+    let (_, sent) = cluster.propose_to(0, PartitionId(0), &[b"holds shard 0"], true);
+    let first = sent.expect("queued");
+    entered.recv().expect("shard 0 is inside the callback");
+    let before = cluster.runtime(0).stats();
+    let answers: Vec<_> = (1..32u32)
+        .map(|k| {
+            let (_, sent) = cluster.propose_to(0, PartitionId(2 * k), &[b"grouped"], true);
+            sent.expect("queued")
+        })
+        .collect();
+    drop(entered);
+    release.send(()).expect("release");
+    assert_eq!(wait(first).expect("committed").status, Status::Success);
+    for answer in answers {
+        assert_eq!(wait(answer).expect("committed").status, Status::Success);
+    }
+    let after = cluster.runtime(0).stats();
+    let submissions = after.wal_submissions - before.wal_submissions;
+    let readies = after.readies_persisted - before.readies_persisted;
+    // 31 partitions' entries (and then their commit indexes) share a handful of submissions.
+    assert!(readies >= 31, "{readies} readies persisted");
+    assert!(
+        submissions <= 6,
+        "{submissions} WAL submissions for 31 partitions' proposals queued in one turn"
+    );
+}
+
+#[test]
+fn bad_inbound_messages_are_dropped_or_refused_and_change_nothing() {
+    use kommander_raft::core::{LogIndex, Message, MessageBody, NodeId, Term};
+    let mut cluster = Cluster::start(3, 2, false);
+    let p = PartitionId(1);
+    cluster.wait_leaders();
+    let before = cluster.replicate(p, b"before");
+    let leader = cluster.leader(p).expect("a leader");
+    let term = cluster.status(leader, p).expect("status").term;
+    let me = cluster.nodes[leader].id;
+    let other = cluster.nodes[(leader + 1) % 3].id;
+    let message = |partition, from, to, term, body| Message {
+        partition,
+        from,
+        to,
+        term,
+        body,
+    };
+    let heartbeat = MessageBody::Heartbeat {
+        commit: LogIndex(u64::MAX),
+        read_round: 0,
+    };
+    let stats_before = cluster.runtime(leader).stats();
+    cluster.runtime(leader).deliver(vec![
+        // Unknown partition, another node's message, a non-member sender: dropped or refused.
+        message(PartitionId(500), other, me, term, heartbeat.clone()),
+        message(p, other, NodeId(42), term, heartbeat.clone()),
+        message(p, NodeId(42), me, term, heartbeat.clone()),
+        // An absurd term and an absurd append: refused by the replica.
+        message(p, other, me, Term(u64::MAX / 2), heartbeat),
+        message(
+            p,
+            other,
+            me,
+            term,
+            MessageBody::AppendResponse {
+                success: true,
+                index: LogIndex(u64::MAX),
+                hint_index: LogIndex::ZERO,
+                hint_term: Term::ZERO,
+            },
+        ),
+    ]);
+    let stats = super::harness::eventually("the bad messages are counted", || {
+        let stats = cluster.runtime(leader).stats();
+        let dropped = stats.inbound_messages_dropped - stats_before.inbound_messages_dropped;
+        let refused = stats.inbound_messages_refused - stats_before.inbound_messages_refused;
+        (dropped + refused >= 5).then_some((dropped, refused))
+    });
+    assert!(stats.0 >= 2 && stats.1 >= 2, "dropped, refused: {stats:?}");
+    // The leader is still the leader in the same term and keeps replicating.
+    let status = cluster.status(leader, p).expect("status");
+    assert_eq!(
+        (status.role, status.term),
+        (kommander_raft::core::Role::Leader, term)
+    );
+    let after = cluster.replicate(p, b"after");
+    assert!(after.index > before.index);
+}

@@ -8,7 +8,8 @@ use crate::format::{FRAME_HEADER_LEN, record_footprint};
 /// [`WalConfig::validate`] when the log opens.
 #[derive(Clone, Debug)]
 pub struct WalConfig {
-    /// Which backend writes (default [`BackendChoice::Blocking`]).
+    /// Which backend writes (default [`BackendChoice::Auto`]: io_uring where permitted, else
+    /// blocking).
     pub backend: BackendChoice,
     /// Size of every segment file in bytes: a multiple of 4096, from 64 KiB to 16 TiB
     /// (default 64 MiB).

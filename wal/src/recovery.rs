@@ -5,7 +5,8 @@
 //!
 //! | found | action |
 //! |---|---|
-//! | bad header on the highest segment | half-prepared: discard the file |
+//! | bad header on the highest segment, no frame in it | a damaged prepared segment: discard the file |
+//! | bad header on the highest segment holding a frame | [`Error::Corrupt`] at offset 0 |
 //! | bad header on any other segment | [`Error::Corrupt`] at offset 0 |
 //! | gap in segment sequence numbers | [`Error::MissingSegment`] |
 //! | zero frame slot | clean end of that segment |
@@ -23,6 +24,8 @@ use crate::format::{
     decode_segment_header, frame_footprint,
 };
 use crate::state::{Applied, LogState};
+
+use zerocopy::{FromBytes, IntoBytes};
 
 /// One segment's bytes as found on disk.
 #[derive(Clone, Copy, Debug)]
@@ -86,6 +89,18 @@ pub(crate) fn scan(images: &[SegmentImage<'_>]) -> Result<ScanOutcome> {
         match header {
             Some(h) => outcome.headers.push((h.segment_seq.get(), h.epoch.get())),
             None if i + 1 == images.len() => {
+                // A segment gets its name only after its header is durable, so this is
+                // damage; it is safe to discard only if it never held a frame (a prepared
+                // segment). One holding frames may hold acknowledged records.
+                if let Some(offset) = first_frame_like(image.bytes, image.seq) {
+                    return Err(corrupt(
+                        image.seq,
+                        0,
+                        format!(
+                            "bad segment header on the newest segment, which holds a frame at {offset}"
+                        ),
+                    ));
+                }
                 outcome.discard_highest = true;
                 kept = i;
             }
@@ -177,6 +192,20 @@ pub(crate) fn scan(images: &[SegmentImage<'_>]) -> Result<ScanOutcome> {
     }
     outcome.next_lsn = expected_lsn.unwrap_or(0);
     Ok(outcome)
+}
+
+/// The offset of the first 4 KiB slot holding a frame header of segment `seq` whose own CRC
+/// verifies (whatever its epoch), if any. Stale frames of a recycled file's earlier lives
+/// carry older seqs and do not count.
+fn first_frame_like(bytes: &[u8], seq: u64) -> Option<u64> {
+    (1..bytes.len() / BLOCK_SIZE).find_map(|block| {
+        let slot = bytes.get(block * BLOCK_SIZE..)?;
+        let (header, _) = FrameHeader::read_from_prefix(slot).ok()?;
+        (header.magic == crate::format::FRAME_MAGIC
+            && header.segment_seq.get() == seq
+            && crc32c::crc32c(&header.as_bytes()[8..]) == header.header_crc.get())
+        .then_some((block * BLOCK_SIZE) as u64)
+    })
 }
 
 /// Replays the records of the scanned frames into a state.

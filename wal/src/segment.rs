@@ -105,7 +105,9 @@ pub(crate) fn map_file(file: &SegmentFile) -> Result<Arc<Mmap>> {
     // never shrinks), and the directory lock keeps other instances out. Bytes of the mapping
     // may change only where the log writes frames it has not yet exposed to readers (reads
     // are served only for durable frames, which are never rewritten while mapped: a
-    // reclaimed segment still referenced by a reader is deleted, not recycled).
+    // reclaimed segment still referenced by a reader is deleted, not recycled; holding bytes
+    // across a close and reopen of the same directory is documented as unsupported on
+    // `Wal::entry`).
     let map = unsafe { Mmap::map(file.file()) }
         .map_err(|e| Error::io("mapping a segment", file.path(), e))?;
     Ok(Arc::new(map))
@@ -154,16 +156,12 @@ impl Segment {
     }
 
     /// Gives the file back if no reader still holds bytes of it (so it may be recycled).
-    pub(crate) fn into_unreferenced_file(self) -> Option<(SegmentFile, PathBuf)> {
+    pub(crate) fn into_unreferenced_file(self) -> Option<SegmentFile> {
         let Self {
-            file,
-            path,
-            map,
-            bytes,
-            ..
+            file, map, bytes, ..
         } = self;
         drop(bytes);
-        (Arc::strong_count(&map) == 1).then_some((file, path))
+        (Arc::strong_count(&map) == 1).then_some(file)
     }
 }
 

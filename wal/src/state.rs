@@ -4,7 +4,8 @@
 //! The same `apply` functions serve appends (after validation) and recovery (replay), so
 //! the state after recovery is the state the records describe, by construction.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::error::{Error, Result};
 use crate::format::{HARD_STATE_HAS_VOTE, RecordKind};
@@ -159,10 +160,34 @@ pub(crate) struct Applied {
     pub(crate) len: u32,
 }
 
+/// A hasher for partition ids (already well spread or small integers): one multiply,
+/// instead of SipHash, on the per-record path.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*byte)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = (value ^ (value >> 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// A map keyed by partition id.
+pub(crate) type PartitionMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+
 /// Every partition's state.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct LogState {
-    pub(crate) partitions: BTreeMap<u64, PartitionState>,
+    pub(crate) partitions: PartitionMap<PartitionState>,
 }
 
 impl LogState {
@@ -240,11 +265,11 @@ impl LogState {
     }
 }
 
-/// A preview of partitions touched by a batch, for all-or-nothing validation.
+/// A preview of partitions touched by a batch, for all-or-nothing validation (kept by the
+/// log and cleared per batch, so validating allocates nothing in steady state).
 #[derive(Debug, Default)]
 pub(crate) struct Sketch {
-    /// partition -> (exists, fresh, first_index, next_index)
-    pub(crate) touched: BTreeMap<u64, SketchEntry>,
+    pub(crate) touched: PartitionMap<SketchEntry>,
     pub(crate) new_partitions: usize,
 }
 
@@ -257,6 +282,11 @@ pub(crate) struct SketchEntry {
 }
 
 impl Sketch {
+    pub(crate) fn clear(&mut self) {
+        self.touched.clear();
+        self.new_partitions = 0;
+    }
+
     pub(crate) fn entry(&mut self, state: &LogState, partition: u64) -> &mut SketchEntry {
         self.touched
             .entry(partition)

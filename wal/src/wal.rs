@@ -69,7 +69,6 @@ struct InflightFrame {
 pub struct Wal {
     dir: PathBuf,
     config: WalConfig,
-    _lock: File,
     fs: Arc<dyn FileSystem>,
     backend: Box<dyn Backend>,
     state: LogState,
@@ -93,6 +92,10 @@ pub struct Wal {
     completions: Vec<Completion>,
     flush_wanted: bool,
     poisoned: Option<Arc<str>>,
+    sketch: Sketch,
+    /// Dropped last (fields drop in order): the backend's writes in flight and the
+    /// preparer's jobs finish before another open may take the directory.
+    _lock: File,
 }
 
 impl std::fmt::Debug for Wal {
@@ -230,6 +233,7 @@ impl Wal {
             completions: Vec::new(),
             flush_wanted: false,
             poisoned: None,
+            sketch: Sketch::default(),
             config,
         };
         wal.recover(&seqs)?;
@@ -311,16 +315,13 @@ impl Wal {
                 self.prepared.push_back(segment);
             }
         }
-        if let Some(active) = self.segments.back() {
+        if !self.segments.is_empty() {
             self.cursor = outcome.cursor;
             self.prev_payload_crc = outcome
                 .frames
                 .last()
                 .filter(|f| f.segment_index == outcome.active)
                 .map_or(0, |f| f.header.payload_crc.get());
-            if active.len < self.cursor {
-                self.cursor = active.len;
-            }
         } else {
             let segment = self.next_segment()?;
             self.segments.push_back(segment);
@@ -434,8 +435,15 @@ impl Wal {
         Ok(Lsn(self.next_lsn))
     }
 
-    fn validate(&self, writes: &[Write<'_>]) -> Result<()> {
-        let mut sketch = Sketch::default();
+    fn validate(&mut self, writes: &[Write<'_>]) -> Result<()> {
+        let mut sketch = std::mem::take(&mut self.sketch);
+        sketch.clear();
+        let result = self.validate_with(writes, &mut sketch);
+        self.sketch = sketch;
+        result
+    }
+
+    fn validate_with(&self, writes: &[Write<'_>], sketch: &mut Sketch) -> Result<()> {
         for write in writes {
             let partition = write.partition();
             let entry = sketch.entry(&self.state, partition.0);
@@ -637,17 +645,27 @@ impl Wal {
 
     /// Ensures the current frame can take `footprint` more payload bytes.
     fn make_room(&mut self, footprint: usize) -> Result<()> {
-        let batch_max = self.config.batch_bytes_max as u64;
-        if let Some(frame) = &self.current {
-            let needed = frame_footprint(frame.payload_len + footprint) as u64;
-            if needed <= batch_max && frame.offset + needed <= self.active_len() {
-                return Ok(());
-            }
-            self.seal_and_submit()?;
+        if self.current_fits(footprint) {
+            return Ok(());
         }
+        self.seal_and_submit()?;
         let needed = frame_footprint(footprint) as u64;
         if self.cursor + needed > self.active_len() {
             self.rotate()?;
+            // The rotation may have opened a frame (restated control records): use it.
+            if self.current_fits(footprint) {
+                return Ok(());
+            }
+            self.seal_and_submit()?;
+            // The rewrite budget leaves room for a largest frame; check, never write past
+            // the end of a segment.
+            if self.cursor + needed > self.active_len() {
+                return Err(Error::io(
+                    "appending",
+                    &self.dir,
+                    std::io::Error::other("a frame does not fit a fresh segment"),
+                ));
+            }
         }
         let buf = match self.spare.pop() {
             Some(mut buf) => {
@@ -664,6 +682,15 @@ impl Wal {
             payload_len: 0,
         });
         Ok(())
+    }
+
+    /// Whether the current frame (if any) can take `footprint` more payload bytes.
+    fn current_fits(&self, footprint: usize) -> bool {
+        self.current.as_ref().is_some_and(|frame| {
+            let needed = frame_footprint(frame.payload_len + footprint) as u64;
+            needed <= self.config.batch_bytes_max as u64
+                && frame.offset + needed <= self.active_len()
+        })
     }
 
     /// Seals the current frame and hands it to the backend, first waiting for a slot if
@@ -778,7 +805,16 @@ impl Wal {
         self.seal_and_submit()?;
         while !self.inflight.is_empty() {
             let in_flight = self.backend.in_flight();
-            self.reap(in_flight.max(1))?;
+            if in_flight == 0 {
+                // Every submitted write was reaped, yet a frame is not done: a backend that
+                // lost a completion. Fail rather than wait forever.
+                return Err(Error::io(
+                    "draining the pipeline",
+                    &self.dir,
+                    std::io::Error::other("a durable write never completed"),
+                ));
+            }
+            self.reap(in_flight)?;
         }
         let reclaimed = self.reclaim();
         let next = self.next_segment()?;
@@ -826,7 +862,7 @@ impl Wal {
                 break;
             };
             let path = segment.path.clone();
-            reclaimed.push((path, segment.into_unreferenced_file().map(|(file, _)| file)));
+            reclaimed.push((path, segment.into_unreferenced_file()));
         }
         reclaimed
     }
@@ -841,7 +877,11 @@ impl Wal {
         let Some(oldest_end) = self.segments.front().map(|s| s.end_lsn) else {
             return Ok(());
         };
-        let budget = (self.active_len() - FIRST_FRAME_OFFSET) / 2;
+        // Leave room for a largest frame after the rewrites, and bound the copying done in
+        // one rotation.
+        let budget = (self.active_len() - FIRST_FRAME_OFFSET)
+            .saturating_sub(self.config.batch_bytes_max as u64)
+            .min(self.active_len() / 4);
         let mut spent = 0u64;
         let pinning: Vec<u64> = self
             .state
@@ -850,10 +890,33 @@ impl Wal {
             .filter(|(_, p)| p.oldest_live_lsn().is_some_and(|lsn| lsn < oldest_end))
             .map(|(id, _)| *id)
             .collect();
+        let mut pinning = pinning;
+        pinning.sort_unstable();
         for id in pinning {
             let Some(partition) = self.state.partitions.get(&id) else {
                 continue;
             };
+            let pins = |lsn: Option<u64>| lsn.is_some_and(|lsn| lsn < oldest_end);
+            if !pins(partition.entries.front().map(|e| e.lsn)) && !pins(partition.truncate_lsn) {
+                // Only control records pin: restate them (each alone is enough, so they need
+                // no frame of their own).
+                let restate_floor = pins(partition.floor_lsn)
+                    .then_some((partition.first_index, partition.floor_term));
+                let hard_state = partition
+                    .hard_state
+                    .filter(|(_, lsn)| *lsn < oldest_end)
+                    .map(|(hs, _)| hs);
+                let commit = partition
+                    .commit_index
+                    .filter(|(_, lsn)| *lsn < oldest_end)
+                    .map(|(ci, _)| ci);
+                spent += 3 * record_footprint(0) as u64;
+                if let Some((first_index, floor_term)) = restate_floor {
+                    self.append_record(RecordKind::CompactTo, 0, id, floor_term, first_index, &[])?;
+                }
+                self.append_control(id, hard_state, commit)?;
+                continue;
+            }
             let mut payload_bytes = record_footprint(0) * 3;
             for entry in &partition.entries {
                 payload_bytes += record_footprint(entry.len as usize);
@@ -886,20 +949,31 @@ impl Wal {
             // One frame for the whole rewrite, so a crash keeps all of it or none.
             self.seal_and_submit()?;
             self.append_record(RecordKind::Reset, 0, id, floor_term, first_index, &[])?;
-            if let Some(hs) = hard_state {
-                let (flags, vote) = match hs.vote {
-                    Some(v) => (HARD_STATE_HAS_VOTE, v),
-                    None => (0, 0),
-                };
-                self.append_record(RecordKind::HardState, flags, id, hs.term, vote, &[])?;
-            }
-            if let Some(ci) = commit {
-                self.append_record(RecordKind::CommitIndex, 0, id, 0, ci, &[])?;
-            }
+            self.append_control(id, hard_state, commit)?;
             for (index, term, bytes) in entries {
                 self.append_record(RecordKind::Entry, 0, id, term, index, &bytes)?;
             }
             self.seal_and_submit()?;
+        }
+        Ok(())
+    }
+
+    /// Appends a hard state and a commit index record, where given.
+    fn append_control(
+        &mut self,
+        partition: u64,
+        hard_state: Option<HardState>,
+        commit: Option<u64>,
+    ) -> Result<()> {
+        if let Some(hs) = hard_state {
+            let (flags, vote) = match hs.vote {
+                Some(v) => (HARD_STATE_HAS_VOTE, v),
+                None => (0, 0),
+            };
+            self.append_record(RecordKind::HardState, flags, partition, hs.term, vote, &[])?;
+        }
+        if let Some(ci) = commit {
+            self.append_record(RecordKind::CommitIndex, 0, partition, 0, ci, &[])?;
         }
         Ok(())
     }
@@ -967,10 +1041,17 @@ impl Wal {
                 self.flush_wanted = true;
                 self.pump()?;
             }
-            if self.backend.in_flight() == 0 && self.inflight.is_empty() {
-                // Nothing in flight and the target not reached: the frame is still open
-                // (the pipeline was full when pumped); submit it now.
+            if self.backend.in_flight() == 0 {
+                // Nothing in flight and the target not reached: the frame is still open;
+                // submit it now.
                 self.seal_and_submit()?;
+                if self.backend.in_flight() == 0 {
+                    return Err(Error::io(
+                        "waiting for durability",
+                        &self.dir,
+                        std::io::Error::other("a durable write never completed"),
+                    ));
+                }
             }
             self.reap(1)?;
         }
@@ -1099,6 +1180,11 @@ impl Wal {
 
     /// The payload of one durable entry, borrowing the segment's mapping (no copy).
     ///
+    /// The bytes stay valid as long as they are held, even after the log drops the segment
+    /// (a reclaimed segment still referenced is deleted, never recycled). Do not hold them
+    /// across closing and reopening the same directory: the reopened log does not know
+    /// about them and may recycle their file.
+    ///
     /// # Errors
     /// [`Error::Poisoned`], [`Error::UnknownPartition`], [`Error::IndexOutOfRange`],
     /// [`Error::NotDurable`].
@@ -1180,12 +1266,14 @@ impl Wal {
     /// [`Error::Poisoned`].
     pub fn partitions(&self) -> Result<Vec<(PartitionId, PartitionInfo)>> {
         self.check_poison()?;
-        Ok(self
+        let mut list: Vec<_> = self
             .state
             .partitions
             .iter()
             .map(|(id, p)| (PartitionId(*id), p.info()))
-            .collect())
+            .collect();
+        list.sort_unstable_by_key(|(id, _)| *id);
+        Ok(list)
     }
 }
 

@@ -85,6 +85,21 @@ fn half_prepared_highest_segment_is_discarded() {
         let wal = open(dir.path()).expect("reopen discards the half-prepared segment");
         assert_matches(&wal, &model, "after discarding");
     }
+    // Shorter than its header says, or empty.
+    for len in [8192, 0] {
+        let (_, highest) = segments(dir.path()).pop().expect("segments");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&highest)
+            .and_then(|f| f.set_len(len))
+            .expect("shorten");
+        let wal = open(dir.path()).expect("reopen discards a short highest segment");
+        assert_matches(
+            &wal,
+            &model,
+            &format!("after discarding a {len}-byte segment"),
+        );
+    }
 }
 
 #[test]
@@ -526,4 +541,27 @@ fn leftover_temporary_files_are_removed() {
         "a half-prepared temporary segment is removed"
     );
     assert_matches(&wal, &model, "after removing a temporary file");
+}
+
+#[test]
+fn bad_header_on_the_newest_segment_holding_frames_is_corruption() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    filled(dir.path(), 200);
+    // Make the active segment the newest one: remove the prepared segments after it.
+    let segs = segments(dir.path());
+    let last_written = segs
+        .iter()
+        .rposition(|(_, path)| !frames(path).is_empty())
+        .expect("a segment with frames");
+    for (_, path) in &segs[last_written + 1..] {
+        std::fs::remove_file(path).expect("remove a prepared segment");
+    }
+    let (seq, active) = &segs[last_written];
+    patch(active, 16, &[0xFF; 8]);
+    match open(dir.path()) {
+        Err(Error::Corrupt {
+            segment, offset, ..
+        }) => assert_eq!((segment, offset), (*seq, 0)),
+        other => panic!("acknowledged frames behind a bad header must not be discarded: {other:?}"),
+    }
 }

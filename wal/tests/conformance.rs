@@ -239,6 +239,12 @@ fn delete_partition_reopen(factory: Factory) {
 fn pipeline_many_appends_in_flight(factory: Factory) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut wal = open(dir.path(), factory);
+    if wal.backend_name() == "blocking" {
+        assert!(
+            wal.completion_fd().is_some(),
+            "the blocking backend offers a completion fd"
+        );
+    }
     let mut tickets = Vec::new();
     let mut durable_seen = Vec::new();
     for turn in 0..200u64 {

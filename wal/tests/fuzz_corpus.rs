@@ -63,6 +63,9 @@ fn recovery_corpus_replays() {
                 "{name}: {result:?}"
             );
         }
+        if name.starts_with("half-prepared") {
+            result.as_ref().unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
         if name.starts_with("torn") {
             assert!(
                 result.as_ref().expect("torn tail recovers").torn_tail,
@@ -154,11 +157,14 @@ fn write_fuzz_seeds() {
         recovery_input(first_seq, &[&corrupt, &b]),
     )
     .expect("write");
-    let mut bad_header = b.clone();
+    // A prepared (frameless) highest segment whose header is damaged: discarded.
+    let (highest_seq, highest) = &segs[segs.len() - 1];
+    let mut bad_header = trimmed(highest, blocks);
     bad_header[..64].fill(0);
+    let below = &segs[segs.len() - 2].1;
     std::fs::write(
         recovery_dir.join("half-prepared-highest"),
-        recovery_input(first_seq, &[&full_a, &bad_header]),
+        recovery_input(highest_seq - 1, &[below, &bad_header]),
     )
     .expect("write");
 }

@@ -9,5 +9,5 @@ mod common;
 mod conformance;
 mod crash;
 mod fuzz_corpus;
-mod kill9;
+mod reclaim;
 mod uring;

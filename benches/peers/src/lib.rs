@@ -1,7 +1,8 @@
 //! The workload every peer comparison runs, and kommander-wal's side of it.
 //!
 //! A shard at full speed: every *round* appends one entry of [`PAYLOAD_BYTES`] to each of the
-//! partitions; records are counted once durable. Each peer binary drives its crate the way its
+//! partitions, and every [`COMPACTION_INTERVAL_ROUNDS`] rounds each partition compacts to its
+//! last [`RETAINED_ENTRIES`] entries; records are counted once durable. Each peer binary drives its crate the way its
 //! own project does and prints records/s side by side with kommander-wal's, in one run, on one
 //! directory (`KOMMANDER_BENCH_DIR`, default the system temp dir).
 #![allow(clippy::print_stdout)]
@@ -17,22 +18,62 @@ use kommander_wal::{Lsn, PartitionId, Wal, WalConfig, Write};
 pub const PAYLOAD_BYTES: usize = 256;
 /// Partition counts compared.
 pub const PARTITION_COUNTS: [u64; 2] = [64, 1024];
+/// Every this many rounds each partition compacts its log to its last [`RETAINED_ENTRIES`]
+/// entries (a Raft node checkpointing what it applied), on both sides.
+pub const COMPACTION_INTERVAL_ROUNDS: u64 = 256;
+/// Entries each partition keeps behind its last index when it compacts.
+pub const RETAINED_ENTRIES: u64 = 256;
 
-/// Measured result of one run.
+/// One side of a comparison: runs the workload for a slice of time, counting durable records.
+pub trait Contender {
+    /// Runs rounds for `run`, then makes everything durable; returns records per second.
+    fn slice(&mut self, run: Duration, commit_latency: &mut Histogram<u64>) -> f64;
+}
+
+/// Measured result of one contender.
 pub struct Outcome {
-    /// Durable records per second.
+    /// Durable records per second (median of the slices).
     pub records_per_second: f64,
     /// Latency from a round's append to its durability (ns).
     pub commit_latency: Histogram<u64>,
 }
 
-/// Run length: `--quick` for a short run, the default otherwise.
-pub fn run_length() -> Duration {
+/// Slices per contender: `--quick` for a short run.
+pub fn slices() -> (usize, Duration) {
     if std::env::args().any(|arg| arg == "--quick") {
-        Duration::from_secs(2)
+        (5, Duration::from_millis(400))
     } else {
-        Duration::from_secs(8)
+        (15, Duration::from_secs(1))
     }
+}
+
+/// Runs two contenders in alternating slices (so a shared machine's load hits both alike);
+/// each figure is the median of its slices.
+pub fn interleaved(ours: &mut dyn Contender, theirs: &mut dyn Contender) -> (Outcome, Outcome) {
+    let (count, run) = slices();
+    let mut figures = [(Vec::new(), histogram()), (Vec::new(), histogram())];
+    for _ in 0..count {
+        let [(our_rates, our_latency), (their_rates, their_latency)] = &mut figures;
+        our_rates.push(ours.slice(run, our_latency));
+        their_rates.push(theirs.slice(run, their_latency));
+    }
+    let [(our_rates, our_latency), (their_rates, their_latency)] = figures;
+    (
+        Outcome {
+            records_per_second: median(&our_rates),
+            commit_latency: our_latency,
+        },
+        Outcome {
+            records_per_second: median(&their_rates),
+            commit_latency: their_latency,
+        },
+    )
+}
+
+fn median(rates: &[f64]) -> f64 {
+    let mut sorted = rates.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// A fresh directory `name` under the bench directory.
@@ -80,52 +121,80 @@ pub fn record(histogram: &mut Histogram<u64>, elapsed: Duration) {
 
 /// kommander-wal's side: the shard loop appends each round with one `append`, submits, and
 /// polls (the log pipelines its frames: the next fills while the previous is written).
-pub fn kommander(dir: &Path, partitions: u64, run: Duration) -> Outcome {
-    let mut wal = Wal::open(dir, WalConfig::default()).expect("open kommander-wal");
-    let payload = payload();
-    let mut next_index = vec![1u64; partitions as usize];
-    let mut writes = Vec::with_capacity(partitions as usize);
-    let mut rounds: VecDeque<(Lsn, Instant)> = VecDeque::new();
-    let mut commit_latency = histogram();
-    let mut records = 0u64;
-    let start = Instant::now();
-    while start.elapsed() < run {
-        writes.clear();
-        for (partition, index) in next_index.iter_mut().enumerate() {
-            writes.push(Write::Entry {
-                partition: PartitionId(partition as u64 + 1),
-                index: *index,
-                term: 1,
-                payload: &payload,
-            });
-            *index += 1;
+pub struct Kommander {
+    wal: Wal,
+    payload: Vec<u8>,
+    next_index: Vec<u64>,
+    rounds: u64,
+}
+
+impl Kommander {
+    /// Opens a log in `dir` with the default configuration.
+    pub fn open(dir: &Path, partitions: u64) -> Self {
+        Self {
+            wal: Wal::open(dir, WalConfig::default()).expect("open kommander-wal"),
+            payload: payload(),
+            next_index: vec![1; partitions as usize],
+            rounds: 0,
         }
-        let lsn = wal.append(&writes).expect("append");
-        records += partitions;
-        rounds.push_back((lsn, Instant::now()));
-        wal.submit().expect("submit");
-        let durable = wal.poll_durable().expect("poll");
-        while rounds.front().is_some_and(|(lsn, _)| *lsn <= durable) {
-            if let Some((_, appended)) = rounds.pop_front() {
-                record(&mut commit_latency, appended.elapsed());
+    }
+}
+
+impl Contender for Kommander {
+    fn slice(&mut self, run: Duration, commit_latency: &mut Histogram<u64>) -> f64 {
+        let partitions = self.next_index.len() as u64;
+        let mut writes = Vec::with_capacity(self.next_index.len());
+        let mut rounds: VecDeque<(Lsn, Instant)> = VecDeque::new();
+        let mut records = 0u64;
+        let start = Instant::now();
+        while start.elapsed() < run {
+            writes.clear();
+            for (partition, index) in self.next_index.iter_mut().enumerate() {
+                writes.push(Write::Entry {
+                    partition: PartitionId(partition as u64 + 1),
+                    index: *index,
+                    term: 1,
+                    payload: &self.payload,
+                });
+                *index += 1;
+            }
+            self.rounds += 1;
+            if self.rounds.is_multiple_of(COMPACTION_INTERVAL_ROUNDS) {
+                for (partition, index) in self.next_index.iter().enumerate() {
+                    if *index > RETAINED_ENTRIES {
+                        writes.push(Write::CompactTo {
+                            partition: PartitionId(partition as u64 + 1),
+                            index: *index - RETAINED_ENTRIES,
+                        });
+                    }
+                }
+            }
+            let lsn = self.wal.append(&writes).expect("append");
+            records += partitions;
+            rounds.push_back((lsn, Instant::now()));
+            self.wal.submit().expect("submit");
+            let durable = self.wal.poll_durable().expect("poll");
+            while rounds.front().is_some_and(|(lsn, _)| *lsn <= durable) {
+                if let Some((_, appended)) = rounds.pop_front() {
+                    record(commit_latency, appended.elapsed());
+                }
             }
         }
-    }
-    wal.sync().expect("sync");
-    for (_, appended) in rounds.drain(..) {
-        record(&mut commit_latency, appended.elapsed());
-    }
-    Outcome {
-        records_per_second: records as f64 / start.elapsed().as_secs_f64(),
-        commit_latency,
+        self.wal.sync().expect("sync");
+        for (_, appended) in rounds.drain(..) {
+            record(commit_latency, appended.elapsed());
+        }
+        records as f64 / start.elapsed().as_secs_f64()
     }
 }
 
 /// Prints the comparison table.
 pub fn print_table(peer: &str, rows: &[(u64, Outcome, Outcome)]) {
+    let (count, run) = slices();
     println!(
-        "\n{PAYLOAD_BYTES} B entries, one entry per partition per round, sync on, run {:?} each\n",
-        run_length()
+        "\n{PAYLOAD_BYTES} B entries, one entry per partition per round, compaction to the last \
+         {RETAINED_ENTRIES} entries every {COMPACTION_INTERVAL_ROUNDS} rounds, sync on; {count} \
+         alternating slices of {run:?} per side, medians\n"
     );
     println!(
         "| partitions | kommander-wal rec/s (commit p50) | {peer} rec/s (commit p50) | ratio | target |"

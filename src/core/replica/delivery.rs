@@ -22,7 +22,8 @@ impl Replica {
     /// Moves the delivery cursor as far as the durable commit index and the holds allow.
     pub(super) fn collect_deliveries(&mut self) -> (Vec<Entry>, LogIndex) {
         let limit = self.delivery_limit();
-        let mut out = Vec::new();
+        let ready = usize::try_from(limit.0.saturating_sub(self.delivered.0)).unwrap_or(usize::MAX);
+        let mut out = Vec::with_capacity(ready.min(self.config.deliver_entries_max));
         let mut cursor = self.delivered;
         while cursor < limit && out.len() < self.config.deliver_entries_max {
             let index = cursor.next();
@@ -66,10 +67,38 @@ impl Replica {
             self.checkpoints.pop_front();
         }
         if let Some(floor) = floor
-            && floor > self.log.floor()
+            && floor > self.checkpoint_floor
         {
-            self.log.compact_to(floor);
+            self.checkpoint_floor = floor;
             self.compaction_floor = Some(floor);
+        }
+        self.compact_memory();
+    }
+
+    /// Drops in-memory entries up to the applied checkpoint. A leader keeps up to
+    /// `compaction_retain_entries_max` entries below it for followers that still need them,
+    /// so a follower lagging a little behind a checkpoint catches up without a snapshot.
+    pub(super) fn compact_memory(&mut self) {
+        let mut target = self.checkpoint_floor;
+        if target <= self.log.floor() {
+            return;
+        }
+        if self.role == Role::Leader {
+            let retain_from = LogIndex(
+                target
+                    .0
+                    .saturating_sub(self.config.compaction_retain_entries_max),
+            );
+            let lowest_match = self
+                .progress
+                .iter()
+                .map(|(_, p)| p.match_index)
+                .min()
+                .unwrap_or(target);
+            target = target.min(lowest_match.max(retain_from));
+        }
+        if target > self.log.floor() {
+            self.log.compact_to(target);
         }
     }
 }

@@ -58,25 +58,36 @@ impl Replica {
             return;
         }
         let last_new = LogIndex(prev_log_index.0 + entries.len() as u64);
-        for e in entries {
-            match self.log.term(e.index) {
-                Some(t) if t == e.term => continue,
-                Some(_) => {
-                    if e.index <= self.log.committed {
-                        // Only reachable with an injected bug: never rewrite committed entries.
-                        return;
-                    }
-                    self.log.truncate_from(e.index);
-                    self.holds.on_truncate(e.index);
-                }
-                None => {}
+        let mut entries = entries;
+        // Skip what we already hold (equal index and term: the same entry, by Log Matching),
+        // truncate at the first conflict, append the rest in one go.
+        let mut held = 0;
+        for e in &entries {
+            if e.index > self.log.last_index() {
+                break;
             }
-            if e.index != self.log.last_index().next() || e.term < self.log.last_term() {
+            if self.log.term(e.index) == Some(e.term) {
+                held += 1;
+                continue;
+            }
+            if e.index <= self.log.committed {
+                // Only reachable with an injected bug: never rewrite committed entries.
                 return;
             }
-            self.holds.on_append(&e);
-            self.log.push(e);
+            self.log.truncate_from(e.index);
+            self.holds.on_truncate(e.index);
+            break;
         }
+        if let Some(first) = entries.get(held)
+            && (first.index != self.log.last_index().next() || first.term < self.log.last_term())
+        {
+            return;
+        }
+        for e in &entries[held..] {
+            self.holds.on_append(e);
+        }
+        entries.drain(..held);
+        self.log.extend(entries);
         let new_commit = commit.min(last_new);
         if new_commit > self.log.committed {
             self.log.committed = new_commit;

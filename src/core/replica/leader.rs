@@ -75,7 +75,7 @@ impl Replica {
         if held.last > self.log.committed {
             return Err(Status::Errored);
         }
-        self.check_uncommitted_room(1, 32)?;
+        self.check_uncommitted_room(1, Entry::size_bytes_for(0))?;
         let index = self.leader_append(kind, ticket, true, Bytes::new());
         self.pending_ops.push_back(PendingOp {
             last: index,
@@ -132,9 +132,7 @@ impl Replica {
             self.config.inflight_messages_max,
             self.config.inflight_bytes_max,
         );
-        self.reads
-            .iter()
-            .any(|r| r.round == 0 && self.committed_in_term())
+        self.has_unassigned_reads()
             || self.progress.iter().any(|(_, p)| {
                 p.can_send(count_max, bytes_max)
                     && (p.next_index <= last
@@ -245,6 +243,7 @@ impl Replica {
             let caught_up = p.match_index == last;
             if advanced {
                 self.maybe_commit();
+                self.compact_memory();
             }
             if caught_up && self.transferee == Some(from) {
                 self.send(from, MessageBody::TimeoutNow);
@@ -338,6 +337,11 @@ impl Replica {
         }
     }
 
+    /// Reads get rounds in arrival order, so unassigned ones are at the back of the queue.
+    fn has_unassigned_reads(&self) -> bool {
+        self.committed_in_term() && self.reads.back().is_some_and(|r| r.round == 0)
+    }
+
     pub(super) fn committed_in_term(&self) -> bool {
         self.log.term(self.log.committed) == Some(self.term)
     }
@@ -362,7 +366,7 @@ impl Replica {
     /// this leader has committed an entry of its own term (before that the commit index may
     /// be behind what a previous leader acknowledged).
     pub(super) fn assign_read_rounds(&mut self) {
-        if !self.committed_in_term() || !self.reads.iter().any(|r| r.round == 0) {
+        if !self.has_unassigned_reads() {
             return;
         }
         self.read_round += 1;

@@ -84,6 +84,9 @@ pub struct Replica {
     applied: LogIndex,
     /// Delivered checkpoints not yet the compaction floor (waiting for `applied`).
     checkpoints: VecDeque<LogIndex>,
+    /// The highest applied checkpoint: the durable log may be compacted up to it. The
+    /// in-memory log may retain a little more (see `compact_memory`).
+    checkpoint_floor: LogIndex,
     rng: SplitMix64,
     election_elapsed: u32,
     heartbeat_elapsed: u32,
@@ -195,6 +198,7 @@ impl Replica {
             delivered: applied,
             applied,
             checkpoints,
+            checkpoint_floor: floor,
             rng: SplitMix64::new(seed),
             election_elapsed: 0,
             heartbeat_elapsed: 0,
@@ -266,6 +270,14 @@ impl Replica {
     #[must_use]
     pub fn is_leader(&self) -> bool {
         self.role == Role::Leader
+    }
+
+    /// Whether this replica leads *and* has committed an entry of its term (its no-op
+    /// barrier): only then does it know the full committed prefix, may serve reads, and should
+    /// be announced as leader (the reference keeps leadership "unpublished" until then).
+    #[must_use]
+    pub fn is_leader_established(&self) -> bool {
+        self.role == Role::Leader && self.committed_in_term()
     }
 
     /// Current term.
@@ -342,10 +354,18 @@ impl Replica {
         self.applied
     }
 
-    /// The compaction floor: entries at or below it are no longer held.
+    /// The in-memory floor: entries at or below it are no longer held. At most the highest
+    /// applied checkpoint; a leader may hold entries below that for lagging followers.
     #[must_use]
     pub fn compaction_floor(&self) -> LogIndex {
         self.log.floor()
+    }
+
+    /// The highest applied checkpoint: what the durable log may discard up to (reported once
+    /// in `Ready::compaction_floor`).
+    #[must_use]
+    pub fn checkpoint_floor(&self) -> LogIndex {
+        self.checkpoint_floor
     }
 
     /// The term of the entry at `index`, if this replica still holds it (or it is the floor).
@@ -476,7 +496,13 @@ impl Replica {
                 ..
             } => self.handle_vote_request(from, term, last_log_index, last_log_term, false),
             MessageBody::PreVoteResponse { granted } => {
-                if self.role == Role::PreCandidate && term == self.term.next() {
+                // Grants carry the term we would campaign in, refusals the voter's own term.
+                let answers_us = if granted {
+                    term == self.term.next()
+                } else {
+                    term == self.term
+                };
+                if self.role == Role::PreCandidate && answers_us {
                     self.record_vote(from, granted, true);
                 }
             }
@@ -583,12 +609,21 @@ impl Replica {
         if !auto_commit && self.holds.contains(ticket) {
             return Err(Status::ActiveProposal);
         }
-        let bytes: u64 = payloads.iter().map(|p| p.len() as u64 + 32).sum();
+        let bytes: u64 = payloads
+            .iter()
+            .map(|p| Entry::size_bytes_for(p.len()))
+            .sum();
         self.check_uncommitted_room(payloads.len(), bytes)?;
         let first = self.log.last_index().next();
-        for payload in payloads {
-            self.leader_append(EntryKind::Normal, ticket, auto_commit, payload.clone());
+        self.log
+            .append_proposals(self.term, ticket, auto_commit, payloads);
+        if !auto_commit {
+            for entry in self.log.range(first, self.log.last_index()) {
+                self.holds.on_append(entry);
+            }
         }
+        self.uncommitted_entries += payloads.len();
+        self.uncommitted_bytes += bytes;
         let last = self.log.last_index();
         self.pending_ops.push_back(PendingOp {
             last,
@@ -630,7 +665,7 @@ impl Replica {
         if self.holds.any_unresolved() {
             return Err(Status::ActiveProposal);
         }
-        self.check_uncommitted_room(1, 32)?;
+        self.check_uncommitted_room(1, Entry::size_bytes_for(0))?;
         let index = self.leader_append(EntryKind::Checkpoint, ticket, true, Bytes::new());
         self.pending_ops.push_back(PendingOp {
             last: index,
@@ -804,6 +839,7 @@ impl Replica {
         self.log.committed = index;
         self.holds.on_truncate(LogIndex::ZERO);
         self.checkpoints.clear();
+        self.checkpoint_floor = index;
         self.delivered = index;
         self.applied = index;
         self.installed_snapshot = Some(SnapshotMeta {
@@ -821,6 +857,21 @@ impl Replica {
             },
         );
         Ok(())
+    }
+
+    /// Leader side: the runtime's snapshot transfer to `node` completed up to `index` (the
+    /// follower called [`Replica::install_snapshot`]). Replication resumes with a probe after
+    /// `index`, even if the follower's own acknowledgement is lost.
+    pub fn report_snapshot_installed(&mut self, node: NodeId, index: LogIndex) {
+        if self.role != Role::Leader || index > self.log.last_index() {
+            return;
+        }
+        if let Some(p) = self.peer_mut(node)
+            && p.state == ProgressState::SnapshotRequired
+        {
+            p.become_probe();
+            p.next_index = p.next_index.max(index.next());
+        }
     }
 
     /// Leader side: the snapshot transfer to `node` failed; probe it again (it is reported in
@@ -1028,5 +1079,13 @@ mod tests {
             replica.applied(ready.committed_through);
         }
         assert_eq!(batches, vec![2, 2, 1]);
+    }
+
+    #[test]
+    fn replica_and_ready_can_move_between_threads() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Replica>();
+        assert_send::<Ready>();
+        assert_send::<Message>();
     }
 }

@@ -5,7 +5,8 @@
 //! batching with the helper's write + sync.
 
 use std::fs::{File, OpenOptions};
-use std::io;
+use std::io::{self, PipeReader, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -62,11 +63,18 @@ struct Request {
     token: u64,
 }
 
+/// A completion, and whether its notification byte was written to the pipe.
+type Notified = (Completion, bool);
+
 /// `pwrite` + `fdatasync` on a helper thread (see the module docs).
+///
+/// [`Backend::completion_fd`] is the read end of a pipe holding one byte per finished,
+/// unreaped write, so an event loop can sleep in `poll`/`epoll` until one is ready.
 #[derive(Debug)]
 pub struct BlockingBackend {
     requests: Option<Sender<Request>>,
-    completions: Receiver<Completion>,
+    completions: Receiver<Notified>,
+    notify: PipeReader,
     worker: Option<JoinHandle<()>>,
     in_flight: usize,
     queue_depth_max: usize,
@@ -81,7 +89,10 @@ impl BlockingBackend {
     pub fn new(queue_depth_max: usize) -> io::Result<Self> {
         let queue_depth_max = queue_depth_max.max(1);
         let (request_tx, request_rx) = bounded::<Request>(queue_depth_max);
-        let (completion_tx, completion_rx) = bounded::<Completion>(queue_depth_max);
+        let (completion_tx, completion_rx) = bounded::<Notified>(queue_depth_max);
+        // One byte per completion, written before the completion is sent, read when it is
+        // reaped: at most `queue_depth_max` (≤ 64) bytes are ever in the pipe.
+        let (notify_rx, mut notify_tx) = io::pipe()?;
         let worker = std::thread::Builder::new()
             .name("kommander-wal-blocking".into())
             .spawn(move || {
@@ -96,7 +107,8 @@ impl BlockingBackend {
                         result,
                         buf: request.buf,
                     };
-                    if completion_tx.send(completion).is_err() {
+                    let notified = notify_tx.write_all(&[1]).is_ok();
+                    if completion_tx.send((completion, notified)).is_err() {
                         return;
                     }
                 }
@@ -104,6 +116,7 @@ impl BlockingBackend {
         Ok(Self {
             requests: Some(request_tx),
             completions: completion_rx,
+            notify: notify_rx,
             worker: Some(worker),
             in_flight: 0,
             queue_depth_max,
@@ -155,28 +168,34 @@ impl Backend for BlockingBackend {
     fn reap(&mut self, min_complete: usize, out: &mut Vec<Completion>) -> io::Result<usize> {
         let min_complete = min_complete.min(self.in_flight);
         let mut added = 0;
-        while added < min_complete {
-            let completion = self.completions.recv().map_err(|_| worker_gone())?;
+        while self.in_flight > 0 {
+            let received = if added < min_complete {
+                self.completions.recv().map_err(|_| worker_gone())?
+            } else {
+                match self.completions.try_recv() {
+                    Ok(received) => received,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return Err(worker_gone()),
+                }
+            };
+            let (completion, notified) = received;
+            if notified {
+                // Written before the completion was sent: never blocks.
+                self.notify.read_exact(&mut [0u8])?;
+            }
             out.push(completion);
             added += 1;
             self.in_flight -= 1;
-        }
-        while self.in_flight > 0 {
-            match self.completions.try_recv() {
-                Ok(completion) => {
-                    out.push(completion);
-                    added += 1;
-                    self.in_flight -= 1;
-                }
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => return Err(worker_gone()),
-            }
         }
         Ok(added)
     }
 
     fn in_flight(&self) -> usize {
         self.in_flight
+    }
+
+    fn completion_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.notify.as_fd())
     }
 }
 

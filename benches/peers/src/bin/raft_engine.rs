@@ -15,11 +15,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
 use kommander_peers::{
-    Outcome, PARTITION_COUNTS, fresh_dir, histogram, kommander, payload, print_table, record,
-    remove_dir, run_length,
+    COMPACTION_INTERVAL_ROUNDS, Contender, Kommander, PARTITION_COUNTS, RETAINED_ENTRIES,
+    fresh_dir, interleaved, payload, print_table, record, remove_dir,
 };
-use raft_engine::{Config, Engine, LogBatch, MessageExt};
+use raft_engine::{Command, Config, Engine, LogBatch, MessageExt};
 use raft_proto::eraftpb::Entry;
 
 /// TiKV's `raftstore.raft-write-size-limit` default: a store writer's batch stops growing here.
@@ -36,67 +37,98 @@ impl MessageExt for EntryExt {
     }
 }
 
-fn raft_engine(dir: &Path, partitions: u64, run: Duration) -> Outcome {
-    let config = Config {
-        dir: dir.to_string_lossy().into_owned(),
-        ..Config::default()
-    };
-    let engine = Engine::open(config).expect("open raft-engine");
-    let mut template = Entry::default();
-    template.term = 1;
-    template.data = payload().into();
-    let mut next_index = vec![1u64; partitions as usize];
-    let mut batch = LogBatch::with_capacity(RAFT_WRITE_SIZE_LIMIT + 64 * 1024);
-    let mut commit_latency = histogram();
-    let mut records = 0u64;
-    let mut pending = 0u64;
-    let mut rounds: Vec<Instant> = Vec::new();
-    let start = Instant::now();
-    while start.elapsed() < run {
-        // One round: every region's ready brings one entry.
-        rounds.push(Instant::now());
-        for (region, index) in next_index.iter_mut().enumerate() {
-            let mut entry = template.clone();
-            entry.index = *index;
-            *index += 1;
-            batch
-                .add_entries::<EntryExt>(region as u64 + 1, &[entry])
-                .expect("add entries");
+/// raft-engine's side, driven like TiKV's store writer (see the crate docs above).
+struct RaftEngine {
+    engine: Engine,
+    template: Entry,
+    next_index: Vec<u64>,
+    batch: LogBatch,
+    rounds: u64,
+}
+
+impl RaftEngine {
+    fn open(dir: &Path, partitions: u64) -> Self {
+        let config = Config {
+            dir: dir.to_string_lossy().into_owned(),
+            ..Config::default()
+        };
+        let template = Entry {
+            term: 1,
+            data: payload().into(),
+            ..Entry::default()
+        };
+        Self {
+            engine: Engine::open(config).expect("open raft-engine"),
+            template,
+            next_index: vec![1; partitions as usize],
+            batch: LogBatch::with_capacity(RAFT_WRITE_SIZE_LIMIT + 64 * 1024),
+            rounds: 0,
         }
-        pending += partitions;
-        if batch.approximate_size() >= RAFT_WRITE_SIZE_LIMIT {
-            engine.write(&mut batch, true).expect("write");
+    }
+}
+
+impl Contender for RaftEngine {
+    fn slice(&mut self, run: Duration, commit_latency: &mut Histogram<u64>) -> f64 {
+        let partitions = self.next_index.len() as u64;
+        let mut records = 0u64;
+        let mut pending = 0u64;
+        let mut rounds: Vec<Instant> = Vec::new();
+        let start = Instant::now();
+        while start.elapsed() < run || pending > 0 {
+            if start.elapsed() < run {
+                // One round: every region's ready brings one entry.
+                rounds.push(Instant::now());
+                for (region, index) in self.next_index.iter_mut().enumerate() {
+                    let mut entry = self.template.clone();
+                    entry.index = *index;
+                    *index += 1;
+                    self.batch
+                        .add_entries::<EntryExt>(region as u64 + 1, &[entry])
+                        .expect("add entries");
+                }
+                pending += partitions;
+                self.rounds += 1;
+                if self.rounds.is_multiple_of(COMPACTION_INTERVAL_ROUNDS) {
+                    // TiKV's raft-log GC: a `Compact` command per region (its files are purged
+                    // by `purge_expired_files` only past `purge-threshold`, 10 GiB by default).
+                    for (region, index) in self.next_index.iter().enumerate() {
+                        if *index > RETAINED_ENTRIES {
+                            self.batch.add_command(
+                                region as u64 + 1,
+                                Command::Compact {
+                                    index: *index - RETAINED_ENTRIES,
+                                },
+                            );
+                        }
+                    }
+                }
+                if self.batch.approximate_size() < RAFT_WRITE_SIZE_LIMIT {
+                    continue;
+                }
+            }
+            self.engine.write(&mut self.batch, true).expect("write");
             records += pending;
             pending = 0;
             for round in rounds.drain(..) {
-                record(&mut commit_latency, round.elapsed());
+                record(commit_latency, round.elapsed());
             }
         }
-    }
-    if pending > 0 {
-        engine.write(&mut batch, true).expect("write");
-        records += pending;
-        for round in rounds.drain(..) {
-            record(&mut commit_latency, round.elapsed());
-        }
-    }
-    Outcome {
-        records_per_second: records as f64 / start.elapsed().as_secs_f64(),
-        commit_latency,
+        records as f64 / start.elapsed().as_secs_f64()
     }
 }
 
 fn main() {
-    let run = run_length();
     let mut rows = Vec::new();
     for partitions in PARTITION_COUNTS {
-        let dir = fresh_dir("kommander");
-        let ours = kommander(&dir, partitions, run);
-        remove_dir(&dir);
-        let dir = fresh_dir("raft-engine");
-        let theirs = raft_engine(&dir, partitions, run);
-        remove_dir(&dir);
-        rows.push((partitions, ours, theirs));
+        let our_dir = fresh_dir("kommander");
+        let their_dir = fresh_dir("raft-engine");
+        let mut ours = Kommander::open(&our_dir, partitions);
+        let mut theirs = RaftEngine::open(&their_dir, partitions);
+        let (our_outcome, their_outcome) = interleaved(&mut ours, &mut theirs);
+        drop((ours, theirs));
+        remove_dir(&our_dir);
+        remove_dir(&their_dir);
+        rows.push((partitions, our_outcome, their_outcome));
     }
     print_table("raft-engine", &rows);
 }

@@ -1,0 +1,87 @@
+//! Segment reclamation: what pins a segment, and how it is released.
+
+use kommander_wal::backend::BackendChoice;
+use kommander_wal::{HardState, PartitionId, Wal};
+
+use crate::common::small_config;
+
+fn p(id: u64) -> PartitionId {
+    PartitionId(id)
+}
+
+fn open(dir: &std::path::Path) -> Wal {
+    Wal::open(dir, small_config(BackendChoice::Blocking)).expect("open")
+}
+
+/// Appends `count` compacted entries to partition 1 (its live set stays small), syncing.
+fn churn(wal: &mut Wal, from: u64, count: u64) {
+    for index in from..from + count {
+        wal.append_entry(p(1), index, 1, &[5; 900]).expect("append");
+        if index % 8 == 0 {
+            wal.compact_to(p(1), index - 2).expect("compact");
+            wal.sync().expect("sync");
+        }
+    }
+    wal.sync().expect("sync");
+}
+
+#[test]
+fn an_old_hard_state_does_not_pin_segments_forever() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut wal = open(dir.path());
+    let hard_state = HardState {
+        term: 7,
+        vote: Some(3),
+    };
+    wal.set_hard_state(p(2), hard_state).expect("hard state");
+    wal.set_commit_index(p(2), 41).expect("commit");
+    churn(&mut wal, 1, 400);
+    let seqs = wal.segment_seqs();
+    assert!(seqs[0] > 3, "the oldest segments were reclaimed: {seqs:?}");
+    drop(wal);
+    let wal = open(dir.path());
+    let info = wal.partition(p(2)).expect("partition 2 survives");
+    assert_eq!(info.hard_state, Some(hard_state));
+    assert_eq!(info.commit_index, Some(41));
+}
+
+#[test]
+fn a_partition_larger_than_a_frame_pins_until_compacted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut wal = open(dir.path());
+    // 30 KiB of live entries: more than one 16 KiB frame, so it cannot be rewritten.
+    for index in 1..=30 {
+        wal.append_entry(p(2), index, 1, &[2; 1000])
+            .expect("append");
+    }
+    wal.sync().expect("sync");
+    let first = wal.segment_seqs()[0];
+    churn(&mut wal, 1, 300);
+    assert_eq!(
+        wal.segment_seqs()[0],
+        first,
+        "the big partition pins its segment"
+    );
+    wal.compact_to(p(2), 31).expect("compact it");
+    churn(&mut wal, 301, 200);
+    assert!(wal.segment_seqs()[0] > first, "released after compaction");
+    drop(wal);
+    let wal = open(dir.path());
+    let info = wal.partition(p(2)).expect("partition 2");
+    assert_eq!(
+        (info.first_index, info.last_index, info.last_term),
+        (31, 30, 1)
+    );
+}
+
+#[test]
+fn a_reader_holding_bytes_keeps_them_valid_after_reclamation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut wal = open(dir.path());
+    churn(&mut wal, 1, 16);
+    let held = wal.entry(p(1), 14).expect("read");
+    churn(&mut wal, 17, 400);
+    assert!(wal.entry(p(1), 14).is_err(), "compacted away");
+    // Its segment was reclaimed (deleted, not recycled, since it was still mapped here).
+    assert_eq!(&held[..], &[5; 900][..]);
+}
