@@ -25,8 +25,7 @@
 
 mod timer;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -155,47 +154,6 @@ pub enum HandshakeError {
     },
 }
 
-/// The last inbound activity of each configured peer, stamped by the local HLC. Lock-free:
-/// the peer set is fixed at start.
-struct Activity {
-    hlc: Arc<HybridLogicalClock>,
-    peers: HashMap<NodeId, AtomicU64>,
-}
-
-impl Activity {
-    fn touch(&self, node: NodeId) {
-        if let Some(slot) = self.peers.get(&node) {
-            slot.fetch_max(self.hlc.now().packed(), Ordering::Relaxed);
-        }
-    }
-
-    fn last(&self, node: NodeId) -> HlcTimestamp {
-        match self.peers.get(&node).map(|s| s.load(Ordering::Relaxed)) {
-            Some(packed) if packed > 0 => HlcTimestamp::from_packed(self.hlc.node(), packed),
-            _ => HlcTimestamp::ZERO,
-        }
-    }
-}
-
-/// The inbound side handed to transports: records peer activity, then routes to the shards.
-struct RaftInbound {
-    shards: Arc<dyn Inbound>,
-    activity: Arc<Activity>,
-}
-
-impl Inbound for RaftInbound {
-    fn deliver(&self, messages: Vec<Message>) {
-        let mut last = None;
-        for message in &messages {
-            if last != Some(message.from) {
-                self.activity.touch(message.from);
-                last = Some(message.from);
-            }
-        }
-        self.shards.deliver(messages);
-    }
-}
-
 struct Inner {
     config: Arc<NodeConfig>,
     runtime: Runtime,
@@ -207,8 +165,7 @@ struct Inner {
     system: Arc<SystemState>,
     coordinator: Coordinator,
     timer: Timer,
-    activity: Arc<Activity>,
-    inbound: Arc<RaftInbound>,
+    inbound: Arc<dyn Inbound>,
     joined: AtomicBool,
     left: AtomicBool,
 }
@@ -289,18 +246,7 @@ impl Raft {
             Arc::clone(&hub),
             Arc::clone(&hlc),
         )?;
-        let activity = Arc::new(Activity {
-            hlc: Arc::clone(&hlc),
-            peers: discovery
-                .peers()
-                .iter()
-                .map(|p| (p.node_id, AtomicU64::new(0)))
-                .collect(),
-        });
-        let inbound = Arc::new(RaftInbound {
-            shards: runtime.inbound(),
-            activity: Arc::clone(&activity),
-        });
+        let inbound = runtime.inbound();
         let nodes = RwLock::new(discovery.peers().to_vec());
         Ok(Self {
             inner: Arc::new(Inner {
@@ -314,7 +260,6 @@ impl Raft {
                 system,
                 coordinator,
                 timer,
-                activity,
                 inbound,
                 joined: AtomicBool::new(false),
                 left: AtomicBool::new(false),
@@ -322,11 +267,11 @@ impl Raft {
         })
     }
 
-    /// The receiving side to register with the network: peers' message batches go here.
-    /// It records each peer's activity and does not keep the node running.
+    /// The receiving side to register with the network: peers' message batches go here
+    /// (the runtime records each peer's last message). It does not keep the node running.
     #[must_use]
     pub fn inbound(&self) -> Arc<dyn Inbound> {
-        Arc::clone(&self.inner.inbound) as _
+        Arc::clone(&self.inner.inbound)
     }
 
     /// Joins the cluster of the configuration's peers (static discovery): opens (or restores)
@@ -475,14 +420,23 @@ impl Raft {
         &self.inner.config.node_name
     }
 
-    /// When this node last received anything from the peer at `endpoint`, by the local HLC
-    /// ([`HlcTimestamp::ZERO`]: never, or not a peer).
+    /// When this node last received a message from the peer at `endpoint`, as an HLC
+    /// timestamp of this node (physical milliseconds of the arrival, logical 0;
+    /// [`HlcTimestamp::ZERO`]: never, or not a peer).
     #[must_use]
     pub fn last_node_activity(&self, endpoint: &str) -> HlcTimestamp {
+        let Some(peer) = self.inner.discovery.peer_at(endpoint) else {
+            return HlcTimestamp::ZERO;
+        };
         self.inner
-            .discovery
-            .peer_at(endpoint)
-            .map_or(HlcTimestamp::ZERO, |p| self.inner.activity.last(p.node_id))
+            .runtime
+            .last_heard(peer.node_id)
+            .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(HlcTimestamp::ZERO, |since| HlcTimestamp {
+                physical_ms: u64::try_from(since.as_millis()).unwrap_or(u64::MAX),
+                logical: 0,
+                node: self.inner.hlc.node(),
+            })
     }
 
     /// The endpoints of the peers heard from within `within`.
@@ -495,7 +449,7 @@ impl Raft {
             .peers()
             .iter()
             .filter(|p| {
-                let last = self.inner.activity.last(p.node_id);
+                let last = self.last_node_activity(&p.endpoint);
                 last != HlcTimestamp::ZERO && now.millis_since(last) <= window
             })
             .map(|p| p.endpoint.clone())
@@ -854,7 +808,7 @@ impl Raft {
     // ----- transport entry points -----
 
     /// A peer introduces itself on a custom transport: checks its cluster name, node id and
-    /// endpoint, and records its activity.
+    /// endpoint (a transport accepts the peer's messages only after a successful handshake).
     ///
     /// # Errors
     ///
@@ -877,7 +831,6 @@ impl Raft {
                 received: request.endpoint.clone(),
             });
         }
-        inner.activity.touch(request.node_id);
         Ok(())
     }
 
