@@ -23,7 +23,12 @@
 //! elastic partitions (create, remove, split, merge, state-machine transfer) have their own
 //! issue; every partition is replicated on every node of the static configuration.
 
+mod entry;
+mod hooks;
 mod timer;
+
+pub use entry::{HandshakeError, HandshakeRequest};
+pub use hooks::TestHooks;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -32,7 +37,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::{broadcast, oneshot};
 
-use crate::core::{LogIndex, Message, MessageBody, NodeId, PartitionId, Role, Status, Ticket};
+use crate::core::{LogIndex, NodeId, PartitionId, Role, Status, Ticket};
 use crate::node::config::NodeConfig;
 use crate::node::discovery::{RaftNode, StaticDiscovery};
 use crate::node::events::{EventHub, LeaderView, RaftEvent};
@@ -114,44 +119,6 @@ pub enum JoinError {
     /// The node left the cluster.
     #[error("the node left the cluster")]
     Left,
-}
-
-/// A peer's hello on a custom transport ([`Raft::handshake`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HandshakeRequest {
-    /// The cluster the peer believes it belongs to.
-    pub cluster_name: String,
-    /// The peer's node id.
-    pub node_id: NodeId,
-    /// The peer's endpoint.
-    pub endpoint: String,
-}
-
-/// Why a handshake was refused.
-#[non_exhaustive]
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum HandshakeError {
-    /// The peer belongs to another cluster.
-    #[error("cluster name mismatch: this node is in `{expected}`, the peer in `{received}`")]
-    ClusterMismatch {
-        /// This node's cluster.
-        expected: String,
-        /// The peer's.
-        received: String,
-    },
-    /// The node id is not in this node's configuration (or is this node's own id).
-    #[error("node {0} is not a peer of this node")]
-    UnknownNode(NodeId),
-    /// The node id is known under another endpoint.
-    #[error("node {node} is configured at `{expected}`, not `{received}`")]
-    EndpointMismatch {
-        /// The node.
-        node: NodeId,
-        /// Its configured endpoint.
-        expected: String,
-        /// The endpoint it claimed.
-        received: String,
-    },
 }
 
 struct Inner {
@@ -805,118 +772,6 @@ impl Raft {
         self.inner.runtime.stats()
     }
 
-    // ----- transport entry points -----
-
-    /// A peer introduces itself on a custom transport: checks its cluster name, node id and
-    /// endpoint (a transport accepts the peer's messages only after a successful handshake).
-    ///
-    /// # Errors
-    ///
-    /// [`HandshakeError`] naming the mismatch; nothing is recorded.
-    pub fn handshake(&self, request: &HandshakeRequest) -> Result<(), HandshakeError> {
-        let inner = &self.inner;
-        if request.cluster_name != inner.config.cluster_name {
-            return Err(HandshakeError::ClusterMismatch {
-                expected: inner.config.cluster_name.clone(),
-                received: request.cluster_name.clone(),
-            });
-        }
-        let Some(peer) = inner.discovery.peer(request.node_id) else {
-            return Err(HandshakeError::UnknownNode(request.node_id));
-        };
-        if peer.endpoint != request.endpoint {
-            return Err(HandshakeError::EndpointMismatch {
-                node: request.node_id,
-                expected: peer.endpoint.clone(),
-                received: request.endpoint.clone(),
-            });
-        }
-        Ok(())
-    }
-
-    /// Delivers pre-vote and vote requests received by a custom transport.
-    ///
-    /// # Errors
-    ///
-    /// `Errored` when a message is of another kind or addressed to another node;
-    /// `LogsFromAnotherLeader` when its sender is not a configured peer. Nothing is delivered
-    /// then.
-    pub fn request_vote(&self, messages: Vec<Message>) -> Result<(), Status> {
-        self.deliver_checked(messages, |b| {
-            matches!(
-                b,
-                MessageBody::PreVoteRequest { .. } | MessageBody::VoteRequest { .. }
-            )
-        })
-    }
-
-    /// Delivers pre-vote and vote answers received by a custom transport.
-    ///
-    /// # Errors
-    ///
-    /// As [`Raft::request_vote`].
-    pub fn vote(&self, messages: Vec<Message>) -> Result<(), Status> {
-        self.deliver_checked(messages, |b| {
-            matches!(
-                b,
-                MessageBody::PreVoteResponse { .. } | MessageBody::VoteResponse { .. }
-            )
-        })
-    }
-
-    /// Delivers leader-to-follower traffic (appends, heartbeats, transfer and read-index
-    /// requests) received by a custom transport.
-    ///
-    /// # Errors
-    ///
-    /// As [`Raft::request_vote`].
-    pub fn append_logs(&self, messages: Vec<Message>) -> Result<(), Status> {
-        self.deliver_checked(messages, |b| {
-            matches!(
-                b,
-                MessageBody::AppendRequest { .. }
-                    | MessageBody::Heartbeat { .. }
-                    | MessageBody::TimeoutNow
-                    | MessageBody::ReadIndexRequest { .. }
-            )
-        })
-    }
-
-    /// Delivers follower-to-leader answers (append and heartbeat responses, read-index
-    /// answers) received by a custom transport.
-    ///
-    /// # Errors
-    ///
-    /// As [`Raft::request_vote`].
-    pub fn complete_append_logs(&self, messages: Vec<Message>) -> Result<(), Status> {
-        self.deliver_checked(messages, |b| {
-            matches!(
-                b,
-                MessageBody::AppendResponse { .. }
-                    | MessageBody::HeartbeatResponse { .. }
-                    | MessageBody::ReadIndexResponse { .. }
-            )
-        })
-    }
-
-    fn deliver_checked(
-        &self,
-        messages: Vec<Message>,
-        accepts: fn(&MessageBody) -> bool,
-    ) -> Result<(), Status> {
-        let local = self.local_node_id();
-        for message in &messages {
-            if !accepts(&message.body) || message.to != local {
-                return Err(Status::Errored);
-            }
-            if self.inner.discovery.peer(message.from).is_none() {
-                return Err(Status::LogsFromAnotherLeader);
-            }
-        }
-        self.inner.inbound.deliver(messages);
-        Ok(())
-    }
-
     // ----- test hooks -----
 
     /// Leadership controls for tests and fault injection (Kommander's
@@ -931,122 +786,4 @@ impl Raft {
 fn to_partition_id(id: u64) -> PartitionId {
     // Map ids come from `PartitionMap::initial(u32)`.
     PartitionId(u32::try_from(id).unwrap_or(u32::MAX))
-}
-
-/// Leadership controls for deterministic tests and fault injection: [`Raft::testing`].
-#[derive(Clone, Copy, Debug)]
-pub struct TestHooks<'a> {
-    raft: &'a Raft,
-}
-
-impl TestHooks<'_> {
-    /// Makes this node campaign for `partition` at once (as if its leader had handed over
-    /// with `TimeoutNow`) and waits until it leads. Already leading: returns at once.
-    ///
-    /// # Errors
-    ///
-    /// `ProposalTimeout` when it does not lead within `timeout` (its log may be behind);
-    /// the refusals of [`Raft::partition_status`].
-    pub async fn force_leader(
-        &self,
-        partition: PartitionId,
-        timeout: Duration,
-    ) -> Result<(), Status> {
-        let raft = self.raft;
-        let status = raft.partition_status(partition).await?;
-        if status.role == Role::Leader {
-            return Ok(());
-        }
-        let local = raft.local_node_id();
-        let from = status
-            .leader
-            .filter(|&l| l != local)
-            .or_else(|| raft.inner.discovery.peers().first().map(|p| p.node_id))
-            .ok_or(Status::Errored)?;
-        raft.inner.runtime.deliver(vec![Message {
-            partition,
-            from,
-            to: local,
-            term: status.term,
-            body: MessageBody::TimeoutNow,
-        }]);
-        self.wait_until(partition, timeout, |v| v.role == Role::Leader)
-            .await
-    }
-
-    /// The leader of `partition` steps down and asks the most up-to-date voter to campaign.
-    ///
-    /// # Errors
-    ///
-    /// `NodeIsNotLeader` on a follower; the refusals of [`Raft::partition_status`].
-    pub async fn step_down(&self, partition: PartitionId) -> Result<(), Status> {
-        self.raft
-            .ask(partition, |reply| Request::StepDown { reply })
-            .await
-    }
-
-    /// Hands leadership of `partition` to `target` and waits until it leads (as seen here).
-    ///
-    /// # Errors
-    ///
-    /// `NodeIsNotLeader` on a follower; `LeaderAlreadyElected` for this node;
-    /// `Errored` for a target that is not a voter; `ProposalTimeout` when `target` does not
-    /// lead within `timeout`.
-    pub async fn transfer_leadership(
-        &self,
-        partition: PartitionId,
-        target: NodeId,
-        timeout: Duration,
-    ) -> Result<(), Status> {
-        self.raft
-            .ask(partition, |reply| Request::TransferLeadership {
-                target,
-                reply,
-            })
-            .await?;
-        self.wait_until(partition, timeout, |v| v.leader == Some(target))
-            .await
-    }
-
-    /// The leader of `partition` stops sending heartbeats and appends (followers will time
-    /// out and elect another leader).
-    ///
-    /// # Errors
-    ///
-    /// `NodeIsNotLeader` on a follower; the refusals of [`Raft::partition_status`].
-    pub async fn suspend_heartbeats(&self, partition: PartitionId) -> Result<(), Status> {
-        self.raft
-            .ask(partition, |reply| Request::SuspendHeartbeats { reply })
-            .await
-    }
-
-    /// Resumes heartbeats suspended by [`TestHooks::suspend_heartbeats`].
-    ///
-    /// # Errors
-    ///
-    /// As [`TestHooks::suspend_heartbeats`].
-    pub async fn resume_heartbeats(&self, partition: PartitionId) -> Result<(), Status> {
-        self.raft
-            .ask(partition, |reply| Request::ResumeHeartbeats { reply })
-            .await
-    }
-
-    async fn wait_until(
-        &self,
-        partition: PartitionId,
-        timeout: Duration,
-        done: impl Fn(&LeaderView) -> bool,
-    ) -> Result<(), Status> {
-        let deadline = Instant::now() + timeout;
-        let poll = self.raft.inner.config.tick_interval();
-        loop {
-            if self.raft.leader_view(partition).is_some_and(|v| done(&v)) {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(Status::ProposalTimeout);
-            }
-            self.raft.inner.timer.sleep(poll).await;
-        }
-    }
 }
