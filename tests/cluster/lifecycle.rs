@@ -226,3 +226,46 @@ async fn transport_entry_points_check_kind_sender_and_receiver() {
     // The cluster still works.
     cluster.replicate(PartitionId(1), b"still fine").await;
 }
+
+/// Polls `future` on this thread with a waker that unparks it: no async runtime at all.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(value) = future.as_mut().poll(&mut cx) {
+            return value;
+        }
+        std::thread::park();
+    }
+}
+
+#[test]
+fn the_handle_needs_no_tokio_runtime() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let network = MemoryNetwork::new();
+    let app = Arc::new(Recorder::default());
+    let raft = Raft::start(
+        test_config(1, 1, 1, dir.path()),
+        network.transport(NodeId(1)),
+        app.clone(),
+    )
+    .expect("start");
+    network.register(NodeId(1), raft.inbound());
+    block_on(raft.join_cluster(None)).expect("joined");
+    let p = PartitionId(1);
+    block_on(raft.wait_for_leader(p, PATIENCE)).expect("leader");
+    let result = block_on(raft.replicate_logs(p, "t", "no tokio", Default::default()));
+    assert_eq!(result.status, Status::Success);
+    // A timeout is served by the node's timer thread, not by an executor.
+    let waited = block_on(raft.wait_for_leader(PartitionId(42), Duration::from_millis(20)));
+    assert_eq!(waited.err(), Some(Status::ProposalTimeout));
+    block_on(raft.leave_cluster());
+    assert_eq!(app.payloads(p), ["no tokio"]);
+}
