@@ -1,7 +1,7 @@
 //! [`NodeConfig`]: one serde struct (TOML-loadable) holding everything a node needs — identity,
 //! peers, storage, timing and every limit — validated at start with an error naming the field.
 //!
-//! It derives the per-partition [`core::Config`](crate::core::Config) and the per-shard
+//! It derives the per-partition [`core::Config`] and the per-shard
 //! [`WalConfig`]; nothing else in the runtime reads settings from anywhere else.
 
 use std::collections::BTreeMap;
@@ -46,7 +46,9 @@ pub struct NodeConfig {
     pub peers: BTreeMap<u64, String>,
     /// Directory holding one WAL directory per shard (`shard-<n>`).
     pub data_dir: PathBuf,
-    /// Number of shard threads; 0 means one per available core.
+    /// Number of shard threads; 0 means one per available core. A data directory keeps the
+    /// shard count it was created with (start refuses another), so set it explicitly where
+    /// the core count may change.
     pub shards: usize,
     /// Number of user partitions the system partition's first map creates.
     pub initial_partitions: u32,
