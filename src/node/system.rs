@@ -4,7 +4,7 @@
 //!   [`PartitionMap::initial`]`(initial_partitions)` as a `_RaftSystem` entry (retrying after a
 //!   failed attempt). Two leaders in a row may both propose version 1; a committed map is
 //!   applied only if its version is above the applied one, so duplicates are ignored.
-//! * Every node receives committed P0 entries on shard 0's thread ([`SystemApp`]): `_RaftSystem`
+//! * Every node receives committed P0 entries on shard 0's thread (`SystemApp`): `_RaftSystem`
 //!   entries are decoded with validation and handed over here; other P0 entries go to the
 //!   application ("shared P0", as in Kommander).
 //! * The coordinator thread applies the newest committed map: it opens (creating or restoring)
