@@ -314,21 +314,24 @@ impl Raft {
             return;
         }
         inner.joined.store(false, Ordering::Release);
-        inner.coordinator.stop();
-        // Stopping joins the shard threads: do it off the caller's thread.
-        let runtime = inner.runtime.clone();
+        // Stopping joins the coordinator and shard threads: do it off the caller's thread.
+        let this = self.clone();
         let (done, finished) = oneshot::channel();
         let spawned = std::thread::Builder::new()
             .name("kommander-leave".to_owned())
             .spawn(move || {
-                runtime.shutdown();
+                this.inner.coordinator.stop();
+                this.inner.runtime.shutdown();
                 let _ = done.send(());
             });
         match spawned {
             Ok(_) => {
                 let _ = finished.await;
             }
-            Err(_) => inner.runtime.shutdown(),
+            Err(_) => {
+                inner.coordinator.stop();
+                inner.runtime.shutdown();
+            }
         }
     }
 
