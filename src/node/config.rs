@@ -111,6 +111,12 @@ pub struct NodeConfig {
     pub wal_inflight_batches_max: usize,
     /// Largest tolerated drift of a remote HLC timestamp ahead of the local clock, in ms.
     pub hlc_drift_ms_max: u64,
+    /// Ceiling of `Raft::join_cluster`'s wait for the first partition map, in milliseconds.
+    pub join_timeout_ms: u64,
+    /// Events buffered per `Raft` event subscriber (a slower subscriber misses the oldest).
+    pub events_buffered_max: usize,
+    /// Timed waits (`Raft` timeouts and polls) pending at once on one node.
+    pub timers_max: usize,
 }
 
 /// An invalid [`NodeConfig`] (or a TOML text that does not parse into one).
@@ -182,6 +188,9 @@ impl NodeConfig {
             wal_record_bytes_max: wal.record_bytes_max,
             wal_inflight_batches_max: wal.inflight_batches_max,
             hlc_drift_ms_max: 60_000,
+            join_timeout_ms: 60_000,
+            events_buffered_max: 1024,
+            timers_max: 65_536,
         }
     }
 
@@ -265,7 +274,10 @@ impl NodeConfig {
                 "must be below partitions_max (partition 0 is the system partition)",
             );
         }
-        let positive: [(&'static str, u64); 6] = [
+        let positive: [(&'static str, u64); 9] = [
+            ("join_timeout_ms", self.join_timeout_ms),
+            ("events_buffered_max", self.events_buffered_max as u64),
+            ("timers_max", self.timers_max as u64),
             ("shard_commands_max", self.shard_commands_max as u64),
             (
                 "shard_inbound_batches_max",

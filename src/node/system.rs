@@ -1,0 +1,323 @@
+//! The system partition (partition 0) coordinator: it holds the partition map.
+//!
+//! * On first start, once this node leads P0 and no map is known, it proposes
+//!   [`PartitionMap::initial`]`(initial_partitions)` as a `_RaftSystem` entry (retrying after a
+//!   failed attempt). Two leaders in a row may both propose version 1; a committed map is
+//!   applied only if its version is above the applied one, so duplicates are ignored.
+//! * Every node receives committed P0 entries on shard 0's thread (`SystemApp`): `_RaftSystem`
+//!   entries are decoded with validation and handed over here; other P0 entries go to the
+//!   application ("shared P0", as in Kommander).
+//! * The coordinator thread applies the newest committed map: it opens (creating or restoring)
+//!   every user partition of the map on its shard, publishes the map, fires
+//!   `PartitionMapChanged` and turns `is_initialized` true.
+//!
+//! The hand-over from the shard thread is a single "latest map" slot plus a wake-up channel of
+//! capacity 1: nothing queues up, and nothing blocks the shard.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender};
+use tokio::sync::{oneshot, watch};
+
+use crate::core::{PartitionId, Role, Status, Ticket};
+use crate::node::events::{EventHub, RaftEvent};
+use crate::node::hlc::HybridLogicalClock;
+use crate::node::partition_map::{PartitionMap, PartitionState};
+use crate::node::runtime::Runtime;
+use crate::shard::{LogEntry, ProposedEntry, ReplicationResult, Request, StateMachine};
+
+/// The log type of system entries on partition 0; applications may not write it.
+pub const SYSTEM_LOG_TYPE: &str = "_RaftSystem";
+
+/// The system partition.
+pub const SYSTEM_PARTITION: PartitionId = PartitionId(0);
+
+/// What the shard thread and the coordinator share.
+pub(crate) struct SystemState {
+    /// The newest committed map not applied yet.
+    pending: Mutex<Option<PartitionMap>>,
+    /// The map in force.
+    applied: RwLock<Arc<PartitionMap>>,
+    initialized: watch::Sender<bool>,
+    wake: Sender<()>,
+    wakes: Receiver<()>,
+}
+
+impl SystemState {
+    pub(crate) fn new() -> Self {
+        let (wake, wakes) = channel::bounded(1);
+        Self {
+            pending: Mutex::new(None),
+            applied: RwLock::new(Arc::new(PartitionMap::default())),
+            initialized: watch::channel(false).0,
+            wake,
+            wakes,
+        }
+    }
+
+    /// Wakes the coordinator (a pending wake-up is enough).
+    pub(crate) fn wake(&self) {
+        let _ = self.wake.try_send(());
+    }
+
+    /// The map in force (version 0: none yet).
+    pub(crate) fn map(&self) -> Arc<PartitionMap> {
+        Arc::clone(&self.applied.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    pub(crate) fn initialized(&self) -> watch::Receiver<bool> {
+        self.initialized.subscribe()
+    }
+
+    pub(crate) fn is_initialized(&self) -> bool {
+        *self.initialized.borrow()
+    }
+
+    fn offer(&self, map: PartitionMap) {
+        let applied = self.map().version;
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let newest = pending.as_ref().map_or(applied, |p| p.version.max(applied));
+        if map.version > newest {
+            *pending = Some(map);
+        }
+        drop(pending);
+        self.wake();
+    }
+
+    fn knows_a_map(&self) -> bool {
+        self.map().version > 0
+            || self
+                .pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_some()
+    }
+}
+
+/// The state machine the runtime calls: system entries of P0 go to the coordinator, the rest
+/// to the application.
+pub(crate) struct SystemApp {
+    pub(crate) system: Arc<SystemState>,
+    pub(crate) app: Arc<dyn StateMachine>,
+}
+
+impl SystemApp {
+    fn system_entry(&self, entry: &LogEntry) -> bool {
+        match PartitionMap::decode(&entry.payload) {
+            Ok(map) => {
+                self.system.offer(map);
+                true
+            }
+            // Reported as a replication error by the runtime; the map is not applied.
+            Err(_) => false,
+        }
+    }
+}
+
+impl StateMachine for SystemApp {
+    fn on_replication_received(&self, partition: PartitionId, entry: &LogEntry) -> bool {
+        if partition == SYSTEM_PARTITION && entry.log_type() == SYSTEM_LOG_TYPE {
+            return self.system_entry(entry);
+        }
+        self.app.on_replication_received(partition, entry)
+    }
+
+    fn on_log_restored(&self, partition: PartitionId, entry: &LogEntry) -> bool {
+        if partition == SYSTEM_PARTITION && entry.log_type() == SYSTEM_LOG_TYPE {
+            return self.system_entry(entry);
+        }
+        self.app.on_log_restored(partition, entry)
+    }
+}
+
+/// The coordinator thread.
+pub(crate) struct Coordinator {
+    stop: Arc<AtomicBool>,
+    system: Arc<SystemState>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct Loop {
+    runtime: Runtime,
+    system: Arc<SystemState>,
+    hub: Arc<EventHub>,
+    hlc: Arc<HybridLogicalClock>,
+    stop: Arc<AtomicBool>,
+    opened: HashSet<PartitionId>,
+    proposal: Option<oneshot::Receiver<Result<ReplicationResult, Status>>>,
+    next_proposal: Instant,
+    retry: Duration,
+}
+
+impl Coordinator {
+    pub(crate) fn start(
+        runtime: Runtime,
+        system: Arc<SystemState>,
+        hub: Arc<EventHub>,
+        hlc: Arc<HybridLogicalClock>,
+    ) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let config = runtime.config();
+        let retry = config.tick_interval() * config.election_timeout_ticks_max;
+        let mut state = Loop {
+            runtime,
+            system: Arc::clone(&system),
+            hub,
+            hlc,
+            stop: Arc::clone(&stop),
+            opened: HashSet::new(),
+            proposal: None,
+            next_proposal: Instant::now(),
+            retry,
+        };
+        let thread = std::thread::Builder::new()
+            .name("kommander-system".to_owned())
+            .spawn(move || state.run())?;
+        Ok(Self {
+            stop,
+            system,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    pub(crate) fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.system.wake();
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Coordinator {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Loop {
+    fn run(&mut self) {
+        let poll = self.runtime.config().tick_interval() * 2;
+        let wakes = self.system.wakes.clone();
+        while !self.stop.load(Ordering::Acquire) {
+            match wakes.recv_timeout(poll) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            if self.stop.load(Ordering::Acquire) {
+                return;
+            }
+            self.apply_pending();
+            self.propose_initial_map();
+        }
+    }
+
+    /// Opens the user partitions of the newest committed map, then publishes it.
+    fn apply_pending(&mut self) {
+        let Some(map) = self
+            .system
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+        else {
+            return;
+        };
+        let voters = self.runtime.config().cluster_nodes();
+        for range in &map.partitions {
+            if range.state == PartitionState::Removed {
+                continue;
+            }
+            let Ok(id) = u32::try_from(range.partition_id) else {
+                continue;
+            };
+            let partition = PartitionId(id);
+            if self.opened.contains(&partition) {
+                continue;
+            }
+            let Ok(answer) = self
+                .runtime
+                .open_partition(partition, voters.clone(), Vec::new())
+            else {
+                // Full shard queue: try again on the next wake-up.
+                return;
+            };
+            match answer.blocking_recv() {
+                Ok(Ok(_)) => {
+                    self.opened.insert(partition);
+                }
+                Ok(Err(_)) => return,
+                // The shard stopped.
+                Err(_) => return,
+            }
+        }
+        {
+            let mut pending = self
+                .system
+                .pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if pending.as_ref().is_some_and(|p| p.version == map.version) {
+                *pending = None;
+            }
+        }
+        let map = Arc::new(map);
+        *self
+            .system
+            .applied
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::clone(&map);
+        self.hub.publish(RaftEvent::PartitionMapChanged { map });
+        self.system.initialized.send_replace(true);
+    }
+
+    /// As P0 leader with no map known: propose the first one.
+    fn propose_initial_map(&mut self) {
+        if let Some(answer) = self.proposal.as_mut() {
+            match answer.try_recv() {
+                Err(oneshot::error::TryRecvError::Empty) => return,
+                // Committed (its delivery is on its way) or failed: look again later.
+                _ => self.next_proposal = Instant::now() + self.retry,
+            }
+            self.proposal = None;
+        }
+        if self.system.knows_a_map() || Instant::now() < self.next_proposal {
+            return;
+        }
+        let leads = self
+            .hub
+            .leader_view(SYSTEM_PARTITION)
+            .is_some_and(|v| v.role == Role::Leader);
+        if !leads {
+            return;
+        }
+        let Ok(map) = PartitionMap::initial(self.runtime.config().initial_partitions) else {
+            return;
+        };
+        let (reply, answer) = oneshot::channel();
+        let request = Request::Propose {
+            entries: vec![ProposedEntry {
+                log_type: SYSTEM_LOG_TYPE.to_owned(),
+                payload: Bytes::from(map.encode()),
+            }],
+            auto_commit: true,
+            ticket: Ticket(self.hlc.now().packed()),
+            reply,
+        };
+        if self.runtime.send(SYSTEM_PARTITION, request).is_ok() {
+            self.proposal = Some(answer);
+        } else {
+            self.next_proposal = Instant::now() + self.retry;
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! A test cluster of `Raft` handles with recording applications.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use kommander_raft::node::LeaderView;
+use kommander_raft::transport::Transport;
+use kommander_raft::transport::faulty::{FaultInjector, FaultRates};
+use kommander_raft::transport::memory::MemoryNetwork;
+use kommander_raft::{
+    LogEntry, NodeConfig, NodeId, PartitionId, Raft, RaftEvent, ReplicateOptions,
+    ReplicationResult, Role, StateMachine, Status, Term,
+};
+use tokio::sync::broadcast;
+
+/// How long a test waits for anything before failing.
+pub(crate) const PATIENCE: Duration = Duration::from_secs(20);
+
+/// One delivered entry as the application saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Seen {
+    pub(crate) index: u64,
+    pub(crate) log_type: String,
+    pub(crate) payload: Bytes,
+}
+
+type Hook = Box<dyn Fn(PartitionId, &LogEntry) + Send + Sync>;
+
+/// Records every delivery per partition, live and restored separately.
+#[derive(Default)]
+pub(crate) struct Recorder {
+    live: Mutex<HashMap<PartitionId, Vec<Seen>>>,
+    restored: Mutex<HashMap<PartitionId, Vec<Seen>>>,
+    pub(crate) on_live: Mutex<Option<Hook>>,
+    pub(crate) on_restore: Mutex<Option<Hook>>,
+}
+
+fn seen(entry: &LogEntry) -> Seen {
+    Seen {
+        index: entry.index.0,
+        log_type: entry.log_type().to_owned(),
+        payload: entry.payload.clone(),
+    }
+}
+
+impl StateMachine for Recorder {
+    fn on_replication_received(&self, partition: PartitionId, entry: &LogEntry) -> bool {
+        if let Some(hook) = self.on_live.lock().expect("hook").as_ref() {
+            hook(partition, entry);
+        }
+        let mut live = self.live.lock().expect("recorder");
+        live.entry(partition).or_default().push(seen(entry));
+        !entry.payload.starts_with(b"reject")
+    }
+
+    fn on_log_restored(&self, partition: PartitionId, entry: &LogEntry) -> bool {
+        if let Some(hook) = self.on_restore.lock().expect("hook").as_ref() {
+            hook(partition, entry);
+        }
+        let mut restored = self.restored.lock().expect("recorder");
+        restored.entry(partition).or_default().push(seen(entry));
+        true
+    }
+}
+
+impl Recorder {
+    pub(crate) fn live(&self, partition: PartitionId) -> Vec<Seen> {
+        let live = self.live.lock().expect("recorder");
+        live.get(&partition).cloned().unwrap_or_default()
+    }
+
+    pub(crate) fn restored(&self, partition: PartitionId) -> Vec<Seen> {
+        let restored = self.restored.lock().expect("recorder");
+        restored.get(&partition).cloned().unwrap_or_default()
+    }
+
+    /// Live payloads of `partition`.
+    pub(crate) fn payloads(&self, partition: PartitionId) -> Vec<Bytes> {
+        self.live(partition)
+            .into_iter()
+            .map(|s| s.payload)
+            .collect()
+    }
+}
+
+/// A hook that blocks the first callback until released: returns the hook, a receiver that
+/// fires when the callback is entered, and the sender that releases it.
+pub(crate) fn gate() -> (Hook, mpsc::Receiver<()>, mpsc::SyncSender<()>) {
+    let (entered_tx, entered_rx) = mpsc::sync_channel(1);
+    let (release_tx, release_rx) = mpsc::sync_channel(1);
+    let state = Mutex::new(Some((entered_tx, release_rx)));
+    let hook: Hook = Box::new(move |_, _| {
+        let taken = state.lock().expect("gate").take();
+        if let Some((entered, release)) = taken {
+            let _ = entered.send(());
+            let _ = release.recv();
+        }
+    });
+    (hook, entered_rx, release_tx)
+}
+
+/// Settings for a test node: fast ticks, small WAL segments, 2 shards.
+pub(crate) fn test_config(
+    node: u64,
+    nodes: u64,
+    partitions: u32,
+    dir: &std::path::Path,
+) -> NodeConfig {
+    let mut config = NodeConfig::new(node, dir.join(format!("node-{node}")));
+    config.endpoint = format!("memory:{node}");
+    config.peers = (1..=nodes)
+        .filter(|&n| n != node)
+        .map(|n| (n, format!("memory:{n}")))
+        .collect::<BTreeMap<_, _>>();
+    config.shards = 2;
+    config.initial_partitions = partitions;
+    config.tick_interval_ms = 5;
+    config.election_timeout_ticks_min = 10;
+    config.election_timeout_ticks_max = 20;
+    config.heartbeat_interval_ticks = 2;
+    config.seed = 0x0c15 ^ node;
+    config.wal_segment_bytes = 1 << 20;
+    config.wal_batch_bytes_max = 256 << 10;
+    config.wal_record_bytes_max = 64 << 10;
+    config.join_timeout_ms = PATIENCE.as_millis() as u64;
+    config
+}
+
+pub(crate) struct TestNode {
+    pub(crate) config: NodeConfig,
+    pub(crate) raft: Option<Raft>,
+    pub(crate) app: Arc<Recorder>,
+    /// Every event of every incarnation, collected by a subscriber task.
+    pub(crate) events: Arc<Mutex<Vec<RaftEvent>>>,
+}
+
+pub(crate) struct TestCluster {
+    pub(crate) network: Arc<MemoryNetwork>,
+    pub(crate) faults: Option<Arc<FaultInjector>>,
+    pub(crate) nodes: Vec<TestNode>,
+    pub(crate) partitions: u32,
+    _dir: tempfile::TempDir,
+}
+
+impl TestCluster {
+    /// Starts and joins `nodes` nodes with `partitions` user partitions.
+    pub(crate) async fn start(nodes: u64, partitions: u32) -> Self {
+        Self::start_with(nodes, partitions, None, |_| {}).await
+    }
+
+    pub(crate) async fn start_with(
+        nodes: u64,
+        partitions: u32,
+        faults: Option<FaultRates>,
+        tweak: impl Fn(&mut NodeConfig),
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let injector = faults.map(|rates| {
+            let injector = FaultInjector::new(0xfa17, 4096).expect("fault injector");
+            injector.set_rates(rates);
+            injector
+        });
+        let mut cluster = Self {
+            network: MemoryNetwork::new(),
+            faults: injector,
+            nodes: Vec::new(),
+            partitions,
+            _dir: dir,
+        };
+        for node in 1..=nodes {
+            let mut config = test_config(node, nodes, partitions, cluster._dir.path());
+            tweak(&mut config);
+            cluster.nodes.push(TestNode {
+                config,
+                raft: None,
+                app: Arc::new(Recorder::default()),
+                events: Arc::new(Mutex::new(Vec::new())),
+            });
+        }
+        for i in 0..cluster.nodes.len() {
+            cluster.start_node(i);
+        }
+        cluster.join_all().await;
+        cluster
+    }
+
+    /// Starts node `i` (not joined).
+    pub(crate) fn start_node(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let id = NodeId(node.config.node_id);
+        let memory: Arc<dyn Transport> = self.network.transport(id);
+        let transport = match &self.faults {
+            Some(faults) => faults.wrap(id, memory) as Arc<dyn Transport>,
+            None => memory,
+        };
+        let raft = Raft::start(node.config.clone(), transport, node.app.clone()).expect("start");
+        let mut events = raft.subscribe();
+        let log = Arc::clone(&node.events);
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(event) => log.lock().expect("events").push(event),
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        self.network.register(id, raft.inbound());
+        node.raft = Some(raft);
+    }
+
+    /// Joins every running node concurrently.
+    pub(crate) async fn join_all(&self) {
+        let mut joins = tokio::task::JoinSet::new();
+        for node in &self.nodes {
+            if let Some(raft) = node.raft.clone() {
+                joins.spawn(async move { raft.join_cluster(None).await });
+            }
+        }
+        while let Some(joined) = joins.join_next().await {
+            joined.expect("join task").expect("joined");
+        }
+    }
+
+    /// Node `i`'s handle.
+    pub(crate) fn raft(&self, i: usize) -> &Raft {
+        self.nodes[i].raft.as_ref().expect("node running")
+    }
+
+    /// The user partitions.
+    pub(crate) fn user_partitions(&self) -> Vec<PartitionId> {
+        (1..=self.partitions).map(PartitionId).collect()
+    }
+
+    /// The index of the node leading `p`, once one leads and every running node knows it.
+    pub(crate) async fn leader(&self, p: PartitionId) -> usize {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let views: Vec<Option<LeaderView>> = self
+                .nodes
+                .iter()
+                .filter_map(|n| n.raft.as_ref())
+                .map(|r| r.leader_view(p))
+                .collect();
+            let leaders: Vec<usize> = self
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.raft.as_ref().is_some_and(|r| r.am_i_leader_quick(p)))
+                .map(|(i, _)| i)
+                .collect();
+            if let [leader] = leaders[..] {
+                let id = NodeId(self.nodes[leader].config.node_id);
+                if views
+                    .iter()
+                    .all(|v| v.is_some_and(|v| v.leader == Some(id)))
+                {
+                    return leader;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no agreed leader for {p}: {views:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Replicates on `p`'s leader (retrying while leadership moves) and returns the result.
+    pub(crate) async fn replicate(&self, p: PartitionId, payload: &[u8]) -> ReplicationResult {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let leader = self.leader(p).await;
+            let result = self
+                .raft(leader)
+                .replicate_logs(
+                    p,
+                    "test",
+                    Bytes::copy_from_slice(payload),
+                    ReplicateOptions::default(),
+                )
+                .await;
+            match result.status {
+                Status::Success => return result,
+                Status::NodeIsNotLeader | Status::ReplicationFailed
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    // `ReplicationFailed` is indeterminate: these tests use unique payloads
+                    // and only count on acknowledged ones.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                other => panic!("replicate on {p}: {other:?}"),
+            }
+        }
+    }
+
+    /// Waits until every running node's application holds `count` live entries of `p`.
+    pub(crate) async fn wait_delivered(&self, p: PartitionId, count: usize) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let counts: Vec<usize> = self
+                .nodes
+                .iter()
+                .filter(|n| n.raft.is_some())
+                .map(|n| n.app.live(p).len())
+                .collect();
+            if counts.iter().all(|&c| c >= count) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{p}: deliveries {counts:?}, expected {count}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Stops every node (each makes what it appended durable).
+    pub(crate) async fn stop_all(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(raft) = node.raft.take() {
+                self.network.unregister(NodeId(node.config.node_id));
+                raft.leave_cluster().await;
+            }
+        }
+    }
+
+    /// Checks that no partition had two leaders in one term, over every event of every node.
+    pub(crate) fn assert_one_leader_per_term(&self) {
+        let mut leaders: HashMap<(PartitionId, Term), NodeId> = HashMap::new();
+        for node in &self.nodes {
+            for event in node.events.lock().expect("events").iter() {
+                if let RaftEvent::LeaderChanged {
+                    partition,
+                    leader: Some(leader),
+                    term,
+                    ..
+                } = event
+                {
+                    let first = *leaders.entry((*partition, *term)).or_insert(*leader);
+                    assert_eq!(first, *leader, "two leaders of {partition} in {term}");
+                }
+            }
+        }
+    }
+}
+
+/// The role of `raft` on `p`, asked of its replica.
+pub(crate) async fn role(raft: &Raft, p: PartitionId) -> Role {
+    raft.partition_status(p).await.expect("status").role
+}

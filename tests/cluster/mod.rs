@@ -1,0 +1,10 @@
+//! Cluster tests through the public `Raft` handle: in-process nodes (real WALs in temp
+//! directories) on the in-memory transport, optionally through the fault injector, driven
+//! from a small tokio runtime (the library itself needs none).
+
+mod harness;
+mod leadership;
+mod lifecycle;
+mod replication;
+mod restart;
+mod statuses;

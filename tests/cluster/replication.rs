@@ -1,0 +1,229 @@
+//! Election on every partition, replication read back on every node in the same order,
+//! two-phase commit and rollback, checkpoints.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use kommander_raft::transport::faulty::FaultRates;
+use kommander_raft::{PartitionId, Raft, ReplicateOptions, Status};
+
+use super::harness::{TestCluster, role};
+
+/// Every user partition elects a leader; one write per partition (and a batch on the first)
+/// reaches every node, identically ordered.
+async fn elect_replicate_read_back(cluster: &TestCluster, writes: usize) {
+    for p in cluster.user_partitions() {
+        cluster.leader(p).await;
+    }
+    let mut expected = Vec::new();
+    for p in cluster.user_partitions() {
+        let mut acked = Vec::new();
+        for k in 0..writes {
+            let payload = format!("{p}-{k}");
+            let result = cluster.replicate(p, payload.as_bytes()).await;
+            assert!(result.is_success());
+            acked.push((result.log_index.expect("index"), Bytes::from(payload)));
+        }
+        expected.push((p, acked));
+    }
+    for (p, acked) in expected {
+        cluster.wait_delivered(p, acked.len()).await;
+        let first = cluster.nodes[0].app.live(p);
+        for node in &cluster.nodes {
+            assert_eq!(node.app.live(p), first, "{p}: nodes disagree");
+        }
+        // Acknowledged entries are delivered once, in index order, with their indexes.
+        let delivered: Vec<_> = first.iter().map(|s| (s.index, s.payload.clone())).collect();
+        let acked: Vec<_> = acked.into_iter().map(|(i, b)| (i.0, b)).collect();
+        assert_eq!(delivered, acked, "{p}");
+        assert!(first.iter().all(|s| s.log_type == "test"));
+    }
+}
+
+#[tokio::test]
+async fn one_node_one_partition_replicates_and_reads_back() {
+    let cluster = TestCluster::start(1, 1).await;
+    elect_replicate_read_back(&cluster, 20).await;
+    let raft = cluster.raft(0);
+    assert!(raft.is_initialized() && raft.joined());
+    assert!(raft.am_i_leader(PartitionId(1)).await.expect("status"));
+    assert_eq!(raft.partition_for_key("orders/1"), Ok(PartitionId(1)));
+}
+
+#[tokio::test]
+async fn one_node_64_partitions_replicate_and_route() {
+    let cluster = TestCluster::start(1, 64).await;
+    elect_replicate_read_back(&cluster, 2).await;
+    let raft = cluster.raft(0);
+    let map = raft.partition_map();
+    assert_eq!(map.version, 1);
+    assert_eq!(map.partitions.len(), 64);
+    // Keys sharing a prefix route together; every routed partition is a user partition.
+    let a = raft.partition_for_key("orders/17/line/1").expect("route");
+    assert_eq!(raft.partition_for_key("orders/17/line/2"), Ok(a));
+    assert_eq!(raft.partition_for_prefix("orders/17/line"), Ok(a));
+    assert!((1..=64).contains(&a.0));
+    assert_eq!(raft.partition_generation(a), 1);
+    assert_eq!(raft.partition_generation(PartitionId(999)), 0);
+}
+
+#[tokio::test]
+async fn three_nodes_one_partition_replicate_in_the_same_order() {
+    let cluster = TestCluster::start(3, 1).await;
+    elect_replicate_read_back(&cluster, 30).await;
+    cluster.assert_one_leader_per_term();
+}
+
+#[tokio::test]
+async fn three_nodes_64_partitions_elect_and_replicate_everywhere() {
+    let cluster = TestCluster::start(3, 64).await;
+    elect_replicate_read_back(&cluster, 2).await;
+    cluster.assert_one_leader_per_term();
+}
+
+#[tokio::test]
+async fn five_nodes_one_partition_replicate_through_faults() {
+    let faults = FaultRates {
+        drop_per_million: 20_000,
+        duplicate_per_million: 20_000,
+        delay_per_million: 20_000,
+        delay_ms_max: 5,
+        reorder_per_million: 20_000,
+    };
+    let cluster = TestCluster::start_with(5, 1, Some(faults), |_| {}).await;
+    elect_replicate_read_back(&cluster, 30).await;
+    let counts = cluster.faults.as_ref().expect("faults").counts();
+    assert!(counts.dropped > 0 && counts.duplicated > 0, "{counts:?}");
+    cluster.assert_one_leader_per_term();
+}
+
+#[tokio::test]
+async fn five_nodes_64_partitions_elect_and_replicate_everywhere() {
+    let cluster = TestCluster::start(5, 64).await;
+    elect_replicate_read_back(&cluster, 1).await;
+    cluster.assert_one_leader_per_term();
+}
+
+async fn propose_held(
+    raft: &Raft,
+    p: PartitionId,
+    payload: &'static str,
+) -> kommander_raft::ReplicationResult {
+    let options = ReplicateOptions {
+        auto_commit: false,
+        ..ReplicateOptions::default()
+    };
+    let result = raft.replicate_logs(p, "held", payload, options).await;
+    assert_eq!(result.status, Status::Success, "{payload}");
+    result
+}
+
+#[tokio::test]
+async fn two_phase_commit_and_rollback() {
+    let cluster = TestCluster::start(3, 1).await;
+    let p = PartitionId(1);
+    let leader = cluster.raft(cluster.leader(p).await);
+
+    // Held entries are not delivered until committed.
+    let kept = propose_held(leader, p, "kept").await;
+    let dropped = propose_held(leader, p, "dropped").await;
+    let rolled = leader.rollback_logs(p, dropped.ticket).await;
+    assert_eq!(rolled.status, Status::Success);
+    // Commit after rollback is refused.
+    assert_eq!(
+        leader.commit_logs(p, dropped.ticket).await.status,
+        Status::Errored
+    );
+    let committed = leader.commit_logs(p, kept.ticket).await;
+    assert_eq!(committed.status, Status::Success);
+    assert!(committed.log_index > kept.log_index);
+    // A later auto-commit write marks the end of the deliveries.
+    cluster.replicate(p, b"after").await;
+    cluster.wait_delivered(p, 2).await;
+    for node in &cluster.nodes {
+        assert_eq!(
+            node.app.payloads(p),
+            [Bytes::from_static(b"kept"), Bytes::from_static(b"after")]
+        );
+    }
+    // Resolved tickets are forgotten; unknown ones were never known.
+    assert_eq!(
+        leader.commit_logs(p, kept.ticket).await.status,
+        Status::ProposalNotFound
+    );
+    assert_eq!(
+        leader.rollback_logs(p, leader.hlc().now()).await.status,
+        Status::ProposalNotFound
+    );
+}
+
+#[tokio::test]
+async fn a_batch_is_one_proposal_with_contiguous_indexes() {
+    let cluster = TestCluster::start(3, 1).await;
+    let p = PartitionId(1);
+    let leader = cluster.raft(cluster.leader(p).await);
+    let payloads: Vec<Bytes> = (0..5).map(|k| Bytes::from(format!("b{k}"))).collect();
+    let result = leader
+        .replicate_batch(p, "batch", payloads.clone(), ReplicateOptions::default())
+        .await;
+    assert!(result.is_success());
+    cluster.wait_delivered(p, 5).await;
+    for node in &cluster.nodes {
+        let seen = node.app.live(p);
+        assert_eq!(
+            seen.iter().map(|s| s.payload.clone()).collect::<Vec<_>>(),
+            payloads
+        );
+        let last = seen.last().expect("entries").index;
+        assert_eq!(Some(last), result.log_index.map(|i| i.0));
+        assert!(seen.windows(2).all(|w| w[1].index == w[0].index + 1));
+    }
+}
+
+#[tokio::test]
+async fn checkpoint_commits_and_waits_for_open_proposals() {
+    let cluster = TestCluster::start(3, 1).await;
+    let p = PartitionId(1);
+    let leader = cluster.raft(cluster.leader(p).await);
+    cluster.replicate(p, b"before").await;
+    let held = propose_held(leader, p, "held").await;
+    assert_eq!(
+        leader.replicate_checkpoint(p).await.status,
+        Status::ActiveProposal
+    );
+    assert!(leader.commit_logs(p, held.ticket).await.is_success());
+    let checkpoint = leader.replicate_checkpoint(p).await;
+    assert_eq!(checkpoint.status, Status::Success);
+    cluster.replicate(p, b"after").await;
+    cluster.wait_delivered(p, 3).await;
+    let status = leader.partition_status(p).await.expect("status");
+    assert!(status.commit >= checkpoint.log_index.expect("index"));
+    assert_eq!(role(leader, p).await, kommander_raft::Role::Leader);
+}
+
+#[tokio::test]
+async fn a_rejected_entry_is_reported_as_a_replication_error() {
+    let cluster = TestCluster::start(1, 1).await;
+    let p = PartitionId(1);
+    cluster.replicate(p, b"reject me").await;
+    cluster.replicate(p, b"fine").await;
+    cluster.wait_delivered(p, 2).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let errors = cluster.nodes[0]
+            .events
+            .lock()
+            .expect("events")
+            .iter()
+            .filter(|e| matches!(e, kommander_raft::RaftEvent::ReplicationError { partition, .. } if *partition == p))
+            .count();
+        if errors == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no replication error event"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
