@@ -66,7 +66,7 @@ mod message;
 mod progress;
 mod ready;
 mod replica;
-mod rng;
+pub(crate) mod rng;
 mod status;
 mod types;
 

@@ -1,4 +1,5 @@
-//! A tiny deterministic PRNG (splitmix64) for election timeouts: no clock, no OS entropy.
+//! A tiny deterministic PRNG (splitmix64) for the crate's seeded choices (election timeouts,
+//! injected network faults): no clock, no OS entropy.
 
 /// splitmix64 (Steele, Lea, Flood 2014): passes BigCrush, one u64 of state.
 #[derive(Clone, Debug)]
@@ -23,6 +24,16 @@ impl SplitMix64 {
         let span = u64::from(high - low);
         // The bias of a modulo over 2^64 is below 2^-32 for any u32 span: negligible here.
         low + u32::try_from(self.next_u64() % span).unwrap_or(0)
+    }
+
+    /// True with probability `per_million` / 1 000 000.
+    pub(crate) fn chance(&mut self, per_million: u32) -> bool {
+        per_million > 0 && self.next_u64() % 1_000_000 < u64::from(per_million)
+    }
+
+    /// Uniform in `0..=max`.
+    pub(crate) fn below_or_equal(&mut self, max: u64) -> u64 {
+        self.next_u64() % max.saturating_add(1).max(1)
     }
 }
 

@@ -16,7 +16,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{SplitMix64, Transport};
+use super::Transport;
+use crate::core::rng::SplitMix64;
 use crate::core::{Message, NodeId};
 
 /// Fault probabilities (per million messages) and bounds.

@@ -31,31 +31,3 @@ pub trait Inbound: Send + Sync + 'static {
     /// dropped and counted.
     fn deliver(&self, messages: Vec<Message>);
 }
-
-/// A small seeded PRNG (SplitMix64) for fault decisions: deterministic for a seed.
-#[derive(Clone, Debug)]
-pub(crate) struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub(crate) fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// True with probability `per_million` / 1 000 000.
-    pub(crate) fn chance(&mut self, per_million: u32) -> bool {
-        per_million > 0 && self.next_u64() % 1_000_000 < u64::from(per_million)
-    }
-
-    /// Uniform in `0..=max`.
-    pub(crate) fn below_or_equal(&mut self, max: u64) -> u64 {
-        self.next_u64() % max.saturating_add(1).max(1)
-    }
-}

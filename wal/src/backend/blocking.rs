@@ -4,7 +4,7 @@
 //! performed in submission order, one at a time; the pipeline still overlaps the caller's
 //! batching with the helper's write + sync.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{self, PipeReader, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
@@ -33,26 +33,6 @@ impl FileSystem for StdFileSystem {
     fn open(&self, path: &Path) -> io::Result<SegmentFile> {
         let file = OpenOptions::new().read(true).write(true).open(path)?;
         Ok(SegmentFile::new(file, path.to_path_buf()))
-    }
-
-    fn write_at(&self, file: &SegmentFile, offset: u64, data: &[u8]) -> io::Result<()> {
-        file.file().write_all_at(data, offset)
-    }
-
-    fn sync_data(&self, file: &SegmentFile) -> io::Result<()> {
-        file.file().sync_data()
-    }
-
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        std::fs::rename(from, to)
-    }
-
-    fn remove(&self, path: &Path) -> io::Result<()> {
-        std::fs::remove_file(path)
-    }
-
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        File::open(dir)?.sync_all()
     }
 }
 

@@ -28,6 +28,7 @@ use std::fmt;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -90,7 +91,8 @@ impl fmt::Debug for SegmentFile {
 }
 
 /// The synchronous filesystem side of a backend: rare operations, each finished (but not
-/// necessarily durable: see each method) when it returns.
+/// necessarily durable: see each method) when it returns. Every method but the two that open
+/// files defaults to the plain `std` call.
 ///
 /// Data passed to [`FileSystem::write_at`] by the log is always 4096-aligned in memory, offset
 /// and length, so an `O_DIRECT` implementation may write it as is.
@@ -112,33 +114,43 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     ///
     /// # Errors
     /// Any I/O error.
-    fn write_at(&self, file: &SegmentFile, offset: u64, data: &[u8]) -> io::Result<()>;
+    fn write_at(&self, file: &SegmentFile, offset: u64, data: &[u8]) -> io::Result<()> {
+        file.file().write_all_at(data, offset)
+    }
 
     /// Makes every earlier write to `file` durable (`fdatasync`).
     ///
     /// # Errors
     /// Any I/O error. After a failed sync the file's contents are unknown: never retry.
-    fn sync_data(&self, file: &SegmentFile) -> io::Result<()>;
+    fn sync_data(&self, file: &SegmentFile) -> io::Result<()> {
+        file.file().sync_data()
+    }
 
     /// Atomically renames `from` to `to` (replacing `to`). Durable after
     /// [`FileSystem::sync_dir`] on the directory.
     ///
     /// # Errors
     /// Any I/O error.
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
 
     /// Removes a file. Durable after [`FileSystem::sync_dir`] on the directory. A mapping of the
     /// file stays valid until unmapped.
     ///
     /// # Errors
     /// Any I/O error.
-    fn remove(&self, path: &Path) -> io::Result<()>;
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
 
     /// Makes the directory's entries (creations, renames, removals) durable (`fsync` on it).
     ///
     /// # Errors
     /// Any I/O error.
-    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
 }
 
 /// One finished durable write.

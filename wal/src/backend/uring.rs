@@ -41,10 +41,10 @@
 #![allow(unsafe_code)]
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -133,26 +133,6 @@ impl FileSystem for UringFileSystem {
 
     fn open(&self, path: &Path) -> io::Result<SegmentFile> {
         self.open_with(path, false)
-    }
-
-    fn write_at(&self, file: &SegmentFile, offset: u64, data: &[u8]) -> io::Result<()> {
-        file.file().write_all_at(data, offset)
-    }
-
-    fn sync_data(&self, file: &SegmentFile) -> io::Result<()> {
-        file.file().sync_data()
-    }
-
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        std::fs::rename(from, to)
-    }
-
-    fn remove(&self, path: &Path) -> io::Result<()> {
-        std::fs::remove_file(path)
-    }
-
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        File::open(dir)?.sync_all()
     }
 }
 
@@ -734,7 +714,8 @@ mod tests {
             let dir = tempfile::tempdir().expect("tempdir");
             let path = dir.path().join("read-only");
             std::fs::write(&path, vec![0u8; 8192]).expect("create");
-            let read_only = SegmentFile::new(File::open(&path).expect("open"), path.clone());
+            let read_only =
+                SegmentFile::new(std::fs::File::open(&path).expect("open"), path.clone());
             let mut backend = UringBackend::new(2, mode).expect("io_uring");
             backend
                 .submit_durable_write(&read_only, 0, filled(4096, 1), 5)
