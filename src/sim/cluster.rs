@@ -337,7 +337,14 @@ impl Simulation {
             .map(|_| Node {
                 up: true,
                 incarnation: 0,
-                replicas: Vec::new(),
+                replicas: (0..config.partitions)
+                    .map(|_| SimReplica {
+                        core: None,
+                        durable: Durable::default(),
+                        applied: LogIndex::ZERO,
+                        observed_commit: 0,
+                    })
+                    .collect(),
                 disk_queue: VecDeque::new(),
                 flushing: 0,
                 // Per-node clock drift: ticks of 9 to 11 ms when tick_ms is 10.
@@ -348,7 +355,7 @@ impl Simulation {
                 paused_until: 0,
             })
             .collect();
-        let mut simulation = Self {
+        Self {
             seed,
             bug_name: None,
             #[cfg(feature = "sim-bugs")]
@@ -381,18 +388,7 @@ impl Simulation {
                 settle_ms: 0,
             },
             config,
-        };
-        for node in 0..simulation.nodes.len() {
-            simulation.nodes[node].replicas = (0..simulation.config.partitions)
-                .map(|_| SimReplica {
-                    core: None,
-                    durable: Durable::default(),
-                    applied: LogIndex::ZERO,
-                    observed_commit: 0,
-                })
-                .collect();
         }
-        simulation
     }
 
     /// A run of `seed` with `config` and one injected bug.
