@@ -1134,9 +1134,13 @@ impl Simulation {
             } else {
                 core.rollback_proposal(Ticket(ticket))
             };
-            if result == Err(Status::ProposalNotFound) && !self.faults_active {
-                // Once healed, the leader's log is the truth: a ticket it does not know is
-                // either already resolved and delivered or was never committed anywhere.
+            if result == Err(Status::ProposalNotFound)
+                && !self.faults_active
+                && !self.ticket_unresolved_in_any_log(partition, ticket)
+            {
+                // Healed, and no replica holds the proposal without a marker after it: it was
+                // resolved (the success answer got lost) or can never commit. A leader's "not
+                // found" alone is not enough: a stale leader may lack it while the next has it.
                 self.clients[partition].open.remove(&ticket);
             }
             self.drain(node, partition)?;
@@ -1147,6 +1151,28 @@ impl Simulation {
             self.agenda.push(at, Event::Resolve { partition, ticket });
         }
         Ok(())
+    }
+
+    /// Whether any replica's log (durable or not) holds data proposed with `ticket` and no
+    /// Commit or Rollback marker for it after that data.
+    fn ticket_unresolved_in_any_log(&self, partition: usize, ticket: u64) -> bool {
+        let view = self.checkers.view();
+        (0..view.nodes()).any(|node| {
+            let mut held = false;
+            for entry in view.replica(node, partition).log.entries() {
+                match entry.kind {
+                    observation::EntryKind::Data { ticket: t, .. } if t == ticket => held = true,
+                    observation::EntryKind::CommitMarker { ticket: t }
+                    | observation::EntryKind::RollbackMarker { ticket: t }
+                        if t == ticket && held =>
+                    {
+                        held = false;
+                    }
+                    _ => {}
+                }
+            }
+            held
+        })
     }
 
     fn on_outcome(&mut self, partition: usize, outcome: Outcome) -> Result<(), SimFailure> {
