@@ -337,7 +337,14 @@ impl Simulation {
             .map(|_| Node {
                 up: true,
                 incarnation: 0,
-                replicas: Vec::new(),
+                replicas: (0..config.partitions)
+                    .map(|_| SimReplica {
+                        core: None,
+                        durable: Durable::default(),
+                        applied: LogIndex::ZERO,
+                        observed_commit: 0,
+                    })
+                    .collect(),
                 disk_queue: VecDeque::new(),
                 flushing: 0,
                 // Per-node clock drift: ticks of 9 to 11 ms when tick_ms is 10.
@@ -348,7 +355,7 @@ impl Simulation {
                 paused_until: 0,
             })
             .collect();
-        let mut simulation = Self {
+        Self {
             seed,
             bug_name: None,
             #[cfg(feature = "sim-bugs")]
@@ -381,18 +388,7 @@ impl Simulation {
                 settle_ms: 0,
             },
             config,
-        };
-        for node in 0..simulation.nodes.len() {
-            simulation.nodes[node].replicas = (0..simulation.config.partitions)
-                .map(|_| SimReplica {
-                    core: None,
-                    durable: Durable::default(),
-                    applied: LogIndex::ZERO,
-                    observed_commit: 0,
-                })
-                .collect();
         }
-        simulation
     }
 
     /// A run of `seed` with `config` and one injected bug.
@@ -1138,9 +1134,13 @@ impl Simulation {
             } else {
                 core.rollback_proposal(Ticket(ticket))
             };
-            if result == Err(Status::ProposalNotFound) && !self.faults_active {
-                // Once healed, the leader's log is the truth: a ticket it does not know is
-                // either already resolved and delivered or was never committed anywhere.
+            if result == Err(Status::ProposalNotFound)
+                && !self.faults_active
+                && !self.ticket_unresolved_in_any_log(partition, ticket)
+            {
+                // Healed, and no replica holds the proposal without a marker after it: it was
+                // resolved (the success answer got lost) or can never commit. A leader's "not
+                // found" alone is not enough: a stale leader may lack it while the next has it.
                 self.clients[partition].open.remove(&ticket);
             }
             self.drain(node, partition)?;
@@ -1151,6 +1151,28 @@ impl Simulation {
             self.agenda.push(at, Event::Resolve { partition, ticket });
         }
         Ok(())
+    }
+
+    /// Whether any replica's log (durable or not) holds data proposed with `ticket` and no
+    /// Commit or Rollback marker for it after that data.
+    fn ticket_unresolved_in_any_log(&self, partition: usize, ticket: u64) -> bool {
+        let view = self.checkers.view();
+        (0..view.nodes()).any(|node| {
+            let mut held = false;
+            for entry in view.replica(node, partition).log.entries() {
+                match entry.kind {
+                    observation::EntryKind::Data { ticket: t, .. } if t == ticket => held = true,
+                    observation::EntryKind::CommitMarker { ticket: t }
+                    | observation::EntryKind::RollbackMarker { ticket: t }
+                        if t == ticket && held =>
+                    {
+                        held = false;
+                    }
+                    _ => {}
+                }
+            }
+            held
+        })
     }
 
     fn on_outcome(&mut self, partition: usize, outcome: Outcome) -> Result<(), SimFailure> {

@@ -102,7 +102,7 @@ impl SimConfig {
             rollback_per_million: 300_000,
             fault_interval_ms_min,
             fault_interval_ms_max,
-            fault_calm_per_million: if storm { 50_000 } else { 0 },
+            fault_calm_per_million: if storm { 100_000 } else { 0 },
             fault_calm_ms_max: 8_000,
             down_ms_max: 3_000,
             cut_ms_max: 5_000,

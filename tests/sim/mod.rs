@@ -13,7 +13,7 @@ mod sensitivity;
 mod sweep;
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Reads a numeric environment variable, or `default` when unset.
 pub(crate) fn env_u64(name: &str, default: u64) -> u64 {
@@ -36,24 +36,20 @@ pub(crate) fn run_seeds<T: Send, E: Send>(
     run: impl Fn(u64) -> Result<T, E> + Sync,
 ) -> Vec<(u64, Result<T, E>)> {
     let next = AtomicU64::new(seeds.start);
+    // Smallest failing seed so far (u64::MAX: none); only set with `stop_early`.
     let failed_at = AtomicU64::new(u64::MAX);
-    let stop = AtomicBool::new(false);
     let results = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for _ in 0..workers.max(1) {
             scope.spawn(|| {
                 loop {
                     let seed = next.fetch_add(1, Ordering::Relaxed);
-                    if seed >= seeds.end
-                        || (stop.load(Ordering::Relaxed)
-                            && seed > failed_at.load(Ordering::Relaxed))
-                    {
+                    if seed >= seeds.end || seed > failed_at.load(Ordering::Relaxed) {
                         break;
                     }
                     let result = run(seed);
                     if result.is_err() && stop_early {
                         failed_at.fetch_min(seed, Ordering::Relaxed);
-                        stop.store(true, Ordering::Relaxed);
                     }
                     results
                         .lock()
