@@ -1,28 +1,28 @@
 //! The simulator's seeded pseudo-random generator.
 //!
-//! A hand-written SplitMix64 rather than a `rand` generator on purpose: a seed printed by a
-//! failing run must replay the same trace forever, and this stream cannot change under us with
-//! a dependency upgrade. Statistical quality is more than enough for fault scheduling.
+//! Built on the crate's own SplitMix64 (`core::rng`) rather than a `rand` generator on purpose:
+//! a seed printed by a failing run must replay the same trace forever, and this stream cannot
+//! change under us with a dependency upgrade. Statistical quality is more than enough for fault scheduling.
+
+use crate::core::rng::SplitMix64;
 
 /// A small, fast, deterministic generator (SplitMix64). Same seed, same stream.
 #[derive(Debug, Clone)]
 pub struct SimRng {
-    state: u64,
+    inner: SplitMix64,
 }
 
 impl SimRng {
     /// A generator whose stream is fully determined by `seed`.
     pub fn new(seed: u64) -> Self {
-        Self { state: seed }
+        Self {
+            inner: SplitMix64::new(seed),
+        }
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.inner.next_u64()
     }
 
     /// A uniform value in `0..bound` (`0` when `bound` is `0`).
