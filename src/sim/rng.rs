@@ -2,7 +2,8 @@
 //!
 //! Built on the crate's own SplitMix64 (`core::rng`) rather than a `rand` generator on purpose:
 //! a seed printed by a failing run must replay the same trace forever, and this stream cannot
-//! change under us with a dependency upgrade. Statistical quality is more than enough for fault scheduling.
+//! change under us with a dependency upgrade. Statistical quality is more than enough for fault
+//! scheduling.
 
 use crate::core::rng::SplitMix64;
 
