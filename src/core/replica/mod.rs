@@ -136,9 +136,26 @@ impl Replica {
             entries,
             applied,
         } = durable;
-        if floor.0 >= INDEX_ABSURD || hard_state.term.0 >= INDEX_ABSURD {
+        if floor.0 >= INDEX_ABSURD
+            || hard_state.term.0 >= INDEX_ABSURD
+            || floor_term.0 >= INDEX_ABSURD
+        {
             return bad("floor or term is absurdly large");
         }
+        // An installed snapshot is made durable before the replica is told (see
+        // `install_snapshot`), while the term learned from the snapshot's sender may still sit
+        // in a Ready that was not flushed. A crash in between leaves the floor's term ahead of
+        // the durable term: adopt it, with no vote. That is safe: a vote leaves this node only
+        // once it is durable, and no vote of that term is.
+        let hard_state = if floor_term > hard_state.term {
+            HardState {
+                term: floor_term,
+                vote: None,
+                commit: hard_state.commit,
+            }
+        } else {
+            hard_state
+        };
         let mut expected = floor.next();
         let mut last_term = floor_term;
         for e in &entries {
@@ -1023,6 +1040,45 @@ mod tests {
                 "{state:?} must be refused"
             );
         }
+    }
+
+    #[test]
+    fn a_snapshot_floor_ahead_of_the_durable_term_is_adopted_without_a_vote() {
+        // Crash after a snapshot was made durable but before the term learned from its sender
+        // was flushed (found by the simulator, seed 6634).
+        let state = DurableState {
+            hard_state: HardState {
+                term: Term(44),
+                vote: Some(NodeId(2)),
+                commit: LogIndex(3144),
+            },
+            floor: LogIndex(3234),
+            floor_term: Term(45),
+            applied: LogIndex(3234),
+            ..DurableState::default()
+        };
+        let replica = Replica::new(config(), state).expect("restorable");
+        assert_eq!(replica.term(), Term(45));
+        assert_eq!(replica.vote(), None);
+        assert_eq!(replica.last_index(), LogIndex(3234));
+        let mut later = DurableState {
+            hard_state: HardState {
+                term: Term(2),
+                ..HardState::default()
+            },
+            floor: LogIndex(1),
+            floor_term: Term(3),
+            applied: LogIndex(1),
+            ..DurableState::default()
+        };
+        later.entries = vec![normal(2, 4)];
+        assert!(
+            matches!(
+                Replica::new(config(), later),
+                Err(ConfigError::InvalidDurableState(_))
+            ),
+            "an entry above the durable term is still refused"
+        );
     }
 
     #[test]
