@@ -4,3 +4,4 @@ mod cluster;
 mod core;
 mod runtime;
 mod sim;
+mod transport;

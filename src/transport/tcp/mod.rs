@@ -22,6 +22,7 @@
 //! peer, not each frame. On an untrusted network put the cluster behind a VPN or TLS tunnel
 //! (TLS inside the transport is not built).
 
+pub mod client;
 pub mod config;
 pub mod frame;
 pub mod handshake;

@@ -63,6 +63,9 @@ pub enum WireError {
         /// Its offset.
         at: usize,
     },
+    /// A text field that is not UTF-8.
+    #[error("text at byte {0} is not UTF-8")]
+    InvalidText(usize),
     /// Bytes after the last message.
     #[error("{0} trailing bytes after the last message")]
     Trailing(usize),
@@ -196,13 +199,42 @@ pub fn encode_messages(messages: &[Message]) -> Vec<Bytes> {
 }
 
 /// A bounds-checked little-endian reader over a frame body.
-struct Cursor<'a> {
+pub(super) struct Cursor<'a> {
     body: &'a Bytes,
     at: usize,
 }
 
-impl Cursor<'_> {
-    fn take<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
+impl<'a> Cursor<'a> {
+    pub(super) const fn new(body: &'a Bytes) -> Self {
+        Self { body, at: 0 }
+    }
+
+    pub(super) fn u16(&mut self) -> Result<u16, WireError> {
+        self.take().map(u16::from_le_bytes)
+    }
+
+    pub(super) fn text(&mut self, len: usize) -> Result<String, WireError> {
+        let at = self.at;
+        let bytes = self.slice(len)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| WireError::InvalidText(at))
+    }
+
+    /// Everything left.
+    pub(super) fn rest(&mut self) -> Bytes {
+        let rest = self.body.slice(self.at.min(self.body.len())..);
+        self.at = self.body.len();
+        rest
+    }
+
+    /// Fails with [`WireError::Trailing`] unless everything was read.
+    pub(super) fn finish(&self) -> Result<(), WireError> {
+        match self.remaining() {
+            0 => Ok(()),
+            trailing => Err(WireError::Trailing(trailing)),
+        }
+    }
+
+    pub(super) fn take<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
         let bytes = self
             .body
             .get(self.at..)
@@ -212,19 +244,19 @@ impl Cursor<'_> {
         Ok(*bytes)
     }
 
-    fn u8(&mut self) -> Result<u8, WireError> {
+    pub(super) fn u8(&mut self) -> Result<u8, WireError> {
         self.take::<1>().map(|[b]| b)
     }
 
-    fn u32(&mut self) -> Result<u32, WireError> {
+    pub(super) fn u32(&mut self) -> Result<u32, WireError> {
         self.take().map(u32::from_le_bytes)
     }
 
-    fn u64(&mut self) -> Result<u64, WireError> {
+    pub(super) fn u64(&mut self) -> Result<u64, WireError> {
         self.take().map(u64::from_le_bytes)
     }
 
-    fn bool(&mut self) -> Result<bool, WireError> {
+    pub(super) fn bool(&mut self) -> Result<bool, WireError> {
         let at = self.at;
         match self.u8()? {
             0 => Ok(false),
@@ -233,7 +265,7 @@ impl Cursor<'_> {
         }
     }
 
-    fn slice(&mut self, len: usize) -> Result<Bytes, WireError> {
+    pub(super) fn slice(&mut self, len: usize) -> Result<Bytes, WireError> {
         let end = self
             .at
             .checked_add(len)
@@ -244,7 +276,7 @@ impl Cursor<'_> {
         Ok(bytes)
     }
 
-    fn remaining(&self) -> usize {
+    pub(super) fn remaining(&self) -> usize {
         self.body.len().saturating_sub(self.at)
     }
 }
@@ -260,7 +292,7 @@ pub fn decode_messages(
     to: NodeId,
     frame_messages_max: usize,
 ) -> Result<Vec<Message>, WireError> {
-    let mut cur = Cursor { body, at: 0 };
+    let mut cur = Cursor::new(body);
     let count = cur.u32()? as usize;
     if count > frame_messages_max {
         return Err(WireError::TooManyMessages {
@@ -327,10 +359,8 @@ pub fn decode_messages(
             body,
         });
     }
-    match cur.remaining() {
-        0 => Ok(messages),
-        trailing => Err(WireError::Trailing(trailing)),
-    }
+    cur.finish()?;
+    Ok(messages)
 }
 
 fn decode_append(cur: &mut Cursor<'_>) -> Result<MessageBody, WireError> {
