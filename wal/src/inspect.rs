@@ -11,17 +11,25 @@
 //!
 //! # A directory a live node holds
 //!
-//! The read is not an atomic snapshot, but it is a consistent prefix of the log: segments are
-//! read newest first. A node writes only to its newest segments and drains its pipeline
-//! before moving to the next one, so every older segment is complete before the newer ones
-//! receive anything. Worked case: the listing shows `5` (active) and `6` (prepared); `6` is
-//! read (empty); the node fills `5` and rotates into `6`; `5` is read (complete). The report
-//! shows the log up to the end of `5`, as it was at some instant. What a live log may show:
+//! The read is not an atomic snapshot, but it yields one: segments are read newest first. A
+//! node writes only to its newest segments and drains its pipeline before moving to the next
+//! one, so every older segment is complete before the newer ones receive anything. Worked
+//! case: the listing shows `5` (active) and `6` (prepared); `6` is read (empty); the node fills
+//! `5` and rotates into `6`; `5` is read (complete). The report shows the log up to the end of
+//! `5`, as it was at one instant.
 //!
-//! * a torn tail at its end (a frame being written while it was read), reported as
-//!   [`DamageAction::TornTail`] exactly as a crash at that instant would leave it;
-//! * segments that vanished between the listing and the read (reclaimed or recycled by the
-//!   node), listed in [`InspectReport::vanished_files`] and otherwise ignored.
+//! That holds while no segment needed at that instant disappears before it is read: the node
+//! reclaims its oldest segments (deletes them, or renames them for recycling and rewrites
+//! their header) once their records are dead, which may be after the instant. A segment found
+//! gone, or renamed under the read, makes the whole directory be read again, listing it anew
+//! (at most 5 times; then [`InspectReport::vanished_files`] names them and the report may miss
+//! their records). So does a fatal damage in a segment whose bytes differ on a second read:
+//! one read of a large active segment is not atomic, and if the node writes more frames than
+//! its pipeline depth during it, a torn frame followed by those frames looks fatal.
+//!
+//! What a live log shows, then: a torn tail at its end (a frame being written while it was
+//! read), reported as [`DamageAction::TornTail`] exactly as a crash at that instant would
+//! leave it. Damage that is still there on a stopped node is real.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -33,7 +41,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::format::RecordKind;
 pub use crate::recovery::{Damage, DamageAction};
-use crate::recovery::{SegmentImage, replay_surveyed, survey};
+use crate::recovery::{ScanOutcome, SegmentImage, replay_surveyed, survey, verified_header};
 use crate::segment::segment_name;
 use crate::state::LogState;
 use crate::wal::{DirListing, MARKER_NAME};
@@ -70,7 +78,8 @@ pub struct InspectReport {
     pub temporary_files: Vec<String>,
     /// Files that are not the log's (an open refuses them without a valid marker).
     pub other_files: Vec<String>,
-    /// Segments listed but gone when read (a live node reclaimed or recycled them).
+    /// Segments a live node reclaimed while they were being read, in the last of several
+    /// reads: the report may miss records of the oldest segments (inspect again).
     pub vanished_files: Vec<String>,
     /// Every segment, by sequence number.
     pub segments: Vec<SegmentReport>,
@@ -287,26 +296,21 @@ pub fn inspect(dir: &Path, options: &InspectOptions) -> Result<InspectReport> {
         (true, None) => MarkerState::Valid,
         (true, Some(_)) => MarkerState::Invalid,
     };
-    // Newest first: see the module docs.
-    let mut files = Vec::with_capacity(listing.seqs.len());
-    let mut vanished_files = Vec::new();
-    for &seq in listing.seqs.iter().rev() {
-        let name = segment_name(seq);
-        let path = dir.join(&name);
-        match std::fs::read(&path) {
-            Ok(bytes) => files.push((seq, bytes)),
-            Err(error) if error.kind() == ErrorKind::NotFound => vanished_files.push(name),
-            Err(error) => return Err(Error::io("reading a segment", path, error)),
+    // Read again (listing again) while the node reclaimed a segment under the read, or wrote
+    // one that holds a fatal damage: see the module docs.
+    let mut seqs = listing.seqs.clone();
+    let mut attempts = 0;
+    let (files, vanished_files, outcome) = loop {
+        attempts += 1;
+        let (files, lost) = read_segments(dir, &seqs)?;
+        let outcome = survey(&images_of(&files));
+        let raced = !lost.is_empty() || changed_under_fatal_damage(dir, &files, &outcome)?;
+        if !raced || attempts >= READ_ATTEMPTS_MAX {
+            break (files, lost, outcome);
         }
-    }
-    files.reverse();
-    vanished_files.reverse();
-    let images: Vec<SegmentImage<'_>> = files
-        .iter()
-        .map(|(seq, bytes)| SegmentImage { seq: *seq, bytes })
-        .collect();
-
-    let outcome = survey(&images);
+        seqs = DirListing::read(dir)?.seqs;
+    };
+    let images = images_of(&files);
     let mut state = LogState::default();
     let mut deleted = BTreeSet::new();
     let replay_damages = replay_surveyed(&images, &outcome.frames, &mut state, |record| {
@@ -435,6 +439,72 @@ pub fn inspect(dir: &Path, options: &InspectOptions) -> Result<InspectReport> {
         totals,
         entries,
     })
+}
+
+/// A segment's sequence number and bytes.
+type SegmentFile = (u64, Vec<u8>);
+
+/// Reads of a directory that changes under the read (see the module docs).
+const READ_ATTEMPTS_MAX: usize = 5;
+
+/// Reads the segments `seqs`, newest first (see the module docs), and returns them in seq
+/// order, with the names of those the node reclaimed before they could be read: gone, or
+/// renamed for recycling while being read (their header is then the next life's).
+fn read_segments(dir: &Path, seqs: &[u64]) -> Result<(Vec<SegmentFile>, Vec<String>)> {
+    let mut files = Vec::with_capacity(seqs.len());
+    let mut lost = Vec::new();
+    for &seq in seqs.iter().rev() {
+        let path = dir.join(segment_name(seq));
+        match std::fs::read(&path) {
+            Ok(bytes) => files.push((seq, bytes)),
+            Err(error) if error.kind() == ErrorKind::NotFound => lost.push(seq),
+            Err(error) => return Err(Error::io("reading a segment", path, error)),
+        }
+    }
+    files.reverse();
+    let unverified =
+        |(seq, bytes): &SegmentFile| verified_header(&SegmentImage { seq: *seq, bytes }).is_err();
+    if files.iter().any(unverified) {
+        let present = DirListing::read(dir)?.seqs;
+        files.retain(|file| {
+            let recycled = unverified(file) && present.binary_search(&file.0).is_err();
+            if recycled {
+                lost.push(file.0);
+            }
+            !recycled
+        });
+    }
+    lost.sort_unstable();
+    Ok((files, lost.into_iter().map(segment_name).collect()))
+}
+
+fn images_of(files: &[SegmentFile]) -> Vec<SegmentImage<'_>> {
+    files
+        .iter()
+        .map(|(seq, bytes)| SegmentImage { seq: *seq, bytes })
+        .collect()
+}
+
+/// Whether a segment holding a fatal damage reads differently now (a live node wrote it
+/// while it was read: the damage may be an artifact of the read).
+fn changed_under_fatal_damage(
+    dir: &Path,
+    files: &[SegmentFile],
+    outcome: &ScanOutcome,
+) -> Result<bool> {
+    for damage in outcome.damages.iter().filter(|d| d.action.is_fatal()) {
+        let Some((_, before)) = files.iter().find(|(seq, _)| *seq == damage.segment) else {
+            continue;
+        };
+        let path = dir.join(segment_name(damage.segment));
+        match std::fs::read(&path) {
+            Ok(now) if now == *before => {}
+            Ok(_) => return Ok(true),
+            Err(error) if error.kind() == ErrorKind::NotFound => return Ok(true),
+            Err(error) => return Err(Error::io("reading a segment", path, error)),
+        }
+    }
+    Ok(false)
 }
 
 /// What `Wal::open` would do: refuse at the first of its checks that fails (the marker, then

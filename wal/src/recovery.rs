@@ -170,7 +170,9 @@ pub(crate) fn scan(images: &[SegmentImage<'_>]) -> Result<ScanOutcome> {
 }
 
 /// The segment header of `image`, verified against its name and size.
-fn verified_header(image: &SegmentImage<'_>) -> std::result::Result<SegmentHeader, String> {
+pub(crate) fn verified_header(
+    image: &SegmentImage<'_>,
+) -> std::result::Result<SegmentHeader, String> {
     let header = decode_segment_header(image.bytes).map_err(|e| match e {
         SegmentHeaderError::TooShort => "shorter than a segment header".to_owned(),
         SegmentHeaderError::BadMagic => "bad magic".to_owned(),
