@@ -675,12 +675,21 @@ fn random_damage_gets_recoverys_own_verdict() {
         for _ in 0..=rng.below(2) {
             let (_, path) = &files[rng.below(files.len() as u64) as usize];
             let len = std::fs::metadata(path).expect("stat").len();
+            if len < 1024 {
+                continue; // shortened by an earlier damage
+            }
             // Mostly near the start of segments, where the frames are.
             let offset = rng.below(len.min(24 << 10) - 512);
-            match rng.below(3) {
-                0 => patch(path, offset, &[rng.next() as u8 | 1]),
-                1 => patch(path, offset & !511, &[0; 512]),
-                _ => patch(path, offset, &rng.next().to_le_bytes()),
+            match rng.below(7) {
+                0..=1 => patch(path, offset, &[rng.next() as u8 | 1]),
+                2..=3 => patch(path, offset & !511, &[0; 512]),
+                4..=5 => patch(path, offset, &rng.next().to_le_bytes()),
+                // A shortened file (its header's size no longer matches).
+                _ => std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .and_then(|f| f.set_len(offset))
+                    .expect("shorten"),
             }
         }
         let report = inspect_unchanged(&dir);
