@@ -31,7 +31,7 @@
 //! read), reported as [`DamageAction::TornTail`] exactly as a crash at that instant would
 //! leave it. Damage that is still there on a stopped node is real.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::io::ErrorKind;
 use std::path::Path;
@@ -296,20 +296,7 @@ pub fn inspect(dir: &Path, options: &InspectOptions) -> Result<InspectReport> {
         (true, None) => MarkerState::Valid,
         (true, Some(_)) => MarkerState::Invalid,
     };
-    // Read again (listing again) while the node reclaimed a segment under the read, or wrote
-    // one that holds a fatal damage: see the module docs.
-    let mut seqs = listing.seqs.clone();
-    let mut attempts = 0;
-    let (files, vanished_files, outcome) = loop {
-        attempts += 1;
-        let (files, lost) = read_segments(dir, &seqs)?;
-        let outcome = survey(&images_of(&files));
-        let raced = !lost.is_empty() || changed_under_fatal_damage(dir, &files, &outcome)?;
-        if !raced || attempts >= READ_ATTEMPTS_MAX {
-            break (files, lost, outcome);
-        }
-        seqs = DirListing::read(dir)?.seqs;
-    };
+    let (files, vanished_files, outcome) = read_consistently(dir, listing.seqs.clone())?;
     let images = images_of(&files);
     let mut state = LogState::default();
     let mut deleted = BTreeSet::new();
@@ -322,26 +309,57 @@ pub fn inspect(dir: &Path, options: &InspectOptions) -> Result<InspectReport> {
     let mut damages = outcome.damages.clone();
     damages.extend(replay_damages);
 
-    // Per segment: (frames, records, first LSN, last LSN).
-    let mut per_segment: BTreeMap<usize, (u64, u64, Option<u64>, Option<u64>)> = BTreeMap::new();
-    for frame in &outcome.frames {
-        let records = u64::from(frame.header.record_count.get());
-        let first = frame.header.first_lsn.get();
-        let stats = per_segment.entry(frame.segment_index).or_default();
-        stats.0 += 1;
-        stats.1 += records;
-        if records > 0 {
-            stats.2.get_or_insert(first);
-            stats.3 = Some(first + records - 1);
+    let segments = segment_reports(&images, &outcome, &damages);
+    let partitions = partition_reports(&state, &deleted);
+    let entries = options
+        .entries
+        .then(|| list_entries(&state, &partitions, options.entries_max));
+    let recovery = verdict(not_a_wal.as_ref(), &damages, &listing.temps, &images);
+    let totals = Totals::of(&segments, &partitions, &damages);
+    Ok(InspectReport {
+        dir: dir.display().to_string(),
+        marker,
+        recovery,
+        temporary_files: listing.temps,
+        other_files: listing.foreign,
+        vanished_files,
+        segments,
+        partitions,
+        damages,
+        totals,
+        entries,
+    })
+}
+
+/// Reads and scans the segments `seqs` until no race with a live node spoiled the read, at
+/// most [`READ_ATTEMPTS_MAX`] times, listing the directory anew before each new read (see the
+/// module docs). Returns the files, those lost to reclamation in the last read, and the scan.
+fn read_consistently(
+    dir: &Path,
+    mut seqs: Vec<u64>,
+) -> Result<(Vec<SegmentFile>, Vec<String>, ScanOutcome)> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let (files, lost) = read_segments(dir, &seqs)?;
+        let outcome = survey(&images_of(&files));
+        let raced = !lost.is_empty() || changed_under_fatal_damage(dir, &files, &outcome)?;
+        if !raced || attempts >= READ_ATTEMPTS_MAX {
+            return Ok((files, lost, outcome));
         }
+        seqs = DirListing::read(dir)?.seqs;
     }
-    let segments: Vec<SegmentReport> = images
+}
+
+fn segment_reports(
+    images: &[SegmentImage<'_>],
+    outcome: &ScanOutcome,
+    damages: &[Damage],
+) -> Vec<SegmentReport> {
+    let mut reports: Vec<SegmentReport> = images
         .iter()
         .zip(&outcome.segments)
-        .enumerate()
-        .map(|(i, (image, scan))| {
-            let (frames, records, first_lsn, last_lsn) =
-                per_segment.get(&i).copied().unwrap_or_default();
+        .map(|(image, scan)| {
             let header = scan.header.as_ref().ok();
             let status = match damages
                 .iter()
@@ -358,16 +376,33 @@ pub fn inspect(dir: &Path, options: &InspectOptions) -> Result<InspectReport> {
                 created_unix_ns: header.map(|h| h.created_unix_ns.get()),
                 size_bytes: image.bytes.len() as u64,
                 bytes_used: scan.end,
-                frames,
-                records,
-                first_lsn,
-                last_lsn,
+                frames: 0,
+                records: 0,
+                first_lsn: None,
+                last_lsn: None,
                 status,
             }
         })
         .collect();
+    for frame in &outcome.frames {
+        let Some(report) = reports.get_mut(frame.segment_index) else {
+            continue;
+        };
+        let records = u64::from(frame.header.record_count.get());
+        let first = frame.header.first_lsn.get();
+        report.frames += 1;
+        report.records += records;
+        if records > 0 {
+            report.first_lsn.get_or_insert(first);
+            report.last_lsn = Some(first + records - 1);
+        }
+    }
+    reports
+}
 
-    let mut partitions: Vec<PartitionReport> = state
+/// Live partitions and those whose last record on disk deletes them, by id.
+fn partition_reports(state: &LogState, deleted: &BTreeSet<u64>) -> Vec<PartitionReport> {
+    let mut reports: Vec<PartitionReport> = state
         .partitions
         .iter()
         .map(|(id, p)| PartitionReport {
@@ -392,7 +427,7 @@ pub fn inspect(dir: &Path, options: &InspectOptions) -> Result<InspectReport> {
             oldest_live_lsn: p.oldest_live_lsn(),
         })
         .collect();
-    partitions.extend(deleted.iter().map(|id| PartitionReport {
+    reports.extend(deleted.iter().map(|id| PartitionReport {
         id: *id,
         deleted: true,
         first_index: 1,
@@ -405,40 +440,28 @@ pub fn inspect(dir: &Path, options: &InspectOptions) -> Result<InspectReport> {
         commit_index: None,
         oldest_live_lsn: None,
     }));
-    partitions.sort_unstable_by_key(|p| p.id);
+    reports.sort_unstable_by_key(|p| p.id);
+    reports
+}
 
-    let entries = options
-        .entries
-        .then(|| list_entries(&state, &partitions, options.entries_max));
-    let recovery = verdict(not_a_wal.as_ref(), &damages, &listing.temps, &images);
-    let totals = Totals {
-        segments: segments.len() as u64,
-        size_bytes: segments.iter().map(|s| s.size_bytes).sum(),
-        bytes_used: segments.iter().map(|s| s.bytes_used).sum(),
-        frames: segments.iter().map(|s| s.frames).sum(),
-        records: segments.iter().map(|s| s.records).sum(),
-        first_lsn: segments.iter().find_map(|s| s.first_lsn),
-        last_lsn: segments.iter().rev().find_map(|s| s.last_lsn),
-        partitions: partitions.iter().filter(|p| !p.deleted).count() as u64,
-        partitions_deleted: deleted.len() as u64,
-        entries: partitions.iter().map(|p| p.entries).sum(),
-        entry_bytes: partitions.iter().map(|p| p.entry_bytes).sum(),
-        damages: damages.len() as u64,
-        damages_fatal: damages.iter().filter(|d| d.action.is_fatal()).count() as u64,
-    };
-    Ok(InspectReport {
-        dir: dir.display().to_string(),
-        marker,
-        recovery,
-        temporary_files: listing.temps,
-        other_files: listing.foreign,
-        vanished_files,
-        segments,
-        partitions,
-        damages,
-        totals,
-        entries,
-    })
+impl Totals {
+    fn of(segments: &[SegmentReport], partitions: &[PartitionReport], damages: &[Damage]) -> Self {
+        Self {
+            segments: segments.len() as u64,
+            size_bytes: segments.iter().map(|s| s.size_bytes).sum(),
+            bytes_used: segments.iter().map(|s| s.bytes_used).sum(),
+            frames: segments.iter().map(|s| s.frames).sum(),
+            records: segments.iter().map(|s| s.records).sum(),
+            first_lsn: segments.iter().find_map(|s| s.first_lsn),
+            last_lsn: segments.iter().rev().find_map(|s| s.last_lsn),
+            partitions: partitions.iter().filter(|p| !p.deleted).count() as u64,
+            partitions_deleted: partitions.iter().filter(|p| p.deleted).count() as u64,
+            entries: partitions.iter().map(|p| p.entries).sum(),
+            entry_bytes: partitions.iter().map(|p| p.entry_bytes).sum(),
+            damages: damages.len() as u64,
+            damages_fatal: damages.iter().filter(|d| d.action.is_fatal()).count() as u64,
+        }
+    }
 }
 
 /// A segment's sequence number and bytes.
