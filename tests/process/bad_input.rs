@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kommander_raft::NodeId;
-use kommander_raft::transport::tcp::frame::{FrameKind, FrameReader, HEADER_BYTES, header_for, write_frame};
-use kommander_raft::transport::tcp::handshake::{self, HANDSHAKE_FRAME_BYTES_MAX, Identity, Role};
 use kommander_raft::transport::tcp::frame::Deadlines;
+use kommander_raft::transport::tcp::frame::{
+    FrameKind, FrameReader, HEADER_BYTES, header_for, write_frame,
+};
+use kommander_raft::transport::tcp::handshake::{self, HANDSHAKE_FRAME_BYTES_MAX, Identity, Role};
 
 use super::harness::{CLUSTER, Load, Node, ProcessCluster, SECRET};
 
@@ -44,10 +46,17 @@ fn expect_closed(stream: &mut TcpStream) {
         match stream.read(&mut buf) {
             Ok(0) => return,
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => return,
         }
-        assert!(Instant::now() < deadline, "the node kept the connection open");
+        assert!(
+            Instant::now() < deadline,
+            "the node kept the connection open"
+        );
     }
 }
 
@@ -120,7 +129,8 @@ fn a_live_node_refuses_bad_input_with_a_reason_and_keeps_committing() {
 
     // Garbage before any handshake.
     let mut s = connect(target);
-    s.write_all(b"GET / HTTP/1.1\r\nHost: kommander\r\n\r\n").expect("write");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: kommander\r\n\r\n")
+        .expect("write");
     expect_closed(&mut s);
     expect_logged(target, "bad magic");
 
@@ -168,10 +178,14 @@ fn a_live_node_refuses_bad_input_with_a_reason_and_keeps_committing() {
     hello.put_slice(CLUSTER.as_bytes());
     write_frame(&mut s, FrameKind::Hello, &[hello.freeze()]).expect("hello");
     let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX, HANDSHAKE_FRAME_BYTES_MAX);
-    let challenge = reader.read_frame(&mut s, deadlines(), &|| false).expect("challenge");
+    let challenge = reader
+        .read_frame(&mut s, deadlines(), &|| false)
+        .expect("challenge");
     assert_eq!(challenge.kind, FrameKind::Challenge);
     write_frame(&mut s, FrameKind::Auth, &[Bytes::from(vec![0x5a; 32])]).expect("auth");
-    let answer = reader.read_frame(&mut s, deadlines(), &|| false).expect("answer");
+    let answer = reader
+        .read_frame(&mut s, deadlines(), &|| false)
+        .expect("answer");
     assert_eq!(answer.kind, FrameKind::Reject);
     expect_logged(target, "n2 failed authentication");
 
@@ -192,12 +206,21 @@ fn a_live_node_refuses_bad_input_with_a_reason_and_keeps_committing() {
     )
     .expect("genuine handshake");
     drop(recording.inner);
-    let failures_before = target.log_text().matches("n3 failed authentication").count();
+    let failures_before = target
+        .log_text()
+        .matches("n3 failed authentication")
+        .count();
     let mut s = connect(target);
     s.write_all(&recording.written).expect("replay");
     expect_closed(&mut s);
     expect_logged(target, "wrong secret or a replayed handshake");
-    assert!(target.log_text().matches("n3 failed authentication").count() > failures_before);
+    assert!(
+        target
+            .log_text()
+            .matches("n3 failed authentication")
+            .count()
+            > failures_before
+    );
 
     // After a genuine handshake: a frame with a bad checksum, an oversized frame, and a
     // Messages frame whose body is garbage.
@@ -242,8 +265,13 @@ fn a_live_node_refuses_bad_input_with_a_reason_and_keeps_committing() {
 
     // Hundreds of idle connections: beyond the pending-handshake cap they are refused at
     // once, the rest time out; established peers are unaffected.
-    let idle: Vec<TcpStream> = (0..300).filter_map(|_| TcpStream::connect(&target.peer_address).ok()).collect();
-    expect_logged(target, "refusing connection: connections_max or handshakes_pending_max reached");
+    let idle: Vec<TcpStream> = (0..300)
+        .filter_map(|_| TcpStream::connect(&target.peer_address).ok())
+        .collect();
+    expect_logged(
+        target,
+        "refusing connection: connections_max or handshakes_pending_max reached",
+    );
     load.wait_progress(100);
     expect_logged(target, "no frame within");
     drop(idle);
@@ -252,7 +280,11 @@ fn a_live_node_refuses_bad_input_with_a_reason_and_keeps_committing() {
     load.wait_progress(200);
     let acked = load.stop();
     assert!(!acked.is_empty());
-    assert!(cluster.nodes[0].running(), "the attacked node died:\n{}", cluster.nodes[0].log_text());
+    assert!(
+        cluster.nodes[0].running(),
+        "the attacked node died:\n{}",
+        cluster.nodes[0].log_text()
+    );
     let log = cluster.nodes[0].log_text();
     assert!(!log.contains("panicked"), "a thread panicked:\n{log}");
     for node in &mut cluster.nodes {

@@ -211,7 +211,11 @@ impl ProcessCluster {
                 if !node.running() {
                     return None;
                 }
-                match node.client()?.call(&ClientRequest::Status { partition: p }).ok()? {
+                match node
+                    .client()?
+                    .call(&ClientRequest::Status { partition: p })
+                    .ok()?
+                {
                     ClientResponse::Status {
                         status: Status::Success,
                         state,
@@ -332,7 +336,12 @@ fn writer(
         let client = match connections.entry(target) {
             std::collections::btree_map::Entry::Occupied(c) => c.into_mut(),
             std::collections::btree_map::Entry::Vacant(v) => {
-                match Client::connect(&clients[&target], CLUSTER, Some(SECRET), Duration::from_secs(5)) {
+                match Client::connect(
+                    &clients[&target],
+                    CLUSTER,
+                    Some(SECRET),
+                    Duration::from_secs(5),
+                ) {
                     Ok(c) => v.insert(c),
                     Err(_) => {
                         // Down (killed): try another node next time.
@@ -396,7 +405,10 @@ pub(crate) fn read_logs(data_dir: &Path) -> BTreeMap<(u32, u64), Bytes> {
     let mut out = BTreeMap::new();
     for shard in std::fs::read_dir(data_dir).expect("data dir") {
         let path = shard.expect("entry").path();
-        if !path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("shard-")) {
+        if !path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("shard-"))
+        {
             continue;
         }
         let wal = Wal::open(&path, WalConfig::default()).expect("open WAL");

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use kommander_raft::PartitionId;
 
-use super::harness::{Acked, PARTITIONS, ProcessCluster, Load, read_logs};
+use super::harness::{Acked, Load, PARTITIONS, ProcessCluster, read_logs};
 
 /// The node leading partition 1, as the running nodes report it.
 fn leader_of_p1(cluster: &mut ProcessCluster) -> u64 {
@@ -24,7 +24,10 @@ fn leader_of_p1(cluster: &mut ProcessCluster) -> u64 {
         {
             return first;
         }
-        assert!(std::time::Instant::now() < deadline, "no agreed leader: {leaders:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no agreed leader: {leaders:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -42,7 +45,11 @@ fn kill9_of_a_follower_then_the_leader_under_load_loses_no_acknowledged_write() 
 
     // A follower of partition 1 dies without warning, and comes back.
     let leader = leader_of_p1(&mut cluster);
-    let follower = cluster.nodes.iter().position(|n| n.id != leader).expect("follower");
+    let follower = cluster
+        .nodes
+        .iter()
+        .position(|n| n.id != leader)
+        .expect("follower");
     cluster.nodes[follower].kill9();
     load.wait_progress(300);
     cluster.nodes[follower].start();
@@ -50,14 +57,22 @@ fn kill9_of_a_follower_then_the_leader_under_load_loses_no_acknowledged_write() 
 
     // Then the leader of partition 1.
     let leader = leader_of_p1(&mut cluster);
-    let leader = cluster.nodes.iter().position(|n| n.id == leader).expect("leader");
+    let leader = cluster
+        .nodes
+        .iter()
+        .position(|n| n.id == leader)
+        .expect("leader");
     cluster.nodes[leader].kill9();
     load.wait_progress(300);
     cluster.nodes[leader].start();
     load.wait_progress(300);
 
     let acked = load.stop();
-    assert!(acked.len() >= 1500, "only {} writes acknowledged", acked.len());
+    assert!(
+        acked.len() >= 1500,
+        "only {} writes acknowledged",
+        acked.len()
+    );
 
     // Every node, the two restarted ones included, catches up with every acknowledged write.
     let mut highest: BTreeMap<u32, u64> = BTreeMap::new();
@@ -73,7 +88,12 @@ fn kill9_of_a_follower_then_the_leader_under_load_loses_no_acknowledged_write() 
     // write at the index it was acknowledged at.
     for node in &mut cluster.nodes {
         let status = node.terminate();
-        assert!(status.success(), "node {} exited with {status}:\n{}", node.id, node.log_text());
+        assert!(
+            status.success(),
+            "node {} exited with {status}:\n{}",
+            node.id,
+            node.log_text()
+        );
         assert!(
             node.log_text().contains("shutting down"),
             "node {} logged no shutdown",
