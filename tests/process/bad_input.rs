@@ -117,10 +117,13 @@ impl Write for Recording {
 
 #[test]
 fn a_live_node_refuses_bad_input_with_a_reason_and_keeps_committing() {
-    let mut cluster = ProcessCluster::start(3, "");
+    // Node 4 is configured but never started: the attacks that authenticate borrow its
+    // identity, so no real peer's reconnection races them (3 of 4 voters make a quorum).
+    let mut cluster = ProcessCluster::start(4, 3, "");
     let clients: BTreeMap<u64, String> = cluster
         .nodes
         .iter()
+        .take(3)
         .map(|n| (n.id, n.client_address.clone()))
         .collect();
     let load = Load::start(clients, 2);
@@ -189,7 +192,7 @@ fn a_live_node_refuses_bad_input_with_a_reason_and_keeps_committing() {
     assert_eq!(answer.kind, FrameKind::Reject);
     expect_logged(target, "n2 failed authentication");
 
-    // A replayed handshake: record a genuine one (as node 3), replay its bytes on a new
+    // A replayed handshake: record a genuine one (as node 4), replay its bytes on a new
     // connection; the node's fresh nonce makes the recorded proof worthless.
     let mut recording = Recording {
         inner: connect(target),
@@ -199,7 +202,7 @@ fn a_live_node_refuses_bad_input_with_a_reason_and_keeps_committing() {
     handshake::connect(
         &mut recording,
         &mut reader,
-        &identity(3, CLUSTER, Some(SECRET)),
+        &identity(4, CLUSTER, Some(SECRET)),
         Role::Peer,
         Some(NodeId(target.id)),
         deadlines(),
@@ -208,7 +211,7 @@ fn a_live_node_refuses_bad_input_with_a_reason_and_keeps_committing() {
     drop(recording.inner);
     let failures_before = target
         .log_text()
-        .matches("n3 failed authentication")
+        .matches("n4 failed authentication")
         .count();
     let mut s = connect(target);
     s.write_all(&recording.written).expect("replay");
@@ -217,14 +220,14 @@ fn a_live_node_refuses_bad_input_with_a_reason_and_keeps_committing() {
     assert!(
         target
             .log_text()
-            .matches("n3 failed authentication")
+            .matches("n4 failed authentication")
             .count()
             > failures_before
     );
 
     // After a genuine handshake: a frame with a bad checksum, an oversized frame, and a
     // Messages frame whose body is garbage.
-    let mut s = authenticated(target, 3);
+    let mut s = authenticated(target, 4);
     let body = Bytes::from_static(&[1, 0, 0, 0, 1, 0, 0, 0]);
     let mut header = header_for(FrameKind::Messages, std::slice::from_ref(&body));
     header[12] ^= 0xff;
@@ -233,14 +236,14 @@ fn a_live_node_refuses_bad_input_with_a_reason_and_keeps_committing() {
     expect_closed(&mut s);
     expect_logged(target, "checksum mismatch");
 
-    let mut s = authenticated(target, 3);
+    let mut s = authenticated(target, 4);
     let mut header = header_for(FrameKind::Messages, &[]);
     header[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
     s.write_all(&header).expect("write");
     expect_closed(&mut s);
     expect_logged(target, "exceeds frame_bytes_max 16777216");
 
-    let mut s = authenticated(target, 3);
+    let mut s = authenticated(target, 4);
     let garbage = Bytes::from_static(&[2, 0, 0, 0, 1, 0, 0, 0, 9, 9, 9, 9, 9, 9, 9, 9, 99]);
     write_frame(&mut s, FrameKind::Messages, &[garbage]).expect("write");
     expect_closed(&mut s);
@@ -287,7 +290,7 @@ fn a_live_node_refuses_bad_input_with_a_reason_and_keeps_committing() {
     );
     let log = cluster.nodes[0].log_text();
     assert!(!log.contains("panicked"), "a thread panicked:\n{log}");
-    for node in &mut cluster.nodes {
+    for node in cluster.nodes.iter_mut().take(3) {
         let status = node.terminate();
         assert!(status.success(), "node {} exited with {status}", node.id);
     }

@@ -34,38 +34,44 @@ fn leader_of_p1(cluster: &mut ProcessCluster) -> u64 {
 
 #[test]
 fn kill9_of_a_follower_then_the_leader_under_load_loses_no_acknowledged_write() {
-    let mut cluster = ProcessCluster::start(3, "");
+    let mut cluster = ProcessCluster::start(3, 3, "");
     let clients: BTreeMap<u64, String> = cluster
         .nodes
         .iter()
         .map(|n| (n.id, n.client_address.clone()))
         .collect();
     let load = Load::start(clients, 4);
-    load.wait_progress(300);
+    load.wait_progress(1000);
 
-    // A follower of partition 1 dies without warning, and comes back.
-    let leader = leader_of_p1(&mut cluster);
-    let follower = cluster
-        .nodes
-        .iter()
-        .position(|n| n.id != leader)
-        .expect("follower");
-    cluster.nodes[follower].kill9();
-    load.wait_progress(300);
-    cluster.nodes[follower].start();
-    load.wait_progress(300);
+    // `KOMMANDER_PROCESS_CYCLES` rounds (2 by default; see docs/testing.md): a follower of
+    // partition 1 dies without warning and comes back, then the leader does.
+    let cycles: usize = std::env::var("KOMMANDER_PROCESS_CYCLES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(2);
+    for _ in 0..cycles {
+        let leader = leader_of_p1(&mut cluster);
+        let follower = cluster
+            .nodes
+            .iter()
+            .position(|n| n.id != leader)
+            .expect("follower");
+        cluster.nodes[follower].kill9();
+        load.wait_progress(1000);
+        cluster.nodes[follower].start();
+        load.wait_progress(1000);
 
-    // Then the leader of partition 1.
-    let leader = leader_of_p1(&mut cluster);
-    let leader = cluster
-        .nodes
-        .iter()
-        .position(|n| n.id == leader)
-        .expect("leader");
-    cluster.nodes[leader].kill9();
-    load.wait_progress(300);
-    cluster.nodes[leader].start();
-    load.wait_progress(300);
+        let leader = leader_of_p1(&mut cluster);
+        let leader = cluster
+            .nodes
+            .iter()
+            .position(|n| n.id == leader)
+            .expect("leader");
+        cluster.nodes[leader].kill9();
+        load.wait_progress(1000);
+        cluster.nodes[leader].start();
+        load.wait_progress(1000);
+    }
 
     let acked = load.stop();
     assert!(
@@ -116,7 +122,8 @@ fn kill9_of_a_follower_then_the_leader_under_load_loses_no_acknowledged_write() 
         );
     }
     eprintln!(
-        "{} acknowledged writes over {PARTITIONS} partitions, all on every node",
+        "{cycles} kill cycles: {} acknowledged writes over {PARTITIONS} partitions, all on \
+         every node",
         acked.len()
     );
 }
