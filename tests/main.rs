@@ -1,6 +1,8 @@
 //! The one integration-test binary: scripted scenario tests, one module per area.
 
+mod cli;
 mod cluster;
 mod core;
 mod runtime;
 mod sim;
+mod transport;

@@ -58,3 +58,44 @@ impl std::fmt::Display for Status {
 }
 
 impl std::error::Error for Status {}
+
+impl Status {
+    /// Every status, in the order of their wire codes ([`Status::code`]).
+    pub const ALL: [Self; 19] = [
+        Self::Success,
+        Self::Errored,
+        Self::NodeIsNotLeader,
+        Self::LeaderInOldTerm,
+        Self::LeaderAlreadyElected,
+        Self::LogsFromAnotherLeader,
+        Self::ActiveProposal,
+        Self::ProposalNotFound,
+        Self::ProposalTimeout,
+        Self::ReplicationFailed,
+        Self::Pending,
+        Self::ProposalQueueFull,
+        Self::RestoreInProgress,
+        Self::PartitionMoved,
+        Self::StaleMembership,
+        Self::ConcurrentMembershipChange,
+        Self::InsufficientVoters,
+        Self::LogMismatch,
+        Self::SnapshotRequired,
+    ];
+
+    /// A stable one-byte code for wire formats (the position in [`Status::ALL`]).
+    #[must_use]
+    pub fn code(self) -> u8 {
+        Self::ALL
+            .iter()
+            .position(|&s| s == self)
+            .and_then(|p| u8::try_from(p).ok())
+            .unwrap_or(u8::MAX)
+    }
+
+    /// The inverse of [`Status::code`]; `None` for an unknown code.
+    #[must_use]
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(code)).copied()
+    }
+}

@@ -13,6 +13,7 @@ use kommander_wal::backend::{BackendChoice, UringWriteMode};
 use serde::{Deserialize, Serialize};
 
 use crate::core::{self, NodeId, PartitionId};
+use crate::transport::tcp::{self, TcpConfig};
 
 /// Which WAL backend the shards use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,6 +118,8 @@ pub struct NodeConfig {
     pub events_buffered_max: usize,
     /// Timed waits (`Raft` timeouts and polls) pending at once on one node.
     pub timers_max: usize,
+    /// The TCP transport (`[transport]` table): listen address, shared secret, limits.
+    pub transport: TcpConfig,
 }
 
 /// An invalid [`NodeConfig`] (or a TOML text that does not parse into one).
@@ -191,6 +194,7 @@ impl NodeConfig {
             join_timeout_ms: 60_000,
             events_buffered_max: 1024,
             timers_max: 65_536,
+            transport: TcpConfig::default(),
         }
     }
 
@@ -220,6 +224,17 @@ impl NodeConfig {
     #[must_use]
     pub fn tick_interval(&self) -> Duration {
         Duration::from_millis(self.tick_interval_ms)
+    }
+
+    /// The address the TCP transport listens on: `transport.listen_address`, or `endpoint`
+    /// when that is empty.
+    #[must_use]
+    pub fn listen_address(&self) -> &str {
+        if self.transport.listen_address.is_empty() {
+            &self.endpoint
+        } else {
+            &self.transport.listen_address
+        }
     }
 
     /// Every node of the cluster (this one and the peers), sorted.
@@ -256,6 +271,9 @@ impl NodeConfig {
         if self.cluster_name.is_empty() {
             return invalid("cluster_name", "must not be empty");
         }
+        if let Err(reason) = tcp::validate_cluster_name(&self.cluster_name) {
+            return invalid("cluster_name", &reason);
+        }
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir", "must not be empty");
         }
@@ -264,6 +282,15 @@ impl NodeConfig {
         }
         if !(1..=60_000).contains(&self.tick_interval_ms) {
             return invalid("tick_interval_ms", "must be between 1 and 60000");
+        }
+        if self.heartbeat_interval_ticks.saturating_mul(2) >= self.election_timeout_ticks_min {
+            // The TCP transport sends a partition's heartbeat up to one interval late (it
+            // coalesces all partitions' heartbeats into one frame per interval).
+            return invalid(
+                "heartbeat_interval_ticks",
+                "twice the heartbeat interval must be below election_timeout_ticks_min \
+                 (heartbeats are coalesced per interval)",
+            );
         }
         if self.initial_partitions == 0 {
             return invalid("initial_partitions", "at least one partition");
@@ -317,6 +344,15 @@ impl NodeConfig {
                     reason: other.to_string(),
                 },
             })?;
+        // The largest AppendRequest: `append_bytes_max` of entries, or one entry of the
+        // largest WAL record when it alone is bigger, plus the message's own fields.
+        let largest_message = self
+            .append_bytes_max
+            .max(core::Entry::size_bytes_for(self.wal_record_bytes_max))
+            .saturating_add(64);
+        self.transport
+            .validate(largest_message)
+            .map_err(|(field, reason)| ConfigError::InvalidField { field, reason })?;
         self.wal_config().validate().map_err(|e| match e {
             kommander_wal::Error::InvalidConfig { field, reason } => ConfigError::InvalidField {
                 field: wal_field_name(field),

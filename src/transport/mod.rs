@@ -11,10 +11,11 @@
 //! * [`faulty`]: a seeded fault-injecting wrapper (drop, delay, duplicate, reorder, symmetric
 //!   and one-way partitions) around any transport, for tests.
 //!
-//! The TCP transport (frames, handshake, authentication) is a separate piece of work.
+//! * [`tcp`]: framed, authenticated TCP connections between nodes (the production transport).
 
 pub mod faulty;
 pub mod memory;
+pub mod tcp;
 
 use crate::core::{Message, NodeId};
 

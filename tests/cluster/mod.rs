@@ -2,7 +2,7 @@
 //! directories) on the in-memory transport, optionally through the fault injector, driven
 //! from a small tokio runtime (the library itself needs none).
 
-mod harness;
+pub(crate) mod harness;
 mod leadership;
 mod lifecycle;
 mod replication;

@@ -1,0 +1,394 @@
+//! The client protocol: how an application process outside the cluster asks a node (the
+//! `kommander node` binary's client port) to replicate entries, and which node leads a
+//! partition. Same frames and handshake as between nodes (role `Client`, node id 0).
+//!
+//! ```text
+//! ClientRequest  := id:u64 op:u8 partition:u32 op-fields
+//!   op 1 Replicate: log_type_len:u16 log_type payload (rest of the body)
+//!   op 2 Leader
+//!   op 3 Status
+//! ClientResponse := id:u64 op:u8 op-fields
+//!   op 1 Replicated: status:u8 index:u64 ticket:u64   (index 0: none)
+//!   op 2 Leader:     leader:u64 endpoint_len:u16 endpoint   (leader 0: unknown)
+//!   op 3 Failed:     reason (rest of the body, UTF-8)
+//!   op 4 Status:     status:u8 leader:u64 term:u64 commit:u64 last_index:u64 applied:u64
+//! ```
+//!
+//! A node answers requests in the order they arrived on a connection; a client may pipeline.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::frame::{Deadlines, FrameError, FrameKind, FrameReader, write_frame};
+use super::handshake::{self, HandshakeError, Identity, Role};
+use super::wire::{Cursor, WireError};
+use crate::core::{NodeId, PartitionId, Status};
+
+/// A request to a node's client port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientRequest {
+    /// Replicate one entry (answered once it is committed, or refused).
+    Replicate {
+        /// The partition.
+        partition: PartitionId,
+        /// The entry's log type.
+        log_type: String,
+        /// The entry's payload.
+        payload: Bytes,
+    },
+    /// Which node leads `partition`?
+    Leader {
+        /// The partition.
+        partition: PartitionId,
+    },
+    /// The state of this node's replica of `partition`.
+    Status {
+        /// The partition.
+        partition: PartitionId,
+    },
+}
+
+/// A replica's state, as [`ClientResponse::Status`] reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplicaState {
+    /// The leader the replica knows, if any.
+    pub leader: Option<NodeId>,
+    /// Its term.
+    pub term: u64,
+    /// Its commit index.
+    pub commit: u64,
+    /// Its last log index.
+    pub last_index: u64,
+    /// The index the application applied.
+    pub applied: u64,
+}
+
+/// A node's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientResponse {
+    /// The outcome of a [`ClientRequest::Replicate`].
+    Replicated {
+        /// `Success`, or why not (`NodeIsNotLeader`: ask [`ClientRequest::Leader`]).
+        status: Status,
+        /// The entry's log index on success.
+        index: Option<u64>,
+        /// The proposal's ticket (an HLC timestamp).
+        ticket: u64,
+    },
+    /// The answer to a [`ClientRequest::Leader`].
+    Leader {
+        /// The leader, if this node knows one.
+        leader: Option<NodeId>,
+        /// Its client endpoint (empty when unknown).
+        endpoint: String,
+    },
+    /// The request could not be served (malformed, unknown partition...).
+    Failed {
+        /// Why.
+        reason: String,
+    },
+    /// The answer to a [`ClientRequest::Status`].
+    Status {
+        /// `Success`, or why the state is not available (`RestoreInProgress`,
+        /// `PartitionMoved` for a partition this node does not host...).
+        status: Status,
+        /// The state (zeroes unless `status` is `Success`).
+        state: ReplicaState,
+    },
+}
+
+/// Encodes a request body (the payload is not copied).
+#[must_use]
+pub fn encode_request(id: u64, request: &ClientRequest) -> Vec<Bytes> {
+    let mut head = BytesMut::with_capacity(32);
+    head.put_u64_le(id);
+    match request {
+        ClientRequest::Replicate {
+            partition,
+            log_type,
+            payload,
+        } => {
+            head.put_u8(1);
+            head.put_u32_le(partition.get());
+            head.put_u16_le(u16::try_from(log_type.len()).unwrap_or(u16::MAX));
+            head.put_slice(log_type.as_bytes());
+            vec![head.freeze(), payload.clone()]
+        }
+        ClientRequest::Leader { partition } => {
+            head.put_u8(2);
+            head.put_u32_le(partition.get());
+            vec![head.freeze()]
+        }
+        ClientRequest::Status { partition } => {
+            head.put_u8(3);
+            head.put_u32_le(partition.get());
+            vec![head.freeze()]
+        }
+    }
+}
+
+/// Decodes a request body.
+///
+/// # Errors
+///
+/// [`WireError`] for a malformed body.
+pub fn decode_request(body: &Bytes) -> Result<(u64, ClientRequest), WireError> {
+    let mut cur = Cursor::new(body);
+    let id = cur.u64()?;
+    let at = body.len().min(8);
+    let request = match cur.u8()? {
+        1 => {
+            let partition = PartitionId(cur.u32()?);
+            let len = usize::from(cur.u16()?);
+            let log_type = cur.text(len)?;
+            ClientRequest::Replicate {
+                partition,
+                log_type,
+                payload: cur.rest(),
+            }
+        }
+        2 => ClientRequest::Leader {
+            partition: PartitionId(cur.u32()?),
+        },
+        3 => ClientRequest::Status {
+            partition: PartitionId(cur.u32()?),
+        },
+        tag => return Err(WireError::UnknownTag { tag, at }),
+    };
+    cur.finish()?;
+    Ok((id, request))
+}
+
+/// Encodes a response body.
+#[must_use]
+pub fn encode_response(id: u64, response: &ClientResponse) -> Bytes {
+    let mut out = BytesMut::with_capacity(32);
+    out.put_u64_le(id);
+    match response {
+        ClientResponse::Replicated {
+            status,
+            index,
+            ticket,
+        } => {
+            out.put_u8(1);
+            out.put_u8(status.code());
+            out.put_u64_le(index.unwrap_or(0));
+            out.put_u64_le(*ticket);
+        }
+        ClientResponse::Leader { leader, endpoint } => {
+            out.put_u8(2);
+            out.put_u64_le(leader.map_or(0, NodeId::get));
+            out.put_u16_le(u16::try_from(endpoint.len()).unwrap_or(u16::MAX));
+            out.put_slice(endpoint.as_bytes());
+        }
+        ClientResponse::Failed { reason } => {
+            out.put_u8(3);
+            out.put_slice(reason.as_bytes());
+        }
+        ClientResponse::Status { status, state } => {
+            out.put_u8(4);
+            out.put_u8(status.code());
+            out.put_u64_le(state.leader.map_or(0, NodeId::get));
+            out.put_u64_le(state.term);
+            out.put_u64_le(state.commit);
+            out.put_u64_le(state.last_index);
+            out.put_u64_le(state.applied);
+        }
+    }
+    out.freeze()
+}
+
+/// Decodes a response body.
+///
+/// # Errors
+///
+/// [`WireError`] for a malformed body.
+pub fn decode_response(body: &Bytes) -> Result<(u64, ClientResponse), WireError> {
+    let mut cur = Cursor::new(body);
+    let id = cur.u64()?;
+    let at = body.len().min(8);
+    let status = |cur: &mut Cursor<'_>| {
+        let code = cur.u8()?;
+        Status::from_code(code).ok_or(WireError::UnknownTag {
+            tag: code,
+            at: body.len().min(9),
+        })
+    };
+    let response = match cur.u8()? {
+        1 => {
+            let status = status(&mut cur)?;
+            let index = cur.u64()?;
+            ClientResponse::Replicated {
+                status,
+                index: (index != 0).then_some(index),
+                ticket: cur.u64()?,
+            }
+        }
+        2 => {
+            let leader = cur.u64()?;
+            let len = usize::from(cur.u16()?);
+            ClientResponse::Leader {
+                leader: (leader != 0).then_some(NodeId(leader)),
+                endpoint: cur.text(len)?,
+            }
+        }
+        3 => {
+            let rest = cur.rest();
+            ClientResponse::Failed {
+                reason: String::from_utf8_lossy(&rest).into_owned(),
+            }
+        }
+        4 => ClientResponse::Status {
+            status: status(&mut cur)?,
+            state: ReplicaState {
+                leader: Some(NodeId(cur.u64()?)).filter(|n| n.get() != 0),
+                term: cur.u64()?,
+                commit: cur.u64()?,
+                last_index: cur.u64()?,
+                applied: cur.u64()?,
+            },
+        },
+        tag => return Err(WireError::UnknownTag { tag, at }),
+    };
+    cur.finish()?;
+    Ok((id, response))
+}
+
+/// Why a client call failed.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Connecting failed.
+    #[error("connecting to {address}: {source}")]
+    Connect {
+        /// The address.
+        address: String,
+        /// The socket error.
+        source: std::io::Error,
+    },
+    /// The handshake failed (wrong cluster, wrong secret...).
+    #[error("handshake: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// The connection failed or timed out.
+    #[error("connection: {0}")]
+    Frame(#[from] FrameError),
+    /// The node sent a malformed or unexpected frame.
+    #[error("bad response: {0}")]
+    BadResponse(String),
+}
+
+/// A blocking client connection to a node's client port. Requests may be pipelined
+/// ([`Client::send`] several, then [`Client::receive`] their answers in order).
+#[derive(Debug)]
+pub struct Client {
+    stream: TcpStream,
+    reader: FrameReader,
+    next_id: u64,
+    deadlines: Deadlines,
+}
+
+/// Largest response frame a client accepts.
+const RESPONSE_BYTES_MAX: usize = 64 << 10;
+
+impl Client {
+    /// Connects to `address`, runs the handshake for `cluster` (with `secret` when the
+    /// cluster has one), and waits at most `timeout` for each answer afterwards.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Connect`], [`ClientError::Handshake`].
+    pub fn connect(
+        address: &str,
+        cluster: &str,
+        secret: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Self, ClientError> {
+        let connect_error = |source| ClientError::Connect {
+            address: address.to_owned(),
+            source,
+        };
+        let addr = address
+            .to_socket_addrs()
+            .map_err(connect_error)?
+            .next()
+            .ok_or_else(|| connect_error(std::io::Error::other("resolves to nothing")))?;
+        let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(connect_error)?;
+        stream
+            .set_nodelay(true)
+            .and_then(|()| stream.set_read_timeout(Some(Duration::from_millis(50))))
+            .and_then(|()| stream.set_write_timeout(Some(timeout)))
+            .map_err(connect_error)?;
+        let deadlines = Deadlines {
+            frame_timeout: timeout,
+            idle_timeout: timeout,
+        };
+        let mut reader = FrameReader::new(RESPONSE_BYTES_MAX, 64 << 10);
+        let me = Identity {
+            cluster: cluster.to_owned(),
+            node: NodeId(0),
+            secret: secret.map(|s| Bytes::copy_from_slice(s.as_bytes())),
+        };
+        handshake::connect(&mut stream, &mut reader, &me, Role::Client, None, deadlines)?;
+        Ok(Self {
+            stream,
+            reader,
+            next_id: 1,
+            deadlines,
+        })
+    }
+
+    /// Sends a request without waiting; returns its id.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Frame`] when the write fails.
+    pub fn send(&mut self, request: &ClientRequest) -> Result<u64, ClientError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        write_frame(
+            &mut self.stream,
+            FrameKind::ClientRequest,
+            &encode_request(id, request),
+        )
+        .map_err(FrameError::Io)?;
+        Ok(id)
+    }
+
+    /// Waits for the next answer.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Frame`] on a timeout or a closed connection;
+    /// [`ClientError::BadResponse`].
+    pub fn receive(&mut self) -> Result<(u64, ClientResponse), ClientError> {
+        let frame = self
+            .reader
+            .read_frame(&mut self.stream, self.deadlines, &|| false)?;
+        if frame.kind != FrameKind::ClientResponse {
+            return Err(ClientError::BadResponse(format!(
+                "unexpected {:?} frame",
+                frame.kind
+            )));
+        }
+        decode_response(&frame.body).map_err(|e| ClientError::BadResponse(e.to_string()))
+    }
+
+    /// Sends `request` and waits for its answer (no other request may be in flight).
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::send`] and [`Client::receive`]; [`ClientError::BadResponse`] when the
+    /// answer is for another request.
+    pub fn call(&mut self, request: &ClientRequest) -> Result<ClientResponse, ClientError> {
+        let id = self.send(request)?;
+        let (answered, response) = self.receive()?;
+        if answered != id {
+            return Err(ClientError::BadResponse(format!(
+                "answer for request {answered}, expected {id}"
+            )));
+        }
+        Ok(response)
+    }
+}

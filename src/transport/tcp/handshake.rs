@@ -1,0 +1,461 @@
+//! The connection handshake. Every connection starts with it; nothing else is read before
+//! it succeeds.
+//!
+//! ```text
+//! connector                                   acceptor
+//!   Hello {role, auth, node, nonce_c, cluster}  →   checks version, cluster, node, auth policy
+//!                                             ←   Challenge {node, nonce_s, proof_a}
+//!   checks the acceptor's id and proof_a
+//!   Auth {proof_c}                            →   checks proof_c
+//!                                             ←   Welcome          (or Reject {code, reason})
+//! ```
+//!
+//! With a shared secret, `proof_a` and `proof_c` are HMAC-SHA256 over a side label, the
+//! cluster name, both node ids, the role and BOTH nonces. Each side's nonce is fresh, so a
+//! recorded handshake replayed on a new connection fails against the new nonce, and each side
+//! proves the secret to the other. Without a secret (loopback or explicitly allowed) the
+//! proofs are empty; a mismatch of auth policy between two nodes is refused with a reason.
+
+use std::io::Write;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::frame::{Deadlines, FrameError, FrameKind, FrameReader, write_frame};
+use crate::core::NodeId;
+
+type HmacSha256 = Hmac<Sha256>;
+
+const NONCE_BYTES: usize = 32;
+const PROOF_BYTES: usize = 32;
+/// Longest cluster name the handshake carries.
+pub const CLUSTER_NAME_BYTES_MAX: usize = 255;
+/// Largest handshake frame: what an unauthenticated connection may make this side allocate.
+/// Create the [`FrameReader`] of a handshake with it.
+pub const HANDSHAKE_FRAME_BYTES_MAX: usize = 4096;
+/// Longest reason text a `Reject` frame carries.
+const REASON_BYTES_MAX: usize = 1024;
+
+/// What the connecting side is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Another node of the cluster (Raft messages).
+    Peer,
+    /// A client of the `kommander` binary's client port.
+    Client,
+}
+
+impl Role {
+    const fn code(self) -> u8 {
+        match self {
+            Self::Peer => 1,
+            Self::Client => 2,
+        }
+    }
+}
+
+/// Why a side refuses a handshake (sent in a `Reject` frame).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RejectCode {
+    /// Another protocol version.
+    Version,
+    /// Another cluster name.
+    Cluster,
+    /// A node id that is not a configured peer (or the acceptor's own id).
+    UnknownNode,
+    /// Authentication failed or the auth policies differ.
+    Auth,
+    /// Too many connections.
+    Busy,
+    /// The role is not served on this listener.
+    Role,
+    /// A malformed handshake frame.
+    Malformed,
+}
+
+impl RejectCode {
+    const fn code(self) -> u8 {
+        match self {
+            Self::Version => 1,
+            Self::Cluster => 2,
+            Self::UnknownNode => 3,
+            Self::Auth => 4,
+            Self::Busy => 5,
+            Self::Role => 6,
+            Self::Malformed => 7,
+        }
+    }
+
+    const fn from_code(code: u8) -> Self {
+        match code {
+            1 => Self::Version,
+            2 => Self::Cluster,
+            3 => Self::UnknownNode,
+            4 => Self::Auth,
+            5 => Self::Busy,
+            6 => Self::Role,
+            _ => Self::Malformed,
+        }
+    }
+}
+
+/// A failed handshake.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    /// This side refused the other (a `Reject` was sent to it).
+    #[error("refused ({code:?}): {reason}")]
+    Refused {
+        /// Why.
+        code: RejectCode,
+        /// In words.
+        reason: String,
+    },
+    /// The other side refused this one.
+    #[error("rejected by the other side ({code:?}): {reason}")]
+    Rejected {
+        /// Why.
+        code: RejectCode,
+        /// Its words.
+        reason: String,
+    },
+    /// The frames themselves failed (timeout, closed, bad header).
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// The system's random source failed.
+    #[error("no randomness for the nonce: {0}")]
+    Random(String),
+}
+
+/// Who this side is.
+#[derive(Clone)]
+pub struct Identity {
+    /// The cluster name.
+    pub cluster: String,
+    /// This node's id (0 for a client).
+    pub node: NodeId,
+    /// The shared secret, if any.
+    pub secret: Option<Bytes>,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("cluster", &self.cluster)
+            .field("node", &self.node)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+struct Transcript<'a> {
+    cluster: &'a str,
+    connector: NodeId,
+    acceptor: NodeId,
+    role: Role,
+    nonce_c: [u8; NONCE_BYTES],
+    nonce_s: [u8; NONCE_BYTES],
+}
+
+impl Transcript<'_> {
+    fn mac(&self, secret: &[u8], label: &[u8]) -> Option<HmacSha256> {
+        let mut mac = HmacSha256::new_from_slice(secret).ok()?;
+        mac.update(label);
+        mac.update(&[u8::try_from(self.cluster.len()).unwrap_or(u8::MAX)]);
+        mac.update(self.cluster.as_bytes());
+        mac.update(&self.connector.get().to_le_bytes());
+        mac.update(&self.acceptor.get().to_le_bytes());
+        mac.update(&[self.role.code()]);
+        mac.update(&self.nonce_c);
+        mac.update(&self.nonce_s);
+        Some(mac)
+    }
+
+    fn proof(&self, secret: &[u8], label: &[u8]) -> [u8; PROOF_BYTES] {
+        self.mac(secret, label)
+            .map(|mac| mac.finalize().into_bytes().into())
+            .unwrap_or([0; PROOF_BYTES])
+    }
+
+    /// Constant-time check of `proof`.
+    fn verify(&self, secret: &[u8], label: &[u8], proof: &[u8]) -> bool {
+        self.mac(secret, label)
+            .is_some_and(|mac| mac.verify_slice(proof).is_ok())
+    }
+}
+
+const ACCEPTOR_LABEL: &[u8] = b"kommander-raft/1 acceptor";
+const CONNECTOR_LABEL: &[u8] = b"kommander-raft/1 connector";
+
+fn nonce() -> Result<[u8; NONCE_BYTES], HandshakeError> {
+    let mut nonce = [0; NONCE_BYTES];
+    getrandom::fill(&mut nonce).map_err(|e| HandshakeError::Random(e.to_string()))?;
+    Ok(nonce)
+}
+
+fn send(stream: &mut impl Write, kind: FrameKind, body: BytesMut) -> Result<(), HandshakeError> {
+    write_frame(stream, kind, &[body.freeze()]).map_err(|e| FrameError::Io(e).into())
+}
+
+/// Sends a `Reject` (best effort: the connection is closed next anyway) and returns the
+/// matching [`HandshakeError::Refused`].
+fn refuse(stream: &mut impl Write, code: RejectCode, reason: String) -> HandshakeError {
+    let mut body = BytesMut::with_capacity(1 + reason.len());
+    body.put_u8(code.code());
+    let cut = reason.floor_char_boundary(REASON_BYTES_MAX);
+    body.put_slice(&reason.as_bytes()[..cut]);
+    let _ = send(stream, FrameKind::Reject, body);
+    HandshakeError::Refused { code, reason }
+}
+
+fn rejected(body: &Bytes) -> HandshakeError {
+    let code = RejectCode::from_code(body.first().copied().unwrap_or(0));
+    let text = body.get(1..).unwrap_or_default();
+    let cut = text.len().min(REASON_BYTES_MAX);
+    HandshakeError::Rejected {
+        code,
+        reason: String::from_utf8_lossy(&text[..cut]).into_owned(),
+    }
+}
+
+/// A tiny reader of handshake bodies; every read is checked.
+struct Fields<'a>(&'a [u8]);
+
+impl<'a> Fields<'a> {
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, rest) = self.0.split_first_chunk::<N>()?;
+        self.0 = rest;
+        Some(*head)
+    }
+
+    fn rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.0)
+    }
+}
+
+fn expect(frame_kind: FrameKind, wanted: FrameKind, body: &Bytes) -> Result<(), HandshakeError> {
+    if frame_kind == FrameKind::Reject {
+        return Err(rejected(body));
+    }
+    if frame_kind != wanted {
+        return Err(HandshakeError::Refused {
+            code: RejectCode::Malformed,
+            reason: format!("expected a {wanted:?} frame, got {frame_kind:?}"),
+        });
+    }
+    Ok(())
+}
+
+/// Runs the connector's side on a fresh connection to the node `expected` (or any node for
+/// `None`). Returns the acceptor's node id.
+///
+/// # Errors
+///
+/// [`HandshakeError`]: the connection must be closed.
+pub fn connect<S: std::io::Read + Write>(
+    stream: &mut S,
+    reader: &mut FrameReader,
+    me: &Identity,
+    role: Role,
+    expected: Option<NodeId>,
+    deadlines: Deadlines,
+) -> Result<NodeId, HandshakeError> {
+    let nonce_c = nonce()?;
+    let mut hello = BytesMut::with_capacity(64 + me.cluster.len());
+    hello.put_u8(role.code());
+    hello.put_u8(u8::from(me.secret.is_some()));
+    hello.put_u64_le(me.node.get());
+    hello.put_slice(&nonce_c);
+    hello.put_u8(u8::try_from(me.cluster.len()).unwrap_or(u8::MAX));
+    hello.put_slice(me.cluster.as_bytes());
+    send(stream, FrameKind::Hello, hello)?;
+
+    let frame = reader.read_frame(stream, deadlines, &|| false)?;
+    expect(frame.kind, FrameKind::Challenge, &frame.body)?;
+    let mut fields = Fields(&frame.body);
+    let malformed = || HandshakeError::Refused {
+        code: RejectCode::Malformed,
+        reason: "malformed Challenge".to_owned(),
+    };
+    let acceptor = NodeId(u64::from_le_bytes(fields.take().ok_or_else(malformed)?));
+    let nonce_s: [u8; NONCE_BYTES] = fields.take().ok_or_else(malformed)?;
+    let proof_a = fields.rest();
+    if let Some(expected) = expected
+        && acceptor != expected
+    {
+        return Err(refuse(
+            stream,
+            RejectCode::UnknownNode,
+            format!("connected to {expected}'s address but {acceptor} answered"),
+        ));
+    }
+    let transcript = Transcript {
+        cluster: &me.cluster,
+        connector: me.node,
+        acceptor,
+        role,
+        nonce_c,
+        nonce_s,
+    };
+    let proof_c = match &me.secret {
+        Some(secret) => {
+            if !transcript.verify(secret, ACCEPTOR_LABEL, proof_a) {
+                return Err(refuse(
+                    stream,
+                    RejectCode::Auth,
+                    format!("{acceptor} did not prove the shared secret"),
+                ));
+            }
+            transcript.proof(secret, CONNECTOR_LABEL).to_vec()
+        }
+        None if !proof_a.is_empty() => {
+            return Err(refuse(
+                stream,
+                RejectCode::Auth,
+                format!("{acceptor} authenticates but this side has no auth_secret"),
+            ));
+        }
+        None => Vec::new(),
+    };
+    send(stream, FrameKind::Auth, BytesMut::from(&proof_c[..]))?;
+    let frame = reader.read_frame(stream, deadlines, &|| false)?;
+    expect(frame.kind, FrameKind::Welcome, &frame.body)?;
+    Ok(acceptor)
+}
+
+/// Runs the acceptor's side on a fresh inbound connection. `admit` decides whether a
+/// connector (role, node id) is allowed here (`Err` carries the refusal). Returns the
+/// connector's role and node id.
+///
+/// # Errors
+///
+/// [`HandshakeError`] (a `Reject` with the reason was sent when this side refused): the
+/// connection must be closed.
+pub fn accept<S: std::io::Read + Write>(
+    stream: &mut S,
+    reader: &mut FrameReader,
+    me: &Identity,
+    admit: &dyn Fn(Role, NodeId) -> Result<(), (RejectCode, String)>,
+    deadlines: Deadlines,
+) -> Result<(Role, NodeId), HandshakeError> {
+    let frame = match reader.read_frame(stream, deadlines, &|| false) {
+        Ok(frame) => frame,
+        Err(FrameError::Version { found }) => {
+            return Err(refuse(
+                stream,
+                RejectCode::Version,
+                format!(
+                    "protocol version {found} is not spoken here (this node speaks {})",
+                    super::frame::PROTOCOL_VERSION
+                ),
+            ));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    if frame.kind != FrameKind::Hello {
+        return Err(refuse(
+            stream,
+            RejectCode::Malformed,
+            format!("expected Hello, got {:?}", frame.kind),
+        ));
+    }
+    let hello = (|| {
+        let mut fields = Fields(&frame.body);
+        let [role] = fields.take::<1>()?;
+        let [auth] = fields.take::<1>()?;
+        let node = NodeId(u64::from_le_bytes(fields.take()?));
+        let nonce_c: [u8; NONCE_BYTES] = fields.take()?;
+        let [len] = fields.take::<1>()?;
+        let cluster = fields.rest();
+        (cluster.len() == usize::from(len)).then_some((role, auth, node, nonce_c, cluster))
+    })();
+    let Some((role, auth, node, nonce_c, cluster)) = hello else {
+        return Err(refuse(
+            stream,
+            RejectCode::Malformed,
+            "malformed Hello".to_owned(),
+        ));
+    };
+    let role = match role {
+        1 => Role::Peer,
+        2 => Role::Client,
+        other => {
+            return Err(refuse(
+                stream,
+                RejectCode::Malformed,
+                format!("unknown role {other}"),
+            ));
+        }
+    };
+    if cluster != me.cluster.as_bytes() {
+        return Err(refuse(
+            stream,
+            RejectCode::Cluster,
+            format!(
+                "cluster `{}` is not this node's cluster `{}`",
+                String::from_utf8_lossy(cluster),
+                me.cluster
+            ),
+        ));
+    }
+    if let Err((code, reason)) = admit(role, node) {
+        return Err(refuse(stream, code, reason));
+    }
+    match (auth, &me.secret) {
+        (0, Some(_)) => {
+            return Err(refuse(
+                stream,
+                RejectCode::Auth,
+                format!("{node} sent no authentication; this node requires transport.auth_secret"),
+            ));
+        }
+        (1, None) => {
+            return Err(refuse(
+                stream,
+                RejectCode::Auth,
+                format!("{node} authenticates but this node has no transport.auth_secret"),
+            ));
+        }
+        (0 | 1, _) => {}
+        (other, _) => {
+            return Err(refuse(
+                stream,
+                RejectCode::Malformed,
+                format!("invalid auth flag {other}"),
+            ));
+        }
+    }
+    let nonce_s = nonce()?;
+    let transcript = Transcript {
+        cluster: &me.cluster,
+        connector: node,
+        acceptor: me.node,
+        role,
+        nonce_c,
+        nonce_s,
+    };
+    let mut challenge = BytesMut::with_capacity(8 + NONCE_BYTES + PROOF_BYTES);
+    challenge.put_u64_le(me.node.get());
+    challenge.put_slice(&nonce_s);
+    if let Some(secret) = &me.secret {
+        challenge.put_slice(&transcript.proof(secret, ACCEPTOR_LABEL));
+    }
+    send(stream, FrameKind::Challenge, challenge)?;
+
+    let frame = reader.read_frame(stream, deadlines, &|| false)?;
+    expect(frame.kind, FrameKind::Auth, &frame.body)?;
+    let authentic = match &me.secret {
+        Some(secret) => transcript.verify(secret, CONNECTOR_LABEL, &frame.body),
+        None => frame.body.is_empty(),
+    };
+    if !authentic {
+        return Err(refuse(
+            stream,
+            RejectCode::Auth,
+            format!("{node} failed authentication (wrong secret or a replayed handshake)"),
+        ));
+    }
+    send(stream, FrameKind::Welcome, BytesMut::new())?;
+    Ok((role, node))
+}

@@ -1,0 +1,266 @@
+//! The outbound side: one writer thread per peer owns the connection to it, connects (with
+//! jittered exponential backoff), runs the handshake, and writes every batch queued for the
+//! peer as frames. Batches that arrive together leave in one frame.
+//!
+//! Heartbeats are coalesced: a `Heartbeat` or `HeartbeatResponse` goes to a per-peer board
+//! (latest per partition wins) that is flushed once per heartbeat interval as part of one
+//! frame, or earlier as a passenger of any other frame. One carrying a read round the board
+//! has not seen yet (a linearizable read is waiting on it) leaves at once.
+
+use std::collections::HashMap;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::{Receiver, RecvTimeoutError};
+use tracing::{info, warn};
+
+use super::Shared;
+use super::frame::{FrameKind, FrameReader, HEADER_BYTES, write_frame};
+use super::handshake::{self, HANDSHAKE_FRAME_BYTES_MAX, HandshakeError, Role};
+use super::wire::{encode_messages, encoded_len};
+use crate::core::rng::SplitMix64;
+use crate::core::{Message, MessageBody, NodeId, PartitionId};
+
+/// The latest heartbeat (and heartbeat response) per partition, waiting for the next flush.
+#[derive(Default)]
+struct Board {
+    entries: HashMap<(PartitionId, bool), (Message, bool)>,
+}
+
+const fn read_round(body: &MessageBody) -> Option<u64> {
+    match body {
+        MessageBody::Heartbeat { read_round, .. }
+        | MessageBody::HeartbeatResponse { read_round } => Some(*read_round),
+        _ => None,
+    }
+}
+
+impl Board {
+    /// Keeps `message` as the partition's latest; `true` when it must leave now (a read round
+    /// the peer has not been sent yet).
+    fn offer(&mut self, message: Message, round: u64) -> bool {
+        let key = (
+            message.partition,
+            matches!(message.body, MessageBody::HeartbeatResponse { .. }),
+        );
+        let urgent = match self.entries.get(&key) {
+            Some((old, _)) => read_round(&old.body).is_some_and(|old| round > old),
+            None => round > 0,
+        };
+        self.entries.insert(key, (message, true));
+        urgent
+    }
+
+    fn has_pending(&self) -> bool {
+        self.entries.values().any(|(_, dirty)| *dirty)
+    }
+
+    fn drain_into(&mut self, out: &mut Vec<Message>) {
+        for (message, dirty) in self.entries.values_mut() {
+            if std::mem::take(dirty) {
+                out.push(message.clone());
+            }
+        }
+    }
+}
+
+/// The writer thread of the link to `peer` at `address`.
+pub(super) fn run(
+    shared: &Arc<Shared>,
+    peer: NodeId,
+    address: &str,
+    queue: &Receiver<Vec<Message>>,
+) {
+    let config = &shared.config;
+    let mut rng = SplitMix64::new(shared.identity.node.get() ^ peer.get().rotate_left(32));
+    let mut backoff = Duration::from_millis(config.reconnect_backoff_min_ms);
+    let mut board = Board::default();
+    let mut last_error = String::new();
+    while !shared.stopping() {
+        match connect(shared, peer, address) {
+            Ok(stream) => {
+                info!(%peer, address, "connected");
+                last_error.clear();
+                backoff = Duration::from_millis(config.reconnect_backoff_min_ms);
+                shared.stats.connects.fetch_add(1, Ordering::Relaxed);
+                let error = serve(shared, peer, stream, queue, &mut board);
+                if let Some(error) = error {
+                    warn!(%peer, address, %error, "connection lost; reconnecting");
+                }
+            }
+            Err(error) => {
+                let text = error.to_string();
+                // A peer that is down is logged once per distinct reason, not per attempt.
+                if text != last_error {
+                    warn!(%peer, address, error = %text, "cannot connect");
+                    last_error = text;
+                }
+                shared
+                    .stats
+                    .connect_failures
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        // Sleep the jittered backoff, dropping what is queued meanwhile (stale by the time a
+        // connection exists; Raft resends from its progress state).
+        let jitter = f64::from(rng.range(500, 1500)) / 1000.0;
+        let deadline = Instant::now() + backoff.mul_f64(jitter);
+        while !shared.stopping() {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            if let Ok(batch) = queue.recv_timeout(deadline - now) {
+                shared.stats.dropped(batch.len());
+            }
+        }
+        backoff = (backoff * 2).min(Duration::from_millis(config.reconnect_backoff_max_ms));
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ConnectError {
+    #[error("resolving the address: {0}")]
+    Resolve(std::io::Error),
+    #[error("connecting: {0}")]
+    Connect(std::io::Error),
+    #[error("handshake: {0}")]
+    Handshake(#[from] HandshakeError),
+}
+
+fn connect(shared: &Shared, peer: NodeId, address: &str) -> Result<TcpStream, ConnectError> {
+    let config = &shared.config;
+    let timeout = Duration::from_millis(config.connect_timeout_ms);
+    let mut last = std::io::Error::other("the address resolves to nothing");
+    let mut stream = None;
+    for addr in address.to_socket_addrs().map_err(ConnectError::Resolve)? {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(s) => {
+                stream = Some(s);
+                break;
+            }
+            Err(e) => last = e,
+        }
+    }
+    let mut stream = stream.ok_or(ConnectError::Connect(last))?;
+    let setup = stream
+        .set_nodelay(true)
+        .and_then(|()| {
+            stream.set_write_timeout(Some(Duration::from_millis(config.write_timeout_ms)))
+        })
+        .and_then(|()| stream.set_read_timeout(Some(shared.poll_interval())));
+    setup.map_err(ConnectError::Connect)?;
+    let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX, HANDSHAKE_FRAME_BYTES_MAX);
+    handshake::connect(
+        &mut stream,
+        &mut reader,
+        &shared.identity,
+        Role::Peer,
+        Some(peer),
+        shared.handshake_deadlines(),
+    )?;
+    Ok(stream)
+}
+
+/// Writes queued batches to `stream` until it fails (the error) or the transport stops
+/// (`None`).
+fn serve(
+    shared: &Shared,
+    peer: NodeId,
+    mut stream: TcpStream,
+    queue: &Receiver<Vec<Message>>,
+    board: &mut Board,
+) -> Option<std::io::Error> {
+    let config = &shared.config;
+    let keepalive = Duration::from_millis(config.idle_timeout_ms / 3).max(Duration::from_millis(1));
+    let mut last_write = Instant::now();
+    let mut next_flush = Instant::now() + shared.heartbeat_interval;
+    let mut pending: Vec<Message> = Vec::new();
+    let mut out: Vec<Message> = Vec::new();
+    loop {
+        if shared.stopping() {
+            return None;
+        }
+        let wake = if board.has_pending() {
+            next_flush.min(last_write + keepalive)
+        } else {
+            last_write + keepalive
+        };
+        let timeout = wake.saturating_duration_since(Instant::now());
+        match queue.recv_timeout(timeout) {
+            Ok(batch) => {
+                pending.extend(batch);
+                while pending.len() < config.frame_messages_max {
+                    match queue.try_recv() {
+                        Ok(batch) => pending.extend(batch),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return None,
+        }
+        let mut urgent = false;
+        for message in pending.drain(..) {
+            match read_round(&message.body) {
+                Some(round) => urgent |= board.offer(message, round),
+                None => out.push(message),
+            }
+        }
+        let now = Instant::now();
+        if !out.is_empty() || urgent || (now >= next_flush && board.has_pending()) {
+            board.drain_into(&mut out);
+            next_flush = now + shared.heartbeat_interval;
+        }
+        if out.is_empty() && now.duration_since(last_write) < keepalive {
+            continue;
+        }
+        if let Err(error) = write_messages(shared, peer, &mut stream, &mut out) {
+            return Some(error);
+        }
+        last_write = Instant::now();
+    }
+}
+
+/// Writes `messages` (emptied) in as few frames as the limits allow; an empty list writes
+/// one empty frame (a keepalive).
+fn write_messages(
+    shared: &Shared,
+    peer: NodeId,
+    stream: &mut TcpStream,
+    messages: &mut Vec<Message>,
+) -> std::io::Result<()> {
+    let config = &shared.config;
+    let before = messages.len();
+    // Cannot happen with a validated configuration; never send what the peer would refuse.
+    messages.retain(|m| 4 + encoded_len(m) <= config.frame_bytes_max);
+    if messages.len() < before {
+        warn!(%peer, count = before - messages.len(), "dropping messages larger than frame_bytes_max");
+        shared.stats.dropped(before - messages.len());
+    }
+    let mut flush = |frame: &[Message], bytes: usize| {
+        write_frame(stream, FrameKind::Messages, &encode_messages(frame))?;
+        shared.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
+        let bytes = (HEADER_BYTES + bytes) as u64;
+        shared.stats.bytes_sent.fetch_add(bytes, Ordering::Relaxed);
+        std::io::Result::Ok(())
+    };
+    let (mut start, mut bytes) = (0, 4);
+    for i in 0..messages.len() {
+        let len = encoded_len(&messages[i]);
+        if i > start
+            && (bytes + len > config.frame_bytes_max || i - start >= config.frame_messages_max)
+        {
+            flush(&messages[start..i], bytes)?;
+            (start, bytes) = (i, 4);
+        }
+        bytes += len;
+    }
+    if start < messages.len() || messages.is_empty() {
+        flush(&messages[start..], bytes)?;
+    }
+    messages.clear();
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! The inbound side: an acceptor thread admits connections under the caps
+//! (`connections_max`, `handshakes_pending_max`), and one thread per connection runs the
+//! acceptor's handshake, then reads frames and hands their messages to the node's
+//! [`Inbound`]. Every refusal and every dropped connection is logged with its reason.
+
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tracing::{debug, info, warn};
+
+use super::Shared;
+use super::frame::{Deadlines, FrameError, FrameKind, FrameReader};
+use super::handshake::{self, HANDSHAKE_FRAME_BYTES_MAX, RejectCode, Role};
+use super::wire::decode_messages;
+use crate::core::NodeId;
+use crate::transport::Inbound;
+
+/// Stack of a connection thread: it only parses frames.
+const CONNECTION_STACK_BYTES: usize = 256 << 10;
+
+/// The acceptor thread.
+pub(super) fn run(shared: &Arc<Shared>, listener: &TcpListener, inbound: &Arc<dyn Inbound>) {
+    for accepted in listener.incoming() {
+        if shared.stopping() {
+            return;
+        }
+        let stream = match accepted {
+            Ok(stream) => stream,
+            Err(error) => {
+                // Out of descriptors or a connection reset before accept: keep serving.
+                warn!(%error, "accept failed");
+                std::thread::sleep(
+                    shared
+                        .poll_interval()
+                        .min(std::time::Duration::from_millis(50)),
+                );
+                continue;
+            }
+        };
+        let addr = stream
+            .peer_addr()
+            .map_or_else(|_| "unknown".to_owned(), |a| a.to_string());
+        let Some(id) = shared.connections.admit(&stream, &shared.config) else {
+            shared
+                .stats
+                .connections_refused
+                .fetch_add(1, Ordering::Relaxed);
+            warn!(
+                from = %addr,
+                "refusing connection: connections_max or handshakes_pending_max reached"
+            );
+            let _ = stream.shutdown(Shutdown::Both);
+            continue;
+        };
+        let shared_for_thread = Arc::clone(shared);
+        let inbound = Arc::clone(inbound);
+        let spawned = std::thread::Builder::new()
+            .name("kommander-tcp-conn".to_owned())
+            .stack_size(CONNECTION_STACK_BYTES)
+            .spawn(move || {
+                serve(&shared_for_thread, stream, id, &addr, inbound.as_ref());
+                shared_for_thread.connections.remove(id);
+            });
+        if let Err(error) = spawned {
+            warn!(%error, "cannot spawn a connection thread; closing the connection");
+            shared.connections.remove(id);
+        }
+    }
+}
+
+fn serve(shared: &Shared, mut stream: TcpStream, id: u64, addr: &str, inbound: &dyn Inbound) {
+    let config = &shared.config;
+    if let Err(error) = stream
+        .set_nodelay(true)
+        .and_then(|()| stream.set_read_timeout(Some(shared.poll_interval())))
+        .and_then(|()| {
+            stream.set_write_timeout(Some(std::time::Duration::from_millis(
+                config.handshake_timeout_ms,
+            )))
+        })
+    {
+        warn!(from = addr, %error, "socket setup failed; closing");
+        return;
+    }
+    let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX, HANDSHAKE_FRAME_BYTES_MAX);
+    let me = shared.identity.node;
+    let admit = |role: Role, node: NodeId| {
+        if role != Role::Peer {
+            return Err((
+                RejectCode::Role,
+                "this is the peer port; clients connect to the client port".to_owned(),
+            ));
+        }
+        if node == me || !shared.peers.contains_key(&node) {
+            return Err((
+                RejectCode::UnknownNode,
+                format!("{node} is not a configured peer of {me}"),
+            ));
+        }
+        Ok(())
+    };
+    let peer = match handshake::accept(
+        &mut stream,
+        &mut reader,
+        &shared.identity,
+        &admit,
+        shared.handshake_deadlines(),
+    ) {
+        Ok((_, peer)) => peer,
+        Err(error) => {
+            shared
+                .stats
+                .handshakes_failed
+                .fetch_add(1, Ordering::Relaxed);
+            warn!(from = addr, %error, "handshake failed; closing");
+            return;
+        }
+    };
+    reader.set_limits(config.frame_bytes_max, config.read_chunk_bytes);
+    shared.connections.established(id, peer);
+    info!(%peer, from = addr, "peer connected");
+    let deadlines = Deadlines {
+        frame_timeout: std::time::Duration::from_millis(config.frame_read_timeout_ms),
+        idle_timeout: std::time::Duration::from_millis(config.idle_timeout_ms),
+    };
+    let stop = || shared.stopping();
+    loop {
+        let frame = match reader.read_frame(&mut stream, deadlines, &stop) {
+            Ok(frame) => frame,
+            Err(FrameError::Shutdown) => return,
+            Err(error) => {
+                shared
+                    .stats
+                    .connections_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+                warn!(%peer, from = addr, %error, "closing connection");
+                return;
+            }
+        };
+        shared.stats.frames_received.fetch_add(1, Ordering::Relaxed);
+        shared
+            .stats
+            .bytes_received
+            .fetch_add(frame.body.len() as u64, Ordering::Relaxed);
+        if frame.kind != FrameKind::Messages {
+            shared
+                .stats
+                .connections_dropped
+                .fetch_add(1, Ordering::Relaxed);
+            warn!(%peer, from = addr, kind = ?frame.kind, "unexpected frame after the handshake; closing");
+            return;
+        }
+        match decode_messages(&frame.body, peer, me, config.frame_messages_max) {
+            Ok(messages) if messages.is_empty() => debug!(%peer, "keepalive"),
+            Ok(messages) => inbound.deliver(messages),
+            Err(error) => {
+                shared
+                    .stats
+                    .connections_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+                warn!(%peer, from = addr, %error, "malformed Messages frame; closing");
+                return;
+            }
+        }
+    }
+}
+
+/// Wakes a blocked `accept` by connecting to the listener (used at shutdown).
+pub(super) fn wake(addr: SocketAddr) {
+    let mut target = addr;
+    if target.ip().is_unspecified() {
+        target.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let _ = TcpStream::connect_timeout(&target, std::time::Duration::from_millis(200));
+}

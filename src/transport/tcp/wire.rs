@@ -1,0 +1,401 @@
+//! The body of a `Messages` frame: a count, then each message without its sender and
+//! receiver (the connection's authenticated peer and the local node are both implied).
+//!
+//! ```text
+//! body    := count:u32 message*
+//! message := partition:u32 term:u64 tag:u8 fields(tag)
+//! append  := prev_index:u64 prev_term:u64 commit:u64 entries:u32 entry*
+//! entry   := index:u64 term:u64 ticket:u64 kind:u8 auto_commit:u8 length:u32 payload
+//! ```
+//!
+//! Encoding never copies an entry payload: the body is a list of chunks in which each
+//! payload is the entry's own [`Bytes`] (for entries read back from the WAL, a slice of its
+//! mapping). Decoding is total: any byte sequence gives messages or a [`WireError`], and
+//! payloads are slices of the received frame.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::core::{
+    Entry, EntryKind, LogIndex, Message, MessageBody, NodeId, PartitionId, Term, Ticket,
+};
+
+/// Bytes of a message before its tag-specific fields (partition, term, tag).
+const MESSAGE_HEAD_BYTES: usize = 4 + 8 + 1;
+/// Bytes of an entry header on the wire.
+const ENTRY_HEAD_BYTES: usize = 8 + 8 + 8 + 1 + 1 + 4;
+
+/// Why a `Messages` body does not decode.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// The body ends in the middle of a field.
+    #[error("truncated at byte {0}")]
+    Truncated(usize),
+    /// More messages than `frame_messages_max`.
+    #[error("{count} messages exceed frame_messages_max {max}")]
+    TooManyMessages {
+        /// Announced count.
+        count: u64,
+        /// The limit.
+        max: usize,
+    },
+    /// An unknown message tag.
+    #[error("unknown message tag {tag} at byte {at}")]
+    UnknownTag {
+        /// The tag.
+        tag: u8,
+        /// Its offset.
+        at: usize,
+    },
+    /// An unknown entry kind.
+    #[error("unknown entry kind {kind} at byte {at}")]
+    UnknownEntryKind {
+        /// The code.
+        kind: u8,
+        /// Its offset.
+        at: usize,
+    },
+    /// A boolean byte other than 0 or 1.
+    #[error("invalid boolean {value} at byte {at}")]
+    InvalidBool {
+        /// The byte.
+        value: u8,
+        /// Its offset.
+        at: usize,
+    },
+    /// A text field that is not UTF-8.
+    #[error("text at byte {0} is not UTF-8")]
+    InvalidText(usize),
+    /// Bytes after the last message.
+    #[error("{0} trailing bytes after the last message")]
+    Trailing(usize),
+}
+
+const fn tag(body: &MessageBody) -> u8 {
+    match body {
+        MessageBody::PreVoteRequest { .. } => 1,
+        MessageBody::PreVoteResponse { .. } => 2,
+        MessageBody::VoteRequest { .. } => 3,
+        MessageBody::VoteResponse { .. } => 4,
+        MessageBody::AppendRequest { .. } => 5,
+        MessageBody::AppendResponse { .. } => 6,
+        MessageBody::Heartbeat { .. } => 7,
+        MessageBody::HeartbeatResponse { .. } => 8,
+        MessageBody::TimeoutNow => 9,
+        MessageBody::ReadIndexRequest { .. } => 10,
+        MessageBody::ReadIndexResponse { .. } => 11,
+    }
+}
+
+/// The encoded size of `message` (what it adds to a frame body).
+#[must_use]
+pub fn encoded_len(message: &Message) -> usize {
+    MESSAGE_HEAD_BYTES
+        + match &message.body {
+            MessageBody::PreVoteResponse { .. } | MessageBody::VoteResponse { .. } => 1,
+            MessageBody::PreVoteRequest { .. } | MessageBody::Heartbeat { .. } => 16,
+            MessageBody::VoteRequest { .. } => 17,
+            MessageBody::AppendRequest { entries, .. } => {
+                28 + entries
+                    .iter()
+                    .map(|e| ENTRY_HEAD_BYTES + e.payload.len())
+                    .sum::<usize>()
+            }
+            MessageBody::AppendResponse { .. } => 25,
+            MessageBody::HeartbeatResponse { .. } | MessageBody::ReadIndexRequest { .. } => 8,
+            MessageBody::TimeoutNow => 0,
+            MessageBody::ReadIndexResponse { .. } => 17,
+        }
+}
+
+/// Encodes `messages` as one `Messages` body: returns its chunks (fixed fields in shared
+/// buffers, payloads as the entries' own `Bytes`).
+#[must_use]
+pub fn encode_messages(messages: &[Message]) -> Vec<Bytes> {
+    let mut meta = BytesMut::with_capacity(
+        4 + messages
+            .iter()
+            .map(|m| encoded_len(m).min(MESSAGE_HEAD_BYTES + 64))
+            .sum::<usize>(),
+    );
+    let mut chunks = Vec::new();
+    meta.put_u32_le(u32::try_from(messages.len()).unwrap_or(u32::MAX));
+    for message in messages {
+        meta.put_u32_le(message.partition.get());
+        meta.put_u64_le(message.term.get());
+        meta.put_u8(tag(&message.body));
+        match &message.body {
+            MessageBody::PreVoteRequest {
+                last_log_index,
+                last_log_term,
+            } => {
+                meta.put_u64_le(last_log_index.get());
+                meta.put_u64_le(last_log_term.get());
+            }
+            MessageBody::PreVoteResponse { granted } | MessageBody::VoteResponse { granted } => {
+                meta.put_u8(u8::from(*granted));
+            }
+            MessageBody::VoteRequest {
+                last_log_index,
+                last_log_term,
+                transfer,
+            } => {
+                meta.put_u64_le(last_log_index.get());
+                meta.put_u64_le(last_log_term.get());
+                meta.put_u8(u8::from(*transfer));
+            }
+            MessageBody::AppendRequest {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                commit,
+            } => {
+                meta.put_u64_le(prev_log_index.get());
+                meta.put_u64_le(prev_log_term.get());
+                meta.put_u64_le(commit.get());
+                meta.put_u32_le(u32::try_from(entries.len()).unwrap_or(u32::MAX));
+                for entry in entries {
+                    meta.put_u64_le(entry.index.get());
+                    meta.put_u64_le(entry.term.get());
+                    meta.put_u64_le(entry.ticket.get());
+                    meta.put_u8(entry.kind.code());
+                    meta.put_u8(u8::from(entry.auto_commit));
+                    meta.put_u32_le(u32::try_from(entry.payload.len()).unwrap_or(u32::MAX));
+                    if !entry.payload.is_empty() {
+                        chunks.push(meta.split().freeze());
+                        chunks.push(entry.payload.clone());
+                    }
+                }
+            }
+            MessageBody::AppendResponse {
+                success,
+                index,
+                hint_index,
+                hint_term,
+            } => {
+                meta.put_u8(u8::from(*success));
+                meta.put_u64_le(index.get());
+                meta.put_u64_le(hint_index.get());
+                meta.put_u64_le(hint_term.get());
+            }
+            MessageBody::Heartbeat { commit, read_round } => {
+                meta.put_u64_le(commit.get());
+                meta.put_u64_le(*read_round);
+            }
+            MessageBody::HeartbeatResponse { read_round } => meta.put_u64_le(*read_round),
+            MessageBody::TimeoutNow => {}
+            MessageBody::ReadIndexRequest { context } => meta.put_u64_le(*context),
+            MessageBody::ReadIndexResponse { context, index, ok } => {
+                meta.put_u64_le(*context);
+                meta.put_u64_le(index.get());
+                meta.put_u8(u8::from(*ok));
+            }
+        }
+    }
+    if !meta.is_empty() {
+        chunks.push(meta.freeze());
+    }
+    chunks
+}
+
+/// A bounds-checked little-endian reader over a frame body.
+pub(super) struct Cursor<'a> {
+    body: &'a Bytes,
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    pub(super) const fn new(body: &'a Bytes) -> Self {
+        Self { body, at: 0 }
+    }
+
+    pub(super) fn u16(&mut self) -> Result<u16, WireError> {
+        self.take().map(u16::from_le_bytes)
+    }
+
+    pub(super) fn text(&mut self, len: usize) -> Result<String, WireError> {
+        let at = self.at;
+        let bytes = self.slice(len)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| WireError::InvalidText(at))
+    }
+
+    /// Everything left.
+    pub(super) fn rest(&mut self) -> Bytes {
+        let rest = self.body.slice(self.at.min(self.body.len())..);
+        self.at = self.body.len();
+        rest
+    }
+
+    /// Fails with [`WireError::Trailing`] unless everything was read.
+    pub(super) fn finish(&self) -> Result<(), WireError> {
+        match self.remaining() {
+            0 => Ok(()),
+            trailing => Err(WireError::Trailing(trailing)),
+        }
+    }
+
+    pub(super) fn take<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
+        let bytes = self
+            .body
+            .get(self.at..)
+            .and_then(<[u8]>::first_chunk::<N>)
+            .ok_or(WireError::Truncated(self.at))?;
+        self.at += N;
+        Ok(*bytes)
+    }
+
+    pub(super) fn u8(&mut self) -> Result<u8, WireError> {
+        self.take::<1>().map(|[b]| b)
+    }
+
+    pub(super) fn u32(&mut self) -> Result<u32, WireError> {
+        self.take().map(u32::from_le_bytes)
+    }
+
+    pub(super) fn u64(&mut self) -> Result<u64, WireError> {
+        self.take().map(u64::from_le_bytes)
+    }
+
+    pub(super) fn bool(&mut self) -> Result<bool, WireError> {
+        let at = self.at;
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            value => Err(WireError::InvalidBool { value, at }),
+        }
+    }
+
+    pub(super) fn slice(&mut self, len: usize) -> Result<Bytes, WireError> {
+        let end = self
+            .at
+            .checked_add(len)
+            .filter(|&end| end <= self.body.len())
+            .ok_or(WireError::Truncated(self.at))?;
+        let bytes = self.body.slice(self.at..end);
+        self.at = end;
+        Ok(bytes)
+    }
+
+    pub(super) fn remaining(&self) -> usize {
+        self.body.len().saturating_sub(self.at)
+    }
+}
+
+/// Decodes a `Messages` body sent by `from` to `to`.
+///
+/// # Errors
+///
+/// [`WireError`] describing the first malformed field; nothing is returned then.
+pub fn decode_messages(
+    body: &Bytes,
+    from: NodeId,
+    to: NodeId,
+    frame_messages_max: usize,
+) -> Result<Vec<Message>, WireError> {
+    let mut cur = Cursor::new(body);
+    let count = cur.u32()? as usize;
+    if count > frame_messages_max {
+        return Err(WireError::TooManyMessages {
+            count: count as u64,
+            max: frame_messages_max,
+        });
+    }
+    // Every message takes at least its head: a count the body cannot hold is truncation,
+    // found before the list is allocated.
+    if count.saturating_mul(MESSAGE_HEAD_BYTES) > cur.remaining() {
+        return Err(WireError::Truncated(body.len()));
+    }
+    let mut messages = Vec::with_capacity(count);
+    for _ in 0..count {
+        let partition = PartitionId(cur.u32()?);
+        let term = Term(cur.u64()?);
+        let at = cur.at;
+        let body = match cur.u8()? {
+            1 => MessageBody::PreVoteRequest {
+                last_log_index: LogIndex(cur.u64()?),
+                last_log_term: Term(cur.u64()?),
+            },
+            2 => MessageBody::PreVoteResponse {
+                granted: cur.bool()?,
+            },
+            3 => MessageBody::VoteRequest {
+                last_log_index: LogIndex(cur.u64()?),
+                last_log_term: Term(cur.u64()?),
+                transfer: cur.bool()?,
+            },
+            4 => MessageBody::VoteResponse {
+                granted: cur.bool()?,
+            },
+            5 => decode_append(&mut cur)?,
+            6 => MessageBody::AppendResponse {
+                success: cur.bool()?,
+                index: LogIndex(cur.u64()?),
+                hint_index: LogIndex(cur.u64()?),
+                hint_term: Term(cur.u64()?),
+            },
+            7 => MessageBody::Heartbeat {
+                commit: LogIndex(cur.u64()?),
+                read_round: cur.u64()?,
+            },
+            8 => MessageBody::HeartbeatResponse {
+                read_round: cur.u64()?,
+            },
+            9 => MessageBody::TimeoutNow,
+            10 => MessageBody::ReadIndexRequest {
+                context: cur.u64()?,
+            },
+            11 => MessageBody::ReadIndexResponse {
+                context: cur.u64()?,
+                index: LogIndex(cur.u64()?),
+                ok: cur.bool()?,
+            },
+            tag => return Err(WireError::UnknownTag { tag, at }),
+        };
+        messages.push(Message {
+            partition,
+            from,
+            to,
+            term,
+            body,
+        });
+    }
+    cur.finish()?;
+    Ok(messages)
+}
+
+fn decode_append(cur: &mut Cursor<'_>) -> Result<MessageBody, WireError> {
+    let prev_log_index = LogIndex(cur.u64()?);
+    let prev_log_term = Term(cur.u64()?);
+    let commit = LogIndex(cur.u64()?);
+    let count = cur.u32()? as usize;
+    if count.saturating_mul(ENTRY_HEAD_BYTES) > cur.remaining() {
+        return Err(WireError::Truncated(cur.body.len()));
+    }
+    let mut entries = Vec::with_capacity(count);
+    for _ in 0..count {
+        let index = LogIndex(cur.u64()?);
+        let term = Term(cur.u64()?);
+        let ticket = Ticket(cur.u64()?);
+        let at = cur.at;
+        let code = cur.u8()?;
+        let kind =
+            EntryKind::from_code(code).ok_or(WireError::UnknownEntryKind { kind: code, at })?;
+        let auto_commit = cur.bool()?;
+        let len = cur.u32()? as usize;
+        let payload = cur.slice(len)?;
+        entries.push(Entry {
+            index,
+            term,
+            kind,
+            ticket,
+            auto_commit,
+            payload,
+        });
+    }
+    Ok(MessageBody::AppendRequest {
+        prev_log_index,
+        prev_log_term,
+        entries,
+        commit,
+    })
+}

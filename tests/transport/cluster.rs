@@ -1,0 +1,177 @@
+//! Three `Raft` nodes over `TcpTransport` on loopback: replication, restart and the
+//! authentication policy.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kommander_raft::transport::tcp::{TcpTransport, TransportError};
+use kommander_raft::{NodeConfig, PartitionId, Raft, ReplicateOptions, Status};
+
+use crate::cluster::harness::{PATIENCE, Recorder, test_config};
+
+struct TcpNode {
+    raft: Raft,
+    transport: Arc<TcpTransport>,
+    app: Arc<Recorder>,
+}
+
+fn configs(
+    dir: &std::path::Path,
+    nodes: u64,
+    secret: Option<&str>,
+) -> Vec<(NodeConfig, TcpListener)> {
+    let listeners: Vec<TcpListener> = (0..nodes)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    let addrs: Vec<String> = listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr").to_string())
+        .collect();
+    listeners
+        .into_iter()
+        .enumerate()
+        .map(|(i, listener)| {
+            let node = i as u64 + 1;
+            let mut config = test_config(node, nodes, 4, dir);
+            config.endpoint = addrs[i].clone();
+            config.peers = (1..=nodes)
+                .filter(|&n| n != node)
+                .map(|n| (n, addrs[n as usize - 1].clone()))
+                .collect::<BTreeMap<_, _>>();
+            config.transport.auth_secret = secret.map(str::to_owned);
+            (config, listener)
+        })
+        .collect()
+}
+
+fn start(config: NodeConfig, listener: TcpListener) -> TcpNode {
+    let transport = TcpTransport::with_listener(&config, listener).expect("transport");
+    let app = Arc::new(Recorder::default());
+    let raft = Raft::start(config, transport.clone(), app.clone()).expect("start");
+    transport.serve(raft.inbound()).expect("serve");
+    TcpNode {
+        raft,
+        transport,
+        app,
+    }
+}
+
+async fn replicate(nodes: &[TcpNode], p: PartitionId, payload: &str) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        for node in nodes {
+            if !node.raft.am_i_leader_quick(p) {
+                continue;
+            }
+            let result = node
+                .raft
+                .replicate_logs(
+                    p,
+                    "t",
+                    Bytes::from(payload.to_owned()),
+                    ReplicateOptions::default(),
+                )
+                .await;
+            if result.status == Status::Success {
+                return;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no leader accepted {payload} on {p}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn wait_delivered(nodes: &[TcpNode], p: PartitionId, count: usize) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let counts: Vec<usize> = nodes.iter().map(|n| n.app.live(p).len()).collect();
+        if counts.iter().all(|&c| c >= count) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{p}: deliveries {counts:?} of {count}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn join(nodes: &[TcpNode]) {
+    let joins: Vec<_> = nodes
+        .iter()
+        .map(|n| {
+            let raft = n.raft.clone();
+            tokio::spawn(async move { raft.join_cluster(None).await })
+        })
+        .collect();
+    for join in joins {
+        join.await.expect("task").expect("joined");
+    }
+}
+
+#[tokio::test]
+async fn three_nodes_replicate_over_authenticated_tcp() {
+    let dir = tempfile::tempdir().expect("dir");
+    let nodes: Vec<TcpNode> = configs(dir.path(), 3, Some("a shared secret of the test"))
+        .into_iter()
+        .map(|(c, l)| start(c, l))
+        .collect();
+    join(&nodes).await;
+    for p in 1..=4 {
+        for i in 0..50 {
+            replicate(&nodes, PartitionId(p), &format!("p{p}-{i}")).await;
+        }
+    }
+    for p in 1..=4 {
+        wait_delivered(&nodes, PartitionId(p), 50).await;
+        let first = nodes[0].app.payloads(PartitionId(p));
+        for node in &nodes[1..] {
+            assert_eq!(node.app.payloads(PartitionId(p)), first, "{p} differs");
+        }
+    }
+    for node in &nodes {
+        let stats = node.transport.stats();
+        assert!(stats.connects >= 2, "{stats:?}");
+        assert_eq!(stats.handshakes_failed, 0, "{stats:?}");
+        assert_eq!(stats.connections_dropped, 0, "{stats:?}");
+    }
+    for node in nodes {
+        node.raft.leave_cluster().await;
+        node.transport.shutdown();
+    }
+}
+
+#[test]
+fn a_non_loopback_listener_needs_a_secret_or_an_explicit_opt_in() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut config = test_config(1, 1, 1, dir.path());
+    let listener = TcpListener::bind("0.0.0.0:0").expect("bind");
+    let error = TcpTransport::with_listener(&config, listener).expect_err("refused");
+    assert!(
+        matches!(error, TransportError::Unauthenticated(_)),
+        "{error}"
+    );
+
+    config.transport.allow_unauthenticated = true;
+    let listener = TcpListener::bind("0.0.0.0:0").expect("bind");
+    TcpTransport::with_listener(&config, listener).expect("explicitly allowed");
+
+    config.transport.allow_unauthenticated = false;
+    config.transport.auth_secret = Some("0123456789abcdef".to_owned());
+    let listener = TcpListener::bind("0.0.0.0:0").expect("bind");
+    TcpTransport::with_listener(&config, listener).expect("authenticated");
+
+    config.transport.auth_secret = Some("short".to_owned());
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let error = TcpTransport::with_listener(&config, listener).expect_err("short secret");
+    assert!(
+        error.to_string().contains("transport.auth_secret"),
+        "{error}"
+    );
+}

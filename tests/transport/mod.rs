@@ -1,0 +1,3 @@
+//! The TCP transport: in-process nodes talking over real loopback sockets.
+
+mod cluster;
