@@ -148,9 +148,9 @@ pub(crate) struct ProcessCluster {
 }
 
 impl ProcessCluster {
-    /// Writes the configurations of `count` nodes (`tweak` may add TOML lines under the
-    /// top level; it receives the node id) and starts them all.
-    pub(crate) fn start(count: u64, extra_toml: &str) -> Self {
+    /// Writes the configurations of `count` nodes (`extra_toml` adds top-level lines) and
+    /// starts the first `running` of them.
+    pub(crate) fn start(count: u64, running: usize, extra_toml: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let peers: Vec<String> = (0..count).map(|_| free_address()).collect();
         let mut nodes = Vec::new();
@@ -196,14 +196,14 @@ impl ProcessCluster {
         // Start them all before waiting: each waits for a quorum to join.
         let mut cluster = Self { nodes, _dir: dir };
         std::thread::scope(|scope| {
-            for node in &mut cluster.nodes {
+            for node in cluster.nodes.iter_mut().take(running) {
                 scope.spawn(|| node.start());
             }
         });
         cluster
     }
 
-    /// The state of every running node's replica of `p` (`None` for stopped or unreachable).
+    /// The state of every node's replica of `p` (`None` for stopped or unreachable nodes).
     pub(crate) fn states(&mut self, p: PartitionId) -> Vec<Option<ReplicaState>> {
         self.nodes
             .iter_mut()
@@ -211,7 +211,11 @@ impl ProcessCluster {
                 if !node.running() {
                     return None;
                 }
-                match node.client()?.call(&ClientRequest::Status { partition: p }).ok()? {
+                match node
+                    .client()?
+                    .call(&ClientRequest::Status { partition: p })
+                    .ok()?
+                {
                     ClientResponse::Status {
                         status: Status::Success,
                         state,
@@ -332,7 +336,12 @@ fn writer(
         let client = match connections.entry(target) {
             std::collections::btree_map::Entry::Occupied(c) => c.into_mut(),
             std::collections::btree_map::Entry::Vacant(v) => {
-                match Client::connect(&clients[&target], CLUSTER, Some(SECRET), Duration::from_secs(5)) {
+                match Client::connect(
+                    &clients[&target],
+                    CLUSTER,
+                    Some(SECRET),
+                    Duration::from_secs(5),
+                ) {
                     Ok(c) => v.insert(c),
                     Err(_) => {
                         // Down (killed): try another node next time.
@@ -396,7 +405,10 @@ pub(crate) fn read_logs(data_dir: &Path) -> BTreeMap<(u32, u64), Bytes> {
     let mut out = BTreeMap::new();
     for shard in std::fs::read_dir(data_dir).expect("data dir") {
         let path = shard.expect("entry").path();
-        if !path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("shard-")) {
+        if !path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("shard-"))
+        {
             continue;
         }
         let wal = Wal::open(&path, WalConfig::default()).expect("open WAL");

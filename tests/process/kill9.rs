@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use kommander_raft::PartitionId;
 
-use super::harness::{Acked, PARTITIONS, ProcessCluster, Load, read_logs};
+use super::harness::{Acked, Load, PARTITIONS, ProcessCluster, read_logs};
 
 /// The node leading partition 1, as the running nodes report it.
 fn leader_of_p1(cluster: &mut ProcessCluster) -> u64 {
@@ -24,40 +24,61 @@ fn leader_of_p1(cluster: &mut ProcessCluster) -> u64 {
         {
             return first;
         }
-        assert!(std::time::Instant::now() < deadline, "no agreed leader: {leaders:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no agreed leader: {leaders:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 #[test]
 fn kill9_of_a_follower_then_the_leader_under_load_loses_no_acknowledged_write() {
-    let mut cluster = ProcessCluster::start(3, "");
+    let mut cluster = ProcessCluster::start(3, 3, "");
     let clients: BTreeMap<u64, String> = cluster
         .nodes
         .iter()
         .map(|n| (n.id, n.client_address.clone()))
         .collect();
     let load = Load::start(clients, 4);
-    load.wait_progress(300);
+    load.wait_progress(1000);
 
-    // A follower of partition 1 dies without warning, and comes back.
-    let leader = leader_of_p1(&mut cluster);
-    let follower = cluster.nodes.iter().position(|n| n.id != leader).expect("follower");
-    cluster.nodes[follower].kill9();
-    load.wait_progress(300);
-    cluster.nodes[follower].start();
-    load.wait_progress(300);
+    // `KOMMANDER_PROCESS_CYCLES` rounds (2 by default; see docs/testing.md): a follower of
+    // partition 1 dies without warning and comes back, then the leader does.
+    let cycles: usize = std::env::var("KOMMANDER_PROCESS_CYCLES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(2);
+    for _ in 0..cycles {
+        let leader = leader_of_p1(&mut cluster);
+        let follower = cluster
+            .nodes
+            .iter()
+            .position(|n| n.id != leader)
+            .expect("follower");
+        cluster.nodes[follower].kill9();
+        load.wait_progress(1000);
+        cluster.nodes[follower].start();
+        load.wait_progress(1000);
 
-    // Then the leader of partition 1.
-    let leader = leader_of_p1(&mut cluster);
-    let leader = cluster.nodes.iter().position(|n| n.id == leader).expect("leader");
-    cluster.nodes[leader].kill9();
-    load.wait_progress(300);
-    cluster.nodes[leader].start();
-    load.wait_progress(300);
+        let leader = leader_of_p1(&mut cluster);
+        let leader = cluster
+            .nodes
+            .iter()
+            .position(|n| n.id == leader)
+            .expect("leader");
+        cluster.nodes[leader].kill9();
+        load.wait_progress(1000);
+        cluster.nodes[leader].start();
+        load.wait_progress(1000);
+    }
 
     let acked = load.stop();
-    assert!(acked.len() >= 1500, "only {} writes acknowledged", acked.len());
+    assert!(
+        acked.len() >= 1500,
+        "only {} writes acknowledged",
+        acked.len()
+    );
 
     // Every node, the two restarted ones included, catches up with every acknowledged write.
     let mut highest: BTreeMap<u32, u64> = BTreeMap::new();
@@ -73,7 +94,12 @@ fn kill9_of_a_follower_then_the_leader_under_load_loses_no_acknowledged_write() 
     // write at the index it was acknowledged at.
     for node in &mut cluster.nodes {
         let status = node.terminate();
-        assert!(status.success(), "node {} exited with {status}:\n{}", node.id, node.log_text());
+        assert!(
+            status.success(),
+            "node {} exited with {status}:\n{}",
+            node.id,
+            node.log_text()
+        );
         assert!(
             node.log_text().contains("shutting down"),
             "node {} logged no shutdown",
@@ -96,7 +122,8 @@ fn kill9_of_a_follower_then_the_leader_under_load_loses_no_acknowledged_write() 
         );
     }
     eprintln!(
-        "{} acknowledged writes over {PARTITIONS} partitions, all on every node",
+        "{cycles} kill cycles: {} acknowledged writes over {PARTITIONS} partitions, all on \
+         every node",
         acked.len()
     );
 }

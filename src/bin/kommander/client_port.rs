@@ -1,0 +1,490 @@
+//! The node's client port: the client protocol of `kommander_raft::transport::tcp::client`
+//! served on its own listener.
+//!
+//! ```text
+//! acceptor thread ── admits under --client-connections-max ──► per connection:
+//!   reader thread: handshake (role Client only) ─► ClientRequest frames
+//!       Replicate ─► raft.replicate_logs, proposed on this thread  ─┐ bounded queue
+//!       Leader    ─► answered at once from raft.leader_view         ─┤ (--client-inflight-max)
+//!   writer thread: takes the queue in request order, awaits each answer, writes ◄┘
+//!       ClientResponse frames (buffered; flushed before it waits)
+//! ```
+//!
+//! Requests of one connection are proposed in the order they arrived, run concurrently
+//! (pipelining) and are answered in that order. A full queue stops the reader (backpressure on the client's socket).
+//! `Leader` answers carry the leader's node id; its client endpoint only when the leader is
+//! this node (the other nodes' client ports are not in the configuration).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::{BufWriter, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use crossbeam::channel::{self, Receiver, Sender, TryRecvError};
+use kommander_raft::transport::tcp::client::{
+    ClientRequest, ClientResponse, ReplicaState, decode_request, encode_response,
+};
+use kommander_raft::transport::tcp::frame::{
+    Deadlines, FrameError, FrameKind, FrameReader, write_frame,
+};
+use kommander_raft::transport::tcp::handshake::{self, Identity, RejectCode, Role};
+use kommander_raft::{LogIndex, NodeId, Raft, ReplicateOptions, Status};
+use tracing::{debug, info, warn};
+
+/// Bytes the writer buffers before a write (answers are small; many fit).
+const WRITE_BUFFER_BYTES: usize = 64 << 10;
+
+/// Settings of the client port (from the node's `[transport]` table and the CLI options).
+#[derive(Clone, Debug)]
+pub(crate) struct ClientPortConfig {
+    /// The cluster's name (clients must present it).
+    pub(crate) cluster: String,
+    /// This node's id.
+    pub(crate) node: u64,
+    /// The cluster's shared secret (clients must prove it), if any.
+    pub(crate) secret: Option<String>,
+    /// Largest request frame body.
+    pub(crate) frame_bytes_max: usize,
+    /// Bytes one socket read asks for at most.
+    pub(crate) read_chunk_bytes: usize,
+    /// The handshake must finish within this.
+    pub(crate) handshake_timeout: Duration,
+    /// A started frame must complete within this.
+    pub(crate) frame_read_timeout: Duration,
+    /// A connection without a request for this long is closed.
+    pub(crate) idle_timeout: Duration,
+    /// A write that makes no progress for this long fails (the connection is closed).
+    pub(crate) write_timeout: Duration,
+    /// Client connections open at once.
+    pub(crate) connections_max: usize,
+    /// Unanswered requests per connection.
+    pub(crate) inflight_max: usize,
+    /// A replication's answer is `ProposalTimeout` after this long.
+    pub(crate) request_timeout: Duration,
+}
+
+/// Counters of the client port.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ClientPortStats {
+    /// Connections open now.
+    pub(crate) connections_open: usize,
+    /// Requests received since start.
+    pub(crate) requests: u64,
+}
+
+struct Shared {
+    config: ClientPortConfig,
+    identity: Identity,
+    local_addr: SocketAddr,
+    raft: Raft,
+    runtime: tokio::runtime::Handle,
+    stop: AtomicBool,
+    next_id: AtomicU64,
+    requests: AtomicU64,
+    /// Open connections: id → a handle to shut the socket down.
+    open: Mutex<HashMap<u64, TcpStream>>,
+}
+
+impl Shared {
+    fn open(&self) -> MutexGuard<'_, HashMap<u64, TcpStream>> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    /// The socket read timeout: how often a blocked reader checks its deadlines and `stop`.
+    fn poll_interval(&self) -> Duration {
+        (self.config.frame_read_timeout / 4)
+            .clamp(Duration::from_millis(5), Duration::from_millis(100))
+    }
+}
+
+/// A running client port. [`ClientPort::shutdown`] stops it.
+pub(crate) struct ClientPort {
+    shared: Arc<Shared>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl ClientPort {
+    /// Binds `address` and starts accepting clients; writers await answers with `runtime`.
+    ///
+    /// # Errors
+    ///
+    /// The bind or thread-spawn error.
+    pub(crate) fn start(
+        address: &str,
+        config: ClientPortConfig,
+        raft: Raft,
+        runtime: tokio::runtime::Handle,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(address)?;
+        let local_addr = listener.local_addr()?;
+        let identity = Identity {
+            cluster: config.cluster.clone(),
+            node: NodeId(config.node),
+            secret: config
+                .secret
+                .as_ref()
+                .map(|s| Bytes::copy_from_slice(s.as_bytes())),
+        };
+        let shared = Arc::new(Shared {
+            config,
+            identity,
+            local_addr,
+            raft,
+            runtime,
+            stop: AtomicBool::new(false),
+            next_id: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            open: Mutex::new(HashMap::new()),
+        });
+        let for_thread = Arc::clone(&shared);
+        let acceptor = std::thread::Builder::new()
+            .name("kommander-client-accept".to_owned())
+            .spawn(move || accept_loop(&for_thread, &listener))?;
+        info!(client = %local_addr, "client port listening");
+        Ok(Self {
+            shared,
+            acceptor: Some(acceptor),
+        })
+    }
+
+    /// The address the port listens on.
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// The counters.
+    pub(crate) fn stats(&self) -> ClientPortStats {
+        ClientPortStats {
+            connections_open: self.shared.open().len(),
+            requests: self.shared.requests.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops accepting and stops reading every connection; answers of requests already
+    /// received are still written (until the node stops).
+    pub(crate) fn shutdown(mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        // Wake the blocked accept.
+        let mut target = self.shared.local_addr;
+        if target.ip().is_unspecified() {
+            target.set_ip(match target {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        let _ = TcpStream::connect_timeout(&target, Duration::from_millis(200));
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+        for stream in self.shared.open().values() {
+            let _ = stream.shutdown(Shutdown::Read);
+        }
+    }
+}
+
+fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
+    for accepted in listener.incoming() {
+        if shared.stopping() {
+            return;
+        }
+        let stream = match accepted {
+            Ok(stream) => stream,
+            Err(error) => {
+                warn!(%error, "client accept failed");
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        let addr = stream
+            .peer_addr()
+            .map_or_else(|_| "unknown".to_owned(), |a| a.to_string());
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut open = shared.open();
+            if open.len() >= shared.config.connections_max {
+                drop(open);
+                warn!(from = %addr, "refusing client connection: --client-connections-max reached");
+                let _ = stream.shutdown(Shutdown::Both);
+                continue;
+            }
+            match stream.try_clone() {
+                Ok(handle) => {
+                    open.insert(id, handle);
+                }
+                Err(error) => {
+                    warn!(from = %addr, %error, "cannot register a client connection; closing");
+                    continue;
+                }
+            }
+        }
+        let for_thread = Arc::clone(shared);
+        let spawned = std::thread::Builder::new()
+            .name("kommander-client-read".to_owned())
+            .spawn(move || {
+                serve_connection(&for_thread, stream, &addr);
+                for_thread.open().remove(&id);
+            });
+        if let Err(error) = spawned {
+            warn!(%error, "cannot spawn a client connection thread; closing");
+            if let Some(stream) = shared.open().remove(&id) {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// The outcome of a replication, still to be awaited.
+type Answer = Pin<Box<dyn Future<Output = ClientResponse> + Send>>;
+
+/// An answer in the making, queued in request order.
+enum Pending {
+    /// Known already.
+    Ready(u64, ClientResponse),
+    /// A replication handed to its shard, its outcome not known yet.
+    Replicating(u64, Answer),
+}
+
+fn serve_connection(shared: &Arc<Shared>, mut stream: TcpStream, addr: &str) {
+    let config = &shared.config;
+    if let Err(error) = stream
+        .set_nodelay(true)
+        .and_then(|()| stream.set_read_timeout(Some(shared.poll_interval())))
+        .and_then(|()| stream.set_write_timeout(Some(config.handshake_timeout)))
+    {
+        warn!(from = addr, %error, "client socket setup failed; closing");
+        return;
+    }
+    let mut reader = FrameReader::new(config.frame_bytes_max, config.read_chunk_bytes);
+    let admit = |role: Role, _: NodeId| {
+        if role == Role::Client {
+            Ok(())
+        } else {
+            Err((
+                RejectCode::Role,
+                "this is the client port; nodes connect to the peer port".to_owned(),
+            ))
+        }
+    };
+    let handshake_deadlines = Deadlines {
+        frame_timeout: config.handshake_timeout,
+        idle_timeout: config.handshake_timeout,
+    };
+    if let Err(error) = handshake::accept(
+        &mut stream,
+        &mut reader,
+        &shared.identity,
+        &admit,
+        handshake_deadlines,
+    ) {
+        warn!(from = addr, %error, "client handshake failed; closing");
+        return;
+    }
+    debug!(from = addr, "client connected");
+    let writer_stream = match stream
+        .set_write_timeout(Some(config.write_timeout))
+        .and_then(|()| stream.try_clone())
+    {
+        Ok(s) => s,
+        Err(error) => {
+            warn!(from = addr, %error, "client socket setup failed; closing");
+            return;
+        }
+    };
+    let (queue, answers) = channel::bounded(config.inflight_max);
+    let for_writer = Arc::clone(shared);
+    let writer_addr = addr.to_owned();
+    let writer = match std::thread::Builder::new()
+        .name("kommander-client-write".to_owned())
+        .spawn(move || write_answers(&for_writer, writer_stream, &answers, &writer_addr))
+    {
+        Ok(writer) => writer,
+        Err(error) => {
+            warn!(from = addr, %error, "cannot spawn a client writer thread; closing");
+            return;
+        }
+    };
+    read_requests(shared, &mut stream, &mut reader, &queue, addr);
+    drop(queue);
+    let _ = writer.join();
+    debug!(from = addr, "client disconnected");
+}
+
+fn read_requests(
+    shared: &Shared,
+    stream: &mut TcpStream,
+    reader: &mut FrameReader,
+    queue: &Sender<Pending>,
+    addr: &str,
+) {
+    let config = &shared.config;
+    let deadlines = Deadlines {
+        frame_timeout: config.frame_read_timeout,
+        idle_timeout: config.idle_timeout,
+    };
+    let stop = || shared.stopping();
+    loop {
+        let frame = match reader.read_frame(stream, deadlines, &stop) {
+            Ok(frame) => frame,
+            Err(FrameError::Shutdown | FrameError::Closed { mid_frame: false }) => return,
+            Err(error) => {
+                warn!(from = addr, %error, "closing client connection");
+                return;
+            }
+        };
+        if frame.kind != FrameKind::ClientRequest {
+            warn!(from = addr, kind = ?frame.kind, "unexpected frame on the client port; closing");
+            return;
+        }
+        shared.requests.fetch_add(1, Ordering::Relaxed);
+        let pending = match decode_request(&frame.body) {
+            Ok((id, request)) => dispatch(shared, id, request),
+            Err(error) => {
+                // The frame itself was intact (checksum): answer and keep the connection.
+                let id = frame
+                    .body
+                    .first_chunk::<8>()
+                    .map_or(0, |b| u64::from_le_bytes(*b));
+                debug!(from = addr, %error, "malformed client request");
+                Pending::Ready(
+                    id,
+                    ClientResponse::Failed {
+                        reason: format!("malformed request: {error}"),
+                    },
+                )
+            }
+        };
+        if queue.send(pending).is_err() {
+            // The writer failed (the client went away): stop reading.
+            return;
+        }
+    }
+}
+
+fn dispatch(shared: &Shared, id: u64, request: ClientRequest) -> Pending {
+    match request {
+        ClientRequest::Replicate {
+            partition,
+            log_type,
+            payload,
+        } => {
+            let raft = shared.raft.clone();
+            let options = ReplicateOptions {
+                timeout: Some(shared.config.request_timeout),
+                ..ReplicateOptions::default()
+            };
+            let answer: Answer = Box::pin(async move {
+                let result = raft
+                    .replicate_logs(partition, &log_type, payload, options)
+                    .await;
+                ClientResponse::Replicated {
+                    status: result.status,
+                    index: result.log_index.map(LogIndex::get),
+                    ticket: result.ticket.packed(),
+                }
+            });
+            start(id, answer)
+        }
+        ClientRequest::Leader { partition } => {
+            let leader = shared.raft.leader_view(partition).and_then(|v| v.leader);
+            let endpoint = if leader == Some(NodeId(shared.config.node)) {
+                shared.local_addr.to_string()
+            } else {
+                String::new()
+            };
+            Pending::Ready(id, ClientResponse::Leader { leader, endpoint })
+        }
+        ClientRequest::Status { partition } => {
+            let raft = shared.raft.clone();
+            let answer: Answer = Box::pin(async move {
+                match raft.partition_status(partition).await {
+                    Ok(s) => ClientResponse::Status {
+                        status: Status::Success,
+                        state: ReplicaState {
+                            leader: s.leader,
+                            term: s.term.get(),
+                            commit: s.commit.get(),
+                            last_index: s.last_index.get(),
+                            applied: s.applied.get(),
+                        },
+                    },
+                    Err(status) => ClientResponse::Status {
+                        status,
+                        state: ReplicaState::default(),
+                    },
+                }
+            });
+            start(id, answer)
+        }
+    }
+}
+
+/// Polls `answer` once: that hands the request to its shard now, on this thread, so the
+/// requests of a connection reach their shards in the order they arrived (consecutive indexes
+/// for pipelined writes to one partition). The writer polls it again (with a real waker) when
+/// it is this answer's turn; the `Raft` futures need no runtime.
+fn start(id: u64, mut answer: Answer) -> Pending {
+    match answer
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(response) => Pending::Ready(id, response),
+        Poll::Pending => Pending::Replicating(id, answer),
+    }
+}
+
+/// Writes the answers in request order; buffered, flushed whenever it would wait.
+fn write_answers(shared: &Shared, stream: TcpStream, answers: &Receiver<Pending>, addr: &str) {
+    let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, stream);
+    let result = (|| -> std::io::Result<()> {
+        loop {
+            let pending = match answers.try_recv() {
+                Ok(pending) => pending,
+                Err(TryRecvError::Empty) => {
+                    out.flush()?;
+                    match answers.recv() {
+                        Ok(pending) => pending,
+                        Err(_) => return out.flush(),
+                    }
+                }
+                Err(TryRecvError::Disconnected) => return out.flush(),
+            };
+            let (id, response) = match pending {
+                Pending::Ready(id, response) => (id, response),
+                Pending::Replicating(id, mut answer) => {
+                    let ready = answer
+                        .as_mut()
+                        .poll(&mut Context::from_waker(Waker::noop()));
+                    let response = match ready {
+                        Poll::Ready(response) => response,
+                        Poll::Pending => {
+                            // About to wait: what is buffered goes out first.
+                            out.flush()?;
+                            shared.runtime.block_on(answer)
+                        }
+                    };
+                    (id, response)
+                }
+            };
+            write_frame(
+                &mut out,
+                FrameKind::ClientResponse,
+                &[encode_response(id, &response)],
+            )?;
+        }
+    })();
+    if let Err(error) = result {
+        debug!(from = addr, %error, "client write failed; closing");
+        let _ = out.get_ref().shutdown(Shutdown::Both);
+    }
+}

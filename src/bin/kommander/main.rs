@@ -1,0 +1,70 @@
+//! `kommander`: run a node of a kommander-raft cluster, try a local cluster, or measure one.
+//!
+//! ```text
+//! kommander node --config node.toml [--client-listen 127.0.0.1:7001]
+//! kommander demo                      # 3 nodes on loopback, a few seconds of writes
+//! kommander bench --nodes 3 --partitions 8 --writers 256 --duration-secs 10 --json out.json
+//! ```
+//!
+//! Exit codes: 0 success (and a clean shutdown on SIGTERM/SIGINT), 1 a runtime failure
+//! (bind, WAL, join), 2 invalid usage or an invalid configuration (the message names the field).
+//! Logs go to stderr (`tracing`), filtered by the `KOMMANDER_LOG` environment variable
+//! (`RUST_LOG` syntax, for example `KOMMANDER_LOG=debug` or `KOMMANDER_LOG=kommander_raft=debug`).
+
+mod applied;
+mod client_port;
+mod node;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code of a runtime failure.
+const EXIT_FAILURE: u8 = 1;
+/// Exit code of invalid usage or configuration.
+const EXIT_USAGE: u8 = 2;
+
+/// kommander-raft: thread-per-core, multi-partition Raft with its own io_uring WAL.
+///
+/// Logs go to stderr; set KOMMANDER_LOG (RUST_LOG syntax, e.g. `debug`) to change the filter.
+#[derive(Debug, Parser)]
+#[command(name = "kommander", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one node of a cluster from a TOML configuration file.
+    ///
+    /// Prints `ready node=<id> peer=<addr> client=<addr|none>` on stdout once the node has
+    /// joined its cluster and serves. SIGTERM or SIGINT stops it cleanly (every appended
+    /// entry is durable) with exit code 0.
+    Node(node::NodeArgs),
+}
+
+/// Installs the stderr log subscriber: `KOMMANDER_LOG` if set and valid, else `default`.
+fn init_logging(default: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("KOMMANDER_LOG")
+        .ok()
+        .and_then(|spec| EnvFilter::try_new(spec).ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
+    // Colours only on a terminal: scripts and tests read the plain text.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Node(args) => {
+            init_logging("info");
+            node::run(&args)
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! `kommander node`: one node of a cluster, configured by a TOML file.
+//!
+//! ```text
+//! load + validate config (exit 2 naming the field) ─► bind the peer port ─► Raft::start
+//!   ─► serve peers ─► join the cluster (retried; progress logged) ─► client port (optional)
+//!   ─► stdout: `ready node=<id> peer=<addr> client=<addr|none>`
+//!   ─► stats line every --stats-interval-secs ... until SIGTERM/SIGINT
+//!   ─► close the client port ─► leave_cluster (appended entries durable) ─► exit 0
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kommander_raft::transport::tcp::{TcpTransport, TransportError};
+use kommander_raft::{JoinError, NodeConfig, Raft, RaftEvent, StartError};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use tokio::sync::{broadcast, watch};
+use tracing::{debug, error, info, warn};
+
+use crate::applied::AppliedCounter;
+use crate::client_port::{ClientPort, ClientPortConfig};
+use crate::{EXIT_FAILURE, EXIT_USAGE};
+
+/// Environment variable overriding `transport.auth_secret` (keeps the secret out of the file).
+pub(crate) const AUTH_SECRET_ENV: &str = "KOMMANDER_AUTH_SECRET";
+
+/// How long one `join_cluster` call waits before the node logs that it is still waiting.
+const JOIN_PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Options of `kommander node`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct NodeArgs {
+    /// The node's configuration: a TOML file with the fields of `NodeConfig` (node_id,
+    /// endpoint, peers, data_dir, shards, initial_partitions, timing, limits, and a
+    /// `[transport]` table with listen_address, auth_secret and the connection limits).
+    /// Unknown fields are refused.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Serve the client protocol (`transport::tcp::client`) on this address, e.g.
+    /// `127.0.0.1:7101` (port 0 picks a free port, printed in the `ready` line). Without it
+    /// the node has no client port. Clients authenticate like peers (same cluster name and
+    /// secret).
+    #[arg(long, value_name = "ADDR")]
+    client_listen: Option<String>,
+    /// Client connections open at once; further connections are closed on accept.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    client_connections_max: usize,
+    /// Requests in flight per client connection (answers go back in request order); the
+    /// node stops reading a connection that has this many unanswered requests.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    client_inflight_max: usize,
+    /// A client's replication not known after this many milliseconds is answered
+    /// `ProposalTimeout` (it may still commit).
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    client_request_timeout_ms: u64,
+    /// Period of the stats log line (entries applied, transport counters), in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    stats_interval_secs: u64,
+}
+
+/// A start-up failure: its message and the exit code.
+struct Fatal {
+    code: u8,
+    message: String,
+}
+
+impl Fatal {
+    fn usage(message: impl Into<String>) -> Self {
+        Self {
+            code: EXIT_USAGE,
+            message: message.into(),
+        }
+    }
+
+    fn failure(message: impl Into<String>) -> Self {
+        Self {
+            code: EXIT_FAILURE,
+            message: message.into(),
+        }
+    }
+}
+
+/// Runs the node until SIGTERM/SIGINT.
+pub(crate) fn run(args: &NodeArgs) -> ExitCode {
+    match run_node(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(fatal) => {
+            error!("{}", fatal.message);
+            eprintln!("kommander node: {}", fatal.message);
+            ExitCode::from(fatal.code)
+        }
+    }
+}
+
+/// Reads, parses and validates the configuration; applies [`AUTH_SECRET_ENV`].
+fn load_config(args: &NodeArgs) -> Result<NodeConfig, Fatal> {
+    let text = std::fs::read_to_string(&args.config).map_err(|e| {
+        Fatal::usage(format!(
+            "cannot read the configuration {}: {e}",
+            args.config.display()
+        ))
+    })?;
+    let mut config = NodeConfig::from_toml(&text)
+        .map_err(|e| Fatal::usage(format!("{}: {e}", args.config.display())))?;
+    if let Some(secret) = std::env::var_os(AUTH_SECRET_ENV) {
+        let secret = secret
+            .into_string()
+            .map_err(|_| Fatal::usage(format!("{AUTH_SECRET_ENV} is not valid UTF-8")))?;
+        config.transport.auth_secret = Some(secret);
+        config
+            .validate()
+            .map_err(|e| Fatal::usage(format!("{e} (from {AUTH_SECRET_ENV})")))?;
+    }
+    let checks = [
+        (
+            "--client-connections-max",
+            args.client_connections_max as u64,
+        ),
+        ("--client-inflight-max", args.client_inflight_max as u64),
+        (
+            "--client-request-timeout-ms",
+            args.client_request_timeout_ms,
+        ),
+        ("--stats-interval-secs", args.stats_interval_secs),
+    ];
+    for (option, value) in checks {
+        if value == 0 {
+            return Err(Fatal::usage(format!("{option} must be positive")));
+        }
+    }
+    Ok(config)
+}
+
+fn run_node(args: &NodeArgs) -> Result<(), Fatal> {
+    let config = load_config(args)?;
+    let node_id = config.node_id;
+    // Signals first: from here on SIGTERM/SIGINT mean "stop cleanly", even while joining.
+    let (stop_sender, stop) = watch::channel(false);
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .map_err(|e| Fatal::failure(format!("cannot install signal handlers: {e}")))?;
+    std::thread::Builder::new()
+        .name("kommander-signals".to_owned())
+        .spawn(move || {
+            for signal in signals.forever() {
+                let name = if signal == SIGTERM {
+                    "SIGTERM"
+                } else {
+                    "SIGINT"
+                };
+                info!(signal = name, "received {name}; shutting down");
+                let _ = stop_sender.send(true);
+            }
+        })
+        .map_err(|e| Fatal::failure(format!("cannot start the signal thread: {e}")))?;
+
+    let transport = TcpTransport::bind(&config).map_err(|e| match e {
+        TransportError::Config(e) => Fatal::usage(e.to_string()),
+        other => Fatal::failure(other.to_string()),
+    })?;
+    // One counter per initial partition plus the system partition; later ones share one.
+    let app = Arc::new(AppliedCounter::new(config.initial_partitions + 1));
+    let client_config = ClientPortConfig {
+        cluster: config.cluster_name.clone(),
+        node: config.node_id,
+        secret: config.transport.auth_secret.clone(),
+        frame_bytes_max: config.transport.frame_bytes_max,
+        read_chunk_bytes: config.transport.read_chunk_bytes,
+        handshake_timeout: Duration::from_millis(config.transport.handshake_timeout_ms),
+        frame_read_timeout: Duration::from_millis(config.transport.frame_read_timeout_ms),
+        idle_timeout: Duration::from_millis(config.transport.idle_timeout_ms),
+        write_timeout: Duration::from_millis(config.transport.write_timeout_ms),
+        connections_max: args.client_connections_max,
+        inflight_max: args.client_inflight_max,
+        request_timeout: Duration::from_millis(args.client_request_timeout_ms),
+    };
+    let raft = Raft::start(config, transport.clone(), app.clone()).map_err(|e| match e {
+        StartError::Config(e) => Fatal::usage(e.to_string()),
+        other => Fatal::failure(format!("starting the node: {other}")),
+    })?;
+    let result = serve(args, &raft, &transport, &app, client_config, stop);
+    // Whatever happened, stop cleanly: entries appended so far become durable.
+    leave(&raft);
+    transport.shutdown();
+    match &result {
+        Ok(()) => info!(node = node_id, "stopped cleanly"),
+        Err(fatal) => warn!(node = node_id, "stopped after an error: {}", fatal.message),
+    }
+    result
+}
+
+/// Leaves the cluster (the shard threads make every appended entry durable and stop); a
+/// no-op when `serve` left already.
+fn leave(raft: &Raft) {
+    let runtime = tokio::runtime::Builder::new_current_thread().build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(raft.leave_cluster()),
+        Err(e) => warn!(error = %e, "no runtime to leave the cluster; dropping the node"),
+    }
+}
+
+/// Serves peers, joins, serves clients and logs stats until `stop`.
+fn serve(
+    args: &NodeArgs,
+    raft: &Raft,
+    transport: &Arc<TcpTransport>,
+    app: &Arc<AppliedCounter>,
+    client_config: ClientPortConfig,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), Fatal> {
+    transport
+        .serve(raft.inbound())
+        .map_err(|e| Fatal::failure(format!("serving peers: {e}")))?;
+    // The main loop's runtime (signals, stats timer, events). Client answers are awaited
+    // through its handle by the client port's writer threads; the `Raft` futures need no
+    // runtime resources.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| Fatal::failure(format!("cannot start the tokio runtime: {e}")))?;
+    let mut events = raft.subscribe();
+    let node = raft.local_node_id().get();
+    info!(node, peer = %transport.local_addr(), "joining the cluster");
+    let joined = runtime.block_on(join(raft, &mut stop))?;
+    if !joined {
+        return Ok(());
+    }
+    info!(node, "joined the cluster");
+    let client_port = match &args.client_listen {
+        Some(address) => Some(
+            ClientPort::start(
+                address,
+                client_config,
+                raft.clone(),
+                runtime.handle().clone(),
+            )
+            .map_err(|e| Fatal::failure(format!("client port {address}: {e}")))?,
+        ),
+        None => None,
+    };
+    let client_addr = client_port
+        .as_ref()
+        .map_or_else(|| "none".to_owned(), |p| p.local_addr().to_string());
+    ready_line(node, &transport.local_addr().to_string(), &client_addr);
+
+    let interval = Duration::from_secs(args.stats_interval_secs);
+    runtime.block_on(async {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.tick().await;
+        let mut events_open = true;
+        loop {
+            tokio::select! {
+                _ = stop.changed() => break,
+                _ = ticker.tick() => {
+                    let applied = app.stats();
+                    let net = transport.stats();
+                    let clients = client_port.as_ref().map(ClientPort::stats).unwrap_or_default();
+                    info!(
+                        applied = applied.applied,
+                        restored = applied.restored,
+                        partitions_active = applied.partitions_active,
+                        busiest = ?applied.busiest,
+                        frames_sent = net.frames_sent,
+                        frames_received = net.frames_received,
+                        bytes_sent = net.bytes_sent,
+                        bytes_received = net.bytes_received,
+                        messages_dropped = net.messages_dropped,
+                        connects = net.connects,
+                        handshakes_failed = net.handshakes_failed,
+                        connections_dropped = net.connections_dropped,
+                        client_connections = clients.connections_open,
+                        client_requests = clients.requests,
+                        "stats"
+                    );
+                }
+                event = events.recv(), if events_open => {
+                    events_open = log_event(event);
+                }
+            }
+        }
+    });
+    info!(node, "closing the client port and leaving the cluster");
+    if let Some(port) = client_port {
+        port.shutdown();
+    }
+    // Pending client replications get their answers (`Errored` once the node stopped).
+    runtime.block_on(raft.leave_cluster());
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}
+
+/// Joins, logging progress while the cluster is not initialized. `Ok(false)`: stopped first.
+async fn join(raft: &Raft, stop: &mut watch::Receiver<bool>) -> Result<bool, Fatal> {
+    loop {
+        tokio::select! {
+            result = raft.join_cluster(Some(JOIN_PROGRESS_INTERVAL)) => match result {
+                Ok(()) => return Ok(true),
+                Err(JoinError::Timeout { waited, leader }) => info!(
+                    waited_ms = waited.as_millis() as u64,
+                    system_leader = ?leader,
+                    "still joining: waiting for a quorum of the configured nodes"
+                ),
+                Err(other) => return Err(Fatal::failure(format!("joining the cluster: {other}"))),
+            },
+            _ = stop.changed() => return Ok(false),
+        }
+    }
+}
+
+/// The line tests and scripts wait for (stdout, flushed).
+#[allow(clippy::print_stdout)]
+fn ready_line(node: u64, peer: &str, client: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "ready node={node} peer={peer} client={client}");
+    let _ = out.flush();
+}
+
+/// Logs one event; `false` once the event channel is closed.
+fn log_event(event: Result<RaftEvent, broadcast::error::RecvError>) -> bool {
+    match event {
+        Ok(RaftEvent::LeaderChanged {
+            partition,
+            leader,
+            term,
+            ..
+        }) => debug!(%partition, ?leader, %term, "leader changed"),
+        Ok(RaftEvent::ShardFailed { shard, reason }) => {
+            error!(shard, %reason, "shard failed: its partitions refuse every request");
+        }
+        Ok(RaftEvent::RestoreFailed { partition, reason }) => {
+            error!(%partition, %reason, "restore failed: the partition stays closed");
+        }
+        Ok(RaftEvent::RestoreFinished {
+            partition,
+            entries_delivered,
+        }) if entries_delivered > 0 => info!(%partition, entries_delivered, "restored"),
+        Ok(RaftEvent::ReplicationError {
+            partition,
+            index,
+            reason,
+        }) => warn!(%partition, %index, ?reason, "replication error"),
+        Ok(other) => debug!(?other, "event"),
+        Err(broadcast::error::RecvError::Lagged(missed)) => {
+            debug!(missed, "event log lagged");
+        }
+        Err(broadcast::error::RecvError::Closed) => return false,
+    }
+    true
+}

@@ -1,0 +1,266 @@
+//! `kommander node`: configuration errors, the client port, SIGTERM and restart.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kommander_raft::transport::tcp::client::{Client, ClientError, ClientRequest, ClientResponse};
+use kommander_raft::transport::tcp::frame::{Deadlines, FrameReader};
+use kommander_raft::transport::tcp::handshake::{self, HandshakeError, Identity, RejectCode, Role};
+use kommander_raft::{NodeId, PartitionId, Status};
+
+use super::{PATIENCE, Running, kommander};
+
+const SECRET: &str = "the secret of the cli tests";
+
+/// A single-node cluster's TOML under `dir`.
+fn single_node_toml(dir: &Path) -> String {
+    format!(
+        "node_id = 1\n\
+         endpoint = \"127.0.0.1:0\"\n\
+         cluster_name = \"cli-test\"\n\
+         data_dir = \"{}\"\n\
+         shards = 1\n\
+         initial_partitions = 2\n\
+         tick_interval_ms = 5\n",
+        dir.join("data").display()
+    )
+}
+
+fn start_node(dir: &Path, name: &str, secret: Option<&str>) -> (Running, String) {
+    let config = dir.join("node.toml");
+    std::fs::write(&config, single_node_toml(dir)).expect("write config");
+    let mut command = kommander();
+    command
+        .arg("node")
+        .arg("--config")
+        .arg(&config)
+        .args(["--client-listen", "127.0.0.1:0"]);
+    if let Some(secret) = secret {
+        command.env("KOMMANDER_AUTH_SECRET", secret);
+    }
+    let mut node = Running::spawn(command, dir, name);
+    let ready = node.wait_line("ready ");
+    assert!(ready.starts_with("ready node=1 peer=127.0.0.1:"), "{ready}");
+    let client = ready
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("client="))
+        .expect("client= in the ready line")
+        .to_owned();
+    (node, client)
+}
+
+fn connect(client: &str, secret: Option<&str>) -> Result<Client, ClientError> {
+    Client::connect(client, "cli-test", secret, PATIENCE)
+}
+
+/// Waits until the node reports itself as `partition`'s leader.
+fn wait_leader(client: &mut Client, partition: PartitionId, endpoint: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match client
+            .call(&ClientRequest::Leader { partition })
+            .expect("leader")
+        {
+            ClientResponse::Leader {
+                leader: Some(NodeId(1)),
+                endpoint: answered,
+            } => {
+                assert_eq!(answered, endpoint, "the leader's client endpoint");
+                return;
+            }
+            ClientResponse::Leader { .. } => {}
+            other => panic!("unexpected answer {other:?}"),
+        }
+        assert!(Instant::now() < deadline, "no leader for {partition}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn node_refuses_an_invalid_config_with_exit_code_2_naming_the_field() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cases = [
+        ("node_id = 0\n", "node_id"),
+        ("node_id = 1\nno_such_field = 3\n", "no_such_field"),
+        (
+            "node_id = 1\nendpoint = \"127.0.0.1:0\"\n[transport]\nauth_secret = \"short\"\n",
+            "transport.auth_secret",
+        ),
+        ("node_id = 1\ntick_interval_ms = 0\n", "tick_interval_ms"),
+    ];
+    for (text, field) in cases {
+        let config = dir.path().join("bad.toml");
+        std::fs::write(&config, text).expect("write config");
+        let output = kommander()
+            .arg("node")
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .expect("run kommander");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{text}: {stderr}");
+        assert!(
+            stderr.contains(field),
+            "{text}: stderr does not name {field}: {stderr}"
+        );
+        assert!(output.stdout.is_empty(), "{text}: printed on stdout");
+    }
+    // A missing file, and a secret from the environment that is too short.
+    let output = kommander()
+        .args(["node", "--config"])
+        .arg(dir.path().join("missing.toml"))
+        .output()
+        .expect("run kommander");
+    assert_eq!(output.status.code(), Some(2));
+    let config = dir.path().join("good.toml");
+    std::fs::write(&config, single_node_toml(dir.path())).expect("write config");
+    let output = kommander()
+        .args(["node", "--config"])
+        .arg(&config)
+        .env("KOMMANDER_AUTH_SECRET", "short")
+        .output()
+        .expect("run kommander");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("transport.auth_secret") && stderr.contains("KOMMANDER_AUTH_SECRET"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn node_serves_clients_and_stops_cleanly_on_sigterm_then_restores() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (mut node, endpoint) = start_node(dir.path(), "first", Some(SECRET));
+    let p1 = PartitionId(1);
+
+    // Authentication: the secret (from KOMMANDER_AUTH_SECRET) is required; nodes are refused.
+    let error = connect(&endpoint, None).expect_err("no secret");
+    assert!(matches!(error, ClientError::Handshake(_)), "{error}");
+    let mut stream = std::net::TcpStream::connect(&endpoint).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    let mut reader = FrameReader::new(1 << 16, 1 << 16);
+    let peer = Identity {
+        cluster: "cli-test".to_owned(),
+        node: NodeId(2),
+        secret: Some(Bytes::from_static(SECRET.as_bytes())),
+    };
+    let deadlines = Deadlines {
+        frame_timeout: PATIENCE,
+        idle_timeout: PATIENCE,
+    };
+    let refused = handshake::connect(&mut stream, &mut reader, &peer, Role::Peer, None, deadlines)
+        .expect_err("a peer on the client port");
+    assert!(
+        matches!(
+            refused,
+            HandshakeError::Rejected {
+                code: RejectCode::Role,
+                ..
+            }
+        ),
+        "{refused}"
+    );
+
+    let mut client = connect(&endpoint, Some(SECRET)).expect("client");
+    wait_leader(&mut client, p1, &endpoint);
+    let answer = client
+        .call(&ClientRequest::Replicate {
+            partition: p1,
+            log_type: "t".to_owned(),
+            payload: Bytes::from_static(b"first"),
+        })
+        .expect("replicate");
+    let ClientResponse::Replicated {
+        status: Status::Success,
+        index: Some(first_index),
+        ..
+    } = answer
+    else {
+        panic!("{answer:?}");
+    };
+
+    // Pipelined: 200 requests sent before reading; answered in order, indexes consecutive.
+    let ids: Vec<u64> = (0..200)
+        .map(|i| {
+            client
+                .send(&ClientRequest::Replicate {
+                    partition: p1,
+                    log_type: "t".to_owned(),
+                    payload: Bytes::from(format!("entry {i}")),
+                })
+                .expect("send")
+        })
+        .collect();
+    for (i, id) in ids.iter().enumerate() {
+        let (answered, response) = client.receive().expect("answer");
+        assert_eq!(answered, *id, "answers in request order");
+        match response {
+            ClientResponse::Replicated {
+                status: Status::Success,
+                index: Some(index),
+                ..
+            } => assert_eq!(index, first_index + 1 + i as u64),
+            other => panic!("request {i}: {other:?}"),
+        }
+    }
+    // An unknown partition and an oversize log type: typed answers, the connection stays.
+    let unknown = client
+        .call(&ClientRequest::Replicate {
+            partition: PartitionId(77),
+            log_type: "t".to_owned(),
+            payload: Bytes::from_static(b"x"),
+        })
+        .expect("answer");
+    assert!(
+        matches!(unknown, ClientResponse::Replicated { status, index: None, .. } if status != Status::Success),
+        "{unknown:?}"
+    );
+    let oversize = client
+        .call(&ClientRequest::Replicate {
+            partition: p1,
+            log_type: "x".repeat(4000),
+            payload: Bytes::from_static(b"x"),
+        })
+        .expect("answer");
+    assert!(
+        matches!(
+            oversize,
+            ClientResponse::Replicated {
+                status: Status::Errored,
+                ..
+            }
+        ),
+        "{oversize:?}"
+    );
+
+    node.signal("TERM");
+    let status = node.wait_exit();
+    let stderr = node.stderr();
+    assert!(status.success(), "exit {status}; stderr:\n{stderr}");
+    assert!(stderr.contains("received SIGTERM"), "{stderr}");
+    assert!(stderr.contains("stopped cleanly"), "{stderr}");
+    drop(client);
+
+    // Restart on the same data directory: every acknowledged entry is restored.
+    let (mut node, endpoint) = start_node(dir.path(), "second", Some(SECRET));
+    let deadline = Instant::now() + PATIENCE;
+    while !node
+        .stderr()
+        .contains("restored partition=p1 entries_delivered=201")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no restore line:\n{}",
+            node.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut client = connect(&endpoint, Some(SECRET)).expect("client");
+    wait_leader(&mut client, p1, &endpoint);
+    node.signal("INT");
+    assert!(node.wait_exit().success(), "{}", node.stderr());
+}
