@@ -2,10 +2,14 @@
 //! measured in ONE run so the ratios compare like with like.
 //!
 //! ```text
-//! cargo bench --bench transport                      # 3 s per measurement
-//! KOMMANDER_BENCH_SECONDS=5 cargo bench --bench transport
+//! cargo bench --bench transport                      # 5 rounds of 1 s, 5 s per cluster run
+//! KOMMANDER_BENCH_SECONDS=2 KOMMANDER_BENCH_ROUNDS=9 KOMMANDER_BENCH_CLUSTER_SECONDS=10 \
+//!     cargo bench --bench transport
 //! KOMMANDER_BENCH_MAX=8:1024 cargo bench --bench transport   # partitions:writers at max load
 //! ```
+//!
+//! Raw and transport loopback measurements alternate over several rounds; the table compares
+//! their medians.
 //!
 //! 1. Raw loopback TCP (a plain `TcpStream` pair, a reader thread draining): bandwidth with
 //!    64 KiB writes, and the rate of 256 B writes (one `write` syscall each, `TCP_NODELAY`).
@@ -45,11 +49,17 @@ use kommander_raft::{NodeConfig, NodeId, PartitionId, Term};
 const KIB: usize = 1 << 10;
 const MIB: f64 = (1 << 20) as f64;
 
-fn seconds() -> f64 {
-    std::env::var("KOMMANDER_BENCH_SECONDS")
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3.0)
+        .unwrap_or(default)
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
 }
 
 /// A connected loopback pair: (client side, server side), `TCP_NODELAY` on both.
@@ -383,7 +393,9 @@ fn verdict(met: bool) -> &'static str {
 }
 
 fn main() {
-    let seconds = seconds();
+    let seconds: f64 = env_or("KOMMANDER_BENCH_SECONDS", 1.0);
+    let rounds: usize = env_or("KOMMANDER_BENCH_ROUNDS", 5).max(1);
+    let cluster_seconds: f64 = env_or("KOMMANDER_BENCH_CLUSTER_SECONDS", 5.0);
     let duration = Duration::from_secs_f64(seconds);
     let (max_partitions, max_writers) = std::env::var("KOMMANDER_BENCH_MAX")
         .ok()
@@ -393,51 +405,63 @@ fn main() {
         })
         .unwrap_or((8u32, 1024usize));
     println!(
-        "transport bench: {seconds} s per measurement; load average at start {}",
+        "transport bench: {rounds} rounds of {seconds} s per loopback measurement, \
+         {cluster_seconds} s per cluster run; load average at start {}",
         load_average()
     );
 
-    let (bytes, _, elapsed) = raw_stream(64 * KIB, duration);
-    let raw_bandwidth = bytes as f64 / elapsed.as_secs_f64();
-    println!(
-        "  raw loopback 64 KiB writes: {:.0} MiB/s",
-        raw_bandwidth / MIB
-    );
-    let (_, writes, elapsed) = raw_stream(256, duration);
-    let raw_small = writes as f64 / elapsed.as_secs_f64();
-    println!("  raw loopback 256 B writes: {raw_small:.0} writes/s");
-
-    let bulk = transport_stream(64 * KIB, 1, 256, duration);
-    let bulk_bandwidth = bulk.payload_bytes as f64 / bulk.elapsed.as_secs_f64();
-    println!(
-        "  transport 64 KiB AppendRequests: {:.0} MiB/s ({} messages in {} frames, {} dropped)",
-        bulk_bandwidth / MIB,
-        bulk.messages,
-        bulk.frames,
-        bulk.dropped
-    );
+    // Raw and transport measurements alternate, round after round, and the medians are
+    // compared: on a shared machine the load drifts between consecutive measurements.
+    let mut raw_bandwidths = Vec::new();
+    let mut bulk_bandwidths = Vec::new();
+    let mut raw_smalls = Vec::new();
     // One message per `send` (the worst case: a shard turn with one message for the peer),
     // and 64 (a turn in which 64 partitions have something for the peer).
-    let small: Vec<(u64, Delivered, f64)> = [1, 64]
-        .into_iter()
-        .map(|per_send| {
+    let per_sends = [1u64, 64];
+    let mut small_rates: Vec<Vec<f64>> = vec![Vec::new(); per_sends.len()];
+    let mut per_frame: Vec<Vec<f64>> = vec![Vec::new(); per_sends.len()];
+    for round in 1..=rounds {
+        let (bytes, _, elapsed) = raw_stream(64 * KIB, duration);
+        raw_bandwidths.push(bytes as f64 / elapsed.as_secs_f64());
+        let bulk = transport_stream(64 * KIB, 1, 256, duration);
+        bulk_bandwidths.push(bulk.payload_bytes as f64 / bulk.elapsed.as_secs_f64());
+        let (_, writes, elapsed) = raw_stream(256, duration);
+        raw_smalls.push(writes as f64 / elapsed.as_secs_f64());
+        println!(
+            "  round {round}: raw 64 KiB writes {:.0} MiB/s, transport 64 KiB AppendRequests \
+             {:.0} MiB/s ({} messages in {} frames, {} dropped); raw 256 B writes {:.0} k/s",
+            raw_bandwidths[round - 1] / MIB,
+            bulk_bandwidths[round - 1] / MIB,
+            bulk.messages,
+            bulk.frames,
+            bulk.dropped,
+            raw_smalls[round - 1] / 1e3,
+        );
+        for (i, &per_send) in per_sends.iter().enumerate() {
             let run = transport_stream(256, per_send, usize::MAX, duration);
             let rate = run.messages as f64 / run.elapsed.as_secs_f64();
+            small_rates[i].push(rate);
+            per_frame[i].push(run.messages as f64 / run.frames.max(1) as f64);
             println!(
-                "  transport 256 B AppendRequests, {per_send} per send: {rate:.0} messages/s \
-                 ({} in {} frames, {} dropped)",
-                run.messages, run.frames, run.dropped
+                "  round {round}: transport 256 B AppendRequests, {per_send} per send: \
+                 {:.0} k messages/s ({} in {} frames, {} dropped)",
+                rate / 1e3,
+                run.messages,
+                run.frames,
+                run.dropped
             );
-            (per_send, run, rate)
-        })
-        .collect();
+        }
+    }
+    let raw_bandwidth = median(&raw_bandwidths);
+    let bulk_bandwidth = median(&bulk_bandwidths);
+    let raw_small = median(&raw_smalls);
 
     let (fsync_p50, fsync_p99) = raw_fsync(&std::env::temp_dir());
     println!("  raw 4 KiB pwrite+fdatasync: p50 {fsync_p50:.1} µs, p99 {fsync_p99:.1} µs");
     let (rtt_p50, rtt_p99) = loopback_rtt();
     println!("  loopback 1-byte round trip: p50 {rtt_p50:.1} µs, p99 {rtt_p99:.1} µs");
-    let light = cluster(1, 1, seconds);
-    let max = cluster(max_partitions, max_writers, seconds);
+    let light = cluster(1, 1, cluster_seconds);
+    let max = cluster(max_partitions, max_writers, cluster_seconds);
     for (name, run) in [("light", &light), ("max", &max)] {
         match run {
             Ok(r) => println!(
@@ -466,12 +490,13 @@ fn main() {
         bulk_bandwidth / MIB,
         verdict(ratio >= 0.5)
     );
-    for (per_send, run, rate) in &small {
+    for (i, per_send) in per_sends.iter().enumerate() {
+        let rate = median(&small_rates[i]);
         let ratio = rate / raw_small;
         println!(
             "| transport, 256 B AppendRequests, {per_send} per send | {:.0} k messages/s ({:.0} per frame) | {ratio:.2} × raw writes | ≥ 4 × | {} |",
             rate / 1e3,
-            run.messages as f64 / run.frames.max(1) as f64,
+            median(&per_frame[i]),
             verdict(ratio >= 4.0)
         );
     }
