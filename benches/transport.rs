@@ -358,10 +358,11 @@ fn cluster(partitions: u32, writers: usize, seconds: f64) -> Result<ClusterRun, 
         .output()
         .map_err(|e| format!("running {binary}: {e}"))?;
     if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
         return Err(format!(
             "kommander bench failed ({}): {}",
             output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
+            stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("")
         ));
     }
     let text = std::fs::read_to_string(&json).map_err(|e| format!("reading the report: {e}"))?;
