@@ -277,14 +277,7 @@ fn micros(h: &Histogram<u64>, q: f64) -> f64 {
 
 /// 4 KiB `pwrite` + `fdatasync` over a pre-written 4 MiB file in `dir`: (p50, p99) in µs.
 fn raw_fsync(dir: &Path) -> (f64, f64) {
-    let path = dir.join("kommander-transport-bench-fsync");
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .expect("open the fsync file");
+    let file = tempfile::tempfile_in(dir).expect("create the fsync file");
     const BLOCKS: u64 = 1024;
     file.write_all_at(&vec![0u8; BLOCKS as usize * 4 * KIB], 0)
         .expect("prefill");
@@ -300,8 +293,6 @@ fn raw_fsync(dir: &Path) -> (f64, f64) {
             h.saturating_record(begin.elapsed().as_nanos() as u64);
         }
     }
-    drop(file);
-    let _ = std::fs::remove_file(&path);
     (micros(&h, 0.5), micros(&h, 0.99))
 }
 
