@@ -35,7 +35,7 @@ use kommander_raft::transport::tcp::frame::{
     Deadlines, FrameError, FrameKind, FrameReader, write_frame,
 };
 use kommander_raft::transport::tcp::handshake::{self, Identity, RejectCode, Role};
-use kommander_raft::{LogIndex, NodeId, Raft, ReplicateOptions};
+use kommander_raft::{LogIndex, NodeId, Raft, ReplicateOptions, Status};
 use tracing::{debug, info, warn};
 
 /// Bytes the writer buffers before a write (answers are small; many fit).
@@ -66,7 +66,7 @@ pub(crate) struct ClientPortConfig {
     pub(crate) connections_max: usize,
     /// Unanswered requests per connection.
     pub(crate) inflight_max: usize,
-    /// A replication's answer is `ProposalTimeout` after this long.
+    /// A replication's answer is `ProposalTimeout` this long after its request arrived.
     pub(crate) request_timeout: Duration,
 }
 
@@ -251,8 +251,9 @@ type Answer = Pin<Box<dyn Future<Output = ClientResponse> + Send>>;
 enum Pending {
     /// Known already.
     Ready(u64, ClientResponse),
-    /// A replication handed to its shard, its outcome not known yet.
-    Replicating(u64, Answer),
+    /// A replication handed to its shard, its outcome not known yet; answered
+    /// `ProposalTimeout` if still unknown at the deadline.
+    Replicating(u64, Answer, tokio::time::Instant),
 }
 
 fn serve_connection(shared: &Arc<Shared>, mut stream: TcpStream, addr: &str) {
@@ -379,13 +380,9 @@ fn dispatch(shared: &Shared, id: u64, request: ClientRequest) -> Pending {
             payload,
         } => {
             let raft = shared.raft.clone();
-            let options = ReplicateOptions {
-                timeout: Some(shared.config.request_timeout),
-                ..ReplicateOptions::default()
-            };
             let mut answer: Answer = Box::pin(async move {
                 let result = raft
-                    .replicate_logs(partition, &log_type, payload, options)
+                    .replicate_logs(partition, &log_type, payload, ReplicateOptions::default())
                     .await;
                 ClientResponse::Replicated {
                     status: result.status,
@@ -402,7 +399,11 @@ fn dispatch(shared: &Shared, id: u64, request: ClientRequest) -> Pending {
                 .poll(&mut Context::from_waker(Waker::noop()))
             {
                 Poll::Ready(response) => Pending::Ready(id, response),
-                Poll::Pending => Pending::Replicating(id, answer),
+                Poll::Pending => Pending::Replicating(
+                    id,
+                    answer,
+                    tokio::time::Instant::now() + shared.config.request_timeout,
+                ),
             }
         }
         ClientRequest::Leader { partition } => {
@@ -435,7 +436,7 @@ fn write_answers(shared: &Shared, stream: TcpStream, answers: &Receiver<Pending>
             };
             let (id, response) = match pending {
                 Pending::Ready(id, response) => (id, response),
-                Pending::Replicating(id, mut answer) => {
+                Pending::Replicating(id, mut answer, deadline) => {
                     let ready = answer
                         .as_mut()
                         .poll(&mut Context::from_waker(Waker::noop()));
@@ -444,7 +445,20 @@ fn write_answers(shared: &Shared, stream: TcpStream, answers: &Receiver<Pending>
                         Poll::Pending => {
                             // About to wait: what is buffered goes out first.
                             out.flush()?;
-                            shared.runtime.block_on(answer)
+                            // tokio's timeout (freed when the answer comes), not
+                            // `ReplicateOptions::timeout`, whose node timer slot stays taken
+                            // until the deadline.
+                            // (Created inside `block_on`: a tokio timer needs the runtime.)
+                            let answer =
+                                async move { tokio::time::timeout_at(deadline, answer).await };
+                            shared
+                                .runtime
+                                .block_on(answer)
+                                .unwrap_or(ClientResponse::Replicated {
+                                    status: Status::ProposalTimeout,
+                                    index: None,
+                                    ticket: 0,
+                                })
                         }
                     };
                     (id, response)

@@ -12,6 +12,7 @@
 //! (`RUST_LOG` syntax, for example `KOMMANDER_LOG=debug` or `KOMMANDER_LOG=kommander_raft=debug`).
 
 mod applied;
+mod bench;
 mod client_port;
 mod node;
 
@@ -42,7 +43,19 @@ enum Command {
     /// joined its cluster and serves. SIGTERM or SIGINT stops it cleanly (every appended
     /// entry is durable) with exit code 0.
     Node(node::NodeArgs),
+    /// Start a 3-node cluster in this process on loopback TCP (WAL in a temporary directory,
+    /// removed at exit), write to it for a few seconds with a progress line per second, then
+    /// print committed writes/s and commit latency percentiles.
+    Demo(bench::DemoArgs),
+    /// The load generator behind `demo`: an in-process cluster over loopback TCP, closed-loop
+    /// writers on the partitions' leaders; prints throughput and p50/p99/p99.9/max commit
+    /// latency, and optionally writes a JSON report.
+    Bench(bench::BenchArgs),
 }
+
+/// Default log filter of `demo` and `bench`: warnings, except the transport's, which at the
+/// end of a run only report the in-process peers closing their connections.
+const BENCH_LOG_FILTER: &str = "warn,kommander_raft::transport::tcp=error";
 
 /// Installs the stderr log subscriber: `KOMMANDER_LOG` if set and valid, else `default`.
 fn init_logging(default: &str) {
@@ -65,6 +78,14 @@ fn main() -> ExitCode {
         Command::Node(args) => {
             init_logging("info");
             node::run(&args)
+        }
+        Command::Demo(args) => {
+            init_logging(BENCH_LOG_FILTER);
+            bench::run_demo(&args)
+        }
+        Command::Bench(args) => {
+            init_logging(BENCH_LOG_FILTER);
+            bench::run_bench(&args)
         }
     }
 }

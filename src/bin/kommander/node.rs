@@ -212,10 +212,11 @@ fn serve(
     transport
         .serve(raft.inbound())
         .map_err(|e| Fatal::failure(format!("serving peers: {e}")))?;
-    // The main loop's runtime (signals, stats timer, events). Client answers are awaited
-    // through its handle by the client port's writer threads; the `Raft` futures need no
-    // runtime resources.
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // The main loop's runtime (signals, stats timer, events); the client port's writer
+    // threads await answers (with a tokio deadline) through its handle.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("kommander-runtime")
         .enable_time()
         .build()
         .map_err(|e| Fatal::failure(format!("cannot start the tokio runtime: {e}")))?;
