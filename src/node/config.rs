@@ -283,6 +283,15 @@ impl NodeConfig {
         if !(1..=60_000).contains(&self.tick_interval_ms) {
             return invalid("tick_interval_ms", "must be between 1 and 60000");
         }
+        if self.heartbeat_interval_ticks.saturating_mul(2) >= self.election_timeout_ticks_min {
+            // The TCP transport sends a partition's heartbeat up to one interval late (it
+            // coalesces all partitions' heartbeats into one frame per interval).
+            return invalid(
+                "heartbeat_interval_ticks",
+                "twice the heartbeat interval must be below election_timeout_ticks_min \
+                 (heartbeats are coalesced per interval)",
+            );
+        }
         if self.initial_partitions == 0 {
             return invalid("initial_partitions", "at least one partition");
         }

@@ -26,6 +26,7 @@ use tokio::sync::oneshot;
 
 use crate::core::{Message, NodeId, PartitionId, Status};
 use crate::node::config::{ConfigError, NodeConfig};
+use crate::shard::waker::Waker;
 use crate::shard::worker::{ShardInput, ShardParams, ShardStats, Worker};
 use crate::shard::{EventSink, LeaderTable, LeaderView, Opened, Request, StateMachine, shard_of};
 use crate::transport::{Inbound, Transport};
@@ -64,10 +65,12 @@ pub enum StartError {
     Io(#[from] std::io::Error),
 }
 
+#[derive(Clone)]
 struct ShardHandle {
     commands: Sender<ShardInput>,
     inbound: Sender<Vec<Message>>,
     stats: Arc<ShardStats>,
+    waker: Arc<Waker>,
 }
 
 struct Inner {
@@ -85,6 +88,7 @@ impl Inner {
         self.stop.store(true, Ordering::Release);
         for shard in &self.shards {
             let _ = shard.commands.try_send(ShardInput::Wake);
+            shard.waker.wake();
         }
         let threads = std::mem::take(
             &mut *self
@@ -179,7 +183,15 @@ impl Runtime {
             let (command_tx, command_rx) = channel::bounded(config.shard_commands_max);
             let (inbound_tx, inbound_rx) = channel::bounded(config.shard_inbound_batches_max);
             let stats = Arc::new(ShardStats::default());
+            let waker = match Waker::new() {
+                Ok(waker) => Arc::new(waker),
+                Err(error) => {
+                    stop_all(&stop, &shards, threads);
+                    return Err(StartError::Io(error));
+                }
+            };
             let params = ShardParams {
+                waker: Arc::clone(&waker),
                 shard,
                 config: Arc::clone(&config),
                 transport: Arc::clone(&transport),
@@ -219,6 +231,7 @@ impl Runtime {
                 commands: command_tx,
                 inbound: inbound_tx,
                 stats,
+                waker,
             });
         }
         for (shard, opened_rx) in opened.into_iter().enumerate() {
@@ -315,7 +328,10 @@ impl Runtime {
         }
         let shard = &self.inner.shards[self.shard_of(partition)];
         match shard.commands.try_send(input) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                shard.waker.wake();
+                Ok(())
+            }
             Err(TrySendError::Full(_)) => Err(Status::ProposalQueueFull),
             Err(TrySendError::Disconnected(_)) => Err(Status::Errored),
         }
@@ -354,16 +370,7 @@ impl Runtime {
         Arc::new(RuntimeInbound {
             node: self.inner.node,
             activity: Arc::clone(&self.inner.activity),
-            shards: self
-                .inner
-                .shards
-                .iter()
-                .map(|s| ShardHandle {
-                    commands: s.commands.clone(),
-                    inbound: s.inbound.clone(),
-                    stats: Arc::clone(&s.stats),
-                })
-                .collect(),
+            shards: self.inner.shards.clone(),
         })
     }
 
@@ -486,7 +493,9 @@ fn push_batch(shard: &ShardHandle, node: NodeId, mut batch: Vec<Message>) {
     if batch.is_empty() {
         return;
     }
-    if shard.inbound.try_send(batch).is_err() {
+    if shard.inbound.try_send(batch).is_ok() {
+        shard.waker.wake();
+    } else {
         shard
             .stats
             .inbound_batches_dropped
@@ -498,6 +507,7 @@ fn stop_all(stop: &AtomicBool, shards: &[ShardHandle], threads: Vec<JoinHandle<(
     stop.store(true, Ordering::Release);
     for shard in shards {
         let _ = shard.commands.try_send(ShardInput::Wake);
+        shard.waker.wake();
     }
     for thread in threads {
         let _ = thread.join();

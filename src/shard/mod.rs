@@ -16,6 +16,7 @@
 //! ([`StateMachine`]) and the events ([`RuntimeEvent`], [`EventSink`]).
 
 pub mod codec;
+pub(crate) mod waker;
 pub mod worker;
 
 use bytes::Bytes;

@@ -26,8 +26,10 @@
 //! 6. **Send**: one batch per peer for the whole turn.
 //!
 //! The next turn's submission may go out while the previous one is in flight (the WAL
-//! pipelines up to `wal_inflight_batches_max` frames). With nothing to do, the loop blocks on
-//! the WAL if a Ready waits for durability, otherwise on its input queues until the next tick.
+//! pipelines up to `wal_inflight_batches_max` frames). With nothing to do, the loop sleeps
+//! (`waker.rs`) until input is queued, the WAL completes a durable write, or the next tick:
+//! input that arrives while a write is in flight is stepped at once, so the next submission
+//! is pipelined behind the running one.
 //!
 //! # Failure
 //!
@@ -41,10 +43,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
-use crossbeam::channel::{Receiver, Select};
+use crossbeam::channel::Receiver;
 use kommander_wal::{HardState as WalHardState, Lsn, PartitionId as WalPartitionId, Wal, Write};
 
 use super::codec::{self, ENTRY_HEADER_LEN};
+use super::waker::Waker;
 use super::{
     EventSink, FollowerLag, LeaderTable, LeaderView, LogEntry, Opened, PartitionStatus,
     ReplicationErrorReason, ReplicationResult, Reply, Request, RuntimeEvent, StateMachine,
@@ -105,6 +108,8 @@ pub(crate) struct ShardParams {
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) stats: Arc<ShardStats>,
     pub(crate) leaders: Arc<LeaderTable>,
+    /// Wakes the loop when input is queued (see [`Waker`]).
+    pub(crate) waker: Arc<Waker>,
 }
 
 /// What this shard last wrote to the WAL for a partition.
@@ -177,6 +182,7 @@ pub(crate) struct Worker {
     stop: Arc<AtomicBool>,
     stats: Arc<ShardStats>,
     leaders: Arc<LeaderTable>,
+    waker: Arc<Waker>,
     slots: HashMap<PartitionId, Slot>,
     dirty: Vec<PartitionId>,
     restoring: VecDeque<PartitionId>,
@@ -202,6 +208,7 @@ impl Worker {
             stop: params.stop,
             stats: params.stats,
             leaders: params.leaders,
+            waker: params.waker,
             slots: HashMap::new(),
             dirty: Vec::new(),
             restoring: VecDeque::new(),
@@ -234,18 +241,26 @@ impl Worker {
             if worked {
                 continue;
             }
-            if let Some(front) = self.pending.front().map(|p| p.lsn)
-                && !self.failed
+            let waiting_on_wal = !self.pending.is_empty() && !self.failed;
+            let completion = if waiting_on_wal {
+                self.wal.completion_fd()
+            } else {
+                None
+            };
+            if waiting_on_wal
+                && completion.is_none()
+                && let Some(front) = self.pending.front().map(|p| p.lsn)
             {
+                // A backend without a completion descriptor: block on the WAL itself.
                 let result = self.wal.wait_durable(front);
                 self.check_wal(result);
                 continue;
             }
+            // Sleep until input arrives, the WAL completes a write, or the next tick.
             let timeout = next_tick.saturating_duration_since(Instant::now());
-            let mut select = Select::new();
-            select.recv(&self.commands);
-            select.recv(&self.inbound);
-            let _ = select.ready_timeout(timeout);
+            self.waker.park(completion, timeout, || {
+                !self.commands.is_empty() || !self.inbound.is_empty()
+            });
         }
         if !self.failed {
             let result = self.wal.sync();

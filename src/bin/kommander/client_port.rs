@@ -29,7 +29,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use crossbeam::channel::{self, Receiver, Sender, TryRecvError};
 use kommander_raft::transport::tcp::client::{
-    ClientRequest, ClientResponse, decode_request, encode_response,
+    ClientRequest, ClientResponse, ReplicaState, decode_request, encode_response,
 };
 use kommander_raft::transport::tcp::frame::{
     Deadlines, FrameError, FrameKind, FrameReader, write_frame,
@@ -244,16 +244,24 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
     }
 }
 
-/// The outcome of a replication, still to be awaited.
+/// The outcome of a request handed to its shard, still to be awaited.
 type Answer = Pin<Box<dyn Future<Output = ClientResponse> + Send>>;
 
 /// An answer in the making, queued in request order.
 enum Pending {
     /// Known already.
     Ready(u64, ClientResponse),
-    /// A replication handed to its shard, its outcome not known yet; answered
-    /// `ProposalTimeout` if still unknown at the deadline.
-    Replicating(u64, Answer, tokio::time::Instant),
+    /// Handed to its shard, the outcome not known yet.
+    Waiting {
+        /// The request's id.
+        id: u64,
+        /// The outcome.
+        answer: Answer,
+        /// When to give up waiting.
+        deadline: tokio::time::Instant,
+        /// The answer then (`ProposalTimeout`; the request may still take effect).
+        timed_out: ClientResponse,
+    },
 }
 
 fn serve_connection(shared: &Arc<Shared>, mut stream: TcpStream, addr: &str) {
@@ -380,7 +388,7 @@ fn dispatch(shared: &Shared, id: u64, request: ClientRequest) -> Pending {
             payload,
         } => {
             let raft = shared.raft.clone();
-            let mut answer: Answer = Box::pin(async move {
+            let answer: Answer = Box::pin(async move {
                 let result = raft
                     .replicate_logs(partition, &log_type, payload, ReplicateOptions::default())
                     .await;
@@ -390,21 +398,12 @@ fn dispatch(shared: &Shared, id: u64, request: ClientRequest) -> Pending {
                     ticket: result.ticket.packed(),
                 }
             });
-            // The first poll hands the proposal to its shard now, on this thread: requests of
-            // a connection are proposed in the order they arrived (consecutive indexes for
-            // pipelined writes to one partition). The writer polls it again (with a real
-            // waker) when it is this answer's turn; the `Raft` futures need no runtime.
-            match answer
-                .as_mut()
-                .poll(&mut Context::from_waker(Waker::noop()))
-            {
-                Poll::Ready(response) => Pending::Ready(id, response),
-                Poll::Pending => Pending::Replicating(
-                    id,
-                    answer,
-                    tokio::time::Instant::now() + shared.config.request_timeout,
-                ),
-            }
+            let timed_out = ClientResponse::Replicated {
+                status: Status::ProposalTimeout,
+                index: None,
+                ticket: 0,
+            };
+            start(shared, id, answer, timed_out)
         }
         ClientRequest::Leader { partition } => {
             let leader = shared.raft.leader_view(partition).and_then(|v| v.leader);
@@ -415,6 +414,52 @@ fn dispatch(shared: &Shared, id: u64, request: ClientRequest) -> Pending {
             };
             Pending::Ready(id, ClientResponse::Leader { leader, endpoint })
         }
+        ClientRequest::Status { partition } => {
+            let raft = shared.raft.clone();
+            let answer: Answer = Box::pin(async move {
+                match raft.partition_status(partition).await {
+                    Ok(s) => ClientResponse::Status {
+                        status: Status::Success,
+                        state: ReplicaState {
+                            leader: s.leader,
+                            term: s.term.get(),
+                            commit: s.commit.get(),
+                            last_index: s.last_index.get(),
+                            applied: s.applied.get(),
+                        },
+                    },
+                    Err(status) => ClientResponse::Status {
+                        status,
+                        state: ReplicaState::default(),
+                    },
+                }
+            });
+            let timed_out = ClientResponse::Status {
+                status: Status::ProposalTimeout,
+                state: ReplicaState::default(),
+            };
+            start(shared, id, answer, timed_out)
+        }
+    }
+}
+
+/// Polls `answer` once: that hands the request to its shard now, on this thread, so the
+/// requests of a connection reach their shards in the order they arrived (consecutive indexes
+/// for pipelined writes to one partition). The writer polls it again (with a real waker) when
+/// it is this answer's turn; the `Raft` futures need no runtime. `timed_out` is the answer
+/// if the outcome is still unknown `request_timeout` after now.
+fn start(shared: &Shared, id: u64, mut answer: Answer, timed_out: ClientResponse) -> Pending {
+    match answer
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(response) => Pending::Ready(id, response),
+        Poll::Pending => Pending::Waiting {
+            id,
+            answer,
+            deadline: tokio::time::Instant::now() + shared.config.request_timeout,
+            timed_out,
+        },
     }
 }
 
@@ -436,7 +481,12 @@ fn write_answers(shared: &Shared, stream: TcpStream, answers: &Receiver<Pending>
             };
             let (id, response) = match pending {
                 Pending::Ready(id, response) => (id, response),
-                Pending::Replicating(id, mut answer, deadline) => {
+                Pending::Waiting {
+                    id,
+                    mut answer,
+                    deadline,
+                    timed_out,
+                } => {
                     let ready = answer
                         .as_mut()
                         .poll(&mut Context::from_waker(Waker::noop()));
@@ -451,14 +501,7 @@ fn write_answers(shared: &Shared, stream: TcpStream, answers: &Receiver<Pending>
                             // (Created inside `block_on`: a tokio timer needs the runtime.)
                             let answer =
                                 async move { tokio::time::timeout_at(deadline, answer).await };
-                            shared
-                                .runtime
-                                .block_on(answer)
-                                .unwrap_or(ClientResponse::Replicated {
-                                    status: Status::ProposalTimeout,
-                                    index: None,
-                                    ticket: 0,
-                                })
+                            shared.runtime.block_on(answer).unwrap_or(timed_out)
                         }
                     };
                     (id, response)

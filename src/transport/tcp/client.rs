@@ -6,10 +6,12 @@
 //! ClientRequest  := id:u64 op:u8 partition:u32 op-fields
 //!   op 1 Replicate: log_type_len:u16 log_type payload (rest of the body)
 //!   op 2 Leader
+//!   op 3 Status
 //! ClientResponse := id:u64 op:u8 op-fields
 //!   op 1 Replicated: status:u8 index:u64 ticket:u64   (index 0: none)
 //!   op 2 Leader:     leader:u64 endpoint_len:u16 endpoint   (leader 0: unknown)
 //!   op 3 Failed:     reason (rest of the body, UTF-8)
+//!   op 4 Status:     status:u8 leader:u64 term:u64 commit:u64 last_index:u64 applied:u64
 //! ```
 //!
 //! A node answers requests in the order they arrived on a connection; a client may pipeline.
@@ -41,6 +43,26 @@ pub enum ClientRequest {
         /// The partition.
         partition: PartitionId,
     },
+    /// The state of this node's replica of `partition`.
+    Status {
+        /// The partition.
+        partition: PartitionId,
+    },
+}
+
+/// A replica's state, as [`ClientResponse::Status`] reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplicaState {
+    /// The leader the replica knows, if any.
+    pub leader: Option<NodeId>,
+    /// Its term.
+    pub term: u64,
+    /// Its commit index.
+    pub commit: u64,
+    /// Its last log index.
+    pub last_index: u64,
+    /// The index the application applied.
+    pub applied: u64,
 }
 
 /// A node's answer.
@@ -67,6 +89,14 @@ pub enum ClientResponse {
         /// Why.
         reason: String,
     },
+    /// The answer to a [`ClientRequest::Status`].
+    Status {
+        /// `Success`, or why the state is not available (`RestoreInProgress`,
+        /// `PartitionMoved` for a partition this node does not host...).
+        status: Status,
+        /// The state (zeroes unless `status` is `Success`).
+        state: ReplicaState,
+    },
 }
 
 /// Encodes a request body (the payload is not copied).
@@ -88,6 +118,11 @@ pub fn encode_request(id: u64, request: &ClientRequest) -> Vec<Bytes> {
         }
         ClientRequest::Leader { partition } => {
             head.put_u8(2);
+            head.put_u32_le(partition.get());
+            vec![head.freeze()]
+        }
+        ClientRequest::Status { partition } => {
+            head.put_u8(3);
             head.put_u32_le(partition.get());
             vec![head.freeze()]
         }
@@ -115,6 +150,9 @@ pub fn decode_request(body: &Bytes) -> Result<(u64, ClientRequest), WireError> {
             }
         }
         2 => ClientRequest::Leader {
+            partition: PartitionId(cur.u32()?),
+        },
+        3 => ClientRequest::Status {
             partition: PartitionId(cur.u32()?),
         },
         tag => return Err(WireError::UnknownTag { tag, at }),
@@ -149,6 +187,15 @@ pub fn encode_response(id: u64, response: &ClientResponse) -> Bytes {
             out.put_u8(3);
             out.put_slice(reason.as_bytes());
         }
+        ClientResponse::Status { status, state } => {
+            out.put_u8(4);
+            out.put_u8(status.code());
+            out.put_u64_le(state.leader.map_or(0, NodeId::get));
+            out.put_u64_le(state.term);
+            out.put_u64_le(state.commit);
+            out.put_u64_le(state.last_index);
+            out.put_u64_le(state.applied);
+        }
     }
     out.freeze()
 }
@@ -162,14 +209,16 @@ pub fn decode_response(body: &Bytes) -> Result<(u64, ClientResponse), WireError>
     let mut cur = Cursor::new(body);
     let id = cur.u64()?;
     let at = body.len().min(8);
+    let status = |cur: &mut Cursor<'_>| {
+        let code = cur.u8()?;
+        Status::from_code(code).ok_or(WireError::UnknownTag {
+            tag: code,
+            at: body.len().min(9),
+        })
+    };
     let response = match cur.u8()? {
         1 => {
-            let code_at = body.len().min(9);
-            let code = cur.u8()?;
-            let status = Status::from_code(code).ok_or(WireError::UnknownTag {
-                tag: code,
-                at: code_at,
-            })?;
+            let status = status(&mut cur)?;
             let index = cur.u64()?;
             ClientResponse::Replicated {
                 status,
@@ -191,6 +240,16 @@ pub fn decode_response(body: &Bytes) -> Result<(u64, ClientResponse), WireError>
                 reason: String::from_utf8_lossy(&rest).into_owned(),
             }
         }
+        4 => ClientResponse::Status {
+            status: status(&mut cur)?,
+            state: ReplicaState {
+                leader: Some(NodeId(cur.u64()?)).filter(|n| n.get() != 0),
+                term: cur.u64()?,
+                commit: cur.u64()?,
+                last_index: cur.u64()?,
+                applied: cur.u64()?,
+            },
+        },
         tag => return Err(WireError::UnknownTag { tag, at }),
     };
     cur.finish()?;

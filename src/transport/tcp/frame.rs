@@ -288,6 +288,13 @@ impl FrameReader {
         }
     }
 
+    /// Changes the limits (an acceptor reads the handshake with small ones, then raises them
+    /// for the authenticated peer).
+    pub fn set_limits(&mut self, frame_bytes_max: usize, read_chunk_bytes: usize) {
+        self.frame_bytes_max = frame_bytes_max;
+        self.read_chunk_bytes = read_chunk_bytes.max(HEADER_BYTES);
+    }
+
     /// Reads the next frame.
     ///
     /// # Errors

@@ -31,6 +31,9 @@ const NONCE_BYTES: usize = 32;
 const PROOF_BYTES: usize = 32;
 /// Longest cluster name the handshake carries.
 pub const CLUSTER_NAME_BYTES_MAX: usize = 255;
+/// Largest handshake frame: what an unauthenticated connection may make this side allocate.
+/// Create the [`FrameReader`] of a handshake with it.
+pub const HANDSHAKE_FRAME_BYTES_MAX: usize = 4096;
 /// Longest reason text a `Reject` frame carries.
 const REASON_BYTES_MAX: usize = 1024;
 

@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use super::Shared;
 use super::frame::{FrameKind, FrameReader, HEADER_BYTES, write_frame};
-use super::handshake::{self, HandshakeError, Role};
+use super::handshake::{self, HANDSHAKE_FRAME_BYTES_MAX, HandshakeError, Role};
 use super::wire::{encode_messages, encoded_len};
 use crate::core::rng::SplitMix64;
 use crate::core::{Message, MessageBody, NodeId, PartitionId};
@@ -152,7 +152,7 @@ fn connect(shared: &Shared, peer: NodeId, address: &str) -> Result<TcpStream, Co
         })
         .and_then(|()| stream.set_read_timeout(Some(shared.poll_interval())));
     setup.map_err(ConnectError::Connect)?;
-    let mut reader = FrameReader::new(config.frame_bytes_max, config.read_chunk_bytes);
+    let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX, HANDSHAKE_FRAME_BYTES_MAX);
     handshake::connect(
         &mut stream,
         &mut reader,

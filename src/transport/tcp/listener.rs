@@ -11,7 +11,7 @@ use tracing::{debug, info, warn};
 
 use super::Shared;
 use super::frame::{Deadlines, FrameError, FrameKind, FrameReader};
-use super::handshake::{self, RejectCode, Role};
+use super::handshake::{self, HANDSHAKE_FRAME_BYTES_MAX, RejectCode, Role};
 use super::wire::decode_messages;
 use crate::core::NodeId;
 use crate::transport::Inbound;
@@ -83,7 +83,7 @@ fn serve(shared: &Shared, mut stream: TcpStream, id: u64, addr: &str, inbound: &
         warn!(from = addr, %error, "socket setup failed; closing");
         return;
     }
-    let mut reader = FrameReader::new(config.frame_bytes_max, config.read_chunk_bytes);
+    let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX, HANDSHAKE_FRAME_BYTES_MAX);
     let me = shared.identity.node;
     let admit = |role: Role, node: NodeId| {
         if role != Role::Peer {
@@ -117,6 +117,7 @@ fn serve(shared: &Shared, mut stream: TcpStream, id: u64, addr: &str, inbound: &
             return;
         }
     };
+    reader.set_limits(config.frame_bytes_max, config.read_chunk_bytes);
     shared.connections.established(id, peer);
     info!(%peer, from = addr, "peer connected");
     let deadlines = Deadlines {

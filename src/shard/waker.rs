@@ -1,0 +1,69 @@
+//! Lets a shard thread sleep until one of its queues receives input OR its WAL finishes a
+//! durable write, whichever comes first (or the next tick).
+//!
+//! The shard announces that it is parked, re-checks its queues, then `ppoll`s an eventfd and
+//! the WAL's completion descriptor (the io_uring ring's fd, which polls readable when
+//! completions wait). Producers queue first, then [`Waker::wake`]: it writes the eventfd only
+//! while the shard is parked, so a busy shard costs its producers no syscall. Both sides
+//! order their store and load with a `SeqCst` fence, so a wakeup is never lost: either the
+//! shard sees the queued input in its re-check, or the producer sees the parked flag.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering, fence};
+use std::time::Duration;
+
+use rustix::event::{EventfdFlags, PollFd, PollFlags, Timespec};
+
+/// One shard's wakeup channel.
+#[derive(Debug)]
+pub(crate) struct Waker {
+    event: OwnedFd,
+    parked: AtomicBool,
+}
+
+impl Waker {
+    /// A waker with its eventfd.
+    pub(crate) fn new() -> std::io::Result<Self> {
+        let event = rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+        Ok(Self {
+            event,
+            parked: AtomicBool::new(false),
+        })
+    }
+
+    /// Wakes the shard if it is parked. Call after queueing input for it.
+    pub(crate) fn wake(&self) {
+        fence(Ordering::SeqCst);
+        if self.parked.load(Ordering::Relaxed) {
+            // A full counter (EAGAIN) already means "wake up".
+            let _ = rustix::io::write(&self.event, &1u64.to_ne_bytes());
+        }
+    }
+
+    /// Sleeps until [`Waker::wake`], `completion` polls readable, or `timeout` passes, unless
+    /// `has_input()` (checked after announcing the park) finds input already queued.
+    pub(crate) fn park(
+        &self,
+        completion: Option<BorrowedFd<'_>>,
+        timeout: Duration,
+        has_input: impl Fn() -> bool,
+    ) {
+        self.parked.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if !has_input() {
+            let mut fds = [
+                PollFd::new(&self.event, PollFlags::IN),
+                PollFd::from_borrowed_fd(completion.unwrap_or(self.event.as_fd()), PollFlags::IN),
+            ];
+            let timeout = Timespec {
+                tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+                tv_nsec: i64::from(timeout.subsec_nanos()),
+            };
+            // EINTR or another failure: the caller's loop re-checks everything anyway.
+            let _ = rustix::event::poll(&mut fds, Some(&timeout));
+        }
+        self.parked.store(false, Ordering::Relaxed);
+        let mut counter = [0u8; 8];
+        let _ = rustix::io::read(&self.event, &mut counter);
+    }
+}

@@ -1,0 +1,12 @@
+//! Tests that run real `kommander` processes. A separate test binary: spawning forks this
+//! process, and a fork briefly holds copies of every descriptor (the WAL directory locks of
+//! in-process tests included), so these never share a binary with tests that open WALs.
+
+mod process {
+    mod bad_input;
+    pub(crate) mod harness;
+    mod kill9;
+}
+
+// The `kommander` binary's commands (`node` alone, `demo`, `bench`).
+mod cli;

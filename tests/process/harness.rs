@@ -1,0 +1,430 @@
+//! Real `kommander node` processes on loopback: start, SIGKILL, SIGTERM, restart; a load
+//! generator over the client port that records every acknowledged write; offline checks of
+//! each node's WAL.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kommander_raft::shard::codec::{decode_envelope, decode_record};
+use kommander_raft::transport::tcp::client::{Client, ClientRequest, ClientResponse, ReplicaState};
+use kommander_raft::{LogIndex, NodeId, PartitionId, Status, Term};
+use kommander_wal::{PartitionId as WalPartitionId, Wal, WalConfig};
+
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_kommander");
+pub(crate) const CLUSTER: &str = "process-test";
+pub(crate) const SECRET: &str = "process test shared secret";
+pub(crate) const PARTITIONS: u32 = 4;
+/// How long anything may take before a test fails.
+pub(crate) const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A free loopback address (bound, then released: the node binds it next).
+fn free_address() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").to_string()
+}
+
+/// One node: its addresses, files and (while running) its process.
+pub(crate) struct Node {
+    pub(crate) id: u64,
+    pub(crate) peer_address: String,
+    pub(crate) client_address: String,
+    pub(crate) data_dir: PathBuf,
+    config_path: PathBuf,
+    child: Option<Child>,
+    /// Everything the node wrote to stderr, over all its incarnations.
+    pub(crate) log: Arc<Mutex<String>>,
+}
+
+impl Node {
+    /// Starts the process and waits for its `ready` line.
+    pub(crate) fn start(&mut self) {
+        assert!(self.child.is_none(), "node {} already running", self.id);
+        let mut child = Command::new(BIN)
+            .args(["node", "--config"])
+            .arg(&self.config_path)
+            .args(["--client-listen", &self.client_address])
+            .env("KOMMANDER_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn kommander node");
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let stdout = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("ready") {
+                    let _ = ready_tx.send(line);
+                }
+            }
+        });
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::clone(&self.log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = log.lock().expect("log");
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        self.child = Some(child);
+        if ready_rx.recv_timeout(PATIENCE).is_err() {
+            panic!(
+                "node {} not ready within {PATIENCE:?}; its log:\n{}",
+                self.id,
+                self.log.lock().expect("log")
+            );
+        }
+    }
+
+    pub(crate) fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().expect("try_wait").is_none())
+    }
+
+    /// SIGKILL: the process gets no chance to flush or close anything.
+    pub(crate) fn kill9(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("wait");
+    }
+
+    /// SIGTERM, then waits for the exit.
+    pub(crate) fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).expect("pid"))
+            .expect("non-zero pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("node {} ignored SIGTERM for {PATIENCE:?}", self.id);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub(crate) fn log_text(&self) -> String {
+        self.log.lock().expect("log").clone()
+    }
+
+    /// A fresh client connection to this node (`None` when it does not answer).
+    pub(crate) fn client(&self) -> Option<Client> {
+        Client::connect(
+            &self.client_address,
+            CLUSTER,
+            Some(SECRET),
+            Duration::from_secs(10),
+        )
+        .ok()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A cluster of node processes sharing a temporary directory.
+pub(crate) struct ProcessCluster {
+    pub(crate) nodes: Vec<Node>,
+    _dir: tempfile::TempDir,
+}
+
+impl ProcessCluster {
+    /// Writes the configurations of `count` nodes (`extra_toml` adds top-level lines) and
+    /// starts the first `running` of them.
+    pub(crate) fn start(count: u64, running: usize, extra_toml: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let peers: Vec<String> = (0..count).map(|_| free_address()).collect();
+        let mut nodes = Vec::new();
+        for id in 1..=count {
+            let data_dir = dir.path().join(format!("node-{id}"));
+            let peer_lines: String = (1..=count)
+                .filter(|&n| n != id)
+                .map(|n| format!("{n} = \"{}\"\n", peers[n as usize - 1]))
+                .collect();
+            let toml = format!(
+                "node_id = {id}\n\
+                 endpoint = \"{endpoint}\"\n\
+                 cluster_name = \"{CLUSTER}\"\n\
+                 data_dir = \"{data}\"\n\
+                 shards = 1\n\
+                 initial_partitions = {PARTITIONS}\n\
+                 tick_interval_ms = 10\n\
+                 election_timeout_ticks_min = 15\n\
+                 election_timeout_ticks_max = 30\n\
+                 heartbeat_interval_ticks = 3\n\
+                 wal_segment_bytes = 4194304\n\
+                 {extra_toml}\n\
+                 [peers]\n{peer_lines}\n\
+                 [transport]\n\
+                 auth_secret = \"{SECRET}\"\n\
+                 handshake_timeout_ms = 2000\n\
+                 frame_read_timeout_ms = 2000\n",
+                endpoint = peers[id as usize - 1],
+                data = data_dir.display(),
+            );
+            let config_path = dir.path().join(format!("node-{id}.toml"));
+            std::fs::write(&config_path, toml).expect("write config");
+            nodes.push(Node {
+                id,
+                peer_address: peers[id as usize - 1].clone(),
+                client_address: free_address(),
+                data_dir,
+                config_path,
+                child: None,
+                log: Arc::new(Mutex::new(String::new())),
+            });
+        }
+        // Start them all before waiting: each waits for a quorum to join.
+        let mut cluster = Self { nodes, _dir: dir };
+        std::thread::scope(|scope| {
+            for node in cluster.nodes.iter_mut().take(running) {
+                scope.spawn(|| node.start());
+            }
+        });
+        cluster
+    }
+
+    /// The state of every node's replica of `p` (`None` for stopped or unreachable nodes).
+    pub(crate) fn states(&mut self, p: PartitionId) -> Vec<Option<ReplicaState>> {
+        self.nodes
+            .iter_mut()
+            .map(|node| {
+                if !node.running() {
+                    return None;
+                }
+                match node
+                    .client()?
+                    .call(&ClientRequest::Status { partition: p })
+                    .ok()?
+                {
+                    ClientResponse::Status {
+                        status: Status::Success,
+                        state,
+                    } => Some(state),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
+    /// Waits until every node runs and has applied at least `index` of `p`.
+    pub(crate) fn wait_applied(&mut self, p: PartitionId, index: u64) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let states = self.states(p);
+            if states.iter().all(|s| s.is_some_and(|s| s.applied >= index)) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{p}: not every node applied {index}: {states:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// One acknowledged write.
+#[derive(Clone, Debug)]
+pub(crate) struct Acked {
+    pub(crate) partition: PartitionId,
+    pub(crate) index: u64,
+    pub(crate) payload: Bytes,
+}
+
+/// Writer threads that replicate unique payloads through the client ports, following
+/// leadership, and record every acknowledged write.
+pub(crate) struct Load {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<Acked>>>,
+    count: Arc<AtomicU64>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    /// Starts `writers` threads over `clients` (node id → client address).
+    pub(crate) fn start(clients: BTreeMap<u64, String>, writers: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let count = Arc::new(AtomicU64::new(0));
+        let threads = (0..writers)
+            .map(|w| {
+                let (stop, acked, count, clients) = (
+                    Arc::clone(&stop),
+                    Arc::clone(&acked),
+                    Arc::clone(&count),
+                    clients.clone(),
+                );
+                std::thread::spawn(move || writer(w, &clients, &stop, &acked, &count))
+            })
+            .collect();
+        Self {
+            stop,
+            acked,
+            count,
+            threads,
+        }
+    }
+
+    /// Acknowledged writes so far.
+    pub(crate) fn acked_count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `more` writes beyond the current count are acknowledged.
+    pub(crate) fn wait_progress(&self, more: u64) {
+        let target = self.acked_count() + more;
+        let deadline = Instant::now() + PATIENCE;
+        while self.acked_count() < target {
+            assert!(
+                Instant::now() < deadline,
+                "load stalled at {} acknowledged writes (wanted {target})",
+                self.acked_count()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the writers and returns every acknowledged write.
+    pub(crate) fn stop(self) -> Vec<Acked> {
+        self.stop.store(true, Ordering::Release);
+        for thread in self.threads {
+            thread.join().expect("writer thread");
+        }
+        std::mem::take(&mut *self.acked.lock().expect("acked"))
+    }
+}
+
+fn writer(
+    w: usize,
+    clients: &BTreeMap<u64, String>,
+    stop: &AtomicBool,
+    acked: &Mutex<Vec<Acked>>,
+    count: &AtomicU64,
+) {
+    let mut connections: BTreeMap<u64, Client> = BTreeMap::new();
+    let mut leaders: BTreeMap<u32, u64> = BTreeMap::new();
+    let ids: Vec<u64> = clients.keys().copied().collect();
+    let mut seq = 0u64;
+    let mut guess = w;
+    while !stop.load(Ordering::Acquire) {
+        seq += 1;
+        let p = PartitionId(1 + (seq % u64::from(PARTITIONS)) as u32);
+        let target = *leaders.entry(p.get()).or_insert_with(|| {
+            guess += 1;
+            ids[guess % ids.len()]
+        });
+        let client = match connections.entry(target) {
+            std::collections::btree_map::Entry::Occupied(c) => c.into_mut(),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                match Client::connect(
+                    &clients[&target],
+                    CLUSTER,
+                    Some(SECRET),
+                    Duration::from_secs(5),
+                ) {
+                    Ok(c) => v.insert(c),
+                    Err(_) => {
+                        // Down (killed): try another node next time.
+                        leaders.remove(&p.get());
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    }
+                }
+            }
+        };
+        let payload = Bytes::from(format!("w{w}-{seq}"));
+        let request = ClientRequest::Replicate {
+            partition: p,
+            log_type: "load".to_owned(),
+            payload: payload.clone(),
+        };
+        match client.call(&request) {
+            Ok(ClientResponse::Replicated {
+                status: Status::Success,
+                index: Some(index),
+                ..
+            }) => {
+                acked.lock().expect("acked").push(Acked {
+                    partition: p,
+                    index,
+                    payload,
+                });
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(ClientResponse::Replicated {
+                status: Status::NodeIsNotLeader,
+                ..
+            }) => {
+                // Ask this node who leads; fall back to the next node.
+                let leader = match client.call(&ClientRequest::Status { partition: p }) {
+                    Ok(ClientResponse::Status { state, .. }) => state.leader.map(NodeId::get),
+                    _ => None,
+                };
+                match leader.filter(|l| clients.contains_key(l) && *l != target) {
+                    Some(l) => {
+                        leaders.insert(p.get(), l);
+                    }
+                    None => {
+                        leaders.remove(&p.get());
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
+            }
+            // Indeterminate or refused (election, full queue): not acknowledged, not counted.
+            Ok(_) => std::thread::sleep(Duration::from_millis(5)),
+            Err(_) => {
+                connections.remove(&target);
+                leaders.remove(&p.get());
+            }
+        }
+    }
+}
+
+/// Opens a stopped node's WALs and returns, per partition, index → payload of its log.
+pub(crate) fn read_logs(data_dir: &Path) -> BTreeMap<(u32, u64), Bytes> {
+    let mut out = BTreeMap::new();
+    for shard in std::fs::read_dir(data_dir).expect("data dir") {
+        let path = shard.expect("entry").path();
+        if !path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("shard-"))
+        {
+            continue;
+        }
+        let wal = Wal::open(&path, WalConfig::default()).expect("open WAL");
+        for p in 1..=PARTITIONS {
+            let Ok(info) = wal.partition(WalPartitionId(u64::from(p))) else {
+                continue;
+            };
+            for index in info.first_index..=info.last_index {
+                let record = wal
+                    .entry(WalPartitionId(u64::from(p)), index)
+                    .expect("entry");
+                let entry = decode_record(LogIndex(index), Term(0), &record).expect("record");
+                let (_, payload) = decode_envelope(&entry.payload).expect("envelope");
+                out.insert((p, index), payload);
+            }
+        }
+    }
+    out
+}
