@@ -27,7 +27,7 @@ fn single_node_toml(dir: &Path) -> String {
     )
 }
 
-fn start_node(dir: &Path, name: &str, secret: Option<&str>) -> (Running, String) {
+fn start_node(dir: &Path, name: &str, secret: Option<&str>, extra: &[&str]) -> (Running, String) {
     let config = dir.join("node.toml");
     std::fs::write(&config, single_node_toml(dir)).expect("write config");
     let mut command = kommander();
@@ -35,7 +35,8 @@ fn start_node(dir: &Path, name: &str, secret: Option<&str>) -> (Running, String)
         .arg("node")
         .arg("--config")
         .arg(&config)
-        .args(["--client-listen", "127.0.0.1:0"]);
+        .args(["--client-listen", "127.0.0.1:0"])
+        .args(extra);
     if let Some(secret) = secret {
         command.env("KOMMANDER_AUTH_SECRET", secret);
     }
@@ -132,7 +133,7 @@ fn node_refuses_an_invalid_config_with_exit_code_2_naming_the_field() {
 #[test]
 fn node_serves_clients_and_stops_cleanly_on_sigterm_then_restores() {
     let dir = tempfile::tempdir().expect("dir");
-    let (mut node, endpoint) = start_node(dir.path(), "first", Some(SECRET));
+    let (mut node, endpoint) = start_node(dir.path(), "first", Some(SECRET), &[]);
     let p1 = PartitionId(1);
 
     // Authentication: the secret (from KOMMANDER_AUTH_SECRET) is required; nodes are refused.
@@ -246,7 +247,7 @@ fn node_serves_clients_and_stops_cleanly_on_sigterm_then_restores() {
     drop(client);
 
     // Restart on the same data directory: every acknowledged entry is restored.
-    let (mut node, endpoint) = start_node(dir.path(), "second", Some(SECRET));
+    let (mut node, endpoint) = start_node(dir.path(), "second", Some(SECRET), &[]);
     let deadline = Instant::now() + PATIENCE;
     while !node
         .stderr()
@@ -263,4 +264,83 @@ fn node_serves_clients_and_stops_cleanly_on_sigterm_then_restores() {
     wait_leader(&mut client, p1, &endpoint);
     node.signal("INT");
     assert!(node.wait_exit().success(), "{}", node.stderr());
+}
+
+#[test]
+fn node_checkpoints_the_partitions_it_leads_when_asked() {
+    let dir = tempfile::tempdir().expect("dir");
+    let checkpointing = ["--checkpoint-interval-entries", "50"];
+    let (mut node, endpoint) = start_node(dir.path(), "first", None, &checkpointing);
+    let p1 = PartitionId(1);
+    let mut client = connect(&endpoint, None).expect("client");
+    wait_leader(&mut client, p1, &endpoint);
+    for i in 0..120 {
+        let answer = client
+            .call(&ClientRequest::Replicate {
+                partition: p1,
+                log_type: "t".to_owned(),
+                payload: Bytes::from(format!("entry {i}")),
+            })
+            .expect("replicate");
+        assert!(
+            matches!(
+                answer,
+                ClientResponse::Replicated {
+                    status: Status::Success,
+                    ..
+                }
+            ),
+            "{answer:?}"
+        );
+    }
+    let deadline = Instant::now() + PATIENCE;
+    while !node.stderr().contains("checkpoint committed partition=p1") {
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint:\n{}",
+            node.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    node.signal("TERM");
+    assert!(node.wait_exit().success(), "{}", node.stderr());
+    drop(client);
+
+    // After a restart only the entries above the checkpoint are restored.
+    let (mut node, endpoint) = start_node(dir.path(), "second", None, &[]);
+    let mut client = connect(&endpoint, None).expect("client");
+    let deadline = Instant::now() + PATIENCE;
+    // Restored once its replica answers (`RestoreInProgress` until then).
+    while !matches!(
+        client
+            .call(&ClientRequest::Status { partition: p1 })
+            .expect("status"),
+        ClientResponse::Status {
+            status: Status::Success,
+            ..
+        }
+    ) {
+        assert!(
+            Instant::now() < deadline,
+            "p1 not restored:\n{}",
+            node.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    node.signal("TERM");
+    assert!(node.wait_exit().success(), "{}", node.stderr());
+    let stderr = node.stderr();
+    let restored: u64 = stderr
+        .lines()
+        .filter(|l| l.contains("restored partition=p1 "))
+        .filter_map(|l| {
+            l.split("entries_delivered=")
+                .nth(1)?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert!(restored < 120, "{restored} entries restored:\n{stderr}");
 }

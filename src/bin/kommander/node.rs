@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kommander_raft::transport::tcp::{TcpTransport, TransportError};
-use kommander_raft::{JoinError, NodeConfig, Raft, RaftEvent, StartError};
+use kommander_raft::{
+    JoinError, LogIndex, NodeConfig, PartitionId, Raft, RaftEvent, StartError, Status,
+};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tokio::sync::{broadcast, watch};
 use tracing::{debug, error, info, warn};
@@ -58,6 +60,14 @@ pub(crate) struct NodeArgs {
     /// Period of the stats log line (entries applied, transport counters), in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     stats_interval_secs: u64,
+    /// Replicate a checkpoint on each partition this node leads once this many entries were
+    /// applied since its last one (checked every second); the log below a committed
+    /// checkpoint is dropped from memory and may be compacted on disk. 0 (the default): never,
+    /// so every entry stays in the WAL and, as the core keeps the log above the last
+    /// checkpoint in memory, in memory too. The node's application only counts entries, so a
+    /// checkpoint loses nothing it needs.
+    #[arg(long, value_name = "ENTRIES", default_value_t = 0)]
+    checkpoint_interval_entries: u64,
 }
 
 /// A start-up failure: its message and the exit code.
@@ -246,13 +256,21 @@ fn serve(
     ready_line(node, &transport.local_addr().to_string(), &client_addr);
 
     let interval = Duration::from_secs(args.stats_interval_secs);
+    let mut checkpoints = Checkpointer::new(
+        args.checkpoint_interval_entries,
+        raft.config().initial_partitions,
+    );
     runtime.block_on(async {
         let mut ticker = tokio::time::interval(interval);
         ticker.tick().await;
+        let mut checkpoint_ticker = tokio::time::interval(CHECKPOINT_CHECK_INTERVAL);
         let mut events_open = true;
         loop {
             tokio::select! {
                 _ = stop.changed() => break,
+                _ = checkpoint_ticker.tick(), if checkpoints.enabled() => {
+                    checkpoints.check(raft, app);
+                }
                 _ = ticker.tick() => {
                     let applied = app.stats();
                     let net = transport.stats();
@@ -289,6 +307,55 @@ fn serve(
     runtime.block_on(raft.leave_cluster());
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(())
+}
+
+/// How often the checkpointer looks at the applied counters.
+const CHECKPOINT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Replicates a checkpoint on each initial partition this node leads every `interval`
+/// applied entries (`--checkpoint-interval-entries`).
+struct Checkpointer {
+    interval: u64,
+    /// Applied count of each partition (index = partition id) at its last checkpoint.
+    last: Vec<u64>,
+}
+
+impl Checkpointer {
+    fn new(interval: u64, partitions: u32) -> Self {
+        Self {
+            interval,
+            last: vec![0; partitions as usize + 1],
+        }
+    }
+
+    fn enabled(&self) -> bool {
+        self.interval > 0
+    }
+
+    /// Starts the checkpoints that are due (on the current runtime; their outcome is logged).
+    fn check(&mut self, raft: &Raft, app: &AppliedCounter) {
+        for (p, last) in self.last.iter_mut().enumerate().skip(1) {
+            let partition = PartitionId(u32::try_from(p).unwrap_or(u32::MAX));
+            let applied = app.applied(partition);
+            if applied.saturating_sub(*last) < self.interval || !raft.am_i_leader_quick(partition) {
+                continue;
+            }
+            *last = applied;
+            let raft = raft.clone();
+            tokio::spawn(async move {
+                let result = raft.replicate_checkpoint(partition).await;
+                if result.status == Status::Success {
+                    info!(
+                        %partition,
+                        index = result.log_index.map_or(0, LogIndex::get),
+                        "checkpoint committed"
+                    );
+                } else {
+                    debug!(%partition, status = ?result.status, "checkpoint refused");
+                }
+            });
+        }
+    }
 }
 
 /// Joins, logging progress while the cluster is not initialized. `Ok(false)`: stopped first.
