@@ -246,6 +246,49 @@ fn node_serves_clients_and_stops_cleanly_on_sigterm_then_restores() {
     assert!(stderr.contains("stopped cleanly"), "{stderr}");
     drop(client);
 
+    // `wal inspect` on the stopped node's data directory: every acknowledged entry is there.
+    let data = dir.path().join("data");
+    let output = kommander()
+        .args(["wal", "inspect", "--json"])
+        .arg(&data)
+        .output()
+        .expect("run wal inspect");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let shard = &report["shards"]["shard-0"];
+    assert_eq!(shard["recovery"]["outcome"], "opens", "{shard}");
+    let p1_report = shard["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .find(|p| p["id"] == 1)
+        .unwrap_or_else(|| panic!("no partition 1: {shard}"));
+    assert_eq!(
+        p1_report["entries"],
+        201 + 1,
+        "201 writes and the leader's no-op: {p1_report}"
+    );
+    let output = kommander()
+        .args(["wal", "inspect"])
+        .arg(data.join("shard-0"))
+        .output()
+        .expect("run wal inspect");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && text.contains("recovery: opens as is"),
+        "{text}"
+    );
+    let output = kommander()
+        .args(["wal", "inspect"])
+        .arg(dir.path())
+        .output()
+        .expect("run wal inspect");
+    assert_eq!(output.status.code(), Some(2), "not a WAL directory");
+
     // Restart on the same data directory: every acknowledged entry is restored.
     let (mut node, endpoint) = start_node(dir.path(), "second", Some(SECRET), &[]);
     let deadline = Instant::now() + PATIENCE;

@@ -6,6 +6,8 @@
 //! * [`backend`] holds the I/O backends (blocking, simulated; io_uring in its own module).
 //! * [`format`] is the on-disk format; `docs/wal-format.md` explains it with the recovery
 //!   decision table.
+//! * [`inspect()`] reports what a WAL directory holds and what recovery would do with it,
+//!   without changing anything (`kommander wal inspect DIR`).
 //!
 //! ```
 //! use kommander_wal::{HardState, PartitionId, Wal, WalConfig};
@@ -35,6 +37,7 @@ mod config;
 mod error;
 pub mod format;
 pub mod fuzzing;
+pub mod inspect;
 mod preparer;
 pub mod recovery;
 mod segment;
@@ -43,6 +46,7 @@ mod wal;
 
 pub use config::WalConfig;
 pub use error::{Error, Result};
+pub use inspect::{InspectOptions, InspectReport, inspect};
 pub use wal::{MARKER_NAME, Wal};
 
 /// A partition (Raft group) id.

@@ -1,6 +1,9 @@
 //! Recovery: scanning segment bytes and replaying their records. Pure (bytes in, decisions
 //! out), so the fuzz target drives exactly this code; the `Wal` applies the decisions to files.
 //!
+//! The scan ([`survey`]) records every [`Damage`] with what recovery does about it and goes
+//! on past fatal ones (for [`crate::inspect()`]); recovery fails with the first fatal one.
+//!
 //! The decision table (also in `docs/wal-format.md`, with the test covering each row):
 //!
 //! | found | action |
@@ -20,8 +23,8 @@
 use crate::backend::BLOCK_SIZE;
 use crate::error::{Error, Result};
 use crate::format::{
-    FIRST_FRAME_OFFSET, FRAME_HEADER_LEN, FrameCheck, FrameHeader, RecordKind, decode_records,
-    decode_segment_header, frame_footprint,
+    FIRST_FRAME_OFFSET, FRAME_HEADER_LEN, FrameCheck, FrameHeader, RecordKind, SegmentHeader,
+    SegmentHeaderError, check_frame, decode_records, decode_segment_header, frame_footprint,
 };
 use crate::state::{Applied, LogState};
 
@@ -44,14 +47,93 @@ pub(crate) struct FoundFrame {
     pub(crate) header: FrameHeader,
 }
 
-/// What recovery decided.
+/// What recovery does about one damage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DamageAction {
+    /// Fatal: recovery fails with [`Error::MissingSegment`] (the damage's `segment` is the
+    /// first missing sequence number).
+    MissingSegment,
+    /// Fatal: recovery fails with [`Error::Corrupt`].
+    Corrupt,
+    /// A torn tail (a crash during the last writes): recovery drops it and the
+    /// `frames_dropped` valid frames after it, and zeroes the rest of the segment.
+    TornTail {
+        /// Valid frames after the damage, dropped with it (never acknowledged: fewer than
+        /// the writer's pipeline depth).
+        frames_dropped: u64,
+    },
+    /// A bad header on the highest segment, which holds no frame (a damaged prepared
+    /// segment): recovery removes the file.
+    DiscardSegment,
+}
+
+impl DamageAction {
+    /// Whether recovery refuses to open the log because of it.
+    pub fn is_fatal(self) -> bool {
+        matches!(self, Self::MissingSegment | Self::Corrupt)
+    }
+}
+
+/// One damage found in a log, where it is and what recovery does about it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Damage {
+    /// The segment's sequence number (for a missing segment: the first missing one).
+    pub segment: u64,
+    /// Byte offset in that segment.
+    pub offset: u64,
+    /// What is wrong.
+    pub reason: String,
+    /// What recovery does about it.
+    pub action: DamageAction,
+}
+
+impl Damage {
+    /// The error recovery returns for this damage, if it is fatal.
+    pub fn error(&self) -> Option<Error> {
+        match self.action {
+            DamageAction::MissingSegment => Some(Error::MissingSegment {
+                segment: self.segment,
+            }),
+            DamageAction::Corrupt => Some(corrupt(self.segment, self.offset, self.reason.clone())),
+            DamageAction::TornTail { .. } | DamageAction::DiscardSegment => None,
+        }
+    }
+}
+
+/// What the scan found in one segment image.
+#[derive(Clone, Debug)]
+pub(crate) struct SegmentScan {
+    /// The verified header (magic, CRC, version, seq equal to the name, size equal to the
+    /// file), or why not.
+    pub(crate) header: std::result::Result<SegmentHeader, String>,
+    /// Whether its frames were walked (segments after the last written one hold none).
+    pub(crate) walked: bool,
+    /// The end of its last accepted frame (where the next frame would go).
+    pub(crate) end: u64,
+}
+
+impl SegmentScan {
+    /// `(seq, epoch)` from the verified header.
+    pub(crate) fn seq_epoch(&self) -> Option<(u64, u64)> {
+        self.header
+            .as_ref()
+            .ok()
+            .map(|h| (h.segment_seq.get(), h.epoch.get()))
+    }
+}
+
+/// What the scan found and decided.
 #[derive(Debug, Default)]
 pub(crate) struct ScanOutcome {
-    /// The highest segment had a bad header: it is discarded.
+    /// Every damage, in the order recovery meets it: the first fatal one is its error.
+    pub(crate) damages: Vec<Damage>,
+    /// One per input image, same order.
+    pub(crate) segments: Vec<SegmentScan>,
+    /// The highest segment had a bad header and holds no frame: it is discarded.
     pub(crate) discard_highest: bool,
-    /// `(seq, epoch)` of each kept segment (same order as the input, minus a discarded one).
-    pub(crate) headers: Vec<(u64, u64)>,
-    /// Every valid frame, in LSN order.
+    /// Every valid frame, in LSN order. After a fatal damage the scan resynchronizes at the
+    /// next valid frame (for [`crate::inspect`]); recovery never uses frames past one.
     pub(crate) frames: Vec<FoundFrame>,
     /// A torn tail to zero: `(segment_index, offset)` up to the end of that segment.
     pub(crate) torn_tail: Option<(usize, u64)>,
@@ -62,6 +144,13 @@ pub(crate) struct ScanOutcome {
     pub(crate) next_lsn: u64,
 }
 
+impl ScanOutcome {
+    /// The first fatal damage as recovery's error.
+    pub(crate) fn fatal_error(&self) -> Option<Error> {
+        self.damages.iter().find_map(Damage::error)
+    }
+}
+
 fn corrupt(segment: u64, offset: u64, reason: impl Into<String>) -> Error {
     Error::Corrupt {
         segment,
@@ -70,67 +159,144 @@ fn corrupt(segment: u64, offset: u64, reason: impl Into<String>) -> Error {
     }
 }
 
-/// Scans segments (sorted by seq) and decides what is valid. Total: never panics.
+/// Scans segments (sorted by seq) and decides what is valid, failing at the first damage that
+/// is not a torn tail. Total: never panics.
 pub(crate) fn scan(images: &[SegmentImage<'_>]) -> Result<ScanOutcome> {
+    let outcome = survey(images);
+    match outcome.fatal_error() {
+        Some(error) => Err(error),
+        None => Ok(outcome),
+    }
+}
+
+/// The segment header of `image`, verified against its name and size.
+pub(crate) fn verified_header(
+    image: &SegmentImage<'_>,
+) -> std::result::Result<SegmentHeader, String> {
+    let header = decode_segment_header(image.bytes).map_err(|e| match e {
+        SegmentHeaderError::TooShort => "shorter than a segment header".to_owned(),
+        SegmentHeaderError::BadMagic => "bad magic".to_owned(),
+        SegmentHeaderError::BadCrc => "header CRC mismatch".to_owned(),
+        SegmentHeaderError::UnsupportedVersion(v) => format!("unsupported format version {v}"),
+        SegmentHeaderError::BadField(field) => format!("bad header field {field}"),
+    })?;
+    if header.segment_seq.get() != image.seq {
+        return Err(format!(
+            "header says segment {}, the file name {}",
+            header.segment_seq.get(),
+            image.seq
+        ));
+    }
+    let size = u64::from(header.segment_blocks.get()) * BLOCK_SIZE as u64;
+    if size != image.bytes.len() as u64 {
+        return Err(format!(
+            "header says {size} bytes, the file has {}",
+            image.bytes.len()
+        ));
+    }
+    Ok(header)
+}
+
+/// Scans segments (sorted by seq) like recovery, but records every damage instead of stopping
+/// at the first fatal one: after one it resynchronizes at the next valid frame of the same
+/// segment life (or the next segment). Up to the first fatal damage, its decisions are
+/// recovery's. Total: never panics.
+pub(crate) fn survey(images: &[SegmentImage<'_>]) -> ScanOutcome {
     let mut outcome = ScanOutcome::default();
-    for pair in images.windows(2) {
-        if pair[1].seq != pair[0].seq + 1 {
-            return Err(Error::MissingSegment {
-                segment: pair[0].seq + 1,
+    // Segment i follows missing ones: the LSN chain restarts there.
+    let mut after_gap = vec![false; images.len()];
+    for (i, pair) in images.windows(2).enumerate() {
+        let expected = pair[0].seq.saturating_add(1);
+        if pair[1].seq != expected {
+            outcome.damages.push(Damage {
+                segment: expected,
+                offset: 0,
+                reason: format!(
+                    "segments {expected} to {} are missing",
+                    pair[1].seq.saturating_sub(1)
+                ),
+                action: DamageAction::MissingSegment,
             });
+            after_gap[i + 1] = true;
         }
     }
     let mut kept = images.len();
     for (i, image) in images.iter().enumerate() {
-        let header = decode_segment_header(image.bytes).ok().filter(|h| {
-            h.segment_seq.get() == image.seq
-                && u64::from(h.segment_blocks.get()) * BLOCK_SIZE as u64 == image.bytes.len() as u64
-        });
-        match header {
-            Some(h) => outcome.headers.push((h.segment_seq.get(), h.epoch.get())),
-            None if i + 1 == images.len() => {
+        let header = verified_header(image);
+        if let Err(reason) = &header {
+            let damage = |reason: String, action| Damage {
+                segment: image.seq,
+                offset: 0,
+                reason,
+                action,
+            };
+            if i + 1 < images.len() {
+                outcome.damages.push(damage(
+                    format!("bad segment header: {reason}"),
+                    DamageAction::Corrupt,
+                ));
+            } else if let Some(offset) = first_frame_like(image.bytes, image.seq) {
                 // A segment gets its name only after its header is durable, so this is
                 // damage; it is safe to discard only if it never held a frame (a prepared
                 // segment). One holding frames may hold acknowledged records.
-                if let Some(offset) = first_frame_like(image.bytes, image.seq) {
-                    return Err(corrupt(
-                        image.seq,
-                        0,
-                        format!(
-                            "bad segment header on the newest segment, which holds a frame at {offset}"
-                        ),
-                    ));
-                }
+                outcome.damages.push(damage(
+                    format!(
+                        "bad segment header ({reason}) on the newest segment, which holds a frame at {offset}"
+                    ),
+                    DamageAction::Corrupt,
+                ));
+            } else {
+                outcome.damages.push(damage(
+                    format!(
+                        "bad segment header ({reason}) on the newest segment, which holds no frame"
+                    ),
+                    DamageAction::DiscardSegment,
+                ));
                 outcome.discard_highest = true;
                 kept = i;
             }
-            None => return Err(corrupt(image.seq, 0, "bad segment header")),
         }
+        outcome.segments.push(SegmentScan {
+            header,
+            walked: false,
+            end: FIRST_FRAME_OFFSET,
+        });
     }
-    let images = &images[..kept];
-    // The last segment with anything written at its first frame slot.
-    let last_written = images.iter().enumerate().rev().find_map(|(i, image)| {
-        let (seq, epoch) = outcome.headers[i];
-        match crate::format::check_frame(image.bytes, FIRST_FRAME_OFFSET, seq, epoch) {
-            FrameCheck::Zero | FrameCheck::Stale => None,
-            FrameCheck::Valid(_) | FrameCheck::Invalid(_) => Some(i),
+    // The last segment with anything written at its first frame slot (a kept segment with a
+    // bad header holds frames: it counts as written).
+    let last_written = (0..kept).rev().find(|&i| {
+        let Some((seq, epoch)) = outcome.segments[i].seq_epoch() else {
+            return true;
+        };
+        match check_frame(images[i].bytes, FIRST_FRAME_OFFSET, seq, epoch) {
+            FrameCheck::Zero | FrameCheck::Stale => false,
+            FrameCheck::Valid(_) | FrameCheck::Invalid(_) => true,
         }
     });
     let Some(last_written) = last_written else {
         outcome.active = 0;
         outcome.cursor = FIRST_FRAME_OFFSET;
-        return Ok(outcome);
+        return outcome;
     };
     let mut expected_lsn: Option<u64> = None;
     for (i, image) in images.iter().enumerate().take(last_written + 1) {
-        let (seq, epoch) = outcome.headers[i];
+        let Some((seq, epoch)) = outcome.segments[i].seq_epoch() else {
+            expected_lsn = None;
+            continue;
+        };
+        if after_gap[i] {
+            expected_lsn = None;
+        }
         let len = image.bytes.len() as u64;
         let mut offset = FIRST_FRAME_OFFSET;
+        let mut end = FIRST_FRAME_OFFSET;
         loop {
             if offset + FRAME_HEADER_LEN as u64 > len {
                 break;
             }
-            let check = crate::format::check_frame(image.bytes, offset, seq, epoch);
+            let check = check_frame(image.bytes, offset, seq, epoch);
+            // Where to resynchronize after a fatal damage here.
+            let mut resync_from = offset + BLOCK_SIZE as u64;
             let invalid_reason = match check {
                 FrameCheck::Zero | FrameCheck::Stale => break,
                 FrameCheck::Invalid(reason) => reason,
@@ -139,7 +305,13 @@ pub(crate) fn scan(images: &[SegmentImage<'_>]) -> Result<ScanOutcome> {
                     if expected_lsn.is_none_or(|e| e == first) {
                         let count = u64::from(header.record_count.get());
                         let Some(next) = first.checked_add(count) else {
-                            return Err(corrupt(seq, offset, "LSN overflow"));
+                            outcome.damages.push(Damage {
+                                segment: seq,
+                                offset,
+                                reason: "LSN overflow".into(),
+                                action: DamageAction::Corrupt,
+                            });
+                            break;
                         };
                         expected_lsn = Some(next);
                         outcome.frames.push(FoundFrame {
@@ -148,50 +320,107 @@ pub(crate) fn scan(images: &[SegmentImage<'_>]) -> Result<ScanOutcome> {
                             header,
                         });
                         offset += frame_footprint(header.payload_len.get() as usize) as u64;
+                        end = offset;
                         continue;
                     }
+                    // A valid frame out of the chain: resynchronize at it.
+                    resync_from = offset;
                     "frame LSN is not the next expected LSN"
                 }
             };
-            if i != last_written {
-                return Err(corrupt(
-                    seq,
-                    offset,
-                    format!("{invalid_reason} in a sealed segment"),
-                ));
-            }
-            // Torn tail or damage: count valid frames of this segment's life after it.
-            let mut later = 0u64;
-            let mut inflight_max = 1u64;
-            let mut probe = offset + BLOCK_SIZE as u64;
-            while probe + FRAME_HEADER_LEN as u64 <= len {
-                if let FrameCheck::Valid(h) =
-                    crate::format::check_frame(image.bytes, probe, seq, epoch)
-                {
-                    later += 1;
-                    inflight_max = inflight_max.max(u64::from(h.flags.get() & 0xff));
-                    probe += frame_footprint(h.payload_len.get() as usize) as u64;
-                } else {
-                    probe += BLOCK_SIZE as u64;
+            let reason = if i != last_written {
+                format!("{invalid_reason} in a sealed segment")
+            } else {
+                // Torn tail or damage: count valid frames of this segment's life after it.
+                let (later, inflight_max) = valid_frames_after(image.bytes, offset, seq, epoch);
+                if later < inflight_max {
+                    let reason = if stale_frame_after(image.bytes, offset, seq) {
+                        format!(
+                            "{invalid_reason}; stale frames of the file's earlier life follow: \
+                             the usual end of a recycled segment (or a write that never landed)"
+                        )
+                    } else {
+                        invalid_reason.to_owned()
+                    };
+                    outcome.damages.push(Damage {
+                        segment: seq,
+                        offset,
+                        reason,
+                        action: DamageAction::TornTail {
+                            frames_dropped: later,
+                        },
+                    });
+                    outcome.torn_tail = Some((i, offset));
+                    break;
                 }
+                format!("{invalid_reason}, followed by {later} valid frames")
+            };
+            outcome.damages.push(Damage {
+                segment: seq,
+                offset,
+                reason,
+                action: DamageAction::Corrupt,
+            });
+            match next_valid_frame(image.bytes, resync_from, seq, epoch) {
+                Some(next) => {
+                    offset = next;
+                    expected_lsn = None;
+                }
+                None => break,
             }
-            if later >= inflight_max {
-                return Err(corrupt(
-                    seq,
-                    offset,
-                    format!("{invalid_reason}, followed by {later} valid frames"),
-                ));
-            }
-            outcome.torn_tail = Some((i, offset));
-            break;
         }
+        outcome.segments[i].walked = true;
+        outcome.segments[i].end = end;
         if i == last_written {
             outcome.active = i;
             outcome.cursor = offset;
         }
     }
     outcome.next_lsn = expected_lsn.unwrap_or(0);
-    Ok(outcome)
+    outcome
+}
+
+/// Valid frames of this segment life after the slot at `offset`, and the largest
+/// `inflight_batches_max` they carry (at least 1).
+fn valid_frames_after(bytes: &[u8], offset: u64, seq: u64, epoch: u64) -> (u64, u64) {
+    let mut later = 0u64;
+    let mut inflight_max = 1u64;
+    let mut probe = offset + BLOCK_SIZE as u64;
+    while probe + FRAME_HEADER_LEN as u64 <= bytes.len() as u64 {
+        if let FrameCheck::Valid(h) = check_frame(bytes, probe, seq, epoch) {
+            later += 1;
+            inflight_max = inflight_max.max(u64::from(h.flags.get() & 0xff));
+            probe += frame_footprint(h.payload_len.get() as usize) as u64;
+        } else {
+            probe += BLOCK_SIZE as u64;
+        }
+    }
+    (later, inflight_max)
+}
+
+/// Whether a slot after `offset` holds a stale frame (of an earlier life of this file).
+fn stale_frame_after(bytes: &[u8], offset: u64, seq: u64) -> bool {
+    let mut probe = offset + BLOCK_SIZE as u64;
+    while probe + FRAME_HEADER_LEN as u64 <= bytes.len() as u64 {
+        // Any epoch but this life's: a stale frame is self-consistent at its own offset.
+        if check_frame(bytes, probe, seq, 0) == FrameCheck::Stale {
+            return true;
+        }
+        probe += BLOCK_SIZE as u64;
+    }
+    false
+}
+
+/// The first 4 KiB slot from `from` holding a valid frame of this segment life.
+fn next_valid_frame(bytes: &[u8], from: u64, seq: u64, epoch: u64) -> Option<u64> {
+    let mut probe = from;
+    while probe + FRAME_HEADER_LEN as u64 <= bytes.len() as u64 {
+        if let FrameCheck::Valid(_) = check_frame(bytes, probe, seq, epoch) {
+            return Some(probe);
+        }
+        probe += BLOCK_SIZE as u64;
+    }
+    None
 }
 
 /// The offset of the first 4 KiB slot holding a frame header of segment `seq` whose own CRC
@@ -208,27 +437,58 @@ fn first_frame_like(bytes: &[u8], seq: u64) -> Option<u64> {
     })
 }
 
-/// Replays the records of the scanned frames into a state.
+/// Replays the records of the scanned frames into a state, failing at the first frame whose
+/// records do not parse.
 pub(crate) fn replay(images: &[SegmentImage<'_>], outcome: &ScanOutcome) -> Result<LogState> {
     let mut state = LogState::default();
-    for frame in &outcome.frames {
-        let image = &images[frame.segment_index];
+    match replay_surveyed(images, &outcome.frames, &mut state, |_| {})
+        .first()
+        .and_then(Damage::error)
+    {
+        Some(error) => Err(error),
+        None => Ok(state),
+    }
+}
+
+/// Replays the records of `frames` into `state`, calling `observe` after each record, and
+/// returns the frames whose records do not parse (their records before the bad one are
+/// applied; replay goes on with the next frame). Total: never panics.
+pub(crate) fn replay_surveyed(
+    images: &[SegmentImage<'_>],
+    frames: &[FoundFrame],
+    state: &mut LogState,
+    mut observe: impl FnMut(&Applied),
+) -> Vec<Damage> {
+    let mut damages = Vec::new();
+    for frame in frames {
+        let Some(image) = images.get(frame.segment_index) else {
+            continue;
+        };
         let seq = image.seq;
+        let damage = |offset: u64, reason: &str| Damage {
+            segment: seq,
+            offset,
+            reason: reason.to_owned(),
+            action: DamageAction::Corrupt,
+        };
         let payload_start = frame.offset as usize + FRAME_HEADER_LEN;
         let payload_len = frame.header.payload_len.get() as usize;
-        let payload = image
+        let Some(payload) = image
             .bytes
-            .get(payload_start..payload_start + payload_len)
-            .ok_or_else(|| corrupt(seq, frame.offset, "payload beyond the segment"))?;
+            .get(payload_start..payload_start.saturating_add(payload_len))
+        else {
+            damages.push(damage(frame.offset, "payload beyond the segment"));
+            continue;
+        };
         let mut lsn = frame.header.first_lsn.get();
-        decode_records(payload, frame.header.record_count.get(), |record| {
+        let decoded = decode_records(payload, frame.header.record_count.get(), |record| {
             if record.kind == RecordKind::Entry && record.index == 0 {
                 return Err(crate::format::RecordError {
                     offset: record.payload_offset,
                     reason: "entry with index 0",
                 });
             }
-            state.apply(&Applied {
+            let applied = Applied {
                 kind: record.kind,
                 flags: record.flags,
                 partition: record.partition,
@@ -238,19 +498,20 @@ pub(crate) fn replay(images: &[SegmentImage<'_>], outcome: &ScanOutcome) -> Resu
                 segment: seq,
                 offset: (payload_start + record.payload_offset) as u64,
                 len: record.payload.len() as u32,
-            });
+            };
+            state.apply(&applied);
+            observe(&applied);
             lsn += 1;
             Ok(())
-        })
-        .map_err(|e| {
-            corrupt(
-                seq,
+        });
+        if let Err(e) = decoded {
+            damages.push(damage(
                 frame.offset + (FRAME_HEADER_LEN + e.offset) as u64,
                 e.reason,
-            )
-        })?;
+            ));
+        }
     }
-    Ok(state)
+    damages
 }
 
 /// Summary of recovering arbitrary segment bytes (for fuzzing and tests).

@@ -131,48 +131,14 @@ impl Wal {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(io_err("creating the directory", &dir))?;
-        let mut has_marker = false;
-        let mut has_segments = false;
-        let mut temps = Vec::new();
-        let mut seqs = Vec::new();
-        let mut foreign = None;
-        for entry in std::fs::read_dir(&dir).map_err(io_err("listing the directory", &dir))? {
-            let entry = entry.map_err(io_err("listing the directory", &dir))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name == MARKER_NAME {
-                has_marker = true;
-            } else if let Some(seq) = parse_name(&name, "wal") {
-                has_segments = true;
-                seqs.push(seq);
-            } else if parse_name(&name, "tmp").is_some() || name == MARKER_TEMP {
-                temps.push(name);
-            } else if name != LOCK_NAME {
-                foreign.get_or_insert(name);
-            }
-        }
-        if !has_marker {
-            if let Some(name) = foreign {
-                return Err(Error::NotAWal {
-                    dir,
-                    reason: format!("it holds {name:?} and no {MARKER_NAME} marker"),
-                });
-            }
-            if has_segments {
-                return Err(Error::NotAWal {
-                    dir,
-                    reason: format!("it holds segments but no {MARKER_NAME} marker"),
-                });
-            }
-        } else {
-            let marker =
-                std::fs::read(dir.join(MARKER_NAME)).map_err(io_err("reading the marker", &dir))?;
-            if !marker.starts_with(MARKER_CONTENT) {
-                return Err(Error::NotAWal {
-                    dir,
-                    reason: format!("its {MARKER_NAME} file is not a kommander-wal marker"),
-                });
-            }
-        }
+        let listing = DirListing::read(&dir)?;
+        listing.check_is_wal(&dir)?;
+        let DirListing {
+            has_marker,
+            seqs,
+            temps,
+            ..
+        } = listing;
         let lock_path = dir.join(LOCK_NAME);
         let lock = OpenOptions::new()
             .read(true)
@@ -201,7 +167,6 @@ impl Wal {
         if !has_marker {
             write_marker(fs.as_ref(), &dir)?;
         }
-        seqs.sort_unstable();
         let preparer = Preparer::new(
             fs.clone(),
             dir.clone(),
@@ -305,7 +270,14 @@ impl Wal {
         }
         let mut last_end = 0;
         for (i, (seq, file, path, map)) in opened.into_iter().enumerate() {
-            let epoch = outcome.headers[i].1;
+            // `scan` succeeded, so every kept segment has a verified header.
+            let Some((_, epoch)) = outcome.segments[i].seq_epoch() else {
+                return Err(Error::Corrupt {
+                    segment: seq,
+                    offset: 0,
+                    reason: "bad segment header".into(),
+                });
+            };
             let mut segment = Segment::new(seq, epoch, file, path, map);
             if i <= outcome.active {
                 last_end = end_lsns[i].unwrap_or(last_end);
@@ -1274,6 +1246,75 @@ impl Wal {
             .collect();
         list.sort_unstable_by_key(|(id, _)| *id);
         Ok(list)
+    }
+}
+
+/// The names in a WAL directory, sorted, as `Wal::open` (and `inspect`) classify them.
+#[derive(Debug, Default)]
+pub(crate) struct DirListing {
+    /// The `KOMMANDER_WAL` marker exists (its content is checked by `check_is_wal`).
+    pub(crate) has_marker: bool,
+    /// Sequence numbers of the `<seq>.wal` segments, ascending.
+    pub(crate) seqs: Vec<u64>,
+    /// Files being prepared (`<seq>.tmp`, the marker's temporary), which recovery removes.
+    pub(crate) temps: Vec<String>,
+    /// Every other name but the lock file.
+    pub(crate) foreign: Vec<String>,
+}
+
+impl DirListing {
+    /// Lists `dir` (reads nothing else).
+    pub(crate) fn read(dir: &Path) -> Result<Self> {
+        let mut listing = Self::default();
+        for entry in std::fs::read_dir(dir).map_err(io_err("listing the directory", dir))? {
+            let entry = entry.map_err(io_err("listing the directory", dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == MARKER_NAME {
+                listing.has_marker = true;
+            } else if let Some(seq) = parse_name(&name, "wal") {
+                listing.seqs.push(seq);
+            } else if parse_name(&name, "tmp").is_some() || name == MARKER_TEMP {
+                listing.temps.push(name);
+            } else if name != LOCK_NAME {
+                listing.foreign.push(name);
+            }
+        }
+        listing.seqs.sort_unstable();
+        listing.temps.sort_unstable();
+        listing.foreign.sort_unstable();
+        Ok(listing)
+    }
+
+    /// The check `Wal::open` makes before changing anything: a directory holding other files
+    /// or segments needs a valid marker (an empty one becomes a WAL).
+    ///
+    /// # Errors
+    /// [`Error::NotAWal`]; [`Error::Io`] reading the marker.
+    pub(crate) fn check_is_wal(&self, dir: &Path) -> Result<()> {
+        if !self.has_marker {
+            if let Some(name) = self.foreign.first() {
+                return Err(Error::NotAWal {
+                    dir: dir.to_path_buf(),
+                    reason: format!("it holds {name:?} and no {MARKER_NAME} marker"),
+                });
+            }
+            if !self.seqs.is_empty() {
+                return Err(Error::NotAWal {
+                    dir: dir.to_path_buf(),
+                    reason: format!("it holds segments but no {MARKER_NAME} marker"),
+                });
+            }
+            return Ok(());
+        }
+        let marker =
+            std::fs::read(dir.join(MARKER_NAME)).map_err(io_err("reading the marker", dir))?;
+        if !marker.starts_with(MARKER_CONTENT) {
+            return Err(Error::NotAWal {
+                dir: dir.to_path_buf(),
+                reason: format!("its {MARKER_NAME} file is not a kommander-wal marker"),
+            });
+        }
+        Ok(())
     }
 }
 

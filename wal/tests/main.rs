@@ -9,5 +9,6 @@ mod common;
 mod conformance;
 mod crash;
 mod fuzz_corpus;
+mod inspect;
 mod reclaim;
 mod uring;

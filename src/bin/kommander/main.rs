@@ -3,11 +3,13 @@
 //! ```text
 //! kommander node --config node.toml [--client-listen 127.0.0.1:7001]
 //! kommander demo                      # 3 nodes on loopback, a few seconds of writes
-//! kommander bench --nodes 3 --partitions 8 --writers 256 --duration-secs 10 --json out.json
+//! kommander bench --nodes 3 --partitions 4 --writers 2048 --duration-secs 10 --json out.json
+//! kommander wal inspect DATA_DIR [--json] [--entries]
 //! ```
 //!
 //! Exit codes: 0 success (and a clean shutdown on SIGTERM/SIGINT), 1 a runtime failure
-//! (bind, WAL, join), 2 invalid usage or an invalid configuration (the message names the field).
+//! (bind, WAL, join), 2 invalid usage or an invalid configuration (the message names the field),
+//! 3 `wal inspect` found damage recovery would refuse, 130 `demo`/`bench` interrupted.
 //! Logs go to stderr (`tracing`), filtered by the `KOMMANDER_LOG` environment variable
 //! (`RUST_LOG` syntax, for example `KOMMANDER_LOG=debug` or `KOMMANDER_LOG=kommander_raft=debug`).
 
@@ -15,6 +17,7 @@ mod applied;
 mod bench;
 mod client_port;
 mod node;
+mod wal;
 
 use std::process::ExitCode;
 
@@ -51,6 +54,8 @@ enum Command {
     /// writers on the partitions' leaders; prints throughput and p50/p99/p99.9/max commit
     /// latency, and optionally writes a JSON report.
     Bench(bench::BenchArgs),
+    /// Write-ahead log tools (`wal inspect DIR`).
+    Wal(wal::WalArgs),
 }
 
 /// Default log filter of `demo` and `bench`: warnings, except the transport's, which at the
@@ -86,6 +91,10 @@ fn main() -> ExitCode {
         Command::Bench(args) => {
             init_logging(BENCH_LOG_FILTER);
             bench::run_bench(&args)
+        }
+        Command::Wal(args) => {
+            init_logging("warn");
+            wal::run(&args)
         }
     }
 }
