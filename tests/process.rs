@@ -8,5 +8,5 @@ mod process {
     mod kill9;
 }
 
-// The `kommander` binary's commands (`node` alone, `demo`, `bench`).
+// The `kommander` binary's commands (`node` alone, `demo`, `bench`, `wal inspect`).
 mod cli;
