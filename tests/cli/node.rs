@@ -7,7 +7,7 @@ use bytes::Bytes;
 use kommander_raft::transport::tcp::client::{Client, ClientError, ClientRequest, ClientResponse};
 use kommander_raft::transport::tcp::frame::{Deadlines, FrameReader};
 use kommander_raft::transport::tcp::handshake::{self, HandshakeError, Identity, RejectCode, Role};
-use kommander_raft::{NodeId, PartitionId, Status};
+use kommander_raft::{NodeConfig, NodeId, PartitionId, Status};
 
 use super::{PATIENCE, Running, kommander};
 
@@ -386,4 +386,25 @@ fn node_checkpoints_the_partitions_it_leads_when_asked() {
         })
         .sum();
     assert!(restored < 120, "{restored} entries restored:\n{stderr}");
+}
+
+#[test]
+fn the_example_configuration_in_node_help_is_valid() {
+    let output = kommander()
+        .args(["node", "--help"])
+        .output()
+        .expect("run kommander node --help");
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    let example: String = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Example node.toml"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("Environment"))
+        .map(|l| format!("{}\n", l.trim()))
+        .collect();
+    assert!(example.contains("[peers]"), "{help}");
+    let config = NodeConfig::from_toml(&example).unwrap_or_else(|e| panic!("{e}:\n{example}"));
+    assert_eq!(config.peers.len(), 2);
+    assert_eq!(config.listen_address(), "0.0.0.0:7100");
 }

@@ -45,6 +45,7 @@ enum Command {
     /// Prints `ready node=<id> peer=<addr> client=<addr|none>` on stdout once the node has
     /// joined its cluster and serves. SIGTERM or SIGINT stops it cleanly (every appended
     /// entry is durable) with exit code 0.
+    #[command(after_long_help = node::NODE_HELP)]
     Node(node::NodeArgs),
     /// Start a 3-node cluster in this process on loopback TCP (WAL in a temporary directory,
     /// removed at exit), write to it for a few seconds with a progress line per second, then

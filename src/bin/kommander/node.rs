@@ -25,6 +25,32 @@ use crate::applied::AppliedCounter;
 use crate::client_port::{ClientPort, ClientPortConfig};
 use crate::{EXIT_FAILURE, EXIT_USAGE};
 
+/// The end of `kommander node --help`: an example configuration and the environment.
+pub(crate) const NODE_HELP: &str = r#"Example node.toml (node 1 of a 3-node cluster; every field not given takes its default):
+
+    node_id = 1
+    endpoint = "10.0.0.1:7100"        # where the other nodes reach this one
+    cluster_name = "orders"           # nodes of other clusters are refused
+    data_dir = "/var/lib/kommander"   # one WAL directory per shard in it
+    shards = 2                        # keep it fixed: a data_dir keeps its shard count
+    initial_partitions = 8
+
+    [peers]                           # every other node: id = endpoint
+    2 = "10.0.0.2:7100"
+    3 = "10.0.0.3:7100"
+
+    [transport]
+    listen_address = "0.0.0.0:7100"   # default: endpoint
+
+Environment:
+    KOMMANDER_AUTH_SECRET   the cluster's shared secret (at least 16 bytes; overrides
+                            transport.auth_secret). Required to listen on a non-loopback
+                            address unless transport.allow_unauthenticated = true.
+    KOMMANDER_LOG           log filter, RUST_LOG syntax (default: info), logs on stderr.
+
+Exit codes: 0 stopped cleanly, 1 runtime failure, 2 invalid configuration (named field).
+Inspect the data afterwards with `kommander wal inspect <data_dir>`."#;
+
 /// Environment variable overriding `transport.auth_secret` (keeps the secret out of the file).
 pub(crate) const AUTH_SECRET_ENV: &str = "KOMMANDER_AUTH_SECRET";
 
