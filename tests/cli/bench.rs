@@ -46,7 +46,7 @@ fn demo_runs_prints_throughput_and_percentiles_and_cleans_up() {
 }
 
 #[test]
-fn bench_writes_the_json_report() {
+fn bench_with_batches_writes_the_json_report() {
     let dir = tempfile::tempdir().expect("dir");
     let wal_dir = dir.path().join("wal");
     std::fs::create_dir(&wal_dir).expect("wal dir");
@@ -62,6 +62,8 @@ fn bench_writes_the_json_report() {
             "8",
             "--payload-bytes",
             "100",
+            "--batch-entries",
+            "4",
             "--duration-secs",
             "0.5",
             "--warmup-secs",
@@ -87,7 +89,12 @@ fn bench_writes_the_json_report() {
     assert_eq!(report["payload_bytes"], 100, "{report}");
     let duration = report["duration_secs"].as_f64().expect("duration_secs");
     assert!((0.4..=0.6).contains(&duration), "{report}");
-    assert!(report["writes"].as_u64().expect("writes") > 0, "{report}");
+    assert_eq!(report["batch_entries"], 4, "{report}");
+    let writes = report["writes"].as_u64().expect("writes");
+    assert!(
+        writes > 0 && writes.is_multiple_of(4),
+        "whole batches: {report}"
+    );
     assert!(report["writes_per_sec"].as_f64().expect("writes_per_sec") > 0.0);
     let latency = &report["latency_us"];
     let quantiles: Vec<f64> = ["p50", "p99", "p999", "max"]

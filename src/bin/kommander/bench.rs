@@ -9,6 +9,9 @@
 //! warm-up) count; refusals (`NodeIsNotLeader` after a leader change, a full queue) are
 //! retried on the current leader and counted as `errors`.
 //!
+//! With `--batch-entries N` each proposal carries N entries (`Raft::replicate_batch`): every
+//! entry counts as a write, and the latency is the proposal's.
+//!
 //! `demo` is `bench` with the demo's defaults and a progress line per second.
 #![allow(clippy::print_stdout)] // the report is the command's output
 
@@ -53,6 +56,10 @@ pub(crate) struct BenchArgs {
     /// Bytes of each entry's payload.
     #[arg(long, value_name = "BYTES", default_value_t = 16)]
     payload_bytes: usize,
+    /// Entries per proposal (`Raft::replicate_batch`; 1: `replicate_logs`). Each entry counts
+    /// as one write; the latency is the proposal's.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    batch_entries: usize,
     /// Length of the measured window, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     duration_secs: f64,
@@ -99,6 +106,7 @@ struct Workload {
     partitions: u32,
     writers: usize,
     payload_bytes: usize,
+    batch_entries: usize,
     duration: Duration,
     warmup: Duration,
     shards: usize,
@@ -113,6 +121,7 @@ impl Workload {
             partitions: args.partitions,
             writers: args.writers,
             payload_bytes: args.payload_bytes,
+            batch_entries: args.batch_entries,
             duration: seconds("--duration-secs", args.duration_secs, false)?,
             warmup: seconds("--warmup-secs", args.warmup_secs, true)?,
             shards: args.shards,
@@ -128,6 +137,7 @@ impl Workload {
             partitions: args.partitions,
             writers: args.writers,
             payload_bytes: 16,
+            batch_entries: 1,
             duration: seconds("--duration-secs", args.duration_secs, false)?,
             warmup: Duration::from_millis(500),
             shards: 1,
@@ -146,6 +156,9 @@ impl Workload {
         }
         if self.writers == 0 {
             return Err("--writers must be positive".to_owned());
+        }
+        if self.batch_entries == 0 {
+            return Err("--batch-entries must be positive".to_owned());
         }
         Ok(self)
     }
@@ -371,6 +384,7 @@ struct Outcome {
     partitions: u32,
     writers: usize,
     payload_bytes: usize,
+    batch_entries: usize,
     shards: usize,
     measured: Duration,
     writes: u64,
@@ -432,6 +446,7 @@ impl Outcome {
             "partitions": self.partitions,
             "writers": self.writers,
             "payload_bytes": self.payload_bytes,
+            "batch_entries": self.batch_entries,
             "duration_secs": self.measured.as_secs_f64(),
             "writes": self.writes,
             "writes_per_sec": self.writes_per_sec(),
@@ -457,13 +472,18 @@ fn run(workload: &Workload, stop: &Arc<AtomicBool>) -> Result<Outcome, String> {
         .map_err(|e| format!("cannot start the tokio runtime: {e}"))?;
     let cluster = start_cluster(workload)?;
     println!(
-        "{} nodes on loopback TCP, {} shard(s) each, {} partitions, {} writers, {} B payloads, \
+        "{} nodes on loopback TCP, {} shard(s) each, {} partitions, {} writers, {} B payloads{}, \
          WAL (fsync on) under {}",
         workload.nodes,
         workload.shards,
         workload.partitions,
         workload.writers,
         workload.payload_bytes,
+        if workload.batch_entries > 1 {
+            format!(" in batches of {}", workload.batch_entries)
+        } else {
+            String::new()
+        },
         cluster.dir.path().display()
     );
     runtime.block_on(async {
@@ -502,6 +522,7 @@ async fn drive(cluster: &Cluster, workload: &Workload, stop: &Arc<AtomicBool>) -
             rafts: Arc::clone(&rafts),
             partition,
             payload: payload.clone(),
+            batch_entries: workload.batch_entries,
             recorded: Arc::clone(&recorded),
             stop: Arc::clone(stop),
             measure_from,
@@ -536,6 +557,7 @@ async fn drive(cluster: &Cluster, workload: &Workload, stop: &Arc<AtomicBool>) -
         partitions: workload.partitions,
         writers: workload.writers,
         payload_bytes: workload.payload_bytes,
+        batch_entries: workload.batch_entries,
         shards: workload.shards,
         measured: ended.saturating_duration_since(measure_from),
         writes: recorded.writes,
@@ -610,6 +632,8 @@ struct Writer {
     rafts: Arc<Vec<Raft>>,
     partition: PartitionId,
     payload: Bytes,
+    /// Entries per proposal.
+    batch_entries: usize,
     recorded: Arc<Mutex<Recorded>>,
     stop: Arc<AtomicBool>,
     measure_from: Instant,
@@ -628,10 +652,16 @@ impl Writer {
         let mut leader = self.leader().unwrap_or(0);
         while !self.stop.load(Ordering::Relaxed) && Instant::now() < self.measure_until {
             let begin = Instant::now();
-            let status = self.rafts[leader]
-                .replicate_logs(self.partition, LOG_TYPE, self.payload.clone(), options)
-                .await
-                .status;
+            let raft = &self.rafts[leader];
+            let status = if self.batch_entries == 1 {
+                raft.replicate_logs(self.partition, LOG_TYPE, self.payload.clone(), options)
+                    .await
+            } else {
+                let payloads = vec![self.payload.clone(); self.batch_entries];
+                raft.replicate_batch(self.partition, LOG_TYPE, payloads, options)
+                    .await
+            }
+            .status;
             let end = Instant::now();
             let measured = end >= self.measure_from && end < self.measure_until;
             if status == Status::Success {
@@ -640,8 +670,8 @@ impl Writer {
                         .unwrap_or(u64::MAX)
                         .max(1);
                     let mut r = self.recorded.lock().unwrap_or_else(PoisonError::into_inner);
-                    r.writes += 1;
-                    r.interval_writes += 1;
+                    r.writes += self.batch_entries as u64;
+                    r.interval_writes += self.batch_entries as u64;
                     // Values beyond the histogram's bound are clamped to it.
                     r.latency.saturating_record(micros);
                     r.interval_latency.saturating_record(micros);
