@@ -442,3 +442,152 @@ pub fn write_frame(stream: &mut impl Write, kind: FrameKind, chunks: &[Bytes]) -
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{self, Read};
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+
+    use super::{
+        Deadlines, FrameError, FrameKind, FrameReader, HEADER_BYTES, MAGIC, PROTOCOL_VERSION,
+        write_frame,
+    };
+
+    fn frame(body_bytes: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        let body = Bytes::from(vec![7u8; body_bytes]);
+        write_frame(&mut out, FrameKind::Messages, &[body]).expect("Vec write");
+        out
+    }
+
+    /// Yields one byte per read, `pause` after each (a slow sender), then end of stream.
+    struct Trickle {
+        bytes: Vec<u8>,
+        at: usize,
+        pause: Duration,
+    }
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            std::thread::sleep(self.pause);
+            let Some(&byte) = self.bytes.get(self.at) else {
+                return Ok(0);
+            };
+            buf[0] = byte;
+            self.at += 1;
+            Ok(1)
+        }
+    }
+
+    /// Never yields a byte: every read times out like a socket with a read timeout.
+    struct Silent(Duration);
+
+    impl Read for Silent {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            std::thread::sleep(self.0);
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+    }
+
+    const fn deadlines(frame_ms: u64, idle_ms: u64) -> Deadlines {
+        Deadlines {
+            frame_timeout: Duration::from_millis(frame_ms),
+            idle_timeout: Duration::from_millis(idle_ms),
+        }
+    }
+
+    #[test]
+    fn a_slow_sender_hits_the_frame_timeout() {
+        let bytes = frame(100);
+        let total = bytes.len();
+        let mut slow = Trickle {
+            bytes,
+            at: 0,
+            pause: Duration::from_millis(2),
+        };
+        let mut reader = FrameReader::new(1024, 64);
+        let started = Instant::now();
+        let result = reader.read_frame(&mut slow, deadlines(30, 10_000), &|| false);
+        let Err(FrameError::FrameTimeout(timeout, got, expected)) = result else {
+            panic!("expected a frame timeout, got {result:?}");
+        };
+        assert_eq!(timeout, Duration::from_millis(30));
+        assert!(got > 0 && got < total, "{got} of {total} bytes");
+        assert!(slow.at < total, "the reader waited for the whole frame");
+        assert!(expected == total || expected == HEADER_BYTES, "{expected}");
+        assert!(started.elapsed() >= Duration::from_millis(30));
+    }
+
+    #[test]
+    fn a_trickling_frame_within_the_deadline_is_read() {
+        let bytes = frame(20);
+        let mut slow = Trickle {
+            bytes,
+            at: 0,
+            pause: Duration::ZERO,
+        };
+        let mut reader = FrameReader::new(1024, 64);
+        let frame = reader
+            .read_frame(&mut slow, deadlines(10_000, 10_000), &|| false)
+            .expect("one byte per read is fine within the deadline");
+        assert_eq!(frame.kind, FrameKind::Messages);
+        assert_eq!(&frame.body[..], &[7u8; 20]);
+        // Then the sender closes between frames.
+        let closed = reader.read_frame(&mut slow, deadlines(10_000, 10_000), &|| false);
+        assert!(
+            matches!(closed, Err(FrameError::Closed { mid_frame: false })),
+            "{closed:?}"
+        );
+    }
+
+    #[test]
+    fn a_silent_connection_hits_the_idle_timeout() {
+        let mut reader = FrameReader::new(1024, 64);
+        let started = Instant::now();
+        let result = reader.read_frame(
+            &mut Silent(Duration::from_millis(2)),
+            deadlines(10_000, 25),
+            &|| false,
+        );
+        assert!(
+            matches!(result, Err(FrameError::Idle(t)) if t == Duration::from_millis(25)),
+            "{result:?}"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(25));
+    }
+
+    #[test]
+    fn the_stop_flag_ends_a_blocked_read() {
+        let mut reader = FrameReader::new(1024, 64);
+        let started = Instant::now();
+        let stop = || started.elapsed() >= Duration::from_millis(10);
+        let result = reader.read_frame(
+            &mut Silent(Duration::from_millis(2)),
+            deadlines(10_000, 10_000),
+            &stop,
+        );
+        assert!(matches!(result, Err(FrameError::Shutdown)), "{result:?}");
+    }
+
+    #[test]
+    fn an_oversized_header_is_refused_before_the_body_is_allocated() {
+        let mut header = [0u8; HEADER_BYTES];
+        header[..4].copy_from_slice(&MAGIC.to_le_bytes());
+        header[4..6].copy_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+        header[6] = FrameKind::Messages.code();
+        header[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+        let mut reader = FrameReader::new(1024, 64);
+        let result = reader.read_frame(&mut &header[..], deadlines(1000, 1000), &|| false);
+        assert!(
+            matches!(result, Err(FrameError::TooLarge { max: 1024, .. })),
+            "{result:?}"
+        );
+        assert!(
+            reader.buffer.capacity() <= 64,
+            "{} bytes reserved",
+            reader.buffer.capacity()
+        );
+    }
+}
