@@ -1,6 +1,5 @@
 //! The one integration-test binary: scripted scenario tests, one module per area.
 
-mod cli;
 mod cluster;
 mod core;
 mod runtime;

@@ -7,3 +7,6 @@ mod process {
     pub(crate) mod harness;
     mod kill9;
 }
+
+// The `kommander` binary's commands (`node` alone, `demo`, `bench`, `wal inspect`).
+mod cli;

@@ -1,6 +1,7 @@
 //! The `kommander` binary, run as a child process: `node` (config errors, client port,
-//! SIGTERM, restart) and `demo`/`bench`.
+//! SIGTERM, restart, checkpoints, `wal inspect` of its data directory) and `demo`/`bench`.
 
+mod bench;
 mod node;
 
 use std::io::{BufRead, BufReader};

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use kommander_raft::transport::tcp::client::{Client, ClientError, ClientRequest, ClientResponse};
 use kommander_raft::transport::tcp::frame::{Deadlines, FrameReader};
 use kommander_raft::transport::tcp::handshake::{self, HandshakeError, Identity, RejectCode, Role};
-use kommander_raft::{NodeId, PartitionId, Status};
+use kommander_raft::{NodeConfig, NodeId, PartitionId, Status};
 
 use super::{PATIENCE, Running, kommander};
 
@@ -27,7 +27,7 @@ fn single_node_toml(dir: &Path) -> String {
     )
 }
 
-fn start_node(dir: &Path, name: &str, secret: Option<&str>) -> (Running, String) {
+fn start_node(dir: &Path, name: &str, secret: Option<&str>, extra: &[&str]) -> (Running, String) {
     let config = dir.join("node.toml");
     std::fs::write(&config, single_node_toml(dir)).expect("write config");
     let mut command = kommander();
@@ -35,7 +35,8 @@ fn start_node(dir: &Path, name: &str, secret: Option<&str>) -> (Running, String)
         .arg("node")
         .arg("--config")
         .arg(&config)
-        .args(["--client-listen", "127.0.0.1:0"]);
+        .args(["--client-listen", "127.0.0.1:0"])
+        .args(extra);
     if let Some(secret) = secret {
         command.env("KOMMANDER_AUTH_SECRET", secret);
     }
@@ -132,7 +133,7 @@ fn node_refuses_an_invalid_config_with_exit_code_2_naming_the_field() {
 #[test]
 fn node_serves_clients_and_stops_cleanly_on_sigterm_then_restores() {
     let dir = tempfile::tempdir().expect("dir");
-    let (mut node, endpoint) = start_node(dir.path(), "first", Some(SECRET));
+    let (mut node, endpoint) = start_node(dir.path(), "first", Some(SECRET), &[]);
     let p1 = PartitionId(1);
 
     // Authentication: the secret (from KOMMANDER_AUTH_SECRET) is required; nodes are refused.
@@ -245,8 +246,51 @@ fn node_serves_clients_and_stops_cleanly_on_sigterm_then_restores() {
     assert!(stderr.contains("stopped cleanly"), "{stderr}");
     drop(client);
 
+    // `wal inspect` on the stopped node's data directory: every acknowledged entry is there.
+    let data = dir.path().join("data");
+    let output = kommander()
+        .args(["wal", "inspect", "--json"])
+        .arg(&data)
+        .output()
+        .expect("run wal inspect");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let shard = &report["shards"]["shard-0"];
+    assert_eq!(shard["recovery"]["outcome"], "opens", "{shard}");
+    let p1_report = shard["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .find(|p| p["id"] == 1)
+        .unwrap_or_else(|| panic!("no partition 1: {shard}"));
+    assert_eq!(
+        p1_report["entries"],
+        201 + 1,
+        "201 writes and the leader's no-op: {p1_report}"
+    );
+    let output = kommander()
+        .args(["wal", "inspect"])
+        .arg(data.join("shard-0"))
+        .output()
+        .expect("run wal inspect");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && text.contains("recovery: opens as is"),
+        "{text}"
+    );
+    let output = kommander()
+        .args(["wal", "inspect"])
+        .arg(dir.path())
+        .output()
+        .expect("run wal inspect");
+    assert_eq!(output.status.code(), Some(2), "not a WAL directory");
+
     // Restart on the same data directory: every acknowledged entry is restored.
-    let (mut node, endpoint) = start_node(dir.path(), "second", Some(SECRET));
+    let (mut node, endpoint) = start_node(dir.path(), "second", Some(SECRET), &[]);
     let deadline = Instant::now() + PATIENCE;
     while !node
         .stderr()
@@ -263,4 +307,104 @@ fn node_serves_clients_and_stops_cleanly_on_sigterm_then_restores() {
     wait_leader(&mut client, p1, &endpoint);
     node.signal("INT");
     assert!(node.wait_exit().success(), "{}", node.stderr());
+}
+
+#[test]
+fn node_checkpoints_the_partitions_it_leads_when_asked() {
+    let dir = tempfile::tempdir().expect("dir");
+    let checkpointing = ["--checkpoint-interval-entries", "50"];
+    let (mut node, endpoint) = start_node(dir.path(), "first", None, &checkpointing);
+    let p1 = PartitionId(1);
+    let mut client = connect(&endpoint, None).expect("client");
+    wait_leader(&mut client, p1, &endpoint);
+    for i in 0..120 {
+        let answer = client
+            .call(&ClientRequest::Replicate {
+                partition: p1,
+                log_type: "t".to_owned(),
+                payload: Bytes::from(format!("entry {i}")),
+            })
+            .expect("replicate");
+        assert!(
+            matches!(
+                answer,
+                ClientResponse::Replicated {
+                    status: Status::Success,
+                    ..
+                }
+            ),
+            "{answer:?}"
+        );
+    }
+    let deadline = Instant::now() + PATIENCE;
+    while !node.stderr().contains("checkpoint committed partition=p1") {
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint:\n{}",
+            node.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    node.signal("TERM");
+    assert!(node.wait_exit().success(), "{}", node.stderr());
+    drop(client);
+
+    // After a restart only the entries above the checkpoint are restored.
+    let (mut node, endpoint) = start_node(dir.path(), "second", None, &[]);
+    let mut client = connect(&endpoint, None).expect("client");
+    let deadline = Instant::now() + PATIENCE;
+    // Restored once its replica answers (`RestoreInProgress` until then).
+    while !matches!(
+        client
+            .call(&ClientRequest::Status { partition: p1 })
+            .expect("status"),
+        ClientResponse::Status {
+            status: Status::Success,
+            ..
+        }
+    ) {
+        assert!(
+            Instant::now() < deadline,
+            "p1 not restored:\n{}",
+            node.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    node.signal("TERM");
+    assert!(node.wait_exit().success(), "{}", node.stderr());
+    let stderr = node.stderr();
+    let restored: u64 = stderr
+        .lines()
+        .filter(|l| l.contains("restored partition=p1 "))
+        .filter_map(|l| {
+            l.split("entries_delivered=")
+                .nth(1)?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert!(restored < 120, "{restored} entries restored:\n{stderr}");
+}
+
+#[test]
+fn the_example_configuration_in_node_help_is_valid() {
+    let output = kommander()
+        .args(["node", "--help"])
+        .output()
+        .expect("run kommander node --help");
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    let example: String = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Example node.toml"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("Environment"))
+        .map(|l| format!("{}\n", l.trim()))
+        .collect();
+    assert!(example.contains("[peers]"), "{help}");
+    let config = NodeConfig::from_toml(&example).unwrap_or_else(|e| panic!("{e}:\n{example}"));
+    assert_eq!(config.peers.len(), 2);
+    assert_eq!(config.listen_address(), "0.0.0.0:7100");
 }

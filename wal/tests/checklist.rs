@@ -2,58 +2,20 @@
 //! step of segment preparation" and "torn last frame" items are also covered exhaustively by
 //! `crash::every_crash_point_keeps_acknowledged_records_and_invents_none`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use kommander_wal::backend::BackendChoice;
 use kommander_wal::backend::sim::{CrashMode, FaultPlan, SimDisk};
 use kommander_wal::format::{FrameCheck, check_frame, decode_segment_header, frame_footprint};
 use kommander_wal::{Error, HardState, PartitionId, Wal, WalConfig, Write};
 
-use crate::common::{Factory, Model, Op, Rng, assert_matches, run_ops, small_config, workload};
+use crate::common::{
+    Factory, Model, Op, Rng, assert_matches, frames, patch, run_ops, segments, small_config,
+    workload,
+};
 
 fn p(id: u64) -> PartitionId {
     PartitionId(id)
-}
-
-/// Segment files of a directory, sorted by seq.
-fn segments(dir: &Path) -> Vec<(u64, PathBuf)> {
-    let mut out: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
-        .expect("list")
-        .filter_map(|e| {
-            let path = e.expect("entry").path();
-            let name = path.file_name()?.to_str()?.to_owned();
-            let seq = u64::from_str_radix(name.strip_suffix(".wal")?, 16).ok()?;
-            Some((seq, path))
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-/// Valid frames of a segment file: (offset, payload_len).
-fn frames(path: &Path) -> Vec<(u64, usize)> {
-    let bytes = std::fs::read(path).expect("read segment");
-    let header = decode_segment_header(&bytes).expect("segment header");
-    let (seq, epoch) = (header.segment_seq.get(), header.epoch.get());
-    let mut out = Vec::new();
-    let mut offset = 4096u64;
-    while offset + 64 <= bytes.len() as u64 {
-        match check_frame(&bytes, offset, seq, epoch) {
-            FrameCheck::Valid(h) => {
-                let len = h.payload_len.get() as usize;
-                out.push((offset, len));
-                offset += frame_footprint(len) as u64;
-            }
-            _ => break,
-        }
-    }
-    out
-}
-
-fn patch(path: &Path, offset: u64, bytes: &[u8]) {
-    let mut data = std::fs::read(path).expect("read");
-    data[offset as usize..offset as usize + bytes.len()].copy_from_slice(bytes);
-    std::fs::write(path, data).expect("write");
 }
 
 fn blocking(_: &Path) -> BackendChoice {

@@ -2,9 +2,10 @@
 //! valid workloads, and a checker comparing a `Wal` with the model.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use kommander_wal::backend::BackendChoice;
+use kommander_wal::format::{FrameCheck, check_frame, decode_segment_header, frame_footprint};
 use kommander_wal::{HardState, PartitionId, PartitionInfo, Wal, WalConfig, Write};
 
 /// A backend factory: given the directory, the backend to open it with.
@@ -308,4 +309,45 @@ pub fn run_ops(wal: &mut Wal, ops: &[Op], rng: &mut Rng, model: &mut Model) {
 /// Opens with `factory`.
 pub fn open(dir: &Path, factory: Factory) -> Wal {
     Wal::open(dir, small_config(factory(dir))).expect("open")
+}
+
+/// Segment files of a directory, sorted by seq.
+pub fn segments(dir: &Path) -> Vec<(u64, PathBuf)> {
+    let mut out: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
+        .expect("list")
+        .filter_map(|e| {
+            let path = e.expect("entry").path();
+            let name = path.file_name()?.to_str()?.to_owned();
+            let seq = u64::from_str_radix(name.strip_suffix(".wal")?, 16).ok()?;
+            Some((seq, path))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Valid frames of a segment file: (offset, payload_len).
+pub fn frames(path: &Path) -> Vec<(u64, usize)> {
+    let bytes = std::fs::read(path).expect("read segment");
+    let header = decode_segment_header(&bytes).expect("segment header");
+    let (seq, epoch) = (header.segment_seq.get(), header.epoch.get());
+    let mut out = Vec::new();
+    let mut offset = 4096u64;
+    while offset + 64 <= bytes.len() as u64 {
+        match check_frame(&bytes, offset, seq, epoch) {
+            FrameCheck::Valid(h) => {
+                let len = h.payload_len.get() as usize;
+                out.push((offset, len));
+                offset += frame_footprint(len) as u64;
+            }
+            _ => break,
+        }
+    }
+    out
+}
+
+pub fn patch(path: &Path, offset: u64, bytes: &[u8]) {
+    let mut data = std::fs::read(path).expect("read");
+    data[offset as usize..offset as usize + bytes.len()].copy_from_slice(bytes);
+    std::fs::write(path, data).expect("write");
 }

@@ -4,14 +4,13 @@
 use std::path::{Path, PathBuf};
 
 use kommander_wal::backend::BackendChoice;
-use kommander_wal::format::{FrameCheck, check_frame, decode_segment_header, frame_footprint};
 use kommander_wal::inspect::{
     Damage, DamageAction, Floor, HardStateReport, InspectOptions, MarkerState, RecoveryVerdict,
     SegmentStatus,
 };
 use kommander_wal::{Error, HardState, MARKER_NAME, PartitionId, Wal, WalConfig, inspect};
 
-use crate::common::{Model, Rng, run_ops, small_config, workload};
+use crate::common::{Model, Rng, frames, patch, run_ops, segments, small_config, workload};
 
 fn p(id: u64) -> PartitionId {
     PartitionId(id)
@@ -60,44 +59,14 @@ fn inspect_unchanged(dir: &Path) -> kommander_wal::InspectReport {
     report
 }
 
-/// Segment files, by seq.
-fn segments(dir: &Path) -> Vec<(u64, PathBuf)> {
-    let mut out: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
-        .expect("list")
-        .filter_map(|e| {
-            let path = e.expect("entry").path();
-            let name = path.file_name()?.to_str()?.to_owned();
-            let seq = u64::from_str_radix(name.strip_suffix(".wal")?, 16).ok()?;
-            Some((seq, path))
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-/// Offsets of the valid frames of a segment file (found with the format's own checks).
-fn frames(path: &Path) -> Vec<u64> {
-    let bytes = std::fs::read(path).expect("read segment");
-    let header = decode_segment_header(&bytes).expect("segment header");
-    let (seq, epoch) = (header.segment_seq.get(), header.epoch.get());
-    let mut out = Vec::new();
-    let mut offset = 4096u64;
-    while let FrameCheck::Valid(h) = check_frame(&bytes, offset, seq, epoch) {
-        out.push(offset);
-        offset += frame_footprint(h.payload_len.get() as usize) as u64;
-    }
-    out
+/// Offsets of the valid frames of a segment file.
+fn frame_offsets(path: &Path) -> Vec<u64> {
+    frames(path).into_iter().map(|(offset, _)| offset).collect()
 }
 
 fn active_path(wal: &Wal, dir: &Path) -> PathBuf {
     let seq = *wal.segment_seqs().last().expect("an active segment");
     dir.join(format!("{seq:016x}.wal"))
-}
-
-fn patch(path: &Path, offset: u64, bytes: &[u8]) {
-    let mut data = std::fs::read(path).expect("read");
-    data[offset as usize..offset as usize + bytes.len()].copy_from_slice(bytes);
-    std::fs::write(path, data).expect("write");
 }
 
 /// One entry per frame for partition 1, entries `1..=count`.
@@ -331,10 +300,10 @@ fn a_torn_tail_is_reported_and_left_in_place() {
         one_frame_per_entry(dir.path(), 8);
         let (seq, active) = segments(dir.path())
             .into_iter()
-            .find(|(_, path)| frames(path).len() == 8)
+            .find(|(_, path)| frame_offsets(path).len() == 8)
             .expect("active segment");
         // Tear a frame: the end of its payload never reached the disk.
-        let found = frames(&active);
+        let found = frame_offsets(&active);
         let torn = found[found.len() - frame_from_end];
         patch(&active, torn + 200, &[0; 200]);
 
@@ -388,7 +357,7 @@ fn corrupt_frames_are_fatal_and_every_one_is_reported() {
     wal.sync().expect("sync");
     // At least four frames in the active segment.
     let mut next = 1000;
-    while frames(&active_path(&wal, dir.path())).len() < 4 {
+    while frame_offsets(&active_path(&wal, dir.path())).len() < 4 {
         wal.append_entry(p(1000), next, 1, &[5; 400])
             .expect("append");
         wal.sync().expect("sync");
@@ -399,14 +368,14 @@ fn corrupt_frames_are_fatal_and_every_one_is_reported() {
     assert!(seqs.len() >= 3, "{seqs:?}");
     // A bit flip in a sealed segment, and a damaged frame in the middle of the active one.
     let sealed = &segments(dir.path())[0];
-    let sealed_frames = frames(&sealed.1);
+    let sealed_frames = frame_offsets(&sealed.1);
     let sealed_offset = sealed_frames[1];
     patch(&sealed.1, sealed_offset + 100, &[0xA5]);
     let active = segments(dir.path())
         .into_iter()
         .find(|(seq, _)| seq == seqs.last().expect("active"))
         .expect("active file");
-    let active_frames = frames(&active.1);
+    let active_frames = frame_offsets(&active.1);
     assert!(active_frames.len() >= 4, "{active_frames:?}");
     let active_offset = active_frames[1];
     patch(&active.1, active_offset + 80, &[0xA5]);
@@ -477,7 +446,7 @@ fn missing_segments_and_half_prepared_segments() {
     let segs = segments(dir.path());
     // The newest segment is a prepared one: a bad header there is discarded by recovery.
     let (newest, newest_path) = segs.last().expect("segments");
-    assert!(frames(newest_path).is_empty());
+    assert!(frame_offsets(newest_path).is_empty());
     patch(newest_path, 0, b"XXXX");
     let report = inspect_unchanged(dir.path());
     assert_eq!(

@@ -44,6 +44,11 @@ impl AppliedCounter {
             .unwrap_or(&self.other)
     }
 
+    /// Live deliveries to `partition` so far.
+    pub(crate) fn applied(&self, partition: PartitionId) -> u64 {
+        self.counter(partition).load(Ordering::Relaxed)
+    }
+
     /// A snapshot of every counter.
     pub(crate) fn stats(&self) -> AppliedStats {
         let mut stats = AppliedStats {

@@ -66,7 +66,7 @@ pub(crate) struct ClientPortConfig {
     pub(crate) connections_max: usize,
     /// Unanswered requests per connection.
     pub(crate) inflight_max: usize,
-    /// A replication's answer is `ProposalTimeout` after this long.
+    /// A replication's answer is `ProposalTimeout` this long after its request arrived.
     pub(crate) request_timeout: Duration,
 }
 
@@ -244,15 +244,24 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
     }
 }
 
-/// The outcome of a replication, still to be awaited.
+/// The outcome of a request handed to its shard, still to be awaited.
 type Answer = Pin<Box<dyn Future<Output = ClientResponse> + Send>>;
 
 /// An answer in the making, queued in request order.
 enum Pending {
     /// Known already.
     Ready(u64, ClientResponse),
-    /// A replication handed to its shard, its outcome not known yet.
-    Replicating(u64, Answer),
+    /// Handed to its shard, the outcome not known yet.
+    Waiting {
+        /// The request's id.
+        id: u64,
+        /// The outcome.
+        answer: Answer,
+        /// When to give up waiting.
+        deadline: tokio::time::Instant,
+        /// The answer then (`ProposalTimeout`; the request may still take effect).
+        timed_out: ClientResponse,
+    },
 }
 
 fn serve_connection(shared: &Arc<Shared>, mut stream: TcpStream, addr: &str) {
@@ -379,13 +388,9 @@ fn dispatch(shared: &Shared, id: u64, request: ClientRequest) -> Pending {
             payload,
         } => {
             let raft = shared.raft.clone();
-            let options = ReplicateOptions {
-                timeout: Some(shared.config.request_timeout),
-                ..ReplicateOptions::default()
-            };
             let answer: Answer = Box::pin(async move {
                 let result = raft
-                    .replicate_logs(partition, &log_type, payload, options)
+                    .replicate_logs(partition, &log_type, payload, ReplicateOptions::default())
                     .await;
                 ClientResponse::Replicated {
                     status: result.status,
@@ -393,7 +398,12 @@ fn dispatch(shared: &Shared, id: u64, request: ClientRequest) -> Pending {
                     ticket: result.ticket.packed(),
                 }
             });
-            start(id, answer)
+            let timed_out = ClientResponse::Replicated {
+                status: Status::ProposalTimeout,
+                index: None,
+                ticket: 0,
+            };
+            start(shared, id, answer, timed_out)
         }
         ClientRequest::Leader { partition } => {
             let leader = shared.raft.leader_view(partition).and_then(|v| v.leader);
@@ -424,7 +434,11 @@ fn dispatch(shared: &Shared, id: u64, request: ClientRequest) -> Pending {
                     },
                 }
             });
-            start(id, answer)
+            let timed_out = ClientResponse::Status {
+                status: Status::ProposalTimeout,
+                state: ReplicaState::default(),
+            };
+            start(shared, id, answer, timed_out)
         }
     }
 }
@@ -432,14 +446,20 @@ fn dispatch(shared: &Shared, id: u64, request: ClientRequest) -> Pending {
 /// Polls `answer` once: that hands the request to its shard now, on this thread, so the
 /// requests of a connection reach their shards in the order they arrived (consecutive indexes
 /// for pipelined writes to one partition). The writer polls it again (with a real waker) when
-/// it is this answer's turn; the `Raft` futures need no runtime.
-fn start(id: u64, mut answer: Answer) -> Pending {
+/// it is this answer's turn; the `Raft` futures need no runtime. `timed_out` is the answer
+/// if the outcome is still unknown `request_timeout` after now.
+fn start(shared: &Shared, id: u64, mut answer: Answer, timed_out: ClientResponse) -> Pending {
     match answer
         .as_mut()
         .poll(&mut Context::from_waker(Waker::noop()))
     {
         Poll::Ready(response) => Pending::Ready(id, response),
-        Poll::Pending => Pending::Replicating(id, answer),
+        Poll::Pending => Pending::Waiting {
+            id,
+            answer,
+            deadline: tokio::time::Instant::now() + shared.config.request_timeout,
+            timed_out,
+        },
     }
 }
 
@@ -461,7 +481,12 @@ fn write_answers(shared: &Shared, stream: TcpStream, answers: &Receiver<Pending>
             };
             let (id, response) = match pending {
                 Pending::Ready(id, response) => (id, response),
-                Pending::Replicating(id, mut answer) => {
+                Pending::Waiting {
+                    id,
+                    mut answer,
+                    deadline,
+                    timed_out,
+                } => {
                     let ready = answer
                         .as_mut()
                         .poll(&mut Context::from_waker(Waker::noop()));
@@ -470,7 +495,13 @@ fn write_answers(shared: &Shared, stream: TcpStream, answers: &Receiver<Pending>
                         Poll::Pending => {
                             // About to wait: what is buffered goes out first.
                             out.flush()?;
-                            shared.runtime.block_on(answer)
+                            // tokio's timeout (freed when the answer comes), not
+                            // `ReplicateOptions::timeout`, whose node timer slot stays taken
+                            // until the deadline.
+                            // (Created inside `block_on`: a tokio timer needs the runtime.)
+                            let answer =
+                                async move { tokio::time::timeout_at(deadline, answer).await };
+                            shared.runtime.block_on(answer).unwrap_or(timed_out)
                         }
                     };
                     (id, response)

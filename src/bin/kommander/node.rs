@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kommander_raft::transport::tcp::{TcpTransport, TransportError};
-use kommander_raft::{JoinError, NodeConfig, Raft, RaftEvent, StartError};
+use kommander_raft::{
+    JoinError, LogIndex, NodeConfig, PartitionId, Raft, RaftEvent, StartError, Status,
+};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tokio::sync::{broadcast, watch};
 use tracing::{debug, error, info, warn};
@@ -22,6 +24,32 @@ use tracing::{debug, error, info, warn};
 use crate::applied::AppliedCounter;
 use crate::client_port::{ClientPort, ClientPortConfig};
 use crate::{EXIT_FAILURE, EXIT_USAGE};
+
+/// The end of `kommander node --help`: an example configuration and the environment.
+pub(crate) const NODE_HELP: &str = r#"Example node.toml (node 1 of a 3-node cluster; every field not given takes its default):
+
+    node_id = 1
+    endpoint = "10.0.0.1:7100"        # where the other nodes reach this one
+    cluster_name = "orders"           # nodes of other clusters are refused
+    data_dir = "/var/lib/kommander"   # one WAL directory per shard in it
+    shards = 2                        # keep it fixed: a data_dir keeps its shard count
+    initial_partitions = 8
+
+    [peers]                           # every other node: id = endpoint
+    2 = "10.0.0.2:7100"
+    3 = "10.0.0.3:7100"
+
+    [transport]
+    listen_address = "0.0.0.0:7100"   # default: endpoint
+
+Environment:
+    KOMMANDER_AUTH_SECRET   the cluster's shared secret (at least 16 bytes; overrides
+                            transport.auth_secret). Required to listen on a non-loopback
+                            address unless transport.allow_unauthenticated = true.
+    KOMMANDER_LOG           log filter, RUST_LOG syntax (default: info), logs on stderr.
+
+Exit codes: 0 stopped cleanly, 1 runtime failure, 2 invalid configuration (named field).
+Inspect the data afterwards with `kommander wal inspect <data_dir>`."#;
 
 /// Environment variable overriding `transport.auth_secret` (keeps the secret out of the file).
 pub(crate) const AUTH_SECRET_ENV: &str = "KOMMANDER_AUTH_SECRET";
@@ -58,6 +86,14 @@ pub(crate) struct NodeArgs {
     /// Period of the stats log line (entries applied, transport counters), in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     stats_interval_secs: u64,
+    /// Replicate a checkpoint on each partition this node leads once this many entries were
+    /// applied since its last one (checked every second); the log below a committed
+    /// checkpoint is dropped from memory and may be compacted on disk. 0 (the default): never,
+    /// so every entry stays in the WAL and, as the core keeps the log above the last
+    /// checkpoint in memory, in memory too. The node's application only counts entries, so a
+    /// checkpoint loses nothing it needs.
+    #[arg(long, value_name = "ENTRIES", default_value_t = 0)]
+    checkpoint_interval_entries: u64,
 }
 
 /// A start-up failure: its message and the exit code.
@@ -212,10 +248,11 @@ fn serve(
     transport
         .serve(raft.inbound())
         .map_err(|e| Fatal::failure(format!("serving peers: {e}")))?;
-    // The main loop's runtime (signals, stats timer, events). Client answers are awaited
-    // through its handle by the client port's writer threads; the `Raft` futures need no
-    // runtime resources.
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // The main loop's runtime (signals, stats timer, events); the client port's writer
+    // threads await answers (with a tokio deadline) through its handle.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("kommander-runtime")
         .enable_time()
         .build()
         .map_err(|e| Fatal::failure(format!("cannot start the tokio runtime: {e}")))?;
@@ -245,13 +282,21 @@ fn serve(
     ready_line(node, &transport.local_addr().to_string(), &client_addr);
 
     let interval = Duration::from_secs(args.stats_interval_secs);
+    let mut checkpoints = Checkpointer::new(
+        args.checkpoint_interval_entries,
+        raft.config().initial_partitions,
+    );
     runtime.block_on(async {
         let mut ticker = tokio::time::interval(interval);
         ticker.tick().await;
+        let mut checkpoint_ticker = tokio::time::interval(CHECKPOINT_CHECK_INTERVAL);
         let mut events_open = true;
         loop {
             tokio::select! {
                 _ = stop.changed() => break,
+                _ = checkpoint_ticker.tick(), if checkpoints.enabled() => {
+                    checkpoints.check(raft, app);
+                }
                 _ = ticker.tick() => {
                     let applied = app.stats();
                     let net = transport.stats();
@@ -288,6 +333,55 @@ fn serve(
     runtime.block_on(raft.leave_cluster());
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(())
+}
+
+/// How often the checkpointer looks at the applied counters.
+const CHECKPOINT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Replicates a checkpoint on each initial partition this node leads every `interval`
+/// applied entries (`--checkpoint-interval-entries`).
+struct Checkpointer {
+    interval: u64,
+    /// Applied count of each partition (index = partition id) at its last checkpoint.
+    last: Vec<u64>,
+}
+
+impl Checkpointer {
+    fn new(interval: u64, partitions: u32) -> Self {
+        Self {
+            interval,
+            last: vec![0; partitions as usize + 1],
+        }
+    }
+
+    fn enabled(&self) -> bool {
+        self.interval > 0
+    }
+
+    /// Starts the checkpoints that are due (on the current runtime; their outcome is logged).
+    fn check(&mut self, raft: &Raft, app: &AppliedCounter) {
+        for (p, last) in self.last.iter_mut().enumerate().skip(1) {
+            let partition = PartitionId(u32::try_from(p).unwrap_or(u32::MAX));
+            let applied = app.applied(partition);
+            if applied.saturating_sub(*last) < self.interval || !raft.am_i_leader_quick(partition) {
+                continue;
+            }
+            *last = applied;
+            let raft = raft.clone();
+            tokio::spawn(async move {
+                let result = raft.replicate_checkpoint(partition).await;
+                if result.status == Status::Success {
+                    info!(
+                        %partition,
+                        index = result.log_index.map_or(0, LogIndex::get),
+                        "checkpoint committed"
+                    );
+                } else {
+                    debug!(%partition, status = ?result.status, "checkpoint refused");
+                }
+            });
+        }
+    }
 }
 
 /// Joins, logging progress while the cluster is not initialized. `Ok(false)`: stopped first.
