@@ -1,7 +1,7 @@
 //! A runtime-agnostic timer: one thread per node fires `oneshot` channels at their deadlines,
 //! so the `Raft` handle's timeouts and polls work from any executor (tokio or not) without
 //! needing a tokio runtime inside the library. The number of pending timers is bounded
-//! (`timers_max`); a cancelled wait (its future dropped) keeps its slot until its deadline.
+//! (`timers_max`); a timer whose wait ends early (completed or dropped) frees its slot at once.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -52,12 +52,12 @@ impl Timer {
         })
     }
 
-    /// A channel that fires after `delay`.
+    /// A future that completes after `delay`; dropping it frees its slot.
     ///
     /// # Errors
     ///
     /// `ProposalQueueFull` when `timers_max` timers are pending; `Errored` after stop.
-    pub(crate) fn after(&self, delay: Duration) -> Result<oneshot::Receiver<()>, Status> {
+    pub(crate) fn after(&self, delay: Duration) -> Result<Deadline, Status> {
         let (fire, fired) = oneshot::channel();
         let mut state = self
             .shared
@@ -72,17 +72,28 @@ impl Timer {
         }
         state.next += 1;
         let key = (Instant::now() + delay, state.next);
+        // The thread sleeps until the earliest deadline: wake it only if this one is earlier.
+        let earliest = state
+            .pending
+            .first_key_value()
+            .is_none_or(|(first, _)| key < *first);
         state.pending.insert(key, fire);
         drop(state);
-        self.shared.changed.notify_one();
-        Ok(fired)
+        if earliest {
+            self.shared.changed.notify_one();
+        }
+        Ok(Deadline {
+            key,
+            fired,
+            shared: Arc::clone(&self.shared),
+        })
     }
 
     /// Sleeps for `delay` (returns at once if no timer slot is free or the timer stopped,
     /// so polling loops keep their own deadline checks).
     pub(crate) async fn sleep(&self, delay: Duration) {
-        if let Ok(fired) = self.after(delay) {
-            let _ = fired.await;
+        if let Ok(deadline) = self.after(delay) {
+            deadline.await;
         }
     }
 
@@ -113,6 +124,7 @@ impl Timer {
             Poll::Pending
         })
         .await
+        // `deadline` drops here: a write that finished first frees its timer slot now.
     }
 
     /// Stops the thread; pending timers are dropped (their waits end at once).
@@ -135,6 +147,33 @@ impl Timer {
         if let Some(thread) = thread {
             let _ = thread.join();
         }
+    }
+}
+
+/// A pending timer ([`Timer::after`]): completes at its deadline (or at once when the timer
+/// stops); dropping it before then removes it from the timer.
+pub(crate) struct Deadline {
+    key: (Instant, u64),
+    fired: oneshot::Receiver<()>,
+    shared: Arc<Shared>,
+}
+
+impl Future for Deadline {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.fired).poll(cx).map(|_| ())
+    }
+}
+
+impl Drop for Deadline {
+    fn drop(&mut self) {
+        let mut state = self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        state.pending.remove(&self.key);
     }
 }
 
@@ -169,5 +208,42 @@ fn run(shared: &Shared) {
             .wait_timeout(state, wait)
             .unwrap_or_else(PoisonError::into_inner)
             .0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::Timer;
+    use crate::core::Status;
+
+    #[test]
+    fn a_wait_that_finishes_first_frees_its_timer_slot() {
+        let timer = Timer::start(2).expect("timer");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            // Far more finished waits than slots: each frees its slot when it completes.
+            for i in 0..100 {
+                let done = timer
+                    .limit(Some(Duration::from_secs(3600)), async { i })
+                    .await;
+                assert_eq!(done, Ok(i));
+            }
+            // Two waits pending at once use both slots; a third is refused.
+            let first = timer.after(Duration::from_secs(3600)).expect("slot 1");
+            let second = timer.after(Duration::from_secs(3600)).expect("slot 2");
+            assert!(matches!(
+                timer.after(Duration::from_secs(3600)),
+                Err(Status::ProposalQueueFull)
+            ));
+            drop(first);
+            drop(second);
+            assert!(timer.after(Duration::from_millis(1)).is_ok());
+            // A deadline that passes fires.
+            timer.after(Duration::from_millis(5)).expect("slot").await;
+        });
     }
 }

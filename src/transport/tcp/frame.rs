@@ -12,7 +12,7 @@
 use std::io::{self, IoSlice, Read, Write};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use zerocopy::byteorder::little_endian::{U16, U32};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
@@ -245,8 +245,10 @@ pub fn decode_frame(bytes: &Bytes, frame_bytes_max: usize) -> Result<Frame, Fram
     })
 }
 
-/// Reads frames from a socket into one growing buffer; each frame's body is split off it
-/// without a copy.
+/// Reads frames from a socket through a reusable staging buffer. Each frame's body is
+/// copied once into an allocation of exactly its size, so what the node keeps of a frame
+/// (entry payloads in a follower's log) pins that frame and nothing else. A frame larger than
+/// the staging buffer is read straight into its own allocation.
 ///
 /// Deadlines: the socket's read timeout is a poll interval; after every read (or timeout)
 /// the reader checks that a started frame completes within `frame_timeout` and that some
@@ -254,10 +256,10 @@ pub fn decode_frame(bytes: &Bytes, frame_bytes_max: usize) -> Result<Frame, Fram
 /// says so.
 #[derive(Debug)]
 pub struct FrameReader {
-    /// `buffer[..filled]` holds received bytes; `buffer[filled..]` is zeroed scratch that
-    /// reads land in (each byte of it is zeroed once, when the buffer grows).
-    buffer: BytesMut,
-    filled: usize,
+    /// Received bytes not yet returned are `staging[start..end]`.
+    staging: Vec<u8>,
+    start: usize,
+    end: usize,
     frame_bytes_max: usize,
     read_chunk_bytes: usize,
     frame_started: Option<Instant>,
@@ -274,13 +276,14 @@ pub struct Deadlines {
 }
 
 impl FrameReader {
-    /// A reader accepting frames up to `frame_bytes_max` body bytes, reading at most
-    /// `read_chunk_bytes` beyond the current frame per call.
+    /// A reader accepting frames up to `frame_bytes_max` body bytes, with a staging buffer
+    /// of `read_chunk_bytes` (allocated on the first read).
     #[must_use]
     pub fn new(frame_bytes_max: usize, read_chunk_bytes: usize) -> Self {
         Self {
-            buffer: BytesMut::new(),
-            filled: 0,
+            staging: Vec::new(),
+            start: 0,
+            end: 0,
             frame_bytes_max,
             read_chunk_bytes: read_chunk_bytes.max(HEADER_BYTES),
             frame_started: None,
@@ -289,10 +292,13 @@ impl FrameReader {
     }
 
     /// Changes the limits (an acceptor reads the handshake with small ones, then raises them
-    /// for the authenticated peer).
+    /// for the authenticated peer). Bytes already received are kept.
     pub fn set_limits(&mut self, frame_bytes_max: usize, read_chunk_bytes: usize) {
         self.frame_bytes_max = frame_bytes_max;
         self.read_chunk_bytes = read_chunk_bytes.max(HEADER_BYTES);
+        if self.staging.len() < self.read_chunk_bytes && !self.staging.is_empty() {
+            self.staging.resize(self.read_chunk_bytes, 0);
+        }
     }
 
     /// Reads the next frame.
@@ -306,69 +312,104 @@ impl FrameReader {
         deadlines: Deadlines,
         stop: &dyn Fn() -> bool,
     ) -> Result<Frame, FrameError> {
+        if self.staging.is_empty() {
+            self.staging = vec![0; self.read_chunk_bytes];
+        }
         loop {
-            if let Some(frame) = self.take_frame()? {
-                self.frame_started = if self.filled > 0 {
-                    Some(Instant::now())
-                } else {
-                    None
-                };
-                self.last_frame = Instant::now();
-                return Ok(frame);
+            let pending = &self.staging[self.start..self.end];
+            if let Some(header) = pending.first_chunk::<HEADER_BYTES>() {
+                let header = *header;
+                let (kind, length, checksum) = parse_header(&header, self.frame_bytes_max)?;
+                let total = HEADER_BYTES + length;
+                if pending.len() >= total {
+                    let body = Bytes::copy_from_slice(&pending[HEADER_BYTES..total]);
+                    self.start += total;
+                    return self.finish(kind, &header, checksum, body);
+                }
+                if total > self.staging.len() {
+                    let body = self.read_large(stream, deadlines, stop, length)?;
+                    return self.finish(kind, &header, checksum, body);
+                }
+                // Make room for the rest of this frame behind what is pending.
+                if self.staging.len() - self.start < total {
+                    self.compact();
+                }
+            } else if self.start == self.end {
+                self.start = 0;
+                self.end = 0;
+            } else if self.end == self.staging.len() {
+                // A partial header at the very end of the buffer.
+                self.compact();
             }
             if stop() {
                 return Err(FrameError::Shutdown);
             }
-            self.fill(stream, deadlines)?;
+            let (start, end) = (self.end, self.staging.len());
+            let read = Self::fill(stream, &mut self.staging[start..end], self.start < self.end)?;
+            self.end += read;
+            self.check_deadlines(deadlines, self.end - self.start, None)?;
         }
     }
 
-    /// The header at the front of the buffer, checked; `None` while incomplete.
-    fn front_header(&self) -> Result<Option<(FrameKind, usize, u32)>, FrameError> {
-        match self.buffer[..self.filled].first_chunk::<HEADER_BYTES>() {
-            Some(header) => parse_header(header, self.frame_bytes_max).map(Some),
-            None => Ok(None),
-        }
+    /// Moves the pending bytes to the front of the staging buffer.
+    fn compact(&mut self) {
+        self.staging.copy_within(self.start..self.end, 0);
+        self.end -= self.start;
+        self.start = 0;
     }
 
-    /// A complete frame at the front of the buffer, if there is one.
-    fn take_frame(&mut self) -> Result<Option<Frame>, FrameError> {
-        let Some((kind, length, checksum)) = self.front_header()? else {
-            return Ok(None);
-        };
-        let total = HEADER_BYTES + length;
-        if self.filled < total {
-            return Ok(None);
-        }
-        let mut frame = self.buffer.split_to(total).freeze();
-        self.filled -= total;
-        let actual = crc32c::crc32c_append(crc32c::crc32c(&frame[..12]), &frame[HEADER_BYTES..]);
+    /// Checks the checksum of a complete frame and returns it.
+    fn finish(
+        &mut self,
+        kind: FrameKind,
+        header: &[u8; HEADER_BYTES],
+        checksum: u32,
+        body: Bytes,
+    ) -> Result<Frame, FrameError> {
+        let actual = crc32c::crc32c_append(crc32c::crc32c(&header[..12]), &body);
         if actual != checksum {
             return Err(FrameError::Checksum {
                 expected: checksum,
                 actual,
             });
         }
-        let body = frame.split_off(HEADER_BYTES);
-        Ok(Some(Frame { kind, body }))
+        let now = Instant::now();
+        self.frame_started = (self.start < self.end).then_some(now);
+        self.last_frame = now;
+        Ok(Frame { kind, body })
     }
 
-    fn fill(&mut self, stream: &mut impl Read, deadlines: Deadlines) -> Result<(), FrameError> {
-        // Room for the rest of the current frame (its length is checked by now) and a chunk.
-        let frame_rest = self.front_header()?.map_or(0, |(_, length, _)| {
-            (HEADER_BYTES + length).saturating_sub(self.filled)
-        });
-        let target = self.filled + frame_rest.max(self.read_chunk_bytes);
-        if self.buffer.len() < target {
-            self.buffer.resize(target, 0);
-        }
-        let read = match stream.read(&mut self.buffer[self.filled..]) {
-            Ok(0) => {
-                return Err(FrameError::Closed {
-                    mid_frame: self.filled > 0,
-                });
+    /// Reads a frame larger than the staging buffer into its own allocation (its length is
+    /// checked against `frame_bytes_max` already): the pending bytes first, then the socket.
+    fn read_large(
+        &mut self,
+        stream: &mut impl Read,
+        deadlines: Deadlines,
+        stop: &dyn Fn() -> bool,
+        length: usize,
+    ) -> Result<Bytes, FrameError> {
+        let mut body = vec![0; length];
+        let have = self.end - self.start - HEADER_BYTES;
+        body[..have].copy_from_slice(&self.staging[self.start + HEADER_BYTES..self.end]);
+        self.start = 0;
+        self.end = 0;
+        let mut got = have;
+        while got < length {
+            if stop() {
+                return Err(FrameError::Shutdown);
             }
-            Ok(n) => n,
+            got += Self::fill(stream, &mut body[got..], true)?;
+            self.check_deadlines(deadlines, HEADER_BYTES + got, Some(HEADER_BYTES + length))?;
+        }
+        Ok(Bytes::from(body))
+    }
+
+    /// One read; a timeout reads nothing; end of stream is an error (`mid_frame`: bytes of
+    /// an incomplete frame were pending).
+    fn fill(stream: &mut impl Read, into: &mut [u8], mid_frame: bool) -> Result<usize, FrameError> {
+        match stream.read(into) {
+            Ok(0) => Err(FrameError::Closed { mid_frame }),
+            Ok(n) => Ok(n),
             Err(e)
                 if matches!(
                     e.kind(),
@@ -377,13 +418,21 @@ impl FrameReader {
                         | io::ErrorKind::Interrupted
                 ) =>
             {
-                0
+                Ok(0)
             }
-            Err(e) => return Err(e.into()),
-        };
-        self.filled += read;
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Enforces the deadlines after a read; `have` bytes of the current frame are here.
+    fn check_deadlines(
+        &mut self,
+        deadlines: Deadlines,
+        have: usize,
+        expected: Option<usize>,
+    ) -> Result<(), FrameError> {
         let now = Instant::now();
-        if self.filled == 0 {
+        if have == 0 {
             if now.duration_since(self.last_frame) >= deadlines.idle_timeout {
                 return Err(FrameError::Idle(deadlines.idle_timeout));
             }
@@ -391,12 +440,16 @@ impl FrameReader {
         }
         let started = *self.frame_started.get_or_insert(now);
         if now.duration_since(started) >= deadlines.frame_timeout {
-            let expected = self
-                .front_header()?
-                .map_or(HEADER_BYTES, |(_, l, _)| HEADER_BYTES + l);
+            let expected = expected.unwrap_or_else(|| {
+                self.staging[self.start..self.end]
+                    .first_chunk::<HEADER_BYTES>()
+                    .map_or(HEADER_BYTES, |h| {
+                        HEADER_BYTES + u32::from_le_bytes([h[8], h[9], h[10], h[11]]) as usize
+                    })
+            });
             return Err(FrameError::FrameTimeout(
                 deadlines.frame_timeout,
-                self.filled.min(expected),
+                have.min(expected),
                 expected,
             ));
         }
@@ -585,9 +638,55 @@ mod tests {
             "{result:?}"
         );
         assert!(
-            reader.buffer.capacity() <= 64,
+            reader.staging.capacity() <= 64,
             "{} bytes reserved",
-            reader.buffer.capacity()
+            reader.staging.capacity()
+        );
+    }
+
+    /// Yields the bytes in reads of 1 to 7 bytes, then end of stream.
+    struct Ragged {
+        bytes: Vec<u8>,
+        at: usize,
+        step: usize,
+    }
+
+    impl Read for Ragged {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.step = self.step % 7 + 1;
+            let n = self.step.min(buf.len()).min(self.bytes.len() - self.at);
+            buf[..n].copy_from_slice(&self.bytes[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn frames_of_every_size_survive_ragged_reads_through_a_small_staging_buffer() {
+        // Bodies smaller and larger than the 64-byte staging buffer, back to back.
+        let sizes = [0usize, 1, 15, 16, 47, 48, 63, 64, 100, 200, 3, 1000, 0, 5];
+        let mut stream = Vec::new();
+        for (i, &size) in sizes.iter().enumerate() {
+            let body = Bytes::from((0..size).map(|b| (b + i) as u8).collect::<Vec<_>>());
+            write_frame(&mut stream, FrameKind::Messages, &[body]).expect("Vec write");
+        }
+        let mut ragged = Ragged {
+            bytes: stream,
+            at: 0,
+            step: 0,
+        };
+        let mut reader = FrameReader::new(4096, 64);
+        for (i, &size) in sizes.iter().enumerate() {
+            let frame = reader
+                .read_frame(&mut ragged, deadlines(10_000, 10_000), &|| false)
+                .expect("frame");
+            let expected: Vec<u8> = (0..size).map(|b| (b + i) as u8).collect();
+            assert_eq!(frame.body[..], expected[..], "frame {i}");
+        }
+        let end = reader.read_frame(&mut ragged, deadlines(10_000, 10_000), &|| false);
+        assert!(
+            matches!(end, Err(FrameError::Closed { mid_frame: false })),
+            "{end:?}"
         );
     }
 }

@@ -129,6 +129,10 @@ fn serve(shared: &Shared, mut stream: TcpStream, id: u64, addr: &str, inbound: &
         let frame = match reader.read_frame(&mut stream, deadlines, &stop) {
             Ok(frame) => frame,
             Err(FrameError::Shutdown) => return,
+            Err(FrameError::Closed { mid_frame: false }) => {
+                info!(%peer, from = addr, "peer closed the connection");
+                return;
+            }
             Err(error) => {
                 shared
                     .stats
