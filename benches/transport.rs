@@ -6,6 +6,7 @@
 //! KOMMANDER_BENCH_SECONDS=2 KOMMANDER_BENCH_ROUNDS=9 KOMMANDER_BENCH_CLUSTER_SECONDS=10 \
 //!     cargo bench --bench transport
 //! KOMMANDER_BENCH_MAX=8:1024 cargo bench --bench transport   # partitions:writers at max load
+//!                                                            # (default 4:2048, as `kommander bench`)
 //! ```
 //!
 //! Raw and transport loopback measurements alternate over several rounds; the table compares
@@ -395,7 +396,7 @@ fn main() {
             let (p, w) = s.split_once(':')?;
             Some((p.parse().ok()?, w.parse().ok()?))
         })
-        .unwrap_or((8u32, 1024usize));
+        .unwrap_or((4u32, 2048usize));
     println!(
         "transport bench: {rounds} rounds of {seconds} s per loopback measurement, \
          {cluster_seconds} s per cluster run; load average at start {}",

@@ -166,9 +166,15 @@ fn concat(chunks: &[Bytes]) -> Vec<u8> {
     chunks.iter().flat_map(|c| c.iter().copied()).collect()
 }
 
-/// Reads `stream` frame by frame until the first error, decoding every body.
-fn read_all(input: &[u8], chunks: &'static [usize], outcome: &mut FrameOutcome) {
-    let mut reader = FrameReader::new(FRAME_BYTES_MAX, READ_CHUNK_BYTES);
+/// Reads `input` frame by frame until the first error (through a staging buffer of
+/// `read_chunk_bytes`, in reads of `chunks` bytes), decoding every body.
+fn read_all(
+    input: &[u8],
+    read_chunk_bytes: usize,
+    chunks: &'static [usize],
+    outcome: &mut FrameOutcome,
+) {
+    let mut reader = FrameReader::new(FRAME_BYTES_MAX, read_chunk_bytes);
     let mut stream = Stream::new(input, chunks);
     while let Ok(frame) = reader.read_frame(&mut stream, DEADLINES, &|| false) {
         outcome.frames += 1;
@@ -176,14 +182,21 @@ fn read_all(input: &[u8], chunks: &'static [usize], outcome: &mut FrameOutcome) 
     }
 }
 
-/// The `transport_frame` target: `data` as a byte stream through a [`FrameReader`] (as sent,
-/// then with every frame's checksum repaired), every frame body through its decoder; `data`
+/// The `transport_frame` target: `data` as a byte stream through a [`FrameReader`] (as sent
+/// with a 4 KiB staging buffer, then with every frame's checksum repaired and a 64-byte
+/// staging buffer), every frame body through its decoder; `data`
 /// as one in-memory frame through `decode_frame`; and `data` itself as a `Messages`, a
 /// `ClientRequest` and a `ClientResponse` body.
 pub(crate) fn frame(data: &[u8]) -> FrameOutcome {
     let mut outcome = FrameOutcome::default();
-    read_all(data, &[READ_CHUNK_BYTES], &mut outcome);
-    read_all(&with_fixed_checksums(data), &[1, 7, 16, 300], &mut outcome);
+    read_all(data, READ_CHUNK_BYTES, &[READ_CHUNK_BYTES], &mut outcome);
+    // A 64-byte staging buffer: most frames take the reader's large-frame path.
+    read_all(
+        &with_fixed_checksums(data),
+        64,
+        &[1, 7, 16, 300],
+        &mut outcome,
+    );
     let bytes = Bytes::copy_from_slice(data);
     if let Ok(frame) = decode_frame(&bytes, FRAME_BYTES_MAX) {
         decode_body(frame.kind, &frame.body, &mut FrameOutcome::default());
