@@ -152,7 +152,7 @@ pub enum FrameError {
     Io(#[from] io::Error),
 }
 
-/// A received frame: its kind and body (a slice of the receive buffer, no copy).
+/// A received frame: its kind and body (its own allocation, exactly the body's size).
 #[derive(Clone, Debug)]
 pub struct Frame {
     /// The kind.
