@@ -26,7 +26,7 @@ use tokio::sync::oneshot;
 
 use crate::core::{Message, NodeId, PartitionId, Status};
 use crate::node::config::{ConfigError, NodeConfig};
-use crate::shard::waker::Waker;
+use crate::shard::waker::{Input, Waker};
 use crate::shard::worker::{ShardInput, ShardParams, ShardStats, Worker};
 use crate::shard::{EventSink, LeaderTable, LeaderView, Opened, Request, StateMachine, shard_of};
 use crate::transport::{Inbound, Transport};
@@ -88,7 +88,7 @@ impl Inner {
         self.stop.store(true, Ordering::Release);
         for shard in &self.shards {
             let _ = shard.commands.try_send(ShardInput::Wake);
-            shard.waker.wake();
+            shard.waker.wake(Input::Command);
         }
         let threads = std::mem::take(
             &mut *self
@@ -329,7 +329,7 @@ impl Runtime {
         let shard = &self.inner.shards[self.shard_of(partition)];
         match shard.commands.try_send(input) {
             Ok(()) => {
-                shard.waker.wake();
+                shard.waker.wake(Input::Command);
                 Ok(())
             }
             Err(TrySendError::Full(_)) => Err(Status::ProposalQueueFull),
@@ -494,7 +494,7 @@ fn push_batch(shard: &ShardHandle, node: NodeId, mut batch: Vec<Message>) {
         return;
     }
     if shard.inbound.try_send(batch).is_ok() {
-        shard.waker.wake();
+        shard.waker.wake(Input::Inbound);
     } else {
         shard
             .stats
@@ -507,7 +507,7 @@ fn stop_all(stop: &AtomicBool, shards: &[ShardHandle], threads: Vec<JoinHandle<(
     stop.store(true, Ordering::Release);
     for shard in shards {
         let _ = shard.commands.try_send(ShardInput::Wake);
-        shard.waker.wake();
+        shard.waker.wake(Input::Command);
     }
     for thread in threads {
         let _ = thread.join();

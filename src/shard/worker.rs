@@ -259,7 +259,7 @@ impl Worker {
             // Sleep until input arrives, the WAL completes a write, or the next tick.
             let timeout = next_tick.saturating_duration_since(Instant::now());
             self.waker.park(completion, timeout, || {
-                !self.commands.is_empty() || !self.inbound.is_empty()
+                !self.inbound.is_empty() || (!waiting_on_wal && !self.commands.is_empty())
             });
         }
         if !self.failed {
