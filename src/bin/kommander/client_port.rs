@@ -35,6 +35,7 @@ use kommander_raft::transport::tcp::frame::{
     Deadlines, FrameError, FrameKind, FrameReader, write_frame,
 };
 use kommander_raft::transport::tcp::handshake::{self, Identity, RejectCode, Role};
+use kommander_raft::transport::tcp::wake_acceptor;
 use kommander_raft::{LogIndex, NodeId, Raft, ReplicateOptions, Status};
 use tracing::{debug, info, warn};
 
@@ -175,15 +176,7 @@ impl ClientPort {
     /// received are still written (until the node stops).
     pub(crate) fn shutdown(mut self) {
         self.shared.stop.store(true, Ordering::Release);
-        // Wake the blocked accept.
-        let mut target = self.shared.local_addr;
-        if target.ip().is_unspecified() {
-            target.set_ip(match target {
-                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-            });
-        }
-        let _ = TcpStream::connect_timeout(&target, Duration::from_millis(200));
+        wake_acceptor(self.shared.local_addr);
         if let Some(acceptor) = self.acceptor.take() {
             let _ = acceptor.join();
         }

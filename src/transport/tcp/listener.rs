@@ -3,7 +3,7 @@
 //! acceptor's handshake, then reads frames and hands their messages to the node's
 //! [`Inbound`]. Every refusal and every dropped connection is logged with its reason.
 
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -168,16 +168,4 @@ fn serve(shared: &Shared, mut stream: TcpStream, id: u64, addr: &str, inbound: &
             }
         }
     }
-}
-
-/// Wakes a blocked `accept` by connecting to the listener (used at shutdown).
-pub(super) fn wake(addr: SocketAddr) {
-    let mut target = addr;
-    if target.ip().is_unspecified() {
-        target.set_ip(match addr {
-            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        });
-    }
-    let _ = TcpStream::connect_timeout(&target, std::time::Duration::from_millis(200));
 }

@@ -403,7 +403,7 @@ impl TcpTransport {
         if self.shared.stop.swap(true, Ordering::AcqRel) {
             return;
         }
-        listener::wake(self.local_addr);
+        wake_acceptor(self.local_addr);
         for link in self.links.values() {
             let _ = link.try_send(Vec::new());
         }
@@ -440,6 +440,19 @@ impl Transport for TcpTransport {
             self.shared.stats.dropped(batch.len());
         }
     }
+}
+
+/// Wakes a thread blocked in `accept` on a listener bound to `addr` (by connecting to it, on
+/// loopback when `addr` is unspecified), so that it sees a stop flag set before.
+pub fn wake_acceptor(addr: SocketAddr) {
+    let mut target = addr;
+    if target.ip().is_unspecified() {
+        target.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let _ = TcpStream::connect_timeout(&target, Duration::from_millis(200));
 }
 
 /// Checks the cluster name fits the handshake (called by `NodeConfig::validate`).
