@@ -5,10 +5,12 @@ use std::path::{Path, PathBuf};
 
 use kommander_wal::backend::BackendChoice;
 use kommander_wal::inspect::{
-    Damage, DamageAction, Floor, HardStateReport, InspectOptions, MarkerState, RecoveryVerdict,
-    SegmentStatus,
+    Damage, DamageAction, Floor, HardStateReport, InspectOptions, MarkerState, PartitionReport,
+    RecoveryVerdict, SegmentStatus,
 };
-use kommander_wal::{Error, HardState, MARKER_NAME, PartitionId, Wal, WalConfig, inspect};
+use kommander_wal::{
+    Error, HardState, MARKER_NAME, PartitionId, PartitionInfo, Wal, WalConfig, inspect,
+};
 
 use crate::common::{Model, Rng, frames, patch, run_ops, segments, small_config, workload};
 
@@ -62,6 +64,25 @@ fn inspect_unchanged(dir: &Path) -> kommander_wal::InspectReport {
 /// Offsets of the valid frames of a segment file.
 fn frame_offsets(path: &Path) -> Vec<u64> {
     frames(path).into_iter().map(|(offset, _)| offset).collect()
+}
+
+/// The report's row of partition `id` says what the reopened log says of it.
+fn assert_row_matches(row: &PartitionReport, info: &PartitionInfo, id: PartitionId) {
+    assert_eq!(
+        (
+            row.first_index,
+            row.last_index,
+            row.last_term,
+            row.commit_index
+        ),
+        (
+            info.first_index,
+            info.last_index,
+            info.last_term,
+            info.commit_index
+        ),
+        "partition {id}"
+    );
 }
 
 fn active_path(wal: &Wal, dir: &Path) -> PathBuf {
@@ -214,21 +235,7 @@ fn healthy_wal_with_several_partitions_is_reported_exactly() {
             .iter()
             .find(|r| r.id == id.0)
             .expect("partition in the report");
-        assert_eq!(
-            (
-                row.first_index,
-                row.last_index,
-                row.last_term,
-                row.commit_index
-            ),
-            (
-                info.first_index,
-                info.last_index,
-                info.last_term,
-                info.commit_index
-            ),
-            "partition {id}"
-        );
+        assert_row_matches(row, &info, id);
     }
 }
 
@@ -257,21 +264,7 @@ fn a_random_workload_over_many_segments_matches_the_log() {
     assert_eq!(live.len(), expected.len());
     for (row, (id, info)) in live.iter().zip(&expected) {
         assert_eq!(row.id, id.0);
-        assert_eq!(
-            (
-                row.first_index,
-                row.last_index,
-                row.last_term,
-                row.commit_index
-            ),
-            (
-                info.first_index,
-                info.last_index,
-                info.last_term,
-                info.commit_index
-            ),
-            "partition {id}"
-        );
+        assert_row_matches(row, info, *id);
         assert_eq!(
             row.hard_state.map(|h| (h.term, h.vote)),
             info.hard_state.map(|h| (h.term, h.vote))
