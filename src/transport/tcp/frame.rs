@@ -216,6 +216,22 @@ pub fn parse_header(
     Ok((kind, length, header.checksum.get()))
 }
 
+/// Checks `checksum` (from the header) against the header's first 12 bytes and the body.
+fn verify_checksum(
+    header: &[u8; HEADER_BYTES],
+    checksum: u32,
+    body: &[u8],
+) -> Result<(), FrameError> {
+    let actual = crc32c::crc32c_append(crc32c::crc32c(&header[..12]), body);
+    if actual != checksum {
+        return Err(FrameError::Checksum {
+            expected: checksum,
+            actual,
+        });
+    }
+    Ok(())
+}
+
 /// Checks a whole frame held in memory (header then body) and returns its kind and body.
 ///
 /// # Errors
@@ -232,13 +248,7 @@ pub fn decode_frame(bytes: &Bytes, frame_bytes_max: usize) -> Result<Frame, Fram
     if bytes.len() < end {
         return Err(FrameError::Closed { mid_frame: true });
     }
-    let actual = crc32c::crc32c_append(crc32c::crc32c(&bytes[..12]), &bytes[HEADER_BYTES..end]);
-    if actual != checksum {
-        return Err(FrameError::Checksum {
-            expected: checksum,
-            actual,
-        });
-    }
+    verify_checksum(header, checksum, &bytes[HEADER_BYTES..end])?;
     Ok(Frame {
         kind,
         body: bytes.slice(HEADER_BYTES..end),
@@ -366,13 +376,7 @@ impl FrameReader {
         checksum: u32,
         body: Bytes,
     ) -> Result<Frame, FrameError> {
-        let actual = crc32c::crc32c_append(crc32c::crc32c(&header[..12]), &body);
-        if actual != checksum {
-            return Err(FrameError::Checksum {
-                expected: checksum,
-                actual,
-            });
-        }
+        verify_checksum(header, checksum, &body)?;
         let now = Instant::now();
         self.frame_started = (self.start < self.end).then_some(now);
         self.last_frame = now;
