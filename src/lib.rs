@@ -64,6 +64,7 @@
 //! ```
 
 pub mod core;
+pub mod metrics;
 pub mod node;
 pub mod shard;
 pub mod transport;

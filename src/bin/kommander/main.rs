@@ -1,7 +1,7 @@
 //! `kommander`: run a node of a kommander-raft cluster, try a local cluster, or measure one.
 //!
 //! ```text
-//! kommander node --config node.toml [--client-listen 127.0.0.1:7001]
+//! kommander node --config node.toml [--client-listen 127.0.0.1:7001] [--metrics-listen 127.0.0.1:9100]
 //! kommander demo                      # 3 nodes on loopback, a few seconds of writes
 //! kommander bench --nodes 3 --partitions 4 --writers 2048 --duration-secs 10 --json out.json
 //! kommander wal inspect DATA_DIR [--json] [--entries]
@@ -16,6 +16,7 @@
 mod applied;
 mod bench;
 mod client_port;
+mod exporter;
 mod node;
 mod wal;
 

@@ -1,13 +1,15 @@
 //! `kommander node`: one node of a cluster, configured by a TOML file.
 //!
 //! ```text
-//! load + validate config (exit 2 naming the field) ─► bind the peer port ─► Raft::start
+//! load + validate config (exit 2 naming the field) ─► metrics port (optional)
+//!   ─► bind the peer port ─► Raft::start
 //!   ─► serve peers ─► join the cluster (retried; progress logged) ─► client port (optional)
 //!   ─► stdout: `ready node=<id> peer=<addr> client=<addr|none>`
 //!   ─► stats line every --stats-interval-secs ... until SIGTERM/SIGINT
 //!   ─► close the client port ─► leave_cluster (appended entries durable) ─► exit 0
 //! ```
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -72,6 +74,11 @@ pub(crate) struct NodeArgs {
     /// secret).
     #[arg(long, value_name = "ADDR")]
     client_listen: Option<String>,
+    /// Serve the node's metrics in Prometheus text format over HTTP on this address, e.g.
+    /// `127.0.0.1:9100` (scrape `http://ADDR/metrics`; the names are in docs/metrics.md).
+    /// The port must be given (not 0). Without it no metrics are recorded.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
     /// Client connections open at once; further connections are closed on accept.
     #[arg(long, value_name = "N", default_value_t = 64)]
     client_connections_max: usize,
@@ -166,6 +173,10 @@ fn load_config(args: &NodeArgs) -> Result<NodeConfig, Fatal> {
             return Err(Fatal::usage(format!("{option} must be positive")));
         }
     }
+    // The exporter binds on its own and does not say which port the OS picked.
+    if args.metrics_listen.is_some_and(|a| a.port() == 0) {
+        return Err(Fatal::usage("--metrics-listen needs a port other than 0"));
+    }
     Ok(config)
 }
 
@@ -191,6 +202,10 @@ fn run_node(args: &NodeArgs) -> Result<(), Fatal> {
         })
         .map_err(|e| Fatal::failure(format!("cannot start the signal thread: {e}")))?;
 
+    // Before `Raft::start`: the shards take their metric handles from this recorder.
+    if let Some(address) = args.metrics_listen {
+        crate::exporter::serve(address).map_err(Fatal::failure)?;
+    }
     let transport = TcpTransport::bind(&config).map_err(|e| match e {
         TransportError::Config(e) => Fatal::usage(e.to_string()),
         other => Fatal::failure(other.to_string()),

@@ -1,0 +1,282 @@
+//! The node's metrics: their names, their descriptions, and the helpers that record them.
+//!
+//! Everything is recorded through the [`metrics`](https://docs.rs/metrics) facade, so the
+//! library works with any recorder the application installs (the `kommander` binary installs
+//! the Prometheus exporter: `kommander node --metrics-listen ADDR`). Without a recorder every
+//! recording is a no-op. Install the recorder **before** [`Raft::start`](crate::Raft::start):
+//! the shards and the node take their metric handles when they start, and a handle taken
+//! before any recorder exists stays a no-op.
+//!
+//! Metrics are labelled by `shard` (the index of the shard thread, a handful of values) where
+//! the source knows it, never by partition: a node hosts thousands of partitions, and one time
+//! series per partition would swamp a Prometheus server. The per-partition view is a
+//! [`tokio::sync::watch`] on the `Raft` handle instead. The table of every metric, with its
+//! type, unit and labels, is `docs/metrics.md`.
+//!
+//! This module is a leaf: it imports nothing else of this crate, so every layer may record.
+
+use std::time::Duration;
+
+use metrics::{Counter, Gauge, Histogram, Unit};
+
+/// Entries proposed through the `Raft` write path (counter; label `shard`).
+pub const PROPOSALS: &str = "kommander_proposals_total";
+/// Entries committed and acknowledged to the caller of the `Raft` write path (counter; label
+/// `shard`).
+pub const COMMITS: &str = "kommander_commits_total";
+/// Seconds from a `Raft` write call to its successful commit (histogram; label `shard`).
+pub const COMMIT_LATENCY: &str = "kommander_commit_latency_seconds";
+/// Seconds from a WAL submission to its durability, the write and its fdatasync (histogram;
+/// label `shard`).
+pub const WAL_FSYNC_LATENCY: &str = "kommander_wal_fsync_seconds";
+/// Records in one WAL submission (histogram; label `shard`).
+pub const WAL_BATCH_RECORDS: &str = "kommander_wal_batch_records";
+/// Bytes of record payload in one WAL submission (histogram; label `shard`).
+pub const WAL_BATCH_BYTES: &str = "kommander_wal_batch_bytes";
+/// Requests waiting in a shard's request queue, sampled once per shard tick (gauge; label
+/// `shard`).
+pub const SHARD_REQUEST_QUEUE_DEPTH: &str = "kommander_shard_request_queue_depth";
+/// Inbound message batches waiting in a shard's inbound queue, sampled once per shard tick
+/// (gauge; label `shard`).
+pub const SHARD_INBOUND_QUEUE_DEPTH: &str = "kommander_shard_inbound_queue_depth";
+/// Messages from peers dropped because their shard's inbound queue was full (counter; label
+/// `shard`).
+pub const INBOUND_MESSAGES_DROPPED: &str = "kommander_inbound_messages_dropped_total";
+/// Messages to peers the transport dropped (counter; label `reason`: `queue_full` or
+/// `unknown_peer`).
+pub const TRANSPORT_MESSAGES_DROPPED: &str = "kommander_transport_messages_dropped_total";
+/// Elections a replica of this node started: it became a candidate in a new term (counter;
+/// label `shard`).
+pub const ELECTIONS_STARTED: &str = "kommander_elections_started_total";
+/// Times a replica of this node learned of a new leader (counter; label `shard`).
+pub const LEADER_CHANGES: &str = "kommander_leader_changes_total";
+
+/// Histogram bucket upper bounds for latencies, in seconds: 50 µs to 10 s.
+pub const LATENCY_BUCKETS_SECONDS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+    0.5, 1.0, 2.5, 10.0,
+];
+/// Histogram bucket upper bounds for records per WAL submission.
+pub const BATCH_RECORDS_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0, 16384.0,
+];
+/// Histogram bucket upper bounds for bytes per WAL submission: 256 B to 64 MiB.
+pub const BATCH_BYTES_BUCKETS: &[f64] = &[
+    256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262_144.0, 1_048_576.0, 4_194_304.0, 16_777_216.0,
+    67_108_864.0,
+];
+/// Every histogram with the buckets it is meant to be exported with (for exporters that need
+/// buckets, such as Prometheus histograms).
+pub const HISTOGRAM_BUCKETS: [(&str, &[f64]); 4] = [
+    (COMMIT_LATENCY, LATENCY_BUCKETS_SECONDS),
+    (WAL_FSYNC_LATENCY, LATENCY_BUCKETS_SECONDS),
+    (WAL_BATCH_RECORDS, BATCH_RECORDS_BUCKETS),
+    (WAL_BATCH_BYTES, BATCH_BYTES_BUCKETS),
+];
+
+/// Registers the description and unit of every metric with the installed recorder. Call it
+/// once, after installing the recorder (descriptions sent before are lost).
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        PROPOSALS,
+        Unit::Count,
+        "Entries proposed through the Raft write path."
+    );
+    describe_counter!(
+        COMMITS,
+        Unit::Count,
+        "Entries committed and acknowledged to the caller of the Raft write path."
+    );
+    describe_histogram!(
+        COMMIT_LATENCY,
+        Unit::Seconds,
+        "Time from a Raft write call to its successful commit."
+    );
+    describe_histogram!(
+        WAL_FSYNC_LATENCY,
+        Unit::Seconds,
+        "Time from a WAL submission to its durability (write and fdatasync)."
+    );
+    describe_histogram!(
+        WAL_BATCH_RECORDS,
+        Unit::Count,
+        "Records in one WAL submission (one durable write for every partition of a shard)."
+    );
+    describe_histogram!(
+        WAL_BATCH_BYTES,
+        Unit::Bytes,
+        "Bytes of record payload in one WAL submission."
+    );
+    describe_gauge!(
+        SHARD_REQUEST_QUEUE_DEPTH,
+        Unit::Count,
+        "Requests waiting in the shard's request queue, sampled once per shard tick."
+    );
+    describe_gauge!(
+        SHARD_INBOUND_QUEUE_DEPTH,
+        Unit::Count,
+        "Inbound message batches waiting in the shard's inbound queue, sampled once per tick."
+    );
+    describe_counter!(
+        INBOUND_MESSAGES_DROPPED,
+        Unit::Count,
+        "Messages from peers dropped because the shard's inbound queue was full."
+    );
+    describe_counter!(
+        TRANSPORT_MESSAGES_DROPPED,
+        Unit::Count,
+        "Messages to peers dropped by the transport (queue full or unknown peer)."
+    );
+    describe_counter!(
+        ELECTIONS_STARTED,
+        Unit::Count,
+        "Elections started by this node's replicas (candidate in a new term)."
+    );
+    describe_counter!(
+        LEADER_CHANGES,
+        Unit::Count,
+        "Times a replica of this node learned of a new leader."
+    );
+}
+
+/// The metric handles of one shard, taken once (each recording is then an atomic operation
+/// of the recorder, with no lookup). Cloning shares the handles.
+#[derive(Clone)]
+pub(crate) struct ShardMetrics {
+    proposals: Counter,
+    commits: Counter,
+    commit_latency: Histogram,
+    wal_fsync_latency: Histogram,
+    wal_batch_records: Histogram,
+    wal_batch_bytes: Histogram,
+    request_queue_depth: Gauge,
+    inbound_queue_depth: Gauge,
+    inbound_messages_dropped: Counter,
+    elections_started: Counter,
+    leader_changes: Counter,
+}
+
+impl ShardMetrics {
+    /// The handles of shard `shard` from the installed recorder (no-ops without one).
+    pub(crate) fn new(shard: usize) -> Self {
+        let shard = shard.to_string();
+        Self {
+            proposals: metrics::counter!(PROPOSALS, "shard" => shard.clone()),
+            commits: metrics::counter!(COMMITS, "shard" => shard.clone()),
+            commit_latency: metrics::histogram!(COMMIT_LATENCY, "shard" => shard.clone()),
+            wal_fsync_latency: metrics::histogram!(WAL_FSYNC_LATENCY, "shard" => shard.clone()),
+            wal_batch_records: metrics::histogram!(WAL_BATCH_RECORDS, "shard" => shard.clone()),
+            wal_batch_bytes: metrics::histogram!(WAL_BATCH_BYTES, "shard" => shard.clone()),
+            request_queue_depth: metrics::gauge!(SHARD_REQUEST_QUEUE_DEPTH, "shard" => shard.clone()),
+            inbound_queue_depth: metrics::gauge!(SHARD_INBOUND_QUEUE_DEPTH, "shard" => shard.clone()),
+            inbound_messages_dropped: metrics::counter!(INBOUND_MESSAGES_DROPPED, "shard" => shard.clone()),
+            elections_started: metrics::counter!(ELECTIONS_STARTED, "shard" => shard.clone()),
+            leader_changes: metrics::counter!(LEADER_CHANGES, "shard" => shard),
+        }
+    }
+
+    /// `entries` entries were proposed.
+    pub(crate) fn proposed(&self, entries: u64) {
+        self.proposals.increment(entries);
+    }
+
+    /// `entries` entries committed and were acknowledged `latency` after the write call.
+    pub(crate) fn committed(&self, entries: u64, latency: Duration) {
+        self.commits.increment(entries);
+        self.commit_latency.record(latency);
+    }
+
+    /// One WAL submission of `records` records and `bytes` bytes of payload.
+    pub(crate) fn wal_submitted(&self, records: usize, bytes: usize) {
+        // Lossy above 2^53, far beyond any batch.
+        #[allow(clippy::cast_precision_loss)]
+        {
+            self.wal_batch_records.record(records as f64);
+            self.wal_batch_bytes.record(bytes as f64);
+        }
+    }
+
+    /// A WAL submission became durable `latency` after it was submitted.
+    pub(crate) fn wal_durable(&self, latency: Duration) {
+        self.wal_fsync_latency.record(latency);
+    }
+
+    /// The shard's queue depths at a tick.
+    #[allow(clippy::cast_precision_loss)]
+    pub(crate) fn queue_depths(&self, requests: usize, inbound: usize) {
+        self.request_queue_depth.set(requests as f64);
+        self.inbound_queue_depth.set(inbound as f64);
+    }
+
+    /// `messages` messages from peers were dropped: the shard's inbound queue was full.
+    pub(crate) fn inbound_dropped(&self, messages: usize) {
+        self.inbound_messages_dropped
+            .increment(u64::try_from(messages).unwrap_or(u64::MAX));
+    }
+
+    /// A replica became a candidate in a new term.
+    pub(crate) fn election_started(&self) {
+        self.elections_started.increment(1);
+    }
+
+    /// A replica learned of a new leader.
+    pub(crate) fn leader_changed(&self) {
+        self.leader_changes.increment(1);
+    }
+}
+
+/// Why the transport dropped messages to a peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TransportDrop {
+    /// The peer's bounded send queue was full.
+    QueueFull,
+    /// The destination is not a configured peer.
+    UnknownPeer,
+}
+
+/// The transport dropped `messages` messages for `reason` (rare: looked up per call).
+pub(crate) fn transport_dropped(reason: TransportDrop, messages: usize) {
+    let reason = match reason {
+        TransportDrop::QueueFull => "queue_full",
+        TransportDrop::UnknownPeer => "unknown_peer",
+    };
+    metrics::counter!(TRANSPORT_MESSAGES_DROPPED, "reason" => reason)
+        .increment(u64::try_from(messages).unwrap_or(u64::MAX));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_prometheus_conventions() {
+        let counters = [
+            PROPOSALS,
+            COMMITS,
+            INBOUND_MESSAGES_DROPPED,
+            TRANSPORT_MESSAGES_DROPPED,
+            ELECTIONS_STARTED,
+            LEADER_CHANGES,
+        ];
+        for name in counters {
+            assert!(name.ends_with("_total"), "{name}");
+        }
+        for (name, buckets) in HISTOGRAM_BUCKETS {
+            assert!(!name.ends_with("_total"), "{name}");
+            assert!(buckets.windows(2).all(|w| w[0] < w[1]), "{name}: buckets");
+        }
+        for name in counters
+            .into_iter()
+            .chain(HISTOGRAM_BUCKETS.map(|(name, _)| name))
+            .chain([SHARD_REQUEST_QUEUE_DEPTH, SHARD_INBOUND_QUEUE_DEPTH])
+        {
+            assert!(name.starts_with("kommander_"), "{name}");
+            assert!(
+                name.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "{name}"
+            );
+        }
+    }
+}
