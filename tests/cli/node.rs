@@ -408,3 +408,114 @@ fn the_example_configuration_in_node_help_is_valid() {
     assert_eq!(config.peers.len(), 2);
     assert_eq!(config.listen_address(), "0.0.0.0:7100");
 }
+
+/// A port that was free a moment ago (the exporter binds it itself and cannot report one the
+/// OS picks).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").port()
+}
+
+/// `GET /metrics` over plain TCP: the body of the answer.
+fn scrape(address: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect to the metrics port");
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send the request");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read the answer");
+    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_owned()
+}
+
+/// The sum over every label set of the samples named exactly `name`.
+fn sample_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let series_name = series.split('{').next()?;
+            (series_name == name).then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+#[test]
+fn node_serves_its_metrics_in_prometheus_text_format() {
+    let dir = tempfile::tempdir().expect("dir");
+    let metrics_address = format!("127.0.0.1:{}", free_port());
+    let (mut node, endpoint) = start_node(
+        dir.path(),
+        "metrics",
+        None,
+        &["--metrics-listen", &metrics_address],
+    );
+    assert!(
+        node.stderr().contains("serving metrics at"),
+        "{}",
+        node.stderr()
+    );
+    let p1 = PartitionId(1);
+    let mut client = connect(&endpoint, None).expect("client");
+    wait_leader(&mut client, p1, &endpoint);
+    let writes = 25;
+    for i in 0..writes {
+        let answer = client
+            .call(&ClientRequest::Replicate {
+                partition: p1,
+                log_type: "t".to_owned(),
+                payload: Bytes::from(format!("entry {i}")),
+            })
+            .expect("replicate");
+        assert!(
+            matches!(
+                answer,
+                ClientResponse::Replicated {
+                    status: Status::Success,
+                    ..
+                }
+            ),
+            "{answer:?}"
+        );
+    }
+
+    let text = scrape(&metrics_address);
+    let proposals = sample_sum(&text, "kommander_proposals_total");
+    let commits = sample_sum(&text, "kommander_commits_total");
+    assert!(proposals >= f64::from(writes), "proposals {proposals}:\n{text}");
+    assert!(commits >= f64::from(writes), "commits {commits}:\n{text}");
+    let fsyncs = sample_sum(&text, "kommander_wal_fsync_seconds_count");
+    assert!(fsyncs > 0.0, "no fsync latency recorded:\n{text}");
+    assert!(
+        sample_sum(&text, "kommander_commit_latency_seconds_count") >= f64::from(writes),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE kommander_wal_fsync_seconds histogram"),
+        "{text}"
+    );
+    assert!(text.contains("# HELP kommander_proposals_total "), "{text}");
+
+    node.signal("TERM");
+    assert!(node.wait_exit().success(), "{}", node.stderr());
+}
+
+#[test]
+fn node_refuses_metrics_listen_without_a_port() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("node.toml");
+    std::fs::write(&config, single_node_toml(dir.path())).expect("write config");
+    let output = kommander()
+        .args(["node", "--metrics-listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run kommander");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--metrics-listen"), "{stderr}");
+}
