@@ -53,8 +53,8 @@ pub const LEADER_CHANGES: &str = "kommander_leader_changes_total";
 
 /// Histogram bucket upper bounds for latencies, in seconds: 50 µs to 10 s.
 pub const LATENCY_BUCKETS_SECONDS: &[f64] = &[
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-    0.5, 1.0, 2.5, 10.0,
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 10.0,
 ];
 /// Histogram bucket upper bounds for records per WAL submission.
 pub const BATCH_RECORDS_BUCKETS: &[f64] = &[
@@ -62,7 +62,15 @@ pub const BATCH_RECORDS_BUCKETS: &[f64] = &[
 ];
 /// Histogram bucket upper bounds for bytes per WAL submission: 256 B to 64 MiB.
 pub const BATCH_BYTES_BUCKETS: &[f64] = &[
-    256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262_144.0, 1_048_576.0, 4_194_304.0, 16_777_216.0,
+    256.0,
+    1024.0,
+    4096.0,
+    16384.0,
+    65536.0,
+    262_144.0,
+    1_048_576.0,
+    4_194_304.0,
+    16_777_216.0,
     67_108_864.0,
 ];
 /// Every histogram with the buckets it is meant to be exported with (for exporters that need
@@ -189,12 +197,8 @@ impl ShardMetrics {
 
     /// One WAL submission of `records` records and `bytes` bytes of payload.
     pub(crate) fn wal_submitted(&self, records: usize, bytes: usize) {
-        // Lossy above 2^53, far beyond any batch.
-        #[allow(clippy::cast_precision_loss)]
-        {
-            self.wal_batch_records.record(records as f64);
-            self.wal_batch_bytes.record(bytes as f64);
-        }
+        self.wal_batch_records.record(records as f64);
+        self.wal_batch_bytes.record(bytes as f64);
     }
 
     /// A WAL submission became durable `latency` after it was submitted.
@@ -203,7 +207,6 @@ impl ShardMetrics {
     }
 
     /// The shard's queue depths at a tick.
-    #[allow(clippy::cast_precision_loss)]
     pub(crate) fn queue_depths(&self, requests: usize, inbound: usize) {
         self.request_queue_depth.set(requests as f64);
         self.inbound_queue_depth.set(inbound as f64);

@@ -487,7 +487,10 @@ fn node_serves_its_metrics_in_prometheus_text_format() {
     let text = scrape(&metrics_address);
     let proposals = sample_sum(&text, "kommander_proposals_total");
     let commits = sample_sum(&text, "kommander_commits_total");
-    assert!(proposals >= f64::from(writes), "proposals {proposals}:\n{text}");
+    assert!(
+        proposals >= f64::from(writes),
+        "proposals {proposals}:\n{text}"
+    );
     assert!(commits >= f64::from(writes), "commits {commits}:\n{text}");
     let fsyncs = sample_sum(&text, "kommander_wal_fsync_seconds_count");
     assert!(fsyncs > 0.0, "no fsync latency recorded:\n{text}");
