@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use bytes::Bytes;
 use kommander_raft::core::{
     Config, DurableState, Entry, EntryKind, HardState, LogIndex, Message, MessageBody, NodeId,
-    Outcome, PartitionId, ReadState, Ready, Replica, Role, SnapshotMeta, Status, Term, Ticket,
+    Outcome, PartitionId, ReadState, Ready, Replica, Role, SnapshotMeta, SoftState, Status, Term,
+    Ticket,
 };
 
 pub(crate) const P: PartitionId = PartitionId(1);
@@ -78,6 +79,8 @@ pub(crate) struct Node {
     pub(crate) outcomes: Vec<Outcome>,
     pub(crate) read_states: Vec<ReadState>,
     pub(crate) snapshot_required: Vec<NodeId>,
+    /// Every soft state a Ready reported, in order.
+    pub(crate) soft_states: Vec<SoftState>,
     pub(crate) disk_stalled: bool,
     unsynced: VecDeque<UnsyncedWrite>,
     pub(crate) up: bool,
@@ -132,6 +135,7 @@ impl Cluster {
                     outcomes: Vec::new(),
                     read_states: Vec::new(),
                     snapshot_required: Vec::new(),
+                    soft_states: Vec::new(),
                     disk_stalled: false,
                     unsynced: VecDeque::new(),
                     up: true,
@@ -242,6 +246,7 @@ impl Cluster {
             node.read_states.extend(ready.read_states.iter().copied());
             node.snapshot_required
                 .extend(ready.snapshot_required.iter().copied());
+            node.soft_states.extend(ready.soft_state);
             let write = UnsyncedWrite {
                 number: ready.number,
                 installed_snapshot: ready.installed_snapshot,

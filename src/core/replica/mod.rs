@@ -246,6 +246,7 @@ impl Replica {
                 role: Role::Follower,
                 leader: None,
                 term: hard_state.term,
+                noop_committed: false,
             },
             ready_number: 0,
             pending_persist: VecDeque::new(),
@@ -332,6 +333,7 @@ impl Replica {
             role: self.role,
             leader: self.leader,
             term: self.term,
+            noop_committed: self.is_leader_established(),
         }
     }
 
