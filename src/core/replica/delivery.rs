@@ -119,7 +119,7 @@ mod tests {
 
     #[test]
     fn delivery_is_bounded_per_ready() {
-        let config = Config {
+        let config = ReplicaConfig {
             deliver_entries_max: 2,
             ..config()
         };

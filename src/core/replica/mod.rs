@@ -34,7 +34,7 @@ use bytes::Bytes;
 
 #[cfg(feature = "sim-bugs")]
 use super::config::InjectedBug;
-use super::config::{Config, ConfigError};
+use super::config::{ReplicaConfig, ReplicaConfigError};
 use super::entry::{Entry, EntryKind};
 use super::hold::{Holds, Verdict};
 use super::log::RaftLog;
@@ -55,7 +55,7 @@ const INDEX_ABSURD: u64 = 1 << 62;
 /// One partition's Raft replica. See the [module docs](super) for the contract.
 #[derive(Debug)]
 pub struct Replica {
-    config: Config,
+    config: ReplicaConfig,
     quorum: usize,
     term: Term,
     vote: Option<NodeId>,
@@ -117,7 +117,7 @@ impl Replica {
 
     /// The configuration.
     #[must_use]
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &ReplicaConfig {
         &self.config
     }
 

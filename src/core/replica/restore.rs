@@ -24,11 +24,12 @@ impl Replica {
     ///
     /// # Errors
     ///
-    /// [`ConfigError::InvalidField`] for an invalid config, [`ConfigError::InvalidDurableState`]
-    /// when the durable state is inconsistent (gaps, decreasing terms, applied beyond the log).
-    pub fn new(config: Config, durable: DurableState) -> Result<Self, ConfigError> {
+    /// [`ReplicaConfigError::InvalidField`] for an invalid config,
+    /// [`ReplicaConfigError::InvalidDurableState`] when the durable state is inconsistent (gaps,
+    /// decreasing terms, applied beyond the log).
+    pub fn new(config: ReplicaConfig, durable: DurableState) -> Result<Self, ReplicaConfigError> {
         config.validate()?;
-        let bad = |reason| Err(ConfigError::InvalidDurableState(reason));
+        let bad = |reason| Err(ReplicaConfigError::InvalidDurableState(reason));
         let DurableState {
             hard_state,
             floor,
@@ -162,8 +163,8 @@ impl Replica {
 pub(super) mod tests {
     use super::*;
 
-    pub(in crate::core::replica) fn config() -> Config {
-        Config::new(
+    pub(in crate::core::replica) fn config() -> ReplicaConfig {
+        ReplicaConfig::new(
             NodeId(1),
             PartitionId(1),
             vec![NodeId(1), NodeId(2), NodeId(3)],
@@ -221,7 +222,7 @@ pub(super) mod tests {
         for state in cases {
             let result = Replica::new(config(), state.clone());
             assert!(
-                matches!(result, Err(ConfigError::InvalidDurableState(_))),
+                matches!(result, Err(ReplicaConfigError::InvalidDurableState(_))),
                 "{state:?} must be refused"
             );
         }
@@ -260,7 +261,7 @@ pub(super) mod tests {
         assert!(
             matches!(
                 Replica::new(config(), later),
-                Err(ConfigError::InvalidDurableState(_))
+                Err(ReplicaConfigError::InvalidDurableState(_))
             ),
             "an entry above the durable term is still refused"
         );

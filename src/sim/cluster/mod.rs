@@ -42,8 +42,9 @@ use super::observation::{self, Observation, ObservedEntry, ObservedLog};
 use super::rng::SimRng;
 use super::trace::TraceHash;
 use crate::core::{
-    Config, DurableState, Entry, EntryKind, GatedMessages, HardState, LogIndex, Message, NodeId,
-    Outcome, PartitionId, ProgressState, Ready, Replica, Role, SnapshotMeta, Status, Term, Ticket,
+    DurableState, Entry, EntryKind, GatedMessages, HardState, LogIndex, Message, NodeId, Outcome,
+    PartitionId, ProgressState, Ready, Replica, ReplicaConfig, Role, SnapshotMeta, Status, Term,
+    Ticket,
 };
 
 #[cfg(feature = "sim-bugs")]
@@ -198,10 +199,10 @@ impl Simulation {
         simulation
     }
 
-    fn replica_config(&self, node: usize, partition: usize) -> Config {
+    fn replica_config(&self, node: usize, partition: usize) -> ReplicaConfig {
         let voters = (0..self.config.nodes).map(node_id).collect();
         #[allow(unused_mut)]
-        let mut config = Config {
+        let mut config = ReplicaConfig {
             seed: self
                 .seed
                 .wrapping_mul(0x9E37_79B9_7F4A_7C15)
@@ -209,7 +210,7 @@ impl Simulation {
             append_entries_max: self.config.append_entries_max,
             inflight_messages_max: self.config.inflight_messages_max,
             compaction_retain_entries_max: self.config.compaction_retain_entries_max,
-            ..Config::new(node_id(node), partition_id(partition), voters)
+            ..ReplicaConfig::new(node_id(node), partition_id(partition), voters)
         };
         #[cfg(feature = "sim-bugs")]
         {
