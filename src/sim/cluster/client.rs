@@ -5,13 +5,15 @@
 use super::observe::entry_id;
 use super::*;
 
+/// A two-phase proposal the client still has to resolve, and how.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct OpenTicket {
     pub(super) commit: bool,
 }
 
+/// The simulated client of one partition: its tickets and what it still waits for.
 #[derive(Debug, Default)]
-pub(super) struct Client {
+pub(super) struct SimClient {
     pub(super) next_ticket: u64,
     /// Two-phase tickets not yet resolved by a successful marker.
     pub(super) open: BTreeMap<u64, OpenTicket>,
@@ -132,9 +134,9 @@ impl Simulation {
             let mut held = false;
             for entry in view.replica(node, partition).log.entries() {
                 match entry.kind {
-                    observation::EntryKind::Data { ticket: t, .. } if t == ticket => held = true,
-                    observation::EntryKind::CommitMarker { ticket: t }
-                    | observation::EntryKind::RollbackMarker { ticket: t }
+                    observation::ObservedKind::Data { ticket: t, .. } if t == ticket => held = true,
+                    observation::ObservedKind::CommitMarker { ticket: t }
+                    | observation::ObservedKind::RollbackMarker { ticket: t }
                         if t == ticket && held =>
                     {
                         held = false;

@@ -49,7 +49,7 @@ use crate::core::{
 
 #[cfg(feature = "sim-bugs")]
 pub use crate::core::InjectedBug;
-use client::Client;
+use client::SimClient;
 use disk::{Durable, PendingWrite};
 pub use report::{SimFailure, SimReport, replay_command};
 use run::Event;
@@ -97,7 +97,7 @@ pub struct Simulation {
     agenda: EventQueue<Event>,
     network: Network,
     nodes: Vec<Node>,
-    clients: Vec<Client>,
+    clients: Vec<SimClient>,
     checkers: Checkers,
     trace: TraceHash,
     faults_active: bool,
@@ -163,7 +163,9 @@ impl Simulation {
             agenda: EventQueue::new(),
             network: Network::new(config.nodes, config.network.clone()),
             nodes,
-            clients: (0..config.partitions).map(|_| Client::default()).collect(),
+            clients: (0..config.partitions)
+                .map(|_| SimClient::default())
+                .collect(),
             checkers: Checkers::all(config.nodes, config.partitions),
             trace: TraceHash::new(),
             faults_active: true,

@@ -18,18 +18,18 @@ pub(super) fn entry_id(kind: EntryKind, ticket: Ticket, payload: &[u8]) -> u64 {
 
 pub(super) fn observe_entry(entry: &Entry) -> ObservedEntry {
     let kind = match entry.kind {
-        EntryKind::Normal => observation::EntryKind::Data {
+        EntryKind::Normal => observation::ObservedKind::Data {
             ticket: entry.ticket.0,
             auto_commit: entry.auto_commit,
         },
-        EntryKind::NoOp => observation::EntryKind::Noop,
-        EntryKind::Commit => observation::EntryKind::CommitMarker {
+        EntryKind::NoOp => observation::ObservedKind::Noop,
+        EntryKind::Commit => observation::ObservedKind::CommitMarker {
             ticket: entry.ticket.0,
         },
-        EntryKind::Rollback => observation::EntryKind::RollbackMarker {
+        EntryKind::Rollback => observation::ObservedKind::RollbackMarker {
             ticket: entry.ticket.0,
         },
-        EntryKind::Checkpoint => observation::EntryKind::Checkpoint,
+        EntryKind::Checkpoint => observation::ObservedKind::Checkpoint,
     };
     ObservedEntry {
         index: entry.index.0,
