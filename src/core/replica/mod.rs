@@ -136,6 +136,7 @@ impl Replica {
     /// Whether this replica leads *and* has committed an entry of its term (its no-op
     /// barrier): only then does it know the full committed prefix, may serve reads, and should
     /// be announced as leader (the reference keeps leadership "unpublished" until then).
+    /// Reported as [`SoftState::noop_committed`].
     #[must_use]
     pub fn is_leader_established(&self) -> bool {
         self.role == Role::Leader && self.committed_in_term()
