@@ -44,6 +44,10 @@ pub struct SoftState {
     pub leader: Option<NodeId>,
     /// The current term.
     pub term: Term,
+    /// Whether this replica leads and the no-op (leadership barrier) it appended at the start
+    /// of its term has committed: only then does it know every committed entry and may it be
+    /// announced as leader (Kommander's `AmILeaderQuick`). False in every other role.
+    pub noop_committed: bool,
 }
 
 /// The answer to a [`Replica::read_index`](super::Replica::read_index) request.
@@ -153,7 +157,7 @@ impl GatedMessages {
 pub struct Ready {
     /// Sequence number (1, 2, ...) to acknowledge with `persisted`.
     pub number: u64,
-    /// Set when role, leader or term changed since the previous Ready.
+    /// Set when role, leader, term or `noop_committed` changed since the previous Ready.
     pub soft_state: Option<SoftState>,
     /// Hard state to persist, when it changed.
     pub hard_state: Option<HardState>,

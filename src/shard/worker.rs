@@ -837,9 +837,13 @@ impl Worker {
                 role: soft.role,
                 term: soft.term,
             });
-            // Forwarded reads may never be answered by a deposed leader.
-            for (_, reply) in slot.reads.drain() {
-                let _ = reply.send(Err(Status::NodeIsNotLeader));
+            // Forwarded reads may never be answered by a deposed leader. The commit of the
+            // leader's no-op is the one change that deposes nobody (role, leader and term are
+            // those of the previous report).
+            if !soft.noop_committed {
+                for (_, reply) in slot.reads.drain() {
+                    let _ = reply.send(Err(Status::NodeIsNotLeader));
+                }
             }
         }
         if ready.installed_snapshot.is_some() {

@@ -1,6 +1,6 @@
 //! Elections: §5.2 election safety, pre-vote (thesis §9.6), check-quorum, durable votes.
 
-use kommander_raft::core::{LogIndex, MessageBody, NodeId, Role, Term};
+use kommander_raft::core::{LogIndex, Message, MessageBody, NodeId, Role, SoftState, Term};
 
 use super::harness::{Cluster, Lcg, msg};
 
@@ -286,4 +286,67 @@ fn pre_candidate_refused_by_a_quorum_returns_to_follower() {
         "a quorum of refusals: back to follower"
     );
     assert_eq!(c.replica(3).term().0, term, "and the term is untouched");
+}
+
+/// `SoftState::noop_committed` (Kommander's `AmILeaderQuick`): false right after the election,
+/// true once the leader's no-op has committed, false again after a step-down; each change
+/// reaches the runtime in a Ready.
+#[test]
+fn soft_state_says_when_the_leaders_no_op_has_committed() {
+    let mut c = Cluster::new(3, 0);
+    let no_appends =
+        |m: Message| (!matches!(m.body, MessageBody::AppendRequest { .. })).then_some(m);
+    c.campaign_with(1, no_appends);
+    let elected = SoftState {
+        role: Role::Leader,
+        leader: Some(NodeId(1)),
+        term: c.replica(1).term(),
+        noop_committed: false,
+    };
+    assert_eq!(
+        c.replica(1).soft_state(),
+        elected,
+        "no-op not yet committed"
+    );
+    assert_eq!(
+        c.node(1).soft_states.last(),
+        Some(&elected),
+        "the election is reported"
+    );
+
+    c.ticks(2);
+    let established = SoftState {
+        noop_committed: true,
+        ..elected
+    };
+    assert_eq!(c.replica(1).soft_state(), established, "no-op committed");
+    assert_eq!(
+        c.node(1).soft_states.last(),
+        Some(&established),
+        "the commit of the no-op is reported"
+    );
+
+    c.replica_mut(1).step_down().expect("leads");
+    c.settle();
+    let reports = &c.node(1).soft_states;
+    let established_at = reports
+        .iter()
+        .position(|s| *s == established)
+        .expect("reported");
+    let after = &reports[established_at + 1..];
+    assert!(
+        after.first().is_some_and(|s| s.role == Role::Follower),
+        "the step-down is reported: {after:?}"
+    );
+    assert!(after.iter().all(|s| !s.noop_committed), "{after:?}");
+    assert!(!c.replica(1).soft_state().noop_committed);
+    for node in 1..=3 {
+        let reports = &c.node(node).soft_states;
+        assert!(
+            reports
+                .iter()
+                .all(|s| !s.noop_committed || s.role == Role::Leader),
+            "only a leader reports its no-op committed: {reports:?}"
+        );
+    }
 }
