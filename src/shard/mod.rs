@@ -320,7 +320,9 @@ impl LogEntry {
 
 /// The application: called on the shard thread, in log order per partition, exactly once per
 /// entry and node incarnation. Implementations must not block (hand heavy work to a channel):
-/// every partition of the shard waits while a callback runs.
+/// every partition of the shard waits while a callback runs. A callback that panics fails the
+/// shard ([`RuntimeEvent::ShardFailed`] with the panic message): its partitions refuse every
+/// request until the node restarts.
 pub trait StateMachine: Send + Sync + 'static {
     /// A committed entry arrived through replication. `false` reports a replication error
     /// ([`RuntimeEvent::ReplicationError`]); the delivery cursor advances anyway (as in
@@ -389,11 +391,12 @@ pub enum RuntimeEvent {
         /// Why.
         reason: ReplicationErrorReason,
     },
-    /// A shard's WAL failed (poisoned): the shard refuses every request from now on.
+    /// A shard failed (its WAL is poisoned, or a panic on its thread): its partitions refuse
+    /// every request from now on.
     ShardFailed {
         /// The shard.
         shard: usize,
-        /// The WAL error.
+        /// The WAL error or the panic message.
         reason: String,
     },
 }
