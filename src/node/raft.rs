@@ -38,15 +38,17 @@ use bytes::Bytes;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::core::{LogIndex, NodeId, PartitionId, Role, Status, Ticket};
+use crate::node::config::ConfigError;
 use crate::node::config::NodeConfig;
 use crate::node::discovery::{RaftNode, StaticDiscovery};
 use crate::node::events::{EventHub, LeaderView, RaftEvent};
 use crate::node::hlc::{HlcTimestamp, HybridLogicalClock};
 use crate::node::partition_map::{NoRouteError, PartitionMap};
-use crate::node::runtime::{Runtime, RuntimeStats, StartError};
 use crate::node::system::{Coordinator, SYSTEM_LOG_TYPE, SystemApp, SystemState};
-use crate::shard::{PartitionStatus, ProposedEntry, Reply, Request, StateMachine};
-use crate::transport::{Inbound, Transport};
+use crate::shard::{
+    HostStartError, Inbound, PartitionStatus, ProposedEntry, Refusal, Reply, Request, RuntimeStats,
+    ShardHost, StateMachine, Transport,
+};
 use timer::Timer;
 
 /// The outcome of a replication, commit or rollback (Kommander's `RaftReplicationResult`).
@@ -100,6 +102,21 @@ impl Default for ReplicateOptions {
     }
 }
 
+/// Why a node could not start.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The shards could not start (shard count changed, a WAL that does not open).
+    #[error(transparent)]
+    Shards(#[from] HostStartError),
+    /// A node thread could not be spawned.
+    #[error("starting the node: {0}")]
+    Io(#[from] std::io::Error),
+}
+
 /// Why [`Raft::join_cluster`] failed.
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -123,7 +140,7 @@ pub enum JoinError {
 
 struct Inner {
     config: Arc<NodeConfig>,
-    runtime: Runtime,
+    runtime: ShardHost,
     transport: Arc<dyn Transport>,
     hlc: Arc<HybridLogicalClock>,
     discovery: StaticDiscovery,
@@ -177,8 +194,8 @@ impl Raft {
     ///
     /// # Errors
     ///
-    /// [`StartError::Config`] naming the invalid field; the WAL and I/O errors of
-    /// [`Runtime::start`].
+    /// [`StartError::Config`] naming the invalid field; [`StartError::Shards`] with the
+    /// errors of [`ShardHost::start`]; [`StartError::Io`].
     pub fn start(
         config: NodeConfig,
         transport: Arc<dyn Transport>,
@@ -187,7 +204,7 @@ impl Raft {
         config.validate()?;
         let config = Arc::new(config);
         let node = u32::try_from(config.node_id).map_err(|_| {
-            StartError::Config(crate::node::config::ConfigError::InvalidField {
+            StartError::Config(ConfigError::InvalidField {
                 field: "node_id",
                 reason: "must fit in 32 bits (it stamps HLC timestamps)".to_owned(),
             })
@@ -205,9 +222,15 @@ impl Raft {
             system: Arc::clone(&system),
             app,
         });
-        let runtime = Runtime::start(&config, Arc::clone(&transport), app, Arc::clone(&hub) as _)?;
+        let runtime = ShardHost::start(
+            config.shard_config(),
+            Arc::clone(&transport),
+            app,
+            Arc::clone(&hub) as _,
+        )?;
         let timer = Timer::start(config.timers_max)?;
         let coordinator = Coordinator::start(
+            Arc::clone(&config),
             runtime.clone(),
             Arc::clone(&system),
             Arc::clone(&hub),
@@ -269,10 +292,10 @@ impl Raft {
                     inner.discovery.voters(),
                     Vec::new(),
                 )
-                .map_err(JoinError::Refused)?;
+                .map_err(|refusal| JoinError::Refused(refusal_status(&refusal)))?;
             match inner.timer.limit(Some(limit), answer).await {
                 Ok(Ok(Ok(_))) => {}
-                Ok(Ok(Err(status))) => return Err(JoinError::Refused(status)),
+                Ok(Ok(Err(refusal))) => return Err(JoinError::Refused(refusal_status(&refusal))),
                 Ok(Err(_)) => return Err(JoinError::Refused(Status::Errored)),
                 Err(Status::ProposalTimeout) => return Err(self.join_timeout(started)),
                 Err(status) => return Err(JoinError::Refused(status)),
@@ -663,15 +686,15 @@ impl Raft {
         make: impl FnOnce(Ticket, Reply<crate::shard::ReplicationResult>) -> Request,
     ) -> ReplicationResult {
         let (reply, answer) = oneshot::channel();
-        if let Err(status) = self
+        if let Err(refusal) = self
             .inner
             .runtime
             .send(partition, make(Ticket(ticket.packed()), reply))
         {
-            return ReplicationResult::refused(status, ticket);
+            return ReplicationResult::refused(refusal_status(&refusal), ticket);
         }
         let outcome = match self.inner.timer.limit(timeout, answer).await {
-            Ok(Ok(outcome)) => outcome,
+            Ok(Ok(outcome)) => outcome.map_err(|refusal| refusal_status(&refusal)),
             Ok(Err(_)) => Err(Status::Errored),
             Err(status) => Err(status),
         };
@@ -691,8 +714,14 @@ impl Raft {
         make: impl FnOnce(Reply<T>) -> Request,
     ) -> Result<T, Status> {
         let (reply, answer) = oneshot::channel();
-        self.inner.runtime.send(partition, make(reply))?;
-        answer.await.unwrap_or(Err(Status::Errored))
+        self.inner
+            .runtime
+            .send(partition, make(reply))
+            .map_err(|refusal| refusal_status(&refusal))?;
+        match answer.await {
+            Ok(answer) => answer.map_err(|refusal| refusal_status(&refusal)),
+            Err(_) => Err(Status::Errored),
+        }
     }
 
     // ----- events -----
@@ -783,6 +812,18 @@ impl Raft {
     #[must_use]
     pub fn testing(&self) -> TestHooks<'_> {
         TestHooks { raft: self }
+    }
+}
+
+/// The [`Status`] a shard's [`Refusal`] is reported as.
+pub(crate) fn refusal_status(refusal: &Refusal) -> Status {
+    match refusal {
+        Refusal::NotLeader { .. } => Status::NodeIsNotLeader,
+        Refusal::Replica(status) => *status,
+        Refusal::QueueFull => Status::ProposalQueueFull,
+        Refusal::RestoreInProgress => Status::RestoreInProgress,
+        Refusal::NotHosted => Status::PartitionMoved,
+        Refusal::ShardFailed { .. } | Refusal::ShutDown => Status::Errored,
     }
 }
 

@@ -1,4 +1,4 @@
-//! A test cluster: N nodes, each a `Runtime` with a recording state machine and event log.
+//! A test cluster: N nodes, each a `ShardHost` with a recording state machine and event log.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kommander_raft::core::{LogIndex, NodeId, PartitionId, Role, Status, Ticket};
-use kommander_raft::node::{NodeConfig, Runtime};
+use kommander_raft::node::NodeConfig;
 use kommander_raft::shard::{
-    EventSink, LogEntry, PartitionStatus, ProposedEntry, ReplicationResult, Request, RuntimeEvent,
-    StateMachine,
+    EventSink, LogEntry, PartitionStatus, ProposedEntry, Refusal, ReplicationResult, Request,
+    RuntimeEvent, ShardHost, StateMachine,
 };
 use kommander_raft::transport::Transport;
 use kommander_raft::transport::faulty::FaultInjector;
@@ -30,7 +30,9 @@ pub(crate) struct Seen {
 /// A hook the test can install to block or observe callbacks on the shard thread.
 pub(crate) type Hook = Box<dyn Fn(PartitionId, &LogEntry) + Send + Sync>;
 
-/// Records every delivery, per partition, separately for restore and live delivery.
+/// Records every delivery, per partition, separately for restore and live delivery. A live
+/// entry whose payload starts with `reject` gets a negative verdict; one that starts with
+/// `panic` makes the callback panic (before it takes any lock).
 #[derive(Default)]
 pub(crate) struct Recorder {
     pub(crate) live: Mutex<HashMap<PartitionId, Vec<Seen>>>,
@@ -49,6 +51,9 @@ fn seen(entry: &LogEntry) -> Seen {
 
 impl StateMachine for Recorder {
     fn on_replication_received(&self, partition: PartitionId, entry: &LogEntry) -> bool {
+        if entry.payload.starts_with(b"panic") {
+            panic!("the state machine cannot apply entry {}", entry.index);
+        }
         if let Some(hook) = self.on_live.lock().expect("hook lock").as_ref() {
             hook(partition, entry);
         }
@@ -109,8 +114,8 @@ impl EventLog {
 }
 
 /// Waits for a oneshot answer without an async runtime (polls, so a lost answer fails the
-/// test instead of hanging it).
-pub(crate) fn wait<T>(mut answer: oneshot::Receiver<Result<T, Status>>) -> Result<T, Status> {
+/// test instead of hanging it). A reply dropped unanswered counts as `ShutDown`.
+pub(crate) fn wait<T>(mut answer: oneshot::Receiver<Result<T, Refusal>>) -> Result<T, Refusal> {
     let deadline = Instant::now() + PATIENCE;
     loop {
         match answer.try_recv() {
@@ -119,7 +124,7 @@ pub(crate) fn wait<T>(mut answer: oneshot::Receiver<Result<T, Status>>) -> Resul
                 assert!(Instant::now() < deadline, "no answer within {PATIENCE:?}");
                 std::thread::sleep(Duration::from_micros(200));
             }
-            Err(oneshot::error::TryRecvError::Closed) => return Err(Status::Errored),
+            Err(oneshot::error::TryRecvError::Closed) => return Err(Refusal::ShutDown),
         }
     }
 }
@@ -158,7 +163,7 @@ pub(crate) fn test_config(node: u64, nodes: u64, dir: &std::path::Path) -> NodeC
 pub(crate) struct TestNode {
     pub(crate) id: NodeId,
     pub(crate) config: NodeConfig,
-    pub(crate) runtime: Option<Runtime>,
+    pub(crate) runtime: Option<ShardHost>,
     pub(crate) app: Arc<Recorder>,
     pub(crate) events: Arc<EventLog>,
 }
@@ -226,8 +231,8 @@ impl Cluster {
             Some(faults) => faults.wrap(node.id, memory),
             None => memory,
         };
-        let runtime = Runtime::start(
-            &node.config,
+        let runtime = ShardHost::start(
+            node.config.shard_config(),
             transport,
             Arc::clone(&node.app) as Arc<dyn StateMachine>,
             Arc::clone(&node.events) as Arc<dyn EventSink>,
@@ -257,7 +262,7 @@ impl Cluster {
         }
     }
 
-    pub(crate) fn runtime(&self, i: usize) -> &Runtime {
+    pub(crate) fn runtime(&self, i: usize) -> &ShardHost {
         self.nodes[i].runtime.as_ref().expect("node is running")
     }
 
@@ -265,7 +270,7 @@ impl Cluster {
         &self,
         i: usize,
         partition: PartitionId,
-    ) -> Result<PartitionStatus, Status> {
+    ) -> Result<PartitionStatus, Refusal> {
         let (reply, answer) = oneshot::channel();
         self.runtime(i).send(partition, Request::Status { reply })?;
         wait(answer)
@@ -325,7 +330,7 @@ impl Cluster {
         auto_commit: bool,
     ) -> (
         Ticket,
-        Result<oneshot::Receiver<Result<ReplicationResult, Status>>, Status>,
+        Result<oneshot::Receiver<Result<ReplicationResult, Refusal>>, Refusal>,
     ) {
         let ticket = self.ticket();
         let (reply, answer) = oneshot::channel();
@@ -378,8 +383,8 @@ impl Cluster {
         &self,
         i: usize,
         partition: PartitionId,
-        make: impl FnOnce(oneshot::Sender<Result<T, Status>>) -> Request,
-    ) -> Result<T, Status> {
+        make: impl FnOnce(oneshot::Sender<Result<T, Refusal>>) -> Request,
+    ) -> Result<T, Refusal> {
         let (reply, answer) = oneshot::channel();
         self.runtime(i).send(partition, make(reply))?;
         wait(answer)
