@@ -33,6 +33,7 @@ use super::waker::{Input, Waker};
 use super::worker::{ShardInput, ShardParams, ShardStats, Worker};
 use super::{EventSink, LeaderTable, LeaderView, Opened, Refusal, Request, StateMachine, shard_of};
 use crate::core::{Message, NodeId, PartitionId};
+use crate::metrics::ShardMetrics;
 
 /// Why the shard host could not start.
 #[non_exhaustive]
@@ -160,6 +161,7 @@ impl ShardHost {
             let (command_tx, command_rx) = channel::bounded(config.shard_commands_max);
             let (inbound_tx, inbound_rx) = channel::bounded(config.shard_inbound_batches_max);
             let stats = Arc::new(ShardStats::default());
+            let metrics = ShardMetrics::new(shard);
             let waker = match Waker::new() {
                 Ok(waker) => Arc::new(waker),
                 Err(error) => {
@@ -178,6 +180,7 @@ impl ShardHost {
                 inbound: inbound_rx,
                 stop: Arc::clone(&stop),
                 stats: Arc::clone(&stats),
+                metrics: metrics.clone(),
                 leaders: Arc::clone(&leaders),
             };
             let dir = config.data_dir.join(format!("shard-{shard}"));
@@ -208,6 +211,7 @@ impl ShardHost {
                 commands: command_tx,
                 inbound: inbound_tx,
                 stats,
+                metrics,
                 waker,
             });
         }

@@ -15,6 +15,7 @@ use super::waker::{Input, Waker};
 use super::worker::{ShardInput, ShardStats};
 use super::{Refusal, shard_of};
 use crate::core::{Message, NodeId, PartitionId};
+use crate::metrics::ShardMetrics;
 
 /// The producer ends of one shard's queues, with its wake-up and counters.
 #[derive(Clone)]
@@ -22,6 +23,7 @@ pub(crate) struct ShardQueues {
     pub(crate) commands: Sender<ShardInput>,
     pub(crate) inbound: Sender<Vec<Message>>,
     pub(crate) stats: Arc<ShardStats>,
+    pub(crate) metrics: ShardMetrics,
     pub(crate) waker: Arc<Waker>,
 }
 
@@ -118,9 +120,11 @@ fn push_batch(shard: &ShardQueues, node: NodeId, mut batch: Vec<Message>) {
     if batch.is_empty() {
         return;
     }
+    let messages = batch.len();
     if shard.inbound.try_send(batch).is_ok() {
         shard.waker.wake(Input::Inbound);
     } else {
+        shard.metrics.inbound_dropped(messages);
         shard
             .stats
             .inbound_batches_dropped

@@ -8,14 +8,19 @@
 //! durable (votes, append acks), waits in a FIFO of (LSN, partition, ready number) until the
 //! WAL reports that LSN durable; then the replica is told (`persisted`) and its gated
 //! messages are released to the outbox, oldest first.
+//!
+//! It records the WAL's metrics: records and payload bytes of each submission, and the time
+//! from each submission to its durability.
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use kommander_wal::{Lsn, Wal};
 
 use super::outbox::Outbox;
 use super::wal_records::{WalView, wal_writes};
 use crate::core::{GatedMessages, PartitionId, Ready};
+use crate::metrics::ShardMetrics;
 
 /// A Ready whose persistence (or whose predecessors' persistence) is in flight.
 #[derive(Debug)]
@@ -28,16 +33,43 @@ struct PendingPersist {
 
 /// The write side of a shard's WAL: records appended this turn, and the Readies waiting for
 /// durability.
-#[derive(Debug, Default)]
 pub(crate) struct WalScheduler {
     /// Encodings of the entries of the Ready being appended.
     scratch: Vec<u8>,
-    /// Whether records were appended since the last submission.
-    appended: bool,
+    /// Records appended since the last submission (none: nothing to submit).
+    appended_records: usize,
+    /// Entry payload bytes appended since the last submission.
+    appended_bytes: usize,
     pending: VecDeque<PendingPersist>,
+    /// Submissions not yet durable, oldest first: the LSN that makes each durable (every
+    /// record below it) and when it was submitted.
+    submitted: VecDeque<(Lsn, Instant)>,
+    metrics: ShardMetrics,
+}
+
+impl std::fmt::Debug for WalScheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalScheduler")
+            .field("appended_records", &self.appended_records)
+            .field("pending", &self.pending)
+            .field("submitted", &self.submitted)
+            .finish_non_exhaustive()
+    }
 }
 
 impl WalScheduler {
+    /// A scheduler with nothing appended, recording into `metrics`.
+    pub(crate) fn new(metrics: ShardMetrics) -> Self {
+        Self {
+            scratch: Vec::new(),
+            appended_records: 0,
+            appended_bytes: 0,
+            pending: VecDeque::new(),
+            submitted: VecDeque::new(),
+            metrics,
+        }
+    }
+
     /// Appends `ready`'s records to the WAL's open frame (`view` is what the WAL holds for
     /// `partition`) and queues the Ready, with its persist-gated messages (taken from it),
     /// until everything appended so far is durable. Returns whether it had something to
@@ -59,7 +91,8 @@ impl WalScheduler {
             let writes = writes.writes(&self.scratch);
             if !writes.is_empty() {
                 wal.append(&writes)?;
-                self.appended = true;
+                self.appended_records += writes.len();
+                self.appended_bytes += self.scratch.len();
             }
         }
         let gated = std::mem::take(&mut ready.persisted_messages);
@@ -76,7 +109,7 @@ impl WalScheduler {
 
     /// Whether records were appended since the last [`WalScheduler::submit`].
     pub(crate) fn has_appended(&self) -> bool {
-        self.appended
+        self.appended_records > 0
     }
 
     /// Submits everything appended this turn as ONE durable write. Called once per loop turn.
@@ -85,11 +118,16 @@ impl WalScheduler {
     ///
     /// The WAL's error: the WAL is poisoned.
     pub(crate) fn submit(&mut self, wal: &mut Wal) -> kommander_wal::Result<()> {
-        if !self.appended {
+        if self.appended_records == 0 {
             return Ok(());
         }
-        self.appended = false;
-        wal.submit()
+        self.metrics
+            .wal_submitted(self.appended_records, self.appended_bytes);
+        self.appended_records = 0;
+        self.appended_bytes = 0;
+        wal.submit()?;
+        self.submitted.push_back((wal.next_lsn(), Instant::now()));
+        Ok(())
     }
 
     /// The LSN the oldest waiting Ready needs durable, if any waits.
@@ -111,10 +149,16 @@ impl WalScheduler {
         outbox: &mut Outbox,
         mut persisted: impl FnMut(PartitionId, u64) -> bool,
     ) -> kommander_wal::Result<bool> {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.submitted.is_empty() {
             return Ok(false);
         }
         let durable = wal.poll_durable()?;
+        while let Some(&(lsn, at)) = self.submitted.front()
+            && lsn <= durable
+        {
+            self.metrics.wal_durable(at.elapsed());
+            self.submitted.pop_front();
+        }
         let mut worked = false;
         while self.pending.front().is_some_and(|p| p.lsn <= durable) {
             let Some(done) = self.pending.pop_front() else {
@@ -136,5 +180,6 @@ impl WalScheduler {
     /// Forgets every waiting Ready (the shard failed: nothing gated may leave).
     pub(crate) fn clear(&mut self) {
         self.pending.clear();
+        self.submitted.clear();
     }
 }

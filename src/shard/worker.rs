@@ -68,6 +68,7 @@ use super::waker::Waker;
 use super::wal_scheduler::WalScheduler;
 use super::{EventSink, LeaderTable, Opened, Refusal, Reply, Request, RuntimeEvent, StateMachine};
 use crate::core::{Message, NodeId, PartitionId};
+use crate::metrics::ShardMetrics;
 use partition::Partitions;
 
 /// Input to a shard from other threads.
@@ -117,6 +118,7 @@ pub(crate) struct ShardParams {
     pub(crate) inbound: Receiver<Vec<Message>>,
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) stats: Arc<ShardStats>,
+    pub(crate) metrics: ShardMetrics,
     pub(crate) leaders: Arc<LeaderTable>,
     /// Wakes the loop when input is queued (see [`Waker`]).
     pub(crate) waker: Arc<Waker>,
@@ -135,6 +137,7 @@ pub(crate) struct Worker {
     inbound: Receiver<Vec<Message>>,
     stop: Arc<AtomicBool>,
     stats: Arc<ShardStats>,
+    metrics: ShardMetrics,
     leaders: Arc<LeaderTable>,
     waker: Arc<Waker>,
     partitions: Partitions,
@@ -161,12 +164,13 @@ impl Worker {
             inbound: params.inbound,
             stop: params.stop,
             stats: params.stats,
+            writes: WalScheduler::new(params.metrics.clone()),
+            metrics: params.metrics,
             leaders: params.leaders,
             waker: params.waker,
             partitions: Partitions::default(),
             restoring: VecDeque::new(),
             reads: ReadScheduler::default(),
-            writes: WalScheduler::default(),
             outbox: Outbox::default(),
             failure: None,
         }
@@ -382,6 +386,8 @@ impl Worker {
     }
 
     fn tick_all(&mut self) {
+        self.metrics
+            .queue_depths(self.commands.len(), self.inbound.len());
         if self.failed() {
             return;
         }
