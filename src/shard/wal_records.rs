@@ -5,9 +5,7 @@
 //! compaction to just above a new floor. A [`WalView`] per partition remembers what the WAL
 //! already holds, so nothing unchanged is written again.
 
-use kommander_wal::{
-    HardState as WalHardState, PartitionId as WalPartitionId, PartitionInfo, Write,
-};
+use kommander_wal::{HardState as WalHardState, PartitionInfo, Write};
 
 use super::codec;
 use crate::core::{PartitionId, Ready};
@@ -43,7 +41,7 @@ pub(crate) struct ReadyWrites {
     entries: Vec<(u64, u64, std::ops::Range<usize>)>,
     commit: Option<u64>,
     compact_to: Option<u64>,
-    partition: WalPartitionId,
+    partition: PartitionId,
 }
 
 impl ReadyWrites {
@@ -90,7 +88,7 @@ pub(crate) fn wal_writes(
         entries: Vec::with_capacity(ready.entries.len()),
         commit: None,
         compact_to: None,
-        partition: WalPartitionId(u64::from(partition.0)),
+        partition,
     };
     if let Some(hard) = ready.hard_state {
         let vote = hard.vote.map(|v| v.0);

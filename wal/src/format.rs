@@ -6,6 +6,7 @@
 use zerocopy::byteorder::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
+use crate::PartitionId;
 use crate::backend::BLOCK_SIZE;
 
 /// Magic at the start of every segment file.
@@ -106,7 +107,7 @@ pub struct RecordHeader {
     pub flags: u8,
     /// Reserved (0).
     pub reserved: U16,
-    /// Partition.
+    /// Partition: a [`PartitionId`] in 64 bits (a value above `u32::MAX` is corruption).
     pub partition: U64,
     /// Term (kind-specific).
     pub term: U64,
@@ -294,7 +295,7 @@ pub fn encode_record(
     out: &mut [u8],
     kind: RecordKind,
     flags: u8,
-    partition: u64,
+    partition: PartitionId,
     term: u64,
     index: u64,
     payload: &[u8],
@@ -306,7 +307,7 @@ pub fn encode_record(
         kind: kind as u8,
         flags,
         reserved: 0.into(),
-        partition: partition.into(),
+        partition: u64::from(partition.0).into(),
         term: term.into(),
         index: index.into(),
     };
@@ -387,7 +388,7 @@ pub struct RecordView<'a> {
     /// Kind-specific flags.
     pub flags: u8,
     /// Partition.
-    pub partition: u64,
+    pub partition: PartitionId,
     /// Term.
     pub term: u64,
     /// Index.
@@ -450,10 +451,17 @@ pub fn decode_records(
                 reason: "control record with a payload",
             });
         }
+        // Stored in 64 bits; a partition id is 32 (`PartitionId`).
+        let Ok(partition) = u32::try_from(header.partition.get()) else {
+            return Err(RecordError {
+                offset,
+                reason: "partition id above u32::MAX",
+            });
+        };
         visit(RecordView {
             kind,
             flags: header.flags,
-            partition: header.partition.get(),
+            partition: PartitionId(partition),
             term: header.term.get(),
             index: header.index.get(),
             payload: &rest[RECORD_HEADER_LEN..len],
@@ -474,11 +482,12 @@ pub fn decode_records(
 mod tests {
     use super::*;
 
-    fn frame_with(records: &[(RecordKind, u64, u64, u64, &[u8])], stamp: &FrameStamp) -> Vec<u8> {
+    fn frame_with(records: &[(RecordKind, u32, u64, u64, &[u8])], stamp: &FrameStamp) -> Vec<u8> {
         let mut buf = vec![0u8; 3 * BLOCK_SIZE];
         let mut at = FRAME_HEADER_LEN;
         for (kind, partition, term, index, payload) in records {
-            at += encode_record(&mut buf[at..], *kind, 0, *partition, *term, *index, payload);
+            let partition = PartitionId(*partition);
+            at += encode_record(&mut buf[at..], *kind, 0, partition, *term, *index, payload);
         }
         let payload_len = at - FRAME_HEADER_LEN;
         seal_frame(&mut buf, payload_len, stamp);
@@ -521,7 +530,7 @@ mod tests {
         let payload = &segment[BLOCK_SIZE + 64..][..header.payload_len.get() as usize];
         let mut seen = Vec::new();
         decode_records(payload, 2, |r| {
-            seen.push((r.kind, r.partition, r.term, r.index, r.payload.to_vec()));
+            seen.push((r.kind, r.partition.0, r.term, r.index, r.payload.to_vec()));
             Ok(())
         })
         .expect("records decode");
@@ -589,16 +598,55 @@ mod tests {
     #[test]
     fn malformed_records_are_errors() {
         let mut payload = vec![0u8; 64];
-        encode_record(&mut payload, RecordKind::Entry, 0, 1, 1, 1, b"abc");
+        encode_record(
+            &mut payload,
+            RecordKind::Entry,
+            0,
+            PartitionId(1),
+            1,
+            1,
+            b"abc",
+        );
         payload[0] = 200; // length beyond the payload
         assert!(decode_records(&payload[..40], 1, |_| Ok(())).is_err());
         let mut payload = vec![0u8; 32];
-        encode_record(&mut payload, RecordKind::CommitIndex, 0, 1, 1, 1, b"");
+        encode_record(
+            &mut payload,
+            RecordKind::CommitIndex,
+            0,
+            PartitionId(1),
+            1,
+            1,
+            b"",
+        );
         payload[4] = 99;
         assert_eq!(
             decode_records(&payload, 1, |_| Ok(())).unwrap_err().reason,
             "unknown record kind"
         );
         assert!(decode_records(&payload, 2, |_| Ok(())).is_err());
+    }
+
+    #[test]
+    fn a_partition_id_above_u32_is_an_error() {
+        let mut payload = vec![0u8; 32];
+        let id = PartitionId(u32::MAX);
+        encode_record(&mut payload, RecordKind::CommitIndex, 0, id, 1, 1, b"");
+        let mut seen = Vec::new();
+        decode_records(&payload, 1, |r| {
+            seen.push(r.partition);
+            Ok(())
+        })
+        .expect("u32::MAX is a valid partition id");
+        assert_eq!(seen, [id]);
+        // The 64-bit field's upper half set: 2^32.
+        payload[8..16].copy_from_slice(&(1u64 << 32).to_le_bytes());
+        assert_eq!(
+            decode_records(&payload, 1, |_| Ok(())).unwrap_err(),
+            RecordError {
+                offset: 0,
+                reason: "partition id above u32::MAX"
+            }
+        );
     }
 }

@@ -38,6 +38,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::PartitionId;
 use crate::error::{Error, Result};
 use crate::format::RecordKind;
 pub use crate::recovery::{Damage, DamageAction};
@@ -167,7 +168,7 @@ pub enum SegmentStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PartitionReport {
     /// Partition id.
-    pub id: u64,
+    pub id: PartitionId,
     /// Its last record on disk deletes it. A deleted partition reports an empty log (first
     /// index 1, last 0) and no state. (A deletion whose segment was reclaimed leaves no trace.)
     pub deleted: bool,
@@ -253,7 +254,7 @@ pub struct EntryListing {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct EntryReport {
     /// Partition.
-    pub partition: u64,
+    pub partition: PartitionId,
     /// Index.
     pub index: u64,
     /// Term.
@@ -401,7 +402,7 @@ fn segment_reports(
 }
 
 /// Live partitions and those whose last record on disk deletes them, by id.
-fn partition_reports(state: &LogState, deleted: &BTreeSet<u64>) -> Vec<PartitionReport> {
+fn partition_reports(state: &LogState, deleted: &BTreeSet<PartitionId>) -> Vec<PartitionReport> {
     let mut reports: Vec<PartitionReport> = state
         .partitions
         .iter()
@@ -730,7 +731,7 @@ impl fmt::Display for InspectReport {
         }
         for p in &self.partitions {
             if p.deleted {
-                writeln!(f, "  {:>10}  deleted", p.id)?;
+                writeln!(f, "  {:>10}  deleted", p.id.get())?;
                 continue;
             }
             let hard_state = p.hard_state.map_or_else(
@@ -743,7 +744,7 @@ impl fmt::Display for InspectReport {
             writeln!(
                 f,
                 "  {:>10}  {:<21}  {:>8}  {:>9}  {:<13}  {:>10}  {:<15}  {}",
-                p.id,
+                p.id.get(),
                 format!("{}..{}", p.first_index, p.last_index),
                 p.entries,
                 p.last_term,
@@ -775,7 +776,13 @@ impl fmt::Display for InspectReport {
                 writeln!(
                     f,
                     "  {:>10}  {:>10}  {:>6}  {:>8}  {:>10}  {:>8}  {}",
-                    e.partition, e.index, e.term, e.payload_bytes, e.lsn, e.segment, e.offset
+                    e.partition.get(),
+                    e.index,
+                    e.term,
+                    e.payload_bytes,
+                    e.lsn,
+                    e.segment,
+                    e.offset
                 )?;
             }
         }

@@ -49,13 +49,32 @@ pub use error::{Error, Result};
 pub use inspect::{InspectOptions, InspectReport, inspect};
 pub use wal::{MARKER_NAME, Wal};
 
-/// A partition (Raft group) id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PartitionId(pub u64);
+/// A partition (one Raft group). Partition 0 is the system partition.
+///
+/// The one partition id of the workspace: `kommander-raft`'s core re-exports it. Records store
+/// it in 64 bits (`docs/wal-format.md`); recovery reports a stored value above `u32::MAX` as
+/// corruption. Serialized as its number; displayed as `p<number>`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct PartitionId(pub u32);
+
+impl PartitionId {
+    /// The raw number.
+    #[must_use]
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl From<u32> for PartitionId {
+    fn from(value: u32) -> Self {
+        Self(value)
+    }
+}
 
 impl std::fmt::Display for PartitionId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
+        write!(f, "p{}", self.0)
     }
 }
 

@@ -18,7 +18,7 @@
 //! | invalid frame in the last written segment, fewer than `inflight` valid frames after it | torn tail: drop it and them, zero from it to the end |
 //! | invalid frame followed by `inflight` or more valid frames | [`Error::Corrupt`] |
 //! | valid frame whose `first_lsn` is not the expected next LSN | treated as an invalid frame |
-//! | CRC-valid payload whose records do not parse | [`Error::Corrupt`] |
+//! | CRC-valid payload whose records do not parse (or name a partition above `u32::MAX`) | [`Error::Corrupt`] |
 
 use crate::backend::BLOCK_SIZE;
 use crate::error::{Error, Result};
@@ -541,4 +541,73 @@ pub fn recover_images(images: &[SegmentImage<'_>]) -> Result<RecoverySummary> {
         next_lsn: outcome.next_lsn,
         torn_tail: outcome.torn_tail.is_some(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PartitionId;
+    use crate::format::{FrameStamp, encode_record, encode_segment_header, seal_frame};
+
+    /// A one-segment log whose single frame holds a commit index record of `partition`, the
+    /// record's 64-bit partition field then set to `stored` (the frame sealed afterwards, so
+    /// its CRCs verify).
+    fn segment_with_partition_field(stored: u64) -> Vec<u8> {
+        let (seq, epoch) = (1, 5);
+        let mut bytes = vec![0u8; 4 * BLOCK_SIZE];
+        bytes[..64].copy_from_slice(&encode_segment_header(seq, epoch, 4, 0));
+        let frame = &mut bytes[BLOCK_SIZE..];
+        let record = &mut frame[FRAME_HEADER_LEN..];
+        let len = encode_record(
+            record,
+            RecordKind::CommitIndex,
+            0,
+            PartitionId(1),
+            0,
+            9,
+            &[],
+        );
+        record[8..16].copy_from_slice(&stored.to_le_bytes());
+        let stamp = FrameStamp {
+            first_lsn: 0,
+            record_count: 1,
+            segment_seq: seq,
+            epoch,
+            prev_payload_crc: 0,
+            offset: FIRST_FRAME_OFFSET,
+            timestamp_ns: 0,
+            inflight_frames_max: 1,
+        };
+        seal_frame(frame, len, &stamp);
+        bytes
+    }
+
+    #[test]
+    fn a_stored_partition_id_above_u32_is_corruption() {
+        let good = segment_with_partition_field(u64::from(u32::MAX));
+        let summary = recover_images(&[SegmentImage {
+            seq: 1,
+            bytes: &good,
+        }])
+        .expect("u32::MAX is a valid partition id");
+        assert_eq!((summary.frames, summary.partitions), (1, 1));
+
+        let bad = segment_with_partition_field(1 << 32);
+        let error = recover_images(&[SegmentImage {
+            seq: 1,
+            bytes: &bad,
+        }])
+        .expect_err("a partition id above u32::MAX");
+        let Error::Corrupt {
+            segment,
+            offset,
+            reason,
+        } = error
+        else {
+            panic!("expected Error::Corrupt, got {error:?}");
+        };
+        assert_eq!(segment, 1);
+        assert_eq!(offset, FIRST_FRAME_OFFSET + FRAME_HEADER_LEN as u64);
+        assert_eq!(reason, "partition id above u32::MAX");
+    }
 }

@@ -150,7 +150,7 @@ impl PartitionState {
 pub(crate) struct Applied {
     pub(crate) kind: RecordKind,
     pub(crate) flags: u8,
-    pub(crate) partition: u64,
+    pub(crate) partition: PartitionId,
     pub(crate) term: u64,
     pub(crate) index: u64,
     pub(crate) lsn: u64,
@@ -176,13 +176,17 @@ impl Hasher for IdHasher {
         }
     }
 
+    fn write_u32(&mut self, value: u32) {
+        self.write_u64(u64::from(value));
+    }
+
     fn write_u64(&mut self, value: u64) {
         self.0 = (value ^ (value >> 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
 
 /// A map keyed by partition id.
-pub(crate) type PartitionMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+pub(crate) type PartitionMap<V> = HashMap<PartitionId, V, BuildHasherDefault<IdHasher>>;
 
 /// Every partition's state.
 #[derive(Clone, Debug, Default)]
@@ -193,7 +197,7 @@ pub(crate) struct LogState {
 impl LogState {
     pub(crate) fn get(&self, partition: PartitionId) -> Result<&PartitionState> {
         self.partitions
-            .get(&partition.0)
+            .get(&partition)
             .ok_or(Error::UnknownPartition { partition })
     }
 
@@ -287,7 +291,7 @@ impl Sketch {
         self.new_partitions = 0;
     }
 
-    pub(crate) fn entry(&mut self, state: &LogState, partition: u64) -> &mut SketchEntry {
+    pub(crate) fn entry(&mut self, state: &LogState, partition: PartitionId) -> &mut SketchEntry {
         self.touched
             .entry(partition)
             .or_insert_with(|| match state.partitions.get(&partition) {

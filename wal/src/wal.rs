@@ -418,7 +418,7 @@ impl Wal {
     fn validate_with(&self, writes: &[Write<'_>], sketch: &mut Sketch) -> Result<()> {
         for write in writes {
             let partition = write.partition();
-            let entry = sketch.entry(&self.state, partition.0);
+            let entry = sketch.entry(&self.state, partition);
             let existed = entry.exists;
             match *write {
                 Write::Entry { index, payload, .. } => {
@@ -511,7 +511,7 @@ impl Wal {
     }
 
     fn append_one(&mut self, write: &Write<'_>) -> Result<()> {
-        let partition = write.partition().0;
+        let partition = write.partition();
         match *write {
             Write::Entry {
                 index,
@@ -560,7 +560,7 @@ impl Wal {
         &mut self,
         kind: RecordKind,
         flags: u8,
-        partition: u64,
+        partition: PartitionId,
         term: u64,
         index: u64,
         payload: &[u8],
@@ -855,7 +855,7 @@ impl Wal {
             .saturating_sub(self.config.batch_bytes_max as u64)
             .min(self.active_len() / 4);
         let mut spent = 0u64;
-        let pinning: Vec<u64> = self
+        let pinning: Vec<PartitionId> = self
             .state
             .partitions
             .iter()
@@ -896,7 +896,7 @@ impl Wal {
             let frame_bytes = frame_footprint(payload_bytes) as u64;
             if frame_bytes > self.config.batch_bytes_max as u64 || spent + frame_bytes > budget {
                 tracing::debug!(
-                    partition = id,
+                    partition = %id,
                     "partition too large to rewrite; it pins a segment until compacted"
                 );
                 continue;
@@ -933,7 +933,7 @@ impl Wal {
     /// Appends a hard state and a commit index record, where given.
     fn append_control(
         &mut self,
-        partition: u64,
+        partition: PartitionId,
         hard_state: Option<HardState>,
         commit: Option<u64>,
     ) -> Result<()> {
@@ -1242,7 +1242,7 @@ impl Wal {
             .state
             .partitions
             .iter()
-            .map(|(id, p)| (PartitionId(*id), p.info()))
+            .map(|(id, p)| (*id, p.info()))
             .collect();
         list.sort_unstable_by_key(|(id, _)| *id);
         Ok(list)

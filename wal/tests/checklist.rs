@@ -14,7 +14,7 @@ use crate::common::{
     workload,
 };
 
-fn p(id: u64) -> PartitionId {
+fn p(id: u32) -> PartitionId {
     PartitionId(id)
 }
 

@@ -47,12 +47,12 @@ impl Rng {
 /// An owned write (the test side of `kommander_wal::Write`).
 #[derive(Clone, Debug)]
 pub enum Op {
-    Entry(u64, u64, u64, Vec<u8>),
-    HardState(u64, HardState),
-    Commit(u64, u64),
-    TruncateAfter(u64, u64),
-    CompactTo(u64, u64),
-    Delete(u64),
+    Entry(u32, u64, u64, Vec<u8>),
+    HardState(u32, HardState),
+    Commit(u32, u64),
+    TruncateAfter(u32, u64),
+    CompactTo(u32, u64),
+    Delete(u32),
 }
 
 impl Op {
@@ -134,7 +134,7 @@ impl ModelPartition {
 /// The reference model: what the log must hold after a sequence of writes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Model {
-    pub partitions: BTreeMap<u64, ModelPartition>,
+    pub partitions: BTreeMap<u32, ModelPartition>,
 }
 
 impl Model {
@@ -234,13 +234,13 @@ pub fn assert_matches(wal: &Wal, model: &Model, context: &str) {
 
 /// A valid random workload over `partitions` partitions: mostly entries, with hard states,
 /// commit indexes, truncations, compactions and (rarely) deletions.
-pub fn workload(seed: u64, ops: usize, partitions: u64, payload_max: u64) -> Vec<Op> {
+pub fn workload(seed: u64, ops: usize, partitions: u32, payload_max: u64) -> Vec<Op> {
     let mut rng = Rng(seed);
     let mut model = Model::default();
     let mut out = Vec::with_capacity(ops);
     let mut term = 1;
     while out.len() < ops {
-        let p = rng.below(partitions) + 1;
+        let p = rng.below(u64::from(partitions)) as u32 + 1;
         let part = model.partitions.get(&p);
         let op = match rng.below(100) {
             0..=69 => {

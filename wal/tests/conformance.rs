@@ -64,7 +64,7 @@ conformance_tests!(simulated, |dir: &Path| BackendChoice::Simulated(
     SimDisk::new(dir).expect("simulated disk")
 ));
 
-fn p(id: u64) -> PartitionId {
+fn p(id: u32) -> PartitionId {
     PartitionId(id)
 }
 
@@ -78,7 +78,7 @@ fn append_read_reopen(factory: Factory) {
     let mut wal = open(dir.path(), factory);
     let mut model = Model::default();
     for index in 1..=50u64 {
-        for part in 1..=3u64 {
+        for part in 1..=3u32 {
             let op = Op::Entry(
                 part,
                 index,
@@ -252,7 +252,7 @@ fn pipeline_many_appends_in_flight(factory: Factory) {
         let payloads: Vec<Vec<u8>> = (0..8).map(|i| vec![(turn + i) as u8; 200]).collect();
         for (i, payload) in payloads.iter().enumerate() {
             writes.push(Write::Entry {
-                partition: p(i as u64),
+                partition: p(i as u32),
                 index: turn + 1,
                 term: 1,
                 payload,

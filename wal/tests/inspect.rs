@@ -14,7 +14,7 @@ use kommander_wal::{
 
 use crate::common::{Model, Rng, frames, patch, run_ops, segments, small_config, workload};
 
-fn p(id: u64) -> PartitionId {
+fn p(id: u32) -> PartitionId {
     PartitionId(id)
 }
 
@@ -172,7 +172,7 @@ fn healthy_wal_with_several_partitions_is_reported_exactly() {
         report.segments
     );
 
-    let ids: Vec<u64> = report.partitions.iter().map(|p| p.id).collect();
+    let ids: Vec<u32> = report.partitions.iter().map(|p| p.id.0).collect();
     assert_eq!(ids, [1, 2, 3, 4, 5]);
     let [p1, p2, p3, p4, p5] = &report.partitions[..] else {
         panic!("five partitions");
@@ -233,7 +233,7 @@ fn healthy_wal_with_several_partitions_is_reported_exactly() {
         let row = report
             .partitions
             .iter()
-            .find(|r| r.id == id.0)
+            .find(|r| r.id == id)
             .expect("partition in the report");
         assert_row_matches(row, &info, id);
     }
@@ -263,7 +263,7 @@ fn a_random_workload_over_many_segments_matches_the_log() {
     let live: Vec<_> = report.partitions.iter().filter(|p| !p.deleted).collect();
     assert_eq!(live.len(), expected.len());
     for (row, (id, info)) in live.iter().zip(&expected) {
-        assert_eq!(row.id, id.0);
+        assert_eq!(row.id, *id);
         assert_row_matches(row, info, *id);
         assert_eq!(
             row.hard_state.map(|h| (h.term, h.vote)),
@@ -340,8 +340,8 @@ fn a_torn_tail_is_reported_and_left_in_place() {
 fn corrupt_frames_are_fatal_and_every_one_is_reported() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut wal = open(dir.path()).expect("open");
-    for index in 1..=400 {
-        wal.append_entry(p(index % 3), index / 3 + 1, 1, &[5; 400])
+    for index in 1..=400u64 {
+        wal.append_entry(p((index % 3) as u32), index / 3 + 1, 1, &[5; 400])
             .expect("append");
         if index % 4 == 0 {
             wal.sync().expect("sync");
@@ -572,7 +572,7 @@ fn entries_listing_json_and_text() {
     let first: Vec<_> = listing
         .listed
         .iter()
-        .map(|e| (e.partition, e.index, e.term, e.payload_bytes))
+        .map(|e| (e.partition.0, e.index, e.term, e.payload_bytes))
         .collect();
     assert_eq!(
         first[..7],
@@ -682,7 +682,7 @@ fn random_damage_gets_recoverys_own_verdict() {
                     .into_iter()
                     .map(|(id, i)| {
                         let (first, last, term) = (i.first_index, i.last_index, i.last_term);
-                        (id.0, first, last, term, i.commit_index)
+                        (id, first, last, term, i.commit_index)
                     })
                     .collect();
                 assert_eq!(live, recovered, "{context}");

@@ -31,7 +31,7 @@ mod common;
 
 use common::Rng;
 
-const PARTITIONS: u64 = 16;
+const PARTITIONS: u32 = 16;
 /// Entries a partition keeps behind its last index before the child compacts it.
 const RETAINED_ENTRIES: u64 = 64;
 const ENV_DIR: &str = "KOMMANDER_KILL9_CHILD_DIR";
@@ -61,8 +61,8 @@ fn config(backend: u64) -> WalConfig {
 
 /// The payload of entry `index` of `partition` written in `term`: recognisable bytes of a
 /// length that varies, so a record from another place or time cannot pass for it.
-fn payload(partition: u64, index: u64, term: u64) -> Vec<u8> {
-    let mut rng = Rng(partition << 48 ^ index << 8 ^ term);
+fn payload(partition: u32, index: u64, term: u64) -> Vec<u8> {
+    let mut rng = Rng(u64::from(partition) << 48 ^ index << 8 ^ term);
     let len = 1 + rng.below(600) as usize;
     (0..len).map(|_| rng.next() as u8).collect()
 }
@@ -112,7 +112,7 @@ fn child_process() {
         let mut payloads = Vec::new();
         let mut acks = Vec::new();
         for _ in 0..1 + rng.below(24) {
-            let partition = 1 + rng.below(PARTITIONS);
+            let partition = 1 + rng.below(u64::from(PARTITIONS)) as u32;
             let index = next_index.entry(partition).or_insert(1);
             payloads.push((partition, *index, payload(partition, *index, term)));
             acks.push(format!("kill9 e {partition} {index} {term}"));
@@ -128,7 +128,7 @@ fn child_process() {
             })
             .collect();
         if rng.below(8) == 0 {
-            let partition = 1 + rng.below(PARTITIONS);
+            let partition = 1 + rng.below(u64::from(PARTITIONS)) as u32;
             let next = next_index.get(&partition).copied().unwrap_or(1);
             let target = next.saturating_sub(RETAINED_ENTRIES);
             let current = floor.entry(partition).or_insert(1);
@@ -144,7 +144,7 @@ fn child_process() {
             }
         }
         if rng.below(16) == 0 {
-            let partition = 1 + rng.below(PARTITIONS);
+            let partition = 1 + rng.below(u64::from(PARTITIONS)) as u32;
             if next_index.contains_key(&partition) {
                 writes.push(Write::HardState {
                     partition: PartitionId(partition),
@@ -201,7 +201,7 @@ fn parse(line: &str) -> Option<(char, [u64; 3])> {
 
 /// Reopens the log and checks it against what was acknowledged; returns a description of the
 /// first violation.
-fn verify(dir: &Path, backend: u64, acked: &BTreeMap<u64, Acked>) -> Result<usize, String> {
+fn verify(dir: &Path, backend: u64, acked: &BTreeMap<u32, Acked>) -> Result<usize, String> {
     let wal = Wal::open(dir, config(backend)).map_err(|e| format!("reopen failed: {e}"))?;
     let mut checked = 0;
     for (partition, want) in acked {
@@ -303,7 +303,7 @@ fn acknowledged_records_survive_sigkill() {
     // 0: io_uring O_DIRECT+RWF_DSYNC, 1: io_uring linked, 2: blocking; default: rotate.
     let forced_backend = env_u64("KOMMANDER_KILL9_BACKEND");
     let mut rng = Rng(seed);
-    let mut acked: BTreeMap<u64, Acked> = BTreeMap::new();
+    let mut acked: BTreeMap<u32, Acked> = BTreeMap::new();
     let mut total_acks = 0usize;
     let started = Instant::now();
     for cycle in 0..cycles {
@@ -366,6 +366,8 @@ fn acknowledged_records_survive_sigkill() {
         for line in &lines {
             let (kind, [partition, a, b]) =
                 parse(line).unwrap_or_else(|| panic!("cycle {cycle}: bad line {line:?}"));
+            let partition = u32::try_from(partition)
+                .unwrap_or_else(|_| panic!("cycle {cycle}: bad partition in {line:?}"));
             let state = acked.entry(partition).or_default();
             match kind {
                 'e' => {

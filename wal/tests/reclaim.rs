@@ -5,7 +5,7 @@ use kommander_wal::{HardState, PartitionId, Wal};
 
 use crate::common::small_config;
 
-fn p(id: u64) -> PartitionId {
+fn p(id: u32) -> PartitionId {
     PartitionId(id)
 }
 
