@@ -131,8 +131,8 @@ fn durable_state(wal: &Wal, partition: PartitionId, job: ReadJob) -> DurableStat
     };
     DurableState {
         hard_state: HardState {
-            term: Term(info.hard_state.map_or(0, |h| h.term)),
-            vote: info.hard_state.and_then(|h| h.vote).map(NodeId),
+            term: Term(info.term_vote.map_or(0, |h| h.term)),
+            vote: info.term_vote.and_then(|h| h.vote).map(NodeId),
             commit: LogIndex(info.commit_index.unwrap_or(0)),
         },
         floor,

@@ -119,8 +119,8 @@ const _: () = assert!(size_of::<SegmentHeader>() == SEGMENT_HEADER_LEN);
 const _: () = assert!(size_of::<FrameHeader>() == FRAME_HEADER_LEN);
 const _: () = assert!(size_of::<RecordHeader>() == RECORD_HEADER_LEN);
 
-/// Flag of a [`RecordKind::HardState`] record: a vote is present (in `index`).
-pub const HARD_STATE_HAS_VOTE: u8 = 1;
+/// Flag of a [`RecordKind::TermVote`] record: a vote is present (in `index`).
+pub const TERM_VOTE_HAS_VOTE: u8 = 1;
 
 /// What a record means. The discriminants are the on-disk `kind` byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,8 +128,8 @@ pub const HARD_STATE_HAS_VOTE: u8 = 1;
 pub enum RecordKind {
     /// A log entry: `(partition, term, index)` + payload.
     Entry = 1,
-    /// Hard state: `term`, and the vote in `index` if [`HARD_STATE_HAS_VOTE`].
-    HardState = 2,
+    /// The latest term and vote: `term`, and the vote in `index` if [`TERM_VOTE_HAS_VOTE`].
+    TermVote = 2,
     /// Commit index in `index`.
     CommitIndex = 3,
     /// Drop the partition's entries above `index`.
@@ -148,7 +148,7 @@ impl RecordKind {
     pub fn from_byte(byte: u8) -> Option<Self> {
         Some(match byte {
             1 => Self::Entry,
-            2 => Self::HardState,
+            2 => Self::TermVote,
             3 => Self::CommitIndex,
             4 => Self::TruncateAfter,
             5 => Self::CompactTo,
@@ -519,7 +519,7 @@ mod tests {
         let frame = frame_with(
             &[
                 (RecordKind::Entry, 5, 2, 9, b"hello"),
-                (RecordKind::HardState, 5, 2, 1, b""),
+                (RecordKind::TermVote, 5, 2, 1, b""),
             ],
             &stamp(FIRST_FRAME_OFFSET),
         );
@@ -535,7 +535,7 @@ mod tests {
         })
         .expect("records decode");
         assert_eq!(seen[0], (RecordKind::Entry, 5, 2, 9, b"hello".to_vec()));
-        assert_eq!(seen[1], (RecordKind::HardState, 5, 2, 1, vec![]));
+        assert_eq!(seen[1], (RecordKind::TermVote, 5, 2, 1, vec![]));
     }
 
     #[test]

@@ -184,8 +184,8 @@ pub struct PartitionReport {
     pub entry_bytes: u64,
     /// The compaction floor, if a record sets it with a known term.
     pub compaction_floor: Option<Floor>,
-    /// Latest hard state.
-    pub hard_state: Option<HardStateReport>,
+    /// Latest term and vote.
+    pub term_vote: Option<TermVoteReport>,
     /// Latest commit index.
     pub commit_index: Option<u64>,
     /// LSN of the oldest record it still needs: the oldest segment it pins.
@@ -201,9 +201,9 @@ pub struct Floor {
     pub term: u64,
 }
 
-/// A Raft hard state.
+/// A term and the vote in it (the WAL's [`crate::TermVote`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct HardStateReport {
+pub struct TermVoteReport {
     /// Current term.
     pub term: u64,
     /// Vote in that term.
@@ -420,9 +420,9 @@ fn partition_reports(state: &LogState, deleted: &BTreeSet<PartitionId>) -> Vec<P
                 index: p.first_index.saturating_sub(1),
                 term: p.floor_term,
             }),
-            hard_state: p.hard_state.map(|(hs, _)| HardStateReport {
-                term: hs.term,
-                vote: hs.vote,
+            term_vote: p.term_vote.map(|(term_vote, _)| TermVoteReport {
+                term: term_vote.term,
+                vote: term_vote.vote,
             }),
             commit_index: p.commit_index.map(|(index, _)| index),
             oldest_live_lsn: p.oldest_live_lsn(),
@@ -437,7 +437,7 @@ fn partition_reports(state: &LogState, deleted: &BTreeSet<PartitionId>) -> Vec<P
         entries: 0,
         entry_bytes: 0,
         compaction_floor: None,
-        hard_state: None,
+        term_vote: None,
         commit_index: None,
         oldest_live_lsn: None,
     }));
@@ -734,9 +734,9 @@ impl fmt::Display for InspectReport {
                 writeln!(f, "  {:>10}  deleted", p.id.get())?;
                 continue;
             }
-            let hard_state = p.hard_state.map_or_else(
+            let term_vote = p.term_vote.map_or_else(
                 || "-".into(),
-                |hs| format!("{}, {}", hs.term, or_dash(hs.vote)),
+                |tv| format!("{}, {}", tv.term, or_dash(tv.vote)),
             );
             let floor = p
                 .compaction_floor
@@ -748,7 +748,7 @@ impl fmt::Display for InspectReport {
                 format!("{}..{}", p.first_index, p.last_index),
                 p.entries,
                 p.last_term,
-                hard_state,
+                term_vote,
                 or_dash(p.commit_index),
                 floor,
                 or_dash(p.oldest_live_lsn)

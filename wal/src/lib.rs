@@ -10,7 +10,7 @@
 //!   without changing anything (`kommander wal inspect DIR`).
 //!
 //! ```
-//! use kommander_wal::{HardState, PartitionId, Wal, WalConfig};
+//! use kommander_wal::{TermVote, PartitionId, Wal, WalConfig};
 //!
 //! # fn main() -> Result<(), kommander_wal::Error> {
 //! let dir = std::env::temp_dir().join(format!("kommander-wal-doctest-{}", std::process::id()));
@@ -19,7 +19,7 @@
 //!                          record_bytes_max: 16 << 10, ..WalConfig::default() };
 //! let mut wal = Wal::open(&dir, config.clone())?;
 //! let p = PartitionId(7);
-//! wal.set_hard_state(p, HardState { term: 1, vote: Some(2) })?;
+//! wal.set_term_vote(p, TermVote { term: 1, vote: Some(2) })?;
 //! wal.append_entry(p, 1, 1, b"hello")?;
 //! let ticket = wal.append_entry(p, 2, 1, b"world")?;
 //! wal.submit()?;                       // one durable write for all three records
@@ -83,9 +83,10 @@ impl std::fmt::Display for PartitionId {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Lsn(pub u64);
 
-/// A partition's Raft hard state.
+/// A partition's current term and the vote cast in it: what Raft must persist before it
+/// answers a vote (Raft's "hard state" less the commit index, which has a record of its own).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HardState {
+pub struct TermVote {
     /// Current term.
     pub term: u64,
     /// The node voted for in `term`, if any.
@@ -101,8 +102,8 @@ pub struct PartitionInfo {
     pub last_index: u64,
     /// Term of the last entry (or of the floor when empty; 0 if unknown).
     pub last_term: u64,
-    /// Latest hard state.
-    pub hard_state: Option<HardState>,
+    /// Latest term and vote.
+    pub term_vote: Option<TermVote>,
     /// Latest commit index.
     pub commit_index: Option<u64>,
 }
@@ -122,12 +123,12 @@ pub enum Write<'a> {
         /// Payload (at most `record_bytes_max`).
         payload: &'a [u8],
     },
-    /// Hard state.
-    HardState {
+    /// The partition's term and vote.
+    TermVote {
         /// Partition.
         partition: PartitionId,
         /// The state.
-        state: HardState,
+        state: TermVote,
     },
     /// Commit index.
     CommitIndex {
@@ -162,7 +163,7 @@ impl Write<'_> {
     pub fn partition(&self) -> PartitionId {
         match *self {
             Write::Entry { partition, .. }
-            | Write::HardState { partition, .. }
+            | Write::TermVote { partition, .. }
             | Write::CommitIndex { partition, .. }
             | Write::TruncateAfter { partition, .. }
             | Write::CompactTo { partition, .. }

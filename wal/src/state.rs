@@ -1,5 +1,5 @@
 //! The logical state of the log: per partition, its entries' locations (the in-memory index),
-//! its compaction floor, hard state and commit index. Pure: no I/O.
+//! its compaction floor, term and vote, and commit index. Pure: no I/O.
 //!
 //! The same `apply` functions serve appends (after validation) and recovery (replay), so
 //! the state after recovery is the state the records describe, by construction.
@@ -8,8 +8,8 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::error::{Error, Result};
-use crate::format::{HARD_STATE_HAS_VOTE, RecordKind};
-use crate::{HardState, PartitionId, PartitionInfo};
+use crate::format::{RecordKind, TERM_VOTE_HAS_VOTE};
+use crate::{PartitionId, PartitionInfo, TermVote};
 
 /// Where an entry's payload is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,7 +32,7 @@ pub(crate) struct PartitionState {
     /// No entry and no floor yet: the first entry may have any index.
     pub(crate) fresh: bool,
     pub(crate) entries: VecDeque<EntryLoc>,
-    pub(crate) hard_state: Option<(HardState, u64)>,
+    pub(crate) term_vote: Option<(TermVote, u64)>,
     pub(crate) commit_index: Option<(u64, u64)>,
     /// LSN of the latest record that set the floor (compact or reset): it must stay on disk
     /// or the floor term would be lost.
@@ -49,7 +49,7 @@ impl Default for PartitionState {
             floor_term: 0,
             fresh: true,
             entries: VecDeque::new(),
-            hard_state: None,
+            term_vote: None,
             commit_index: None,
             floor_lsn: None,
             truncate_lsn: None,
@@ -86,7 +86,7 @@ impl PartitionState {
     pub(crate) fn oldest_live_lsn(&self) -> Option<u64> {
         [
             self.entries.front().map(|e| e.lsn),
-            self.hard_state.map(|(_, lsn)| lsn),
+            self.term_vote.map(|(_, lsn)| lsn),
             self.commit_index.map(|(_, lsn)| lsn),
             self.floor_lsn,
             self.truncate_lsn,
@@ -101,7 +101,7 @@ impl PartitionState {
             first_index: self.first_index,
             last_index: self.last_index(),
             last_term: self.last_term(),
-            hard_state: self.hard_state.map(|(hs, _)| hs),
+            term_vote: self.term_vote.map(|(term_vote, _)| term_vote),
             commit_index: self.commit_index.map(|(ci, _)| ci),
         }
     }
@@ -234,10 +234,10 @@ impl LogState {
                     len: record.len,
                 });
             }
-            RecordKind::HardState => {
-                let vote = (record.flags & HARD_STATE_HAS_VOTE != 0).then_some(record.index);
-                state.hard_state = Some((
-                    HardState {
+            RecordKind::TermVote => {
+                let vote = (record.flags & TERM_VOTE_HAS_VOTE != 0).then_some(record.index);
+                state.term_vote = Some((
+                    TermVote {
                         term: record.term,
                         vote,
                     },

@@ -15,14 +15,14 @@ use crate::backend::{
 use crate::config::WalConfig;
 use crate::error::{Error, Result};
 use crate::format::{
-    FIRST_FRAME_OFFSET, FRAME_HEADER_LEN, FrameStamp, HARD_STATE_HAS_VOTE, RecordKind,
+    FIRST_FRAME_OFFSET, FRAME_HEADER_LEN, FrameStamp, RecordKind, TERM_VOTE_HAS_VOTE,
     encode_record, frame_footprint, record_footprint, seal_frame,
 };
 use crate::preparer::{Job, Preparer};
 use crate::recovery::{SegmentImage, replay, scan};
 use crate::segment::{Segment, Stamping, map_file, parse_name};
 use crate::state::{Applied, LogState, Sketch};
-use crate::{HardState, Lsn, PartitionId, PartitionInfo, Write};
+use crate::{Lsn, PartitionId, PartitionInfo, TermVote, Write};
 
 /// Name of the file that marks a directory as a WAL.
 pub const MARKER_NAME: &str = "KOMMANDER_WAL";
@@ -448,7 +448,7 @@ impl Wal {
                     entry.exists = true;
                     entry.next_index = index + 1;
                 }
-                Write::HardState { .. } | Write::CommitIndex { .. } => entry.exists = true,
+                Write::TermVote { .. } | Write::CommitIndex { .. } => entry.exists = true,
                 Write::TruncateAfter { index, .. } => {
                     if !entry.exists {
                         return Err(Error::UnknownPartition { partition });
@@ -519,13 +519,13 @@ impl Wal {
                 payload,
                 ..
             } => self.append_record(RecordKind::Entry, 0, partition, term, index, payload),
-            Write::HardState { state, .. } => {
+            Write::TermVote { state, .. } => {
                 let (flags, vote) = match state.vote {
-                    Some(vote) => (HARD_STATE_HAS_VOTE, vote),
+                    Some(vote) => (TERM_VOTE_HAS_VOTE, vote),
                     None => (0, 0),
                 };
                 self.append_record(
-                    RecordKind::HardState,
+                    RecordKind::TermVote,
                     flags,
                     partition,
                     state.term,
@@ -840,7 +840,7 @@ impl Wal {
     }
 
     /// Partitions whose records still pin the oldest sealed segment get their live state
-    /// rewritten into one fresh frame (a `Reset` record, hard state, commit index and live
+    /// rewritten into one fresh frame (a `Reset` record, term and vote, commit index and live
     /// entries), if that fits one frame. Larger partitions keep pinning until compacted.
     fn rewrite_pinning_partitions(&mut self) -> Result<()> {
         if self.segments.len() < 2 {
@@ -874,10 +874,10 @@ impl Wal {
                 // no frame of their own).
                 let restate_floor = pins(partition.floor_lsn)
                     .then_some((partition.first_index, partition.floor_term));
-                let hard_state = partition
-                    .hard_state
+                let term_vote = partition
+                    .term_vote
                     .filter(|(_, lsn)| *lsn < oldest_end)
-                    .map(|(hs, _)| hs);
+                    .map(|(term_vote, _)| term_vote);
                 let commit = partition
                     .commit_index
                     .filter(|(_, lsn)| *lsn < oldest_end)
@@ -886,7 +886,7 @@ impl Wal {
                 if let Some((first_index, floor_term)) = restate_floor {
                     self.append_record(RecordKind::CompactTo, 0, id, floor_term, first_index, &[])?;
                 }
-                self.append_control(id, hard_state, commit)?;
+                self.append_control(id, term_vote, commit)?;
                 continue;
             }
             let mut payload_bytes = record_footprint(0) * 3;
@@ -904,7 +904,7 @@ impl Wal {
             spent += frame_bytes;
             let first_index = partition.first_index;
             let floor_term = partition.floor_term;
-            let hard_state = partition.hard_state.map(|(hs, _)| hs);
+            let term_vote = partition.term_vote.map(|(term_vote, _)| term_vote);
             let commit = partition.commit_index.map(|(ci, _)| ci);
             let mut entries = Vec::with_capacity(partition.entries.len());
             for (i, loc) in partition.entries.iter().enumerate() {
@@ -921,7 +921,7 @@ impl Wal {
             // One frame for the whole rewrite, so a crash keeps all of it or none.
             self.seal_and_submit()?;
             self.append_record(RecordKind::Reset, 0, id, floor_term, first_index, &[])?;
-            self.append_control(id, hard_state, commit)?;
+            self.append_control(id, term_vote, commit)?;
             for (index, term, bytes) in entries {
                 self.append_record(RecordKind::Entry, 0, id, term, index, &bytes)?;
             }
@@ -930,19 +930,26 @@ impl Wal {
         Ok(())
     }
 
-    /// Appends a hard state and a commit index record, where given.
+    /// Appends a term-and-vote and a commit index record, where given.
     fn append_control(
         &mut self,
         partition: PartitionId,
-        hard_state: Option<HardState>,
+        term_vote: Option<TermVote>,
         commit: Option<u64>,
     ) -> Result<()> {
-        if let Some(hs) = hard_state {
-            let (flags, vote) = match hs.vote {
-                Some(v) => (HARD_STATE_HAS_VOTE, v),
+        if let Some(term_vote) = term_vote {
+            let (flags, vote) = match term_vote.vote {
+                Some(v) => (TERM_VOTE_HAS_VOTE, v),
                 None => (0, 0),
             };
-            self.append_record(RecordKind::HardState, flags, partition, hs.term, vote, &[])?;
+            self.append_record(
+                RecordKind::TermVote,
+                flags,
+                partition,
+                term_vote.term,
+                vote,
+                &[],
+            )?;
         }
         if let Some(ci) = commit {
             self.append_record(RecordKind::CommitIndex, 0, partition, 0, ci, &[])?;
@@ -1092,15 +1099,15 @@ impl Wal {
         }])
     }
 
-    /// Persists a partition's hard state (term, vote). See [`Wal::append`].
+    /// Persists a partition's term and vote. See [`Wal::append`].
     ///
     /// # Errors
     /// As [`Wal::append`].
     ///
     /// # Durability
     /// As [`Wal::append`]: a vote may be answered only once the returned LSN is durable.
-    pub fn set_hard_state(&mut self, partition: PartitionId, state: HardState) -> Result<Lsn> {
-        self.append(&[Write::HardState { partition, state }])
+    pub fn set_term_vote(&mut self, partition: PartitionId, state: TermVote) -> Result<Lsn> {
+        self.append(&[Write::TermVote { partition, state }])
     }
 
     /// Persists a partition's commit index. See [`Wal::append`].
@@ -1222,7 +1229,7 @@ impl Wal {
         })
     }
 
-    /// A partition's first/last index, last term, hard state and commit index, as appended
+    /// A partition's first/last index, last term, term and vote, and commit index, as appended
     /// (including records not yet durable).
     ///
     /// # Errors

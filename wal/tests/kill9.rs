@@ -24,7 +24,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kommander_wal::backend::{BackendChoice, UringWriteMode};
-use kommander_wal::{HardState, Lsn, PartitionId, Wal, WalConfig, Write};
+use kommander_wal::{Lsn, PartitionId, TermVote, Wal, WalConfig, Write};
 
 #[allow(dead_code, unreachable_pub)]
 mod common;
@@ -97,7 +97,7 @@ fn child_process() {
     for (partition, info) in wal.partitions().expect("child: partitions") {
         next_index.insert(partition.0, info.last_index + 1);
         floor.insert(partition.0, info.first_index);
-        if let Some(state) = info.hard_state {
+        if let Some(state) = info.term_vote {
             next_vote = next_vote.max(state.vote.unwrap_or(0) + 1);
         }
     }
@@ -146,9 +146,9 @@ fn child_process() {
         if rng.below(16) == 0 {
             let partition = 1 + rng.below(u64::from(PARTITIONS)) as u32;
             if next_index.contains_key(&partition) {
-                writes.push(Write::HardState {
+                writes.push(Write::TermVote {
                     partition: PartitionId(partition),
-                    state: HardState {
+                    state: TermVote {
                         term,
                         vote: Some(next_vote),
                     },
@@ -185,8 +185,8 @@ struct Acked {
     floor_intended: u64,
     /// The highest acknowledged compaction.
     floor_acked: u64,
-    /// The last acknowledged hard state (term, vote).
-    hard_state: Option<(u64, u64)>,
+    /// The last acknowledged (term, vote).
+    term_vote: Option<(u64, u64)>,
 }
 
 fn parse(line: &str) -> Option<(char, [u64; 3])> {
@@ -208,7 +208,7 @@ fn verify(dir: &Path, backend: u64, acked: &BTreeMap<u32, Acked>) -> Result<usiz
         let p = PartitionId(*partition);
         let last_acked = want.entries.keys().next_back().copied();
         let Ok(info) = wal.partition(p) else {
-            if last_acked.is_some() || want.hard_state.is_some() {
+            if last_acked.is_some() || want.term_vote.is_some() {
                 return Err(format!("partition {partition} is gone"));
             }
             continue;
@@ -258,13 +258,13 @@ fn verify(dir: &Path, backend: u64, acked: &BTreeMap<u32, Acked>) -> Result<usiz
                 ));
             }
         }
-        if let Some((term, vote)) = want.hard_state {
+        if let Some((term, vote)) = want.term_vote {
             let state = info
-                .hard_state
-                .ok_or_else(|| format!("partition {partition}: acknowledged hard state lost"))?;
+                .term_vote
+                .ok_or_else(|| format!("partition {partition}: acknowledged term and vote lost"))?;
             if state.term < term || state.vote.unwrap_or(0) < vote {
                 return Err(format!(
-                    "partition {partition}: hard state {state:?} older than the acknowledged \
+                    "partition {partition}: term and vote {state:?} older than the acknowledged \
                      term {term} vote {vote}"
                 ));
             }
@@ -380,7 +380,7 @@ fn acknowledged_records_survive_sigkill() {
                     state.entries = state.entries.split_off(&state.floor_intended);
                 }
                 'c' => state.floor_acked = state.floor_acked.max(a),
-                'h' => state.hard_state = Some((a, b)),
+                'h' => state.term_vote = Some((a, b)),
                 _ => panic!("cycle {cycle}: bad line {line:?}"),
             }
         }
