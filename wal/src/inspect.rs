@@ -39,13 +39,13 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::PartitionId;
+use crate::directory::{DirListing, MARKER_NAME};
 use crate::error::{Error, Result};
 use crate::format::RecordKind;
 pub use crate::recovery::{Damage, DamageAction};
 use crate::recovery::{ScanOutcome, SegmentImage, replay_surveyed, survey, verified_header};
 use crate::segment::segment_name;
 use crate::state::LogState;
-use crate::wal::{DirListing, MARKER_NAME};
 
 /// What [`inspect`] includes besides the summary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

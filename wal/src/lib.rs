@@ -34,6 +34,7 @@
 
 pub mod backend;
 mod config;
+mod directory;
 mod error;
 pub mod format;
 pub mod fuzzing;
@@ -45,9 +46,10 @@ mod state;
 mod wal;
 
 pub use config::WalConfig;
+pub use directory::MARKER_NAME;
 pub use error::{Error, Result};
 pub use inspect::{InspectOptions, InspectReport, inspect};
-pub use wal::{MARKER_NAME, Wal};
+pub use wal::Wal;
 
 /// A partition (one Raft group). Partition 0 is the system partition.
 ///
