@@ -62,7 +62,7 @@ struct InflightFrame {
 /// # Failure
 ///
 /// The first failed write or sync poisons the log: every later call returns
-/// [`Error::Poisoned`]. Reopen the directory to recover what is durable.
+/// [`Error::Poisoned`](crate::Error::Poisoned). Reopen the directory to recover what is durable.
 pub struct Wal {
     dir: PathBuf,
     config: WalConfig,
