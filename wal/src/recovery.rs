@@ -32,11 +32,11 @@ use zerocopy::{FromBytes, IntoBytes};
 
 /// One segment's bytes as found on disk.
 #[derive(Clone, Copy, Debug)]
-pub struct SegmentImage<'a> {
+pub(crate) struct SegmentImage<'a> {
     /// Sequence number from the file name.
-    pub seq: u64,
+    pub(crate) seq: u64,
     /// The whole file.
-    pub bytes: &'a [u8],
+    pub(crate) bytes: &'a [u8],
 }
 
 /// A valid frame found by the scan.
@@ -133,7 +133,7 @@ pub(crate) struct ScanOutcome {
     /// The highest segment had a bad header and holds no frame: it is discarded.
     pub(crate) discard_highest: bool,
     /// Every valid frame, in LSN order. After a fatal damage the scan resynchronizes at the
-    /// next valid frame (for [`crate::inspect`]); recovery never uses frames past one.
+    /// next valid frame (for [`crate::inspect()`]); recovery never uses frames past one.
     pub(crate) frames: Vec<FoundFrame>,
     /// A torn tail to zero: `(segment_index, offset)` up to the end of that segment.
     pub(crate) torn_tail: Option<(usize, u64)>,
@@ -532,7 +532,7 @@ pub struct RecoverySummary {
 ///
 /// # Errors
 /// What opening a directory with these segments would report.
-pub fn recover_images(images: &[SegmentImage<'_>]) -> Result<RecoverySummary> {
+pub(crate) fn recover_images(images: &[SegmentImage<'_>]) -> Result<RecoverySummary> {
     let outcome = scan(images)?;
     let state = replay(images, &outcome)?;
     Ok(RecoverySummary {

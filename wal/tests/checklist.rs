@@ -6,7 +6,7 @@ use std::path::Path;
 
 use kommander_wal::backend::BackendChoice;
 use kommander_wal::backend::sim::{CrashMode, FaultPlan, SimDisk};
-use kommander_wal::format::{FrameCheck, check_frame, decode_segment_header, frame_footprint};
+use kommander_wal::fuzzing::{FrameCheck, check_frame, decode_segment_header, frame_footprint};
 use kommander_wal::{Error, PartitionId, TermVote, Wal, WalConfig, Write};
 
 use crate::common::{

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 use kommander_wal::backend::BackendChoice;
-use kommander_wal::format::{FrameCheck, check_frame, decode_segment_header, frame_footprint};
+use kommander_wal::fuzzing::{FrameCheck, check_frame, decode_segment_header, frame_footprint};
 use kommander_wal::{PartitionId, PartitionInfo, TermVote, Wal, WalConfig, Write};
 
 /// A backend factory: given the directory, the backend to open it with.

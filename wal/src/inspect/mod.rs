@@ -2,7 +2,7 @@
 //! DIR`): its segments, partitions and index ranges, every damage, and what `Wal::open`
 //! would do with it.
 //!
-//! It reads with the recovery code itself ([`crate::recovery`]'s scan and replay, which keep
+//! It reads with the recovery code itself (`recovery.rs`'s scan and replay, which keep
 //! going past a fatal damage here so every one is reported), so the report says exactly what
 //! recovery would decide. It changes nothing: no lock is taken (a running node is not
 //! disturbed and does not block it), no torn tail is zeroed, no temporary file or
