@@ -63,7 +63,7 @@ pub struct SegmentHeader {
     Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned,
 )]
 #[repr(C)]
-pub struct FrameHeader {
+pub struct BatchFrameHeader {
     /// `FRAME_MAGIC` (`KRF1`).
     pub magic: [u8; 4],
     /// CRC32C of header bytes `8..64` (which include `payload_crc`).
@@ -116,7 +116,7 @@ pub(crate) struct RecordHeader {
 }
 
 const _: () = assert!(size_of::<SegmentHeader>() == SEGMENT_HEADER_LEN);
-const _: () = assert!(size_of::<FrameHeader>() == FRAME_HEADER_LEN);
+const _: () = assert!(size_of::<BatchFrameHeader>() == FRAME_HEADER_LEN);
 const _: () = assert!(size_of::<RecordHeader>() == RECORD_HEADER_LEN);
 
 /// Flag of a [`RecordKind::TermVote`] record: a vote is present (in `index`).
@@ -266,7 +266,7 @@ pub(crate) struct FrameStamp {
 /// If `frame` is shorter than `64 + payload_len` (a writer bug, never input-driven).
 pub(crate) fn seal_frame(frame: &mut [u8], payload_len: usize, stamp: &FrameStamp) -> u32 {
     let payload_crc = crc32c::crc32c(&frame[FRAME_HEADER_LEN..FRAME_HEADER_LEN + payload_len]);
-    let mut header = FrameHeader {
+    let mut header = BatchFrameHeader {
         magic: FRAME_MAGIC,
         header_crc: 0.into(),
         version: FORMAT_VERSION.into(),
@@ -321,7 +321,7 @@ pub(crate) fn encode_record(
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FrameCheck {
     /// A valid frame for this segment (offset, seq and epoch match; both CRCs verify).
-    Valid(FrameHeader),
+    Valid(BatchFrameHeader),
     /// The 64 header bytes are all zero: nothing was ever written here (clean end).
     Zero,
     /// A self-consistent frame of another life of this file (older seq or other epoch): the
@@ -340,7 +340,7 @@ pub fn check_frame(segment: &[u8], offset: u64, segment_seq: u64, epoch: u64) ->
     else {
         return FrameCheck::Invalid("offset beyond the segment");
     };
-    let Ok((header, _)) = FrameHeader::read_from_prefix(rest) else {
+    let Ok((header, _)) = BatchFrameHeader::read_from_prefix(rest) else {
         return FrameCheck::Invalid("frame header beyond the segment");
     };
     if header.as_bytes().iter().all(|b| *b == 0) {

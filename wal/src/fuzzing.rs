@@ -9,8 +9,8 @@ use crate::format::{FRAME_HEADER_LEN, decode_records};
 use crate::recovery::{SegmentImage, recover_images};
 
 pub use crate::format::{
-    FrameCheck, FrameHeader, SegmentHeader, SegmentHeaderError, check_frame, decode_segment_header,
-    encode_segment_header, frame_footprint,
+    BatchFrameHeader, FrameCheck, SegmentHeader, SegmentHeaderError, check_frame,
+    decode_segment_header, encode_segment_header, frame_footprint,
 };
 pub use crate::recovery::RecoverySummary;
 

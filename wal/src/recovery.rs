@@ -23,7 +23,7 @@
 use crate::backend::BLOCK_SIZE;
 use crate::error::{Error, Result};
 use crate::format::{
-    FIRST_FRAME_OFFSET, FRAME_HEADER_LEN, FrameCheck, FrameHeader, RecordKind, SegmentHeader,
+    BatchFrameHeader, FIRST_FRAME_OFFSET, FRAME_HEADER_LEN, FrameCheck, RecordKind, SegmentHeader,
     SegmentHeaderError, check_frame, decode_records, decode_segment_header, frame_footprint,
 };
 use crate::state::{Applied, LogState};
@@ -44,7 +44,7 @@ pub(crate) struct SegmentImage<'a> {
 pub(crate) struct FoundFrame {
     pub(crate) segment_index: usize,
     pub(crate) offset: u64,
-    pub(crate) header: FrameHeader,
+    pub(crate) header: BatchFrameHeader,
 }
 
 /// What recovery does about one damage.
@@ -429,7 +429,7 @@ fn next_valid_frame(bytes: &[u8], from: u64, seq: u64, epoch: u64) -> Option<u64
 fn first_frame_like(bytes: &[u8], seq: u64) -> Option<u64> {
     (1..bytes.len() / BLOCK_SIZE).find_map(|block| {
         let slot = bytes.get(block * BLOCK_SIZE..)?;
-        let (header, _) = FrameHeader::read_from_prefix(slot).ok()?;
+        let (header, _) = BatchFrameHeader::read_from_prefix(slot).ok()?;
         (header.magic == crate::format::FRAME_MAGIC
             && header.segment_seq.get() == seq
             && crc32c::crc32c(&header.as_bytes()[8..]) == header.header_crc.get())

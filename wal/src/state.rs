@@ -24,7 +24,7 @@ pub(crate) struct EntryLoc {
 
 /// One partition's state.
 #[derive(Clone, Debug)]
-pub(crate) struct PartitionState {
+pub(crate) struct PartitionLog {
     /// Index of `entries[0]`, or of the next entry when empty.
     pub(crate) first_index: u64,
     /// Term at `first_index - 1` when known (set by compaction), else 0.
@@ -42,7 +42,7 @@ pub(crate) struct PartitionState {
     pub(crate) truncate_lsn: Option<u64>,
 }
 
-impl Default for PartitionState {
+impl Default for PartitionLog {
     fn default() -> Self {
         Self {
             first_index: 1,
@@ -57,7 +57,7 @@ impl Default for PartitionState {
     }
 }
 
-impl PartitionState {
+impl PartitionLog {
     pub(crate) fn last_index(&self) -> u64 {
         self.first_index + self.entries.len() as u64 - 1
     }
@@ -186,16 +186,16 @@ impl Hasher for IdHasher {
 }
 
 /// A map keyed by partition id.
-pub(crate) type PartitionMap<V> = HashMap<PartitionId, V, BuildHasherDefault<IdHasher>>;
+pub(crate) type ByPartition<V> = HashMap<PartitionId, V, BuildHasherDefault<IdHasher>>;
 
 /// Every partition's state.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct LogState {
-    pub(crate) partitions: PartitionMap<PartitionState>,
+    pub(crate) partitions: ByPartition<PartitionLog>,
 }
 
 impl LogState {
-    pub(crate) fn get(&self, partition: PartitionId) -> Result<&PartitionState> {
+    pub(crate) fn get(&self, partition: PartitionId) -> Result<&PartitionLog> {
         self.partitions
             .get(&partition)
             .ok_or(Error::UnknownPartition { partition })
@@ -273,7 +273,7 @@ impl LogState {
 /// log and cleared per batch, so validating allocates nothing in steady state).
 #[derive(Debug, Default)]
 pub(crate) struct Sketch {
-    pub(crate) touched: PartitionMap<SketchEntry>,
+    pub(crate) touched: ByPartition<SketchEntry>,
     pub(crate) new_partitions: usize,
 }
 
