@@ -1,10 +1,12 @@
 //! The node layer: everything one process needs beside the shards — the public [`Raft`]
 //! handle, the hybrid logical clock, the partition map and key routing, configuration,
-//! discovery, events, the system partition coordinator and the internal runtime.
+//! discovery, errors, the event sink, the system partition coordinator and the internal
+//! runtime.
 
 pub mod config;
 pub mod discovery;
-pub mod events;
+pub mod error;
+pub(crate) mod events;
 pub mod hlc;
 pub mod partition_map;
 pub mod raft;
@@ -13,11 +15,10 @@ pub mod system;
 
 pub use config::{ConfigError, NodeConfig, WalBackend};
 pub use discovery::{RaftNode, StaticDiscovery};
-pub use events::{LeaderView, RaftEvent};
+pub use error::{
+    Fatal, InvalidWrite, JoinError, PeerError, QueryError, ReplicateError, StartError,
+};
 pub use hlc::{ClockDriftError, HlcTimestamp, HybridLogicalClock, PhysicalClock, SystemClock};
 pub use partition_map::{PartitionMap, PartitionMapError, PartitionRange};
-pub use raft::{
-    HandshakeError, HandshakeRequest, JoinError, Raft, ReplicateOptions, ReplicationResult,
-    TestHooks,
-};
-pub use runtime::{Runtime, RuntimeStats, StartError};
+pub use raft::{HandshakeRequest, Raft, RaftBuilder, ReplicateOptions, TestHooks, Written};
+pub use runtime::{Runtime, RuntimeStats};

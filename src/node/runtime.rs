@@ -28,7 +28,7 @@ use crate::core::{Message, NodeId, PartitionId, Status};
 use crate::node::config::{ConfigError, NodeConfig};
 use crate::shard::waker::{Input, Waker};
 use crate::shard::worker::{ShardInput, ShardParams, ShardStats, Worker};
-use crate::shard::{EventSink, LeaderTable, LeaderView, Opened, Request, StateMachine, shard_of};
+use crate::shard::{EventSink, LeaderTable, Leadership, Opened, Request, StateMachine, shard_of};
 use crate::transport::{Inbound, Transport};
 
 /// Why a node could not start.
@@ -152,7 +152,8 @@ impl Runtime {
     ///
     /// `transport` carries this node's outgoing messages; register [`Runtime::inbound`] with
     /// the network so that peers' messages reach [`Runtime::deliver`]. `app` is called on the
-    /// shard threads; `events` receives [`RuntimeEvent`](crate::shard::RuntimeEvent)s.
+    /// shard threads; `events` receives [`RaftEvent`](crate::shard::RaftEvent)s; the shards
+    /// write every replica's leadership into `leaders`.
     ///
     /// # Errors
     ///
@@ -168,13 +169,13 @@ impl Runtime {
         transport: Arc<dyn Transport>,
         app: Arc<dyn StateMachine>,
         events: Arc<dyn EventSink>,
+        leaders: Arc<LeaderTable>,
     ) -> Result<Self, StartError> {
         config.validate()?;
         let config = Arc::new(config.clone());
         let shard_count = config.shard_count();
         check_shard_dirs(&config.data_dir, shard_count)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let leaders = Arc::new(LeaderTable::default());
         let activity = Arc::new(NodeActivity::new(&config.cluster_nodes()));
         let mut shards = Vec::with_capacity(shard_count);
         let mut threads = Vec::with_capacity(shard_count);
@@ -351,7 +352,7 @@ impl Runtime {
     /// What this node's replica of `partition` last reported about leadership (no round trip
     /// to the shard; may lag by one loop turn). `None` before the replica reported anything.
     #[must_use]
-    pub fn leader_view(&self, partition: PartitionId) -> Option<LeaderView> {
+    pub fn leadership(&self, partition: PartitionId) -> Option<Leadership> {
         self.inner.leaders.get(partition)
     }
 

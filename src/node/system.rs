@@ -25,11 +25,14 @@ use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender};
 use tokio::sync::{oneshot, watch};
 
 use crate::core::{PartitionId, Role, Status, Ticket};
-use crate::node::events::{EventHub, RaftEvent};
+use crate::node::events::EventHub;
 use crate::node::hlc::HybridLogicalClock;
 use crate::node::partition_map::{PartitionMap, PartitionState};
 use crate::node::runtime::Runtime;
-use crate::shard::{LogEntry, ProposedEntry, ReplicationResult, Request, StateMachine};
+use crate::shard::{
+    EventSink, LeaderTable, LogEntry, ProposedEntry, RaftEvent, ReplicationResult, Request,
+    StateMachine,
+};
 
 /// The log type of system entries on partition 0; applications may not write it.
 pub const SYSTEM_LOG_TYPE: &str = "_RaftSystem";
@@ -146,6 +149,7 @@ struct Loop {
     runtime: Runtime,
     system: Arc<SystemState>,
     hub: Arc<EventHub>,
+    leaders: Arc<LeaderTable>,
     hlc: Arc<HybridLogicalClock>,
     stop: Arc<AtomicBool>,
     opened: HashSet<PartitionId>,
@@ -159,6 +163,7 @@ impl Coordinator {
         runtime: Runtime,
         system: Arc<SystemState>,
         hub: Arc<EventHub>,
+        leaders: Arc<LeaderTable>,
         hlc: Arc<HybridLogicalClock>,
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
@@ -168,6 +173,7 @@ impl Coordinator {
             runtime,
             system: Arc::clone(&system),
             hub,
+            leaders,
             hlc,
             stop: Arc::clone(&stop),
             opened: HashSet::new(),
@@ -277,7 +283,9 @@ impl Loop {
             .applied
             .write()
             .unwrap_or_else(PoisonError::into_inner) = Arc::clone(&map);
-        self.hub.publish(RaftEvent::PartitionMapChanged { map });
+        self.hub.emit(RaftEvent::PartitionMapChanged {
+            version: map.version,
+        });
         self.system.initialized.send_replace(true);
     }
 
@@ -295,9 +303,9 @@ impl Loop {
             return;
         }
         let leads = self
-            .hub
-            .leader_view(SYSTEM_PARTITION)
-            .is_some_and(|v| v.role == Role::Leader);
+            .leaders
+            .get(SYSTEM_PARTITION)
+            .is_some_and(|l| l.role == Role::Leader);
         if !leads {
             return;
         }

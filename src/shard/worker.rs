@@ -49,9 +49,8 @@ use kommander_wal::{HardState as WalHardState, Lsn, PartitionId as WalPartitionI
 use super::codec::{self, ENTRY_HEADER_LEN};
 use super::waker::Waker;
 use super::{
-    EventSink, FollowerLag, LeaderTable, LeaderView, LogEntry, Opened, PartitionStatus,
-    ReplicationErrorReason, ReplicationResult, Reply, Request, RuntimeEvent, StateMachine,
-    outcome_key,
+    EventSink, FollowerLag, LeaderTable, LogEntry, Opened, PartitionStatus, RaftEvent,
+    ReplicationErrorReason, ReplicationResult, Reply, Request, StateMachine, outcome_key,
 };
 use crate::core::{
     DurableState, Entry, EntryKind, GatedMessages, HardState, LogIndex, Message, NodeId,
@@ -273,9 +272,9 @@ impl Worker {
             return;
         }
         self.failed = true;
-        self.events.emit(RuntimeEvent::ShardFailed {
+        self.events.emit(RaftEvent::ShardFailed {
             shard: self.shard,
-            reason,
+            reason: reason.into(),
         });
         for slot in self.slots.values_mut() {
             for (_, waiters) in slot.waiters.drain() {
@@ -402,7 +401,7 @@ impl Worker {
             let _ = reply.send(Err(Status::Errored));
             return;
         }
-        self.events.emit(RuntimeEvent::RestoreStarted { partition });
+        self.events.emit(RaftEvent::RestoreStarted { partition });
         let wal_partition = WalPartitionId(u64::from(partition.0));
         match self.wal.partition(wal_partition) {
             Ok(info) => {
@@ -438,7 +437,7 @@ impl Worker {
                             ..Slot::default()
                         };
                         self.slots.insert(partition, slot);
-                        self.events.emit(RuntimeEvent::RestoreFinished {
+                        self.events.emit(RaftEvent::RestoreFinished {
                             partition,
                             entries_delivered: 0,
                         });
@@ -641,7 +640,7 @@ impl Worker {
                         self.slots.remove(&partition);
                         self.restoring.pop_front();
                         self.events
-                            .emit(RuntimeEvent::RestoreFailed { partition, reason });
+                            .emit(RaftEvent::RestoreFailed { partition, reason });
                     }
                 }
                 continue;
@@ -669,7 +668,7 @@ impl Worker {
                 self.restoring.pop_front();
                 // `applied` may allow a compaction: let the gather see it this turn.
                 self.mark_dirty(partition);
-                self.events.emit(RuntimeEvent::RestoreFinished {
+                self.events.emit(RaftEvent::RestoreFinished {
                     partition,
                     entries_delivered: delivered,
                 });
@@ -724,7 +723,7 @@ impl Worker {
             Err(error) => {
                 self.slots.remove(&partition);
                 self.restoring.retain(|p| *p != partition);
-                self.events.emit(RuntimeEvent::RestoreFailed {
+                self.events.emit(RaftEvent::RestoreFailed {
                     partition,
                     reason: error.to_string(),
                 });
@@ -823,20 +822,9 @@ impl Worker {
             return;
         };
         if let Some(soft) = ready.soft_state {
-            self.leaders.set(
-                partition,
-                LeaderView {
-                    leader: soft.leader,
-                    role: soft.role,
-                    term: soft.term,
-                },
-            );
-            self.events.emit(RuntimeEvent::LeaderChanged {
-                partition,
-                leader: soft.leader,
-                role: soft.role,
-                term: soft.term,
-            });
+            if let Some(changed) = self.leaders.update(partition, soft) {
+                self.events.emit(changed);
+            }
             // Forwarded reads may never be answered by a deposed leader. The commit of the
             // leader's no-op is the one change that deposes nobody (role, leader and term are
             // those of the previous report).
@@ -937,7 +925,7 @@ impl Worker {
             }
         }
         for node in ready.snapshot_required {
-            self.events.emit(RuntimeEvent::ReplicationError {
+            self.events.emit(RaftEvent::ReplicationError {
                 partition,
                 index: LogIndex::ZERO,
                 reason: ReplicationErrorReason::SnapshotRequired(node),
@@ -1009,7 +997,7 @@ fn deliver_one(
         }
         Err(error) => ReplicationErrorReason::Malformed(error),
     };
-    events.emit(RuntimeEvent::ReplicationError {
+    events.emit(RaftEvent::ReplicationError {
         partition,
         index: entry.index,
         reason,

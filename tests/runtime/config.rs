@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use kommander_raft::node::{ConfigError, NodeConfig, Runtime, StartError};
+use kommander_raft::node::runtime::StartError;
+use kommander_raft::node::{ConfigError, NodeConfig, Runtime};
 use kommander_raft::shard::NoEvents;
 use kommander_raft::transport::memory::MemoryNetwork;
 
@@ -85,6 +86,7 @@ fn every_invalid_field_is_named() {
             network.transport(kommander_raft::core::NodeId(1)),
             Arc::new(Recorder::default()),
             Arc::new(NoEvents),
+            Arc::default(),
         );
         match started {
             Err(StartError::Config(ConfigError::InvalidField { field, .. })) => {
@@ -136,6 +138,7 @@ fn a_changed_shard_count_is_refused() {
             network.transport(kommander_raft::core::NodeId(1)),
             Arc::new(Recorder::default()),
             Arc::new(NoEvents),
+            Arc::default(),
         )
     };
     start(&config).expect("first start").shutdown();
