@@ -27,7 +27,7 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use kommander_raft::core::{NodeId, PartitionId, Role, Status, Ticket};
 use kommander_raft::node::{NodeConfig, Runtime};
-use kommander_raft::shard::{LogEntry, NoEvents, ProposedEntry, Request, StateMachine};
+use kommander_raft::shard::{LogEntry, NoEvents, ProposedEntry, Refusal, Request, StateMachine};
 use kommander_raft::transport::memory::MemoryNetwork;
 use tokio::sync::oneshot;
 
@@ -179,8 +179,8 @@ fn run(payload_bytes: usize, partitions: u32, writers: usize, seconds: f64) -> O
                     };
                     let sent = nodes[leader].send(partition, request);
                     let result = match sent {
-                        Ok(()) => answer.await.unwrap_or(Err(Status::Errored)),
-                        Err(status) => Err(status),
+                        Ok(()) => answer.await.unwrap_or(Err(Refusal::ShutDown)),
+                        Err(refusal) => Err(refusal),
                     };
                     match result {
                         Ok(r) if r.status == Status::Success => {

@@ -45,7 +45,7 @@ use crate::node::hlc::{HlcTimestamp, HybridLogicalClock};
 use crate::node::partition_map::{NoRouteError, PartitionMap};
 use crate::node::runtime::{Runtime, RuntimeStats, StartError};
 use crate::node::system::{Coordinator, SYSTEM_LOG_TYPE, SystemApp, SystemState};
-use crate::shard::{PartitionStatus, ProposedEntry, Reply, Request, StateMachine};
+use crate::shard::{PartitionStatus, ProposedEntry, Refusal, Reply, Request, StateMachine};
 use crate::transport::{Inbound, Transport};
 use timer::Timer;
 
@@ -269,10 +269,10 @@ impl Raft {
                     inner.discovery.voters(),
                     Vec::new(),
                 )
-                .map_err(JoinError::Refused)?;
+                .map_err(|refusal| JoinError::Refused(refusal_status(&refusal)))?;
             match inner.timer.limit(Some(limit), answer).await {
                 Ok(Ok(Ok(_))) => {}
-                Ok(Ok(Err(status))) => return Err(JoinError::Refused(status)),
+                Ok(Ok(Err(refusal))) => return Err(JoinError::Refused(refusal_status(&refusal))),
                 Ok(Err(_)) => return Err(JoinError::Refused(Status::Errored)),
                 Err(Status::ProposalTimeout) => return Err(self.join_timeout(started)),
                 Err(status) => return Err(JoinError::Refused(status)),
@@ -663,15 +663,15 @@ impl Raft {
         make: impl FnOnce(Ticket, Reply<crate::shard::ReplicationResult>) -> Request,
     ) -> ReplicationResult {
         let (reply, answer) = oneshot::channel();
-        if let Err(status) = self
+        if let Err(refusal) = self
             .inner
             .runtime
             .send(partition, make(Ticket(ticket.packed()), reply))
         {
-            return ReplicationResult::refused(status, ticket);
+            return ReplicationResult::refused(refusal_status(&refusal), ticket);
         }
         let outcome = match self.inner.timer.limit(timeout, answer).await {
-            Ok(Ok(outcome)) => outcome,
+            Ok(Ok(outcome)) => outcome.map_err(|refusal| refusal_status(&refusal)),
             Ok(Err(_)) => Err(Status::Errored),
             Err(status) => Err(status),
         };
@@ -691,8 +691,14 @@ impl Raft {
         make: impl FnOnce(Reply<T>) -> Request,
     ) -> Result<T, Status> {
         let (reply, answer) = oneshot::channel();
-        self.inner.runtime.send(partition, make(reply))?;
-        answer.await.unwrap_or(Err(Status::Errored))
+        self.inner
+            .runtime
+            .send(partition, make(reply))
+            .map_err(|refusal| refusal_status(&refusal))?;
+        match answer.await {
+            Ok(answer) => answer.map_err(|refusal| refusal_status(&refusal)),
+            Err(_) => Err(Status::Errored),
+        }
     }
 
     // ----- events -----
@@ -783,6 +789,18 @@ impl Raft {
     #[must_use]
     pub fn testing(&self) -> TestHooks<'_> {
         TestHooks { raft: self }
+    }
+}
+
+/// The [`Status`] a shard's [`Refusal`] is reported as.
+pub(crate) fn refusal_status(refusal: &Refusal) -> Status {
+    match refusal {
+        Refusal::NotLeader { .. } => Status::NodeIsNotLeader,
+        Refusal::Replica(status) => *status,
+        Refusal::QueueFull => Status::ProposalQueueFull,
+        Refusal::RestoreInProgress => Status::RestoreInProgress,
+        Refusal::NotHosted => Status::PartitionMoved,
+        Refusal::ShardFailed { .. } | Refusal::ShutDown => Status::Errored,
     }
 }
 

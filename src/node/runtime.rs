@@ -10,7 +10,7 @@
 //! ```
 //!
 //! Nothing here blocks the caller: queues are bounded (`shard_commands_max`,
-//! `shard_inbound_batches_max`); a full request queue answers `ProposalQueueFull`, a full
+//! `shard_inbound_batches_max`); a full request queue answers `QueueFull`, a full
 //! inbound queue drops and counts the batch. Answers come on `tokio::sync::oneshot` channels,
 //! which work from any executor (or `blocking_recv` outside one).
 
@@ -24,11 +24,13 @@ use crossbeam::channel::{self, Sender, TrySendError};
 use kommander_wal::Wal;
 use tokio::sync::oneshot;
 
-use crate::core::{Message, NodeId, PartitionId, Status};
+use crate::core::{Message, NodeId, PartitionId};
 use crate::node::config::{ConfigError, NodeConfig};
 use crate::shard::waker::{Input, Waker};
 use crate::shard::worker::{ShardInput, ShardParams, ShardStats, Worker};
-use crate::shard::{EventSink, LeaderTable, LeaderView, Opened, Request, StateMachine, shard_of};
+use crate::shard::{
+    EventSink, LeaderTable, LeaderView, Opened, Refusal, Request, StateMachine, shard_of,
+};
 use crate::transport::{Inbound, Transport};
 
 /// Why a node could not start.
@@ -289,15 +291,16 @@ impl Runtime {
     ///
     /// # Errors
     ///
-    /// `ProposalQueueFull` when the shard's request queue is full; `Errored` after the node
-    /// stopped. On the channel: `Errored` for an invalid membership (this node in neither
-    /// list, duplicates) or a failed shard, `ProposalQueueFull` beyond `partitions_max`.
+    /// [`Refusal::QueueFull`] when the shard's request queue is full; [`Refusal::ShutDown`]
+    /// after the node stopped. On the channel: `Replica(Errored)` for an invalid membership
+    /// (this node in neither list, duplicates), `ShardFailed` for a failed shard, `QueueFull`
+    /// beyond `partitions_max`.
     pub fn open_partition(
         &self,
         partition: PartitionId,
         voters: Vec<NodeId>,
         learners: Vec<NodeId>,
-    ) -> Result<oneshot::Receiver<Result<Opened, Status>>, Status> {
+    ) -> Result<oneshot::Receiver<Result<Opened, Refusal>>, Refusal> {
         let (reply, answer) = oneshot::channel();
         self.enqueue(
             partition,
@@ -316,15 +319,16 @@ impl Runtime {
     ///
     /// # Errors
     ///
-    /// `ProposalQueueFull` when the shard's request queue (`shard_commands_max`) is full;
-    /// `Errored` after the node stopped. The request (and its reply sender) is dropped.
-    pub fn send(&self, partition: PartitionId, request: Request) -> Result<(), Status> {
+    /// [`Refusal::QueueFull`] when the shard's request queue (`shard_commands_max`) is full;
+    /// [`Refusal::ShutDown`] after the node stopped. The request (and its reply sender) is
+    /// dropped.
+    pub fn send(&self, partition: PartitionId, request: Request) -> Result<(), Refusal> {
         self.enqueue(partition, ShardInput::Request { partition, request })
     }
 
-    fn enqueue(&self, partition: PartitionId, input: ShardInput) -> Result<(), Status> {
+    fn enqueue(&self, partition: PartitionId, input: ShardInput) -> Result<(), Refusal> {
         if self.inner.stop.load(Ordering::Acquire) {
-            return Err(Status::Errored);
+            return Err(Refusal::ShutDown);
         }
         let shard = &self.inner.shards[self.shard_of(partition)];
         match shard.commands.try_send(input) {
@@ -332,8 +336,8 @@ impl Runtime {
                 shard.waker.wake(Input::Command);
                 Ok(())
             }
-            Err(TrySendError::Full(_)) => Err(Status::ProposalQueueFull),
-            Err(TrySendError::Disconnected(_)) => Err(Status::Errored),
+            Err(TrySendError::Full(_)) => Err(Refusal::QueueFull),
+            Err(TrySendError::Disconnected(_)) => Err(Refusal::ShutDown),
         }
     }
 
@@ -391,8 +395,9 @@ impl Runtime {
     }
 
     /// Stops the shards: each finishes its turn, makes everything appended to its WAL durable
-    /// and exits; pending requests are dropped (their receivers see the sender gone). Later
-    /// calls do nothing; later requests get `Errored`. Called on a shard thread (from an
+    /// and exits; pending requests are answered [`Refusal::ShutDown`] (one queued while its
+    /// shard exits is dropped: its receiver sees the sender gone). Later calls do nothing;
+    /// later requests get [`Refusal::ShutDown`]. Called on a shard thread (from an
     /// application callback) it does not wait for that shard, which stops after its turn.
     ///
     /// # Durability

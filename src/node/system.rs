@@ -24,12 +24,12 @@ use bytes::Bytes;
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender};
 use tokio::sync::{oneshot, watch};
 
-use crate::core::{PartitionId, Role, Status, Ticket};
+use crate::core::{PartitionId, Role, Ticket};
 use crate::node::events::{EventHub, RaftEvent};
 use crate::node::hlc::HybridLogicalClock;
 use crate::node::partition_map::{PartitionMap, PartitionState};
 use crate::node::runtime::Runtime;
-use crate::shard::{LogEntry, ProposedEntry, ReplicationResult, Request, StateMachine};
+use crate::shard::{LogEntry, ProposedEntry, Refusal, ReplicationResult, Request, StateMachine};
 
 /// The log type of system entries on partition 0; applications may not write it.
 pub const SYSTEM_LOG_TYPE: &str = "_RaftSystem";
@@ -149,7 +149,7 @@ struct Loop {
     hlc: Arc<HybridLogicalClock>,
     stop: Arc<AtomicBool>,
     opened: HashSet<PartitionId>,
-    proposal: Option<oneshot::Receiver<Result<ReplicationResult, Status>>>,
+    proposal: Option<oneshot::Receiver<Result<ReplicationResult, Refusal>>>,
     next_proposal: Instant,
     retry: Duration,
 }

@@ -34,8 +34,10 @@
 //! # Failure
 //!
 //! A WAL error poisons the WAL; the shard then stops stepping its replicas (nothing that
-//! depends on durability may leave), emits `ShardFailed` and refuses every request with
-//! `Errored` until the node restarts and recovers from what is durable.
+//! depends on durability may leave), emits `ShardFailed` and answers every waiter and every
+//! later request with `Refusal::ShardFailed` (carrying the WAL error) until the node restarts
+//! and recovers from what is durable. A shard stopped in order answers what still waits with
+//! `Refusal::ShutDown`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -49,7 +51,7 @@ use kommander_wal::{HardState as WalHardState, Lsn, PartitionId as WalPartitionI
 use super::codec::{self, ENTRY_HEADER_LEN};
 use super::waker::Waker;
 use super::{
-    EventSink, FollowerLag, LeaderTable, LeaderView, LogEntry, Opened, PartitionStatus,
+    EventSink, FollowerLag, LeaderTable, LeaderView, LogEntry, Opened, PartitionStatus, Refusal,
     ReplicationErrorReason, ReplicationResult, Reply, Request, RuntimeEvent, StateMachine,
     outcome_key,
 };
@@ -190,7 +192,8 @@ pub(crate) struct Worker {
     outbox: HashMap<NodeId, Vec<Message>>,
     scratch: Vec<u8>,
     appended: bool,
-    failed: bool,
+    /// Why the shard failed (the WAL error); `None` while it serves.
+    failure: Option<Arc<str>>,
 }
 
 impl Worker {
@@ -216,7 +219,7 @@ impl Worker {
             outbox: HashMap::new(),
             scratch: Vec::new(),
             appended: false,
-            failed: false,
+            failure: None,
         }
     }
 
@@ -241,7 +244,7 @@ impl Worker {
             if worked {
                 continue;
             }
-            let waiting_on_wal = !self.pending.is_empty() && !self.failed;
+            let waiting_on_wal = !self.pending.is_empty() && !self.failed();
             let completion = if waiting_on_wal {
                 self.wal.completion_fd()
             } else {
@@ -262,36 +265,69 @@ impl Worker {
                 !self.inbound.is_empty() || (!waiting_on_wal && !self.commands.is_empty())
             });
         }
-        if !self.failed {
+        if !self.failed() {
             let result = self.wal.sync();
             self.check_wal(result);
         }
+        // Whatever is still waiting learns why it will never be answered.
+        let refusal = self.failure_refusal().unwrap_or(Refusal::ShutDown);
+        self.refuse_waiters(&refusal);
+        while let Ok(input) = self.commands.try_recv() {
+            match input {
+                ShardInput::Request { request, .. } => request.refuse(refusal.clone()),
+                ShardInput::Open { reply, .. } => {
+                    let _ = reply.send(Err(refusal.clone()));
+                }
+                ShardInput::Wake => {}
+            }
+        }
+    }
+
+    fn failed(&self) -> bool {
+        self.failure.is_some()
+    }
+
+    /// The refusal of every request once the shard failed.
+    fn failure_refusal(&self) -> Option<Refusal> {
+        self.failure.as_ref().map(|reason| Refusal::ShardFailed {
+            shard: self.shard,
+            reason: Arc::clone(reason),
+        })
     }
 
     fn fail(&mut self, reason: String) {
-        if self.failed {
+        if self.failed() {
             return;
         }
-        self.failed = true;
+        let reason: Arc<str> = reason.into();
+        self.failure = Some(Arc::clone(&reason));
         self.events.emit(RuntimeEvent::ShardFailed {
+            shard: self.shard,
+            reason: reason.to_string(),
+        });
+        self.refuse_waiters(&Refusal::ShardFailed {
             shard: self.shard,
             reason,
         });
+        self.pending.clear();
+        self.outbox.clear();
+    }
+
+    /// Answers every operation and read waiting on any partition with `refusal`.
+    fn refuse_waiters(&mut self, refusal: &Refusal) {
         for slot in self.slots.values_mut() {
             for (_, waiters) in slot.waiters.drain() {
                 for reply in waiters {
-                    let _ = reply.send(Err(Status::Errored));
+                    let _ = reply.send(Err(refusal.clone()));
                 }
             }
             for (_, reply) in slot.reads.drain() {
-                let _ = reply.send(Err(Status::Errored));
+                let _ = reply.send(Err(refusal.clone()));
             }
             for (_, reply) in slot.reads_waiting_apply.drain(..) {
-                let _ = reply.send(Err(Status::Errored));
+                let _ = reply.send(Err(refusal.clone()));
             }
         }
-        self.pending.clear();
-        self.outbox.clear();
     }
 
     fn check_wal<T>(&mut self, result: kommander_wal::Result<T>) -> Option<T> {
@@ -348,8 +384,9 @@ impl Worker {
 
     fn step(&mut self, message: Message) {
         let partition = message.partition;
+        let failed = self.failed();
         let accepted = match self.slots.get_mut(&partition) {
-            Some(slot) if !self.failed && !slot.restoring() && message.to == self.node => {
+            Some(slot) if !failed && !slot.restoring() && message.to == self.node => {
                 match slot.replica.as_mut() {
                     Some(replica) => {
                         if replica.step(message).is_err() {
@@ -380,8 +417,8 @@ impl Worker {
         learners: Vec<NodeId>,
         reply: Reply<Opened>,
     ) {
-        if self.failed {
-            let _ = reply.send(Err(Status::Errored));
+        if let Some(refusal) = self.failure_refusal() {
+            let _ = reply.send(Err(refusal));
             return;
         }
         if let Some(slot) = self.slots.get(&partition) {
@@ -392,14 +429,15 @@ impl Worker {
             return;
         }
         if self.slots.len() >= self.config.partitions_max {
-            let _ = reply.send(Err(Status::ProposalQueueFull));
+            let _ = reply.send(Err(Refusal::QueueFull));
             return;
         }
         let config = self
             .config
             .partition_config(partition, voters.clone(), learners.clone());
         if config.validate().is_err() {
-            let _ = reply.send(Err(Status::Errored));
+            // An invalid membership (this node in neither list, duplicates).
+            let _ = reply.send(Err(Refusal::Replica(Status::Errored)));
             return;
         }
         self.events.emit(RuntimeEvent::RestoreStarted { partition });
@@ -448,33 +486,35 @@ impl Worker {
                         }));
                     }
                     Err(_) => {
-                        let _ = reply.send(Err(Status::Errored));
+                        let _ = reply.send(Err(Refusal::Replica(Status::Errored)));
                     }
                 }
             }
             Err(error) => {
-                let _ = reply.send(Err(Status::Errored));
                 self.fail(format!("WAL: {error}"));
+                if let Some(refusal) = self.failure_refusal() {
+                    let _ = reply.send(Err(refusal));
+                }
             }
         }
     }
 
     fn execute(&mut self, partition: PartitionId, request: Request) {
-        if self.failed {
-            request.refuse(Status::Errored);
+        if let Some(refusal) = self.failure_refusal() {
+            request.refuse(refusal);
             return;
         }
         let config = Arc::clone(&self.config);
         let Some(slot) = self.slots.get_mut(&partition) else {
-            request.refuse(Status::PartitionMoved);
+            request.refuse(Refusal::NotHosted);
             return;
         };
         if slot.restoring() {
-            request.refuse(Status::RestoreInProgress);
+            request.refuse(Refusal::RestoreInProgress);
             return;
         }
         let Some(replica) = slot.replica.as_mut() else {
-            request.refuse(Status::RestoreInProgress);
+            request.refuse(Refusal::RestoreInProgress);
             return;
         };
         match request {
@@ -494,7 +534,7 @@ impl Worker {
                             || e.log_type.len() + e.payload.len() > record_payload_max
                     });
                 if invalid {
-                    let _ = reply.send(Err(Status::Errored));
+                    let _ = reply.send(Err(Refusal::Replica(Status::Errored)));
                     return;
                 }
                 let payloads: Vec<Bytes> = entries
@@ -508,20 +548,23 @@ impl Worker {
                         .or_default()
                         .push(reply),
                     Err(status) => {
-                        let _ = reply.send(Err(status));
+                        let _ = reply.send(Err(Refusal::of_replica(replica, status)));
                     }
                 }
             }
             Request::Commit { ticket, reply } => {
                 let result = replica.commit_proposal(ticket);
+                let result = result.map_err(|s| Refusal::of_replica(replica, s));
                 Self::wait_outcome(slot, EntryKind::Commit, result, reply);
             }
             Request::Rollback { ticket, reply } => {
                 let result = replica.rollback_proposal(ticket);
+                let result = result.map_err(|s| Refusal::of_replica(replica, s));
                 Self::wait_outcome(slot, EntryKind::Rollback, result, reply);
             }
             Request::Checkpoint { ticket, reply } => {
                 let result = replica.propose_checkpoint(ticket);
+                let result = result.map_err(|s| Refusal::of_replica(replica, s));
                 Self::wait_outcome(slot, EntryKind::Checkpoint, result, reply);
             }
             Request::Status { reply } => {
@@ -538,7 +581,7 @@ impl Worker {
             }
             Request::ReadIndex { reply } => {
                 if slot.reads.len() >= config.read_index_pending_max {
-                    let _ = reply.send(Err(Status::ProposalQueueFull));
+                    let _ = reply.send(Err(Refusal::QueueFull));
                     return;
                 }
                 slot.next_read_context += 1;
@@ -548,21 +591,25 @@ impl Worker {
                         slot.reads.insert(context, reply);
                     }
                     Err(status) => {
-                        let _ = reply.send(Err(status));
+                        let _ = reply.send(Err(Refusal::of_replica(replica, status)));
                     }
                 }
             }
             Request::TransferLeadership { target, reply } => {
-                let _ = reply.send(replica.transfer_leadership(target));
+                let result = replica.transfer_leadership(target);
+                let _ = reply.send(result.map_err(|s| Refusal::of_replica(replica, s)));
             }
             Request::StepDown { reply } => {
-                let _ = reply.send(replica.step_down());
+                let result = replica.step_down();
+                let _ = reply.send(result.map_err(|s| Refusal::of_replica(replica, s)));
             }
             Request::SuspendHeartbeats { reply } => {
-                let _ = reply.send(replica.suspend_heartbeats());
+                let result = replica.suspend_heartbeats();
+                let _ = reply.send(result.map_err(|s| Refusal::of_replica(replica, s)));
             }
             Request::ResumeHeartbeats { reply } => {
-                let _ = reply.send(replica.resume_heartbeats());
+                let result = replica.resume_heartbeats();
+                let _ = reply.send(result.map_err(|s| Refusal::of_replica(replica, s)));
             }
             Request::FollowerLag { node, reply } => {
                 let answer = if replica.is_leader() {
@@ -572,9 +619,11 @@ impl Worker {
                             match_index: p.match_index,
                             leader_last_index: replica.last_index(),
                         })
-                        .ok_or(Status::Errored)
+                        .ok_or(Refusal::Replica(Status::Errored))
                 } else {
-                    Err(Status::NodeIsNotLeader)
+                    Err(Refusal::NotLeader {
+                        leader: replica.leader(),
+                    })
                 };
                 let _ = reply.send(answer);
             }
@@ -585,7 +634,7 @@ impl Worker {
     fn wait_outcome(
         slot: &mut Slot,
         kind: EntryKind,
-        result: Result<LogIndex, Status>,
+        result: Result<LogIndex, Refusal>,
         reply: Reply<ReplicationResult>,
     ) {
         match result {
@@ -594,14 +643,14 @@ impl Worker {
                 .entry(outcome_key(kind, index))
                 .or_default()
                 .push(reply),
-            Err(status) => {
-                let _ = reply.send(Err(status));
+            Err(refusal) => {
+                let _ = reply.send(Err(refusal));
             }
         }
     }
 
     fn tick_all(&mut self) {
-        if self.failed {
+        if self.failed() {
             return;
         }
         for slot in self.slots.values_mut() {
@@ -619,7 +668,7 @@ impl Worker {
     /// Reads or delivers at most `restore_entries_per_turn_max` entries of restoring
     /// partitions, oldest restore first.
     fn restore_step(&mut self) -> bool {
-        if self.failed || self.restoring.is_empty() {
+        if self.failed() || self.restoring.is_empty() {
             return false;
         }
         let mut budget = self.config.restore_entries_per_turn_max;
@@ -735,7 +784,7 @@ impl Worker {
     // ----- durability -----
 
     fn poll_durable(&mut self) -> bool {
-        if self.failed || self.pending.is_empty() {
+        if self.failed() || self.pending.is_empty() {
             return false;
         }
         let result = self.wal.poll_durable();
@@ -769,7 +818,7 @@ impl Worker {
     // ----- Readies and the WalScheduler -----
 
     fn gather_readies(&mut self, scan_all: bool) -> bool {
-        if self.failed {
+        if self.failed() {
             return false;
         }
         let mut candidates = std::mem::take(&mut self.dirty);
@@ -795,7 +844,7 @@ impl Worker {
                 };
                 worked = true;
                 self.handle_ready(partition, ready);
-                if self.failed {
+                if self.failed() {
                     return true;
                 }
             }
@@ -839,7 +888,9 @@ impl Worker {
             });
             // Forwarded reads may never be answered by a deposed leader.
             for (_, reply) in slot.reads.drain() {
-                let _ = reply.send(Err(Status::NodeIsNotLeader));
+                let _ = reply.send(Err(Refusal::NotLeader {
+                    leader: soft.leader,
+                }));
             }
         }
         if ready.installed_snapshot.is_some() {
@@ -928,7 +979,11 @@ impl Worker {
                 }
                 Ok(index) => slot.reads_waiting_apply.push((index, reply)),
                 Err(status) => {
-                    let _ = reply.send(Err(status));
+                    let refusal = match slot.replica.as_ref() {
+                        Some(replica) => Refusal::of_replica(replica, status),
+                        None => Refusal::Replica(status),
+                    };
+                    let _ = reply.send(Err(refusal));
                 }
             }
         }
@@ -942,7 +997,7 @@ impl Worker {
     }
 
     fn flush_outbox(&mut self) {
-        if self.failed {
+        if self.failed() {
             self.outbox.clear();
             return;
         }

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use kommander_raft::core::{LogIndex, NodeId, PartitionId, Role, Status, Ticket};
 use kommander_raft::node::{NodeConfig, Runtime};
 use kommander_raft::shard::{
-    EventSink, LogEntry, PartitionStatus, ProposedEntry, ReplicationResult, Request, RuntimeEvent,
-    StateMachine,
+    EventSink, LogEntry, PartitionStatus, ProposedEntry, Refusal, ReplicationResult, Request,
+    RuntimeEvent, StateMachine,
 };
 use kommander_raft::transport::Transport;
 use kommander_raft::transport::faulty::FaultInjector;
@@ -109,8 +109,8 @@ impl EventLog {
 }
 
 /// Waits for a oneshot answer without an async runtime (polls, so a lost answer fails the
-/// test instead of hanging it).
-pub(crate) fn wait<T>(mut answer: oneshot::Receiver<Result<T, Status>>) -> Result<T, Status> {
+/// test instead of hanging it). A reply dropped unanswered counts as `ShutDown`.
+pub(crate) fn wait<T>(mut answer: oneshot::Receiver<Result<T, Refusal>>) -> Result<T, Refusal> {
     let deadline = Instant::now() + PATIENCE;
     loop {
         match answer.try_recv() {
@@ -119,7 +119,7 @@ pub(crate) fn wait<T>(mut answer: oneshot::Receiver<Result<T, Status>>) -> Resul
                 assert!(Instant::now() < deadline, "no answer within {PATIENCE:?}");
                 std::thread::sleep(Duration::from_micros(200));
             }
-            Err(oneshot::error::TryRecvError::Closed) => return Err(Status::Errored),
+            Err(oneshot::error::TryRecvError::Closed) => return Err(Refusal::ShutDown),
         }
     }
 }
@@ -265,7 +265,7 @@ impl Cluster {
         &self,
         i: usize,
         partition: PartitionId,
-    ) -> Result<PartitionStatus, Status> {
+    ) -> Result<PartitionStatus, Refusal> {
         let (reply, answer) = oneshot::channel();
         self.runtime(i).send(partition, Request::Status { reply })?;
         wait(answer)
@@ -325,7 +325,7 @@ impl Cluster {
         auto_commit: bool,
     ) -> (
         Ticket,
-        Result<oneshot::Receiver<Result<ReplicationResult, Status>>, Status>,
+        Result<oneshot::Receiver<Result<ReplicationResult, Refusal>>, Refusal>,
     ) {
         let ticket = self.ticket();
         let (reply, answer) = oneshot::channel();
@@ -378,8 +378,8 @@ impl Cluster {
         &self,
         i: usize,
         partition: PartitionId,
-        make: impl FnOnce(oneshot::Sender<Result<T, Status>>) -> Request,
-    ) -> Result<T, Status> {
+        make: impl FnOnce(oneshot::Sender<Result<T, Refusal>>) -> Request,
+    ) -> Result<T, Refusal> {
         let (reply, answer) = oneshot::channel();
         self.runtime(i).send(partition, make(reply))?;
         wait(answer)
