@@ -1,6 +1,7 @@
 //! The node layer: everything one process needs beside the shards — the public [`Raft`]
 //! handle, the hybrid logical clock, the partition map and key routing, configuration,
-//! discovery, events, the system partition coordinator and the internal runtime.
+//! discovery, events and the system partition coordinator. The shards it runs on are the
+//! shard layer's [`ShardHost`](crate::shard::ShardHost).
 
 pub mod config;
 pub mod discovery;
@@ -8,7 +9,6 @@ pub mod events;
 pub mod hlc;
 pub mod partition_map;
 pub mod raft;
-pub mod runtime;
 pub mod system;
 
 pub use config::{ConfigError, NodeConfig, WalBackend};
@@ -18,6 +18,5 @@ pub use hlc::{ClockDriftError, HlcTimestamp, HybridLogicalClock, PhysicalClock, 
 pub use partition_map::{PartitionMap, PartitionMapError, PartitionRange};
 pub use raft::{
     HandshakeError, HandshakeRequest, JoinError, Raft, ReplicateOptions, ReplicationResult,
-    TestHooks,
+    StartError, TestHooks,
 };
-pub use runtime::{Runtime, RuntimeStats, StartError};

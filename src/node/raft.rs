@@ -38,15 +38,17 @@ use bytes::Bytes;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::core::{LogIndex, NodeId, PartitionId, Role, Status, Ticket};
+use crate::node::config::ConfigError;
 use crate::node::config::NodeConfig;
 use crate::node::discovery::{RaftNode, StaticDiscovery};
 use crate::node::events::{EventHub, LeaderView, RaftEvent};
 use crate::node::hlc::{HlcTimestamp, HybridLogicalClock};
 use crate::node::partition_map::{NoRouteError, PartitionMap};
-use crate::node::runtime::{Runtime, RuntimeStats, StartError};
 use crate::node::system::{Coordinator, SYSTEM_LOG_TYPE, SystemApp, SystemState};
-use crate::shard::{PartitionStatus, ProposedEntry, Refusal, Reply, Request, StateMachine};
-use crate::transport::{Inbound, Transport};
+use crate::shard::{
+    HostStartError, Inbound, PartitionStatus, ProposedEntry, Refusal, Reply, Request, RuntimeStats,
+    ShardHost, StateMachine, Transport,
+};
 use timer::Timer;
 
 /// The outcome of a replication, commit or rollback (Kommander's `RaftReplicationResult`).
@@ -100,6 +102,21 @@ impl Default for ReplicateOptions {
     }
 }
 
+/// Why a node could not start.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The shards could not start (shard count changed, a WAL that does not open).
+    #[error(transparent)]
+    Shards(#[from] HostStartError),
+    /// A node thread could not be spawned.
+    #[error("starting the node: {0}")]
+    Io(#[from] std::io::Error),
+}
+
 /// Why [`Raft::join_cluster`] failed.
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -123,7 +140,7 @@ pub enum JoinError {
 
 struct Inner {
     config: Arc<NodeConfig>,
-    runtime: Runtime,
+    runtime: ShardHost,
     transport: Arc<dyn Transport>,
     hlc: Arc<HybridLogicalClock>,
     discovery: StaticDiscovery,
@@ -177,8 +194,8 @@ impl Raft {
     ///
     /// # Errors
     ///
-    /// [`StartError::Config`] naming the invalid field; the WAL and I/O errors of
-    /// [`Runtime::start`].
+    /// [`StartError::Config`] naming the invalid field; [`StartError::Shards`] with the
+    /// errors of [`ShardHost::start`]; [`StartError::Io`].
     pub fn start(
         config: NodeConfig,
         transport: Arc<dyn Transport>,
@@ -187,7 +204,7 @@ impl Raft {
         config.validate()?;
         let config = Arc::new(config);
         let node = u32::try_from(config.node_id).map_err(|_| {
-            StartError::Config(crate::node::config::ConfigError::InvalidField {
+            StartError::Config(ConfigError::InvalidField {
                 field: "node_id",
                 reason: "must fit in 32 bits (it stamps HLC timestamps)".to_owned(),
             })
@@ -205,9 +222,15 @@ impl Raft {
             system: Arc::clone(&system),
             app,
         });
-        let runtime = Runtime::start(&config, Arc::clone(&transport), app, Arc::clone(&hub) as _)?;
+        let runtime = ShardHost::start(
+            config.shard_config(),
+            Arc::clone(&transport),
+            app,
+            Arc::clone(&hub) as _,
+        )?;
         let timer = Timer::start(config.timers_max)?;
         let coordinator = Coordinator::start(
+            Arc::clone(&config),
             runtime.clone(),
             Arc::clone(&system),
             Arc::clone(&hub),

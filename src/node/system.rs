@@ -25,11 +25,13 @@ use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender};
 use tokio::sync::{oneshot, watch};
 
 use crate::core::{PartitionId, Role, Ticket};
+use crate::node::config::NodeConfig;
 use crate::node::events::{EventHub, RaftEvent};
 use crate::node::hlc::HybridLogicalClock;
 use crate::node::partition_map::{PartitionMap, PartitionState};
-use crate::node::runtime::Runtime;
-use crate::shard::{LogEntry, ProposedEntry, Refusal, ReplicationResult, Request, StateMachine};
+use crate::shard::{
+    LogEntry, ProposedEntry, Refusal, ReplicationResult, Request, ShardHost, StateMachine,
+};
 
 /// The log type of system entries on partition 0; applications may not write it.
 pub const SYSTEM_LOG_TYPE: &str = "_RaftSystem";
@@ -143,7 +145,8 @@ pub(crate) struct Coordinator {
 }
 
 struct Loop {
-    runtime: Runtime,
+    config: Arc<NodeConfig>,
+    runtime: ShardHost,
     system: Arc<SystemState>,
     hub: Arc<EventHub>,
     hlc: Arc<HybridLogicalClock>,
@@ -156,15 +159,16 @@ struct Loop {
 
 impl Coordinator {
     pub(crate) fn start(
-        runtime: Runtime,
+        config: Arc<NodeConfig>,
+        runtime: ShardHost,
         system: Arc<SystemState>,
         hub: Arc<EventHub>,
         hlc: Arc<HybridLogicalClock>,
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
-        let config = runtime.config();
         let retry = config.tick_interval() * config.election_timeout_ticks_max;
         let mut state = Loop {
+            config,
             runtime,
             system: Arc::clone(&system),
             hub,
@@ -207,7 +211,7 @@ impl Drop for Coordinator {
 
 impl Loop {
     fn run(&mut self) {
-        let poll = self.runtime.config().tick_interval() * 2;
+        let poll = self.config.tick_interval() * 2;
         let wakes = self.system.wakes.clone();
         while !self.stop.load(Ordering::Acquire) {
             match wakes.recv_timeout(poll) {
@@ -233,7 +237,7 @@ impl Loop {
         else {
             return;
         };
-        let voters = self.runtime.config().cluster_nodes();
+        let voters = self.config.cluster_nodes();
         for range in &map.partitions {
             if range.state == PartitionState::Removed {
                 continue;
@@ -301,7 +305,7 @@ impl Loop {
         if !leads {
             return;
         }
-        let Ok(map) = PartitionMap::initial(self.runtime.config().initial_partitions) else {
+        let Ok(map) = PartitionMap::initial(self.config.initial_partitions) else {
             return;
         };
         let (reply, answer) = oneshot::channel();

@@ -1,23 +1,35 @@
 //! Shards: one OS thread per shard, each running an event loop over its partitions' replicas
-//! with its own WAL (`<data_dir>/shard-<n>`).
+//! with its own WAL (`<data_dir>/shard-<n>`), started and fed by the [`ShardHost`].
 //!
 //! # Placement
 //!
 //! Partition `p` lives on shard [`shard_of`]`(p, shards) = p % shards`: stable for a given
 //! shard count, the system partition 0 always on shard 0, consecutive partitions spread
 //! round-robin. Changing the shard count of an existing data directory moves partitions away
-//! from the WAL holding their log: the runtime refuses that (see `Runtime::start`).
+//! from the WAL holding their log: the host refuses that (see [`ShardHost::start`]).
 //!
 //! # The loop
 //!
 //! See [`worker`] for one loop turn, the WalScheduler (one WAL submission per turn), restore
 //! and what a tick costs. This module holds the types the node talks to shards with: requests
-//! ([`Request`]) answered on runtime-agnostic oneshot channels, the application callbacks
-//! ([`StateMachine`]) and the events ([`RuntimeEvent`], [`EventSink`]).
+//! ([`Request`]) answered on runtime-agnostic oneshot channels with a [`Refusal`] when they
+//! are not carried out, the application callbacks ([`StateMachine`]) and the events
+//! ([`RuntimeEvent`], [`EventSink`]). The shard layer imports nothing from the node or the
+//! transport implementations: its settings come as a [`ShardConfig`], the network as the
+//! [`Transport`] and [`Inbound`] traits defined here.
 
+mod activity;
 pub mod codec;
+pub mod config;
+pub mod host;
+mod router;
+pub mod transport;
 pub(crate) mod waker;
 pub mod worker;
+
+pub use config::ShardConfig;
+pub use host::{HostStartError, RuntimeStats, ShardHost};
+pub use transport::{Inbound, Transport};
 
 use std::sync::Arc;
 

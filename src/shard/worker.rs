@@ -49,6 +49,8 @@ use crossbeam::channel::Receiver;
 use kommander_wal::{HardState as WalHardState, Lsn, PartitionId as WalPartitionId, Wal, Write};
 
 use super::codec::{self, ENTRY_HEADER_LEN};
+use super::config::ShardConfig;
+use super::transport::Transport;
 use super::waker::Waker;
 use super::{
     EventSink, FollowerLag, LeaderTable, LeaderView, LogEntry, Opened, PartitionStatus, Refusal,
@@ -59,8 +61,6 @@ use crate::core::{
     DurableState, Entry, EntryKind, GatedMessages, HardState, LogIndex, Message, NodeId,
     PartitionId, Ready, Replica, Status, Term,
 };
-use crate::node::config::NodeConfig;
-use crate::transport::Transport;
 
 /// Input to a shard from other threads.
 #[derive(Debug)]
@@ -101,7 +101,7 @@ pub struct ShardStats {
 /// Everything a shard thread needs; built by the runtime.
 pub(crate) struct ShardParams {
     pub(crate) shard: usize,
-    pub(crate) config: Arc<NodeConfig>,
+    pub(crate) config: Arc<ShardConfig>,
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) app: Arc<dyn StateMachine>,
     pub(crate) events: Arc<dyn EventSink>,
@@ -174,7 +174,7 @@ struct PendingPersist {
 pub(crate) struct Worker {
     shard: usize,
     node: NodeId,
-    config: Arc<NodeConfig>,
+    config: Arc<ShardConfig>,
     wal: Wal,
     transport: Arc<dyn Transport>,
     app: Arc<dyn StateMachine>,
@@ -200,7 +200,7 @@ impl Worker {
     pub(crate) fn new(params: ShardParams, wal: Wal) -> Self {
         Self {
             shard: params.shard,
-            node: NodeId(params.config.node_id),
+            node: params.config.node_id,
             config: params.config,
             wal,
             transport: params.transport,
@@ -225,7 +225,7 @@ impl Worker {
 
     /// Runs until the stop flag is set, then makes everything appended durable.
     pub(crate) fn run(mut self) {
-        let tick = self.config.tick_interval();
+        let tick = self.config.tick_interval;
         let mut next_tick = Instant::now() + tick;
         while !self.stop.load(Ordering::Acquire) {
             self.stats.turns.fetch_add(1, Ordering::Relaxed);
@@ -525,7 +525,8 @@ impl Worker {
                 reply,
             } => {
                 let record_payload_max = config
-                    .wal_record_bytes_max
+                    .wal
+                    .record_bytes_max
                     .saturating_sub(ENTRY_HEADER_LEN + 2);
                 let invalid = entries.is_empty()
                     || entries.len() > config.proposal_entries_max
@@ -580,7 +581,7 @@ impl Worker {
                 }));
             }
             Request::ReadIndex { reply } => {
-                if slot.reads.len() >= config.read_index_pending_max {
+                if slot.reads.len() >= config.core.read_index_pending_max {
                     let _ = reply.send(Err(Refusal::QueueFull));
                     return;
                 }

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use kommander_raft::node::{ConfigError, NodeConfig, Runtime, StartError};
-use kommander_raft::shard::NoEvents;
+use kommander_raft::node::{ConfigError, NodeConfig, Raft, StartError};
+use kommander_raft::shard::{HostStartError, NoEvents, ShardHost};
 use kommander_raft::transport::memory::MemoryNetwork;
 
 use super::harness::Recorder;
@@ -80,11 +80,10 @@ fn every_invalid_field_is_named() {
         break_it(&mut config);
         assert_eq!(field_of(config.validate()), expected);
         let network = MemoryNetwork::new();
-        let started = Runtime::start(
-            &config,
+        let started = Raft::start(
+            config.clone(),
             network.transport(kommander_raft::core::NodeId(1)),
             Arc::new(Recorder::default()),
-            Arc::new(NoEvents),
         );
         match started {
             Err(StartError::Config(ConfigError::InvalidField { field, .. })) => {
@@ -131,8 +130,8 @@ fn a_changed_shard_count_is_refused() {
     config.wal_record_bytes_max = 64 << 10;
     let network = MemoryNetwork::new();
     let start = |config: &NodeConfig| {
-        Runtime::start(
-            config,
+        ShardHost::start(
+            config.shard_config(),
             network.transport(kommander_raft::core::NodeId(1)),
             Arc::new(Recorder::default()),
             Arc::new(NoEvents),
@@ -142,7 +141,7 @@ fn a_changed_shard_count_is_refused() {
     config.shards = 3;
     assert!(matches!(
         start(&config),
-        Err(StartError::ShardCountChanged {
+        Err(HostStartError::ShardCountChanged {
             found: 2,
             configured: 3,
             ..

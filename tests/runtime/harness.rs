@@ -1,4 +1,4 @@
-//! A test cluster: N nodes, each a `Runtime` with a recording state machine and event log.
+//! A test cluster: N nodes, each a `ShardHost` with a recording state machine and event log.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kommander_raft::core::{LogIndex, NodeId, PartitionId, Role, Status, Ticket};
-use kommander_raft::node::{NodeConfig, Runtime};
+use kommander_raft::node::NodeConfig;
 use kommander_raft::shard::{
     EventSink, LogEntry, PartitionStatus, ProposedEntry, Refusal, ReplicationResult, Request,
-    RuntimeEvent, StateMachine,
+    RuntimeEvent, ShardHost, StateMachine,
 };
 use kommander_raft::transport::Transport;
 use kommander_raft::transport::faulty::FaultInjector;
@@ -158,7 +158,7 @@ pub(crate) fn test_config(node: u64, nodes: u64, dir: &std::path::Path) -> NodeC
 pub(crate) struct TestNode {
     pub(crate) id: NodeId,
     pub(crate) config: NodeConfig,
-    pub(crate) runtime: Option<Runtime>,
+    pub(crate) runtime: Option<ShardHost>,
     pub(crate) app: Arc<Recorder>,
     pub(crate) events: Arc<EventLog>,
 }
@@ -226,8 +226,8 @@ impl Cluster {
             Some(faults) => faults.wrap(node.id, memory),
             None => memory,
         };
-        let runtime = Runtime::start(
-            &node.config,
+        let runtime = ShardHost::start(
+            node.config.shard_config(),
             transport,
             Arc::clone(&node.app) as Arc<dyn StateMachine>,
             Arc::clone(&node.events) as Arc<dyn EventSink>,
@@ -257,7 +257,7 @@ impl Cluster {
         }
     }
 
-    pub(crate) fn runtime(&self, i: usize) -> &Runtime {
+    pub(crate) fn runtime(&self, i: usize) -> &ShardHost {
         self.nodes[i].runtime.as_ref().expect("node is running")
     }
 

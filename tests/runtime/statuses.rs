@@ -1,4 +1,4 @@
-//! Every status a caller can provoke at the runtime level.
+//! Every refusal a caller can provoke at the shard host.
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
