@@ -1,4 +1,4 @@
-//! Whole-cluster benchmark: three in-process nodes (each a `Runtime` with its shard threads and
+//! Whole-cluster benchmark: three in-process nodes (each a `ShardHost` with its shard threads and
 //! real WALs, fsync on), connected by the in-memory transport. Closed-loop writers (each waits
 //! for its previous write's commit before the next) propose on the partitions' leaders.
 //!
@@ -26,8 +26,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use kommander_raft::core::{NodeId, PartitionId, Role, Status, Ticket};
-use kommander_raft::node::{NodeConfig, Runtime};
-use kommander_raft::shard::{LogEntry, NoEvents, ProposedEntry, Request, StateMachine};
+use kommander_raft::node::NodeConfig;
+use kommander_raft::shard::{
+    LogEntry, NoEvents, ProposedEntry, Refusal, Request, ShardHost, StateMachine,
+};
 use kommander_raft::transport::memory::MemoryNetwork;
 use tokio::sync::oneshot;
 
@@ -46,7 +48,7 @@ impl StateMachine for Counting {
 }
 
 struct Bench {
-    nodes: Vec<Runtime>,
+    nodes: Vec<ShardHost>,
     _network: Arc<MemoryNetwork>,
     _dir: tempfile::TempDir,
 }
@@ -73,8 +75,8 @@ fn start(partitions: u32, shards: usize) -> Bench {
         config.heartbeat_interval_ticks = 5;
         config.seed = node;
         config.wal_segment_bytes = 64 << 20;
-        let runtime = Runtime::start(
-            &config,
+        let runtime = ShardHost::start(
+            config.shard_config(),
             network.transport(NodeId(node)),
             Arc::new(Counting::default()),
             Arc::new(NoEvents),
@@ -103,7 +105,7 @@ fn start(partitions: u32, shards: usize) -> Bench {
     }
 }
 
-fn leader_of(nodes: &[Runtime], partition: PartitionId) -> Option<usize> {
+fn leader_of(nodes: &[ShardHost], partition: PartitionId) -> Option<usize> {
     nodes.iter().position(|runtime| {
         let (reply, answer) = oneshot::channel();
         runtime.send(partition, Request::Status { reply }).is_ok()
@@ -115,7 +117,7 @@ fn leader_of(nodes: &[Runtime], partition: PartitionId) -> Option<usize> {
     })
 }
 
-fn wait_leaders(nodes: &[Runtime], partitions: u32) -> Vec<usize> {
+fn wait_leaders(nodes: &[ShardHost], partitions: u32) -> Vec<usize> {
     let deadline = Instant::now() + Duration::from_secs(60);
     (0..partitions)
         .map(|p| {
@@ -180,8 +182,8 @@ fn run(payload_bytes: usize, partitions: u32, writers: usize, seconds: f64) -> O
                     };
                     let sent = nodes[leader].send(partition, request);
                     let result = match sent {
-                        Ok(()) => answer.await.unwrap_or(Err(Status::Errored)),
-                        Err(status) => Err(status),
+                        Ok(()) => answer.await.unwrap_or(Err(Refusal::ShutDown)),
+                        Err(refusal) => Err(refusal),
                     };
                     match result {
                         Ok(r) if r.status == Status::Success => {

@@ -1,8 +1,8 @@
 //! [`NodeConfig`]: one serde struct (TOML-loadable) holding everything a node needs — identity,
 //! peers, storage, timing and every limit — validated at start with an error naming the field.
 //!
-//! It derives the per-partition [`core::Config`] and the per-shard
-//! [`WalConfig`]; nothing else in the runtime reads settings from anywhere else.
+//! It derives the per-partition [`core::Config`], the per-shard [`WalConfig`] and the shard
+//! host's [`ShardConfig`]; nothing in the shards reads settings from anywhere else.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -13,6 +13,7 @@ use kommander_wal::backend::{BackendChoice, UringWriteMode};
 use serde::{Deserialize, Serialize};
 
 use crate::core::{self, NodeId, PartitionId};
+use crate::shard::ShardConfig;
 use crate::transport::tcp::{self, TcpConfig};
 
 /// Which WAL backend the shards use.
@@ -247,7 +248,8 @@ impl NodeConfig {
         nodes
     }
 
-    /// Checks every field and their relations (including the derived core and WAL configs).
+    /// Checks every field and their relations (including the derived core, WAL and shard
+    /// configs).
     ///
     /// # Errors
     ///
@@ -391,6 +393,28 @@ impl NodeConfig {
             deliver_entries_max: self.deliver_entries_max,
             term_gap_max: self.term_gap_max,
             ..core::Config::new(NodeId(self.node_id), partition, voters)
+        }
+    }
+
+    /// The configuration of the shard host and its threads (checked by
+    /// [`NodeConfig::validate`]).
+    #[must_use]
+    pub fn shard_config(&self) -> ShardConfig {
+        ShardConfig {
+            node_id: NodeId(self.node_id),
+            cluster_nodes: self.cluster_nodes(),
+            shard_count: self.shard_count(),
+            data_dir: self.data_dir.clone(),
+            tick_interval: self.tick_interval(),
+            shard_commands_max: self.shard_commands_max,
+            shard_inbound_batches_max: self.shard_inbound_batches_max,
+            shard_inputs_per_turn_max: self.shard_inputs_per_turn_max,
+            restore_entries_per_turn_max: self.restore_entries_per_turn_max,
+            partitions_max: self.partitions_max,
+            proposal_entries_max: self.proposal_entries_max,
+            log_type_bytes_max: self.log_type_bytes_max,
+            core: self.partition_config(PartitionId(0), Vec::new(), Vec::new()),
+            wal: self.wal_config(),
         }
     }
 

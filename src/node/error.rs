@@ -22,7 +22,7 @@ use std::time::Duration;
 use crate::core::{NodeId, PartitionId, Status};
 use crate::node::config::ConfigError;
 use crate::node::hlc::HlcTimestamp;
-use crate::node::runtime::StartError as ShardStartError;
+use crate::shard::HostStartError;
 
 /// A condition after which this node cannot serve the partition (or anything) until it is
 /// restarted. Never retryable here; the cluster may still be served by the other nodes.
@@ -243,7 +243,7 @@ pub enum StartError {
     /// The shards could not start: the data directory was written with another shard count, a
     /// WAL could not be opened or recovered, or a thread could not be spawned.
     #[error(transparent)]
-    Shards(#[from] ShardStartError),
+    Shards(#[from] HostStartError),
     /// A thread of the node (coordinator, timer) could not be spawned.
     #[error("starting the node's threads: {0}")]
     Io(#[from] std::io::Error),

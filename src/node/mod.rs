@@ -1,7 +1,7 @@
 //! The node layer: everything one process needs beside the shards — the public [`Raft`]
 //! handle, the hybrid logical clock, the partition map and key routing, configuration,
-//! discovery, errors, the event sink, the system partition coordinator and the internal
-//! runtime.
+//! discovery, errors, the event sink and the system partition coordinator. The shards it runs
+//! on are the shard layer's [`ShardHost`](crate::shard::ShardHost).
 
 pub mod config;
 pub mod discovery;
@@ -10,7 +10,6 @@ pub(crate) mod events;
 pub mod hlc;
 pub mod partition_map;
 pub mod raft;
-pub mod runtime;
 pub mod system;
 
 pub use config::{ConfigError, NodeConfig, WalBackend};
@@ -21,4 +20,3 @@ pub use error::{
 pub use hlc::{ClockDriftError, HlcTimestamp, HybridLogicalClock, PhysicalClock, SystemClock};
 pub use partition_map::{PartitionMap, PartitionMapError, PartitionRange};
 pub use raft::{HandshakeRequest, Raft, RaftBuilder, ReplicateOptions, TestHooks, Written};
-pub use runtime::{Runtime, RuntimeStats};

@@ -62,15 +62,14 @@ use crate::node::discovery::{RaftNode, StaticDiscovery};
 use crate::node::error::{Fatal, JoinError};
 use crate::node::events::EventHub;
 use crate::node::hlc::HybridLogicalClock;
-use crate::node::runtime::{Runtime, RuntimeStats};
 use crate::node::system::{SYSTEM_PARTITION, SystemState};
-use crate::shard::{LeaderTable, RaftEvent, Reply, Request};
-use crate::transport::{Inbound, Transport};
+use crate::shard::{Inbound, Transport};
+use crate::shard::{LeaderTable, RaftEvent, Refusal, Reply, Request, RuntimeStats, ShardHost};
 use timer::{Elapsed, Timer, TimerError, race};
 
 struct Inner {
     config: Arc<NodeConfig>,
-    runtime: Runtime,
+    shards: ShardHost,
     leaders: Arc<LeaderTable>,
     transport: Arc<dyn Transport>,
     hlc: Arc<HybridLogicalClock>,
@@ -175,12 +174,12 @@ impl Raft {
             let join = async {
                 if !inner.joined.load(Ordering::Acquire) {
                     let opened = inner
-                        .runtime
+                        .shards
                         .open_partition(SYSTEM_PARTITION, inner.discovery.voters(), Vec::new())
-                        .map_err(|refused| this.join_error(refused))?
+                        .map_err(|refusal| this.join_error(refusal))?
                         .await
                         .unwrap_or(Err(refusal::SHARD_GONE));
-                    opened.map_err(|refused| this.join_error(refused))?;
+                    opened.map_err(|refusal| this.join_error(refusal))?;
                     inner.joined.store(true, Ordering::Release);
                 }
                 let mut initialized = inner.system.initialized();
@@ -270,7 +269,7 @@ impl Raft {
     /// WAL and its schedulers live on the shard threads and are observed through these.
     #[must_use]
     pub fn runtime_stats(&self) -> RuntimeStats {
-        self.inner.runtime.stats()
+        self.inner.shards.stats()
     }
 
     // ----- test hooks -----
@@ -288,9 +287,9 @@ impl Raft {
         &self,
         partition: PartitionId,
         make: F,
-    ) -> impl Future<Output = Result<T, refusal::Refused>> + Send + 'static + use<T, F> {
+    ) -> impl Future<Output = Result<T, Refusal>> + Send + 'static + use<T, F> {
         let (reply, answer) = oneshot::channel();
-        let sent = self.inner.runtime.send(partition, make(reply));
+        let sent = self.inner.shards.send(partition, make(reply));
         async move {
             sent?;
             answer.await.unwrap_or(Err(refusal::SHARD_GONE))

@@ -24,14 +24,14 @@ use bytes::Bytes;
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender};
 use tokio::sync::{oneshot, watch};
 
-use crate::core::{PartitionId, Role, Status, Ticket};
+use crate::core::{PartitionId, Role, Ticket};
+use crate::node::config::NodeConfig;
 use crate::node::events::EventHub;
 use crate::node::hlc::HybridLogicalClock;
 use crate::node::partition_map::{PartitionMap, PartitionState};
-use crate::node::runtime::Runtime;
 use crate::shard::{
-    EventSink, LeaderTable, LogEntry, ProposedEntry, RaftEvent, ReplicationResult, Request,
-    StateMachine,
+    EventSink, LeaderTable, LogEntry, ProposedEntry, RaftEvent, Refusal, ReplicationResult,
+    Request, ShardHost, StateMachine,
 };
 
 /// The log type of system entries on partition 0; applications may not write it.
@@ -146,30 +146,32 @@ pub(crate) struct Coordinator {
 }
 
 struct Loop {
-    runtime: Runtime,
+    config: Arc<NodeConfig>,
+    runtime: ShardHost,
     system: Arc<SystemState>,
     hub: Arc<EventHub>,
     leaders: Arc<LeaderTable>,
     hlc: Arc<HybridLogicalClock>,
     stop: Arc<AtomicBool>,
     opened: HashSet<PartitionId>,
-    proposal: Option<oneshot::Receiver<Result<ReplicationResult, Status>>>,
+    proposal: Option<oneshot::Receiver<Result<ReplicationResult, Refusal>>>,
     next_proposal: Instant,
     retry: Duration,
 }
 
 impl Coordinator {
     pub(crate) fn start(
-        runtime: Runtime,
+        config: Arc<NodeConfig>,
+        runtime: ShardHost,
         system: Arc<SystemState>,
         hub: Arc<EventHub>,
         leaders: Arc<LeaderTable>,
         hlc: Arc<HybridLogicalClock>,
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
-        let config = runtime.config();
         let retry = config.tick_interval() * config.election_timeout_ticks_max;
         let mut state = Loop {
+            config,
             runtime,
             system: Arc::clone(&system),
             hub,
@@ -213,7 +215,7 @@ impl Drop for Coordinator {
 
 impl Loop {
     fn run(&mut self) {
-        let poll = self.runtime.config().tick_interval() * 2;
+        let poll = self.config.tick_interval() * 2;
         let wakes = self.system.wakes.clone();
         while !self.stop.load(Ordering::Acquire) {
             match wakes.recv_timeout(poll) {
@@ -239,7 +241,7 @@ impl Loop {
         else {
             return;
         };
-        let voters = self.runtime.config().cluster_nodes();
+        let voters = self.config.cluster_nodes();
         for range in &map.partitions {
             if range.state == PartitionState::Removed {
                 continue;
@@ -309,7 +311,7 @@ impl Loop {
         if !leads {
             return;
         }
-        let Ok(map) = PartitionMap::initial(self.runtime.config().initial_partitions) else {
+        let Ok(map) = PartitionMap::initial(self.config.initial_partitions) else {
             return;
         };
         let (reply, answer) = oneshot::channel();

@@ -1,29 +1,41 @@
 //! Shards: one OS thread per shard, each running an event loop over its partitions' replicas
-//! with its own WAL (`<data_dir>/shard-<n>`).
+//! with its own WAL (`<data_dir>/shard-<n>`), started and fed by the [`ShardHost`].
 //!
 //! # Placement
 //!
 //! Partition `p` lives on shard [`shard_of`]`(p, shards) = p % shards`: stable for a given
 //! shard count, the system partition 0 always on shard 0, consecutive partitions spread
 //! round-robin. Changing the shard count of an existing data directory moves partitions away
-//! from the WAL holding their log: the runtime refuses that (see `Runtime::start`).
+//! from the WAL holding their log: the host refuses that (see [`ShardHost::start`]).
 //!
 //! # The loop
 //!
 //! See [`worker`] for one loop turn, the WalScheduler (one WAL submission per turn), restore
 //! and what a tick costs. This module holds the types the node talks to shards with: requests
-//! ([`Request`]) answered on runtime-agnostic oneshot channels, the application callbacks
-//! ([`StateMachine`]), the events ([`RaftEvent`], [`EventSink`]) and the leadership table
-//! ([`LeaderTable`]).
+//! ([`Request`]) answered on runtime-agnostic oneshot channels with a [`Refusal`] when they
+//! are not carried out, the application callbacks ([`StateMachine`]), the events
+//! ([`RaftEvent`], [`EventSink`]) and the leadership table ([`LeaderTable`]). The shard layer
+//! imports nothing from the node or the transport implementations: its settings come as a
+//! [`ShardConfig`], the network as the [`Transport`] and [`Inbound`] traits defined here.
 
+mod activity;
 pub mod codec;
+pub mod config;
 pub mod event;
+pub mod host;
 pub mod leaders;
+mod router;
+pub mod transport;
 pub(crate) mod waker;
 pub mod worker;
 
+pub use config::ShardConfig;
 pub use event::{EventSink, NoEvents, RaftEvent, ReplicationErrorReason};
+pub use host::{HostStartError, RuntimeStats, ShardHost};
 pub use leaders::{EndpointLookup, LeaderTable, Leadership};
+pub use transport::{Inbound, Transport};
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
@@ -43,7 +55,53 @@ pub fn shard_of(partition: PartitionId, shards: usize) -> usize {
 
 /// The answer channel of a request: a `tokio::sync::oneshot` sender. Receiving works from any
 /// executor (or `blocking_recv` outside one); the shard never blocks sending.
-pub type Reply<T> = oneshot::Sender<Result<T, Status>>;
+pub type Reply<T> = oneshot::Sender<Result<T, Refusal>>;
+
+/// Why a shard did not carry out a request: the `Err` of every [`Reply`] and of queueing a
+/// request. The node turns it into its public errors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// This replica does not lead the partition; `leader` is the leader it knew when it
+    /// refused (`None`: none known).
+    NotLeader {
+        /// The leader this replica knew at the moment of refusal.
+        leader: Option<NodeId>,
+    },
+    /// Any other refusal of the replica (`ActiveProposal`, `ProposalNotFound`, an invalid
+    /// request: `Errored`, ...).
+    Replica(Status),
+    /// The shard's request queue, or the replica's window of uncommitted entries or pending
+    /// reads, is full: retry later.
+    QueueFull,
+    /// The partition is being restored from the WAL.
+    RestoreInProgress,
+    /// The partition is not open on this node.
+    NotHosted,
+    /// The shard failed (its WAL is poisoned, or a panic on its thread): it refuses every
+    /// request until the node restarts.
+    ShardFailed {
+        /// The shard.
+        shard: usize,
+        /// What failed: the WAL error or the panic message.
+        reason: Arc<str>,
+    },
+    /// The shard stopped in an orderly way (the node shut down).
+    ShutDown,
+}
+
+impl Refusal {
+    /// A refusal of `replica`'s core: `NodeIsNotLeader` names the leader the replica knows,
+    /// `ProposalQueueFull` (its window is full) is [`Refusal::QueueFull`].
+    pub(crate) fn of_replica(replica: &crate::core::Replica, status: Status) -> Self {
+        match status {
+            Status::NodeIsNotLeader => Self::NotLeader {
+                leader: replica.leader(),
+            },
+            Status::ProposalQueueFull => Self::QueueFull,
+            other => Self::Replica(other),
+        }
+    }
+}
 
 /// One application entry of a proposal.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,11 +171,10 @@ pub struct Opened {
     pub restoring: bool,
 }
 
-/// A request to one partition, answered on its [`Reply`]. Requests refused before they reach
-/// the replica get `Err(status)`: `RestoreInProgress` while the partition restores,
-/// `PartitionMoved` for a partition not open on this node, `Errored` after a WAL failure, and
-/// the replica's own refusals (`NodeIsNotLeader`, `ProposalQueueFull`, `ActiveProposal`,
-/// `ProposalNotFound`, ...).
+/// A request to one partition, answered on its [`Reply`]. Refused requests get a [`Refusal`]:
+/// `RestoreInProgress` while the partition restores, `NotHosted` for a partition not open on
+/// this node, `ShardFailed` after a WAL failure, `ShutDown` once the shard stopped, and the
+/// replica's own refusals (`NotLeader`, `QueueFull`, `Replica(ActiveProposal)`, ...).
 #[non_exhaustive]
 #[derive(Debug)]
 pub enum Request {
@@ -196,29 +253,29 @@ pub enum Request {
 }
 
 impl Request {
-    /// Answers the request with `status` without executing it.
-    pub fn refuse(self, status: Status) {
+    /// Answers the request with `refusal` without executing it.
+    pub fn refuse(self, refusal: Refusal) {
         match self {
             Self::Propose { reply, .. }
             | Self::Commit { reply, .. }
             | Self::Rollback { reply, .. }
             | Self::Checkpoint { reply, .. } => {
-                let _ = reply.send(Err(status));
+                let _ = reply.send(Err(refusal));
             }
             Self::Status { reply } => {
-                let _ = reply.send(Err(status));
+                let _ = reply.send(Err(refusal));
             }
             Self::ReadIndex { reply } => {
-                let _ = reply.send(Err(status));
+                let _ = reply.send(Err(refusal));
             }
             Self::TransferLeadership { reply, .. }
             | Self::StepDown { reply }
             | Self::SuspendHeartbeats { reply }
             | Self::ResumeHeartbeats { reply } => {
-                let _ = reply.send(Err(status));
+                let _ = reply.send(Err(refusal));
             }
             Self::FollowerLag { reply, .. } => {
-                let _ = reply.send(Err(status));
+                let _ = reply.send(Err(refusal));
             }
         }
     }

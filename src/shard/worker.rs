@@ -34,8 +34,10 @@
 //! # Failure
 //!
 //! A WAL error poisons the WAL; the shard then stops stepping its replicas (nothing that
-//! depends on durability may leave), emits `ShardFailed` and refuses every request with
-//! `Errored` until the node restarts and recovers from what is durable.
+//! depends on durability may leave), emits `ShardFailed` and answers every waiter and every
+//! later request with `Refusal::ShardFailed` (carrying the WAL error) until the node restarts
+//! and recovers from what is durable. A shard stopped in order answers what still waits with
+//! `Refusal::ShutDown`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -47,17 +49,17 @@ use crossbeam::channel::Receiver;
 use kommander_wal::{HardState as WalHardState, Lsn, PartitionId as WalPartitionId, Wal, Write};
 
 use super::codec::{self, ENTRY_HEADER_LEN};
+use super::config::ShardConfig;
+use super::transport::Transport;
 use super::waker::Waker;
 use super::{
-    EventSink, FollowerLag, LeaderTable, LogEntry, Opened, PartitionStatus, RaftEvent,
+    EventSink, FollowerLag, LeaderTable, LogEntry, Opened, PartitionStatus, RaftEvent, Refusal,
     ReplicationErrorReason, ReplicationResult, Reply, Request, StateMachine, outcome_key,
 };
 use crate::core::{
     DurableState, Entry, EntryKind, GatedMessages, HardState, LogIndex, Message, NodeId,
     PartitionId, Ready, Replica, Status, Term,
 };
-use crate::node::config::NodeConfig;
-use crate::transport::Transport;
 
 /// Input to a shard from other threads.
 #[derive(Debug)]
@@ -98,7 +100,7 @@ pub struct ShardStats {
 /// Everything a shard thread needs; built by the runtime.
 pub(crate) struct ShardParams {
     pub(crate) shard: usize,
-    pub(crate) config: Arc<NodeConfig>,
+    pub(crate) config: Arc<ShardConfig>,
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) app: Arc<dyn StateMachine>,
     pub(crate) events: Arc<dyn EventSink>,
@@ -171,7 +173,7 @@ struct PendingPersist {
 pub(crate) struct Worker {
     shard: usize,
     node: NodeId,
-    config: Arc<NodeConfig>,
+    config: Arc<ShardConfig>,
     wal: Wal,
     transport: Arc<dyn Transport>,
     app: Arc<dyn StateMachine>,
@@ -189,14 +191,15 @@ pub(crate) struct Worker {
     outbox: HashMap<NodeId, Vec<Message>>,
     scratch: Vec<u8>,
     appended: bool,
-    failed: bool,
+    /// Why the shard failed (the WAL error); `None` while it serves.
+    failure: Option<Arc<str>>,
 }
 
 impl Worker {
     pub(crate) fn new(params: ShardParams, wal: Wal) -> Self {
         Self {
             shard: params.shard,
-            node: NodeId(params.config.node_id),
+            node: params.config.node_id,
             config: params.config,
             wal,
             transport: params.transport,
@@ -215,13 +218,13 @@ impl Worker {
             outbox: HashMap::new(),
             scratch: Vec::new(),
             appended: false,
-            failed: false,
+            failure: None,
         }
     }
 
     /// Runs until the stop flag is set, then makes everything appended durable.
     pub(crate) fn run(mut self) {
-        let tick = self.config.tick_interval();
+        let tick = self.config.tick_interval;
         let mut next_tick = Instant::now() + tick;
         while !self.stop.load(Ordering::Acquire) {
             self.stats.turns.fetch_add(1, Ordering::Relaxed);
@@ -240,7 +243,7 @@ impl Worker {
             if worked {
                 continue;
             }
-            let waiting_on_wal = !self.pending.is_empty() && !self.failed;
+            let waiting_on_wal = !self.pending.is_empty() && !self.failed();
             let completion = if waiting_on_wal {
                 self.wal.completion_fd()
             } else {
@@ -261,36 +264,69 @@ impl Worker {
                 !self.inbound.is_empty() || (!waiting_on_wal && !self.commands.is_empty())
             });
         }
-        if !self.failed {
+        if !self.failed() {
             let result = self.wal.sync();
             self.check_wal(result);
         }
+        // Whatever is still waiting learns why it will never be answered.
+        let refusal = self.failure_refusal().unwrap_or(Refusal::ShutDown);
+        self.refuse_waiters(&refusal);
+        while let Ok(input) = self.commands.try_recv() {
+            match input {
+                ShardInput::Request { request, .. } => request.refuse(refusal.clone()),
+                ShardInput::Open { reply, .. } => {
+                    let _ = reply.send(Err(refusal.clone()));
+                }
+                ShardInput::Wake => {}
+            }
+        }
+    }
+
+    fn failed(&self) -> bool {
+        self.failure.is_some()
+    }
+
+    /// The refusal of every request once the shard failed.
+    fn failure_refusal(&self) -> Option<Refusal> {
+        self.failure.as_ref().map(|reason| Refusal::ShardFailed {
+            shard: self.shard,
+            reason: Arc::clone(reason),
+        })
     }
 
     fn fail(&mut self, reason: String) {
-        if self.failed {
+        if self.failed() {
             return;
         }
-        self.failed = true;
+        let reason: Arc<str> = reason.into();
+        self.failure = Some(Arc::clone(&reason));
         self.events.emit(RaftEvent::ShardFailed {
             shard: self.shard,
-            reason: reason.into(),
+            reason: Arc::clone(&reason),
         });
+        self.refuse_waiters(&Refusal::ShardFailed {
+            shard: self.shard,
+            reason,
+        });
+        self.pending.clear();
+        self.outbox.clear();
+    }
+
+    /// Answers every operation and read waiting on any partition with `refusal`.
+    fn refuse_waiters(&mut self, refusal: &Refusal) {
         for slot in self.slots.values_mut() {
             for (_, waiters) in slot.waiters.drain() {
                 for reply in waiters {
-                    let _ = reply.send(Err(Status::Errored));
+                    let _ = reply.send(Err(refusal.clone()));
                 }
             }
             for (_, reply) in slot.reads.drain() {
-                let _ = reply.send(Err(Status::Errored));
+                let _ = reply.send(Err(refusal.clone()));
             }
             for (_, reply) in slot.reads_waiting_apply.drain(..) {
-                let _ = reply.send(Err(Status::Errored));
+                let _ = reply.send(Err(refusal.clone()));
             }
         }
-        self.pending.clear();
-        self.outbox.clear();
     }
 
     fn check_wal<T>(&mut self, result: kommander_wal::Result<T>) -> Option<T> {
@@ -347,8 +383,9 @@ impl Worker {
 
     fn step(&mut self, message: Message) {
         let partition = message.partition;
+        let failed = self.failed();
         let accepted = match self.slots.get_mut(&partition) {
-            Some(slot) if !self.failed && !slot.restoring() && message.to == self.node => {
+            Some(slot) if !failed && !slot.restoring() && message.to == self.node => {
                 match slot.replica.as_mut() {
                     Some(replica) => {
                         if replica.step(message).is_err() {
@@ -379,8 +416,8 @@ impl Worker {
         learners: Vec<NodeId>,
         reply: Reply<Opened>,
     ) {
-        if self.failed {
-            let _ = reply.send(Err(Status::Errored));
+        if let Some(refusal) = self.failure_refusal() {
+            let _ = reply.send(Err(refusal));
             return;
         }
         if let Some(slot) = self.slots.get(&partition) {
@@ -391,14 +428,15 @@ impl Worker {
             return;
         }
         if self.slots.len() >= self.config.partitions_max {
-            let _ = reply.send(Err(Status::ProposalQueueFull));
+            let _ = reply.send(Err(Refusal::QueueFull));
             return;
         }
         let config = self
             .config
             .partition_config(partition, voters.clone(), learners.clone());
         if config.validate().is_err() {
-            let _ = reply.send(Err(Status::Errored));
+            // An invalid membership (this node in neither list, duplicates).
+            let _ = reply.send(Err(Refusal::Replica(Status::Errored)));
             return;
         }
         self.events.emit(RaftEvent::RestoreStarted { partition });
@@ -447,33 +485,35 @@ impl Worker {
                         }));
                     }
                     Err(_) => {
-                        let _ = reply.send(Err(Status::Errored));
+                        let _ = reply.send(Err(Refusal::Replica(Status::Errored)));
                     }
                 }
             }
             Err(error) => {
-                let _ = reply.send(Err(Status::Errored));
                 self.fail(format!("WAL: {error}"));
+                if let Some(refusal) = self.failure_refusal() {
+                    let _ = reply.send(Err(refusal));
+                }
             }
         }
     }
 
     fn execute(&mut self, partition: PartitionId, request: Request) {
-        if self.failed {
-            request.refuse(Status::Errored);
+        if let Some(refusal) = self.failure_refusal() {
+            request.refuse(refusal);
             return;
         }
         let config = Arc::clone(&self.config);
         let Some(slot) = self.slots.get_mut(&partition) else {
-            request.refuse(Status::PartitionMoved);
+            request.refuse(Refusal::NotHosted);
             return;
         };
         if slot.restoring() {
-            request.refuse(Status::RestoreInProgress);
+            request.refuse(Refusal::RestoreInProgress);
             return;
         }
         let Some(replica) = slot.replica.as_mut() else {
-            request.refuse(Status::RestoreInProgress);
+            request.refuse(Refusal::RestoreInProgress);
             return;
         };
         match request {
@@ -484,7 +524,8 @@ impl Worker {
                 reply,
             } => {
                 let record_payload_max = config
-                    .wal_record_bytes_max
+                    .wal
+                    .record_bytes_max
                     .saturating_sub(ENTRY_HEADER_LEN + 2);
                 let invalid = entries.is_empty()
                     || entries.len() > config.proposal_entries_max
@@ -493,7 +534,7 @@ impl Worker {
                             || e.log_type.len() + e.payload.len() > record_payload_max
                     });
                 if invalid {
-                    let _ = reply.send(Err(Status::Errored));
+                    let _ = reply.send(Err(Refusal::Replica(Status::Errored)));
                     return;
                 }
                 let payloads: Vec<Bytes> = entries
@@ -507,20 +548,23 @@ impl Worker {
                         .or_default()
                         .push(reply),
                     Err(status) => {
-                        let _ = reply.send(Err(status));
+                        let _ = reply.send(Err(Refusal::of_replica(replica, status)));
                     }
                 }
             }
             Request::Commit { ticket, reply } => {
                 let result = replica.commit_proposal(ticket);
+                let result = result.map_err(|s| Refusal::of_replica(replica, s));
                 Self::wait_outcome(slot, EntryKind::Commit, result, reply);
             }
             Request::Rollback { ticket, reply } => {
                 let result = replica.rollback_proposal(ticket);
+                let result = result.map_err(|s| Refusal::of_replica(replica, s));
                 Self::wait_outcome(slot, EntryKind::Rollback, result, reply);
             }
             Request::Checkpoint { ticket, reply } => {
                 let result = replica.propose_checkpoint(ticket);
+                let result = result.map_err(|s| Refusal::of_replica(replica, s));
                 Self::wait_outcome(slot, EntryKind::Checkpoint, result, reply);
             }
             Request::Status { reply } => {
@@ -536,8 +580,8 @@ impl Worker {
                 }));
             }
             Request::ReadIndex { reply } => {
-                if slot.reads.len() >= config.read_index_pending_max {
-                    let _ = reply.send(Err(Status::ProposalQueueFull));
+                if slot.reads.len() >= config.core.read_index_pending_max {
+                    let _ = reply.send(Err(Refusal::QueueFull));
                     return;
                 }
                 slot.next_read_context += 1;
@@ -547,21 +591,25 @@ impl Worker {
                         slot.reads.insert(context, reply);
                     }
                     Err(status) => {
-                        let _ = reply.send(Err(status));
+                        let _ = reply.send(Err(Refusal::of_replica(replica, status)));
                     }
                 }
             }
             Request::TransferLeadership { target, reply } => {
-                let _ = reply.send(replica.transfer_leadership(target));
+                let result = replica.transfer_leadership(target);
+                let _ = reply.send(result.map_err(|s| Refusal::of_replica(replica, s)));
             }
             Request::StepDown { reply } => {
-                let _ = reply.send(replica.step_down());
+                let result = replica.step_down();
+                let _ = reply.send(result.map_err(|s| Refusal::of_replica(replica, s)));
             }
             Request::SuspendHeartbeats { reply } => {
-                let _ = reply.send(replica.suspend_heartbeats());
+                let result = replica.suspend_heartbeats();
+                let _ = reply.send(result.map_err(|s| Refusal::of_replica(replica, s)));
             }
             Request::ResumeHeartbeats { reply } => {
-                let _ = reply.send(replica.resume_heartbeats());
+                let result = replica.resume_heartbeats();
+                let _ = reply.send(result.map_err(|s| Refusal::of_replica(replica, s)));
             }
             Request::FollowerLag { node, reply } => {
                 let answer = if replica.is_leader() {
@@ -571,9 +619,11 @@ impl Worker {
                             match_index: p.match_index,
                             leader_last_index: replica.last_index(),
                         })
-                        .ok_or(Status::Errored)
+                        .ok_or(Refusal::Replica(Status::Errored))
                 } else {
-                    Err(Status::NodeIsNotLeader)
+                    Err(Refusal::NotLeader {
+                        leader: replica.leader(),
+                    })
                 };
                 let _ = reply.send(answer);
             }
@@ -584,7 +634,7 @@ impl Worker {
     fn wait_outcome(
         slot: &mut Slot,
         kind: EntryKind,
-        result: Result<LogIndex, Status>,
+        result: Result<LogIndex, Refusal>,
         reply: Reply<ReplicationResult>,
     ) {
         match result {
@@ -593,14 +643,14 @@ impl Worker {
                 .entry(outcome_key(kind, index))
                 .or_default()
                 .push(reply),
-            Err(status) => {
-                let _ = reply.send(Err(status));
+            Err(refusal) => {
+                let _ = reply.send(Err(refusal));
             }
         }
     }
 
     fn tick_all(&mut self) {
-        if self.failed {
+        if self.failed() {
             return;
         }
         for slot in self.slots.values_mut() {
@@ -618,7 +668,7 @@ impl Worker {
     /// Reads or delivers at most `restore_entries_per_turn_max` entries of restoring
     /// partitions, oldest restore first.
     fn restore_step(&mut self) -> bool {
-        if self.failed || self.restoring.is_empty() {
+        if self.failed() || self.restoring.is_empty() {
             return false;
         }
         let mut budget = self.config.restore_entries_per_turn_max;
@@ -734,7 +784,7 @@ impl Worker {
     // ----- durability -----
 
     fn poll_durable(&mut self) -> bool {
-        if self.failed || self.pending.is_empty() {
+        if self.failed() || self.pending.is_empty() {
             return false;
         }
         let result = self.wal.poll_durable();
@@ -768,7 +818,7 @@ impl Worker {
     // ----- Readies and the WalScheduler -----
 
     fn gather_readies(&mut self, scan_all: bool) -> bool {
-        if self.failed {
+        if self.failed() {
             return false;
         }
         let mut candidates = std::mem::take(&mut self.dirty);
@@ -794,7 +844,7 @@ impl Worker {
                 };
                 worked = true;
                 self.handle_ready(partition, ready);
-                if self.failed {
+                if self.failed() {
                     return true;
                 }
             }
@@ -830,7 +880,9 @@ impl Worker {
             // those of the previous report).
             if !soft.noop_committed {
                 for (_, reply) in slot.reads.drain() {
-                    let _ = reply.send(Err(Status::NodeIsNotLeader));
+                    let _ = reply.send(Err(Refusal::NotLeader {
+                        leader: soft.leader,
+                    }));
                 }
             }
         }
@@ -920,7 +972,11 @@ impl Worker {
                 }
                 Ok(index) => slot.reads_waiting_apply.push((index, reply)),
                 Err(status) => {
-                    let _ = reply.send(Err(status));
+                    let refusal = match slot.replica.as_ref() {
+                        Some(replica) => Refusal::of_replica(replica, status),
+                        None => Refusal::Replica(status),
+                    };
+                    let _ = reply.send(Err(refusal));
                 }
             }
         }
@@ -934,7 +990,7 @@ impl Worker {
     }
 
     fn flush_outbox(&mut self) {
-        if self.failed {
+        if self.failed() {
             self.outbox.clear();
             return;
         }

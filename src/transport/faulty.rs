@@ -16,9 +16,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::Transport;
 use crate::core::rng::SplitMix64;
 use crate::core::{Message, NodeId};
+use crate::shard::Transport;
 
 /// Fault probabilities (per million messages) and bounds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -1,14 +1,14 @@
 //! The in-memory transport: several nodes in one process. Sending calls the destination's
 //! [`Inbound`] directly, so the per-peer queue is the destination shard's bounded inbound
-//! queue (a full one drops and counts, see `Runtime::deliver`); a batch for a node that is
+//! queue (a full one drops and counts, see `ShardHost::deliver`); a batch for a node that is
 //! not registered (stopped, or not started yet) is dropped and counted here.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use super::{Inbound, Transport};
 use crate::core::{Message, NodeId};
+use crate::shard::{Inbound, Transport};
 
 /// A set of in-process nodes that can reach each other.
 #[derive(Default)]

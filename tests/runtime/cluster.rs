@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use kommander_raft::core::{EntryKind, LogIndex, PartitionId, Status};
-use kommander_raft::shard::{ReplicationResult, Request};
+use kommander_raft::shard::{Refusal, ReplicationResult, Request};
 
 use super::harness::{Cluster, Seen, eventually, wait};
 
@@ -145,14 +145,17 @@ fn two_phase_commit_delivers_and_rollback_never_does() {
         reply,
     });
     assert!(
-        matches!(refused, Err(Status::Errored | Status::ProposalNotFound)),
+        matches!(
+            refused,
+            Err(Refusal::Replica(Status::Errored | Status::ProposalNotFound))
+        ),
         "commit after rollback: {refused:?}"
     );
     let unknown = cluster.ask(leader, p, |reply| Request::Commit {
         ticket: kommander_raft::core::Ticket(999_999),
         reply,
     });
-    assert_eq!(unknown, Err(Status::ProposalNotFound));
+    assert_eq!(unknown, Err(Refusal::Replica(Status::ProposalNotFound)));
 
     let after = cluster.replicate(p, b"after");
     cluster.wait_delivered(

@@ -2,9 +2,8 @@
 
 use std::sync::Arc;
 
-use kommander_raft::node::runtime::StartError;
-use kommander_raft::node::{ConfigError, NodeConfig, Runtime};
-use kommander_raft::shard::NoEvents;
+use kommander_raft::node::{ConfigError, NodeConfig, Raft, StartError};
+use kommander_raft::shard::{HostStartError, NoEvents, ShardHost};
 use kommander_raft::transport::memory::MemoryNetwork;
 
 use super::harness::Recorder;
@@ -81,13 +80,14 @@ fn every_invalid_field_is_named() {
         break_it(&mut config);
         assert_eq!(field_of(config.validate()), expected);
         let network = MemoryNetwork::new();
-        let started = Runtime::start(
-            &config,
-            network.transport(kommander_raft::core::NodeId(1)),
-            Arc::new(Recorder::default()),
-            Arc::new(NoEvents),
-            Arc::default(),
-        );
+        let starting = Raft::builder(config.clone())
+            .state_machine(Arc::new(Recorder::default()))
+            .transport(network.transport(kommander_raft::core::NodeId(1)))
+            .start();
+        let started = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(starting);
         match started {
             Err(StartError::Config(ConfigError::InvalidField { field, .. })) => {
                 assert_eq!(field, expected);
@@ -133,8 +133,8 @@ fn a_changed_shard_count_is_refused() {
     config.wal_record_bytes_max = 64 << 10;
     let network = MemoryNetwork::new();
     let start = |config: &NodeConfig| {
-        Runtime::start(
-            config,
+        ShardHost::start(
+            config.shard_config(),
             network.transport(kommander_raft::core::NodeId(1)),
             Arc::new(Recorder::default()),
             Arc::new(NoEvents),
@@ -145,7 +145,7 @@ fn a_changed_shard_count_is_refused() {
     config.shards = 3;
     assert!(matches!(
         start(&config),
-        Err(StartError::ShardCountChanged {
+        Err(HostStartError::ShardCountChanged {
             found: 2,
             configured: 3,
             ..

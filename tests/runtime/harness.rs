@@ -1,4 +1,4 @@
-//! A test cluster: N nodes, each a `Runtime` with a recording state machine and event log.
+//! A test cluster: N nodes, each a `ShardHost` with a recording state machine and event log.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kommander_raft::core::{LogIndex, NodeId, PartitionId, Role, Status, Ticket};
-use kommander_raft::node::{NodeConfig, Runtime};
+use kommander_raft::node::NodeConfig;
 use kommander_raft::shard::{
-    EventSink, LogEntry, PartitionStatus, ProposedEntry, RaftEvent, ReplicationResult, Request,
-    StateMachine,
+    EventSink, LogEntry, PartitionStatus, ProposedEntry, RaftEvent, Refusal, ReplicationResult,
+    Request, ShardHost, StateMachine,
 };
 use kommander_raft::transport::Transport;
 use kommander_raft::transport::faulty::FaultInjector;
@@ -109,8 +109,8 @@ impl EventLog {
 }
 
 /// Waits for a oneshot answer without an async runtime (polls, so a lost answer fails the
-/// test instead of hanging it).
-pub(crate) fn wait<T>(mut answer: oneshot::Receiver<Result<T, Status>>) -> Result<T, Status> {
+/// test instead of hanging it). A reply dropped unanswered counts as `ShutDown`.
+pub(crate) fn wait<T>(mut answer: oneshot::Receiver<Result<T, Refusal>>) -> Result<T, Refusal> {
     let deadline = Instant::now() + PATIENCE;
     loop {
         match answer.try_recv() {
@@ -119,7 +119,7 @@ pub(crate) fn wait<T>(mut answer: oneshot::Receiver<Result<T, Status>>) -> Resul
                 assert!(Instant::now() < deadline, "no answer within {PATIENCE:?}");
                 std::thread::sleep(Duration::from_micros(200));
             }
-            Err(oneshot::error::TryRecvError::Closed) => return Err(Status::Errored),
+            Err(oneshot::error::TryRecvError::Closed) => return Err(Refusal::ShutDown),
         }
     }
 }
@@ -158,7 +158,7 @@ pub(crate) fn test_config(node: u64, nodes: u64, dir: &std::path::Path) -> NodeC
 pub(crate) struct TestNode {
     pub(crate) id: NodeId,
     pub(crate) config: NodeConfig,
-    pub(crate) runtime: Option<Runtime>,
+    pub(crate) runtime: Option<ShardHost>,
     pub(crate) app: Arc<Recorder>,
     pub(crate) events: Arc<EventLog>,
 }
@@ -226,8 +226,8 @@ impl Cluster {
             Some(faults) => faults.wrap(node.id, memory),
             None => memory,
         };
-        let runtime = Runtime::start(
-            &node.config,
+        let runtime = ShardHost::start(
+            node.config.shard_config(),
             transport,
             Arc::clone(&node.app) as Arc<dyn StateMachine>,
             Arc::clone(&node.events) as Arc<dyn EventSink>,
@@ -258,7 +258,7 @@ impl Cluster {
         }
     }
 
-    pub(crate) fn runtime(&self, i: usize) -> &Runtime {
+    pub(crate) fn runtime(&self, i: usize) -> &ShardHost {
         self.nodes[i].runtime.as_ref().expect("node is running")
     }
 
@@ -266,7 +266,7 @@ impl Cluster {
         &self,
         i: usize,
         partition: PartitionId,
-    ) -> Result<PartitionStatus, Status> {
+    ) -> Result<PartitionStatus, Refusal> {
         let (reply, answer) = oneshot::channel();
         self.runtime(i).send(partition, Request::Status { reply })?;
         wait(answer)
@@ -326,7 +326,7 @@ impl Cluster {
         auto_commit: bool,
     ) -> (
         Ticket,
-        Result<oneshot::Receiver<Result<ReplicationResult, Status>>, Status>,
+        Result<oneshot::Receiver<Result<ReplicationResult, Refusal>>, Refusal>,
     ) {
         let ticket = self.ticket();
         let (reply, answer) = oneshot::channel();
@@ -379,8 +379,8 @@ impl Cluster {
         &self,
         i: usize,
         partition: PartitionId,
-        make: impl FnOnce(oneshot::Sender<Result<T, Status>>) -> Request,
-    ) -> Result<T, Status> {
+        make: impl FnOnce(oneshot::Sender<Result<T, Refusal>>) -> Request,
+    ) -> Result<T, Refusal> {
         let (reply, answer) = oneshot::channel();
         self.runtime(i).send(partition, make(reply))?;
         wait(answer)

@@ -1,4 +1,4 @@
-//! Runtime-level tests: in-process clusters of real nodes (shard threads, real WALs in temp
+//! Shard-host tests: in-process clusters of `ShardHost`s (shard threads, real WALs in temp
 //! directories, io_uring where permitted) connected by the in-memory transport, optionally
 //! through the fault injector.
 

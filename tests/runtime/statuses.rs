@@ -1,11 +1,11 @@
-//! Every status a caller can provoke at the runtime level.
+//! Every refusal a caller can provoke at the shard host.
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use kommander_raft::core::{PartitionId, Status};
-use kommander_raft::shard::{PartitionStatus, ProposedEntry, Request};
+use kommander_raft::shard::{PartitionStatus, ProposedEntry, Refusal, Request};
 use tokio::sync::oneshot;
 
 use super::harness::{Cluster, Recorder, wait};
@@ -27,7 +27,7 @@ fn gate() -> (super::harness::Hook, mpsc::Receiver<()>, mpsc::Sender<()>) {
 fn status_request(
     cluster: &Cluster,
     p: PartitionId,
-) -> Result<oneshot::Receiver<Result<PartitionStatus, Status>>, Status> {
+) -> Result<oneshot::Receiver<Result<PartitionStatus, Refusal>>, Refusal> {
     let (reply, answer) = oneshot::channel();
     cluster
         .runtime(0)
@@ -48,10 +48,7 @@ fn a_full_request_queue_answers_proposal_queue_full() {
     // The shard thread is inside the callback: the queue (2 slots) fills and then refuses.
     let first = status_request(&cluster, p).expect("slot 1");
     let second = status_request(&cluster, p).expect("slot 2");
-    assert_eq!(
-        status_request(&cluster, p).err(),
-        Some(Status::ProposalQueueFull)
-    );
+    assert_eq!(status_request(&cluster, p).err(), Some(Refusal::QueueFull));
     // Later deliveries pass the gate (its `entered` receiver is gone); this one is released.
     drop(entered);
     release.send(()).expect("release");
@@ -79,7 +76,7 @@ fn a_restoring_partition_answers_restore_in_progress() {
     let queued = status_request(&cluster, p).expect("queued");
     drop(entered);
     release.send(()).expect("release");
-    assert_eq!(wait(queued), Err(Status::RestoreInProgress));
+    assert_eq!(wait(queued), Err(Refusal::RestoreInProgress));
     // Once restored, requests are served and the restored entries came once, in order.
     cluster.wait_leaders();
     let restored: Vec<Vec<u8>> = cluster.nodes[0]
@@ -98,11 +95,20 @@ fn refusals_name_their_cause() {
     cluster.wait_leaders();
     let leader = cluster.leader(p).expect("a leader");
     let follower = (leader + 1) % 3;
+    // A follower's refusal names the leader it knows.
+    let leader_id = cluster.nodes[leader].id;
+    super::harness::eventually("the follower to know the leader", || {
+        let known = cluster.status(follower, p).ok()?.leader;
+        (known == Some(leader_id)).then_some(())
+    });
+    let not_leader = Refusal::NotLeader {
+        leader: Some(leader_id),
+    };
     let (_, sent) = cluster.propose_to(follower, p, &[b"x"], true);
-    assert_eq!(wait(sent.expect("queued")), Err(Status::NodeIsNotLeader));
+    assert_eq!(wait(sent.expect("queued")), Err(not_leader.clone()));
     // A partition this node does not host.
     let (_, sent) = cluster.propose_to(leader, PartitionId(77), &[b"x"], true);
-    assert_eq!(wait(sent.expect("queued")), Err(Status::PartitionMoved));
+    assert_eq!(wait(sent.expect("queued")), Err(Refusal::NotHosted));
     // An empty proposal, an oversized log type.
     let (reply, answer) = oneshot::channel();
     let ticket = cluster.ticket();
@@ -118,7 +124,7 @@ fn refusals_name_their_cause() {
             },
         )
         .expect("queued");
-    assert_eq!(wait(answer), Err(Status::Errored));
+    assert_eq!(wait(answer), Err(Refusal::Replica(Status::Errored)));
     let (reply, answer) = oneshot::channel();
     let ticket = cluster.ticket();
     cluster
@@ -136,7 +142,7 @@ fn refusals_name_their_cause() {
             },
         )
         .expect("queued");
-    assert_eq!(wait(answer), Err(Status::Errored));
+    assert_eq!(wait(answer), Err(Refusal::Replica(Status::Errored)));
     // Leadership operations: transfer, step-down, suspend/resume, follower lag.
     let target = cluster.nodes[follower].id;
     let lag = cluster
@@ -148,7 +154,7 @@ fn refusals_name_their_cause() {
     assert!(lag.entries_behind() <= lag.leader_last_index.0);
     assert_eq!(
         cluster.ask(follower, p, |reply| Request::StepDown { reply }),
-        Err(Status::NodeIsNotLeader)
+        Err(not_leader)
     );
     cluster
         .ask(leader, p, |reply| Request::TransferLeadership {

@@ -17,10 +17,9 @@ use crate::node::discovery::StaticDiscovery;
 use crate::node::error::StartError;
 use crate::node::events::EventHub;
 use crate::node::hlc::HybridLogicalClock;
-use crate::node::runtime::Runtime;
 use crate::node::system::{Coordinator, SystemApp, SystemState};
-use crate::shard::{LeaderTable, StateMachine};
-use crate::transport::Transport;
+use crate::shard::Transport;
+use crate::shard::{LeaderTable, ShardHost, StateMachine};
 
 use super::timer::Timer;
 use super::{Inner, Raft};
@@ -125,8 +124,8 @@ impl RaftBuilder {
             system: Arc::clone(&system),
             app,
         });
-        let runtime = Runtime::start(
-            &config,
+        let shards = ShardHost::start(
+            config.shard_config(),
             Arc::clone(&transport),
             app,
             Arc::clone(&hub) as _,
@@ -134,7 +133,8 @@ impl RaftBuilder {
         )?;
         let timer = Arc::new(Timer::start(config.timers_max)?);
         let coordinator = Coordinator::start(
-            runtime.clone(),
+            Arc::clone(&config),
+            shards.clone(),
             Arc::clone(&system),
             Arc::clone(&hub),
             Arc::clone(&leaders),
@@ -142,7 +142,7 @@ impl RaftBuilder {
         )?;
         let (stop_signal, stop_requested) = mpsc::channel();
         let (stopped_tx, stopped) = watch::channel(false);
-        let stopping_runtime = runtime.clone();
+        let stopping_shards = shards.clone();
         let stopping_timer = Arc::clone(&timer);
         std::thread::Builder::new()
             .name("kommander-stop".to_owned())
@@ -150,16 +150,16 @@ impl RaftBuilder {
                 // A stop request, or every handle gone (the sender dropped).
                 let _ = stop_requested.recv();
                 coordinator.stop();
-                stopping_runtime.shutdown();
+                stopping_shards.shutdown();
                 stopping_timer.stop();
                 stopped_tx.send_replace(true);
             })?;
-        let inbound = runtime.inbound();
+        let inbound = shards.inbound();
         let nodes = RwLock::new(discovery.peers().to_vec());
         Ok(Raft {
             inner: Arc::new(Inner {
                 config,
-                runtime,
+                shards,
                 leaders,
                 transport,
                 hlc,

@@ -66,7 +66,7 @@ impl Raft {
             return HlcTimestamp::ZERO;
         };
         self.inner
-            .runtime
+            .shards
             .last_heard(peer.node_id)
             .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(HlcTimestamp::ZERO, |since| HlcTimestamp {

@@ -44,7 +44,7 @@ impl TestHooks {
                     .filter(|&l| l != local)
                     .or_else(|| raft.inner.discovery.peers().first().map(|p| p.node_id));
                 if let Some(from) = from {
-                    raft.inner.runtime.deliver(vec![Message {
+                    raft.inner.shards.deliver(vec![Message {
                         partition,
                         from,
                         to: local,
@@ -94,7 +94,7 @@ impl TestHooks {
         async move {
             asked
                 .await
-                .map_err(|refused| raft.transfer_error(refused, partition, target))?;
+                .map_err(|refusal| raft.transfer_error(refusal, partition, target))?;
             raft.wait(partition, timeout, move |l, _| match l {
                 Some(l) if l.leader == Some(target) => Verdict::Done(()),
                 _ => Verdict::Changed,
@@ -138,7 +138,7 @@ impl TestHooks {
         async move {
             asked
                 .await
-                .map_err(|refused| raft.query_error(refused, partition))
+                .map_err(|refusal| raft.query_error(refusal, partition))
         }
     }
 }

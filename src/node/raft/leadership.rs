@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::core::{NodeId, PartitionId};
 use crate::node::discovery::RaftNode;
 use crate::node::error::QueryError;
-use crate::shard::{Leadership, PartitionStatus, Request};
+use crate::shard::{Leadership, PartitionStatus, Refusal, Request};
 
 use super::Raft;
 use super::wait::{Verdict, until};
@@ -67,7 +67,7 @@ impl Raft {
         async move {
             asked
                 .await
-                .map_err(|refused| this.query_error(refused, partition))
+                .map_err(|refusal| this.query_error(refusal, partition))
         }
     }
 
@@ -93,10 +93,9 @@ impl Raft {
             };
             match asked.await {
                 Ok(lag) => Ok(Some(lag.entries_behind())),
-                Err(refused) => match this.query_error(refused, partition) {
-                    QueryError::NotLeader { .. } => Ok(None),
-                    error => Err(error),
-                },
+                // Not the leader, or no progress known for that follower.
+                Err(Refusal::NotLeader { .. } | Refusal::Replica(_)) => Ok(None),
+                Err(refusal) => Err(this.query_error(refusal, partition)),
             }
         }
     }

@@ -1,19 +1,17 @@
-//! How the handle turns a shard's refusal into its public errors: the one place that knows the
-//! shard's answers, so each family's error says what happened and where to retry.
+//! How the handle turns a shard's [`Refusal`] into its public errors: the one place that knows
+//! the shard's answers, so each family's error says what happened and where to retry.
 
 use crate::core::{NodeId, PartitionId, Status};
-use crate::node::error::{Fatal, JoinError, QueryError, ReplicateError};
+use crate::node::error::{Fatal, InvalidWrite, JoinError, QueryError, ReplicateError};
 use crate::node::hlc::HlcTimestamp;
+use crate::shard::Refusal;
 
 use super::Raft;
 
-/// A shard's refusal of a request.
-pub(super) type Refused = Status;
-
 /// What an answer channel whose shard side was dropped means: the shard stopped.
-pub(super) const SHARD_GONE: Refused = Status::Errored;
+pub(super) const SHARD_GONE: Refusal = Refusal::ShutDown;
 
-/// The write a refusal answers (the same refusal means different things for each).
+/// The write a refusal answers (the core's generic refusal means a different thing for each).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Write {
     Propose,
@@ -23,77 +21,99 @@ pub(super) enum Write {
 }
 
 impl Raft {
-    /// The leader this node knows for `partition` (not itself) and its endpoint.
-    fn leader_hint(&self, partition: PartitionId) -> (Option<NodeId>, Option<String>) {
-        let leader = self
-            .inner
-            .leaders
-            .get(partition)
-            .and_then(|l| l.leader)
-            .filter(|&leader| leader != self.local_node_id());
+    /// `NotLeader` with the leader the refusing replica knew (never this node: a leader
+    /// handing over refuses too) and its endpoint from discovery.
+    fn not_leader(&self, leader: Option<NodeId>) -> (Option<NodeId>, Option<String>) {
+        let leader = leader.filter(|&leader| leader != self.local_node_id());
         let endpoint = leader.and_then(|leader| self.inner.leaders.endpoint_of(leader));
         (leader, endpoint)
     }
 
     pub(super) fn replicate_error(
         &self,
-        refused: Refused,
+        refusal: Refusal,
         partition: PartitionId,
         ticket: HlcTimestamp,
         write: Write,
     ) -> ReplicateError {
-        match refused {
-            Status::NodeIsNotLeader => {
-                let (leader, endpoint) = self.leader_hint(partition);
+        match refusal {
+            Refusal::NotLeader { leader } => {
+                let (leader, endpoint) = self.not_leader(leader);
                 ReplicateError::NotLeader { leader, endpoint }
             }
-            Status::ProposalQueueFull => ReplicateError::QueueFull,
-            Status::RestoreInProgress => ReplicateError::RestoreInProgress,
-            Status::PartitionMoved => ReplicateError::PartitionMoved {
+            Refusal::QueueFull => ReplicateError::QueueFull,
+            Refusal::RestoreInProgress => ReplicateError::RestoreInProgress,
+            Refusal::NotHosted => ReplicateError::PartitionMoved {
                 partition,
                 generation: self.partition_generation(partition),
             },
-            Status::ActiveProposal => ReplicateError::ActiveProposal,
-            Status::ProposalNotFound => ReplicateError::ProposalNotFound { ticket },
-            Status::ReplicationFailed => ReplicateError::LeadershipLost { ticket },
-            Status::ProposalTimeout => ReplicateError::Timeout { ticket },
-            _ if matches!(write, Write::Commit | Write::Rollback) => {
-                ReplicateError::TicketConflict { ticket }
+            Refusal::ShardFailed { shard, reason } => {
+                ReplicateError::Fatal(Fatal::ShardFailed { shard, reason })
             }
-            _ => ReplicateError::Fatal(Fatal::ShutDown),
+            Refusal::ShutDown => ReplicateError::Fatal(Fatal::ShutDown),
+            Refusal::Replica(status) => match (status, write) {
+                (Status::ActiveProposal, _) => ReplicateError::ActiveProposal,
+                (Status::ProposalNotFound, _) => ReplicateError::ProposalNotFound { ticket },
+                // The core's generic refusal of a commit or rollback: resolved the other way,
+                // or not committed yet.
+                (_, Write::Commit | Write::Rollback) => ReplicateError::TicketConflict { ticket },
+                // The core refuses only an empty proposal this way; the shard's other bounds
+                // are the ones `check_write` applied before sending.
+                (_, Write::Propose | Write::Checkpoint) => InvalidWrite::Empty.into(),
+            },
         }
     }
 
-    pub(super) fn query_error(&self, refused: Refused, partition: PartitionId) -> QueryError {
-        match refused {
-            Status::NodeIsNotLeader => {
-                let (leader, endpoint) = self.leader_hint(partition);
+    pub(super) fn query_error(&self, refusal: Refusal, partition: PartitionId) -> QueryError {
+        match refusal {
+            Refusal::NotLeader { leader } => {
+                let (leader, endpoint) = self.not_leader(leader);
                 QueryError::NotLeader { leader, endpoint }
             }
-            Status::ProposalQueueFull => QueryError::QueueFull,
-            Status::RestoreInProgress => QueryError::RestoreInProgress,
-            Status::PartitionMoved => QueryError::PartitionMoved { partition },
-            _ => QueryError::Fatal(Fatal::ShutDown),
+            Refusal::QueueFull => QueryError::QueueFull,
+            Refusal::RestoreInProgress => QueryError::RestoreInProgress,
+            Refusal::NotHosted => QueryError::PartitionMoved { partition },
+            Refusal::ShardFailed { shard, reason } => {
+                QueryError::Fatal(Fatal::ShardFailed { shard, reason })
+            }
+            Refusal::ShutDown => QueryError::Fatal(Fatal::ShutDown),
+            // The replica refuses the state query and the hooks only as not leading (the
+            // follower lag and transfer refusals are read by their callers first).
+            Refusal::Replica(_) => QueryError::NotLeader {
+                leader: None,
+                endpoint: None,
+            },
         }
     }
 
     pub(super) fn transfer_error(
         &self,
-        refused: Refused,
+        refusal: Refusal,
         partition: PartitionId,
         target: NodeId,
     ) -> QueryError {
-        match refused {
-            Status::LeaderAlreadyElected => QueryError::AlreadyLeader { node: target },
-            Status::Errored => QueryError::NotAVoter { node: target },
-            refused => self.query_error(refused, partition),
+        match refusal {
+            Refusal::Replica(Status::LeaderAlreadyElected) => {
+                QueryError::AlreadyLeader { node: target }
+            }
+            Refusal::Replica(_) => QueryError::NotAVoter { node: target },
+            refusal => self.query_error(refusal, partition),
         }
     }
 
-    pub(super) fn join_error(&self, refused: Refused) -> JoinError {
-        match refused {
-            Status::ProposalQueueFull => JoinError::QueueFull,
-            _ => JoinError::Fatal(Fatal::ShutDown),
+    pub(super) fn join_error(&self, refusal: Refusal) -> JoinError {
+        match refusal {
+            Refusal::QueueFull => JoinError::QueueFull,
+            Refusal::ShardFailed { shard, reason } => {
+                JoinError::Fatal(Fatal::ShardFailed { shard, reason })
+            }
+            // Opening the system partition is refused otherwise only once the shard stopped
+            // (or for an invalid membership, which the validated configuration rules out).
+            Refusal::NotLeader { .. }
+            | Refusal::Replica(_)
+            | Refusal::RestoreInProgress
+            | Refusal::NotHosted
+            | Refusal::ShutDown => JoinError::Fatal(Fatal::ShutDown),
         }
     }
 }

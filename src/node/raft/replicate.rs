@@ -241,10 +241,10 @@ impl Raft {
             Ok(deadline) => {
                 let (reply, answer) = oneshot::channel();
                 self.inner
-                    .runtime
+                    .shards
                     .send(partition, make(Ticket(ticket.packed()), reply))
                     .map(|()| (deadline, answer))
-                    .map_err(|refused| this.replicate_error(refused, partition, ticket, write))
+                    .map_err(|refusal| this.replicate_error(refusal, partition, ticket, write))
             }
             Err(TimerError::Full) => Err(ReplicateError::QueueFull),
             Err(TimerError::Stopped) => Err(ReplicateError::Fatal(Fatal::ShutDown)),
@@ -260,8 +260,9 @@ impl Raft {
                     ticket,
                     log_index: outcome.index,
                 }),
-                Ok(outcome) => Err(this.replicate_error(outcome.status, partition, ticket, write)),
-                Err(refused) => Err(this.replicate_error(refused, partition, ticket, write)),
+                // The only other outcome: leadership was lost before the write committed.
+                Ok(_) => Err(ReplicateError::LeadershipLost { ticket }),
+                Err(refusal) => Err(this.replicate_error(refusal, partition, ticket, write)),
             }
         }
     }

@@ -14,7 +14,7 @@ use super::frame::{Deadlines, FrameError, FrameKind, FrameReader};
 use super::handshake::{self, HANDSHAKE_FRAME_BYTES_MAX, RejectCode, Role};
 use super::wire::decode_messages;
 use crate::core::NodeId;
-use crate::transport::Inbound;
+use crate::shard::Inbound;
 
 /// Stack of a connection thread: it only parses frames.
 const CONNECTION_STACK_BYTES: usize = 256 << 10;

@@ -44,9 +44,9 @@ use tracing::info;
 pub use self::config::TcpConfig;
 use self::frame::Deadlines;
 use self::handshake::{CLUSTER_NAME_BYTES_MAX, Identity};
-use super::{Inbound, Transport};
 use crate::core::{Message, NodeId};
 use crate::node::config::{ConfigError, NodeConfig};
+use crate::shard::{Inbound, Transport};
 
 /// Why the TCP transport could not start.
 #[non_exhaustive]

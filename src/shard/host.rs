@@ -1,43 +1,43 @@
-//! The internal node: starts the shard threads, places partitions on them, routes requests
-//! and inbound messages, and stops them. The public `Raft` handle is built on top of it.
+//! The shard host: starts a node's shard threads (one WAL each), routes requests and inbound
+//! messages to them (through its [`Router`]) and stops them. The node's `Raft` handle is built
+//! on top of it.
 //!
 //! ```text
-//! Runtime::start(config, transport, app, events)  → one thread + one WAL per shard
-//! Runtime::open_partition(p, voters, learners)    → create or restore p's replica on its shard
-//! Runtime::send(p, Request::Propose { .. })        → bounded queue; answer on a oneshot
-//! Runtime::deliver(messages)                       → transport entry point (Inbound)
-//! Runtime::shutdown()                              → stop, make everything appended durable
+//! ShardHost::start(config, transport, app, events) → one thread + one WAL per shard
+//! host.open_partition(p, voters, learners)         → create or restore p's replica on its shard
+//! host.send(p, Request::Propose { .. })             → bounded queue; answer on a oneshot
+//! host.deliver(messages)                            → transport entry point (Inbound)
+//! host.shutdown()                                   → stop, make everything appended durable
 //! ```
 //!
 //! Nothing here blocks the caller: queues are bounded (`shard_commands_max`,
-//! `shard_inbound_batches_max`); a full request queue answers `ProposalQueueFull`, a full
-//! inbound queue drops and counts the batch. Answers come on `tokio::sync::oneshot` channels,
-//! which work from any executor (or `blocking_recv` outside one).
+//! `shard_inbound_batches_max`); a full request queue answers `QueueFull`, a full inbound
+//! queue drops and counts the batch. Answers come on `tokio::sync::oneshot` channels, which
+//! work from any executor (or `blocking_recv` outside one).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
-use crossbeam::channel::{self, Sender, TrySendError};
+use crossbeam::channel;
 use kommander_wal::Wal;
 use tokio::sync::oneshot;
 
-use crate::core::{Message, NodeId, PartitionId, Status};
-use crate::node::config::{ConfigError, NodeConfig};
-use crate::shard::waker::{Input, Waker};
-use crate::shard::worker::{ShardInput, ShardParams, ShardStats, Worker};
-use crate::shard::{EventSink, LeaderTable, Leadership, Opened, Request, StateMachine, shard_of};
-use crate::transport::{Inbound, Transport};
+use super::activity::NodeActivity;
+use super::config::ShardConfig;
+use super::router::{Router, ShardQueues};
+use super::transport::{Inbound, Transport};
+use super::waker::{Input, Waker};
+use super::worker::{ShardInput, ShardParams, ShardStats, Worker};
+use super::{EventSink, LeaderTable, Leadership, Opened, Refusal, Request, StateMachine, shard_of};
+use crate::core::{Message, NodeId, PartitionId};
 
-/// Why a node could not start.
+/// Why the shard host could not start.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The configuration is invalid.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
+pub enum HostStartError {
     /// The data directory was written with another shard count: partitions would not find
     /// their logs.
     #[error(
@@ -61,49 +61,27 @@ pub enum StartError {
         source: kommander_wal::Error,
     },
     /// A shard thread could not be spawned, or the data directory could not be read.
-    #[error("starting the node: {0}")]
+    #[error("starting the shards: {0}")]
     Io(#[from] std::io::Error),
 }
 
-#[derive(Clone)]
-struct ShardHandle {
-    commands: Sender<ShardInput>,
-    inbound: Sender<Vec<Message>>,
-    stats: Arc<ShardStats>,
-    waker: Arc<Waker>,
-}
-
 struct Inner {
-    node: NodeId,
+    config: Arc<ShardConfig>,
     leaders: Arc<LeaderTable>,
-    activity: Arc<NodeActivity>,
-    config: Arc<NodeConfig>,
-    shards: Vec<ShardHandle>,
+    router: Router,
     stop: Arc<AtomicBool>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Inner {
     fn stop(&self) {
-        self.stop.store(true, Ordering::Release);
-        for shard in &self.shards {
-            let _ = shard.commands.try_send(ShardInput::Wake);
-            shard.waker.wake(Input::Command);
-        }
         let threads = std::mem::take(
             &mut *self
                 .threads
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
-        let current = std::thread::current().id();
-        for thread in threads {
-            // The last clone may be dropped by the application on a shard thread: that
-            // thread exits on its own once it sees the stop flag.
-            if thread.thread().id() != current {
-                let _ = thread.join();
-            }
-        }
+        stop_all(&self.stop, self.router.shards(), threads);
     }
 }
 
@@ -113,18 +91,18 @@ impl Drop for Inner {
     }
 }
 
-/// A running node: its shards and the routes to them. Cheap to clone (an `Arc`); the shards
-/// stop at [`Runtime::shutdown`] or when the last clone is dropped.
+/// A node's running shards and the routes to them. Cheap to clone (an `Arc`); the shards
+/// stop at [`ShardHost::shutdown`] or when the last clone is dropped.
 #[derive(Clone)]
-pub struct Runtime {
+pub struct ShardHost {
     inner: Arc<Inner>,
 }
 
-impl std::fmt::Debug for Runtime {
+impl std::fmt::Debug for ShardHost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime")
-            .field("node", &self.inner.node)
-            .field("shards", &self.inner.shards.len())
+        f.debug_struct("ShardHost")
+            .field("node", &self.inner.config.node_id)
+            .field("shards", &self.inner.config.shard_count)
             .finish_non_exhaustive()
     }
 }
@@ -146,37 +124,36 @@ pub struct RuntimeStats {
     pub turns: u64,
 }
 
-impl Runtime {
-    /// Validates `config`, opens (recovering) one WAL per shard under `data_dir/shard-<n>` and
-    /// starts the shard threads. No partition is open yet: see [`Runtime::open_partition`].
+impl ShardHost {
+    /// Opens (recovering) one WAL per shard under `data_dir/shard-<n>` and starts the shard
+    /// threads. No partition is open yet: see [`ShardHost::open_partition`]. `config` comes
+    /// from a validated node configuration (`NodeConfig::validate`).
     ///
-    /// `transport` carries this node's outgoing messages; register [`Runtime::inbound`] with
-    /// the network so that peers' messages reach [`Runtime::deliver`]. `app` is called on the
-    /// shard threads; `events` receives [`RaftEvent`](crate::shard::RaftEvent)s; the shards
-    /// write every replica's leadership into `leaders`.
+    /// `transport` carries this node's outgoing messages; register [`ShardHost::inbound`]
+    /// with the network so that peers' messages reach the shards. `app` is called on the
+    /// shard threads; `events` receives [`RaftEvent`](super::RaftEvent)s; the shards write
+    /// every replica's leadership into `leaders`.
     ///
     /// # Errors
     ///
-    /// [`StartError::Config`] naming the invalid field; [`StartError::ShardCountChanged`];
-    /// [`StartError::Wal`] when a shard's WAL cannot be opened or recovered (already started
-    /// shards are stopped); [`StartError::Io`].
+    /// [`HostStartError::ShardCountChanged`]; [`HostStartError::Wal`] when a shard's WAL
+    /// cannot be opened or recovered (already started shards are stopped);
+    /// [`HostStartError::Io`].
     ///
     /// # Durability
     ///
     /// Everything the WALs recovered is durable when this returns.
     pub fn start(
-        config: &NodeConfig,
+        config: ShardConfig,
         transport: Arc<dyn Transport>,
         app: Arc<dyn StateMachine>,
         events: Arc<dyn EventSink>,
         leaders: Arc<LeaderTable>,
-    ) -> Result<Self, StartError> {
-        config.validate()?;
-        let config = Arc::new(config.clone());
-        let shard_count = config.shard_count();
+    ) -> Result<Self, HostStartError> {
+        let config = Arc::new(config);
+        let shard_count = config.shard_count;
         check_shard_dirs(&config.data_dir, shard_count)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let activity = Arc::new(NodeActivity::new(&config.cluster_nodes()));
         let mut shards = Vec::with_capacity(shard_count);
         let mut threads = Vec::with_capacity(shard_count);
         let mut opened = Vec::with_capacity(shard_count);
@@ -188,7 +165,7 @@ impl Runtime {
                 Ok(waker) => Arc::new(waker),
                 Err(error) => {
                     stop_all(&stop, &shards, threads);
-                    return Err(StartError::Io(error));
+                    return Err(HostStartError::Io(error));
                 }
             };
             let params = ShardParams {
@@ -205,7 +182,7 @@ impl Runtime {
                 leaders: Arc::clone(&leaders),
             };
             let dir = config.data_dir.join(format!("shard-{shard}"));
-            let wal_config = config.wal_config();
+            let wal_config = config.wal.clone();
             let (opened_tx, opened_rx) = std::sync::mpsc::sync_channel(1);
             // The WAL (and its io_uring ring) is opened on the thread that drives it.
             let spawned = std::thread::Builder::new()
@@ -223,12 +200,12 @@ impl Runtime {
                 Ok(thread) => thread,
                 Err(error) => {
                     stop_all(&stop, &shards, threads);
-                    return Err(StartError::Io(error));
+                    return Err(HostStartError::Io(error));
                 }
             };
             threads.push(thread);
             opened.push(opened_rx);
-            shards.push(ShardHandle {
+            shards.push(ShardQueues {
                 commands: command_tx,
                 inbound: inbound_tx,
                 stats,
@@ -238,21 +215,21 @@ impl Runtime {
         for (shard, opened_rx) in opened.into_iter().enumerate() {
             let error = match opened_rx.recv() {
                 Ok(Ok(())) => continue,
-                Ok(Err(source)) => StartError::Wal { shard, source },
-                Err(_) => StartError::Io(std::io::Error::other(format!(
+                Ok(Err(source)) => HostStartError::Wal { shard, source },
+                Err(_) => HostStartError::Io(std::io::Error::other(format!(
                     "shard {shard} exited before opening its WAL"
                 ))),
             };
             stop_all(&stop, &shards, threads);
             return Err(error);
         }
+        let activity = Arc::new(NodeActivity::new(&config.cluster_nodes));
+        let router = Router::new(config.node_id, activity, shards, Arc::clone(&stop));
         Ok(Self {
             inner: Arc::new(Inner {
-                node: NodeId(config.node_id),
-                leaders,
-                activity,
                 config,
-                shards,
+                leaders,
+                router,
                 stop,
                 threads: Mutex::new(threads),
             }),
@@ -262,25 +239,25 @@ impl Runtime {
     /// This node's id.
     #[must_use]
     pub fn node_id(&self) -> NodeId {
-        self.inner.node
+        self.inner.config.node_id
     }
 
-    /// The configuration the node runs with.
+    /// The configuration the shards run with.
     #[must_use]
-    pub fn config(&self) -> &NodeConfig {
+    pub fn config(&self) -> &ShardConfig {
         &self.inner.config
     }
 
     /// The number of shards.
     #[must_use]
     pub fn shard_count(&self) -> usize {
-        self.inner.shards.len()
+        self.inner.config.shard_count
     }
 
     /// The shard hosting `partition` ([`shard_of`]).
     #[must_use]
     pub fn shard_of(&self, partition: PartitionId) -> usize {
-        shard_of(partition, self.inner.shards.len())
+        shard_of(partition, self.shard_count())
     }
 
     /// Creates `partition`'s replica on its shard, or restores it when the shard's WAL holds
@@ -290,17 +267,18 @@ impl Runtime {
     ///
     /// # Errors
     ///
-    /// `ProposalQueueFull` when the shard's request queue is full; `Errored` after the node
-    /// stopped. On the channel: `Errored` for an invalid membership (this node in neither
-    /// list, duplicates) or a failed shard, `ProposalQueueFull` beyond `partitions_max`.
+    /// [`Refusal::QueueFull`] when the shard's request queue is full; [`Refusal::ShutDown`]
+    /// after the node stopped. On the channel: `Replica(Errored)` for an invalid membership
+    /// (this node in neither list, duplicates), `ShardFailed` for a failed shard, `QueueFull`
+    /// beyond `partitions_max`.
     pub fn open_partition(
         &self,
         partition: PartitionId,
         voters: Vec<NodeId>,
         learners: Vec<NodeId>,
-    ) -> Result<oneshot::Receiver<Result<Opened, Status>>, Status> {
+    ) -> Result<oneshot::Receiver<Result<Opened, Refusal>>, Refusal> {
         let (reply, answer) = oneshot::channel();
-        self.enqueue(
+        self.inner.router.request(
             partition,
             ShardInput::Open {
                 partition,
@@ -317,36 +295,19 @@ impl Runtime {
     ///
     /// # Errors
     ///
-    /// `ProposalQueueFull` when the shard's request queue (`shard_commands_max`) is full;
-    /// `Errored` after the node stopped. The request (and its reply sender) is dropped.
-    pub fn send(&self, partition: PartitionId, request: Request) -> Result<(), Status> {
-        self.enqueue(partition, ShardInput::Request { partition, request })
-    }
-
-    fn enqueue(&self, partition: PartitionId, input: ShardInput) -> Result<(), Status> {
-        if self.inner.stop.load(Ordering::Acquire) {
-            return Err(Status::Errored);
-        }
-        let shard = &self.inner.shards[self.shard_of(partition)];
-        match shard.commands.try_send(input) {
-            Ok(()) => {
-                shard.waker.wake(Input::Command);
-                Ok(())
-            }
-            Err(TrySendError::Full(_)) => Err(Status::ProposalQueueFull),
-            Err(TrySendError::Disconnected(_)) => Err(Status::Errored),
-        }
+    /// [`Refusal::QueueFull`] when the shard's request queue (`shard_commands_max`) is full;
+    /// [`Refusal::ShutDown`] after the node stopped. The request (and its reply sender) is
+    /// dropped.
+    pub fn send(&self, partition: PartitionId, request: Request) -> Result<(), Refusal> {
+        self.inner
+            .router
+            .request(partition, ShardInput::Request { partition, request })
     }
 
     /// Routes messages received from the network to the shards of their partitions. Never
     /// blocks: a batch for a full shard queue is dropped and counted.
     pub fn deliver(&self, messages: Vec<Message>) {
-        deliver_to(
-            &self.inner.shards,
-            self.inner.node,
-            &self.inner.activity,
-            messages,
-        );
+        self.inner.router.deliver(messages);
     }
 
     /// What this node's replica of `partition` last reported about leadership (no round trip
@@ -359,27 +320,21 @@ impl Runtime {
     /// When a message from `node` last arrived (`None`: never, or not a cluster member).
     #[must_use]
     pub fn last_heard(&self, node: NodeId) -> Option<SystemTime> {
-        self.inner.activity.last_heard(node)
+        self.inner.router.activity().last_heard(node)
     }
 
-    /// The inbound side to register with a transport (see [`MemoryNetwork::register`]). It
+    /// The inbound side to register with a transport (see `MemoryNetwork::register`). It
     /// holds only the shards' queues: it does not keep the node running.
-    ///
-    /// [`MemoryNetwork::register`]: crate::transport::memory::MemoryNetwork::register
     #[must_use]
     pub fn inbound(&self) -> Arc<dyn Inbound> {
-        Arc::new(RuntimeInbound {
-            node: self.inner.node,
-            activity: Arc::clone(&self.inner.activity),
-            shards: self.inner.shards.clone(),
-        })
+        Arc::new(self.inner.router.clone())
     }
 
     /// Counters summed over the shards.
     #[must_use]
     pub fn stats(&self) -> RuntimeStats {
         let mut total = RuntimeStats::default();
-        for shard in &self.inner.shards {
+        for shard in self.inner.router.shards() {
             let s = &shard.stats;
             total.inbound_batches_dropped += s.inbound_batches_dropped.load(Ordering::Relaxed);
             total.inbound_messages_dropped += s.inbound_messages_dropped.load(Ordering::Relaxed);
@@ -392,8 +347,9 @@ impl Runtime {
     }
 
     /// Stops the shards: each finishes its turn, makes everything appended to its WAL durable
-    /// and exits; pending requests are dropped (their receivers see the sender gone). Later
-    /// calls do nothing; later requests get `Errored`. Called on a shard thread (from an
+    /// and exits; pending requests are answered [`Refusal::ShutDown`] (one queued while its
+    /// shard exits is dropped: its receiver sees the sender gone). Later calls do nothing;
+    /// later requests get [`Refusal::ShutDown`]. Called on a shard thread (from an
     /// application callback) it does not wait for that shard, which stops after its turn.
     ///
     /// # Durability
@@ -405,122 +361,35 @@ impl Runtime {
     }
 }
 
-struct RuntimeInbound {
-    node: NodeId,
-    activity: Arc<NodeActivity>,
-    shards: Vec<ShardHandle>,
-}
-
-impl Inbound for RuntimeInbound {
+impl Inbound for ShardHost {
     fn deliver(&self, messages: Vec<Message>) {
-        deliver_to(&self.shards, self.node, &self.activity, messages);
+        ShardHost::deliver(self, messages);
     }
 }
 
-impl Inbound for Runtime {
-    fn deliver(&self, messages: Vec<Message>) {
-        Runtime::deliver(self, messages);
-    }
-}
-
-/// Per cluster node: when its last message arrived (milliseconds since the Unix epoch, 0 =
-/// never). Fixed at start from the configured peers, so updating it takes no lock.
-struct NodeActivity {
-    nodes: Vec<(NodeId, AtomicU64)>,
-}
-
-impl NodeActivity {
-    fn new(nodes: &[NodeId]) -> Self {
-        Self {
-            nodes: nodes.iter().map(|&n| (n, AtomicU64::new(0))).collect(),
-        }
-    }
-
-    fn heard(&self, node: NodeId, now_ms: u64) {
-        if let Some((_, at)) = self.nodes.iter().find(|(n, _)| *n == node) {
-            at.fetch_max(now_ms, Ordering::Relaxed);
-        }
-    }
-
-    fn last_heard(&self, node: NodeId) -> Option<SystemTime> {
-        let (_, at) = self.nodes.iter().find(|(n, _)| *n == node)?;
-        let ms = at.load(Ordering::Relaxed);
-        (ms > 0).then(|| UNIX_EPOCH + Duration::from_millis(ms))
-    }
-}
-
-fn deliver_to(
-    shards: &[ShardHandle],
-    node: NodeId,
-    activity: &NodeActivity,
-    messages: Vec<Message>,
-) {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let mut previous = None;
-    for message in &messages {
-        if previous != Some(message.from) {
-            previous = Some(message.from);
-            activity.heard(message.from, now_ms);
-        }
-    }
-    let count = shards.len();
-    if count == 1 {
-        push_batch(&shards[0], node, messages);
-        return;
-    }
-    let mut batches: Vec<Vec<Message>> = (0..count).map(|_| Vec::new()).collect();
-    for message in messages {
-        batches[shard_of(message.partition, count)].push(message);
-    }
-    for (shard, batch) in shards.iter().zip(batches) {
-        if !batch.is_empty() {
-            push_batch(shard, node, batch);
-        }
-    }
-}
-
-fn push_batch(shard: &ShardHandle, node: NodeId, mut batch: Vec<Message>) {
-    let before = batch.len();
-    batch.retain(|m| m.to == node);
-    let misaddressed = (before - batch.len()) as u64;
-    if misaddressed > 0 {
-        shard
-            .stats
-            .inbound_messages_dropped
-            .fetch_add(misaddressed, Ordering::Relaxed);
-    }
-    if batch.is_empty() {
-        return;
-    }
-    if shard.inbound.try_send(batch).is_ok() {
-        shard.waker.wake(Input::Inbound);
-    } else {
-        shard
-            .stats
-            .inbound_batches_dropped
-            .fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-fn stop_all(stop: &AtomicBool, shards: &[ShardHandle], threads: Vec<JoinHandle<()>>) {
+/// Raises the stop flag, wakes every shard and joins their threads, except the calling one:
+/// the last clone of the host may be dropped by the application on a shard thread, which
+/// exits on its own once it sees the flag.
+fn stop_all(stop: &AtomicBool, shards: &[ShardQueues], threads: Vec<JoinHandle<()>>) {
     stop.store(true, Ordering::Release);
     for shard in shards {
         let _ = shard.commands.try_send(ShardInput::Wake);
         shard.waker.wake(Input::Command);
     }
+    let current = std::thread::current().id();
     for thread in threads {
-        let _ = thread.join();
+        if thread.thread().id() != current {
+            let _ = thread.join();
+        }
     }
 }
 
 /// Refuses a data directory created with another shard count.
-fn check_shard_dirs(dir: &std::path::Path, configured: usize) -> Result<(), StartError> {
+fn check_shard_dirs(dir: &std::path::Path, configured: usize) -> Result<(), HostStartError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(error) => return Err(StartError::Io(error)),
+        Err(error) => return Err(HostStartError::Io(error)),
     };
     let mut found = 0;
     for entry in entries {
@@ -534,7 +403,7 @@ fn check_shard_dirs(dir: &std::path::Path, configured: usize) -> Result<(), Star
         }
     }
     if found != 0 && found != configured {
-        return Err(StartError::ShardCountChanged {
+        return Err(HostStartError::ShardCountChanged {
             dir: dir.to_path_buf(),
             found,
             configured,
