@@ -63,8 +63,9 @@ use crate::node::error::{Fatal, JoinError};
 use crate::node::events::EventHub;
 use crate::node::hlc::HybridLogicalClock;
 use crate::node::system::{SYSTEM_PARTITION, SystemState};
-use crate::shard::{Inbound, Transport};
-use crate::shard::{LeaderTable, RaftEvent, Refusal, Reply, Request, RuntimeStats, ShardHost};
+use crate::shard::{
+    Inbound, LeaderTable, RaftEvent, Refusal, Reply, Request, RuntimeStats, ShardHost, Transport,
+};
 use timer::{Elapsed, Timer, TimerError, race};
 
 struct Inner {
@@ -80,8 +81,6 @@ struct Inner {
     timer: Arc<Timer>,
     inbound: Arc<dyn Inbound>,
     joined: AtomicBool,
-    /// Set by the first [`Raft::shutdown`].
-    stopping: AtomicBool,
     /// Dropping it (at shutdown, or with the last handle) wakes the node's stop thread, which
     /// stops and joins every other thread of the node: joining never happens on the caller's
     /// thread, which may be an executor's.
@@ -93,7 +92,6 @@ struct Inner {
 impl Inner {
     /// Signals the stop thread (the first call does; later calls only observe).
     fn stop(&self) -> watch::Receiver<bool> {
-        self.stopping.store(true, Ordering::Release);
         self.joined.store(false, Ordering::Release);
         drop(
             self.stop_signal
@@ -102,6 +100,14 @@ impl Inner {
                 .take(),
         );
         self.stopped.clone()
+    }
+
+    /// Whether [`Inner::stop`] was called.
+    fn stopping(&self) -> bool {
+        self.stop_signal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none()
     }
 }
 
@@ -160,7 +166,7 @@ impl Raft {
         let this = self.clone();
         async move {
             let inner = &this.inner;
-            if inner.stopping.load(Ordering::Acquire) {
+            if inner.stopping() {
                 return Err(JoinError::Fatal(Fatal::ShutDown));
             }
             let ceiling = Duration::from_millis(inner.config.join_timeout_ms);
@@ -298,15 +304,13 @@ impl Raft {
 }
 
 /// Compile-time proof that the handle is `Send + Sync` and that the future of every public
-/// `async` method is `Send + 'static` (spawnable on any multi-threaded executor).
-const _: fn() = || {
+/// `async` method is `Send + 'static` (spawnable on any multi-threaded executor). The closure
+/// is never called: it only has to compile.
+const _: fn(&Raft) = |raft| {
     fn send_sync<T: Send + Sync + 'static>() {}
     fn spawnable<T: Future + Send + 'static>(_: T) {}
     send_sync::<Raft>();
     send_sync::<TestHooks>();
-    let Ok(raft) = Err::<Raft, ()>(()) else {
-        return;
-    };
     let p = PartitionId(1);
     let ticket = raft.hlc().now();
     let none = None;

@@ -96,20 +96,7 @@ impl LeaderTable {
     /// replica reports).
     #[must_use]
     pub fn subscribe(&self, partition: PartitionId) -> watch::Receiver<Option<Leadership>> {
-        if let Some(entry) = self
-            .partitions
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&partition)
-        {
-            return entry.subscribe();
-        }
-        self.partitions
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(partition)
-            .or_insert_with(|| watch::Sender::new(None))
-            .subscribe()
+        self.with_entry(partition, watch::Sender::subscribe)
     }
 
     /// The endpoint of `node`, when the lookup knows it.
@@ -118,16 +105,17 @@ impl LeaderTable {
         self.endpoints.as_ref()?.endpoint_of(node)
     }
 
-    /// Records `partition`'s new soft state and wakes its waiters. Returns the
-    /// [`RaftEvent::LeaderChanged`] to emit when the leader or the term changed.
+    /// Records `partition`'s new soft state and wakes its waiters (only if something
+    /// changed). Returns the [`RaftEvent::LeaderChanged`] to emit when the leader or the term
+    /// changed.
     pub(crate) fn update(&self, partition: PartitionId, soft: SoftState) -> Option<RaftEvent> {
         let mut changed = false;
-        let mut record = |entry: &Entry| {
+        self.with_entry(partition, |entry| {
             entry.send_if_modified(|current| {
                 let same_leader =
                     current.is_some_and(|c| c.leader == soft.leader && c.term == soft.term);
                 changed = !same_leader;
-                let next = Leadership {
+                let next = Some(Leadership {
                     role: soft.role,
                     leader: soft.leader,
                     term: soft.term,
@@ -136,38 +124,38 @@ impl LeaderTable {
                         _ => Instant::now(),
                     },
                     noop_committed: soft.noop_committed,
-                };
-                let modified = *current != Some(next);
-                *current = Some(next);
+                });
+                let modified = *current != next;
+                *current = next;
                 modified
-            });
-        };
-        {
-            let partitions = self
-                .partitions
-                .read()
-                .unwrap_or_else(PoisonError::into_inner);
-            if let Some(entry) = partitions.get(&partition) {
-                record(entry);
-            } else {
-                drop(partitions);
-                let mut partitions = self
-                    .partitions
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner);
-                record(
-                    partitions
-                        .entry(partition)
-                        .or_insert_with(|| watch::Sender::new(None)),
-                );
-            }
-        }
+            })
+        });
         changed.then(|| RaftEvent::LeaderChanged {
             partition,
             leader: soft.leader,
             endpoint: soft.leader.and_then(|leader| self.endpoint_of(leader)),
             term: soft.term,
         })
+    }
+
+    /// Runs `f` on `partition`'s entry, created (`None`: nothing reported) if absent.
+    fn with_entry<R>(&self, partition: PartitionId, f: impl FnOnce(&Entry) -> R) -> R {
+        {
+            let partitions = self
+                .partitions
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(entry) = partitions.get(&partition) {
+                return f(entry);
+            }
+        }
+        let mut partitions = self
+            .partitions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        f(partitions
+            .entry(partition)
+            .or_insert_with(|| watch::Sender::new(None)))
     }
 }
 

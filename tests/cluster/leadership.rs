@@ -176,14 +176,15 @@ async fn a_full_timer_table_refuses_timed_calls_and_waits_wake_on_the_change() {
     let leader = cluster.leader(p).await;
     let old = cluster.raft(leader).clone();
     let successor = cluster.raft((leader + 1) % 3).clone();
-    // Two waits that never end take both timer slots of the old leader.
+    // Two waits for a stability they will not see take both timer slots of the old leader.
+    let hour = Duration::from_secs(3600);
     let never: Vec<_> = (0..2)
-        .map(|_| tokio::spawn(old.wait_for_leader(PartitionId(77), Some(PATIENCE * 10))))
+        .map(|_| tokio::spawn(old.wait_for_leader_stable(p, hour, Some(hour))))
         .collect();
     tokio::time::sleep(Duration::from_millis(20)).await;
     // A call that needs a deadline is refused at once, retryably.
     let refused = old
-        .wait_for_leader(PartitionId(78), Some(PATIENCE))
+        .wait_for_leader_stable(p, hour, Some(PATIENCE))
         .await
         .expect_err("no timer slot");
     assert_eq!(refused, QueryError::QueueFull);

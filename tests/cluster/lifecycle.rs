@@ -282,10 +282,18 @@ fn the_handle_needs_no_tokio_runtime() {
     block_on(raft.wait_for_leader(p, Some(PATIENCE))).expect("leader");
     block_on(raft.replicate_logs(p, "t", "no tokio", Default::default())).expect("written");
     // A timeout is served by the node's timer thread, not by an executor.
-    let waited = block_on(raft.wait_for_leader(PartitionId(42), Some(Duration::from_millis(20))));
+    let hour = Duration::from_secs(3600);
+    let waited = block_on(raft.wait_for_leader_stable(p, hour, Some(Duration::from_millis(20))));
     assert!(
         matches!(waited, Err(QueryError::Timeout { .. })),
         "{waited:?}"
+    );
+    // A partition outside the map is refused at once.
+    assert_eq!(
+        block_on(raft.wait_for_leader(PartitionId(42), None)).err(),
+        Some(QueryError::PartitionMoved {
+            partition: PartitionId(42)
+        })
     );
     block_on(raft.shutdown());
     assert_eq!(app.payloads(p), ["no tokio"]);

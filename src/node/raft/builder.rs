@@ -170,7 +170,6 @@ impl RaftBuilder {
                 timer,
                 inbound,
                 joined: AtomicBool::new(false),
-                stopping: AtomicBool::new(false),
                 stop_signal: Mutex::new(Some(stop_signal)),
                 stopped,
             }),

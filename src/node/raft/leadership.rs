@@ -3,11 +3,13 @@
 //! the leadership table, the waits await its changes (`wait.rs`), the others ask the shard.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::core::{NodeId, PartitionId};
 use crate::node::discovery::RaftNode;
 use crate::node::error::QueryError;
+use crate::node::system::SYSTEM_PARTITION;
 use crate::shard::{Leadership, PartitionStatus, Refusal, Request};
 
 use super::Raft;
@@ -37,7 +39,8 @@ impl Raft {
     /// # Errors
     ///
     /// [`QueryError::Timeout`]; [`QueryError::QueueFull`] when a deadline is needed and the
-    /// node's timers are all taken; [`QueryError::Fatal`] after shutdown.
+    /// node's timers are all taken; [`QueryError::PartitionMoved`] for a partition outside
+    /// this node's map (once it is initialized); [`QueryError::Fatal`] after shutdown.
     pub fn am_i_leader(
         &self,
         partition: PartitionId,
@@ -151,7 +154,9 @@ impl Raft {
         }
     }
 
-    /// Waits on `partition`'s entry of the leadership table until `verdict` is done.
+    /// Waits on `partition`'s entry of the leadership table until `verdict` is done. Once the
+    /// node is initialized, a partition outside its map is refused at once (it would never
+    /// report, and its table entry would outlive the wait).
     pub(super) fn wait<T, V>(
         &self,
         partition: PartitionId,
@@ -162,8 +167,16 @@ impl Raft {
         T: Send + 'static,
         V: FnMut(Option<&Leadership>, Instant) -> Verdict<T> + Send + 'static,
     {
-        let timer = std::sync::Arc::clone(&self.inner.timer);
-        let leadership = self.inner.leaders.subscribe(partition);
-        async move { until(&timer, leadership, timeout, verdict).await }
+        let unknown = self.is_initialized()
+            && partition != SYSTEM_PARTITION
+            && self.partition_generation(partition) == 0;
+        let timer = Arc::clone(&self.inner.timer);
+        let leadership = (!unknown).then(|| self.inner.leaders.subscribe(partition));
+        async move {
+            let Some(leadership) = leadership else {
+                return Err(QueryError::PartitionMoved { partition });
+            };
+            until(&timer, leadership, timeout, verdict).await
+        }
     }
 }
