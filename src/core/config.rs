@@ -2,10 +2,11 @@
 
 use super::types::{NodeId, PartitionId};
 
-/// Configuration of one [`Replica`](super::Replica). Build it with [`Config::new`] and override
-/// fields with struct-update syntax; [`Config::validate`] runs when the replica is created.
+/// Configuration of one [`Replica`](super::Replica). Build it with [`ReplicaConfig::new`] and
+/// override fields with struct-update syntax; [`ReplicaConfig::validate`] runs when the replica
+/// is created.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Config {
+pub struct ReplicaConfig {
     /// This replica's node id (must be a voter or a learner).
     pub id: NodeId,
     /// The partition this replica belongs to.
@@ -90,7 +91,7 @@ impl InjectedBug {
 /// A configuration or restore input that cannot be used.
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
+pub enum ReplicaConfigError {
     /// A field has an invalid value.
     #[error("invalid config field `{field}`: {reason}")]
     InvalidField {
@@ -104,7 +105,7 @@ pub enum ConfigError {
     InvalidDurableState(&'static str),
 }
 
-impl Config {
+impl ReplicaConfig {
     /// A configuration with the defaults: election timeout 10–20 ticks, heartbeat every 2
     /// ticks, check-quorum on, 256 messages / 8 MiB in flight per follower, 1024 entries / 1 MiB
     /// per append, 65 536 entries / 64 MiB uncommitted, 1024 pending reads, 4096 entries
@@ -140,9 +141,9 @@ impl Config {
     ///
     /// # Errors
     ///
-    /// [`ConfigError::InvalidField`] naming the first invalid field.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |field, reason| Err(ConfigError::InvalidField { field, reason });
+    /// [`ReplicaConfigError::InvalidField`] naming the first invalid field.
+    pub fn validate(&self) -> Result<(), ReplicaConfigError> {
+        let invalid = |field, reason| Err(ReplicaConfigError::InvalidField { field, reason });
         if self.id == NodeId::ZERO {
             return invalid("id", "node id 0 is reserved");
         }
@@ -221,8 +222,8 @@ impl Config {
 mod tests {
     use super::*;
 
-    fn base() -> Config {
-        Config::new(
+    fn base() -> ReplicaConfig {
+        ReplicaConfig::new(
             NodeId(1),
             PartitionId(1),
             vec![NodeId(1), NodeId(2), NodeId(3)],
@@ -236,58 +237,58 @@ mod tests {
 
     #[test]
     fn invalid_fields_are_named() {
-        let cases: Vec<(Config, &str)> = vec![
+        let cases: Vec<(ReplicaConfig, &str)> = vec![
             (
-                Config {
+                ReplicaConfig {
                     id: NodeId(0),
                     ..base()
                 },
                 "id",
             ),
             (
-                Config {
+                ReplicaConfig {
                     id: NodeId(9),
                     ..base()
                 },
                 "id",
             ),
             (
-                Config {
+                ReplicaConfig {
                     voters: vec![],
                     ..base()
                 },
                 "voters",
             ),
             (
-                Config {
+                ReplicaConfig {
                     learners: vec![NodeId(2)],
                     ..base()
                 },
                 "learners",
             ),
             (
-                Config {
+                ReplicaConfig {
                     election_timeout_ticks_max: 10,
                     ..base()
                 },
                 "election_timeout_ticks_max",
             ),
             (
-                Config {
+                ReplicaConfig {
                     heartbeat_interval_ticks: 10,
                     ..base()
                 },
                 "heartbeat_interval_ticks",
             ),
             (
-                Config {
+                ReplicaConfig {
                     inflight_messages_max: 0,
                     ..base()
                 },
                 "inflight_messages_max",
             ),
             (
-                Config {
+                ReplicaConfig {
                     append_bytes_max: 0,
                     ..base()
                 },
@@ -296,7 +297,7 @@ mod tests {
         ];
         for (config, expected) in cases {
             match config.validate() {
-                Err(ConfigError::InvalidField { field, .. }) => assert_eq!(field, expected),
+                Err(ReplicaConfigError::InvalidField { field, .. }) => assert_eq!(field, expected),
                 other => panic!("expected an error naming {expected}, got {other:?}"),
             }
         }

@@ -10,9 +10,9 @@
 //! A runtime loop looks like this:
 //!
 //! ```
-//! use kommander_raft::core::{Config, DurableState, NodeId, PartitionId, Replica};
+//! use kommander_raft::core::{ReplicaConfig, DurableState, NodeId, PartitionId, Replica};
 //!
-//! let config = Config::new(NodeId(1), PartitionId(1), vec![NodeId(1)]);
+//! let config = ReplicaConfig::new(NodeId(1), PartitionId(1), vec![NodeId(1)]);
 //! let mut replica = Replica::new(config, DurableState::default()).expect("valid config");
 //! for _ in 0..50 {
 //!     replica.tick();
@@ -72,7 +72,7 @@ mod types;
 
 #[cfg(feature = "sim-bugs")]
 pub use config::InjectedBug;
-pub use config::{Config, ConfigError};
+pub use config::{ReplicaConfig, ReplicaConfigError};
 pub use entry::{Entry, EntryKind};
 pub use message::{Message, MessageBody};
 pub use progress::{ProgressState, ProgressView};

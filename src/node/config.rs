@@ -1,8 +1,8 @@
 //! [`NodeConfig`]: one serde struct (TOML-loadable) holding everything a node needs — identity,
 //! peers, storage, timing and every limit — validated at start with an error naming the field.
 //!
-//! It derives the per-partition [`core::Config`], the per-shard [`WalConfig`] and the shard
-//! host's [`ShardConfig`]; nothing in the shards reads settings from anywhere else.
+//! It derives the per-partition [`core::ReplicaConfig`], the per-shard [`WalConfig`] and the
+//! shard host's [`ShardConfig`]; nothing in the shards reads settings from anywhere else.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -153,7 +153,7 @@ impl NodeConfig {
     /// 64 MiB segments, io_uring where permitted.
     #[must_use]
     pub fn new(node_id: u64, data_dir: impl Into<PathBuf>) -> Self {
-        let core = core::Config::new(NodeId(1), PartitionId(0), vec![NodeId(1)]);
+        let core = core::ReplicaConfig::new(NodeId(1), PartitionId(0), vec![NodeId(1)]);
         let wal = WalConfig::default();
         Self {
             node_id,
@@ -337,10 +337,12 @@ impl NodeConfig {
         self.partition_config(PartitionId(0), self.cluster_nodes(), Vec::new())
             .validate()
             .map_err(|e| match e {
-                core::ConfigError::InvalidField { field, reason } => ConfigError::InvalidField {
-                    field,
-                    reason: reason.to_owned(),
-                },
+                core::ReplicaConfigError::InvalidField { field, reason } => {
+                    ConfigError::InvalidField {
+                        field,
+                        reason: reason.to_owned(),
+                    }
+                }
                 other => ConfigError::InvalidField {
                     field: "node_id",
                     reason: other.to_string(),
@@ -375,8 +377,8 @@ impl NodeConfig {
         partition: PartitionId,
         voters: Vec<NodeId>,
         learners: Vec<NodeId>,
-    ) -> core::Config {
-        core::Config {
+    ) -> core::ReplicaConfig {
+        core::ReplicaConfig {
             learners,
             election_timeout_ticks_min: self.election_timeout_ticks_min,
             election_timeout_ticks_max: self.election_timeout_ticks_max,
@@ -392,7 +394,7 @@ impl NodeConfig {
             read_index_pending_max: self.read_index_pending_max,
             deliver_entries_max: self.deliver_entries_max,
             term_gap_max: self.term_gap_max,
-            ..core::Config::new(NodeId(self.node_id), partition, voters)
+            ..core::ReplicaConfig::new(NodeId(self.node_id), partition, voters)
         }
     }
 

@@ -41,7 +41,7 @@ pub struct ShardConfig {
     pub log_type_bytes_max: usize,
     /// The core configuration every partition's replica starts from: [`Self::partition_config`]
     /// sets its partition, voters and learners.
-    pub core: core::Config,
+    pub core: core::ReplicaConfig,
     /// The WAL configuration of every shard.
     pub wal: WalConfig,
 }
@@ -54,8 +54,8 @@ impl ShardConfig {
         partition: PartitionId,
         voters: Vec<NodeId>,
         learners: Vec<NodeId>,
-    ) -> core::Config {
-        core::Config {
+    ) -> core::ReplicaConfig {
+        core::ReplicaConfig {
             id: self.node_id,
             partition,
             voters,

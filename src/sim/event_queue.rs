@@ -7,27 +7,27 @@ use std::collections::BinaryHeap;
 /// A time-ordered queue of pending events. Equal times pop in insertion (FIFO) order.
 #[derive(Debug)]
 pub struct EventQueue<E> {
-    heap: BinaryHeap<Reverse<(u64, u64, Slot<E>)>>,
+    heap: BinaryHeap<Reverse<(u64, u64, Queued<E>)>>,
     next_sequence: u64,
 }
 
 /// Wrapper that lets `E` ride in the heap without requiring `E: Ord`; ordering is decided by
 /// `(time, sequence)` alone, and sequences are unique.
 #[derive(Debug)]
-struct Slot<E>(E);
+struct Queued<E>(E);
 
-impl<E> PartialEq for Slot<E> {
+impl<E> PartialEq for Queued<E> {
     fn eq(&self, _other: &Self) -> bool {
         true
     }
 }
-impl<E> Eq for Slot<E> {}
-impl<E> PartialOrd for Slot<E> {
+impl<E> Eq for Queued<E> {}
+impl<E> PartialOrd for Queued<E> {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
-impl<E> Ord for Slot<E> {
+impl<E> Ord for Queued<E> {
     fn cmp(&self, _other: &Self) -> std::cmp::Ordering {
         std::cmp::Ordering::Equal
     }
@@ -51,7 +51,7 @@ impl<E> EventQueue<E> {
     /// Schedules `event` at simulated time `at`.
     pub fn push(&mut self, at: u64, event: E) {
         self.heap
-            .push(Reverse((at, self.next_sequence, Slot(event))));
+            .push(Reverse((at, self.next_sequence, Queued(event))));
         self.next_sequence += 1;
     }
 
@@ -59,7 +59,7 @@ impl<E> EventQueue<E> {
     pub fn pop(&mut self) -> Option<(u64, E)> {
         self.heap
             .pop()
-            .map(|Reverse((at, _, Slot(event)))| (at, event))
+            .map(|Reverse((at, _, Queued(event)))| (at, event))
     }
 
     /// The time of the earliest event, if any.

@@ -13,8 +13,8 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 use crate::core::{
-    Config, ConfigError, DurableState, EntryKind, Message, NodeId, PartitionId, Replica, Status,
-    Ticket,
+    DurableState, EntryKind, Message, NodeId, PartitionId, Replica, ReplicaConfig,
+    ReplicaConfigError, Status, Ticket,
 };
 
 /// Entries delivered on the leader between two checkpoints (bounds the in-memory log).
@@ -47,13 +47,13 @@ impl MemoryCluster {
         let replicas = voters
             .iter()
             .map(|id| {
-                let config = Config {
+                let config = ReplicaConfig {
                     seed: id.0,
-                    ..Config::new(*id, PartitionId(1), voters.clone())
+                    ..ReplicaConfig::new(*id, PartitionId(1), voters.clone())
                 };
                 Replica::new(config, DurableState::default())
             })
-            .collect::<Result<Vec<_>, ConfigError>>()?;
+            .collect::<Result<Vec<_>, ReplicaConfigError>>()?;
         let mut cluster = Self {
             replicas,
             inbox: VecDeque::new(),
@@ -168,7 +168,7 @@ impl MemoryCluster {
 pub enum MemoryClusterError {
     /// A replica refused its configuration.
     #[error("invalid replica configuration: {0}")]
-    Config(#[from] ConfigError),
+    Config(#[from] ReplicaConfigError),
     /// No replica became leader within the tick budget.
     #[error("no leader elected")]
     NoLeader,

@@ -7,7 +7,7 @@
 //! names its seed and the command that replays it; the same seed always produces the same
 //! trace (see [`trace::TraceHash`]).
 //!
-//! Layout: [`Simulation`] (nodes, disks, clients, nemesis; `cluster.rs`) configured by
+//! Layout: [`Simulation`] (nodes, disks, clients, nemesis; `cluster/`) configured by
 //! [`SimConfig`]; [`rng`] (seeded generator), [`event_queue`] (the agenda), [`network`] (link
 //! faults), [`observation`] (what checkers see), [`checkers`] (one file per property).
 //! [`MemoryCluster`] is the fault-free, zero-latency counterpart used by the core benchmark.

@@ -13,7 +13,7 @@ pub type PartitionIndex = usize;
 
 /// What an entry is, as far as the delivery rules care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EntryKind {
+pub enum ObservedKind {
     /// The leader's barrier (or any entry that is never delivered to the application).
     Noop,
     /// Application data. `auto_commit = false` data is held until a marker for `ticket` commits.
@@ -47,12 +47,12 @@ pub struct ObservedEntry {
     /// Content digest; two entries with the same digest are the same proposal.
     pub id: u64,
     /// The entry's kind.
-    pub kind: EntryKind,
+    pub kind: ObservedKind,
 }
 
 impl ObservedEntry {
     /// `(term, id, kind)`: what must agree between two copies of the entry at one index.
-    pub fn identity(&self) -> (u64, u64, EntryKind) {
+    pub fn identity(&self) -> (u64, u64, ObservedKind) {
         (self.term, self.id, self.kind)
     }
 }

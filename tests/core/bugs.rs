@@ -3,7 +3,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use kommander_raft::core::{Config, InjectedBug};
+use kommander_raft::core::{InjectedBug, ReplicaConfig};
 
 use super::harness::Cluster;
 
@@ -11,10 +11,10 @@ use super::harness::Cluster;
 fn fails(
     bug: Option<InjectedBug>,
     voters: u64,
-    tweak: fn(&mut Config),
+    tweak: fn(&mut ReplicaConfig),
     scenario: fn(&mut Cluster),
 ) -> bool {
-    let set = |cfg: &mut Config| {
+    let set = |cfg: &mut ReplicaConfig| {
         tweak(cfg);
         cfg.bug = bug;
     };
@@ -25,9 +25,9 @@ fn fails(
     result.is_err()
 }
 
-fn defaults(_: &mut Config) {}
+fn defaults(_: &mut ReplicaConfig) {}
 
-fn figure_8_config(cfg: &mut Config) {
+fn figure_8_config(cfg: &mut ReplicaConfig) {
     cfg.check_quorum = false;
     cfg.append_entries_max = 1;
 }
@@ -117,7 +117,7 @@ fn reuse_index(c: &mut Cluster) {
 
 #[test]
 fn every_injected_bug_is_caught() {
-    type Case = (InjectedBug, u64, fn(&mut Config), fn(&mut Cluster));
+    type Case = (InjectedBug, u64, fn(&mut ReplicaConfig), fn(&mut Cluster));
     let cases: [Case; 6] = [
         (
             InjectedBug::AckBeforePersist,

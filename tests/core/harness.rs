@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 use kommander_raft::core::{
-    Config, DurableState, Entry, EntryKind, HardState, LogIndex, Message, MessageBody, NodeId,
-    Outcome, PartitionId, ReadState, Ready, Replica, Role, SnapshotMeta, SoftState, Status, Term,
-    Ticket,
+    DurableState, Entry, EntryKind, HardState, LogIndex, Message, MessageBody, NodeId, Outcome,
+    PartitionId, ReadState, Ready, Replica, ReplicaConfig, Role, SnapshotMeta, SoftState, Status,
+    Term, Ticket,
 };
 
 pub(crate) const P: PartitionId = PartitionId(1);
@@ -70,7 +70,7 @@ struct UnsyncedWrite {
 
 pub(crate) struct Node {
     pub(crate) replica: Replica,
-    pub(crate) config: Config,
+    pub(crate) config: ReplicaConfig,
     pub(crate) disk: Disk,
     /// Entries the application received, in order (survives crashes: the application's state
     /// is durable together with its applied index).
@@ -113,12 +113,16 @@ impl Cluster {
         Self::with_config(voters, learners, |_| {})
     }
 
-    pub(crate) fn with_config(voters: u64, learners: u64, tweak: impl Fn(&mut Config)) -> Self {
+    pub(crate) fn with_config(
+        voters: u64,
+        learners: u64,
+        tweak: impl Fn(&mut ReplicaConfig),
+    ) -> Self {
         let voter_ids = ids(voters);
         let learner_ids: Vec<NodeId> = (voters + 1..=voters + learners).map(NodeId).collect();
         let mut nodes = BTreeMap::new();
         for id in voter_ids.iter().chain(&learner_ids) {
-            let mut config = Config::new(*id, P, voter_ids.clone());
+            let mut config = ReplicaConfig::new(*id, P, voter_ids.clone());
             config.learners = learner_ids.clone();
             config.seed = 42;
             tweak(&mut config);

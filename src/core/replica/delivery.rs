@@ -3,6 +3,15 @@
 use super::*;
 
 impl Replica {
+    /// Reports that the application applied every delivered entry up to `index`.
+    pub fn applied(&mut self, index: LogIndex) {
+        let index = index.min(self.delivered);
+        if index > self.applied {
+            self.applied = index;
+        }
+        self.compact_applied_checkpoints();
+    }
+
     pub(super) fn delivery_limit(&self) -> LogIndex {
         self.log.committed.min(self.log.persisted)
     }
@@ -100,5 +109,28 @@ impl Replica {
         if target > self.log.floor() {
             self.log.compact_to(target);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::restore::tests::{config, durable, normal};
+    use super::*;
+
+    #[test]
+    fn delivery_is_bounded_per_ready() {
+        let config = ReplicaConfig {
+            deliver_entries_max: 2,
+            ..config()
+        };
+        let entries = (1..=5).map(|i| normal(i, 1)).collect();
+        let mut replica = Replica::new(config, durable(entries, 5, 0)).expect("valid");
+        let mut batches = Vec::new();
+        while replica.has_ready() {
+            let ready = replica.ready();
+            batches.push(ready.committed_entries.len());
+            replica.applied(ready.committed_through);
+        }
+        assert_eq!(batches, vec![2, 2, 1]);
     }
 }

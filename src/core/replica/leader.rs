@@ -1,5 +1,4 @@
-//! The leader: heartbeats, check-quorum, proposals, pipelined appends, commit (§5.3, §5.4.2),
-//! ReadIndex rounds.
+//! The leader: heartbeats, check-quorum, pipelined appends, commit (§5.3, §5.4.2).
 
 use super::*;
 
@@ -44,45 +43,6 @@ impl Replica {
                 p.recent_active = false;
             }
         }
-    }
-
-    pub(super) fn check_can_propose(&self) -> Result<(), Status> {
-        if self.role != Role::Leader || self.transferee.is_some() {
-            return Err(Status::NodeIsNotLeader);
-        }
-        Ok(())
-    }
-
-    pub(super) fn check_uncommitted_room(&self, entries: usize, bytes: u64) -> Result<(), Status> {
-        if self.uncommitted_entries + entries > self.config.uncommitted_entries_max
-            || self.uncommitted_bytes + bytes > self.config.uncommitted_bytes_max
-        {
-            return Err(Status::ProposalQueueFull);
-        }
-        Ok(())
-    }
-
-    pub(super) fn resolve(&mut self, ticket: Ticket, kind: EntryKind) -> Result<LogIndex, Status> {
-        self.check_can_propose()?;
-        let held = *self.holds.get(ticket).ok_or(Status::ProposalNotFound)?;
-        if let Some(resolution) = held.resolution {
-            return if resolution.kind == kind {
-                Ok(resolution.index)
-            } else {
-                Err(Status::Errored)
-            };
-        }
-        if held.last > self.log.committed {
-            return Err(Status::Errored);
-        }
-        self.check_uncommitted_room(1, Entry::size_bytes_for(0))?;
-        let index = self.leader_append(kind, ticket, true, Bytes::new());
-        self.pending_ops.push_back(PendingOp {
-            last: index,
-            ticket,
-            kind,
-        });
-        Ok(index)
     }
 
     pub(super) fn leader_append(
@@ -337,79 +297,7 @@ impl Replica {
         }
     }
 
-    /// Reads get rounds in arrival order, so unassigned ones are at the back of the queue.
-    fn has_unassigned_reads(&self) -> bool {
-        self.committed_in_term() && self.reads.back().is_some_and(|r| r.round == 0)
-    }
-
     pub(super) fn committed_in_term(&self) -> bool {
         self.log.term(self.log.committed) == Some(self.term)
-    }
-
-    pub(super) fn queue_read(&mut self, context: u64, from: Option<NodeId>) -> Result<(), Status> {
-        if self.reads.len() >= self.config.read_index_pending_max {
-            return Err(Status::ProposalQueueFull);
-        }
-        self.reads.push_back(PendingRead {
-            context,
-            from,
-            index: LogIndex::ZERO,
-            round: 0,
-        });
-        if self.quorum == 1 {
-            self.assign_read_rounds();
-        }
-        Ok(())
-    }
-
-    /// Gives every unassigned read the current commit index and a new heartbeat round, once
-    /// this leader has committed an entry of its own term (before that the commit index may
-    /// be behind what a previous leader acknowledged).
-    pub(super) fn assign_read_rounds(&mut self) {
-        if !self.has_unassigned_reads() {
-            return;
-        }
-        self.read_round += 1;
-        let (round, index) = (self.read_round, self.log.committed);
-        for r in self.reads.iter_mut().filter(|r| r.round == 0) {
-            r.round = round;
-            r.index = index;
-        }
-        if self.quorum == 1 {
-            self.confirm_reads();
-        } else if !self.heartbeats_suspended {
-            self.broadcast_heartbeat();
-        }
-    }
-
-    pub(super) fn confirm_reads(&mut self) {
-        while let Some(read) = self.reads.front().copied() {
-            if read.round == 0 {
-                break;
-            }
-            let acks = 1 + self
-                .progress
-                .iter()
-                .filter(|(_, p)| !p.learner && p.read_round >= read.round)
-                .count();
-            if acks < self.quorum {
-                break;
-            }
-            self.reads.pop_front();
-            match read.from {
-                None => self.read_states.push(ReadState {
-                    context: read.context,
-                    result: Ok(read.index),
-                }),
-                Some(from) => self.send(
-                    from,
-                    MessageBody::ReadIndexResponse {
-                        context: read.context,
-                        index: read.index,
-                        ok: true,
-                    },
-                ),
-            }
-        }
     }
 }

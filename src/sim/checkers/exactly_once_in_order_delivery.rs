@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use super::Checker;
-use crate::sim::observation::{ClusterView, EntryKind, Observation};
+use crate::sim::observation::{ClusterView, Observation, ObservedKind};
 
 /// How a held entry was resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,8 +37,8 @@ impl Markers {
                     continue;
                 };
                 let (ticket, resolution) = match committed.entry.kind {
-                    EntryKind::CommitMarker { ticket } => (ticket, Resolution::Commit),
-                    EntryKind::RollbackMarker { ticket } => (ticket, Resolution::Rollback),
+                    ObservedKind::CommitMarker { ticket } => (ticket, Resolution::Commit),
+                    ObservedKind::RollbackMarker { ticket } => (ticket, Resolution::Rollback),
                     _ => continue,
                 };
                 self.by_ticket
@@ -131,7 +131,7 @@ impl Checker for ExactlyOnceInOrderDelivery {
                         entry.index
                     ));
                 }
-                if let EntryKind::Data {
+                if let ObservedKind::Data {
                     ticket,
                     auto_commit: false,
                 } = entry.kind
@@ -161,7 +161,7 @@ impl Checker for ExactlyOnceInOrderDelivery {
                     let Some(committed) = view.committed(*partition, skipped) else {
                         continue;
                     };
-                    let EntryKind::Data {
+                    let ObservedKind::Data {
                         ticket,
                         auto_commit,
                     } = committed.entry.kind

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::Checker;
-use crate::sim::observation::{ClusterView, EntryKind, Observation};
+use crate::sim::observation::{ClusterView, Observation, ObservedKind};
 
 /// Acknowledged and committed positions of every proposal.
 #[derive(Debug, Default)]
@@ -76,7 +76,7 @@ impl Checker for IndexUniqueness {
                             committed.entry
                         ));
                     }
-                    if matches!(committed.entry.kind, EntryKind::Data { .. }) {
+                    if matches!(committed.entry.kind, ObservedKind::Data { .. }) {
                         let first = *self
                             .committed_index
                             .entry((*partition, committed.entry.id))

@@ -4,7 +4,7 @@
 //! two-phase entry is left unresolved.
 
 use super::exactly_once_in_order_delivery::{Markers, Resolution};
-use crate::sim::observation::{ClusterView, EntryKind};
+use crate::sim::observation::{ClusterView, ObservedKind};
 
 /// Checks convergence of every partition of `view`.
 ///
@@ -60,7 +60,7 @@ pub fn check_converged(view: &ClusterView) -> Result<(), String> {
                 let Some(committed) = view.committed(partition, index) else {
                     continue;
                 };
-                let EntryKind::Data {
+                let ObservedKind::Data {
                     ticket,
                     auto_commit,
                 } = committed.entry.kind

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use super::Checker;
-use crate::sim::observation::{ClusterView, EntryKind, Observation};
+use crate::sim::observation::{ClusterView, Observation, ObservedKind};
 
 /// First-seen content and predecessor term of every (partition, index, term).
 #[derive(Debug, Default)]
@@ -20,7 +20,7 @@ pub struct LogMatching {
 #[derive(Debug)]
 struct Seen {
     id: u64,
-    kind: EntryKind,
+    kind: ObservedKind,
     previous_term: Option<u64>,
 }
 

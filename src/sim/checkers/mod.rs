@@ -140,14 +140,14 @@ impl Checkers {
 #[cfg(test)]
 pub(crate) mod history {
     //! Builders for hand-made histories used by the negative controls.
-    use super::super::observation::{EntryKind, Observation, ObservedEntry};
+    use super::super::observation::{Observation, ObservedEntry, ObservedKind};
 
     pub(crate) fn data(index: u64, term: u64, id: u64) -> ObservedEntry {
         ObservedEntry {
             index,
             term,
             id,
-            kind: EntryKind::Data {
+            kind: ObservedKind::Data {
                 ticket: id,
                 auto_commit: true,
             },
@@ -159,7 +159,7 @@ pub(crate) mod history {
             index,
             term,
             id: ticket,
-            kind: EntryKind::Data {
+            kind: ObservedKind::Data {
                 ticket,
                 auto_commit: false,
             },
@@ -172,9 +172,9 @@ pub(crate) mod history {
             term,
             id: 1_000_000 + ticket * 2 + u64::from(commit),
             kind: if commit {
-                EntryKind::CommitMarker { ticket }
+                ObservedKind::CommitMarker { ticket }
             } else {
-                EntryKind::RollbackMarker { ticket }
+                ObservedKind::RollbackMarker { ticket }
             },
         }
     }

@@ -1,0 +1,94 @@
+//! Output: assembling the numbered [`Ready`] batches and taking their durability
+//! acknowledgements (`persisted`), which let the leader count its own log and the follower
+//! release its gated messages.
+
+use super::*;
+
+impl Replica {
+    /// Whether [`Replica::ready`] has anything to hand out.
+    #[must_use]
+    pub fn has_ready(&self) -> bool {
+        !self.messages.is_empty()
+            || !self.persisted_messages.is_empty()
+            || !self.read_states.is_empty()
+            || !self.outcomes.is_empty()
+            || !self.snapshot_required.is_empty()
+            || self.compaction_floor.is_some()
+            || self.installed_snapshot.is_some()
+            || self.log.has_unstable()
+            || self.hard_state() != self.prev_hard_state
+            || self.soft_state() != self.prev_soft_state
+            || self.next_delivery_possible()
+            || self.leader_has_sends()
+    }
+
+    /// Takes the next batch of work. Returns an empty Ready (still numbered) when there is
+    /// nothing to do; check [`Replica::has_ready`] first to avoid that.
+    pub fn ready(&mut self) -> Ready {
+        if self.role == Role::Leader {
+            self.send_appends();
+            self.assign_read_rounds();
+        }
+        self.ready_number += 1;
+        let number = self.ready_number;
+        let hard_state = self.hard_state();
+        let hard_state = (hard_state != self.prev_hard_state).then(|| {
+            self.prev_hard_state = hard_state;
+            hard_state
+        });
+        let soft_state = self.soft_state();
+        let soft_state = (soft_state != self.prev_soft_state).then(|| {
+            self.prev_soft_state = soft_state;
+            soft_state
+        });
+        let entries = self.log.take_unstable();
+        if let Some(last) = entries.last() {
+            self.pending_persist
+                .push_back((number, last.index, last.term));
+            #[cfg(feature = "sim-bugs")]
+            if self.bug(InjectedBug::AckBeforePersist) {
+                self.log.persisted = self.log.last_index();
+                if self.role == Role::Leader {
+                    self.maybe_commit();
+                }
+            }
+        }
+        let (committed_entries, committed_through) = self.collect_deliveries();
+        Ready {
+            number,
+            soft_state,
+            hard_state,
+            entries,
+            compaction_floor: self.compaction_floor.take(),
+            installed_snapshot: self.installed_snapshot.take(),
+            messages: std::mem::take(&mut self.messages),
+            persisted_messages: GatedMessages::new(
+                number,
+                std::mem::take(&mut self.persisted_messages),
+            ),
+            committed_entries,
+            committed_through,
+            read_states: std::mem::take(&mut self.read_states),
+            outcomes: std::mem::take(&mut self.outcomes),
+            snapshot_required: std::mem::take(&mut self.snapshot_required),
+        }
+    }
+
+    /// Acknowledges that every Ready numbered up to `ready_number` is durable.
+    pub fn persisted(&mut self, ready_number: u64) {
+        while let Some(&(number, index, term)) = self.pending_persist.front() {
+            if number > ready_number {
+                break;
+            }
+            self.pending_persist.pop_front();
+            // The entry may have been replaced by a later, not yet durable Ready: by Log
+            // Matching an equal term at the same index means it is the same entry.
+            if index > self.log.persisted && self.log.term(index) == Some(term) {
+                self.log.persisted = index;
+            }
+        }
+        if self.role == Role::Leader {
+            self.maybe_commit();
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! Proposals on the leader and their tickets: single and batched proposals, two-phase
+//! resolution (Commit and Rollback markers), checkpoints, and the uncommitted limits.
+
+use super::*;
+
+/// An operation accepted as leader, waiting for its outcome.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct PendingOp {
+    pub(super) last: LogIndex,
+    pub(super) ticket: Ticket,
+    pub(super) kind: EntryKind,
+}
+
+impl Replica {
+    /// Proposes one entry. Returns its index; the outcome arrives in a later Ready.
+    ///
+    /// # Errors
+    ///
+    /// See [`Replica::propose_batch`].
+    pub fn propose(
+        &mut self,
+        ticket: Ticket,
+        auto_commit: bool,
+        payload: Bytes,
+    ) -> Result<LogIndex, Status> {
+        self.propose_batch(ticket, auto_commit, std::slice::from_ref(&payload))
+            .map(|range| *range.end())
+    }
+
+    /// Proposes consecutive entries sharing one ticket. With `auto_commit = false` they are
+    /// held from delivery until [`Replica::commit_proposal`] or
+    /// [`Replica::rollback_proposal`] resolves the ticket.
+    ///
+    /// # Errors
+    ///
+    /// [`Status::NodeIsNotLeader`] (also while a leadership transfer is in progress),
+    /// [`Status::Errored`] for an empty batch, [`Status::ActiveProposal`] when a two-phase
+    /// proposal with this ticket is still tracked, [`Status::ProposalQueueFull`] when the
+    /// uncommitted limits would be exceeded.
+    pub fn propose_batch(
+        &mut self,
+        ticket: Ticket,
+        auto_commit: bool,
+        payloads: &[Bytes],
+    ) -> Result<RangeInclusive<LogIndex>, Status> {
+        self.check_can_propose()?;
+        if payloads.is_empty() {
+            return Err(Status::Errored);
+        }
+        if !auto_commit && self.holds.contains(ticket) {
+            return Err(Status::ActiveProposal);
+        }
+        let bytes: u64 = payloads
+            .iter()
+            .map(|p| Entry::size_bytes_for(p.len()))
+            .sum();
+        self.check_uncommitted_room(payloads.len(), bytes)?;
+        let first = self.log.last_index().next();
+        self.log
+            .append_proposals(self.term, ticket, auto_commit, payloads);
+        if !auto_commit {
+            for entry in self.log.range(first, self.log.last_index()) {
+                self.holds.on_append(entry);
+            }
+        }
+        self.uncommitted_entries += payloads.len();
+        self.uncommitted_bytes += bytes;
+        let last = self.log.last_index();
+        self.pending_ops.push_back(PendingOp {
+            last,
+            ticket,
+            kind: EntryKind::Normal,
+        });
+        Ok(first..=last)
+    }
+
+    /// Resolves a held two-phase proposal as committed: appends a Commit marker. Idempotent
+    /// while the ticket is tracked (returns the existing marker's index).
+    ///
+    /// # Errors
+    ///
+    /// [`Status::NodeIsNotLeader`], [`Status::ProposalNotFound`] for an unknown (or already
+    /// delivered and forgotten) ticket, [`Status::Errored`] when the ticket was rolled back or
+    /// its proposal is not yet committed, [`Status::ProposalQueueFull`].
+    pub fn commit_proposal(&mut self, ticket: Ticket) -> Result<LogIndex, Status> {
+        self.resolve(ticket, EntryKind::Commit)
+    }
+
+    /// Resolves a held two-phase proposal as rolled back: its entries are never delivered.
+    ///
+    /// # Errors
+    ///
+    /// As [`Replica::commit_proposal`]; rolling back a committed ticket is [`Status::Errored`].
+    pub fn rollback_proposal(&mut self, ticket: Ticket) -> Result<LogIndex, Status> {
+        self.resolve(ticket, EntryKind::Rollback)
+    }
+
+    /// Proposes a checkpoint. Once committed and applied it becomes the compaction floor.
+    ///
+    /// # Errors
+    ///
+    /// [`Status::NodeIsNotLeader`], [`Status::ActiveProposal`] while any two-phase proposal is
+    /// unresolved, [`Status::ProposalQueueFull`].
+    pub fn propose_checkpoint(&mut self, ticket: Ticket) -> Result<LogIndex, Status> {
+        self.check_can_propose()?;
+        if self.holds.any_unresolved() {
+            return Err(Status::ActiveProposal);
+        }
+        self.check_uncommitted_room(1, Entry::size_bytes_for(0))?;
+        let index = self.leader_append(EntryKind::Checkpoint, ticket, true, Bytes::new());
+        self.pending_ops.push_back(PendingOp {
+            last: index,
+            ticket,
+            kind: EntryKind::Checkpoint,
+        });
+        Ok(index)
+    }
+
+    pub(super) fn check_can_propose(&self) -> Result<(), Status> {
+        if self.role != Role::Leader || self.transferee.is_some() {
+            return Err(Status::NodeIsNotLeader);
+        }
+        Ok(())
+    }
+
+    pub(super) fn check_uncommitted_room(&self, entries: usize, bytes: u64) -> Result<(), Status> {
+        if self.uncommitted_entries + entries > self.config.uncommitted_entries_max
+            || self.uncommitted_bytes + bytes > self.config.uncommitted_bytes_max
+        {
+            return Err(Status::ProposalQueueFull);
+        }
+        Ok(())
+    }
+
+    pub(super) fn resolve(&mut self, ticket: Ticket, kind: EntryKind) -> Result<LogIndex, Status> {
+        self.check_can_propose()?;
+        let held = *self.holds.get(ticket).ok_or(Status::ProposalNotFound)?;
+        if let Some(resolution) = held.resolution {
+            return if resolution.kind == kind {
+                Ok(resolution.index)
+            } else {
+                Err(Status::Errored)
+            };
+        }
+        if held.last > self.log.committed {
+            return Err(Status::Errored);
+        }
+        self.check_uncommitted_room(1, Entry::size_bytes_for(0))?;
+        let index = self.leader_append(kind, ticket, true, Bytes::new());
+        self.pending_ops.push_back(PendingOp {
+            last: index,
+            ticket,
+            kind,
+        });
+        Ok(index)
+    }
+}

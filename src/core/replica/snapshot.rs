@@ -1,0 +1,94 @@
+//! Snapshot transfer, both sides: the follower restarts its log at an installed snapshot; the
+//! leader resumes replication to a follower once the runtime reports the transfer's end.
+
+use super::*;
+
+impl Replica {
+    /// Follower side of a snapshot transfer: the runtime replaced the application's state with
+    /// the leader's state at `index` (whose entry had term `index_term`), received from
+    /// `leader` in `term`. The log is discarded and restarts after `index`; the next Ready
+    /// carries [`Ready::installed_snapshot`] for the WAL and an acknowledgement to the leader.
+    ///
+    /// # Errors
+    ///
+    /// [`Status::LeaderInOldTerm`] when `term` is below ours, [`Status::LogsFromAnotherLeader`]
+    /// when `leader` is not a voter (or is this node), [`Status::Errored`] for absurd values.
+    pub fn install_snapshot(
+        &mut self,
+        leader: NodeId,
+        term: Term,
+        index: LogIndex,
+        index_term: Term,
+    ) -> Result<(), Status> {
+        if leader == self.config.id || !self.config.is_voter(leader) {
+            return Err(Status::LogsFromAnotherLeader);
+        }
+        if index.0 >= INDEX_ABSURD || term.0 >= INDEX_ABSURD || index_term > term {
+            return Err(Status::Errored);
+        }
+        if term < self.term {
+            return Err(Status::LeaderInOldTerm);
+        }
+        if self.role == Role::Leader && term == self.term {
+            return Err(Status::Errored);
+        }
+        if term > self.term || self.role != Role::Follower || self.leader != Some(leader) {
+            self.become_follower(term, Some(leader));
+        }
+        self.election_elapsed = 0;
+        if index <= self.log.committed {
+            self.ack_append(leader, self.log.committed);
+            return Ok(());
+        }
+        self.log = RaftLog::new(index, index_term, Vec::new());
+        self.log.committed = index;
+        self.holds.on_truncate(LogIndex::ZERO);
+        self.checkpoints.clear();
+        self.checkpoint_floor = index;
+        self.delivered = index;
+        self.applied = index;
+        self.installed_snapshot = Some(SnapshotMeta {
+            index,
+            term: index_term,
+        });
+        // The new floor must be durable before the leader counts on it.
+        self.send_after_persist(
+            leader,
+            MessageBody::AppendResponse {
+                success: true,
+                index,
+                hint_index: LogIndex::ZERO,
+                hint_term: Term::ZERO,
+            },
+        );
+        Ok(())
+    }
+
+    /// Leader side: the runtime's snapshot transfer to `node` completed up to `index` (the
+    /// follower called [`Replica::install_snapshot`]). Replication resumes with a probe after
+    /// `index`, even if the follower's own acknowledgement is lost.
+    pub fn report_snapshot_installed(&mut self, node: NodeId, index: LogIndex) {
+        if self.role != Role::Leader || index > self.log.last_index() {
+            return;
+        }
+        if let Some(p) = self.peer_mut(node)
+            && p.state == ProgressState::SnapshotRequired
+        {
+            p.become_probe();
+            p.next_index = p.next_index.max(index.next());
+        }
+    }
+
+    /// Leader side: the snapshot transfer to `node` failed; probe it again (it is reported in
+    /// `snapshot_required` once more if it still needs entries below the floor).
+    pub fn report_snapshot_failure(&mut self, node: NodeId) {
+        if self.role != Role::Leader {
+            return;
+        }
+        if let Some(p) = self.peer_mut(node)
+            && p.state == ProgressState::SnapshotRequired
+        {
+            p.become_probe();
+        }
+    }
+}

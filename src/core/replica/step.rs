@@ -1,0 +1,153 @@
+//! Inputs from time and the network: `tick` drives timeouts, `step` applies the term rules
+//! (§5.1, with the leader lease of pre-vote and check-quorum) and hands each message to the
+//! role that handles it.
+
+use super::*;
+
+impl Replica {
+    /// Advances logical time by one tick: election timeouts, heartbeats, check-quorum.
+    pub fn tick(&mut self) {
+        if self.role == Role::Leader {
+            self.tick_leader();
+            return;
+        }
+        self.election_elapsed = self.election_elapsed.saturating_add(1);
+        if self.election_elapsed >= self.randomized_timeout && self.can_campaign() {
+            self.campaign_pre_vote();
+        }
+    }
+
+    /// Steps a message received from the network.
+    ///
+    /// # Errors
+    ///
+    /// The message is ignored and nothing changes when it is for another partition
+    /// ([`Status::PartitionMoved`]), from a non-member or from ourselves
+    /// ([`Status::LogsFromAnotherLeader`]), or malformed or absurd ([`Status::Errored`]).
+    pub fn step(&mut self, m: Message) -> Result<(), Status> {
+        self.check_message(&m)?;
+        if m.term > self.term {
+            // A leader we still believe in that campaigns has lost its leadership (restart,
+            // step-down): its own lease does not stand in its way.
+            let leased = self.in_lease() && self.leader != Some(m.from);
+            match &m.body {
+                MessageBody::PreVoteRequest { .. } if leased => return Ok(()),
+                MessageBody::VoteRequest {
+                    transfer: false, ..
+                } if self.config.check_quorum && leased => return Ok(()),
+                MessageBody::PreVoteRequest { .. } => {}
+                MessageBody::PreVoteResponse { granted: true } => {}
+                MessageBody::AppendRequest { .. } | MessageBody::Heartbeat { .. } => {
+                    self.become_follower(m.term, Some(m.from));
+                }
+                _ => self.become_follower(m.term, None),
+            }
+        } else if m.term < self.term {
+            match m.body {
+                MessageBody::AppendRequest { .. } | MessageBody::Heartbeat { .. } => {
+                    // Tell the stale leader about the newer term so it steps down.
+                    self.send(
+                        m.from,
+                        MessageBody::AppendResponse {
+                            success: false,
+                            index: LogIndex::ZERO,
+                            hint_index: LogIndex::ZERO,
+                            hint_term: Term::ZERO,
+                        },
+                    );
+                }
+                MessageBody::PreVoteRequest { .. } => {
+                    self.send(m.from, MessageBody::PreVoteResponse { granted: false });
+                }
+                _ => {}
+            }
+            return Ok(());
+        }
+        let from = m.from;
+        let term = m.term;
+        match m.body {
+            MessageBody::PreVoteRequest {
+                last_log_index,
+                last_log_term,
+            } => self.handle_vote_request(from, term, last_log_index, last_log_term, true),
+            MessageBody::VoteRequest {
+                last_log_index,
+                last_log_term,
+                ..
+            } => self.handle_vote_request(from, term, last_log_index, last_log_term, false),
+            MessageBody::PreVoteResponse { granted } => {
+                // Grants carry the term we would campaign in, refusals the voter's own term.
+                let answers_us = if granted {
+                    term == self.term.next()
+                } else {
+                    term == self.term
+                };
+                if self.role == Role::PreCandidate && answers_us {
+                    self.record_vote(from, granted, true);
+                }
+            }
+            MessageBody::VoteResponse { granted } => {
+                if self.role == Role::Candidate {
+                    self.record_vote(from, granted, false);
+                }
+            }
+            MessageBody::AppendRequest {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                commit,
+            } => self.handle_append(from, prev_log_index, prev_log_term, entries, commit),
+            MessageBody::AppendResponse {
+                success,
+                index,
+                hint_index,
+                hint_term,
+            } => self.handle_append_response(from, success, index, hint_index, hint_term),
+            MessageBody::Heartbeat { commit, read_round } => {
+                self.handle_heartbeat(from, commit, read_round);
+            }
+            MessageBody::HeartbeatResponse { read_round } => {
+                self.handle_heartbeat_response(from, read_round);
+            }
+            MessageBody::TimeoutNow => {
+                if self.role != Role::Leader && self.can_campaign() {
+                    self.campaign(true);
+                }
+            }
+            MessageBody::ReadIndexRequest { context } => {
+                if self.role == Role::Leader {
+                    if self.queue_read(context, Some(from)).is_err() {
+                        self.send(
+                            from,
+                            MessageBody::ReadIndexResponse {
+                                context,
+                                index: LogIndex::ZERO,
+                                ok: false,
+                            },
+                        );
+                    }
+                } else {
+                    self.send(
+                        from,
+                        MessageBody::ReadIndexResponse {
+                            context,
+                            index: LogIndex::ZERO,
+                            ok: false,
+                        },
+                    );
+                }
+            }
+            MessageBody::ReadIndexResponse { context, index, ok } => {
+                if self.role != Role::Leader && self.leader == Some(from) {
+                    let result = if ok {
+                        Ok(index)
+                    } else {
+                        Err(Status::NodeIsNotLeader)
+                    };
+                    self.read_states.push(ReadState { context, result });
+                }
+            }
+        }
+        Ok(())
+    }
+}
