@@ -22,9 +22,13 @@ mod activity;
 pub mod codec;
 pub mod config;
 pub mod host;
+mod outbox;
+mod read_scheduler;
 mod router;
 pub mod transport;
 pub(crate) mod waker;
+mod wal_records;
+mod wal_scheduler;
 pub mod worker;
 
 pub use config::ShardConfig;
