@@ -24,9 +24,13 @@ pub mod config;
 pub mod event;
 pub mod host;
 pub mod leaders;
+mod outbox;
+mod read_scheduler;
 mod router;
 pub mod transport;
 pub(crate) mod waker;
+mod wal_records;
+mod wal_scheduler;
 pub mod worker;
 
 pub use config::ShardConfig;

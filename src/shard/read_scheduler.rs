@@ -1,0 +1,145 @@
+//! The ReadScheduler: every read a shard makes of its WAL, in bounded chunks, so that reading
+//! never stalls the write path (and the other partitions) for longer than one chunk.
+//!
+//! Today it serves restore: a partition opened with a log in the WAL is looked up
+//! ([`ReadScheduler::start`]), then read back a budget of entries at a time
+//! ([`ReadScheduler::read`]) until its durable state (hard state, floor and floor term,
+//! entries, commit index) is complete. Lagging followers are served from the replicas'
+//! memory (the core keeps every entry above the floor), so replication reads nothing here yet.
+
+use std::collections::HashMap;
+
+use kommander_wal::{PartitionId as WalPartitionId, PartitionInfo, Wal};
+
+use super::codec;
+use crate::core::{DurableState, Entry, HardState, LogIndex, NodeId, PartitionId, Term};
+
+/// Reading one partition's log back from the WAL.
+#[derive(Debug)]
+struct ReadJob {
+    info: PartitionInfo,
+    next: u64,
+    entries: Vec<Entry>,
+}
+
+/// The shard's reads of its WAL in progress, one per partition being read.
+#[derive(Debug, Default)]
+pub(crate) struct ReadScheduler {
+    jobs: HashMap<PartitionId, ReadJob>,
+}
+
+impl ReadScheduler {
+    /// Looks `partition` up in the WAL: `Some(info)` when the WAL holds records of it (a read
+    /// of its log starts: see [`ReadScheduler::read`]), `None` when it holds none.
+    ///
+    /// # Errors
+    ///
+    /// The WAL's error (a poisoned WAL).
+    pub(crate) fn start(
+        &mut self,
+        wal: &Wal,
+        partition: PartitionId,
+    ) -> kommander_wal::Result<Option<PartitionInfo>> {
+        match wal.partition(WalPartitionId(u64::from(partition.0))) {
+            Ok(info) => {
+                self.jobs.insert(
+                    partition,
+                    ReadJob {
+                        info,
+                        next: info.first_index,
+                        entries: Vec::new(),
+                    },
+                );
+                Ok(Some(info))
+            }
+            Err(kommander_wal::Error::UnknownPartition { .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Reads up to `budget` more entries of `partition`'s log (each one read takes one from
+    /// `budget`). `Ok(Some(state))` once the whole log is read: the durable state to rebuild
+    /// the replica from, with `applied` at the floor (the application rebuilds its state from
+    /// `on_log_restored`: everything above the floor is delivered again, exactly once per
+    /// incarnation). `Ok(None)`: the budget ran out first.
+    ///
+    /// # Errors
+    ///
+    /// What is wrong when the WAL's content is inconsistent (an entry that does not read or
+    /// decode); the read is abandoned.
+    pub(crate) fn read(
+        &mut self,
+        wal: &Wal,
+        partition: PartitionId,
+        budget: &mut usize,
+    ) -> Result<Option<DurableState>, String> {
+        let Some(job) = self.jobs.get_mut(&partition) else {
+            return Err(format!("partition {partition} has no read in progress"));
+        };
+        match read_chunk(wal, partition, job, budget) {
+            Ok(false) => Ok(None),
+            Ok(true) => {
+                let job = self
+                    .jobs
+                    .remove(&partition)
+                    .map(|job| durable_state(wal, partition, job));
+                Ok(job)
+            }
+            Err(reason) => {
+                self.jobs.remove(&partition);
+                Err(reason)
+            }
+        }
+    }
+}
+
+/// Reads up to `budget` entries of a partition's log. `Ok(true)` when the log is read.
+fn read_chunk(
+    wal: &Wal,
+    partition: PartitionId,
+    job: &mut ReadJob,
+    budget: &mut usize,
+) -> Result<bool, String> {
+    let wal_partition = WalPartitionId(u64::from(partition.0));
+    while job.next <= job.info.last_index {
+        if *budget == 0 {
+            return Ok(false);
+        }
+        *budget -= 1;
+        let index = job.next;
+        let record = wal
+            .entry(wal_partition, index)
+            .map_err(|e| format!("reading entry {index}: {e}"))?;
+        let term = wal
+            .term_at(wal_partition, index)
+            .map_err(|e| format!("reading the term of entry {index}: {e}"))?;
+        let entry = codec::decode_record(LogIndex(index), Term(term), &record)
+            .map_err(|e| format!("decoding entry {index}: {e}"))?;
+        job.entries.push(entry);
+        job.next += 1;
+    }
+    Ok(true)
+}
+
+/// The durable state a completely read log describes.
+fn durable_state(wal: &Wal, partition: PartitionId, job: ReadJob) -> DurableState {
+    let info = job.info;
+    let floor = LogIndex(info.first_index.saturating_sub(1));
+    let floor_term = if floor.0 == 0 {
+        Term(0)
+    } else {
+        let wal_partition = WalPartitionId(u64::from(partition.0));
+        Term(wal.term_at(wal_partition, floor.0).unwrap_or(0))
+    };
+    DurableState {
+        hard_state: HardState {
+            term: Term(info.hard_state.map_or(0, |h| h.term)),
+            vote: info.hard_state.and_then(|h| h.vote).map(NodeId),
+            commit: LogIndex(info.commit_index.unwrap_or(0)),
+        },
+        floor,
+        floor_term,
+        entries: job.entries,
+        applied: floor,
+    }
+}

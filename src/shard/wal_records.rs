@@ -1,0 +1,131 @@
+//! Ready → WAL records: the translation the WalScheduler applies to each Ready. A Ready
+//! becomes, in this order, the hard state (term, vote) when it changed; a truncation when its
+//! entries replace a stored suffix (a log conflict); the entries (encoded by `codec`); the
+//! commit index when it changed (written in the same frame, so it costs no extra sync); the
+//! compaction to just above a new floor. A [`WalView`] per partition remembers what the WAL
+//! already holds, so nothing unchanged is written again.
+
+use kommander_wal::{
+    HardState as WalHardState, PartitionId as WalPartitionId, PartitionInfo, Write,
+};
+
+use super::codec;
+use crate::core::{PartitionId, Ready};
+
+/// What the shard last wrote to the WAL for a partition.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct WalView {
+    known: bool,
+    last: u64,
+    term: u64,
+    vote: Option<u64>,
+    commit: u64,
+}
+
+impl WalView {
+    /// The view of a partition whose records the WAL recovered.
+    pub(crate) fn recovered(info: &PartitionInfo) -> Self {
+        Self {
+            known: true,
+            last: info.last_index,
+            term: info.hard_state.map_or(0, |h| h.term),
+            vote: info.hard_state.and_then(|h| h.vote),
+            commit: info.commit_index.unwrap_or(0),
+        }
+    }
+}
+
+/// The WAL records of one Ready, described by offsets into the encoding scratch buffer (so the
+/// borrowed [`Write`]s can be built after encoding).
+pub(crate) struct ReadyWrites {
+    hard_state: Option<WalHardState>,
+    truncate_after: Option<u64>,
+    entries: Vec<(u64, u64, std::ops::Range<usize>)>,
+    commit: Option<u64>,
+    compact_to: Option<u64>,
+    partition: WalPartitionId,
+}
+
+impl ReadyWrites {
+    /// The records, borrowing the entries' encodings from `scratch`.
+    pub(crate) fn writes<'a>(&self, scratch: &'a [u8]) -> Vec<Write<'a>> {
+        let partition = self.partition;
+        let mut writes = Vec::with_capacity(self.entries.len() + 4);
+        if let Some(state) = self.hard_state {
+            writes.push(Write::HardState { partition, state });
+        }
+        if let Some(index) = self.truncate_after {
+            writes.push(Write::TruncateAfter { partition, index });
+        }
+        for (index, term, range) in &self.entries {
+            writes.push(Write::Entry {
+                partition,
+                index: *index,
+                term: *term,
+                payload: &scratch[range.clone()],
+            });
+        }
+        if let Some(index) = self.commit {
+            writes.push(Write::CommitIndex { partition, index });
+        }
+        if let Some(index) = self.compact_to {
+            writes.push(Write::CompactTo { partition, index });
+        }
+        writes
+    }
+}
+
+/// The records of `ready` for `partition` (see the module docs), encoding its entries into
+/// `scratch` (cleared first); updates `view` to what the WAL holds once they are appended.
+pub(crate) fn wal_writes(
+    partition: PartitionId,
+    ready: &Ready,
+    view: &mut WalView,
+    scratch: &mut Vec<u8>,
+) -> ReadyWrites {
+    scratch.clear();
+    let mut out = ReadyWrites {
+        hard_state: None,
+        truncate_after: None,
+        entries: Vec::with_capacity(ready.entries.len()),
+        commit: None,
+        compact_to: None,
+        partition: WalPartitionId(u64::from(partition.0)),
+    };
+    if let Some(hard) = ready.hard_state {
+        let vote = hard.vote.map(|v| v.0);
+        if !view.known || (hard.term.0, vote) != (view.term, view.vote) {
+            out.hard_state = Some(WalHardState {
+                term: hard.term.0,
+                vote,
+            });
+            view.term = hard.term.0;
+            view.vote = vote;
+        }
+    }
+    if let Some(first) = ready.entries.first() {
+        if view.known && first.index.0 <= view.last {
+            out.truncate_after = Some(first.index.0 - 1);
+        }
+        for entry in &ready.entries {
+            let start = scratch.len();
+            codec::encode_record(entry, scratch);
+            out.entries
+                .push((entry.index.0, entry.term.0, start..scratch.len()));
+        }
+        if let Some(last) = ready.entries.last() {
+            view.last = last.index.0;
+        }
+    }
+    if let Some(hard) = ready.hard_state
+        && hard.commit.0 != view.commit
+    {
+        out.commit = Some(hard.commit.0);
+        view.commit = hard.commit.0;
+    }
+    if let Some(floor) = ready.compaction_floor {
+        out.compact_to = Some(floor.0 + 1);
+    }
+    view.known = true;
+    out
+}

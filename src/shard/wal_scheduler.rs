@@ -1,0 +1,140 @@
+//! The WalScheduler: how a shard's Readies reach its WAL. Each Ready that must persist
+//! becomes WAL records ([`wal_records`](super::wal_records)) appended to the WAL's open frame;
+//! at the end of the loop turn ONE [`Wal::submit`] makes the records of every partition of the
+//! turn one durable write (one fdatasync). The next turn's submission may go out while the
+//! previous one is in flight (the WAL pipelines `inflight_batches_max` frames).
+//!
+//! Each Ready with something to persist, or with messages that may only leave once it is
+//! durable (votes, append acks), waits in a FIFO of (LSN, partition, ready number) until the
+//! WAL reports that LSN durable; then the replica is told (`persisted`) and its gated
+//! messages are released to the outbox, oldest first.
+
+use std::collections::VecDeque;
+
+use kommander_wal::{Lsn, Wal};
+
+use super::outbox::Outbox;
+use super::wal_records::{WalView, wal_writes};
+use crate::core::{GatedMessages, PartitionId, Ready};
+
+/// A Ready whose persistence (or whose predecessors' persistence) is in flight.
+#[derive(Debug)]
+struct PendingPersist {
+    lsn: Lsn,
+    partition: PartitionId,
+    number: u64,
+    gated: GatedMessages,
+}
+
+/// The write side of a shard's WAL: records appended this turn, and the Readies waiting for
+/// durability.
+#[derive(Debug, Default)]
+pub(crate) struct WalScheduler {
+    /// Encodings of the entries of the Ready being appended.
+    scratch: Vec<u8>,
+    /// Whether records were appended since the last submission.
+    appended: bool,
+    pending: VecDeque<PendingPersist>,
+}
+
+impl WalScheduler {
+    /// Appends `ready`'s records to the WAL's open frame (`view` is what the WAL holds for
+    /// `partition`) and queues the Ready, with its persist-gated messages (taken from it),
+    /// until everything appended so far is durable. Returns whether it had something to
+    /// persist.
+    ///
+    /// # Errors
+    ///
+    /// The WAL's error: the WAL is poisoned.
+    pub(crate) fn schedule(
+        &mut self,
+        wal: &mut Wal,
+        partition: PartitionId,
+        ready: &mut Ready,
+        view: &mut WalView,
+    ) -> kommander_wal::Result<bool> {
+        let persist = ready.must_persist();
+        if persist {
+            let writes = wal_writes(partition, ready, view, &mut self.scratch);
+            let writes = writes.writes(&self.scratch);
+            if !writes.is_empty() {
+                wal.append(&writes)?;
+                self.appended = true;
+            }
+        }
+        let gated = std::mem::take(&mut ready.persisted_messages);
+        if persist || !gated.is_empty() {
+            self.pending.push_back(PendingPersist {
+                lsn: wal.next_lsn(),
+                partition,
+                number: ready.number,
+                gated,
+            });
+        }
+        Ok(persist)
+    }
+
+    /// Whether records were appended since the last [`WalScheduler::submit`].
+    pub(crate) fn has_appended(&self) -> bool {
+        self.appended
+    }
+
+    /// Submits everything appended this turn as ONE durable write. Called once per loop turn.
+    ///
+    /// # Errors
+    ///
+    /// The WAL's error: the WAL is poisoned.
+    pub(crate) fn submit(&mut self, wal: &mut Wal) -> kommander_wal::Result<()> {
+        if !self.appended {
+            return Ok(());
+        }
+        self.appended = false;
+        wal.submit()
+    }
+
+    /// The LSN the oldest waiting Ready needs durable, if any waits.
+    pub(crate) fn oldest_waiting(&self) -> Option<Lsn> {
+        self.pending.front().map(|p| p.lsn)
+    }
+
+    /// Polls the WAL without blocking. Each Ready now durable, oldest first, goes to
+    /// `persisted` (partition, ready number), which answers whether the partition is still
+    /// hosted; if it is, the Ready's gated messages are released to `outbox`. Returns whether
+    /// any Ready became durable.
+    ///
+    /// # Errors
+    ///
+    /// The WAL's error: the WAL is poisoned.
+    pub(crate) fn poll_durable(
+        &mut self,
+        wal: &mut Wal,
+        outbox: &mut Outbox,
+        mut persisted: impl FnMut(PartitionId, u64) -> bool,
+    ) -> kommander_wal::Result<bool> {
+        if self.pending.is_empty() {
+            return Ok(false);
+        }
+        let durable = wal.poll_durable()?;
+        let mut worked = false;
+        while self.pending.front().is_some_and(|p| p.lsn <= durable) {
+            let Some(done) = self.pending.pop_front() else {
+                break;
+            };
+            worked = true;
+            if !persisted(done.partition, done.number) {
+                continue;
+            }
+            if let Ok(messages) = done.gated.release(done.number) {
+                for message in messages {
+                    outbox.push(message);
+                }
+            }
+        }
+        Ok(worked)
+    }
+
+    /// Forgets every waiting Ready (the shard failed: nothing gated may leave).
+    pub(crate) fn clear(&mut self) {
+        self.pending.clear();
+    }
+}

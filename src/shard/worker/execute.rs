@@ -1,0 +1,171 @@
+//! Request execution: each [`Request`] queued for a partition is carried out on its replica
+//! (proposals validated and encoded first), or refused with a [`Refusal`]. Operations that
+//! complete later (proposals, commits, rollbacks, checkpoints, reads) leave their reply as a
+//! waiter on the partition; the Ready that reports their outcome answers it.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::Worker;
+use super::partition::Slot;
+use crate::core::{EntryKind, LogIndex, PartitionId, Status};
+use crate::shard::codec::{self, ENTRY_HEADER_LEN};
+use crate::shard::{
+    FollowerLag, PartitionStatus, Refusal, ReplicationResult, Reply, Request, outcome_key,
+};
+
+impl Worker {
+    /// Carries out `request` on `partition`'s replica, or refuses it.
+    pub(super) fn execute(&mut self, partition: PartitionId, request: Request) {
+        if let Some(refusal) = self.failure_refusal() {
+            request.refuse(refusal);
+            return;
+        }
+        let config = Arc::clone(&self.config);
+        let Some(slot) = self.partitions.get_mut(partition) else {
+            request.refuse(Refusal::NotHosted);
+            return;
+        };
+        if slot.restoring() {
+            request.refuse(Refusal::RestoreInProgress);
+            return;
+        }
+        let Some(replica) = slot.replica.as_mut() else {
+            request.refuse(Refusal::RestoreInProgress);
+            return;
+        };
+        match request {
+            Request::Propose {
+                entries,
+                auto_commit,
+                ticket,
+                reply,
+            } => {
+                let record_payload_max = config
+                    .wal
+                    .record_bytes_max
+                    .saturating_sub(ENTRY_HEADER_LEN + 2);
+                let invalid = entries.is_empty()
+                    || entries.len() > config.proposal_entries_max
+                    || entries.iter().any(|e| {
+                        e.log_type.len() > config.log_type_bytes_max
+                            || e.log_type.len() + e.payload.len() > record_payload_max
+                    });
+                if invalid {
+                    let _ = reply.send(Err(Refusal::Replica(Status::Errored)));
+                    return;
+                }
+                let payloads: Vec<Bytes> = entries
+                    .iter()
+                    .map(|e| codec::encode_envelope(&e.log_type, &e.payload))
+                    .collect();
+                match replica.propose_batch(ticket, auto_commit, &payloads) {
+                    Ok(range) => slot
+                        .waiters
+                        .entry(outcome_key(EntryKind::Normal, *range.end()))
+                        .or_default()
+                        .push(reply),
+                    Err(status) => {
+                        let _ = reply.send(Err(Refusal::of_replica(replica, status)));
+                    }
+                }
+            }
+            Request::Commit { ticket, reply } => {
+                let result = replica.commit_proposal(ticket);
+                let result = result.map_err(|s| Refusal::of_replica(replica, s));
+                Self::wait_outcome(slot, EntryKind::Commit, result, reply);
+            }
+            Request::Rollback { ticket, reply } => {
+                let result = replica.rollback_proposal(ticket);
+                let result = result.map_err(|s| Refusal::of_replica(replica, s));
+                Self::wait_outcome(slot, EntryKind::Rollback, result, reply);
+            }
+            Request::Checkpoint { ticket, reply } => {
+                let result = replica.propose_checkpoint(ticket);
+                let result = result.map_err(|s| Refusal::of_replica(replica, s));
+                Self::wait_outcome(slot, EntryKind::Checkpoint, result, reply);
+            }
+            Request::Status { reply } => {
+                let soft = replica.soft_state();
+                let _ = reply.send(Ok(PartitionStatus {
+                    role: soft.role,
+                    leader: soft.leader,
+                    term: soft.term,
+                    commit: replica.commit_index(),
+                    last_index: replica.last_index(),
+                    applied: replica.applied_index(),
+                    floor: replica.compaction_floor(),
+                }));
+            }
+            Request::ReadIndex { reply } => {
+                if slot.reads.len() >= config.core.read_index_pending_max {
+                    let _ = reply.send(Err(Refusal::QueueFull));
+                    return;
+                }
+                slot.next_read_context += 1;
+                let context = slot.next_read_context;
+                match replica.read_index(context) {
+                    Ok(()) => {
+                        slot.reads.insert(context, reply);
+                    }
+                    Err(status) => {
+                        let _ = reply.send(Err(Refusal::of_replica(replica, status)));
+                    }
+                }
+            }
+            Request::TransferLeadership { target, reply } => {
+                let result = replica.transfer_leadership(target);
+                let _ = reply.send(result.map_err(|s| Refusal::of_replica(replica, s)));
+            }
+            Request::StepDown { reply } => {
+                let result = replica.step_down();
+                let _ = reply.send(result.map_err(|s| Refusal::of_replica(replica, s)));
+            }
+            Request::SuspendHeartbeats { reply } => {
+                let result = replica.suspend_heartbeats();
+                let _ = reply.send(result.map_err(|s| Refusal::of_replica(replica, s)));
+            }
+            Request::ResumeHeartbeats { reply } => {
+                let result = replica.resume_heartbeats();
+                let _ = reply.send(result.map_err(|s| Refusal::of_replica(replica, s)));
+            }
+            Request::FollowerLag { node, reply } => {
+                let answer = if replica.is_leader() {
+                    replica
+                        .progress(node)
+                        .map(|p| FollowerLag {
+                            match_index: p.match_index,
+                            leader_last_index: replica.last_index(),
+                        })
+                        .ok_or(Refusal::Replica(Status::Errored))
+                } else {
+                    Err(Refusal::NotLeader {
+                        leader: replica.leader(),
+                    })
+                };
+                let _ = reply.send(answer);
+            }
+        }
+        self.partitions.mark_dirty(partition);
+    }
+
+    /// Registers `reply` as a waiter of the operation's outcome, or answers its refusal.
+    fn wait_outcome(
+        slot: &mut Slot,
+        kind: EntryKind,
+        result: Result<LogIndex, Refusal>,
+        reply: Reply<ReplicationResult>,
+    ) {
+        match result {
+            Ok(index) => slot
+                .waiters
+                .entry(outcome_key(kind, index))
+                .or_default()
+                .push(reply),
+            Err(refusal) => {
+                let _ = reply.send(Err(refusal));
+            }
+        }
+    }
+}

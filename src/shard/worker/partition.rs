@@ -1,0 +1,133 @@
+//! The partitions a shard hosts: each one's replica, restore phase, WAL view and waiters, and
+//! the list of partitions touched this turn (whose Readies the loop gathers).
+
+use std::collections::HashMap;
+
+use super::restore::Restore;
+use crate::core::{LogIndex, PartitionId, Replica};
+use crate::shard::wal_records::WalView;
+use crate::shard::{Refusal, ReplicationResult, Reply};
+
+/// One hosted partition.
+#[derive(Debug, Default)]
+pub(crate) struct Slot {
+    /// The replica (`None` while its log is read back from the WAL).
+    pub(crate) replica: Option<Replica>,
+    /// The restore phase, while the partition restores.
+    pub(crate) restore: Option<Restore>,
+    /// Whether it is in the touched list.
+    dirty: bool,
+    /// What the WAL holds for it.
+    pub(crate) view: WalView,
+    /// Operations waiting for their outcome, by outcome key.
+    pub(crate) waiters: HashMap<(u8, u64), Vec<Reply<ReplicationResult>>>,
+    /// The context of the last ReadIndex request.
+    pub(crate) next_read_context: u64,
+    /// ReadIndex requests waiting for their read state, by context.
+    pub(crate) reads: HashMap<u64, Reply<LogIndex>>,
+    /// Read points known, waiting for the application to apply them.
+    pub(crate) reads_waiting_apply: Vec<(LogIndex, Reply<LogIndex>)>,
+}
+
+impl Slot {
+    /// A partition served by `replica`.
+    pub(crate) fn serving(replica: Replica) -> Self {
+        Self {
+            replica: Some(replica),
+            ..Self::default()
+        }
+    }
+
+    /// A partition whose log is read back from the WAL, which holds `view` of it.
+    pub(crate) fn restoring_from(restore: Restore, view: WalView) -> Self {
+        Self {
+            restore: Some(restore),
+            view,
+            ..Self::default()
+        }
+    }
+
+    /// Whether the partition is restoring (requests get `RestoreInProgress`, messages are
+    /// dropped).
+    pub(crate) fn restoring(&self) -> bool {
+        self.restore.is_some()
+    }
+
+    /// Answers every operation and read waiting on the partition with `refusal`.
+    pub(crate) fn refuse_waiters(&mut self, refusal: &Refusal) {
+        for (_, waiters) in self.waiters.drain() {
+            for reply in waiters {
+                let _ = reply.send(Err(refusal.clone()));
+            }
+        }
+        for (_, reply) in self.reads.drain() {
+            let _ = reply.send(Err(refusal.clone()));
+        }
+        for (_, reply) in self.reads_waiting_apply.drain(..) {
+            let _ = reply.send(Err(refusal.clone()));
+        }
+    }
+}
+
+/// The shard's partitions and the ones touched since their Readies were last gathered.
+#[derive(Debug, Default)]
+pub(crate) struct Partitions {
+    slots: HashMap<PartitionId, Slot>,
+    dirty: Vec<PartitionId>,
+}
+
+impl Partitions {
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub(crate) fn get(&self, partition: PartitionId) -> Option<&Slot> {
+        self.slots.get(&partition)
+    }
+
+    pub(crate) fn get_mut(&mut self, partition: PartitionId) -> Option<&mut Slot> {
+        self.slots.get_mut(&partition)
+    }
+
+    pub(crate) fn insert(&mut self, partition: PartitionId, slot: Slot) {
+        self.slots.insert(partition, slot);
+    }
+
+    pub(crate) fn remove(&mut self, partition: PartitionId) {
+        self.slots.remove(&partition);
+    }
+
+    pub(crate) fn slots_mut(&mut self) -> impl Iterator<Item = &mut Slot> {
+        self.slots.values_mut()
+    }
+
+    /// Puts `partition` on the touched list: its Ready is gathered this turn.
+    pub(crate) fn mark_dirty(&mut self, partition: PartitionId) {
+        if let Some(slot) = self.slots.get_mut(&partition)
+            && !slot.dirty
+        {
+            slot.dirty = true;
+            self.dirty.push(partition);
+        }
+    }
+
+    /// Whether `partition` is on the touched list.
+    pub(crate) fn is_dirty(&self, partition: PartitionId) -> bool {
+        self.slots.get(&partition).is_some_and(|s| s.dirty)
+    }
+
+    /// Takes the touched list (every partition when `all`), clearing their marks.
+    pub(crate) fn take_touched(&mut self, all: bool) -> Vec<PartitionId> {
+        let mut touched = std::mem::take(&mut self.dirty);
+        if all {
+            touched.clear();
+            touched.extend(self.slots.keys().copied());
+        }
+        for partition in &touched {
+            if let Some(slot) = self.slots.get_mut(partition) {
+                slot.dirty = false;
+            }
+        }
+        touched
+    }
+}

@@ -1,0 +1,152 @@
+//! Readies: gathering the Ready of every partition touched this turn and carrying out its
+//! obligations in the order the core's `Ready` contract sets — publish the soft state, hand
+//! what must persist to the WalScheduler (with the messages that wait for it), queue the
+//! send-now messages, deliver the committed entries, answer the outcomes and read states.
+
+use std::sync::atomic::Ordering;
+
+use super::Worker;
+use super::delivery::deliver_live;
+use super::restore::Restore;
+use crate::core::{LogIndex, PartitionId, Ready, Replica};
+use crate::shard::{RaftEvent, Refusal, ReplicationErrorReason, ReplicationResult, outcome_key};
+
+impl Worker {
+    /// Handles the Readies of the touched partitions (every partition when `all`), then
+    /// submits what they appended to the WAL as ONE write. Returns whether there was any.
+    pub(super) fn gather_readies(&mut self, all: bool) -> bool {
+        if self.failed() {
+            return false;
+        }
+        let mut worked = false;
+        for partition in self.partitions.take_touched(all) {
+            // A Ready can make another one possible (e.g. applied → compaction); a few rounds
+            // per turn keep latency low without starving other partitions.
+            for _ in 0..4 {
+                let ready = match self
+                    .partitions
+                    .get_mut(partition)
+                    .and_then(|s| s.replica.as_mut())
+                {
+                    Some(replica) if replica.has_ready() => replica.ready(),
+                    _ => break,
+                };
+                worked = true;
+                self.handle_ready(partition, ready);
+                if self.failed() {
+                    return true;
+                }
+            }
+            if self
+                .partitions
+                .get(partition)
+                .and_then(|s| s.replica.as_ref())
+                .is_some_and(Replica::has_ready)
+            {
+                // More to do: next turn (after the other partitions had theirs).
+                self.partitions.mark_dirty(partition);
+            }
+        }
+        if self.writes.has_appended() {
+            self.stats.wal_submissions.fetch_add(1, Ordering::Relaxed);
+            let result = self.writes.submit(&mut self.wal);
+            self.check_wal(result);
+        }
+        worked
+    }
+
+    fn handle_ready(&mut self, partition: PartitionId, mut ready: Ready) {
+        let Some(slot) = self.partitions.get_mut(partition) else {
+            return;
+        };
+        if let Some(soft) = ready.soft_state {
+            if let Some(changed) = self.leaders.update(partition, soft) {
+                self.events.emit(changed);
+            }
+            // Forwarded reads may never be answered by a deposed leader. The commit of the
+            // leader's no-op is the one change that deposes nobody (role, leader and term are
+            // those of the previous report).
+            if !soft.noop_committed {
+                for (_, reply) in slot.reads.drain() {
+                    let _ = reply.send(Err(Refusal::NotLeader {
+                        leader: soft.leader,
+                    }));
+                }
+            }
+        }
+        if ready.installed_snapshot.is_some() {
+            // The shard never calls `Replica::install_snapshot` (snapshot transfer is not
+            // implemented), so this cannot happen; refuse to guess how to persist it.
+            self.fail(format!(
+                "partition {partition}: snapshot installation is not supported by the shard"
+            ));
+            return;
+        }
+        let scheduled = self
+            .writes
+            .schedule(&mut self.wal, partition, &mut ready, &mut slot.view);
+        match self.check_wal(scheduled) {
+            None => return,
+            Some(true) => {
+                self.stats.readies_persisted.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(false) => {}
+        }
+        let Some(slot) = self.partitions.get_mut(partition) else {
+            return;
+        };
+        for message in ready.messages.drain(..) {
+            self.outbox.push(message);
+        }
+        if let Some(Restore::Delivering(delivery)) = slot.restore.as_mut() {
+            // Restored entries go to `on_log_restored`, in restore's chunks.
+            delivery.backlog.extend(ready.committed_entries.drain(..));
+            delivery.through = delivery.through.max(ready.committed_through);
+        } else {
+            deliver_live(&*self.app, &*self.events, partition, slot, &ready);
+        }
+        for outcome in ready.outcomes {
+            if let Some(waiters) = slot
+                .waiters
+                .remove(&outcome_key(outcome.kind, outcome.index))
+            {
+                for reply in waiters {
+                    let _ = reply.send(Ok(ReplicationResult {
+                        status: outcome.status,
+                        ticket: outcome.ticket,
+                        index: outcome.index,
+                    }));
+                }
+            }
+        }
+        let applied = slot
+            .replica
+            .as_ref()
+            .map_or(LogIndex::ZERO, Replica::applied_index);
+        for read in ready.read_states {
+            let Some(reply) = slot.reads.remove(&read.context) else {
+                continue;
+            };
+            match read.result {
+                Ok(index) if index <= applied => {
+                    let _ = reply.send(Ok(index));
+                }
+                Ok(index) => slot.reads_waiting_apply.push((index, reply)),
+                Err(status) => {
+                    let refusal = match slot.replica.as_ref() {
+                        Some(replica) => Refusal::of_replica(replica, status),
+                        None => Refusal::Replica(status),
+                    };
+                    let _ = reply.send(Err(refusal));
+                }
+            }
+        }
+        for node in ready.snapshot_required {
+            self.events.emit(RaftEvent::ReplicationError {
+                partition,
+                index: LogIndex::ZERO,
+                reason: ReplicationErrorReason::SnapshotRequired(node),
+            });
+        }
+    }
+}

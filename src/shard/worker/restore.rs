@@ -1,0 +1,213 @@
+//! Opening a partition: created empty when the WAL holds nothing of it, restored otherwise.
+//! A restore reads the log back through the [`ReadScheduler`](crate::shard::read_scheduler)
+//! in chunks of `restore_entries_per_turn_max` entries per loop turn, rebuilds the replica
+//! from that durable state (`applied` at the floor), then hands its committed entries to
+//! `on_log_restored` in chunks of the same size, never through live delivery. Meanwhile
+//! requests get `RestoreInProgress` and inbound messages are dropped; `RestoreFinished` ends
+//! it. Restores run one after the other, oldest first.
+
+use std::collections::VecDeque;
+
+use super::Worker;
+use super::delivery::deliver_one;
+use super::partition::Slot;
+use crate::core::{DurableState, Entry, LogIndex, NodeId, PartitionId, Replica, Status};
+use crate::shard::wal_records::WalView;
+use crate::shard::{Opened, RaftEvent, Refusal, Reply};
+
+/// Where a restoring partition is.
+#[derive(Debug)]
+pub(crate) enum Restore {
+    /// Its log is being read back from the WAL (it has no replica yet).
+    Reading {
+        /// The membership it was opened with.
+        voters: Vec<NodeId>,
+        /// The learners it was opened with.
+        learners: Vec<NodeId>,
+    },
+    /// Its replica is rebuilt; its committed entries go to `on_log_restored`.
+    Delivering(RestoreDelivery),
+}
+
+/// Handing restored committed entries to `on_log_restored`, chunk by chunk.
+#[derive(Debug, Default)]
+pub(crate) struct RestoreDelivery {
+    /// Committed entries not handed to the application yet, in log order.
+    pub(crate) backlog: VecDeque<Entry>,
+    /// The highest committed index among them (applied once all are handed over).
+    pub(crate) through: LogIndex,
+    /// How many were handed over.
+    delivered: u64,
+}
+
+impl Worker {
+    /// Creates `partition`'s replica, or starts restoring it when the WAL holds its log, and
+    /// answers with where it lives.
+    pub(super) fn open(
+        &mut self,
+        partition: PartitionId,
+        voters: Vec<NodeId>,
+        learners: Vec<NodeId>,
+        reply: Reply<Opened>,
+    ) {
+        if let Some(refusal) = self.failure_refusal() {
+            let _ = reply.send(Err(refusal));
+            return;
+        }
+        if let Some(slot) = self.partitions.get(partition) {
+            let _ = reply.send(Ok(Opened {
+                shard: self.shard,
+                restoring: slot.restoring(),
+            }));
+            return;
+        }
+        if self.partitions.len() >= self.config.partitions_max {
+            let _ = reply.send(Err(Refusal::QueueFull));
+            return;
+        }
+        let config = self
+            .config
+            .partition_config(partition, voters.clone(), learners.clone());
+        if config.validate().is_err() {
+            // An invalid membership (this node in neither list, duplicates).
+            let _ = reply.send(Err(Refusal::Replica(Status::Errored)));
+            return;
+        }
+        self.events.emit(RaftEvent::RestoreStarted { partition });
+        let found = self.reads.start(&self.wal, partition);
+        match found {
+            Ok(Some(info)) => {
+                let restore = Restore::Reading { voters, learners };
+                let slot = Slot::restoring_from(restore, WalView::recovered(&info));
+                self.partitions.insert(partition, slot);
+                self.restoring.push_back(partition);
+                let _ = reply.send(Ok(Opened {
+                    shard: self.shard,
+                    restoring: true,
+                }));
+            }
+            Ok(None) => match Replica::new(config, DurableState::default()) {
+                Ok(replica) => {
+                    self.partitions.insert(partition, Slot::serving(replica));
+                    self.events.emit(RaftEvent::RestoreFinished {
+                        partition,
+                        entries_delivered: 0,
+                    });
+                    let _ = reply.send(Ok(Opened {
+                        shard: self.shard,
+                        restoring: false,
+                    }));
+                }
+                Err(_) => {
+                    let _ = reply.send(Err(Refusal::Replica(Status::Errored)));
+                }
+            },
+            Err(error) => {
+                self.fail(format!("WAL: {error}"));
+                if let Some(refusal) = self.failure_refusal() {
+                    let _ = reply.send(Err(refusal));
+                }
+            }
+        }
+    }
+
+    /// Reads or delivers at most `restore_entries_per_turn_max` entries of restoring
+    /// partitions, oldest restore first.
+    pub(super) fn restore_step(&mut self) -> bool {
+        if self.failed() || self.restoring.is_empty() {
+            return false;
+        }
+        let mut budget = self.config.restore_entries_per_turn_max;
+        let mut worked = false;
+        while budget > 0 {
+            let Some(&partition) = self.restoring.front() else {
+                break;
+            };
+            worked = true;
+            let dirty = self.partitions.is_dirty(partition);
+            let Some(slot) = self.partitions.get_mut(partition) else {
+                self.restoring.pop_front();
+                continue;
+            };
+            let delivery = match slot.restore.as_mut() {
+                Some(Restore::Reading { .. }) => {
+                    match self.reads.read(&self.wal, partition, &mut budget) {
+                        Ok(None) => {}
+                        Ok(Some(durable)) => self.rebuild(partition, durable),
+                        Err(reason) => {
+                            self.partitions.remove(partition);
+                            self.restoring.pop_front();
+                            self.events
+                                .emit(RaftEvent::RestoreFailed { partition, reason });
+                        }
+                    }
+                    continue;
+                }
+                Some(Restore::Delivering(delivery)) => delivery,
+                None => {
+                    self.restoring.pop_front();
+                    continue;
+                }
+            };
+            while budget > 0 {
+                let Some(entry) = delivery.backlog.pop_front() else {
+                    break;
+                };
+                budget -= 1;
+                delivery.delivered += 1;
+                deliver_one(&*self.app, &*self.events, partition, &entry, true);
+            }
+            let has_ready = slot.replica.as_ref().is_some_and(Replica::has_ready);
+            if delivery.backlog.is_empty() && !has_ready && !dirty {
+                let through = delivery.through;
+                let delivered = delivery.delivered;
+                slot.restore = None;
+                if let Some(replica) = slot.replica.as_mut() {
+                    replica.applied(through);
+                }
+                self.restoring.pop_front();
+                // `applied` may allow a compaction: let the gather see it this turn.
+                self.partitions.mark_dirty(partition);
+                self.events.emit(RaftEvent::RestoreFinished {
+                    partition,
+                    entries_delivered: delivered,
+                });
+            } else if budget > 0 {
+                // Waiting for this partition's Readies (gathered later in the turn).
+                break;
+            }
+        }
+        worked
+    }
+
+    /// Builds the replica of a partition whose log was read back, then hands its committed
+    /// entries over (through its Readies, into the restore backlog).
+    fn rebuild(&mut self, partition: PartitionId, durable: DurableState) {
+        let Some(slot) = self.partitions.get_mut(partition) else {
+            return;
+        };
+        let Some(Restore::Reading { voters, learners }) = slot.restore.take() else {
+            return;
+        };
+        let floor = durable.floor;
+        let config = self.config.partition_config(partition, voters, learners);
+        match Replica::new(config, durable) {
+            Ok(replica) => {
+                slot.replica = Some(replica);
+                slot.restore = Some(Restore::Delivering(RestoreDelivery {
+                    through: floor,
+                    ..RestoreDelivery::default()
+                }));
+                self.partitions.mark_dirty(partition);
+            }
+            Err(error) => {
+                self.partitions.remove(partition);
+                self.restoring.retain(|p| *p != partition);
+                self.events.emit(RaftEvent::RestoreFailed {
+                    partition,
+                    reason: error.to_string(),
+                });
+            }
+        }
+    }
+}
