@@ -324,7 +324,9 @@ impl LogEntry {
 
 /// The application: called on the shard thread, in log order per partition, exactly once per
 /// entry and node incarnation. Implementations must not block (hand heavy work to a channel):
-/// every partition of the shard waits while a callback runs.
+/// every partition of the shard waits while a callback runs. A callback that panics fails the
+/// shard ([`RaftEvent::ShardFailed`] with the panic message): its partitions refuse every
+/// request until the node restarts.
 pub trait StateMachine: Send + Sync + 'static {
     /// A committed entry arrived through replication. `false` reports a replication error
     /// ([`RaftEvent::ReplicationError`]); the delivery cursor advances anyway (as in

@@ -33,11 +33,16 @@
 //!
 //! # Failure
 //!
-//! A WAL error poisons the WAL; the shard then stops stepping its replicas (nothing that
-//! depends on durability may leave), emits `ShardFailed` and answers every waiter and every
-//! later request with `Refusal::ShardFailed` (carrying the WAL error) until the node restarts
-//! and recovers from what is durable. A shard stopped in order answers what still waits with
-//! `Refusal::ShutDown`.
+//! Two things fail a shard: a WAL error (it poisons the WAL) and a panic on the shard thread
+//! (a `StateMachine` callback, or an internal assertion), which is caught at the end of the
+//! loop turn it interrupted. Either way the shard stops stepping its replicas — nothing that
+//! depends on durability may leave, and a turn cut short may have left a replica, a Ready or
+//! the WAL's open frame half done, so none of them is touched again — logs the reason
+//! (`tracing::error!`), emits `ShardFailed` and answers every waiter and every later request
+//! with `Refusal::ShardFailed` carrying the WAL error or the panic message, until the node
+//! restarts and recovers from what is durable (records appended but not submitted are lost, as
+//! in a crash). The thread keeps running to answer those refusals and exits with the others.
+//! A shard stopped in order answers what still waits with `Refusal::ShutDown`.
 
 mod delivery;
 mod execute;
@@ -45,7 +50,9 @@ mod partition;
 mod ready;
 mod restore;
 
+use std::any::Any;
 use std::collections::VecDeque;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
@@ -175,11 +182,25 @@ impl Worker {
             if tick_due {
                 next_tick = now + tick;
             }
-            if !self.turn(tick_due) {
-                self.wait(next_tick);
-            }
+            self.guarded(|worker| {
+                if !worker.turn(tick_due) {
+                    worker.wait(next_tick);
+                }
+            });
         }
-        self.finish();
+        self.guarded(Self::sync);
+        self.refuse_remaining();
+    }
+
+    /// Runs `step`; a panic inside it fails the shard with the panic message. The state it
+    /// leaves is only read to answer waiters: a failed shard steps no replica again.
+    fn guarded(&mut self, step: impl FnOnce(&mut Self)) {
+        if let Err(panic) = panic::catch_unwind(AssertUnwindSafe(|| step(self))) {
+            self.fail(format!(
+                "panic on the shard thread: {}",
+                panic_message(&*panic)
+            ));
+        }
     }
 
     /// One loop turn (see the module docs), ticking every replica when `tick`. Returns
@@ -224,13 +245,16 @@ impl Worker {
         });
     }
 
-    /// After the stop flag: makes everything appended durable, then answers whatever still
-    /// waits with why it will never be served.
-    fn finish(&mut self) {
+    /// After the stop flag: makes everything appended durable (unless the shard failed).
+    fn sync(&mut self) {
         if !self.failed() {
             let result = self.wal.sync();
             self.check_wal(result);
         }
+    }
+
+    /// After the stop flag: answers whatever still waits with why it will never be served.
+    fn refuse_remaining(&mut self) {
         let refusal = self.failure_refusal().unwrap_or(Refusal::ShutDown);
         for slot in self.partitions.slots_mut() {
             slot.refuse_waiters(&refusal);
@@ -264,6 +288,11 @@ impl Worker {
         if self.failed() {
             return;
         }
+        tracing::error!(
+            shard = self.shard,
+            %reason,
+            "shard failed: its partitions refuse every request until the node restarts"
+        );
         let reason: Arc<str> = reason.into();
         self.failure = Some(Arc::clone(&reason));
         self.events.emit(RaftEvent::ShardFailed {
@@ -388,5 +417,16 @@ impl Worker {
                     true
                 });
         self.check_wal(result).unwrap_or(false)
+    }
+}
+
+/// The text of a panic's payload (`panic!` with a message gives a `&str` or a `String`).
+fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    if let Some(message) = payload.downcast_ref::<&str>() {
+        message
+    } else if let Some(message) = payload.downcast_ref::<String>() {
+        message
+    } else {
+        "a panic without a message"
     }
 }

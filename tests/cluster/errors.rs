@@ -5,7 +5,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use kommander_raft::transport::faulty::FaultRates;
 use kommander_raft::{
-    InvalidWrite, NodeId, PartitionId, QueryError, ReplicateError, ReplicateOptions, Status,
+    Fatal, InvalidWrite, NodeId, PartitionId, QueryError, RaftEvent, ReplicateError,
+    ReplicateOptions, Status,
 };
 
 use super::harness::{PATIENCE, TestCluster, gate};
@@ -197,4 +198,50 @@ async fn an_isolated_leader_times_out_then_fails_replication() {
     faults.heal();
     cluster.replicate(p, b"after heal").await;
     cluster.assert_one_leader_per_term();
+}
+
+#[tokio::test]
+async fn a_panicking_state_machine_is_a_fatal_shard_failure() {
+    // One node, 2 shards: partition 1 on shard 1, partition 2 on shard 0.
+    let cluster = TestCluster::start(1, 2).await;
+    let (failing, healthy) = (PartitionId(1), PartitionId(2));
+    cluster.replicate(failing, b"before").await;
+    const PANIC: &str = "the application cannot apply this entry";
+    *cluster.nodes[0].app.on_live.lock().expect("hook") = Some(Box::new(|_, entry| {
+        assert!(&entry.payload[..] != b"panic", "{PANIC}");
+    }));
+    let raft = cluster.raft(0);
+    let failed = raft
+        .replicate_logs(failing, "t", "panic", Default::default())
+        .await
+        .expect_err("the shard failed");
+    let ReplicateError::Fatal(Fatal::ShardFailed { shard, reason }) = failed.clone() else {
+        panic!("{failed:?}");
+    };
+    assert_eq!(shard, 1);
+    assert!(reason.contains(PANIC), "{reason}");
+    assert!(failed.is_fatal() && !failed.is_retryable());
+    assert_eq!(failed.status(), Status::Errored);
+    // The event says so, and every later request on that shard gets the same reason.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !cluster.nodes[0]
+        .events
+        .lock()
+        .expect("events")
+        .iter()
+        .any(|e| matches!(e, RaftEvent::ShardFailed { shard: 1, reason } if reason.contains(PANIC)))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no ShardFailed event"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(matches!(
+        raft.partition_status(failing).await,
+        Err(QueryError::Fatal(Fatal::ShardFailed { shard: 1, .. }))
+    ));
+    // The other shard's partitions keep working, and the node still shuts down cleanly.
+    cluster.replicate(healthy, b"after").await;
+    raft.shutdown().await;
 }

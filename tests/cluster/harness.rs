@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -47,7 +47,13 @@ fn seen(entry: &LogEntry) -> Seen {
 
 impl StateMachine for Recorder {
     fn on_replication_received(&self, partition: PartitionId, entry: &LogEntry) -> bool {
-        if let Some(hook) = self.on_live.lock().expect("hook").as_ref() {
+        // A hook may panic on purpose (a failing application): the lock stays usable.
+        if let Some(hook) = self
+            .on_live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
             hook(partition, entry);
         }
         let mut live = self.live.lock().expect("recorder");

@@ -30,7 +30,9 @@ pub(crate) struct Seen {
 /// A hook the test can install to block or observe callbacks on the shard thread.
 pub(crate) type Hook = Box<dyn Fn(PartitionId, &LogEntry) + Send + Sync>;
 
-/// Records every delivery, per partition, separately for restore and live delivery.
+/// Records every delivery, per partition, separately for restore and live delivery. A live
+/// entry whose payload starts with `reject` gets a negative verdict; one that starts with
+/// `panic` makes the callback panic (before it takes any lock).
 #[derive(Default)]
 pub(crate) struct Recorder {
     pub(crate) live: Mutex<HashMap<PartitionId, Vec<Seen>>>,
@@ -49,6 +51,9 @@ fn seen(entry: &LogEntry) -> Seen {
 
 impl StateMachine for Recorder {
     fn on_replication_received(&self, partition: PartitionId, entry: &LogEntry) -> bool {
+        if entry.payload.starts_with(b"panic") {
+            panic!("the state machine cannot apply entry {}", entry.index);
+        }
         if let Some(hook) = self.on_live.lock().expect("hook lock").as_ref() {
             hook(partition, entry);
         }

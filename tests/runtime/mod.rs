@@ -7,4 +7,5 @@ mod config;
 mod faults;
 mod harness;
 mod restart;
+mod shard_failure;
 mod statuses;
