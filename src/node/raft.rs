@@ -19,8 +19,10 @@
 //! `block_on`) and never blocks the caller's thread. The library needs no tokio runtime:
 //! deadlines come from a small timer thread owned by the node (`timers_max` pending at once; a
 //! full table refuses a timed call with a retryable `QueueFull`). Waits are woken by the
-//! change they wait for (the leadership table's `watch`), never by polling. To cancel an
-//! operation, drop its future; a proposal already handed to its shard may still commit.
+//! change they wait for (the leadership table's `watch`), never by polling. A request is handed
+//! to its shard when the method is called (calls made in order on one thread reach the shard
+//! in that order); the future awaits the answer. To cancel an operation, drop its future; a
+//! proposal already handed to its shard may still commit.
 //!
 //! # Errors
 //!

@@ -353,6 +353,38 @@ impl TestCluster {
         }
     }
 
+    /// Waits until every running node reported `RestoreFinished` for each of `partitions`.
+    pub(crate) async fn wait_restored(&self, partitions: &[PartitionId]) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let pending: Vec<(u64, PartitionId)> = self
+                .nodes
+                .iter()
+                .filter(|n| n.raft.is_some())
+                .flat_map(|n| {
+                    let events = n.events.lock().expect("events");
+                    partitions
+                        .iter()
+                        .filter(|&&p| {
+                            !events.iter().any(|e| {
+                                matches!(e, RaftEvent::RestoreFinished { partition, .. } if *partition == p)
+                            })
+                        })
+                        .map(|&p| (n.config.node_id, p))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            if pending.is_empty() {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "restores not finished (node, partition): {pending:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Stops every node (each makes what it appended durable).
     pub(crate) async fn stop_all(&mut self) {
         for node in &mut self.nodes {

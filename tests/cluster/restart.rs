@@ -49,6 +49,11 @@ async fn restarting_every_node_loses_nothing_and_delivers_once() {
         cluster.start_node(i).await;
     }
     cluster.join_all().await;
+    // Joined means the map is applied and every partition opened; restores finish after.
+    let all: Vec<PartitionId> = std::iter::once(PartitionId(0))
+        .chain(partitions.iter().copied())
+        .collect();
+    cluster.wait_restored(&all).await;
 
     for (i, node) in cluster.nodes.iter().enumerate() {
         for (p, payloads) in &acked {
