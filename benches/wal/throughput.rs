@@ -87,7 +87,7 @@ impl SaturatedLog {
             writes.clear();
             for (partition, index) in self.next_index.iter_mut().enumerate() {
                 writes.push(Write::Entry {
-                    partition: PartitionId(partition as u64),
+                    partition: PartitionId(partition as u32),
                     index: *index,
                     term: 1,
                     payload: &self.payload,
@@ -99,7 +99,7 @@ impl SaturatedLog {
                 for (partition, index) in self.next_index.iter().enumerate() {
                     if *index > RETAINED_ENTRIES {
                         writes.push(Write::CompactTo {
-                            partition: PartitionId(partition as u64),
+                            partition: PartitionId(partition as u32),
                             index: *index - RETAINED_ENTRIES,
                         });
                     }

@@ -4,6 +4,10 @@
 
 use std::fmt;
 
+/// A partition (one Raft group): the WAL's id type, so the core, the shards and the log name
+/// partitions with one type.
+pub use kommander_wal::PartitionId;
+
 macro_rules! newtype {
     ($(#[$doc:meta])* $name:ident($inner:ty), $prefix:literal) => {
         $(#[$doc])*
@@ -44,11 +48,6 @@ newtype!(
     /// A position in a partition's log. Index 0 is the empty prefix; real entries start at 1.
     LogIndex(u64),
     "i"
-);
-newtype!(
-    /// A partition (one Raft group). Partition 0 is the system partition.
-    PartitionId(u32),
-    "p"
 );
 newtype!(
     /// A node of the cluster. The value 0 is reserved for "no node" and never a member.

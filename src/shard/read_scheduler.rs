@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use kommander_wal::{PartitionId as WalPartitionId, PartitionInfo, Wal};
+use kommander_wal::{PartitionInfo, Wal};
 
 use super::codec;
 use crate::core::{DurableState, Entry, HardState, LogIndex, NodeId, PartitionId, Term};
@@ -40,7 +40,7 @@ impl ReadScheduler {
         wal: &Wal,
         partition: PartitionId,
     ) -> kommander_wal::Result<Option<PartitionInfo>> {
-        match wal.partition(WalPartitionId(u64::from(partition.0))) {
+        match wal.partition(partition) {
             Ok(info) => {
                 self.jobs.insert(
                     partition,
@@ -100,7 +100,6 @@ fn read_chunk(
     job: &mut ReadJob,
     budget: &mut usize,
 ) -> Result<bool, String> {
-    let wal_partition = WalPartitionId(u64::from(partition.0));
     while job.next <= job.info.last_index {
         if *budget == 0 {
             return Ok(false);
@@ -108,10 +107,10 @@ fn read_chunk(
         *budget -= 1;
         let index = job.next;
         let record = wal
-            .entry(wal_partition, index)
+            .entry(partition, index)
             .map_err(|e| format!("reading entry {index}: {e}"))?;
         let term = wal
-            .term_at(wal_partition, index)
+            .term_at(partition, index)
             .map_err(|e| format!("reading the term of entry {index}: {e}"))?;
         let entry = codec::decode_record(LogIndex(index), Term(term), &record)
             .map_err(|e| format!("decoding entry {index}: {e}"))?;
@@ -128,13 +127,12 @@ fn durable_state(wal: &Wal, partition: PartitionId, job: ReadJob) -> DurableStat
     let floor_term = if floor.0 == 0 {
         Term(0)
     } else {
-        let wal_partition = WalPartitionId(u64::from(partition.0));
-        Term(wal.term_at(wal_partition, floor.0).unwrap_or(0))
+        Term(wal.term_at(partition, floor.0).unwrap_or(0))
     };
     DurableState {
         hard_state: HardState {
-            term: Term(info.hard_state.map_or(0, |h| h.term)),
-            vote: info.hard_state.and_then(|h| h.vote).map(NodeId),
+            term: Term(info.term_vote.map_or(0, |h| h.term)),
+            vote: info.term_vote.and_then(|h| h.vote).map(NodeId),
             commit: LogIndex(info.commit_index.unwrap_or(0)),
         },
         floor,

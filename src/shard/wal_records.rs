@@ -5,9 +5,7 @@
 //! compaction to just above a new floor. A [`WalView`] per partition remembers what the WAL
 //! already holds, so nothing unchanged is written again.
 
-use kommander_wal::{
-    HardState as WalHardState, PartitionId as WalPartitionId, PartitionInfo, Write,
-};
+use kommander_wal::{PartitionInfo, TermVote, Write};
 
 use super::codec;
 use crate::core::{PartitionId, Ready};
@@ -28,8 +26,8 @@ impl WalView {
         Self {
             known: true,
             last: info.last_index,
-            term: info.hard_state.map_or(0, |h| h.term),
-            vote: info.hard_state.and_then(|h| h.vote),
+            term: info.term_vote.map_or(0, |h| h.term),
+            vote: info.term_vote.and_then(|h| h.vote),
             commit: info.commit_index.unwrap_or(0),
         }
     }
@@ -38,12 +36,12 @@ impl WalView {
 /// The WAL records of one Ready, described by offsets into the encoding scratch buffer (so the
 /// borrowed [`Write`]s can be built after encoding).
 pub(crate) struct ReadyWrites {
-    hard_state: Option<WalHardState>,
+    term_vote: Option<TermVote>,
     truncate_after: Option<u64>,
     entries: Vec<(u64, u64, std::ops::Range<usize>)>,
     commit: Option<u64>,
     compact_to: Option<u64>,
-    partition: WalPartitionId,
+    partition: PartitionId,
 }
 
 impl ReadyWrites {
@@ -51,8 +49,8 @@ impl ReadyWrites {
     pub(crate) fn writes<'a>(&self, scratch: &'a [u8]) -> Vec<Write<'a>> {
         let partition = self.partition;
         let mut writes = Vec::with_capacity(self.entries.len() + 4);
-        if let Some(state) = self.hard_state {
-            writes.push(Write::HardState { partition, state });
+        if let Some(state) = self.term_vote {
+            writes.push(Write::TermVote { partition, state });
         }
         if let Some(index) = self.truncate_after {
             writes.push(Write::TruncateAfter { partition, index });
@@ -85,17 +83,17 @@ pub(crate) fn wal_writes(
 ) -> ReadyWrites {
     scratch.clear();
     let mut out = ReadyWrites {
-        hard_state: None,
+        term_vote: None,
         truncate_after: None,
         entries: Vec::with_capacity(ready.entries.len()),
         commit: None,
         compact_to: None,
-        partition: WalPartitionId(u64::from(partition.0)),
+        partition,
     };
     if let Some(hard) = ready.hard_state {
         let vote = hard.vote.map(|v| v.0);
         if !view.known || (hard.term.0, vote) != (view.term, view.vote) {
-            out.hard_state = Some(WalHardState {
+            out.term_vote = Some(TermVote {
                 term: hard.term.0,
                 vote,
             });

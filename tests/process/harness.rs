@@ -15,7 +15,7 @@ use bytes::Bytes;
 use kommander_raft::shard::codec::{decode_envelope, decode_record};
 use kommander_raft::transport::tcp::client::{Client, ClientRequest, ClientResponse, ReplicaState};
 use kommander_raft::{LogIndex, NodeId, PartitionId, Status, Term};
-use kommander_wal::{PartitionId as WalPartitionId, Wal, WalConfig};
+use kommander_wal::{Wal, WalConfig};
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_kommander");
 pub(crate) const CLUSTER: &str = "process-test";
@@ -413,13 +413,11 @@ pub(crate) fn read_logs(data_dir: &Path) -> BTreeMap<(u32, u64), Bytes> {
         }
         let wal = Wal::open(&path, WalConfig::default()).expect("open WAL");
         for p in 1..=PARTITIONS {
-            let Ok(info) = wal.partition(WalPartitionId(u64::from(p))) else {
+            let Ok(info) = wal.partition(PartitionId(p)) else {
                 continue;
             };
             for index in info.first_index..=info.last_index {
-                let record = wal
-                    .entry(WalPartitionId(u64::from(p)), index)
-                    .expect("entry");
+                let record = wal.entry(PartitionId(p), index).expect("entry");
                 let entry = decode_record(LogIndex(index), Term(0), &record).expect("record");
                 let (_, payload) = decode_envelope(&entry.payload).expect("envelope");
                 out.insert((p, index), payload);

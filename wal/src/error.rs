@@ -1,7 +1,7 @@
 //! The typed errors of the log.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::PartitionId;
@@ -145,4 +145,12 @@ impl Error {
             source,
         }
     }
+}
+
+/// Maps an I/O error to [`Error::Io`] with what the log was doing and the path involved.
+pub(crate) fn io_err<'a>(
+    context: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> Error + 'a {
+    move |e| Error::io(context, path, e)
 }

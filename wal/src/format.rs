@@ -6,24 +6,25 @@
 use zerocopy::byteorder::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
+use crate::PartitionId;
 use crate::backend::BLOCK_SIZE;
 
 /// Magic at the start of every segment file.
-pub const SEGMENT_MAGIC: [u8; 8] = *b"KRWALSEG";
+pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"KRWALSEG";
 /// Magic at the start of every batch frame. A zero magic means "nothing written here".
-pub const FRAME_MAGIC: [u8; 4] = *b"KRF1";
+pub(crate) const FRAME_MAGIC: [u8; 4] = *b"KRF1";
 /// The format version written and accepted.
-pub const FORMAT_VERSION: u16 = 1;
+pub(crate) const FORMAT_VERSION: u16 = 1;
 /// Size of the segment header's meaningful part (the rest of block 0 is zero).
-pub const SEGMENT_HEADER_LEN: usize = 64;
+pub(crate) const SEGMENT_HEADER_LEN: usize = 64;
 /// Size of a frame header.
-pub const FRAME_HEADER_LEN: usize = 64;
+pub(crate) const FRAME_HEADER_LEN: usize = 64;
 /// Size of a record header.
-pub const RECORD_HEADER_LEN: usize = 32;
+pub(crate) const RECORD_HEADER_LEN: usize = 32;
 /// Records start 8-byte aligned inside a frame payload.
-pub const RECORD_ALIGN: usize = 8;
+pub(crate) const RECORD_ALIGN: usize = 8;
 /// Frames start at this offset in a segment (block 0 holds the segment header).
-pub const FIRST_FRAME_OFFSET: u64 = BLOCK_SIZE as u64;
+pub(crate) const FIRST_FRAME_OFFSET: u64 = BLOCK_SIZE as u64;
 
 /// Segment header, at offset 0 of every segment file.
 #[derive(
@@ -31,13 +32,13 @@ pub const FIRST_FRAME_OFFSET: u64 = BLOCK_SIZE as u64;
 )]
 #[repr(C)]
 pub struct SegmentHeader {
-    /// [`SEGMENT_MAGIC`].
+    /// `SEGMENT_MAGIC` (`KRWALSEG`).
     pub magic: [u8; 8],
-    /// [`FORMAT_VERSION`].
+    /// `FORMAT_VERSION` (1).
     pub format_version: U16,
     /// Reserved flags (0).
     pub flags: U16,
-    /// [`SEGMENT_HEADER_LEN`].
+    /// `SEGMENT_HEADER_LEN` (64).
     pub header_len: U32,
     /// The segment's sequence number (equals the number in its file name).
     pub segment_seq: U64,
@@ -62,12 +63,12 @@ pub struct SegmentHeader {
     Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned,
 )]
 #[repr(C)]
-pub struct FrameHeader {
-    /// [`FRAME_MAGIC`].
+pub struct BatchFrameHeader {
+    /// `FRAME_MAGIC` (`KRF1`).
     pub magic: [u8; 4],
     /// CRC32C of header bytes `8..64` (which include `payload_crc`).
     pub header_crc: U32,
-    /// [`FORMAT_VERSION`].
+    /// `FORMAT_VERSION` (1).
     pub version: U16,
     /// Bits 0..8: the writer's `inflight_batches_max` (how many trailing frames may have been
     /// in flight together at a crash; tells a torn pipeline tail from damage). Others 0.
@@ -97,38 +98,38 @@ pub struct FrameHeader {
     Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned,
 )]
 #[repr(C)]
-pub struct RecordHeader {
+pub(crate) struct RecordHeader {
     /// Record length including this header (excluding alignment padding).
-    pub len: U32,
+    pub(crate) len: U32,
     /// [`RecordKind`] as a byte.
-    pub kind: u8,
+    pub(crate) kind: u8,
     /// Kind-specific flags.
-    pub flags: u8,
+    pub(crate) flags: u8,
     /// Reserved (0).
-    pub reserved: U16,
-    /// Partition.
-    pub partition: U64,
+    pub(crate) reserved: U16,
+    /// Partition: a [`PartitionId`] in 64 bits (a value above `u32::MAX` is corruption).
+    pub(crate) partition: U64,
     /// Term (kind-specific).
-    pub term: U64,
+    pub(crate) term: U64,
     /// Index (kind-specific argument).
-    pub index: U64,
+    pub(crate) index: U64,
 }
 
 const _: () = assert!(size_of::<SegmentHeader>() == SEGMENT_HEADER_LEN);
-const _: () = assert!(size_of::<FrameHeader>() == FRAME_HEADER_LEN);
+const _: () = assert!(size_of::<BatchFrameHeader>() == FRAME_HEADER_LEN);
 const _: () = assert!(size_of::<RecordHeader>() == RECORD_HEADER_LEN);
 
-/// Flag of a [`RecordKind::HardState`] record: a vote is present (in `index`).
-pub const HARD_STATE_HAS_VOTE: u8 = 1;
+/// Flag of a [`RecordKind::TermVote`] record: a vote is present (in `index`).
+pub(crate) const TERM_VOTE_HAS_VOTE: u8 = 1;
 
 /// What a record means. The discriminants are the on-disk `kind` byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
-pub enum RecordKind {
+pub(crate) enum RecordKind {
     /// A log entry: `(partition, term, index)` + payload.
     Entry = 1,
-    /// Hard state: `term`, and the vote in `index` if [`HARD_STATE_HAS_VOTE`].
-    HardState = 2,
+    /// The latest term and vote: `term`, and the vote in `index` if [`TERM_VOTE_HAS_VOTE`].
+    TermVote = 2,
     /// Commit index in `index`.
     CommitIndex = 3,
     /// Drop the partition's entries above `index`.
@@ -144,10 +145,10 @@ pub enum RecordKind {
 
 impl RecordKind {
     /// Decodes a kind byte.
-    pub fn from_byte(byte: u8) -> Option<Self> {
+    pub(crate) fn from_byte(byte: u8) -> Option<Self> {
         Some(match byte {
             1 => Self::Entry,
-            2 => Self::HardState,
+            2 => Self::TermVote,
             3 => Self::CommitIndex,
             4 => Self::TruncateAfter,
             5 => Self::CompactTo,
@@ -159,7 +160,7 @@ impl RecordKind {
 }
 
 /// Bytes a record of `payload_len` occupies in a frame payload (header + payload, padded to 8).
-pub fn record_footprint(payload_len: usize) -> usize {
+pub(crate) fn record_footprint(payload_len: usize) -> usize {
     (RECORD_HEADER_LEN + payload_len).next_multiple_of(RECORD_ALIGN)
 }
 
@@ -239,23 +240,23 @@ pub fn decode_segment_header(bytes: &[u8]) -> Result<SegmentHeader, SegmentHeade
 
 /// Fields the writer stamps into a frame header when it seals the frame.
 #[derive(Clone, Copy, Debug)]
-pub struct FrameStamp {
+pub(crate) struct FrameStamp {
     /// LSN of the first record.
-    pub first_lsn: u64,
+    pub(crate) first_lsn: u64,
     /// Records in the frame.
-    pub record_count: u32,
+    pub(crate) record_count: u32,
     /// The segment's seq.
-    pub segment_seq: u64,
+    pub(crate) segment_seq: u64,
     /// The segment's epoch.
-    pub epoch: u64,
+    pub(crate) epoch: u64,
     /// Payload CRC of the previous frame in the segment.
-    pub prev_payload_crc: u32,
+    pub(crate) prev_payload_crc: u32,
     /// Offset of the frame in the segment.
-    pub offset: u64,
+    pub(crate) offset: u64,
     /// Diagnostics timestamp.
-    pub timestamp_ns: u64,
+    pub(crate) timestamp_ns: u64,
     /// The writer's in-flight frame limit (1..=255).
-    pub inflight_frames_max: u8,
+    pub(crate) inflight_frames_max: u8,
 }
 
 /// Writes the frame header into `frame[..64]` for the payload in `frame[64..64 + payload_len]`
@@ -263,9 +264,9 @@ pub struct FrameStamp {
 ///
 /// # Panics
 /// If `frame` is shorter than `64 + payload_len` (a writer bug, never input-driven).
-pub fn seal_frame(frame: &mut [u8], payload_len: usize, stamp: &FrameStamp) -> u32 {
+pub(crate) fn seal_frame(frame: &mut [u8], payload_len: usize, stamp: &FrameStamp) -> u32 {
     let payload_crc = crc32c::crc32c(&frame[FRAME_HEADER_LEN..FRAME_HEADER_LEN + payload_len]);
-    let mut header = FrameHeader {
+    let mut header = BatchFrameHeader {
         magic: FRAME_MAGIC,
         header_crc: 0.into(),
         version: FORMAT_VERSION.into(),
@@ -290,11 +291,11 @@ pub fn seal_frame(frame: &mut [u8], payload_len: usize, stamp: &FrameStamp) -> u
 ///
 /// # Panics
 /// If `out` is too short (a writer bug, never input-driven).
-pub fn encode_record(
+pub(crate) fn encode_record(
     out: &mut [u8],
     kind: RecordKind,
     flags: u8,
-    partition: u64,
+    partition: PartitionId,
     term: u64,
     index: u64,
     payload: &[u8],
@@ -306,7 +307,7 @@ pub fn encode_record(
         kind: kind as u8,
         flags,
         reserved: 0.into(),
-        partition: partition.into(),
+        partition: u64::from(partition.0).into(),
         term: term.into(),
         index: index.into(),
     };
@@ -320,7 +321,7 @@ pub fn encode_record(
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FrameCheck {
     /// A valid frame for this segment (offset, seq and epoch match; both CRCs verify).
-    Valid(FrameHeader),
+    Valid(BatchFrameHeader),
     /// The 64 header bytes are all zero: nothing was ever written here (clean end).
     Zero,
     /// A self-consistent frame of another life of this file (older seq or other epoch): the
@@ -339,7 +340,7 @@ pub fn check_frame(segment: &[u8], offset: u64, segment_seq: u64, epoch: u64) ->
     else {
         return FrameCheck::Invalid("offset beyond the segment");
     };
-    let Ok((header, _)) = FrameHeader::read_from_prefix(rest) else {
+    let Ok((header, _)) = BatchFrameHeader::read_from_prefix(rest) else {
         return FrameCheck::Invalid("frame header beyond the segment");
     };
     if header.as_bytes().iter().all(|b| *b == 0) {
@@ -381,38 +382,38 @@ pub fn check_frame(segment: &[u8], offset: u64, segment_seq: u64, epoch: u64) ->
 
 /// A decoded record borrowing its frame's payload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RecordView<'a> {
+pub(crate) struct RecordView<'a> {
     /// The kind.
-    pub kind: RecordKind,
+    pub(crate) kind: RecordKind,
     /// Kind-specific flags.
-    pub flags: u8,
+    pub(crate) flags: u8,
     /// Partition.
-    pub partition: u64,
+    pub(crate) partition: PartitionId,
     /// Term.
-    pub term: u64,
+    pub(crate) term: u64,
     /// Index.
-    pub index: u64,
+    pub(crate) index: u64,
     /// Payload (entries only; empty otherwise).
-    pub payload: &'a [u8],
+    pub(crate) payload: &'a [u8],
     /// Offset of the payload inside the frame payload.
-    pub payload_offset: usize,
+    pub(crate) payload_offset: usize,
 }
 
 /// Why a CRC-valid payload does not parse (a writer bug or a CRC collision: reported as
 /// corruption, never skipped).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RecordError {
+pub(crate) struct RecordError {
     /// Offset inside the frame payload.
-    pub offset: usize,
+    pub(crate) offset: usize,
     /// What is wrong.
-    pub reason: &'static str,
+    pub(crate) reason: &'static str,
 }
 
 /// Decodes every record of a frame payload, expecting exactly `record_count`. Total.
 ///
 /// # Errors
 /// The first malformed record.
-pub fn decode_records(
+pub(crate) fn decode_records(
     payload: &[u8],
     record_count: u32,
     mut visit: impl FnMut(RecordView<'_>) -> Result<(), RecordError>,
@@ -450,10 +451,17 @@ pub fn decode_records(
                 reason: "control record with a payload",
             });
         }
+        // Stored in 64 bits; a partition id is 32 (`PartitionId`).
+        let Ok(partition) = u32::try_from(header.partition.get()) else {
+            return Err(RecordError {
+                offset,
+                reason: "partition id above u32::MAX",
+            });
+        };
         visit(RecordView {
             kind,
             flags: header.flags,
-            partition: header.partition.get(),
+            partition: PartitionId(partition),
             term: header.term.get(),
             index: header.index.get(),
             payload: &rest[RECORD_HEADER_LEN..len],
@@ -474,11 +482,12 @@ pub fn decode_records(
 mod tests {
     use super::*;
 
-    fn frame_with(records: &[(RecordKind, u64, u64, u64, &[u8])], stamp: &FrameStamp) -> Vec<u8> {
+    fn frame_with(records: &[(RecordKind, u32, u64, u64, &[u8])], stamp: &FrameStamp) -> Vec<u8> {
         let mut buf = vec![0u8; 3 * BLOCK_SIZE];
         let mut at = FRAME_HEADER_LEN;
         for (kind, partition, term, index, payload) in records {
-            at += encode_record(&mut buf[at..], *kind, 0, *partition, *term, *index, payload);
+            let partition = PartitionId(*partition);
+            at += encode_record(&mut buf[at..], *kind, 0, partition, *term, *index, payload);
         }
         let payload_len = at - FRAME_HEADER_LEN;
         seal_frame(&mut buf, payload_len, stamp);
@@ -510,7 +519,7 @@ mod tests {
         let frame = frame_with(
             &[
                 (RecordKind::Entry, 5, 2, 9, b"hello"),
-                (RecordKind::HardState, 5, 2, 1, b""),
+                (RecordKind::TermVote, 5, 2, 1, b""),
             ],
             &stamp(FIRST_FRAME_OFFSET),
         );
@@ -521,12 +530,12 @@ mod tests {
         let payload = &segment[BLOCK_SIZE + 64..][..header.payload_len.get() as usize];
         let mut seen = Vec::new();
         decode_records(payload, 2, |r| {
-            seen.push((r.kind, r.partition, r.term, r.index, r.payload.to_vec()));
+            seen.push((r.kind, r.partition.0, r.term, r.index, r.payload.to_vec()));
             Ok(())
         })
         .expect("records decode");
         assert_eq!(seen[0], (RecordKind::Entry, 5, 2, 9, b"hello".to_vec()));
-        assert_eq!(seen[1], (RecordKind::HardState, 5, 2, 1, vec![]));
+        assert_eq!(seen[1], (RecordKind::TermVote, 5, 2, 1, vec![]));
     }
 
     #[test]
@@ -589,16 +598,55 @@ mod tests {
     #[test]
     fn malformed_records_are_errors() {
         let mut payload = vec![0u8; 64];
-        encode_record(&mut payload, RecordKind::Entry, 0, 1, 1, 1, b"abc");
+        encode_record(
+            &mut payload,
+            RecordKind::Entry,
+            0,
+            PartitionId(1),
+            1,
+            1,
+            b"abc",
+        );
         payload[0] = 200; // length beyond the payload
         assert!(decode_records(&payload[..40], 1, |_| Ok(())).is_err());
         let mut payload = vec![0u8; 32];
-        encode_record(&mut payload, RecordKind::CommitIndex, 0, 1, 1, 1, b"");
+        encode_record(
+            &mut payload,
+            RecordKind::CommitIndex,
+            0,
+            PartitionId(1),
+            1,
+            1,
+            b"",
+        );
         payload[4] = 99;
         assert_eq!(
             decode_records(&payload, 1, |_| Ok(())).unwrap_err().reason,
             "unknown record kind"
         );
         assert!(decode_records(&payload, 2, |_| Ok(())).is_err());
+    }
+
+    #[test]
+    fn a_partition_id_above_u32_is_an_error() {
+        let mut payload = vec![0u8; 32];
+        let id = PartitionId(u32::MAX);
+        encode_record(&mut payload, RecordKind::CommitIndex, 0, id, 1, 1, b"");
+        let mut seen = Vec::new();
+        decode_records(&payload, 1, |r| {
+            seen.push(r.partition);
+            Ok(())
+        })
+        .expect("u32::MAX is a valid partition id");
+        assert_eq!(seen, [id]);
+        // The 64-bit field's upper half set: 2^32.
+        payload[8..16].copy_from_slice(&(1u64 << 32).to_le_bytes());
+        assert_eq!(
+            decode_records(&payload, 1, |_| Ok(())).unwrap_err(),
+            RecordError {
+                offset: 0,
+                reason: "partition id above u32::MAX"
+            }
+        );
     }
 }

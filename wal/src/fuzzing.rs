@@ -1,11 +1,18 @@
 //! Entry points for the fuzz targets (`fuzz/`) and for the default-run test that replays
-//! their corpus. Each takes arbitrary bytes and must never panic.
+//! their corpus (each takes arbitrary bytes and must never panic), and the format's decoders
+//! that the tests use to build and damage segment files.
+//!
+//! This module serves the crate's own fuzzing and tests; it is not a stable API.
 
 use crate::backend::BLOCK_SIZE;
-use crate::format::{
-    FRAME_HEADER_LEN, FrameCheck, check_frame, decode_records, decode_segment_header,
+use crate::format::{FRAME_HEADER_LEN, decode_records};
+use crate::recovery::{SegmentImage, recover_images};
+
+pub use crate::format::{
+    BatchFrameHeader, FrameCheck, SegmentHeader, SegmentHeaderError, check_frame,
+    decode_segment_header, encode_segment_header, frame_footprint,
 };
-use crate::recovery::{RecoverySummary, SegmentImage, recover_images};
+pub use crate::recovery::RecoverySummary;
 
 /// Decodes `data` as one segment: the segment header, then every 4 KiB frame slot (and, if
 /// the first 8 bytes after the header say so, one arbitrary offset), and the records of every

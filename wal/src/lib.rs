@@ -3,14 +3,19 @@
 //!
 //! * [`Wal`] is the log: append records for any number of partitions, submit once per loop
 //!   turn, poll or wait for durability; read entries as `Bytes` borrowing the mapped segment.
-//! * [`backend`] holds the I/O backends (blocking, simulated; io_uring in its own module).
-//! * [`format`] is the on-disk format; `docs/wal-format.md` explains it with the recovery
-//!   decision table.
+//! * [`Write`] is one write of a batch; [`PartitionId`], [`Lsn`], [`TermVote`] and
+//!   [`PartitionInfo`] are the values the log takes and reports; [`WalConfig`] its limits.
+//! * [`backend`] holds the I/O backends (blocking, simulated; io_uring in its own module),
+//!   chosen through [`WalConfig::backend`].
 //! * [`inspect()`] reports what a WAL directory holds and what recovery would do with it,
 //!   without changing anything (`kommander wal inspect DIR`).
+//! * [`fuzzing`] holds the fuzz targets' entry points and the format's decoders for tests;
+//!   it is not a stable API.
+//!
+//! The on-disk format and the recovery decision table are in `docs/wal-format.md`.
 //!
 //! ```
-//! use kommander_wal::{HardState, PartitionId, Wal, WalConfig};
+//! use kommander_wal::{TermVote, PartitionId, Wal, WalConfig};
 //!
 //! # fn main() -> Result<(), kommander_wal::Error> {
 //! let dir = std::env::temp_dir().join(format!("kommander-wal-doctest-{}", std::process::id()));
@@ -19,7 +24,7 @@
 //!                          record_bytes_max: 16 << 10, ..WalConfig::default() };
 //! let mut wal = Wal::open(&dir, config.clone())?;
 //! let p = PartitionId(7);
-//! wal.set_hard_state(p, HardState { term: 1, vote: Some(2) })?;
+//! wal.set_term_vote(p, TermVote { term: 1, vote: Some(2) })?;
 //! wal.append_entry(p, 1, 1, b"hello")?;
 //! let ticket = wal.append_entry(p, 2, 1, b"world")?;
 //! wal.submit()?;                       // one durable write for all three records
@@ -34,120 +39,21 @@
 
 pub mod backend;
 mod config;
+mod directory;
 mod error;
-pub mod format;
+mod format;
 pub mod fuzzing;
 pub mod inspect;
 mod preparer;
-pub mod recovery;
+mod recovery;
 mod segment;
 mod state;
+mod types;
 mod wal;
 
 pub use config::WalConfig;
+pub use directory::MARKER_NAME;
 pub use error::{Error, Result};
 pub use inspect::{InspectOptions, InspectReport, inspect};
-pub use wal::{MARKER_NAME, Wal};
-
-/// A partition (Raft group) id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PartitionId(pub u64);
-
-impl std::fmt::Display for PartitionId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// A log sequence number: the position of a record in this log (one per record, from 0).
-/// An append returns the LSN its records are durable at (see [`Wal::durable_lsn`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Lsn(pub u64);
-
-/// A partition's Raft hard state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HardState {
-    /// Current term.
-    pub term: u64,
-    /// The node voted for in `term`, if any.
-    pub vote: Option<u64>,
-}
-
-/// What the log holds for a partition.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PartitionInfo {
-    /// First index held (the compaction floor), or the next index when empty.
-    pub first_index: u64,
-    /// Last index held (`first_index - 1` when empty).
-    pub last_index: u64,
-    /// Term of the last entry (or of the floor when empty; 0 if unknown).
-    pub last_term: u64,
-    /// Latest hard state.
-    pub hard_state: Option<HardState>,
-    /// Latest commit index.
-    pub commit_index: Option<u64>,
-}
-
-/// One write of a batch given to [`Wal::append`].
-#[derive(Clone, Copy, Debug)]
-pub enum Write<'a> {
-    /// A log entry at `last_index + 1` (or any index ≥ 1 for a partition with no entries and
-    /// no floor yet).
-    Entry {
-        /// Partition.
-        partition: PartitionId,
-        /// Index.
-        index: u64,
-        /// Term.
-        term: u64,
-        /// Payload (at most `record_bytes_max`).
-        payload: &'a [u8],
-    },
-    /// Hard state.
-    HardState {
-        /// Partition.
-        partition: PartitionId,
-        /// The state.
-        state: HardState,
-    },
-    /// Commit index.
-    CommitIndex {
-        /// Partition.
-        partition: PartitionId,
-        /// The index.
-        index: u64,
-    },
-    /// Drop entries above `index` (not below the floor: `index >= first_index - 1`).
-    TruncateAfter {
-        /// Partition.
-        partition: PartitionId,
-        /// Last index kept.
-        index: u64,
-    },
-    /// Drop entries below `index`; `index` becomes the first index (may exceed the last).
-    CompactTo {
-        /// Partition.
-        partition: PartitionId,
-        /// New first index.
-        index: u64,
-    },
-    /// Forget the partition.
-    DeletePartition {
-        /// Partition.
-        partition: PartitionId,
-    },
-}
-
-impl Write<'_> {
-    /// The partition written.
-    pub fn partition(&self) -> PartitionId {
-        match *self {
-            Write::Entry { partition, .. }
-            | Write::HardState { partition, .. }
-            | Write::CommitIndex { partition, .. }
-            | Write::TruncateAfter { partition, .. }
-            | Write::CompactTo { partition, .. }
-            | Write::DeletePartition { partition } => partition,
-        }
-    }
-}
+pub use types::{Lsn, PartitionId, PartitionInfo, TermVote, Write};
+pub use wal::Wal;

@@ -18,12 +18,12 @@
 //! | invalid frame in the last written segment, fewer than `inflight` valid frames after it | torn tail: drop it and them, zero from it to the end |
 //! | invalid frame followed by `inflight` or more valid frames | [`Error::Corrupt`] |
 //! | valid frame whose `first_lsn` is not the expected next LSN | treated as an invalid frame |
-//! | CRC-valid payload whose records do not parse | [`Error::Corrupt`] |
+//! | CRC-valid payload whose records do not parse (or name a partition above `u32::MAX`) | [`Error::Corrupt`] |
 
 use crate::backend::BLOCK_SIZE;
 use crate::error::{Error, Result};
 use crate::format::{
-    FIRST_FRAME_OFFSET, FRAME_HEADER_LEN, FrameCheck, FrameHeader, RecordKind, SegmentHeader,
+    BatchFrameHeader, FIRST_FRAME_OFFSET, FRAME_HEADER_LEN, FrameCheck, RecordKind, SegmentHeader,
     SegmentHeaderError, check_frame, decode_records, decode_segment_header, frame_footprint,
 };
 use crate::state::{Applied, LogState};
@@ -32,11 +32,11 @@ use zerocopy::{FromBytes, IntoBytes};
 
 /// One segment's bytes as found on disk.
 #[derive(Clone, Copy, Debug)]
-pub struct SegmentImage<'a> {
+pub(crate) struct SegmentImage<'a> {
     /// Sequence number from the file name.
-    pub seq: u64,
+    pub(crate) seq: u64,
     /// The whole file.
-    pub bytes: &'a [u8],
+    pub(crate) bytes: &'a [u8],
 }
 
 /// A valid frame found by the scan.
@@ -44,7 +44,7 @@ pub struct SegmentImage<'a> {
 pub(crate) struct FoundFrame {
     pub(crate) segment_index: usize,
     pub(crate) offset: u64,
-    pub(crate) header: FrameHeader,
+    pub(crate) header: BatchFrameHeader,
 }
 
 /// What recovery does about one damage.
@@ -133,7 +133,7 @@ pub(crate) struct ScanOutcome {
     /// The highest segment had a bad header and holds no frame: it is discarded.
     pub(crate) discard_highest: bool,
     /// Every valid frame, in LSN order. After a fatal damage the scan resynchronizes at the
-    /// next valid frame (for [`crate::inspect`]); recovery never uses frames past one.
+    /// next valid frame (for [`crate::inspect()`]); recovery never uses frames past one.
     pub(crate) frames: Vec<FoundFrame>,
     /// A torn tail to zero: `(segment_index, offset)` up to the end of that segment.
     pub(crate) torn_tail: Option<(usize, u64)>,
@@ -429,7 +429,7 @@ fn next_valid_frame(bytes: &[u8], from: u64, seq: u64, epoch: u64) -> Option<u64
 fn first_frame_like(bytes: &[u8], seq: u64) -> Option<u64> {
     (1..bytes.len() / BLOCK_SIZE).find_map(|block| {
         let slot = bytes.get(block * BLOCK_SIZE..)?;
-        let (header, _) = FrameHeader::read_from_prefix(slot).ok()?;
+        let (header, _) = BatchFrameHeader::read_from_prefix(slot).ok()?;
         (header.magic == crate::format::FRAME_MAGIC
             && header.segment_seq.get() == seq
             && crc32c::crc32c(&header.as_bytes()[8..]) == header.header_crc.get())
@@ -532,7 +532,7 @@ pub struct RecoverySummary {
 ///
 /// # Errors
 /// What opening a directory with these segments would report.
-pub fn recover_images(images: &[SegmentImage<'_>]) -> Result<RecoverySummary> {
+pub(crate) fn recover_images(images: &[SegmentImage<'_>]) -> Result<RecoverySummary> {
     let outcome = scan(images)?;
     let state = replay(images, &outcome)?;
     Ok(RecoverySummary {
@@ -541,4 +541,73 @@ pub fn recover_images(images: &[SegmentImage<'_>]) -> Result<RecoverySummary> {
         next_lsn: outcome.next_lsn,
         torn_tail: outcome.torn_tail.is_some(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PartitionId;
+    use crate::format::{FrameStamp, encode_record, encode_segment_header, seal_frame};
+
+    /// A one-segment log whose single frame holds a commit index record of `partition`, the
+    /// record's 64-bit partition field then set to `stored` (the frame sealed afterwards, so
+    /// its CRCs verify).
+    fn segment_with_partition_field(stored: u64) -> Vec<u8> {
+        let (seq, epoch) = (1, 5);
+        let mut bytes = vec![0u8; 4 * BLOCK_SIZE];
+        bytes[..64].copy_from_slice(&encode_segment_header(seq, epoch, 4, 0));
+        let frame = &mut bytes[BLOCK_SIZE..];
+        let record = &mut frame[FRAME_HEADER_LEN..];
+        let len = encode_record(
+            record,
+            RecordKind::CommitIndex,
+            0,
+            PartitionId(1),
+            0,
+            9,
+            &[],
+        );
+        record[8..16].copy_from_slice(&stored.to_le_bytes());
+        let stamp = FrameStamp {
+            first_lsn: 0,
+            record_count: 1,
+            segment_seq: seq,
+            epoch,
+            prev_payload_crc: 0,
+            offset: FIRST_FRAME_OFFSET,
+            timestamp_ns: 0,
+            inflight_frames_max: 1,
+        };
+        seal_frame(frame, len, &stamp);
+        bytes
+    }
+
+    #[test]
+    fn a_stored_partition_id_above_u32_is_corruption() {
+        let good = segment_with_partition_field(u64::from(u32::MAX));
+        let summary = recover_images(&[SegmentImage {
+            seq: 1,
+            bytes: &good,
+        }])
+        .expect("u32::MAX is a valid partition id");
+        assert_eq!((summary.frames, summary.partitions), (1, 1));
+
+        let bad = segment_with_partition_field(1 << 32);
+        let error = recover_images(&[SegmentImage {
+            seq: 1,
+            bytes: &bad,
+        }])
+        .expect_err("a partition id above u32::MAX");
+        let Error::Corrupt {
+            segment,
+            offset,
+            reason,
+        } = error
+        else {
+            panic!("expected Error::Corrupt, got {error:?}");
+        };
+        assert_eq!(segment, 1);
+        assert_eq!(offset, FIRST_FRAME_OFFSET + FRAME_HEADER_LEN as u64);
+        assert_eq!(reason, "partition id above u32::MAX");
+    }
 }

@@ -1,5 +1,5 @@
 //! The logical state of the log: per partition, its entries' locations (the in-memory index),
-//! its compaction floor, hard state and commit index. Pure: no I/O.
+//! its compaction floor, term and vote, and commit index. Pure: no I/O.
 //!
 //! The same `apply` functions serve appends (after validation) and recovery (replay), so
 //! the state after recovery is the state the records describe, by construction.
@@ -8,8 +8,8 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::error::{Error, Result};
-use crate::format::{HARD_STATE_HAS_VOTE, RecordKind};
-use crate::{HardState, PartitionId, PartitionInfo};
+use crate::format::{RecordKind, TERM_VOTE_HAS_VOTE};
+use crate::{PartitionId, PartitionInfo, TermVote};
 
 /// Where an entry's payload is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,7 +24,7 @@ pub(crate) struct EntryLoc {
 
 /// One partition's state.
 #[derive(Clone, Debug)]
-pub(crate) struct PartitionState {
+pub(crate) struct PartitionLog {
     /// Index of `entries[0]`, or of the next entry when empty.
     pub(crate) first_index: u64,
     /// Term at `first_index - 1` when known (set by compaction), else 0.
@@ -32,7 +32,7 @@ pub(crate) struct PartitionState {
     /// No entry and no floor yet: the first entry may have any index.
     pub(crate) fresh: bool,
     pub(crate) entries: VecDeque<EntryLoc>,
-    pub(crate) hard_state: Option<(HardState, u64)>,
+    pub(crate) term_vote: Option<(TermVote, u64)>,
     pub(crate) commit_index: Option<(u64, u64)>,
     /// LSN of the latest record that set the floor (compact or reset): it must stay on disk
     /// or the floor term would be lost.
@@ -42,14 +42,14 @@ pub(crate) struct PartitionState {
     pub(crate) truncate_lsn: Option<u64>,
 }
 
-impl Default for PartitionState {
+impl Default for PartitionLog {
     fn default() -> Self {
         Self {
             first_index: 1,
             floor_term: 0,
             fresh: true,
             entries: VecDeque::new(),
-            hard_state: None,
+            term_vote: None,
             commit_index: None,
             floor_lsn: None,
             truncate_lsn: None,
@@ -57,7 +57,7 @@ impl Default for PartitionState {
     }
 }
 
-impl PartitionState {
+impl PartitionLog {
     pub(crate) fn last_index(&self) -> u64 {
         self.first_index + self.entries.len() as u64 - 1
     }
@@ -86,7 +86,7 @@ impl PartitionState {
     pub(crate) fn oldest_live_lsn(&self) -> Option<u64> {
         [
             self.entries.front().map(|e| e.lsn),
-            self.hard_state.map(|(_, lsn)| lsn),
+            self.term_vote.map(|(_, lsn)| lsn),
             self.commit_index.map(|(_, lsn)| lsn),
             self.floor_lsn,
             self.truncate_lsn,
@@ -101,7 +101,7 @@ impl PartitionState {
             first_index: self.first_index,
             last_index: self.last_index(),
             last_term: self.last_term(),
-            hard_state: self.hard_state.map(|(hs, _)| hs),
+            term_vote: self.term_vote.map(|(term_vote, _)| term_vote),
             commit_index: self.commit_index.map(|(ci, _)| ci),
         }
     }
@@ -150,7 +150,7 @@ impl PartitionState {
 pub(crate) struct Applied {
     pub(crate) kind: RecordKind,
     pub(crate) flags: u8,
-    pub(crate) partition: u64,
+    pub(crate) partition: PartitionId,
     pub(crate) term: u64,
     pub(crate) index: u64,
     pub(crate) lsn: u64,
@@ -176,24 +176,28 @@ impl Hasher for IdHasher {
         }
     }
 
+    fn write_u32(&mut self, value: u32) {
+        self.write_u64(u64::from(value));
+    }
+
     fn write_u64(&mut self, value: u64) {
         self.0 = (value ^ (value >> 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
 
 /// A map keyed by partition id.
-pub(crate) type PartitionMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+pub(crate) type ByPartition<V> = HashMap<PartitionId, V, BuildHasherDefault<IdHasher>>;
 
 /// Every partition's state.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct LogState {
-    pub(crate) partitions: PartitionMap<PartitionState>,
+    pub(crate) partitions: ByPartition<PartitionLog>,
 }
 
 impl LogState {
-    pub(crate) fn get(&self, partition: PartitionId) -> Result<&PartitionState> {
+    pub(crate) fn get(&self, partition: PartitionId) -> Result<&PartitionLog> {
         self.partitions
-            .get(&partition.0)
+            .get(&partition)
             .ok_or(Error::UnknownPartition { partition })
     }
 
@@ -230,10 +234,10 @@ impl LogState {
                     len: record.len,
                 });
             }
-            RecordKind::HardState => {
-                let vote = (record.flags & HARD_STATE_HAS_VOTE != 0).then_some(record.index);
-                state.hard_state = Some((
-                    HardState {
+            RecordKind::TermVote => {
+                let vote = (record.flags & TERM_VOTE_HAS_VOTE != 0).then_some(record.index);
+                state.term_vote = Some((
+                    TermVote {
                         term: record.term,
                         vote,
                     },
@@ -269,7 +273,7 @@ impl LogState {
 /// log and cleared per batch, so validating allocates nothing in steady state).
 #[derive(Debug, Default)]
 pub(crate) struct Sketch {
-    pub(crate) touched: PartitionMap<SketchEntry>,
+    pub(crate) touched: ByPartition<SketchEntry>,
     pub(crate) new_partitions: usize,
 }
 
@@ -287,7 +291,7 @@ impl Sketch {
         self.new_partitions = 0;
     }
 
-    pub(crate) fn entry(&mut self, state: &LogState, partition: u64) -> &mut SketchEntry {
+    pub(crate) fn entry(&mut self, state: &LogState, partition: PartitionId) -> &mut SketchEntry {
         self.touched
             .entry(partition)
             .or_insert_with(|| match state.partitions.get(&partition) {

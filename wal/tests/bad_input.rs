@@ -7,7 +7,7 @@ use kommander_wal::{Error, PartitionId, Wal, WalConfig, Write};
 
 use crate::common::small_config;
 
-fn p(id: u64) -> PartitionId {
+fn p(id: u32) -> PartitionId {
     PartitionId(id)
 }
 

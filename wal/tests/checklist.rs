@@ -6,15 +6,15 @@ use std::path::Path;
 
 use kommander_wal::backend::BackendChoice;
 use kommander_wal::backend::sim::{CrashMode, FaultPlan, SimDisk};
-use kommander_wal::format::{FrameCheck, check_frame, decode_segment_header, frame_footprint};
-use kommander_wal::{Error, HardState, PartitionId, Wal, WalConfig, Write};
+use kommander_wal::fuzzing::{FrameCheck, check_frame, decode_segment_header, frame_footprint};
+use kommander_wal::{Error, PartitionId, TermVote, Wal, WalConfig, Write};
 
 use crate::common::{
     Factory, Model, Op, Rng, assert_matches, frames, patch, run_ops, segments, small_config,
     workload,
 };
 
-fn p(id: u64) -> PartitionId {
+fn p(id: u32) -> PartitionId {
     PartitionId(id)
 }
 
@@ -405,9 +405,9 @@ fn truncate_after_and_new_entries_in_one_frame() {
             term: 2,
             payload: b"term 2 #5",
         },
-        Write::HardState {
+        Write::TermVote {
             partition: p(1),
-            state: HardState {
+            state: TermVote {
                 term: 2,
                 vote: Some(1),
             },

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 use kommander_wal::backend::BackendChoice;
-use kommander_wal::format::{FrameCheck, check_frame, decode_segment_header, frame_footprint};
-use kommander_wal::{HardState, PartitionId, PartitionInfo, Wal, WalConfig, Write};
+use kommander_wal::fuzzing::{FrameCheck, check_frame, decode_segment_header, frame_footprint};
+use kommander_wal::{PartitionId, PartitionInfo, TermVote, Wal, WalConfig, Write};
 
 /// A backend factory: given the directory, the backend to open it with.
 pub type Factory = fn(&Path) -> BackendChoice;
@@ -47,12 +47,12 @@ impl Rng {
 /// An owned write (the test side of `kommander_wal::Write`).
 #[derive(Clone, Debug)]
 pub enum Op {
-    Entry(u64, u64, u64, Vec<u8>),
-    HardState(u64, HardState),
-    Commit(u64, u64),
-    TruncateAfter(u64, u64),
-    CompactTo(u64, u64),
-    Delete(u64),
+    Entry(u32, u64, u64, Vec<u8>),
+    TermVote(u32, TermVote),
+    Commit(u32, u64),
+    TruncateAfter(u32, u64),
+    CompactTo(u32, u64),
+    Delete(u32),
 }
 
 impl Op {
@@ -64,7 +64,7 @@ impl Op {
                 term: *term,
                 payload,
             },
-            Op::HardState(p, state) => Write::HardState {
+            Op::TermVote(p, state) => Write::TermVote {
                 partition: PartitionId(*p),
                 state: *state,
             },
@@ -93,7 +93,7 @@ pub struct ModelPartition {
     pub floor_term: u64,
     pub fresh: bool,
     pub entries: VecDeque<(u64, Vec<u8>)>,
-    pub hard_state: Option<HardState>,
+    pub term_vote: Option<TermVote>,
     pub commit: Option<u64>,
 }
 
@@ -104,7 +104,7 @@ impl ModelPartition {
             floor_term: 0,
             fresh: true,
             entries: VecDeque::new(),
-            hard_state: None,
+            term_vote: None,
             commit: None,
         }
     }
@@ -125,7 +125,7 @@ impl ModelPartition {
             first_index: self.first_index,
             last_index: self.next_index() - 1,
             last_term: self.entries.back().map_or(self.floor_term, |e| e.0),
-            hard_state: self.hard_state,
+            term_vote: self.term_vote,
             commit_index: self.commit,
         }
     }
@@ -134,7 +134,7 @@ impl ModelPartition {
 /// The reference model: what the log must hold after a sequence of writes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Model {
-    pub partitions: BTreeMap<u64, ModelPartition>,
+    pub partitions: BTreeMap<u32, ModelPartition>,
 }
 
 impl Model {
@@ -144,7 +144,7 @@ impl Model {
             return;
         }
         let (Op::Entry(p, ..)
-        | Op::HardState(p, _)
+        | Op::TermVote(p, _)
         | Op::Commit(p, _)
         | Op::TruncateAfter(p, _)
         | Op::CompactTo(p, _)
@@ -162,7 +162,7 @@ impl Model {
                 assert_eq!(*index, part.next_index(), "model: workload not contiguous");
                 part.entries.push_back((*term, payload.clone()));
             }
-            Op::HardState(_, hs) => part.hard_state = Some(*hs),
+            Op::TermVote(_, term_vote) => part.term_vote = Some(*term_vote),
             Op::Commit(_, c) => part.commit = Some(*c),
             Op::TruncateAfter(_, i) => {
                 if *i < part.first_index {
@@ -198,7 +198,7 @@ impl Model {
     }
 }
 
-/// Asserts the log holds exactly the model (every partition, entry, term, hard state and
+/// Asserts the log holds exactly the model (every partition, entry, term, term and vote, and
 /// commit index). The log must be fully durable.
 pub fn assert_matches(wal: &Wal, model: &Model, context: &str) {
     let listed = wal.partitions().expect("list partitions");
@@ -232,15 +232,15 @@ pub fn assert_matches(wal: &Wal, model: &Model, context: &str) {
     }
 }
 
-/// A valid random workload over `partitions` partitions: mostly entries, with hard states,
+/// A valid random workload over `partitions` partitions: mostly entries, with terms and votes,
 /// commit indexes, truncations, compactions and (rarely) deletions.
-pub fn workload(seed: u64, ops: usize, partitions: u64, payload_max: u64) -> Vec<Op> {
+pub fn workload(seed: u64, ops: usize, partitions: u32, payload_max: u64) -> Vec<Op> {
     let mut rng = Rng(seed);
     let mut model = Model::default();
     let mut out = Vec::with_capacity(ops);
     let mut term = 1;
     while out.len() < ops {
-        let p = rng.below(partitions) + 1;
+        let p = rng.below(u64::from(partitions)) as u32 + 1;
         let part = model.partitions.get(&p);
         let op = match rng.below(100) {
             0..=69 => {
@@ -258,7 +258,7 @@ pub fn workload(seed: u64, ops: usize, partitions: u64, payload_max: u64) -> Vec
                     term += 1;
                 }
                 let vote = (rng.below(2) == 0).then(|| rng.below(5));
-                Op::HardState(p, HardState { term, vote })
+                Op::TermVote(p, TermVote { term, vote })
             }
             78..=84 => Op::Commit(p, rng.below(1000)),
             85..=91 => match part {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use kommander_wal::backend::BackendChoice;
 use kommander_wal::backend::sim::SimDisk;
-use kommander_wal::{Error, HardState, PartitionId, Wal, Write};
+use kommander_wal::{Error, PartitionId, TermVote, Wal, Write};
 
 use crate::common::{
     Factory, Model, Op, Rng, assert_matches, open, run_ops, small_config, workload,
@@ -30,8 +30,8 @@ macro_rules! conformance_tests {
                 super::compact_then_reopen(FACTORY)
             }
             #[test]
-            fn hard_state_and_commit_index_reopen() {
-                super::hard_state_and_commit_index_reopen(FACTORY)
+            fn term_vote_and_commit_index_reopen() {
+                super::term_vote_and_commit_index_reopen(FACTORY)
             }
             #[test]
             fn delete_partition_reopen() {
@@ -64,7 +64,7 @@ conformance_tests!(simulated, |dir: &Path| BackendChoice::Simulated(
     SimDisk::new(dir).expect("simulated disk")
 ));
 
-fn p(id: u64) -> PartitionId {
+fn p(id: u32) -> PartitionId {
     PartitionId(id)
 }
 
@@ -78,7 +78,7 @@ fn append_read_reopen(factory: Factory) {
     let mut wal = open(dir.path(), factory);
     let mut model = Model::default();
     for index in 1..=50u64 {
-        for part in 1..=3u64 {
+        for part in 1..=3u32 {
             let op = Op::Entry(
                 part,
                 index,
@@ -166,40 +166,40 @@ fn compact_then_reopen(factory: Factory) {
     );
 }
 
-fn hard_state_and_commit_index_reopen(factory: Factory) {
+fn term_vote_and_commit_index_reopen(factory: Factory) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut wal = open(dir.path(), factory);
-    wal.set_hard_state(
+    wal.set_term_vote(
         p(1),
-        HardState {
+        TermVote {
             term: 3,
             vote: Some(2),
         },
     )
-    .expect("hs");
-    wal.set_hard_state(
+    .expect("term and vote");
+    wal.set_term_vote(
         p(1),
-        HardState {
+        TermVote {
             term: 4,
             vote: None,
         },
     )
-    .expect("hs");
+    .expect("term and vote");
     wal.set_commit_index(p(1), 17).expect("commit");
-    wal.set_hard_state(
+    wal.set_term_vote(
         p(2),
-        HardState {
+        TermVote {
             term: 1,
             vote: Some(0),
         },
     )
-    .expect("hs");
+    .expect("term and vote");
     wal.sync().expect("sync");
     let wal = reopen(wal, dir.path(), factory);
     let one = wal.partition(p(1)).expect("info");
     assert_eq!(
-        one.hard_state,
-        Some(HardState {
+        one.term_vote,
+        Some(TermVote {
             term: 4,
             vote: None
         })
@@ -207,8 +207,8 @@ fn hard_state_and_commit_index_reopen(factory: Factory) {
     assert_eq!(one.commit_index, Some(17));
     let two = wal.partition(p(2)).expect("info");
     assert_eq!(
-        two.hard_state,
-        Some(HardState {
+        two.term_vote,
+        Some(TermVote {
             term: 1,
             vote: Some(0)
         })
@@ -252,7 +252,7 @@ fn pipeline_many_appends_in_flight(factory: Factory) {
         let payloads: Vec<Vec<u8>> = (0..8).map(|i| vec![(turn + i) as u8; 200]).collect();
         for (i, payload) in payloads.iter().enumerate() {
             writes.push(Write::Entry {
-                partition: p(i as u64),
+                partition: p(i as u32),
                 index: turn + 1,
                 term: 1,
                 payload,

@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use kommander_wal::backend::BackendChoice;
-use kommander_wal::format::encode_segment_header;
-use kommander_wal::fuzzing::{frame_decode, recovery, recovery_input};
+use kommander_wal::fuzzing::{
+    decode_segment_header, encode_segment_header, frame_decode, recovery, recovery_input,
+};
 
 use crate::common::{small_config, workload};
 
@@ -77,7 +78,7 @@ fn recovery_corpus_replays() {
 
 /// Trims a segment to its first `blocks` blocks, rewriting its header for the new size.
 fn trimmed(segment: &[u8], blocks: usize) -> Vec<u8> {
-    let header = kommander_wal::format::decode_segment_header(segment).expect("header");
+    let header = decode_segment_header(segment).expect("header");
     let mut out = segment[..blocks * 4096].to_vec();
     let new = encode_segment_header(
         header.segment_seq.get(),

@@ -5,16 +5,16 @@ use std::path::{Path, PathBuf};
 
 use kommander_wal::backend::BackendChoice;
 use kommander_wal::inspect::{
-    Damage, DamageAction, Floor, HardStateReport, InspectOptions, MarkerState, PartitionReport,
-    RecoveryVerdict, SegmentStatus,
+    Damage, DamageAction, Floor, InspectOptions, MarkerState, PartitionReport, RecoveryVerdict,
+    SegmentStatus, TermVoteReport,
 };
 use kommander_wal::{
-    Error, HardState, MARKER_NAME, PartitionId, PartitionInfo, Wal, WalConfig, inspect,
+    Error, MARKER_NAME, PartitionId, PartitionInfo, TermVote, Wal, WalConfig, inspect,
 };
 
 use crate::common::{Model, Rng, frames, patch, run_ops, segments, small_config, workload};
 
-fn p(id: u64) -> PartitionId {
+fn p(id: u32) -> PartitionId {
     PartitionId(id)
 }
 
@@ -103,15 +103,15 @@ fn one_frame_per_entry(dir: &Path, count: u64) {
 fn healthy_wal_with_several_partitions_is_reported_exactly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut wal = open(dir.path()).expect("open");
-    // 1: entries 1..=40 over terms 1..=3, hard state and commit index.
-    wal.set_hard_state(
+    // 1: entries 1..=40 over terms 1..=3, a term and vote, and a commit index.
+    wal.set_term_vote(
         p(1),
-        HardState {
+        TermVote {
             term: 3,
             vote: Some(2),
         },
     )
-    .expect("hard state");
+    .expect("term and vote");
     for index in 1..=40 {
         wal.append_entry(p(1), index, 1 + index / 15, &[1; 100])
             .expect("append");
@@ -137,15 +137,15 @@ fn healthy_wal_with_several_partitions_is_reported_exactly() {
     wal.truncate_after(p(4), 15).expect("truncate");
     wal.append_entry(p(4), 16, 4, &[4; 20]).expect("append");
     wal.append_entry(p(4), 17, 4, &[4; 20]).expect("append");
-    // 5: a hard state only.
-    wal.set_hard_state(
+    // 5: a term and vote only.
+    wal.set_term_vote(
         p(5),
-        HardState {
+        TermVote {
             term: 1,
             vote: None,
         },
     )
-    .expect("hard state");
+    .expect("term and vote");
     wal.sync().expect("sync");
     let records = wal.next_lsn().0;
     drop(wal);
@@ -172,7 +172,7 @@ fn healthy_wal_with_several_partitions_is_reported_exactly() {
         report.segments
     );
 
-    let ids: Vec<u64> = report.partitions.iter().map(|p| p.id).collect();
+    let ids: Vec<u32> = report.partitions.iter().map(|p| p.id.0).collect();
     assert_eq!(ids, [1, 2, 3, 4, 5]);
     let [p1, p2, p3, p4, p5] = &report.partitions[..] else {
         panic!("five partitions");
@@ -188,8 +188,8 @@ fn healthy_wal_with_several_partitions_is_reported_exactly() {
         (1, 40, 3, 40, 4000)
     );
     assert_eq!(
-        p1.hard_state,
-        Some(HardStateReport {
+        p1.term_vote,
+        Some(TermVoteReport {
             term: 3,
             vote: Some(2)
         })
@@ -198,24 +198,24 @@ fn healthy_wal_with_several_partitions_is_reported_exactly() {
     assert_eq!(
         p1.oldest_live_lsn,
         Some(0),
-        "its hard state is the first record"
+        "its term and vote are the first record"
     );
     assert_eq!(
         (p2.first_index, p2.last_index, p2.entries, p2.commit_index),
         (11, 30, 20, Some(25))
     );
     assert_eq!(p2.compaction_floor, Some(Floor { index: 10, term: 2 }));
-    assert!(p3.deleted && p3.entries == 0 && p3.hard_state.is_none());
+    assert!(p3.deleted && p3.entries == 0 && p3.term_vote.is_none());
     assert_eq!(
         (p4.first_index, p4.last_index, p4.last_term, p4.entries),
         (1, 17, 4, 17)
     );
     assert!(!p4.deleted && p4.compaction_floor.is_none());
     assert_eq!(
-        (p5.entries, p5.hard_state),
+        (p5.entries, p5.term_vote),
         (
             0,
-            Some(HardStateReport {
+            Some(TermVoteReport {
                 term: 1,
                 vote: None
             })
@@ -233,7 +233,7 @@ fn healthy_wal_with_several_partitions_is_reported_exactly() {
         let row = report
             .partitions
             .iter()
-            .find(|r| r.id == id.0)
+            .find(|r| r.id == id)
             .expect("partition in the report");
         assert_row_matches(row, &info, id);
     }
@@ -263,11 +263,11 @@ fn a_random_workload_over_many_segments_matches_the_log() {
     let live: Vec<_> = report.partitions.iter().filter(|p| !p.deleted).collect();
     assert_eq!(live.len(), expected.len());
     for (row, (id, info)) in live.iter().zip(&expected) {
-        assert_eq!(row.id, id.0);
+        assert_eq!(row.id, *id);
         assert_row_matches(row, info, *id);
         assert_eq!(
-            row.hard_state.map(|h| (h.term, h.vote)),
-            info.hard_state.map(|h| (h.term, h.vote))
+            row.term_vote.map(|h| (h.term, h.vote)),
+            info.term_vote.map(|h| (h.term, h.vote))
         );
     }
     // Data segments are the log's, their LSN ranges contiguous.
@@ -340,8 +340,8 @@ fn a_torn_tail_is_reported_and_left_in_place() {
 fn corrupt_frames_are_fatal_and_every_one_is_reported() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut wal = open(dir.path()).expect("open");
-    for index in 1..=400 {
-        wal.append_entry(p(index % 3), index / 3 + 1, 1, &[5; 400])
+    for index in 1..=400u64 {
+        wal.append_entry(p((index % 3) as u32), index / 3 + 1, 1, &[5; 400])
             .expect("append");
         if index % 4 == 0 {
             wal.sync().expect("sync");
@@ -572,7 +572,7 @@ fn entries_listing_json_and_text() {
     let first: Vec<_> = listing
         .listed
         .iter()
-        .map(|e| (e.partition, e.index, e.term, e.payload_bytes))
+        .map(|e| (e.partition.0, e.index, e.term, e.payload_bytes))
         .collect();
     assert_eq!(
         first[..7],
@@ -682,7 +682,7 @@ fn random_damage_gets_recoverys_own_verdict() {
                     .into_iter()
                     .map(|(id, i)| {
                         let (first, last, term) = (i.first_index, i.last_index, i.last_term);
-                        (id.0, first, last, term, i.commit_index)
+                        (id, first, last, term, i.commit_index)
                     })
                     .collect();
                 assert_eq!(live, recovered, "{context}");
@@ -783,14 +783,14 @@ fn inspecting_a_log_being_written_shows_every_acknowledged_entry() {
 fn the_text_report_is_stable() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut wal = open(dir.path()).expect("open");
-    wal.set_hard_state(
+    wal.set_term_vote(
         p(4),
-        HardState {
+        TermVote {
             term: 2,
             vote: Some(1),
         },
     )
-    .expect("hard state");
+    .expect("term and vote");
     for index in 1..=3 {
         wal.append_entry(p(4), index, 2, b"abc").expect("append");
     }

@@ -24,14 +24,14 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kommander_wal::backend::{BackendChoice, UringWriteMode};
-use kommander_wal::{HardState, Lsn, PartitionId, Wal, WalConfig, Write};
+use kommander_wal::{Lsn, PartitionId, TermVote, Wal, WalConfig, Write};
 
 #[allow(dead_code, unreachable_pub)]
 mod common;
 
 use common::Rng;
 
-const PARTITIONS: u64 = 16;
+const PARTITIONS: u32 = 16;
 /// Entries a partition keeps behind its last index before the child compacts it.
 const RETAINED_ENTRIES: u64 = 64;
 const ENV_DIR: &str = "KOMMANDER_KILL9_CHILD_DIR";
@@ -61,8 +61,8 @@ fn config(backend: u64) -> WalConfig {
 
 /// The payload of entry `index` of `partition` written in `term`: recognisable bytes of a
 /// length that varies, so a record from another place or time cannot pass for it.
-fn payload(partition: u64, index: u64, term: u64) -> Vec<u8> {
-    let mut rng = Rng(partition << 48 ^ index << 8 ^ term);
+fn payload(partition: u32, index: u64, term: u64) -> Vec<u8> {
+    let mut rng = Rng(u64::from(partition) << 48 ^ index << 8 ^ term);
     let len = 1 + rng.below(600) as usize;
     (0..len).map(|_| rng.next() as u8).collect()
 }
@@ -97,7 +97,7 @@ fn child_process() {
     for (partition, info) in wal.partitions().expect("child: partitions") {
         next_index.insert(partition.0, info.last_index + 1);
         floor.insert(partition.0, info.first_index);
-        if let Some(state) = info.hard_state {
+        if let Some(state) = info.term_vote {
             next_vote = next_vote.max(state.vote.unwrap_or(0) + 1);
         }
     }
@@ -112,7 +112,7 @@ fn child_process() {
         let mut payloads = Vec::new();
         let mut acks = Vec::new();
         for _ in 0..1 + rng.below(24) {
-            let partition = 1 + rng.below(PARTITIONS);
+            let partition = 1 + rng.below(u64::from(PARTITIONS)) as u32;
             let index = next_index.entry(partition).or_insert(1);
             payloads.push((partition, *index, payload(partition, *index, term)));
             acks.push(format!("kill9 e {partition} {index} {term}"));
@@ -128,7 +128,7 @@ fn child_process() {
             })
             .collect();
         if rng.below(8) == 0 {
-            let partition = 1 + rng.below(PARTITIONS);
+            let partition = 1 + rng.below(u64::from(PARTITIONS)) as u32;
             let next = next_index.get(&partition).copied().unwrap_or(1);
             let target = next.saturating_sub(RETAINED_ENTRIES);
             let current = floor.entry(partition).or_insert(1);
@@ -144,11 +144,11 @@ fn child_process() {
             }
         }
         if rng.below(16) == 0 {
-            let partition = 1 + rng.below(PARTITIONS);
+            let partition = 1 + rng.below(u64::from(PARTITIONS)) as u32;
             if next_index.contains_key(&partition) {
-                writes.push(Write::HardState {
+                writes.push(Write::TermVote {
                     partition: PartitionId(partition),
-                    state: HardState {
+                    state: TermVote {
                         term,
                         vote: Some(next_vote),
                     },
@@ -185,8 +185,8 @@ struct Acked {
     floor_intended: u64,
     /// The highest acknowledged compaction.
     floor_acked: u64,
-    /// The last acknowledged hard state (term, vote).
-    hard_state: Option<(u64, u64)>,
+    /// The last acknowledged (term, vote).
+    term_vote: Option<(u64, u64)>,
 }
 
 fn parse(line: &str) -> Option<(char, [u64; 3])> {
@@ -201,14 +201,14 @@ fn parse(line: &str) -> Option<(char, [u64; 3])> {
 
 /// Reopens the log and checks it against what was acknowledged; returns a description of the
 /// first violation.
-fn verify(dir: &Path, backend: u64, acked: &BTreeMap<u64, Acked>) -> Result<usize, String> {
+fn verify(dir: &Path, backend: u64, acked: &BTreeMap<u32, Acked>) -> Result<usize, String> {
     let wal = Wal::open(dir, config(backend)).map_err(|e| format!("reopen failed: {e}"))?;
     let mut checked = 0;
     for (partition, want) in acked {
         let p = PartitionId(*partition);
         let last_acked = want.entries.keys().next_back().copied();
         let Ok(info) = wal.partition(p) else {
-            if last_acked.is_some() || want.hard_state.is_some() {
+            if last_acked.is_some() || want.term_vote.is_some() {
                 return Err(format!("partition {partition} is gone"));
             }
             continue;
@@ -258,13 +258,13 @@ fn verify(dir: &Path, backend: u64, acked: &BTreeMap<u64, Acked>) -> Result<usiz
                 ));
             }
         }
-        if let Some((term, vote)) = want.hard_state {
+        if let Some((term, vote)) = want.term_vote {
             let state = info
-                .hard_state
-                .ok_or_else(|| format!("partition {partition}: acknowledged hard state lost"))?;
+                .term_vote
+                .ok_or_else(|| format!("partition {partition}: acknowledged term and vote lost"))?;
             if state.term < term || state.vote.unwrap_or(0) < vote {
                 return Err(format!(
-                    "partition {partition}: hard state {state:?} older than the acknowledged \
+                    "partition {partition}: term and vote {state:?} older than the acknowledged \
                      term {term} vote {vote}"
                 ));
             }
@@ -303,7 +303,7 @@ fn acknowledged_records_survive_sigkill() {
     // 0: io_uring O_DIRECT+RWF_DSYNC, 1: io_uring linked, 2: blocking; default: rotate.
     let forced_backend = env_u64("KOMMANDER_KILL9_BACKEND");
     let mut rng = Rng(seed);
-    let mut acked: BTreeMap<u64, Acked> = BTreeMap::new();
+    let mut acked: BTreeMap<u32, Acked> = BTreeMap::new();
     let mut total_acks = 0usize;
     let started = Instant::now();
     for cycle in 0..cycles {
@@ -366,6 +366,8 @@ fn acknowledged_records_survive_sigkill() {
         for line in &lines {
             let (kind, [partition, a, b]) =
                 parse(line).unwrap_or_else(|| panic!("cycle {cycle}: bad line {line:?}"));
+            let partition = u32::try_from(partition)
+                .unwrap_or_else(|_| panic!("cycle {cycle}: bad partition in {line:?}"));
             let state = acked.entry(partition).or_default();
             match kind {
                 'e' => {
@@ -378,7 +380,7 @@ fn acknowledged_records_survive_sigkill() {
                     state.entries = state.entries.split_off(&state.floor_intended);
                 }
                 'c' => state.floor_acked = state.floor_acked.max(a),
-                'h' => state.hard_state = Some((a, b)),
+                'h' => state.term_vote = Some((a, b)),
                 _ => panic!("cycle {cycle}: bad line {line:?}"),
             }
         }

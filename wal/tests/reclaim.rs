@@ -1,11 +1,11 @@
 //! Segment reclamation: what pins a segment, and how it is released.
 
 use kommander_wal::backend::BackendChoice;
-use kommander_wal::{HardState, PartitionId, Wal};
+use kommander_wal::{PartitionId, TermVote, Wal};
 
 use crate::common::small_config;
 
-fn p(id: u64) -> PartitionId {
+fn p(id: u32) -> PartitionId {
     PartitionId(id)
 }
 
@@ -26,14 +26,14 @@ fn churn(wal: &mut Wal, from: u64, count: u64) {
 }
 
 #[test]
-fn an_old_hard_state_does_not_pin_segments_forever() {
+fn an_old_term_vote_does_not_pin_segments_forever() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut wal = open(dir.path());
-    let hard_state = HardState {
+    let term_vote = TermVote {
         term: 7,
         vote: Some(3),
     };
-    wal.set_hard_state(p(2), hard_state).expect("hard state");
+    wal.set_term_vote(p(2), term_vote).expect("term and vote");
     wal.set_commit_index(p(2), 41).expect("commit");
     churn(&mut wal, 1, 400);
     let seqs = wal.segment_seqs();
@@ -41,7 +41,7 @@ fn an_old_hard_state_does_not_pin_segments_forever() {
     drop(wal);
     let wal = open(dir.path());
     let info = wal.partition(p(2)).expect("partition 2 survives");
-    assert_eq!(info.hard_state, Some(hard_state));
+    assert_eq!(info.term_vote, Some(term_vote));
     assert_eq!(info.commit_index, Some(41));
 }
 

@@ -151,7 +151,7 @@ impl Contender for Kommander {
             writes.clear();
             for (partition, index) in self.next_index.iter_mut().enumerate() {
                 writes.push(Write::Entry {
-                    partition: PartitionId(partition as u64 + 1),
+                    partition: PartitionId(partition as u32 + 1),
                     index: *index,
                     term: 1,
                     payload: &self.payload,
@@ -163,7 +163,7 @@ impl Contender for Kommander {
                 for (partition, index) in self.next_index.iter().enumerate() {
                     if *index > RETAINED_ENTRIES {
                         writes.push(Write::CompactTo {
-                            partition: PartitionId(partition as u64 + 1),
+                            partition: PartitionId(partition as u32 + 1),
                             index: *index - RETAINED_ENTRIES,
                         });
                     }

@@ -25,7 +25,7 @@ pub(crate) struct WalArgs {
 #[derive(Debug, clap::Subcommand)]
 enum WalCommand {
     /// Report what a WAL directory holds, read-only (safe on a running node's directory):
-    /// segments, partitions with their index ranges, hard state and compaction floor, every
+    /// segments, partitions with their index ranges, term and vote and compaction floor, every
     /// damage with its segment and offset, and what recovery would do with it.
     ///
     /// Exit code 0 when recovery would open it (possibly after dropping a torn tail), 3 when

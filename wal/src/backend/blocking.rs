@@ -36,7 +36,8 @@ impl FileSystem for StdFileSystem {
     }
 }
 
-struct Request {
+/// A durable write handed to the helper thread.
+struct DurableWrite {
     file: SegmentFile,
     offset: u64,
     buf: AlignedBuf,
@@ -52,7 +53,7 @@ type Notified = (Completion, bool);
 /// unreaped write, so an event loop can sleep in `poll`/`epoll` until one is ready.
 #[derive(Debug)]
 pub struct BlockingBackend {
-    requests: Option<Sender<Request>>,
+    requests: Option<Sender<DurableWrite>>,
     completions: Receiver<Notified>,
     notify: PipeReader,
     worker: Option<JoinHandle<()>>,
@@ -68,7 +69,7 @@ impl BlockingBackend {
     /// The thread could not be spawned.
     pub fn new(queue_depth_max: usize) -> io::Result<Self> {
         let queue_depth_max = queue_depth_max.max(1);
-        let (request_tx, request_rx) = bounded::<Request>(queue_depth_max);
+        let (request_tx, request_rx) = bounded::<DurableWrite>(queue_depth_max);
         let (completion_tx, completion_rx) = bounded::<Notified>(queue_depth_max);
         // One byte per completion, written before the completion is sent, read when it is
         // reaped: at most `queue_depth_max` (≤ 64) bytes are ever in the pipe.
@@ -134,7 +135,7 @@ impl Backend for BlockingBackend {
         }
         let requests = self.requests.as_ref().ok_or_else(worker_gone)?;
         requests
-            .send(Request {
+            .send(DurableWrite {
                 file: file.clone(),
                 offset,
                 buf,

@@ -102,7 +102,8 @@ enum DirOp {
     Unlink(String),
 }
 
-struct State {
+/// The simulated disk: its files (by inode), the trace of I/O steps, and the faults to inject.
+struct DiskState {
     dir: PathBuf,
     base_names: BTreeMap<String, u64>,
     base_contents: HashMap<u64, Vec<u8>>,
@@ -114,7 +115,7 @@ struct State {
     syncs_seen: u64,
 }
 
-impl State {
+impl DiskState {
     fn name_of(&self, path: &Path) -> io::Result<String> {
         let name = path
             .file_name()
@@ -179,7 +180,7 @@ fn injected(what: &str, nth: u64) -> io::Error {
 /// [`super::BackendChoice::Simulated`] and keep one to inspect the trace and make crash images.
 #[derive(Clone)]
 pub struct SimDisk {
-    state: Arc<Mutex<State>>,
+    state: Arc<Mutex<DiskState>>,
 }
 
 impl fmt::Debug for SimDisk {
@@ -217,7 +218,7 @@ impl SimDisk {
             }
         }
         Ok(Self {
-            state: Arc::new(Mutex::new(State {
+            state: Arc::new(Mutex::new(DiskState {
                 dir: dir.to_path_buf(),
                 names: base_names.clone(),
                 base_names,
@@ -231,7 +232,7 @@ impl SimDisk {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, DiskState> {
         // A panic while holding the lock leaves the state consistent enough for inspection.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
