@@ -80,6 +80,7 @@ fn start(partitions: u32, shards: usize) -> Bench {
             network.transport(NodeId(node)),
             Arc::new(Counting::default()),
             Arc::new(NoEvents),
+            Arc::default(),
         )
         .expect("node starts");
         network.register(NodeId(node), runtime.inbound());

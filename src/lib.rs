@@ -6,16 +6,20 @@
 //! # Tutorial: a one-node cluster
 //!
 //! The application implements [`StateMachine`]: it is handed every committed entry, on the
-//! shard thread, in log order. [`Raft::start`] opens the node's WALs; [`Raft::join_cluster`]
-//! waits for the system partition to commit the partition map; [`Raft::replicate_logs`]
-//! returns once the entry is committed.
+//! shard thread, in log order. [`Raft::builder`] takes the configuration, the state machine and
+//! the transport; [`RaftBuilder::start`] opens the node's WALs (off the caller's thread);
+//! [`Raft::join_cluster`] waits for the system partition to commit the partition map;
+//! [`Raft::replicate_logs`] completes once the entry is committed, with its ticket and index,
+//! or with a [`ReplicateError`] that says whether (and where) to retry.
 //!
 //! ```
 //! use std::sync::{Arc, Mutex};
+//! use std::time::Duration;
 //!
 //! use kommander_raft::transport::memory::MemoryNetwork;
 //! use kommander_raft::{
-//!     LogEntry, NodeConfig, NodeId, PartitionId, Raft, ReplicateOptions, StateMachine, Status,
+//!     LogEntry, NodeConfig, NodeId, PartitionId, Raft, ReplicateError, ReplicateOptions,
+//!     StateMachine,
 //! };
 //!
 //! #[derive(Default)]
@@ -42,20 +46,31 @@
 //!
 //! let network = MemoryNetwork::new();
 //! let orders = Arc::new(Orders::default());
-//! let raft = Raft::start(config, network.transport(NodeId(1)), orders.clone())?;
-//! network.register(NodeId(1), raft.inbound());
-//!
 //! // Any executor works; the library needs no tokio runtime of its own.
 //! let runtime = tokio::runtime::Builder::new_current_thread().build()?;
 //! runtime.block_on(async {
+//!     let raft = Raft::builder(config)
+//!         .state_machine(orders.clone())
+//!         .transport(network.transport(NodeId(1)))
+//!         .start()
+//!         .await?;
+//!     network.register(NodeId(1), raft.inbound());
 //!     raft.join_cluster(None).await?;
 //!     let partition = raft.partition_for_key("orders/17")?;
-//!     raft.wait_for_leader(partition, std::time::Duration::from_secs(10)).await?;
-//!     let result = raft
+//!     raft.wait_for_leader(partition, Some(Duration::from_secs(10))).await?;
+//!     let written = match raft
 //!         .replicate_logs(partition, "OrderCreated", "order 17", ReplicateOptions::default())
-//!         .await;
-//!     assert_eq!(result.status, Status::Success);
-//!     raft.leave_cluster().await;
+//!         .await
+//!     {
+//!         Ok(written) => written,
+//!         // Retryable errors say so; `NotLeader` names the node to retry on.
+//!         Err(ReplicateError::NotLeader { endpoint, .. }) => {
+//!             return Err(format!("retry on {endpoint:?}").into());
+//!         }
+//!         Err(error) => return Err(error.into()),
+//!     };
+//!     assert!(written.log_index.get() >= 1);
+//!     raft.shutdown().await;
 //!     Ok::<_, Box<dyn std::error::Error>>(())
 //! })?;
 //! assert_eq!(*orders.0.lock().expect("orders"), ["order 17"]);
@@ -74,7 +89,8 @@ pub mod sim;
 
 pub use crate::core::{LogIndex, NodeId, PartitionId, Role, Status, Term};
 pub use crate::node::{
-    HandshakeError, HandshakeRequest, HlcTimestamp, JoinError, NodeConfig, PartitionMap, Raft,
-    RaftEvent, RaftNode, ReplicateOptions, ReplicationResult, StartError, TestHooks,
+    Fatal, HandshakeRequest, HlcTimestamp, InvalidWrite, JoinError, NodeConfig, PartitionMap,
+    PeerError, QueryError, Raft, RaftBuilder, RaftNode, ReplicateError, ReplicateOptions,
+    StartError, TestHooks, Written,
 };
-pub use crate::shard::{LogEntry, StateMachine};
+pub use crate::shard::{Leadership, LogEntry, RaftEvent, StateMachine};

@@ -3,7 +3,8 @@
 //! Everything is recorded through the [`metrics`](https://docs.rs/metrics) facade, so the
 //! library works with any recorder the application installs (the `kommander` binary installs
 //! the Prometheus exporter: `kommander node --metrics-listen ADDR`). Without a recorder every
-//! recording is a no-op. Install the recorder **before** [`Raft::start`](crate::Raft::start):
+//! recording is a no-op. Install the recorder **before** starting the node
+//! ([`RaftBuilder::start`](crate::RaftBuilder::start)):
 //! the shards and the node take their metric handles when they start, and a handle taken
 //! before any recorder exists stays a no-op.
 //!

@@ -117,7 +117,8 @@ pub struct NodeConfig {
     pub join_timeout_ms: u64,
     /// Events buffered per `Raft` event subscriber (a slower subscriber misses the oldest).
     pub events_buffered_max: usize,
-    /// Timed waits (`Raft` timeouts and polls) pending at once on one node.
+    /// Deadlines pending at once on one node (timed `Raft` calls still waiting); a timed call
+    /// beyond it is refused with a retryable `QueueFull`.
     pub timers_max: usize,
     /// The TCP transport (`[transport]` table): listen address, shared secret, limits.
     pub transport: TcpConfig,

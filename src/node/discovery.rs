@@ -3,6 +3,7 @@
 
 use crate::core::NodeId;
 use crate::node::config::NodeConfig;
+use crate::shard::EndpointLookup;
 
 /// One node of the cluster as discovery knows it (Kommander's `RaftNode`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -80,5 +81,11 @@ impl StaticDiscovery {
         voters.push(self.local.node_id);
         voters.sort_unstable();
         voters
+    }
+}
+
+impl EndpointLookup for StaticDiscovery {
+    fn endpoint_of(&self, node: NodeId) -> Option<String> {
+        StaticDiscovery::endpoint_of(self, node).map(str::to_owned)
     }
 }

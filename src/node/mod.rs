@@ -1,11 +1,12 @@
 //! The node layer: everything one process needs beside the shards — the public [`Raft`]
 //! handle, the hybrid logical clock, the partition map and key routing, configuration,
-//! discovery, events and the system partition coordinator. The shards it runs on are the
-//! shard layer's [`ShardHost`](crate::shard::ShardHost).
+//! discovery, errors, the event sink and the system partition coordinator. The shards it runs
+//! on are the shard layer's [`ShardHost`](crate::shard::ShardHost).
 
 pub mod config;
 pub mod discovery;
-pub mod events;
+pub mod error;
+pub(crate) mod events;
 pub mod hlc;
 pub mod partition_map;
 pub mod raft;
@@ -13,10 +14,9 @@ pub mod system;
 
 pub use config::{ConfigError, NodeConfig, WalBackend};
 pub use discovery::{RaftNode, StaticDiscovery};
-pub use events::{LeaderView, RaftEvent};
+pub use error::{
+    Fatal, InvalidWrite, JoinError, PeerError, QueryError, ReplicateError, StartError,
+};
 pub use hlc::{ClockDriftError, HlcTimestamp, HybridLogicalClock, PhysicalClock, SystemClock};
 pub use partition_map::{PartitionMap, PartitionMapError, PartitionRange};
-pub use raft::{
-    HandshakeError, HandshakeRequest, JoinError, Raft, ReplicateOptions, ReplicationResult,
-    StartError, TestHooks,
-};
+pub use raft::{HandshakeRequest, Raft, RaftBuilder, ReplicateOptions, TestHooks, Written};

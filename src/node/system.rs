@@ -26,11 +26,12 @@ use tokio::sync::{oneshot, watch};
 
 use crate::core::{PartitionId, Role, Ticket};
 use crate::node::config::NodeConfig;
-use crate::node::events::{EventHub, RaftEvent};
+use crate::node::events::EventHub;
 use crate::node::hlc::HybridLogicalClock;
 use crate::node::partition_map::{PartitionMap, PartitionState};
 use crate::shard::{
-    LogEntry, ProposedEntry, Refusal, ReplicationResult, Request, ShardHost, StateMachine,
+    EventSink, LeaderTable, LogEntry, ProposedEntry, RaftEvent, Refusal, ReplicationResult,
+    Request, ShardHost, StateMachine,
 };
 
 /// The log type of system entries on partition 0; applications may not write it.
@@ -149,6 +150,7 @@ struct Loop {
     runtime: ShardHost,
     system: Arc<SystemState>,
     hub: Arc<EventHub>,
+    leaders: Arc<LeaderTable>,
     hlc: Arc<HybridLogicalClock>,
     stop: Arc<AtomicBool>,
     opened: HashSet<PartitionId>,
@@ -163,6 +165,7 @@ impl Coordinator {
         runtime: ShardHost,
         system: Arc<SystemState>,
         hub: Arc<EventHub>,
+        leaders: Arc<LeaderTable>,
         hlc: Arc<HybridLogicalClock>,
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
@@ -172,6 +175,7 @@ impl Coordinator {
             runtime,
             system: Arc::clone(&system),
             hub,
+            leaders,
             hlc,
             stop: Arc::clone(&stop),
             opened: HashSet::new(),
@@ -281,7 +285,9 @@ impl Loop {
             .applied
             .write()
             .unwrap_or_else(PoisonError::into_inner) = Arc::clone(&map);
-        self.hub.publish(RaftEvent::PartitionMapChanged { map });
+        self.hub.emit(RaftEvent::PartitionMapChanged {
+            version: map.version,
+        });
         self.system.initialized.send_replace(true);
     }
 
@@ -299,9 +305,9 @@ impl Loop {
             return;
         }
         let leads = self
-            .hub
-            .leader_view(SYSTEM_PARTITION)
-            .is_some_and(|v| v.role == Role::Leader);
+            .leaders
+            .get(SYSTEM_PARTITION)
+            .is_some_and(|l| l.role == Role::Leader);
         if !leads {
             return;
         }

@@ -31,7 +31,7 @@ use super::router::{Router, ShardQueues};
 use super::transport::{Inbound, Transport};
 use super::waker::{Input, Waker};
 use super::worker::{ShardInput, ShardParams, ShardStats, Worker};
-use super::{EventSink, LeaderTable, LeaderView, Opened, Refusal, Request, StateMachine, shard_of};
+use super::{EventSink, LeaderTable, Leadership, Opened, Refusal, Request, StateMachine, shard_of};
 use crate::core::{Message, NodeId, PartitionId};
 use crate::metrics::ShardMetrics;
 
@@ -132,7 +132,8 @@ impl ShardHost {
     ///
     /// `transport` carries this node's outgoing messages; register [`ShardHost::inbound`]
     /// with the network so that peers' messages reach the shards. `app` is called on the
-    /// shard threads; `events` receives [`RuntimeEvent`](super::RuntimeEvent)s.
+    /// shard threads; `events` receives [`RaftEvent`](super::RaftEvent)s; the shards write
+    /// every replica's leadership into `leaders`.
     ///
     /// # Errors
     ///
@@ -148,12 +149,12 @@ impl ShardHost {
         transport: Arc<dyn Transport>,
         app: Arc<dyn StateMachine>,
         events: Arc<dyn EventSink>,
+        leaders: Arc<LeaderTable>,
     ) -> Result<Self, HostStartError> {
         let config = Arc::new(config);
         let shard_count = config.shard_count;
         check_shard_dirs(&config.data_dir, shard_count)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let leaders = Arc::new(LeaderTable::default());
         let mut shards = Vec::with_capacity(shard_count);
         let mut threads = Vec::with_capacity(shard_count);
         let mut opened = Vec::with_capacity(shard_count);
@@ -316,7 +317,7 @@ impl ShardHost {
     /// What this node's replica of `partition` last reported about leadership (no round trip
     /// to the shard; may lag by one loop turn). `None` before the replica reported anything.
     #[must_use]
-    pub fn leader_view(&self, partition: PartitionId) -> Option<LeaderView> {
+    pub fn leadership(&self, partition: PartitionId) -> Option<Leadership> {
         self.inner.leaders.get(partition)
     }
 

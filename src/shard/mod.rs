@@ -13,15 +13,17 @@
 //! See [`worker`] for one loop turn, the WalScheduler (one WAL submission per turn), restore
 //! and what a tick costs. This module holds the types the node talks to shards with: requests
 //! ([`Request`]) answered on runtime-agnostic oneshot channels with a [`Refusal`] when they
-//! are not carried out, the application callbacks ([`StateMachine`]) and the events
-//! ([`RuntimeEvent`], [`EventSink`]). The shard layer imports nothing from the node or the
-//! transport implementations: its settings come as a [`ShardConfig`], the network as the
-//! [`Transport`] and [`Inbound`] traits defined here.
+//! are not carried out, the application callbacks ([`StateMachine`]), the events
+//! ([`RaftEvent`], [`EventSink`]) and the leadership table ([`LeaderTable`]). The shard layer
+//! imports nothing from the node or the transport implementations: its settings come as a
+//! [`ShardConfig`], the network as the [`Transport`] and [`Inbound`] traits defined here.
 
 mod activity;
 pub mod codec;
 pub mod config;
+pub mod event;
 pub mod host;
+pub mod leaders;
 mod outbox;
 mod read_scheduler;
 mod router;
@@ -32,7 +34,9 @@ mod wal_scheduler;
 pub mod worker;
 
 pub use config::ShardConfig;
+pub use event::{EventSink, NoEvents, RaftEvent, ReplicationErrorReason};
 pub use host::{HostStartError, RuntimeStats, ShardHost};
+pub use leaders::{EndpointLookup, LeaderTable, Leadership};
 pub use transport::{Inbound, Transport};
 
 use std::sync::Arc;
@@ -167,7 +171,7 @@ pub struct Opened {
     /// The shard hosting it.
     pub shard: usize,
     /// Whether the shard's WAL held a log for it (a restore is running; its end is signalled
-    /// by [`RuntimeEvent::RestoreFinished`]).
+    /// by [`RaftEvent::RestoreFinished`]).
     pub restoring: bool,
 }
 
@@ -321,11 +325,11 @@ impl LogEntry {
 /// The application: called on the shard thread, in log order per partition, exactly once per
 /// entry and node incarnation. Implementations must not block (hand heavy work to a channel):
 /// every partition of the shard waits while a callback runs. A callback that panics fails the
-/// shard ([`RuntimeEvent::ShardFailed`] with the panic message): its partitions refuse every
+/// shard ([`RaftEvent::ShardFailed`] with the panic message): its partitions refuse every
 /// request until the node restarts.
 pub trait StateMachine: Send + Sync + 'static {
     /// A committed entry arrived through replication. `false` reports a replication error
-    /// ([`RuntimeEvent::ReplicationError`]); the delivery cursor advances anyway (as in
+    /// ([`RaftEvent::ReplicationError`]); the delivery cursor advances anyway (as in
     /// Kommander).
     fn on_replication_received(&self, partition: PartitionId, entry: &LogEntry) -> bool;
 
@@ -334,127 +338,7 @@ pub trait StateMachine: Send + Sync + 'static {
     fn on_log_restored(&self, partition: PartitionId, entry: &LogEntry) -> bool;
 }
 
-/// Why a replication error was reported.
-#[non_exhaustive]
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ReplicationErrorReason {
-    /// The application's callback returned `false`.
-    Rejected,
-    /// The committed entry's envelope does not decode (a misbehaving peer or damaged disk).
-    Malformed(codec::CodecError),
-    /// A follower needs entries below the compaction floor; snapshot transfer is not
-    /// implemented yet, so it stays behind.
-    SnapshotRequired(NodeId),
-}
-
-/// Something the node should know about; observed through an [`EventSink`].
-#[non_exhaustive]
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RuntimeEvent {
-    /// The role, known leader or term of a partition's replica changed.
-    LeaderChanged {
-        /// The partition.
-        partition: PartitionId,
-        /// The leader now known (`None`: none known).
-        leader: Option<NodeId>,
-        /// This replica's role.
-        role: Role,
-        /// The term.
-        term: Term,
-    },
-    /// A partition started restoring from the WAL.
-    RestoreStarted {
-        /// The partition.
-        partition: PartitionId,
-    },
-    /// A partition finished restoring: every committed entry it held was handed to
-    /// [`StateMachine::on_log_restored`].
-    RestoreFinished {
-        /// The partition.
-        partition: PartitionId,
-        /// How many entries were handed to the application.
-        entries_delivered: u64,
-    },
-    /// A partition could not be restored (its WAL content is inconsistent); it stays closed.
-    RestoreFailed {
-        /// The partition.
-        partition: PartitionId,
-        /// What was wrong.
-        reason: String,
-    },
-    /// An entry was not applied, or a follower cannot be served.
-    ReplicationError {
-        /// The partition.
-        partition: PartitionId,
-        /// The entry's index (0 for `SnapshotRequired`).
-        index: LogIndex,
-        /// Why.
-        reason: ReplicationErrorReason,
-    },
-    /// A shard failed (its WAL is poisoned, or a panic on its thread): its partitions refuse
-    /// every request from now on.
-    ShardFailed {
-        /// The shard.
-        shard: usize,
-        /// The WAL error or the panic message.
-        reason: String,
-    },
-}
-
-/// Receives [`RuntimeEvent`]s, on shard threads. Must not block (forward to a bounded or
-/// broadcast channel).
-pub trait EventSink: Send + Sync + 'static {
-    /// Called once per event.
-    fn emit(&self, event: RuntimeEvent);
-}
-
-/// An [`EventSink`] that forgets every event.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NoEvents;
-
-impl EventSink for NoEvents {
-    fn emit(&self, _event: RuntimeEvent) {}
-}
-
 /// The outcome key of an operation: (entry kind code, last index).
 pub(crate) fn outcome_key(kind: EntryKind, index: LogIndex) -> (u8, u64) {
     (kind.code(), index.0)
-}
-
-/// What this node's replica of a partition last reported about leadership.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LeaderView {
-    /// The leader it knows, if any.
-    pub leader: Option<NodeId>,
-    /// Its own role.
-    pub role: Role,
-    /// Its term.
-    pub term: Term,
-}
-
-/// The latest [`LeaderView`] of every partition of a node, written by the shards when a
-/// replica's soft state changes and read by any thread without a round trip to the shard
-/// (for quick leadership checks; may lag the replica by one loop turn).
-#[derive(Debug, Default)]
-pub struct LeaderTable {
-    views: std::sync::RwLock<std::collections::HashMap<PartitionId, LeaderView>>,
-}
-
-impl LeaderTable {
-    /// The latest view of `partition`, if its replica reported one.
-    #[must_use]
-    pub fn get(&self, partition: PartitionId) -> Option<LeaderView> {
-        self.views
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&partition)
-            .copied()
-    }
-
-    pub(crate) fn set(&self, partition: PartitionId, view: LeaderView) {
-        self.views
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(partition, view);
-    }
 }

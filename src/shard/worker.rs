@@ -66,7 +66,7 @@ use super::read_scheduler::ReadScheduler;
 use super::transport::Transport;
 use super::waker::Waker;
 use super::wal_scheduler::WalScheduler;
-use super::{EventSink, LeaderTable, Opened, Refusal, Reply, Request, RuntimeEvent, StateMachine};
+use super::{EventSink, LeaderTable, Opened, RaftEvent, Refusal, Reply, Request, StateMachine};
 use crate::core::{Message, NodeId, PartitionId};
 use crate::metrics::ShardMetrics;
 use partition::Partitions;
@@ -299,9 +299,9 @@ impl Worker {
         );
         let reason: Arc<str> = reason.into();
         self.failure = Some(Arc::clone(&reason));
-        self.events.emit(RuntimeEvent::ShardFailed {
+        self.events.emit(RaftEvent::ShardFailed {
             shard: self.shard,
-            reason: reason.to_string(),
+            reason: Arc::clone(&reason),
         });
         let refusal = Refusal::ShardFailed {
             shard: self.shard,

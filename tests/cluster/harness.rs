@@ -2,17 +2,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use kommander_raft::node::LeaderView;
 use kommander_raft::transport::Transport;
 use kommander_raft::transport::faulty::{FaultInjector, FaultRates};
 use kommander_raft::transport::memory::MemoryNetwork;
 use kommander_raft::{
-    LogEntry, NodeConfig, NodeId, PartitionId, Raft, RaftEvent, ReplicateOptions,
-    ReplicationResult, Role, StateMachine, Status, Term,
+    Leadership, LogEntry, NodeConfig, NodeId, PartitionId, Raft, RaftEvent, ReplicateError,
+    ReplicateOptions, Role, StateMachine, Term, Written,
 };
 use tokio::sync::broadcast;
 
@@ -48,7 +47,13 @@ fn seen(entry: &LogEntry) -> Seen {
 
 impl StateMachine for Recorder {
     fn on_replication_received(&self, partition: PartitionId, entry: &LogEntry) -> bool {
-        if let Some(hook) = self.on_live.lock().expect("hook").as_ref() {
+        // A hook may panic on purpose (a failing application): the lock stays usable.
+        if let Some(hook) = self
+            .on_live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
             hook(partition, entry);
         }
         let mut live = self.live.lock().expect("recorder");
@@ -137,9 +142,14 @@ pub(crate) struct TestNode {
     pub(crate) events: Arc<Mutex<Vec<RaftEvent>>>,
 }
 
+/// Wraps a node's transport (a test's own filter of the messages it sends).
+pub(crate) type WrapTransport =
+    Arc<dyn Fn(NodeId, Arc<dyn Transport>) -> Arc<dyn Transport> + Send + Sync>;
+
 pub(crate) struct TestCluster {
     pub(crate) network: Arc<MemoryNetwork>,
     pub(crate) faults: Option<Arc<FaultInjector>>,
+    pub(crate) wrap: Option<WrapTransport>,
     pub(crate) nodes: Vec<TestNode>,
     pub(crate) partitions: u32,
     _dir: tempfile::TempDir,
@@ -157,15 +167,31 @@ impl TestCluster {
         faults: Option<FaultRates>,
         tweak: impl Fn(&mut NodeConfig),
     ) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
         let injector = faults.map(|rates| {
             let injector = FaultInjector::new(0xfa17, 4096).expect("fault injector");
             injector.set_rates(rates);
             injector
         });
+        Self::launch(nodes, partitions, injector, None, tweak).await
+    }
+
+    /// Starts and joins `nodes` nodes whose transports `wrap` wraps.
+    pub(crate) async fn start_wrapped(nodes: u64, partitions: u32, wrap: WrapTransport) -> Self {
+        Self::launch(nodes, partitions, None, Some(wrap), |_| {}).await
+    }
+
+    async fn launch(
+        nodes: u64,
+        partitions: u32,
+        faults: Option<Arc<FaultInjector>>,
+        wrap: Option<WrapTransport>,
+        tweak: impl Fn(&mut NodeConfig),
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
         let mut cluster = Self {
             network: MemoryNetwork::new(),
-            faults: injector,
+            faults,
+            wrap,
             nodes: Vec::new(),
             partitions,
             _dir: dir,
@@ -181,14 +207,14 @@ impl TestCluster {
             });
         }
         for i in 0..cluster.nodes.len() {
-            cluster.start_node(i);
+            cluster.start_node(i).await;
         }
         cluster.join_all().await;
         cluster
     }
 
     /// Starts node `i` (not joined).
-    pub(crate) fn start_node(&mut self, i: usize) {
+    pub(crate) async fn start_node(&mut self, i: usize) {
         let node = &mut self.nodes[i];
         let id = NodeId(node.config.node_id);
         let memory: Arc<dyn Transport> = self.network.transport(id);
@@ -196,7 +222,16 @@ impl TestCluster {
             Some(faults) => faults.wrap(id, memory) as Arc<dyn Transport>,
             None => memory,
         };
-        let raft = Raft::start(node.config.clone(), transport, node.app.clone()).expect("start");
+        let transport = match &self.wrap {
+            Some(wrap) => wrap(id, transport),
+            None => transport,
+        };
+        let raft = Raft::builder(node.config.clone())
+            .state_machine(node.app.clone())
+            .transport(transport)
+            .start()
+            .await
+            .expect("start");
         let mut events = raft.subscribe();
         let log = Arc::clone(&node.events);
         tokio::spawn(async move {
@@ -216,8 +251,8 @@ impl TestCluster {
     pub(crate) async fn join_all(&self) {
         let mut joins = tokio::task::JoinSet::new();
         for node in &self.nodes {
-            if let Some(raft) = node.raft.clone() {
-                joins.spawn(async move { raft.join_cluster(None).await });
+            if let Some(raft) = &node.raft {
+                joins.spawn(raft.join_cluster(None));
             }
         }
         while let Some(joined) = joins.join_next().await {
@@ -239,11 +274,11 @@ impl TestCluster {
     pub(crate) async fn leader(&self, p: PartitionId) -> usize {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
-            let views: Vec<Option<LeaderView>> = self
+            let views: Vec<Option<Leadership>> = self
                 .nodes
                 .iter()
                 .filter_map(|n| n.raft.as_ref())
-                .map(|r| r.leader_view(p))
+                .map(|r| r.leadership(p))
                 .collect();
             let leaders: Vec<usize> = self
                 .nodes
@@ -270,7 +305,7 @@ impl TestCluster {
     }
 
     /// Replicates on `p`'s leader (retrying while leadership moves) and returns the result.
-    pub(crate) async fn replicate(&self, p: PartitionId, payload: &[u8]) -> ReplicationResult {
+    pub(crate) async fn replicate(&self, p: PartitionId, payload: &[u8]) -> Written {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
             let leader = self.leader(p).await;
@@ -283,16 +318,16 @@ impl TestCluster {
                     ReplicateOptions::default(),
                 )
                 .await;
-            match result.status {
-                Status::Success => return result,
-                Status::NodeIsNotLeader | Status::ReplicationFailed
+            match result {
+                Ok(written) => return written,
+                Err(ReplicateError::NotLeader { .. } | ReplicateError::LeadershipLost { .. })
                     if tokio::time::Instant::now() < deadline =>
                 {
-                    // `ReplicationFailed` is indeterminate: these tests use unique payloads
-                    // and only count on acknowledged ones.
+                    // `LeadershipLost` is indeterminate: these tests use unique payloads and
+                    // only count on acknowledged ones.
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-                other => panic!("replicate on {p}: {other:?}"),
+                Err(other) => panic!("replicate on {p}: {other:?}"),
             }
         }
     }
@@ -318,12 +353,44 @@ impl TestCluster {
         }
     }
 
+    /// Waits until every running node reported `RestoreFinished` for each of `partitions`.
+    pub(crate) async fn wait_restored(&self, partitions: &[PartitionId]) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let pending: Vec<(u64, PartitionId)> = self
+                .nodes
+                .iter()
+                .filter(|n| n.raft.is_some())
+                .flat_map(|n| {
+                    let events = n.events.lock().expect("events");
+                    partitions
+                        .iter()
+                        .filter(|&&p| {
+                            !events.iter().any(|e| {
+                                matches!(e, RaftEvent::RestoreFinished { partition, .. } if *partition == p)
+                            })
+                        })
+                        .map(|&p| (n.config.node_id, p))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            if pending.is_empty() {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "restores not finished (node, partition): {pending:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Stops every node (each makes what it appended durable).
     pub(crate) async fn stop_all(&mut self) {
         for node in &mut self.nodes {
             if let Some(raft) = node.raft.take() {
                 self.network.unregister(NodeId(node.config.node_id));
-                raft.leave_cluster().await;
+                raft.shutdown().await;
             }
         }
     }

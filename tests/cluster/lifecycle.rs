@@ -6,17 +6,11 @@ use std::time::Duration;
 use kommander_raft::core::{LogIndex, Message, MessageBody, Term};
 use kommander_raft::transport::memory::MemoryNetwork;
 use kommander_raft::{
-    HandshakeError, HandshakeRequest, HlcTimestamp, JoinError, NodeId, PartitionId, Raft,
-    RaftEvent, StartError, Status,
+    Fatal, HandshakeRequest, HlcTimestamp, JoinError, NodeId, PartitionId, PeerError, QueryError,
+    Raft, RaftEvent, ReplicateError, StartError, Status,
 };
 
 use super::harness::{PATIENCE, Recorder, TestCluster, test_config};
-
-/// The handle crosses threads and is shared: checked at compile time.
-const _: () = {
-    const fn shared<T: Clone + Send + Sync + 'static>() {}
-    shared::<Raft>();
-};
 
 #[test]
 fn invalid_config_is_refused_naming_the_field() {
@@ -32,17 +26,28 @@ fn invalid_config_is_refused_naming_the_field() {
         let mut config = test_config(1, 1, 1, dir.path());
         breaks(&mut config);
         let network = MemoryNetwork::new();
-        let error = Raft::start(
-            config,
-            network.transport(NodeId(1)),
-            Arc::new(Recorder::default()),
+        let error = block_on(
+            Raft::builder(config)
+                .state_machine(Arc::new(Recorder::default()))
+                .transport(network.transport(NodeId(1)))
+                .start(),
         )
         .expect_err("invalid config");
         assert!(matches!(error, StartError::Config(_)), "{error}");
         assert!(error.to_string().contains(field), "{field}: {error}");
+        assert!(!error.is_retryable());
+        assert_eq!(error.status(), Status::Errored);
     }
     // Nothing was created for the refused starts.
     assert!(!dir.path().join("node-1").exists());
+    // A builder without a transport (or a state machine) is refused too.
+    let error = block_on(
+        Raft::builder(test_config(1, 1, 1, dir.path()))
+            .state_machine(Arc::new(Recorder::default()))
+            .start(),
+    )
+    .expect_err("no transport");
+    assert!(matches!(error, StartError::Missing("transport")), "{error}");
 }
 
 #[tokio::test]
@@ -51,12 +56,12 @@ async fn join_gives_up_without_a_quorum_and_honours_the_ceiling() {
     let network = MemoryNetwork::new();
     let mut config = test_config(1, 3, 1, dir.path());
     config.join_timeout_ms = 100;
-    let raft = Raft::start(
-        config,
-        network.transport(NodeId(1)),
-        Arc::new(Recorder::default()),
-    )
-    .expect("start");
+    let raft = Raft::builder(config)
+        .state_machine(Arc::new(Recorder::default()))
+        .transport(network.transport(NodeId(1)))
+        .start()
+        .await
+        .expect("start");
     network.register(NodeId(1), raft.inbound());
     // The caller's timeout, then the configured ceiling (below the caller's 10 s).
     for (timeout, max) in [(Some(Duration::from_millis(50)), 50), (Some(PATIENCE), 100)] {
@@ -69,13 +74,25 @@ async fn join_gives_up_without_a_quorum_and_honours_the_ceiling() {
         }
     }
     assert!(raft.joined() && !raft.is_initialized());
-    raft.leave_cluster().await;
+    raft.shutdown().await;
     assert!(!raft.joined());
-    assert_eq!(raft.join_cluster(None).await, Err(JoinError::Left));
-    let result = raft
+    // Shutting down again only waits; everything else is refused as fatal.
+    raft.shutdown().await;
+    let shut_down = Fatal::ShutDown;
+    assert_eq!(
+        raft.join_cluster(None).await,
+        Err(JoinError::Fatal(shut_down.clone()))
+    );
+    let refused = raft
         .replicate_logs(PartitionId(1), "t", "x", Default::default())
-        .await;
-    assert_eq!(result.status, Status::Errored);
+        .await
+        .expect_err("shut down");
+    assert_eq!(refused, ReplicateError::Fatal(shut_down.clone()));
+    assert!(refused.is_fatal() && !refused.is_retryable());
+    assert_eq!(
+        raft.partition_status(PartitionId(0)).await.err(),
+        Some(QueryError::Fatal(shut_down))
+    );
 }
 
 #[tokio::test]
@@ -135,7 +152,7 @@ async fn cluster_state_and_activity() {
         assert!(
             events
                 .iter()
-                .any(|e| matches!(e, RaftEvent::PartitionMapChanged { map } if map.version == 1))
+                .any(|e| matches!(e, RaftEvent::PartitionMapChanged { version: 1 }))
         );
     }
 }
@@ -152,19 +169,19 @@ async fn handshake_checks_cluster_node_and_endpoint() {
     assert_eq!(raft.handshake(&hello("kommander", 2, "memory:2")), Ok(()));
     assert!(matches!(
         raft.handshake(&hello("other", 2, "memory:2")),
-        Err(HandshakeError::ClusterMismatch { .. })
+        Err(PeerError::ClusterMismatch { .. })
     ));
     assert_eq!(
         raft.handshake(&hello("kommander", 7, "memory:7")),
-        Err(HandshakeError::UnknownNode(NodeId(7)))
+        Err(PeerError::UnknownNode(NodeId(7)))
     );
     assert_eq!(
         raft.handshake(&hello("kommander", 1, "memory:1")),
-        Err(HandshakeError::UnknownNode(NodeId(1)))
+        Err(PeerError::UnknownNode(NodeId(1)))
     );
     assert!(matches!(
         raft.handshake(&hello("kommander", 2, "memory:5")),
-        Err(HandshakeError::EndpointMismatch { .. })
+        Err(PeerError::EndpointMismatch { .. })
     ));
 }
 
@@ -213,16 +230,17 @@ async fn transport_entry_points_check_kind_sender_and_receiver() {
     // Wrong kind, wrong receiver, unknown sender: refused, nothing delivered.
     assert_eq!(
         raft.request_vote(vec![message(2, 1, heartbeat())]),
-        Err(Status::Errored)
+        Err(PeerError::UnexpectedMessage)
     );
     assert_eq!(
         raft.append_logs(vec![message(2, 2, heartbeat())]),
-        Err(Status::Errored)
+        Err(PeerError::Misaddressed { to: NodeId(2) })
     );
-    assert_eq!(
-        raft.append_logs(vec![message(9, 1, heartbeat())]),
-        Err(Status::LogsFromAnotherLeader)
-    );
+    let unknown = raft
+        .append_logs(vec![message(9, 1, heartbeat())])
+        .expect_err("unknown sender");
+    assert_eq!(unknown, PeerError::UnknownNode(NodeId(9)));
+    assert_eq!(unknown.status(), Status::LogsFromAnotherLeader);
     // The cluster still works.
     cluster.replicate(PartitionId(1), b"still fine").await;
 }
@@ -251,21 +269,32 @@ fn the_handle_needs_no_tokio_runtime() {
     let dir = tempfile::tempdir().expect("temp dir");
     let network = MemoryNetwork::new();
     let app = Arc::new(Recorder::default());
-    let raft = Raft::start(
-        test_config(1, 1, 1, dir.path()),
-        network.transport(NodeId(1)),
-        app.clone(),
+    let raft = block_on(
+        Raft::builder(test_config(1, 1, 1, dir.path()))
+            .state_machine(app.clone())
+            .transport(network.transport(NodeId(1)))
+            .start(),
     )
     .expect("start");
     network.register(NodeId(1), raft.inbound());
     block_on(raft.join_cluster(None)).expect("joined");
     let p = PartitionId(1);
-    block_on(raft.wait_for_leader(p, PATIENCE)).expect("leader");
-    let result = block_on(raft.replicate_logs(p, "t", "no tokio", Default::default()));
-    assert_eq!(result.status, Status::Success);
+    block_on(raft.wait_for_leader(p, Some(PATIENCE))).expect("leader");
+    block_on(raft.replicate_logs(p, "t", "no tokio", Default::default())).expect("written");
     // A timeout is served by the node's timer thread, not by an executor.
-    let waited = block_on(raft.wait_for_leader(PartitionId(42), Duration::from_millis(20)));
-    assert_eq!(waited.err(), Some(Status::ProposalTimeout));
-    block_on(raft.leave_cluster());
+    let hour = Duration::from_secs(3600);
+    let waited = block_on(raft.wait_for_leader_stable(p, hour, Some(Duration::from_millis(20))));
+    assert!(
+        matches!(waited, Err(QueryError::Timeout { .. })),
+        "{waited:?}"
+    );
+    // A partition outside the map is refused at once.
+    assert_eq!(
+        block_on(raft.wait_for_leader(PartitionId(42), None)).err(),
+        Some(QueryError::PartitionMoved {
+            partition: PartitionId(42)
+        })
+    );
+    block_on(raft.shutdown());
     assert_eq!(app.payloads(p), ["no tokio"]);
 }

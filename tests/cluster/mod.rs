@@ -2,9 +2,9 @@
 //! directories) on the in-memory transport, optionally through the fault injector, driven
 //! from a small tokio runtime (the library itself needs none).
 
+mod errors;
 pub(crate) mod harness;
 mod leadership;
 mod lifecycle;
 mod replication;
 mod restart;
-mod statuses;

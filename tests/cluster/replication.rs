@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kommander_raft::transport::faulty::FaultRates;
-use kommander_raft::{PartitionId, Raft, ReplicateOptions, Status};
+use kommander_raft::{PartitionId, Raft, ReplicateError, ReplicateOptions, Written};
 
 use super::harness::{TestCluster, role};
 
@@ -20,9 +20,8 @@ async fn elect_replicate_read_back(cluster: &TestCluster, writes: usize) {
         let mut acked = Vec::new();
         for k in 0..writes {
             let payload = format!("{p}-{k}");
-            let result = cluster.replicate(p, payload.as_bytes()).await;
-            assert!(result.is_success());
-            acked.push((result.log_index.expect("index"), Bytes::from(payload)));
+            let written = cluster.replicate(p, payload.as_bytes()).await;
+            acked.push((written.log_index, Bytes::from(payload)));
         }
         expected.push((p, acked));
     }
@@ -46,7 +45,7 @@ async fn one_node_one_partition_replicates_and_reads_back() {
     elect_replicate_read_back(&cluster, 20).await;
     let raft = cluster.raft(0);
     assert!(raft.is_initialized() && raft.joined());
-    assert!(raft.am_i_leader(PartitionId(1)).await.expect("status"));
+    assert_eq!(raft.am_i_leader(PartitionId(1), None).await, Ok(true));
     assert_eq!(raft.partition_for_key("orders/1"), Ok(PartitionId(1)));
 }
 
@@ -104,18 +103,14 @@ async fn five_nodes_64_partitions_elect_and_replicate_everywhere() {
     cluster.assert_one_leader_per_term();
 }
 
-async fn propose_held(
-    raft: &Raft,
-    p: PartitionId,
-    payload: &'static str,
-) -> kommander_raft::ReplicationResult {
+async fn propose_held(raft: &Raft, p: PartitionId, payload: &'static str) -> Written {
     let options = ReplicateOptions {
         auto_commit: false,
         ..ReplicateOptions::default()
     };
-    let result = raft.replicate_logs(p, "held", payload, options).await;
-    assert_eq!(result.status, Status::Success, "{payload}");
-    result
+    raft.replicate_logs(p, "held", payload, options)
+        .await
+        .expect(payload)
 }
 
 #[tokio::test]
@@ -127,16 +122,20 @@ async fn two_phase_commit_and_rollback() {
     // Held entries are not delivered until committed.
     let kept = propose_held(leader, p, "kept").await;
     let dropped = propose_held(leader, p, "dropped").await;
-    let rolled = leader.rollback_logs(p, dropped.ticket).await;
-    assert_eq!(rolled.status, Status::Success);
+    leader
+        .rollback_logs(p, dropped.ticket)
+        .await
+        .expect("rolled back");
     // Commit after rollback is refused.
     assert_eq!(
-        leader.commit_logs(p, dropped.ticket).await.status,
-        Status::Errored
+        leader.commit_logs(p, dropped.ticket).await,
+        Err(ReplicateError::TicketConflict {
+            ticket: dropped.ticket
+        })
     );
-    let committed = leader.commit_logs(p, kept.ticket).await;
-    assert_eq!(committed.status, Status::Success);
+    let committed = leader.commit_logs(p, kept.ticket).await.expect("committed");
     assert!(committed.log_index > kept.log_index);
+    assert_eq!(committed.ticket, kept.ticket);
     // A later auto-commit write marks the end of the deliveries.
     cluster.replicate(p, b"after").await;
     cluster.wait_delivered(p, 2).await;
@@ -148,12 +147,15 @@ async fn two_phase_commit_and_rollback() {
     }
     // Resolved tickets are forgotten; unknown ones were never known.
     assert_eq!(
-        leader.commit_logs(p, kept.ticket).await.status,
-        Status::ProposalNotFound
+        leader.commit_logs(p, kept.ticket).await,
+        Err(ReplicateError::ProposalNotFound {
+            ticket: kept.ticket
+        })
     );
+    let unknown = leader.hlc().now();
     assert_eq!(
-        leader.rollback_logs(p, leader.hlc().now()).await.status,
-        Status::ProposalNotFound
+        leader.rollback_logs(p, unknown).await,
+        Err(ReplicateError::ProposalNotFound { ticket: unknown })
     );
 }
 
@@ -163,10 +165,10 @@ async fn a_batch_is_one_proposal_with_contiguous_indexes() {
     let p = PartitionId(1);
     let leader = cluster.raft(cluster.leader(p).await);
     let payloads: Vec<Bytes> = (0..5).map(|k| Bytes::from(format!("b{k}"))).collect();
-    let result = leader
+    let written = leader
         .replicate_batch(p, "batch", payloads.clone(), ReplicateOptions::default())
-        .await;
-    assert!(result.is_success());
+        .await
+        .expect("written");
     cluster.wait_delivered(p, 5).await;
     for node in &cluster.nodes {
         let seen = node.app.live(p);
@@ -175,7 +177,7 @@ async fn a_batch_is_one_proposal_with_contiguous_indexes() {
             payloads
         );
         let last = seen.last().expect("entries").index;
-        assert_eq!(Some(last), result.log_index.map(|i| i.0));
+        assert_eq!(last, written.log_index.get());
         assert!(seen.windows(2).all(|w| w[1].index == w[0].index + 1));
     }
 }
@@ -187,17 +189,15 @@ async fn checkpoint_commits_and_waits_for_open_proposals() {
     let leader = cluster.raft(cluster.leader(p).await);
     cluster.replicate(p, b"before").await;
     let held = propose_held(leader, p, "held").await;
-    assert_eq!(
-        leader.replicate_checkpoint(p).await.status,
-        Status::ActiveProposal
-    );
-    assert!(leader.commit_logs(p, held.ticket).await.is_success());
-    let checkpoint = leader.replicate_checkpoint(p).await;
-    assert_eq!(checkpoint.status, Status::Success);
+    let refused = leader.replicate_checkpoint(p).await;
+    assert_eq!(refused, Err(ReplicateError::ActiveProposal));
+    assert!(refused.is_err_and(|e| e.is_retryable()));
+    leader.commit_logs(p, held.ticket).await.expect("committed");
+    let checkpoint = leader.replicate_checkpoint(p).await.expect("checkpoint");
     cluster.replicate(p, b"after").await;
     cluster.wait_delivered(p, 3).await;
     let status = leader.partition_status(p).await.expect("status");
-    assert!(status.commit >= checkpoint.log_index.expect("index"));
+    assert!(status.commit >= checkpoint.log_index);
     assert_eq!(role(leader, p).await, kommander_raft::Role::Leader);
 }
 

@@ -29,9 +29,12 @@ async fn restarting_every_node_loses_nothing_and_delivers_once() {
         };
         let held = leader
             .replicate_logs(p, "held", "rolled back", options)
-            .await;
-        assert!(held.is_success());
-        assert!(leader.rollback_logs(p, held.ticket).await.is_success());
+            .await
+            .expect("held");
+        leader
+            .rollback_logs(p, held.ticket)
+            .await
+            .expect("rolled back");
         acked.push((p, payloads));
     }
     for (p, payloads) in &acked {
@@ -43,9 +46,14 @@ async fn restarting_every_node_loses_nothing_and_delivers_once() {
     for i in 0..cluster.nodes.len() {
         cluster.nodes[i].app = Arc::new(Recorder::default());
         cluster.nodes[i].events.lock().expect("events").clear();
-        cluster.start_node(i);
+        cluster.start_node(i).await;
     }
     cluster.join_all().await;
+    // Joined means the map is applied and every partition opened; restores finish after.
+    let all: Vec<PartitionId> = std::iter::once(PartitionId(0))
+        .chain(partitions.iter().copied())
+        .collect();
+    cluster.wait_restored(&all).await;
 
     for (i, node) in cluster.nodes.iter().enumerate() {
         for (p, payloads) in &acked {
@@ -90,12 +98,12 @@ async fn restarting_every_node_loses_nothing_and_delivers_once() {
 
     // The restarted cluster accepts writes; new entries follow the restored ones.
     for &p in &partitions {
-        let result = cluster.replicate(p, b"after restart").await;
+        let written = cluster.replicate(p, b"after restart").await;
         cluster.wait_delivered(p, 1).await;
         for node in &cluster.nodes {
             let live = node.app.live(p);
             assert_eq!(live.len(), 1);
-            assert_eq!(Some(live[0].index), result.log_index.map(|i| i.0));
+            assert_eq!(live[0].index, written.log_index.get());
             assert!(live[0].index > node.app.restored(p).last().expect("restored").index);
         }
     }

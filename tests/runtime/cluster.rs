@@ -79,11 +79,11 @@ fn three_nodes_one_partition_replicate_in_the_same_order() {
     let expected = cluster.nodes[leader].app.live(p);
     cluster.wait_delivered(p, &expected);
     // The quick (no round trip) views agree with the shard's answer.
-    let view = cluster.runtime(leader).leader_view(p).expect("a view");
+    let view = cluster.runtime(leader).leadership(p).expect("a view");
     assert_eq!(view.role, kommander_raft::core::Role::Leader);
     assert_eq!(view.leader, Some(cluster.nodes[leader].id));
     let follower = (leader + 1) % 3;
-    let follower_view = cluster.runtime(follower).leader_view(p).expect("a view");
+    let follower_view = cluster.runtime(follower).leadership(p).expect("a view");
     assert_eq!(follower_view.leader, Some(cluster.nodes[leader].id));
     assert!(
         cluster

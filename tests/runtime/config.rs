@@ -80,11 +80,14 @@ fn every_invalid_field_is_named() {
         break_it(&mut config);
         assert_eq!(field_of(config.validate()), expected);
         let network = MemoryNetwork::new();
-        let started = Raft::start(
-            config.clone(),
-            network.transport(kommander_raft::core::NodeId(1)),
-            Arc::new(Recorder::default()),
-        );
+        let starting = Raft::builder(config.clone())
+            .state_machine(Arc::new(Recorder::default()))
+            .transport(network.transport(kommander_raft::core::NodeId(1)))
+            .start();
+        let started = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(starting);
         match started {
             Err(StartError::Config(ConfigError::InvalidField { field, .. })) => {
                 assert_eq!(field, expected);
@@ -135,6 +138,7 @@ fn a_changed_shard_count_is_refused() {
             network.transport(kommander_raft::core::NodeId(1)),
             Arc::new(Recorder::default()),
             Arc::new(NoEvents),
+            Arc::default(),
         )
     };
     start(&config).expect("first start").shutdown();

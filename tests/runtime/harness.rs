@@ -8,8 +8,8 @@ use bytes::Bytes;
 use kommander_raft::core::{LogIndex, NodeId, PartitionId, Role, Status, Ticket};
 use kommander_raft::node::NodeConfig;
 use kommander_raft::shard::{
-    EventSink, LogEntry, PartitionStatus, ProposedEntry, Refusal, ReplicationResult, Request,
-    RuntimeEvent, ShardHost, StateMachine,
+    EventSink, LogEntry, PartitionStatus, ProposedEntry, RaftEvent, Refusal, ReplicationResult,
+    Request, ShardHost, StateMachine,
 };
 use kommander_raft::transport::Transport;
 use kommander_raft::transport::faulty::FaultInjector;
@@ -94,16 +94,16 @@ impl Recorder {
 
 /// Keeps every event.
 #[derive(Default)]
-pub(crate) struct EventLog(pub Mutex<Vec<RuntimeEvent>>);
+pub(crate) struct EventLog(pub Mutex<Vec<RaftEvent>>);
 
 impl EventSink for EventLog {
-    fn emit(&self, event: RuntimeEvent) {
+    fn emit(&self, event: RaftEvent) {
         self.0.lock().expect("event lock").push(event);
     }
 }
 
 impl EventLog {
-    pub(crate) fn count(&self, pred: impl Fn(&RuntimeEvent) -> bool) -> usize {
+    pub(crate) fn count(&self, pred: impl Fn(&RaftEvent) -> bool) -> usize {
         self.0
             .lock()
             .expect("event lock")
@@ -236,6 +236,7 @@ impl Cluster {
             transport,
             Arc::clone(&node.app) as Arc<dyn StateMachine>,
             Arc::clone(&node.events) as Arc<dyn EventSink>,
+            Arc::default(),
         )
         .expect("node starts");
         self.network.register(node.id, runtime.inbound());

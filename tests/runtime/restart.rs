@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use kommander_raft::core::{LogIndex, PartitionId, Status};
 use kommander_raft::node::WalBackend;
-use kommander_raft::shard::{ReplicationResult, Request, RuntimeEvent};
+use kommander_raft::shard::{RaftEvent, ReplicationResult, Request};
 
 use super::harness::{Cluster, Recorder, Seen, eventually, wait};
 
 fn restore_finished(cluster: &Cluster, i: usize) -> usize {
     cluster.nodes[i]
         .events
-        .count(|e| matches!(e, RuntimeEvent::RestoreFinished { .. }))
+        .count(|e| matches!(e, RaftEvent::RestoreFinished { .. }))
 }
 
 #[test]
@@ -87,7 +87,7 @@ fn full_restart(backend: WalBackend) {
         });
         let started = cluster.nodes[i]
             .events
-            .count(|e| matches!(e, RuntimeEvent::RestoreStarted { .. }));
+            .count(|e| matches!(e, RaftEvent::RestoreStarted { .. }));
         assert_eq!(started, partitions.len());
         for &p in &partitions {
             // Each node delivered everything before shutting down, and the commit index was

@@ -3,7 +3,7 @@
 use std::sync::mpsc;
 
 use kommander_raft::core::{PartitionId, Status};
-use kommander_raft::shard::{PartitionStatus, Refusal, Request, RuntimeEvent};
+use kommander_raft::shard::{PartitionStatus, RaftEvent, Refusal, Request};
 
 use super::harness::{Cluster, PATIENCE, wait};
 
@@ -38,7 +38,7 @@ fn a_panicking_state_machine_fails_its_shard_and_only_it() {
     assert_eq!(
         events.count(|e| matches!(
             e,
-            RuntimeEvent::ShardFailed { shard: 1, reason } if reason.contains(PANIC_MESSAGE)
+            RaftEvent::ShardFailed { shard: 1, reason } if reason.contains(PANIC_MESSAGE)
         )),
         1
     );

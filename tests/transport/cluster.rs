@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kommander_raft::transport::tcp::{TcpTransport, TransportError};
-use kommander_raft::{NodeConfig, PartitionId, Raft, ReplicateOptions, Status};
+use kommander_raft::{NodeConfig, PartitionId, Raft, ReplicateOptions};
 
 use crate::cluster::harness::{PATIENCE, Recorder, test_config};
 
@@ -47,16 +47,29 @@ fn configs(
         .collect()
 }
 
-fn start(config: NodeConfig, listener: TcpListener) -> TcpNode {
+async fn start(config: NodeConfig, listener: TcpListener) -> TcpNode {
     let transport = TcpTransport::with_listener(&config, listener).expect("transport");
     let app = Arc::new(Recorder::default());
-    let raft = Raft::start(config, transport.clone(), app.clone()).expect("start");
+    let raft = Raft::builder(config)
+        .state_machine(app.clone())
+        .transport(transport.clone())
+        .start()
+        .await
+        .expect("start");
     transport.serve(raft.inbound()).expect("serve");
     TcpNode {
         raft,
         transport,
         app,
     }
+}
+
+async fn start_all(configs: Vec<(NodeConfig, TcpListener)>) -> Vec<TcpNode> {
+    let mut nodes = Vec::new();
+    for (config, listener) in configs {
+        nodes.push(start(config, listener).await);
+    }
+    nodes
 }
 
 async fn replicate(nodes: &[TcpNode], p: PartitionId, payload: &str) {
@@ -66,7 +79,7 @@ async fn replicate(nodes: &[TcpNode], p: PartitionId, payload: &str) {
             if !node.raft.am_i_leader_quick(p) {
                 continue;
             }
-            let result = node
+            let written = node
                 .raft
                 .replicate_logs(
                     p,
@@ -75,7 +88,7 @@ async fn replicate(nodes: &[TcpNode], p: PartitionId, payload: &str) {
                     ReplicateOptions::default(),
                 )
                 .await;
-            if result.status == Status::Success {
+            if written.is_ok() {
                 return;
             }
         }
@@ -105,10 +118,7 @@ async fn wait_delivered(nodes: &[TcpNode], p: PartitionId, count: usize) {
 async fn join(nodes: &[TcpNode]) {
     let joins: Vec<_> = nodes
         .iter()
-        .map(|n| {
-            let raft = n.raft.clone();
-            tokio::spawn(async move { raft.join_cluster(None).await })
-        })
+        .map(|n| tokio::spawn(n.raft.join_cluster(None)))
         .collect();
     for join in joins {
         join.await.expect("task").expect("joined");
@@ -118,10 +128,7 @@ async fn join(nodes: &[TcpNode]) {
 #[tokio::test]
 async fn three_nodes_replicate_over_authenticated_tcp() {
     let dir = tempfile::tempdir().expect("dir");
-    let nodes: Vec<TcpNode> = configs(dir.path(), 3, Some("a shared secret of the test"))
-        .into_iter()
-        .map(|(c, l)| start(c, l))
-        .collect();
+    let nodes = start_all(configs(dir.path(), 3, Some("a shared secret of the test"))).await;
     join(&nodes).await;
     for p in 1..=4 {
         for i in 0..50 {
@@ -142,7 +149,7 @@ async fn three_nodes_replicate_over_authenticated_tcp() {
         assert_eq!(stats.connections_dropped, 0, "{stats:?}");
     }
     for node in nodes {
-        node.raft.leave_cluster().await;
+        node.raft.shutdown().await;
         node.transport.shutdown();
     }
 }
@@ -185,7 +192,7 @@ async fn idle_heartbeats_of_all_partitions_travel_in_one_frame_per_interval() {
     }
     let interval_ms =
         configs[0].0.tick_interval_ms * u64::from(configs[0].0.heartbeat_interval_ticks);
-    let nodes: Vec<TcpNode> = configs.into_iter().map(|(c, l)| start(c, l)).collect();
+    let nodes = start_all(configs).await;
     join(&nodes).await;
     for p in 1..=64 {
         replicate(&nodes, PartitionId(p), "warm").await;
@@ -213,7 +220,7 @@ async fn idle_heartbeats_of_all_partitions_travel_in_one_frame_per_interval() {
         );
     }
     for node in nodes {
-        node.raft.leave_cluster().await;
+        node.raft.shutdown().await;
         node.transport.shutdown();
     }
 }

@@ -4,7 +4,7 @@
 //! (also on Ctrl-C). Closed-loop writers (each waits for its previous write's commit) propose
 //! on their partition's leader; writers are spread over the partitions round-robin.
 //!
-//! Latency is measured from the call of `Raft::replicate_logs` to its `Success` (committed on
+//! Latency is measured from the call of `Raft::replicate_logs` to its success (committed on
 //! a quorum, durable on it). Only writes completed inside the measured window (after the
 //! warm-up) count; refusals (`NodeIsNotLeader` after a leader change, a full queue) are
 //! retried on the current leader and counted as `errors`.
@@ -252,7 +252,7 @@ struct Cluster {
     dir: tempfile::TempDir,
 }
 
-fn start_cluster(workload: &Workload) -> Result<Cluster, String> {
+async fn start_cluster(workload: &Workload) -> Result<Cluster, String> {
     let base = workload.dir.clone().unwrap_or_else(std::env::temp_dir);
     let dir = tempfile::Builder::new()
         .prefix("kommander-bench-")
@@ -292,8 +292,12 @@ fn start_cluster(workload: &Workload) -> Result<Cluster, String> {
         let transport = TcpTransport::with_listener(&config, listener)
             .map_err(|e| format!("node {node}: transport: {e}"))?;
         let app = Arc::new(AppliedCounter::new(workload.partitions + 1));
-        let raft =
-            Raft::start(config, transport.clone(), app).map_err(|e| format!("node {node}: {e}"))?;
+        let raft = Raft::builder(config)
+            .state_machine(app)
+            .transport(transport.clone())
+            .start()
+            .await
+            .map_err(|e| format!("node {node}: {e}"))?;
         transport
             .serve(raft.inbound())
             .map_err(|e| format!("node {node}: serving peers: {e}"))?;
@@ -303,11 +307,11 @@ fn start_cluster(workload: &Workload) -> Result<Cluster, String> {
 }
 
 impl Cluster {
-    /// Leaves on every node (appended entries made durable), stops the transports and
+    /// Shuts every node down (appended entries made durable), stops the transports and
     /// removes the directory.
     async fn stop(self) {
         for node in &self.nodes {
-            node.raft.leave_cluster().await;
+            node.raft.shutdown().await;
         }
         for node in &self.nodes {
             node.transport.shutdown();
@@ -338,10 +342,7 @@ async fn wait_ready(cluster: &Cluster, partitions: u32) -> Result<(), String> {
     let joins: Vec<_> = cluster
         .nodes
         .iter()
-        .map(|n| {
-            let raft = n.raft.clone();
-            tokio::spawn(async move { raft.join_cluster(Some(START_TIMEOUT)).await })
-        })
+        .map(|n| tokio::spawn(n.raft.join_cluster(Some(START_TIMEOUT))))
         .collect();
     for (i, join) in joins.into_iter().enumerate() {
         join.await
@@ -470,7 +471,7 @@ fn run(workload: &Workload, stop: &Arc<AtomicBool>) -> Result<Outcome, String> {
         .enable_time()
         .build()
         .map_err(|e| format!("cannot start the tokio runtime: {e}"))?;
-    let cluster = start_cluster(workload)?;
+    let cluster = runtime.block_on(start_cluster(workload))?;
     println!(
         "{} nodes on loopback TCP, {} shard(s) each, {} partitions, {} writers, {} B payloads{}, \
          WAL (fsync on) under {}",
@@ -653,18 +654,17 @@ impl Writer {
         while !self.stop.load(Ordering::Relaxed) && Instant::now() < self.measure_until {
             let begin = Instant::now();
             let raft = &self.rafts[leader];
-            let status = if self.batch_entries == 1 {
+            let written = if self.batch_entries == 1 {
                 raft.replicate_logs(self.partition, LOG_TYPE, self.payload.clone(), options)
                     .await
             } else {
                 let payloads = vec![self.payload.clone(); self.batch_entries];
                 raft.replicate_batch(self.partition, LOG_TYPE, payloads, options)
                     .await
-            }
-            .status;
+            };
             let end = Instant::now();
             let measured = end >= self.measure_from && end < self.measure_until;
-            if status == Status::Success {
+            let Err(error) = written else {
                 if measured {
                     let micros = u64::try_from(end.duration_since(begin).as_micros())
                         .unwrap_or(u64::MAX)
@@ -677,11 +677,11 @@ impl Writer {
                     r.interval_latency.saturating_record(micros);
                 }
                 continue;
-            }
+            };
             if measured {
                 let mut r = self.recorded.lock().unwrap_or_else(PoisonError::into_inner);
                 r.errors += 1;
-                *r.refusals.entry(status).or_insert(0) += 1;
+                *r.refusals.entry(error.status()).or_insert(0) += 1;
             }
             // Leadership moved or the leader's queue is full: find the leader, back off.
             leader = self.leader().unwrap_or((leader + 1) % self.rafts.len());

@@ -5,7 +5,7 @@
 //! acceptor thread ── admits under --client-connections-max ──► per connection:
 //!   reader thread: handshake (role Client only) ─► ClientRequest frames
 //!       Replicate ─► raft.replicate_logs, proposed on this thread  ─┐ bounded queue
-//!       Leader    ─► answered at once from raft.leader_view         ─┤ (--client-inflight-max)
+//!       Leader    ─► answered at once from raft.leadership          ─┤ (--client-inflight-max)
 //!   writer thread: takes the queue in request order, awaits each answer, writes ◄┘
 //!       ClientResponse frames (buffered; flushed before it waits)
 //! ```
@@ -36,7 +36,7 @@ use kommander_raft::transport::tcp::frame::{
 };
 use kommander_raft::transport::tcp::handshake::{self, Identity, RejectCode, Role};
 use kommander_raft::transport::tcp::wake_acceptor;
-use kommander_raft::{LogIndex, NodeId, Raft, ReplicateOptions, Status};
+use kommander_raft::{NodeId, Raft, ReplicateOptions, Status};
 use tracing::{debug, info, warn};
 
 /// Bytes the writer buffers before a write (answers are small; many fit).
@@ -380,15 +380,24 @@ fn dispatch(shared: &Shared, id: u64, request: ClientRequest) -> Pending {
             log_type,
             payload,
         } => {
-            let raft = shared.raft.clone();
+            let written = shared.raft.replicate_logs(
+                partition,
+                &log_type,
+                payload,
+                ReplicateOptions::default(),
+            );
             let answer: Answer = Box::pin(async move {
-                let result = raft
-                    .replicate_logs(partition, &log_type, payload, ReplicateOptions::default())
-                    .await;
-                ClientResponse::Replicated {
-                    status: result.status,
-                    index: result.log_index.map(LogIndex::get),
-                    ticket: result.ticket.packed(),
+                match written.await {
+                    Ok(written) => ClientResponse::Replicated {
+                        status: Status::Success,
+                        index: Some(written.log_index.get()),
+                        ticket: written.ticket.packed(),
+                    },
+                    Err(error) => ClientResponse::Replicated {
+                        status: error.status(),
+                        index: None,
+                        ticket: 0,
+                    },
                 }
             });
             let timed_out = ClientResponse::Replicated {
@@ -399,7 +408,7 @@ fn dispatch(shared: &Shared, id: u64, request: ClientRequest) -> Pending {
             start(shared, id, answer, timed_out)
         }
         ClientRequest::Leader { partition } => {
-            let leader = shared.raft.leader_view(partition).and_then(|v| v.leader);
+            let leader = shared.raft.leadership(partition).and_then(|l| l.leader);
             let endpoint = if leader == Some(NodeId(shared.config.node)) {
                 shared.local_addr.to_string()
             } else {
@@ -408,9 +417,9 @@ fn dispatch(shared: &Shared, id: u64, request: ClientRequest) -> Pending {
             Pending::Ready(id, ClientResponse::Leader { leader, endpoint })
         }
         ClientRequest::Status { partition } => {
-            let raft = shared.raft.clone();
+            let status = shared.raft.partition_status(partition);
             let answer: Answer = Box::pin(async move {
-                match raft.partition_status(partition).await {
+                match status.await {
                     Ok(s) => ClientResponse::Status {
                         status: Status::Success,
                         state: ReplicaState {
@@ -421,8 +430,8 @@ fn dispatch(shared: &Shared, id: u64, request: ClientRequest) -> Pending {
                             applied: s.applied.get(),
                         },
                     },
-                    Err(status) => ClientResponse::Status {
-                        status,
+                    Err(error) => ClientResponse::Status {
+                        status: error.status(),
                         state: ReplicaState::default(),
                     },
                 }
@@ -436,11 +445,12 @@ fn dispatch(shared: &Shared, id: u64, request: ClientRequest) -> Pending {
     }
 }
 
-/// Polls `answer` once: that hands the request to its shard now, on this thread, so the
-/// requests of a connection reach their shards in the order they arrived (consecutive indexes
-/// for pipelined writes to one partition). The writer polls it again (with a real waker) when
-/// it is this answer's turn; the `Raft` futures need no runtime. `timed_out` is the answer
-/// if the outcome is still unknown `request_timeout` after now.
+/// Polls `answer` once, for an answer known at once (a refusal). The request already reached
+/// its shard when the `Raft` method was called, on this thread, so the requests of a
+/// connection reach their shards in the order they arrived (consecutive indexes for pipelined
+/// writes to one partition). The writer polls it again (with a real waker) when it is this
+/// answer's turn; the `Raft` futures need no runtime. `timed_out` is the answer if the
+/// outcome is still unknown `request_timeout` after now.
 fn start(shared: &Shared, id: u64, mut answer: Answer, timed_out: ClientResponse) -> Pending {
     match answer
         .as_mut()

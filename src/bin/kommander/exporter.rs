@@ -2,7 +2,7 @@
 //!
 //! The exporter's own HTTP listener serves `GET /metrics` (any path answers the same text) on
 //! a thread of its own; the library records through the `metrics` facade into the recorder
-//! installed here. Install before `Raft::start`: the shards take their metric handles when
+//! installed here. Install before the node starts (`RaftBuilder::start`): the shards take their metric handles when
 //! they start.
 
 use std::net::SocketAddr;

@@ -2,11 +2,11 @@
 //!
 //! ```text
 //! load + validate config (exit 2 naming the field) ─► metrics port (optional)
-//!   ─► bind the peer port ─► Raft::start
+//!   ─► bind the peer port ─► Raft::builder…start
 //!   ─► serve peers ─► join the cluster (retried; progress logged) ─► client port (optional)
 //!   ─► stdout: `ready node=<id> peer=<addr> client=<addr|none>`
 //!   ─► stats line every --stats-interval-secs ... until SIGTERM/SIGINT
-//!   ─► close the client port ─► leave_cluster (appended entries durable) ─► exit 0
+//!   ─► close the client port ─► shutdown (appended entries durable) ─► exit 0
 //! ```
 
 use std::net::SocketAddr;
@@ -16,9 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kommander_raft::transport::tcp::{TcpTransport, TransportError};
-use kommander_raft::{
-    JoinError, LogIndex, NodeConfig, PartitionId, Raft, RaftEvent, StartError, Status,
-};
+use kommander_raft::{JoinError, NodeConfig, PartitionId, Raft, RaftEvent, StartError};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tokio::sync::{broadcast, watch};
 use tracing::{debug, error, info, warn};
@@ -202,7 +200,7 @@ fn run_node(args: &NodeArgs) -> Result<(), Fatal> {
         })
         .map_err(|e| Fatal::failure(format!("cannot start the signal thread: {e}")))?;
 
-    // Before `Raft::start`: the shards take their metric handles from this recorder.
+    // Before the node starts: the shards take their metric handles from this recorder.
     if let Some(address) = args.metrics_listen {
         crate::exporter::serve(address).map_err(Fatal::failure)?;
     }
@@ -226,13 +224,19 @@ fn run_node(args: &NodeArgs) -> Result<(), Fatal> {
         inflight_max: args.client_inflight_max,
         request_timeout: Duration::from_millis(args.client_request_timeout_ms),
     };
-    let raft = Raft::start(config, transport.clone(), app.clone()).map_err(|e| match e {
+    let starting = Raft::builder(config)
+        .state_machine(app.clone())
+        .transport(transport.clone())
+        .start();
+    let raft = block_on(starting)?.map_err(|e| match e {
         StartError::Config(e) => Fatal::usage(e.to_string()),
         other => Fatal::failure(format!("starting the node: {other}")),
     })?;
     let result = serve(args, &raft, &transport, &app, client_config, stop);
     // Whatever happened, stop cleanly: entries appended so far become durable.
-    leave(&raft);
+    if let Err(fatal) = block_on(raft.shutdown()) {
+        warn!("{}; dropping the node", fatal.message);
+    }
     transport.shutdown();
     match &result {
         Ok(()) => info!(node = node_id, "stopped cleanly"),
@@ -241,14 +245,13 @@ fn run_node(args: &NodeArgs) -> Result<(), Fatal> {
     result
 }
 
-/// Leaves the cluster (the shard threads make every appended entry durable and stop); a
-/// no-op when `serve` left already.
-fn leave(raft: &Raft) {
-    let runtime = tokio::runtime::Builder::new_current_thread().build();
-    match runtime {
-        Ok(runtime) => runtime.block_on(raft.leave_cluster()),
-        Err(e) => warn!(error = %e, "no runtime to leave the cluster; dropping the node"),
-    }
+/// Runs `future` to completion on a current-thread runtime of its own (starting and stopping
+/// the node happen outside the main loop's runtime).
+fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, Fatal> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| Fatal::failure(format!("cannot start a tokio runtime: {e}")))?;
+    Ok(runtime.block_on(future))
 }
 
 /// Serves peers, joins, serves clients and logs stats until `stop`.
@@ -340,12 +343,12 @@ fn serve(
             }
         }
     });
-    info!(node, "closing the client port and leaving the cluster");
+    info!(node, "closing the client port and stopping the node");
     if let Some(port) = client_port {
         port.shutdown();
     }
     // Pending client replications get their answers (`Errored` once the node stopped).
-    runtime.block_on(raft.leave_cluster());
+    runtime.block_on(raft.shutdown());
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(())
 }
@@ -382,17 +385,15 @@ impl Checkpointer {
                 continue;
             }
             *last = applied;
-            let raft = raft.clone();
+            let checkpoint = raft.replicate_checkpoint(partition);
             tokio::spawn(async move {
-                let result = raft.replicate_checkpoint(partition).await;
-                if result.status == Status::Success {
-                    info!(
+                match checkpoint.await {
+                    Ok(written) => info!(
                         %partition,
-                        index = result.log_index.map_or(0, LogIndex::get),
+                        index = written.log_index.get(),
                         "checkpoint committed"
-                    );
-                } else {
-                    debug!(%partition, status = ?result.status, "checkpoint refused");
+                    ),
+                    Err(error) => debug!(%partition, %error, "checkpoint refused"),
                 }
             });
         }

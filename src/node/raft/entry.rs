@@ -2,7 +2,8 @@
 //! `CompleteAppendLogs`): what a custom transport calls with what it received. Each checks
 //! the message kinds, the receiver and the sender before delivering to the runtime.
 
-use crate::core::{Message, MessageBody, NodeId, Status};
+use crate::core::{Message, MessageBody, NodeId};
+use crate::node::error::PeerError;
 
 use super::Raft;
 
@@ -17,53 +18,27 @@ pub struct HandshakeRequest {
     pub endpoint: String,
 }
 
-/// Why a handshake was refused.
-#[non_exhaustive]
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum HandshakeError {
-    /// The peer belongs to another cluster.
-    #[error("cluster name mismatch: this node is in `{expected}`, the peer in `{received}`")]
-    ClusterMismatch {
-        /// This node's cluster.
-        expected: String,
-        /// The peer's.
-        received: String,
-    },
-    /// The node id is not in this node's configuration (or is this node's own id).
-    #[error("node {0} is not a peer of this node")]
-    UnknownNode(NodeId),
-    /// The node id is known under another endpoint.
-    #[error("node {node} is configured at `{expected}`, not `{received}`")]
-    EndpointMismatch {
-        /// The node.
-        node: NodeId,
-        /// Its configured endpoint.
-        expected: String,
-        /// The endpoint it claimed.
-        received: String,
-    },
-}
-
 impl Raft {
     /// A peer introduces itself on a custom transport: checks its cluster name, node id and
     /// endpoint (a transport accepts the peer's messages only after a successful handshake).
     ///
     /// # Errors
     ///
-    /// [`HandshakeError`] naming the mismatch; nothing is recorded.
-    pub fn handshake(&self, request: &HandshakeRequest) -> Result<(), HandshakeError> {
+    /// [`PeerError::ClusterMismatch`], [`PeerError::UnknownNode`] or
+    /// [`PeerError::EndpointMismatch`]; nothing is recorded.
+    pub fn handshake(&self, request: &HandshakeRequest) -> Result<(), PeerError> {
         let inner = &self.inner;
         if request.cluster_name != inner.config.cluster_name {
-            return Err(HandshakeError::ClusterMismatch {
+            return Err(PeerError::ClusterMismatch {
                 expected: inner.config.cluster_name.clone(),
                 received: request.cluster_name.clone(),
             });
         }
         let Some(peer) = inner.discovery.peer(request.node_id) else {
-            return Err(HandshakeError::UnknownNode(request.node_id));
+            return Err(PeerError::UnknownNode(request.node_id));
         };
         if peer.endpoint != request.endpoint {
-            return Err(HandshakeError::EndpointMismatch {
+            return Err(PeerError::EndpointMismatch {
                 node: request.node_id,
                 expected: peer.endpoint.clone(),
                 received: request.endpoint.clone(),
@@ -76,10 +51,10 @@ impl Raft {
     ///
     /// # Errors
     ///
-    /// `Errored` when a message is of another kind or addressed to another node;
-    /// `LogsFromAnotherLeader` when its sender is not a configured peer. Nothing is delivered
-    /// then.
-    pub fn request_vote(&self, messages: Vec<Message>) -> Result<(), Status> {
+    /// [`PeerError::UnexpectedMessage`] for a message of another kind,
+    /// [`PeerError::Misaddressed`] for one addressed to another node, [`PeerError::UnknownNode`]
+    /// when its sender is not a configured peer. Nothing is delivered then.
+    pub fn request_vote(&self, messages: Vec<Message>) -> Result<(), PeerError> {
         self.deliver_checked(messages, |b| {
             matches!(
                 b,
@@ -93,7 +68,7 @@ impl Raft {
     /// # Errors
     ///
     /// As [`Raft::request_vote`].
-    pub fn vote(&self, messages: Vec<Message>) -> Result<(), Status> {
+    pub fn vote(&self, messages: Vec<Message>) -> Result<(), PeerError> {
         self.deliver_checked(messages, |b| {
             matches!(
                 b,
@@ -108,7 +83,7 @@ impl Raft {
     /// # Errors
     ///
     /// As [`Raft::request_vote`].
-    pub fn append_logs(&self, messages: Vec<Message>) -> Result<(), Status> {
+    pub fn append_logs(&self, messages: Vec<Message>) -> Result<(), PeerError> {
         self.deliver_checked(messages, |b| {
             matches!(
                 b,
@@ -126,7 +101,7 @@ impl Raft {
     /// # Errors
     ///
     /// As [`Raft::request_vote`].
-    pub fn complete_append_logs(&self, messages: Vec<Message>) -> Result<(), Status> {
+    pub fn complete_append_logs(&self, messages: Vec<Message>) -> Result<(), PeerError> {
         self.deliver_checked(messages, |b| {
             matches!(
                 b,
@@ -141,14 +116,17 @@ impl Raft {
         &self,
         messages: Vec<Message>,
         accepts: fn(&MessageBody) -> bool,
-    ) -> Result<(), Status> {
+    ) -> Result<(), PeerError> {
         let local = self.local_node_id();
         for message in &messages {
-            if !accepts(&message.body) || message.to != local {
-                return Err(Status::Errored);
+            if !accepts(&message.body) {
+                return Err(PeerError::UnexpectedMessage);
+            }
+            if message.to != local {
+                return Err(PeerError::Misaddressed { to: message.to });
             }
             if self.inner.discovery.peer(message.from).is_none() {
-                return Err(Status::LogsFromAnotherLeader);
+                return Err(PeerError::UnknownNode(message.from));
             }
         }
         self.inner.inbound.deliver(messages);

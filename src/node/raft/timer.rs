@@ -1,7 +1,11 @@
 //! A runtime-agnostic timer: one thread per node fires `oneshot` channels at their deadlines,
-//! so the `Raft` handle's timeouts and polls work from any executor (tokio or not) without
-//! needing a tokio runtime inside the library. The number of pending timers is bounded
-//! (`timers_max`); a timer whose wait ends early (completed or dropped) frees its slot at once.
+//! so the `Raft` handle's timeouts work from any executor (tokio or not) without needing a
+//! tokio runtime inside the library. It only serves deadlines: every wait is woken by the
+//! change it waits for (a `watch` or a `oneshot`), raced with at most one deadline here.
+//!
+//! The number of pending deadlines is bounded (`timers_max`); a full table refuses a new one
+//! ([`TimerError::Full`], a retryable `QueueFull` for the caller), it never makes a caller spin.
+//! A deadline whose wait ends early (completed or dropped) frees its slot at once.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -13,7 +17,43 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::core::Status;
+/// Why no deadline could be set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TimerError {
+    /// `timers_max` deadlines are pending.
+    Full,
+    /// The node stopped.
+    Stopped,
+}
+
+/// The deadline passed before the operation completed ([`race`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Elapsed;
+
+/// Runs `future` until it completes or `deadline` passes (`None`: no limit). The deadline's
+/// slot is freed when this returns, so an operation that finishes first frees it at once.
+///
+/// # Errors
+///
+/// [`Elapsed`] when the deadline passed first (or the timer stopped).
+pub(crate) async fn race<F: Future>(
+    mut deadline: Option<Deadline>,
+    future: F,
+) -> Result<F::Output, Elapsed> {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(value) = future.as_mut().poll(cx) {
+            return Poll::Ready(Ok(value));
+        }
+        if let Some(deadline) = deadline.as_mut()
+            && Pin::new(deadline).poll(cx).is_ready()
+        {
+            return Poll::Ready(Err(Elapsed));
+        }
+        Poll::Pending
+    })
+    .await
+}
 
 #[derive(Default)]
 struct State {
@@ -52,12 +92,13 @@ impl Timer {
         })
     }
 
-    /// A future that completes after `delay`; dropping it frees its slot.
+    /// A future that completes at `at`; dropping it frees its slot.
     ///
     /// # Errors
     ///
-    /// `ProposalQueueFull` when `timers_max` timers are pending; `Errored` after stop.
-    pub(crate) fn after(&self, delay: Duration) -> Result<Deadline, Status> {
+    /// [`TimerError::Full`] when `timers_max` deadlines are pending; [`TimerError::Stopped`]
+    /// after stop.
+    pub(crate) fn at(&self, at: Instant) -> Result<Deadline, TimerError> {
         let (fire, fired) = oneshot::channel();
         let mut state = self
             .shared
@@ -65,13 +106,13 @@ impl Timer {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if state.stop {
-            return Err(Status::Errored);
+            return Err(TimerError::Stopped);
         }
         if state.pending.len() >= self.shared.max {
-            return Err(Status::ProposalQueueFull);
+            return Err(TimerError::Full);
         }
         state.next += 1;
-        let key = (Instant::now() + delay, state.next);
+        let key = (at, state.next);
         // The thread sleeps until the earliest deadline: wake it only if this one is earlier.
         let earliest = state
             .pending
@@ -89,42 +130,23 @@ impl Timer {
         })
     }
 
-    /// Sleeps for `delay` (returns at once if no timer slot is free or the timer stopped,
-    /// so polling loops keep their own deadline checks).
-    pub(crate) async fn sleep(&self, delay: Duration) {
-        if let Ok(deadline) = self.after(delay) {
-            deadline.await;
-        }
-    }
-
-    /// Runs `future` until it completes or `limit` elapses (`None`: no limit).
+    /// A future that completes after `delay`; dropping it frees its slot.
     ///
     /// # Errors
     ///
-    /// `ProposalTimeout` when the limit elapsed first; the timer's own refusals.
-    pub(crate) async fn limit<F: Future>(
-        &self,
-        limit: Option<Duration>,
-        future: F,
-    ) -> Result<F::Output, Status> {
-        let mut deadline = match limit {
-            Some(limit) => Some(self.after(limit)?),
-            None => None,
-        };
-        let mut future = std::pin::pin!(future);
-        std::future::poll_fn(|cx| {
-            if let Poll::Ready(value) = future.as_mut().poll(cx) {
-                return Poll::Ready(Ok(value));
-            }
-            if let Some(deadline) = deadline.as_mut()
-                && Pin::new(deadline).poll(cx).is_ready()
-            {
-                return Poll::Ready(Err(Status::ProposalTimeout));
-            }
-            Poll::Pending
-        })
-        .await
-        // `deadline` drops here: a write that finished first frees its timer slot now.
+    /// As [`Timer::at`].
+    pub(crate) fn after(&self, delay: Duration) -> Result<Deadline, TimerError> {
+        self.at(Instant::now() + delay)
+    }
+
+    /// A deadline `limit` from now (`None`: no limit, no slot taken). Take it before starting
+    /// the operation it limits, so that a full table refuses the call before anything is done.
+    ///
+    /// # Errors
+    ///
+    /// As [`Timer::at`].
+    pub(crate) fn deadline(&self, limit: Option<Duration>) -> Result<Option<Deadline>, TimerError> {
+        limit.map(|limit| self.after(limit)).transpose()
     }
 
     /// Stops the thread; pending timers are dropped (their waits end at once).
@@ -215,8 +237,7 @@ fn run(shared: &Shared) {
 mod tests {
     use std::time::Duration;
 
-    use super::Timer;
-    use crate::core::Status;
+    use super::{Timer, TimerError, race};
 
     #[test]
     fn a_wait_that_finishes_first_frees_its_timer_slot() {
@@ -227,17 +248,17 @@ mod tests {
         runtime.block_on(async {
             // Far more finished waits than slots: each frees its slot when it completes.
             for i in 0..100 {
-                let done = timer
-                    .limit(Some(Duration::from_secs(3600)), async { i })
-                    .await;
-                assert_eq!(done, Ok(i));
+                let deadline = timer
+                    .deadline(Some(Duration::from_secs(3600)))
+                    .expect("slot");
+                assert_eq!(race(deadline, async { i }).await, Ok(i));
             }
             // Two waits pending at once use both slots; a third is refused.
             let first = timer.after(Duration::from_secs(3600)).expect("slot 1");
             let second = timer.after(Duration::from_secs(3600)).expect("slot 2");
             assert!(matches!(
                 timer.after(Duration::from_secs(3600)),
-                Err(Status::ProposalQueueFull)
+                Err(TimerError::Full)
             ));
             drop(first);
             drop(second);

@@ -6,7 +6,7 @@
 
 use super::partition::Slot;
 use crate::core::{Entry, PartitionId, Ready};
-use crate::shard::{EventSink, LogEntry, ReplicationErrorReason, RuntimeEvent, StateMachine};
+use crate::shard::{EventSink, LogEntry, RaftEvent, ReplicationErrorReason, StateMachine};
 
 /// Hands one committed entry to the application (live or restored) and reports a negative
 /// verdict or an undecodable entry as a replication error.
@@ -31,7 +31,7 @@ pub(super) fn deliver_one(
         }
         Err(error) => ReplicationErrorReason::Malformed(error),
     };
-    events.emit(RuntimeEvent::ReplicationError {
+    events.emit(RaftEvent::ReplicationError {
         partition,
         index: entry.index,
         reason,

@@ -9,9 +9,7 @@ use super::Worker;
 use super::delivery::deliver_live;
 use super::restore::Restore;
 use crate::core::{LogIndex, PartitionId, Ready, Replica};
-use crate::shard::{
-    LeaderView, Refusal, ReplicationErrorReason, ReplicationResult, RuntimeEvent, outcome_key,
-};
+use crate::shard::{RaftEvent, Refusal, ReplicationErrorReason, ReplicationResult, outcome_key};
 
 impl Worker {
     /// Handles the Readies of the touched partitions (every partition when `all`), then
@@ -62,20 +60,9 @@ impl Worker {
             return;
         };
         if let Some(soft) = ready.soft_state {
-            self.leaders.set(
-                partition,
-                LeaderView {
-                    leader: soft.leader,
-                    role: soft.role,
-                    term: soft.term,
-                },
-            );
-            self.events.emit(RuntimeEvent::LeaderChanged {
-                partition,
-                leader: soft.leader,
-                role: soft.role,
-                term: soft.term,
-            });
+            if let Some(changed) = self.leaders.update(partition, soft) {
+                self.events.emit(changed);
+            }
             // Forwarded reads may never be answered by a deposed leader. The commit of the
             // leader's no-op is the one change that deposes nobody (role, leader and term are
             // those of the previous report).
@@ -155,7 +142,7 @@ impl Worker {
             }
         }
         for node in ready.snapshot_required {
-            self.events.emit(RuntimeEvent::ReplicationError {
+            self.events.emit(RaftEvent::ReplicationError {
                 partition,
                 index: LogIndex::ZERO,
                 reason: ReplicationErrorReason::SnapshotRequired(node),

@@ -13,7 +13,7 @@ use super::delivery::deliver_one;
 use super::partition::Slot;
 use crate::core::{DurableState, Entry, LogIndex, NodeId, PartitionId, Replica, Status};
 use crate::shard::wal_records::WalView;
-use crate::shard::{Opened, Refusal, Reply, RuntimeEvent};
+use crate::shard::{Opened, RaftEvent, Refusal, Reply};
 
 /// Where a restoring partition is.
 #[derive(Debug)]
@@ -73,7 +73,7 @@ impl Worker {
             let _ = reply.send(Err(Refusal::Replica(Status::Errored)));
             return;
         }
-        self.events.emit(RuntimeEvent::RestoreStarted { partition });
+        self.events.emit(RaftEvent::RestoreStarted { partition });
         let found = self.reads.start(&self.wal, partition);
         match found {
             Ok(Some(info)) => {
@@ -89,7 +89,7 @@ impl Worker {
             Ok(None) => match Replica::new(config, DurableState::default()) {
                 Ok(replica) => {
                     self.partitions.insert(partition, Slot::serving(replica));
-                    self.events.emit(RuntimeEvent::RestoreFinished {
+                    self.events.emit(RaftEvent::RestoreFinished {
                         partition,
                         entries_delivered: 0,
                     });
@@ -138,7 +138,7 @@ impl Worker {
                             self.partitions.remove(partition);
                             self.restoring.pop_front();
                             self.events
-                                .emit(RuntimeEvent::RestoreFailed { partition, reason });
+                                .emit(RaftEvent::RestoreFailed { partition, reason });
                         }
                     }
                     continue;
@@ -168,7 +168,7 @@ impl Worker {
                 self.restoring.pop_front();
                 // `applied` may allow a compaction: let the gather see it this turn.
                 self.partitions.mark_dirty(partition);
-                self.events.emit(RuntimeEvent::RestoreFinished {
+                self.events.emit(RaftEvent::RestoreFinished {
                     partition,
                     entries_delivered: delivered,
                 });
@@ -203,7 +203,7 @@ impl Worker {
             Err(error) => {
                 self.partitions.remove(partition);
                 self.restoring.retain(|p| *p != partition);
-                self.events.emit(RuntimeEvent::RestoreFailed {
+                self.events.emit(RaftEvent::RestoreFailed {
                     partition,
                     reason: error.to_string(),
                 });

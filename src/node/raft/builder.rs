@@ -1,0 +1,178 @@
+//! Starting a node: [`RaftBuilder`] (`Raft::builder(config).state_machine(app)
+//! .transport(transport).start().await`).
+//!
+//! Starting validates the configuration, opens and recovers one WAL per shard and spawns the
+//! node's threads (shards, system coordinator, timer, stop thread). All of it runs on a
+//! short-lived start thread, never on the caller's: `start` awaits the outcome on a channel,
+//! so recovering a large WAL does not block an executor thread.
+
+use std::future::Future;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, RwLock, mpsc};
+
+use tokio::sync::{oneshot, watch};
+
+use crate::node::config::{ConfigError, NodeConfig};
+use crate::node::discovery::StaticDiscovery;
+use crate::node::error::StartError;
+use crate::node::events::EventHub;
+use crate::node::hlc::HybridLogicalClock;
+use crate::node::system::{Coordinator, SystemApp, SystemState};
+use crate::shard::Transport;
+use crate::shard::{LeaderTable, ShardHost, StateMachine};
+
+use super::timer::Timer;
+use super::{Inner, Raft};
+
+/// Builds and starts a node ([`Raft::builder`]). The state machine and the transport are
+/// required.
+#[must_use = "a builder does nothing until `start` is awaited"]
+pub struct RaftBuilder {
+    config: NodeConfig,
+    state_machine: Option<Arc<dyn StateMachine>>,
+    transport: Option<Arc<dyn Transport>>,
+}
+
+impl std::fmt::Debug for RaftBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftBuilder")
+            .field("node", &self.config.node_id)
+            .field("state_machine", &self.state_machine.is_some())
+            .field("transport", &self.transport.is_some())
+            .finish()
+    }
+}
+
+impl RaftBuilder {
+    pub(super) fn new(config: NodeConfig) -> Self {
+        Self {
+            config,
+            state_machine: None,
+            transport: None,
+        }
+    }
+
+    /// The application: it receives committed entries (replication received, log restored)
+    /// on the shard threads, in log order per partition.
+    pub fn state_machine(mut self, app: Arc<dyn StateMachine>) -> Self {
+        self.state_machine = Some(app);
+        self
+    }
+
+    /// What carries this node's outgoing messages. Register [`Raft::inbound`] with the same
+    /// network so that peers' messages reach the node.
+    pub fn transport(mut self, transport: Arc<dyn Transport>) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
+    /// Validates the configuration, opens (recovering) one WAL per shard and starts the
+    /// node's threads, off the caller's thread. No partition is open yet: subscribe to events
+    /// ([`Raft::subscribe`]), register [`Raft::inbound`] with the network, then call
+    /// [`Raft::join_cluster`].
+    ///
+    /// # Errors
+    ///
+    /// [`StartError::Missing`] without a state machine or a transport;
+    /// [`StartError::Config`] naming the invalid field; [`StartError::Shards`] when the data
+    /// directory was written with another shard count or a WAL cannot be opened or
+    /// recovered; [`StartError::Io`] when a thread cannot be spawned.
+    ///
+    /// # Durability
+    ///
+    /// Everything the WALs recovered is durable when the future completes.
+    pub fn start(self) -> impl Future<Output = Result<Raft, StartError>> + Send + 'static + use<> {
+        let (done, started) = oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("kommander-start".to_owned())
+            .spawn(move || {
+                let _ = done.send(self.start_here());
+            });
+        async move {
+            spawned?;
+            started.await.unwrap_or_else(|_| {
+                Err(StartError::Io(std::io::Error::other(
+                    "the start thread ended without an answer",
+                )))
+            })
+        }
+    }
+
+    /// Starts the node on this thread (it blocks while the WALs recover).
+    fn start_here(self) -> Result<Raft, StartError> {
+        let app = self
+            .state_machine
+            .ok_or(StartError::Missing("state machine"))?;
+        let transport = self.transport.ok_or(StartError::Missing("transport"))?;
+        let config = self.config;
+        config.validate()?;
+        let config = Arc::new(config);
+        let node = u32::try_from(config.node_id).map_err(|_| ConfigError::InvalidField {
+            field: "node_id",
+            reason: "must fit in 32 bits (it stamps HLC timestamps)".to_owned(),
+        })?;
+        let hlc = Arc::new(HybridLogicalClock::new(node, config.hlc_drift_ms_max));
+        let discovery = StaticDiscovery::from_config(&config);
+        let leaders = Arc::new(LeaderTable::new(Arc::new(discovery.clone())));
+        let system = Arc::new(SystemState::new());
+        let wake = Arc::clone(&system);
+        let hub = Arc::new(EventHub::new(
+            config.events_buffered_max,
+            Box::new(move || wake.wake()),
+        ));
+        let app = Arc::new(SystemApp {
+            system: Arc::clone(&system),
+            app,
+        });
+        let shards = ShardHost::start(
+            config.shard_config(),
+            Arc::clone(&transport),
+            app,
+            Arc::clone(&hub) as _,
+            Arc::clone(&leaders),
+        )?;
+        let timer = Arc::new(Timer::start(config.timers_max)?);
+        let coordinator = Coordinator::start(
+            Arc::clone(&config),
+            shards.clone(),
+            Arc::clone(&system),
+            Arc::clone(&hub),
+            Arc::clone(&leaders),
+            Arc::clone(&hlc),
+        )?;
+        let (stop_signal, stop_requested) = mpsc::channel();
+        let (stopped_tx, stopped) = watch::channel(false);
+        let stopping_shards = shards.clone();
+        let stopping_timer = Arc::clone(&timer);
+        std::thread::Builder::new()
+            .name("kommander-stop".to_owned())
+            .spawn(move || {
+                // A stop request, or every handle gone (the sender dropped).
+                let _ = stop_requested.recv();
+                coordinator.stop();
+                stopping_shards.shutdown();
+                stopping_timer.stop();
+                stopped_tx.send_replace(true);
+            })?;
+        let inbound = shards.inbound();
+        let nodes = RwLock::new(discovery.peers().to_vec());
+        Ok(Raft {
+            inner: Arc::new(Inner {
+                config,
+                shards,
+                leaders,
+                transport,
+                hlc,
+                discovery,
+                nodes,
+                hub,
+                system,
+                timer,
+                inbound,
+                joined: AtomicBool::new(false),
+                stop_signal: Mutex::new(Some(stop_signal)),
+                stopped,
+            }),
+        })
+    }
+}

@@ -1,0 +1,182 @@
+//! Leadership and partition-state queries (Kommander's `AmILeaderQuick`, `AmILeader`,
+//! `WaitForLeader`, `WaitForLeaderStableAsync`, `GetFollowerLagAsync`): the quick ones read
+//! the leadership table, the waits await its changes (`wait.rs`), the others ask the shard.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::core::{NodeId, PartitionId};
+use crate::node::discovery::RaftNode;
+use crate::node::error::QueryError;
+use crate::node::system::SYSTEM_PARTITION;
+use crate::shard::{Leadership, PartitionStatus, Refusal, Request};
+
+use super::Raft;
+use super::wait::{Verdict, until};
+
+impl Raft {
+    /// Whether this node leads `partition` and the no-op of its term has committed (so every
+    /// entry of earlier terms is committed too), from the leadership table: no round trip, no
+    /// wait (Kommander's `AmILeaderQuick`, true once leadership is published).
+    #[must_use]
+    pub fn am_i_leader_quick(&self, partition: PartitionId) -> bool {
+        self.leadership(partition).is_some_and(|l| l.leads())
+    }
+
+    /// The leadership of `partition` as its replica on this node last reported it (`None`
+    /// before it reported anything).
+    #[must_use]
+    pub fn leadership(&self, partition: PartitionId) -> Option<Leadership> {
+        self.inner.leaders.get(partition)
+    }
+
+    /// Whether this node leads `partition`, once that is settled: `true` when it leads and
+    /// its no-op has committed, `false` when another node is known to lead; otherwise (an
+    /// election, a leader whose no-op has not committed yet) it waits for the leadership to
+    /// change, at most `timeout` (`None`: no limit).
+    ///
+    /// # Errors
+    ///
+    /// [`QueryError::Timeout`]; [`QueryError::QueueFull`] when a deadline is needed and the
+    /// node's timers are all taken; [`QueryError::PartitionMoved`] for a partition outside
+    /// this node's map (once it is initialized); [`QueryError::Fatal`] after shutdown.
+    pub fn am_i_leader(
+        &self,
+        partition: PartitionId,
+        timeout: Option<Duration>,
+    ) -> impl Future<Output = Result<bool, QueryError>> + Send + 'static + use<> {
+        let local = self.local_node_id();
+        self.wait(partition, timeout, move |leadership, _| match leadership {
+            Some(l) if l.leads() => Verdict::Done(true),
+            Some(l) if l.leader.is_some_and(|leader| leader != local) => Verdict::Done(false),
+            _ => Verdict::Changed,
+        })
+    }
+
+    /// The state of `partition`'s replica on this node (role, leader, term, commit, applied),
+    /// asked of its shard.
+    ///
+    /// # Errors
+    ///
+    /// [`QueryError::RestoreInProgress`], [`QueryError::PartitionMoved`] (not open here),
+    /// [`QueryError::QueueFull`] (shard queue), [`QueryError::Fatal`].
+    pub fn partition_status(
+        &self,
+        partition: PartitionId,
+    ) -> impl Future<Output = Result<PartitionStatus, QueryError>> + Send + 'static + use<> {
+        let asked = self.ask(partition, |reply| Request::Status { reply });
+        let this = self.clone();
+        async move {
+            asked
+                .await
+                .map_err(|refusal| this.query_error(refusal, partition))
+        }
+    }
+
+    /// How many entries the follower at `endpoint` trails this node on `partition`, when this
+    /// node leads it (`None`: not the leader, or no progress known for that follower;
+    /// Kommander's `GetFollowerLagAsync`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Raft::partition_status`].
+    pub fn follower_lag(
+        &self,
+        partition: PartitionId,
+        endpoint: &str,
+    ) -> impl Future<Output = Result<Option<u64>, QueryError>> + Send + 'static + use<> {
+        let this = self.clone();
+        let node = self.inner.discovery.peer_at(endpoint).map(|p| p.node_id);
+        let asked =
+            node.map(|node| self.ask(partition, move |reply| Request::FollowerLag { node, reply }));
+        async move {
+            let Some(asked) = asked else {
+                return Ok(None);
+            };
+            match asked.await {
+                Ok(lag) => Ok(Some(lag.entries_behind())),
+                // Not the leader, or no progress known for that follower.
+                Err(Refusal::NotLeader { .. } | Refusal::Replica(_)) => Ok(None),
+                Err(refusal) => Err(this.query_error(refusal, partition)),
+            }
+        }
+    }
+
+    /// Waits until a leader of `partition` is known here and returns it (Kommander's
+    /// `WaitForLeader`), at most `timeout` (`None`: no limit).
+    ///
+    /// # Errors
+    ///
+    /// As [`Raft::am_i_leader`].
+    pub fn wait_for_leader(
+        &self,
+        partition: PartitionId,
+        timeout: Option<Duration>,
+    ) -> impl Future<Output = Result<RaftNode, QueryError>> + Send + 'static + use<> {
+        self.wait_for_leader_stable(partition, Duration::ZERO, timeout)
+    }
+
+    /// Waits until the same leader of `partition` has been known here, in the same term, for
+    /// at least `min_stable_for`, and returns it (Kommander's `WaitForLeaderStableAsync`), at
+    /// most `timeout` (`None`: no limit).
+    ///
+    /// # Errors
+    ///
+    /// As [`Raft::am_i_leader`] (waiting out `min_stable_for` takes a timer slot).
+    pub fn wait_for_leader_stable(
+        &self,
+        partition: PartitionId,
+        min_stable_for: Duration,
+        timeout: Option<Duration>,
+    ) -> impl Future<Output = Result<RaftNode, QueryError>> + Send + 'static + use<> {
+        let this = self.clone();
+        let waited = self.wait(partition, timeout, move |leadership, now| {
+            let Some(l) = leadership else {
+                return Verdict::Changed;
+            };
+            let Some(leader) = l.leader else {
+                return Verdict::Changed;
+            };
+            let stable_at = l.since + min_stable_for;
+            if now >= stable_at {
+                Verdict::Done(leader)
+            } else {
+                Verdict::ChangedOr(stable_at)
+            }
+        });
+        async move {
+            let leader: NodeId = waited.await?;
+            Ok(RaftNode {
+                node_id: leader,
+                endpoint: this.inner.leaders.endpoint_of(leader).unwrap_or_default(),
+            })
+        }
+    }
+
+    /// Waits on `partition`'s entry of the leadership table until `verdict` is done. Once the
+    /// node is initialized, a partition outside its map is refused at once (it would never
+    /// report, and its table entry would outlive the wait).
+    pub(super) fn wait<T, V>(
+        &self,
+        partition: PartitionId,
+        timeout: Option<Duration>,
+        verdict: V,
+    ) -> impl Future<Output = Result<T, QueryError>> + Send + 'static + use<T, V>
+    where
+        T: Send + 'static,
+        V: FnMut(Option<&Leadership>, Instant) -> Verdict<T> + Send + 'static,
+    {
+        let unknown = self.is_initialized()
+            && partition != SYSTEM_PARTITION
+            && self.partition_generation(partition) == 0;
+        let timer = Arc::clone(&self.inner.timer);
+        let leadership = (!unknown).then(|| self.inner.leaders.subscribe(partition));
+        async move {
+            let Some(leadership) = leadership else {
+                return Err(QueryError::PartitionMoved { partition });
+            };
+            until(&timer, leadership, timeout, verdict).await
+        }
+    }
+}

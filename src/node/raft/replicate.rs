@@ -1,0 +1,269 @@
+//! Writes (Kommander's `ReplicateLogs`, `ReplicateCheckpoint`, `CommitLogs`, `RollbackLogs`):
+//! each is one request to the partition's shard, answered once its outcome is known.
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use crate::core::{LogIndex, PartitionId, Status, Ticket};
+use crate::node::error::{Fatal, InvalidWrite, ReplicateError};
+use crate::node::hlc::HlcTimestamp;
+use crate::node::system::SYSTEM_LOG_TYPE;
+use crate::shard::codec::ENTRY_HEADER_LEN;
+use crate::shard::{ProposedEntry, Reply, Request};
+
+use super::Raft;
+use super::refusal::{SHARD_GONE, Write};
+use super::timer::{Elapsed, TimerError, race};
+
+/// A write whose outcome is known: a quorum holds it (Kommander's successful
+/// `RaftReplicationResult`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Written {
+    /// The write's ticket: pass it to [`Raft::commit_logs`] / [`Raft::rollback_logs`] for a
+    /// two-phase proposal.
+    pub ticket: HlcTimestamp,
+    /// The last log index of the write.
+    pub log_index: LogIndex,
+}
+
+/// Options of [`Raft::replicate_logs`] and [`Raft::replicate_batch`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplicateOptions {
+    /// Deliver the entries once committed (`true`, the default), or hold them until
+    /// [`Raft::commit_logs`] / [`Raft::rollback_logs`] with the returned ticket.
+    pub auto_commit: bool,
+    /// When non-zero, the write is refused with [`ReplicateError::PartitionMoved`] unless the
+    /// partition's generation in this node's map equals it.
+    pub expected_generation: u64,
+    /// How long to wait for the outcome (`None`: until known). Running out is
+    /// [`ReplicateError::Timeout`]; the write may still commit.
+    pub timeout: Option<Duration>,
+}
+
+impl Default for ReplicateOptions {
+    fn default() -> Self {
+        Self {
+            auto_commit: true,
+            expected_generation: 0,
+            timeout: None,
+        }
+    }
+}
+
+impl Raft {
+    /// Replicates one entry of type `log_type` on `partition` (this node must lead it).
+    /// Completes once the outcome is known: a quorum holds the entry (and, with
+    /// `auto_commit`, it is delivered to the application on every node in log order).
+    ///
+    /// # Errors
+    ///
+    /// Retryable: [`ReplicateError::NotLeader`] (names the leader to retry on),
+    /// [`ReplicateError::QueueFull`] (shard queue, uncommitted entries or bytes, timers),
+    /// [`ReplicateError::RestoreInProgress`], [`ReplicateError::PartitionMoved`] (not open
+    /// here, or `expected_generation` differs), and the indeterminate
+    /// [`ReplicateError::LeadershipLost`] and [`ReplicateError::Timeout`] (the entry may still
+    /// commit). Rejected: [`ReplicateError::Invalid`] (reserved or oversize `log_type`,
+    /// oversize payload). Fatal: [`ReplicateError::Fatal`].
+    pub fn replicate_logs<P: Into<Bytes>>(
+        &self,
+        partition: PartitionId,
+        log_type: &str,
+        payload: P,
+        options: ReplicateOptions,
+    ) -> impl Future<Output = Result<Written, ReplicateError>> + Send + 'static + use<P> {
+        self.replicate_batch(partition, log_type, vec![payload.into()], options)
+    }
+
+    /// Replicates several entries as one proposal: one ticket, contiguous indexes; the result
+    /// carries the last index.
+    ///
+    /// # Errors
+    ///
+    /// As [`Raft::replicate_logs`]; also [`InvalidWrite::Empty`] and
+    /// [`InvalidWrite::TooManyEntries`].
+    pub fn replicate_batch(
+        &self,
+        partition: PartitionId,
+        log_type: &str,
+        payloads: Vec<Bytes>,
+        options: ReplicateOptions,
+    ) -> impl Future<Output = Result<Written, ReplicateError>> + Send + 'static + use<> {
+        let ticket = self.inner.hlc.now();
+        let checked = self.check_write(partition, log_type, &payloads, options);
+        let entries = payloads
+            .into_iter()
+            .map(|payload| ProposedEntry {
+                log_type: log_type.to_owned(),
+                payload,
+            })
+            .collect();
+        let auto_commit = options.auto_commit;
+        let operation = checked.map(move |()| {
+            self.write(
+                partition,
+                ticket,
+                Write::Propose,
+                options.timeout,
+                move |ticket, reply| Request::Propose {
+                    entries,
+                    auto_commit,
+                    ticket,
+                    reply,
+                },
+            )
+        });
+        async move { operation?.await }
+    }
+
+    /// Replicates a checkpoint on `partition`: once committed and applied, the log below it
+    /// may be compacted (the application must hold that state durably itself).
+    ///
+    /// # Errors
+    ///
+    /// [`ReplicateError::ActiveProposal`] while a two-phase proposal is unresolved (retry
+    /// after resolving it); otherwise as [`Raft::replicate_logs`].
+    pub fn replicate_checkpoint(
+        &self,
+        partition: PartitionId,
+    ) -> impl Future<Output = Result<Written, ReplicateError>> + Send + 'static + use<> {
+        let ticket = self.inner.hlc.now();
+        self.write(
+            partition,
+            ticket,
+            Write::Checkpoint,
+            None,
+            |ticket, reply| Request::Checkpoint { ticket, reply },
+        )
+    }
+
+    /// Commits the held entries of the two-phase proposal `ticket` (proposed with
+    /// `auto_commit: false`): they are delivered once the commit marker is committed.
+    /// Committing twice answers the first commit's index.
+    ///
+    /// # Errors
+    ///
+    /// [`ReplicateError::ProposalNotFound`] (unknown ticket, or already resolved and
+    /// delivered); [`ReplicateError::TicketConflict`] (the ticket was rolled back);
+    /// otherwise as [`Raft::replicate_logs`].
+    pub fn commit_logs(
+        &self,
+        partition: PartitionId,
+        ticket: HlcTimestamp,
+    ) -> impl Future<Output = Result<Written, ReplicateError>> + Send + 'static + use<> {
+        self.write(partition, ticket, Write::Commit, None, |ticket, reply| {
+            Request::Commit { ticket, reply }
+        })
+    }
+
+    /// Rolls back the two-phase proposal `ticket`: its entries are never delivered.
+    ///
+    /// # Errors
+    ///
+    /// As [`Raft::commit_logs`] ([`ReplicateError::TicketConflict`] when it was committed).
+    pub fn rollback_logs(
+        &self,
+        partition: PartitionId,
+        ticket: HlcTimestamp,
+    ) -> impl Future<Output = Result<Written, ReplicateError>> + Send + 'static + use<> {
+        self.write(partition, ticket, Write::Rollback, None, |ticket, reply| {
+            Request::Rollback { ticket, reply }
+        })
+    }
+
+    /// What makes a write invalid before it reaches its shard.
+    fn check_write(
+        &self,
+        partition: PartitionId,
+        log_type: &str,
+        payloads: &[Bytes],
+        options: ReplicateOptions,
+    ) -> Result<(), ReplicateError> {
+        let config = &self.inner.config;
+        if log_type == SYSTEM_LOG_TYPE {
+            return Err(InvalidWrite::ReservedLogType.into());
+        }
+        if log_type.len() > config.log_type_bytes_max {
+            return Err(InvalidWrite::LogTypeTooLong {
+                bytes: log_type.len(),
+                max: config.log_type_bytes_max,
+            }
+            .into());
+        }
+        if payloads.is_empty() {
+            return Err(InvalidWrite::Empty.into());
+        }
+        if payloads.len() > config.proposal_entries_max {
+            return Err(InvalidWrite::TooManyEntries {
+                entries: payloads.len(),
+                max: config.proposal_entries_max,
+            }
+            .into());
+        }
+        // The entry's WAL record: header, envelope length, log type, payload.
+        let max = config
+            .wal_record_bytes_max
+            .saturating_sub(ENTRY_HEADER_LEN + 2);
+        if let Some(bytes) = payloads
+            .iter()
+            .map(|p| log_type.len() + p.len())
+            .find(|&bytes| bytes > max)
+        {
+            return Err(InvalidWrite::EntryTooLarge { bytes, max }.into());
+        }
+        let generation = self.partition_generation(partition);
+        if options.expected_generation != 0 && generation != options.expected_generation {
+            return Err(ReplicateError::PartitionMoved {
+                partition,
+                generation,
+            });
+        }
+        Ok(())
+    }
+
+    /// Sends one write to `partition`'s shard and awaits its outcome (at most `timeout`).
+    fn write<F>(
+        &self,
+        partition: PartitionId,
+        ticket: HlcTimestamp,
+        write: Write,
+        timeout: Option<Duration>,
+        make: F,
+    ) -> impl Future<Output = Result<Written, ReplicateError>> + Send + 'static + use<F>
+    where
+        F: FnOnce(Ticket, Reply<crate::shard::ReplicationResult>) -> Request,
+    {
+        let this = self.clone();
+        // The deadline first: a full timer table refuses the write before it is proposed.
+        let sent = match self.inner.timer.deadline(timeout) {
+            Ok(deadline) => {
+                let (reply, answer) = oneshot::channel();
+                self.inner
+                    .shards
+                    .send(partition, make(Ticket(ticket.packed()), reply))
+                    .map(|()| (deadline, answer))
+                    .map_err(|refusal| this.replicate_error(refusal, partition, ticket, write))
+            }
+            Err(TimerError::Full) => Err(ReplicateError::QueueFull),
+            Err(TimerError::Stopped) => Err(ReplicateError::Fatal(Fatal::ShutDown)),
+        };
+        async move {
+            let (deadline, answer) = sent?;
+            let answer = race(deadline, answer)
+                .await
+                .map_err(|Elapsed| ReplicateError::Timeout { ticket })?
+                .unwrap_or(Err(SHARD_GONE));
+            match answer {
+                Ok(outcome) if outcome.status == Status::Success => Ok(Written {
+                    ticket,
+                    log_index: outcome.index,
+                }),
+                // The only other outcome: leadership was lost before the write committed.
+                Ok(_) => Err(ReplicateError::LeadershipLost { ticket }),
+                Err(refusal) => Err(this.replicate_error(refusal, partition, ticket, write)),
+            }
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! The one leadership table of a node: per partition, what its replica last reported (role,
+//! leader, term, since when, and whether the leader's no-op of its term has committed).
+//!
+//! The shards write it on every soft-state change of a replica (one loop turn may pass before
+//! a change shows); anyone reads it without a round trip to the shard. Each partition's entry
+//! is a `tokio::sync::watch` channel, so waiters ([`LeaderTable::subscribe`]) are woken by the
+//! change itself: nothing polls. Receiving from a watch works on any executor.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Instant;
+
+use tokio::sync::watch;
+
+use super::event::RaftEvent;
+use crate::core::{NodeId, PartitionId, Role, SoftState, Term};
+
+/// The leadership of one partition as its replica on this node last reported it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Leadership {
+    /// This replica's role.
+    pub role: Role,
+    /// The leader it knows for `term`, if any.
+    pub leader: Option<NodeId>,
+    /// Its term.
+    pub term: Term,
+    /// Since when this replica has known this leader in this term (reset when either changes).
+    pub since: Instant,
+    /// Whether the leader's no-op of `term` has committed (known on the leader only): until
+    /// then a new leader's log may still hold entries of earlier terms it has not committed.
+    pub noop_committed: bool,
+}
+
+impl Leadership {
+    /// Whether this replica leads and its no-op of the term has committed (Kommander's
+    /// published leadership).
+    #[must_use]
+    pub fn leads(&self) -> bool {
+        self.role == Role::Leader && self.noop_committed
+    }
+}
+
+/// Resolves a node's endpoint, for the leader-changed events (the node's discovery implements
+/// it: the shard never imports the node).
+pub trait EndpointLookup: Send + Sync + 'static {
+    /// The endpoint of `node`, when known.
+    fn endpoint_of(&self, node: NodeId) -> Option<String>;
+}
+
+type Entry = watch::Sender<Option<Leadership>>;
+
+/// The latest [`Leadership`] of every partition of a node, written by the shards and read (or
+/// awaited) by any thread.
+pub struct LeaderTable {
+    partitions: RwLock<HashMap<PartitionId, Entry>>,
+    endpoints: Option<Arc<dyn EndpointLookup>>,
+}
+
+impl std::fmt::Debug for LeaderTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaderTable").finish_non_exhaustive()
+    }
+}
+
+impl Default for LeaderTable {
+    /// A table whose events carry no endpoints.
+    fn default() -> Self {
+        Self {
+            partitions: RwLock::new(HashMap::new()),
+            endpoints: None,
+        }
+    }
+}
+
+impl LeaderTable {
+    /// A table whose leader-changed events carry the endpoints `endpoints` resolves.
+    #[must_use]
+    pub fn new(endpoints: Arc<dyn EndpointLookup>) -> Self {
+        Self {
+            endpoints: Some(endpoints),
+            ..Self::default()
+        }
+    }
+
+    /// The latest leadership of `partition`, if its replica reported one.
+    #[must_use]
+    pub fn get(&self, partition: PartitionId) -> Option<Leadership> {
+        let partitions = self
+            .partitions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        partitions.get(&partition).and_then(|entry| *entry.borrow())
+    }
+
+    /// A receiver of `partition`'s leadership, woken at every change (`None` until its
+    /// replica reports).
+    #[must_use]
+    pub fn subscribe(&self, partition: PartitionId) -> watch::Receiver<Option<Leadership>> {
+        self.with_entry(partition, watch::Sender::subscribe)
+    }
+
+    /// The endpoint of `node`, when the lookup knows it.
+    #[must_use]
+    pub fn endpoint_of(&self, node: NodeId) -> Option<String> {
+        self.endpoints.as_ref()?.endpoint_of(node)
+    }
+
+    /// Records `partition`'s new soft state and wakes its waiters (only if something
+    /// changed). Returns the [`RaftEvent::LeaderChanged`] to emit when the leader or the term
+    /// changed.
+    pub(crate) fn update(&self, partition: PartitionId, soft: SoftState) -> Option<RaftEvent> {
+        let mut changed = false;
+        self.with_entry(partition, |entry| {
+            entry.send_if_modified(|current| {
+                let same_leader =
+                    current.is_some_and(|c| c.leader == soft.leader && c.term == soft.term);
+                changed = !same_leader;
+                let next = Some(Leadership {
+                    role: soft.role,
+                    leader: soft.leader,
+                    term: soft.term,
+                    since: match current {
+                        Some(c) if same_leader => c.since,
+                        _ => Instant::now(),
+                    },
+                    noop_committed: soft.noop_committed,
+                });
+                let modified = *current != next;
+                *current = next;
+                modified
+            })
+        });
+        changed.then(|| RaftEvent::LeaderChanged {
+            partition,
+            leader: soft.leader,
+            endpoint: soft.leader.and_then(|leader| self.endpoint_of(leader)),
+            term: soft.term,
+        })
+    }
+
+    /// Runs `f` on `partition`'s entry, created (`None`: nothing reported) if absent.
+    fn with_entry<R>(&self, partition: PartitionId, f: impl FnOnce(&Entry) -> R) -> R {
+        {
+            let partitions = self
+                .partitions
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(entry) = partitions.get(&partition) {
+                return f(entry);
+            }
+        }
+        let mut partitions = self
+            .partitions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        f(partitions
+            .entry(partition)
+            .or_insert_with(|| watch::Sender::new(None)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    struct Names;
+
+    impl EndpointLookup for Names {
+        fn endpoint_of(&self, node: NodeId) -> Option<String> {
+            Some(format!("node-{node}"))
+        }
+    }
+
+    fn soft(role: Role, leader: Option<u64>, term: u64, noop_committed: bool) -> SoftState {
+        SoftState {
+            role,
+            leader: leader.map(NodeId),
+            term: Term(term),
+            noop_committed,
+        }
+    }
+
+    #[test]
+    fn events_only_when_the_leader_or_term_changes_and_since_survives_role_changes() {
+        let table = LeaderTable::new(Arc::new(Names));
+        let p = PartitionId(3);
+        assert_eq!(table.get(p), None);
+        // The first report is a change.
+        assert_eq!(
+            table.update(p, soft(Role::Candidate, None, 1, false)),
+            Some(RaftEvent::LeaderChanged {
+                partition: p,
+                leader: None,
+                endpoint: None,
+                term: Term(1),
+            })
+        );
+        let event = table.update(p, soft(Role::Leader, Some(1), 1, false));
+        assert_eq!(
+            event,
+            Some(RaftEvent::LeaderChanged {
+                partition: p,
+                leader: Some(NodeId(1)),
+                endpoint: Some("node-n1".to_owned()),
+                term: Term(1),
+            })
+        );
+        let elected = table.get(p).expect("reported");
+        assert!(!elected.leads(), "the no-op has not committed yet");
+        // The no-op commits: same leader and term, no event, `since` kept.
+        assert_eq!(table.update(p, soft(Role::Leader, Some(1), 1, true)), None);
+        let ready = table.get(p).expect("reported");
+        assert!(ready.leads());
+        assert_eq!(ready.since, elected.since);
+    }
+
+    #[test]
+    fn a_subscriber_is_woken_by_the_change_itself() {
+        let table = Arc::new(LeaderTable::default());
+        let p = PartitionId(1);
+        // Subscribed before the partition reported anything.
+        let mut leadership = table.subscribe(p);
+        let writer = Arc::clone(&table);
+        let thread = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            writer.update(p, soft(Role::Follower, Some(2), 4, false));
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        // No timer exists here: only the watch can wake this wait.
+        let seen = runtime.block_on(async {
+            *leadership
+                .wait_for(|l| l.is_some_and(|l| l.leader.is_some()))
+                .await
+                .expect("table alive")
+        });
+        thread.join().expect("writer");
+        assert_eq!(seen.map(|l| l.leader), Some(Some(NodeId(2))));
+    }
+}
