@@ -93,4 +93,6 @@ pub use crate::node::{
     PeerError, QueryError, Raft, RaftBuilder, RaftNode, ReplicateError, ReplicateOptions,
     StartError, TestHooks, Written,
 };
-pub use crate::shard::{Leadership, LogEntry, RaftEvent, StateMachine};
+pub use crate::shard::{
+    Leadership, LogEntry, LogProgress, PartitionState, RaftEvent, StateMachine,
+};

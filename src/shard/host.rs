@@ -264,6 +264,11 @@ impl ShardHost {
         shard_of(partition, self.shard_count())
     }
 
+    /// The metric handles of `partition`'s shard (for the node's write path).
+    pub(crate) fn metrics(&self, partition: PartitionId) -> &ShardMetrics {
+        &self.inner.router.shards()[self.shard_of(partition)].metrics
+    }
+
     /// Creates `partition`'s replica on its shard, or restores it when the shard's WAL holds
     /// its log (then requests get `RestoreInProgress` until `RestoreFinished` is emitted).
     /// Opening an open partition answers as for the first open. The answer arrives on the

@@ -1,10 +1,13 @@
 //! The one leadership table of a node: per partition, what its replica last reported (role,
-//! leader, term, since when, and whether the leader's no-op of its term has committed).
+//! leader, term, since when, and whether the leader's no-op of its term has committed), and
+//! how far its log has come (last, commit and applied index).
 //!
-//! The shards write it on every soft-state change of a replica (one loop turn may pass before
-//! a change shows); anyone reads it without a round trip to the shard. Each partition's entry
-//! is a `tokio::sync::watch` channel, so waiters ([`LeaderTable::subscribe`]) are woken by the
-//! change itself: nothing polls. Receiving from a watch works on any executor.
+//! The shards write it on every soft-state change of a replica, and its log progress at most
+//! once per loop turn for the partitions whose indexes moved (one loop turn may pass before a
+//! change shows); anyone reads it without a round trip to the shard. Each partition's entry
+//! is a `tokio::sync::watch` channel of its [`PartitionState`], so waiters
+//! ([`LeaderTable::subscribe`]) are woken by the change itself: nothing polls. Receiving from a
+//! watch works on any executor.
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -13,7 +16,7 @@ use std::time::Instant;
 use tokio::sync::watch;
 
 use super::event::RaftEvent;
-use crate::core::{NodeId, PartitionId, Role, SoftState, Term};
+use crate::core::{LogIndex, NodeId, PartitionId, Role, SoftState, Term};
 
 /// The leadership of one partition as its replica on this node last reported it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +43,27 @@ impl Leadership {
     }
 }
 
+/// How far the log of one partition's replica on this node has come.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogProgress {
+    /// The index of its last log entry (durable or not).
+    pub last_index: LogIndex,
+    /// Its commit index: entries up to it are committed.
+    pub commit_index: LogIndex,
+    /// Entries up to it were delivered to the application.
+    pub applied_index: LogIndex,
+}
+
+/// What the table holds of one partition: its leadership (`None` until its replica reports)
+/// and its log progress (zero until then).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PartitionState {
+    /// The leadership its replica last reported.
+    pub leadership: Option<Leadership>,
+    /// How far its log has come, as of the end of a shard loop turn.
+    pub progress: LogProgress,
+}
+
 /// Resolves a node's endpoint, for the leader-changed events (the node's discovery implements
 /// it: the shard never imports the node).
 pub trait EndpointLookup: Send + Sync + 'static {
@@ -47,10 +71,10 @@ pub trait EndpointLookup: Send + Sync + 'static {
     fn endpoint_of(&self, node: NodeId) -> Option<String>;
 }
 
-type Entry = watch::Sender<Option<Leadership>>;
+type Entry = watch::Sender<PartitionState>;
 
-/// The latest [`Leadership`] of every partition of a node, written by the shards and read (or
-/// awaited) by any thread.
+/// The latest [`PartitionState`] of every partition of a node, written by the shards and read
+/// (or awaited) by any thread.
 pub struct LeaderTable {
     partitions: RwLock<HashMap<PartitionId, Entry>>,
     endpoints: Option<Arc<dyn EndpointLookup>>,
@@ -89,13 +113,15 @@ impl LeaderTable {
             .partitions
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        partitions.get(&partition).and_then(|entry| *entry.borrow())
+        partitions
+            .get(&partition)
+            .and_then(|entry| entry.borrow().leadership)
     }
 
-    /// A receiver of `partition`'s leadership, woken at every change (`None` until its
-    /// replica reports).
+    /// A receiver of `partition`'s state, woken at every change of its leadership or of its
+    /// log progress.
     #[must_use]
-    pub fn subscribe(&self, partition: PartitionId) -> watch::Receiver<Option<Leadership>> {
+    pub fn subscribe(&self, partition: PartitionId) -> watch::Receiver<PartitionState> {
         self.with_entry(partition, watch::Sender::subscribe)
     }
 
@@ -111,7 +137,8 @@ impl LeaderTable {
     pub(crate) fn update(&self, partition: PartitionId, soft: SoftState) -> Option<RaftEvent> {
         let mut changed = false;
         self.with_entry(partition, |entry| {
-            entry.send_if_modified(|current| {
+            entry.send_if_modified(|state| {
+                let current = &mut state.leadership;
                 let same_leader =
                     current.is_some_and(|c| c.leader == soft.leader && c.term == soft.term);
                 changed = !same_leader;
@@ -138,7 +165,18 @@ impl LeaderTable {
         })
     }
 
-    /// Runs `f` on `partition`'s entry, created (`None`: nothing reported) if absent.
+    /// Records `partition`'s log progress and wakes its waiters if it moved.
+    pub(crate) fn update_progress(&self, partition: PartitionId, progress: LogProgress) {
+        self.with_entry(partition, |entry| {
+            entry.send_if_modified(|state| {
+                let modified = state.progress != progress;
+                state.progress = progress;
+                modified
+            })
+        });
+    }
+
+    /// Runs `f` on `partition`'s entry, created (nothing reported) if absent.
     fn with_entry<R>(&self, partition: PartitionId, f: impl FnOnce(&Entry) -> R) -> R {
         {
             let partitions = self
@@ -155,7 +193,7 @@ impl LeaderTable {
             .unwrap_or_else(PoisonError::into_inner);
         f(partitions
             .entry(partition)
-            .or_insert_with(|| watch::Sender::new(None)))
+            .or_insert_with(|| watch::Sender::new(PartitionState::default())))
     }
 }
 
@@ -233,11 +271,38 @@ mod tests {
         // No timer exists here: only the watch can wake this wait.
         let seen = runtime.block_on(async {
             *leadership
-                .wait_for(|l| l.is_some_and(|l| l.leader.is_some()))
+                .wait_for(|s| s.leadership.is_some_and(|l| l.leader.is_some()))
                 .await
                 .expect("table alive")
         });
         thread.join().expect("writer");
-        assert_eq!(seen.map(|l| l.leader), Some(Some(NodeId(2))));
+        assert_eq!(seen.leadership.map(|l| l.leader), Some(Some(NodeId(2))));
+    }
+
+    #[test]
+    fn progress_wakes_subscribers_only_when_it_moves_and_keeps_the_leadership() {
+        let table = LeaderTable::default();
+        let p = PartitionId(2);
+        let mut state = table.subscribe(p);
+        table.update(p, soft(Role::Leader, Some(1), 3, true));
+        assert!(state.has_changed().expect("table alive"));
+        state.mark_unchanged();
+        let progress = LogProgress {
+            last_index: LogIndex(7),
+            commit_index: LogIndex(6),
+            applied_index: LogIndex(5),
+        };
+        table.update_progress(p, progress);
+        assert!(state.has_changed().expect("table alive"));
+        let seen = *state.borrow_and_update();
+        assert_eq!(seen.progress, progress);
+        assert_eq!(
+            seen.leadership.map(|l| (l.leader, l.term)),
+            Some((Some(NodeId(1)), Term(3)))
+        );
+        // The same progress again wakes nobody; the leadership read stays the same.
+        table.update_progress(p, progress);
+        assert!(!state.has_changed().expect("table alive"));
+        assert_eq!(table.get(p), seen.leadership);
     }
 }

@@ -36,7 +36,7 @@ pub mod worker;
 pub use config::ShardConfig;
 pub use event::{EventSink, NoEvents, RaftEvent, ReplicationErrorReason};
 pub use host::{HostStartError, RuntimeStats, ShardHost};
-pub use leaders::{EndpointLookup, LeaderTable, Leadership};
+pub use leaders::{EndpointLookup, LeaderTable, Leadership, LogProgress, PartitionState};
 pub use transport::{Inbound, Transport};
 
 use std::sync::Arc;

@@ -338,3 +338,58 @@ async fn hooks_on_a_follower_answer_not_leader() {
             .await
     ));
 }
+
+#[tokio::test]
+async fn watch_partition_follows_leadership_and_log_progress_on_every_node() {
+    let cluster = TestCluster::start(3, 1).await;
+    let p = PartitionId(1);
+    let mut watches: Vec<_> = (0..3)
+        .map(|i| {
+            cluster
+                .raft(i)
+                .watch_partition(p)
+                .expect("a partition of the map")
+        })
+        .collect();
+    let mut last = None;
+    for i in 0..5 {
+        last = Some(cluster.replicate(p, format!("entry {i}").as_bytes()).await);
+    }
+    let written = last.expect("written").log_index;
+    let leader = cluster.leader(p).await;
+    let id = cluster.raft(leader).local_node_id();
+    for (i, watch) in watches.iter_mut().enumerate() {
+        // Woken by the changes themselves: every node's replica applies the writes.
+        let state = *tokio::time::timeout(
+            PATIENCE,
+            watch.wait_for(|s| s.progress.applied_index >= written),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("node {i} did not apply {written}"))
+        .expect("the node runs");
+        assert!(
+            state.progress.commit_index >= state.progress.applied_index,
+            "{state:?}"
+        );
+        assert!(
+            state.progress.last_index >= state.progress.commit_index,
+            "{state:?}"
+        );
+        let leadership = state.leadership.expect("reported");
+        assert_eq!(leadership.leader, Some(id), "node {i}");
+        let expected = if i == leader {
+            Role::Leader
+        } else {
+            Role::Follower
+        };
+        assert_eq!(leadership.role, expected, "node {i}");
+        assert_eq!(Some(leadership), cluster.raft(i).leadership(p));
+    }
+    // A partition outside the map has no state to watch.
+    assert!(matches!(
+        cluster.raft(0).watch_partition(PartitionId(99)),
+        Err(QueryError::PartitionMoved {
+            partition: PartitionId(99)
+        })
+    ));
+}

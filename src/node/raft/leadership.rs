@@ -1,6 +1,7 @@
 //! Leadership and partition-state queries (Kommander's `AmILeaderQuick`, `AmILeader`,
 //! `WaitForLeader`, `WaitForLeaderStableAsync`, `GetFollowerLagAsync`): the quick ones read
-//! the leadership table, the waits await its changes (`wait.rs`), the others ask the shard.
+//! the leadership table, the waits await its changes (`wait.rs`), the others ask the shard;
+//! `watch_partition` hands out the table's watch of one partition itself.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,7 +11,9 @@ use crate::core::{NodeId, PartitionId};
 use crate::node::discovery::RaftNode;
 use crate::node::error::QueryError;
 use crate::node::system::SYSTEM_PARTITION;
-use crate::shard::{Leadership, PartitionStatus, Refusal, Request};
+use tokio::sync::watch;
+
+use crate::shard::{Leadership, PartitionState, PartitionStatus, Refusal, Request};
 
 use super::Raft;
 use super::wait::{Verdict, until};
@@ -29,6 +32,37 @@ impl Raft {
     #[must_use]
     pub fn leadership(&self, partition: PartitionId) -> Option<Leadership> {
         self.inner.leaders.get(partition)
+    }
+
+    /// A receiver of `partition`'s state on this node, woken at every change: its leadership
+    /// (role, leader, term, since when, whether the leader's no-op committed; `None` until its
+    /// replica reports) and its log progress (last, commit and applied index). For monitoring
+    /// and for code that reacts to leadership or progress without asking the shard.
+    ///
+    /// The shard publishes leadership at every soft-state change and log progress at most once
+    /// per loop turn, for the partitions whose indexes moved; a receiver sees the latest value,
+    /// not every intermediate one. After shutdown the state stays as it last was.
+    ///
+    /// # Errors
+    ///
+    /// [`QueryError::PartitionMoved`] for a partition outside this node's map (once it is
+    /// initialized).
+    pub fn watch_partition(
+        &self,
+        partition: PartitionId,
+    ) -> Result<watch::Receiver<PartitionState>, QueryError> {
+        if self.outside_map(partition) {
+            return Err(QueryError::PartitionMoved { partition });
+        }
+        Ok(self.inner.leaders.subscribe(partition))
+    }
+
+    /// Whether `partition` is outside this node's map, once it is initialized: its replica
+    /// would never report, and a table entry made for it would outlive its users.
+    fn outside_map(&self, partition: PartitionId) -> bool {
+        self.is_initialized()
+            && partition != SYSTEM_PARTITION
+            && self.partition_generation(partition) == 0
     }
 
     /// Whether this node leads `partition`, once that is settled: `true` when it leads and
@@ -167,9 +201,7 @@ impl Raft {
         T: Send + 'static,
         V: FnMut(Option<&Leadership>, Instant) -> Verdict<T> + Send + 'static,
     {
-        let unknown = self.is_initialized()
-            && partition != SYSTEM_PARTITION
-            && self.partition_generation(partition) == 0;
+        let unknown = self.outside_map(partition);
         let timer = Arc::clone(&self.inner.timer);
         let leadership = (!unknown).then(|| self.inner.leaders.subscribe(partition));
         async move {

@@ -2,7 +2,7 @@
 //! each is one request to the partition's shard, answered once its outcome is known.
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
@@ -93,6 +93,7 @@ impl Raft {
     ) -> impl Future<Output = Result<Written, ReplicateError>> + Send + 'static + use<> {
         let ticket = self.inner.hlc.now();
         let checked = self.check_write(partition, log_type, &payloads, options);
+        let count = payloads.len();
         let entries = payloads
             .into_iter()
             .map(|payload| ProposedEntry {
@@ -105,7 +106,7 @@ impl Raft {
             self.write(
                 partition,
                 ticket,
-                Write::Propose,
+                (Write::Propose, count),
                 options.timeout,
                 move |ticket, reply| Request::Propose {
                     entries,
@@ -133,7 +134,7 @@ impl Raft {
         self.write(
             partition,
             ticket,
-            Write::Checkpoint,
+            (Write::Checkpoint, 1),
             None,
             |ticket, reply| Request::Checkpoint { ticket, reply },
         )
@@ -153,9 +154,13 @@ impl Raft {
         partition: PartitionId,
         ticket: HlcTimestamp,
     ) -> impl Future<Output = Result<Written, ReplicateError>> + Send + 'static + use<> {
-        self.write(partition, ticket, Write::Commit, None, |ticket, reply| {
-            Request::Commit { ticket, reply }
-        })
+        self.write(
+            partition,
+            ticket,
+            (Write::Commit, 1),
+            None,
+            |ticket, reply| Request::Commit { ticket, reply },
+        )
     }
 
     /// Rolls back the two-phase proposal `ticket`: its entries are never delivered.
@@ -168,9 +173,13 @@ impl Raft {
         partition: PartitionId,
         ticket: HlcTimestamp,
     ) -> impl Future<Output = Result<Written, ReplicateError>> + Send + 'static + use<> {
-        self.write(partition, ticket, Write::Rollback, None, |ticket, reply| {
-            Request::Rollback { ticket, reply }
-        })
+        self.write(
+            partition,
+            ticket,
+            (Write::Rollback, 1),
+            None,
+            |ticket, reply| Request::Rollback { ticket, reply },
+        )
     }
 
     /// What makes a write invalid before it reaches its shard.
@@ -223,18 +232,22 @@ impl Raft {
         Ok(())
     }
 
-    /// Sends one write to `partition`'s shard and awaits its outcome (at most `timeout`).
+    /// Sends one write of `entries` entries to `partition`'s shard and awaits its outcome (at
+    /// most `timeout`). Records the proposal once the shard queued it, and the commit with its
+    /// latency from this call.
     fn write<F>(
         &self,
         partition: PartitionId,
         ticket: HlcTimestamp,
-        write: Write,
+        (write, entries): (Write, usize),
         timeout: Option<Duration>,
         make: F,
     ) -> impl Future<Output = Result<Written, ReplicateError>> + Send + 'static + use<F>
     where
         F: FnOnce(Ticket, Reply<crate::shard::ReplicationResult>) -> Request,
     {
+        let started = Instant::now();
+        let entries = u64::try_from(entries).unwrap_or(u64::MAX);
         let this = self.clone();
         // The deadline first: a full timer table refuses the write before it is proposed.
         let sent = match self.inner.timer.deadline(timeout) {
@@ -243,7 +256,10 @@ impl Raft {
                 self.inner
                     .shards
                     .send(partition, make(Ticket(ticket.packed()), reply))
-                    .map(|()| (deadline, answer))
+                    .map(|()| {
+                        self.inner.shards.metrics(partition).proposed(entries);
+                        (deadline, answer)
+                    })
                     .map_err(|refusal| this.replicate_error(refusal, partition, ticket, write))
             }
             Err(TimerError::Full) => Err(ReplicateError::QueueFull),
@@ -256,10 +272,14 @@ impl Raft {
                 .map_err(|Elapsed| ReplicateError::Timeout { ticket })?
                 .unwrap_or(Err(SHARD_GONE));
             match answer {
-                Ok(outcome) if outcome.status == Status::Success => Ok(Written {
-                    ticket,
-                    log_index: outcome.index,
-                }),
+                Ok(outcome) if outcome.status == Status::Success => {
+                    let metrics = this.inner.shards.metrics(partition);
+                    metrics.committed(entries, started.elapsed());
+                    Ok(Written {
+                        ticket,
+                        log_index: outcome.index,
+                    })
+                }
                 // The only other outcome: leadership was lost before the write committed.
                 Ok(_) => Err(ReplicateError::LeadershipLost { ticket }),
                 Err(refusal) => Err(this.replicate_error(refusal, partition, ticket, write)),

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use super::timer::{Deadline, Timer, TimerError};
 use crate::node::error::{Fatal, QueryError};
-use crate::shard::Leadership;
+use crate::shard::{Leadership, PartitionState};
 
 /// What a wait makes of the partition's current leadership.
 pub(super) enum Verdict<T> {
@@ -24,7 +24,8 @@ pub(super) enum Verdict<T> {
     ChangedOr(Instant),
 }
 
-/// Waits until `verdict` is `Done`, at most `timeout` (`None`: no limit).
+/// Waits until `verdict` is `Done`, at most `timeout` (`None`: no limit). The verdict is asked
+/// again at every change of the partition's state (its log progress included).
 ///
 /// # Errors
 ///
@@ -33,7 +34,7 @@ pub(super) enum Verdict<T> {
 /// after the node stopped.
 pub(super) async fn until<T>(
     timer: &Timer,
-    mut leadership: watch::Receiver<Option<Leadership>>,
+    mut state: watch::Receiver<PartitionState>,
     timeout: Option<Duration>,
     mut verdict: impl FnMut(Option<&Leadership>, Instant) -> Verdict<T>,
 ) -> Result<T, QueryError> {
@@ -43,7 +44,7 @@ pub(super) async fn until<T>(
     let mut armed: Option<(Instant, Deadline)> = None;
     loop {
         let now = Instant::now();
-        let recheck = match verdict(leadership.borrow_and_update().as_ref(), now) {
+        let recheck = match verdict(state.borrow_and_update().leadership.as_ref(), now) {
             Verdict::Done(answer) => return Ok(answer),
             Verdict::Changed => None,
             Verdict::ChangedOr(at) => Some(at),
@@ -68,7 +69,7 @@ pub(super) async fn until<T>(
             }
             Some(_) => {}
         }
-        let mut changed = pin!(leadership.changed());
+        let mut changed = pin!(state.changed());
         let woke = std::future::poll_fn(|cx| {
             if let Poll::Ready(result) = changed.as_mut().poll(cx) {
                 return Poll::Ready(Some(result.is_ok()));

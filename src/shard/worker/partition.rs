@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use super::restore::Restore;
 use crate::core::{LogIndex, PartitionId, Replica};
 use crate::shard::wal_records::WalView;
-use crate::shard::{Refusal, ReplicationResult, Reply};
+use crate::shard::{LogProgress, Refusal, ReplicationResult, Reply};
 
 /// One hosted partition.
 #[derive(Debug, Default)]
@@ -27,6 +27,8 @@ pub(crate) struct Slot {
     pub(crate) reads: HashMap<u64, Reply<LogIndex>>,
     /// Read points known, waiting for the application to apply them.
     pub(crate) reads_waiting_apply: Vec<(LogIndex, Reply<LogIndex>)>,
+    /// The log progress last published in the leadership table.
+    pub(crate) published: LogProgress,
 }
 
 impl Slot {

@@ -8,8 +8,10 @@ use std::sync::atomic::Ordering;
 use super::Worker;
 use super::delivery::deliver_live;
 use super::restore::Restore;
-use crate::core::{LogIndex, PartitionId, Ready, Replica};
-use crate::shard::{RaftEvent, Refusal, ReplicationErrorReason, ReplicationResult, outcome_key};
+use crate::core::{LogIndex, PartitionId, Ready, Replica, Role};
+use crate::shard::{
+    LogProgress, RaftEvent, Refusal, ReplicationErrorReason, ReplicationResult, outcome_key,
+};
 
 impl Worker {
     /// Handles the Readies of the touched partitions (every partition when `all`), then
@@ -46,6 +48,7 @@ impl Worker {
                 // More to do: next turn (after the other partitions had theirs).
                 self.partitions.mark_dirty(partition);
             }
+            self.publish_progress(partition);
         }
         if self.writes.has_appended() {
             self.stats.wal_submissions.fetch_add(1, Ordering::Relaxed);
@@ -55,12 +58,40 @@ impl Worker {
         worked
     }
 
+    /// Publishes `partition`'s log progress in the leadership table if it moved since the
+    /// last publication (once per turn at most: the partition is gathered once per turn).
+    fn publish_progress(&mut self, partition: PartitionId) {
+        let Some(slot) = self.partitions.get_mut(partition) else {
+            return;
+        };
+        let Some(replica) = slot.replica.as_ref() else {
+            return;
+        };
+        let progress = LogProgress {
+            last_index: replica.last_index(),
+            commit_index: replica.commit_index(),
+            applied_index: replica.applied_index(),
+        };
+        if progress != slot.published {
+            slot.published = progress;
+            self.leaders.update_progress(partition, progress);
+        }
+    }
+
     fn handle_ready(&mut self, partition: PartitionId, mut ready: Ready) {
         let Some(slot) = self.partitions.get_mut(partition) else {
             return;
         };
         if let Some(soft) = ready.soft_state {
             if let Some(changed) = self.leaders.update(partition, soft) {
+                // The leader or the term changed: as a candidate, a new election; with a
+                // leader named, a new leader.
+                if soft.role == Role::Candidate {
+                    self.metrics.election_started();
+                }
+                if soft.leader.is_some() {
+                    self.metrics.leader_changed();
+                }
                 self.events.emit(changed);
             }
             // Forwarded reads may never be answered by a deposed leader. The commit of the
