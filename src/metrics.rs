@@ -46,8 +46,8 @@ pub const INBOUND_MESSAGES_DROPPED: &str = "kommander_inbound_messages_dropped_t
 /// Messages to peers the transport dropped (counter; label `reason`: `queue_full` or
 /// `unknown_peer`).
 pub const TRANSPORT_MESSAGES_DROPPED: &str = "kommander_transport_messages_dropped_total";
-/// Elections a replica of this node started: it became a candidate in a new term (counter;
-/// label `shard`).
+/// Elections a replica of this node ran: it reported itself candidate, or leader, in a term
+/// it had not reported before (counter; label `shard`).
 pub const ELECTIONS_STARTED: &str = "kommander_elections_started_total";
 /// Times a replica of this node learned of a new leader (counter; label `shard`).
 pub const LEADER_CHANGES: &str = "kommander_leader_changes_total";
@@ -140,7 +140,7 @@ pub fn describe() {
     describe_counter!(
         ELECTIONS_STARTED,
         Unit::Count,
-        "Elections started by this node's replicas (candidate in a new term)."
+        "Elections run by this node's replicas (candidate or leader in a new term)."
     );
     describe_counter!(
         LEADER_CHANGES,
@@ -219,7 +219,7 @@ impl ShardMetrics {
             .increment(u64::try_from(messages).unwrap_or(u64::MAX));
     }
 
-    /// A replica became a candidate in a new term.
+    /// A replica ran an election (candidate or leader in a new term).
     pub(crate) fn election_started(&self) {
         self.elections_started.increment(1);
     }

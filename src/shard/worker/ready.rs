@@ -83,10 +83,12 @@ impl Worker {
             return;
         };
         if let Some(soft) = ready.soft_state {
+            let previous_term = self.leaders.get(partition).map(|l| l.term);
             if let Some(changed) = self.leaders.update(partition, soft) {
-                // The leader or the term changed: as a candidate, a new election; with a
-                // leader named, a new leader.
-                if soft.role == Role::Candidate {
+                // A candidate or a leader in a term it did not report before ran an election
+                // (a lone voter wins within one Ready: its candidacy is never reported).
+                let campaigned = matches!(soft.role, Role::Candidate | Role::Leader);
+                if campaigned && previous_term != Some(soft.term) {
                     self.metrics.election_started();
                 }
                 if soft.leader.is_some() {
