@@ -43,9 +43,6 @@ pub const SHARD_INBOUND_QUEUE_DEPTH: &str = "kommander_shard_inbound_queue_depth
 /// Messages from peers dropped because their shard's inbound queue was full (counter; label
 /// `shard`).
 pub const INBOUND_MESSAGES_DROPPED: &str = "kommander_inbound_messages_dropped_total";
-/// Messages to peers the transport dropped (counter; label `reason`: `queue_full` or
-/// `unknown_peer`).
-pub const TRANSPORT_MESSAGES_DROPPED: &str = "kommander_transport_messages_dropped_total";
 /// Elections a replica of this node ran: it reported itself candidate, or leader, in a term
 /// it had not reported before (counter; label `shard`).
 pub const ELECTIONS_STARTED: &str = "kommander_elections_started_total";
@@ -131,11 +128,6 @@ pub fn describe() {
         INBOUND_MESSAGES_DROPPED,
         Unit::Count,
         "Messages from peers dropped because the shard's inbound queue was full."
-    );
-    describe_counter!(
-        TRANSPORT_MESSAGES_DROPPED,
-        Unit::Count,
-        "Messages to peers dropped by the transport (queue full or unknown peer)."
     );
     describe_counter!(
         ELECTIONS_STARTED,
@@ -230,25 +222,6 @@ impl ShardMetrics {
     }
 }
 
-/// Why the transport dropped messages to a peer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum TransportDrop {
-    /// The peer's bounded send queue was full.
-    QueueFull,
-    /// The destination is not a configured peer.
-    UnknownPeer,
-}
-
-/// The transport dropped `messages` messages for `reason` (rare: looked up per call).
-pub(crate) fn transport_dropped(reason: TransportDrop, messages: usize) {
-    let reason = match reason {
-        TransportDrop::QueueFull => "queue_full",
-        TransportDrop::UnknownPeer => "unknown_peer",
-    };
-    metrics::counter!(TRANSPORT_MESSAGES_DROPPED, "reason" => reason)
-        .increment(u64::try_from(messages).unwrap_or(u64::MAX));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,7 +232,6 @@ mod tests {
             PROPOSALS,
             COMMITS,
             INBOUND_MESSAGES_DROPPED,
-            TRANSPORT_MESSAGES_DROPPED,
             ELECTIONS_STARTED,
             LEADER_CHANGES,
         ];
