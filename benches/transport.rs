@@ -155,7 +155,10 @@ fn transport_pair() -> Pair {
         config.endpoint = addrs[i].clone();
         config.peers = BTreeMap::from([(other, addrs[other as usize - 1].clone())]);
         queue_batches_max = config.transport.peer_queue_batches_max;
-        transports.push(TcpTransport::with_listener(&config, listener).expect("transport"));
+        transports.push(
+            TcpTransport::with_listener(&config.tcp_config(), &config.tcp_cluster(), listener)
+                .expect("transport"),
+        );
     }
     let counter = Arc::new(Counter::default());
     transports[0]

@@ -2,7 +2,9 @@
 //! peers, storage, timing and every limit — validated at start with an error naming the field.
 //!
 //! It derives the per-partition [`core::ReplicaConfig`], the per-shard [`WalConfig`] and the
-//! shard host's [`ShardConfig`]; nothing in the shards reads settings from anywhere else.
+//! It derives the per-partition [`core::ReplicaConfig`], the per-shard [`WalConfig`], the
+//! shard host's [`ShardConfig`] and the TCP transport's [`TcpConfig`] and [`TcpCluster`];
+//! nothing in the shards or the transport reads settings from anywhere else.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::{self, NodeId, PartitionId};
 use crate::shard::ShardConfig;
-use crate::transport::tcp::{self, TcpConfig};
+use crate::transport::tcp::{TcpCluster, TcpConfig, TcpConfigError};
 
 /// Which WAL backend the shards use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -274,9 +276,6 @@ impl NodeConfig {
         if self.cluster_name.is_empty() {
             return invalid("cluster_name", "must not be empty");
         }
-        if let Err(reason) = tcp::validate_cluster_name(&self.cluster_name) {
-            return invalid("cluster_name", &reason);
-        }
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir", "must not be empty");
         }
@@ -286,6 +285,7 @@ impl NodeConfig {
         if !(1..=60_000).contains(&self.tick_interval_ms) {
             return invalid("tick_interval_ms", "must be between 1 and 60000");
         }
+        self.tcp_cluster().validate().map_err(transport_field)?;
         if self.heartbeat_interval_ticks.saturating_mul(2) >= self.election_timeout_ticks_min {
             // The TCP transport sends a partition's heartbeat up to one interval late (it
             // coalesces all partitions' heartbeats into one frame per interval).
@@ -355,9 +355,16 @@ impl NodeConfig {
             .append_bytes_max
             .max(core::Entry::size_bytes_for(self.wal_record_bytes_max))
             .saturating_add(64);
-        self.transport
-            .validate(largest_message)
-            .map_err(|(field, reason)| ConfigError::InvalidField { field, reason })?;
+        self.transport.validate().map_err(transport_field)?;
+        if (self.transport.frame_bytes_max as u64) < largest_message {
+            return Err(ConfigError::InvalidField {
+                field: "transport.frame_bytes_max",
+                reason: format!(
+                    "must hold the largest AppendRequest this configuration allows \
+                     ({largest_message} bytes)"
+                ),
+            });
+        }
         self.wal_config().validate().map_err(|e| match e {
             kommander_wal::Error::InvalidConfig { field, reason } => ConfigError::InvalidField {
                 field: wal_field_name(field),
@@ -421,6 +428,32 @@ impl NodeConfig {
         }
     }
 
+    /// The TCP transport's settings: the `[transport]` table with `listen_address` resolved
+    /// (the node's `endpoint` when the table leaves it empty).
+    #[must_use]
+    pub fn tcp_config(&self) -> TcpConfig {
+        TcpConfig {
+            listen_address: self.listen_address().to_owned(),
+            ..self.transport.clone()
+        }
+    }
+
+    /// This node's place in the cluster, as the TCP transport needs it: id, cluster name,
+    /// peers and the heartbeat period.
+    #[must_use]
+    pub fn tcp_cluster(&self) -> TcpCluster {
+        TcpCluster {
+            cluster_name: self.cluster_name.clone(),
+            node_id: NodeId(self.node_id),
+            peers: self
+                .peers
+                .iter()
+                .map(|(&id, endpoint)| (NodeId(id), endpoint.clone()))
+                .collect(),
+            heartbeat_interval: self.tick_interval() * self.heartbeat_interval_ticks.max(1),
+        }
+    }
+
     /// The WAL configuration of every shard.
     #[must_use]
     pub fn wal_config(&self) -> WalConfig {
@@ -437,6 +470,14 @@ impl NodeConfig {
             partitions_max: self.partitions_max,
             ..WalConfig::default()
         }
+    }
+}
+
+/// The transport names its fields as this configuration spells them.
+fn transport_field(error: TcpConfigError) -> ConfigError {
+    ConfigError::InvalidField {
+        field: error.field,
+        reason: error.reason,
     }
 }
 

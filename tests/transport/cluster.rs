@@ -48,7 +48,9 @@ fn configs(
 }
 
 async fn start(config: NodeConfig, listener: TcpListener) -> TcpNode {
-    let transport = TcpTransport::with_listener(&config, listener).expect("transport");
+    let transport =
+        TcpTransport::with_listener(&config.tcp_config(), &config.tcp_cluster(), listener)
+            .expect("transport");
     let app = Arc::new(Recorder::default());
     let raft = Raft::builder(config)
         .state_machine(app.clone())
@@ -159,7 +161,8 @@ fn a_non_loopback_listener_needs_a_secret_or_an_explicit_opt_in() {
     let dir = tempfile::tempdir().expect("dir");
     let mut config = test_config(1, 1, 1, dir.path());
     let listener = TcpListener::bind("0.0.0.0:0").expect("bind");
-    let error = TcpTransport::with_listener(&config, listener).expect_err("refused");
+    let error = TcpTransport::with_listener(&config.tcp_config(), &config.tcp_cluster(), listener)
+        .expect_err("refused");
     assert!(
         matches!(error, TransportError::Unauthenticated(_)),
         "{error}"
@@ -167,16 +170,19 @@ fn a_non_loopback_listener_needs_a_secret_or_an_explicit_opt_in() {
 
     config.transport.allow_unauthenticated = true;
     let listener = TcpListener::bind("0.0.0.0:0").expect("bind");
-    TcpTransport::with_listener(&config, listener).expect("explicitly allowed");
+    TcpTransport::with_listener(&config.tcp_config(), &config.tcp_cluster(), listener)
+        .expect("explicitly allowed");
 
     config.transport.allow_unauthenticated = false;
     config.transport.auth_secret = Some("0123456789abcdef".to_owned());
     let listener = TcpListener::bind("0.0.0.0:0").expect("bind");
-    TcpTransport::with_listener(&config, listener).expect("authenticated");
+    TcpTransport::with_listener(&config.tcp_config(), &config.tcp_cluster(), listener)
+        .expect("authenticated");
 
     config.transport.auth_secret = Some("short".to_owned());
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let error = TcpTransport::with_listener(&config, listener).expect_err("short secret");
+    let error = TcpTransport::with_listener(&config.tcp_config(), &config.tcp_cluster(), listener)
+        .expect_err("short secret");
     assert!(
         error.to_string().contains("transport.auth_secret"),
         "{error}"
@@ -223,4 +229,34 @@ async fn idle_heartbeats_of_all_partitions_travel_in_one_frame_per_interval() {
         node.raft.shutdown().await;
         node.transport.shutdown();
     }
+}
+
+#[test]
+fn the_transport_names_an_invalid_field_as_the_node_configuration_spells_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut config = test_config(1, 1, 1, dir.path());
+    config.cluster_name = "c".repeat(256);
+    let node_error = config.validate().expect_err("cluster name too long");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let transport_error =
+        TcpTransport::with_listener(&config.tcp_config(), &config.tcp_cluster(), listener)
+            .expect_err("cluster name too long");
+    assert!(
+        matches!(&transport_error, TransportError::Config(e) if e.field == "cluster_name"),
+        "{transport_error}"
+    );
+    assert_eq!(node_error.to_string(), transport_error.to_string());
+
+    let mut config = test_config(1, 1, 1, dir.path());
+    config.transport.peer_queue_batches_max = 0;
+    let node_error = config.validate().expect_err("empty peer queue");
+    let error = TcpTransport::bind(&config.tcp_config(), &config.tcp_cluster())
+        .expect_err("empty peer queue");
+    assert_eq!(node_error.to_string(), error.to_string());
+    assert!(
+        error
+            .to_string()
+            .contains("transport.peer_queue_batches_max"),
+        "{error}"
+    );
 }

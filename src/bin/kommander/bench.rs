@@ -289,8 +289,9 @@ async fn start_cluster(workload: &Workload) -> Result<Cluster, String> {
         config.election_timeout_ticks_max = 40;
         config.heartbeat_interval_ticks = 5;
         config.seed = node;
-        let transport = TcpTransport::with_listener(&config, listener)
-            .map_err(|e| format!("node {node}: transport: {e}"))?;
+        let transport =
+            TcpTransport::with_listener(&config.tcp_config(), &config.tcp_cluster(), listener)
+                .map_err(|e| format!("node {node}: transport: {e}"))?;
         let app = Arc::new(AppliedCounter::new(workload.partitions + 1));
         let raft = Raft::builder(config)
             .state_machine(app)

@@ -204,10 +204,11 @@ fn run_node(args: &NodeArgs) -> Result<(), Fatal> {
     if let Some(address) = args.metrics_listen {
         crate::exporter::serve(address).map_err(Fatal::failure)?;
     }
-    let transport = TcpTransport::bind(&config).map_err(|e| match e {
-        TransportError::Config(e) => Fatal::usage(e.to_string()),
-        other => Fatal::failure(other.to_string()),
-    })?;
+    let transport =
+        TcpTransport::bind(&config.tcp_config(), &config.tcp_cluster()).map_err(|e| match e {
+            TransportError::Config(e) => Fatal::usage(e.to_string()),
+            other => Fatal::failure(other.to_string()),
+        })?;
     // One counter per initial partition plus the system partition; later ones share one.
     let app = Arc::new(AppliedCounter::new(config.initial_partitions + 1));
     let client_config = ClientPortConfig {

@@ -1,17 +1,46 @@
-//! [`TcpConfig`]: the TCP transport's addresses, authentication and limits (the `[transport]`
-//! table of a node's TOML configuration).
+//! What the TCP transport is configured with: [`TcpConfig`] (its addresses, authentication
+//! and limits: the `[transport]` table of a node's TOML configuration) and [`TcpCluster`]
+//! (this node's id, its cluster's name and its peers). A node derives both from its own
+//! configuration (`NodeConfig::tcp_config` and `NodeConfig::tcp_cluster`); the transport reads
+//! nothing else.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use super::handshake::CLUSTER_NAME_BYTES_MAX;
+use crate::core::NodeId;
 
 /// Shortest accepted shared secret, in bytes.
 pub const AUTH_SECRET_BYTES_MIN: usize = 16;
 
+/// An invalid [`TcpConfig`] or [`TcpCluster`] field. The field is named as in a node's TOML
+/// configuration (where [`TcpConfig`] is the `[transport]` table), so a node reports it as its
+/// own configuration error unchanged.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid config field `{field}`: {reason}")]
+pub struct TcpConfigError {
+    /// The field, as spelled in a node's TOML configuration (`transport.frame_bytes_max`).
+    pub field: &'static str,
+    /// What is wrong.
+    pub reason: String,
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> Result<(), TcpConfigError> {
+    Err(TcpConfigError {
+        field,
+        reason: reason.into(),
+    })
+}
+
 /// Settings of the TCP transport. Every limit is named here and checked by
-/// [`TcpConfig::validate`] (called by `NodeConfig::validate`).
+/// [`TcpConfig::validate`] (called by `TcpTransport::bind` and by `NodeConfig::validate`).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TcpConfig {
-    /// Address to listen on (`host:port`). Empty: the node's `endpoint`.
+    /// Address to listen on (`host:port`). In a node's configuration, empty means the node's
+    /// `endpoint` (`NodeConfig::tcp_config` resolves it); the transport needs it set.
     pub listen_address: String,
     /// Shared secret of the cluster (at least 16 bytes). Every connection proves knowledge of
     /// it with HMAC-SHA256 over fresh nonces of both sides. `None`: connections are not
@@ -96,21 +125,20 @@ impl Default for TcpConfig {
 }
 
 impl TcpConfig {
-    /// Checks every field. `largest_message_bytes` is the largest message the node's
-    /// configuration lets a replica send (the frame limit must hold it).
+    /// Checks every field on its own and against the others (an empty `listen_address` is
+    /// refused by `TcpTransport::bind`, not here: a node on another transport leaves it empty).
     ///
     /// # Errors
     ///
-    /// `(field, reason)` naming the first invalid field (as spelled in TOML, under
-    /// `transport.`).
-    pub fn validate(&self, largest_message_bytes: u64) -> Result<(), (&'static str, String)> {
+    /// [`TcpConfigError`] naming the first invalid field (under `transport.`).
+    pub fn validate(&self) -> Result<(), TcpConfigError> {
         if let Some(secret) = &self.auth_secret
             && secret.len() < AUTH_SECRET_BYTES_MIN
         {
-            return Err((
+            return invalid(
                 "transport.auth_secret",
                 format!("at least {AUTH_SECRET_BYTES_MIN} bytes"),
-            ));
+            );
         }
         let positive: [(&'static str, u64); 13] = [
             ("transport.frame_bytes_max", self.frame_bytes_max as u64),
@@ -147,32 +175,71 @@ impl TcpConfig {
         ];
         for (field, value) in positive {
             if value == 0 {
-                return Err((field, "must be positive".to_owned()));
+                return invalid(field, "must be positive");
             }
         }
         if self.frame_bytes_max > u32::MAX as usize {
-            return Err(("transport.frame_bytes_max", "at most 4 GiB - 1".to_owned()));
-        }
-        if (self.frame_bytes_max as u64) < largest_message_bytes {
-            return Err((
-                "transport.frame_bytes_max",
-                format!(
-                    "must hold the largest AppendRequest this configuration allows \
-                     ({largest_message_bytes} bytes)"
-                ),
-            ));
+            return invalid("transport.frame_bytes_max", "at most 4 GiB - 1");
         }
         if self.handshakes_pending_max > self.connections_max {
-            return Err((
+            return invalid(
                 "transport.handshakes_pending_max",
-                "must not exceed connections_max".to_owned(),
-            ));
+                "must not exceed connections_max",
+            );
         }
         if self.reconnect_backoff_min_ms > self.reconnect_backoff_max_ms {
-            return Err((
+            return invalid(
                 "transport.reconnect_backoff_min_ms",
-                "must not exceed reconnect_backoff_max_ms".to_owned(),
-            ));
+                "must not exceed reconnect_backoff_max_ms",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// This node's place in its cluster, as the TCP transport needs it: who it is, which cluster
+/// it belongs to, where its peers are, and the cluster's heartbeat period.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpCluster {
+    /// The cluster's name; the handshake refuses nodes (and clients) of another cluster.
+    pub cluster_name: String,
+    /// This node's id (non-zero: 0 is the id clients present).
+    pub node_id: NodeId,
+    /// The other nodes: id → endpoint (`host:port`). Only they may connect as peers, and the
+    /// transport keeps one outbound connection to each.
+    pub peers: BTreeMap<NodeId, String>,
+    /// The nodes' heartbeat period. Heartbeats of all partitions to one peer are coalesced
+    /// into one frame per period (a heartbeat leaves up to one period late).
+    pub heartbeat_interval: Duration,
+}
+
+impl TcpCluster {
+    /// Checks the fields the transport relies on.
+    ///
+    /// # Errors
+    ///
+    /// [`TcpConfigError`] naming the first invalid field (as a node's configuration spells it).
+    pub fn validate(&self) -> Result<(), TcpConfigError> {
+        if self.node_id.get() == 0 {
+            return invalid("node_id", "node id 0 is reserved");
+        }
+        if self.peers.contains_key(&self.node_id) {
+            return invalid("peers", "lists this node's own id");
+        }
+        if self.peers.contains_key(&NodeId(0)) {
+            return invalid("peers", "node id 0 is reserved");
+        }
+        if self.cluster_name.is_empty() {
+            return invalid("cluster_name", "must not be empty");
+        }
+        if self.cluster_name.len() > CLUSTER_NAME_BYTES_MAX {
+            return invalid(
+                "cluster_name",
+                format!("at most {CLUSTER_NAME_BYTES_MAX} bytes"),
+            );
+        }
+        if self.heartbeat_interval.is_zero() {
+            return invalid("heartbeat_interval_ticks", "must be positive");
         }
         Ok(())
     }

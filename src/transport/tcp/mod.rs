@@ -12,7 +12,8 @@
 //! * [`wire`]: the `Messages` body; entry payloads are never copied on the send path.
 //! * [`handshake`]: protocol version, cluster name, node id and HMAC-SHA256 mutual
 //!   authentication over fresh nonces.
-//! * [`TcpConfig`]: every address, secret, deadline and limit.
+//! * [`TcpConfig`]: every address, secret, deadline and limit; [`TcpCluster`]: this node's
+//!   id, its cluster's name and its peers. The transport reads no other configuration.
 //!
 //! Each direction between two nodes uses its own connection (A's writer → B's listener), so a
 //! connection is written by one thread and read by one thread. A node refuses to listen on a
@@ -41,20 +42,19 @@ use bytes::Bytes;
 use crossbeam::channel::{self, Sender, TrySendError};
 use tracing::info;
 
-pub use self::config::TcpConfig;
+pub use self::config::{TcpCluster, TcpConfig, TcpConfigError};
 use self::frame::Deadlines;
-use self::handshake::{CLUSTER_NAME_BYTES_MAX, Identity};
+use self::handshake::Identity;
 use crate::core::{Message, NodeId};
-use crate::node::config::{ConfigError, NodeConfig};
 use crate::shard::{Inbound, Transport};
 
 /// Why the TCP transport could not start.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
-    /// The configuration is invalid.
+    /// The configuration is invalid (the error names the field).
     #[error(transparent)]
-    Config(#[from] ConfigError),
+    Config(#[from] TcpConfigError),
     /// The listen address could not be bound.
     #[error("cannot listen on `{address}`: {source}")]
     Bind {
@@ -265,66 +265,73 @@ impl std::fmt::Debug for TcpTransport {
 }
 
 impl TcpTransport {
-    /// Binds `transport.listen_address` (or `endpoint` when it is empty) and starts one
-    /// writer thread per configured peer (they connect in the background and keep
-    /// reconnecting). Inbound connections are served once [`TcpTransport::serve`] is called.
+    /// Binds `config.listen_address` and starts one writer thread per peer of `cluster` (they
+    /// connect in the background and keep reconnecting). Inbound connections are served once
+    /// [`TcpTransport::serve`] is called.
     ///
     /// # Errors
     ///
     /// [`TransportError::Config`] for an invalid configuration or an empty address;
     /// [`TransportError::Bind`]; [`TransportError::Unauthenticated`]; [`TransportError::Io`].
-    pub fn bind(config: &NodeConfig) -> Result<Arc<Self>, TransportError> {
-        let address = config.listen_address();
+    pub fn bind(config: &TcpConfig, cluster: &TcpCluster) -> Result<Arc<Self>, TransportError> {
+        config.validate()?;
+        cluster.validate()?;
+        let address = &config.listen_address;
         if address.is_empty() {
-            return Err(ConfigError::InvalidField {
+            return Err(TcpConfigError {
                 field: "transport.listen_address",
                 reason: "neither listen_address nor endpoint is set".to_owned(),
             }
             .into());
         }
         let listener = TcpListener::bind(address).map_err(|source| TransportError::Bind {
-            address: address.to_owned(),
+            address: address.clone(),
             source,
         })?;
-        Self::with_listener(config, listener)
+        Self::start(config, cluster, listener)
     }
 
     /// As [`TcpTransport::bind`], on a listener the caller bound (for example on port 0,
-    /// before the peers' addresses were known).
+    /// before the peers' addresses were known); `config.listen_address` is not used.
     ///
     /// # Errors
     ///
     /// As [`TcpTransport::bind`].
     pub fn with_listener(
-        config: &NodeConfig,
+        config: &TcpConfig,
+        cluster: &TcpCluster,
         listener: TcpListener,
     ) -> Result<Arc<Self>, TransportError> {
         config.validate()?;
-        let transport = &config.transport;
+        cluster.validate()?;
+        Self::start(config, cluster, listener)
+    }
+
+    /// Starts the transport with a validated configuration.
+    fn start(
+        config: &TcpConfig,
+        cluster: &TcpCluster,
+        listener: TcpListener,
+    ) -> Result<Arc<Self>, TransportError> {
         let local_addr = listener.local_addr()?;
         if !local_addr.ip().is_loopback()
-            && transport.auth_secret.is_none()
-            && !transport.allow_unauthenticated
+            && config.auth_secret.is_none()
+            && !config.allow_unauthenticated
         {
             return Err(TransportError::Unauthenticated(local_addr));
         }
-        let peers: BTreeMap<NodeId, String> = config
-            .peers
-            .iter()
-            .map(|(&id, endpoint)| (NodeId(id), endpoint.clone()))
-            .collect();
         let shared = Arc::new(Shared {
-            config: transport.clone(),
+            config: config.clone(),
             identity: Identity {
-                cluster: config.cluster_name.clone(),
-                node: NodeId(config.node_id),
-                secret: transport
+                cluster: cluster.cluster_name.clone(),
+                node: cluster.node_id,
+                secret: config
                     .auth_secret
                     .as_ref()
                     .map(|s| Bytes::copy_from_slice(s.as_bytes())),
             },
-            peers,
-            heartbeat_interval: config.tick_interval() * config.heartbeat_interval_ticks.max(1),
+            peers: cluster.peers.clone(),
+            heartbeat_interval: cluster.heartbeat_interval,
             stop: AtomicBool::new(false),
             stats: Counters::default(),
             connections: Connections::default(),
@@ -332,7 +339,7 @@ impl TcpTransport {
         let mut links = HashMap::new();
         let mut threads = Vec::new();
         for (&peer, address) in &shared.peers {
-            let (tx, rx) = channel::bounded(transport.peer_queue_batches_max);
+            let (tx, rx) = channel::bounded(config.peer_queue_batches_max);
             let for_thread = Arc::clone(&shared);
             let address = address.clone();
             let thread = std::thread::Builder::new()
@@ -351,7 +358,7 @@ impl TcpTransport {
             }
             links.insert(peer, tx);
         }
-        info!(node = config.node_id, %local_addr, peers = links.len(), "transport listening");
+        info!(node = cluster.node_id.get(), %local_addr, peers = links.len(), "transport listening");
         Ok(Arc::new(Self {
             shared,
             links,
@@ -453,12 +460,4 @@ pub fn wake_acceptor(addr: SocketAddr) {
         });
     }
     let _ = TcpStream::connect_timeout(&target, Duration::from_millis(200));
-}
-
-/// Checks the cluster name fits the handshake (called by `NodeConfig::validate`).
-pub(crate) fn validate_cluster_name(name: &str) -> Result<(), String> {
-    if name.len() > CLUSTER_NAME_BYTES_MAX {
-        return Err(format!("at most {CLUSTER_NAME_BYTES_MAX} bytes"));
-    }
-    Ok(())
 }
