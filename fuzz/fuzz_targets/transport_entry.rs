@@ -21,7 +21,7 @@ use kommander_raft::transport::tcp::frame::{
     Deadlines, FrameKind, FrameReader, HEADER_BYTES, decode_frame,
 };
 use kommander_raft::transport::tcp::handshake::{
-    self, HANDSHAKE_FRAME_BYTES_MAX, Identity, RejectCode, Role,
+    self, ConnectionRole, HANDSHAKE_FRAME_BYTES_MAX, Identity, RejectCode,
 };
 use kommander_raft::transport::tcp::wire::{decode_messages, encode_messages};
 
@@ -214,7 +214,7 @@ pub(crate) fn frame(data: &[u8]) -> FrameOutcome {
 /// The `transport_handshake` target: `data` as everything a connector sends, fed to
 /// `handshake::accept` of an acceptor without and with a shared secret (as sent, then with
 /// every frame's checksum repaired). Returns the four outcomes.
-pub(crate) fn handshake(data: &[u8]) -> [Result<(Role, NodeId), String>; 4] {
+pub(crate) fn handshake(data: &[u8]) -> [Result<(ConnectionRole, NodeId), String>; 4] {
     let fixed = with_fixed_checksums(data);
     [
         accept(data, None),
@@ -225,16 +225,19 @@ pub(crate) fn handshake(data: &[u8]) -> [Result<(Role, NodeId), String>; 4] {
 }
 
 /// One acceptor's handshake over `input`; peers 1 to 5 are admitted.
-pub(crate) fn accept(input: &[u8], secret: Option<&[u8]>) -> Result<(Role, NodeId), String> {
+pub(crate) fn accept(
+    input: &[u8],
+    secret: Option<&[u8]>,
+) -> Result<(ConnectionRole, NodeId), String> {
     let me = Identity {
         cluster: CLUSTER.to_owned(),
         node: ACCEPTOR,
         secret: secret.map(Bytes::copy_from_slice),
     };
-    let admit = |role: Role, node: NodeId| match role {
-        Role::Peer if (1..=5).contains(&node.get()) => Ok(()),
-        Role::Peer => Err((RejectCode::UnknownNode, format!("{node} is not a peer"))),
-        Role::Client => Ok(()),
+    let admit = |role: ConnectionRole, node: NodeId| match role {
+        ConnectionRole::Peer if (1..=5).contains(&node.get()) => Ok(()),
+        ConnectionRole::Peer => Err((RejectCode::UnknownNode, format!("{node} is not a peer"))),
+        ConnectionRole::Client => Ok(()),
     };
     let mut stream = Stream::new(input, &[READ_CHUNK_BYTES, 3]);
     // As the listener does: small limits until the connector is authenticated.

@@ -75,7 +75,7 @@ impl Ord for Delayed {
     }
 }
 
-struct State {
+struct FaultState {
     rng: SplitMix64,
     rates: FaultRates,
     /// Directed links that carry nothing: (from, to).
@@ -85,16 +85,16 @@ struct State {
     counts: FaultCounts,
 }
 
-struct Shared {
-    state: Mutex<State>,
+struct FaultShared {
+    state: Mutex<FaultState>,
     wake: Condvar,
     stop: AtomicBool,
     delay_queue_max: usize,
     sent: AtomicU64,
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
+impl FaultShared {
+    fn lock(&self) -> MutexGuard<'_, FaultState> {
         // A panic while holding the lock leaves plain data; keep injecting.
         self.state
             .lock()
@@ -104,7 +104,7 @@ impl Shared {
 
 /// The fault plan of one test network, shared by its [`FaultyTransport`]s.
 pub struct FaultInjector {
-    shared: Arc<Shared>,
+    shared: Arc<FaultShared>,
     timer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -124,8 +124,8 @@ impl FaultInjector {
     ///
     /// The delay timer thread could not be spawned.
     pub fn new(seed: u64, delay_queue_max: usize) -> std::io::Result<Arc<Self>> {
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
+        let shared = Arc::new(FaultShared {
+            state: Mutex::new(FaultState {
                 rng: SplitMix64::new(seed),
                 rates: FaultRates::default(),
                 cuts: HashSet::new(),
@@ -219,7 +219,7 @@ impl Drop for FaultInjector {
     }
 }
 
-fn run_timer(shared: &Shared) {
+fn run_timer(shared: &FaultShared) {
     let mut state = shared.lock();
     loop {
         if shared.stop.load(Ordering::Acquire) {

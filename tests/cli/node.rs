@@ -4,9 +4,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kommander_raft::transport::tcp::client::{Client, ClientError, ClientRequest, ClientResponse};
+use kommander_raft::transport::tcp::client::{
+    ClientConnection, ClientError, ClientRequest, ClientResponse,
+};
 use kommander_raft::transport::tcp::frame::{Deadlines, FrameReader};
-use kommander_raft::transport::tcp::handshake::{self, HandshakeError, Identity, RejectCode, Role};
+use kommander_raft::transport::tcp::handshake::{
+    self, ConnectionHandshakeError, ConnectionRole, Identity, RejectCode,
+};
 use kommander_raft::{NodeConfig, NodeId, PartitionId, Status};
 
 use super::{PATIENCE, Running, kommander};
@@ -51,12 +55,12 @@ fn start_node(dir: &Path, name: &str, secret: Option<&str>, extra: &[&str]) -> (
     (node, client)
 }
 
-fn connect(client: &str, secret: Option<&str>) -> Result<Client, ClientError> {
-    Client::connect(client, "cli-test", secret, PATIENCE)
+fn connect(client: &str, secret: Option<&str>) -> Result<ClientConnection, ClientError> {
+    ClientConnection::connect(client, "cli-test", secret, PATIENCE)
 }
 
 /// Waits until the node reports itself as `partition`'s leader.
-fn wait_leader(client: &mut Client, partition: PartitionId, endpoint: &str) {
+fn wait_leader(client: &mut ClientConnection, partition: PartitionId, endpoint: &str) {
     let deadline = Instant::now() + PATIENCE;
     loop {
         match client
@@ -153,12 +157,19 @@ fn node_serves_clients_and_stops_cleanly_on_sigterm_then_restores() {
         frame_timeout: PATIENCE,
         idle_timeout: PATIENCE,
     };
-    let refused = handshake::connect(&mut stream, &mut reader, &peer, Role::Peer, None, deadlines)
-        .expect_err("a peer on the client port");
+    let refused = handshake::connect(
+        &mut stream,
+        &mut reader,
+        &peer,
+        ConnectionRole::Peer,
+        None,
+        deadlines,
+    )
+    .expect_err("a peer on the client port");
     assert!(
         matches!(
             refused,
-            HandshakeError::Rejected {
+            ConnectionHandshakeError::Rejected {
                 code: RejectCode::Role,
                 ..
             }

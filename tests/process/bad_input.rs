@@ -12,7 +12,9 @@ use kommander_raft::transport::tcp::frame::Deadlines;
 use kommander_raft::transport::tcp::frame::{
     FrameKind, FrameReader, HEADER_BYTES, header_for, write_frame,
 };
-use kommander_raft::transport::tcp::handshake::{self, HANDSHAKE_FRAME_BYTES_MAX, Identity, Role};
+use kommander_raft::transport::tcp::handshake::{
+    self, ConnectionRole, HANDSHAKE_FRAME_BYTES_MAX, Identity,
+};
 
 use super::harness::{CLUSTER, Load, Node, ProcessCluster, SECRET};
 
@@ -98,7 +100,7 @@ fn authenticated(target: &Node, as_node: u64) -> TcpStream {
         &mut stream,
         &mut reader,
         &identity(as_node, CLUSTER, Some(SECRET)),
-        Role::Peer,
+        ConnectionRole::Peer,
         Some(NodeId(target.id)),
         deadlines(),
     )
@@ -177,7 +179,7 @@ fn a_live_node_refuses_bad_input_with_a_reason_and_keeps_committing() {
         &mut s,
         &mut reader,
         &identity(2, "another-cluster", Some(SECRET)),
-        Role::Peer,
+        ConnectionRole::Peer,
         None,
         deadlines(),
     )
@@ -218,7 +220,7 @@ fn a_live_node_refuses_bad_input_with_a_reason_and_keeps_committing() {
         &mut recording,
         &mut reader,
         &identity(4, CLUSTER, Some(SECRET)),
-        Role::Peer,
+        ConnectionRole::Peer,
         Some(NodeId(target.id)),
         deadlines(),
     )

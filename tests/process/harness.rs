@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kommander_raft::shard::codec::{decode_envelope, decode_record};
-use kommander_raft::transport::tcp::client::{Client, ClientRequest, ClientResponse, ReplicaState};
+use kommander_raft::transport::tcp::client::{
+    ClientConnection, ClientRequest, ClientResponse, ReplicaState,
+};
 use kommander_raft::{LogIndex, NodeId, PartitionId, Status, Term};
 use kommander_wal::{Wal, WalConfig};
 
@@ -121,8 +123,8 @@ impl Node {
     }
 
     /// A fresh client connection to this node (`None` when it does not answer).
-    pub(crate) fn client(&self) -> Option<Client> {
-        Client::connect(
+    pub(crate) fn client(&self) -> Option<ClientConnection> {
+        ClientConnection::connect(
             &self.client_address,
             CLUSTER,
             Some(SECRET),
@@ -321,7 +323,7 @@ fn writer(
     acked: &Mutex<Vec<Acked>>,
     count: &AtomicU64,
 ) {
-    let mut connections: BTreeMap<u64, Client> = BTreeMap::new();
+    let mut connections: BTreeMap<u64, ClientConnection> = BTreeMap::new();
     let mut leaders: BTreeMap<u32, u64> = BTreeMap::new();
     let ids: Vec<u64> = clients.keys().copied().collect();
     let mut seq = 0u64;
@@ -336,7 +338,7 @@ fn writer(
         let client = match connections.entry(target) {
             std::collections::btree_map::Entry::Occupied(c) => c.into_mut(),
             std::collections::btree_map::Entry::Vacant(v) => {
-                match Client::connect(
+                match ClientConnection::connect(
                     &clients[&target],
                     CLUSTER,
                     Some(SECRET),

@@ -13,7 +13,9 @@ use kommander_raft::transport::tcp::client::{
     ClientRequest, ClientResponse, ReplicaState, encode_request, encode_response,
 };
 use kommander_raft::transport::tcp::frame::{Deadlines, FrameKind, FrameReader, write_frame};
-use kommander_raft::transport::tcp::handshake::{self, HANDSHAKE_FRAME_BYTES_MAX, Identity, Role};
+use kommander_raft::transport::tcp::handshake::{
+    self, ConnectionRole, HANDSHAKE_FRAME_BYTES_MAX, Identity,
+};
 use kommander_raft::transport::tcp::wire::encode_messages;
 use kommander_raft::{PartitionId, Status};
 
@@ -83,7 +85,7 @@ fn transport_handshake_corpus_replays() {
         if name.starts_with("valid") {
             assert_eq!(
                 open.as_ref().map_err(String::as_str),
-                Ok(&(Role::Peer, NodeId(1))),
+                Ok(&(ConnectionRole::Peer, NodeId(1))),
                 "{name}"
             );
             let refusal = authenticated
@@ -167,11 +169,21 @@ fn connector_transcript(cluster: &str, secret: Option<&[u8]>) -> Vec<u8> {
         sent: Vec::new(),
     };
     let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX, HANDSHAKE_FRAME_BYTES_MAX);
-    let connected = handshake::connect(&mut stream, &mut reader, &me, Role::Peer, None, LONG);
+    let connected = handshake::connect(
+        &mut stream,
+        &mut reader,
+        &me,
+        ConnectionRole::Peer,
+        None,
+        LONG,
+    );
     let accepted = acceptor.join().expect("acceptor thread");
     if cluster == entry::CLUSTER {
         assert_eq!(connected.expect("handshake"), entry::ACCEPTOR);
-        assert_eq!(accepted.expect("handshake"), (Role::Peer, NodeId(1)));
+        assert_eq!(
+            accepted.expect("handshake"),
+            (ConnectionRole::Peer, NodeId(1))
+        );
     }
     stream.sent
 }

@@ -34,7 +34,7 @@ use kommander_raft::transport::tcp::client::{
 use kommander_raft::transport::tcp::frame::{
     Deadlines, FrameError, FrameKind, FrameReader, write_frame,
 };
-use kommander_raft::transport::tcp::handshake::{self, Identity, RejectCode, Role};
+use kommander_raft::transport::tcp::handshake::{self, ConnectionRole, Identity, RejectCode};
 use kommander_raft::transport::tcp::wake_acceptor;
 use kommander_raft::{NodeId, Raft, ReplicateOptions, Status};
 use tracing::{debug, info, warn};
@@ -268,8 +268,8 @@ fn serve_connection(shared: &Arc<Shared>, mut stream: TcpStream, addr: &str) {
         return;
     }
     let mut reader = FrameReader::new(config.frame_bytes_max, config.read_chunk_bytes);
-    let admit = |role: Role, _: NodeId| {
-        if role == Role::Client {
+    let admit = |role: ConnectionRole, _: NodeId| {
+        if role == ConnectionRole::Client {
             Ok(())
         } else {
             Err((

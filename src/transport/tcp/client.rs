@@ -22,7 +22,7 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::frame::{Deadlines, FrameError, FrameKind, FrameReader, write_frame};
-use super::handshake::{self, HandshakeError, Identity, Role};
+use super::handshake::{self, ConnectionHandshakeError, ConnectionRole, Identity};
 use super::wire::{Cursor, WireError};
 use crate::core::{NodeId, PartitionId, Status};
 
@@ -270,7 +270,7 @@ pub enum ClientError {
     },
     /// The handshake failed (wrong cluster, wrong secret...).
     #[error("handshake: {0}")]
-    Handshake(#[from] HandshakeError),
+    Handshake(#[from] ConnectionHandshakeError),
     /// The connection failed or timed out.
     #[error("connection: {0}")]
     Frame(#[from] FrameError),
@@ -280,9 +280,9 @@ pub enum ClientError {
 }
 
 /// A blocking client connection to a node's client port. Requests may be pipelined
-/// ([`Client::send`] several, then [`Client::receive`] their answers in order).
+/// ([`ClientConnection::send`] several, then [`ClientConnection::receive`] their answers in order).
 #[derive(Debug)]
-pub struct Client {
+pub struct ClientConnection {
     stream: TcpStream,
     reader: FrameReader,
     next_id: u64,
@@ -292,7 +292,7 @@ pub struct Client {
 /// Largest response frame a client accepts.
 const RESPONSE_BYTES_MAX: usize = 64 << 10;
 
-impl Client {
+impl ClientConnection {
     /// Connects to `address`, runs the handshake for `cluster` (with `secret` when the
     /// cluster has one), and waits at most `timeout` for each answer afterwards.
     ///
@@ -330,7 +330,14 @@ impl Client {
             node: NodeId(0),
             secret: secret.map(|s| Bytes::copy_from_slice(s.as_bytes())),
         };
-        handshake::connect(&mut stream, &mut reader, &me, Role::Client, None, deadlines)?;
+        handshake::connect(
+            &mut stream,
+            &mut reader,
+            &me,
+            ConnectionRole::Client,
+            None,
+            deadlines,
+        )?;
         Ok(Self {
             stream,
             reader,
@@ -379,7 +386,7 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// As [`Client::send`] and [`Client::receive`]; [`ClientError::BadResponse`] when the
+    /// As [`ClientConnection::send`] and [`ClientConnection::receive`]; [`ClientError::BadResponse`] when the
     /// answer is for another request.
     pub fn call(&mut self, request: &ClientRequest) -> Result<ClientResponse, ClientError> {
         let id = self.send(request)?;

@@ -20,13 +20,13 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 pub const MAGIC: u32 = u32::from_le_bytes(*b"KMDR");
 /// The wire protocol version this build speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
-/// Size of [`FrameHeader`].
+/// Size of [`WireFrameHeader`].
 pub const HEADER_BYTES: usize = 16;
 
 /// The fixed frame header.
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
-pub struct FrameHeader {
+pub struct WireFrameHeader {
     /// [`MAGIC`].
     pub magic: U32,
     /// [`PROTOCOL_VERSION`].
@@ -41,7 +41,7 @@ pub struct FrameHeader {
     pub checksum: U32,
 }
 
-const _: () = assert!(size_of::<FrameHeader>() == HEADER_BYTES);
+const _: () = assert!(size_of::<WireFrameHeader>() == HEADER_BYTES);
 
 /// What a frame carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,7 +165,7 @@ pub struct Frame {
 #[must_use]
 pub fn header_for(kind: FrameKind, chunks: &[Bytes]) -> [u8; HEADER_BYTES] {
     let length: usize = chunks.iter().map(Bytes::len).sum();
-    let mut header = FrameHeader {
+    let mut header = WireFrameHeader {
         magic: MAGIC.into(),
         version: PROTOCOL_VERSION.into(),
         kind: kind.code(),
@@ -193,7 +193,7 @@ pub fn parse_header(
     bytes: &[u8; HEADER_BYTES],
     frame_bytes_max: usize,
 ) -> Result<(FrameKind, usize, u32), FrameError> {
-    let header = FrameHeader::read_from_bytes(bytes).map_err(|_| FrameError::BadMagic(0))?;
+    let header = WireFrameHeader::read_from_bytes(bytes).map_err(|_| FrameError::BadMagic(0))?;
     if header.magic.get() != MAGIC {
         return Err(FrameError::BadMagic(header.magic.get()));
     }

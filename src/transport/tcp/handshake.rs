@@ -37,16 +37,17 @@ pub const HANDSHAKE_FRAME_BYTES_MAX: usize = 4096;
 /// Longest reason text a `Reject` frame carries.
 const REASON_BYTES_MAX: usize = 1024;
 
-/// What the connecting side is.
+/// What the connecting side of a connection is (not to be confused with a replica's Raft
+/// role).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
+pub enum ConnectionRole {
     /// Another node of the cluster (Raft messages).
     Peer,
     /// A client of the `kommander` binary's client port.
     Client,
 }
 
-impl Role {
+impl ConnectionRole {
     const fn code(self) -> u8 {
         match self {
             Self::Peer => 1,
@@ -103,7 +104,7 @@ impl RejectCode {
 /// A failed handshake.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
-pub enum HandshakeError {
+pub enum ConnectionHandshakeError {
     /// This side refused the other (a `Reject` was sent to it).
     #[error("refused ({code:?}): {reason}")]
     Refused {
@@ -153,7 +154,7 @@ struct Transcript<'a> {
     cluster: &'a str,
     connector: NodeId,
     acceptor: NodeId,
-    role: Role,
+    role: ConnectionRole,
     nonce_c: [u8; NONCE_BYTES],
     nonce_s: [u8; NONCE_BYTES],
 }
@@ -188,32 +189,36 @@ impl Transcript<'_> {
 const ACCEPTOR_LABEL: &[u8] = b"kommander-raft/1 acceptor";
 const CONNECTOR_LABEL: &[u8] = b"kommander-raft/1 connector";
 
-fn nonce() -> Result<[u8; NONCE_BYTES], HandshakeError> {
+fn nonce() -> Result<[u8; NONCE_BYTES], ConnectionHandshakeError> {
     let mut nonce = [0; NONCE_BYTES];
-    getrandom::fill(&mut nonce).map_err(|e| HandshakeError::Random(e.to_string()))?;
+    getrandom::fill(&mut nonce).map_err(|e| ConnectionHandshakeError::Random(e.to_string()))?;
     Ok(nonce)
 }
 
-fn send(stream: &mut impl Write, kind: FrameKind, body: BytesMut) -> Result<(), HandshakeError> {
+fn send(
+    stream: &mut impl Write,
+    kind: FrameKind,
+    body: BytesMut,
+) -> Result<(), ConnectionHandshakeError> {
     write_frame(stream, kind, &[body.freeze()]).map_err(|e| FrameError::Io(e).into())
 }
 
 /// Sends a `Reject` (best effort: the connection is closed next anyway) and returns the
-/// matching [`HandshakeError::Refused`].
-fn refuse(stream: &mut impl Write, code: RejectCode, reason: String) -> HandshakeError {
+/// matching [`ConnectionHandshakeError::Refused`].
+fn refuse(stream: &mut impl Write, code: RejectCode, reason: String) -> ConnectionHandshakeError {
     let mut body = BytesMut::with_capacity(1 + reason.len());
     body.put_u8(code.code());
     let cut = reason.floor_char_boundary(REASON_BYTES_MAX);
     body.put_slice(&reason.as_bytes()[..cut]);
     let _ = send(stream, FrameKind::Reject, body);
-    HandshakeError::Refused { code, reason }
+    ConnectionHandshakeError::Refused { code, reason }
 }
 
-fn rejected(body: &Bytes) -> HandshakeError {
+fn rejected(body: &Bytes) -> ConnectionHandshakeError {
     let code = RejectCode::from_code(body.first().copied().unwrap_or(0));
     let text = body.get(1..).unwrap_or_default();
     let cut = text.len().min(REASON_BYTES_MAX);
-    HandshakeError::Rejected {
+    ConnectionHandshakeError::Rejected {
         code,
         reason: String::from_utf8_lossy(&text[..cut]).into_owned(),
     }
@@ -234,12 +239,16 @@ impl<'a> Fields<'a> {
     }
 }
 
-fn expect(frame_kind: FrameKind, wanted: FrameKind, body: &Bytes) -> Result<(), HandshakeError> {
+fn expect(
+    frame_kind: FrameKind,
+    wanted: FrameKind,
+    body: &Bytes,
+) -> Result<(), ConnectionHandshakeError> {
     if frame_kind == FrameKind::Reject {
         return Err(rejected(body));
     }
     if frame_kind != wanted {
-        return Err(HandshakeError::Refused {
+        return Err(ConnectionHandshakeError::Refused {
             code: RejectCode::Malformed,
             reason: format!("expected a {wanted:?} frame, got {frame_kind:?}"),
         });
@@ -252,15 +261,15 @@ fn expect(frame_kind: FrameKind, wanted: FrameKind, body: &Bytes) -> Result<(), 
 ///
 /// # Errors
 ///
-/// [`HandshakeError`]: the connection must be closed.
+/// [`ConnectionHandshakeError`]: the connection must be closed.
 pub fn connect<S: std::io::Read + Write>(
     stream: &mut S,
     reader: &mut FrameReader,
     me: &Identity,
-    role: Role,
+    role: ConnectionRole,
     expected: Option<NodeId>,
     deadlines: Deadlines,
-) -> Result<NodeId, HandshakeError> {
+) -> Result<NodeId, ConnectionHandshakeError> {
     let nonce_c = nonce()?;
     let mut hello = BytesMut::with_capacity(64 + me.cluster.len());
     hello.put_u8(role.code());
@@ -274,7 +283,7 @@ pub fn connect<S: std::io::Read + Write>(
     let frame = reader.read_frame(stream, deadlines, &|| false)?;
     expect(frame.kind, FrameKind::Challenge, &frame.body)?;
     let mut fields = Fields(&frame.body);
-    let malformed = || HandshakeError::Refused {
+    let malformed = || ConnectionHandshakeError::Refused {
         code: RejectCode::Malformed,
         reason: "malformed Challenge".to_owned(),
     };
@@ -330,15 +339,15 @@ pub fn connect<S: std::io::Read + Write>(
 ///
 /// # Errors
 ///
-/// [`HandshakeError`] (a `Reject` with the reason was sent when this side refused): the
+/// [`ConnectionHandshakeError`] (a `Reject` with the reason was sent when this side refused): the
 /// connection must be closed.
 pub fn accept<S: std::io::Read + Write>(
     stream: &mut S,
     reader: &mut FrameReader,
     me: &Identity,
-    admit: &dyn Fn(Role, NodeId) -> Result<(), (RejectCode, String)>,
+    admit: &dyn Fn(ConnectionRole, NodeId) -> Result<(), (RejectCode, String)>,
     deadlines: Deadlines,
-) -> Result<(Role, NodeId), HandshakeError> {
+) -> Result<(ConnectionRole, NodeId), ConnectionHandshakeError> {
     let frame = match reader.read_frame(stream, deadlines, &|| false) {
         Ok(frame) => frame,
         Err(FrameError::Version { found }) => {
@@ -378,8 +387,8 @@ pub fn accept<S: std::io::Read + Write>(
         ));
     };
     let role = match role {
-        1 => Role::Peer,
-        2 => Role::Client,
+        1 => ConnectionRole::Peer,
+        2 => ConnectionRole::Client,
         other => {
             return Err(refuse(
                 stream,

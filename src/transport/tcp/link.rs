@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::{Receiver, RecvTimeoutError};
 use tracing::{info, warn};
 
-use super::Shared;
+use super::TcpShared;
 use super::frame::{FrameKind, FrameReader, HEADER_BYTES, write_frame};
-use super::handshake::{self, HANDSHAKE_FRAME_BYTES_MAX, HandshakeError, Role};
+use super::handshake::{self, ConnectionHandshakeError, ConnectionRole, HANDSHAKE_FRAME_BYTES_MAX};
 use super::wire::{encode_messages, encoded_len};
 use crate::core::rng::SplitMix64;
 use crate::core::{Message, MessageBody, NodeId, PartitionId};
@@ -68,7 +68,7 @@ impl Board {
 
 /// The writer thread of the link to `peer` at `address`.
 pub(super) fn run(
-    shared: &Arc<Shared>,
+    shared: &Arc<TcpShared>,
     peer: NodeId,
     address: &str,
     queue: &Receiver<Vec<Message>>,
@@ -127,10 +127,10 @@ enum ConnectError {
     #[error("connecting: {0}")]
     Connect(std::io::Error),
     #[error("handshake: {0}")]
-    Handshake(#[from] HandshakeError),
+    Handshake(#[from] ConnectionHandshakeError),
 }
 
-fn connect(shared: &Shared, peer: NodeId, address: &str) -> Result<TcpStream, ConnectError> {
+fn connect(shared: &TcpShared, peer: NodeId, address: &str) -> Result<TcpStream, ConnectError> {
     let config = &shared.config;
     let timeout = Duration::from_millis(config.connect_timeout_ms);
     let mut last = std::io::Error::other("the address resolves to nothing");
@@ -157,7 +157,7 @@ fn connect(shared: &Shared, peer: NodeId, address: &str) -> Result<TcpStream, Co
         &mut stream,
         &mut reader,
         &shared.identity,
-        Role::Peer,
+        ConnectionRole::Peer,
         Some(peer),
         shared.handshake_deadlines(),
     )?;
@@ -167,7 +167,7 @@ fn connect(shared: &Shared, peer: NodeId, address: &str) -> Result<TcpStream, Co
 /// Writes queued batches to `stream` until it fails (the error) or the transport stops
 /// (`None`).
 fn serve(
-    shared: &Shared,
+    shared: &TcpShared,
     peer: NodeId,
     mut stream: TcpStream,
     queue: &Receiver<Vec<Message>>,
@@ -227,7 +227,7 @@ fn serve(
 /// Writes `messages` (emptied) in as few frames as the limits allow; an empty list writes
 /// one empty frame (a keepalive).
 fn write_messages(
-    shared: &Shared,
+    shared: &TcpShared,
     peer: NodeId,
     stream: &mut TcpStream,
     messages: &mut Vec<Message>,

@@ -9,9 +9,9 @@ use std::sync::atomic::Ordering;
 
 use tracing::{debug, info, warn};
 
-use super::Shared;
+use super::TcpShared;
 use super::frame::{Deadlines, FrameError, FrameKind, FrameReader};
-use super::handshake::{self, HANDSHAKE_FRAME_BYTES_MAX, RejectCode, Role};
+use super::handshake::{self, ConnectionRole, HANDSHAKE_FRAME_BYTES_MAX, RejectCode};
 use super::wire::decode_messages;
 use crate::core::NodeId;
 use crate::shard::Inbound;
@@ -20,7 +20,7 @@ use crate::shard::Inbound;
 const CONNECTION_STACK_BYTES: usize = 256 << 10;
 
 /// The acceptor thread.
-pub(super) fn run(shared: &Arc<Shared>, listener: &TcpListener, inbound: &Arc<dyn Inbound>) {
+pub(super) fn run(shared: &Arc<TcpShared>, listener: &TcpListener, inbound: &Arc<dyn Inbound>) {
     for accepted in listener.incoming() {
         if shared.stopping() {
             return;
@@ -69,7 +69,7 @@ pub(super) fn run(shared: &Arc<Shared>, listener: &TcpListener, inbound: &Arc<dy
     }
 }
 
-fn serve(shared: &Shared, mut stream: TcpStream, id: u64, addr: &str, inbound: &dyn Inbound) {
+fn serve(shared: &TcpShared, mut stream: TcpStream, id: u64, addr: &str, inbound: &dyn Inbound) {
     let config = &shared.config;
     if let Err(error) = stream
         .set_nodelay(true)
@@ -85,8 +85,8 @@ fn serve(shared: &Shared, mut stream: TcpStream, id: u64, addr: &str, inbound: &
     }
     let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX, HANDSHAKE_FRAME_BYTES_MAX);
     let me = shared.identity.node;
-    let admit = |role: Role, node: NodeId| {
-        if role != Role::Peer {
+    let admit = |role: ConnectionRole, node: NodeId| {
+        if role != ConnectionRole::Peer {
             return Err((
                 RejectCode::Role,
                 "this is the peer port; clients connect to the client port".to_owned(),

@@ -209,7 +209,7 @@ impl Connections {
 }
 
 /// What the transport's threads share.
-struct Shared {
+struct TcpShared {
     config: TcpConfig,
     identity: Identity,
     peers: BTreeMap<NodeId, String>,
@@ -219,7 +219,7 @@ struct Shared {
     connections: Connections,
 }
 
-impl Shared {
+impl TcpShared {
     fn stopping(&self) -> bool {
         self.stop.load(Ordering::Acquire)
     }
@@ -247,7 +247,7 @@ impl Shared {
 /// [`TcpTransport::with_listener`]), give it to `Raft::start`, then call
 /// [`TcpTransport::serve`] with the node's inbound side.
 pub struct TcpTransport {
-    shared: Arc<Shared>,
+    shared: Arc<TcpShared>,
     links: HashMap<NodeId, Sender<Vec<Message>>>,
     local_addr: SocketAddr,
     listener: Mutex<Option<TcpListener>>,
@@ -320,7 +320,7 @@ impl TcpTransport {
         {
             return Err(TransportError::Unauthenticated(local_addr));
         }
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(TcpShared {
             config: config.clone(),
             identity: Identity {
                 cluster: cluster.cluster_name.clone(),
