@@ -14,16 +14,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kommander_raft::core::NodeId;
+use kommander_raft::transport::codec::{
+    FrameKind, HEADER_BYTES, decode_frame, decode_messages, encode_messages,
+};
 use kommander_raft::transport::tcp::client::{
     ClientResponse, decode_request, decode_response, encode_request, encode_response,
-};
-use kommander_raft::transport::tcp::frame::{
-    Deadlines, FrameKind, FrameReader, HEADER_BYTES, decode_frame,
 };
 use kommander_raft::transport::tcp::handshake::{
     self, ConnectionRole, HANDSHAKE_FRAME_BYTES_MAX, Identity, RejectCode,
 };
-use kommander_raft::transport::tcp::wire::{decode_messages, encode_messages};
+use kommander_raft::transport::tcp::reader::{Deadlines, FrameReader};
 
 /// `frame_bytes_max` of the fuzzed readers.
 pub(crate) const FRAME_BYTES_MAX: usize = 64 << 10;

@@ -5,11 +5,14 @@
 //! host's router (an [`Inbound`]), which routes them to the shard owning each partition.
 //!
 //! * [`memory`]: in-process nodes, delivery by a direct call into the peer's inbound queues.
-//! * [`faulty`]: a seeded fault-injecting wrapper (drop, delay, duplicate, reorder, symmetric
-//!   and one-way partitions) around any transport, for tests.
-//!
-//! * [`tcp`]: framed, authenticated TCP connections between nodes (the production transport).
+//! * [`tcp`]: framed, authenticated TCP connections between nodes (the production transport),
+//!   and the client protocol of the `kommander` binary's client port.
+//! * [`codec`]: the wire format of message batches and frames, for custom transports.
+//! * `faulty` (with the `sim` feature, for tests): a seeded fault-injecting wrapper (drop,
+//!   delay, duplicate, reorder, symmetric and one-way partitions) around any transport.
 
+pub mod codec;
+#[cfg(feature = "sim")]
 pub mod faulty;
 pub mod memory;
 pub mod tcp;

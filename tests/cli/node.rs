@@ -7,10 +7,10 @@ use bytes::Bytes;
 use kommander_raft::transport::tcp::client::{
     ClientConnection, ClientError, ClientRequest, ClientResponse,
 };
-use kommander_raft::transport::tcp::frame::{Deadlines, FrameReader};
 use kommander_raft::transport::tcp::handshake::{
     self, ConnectionHandshakeError, ConnectionRole, Identity, RejectCode,
 };
+use kommander_raft::transport::tcp::reader::{Deadlines, FrameReader};
 use kommander_raft::{NodeConfig, NodeId, PartitionId, Status};
 
 use super::{PATIENCE, Running, kommander};

@@ -8,13 +8,11 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kommander_raft::NodeId;
-use kommander_raft::transport::tcp::frame::Deadlines;
-use kommander_raft::transport::tcp::frame::{
-    FrameKind, FrameReader, HEADER_BYTES, header_for, write_frame,
-};
+use kommander_raft::transport::codec::{FrameKind, HEADER_BYTES, header_for, write_frame};
 use kommander_raft::transport::tcp::handshake::{
     self, ConnectionRole, HANDSHAKE_FRAME_BYTES_MAX, Identity,
 };
+use kommander_raft::transport::tcp::reader::{Deadlines, FrameReader};
 
 use super::harness::{CLUSTER, Load, Node, ProcessCluster, SECRET};
 

@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kommander_raft::NodeId;
+use kommander_raft::transport::codec::{FrameKind, encode_messages, write_frame};
 use kommander_raft::transport::tcp::client::{
     ClientRequest, ClientResponse, ReplicaState, encode_request, encode_response,
 };
-use kommander_raft::transport::tcp::frame::{Deadlines, FrameKind, FrameReader, write_frame};
 use kommander_raft::transport::tcp::handshake::{
     self, ConnectionRole, HANDSHAKE_FRAME_BYTES_MAX, Identity,
 };
-use kommander_raft::transport::tcp::wire::encode_messages;
+use kommander_raft::transport::tcp::reader::{Deadlines, FrameReader};
 use kommander_raft::{PartitionId, Status};
 
 use super::wire::{frame_bytes, sample_messages};

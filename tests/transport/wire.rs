@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kommander_raft::core::{Entry, EntryKind, LogIndex, Message, MessageBody, Ticket};
-use kommander_raft::transport::tcp::frame::{
-    Deadlines, FrameError, FrameKind, FrameReader, HEADER_BYTES, MAGIC, PROTOCOL_VERSION,
-    parse_header, write_frame,
+use kommander_raft::transport::codec::{
+    FrameError, FrameKind, HEADER_BYTES, MAGIC, PROTOCOL_VERSION, WireError, decode_messages,
+    encode_messages, parse_header, write_frame,
 };
-use kommander_raft::transport::tcp::wire::{WireError, decode_messages, encode_messages};
+use kommander_raft::transport::tcp::reader::{Deadlines, FrameReader};
 use kommander_raft::{NodeId, PartitionId, Term};
 use proptest::prelude::*;
 

@@ -1,5 +1,5 @@
 //! The node's client port: the client protocol of `kommander_raft::transport::tcp::client`
-//! served on its own listener.
+//! served on its own listener (`ClientListener`, `AcceptedClient`, `write_response`).
 //!
 //! ```text
 //! acceptor thread ── admits under --client-connections-max ──► per connection:
@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::{BufWriter, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -26,43 +26,25 @@ use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use bytes::Bytes;
 use crossbeam::channel::{self, Receiver, Sender, TryRecvError};
 use kommander_raft::transport::tcp::client::{
-    ClientRequest, ClientResponse, ReplicaState, decode_request, encode_response,
+    AcceptedClient, ClientListener, ClientRequest, ClientResponse, ReplicaState, write_response,
 };
-use kommander_raft::transport::tcp::frame::{
-    Deadlines, FrameError, FrameKind, FrameReader, write_frame,
-};
-use kommander_raft::transport::tcp::handshake::{self, ConnectionRole, Identity, RejectCode};
-use kommander_raft::transport::tcp::wake_acceptor;
-use kommander_raft::{NodeId, Raft, ReplicateOptions, Status};
+use kommander_raft::transport::tcp::{TcpCluster, TcpConfig};
+use kommander_raft::{Raft, ReplicateOptions, Status};
 use tracing::{debug, info, warn};
 
 /// Bytes the writer buffers before a write (answers are small; many fit).
 const WRITE_BUFFER_BYTES: usize = 64 << 10;
 
-/// Settings of the client port (from the node's `[transport]` table and the CLI options).
+/// Settings of the client port: the peer port's (cluster name, node id, secret, limits and
+/// deadlines of the node's `[transport]` table) and the CLI options.
 #[derive(Clone, Debug)]
 pub(crate) struct ClientPortConfig {
-    /// The cluster's name (clients must present it).
-    pub(crate) cluster: String,
-    /// This node's id.
-    pub(crate) node: u64,
-    /// The cluster's shared secret (clients must prove it), if any.
-    pub(crate) secret: Option<String>,
-    /// Largest request frame body.
-    pub(crate) frame_bytes_max: usize,
-    /// Bytes one socket read asks for at most.
-    pub(crate) read_chunk_bytes: usize,
-    /// The handshake must finish within this.
-    pub(crate) handshake_timeout: Duration,
-    /// A started frame must complete within this.
-    pub(crate) frame_read_timeout: Duration,
-    /// A connection without a request for this long is closed.
-    pub(crate) idle_timeout: Duration,
-    /// A write that makes no progress for this long fails (the connection is closed).
-    pub(crate) write_timeout: Duration,
+    /// Limits, deadlines and the shared secret, as for peers.
+    pub(crate) transport: TcpConfig,
+    /// The cluster's name and this node's id (clients must present the name).
+    pub(crate) cluster: TcpCluster,
     /// Client connections open at once.
     pub(crate) connections_max: usize,
     /// Unanswered requests per connection.
@@ -82,8 +64,7 @@ pub(crate) struct ClientPortStats {
 
 struct Shared {
     config: ClientPortConfig,
-    identity: Identity,
-    local_addr: SocketAddr,
+    listener: ClientListener,
     raft: Raft,
     runtime: tokio::runtime::Handle,
     stop: AtomicBool,
@@ -100,12 +81,6 @@ impl Shared {
 
     fn stopping(&self) -> bool {
         self.stop.load(Ordering::Acquire)
-    }
-
-    /// The socket read timeout: how often a blocked reader checks its deadlines and `stop`.
-    fn poll_interval(&self) -> Duration {
-        (self.config.frame_read_timeout / 4)
-            .clamp(Duration::from_millis(5), Duration::from_millis(100))
     }
 }
 
@@ -127,20 +102,11 @@ impl ClientPort {
         raft: Raft,
         runtime: tokio::runtime::Handle,
     ) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(address)?;
-        let local_addr = listener.local_addr()?;
-        let identity = Identity {
-            cluster: config.cluster.clone(),
-            node: NodeId(config.node),
-            secret: config
-                .secret
-                .as_ref()
-                .map(|s| Bytes::copy_from_slice(s.as_bytes())),
-        };
+        let listener = ClientListener::bind(address)?;
+        let local_addr = listener.local_addr();
         let shared = Arc::new(Shared {
             config,
-            identity,
-            local_addr,
+            listener,
             raft,
             runtime,
             stop: AtomicBool::new(false),
@@ -151,7 +117,7 @@ impl ClientPort {
         let for_thread = Arc::clone(&shared);
         let acceptor = std::thread::Builder::new()
             .name("kommander-client-accept".to_owned())
-            .spawn(move || accept_loop(&for_thread, &listener))?;
+            .spawn(move || accept_loop(&for_thread))?;
         info!(client = %local_addr, "client port listening");
         Ok(Self {
             shared,
@@ -161,7 +127,7 @@ impl ClientPort {
 
     /// The address the port listens on.
     pub(crate) fn local_addr(&self) -> SocketAddr {
-        self.shared.local_addr
+        self.shared.listener.local_addr()
     }
 
     /// The counters.
@@ -176,7 +142,7 @@ impl ClientPort {
     /// received are still written (until the node stops).
     pub(crate) fn shutdown(mut self) {
         self.shared.stop.store(true, Ordering::Release);
-        wake_acceptor(self.shared.local_addr);
+        self.shared.listener.stop();
         if let Some(acceptor) = self.acceptor.take() {
             let _ = acceptor.join();
         }
@@ -186,11 +152,8 @@ impl ClientPort {
     }
 }
 
-fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
-    for accepted in listener.incoming() {
-        if shared.stopping() {
-            return;
-        }
+fn accept_loop(shared: &Arc<Shared>) {
+    while let Some(accepted) = shared.listener.accept() {
         let stream = match accepted {
             Ok(stream) => stream,
             Err(error) => {
@@ -257,46 +220,17 @@ enum Pending {
     },
 }
 
-fn serve_connection(shared: &Arc<Shared>, mut stream: TcpStream, addr: &str) {
+fn serve_connection(shared: &Arc<Shared>, stream: TcpStream, addr: &str) {
     let config = &shared.config;
-    if let Err(error) = stream
-        .set_nodelay(true)
-        .and_then(|()| stream.set_read_timeout(Some(shared.poll_interval())))
-        .and_then(|()| stream.set_write_timeout(Some(config.handshake_timeout)))
-    {
-        warn!(from = addr, %error, "client socket setup failed; closing");
-        return;
-    }
-    let mut reader = FrameReader::new(config.frame_bytes_max, config.read_chunk_bytes);
-    let admit = |role: ConnectionRole, _: NodeId| {
-        if role == ConnectionRole::Client {
-            Ok(())
-        } else {
-            Err((
-                RejectCode::Role,
-                "this is the client port; nodes connect to the peer port".to_owned(),
-            ))
+    let mut client = match AcceptedClient::accept(stream, &config.transport, &config.cluster) {
+        Ok(client) => client,
+        Err(error) => {
+            warn!(from = addr, %error, "client handshake failed; closing");
+            return;
         }
     };
-    let handshake_deadlines = Deadlines {
-        frame_timeout: config.handshake_timeout,
-        idle_timeout: config.handshake_timeout,
-    };
-    if let Err(error) = handshake::accept(
-        &mut stream,
-        &mut reader,
-        &shared.identity,
-        &admit,
-        handshake_deadlines,
-    ) {
-        warn!(from = addr, %error, "client handshake failed; closing");
-        return;
-    }
     debug!(from = addr, "client connected");
-    let writer_stream = match stream
-        .set_write_timeout(Some(config.write_timeout))
-        .and_then(|()| stream.try_clone())
-    {
+    let writer_stream = match client.try_clone_stream() {
         Ok(s) => s,
         Err(error) => {
             warn!(from = addr, %error, "client socket setup failed; closing");
@@ -316,7 +250,7 @@ fn serve_connection(shared: &Arc<Shared>, mut stream: TcpStream, addr: &str) {
             return;
         }
     };
-    read_requests(shared, &mut stream, &mut reader, &queue, addr);
+    read_requests(shared, &mut client, &queue, addr);
     drop(queue);
     let _ = writer.join();
     debug!(from = addr, "client disconnected");
@@ -324,39 +258,25 @@ fn serve_connection(shared: &Arc<Shared>, mut stream: TcpStream, addr: &str) {
 
 fn read_requests(
     shared: &Shared,
-    stream: &mut TcpStream,
-    reader: &mut FrameReader,
+    client: &mut AcceptedClient,
     queue: &Sender<Pending>,
     addr: &str,
 ) {
-    let config = &shared.config;
-    let deadlines = Deadlines {
-        frame_timeout: config.frame_read_timeout,
-        idle_timeout: config.idle_timeout,
-    };
     let stop = || shared.stopping();
     loop {
-        let frame = match reader.read_frame(stream, deadlines, &stop) {
-            Ok(frame) => frame,
-            Err(FrameError::Shutdown | FrameError::Closed { mid_frame: false }) => return,
+        let (id, request) = match client.next_request(&stop) {
+            Ok(Some(request)) => request,
+            Ok(None) => return,
             Err(error) => {
                 warn!(from = addr, %error, "closing client connection");
                 return;
             }
         };
-        if frame.kind != FrameKind::ClientRequest {
-            warn!(from = addr, kind = ?frame.kind, "unexpected frame on the client port; closing");
-            return;
-        }
         shared.requests.fetch_add(1, Ordering::Relaxed);
-        let pending = match decode_request(&frame.body) {
-            Ok((id, request)) => dispatch(shared, id, request),
+        let pending = match request {
+            Ok(request) => dispatch(shared, id, request),
             Err(error) => {
                 // The frame itself was intact (checksum): answer and keep the connection.
-                let id = frame
-                    .body
-                    .first_chunk::<8>()
-                    .map_or(0, |b| u64::from_le_bytes(*b));
                 debug!(from = addr, %error, "malformed client request");
                 Pending::Ready(
                     id,
@@ -409,8 +329,8 @@ fn dispatch(shared: &Shared, id: u64, request: ClientRequest) -> Pending {
         }
         ClientRequest::Leader { partition } => {
             let leader = shared.raft.leadership(partition).and_then(|l| l.leader);
-            let endpoint = if leader == Some(NodeId(shared.config.node)) {
-                shared.local_addr.to_string()
+            let endpoint = if leader == Some(shared.config.cluster.node_id) {
+                shared.listener.local_addr().to_string()
             } else {
                 String::new()
             };
@@ -510,11 +430,7 @@ fn write_answers(shared: &Shared, stream: TcpStream, answers: &Receiver<Pending>
                     (id, response)
                 }
             };
-            write_frame(
-                &mut out,
-                FrameKind::ClientResponse,
-                &[encode_response(id, &response)],
-            )?;
+            write_response(&mut out, id, &response)?;
         }
     })();
     if let Err(error) = result {

@@ -204,23 +204,16 @@ fn run_node(args: &NodeArgs) -> Result<(), Fatal> {
     if let Some(address) = args.metrics_listen {
         crate::exporter::serve(address).map_err(Fatal::failure)?;
     }
-    let transport =
-        TcpTransport::bind(&config.tcp_config(), &config.tcp_cluster()).map_err(|e| match e {
-            TransportError::Config(e) => Fatal::usage(e.to_string()),
-            other => Fatal::failure(other.to_string()),
-        })?;
+    let (tcp_config, tcp_cluster) = (config.tcp_config(), config.tcp_cluster());
+    let transport = TcpTransport::bind(&tcp_config, &tcp_cluster).map_err(|e| match e {
+        TransportError::Config(e) => Fatal::usage(e.to_string()),
+        other => Fatal::failure(other.to_string()),
+    })?;
     // One counter per initial partition plus the system partition; later ones share one.
     let app = Arc::new(AppliedCounter::new(config.initial_partitions + 1));
     let client_config = ClientPortConfig {
-        cluster: config.cluster_name.clone(),
-        node: config.node_id,
-        secret: config.transport.auth_secret.clone(),
-        frame_bytes_max: config.transport.frame_bytes_max,
-        read_chunk_bytes: config.transport.read_chunk_bytes,
-        handshake_timeout: Duration::from_millis(config.transport.handshake_timeout_ms),
-        frame_read_timeout: Duration::from_millis(config.transport.frame_read_timeout_ms),
-        idle_timeout: Duration::from_millis(config.transport.idle_timeout_ms),
-        write_timeout: Duration::from_millis(config.transport.write_timeout_ms),
+        transport: tcp_config,
+        cluster: tcp_cluster,
         connections_max: args.client_connections_max,
         inflight_max: args.client_inflight_max,
         request_timeout: Duration::from_millis(args.client_request_timeout_ms),

@@ -22,8 +22,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::frame::{Deadlines, FrameError, FrameKind, FrameReader, write_frame};
+use super::reader::{Deadlines, FrameReader};
 use crate::core::NodeId;
+use crate::transport::codec::{FrameError, FrameKind, PROTOCOL_VERSION, write_frame};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -356,7 +357,7 @@ pub fn accept<S: std::io::Read + Write>(
                 RejectCode::Version,
                 format!(
                     "protocol version {found} is not spoken here (this node speaks {})",
-                    super::frame::PROTOCOL_VERSION
+                    PROTOCOL_VERSION
                 ),
             ));
         }

@@ -17,11 +17,11 @@ use crossbeam::channel::{Receiver, RecvTimeoutError};
 use tracing::{info, warn};
 
 use super::TcpShared;
-use super::frame::{FrameKind, FrameReader, HEADER_BYTES, write_frame};
 use super::handshake::{self, ConnectionHandshakeError, ConnectionRole, HANDSHAKE_FRAME_BYTES_MAX};
-use super::wire::{encode_messages, encoded_len};
+use super::reader::FrameReader;
 use crate::core::rng::SplitMix64;
 use crate::core::{Message, MessageBody, NodeId, PartitionId};
+use crate::transport::codec::{FrameKind, HEADER_BYTES, encode_messages, encoded_len, write_frame};
 
 /// The latest heartbeat (and heartbeat response) per partition, waiting for the next flush.
 #[derive(Default)]

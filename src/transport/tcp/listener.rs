@@ -10,11 +10,11 @@ use std::sync::atomic::Ordering;
 use tracing::{debug, info, warn};
 
 use super::TcpShared;
-use super::frame::{Deadlines, FrameError, FrameKind, FrameReader};
 use super::handshake::{self, ConnectionRole, HANDSHAKE_FRAME_BYTES_MAX, RejectCode};
-use super::wire::decode_messages;
+use super::reader::{Deadlines, FrameReader};
 use crate::core::NodeId;
 use crate::shard::Inbound;
+use crate::transport::codec::{FrameError, FrameKind, decode_messages};
 
 /// Stack of a connection thread: it only parses frames.
 const CONNECTION_STACK_BYTES: usize = 256 << 10;

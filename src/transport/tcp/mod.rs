@@ -7,11 +7,15 @@
 //!                                   handshake, frame reader with deadlines, total decoding
 //! ```
 //!
-//! * [`frame`]: the 16-byte `zerocopy` header (magic, version, kind, flags, length, CRC32C)
-//!   and the reader/writer of frames (vectored writes, deadlines, limits before allocation).
-//! * [`wire`]: the `Messages` body; entry payloads are never copied on the send path.
-//! * [`handshake`]: protocol version, cluster name, node id and HMAC-SHA256 mutual
+//! * [`codec`](crate::transport::codec): the frames (16-byte `zerocopy` header: magic,
+//!   version, kind, flags, length, CRC32C; vectored writes) and the `Messages` body (entry
+//!   payloads are never copied on the send path).
+//! * `reader.rs`: `FrameReader`, the socket reader of frames (deadlines, limits before
+//!   allocation, one copy per frame).
+//! * `handshake.rs`: protocol version, cluster name, node id and HMAC-SHA256 mutual
 //!   authentication over fresh nonces.
+//! * [`client`]: the client protocol (the `kommander` binary's client port) over the same
+//!   frames and handshake.
 //! * [`TcpConfig`]: every address, secret, deadline and limit; [`TcpCluster`]: this node's
 //!   id, its cluster's name and its peers. The transport reads no other configuration.
 //!
@@ -24,12 +28,21 @@
 //! (TLS inside the transport is not built).
 
 pub mod client;
-pub mod config;
-pub mod frame;
+mod config;
+// The handshake and the frame reader are internals of this transport, public only to this
+// crate's tests and fuzz targets (the `sim` feature: unstable, not semver surface).
+#[cfg(feature = "sim")]
 pub mod handshake;
+#[cfg(not(feature = "sim"))]
+#[allow(unreachable_pub, reason = "public with the `sim` feature only")]
+pub(crate) mod handshake;
 mod link;
 mod listener;
-pub mod wire;
+#[cfg(feature = "sim")]
+pub mod reader;
+#[cfg(not(feature = "sim"))]
+#[allow(unreachable_pub, reason = "public with the `sim` feature only")]
+pub(crate) mod reader;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -42,9 +55,10 @@ use bytes::Bytes;
 use crossbeam::channel::{self, Sender, TrySendError};
 use tracing::info;
 
-pub use self::config::{TcpCluster, TcpConfig, TcpConfigError};
-use self::frame::Deadlines;
+pub use self::config::{AUTH_SECRET_BYTES_MIN, TcpCluster, TcpConfig, TcpConfigError};
 use self::handshake::Identity;
+pub use self::handshake::{ConnectionHandshakeError, RejectCode};
+use self::reader::Deadlines;
 use crate::core::{Message, NodeId};
 use crate::shard::{Inbound, Transport};
 
@@ -451,7 +465,7 @@ impl Transport for TcpTransport {
 
 /// Wakes a thread blocked in `accept` on a listener bound to `addr` (by connecting to it, on
 /// loopback when `addr` is unspecified), so that it sees a stop flag set before.
-pub fn wake_acceptor(addr: SocketAddr) {
+pub(crate) fn wake_acceptor(addr: SocketAddr) {
     let mut target = addr;
     if target.ip().is_unspecified() {
         target.set_ip(match addr {

@@ -1,12 +1,5 @@
-//! The body of a `Messages` frame: a count, then each message without its sender and
-//! receiver (the connection's authenticated peer and the local node are both implied).
-//!
-//! ```text
-//! body    := count:u32 message*
-//! message := partition:u32 term:u64 tag:u8 fields(tag)
-//! append  := prev_index:u64 prev_term:u64 commit:u64 entries:u32 entry*
-//! entry   := index:u64 term:u64 ticket:u64 kind:u8 auto_commit:u8 length:u32 payload
-//! ```
+//! The body of a `Messages` frame: [`encode_messages`] and [`decode_messages`] (the format is
+//! documented in [`crate::transport::codec`]).
 //!
 //! Encoding never copies an entry payload: the body is a list of chunks in which each
 //! payload is the entry's own [`Bytes`] (for entries read back from the WAL, a slice of its
@@ -199,42 +192,42 @@ pub fn encode_messages(messages: &[Message]) -> Vec<Bytes> {
 }
 
 /// A bounds-checked little-endian reader over a frame body.
-pub(super) struct Cursor<'a> {
+pub(crate) struct Cursor<'a> {
     body: &'a Bytes,
     at: usize,
 }
 
 impl<'a> Cursor<'a> {
-    pub(super) const fn new(body: &'a Bytes) -> Self {
+    pub(crate) const fn new(body: &'a Bytes) -> Self {
         Self { body, at: 0 }
     }
 
-    pub(super) fn u16(&mut self) -> Result<u16, WireError> {
+    pub(crate) fn u16(&mut self) -> Result<u16, WireError> {
         self.take().map(u16::from_le_bytes)
     }
 
-    pub(super) fn text(&mut self, len: usize) -> Result<String, WireError> {
+    pub(crate) fn text(&mut self, len: usize) -> Result<String, WireError> {
         let at = self.at;
         let bytes = self.slice(len)?;
         String::from_utf8(bytes.to_vec()).map_err(|_| WireError::InvalidText(at))
     }
 
     /// Everything left.
-    pub(super) fn rest(&mut self) -> Bytes {
+    pub(crate) fn rest(&mut self) -> Bytes {
         let rest = self.body.slice(self.at.min(self.body.len())..);
         self.at = self.body.len();
         rest
     }
 
     /// Fails with [`WireError::Trailing`] unless everything was read.
-    pub(super) fn finish(&self) -> Result<(), WireError> {
+    pub(crate) fn finish(&self) -> Result<(), WireError> {
         match self.remaining() {
             0 => Ok(()),
             trailing => Err(WireError::Trailing(trailing)),
         }
     }
 
-    pub(super) fn take<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
+    pub(crate) fn take<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
         let bytes = self
             .body
             .get(self.at..)
@@ -244,19 +237,19 @@ impl<'a> Cursor<'a> {
         Ok(*bytes)
     }
 
-    pub(super) fn u8(&mut self) -> Result<u8, WireError> {
+    pub(crate) fn u8(&mut self) -> Result<u8, WireError> {
         self.take::<1>().map(|[b]| b)
     }
 
-    pub(super) fn u32(&mut self) -> Result<u32, WireError> {
+    pub(crate) fn u32(&mut self) -> Result<u32, WireError> {
         self.take().map(u32::from_le_bytes)
     }
 
-    pub(super) fn u64(&mut self) -> Result<u64, WireError> {
+    pub(crate) fn u64(&mut self) -> Result<u64, WireError> {
         self.take().map(u64::from_le_bytes)
     }
 
-    pub(super) fn bool(&mut self) -> Result<bool, WireError> {
+    pub(crate) fn bool(&mut self) -> Result<bool, WireError> {
         let at = self.at;
         match self.u8()? {
             0 => Ok(false),
@@ -265,7 +258,7 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    pub(super) fn slice(&mut self, len: usize) -> Result<Bytes, WireError> {
+    pub(crate) fn slice(&mut self, len: usize) -> Result<Bytes, WireError> {
         let end = self
             .at
             .checked_add(len)
@@ -276,7 +269,7 @@ impl<'a> Cursor<'a> {
         Ok(bytes)
     }
 
-    pub(super) fn remaining(&self) -> usize {
+    pub(crate) fn remaining(&self) -> usize {
         self.body.len().saturating_sub(self.at)
     }
 }

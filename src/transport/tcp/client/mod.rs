@@ -1,6 +1,16 @@
 //! The client protocol: how an application process outside the cluster asks a node (the
-//! `kommander node` binary's client port) to replicate entries, and which node leads a
-//! partition. Same frames and handshake as between nodes (role `Client`, node id 0).
+//! `kommander node` binary's client port) to replicate entries, which node leads a partition,
+//! and the state of a node's replica. Same frames and handshake as between nodes (connection
+//! role `Client`, node id 0; the same cluster name and shared secret).
+//!
+//! * A client connects with [`ClientConnection`] and sends [`ClientRequest`]s.
+//! * A server takes connections from a [`ClientListener`], runs the handshake with
+//!   [`AcceptedClient::accept`], reads requests with [`AcceptedClient::next_request`] and
+//!   answers each with [`write_response`]; what it does with a request (propose it on the
+//!   node, answer from its leader table) is its own business.
+//!
+//! Request and response bodies travel in `ClientRequest` and `ClientResponse` frames (see
+//! [`crate::transport::codec`] for the frame format):
 //!
 //! ```text
 //! ClientRequest  := id:u64 op:u8 partition:u32 op-fields
@@ -16,15 +26,16 @@
 //!
 //! A node answers requests in the order they arrived on a connection; a client may pipeline.
 
-use std::net::{TcpStream, ToSocketAddrs};
-use std::time::Duration;
+mod connection;
+mod server;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::frame::{Deadlines, FrameError, FrameKind, FrameReader, write_frame};
-use super::handshake::{self, ConnectionHandshakeError, ConnectionRole, Identity};
-use super::wire::{Cursor, WireError};
+pub use self::connection::ClientConnection;
+pub use self::server::{AcceptedClient, ClientListener, ReceivedRequest, write_response};
+use super::handshake::ConnectionHandshakeError;
 use crate::core::{NodeId, PartitionId, Status};
+use crate::transport::codec::{Cursor, FrameError, FrameKind, WireError};
 
 /// A request to a node's client port.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -256,7 +267,7 @@ pub fn decode_response(body: &Bytes) -> Result<(u64, ClientResponse), WireError>
     Ok((id, response))
 }
 
-/// Why a client call failed.
+/// Why a client call (or, on the server, a client connection) failed.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -277,125 +288,7 @@ pub enum ClientError {
     /// The node sent a malformed or unexpected frame.
     #[error("bad response: {0}")]
     BadResponse(String),
-}
-
-/// A blocking client connection to a node's client port. Requests may be pipelined
-/// ([`ClientConnection::send`] several, then [`ClientConnection::receive`] their answers in order).
-#[derive(Debug)]
-pub struct ClientConnection {
-    stream: TcpStream,
-    reader: FrameReader,
-    next_id: u64,
-    deadlines: Deadlines,
-}
-
-/// Largest response frame a client accepts.
-const RESPONSE_BYTES_MAX: usize = 64 << 10;
-
-impl ClientConnection {
-    /// Connects to `address`, runs the handshake for `cluster` (with `secret` when the
-    /// cluster has one), and waits at most `timeout` for each answer afterwards.
-    ///
-    /// # Errors
-    ///
-    /// [`ClientError::Connect`], [`ClientError::Handshake`].
-    pub fn connect(
-        address: &str,
-        cluster: &str,
-        secret: Option<&str>,
-        timeout: Duration,
-    ) -> Result<Self, ClientError> {
-        let connect_error = |source| ClientError::Connect {
-            address: address.to_owned(),
-            source,
-        };
-        let addr = address
-            .to_socket_addrs()
-            .map_err(connect_error)?
-            .next()
-            .ok_or_else(|| connect_error(std::io::Error::other("resolves to nothing")))?;
-        let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(connect_error)?;
-        stream
-            .set_nodelay(true)
-            .and_then(|()| stream.set_read_timeout(Some(Duration::from_millis(50))))
-            .and_then(|()| stream.set_write_timeout(Some(timeout)))
-            .map_err(connect_error)?;
-        let deadlines = Deadlines {
-            frame_timeout: timeout,
-            idle_timeout: timeout,
-        };
-        let mut reader = FrameReader::new(RESPONSE_BYTES_MAX, 64 << 10);
-        let me = Identity {
-            cluster: cluster.to_owned(),
-            node: NodeId(0),
-            secret: secret.map(|s| Bytes::copy_from_slice(s.as_bytes())),
-        };
-        handshake::connect(
-            &mut stream,
-            &mut reader,
-            &me,
-            ConnectionRole::Client,
-            None,
-            deadlines,
-        )?;
-        Ok(Self {
-            stream,
-            reader,
-            next_id: 1,
-            deadlines,
-        })
-    }
-
-    /// Sends a request without waiting; returns its id.
-    ///
-    /// # Errors
-    ///
-    /// [`ClientError::Frame`] when the write fails.
-    pub fn send(&mut self, request: &ClientRequest) -> Result<u64, ClientError> {
-        let id = self.next_id;
-        self.next_id += 1;
-        write_frame(
-            &mut self.stream,
-            FrameKind::ClientRequest,
-            &encode_request(id, request),
-        )
-        .map_err(FrameError::Io)?;
-        Ok(id)
-    }
-
-    /// Waits for the next answer.
-    ///
-    /// # Errors
-    ///
-    /// [`ClientError::Frame`] on a timeout or a closed connection;
-    /// [`ClientError::BadResponse`].
-    pub fn receive(&mut self) -> Result<(u64, ClientResponse), ClientError> {
-        let frame = self
-            .reader
-            .read_frame(&mut self.stream, self.deadlines, &|| false)?;
-        if frame.kind != FrameKind::ClientResponse {
-            return Err(ClientError::BadResponse(format!(
-                "unexpected {:?} frame",
-                frame.kind
-            )));
-        }
-        decode_response(&frame.body).map_err(|e| ClientError::BadResponse(e.to_string()))
-    }
-
-    /// Sends `request` and waits for its answer (no other request may be in flight).
-    ///
-    /// # Errors
-    ///
-    /// As [`ClientConnection::send`] and [`ClientConnection::receive`]; [`ClientError::BadResponse`] when the
-    /// answer is for another request.
-    pub fn call(&mut self, request: &ClientRequest) -> Result<ClientResponse, ClientError> {
-        let id = self.send(request)?;
-        let (answered, response) = self.receive()?;
-        if answered != id {
-            return Err(ClientError::BadResponse(format!(
-                "answer for request {answered}, expected {id}"
-            )));
-        }
-        Ok(response)
-    }
+    /// The client sent a frame of a kind the protocol does not allow.
+    #[error("bad request: unexpected {0:?} frame on the client port")]
+    BadRequest(FrameKind),
 }

@@ -1,0 +1,75 @@
+//! The wire codec: how Raft messages travel between nodes, for transports other than the
+//! built-in ones. The TCP transport speaks exactly this; a custom transport (QUIC, a message
+//! bus, a test harness) may reuse all of it or only the `Messages` body.
+//!
+//! A [`Transport`](crate::Transport) is handed `Vec<Message>` batches for one peer; the peer's
+//! side hands what it receives to its node's [`Inbound`](crate::Inbound). In between:
+//!
+//! ```text
+//! sender:   encode_messages(&batch) ─► body chunks ─► write_frame(stream, Messages, &chunks)
+//! receiver: frame bytes ─► decode_frame(&bytes, frame_bytes_max) ─► Frame { kind, body }
+//!           ─► decode_messages(&body, from, to, frame_messages_max) ─► inbound.deliver(batch)
+//! ```
+//!
+//! # Frames
+//!
+//! A frame is a fixed 16-byte little-endian header followed by `length` body bytes:
+//!
+//! ```text
+//! 0       4         6      7       8        12         16
+//! | magic | version | kind | flags | length | checksum | body (length bytes) ...
+//! ```
+//!
+//! `magic` is [`MAGIC`] (`KMDR`), `version` is [`PROTOCOL_VERSION`], `kind` a [`FrameKind`]
+//! code, `flags` 0, and `checksum` CRC32C over the first 12 header bytes, then the body.
+//! [`parse_header`] checks everything but the checksum from the header alone (so a reader
+//! refuses an oversized frame before it allocates its body); [`decode_frame`] checks a whole
+//! frame held in memory; [`header_for`] and [`write_frame`] build them. A frame authenticates
+//! nothing: the TCP transport authenticates the connection (its handshake), not each frame.
+//!
+//! # The `Messages` body
+//!
+//! ```text
+//! body    := count:u32 message*
+//! message := partition:u32 term:u64 tag:u8 fields(tag)
+//! append  := prev_index:u64 prev_term:u64 commit:u64 entries:u32 entry*
+//! entry   := index:u64 term:u64 ticket:u64 kind:u8 auto_commit:u8 length:u32 payload
+//! ```
+//!
+//! Integers are little-endian, booleans one byte (0 or 1), `kind` an [`EntryKind`] code. The
+//! fields of each [`MessageBody`] follow its tag, in this order:
+//!
+//! | tag | body | fields |
+//! |---|---|---|
+//! | 1 | `PreVoteRequest` | `last_log_index:u64 last_log_term:u64` |
+//! | 2 | `PreVoteResponse` | `granted:u8` |
+//! | 3 | `VoteRequest` | `last_log_index:u64 last_log_term:u64 transfer:u8` |
+//! | 4 | `VoteResponse` | `granted:u8` |
+//! | 5 | `AppendRequest` | `append` above |
+//! | 6 | `AppendResponse` | `success:u8 index:u64 hint_index:u64 hint_term:u64` |
+//! | 7 | `Heartbeat` | `commit:u64 read_round:u64` |
+//! | 8 | `HeartbeatResponse` | `read_round:u64` |
+//! | 9 | `TimeoutNow` | none |
+//! | 10 | `ReadIndexRequest` | `context:u64` |
+//! | 11 | `ReadIndexResponse` | `context:u64 index:u64 ok:u8` |
+//!
+//! A message travels without its sender and receiver: the connection (or whatever carries the
+//! body) says who sent it, so [`decode_messages`] is told `from` and `to`. A transport must
+//! therefore establish the sender's identity itself, and must not deliver a batch whose sender
+//! it has not authenticated. [`encode_messages`] never copies an entry payload (each payload
+//! is the entry's own [`Bytes`](bytes::Bytes)); [`decode_messages`] is total: any bytes give
+//! messages or a [`WireError`], never a panic, and payloads are slices of the body.
+
+mod frame;
+mod messages;
+
+pub(crate) use self::frame::verify_checksum;
+pub use self::frame::{
+    Frame, FrameError, FrameKind, HEADER_BYTES, MAGIC, PROTOCOL_VERSION, WireFrameHeader,
+    decode_frame, header_for, parse_header, write_frame,
+};
+pub(crate) use self::messages::Cursor;
+pub use self::messages::{WireError, decode_messages, encode_messages, encoded_len};
+pub use crate::core::{
+    Entry, EntryKind, LogIndex, Message, MessageBody, NodeId, PartitionId, Term, Ticket,
+};
