@@ -77,17 +77,55 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # What is public
+//!
+//! The crate root exports the [`Raft`] handle and what it is started with ([`NodeConfig`], a
+//! [`StateMachine`], a [`Transport`] and the node's [`Inbound`] side), its errors, events and
+//! status types. [`transport`] holds the transports: [`transport::memory`] (nodes in one
+//! process), [`transport::tcp`] (the production transport, and the client protocol of the
+//! `kommander` binary's client port) and [`transport::codec`] (the wire format, for custom
+//! transports).
+//!
+//! # Features
+//!
+//! * `cli` (default): the `kommander` binary and its dependencies.
+//! * `sim`: the deterministic simulator, and the internal layers (`core`, `shard`, `node`,
+//!   the TCP handshake and frame reader, a fault-injecting transport) made public for this
+//!   crate's own tests, benches and fuzz targets. **Unstable internals, not semver surface**:
+//!   do not enable it in a dependent crate.
+//! * `sim-bugs`: compiles the simulator's known-bug hooks into the core (tests only).
 
-pub mod core;
+// The layers (see `docs/architecture.md`). `transport` and `metrics` are public; `core`,
+// `shard` and `node` are public only with the `sim` feature (unstable internals for this
+// crate's tests, benches and fuzz targets; see "Features" above). Their items are declared
+// `pub` for that build; without it `unreachable_pub` would flag each of them, so it is allowed
+// on the module declarations (CI lints the `sim` build too, where the lint keeps its teeth).
 pub mod metrics;
-pub mod node;
-pub mod shard;
 pub mod transport;
+
+#[cfg(feature = "sim")]
+pub mod core;
+#[cfg(not(feature = "sim"))]
+#[allow(unreachable_pub, reason = "public with the `sim` feature only")]
+pub(crate) mod core;
+
+#[cfg(feature = "sim")]
+pub mod shard;
+#[cfg(not(feature = "sim"))]
+#[allow(unreachable_pub, reason = "public with the `sim` feature only")]
+pub(crate) mod shard;
+
+#[cfg(feature = "sim")]
+pub mod node;
+#[cfg(not(feature = "sim"))]
+#[allow(unreachable_pub, reason = "public with the `sim` feature only")]
+pub(crate) mod node;
 
 #[cfg(feature = "sim")]
 pub mod sim;
 
-pub use crate::core::{LogIndex, NodeId, PartitionId, Role, Status, Term};
+pub use crate::core::{EntryKind, LogIndex, NodeId, PartitionId, Role, Status, Term, Ticket};
 pub use crate::node::{
     Fatal, HandshakeRequest, HlcTimestamp, InvalidWrite, JoinError, NodeConfig, PartitionMap,
     PeerError, QueryError, Raft, RaftBuilder, RaftNode, ReplicateError, ReplicateOptions,
@@ -96,3 +134,12 @@ pub use crate::node::{
 pub use crate::shard::{
     Leadership, LogEntry, LogProgress, PartitionState, RaftEvent, StateMachine,
 };
+// What the handle's methods, events and configuration name besides the above.
+pub use crate::node::partition_map::{NoRouteError, RangeState, RoutingMode};
+pub use crate::node::{
+    ClockDriftError, ConfigError, HybridLogicalClock, PartitionMapError, PartitionRange,
+    PhysicalClock, StaticDiscovery, SystemClock, WalBackend,
+};
+pub use crate::shard::codec::CodecError;
+pub use crate::shard::{HostStartError, PartitionStatus, ReplicationErrorReason, RuntimeStats};
+pub use crate::transport::{Inbound, Transport};

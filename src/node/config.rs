@@ -380,7 +380,7 @@ impl NodeConfig {
 
     /// The core configuration of one partition hosted by this node.
     #[must_use]
-    pub fn partition_config(
+    pub(crate) fn partition_config(
         &self,
         partition: PartitionId,
         voters: Vec<NodeId>,

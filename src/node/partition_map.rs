@@ -28,7 +28,7 @@ pub enum RoutingMode {
 
 /// The lifecycle state of a range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum PartitionState {
+pub enum RangeState {
     /// Serving.
     Active,
     /// Being split (second phase pending).
@@ -51,7 +51,7 @@ pub struct PartitionRange {
     /// Bumped on every change of this range; writes may fence on it (`PartitionMoved`).
     pub generation: u64,
     /// Lifecycle state.
-    pub state: PartitionState,
+    pub state: RangeState,
     /// How keys reach it.
     pub routing: RoutingMode,
 }
@@ -129,7 +129,7 @@ impl PartitionMap {
                     start: i32::try_from(start).unwrap_or(HASH_SPACE_END),
                     end: i32::try_from(end).unwrap_or(HASH_SPACE_END),
                     generation: 1,
-                    state: PartitionState::Active,
+                    state: RangeState::Active,
                     routing: RoutingMode::HashRange,
                 }
             })
@@ -230,7 +230,7 @@ impl PartitionMap {
     fn routable(&self) -> impl Iterator<Item = &PartitionRange> {
         self.partitions
             .iter()
-            .filter(|r| r.routing == RoutingMode::HashRange && r.state != PartitionState::Removed)
+            .filter(|r| r.routing == RoutingMode::HashRange && r.state != RangeState::Removed)
     }
 }
 
@@ -293,10 +293,10 @@ mod tests {
     #[test]
     fn removed_and_unrouted_ranges_never_route() {
         let mut map = PartitionMap::initial(1).expect("valid count");
-        map.partitions[0].state = PartitionState::Removed;
+        map.partitions[0].state = RangeState::Removed;
         let err = map.partition_for_key("k").expect_err("nothing active");
         assert_eq!(err.map_version, 1);
-        map.partitions[0].state = PartitionState::Active;
+        map.partitions[0].state = RangeState::Active;
         map.partitions[0].routing = RoutingMode::Unrouted;
         assert!(map.partition_for_key("k").is_err());
     }

@@ -28,7 +28,7 @@ use crate::core::{PartitionId, Role, Ticket};
 use crate::node::config::NodeConfig;
 use crate::node::events::EventHub;
 use crate::node::hlc::HybridLogicalClock;
-use crate::node::partition_map::{PartitionMap, PartitionState};
+use crate::node::partition_map::{PartitionMap, RangeState};
 use crate::shard::{
     EventSink, LeaderTable, LogEntry, ProposedEntry, RaftEvent, Refusal, ReplicationResult,
     Request, ShardHost, StateMachine,
@@ -243,7 +243,7 @@ impl Loop {
         };
         let voters = self.config.cluster_nodes();
         for range in &map.partitions {
-            if range.state == PartitionState::Removed {
+            if range.state == RangeState::Removed {
                 continue;
             }
             let Ok(id) = u32::try_from(range.partition_id) else {
