@@ -2,6 +2,7 @@
 
 mod cluster;
 mod core;
+mod layering;
 mod runtime;
 mod sim;
 mod transport;
