@@ -8,10 +8,10 @@
 //!
 //! * `core` names nothing of ours but `kommander_wal::PartitionId` (which it re-exports);
 //! * `sim` may name every layer of the library;
-//! * the binary (`src/bin`) is a user of the library: it may name only `kommander_raft::`
-//!   paths that are public without the `sim` feature (it is built without it). A module
-//!   declared `pub` only under `#[cfg(feature = "sim")]` is internal; the default build's
-//!   `cargo clippy --lib --bins` in `.ci/run` checks the rest.
+//! * the binary (`src/bin`) and the examples (`examples/`) are users of the library: they may
+//!   name only `kommander_raft::` paths that are public without the `sim` feature (the binary
+//!   is built without it). A module declared `pub` only under `#[cfg(feature = "sim")]` is
+//!   internal; the default build's `cargo clippy --lib --bins` in `.ci/run` checks the rest.
 //!
 //! `super::` paths are resolved against the file's module, so `super::super::node` counts.
 
@@ -330,7 +330,7 @@ fn violations(sources: &[Source]) -> Vec<String> {
             continue;
         }
         let layer = source.path.split('/').next().unwrap_or_default();
-        let Some(own_rank) = rank(layer) else {
+        let Some(own_rank) = rank(layer).or((layer == "examples").then_some(LAYERS.len())) else {
             found.push(format!(
                 "{}: not in a layer (a new top-level module needs a place in LAYERS)",
                 source.path
@@ -339,13 +339,13 @@ fn violations(sources: &[Source]) -> Vec<String> {
         };
         let code = code_only(&source.text);
         let module = module_of(&source.path);
-        if layer == "bin" {
+        if layer == "bin" || layer == "examples" {
             for (line, path) in paths(&code, &["kommander_raft"]) {
                 let inside = &path[1..];
                 if let Some(hidden) = internal.iter().find(|m| inside.starts_with(m)) {
                     found.push(format!(
-                        "{}:{line}: the binary names `{}`, but `{}` is public only with the \
-                         `sim` feature",
+                        "{}:{line}: a user of the library names `{}`, but `{}` is public only \
+                         with the `sim` feature",
                         source.path,
                         path.join("::"),
                         hidden.join("::")
@@ -446,7 +446,7 @@ fn the_checker_reports_every_kind_of_violation_and_nothing_else() {
     let sources = [
         source(
             "lib.rs",
-            "#[cfg(feature = \"sim\")]\npub mod core;\npub mod transport;\n",
+            "#[cfg(feature = \"sim\")]\npub mod core;\n#[cfg(feature = \"sim\")]\npub mod node;\npub mod transport;\n",
         ),
         source(
             "transport/mod.rs",
@@ -474,6 +474,10 @@ fn the_checker_reports_every_kind_of_violation_and_nothing_else() {
             "use crate::node::Raft;\nuse crate::{core::Replica, transport::faulty::FaultInjector};\n",
         ),
         source(
+            "examples/kv.rs",
+            "use kommander_raft::node::Raft;\nuse kommander_raft::transport::tcp::TcpTransport;\n",
+        ),
+        source(
             "bin/kommander/main.rs",
             "use kommander_raft::{Raft, core::Replica};\n\
              use kommander_raft::transport::memory::MemoryNetwork;\n\
@@ -490,8 +494,9 @@ fn the_checker_reports_every_kind_of_violation_and_nothing_else() {
         "core/replica/mod.rs:6: the core layer names `super::super::sim::Simulation::new`",
         "transport/tcp/mod.rs:1: the transport layer names `super::super::node::NodeConfig`",
         "node/raft.rs:1: the node layer names `crate::sim::replay`",
-        "bin/kommander/main.rs:1: the binary names `kommander_raft::core::Replica`",
-        "bin/kommander/main.rs:3: the binary names `kommander_raft::transport::faulty::FaultInjector`",
+        "bin/kommander/main.rs:1: a user of the library names `kommander_raft::core::Replica`",
+        "bin/kommander/main.rs:3: a user of the library names `kommander_raft::transport::faulty::FaultInjector`",
+        "examples/kv.rs:1: a user of the library names `kommander_raft::node::Raft`",
         "web/server.rs: not in a layer",
     ];
     for wanted in expected {
