@@ -1,8 +1,9 @@
-//! Transports carry [`Message`](crate::core::Message) batches between nodes: implementations
-//! of the shard layer's [`Transport`] and callers of its [`Inbound`] (both defined in
+//! Transports carry [`Message`](codec::Message) batches between nodes: implementations of the
+//! shard layer's [`Transport`] and callers of its [`Inbound`] (both defined in
 //! `src/shard/transport.rs`, next to the shards that use them). A shard hands each peer ONE
-//! batch per loop turn ([`Transport::send`]); the receiving node feeds batches to its shard
-//! host's router (an [`Inbound`]), which routes them to the shard owning each partition.
+//! batch per loop turn ([`Transport::send`]); the receiving transport hands each batch to the
+//! node's [`Inbound`] side (`Raft::inbound`), which routes it to the shard owning each
+//! partition.
 //!
 //! * [`memory`]: in-process nodes, delivery by a direct call into the peer's inbound queues.
 //! * [`tcp`]: framed, authenticated TCP connections between nodes (the production transport),
