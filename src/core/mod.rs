@@ -75,10 +75,11 @@ pub use config::InjectedBug;
 pub use config::{ReplicaConfig, ReplicaConfigError};
 pub use entry::{Entry, EntryKind};
 pub use message::{Message, MessageBody};
+#[cfg(feature = "sim")]
 pub use progress::{ProgressState, ProgressView};
-pub use ready::{
-    GatedMessages, HardState, Outcome, ReadState, Ready, Role, SnapshotMeta, SoftState,
-};
+pub use ready::{GatedMessages, HardState, Ready, Role};
+#[cfg(feature = "sim")]
+pub use ready::{Outcome, ReadState, SnapshotMeta, SoftState};
 pub use replica::{DurableState, Replica};
 pub use status::Status;
 pub use types::{LogIndex, NodeId, PartitionId, Term, Ticket};

@@ -101,6 +101,7 @@ impl GatedMessages {
 
     /// The Ready whose durability gates these messages.
     #[must_use]
+    #[cfg(feature = "sim")]
     pub fn ready_number(&self) -> u64 {
         self.ready_number
     }
@@ -113,12 +114,14 @@ impl GatedMessages {
 
     /// Number of gated messages.
     #[must_use]
+    #[cfg(feature = "sim")]
     pub fn len(&self) -> usize {
         self.messages.len()
     }
 
     /// Read-only view (for traces and tests); sending needs [`GatedMessages::release`].
     #[must_use]
+    #[cfg(feature = "sim")]
     pub fn peek(&self) -> &[Message] {
         &self.messages
     }
@@ -201,6 +204,7 @@ impl Ready {
     /// messages that may only leave once every earlier write is durable. A Ready for which
     /// this is false needs no `persisted` call (a later one covers it).
     #[must_use]
+    #[cfg(feature = "sim")]
     pub fn must_wait_for_disk(&self) -> bool {
         self.must_persist() || !self.persisted_messages.is_empty()
     }

@@ -27,11 +27,13 @@ impl SplitMix64 {
     }
 
     /// True with probability `per_million` / 1 000 000.
+    #[cfg(feature = "sim")]
     pub(crate) fn chance(&mut self, per_million: u32) -> bool {
         per_million > 0 && self.next_u64() % 1_000_000 < u64::from(per_million)
     }
 
     /// Uniform in `0..=max`.
+    #[cfg(feature = "sim")]
     pub(crate) fn below_or_equal(&mut self, max: u64) -> u64 {
         self.next_u64() % max.saturating_add(1).max(1)
     }

@@ -4,7 +4,8 @@
 //! It owns the protocol (elections, replication, commit, delivery) and nothing else: no clock
 //! (time is `tick()`), no I/O (the runtime persists and sends what a `Ready` says), no threads.
 //!
-//! This file holds the replica's state and its accessors; each job has a file of its own:
+//! This file holds the replica's state and its accessors (those only the simulator and the
+//! tests read are compiled with the `sim` feature); each job has a file of its own:
 //! `restore` (construction from durable state), `step` (tick and message dispatch),
 //! `validate` (input checks), `election`, `leader`, `follower`, `propose` (proposals and
 //! tickets), `read_index`, `transfer` (transfer, step-down), `snapshot`, `delivery`
@@ -45,7 +46,9 @@ use super::ready::{
 };
 use super::rng::SplitMix64;
 use super::status::Status;
-use super::types::{LogIndex, NodeId, PartitionId, Term, Ticket};
+#[cfg(feature = "sim")]
+use super::types::PartitionId;
+use super::types::{LogIndex, NodeId, Term, Ticket};
 use propose::PendingOp;
 use read_index::PendingRead;
 
@@ -105,24 +108,28 @@ pub struct Replica {
 impl Replica {
     /// This replica's node id.
     #[must_use]
+    #[cfg(feature = "sim")]
     pub fn id(&self) -> NodeId {
         self.config.id
     }
 
     /// This replica's partition.
     #[must_use]
+    #[cfg(feature = "sim")]
     pub fn partition(&self) -> PartitionId {
         self.config.partition
     }
 
     /// The configuration.
     #[must_use]
+    #[cfg(feature = "sim")]
     pub fn config(&self) -> &ReplicaConfig {
         &self.config
     }
 
     /// Current role.
     #[must_use]
+    #[cfg(feature = "sim")]
     pub fn role(&self) -> Role {
         self.role
     }
@@ -144,18 +151,21 @@ impl Replica {
 
     /// Current term.
     #[must_use]
+    #[cfg(feature = "sim")]
     pub fn term(&self) -> Term {
         self.term
     }
 
     /// The vote cast in the current term.
     #[must_use]
+    #[cfg(feature = "sim")]
     pub fn vote(&self) -> Option<NodeId> {
         self.vote
     }
 
     /// The leader known for the current term.
     #[must_use]
+    #[cfg(feature = "sim")]
     pub fn leader(&self) -> Option<NodeId> {
         self.leader
     }
@@ -195,18 +205,21 @@ impl Replica {
 
     /// Term of the last entry.
     #[must_use]
+    #[cfg(feature = "sim")]
     pub fn last_term(&self) -> Term {
         self.log.last_term()
     }
 
     /// Highest index known durable locally.
     #[must_use]
+    #[cfg(feature = "sim")]
     pub fn persisted_index(&self) -> LogIndex {
         self.log.persisted
     }
 
     /// Index the delivery cursor reached (handed out in a Ready).
     #[must_use]
+    #[cfg(feature = "sim")]
     pub fn delivered_index(&self) -> LogIndex {
         self.delivered
     }
@@ -227,18 +240,21 @@ impl Replica {
     /// The highest applied checkpoint: what the durable log may discard up to (reported once
     /// in `Ready::compaction_floor`).
     #[must_use]
+    #[cfg(feature = "sim")]
     pub fn checkpoint_floor(&self) -> LogIndex {
         self.checkpoint_floor
     }
 
     /// The term of the entry at `index`, if this replica still holds it (or it is the floor).
     #[must_use]
+    #[cfg(feature = "sim")]
     pub fn term_at(&self, index: LogIndex) -> Option<Term> {
         self.log.term(index)
     }
 
     /// The entry at `index`, if held in memory (above the floor).
     #[must_use]
+    #[cfg(feature = "sim")]
     pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
         self.log.entry(index)
     }
@@ -257,30 +273,35 @@ impl Replica {
 
     /// The voters of this partition.
     #[must_use]
+    #[cfg(feature = "sim")]
     pub fn voters(&self) -> &[NodeId] {
         &self.config.voters
     }
 
     /// The learners of this partition.
     #[must_use]
+    #[cfg(feature = "sim")]
     pub fn learners(&self) -> &[NodeId] {
         &self.config.learners
     }
 
     /// Whether this replica is a learner (never campaigns, never counts).
     #[must_use]
+    #[cfg(feature = "sim")]
     pub fn is_learner(&self) -> bool {
         !self.config.is_voter(self.config.id)
     }
 
     /// Whether a leadership transfer is in progress (proposals are refused meanwhile).
     #[must_use]
+    #[cfg(feature = "sim")]
     pub fn transfer_target(&self) -> Option<NodeId> {
         self.transferee
     }
 
     /// Whether heartbeats are suspended (test hook).
     #[must_use]
+    #[cfg(feature = "sim")]
     pub fn heartbeats_suspended(&self) -> bool {
         self.heartbeats_suspended
     }

@@ -17,6 +17,7 @@ impl Replica {
     /// # Errors
     ///
     /// See [`Replica::propose_batch`].
+    #[cfg(feature = "sim")]
     pub fn propose(
         &mut self,
         ticket: Ticket,

@@ -13,6 +13,7 @@ impl Replica {
     ///
     /// [`Status::LeaderInOldTerm`] when `term` is below ours, [`Status::LogsFromAnotherLeader`]
     /// when `leader` is not a voter (or is this node), [`Status::Errored`] for absurd values.
+    #[cfg(feature = "sim")]
     pub fn install_snapshot(
         &mut self,
         leader: NodeId,
@@ -67,6 +68,7 @@ impl Replica {
     /// Leader side: the runtime's snapshot transfer to `node` completed up to `index` (the
     /// follower called [`Replica::install_snapshot`]). Replication resumes with a probe after
     /// `index`, even if the follower's own acknowledgement is lost.
+    #[cfg(feature = "sim")]
     pub fn report_snapshot_installed(&mut self, node: NodeId, index: LogIndex) {
         if self.role != Role::Leader || index > self.log.last_index() {
             return;
@@ -81,6 +83,7 @@ impl Replica {
 
     /// Leader side: the snapshot transfer to `node` failed; probe it again (it is reported in
     /// `snapshot_required` once more if it still needs entries below the floor).
+    #[cfg(feature = "sim")]
     pub fn report_snapshot_failure(&mut self, node: NodeId) {
         if self.role != Role::Leader {
             return;
