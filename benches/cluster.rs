@@ -28,7 +28,7 @@ use hdrhistogram::Histogram;
 use kommander_raft::core::{NodeId, PartitionId, Role, Status, Ticket};
 use kommander_raft::node::NodeConfig;
 use kommander_raft::shard::{
-    LogEntry, NoEvents, ProposedEntry, Refusal, Request, ShardHost, StateMachine,
+    LogEntry, NoEvents, ProposedEntry, Refusal, Request, ShardConfig, ShardHost, StateMachine,
 };
 use kommander_raft::transport::memory::MemoryNetwork;
 use tokio::sync::oneshot;
@@ -76,7 +76,7 @@ fn start(partitions: u32, shards: usize) -> Bench {
         config.seed = node;
         config.wal_segment_bytes = 64 << 20;
         let runtime = ShardHost::start(
-            config.shard_config(),
+            ShardConfig::from(&config),
             network.transport(NodeId(node)),
             Arc::new(Counting::default()),
             Arc::new(NoEvents),

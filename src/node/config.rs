@@ -406,28 +406,6 @@ impl NodeConfig {
         }
     }
 
-    /// The configuration of the shard host and its threads (checked by
-    /// [`NodeConfig::validate`]).
-    #[must_use]
-    pub fn shard_config(&self) -> ShardConfig {
-        ShardConfig {
-            node_id: NodeId(self.node_id),
-            cluster_nodes: self.cluster_nodes(),
-            shard_count: self.shard_count(),
-            data_dir: self.data_dir.clone(),
-            tick_interval: self.tick_interval(),
-            shard_commands_max: self.shard_commands_max,
-            shard_inbound_batches_max: self.shard_inbound_batches_max,
-            shard_inputs_per_turn_max: self.shard_inputs_per_turn_max,
-            restore_entries_per_turn_max: self.restore_entries_per_turn_max,
-            partitions_max: self.partitions_max,
-            proposal_entries_max: self.proposal_entries_max,
-            log_type_bytes_max: self.log_type_bytes_max,
-            core: self.partition_config(PartitionId(0), Vec::new(), Vec::new()),
-            wal: self.wal_config(),
-        }
-    }
-
     /// The TCP transport's settings: the `[transport]` table with `listen_address` resolved
     /// (the node's `endpoint` when the table leaves it empty).
     #[must_use]
@@ -469,6 +447,31 @@ impl NodeConfig {
             inflight_batches_max: self.wal_inflight_batches_max,
             partitions_max: self.partitions_max,
             ..WalConfig::default()
+        }
+    }
+}
+
+/// The configuration of the shard host and its threads (checked by [`NodeConfig::validate`]).
+/// A `From` impl rather than a method like [`NodeConfig::wal_config`]: `ShardConfig` is
+/// internal (public only with the `sim` feature), and a public method of `NodeConfig` would
+/// put it in the public API.
+impl From<&NodeConfig> for ShardConfig {
+    fn from(config: &NodeConfig) -> Self {
+        Self {
+            node_id: NodeId(config.node_id),
+            cluster_nodes: config.cluster_nodes(),
+            shard_count: config.shard_count(),
+            data_dir: config.data_dir.clone(),
+            tick_interval: config.tick_interval(),
+            shard_commands_max: config.shard_commands_max,
+            shard_inbound_batches_max: config.shard_inbound_batches_max,
+            shard_inputs_per_turn_max: config.shard_inputs_per_turn_max,
+            restore_entries_per_turn_max: config.restore_entries_per_turn_max,
+            partitions_max: config.partitions_max,
+            proposal_entries_max: config.proposal_entries_max,
+            log_type_bytes_max: config.log_type_bytes_max,
+            core: config.partition_config(PartitionId(0), Vec::new(), Vec::new()),
+            wal: config.wal_config(),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! [`ShardConfig`]: the values the shard host and its threads run with. The node derives it
-//! from its own configuration (`NodeConfig::shard_config`) and validates it there
+//! from its own configuration (`ShardConfig::from(&NodeConfig)`) and validates it there
 //! (`NodeConfig::validate`, whose errors name the node's field); nothing in the shard layer
 //! reads settings from anywhere else.
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use kommander_raft::node::{ConfigError, NodeConfig, Raft, StartError};
-use kommander_raft::shard::{HostStartError, NoEvents, ShardHost};
+use kommander_raft::shard::{HostStartError, NoEvents, ShardConfig, ShardHost};
 use kommander_raft::transport::memory::MemoryNetwork;
 
 use super::harness::Recorder;
@@ -134,7 +134,7 @@ fn a_changed_shard_count_is_refused() {
     let network = MemoryNetwork::new();
     let start = |config: &NodeConfig| {
         ShardHost::start(
-            config.shard_config(),
+            ShardConfig::from(config),
             network.transport(kommander_raft::core::NodeId(1)),
             Arc::new(Recorder::default()),
             Arc::new(NoEvents),

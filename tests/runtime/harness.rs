@@ -9,7 +9,7 @@ use kommander_raft::core::{LogIndex, NodeId, PartitionId, Role, Status, Ticket};
 use kommander_raft::node::NodeConfig;
 use kommander_raft::shard::{
     EventSink, LogEntry, PartitionStatus, ProposedEntry, RaftEvent, Refusal, ReplicationResult,
-    Request, ShardHost, StateMachine,
+    Request, ShardConfig, ShardHost, StateMachine,
 };
 use kommander_raft::transport::Transport;
 use kommander_raft::transport::faulty::FaultInjector;
@@ -232,7 +232,7 @@ impl Cluster {
             None => memory,
         };
         let runtime = ShardHost::start(
-            node.config.shard_config(),
+            ShardConfig::from(&node.config),
             transport,
             Arc::clone(&node.app) as Arc<dyn StateMachine>,
             Arc::clone(&node.events) as Arc<dyn EventSink>,

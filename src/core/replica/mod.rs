@@ -165,7 +165,6 @@ impl Replica {
 
     /// The leader known for the current term.
     #[must_use]
-    #[cfg(feature = "sim")]
     pub fn leader(&self) -> Option<NodeId> {
         self.leader
     }

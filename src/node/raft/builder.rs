@@ -19,7 +19,7 @@ use crate::node::events::EventHub;
 use crate::node::hlc::HybridLogicalClock;
 use crate::node::system::{Coordinator, SystemApp, SystemState};
 use crate::shard::Transport;
-use crate::shard::{LeaderTable, ShardHost, StateMachine};
+use crate::shard::{LeaderTable, ShardConfig, ShardHost, StateMachine};
 
 use super::timer::Timer;
 use super::{Inner, Raft};
@@ -125,7 +125,7 @@ impl RaftBuilder {
             app,
         });
         let shards = ShardHost::start(
-            config.shard_config(),
+            ShardConfig::from(&*config),
             Arc::clone(&transport),
             app,
             Arc::clone(&hub) as _,
