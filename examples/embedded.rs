@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use kommander_raft::transport::memory::MemoryNetwork;
 use kommander_raft::{
-    LogEntry, NodeConfig, NodeId, PartitionId, Raft, ReplicateOptions, StateMachine, Status,
+    LogEntry, NodeConfig, NodeId, PartitionId, Raft, ReplicateOptions, StateMachine,
 };
 
 /// The application's state: the `key=value` entries applied so far.
@@ -65,33 +65,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let network = MemoryNetwork::new();
     let store = Arc::new(KeyValueStore::default());
-    let raft = Raft::start(config, network.transport(NodeId(1)), store.clone())?;
-    network.register(NodeId(1), raft.inbound());
-
     // The library needs no async runtime of its own; any executor drives its futures.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
     runtime.block_on(async {
+        let raft = Raft::builder(config)
+            .state_machine(store.clone())
+            .transport(network.transport(NodeId(1)))
+            .start()
+            .await?;
+        network.register(NodeId(1), raft.inbound());
         raft.join_cluster(None).await?;
         let partition = raft.partition_for_key("color")?;
-        raft.wait_for_leader(partition, Duration::from_secs(10))
-            .await
-            .map_err(|status| format!("no leader for {partition}: {status:?}"))?;
-        let result = raft
+        raft.wait_for_leader(partition, Some(Duration::from_secs(10)))
+            .await?;
+        let written = raft
             .replicate_logs(partition, "set", "color=blue", ReplicateOptions::default())
-            .await;
-        if result.status != Status::Success {
-            return Err(format!("the write failed: {:?}", result.status).into());
-        }
+            .await?;
         let color = store
             .get("color", Duration::from_secs(10))
             .ok_or("the write was not applied")?;
-        println!(
-            "color = {color} (log index {})",
-            result.log_index.map_or(0, |i| i.get())
-        );
-        raft.leave_cluster().await;
+        println!("color = {color} (log index {})", written.log_index.get());
+        raft.shutdown().await;
         Ok::<_, Box<dyn std::error::Error>>(())
     })
 }
