@@ -3,10 +3,12 @@
 //! literals do not count) only its own layer and the layers below it:
 //!
 //! ```text
-//! core ← shard ← transport ← node ← sim ← bin
+//! core ← metrics ← shard ← transport ← node ← sim ← bin
 //! ```
 //!
 //! * `core` names nothing of ours but `kommander_wal::PartitionId` (which it re-exports);
+//! * `metrics` (`src/metrics.rs`) is a leaf: it names no other module of the crate, and every
+//!   layer above the core may record through it (the sans-IO core records nothing);
 //! * `sim` may name every layer of the library;
 //! * the binary (`src/bin`) and the examples (`examples/`) are users of the library: they may
 //!   name only `kommander_raft::` paths that are public without the `sim` feature (the binary
@@ -19,7 +21,18 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// The layers, lowest first. A file may name a layer whose rank is not above its own.
-const LAYERS: [&str; 6] = ["core", "shard", "transport", "node", "sim", "bin"];
+const LAYERS: [&str; 7] = [
+    "core",
+    "metrics",
+    "shard",
+    "transport",
+    "node",
+    "sim",
+    "bin",
+];
+
+/// Layers that name no other layer of the crate.
+const LEAVES: [&str; 1] = ["metrics"];
 
 /// The only item of the WAL crate the core may name.
 const CORE_WAL_ALLOWED: &str = "kommander_wal::PartitionId";
@@ -329,7 +342,11 @@ fn violations(sources: &[Source]) -> Vec<String> {
             // The crate root declares the layers and re-exports the public surface.
             continue;
         }
-        let layer = source.path.split('/').next().unwrap_or_default();
+        let layer = module_of(&source.path)
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        let layer = layer.as_str();
         let Some(own_rank) = rank(layer).or((layer == "examples").then_some(LAYERS.len())) else {
             found.push(format!(
                 "{}: not in a layer (a new top-level module needs a place in LAYERS)",
@@ -366,7 +383,13 @@ fn violations(sources: &[Source]) -> Vec<String> {
             let Some(target) = absolute.first() else {
                 continue;
             };
-            if let Some(target_rank) = rank(target)
+            if LEAVES.contains(&layer) && target != layer && rank(target).is_some() {
+                found.push(format!(
+                    "{}:{line}: {layer} is a leaf but names `{}`",
+                    source.path,
+                    path.join("::")
+                ));
+            } else if let Some(target_rank) = rank(target)
                 && target_rank > own_rank
             {
                 found.push(format!(
@@ -428,7 +451,7 @@ fn no_layer_names_a_higher_one() {
     let found = violations(&sources);
     assert!(
         found.is_empty(),
-        "{} layering violations (core ← shard ← transport ← node ← sim ← bin):\n{}",
+        "{} layering violations (core ← metrics ← shard ← transport ← node ← sim ← bin):\n{}",
         found.len(),
         found.join("\n")
     );
@@ -485,6 +508,9 @@ fn the_checker_reports_every_kind_of_violation_and_nothing_else() {
              const FILTER: &str = \"kommander_raft::core=warn\";\n\
              let s = r#\"kommander_raft::core::X\"#;\n",
         ),
+        source("metrics.rs", "use crate::core::NodeId;\n"),
+        source("core/log.rs", "fn f() { crate::metrics::describe(); }\n"),
+        source("shard/worker.rs", "use crate::metrics::ShardMetrics;\n"),
         source("web/server.rs", "fn main() {}\n"),
     ];
     let found = violations(&sources);
@@ -497,6 +523,8 @@ fn the_checker_reports_every_kind_of_violation_and_nothing_else() {
         "bin/kommander/main.rs:1: a user of the library names `kommander_raft::core::Replica`",
         "bin/kommander/main.rs:3: a user of the library names `kommander_raft::transport::faulty::FaultInjector`",
         "examples/kv.rs:1: a user of the library names `kommander_raft::node::Raft`",
+        "metrics.rs:1: metrics is a leaf but names `crate::core::NodeId`",
+        "core/log.rs:1: the core layer names `crate::metrics::describe`",
         "web/server.rs: not in a layer",
     ];
     for wanted in expected {
