@@ -77,9 +77,9 @@ pub use entry::{Entry, EntryKind};
 pub use message::{Message, MessageBody};
 #[cfg(feature = "sim")]
 pub use progress::{ProgressState, ProgressView};
-pub use ready::{GatedMessages, HardState, Ready, Role};
+pub use ready::{GatedMessages, HardState, Ready, Role, SoftState};
 #[cfg(feature = "sim")]
-pub use ready::{Outcome, ReadState, SnapshotMeta, SoftState};
+pub use ready::{Outcome, ReadState, SnapshotMeta};
 pub use replica::{DurableState, Replica};
 pub use status::Status;
 pub use types::{LogIndex, NodeId, PartitionId, Term, Ticket};

@@ -42,7 +42,7 @@ pub enum RangeState {
 /// One user partition and the hash range it owns.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionRange {
-    /// The partition id (never [`SYSTEM_PARTITION`]).
+    /// The partition id (never the system partition, 0).
     pub partition_id: u64,
     /// First hash owned (inclusive).
     pub start: i32,

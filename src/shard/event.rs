@@ -95,10 +95,12 @@ pub trait EventSink: Send + Sync + 'static {
     fn emit(&self, event: RaftEvent);
 }
 
-/// An [`EventSink`] that forgets every event.
+/// An [`EventSink`] that forgets every event (for tests that start a shard host alone).
+#[cfg(feature = "sim")]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoEvents;
 
+#[cfg(feature = "sim")]
 impl EventSink for NoEvents {
     fn emit(&self, _event: RaftEvent) {}
 }

@@ -25,13 +25,15 @@ use crossbeam::channel;
 use kommander_wal::Wal;
 use tokio::sync::oneshot;
 
+#[cfg(feature = "sim")]
+use super::Leadership;
 use super::activity::NodeActivity;
 use super::config::ShardConfig;
 use super::router::{Router, ShardQueues};
 use super::transport::{Inbound, Transport};
 use super::waker::{Input, Waker};
 use super::worker::{ShardInput, ShardParams, ShardStats, Worker};
-use super::{EventSink, LeaderTable, Leadership, Opened, Refusal, Request, StateMachine, shard_of};
+use super::{EventSink, LeaderTable, Opened, Refusal, Request, StateMachine, shard_of};
 use crate::core::{Message, NodeId, PartitionId};
 use crate::metrics::ShardMetrics;
 
@@ -68,6 +70,8 @@ pub enum HostStartError {
 
 struct Inner {
     config: Arc<ShardConfig>,
+    /// Read by the tests' `leadership` (the node reads its own handle to the table).
+    #[cfg(feature = "sim")]
     leaders: Arc<LeaderTable>,
     router: Router,
     stop: Arc<AtomicBool>,
@@ -232,6 +236,7 @@ impl ShardHost {
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
+                #[cfg(feature = "sim")]
                 leaders,
                 router,
                 stop,
@@ -242,12 +247,14 @@ impl ShardHost {
 
     /// This node's id.
     #[must_use]
+    #[cfg(feature = "sim")]
     pub fn node_id(&self) -> NodeId {
         self.inner.config.node_id
     }
 
     /// The configuration the shards run with.
     #[must_use]
+    #[cfg(feature = "sim")]
     pub fn config(&self) -> &ShardConfig {
         &self.inner.config
     }
@@ -322,6 +329,7 @@ impl ShardHost {
     /// What this node's replica of `partition` last reported about leadership (no round trip
     /// to the shard; may lag by one loop turn). `None` before the replica reported anything.
     #[must_use]
+    #[cfg(feature = "sim")]
     pub fn leadership(&self, partition: PartitionId) -> Option<Leadership> {
         self.inner.leaders.get(partition)
     }

@@ -34,7 +34,9 @@ mod wal_scheduler;
 pub mod worker;
 
 pub use config::ShardConfig;
-pub use event::{EventSink, NoEvents, RaftEvent, ReplicationErrorReason};
+#[cfg(feature = "sim")]
+pub use event::NoEvents;
+pub use event::{EventSink, RaftEvent, ReplicationErrorReason};
 pub use host::{HostStartError, RuntimeStats, ShardHost};
 pub use leaders::{EndpointLookup, LeaderTable, Leadership, LogProgress, PartitionState};
 pub use transport::{Inbound, Transport};
@@ -220,7 +222,9 @@ pub enum Request {
         reply: Reply<PartitionStatus>,
     },
     /// A linearizable read point: answered with an index once this node's application has
-    /// applied it (the read may then be served locally).
+    /// applied it (the read may then be served locally). The `Raft` handle has no read API
+    /// yet: only the tests ask (`sim` feature).
+    #[cfg(feature = "sim")]
     ReadIndex {
         /// The answer.
         reply: Reply<LogIndex>,
@@ -269,6 +273,7 @@ impl Request {
             Self::Status { reply } => {
                 let _ = reply.send(Err(refusal));
             }
+            #[cfg(feature = "sim")]
             Self::ReadIndex { reply } => {
                 let _ = reply.send(Err(refusal));
             }

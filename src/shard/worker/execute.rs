@@ -98,6 +98,7 @@ impl Worker {
                     floor: replica.compaction_floor(),
                 }));
             }
+            #[cfg(feature = "sim")]
             Request::ReadIndex { reply } => {
                 if slot.reads.len() >= config.core.read_index_pending_max {
                     let _ = reply.send(Err(Refusal::QueueFull));

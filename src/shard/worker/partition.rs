@@ -21,7 +21,8 @@ pub(crate) struct Slot {
     pub(crate) view: WalView,
     /// Operations waiting for their outcome, by outcome key.
     pub(crate) waiters: HashMap<(u8, u64), Vec<Reply<ReplicationResult>>>,
-    /// The context of the last ReadIndex request.
+    /// The context of the last ReadIndex request (only the tests ask for reads: `sim`).
+    #[cfg(feature = "sim")]
     pub(crate) next_read_context: u64,
     /// ReadIndex requests waiting for their read state, by context.
     pub(crate) reads: HashMap<u64, Reply<LogIndex>>,
