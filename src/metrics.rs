@@ -43,6 +43,9 @@ pub const SHARD_INBOUND_QUEUE_DEPTH: &str = "kommander_shard_inbound_queue_depth
 /// Messages from peers dropped because their shard's inbound queue was full (counter; label
 /// `shard`).
 pub const INBOUND_MESSAGES_DROPPED: &str = "kommander_inbound_messages_dropped_total";
+/// Messages to peers the TCP transport dropped (counter; label `reason`: `queue_full`,
+/// `unknown_peer`, `not_connected` or `too_large`).
+pub const TRANSPORT_MESSAGES_DROPPED: &str = "kommander_transport_messages_dropped_total";
 /// Elections a replica of this node ran: it reported itself candidate, or leader, in a term
 /// it had not reported before (counter; label `shard`).
 pub const ELECTIONS_STARTED: &str = "kommander_elections_started_total";
@@ -128,6 +131,12 @@ pub fn describe() {
         INBOUND_MESSAGES_DROPPED,
         Unit::Count,
         "Messages from peers dropped because the shard's inbound queue was full."
+    );
+    describe_counter!(
+        TRANSPORT_MESSAGES_DROPPED,
+        Unit::Count,
+        "Messages to peers dropped by the TCP transport (queue full, unknown peer, not \
+         connected, too large)."
     );
     describe_counter!(
         ELECTIONS_STARTED,
@@ -222,6 +231,52 @@ impl ShardMetrics {
     }
 }
 
+/// Why the TCP transport dropped messages to a peer (Raft resends from its progress state).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TransportDrop {
+    /// The peer's bounded send queue was full.
+    QueueFull,
+    /// The destination is not a configured peer.
+    UnknownPeer,
+    /// Queued while the link was reconnecting (stale by the time it connects).
+    NotConnected,
+    /// Larger than `frame_bytes_max` (a validated configuration never produces one).
+    TooLarge,
+}
+
+/// The TCP transport's metric handles, taken once when it starts.
+#[derive(Clone)]
+pub(crate) struct TransportMetrics {
+    queue_full: Counter,
+    unknown_peer: Counter,
+    not_connected: Counter,
+    too_large: Counter,
+}
+
+impl TransportMetrics {
+    /// The handles from the installed recorder (no-ops without one).
+    pub(crate) fn new() -> Self {
+        let dropped = |reason: &'static str| metrics::counter!(TRANSPORT_MESSAGES_DROPPED, "reason" => reason);
+        Self {
+            queue_full: dropped("queue_full"),
+            unknown_peer: dropped("unknown_peer"),
+            not_connected: dropped("not_connected"),
+            too_large: dropped("too_large"),
+        }
+    }
+
+    /// `messages` messages to a peer were dropped for `reason`.
+    pub(crate) fn dropped(&self, reason: TransportDrop, messages: usize) {
+        let counter = match reason {
+            TransportDrop::QueueFull => &self.queue_full,
+            TransportDrop::UnknownPeer => &self.unknown_peer,
+            TransportDrop::NotConnected => &self.not_connected,
+            TransportDrop::TooLarge => &self.too_large,
+        };
+        counter.increment(u64::try_from(messages).unwrap_or(u64::MAX));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,6 +287,7 @@ mod tests {
             PROPOSALS,
             COMMITS,
             INBOUND_MESSAGES_DROPPED,
+            TRANSPORT_MESSAGES_DROPPED,
             ELECTIONS_STARTED,
             LEADER_CHANGES,
         ];

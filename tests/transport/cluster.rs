@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kommander_raft::transport::tcp::{TcpTransport, TransportError};
-use kommander_raft::{NodeConfig, PartitionId, Raft, ReplicateOptions};
+use kommander_raft::{NodeConfig, PartitionId, Raft, ReplicateOptions, Transport};
 
 use crate::cluster::harness::{PATIENCE, Recorder, test_config};
 
@@ -259,4 +259,27 @@ fn the_transport_names_an_invalid_field_as_the_node_configuration_spells_it() {
             .contains("transport.peer_queue_batches_max"),
         "{error}"
     );
+}
+
+#[test]
+fn messages_the_transport_drops_are_counted_by_reason_in_the_metrics() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let dir = tempfile::tempdir().expect("dir");
+    let config = test_config(1, 1, 1, dir.path());
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    // The transport takes its metric handles when it starts: from this recorder.
+    let transport = metrics::with_local_recorder(&recorder, || {
+        TcpTransport::with_listener(&config.tcp_config(), &config.tcp_cluster(), listener)
+    })
+    .expect("transport");
+    let messages = crate::transport::wire::sample_messages();
+    let count = messages.len();
+    transport.send(kommander_raft::NodeId(9), messages);
+    assert_eq!(transport.stats().messages_dropped, count as u64);
+    let text = handle.render();
+    let line =
+        format!("kommander_transport_messages_dropped_total{{reason=\"unknown_peer\"}} {count}");
+    assert!(text.contains(&line), "no `{line}` in:\n{text}");
+    transport.shutdown();
 }

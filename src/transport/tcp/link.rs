@@ -21,6 +21,7 @@ use super::handshake::{self, ConnectionHandshakeError, ConnectionRole, HANDSHAKE
 use super::reader::FrameReader;
 use crate::core::rng::SplitMix64;
 use crate::core::{Message, MessageBody, NodeId, PartitionId};
+use crate::metrics::TransportDrop;
 use crate::transport::codec::{FrameKind, HEADER_BYTES, encode_messages, encoded_len, write_frame};
 
 /// The latest heartbeat (and heartbeat response) per partition, waiting for the next flush.
@@ -113,7 +114,7 @@ pub(super) fn run(
                 break;
             }
             if let Ok(batch) = queue.recv_timeout(deadline - now) {
-                shared.stats.dropped(batch.len());
+                shared.dropped(TransportDrop::NotConnected, batch.len());
             }
         }
         backoff = (backoff * 2).min(Duration::from_millis(config.reconnect_backoff_max_ms));
@@ -238,7 +239,7 @@ fn write_messages(
     messages.retain(|m| 4 + encoded_len(m) <= config.frame_bytes_max);
     if messages.len() < before {
         warn!(%peer, count = before - messages.len(), "dropping messages larger than frame_bytes_max");
-        shared.stats.dropped(before - messages.len());
+        shared.dropped(TransportDrop::TooLarge, before - messages.len());
     }
     let mut flush = |frame: &[Message], bytes: usize| {
         write_frame(stream, FrameKind::Messages, &encode_messages(frame))?;

@@ -60,6 +60,7 @@ use self::handshake::Identity;
 pub use self::handshake::{ConnectionHandshakeError, RejectCode};
 use self::reader::Deadlines;
 use crate::core::{Message, NodeId};
+use crate::metrics::{TransportDrop, TransportMetrics};
 use crate::shard::{Inbound, Transport};
 
 /// Why the TCP transport could not start.
@@ -131,11 +132,6 @@ struct Counters {
 }
 
 impl Counters {
-    fn dropped(&self, messages: usize) {
-        self.messages_dropped
-            .fetch_add(messages as u64, Ordering::Relaxed);
-    }
-
     fn snapshot(&self) -> TransportStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         TransportStats {
@@ -230,10 +226,19 @@ struct TcpShared {
     heartbeat_interval: Duration,
     stop: AtomicBool,
     stats: Counters,
+    metrics: TransportMetrics,
     connections: Connections,
 }
 
 impl TcpShared {
+    /// Counts `messages` dropped messages, in the stats and in the metrics.
+    fn dropped(&self, reason: TransportDrop, messages: usize) {
+        self.stats
+            .messages_dropped
+            .fetch_add(messages as u64, Ordering::Relaxed);
+        self.metrics.dropped(reason, messages);
+    }
+
     fn stopping(&self) -> bool {
         self.stop.load(Ordering::Acquire)
     }
@@ -348,6 +353,7 @@ impl TcpTransport {
             heartbeat_interval: cluster.heartbeat_interval,
             stop: AtomicBool::new(false),
             stats: Counters::default(),
+            metrics: TransportMetrics::new(),
             connections: Connections::default(),
         });
         let mut links = HashMap::new();
@@ -452,13 +458,14 @@ impl Transport for TcpTransport {
             return;
         }
         let Some(link) = self.links.get(&to) else {
-            self.shared.stats.dropped(messages.len());
+            self.shared
+                .dropped(TransportDrop::UnknownPeer, messages.len());
             return;
         };
         if let Err(TrySendError::Full(batch) | TrySendError::Disconnected(batch)) =
             link.try_send(messages)
         {
-            self.shared.stats.dropped(batch.len());
+            self.shared.dropped(TransportDrop::QueueFull, batch.len());
         }
     }
 }
