@@ -80,9 +80,10 @@
 //!
 //! # What is public
 //!
-//! The crate root exports the [`Raft`] handle and what it is started with ([`NodeConfig`], a
-//! [`StateMachine`], a [`Transport`] and the node's [`Inbound`] side), its errors, events and
-//! status types. [`transport`] holds the transports: [`transport::memory`] (nodes in one
+//! The crate root exports the [`Raft`] handle, its [`RaftBuilder`] and what a node is started
+//! with ([`NodeConfig`], a [`StateMachine`], a [`Transport`]; the node's [`Inbound`] side is
+//! what a transport delivers to), its errors, events, partition-state watch and status types.
+//! [`metrics`] names every metric the node records. [`transport`] holds the transports: [`transport::memory`] (nodes in one
 //! process), [`transport::tcp`] (the production transport, and the client protocol of the
 //! `kommander` binary's client port) and [`transport::codec`] (the wire format, for custom
 //! transports).
