@@ -381,7 +381,7 @@ fn histogram() -> Histogram<u64> {
 }
 
 /// The result of a run.
-struct Outcome {
+struct BenchOutcome {
     nodes: u64,
     partitions: u32,
     writers: usize,
@@ -395,7 +395,7 @@ struct Outcome {
     latency: Histogram<u64>,
 }
 
-impl Outcome {
+impl BenchOutcome {
     /// `Status: count` of the refused writes, most frequent first.
     fn refusals(&self) -> String {
         let mut counts: Vec<(String, u64)> = self
@@ -467,7 +467,7 @@ impl Outcome {
     }
 }
 
-fn run(workload: &Workload, stop: &Arc<AtomicBool>) -> Result<Outcome, String> {
+fn run(workload: &Workload, stop: &Arc<AtomicBool>) -> Result<BenchOutcome, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -503,7 +503,7 @@ fn run(workload: &Workload, stop: &Arc<AtomicBool>) -> Result<Outcome, String> {
 }
 
 /// Runs the writers (and the progress line) for the warm-up and the measured window.
-async fn drive(cluster: &Cluster, workload: &Workload, stop: &Arc<AtomicBool>) -> Outcome {
+async fn drive(cluster: &Cluster, workload: &Workload, stop: &Arc<AtomicBool>) -> BenchOutcome {
     let recorded = Arc::new(Mutex::new(Recorded {
         writes: 0,
         errors: 0,
@@ -554,7 +554,7 @@ async fn drive(cluster: &Cluster, workload: &Workload, stop: &Arc<AtomicBool>) -
     }
     let ended = Instant::now().min(measure_until);
     let recorded = take(&recorded);
-    Outcome {
+    BenchOutcome {
         nodes: workload.nodes,
         partitions: workload.partitions,
         writers: workload.writers,

@@ -62,7 +62,7 @@ pub(crate) struct ClientPortStats {
     pub(crate) requests: u64,
 }
 
-struct Shared {
+struct PortShared {
     config: ClientPortConfig,
     listener: ClientListener,
     raft: Raft,
@@ -74,7 +74,7 @@ struct Shared {
     open: Mutex<HashMap<u64, TcpStream>>,
 }
 
-impl Shared {
+impl PortShared {
     fn open(&self) -> MutexGuard<'_, HashMap<u64, TcpStream>> {
         self.open.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -86,7 +86,7 @@ impl Shared {
 
 /// A running client port. [`ClientPort::shutdown`] stops it.
 pub(crate) struct ClientPort {
-    shared: Arc<Shared>,
+    shared: Arc<PortShared>,
     acceptor: Option<JoinHandle<()>>,
 }
 
@@ -104,7 +104,7 @@ impl ClientPort {
     ) -> std::io::Result<Self> {
         let listener = ClientListener::bind(address)?;
         let local_addr = listener.local_addr();
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(PortShared {
             config,
             listener,
             raft,
@@ -152,7 +152,7 @@ impl ClientPort {
     }
 }
 
-fn accept_loop(shared: &Arc<Shared>) {
+fn accept_loop(shared: &Arc<PortShared>) {
     while let Some(accepted) = shared.listener.accept() {
         let stream = match accepted {
             Ok(stream) => stream,
@@ -220,7 +220,7 @@ enum Pending {
     },
 }
 
-fn serve_connection(shared: &Arc<Shared>, stream: TcpStream, addr: &str) {
+fn serve_connection(shared: &Arc<PortShared>, stream: TcpStream, addr: &str) {
     let config = &shared.config;
     let mut client = match AcceptedClient::accept(stream, &config.transport, &config.cluster) {
         Ok(client) => client,
@@ -257,7 +257,7 @@ fn serve_connection(shared: &Arc<Shared>, stream: TcpStream, addr: &str) {
 }
 
 fn read_requests(
-    shared: &Shared,
+    shared: &PortShared,
     client: &mut AcceptedClient,
     queue: &Sender<Pending>,
     addr: &str,
@@ -293,7 +293,7 @@ fn read_requests(
     }
 }
 
-fn dispatch(shared: &Shared, id: u64, request: ClientRequest) -> Pending {
+fn dispatch(shared: &PortShared, id: u64, request: ClientRequest) -> Pending {
     match request {
         ClientRequest::Replicate {
             partition,
@@ -371,7 +371,7 @@ fn dispatch(shared: &Shared, id: u64, request: ClientRequest) -> Pending {
 /// writes to one partition). The writer polls it again (with a real waker) when it is this
 /// answer's turn; the `Raft` futures need no runtime. `timed_out` is the answer if the
 /// outcome is still unknown `request_timeout` after now.
-fn start(shared: &Shared, id: u64, mut answer: Answer, timed_out: ClientResponse) -> Pending {
+fn start(shared: &PortShared, id: u64, mut answer: Answer, timed_out: ClientResponse) -> Pending {
     match answer
         .as_mut()
         .poll(&mut Context::from_waker(Waker::noop()))
@@ -387,7 +387,7 @@ fn start(shared: &Shared, id: u64, mut answer: Answer, timed_out: ClientResponse
 }
 
 /// Writes the answers in request order; buffered, flushed whenever it would wait.
-fn write_answers(shared: &Shared, stream: TcpStream, answers: &Receiver<Pending>, addr: &str) {
+fn write_answers(shared: &PortShared, stream: TcpStream, answers: &Receiver<Pending>, addr: &str) {
     let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, stream);
     let result = (|| -> std::io::Result<()> {
         loop {

@@ -102,12 +102,12 @@ pub(crate) struct NodeArgs {
 }
 
 /// A start-up failure: its message and the exit code.
-struct Fatal {
+struct ExitError {
     code: u8,
     message: String,
 }
 
-impl Fatal {
+impl ExitError {
     fn usage(message: impl Into<String>) -> Self {
         Self {
             code: EXIT_USAGE,
@@ -136,23 +136,23 @@ pub(crate) fn run(args: &NodeArgs) -> ExitCode {
 }
 
 /// Reads, parses and validates the configuration; applies [`AUTH_SECRET_ENV`].
-fn load_config(args: &NodeArgs) -> Result<NodeConfig, Fatal> {
+fn load_config(args: &NodeArgs) -> Result<NodeConfig, ExitError> {
     let text = std::fs::read_to_string(&args.config).map_err(|e| {
-        Fatal::usage(format!(
+        ExitError::usage(format!(
             "cannot read the configuration {}: {e}",
             args.config.display()
         ))
     })?;
     let mut config = NodeConfig::from_toml(&text)
-        .map_err(|e| Fatal::usage(format!("{}: {e}", args.config.display())))?;
+        .map_err(|e| ExitError::usage(format!("{}: {e}", args.config.display())))?;
     if let Some(secret) = std::env::var_os(AUTH_SECRET_ENV) {
         let secret = secret
             .into_string()
-            .map_err(|_| Fatal::usage(format!("{AUTH_SECRET_ENV} is not valid UTF-8")))?;
+            .map_err(|_| ExitError::usage(format!("{AUTH_SECRET_ENV} is not valid UTF-8")))?;
         config.transport.auth_secret = Some(secret);
         config
             .validate()
-            .map_err(|e| Fatal::usage(format!("{e} (from {AUTH_SECRET_ENV})")))?;
+            .map_err(|e| ExitError::usage(format!("{e} (from {AUTH_SECRET_ENV})")))?;
     }
     let checks = [
         (
@@ -168,23 +168,25 @@ fn load_config(args: &NodeArgs) -> Result<NodeConfig, Fatal> {
     ];
     for (option, value) in checks {
         if value == 0 {
-            return Err(Fatal::usage(format!("{option} must be positive")));
+            return Err(ExitError::usage(format!("{option} must be positive")));
         }
     }
     // The exporter binds on its own and does not say which port the OS picked.
     if args.metrics_listen.is_some_and(|a| a.port() == 0) {
-        return Err(Fatal::usage("--metrics-listen needs a port other than 0"));
+        return Err(ExitError::usage(
+            "--metrics-listen needs a port other than 0",
+        ));
     }
     Ok(config)
 }
 
-fn run_node(args: &NodeArgs) -> Result<(), Fatal> {
+fn run_node(args: &NodeArgs) -> Result<(), ExitError> {
     let config = load_config(args)?;
     let node_id = config.node_id;
     // Signals first: from here on SIGTERM/SIGINT mean "stop cleanly", even while joining.
     let (stop_sender, stop) = watch::channel(false);
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
-        .map_err(|e| Fatal::failure(format!("cannot install signal handlers: {e}")))?;
+        .map_err(|e| ExitError::failure(format!("cannot install signal handlers: {e}")))?;
     std::thread::Builder::new()
         .name("kommander-signals".to_owned())
         .spawn(move || {
@@ -198,16 +200,16 @@ fn run_node(args: &NodeArgs) -> Result<(), Fatal> {
                 let _ = stop_sender.send(true);
             }
         })
-        .map_err(|e| Fatal::failure(format!("cannot start the signal thread: {e}")))?;
+        .map_err(|e| ExitError::failure(format!("cannot start the signal thread: {e}")))?;
 
     // Before the node starts: the shards take their metric handles from this recorder.
     if let Some(address) = args.metrics_listen {
-        crate::exporter::serve(address).map_err(Fatal::failure)?;
+        crate::exporter::serve(address).map_err(ExitError::failure)?;
     }
     let (tcp_config, tcp_cluster) = (config.tcp_config(), config.tcp_cluster());
     let transport = TcpTransport::bind(&tcp_config, &tcp_cluster).map_err(|e| match e {
-        TransportError::Config(e) => Fatal::usage(e.to_string()),
-        other => Fatal::failure(other.to_string()),
+        TransportError::Config(e) => ExitError::usage(e.to_string()),
+        other => ExitError::failure(other.to_string()),
     })?;
     // One counter per initial partition plus the system partition; later ones share one.
     let app = Arc::new(AppliedCounter::new(config.initial_partitions + 1));
@@ -223,8 +225,8 @@ fn run_node(args: &NodeArgs) -> Result<(), Fatal> {
         .transport(transport.clone())
         .start();
     let raft = block_on(starting)?.map_err(|e| match e {
-        StartError::Config(e) => Fatal::usage(e.to_string()),
-        other => Fatal::failure(format!("starting the node: {other}")),
+        StartError::Config(e) => ExitError::usage(e.to_string()),
+        other => ExitError::failure(format!("starting the node: {other}")),
     })?;
     let result = serve(args, &raft, &transport, &app, client_config, stop);
     // Whatever happened, stop cleanly: entries appended so far become durable.
@@ -241,10 +243,10 @@ fn run_node(args: &NodeArgs) -> Result<(), Fatal> {
 
 /// Runs `future` to completion on a current-thread runtime of its own (starting and stopping
 /// the node happen outside the main loop's runtime).
-fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, Fatal> {
+fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, ExitError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
-        .map_err(|e| Fatal::failure(format!("cannot start a tokio runtime: {e}")))?;
+        .map_err(|e| ExitError::failure(format!("cannot start a tokio runtime: {e}")))?;
     Ok(runtime.block_on(future))
 }
 
@@ -256,10 +258,10 @@ fn serve(
     app: &Arc<AppliedCounter>,
     client_config: ClientPortConfig,
     mut stop: watch::Receiver<bool>,
-) -> Result<(), Fatal> {
+) -> Result<(), ExitError> {
     transport
         .serve(raft.inbound())
-        .map_err(|e| Fatal::failure(format!("serving peers: {e}")))?;
+        .map_err(|e| ExitError::failure(format!("serving peers: {e}")))?;
     // The main loop's runtime (signals, stats timer, events); the client port's writer
     // threads await answers (with a tokio deadline) through its handle.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -267,7 +269,7 @@ fn serve(
         .thread_name("kommander-runtime")
         .enable_time()
         .build()
-        .map_err(|e| Fatal::failure(format!("cannot start the tokio runtime: {e}")))?;
+        .map_err(|e| ExitError::failure(format!("cannot start the tokio runtime: {e}")))?;
     let mut events = raft.subscribe();
     let node = raft.local_node_id().get();
     info!(node, peer = %transport.local_addr(), "joining the cluster");
@@ -284,7 +286,7 @@ fn serve(
                 raft.clone(),
                 runtime.handle().clone(),
             )
-            .map_err(|e| Fatal::failure(format!("client port {address}: {e}")))?,
+            .map_err(|e| ExitError::failure(format!("client port {address}: {e}")))?,
         ),
         None => None,
     };
@@ -395,7 +397,7 @@ impl Checkpointer {
 }
 
 /// Joins, logging progress while the cluster is not initialized. `Ok(false)`: stopped first.
-async fn join(raft: &Raft, stop: &mut watch::Receiver<bool>) -> Result<bool, Fatal> {
+async fn join(raft: &Raft, stop: &mut watch::Receiver<bool>) -> Result<bool, ExitError> {
     loop {
         tokio::select! {
             result = raft.join_cluster(Some(JOIN_PROGRESS_INTERVAL)) => match result {
@@ -405,7 +407,7 @@ async fn join(raft: &Raft, stop: &mut watch::Receiver<bool>) -> Result<bool, Fat
                     system_leader = ?leader,
                     "still joining: waiting for a quorum of the configured nodes"
                 ),
-                Err(other) => return Err(Fatal::failure(format!("joining the cluster: {other}"))),
+                Err(other) => return Err(ExitError::failure(format!("joining the cluster: {other}"))),
             },
             _ = stop.changed() => return Ok(false),
         }
