@@ -71,7 +71,7 @@ pub trait EndpointLookup: Send + Sync + 'static {
     fn endpoint_of(&self, node: NodeId) -> Option<String>;
 }
 
-type Entry = watch::Sender<PartitionState>;
+type Entry = Arc<watch::Sender<PartitionState>>;
 
 /// The latest [`PartitionState`] of every partition of a node, written by the shards and read
 /// (or awaited) by any thread.
@@ -122,7 +122,7 @@ impl LeaderTable {
     /// log progress.
     #[must_use]
     pub fn subscribe(&self, partition: PartitionId) -> watch::Receiver<PartitionState> {
-        self.with_entry(partition, watch::Sender::subscribe)
+        self.with_entry(partition, |entry| entry.subscribe())
     }
 
     /// The endpoint of `node`, when the lookup knows it.
@@ -165,14 +165,19 @@ impl LeaderTable {
         })
     }
 
-    /// Records `partition`'s log progress and wakes its waiters if it moved.
-    pub(crate) fn update_progress(&self, partition: PartitionId, progress: LogProgress) {
-        self.with_entry(partition, |entry| {
-            entry.send_if_modified(|state| {
-                let modified = state.progress != progress;
-                state.progress = progress;
-                modified
-            })
+    /// `partition`'s channel, for a shard to keep and publish its progress through without
+    /// taking the table's lock (entries are never removed, so a kept channel stays the one
+    /// subscribers get).
+    pub(crate) fn state_of(&self, partition: PartitionId) -> Entry {
+        self.with_entry(partition, Arc::clone)
+    }
+
+    /// Publishes `progress` on a partition's channel, waking subscribers only if it moved.
+    pub(crate) fn publish_progress(state: &watch::Sender<PartitionState>, progress: LogProgress) {
+        state.send_if_modified(|state| {
+            let modified = state.progress != progress;
+            state.progress = progress;
+            modified
         });
     }
 
@@ -193,7 +198,7 @@ impl LeaderTable {
             .unwrap_or_else(PoisonError::into_inner);
         f(partitions
             .entry(partition)
-            .or_insert_with(|| watch::Sender::new(PartitionState::default())))
+            .or_insert_with(|| Arc::new(watch::Sender::new(PartitionState::default()))))
     }
 }
 
@@ -292,7 +297,7 @@ mod tests {
             commit_index: LogIndex(6),
             applied_index: LogIndex(5),
         };
-        table.update_progress(p, progress);
+        LeaderTable::publish_progress(&table.state_of(p), progress);
         assert!(state.has_changed().expect("table alive"));
         let seen = *state.borrow_and_update();
         assert_eq!(seen.progress, progress);
@@ -301,7 +306,7 @@ mod tests {
             Some((Some(NodeId(1)), Term(3)))
         );
         // The same progress again wakes nobody; the leadership read stays the same.
-        table.update_progress(p, progress);
+        LeaderTable::publish_progress(&table.state_of(p), progress);
         assert!(!state.has_changed().expect("table alive"));
         assert_eq!(table.get(p), seen.leadership);
     }

@@ -2,11 +2,14 @@
 //! the list of partitions touched this turn (whose Readies the loop gathers).
 
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::watch;
 
 use super::restore::Restore;
 use crate::core::{LogIndex, PartitionId, Replica};
 use crate::shard::wal_records::WalView;
-use crate::shard::{LogProgress, Refusal, ReplicationResult, Reply};
+use crate::shard::{LogProgress, PartitionState, Refusal, ReplicationResult, Reply};
 
 /// One hosted partition.
 #[derive(Debug, Default)]
@@ -30,6 +33,8 @@ pub(crate) struct Slot {
     pub(crate) reads_waiting_apply: Vec<(LogIndex, Reply<LogIndex>)>,
     /// The log progress last published in the leadership table.
     pub(crate) published: LogProgress,
+    /// Its channel in the leadership table, kept so that publishing takes no table lock.
+    pub(crate) state: Option<Arc<watch::Sender<PartitionState>>>,
 }
 
 impl Slot {

@@ -10,7 +10,8 @@ use super::delivery::deliver_live;
 use super::restore::Restore;
 use crate::core::{LogIndex, PartitionId, Ready, Replica, Role};
 use crate::shard::{
-    LogProgress, RaftEvent, Refusal, ReplicationErrorReason, ReplicationResult, outcome_key,
+    LeaderTable, LogProgress, RaftEvent, Refusal, ReplicationErrorReason, ReplicationResult,
+    outcome_key,
 };
 
 impl Worker {
@@ -74,7 +75,10 @@ impl Worker {
         };
         if progress != slot.published {
             slot.published = progress;
-            self.leaders.update_progress(partition, progress);
+            let state = slot
+                .state
+                .get_or_insert_with(|| self.leaders.state_of(partition));
+            LeaderTable::publish_progress(state, progress);
         }
     }
 
