@@ -3,8 +3,8 @@
 //! how far its log has come (last, commit and applied index).
 //!
 //! The shards write it on every soft-state change of a replica, and its log progress at most
-//! once per loop turn for the partitions whose indexes moved (one loop turn may pass before a
-//! change shows); anyone reads it without a round trip to the shard. Each partition's entry
+//! once per loop turn for the partitions whose indexes moved while someone subscribes (a new
+//! subscriber's first progress may be a tick old); anyone reads it without a round trip to the shard. Each partition's entry
 //! is a `tokio::sync::watch` channel of its [`PartitionState`], so waiters
 //! ([`LeaderTable::subscribe`]) are woken by the change itself: nothing polls. Receiving from a
 //! watch works on any executor.
@@ -71,12 +71,12 @@ pub trait EndpointLookup: Send + Sync + 'static {
     fn endpoint_of(&self, node: NodeId) -> Option<String>;
 }
 
-type Entry = Arc<watch::Sender<PartitionState>>;
+type StateChannel = Arc<watch::Sender<PartitionState>>;
 
 /// The latest [`PartitionState`] of every partition of a node, written by the shards and read
 /// (or awaited) by any thread.
 pub struct LeaderTable {
-    partitions: RwLock<HashMap<PartitionId, Entry>>,
+    partitions: RwLock<HashMap<PartitionId, StateChannel>>,
     endpoints: Option<Arc<dyn EndpointLookup>>,
 }
 
@@ -168,21 +168,21 @@ impl LeaderTable {
     /// `partition`'s channel, for a shard to keep and publish its progress through without
     /// taking the table's lock (entries are never removed, so a kept channel stays the one
     /// subscribers get).
-    pub(crate) fn state_of(&self, partition: PartitionId) -> Entry {
+    pub(crate) fn state_of(&self, partition: PartitionId) -> StateChannel {
         self.with_entry(partition, Arc::clone)
     }
 
     /// Publishes `progress` on a partition's channel, waking subscribers only if it moved.
     pub(crate) fn publish_progress(state: &watch::Sender<PartitionState>, progress: LogProgress) {
-        state.send_if_modified(|state| {
-            let modified = state.progress != progress;
-            state.progress = progress;
+        state.send_if_modified(|value| {
+            let modified = value.progress != progress;
+            value.progress = progress;
             modified
         });
     }
 
     /// Runs `f` on `partition`'s entry, created (nothing reported) if absent.
-    fn with_entry<R>(&self, partition: PartitionId, f: impl FnOnce(&Entry) -> R) -> R {
+    fn with_entry<R>(&self, partition: PartitionId, f: impl FnOnce(&StateChannel) -> R) -> R {
         {
             let partitions = self
                 .partitions

@@ -10,7 +10,7 @@ use crate::node::error::QueryError;
 use crate::shard::{Reply, Request};
 
 use super::Raft;
-use super::wait::Verdict;
+use super::wait::WaitStep;
 
 /// Leadership controls for deterministic tests and fault injection: [`Raft::testing`].
 #[derive(Clone, Debug)]
@@ -54,8 +54,8 @@ impl TestHooks {
                 }
             }
             raft.wait(partition, timeout, |l, _| match l {
-                Some(l) if l.leads() => Verdict::Done(()),
-                _ => Verdict::Changed,
+                Some(l) if l.leads() => WaitStep::Done(()),
+                _ => WaitStep::Changed,
             })
             .await
         }
@@ -96,8 +96,8 @@ impl TestHooks {
                 .await
                 .map_err(|refusal| raft.transfer_error(refusal, partition, target))?;
             raft.wait(partition, timeout, move |l, _| match l {
-                Some(l) if l.leader == Some(target) => Verdict::Done(()),
-                _ => Verdict::Changed,
+                Some(l) if l.leader == Some(target) => WaitStep::Done(()),
+                _ => WaitStep::Changed,
             })
             .await
         }

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use crate::shard::{Leadership, PartitionState, PartitionStatus, Refusal, Request};
 
 use super::Raft;
-use super::wait::{Verdict, until};
+use super::wait::{WaitStep, until};
 
 impl Raft {
     /// Whether this node leads `partition` and the no-op of its term has committed (so every
@@ -40,7 +40,8 @@ impl Raft {
     /// and for code that reacts to leadership or progress without asking the shard.
     ///
     /// The shard publishes leadership at every soft-state change and log progress at most once
-    /// per loop turn, for the partitions whose indexes moved; a receiver sees the latest value,
+    /// per loop turn, for the partitions whose indexes moved while someone watches them (a new
+    /// receiver's first progress may be up to one tick old); a receiver sees the latest value,
     /// not every intermediate one. After shutdown the state stays as it last was.
     ///
     /// # Errors
@@ -82,9 +83,9 @@ impl Raft {
     ) -> impl Future<Output = Result<bool, QueryError>> + Send + 'static + use<> {
         let local = self.local_node_id();
         self.wait(partition, timeout, move |leadership, _| match leadership {
-            Some(l) if l.leads() => Verdict::Done(true),
-            Some(l) if l.leader.is_some_and(|leader| leader != local) => Verdict::Done(false),
-            _ => Verdict::Changed,
+            Some(l) if l.leads() => WaitStep::Done(true),
+            Some(l) if l.leader.is_some_and(|leader| leader != local) => WaitStep::Done(false),
+            _ => WaitStep::Changed,
         })
     }
 
@@ -167,16 +168,16 @@ impl Raft {
         let this = self.clone();
         let waited = self.wait(partition, timeout, move |leadership, now| {
             let Some(l) = leadership else {
-                return Verdict::Changed;
+                return WaitStep::Changed;
             };
             let Some(leader) = l.leader else {
-                return Verdict::Changed;
+                return WaitStep::Changed;
             };
             let stable_at = l.since + min_stable_for;
             if now >= stable_at {
-                Verdict::Done(leader)
+                WaitStep::Done(leader)
             } else {
-                Verdict::ChangedOr(stable_at)
+                WaitStep::ChangedOr(stable_at)
             }
         });
         async move {
@@ -199,7 +200,7 @@ impl Raft {
     ) -> impl Future<Output = Result<T, QueryError>> + Send + 'static + use<T, V>
     where
         T: Send + 'static,
-        V: FnMut(Option<&Leadership>, Instant) -> Verdict<T> + Send + 'static,
+        V: FnMut(Option<&Leadership>, Instant) -> WaitStep<T> + Send + 'static,
     {
         let unknown = self.outside_map(partition);
         let timer = Arc::clone(&self.inner.timer);

@@ -13,7 +13,7 @@ pub(super) const SHARD_GONE: Refusal = Refusal::ShutDown;
 
 /// The write a refusal answers (the core's generic refusal means a different thing for each).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Write {
+pub(super) enum WriteKind {
     Propose,
     Checkpoint,
     Commit,
@@ -34,7 +34,7 @@ impl Raft {
         refusal: Refusal,
         partition: PartitionId,
         ticket: HlcTimestamp,
-        write: Write,
+        write: WriteKind,
     ) -> ReplicateError {
         match refusal {
             Refusal::NotLeader { leader } => {
@@ -56,10 +56,12 @@ impl Raft {
                 (Status::ProposalNotFound, _) => ReplicateError::ProposalNotFound { ticket },
                 // The core's generic refusal of a commit or rollback: resolved the other way,
                 // or not committed yet.
-                (_, Write::Commit | Write::Rollback) => ReplicateError::TicketConflict { ticket },
+                (_, WriteKind::Commit | WriteKind::Rollback) => {
+                    ReplicateError::TicketConflict { ticket }
+                }
                 // The core refuses only an empty proposal this way; the shard's other bounds
                 // are the ones `check_write` applied before sending.
-                (_, Write::Propose | Write::Checkpoint) => InvalidWrite::Empty.into(),
+                (_, WriteKind::Propose | WriteKind::Checkpoint) => InvalidWrite::Empty.into(),
             },
         }
     }

@@ -15,7 +15,7 @@ use crate::shard::codec::ENTRY_HEADER_LEN;
 use crate::shard::{ProposedEntry, Reply, Request};
 
 use super::Raft;
-use super::refusal::{SHARD_GONE, Write};
+use super::refusal::{SHARD_GONE, WriteKind};
 use super::timer::{Elapsed, TimerError, race};
 
 /// A write whose outcome is known: a quorum holds it (Kommander's successful
@@ -106,7 +106,7 @@ impl Raft {
             self.write(
                 partition,
                 ticket,
-                (Write::Propose, count),
+                (WriteKind::Propose, count),
                 options.timeout,
                 move |ticket, reply| Request::Propose {
                     entries,
@@ -134,7 +134,7 @@ impl Raft {
         self.write(
             partition,
             ticket,
-            (Write::Checkpoint, 1),
+            (WriteKind::Checkpoint, 1),
             None,
             |ticket, reply| Request::Checkpoint { ticket, reply },
         )
@@ -157,7 +157,7 @@ impl Raft {
         self.write(
             partition,
             ticket,
-            (Write::Commit, 1),
+            (WriteKind::Commit, 1),
             None,
             |ticket, reply| Request::Commit { ticket, reply },
         )
@@ -176,7 +176,7 @@ impl Raft {
         self.write(
             partition,
             ticket,
-            (Write::Rollback, 1),
+            (WriteKind::Rollback, 1),
             None,
             |ticket, reply| Request::Rollback { ticket, reply },
         )
@@ -239,7 +239,7 @@ impl Raft {
         &self,
         partition: PartitionId,
         ticket: HlcTimestamp,
-        (write, entries): (Write, usize),
+        (write, entries): (WriteKind, usize),
         timeout: Option<Duration>,
         make: F,
     ) -> impl Future<Output = Result<Written, ReplicateError>> + Send + 'static + use<F>

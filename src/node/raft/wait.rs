@@ -15,7 +15,7 @@ use crate::node::error::{Fatal, QueryError};
 use crate::shard::{Leadership, PartitionState};
 
 /// What a wait makes of the partition's current leadership.
-pub(super) enum Verdict<T> {
+pub(super) enum WaitStep<T> {
     /// Done, with this answer.
     Done(T),
     /// Not yet: look again at the next change.
@@ -36,7 +36,7 @@ pub(super) async fn until<T>(
     timer: &Timer,
     mut state: watch::Receiver<PartitionState>,
     timeout: Option<Duration>,
-    mut verdict: impl FnMut(Option<&Leadership>, Instant) -> Verdict<T>,
+    mut verdict: impl FnMut(Option<&Leadership>, Instant) -> WaitStep<T>,
 ) -> Result<T, QueryError> {
     let started = Instant::now();
     let deadline = timeout.map(|timeout| started + timeout);
@@ -45,9 +45,9 @@ pub(super) async fn until<T>(
     loop {
         let now = Instant::now();
         let recheck = match verdict(state.borrow_and_update().leadership.as_ref(), now) {
-            Verdict::Done(answer) => return Ok(answer),
-            Verdict::Changed => None,
-            Verdict::ChangedOr(at) => Some(at),
+            WaitStep::Done(answer) => return Ok(answer),
+            WaitStep::Changed => None,
+            WaitStep::ChangedOr(at) => Some(at),
         };
         if deadline.is_some_and(|deadline| now >= deadline) {
             return Err(QueryError::Timeout {
@@ -97,16 +97,16 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use super::{Verdict, until};
+    use super::{WaitStep, until};
     use crate::core::{NodeId, PartitionId, Role, SoftState, Term};
     use crate::node::error::QueryError;
     use crate::node::raft::timer::Timer;
     use crate::shard::LeaderTable;
 
-    fn leader_known(leadership: Option<&crate::shard::Leadership>) -> Verdict<NodeId> {
+    fn leader_known(leadership: Option<&crate::shard::Leadership>) -> WaitStep<NodeId> {
         match leadership.and_then(|l| l.leader) {
-            Some(leader) => Verdict::Done(leader),
-            None => Verdict::Changed,
+            Some(leader) => WaitStep::Done(leader),
+            None => WaitStep::Changed,
         }
     }
 

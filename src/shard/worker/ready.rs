@@ -74,11 +74,17 @@ impl Worker {
             applied_index: replica.applied_index(),
         };
         if progress != slot.published {
-            slot.published = progress;
             let state = slot
                 .state
                 .get_or_insert_with(|| self.leaders.state_of(partition));
-            LeaderTable::publish_progress(state, progress);
+            // Publishing takes the channel's lock and each of its waiter lists' locks, per
+            // write per replica (3.7 % of the CPU samples at 1024 partitions), so it waits for
+            // a subscriber: the count is one atomic load, and a tick turn visits every
+            // partition, so a new subscriber sees the progress within a tick.
+            if state.receiver_count() > 0 {
+                slot.published = progress;
+                LeaderTable::publish_progress(state, progress);
+            }
         }
     }
 
