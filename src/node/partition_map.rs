@@ -11,8 +11,10 @@
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh64::xxh64;
 
+use crate::core::PartitionId;
+
 /// The system partition: it holds the partition map and the roster, never user data.
-pub const SYSTEM_PARTITION: u64 = 0;
+pub const SYSTEM_PARTITION: PartitionId = PartitionId(0);
 
 /// The top of the key-hash space (inclusive); the bottom is 0.
 pub const HASH_SPACE_END: i32 = i32::MAX;
@@ -43,7 +45,7 @@ pub enum RangeState {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionRange {
     /// The partition id (never the system partition, 0).
-    pub partition_id: u64,
+    pub partition_id: PartitionId,
     /// First hash owned (inclusive).
     pub start: i32,
     /// Last hash owned (inclusive).
@@ -77,12 +79,12 @@ pub enum PartitionMapError {
     SystemPartitionInMap,
     /// Two ranges share an id.
     #[error("partition {0} appears twice in the map")]
-    DuplicatePartition(u64),
+    DuplicatePartition(PartitionId),
     /// A range has `start > end` or reaches outside `0..=i32::MAX`.
     #[error("partition {partition_id} has the invalid hash range [{start}, {end}]")]
     InvalidRange {
         /// The partition.
-        partition_id: u64,
+        partition_id: PartitionId,
         /// Its start.
         start: i32,
         /// Its end.
@@ -90,7 +92,7 @@ pub enum PartitionMapError {
     },
     /// Two active hash-routed ranges overlap.
     #[error("partitions {0} and {1} own overlapping hash ranges")]
-    Overlap(u64, u64),
+    Overlap(PartitionId, PartitionId),
     /// The bytes are not a partition map.
     #[error("malformed partition map: {0}")]
     Malformed(String),
@@ -125,7 +127,7 @@ impl PartitionMap {
                     (i + 1) * span - 1
                 };
                 PartitionRange {
-                    partition_id: u64::try_from(i + 1).unwrap_or(u64::MAX),
+                    partition_id: PartitionId(u32::try_from(i + 1).unwrap_or(u32::MAX)),
                     start: i32::try_from(start).unwrap_or(HASH_SPACE_END),
                     end: i32::try_from(end).unwrap_or(HASH_SPACE_END),
                     generation: 1,
@@ -148,7 +150,7 @@ impl PartitionMap {
     /// # Errors
     /// The first violated invariant.
     pub fn validate(&self) -> Result<(), PartitionMapError> {
-        let mut ids: Vec<u64> = self.partitions.iter().map(|r| r.partition_id).collect();
+        let mut ids: Vec<PartitionId> = self.partitions.iter().map(|r| r.partition_id).collect();
         ids.sort_unstable();
         if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
             return Err(PartitionMapError::DuplicatePartition(w[0]));
@@ -195,7 +197,7 @@ impl PartitionMap {
     }
 
     /// The range of `partition_id`, if the map has it (tombstones included).
-    pub fn get(&self, partition_id: u64) -> Option<&PartitionRange> {
+    pub fn get(&self, partition_id: PartitionId) -> Option<&PartitionRange> {
         self.partitions
             .iter()
             .find(|r| r.partition_id == partition_id)
@@ -205,7 +207,7 @@ impl PartitionMap {
     ///
     /// # Errors
     /// [`NoRouteError`] when no active hash-routed range holds the hash.
-    pub fn partition_for_key(&self, key: &str) -> Result<u64, NoRouteError> {
+    pub fn partition_for_key(&self, key: &str) -> Result<PartitionId, NoRouteError> {
         self.partition_for_hash(key_hash(key))
     }
 
@@ -213,11 +215,11 @@ impl PartitionMap {
     ///
     /// # Errors
     /// [`NoRouteError`] when no active hash-routed range holds the hash.
-    pub fn partition_for_prefix(&self, prefix: &str) -> Result<u64, NoRouteError> {
+    pub fn partition_for_prefix(&self, prefix: &str) -> Result<PartitionId, NoRouteError> {
         self.partition_for_hash(prefix_hash(prefix))
     }
 
-    fn partition_for_hash(&self, hash: i32) -> Result<u64, NoRouteError> {
+    fn partition_for_hash(&self, hash: i32) -> Result<PartitionId, NoRouteError> {
         self.routable()
             .find(|r| r.start <= hash && hash <= r.end)
             .map(|r| r.partition_id)
@@ -305,12 +307,15 @@ mod tests {
     fn invalid_maps_are_refused_with_the_reason() {
         let mut map = PartitionMap::initial(2).expect("valid count");
         map.partitions[1].start = map.partitions[0].end;
-        assert_eq!(map.validate(), Err(PartitionMapError::Overlap(1, 2)));
-        let mut map = PartitionMap::initial(2).expect("valid count");
-        map.partitions[1].partition_id = 1;
         assert_eq!(
             map.validate(),
-            Err(PartitionMapError::DuplicatePartition(1))
+            Err(PartitionMapError::Overlap(PartitionId(1), PartitionId(2)))
+        );
+        let mut map = PartitionMap::initial(2).expect("valid count");
+        map.partitions[1].partition_id = PartitionId(1);
+        assert_eq!(
+            map.validate(),
+            Err(PartitionMapError::DuplicatePartition(PartitionId(1)))
         );
         let mut map = PartitionMap::initial(1).expect("valid count");
         map.partitions[0].partition_id = SYSTEM_PARTITION;

@@ -246,10 +246,7 @@ impl Loop {
             if range.state == RangeState::Removed {
                 continue;
             }
-            let Ok(id) = u32::try_from(range.partition_id) else {
-                continue;
-            };
-            let partition = PartitionId(id);
+            let partition = range.partition_id;
             if self.opened.contains(&partition) {
                 continue;
             }

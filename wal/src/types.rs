@@ -6,7 +6,19 @@
 /// The one partition id of the workspace: `kommander-raft`'s core re-exports it. Records store
 /// it in 64 bits (`docs/wal-format.md`); recovery reports a stored value above `u32::MAX` as
 /// corruption. Serialized as its number; displayed as `p<number>`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct PartitionId(pub u32);
 

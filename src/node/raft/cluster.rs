@@ -107,7 +107,7 @@ impl Raft {
     /// [`NoRouteError`] before initialization or when no active range holds the hash.
     pub fn partition_for_key(&self, key: &str) -> Result<PartitionId, NoRouteError> {
         let map = self.partition_map();
-        map.partition_for_key(key).map(to_partition_id)
+        map.partition_for_key(key)
     }
 
     /// The partition owning keys with prefix `prefix` (Kommander's `GetPrefixPartitionKey`).
@@ -117,19 +117,14 @@ impl Raft {
     /// As [`Raft::partition_for_key`].
     pub fn partition_for_prefix(&self, prefix: &str) -> Result<PartitionId, NoRouteError> {
         let map = self.partition_map();
-        map.partition_for_prefix(prefix).map(to_partition_id)
+        map.partition_for_prefix(prefix)
     }
 
     /// The generation of `partition` in this node's map (0 when absent).
     #[must_use]
     pub fn partition_generation(&self, partition: PartitionId) -> u64 {
         self.partition_map()
-            .get(u64::from(partition.0))
+            .get(partition)
             .map_or(0, |r| r.generation)
     }
-}
-
-fn to_partition_id(id: u64) -> PartitionId {
-    // Map ids come from `PartitionMap::initial(u32)`.
-    PartitionId(u32::try_from(id).unwrap_or(u32::MAX))
 }
