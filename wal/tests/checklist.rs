@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use kommander_wal::backend::BackendChoice;
-use kommander_wal::backend::sim::{CrashMode, FaultPlan, SimDisk};
+use kommander_wal::backend::sim::{CrashMode, FaultPlan, SimDisk, Step};
 use kommander_wal::fuzzing::{FrameCheck, check_frame, decode_segment_header, frame_footprint};
 use kommander_wal::{Error, PartitionId, TermVote, Wal, WalConfig, Write};
 
@@ -150,13 +150,30 @@ fn two_frames_in_flight_later_durable_earlier_torn_both_dropped() {
             .expect("append B");
     }
     wal.submit().expect("submit B");
-    let before = disk.step_count();
     wal.poll_durable().expect("poll");
     drop(wal);
     // Steps: write A, write B, sync A, sync B. Crash after both writes, before any sync,
-    // with B intact and A torn.
+    // with B intact and A torn. The segment preparer records steps of its own on its thread
+    // (the next segment's file), so the crash point is found in the trace, not counted.
+    let trace = disk.trace();
+    let holds = |step: &Step, byte: u8| {
+        matches!(step, Step::Write { data, .. }
+            if data.windows(700).any(|w| w.iter().all(|&b| b == byte)))
+    };
+    let a_step = trace.iter().position(|s| holds(s, 2)).expect("A written");
+    let b_step = trace.iter().position(|s| holds(s, 3)).expect("B written");
+    let Step::Write { inode: active, .. } = trace[a_step] else {
+        unreachable!("a write step")
+    };
+    assert!(a_step < b_step, "A is written before B");
+    assert!(
+        !trace[a_step..b_step]
+            .iter()
+            .any(|s| matches!(s, Step::Sync { inode } if *inode == active)),
+        "no sync of the active segment between the writes of A and B"
+    );
     let image = base.path().join("image");
-    disk.crash_image(before + 2, CrashMode::KeepUnsynced, &image)
+    disk.crash_image(b_step + 1, CrashMode::KeepUnsynced, &image)
         .expect("image");
     let active = segments(&image)
         .into_iter()
@@ -258,23 +275,29 @@ fn stale_frames_in_a_recycled_segment_are_rejected() {
 
 #[test]
 fn misdirected_frames_are_rejected() {
-    // A workload size whose active segment has room for two more frames after its end.
+    // The smallest frame of a segment (how many records a frame holds depends on how writes
+    // met the group commit, so under load it may span more than one 4 KiB block).
+    let smallest = |path: &Path| {
+        frames(path)
+            .into_iter()
+            .min_by_key(|(_, len)| frame_footprint(*len))
+            .expect("frames")
+    };
+    // A workload size whose active segment has room after its end for the smallest frame of
+    // itself and of the oldest segment.
     let (dir, model) = (300..400)
         .step_by(7)
         .find_map(|ops| {
             let dir = tempfile::tempdir().expect("tempdir");
             let (_, model) = filled(dir.path(), ops);
             let segs = segments(dir.path());
-            let active = segs
-                .iter()
-                .rev()
-                .find(|(_, p)| !frames(p).is_empty())?
-                .1
-                .clone();
-            let (offset, len) = *frames(&active).last()?;
-            let room =
-                std::fs::metadata(&active).ok()?.len() - offset - frame_footprint(len) as u64;
-            (room >= 2 * 4096).then_some((dir, model))
+            let with_frames: Vec<_> = segs.iter().filter(|(_, p)| !frames(p).is_empty()).collect();
+            let active = &with_frames.last()?.1;
+            let older = &with_frames.first()?.1;
+            let (offset, len) = *frames(active).last()?;
+            let room = std::fs::metadata(active).ok()?.len() - offset - frame_footprint(len) as u64;
+            let needed = frame_footprint(smallest(active).1) + frame_footprint(smallest(older).1);
+            (with_frames.len() >= 2 && room >= needed as u64).then_some((dir, model))
         })
         .expect("some workload size leaves room");
     let segs = segments(dir.path());
@@ -285,14 +308,7 @@ fn misdirected_frames_are_rejected() {
     let end = end_offset + frame_footprint(end_len) as u64;
     // A frame of this segment, and one of an older segment, written past the end.
     let active_bytes = std::fs::read(active).expect("read");
-    let smallest = |path: &Path| {
-        frames(path)
-            .into_iter()
-            .min_by_key(|(_, len)| frame_footprint(*len))
-            .expect("frames")
-    };
     let (first_offset, first_len) = smallest(active);
-    assert_eq!(frame_footprint(first_len), 4096);
     let copy = active_bytes[first_offset as usize..][..frame_footprint(first_len)].to_vec();
     patch(active, end, &copy);
     let wal = open(dir.path()).expect("a frame at the wrong offset past the end is dropped");
@@ -300,7 +316,6 @@ fn misdirected_frames_are_rejected() {
     drop(wal);
     let older_bytes = std::fs::read(older).expect("read");
     let (o_offset, o_len) = smallest(older);
-    assert_eq!(frame_footprint(o_len), 4096);
     let copy = older_bytes[o_offset as usize..][..frame_footprint(o_len)].to_vec();
     let end = {
         let (offset, len) = *frames(active).last().expect("frames");
@@ -325,8 +340,7 @@ fn fsync_eio_poisons_the_log() {
     let base = tempfile::tempdir().expect("tempdir");
     let dir = base.path().join("wal");
     let disk = SimDisk::new(&dir).expect("disk");
-    let mut wal =
-        Wal::open(&dir, small_config(BackendChoice::Simulated(disk.clone()))).expect("open");
+    let mut wal = Wal::open(&dir, inline_preparation(&disk)).expect("open");
     wal.append_entry(p(1), 1, 1, b"durable").expect("append");
     let durable = wal.sync().expect("sync");
     let (_, syncs) = disk.io_counts();
@@ -358,13 +372,21 @@ fn fsync_eio_poisons_the_log() {
     assert_eq!(&wal.entry(p(1), 1).expect("read")[..], b"durable");
 }
 
+/// A simulated WAL that prepares segments inline: with the background preparer, its zero-fill
+/// writes and syncs may take the ordinal a fault plan aims at the log's own I/O.
+fn inline_preparation(disk: &SimDisk) -> WalConfig {
+    WalConfig {
+        prepare_segments_in_background: false,
+        ..small_config(BackendChoice::Simulated(disk.clone()))
+    }
+}
+
 #[test]
 fn write_eio_poisons_the_log() {
     let base = tempfile::tempdir().expect("tempdir");
     let dir = base.path().join("wal");
     let disk = SimDisk::new(&dir).expect("disk");
-    let mut wal =
-        Wal::open(&dir, small_config(BackendChoice::Simulated(disk.clone()))).expect("open");
+    let mut wal = Wal::open(&dir, inline_preparation(&disk)).expect("open");
     let (writes, _) = disk.io_counts();
     disk.set_faults(FaultPlan {
         fail_write_nth: Some(writes),
