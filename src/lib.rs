@@ -142,5 +142,5 @@ pub use crate::node::{
     PhysicalClock, StaticDiscovery, SystemClock, WalBackend,
 };
 pub use crate::shard::codec::CodecError;
-pub use crate::shard::{HostStartError, PartitionStatus, ReplicationErrorReason, RuntimeStats};
+pub use crate::shard::{HostStartError, PartitionStatus, ReplicationErrorReason, ShardCounters};
 pub use crate::transport::{Inbound, Transport};

@@ -66,7 +66,7 @@ use crate::node::events::EventHub;
 use crate::node::hlc::HybridLogicalClock;
 use crate::node::system::{SYSTEM_PARTITION, SystemState};
 use crate::shard::{
-    Inbound, LeaderTable, RaftEvent, Refusal, Reply, Request, RuntimeStats, ShardHost, Transport,
+    Inbound, LeaderTable, RaftEvent, Refusal, Reply, Request, ShardCounters, ShardHost, Transport,
 };
 use timer::{Elapsed, Timer, TimerError, race};
 
@@ -276,7 +276,7 @@ impl Raft {
     /// Counters of the shards (WAL submissions, persisted readies, dropped messages): the
     /// WAL and its schedulers live on the shard threads and are observed through these.
     #[must_use]
-    pub fn runtime_stats(&self) -> RuntimeStats {
+    pub fn shard_counters(&self) -> ShardCounters {
         self.inner.shards.stats()
     }
 

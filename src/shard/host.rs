@@ -114,7 +114,7 @@ impl std::fmt::Debug for ShardHost {
 
 /// Counters summed over the shards.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RuntimeStats {
+pub struct ShardCounters {
     /// Inbound batches dropped on a full shard queue.
     pub inbound_batches_dropped: u64,
     /// Inbound messages dropped (unknown or restoring partition, failed shard, wrong node).
@@ -349,8 +349,8 @@ impl ShardHost {
 
     /// Counters summed over the shards.
     #[must_use]
-    pub fn stats(&self) -> RuntimeStats {
-        let mut total = RuntimeStats::default();
+    pub fn stats(&self) -> ShardCounters {
+        let mut total = ShardCounters::default();
         for shard in self.inner.router.shards() {
             let s = &shard.stats;
             total.inbound_batches_dropped += s.inbound_batches_dropped.load(Ordering::Relaxed);

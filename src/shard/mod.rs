@@ -37,7 +37,7 @@ pub use config::ShardConfig;
 #[cfg(feature = "sim")]
 pub use event::NoEvents;
 pub use event::{EventSink, RaftEvent, ReplicationErrorReason};
-pub use host::{HostStartError, RuntimeStats, ShardHost};
+pub use host::{HostStartError, ShardCounters, ShardHost};
 pub use leaders::{EndpointLookup, LeaderTable, Leadership, LogProgress, PartitionState};
 pub use transport::{Inbound, Transport};
 

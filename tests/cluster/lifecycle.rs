@@ -107,7 +107,7 @@ async fn cluster_state_and_activity() {
     assert_eq!(endpoints, ["memory:2", "memory:3"]);
     assert_eq!(raft.update_nodes(), raft.nodes());
     assert_eq!(raft.config().node_id, 1);
-    assert!(raft.runtime_stats().wal_submissions > 0);
+    assert!(raft.shard_counters().wal_submissions > 0);
 
     // A leader hears from every follower (followers hear from leaders only).
     let leader = cluster.raft(cluster.leader(p).await);
