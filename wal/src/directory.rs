@@ -30,10 +30,18 @@ pub(crate) struct DirListing {
 impl DirListing {
     /// Lists `dir` (reads nothing else).
     pub(crate) fn read(dir: &Path) -> Result<Self> {
-        let mut listing = Self::default();
+        let mut names = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(io_err("listing the directory", dir))? {
             let entry = entry.map_err(io_err("listing the directory", dir))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        Ok(Self::classify(names))
+    }
+
+    /// Classifies a directory's names (the simulated disk lists its durable image with this).
+    pub(crate) fn classify(names: impl IntoIterator<Item = String>) -> Self {
+        let mut listing = Self::default();
+        for name in names {
             if name == MARKER_NAME {
                 listing.has_marker = true;
             } else if let Some(seq) = parse_name(&name, "wal") {
@@ -47,7 +55,7 @@ impl DirListing {
         listing.seqs.sort_unstable();
         listing.temps.sort_unstable();
         listing.foreign.sort_unstable();
-        Ok(listing)
+        listing
     }
 
     /// The check `Wal::open` makes before changing anything: a directory holding other files
@@ -56,6 +64,21 @@ impl DirListing {
     /// # Errors
     /// [`Error::NotAWal`]; [`Error::Io`] reading the marker.
     pub(crate) fn check_is_wal(&self, dir: &Path) -> Result<()> {
+        self.check_is_wal_with(dir, || {
+            std::fs::read(dir.join(MARKER_NAME)).map_err(io_err("reading the marker", dir))
+        })
+    }
+
+    /// [`DirListing::check_is_wal`] with the marker's content read by `marker` (called only
+    /// if the marker exists).
+    ///
+    /// # Errors
+    /// [`Error::NotAWal`]; what `marker` returns.
+    pub(crate) fn check_is_wal_with(
+        &self,
+        dir: &Path,
+        marker: impl FnOnce() -> Result<Vec<u8>>,
+    ) -> Result<()> {
         if !self.has_marker {
             if let Some(name) = self.foreign.first() {
                 return Err(Error::NotAWal {
@@ -71,9 +94,7 @@ impl DirListing {
             }
             return Ok(());
         }
-        let marker =
-            std::fs::read(dir.join(MARKER_NAME)).map_err(io_err("reading the marker", dir))?;
-        if !marker.starts_with(MARKER_CONTENT) {
+        if !marker()?.starts_with(MARKER_CONTENT) {
             return Err(Error::NotAWal {
                 dir: dir.to_path_buf(),
                 reason: format!("its {MARKER_NAME} file is not a kommander-wal marker"),

@@ -14,10 +14,31 @@
 //! Durable writes on the hot path are queued by [`Backend::submit_durable_write`] and executed
 //! when completions are reaped: every queued write, then every sync, so the recorded trace
 //! interleaves appends with writes in flight as a real pipeline does, and a crash can fall
-//! between two in-flight writes and their syncs.
+//! between two in-flight writes and their syncs. A **stalled** disk ([`SimDisk::set_stalled`])
+//! performs and completes none of them until it is unstalled (a slow disk).
 //!
 //! Writes are performed on the real files but never `fsync`ed for real (the model, not the
 //! kernel, decides what survives), which keeps crash enumeration fast.
+//!
+//! # Crashes for a simulator
+//!
+//! * **Process crash**: drop the `Wal` and open it again over the same directory with the same
+//!   `SimDisk`. Every performed write survives (the page cache), still volatile in the model;
+//!   queued durable writes not yet reaped are lost with the backend.
+//! * **Power loss**: [`SimDisk::power_loss`] replaces the directory, in place, by what survives
+//!   under a [`CrashMode`]; or [`SimDisk::crash_image`] writes it elsewhere, to be opened with a
+//!   new `SimDisk`.
+//! * **The durable truth**: [`SimDisk::durable_logs`] is what recovery of the durable image (a
+//!   power loss now, [`CrashMode::LoseUnsynced`]) finds, per partition, computed in memory.
+//!
+//! # Long runs
+//!
+//! The trace keeps every step's bytes until [`SimDisk::fold_trace`] folds it into the model's
+//! image of the directory, which keeps memory proportional to the files plus what is volatile.
+//! Step numbers keep counting across folds.
+
+mod durable_logs;
+mod image;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
@@ -28,6 +49,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{AlignedBuf, Backend, Completion, FileSystem, SegmentFile};
+pub use durable_logs::{DurableEntry, DurableLog, DurableLogs};
+use image::DiskImage;
 
 /// The sector size of the crash model: writes tear at this granularity.
 pub const SECTOR_SIZE: usize = 512;
@@ -95,24 +118,41 @@ pub enum Step {
     SyncDir,
 }
 
-#[derive(Clone, Debug)]
-enum DirOp {
-    Link(String, u64),
-    Rename(String, String),
-    Unlink(String),
+/// How often a stalled disk held its queued writes back, and how often a caller waited them
+/// out. See [`SimDisk::set_stalled`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StallCounts {
+    /// Non-blocking reaps that returned nothing because the disk was stalled with durable
+    /// writes queued: the stall delayed durability.
+    pub reaps_deferred: u64,
+    /// Blocking reaps while stalled, which performed and completed the queued writes anyway
+    /// (see [`SimDisk::set_stalled`]): a simulator whose loop never blocks expects none.
+    pub waits_through_stall: u64,
 }
 
-/// The simulated disk: its files (by inode), the trace of I/O steps, and the faults to inject.
+/// The simulated disk: the directory as the process sees it, the model's image at the fold
+/// point and now, the trace of steps since the fold, the faults to inject, the stall.
 struct DiskState {
     dir: PathBuf,
-    base_names: BTreeMap<String, u64>,
-    base_contents: HashMap<u64, Vec<u8>>,
+    /// Names in the real directory (the page cache's view), each to its model inode.
     names: BTreeMap<String, u64>,
     next_inode: u64,
+    /// The image after the first `folded_steps` steps.
+    folded: DiskImage,
+    folded_steps: usize,
+    /// The steps after the fold point.
     trace: Vec<Step>,
+    /// The image after every step: `folded` with `trace` applied.
+    live: DiskImage,
+    /// Bumped whenever the durable part of `live` changes.
+    durable_generation: u64,
+    /// The last [`SimDisk::durable_logs`] and the durable generation it was recovered from.
+    durable_logs: Option<(u64, Arc<DurableLogs>)>,
     faults: FaultPlan,
     writes_seen: u64,
     syncs_seen: u64,
+    stalled: bool,
+    stall_counts: StallCounts,
 }
 
 impl DiskState {
@@ -130,6 +170,13 @@ impl DiskState {
             .get(&name)
             .copied()
             .ok_or_else(|| io::Error::other(format!("simulated disk: {name} is not a known file")))
+    }
+
+    fn record(&mut self, step: Step) {
+        if self.live.apply(&step) {
+            self.durable_generation += 1;
+        }
+        self.trace.push(step);
     }
 
     fn check_write(&mut self) -> io::Result<()> {
@@ -154,7 +201,7 @@ impl DiskState {
         let inode = self.inode_of(file)?;
         self.check_write()?;
         file.file().write_all_at(data, offset)?;
-        self.trace.push(Step::Write {
+        self.record(Step::Write {
             inode,
             offset,
             data: Arc::from(data),
@@ -165,8 +212,15 @@ impl DiskState {
     fn sync(&mut self, file: &SegmentFile) -> io::Result<()> {
         let inode = self.inode_of(file)?;
         self.check_sync()?;
-        self.trace.push(Step::Sync { inode });
+        self.record(Step::Sync { inode });
         Ok(())
+    }
+
+    /// Steps up to now become the fold point.
+    fn fold(&mut self) {
+        self.folded = self.live.clone();
+        self.folded_steps += self.trace.len();
+        self.trace = Vec::new();
     }
 }
 
@@ -188,7 +242,9 @@ impl fmt::Debug for SimDisk {
         let state = self.lock();
         f.debug_struct("SimDisk")
             .field("dir", &state.dir)
-            .field("steps", &state.trace.len())
+            .field("steps", &(state.folded_steps + state.trace.len()))
+            .field("folded_steps", &state.folded_steps)
+            .field("stalled", &state.stalled)
             .finish()
     }
 }
@@ -200,8 +256,8 @@ impl SimDisk {
     /// # Errors
     /// Reading the existing files failed.
     pub fn new(dir: &Path) -> io::Result<Self> {
-        let mut base_names = BTreeMap::new();
-        let mut base_contents = HashMap::new();
+        let mut names = BTreeMap::new();
+        let mut contents = HashMap::new();
         let mut next_inode = 0;
         if dir.exists() {
             for entry in std::fs::read_dir(dir)? {
@@ -212,22 +268,28 @@ impl SimDisk {
                 let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
                     continue;
                 };
-                base_names.insert(name, next_inode);
-                base_contents.insert(next_inode, std::fs::read(entry.path())?);
+                names.insert(name, next_inode);
+                contents.insert(next_inode, Arc::new(std::fs::read(entry.path())?));
                 next_inode += 1;
             }
         }
+        let image = DiskImage::durable(names.clone(), contents);
         Ok(Self {
             state: Arc::new(Mutex::new(DiskState {
                 dir: dir.to_path_buf(),
-                names: base_names.clone(),
-                base_names,
-                base_contents,
+                names,
                 next_inode,
+                folded: image.clone(),
+                folded_steps: 0,
                 trace: Vec::new(),
+                live: image,
+                durable_generation: 0,
+                durable_logs: None,
                 faults: FaultPlan::default(),
                 writes_seen: 0,
                 syncs_seen: 0,
+                stalled: false,
+                stall_counts: StallCounts::default(),
             })),
         })
     }
@@ -248,14 +310,59 @@ impl SimDisk {
         (state.writes_seen, state.syncs_seen)
     }
 
-    /// The number of recorded steps so far. A crash "at step k" keeps steps `0..k`.
-    pub fn step_count(&self) -> usize {
-        self.lock().trace.len()
+    /// Stalls the disk (`true`) or lets it run again (`false`): a slow disk. While stalled,
+    /// the durable writes queued on the hot path are neither performed nor completed: a
+    /// non-blocking reap returns nothing, so the log's durable LSN does not move. Once
+    /// unstalled, the next reap performs and completes them.
+    ///
+    /// A blocking reap (the log waiting for a pipeline slot, [`crate::Wal::wait_durable`],
+    /// [`crate::Wal::sync`]) performs and completes them anyway, as a real thread would wait
+    /// the stall out (on one thread nothing else could end it); each is counted in
+    /// [`StallCounts::waits_through_stall`]. The synchronous filesystem side (segment
+    /// preparation, renames, directory syncs) is never stalled.
+    pub fn set_stalled(&self, stalled: bool) {
+        self.lock().stalled = stalled;
     }
 
-    /// A copy of the recorded steps.
+    /// Whether the disk is stalled (see [`SimDisk::set_stalled`]).
+    pub fn is_stalled(&self) -> bool {
+        self.lock().stalled
+    }
+
+    /// What the stalls did so far (see [`SimDisk::set_stalled`]).
+    pub fn stall_counts(&self) -> StallCounts {
+        self.lock().stall_counts
+    }
+
+    /// The number of recorded steps so far, folded ones included. A crash "at step k" keeps
+    /// steps `0..k`.
+    pub fn step_count(&self) -> usize {
+        let state = self.lock();
+        state.folded_steps + state.trace.len()
+    }
+
+    /// The number of steps folded into the model's image by [`SimDisk::fold_trace`] or
+    /// [`SimDisk::power_loss`]: crash images can no longer be taken before this step.
+    pub fn folded_steps(&self) -> usize {
+        self.lock().folded_steps
+    }
+
+    /// A copy of the recorded steps after the fold point: element `i` is step
+    /// `folded_steps() + i` (the whole trace while nothing was folded).
     pub fn trace(&self) -> Vec<Step> {
         self.lock().trace.clone()
+    }
+
+    /// Folds every step recorded so far into the model's image of the directory and forgets
+    /// their bytes, so that memory stays proportional to the files plus what is still
+    /// volatile (the bytes of writes not yet synced are kept: a crash may keep or tear them).
+    /// Crash images at step [`SimDisk::step_count`] and later stay exact; earlier ones are
+    /// refused. Step numbers keep counting: the next step is still `step_count()`.
+    ///
+    /// Costs a copy of the model's file contents shared with the live image, copied again
+    /// only when a later sync changes a file.
+    pub fn fold_trace(&self) {
+        self.lock().fold();
     }
 
     /// The simulated backend on this disk.
@@ -268,133 +375,80 @@ impl SimDisk {
     }
 
     /// Writes into `target` (which must not exist or be empty) what the directory could hold
-    /// after a crash right after the first `steps` recorded steps, under `mode`.
+    /// after a crash right after the first `steps` recorded steps (at most
+    /// [`SimDisk::step_count`]), under `mode`.
     ///
     /// # Errors
-    /// Writing the image failed.
+    /// `steps` is below [`SimDisk::folded_steps`] (`InvalidInput`); writing the image failed.
     pub fn crash_image(&self, steps: usize, mode: CrashMode, target: &Path) -> io::Result<()> {
         let state = self.lock();
-        let steps = steps.min(state.trace.len());
-        let mut rng = SplitMix64(match mode {
-            CrashMode::Torn(seed) => seed,
-            _ => 0,
-        });
-        let mut durable_names = state.base_names.clone();
-        let mut pending_dir: Vec<DirOp> = Vec::new();
-        let mut durable: HashMap<u64, Vec<u8>> = state.base_contents.clone();
-        let mut pending: HashMap<u64, Vec<VolatileWrite>> = HashMap::new();
-        for step in &state.trace[..steps] {
-            match step {
-                Step::Create { name, inode } => {
-                    durable.entry(*inode).or_default();
-                    pending_dir.push(DirOp::Link(name.clone(), *inode));
-                }
-                Step::Write {
-                    inode,
-                    offset,
-                    data,
-                } => pending
-                    .entry(*inode)
-                    .or_default()
-                    .push((*offset, data.clone())),
-                Step::Sync { inode } => {
-                    let content = durable.entry(*inode).or_default();
-                    for (offset, data) in pending.remove(inode).unwrap_or_default() {
-                        apply(content, offset, &data);
-                    }
-                }
-                Step::Rename { from, to } => {
-                    pending_dir.push(DirOp::Rename(from.clone(), to.clone()));
-                }
-                Step::Remove { name } => pending_dir.push(DirOp::Unlink(name.clone())),
-                Step::SyncDir => {
-                    for op in pending_dir.drain(..) {
-                        apply_dir(&mut durable_names, op);
-                    }
-                }
-            }
-        }
-        let kept_dir_ops = match mode {
-            CrashMode::LoseUnsynced => 0,
-            CrashMode::KeepUnsynced => pending_dir.len(),
-            CrashMode::Torn(_) => (rng.next() % (pending_dir.len() as u64 + 1)) as usize,
+        let Some(after_fold) = steps.checked_sub(state.folded_steps) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "simulated disk: no crash image at step {steps}: the steps before {} are \
+                     folded",
+                    state.folded_steps
+                ),
+            ));
         };
-        for op in pending_dir.into_iter().take(kept_dir_ops) {
-            apply_dir(&mut durable_names, op);
-        }
-        let mut inodes: Vec<_> = pending.keys().copied().collect();
-        inodes.sort_unstable();
-        for inode in inodes {
-            let content = durable.entry(inode).or_default();
-            for (offset, data) in &pending[&inode] {
-                match mode {
-                    CrashMode::LoseUnsynced => {}
-                    CrashMode::KeepUnsynced => apply(content, *offset, data),
-                    CrashMode::Torn(_) => {
-                        for (i, sector) in data.chunks(SECTOR_SIZE).enumerate() {
-                            let at = *offset + (i * SECTOR_SIZE) as u64;
-                            match rng.next() % 4 {
-                                0 => {}
-                                1 => apply(content, at, sector),
-                                2 => apply(content, at, &vec![0; sector.len()]),
-                                _ => {
-                                    let garbage: Vec<u8> =
-                                        (0..sector.len()).map(|_| rng.next() as u8).collect();
-                                    apply(content, at, &garbage);
-                                }
-                            }
-                        }
-                    }
-                }
+        let image = if after_fold >= state.trace.len() {
+            state.live.after_crash(mode)
+        } else {
+            let mut image = state.folded.clone();
+            for step in &state.trace[..after_fold] {
+                image.apply(step);
+            }
+            image.after_crash(mode)
+        };
+        drop(state);
+        image.write_to(target)
+    }
+
+    /// A power loss now: replaces the directory's contents, in place, by what survives under
+    /// `mode` (as [`SimDisk::crash_image`] at [`SimDisk::step_count`]), which the disk then
+    /// holds as durable. The steps so far are folded; counters and the fault plan keep
+    /// running. Drop every `Wal` open on this disk first; then open it again with this disk.
+    ///
+    /// # Errors
+    /// Replacing the directory's files failed (the directory is then in an unknown state).
+    pub fn power_loss(&self, mode: CrashMode) -> io::Result<()> {
+        let mut state = self.lock();
+        let image = state.live.after_crash(mode);
+        for entry in std::fs::read_dir(&state.dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                std::fs::remove_file(entry.path())?;
             }
         }
-        std::fs::create_dir_all(target)?;
-        for (name, inode) in &durable_names {
-            let content = durable.get(inode).map(Vec::as_slice).unwrap_or_default();
-            std::fs::write(target.join(name), content)?;
-        }
+        image.write_to(&state.dir)?;
+        state.names = image.names.clone();
+        state.live = image;
+        state.durable_generation += 1;
+        state.fold();
         Ok(())
     }
-}
 
-/// A write not yet synced: (offset, bytes).
-type VolatileWrite = (u64, Arc<[u8]>);
-
-fn apply(content: &mut Vec<u8>, offset: u64, data: &[u8]) {
-    let start = offset as usize;
-    let end = start + data.len();
-    if content.len() < end {
-        content.resize(end, 0);
-    }
-    content[start..end].copy_from_slice(data);
-}
-
-fn apply_dir(names: &mut BTreeMap<String, u64>, op: DirOp) {
-    match op {
-        DirOp::Link(name, inode) => {
-            names.insert(name, inode);
+    /// The durable truth: what recovery of the disk's durable image (what a power loss now,
+    /// [`CrashMode::LoseUnsynced`], leaves) finds, per partition: term and vote, compaction
+    /// floor, commit index and entries. Computed in memory with the checks, scan and replay
+    /// `Wal::open` runs (no file is written, no `Wal` opened), from the disk alone. Recomputed
+    /// only when something became durable since the last call; otherwise the same value is
+    /// returned again.
+    ///
+    /// # Errors
+    /// What `Wal::open` of that image would fail with: [`crate::Error::NotAWal`],
+    /// [`crate::Error::Corrupt`], [`crate::Error::MissingSegment`].
+    pub fn durable_logs(&self) -> crate::Result<Arc<DurableLogs>> {
+        let mut state = self.lock();
+        if let Some((generation, logs)) = &state.durable_logs
+            && *generation == state.durable_generation
+        {
+            return Ok(logs.clone());
         }
-        DirOp::Rename(from, to) => {
-            if let Some(inode) = names.remove(&from) {
-                names.insert(to, inode);
-            }
-        }
-        DirOp::Unlink(name) => {
-            names.remove(&name);
-        }
-    }
-}
-
-/// A small deterministic generator (SplitMix64) for torn-write choices.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        let logs = Arc::new(durable_logs::recover(&state.dir, &state.live)?);
+        state.durable_logs = Some((state.durable_generation, logs.clone()));
+        Ok(logs)
     }
 }
 
@@ -416,7 +470,7 @@ impl FileSystem for SimFileSystem {
         let inode = state.next_inode;
         state.next_inode += 1;
         state.names.insert(name.clone(), inode);
-        state.trace.push(Step::Create { name, inode });
+        state.record(Step::Create { name, inode });
         Ok(SegmentFile::new(file, path.to_path_buf()))
     }
 
@@ -448,7 +502,7 @@ impl FileSystem for SimFileSystem {
         if let Some(inode) = state.names.remove(&from_name) {
             state.names.insert(to_name.clone(), inode);
         }
-        state.trace.push(Step::Rename {
+        state.record(Step::Rename {
             from: from_name,
             to: to_name,
         });
@@ -460,7 +514,7 @@ impl FileSystem for SimFileSystem {
         let name = state.name_of(path)?;
         std::fs::remove_file(path)?;
         state.names.remove(&name);
-        state.trace.push(Step::Remove { name });
+        state.record(Step::Remove { name });
         Ok(())
     }
 
@@ -468,7 +522,7 @@ impl FileSystem for SimFileSystem {
         let mut state = self.disk.lock();
         File::open(dir)?;
         state.check_sync()?;
-        state.trace.push(Step::SyncDir);
+        state.record(Step::SyncDir);
         Ok(())
     }
 }
@@ -529,12 +583,22 @@ impl Backend for SimBackend {
         Ok(())
     }
 
-    fn reap(&mut self, _min_complete: usize, out: &mut Vec<Completion>) -> io::Result<usize> {
+    fn reap(&mut self, min_complete: usize, out: &mut Vec<Completion>) -> io::Result<usize> {
+        if self.queue.is_empty() {
+            return Ok(0);
+        }
+        let mut state = self.disk.lock();
+        if state.stalled {
+            if min_complete == 0 {
+                state.stall_counts.reaps_deferred += 1;
+                return Ok(0);
+            }
+            state.stall_counts.waits_through_stall += 1;
+        }
         // Every queued write runs now, all writes first and then the syncs, as writes in
         // flight together on a real device may land before any of their syncs: a crash
         // between them can keep a later frame and tear an earlier one.
         let ops: Vec<Queued> = self.queue.drain(..).collect();
-        let mut state = self.disk.lock();
         let mut results: Vec<io::Result<()>> = ops
             .iter()
             .map(|op| state.write(&op.file, op.offset, op.buf.as_slice()))
