@@ -4,7 +4,12 @@
 //!
 //! Jobs run strictly in submission order: removals and recycling renames of reclaimed
 //! segments happen oldest first (a crash between two of them never leaves a gap in the
-//! sequence), and prepared segments come back in sequence order.
+//! sequence), and prepared segments come back in sequence order. After a job fails, no later
+//! job runs (each fails at once): preparing segment N+1 after N failed would name a segment
+//! past a missing one, and recovery refuses a gap (`Error::MissingSegment`), so the log could
+//! never be reopened. Worked example: N is recycled from a reclaimed file (renamed to
+//! `N.tmp`, directory synced) and its header write fails; N+1, recycled next, becomes
+//! `N+1.wal`; recovery removes `N.tmp` and finds N+1 after N-1.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -36,6 +41,20 @@ struct Context {
 }
 
 impl Context {
+    /// Runs `job`, unless an earlier job failed (`failed`, set by the first failure).
+    fn run_after(&self, job: Job, failed: &mut bool) -> Result<Option<Segment>> {
+        if *failed {
+            return Err(Error::io(
+                "running a segment job",
+                &self.dir,
+                std::io::Error::other("an earlier segment job failed"),
+            ));
+        }
+        let result = self.run(job);
+        *failed = result.is_err();
+        result
+    }
+
     fn run(&self, job: Job) -> Result<Option<Segment>> {
         match job {
             Job::Prepare { seq, recycle } => prepare_segment(
@@ -69,6 +88,8 @@ pub(crate) struct Preparer {
     thread: Option<JoinHandle<()>>,
     /// Jobs submitted whose result has not been collected.
     pending: usize,
+    /// An inline job failed (the background thread keeps its own).
+    inline_failed: bool,
 }
 
 impl Preparer {
@@ -93,6 +114,7 @@ impl Preparer {
             inline_results: VecDeque::new(),
             thread: None,
             pending: 0,
+            inline_failed: false,
         };
         if background {
             // Unbounded in type only: at most `segments_prepared_ahead_max +
@@ -102,8 +124,9 @@ impl Preparer {
             let thread = std::thread::Builder::new()
                 .name("kommander-wal-preparer".into())
                 .spawn(move || {
+                    let mut failed = false;
                     for job in job_rx {
-                        if result_tx.send(context.run(job)).is_err() {
+                        if result_tx.send(context.run_after(job, &mut failed)).is_err() {
                             return;
                         }
                     }
@@ -130,7 +153,7 @@ impl Preparer {
                 )
             }),
             None => {
-                let result = self.context.run(job);
+                let result = self.context.run_after(job, &mut self.inline_failed);
                 self.inline_results.push_back(result);
                 Ok(())
             }

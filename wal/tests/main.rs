@@ -11,4 +11,5 @@ mod crash;
 mod fuzz_corpus;
 mod inspect;
 mod reclaim;
+mod sim_disk;
 mod uring;

@@ -11,11 +11,12 @@
 //! * At a crash, each volatile write is lost, kept, or torn, as the [`CrashMode`] says. Torn
 //!   means each 512-byte sector of it independently kept, lost, zeroed or garbage.
 //!
-//! Durable writes on the hot path are queued by [`Backend::submit_durable_write`] and executed
-//! when completions are reaped: every queued write, then every sync, so the recorded trace
-//! interleaves appends with writes in flight as a real pipeline does, and a crash can fall
-//! between two in-flight writes and their syncs. A **stalled** disk ([`SimDisk::set_stalled`])
-//! performs and completes none of them until it is unstalled (a slow disk).
+//! A durable write on the hot path ([`Backend::submit_durable_write`]) is performed when it is
+//! submitted (volatile, like a write the device is busy with) and synced and completed when
+//! completions are reaped, in submission order, so the recorded trace interleaves appends with
+//! writes in flight as a real pipeline does, and a crash can fall between two in-flight writes
+//! and their syncs. A **stalled** disk ([`SimDisk::set_stalled`]) syncs and completes none of
+//! them until it is unstalled (a slow disk).
 //!
 //! Writes are performed on the real files but never `fsync`ed for real (the model, not the
 //! kernel, decides what survives), which keeps crash enumeration fast.
@@ -23,8 +24,9 @@
 //! # Crashes for a simulator
 //!
 //! * **Process crash**: drop the `Wal` and open it again over the same directory with the same
-//!   `SimDisk`. Every performed write survives (the page cache), still volatile in the model;
-//!   queued durable writes not yet reaped are lost with the backend.
+//!   `SimDisk`. Every performed write survives (the page cache), still volatile in the model,
+//!   durable writes in flight included (they were performed when submitted); recovery reads
+//!   them and makes them durable.
 //! * **Power loss**: [`SimDisk::power_loss`] replaces the directory, in place, by what survives
 //!   under a [`CrashMode`]; or [`SimDisk::crash_image`] writes it elsewhere, to be opened with a
 //!   new `SimDisk`.
@@ -118,14 +120,14 @@ pub enum Step {
     SyncDir,
 }
 
-/// How often a stalled disk held its queued writes back, and how often a caller waited them
-/// out. See [`SimDisk::set_stalled`].
+/// How often a stalled disk held its writes in flight back, and how often a caller waited
+/// them out. See [`SimDisk::set_stalled`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StallCounts {
     /// Non-blocking reaps that returned nothing because the disk was stalled with durable
-    /// writes queued: the stall delayed durability.
+    /// writes in flight: the stall delayed durability.
     pub reaps_deferred: u64,
-    /// Blocking reaps while stalled, which performed and completed the queued writes anyway
+    /// Blocking reaps while stalled, which synced and completed the writes in flight anyway
     /// (see [`SimDisk::set_stalled`]): a simulator whose loop never blocks expects none.
     pub waits_through_stall: u64,
 }
@@ -311,13 +313,14 @@ impl SimDisk {
     }
 
     /// Stalls the disk (`true`) or lets it run again (`false`): a slow disk. While stalled,
-    /// the durable writes queued on the hot path are neither performed nor completed: a
-    /// non-blocking reap returns nothing, so the log's durable LSN does not move. Once
-    /// unstalled, the next reap performs and completes them.
+    /// the durable writes submitted on the hot path are written (volatile: a crash may keep,
+    /// lose or tear them) but neither synced nor completed: a non-blocking reap returns
+    /// nothing, so the log's durable LSN does not move. Once unstalled, the next reap syncs
+    /// and completes them.
     ///
     /// A blocking reap (the log waiting for a pipeline slot, [`crate::Wal::wait_durable`],
-    /// [`crate::Wal::sync`]) performs and completes them anyway, as a real thread would wait
-    /// the stall out (on one thread nothing else could end it); each is counted in
+    /// [`crate::Wal::sync`]) syncs and completes them anyway, as a real thread would wait the
+    /// stall out (on one thread nothing else could end it); each is counted in
     /// [`StallCounts::waits_through_stall`]. The synchronous filesystem side (segment
     /// preparation, renames, directory syncs) is never stalled.
     pub fn set_stalled(&self, stalled: bool) {
@@ -527,11 +530,12 @@ impl FileSystem for SimFileSystem {
     }
 }
 
+/// A durable write submitted and not yet reaped: already performed (or failed), not yet synced.
 struct Queued {
     file: SegmentFile,
-    offset: u64,
     buf: AlignedBuf,
     token: u64,
+    written: io::Result<()>,
 }
 
 /// The hot path of the simulated disk (see the module docs).
@@ -574,11 +578,14 @@ impl Backend for SimBackend {
         if self.queue.len() >= self.queue_depth_max {
             return Err(io::Error::other("simulated backend: queue depth exceeded"));
         }
+        // Performed now, volatile until reaped: a crash before the reap may keep, lose or
+        // tear it, as on a device writing while the caller goes on.
+        let written = self.disk.lock().write(file, offset, buf.as_slice());
         self.queue.push_back(Queued {
             file: file.clone(),
-            offset,
             buf,
             token,
+            written,
         });
         Ok(())
     }
@@ -595,22 +602,12 @@ impl Backend for SimBackend {
             }
             state.stall_counts.waits_through_stall += 1;
         }
-        // Every queued write runs now, all writes first and then the syncs, as writes in
-        // flight together on a real device may land before any of their syncs: a crash
-        // between them can keep a later frame and tear an earlier one.
-        let ops: Vec<Queued> = self.queue.drain(..).collect();
-        let mut results: Vec<io::Result<()>> = ops
-            .iter()
-            .map(|op| state.write(&op.file, op.offset, op.buf.as_slice()))
-            .collect();
-        for (op, result) in ops.iter().zip(results.iter_mut()) {
-            if result.is_ok() {
-                *result = state.sync(&op.file);
-            }
-        }
-        drop(state);
-        let count = ops.len();
-        for (op, result) in ops.into_iter().zip(results) {
+        // Every queued write completes now, each synced in submission order: writes in
+        // flight together land before any of their syncs, so a crash between them can keep a
+        // later frame and tear an earlier one.
+        let count = self.queue.len();
+        for op in self.queue.drain(..) {
+            let result = op.written.and_then(|()| state.sync(&op.file));
             out.push(Completion {
                 token: op.token,
                 result,

@@ -29,7 +29,9 @@ impl Wal {
     /// [`Error::MissingSegment`] for damage recovery must not repair silently; [`Error::Io`].
     ///
     /// # Durability
-    /// Everything recovered is durable when this returns (a zeroed torn tail is synced).
+    /// Everything recovered is durable when this returns: every segment and the directory are
+    /// synced, so records a process crash left in the page cache only are made durable before
+    /// they are served (and a zeroed torn tail with them).
     pub fn open(dir: impl AsRef<Path>, config: WalConfig) -> Result<Self> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
@@ -137,9 +139,6 @@ impl Wal {
             self.fs
                 .remove(&path)
                 .map_err(io_err("removing a half-prepared segment", &path))?;
-            self.fs
-                .sync_dir(&self.dir)
-                .map_err(io_err("syncing the directory", &self.dir))?;
         }
         if let Some((index, offset)) = outcome.torn_tail {
             let (seq, file, path, map) = &opened[index];
@@ -156,10 +155,20 @@ impl Wal {
                     .map_err(io_err("zeroing a torn tail", path))?;
                 at += n as u64;
             }
+        }
+        // After a process crash, what recovery just read may be in the page cache only: written
+        // before the crash, never synced (a sync failed, or the process died first). The log
+        // now serves it as durable and its owner acts on it (a vote, an acknowledged entry), so
+        // a power loss must not take it back: sync every segment (the zeroed tail with them)
+        // and the directory (names renamed or created before the crash).
+        for (_, file, path, _) in &opened {
             self.fs
                 .sync_data(file)
-                .map_err(io_err("syncing a zeroed tail", path))?;
+                .map_err(io_err("syncing a recovered segment", path))?;
         }
+        self.fs
+            .sync_dir(&self.dir)
+            .map_err(io_err("syncing the directory", &self.dir))?;
         let mut end_lsns = vec![None; opened.len()];
         for frame in &outcome.frames {
             end_lsns[frame.segment_index] =
