@@ -16,7 +16,7 @@
 //! completions are reaped, in submission order, so the recorded trace interleaves appends with
 //! writes in flight as a real pipeline does, and a crash can fall between two in-flight writes
 //! and their syncs. A **stalled** disk ([`SimDisk::set_stalled`]) syncs and completes none of
-//! them until it is unstalled (a slow disk).
+//! them until it is unstalled or a caller blocks on them (a slow disk).
 //!
 //! Writes are performed on the real files but never `fsync`ed for real (the model, not the
 //! kernel, decides what survives), which keeps crash enumeration fast.
