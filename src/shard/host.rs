@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use crossbeam::channel;
 use kommander_wal::Wal;
@@ -197,7 +197,7 @@ impl ShardHost {
                 .spawn(move || match Wal::open(&dir, wal_config) {
                     Ok(wal) => {
                         let _ = opened_tx.send(Ok(()));
-                        Worker::new(params, wal).run();
+                        Worker::new(params, wal, Instant::now()).run();
                     }
                     Err(error) => {
                         let _ = opened_tx.send(Err(error));

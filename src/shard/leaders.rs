@@ -131,10 +131,15 @@ impl LeaderTable {
         self.endpoints.as_ref()?.endpoint_of(node)
     }
 
-    /// Records `partition`'s new soft state and wakes its waiters (only if something
-    /// changed). Returns the [`RaftEvent::LeaderChanged`] to emit when the leader or the term
+    /// Records `partition`'s new soft state, reported at `now`, and wakes its waiters (only if
+    /// something changed). Returns the [`RaftEvent::LeaderChanged`] to emit when the leader or the term
     /// changed.
-    pub(crate) fn update(&self, partition: PartitionId, soft: SoftState) -> Option<RaftEvent> {
+    pub(crate) fn update(
+        &self,
+        partition: PartitionId,
+        soft: SoftState,
+        now: Instant,
+    ) -> Option<RaftEvent> {
         let mut changed = false;
         self.with_entry(partition, |entry| {
             entry.send_if_modified(|state| {
@@ -148,7 +153,7 @@ impl LeaderTable {
                     term: soft.term,
                     since: match current {
                         Some(c) if same_leader => c.since,
-                        _ => Instant::now(),
+                        _ => now,
                     },
                     noop_committed: soft.noop_committed,
                 });
@@ -232,7 +237,7 @@ mod tests {
         assert_eq!(table.get(p), None);
         // The first report is a change.
         assert_eq!(
-            table.update(p, soft(Role::Candidate, None, 1, false)),
+            table.update(p, soft(Role::Candidate, None, 1, false), Instant::now()),
             Some(RaftEvent::LeaderChanged {
                 partition: p,
                 leader: None,
@@ -240,7 +245,7 @@ mod tests {
                 term: Term(1),
             })
         );
-        let event = table.update(p, soft(Role::Leader, Some(1), 1, false));
+        let event = table.update(p, soft(Role::Leader, Some(1), 1, false), Instant::now());
         assert_eq!(
             event,
             Some(RaftEvent::LeaderChanged {
@@ -253,7 +258,10 @@ mod tests {
         let elected = table.get(p).expect("reported");
         assert!(!elected.leads(), "the no-op has not committed yet");
         // The no-op commits: same leader and term, no event, `since` kept.
-        assert_eq!(table.update(p, soft(Role::Leader, Some(1), 1, true)), None);
+        assert_eq!(
+            table.update(p, soft(Role::Leader, Some(1), 1, true), Instant::now()),
+            None
+        );
         let ready = table.get(p).expect("reported");
         assert!(ready.leads());
         assert_eq!(ready.since, elected.since);
@@ -268,7 +276,7 @@ mod tests {
         let writer = Arc::clone(&table);
         let thread = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(20));
-            writer.update(p, soft(Role::Follower, Some(2), 4, false));
+            writer.update(p, soft(Role::Follower, Some(2), 4, false), Instant::now());
         });
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
@@ -289,7 +297,7 @@ mod tests {
         let table = LeaderTable::default();
         let p = PartitionId(2);
         let mut state = table.subscribe(p);
-        table.update(p, soft(Role::Leader, Some(1), 3, true));
+        table.update(p, soft(Role::Leader, Some(1), 3, true), Instant::now());
         assert!(state.has_changed().expect("table alive"));
         state.mark_unchanged();
         let progress = LogProgress {

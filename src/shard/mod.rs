@@ -41,12 +41,20 @@ pub use host::{HostStartError, ShardCounters, ShardHost};
 pub use leaders::{EndpointLookup, LeaderTable, Leadership, LogProgress, PartitionState};
 pub use transport::{Inbound, Transport};
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, DefaultHasher};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use crate::core::{EntryKind, LogIndex, NodeId, PartitionId, Role, Status, Term, Ticket};
+
+/// A hash map whose iteration order depends only on the keys inserted (and their order), not
+/// on a per-process random seed: a loop turn visits partitions and peers in the same order in
+/// every run, so the simulator can replay a shard step by step. Lookups cost what they cost
+/// with the standard hasher (both are SipHash).
+pub(crate) type StableHashMap<K, V> = HashMap<K, V, BuildHasherDefault<DefaultHasher>>;
 
 /// The shard hosting `partition` among `shards` shards: `partition % shards`.
 ///

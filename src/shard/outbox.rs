@@ -1,15 +1,15 @@
 //! The messages a shard sends this turn, gathered per peer so that each peer gets ONE batch
 //! per loop turn.
 
-use std::collections::HashMap;
-
+use super::StableHashMap;
 use super::transport::Transport;
 use crate::core::{Message, NodeId};
 
-/// This turn's outgoing messages, per destination.
+/// This turn's outgoing messages, per destination (peers are handed their batches in the same
+/// order in every run: see [`StableHashMap`]).
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
-    peers: HashMap<NodeId, Vec<Message>>,
+    peers: StableHashMap<NodeId, Vec<Message>>,
 }
 
 impl Outbox {

@@ -10,7 +10,8 @@
 //! messages are released to the outbox, oldest first.
 //!
 //! It records the WAL's metrics: records and payload bytes of each submission, and the time
-//! from each submission to its durability.
+//! from each submission to its durability, both timestamps taken from the loop turn's `now`
+//! (it reads no clock itself: the simulator steps it with virtual time).
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -112,12 +113,13 @@ impl WalScheduler {
         self.appended_records > 0
     }
 
-    /// Submits everything appended this turn as ONE durable write. Called once per loop turn.
+    /// Submits everything appended this turn as ONE durable write, submitted at `now`. Called
+    /// once per loop turn.
     ///
     /// # Errors
     ///
     /// The WAL's error: the WAL is poisoned.
-    pub(crate) fn submit(&mut self, wal: &mut Wal) -> kommander_wal::Result<()> {
+    pub(crate) fn submit(&mut self, wal: &mut Wal, now: Instant) -> kommander_wal::Result<()> {
         if self.appended_records == 0 {
             return Ok(());
         }
@@ -126,7 +128,7 @@ impl WalScheduler {
         self.appended_records = 0;
         self.appended_bytes = 0;
         wal.submit()?;
-        self.submitted.push_back((wal.next_lsn(), Instant::now()));
+        self.submitted.push_back((wal.next_lsn(), now));
         Ok(())
     }
 
@@ -135,7 +137,7 @@ impl WalScheduler {
         self.pending.front().map(|p| p.lsn)
     }
 
-    /// Polls the WAL without blocking. Each Ready now durable, oldest first, goes to
+    /// Polls the WAL without blocking at `now`. Each Ready now durable, oldest first, goes to
     /// `persisted` (partition, ready number), which answers whether the partition is still
     /// hosted; if it is, the Ready's gated messages are released to `outbox`. Returns whether
     /// any Ready became durable.
@@ -147,6 +149,7 @@ impl WalScheduler {
         &mut self,
         wal: &mut Wal,
         outbox: &mut Outbox,
+        now: Instant,
         mut persisted: impl FnMut(PartitionId, u64) -> bool,
     ) -> kommander_wal::Result<bool> {
         if self.pending.is_empty() && self.submitted.is_empty() {
@@ -156,7 +159,7 @@ impl WalScheduler {
         while let Some(&(lsn, at)) = self.submitted.front()
             && lsn <= durable
         {
-            self.metrics.wal_durable(at.elapsed());
+            self.metrics.wal_durable(now.saturating_duration_since(at));
             self.submitted.pop_front();
         }
         let mut worked = false;

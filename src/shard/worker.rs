@@ -26,10 +26,23 @@
 //! 6. **Send**: one batch per peer for the whole turn.
 //!
 //! The next turn's submission may go out while the previous one is in flight (the WAL
-//! pipelines up to `wal_inflight_batches_max` frames). With nothing to do, the loop sleeps
-//! (`waker.rs`) until input is queued, the WAL completes a durable write, or the next tick:
-//! input that arrives while a write is in flight is stepped at once, so the next submission
-//! is pipelined behind the running one.
+//! pipelines up to `wal_inflight_batches_max` frames).
+//!
+//! # A deterministic step
+//!
+//! [`Worker::turn`]`(now)` is that one turn, and the only one: it reads no clock (the tick is
+//! due when `now` reaches the worker's `next_tick`; every timestamp it records is `now`), spawns
+//! no thread and never waits on the OS (the WAL is polled, the queues are drained with
+//! `try_recv`). Given the same inputs and the same `now`s, it does the same thing, in the same
+//! order (partitions and peers are visited in a seed-free order, `StableHashMap`).
+//!
+//! The production thread ([`Worker::run`]) reads the clock, calls `turn(now)`, and when the
+//! turn did nothing sleeps (`waker.rs`) until input is queued, the WAL completes a durable
+//! write, or the next tick: input that arrives while a write is in flight is stepped at once,
+//! so the next submission is pipelined behind the running one. A WAL backend without a
+//! completion descriptor is waited on directly (`Wal::wait_durable`), outside the turn. The
+//! simulator drives the same `turn` with virtual time instead, without a thread
+//! (`ShardStepper`, feature `sim`).
 //!
 //! # Failure
 //!
@@ -141,6 +154,9 @@ pub(crate) struct Worker {
     leaders: Arc<LeaderTable>,
     waker: Arc<Waker>,
     partitions: Partitions,
+    /// When the shard's single timer is next due (every replica ticks at the first turn at or
+    /// after it).
+    next_tick: Instant,
     /// Restoring partitions, oldest first (restored one after the other).
     restoring: VecDeque<PartitionId>,
     reads: ReadScheduler,
@@ -151,8 +167,10 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    pub(crate) fn new(params: ShardParams, wal: Wal) -> Self {
+    /// A worker over `wal` whose first tick is due one tick interval after `now`.
+    pub(crate) fn new(params: ShardParams, wal: Wal, now: Instant) -> Self {
         Self {
+            next_tick: now + params.config.tick_interval,
             shard: params.shard,
             node: params.config.node_id,
             config: params.config,
@@ -176,48 +194,61 @@ impl Worker {
         }
     }
 
-    /// Runs until the stop flag is set, then makes everything appended durable.
+    /// The production loop: runs turns at the clock's time until the stop flag is set,
+    /// sleeping when a turn did nothing, then makes everything appended durable.
     pub(crate) fn run(mut self) {
-        let tick = self.config.tick_interval;
-        let mut next_tick = Instant::now() + tick;
         while !self.stop.load(Ordering::Acquire) {
-            let now = Instant::now();
-            let tick_due = now >= next_tick;
-            if tick_due {
-                next_tick = now + tick;
+            if !self.turn(Instant::now()) {
+                self.guarded(Self::wait);
             }
-            self.guarded(|worker| {
-                if !worker.turn(tick_due) {
-                    worker.wait(next_tick);
-                }
-            });
         }
+        self.finish();
+    }
+
+    /// Stops the shard in order: makes everything appended durable (unless the shard failed)
+    /// and answers whatever still waits with why it will never be served.
+    pub(crate) fn finish(mut self) {
         self.guarded(Self::sync);
         self.refuse_remaining();
     }
 
     /// Runs `step`; a panic inside it fails the shard with the panic message. The state it
-    /// leaves is only read to answer waiters: a failed shard steps no replica again.
-    fn guarded(&mut self, step: impl FnOnce(&mut Self)) {
+    /// leaves is only read to answer waiters: a failed shard steps no replica again. Returns
+    /// whether `step` panicked.
+    fn guarded(&mut self, step: impl FnOnce(&mut Self)) -> bool {
         if let Err(panic) = panic::catch_unwind(AssertUnwindSafe(|| step(self))) {
             self.fail(format!(
                 "panic on the shard thread: {}",
                 panic_message(&*panic)
             ));
+            return true;
         }
+        false
     }
 
-    /// One loop turn (see the module docs), ticking every replica when `tick`. Returns
-    /// whether it did anything (if not, the loop may sleep).
-    fn turn(&mut self, tick: bool) -> bool {
+    /// One loop turn at `now` (see the module docs), ticking every replica when the shard's
+    /// timer is due. Reads no clock, spawns nothing, never waits. A panic inside fails the
+    /// shard (as a WAL error does). Returns whether it did anything (if not, nothing changes
+    /// before new input, a WAL completion or the next tick).
+    pub(crate) fn turn(&mut self, now: Instant) -> bool {
+        let mut worked = false;
+        let panicked = self.guarded(|worker| worked = worker.turn_unguarded(now));
+        worked || panicked
+    }
+
+    fn turn_unguarded(&mut self, now: Instant) -> bool {
         self.stats.turns.fetch_add(1, Ordering::Relaxed);
+        let tick = now >= self.next_tick;
+        if tick {
+            self.next_tick = now + self.config.tick_interval;
+        }
         let mut worked = self.drain_inputs();
         if tick {
             self.tick_all();
         }
         worked |= self.restore_step();
-        worked |= self.poll_durable();
-        worked |= self.gather_readies(tick);
+        worked |= self.poll_durable(now);
+        worked |= self.gather_readies(tick, now);
         if self.failed() {
             self.outbox.clear();
         } else {
@@ -226,9 +257,28 @@ impl Worker {
         worked
     }
 
-    /// Sleeps until input arrives, the WAL completes a write, or `next_tick`.
-    fn wait(&mut self, next_tick: Instant) {
-        let waiting_on_wal = self.writes.oldest_waiting().is_some() && !self.failed();
+    /// When the shard's timer is next due.
+    #[cfg(feature = "sim")]
+    pub(crate) fn next_tick(&self) -> Instant {
+        self.next_tick
+    }
+
+    /// Whether a Ready waits for a WAL write to become durable (its acknowledgement and gated
+    /// messages are released by a later turn's poll).
+    pub(crate) fn waiting_on_wal(&self) -> bool {
+        self.writes.oldest_waiting().is_some() && !self.failed()
+    }
+
+    /// Why the shard failed (a WAL error or a panic), if it did.
+    #[cfg(feature = "sim")]
+    pub(crate) fn failure(&self) -> Option<Arc<str>> {
+        self.failure.clone()
+    }
+
+    /// Sleeps until input arrives, the WAL completes a write, or the next tick (production
+    /// only: never called from a turn).
+    fn wait(&mut self) {
+        let waiting_on_wal = self.waiting_on_wal();
         let completion = if waiting_on_wal {
             self.wal.completion_fd()
         } else {
@@ -243,13 +293,13 @@ impl Worker {
             self.check_wal(result);
             return;
         }
-        let timeout = next_tick.saturating_duration_since(Instant::now());
+        let timeout = self.next_tick.saturating_duration_since(Instant::now());
         self.waker.park(completion, timeout, || {
             !self.inbound.is_empty() || (!waiting_on_wal && !self.commands.is_empty())
         });
     }
 
-    /// After the stop flag: makes everything appended durable (unless the shard failed).
+    /// At the stop: makes everything appended durable (unless the shard failed).
     fn sync(&mut self) {
         if !self.failed() {
             let result = self.wal.sync();
@@ -257,7 +307,7 @@ impl Worker {
         }
     }
 
-    /// After the stop flag: answers whatever still waits with why it will never be served.
+    /// At the stop: answers whatever still waits with why it will never be served.
     fn refuse_remaining(&mut self) {
         let refusal = self.failure_refusal().unwrap_or(Refusal::ShutDown);
         for slot in self.partitions.slots_mut() {
@@ -404,14 +454,14 @@ impl Worker {
     // ----- durability -----
 
     /// Acknowledges every Ready the WAL made durable since the last poll.
-    fn poll_durable(&mut self) -> bool {
+    fn poll_durable(&mut self, now: Instant) -> bool {
         if self.failed() {
             return false;
         }
         let partitions = &mut self.partitions;
         let result =
             self.writes
-                .poll_durable(&mut self.wal, &mut self.outbox, |partition, number| {
+                .poll_durable(&mut self.wal, &mut self.outbox, now, |partition, number| {
                     let Some(replica) = partitions
                         .get_mut(partition)
                         .and_then(|s| s.replica.as_mut())

@@ -95,7 +95,7 @@ pub(super) async fn until<T>(
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     use super::{WaitStep, until};
     use crate::core::{NodeId, PartitionId, Role, SoftState, Term};
@@ -127,6 +127,7 @@ mod tests {
                     term: Term(3),
                     noop_committed: false,
                 },
+                Instant::now(),
             );
         });
         let runtime = tokio::runtime::Builder::new_current_thread()

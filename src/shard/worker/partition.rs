@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use super::restore::Restore;
 use crate::core::{LogIndex, PartitionId, Replica};
 use crate::shard::wal_records::WalView;
-use crate::shard::{LogProgress, PartitionState, Refusal, ReplicationResult, Reply};
+use crate::shard::{LogProgress, PartitionState, Refusal, ReplicationResult, Reply, StableHashMap};
 
 /// One hosted partition.
 #[derive(Debug, Default)]
@@ -77,10 +77,11 @@ impl Slot {
     }
 }
 
-/// The shard's partitions and the ones touched since their Readies were last gathered.
+/// The shard's partitions and the ones touched since their Readies were last gathered. A tick
+/// turn visits them in the same order in every run ([`StableHashMap`]).
 #[derive(Debug, Default)]
 pub(crate) struct Partitions {
-    slots: HashMap<PartitionId, Slot>,
+    slots: StableHashMap<PartitionId, Slot>,
     dirty: Vec<PartitionId>,
 }
 

@@ -4,6 +4,7 @@
 //! send-now messages, deliver the committed entries, answer the outcomes and read states.
 
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use super::Worker;
 use super::delivery::deliver_live;
@@ -15,9 +16,9 @@ use crate::shard::{
 };
 
 impl Worker {
-    /// Handles the Readies of the touched partitions (every partition when `all`), then
-    /// submits what they appended to the WAL as ONE write. Returns whether there was any.
-    pub(super) fn gather_readies(&mut self, all: bool) -> bool {
+    /// Handles the Readies of the touched partitions (every partition when `all`) at `now`,
+    /// then submits what they appended to the WAL as ONE write. Returns whether there was any.
+    pub(super) fn gather_readies(&mut self, all: bool, now: Instant) -> bool {
         if self.failed() {
             return false;
         }
@@ -35,7 +36,7 @@ impl Worker {
                     _ => break,
                 };
                 worked = true;
-                self.handle_ready(partition, ready);
+                self.handle_ready(partition, ready, now);
                 if self.failed() {
                     return true;
                 }
@@ -53,7 +54,7 @@ impl Worker {
         }
         if self.writes.has_appended() {
             self.stats.wal_submissions.fetch_add(1, Ordering::Relaxed);
-            let result = self.writes.submit(&mut self.wal);
+            let result = self.writes.submit(&mut self.wal, now);
             self.check_wal(result);
         }
         worked
@@ -88,13 +89,13 @@ impl Worker {
         }
     }
 
-    fn handle_ready(&mut self, partition: PartitionId, mut ready: Ready) {
+    fn handle_ready(&mut self, partition: PartitionId, mut ready: Ready, now: Instant) {
         let Some(slot) = self.partitions.get_mut(partition) else {
             return;
         };
         if let Some(soft) = ready.soft_state {
             let previous_term = self.leaders.get(partition).map(|l| l.term);
-            if let Some(changed) = self.leaders.update(partition, soft) {
+            if let Some(changed) = self.leaders.update(partition, soft, now) {
                 // A candidate or a leader in a term it did not report before ran an election
                 // (a lone voter wins within one Ready: its candidacy is never reported).
                 let campaigned = matches!(soft.role, Role::Candidate | Role::Leader);
