@@ -10,6 +10,10 @@
 //! host.shutdown()                                   → stop, make everything appended durable
 //! ```
 //!
+//! `ShardHost::start_stepped` (feature `sim`, `stepped.rs`) builds the same host without
+//! threads: the caller turns each shard's loop itself. Both build their shards from one
+//! `HostParts`.
+//!
 //! Nothing here blocks the caller: queues are bounded (`shard_commands_max`,
 //! `shard_inbound_batches_max`); a full request queue answers `QueueFull`, a full inbound
 //! queue drops and counts the batch. Answers come on `tokio::sync::oneshot` channels, which
@@ -155,41 +159,22 @@ impl ShardHost {
         events: Arc<dyn EventSink>,
         leaders: Arc<LeaderTable>,
     ) -> Result<Self, HostStartError> {
-        let config = Arc::new(config);
-        let shard_count = config.shard_count;
-        check_shard_dirs(&config.data_dir, shard_count)?;
-        let stop = Arc::new(AtomicBool::new(false));
+        let parts = HostParts::new(config, transport, app, events, leaders);
+        let shard_count = parts.config.shard_count;
+        check_shard_dirs(&parts.config.data_dir, shard_count)?;
         let mut shards = Vec::with_capacity(shard_count);
         let mut threads = Vec::with_capacity(shard_count);
         let mut opened = Vec::with_capacity(shard_count);
         for shard in 0..shard_count {
-            let (command_tx, command_rx) = channel::bounded(config.shard_commands_max);
-            let (inbound_tx, inbound_rx) = channel::bounded(config.shard_inbound_batches_max);
-            let stats = Arc::new(ShardStats::default());
-            let metrics = ShardMetrics::new(shard);
-            let waker = match Waker::new() {
-                Ok(waker) => Arc::new(waker),
+            let (queues, params) = match parts.shard(shard) {
+                Ok(built) => built,
                 Err(error) => {
-                    stop_all(&stop, &shards, threads);
+                    stop_all(&parts.stop, &shards, threads);
                     return Err(HostStartError::Io(error));
                 }
             };
-            let params = ShardParams {
-                waker: Arc::clone(&waker),
-                shard,
-                config: Arc::clone(&config),
-                transport: Arc::clone(&transport),
-                app: Arc::clone(&app),
-                events: Arc::clone(&events),
-                commands: command_rx,
-                inbound: inbound_rx,
-                stop: Arc::clone(&stop),
-                stats: Arc::clone(&stats),
-                metrics: metrics.clone(),
-                leaders: Arc::clone(&leaders),
-            };
-            let dir = config.data_dir.join(format!("shard-{shard}"));
-            let wal_config = config.wal.clone();
+            let dir = parts.config.data_dir.join(format!("shard-{shard}"));
+            let wal_config = parts.config.wal.clone();
             let (opened_tx, opened_rx) = std::sync::mpsc::sync_channel(1);
             // The WAL (and its io_uring ring) is opened on the thread that drives it.
             let spawned = std::thread::Builder::new()
@@ -206,19 +191,13 @@ impl ShardHost {
             let thread = match spawned {
                 Ok(thread) => thread,
                 Err(error) => {
-                    stop_all(&stop, &shards, threads);
+                    stop_all(&parts.stop, &shards, threads);
                     return Err(HostStartError::Io(error));
                 }
             };
             threads.push(thread);
             opened.push(opened_rx);
-            shards.push(ShardQueues {
-                commands: command_tx,
-                inbound: inbound_tx,
-                stats,
-                metrics,
-                waker,
-            });
+            shards.push(queues);
         }
         for (shard, opened_rx) in opened.into_iter().enumerate() {
             let error = match opened_rx.recv() {
@@ -228,21 +207,10 @@ impl ShardHost {
                     "shard {shard} exited before opening its WAL"
                 ))),
             };
-            stop_all(&stop, &shards, threads);
+            stop_all(&parts.stop, &shards, threads);
             return Err(error);
         }
-        let activity = Arc::new(NodeActivity::new(&config.cluster_nodes));
-        let router = Router::new(config.node_id, activity, shards, Arc::clone(&stop));
-        Ok(Self {
-            inner: Arc::new(Inner {
-                config,
-                #[cfg(feature = "sim")]
-                leaders,
-                router,
-                stop,
-                threads: Mutex::new(threads),
-            }),
-        })
+        Ok(parts.into_host(shards, threads))
     }
 
     /// This node's id.
@@ -381,6 +349,99 @@ impl ShardHost {
 impl Inbound for ShardHost {
     fn deliver(&self, messages: Vec<Message>) {
         ShardHost::deliver(self, messages);
+    }
+}
+
+/// What every shard of one host shares: the production host ([`ShardHost::start`]) and the
+/// threadless one (`ShardHost::start_stepped`, feature `sim`) build their shards and their
+/// router from it alike.
+pub(super) struct HostParts {
+    pub(super) config: Arc<ShardConfig>,
+    transport: Arc<dyn Transport>,
+    app: Arc<dyn StateMachine>,
+    events: Arc<dyn EventSink>,
+    leaders: Arc<LeaderTable>,
+    /// Raised at shutdown: the router refuses requests, the shard threads finish.
+    pub(super) stop: Arc<AtomicBool>,
+}
+
+impl HostParts {
+    pub(super) fn new(
+        config: ShardConfig,
+        transport: Arc<dyn Transport>,
+        app: Arc<dyn StateMachine>,
+        events: Arc<dyn EventSink>,
+        leaders: Arc<LeaderTable>,
+    ) -> Self {
+        Self {
+            config: Arc::new(config),
+            transport,
+            app,
+            events,
+            leaders,
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Shard `shard`'s bounded queues with their wake-up: the producer side (for the router)
+    /// and what its worker is built from.
+    ///
+    /// # Errors
+    ///
+    /// The wake-up's eventfd could not be created.
+    pub(super) fn shard(&self, shard: usize) -> std::io::Result<(ShardQueues, ShardParams)> {
+        let (command_tx, command_rx) = channel::bounded(self.config.shard_commands_max);
+        let (inbound_tx, inbound_rx) = channel::bounded(self.config.shard_inbound_batches_max);
+        let stats = Arc::new(ShardStats::default());
+        let metrics = ShardMetrics::new(shard);
+        let waker = Arc::new(Waker::new()?);
+        let params = ShardParams {
+            waker: Arc::clone(&waker),
+            shard,
+            config: Arc::clone(&self.config),
+            transport: Arc::clone(&self.transport),
+            app: Arc::clone(&self.app),
+            events: Arc::clone(&self.events),
+            commands: command_rx,
+            inbound: inbound_rx,
+            stop: Arc::clone(&self.stop),
+            stats: Arc::clone(&stats),
+            metrics: metrics.clone(),
+            leaders: Arc::clone(&self.leaders),
+        };
+        let queues = ShardQueues {
+            commands: command_tx,
+            inbound: inbound_tx,
+            stats,
+            metrics,
+            waker,
+        };
+        Ok((queues, params))
+    }
+
+    /// The host routing to `shards` (`threads`: the shard threads to join at the stop).
+    pub(super) fn into_host(
+        self,
+        shards: Vec<ShardQueues>,
+        threads: Vec<JoinHandle<()>>,
+    ) -> ShardHost {
+        let activity = Arc::new(NodeActivity::new(&self.config.cluster_nodes));
+        let router = Router::new(
+            self.config.node_id,
+            activity,
+            shards,
+            Arc::clone(&self.stop),
+        );
+        ShardHost {
+            inner: Arc::new(Inner {
+                config: self.config,
+                #[cfg(feature = "sim")]
+                leaders: self.leaders,
+                router,
+                stop: self.stop,
+                threads: Mutex::new(threads),
+            }),
+        }
     }
 }
 

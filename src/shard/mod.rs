@@ -27,6 +27,8 @@ pub mod leaders;
 mod outbox;
 mod read_scheduler;
 mod router;
+#[cfg(feature = "sim")]
+mod stepped;
 pub mod transport;
 pub(crate) mod waker;
 mod wal_records;
@@ -39,6 +41,8 @@ pub use event::NoEvents;
 pub use event::{EventSink, RaftEvent, ReplicationErrorReason};
 pub use host::{HostStartError, ShardCounters, ShardHost};
 pub use leaders::{EndpointLookup, LeaderTable, Leadership, LogProgress, PartitionState};
+#[cfg(feature = "sim")]
+pub use stepped::ShardStepper;
 pub use transport::{Inbound, Transport};
 
 use std::collections::HashMap;

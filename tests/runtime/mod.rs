@@ -1,6 +1,7 @@
 //! Shard-host tests: in-process clusters of `ShardHost`s (shard threads, real WALs in temp
 //! directories, io_uring where permitted) connected by the in-memory transport, optionally
-//! through the fault injector.
+//! through the fault injector; and stepped hosts (`stepped.rs`: no threads, virtual time,
+//! simulated disks).
 
 mod cluster;
 mod config;
@@ -9,3 +10,4 @@ mod harness;
 mod restart;
 mod shard_failure;
 mod statuses;
+mod stepped;

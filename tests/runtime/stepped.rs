@@ -1,0 +1,435 @@
+//! The threadless shard host (`ShardHost::start_stepped`): several nodes' real shard loops
+//! driven turn by turn on the test's thread with a virtual clock, each shard over a WAL on the
+//! simulated disk, the nodes connected by a queue the test empties (no thread anywhere).
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kommander_raft::core::{Message, NodeId, PartitionId, Status, Ticket};
+use kommander_raft::shard::{
+    LeaderTable, LogEntry, NoEvents, ProposedEntry, Refusal, ReplicationResult, Request,
+    ShardConfig, ShardHost, ShardStepper, StateMachine,
+};
+use kommander_raft::transport::Transport;
+use kommander_wal::Wal;
+use kommander_wal::backend::BackendChoice;
+use kommander_wal::backend::sim::SimDisk;
+use tokio::sync::oneshot;
+
+use super::harness::test_config;
+
+/// What happened, in order, across every node: messages handed to the wire and entries handed
+/// to a state machine. Two runs with the same inputs must produce the same trace.
+pub(crate) type Trace = Arc<Mutex<Vec<String>>>;
+
+/// Every batch a node sends, queued until the driver delivers it.
+#[derive(Default)]
+pub(crate) struct Wire {
+    queue: Mutex<VecDeque<(NodeId, Vec<Message>)>>,
+    trace: Trace,
+}
+
+/// One node's sending side of the [`Wire`].
+struct Outgoing {
+    from: NodeId,
+    wire: Arc<Wire>,
+}
+
+impl Transport for Outgoing {
+    fn send(&self, to: NodeId, messages: Vec<Message>) {
+        let mut trace = self.wire.trace.lock().expect("trace lock");
+        for message in &messages {
+            trace.push(format!("send {} -> {to}: {message:?}", self.from));
+        }
+        drop(trace);
+        self.wire
+            .queue
+            .lock()
+            .expect("wire lock")
+            .push_back((to, messages));
+    }
+}
+
+/// One committed entry as a node's state machine saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Delivered {
+    pub(crate) partition: PartitionId,
+    pub(crate) index: u64,
+    pub(crate) payload: Bytes,
+    pub(crate) restored: bool,
+}
+
+/// A node's state machine: records every delivery (and writes it into the shared trace).
+pub(crate) struct App {
+    node: NodeId,
+    trace: Trace,
+    pub(crate) delivered: Mutex<Vec<Delivered>>,
+}
+
+impl App {
+    /// Records a delivery; a live entry whose payload starts with `panic` makes it panic.
+    fn record(&self, partition: PartitionId, entry: &LogEntry, restored: bool) -> bool {
+        if !restored && entry.payload.starts_with(b"panic") {
+            panic!("{}", String::from_utf8_lossy(&entry.payload));
+        }
+        self.trace.lock().expect("trace lock").push(format!(
+            "deliver {} {partition} {} restored={restored}",
+            self.node, entry.index
+        ));
+        self.delivered.lock().expect("app lock").push(Delivered {
+            partition,
+            index: entry.index.0,
+            payload: entry.payload.clone(),
+            restored,
+        });
+        true
+    }
+
+    /// The payloads delivered live for `partition`, in order.
+    pub(crate) fn live(&self, partition: PartitionId) -> Vec<Bytes> {
+        self.delivered
+            .lock()
+            .expect("app lock")
+            .iter()
+            .filter(|d| d.partition == partition && !d.restored)
+            .map(|d| d.payload.clone())
+            .collect()
+    }
+}
+
+impl StateMachine for App {
+    fn on_replication_received(&self, partition: PartitionId, entry: &LogEntry) -> bool {
+        self.record(partition, entry, false)
+    }
+
+    fn on_log_restored(&self, partition: PartitionId, entry: &LogEntry) -> bool {
+        self.record(partition, entry, true)
+    }
+}
+
+/// One stepped node: its host, its shards' steppers and disks, its state machine.
+pub(crate) struct SteppedNode {
+    pub(crate) id: NodeId,
+    pub(crate) host: ShardHost,
+    pub(crate) steppers: Vec<ShardStepper>,
+    pub(crate) disks: Vec<SimDisk>,
+    pub(crate) app: Arc<App>,
+}
+
+/// Nodes driven on one thread with a virtual clock (`base + offset`).
+pub(crate) struct SteppedCluster {
+    pub(crate) nodes: Vec<SteppedNode>,
+    pub(crate) wire: Arc<Wire>,
+    pub(crate) partitions: Vec<PartitionId>,
+    base: Instant,
+    pub(crate) offset: Duration,
+    next_ticket: u64,
+    dir: tempfile::TempDir,
+}
+
+/// The shard configuration of stepped test node `node` of `nodes` (2 shards, 5 ms ticks).
+pub(crate) fn stepped_config(node: u64, nodes: u64, dir: &Path) -> ShardConfig {
+    ShardConfig::from(&test_config(node, nodes, dir))
+}
+
+/// Opens shard `shard`'s WAL of `config` over a simulated disk in its directory.
+pub(crate) fn open_sim_wal(config: &ShardConfig, shard: usize) -> (Wal, SimDisk) {
+    let dir = config.data_dir.join(format!("shard-{shard}"));
+    std::fs::create_dir_all(&dir).expect("shard dir");
+    let disk = SimDisk::new(&dir).expect("simulated disk");
+    let mut wal_config = config.wal.clone();
+    wal_config.backend = BackendChoice::Simulated(disk.clone());
+    wal_config.prepare_segments_in_background = false;
+    wal_config.deterministic_epoch_seed = Some(config.node_id.0 << 8 | shard as u64);
+    (Wal::open(&dir, wal_config).expect("WAL opens"), disk)
+}
+
+impl SteppedCluster {
+    /// `nodes` stepped nodes hosting partitions `0..partitions`, configured by `configure`
+    /// (which gets each node's `ShardConfig`), partitions opened on every node.
+    pub(crate) fn start_with(
+        nodes: u64,
+        partitions: u32,
+        configure: impl Fn(&mut ShardConfig),
+    ) -> Self {
+        let mut cluster = Self {
+            nodes: Vec::new(),
+            wire: Arc::new(Wire::default()),
+            partitions: (0..partitions).map(PartitionId).collect(),
+            base: Instant::now(),
+            offset: Duration::ZERO,
+            next_ticket: 1,
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        for node in 1..=nodes {
+            let mut config = stepped_config(node, nodes, cluster.dir.path());
+            configure(&mut config);
+            let node = cluster.start_node(config);
+            cluster.nodes.push(node);
+        }
+        cluster
+    }
+
+    pub(crate) fn start(nodes: u64, partitions: u32) -> Self {
+        Self::start_with(nodes, partitions, |_| {})
+    }
+
+    pub(crate) fn now(&self) -> Instant {
+        self.base + self.offset
+    }
+
+    /// Starts a node over the WALs in its data directory (recovering what they hold) and
+    /// opens every partition on it.
+    pub(crate) fn start_node(&mut self, config: ShardConfig) -> SteppedNode {
+        let id = config.node_id;
+        let (wals, disks): (Vec<Wal>, Vec<SimDisk>) = (0..config.shard_count)
+            .map(|shard| open_sim_wal(&config, shard))
+            .unzip();
+        let app = Arc::new(App {
+            node: id,
+            trace: Arc::clone(&self.wire.trace),
+            delivered: Mutex::default(),
+        });
+        let voters: Vec<NodeId> = config.cluster_nodes.clone();
+        let (host, steppers) = ShardHost::start_stepped(
+            config,
+            wals,
+            Arc::new(Outgoing {
+                from: id,
+                wire: Arc::clone(&self.wire),
+            }),
+            Arc::clone(&app) as Arc<dyn StateMachine>,
+            Arc::new(NoEvents),
+            Arc::new(LeaderTable::default()),
+            self.now(),
+        )
+        .expect("stepped host starts");
+        let mut node = SteppedNode {
+            id,
+            host,
+            steppers,
+            disks,
+            app,
+        };
+        for &partition in &self.partitions {
+            let mut opened = node
+                .host
+                .open_partition(partition, voters.clone(), Vec::new())
+                .expect("open queued");
+            let shard = node.host.shard_of(partition);
+            node.steppers[shard].turn(self.now());
+            opened
+                .try_recv()
+                .expect("answered in the turn")
+                .expect("partition opens");
+        }
+        node
+    }
+
+    /// Hands every queued batch to its node's inbound side, in the order sent. Returns
+    /// whether there was any.
+    pub(crate) fn deliver_all(&self) -> bool {
+        let batches: Vec<_> = self
+            .wire
+            .queue
+            .lock()
+            .expect("wire lock")
+            .drain(..)
+            .collect();
+        let any = !batches.is_empty();
+        for (to, messages) in batches {
+            if let Some(node) = self.nodes.iter().find(|n| n.id == to) {
+                node.host.inbound().deliver(messages);
+            }
+        }
+        any
+    }
+
+    /// One round: deliver what is queued, turn every shard of every node once at the current
+    /// virtual time; with nothing to do anywhere, jump the clock to the earliest next tick.
+    pub(crate) fn step(&mut self) {
+        let mut busy = self.deliver_all();
+        let now = self.now();
+        for node in &mut self.nodes {
+            for stepper in &mut node.steppers {
+                busy |= stepper.turn(now);
+                busy |= stepper.waiting_on_wal();
+            }
+        }
+        busy |= !self.wire.queue.lock().expect("wire lock").is_empty();
+        if !busy {
+            let next = self
+                .nodes
+                .iter()
+                .flat_map(|n| n.steppers.iter().map(ShardStepper::next_tick))
+                .min()
+                .expect("a shard");
+            self.offset += next
+                .saturating_duration_since(now)
+                .max(Duration::from_millis(1));
+        }
+    }
+
+    /// Steps until `done` holds, failing after `steps_max` rounds.
+    pub(crate) fn run_until(&mut self, what: &str, steps_max: usize, done: impl Fn(&Self) -> bool) {
+        for _ in 0..steps_max {
+            if done(self) {
+                return;
+            }
+            self.step();
+        }
+        panic!("{what}: not reached within {steps_max} rounds");
+    }
+
+    /// The node leading `partition` with its no-op committed, if exactly one claims it.
+    pub(crate) fn leader(&self, partition: PartitionId) -> Option<usize> {
+        let leaders: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| {
+                self.nodes[i]
+                    .host
+                    .leadership(partition)
+                    .is_some_and(|l| l.leads())
+            })
+            .collect();
+        (leaders.len() == 1).then(|| leaders[0])
+    }
+
+    /// Runs until every partition has a leader.
+    pub(crate) fn elect(&mut self) {
+        let partitions = self.partitions.clone();
+        self.run_until("a leader on every partition", 20_000, |c| {
+            partitions.iter().all(|&p| c.leader(p).is_some())
+        });
+    }
+
+    /// Proposes `payload` to node `i` for `partition` (queued: its shard executes it at its
+    /// next turn).
+    pub(crate) fn propose(
+        &mut self,
+        i: usize,
+        partition: PartitionId,
+        payload: &[u8],
+    ) -> oneshot::Receiver<Result<ReplicationResult, Refusal>> {
+        let (reply, answer) = oneshot::channel();
+        let ticket = Ticket(self.next_ticket);
+        self.next_ticket += 1;
+        self.nodes[i]
+            .host
+            .send(
+                partition,
+                Request::Propose {
+                    entries: vec![ProposedEntry {
+                        log_type: "t".to_owned(),
+                        payload: Bytes::copy_from_slice(payload),
+                    }],
+                    auto_commit: true,
+                    ticket,
+                    reply,
+                },
+            )
+            .expect("proposal queued");
+        answer
+    }
+
+    /// What was traced so far.
+    pub(crate) fn trace(&self) -> Vec<String> {
+        self.wire.trace.lock().expect("trace lock").clone()
+    }
+}
+
+/// Elects leaders on 4 partitions of three 2-shard nodes, proposes 5 entries to each leader
+/// and runs until every node delivered them all. Returns the cluster and every reply.
+fn replicate_on_three_stepped_nodes() -> (SteppedCluster, Vec<ReplicationResult>) {
+    let mut cluster = SteppedCluster::start(3, 4);
+    cluster.elect();
+    let mut answers = Vec::new();
+    for round in 0..5u8 {
+        for partition in cluster.partitions.clone() {
+            let leader = cluster.leader(partition).expect("leader");
+            answers.push(cluster.propose(leader, partition, &[b'w', round, partition.0 as u8]));
+        }
+        cluster.step();
+    }
+    let partitions = cluster.partitions.clone();
+    cluster.run_until("every entry on every node", 10_000, |c| {
+        c.nodes
+            .iter()
+            .all(|n| partitions.iter().all(|&p| n.app.live(p).len() == 5))
+    });
+    let results = answers
+        .into_iter()
+        .map(|mut answer| {
+            answer
+                .try_recv()
+                .expect("answered")
+                .expect("proposal succeeds")
+        })
+        .collect();
+    (cluster, results)
+}
+
+#[test]
+fn three_stepped_nodes_elect_replicate_and_answer_on_one_thread() {
+    let (cluster, results) = replicate_on_three_stepped_nodes();
+    assert_eq!(results.len(), 20);
+    assert!(results.iter().all(|r| r.status == Status::Success));
+    for partition in &cluster.partitions {
+        let expected: Vec<Bytes> = (0..5u8)
+            .map(|round| Bytes::copy_from_slice(&[b'w', round, partition.0 as u8]))
+            .collect();
+        for node in &cluster.nodes {
+            assert_eq!(node.app.live(*partition), expected, "node {}", node.id);
+        }
+    }
+    // Every shard wrote through its simulated disk; none failed.
+    for node in &cluster.nodes {
+        for (shard, disk) in node.disks.iter().enumerate() {
+            let (writes, syncs) = disk.io_counts();
+            assert!(writes > 0 && syncs > 0, "node {} shard {shard}", node.id);
+        }
+        assert!(node.steppers.iter().all(|s| s.failure().is_none()));
+    }
+}
+
+#[test]
+fn two_runs_with_the_same_inputs_trace_the_same_messages_and_deliveries() {
+    let (first, _) = replicate_on_three_stepped_nodes();
+    let (second, _) = replicate_on_three_stepped_nodes();
+    let (first, second) = (first.trace(), second.trace());
+    let deliveries = first.iter().filter(|t| t.starts_with("deliver")).count();
+    assert_eq!(deliveries, 3 * 4 * 5, "the trace holds every delivery");
+    assert!(first.len() > deliveries, "and the messages");
+    if let Some(at) = first.iter().zip(&second).position(|(a, b)| a != b) {
+        panic!(
+            "the runs differ at trace line {at}:\n  {}\n  {}",
+            first[at], second[at]
+        );
+    }
+    assert_eq!(first.len(), second.len());
+}
+
+#[test]
+fn a_panic_in_a_stepped_turn_fails_the_shard_as_on_a_thread() {
+    let mut cluster = SteppedCluster::start(1, 2);
+    cluster.elect();
+    let mut answer = cluster.propose(0, PartitionId(0), b"panic: the app cannot apply this");
+    cluster.run_until("the shard fails", 1_000, |c| {
+        c.nodes[0].steppers[0].failure().is_some()
+    });
+    let reason = cluster.nodes[0].steppers[0].failure().expect("failed");
+    assert!(reason.contains("the app cannot apply"), "{reason}");
+    assert!(matches!(
+        answer.try_recv().expect("answered"),
+        Err(Refusal::ShardFailed { shard: 0, .. })
+    ));
+    // The other shard serves on.
+    assert!(cluster.nodes[0].steppers[1].failure().is_none());
+    let mut other = cluster.propose(0, PartitionId(1), b"fine");
+    cluster.run_until("the other shard answers", 1_000, |c| {
+        c.nodes[0].app.live(PartitionId(1)).len() == 1
+    });
+    assert!(other.try_recv().expect("answered").is_ok());
+}
