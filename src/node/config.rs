@@ -472,6 +472,8 @@ impl From<&NodeConfig> for ShardConfig {
             log_type_bytes_max: config.log_type_bytes_max,
             core: config.partition_config(PartitionId(0), Vec::new(), Vec::new()),
             wal: config.wal_config(),
+            #[cfg(feature = "sim-bugs")]
+            bug: None,
         }
     }
 }

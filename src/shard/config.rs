@@ -44,6 +44,44 @@ pub struct ShardConfig {
     pub core: core::ReplicaConfig,
     /// The WAL configuration of every shard.
     pub wal: WalConfig,
+    /// Simulator sensitivity hooks (feature `sim-bugs` only): the node-level bug to inject.
+    #[cfg(feature = "sim-bugs")]
+    pub bug: Option<NodeBug>,
+}
+
+/// A known node-level bug the simulator must catch (feature `sim-bugs`): each is a minimal hook
+/// at the spot of the shard code whose guarantee it breaks. With the feature off none of this
+/// code exists. (The core's own bugs are `core::InjectedBug`.)
+#[cfg(feature = "sim-bugs")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NodeBug {
+    /// Persist-gated messages (votes, append acks) leave with the submission of their Ready's
+    /// write, not after it is durable.
+    ReleaseGatedBeforeDurable,
+    /// A proposal's waiter is answered success as soon as its entries are appended to the WAL
+    /// for this turn's submission (before durability and commit).
+    AckProposalBeforeDurable,
+    /// The WalScheduler treats a submitted write as durable (`Replica::persisted`, gated
+    /// messages released) at submission, without waiting for the WAL's durable LSN.
+    DurableWithoutFsync,
+    /// After a restore, live delivery starts again from the floor: entries already handed to
+    /// `on_log_restored` reach `on_replication_received` too.
+    RedeliverAfterRestore,
+    /// A ReadIndex request is answered at once with the local applied index, on any replica,
+    /// without a leadership round.
+    ReadWithoutReadIndex,
+}
+
+#[cfg(feature = "sim-bugs")]
+impl NodeBug {
+    /// Every injectable node-level bug.
+    pub const ALL: [Self; 5] = [
+        Self::ReleaseGatedBeforeDurable,
+        Self::AckProposalBeforeDurable,
+        Self::DurableWithoutFsync,
+        Self::RedeliverAfterRestore,
+        Self::ReadWithoutReadIndex,
+    ];
 }
 
 impl ShardConfig {

@@ -35,6 +35,8 @@ mod wal_records;
 mod wal_scheduler;
 pub mod worker;
 
+#[cfg(feature = "sim-bugs")]
+pub use config::NodeBug;
 pub use config::ShardConfig;
 #[cfg(feature = "sim")]
 pub use event::NoEvents;

@@ -137,10 +137,8 @@ impl WalScheduler {
         self.pending.front().map(|p| p.lsn)
     }
 
-    /// Polls the WAL without blocking at `now`. Each Ready now durable, oldest first, goes to
-    /// `persisted` (partition, ready number), which answers whether the partition is still
-    /// hosted; if it is, the Ready's gated messages are released to `outbox`. Returns whether
-    /// any Ready became durable.
+    /// Polls the WAL without blocking at `now` and [acknowledges](WalScheduler::acknowledge)
+    /// what it reports durable. Returns whether any Ready became durable.
     ///
     /// # Errors
     ///
@@ -150,12 +148,27 @@ impl WalScheduler {
         wal: &mut Wal,
         outbox: &mut Outbox,
         now: Instant,
-        mut persisted: impl FnMut(PartitionId, u64) -> bool,
+        persisted: impl FnMut(PartitionId, u64) -> bool,
     ) -> kommander_wal::Result<bool> {
         if self.pending.is_empty() && self.submitted.is_empty() {
             return Ok(false);
         }
         let durable = wal.poll_durable()?;
+        Ok(self.acknowledge(durable, outbox, now, persisted))
+    }
+
+    /// Takes every record below `durable` as durable at `now`: each Ready it covers, oldest
+    /// first, goes to `persisted` (partition, ready number), which answers whether the
+    /// partition is still hosted; if it is, the Ready's gated messages are released to
+    /// `outbox`. Returns whether any Ready became durable. Only the WAL's own durable LSN may
+    /// be passed here (the `DurableWithoutFsync` bug of feature `sim-bugs` passes another).
+    pub(crate) fn acknowledge(
+        &mut self,
+        durable: Lsn,
+        outbox: &mut Outbox,
+        now: Instant,
+        mut persisted: impl FnMut(PartitionId, u64) -> bool,
+    ) -> bool {
         while let Some(&(lsn, at)) = self.submitted.front()
             && lsn <= durable
         {
@@ -177,7 +190,7 @@ impl WalScheduler {
                 }
             }
         }
-        Ok(worked)
+        worked
     }
 
     /// Forgets every waiting Ready (the shard failed: nothing gated may leave).

@@ -458,21 +458,29 @@ impl Worker {
         if self.failed() {
             return false;
         }
-        let partitions = &mut self.partitions;
-        let result =
-            self.writes
-                .poll_durable(&mut self.wal, &mut self.outbox, now, |partition, number| {
-                    let Some(replica) = partitions
-                        .get_mut(partition)
-                        .and_then(|s| s.replica.as_mut())
-                    else {
-                        return false;
-                    };
-                    replica.persisted(number);
-                    partitions.mark_dirty(partition);
-                    true
-                });
+        let result = self.writes.poll_durable(
+            &mut self.wal,
+            &mut self.outbox,
+            now,
+            persisted(&mut self.partitions),
+        );
         self.check_wal(result).unwrap_or(false)
+    }
+}
+
+/// What a durable Ready does to its partition: `Replica::persisted`, and the partition's next
+/// Ready gathered this turn. Answers whether the partition is still hosted.
+fn persisted(partitions: &mut Partitions) -> impl FnMut(PartitionId, u64) -> bool + '_ {
+    move |partition, number| {
+        let Some(replica) = partitions
+            .get_mut(partition)
+            .and_then(|s| s.replica.as_mut())
+        else {
+            return false;
+        };
+        replica.persisted(number);
+        partitions.mark_dirty(partition);
+        true
     }
 }
 

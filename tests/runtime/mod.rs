@@ -7,6 +7,8 @@ mod cluster;
 mod config;
 mod faults;
 mod harness;
+#[cfg(feature = "sim-bugs")]
+mod node_bugs;
 mod restart;
 mod shard_failure;
 mod statuses;

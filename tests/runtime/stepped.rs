@@ -334,6 +334,25 @@ impl SteppedCluster {
         answer
     }
 
+    /// The messages sent and not delivered yet, in order.
+    pub(crate) fn queued_messages(&self) -> Vec<Message> {
+        let queue = self.wire.queue.lock().expect("wire lock");
+        queue.iter().flat_map(|(_, batch)| batch.clone()).collect()
+    }
+
+    /// Stops node `i` in order (its shards sync) and starts it again over its disks: it
+    /// restores its partitions from what its WALs hold, with a new state machine.
+    pub(crate) fn restart_node(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let config = node.host.config().clone();
+        node.host.shutdown();
+        for stepper in node.steppers.drain(..) {
+            stepper.stop();
+        }
+        let restarted = self.start_node(config);
+        self.nodes[i] = restarted;
+    }
+
     /// What was traced so far.
     pub(crate) fn trace(&self) -> Vec<String> {
         self.wire.trace.lock().expect("trace lock").clone()

@@ -100,6 +100,12 @@ impl Worker {
             }
             #[cfg(feature = "sim")]
             Request::ReadIndex { reply } => {
+                #[cfg(feature = "sim-bugs")]
+                if config.bug == Some(crate::shard::NodeBug::ReadWithoutReadIndex) {
+                    // The bug: served from local state, on any replica, without a round.
+                    let _ = reply.send(Ok(replica.applied_index()));
+                    return;
+                }
                 if slot.reads.len() >= config.core.read_index_pending_max {
                     let _ = reply.send(Err(Refusal::QueueFull));
                     return;

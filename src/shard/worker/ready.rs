@@ -10,6 +10,8 @@ use super::Worker;
 use super::delivery::deliver_live;
 use super::restore::Restore;
 use crate::core::{LogIndex, PartitionId, Ready, Replica, Role};
+#[cfg(feature = "sim-bugs")]
+use crate::shard::NodeBug;
 use crate::shard::{
     LeaderTable, LogProgress, RaftEvent, Refusal, ReplicationErrorReason, ReplicationResult,
     outcome_key,
@@ -56,6 +58,17 @@ impl Worker {
             self.stats.wal_submissions.fetch_add(1, Ordering::Relaxed);
             let result = self.writes.submit(&mut self.wal, now);
             self.check_wal(result);
+            #[cfg(feature = "sim-bugs")]
+            if self.config.bug == Some(NodeBug::DurableWithoutFsync) && !self.failed() {
+                // The bug: what was just submitted counts as durable, synced or not.
+                let submitted = self.wal.next_lsn();
+                self.writes.acknowledge(
+                    submitted,
+                    &mut self.outbox,
+                    now,
+                    super::persisted(&mut self.partitions),
+                );
+            }
         }
         worked
     }
@@ -126,6 +139,16 @@ impl Worker {
             ));
             return;
         }
+        #[cfg(feature = "sim-bugs")]
+        if self.config.bug == Some(NodeBug::ReleaseGatedBeforeDurable) {
+            // The bug: votes and append acks leave with this turn's submission, durable or not.
+            let gated = std::mem::take(&mut ready.persisted_messages);
+            if let Ok(messages) = gated.release(ready.number) {
+                for message in messages {
+                    self.outbox.push(message);
+                }
+            }
+        }
         let scheduled = self
             .writes
             .schedule(&mut self.wal, partition, &mut ready, &mut slot.view);
@@ -139,6 +162,21 @@ impl Worker {
         let Some(slot) = self.partitions.get_mut(partition) else {
             return;
         };
+        #[cfg(feature = "sim-bugs")]
+        if self.config.bug == Some(NodeBug::AckProposalBeforeDurable) {
+            // The bug: an operation is answered success once its entries are in this turn's
+            // submission, before they are durable or committed.
+            for entry in &ready.entries {
+                let key = outcome_key(entry.kind, entry.index);
+                for reply in slot.waiters.remove(&key).unwrap_or_default() {
+                    let _ = reply.send(Ok(ReplicationResult {
+                        status: crate::core::Status::Success,
+                        ticket: entry.ticket,
+                        index: entry.index,
+                    }));
+                }
+            }
+        }
         for message in ready.messages.drain(..) {
             self.outbox.push(message);
         }

@@ -12,6 +12,8 @@ use super::Worker;
 use super::delivery::deliver_one;
 use super::partition::Slot;
 use crate::core::{DurableState, Entry, LogIndex, NodeId, PartitionId, Replica, Status};
+#[cfg(feature = "sim-bugs")]
+use crate::shard::NodeBug;
 use crate::shard::wal_records::WalView;
 use crate::shard::{Opened, RaftEvent, Refusal, Reply};
 
@@ -38,6 +40,9 @@ pub(crate) struct RestoreDelivery {
     pub(crate) through: LogIndex,
     /// How many were handed over.
     delivered: u64,
+    /// The entries handed over, kept for the `RedeliverAfterRestore` bug (feature `sim-bugs`).
+    #[cfg(feature = "sim-bugs")]
+    redeliver: Vec<Entry>,
 }
 
 impl Worker {
@@ -156,9 +161,18 @@ impl Worker {
                 budget -= 1;
                 delivery.delivered += 1;
                 deliver_one(&*self.app, &*self.events, partition, &entry, true);
+                #[cfg(feature = "sim-bugs")]
+                if self.config.bug == Some(NodeBug::RedeliverAfterRestore) {
+                    delivery.redeliver.push(entry);
+                }
             }
             let has_ready = slot.replica.as_ref().is_some_and(Replica::has_ready);
             if delivery.backlog.is_empty() && !has_ready && !dirty {
+                #[cfg(feature = "sim-bugs")]
+                for entry in std::mem::take(&mut delivery.redeliver) {
+                    // The bug: live delivery starts again from the floor.
+                    deliver_one(&*self.app, &*self.events, partition, &entry, false);
+                }
                 let through = delivery.through;
                 let delivered = delivery.delivered;
                 slot.restore = None;
