@@ -30,13 +30,13 @@
 //!
 //! # A deterministic step
 //!
-//! [`Worker::turn`]`(now)` is that one turn, and the only one: it reads no clock (the tick is
+//! `Worker::turn(now)` is that one turn, and the only one: it reads no clock (the tick is
 //! due when `now` reaches the worker's `next_tick`; every timestamp it records is `now`), spawns
 //! no thread and never waits on the OS (the WAL is polled, the queues are drained with
 //! `try_recv`). Given the same inputs and the same `now`s, it does the same thing, in the same
 //! order (partitions and peers are visited in a seed-free order, `StableHashMap`).
 //!
-//! The production thread ([`Worker::run`]) reads the clock, calls `turn(now)`, and when the
+//! The production thread (`Worker::run`) reads the clock, calls `turn(now)`, and when the
 //! turn did nothing sleeps (`waker.rs`) until input is queued, the WAL completes a durable
 //! write, or the next tick: input that arrives while a write is in flight is stepped at once,
 //! so the next submission is pipelined behind the running one. A WAL backend without a
