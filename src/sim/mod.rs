@@ -18,6 +18,7 @@ pub mod checkers;
 mod cluster;
 mod config;
 pub mod event_queue;
+pub mod linearizability;
 mod memory_cluster;
 pub mod network;
 pub mod observation;
