@@ -8,6 +8,7 @@
 //! - `KOMMANDER_SIM_SEED` (+ `KOMMANDER_SIM_BUG`) — the seed `sim::replay` runs.
 
 mod determinism;
+mod linearizability;
 mod replay;
 mod sensitivity;
 mod sweep;

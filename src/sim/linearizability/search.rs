@@ -103,7 +103,11 @@ impl EntryList {
                 is_call: !is_return,
                 partner,
                 prev: index - 1,
-                next: if index == events.len() { NIL } else { index + 1 },
+                next: if index == events.len() {
+                    NIL
+                } else {
+                    index + 1
+                },
             });
         }
         Self { entries }
@@ -111,7 +115,12 @@ impl EntryList {
 
     /// Takes the call entry `call` and its return out of the list.
     fn lift(&mut self, call: usize) {
-        let Entry { prev, next, partner, .. } = self.entries[call];
+        let Entry {
+            prev,
+            next,
+            partner,
+            ..
+        } = self.entries[call];
         self.entries[prev].next = next;
         // A call's return is after it, so a call is never last.
         self.entries[next].prev = prev;
@@ -170,12 +179,8 @@ impl Placed {
 /// Searches for a linearization of `operations` (all on one key, which starts absent),
 /// reaching at most `explored_max` distinct states.
 pub(super) fn search(operations: &[Operation], explored_max: usize) -> KeyOutcome {
-    let answered = |index: usize| {
-        matches!(
-            operations[index].completion,
-            Completion::Returned { .. }
-        )
-    };
+    let answered =
+        |index: usize| matches!(operations[index].completion, Completion::Returned { .. });
     let mut unplaced_answered = (0..operations.len()).filter(|&i| answered(i)).count();
     if unplaced_answered == 0 {
         return KeyOutcome::Linearizable { explored: 0 };
@@ -190,7 +195,12 @@ pub(super) fn search(operations: &[Operation], explored_max: usize) -> KeyOutcom
     let mut entry = list.entries[HEAD].next;
     loop {
         // An answered operation is unplaced, so its return entry is still ahead: never NIL.
-        let Entry { operation, is_call, next, .. } = list.entries[entry];
+        let Entry {
+            operation,
+            is_call,
+            next,
+            ..
+        } = list.entries[entry];
         if is_call {
             let op = &operations[operation];
             let response = match &op.completion {

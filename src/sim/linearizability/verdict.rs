@@ -62,7 +62,10 @@ impl fmt::Display for Violation {
         )?;
         let skipped = self.prefix.len().saturating_sub(SHOWN_MAX);
         if skipped > 0 {
-            writeln!(f, "  longest linearizable prefix (first {skipped} not shown):")?;
+            writeln!(
+                f,
+                "  longest linearizable prefix (first {skipped} not shown):"
+            )?;
         } else {
             writeln!(f, "  longest linearizable prefix:")?;
         }
