@@ -267,3 +267,139 @@ pub(super) fn search(operations: &[Operation], explored_max: usize) -> KeyOutcom
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::linearizability::history::{Command, Response};
+
+    fn operation(command: Command, invoked_at: u64, completion: Completion) -> Operation {
+        Operation {
+            client: 0,
+            command,
+            invoked_at,
+            completion,
+        }
+    }
+
+    fn read(value: Option<u64>, invoked_at: u64, at: u64) -> Operation {
+        operation(
+            Command::Read { key: 0 },
+            invoked_at,
+            Completion::Returned {
+                response: Response::Read(value),
+                at,
+            },
+        )
+    }
+
+    fn write(value: u64, invoked_at: u64, completion: Completion) -> Operation {
+        operation(Command::Write { key: 0, value }, invoked_at, completion)
+    }
+
+    /// The live entries from the head, as (operation, is_call), checking the back links.
+    fn walk(list: &EntryList) -> Vec<(usize, bool)> {
+        let mut seen = Vec::new();
+        let mut previous = HEAD;
+        let mut entry = list.entries[HEAD].next;
+        while entry != NIL {
+            assert_eq!(list.entries[entry].prev, previous, "back link of {entry}");
+            seen.push((list.entries[entry].operation, list.entries[entry].is_call));
+            previous = entry;
+            entry = list.entries[entry].next;
+        }
+        seen
+    }
+
+    #[test]
+    fn entries_are_in_time_order_calls_first_at_a_tie_unknown_returns_last() {
+        let operations = [
+            write(1, 10, Completion::Unknown),
+            read(None, 0, 10),
+            read(None, 5, 30),
+        ];
+        let list = EntryList::new(&operations);
+        assert_eq!(
+            walk(&list),
+            vec![
+                (1, true),
+                (2, true),
+                (0, true),
+                (1, false),
+                (2, false),
+                (0, false)
+            ]
+        );
+    }
+
+    #[test]
+    fn lifts_are_undone_exactly_in_reverse_order() {
+        let operations = [
+            read(None, 0, 10),
+            read(None, 1, 2),
+            read(None, 3, 20),
+            write(4, 5, Completion::Unknown),
+        ];
+        let mut list = EntryList::new(&operations);
+        let original = walk(&list);
+        // Lift a call whose return follows it directly, then others around it.
+        let calls: Vec<usize> = (1..list.entries.len())
+            .filter(|&entry| list.entries[entry].is_call)
+            .collect();
+        for &call in &calls {
+            list.lift(call);
+            assert!(
+                walk(&list)
+                    .iter()
+                    .all(|&(op, _)| op != list.entries[call].operation)
+            );
+        }
+        assert!(walk(&list).is_empty());
+        for &call in calls.iter().rev() {
+            list.unlift(call);
+        }
+        assert_eq!(walk(&list), original);
+    }
+
+    #[test]
+    fn a_dead_end_names_the_prefix_the_blocked_operation_and_the_candidates() {
+        // w1 completes; then w2 and a read of 1 run concurrently with w3; a later read of 1 is
+        // impossible once w2 (completed before it) is placed.
+        let returned = |at| Completion::Returned {
+            response: Response::Write,
+            at,
+        };
+        let operations = [
+            write(1, 0, returned(10)),
+            write(2, 20, returned(30)),
+            write(3, 20, Completion::Unknown),
+            read(Some(1), 40, 50),
+        ];
+        let KeyOutcome::Violation(dead_end) = search(&operations, 1_000) else {
+            panic!("the read of 1 after w2 completed is impossible");
+        };
+        assert_eq!(dead_end.blocked, 3);
+        assert_eq!(dead_end.prefix, vec![0, 1, 2]);
+        assert_eq!(dead_end.value, Some(3));
+        assert!(dead_end.pending.is_empty());
+        // Without w2 it is linearizable: w3 may never have happened.
+        let fine = [operations[0], operations[2], operations[3]];
+        assert!(matches!(
+            search(&fine, 1_000),
+            KeyOutcome::Linearizable { .. }
+        ));
+    }
+
+    #[test]
+    fn the_budget_counts_distinct_states() {
+        let operations = [read(None, 0, 10), read(None, 0, 10)];
+        assert_eq!(
+            search(&operations, 1),
+            KeyOutcome::Inconclusive { explored: 2 }
+        );
+        assert_eq!(
+            search(&operations, 2),
+            KeyOutcome::Linearizable { explored: 2 }
+        );
+    }
+}
