@@ -8,6 +8,8 @@
 //! raft.subscribe()                      events (subscribe before join to see restores)
 //! raft.join_cluster(timeout).await?     opens P0, waits for the first partition map
 //! raft.replicate_logs(p, type, data, ..).await? → Written { ticket, log_index }
+//! raft.confirm_leadership(p, timeout).await?       → the read index, applied here (leader)
+//! raft.confirm_local_application(p, timeout).await? → the same on any node, via the leader
 //! raft.shutdown().await                 stops this node (everything appended is durable)
 //! ```
 //!
@@ -41,6 +43,7 @@ mod cluster;
 mod entry;
 mod hooks;
 mod leadership;
+mod read;
 mod refusal;
 mod replicate;
 mod timer;
@@ -329,6 +332,8 @@ const _: fn(&Raft) = |raft| {
     spawnable(raft.am_i_leader(p, none));
     spawnable(raft.wait_for_leader(p, none));
     spawnable(raft.wait_for_leader_stable(p, Duration::ZERO, none));
+    spawnable(raft.confirm_leadership(p, none));
+    spawnable(raft.confirm_local_application(p, none));
     let hooks = raft.testing();
     spawnable(hooks.force_leader(p, none));
     spawnable(hooks.step_down(p));

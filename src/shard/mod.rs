@@ -235,12 +235,20 @@ pub enum Request {
         /// The answer.
         reply: Reply<PartitionStatus>,
     },
-    /// A linearizable read point: answered with an index once this node's application has
-    /// applied it (the read may then be served locally). The `Raft` handle has no read API
-    /// yet: only the tests ask (`sim` feature).
-    #[cfg(feature = "sim")]
+    /// A linearizable read point (ReadIndex): the leader's commit index, confirmed by a
+    /// same-term quorum heartbeat round, answered once this node's application has applied it
+    /// (a read of the local state is then linearizable). A follower asks its leader for the
+    /// index. Pending reads (waiting for their index or for the application) are bounded by
+    /// `read_index_pending_max` per partition (`QueueFull`); a read whose caller is gone holds
+    /// no room. Reads still waiting for their index when the replica's leader or term changes
+    /// are refused with `NotLeader` (a forwarded one would never be answered).
     ReadIndex {
-        /// The answer.
+        /// `true`: only this node, leading with its leadership published (the no-op of its
+        /// term committed), may confirm the read; otherwise `NotLeader` at once (Kommander's
+        /// `ConfirmLeadership`). `false`: any replica, a follower asking its leader
+        /// (`ConfirmLocalApplication`).
+        leader_only: bool,
+        /// The answer: the read index.
         reply: Reply<LogIndex>,
     },
     /// Hand leadership to `target` (answered when the transfer started).
@@ -287,8 +295,7 @@ impl Request {
             Self::Status { reply } => {
                 let _ = reply.send(Err(refusal));
             }
-            #[cfg(feature = "sim")]
-            Self::ReadIndex { reply } => {
+            Self::ReadIndex { reply, .. } => {
                 let _ = reply.send(Err(refusal));
             }
             Self::TransferLeadership { reply, .. }

@@ -157,7 +157,13 @@ fn follower_read_after_one_turn(bug: Option<NodeBug>) -> Option<Result<LogIndex,
     let (reply, mut answer) = oneshot::channel();
     cluster.nodes[follower]
         .host
-        .send(P, Request::ReadIndex { reply })
+        .send(
+            P,
+            Request::ReadIndex {
+                leader_only: false,
+                reply,
+            },
+        )
         .expect("read queued");
     let now = cluster.now();
     cluster.nodes[follower].steppers[0].turn(now);

@@ -178,7 +178,10 @@ fn refusals_name_their_cause() {
     cluster.wait_leaders();
     let read = cluster.leader(p).expect("a leader");
     let index = cluster
-        .ask(read, p, |reply| Request::ReadIndex { reply })
+        .ask(read, p, |reply| Request::ReadIndex {
+            leader_only: false,
+            reply,
+        })
         .expect("read index");
     assert!(cluster.status(read, p).expect("status").applied >= index);
     let _ = cluster.replicate(p, b"still works");

@@ -23,7 +23,6 @@ impl Replica {
     ///
     /// [`Status::NodeIsNotLeader`] when no leader is known, [`Status::ProposalQueueFull`] when
     /// `read_index_pending_max` reads are pending.
-    #[cfg(feature = "sim")]
     pub fn read_index(&mut self, context: u64) -> Result<(), Status> {
         match (self.role, self.leader) {
             (Role::Leader, _) => self.queue_read(context, None),

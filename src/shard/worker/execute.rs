@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::Worker;
-use super::partition::Slot;
+use super::partition::{Slot, reads_full};
 use crate::core::{EntryKind, LogIndex, PartitionId, Status};
 use crate::shard::codec::{self, ENTRY_HEADER_LEN};
 use crate::shard::{
@@ -98,15 +98,23 @@ impl Worker {
                     floor: replica.compaction_floor(),
                 }));
             }
-            #[cfg(feature = "sim")]
-            Request::ReadIndex { reply } => {
+            Request::ReadIndex { leader_only, reply } => {
                 #[cfg(feature = "sim-bugs")]
                 if config.bug == Some(crate::shard::NodeBug::ReadWithoutReadIndex) {
                     // The bug: served from local state, on any replica, without a round.
                     let _ = reply.send(Ok(replica.applied_index()));
                     return;
                 }
-                if slot.reads.len() >= config.core.read_index_pending_max {
+                if leader_only && !replica.is_leader_established() {
+                    // Kommander fails fast on a follower and on an unpublished leader (its
+                    // no-op not committed yet), whose read would wait for that commit.
+                    let _ = reply.send(Err(Refusal::NotLeader {
+                        leader: replica.leader(),
+                    }));
+                    return;
+                }
+                let max = config.core.read_index_pending_max;
+                if reads_full(&mut slot.reads, &mut slot.reads_waiting_apply, max) {
                     let _ = reply.send(Err(Refusal::QueueFull));
                     return;
                 }

@@ -24,11 +24,12 @@ pub(crate) struct Slot {
     pub(crate) view: WalView,
     /// Operations waiting for their outcome, by outcome key.
     pub(crate) waiters: HashMap<(u8, u64), Vec<Reply<ReplicationResult>>>,
-    /// The context of the last ReadIndex request (only the tests ask for reads: `sim`).
-    #[cfg(feature = "sim")]
+    /// The context of the last ReadIndex request (unique per partition and incarnation, so
+    /// a late answer to a refused read finds no waiter).
     pub(crate) next_read_context: u64,
-    /// ReadIndex requests waiting for their read state, by context.
-    pub(crate) reads: HashMap<u64, Reply<LogIndex>>,
+    /// ReadIndex requests waiting for their read state, by context (refused together on a
+    /// leadership change, in the same order in every run).
+    pub(crate) reads: StableHashMap<u64, Reply<LogIndex>>,
     /// Read points known, waiting for the application to apply them.
     pub(crate) reads_waiting_apply: Vec<(LogIndex, Reply<LogIndex>)>,
     /// The log progress last published in the leadership table.
@@ -75,6 +76,25 @@ impl Slot {
             let _ = reply.send(Err(refusal.clone()));
         }
     }
+}
+
+/// Whether `max` reads wait on a partition (`reads`: for their read index; `waiting_apply`:
+/// for the application to apply it), counting only those whose caller still waits: a caller
+/// that gave up (its timeout fired, its future was dropped) closed its reply, and its waiter is
+/// forgotten here rather than holding room until the leadership changes (a forwarded read
+/// whose answer was lost would otherwise hold it until then). The two waiter lists of a
+/// [`Slot`], passed apart so that its replica may stay borrowed.
+pub(crate) fn reads_full(
+    reads: &mut StableHashMap<u64, Reply<LogIndex>>,
+    waiting_apply: &mut Vec<(LogIndex, Reply<LogIndex>)>,
+    max: usize,
+) -> bool {
+    if reads.len() + waiting_apply.len() < max {
+        return false;
+    }
+    reads.retain(|_, reply| !reply.is_closed());
+    waiting_apply.retain(|(_, reply)| !reply.is_closed());
+    reads.len() + waiting_apply.len() >= max
 }
 
 /// The shard's partitions and the ones touched since their Readies were last gathered. A tick
