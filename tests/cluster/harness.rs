@@ -180,7 +180,7 @@ impl TestCluster {
         Self::launch(nodes, partitions, None, Some(wrap), |_| {}).await
     }
 
-    async fn launch(
+    pub(crate) async fn launch(
         nodes: u64,
         partitions: u32,
         faults: Option<Arc<FaultInjector>>,

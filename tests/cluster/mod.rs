@@ -6,5 +6,6 @@ mod errors;
 pub(crate) mod harness;
 mod leadership;
 mod lifecycle;
+mod read;
 mod replication;
 mod restart;
