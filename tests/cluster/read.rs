@@ -9,7 +9,10 @@ use std::time::Duration;
 use kommander_raft::core::{Message, MessageBody};
 use kommander_raft::transport::Transport;
 use kommander_raft::transport::faulty::FaultRates;
-use kommander_raft::{LogIndex, NodeId, PartitionId, QueryError, Role, Status};
+use bytes::Bytes;
+use kommander_raft::{
+    LogIndex, NodeId, PartitionId, QueryError, ReplicateOptions, Role, Status,
+};
 
 use super::harness::{PATIENCE, TestCluster, WrapTransport};
 
@@ -68,26 +71,36 @@ fn holds(cluster: &TestCluster, i: usize, p: PartitionId, payload: &[u8]) -> boo
 
 #[tokio::test]
 async fn a_leader_read_covers_every_acknowledged_write_and_is_applied_there() {
-    let cluster = TestCluster::start(3, 1).await;
+    // One committed entry per Ready reaches the application: after a batch commits (and is
+    // acknowledged), the leader's application trails its commit index for many loop turns.
+    let cluster = TestCluster::launch(3, 1, None, None, |c| c.deliver_entries_max = 1).await;
     let p = PartitionId(1);
     let leader = cluster.leader(p).await;
     let raft = cluster.raft(leader).clone();
-    for k in 0..20u32 {
-        let payload = format!("write {k}");
-        let written = cluster.replicate(p, payload.as_bytes()).await;
+    let batch = 256;
+    for k in 0..8u32 {
+        let payloads: Vec<Bytes> = (0..batch)
+            .map(|i| Bytes::from(format!("write {k}.{i}")))
+            .collect();
+        let written = raft
+            .replicate_batch(p, "t", payloads, ReplicateOptions::default())
+            .await
+            .expect("written on the leader");
         let index = raft
             .confirm_leadership(p, Some(PATIENCE))
             .await
             .expect("the leader confirms");
+        // Read before anything else: the application must hold the whole batch already.
+        let applied = cluster.nodes[leader].app.live(p).last().map_or(0, |s| s.index);
         assert!(
             index >= written.log_index,
             "read index {index} below the acknowledged write at {}",
             written.log_index
         );
-        // Applied here before the call returned: the local read sees the write.
-        assert!(holds(&cluster, leader, p, payload.as_bytes()), "write {k}");
-        let status = raft.partition_status(p).await.expect("status");
-        assert!(status.applied >= index, "{status:?} for read index {index}");
+        assert!(
+            applied >= index.0,
+            "the read returned at {index} with the application at {applied}"
+        );
     }
     // Reads issued together share rounds and all cover the last write.
     let last = cluster.replicate(p, b"last").await;
@@ -106,10 +119,10 @@ async fn confirm_leadership_on_a_follower_is_not_leader_with_the_hint_at_once() 
         let leader = cluster.leader(p).await;
         let id = node_id(&cluster, leader);
         for follower in (0..3).filter(|&i| i != leader) {
-            // No timeout: a call that waited instead of refusing would hang the test.
+            // A call that waited instead of refusing would time out.
             let refused = cluster
                 .raft(follower)
-                .confirm_leadership(p, None)
+                .confirm_leadership(p, Some(PATIENCE))
                 .await
                 .expect_err("a follower does not confirm leadership");
             assert_eq!(
@@ -199,8 +212,9 @@ async fn an_unpublished_leader_refuses_at_once_and_serves_once_its_noop_commits(
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     assert!(!raft.leadership(p).expect("reported").noop_committed);
+    // A call that waited for the no-op would time out.
     assert_eq!(
-        raft.confirm_leadership(p, None).await,
+        raft.confirm_leadership(p, Some(Duration::from_secs(2))).await,
         Err(QueryError::NotLeader {
             leader: None,
             endpoint: None
@@ -246,7 +260,9 @@ async fn a_leader_cut_off_from_its_peers_never_confirms_a_read() {
         );
     }
     // Without a timeout the answer comes when check-quorum deposes it: never a success.
-    let deposed = raft.confirm_leadership(p, None).await;
+    let deposed = tokio::time::timeout(PATIENCE, raft.confirm_leadership(p, None))
+        .await
+        .expect("answered without a timeout of its own");
     assert!(
         matches!(deposed, Err(QueryError::NotLeader { .. })),
         "{deposed:?}"
@@ -290,7 +306,9 @@ async fn a_follower_cut_off_from_the_leader_never_confirms_a_read() {
     // (its forwarded read is refused, not leaked): the other follower, which hears from the
     // leader, denies it a new one.
     cluster.replicate(p, b"while cut").await;
-    let untimed = follower.confirm_local_application(p, None).await;
+    let untimed = tokio::time::timeout(PATIENCE, follower.confirm_local_application(p, None))
+        .await
+        .expect("answered without a timeout of its own");
     assert!(
         matches!(untimed, Err(QueryError::NotLeader { .. })),
         "{untimed:?}"
