@@ -102,6 +102,27 @@ async fn a_leader_read_covers_every_acknowledged_write_and_is_applied_there() {
             "the read returned at {index} with the application at {applied}"
         );
     }
+    // A held two-phase proposal is committed but not delivered, and holds everything behind
+    // it: the read waits until the application applied it, after its commit.
+    let held = ReplicateOptions {
+        auto_commit: false,
+        ..ReplicateOptions::default()
+    };
+    let written = raft
+        .replicate_logs(p, "t", "held", held)
+        .await
+        .expect("held proposal");
+    let mut read = tokio::spawn(raft.confirm_leadership(p, Some(PATIENCE)));
+    assert!(
+        tokio::time::timeout(STILL_WAITING, &mut read).await.is_err(),
+        "a leader read returned before its application applied the read index"
+    );
+    raft.commit_logs(p, written.ticket)
+        .await
+        .expect("commit the held proposal");
+    let index = read.await.expect("task").expect("the leader confirms");
+    assert!(index >= written.log_index);
+    assert!(holds(&cluster, leader, p, b"held"));
     // Reads issued together share rounds and all cover the last write.
     let last = cluster.replicate(p, b"last").await;
     let reads: Vec<_> = (0..8)
