@@ -10,7 +10,10 @@
 //! the transport; [`RaftBuilder::start`] opens the node's WALs (off the caller's thread);
 //! [`Raft::join_cluster`] waits for the system partition to commit the partition map;
 //! [`Raft::replicate_logs`] completes once the entry is committed, with its ticket and index,
-//! or with a [`ReplicateError`] that says whether (and where) to retry.
+//! or with a [`ReplicateError`] that says whether (and where) to retry;
+//! [`Raft::confirm_leadership`] (on the leader) or [`Raft::confirm_local_application`] (on any
+//! node) returns once this node applied a read index a quorum confirmed, so a read of the
+//! application's own state then sees every write acknowledged before it (linearizable).
 //!
 //! ```
 //! use std::sync::{Arc, Mutex};
@@ -70,6 +73,12 @@
 //!         Err(error) => return Err(error.into()),
 //!     };
 //!     assert!(written.log_index.get() >= 1);
+//!     // A linearizable read of the application's state.
+//!     let read_index = raft
+//!         .confirm_leadership(partition, Some(Duration::from_secs(10)))
+//!         .await?;
+//!     assert!(read_index >= written.log_index);
+//!     assert_eq!(*orders.0.lock().expect("orders"), ["order 17"]);
 //!     raft.shutdown().await;
 //!     Ok::<_, Box<dyn std::error::Error>>(())
 //! })?;

@@ -96,7 +96,9 @@ pub struct NodeConfig {
     pub uncommitted_entries_max: usize,
     /// Uncommitted entry bytes per partition on a leader.
     pub uncommitted_bytes_max: u64,
-    /// Pending ReadIndex requests per partition on a leader.
+    /// Pending ReadIndex requests per partition: queued on a leader (its own and those its
+    /// followers forward), and waiting on each node for their read index or for the
+    /// application to apply it (`Raft::confirm_leadership`, `Raft::confirm_local_application`).
     pub read_index_pending_max: usize,
     /// Committed entries one Ready hands to the application per partition (bounds one
     /// partition's share of a loop turn).

@@ -5,7 +5,7 @@
 //! | family | methods |
 //! |---|---|
 //! | [`ReplicateError`] | `replicate_logs`, `replicate_batch`, `replicate_checkpoint`, `commit_logs`, `rollback_logs` |
-//! | [`QueryError`] | `partition_status`, `follower_lag`, `am_i_leader`, `wait_for_leader`, `wait_for_leader_stable`, the test hooks |
+//! | [`QueryError`] | `partition_status`, `follower_lag`, `am_i_leader`, `wait_for_leader`, `wait_for_leader_stable`, `confirm_leadership`, `confirm_local_application`, the test hooks |
 //! | [`JoinError`] | `join_cluster` |
 //! | [`StartError`] | `RaftBuilder::start` |
 //! | [`PeerError`] | the transport entry points: `handshake`, `request_vote`, `vote`, `append_logs`, `complete_append_logs` |
@@ -157,8 +157,8 @@ pub enum InvalidWrite {
     },
 }
 
-/// Why a query of a partition's state, a leadership wait or a leadership control (test hook)
-/// failed.
+/// Why a query of a partition's state, a leadership wait, a linearizable read or a leadership
+/// control (test hook) failed.
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum QueryError {
@@ -171,8 +171,8 @@ pub enum QueryError {
         /// That leader's endpoint, from discovery.
         endpoint: Option<String>,
     },
-    /// A bounded queue is full (the shard's request queue, the node's timers). Retry with
-    /// backoff.
+    /// A bounded queue is full (the shard's request queue, the node's timers, the reads
+    /// waiting on the partition: `read_index_pending_max`). Retry with backoff.
     #[error("a queue is full; retry with backoff")]
     QueueFull,
     /// What was waited for did not happen within the timeout.
