@@ -6,13 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use kommander_raft::core::{Message, MessageBody};
 use kommander_raft::transport::Transport;
 use kommander_raft::transport::faulty::FaultRates;
-use bytes::Bytes;
-use kommander_raft::{
-    LogIndex, NodeId, PartitionId, QueryError, ReplicateOptions, Role, Status,
-};
+use kommander_raft::{LogIndex, NodeId, PartitionId, QueryError, ReplicateOptions, Role, Status};
 
 use super::harness::{PATIENCE, TestCluster, WrapTransport};
 
@@ -91,7 +89,11 @@ async fn a_leader_read_covers_every_acknowledged_write_and_is_applied_there() {
             .await
             .expect("the leader confirms");
         // Read before anything else: the application must hold the whole batch already.
-        let applied = cluster.nodes[leader].app.live(p).last().map_or(0, |s| s.index);
+        let applied = cluster.nodes[leader]
+            .app
+            .live(p)
+            .last()
+            .map_or(0, |s| s.index);
         assert!(
             index >= written.log_index,
             "read index {index} below the acknowledged write at {}",
@@ -114,7 +116,9 @@ async fn a_leader_read_covers_every_acknowledged_write_and_is_applied_there() {
         .expect("held proposal");
     let mut read = tokio::spawn(raft.confirm_leadership(p, Some(PATIENCE)));
     assert!(
-        tokio::time::timeout(STILL_WAITING, &mut read).await.is_err(),
+        tokio::time::timeout(STILL_WAITING, &mut read)
+            .await
+            .is_err(),
         "a leader read returned before its application applied the read index"
     );
     raft.commit_logs(p, written.ticket)
@@ -195,14 +199,20 @@ async fn a_follower_read_waits_until_its_own_application_applied_the_index() {
     // The leader's read index covers the write; node 3 has not applied it, so it waits.
     let mut read = tokio::spawn(follower.confirm_local_application(p, Some(PATIENCE)));
     assert!(
-        tokio::time::timeout(STILL_WAITING, &mut read).await.is_err(),
+        tokio::time::timeout(STILL_WAITING, &mut read)
+            .await
+            .is_err(),
         "a follower read returned before its application had the acknowledged write"
     );
     assert!(!holds(&cluster, 2, p, b"behind"));
     // Appends flow again: the read returns once node 3 applied the write.
     hold.store(false, Ordering::Release);
     let index = read.await.expect("task").expect("follower read");
-    assert!(index >= written.log_index, "{index} < {}", written.log_index);
+    assert!(
+        index >= written.log_index,
+        "{index} < {}",
+        written.log_index
+    );
     assert!(holds(&cluster, 2, p, b"behind"));
     // On the leader the same call is a leader read.
     let on_leader = cluster
@@ -235,7 +245,8 @@ async fn an_unpublished_leader_refuses_at_once_and_serves_once_its_noop_commits(
     assert!(!raft.leadership(p).expect("reported").noop_committed);
     // A call that waited for the no-op would time out.
     assert_eq!(
-        raft.confirm_leadership(p, Some(Duration::from_secs(2))).await,
+        raft.confirm_leadership(p, Some(Duration::from_secs(2)))
+            .await,
         Err(QueryError::NotLeader {
             leader: None,
             endpoint: None
@@ -250,7 +261,10 @@ async fn an_unpublished_leader_refuses_at_once_and_serves_once_its_noop_commits(
         .await
         .expect("published leader");
     // Its first leader's no-op, the write, its own no-op.
-    assert!(index >= LogIndex(3), "the new term's no-op is covered: {index}");
+    assert!(
+        index >= LogIndex(3),
+        "the new term's no-op is covered: {index}"
+    );
     assert!(waiting.await.expect("task").expect("read after the no-op") >= LogIndex(3));
 }
 
