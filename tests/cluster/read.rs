@@ -17,11 +17,14 @@ use super::harness::{PATIENCE, TestCluster, WrapTransport};
 /// How long a test waits to see that a call is still waiting.
 const STILL_WAITING: Duration = Duration::from_millis(150);
 
+/// Selects messages by `(from, to, message)`.
+type Selector = Arc<dyn Fn(NodeId, NodeId, &Message) -> bool + Send + Sync>;
+
 /// Drops the messages `matches` selects while `hold` is set (each node's transport).
 struct Hold {
     inner: Arc<dyn Transport>,
     from: NodeId,
-    matches: Arc<dyn Fn(NodeId, NodeId, &Message) -> bool + Send + Sync>,
+    matches: Selector,
     hold: Arc<AtomicBool>,
 }
 
@@ -43,7 +46,7 @@ fn holding(
 ) -> (WrapTransport, Arc<AtomicBool>) {
     let hold = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&hold);
-    let matches: Arc<dyn Fn(NodeId, NodeId, &Message) -> bool + Send + Sync> = Arc::new(matches);
+    let matches: Selector = Arc::new(matches);
     let wrap: WrapTransport = Arc::new(move |from, inner| {
         Arc::new(Hold {
             inner,
