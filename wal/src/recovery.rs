@@ -18,6 +18,7 @@
 //! | invalid frame in the last written segment, fewer than `inflight` valid frames after it | torn tail: drop it and them, zero from it to the end |
 //! | invalid frame followed by `inflight` or more valid frames | [`Error::Corrupt`] |
 //! | valid frame whose `first_lsn` is not the expected next LSN | treated as an invalid frame |
+//! | after the recovered end (rest of the active segment, prepared segments): a slot whose header names its segment | zeroed before the first new frame ([`frames_beyond_the_end`]) |
 //! | CRC-valid payload whose records do not parse (or name a partition above `u32::MAX`) | [`Error::Corrupt`] |
 
 use crate::backend::BLOCK_SIZE;
@@ -137,6 +138,12 @@ pub(crate) struct ScanOutcome {
     pub(crate) frames: Vec<FoundFrame>,
     /// A torn tail to zero: `(segment_index, offset)` up to the end of that segment.
     pub(crate) torn_tail: Option<(usize, u64)>,
+    /// Slots after the recovered end (the rest of the active segment outside a torn tail,
+    /// and every later segment) whose header names their segment: frames written before this
+    /// recovery and not part of the log. Recovery zeroes each `(segment_index, offset)` slot
+    /// before anything new is written, so they can never join the log (see
+    /// [`frames_beyond_the_end`]).
+    pub(crate) beyond_end: Vec<(usize, u64)>,
     /// Index of the segment new frames go to, and where.
     pub(crate) active: usize,
     pub(crate) cursor: u64,
@@ -276,6 +283,7 @@ pub(crate) fn survey(images: &[SegmentImage<'_>]) -> ScanOutcome {
     let Some(last_written) = last_written else {
         outcome.active = 0;
         outcome.cursor = FIRST_FRAME_OFFSET;
+        outcome.beyond_end = frames_beyond_the_end(images, &outcome, kept);
         return outcome;
     };
     let mut expected_lsn: Option<u64> = None;
@@ -377,7 +385,45 @@ pub(crate) fn survey(images: &[SegmentImage<'_>]) -> ScanOutcome {
         }
     }
     outcome.next_lsn = expected_lsn.unwrap_or(0);
+    outcome.beyond_end = frames_beyond_the_end(images, &outcome, kept);
     outcome
+}
+
+/// Every 4 KiB slot after the recovered end whose frame header names its segment (magic,
+/// header CRC and the segment's seq, whatever the epoch): from the cursor in the active
+/// segment (unless a torn tail is zeroed from there anyway), and everywhere in the later
+/// segments up to `kept` (the prepared ones).
+///
+/// Such a frame was written by an earlier life of the log and never became part of it (an
+/// earlier write in flight with it was lost at a power loss), yet it carries this segment's
+/// seq and epoch. The new life appends from the end with the same LSNs into the same
+/// segments; if its own frame over such a slot were lost in turn, the stale frame would be
+/// valid there with the next LSN and join the log (node simulator seed 49). Zeroed before
+/// the first new frame, none exists, and only frames of the current life can ever be found
+/// after the end. Frames of a recycled file's earlier lives name older seqs: they can never
+/// be valid in this one and stay.
+fn frames_beyond_the_end(
+    images: &[SegmentImage<'_>],
+    outcome: &ScanOutcome,
+    kept: usize,
+) -> Vec<(usize, u64)> {
+    let mut found = Vec::new();
+    for (i, image) in images.iter().enumerate().take(kept).skip(outcome.active) {
+        let from = if i == outcome.active {
+            if outcome.torn_tail.is_some() {
+                continue;
+            }
+            outcome.cursor
+        } else {
+            FIRST_FRAME_OFFSET
+        };
+        let mut offset = from;
+        while let Some(slot) = frame_like_from(image.bytes, image.seq, offset) {
+            found.push((i, slot));
+            offset = slot + BLOCK_SIZE as u64;
+        }
+    }
+    found
 }
 
 /// Valid frames of this segment life after the slot at `offset`, and the largest
@@ -427,7 +473,13 @@ fn next_valid_frame(bytes: &[u8], from: u64, seq: u64, epoch: u64) -> Option<u64
 /// verifies (whatever its epoch), if any. Stale frames of a recycled file's earlier lives
 /// carry older seqs and do not count.
 fn first_frame_like(bytes: &[u8], seq: u64) -> Option<u64> {
-    (1..bytes.len() / BLOCK_SIZE).find_map(|block| {
+    frame_like_from(bytes, seq, FIRST_FRAME_OFFSET)
+}
+
+/// Like [`first_frame_like`], from the slot at `from` (a multiple of 4 KiB) on.
+fn frame_like_from(bytes: &[u8], seq: u64, from: u64) -> Option<u64> {
+    let first = usize::try_from(from / BLOCK_SIZE as u64).ok()?;
+    (first..bytes.len() / BLOCK_SIZE).find_map(|block| {
         let slot = bytes.get(block * BLOCK_SIZE..)?;
         let (header, _) = BatchFrameHeader::read_from_prefix(slot).ok()?;
         (header.magic == crate::format::FRAME_MAGIC

@@ -549,3 +549,47 @@ fn bad_header_on_the_newest_segment_holding_frames_is_corruption() {
         other => panic!("acknowledged frames behind a bad header must not be discarded: {other:?}"),
     }
 }
+
+/// The cost of opening a log with the default 64 MiB segments (warm page cache), for
+/// `docs/wal-format.md`: an active segment an eighth full, then one prepared segment, the
+/// shape after a clean close; recovery reads the frames and, for frames an earlier life left
+/// beyond the end, every slot header after it. Prints the median of 9 opens; run with
+/// `cargo test -p kommander-wal --profile ci --test main checklist::open_cost -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn open_cost_with_64_mib_segments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = || WalConfig {
+        backend: BackendChoice::Blocking,
+        prepare_segments_in_background: false,
+        ..WalConfig::default()
+    };
+    let mut wal = Wal::open(dir.path(), config()).expect("open");
+    let payload = [7u8; 1000];
+    let mut index = 0;
+    while wal.next_lsn().0 < 8 << 10 {
+        for _ in 0..64 {
+            index += 1;
+            wal.append_entry(p(index as u32 % 16), index / 16 + 1, 1, &payload)
+                .expect("append");
+        }
+        wal.sync().expect("sync");
+    }
+    let segments = wal.segment_seqs().len();
+    drop(wal);
+    let mut times: Vec<_> = (0..9)
+        .map(|_| {
+            let start = std::time::Instant::now();
+            let wal = Wal::open(dir.path(), config()).expect("open");
+            let spent = start.elapsed();
+            drop(wal);
+            spent
+        })
+        .collect();
+    times.sort();
+    println!(
+        "open: {segments} segment(s) of 64 MiB holding {index} entries of 1000 bytes (8 MiB), \
+         1 prepared: median {:?} (min {:?}, max {:?})",
+        times[4], times[0], times[8]
+    );
+}

@@ -5,11 +5,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use kommander_wal::backend::BackendChoice;
 use kommander_wal::backend::sim::{
     CrashMode, DurableEntry, DurableLog, DurableLogs, FaultPlan, SimDisk, StallCounts, Step,
 };
-use kommander_wal::{Error, Lsn, PartitionId, Wal, WalConfig};
+use kommander_wal::backend::{BLOCK_SIZE, BackendChoice};
+use kommander_wal::fuzzing::{FrameCheck, check_frame, decode_segment_header};
+use kommander_wal::inspect::RecoveryVerdict;
+use kommander_wal::{Error, Lsn, PartitionId, Wal, WalConfig, Write};
 
 use crate::common::{Op, Rng, small_config, workload};
 
@@ -651,4 +653,146 @@ fn every_failed_write_or_sync_leaves_a_log_that_reopens_after_a_crash_or_power_l
         }
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
+}
+
+/// What the 4 KiB slot at `offset` of segment `seq` in `dir` holds, judged as recovery judges
+/// it (against the segment's own seq and epoch).
+fn slot(dir: &Path, seq: u64, offset: u64) -> FrameCheck {
+    let bytes = std::fs::read(dir.join(format!("{seq:016x}.wal"))).expect("segment");
+    let epoch = decode_segment_header(&bytes)
+        .expect("segment header")
+        .epoch
+        .get();
+    check_frame(&bytes, offset, seq, epoch)
+}
+
+/// A torn power loss now (its seed) under which, of two frames in flight in segment `seq`, the
+/// one at `lost` vanishes (its slot reads as never written, so recovery ends the log there
+/// cleanly) while the later one at `kept` survives whole: each write in flight is kept, lost
+/// or torn independently.
+fn seed_losing_the_earlier_frame_only(disk: &SimDisk, seq: u64, lost: u64, kept: u64) -> u64 {
+    (0..1_000)
+        .find(|&seed| {
+            let target = tempfile::tempdir().expect("tempdir");
+            let dir = target.path().join("image");
+            disk.crash_image(disk.step_count(), CrashMode::Torn(seed), &dir)
+                .expect("crash image");
+            slot(&dir, seq, lost) == FrameCheck::Zero
+                && matches!(slot(&dir, seq, kept), FrameCheck::Valid(_))
+        })
+        .expect("a torn power loss that loses the earlier frame and keeps the later one")
+}
+
+/// Node simulator seed 49: an earlier life of the log left a frame beyond what became the
+/// recovered end (two frames in flight, a power loss lost the earlier and kept the later, so
+/// recovery ended cleanly at the first and zeroed nothing). The next life appended from that
+/// end, in the same segment (same epoch) with the same LSNs; when its own frame over the stale
+/// one was lost in turn, the stale frame (valid, the next LSN) joined the log: here its
+/// truncation took an acknowledged entry away.
+#[test]
+fn a_stale_frame_beyond_the_recovered_end_never_joins_the_log() {
+    let base = tempfile::tempdir().expect("tempdir");
+    let dir = base.path().join("wal");
+    let disk = SimDisk::new(&dir).expect("disk");
+    let block = BLOCK_SIZE as u64;
+    let mut wal = Wal::open(&dir, config(&disk)).expect("open");
+    wal.append_entry(p(1), 1, 1, b"durable").expect("append");
+    wal.sync().expect("sync");
+    // Two frames in flight, one slot each: entry 2, then a truncation back to entry 1.
+    wal.append_entry(p(1), 2, 1, b"in flight").expect("append");
+    wal.submit().expect("submit");
+    wal.truncate_after(p(1), 1).expect("append");
+    wal.submit().expect("submit");
+    drop(wal);
+    let (lost, stale) = (2 * block, 3 * block);
+    let seed = seed_losing_the_earlier_frame_only(&disk, 1, lost, stale);
+    disk.power_loss(CrashMode::Torn(seed)).expect("power loss");
+    let report =
+        kommander_wal::inspect(&dir, &kommander_wal::InspectOptions::default()).expect("inspect");
+    assert_eq!(
+        report.recovery,
+        RecoveryVerdict::OpensAfterRepair {
+            repairs: vec![format!(
+                "zero 1 frame(s) of segment 1 an earlier life left beyond the recovered end, \
+                 at offsets {stale}"
+            )]
+        }
+    );
+
+    // The next life ends the log at entry 1, then writes entry 2 (acknowledged: synced) into
+    // the lost frame's slot with its LSN, and entry 3 into the stale frame's slot with its LSN.
+    let mut wal = Wal::open(&dir, config(&disk)).expect("reopen");
+    assert_eq!(wal.partition(p(1)).expect("partition").last_index, 1);
+    wal.append_entry(p(1), 2, 2, b"acknowledged")
+        .expect("append");
+    wal.sync().expect("sync");
+    let acknowledged = logs_of(&wal);
+    wal.append_entry(p(1), 3, 2, b"never synced")
+        .expect("append");
+    wal.submit().expect("submit");
+    drop(wal);
+    // A power loss takes the unsynced frame back: what is left is what was acknowledged.
+    disk.power_loss(CrashMode::LoseUnsynced)
+        .expect("power loss");
+    assert_same(
+        &disk.durable_logs().expect("durable"),
+        &acknowledged,
+        "the durable truth",
+    );
+    let wal = Wal::open(&dir, config(&disk)).expect("reopen");
+    assert_same(&logs_of(&wal), &acknowledged, "reopened");
+}
+
+/// The same hazard one segment on: the earlier life rotated into the prepared segment 2 and had
+/// two frames in flight there; the power loss lost the first (so recovery ends the log in
+/// segment 1 and keeps segment 2 as prepared, same epoch) and kept the second. The next life
+/// rotates into segment 2 at the same LSN: the stale frame must not join its log either.
+#[test]
+fn a_stale_frame_in_a_prepared_segment_never_joins_the_log() {
+    let base = tempfile::tempdir().expect("tempdir");
+    let dir = base.path().join("wal");
+    let disk = SimDisk::new(&dir).expect("disk");
+    let block = BLOCK_SIZE as u64;
+    let mut wal = Wal::open(&dir, config(&disk)).expect("open");
+    // Fill segment 1 with one-slot frames of partition 2, the last deleting it: nothing live
+    // pins segment 1, so rotating out of it rewrites nothing.
+    let slots = (64 << 10) / block - 1;
+    for index in 1..slots {
+        wal.append_entry(p(2), index, 1, b"filler").expect("append");
+        wal.sync().expect("sync");
+    }
+    wal.append(&[Write::DeletePartition { partition: p(2) }])
+        .expect("append");
+    wal.sync().expect("sync");
+    assert_eq!(wal.segment_seqs(), [1]);
+    // Two frames in flight in segment 2: the first rotates into it.
+    wal.append_entry(p(1), 1, 1, b"in flight").expect("append");
+    wal.submit().expect("submit");
+    assert_eq!(wal.segment_seqs(), [1, 2]);
+    wal.append_entry(p(1), 2, 1, b"stale").expect("append");
+    wal.submit().expect("submit");
+    drop(wal);
+    let seed = seed_losing_the_earlier_frame_only(&disk, 2, block, 2 * block);
+    disk.power_loss(CrashMode::Torn(seed)).expect("power loss");
+
+    let mut wal = Wal::open(&dir, config(&disk)).expect("reopen");
+    assert_eq!(wal.segment_seqs(), [1], "segment 2 is a prepared one again");
+    wal.append_entry(p(1), 1, 2, b"acknowledged")
+        .expect("append");
+    wal.sync().expect("sync");
+    assert_eq!(wal.segment_seqs(), [1, 2]);
+    let acknowledged = logs_of(&wal);
+    wal.append_entry(p(1), 2, 2, b"never synced")
+        .expect("append");
+    wal.submit().expect("submit");
+    drop(wal);
+    disk.power_loss(CrashMode::LoseUnsynced)
+        .expect("power loss");
+    assert_same(
+        &disk.durable_logs().expect("durable"),
+        &acknowledged,
+        "the durable truth",
+    );
+    let wal = Wal::open(&dir, config(&disk)).expect("reopen");
+    assert_same(&logs_of(&wal), &acknowledged, "reopened");
 }

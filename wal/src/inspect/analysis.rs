@@ -140,6 +140,7 @@ pub(super) fn verdict(
     damages: &[Damage],
     temps: &[String],
     images: &[SegmentImage<'_>],
+    beyond_end: &[(usize, u64)],
 ) -> RecoveryVerdict {
     let refusal = not_a_wal.map(ToString::to_string).or_else(|| {
         damages
@@ -171,6 +172,22 @@ pub(super) fn verdict(
                 segment_name(damage.segment)
             )),
             DamageAction::MissingSegment | DamageAction::Corrupt => {}
+        }
+    }
+    for (index, image) in images.iter().enumerate() {
+        let offsets: Vec<String> = beyond_end
+            .iter()
+            .filter(|(i, _)| *i == index)
+            .map(|(_, offset)| offset.to_string())
+            .collect();
+        if !offsets.is_empty() {
+            repairs.push(format!(
+                "zero {} frame(s) of segment {} an earlier life left beyond the recovered end, \
+                 at offsets {}",
+                offsets.len(),
+                image.seq,
+                offsets.join(", ")
+            ));
         }
     }
     if repairs.is_empty() {

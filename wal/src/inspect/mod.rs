@@ -120,7 +120,13 @@ pub fn inspect(dir: &Path, options: &InspectOptions) -> Result<InspectReport> {
     let entries = options
         .entries
         .then(|| list_entries(&state, &partitions, options.entries_max));
-    let recovery = verdict(not_a_wal.as_ref(), &damages, &listing.temps, &images);
+    let recovery = verdict(
+        not_a_wal.as_ref(),
+        &damages,
+        &listing.temps,
+        &images,
+        &outcome.beyond_end,
+    );
     let totals = Totals::of(&segments, &partitions, &damages);
     Ok(InspectReport {
         dir: dir.display().to_string(),

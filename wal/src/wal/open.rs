@@ -7,7 +7,7 @@ use std::fs::{OpenOptions, TryLockError};
 use std::path::Path;
 
 use super::Wal;
-use crate::backend::{AlignedBuf, open_backend};
+use crate::backend::{AlignedBuf, BLOCK_SIZE, open_backend};
 use crate::config::WalConfig;
 use crate::directory::{DirListing, LOCK_NAME, write_marker};
 use crate::error::{Error, Result, io_err};
@@ -140,13 +140,13 @@ impl Wal {
                 .remove(&path)
                 .map_err(io_err("removing a half-prepared segment", &path))?;
         }
+        let mut zeros = AlignedBuf::with_capacity(1 << 20);
+        zeros.set_len(zeros.capacity());
         if let Some((index, offset)) = outcome.torn_tail {
             let (seq, file, path, map) = &opened[index];
             tracing::warn!(segment = seq, offset, "dropping a torn tail");
             let end = map.len() as u64;
-            let mut zeros = AlignedBuf::with_capacity(1 << 20);
-            let chunk = zeros.capacity() as u64;
-            zeros.set_len(zeros.capacity());
+            let chunk = zeros.len() as u64;
             let mut at = offset;
             while at < end {
                 let n = chunk.min(end - at) as usize;
@@ -156,10 +156,23 @@ impl Wal {
                 at += n as u64;
             }
         }
+        // Frames an earlier life wrote after what is now the end: zeroed before any new frame,
+        // so none can join the log when a new frame over it is lost (`frames_beyond_the_end`).
+        for &(index, offset) in &outcome.beyond_end {
+            let (seq, file, path, _) = &opened[index];
+            tracing::warn!(
+                segment = seq,
+                offset,
+                "zeroing a frame beyond the recovered end"
+            );
+            self.fs
+                .write_at(file, offset, &zeros.as_slice()[..BLOCK_SIZE])
+                .map_err(io_err("zeroing a frame beyond the recovered end", path))?;
+        }
         // After a process crash, what recovery just read may be in the page cache only: written
         // before the crash, never synced (a sync failed, or the process died first). The log
         // now serves it as durable and its owner acts on it (a vote, an acknowledged entry), so
-        // a power loss must not take it back: sync every segment (the zeroed tail with them)
+        // a power loss must not take it back: sync every segment (the zeroed slots with them)
         // and the directory (names renamed or created before the crash).
         for (_, file, path, _) in &opened {
             self.fs
