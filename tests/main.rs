@@ -3,6 +3,7 @@
 mod cluster;
 mod core;
 mod layering;
+mod node_sim;
 mod runtime;
 mod sim;
 mod transport;

@@ -21,6 +21,7 @@ pub mod event_queue;
 pub mod linearizability;
 mod memory_cluster;
 pub mod network;
+pub mod node;
 pub mod observation;
 pub mod rng;
 pub mod trace;

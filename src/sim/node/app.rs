@@ -1,0 +1,169 @@
+//! The application behind every simulated node: a key-value register per partition, modelled
+//! the way a Kommander application keeps its state. Its live state is volatile; at each
+//! committed checkpoint it makes its state durable (so the log below may be compacted), and a
+//! restarted node's application starts from that durable state, skipping what the library
+//! hands it again at or below it (the library does not yet know the application's durable
+//! point, so restore replays everything above the WAL's floor).
+//!
+//! The application is the simulator's own: what it applied is the truth the delivery
+//! checkers judge from. Every delivery is queued as a [`Delivered`] for the simulation to
+//! check after the shard turn that made it.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::core::{EntryKind, LogIndex, PartitionId, Term};
+use crate::shard::{LogEntry, StateMachine};
+
+use super::workload::Op;
+
+/// The application's state of one partition at some applied index.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct AppState {
+    /// The last entry applied.
+    pub(super) index: LogIndex,
+    /// The registers.
+    pub(super) registers: BTreeMap<u64, u64>,
+}
+
+/// One partition's application on one node.
+#[derive(Debug, Default)]
+struct PartitionApp {
+    /// Survives crashes: the state at the last applied checkpoint.
+    durable: AppState,
+    /// The live state (volatile).
+    live: AppState,
+    /// Highest index handed over in this incarnation (restored or live).
+    handed: LogIndex,
+}
+
+/// How an entry reached the application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Path {
+    /// `on_log_restored`.
+    Restored,
+    /// `on_replication_received`.
+    Live,
+}
+
+/// One entry the library handed to the application.
+#[derive(Debug, Clone)]
+pub(super) struct Delivered {
+    pub(super) partition: PartitionId,
+    pub(super) index: LogIndex,
+    pub(super) term: Term,
+    pub(super) kind: EntryKind,
+    pub(super) path: Path,
+    /// The decoded operation (`None`: not one of the workload's).
+    pub(super) op: Option<Op>,
+    /// Highest index handed over in this incarnation before this one.
+    pub(super) handed_before: LogIndex,
+}
+
+/// The application of one simulated node, kept across its incarnations.
+#[derive(Debug)]
+pub(super) struct SimApp {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    partitions: BTreeMap<PartitionId, PartitionApp>,
+    delivered: Vec<Delivered>,
+}
+
+impl SimApp {
+    pub(super) fn new() -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                partitions: BTreeMap::new(),
+                delivered: Vec::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The process died: the live state is lost; what was made durable stays.
+    pub(super) fn crash(&self) {
+        let mut inner = self.lock();
+        for app in inner.partitions.values_mut() {
+            app.live = app.durable.clone();
+            app.handed = LogIndex::ZERO;
+        }
+    }
+
+    /// Deliveries since the last call.
+    pub(super) fn take_delivered(&self) -> Vec<Delivered> {
+        std::mem::take(&mut self.lock().delivered)
+    }
+
+    /// The live value of `key` in `partition` (a read served from local state).
+    pub(super) fn read(&self, partition: PartitionId, key: u64) -> Option<u64> {
+        let inner = self.lock();
+        inner
+            .partitions
+            .get(&partition)
+            .and_then(|app| app.live.registers.get(&key).copied())
+    }
+
+    /// The live state of `partition`.
+    pub(super) fn live(&self, partition: PartitionId) -> AppState {
+        self.lock()
+            .partitions
+            .get(&partition)
+            .map(|app| app.live.clone())
+            .unwrap_or_default()
+    }
+
+    /// The live applied index of `partition`.
+    pub(super) fn applied(&self, partition: PartitionId) -> LogIndex {
+        self.lock()
+            .partitions
+            .get(&partition)
+            .map_or(LogIndex::ZERO, |app| app.live.index)
+    }
+
+    fn hand(&self, partition: PartitionId, entry: &LogEntry, path: Path) -> bool {
+        let op = Op::decode(&entry.payload);
+        let mut inner = self.lock();
+        let app = inner.partitions.entry(partition).or_default();
+        let handed_before = app.handed;
+        app.handed = app.handed.max(entry.index);
+        // At or below the live state: applied in an earlier incarnation (the library hands
+        // everything above the WAL's floor again at restore); an idempotent application
+        // skips it. The delivery checker decides whether the hand-over itself was allowed.
+        let applied = entry.index > app.live.index;
+        if applied {
+            app.live.index = entry.index;
+            if let Some(Op::Write { key, value, .. }) = op {
+                app.live.registers.insert(key, value);
+            }
+            if entry.kind == EntryKind::Checkpoint {
+                app.durable = app.live.clone();
+            }
+        }
+        inner.delivered.push(Delivered {
+            partition,
+            index: entry.index,
+            term: entry.term,
+            kind: entry.kind,
+            path,
+            op,
+            handed_before,
+        });
+        true
+    }
+}
+
+impl StateMachine for SimApp {
+    fn on_replication_received(&self, partition: PartitionId, entry: &LogEntry) -> bool {
+        self.hand(partition, entry, Path::Live)
+    }
+
+    fn on_log_restored(&self, partition: PartitionId, entry: &LogEntry) -> bool {
+        self.hand(partition, entry, Path::Restored)
+    }
+}

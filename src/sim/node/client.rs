@@ -1,0 +1,522 @@
+//! The clients: per partition a few sequential clients, each with at most one operation in
+//! flight, writing and reading a few registers through the requests the `Raft` handle sends to
+//! a shard (propose, two-phase commit and rollback, ReadIndex), plus a checkpoint now and then.
+//! Every answer is judged: `Success` is an acknowledgement (checked durable on a majority at
+//! once), a refusal before the write was appended is a definite failure (it must never
+//! commit), and everything that leaves the outcome open (leadership lost, a failed or stopped
+//! shard, a crash, the client's own timeout) is indeterminate. Reads and writes go into the
+//! partition's history for the linearizability checker.
+
+use tokio::sync::oneshot::{self, error::TryRecvError};
+
+use crate::core::{LogIndex, PartitionId, Status, Ticket};
+use crate::shard::{ProposedEntry, Refusal, ReplicationResult, Request};
+
+use super::checkers::{AcknowledgedWritesDurable, FailedWritesNeverCommit};
+use super::run::Event;
+use super::truth::Acknowledged;
+use super::workload::{LOG_TYPE, Op};
+use super::NodeSimulation;
+use crate::sim::checkers::Violation;
+use crate::sim::linearizability::{Command, History, OperationId, Response};
+
+/// Attempts to resolve a held write whose marker found no leader, and the pause between them.
+const RESOLVE_ATTEMPTS_MAX: u32 = 20;
+const RESOLVE_RETRY_MS: u64 = 20;
+
+type Answer<T> = oneshot::Receiver<Result<T, Refusal>>;
+
+/// A two-phase write acknowledged as held: its operation id and its entry's index.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct HeldWrite {
+    pub(super) id: u64,
+    pub(super) index: LogIndex,
+}
+
+/// What a client waits for.
+enum Awaiting {
+    /// An auto-commit write.
+    Write { op: Op, history: OperationId, answer: Answer<ReplicationResult> },
+    /// The first phase of a two-phase write (held until resolved).
+    Held { id: u64, answer: Answer<ReplicationResult> },
+    /// The second phase: commit or roll back the held write `id`.
+    Resolve { held: HeldWrite, commit: bool, attempt: u32, answer: Answer<ReplicationResult> },
+    /// A read of `key`.
+    Read { key: u64, history: OperationId, answer: Answer<LogIndex> },
+}
+
+struct Pending {
+    node: usize,
+    /// Distinguishes this operation's timeout event from an earlier one's.
+    seq: u64,
+    awaiting: Awaiting,
+}
+
+#[derive(Default)]
+struct Client {
+    pending: Option<Pending>,
+}
+
+/// One partition's clients.
+#[derive(Default)]
+pub(super) struct PartitionClients {
+    clients: Vec<Client>,
+    /// The node believed to lead (from answers only: a routing hint, never judged).
+    leader_hint: Option<usize>,
+    /// Reads and writes of registers, for the linearizability checker (two-phase writes are
+    /// judged by the other checkers only).
+    pub(super) history: History,
+    checkpoint: Option<(usize, Answer<ReplicationResult>)>,
+    /// Since the faults healed: a write acknowledged and a read answered.
+    pub(super) healed_write: bool,
+    pub(super) healed_read: bool,
+}
+
+/// Every partition's clients.
+#[derive(Default)]
+pub(super) struct Clients {
+    pub(super) partitions: Vec<PartitionClients>,
+    next_id: u64,
+    next_seq: u64,
+}
+
+impl Clients {
+    pub(super) fn new(partitions: usize, clients: usize) -> Self {
+        Self {
+            partitions: (0..partitions)
+                .map(|_| PartitionClients {
+                    clients: (0..clients).map(|_| Client::default()).collect(),
+                    ..PartitionClients::default()
+                })
+                .collect(),
+            next_id: 1,
+            next_seq: 0,
+        }
+    }
+}
+
+/// Whether a refusal proves the request was never carried out (so a write refused this way
+/// was never appended anywhere and must never commit).
+fn definite(refusal: &Refusal) -> bool {
+    match refusal {
+        Refusal::NotLeader { .. }
+        | Refusal::QueueFull
+        | Refusal::RestoreInProgress
+        | Refusal::NotHosted
+        | Refusal::Replica(_) => true,
+        Refusal::ShardFailed { .. } | Refusal::ShutDown => false,
+    }
+}
+
+fn partition_id(p: usize) -> PartitionId {
+    PartitionId(p as u32 + 1)
+}
+
+impl NodeSimulation {
+    /// The node a request of partition slot `p` goes to: the hinted leader mostly, any node
+    /// sometimes (followers must refuse correctly too).
+    fn target(&mut self, p: usize) -> usize {
+        match self.clients.partitions[p].leader_hint {
+            Some(node) if !self.client_rng.chance(150_000) => node,
+            _ => self.client_rng.index(self.nodes.len()),
+        }
+    }
+
+    /// Sends `request` for partition slot `p` to `node`; schedules the shard's turn.
+    fn send(&mut self, node: usize, p: usize, request: Request) -> Result<(), Refusal> {
+        let partition = partition_id(p);
+        let Some(running) = self.nodes[node].running.as_ref() else {
+            request.refuse(Refusal::ShutDown);
+            return Err(Refusal::ShutDown);
+        };
+        running.host.send(partition, request)?;
+        let shard = crate::shard::shard_of(partition, self.config.shards);
+        self.schedule_turn(node, shard, self.now);
+        Ok(())
+    }
+
+    fn next_op_at(&mut self) -> u64 {
+        self.now
+            + self
+                .client_rng
+                .between(self.config.op_interval_ms_min, self.config.op_interval_ms_max)
+    }
+
+    /// Starts client `c` of partition slot `p`'s next operation.
+    pub(super) fn start_op(&mut self, p: usize, c: usize) -> Result<(), Violation> {
+        if self.clients.partitions[p].clients[c].pending.is_some() {
+            return Ok(());
+        }
+        let node = self.target(p);
+        let id = self.clients.next_id;
+        self.clients.next_id += 1;
+        let config = &self.config;
+        let read = self.client_rng.chance(config.read_per_million);
+        let two_phase = !read && self.client_rng.chance(config.two_phase_per_million);
+        let key = self.client_rng.below(config.keys);
+        let (request, awaiting) = if read {
+            let (reply, answer) = oneshot::channel();
+            let history = self.clients.partitions[p].history.invoke(c as u64, Command::Read { key }, self.now);
+            // Half confirm leadership (the leader only), half read through any replica.
+            let leader_only = self.client_rng.chance(500_000);
+            (
+                Request::ReadIndex { leader_only, reply },
+                Awaiting::Read { key, history, answer },
+            )
+        } else {
+            let (reply, answer) = oneshot::channel();
+            let op = if two_phase { Op::Held { id } } else { Op::Write { key, value: id } };
+            let request = Request::Propose {
+                entries: vec![ProposedEntry {
+                    log_type: LOG_TYPE.to_owned(),
+                    payload: op.encode(),
+                }],
+                auto_commit: !two_phase,
+                ticket: Ticket(id),
+                reply,
+            };
+            if two_phase {
+                (request, Awaiting::Held { id, answer })
+            } else {
+                let command = Command::Write { key, value: id };
+                let history = self.clients.partitions[p].history.invoke(c as u64, command, self.now);
+                (request, Awaiting::Write { op, history, answer })
+            }
+        };
+        self.report.operations += 1;
+        match self.send(node, p, request) {
+            Ok(()) => {
+                self.await_answer(p, c, node, awaiting);
+                Ok(())
+            }
+            Err(refusal) => self.settle_refused(p, c, awaiting, &refusal),
+        }
+    }
+
+    fn await_answer(&mut self, p: usize, c: usize, node: usize, awaiting: Awaiting) {
+        let seq = self.clients.next_seq;
+        self.clients.next_seq += 1;
+        self.clients.partitions[p].clients[c].pending = Some(Pending {
+            node,
+            seq,
+            awaiting,
+        });
+        self.agenda.push(
+            self.now + self.config.op_timeout_ms,
+            Event::ClientTimeout { p, c, seq },
+        );
+    }
+
+    /// A request refused when it was queued (never reached a replica).
+    fn settle_refused(
+        &mut self,
+        p: usize,
+        c: usize,
+        awaiting: Awaiting,
+        refusal: &Refusal,
+    ) -> Result<(), Violation> {
+        self.note_refusal(p, refusal);
+        let at = self.next_op_at();
+        self.agenda.push(at, Event::ClientOp { p, c });
+        match awaiting {
+            Awaiting::Write { op, history, .. } => {
+                self.forget(p, history);
+                self.failed(p, op.id(), format!("{refusal:?}"))
+            }
+            Awaiting::Held { id, .. } => self.failed(p, id, format!("{refusal:?}")),
+            Awaiting::Read { history, .. } => {
+                self.forget(p, history);
+                Ok(())
+            }
+            Awaiting::Resolve { .. } => Ok(()),
+        }
+    }
+
+    fn note_refusal(&mut self, p: usize, refusal: &Refusal) {
+        if let Refusal::NotLeader { leader: Some(leader) } = refusal {
+            self.clients.partitions[p].leader_hint = Some(leader.0 as usize - 1);
+        }
+    }
+
+    /// Operation `id` got a definite failure.
+    fn failed(&mut self, p: usize, id: u64, answer: String) -> Result<(), Violation> {
+        let verdict = FailedWritesNeverCommit::on_failed(id, &answer, &self.truth.applied_ops);
+        self.truth
+            .failed
+            .insert(id, (partition_id(p), self.now, answer));
+        self.report.failed += 1;
+        self.checkers.judge(FailedWritesNeverCommit::NAME, verdict)
+    }
+
+    /// Looks at the answers of every client waiting on `node`.
+    pub(super) fn poll_answers(&mut self, node: usize) -> Result<(), Violation> {
+        for p in 0..self.clients.partitions.len() {
+            for c in 0..self.clients.partitions[p].clients.len() {
+                let waiting_here = self.clients.partitions[p].clients[c]
+                    .pending
+                    .as_ref()
+                    .is_some_and(|pending| pending.node == node);
+                if waiting_here {
+                    self.poll_client(p, c)?;
+                }
+            }
+            self.poll_checkpoint(p, node);
+        }
+        Ok(())
+    }
+
+    fn poll_checkpoint(&mut self, p: usize, node: usize) {
+        let clients = &mut self.clients.partitions[p];
+        let Some((target, answer)) = clients.checkpoint.as_mut() else {
+            return;
+        };
+        if *target != node {
+            return;
+        }
+        match answer.try_recv() {
+            Err(TryRecvError::Empty) => {}
+            Ok(Ok(result)) => {
+                if result.status == Status::Success {
+                    self.report.checkpoints += 1;
+                }
+                clients.checkpoint = None;
+            }
+            Ok(Err(_)) | Err(TryRecvError::Closed) => clients.checkpoint = None,
+        }
+    }
+
+    fn poll_client(&mut self, p: usize, c: usize) -> Result<(), Violation> {
+        let Some(mut pending) = self.clients.partitions[p].clients[c].pending.take() else {
+            return Ok(());
+        };
+        let ready = match &mut pending.awaiting {
+            Awaiting::Write { answer, .. }
+            | Awaiting::Held { answer, .. }
+            | Awaiting::Resolve { answer, .. } => match answer.try_recv() {
+                Err(TryRecvError::Empty) => None,
+                Ok(result) => Some(Answered::Write(Some(result))),
+                Err(TryRecvError::Closed) => Some(Answered::Write(None)),
+            },
+            Awaiting::Read { answer, .. } => match answer.try_recv() {
+                Err(TryRecvError::Empty) => None,
+                Ok(result) => Some(Answered::Read(Some(result))),
+                Err(TryRecvError::Closed) => Some(Answered::Read(None)),
+            },
+        };
+        match ready {
+            None => {
+                self.clients.partitions[p].clients[c].pending = Some(pending);
+                Ok(())
+            }
+            Some(answered) => self.answered(p, c, pending, answered),
+        }
+    }
+
+    /// The client gave up waiting (its operation's outcome stays unknown).
+    pub(super) fn client_timeout(&mut self, p: usize, c: usize, seq: u64) -> Result<(), Violation> {
+        let current = self.clients.partitions[p].clients[c]
+            .pending
+            .as_ref()
+            .is_some_and(|pending| pending.seq == seq);
+        if !current {
+            return Ok(());
+        }
+        let pending = self.clients.partitions[p].clients[c]
+            .pending
+            .take()
+            .expect("checked above");
+        self.report.timeouts += 1;
+        let answered = match pending.awaiting {
+            Awaiting::Read { .. } => Answered::Read(None),
+            _ => Answered::Write(None),
+        };
+        self.answered(p, c, pending, answered)
+    }
+
+    fn answered(&mut self, p: usize, c: usize, pending: Pending, answered: Answered) -> Result<(), Violation> {
+        let next = self.next_op_at();
+        let mut next_event = Some((next, Event::ClientOp { p, c }));
+        let result = match (pending.awaiting, answered) {
+            (Awaiting::Write { op, history, .. }, Answered::Write(answer)) => match answer {
+                Some(Ok(result)) if result.status == Status::Success => {
+                    if self.complete(p, history, Response::Write) {
+                        self.clients.partitions[p].healed_write = true;
+                    }
+                    self.acknowledged(p, pending.node, op, result.index, true)
+                }
+                Some(Err(refusal)) if definite(&refusal) => {
+                    self.note_refusal(p, &refusal);
+                    self.forget(p, history);
+                    self.failed(p, op.id(), format!("{refusal:?}"))
+                }
+                _ => {
+                    self.report.indeterminate += 1;
+                    Ok(())
+                }
+            },
+            (Awaiting::Held { id, .. }, Answered::Write(answer)) => match answer {
+                Some(Ok(result)) if result.status == Status::Success => {
+                    let at = self.now + self.client_rng.between(5, 200);
+                    let commit = !self.client_rng.chance(self.config.rollback_per_million);
+                    let held = HeldWrite { id, index: result.index };
+                    next_event = Some((at, Event::Resolve { p, c, held, commit, attempt: 0 }));
+                    // Held: checked now, kept only once committed (a rolled-back entry may go).
+                    self.acknowledged(p, pending.node, Op::Held { id }, result.index, false)
+                }
+                Some(Err(refusal)) if definite(&refusal) => {
+                    self.note_refusal(p, &refusal);
+                    self.failed(p, id, format!("{refusal:?}"))
+                }
+                _ => {
+                    self.report.indeterminate += 1;
+                    Ok(())
+                }
+            },
+            (Awaiting::Resolve { held, commit, attempt, .. }, Answered::Write(answer)) => match answer {
+                Some(Ok(result)) if result.status == Status::Success => {
+                    if commit {
+                        self.truth.acknowledged.push(Acknowledged {
+                            partition: partition_id(p),
+                            index: held.index,
+                            op: Op::Held { id: held.id },
+                            at: self.now,
+                        });
+                        Ok(())
+                    } else {
+                        self.report.rolled_back += 1;
+                        self.failed(p, held.id, "a successful rollback".to_owned())
+                    }
+                }
+                // The marker never reached a leader: resolve again on the one named.
+                Some(Err(
+                    refusal @ (Refusal::NotLeader { .. }
+                    | Refusal::QueueFull
+                    | Refusal::RestoreInProgress),
+                )) if attempt < RESOLVE_ATTEMPTS_MAX => {
+                    self.note_refusal(p, &refusal);
+                    let at = self.now + RESOLVE_RETRY_MS;
+                    next_event = Some((at, Event::Resolve { p, c, held, commit, attempt: attempt + 1 }));
+                    Ok(())
+                }
+                _ => Ok(()),
+            },
+            (Awaiting::Read { key, history, .. }, Answered::Read(answer)) => match answer {
+                Some(Ok(_index)) => {
+                    let value = self.nodes[pending.node].app.read(partition_id(p), key);
+                    self.report.reads += 1;
+                    if self.complete(p, history, Response::Read(value)) {
+                        self.clients.partitions[p].healed_read = true;
+                    }
+                    self.clients.partitions[p].leader_hint.get_or_insert(pending.node);
+                    Ok(())
+                }
+                other => {
+                    if let Some(Err(refusal)) = &other {
+                        self.note_refusal(p, refusal);
+                    }
+                    // A read without an answer has no effect: it leaves the history.
+                    self.forget(p, history);
+                    Ok(())
+                }
+            },
+            _ => unreachable!("answers are read with the receiver of their own kind"),
+        };
+        if let Some((at, event)) = next_event {
+            self.agenda.push(at, event);
+        }
+        result
+    }
+
+    /// Resolves client `c`'s held write `id`: commit mostly, roll back sometimes.
+    pub(super) fn resolve(&mut self, p: usize, c: usize, held: HeldWrite, commit: bool, attempt: u32) {
+        if self.clients.partitions[p].clients[c].pending.is_some() {
+            return;
+        }
+        let node = self.target(p);
+        let (reply, answer) = oneshot::channel();
+        let ticket = Ticket(held.id);
+        let request = if commit {
+            Request::Commit { ticket, reply }
+        } else {
+            Request::Rollback { ticket, reply }
+        };
+        let awaiting = Awaiting::Resolve { held, commit, attempt, answer };
+        match self.send(node, p, request) {
+            Ok(()) => self.await_answer(p, c, node, awaiting),
+            Err(_) => {
+                let at = self.now + RESOLVE_RETRY_MS;
+                let event = if attempt < RESOLVE_ATTEMPTS_MAX {
+                    Event::Resolve { p, c, held, commit, attempt: attempt + 1 }
+                } else {
+                    Event::ClientOp { p, c }
+                };
+                self.agenda.push(at, event);
+            }
+        }
+    }
+
+    /// Records the answer to `history`; whether the operation started after the faults healed.
+    fn complete(&mut self, p: usize, history: OperationId, response: Response) -> bool {
+        let record = &mut self.clients.partitions[p].history;
+        record
+            .complete(history, response, self.now)
+            .expect("an answer to an operation the client sent");
+        let invoked = record.get(history).expect("just completed").invoked_at;
+        self.healed_at.is_some_and(|healed| invoked >= healed)
+    }
+
+    /// Leaves `history` out of the check: it did not take effect.
+    fn forget(&mut self, p: usize, history: OperationId) {
+        self.clients.partitions[p]
+            .history
+            .fail(history)
+            .expect("a failure of an operation the client sent");
+    }
+
+    /// Asks partition slot `p`'s hinted leader for a checkpoint.
+    pub(super) fn checkpoint(&mut self, p: usize) {
+        let at = self.now
+            + self.client_rng.between(
+                self.config.checkpoint_interval_ms_min,
+                self.config.checkpoint_interval_ms_max,
+            );
+        self.agenda.push(at, Event::Checkpoint { p });
+        if self.clients.partitions[p].checkpoint.is_some() {
+            return;
+        }
+        let node = self.target(p);
+        let id = self.clients.next_id;
+        self.clients.next_id += 1;
+        let (reply, answer) = oneshot::channel();
+        if self.send(node, p, Request::Checkpoint { ticket: Ticket(id), reply }).is_ok() {
+            self.clients.partitions[p].checkpoint = Some((node, answer));
+        }
+    }
+
+    /// A proposal answered `Success` at `index`: it must be durable on a majority right now
+    /// and, when `kept`, at every later check.
+    fn acknowledged(&mut self, p: usize, node: usize, op: Op, index: LogIndex, kept: bool) -> Result<(), Violation> {
+        self.report.acknowledged += 1;
+        self.clients.partitions[p].leader_hint = Some(node);
+        let ack = Acknowledged {
+            partition: partition_id(p),
+            index,
+            op,
+            at: self.now,
+        };
+        if kept {
+            self.truth.acknowledged.push(ack);
+        }
+        if !self.checkers.listens(AcknowledgedWritesDurable::NAME) {
+            return Ok(());
+        }
+        let verdict = self.check_durable(&ack);
+        self.checkers.judge(AcknowledgedWritesDurable::NAME, verdict)
+    }
+}
+
+/// An answer, or `None` when the answer channel closed (the node crashed) or the client gave up.
+enum Answered {
+    Write(Option<Result<ReplicationResult, Refusal>>),
+    Read(Option<Result<LogIndex, Refusal>>),
+}

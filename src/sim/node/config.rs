@@ -1,0 +1,122 @@
+//! The node simulator's knobs: cluster shape, phase lengths, disk, network and clock faults,
+//! the workload and the nemesis mix. Times are simulated milliseconds; probabilities are per
+//! million.
+
+use crate::sim::network::NetworkConfig;
+use crate::sim::rng::SimRng;
+
+/// Everything one node-level run needs besides its seed.
+#[derive(Debug, Clone)]
+pub struct NodeSimConfig {
+    /// Number of nodes (every node hosts a replica of every partition).
+    pub nodes: usize,
+    /// Shards per node.
+    pub shards: usize,
+    /// User partitions (1..=partitions), spread over the shards by the library's placement.
+    pub partitions: usize,
+    /// The nodes' tick length.
+    pub tick_ms: u64,
+    /// Length of the phase with faults and client load.
+    pub fault_phase_ms: u64,
+    /// After the fault phase: every fault healed, how long the cluster gets to serve a write
+    /// and a read on every partition (the liveness bound).
+    pub settle_ms_max: u64,
+    /// Network faults during the fault phase.
+    pub network: NetworkConfig,
+    /// Shortest durable write.
+    pub disk_latency_ms_min: u64,
+    /// Longest ordinary durable write.
+    pub disk_latency_ms_max: u64,
+    /// Probability that a durable write is slow (a stalled disk).
+    pub disk_slow_per_million: u32,
+    /// Longest slow write.
+    pub disk_slow_ms_max: u64,
+    /// Keys of each partition's register workload.
+    pub keys: u64,
+    /// Operations of one partition's clients in flight at once.
+    pub clients_per_partition: usize,
+    /// Shortest pause between two operations of one client.
+    pub op_interval_ms_min: u64,
+    /// Longest pause between two operations of one client.
+    pub op_interval_ms_max: u64,
+    /// How long a client waits for an answer before it gives up (the outcome stays unknown).
+    pub op_timeout_ms: u64,
+    /// Share of operations that are reads.
+    pub read_per_million: u32,
+    /// Share of writes that are two-phase (proposed held, then committed or rolled back).
+    pub two_phase_per_million: u32,
+    /// Share of two-phase writes rolled back instead of committed.
+    pub rollback_per_million: u32,
+    /// Shortest pause between two checkpoints of one partition.
+    pub checkpoint_interval_ms_min: u64,
+    /// Longest pause between two checkpoints of one partition.
+    pub checkpoint_interval_ms_max: u64,
+    /// Shortest pause between two nemesis actions.
+    pub fault_interval_ms_min: u64,
+    /// Longest pause between two nemesis actions.
+    pub fault_interval_ms_max: u64,
+    /// Longest time a crashed node stays down.
+    pub down_ms_max: u64,
+    /// Longest time a network cut lasts.
+    pub cut_ms_max: u64,
+    /// Longest process pause (SIGSTOP).
+    pub pause_ms_max: u64,
+    /// The core's `append_entries_max`.
+    pub append_entries_max: usize,
+    /// The core's `inflight_messages_max`.
+    pub inflight_messages_max: usize,
+    /// The WAL's segment size (small: rotation, preparation and reclamation happen often).
+    pub wal_segment_bytes: u64,
+}
+
+impl NodeSimConfig {
+    /// The default hostile mix, with the cluster shape drawn from `seed`: 1, 2, 3 or 5 nodes,
+    /// 1 to 4 shards, 1 to 64 partitions, so that a sweep covers every shape.
+    #[must_use]
+    pub fn for_seed(seed: u64) -> Self {
+        let mut rng = SimRng::new(seed ^ 0x4E0D_E51A_0000_0001);
+        let nodes = [1, 2, 3, 3, 3, 5, 5][rng.index(7)];
+        let shards = rng.between(1, 4) as usize;
+        // Mostly a few partitions (where interleavings are dense), sometimes many.
+        let partitions = if rng.chance(200_000) {
+            rng.between(16, 64) as usize
+        } else {
+            rng.between(1, 6) as usize
+        };
+        // Keep the whole cluster's load near 100-250 operations per simulated second.
+        let per_partition_clients = if partitions > 8 { 1 } else { 2 };
+        let op_interval_ms_min = 20 * partitions as u64 * per_partition_clients as u64;
+        let storm = rng.chance(333_333);
+        Self {
+            nodes,
+            shards,
+            partitions,
+            tick_ms: 10,
+            fault_phase_ms: 60_000,
+            settle_ms_max: 20_000,
+            network: NetworkConfig::hostile(),
+            disk_latency_ms_min: 1,
+            disk_latency_ms_max: 4,
+            disk_slow_per_million: 20_000,
+            disk_slow_ms_max: 60,
+            keys: 3,
+            clients_per_partition: per_partition_clients,
+            op_interval_ms_min,
+            op_interval_ms_max: op_interval_ms_min * 4,
+            op_timeout_ms: 4_000,
+            read_per_million: 400_000,
+            two_phase_per_million: 100_000,
+            rollback_per_million: 300_000,
+            checkpoint_interval_ms_min: 1_000,
+            checkpoint_interval_ms_max: 6_000,
+            fault_interval_ms_min: if storm { 100 } else { 400 },
+            fault_interval_ms_max: if storm { 600 } else { 3_000 },
+            down_ms_max: 3_000,
+            cut_ms_max: 4_000,
+            pause_ms_max: 1_500,
+            append_entries_max: [1, 4, 64][rng.index(3)],
+            inflight_messages_max: [1, 4, 256][rng.index(3)],
+            wal_segment_bytes: 256 * 1024,
+        }
+    }
+}

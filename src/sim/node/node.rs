@@ -1,0 +1,233 @@
+//! One simulated node: its shards' disks (the WAL's simulated backend), its application, its
+//! clock, and, while it runs, the real shard host driven turn by turn. Crashing drops the
+//! host without a clean stop (what the shards performed stays on the disks, volatile until
+//! synced); power loss replaces each disk by its image after a power cut (unsynced writes
+//! lost or torn); restarting reopens the WALs from the disks and the partitions from the WALs.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use kommander_wal::backend::sim::{CrashMode, DurableLogs, FaultPlan, SimDisk};
+use kommander_wal::backend::BackendChoice;
+use kommander_wal::{Wal, WalConfig};
+
+use crate::core::{NodeId, PartitionId};
+use crate::shard::{
+    EndpointLookup, EventSink, LeaderTable, RaftEvent, ShardConfig, ShardHost, ShardStepper,
+};
+
+use super::app::SimApp;
+use super::truth::DurableLog;
+use super::wire::{WireOutbox, WireTransport};
+
+/// A node's clock: its own rate (drift) and forward jumps, mapped onto the simulation's
+/// milliseconds. The shard loop only sees the `Instant`s this clock gives it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct NodeClock {
+    /// Microseconds of this node's clock per simulated millisecond (1 000: no drift).
+    pub(super) micros_per_ms: u64,
+    /// Forward jumps so far.
+    pub(super) jumped_us: u64,
+}
+
+impl NodeClock {
+    /// This node's reading at simulated time `now_ms`.
+    pub(super) fn at(self, epoch: Instant, now_ms: u64) -> Instant {
+        epoch + Duration::from_micros(now_ms * self.micros_per_ms + self.jumped_us)
+    }
+
+    /// The first simulated millisecond at which this node's clock reads at least `instant`.
+    pub(super) fn when(self, epoch: Instant, instant: Instant) -> u64 {
+        let us = instant.saturating_duration_since(epoch).as_micros() as u64;
+        us.saturating_sub(self.jumped_us).div_ceil(self.micros_per_ms)
+    }
+}
+
+/// Nobody's endpoint is known in the simulation (the events that carry one are not checked).
+#[derive(Debug)]
+struct NoEndpoints;
+
+impl EndpointLookup for NoEndpoints {
+    fn endpoint_of(&self, _node: NodeId) -> Option<String> {
+        None
+    }
+}
+
+/// The shards' events the checkers judge: a restore that failed (every image the disks hold
+/// must recover). The others are not needed: leadership is judged from the wire.
+#[derive(Debug, Default)]
+pub(super) struct RestoreFailures {
+    failures: Mutex<Vec<String>>,
+}
+
+impl RestoreFailures {
+    /// The failures since the last call.
+    pub(super) fn take_failures(&self) -> Vec<String> {
+        std::mem::take(&mut *self.failures.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl EventSink for RestoreFailures {
+    fn emit(&self, event: RaftEvent) {
+        if let RaftEvent::RestoreFailed { partition, reason } = event {
+            self.failures
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(format!("partition {partition} failed to restore: {reason}"));
+        }
+    }
+}
+
+/// A running incarnation: the shard host and one stepper per shard.
+pub(super) struct Running {
+    pub(super) host: ShardHost,
+    pub(super) shards: Vec<ShardStepper>,
+}
+
+/// One simulated node.
+pub(super) struct SimNode {
+    pub(super) id: NodeId,
+    /// Bumped at every crash: events of an older incarnation are ignored.
+    pub(super) incarnation: u64,
+    /// The running host (`None`: down).
+    pub(super) running: Option<Running>,
+    /// Each shard's disk and the directory its files live in.
+    pub(super) disks: Vec<(SimDisk, PathBuf)>,
+    pub(super) app: Arc<SimApp>,
+    pub(super) events: Arc<RestoreFailures>,
+    pub(super) outbox: Arc<WireOutbox>,
+    pub(super) clock: NodeClock,
+    /// Stopped (SIGSTOP) until this simulated time.
+    pub(super) paused_until: u64,
+    /// When each shard's next turn is scheduled (`None`: not scheduled).
+    pub(super) turn_at: Vec<Option<u64>>,
+    /// Whether each shard's disk has a write completion scheduled.
+    pub(super) disk_busy: Vec<bool>,
+    /// An injected disk fault is armed on this node (a WAL failure is then expected).
+    pub(super) disk_fault_armed: bool,
+    /// Disk latency multiplier while a slow-disk fault lasts (1: normal).
+    pub(super) disk_slowdown: u64,
+    /// Each shard's durable logs, decoded, and the disk's answer they were decoded from.
+    pub(super) durable: Vec<Option<DecodedDurable>>,
+    /// Directory of this node's files (`shard-<n>` below it).
+    root: PathBuf,
+}
+
+/// A disk's durable logs as the checkers read them, with the disk's value they come from
+/// (the disk recomputes only when something became durable; so does the decoding).
+pub(super) type DecodedDurable = (Arc<DurableLogs>, Arc<BTreeMap<PartitionId, DurableLog>>);
+
+impl SimNode {
+    /// A node with fresh, empty disks under `root`.
+    pub(super) fn new(id: NodeId, shards: usize, root: PathBuf, clock: NodeClock) -> Self {
+        let mut node = Self {
+            id,
+            incarnation: 0,
+            running: None,
+            disks: Vec::with_capacity(shards),
+            app: Arc::new(SimApp::new()),
+            events: Arc::new(RestoreFailures::default()),
+            outbox: Arc::new(WireOutbox::default()),
+            clock,
+            paused_until: 0,
+            turn_at: vec![None; shards],
+            disk_busy: vec![false; shards],
+            disk_fault_armed: false,
+            disk_slowdown: 1,
+            durable: vec![None; shards],
+            root,
+        };
+        for shard in 0..shards {
+            let dir = node.root.join(format!("shard-{shard}"));
+            std::fs::create_dir_all(&dir).expect("a simulation directory");
+            let disk = SimDisk::new(&dir).expect("a fresh simulated disk");
+            node.disks.push((disk, dir));
+        }
+        node
+    }
+
+    pub(super) fn up(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// Starts an incarnation: opens every shard's WAL from its disk, starts the stepped host.
+    ///
+    /// # Errors
+    /// A WAL that does not open, or a host that does not start: recovery refused what the
+    /// disk holds (a violation: every crash image must recover).
+    pub(super) fn start(
+        &mut self,
+        mut config: ShardConfig,
+        wal: &WalConfig,
+        epoch_seed: u64,
+        now: Instant,
+    ) -> Result<(), String> {
+        let mut wals = Vec::with_capacity(self.disks.len());
+        for (shard, (disk, dir)) in self.disks.iter().enumerate() {
+            disk.set_stalled(true);
+            let config = WalConfig {
+                backend: BackendChoice::Simulated(disk.clone()),
+                prepare_segments_in_background: false,
+                deterministic_epoch_seed: Some(epoch_seed ^ ((shard as u64) << 32)),
+                ..wal.clone()
+            };
+            let opened = Wal::open(dir, config)
+                .map_err(|e| format!("node {} shard {shard}: the WAL does not open: {e}", self.id))?;
+            wals.push(opened);
+        }
+        config.data_dir = self.root.clone();
+        let transport = Arc::new(WireTransport {
+            outbox: Arc::clone(&self.outbox),
+        });
+        let leaders = Arc::new(LeaderTable::new(Arc::new(NoEndpoints)));
+        let (host, shards) = ShardHost::start_stepped(
+            config,
+            wals,
+            transport,
+            Arc::clone(&self.app) as _,
+            Arc::clone(&self.events) as _,
+            leaders,
+            now,
+        )
+        .map_err(|e| format!("node {}: the shard host does not start: {e}", self.id))?;
+        self.running = Some(Running { host, shards });
+        self.turn_at.iter_mut().for_each(|t| *t = None);
+        self.disk_busy.iter_mut().for_each(|b| *b = false);
+        Ok(())
+    }
+
+    /// The process dies: the host is dropped without a clean stop. What the shards performed
+    /// stays on the disks (the page cache survives a process crash), volatile until synced.
+    pub(super) fn crash(&mut self) {
+        if let Some(running) = self.running.take() {
+            drop(running.shards);
+            running.host.shutdown();
+        }
+        self.incarnation += 1;
+        self.app.crash();
+        self.outbox.drain();
+        // An armed fault belongs to the incarnation it was meant to fail.
+        for (disk, _) in &self.disks {
+            disk.set_faults(FaultPlan::default());
+        }
+        self.disk_fault_armed = false;
+        self.disk_slowdown = 1;
+        self.paused_until = 0;
+    }
+
+    /// Power is cut: the process dies and each disk keeps only what `mode` lets survive.
+    pub(super) fn power_loss(&mut self, mode: CrashMode) {
+        self.crash();
+        for (shard, (disk, _)) in self.disks.iter().enumerate() {
+            let mode = match mode {
+                // Each disk tears its own way.
+                CrashMode::Torn(seed) => CrashMode::Torn(seed ^ shard as u64),
+                other => other,
+            };
+            disk.power_loss(mode).expect("a power loss of a simulated disk");
+        }
+        self.durable.iter_mut().for_each(|cached| *cached = None);
+    }
+}

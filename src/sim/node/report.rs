@@ -1,0 +1,152 @@
+//! What a run returns: its report (the proof it was not vacuous: what it did, which faults
+//! fired) or the first violation, with the command that replays it.
+
+use std::fmt;
+
+use crate::sim::checkers::Violation;
+
+use super::NodeSimConfig;
+use super::nemesis::Fault;
+
+/// The command that replays a failing seed with its trace.
+#[must_use]
+pub fn node_replay_command(seed: u64, bug: Option<&str>) -> String {
+    let bug = bug.map_or(String::new(), |bug| format!("KOMMANDER_NODE_SIM_BUG={bug} "));
+    format!(
+        "{bug}KOMMANDER_NODE_SIM_SEED={seed} cargo test --profile ci node_sim::replay -- --nocapture"
+    )
+}
+
+/// What one run did and its trace hash.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeSimReport {
+    /// The seed.
+    pub seed: u64,
+    /// The cluster's shape: nodes, shards per node, partitions.
+    pub shape: (usize, usize, usize),
+    /// Hash of every event of the run.
+    pub trace_hash: u64,
+    /// Events folded into the hash.
+    pub events: u64,
+    /// Shard loop turns run.
+    pub turns: u64,
+    /// Frames put on the wire.
+    pub frames: u64,
+    /// Operations the clients started.
+    pub operations: u64,
+    /// Proposals answered `Success`.
+    pub acknowledged: u64,
+    /// Operations answered with a definite failure (rollbacks included).
+    pub failed: u64,
+    /// Operations whose outcome stayed open (leadership lost, crash, shard failed, timeout).
+    pub indeterminate: u64,
+    /// Operations the client gave up waiting for.
+    pub timeouts: u64,
+    /// Reads answered.
+    pub reads: u64,
+    /// Two-phase writes rolled back.
+    pub rolled_back: u64,
+    /// Checkpoints answered `Success`.
+    pub checkpoints: u64,
+    /// Entries handed to applications (all nodes, restored and live).
+    pub delivered: u64,
+    /// Node incarnations started (the first starts included).
+    pub starts: u64,
+    /// Faults the nemesis injected, by kind.
+    pub faults: FaultCounts,
+    /// Injected disk faults that fired (a WAL failed on them and its node restarted).
+    pub disk_faults_fired: u64,
+    /// Full checks of every disk's durable logs (before each crash and at the end).
+    pub disk_checks: u64,
+    /// (partition, term) pairs that had a leader on the wire.
+    pub elections: u64,
+    /// Search states the linearizability checker explored.
+    pub linearizability_states: u64,
+    /// Violations of checkers the run did not listen to (sensitivity runs).
+    pub ignored_violations: u64,
+    /// Simulated ms from the end of the faults until the run settled.
+    pub settle_ms: u64,
+}
+
+/// Faults injected, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    /// Process crashes.
+    pub crashes: u64,
+    /// Power losses of a minority.
+    pub power_losses_minority: u64,
+    /// Power losses of every node.
+    pub power_losses_all: u64,
+    /// Failed writes or syncs armed.
+    pub disk_faults: u64,
+    /// Slow-disk episodes.
+    pub slow_disks: u64,
+    /// Process pauses.
+    pub pauses: u64,
+    /// Symmetric partitions.
+    pub partitions: u64,
+    /// One-way cuts.
+    pub one_way_cuts: u64,
+    /// Forward clock jumps.
+    pub clock_jumps: u64,
+    /// Leadership transfers asked.
+    pub transfers: u64,
+    /// Step-downs asked.
+    pub step_downs: u64,
+}
+
+impl NodeSimReport {
+    pub(super) fn new(seed: u64, config: &NodeSimConfig) -> Self {
+        Self {
+            seed,
+            shape: (config.nodes, config.shards, config.partitions),
+            ..Self::default()
+        }
+    }
+
+    pub(super) fn count_fault(&mut self, fault: Fault) {
+        let counts = &mut self.faults;
+        let counter = match fault {
+            Fault::Crash => &mut counts.crashes,
+            Fault::PowerLossMinority => &mut counts.power_losses_minority,
+            Fault::PowerLossAll => &mut counts.power_losses_all,
+            Fault::DiskFault => &mut counts.disk_faults,
+            Fault::SlowDisk => &mut counts.slow_disks,
+            Fault::Pause => &mut counts.pauses,
+            Fault::Partition => &mut counts.partitions,
+            Fault::OneWayCut => &mut counts.one_way_cuts,
+            Fault::ClockJump => &mut counts.clock_jumps,
+            Fault::Transfer => &mut counts.transfers,
+            Fault::StepDown => &mut counts.step_downs,
+        };
+        *counter += 1;
+    }
+}
+
+/// A run that violated a property: the seed, when, what, and how to replay it.
+#[derive(Debug, Clone)]
+pub struct NodeSimFailure {
+    /// The seed.
+    pub seed: u64,
+    /// Simulated time of the violation (ms).
+    pub at_ms: u64,
+    /// The violated property.
+    pub violation: Violation,
+    /// The injected bug, if any (by name).
+    pub bug: Option<String>,
+}
+
+impl fmt::Display for NodeSimFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "seed {} at {} ms: {}\n  replay: {}",
+            self.seed,
+            self.at_ms,
+            self.violation,
+            node_replay_command(self.seed, self.bug.as_deref())
+        )
+    }
+}
+
+impl std::error::Error for NodeSimFailure {}

@@ -1,0 +1,82 @@
+//! What happened, as the simulator saw it: the answers clients got, the entries applications
+//! were handed, the leaders the wire showed, and the durable logs the disks hold. The
+//! checkers judge from these records only.
+
+use std::collections::{BTreeMap, HashMap};
+
+use kommander_wal::backend::sim::DurableLogs;
+
+use crate::core::{EntryKind, LogIndex, PartitionId, Term};
+use crate::shard::codec::decode_record;
+
+use super::workload::Op;
+
+/// A write answered `Success`: a quorum holds it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Acknowledged {
+    pub(super) partition: PartitionId,
+    pub(super) index: LogIndex,
+    pub(super) op: Op,
+    /// Simulated time of the answer.
+    pub(super) at: u64,
+}
+
+/// An entry some application was handed (the first one seen at its index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Applied {
+    pub(super) term: Term,
+    pub(super) kind: EntryKind,
+    pub(super) op: Option<Op>,
+}
+
+/// One partition's log as a disk holds it durably.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct DurableLog {
+    /// Compaction floor: entries at or below it are gone.
+    pub(super) floor: LogIndex,
+    /// Entries above the floor: index → (term, workload operation if any).
+    pub(super) entries: BTreeMap<LogIndex, (Term, Option<Op>)>,
+}
+
+/// Everything recorded.
+#[derive(Debug, Default)]
+pub(super) struct Truth {
+    /// Writes that must survive everything: auto-commit writes answered `Success`, and held
+    /// writes whose commit was answered `Success` (a held write's own answer is checked when it
+    /// comes, but a rollback may later let it go).
+    pub(super) acknowledged: Vec<Acknowledged>,
+    /// Operations answered with a definite failure (never appended, or rolled back): id →
+    /// (partition, simulated time, what the answer was).
+    pub(super) failed: HashMap<u64, (PartitionId, u64, String)>,
+    /// Operation id → where some application applied it.
+    pub(super) applied_ops: HashMap<u64, (PartitionId, LogIndex)>,
+    /// (partition, index) → the entry first handed over there.
+    pub(super) applied: HashMap<(PartitionId, LogIndex), Applied>,
+}
+
+/// Decodes the durable logs a disk reports (what a recovery after a power cut now would find:
+/// the disk model's own image, recovered by the WAL's scan and replay) into the checkers'
+/// terms: per partition its floor and, per entry, its term and workload operation.
+///
+/// # Errors
+/// An entry record that does not decode (the WAL holds what the shard wrote: a violation).
+pub(super) fn decode_durable(logs: &DurableLogs) -> Result<BTreeMap<PartitionId, DurableLog>, String> {
+    let mut out = BTreeMap::new();
+    for (&partition, log) in &logs.partitions {
+        let mut durable = DurableLog {
+            floor: LogIndex(log.first_index.saturating_sub(1)),
+            entries: BTreeMap::new(),
+        };
+        for entry in &log.entries {
+            let (index, term) = (LogIndex(entry.index), Term(entry.term));
+            let decoded = decode_record(index, term, &entry.payload)
+                .map_err(|e| format!("partition {partition} index {index}: {e}"))?;
+            let op = crate::shard::LogEntry::decode(&decoded)
+                .ok()
+                .and_then(|entry| Op::decode(&entry.payload));
+            durable.entries.insert(index, (term, op));
+        }
+        out.insert(partition, durable);
+    }
+    Ok(out)
+}

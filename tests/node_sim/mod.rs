@@ -1,0 +1,14 @@
+//! The whole-node simulator (`kommander_raft::sim::node`): the seed sweep, replay of one seed,
+//! determinism, and sensitivity (every injected bug caught by the checker meant for it).
+//!
+//! Environment:
+//! - `KOMMANDER_NODE_SIM_SEEDS` — seeds in the sweep (default 200; the campaign uses 20 000);
+//! - `KOMMANDER_NODE_SIM_SEED_START` — first seed of the sweep (default 0);
+//! - `KOMMANDER_SIM_WORKERS` — threads running seeds (default 2);
+//! - `KOMMANDER_NODE_SIM_SEED` (+ `KOMMANDER_NODE_SIM_BUG`) — the seed `node_sim::replay` runs.
+
+mod determinism;
+mod replay;
+#[cfg(feature = "sim-bugs")]
+mod sensitivity;
+mod sweep;

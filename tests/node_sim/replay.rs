@@ -1,0 +1,27 @@
+//! Replays one seed with its trace: `KOMMANDER_NODE_SIM_SEED=1234 cargo test --profile ci
+//! node_sim::replay -- --nocapture` (add `KOMMANDER_NODE_SIM_BUG=<name>` to replay a
+//! sensitivity run). Without the variable it replays seed 0, so the command stays tested.
+
+use kommander_raft::sim::node::{NodeSimConfig, NodeSimulation};
+
+use crate::sim::env_u64;
+
+#[test]
+fn replay() {
+    let seed = env_u64("KOMMANDER_NODE_SIM_SEED", 0);
+    let config = NodeSimConfig::for_seed(seed);
+    println!(
+        "replaying node seed {seed}: {} nodes × {} shards × {} partitions",
+        config.nodes, config.shards, config.partitions
+    );
+    let simulation = NodeSimulation::new(seed, config).tracing(std::env::var("KOMMANDER_NODE_SIM_SEED").is_ok());
+    #[cfg(feature = "sim-bugs")]
+    let simulation = match std::env::var("KOMMANDER_NODE_SIM_BUG") {
+        Ok(name) => super::sensitivity::with_bug_named(simulation, &name),
+        Err(_) => simulation,
+    };
+    match simulation.run() {
+        Ok(report) => println!("{report:#?}"),
+        Err(failure) => panic!("{failure}"),
+    }
+}

@@ -1,0 +1,123 @@
+//! Sensitivity: every injected bug (the node-level ones and the core's six, feature
+//! `sim-bugs`) must be caught within 1 000 seeds by the checker meant to catch it. The run
+//! listens to that checker only: being caught by anything else (another checker, a panic, the
+//! liveness bound) does not count.
+
+use kommander_raft::core::InjectedBug;
+use kommander_raft::sim::node::{CHECKERS, NodeBug, NodeSimConfig, NodeSimulation};
+
+use crate::sim::{env_u64, run_seeds};
+
+/// Seeds a bug may survive before the simulator is declared blind to it.
+const SEEDS_MAX: u64 = 1_000;
+
+/// Every node-level bug and the checker that must catch it.
+const NODE_BUGS: [(NodeBug, &str); 5] = [
+    (NodeBug::ReleaseGatedBeforeDurable, "acknowledged_writes_durable"),
+    (NodeBug::AckProposalBeforeDurable, "acknowledged_writes_durable"),
+    (NodeBug::DurableWithoutFsync, "acknowledged_writes_durable"),
+    (NodeBug::RedeliverAfterRestore, "exactly_once_in_order_delivery"),
+    (NodeBug::ReadWithoutReadIndex, "linearizability"),
+];
+
+/// Every core bug and the checker that must catch it.
+const CORE_BUGS: [(InjectedBug, &str); 6] = [
+    (InjectedBug::AckBeforePersist, "acknowledged_writes_durable"),
+    (InjectedBug::SkipPrevLogCheck, "log_matching"),
+    (InjectedBug::DoubleVote, "election_safety"),
+    (InjectedBug::CommitOldTermByCounting, "state_machine_safety"),
+    (InjectedBug::DeliverOutOfOrder, "exactly_once_in_order_delivery"),
+    (InjectedBug::ReuseIndexAfterLeaderChange, "state_machine_safety"),
+];
+
+/// `simulation` with the bug named `name` (node-level or core) injected.
+pub(crate) fn with_bug_named(simulation: NodeSimulation, name: &str) -> NodeSimulation {
+    if let Some((bug, _)) = NODE_BUGS.iter().find(|(bug, _)| format!("{bug:?}") == name) {
+        return simulation.with_bug(*bug);
+    }
+    if let Some((bug, _)) = CORE_BUGS.iter().find(|(bug, _)| format!("{bug:?}") == name) {
+        return simulation.with_core_bug(*bug);
+    }
+    panic!("unknown KOMMANDER_NODE_SIM_BUG {name}")
+}
+
+fn caught_by(name: &str, checker: &'static str) {
+    assert!(CHECKERS.contains(&checker), "{checker} is not a checker");
+    let workers = env_u64("KOMMANDER_SIM_WORKERS", 2);
+    let results = run_seeds(0..SEEDS_MAX, workers, true, |seed| {
+        let simulation = NodeSimulation::new(seed, NodeSimConfig::for_seed(seed))
+            .listening_only_to(checker);
+        with_bug_named(simulation, name).run()
+    });
+    let caught = results
+        .iter()
+        .find_map(|(seed, result)| result.as_ref().err().map(|failure| (*seed, failure)));
+    match caught {
+        Some((seed, failure)) => {
+            assert_eq!(failure.violation.checker, checker);
+            eprintln!("{name}: first caught at seed {seed} by {checker}: {failure}");
+        }
+        None => panic!("{name} survived {SEEDS_MAX} seeds: {checker} is blind to it"),
+    }
+}
+
+#[test]
+fn release_of_gated_messages_before_durability_is_caught() {
+    caught_by("ReleaseGatedBeforeDurable", NODE_BUGS[0].1);
+}
+
+#[test]
+fn acknowledgement_before_durability_is_caught() {
+    caught_by("AckProposalBeforeDurable", NODE_BUGS[1].1);
+}
+
+#[test]
+fn durability_without_fsync_is_caught() {
+    caught_by("DurableWithoutFsync", NODE_BUGS[2].1);
+}
+
+#[test]
+fn redelivery_after_restore_is_caught() {
+    caught_by("RedeliverAfterRestore", NODE_BUGS[3].1);
+}
+
+#[test]
+fn read_without_read_index_is_caught() {
+    caught_by("ReadWithoutReadIndex", NODE_BUGS[4].1);
+}
+
+#[test]
+fn core_ack_before_persist_is_caught() {
+    caught_by("AckBeforePersist", CORE_BUGS[0].1);
+}
+
+#[test]
+fn core_append_without_prev_log_check_is_caught() {
+    caught_by("SkipPrevLogCheck", CORE_BUGS[1].1);
+}
+
+#[test]
+fn core_double_vote_is_caught() {
+    caught_by("DoubleVote", CORE_BUGS[2].1);
+}
+
+#[test]
+fn core_commit_of_old_term_entry_by_counting_is_caught() {
+    caught_by("CommitOldTermByCounting", CORE_BUGS[3].1);
+}
+
+#[test]
+fn core_out_of_order_delivery_is_caught() {
+    caught_by("DeliverOutOfOrder", CORE_BUGS[4].1);
+}
+
+#[test]
+fn core_index_reuse_after_leader_change_is_caught() {
+    caught_by("ReuseIndexAfterLeaderChange", CORE_BUGS[5].1);
+}
+
+#[test]
+fn every_injected_bug_has_a_sensitivity_test() {
+    assert_eq!(NodeBug::ALL.len(), NODE_BUGS.len(), "add the new node bug above");
+    assert_eq!(InjectedBug::ALL.len(), CORE_BUGS.len(), "add the new core bug above");
+}
