@@ -20,9 +20,14 @@ use super::NodeSimulation;
 use crate::sim::checkers::Violation;
 use crate::sim::linearizability::{Command, History, OperationId, Response};
 
-/// Attempts to resolve a held write whose marker found no leader, and the pause between them.
-const RESOLVE_ATTEMPTS_MAX: u32 = 20;
-const RESOLVE_RETRY_MS: u64 = 20;
+/// The pause between two attempts to resolve a held write (commit or roll back). A client
+/// never gives up: an unresolved ticket stops the partition's delivery (Kommander's
+/// two-phase semantics), and the leader refuses to resolve a ticket before its proposal has
+/// committed, which may take as long as the faults last.
+const RESOLVE_RETRY_MS: u64 = 40;
+
+/// The pause between a client's operations once the faults stopped.
+const HEALED_OP_INTERVAL_MS: (u64, u64) = (20, 100);
 
 type Answer<T> = oneshot::Receiver<Result<T, Refusal>>;
 
@@ -136,10 +141,13 @@ impl NodeSimulation {
     }
 
     fn next_op_at(&mut self) -> u64 {
-        self.now
-            + self
-                .client_rng
-                .between(self.config.op_interval_ms_min, self.config.op_interval_ms_max)
+        // Once the faults stopped, every partition is probed often: the liveness bound asks
+        // for a write and a read on each.
+        let (low, high) = match self.healed_at {
+            Some(_) => (HEALED_OP_INTERVAL_MS.0, HEALED_OP_INTERVAL_MS.1),
+            None => (self.config.op_interval_ms_min, self.config.op_interval_ms_max),
+        };
+        self.now + self.client_rng.between(low, high)
     }
 
     /// Starts client `c` of partition slot `p`'s next operation.
@@ -233,8 +241,12 @@ impl NodeSimulation {
     }
 
     fn note_refusal(&mut self, p: usize, refusal: &Refusal) {
-        if let Refusal::NotLeader { leader: Some(leader) } = refusal {
-            self.clients.partitions[p].leader_hint = Some(leader.0 as usize - 1);
+        let hint = &mut self.clients.partitions[p].leader_hint;
+        match refusal {
+            Refusal::NotLeader { leader: Some(leader) } => *hint = Some(leader.0 as usize - 1),
+            // No leader known there, or the node is down: ask another next time.
+            Refusal::NotLeader { leader: None } | Refusal::ShutDown => *hint = None,
+            _ => {}
         }
     }
 
@@ -334,6 +346,9 @@ impl NodeSimulation {
     }
 
     fn answered(&mut self, p: usize, c: usize, pending: Pending, answered: Answered) -> Result<(), Violation> {
+        if self.tracing {
+            eprintln!("{:>8} ms    p{} client {c} answered by node {}: {answered:?}", self.now, p + 1, pending.node + 1);
+        }
         let next = self.next_op_at();
         let mut next_event = Some((next, Event::ClientOp { p, c }));
         let result = match (pending.awaiting, answered) {
@@ -368,7 +383,13 @@ impl NodeSimulation {
                     self.failed(p, id, format!("{refusal:?}"))
                 }
                 _ => {
+                    // It may be held in the log: an unresolved ticket stops the partition's
+                    // delivery (Kommander's two-phase semantics), so roll it back, as the
+                    // library's `Timeout` docs tell an application to.
                     self.report.indeterminate += 1;
+                    let held = HeldWrite { id, index: LogIndex::ZERO };
+                    let at = self.now + RESOLVE_RETRY_MS;
+                    next_event = Some((at, Event::Resolve { p, c, held, commit: false, attempt: 0 }));
                     Ok(())
                 }
             },
@@ -387,18 +408,18 @@ impl NodeSimulation {
                         self.failed(p, held.id, "a successful rollback".to_owned())
                     }
                 }
-                // The marker never reached a leader: resolve again on the one named.
-                Some(Err(
-                    refusal @ (Refusal::NotLeader { .. }
-                    | Refusal::QueueFull
-                    | Refusal::RestoreInProgress),
-                )) if attempt < RESOLVE_ATTEMPTS_MAX => {
-                    self.note_refusal(p, &refusal);
+                // No proposal holds this ticket: nothing to resolve.
+                Some(Err(Refusal::Replica(Status::ProposalNotFound))) => Ok(()),
+                // Anything else leaves the ticket held: resolve again (on the leader named,
+                // if any), until the ticket is settled either way.
+                other => {
+                    if let Some(Err(refusal)) = &other {
+                        self.note_refusal(p, refusal);
+                    }
                     let at = self.now + RESOLVE_RETRY_MS;
                     next_event = Some((at, Event::Resolve { p, c, held, commit, attempt: attempt + 1 }));
                     Ok(())
                 }
-                _ => Ok(()),
             },
             (Awaiting::Read { key, history, .. }, Answered::Read(answer)) => match answer {
                 Some(Ok(_index)) => {
@@ -445,11 +466,7 @@ impl NodeSimulation {
             Ok(()) => self.await_answer(p, c, node, awaiting),
             Err(_) => {
                 let at = self.now + RESOLVE_RETRY_MS;
-                let event = if attempt < RESOLVE_ATTEMPTS_MAX {
-                    Event::Resolve { p, c, held, commit, attempt: attempt + 1 }
-                } else {
-                    Event::ClientOp { p, c }
-                };
+                let event = Event::Resolve { p, c, held, commit, attempt: attempt + 1 };
                 self.agenda.push(at, event);
             }
         }
@@ -497,6 +514,9 @@ impl NodeSimulation {
     /// and, when `kept`, at every later check.
     fn acknowledged(&mut self, p: usize, node: usize, op: Op, index: LogIndex, kept: bool) -> Result<(), Violation> {
         self.report.acknowledged += 1;
+        if self.tracing {
+            eprintln!("{:>8} ms    acknowledged by node {} at p{} {index}: {op:?}", self.now, node + 1, p + 1);
+        }
         self.clients.partitions[p].leader_hint = Some(node);
         let ack = Acknowledged {
             partition: partition_id(p),
@@ -516,6 +536,7 @@ impl NodeSimulation {
 }
 
 /// An answer, or `None` when the answer channel closed (the node crashed) or the client gave up.
+#[derive(Debug)]
 enum Answered {
     Write(Option<Result<ReplicationResult, Refusal>>),
     Read(Option<Result<LogIndex, Refusal>>),

@@ -83,9 +83,9 @@ impl NodeSimConfig {
         } else {
             rng.between(1, 6) as usize
         };
-        // Keep the whole cluster's load near 100-250 operations per simulated second.
+        // Keep the whole cluster's load near 200-500 operations per simulated second.
         let per_partition_clients = if partitions > 8 { 1 } else { 2 };
-        let op_interval_ms_min = 20 * partitions as u64 * per_partition_clients as u64;
+        let op_interval_ms_min = 10 * partitions as u64 * per_partition_clients as u64;
         let storm = rng.chance(333_333);
         Self {
             nodes,

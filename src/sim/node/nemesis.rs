@@ -15,6 +15,11 @@ use super::run::Event;
 use super::NodeSimulation;
 use crate::sim::checkers::Violation;
 
+/// Times a scripted fault is tried again (its node down, or a disk fault that did not fire),
+/// and the pause between tries.
+const SCRIPTED_ATTEMPTS_MAX: u32 = 100;
+const SCRIPTED_RETRY_MS: u64 = 200;
+
 /// The kinds of fault, for the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Fault {
@@ -78,12 +83,25 @@ impl NodeSimulation {
         let up: Vec<usize> = (0..self.nodes.len()).filter(|&node| self.nodes[node].up()).collect();
         let done = if up.is_empty() {
             false
+        } else if fault == Fault::DiskFault {
+            let armed = self.arm_busy_disk_fault();
+            if armed {
+                self.report.count_fault(fault);
+            }
+            armed
         } else {
             let node = up[self.nemesis_rng.index(up.len())];
             self.inject(fault, node)?
         };
-        if !done && attempt < 100 {
-            self.agenda.push(self.now + 100, Event::Scripted { fault, attempt: attempt + 1 });
+        // A disk fault counts once it fired (a WAL failed on it); until then arm another.
+        let again = if fault == Fault::DiskFault {
+            self.report.disk_faults_fired == 0
+        } else {
+            !done
+        };
+        if again && attempt < SCRIPTED_ATTEMPTS_MAX {
+            let at = self.now + SCRIPTED_RETRY_MS;
+            self.agenda.push(at, Event::Scripted { fault, attempt: attempt + 1 });
         }
         Ok(())
     }
@@ -192,24 +210,56 @@ impl NodeSimulation {
 
     /// Arms a failed write or sync a few I/Os ahead on one of `node`'s disks.
     fn arm_disk_fault(&mut self, node: usize) -> bool {
-        let target = &mut self.nodes[node];
-        if !target.up() || target.disk_fault_armed {
-            return false;
-        }
         // A shard that hosts a partition (the others never write).
         let busy = self.config.shards.min(self.config.partitions);
         let shard = (1 + self.nemesis_rng.index(busy)) % self.config.shards;
+        let ahead = self.nemesis_rng.below(4);
+        self.arm_disk_fault_on(node, shard, ahead)
+    }
+
+    /// Arms a failed write or sync `ahead` I/Os from now on `node`'s `shard` disk, unless a
+    /// fault is armed on the node already.
+    fn arm_disk_fault_on(&mut self, node: usize, shard: usize, ahead: u64) -> bool {
+        let target = &mut self.nodes[node];
+        if !target.up() || target.armed.iter().any(Option::is_some) {
+            return false;
+        }
         let disk = &target.disks[shard].0;
         let (writes, syncs) = disk.io_counts();
-        let ahead = self.nemesis_rng.below(4);
         let plan = if self.nemesis_rng.chance(500_000) {
             FaultPlan { fail_write_nth: Some(writes + ahead), ..FaultPlan::default() }
         } else {
             FaultPlan { fail_sync_nth: Some(syncs + ahead), ..FaultPlan::default() }
         };
+        if self.tracing {
+            eprintln!(
+                "{:>8} ms    disk fault armed on n{} shard {shard}: {plan:?} (so far {writes} writes, {syncs} syncs)",
+                self.now,
+                node + 1
+            );
+        }
         disk.set_faults(plan);
-        target.disk_fault_armed = true;
+        target.armed[shard] = Some(plan);
         true
+    }
+
+    /// The scripted disk fault: the next I/O of a shard that writes now (a leader's), moved
+    /// there from wherever an earlier try armed it.
+    fn arm_busy_disk_fault(&mut self) -> bool {
+        let p = self.nemesis_rng.index(self.config.partitions);
+        let partition = crate::core::PartitionId(p as u32 + 1);
+        let Some(leader) = self.leader_of(partition) else {
+            return false;
+        };
+        let node = &mut self.nodes[leader];
+        if (0..self.config.shards).any(|shard| node.fault_fired(shard)) {
+            // Fired already: its failure is on its way.
+            return false;
+        }
+        node.disarm();
+        node.armed.iter_mut().for_each(|plan| *plan = None);
+        let shard = crate::shard::shard_of(partition, self.config.shards);
+        self.arm_disk_fault_on(leader, shard, 0)
     }
 
     fn heal_later(&mut self) {
@@ -218,18 +268,23 @@ impl NodeSimulation {
         self.agenda.push(at, Event::HealCuts { generation: self.cut_generation });
     }
 
-    /// Asks a node that leads some partition (by its own table: only a routing hint) to hand
-    /// leadership over or to step down.
-    fn ask_leader(&mut self, fault: Fault) -> bool {
-        let p = self.nemesis_rng.index(self.config.partitions);
-        let partition = crate::core::PartitionId(p as u32 + 1);
-        let leader = (0..self.nodes.len()).find(|&node| {
+    /// A node that leads `partition` by its own table (a hint for aiming faults, never judged).
+    fn leader_of(&self, partition: crate::core::PartitionId) -> Option<usize> {
+        (0..self.nodes.len()).find(|&node| {
             self.nodes[node]
                 .running
                 .as_ref()
                 .and_then(|running| running.host.leadership(partition))
                 .is_some_and(|leadership| leadership.leads())
-        });
+        })
+    }
+
+    /// Asks a node that leads some partition (by its own table: only a routing hint) to hand
+    /// leadership over or to step down.
+    fn ask_leader(&mut self, fault: Fault) -> bool {
+        let p = self.nemesis_rng.index(self.config.partitions);
+        let partition = crate::core::PartitionId(p as u32 + 1);
+        let leader = self.leader_of(partition);
         let Some(leader) = leader else {
             return false;
         };

@@ -105,8 +105,10 @@ pub(super) struct SimNode {
     pub(super) turn_at: Vec<Option<u64>>,
     /// Whether each shard's disk has a write completion scheduled.
     pub(super) disk_busy: Vec<bool>,
-    /// An injected disk fault is armed on this node (a WAL failure is then expected).
-    pub(super) disk_fault_armed: bool,
+    /// The fault armed on each shard's disk in this incarnation, if any: a WAL failure on
+    /// that shard is expected once the disk reached the faulty I/O (the failure may surface
+    /// later than the I/O, e.g. when a segment prepared with a failed sync is taken).
+    pub(super) armed: Vec<Option<FaultPlan>>,
     /// Disk latency multiplier while a slow-disk fault lasts (1: normal).
     pub(super) disk_slowdown: u64,
     /// Each shard's durable logs, decoded, and the disk's answer they were decoded from.
@@ -134,7 +136,7 @@ impl SimNode {
             paused_until: 0,
             turn_at: vec![None; shards],
             disk_busy: vec![false; shards],
-            disk_fault_armed: false,
+            armed: vec![None; shards],
             disk_slowdown: 1,
             durable: vec![None; shards],
             root,
@@ -150,6 +152,23 @@ impl SimNode {
 
     pub(super) fn up(&self) -> bool {
         self.running.is_some()
+    }
+
+    /// No further I/O of this node's disks fails (what an armed fault already did stays
+    /// recorded in [`SimNode::armed`]).
+    pub(super) fn disarm(&self) {
+        for (disk, _) in &self.disks {
+            disk.set_faults(FaultPlan::default());
+        }
+    }
+
+    /// Whether the fault armed on `shard`'s disk has fired (the disk reached its I/O).
+    pub(super) fn fault_fired(&self, shard: usize) -> bool {
+        let (writes, syncs) = self.disks[shard].0.io_counts();
+        self.armed[shard].is_some_and(|plan| {
+            plan.fail_write_nth.is_some_and(|nth| nth < writes)
+                || plan.fail_sync_nth.is_some_and(|nth| nth < syncs)
+        })
     }
 
     /// Starts an incarnation: opens every shard's WAL from its disk, starts the stepped host.
@@ -200,19 +219,19 @@ impl SimNode {
 
     /// The process dies: the host is dropped without a clean stop. What the shards performed
     /// stays on the disks (the page cache survives a process crash), volatile until synced.
+    /// Does nothing to a node already down (its restart stays scheduled).
     pub(super) fn crash(&mut self) {
-        if let Some(running) = self.running.take() {
-            drop(running.shards);
-            running.host.shutdown();
-        }
+        let Some(running) = self.running.take() else {
+            return;
+        };
+        drop(running.shards);
+        running.host.shutdown();
         self.incarnation += 1;
         self.app.crash();
         self.outbox.drain();
         // An armed fault belongs to the incarnation it was meant to fail.
-        for (disk, _) in &self.disks {
-            disk.set_faults(FaultPlan::default());
-        }
-        self.disk_fault_armed = false;
+        self.disarm();
+        self.armed.iter_mut().for_each(|plan| *plan = None);
         self.disk_slowdown = 1;
         self.paused_until = 0;
     }
