@@ -20,11 +20,17 @@ use super::NodeSimulation;
 use crate::sim::checkers::Violation;
 use crate::sim::linearizability::{Command, History, OperationId, Response};
 
-/// The pause between two attempts to resolve a held write (commit or roll back). A client
-/// never gives up: an unresolved ticket stops the partition's delivery (Kommander's
-/// two-phase semantics), and the leader refuses to resolve a ticket before its proposal has
-/// committed, which may take as long as the faults last.
-const RESOLVE_RETRY_MS: u64 = 40;
+/// The pause between two attempts to resolve a held write (commit or roll back): 40 ms,
+/// doubling after ten attempts up to 1 s. A client never gives up: an unresolved ticket stops
+/// the partition's delivery (Kommander's two-phase semantics), and the leader refuses to
+/// resolve a ticket before its proposal has committed, which may take as long as the faults
+/// last.
+/// How long a client waits before resolving again a ticket its leader did not know.
+const NOT_FOUND_RETRY_MS: u64 = 1_000;
+
+fn resolve_backoff(attempt: u32) -> u64 {
+    (40_u64 << attempt.saturating_sub(10).min(5)).min(1_000)
+}
 
 /// The pause between a client's operations once the faults stopped.
 const HEALED_OP_INTERVAL_MS: (u64, u64) = (20, 100);
@@ -388,7 +394,7 @@ impl NodeSimulation {
                     // library's `Timeout` docs tell an application to.
                     self.report.indeterminate += 1;
                     let held = HeldWrite { id, index: LogIndex::ZERO };
-                    let at = self.now + RESOLVE_RETRY_MS;
+                    let at = self.now + resolve_backoff(0);
                     next_event = Some((at, Event::Resolve { p, c, held, commit: false, attempt: 0 }));
                     Ok(())
                 }
@@ -408,15 +414,22 @@ impl NodeSimulation {
                         self.failed(p, held.id, "a successful rollback".to_owned())
                     }
                 }
-                // No proposal holds this ticket: nothing to resolve.
-                Some(Err(Refusal::Replica(Status::ProposalNotFound))) => Ok(()),
-                // Anything else leaves the ticket held: resolve again (on the leader named,
-                // if any), until the ticket is settled either way.
+                // This leader's log does not hold the ticket now; but a later leader whose log
+                // holds it may commit the held entry, which then stops the partition's delivery
+                // until someone resolves it (found by this simulator). The client goes on with
+                // its next operation and tries again now and then.
+                Some(Err(Refusal::Replica(Status::ProposalNotFound))) => {
+                    let at = self.now + NOT_FOUND_RETRY_MS;
+                    self.agenda.push(at, Event::Resolve { p, c, held, commit, attempt: attempt + 1 });
+                    Ok(())
+                }
+                // Anything else leaves the ticket held: resolve again (on the leader named, if
+                // any) before anything else, until the ticket is settled either way.
                 other => {
                     if let Some(Err(refusal)) = &other {
                         self.note_refusal(p, refusal);
                     }
-                    let at = self.now + RESOLVE_RETRY_MS;
+                    let at = self.now + resolve_backoff(attempt);
                     next_event = Some((at, Event::Resolve { p, c, held, commit, attempt: attempt + 1 }));
                     Ok(())
                 }
@@ -451,6 +464,9 @@ impl NodeSimulation {
     /// Resolves client `c`'s held write `id`: commit mostly, roll back sometimes.
     pub(super) fn resolve(&mut self, p: usize, c: usize, held: HeldWrite, commit: bool, attempt: u32) {
         if self.clients.partitions[p].clients[c].pending.is_some() {
+            // Busy with another operation: try once it is answered.
+            let at = self.now + resolve_backoff(attempt);
+            self.agenda.push(at, Event::Resolve { p, c, held, commit, attempt });
             return;
         }
         let node = self.target(p);
@@ -465,7 +481,7 @@ impl NodeSimulation {
         match self.send(node, p, request) {
             Ok(()) => self.await_answer(p, c, node, awaiting),
             Err(_) => {
-                let at = self.now + RESOLVE_RETRY_MS;
+                let at = self.now + resolve_backoff(attempt);
                 let event = Event::Resolve { p, c, held, commit, attempt: attempt + 1 };
                 self.agenda.push(at, event);
             }
