@@ -71,6 +71,9 @@ struct Client {
 /// One partition's clients.
 #[derive(Default)]
 pub(super) struct PartitionClients {
+    /// The clients, and last the resolver: it commits or rolls back the clients' held writes
+    /// one after the other, so that a client goes on with its operations meanwhile (an
+    /// unresolved ticket stops delivery, so a client waiting on a read would wait forever).
     clients: Vec<Client>,
     /// The node believed to lead (from answers only: a routing hint, never judged).
     leader_hint: Option<usize>,
@@ -96,7 +99,8 @@ impl Clients {
         Self {
             partitions: (0..partitions)
                 .map(|_| PartitionClients {
-                    clients: (0..clients).map(|_| Client::default()).collect(),
+                    // The clients, then the resolver (see `PartitionClients::clients`).
+                    clients: (0..=clients).map(|_| Client::default()).collect(),
                     ..PartitionClients::default()
                 })
                 .collect(),
@@ -356,7 +360,8 @@ impl NodeSimulation {
             eprintln!("{:>8} ms    p{} client {c} answered by node {}: {answered:?}", self.now, p + 1, pending.node + 1);
         }
         let next = self.next_op_at();
-        let mut next_event = Some((next, Event::ClientOp { p, c }));
+        let resolver = self.clients.partitions[p].clients.len() - 1;
+        let mut next_event = (c != resolver).then_some((next, Event::ClientOp { p, c }));
         let result = match (pending.awaiting, answered) {
             (Awaiting::Write { op, history, .. }, Answered::Write(answer)) => match answer {
                 Some(Ok(result)) if result.status == Status::Success => {
@@ -380,7 +385,8 @@ impl NodeSimulation {
                     let at = self.now + self.client_rng.between(5, 200);
                     let commit = !self.client_rng.chance(self.config.rollback_per_million);
                     let held = HeldWrite { id, index: result.index };
-                    next_event = Some((at, Event::Resolve { p, c, held, commit, attempt: 0 }));
+                    let c = resolver;
+                    self.agenda.push(at, Event::Resolve { p, c, held, commit, attempt: 0 });
                     // Held: checked now, kept only once committed (a rolled-back entry may go).
                     self.acknowledged(p, pending.node, Op::Held { id }, result.index, false)
                 }
@@ -395,7 +401,8 @@ impl NodeSimulation {
                     self.report.indeterminate += 1;
                     let held = HeldWrite { id, index: LogIndex::ZERO };
                     let at = self.now + resolve_backoff(0);
-                    next_event = Some((at, Event::Resolve { p, c, held, commit: false, attempt: 0 }));
+                    let c = resolver;
+                    self.agenda.push(at, Event::Resolve { p, c, held, commit: false, attempt: 0 });
                     Ok(())
                 }
             },
@@ -464,7 +471,7 @@ impl NodeSimulation {
     /// Resolves client `c`'s held write `id`: commit mostly, roll back sometimes.
     pub(super) fn resolve(&mut self, p: usize, c: usize, held: HeldWrite, commit: bool, attempt: u32) {
         if self.clients.partitions[p].clients[c].pending.is_some() {
-            // Busy with another operation: try once it is answered.
+            // Busy with another ticket: try once it is answered.
             let at = self.now + resolve_backoff(attempt);
             self.agenda.push(at, Event::Resolve { p, c, held, commit, attempt });
             return;
