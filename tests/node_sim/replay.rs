@@ -14,7 +14,8 @@ fn replay() {
         "replaying node seed {seed}: {} nodes × {} shards × {} partitions",
         config.nodes, config.shards, config.partitions
     );
-    let simulation = NodeSimulation::new(seed, config).tracing(std::env::var("KOMMANDER_NODE_SIM_SEED").is_ok());
+    let simulation =
+        NodeSimulation::new(seed, config).tracing(std::env::var("KOMMANDER_NODE_SIM_SEED").is_ok());
     #[cfg(feature = "sim-bugs")]
     let simulation = match std::env::var("KOMMANDER_NODE_SIM_BUG") {
         Ok(name) => super::sensitivity::with_bug_named(simulation, &name),

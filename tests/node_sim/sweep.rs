@@ -2,7 +2,9 @@
 //! bound; 0 violations; every seed non-vacuous (floors asserted per seed).
 //! `KOMMANDER_NODE_SIM_SEEDS=20000` runs the campaign with the same test.
 
-use kommander_raft::sim::node::{NodeSimConfig, NodeSimReport, NodeSimulation, node_replay_command};
+use kommander_raft::sim::node::{
+    NodeSimConfig, NodeSimReport, NodeSimulation, node_replay_command,
+};
 
 use crate::sim::{env_u64, run_seeds};
 

@@ -12,11 +12,11 @@ use tokio::sync::oneshot::{self, error::TryRecvError};
 use crate::core::{LogIndex, PartitionId, Status, Ticket};
 use crate::shard::{ProposedEntry, Refusal, ReplicationResult, Request};
 
+use super::NodeSimulation;
 use super::checkers::{AcknowledgedWritesDurable, FailedWritesNeverCommit};
 use super::run::Event;
 use super::truth::Acknowledged;
 use super::workload::{LOG_TYPE, Op};
-use super::NodeSimulation;
 use crate::sim::checkers::Violation;
 use crate::sim::linearizability::{Command, History, OperationId, Response};
 
@@ -47,13 +47,29 @@ pub(super) struct HeldWrite {
 /// What a client waits for.
 enum Awaiting {
     /// An auto-commit write.
-    Write { op: Op, history: OperationId, answer: Answer<ReplicationResult> },
+    Write {
+        op: Op,
+        history: OperationId,
+        answer: Answer<ReplicationResult>,
+    },
     /// The first phase of a two-phase write (held until resolved).
-    Held { id: u64, answer: Answer<ReplicationResult> },
+    Held {
+        id: u64,
+        answer: Answer<ReplicationResult>,
+    },
     /// The second phase: commit or roll back the held write `id`.
-    Resolve { held: HeldWrite, commit: bool, attempt: u32, answer: Answer<ReplicationResult> },
+    Resolve {
+        held: HeldWrite,
+        commit: bool,
+        attempt: u32,
+        answer: Answer<ReplicationResult>,
+    },
     /// A read of `key`.
-    Read { key: u64, history: OperationId, answer: Answer<LogIndex> },
+    Read {
+        key: u64,
+        history: OperationId,
+        answer: Answer<LogIndex>,
+    },
 }
 
 struct Pending {
@@ -155,7 +171,10 @@ impl NodeSimulation {
         // for a write and a read on each.
         let (low, high) = match self.healed_at {
             Some(_) => (HEALED_OP_INTERVAL_MS.0, HEALED_OP_INTERVAL_MS.1),
-            None => (self.config.op_interval_ms_min, self.config.op_interval_ms_max),
+            None => (
+                self.config.op_interval_ms_min,
+                self.config.op_interval_ms_max,
+            ),
         };
         self.now + self.client_rng.between(low, high)
     }
@@ -174,16 +193,28 @@ impl NodeSimulation {
         let key = self.client_rng.below(config.keys);
         let (request, awaiting) = if read {
             let (reply, answer) = oneshot::channel();
-            let history = self.clients.partitions[p].history.invoke(c as u64, Command::Read { key }, self.now);
+            let history = self.clients.partitions[p].history.invoke(
+                c as u64,
+                Command::Read { key },
+                self.now,
+            );
             // Half confirm leadership (the leader only), half read through any replica.
             let leader_only = self.client_rng.chance(500_000);
             (
                 Request::ReadIndex { leader_only, reply },
-                Awaiting::Read { key, history, answer },
+                Awaiting::Read {
+                    key,
+                    history,
+                    answer,
+                },
             )
         } else {
             let (reply, answer) = oneshot::channel();
-            let op = if two_phase { Op::Held { id } } else { Op::Write { key, value: id } };
+            let op = if two_phase {
+                Op::Held { id }
+            } else {
+                Op::Write { key, value: id }
+            };
             let request = Request::Propose {
                 entries: vec![ProposedEntry {
                     log_type: LOG_TYPE.to_owned(),
@@ -197,8 +228,17 @@ impl NodeSimulation {
                 (request, Awaiting::Held { id, answer })
             } else {
                 let command = Command::Write { key, value: id };
-                let history = self.clients.partitions[p].history.invoke(c as u64, command, self.now);
-                (request, Awaiting::Write { op, history, answer })
+                let history = self.clients.partitions[p]
+                    .history
+                    .invoke(c as u64, command, self.now);
+                (
+                    request,
+                    Awaiting::Write {
+                        op,
+                        history,
+                        answer,
+                    },
+                )
             }
         };
         self.report.operations += 1;
@@ -253,7 +293,9 @@ impl NodeSimulation {
     fn note_refusal(&mut self, p: usize, refusal: &Refusal) {
         let hint = &mut self.clients.partitions[p].leader_hint;
         match refusal {
-            Refusal::NotLeader { leader: Some(leader) } => *hint = Some(leader.0 as usize - 1),
+            Refusal::NotLeader {
+                leader: Some(leader),
+            } => *hint = Some(leader.0 as usize - 1),
             // No leader known there, or the node is down: ask another next time.
             Refusal::NotLeader { leader: None } | Refusal::ShutDown => *hint = None,
             _ => {}
@@ -355,9 +397,20 @@ impl NodeSimulation {
         self.answered(p, c, pending, answered)
     }
 
-    fn answered(&mut self, p: usize, c: usize, pending: Pending, answered: Answered) -> Result<(), Violation> {
+    fn answered(
+        &mut self,
+        p: usize,
+        c: usize,
+        pending: Pending,
+        answered: Answered,
+    ) -> Result<(), Violation> {
         if self.tracing {
-            eprintln!("{:>8} ms    p{} client {c} answered by node {}: {answered:?}", self.now, p + 1, pending.node + 1);
+            eprintln!(
+                "{:>8} ms    p{} client {c} answered by node {}: {answered:?}",
+                self.now,
+                p + 1,
+                pending.node + 1
+            );
         }
         let next = self.next_op_at();
         let resolver = self.clients.partitions[p].clients.len() - 1;
@@ -384,9 +437,21 @@ impl NodeSimulation {
                 Some(Ok(result)) if result.status == Status::Success => {
                     let at = self.now + self.client_rng.between(5, 200);
                     let commit = !self.client_rng.chance(self.config.rollback_per_million);
-                    let held = HeldWrite { id, index: result.index };
+                    let held = HeldWrite {
+                        id,
+                        index: result.index,
+                    };
                     let c = resolver;
-                    self.agenda.push(at, Event::Resolve { p, c, held, commit, attempt: 0 });
+                    self.agenda.push(
+                        at,
+                        Event::Resolve {
+                            p,
+                            c,
+                            held,
+                            commit,
+                            attempt: 0,
+                        },
+                    );
                     // Held: checked now, kept only once committed (a rolled-back entry may go).
                     self.acknowledged(p, pending.node, Op::Held { id }, result.index, false)
                 }
@@ -399,14 +464,34 @@ impl NodeSimulation {
                     // delivery (Kommander's two-phase semantics), so roll it back, as the
                     // library's `Timeout` docs tell an application to.
                     self.report.indeterminate += 1;
-                    let held = HeldWrite { id, index: LogIndex::ZERO };
+                    let held = HeldWrite {
+                        id,
+                        index: LogIndex::ZERO,
+                    };
                     let at = self.now + resolve_backoff(0);
                     let c = resolver;
-                    self.agenda.push(at, Event::Resolve { p, c, held, commit: false, attempt: 0 });
+                    self.agenda.push(
+                        at,
+                        Event::Resolve {
+                            p,
+                            c,
+                            held,
+                            commit: false,
+                            attempt: 0,
+                        },
+                    );
                     Ok(())
                 }
             },
-            (Awaiting::Resolve { held, commit, attempt, .. }, Answered::Write(answer)) => match answer {
+            (
+                Awaiting::Resolve {
+                    held,
+                    commit,
+                    attempt,
+                    ..
+                },
+                Answered::Write(answer),
+            ) => match answer {
                 Some(Ok(result)) if result.status == Status::Success => {
                     if commit {
                         self.truth.acknowledged.push(Acknowledged {
@@ -427,7 +512,16 @@ impl NodeSimulation {
                 // its next operation and tries again now and then.
                 Some(Err(Refusal::Replica(Status::ProposalNotFound))) => {
                     let at = self.now + NOT_FOUND_RETRY_MS;
-                    self.agenda.push(at, Event::Resolve { p, c, held, commit, attempt: attempt + 1 });
+                    self.agenda.push(
+                        at,
+                        Event::Resolve {
+                            p,
+                            c,
+                            held,
+                            commit,
+                            attempt: attempt + 1,
+                        },
+                    );
                     Ok(())
                 }
                 // Anything else leaves the ticket held: resolve again (on the leader named, if
@@ -437,7 +531,16 @@ impl NodeSimulation {
                         self.note_refusal(p, refusal);
                     }
                     let at = self.now + resolve_backoff(attempt);
-                    next_event = Some((at, Event::Resolve { p, c, held, commit, attempt: attempt + 1 }));
+                    next_event = Some((
+                        at,
+                        Event::Resolve {
+                            p,
+                            c,
+                            held,
+                            commit,
+                            attempt: attempt + 1,
+                        },
+                    ));
                     Ok(())
                 }
             },
@@ -448,7 +551,9 @@ impl NodeSimulation {
                     if self.complete(p, history, Response::Read(value)) {
                         self.clients.partitions[p].healed_read = true;
                     }
-                    self.clients.partitions[p].leader_hint.get_or_insert(pending.node);
+                    self.clients.partitions[p]
+                        .leader_hint
+                        .get_or_insert(pending.node);
                     Ok(())
                 }
                 other => {
@@ -469,11 +574,27 @@ impl NodeSimulation {
     }
 
     /// Resolves client `c`'s held write `id`: commit mostly, roll back sometimes.
-    pub(super) fn resolve(&mut self, p: usize, c: usize, held: HeldWrite, commit: bool, attempt: u32) {
+    pub(super) fn resolve(
+        &mut self,
+        p: usize,
+        c: usize,
+        held: HeldWrite,
+        commit: bool,
+        attempt: u32,
+    ) {
         if self.clients.partitions[p].clients[c].pending.is_some() {
             // Busy with another ticket: try once it is answered.
             let at = self.now + resolve_backoff(attempt);
-            self.agenda.push(at, Event::Resolve { p, c, held, commit, attempt });
+            self.agenda.push(
+                at,
+                Event::Resolve {
+                    p,
+                    c,
+                    held,
+                    commit,
+                    attempt,
+                },
+            );
             return;
         }
         let node = self.target(p);
@@ -484,12 +605,23 @@ impl NodeSimulation {
         } else {
             Request::Rollback { ticket, reply }
         };
-        let awaiting = Awaiting::Resolve { held, commit, attempt, answer };
+        let awaiting = Awaiting::Resolve {
+            held,
+            commit,
+            attempt,
+            answer,
+        };
         match self.send(node, p, request) {
             Ok(()) => self.await_answer(p, c, node, awaiting),
             Err(_) => {
                 let at = self.now + resolve_backoff(attempt);
-                let event = Event::Resolve { p, c, held, commit, attempt: attempt + 1 };
+                let event = Event::Resolve {
+                    p,
+                    c,
+                    held,
+                    commit,
+                    attempt: attempt + 1,
+                };
                 self.agenda.push(at, event);
             }
         }
@@ -528,17 +660,39 @@ impl NodeSimulation {
         let id = self.clients.next_id;
         self.clients.next_id += 1;
         let (reply, answer) = oneshot::channel();
-        if self.send(node, p, Request::Checkpoint { ticket: Ticket(id), reply }).is_ok() {
+        if self
+            .send(
+                node,
+                p,
+                Request::Checkpoint {
+                    ticket: Ticket(id),
+                    reply,
+                },
+            )
+            .is_ok()
+        {
             self.clients.partitions[p].checkpoint = Some((node, answer));
         }
     }
 
     /// A proposal answered `Success` at `index`: it must be durable on a majority right now
     /// and, when `kept`, at every later check.
-    fn acknowledged(&mut self, p: usize, node: usize, op: Op, index: LogIndex, kept: bool) -> Result<(), Violation> {
+    fn acknowledged(
+        &mut self,
+        p: usize,
+        node: usize,
+        op: Op,
+        index: LogIndex,
+        kept: bool,
+    ) -> Result<(), Violation> {
         self.report.acknowledged += 1;
         if self.tracing {
-            eprintln!("{:>8} ms    acknowledged by node {} at p{} {index}: {op:?}", self.now, node + 1, p + 1);
+            eprintln!(
+                "{:>8} ms    acknowledged by node {} at p{} {index}: {op:?}",
+                self.now,
+                node + 1,
+                p + 1
+            );
         }
         self.clients.partitions[p].leader_hint = Some(node);
         let ack = Acknowledged {
@@ -554,7 +708,8 @@ impl NodeSimulation {
             return Ok(());
         }
         let verdict = self.check_durable(&ack);
-        self.checkers.judge(AcknowledgedWritesDurable::NAME, verdict)
+        self.checkers
+            .judge(AcknowledgedWritesDurable::NAME, verdict)
     }
 }
 

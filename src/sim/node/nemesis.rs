@@ -11,8 +11,8 @@ use tokio::sync::oneshot;
 use crate::core::NodeId;
 use crate::shard::Request;
 
-use super::run::Event;
 use super::NodeSimulation;
+use super::run::Event;
 use crate::sim::checkers::Violation;
 
 /// Times a scripted fault is tried again (its node down, or a disk fault that did not fire),
@@ -80,7 +80,9 @@ impl NodeSimulation {
 
     /// A scripted fault; retried a little later while it cannot apply (its node is down).
     pub(super) fn scripted(&mut self, fault: Fault, attempt: u32) -> Result<(), Violation> {
-        let up: Vec<usize> = (0..self.nodes.len()).filter(|&node| self.nodes[node].up()).collect();
+        let up: Vec<usize> = (0..self.nodes.len())
+            .filter(|&node| self.nodes[node].up())
+            .collect();
         let done = if up.is_empty() {
             false
         } else if fault == Fault::DiskFault {
@@ -101,7 +103,13 @@ impl NodeSimulation {
         };
         if again && attempt < SCRIPTED_ATTEMPTS_MAX {
             let at = self.now + SCRIPTED_RETRY_MS;
-            self.agenda.push(at, Event::Scripted { fault, attempt: attempt + 1 });
+            self.agenda.push(
+                at,
+                Event::Scripted {
+                    fault,
+                    attempt: attempt + 1,
+                },
+            );
         }
         Ok(())
     }
@@ -137,7 +145,8 @@ impl NodeSimulation {
                     slow.disk_slowdown = self.nemesis_rng.between(10, 60);
                     let until = self.now + self.nemesis_rng.between(500, 4_000);
                     let incarnation = slow.incarnation;
-                    self.agenda.push(until, Event::SlowDiskEnds { node, incarnation });
+                    self.agenda
+                        .push(until, Event::SlowDiskEnds { node, incarnation });
                 }
                 up
             }
@@ -145,14 +154,18 @@ impl NodeSimulation {
                 let paused = &mut self.nodes[node];
                 let up = paused.up() && paused.paused_until <= self.now;
                 if up {
-                    paused.paused_until = self.now + self.nemesis_rng.between(100, self.config.pause_ms_max);
+                    paused.paused_until =
+                        self.now + self.nemesis_rng.between(100, self.config.pause_ms_max);
                     let incarnation = paused.incarnation;
-                    self.agenda.push(paused.paused_until, Event::Resume { node, incarnation });
+                    self.agenda
+                        .push(paused.paused_until, Event::Resume { node, incarnation });
                 }
                 up
             }
             Fault::Partition => {
-                let mut side: Vec<usize> = (0..n).filter(|_| self.nemesis_rng.chance(500_000)).collect();
+                let mut side: Vec<usize> = (0..n)
+                    .filter(|_| self.nemesis_rng.chance(500_000))
+                    .collect();
                 if side.is_empty() || side.len() == n {
                     side = vec![node];
                 }
@@ -193,7 +206,11 @@ impl NodeSimulation {
 
     /// Crashes `node` (a process crash, or a power loss under `power`) and schedules its
     /// restart. Returns whether it was up.
-    pub(super) fn crash_for_a_while(&mut self, node: usize, power: Option<CrashMode>) -> Result<bool, Violation> {
+    pub(super) fn crash_for_a_while(
+        &mut self,
+        node: usize,
+        power: Option<CrashMode>,
+    ) -> Result<bool, Violation> {
         let was_up = self.nodes[node].up();
         self.check_disks()?;
         match power {
@@ -227,9 +244,15 @@ impl NodeSimulation {
         let disk = &target.disks[shard].0;
         let (writes, syncs) = disk.io_counts();
         let plan = if self.nemesis_rng.chance(500_000) {
-            FaultPlan { fail_write_nth: Some(writes + ahead), ..FaultPlan::default() }
+            FaultPlan {
+                fail_write_nth: Some(writes + ahead),
+                ..FaultPlan::default()
+            }
         } else {
-            FaultPlan { fail_sync_nth: Some(syncs + ahead), ..FaultPlan::default() }
+            FaultPlan {
+                fail_sync_nth: Some(syncs + ahead),
+                ..FaultPlan::default()
+            }
         };
         if self.tracing {
             eprintln!(
@@ -265,7 +288,12 @@ impl NodeSimulation {
     fn heal_later(&mut self) {
         self.cut_generation += 1;
         let at = self.now + self.nemesis_rng.between(100, self.config.cut_ms_max);
-        self.agenda.push(at, Event::HealCuts { generation: self.cut_generation });
+        self.agenda.push(
+            at,
+            Event::HealCuts {
+                generation: self.cut_generation,
+            },
+        );
     }
 
     /// A node that leads `partition` by its own table (a hint for aiming faults, never judged).
@@ -290,8 +318,12 @@ impl NodeSimulation {
         };
         let (reply, _answer) = oneshot::channel();
         let request = if fault == Fault::Transfer {
-            let target = (leader + 1 + self.nemesis_rng.index(self.nodes.len().max(2) - 1)) % self.nodes.len();
-            Request::TransferLeadership { target: NodeId(target as u64 + 1), reply }
+            let target = (leader + 1 + self.nemesis_rng.index(self.nodes.len().max(2) - 1))
+                % self.nodes.len();
+            Request::TransferLeadership {
+                target: NodeId(target as u64 + 1),
+                reply,
+            }
         } else {
             Request::StepDown { reply }
         };

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use kommander_wal::backend::sim::{CrashMode, DurableLogs, FaultPlan, SimDisk};
 use kommander_wal::backend::BackendChoice;
+use kommander_wal::backend::sim::{CrashMode, DurableLogs, FaultPlan, SimDisk};
 use kommander_wal::{Wal, WalConfig};
 
 use crate::core::{NodeId, PartitionId};
@@ -41,7 +41,8 @@ impl NodeClock {
     /// The first simulated millisecond at which this node's clock reads at least `instant`.
     pub(super) fn when(self, epoch: Instant, instant: Instant) -> u64 {
         let us = instant.saturating_duration_since(epoch).as_micros() as u64;
-        us.saturating_sub(self.jumped_us).div_ceil(self.micros_per_ms)
+        us.saturating_sub(self.jumped_us)
+            .div_ceil(self.micros_per_ms)
     }
 }
 
@@ -192,8 +193,9 @@ impl SimNode {
                 deterministic_epoch_seed: Some(epoch_seed ^ ((shard as u64) << 32)),
                 ..wal.clone()
             };
-            let opened = Wal::open(dir, config)
-                .map_err(|e| format!("node {} shard {shard}: the WAL does not open: {e}", self.id))?;
+            let opened = Wal::open(dir, config).map_err(|e| {
+                format!("node {} shard {shard}: the WAL does not open: {e}", self.id)
+            })?;
             wals.push(opened);
         }
         config.data_dir = self.root.clone();
@@ -245,7 +247,8 @@ impl SimNode {
                 CrashMode::Torn(seed) => CrashMode::Torn(seed ^ shard as u64),
                 other => other,
             };
-            disk.power_loss(mode).expect("a power loss of a simulated disk");
+            disk.power_loss(mode)
+                .expect("a power loss of a simulated disk");
         }
         self.durable.iter_mut().for_each(|cached| *cached = None);
     }

@@ -11,7 +11,9 @@ use super::nemesis::Fault;
 /// The command that replays a failing seed with its trace.
 #[must_use]
 pub fn node_replay_command(seed: u64, bug: Option<&str>) -> String {
-    let bug = bug.map_or(String::new(), |bug| format!("KOMMANDER_NODE_SIM_BUG={bug} "));
+    let bug = bug.map_or(String::new(), |bug| {
+        format!("KOMMANDER_NODE_SIM_BUG={bug} ")
+    });
     format!(
         "{bug}KOMMANDER_NODE_SIM_SEED={seed} cargo test --profile ci node_sim::replay -- --nocapture"
     )

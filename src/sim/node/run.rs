@@ -41,22 +41,40 @@ pub(super) enum Event {
     /// A shard's loop turn is due (input, tick, or more work).
     Turn { node: usize, shard: usize },
     /// The disk of a shard completes the writes queued on it.
-    DiskDone { node: usize, shard: usize, incarnation: u64 },
+    DiskDone {
+        node: usize,
+        shard: usize,
+        incarnation: u64,
+    },
     /// A frame arrives (dropped if the receiver restarted since it was sent: the connection
     /// it travelled on broke).
-    Deliver { from: usize, to: usize, incarnation: u64, frame: Bytes },
+    Deliver {
+        from: usize,
+        to: usize,
+        incarnation: u64,
+        frame: Bytes,
+    },
     /// A client starts its next operation.
     ClientOp { p: usize, c: usize },
     /// A client gives up waiting for operation `seq`.
     ClientTimeout { p: usize, c: usize, seq: u64 },
     /// A client commits or rolls back its held write.
-    Resolve { p: usize, c: usize, held: super::client::HeldWrite, commit: bool, attempt: u32 },
+    Resolve {
+        p: usize,
+        c: usize,
+        held: super::client::HeldWrite,
+        commit: bool,
+        attempt: u32,
+    },
     /// A checkpoint of a partition.
     Checkpoint { p: usize },
     /// The nemesis acts.
     Nemesis,
     /// A fault every seed gets (see `nemesis.rs`).
-    Scripted { fault: super::nemesis::Fault, attempt: u32 },
+    Scripted {
+        fault: super::nemesis::Fault,
+        attempt: u32,
+    },
     /// A crashed node restarts.
     Restart { node: usize, incarnation: u64 },
     /// A paused node resumes.
@@ -75,8 +93,15 @@ impl Event {
     /// One line for a replay's trace.
     fn describe(&self) -> String {
         match self {
-            Self::Deliver { from, to, frame, .. } => {
-                format!("Deliver {{ from: n{}, to: n{}, {} bytes }}", from + 1, to + 1, frame.len())
+            Self::Deliver {
+                from, to, frame, ..
+            } => {
+                format!(
+                    "Deliver {{ from: n{}, to: n{}, {} bytes }}",
+                    from + 1,
+                    to + 1,
+                    frame.len()
+                )
             }
             other => format!("{other:?}"),
         }
@@ -202,7 +227,8 @@ impl NodeSimulation {
         );
         self.agenda.push(first_fault, Event::Nemesis);
         self.schedule_scripted_faults();
-        self.agenda.push(self.config.fault_phase_ms, Event::EndFaults);
+        self.agenda
+            .push(self.config.fault_phase_ms, Event::EndFaults);
         let deadline = self.config.fault_phase_ms + self.config.settle_ms_max;
         while let Some((at, event)) = self.agenda.pop() {
             if at > deadline {
@@ -243,15 +269,25 @@ impl NodeSimulation {
                     self.run_shard(node, shard, false)?;
                 }
             }
-            Event::DiskDone { node, shard, incarnation } => {
+            Event::DiskDone {
+                node,
+                shard,
+                incarnation,
+            } => {
                 self.trace.event(2, &[self.now, node as u64, shard as u64]);
                 if self.nodes[node].incarnation == incarnation {
                     self.nodes[node].disk_busy[shard] = false;
                     self.run_shard(node, shard, true)?;
                 }
             }
-            Event::Deliver { from, to, incarnation, frame } => {
-                self.trace.event(3, &[self.now, from as u64, to as u64, frame.len() as u64]);
+            Event::Deliver {
+                from,
+                to,
+                incarnation,
+                frame,
+            } => {
+                self.trace
+                    .event(3, &[self.now, from as u64, to as u64, frame.len() as u64]);
                 self.deliver(from, to, incarnation, frame)?;
             }
             Event::ClientOp { p, c } => {
@@ -264,8 +300,23 @@ impl NodeSimulation {
                 self.trace.event(5, &[self.now, p as u64, c as u64, seq]);
                 self.client_timeout(p, c, seq)?;
             }
-            Event::Resolve { p, c, held, commit, attempt } => {
-                self.trace.event(6, &[self.now, p as u64, held.id, u64::from(commit), u64::from(attempt)]);
+            Event::Resolve {
+                p,
+                c,
+                held,
+                commit,
+                attempt,
+            } => {
+                self.trace.event(
+                    6,
+                    &[
+                        self.now,
+                        p as u64,
+                        held.id,
+                        u64::from(commit),
+                        u64::from(attempt),
+                    ],
+                );
                 self.resolve(p, c, held, commit, attempt);
             }
             Event::Checkpoint { p } => {
@@ -319,17 +370,30 @@ impl NodeSimulation {
                 if self.tracing {
                     eprintln!("settled: {} ({})", self.settled(), self.unsettled());
                     for node in &self.nodes {
-                        let applied: Vec<u64> = (1..=self.config.partitions as u32).map(|p| node.app.applied(PartitionId(p)).0).collect();
+                        let applied: Vec<u64> = (1..=self.config.partitions as u32)
+                            .map(|p| node.app.applied(PartitionId(p)).0)
+                            .collect();
                         let leadership: Vec<String> = (1..=self.config.partitions as u32)
                             .map(|p| {
                                 node.running
                                     .as_ref()
                                     .and_then(|r| r.host.leadership(PartitionId(p)))
-                                    .map_or("-".to_owned(), |l| format!("{:?}/{}/{:?}", l.role, l.term, l.leader))
+                                    .map_or("-".to_owned(), |l| {
+                                        format!("{:?}/{}/{:?}", l.role, l.term, l.leader)
+                                    })
                             })
                             .collect();
-                        let failures: Vec<String> = node.running.as_ref().map_or(Vec::new(), |r| r.shards.iter().map(|s| format!("{:?}", s.failure())).collect());
-                        eprintln!("  node {} up {} applied {applied:?} {leadership:?} {failures:?}", node.id, node.up());
+                        let failures: Vec<String> = node.running.as_ref().map_or(Vec::new(), |r| {
+                            r.shards
+                                .iter()
+                                .map(|s| format!("{:?}", s.failure()))
+                                .collect()
+                        });
+                        eprintln!(
+                            "  node {} up {} applied {applied:?} {leadership:?} {failures:?}",
+                            node.id,
+                            node.up()
+                        );
                     }
                 }
                 if self.settled() {
@@ -339,7 +403,8 @@ impl NodeSimulation {
                         return Ok(true);
                     }
                 }
-                self.agenda.push(self.now + SETTLE_CHECK_MS, Event::CheckSettled);
+                self.agenda
+                    .push(self.now + SETTLE_CHECK_MS, Event::CheckSettled);
             }
         }
         Ok(false)
@@ -391,9 +456,14 @@ impl NodeSimulation {
         for p in 1..=self.config.partitions as u32 {
             // The answer comes in the shard's turn; what matters is the restore's outcome,
             // which the recovery checker judges from the shards' events.
-            let opened = running.host.open_partition(PartitionId(p), voters.clone(), Vec::new());
+            let opened = running
+                .host
+                .open_partition(PartitionId(p), voters.clone(), Vec::new());
             let opened = opened.map(drop).map_err(|refusal| {
-                format!("node {}: partition {p} does not open: {refusal:?}", node + 1)
+                format!(
+                    "node {}: partition {p} does not open: {refusal:?}",
+                    node + 1
+                )
             });
             self.checkers.judge(RECOVERY, opened)?;
         }
@@ -429,7 +499,14 @@ impl NodeSimulation {
             if disk_done {
                 sim_node.disk_busy[shard] = true;
                 let incarnation = sim_node.incarnation;
-                self.agenda.push(until, Event::DiskDone { node, shard, incarnation });
+                self.agenda.push(
+                    until,
+                    Event::DiskDone {
+                        node,
+                        shard,
+                        incarnation,
+                    },
+                );
             } else {
                 self.schedule_turn(node, shard, until);
             }
@@ -450,7 +527,12 @@ impl NodeSimulation {
             disk.set_stalled(true);
             if self.tracing {
                 let (writes, syncs) = disk.io_counts();
-                eprintln!("{:>8} ms    turn n{} s{shard}: worked {worked}, waiting {}, disk writes {writes} syncs {syncs}", self.now, node + 1, stepper.waiting_on_wal());
+                eprintln!(
+                    "{:>8} ms    turn n{} s{shard}: worked {worked}, waiting {}, disk writes {writes} syncs {syncs}",
+                    self.now,
+                    node + 1,
+                    stepper.waiting_on_wal()
+                );
             }
             self.report.turns += 1;
             if !worked {
@@ -486,12 +568,25 @@ impl NodeSimulation {
             sim_node.disk_busy[shard] = true;
             let slow = self.disk_rng.chance(self.config.disk_slow_per_million);
             let latency = if slow {
-                self.disk_rng.between(self.config.disk_latency_ms_max, self.config.disk_slow_ms_max)
+                self.disk_rng.between(
+                    self.config.disk_latency_ms_max,
+                    self.config.disk_slow_ms_max,
+                )
             } else {
-                self.disk_rng.between(self.config.disk_latency_ms_min, self.config.disk_latency_ms_max)
+                self.disk_rng.between(
+                    self.config.disk_latency_ms_min,
+                    self.config.disk_latency_ms_max,
+                )
             } * sim_node.disk_slowdown;
             let incarnation = sim_node.incarnation;
-            self.agenda.push(self.now + latency, Event::DiskDone { node, shard, incarnation });
+            self.agenda.push(
+                self.now + latency,
+                Event::DiskDone {
+                    node,
+                    shard,
+                    incarnation,
+                },
+            );
         }
         self.schedule_turn(node, shard, if more { self.now } else { next_tick });
         Ok(())
@@ -517,7 +612,8 @@ impl NodeSimulation {
     /// Events a node's shards emitted that the checkers judge (a failed restore).
     fn check_events(&mut self, node: usize) -> Result<(), Violation> {
         for failure in self.nodes[node].events.take_failures() {
-            self.checkers.judge(RECOVERY, Err(format!("node {}: {failure}", node + 1)))?;
+            self.checkers
+                .judge(RECOVERY, Err(format!("node {}: {failure}", node + 1)))?;
         }
         Ok(())
     }
@@ -528,14 +624,24 @@ impl NodeSimulation {
     /// codec, for the wire checkers).
     fn send_frames(&mut self, node: usize) -> Result<(), Violation> {
         for (to, frame) in self.nodes[node].outbox.drain() {
-            let Some(to) = (to.0 as usize).checked_sub(1).filter(|&to| to < self.nodes.len()) else {
+            let Some(to) = (to.0 as usize)
+                .checked_sub(1)
+                .filter(|&to| to < self.nodes.len())
+            else {
                 continue;
             };
-            let messages = decode_frame_messages(&frame, self.nodes[node].id, NodeId(to as u64 + 1));
+            let messages =
+                decode_frame_messages(&frame, self.nodes[node].id, NodeId(to as u64 + 1));
             let messages = match messages {
                 Ok(messages) => messages,
                 Err(error) => {
-                    self.checkers.judge(CODEC, Err(format!("a frame from node {} does not decode: {error}", node + 1)))?;
+                    self.checkers.judge(
+                        CODEC,
+                        Err(format!(
+                            "a frame from node {} does not decode: {error}",
+                            node + 1
+                        )),
+                    )?;
                     continue;
                 }
             };
@@ -552,14 +658,25 @@ impl NodeSimulation {
             for delay in [route.first, route.duplicate].into_iter().flatten() {
                 self.agenda.push(
                     self.now + delay,
-                    Event::Deliver { from: node, to, incarnation, frame: frame.clone() },
+                    Event::Deliver {
+                        from: node,
+                        to,
+                        incarnation,
+                        frame: frame.clone(),
+                    },
                 );
             }
         }
         Ok(())
     }
 
-    fn deliver(&mut self, from: usize, to: usize, incarnation: u64, frame: Bytes) -> Result<(), Violation> {
+    fn deliver(
+        &mut self,
+        from: usize,
+        to: usize,
+        incarnation: u64,
+        frame: Bytes,
+    ) -> Result<(), Violation> {
         let receiver = &self.nodes[to];
         if receiver.incarnation != incarnation || !receiver.up() {
             return Ok(());
@@ -567,13 +684,27 @@ impl NodeSimulation {
         if receiver.paused_until > self.now {
             // A stopped process reads nothing; the frame waits in its socket.
             let at = receiver.paused_until;
-            self.agenda.push(at, Event::Deliver { from, to, incarnation, frame });
+            self.agenda.push(
+                at,
+                Event::Deliver {
+                    from,
+                    to,
+                    incarnation,
+                    frame,
+                },
+            );
             return Ok(());
         }
         let messages = match decode_frame_messages(&frame, NodeId(from as u64 + 1), receiver.id) {
             Ok(messages) => messages,
             Err(error) => {
-                return self.checkers.judge(CODEC, Err(format!("a frame to node {} does not decode: {error}", to + 1)));
+                return self.checkers.judge(
+                    CODEC,
+                    Err(format!(
+                        "a frame to node {} does not decode: {error}",
+                        to + 1
+                    )),
+                );
             }
         };
         let mut shards: Vec<usize> = messages
@@ -597,9 +728,18 @@ impl NodeSimulation {
         let id = self.nodes[node].id;
         for delivered in self.nodes[node].app.take_delivered() {
             self.report.delivered += 1;
-            self.trace.event(20, &[node as u64, u64::from(delivered.partition.0), delivered.index.0, delivered.term.0]);
+            self.trace.event(
+                20,
+                &[
+                    node as u64,
+                    u64::from(delivered.partition.0),
+                    delivered.index.0,
+                    delivered.term.0,
+                ],
+            );
             let verdict = ExactlyOnceInOrderDelivery::on_delivered(id, &delivered);
-            self.checkers.judge(ExactlyOnceInOrderDelivery::NAME, verdict)?;
+            self.checkers
+                .judge(ExactlyOnceInOrderDelivery::NAME, verdict)?;
             let verdict = StateMachineSafety::on_delivered(id, &delivered, &mut self.truth.applied);
             self.checkers.judge(StateMachineSafety::NAME, verdict)?;
             if delivered.kind == EntryKind::Normal
@@ -615,7 +755,8 @@ impl NodeSimulation {
                     delivered.index,
                     &self.truth.failed,
                 );
-                self.checkers.judge(FailedWritesNeverCommit::NAME, verdict)?;
+                self.checkers
+                    .judge(FailedWritesNeverCommit::NAME, verdict)?;
             }
         }
         Ok(())
@@ -624,18 +765,26 @@ impl NodeSimulation {
     // ----- the disks -----
 
     /// The durable logs of `node`'s `shard` disk, decoded (cached while nothing became durable).
-    fn durable(&mut self, node: usize, shard: usize) -> Result<Arc<std::collections::BTreeMap<PartitionId, DurableLog>>, String> {
+    fn durable(
+        &mut self,
+        node: usize,
+        shard: usize,
+    ) -> Result<Arc<std::collections::BTreeMap<PartitionId, DurableLog>>, String> {
         let sim_node = &mut self.nodes[node];
-        let logs = sim_node.disks[shard]
-            .0
-            .durable_logs()
-            .map_err(|e| format!("node {} shard {shard}: the durable image does not recover: {e}", node + 1))?;
+        let logs = sim_node.disks[shard].0.durable_logs().map_err(|e| {
+            format!(
+                "node {} shard {shard}: the durable image does not recover: {e}",
+                node + 1
+            )
+        })?;
         if let Some((source, decoded)) = &sim_node.durable[shard]
             && Arc::ptr_eq(source, &logs)
         {
             return Ok(Arc::clone(decoded));
         }
-        let decoded = Arc::new(decode_durable(&logs).map_err(|e| format!("node {} shard {shard}: {e}", node + 1))?);
+        let decoded = Arc::new(
+            decode_durable(&logs).map_err(|e| format!("node {} shard {shard}: {e}", node + 1))?,
+        );
         sim_node.durable[shard] = Some((logs, Arc::clone(&decoded)));
         Ok(decoded)
     }
@@ -647,7 +796,8 @@ impl NodeSimulation {
         for node in 0..self.nodes.len() {
             logs.push(self.durable(node, shard)?);
         }
-        let views: Vec<Option<&DurableLog>> = logs.iter().map(|logs| logs.get(&ack.partition)).collect();
+        let views: Vec<Option<&DurableLog>> =
+            logs.iter().map(|logs| logs.get(&ack.partition)).collect();
         AcknowledgedWritesDurable::check(ack, &views, &self.truth.applied)
     }
 
@@ -659,7 +809,8 @@ impl NodeSimulation {
         if listens_durable {
             for ack in self.truth.acknowledged.clone() {
                 let verdict = self.check_durable(&ack);
-                self.checkers.judge(AcknowledgedWritesDurable::NAME, verdict)?;
+                self.checkers
+                    .judge(AcknowledgedWritesDurable::NAME, verdict)?;
             }
         }
         if !self.checkers.listens(LogMatching::NAME) {
@@ -707,7 +858,8 @@ impl NodeSimulation {
                 self.start_node(node)?;
             }
         }
-        self.agenda.push(self.now + SETTLE_CHECK_MS, Event::CheckSettled);
+        self.agenda
+            .push(self.now + SETTLE_CHECK_MS, Event::CheckSettled);
         Ok(())
     }
 
@@ -729,7 +881,11 @@ impl NodeSimulation {
         let mut excused = 0;
         for p in 1..=self.config.partitions as u32 {
             let partition = PartitionId(p);
-            let applied: Vec<LogIndex> = self.nodes.iter().map(|node| node.app.applied(partition)).collect();
+            let applied: Vec<LogIndex> = self
+                .nodes
+                .iter()
+                .map(|node| node.app.applied(partition))
+                .collect();
             let most = applied.iter().copied().max().unwrap_or_default();
             if applied.iter().all(|&index| index == most) {
                 continue;
@@ -739,7 +895,12 @@ impl NodeSimulation {
             for node in 0..self.nodes.len() {
                 let logs = match self.durable(node, shard) {
                     Ok(logs) => logs,
-                    Err(error) => return self.checkers.judge(RECOVERY, Err(error)).map(|()| (false, 0)),
+                    Err(error) => {
+                        return self
+                            .checkers
+                            .judge(RECOVERY, Err(error))
+                            .map(|()| (false, 0));
+                    }
                 };
                 let log = logs.get(&partition);
                 let floor = log.map_or(LogIndex::ZERO, |log| log.floor);
@@ -748,7 +909,11 @@ impl NodeSimulation {
                     .unwrap_or(floor);
                 ends.push((floor, last));
             }
-            let highest_floor = ends.iter().map(|(floor, _)| *floor).max().unwrap_or_default();
+            let highest_floor = ends
+                .iter()
+                .map(|(floor, _)| *floor)
+                .max()
+                .unwrap_or_default();
             for (node, &index) in applied.iter().enumerate() {
                 if index == most {
                     continue;
@@ -770,7 +935,14 @@ impl NodeSimulation {
             .iter()
             .enumerate()
             .filter(|(_, clients)| !(clients.healed_write && clients.healed_read))
-            .map(|(p, clients)| format!("p{} (write {}, read {})", p + 1, clients.healed_write, clients.healed_read))
+            .map(|(p, clients)| {
+                format!(
+                    "p{} (write {}, read {})",
+                    p + 1,
+                    clients.healed_write,
+                    clients.healed_read
+                )
+            })
             .collect();
         if partitions.is_empty() {
             "every partition served; the applications have not converged".to_owned()
@@ -794,13 +966,17 @@ impl NodeSimulation {
                     &state,
                     &self.truth.applied,
                 );
-                self.checkers.judge(ExactlyOnceInOrderDelivery::NAME, verdict)?;
+                self.checkers
+                    .judge(ExactlyOnceInOrderDelivery::NAME, verdict)?;
             }
         }
         if self.checkers.listens(Linearizability::NAME) {
             for p in 0..self.config.partitions {
-                let verdict = Linearizability::check(PartitionId(p as u32 + 1), &self.clients.partitions[p].history)
-                    .map(|explored| self.report.linearizability_states += explored as u64);
+                let verdict = Linearizability::check(
+                    PartitionId(p as u32 + 1),
+                    &self.clients.partitions[p].history,
+                )
+                .map(|explored| self.report.linearizability_states += explored as u64);
                 self.checkers.judge(Linearizability::NAME, verdict)?;
             }
         }

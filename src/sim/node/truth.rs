@@ -60,7 +60,9 @@ pub(super) struct Truth {
 ///
 /// # Errors
 /// An entry record that does not decode (the WAL holds what the shard wrote: a violation).
-pub(super) fn decode_durable(logs: &DurableLogs) -> Result<BTreeMap<PartitionId, DurableLog>, String> {
+pub(super) fn decode_durable(
+    logs: &DurableLogs,
+) -> Result<BTreeMap<PartitionId, DurableLog>, String> {
     let mut out = BTreeMap::new();
     for (&partition, log) in &logs.partitions {
         let mut durable = DurableLog {

@@ -56,7 +56,9 @@ impl Op {
     /// The operation an entry's payload holds (`None`: not a workload payload).
     pub(super) fn decode(payload: &[u8]) -> Option<Self> {
         let word = |at: usize| -> Option<u64> {
-            Some(u64::from_le_bytes(payload.get(at..at + 8)?.try_into().ok()?))
+            Some(u64::from_le_bytes(
+                payload.get(at..at + 8)?.try_into().ok()?,
+            ))
         };
         match (payload.first()?, payload.len()) {
             (&WRITE, 17) => Some(Self::Write {

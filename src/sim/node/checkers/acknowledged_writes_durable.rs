@@ -51,7 +51,11 @@ impl AcknowledgedWritesDurable {
                     None => "nothing".to_owned(),
                     Some(log) => match log.entries.get(&ack.index) {
                         Some((term, op)) => format!("{term} {op:?}"),
-                        None => format!("no entry (floor {}, last {:?})", log.floor, log.entries.keys().next_back()),
+                        None => format!(
+                            "no entry (floor {}, last {:?})",
+                            log.floor,
+                            log.entries.keys().next_back()
+                        ),
                     },
                 };
                 (node + 1, what)
@@ -107,7 +111,10 @@ mod tests {
         };
         assert!(ok(&[Some(&holds), Some(&holds), None], &applied));
         assert!(!ok(&[Some(&holds), Some(&lacks), None], &applied));
-        assert!(!ok(&[Some(&holds), Some(&replaced), Some(&lacks)], &applied));
+        assert!(!ok(
+            &[Some(&holds), Some(&replaced), Some(&lacks)],
+            &applied
+        ));
         assert!(!ok(&[Some(&holds), Some(&compacted), None], &applied));
         applied.insert(
             (PartitionId(1), LogIndex(2)),

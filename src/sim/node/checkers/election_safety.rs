@@ -74,7 +74,11 @@ mod tests {
         };
         let mut checker = ElectionSafety::default();
         assert!(checker.on_sent(&message(1, 2, heartbeat())).is_ok());
-        assert!(checker.on_sent(&message(1, 2, MessageBody::TimeoutNow)).is_ok());
+        assert!(
+            checker
+                .on_sent(&message(1, 2, MessageBody::TimeoutNow))
+                .is_ok()
+        );
         assert!(checker.on_sent(&message(2, 3, heartbeat())).is_ok());
         assert!(
             checker

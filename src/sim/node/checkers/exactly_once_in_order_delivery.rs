@@ -23,7 +23,10 @@ impl ExactlyOnceInOrderDelivery {
     ///
     /// # Errors
     /// The index is not above what this incarnation was handed before.
-    pub(in crate::sim::node) fn on_delivered(node: NodeId, delivered: &Delivered) -> Result<(), String> {
+    pub(in crate::sim::node) fn on_delivered(
+        node: NodeId,
+        delivered: &Delivered,
+    ) -> Result<(), String> {
         if delivered.index > delivered.handed_before {
             return Ok(());
         }
@@ -98,17 +101,31 @@ mod tests {
             .into_iter()
             .map(|(i, value)| {
                 let op = Some(Op::Write { key: i % 2, value });
-                ((p, LogIndex(i)), Applied { term: Term(1), kind: EntryKind::Normal, op })
+                (
+                    (p, LogIndex(i)),
+                    Applied {
+                        term: Term(1),
+                        kind: EntryKind::Normal,
+                        op,
+                    },
+                )
             })
             .collect();
         let state = |index, pairs: &[(u64, u64)]| AppState {
             index: LogIndex(index),
             registers: pairs.iter().copied().collect::<BTreeMap<_, _>>(),
         };
-        let check = |s: &AppState| ExactlyOnceInOrderDelivery::check_final_state(NodeId(1), p, s, &applied);
+        let check =
+            |s: &AppState| ExactlyOnceInOrderDelivery::check_final_state(NodeId(1), p, s, &applied);
         assert!(check(&state(3, &[(1, 30), (0, 20)])).is_ok());
         assert!(check(&state(2, &[(1, 10), (0, 20)])).is_ok());
-        assert!(check(&state(3, &[(1, 10), (0, 20)])).is_err(), "missed index 3");
-        assert!(check(&state(1, &[(1, 10), (0, 20)])).is_err(), "applied beyond its index");
+        assert!(
+            check(&state(3, &[(1, 10), (0, 20)])).is_err(),
+            "missed index 3"
+        );
+        assert!(
+            check(&state(1, &[(1, 10), (0, 20)])).is_err(),
+            "applied beyond its index"
+        );
     }
 }

@@ -62,8 +62,12 @@ mod tests {
         let mut failed = HashMap::new();
         assert!(FailedWritesNeverCommit::on_failed(7, "NotLeader", &applied).is_ok());
         failed.insert(7, (PartitionId(1), 10, "NotLeader".to_owned()));
-        assert!(FailedWritesNeverCommit::on_applied(7, PartitionId(1), LogIndex(3), &failed).is_err());
-        assert!(FailedWritesNeverCommit::on_applied(8, PartitionId(1), LogIndex(4), &failed).is_ok());
+        assert!(
+            FailedWritesNeverCommit::on_applied(7, PartitionId(1), LogIndex(3), &failed).is_err()
+        );
+        assert!(
+            FailedWritesNeverCommit::on_applied(8, PartitionId(1), LogIndex(4), &failed).is_ok()
+        );
         applied.insert(9, (PartitionId(1), LogIndex(5)));
         assert!(FailedWritesNeverCommit::on_failed(9, "rolled back", &applied).is_err());
     }

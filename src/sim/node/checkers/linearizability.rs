@@ -20,7 +20,10 @@ impl Linearizability {
     ///
     /// # Errors
     /// The violation, or a search cut short.
-    pub(in crate::sim::node) fn check(partition: PartitionId, history: &History) -> Result<usize, String> {
+    pub(in crate::sim::node) fn check(
+        partition: PartitionId,
+        history: &History,
+    ) -> Result<usize, String> {
         match linearizability::check(history, EXPLORED_MAX) {
             Verdict::Linearizable { explored } => Ok(explored),
             Verdict::Violation(violation) => Err(format!("partition {partition}: {violation}")),

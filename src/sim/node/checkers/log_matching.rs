@@ -18,15 +18,16 @@ impl LogMatching {
     ///
     /// # Errors
     /// The first pair and index where the property fails.
-    pub(in crate::sim::node) fn check(partition: PartitionId, logs: &[(usize, &DurableLog)]) -> Result<(), String> {
+    pub(in crate::sim::node) fn check(
+        partition: PartitionId,
+        logs: &[(usize, &DurableLog)],
+    ) -> Result<(), String> {
         for (i, (node_a, a)) in logs.iter().enumerate() {
             for (node_b, b) in &logs[i + 1..] {
                 // The highest index where both hold an entry of the same term.
-                let anchor = a
-                    .entries
-                    .iter()
-                    .rev()
-                    .find(|(index, (term, _))| b.entries.get(index).is_some_and(|(t, _)| t == term));
+                let anchor = a.entries.iter().rev().find(|(index, (term, _))| {
+                    b.entries.get(index).is_some_and(|(t, _)| t == term)
+                });
                 let Some((&anchor, _)) = anchor else {
                     continue;
                 };

@@ -108,7 +108,11 @@ mod tests {
             .judge("log_matching", Err("y".into()))
             .expect_err("the listened checker reports");
         assert_eq!(violation.checker, "log_matching");
-        assert!(NodeCheckers::default().judge("recovery", Err("z".into())).is_err());
+        assert!(
+            NodeCheckers::default()
+                .judge("recovery", Err("z".into()))
+                .is_err()
+        );
         assert!(NodeCheckers::default().judge("recovery", Ok(())).is_ok());
     }
 }

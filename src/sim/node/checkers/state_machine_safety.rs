@@ -63,9 +63,17 @@ mod tests {
             handed_before: LogIndex(3),
         };
         let mut applied = HashMap::new();
-        assert!(StateMachineSafety::on_delivered(NodeId(1), &delivered(2, 5), &mut applied).is_ok());
-        assert!(StateMachineSafety::on_delivered(NodeId(2), &delivered(2, 5), &mut applied).is_ok());
-        assert!(StateMachineSafety::on_delivered(NodeId(3), &delivered(3, 5), &mut applied).is_err());
-        assert!(StateMachineSafety::on_delivered(NodeId(3), &delivered(2, 6), &mut applied).is_err());
+        assert!(
+            StateMachineSafety::on_delivered(NodeId(1), &delivered(2, 5), &mut applied).is_ok()
+        );
+        assert!(
+            StateMachineSafety::on_delivered(NodeId(2), &delivered(2, 5), &mut applied).is_ok()
+        );
+        assert!(
+            StateMachineSafety::on_delivered(NodeId(3), &delivered(3, 5), &mut applied).is_err()
+        );
+        assert!(
+            StateMachineSafety::on_delivered(NodeId(3), &delivered(2, 6), &mut applied).is_err()
+        );
     }
 }
