@@ -10,7 +10,7 @@
 //! simulated disks (what a power cut would leave), the application it hosts, the frames on the
 //! wire and the answers the clients got - never from what a node says about itself.
 //!
-//! Files: `config` (the knobs), `node` (one node's disks, clock and lifecycle), `wire` (the
+//! Files: `config` (the knobs), `sim_node` (one node's disks, clock and lifecycle), `wire` (the
 //! transport through the codec), `app` (the application), `workload` (the operations),
 //! `client` (issuing them and judging answers), `nemesis` (faults), `run` (the agenda and the
 //! turns), `truth` (what happened), `checkers/` (one file per property), `report` (the result).
@@ -20,9 +20,9 @@ mod checkers;
 mod client;
 mod config;
 mod nemesis;
-mod node;
 mod report;
 mod run;
+mod sim_node;
 mod truth;
 mod wire;
 mod workload;
@@ -44,8 +44,8 @@ use super::rng::SimRng;
 use super::trace::TraceHash;
 use checkers::NodeCheckers;
 use client::Clients;
-use node::SimNode;
 use run::Event;
+use sim_node::SimNode;
 use truth::Truth;
 
 /// One seeded run of the whole-node simulation.

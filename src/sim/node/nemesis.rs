@@ -26,7 +26,7 @@ pub(super) enum Fault {
     Crash,
     PowerLossMinority,
     PowerLossAll,
-    DiskFault,
+    FailedIo,
     SlowDisk,
     Pause,
     Partition,
@@ -51,7 +51,7 @@ impl NodeSimulation {
             0..120 => Fault::Crash,
             120..200 => Fault::PowerLossMinority,
             200..225 => Fault::PowerLossAll,
-            225..330 => Fault::DiskFault,
+            225..330 => Fault::FailedIo,
             330..420 => Fault::SlowDisk,
             420..520 => Fault::Pause,
             520..640 => Fault::Partition,
@@ -70,7 +70,7 @@ impl NodeSimulation {
     pub(super) fn schedule_scripted_faults(&mut self) {
         let phase = self.config.fault_phase_ms;
         for (at, fault) in [
-            (phase / 4, Fault::DiskFault),
+            (phase / 4, Fault::FailedIo),
             (phase / 2, Fault::PowerLossMinority),
             (phase * 3 / 4, Fault::Crash),
         ] {
@@ -85,7 +85,7 @@ impl NodeSimulation {
             .collect();
         let done = if up.is_empty() {
             false
-        } else if fault == Fault::DiskFault {
+        } else if fault == Fault::FailedIo {
             let armed = self.arm_busy_disk_fault();
             if armed {
                 self.report.count_fault(fault);
@@ -96,7 +96,7 @@ impl NodeSimulation {
             self.inject(fault, node)?
         };
         // A disk fault counts once it fired (a WAL failed on it); until then arm another.
-        let again = if fault == Fault::DiskFault {
+        let again = if fault == Fault::FailedIo {
             self.report.disk_faults_fired == 0
         } else {
             !done
@@ -137,7 +137,7 @@ impl NodeSimulation {
                 }
                 true
             }
-            Fault::DiskFault => self.arm_disk_fault(node),
+            Fault::FailedIo => self.arm_disk_fault(node),
             Fault::SlowDisk => {
                 let slow = &mut self.nodes[node];
                 let up = slow.up();

@@ -116,7 +116,7 @@ impl NodeSimReport {
             Fault::Crash => &mut counts.crashes,
             Fault::PowerLossMinority => &mut counts.power_losses_minority,
             Fault::PowerLossAll => &mut counts.power_losses_all,
-            Fault::DiskFault => &mut counts.disk_faults,
+            Fault::FailedIo => &mut counts.disk_faults,
             Fault::SlowDisk => &mut counts.slow_disks,
             Fault::Pause => &mut counts.pauses,
             Fault::Partition => &mut counts.partitions,

@@ -23,8 +23,8 @@ use super::checkers::{
     SHARD_FAILURE, StateMachineSafety,
 };
 use super::client::Clients;
-use super::node::{NodeClock, SimNode};
 use super::report::{NodeSimFailure, NodeSimReport};
+use super::sim_node::{NodeClock, SimNode};
 use super::truth::{Acknowledged, DurableLog, Truth, decode_durable};
 use super::wire::decode_frame_messages;
 use super::{NodeSimConfig, NodeSimulation};
