@@ -12,11 +12,13 @@
 //!
 //! Files: `config` (the knobs), `sim_node` (one node's disks, clock and lifecycle), `wire` (the
 //! transport through the codec), `app` (the application), `workload` (the operations),
-//! `client` (issuing them and judging answers), `nemesis` (faults), `run` (the agenda and the
-//! turns), `truth` (what happened), `checkers/` (one file per property), `report` (the result).
+//! `client` (issuing them and judging answers), `nemesis` (faults), `run` (the agenda and its
+//! dispatch), `turns` (driving each shard's loop, its disk and its frames), `checks` (the checks
+//! after turns, at crashes and at the end), `truth` (what happened), `checkers/` (one file per property), `report` (the result).
 
 mod app;
 mod checkers;
+mod checks;
 mod client;
 mod config;
 mod nemesis;
@@ -24,6 +26,7 @@ mod report;
 mod run;
 mod sim_node;
 mod truth;
+mod turns;
 mod wire;
 mod workload;
 

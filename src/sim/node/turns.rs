@@ -1,0 +1,333 @@
+//! Driving the nodes: starting an incarnation, each shard's real loop turn by turn in virtual
+//! time, its disk's completions, its failure, and its frames on the wire.
+
+use bytes::Bytes;
+use kommander_wal::WalConfig;
+
+use crate::core::{NodeId, PartitionId};
+use crate::node::NodeConfig;
+use crate::shard::ShardConfig;
+use crate::sim::checkers::Violation;
+
+use super::NodeSimulation;
+use super::checkers::{CODEC, ElectionSafety, RECOVERY, SHARD_FAILURE};
+use super::run::{Event, TURNS_PER_EVENT_MAX};
+use super::wire::decode_frame_messages;
+
+impl NodeSimulation {
+    // ----- nodes -----
+
+    fn shard_config(&self, node: usize) -> ShardConfig {
+        let nodes = self.config.nodes as u64;
+        let mut config = NodeConfig::new(node as u64 + 1, &self.root);
+        config.peers = (1..=nodes)
+            .filter(|&peer| peer != node as u64 + 1)
+            .map(|peer| (peer, format!("node-{peer}:7000")))
+            .collect();
+        config.shards = self.config.shards;
+        config.tick_interval_ms = self.config.tick_ms;
+        config.append_entries_max = self.config.append_entries_max;
+        config.inflight_messages_max = self.config.inflight_messages_max;
+        config.wal_segment_bytes = self.config.wal_segment_bytes;
+        config.wal_batch_bytes_max = 64 << 10;
+        config.wal_record_bytes_max = 16 << 10;
+        config.wal_inflight_batches_max = 4;
+        config.shard_inputs_per_turn_max = 64;
+        let mut shard = ShardConfig::from(&config);
+        shard.core.seed = self
+            .seed
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add((node as u64) << 20)
+            .wrapping_add(self.nodes[node].incarnation);
+        #[cfg(feature = "sim-bugs")]
+        {
+            shard.bug = self.bug;
+            shard.core.bug = self.core_bug;
+        }
+        shard
+    }
+
+    /// Starts `node`'s next incarnation and opens every partition on it.
+    pub(super) fn start_node(&mut self, node: usize) -> Result<(), Violation> {
+        let config = self.shard_config(node);
+        let wal: WalConfig = config.wal.clone();
+        let epoch_seed = self.seed ^ ((node as u64) << 48) ^ self.nodes[node].incarnation;
+        let now = self.nodes[node].clock.at(self.epoch, self.now);
+        let started = self.nodes[node].start(config, &wal, epoch_seed, now);
+        self.checkers.judge(RECOVERY, started)?;
+        self.report.starts += 1;
+        let voters: Vec<NodeId> = (1..=self.config.nodes as u64).map(NodeId).collect();
+        let running = self.nodes[node].running.as_ref().expect("just started");
+        for p in 1..=self.config.partitions as u32 {
+            // The answer comes in the shard's turn; what matters is the restore's outcome,
+            // which the recovery checker judges from the shards' events.
+            let opened = running
+                .host
+                .open_partition(PartitionId(p), voters.clone(), Vec::new());
+            let opened = opened.map(drop).map_err(|refusal| {
+                format!(
+                    "node {}: partition {p} does not open: {refusal:?}",
+                    node + 1
+                )
+            });
+            self.checkers.judge(RECOVERY, opened)?;
+        }
+        for shard in 0..self.config.shards {
+            self.schedule_turn(node, shard, self.now);
+        }
+        Ok(())
+    }
+
+    /// Schedules a turn of `node`'s `shard` at `at` (unless one is due earlier).
+    pub(super) fn schedule_turn(&mut self, node: usize, shard: usize, at: u64) {
+        let at = at.max(self.now);
+        let slot = &mut self.nodes[node].turn_at[shard];
+        if slot.is_none_or(|due| at < due) {
+            *slot = Some(at);
+            self.agenda.push(at, Event::Turn { node, shard });
+        }
+    }
+
+    pub(super) fn resume(&mut self, node: usize) {
+        self.nodes[node].paused_until = 0;
+        for shard in 0..self.config.shards {
+            self.schedule_turn(node, shard, self.now);
+        }
+    }
+
+    /// Runs `shard` of `node` until it has nothing to do (or for [`TURNS_PER_EVENT_MAX`]
+    /// turns). `disk_done`: the disk completes what is queued on it during the first turn.
+    pub(super) fn run_shard(
+        &mut self,
+        node: usize,
+        shard: usize,
+        disk_done: bool,
+    ) -> Result<(), Violation> {
+        let sim_node = &mut self.nodes[node];
+        if sim_node.paused_until > self.now {
+            let until = sim_node.paused_until;
+            if disk_done {
+                sim_node.disk_busy[shard] = true;
+                let incarnation = sim_node.incarnation;
+                self.agenda.push(
+                    until,
+                    Event::DiskDone {
+                        node,
+                        shard,
+                        incarnation,
+                    },
+                );
+            } else {
+                self.schedule_turn(node, shard, until);
+            }
+            return Ok(());
+        }
+        let now = sim_node.clock.at(self.epoch, self.now);
+        let disk = sim_node.disks[shard].0.clone();
+        let Some(running) = sim_node.running.as_mut() else {
+            return Ok(());
+        };
+        let stepper = &mut running.shards[shard];
+        let mut more = false;
+        for turn in 0..TURNS_PER_EVENT_MAX {
+            if disk_done && turn == 0 {
+                disk.set_stalled(false);
+            }
+            let worked = stepper.turn(now);
+            disk.set_stalled(true);
+            if self.tracing {
+                let (writes, syncs) = disk.io_counts();
+                eprintln!(
+                    "{:>8} ms    turn n{} s{shard}: worked {worked}, waiting {}, disk writes {writes} syncs {syncs}",
+                    self.now,
+                    node + 1,
+                    stepper.waiting_on_wal()
+                );
+            }
+            self.report.turns += 1;
+            if !worked {
+                break;
+            }
+            more = turn + 1 == TURNS_PER_EVENT_MAX;
+        }
+        self.after_turns(node, shard, more)
+    }
+
+    /// What follows a shard's turns: its failure, its frames, its deliveries, the answers to
+    /// clients, its disk, and its next turn.
+    fn after_turns(&mut self, node: usize, shard: usize, more: bool) -> Result<(), Violation> {
+        let failure = self.nodes[node]
+            .running
+            .as_ref()
+            .and_then(|running| running.shards[shard].failure());
+        self.send_frames(node)?;
+        self.check_deliveries(node)?;
+        self.poll_answers(node)?;
+        self.check_events(node)?;
+        if let Some(reason) = failure {
+            return self.shard_failed(node, shard, &reason);
+        }
+        let sim_node = &mut self.nodes[node];
+        let Some(running) = sim_node.running.as_ref() else {
+            return Ok(());
+        };
+        let stepper = &running.shards[shard];
+        let next_tick = sim_node.clock.when(self.epoch, stepper.next_tick());
+        let waiting = stepper.waiting_on_wal();
+        if waiting && !sim_node.disk_busy[shard] {
+            sim_node.disk_busy[shard] = true;
+            let slow = self.disk_rng.chance(self.config.disk_slow_per_million);
+            let latency = if slow {
+                self.disk_rng.between(
+                    self.config.disk_latency_ms_max,
+                    self.config.disk_slow_ms_max,
+                )
+            } else {
+                self.disk_rng.between(
+                    self.config.disk_latency_ms_min,
+                    self.config.disk_latency_ms_max,
+                )
+            } * sim_node.disk_slowdown;
+            let incarnation = sim_node.incarnation;
+            self.agenda.push(
+                self.now + latency,
+                Event::DiskDone {
+                    node,
+                    shard,
+                    incarnation,
+                },
+            );
+        }
+        self.schedule_turn(node, shard, if more { self.now } else { next_tick });
+        Ok(())
+    }
+
+    /// A shard failed: expected after an injected disk fault (the node restarts from what its
+    /// disks hold after a power cut: after a failed sync nothing unsynced can be trusted), a
+    /// violation otherwise.
+    fn shard_failed(&mut self, node: usize, shard: usize, reason: &str) -> Result<(), Violation> {
+        let expected = self.nodes[node].fault_fired(shard) && reason.starts_with("WAL");
+        if !expected {
+            return self.checkers.judge(
+                SHARD_FAILURE,
+                Err(format!("node {} shard {shard} failed: {reason}", node + 1)),
+            );
+        }
+        self.report.disk_faults_fired += 1;
+        let mode = kommander_wal::backend::sim::CrashMode::Torn(self.disk_rng.next_u64());
+        self.crash_for_a_while(node, Some(mode))?;
+        Ok(())
+    }
+
+    /// Events a node's shards emitted that the checkers judge (a failed restore).
+    fn check_events(&mut self, node: usize) -> Result<(), Violation> {
+        for failure in self.nodes[node].events.take_failures() {
+            self.checkers
+                .judge(RECOVERY, Err(format!("node {}: {failure}", node + 1)))?;
+        }
+        Ok(())
+    }
+
+    // ----- the wire -----
+
+    /// Puts `node`'s outgoing frames on the network (each decoded once here, by the real
+    /// codec, for the wire checkers).
+    fn send_frames(&mut self, node: usize) -> Result<(), Violation> {
+        for (to, frame) in self.nodes[node].outbox.drain() {
+            let Some(to) = (to.0 as usize)
+                .checked_sub(1)
+                .filter(|&to| to < self.nodes.len())
+            else {
+                continue;
+            };
+            let messages =
+                decode_frame_messages(&frame, self.nodes[node].id, NodeId(to as u64 + 1));
+            let messages = match messages {
+                Ok(messages) => messages,
+                Err(error) => {
+                    self.checkers.judge(
+                        CODEC,
+                        Err(format!(
+                            "a frame from node {} does not decode: {error}",
+                            node + 1
+                        )),
+                    )?;
+                    continue;
+                }
+            };
+            for message in &messages {
+                if self.tracing {
+                    eprintln!("{:>8} ms    sent {message:?}", self.now);
+                }
+                let verdict = self.checkers.election_safety.on_sent(message);
+                self.checkers.judge(ElectionSafety::NAME, verdict)?;
+            }
+            self.report.frames += 1;
+            let route = self.network.route(node, to, &mut self.net_rng);
+            let incarnation = self.nodes[to].incarnation;
+            for delay in [route.first, route.duplicate].into_iter().flatten() {
+                self.agenda.push(
+                    self.now + delay,
+                    Event::Deliver {
+                        from: node,
+                        to,
+                        incarnation,
+                        frame: frame.clone(),
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn deliver(
+        &mut self,
+        from: usize,
+        to: usize,
+        incarnation: u64,
+        frame: Bytes,
+    ) -> Result<(), Violation> {
+        let receiver = &self.nodes[to];
+        if receiver.incarnation != incarnation || !receiver.up() {
+            return Ok(());
+        }
+        if receiver.paused_until > self.now {
+            // A stopped process reads nothing; the frame waits in its socket.
+            let at = receiver.paused_until;
+            self.agenda.push(
+                at,
+                Event::Deliver {
+                    from,
+                    to,
+                    incarnation,
+                    frame,
+                },
+            );
+            return Ok(());
+        }
+        let messages = match decode_frame_messages(&frame, NodeId(from as u64 + 1), receiver.id) {
+            Ok(messages) => messages,
+            Err(error) => {
+                return self.checkers.judge(
+                    CODEC,
+                    Err(format!(
+                        "a frame to node {} does not decode: {error}",
+                        to + 1
+                    )),
+                );
+            }
+        };
+        let mut shards: Vec<usize> = messages
+            .iter()
+            .map(|message| crate::shard::shard_of(message.partition, self.config.shards))
+            .collect();
+        shards.sort_unstable();
+        shards.dedup();
+        let running = self.nodes[to].running.as_ref().expect("checked up");
+        running.host.deliver(messages);
+        for shard in shards {
+            self.schedule_turn(to, shard, self.now);
+        }
+        Ok(())
+    }
+}
