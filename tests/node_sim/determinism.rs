@@ -1,7 +1,8 @@
 //! Determinism: the same seed twice gives the same trace hash and report, so every failure
 //! replays exactly; different seeds give different traces.
 
-use kommander_raft::sim::node::{NodeSimConfig, NodeSimFailure, NodeSimulation};
+use kommander_raft::sim::SimFailure;
+use kommander_raft::sim::node::{NodeSimConfig, NodeSimulation};
 
 use crate::sim::run_seeds;
 
@@ -10,7 +11,7 @@ fn same_node_seed_gives_the_same_trace() {
     let results = run_seeds(0..4, 2, false, |seed| {
         let first = NodeSimulation::new(seed, NodeSimConfig::for_seed(seed)).run()?;
         let second = NodeSimulation::new(seed, NodeSimConfig::for_seed(seed)).run()?;
-        Ok::<_, NodeSimFailure>((first, second))
+        Ok::<_, SimFailure>((first, second))
     });
     let mut hashes = Vec::new();
     for (seed, result) in results {

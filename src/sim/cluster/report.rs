@@ -36,7 +36,8 @@ pub struct SimReport {
     pub settle_ms: u64,
 }
 
-/// A run that violated a property: the seed, when, what, and how to replay it.
+/// A run that violated a property: the seed, when, what, and how to replay it (of either
+/// simulator: this one, or the whole-node one of `sim::node`).
 #[derive(Debug, Clone)]
 pub struct SimFailure {
     /// The seed.
@@ -47,6 +48,8 @@ pub struct SimFailure {
     pub violation: Violation,
     /// The injected bug, if any (by name).
     pub bug: Option<String>,
+    /// The command that replays the run.
+    pub replay: String,
 }
 
 impl fmt::Display for SimFailure {
@@ -54,10 +57,7 @@ impl fmt::Display for SimFailure {
         write!(
             f,
             "seed {} at {} ms: {}\n  replay: {}",
-            self.seed,
-            self.at_ms,
-            self.violation,
-            replay_command(self.seed, self.bug.as_deref())
+            self.seed, self.at_ms, self.violation, self.replay
         )
     }
 }
@@ -71,6 +71,7 @@ impl Simulation {
             at_ms: self.now,
             violation,
             bug: self.bug_name.clone(),
+            replay: replay_command(self.seed, self.bug_name.as_deref()),
         }
     }
 }

@@ -506,41 +506,30 @@ impl NodeSimulation {
                         self.failed(p, held.id, "a successful rollback".to_owned())
                     }
                 }
-                // This leader's log does not hold the ticket now; but a later leader whose log
-                // holds it may commit the held entry, which then stops the partition's delivery
-                // until someone resolves it (found by this simulator). The client goes on with
-                // its next operation and tries again now and then.
-                Some(Err(Refusal::Replica(Status::ProposalNotFound))) => {
-                    let at = self.now + NOT_FOUND_RETRY_MS;
-                    self.agenda.push(
-                        at,
-                        Event::Resolve {
-                            p,
-                            c,
-                            held,
-                            commit,
-                            attempt: attempt + 1,
-                        },
-                    );
-                    Ok(())
-                }
-                // Anything else leaves the ticket held: resolve again (on the leader named, if
-                // any) before anything else, until the ticket is settled either way.
+                // Anything else leaves the ticket held, or may: resolve again (on the leader
+                // named, if any) until the ticket is settled either way. `ProposalNotFound`
+                // included, less often: it says only that this leader's log does not hold the
+                // ticket now, and a later leader whose log holds it may commit the held entry,
+                // which then stops the partition's delivery until someone resolves it (found by
+                // this simulator).
                 other => {
-                    if let Some(Err(refusal)) = &other {
-                        self.note_refusal(p, refusal);
-                    }
-                    let at = self.now + resolve_backoff(attempt);
-                    next_event = Some((
-                        at,
-                        Event::Resolve {
-                            p,
-                            c,
-                            held,
-                            commit,
-                            attempt: attempt + 1,
-                        },
-                    ));
+                    let delay = match &other {
+                        Some(Err(Refusal::Replica(Status::ProposalNotFound))) => NOT_FOUND_RETRY_MS,
+                        Some(Err(refusal)) => {
+                            self.note_refusal(p, refusal);
+                            resolve_backoff(attempt)
+                        }
+                        _ => resolve_backoff(attempt),
+                    };
+                    let attempt = attempt + 1;
+                    let resolve = Event::Resolve {
+                        p,
+                        c,
+                        held,
+                        commit,
+                        attempt,
+                    };
+                    next_event = Some((self.now + delay, resolve));
                     Ok(())
                 }
             },

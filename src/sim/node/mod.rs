@@ -36,7 +36,7 @@ use std::time::Instant;
 
 pub use checkers::CHECKERS;
 pub use config::NodeSimConfig;
-pub use report::{FaultCounts, NodeSimFailure, NodeSimReport, node_replay_command};
+pub use report::{FaultCounts, NodeSimReport, node_replay_command};
 
 #[cfg(feature = "sim-bugs")]
 pub use crate::shard::NodeBug;

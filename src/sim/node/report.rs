@@ -1,9 +1,5 @@
 //! What a run returns: its report (the proof it was not vacuous: what it did, which faults
-//! fired) or the first violation, with the command that replays it.
-
-use std::fmt;
-
-use crate::sim::checkers::Violation;
+//! fired), and the command that replays a run (a failure is the simulators' one `SimFailure`).
 
 use super::NodeSimConfig;
 use super::nemesis::Fault;
@@ -128,31 +124,3 @@ impl NodeSimReport {
         *counter += 1;
     }
 }
-
-/// A run that violated a property: the seed, when, what, and how to replay it.
-#[derive(Debug, Clone)]
-pub struct NodeSimFailure {
-    /// The seed.
-    pub seed: u64,
-    /// Simulated time of the violation (ms).
-    pub at_ms: u64,
-    /// The violated property.
-    pub violation: Violation,
-    /// The injected bug, if any (by name).
-    pub bug: Option<String>,
-}
-
-impl fmt::Display for NodeSimFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "seed {} at {} ms: {}\n  replay: {}",
-            self.seed,
-            self.at_ms,
-            self.violation,
-            node_replay_command(self.seed, self.bug.as_deref())
-        )
-    }
-}
-
-impl std::error::Error for NodeSimFailure {}

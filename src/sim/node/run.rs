@@ -7,6 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::core::{NodeId, PartitionId};
+use crate::sim::SimFailure;
 use crate::sim::checkers::Violation;
 use crate::sim::event_queue::EventQueue;
 use crate::sim::network::Network;
@@ -15,7 +16,7 @@ use crate::sim::trace::TraceHash;
 
 use super::checkers::{LIVENESS, NodeCheckers};
 use super::client::Clients;
-use super::report::{NodeSimFailure, NodeSimReport};
+use super::report::{NodeSimReport, node_replay_command};
 use super::sim_node::{NodeClock, SimNode};
 use super::truth::Truth;
 use super::{NodeSimConfig, NodeSimulation};
@@ -184,7 +185,7 @@ impl NodeSimulation {
     /// # Errors
     /// The first violated property (of the checkers listened to), with the seed and the
     /// command that replays it.
-    pub fn run(mut self) -> Result<NodeSimReport, NodeSimFailure> {
+    pub fn run(mut self) -> Result<NodeSimReport, SimFailure> {
         match self.run_inner() {
             Ok(()) => {
                 self.report.trace_hash = self.trace.value();
@@ -401,12 +402,13 @@ impl NodeSimulation {
         Ok(false)
     }
 
-    fn fail(&self, violation: Violation) -> NodeSimFailure {
-        NodeSimFailure {
+    fn fail(&self, violation: Violation) -> SimFailure {
+        SimFailure {
             seed: self.seed,
             at_ms: self.now,
             violation,
             bug: self.bug_name.clone(),
+            replay: node_replay_command(self.seed, self.bug_name.as_deref()),
         }
     }
 }
