@@ -20,14 +20,14 @@ use super::workload::{LOG_TYPE, Op};
 use crate::sim::checkers::Violation;
 use crate::sim::linearizability::{Command, History, OperationId, Response};
 
-/// The pause between two attempts to resolve a held write (commit or roll back): 40 ms,
-/// doubling after ten attempts up to 1 s. A client never gives up: an unresolved ticket stops
-/// the partition's delivery (Kommander's two-phase semantics), and the leader refuses to
-/// resolve a ticket before its proposal has committed, which may take as long as the faults
-/// last.
-/// How long a client waits before resolving again a ticket its leader did not know.
+/// How long the resolver waits before resolving again a ticket its leader did not know.
 const NOT_FOUND_RETRY_MS: u64 = 1_000;
 
+/// The pause between two attempts to resolve a held write (commit or roll back): 40 ms,
+/// doubling after ten attempts up to 1 s. The resolver never gives up: an unresolved ticket
+/// stops the partition's delivery (Kommander's two-phase semantics), and the leader refuses to
+/// resolve a ticket before its proposal has committed, which may take as long as the faults
+/// last.
 fn resolve_backoff(attempt: u32) -> u64 {
     (40_u64 << attempt.saturating_sub(10).min(5)).min(1_000)
 }
