@@ -98,8 +98,12 @@ pub enum ReplicateError {
     /// back, then retry.
     #[error("a two-phase proposal is unresolved")]
     ActiveProposal,
-    /// Commit or rollback of a ticket the leader does not know (never proposed, or already
-    /// resolved and delivered).
+    /// Commit or rollback of a ticket the leader does not know (never proposed, already
+    /// resolved and delivered, or not in this leader's log). After a leader change this is not
+    /// final: a later leader whose log holds the proposal may commit it, and its held entries
+    /// then stop the partition's delivery until the ticket is resolved. An application whose
+    /// two-phase proposal had an unknown outcome should keep resolving the ticket (now and
+    /// then) until a `Success` or a `TicketConflict` settles it.
     #[error("ticket {ticket} is unknown")]
     ProposalNotFound {
         /// The ticket.

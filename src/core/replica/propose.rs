@@ -80,9 +80,10 @@ impl Replica {
     ///
     /// # Errors
     ///
-    /// [`Status::NodeIsNotLeader`], [`Status::ProposalNotFound`] for an unknown (or already
-    /// delivered and forgotten) ticket, [`Status::Errored`] when the ticket was rolled back or
-    /// its proposal is not yet committed, [`Status::ProposalQueueFull`].
+    /// [`Status::NodeIsNotLeader`], [`Status::ProposalNotFound`] for a ticket this leader's log
+    /// does not hold (never proposed, delivered and forgotten, or not here: not final after a
+    /// leader change, as a later leader's log may hold it), [`Status::Errored`] when the ticket
+    /// was rolled back or its proposal is not yet committed, [`Status::ProposalQueueFull`].
     pub fn commit_proposal(&mut self, ticket: Ticket) -> Result<LogIndex, Status> {
         self.resolve(ticket, EntryKind::Commit)
     }
