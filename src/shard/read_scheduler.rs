@@ -58,10 +58,10 @@ impl ReadScheduler {
     }
 
     /// Reads up to `budget` more entries of `partition`'s log (each one read takes one from
-    /// `budget`). `Ok(Some(state))` once the whole log is read: the durable state to rebuild
-    /// the replica from, with `applied` at the floor (the application rebuilds its state from
-    /// `on_log_restored`: everything above the floor is delivered again, exactly once per
-    /// incarnation). `Ok(None)`: the budget ran out first.
+    /// `budget`). [`ReadProgress::Done`] once the whole log is read, with the durable state to
+    /// rebuild the replica from (`applied` at the floor: the application rebuilds its state
+    /// from `on_log_restored`, everything above the floor delivered again, exactly once per
+    /// incarnation).
     ///
     /// # Errors
     ///
@@ -72,18 +72,16 @@ impl ReadScheduler {
         wal: &Wal,
         partition: PartitionId,
         budget: &mut usize,
-    ) -> Result<Option<DurableState>, String> {
+    ) -> Result<ReadProgress, String> {
         let Some(job) = self.jobs.get_mut(&partition) else {
             return Err(format!("partition {partition} has no read in progress"));
         };
         match read_chunk(wal, partition, job, budget) {
-            Ok(false) => Ok(None),
-            Ok(true) => {
-                let job = self
-                    .jobs
-                    .remove(&partition)
-                    .map(|job| durable_state(wal, partition, job));
-                Ok(job)
+            Ok(Chunk::Budget) => Ok(ReadProgress::More),
+            Ok(Chunk::WaitForWal) => Ok(ReadProgress::WaitForWal),
+            Ok(Chunk::Done) => {
+                let job = self.jobs.remove(&partition).expect("the job read above");
+                Ok(ReadProgress::Done(durable_state(wal, partition, job)))
             }
             Err(reason) => {
                 self.jobs.remove(&partition);
@@ -93,22 +91,48 @@ impl ReadScheduler {
     }
 }
 
-/// Reads up to `budget` entries of a partition's log. `Ok(true)` when the log is read.
+/// Where a partition's read stands after [`ReadScheduler::read`].
+pub(crate) enum ReadProgress {
+    /// The whole log is read: the state to rebuild the replica from.
+    Done(DurableState),
+    /// The budget ran out; more next turn.
+    More,
+    /// The next entry is durable but being relocated by the WAL (the rewrite of the records
+    /// that pin its oldest segment): it reads again once the copy is durable, a WAL poll away.
+    WaitForWal,
+}
+
+/// How far a chunk of reading got.
+enum Chunk {
+    /// The whole log is read.
+    Done,
+    /// The budget ran out.
+    Budget,
+    /// The next entry is being relocated by the WAL (see [`ReadProgress::WaitForWal`]).
+    WaitForWal,
+}
+
+/// Reads up to `budget` entries of a partition's log.
 fn read_chunk(
     wal: &Wal,
     partition: PartitionId,
     job: &mut ReadJob,
     budget: &mut usize,
-) -> Result<bool, String> {
+) -> Result<Chunk, String> {
     while job.next <= job.info.last_index {
         if *budget == 0 {
-            return Ok(false);
+            return Ok(Chunk::Budget);
         }
-        *budget -= 1;
         let index = job.next;
-        let record = wal
-            .entry(partition, index)
-            .map_err(|e| format!("reading entry {index}: {e}"))?;
+        let record = match wal.entry(partition, index) {
+            Ok(record) => record,
+            // A durable record the WAL is relocating (the rewrite of records that pin its
+            // oldest segment): readable again once the copy is durable, a WAL poll away. The
+            // rest of this turn's budget is left for the next turn.
+            Err(kommander_wal::Error::NotDurable { .. }) => return Ok(Chunk::WaitForWal),
+            Err(e) => return Err(format!("reading entry {index}: {e}")),
+        };
+        *budget -= 1;
         let term = wal
             .term_at(partition, index)
             .map_err(|e| format!("reading the term of entry {index}: {e}"))?;
@@ -117,7 +141,7 @@ fn read_chunk(
         job.entries.push(entry);
         job.next += 1;
     }
-    Ok(true)
+    Ok(Chunk::Done)
 }
 
 /// The durable state a completely read log describes.

@@ -266,7 +266,10 @@ impl Worker {
     /// Whether a Ready waits for a WAL write to become durable (its acknowledgement and gated
     /// messages are released by a later turn's poll).
     pub(crate) fn waiting_on_wal(&self) -> bool {
-        self.writes.oldest_waiting().is_some() && !self.failed()
+        // The WAL's own submissions count too (the rewrite of records pinning its oldest
+        // segment, which a restore may wait for).
+        let in_flight = self.wal.durable_lsn() < self.wal.next_lsn();
+        (self.writes.oldest_waiting().is_some() || in_flight) && !self.failed()
     }
 
     /// Why the shard failed (a WAL error or a panic), if it did.

@@ -8,6 +8,7 @@
 //! - `KOMMANDER_NODE_SIM_SEED` (+ `KOMMANDER_NODE_SIM_BUG`) — the seed `node_sim::replay` runs.
 
 mod determinism;
+mod found;
 mod replay;
 #[cfg(feature = "sim-bugs")]
 mod sensitivity;

@@ -14,8 +14,8 @@ fn vacuous(report: &NodeSimReport) -> Option<String> {
         + report.faults.power_losses_minority
         + report.faults.power_losses_all;
     let floors = [
-        ("acknowledged writes", report.acknowledged, 20),
-        ("answered reads", report.reads, 10),
+        ("acknowledged writes", report.acknowledged, 10),
+        ("answered reads", report.reads, 5),
         ("crashes and power losses", crashes, 1),
         ("disk faults that fired", report.disk_faults_fired, 1),
         ("restarts", report.starts - report.shape.0 as u64, 1),

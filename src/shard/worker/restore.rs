@@ -14,6 +14,7 @@ use super::partition::Slot;
 use crate::core::{DurableState, Entry, LogIndex, NodeId, PartitionId, Replica, Status};
 #[cfg(feature = "sim-bugs")]
 use crate::shard::NodeBug;
+use crate::shard::read_scheduler::ReadProgress;
 use crate::shard::wal_records::WalView;
 use crate::shard::{Opened, RaftEvent, Refusal, Reply};
 
@@ -128,17 +129,23 @@ impl Worker {
             let Some(&partition) = self.restoring.front() else {
                 break;
             };
-            worked = true;
             let dirty = self.partitions.is_dirty(partition);
             let Some(slot) = self.partitions.get_mut(partition) else {
+                worked = true;
                 self.restoring.pop_front();
                 continue;
             };
             let delivery = match slot.restore.as_mut() {
                 Some(Restore::Reading { .. }) => {
-                    match self.reads.read(&self.wal, partition, &mut budget) {
-                        Ok(None) => {}
-                        Ok(Some(durable)) => self.rebuild(partition, durable),
+                    let progress = self.reads.read(&self.wal, partition, &mut budget);
+                    if !matches!(progress, Ok(ReadProgress::WaitForWal)) {
+                        worked = true;
+                    }
+                    match progress {
+                        Ok(ReadProgress::More) => {}
+                        // Nothing to do before the WAL's next completion.
+                        Ok(ReadProgress::WaitForWal) => break,
+                        Ok(ReadProgress::Done(durable)) => self.rebuild(partition, durable),
                         Err(reason) => {
                             self.partitions.remove(partition);
                             self.restoring.pop_front();
@@ -150,10 +157,12 @@ impl Worker {
                 }
                 Some(Restore::Delivering(delivery)) => delivery,
                 None => {
+                    worked = true;
                     self.restoring.pop_front();
                     continue;
                 }
             };
+            worked = true;
             while budget > 0 {
                 let Some(entry) = delivery.backlog.pop_front() else {
                     break;
