@@ -150,7 +150,10 @@ impl WalScheduler {
         now: Instant,
         persisted: impl FnMut(PartitionId, u64) -> bool,
     ) -> kommander_wal::Result<bool> {
-        if self.pending.is_empty() && self.submitted.is_empty() {
+        // The WAL's own writes (the rewrite of records pinning its oldest segment) are polled
+        // too: a restore may wait for one.
+        let wal_idle = wal.durable_lsn() >= wal.next_lsn();
+        if self.pending.is_empty() && self.submitted.is_empty() && wal_idle {
             return Ok(false);
         }
         let durable = wal.poll_durable()?;
