@@ -53,6 +53,16 @@ impl SimRng {
         self.below(1_000_000) < u64::from(per_million)
     }
 
+    /// A durable write's latency: between `min` and `max` ms, or, with probability
+    /// `slow_per_million / 1_000_000`, a slow one between `max` and `slow_max` ms.
+    pub fn latency(&mut self, min: u64, max: u64, slow_per_million: u32, slow_max: u64) -> u64 {
+        if self.chance(slow_per_million) {
+            self.between(max, slow_max)
+        } else {
+            self.between(min, max)
+        }
+    }
+
     /// A child generator for an independent stream (per node, per component), so that adding
     /// draws in one component does not shift every other component's stream.
     pub fn fork(&mut self) -> Self {

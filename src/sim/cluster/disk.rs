@@ -86,17 +86,13 @@ impl Simulation {
             return;
         }
         state.flushing = state.disk_queue.len();
-        let latency = if self.disk_rng.chance(self.config.disk_slow_per_million) {
-            self.disk_rng.between(
-                self.config.disk_latency_ms_max,
-                self.config.disk_slow_ms_max,
-            )
-        } else {
-            self.disk_rng.between(
-                self.config.disk_latency_ms_min,
-                self.config.disk_latency_ms_max,
-            )
-        };
+        let config = &self.config;
+        let latency = self.disk_rng.latency(
+            config.disk_latency_ms_min,
+            config.disk_latency_ms_max,
+            config.disk_slow_per_million,
+            config.disk_slow_ms_max,
+        );
         let incarnation = state.incarnation;
         self.agenda
             .push(self.now + latency, Event::FlushDone { node, incarnation });

@@ -176,18 +176,13 @@ impl NodeSimulation {
         let waiting = stepper.waiting_on_wal();
         if waiting && !sim_node.disk_busy[shard] {
             sim_node.disk_busy[shard] = true;
-            let slow = self.disk_rng.chance(self.config.disk_slow_per_million);
-            let latency = if slow {
-                self.disk_rng.between(
-                    self.config.disk_latency_ms_max,
-                    self.config.disk_slow_ms_max,
-                )
-            } else {
-                self.disk_rng.between(
-                    self.config.disk_latency_ms_min,
-                    self.config.disk_latency_ms_max,
-                )
-            } * sim_node.disk_slowdown;
+            let config = &self.config;
+            let latency = self.disk_rng.latency(
+                config.disk_latency_ms_min,
+                config.disk_latency_ms_max,
+                config.disk_slow_per_million,
+                config.disk_slow_ms_max,
+            ) * sim_node.disk_slowdown;
             let incarnation = sim_node.incarnation;
             self.agenda.push(
                 self.now + latency,
