@@ -9,7 +9,7 @@ use kommander_raft::sim::node::{
 use crate::sim::{env_u64, run_seeds};
 
 /// What every seed must reach, else it proved nothing.
-fn vacuous(report: &NodeSimReport) -> Option<String> {
+pub(super) fn vacuous(report: &NodeSimReport) -> Option<String> {
     let crashes = report.faults.crashes
         + report.faults.power_losses_minority
         + report.faults.power_losses_all;

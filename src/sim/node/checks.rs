@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::core::{EntryKind, LogIndex, PartitionId};
+use crate::core::{EntryKind, LogIndex, PartitionId, Term};
 use crate::sim::checkers::Violation;
 use crate::sim::network::NetworkConfig;
 
@@ -12,6 +12,7 @@ use super::checkers::{
     AcknowledgedWritesDurable, ExactlyOnceInOrderDelivery, FailedWritesNeverCommit,
     Linearizability, LogMatching, RECOVERY, StateMachineSafety,
 };
+use super::client::PartitionClients;
 use super::run::{Event, SETTLE_CHECK_MS};
 use super::truth::{Acknowledged, DurableLog, decode_durable};
 
@@ -158,20 +159,18 @@ impl NodeSimulation {
         Ok(())
     }
 
-    /// Every partition served a write and a read invoked after the faults stopped.
+    /// Every partition served writes and reads invoked after the faults stopped (enough of each,
+    /// see `PartitionClients::healed`).
     pub(super) fn settled(&self) -> bool {
-        self.healed_at.is_some()
-            && self
-                .clients
-                .partitions
-                .iter()
-                .all(|clients| clients.healed_write && clients.healed_read)
+        self.healed_at.is_some() && self.clients.partitions.iter().all(PartitionClients::healed)
     }
 
     /// Every node's application applied the same index of every partition, except nodes that
-    /// fell behind the compaction floor: their log ends below another node's floor, so only a
-    /// snapshot could bring them back, and the shards do not ship snapshots yet (issue 11).
-    /// Returns whether converged, and the (node, partition) pairs excused.
+    /// fell behind the compaction floor: their log does not hold the entry at another node's
+    /// floor (it ends below it, or holds another term there), so the leader cannot find a
+    /// matching entry to append after and only a snapshot could bring them back; the shards do
+    /// not ship snapshots yet (issue 11). Returns whether converged, and the (node, partition)
+    /// pairs excused.
     pub(super) fn converged(&mut self) -> Result<(bool, u64), Violation> {
         let mut excused = 0;
         for p in 1..=self.config.partitions as u32 {
@@ -186,38 +185,30 @@ impl NodeSimulation {
                 continue;
             }
             let shard = crate::shard::shard_of(partition, self.config.shards);
-            let mut ends = Vec::with_capacity(self.nodes.len());
+            let mut logs = Vec::with_capacity(self.nodes.len());
             for node in 0..self.nodes.len() {
-                let logs = match self.durable(node, shard) {
-                    Ok(logs) => logs,
+                match self.durable(node, shard) {
+                    Ok(durable) => logs.push(durable.get(&partition).cloned().unwrap_or_default()),
                     Err(error) => {
                         return self
                             .checkers
                             .judge(RECOVERY, Err(error))
                             .map(|()| (false, 0));
                     }
-                };
-                let log = logs.get(&partition);
-                let floor = log.map_or(LogIndex::ZERO, |log| log.floor);
-                let last = log
-                    .and_then(|log| log.entries.keys().next_back().copied())
-                    .unwrap_or(floor);
-                ends.push((floor, last));
+                }
             }
-            let highest_floor = ends
+            let highest = logs
                 .iter()
-                .map(|(floor, _)| *floor)
-                .max()
-                .unwrap_or_default();
+                .max_by_key(|log| log.floor)
+                .map_or((LogIndex::ZERO, Term(0)), |log| (log.floor, log.floor_term));
             for (node, &index) in applied.iter().enumerate() {
                 if index == most {
                     continue;
                 }
-                if ends[node].1 < highest_floor {
-                    excused += 1;
-                } else {
+                if logs[node].term_at(highest.0) == Some(highest.1) {
                     return Ok((false, 0));
                 }
+                excused += 1;
             }
         }
         Ok((true, excused))
@@ -229,13 +220,13 @@ impl NodeSimulation {
             .partitions
             .iter()
             .enumerate()
-            .filter(|(_, clients)| !(clients.healed_write && clients.healed_read))
+            .filter(|(_, clients)| !clients.healed())
             .map(|(p, clients)| {
                 format!(
                     "p{} (write {}, read {})",
                     p + 1,
-                    clients.healed_write,
-                    clients.healed_read
+                    clients.healed_writes,
+                    clients.healed_reads
                 )
             })
             .collect();

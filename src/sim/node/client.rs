@@ -34,6 +34,9 @@ fn resolve_backoff(attempt: u32) -> u64 {
 
 /// The pause between a client's operations once the faults stopped.
 const HEALED_OP_INTERVAL_MS: (u64, u64) = (20, 100);
+/// Writes and reads each partition must serve after the faults healed before the run settles:
+/// several, so every seed checks reads across the recovered cluster, whatever the faults left.
+const HEALED_SERVED: u32 = 3;
 
 type Answer<T> = oneshot::Receiver<Result<T, Refusal>>;
 
@@ -97,9 +100,16 @@ pub(super) struct PartitionClients {
     /// judged by the other checkers only).
     pub(super) history: History,
     checkpoint: Option<(usize, Answer<ReplicationResult>)>,
-    /// Since the faults healed: a write acknowledged and a read answered.
-    pub(super) healed_write: bool,
-    pub(super) healed_read: bool,
+    /// Since the faults healed: writes acknowledged and reads answered.
+    pub(super) healed_writes: u32,
+    pub(super) healed_reads: u32,
+}
+
+impl PartitionClients {
+    /// Whether the partition served enough writes and reads since the faults healed.
+    pub(super) fn healed(&self) -> bool {
+        self.healed_writes >= HEALED_SERVED && self.healed_reads >= HEALED_SERVED
+    }
 }
 
 /// Every partition's clients.
@@ -168,7 +178,7 @@ impl NodeSimulation {
 
     fn next_op_at(&mut self) -> u64 {
         // Once the faults stopped, every partition is probed often: the liveness bound asks
-        // for a write and a read on each.
+        // for writes and reads on each.
         let (low, high) = match self.healed_at {
             Some(_) => (HEALED_OP_INTERVAL_MS.0, HEALED_OP_INTERVAL_MS.1),
             None => (
@@ -419,7 +429,7 @@ impl NodeSimulation {
             (Awaiting::Write { op, history, .. }, Answered::Write(answer)) => match answer {
                 Some(Ok(result)) if result.status == Status::Success => {
                     if self.complete(p, history, Response::Write) {
-                        self.clients.partitions[p].healed_write = true;
+                        self.clients.partitions[p].healed_writes += 1;
                     }
                     self.acknowledged(p, pending.node, op, result.index, true)
                 }
@@ -538,7 +548,7 @@ impl NodeSimulation {
                     let value = self.nodes[pending.node].app.read(partition_id(p), key);
                     self.report.reads += 1;
                     if self.complete(p, history, Response::Read(value)) {
-                        self.clients.partitions[p].healed_read = true;
+                        self.clients.partitions[p].healed_reads += 1;
                     }
                     self.clients.partitions[p]
                         .leader_hint

@@ -77,7 +77,7 @@ pub(super) enum Event {
     HealCuts { generation: u64 },
     /// The fault phase ends.
     EndFaults,
-    /// Has every partition served a write and a read since the faults stopped?
+    /// Has every partition served writes and reads since the faults stopped?
     CheckSettled,
 }
 
@@ -227,7 +227,7 @@ impl NodeSimulation {
                 return self.checkers.judge(
                     LIVENESS,
                     Err(format!(
-                        "{} ms after the faults stopped, not every partition has served a write and a read, and converged: {}",
+                        "{} ms after the faults stopped, not every partition has served its writes and reads, and converged: {}",
                         self.config.settle_ms_max,
                         self.unsettled()
                     )),

@@ -34,8 +34,20 @@ pub(super) struct Applied {
 pub(super) struct DurableLog {
     /// Compaction floor: entries at or below it are gone.
     pub(super) floor: LogIndex,
+    /// The term of the entry at the floor (0 when nothing was compacted).
+    pub(super) floor_term: Term,
     /// Entries above the floor: index → (term, workload operation if any).
     pub(super) entries: BTreeMap<LogIndex, (Term, Option<Op>)>,
+}
+
+impl DurableLog {
+    /// The term of the entry at `index`, if this log still knows it (at the floor or above).
+    pub(super) fn term_at(&self, index: LogIndex) -> Option<Term> {
+        if index == self.floor {
+            return Some(self.floor_term);
+        }
+        self.entries.get(&index).map(|&(term, _)| term)
+    }
 }
 
 /// Everything recorded.
@@ -67,6 +79,7 @@ pub(super) fn decode_durable(
     for (&partition, log) in &logs.partitions {
         let mut durable = DurableLog {
             floor: LogIndex(log.first_index.saturating_sub(1)),
+            floor_term: Term(log.floor_term.unwrap_or(0)),
             entries: BTreeMap::new(),
         };
         for entry in &log.entries {

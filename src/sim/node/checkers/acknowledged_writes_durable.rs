@@ -84,6 +84,7 @@ mod tests {
     fn log(floor: u64, entries: &[(u64, Op)]) -> DurableLog {
         DurableLog {
             floor: LogIndex(floor),
+            floor_term: Term(if floor == 0 { 0 } else { 1 }),
             entries: entries
                 .iter()
                 .map(|&(i, op)| (LogIndex(i), (Term(1), Some(op))))

@@ -72,6 +72,7 @@ mod tests {
     fn log(floor: u64, terms: &[(u64, u64, u64)]) -> DurableLog {
         DurableLog {
             floor: LogIndex(floor),
+            floor_term: Term(if floor == 0 { 0 } else { 1 }),
             entries: terms
                 .iter()
                 .map(|&(i, t, v)| (LogIndex(i), (Term(t), Some(Op::Write { key: 0, value: v }))))
