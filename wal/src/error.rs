@@ -126,6 +126,15 @@ pub enum Error {
         /// The limit.
         max: usize,
     },
+    /// A [`crate::Write::InstallSnapshot`] after another write of the partition's log in the
+    /// same batch (whether it keeps the log's suffix depends on the log as it stands).
+    #[error(
+        "partition {partition}: a snapshot boundary must come before the batch's other writes of the partition's log"
+    )]
+    InstallAfterLogWrite {
+        /// The partition.
+        partition: PartitionId,
+    },
     /// A new partition would exceed `partitions_max`.
     #[error("too many partitions: partitions_max = {max}")]
     TooManyPartitions {

@@ -280,6 +280,8 @@ pub(crate) struct Sketch {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SketchEntry {
     pub(crate) exists: bool,
+    /// An entry, truncation, compaction or boundary of this partition is earlier in the batch.
+    pub(crate) log_written: bool,
     pub(crate) fresh: bool,
     pub(crate) first_index: u64,
     pub(crate) next_index: u64,
@@ -297,12 +299,14 @@ impl Sketch {
             .or_insert_with(|| match state.partitions.get(&partition) {
                 Some(p) => SketchEntry {
                     exists: true,
+                    log_written: false,
                     fresh: p.fresh,
                     first_index: p.first_index,
                     next_index: p.next_index(),
                 },
                 None => SketchEntry {
                     exists: false,
+                    log_written: false,
                     fresh: true,
                     first_index: 1,
                     next_index: 1,

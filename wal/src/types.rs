@@ -115,6 +115,19 @@ pub enum Write<'a> {
         /// New first index.
         index: u64,
     },
+    /// A snapshot's boundary: the application now holds the partition's state through `index`,
+    /// whose entry had `term`. When the log holds that entry with that term, the entries after
+    /// it stay (they may still be the leader's) and those up to it go; otherwise the whole log
+    /// goes. Either way the log then starts after `index`, with the floor (`index`, `term`).
+    /// Must come before any other write of the partition's log in its batch.
+    InstallSnapshot {
+        /// Partition.
+        partition: PartitionId,
+        /// The snapshot's last index: the new floor.
+        index: u64,
+        /// The term of the entry at `index`.
+        term: u64,
+    },
     /// Forget the partition.
     DeletePartition {
         /// Partition.
@@ -131,6 +144,7 @@ impl Write<'_> {
             | Write::CommitIndex { partition, .. }
             | Write::TruncateAfter { partition, .. }
             | Write::CompactTo { partition, .. }
+            | Write::InstallSnapshot { partition, .. }
             | Write::DeletePartition { partition } => partition,
         }
     }

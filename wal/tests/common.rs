@@ -52,6 +52,8 @@ pub enum Op {
     Commit(u32, u64),
     TruncateAfter(u32, u64),
     CompactTo(u32, u64),
+    /// A snapshot boundary: (partition, index, term).
+    InstallSnapshot(u32, u64, u64),
     Delete(u32),
 }
 
@@ -79,6 +81,11 @@ impl Op {
             Op::CompactTo(p, index) => Write::CompactTo {
                 partition: PartitionId(*p),
                 index: *index,
+            },
+            Op::InstallSnapshot(p, index, term) => Write::InstallSnapshot {
+                partition: PartitionId(*p),
+                index: *index,
+                term: *term,
             },
             Op::Delete(p) => Write::DeletePartition {
                 partition: PartitionId(*p),
@@ -148,6 +155,7 @@ impl Model {
         | Op::Commit(p, _)
         | Op::TruncateAfter(p, _)
         | Op::CompactTo(p, _)
+        | Op::InstallSnapshot(p, ..)
         | Op::Delete(p)) = op;
         let part = self
             .partitions
@@ -193,6 +201,21 @@ impl Model {
                 part.floor_term = term;
                 part.fresh = false;
             }
+            Op::InstallSnapshot(_, i, t) => {
+                if part.term_at(*i) == Some(*t) {
+                    let drop = (i + 1).saturating_sub(part.first_index);
+                    if drop >= part.entries.len() as u64 {
+                        part.entries.clear();
+                    } else {
+                        part.entries.drain(..drop as usize);
+                    }
+                } else {
+                    part.entries.clear();
+                }
+                part.first_index = i + 1;
+                part.floor_term = *t;
+                part.fresh = false;
+            }
             Op::Delete(_) => {}
         }
     }
@@ -233,7 +256,8 @@ pub fn assert_matches(wal: &Wal, model: &Model, context: &str) {
 }
 
 /// A valid random workload over `partitions` partitions: mostly entries, with terms and votes,
-/// commit indexes, truncations, compactions and (rarely) deletions.
+/// commit indexes, truncations, compactions, snapshot boundaries (keeping the suffix, in
+/// conflict with it, beyond the last entry) and (rarely) deletions.
 pub fn workload(seed: u64, ops: usize, partitions: u32, payload_max: u64) -> Vec<Op> {
     let mut rng = Rng(seed);
     let mut model = Model::default();
@@ -271,7 +295,20 @@ pub fn workload(seed: u64, ops: usize, partitions: u32, payload_max: u64) -> Vec
                 }
                 _ => continue,
             },
-            92..=98 => match part {
+            92..=94 => {
+                let (floor, next) = part.map_or((0, 1), |m| {
+                    (m.first_index.saturating_sub(1), m.next_index())
+                });
+                let index = (floor + rng.below(next - floor + 4)).max(1);
+                let held = part.and_then(|m| m.term_at(index));
+                let index_term = match (held, rng.below(3)) {
+                    (Some(held), 0 | 1) => held,
+                    (Some(held), _) => held + 1,
+                    (None, _) => term,
+                };
+                Op::InstallSnapshot(p, index, index_term)
+            }
+            95..=98 => match part {
                 Some(m) if !m.entries.is_empty() => {
                     let forward = rng.below(m.entries.len() as u64 + 2);
                     Op::CompactTo(p, m.first_index + forward)

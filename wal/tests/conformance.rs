@@ -30,6 +30,10 @@ macro_rules! conformance_tests {
                 super::compact_then_reopen(FACTORY)
             }
             #[test]
+            fn install_snapshot_then_reopen() {
+                super::install_snapshot_then_reopen(FACTORY)
+            }
+            #[test]
             fn term_vote_and_commit_index_reopen() {
                 super::term_vote_and_commit_index_reopen(FACTORY)
             }
@@ -164,6 +168,66 @@ fn compact_then_reopen(factory: Factory) {
         (info.first_index, info.last_index, info.last_term),
         (30, 30, 9)
     );
+}
+
+/// A snapshot boundary keeps the suffix after an entry it matches, drops the whole log on a
+/// conflict or beyond the last entry, must come first in its batch, and survives reopening.
+fn install_snapshot_then_reopen(factory: Factory) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut wal = open(dir.path(), factory);
+    let (keep, conflict, beyond) = (p(1), p(2), p(3));
+    for partition in [keep, conflict, beyond] {
+        for index in 1..=10 {
+            wal.append_entry(partition, index, 2, &[index as u8; 10])
+                .expect("append");
+        }
+    }
+    // The boundary's validation refuses, changing nothing.
+    assert!(matches!(
+        wal.append(&[
+            Write::Entry {
+                partition: keep,
+                index: 11,
+                term: 2,
+                payload: b"x",
+            },
+            Write::InstallSnapshot {
+                partition: keep,
+                index: 6,
+                term: 2,
+            },
+        ]),
+        Err(Error::InstallAfterLogWrite { partition }) if partition == keep
+    ));
+    wal.compact_to(beyond, 4).expect("compact");
+    assert!(matches!(
+        wal.install_snapshot(beyond, 2, 2),
+        Err(Error::BelowCompactionFloor { .. })
+    ));
+    wal.install_snapshot(keep, 6, 2).expect("matching boundary");
+    wal.install_snapshot(conflict, 6, 3).expect("conflicting boundary");
+    wal.install_snapshot(beyond, 25, 4).expect("boundary beyond the log");
+    // The log continues after the boundary (the matching suffix stays).
+    wal.append_entry(keep, 11, 3, b"k").expect("after the kept suffix");
+    wal.append_entry(conflict, 7, 3, b"c").expect("after a conflict");
+    wal.append_entry(beyond, 26, 4, b"b").expect("after the boundary");
+    wal.sync().expect("sync");
+    let check = |wal: &Wal| {
+        let info = |partition| {
+            let info = wal.partition(partition).expect("info");
+            (info.first_index, info.last_index, info.last_term)
+        };
+        assert_eq!(info(keep), (7, 11, 3));
+        assert_eq!(&wal.entry(keep, 7).expect("kept")[..], &[7u8; 10][..]);
+        assert_eq!(wal.term_at(keep, 6).expect("floor term"), 2);
+        assert_eq!(info(conflict), (7, 7, 3));
+        assert_eq!(wal.term_at(conflict, 6).expect("floor term"), 3);
+        assert_eq!(info(beyond), (26, 26, 4));
+        assert_eq!(wal.term_at(beyond, 25).expect("floor term"), 4);
+    };
+    check(&wal);
+    let wal = reopen(wal, dir.path(), factory);
+    check(&wal);
 }
 
 fn term_vote_and_commit_index_reopen(factory: Factory) {

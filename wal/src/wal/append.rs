@@ -21,6 +21,7 @@ impl Wal {
     /// entry must follow the partition's last index; after [`Write::TruncateAfter`] in the same
     /// batch, the truncation point), [`Error::UnknownPartition`] (truncate, compact or delete
     /// of a partition with no records), [`Error::BelowCompactionFloor`],
+    /// [`Error::InstallAfterLogWrite`],
     /// [`Error::TooManyPartitions`]. [`Error::Poisoned`] and I/O errors (which poison).
     ///
     /// # Durability
@@ -49,6 +50,9 @@ impl Wal {
             let partition = write.partition();
             let entry = sketch.entry(&self.state, partition);
             let existed = entry.exists;
+            let log_written = entry.log_written;
+            entry.log_written |=
+                !matches!(write, Write::TermVote { .. } | Write::CommitIndex { .. });
             match *write {
                 Write::Entry { index, payload, .. } => {
                     if payload.len() > self.config.record_bytes_max {
@@ -114,6 +118,29 @@ impl Wal {
                         entry.fresh = false;
                     }
                 }
+                Write::InstallSnapshot { index, term, .. } => {
+                    if log_written {
+                        return Err(Error::InstallAfterLogWrite { partition });
+                    }
+                    if index == 0
+                        || index == u64::MAX
+                        || (!entry.fresh && index + 1 < entry.first_index)
+                    {
+                        return Err(Error::BelowCompactionFloor {
+                            partition,
+                            index,
+                            first_index: entry.first_index,
+                        });
+                    }
+                    entry.next_index = if self.keeps_suffix(partition, index, term) {
+                        entry.next_index.max(index + 1)
+                    } else {
+                        index + 1
+                    };
+                    entry.first_index = index + 1;
+                    entry.fresh = false;
+                    entry.exists = true;
+                }
                 Write::DeletePartition { .. } => {
                     if !entry.exists {
                         return Err(Error::UnknownPartition { partition });
@@ -177,10 +204,30 @@ impl Wal {
                     .unwrap_or(0);
                 self.append_record(RecordKind::CompactTo, 0, partition, term, index, &[])
             }
+            Write::InstallSnapshot { index, term, .. } => {
+                // Both records exist for other reasons and replay as written: a compaction
+                // beyond the last entry clears the log, a reset clears it whatever it holds.
+                let kind = if self.keeps_suffix(partition, index, term) {
+                    RecordKind::CompactTo
+                } else {
+                    RecordKind::Reset
+                };
+                self.append_record(kind, 0, partition, term, index + 1, &[])
+            }
             Write::DeletePartition { .. } => {
                 self.append_record(RecordKind::DeletePartition, 0, partition, 0, 0, &[])
             }
         }
+    }
+
+    /// Whether a snapshot boundary at (`index`, `term`) keeps the partition's log after it:
+    /// the log holds that entry (or its floor is it) with that term.
+    fn keeps_suffix(&self, partition: PartitionId, index: u64, term: u64) -> bool {
+        self.state
+            .partitions
+            .get(&partition)
+            .and_then(|p| p.term_at(index))
+            == Some(term)
     }
 
     /// Encodes one record into the current frame (opening, sealing and rotating as needed)
@@ -378,6 +425,27 @@ impl Wal {
     /// As [`Wal::append`].
     pub fn compact_to(&mut self, partition: PartitionId, index: u64) -> Result<Lsn> {
         self.append(&[Write::CompactTo { partition, index }])
+    }
+
+    /// Installs a snapshot's boundary (see [`Write::InstallSnapshot`] and [`Wal::append`]).
+    ///
+    /// # Errors
+    /// [`Error::BelowCompactionFloor`] for an index below the floor (or 0), or as
+    /// [`Wal::append`].
+    ///
+    /// # Durability
+    /// As [`Wal::append`]. Until durable, a crash brings the old log back.
+    pub fn install_snapshot(
+        &mut self,
+        partition: PartitionId,
+        index: u64,
+        term: u64,
+    ) -> Result<Lsn> {
+        self.append(&[Write::InstallSnapshot {
+            partition,
+            index,
+            term,
+        }])
     }
 
     /// Forgets a partition. See [`Wal::append`].
