@@ -144,6 +144,16 @@ impl ObservedLog {
         Ok(())
     }
 
+    /// A snapshot's boundary at (`index`, `term`): the log restarts after `index`, keeping the
+    /// entries after it when it holds `index` with `term` (Raft §7), else discarding them.
+    pub fn install(&mut self, index: u64, term: u64) {
+        if self.term_at(index) == Some(term) && index >= self.floor_index {
+            self.compact(index);
+        } else {
+            *self = Self::new(index, term, Vec::new());
+        }
+    }
+
     /// Drops entries at or below `floor` (a committed checkpoint).
     pub fn compact(&mut self, floor: u64) {
         if floor <= self.floor_index {
@@ -265,7 +275,8 @@ pub enum Observation {
         delivered: u64,
     },
     /// The replica installed a snapshot: its log restarts after `index` (whose entry had
-    /// `term`), and the application's state now covers everything up to `index`.
+    /// `term`; the entries after it stay if the log held it with that term), and the
+    /// application's state now covers everything up to `index`.
     SnapshotInstalled {
         /// Node.
         node: NodeIndex,
@@ -415,12 +426,49 @@ impl ClusterView {
                 term,
             } => {
                 let replica = &mut self.replicas[*node][*partition];
-                replica.log = ObservedLog::new(*index, *term, Vec::new());
+                replica.log.install(*index, *term);
                 replica.commit = replica.commit.max(*index);
                 replica.delivered = replica.delivered.max(*index);
             }
             Observation::Acknowledged { .. } => {}
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ObservedEntry, ObservedKind, ObservedLog};
+
+    fn log(terms: &[u64]) -> ObservedLog {
+        let entries = terms
+            .iter()
+            .enumerate()
+            .map(|(k, &term)| ObservedEntry {
+                index: k as u64 + 1,
+                term,
+                id: 0,
+                kind: ObservedKind::Noop,
+            })
+            .collect();
+        ObservedLog::new(0, 0, entries)
+    }
+
+    #[test]
+    fn install_keeps_the_suffix_after_a_matching_entry_only() {
+        let mut matching = log(&[1, 1, 2, 2]);
+        matching.install(2, 1);
+        assert_eq!((matching.floor_index(), matching.last_index()), (2, 4));
+        assert_eq!(matching.term_at(3), Some(2));
+        let mut conflicting = log(&[1, 1, 2, 2]);
+        conflicting.install(3, 3);
+        assert_eq!(
+            (conflicting.floor_index(), conflicting.last_index()),
+            (3, 3)
+        );
+        assert_eq!(conflicting.term_at(3), Some(3));
+        let mut beyond = log(&[1, 1]);
+        beyond.install(5, 2);
+        assert_eq!((beyond.floor_index(), beyond.last_index()), (5, 5));
     }
 }

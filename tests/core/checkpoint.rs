@@ -1,6 +1,6 @@
 //! Checkpoints: refusal while a two-phase proposal is open, compaction floor, snapshot need.
 
-use kommander_raft::core::{LogIndex, NodeId, ProgressState, Status, Term};
+use kommander_raft::core::{LogIndex, MessageBody, NodeId, ProgressState, Status, Term};
 
 use super::harness::{Cluster, payload};
 
@@ -234,4 +234,60 @@ fn retention_is_bounded() {
         vec![NodeId(3)],
         "too far behind: snapshot"
     );
+}
+
+/// Raft §7: a follower that holds the snapshot's last entry with the snapshot's term keeps the
+/// entries after it (durably too: they survive a restart); on a conflict it discards its log.
+#[test]
+fn an_installed_snapshot_keeps_a_matching_suffix_and_discards_a_conflicting_log() {
+    let mut c = Cluster::new(3, 0);
+    c.elect(1);
+    // Node 3 receives every entry but never learns that they committed.
+    for i in 0..4 {
+        c.propose(1, &format!("v{i}"));
+    }
+    c.settle_mapped(|mut m| {
+        if m.to == NodeId(3) {
+            match &mut m.body {
+                MessageBody::AppendRequest { commit, .. }
+                | MessageBody::Heartbeat { commit, .. } => *commit = LogIndex::ZERO,
+                _ => {}
+            }
+        }
+        Some(m)
+    });
+    let term = c.replica(1).term();
+    let log = c.log_of(3);
+    assert_eq!(log.len(), 5, "the no-op and four entries: {log:?}");
+    assert_eq!(c.replica(3).commit_index(), LogIndex::ZERO);
+
+    c.replica_mut(3)
+        .install_snapshot(NodeId(1), term, LogIndex(3), term)
+        .expect("install");
+    assert_eq!(c.log_of(3), log[3..].to_vec());
+    assert_eq!(
+        (c.replica(3).compaction_floor(), c.replica(3).commit_index()),
+        (LogIndex(3), LogIndex(3))
+    );
+    assert_eq!(c.replica(3).delivered_index(), LogIndex(3));
+    c.settle();
+    c.crash(3);
+    c.restart(3);
+    assert_eq!(c.log_of(3), log[3..].to_vec(), "the suffix is durable");
+
+    // A snapshot from a newer term whose last entry conflicts: the log goes.
+    let newer = Term(term.0 + 1);
+    c.replica_mut(3)
+        .install_snapshot(NodeId(2), newer, LogIndex(4), newer)
+        .expect("install");
+    assert!(c.log_of(3).is_empty());
+    assert_eq!(
+        (c.replica(3).last_index(), c.replica(3).term_at(LogIndex(4))),
+        (LogIndex(4), Some(newer))
+    );
+    c.process(NodeId(3));
+    c.crash(3);
+    c.restart(3);
+    assert!(c.log_of(3).is_empty());
+    assert_eq!(c.replica(3).last_index(), LogIndex(4));
 }

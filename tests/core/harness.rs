@@ -38,7 +38,18 @@ pub(crate) struct Disk {
 impl Disk {
     fn write(&mut self, ready: &UnsyncedWrite) {
         if let Some(snapshot) = ready.installed_snapshot {
-            self.entries.clear();
+            // As the WAL's boundary: the entries after a matching last entry stay.
+            let matching = self
+                .entries
+                .iter()
+                .find(|e| e.index == snapshot.index)
+                .map(|e| e.term)
+                .or((snapshot.index == self.floor).then_some(self.floor_term));
+            if matching == Some(snapshot.term) {
+                self.entries.retain(|e| e.index > snapshot.index);
+            } else {
+                self.entries.clear();
+            }
             self.floor = snapshot.index;
             self.floor_term = snapshot.term;
         }

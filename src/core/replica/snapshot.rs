@@ -6,8 +6,10 @@ use super::*;
 impl Replica {
     /// Follower side of a snapshot transfer: the runtime replaced the application's state with
     /// the leader's state at `index` (whose entry had term `index_term`), received from
-    /// `leader` in `term`. The log is discarded and restarts after `index`; the next Ready
-    /// carries [`Ready::installed_snapshot`] for the WAL and an acknowledgement to the leader.
+    /// `leader` in `term`. The log restarts after `index`: when it holds `index` with
+    /// `index_term`, the entries after it stay (Raft §7: they may still be the leader's);
+    /// otherwise it is discarded. The next Ready carries [`Ready::installed_snapshot`] for the
+    /// WAL and an acknowledgement to the leader, sent once that boundary is durable.
     ///
     /// # Errors
     ///
@@ -41,9 +43,24 @@ impl Replica {
             self.ack_append(leader, self.log.committed);
             return Ok(());
         }
-        self.log = RaftLog::new(index, index_term, Vec::new());
-        self.log.committed = index;
-        self.holds.on_truncate(LogIndex::ZERO);
+        if self.log.term(index) == Some(index_term) {
+            // The entries up to `index` are the leader's (log matching); the suffix is kept,
+            // and what it has not yet handed out for persistence starts after the boundary.
+            self.log.committed = index;
+            self.log.compact_to(index);
+            self.log.unstable_from = self.log.unstable_from.max(index.next());
+            // As for a discarded log: the boundary stands for everything up to `index`.
+            self.log.persisted = self.log.persisted.max(index);
+        } else {
+            self.log = RaftLog::new(index, index_term, Vec::new());
+            self.log.committed = index;
+        }
+        // Holds are derived from the log: rebuilt from what is left of it. Tickets resolved at
+        // or below `index` are in the snapshot.
+        self.holds = Holds::default();
+        for entry in self.log.range(index.next(), self.log.last_index()) {
+            self.holds.on_append(entry);
+        }
         self.checkpoints.clear();
         self.checkpoint_floor = index;
         self.delivered = index;

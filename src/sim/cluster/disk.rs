@@ -29,13 +29,20 @@ impl Durable {
             .map_or(Term::ZERO, |entry| entry.term)
     }
 
-    /// The log restarts after a snapshot: every stored entry is discarded.
+    /// The log restarts after a snapshot: the entries after it stay when the log holds the
+    /// snapshot's last entry with its term, else every stored entry goes (the WAL's
+    /// `Write::InstallSnapshot`).
     pub(super) fn install(&mut self, meta: SnapshotMeta) {
-        if meta.index >= self.floor {
-            self.entries.clear();
-            self.floor = meta.index;
-            self.floor_term = meta.term;
+        if meta.index < self.floor {
+            return;
         }
+        if meta.index.0 <= self.last_index() && self.term_at(meta.index) == meta.term {
+            self.entries.drain(..(meta.index.0 - self.floor.0) as usize);
+        } else {
+            self.entries.clear();
+        }
+        self.floor = meta.index;
+        self.floor_term = meta.term;
     }
 
     pub(super) fn write(&mut self, write: &PendingWrite) {
