@@ -70,17 +70,21 @@ pub enum NodeBug {
     /// A ReadIndex request is answered at once with the local applied index, on any replica,
     /// without a leadership round.
     ReadWithoutReadIndex,
+    /// The WAL is compacted to every applied checkpoint without waiting for the application's
+    /// durable index (`StateMachine::durable_index`).
+    CompactPastDurableIndex,
 }
 
 #[cfg(feature = "sim-bugs")]
 impl NodeBug {
     /// Every injectable node-level bug.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::ReleaseGatedBeforeDurable,
         Self::AckProposalBeforeDurable,
         Self::DurableWithoutFsync,
         Self::RedeliverAfterRestore,
         Self::ReadWithoutReadIndex,
+        Self::CompactPastDurableIndex,
     ];
 }
 

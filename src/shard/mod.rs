@@ -160,8 +160,11 @@ pub struct PartitionStatus {
     pub last_index: LogIndex,
     /// The application's applied index (delivered and acknowledged).
     pub applied: LogIndex,
-    /// The compaction floor.
+    /// The compaction floor of the log in memory.
     pub floor: LogIndex,
+    /// The WAL's compaction floor: below `floor` while a compaction waits for the
+    /// application's durable index ([`StateMachine::durable_index`]).
+    pub wal_floor: LogIndex,
 }
 
 /// How far a follower trails the leader (asked on the leader).
@@ -362,6 +365,22 @@ pub trait StateMachine: Send + Sync + 'static {
     /// A committed entry restored from the WAL at start, before any live delivery of the
     /// partition. Same verdict rules as [`StateMachine::on_replication_received`].
     fn on_log_restored(&self, partition: PartitionId, entry: &LogEntry) -> bool;
+
+    /// The index through which the application's state of `partition` is durable on its own
+    /// (it survives a crash of the process and of the machine), if the application keeps
+    /// track (Kommander's durability provider). A restore then hands
+    /// [`StateMachine::on_log_restored`] only the committed entries above it, and the WAL is
+    /// never compacted past it: a checkpoint's compaction waits until the application has
+    /// caught up. It may lag the truth (more is replayed), never lead it: entries at or below
+    /// it are not handed over again. Called on the shard thread when a partition restores and,
+    /// while a compaction waits for it, once per tick.
+    ///
+    /// The default, `None`, keeps the checkpoint rule: the application's state is durable at
+    /// every checkpoint it has applied, and restore replays everything above the WAL's floor.
+    fn durable_index(&self, partition: PartitionId) -> Option<LogIndex> {
+        let _ = partition;
+        None
+    }
 }
 
 /// The outcome key of an operation: (entry kind code, last index).

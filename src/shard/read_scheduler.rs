@@ -59,9 +59,8 @@ impl ReadScheduler {
 
     /// Reads up to `budget` more entries of `partition`'s log (each one read takes one from
     /// `budget`). [`ReadProgress::Done`] once the whole log is read, with the durable state to
-    /// rebuild the replica from (`applied` at the floor: the application rebuilds its state
-    /// from `on_log_restored`, everything above the floor delivered again, exactly once per
-    /// incarnation).
+    /// rebuild the replica from (`applied` at the floor; the restore moves it up to the
+    /// application's durable index when it reports one).
     ///
     /// # Errors
     ///

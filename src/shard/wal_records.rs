@@ -2,13 +2,15 @@
 //! becomes, in this order, the hard state (term, vote) when it changed; a truncation when its
 //! entries replace a stored suffix (a log conflict); the entries (encoded by `codec`); the
 //! commit index when it changed (written in the same frame, so it costs no extra sync); the
-//! compaction to just above a new floor. A [`WalView`] per partition remembers what the WAL
-//! already holds, so nothing unchanged is written again.
+//! compaction to just above a new floor, never past the application's durable index (a
+//! compaction that waits for it is written later, alone: [`WalView::compaction`]). A
+//! [`WalView`] per partition remembers what the WAL already holds, so nothing unchanged is
+//! written again.
 
 use kommander_wal::{PartitionInfo, TermVote, Write};
 
 use super::codec;
-use crate::core::{PartitionId, Ready};
+use crate::core::{LogIndex, PartitionId, Ready};
 
 /// What the shard last wrote to the WAL for a partition.
 #[derive(Clone, Copy, Debug, Default)]
@@ -18,18 +20,46 @@ pub(crate) struct WalView {
     term: u64,
     vote: Option<u64>,
     commit: u64,
+    /// The WAL's compaction floor.
+    floor: u64,
+    /// The highest floor the core allowed (an applied checkpoint).
+    allowed_floor: u64,
 }
 
 impl WalView {
     /// The view of a partition whose records the WAL recovered.
     pub(crate) fn recovered(info: &PartitionInfo) -> Self {
+        let floor = info.first_index.saturating_sub(1);
         Self {
             known: true,
             last: info.last_index,
             term: info.term_vote.map_or(0, |h| h.term),
             vote: info.term_vote.and_then(|h| h.vote),
             commit: info.commit_index.unwrap_or(0),
+            floor,
+            allowed_floor: floor,
         }
+    }
+
+    /// The first index to compact the WAL to, when the floor the core allows can move: up to
+    /// that floor, but never past `durable` (the application's durable index, if it reports
+    /// one). Records the move.
+    pub(crate) fn compaction(&mut self, durable: Option<LogIndex>) -> Option<u64> {
+        let target = durable.map_or(self.allowed_floor, |d| d.0.min(self.allowed_floor));
+        (target > self.floor).then(|| {
+            self.floor = target;
+            target + 1
+        })
+    }
+
+    /// The WAL's compaction floor.
+    pub(crate) fn floor(&self) -> u64 {
+        self.floor
+    }
+
+    /// Whether a compaction the core allowed waits for the application's durable index.
+    pub(crate) fn compaction_waits(&self) -> bool {
+        self.allowed_floor > self.floor
     }
 }
 
@@ -75,11 +105,13 @@ impl ReadyWrites {
 
 /// The records of `ready` for `partition` (see the module docs), encoding its entries into
 /// `scratch` (cleared first); updates `view` to what the WAL holds once they are appended.
+/// `durable_index` is asked only when the Ready allows a compaction.
 pub(crate) fn wal_writes(
     partition: PartitionId,
     ready: &Ready,
     view: &mut WalView,
     scratch: &mut Vec<u8>,
+    durable_index: impl FnOnce() -> Option<LogIndex>,
 ) -> ReadyWrites {
     scratch.clear();
     let mut out = ReadyWrites {
@@ -122,7 +154,8 @@ pub(crate) fn wal_writes(
         view.commit = hard.commit.0;
     }
     if let Some(floor) = ready.compaction_floor {
-        out.compact_to = Some(floor.0 + 1);
+        view.allowed_floor = view.allowed_floor.max(floor.0);
+        out.compact_to = view.compaction(durable_index());
     }
     view.known = true;
     out

@@ -16,11 +16,11 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use kommander_wal::{Lsn, Wal};
+use kommander_wal::{Lsn, Wal, Write};
 
 use super::outbox::Outbox;
 use super::wal_records::{WalView, wal_writes};
-use crate::core::{GatedMessages, PartitionId, Ready};
+use crate::core::{GatedMessages, LogIndex, PartitionId, Ready};
 use crate::metrics::ShardMetrics;
 
 /// A Ready whose persistence (or whose predecessors' persistence) is in flight.
@@ -85,10 +85,11 @@ impl WalScheduler {
         partition: PartitionId,
         ready: &mut Ready,
         view: &mut WalView,
+        durable_index: impl FnOnce() -> Option<LogIndex>,
     ) -> kommander_wal::Result<bool> {
         let persist = ready.must_persist();
         if persist {
-            let writes = wal_writes(partition, ready, view, &mut self.scratch);
+            let writes = wal_writes(partition, ready, view, &mut self.scratch, durable_index);
             let writes = writes.writes(&self.scratch);
             if !writes.is_empty() {
                 wal.append(&writes)?;
@@ -106,6 +107,26 @@ impl WalScheduler {
             });
         }
         Ok(persist)
+    }
+
+    /// Appends a compaction that waited for the application's durable index (nothing waits
+    /// on it; it leaves with this turn's submission).
+    ///
+    /// # Errors
+    ///
+    /// The WAL's error: the WAL is poisoned.
+    pub(crate) fn compact(
+        &mut self,
+        wal: &mut Wal,
+        partition: PartitionId,
+        first_index: u64,
+    ) -> kommander_wal::Result<()> {
+        wal.append(&[Write::CompactTo {
+            partition,
+            index: first_index,
+        }])?;
+        self.appended_records += 1;
+        Ok(())
     }
 
     /// Whether records were appended since the last [`WalScheduler::submit`].

@@ -159,6 +159,9 @@ pub(crate) struct Worker {
     next_tick: Instant,
     /// Restoring partitions, oldest first (restored one after the other).
     restoring: VecDeque<PartitionId>,
+    /// Partitions whose WAL compaction waits for the application's durable index (retried
+    /// every tick; at most one entry per hosted partition).
+    compactions_waiting: Vec<PartitionId>,
     reads: ReadScheduler,
     writes: WalScheduler,
     outbox: Outbox,
@@ -188,6 +191,7 @@ impl Worker {
             waker: params.waker,
             partitions: Partitions::default(),
             restoring: VecDeque::new(),
+            compactions_waiting: Vec::new(),
             reads: ReadScheduler::default(),
             outbox: Outbox::default(),
             failure: None,
@@ -245,6 +249,7 @@ impl Worker {
         let mut worked = self.drain_inputs();
         if tick {
             self.tick_all();
+            self.retry_compactions();
         }
         worked |= self.restore_step();
         worked |= self.poll_durable(now);
@@ -452,6 +457,29 @@ impl Worker {
                 replica.tick();
             }
         }
+    }
+
+    /// Writes the WAL compactions that waited for the application's durable index, as far as
+    /// it now allows.
+    fn retry_compactions(&mut self) {
+        if self.failed() || self.compactions_waiting.is_empty() {
+            return;
+        }
+        let mut waiting = std::mem::take(&mut self.compactions_waiting);
+        let mut result = Ok(());
+        waiting.retain(|&partition| {
+            let Some(slot) = self.partitions.get_mut(partition) else {
+                return false;
+            };
+            if result.is_ok()
+                && let Some(first) = slot.view.compaction(self.app.durable_index(partition))
+            {
+                result = self.writes.compact(&mut self.wal, partition, first);
+            }
+            slot.view.compaction_waits()
+        });
+        self.compactions_waiting = waiting;
+        self.check_wal(result);
     }
 
     // ----- durability -----

@@ -12,7 +12,7 @@ use crate::sim::{env_u64, run_seeds};
 const SEEDS_MAX: u64 = 1_000;
 
 /// Every node-level bug and the checker that must catch it.
-const NODE_BUGS: [(NodeBug, &str); 5] = [
+const NODE_BUGS: [(NodeBug, &str); 6] = [
     (
         NodeBug::ReleaseGatedBeforeDurable,
         "acknowledged_writes_durable",
@@ -27,6 +27,7 @@ const NODE_BUGS: [(NodeBug, &str); 5] = [
         "exactly_once_in_order_delivery",
     ),
     (NodeBug::ReadWithoutReadIndex, "linearizability"),
+    (NodeBug::CompactPastDurableIndex, "recovery"),
 ];
 
 /// Every core bug and the checker that must catch it, but `CommitOldTermByCounting`: Raft's
@@ -107,6 +108,11 @@ fn redelivery_after_restore_is_caught() {
 #[test]
 fn read_without_read_index_is_caught() {
     caught_by("ReadWithoutReadIndex", NODE_BUGS[4].1);
+}
+
+#[test]
+fn compaction_past_the_durable_index_is_caught() {
+    caught_by("CompactPastDurableIndex", NODE_BUGS[5].1);
 }
 
 #[test]

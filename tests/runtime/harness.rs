@@ -39,6 +39,8 @@ pub(crate) struct Recorder {
     pub(crate) restored: Mutex<HashMap<PartitionId, Vec<Seen>>>,
     pub(crate) on_live: Mutex<Option<Hook>>,
     pub(crate) on_restore: Mutex<Option<Hook>>,
+    /// What `durable_index` reports, per partition (nothing: no opinion).
+    pub(crate) durable: Mutex<HashMap<PartitionId, LogIndex>>,
 }
 
 fn seen(entry: &LogEntry) -> Seen {
@@ -69,6 +71,14 @@ impl StateMachine for Recorder {
         let mut restored = self.restored.lock().expect("recorder lock");
         restored.entry(partition).or_default().push(seen(entry));
         true
+    }
+
+    fn durable_index(&self, partition: PartitionId) -> Option<LogIndex> {
+        self.durable
+            .lock()
+            .expect("recorder lock")
+            .get(&partition)
+            .copied()
     }
 }
 

@@ -162,3 +162,81 @@ fn restart_after_a_checkpoint_restores_only_what_follows_the_floor() {
     let d = cluster.replicate(p, b"d");
     assert!(d.index > c.index);
 }
+
+/// The application's durable index (`StateMachine::durable_index`): restore hands over only
+/// the committed entries above it, and a checkpoint's WAL compaction waits until the
+/// application has made the checkpoint durable; a durable index the log cannot honour fails
+/// the restore with a reason.
+#[test]
+fn restore_replays_above_the_durable_index_and_compaction_waits_for_it() {
+    let mut cluster = Cluster::start(1, 1, false);
+    let p = PartitionId(0);
+    cluster.wait_leaders();
+    let a = cluster.replicate(p, b"a");
+    cluster.replicate(p, b"b");
+    cluster.nodes[0]
+        .app
+        .durable
+        .lock()
+        .expect("lock")
+        .insert(p, a.index);
+    let ticket = cluster.ticket();
+    let checkpoint: ReplicationResult = cluster
+        .ask(0, p, |reply| Request::Checkpoint { ticket, reply })
+        .expect("checkpoint accepted");
+    assert_eq!(checkpoint.status, Status::Success);
+    let c = cluster.replicate(p, b"c");
+    let restart = |cluster: &mut Cluster, durable: Option<LogIndex>| {
+        cluster.shutdown();
+        let app = Recorder::default();
+        if let Some(index) = durable {
+            app.durable.lock().expect("lock").insert(p, index);
+        }
+        cluster.nodes[0].app = Arc::new(app);
+        cluster.start_node(0);
+        cluster.wait_leaders();
+        cluster.nodes[0]
+            .app
+            .restored(p)
+            .into_iter()
+            .map(|s| s.index)
+            .collect::<Vec<LogIndex>>()
+    };
+    let status = eventually("the checkpoint becomes the floor in memory", || {
+        let status = cluster.status(0, p).ok()?;
+        (status.floor == checkpoint.index).then_some(status)
+    });
+    assert_eq!(
+        status.wal_floor, a.index,
+        "the WAL's compaction waits for the application"
+    );
+    // The WAL kept everything above `a`: the restore replays it.
+    let above_a: Vec<LogIndex> = (a.index.0 + 1..=c.index.0).map(LogIndex).collect();
+    assert_eq!(restart(&mut cluster, Some(a.index)), above_a);
+    // The application catches up: the waiting compaction follows on the next ticks.
+    cluster.nodes[0]
+        .app
+        .durable
+        .lock()
+        .expect("lock")
+        .insert(p, c.index);
+    eventually("the compaction follows the durable index", || {
+        (cluster.status(0, p).ok()?.wal_floor == checkpoint.index).then_some(())
+    });
+    assert_eq!(restart(&mut cluster, Some(c.index)), Vec::new());
+    // Without a durable index the restore starts at the WAL's floor: the checkpoint.
+    assert_eq!(restart(&mut cluster, None), vec![c.index]);
+    // A durable index below the floor cannot be honoured.
+    cluster.shutdown();
+    let app = Recorder::default();
+    app.durable.lock().expect("lock").insert(p, a.index);
+    cluster.nodes[0].app = Arc::new(app);
+    cluster.start_node(0);
+    eventually("the restore fails", || {
+        cluster.nodes[0]
+            .events
+            .count(|e| matches!(e, RaftEvent::RestoreFailed { reason, .. } if reason.contains("below the WAL's compaction floor")))
+            .gt(&0)
+            .then_some(())
+    });
+}

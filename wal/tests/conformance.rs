@@ -205,12 +205,17 @@ fn install_snapshot_then_reopen(factory: Factory) {
         Err(Error::BelowCompactionFloor { .. })
     ));
     wal.install_snapshot(keep, 6, 2).expect("matching boundary");
-    wal.install_snapshot(conflict, 6, 3).expect("conflicting boundary");
-    wal.install_snapshot(beyond, 25, 4).expect("boundary beyond the log");
+    wal.install_snapshot(conflict, 6, 3)
+        .expect("conflicting boundary");
+    wal.install_snapshot(beyond, 25, 4)
+        .expect("boundary beyond the log");
     // The log continues after the boundary (the matching suffix stays).
-    wal.append_entry(keep, 11, 3, b"k").expect("after the kept suffix");
-    wal.append_entry(conflict, 7, 3, b"c").expect("after a conflict");
-    wal.append_entry(beyond, 26, 4, b"b").expect("after the boundary");
+    wal.append_entry(keep, 11, 3, b"k")
+        .expect("after the kept suffix");
+    wal.append_entry(conflict, 7, 3, b"c")
+        .expect("after a conflict");
+    wal.append_entry(beyond, 26, 4, b"b")
+        .expect("after the boundary");
     wal.sync().expect("sync");
     let check = |wal: &Wal| {
         let info = |partition| {

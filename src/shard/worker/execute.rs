@@ -96,6 +96,7 @@ impl Worker {
                     last_index: replica.last_index(),
                     applied: replica.applied_index(),
                     floor: replica.compaction_floor(),
+                    wal_floor: LogIndex(slot.view.floor()),
                 }));
             }
             Request::ReadIndex { leader_only, reply } => {

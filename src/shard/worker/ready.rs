@@ -149,9 +149,25 @@ impl Worker {
                 }
             }
         }
-        let scheduled = self
-            .writes
-            .schedule(&mut self.wal, partition, &mut ready, &mut slot.view);
+        let app = &*self.app;
+        let durable_index = || app.durable_index(partition);
+        #[cfg(feature = "sim-bugs")]
+        let durable_index = || {
+            // The bug: the compaction never waits for the application.
+            (self.config.bug != Some(NodeBug::CompactPastDurableIndex))
+                .then(durable_index)
+                .flatten()
+        };
+        let scheduled = self.writes.schedule(
+            &mut self.wal,
+            partition,
+            &mut ready,
+            &mut slot.view,
+            durable_index,
+        );
+        if slot.view.compaction_waits() && !self.compactions_waiting.contains(&partition) {
+            self.compactions_waiting.push(partition);
+        }
         match self.check_wal(scheduled) {
             None => return,
             Some(true) => {

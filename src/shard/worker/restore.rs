@@ -1,8 +1,9 @@
 //! Opening a partition: created empty when the WAL holds nothing of it, restored otherwise.
 //! A restore reads the log back through the [`ReadScheduler`](crate::shard::read_scheduler)
 //! in chunks of `restore_entries_per_turn_max` entries per loop turn, rebuilds the replica
-//! from that durable state (`applied` at the floor), then hands its committed entries to
-//! `on_log_restored` in chunks of the same size, never through live delivery. Meanwhile
+//! from that durable state (`applied` at the application's durable index, or the floor), then
+//! hands its committed entries above it to `on_log_restored` in chunks of the same size, never
+//! through live delivery. Meanwhile
 //! requests get `RestoreInProgress` and inbound messages are dropped; `RestoreFinished` ends
 //! it. Restores run one after the other, oldest first.
 
@@ -204,33 +205,63 @@ impl Worker {
     }
 
     /// Builds the replica of a partition whose log was read back, then hands its committed
-    /// entries over (through its Readies, into the restore backlog).
-    fn rebuild(&mut self, partition: PartitionId, durable: DurableState) {
+    /// entries above the application's durable point over (through its Readies, into the
+    /// restore backlog).
+    fn rebuild(&mut self, partition: PartitionId, mut durable: DurableState) {
         let Some(slot) = self.partitions.get_mut(partition) else {
             return;
         };
         let Some(Restore::Reading { voters, learners }) = slot.restore.take() else {
             return;
         };
-        let floor = durable.floor;
-        let config = self.config.partition_config(partition, voters, learners);
-        match Replica::new(config, durable) {
-            Ok(replica) => {
+        let built = match durable_point(&durable, self.app.durable_index(partition)) {
+            Ok(applied) => {
+                durable.applied = applied;
+                let config = self.config.partition_config(partition, voters, learners);
+                Replica::new(config, durable)
+                    .map(|replica| (replica, applied))
+                    .map_err(|error| error.to_string())
+            }
+            Err(reason) => Err(reason),
+        };
+        match built {
+            Ok((replica, applied)) => {
                 slot.replica = Some(replica);
                 slot.restore = Some(Restore::Delivering(RestoreDelivery {
-                    through: floor,
+                    through: applied,
                     ..RestoreDelivery::default()
                 }));
                 self.partitions.mark_dirty(partition);
             }
-            Err(error) => {
+            Err(reason) => {
                 self.partitions.remove(partition);
                 self.restoring.retain(|p| *p != partition);
-                self.events.emit(RaftEvent::RestoreFailed {
-                    partition,
-                    reason: error.to_string(),
-                });
+                self.events
+                    .emit(RaftEvent::RestoreFailed { partition, reason });
             }
         }
+    }
+}
+
+/// Where the application's state of a restored partition stands: its durable index when it
+/// reports one, else the WAL's floor (the last checkpoint it applied).
+///
+/// # Errors
+/// A durable index outside the log: below the floor (the entries between are gone, the
+/// application would miss them) or beyond the last entry.
+fn durable_point(durable: &DurableState, reported: Option<LogIndex>) -> Result<LogIndex, String> {
+    let floor = durable.floor;
+    let last = LogIndex(floor.0 + durable.entries.len() as u64);
+    match reported {
+        None => Ok(floor),
+        Some(index) if index < floor => Err(format!(
+            "the application's state is durable through index {index} only, below the WAL's \
+             compaction floor {floor}: the entries between are gone"
+        )),
+        Some(index) if index > last => Err(format!(
+            "the application reports its state durable through index {index}, beyond the log's \
+             last index {last}"
+        )),
+        Some(index) => Ok(index),
     }
 }

@@ -1,9 +1,10 @@
 //! The application behind every simulated node: a key-value register per partition, modelled
-//! the way a Kommander application keeps its state. Its live state is volatile; at each
-//! committed checkpoint it makes its state durable (so the log below may be compacted), and a
-//! restarted node's application starts from that durable state, skipping what the library
-//! hands it again at or below it (the library does not yet know the application's durable
-//! point, so restore replays everything above the WAL's floor).
+//! the way a Kommander application keeps its state. Its live state is volatile; at committed
+//! checkpoints it makes its state durable, and a restarted node's application starts from that
+//! durable state. Partitions differ in how ([`Durability`]): durable at every checkpoint and
+//! silent about it (the library replays everything above the WAL's floor and the application
+//! skips what it already holds), durable at every checkpoint and reporting its durable index,
+//! or durable one checkpoint late and reporting it (the WAL's compaction must wait for it).
 //!
 //! The application is the simulator's own: what it applied is the truth the delivery
 //! checkers judge from. Every delivery is queued as a [`Delivered`] for the simulation to
@@ -26,11 +27,35 @@ pub(super) struct AppState {
     pub(super) registers: BTreeMap<u64, u64>,
 }
 
+/// How a partition's application makes its state durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// At every applied checkpoint; `durable_index` says nothing.
+    AtCheckpoints,
+    /// At every applied checkpoint, reported by `durable_index`.
+    Reported,
+    /// One checkpoint late (at a checkpoint, the state of the previous one becomes durable),
+    /// reported by `durable_index`.
+    Lagging,
+}
+
+impl Durability {
+    fn of(partition: PartitionId) -> Self {
+        match partition.0 % 3 {
+            0 => Self::AtCheckpoints,
+            1 => Self::Reported,
+            _ => Self::Lagging,
+        }
+    }
+}
+
 /// One partition's application on one node.
 #[derive(Debug, Default)]
 struct PartitionApp {
-    /// Survives crashes: the state at the last applied checkpoint.
+    /// Survives crashes: the state made durable at a checkpoint.
     durable: AppState,
+    /// [`Durability::Lagging`]: the state at the last checkpoint, durable at the next one.
+    pending: Option<AppState>,
     /// The live state (volatile).
     live: AppState,
     /// Highest index handed over in this incarnation (restored or live).
@@ -86,12 +111,17 @@ impl SimApp {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The process died: the live state is lost; what was made durable stays.
+    /// The process died: the live state is lost; what was made durable stays. A partition
+    /// that reports its durable index must not be handed anything at or below it again.
     pub(super) fn crash(&self) {
         let mut inner = self.lock();
-        for app in inner.partitions.values_mut() {
+        for (&partition, app) in &mut inner.partitions {
             app.live = app.durable.clone();
-            app.handed = LogIndex::ZERO;
+            app.pending = None;
+            app.handed = match Durability::of(partition) {
+                Durability::AtCheckpoints => LogIndex::ZERO,
+                Durability::Reported | Durability::Lagging => app.durable.index,
+            };
         }
     }
 
@@ -132,9 +162,10 @@ impl SimApp {
         let app = inner.partitions.entry(partition).or_default();
         let handed_before = app.handed;
         app.handed = app.handed.max(entry.index);
-        // At or below the live state: applied in an earlier incarnation (the library hands
-        // everything above the WAL's floor again at restore); an idempotent application
-        // skips it. The delivery checker decides whether the hand-over itself was allowed.
+        // At or below the live state: applied in an earlier incarnation (for a partition that
+        // does not report its durable index, the library hands everything above the WAL's
+        // floor again at restore); an idempotent application skips it. The delivery checker
+        // decides whether the hand-over itself was allowed.
         let applied = entry.index > app.live.index;
         if applied {
             app.live.index = entry.index;
@@ -142,7 +173,16 @@ impl SimApp {
                 app.live.registers.insert(key, value);
             }
             if entry.kind == EntryKind::Checkpoint {
-                app.durable = app.live.clone();
+                match Durability::of(partition) {
+                    Durability::AtCheckpoints | Durability::Reported => {
+                        app.durable = app.live.clone();
+                    }
+                    Durability::Lagging => {
+                        if let Some(previous) = app.pending.replace(app.live.clone()) {
+                            app.durable = previous;
+                        }
+                    }
+                }
             }
         }
         inner.delivered.push(Delivered {
@@ -165,5 +205,17 @@ impl StateMachine for SimApp {
 
     fn on_log_restored(&self, partition: PartitionId, entry: &LogEntry) -> bool {
         self.hand(partition, entry, Path::Restored)
+    }
+
+    fn durable_index(&self, partition: PartitionId) -> Option<LogIndex> {
+        match Durability::of(partition) {
+            Durability::AtCheckpoints => None,
+            Durability::Reported | Durability::Lagging => Some(
+                self.lock()
+                    .partitions
+                    .get(&partition)
+                    .map_or(LogIndex::ZERO, |app| app.durable.index),
+            ),
+        }
     }
 }

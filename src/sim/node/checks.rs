@@ -166,11 +166,12 @@ impl NodeSimulation {
     }
 
     /// Every node's application applied the same index of every partition, except nodes that
-    /// fell behind the compaction floor: their log does not hold the entry at another node's
-    /// floor (it ends below it, or holds another term there), so the leader cannot find a
-    /// matching entry to append after and only a snapshot could bring them back; the shards do
-    /// not ship snapshots yet (issue 11). Returns whether converged, and the (node, partition)
-    /// pairs excused.
+    /// fell behind the compaction floor: their log does not hold the entry at the highest
+    /// checkpoint any application applied (it ends below it, or holds another term there), the
+    /// floor a leader's log in memory may be compacted to (its WAL may keep more, waiting for
+    /// the application's durable index), so the leader cannot find a matching entry to append
+    /// after and only a snapshot could bring them back; the shards do not ship snapshots yet
+    /// (issue 11). Returns whether converged, and the (node, partition) pairs excused.
     pub(super) fn converged(&mut self) -> Result<(bool, u64), Violation> {
         let mut excused = 0;
         for p in 1..=self.config.partitions as u32 {
@@ -197,10 +198,16 @@ impl NodeSimulation {
                     }
                 }
             }
-            let highest = logs
+            let highest = self
+                .truth
+                .applied
                 .iter()
-                .max_by_key(|log| log.floor)
-                .map_or((LogIndex::ZERO, Term(0)), |log| (log.floor, log.floor_term));
+                .filter(|((p, _), applied)| {
+                    *p == partition && applied.kind == EntryKind::Checkpoint
+                })
+                .map(|(&(_, index), applied)| (index, applied.term))
+                .max()
+                .unwrap_or((LogIndex::ZERO, Term(0)));
             for (node, &index) in applied.iter().enumerate() {
                 if index == most {
                     continue;
