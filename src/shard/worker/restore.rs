@@ -3,9 +3,8 @@
 //! in chunks of `restore_entries_per_turn_max` entries per loop turn, rebuilds the replica
 //! from that durable state (`applied` at the application's durable index, or the floor), then
 //! hands its committed entries above it to `on_log_restored` in chunks of the same size, never
-//! through live delivery. Meanwhile
-//! requests get `RestoreInProgress` and inbound messages are dropped; `RestoreFinished` ends
-//! it. Restores run one after the other, oldest first.
+//! through live delivery. Meanwhile requests get `RestoreInProgress` and inbound messages are
+//! dropped; `RestoreFinished` ends it. Restores run one after the other, oldest first.
 
 use std::collections::VecDeque;
 
@@ -214,16 +213,14 @@ impl Worker {
         let Some(Restore::Reading { voters, learners }) = slot.restore.take() else {
             return;
         };
-        let built = match durable_point(&durable, self.app.durable_index(partition)) {
-            Ok(applied) => {
+        let built =
+            durable_point(&durable, self.app.durable_index(partition)).and_then(|applied| {
                 durable.applied = applied;
                 let config = self.config.partition_config(partition, voters, learners);
                 Replica::new(config, durable)
                     .map(|replica| (replica, applied))
                     .map_err(|error| error.to_string())
-            }
-            Err(reason) => Err(reason),
-        };
+            });
         match built {
             Ok((replica, applied)) => {
                 slot.replica = Some(replica);
