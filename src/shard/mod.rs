@@ -372,7 +372,7 @@ pub trait StateMachine: Send + Sync + 'static {
     /// [`StateMachine::on_log_restored`] only the committed entries above it, and the WAL is
     /// never compacted past it: a checkpoint's compaction waits until the application has
     /// caught up. It may lag the truth (more is replayed), never lead it: entries at or below
-    /// it are not handed over again. Called on the shard thread when a partition restores and,
+    /// it are not handed over again (it may lie beyond the log, after a snapshot import). Called on the shard thread when a partition restores and,
     /// while a compaction waits for it, once per tick.
     ///
     /// The default, `None`, keeps the checkpoint rule: the application's state is durable at

@@ -291,3 +291,40 @@ fn an_installed_snapshot_keeps_a_matching_suffix_and_discards_a_conflicting_log(
     assert!(c.log_of(3).is_empty());
     assert_eq!(c.replica(3).last_index(), LogIndex(4));
 }
+
+/// A snapshot the application imported before a crash lost its boundary: the node restarts
+/// with its application ahead of its log, delivers nothing up to that point again, and delivers
+/// what follows once it commits.
+#[test]
+fn an_application_ahead_of_its_log_resumes_delivery_after_its_durable_index() {
+    let mut c = Cluster::new(3, 0);
+    c.elect(1);
+    c.isolate(3);
+    for i in 0..4 {
+        c.propose(1, &format!("v{i}"));
+    }
+    c.settle();
+    let through = c.replica(1).commit_index();
+    assert!(c.replica(3).last_index() < through);
+    c.crash(3);
+    let state: Vec<_> = c
+        .node(1)
+        .applied
+        .iter()
+        .filter(|e| e.index <= through)
+        .cloned()
+        .collect();
+    c.node_mut(3).applied = state;
+    c.node_mut(3).applied_index = through;
+    c.restart(3);
+    assert_eq!(c.replica(3).delivered_index(), through);
+    c.heal();
+    c.propose(1, "after");
+    c.settle();
+    c.ticks(4);
+    assert_eq!(c.applied_payloads(3), c.applied_payloads(1));
+    assert_eq!(
+        c.applied_payloads(3).last().map(String::as_str),
+        Some("after")
+    );
+}

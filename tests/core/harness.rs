@@ -556,12 +556,8 @@ impl Cluster {
             floor: node.disk.floor,
             floor_term: node.disk.floor_term,
             entries: node.disk.entries.clone(),
-            applied: node.applied_index.min(
-                node.disk
-                    .entries
-                    .last()
-                    .map_or(node.disk.floor, |e| e.index),
-            ),
+            // Beyond the disk's log after a snapshot whose boundary a crash lost.
+            applied: node.applied_index.max(node.disk.floor),
         };
         node.replica = Replica::new(node.config.clone(), durable).expect("durable state is valid");
         node.up = true;

@@ -15,7 +15,11 @@ pub struct DurableState {
     pub floor_term: Term,
     /// Every durable entry above `floor`, in order.
     pub entries: Vec<Entry>,
-    /// The application's durable applied index: entries up to it are not delivered again.
+    /// The application's durable applied index: entries up to it are not delivered again. It
+    /// may lie beyond the log: an installed snapshot whose boundary did not reach the log
+    /// before a crash (the application imported it first). Delivery then resumes once the
+    /// commit index passes it; the entries that commit up to it are, by state-machine safety,
+    /// the ones the snapshot holds.
     pub applied: LogIndex,
 }
 
@@ -26,7 +30,7 @@ impl Replica {
     ///
     /// [`ReplicaConfigError::InvalidField`] for an invalid config,
     /// [`ReplicaConfigError::InvalidDurableState`] when the durable state is inconsistent (gaps,
-    /// decreasing terms, applied beyond the log).
+    /// decreasing terms, applied below the floor).
     pub fn new(config: ReplicaConfig, durable: DurableState) -> Result<Self, ReplicaConfigError> {
         config.validate()?;
         let bad = |reason| Err(ReplicaConfigError::InvalidDurableState(reason));
@@ -73,8 +77,8 @@ impl Replica {
             return bad("an entry's term is above the hard state's term");
         }
         let last = expected.prev();
-        if applied < floor || applied > last {
-            return bad("applied index outside [floor, last index]");
+        if applied < floor || applied.0 >= INDEX_ABSURD {
+            return bad("applied index below the floor or absurdly large");
         }
         if hard_state.vote.is_some_and(|v| !config.is_voter(v)) {
             return bad("voted for a node that is not a voter");
@@ -82,7 +86,11 @@ impl Replica {
         let mut log = RaftLog::new(floor, floor_term, entries);
         // The commit index is written lazily and may run ahead of a log whose unsynced tail was
         // lost; it is only knowledge, re-learned from the leader.
-        log.committed = hard_state.commit.min(last).max(applied).max(floor);
+        log.committed = hard_state
+            .commit
+            .min(last)
+            .max(applied.min(last))
+            .max(floor);
         let mut holds = Holds::default();
         let mut checkpoints = VecDeque::new();
         for e in log.range(floor.next(), log.last_index()) {

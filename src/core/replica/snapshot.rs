@@ -55,16 +55,19 @@ impl Replica {
             self.log = RaftLog::new(index, index_term, Vec::new());
             self.log.committed = index;
         }
-        // Holds are derived from the log: rebuilt from what is left of it. Tickets resolved at
-        // or below `index` are in the snapshot.
+        // The application may already hold more (a snapshot installed before a crash that lost
+        // its boundary): delivery never goes back.
+        let delivered = self.delivered.max(index);
+        // Holds are derived from the log above the delivery cursor: rebuilt from what is left
+        // of it. Tickets resolved at or below `index` are in the snapshot.
         self.holds = Holds::default();
-        for entry in self.log.range(index.next(), self.log.last_index()) {
+        for entry in self.log.range(delivered.next(), self.log.last_index()) {
             self.holds.on_append(entry);
         }
         self.checkpoints.clear();
         self.checkpoint_floor = index;
-        self.delivered = index;
-        self.applied = index;
+        self.delivered = delivered;
+        self.applied = self.applied.max(index);
         self.installed_snapshot = Some(SnapshotMeta {
             index,
             term: index_term,

@@ -241,23 +241,19 @@ impl Worker {
 }
 
 /// Where the application's state of a restored partition stands: its durable index when it
-/// reports one, else the WAL's floor (the last checkpoint it applied).
+/// reports one (possibly beyond the log: a snapshot imported before a crash lost its
+/// boundary), else the WAL's floor (the last checkpoint it applied).
 ///
 /// # Errors
-/// A durable index outside the log: below the floor (the entries between are gone, the
-/// application would miss them) or beyond the last entry.
+/// A durable index below the floor: the entries between are gone, the application would miss
+/// them.
 fn durable_point(durable: &DurableState, reported: Option<LogIndex>) -> Result<LogIndex, String> {
     let floor = durable.floor;
-    let last = LogIndex(floor.0 + durable.entries.len() as u64);
     match reported {
         None => Ok(floor),
         Some(index) if index < floor => Err(format!(
             "the application's state is durable through index {index} only, below the WAL's \
              compaction floor {floor}: the entries between are gone"
-        )),
-        Some(index) if index > last => Err(format!(
-            "the application reports its state durable through index {index}, beyond the log's \
-             last index {last}"
         )),
         Some(index) => Ok(index),
     }
