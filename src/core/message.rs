@@ -1,6 +1,8 @@
 //! The messages replicas exchange. Every message names its partition, sender, receiver and the
 //! sender's term; bodies are one-way (a response is another message in the other direction).
 
+use bytes::Bytes;
+
 use super::entry::Entry;
 use super::types::{LogIndex, NodeId, PartitionId, Term};
 
@@ -103,6 +105,46 @@ pub enum MessageBody {
         /// Whether the leader confirmed the read.
         ok: bool,
     },
+    /// One chunk of a snapshot a leader streams to a follower whose log ends below the
+    /// leader's compaction floor. The core only checks its term; the runtimes on both sides
+    /// run the transfer (see [`Ready::snapshot_messages`](super::Ready)).
+    SnapshotChunk {
+        /// The transfer, unique per leader and follower.
+        session: u64,
+        /// The chunk's position in the transfer: 0, 1, 2, ...
+        seq: u32,
+        /// The snapshot's last index.
+        last_index: LogIndex,
+        /// The term of the entry at `last_index`.
+        last_term: Term,
+        /// CRC32C of `data`.
+        crc: u32,
+        /// The SHA-256 of the whole snapshot, on the last chunk only.
+        digest: Option<[u8; 32]>,
+        /// The chunk's bytes.
+        data: Bytes,
+    },
+    /// A follower's answer to a [`MessageBody::SnapshotChunk`].
+    SnapshotAck {
+        /// The transfer.
+        session: u64,
+        /// The chunk answered.
+        seq: u32,
+        /// What became of it.
+        outcome: SnapshotOutcome,
+    },
+}
+
+/// What a follower did with a snapshot chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotOutcome {
+    /// Written; the next chunks may come.
+    Received,
+    /// The last chunk: the snapshot is installed and its boundary durable.
+    Installed,
+    /// The transfer ended here (a stale term, a chunk out of order, a checksum that does not
+    /// match, a cap, an import that failed).
+    Refused,
 }
 
 impl MessageBody {
@@ -121,6 +163,8 @@ impl MessageBody {
             Self::TimeoutNow => "TimeoutNow",
             Self::ReadIndexRequest { .. } => "ReadIndexRequest",
             Self::ReadIndexResponse { .. } => "ReadIndexResponse",
+            Self::SnapshotChunk { .. } => "SnapshotChunk",
+            Self::SnapshotAck { .. } => "SnapshotAck",
         }
     }
 }

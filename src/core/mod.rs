@@ -74,7 +74,7 @@ mod types;
 pub use config::InjectedBug;
 pub use config::{ReplicaConfig, ReplicaConfigError};
 pub use entry::{Entry, EntryKind};
-pub use message::{Message, MessageBody};
+pub use message::{Message, MessageBody, SnapshotOutcome};
 #[cfg(feature = "sim")]
 pub use progress::{ProgressState, ProgressView};
 pub use ready::{GatedMessages, HardState, Ready, Role, SoftState};

@@ -155,7 +155,7 @@ impl GatedMessages {
 /// 4. deliver `committed_entries` to the application in order (they are already durable
 ///    locally), then call [`Replica::applied`](super::Replica::applied)`(committed_through)`;
 /// 5. answer waiters from `outcomes` and `read_states`; start a snapshot transfer for every
-///    node in `snapshot_required`.
+///    node in `snapshot_required`; hand `snapshot_messages` to the transfers.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Ready {
     /// Sequence number (1, 2, ...) to acknowledge with `persisted`.
@@ -169,8 +169,10 @@ pub struct Ready {
     /// New compaction floor: a committed, applied checkpoint. The durable log may discard
     /// entries at or below it (a leader may still hold some in memory for lagging followers).
     pub compaction_floor: Option<LogIndex>,
-    /// Set when a snapshot was installed ([`Replica::install_snapshot`](super::Replica)):
-    /// discard every stored entry and record this as the floor (before persisting `entries`).
+    /// Set when a snapshot was installed ([`Replica::install_snapshot`](super::Replica)): the
+    /// stored log restarts after it (the entries after it stay when the stored entry at its
+    /// index has its term, all go otherwise) and it becomes the floor, before `entries` are
+    /// persisted.
     pub installed_snapshot: Option<SnapshotMeta>,
     /// Messages to send now.
     pub messages: Vec<Message>,
@@ -188,6 +190,9 @@ pub struct Ready {
     pub outcomes: Vec<Outcome>,
     /// Followers that need entries below the compaction floor: only a snapshot helps them.
     pub snapshot_required: Vec<NodeId>,
+    /// Snapshot chunks from the current leader (on a follower) and acknowledgements of this
+    /// leader's chunks (on the leader), for the runtime's transfers; their terms are checked.
+    pub snapshot_messages: Vec<Message>,
 }
 
 impl Ready {

@@ -1,6 +1,10 @@
 //! Checkpoints: refusal while a two-phase proposal is open, compaction floor, snapshot need.
 
-use kommander_raft::core::{LogIndex, MessageBody, NodeId, ProgressState, Status, Term};
+use bytes::Bytes;
+use kommander_raft::core::{
+    LogIndex, Message, MessageBody, NodeId, PartitionId, ProgressState, SnapshotOutcome, Status,
+    Term,
+};
 
 use super::harness::{Cluster, payload};
 
@@ -326,5 +330,88 @@ fn an_application_ahead_of_its_log_resumes_delivery_after_its_durable_index() {
     assert_eq!(
         c.applied_payloads(3).last().map(String::as_str),
         Some("after")
+    );
+}
+
+fn chunk(from: u64, to: u64, term: Term, seq: u32) -> Message {
+    Message {
+        partition: PartitionId(1),
+        from: NodeId(from),
+        to: NodeId(to),
+        term,
+        body: MessageBody::SnapshotChunk {
+            session: 9,
+            seq,
+            last_index: LogIndex(1),
+            last_term: term,
+            crc: 0,
+            digest: None,
+            data: Bytes::from_static(b"state"),
+        },
+    }
+}
+
+/// Snapshot chunks and acknowledgements pass the core's term rules and reach the runtimes:
+/// a chunk of the current term reaches the follower's runtime (and counts as hearing from the
+/// leader), one of a newer term makes a candidate a follower of its sender, a stale one is
+/// answered with a refusal that tells its sender the newer term, and an acknowledgement of
+/// the leader's term reaches the leader's runtime.
+#[test]
+fn snapshot_messages_pass_the_term_rules_and_reach_the_runtime() {
+    let mut c = Cluster::new(3, 0);
+    c.elect(1);
+    c.settle();
+    let term = c.replica(1).term();
+    c.replica_mut(3).step(chunk(1, 3, term, 0)).expect("step");
+    c.process(NodeId(3));
+    assert_eq!(c.node(3).snapshot_messages, vec![chunk(1, 3, term, 0)]);
+
+    let ack = Message {
+        partition: PartitionId(1),
+        from: NodeId(3),
+        to: NodeId(1),
+        term,
+        body: MessageBody::SnapshotAck {
+            session: 9,
+            seq: 0,
+            outcome: SnapshotOutcome::Received,
+        },
+    };
+    c.replica_mut(1).step(ack.clone()).expect("step");
+    c.process(NodeId(1));
+    assert_eq!(c.node(1).snapshot_messages, vec![ack]);
+
+    // A chunk of a newer term: the receiver follows its sender.
+    let newer = Term(term.0 + 1);
+    c.replica_mut(3).step(chunk(2, 3, newer, 0)).expect("step");
+    assert_eq!(
+        (c.replica(3).term(), c.replica(3).soft_state().leader),
+        (newer, Some(NodeId(2)))
+    );
+    c.process(NodeId(3));
+    assert_eq!(c.node(3).snapshot_messages.len(), 2);
+
+    // Now the first leader's chunk is stale: refused, with the newer term.
+    c.clear_trace();
+    c.replica_mut(3).step(chunk(1, 3, term, 4)).expect("step");
+    c.process(NodeId(3));
+    assert_eq!(
+        c.node(3).snapshot_messages.len(),
+        2,
+        "nothing reached the runtime"
+    );
+    let refusal = c
+        .queue
+        .iter()
+        .find(|m| m.from == NodeId(3) && m.to == NodeId(1))
+        .expect("an answer to the stale leader");
+    assert_eq!(refusal.term, newer);
+    assert_eq!(
+        refusal.body,
+        MessageBody::SnapshotAck {
+            session: 9,
+            seq: 4,
+            outcome: SnapshotOutcome::Refused,
+        }
     );
 }

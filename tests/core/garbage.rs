@@ -3,7 +3,8 @@
 
 use bytes::Bytes;
 use kommander_raft::core::{
-    Entry, EntryKind, LogIndex, Message, MessageBody, NodeId, PartitionId, Term, Ticket,
+    Entry, EntryKind, LogIndex, Message, MessageBody, NodeId, PartitionId, SnapshotOutcome, Term,
+    Ticket,
 };
 use proptest::prelude::*;
 
@@ -79,6 +80,29 @@ fn body() -> impl Strategy<Value = MessageBody> {
         any::<u64>().prop_map(|context| MessageBody::ReadIndexRequest { context }),
         (any::<u64>(), index(), any::<bool>())
             .prop_map(|(context, index, ok)| MessageBody::ReadIndexResponse { context, index, ok }),
+        (
+            any::<u64>(),
+            any::<u32>(),
+            index(),
+            term(),
+            prop::option::of(any::<[u8; 32]>())
+        )
+            .prop_map(|(session, seq, last_index, last_term, digest)| {
+                MessageBody::SnapshotChunk {
+                    session,
+                    seq,
+                    last_index,
+                    last_term,
+                    crc: 0,
+                    digest,
+                    data: Bytes::from_static(b"chunk"),
+                }
+            }),
+        (any::<u64>(), any::<u32>()).prop_map(|(session, seq)| MessageBody::SnapshotAck {
+            session,
+            seq,
+            outcome: SnapshotOutcome::Refused,
+        }),
     ]
 }
 

@@ -90,6 +90,8 @@ pub(crate) struct Node {
     pub(crate) outcomes: Vec<Outcome>,
     pub(crate) read_states: Vec<ReadState>,
     pub(crate) snapshot_required: Vec<NodeId>,
+    /// Snapshot chunks and acknowledgements handed to the runtime, in order.
+    pub(crate) snapshot_messages: Vec<Message>,
     /// Every soft state a Ready reported, in order.
     pub(crate) soft_states: Vec<SoftState>,
     pub(crate) disk_stalled: bool,
@@ -150,6 +152,7 @@ impl Cluster {
                     outcomes: Vec::new(),
                     read_states: Vec::new(),
                     snapshot_required: Vec::new(),
+                    snapshot_messages: Vec::new(),
                     soft_states: Vec::new(),
                     disk_stalled: false,
                     unsynced: VecDeque::new(),
@@ -261,6 +264,7 @@ impl Cluster {
             node.read_states.extend(ready.read_states.iter().copied());
             node.snapshot_required
                 .extend(ready.snapshot_required.iter().copied());
+            node.snapshot_messages.extend(ready.snapshot_messages);
             node.soft_states.extend(ready.soft_state);
             let write = UnsyncedWrite {
                 number: ready.number,

@@ -7,7 +7,9 @@ use std::io::{self, Read};
 use std::time::Duration;
 
 use bytes::Bytes;
-use kommander_raft::core::{Entry, EntryKind, LogIndex, Message, MessageBody, Ticket};
+use kommander_raft::core::{
+    Entry, EntryKind, LogIndex, Message, MessageBody, SnapshotOutcome, Ticket,
+};
 use kommander_raft::transport::codec::{
     FrameError, FrameKind, HEADER_BYTES, MAGIC, PROTOCOL_VERSION, WireError, decode_messages,
     encode_messages, parse_header, write_frame,
@@ -36,8 +38,8 @@ fn entry(index: u64, kind: EntryKind, payload: &[u8]) -> Entry {
     }
 }
 
-/// One message of each of the 11 bodies, the AppendRequest with every entry kind (the fuzz
-/// seeds are built from it too).
+/// One message of each of the 13 bodies, the AppendRequest with every entry kind, the
+/// snapshot chunk with its digest (the fuzz seeds are built from it too).
 pub(crate) fn sample_messages() -> Vec<Message> {
     let bodies = vec![
         MessageBody::PreVoteRequest {
@@ -80,6 +82,20 @@ pub(crate) fn sample_messages() -> Vec<Message> {
             context: 99,
             index: LogIndex(16),
             ok: true,
+        },
+        MessageBody::SnapshotChunk {
+            session: 5,
+            seq: 2,
+            last_index: LogIndex(16),
+            last_term: Term(3),
+            crc: 0xDEAD_BEEF,
+            digest: Some([0x5A; 32]),
+            data: Bytes::from_static(b"the last chunk of a snapshot"),
+        },
+        MessageBody::SnapshotAck {
+            session: 5,
+            seq: 2,
+            outcome: SnapshotOutcome::Installed,
         },
     ];
     bodies
@@ -165,6 +181,34 @@ fn arb_body() -> impl Strategy<Value = MessageBody> {
                 ok,
             }
         }),
+        (
+            (u(), any::<u32>(), u(), u()),
+            any::<u32>(),
+            prop::option::of(any::<[u8; 32]>()),
+            prop::collection::vec(any::<u8>(), 0..300),
+        )
+            .prop_map(
+                |((session, seq, last_index, last_term), crc, digest, data)| {
+                    MessageBody::SnapshotChunk {
+                        session,
+                        seq,
+                        last_index: LogIndex(last_index),
+                        last_term: Term(last_term),
+                        crc,
+                        digest,
+                        data: Bytes::from(data),
+                    }
+                }
+            ),
+        (u(), any::<u32>(), 0..3u8).prop_map(|(session, seq, outcome)| MessageBody::SnapshotAck {
+            session,
+            seq,
+            outcome: [
+                SnapshotOutcome::Received,
+                SnapshotOutcome::Installed,
+                SnapshotOutcome::Refused,
+            ][usize::from(outcome)],
+        }),
     ]
 }
 
@@ -197,10 +241,12 @@ fn payloads(messages: &[Message]) -> Vec<&Bytes> {
     messages
         .iter()
         .flat_map(|m| match &m.body {
-            MessageBody::AppendRequest { entries, .. } => entries.iter().collect(),
+            MessageBody::AppendRequest { entries, .. } => {
+                entries.iter().map(|e| &e.payload).collect()
+            }
+            MessageBody::SnapshotChunk { data, .. } => vec![data],
             _ => Vec::new(),
         })
-        .map(|e| &e.payload)
         .filter(|p| !p.is_empty())
         .collect()
 }

@@ -39,7 +39,7 @@ use super::config::{ReplicaConfig, ReplicaConfigError};
 use super::entry::{Entry, EntryKind};
 use super::hold::{Holds, Verdict};
 use super::log::RaftLog;
-use super::message::{Message, MessageBody};
+use super::message::{Message, MessageBody, SnapshotOutcome};
 use super::progress::{Progress, ProgressState, ProgressView};
 use super::ready::{
     GatedMessages, HardState, Outcome, ReadState, Ready, Role, SnapshotMeta, SoftState,
@@ -96,6 +96,7 @@ pub struct Replica {
     read_states: Vec<ReadState>,
     outcomes: Vec<Outcome>,
     snapshot_required: Vec<NodeId>,
+    snapshot_messages: Vec<Message>,
     compaction_floor: Option<LogIndex>,
     installed_snapshot: Option<SnapshotMeta>,
     prev_hard_state: HardState,

@@ -13,6 +13,7 @@ impl Replica {
             || !self.read_states.is_empty()
             || !self.outcomes.is_empty()
             || !self.snapshot_required.is_empty()
+            || !self.snapshot_messages.is_empty()
             || self.compaction_floor.is_some()
             || self.installed_snapshot.is_some()
             || self.log.has_unstable()
@@ -71,6 +72,7 @@ impl Replica {
             read_states: std::mem::take(&mut self.read_states),
             outcomes: std::mem::take(&mut self.outcomes),
             snapshot_required: std::mem::take(&mut self.snapshot_required),
+            snapshot_messages: std::mem::take(&mut self.snapshot_messages),
         }
     }
 

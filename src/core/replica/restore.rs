@@ -145,6 +145,7 @@ impl Replica {
             read_states: Vec::new(),
             outcomes: Vec::new(),
             snapshot_required: Vec::new(),
+            snapshot_messages: Vec::new(),
             compaction_floor: None,
             installed_snapshot: None,
             prev_hard_state: HardState {

@@ -37,7 +37,9 @@ impl Replica {
                 } if self.config.check_quorum && leased => return Ok(()),
                 MessageBody::PreVoteRequest { .. } => {}
                 MessageBody::PreVoteResponse { granted: true } => {}
-                MessageBody::AppendRequest { .. } | MessageBody::Heartbeat { .. } => {
+                MessageBody::AppendRequest { .. }
+                | MessageBody::Heartbeat { .. }
+                | MessageBody::SnapshotChunk { .. } => {
                     self.become_follower(m.term, Some(m.from));
                 }
                 _ => self.become_follower(m.term, None),
@@ -58,6 +60,17 @@ impl Replica {
                 }
                 MessageBody::PreVoteRequest { .. } => {
                     self.send(m.from, MessageBody::PreVoteResponse { granted: false });
+                }
+                MessageBody::SnapshotChunk { session, seq, .. } => {
+                    // The stale leader learns the newer term and ends its transfer.
+                    self.send(
+                        m.from,
+                        MessageBody::SnapshotAck {
+                            session,
+                            seq,
+                            outcome: SnapshotOutcome::Refused,
+                        },
+                    );
                 }
                 _ => {}
             }
@@ -135,6 +148,31 @@ impl Replica {
                             ok: false,
                         },
                     );
+                }
+            }
+            MessageBody::SnapshotChunk { .. } => {
+                if self.role != Role::Follower || self.leader != Some(from) {
+                    // A candidate of this term hears its leader.
+                    self.become_follower(term, Some(from));
+                }
+                self.election_elapsed = 0;
+                self.snapshot_messages.push(Message {
+                    partition: self.config.partition,
+                    from,
+                    to: self.config.id,
+                    term,
+                    body: m.body,
+                });
+            }
+            MessageBody::SnapshotAck { .. } => {
+                if self.role == Role::Leader {
+                    self.snapshot_messages.push(Message {
+                        partition: self.config.partition,
+                        from,
+                        to: self.config.id,
+                        term,
+                        body: m.body,
+                    });
                 }
             }
             MessageBody::ReadIndexResponse { context, index, ok } => {

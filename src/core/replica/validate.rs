@@ -80,6 +80,18 @@ impl Replica {
                     return Err(Status::LogsFromAnotherLeader);
                 }
             }
+            MessageBody::SnapshotChunk {
+                last_index,
+                last_term,
+                ..
+            } => {
+                if !self.config.is_voter(m.from) {
+                    return Err(Status::LogsFromAnotherLeader);
+                }
+                if !sane(*last_index) || *last_term > m.term {
+                    return Err(Status::Errored);
+                }
+            }
             MessageBody::ReadIndexResponse { index, .. } => {
                 if !sane(*index) {
                     return Err(Status::Errored);
@@ -90,7 +102,9 @@ impl Replica {
                     return Err(Status::LogsFromAnotherLeader);
                 }
             }
-            MessageBody::HeartbeatResponse { .. } | MessageBody::ReadIndexRequest { .. } => {}
+            MessageBody::HeartbeatResponse { .. }
+            | MessageBody::ReadIndexRequest { .. }
+            | MessageBody::SnapshotAck { .. } => {}
         }
         Ok(())
     }

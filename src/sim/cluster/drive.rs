@@ -76,6 +76,8 @@ impl Simulation {
             outcomes,
             snapshot_required,
             installed_snapshot,
+            // The core simulator models a transfer as one event (`snapshot.rs`): no chunks.
+            snapshot_messages: _,
         } = ready;
         self.trace.event(
             10,

@@ -9,13 +9,17 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::core::{
-    Entry, EntryKind, LogIndex, Message, MessageBody, NodeId, PartitionId, Term, Ticket,
+    Entry, EntryKind, LogIndex, Message, MessageBody, NodeId, PartitionId, SnapshotOutcome, Term,
+    Ticket,
 };
 
 /// Bytes of a message before its tag-specific fields (partition, term, tag).
 const MESSAGE_HEAD_BYTES: usize = 4 + 8 + 1;
 /// Bytes of an entry header on the wire.
 const ENTRY_HEAD_BYTES: usize = 8 + 8 + 8 + 1 + 1 + 4;
+/// Bytes of a snapshot chunk's fixed fields (session, seq, last index and term, CRC, digest
+/// flag, data length), without the digest.
+const CHUNK_HEAD_BYTES: usize = 8 + 4 + 8 + 8 + 4 + 1 + 4;
 
 /// Why a `Messages` body does not decode.
 #[non_exhaustive]
@@ -56,6 +60,14 @@ pub enum WireError {
         /// Its offset.
         at: usize,
     },
+    /// An unknown snapshot acknowledgement outcome.
+    #[error("unknown snapshot outcome {value} at byte {at}")]
+    UnknownSnapshotOutcome {
+        /// The code.
+        value: u8,
+        /// Its offset.
+        at: usize,
+    },
     /// A text field that is not UTF-8.
     #[error("text at byte {0} is not UTF-8")]
     InvalidText(usize),
@@ -77,6 +89,16 @@ const fn tag(body: &MessageBody) -> u8 {
         MessageBody::TimeoutNow => 9,
         MessageBody::ReadIndexRequest { .. } => 10,
         MessageBody::ReadIndexResponse { .. } => 11,
+        MessageBody::SnapshotChunk { .. } => 12,
+        MessageBody::SnapshotAck { .. } => 13,
+    }
+}
+
+const fn outcome_code(outcome: SnapshotOutcome) -> u8 {
+    match outcome {
+        SnapshotOutcome::Received => 0,
+        SnapshotOutcome::Installed => 1,
+        SnapshotOutcome::Refused => 2,
     }
 }
 
@@ -98,6 +120,10 @@ pub fn encoded_len(message: &Message) -> usize {
             MessageBody::HeartbeatResponse { .. } | MessageBody::ReadIndexRequest { .. } => 8,
             MessageBody::TimeoutNow => 0,
             MessageBody::ReadIndexResponse { .. } => 17,
+            MessageBody::SnapshotChunk { digest, data, .. } => {
+                CHUNK_HEAD_BYTES + digest.map_or(0, |d| d.len()) + data.len()
+            }
+            MessageBody::SnapshotAck { .. } => 13,
         }
 }
 
@@ -182,6 +208,39 @@ pub fn encode_messages(messages: &[Message]) -> Vec<Bytes> {
                 meta.put_u64_le(*context);
                 meta.put_u64_le(index.get());
                 meta.put_u8(u8::from(*ok));
+            }
+            MessageBody::SnapshotChunk {
+                session,
+                seq,
+                last_index,
+                last_term,
+                crc,
+                digest,
+                data,
+            } => {
+                meta.put_u64_le(*session);
+                meta.put_u32_le(*seq);
+                meta.put_u64_le(last_index.get());
+                meta.put_u64_le(last_term.get());
+                meta.put_u32_le(*crc);
+                meta.put_u8(u8::from(digest.is_some()));
+                if let Some(digest) = digest {
+                    meta.put_slice(digest);
+                }
+                meta.put_u32_le(u32::try_from(data.len()).unwrap_or(u32::MAX));
+                if !data.is_empty() {
+                    chunks.push(meta.split().freeze());
+                    chunks.push(data.clone());
+                }
+            }
+            MessageBody::SnapshotAck {
+                session,
+                seq,
+                outcome,
+            } => {
+                meta.put_u64_le(*session);
+                meta.put_u32_le(*seq);
+                meta.put_u8(outcome_code(*outcome));
             }
         }
     }
@@ -342,6 +401,20 @@ pub fn decode_messages(
                 index: LogIndex(cur.u64()?),
                 ok: cur.bool()?,
             },
+            12 => decode_chunk(&mut cur)?,
+            13 => MessageBody::SnapshotAck {
+                session: cur.u64()?,
+                seq: cur.u32()?,
+                outcome: {
+                    let at = cur.at;
+                    match cur.u8()? {
+                        0 => SnapshotOutcome::Received,
+                        1 => SnapshotOutcome::Installed,
+                        2 => SnapshotOutcome::Refused,
+                        value => return Err(WireError::UnknownSnapshotOutcome { value, at }),
+                    }
+                },
+            },
             tag => return Err(WireError::UnknownTag { tag, at }),
         };
         messages.push(Message {
@@ -354,6 +427,30 @@ pub fn decode_messages(
     }
     cur.finish()?;
     Ok(messages)
+}
+
+fn decode_chunk(cur: &mut Cursor<'_>) -> Result<MessageBody, WireError> {
+    let session = cur.u64()?;
+    let seq = cur.u32()?;
+    let last_index = LogIndex(cur.u64()?);
+    let last_term = Term(cur.u64()?);
+    let crc = cur.u32()?;
+    let digest = if cur.bool()? {
+        Some(cur.take::<32>()?)
+    } else {
+        None
+    };
+    let len = cur.u32()? as usize;
+    let data = cur.slice(len)?;
+    Ok(MessageBody::SnapshotChunk {
+        session,
+        seq,
+        last_index,
+        last_term,
+        crc,
+        digest,
+        data,
+    })
 }
 
 fn decode_append(cur: &mut Cursor<'_>) -> Result<MessageBody, WireError> {

@@ -34,6 +34,8 @@
 //! message := partition:u32 term:u64 tag:u8 fields(tag)
 //! append  := prev_index:u64 prev_term:u64 commit:u64 entries:u32 entry*
 //! entry   := index:u64 term:u64 ticket:u64 kind:u8 auto_commit:u8 length:u32 payload
+//! chunk   := session:u64 seq:u32 last_index:u64 last_term:u64 crc:u32 has_digest:u8
+//!            digest:[u8; 32] (when has_digest is 1) length:u32 data
 //! ```
 //!
 //! Integers are little-endian, booleans one byte (0 or 1), `kind` an [`EntryKind`] code. The
@@ -52,12 +54,14 @@
 //! | 9 | `TimeoutNow` | none |
 //! | 10 | `ReadIndexRequest` | `context:u64` |
 //! | 11 | `ReadIndexResponse` | `context:u64 index:u64 ok:u8` |
+//! | 12 | `SnapshotChunk` | `chunk` above |
+//! | 13 | `SnapshotAck` | `session:u64 seq:u32 outcome:u8` (0 received, 1 installed, 2 refused) |
 //!
 //! A message travels without its sender and receiver: the connection (or whatever carries the
 //! body) says who sent it, so [`decode_messages`] is told `from` and `to`. A transport must
 //! therefore establish the sender's identity itself, and must not deliver a batch whose sender
 //! it has not authenticated. [`encode_messages`] never copies an entry payload (each payload
-//! is the entry's own [`Bytes`](bytes::Bytes)); [`decode_messages`] is total: any bytes give
+//! is the entry's own [`Bytes`](bytes::Bytes), nor a snapshot chunk's data); [`decode_messages`] is total: any bytes give
 //! messages or a [`WireError`], never a panic, and payloads are slices of the body.
 
 mod frame;
@@ -71,5 +75,6 @@ pub use self::frame::{
 pub(crate) use self::messages::Cursor;
 pub use self::messages::{WireError, decode_messages, encode_messages, encoded_len};
 pub use crate::core::{
-    Entry, EntryKind, LogIndex, Message, MessageBody, NodeId, PartitionId, Term, Ticket,
+    Entry, EntryKind, LogIndex, Message, MessageBody, NodeId, PartitionId, SnapshotOutcome, Term,
+    Ticket,
 };
