@@ -1,7 +1,7 @@
 //! Kommander's two-phase write model: held proposals, Commit and Rollback markers, strict
 //! log-order delivery.
 
-use kommander_raft::core::{EntryKind, Status, Ticket};
+use kommander_raft::core::{EntryKind, NodeId, Status, Ticket};
 
 use super::harness::{Cluster, payload};
 
@@ -197,4 +197,43 @@ fn leadership_loss_reports_pending_operations_as_failed() {
         .find(|o| o.ticket == ticket)
         .copied();
     assert_eq!(outcome.map(|o| o.status), Some(Status::ReplicationFailed));
+}
+
+/// A resolution asked again (its first answer lost) is answered again: at once when its marker
+/// is committed, and when it commits otherwise, also on a new leader that inherited the marker
+/// (found by the whole-node simulator: the second request waited for an outcome that never
+/// came, and the client retrying it never resolved the ticket behind it).
+#[test]
+fn a_resolution_asked_again_is_answered_again() {
+    let mut c = cluster();
+    let held = propose_held(&mut c, "held");
+    // Something behind it keeps its marker from being delivered (and the ticket tracked).
+    let blocker = propose_held(&mut c, "blocker");
+    let marker = c.replica_mut(1).commit_proposal(blocker).expect("commit");
+    c.settle();
+    let answered = |c: &Cluster, node: u64, ticket: Ticket| {
+        c.node(node)
+            .outcomes
+            .iter()
+            .filter(|o| o.ticket == ticket && o.kind == EntryKind::Commit)
+            .count()
+    };
+    assert_eq!(answered(&c, 1, blocker), 1);
+    assert_eq!(c.replica_mut(1).commit_proposal(blocker), Ok(marker));
+    c.process(NodeId(1));
+    assert_eq!(answered(&c, 1, blocker), 2, "answered at once: committed");
+
+    // A new leader inherits the (committed) marker: asked there, it answers too.
+    c.crash(1);
+    c.ticks(60);
+    let leader = c.leader().expect("new leader");
+    assert_eq!(c.replica_mut(leader).commit_proposal(blocker), Ok(marker));
+    c.settle();
+    assert_eq!(answered(&c, leader, blocker), 1);
+    c.replica_mut(leader).commit_proposal(held).expect("commit");
+    c.settle();
+    assert_eq!(
+        c.applied_payloads(leader),
+        vec!["held".to_string(), "blocker".to_string()]
+    );
 }

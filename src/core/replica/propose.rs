@@ -76,7 +76,8 @@ impl Replica {
     }
 
     /// Resolves a held two-phase proposal as committed: appends a Commit marker. Idempotent
-    /// while the ticket is tracked (returns the existing marker's index).
+    /// while the ticket is tracked: returns the existing marker's index, and its outcome comes
+    /// again (at once if the marker is committed, else when it commits).
     ///
     /// # Errors
     ///
@@ -134,15 +135,42 @@ impl Replica {
         Ok(())
     }
 
+    /// Makes sure the outcome of `op`, whose entry is already in the log, comes: at once when
+    /// the entry is committed, else when it commits (unless it is awaited already).
+    fn await_outcome(&mut self, op: PendingOp) {
+        if op.last <= self.log.committed {
+            self.outcomes.push(Outcome {
+                ticket: op.ticket,
+                kind: op.kind,
+                index: op.last,
+                status: Status::Success,
+            });
+        } else if !self
+            .pending_ops
+            .iter()
+            .any(|p| p.last == op.last && p.kind == op.kind)
+        {
+            // Kept in index order: the commit answers them front to back.
+            let at = self.pending_ops.partition_point(|p| p.last < op.last);
+            self.pending_ops.insert(at, op);
+        }
+    }
+
     pub(super) fn resolve(&mut self, ticket: Ticket, kind: EntryKind) -> Result<LogIndex, Status> {
         self.check_can_propose()?;
         let held = *self.holds.get(ticket).ok_or(Status::ProposalNotFound)?;
         if let Some(resolution) = held.resolution {
-            return if resolution.kind == kind {
-                Ok(resolution.index)
-            } else {
-                Err(Status::Errored)
-            };
+            if resolution.kind != kind {
+                return Err(Status::Errored);
+            }
+            // Asked again (an answer lost, a new leader inheriting the marker): the outcome
+            // must still come.
+            self.await_outcome(PendingOp {
+                last: resolution.index,
+                ticket,
+                kind,
+            });
+            return Ok(resolution.index);
         }
         if held.last > self.log.committed {
             return Err(Status::Errored);
