@@ -107,7 +107,7 @@ pub enum MessageBody {
     },
     /// One chunk of a snapshot a leader streams to a follower whose log ends below the
     /// leader's compaction floor. The core only checks its term; the runtimes on both sides
-    /// run the transfer (see [`Ready::snapshot_messages`](super::Ready)).
+    /// run the transfer (the core hands it over in `Ready::snapshot_messages`).
     SnapshotChunk {
         /// The transfer, unique per leader and follower.
         session: u64,

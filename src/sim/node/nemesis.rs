@@ -86,7 +86,7 @@ impl NodeSimulation {
         let done = if up.is_empty() {
             false
         } else if fault == Fault::FailedIo {
-            let armed = self.arm_busy_disk_fault();
+            let armed = self.arm_busy_disk_fault(&up, attempt);
             if armed {
                 self.report.count_fault(fault);
             }
@@ -266,12 +266,18 @@ impl NodeSimulation {
         true
     }
 
-    /// The scripted disk fault: the next I/O of a shard that writes now (a leader's), moved
-    /// there from wherever an earlier try armed it.
-    fn arm_busy_disk_fault(&mut self) -> bool {
+    /// The scripted disk fault: the next I/O of a shard that writes now, moved there from
+    /// wherever an earlier try armed it. Even tries aim at a leader by its own table, odd ones
+    /// at any node of `up` (a leader cut off from the clients writes nothing).
+    fn arm_busy_disk_fault(&mut self, up: &[usize], attempt: u32) -> bool {
         let p = self.nemesis_rng.index(self.config.partitions);
         let partition = crate::core::PartitionId(p as u32 + 1);
-        let Some(leader) = self.leader_of(partition) else {
+        let target = if attempt % 2 == 0 {
+            self.leader_of(partition)
+        } else {
+            Some(up[self.nemesis_rng.index(up.len())])
+        };
+        let Some(leader) = target else {
             return false;
         };
         let node = &mut self.nodes[leader];
