@@ -272,7 +272,7 @@ impl NodeSimulation {
     fn arm_busy_disk_fault(&mut self, up: &[usize], attempt: u32) -> bool {
         let p = self.nemesis_rng.index(self.config.partitions);
         let partition = crate::core::PartitionId(p as u32 + 1);
-        let target = if attempt % 2 == 0 {
+        let target = if attempt.is_multiple_of(2) {
             self.leader_of(partition)
         } else {
             Some(up[self.nemesis_rng.index(up.len())])
