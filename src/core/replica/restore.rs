@@ -218,7 +218,12 @@ pub(super) mod tests {
             durable(vec![normal(1, 1), normal(3, 1)], 0, 0),
             durable(vec![normal(1, 2), normal(2, 1)], 0, 0),
             durable(vec![normal(1, 4)], 0, 0),
-            durable(vec![normal(1, 1)], 1, 2),
+            // Applied below the floor (beyond the log is allowed: see `DurableState::applied`).
+            DurableState {
+                floor: LogIndex(2),
+                floor_term: Term(1),
+                ..durable(vec![normal(3, 1)], 3, 1)
+            },
             DurableState {
                 hard_state: HardState {
                     term: Term(1),

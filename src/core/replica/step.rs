@@ -151,6 +151,10 @@ impl Replica {
                 }
             }
             MessageBody::SnapshotChunk { .. } => {
+                if self.role == Role::Leader {
+                    // Two leaders in one term cannot exist; a chunk claiming so is garbage.
+                    return Ok(());
+                }
                 if self.role != Role::Follower || self.leader != Some(from) {
                     // A candidate of this term hears its leader.
                     self.become_follower(term, Some(from));
