@@ -227,12 +227,15 @@ fn damaged_frame_followed_by_more_than_the_pipeline_is_corruption() {
 #[test]
 fn bit_flip_in_a_sealed_segment_is_corruption_naming_segment_and_offset() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_, _) = filled(dir.path(), 300);
-    let segs = segments(dir.path());
-    let (seq, path) = segs
-        .iter()
-        .find(|(_, path)| !frames(path).is_empty())
-        .expect("segment with frames");
+    let (_, _) = filled(dir.path(), 600);
+    // Sealed: a segment with frames that is not the newest one with frames (whose damaged
+    // last frame would be a torn tail).
+    let segs: Vec<_> = segments(dir.path())
+        .into_iter()
+        .filter(|(_, path)| !frames(path).is_empty())
+        .collect();
+    assert!(segs.len() >= 2, "the workload fills more than one segment");
+    let (seq, path) = &segs[0];
     let (offset, payload_len) = frames(path)[frames(path).len() - 1];
     patch(path, offset + 64 + payload_len as u64 / 2, &[0x01]);
     let err = open(dir.path()).expect_err("a bit flip in a sealed segment must be reported");

@@ -4,6 +4,26 @@
 use super::*;
 
 impl Replica {
+    /// A snapshot chunk or acknowledgement of the current term: a chunk goes to a follower's
+    /// runtime (its sender is the leader: a candidate of this term follows it), an
+    /// acknowledgement to the leader's. Anything else is garbage (a chunk to a leader of the
+    /// same term claims two leaders in one term).
+    pub(super) fn hand_over_snapshot_message(&mut self, m: Message) {
+        match m.body {
+            MessageBody::SnapshotChunk { .. } if self.role != Role::Leader => {
+                if self.role != Role::Follower || self.leader != Some(m.from) {
+                    self.become_follower(self.term, Some(m.from));
+                }
+                self.election_elapsed = 0;
+                self.snapshot_messages.push(m);
+            }
+            MessageBody::SnapshotAck { .. } if self.role == Role::Leader => {
+                self.snapshot_messages.push(m);
+            }
+            _ => {}
+        }
+    }
+
     /// Follower side of a snapshot transfer: the runtime replaced the application's state with
     /// the leader's state at `index` (whose entry had term `index_term`), received from
     /// `leader` in `term`. The log restarts after `index`: when it holds `index` with

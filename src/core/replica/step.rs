@@ -150,34 +150,14 @@ impl Replica {
                     );
                 }
             }
-            MessageBody::SnapshotChunk { .. } => {
-                if self.role == Role::Leader {
-                    // Two leaders in one term cannot exist; a chunk claiming so is garbage.
-                    return Ok(());
-                }
-                if self.role != Role::Follower || self.leader != Some(from) {
-                    // A candidate of this term hears its leader.
-                    self.become_follower(term, Some(from));
-                }
-                self.election_elapsed = 0;
-                self.snapshot_messages.push(Message {
+            body @ (MessageBody::SnapshotChunk { .. } | MessageBody::SnapshotAck { .. }) => {
+                self.hand_over_snapshot_message(Message {
                     partition: self.config.partition,
                     from,
                     to: self.config.id,
                     term,
-                    body: m.body,
+                    body,
                 });
-            }
-            MessageBody::SnapshotAck { .. } => {
-                if self.role == Role::Leader {
-                    self.snapshot_messages.push(Message {
-                        partition: self.config.partition,
-                        from,
-                        to: self.config.id,
-                        term,
-                        body: m.body,
-                    });
-                }
             }
             MessageBody::ReadIndexResponse { context, index, ok } => {
                 if self.role != Role::Leader && self.leader == Some(from) {
