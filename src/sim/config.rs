@@ -2,7 +2,7 @@
 //! load and the nemesis mix. Times are simulated milliseconds; probabilities are per million.
 
 use super::network::NetworkConfig;
-use super::rng::SimRng;
+use super::rng::{DiskLatency, SimRng};
 
 /// Everything one simulated run needs besides its seed.
 #[derive(Debug, Clone)]
@@ -20,15 +20,9 @@ pub struct SimConfig {
     pub settle_ms_max: u64,
     /// Network faults during the fault phase.
     pub network: NetworkConfig,
-    /// Shortest durable write (one flush covers every write queued when it starts).
-    pub disk_latency_ms_min: u64,
-    /// Longest ordinary durable write.
-    pub disk_latency_ms_max: u64,
-    /// Probability that a flush is slow (a stalled disk), which widens the window between
-    /// sending and persisting.
-    pub disk_slow_per_million: u32,
-    /// Longest slow flush.
-    pub disk_slow_ms_max: u64,
+    /// How long a flush takes (one flush covers every write queued when it starts; a slow one
+    /// widens the window between sending and persisting).
+    pub disk_latency: DiskLatency,
     /// Shortest pause between two client proposals to one partition.
     pub proposal_interval_ms_min: u64,
     /// Longest pause between two client proposals to one partition.
@@ -91,10 +85,12 @@ impl SimConfig {
             fault_phase_ms: 200_000,
             settle_ms_max: 30_000,
             network: NetworkConfig::hostile(),
-            disk_latency_ms_min: 1,
-            disk_latency_ms_max: 6,
-            disk_slow_per_million: 20_000,
-            disk_slow_ms_max: 80,
+            disk_latency: DiskLatency {
+                min_ms: 1,
+                max_ms: 6,
+                slow_per_million: 20_000,
+                slow_max_ms: 80,
+            },
             proposal_interval_ms_min: 20,
             proposal_interval_ms_max: 150,
             proposal_batch_max: 3,

@@ -7,6 +7,21 @@
 
 use crate::core::rng::SplitMix64;
 
+/// How long a simulated durable write takes: between `min_ms` and `max_ms`, or, with
+/// probability `slow_per_million / 1_000_000` (a stalled disk), between `max_ms` and
+/// `slow_max_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskLatency {
+    /// Shortest durable write.
+    pub min_ms: u64,
+    /// Longest ordinary durable write.
+    pub max_ms: u64,
+    /// Probability that a durable write is slow.
+    pub slow_per_million: u32,
+    /// Longest slow write.
+    pub slow_max_ms: u64,
+}
+
 /// A small, fast, deterministic generator (SplitMix64). Same seed, same stream.
 #[derive(Debug, Clone)]
 pub struct SimRng {
@@ -53,13 +68,12 @@ impl SimRng {
         self.below(1_000_000) < u64::from(per_million)
     }
 
-    /// A durable write's latency: between `min` and `max` ms, or, with probability
-    /// `slow_per_million / 1_000_000`, a slow one between `max` and `slow_max` ms.
-    pub fn latency(&mut self, min: u64, max: u64, slow_per_million: u32, slow_max: u64) -> u64 {
-        if self.chance(slow_per_million) {
-            self.between(max, slow_max)
+    /// A durable write's latency under `disk`.
+    pub fn latency(&mut self, disk: &DiskLatency) -> u64 {
+        if self.chance(disk.slow_per_million) {
+            self.between(disk.max_ms, disk.slow_max_ms)
         } else {
-            self.between(min, max)
+            self.between(disk.min_ms, disk.max_ms)
         }
     }
 

@@ -93,13 +93,7 @@ impl Simulation {
             return;
         }
         state.flushing = state.disk_queue.len();
-        let config = &self.config;
-        let latency = self.disk_rng.latency(
-            config.disk_latency_ms_min,
-            config.disk_latency_ms_max,
-            config.disk_slow_per_million,
-            config.disk_slow_ms_max,
-        );
+        let latency = self.disk_rng.latency(&self.config.disk_latency);
         let incarnation = state.incarnation;
         self.agenda
             .push(self.now + latency, Event::FlushDone { node, incarnation });

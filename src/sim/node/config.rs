@@ -3,7 +3,7 @@
 //! million.
 
 use crate::sim::network::NetworkConfig;
-use crate::sim::rng::SimRng;
+use crate::sim::rng::{DiskLatency, SimRng};
 
 /// Everything one node-level run needs besides its seed.
 #[derive(Debug, Clone)]
@@ -23,14 +23,8 @@ pub struct NodeSimConfig {
     pub settle_ms_max: u64,
     /// Network faults during the fault phase.
     pub network: NetworkConfig,
-    /// Shortest durable write.
-    pub disk_latency_ms_min: u64,
-    /// Longest ordinary durable write.
-    pub disk_latency_ms_max: u64,
-    /// Probability that a durable write is slow (a stalled disk).
-    pub disk_slow_per_million: u32,
-    /// Longest slow write.
-    pub disk_slow_ms_max: u64,
+    /// How long a durable write takes.
+    pub disk_latency: DiskLatency,
     /// Keys of each partition's register workload.
     pub keys: u64,
     /// Operations of one partition's clients in flight at once.
@@ -95,10 +89,12 @@ impl NodeSimConfig {
             fault_phase_ms: 60_000,
             settle_ms_max: 20_000,
             network: NetworkConfig::hostile(),
-            disk_latency_ms_min: 1,
-            disk_latency_ms_max: 4,
-            disk_slow_per_million: 20_000,
-            disk_slow_ms_max: 60,
+            disk_latency: DiskLatency {
+                min_ms: 1,
+                max_ms: 4,
+                slow_per_million: 20_000,
+                slow_max_ms: 60,
+            },
             keys: 3,
             clients_per_partition: per_partition_clients,
             op_interval_ms_min,

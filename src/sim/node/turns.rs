@@ -176,13 +176,7 @@ impl NodeSimulation {
         let waiting = stepper.waiting_on_wal();
         if waiting && !sim_node.disk_busy[shard] {
             sim_node.disk_busy[shard] = true;
-            let config = &self.config;
-            let latency = self.disk_rng.latency(
-                config.disk_latency_ms_min,
-                config.disk_latency_ms_max,
-                config.disk_slow_per_million,
-                config.disk_slow_ms_max,
-            ) * sim_node.disk_slowdown;
+            let latency = self.disk_rng.latency(&self.config.disk_latency) * sim_node.disk_slowdown;
             let incarnation = sim_node.incarnation;
             self.agenda.push(
                 self.now + latency,
