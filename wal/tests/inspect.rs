@@ -243,7 +243,7 @@ fn healthy_wal_with_several_partitions_is_reported_exactly() {
 fn a_random_workload_over_many_segments_matches_the_log() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut wal = open(dir.path()).expect("open");
-    let ops = workload(21, 600, 6, 600);
+    let ops = workload(21, 1200, 6, 600);
     run_ops(&mut wal, &ops, &mut Rng(5), &mut Model::default());
     let expected = wal.partitions().expect("partitions");
     let seqs = wal.segment_seqs();
