@@ -28,7 +28,8 @@ use hdrhistogram::Histogram;
 use kommander_raft::core::{NodeId, PartitionId, Role, Status, Ticket};
 use kommander_raft::node::NodeConfig;
 use kommander_raft::shard::{
-    LogEntry, NoEvents, ProposedEntry, Refusal, Request, ShardConfig, ShardHost, StateMachine,
+    Application, LogEntry, NoEvents, ProposedEntry, Refusal, Request, ShardConfig, ShardHost,
+    StateMachine,
 };
 use kommander_raft::transport::memory::MemoryNetwork;
 use tokio::sync::oneshot;
@@ -78,7 +79,7 @@ fn start(partitions: u32, shards: usize) -> Bench {
         let runtime = ShardHost::start(
             ShardConfig::from(&config),
             network.transport(NodeId(node)),
-            Arc::new(Counting::default()),
+            Application::new(Arc::new(Counting::default())),
             Arc::new(NoEvents),
             Arc::default(),
         )

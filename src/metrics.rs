@@ -51,6 +51,17 @@ pub const TRANSPORT_MESSAGES_DROPPED: &str = "kommander_transport_messages_dropp
 pub const ELECTIONS_STARTED: &str = "kommander_elections_started_total";
 /// Times a replica of this node learned of a new leader (counter; label `shard`).
 pub const LEADER_CHANGES: &str = "kommander_leader_changes_total";
+/// Snapshot bytes a shard sent to followers (counter; label `shard`).
+pub const SNAPSHOT_BYTES_SENT: &str = "kommander_snapshot_bytes_sent_total";
+/// Snapshot bytes a shard received from leaders (counter; label `shard`).
+pub const SNAPSHOT_BYTES_RECEIVED: &str = "kommander_snapshot_bytes_received_total";
+/// Snapshot transfers a shard is sending (gauge; label `shard`).
+pub const SNAPSHOT_TRANSFERS_ACTIVE: &str = "kommander_snapshot_transfers_active";
+/// Snapshot transfers that failed and back off, or that could not start (counter; label
+/// `shard`).
+pub const SNAPSHOT_TRANSFER_FAILURES: &str = "kommander_snapshot_transfer_failures_total";
+/// Snapshots installed on this node's followers (counter; label `shard`).
+pub const SNAPSHOTS_INSTALLED: &str = "kommander_snapshots_installed_total";
 
 /// Histogram bucket upper bounds for latencies, in seconds: 50 µs to 10 s.
 pub const LATENCY_BUCKETS_SECONDS: &[f64] = &[
@@ -148,6 +159,31 @@ pub fn describe() {
         Unit::Count,
         "Times a replica of this node learned of a new leader."
     );
+    describe_counter!(
+        SNAPSHOT_BYTES_SENT,
+        Unit::Bytes,
+        "Snapshot bytes sent to followers below the leader's compaction floor."
+    );
+    describe_counter!(
+        SNAPSHOT_BYTES_RECEIVED,
+        Unit::Bytes,
+        "Snapshot bytes received from leaders."
+    );
+    describe_gauge!(
+        SNAPSHOT_TRANSFERS_ACTIVE,
+        Unit::Count,
+        "Snapshot transfers being sent."
+    );
+    describe_counter!(
+        SNAPSHOT_TRANSFER_FAILURES,
+        Unit::Count,
+        "Snapshot transfers that failed or could not start (each backs off, then retries)."
+    );
+    describe_counter!(
+        SNAPSHOTS_INSTALLED,
+        Unit::Count,
+        "Snapshots installed by this node's followers."
+    );
 }
 
 /// The metric handles of one shard, taken once (each recording is then an atomic operation
@@ -165,6 +201,11 @@ pub(crate) struct ShardMetrics {
     inbound_messages_dropped: Counter,
     elections_started: Counter,
     leader_changes: Counter,
+    snapshot_bytes_sent: Counter,
+    snapshot_bytes_received: Counter,
+    snapshot_transfers_active: Gauge,
+    snapshot_transfer_failures: Counter,
+    snapshots_installed: Counter,
 }
 
 impl ShardMetrics {
@@ -182,7 +223,12 @@ impl ShardMetrics {
             inbound_queue_depth: metrics::gauge!(SHARD_INBOUND_QUEUE_DEPTH, "shard" => shard.clone()),
             inbound_messages_dropped: metrics::counter!(INBOUND_MESSAGES_DROPPED, "shard" => shard.clone()),
             elections_started: metrics::counter!(ELECTIONS_STARTED, "shard" => shard.clone()),
-            leader_changes: metrics::counter!(LEADER_CHANGES, "shard" => shard),
+            leader_changes: metrics::counter!(LEADER_CHANGES, "shard" => shard.clone()),
+            snapshot_bytes_sent: metrics::counter!(SNAPSHOT_BYTES_SENT, "shard" => shard.clone()),
+            snapshot_bytes_received: metrics::counter!(SNAPSHOT_BYTES_RECEIVED, "shard" => shard.clone()),
+            snapshot_transfers_active: metrics::gauge!(SNAPSHOT_TRANSFERS_ACTIVE, "shard" => shard.clone()),
+            snapshot_transfer_failures: metrics::counter!(SNAPSHOT_TRANSFER_FAILURES, "shard" => shard.clone()),
+            snapshots_installed: metrics::counter!(SNAPSHOTS_INSTALLED, "shard" => shard),
         }
     }
 
@@ -228,6 +274,31 @@ impl ShardMetrics {
     /// A replica learned of a new leader.
     pub(crate) fn leader_changed(&self) {
         self.leader_changes.increment(1);
+    }
+
+    /// A snapshot chunk of `bytes` bytes was sent.
+    pub(crate) fn snapshot_bytes_sent(&self, bytes: usize) {
+        self.snapshot_bytes_sent.increment(bytes as u64);
+    }
+
+    /// A snapshot chunk of `bytes` bytes was received.
+    pub(crate) fn snapshot_bytes_received(&self, bytes: usize) {
+        self.snapshot_bytes_received.increment(bytes as u64);
+    }
+
+    /// The shard now sends `active` transfers.
+    pub(crate) fn snapshot_transfers(&self, active: usize) {
+        self.snapshot_transfers_active.set(active as f64);
+    }
+
+    /// A transfer failed or could not start.
+    pub(crate) fn snapshot_failed(&self) {
+        self.snapshot_transfer_failures.increment(1);
+    }
+
+    /// A follower installed a snapshot.
+    pub(crate) fn snapshot_installed(&self) {
+        self.snapshots_installed.increment(1);
     }
 }
 

@@ -15,7 +15,7 @@ use kommander_wal::backend::{BackendChoice, UringWriteMode};
 use serde::{Deserialize, Serialize};
 
 use crate::core::{self, NodeId, PartitionId};
-use crate::shard::ShardConfig;
+use crate::shard::{ShardConfig, SnapshotConfig};
 use crate::transport::tcp::{TcpCluster, TcpConfig, TcpConfigError};
 
 /// Which WAL backend the shards use.
@@ -126,6 +126,8 @@ pub struct NodeConfig {
     pub timers_max: usize,
     /// The TCP transport (`[transport]` table): listen address, shared secret, limits.
     pub transport: TcpConfig,
+    /// Snapshot transfer (`[snapshot]` table): chunk size, windows, caps, timeouts.
+    pub snapshot: SnapshotConfig,
 }
 
 /// An invalid [`NodeConfig`] (or a TOML text that does not parse into one).
@@ -201,6 +203,7 @@ impl NodeConfig {
             events_buffered_max: 1024,
             timers_max: 65_536,
             transport: TcpConfig::default(),
+            snapshot: SnapshotConfig::default(),
         }
     }
 
@@ -367,6 +370,19 @@ impl NodeConfig {
                 ),
             });
         }
+        self.snapshot
+            .validate()
+            .map_err(|(field, reason)| ConfigError::InvalidField {
+                field: snapshot_field_name(field),
+                reason: reason.to_owned(),
+            })?;
+        // A chunk with its message's fields must fit one transport frame.
+        if (self.transport.frame_bytes_max as u64) < self.snapshot.chunk_bytes as u64 + 128 {
+            return invalid(
+                "snapshot.chunk_bytes",
+                "a chunk (with 128 bytes of message fields) must fit transport.frame_bytes_max",
+            );
+        }
         self.wal_config().validate().map_err(|e| match e {
             kommander_wal::Error::InvalidConfig { field, reason } => ConfigError::InvalidField {
                 field: wal_field_name(field),
@@ -474,6 +490,7 @@ impl From<&NodeConfig> for ShardConfig {
             log_type_bytes_max: config.log_type_bytes_max,
             core: config.partition_config(PartitionId(0), Vec::new(), Vec::new()),
             wal: config.wal_config(),
+            snapshot: config.snapshot,
             #[cfg(feature = "sim-bugs")]
             bug: None,
         }
@@ -485,6 +502,21 @@ fn transport_field(error: TcpConfigError) -> ConfigError {
     ConfigError::InvalidField {
         field: error.field,
         reason: error.reason,
+    }
+}
+
+/// Maps a [`SnapshotConfig`] field name to its name in the `[snapshot]` table.
+fn snapshot_field_name(field: &'static str) -> &'static str {
+    match field {
+        "chunk_bytes" => "snapshot.chunk_bytes",
+        "chunks_in_flight_max" => "snapshot.chunks_in_flight_max",
+        "transfers_max" => "snapshot.transfers_max",
+        "sessions_max" => "snapshot.sessions_max",
+        "session_bytes_max" => "snapshot.session_bytes_max",
+        "session_idle_ticks" => "snapshot.session_idle_ticks",
+        "ack_timeout_ticks" => "snapshot.ack_timeout_ticks",
+        "backoff_max_ticks" => "snapshot.backoff_max_ticks",
+        other => other,
     }
 }
 

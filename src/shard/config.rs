@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use kommander_wal::WalConfig;
+use serde::{Deserialize, Serialize};
 
 use crate::core::{self, NodeId, PartitionId};
 
@@ -44,9 +45,95 @@ pub struct ShardConfig {
     pub core: core::ReplicaConfig,
     /// The WAL configuration of every shard.
     pub wal: WalConfig,
+    /// Snapshot transfer limits.
+    pub snapshot: SnapshotConfig,
     /// Simulator sensitivity hooks (feature `sim-bugs` only): the node-level bug to inject.
     #[cfg(feature = "sim-bugs")]
     pub bug: Option<NodeBug>,
+}
+
+/// The limits of snapshot transfer (a node's `[snapshot]` table). Ticks are the shard's ticks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SnapshotConfig {
+    /// Bytes of application state in one chunk (it must fit a transport frame).
+    pub chunk_bytes: usize,
+    /// Chunks sent and not yet acknowledged, per transfer.
+    pub chunks_in_flight_max: usize,
+    /// Transfers a shard sends at once (one per follower and partition at most); a follower
+    /// beyond it waits for a back-off and tries again.
+    pub transfers_max: usize,
+    /// Transfers a shard receives at once; a first chunk beyond it is refused.
+    pub sessions_max: usize,
+    /// Bytes one received transfer may carry; a chunk beyond it ends the transfer.
+    pub session_bytes_max: u64,
+    /// A received transfer that hears nothing for this many ticks is abandoned.
+    pub session_idle_ticks: u32,
+    /// A sent transfer whose oldest chunk is not acknowledged within this many ticks fails.
+    pub ack_timeout_ticks: u32,
+    /// Ceiling of the back-off after a failed transfer, in ticks (it starts at one heartbeat
+    /// interval and doubles).
+    pub backoff_max_ticks: u32,
+}
+
+impl Default for SnapshotConfig {
+    /// 2 MiB chunks, 4 in flight, 8 transfers each way per shard, 64 GiB per transfer; with
+    /// 20 ms ticks: an idle receiver gives up after 10 s, a sender after 5 s without an
+    /// acknowledgement, and retries back off to 30 s.
+    fn default() -> Self {
+        Self {
+            chunk_bytes: 2 << 20,
+            chunks_in_flight_max: 4,
+            transfers_max: 8,
+            sessions_max: 8,
+            session_bytes_max: 64 << 30,
+            session_idle_ticks: 500,
+            ack_timeout_ticks: 250,
+            backoff_max_ticks: 1_500,
+        }
+    }
+}
+
+impl SnapshotConfig {
+    /// Checks every limit; the error names the field (as spelled in the `[snapshot]` table)
+    /// and what is wrong.
+    ///
+    /// # Errors
+    ///
+    /// `(field, reason)` for the first invalid field.
+    pub fn validate(&self) -> Result<(), (&'static str, &'static str)> {
+        if self.chunk_bytes < 1024 {
+            return Err(("chunk_bytes", "at least 1024 bytes"));
+        }
+        if u32::try_from(self.chunk_bytes).is_err() {
+            return Err(("chunk_bytes", "below 4 GiB"));
+        }
+        let positive: [(&'static str, u64); 7] = [
+            ("chunks_in_flight_max", self.chunks_in_flight_max as u64),
+            ("transfers_max", self.transfers_max as u64),
+            ("sessions_max", self.sessions_max as u64),
+            ("session_bytes_max", self.session_bytes_max),
+            ("session_idle_ticks", u64::from(self.session_idle_ticks)),
+            ("ack_timeout_ticks", u64::from(self.ack_timeout_ticks)),
+            ("backoff_max_ticks", u64::from(self.backoff_max_ticks)),
+        ];
+        for (field, value) in positive {
+            if value == 0 {
+                return Err((field, "must be positive"));
+            }
+        }
+        let capped = [
+            ("chunks_in_flight_max", self.chunks_in_flight_max),
+            ("transfers_max", self.transfers_max),
+            ("sessions_max", self.sessions_max),
+        ];
+        for (field, value) in capped {
+            if value > 1024 {
+                return Err((field, "at most 1024"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A known node-level bug the simulator must catch (feature `sim-bugs`): each is a minimal hook

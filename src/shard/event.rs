@@ -59,6 +59,30 @@ pub enum RaftEvent {
         /// Why.
         reason: ReplicationErrorReason,
     },
+    /// A leader finished sending a snapshot: `follower`, which needed entries below the
+    /// compaction floor, installed the application's state at `index`.
+    SnapshotSent {
+        /// The partition.
+        partition: PartitionId,
+        /// The follower.
+        follower: NodeId,
+        /// The snapshot's last index.
+        index: LogIndex,
+        /// The snapshot's size in bytes.
+        bytes: u64,
+    },
+    /// This node installed a snapshot from `leader`: the application imported its state at
+    /// `index` and the log restarts after it.
+    SnapshotInstalled {
+        /// The partition.
+        partition: PartitionId,
+        /// The leader that sent it.
+        leader: NodeId,
+        /// The snapshot's last index.
+        index: LogIndex,
+        /// The snapshot's size in bytes.
+        bytes: u64,
+    },
     /// A committed partition map was applied on this node (Kommander's
     /// `OnPartitionMapChanged`); `Raft::partition_map` returns it (or a newer one).
     PartitionMapChanged {
@@ -83,9 +107,10 @@ pub enum ReplicationErrorReason {
     Rejected,
     /// The committed entry's envelope does not decode (a misbehaving peer or damaged disk).
     Malformed(CodecError),
-    /// A follower needs entries below the compaction floor; snapshot transfer is not
-    /// implemented yet, so it stays behind.
-    SnapshotRequired(NodeId),
+    /// A follower needs entries below the compaction floor and the application registered no
+    /// `StateTransfer`: only a snapshot could catch it up, so it stays behind (reported once
+    /// each time its leader finds it there).
+    SnapshotUnsupported(NodeId),
 }
 
 /// Receives [`RaftEvent`]s, on shard threads and the node's threads. Must not block (forward

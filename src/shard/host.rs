@@ -34,10 +34,11 @@ use super::Leadership;
 use super::activity::NodeActivity;
 use super::config::ShardConfig;
 use super::router::{Router, ShardQueues};
+use super::snapshot::pump::Pump;
 use super::transport::{Inbound, Transport};
 use super::waker::{Input, Waker};
 use super::worker::{ShardInput, ShardParams, ShardStats, Worker};
-use super::{EventSink, LeaderTable, Opened, Refusal, Request, StateMachine, shard_of};
+use super::{Application, EventSink, LeaderTable, Opened, Refusal, Request, shard_of};
 use crate::core::{Message, NodeId, PartitionId};
 use crate::metrics::ShardMetrics;
 
@@ -139,8 +140,9 @@ impl ShardHost {
     /// from a validated node configuration (`NodeConfig::validate`).
     ///
     /// `transport` carries this node's outgoing messages; register [`ShardHost::inbound`]
-    /// with the network so that peers' messages reach the shards. `app` is called on the
-    /// shard threads; `events` receives [`RaftEvent`](super::RaftEvent)s; the shards write
+    /// with the network so that peers' messages reach the shards. `app`'s state machine is
+    /// called on the shard threads, its snapshot reads and writes on one transfer thread per
+    /// shard; `events` receives [`RaftEvent`](super::RaftEvent)s; the shards write
     /// every replica's leadership into `leaders`.
     ///
     /// # Errors
@@ -155,7 +157,7 @@ impl ShardHost {
     pub fn start(
         config: ShardConfig,
         transport: Arc<dyn Transport>,
-        app: Arc<dyn StateMachine>,
+        app: Application,
         events: Arc<dyn EventSink>,
         leaders: Arc<LeaderTable>,
     ) -> Result<Self, HostStartError> {
@@ -166,7 +168,7 @@ impl ShardHost {
         let mut threads = Vec::with_capacity(shard_count);
         let mut opened = Vec::with_capacity(shard_count);
         for shard in 0..shard_count {
-            let (queues, params) = match parts.shard(shard) {
+            let (queues, params) = match parts.shard(shard, true) {
                 Ok(built) => built,
                 Err(error) => {
                     stop_all(&parts.stop, &shards, threads);
@@ -358,7 +360,7 @@ impl Inbound for ShardHost {
 pub(super) struct HostParts {
     pub(super) config: Arc<ShardConfig>,
     transport: Arc<dyn Transport>,
-    app: Arc<dyn StateMachine>,
+    app: Application,
     events: Arc<dyn EventSink>,
     leaders: Arc<LeaderTable>,
     /// Raised at shutdown: the router refuses requests, the shard threads finish.
@@ -369,7 +371,7 @@ impl HostParts {
     pub(super) fn new(
         config: ShardConfig,
         transport: Arc<dyn Transport>,
-        app: Arc<dyn StateMachine>,
+        app: Application,
         events: Arc<dyn EventSink>,
         leaders: Arc<LeaderTable>,
     ) -> Self {
@@ -384,23 +386,40 @@ impl HostParts {
     }
 
     /// Shard `shard`'s bounded queues with their wake-up: the producer side (for the router)
-    /// and what its worker is built from.
+    /// and what its worker is built from; its snapshot transfers run on a thread of their own
+    /// when `threaded` (else where they are submitted: the stepped host).
     ///
     /// # Errors
     ///
-    /// The wake-up's eventfd could not be created.
-    pub(super) fn shard(&self, shard: usize) -> std::io::Result<(ShardQueues, ShardParams)> {
+    /// The wake-up's eventfd could not be created, or the transfer thread not spawned.
+    pub(super) fn shard(
+        &self,
+        shard: usize,
+        threaded: bool,
+    ) -> std::io::Result<(ShardQueues, ShardParams)> {
         let (command_tx, command_rx) = channel::bounded(self.config.shard_commands_max);
         let (inbound_tx, inbound_rx) = channel::bounded(self.config.shard_inbound_batches_max);
         let stats = Arc::new(ShardStats::default());
         let metrics = ShardMetrics::new(shard);
         let waker = Arc::new(Waker::new()?);
+        let pump = if threaded {
+            let snapshot = &self.config.snapshot;
+            Pump::spawn(
+                shard,
+                snapshot.transfers_max + snapshot.sessions_max,
+                Arc::clone(&waker),
+            )?
+        } else {
+            Pump::inline()
+        };
         let params = ShardParams {
+            pump,
+            transfer: self.app.transfer.clone(),
             waker: Arc::clone(&waker),
             shard,
             config: Arc::clone(&self.config),
             transport: Arc::clone(&self.transport),
-            app: Arc::clone(&self.app),
+            app: Arc::clone(&self.app.state_machine),
             events: Arc::clone(&self.events),
             commands: command_rx,
             inbound: inbound_rx,

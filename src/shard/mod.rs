@@ -27,6 +27,8 @@ pub mod leaders;
 mod outbox;
 mod read_scheduler;
 mod router;
+mod snapshot;
+pub mod state_transfer;
 #[cfg(feature = "sim")]
 mod stepped;
 pub mod transport;
@@ -37,12 +39,13 @@ pub mod worker;
 
 #[cfg(feature = "sim-bugs")]
 pub use config::NodeBug;
-pub use config::ShardConfig;
+pub use config::{ShardConfig, SnapshotConfig};
 #[cfg(feature = "sim")]
 pub use event::NoEvents;
 pub use event::{EventSink, RaftEvent, ReplicationErrorReason};
 pub use host::{HostStartError, ShardCounters, ShardHost};
 pub use leaders::{EndpointLookup, LeaderTable, Leadership, LogProgress, PartitionState};
+pub use state_transfer::{SnapshotExport, SnapshotImport, SnapshotPoint, StateTransfer};
 #[cfg(feature = "sim")]
 pub use stepped::ShardStepper;
 pub use transport::{Inbound, Transport};
@@ -380,6 +383,43 @@ pub trait StateMachine: Send + Sync + 'static {
     fn durable_index(&self, partition: PartitionId) -> Option<LogIndex> {
         let _ = partition;
         None
+    }
+}
+
+/// What the application gives the shards: its state machine, and its snapshots when it
+/// supports them.
+#[derive(Clone)]
+pub struct Application {
+    /// Called on the shard threads in log order.
+    pub state_machine: Arc<dyn StateMachine>,
+    /// Exports and imports snapshots (`None`: a follower below its leader's compaction floor
+    /// stays behind, reported as `ReplicationError(SnapshotUnsupported)`).
+    pub transfer: Option<Arc<dyn StateTransfer>>,
+}
+
+impl Application {
+    /// `state_machine` without snapshot support.
+    #[must_use]
+    pub fn new(state_machine: Arc<dyn StateMachine>) -> Self {
+        Self {
+            state_machine,
+            transfer: None,
+        }
+    }
+
+    /// With snapshots exported and imported by `transfer`.
+    #[must_use]
+    pub fn with_transfer(mut self, transfer: Arc<dyn StateTransfer>) -> Self {
+        self.transfer = Some(transfer);
+        self
+    }
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("transfer", &self.transfer.is_some())
+            .finish_non_exhaustive()
     }
 }
 

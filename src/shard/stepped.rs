@@ -26,7 +26,7 @@ use kommander_wal::Wal;
 use super::host::HostParts;
 use super::worker::Worker;
 use super::{
-    EventSink, HostStartError, LeaderTable, ShardConfig, ShardHost, StateMachine, Transport,
+    Application, EventSink, HostStartError, LeaderTable, ShardConfig, ShardHost, Transport,
 };
 
 impl ShardHost {
@@ -52,7 +52,7 @@ impl ShardHost {
         config: ShardConfig,
         wals: Vec<Wal>,
         transport: Arc<dyn Transport>,
-        app: Arc<dyn StateMachine>,
+        app: Application,
         events: Arc<dyn EventSink>,
         leaders: Arc<LeaderTable>,
         now: Instant,
@@ -66,7 +66,7 @@ impl ShardHost {
         let mut shards = Vec::with_capacity(wals.len());
         let mut steppers = Vec::with_capacity(wals.len());
         for (shard, wal) in wals.into_iter().enumerate() {
-            let (queues, params) = parts.shard(shard)?;
+            let (queues, params) = parts.shard(shard, false)?;
             shards.push(queues);
             steppers.push(ShardStepper {
                 worker: Worker::new(params, wal, now),

@@ -33,6 +33,8 @@ pub(crate) enum Input {
     Inbound,
     /// A request (proposal, query) or a control input.
     Command,
+    /// A snapshot transfer's job finished on the shard's transfer thread.
+    Transfer,
 }
 
 /// One shard's wakeup channel.
@@ -56,7 +58,7 @@ impl Waker {
     pub(crate) fn wake(&self, input: Input) {
         fence(Ordering::SeqCst);
         let parked = self.parked.load(Ordering::Relaxed);
-        if parked == IDLE || (parked == WAITING_ON_WAL && input == Input::Inbound) {
+        if parked == IDLE || (parked == WAITING_ON_WAL && input != Input::Command) {
             // A full counter (EAGAIN) already means "wake up".
             let _ = rustix::io::write(&self.event, &1u64.to_ne_bytes());
         }

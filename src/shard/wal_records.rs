@@ -1,5 +1,7 @@
 //! Ready → WAL records: the translation the WalScheduler applies to each Ready. A Ready
-//! becomes, in this order, the hard state (term, vote) when it changed; a truncation when its
+//! becomes, in this order, the hard state (term, vote) when it changed; the boundary of an
+//! installed snapshot (the log restarts after it, keeping a suffix whose term matches); a
+//! truncation when its
 //! entries replace a stored suffix (a log conflict); the entries (encoded by `codec`); the
 //! commit index when it changed (written in the same frame, so it costs no extra sync); the
 //! compaction to just above a new floor, never past the application's durable index (a
@@ -67,6 +69,8 @@ impl WalView {
 /// borrowed [`Write`]s can be built after encoding).
 pub(crate) struct ReadyWrites {
     term_vote: Option<TermVote>,
+    /// An installed snapshot's boundary: (index, term).
+    install: Option<(u64, u64)>,
     truncate_after: Option<u64>,
     entries: Vec<(u64, u64, std::ops::Range<usize>)>,
     commit: Option<u64>,
@@ -81,6 +85,13 @@ impl ReadyWrites {
         let mut writes = Vec::with_capacity(self.entries.len() + 4);
         if let Some(state) = self.term_vote {
             writes.push(Write::TermVote { partition, state });
+        }
+        if let Some((index, term)) = self.install {
+            writes.push(Write::InstallSnapshot {
+                partition,
+                index,
+                term,
+            });
         }
         if let Some(index) = self.truncate_after {
             writes.push(Write::TruncateAfter { partition, index });
@@ -116,6 +127,7 @@ pub(crate) fn wal_writes(
     scratch.clear();
     let mut out = ReadyWrites {
         term_vote: None,
+        install: None,
         truncate_after: None,
         entries: Vec::with_capacity(ready.entries.len()),
         commit: None,
@@ -132,6 +144,16 @@ pub(crate) fn wal_writes(
             view.term = hard.term.0;
             view.vote = vote;
         }
+    }
+    if let Some(snapshot) = ready.installed_snapshot {
+        let index = snapshot.index.0;
+        out.install = Some((index, snapshot.term.0));
+        // The WAL keeps a suffix whose term matches: the log ends at `index` or beyond it (a
+        // later entry at or below the recorded end truncates first, harmlessly if the suffix
+        // went).
+        view.last = view.last.max(index);
+        view.floor = view.floor.max(index);
+        view.allowed_floor = view.allowed_floor.max(index);
     }
     if let Some(first) = ready.entries.first() {
         if view.known && first.index.0 <= view.last {

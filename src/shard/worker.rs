@@ -62,6 +62,7 @@ mod execute;
 mod partition;
 mod ready;
 mod restore;
+mod transfer;
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -76,6 +77,9 @@ use kommander_wal::Wal;
 use super::config::ShardConfig;
 use super::outbox::Outbox;
 use super::read_scheduler::ReadScheduler;
+use super::snapshot::Transfers;
+use super::snapshot::pump::Pump;
+use super::state_transfer::StateTransfer;
 use super::transport::Transport;
 use super::waker::Waker;
 use super::wal_scheduler::WalScheduler;
@@ -126,6 +130,9 @@ pub(crate) struct ShardParams {
     pub(crate) config: Arc<ShardConfig>,
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) app: Arc<dyn StateMachine>,
+    pub(crate) transfer: Option<Arc<dyn StateTransfer>>,
+    /// Runs the application's snapshot reads and writes.
+    pub(crate) pump: Pump,
     pub(crate) events: Arc<dyn EventSink>,
     pub(crate) commands: Receiver<ShardInput>,
     pub(crate) inbound: Receiver<Vec<Message>>,
@@ -145,6 +152,7 @@ pub(crate) struct Worker {
     wal: Wal,
     transport: Arc<dyn Transport>,
     app: Arc<dyn StateMachine>,
+    transfer: Option<Arc<dyn StateTransfer>>,
     events: Arc<dyn EventSink>,
     commands: Receiver<ShardInput>,
     inbound: Receiver<Vec<Message>>,
@@ -164,6 +172,7 @@ pub(crate) struct Worker {
     compactions_waiting: Vec<PartitionId>,
     reads: ReadScheduler,
     writes: WalScheduler,
+    transfers: Transfers,
     outbox: Outbox,
     /// Why the shard failed (the WAL error); `None` while it serves.
     failure: Option<Arc<str>>,
@@ -180,6 +189,8 @@ impl Worker {
             wal,
             transport: params.transport,
             app: params.app,
+            transfer: params.transfer,
+            transfers: Transfers::new(params.pump),
             events: params.events,
             commands: params.commands,
             inbound: params.inbound,
@@ -247,9 +258,11 @@ impl Worker {
             self.next_tick = now + self.config.tick_interval;
         }
         let mut worked = self.drain_inputs();
+        worked |= self.transfer_results();
         if tick {
             self.tick_all();
             self.retry_compactions();
+            self.tick_transfers();
         }
         worked |= self.restore_step();
         worked |= self.poll_durable(now);
@@ -303,7 +316,9 @@ impl Worker {
         }
         let timeout = self.next_tick.saturating_duration_since(Instant::now());
         self.waker.park(completion, timeout, || {
-            !self.inbound.is_empty() || (!waiting_on_wal && !self.commands.is_empty())
+            !self.inbound.is_empty()
+                || self.transfers.pump.has_done()
+                || (!waiting_on_wal && !self.commands.is_empty())
         });
     }
 
@@ -419,7 +434,7 @@ impl Worker {
         let partition = message.partition;
         let failed = self.failed();
         let accepted = match self.partitions.get_mut(partition) {
-            Some(slot) if !failed && !slot.restoring() && message.to == self.node => {
+            Some(slot) if !failed && !slot.held() && message.to == self.node => {
                 match slot.replica.as_mut() {
                     Some(replica) => {
                         if replica.step(message).is_err() {
@@ -450,7 +465,7 @@ impl Worker {
             return;
         }
         for slot in self.partitions.slots_mut() {
-            if slot.restoring() {
+            if slot.held() {
                 continue;
             }
             if let Some(replica) = slot.replica.as_mut() {

@@ -122,7 +122,7 @@ fn failed_snapshot_transfer_is_reported_again() {
     let stale = Term(c.replica(3).term().0 - 1);
     assert_eq!(
         c.replica_mut(3)
-            .install_snapshot(NodeId(1), stale, LogIndex(2), stale),
+            .install_snapshot(NodeId(1), stale, LogIndex(2), stale, (0, 0)),
         Err(Status::LeaderInOldTerm)
     );
 }
@@ -266,7 +266,7 @@ fn an_installed_snapshot_keeps_a_matching_suffix_and_discards_a_conflicting_log(
     assert_eq!(c.replica(3).commit_index(), LogIndex::ZERO);
 
     c.replica_mut(3)
-        .install_snapshot(NodeId(1), term, LogIndex(3), term)
+        .install_snapshot(NodeId(1), term, LogIndex(3), term, (0, 0))
         .expect("install");
     assert_eq!(c.log_of(3), log[3..].to_vec());
     assert_eq!(
@@ -282,7 +282,7 @@ fn an_installed_snapshot_keeps_a_matching_suffix_and_discards_a_conflicting_log(
     // A snapshot from a newer term whose last entry conflicts: the log goes.
     let newer = Term(term.0 + 1);
     c.replica_mut(3)
-        .install_snapshot(NodeId(2), newer, LogIndex(4), newer)
+        .install_snapshot(NodeId(2), newer, LogIndex(4), newer, (0, 0))
         .expect("install");
     assert!(c.log_of(3).is_empty());
     assert_eq!(

@@ -531,7 +531,7 @@ impl Cluster {
         let node = self.node_mut(follower);
         let before = node.replica.delivered_index();
         node.replica
-            .install_snapshot(NodeId(leader), term, floor, floor_term)?;
+            .install_snapshot(NodeId(leader), term, floor, floor_term, (0, 0))?;
         if before < floor && node.replica.delivered_index() == floor {
             node.applied = state;
             node.applied_index = floor;

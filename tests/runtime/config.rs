@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use kommander_raft::node::{ConfigError, NodeConfig, Raft, StartError};
-use kommander_raft::shard::{HostStartError, NoEvents, ShardConfig, ShardHost};
+use kommander_raft::shard::{Application, HostStartError, NoEvents, ShardConfig, ShardHost};
 use kommander_raft::transport::memory::MemoryNetwork;
 
 use super::harness::Recorder;
@@ -136,7 +136,7 @@ fn a_changed_shard_count_is_refused() {
         ShardHost::start(
             ShardConfig::from(config),
             network.transport(kommander_raft::core::NodeId(1)),
-            Arc::new(Recorder::default()),
+            Application::new(Arc::new(Recorder::default())),
             Arc::new(NoEvents),
             Arc::default(),
         )

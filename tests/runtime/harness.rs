@@ -8,8 +8,8 @@ use bytes::Bytes;
 use kommander_raft::core::{LogIndex, NodeId, PartitionId, Role, Status, Ticket};
 use kommander_raft::node::NodeConfig;
 use kommander_raft::shard::{
-    EventSink, LogEntry, PartitionStatus, ProposedEntry, RaftEvent, Refusal, ReplicationResult,
-    Request, ShardConfig, ShardHost, StateMachine,
+    Application, EventSink, LogEntry, PartitionStatus, ProposedEntry, RaftEvent, Refusal,
+    ReplicationResult, Request, ShardConfig, ShardHost, StateMachine,
 };
 use kommander_raft::transport::Transport;
 use kommander_raft::transport::faulty::FaultInjector;
@@ -244,7 +244,7 @@ impl Cluster {
         let runtime = ShardHost::start(
             ShardConfig::from(&node.config),
             transport,
-            Arc::clone(&node.app) as Arc<dyn StateMachine>,
+            Application::new(Arc::clone(&node.app) as Arc<dyn StateMachine>),
             Arc::clone(&node.events) as Arc<dyn EventSink>,
             Arc::default(),
         )

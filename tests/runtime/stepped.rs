@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kommander_raft::core::{Message, NodeId, PartitionId, Status, Ticket};
 use kommander_raft::shard::{
-    LeaderTable, LogEntry, NoEvents, ProposedEntry, Refusal, ReplicationResult, Request,
-    ShardConfig, ShardHost, ShardStepper, StateMachine,
+    Application, LeaderTable, LogEntry, NoEvents, ProposedEntry, Refusal, ReplicationResult,
+    Request, ShardConfig, ShardHost, ShardStepper, StateMachine,
 };
 use kommander_raft::transport::Transport;
 use kommander_wal::Wal;
@@ -201,7 +201,7 @@ impl SteppedCluster {
                 from: id,
                 wire: Arc::clone(&self.wire),
             }),
-            Arc::clone(&app) as Arc<dyn StateMachine>,
+            Application::new(Arc::clone(&app) as Arc<dyn StateMachine>),
             Arc::new(NoEvents),
             Arc::new(LeaderTable::default()),
             self.now(),

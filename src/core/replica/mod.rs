@@ -219,7 +219,6 @@ impl Replica {
 
     /// Index the delivery cursor reached (handed out in a Ready).
     #[must_use]
-    #[cfg(feature = "sim")]
     pub fn delivered_index(&self) -> LogIndex {
         self.delivered
     }
@@ -247,7 +246,6 @@ impl Replica {
 
     /// The term of the entry at `index`, if this replica still holds it (or it is the floor).
     #[must_use]
-    #[cfg(feature = "sim")]
     pub fn term_at(&self, index: LogIndex) -> Option<Term> {
         self.log.term(index)
     }

@@ -29,19 +29,22 @@ impl Replica {
     /// `leader` in `term`. The log restarts after `index`: when it holds `index` with
     /// `index_term`, the entries after it stay (Raft §7: they may still be the leader's);
     /// otherwise it is discarded. The next Ready carries [`Ready::installed_snapshot`] for the
-    /// WAL and an acknowledgement to the leader, sent once that boundary is durable.
+    /// WAL, and an `AppendResponse` and the final [`MessageBody::SnapshotAck`] of `session`
+    /// (`seq`, [`SnapshotOutcome::Installed`]) to the leader, sent once that boundary is
+    /// durable. A snapshot at or below what was already handed to the application is only
+    /// acknowledged.
     ///
     /// # Errors
     ///
     /// [`Status::LeaderInOldTerm`] when `term` is below ours, [`Status::LogsFromAnotherLeader`]
     /// when `leader` is not a voter (or is this node), [`Status::Errored`] for absurd values.
-    #[cfg(feature = "sim")]
     pub fn install_snapshot(
         &mut self,
         leader: NodeId,
         term: Term,
         index: LogIndex,
         index_term: Term,
+        (session, seq): (u64, u32),
     ) -> Result<(), Status> {
         if leader == self.config.id || !self.config.is_voter(leader) {
             return Err(Status::LogsFromAnotherLeader);
@@ -59,14 +62,21 @@ impl Replica {
             self.become_follower(term, Some(leader));
         }
         self.election_elapsed = 0;
-        if index <= self.log.committed {
+        let installed = MessageBody::SnapshotAck {
+            session,
+            seq,
+            outcome: SnapshotOutcome::Installed,
+        };
+        if index <= self.delivered {
+            // The application already holds it.
             self.ack_append(leader, self.log.committed);
+            self.send_after_persist(leader, installed);
             return Ok(());
         }
         if self.log.term(index) == Some(index_term) {
             // The entries up to `index` are the leader's (log matching); the suffix is kept,
             // and what it has not yet handed out for persistence starts after the boundary.
-            self.log.committed = index;
+            self.log.committed = self.log.committed.max(index);
             self.log.compact_to(index);
             self.log.unstable_from = self.log.unstable_from.max(index.next());
             // As for a discarded log: the boundary stands for everything up to `index`.
@@ -102,13 +112,13 @@ impl Replica {
                 hint_term: Term::ZERO,
             },
         );
+        self.send_after_persist(leader, installed);
         Ok(())
     }
 
     /// Leader side: the runtime's snapshot transfer to `node` completed up to `index` (the
     /// follower called [`Replica::install_snapshot`]). Replication resumes with a probe after
     /// `index`, even if the follower's own acknowledgement is lost.
-    #[cfg(feature = "sim")]
     pub fn report_snapshot_installed(&mut self, node: NodeId, index: LogIndex) {
         if self.role != Role::Leader || index > self.log.last_index() {
             return;
@@ -123,7 +133,6 @@ impl Replica {
 
     /// Leader side: the snapshot transfer to `node` failed; probe it again (it is reported in
     /// `snapshot_required` once more if it still needs entries below the floor).
-    #[cfg(feature = "sim")]
     pub fn report_snapshot_failure(&mut self, node: NodeId) {
         if self.role != Role::Leader {
             return;

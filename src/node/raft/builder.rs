@@ -19,7 +19,7 @@ use crate::node::events::EventHub;
 use crate::node::hlc::HybridLogicalClock;
 use crate::node::system::{Coordinator, SystemApp, SystemState};
 use crate::shard::Transport;
-use crate::shard::{LeaderTable, ShardConfig, ShardHost, StateMachine};
+use crate::shard::{Application, LeaderTable, ShardConfig, ShardHost, StateMachine, StateTransfer};
 
 use super::timer::Timer;
 use super::{Inner, Raft};
@@ -30,6 +30,7 @@ use super::{Inner, Raft};
 pub struct RaftBuilder {
     config: NodeConfig,
     state_machine: Option<Arc<dyn StateMachine>>,
+    state_transfer: Option<Arc<dyn StateTransfer>>,
     transport: Option<Arc<dyn Transport>>,
 }
 
@@ -38,6 +39,7 @@ impl std::fmt::Debug for RaftBuilder {
         f.debug_struct("RaftBuilder")
             .field("node", &self.config.node_id)
             .field("state_machine", &self.state_machine.is_some())
+            .field("state_transfer", &self.state_transfer.is_some())
             .field("transport", &self.transport.is_some())
             .finish()
     }
@@ -48,6 +50,7 @@ impl RaftBuilder {
         Self {
             config,
             state_machine: None,
+            state_transfer: None,
             transport: None,
         }
     }
@@ -56,6 +59,14 @@ impl RaftBuilder {
     /// on the shard threads, in log order per partition.
     pub fn state_machine(mut self, app: Arc<dyn StateMachine>) -> Self {
         self.state_machine = Some(app);
+        self
+    }
+
+    /// The application's snapshots (Kommander's `RegisterStateMachineTransfer`): a leader
+    /// streams them to followers below its compaction floor, which install them. Without one,
+    /// such a follower stays behind (reported as `ReplicationError(SnapshotUnsupported)`).
+    pub fn state_transfer(mut self, transfer: Arc<dyn StateTransfer>) -> Self {
+        self.state_transfer = Some(transfer);
         self
     }
 
@@ -124,10 +135,14 @@ impl RaftBuilder {
             system: Arc::clone(&system),
             app,
         });
+        let mut application = Application::new(app);
+        if let Some(transfer) = self.state_transfer {
+            application = application.with_transfer(transfer);
+        }
         let shards = ShardHost::start(
             ShardConfig::from(&*config),
             Arc::clone(&transport),
-            app,
+            application,
             Arc::clone(&hub) as _,
             Arc::clone(&leaders),
         )?;

@@ -27,7 +27,7 @@ impl Worker {
             request.refuse(Refusal::NotHosted);
             return;
         };
-        if slot.restoring() {
+        if slot.held() {
             request.refuse(Refusal::RestoreInProgress);
             return;
         }

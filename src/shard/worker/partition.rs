@@ -18,6 +18,9 @@ pub(crate) struct Slot {
     pub(crate) replica: Option<Replica>,
     /// The restore phase, while the partition restores.
     pub(crate) restore: Option<Restore>,
+    /// Whether a snapshot import is finishing: the partition is held (nothing stepped,
+    /// ticked, gathered or executed) until it returns.
+    pub(crate) installing: bool,
     /// Whether it is in the touched list.
     dirty: bool,
     /// What the WAL holds for it.
@@ -60,6 +63,13 @@ impl Slot {
     /// dropped).
     pub(crate) fn restoring(&self) -> bool {
         self.restore.is_some()
+    }
+
+    /// Whether the partition is held: restoring from its WAL, or finishing a snapshot import
+    /// (requests get `RestoreInProgress`, messages are dropped, its replica neither ticks nor
+    /// makes a Ready).
+    pub(crate) fn held(&self) -> bool {
+        self.restoring() || self.installing
     }
 
     /// Answers every operation and read waiting on the partition with `refusal`.

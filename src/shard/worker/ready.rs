@@ -12,10 +12,7 @@ use super::restore::Restore;
 use crate::core::{LogIndex, PartitionId, Ready, Replica, Role};
 #[cfg(feature = "sim-bugs")]
 use crate::shard::NodeBug;
-use crate::shard::{
-    LeaderTable, LogProgress, RaftEvent, Refusal, ReplicationErrorReason, ReplicationResult,
-    outcome_key,
-};
+use crate::shard::{LeaderTable, LogProgress, Refusal, ReplicationResult, outcome_key};
 
 impl Worker {
     /// Handles the Readies of the touched partitions (every partition when `all`) at `now`,
@@ -26,6 +23,10 @@ impl Worker {
         }
         let mut worked = false;
         for partition in self.partitions.take_touched(all) {
+            if self.partitions.get(partition).is_some_and(|s| s.installing) {
+                // Held while its import finishes; marked again when it is released.
+                continue;
+            }
             // A Ready can make another one possible (e.g. applied → compaction); a few rounds
             // per turn keep latency low without starving other partitions.
             for _ in 0..4 {
@@ -103,6 +104,9 @@ impl Worker {
     }
 
     fn handle_ready(&mut self, partition: PartitionId, mut ready: Ready, now: Instant) {
+        if let Some(soft) = ready.soft_state {
+            self.transfers_follow(partition, soft);
+        }
         let Some(slot) = self.partitions.get_mut(partition) else {
             return;
         };
@@ -130,14 +134,6 @@ impl Worker {
                     }));
                 }
             }
-        }
-        if ready.installed_snapshot.is_some() {
-            // The shard never calls `Replica::install_snapshot` (snapshot transfer is not
-            // implemented), so this cannot happen; refuse to guess how to persist it.
-            self.fail(format!(
-                "partition {partition}: snapshot installation is not supported by the shard"
-            ));
-            return;
         }
         #[cfg(feature = "sim-bugs")]
         if self.config.bug == Some(NodeBug::ReleaseGatedBeforeDurable) {
@@ -239,12 +235,7 @@ impl Worker {
                 }
             }
         }
-        for node in ready.snapshot_required {
-            self.events.emit(RaftEvent::ReplicationError {
-                partition,
-                index: LogIndex::ZERO,
-                reason: ReplicationErrorReason::SnapshotRequired(node),
-            });
-        }
+        self.start_transfers(partition, ready.snapshot_required);
+        self.snapshot_messages(partition, ready.snapshot_messages);
     }
 }

@@ -73,7 +73,7 @@ impl Simulation {
                 .core
                 .as_mut()
                 .is_some_and(|core| {
-                    core.install_snapshot(node_id(from), term, meta.index, meta.term)
+                    core.install_snapshot(node_id(from), term, meta.index, meta.term, (0, 0))
                         .is_ok()
                 });
         if installed {

@@ -15,7 +15,8 @@ use kommander_wal::{Wal, WalConfig};
 
 use crate::core::{NodeId, PartitionId};
 use crate::shard::{
-    EndpointLookup, EventSink, LeaderTable, RaftEvent, ShardConfig, ShardHost, ShardStepper,
+    Application, EndpointLookup, EventSink, LeaderTable, RaftEvent, ShardConfig, ShardHost,
+    ShardStepper,
 };
 
 use super::app::SimApp;
@@ -207,7 +208,7 @@ impl SimNode {
             config,
             wals,
             transport,
-            Arc::clone(&self.app) as _,
+            Application::new(Arc::clone(&self.app) as _),
             Arc::clone(&self.events) as _,
             leaders,
             now,

@@ -1,0 +1,128 @@
+//! A leader's side of one transfer: the export's chunks in order, at most
+//! `chunks_in_flight_max` unacknowledged, a SHA-256 over the whole on the last (empty) chunk,
+//! and the ack deadline; after a failure, the back-off before the follower is probed again.
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use crate::core::{MessageBody, Term};
+use crate::shard::state_transfer::{SnapshotExport, SnapshotPoint};
+
+/// A follower's transfer on its leader.
+pub(crate) enum Sending {
+    /// Streaming.
+    Active(Outgoing),
+    /// The last transfer failed: the follower is probed again after `ticks_left` ticks (0:
+    /// probed, a new transfer starts when it still needs one), and a new failure waits
+    /// `backoff` ticks.
+    BackingOff { ticks_left: u32, backoff: u32 },
+}
+
+/// One transfer being sent.
+pub(crate) struct Outgoing {
+    pub(crate) session: u64,
+    /// The leader's term when it started (a transfer ends with the leadership).
+    pub(crate) term: Term,
+    pub(crate) at: SnapshotPoint,
+    /// The application's export; `None` while a read job holds it or once it is read out.
+    export: Option<Box<dyn SnapshotExport>>,
+    /// Sequence number of the next chunk sent.
+    next_seq: u32,
+    /// Chunks acknowledged (every chunk below this sequence number).
+    acked: u32,
+    /// Whether the last chunk (with the digest) was sent.
+    ended: bool,
+    hasher: Sha256,
+    /// Snapshot bytes sent.
+    pub(crate) bytes: u64,
+    /// Ticks since the oldest unacknowledged chunk was sent or an acknowledgement came.
+    waited: u32,
+    /// The back-off after a failure of this transfer.
+    pub(crate) backoff: u32,
+}
+
+impl Outgoing {
+    pub(crate) fn new(
+        session: u64,
+        term: Term,
+        at: SnapshotPoint,
+        export: Box<dyn SnapshotExport>,
+        backoff: u32,
+    ) -> Self {
+        Self {
+            session,
+            term,
+            at,
+            export: Some(export),
+            next_seq: 0,
+            acked: 0,
+            ended: false,
+            hasher: Sha256::new(),
+            bytes: 0,
+            waited: 0,
+            backoff,
+        }
+    }
+
+    /// The export to read the next chunk from, when the window has room and no read is out.
+    pub(crate) fn take_export(&mut self, window: usize) -> Option<Box<dyn SnapshotExport>> {
+        if self.ended || (self.next_seq - self.acked) as usize >= window {
+            return None;
+        }
+        self.export.take()
+    }
+
+    /// A read came back: the chunk to send (the last one, with the digest, when the export
+    /// is over).
+    pub(crate) fn chunk(
+        &mut self,
+        export: Box<dyn SnapshotExport>,
+        data: Option<Bytes>,
+    ) -> MessageBody {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if self.next_seq - self.acked == 1 {
+            self.waited = 0;
+        }
+        let (data, digest) = match data {
+            Some(data) => {
+                self.hasher.update(&data);
+                self.bytes += data.len() as u64;
+                self.export = Some(export);
+                (data, None)
+            }
+            None => {
+                self.ended = true;
+                let digest: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
+                (Bytes::new(), Some(digest))
+            }
+        };
+        MessageBody::SnapshotChunk {
+            session: self.session,
+            seq,
+            last_index: self.at.index,
+            last_term: self.at.term,
+            crc: crc32c::crc32c(&data),
+            digest,
+            data,
+        }
+    }
+
+    /// The follower wrote chunk `seq` (acknowledgements come in order; a stale one changes
+    /// nothing).
+    pub(crate) fn acknowledged(&mut self, seq: u32) {
+        if seq >= self.acked && seq < self.next_seq {
+            self.acked = seq + 1;
+            self.waited = 0;
+        }
+    }
+
+    /// One tick: whether the oldest chunk in flight waited `timeout` ticks unacknowledged.
+    pub(crate) fn timed_out(&mut self, timeout: u32) -> bool {
+        if self.next_seq == self.acked {
+            return false;
+        }
+        self.waited += 1;
+        self.waited >= timeout
+    }
+}

@@ -1,0 +1,101 @@
+//! The application's side of snapshot transfer (Kommander's `IRaftPartitionStateTransfer`): a
+//! leader whose follower needs entries below its compaction floor streams the application's
+//! state of the partition instead, and the follower's application installs it.
+//!
+//! ```text
+//! leader's shard thread      export(p, at)  → SnapshotExport   (captures the state at `at`)
+//! leader's transfer thread   read_chunk()…  → chunks on the wire, a SHA-256 over the whole
+//! follower's transfer thread import(p, at)  → SnapshotImport, write_chunk()…, finish()
+//! follower's shard thread    the WAL's boundary record at `at`, then the acknowledgement
+//! ```
+//!
+//! Only [`StateTransfer::export`] runs on the shard thread; reading, writing and finishing run
+//! on the shard's transfer thread, one call at a time per transfer, so a slow disk or a large
+//! state never stalls the shard's other partitions.
+
+use std::io;
+
+use bytes::Bytes;
+
+use crate::core::{LogIndex, PartitionId, Term};
+
+/// A point of a partition's log a snapshot stands for: every entry up to `index` applied, the
+/// entry at `index` of `term`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SnapshotPoint {
+    /// The last index the snapshot covers.
+    pub index: LogIndex,
+    /// The term of the entry at `index`.
+    pub term: Term,
+}
+
+/// Produces and installs snapshots of the application's state, partition by partition.
+/// Register it with `RaftBuilder::state_transfer`; without one, a follower behind its leader's
+/// compaction floor is reported once per episode as a
+/// `ReplicationError(SnapshotUnsupported)` and stays behind.
+///
+/// An application that installs snapshots must report its durable point
+/// ([`StateMachine::durable_index`](super::StateMachine::durable_index)) at least as high as
+/// every snapshot it finished importing: after a crash between the import and the log's
+/// boundary record, restore starts there instead of replaying entries the snapshot holds.
+pub trait StateTransfer: Send + Sync + 'static {
+    /// Captures `partition`'s state as applied through `at.index`. Called on the shard thread
+    /// right after the entry at `at.index` was handed to the application, before any later
+    /// one: the state is exactly that. It must not block (take a read snapshot, a
+    /// copy-on-write handle, a consistent checkpoint of the store); the returned export is
+    /// read later, off the shard thread, while the state moves on.
+    ///
+    /// # Errors
+    ///
+    /// Any I/O error: the transfer fails and is retried after a back-off.
+    fn export(
+        &self,
+        partition: PartitionId,
+        at: SnapshotPoint,
+    ) -> io::Result<Box<dyn SnapshotExport>>;
+
+    /// Starts installing a snapshot of `partition` at `at`, received from its leader. Called
+    /// off the shard thread. Nothing may change the partition's visible state before
+    /// [`SnapshotImport::finish`]: an import dropped unfinished is abandoned (a newer transfer
+    /// replaced it, the leader changed, a chunk did not check out).
+    ///
+    /// # Errors
+    ///
+    /// Any I/O error: the transfer is refused and the leader retries after a back-off.
+    fn import(
+        &self,
+        partition: PartitionId,
+        at: SnapshotPoint,
+    ) -> io::Result<Box<dyn SnapshotImport>>;
+}
+
+/// A snapshot being read: its bytes in order, in chunks.
+pub trait SnapshotExport: Send {
+    /// The next bytes of the snapshot, at most `max` (and at least one, unless the snapshot
+    /// is over: then `None`).
+    ///
+    /// # Errors
+    ///
+    /// Any I/O error: the transfer fails and is retried after a back-off.
+    fn read_chunk(&mut self, max: usize) -> io::Result<Option<Bytes>>;
+}
+
+/// A snapshot being installed: its bytes in order, then `finish`.
+pub trait SnapshotImport: Send {
+    /// The next bytes of the snapshot (checked against their checksum before they come).
+    ///
+    /// # Errors
+    ///
+    /// Any I/O error: the import is abandoned (dropped) and the leader retries.
+    fn write_chunk(&mut self, data: &[u8]) -> io::Result<()>;
+
+    /// Every byte arrived and the SHA-256 over the whole matched: make the imported state the
+    /// partition's, atomically (a crash leaves the old state or the new one) and durably. The
+    /// shard holds the partition meanwhile (nothing is delivered to it); once this returns
+    /// `Ok`, delivery resumes after the snapshot's index.
+    ///
+    /// # Errors
+    ///
+    /// Any I/O error, with the old state still in place: the leader retries.
+    fn finish(self: Box<Self>) -> io::Result<()>;
+}

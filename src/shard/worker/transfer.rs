@@ -1,0 +1,601 @@
+//! Snapshot transfer in the loop: a leader starts a transfer for each follower its replica
+//! reports below the compaction floor (`Ready::snapshot_required`), exports the application's
+//! state at its applied index and streams it; a follower imports the chunks its replica hands
+//! over (`Ready::snapshot_messages`) and, once the import finished, installs the snapshot in
+//! its replica, whose next Ready writes the WAL's boundary record and, once that is durable,
+//! sends the final acknowledgement. The application's reads and writes run on the pump
+//! (`snapshot/pump.rs`); their results come back here at the start of a turn.
+//!
+//! A partition is held while its import finishes (nothing is stepped, ticked, gathered or
+//! delivered), so the replica is exactly as the import found it when the snapshot is
+//! installed; an import whose index the application has already passed is not finished.
+
+use std::io;
+
+use bytes::Bytes;
+
+use super::Worker;
+use crate::core::{
+    LogIndex, Message, MessageBody, NodeId, PartitionId, Role, SnapshotOutcome, SoftState,
+};
+use crate::shard::snapshot::pump::{Done, Job, JobDone, TransferKey, Work};
+use crate::shard::snapshot::receiver::{Arrival, Incoming};
+use crate::shard::snapshot::sender::{Outgoing, Sending};
+use crate::shard::state_transfer::{SnapshotExport, SnapshotPoint};
+use crate::shard::{RaftEvent, ReplicationErrorReason};
+
+impl Worker {
+    /// The replica of `partition` reported `followers` below its compaction floor.
+    pub(super) fn start_transfers(&mut self, partition: PartitionId, followers: Vec<NodeId>) {
+        for follower in followers {
+            self.start_transfer(partition, follower);
+        }
+    }
+
+    fn start_transfer(&mut self, partition: PartitionId, follower: NodeId) {
+        let Some(transfer) = self.transfer.clone() else {
+            self.events.emit(RaftEvent::ReplicationError {
+                partition,
+                index: LogIndex::ZERO,
+                reason: ReplicationErrorReason::SnapshotUnsupported(follower),
+            });
+            return;
+        };
+        let backoff = match self.transfers.sending.get(&(partition, follower)) {
+            Some(Sending::BackingOff {
+                ticks_left: 0,
+                backoff,
+            }) => *backoff,
+            Some(_) => return,
+            None => self.config.core.heartbeat_interval_ticks.max(1),
+        };
+        if self.transfers.active_sends() >= self.config.snapshot.transfers_max {
+            self.back_off(partition, follower, backoff);
+            return;
+        }
+        let Some(replica) = self.replica(partition).filter(|r| r.is_leader()) else {
+            return;
+        };
+        let term = replica.term();
+        let index = replica.applied_index();
+        let Some(index_term) = replica.term_at(index) else {
+            self.back_off(partition, follower, backoff);
+            return;
+        };
+        let at = SnapshotPoint {
+            index,
+            term: index_term,
+        };
+        match transfer.export(partition, at) {
+            Ok(export) => {
+                let session = self.transfers.session_id(term);
+                let outgoing = Outgoing::new(session, term, at, export, backoff);
+                self.transfers
+                    .sending
+                    .insert((partition, follower), Sending::Active(outgoing));
+                self.metrics
+                    .snapshot_transfers(self.transfers.active_sends());
+                self.read_next_chunk(partition, follower);
+            }
+            Err(error) => {
+                tracing::warn!(%partition, %follower, %error, "snapshot export failed");
+                self.back_off(partition, follower, backoff);
+            }
+        }
+    }
+
+    /// The transfer to `follower` waits `backoff` ticks before the follower is probed again;
+    /// the next failure waits twice as long, up to `snapshot.backoff_max_ticks`.
+    fn back_off(&mut self, partition: PartitionId, follower: NodeId, backoff: u32) {
+        self.metrics.snapshot_failed();
+        let next = backoff
+            .saturating_mul(2)
+            .min(self.config.snapshot.backoff_max_ticks);
+        self.transfers.sending.insert(
+            (partition, follower),
+            Sending::BackingOff {
+                ticks_left: backoff,
+                backoff: next,
+            },
+        );
+        self.metrics
+            .snapshot_transfers(self.transfers.active_sends());
+    }
+
+    fn fail_send(&mut self, partition: PartitionId, follower: NodeId, reason: &str) {
+        if let Some(Sending::Active(outgoing)) =
+            self.transfers.sending.remove(&(partition, follower))
+        {
+            tracing::warn!(%partition, %follower, session = outgoing.session, reason, "snapshot transfer failed; retrying after a back-off");
+            self.back_off(partition, follower, outgoing.backoff);
+        }
+    }
+
+    /// Submits the read of the transfer's next chunk when its window has room.
+    fn read_next_chunk(&mut self, partition: PartitionId, follower: NodeId) {
+        let chunk_bytes = self.config.snapshot.chunk_bytes;
+        let window = self.config.snapshot.chunks_in_flight_max;
+        let Some(Sending::Active(outgoing)) =
+            self.transfers.sending.get_mut(&(partition, follower))
+        else {
+            return;
+        };
+        let Some(export) = outgoing.take_export(window) else {
+            return;
+        };
+        let key = TransferKey {
+            partition,
+            peer: follower,
+            session: outgoing.session,
+        };
+        let job = Job {
+            key,
+            work: Work::Read(export, chunk_bytes),
+        };
+        if self.transfers.pump.submit(job).is_err() {
+            self.fail_send(partition, follower, "the transfer queue is full");
+        }
+    }
+
+    /// The transfer `key` names, if it is still the one sent to its follower.
+    fn outgoing(&mut self, key: TransferKey) -> Option<&mut Outgoing> {
+        match self.transfers.sending.get_mut(&(key.partition, key.peer)) {
+            Some(Sending::Active(outgoing)) if outgoing.session == key.session => Some(outgoing),
+            _ => None,
+        }
+    }
+
+    fn chunk_read(
+        &mut self,
+        key: TransferKey,
+        export: Box<dyn SnapshotExport>,
+        read: io::Result<Option<Bytes>>,
+    ) {
+        let Some(outgoing) = self.outgoing(key) else {
+            return;
+        };
+        let term = outgoing.term;
+        match read {
+            Ok(data) => {
+                let body = outgoing.chunk(export, data);
+                if let MessageBody::SnapshotChunk { data, .. } = &body {
+                    self.metrics.snapshot_bytes_sent(data.len());
+                }
+                self.outbox.push(Message {
+                    partition: key.partition,
+                    from: self.node,
+                    to: key.peer,
+                    term,
+                    body,
+                });
+                self.read_next_chunk(key.partition, key.peer);
+            }
+            Err(error) => {
+                let reason = format!("reading the snapshot: {error}");
+                self.fail_send(key.partition, key.peer, &reason);
+            }
+        }
+    }
+
+    /// A follower's acknowledgement reached the leader.
+    fn acknowledged(
+        &mut self,
+        partition: PartitionId,
+        follower: NodeId,
+        (session, seq, outcome): (u64, u32, SnapshotOutcome),
+    ) {
+        let key = TransferKey {
+            partition,
+            peer: follower,
+            session,
+        };
+        let Some(outgoing) = self.outgoing(key) else {
+            return;
+        };
+        match outcome {
+            SnapshotOutcome::Received => {
+                outgoing.acknowledged(seq);
+                self.read_next_chunk(partition, follower);
+            }
+            SnapshotOutcome::Installed => {
+                let (index, bytes) = (outgoing.at.index, outgoing.bytes);
+                self.transfers.sending.remove(&(partition, follower));
+                self.metrics
+                    .snapshot_transfers(self.transfers.active_sends());
+                if let Some(replica) = self.replica_mut(partition) {
+                    replica.report_snapshot_installed(follower, index);
+                }
+                self.partitions.mark_dirty(partition);
+                self.events.emit(RaftEvent::SnapshotSent {
+                    partition,
+                    follower,
+                    index,
+                    bytes,
+                });
+            }
+            SnapshotOutcome::Refused => {
+                self.fail_send(partition, follower, "the follower refused a chunk");
+            }
+        }
+    }
+
+    // ----- receiving -----
+
+    /// Snapshot messages the replica of `partition` handed over: chunks on a follower,
+    /// acknowledgements on a leader.
+    pub(super) fn snapshot_messages(&mut self, partition: PartitionId, messages: Vec<Message>) {
+        for message in messages {
+            match message.body {
+                MessageBody::SnapshotAck {
+                    session,
+                    seq,
+                    outcome,
+                } => self.acknowledged(partition, message.from, (session, seq, outcome)),
+                MessageBody::SnapshotChunk { .. } => self.chunk_arrived(partition, message),
+                _ => {}
+            }
+        }
+    }
+
+    fn chunk_arrived(&mut self, partition: PartitionId, message: Message) {
+        let MessageBody::SnapshotChunk {
+            session,
+            seq,
+            last_index,
+            last_term,
+            crc,
+            digest,
+            data,
+        } = message.body
+        else {
+            return;
+        };
+        let leader = message.from;
+        let limits = (
+            self.config.snapshot.chunks_in_flight_max,
+            self.config.snapshot.session_bytes_max,
+        );
+        let ack = |outcome| (leader, session, seq, outcome);
+        let len = data.len();
+        let current = self.transfers.receiving.get_mut(&partition);
+        if let Some(incoming) = current.filter(|i| i.leader == leader && i.session == session) {
+            match incoming.arrive(seq, crc, digest, data, limits) {
+                Arrival::Queued => {
+                    self.metrics.snapshot_bytes_received(len);
+                    self.write_next_chunk(partition);
+                }
+                Arrival::Duplicate { written: true } => {
+                    self.send_ack(partition, ack(SnapshotOutcome::Received));
+                }
+                Arrival::Duplicate { written: false } => {}
+                Arrival::Refused(reason) => self.end_receive(partition, reason),
+            }
+            return;
+        }
+        if seq != 0 {
+            self.send_ack(partition, ack(SnapshotOutcome::Refused));
+            return;
+        }
+        // A new transfer replaces the one from another leader or session (unless that one
+        // is finishing: then the new one is refused).
+        if self
+            .transfers
+            .receiving
+            .get(&partition)
+            .is_some_and(|i| i.finishing)
+        {
+            self.send_ack(partition, ack(SnapshotOutcome::Refused));
+            return;
+        }
+        self.transfers.receiving.remove(&partition);
+        let at = SnapshotPoint {
+            index: last_index,
+            term: last_term,
+        };
+        let Some(replica) = self.replica_mut(partition) else {
+            return;
+        };
+        let term = replica.term();
+        if at.index <= replica.delivered_index() {
+            // The application is already there: acknowledged without an import.
+            if let Err(status) =
+                replica.install_snapshot(leader, term, at.index, at.term, (session, seq))
+            {
+                tracing::debug!(%partition, %leader, ?status, "snapshot refused by the replica");
+            }
+            self.partitions.mark_dirty(partition);
+            return;
+        }
+        let Some(transfer) = self
+            .transfer
+            .clone()
+            .filter(|_| self.transfers.receiving.len() < self.config.snapshot.sessions_max)
+        else {
+            self.send_ack(partition, ack(SnapshotOutcome::Refused));
+            return;
+        };
+        let mut incoming = Incoming::new(leader, session, term, at);
+        if let Arrival::Refused(reason) = incoming.arrive(seq, crc, digest, data, limits) {
+            tracing::warn!(%partition, %leader, session, reason, "snapshot transfer refused");
+            self.send_ack(partition, ack(SnapshotOutcome::Refused));
+            return;
+        }
+        self.metrics.snapshot_bytes_received(len);
+        self.transfers.receiving.insert(partition, incoming);
+        let job = Job {
+            key: TransferKey {
+                partition,
+                peer: leader,
+                session,
+            },
+            work: Work::Open(transfer, at),
+        };
+        if self.transfers.pump.submit(job).is_err() {
+            self.end_receive(partition, "the transfer queue is full");
+        }
+    }
+
+    /// Ends the transfer `partition` receives (its import, if open, is dropped: abandoned)
+    /// and tells its leader.
+    fn end_receive(&mut self, partition: PartitionId, reason: &str) {
+        let Some(incoming) = self.transfers.receiving.remove(&partition) else {
+            return;
+        };
+        tracing::warn!(%partition, leader = %incoming.leader, session = incoming.session, reason, "snapshot transfer ended");
+        if incoming.finishing {
+            self.hold(partition, false);
+        }
+        self.send_ack(
+            partition,
+            (
+                incoming.leader,
+                incoming.session,
+                0,
+                SnapshotOutcome::Refused,
+            ),
+        );
+    }
+
+    fn send_ack(
+        &mut self,
+        partition: PartitionId,
+        (leader, session, seq, outcome): (NodeId, u64, u32, SnapshotOutcome),
+    ) {
+        let Some(term) = self.replica(partition).map(|r| r.term()) else {
+            return;
+        };
+        self.outbox.push(Message {
+            partition,
+            from: self.node,
+            to: leader,
+            term,
+            body: MessageBody::SnapshotAck {
+                session,
+                seq,
+                outcome,
+            },
+        });
+    }
+
+    /// The transfer `key` names, if it is still the one `key.partition` receives.
+    fn incoming(&mut self, key: TransferKey) -> Option<&mut Incoming> {
+        self.transfers
+            .receiving
+            .get_mut(&key.partition)
+            .filter(|i| i.leader == key.peer && i.session == key.session)
+    }
+
+    /// Submits the next write, or the finish once every chunk is written.
+    fn write_next_chunk(&mut self, partition: PartitionId) {
+        let Some(incoming) = self.transfers.receiving.get_mut(&partition) else {
+            return;
+        };
+        let key = TransferKey {
+            partition,
+            peer: incoming.leader,
+            session: incoming.session,
+        };
+        if let Some((import, _, data)) = incoming.next_write() {
+            let job = Job {
+                key,
+                work: Work::Write(import, data),
+            };
+            if self.transfers.pump.submit(job).is_err() {
+                self.end_receive(partition, "the transfer queue is full");
+            }
+            return;
+        }
+        let (leader, term, at) = (incoming.leader, incoming.term, incoming.at);
+        let finished = incoming.take_finished();
+        let import = match finished {
+            None => return,
+            Some(Err(reason)) => {
+                self.end_receive(partition, reason);
+                return;
+            }
+            Some(Ok(import)) => import,
+        };
+        let Some(replica) = self.replica(partition) else {
+            return;
+        };
+        if replica.term() != term || replica.leader() != Some(leader) {
+            self.end_receive(partition, "the leader changed");
+            return;
+        }
+        if replica.delivered_index() >= at.index {
+            // The log caught up meanwhile: finishing would take the application back.
+            drop(import);
+            self.end_receive(partition, "the application passed the snapshot's index");
+            return;
+        }
+        self.hold(partition, true);
+        let job = Job {
+            key,
+            work: Work::Finish(import),
+        };
+        if self.transfers.pump.submit(job).is_err() {
+            self.end_receive(partition, "the transfer queue is full");
+        }
+    }
+
+    fn finished(&mut self, key: TransferKey, result: io::Result<()>) {
+        let Some(incoming) = self.incoming(key).filter(|i| i.finishing) else {
+            return;
+        };
+        let (leader, term, at, bytes) =
+            (incoming.leader, incoming.term, incoming.at, incoming.bytes);
+        let last_seq = incoming.last_seq();
+        self.hold(key.partition, false);
+        if let Err(error) = result {
+            self.end_receive(key.partition, &format!("finishing the import: {error}"));
+            return;
+        }
+        self.transfers.receiving.remove(&key.partition);
+        let Some(replica) = self.replica_mut(key.partition) else {
+            return;
+        };
+        if let Err(status) =
+            replica.install_snapshot(leader, term, at.index, at.term, (key.session, last_seq))
+        {
+            // The partition was held since the import was checked against the replica, so
+            // this cannot happen; the application now holds state the replica does not know
+            // about, and only a restart (through the application's durable index) reconciles
+            // them.
+            self.fail(format!(
+                "partition {}: the replica refused the snapshot the application imported at {}: {status:?}",
+                key.partition, at.index
+            ));
+            return;
+        }
+        self.metrics.snapshot_installed();
+        self.events.emit(RaftEvent::SnapshotInstalled {
+            partition: key.partition,
+            leader,
+            index: at.index,
+            bytes,
+        });
+    }
+
+    /// Holds `partition` while its import finishes (or releases it).
+    fn hold(&mut self, partition: PartitionId, held: bool) {
+        if let Some(slot) = self.partitions.get_mut(partition) {
+            slot.installing = held;
+        }
+        if !held {
+            self.partitions.mark_dirty(partition);
+        }
+    }
+
+    // ----- the pump's results, ticks, leadership -----
+
+    /// Takes the pump's results. Returns whether there were any.
+    pub(super) fn transfer_results(&mut self) -> bool {
+        let mut worked = false;
+        while let Some(JobDone { key, done }) = self.transfers.pump.take_done() {
+            worked = true;
+            match done {
+                Done::Read(export, read) => self.chunk_read(key, export, read),
+                Done::Opened(Ok(import)) | Done::Written(import, Ok(())) => {
+                    let Some(incoming) = self.incoming(key) else {
+                        continue;
+                    };
+                    let written = incoming.last_written();
+                    incoming.give_back(import);
+                    if let Some(seq) = written {
+                        self.send_ack(
+                            key.partition,
+                            (key.peer, key.session, seq, SnapshotOutcome::Received),
+                        );
+                    }
+                    self.write_next_chunk(key.partition);
+                }
+                Done::Opened(Err(error)) | Done::Written(_, Err(error)) => {
+                    if self.incoming(key).is_some() {
+                        self.end_receive(key.partition, &format!("importing: {error}"));
+                    }
+                }
+                Done::Finished(result) => self.finished(key, result),
+            }
+        }
+        worked
+    }
+
+    /// One tick of every transfer: ack deadlines, back-offs, idle receivers.
+    pub(super) fn tick_transfers(&mut self) {
+        let timeout = self.config.snapshot.ack_timeout_ticks;
+        let mut timed_out = Vec::new();
+        let mut probe = Vec::new();
+        for (&(partition, follower), sending) in &mut self.transfers.sending {
+            match sending {
+                Sending::Active(outgoing) => {
+                    if outgoing.timed_out(timeout) {
+                        timed_out.push((partition, follower));
+                    }
+                }
+                Sending::BackingOff { ticks_left, .. } if *ticks_left > 0 => {
+                    *ticks_left -= 1;
+                    if *ticks_left == 0 {
+                        probe.push((partition, follower));
+                    }
+                }
+                Sending::BackingOff { .. } => {}
+            }
+        }
+        for (partition, follower) in timed_out {
+            self.fail_send(
+                partition,
+                follower,
+                "no acknowledgement within snapshot.ack_timeout_ticks",
+            );
+        }
+        for (partition, follower) in probe {
+            if let Some(replica) = self.replica_mut(partition) {
+                replica.report_snapshot_failure(follower);
+            }
+            self.partitions.mark_dirty(partition);
+        }
+        let idle_max = self.config.snapshot.session_idle_ticks;
+        let idle: Vec<PartitionId> = self
+            .transfers
+            .receiving
+            .iter_mut()
+            .filter_map(|(&partition, incoming)| {
+                incoming.idle_too_long(idle_max).then_some(partition)
+            })
+            .collect();
+        for partition in idle {
+            self.end_receive(partition, "idle for snapshot.session_idle_ticks");
+        }
+    }
+
+    /// `partition`'s replica reported a new soft state: transfers of a leadership that ended
+    /// end with it.
+    pub(super) fn transfers_follow(&mut self, partition: PartitionId, soft: SoftState) {
+        if soft.role != Role::Leader {
+            let before = self.transfers.sending.len();
+            self.transfers.sending.retain(|&(p, _), _| p != partition);
+            if self.transfers.sending.len() != before {
+                self.metrics
+                    .snapshot_transfers(self.transfers.active_sends());
+            }
+        }
+        let stale = self.transfers.receiving.get(&partition).is_some_and(|i| {
+            !i.finishing && (soft.leader != Some(i.leader) || soft.term != i.term)
+        });
+        if stale {
+            self.transfers.receiving.remove(&partition);
+        }
+    }
+
+    fn replica(&self, partition: PartitionId) -> Option<&crate::core::Replica> {
+        self.partitions
+            .get(partition)
+            .and_then(|s| s.replica.as_ref())
+    }
+
+    fn replica_mut(&mut self, partition: PartitionId) -> Option<&mut crate::core::Replica> {
+        self.partitions
+            .get_mut(partition)
+            .and_then(|s| s.replica.as_mut())
+    }
+}
