@@ -6,15 +6,23 @@
 //! skips what it already holds), durable at every checkpoint and reporting its durable index,
 //! or durable one checkpoint late and reporting it (the WAL's compaction must wait for it).
 //!
+//! It supports snapshots ([`StateTransfer`]): an export is its registers at the applied index
+//! (refused when its live state is beyond it, as after a restart that replays entries it
+//! already holds), an import replaces the live and the durable state at once when it
+//! finishes.
+//!
 //! The application is the simulator's own: what it applied is the truth the delivery
 //! checkers judge from. Every delivery is queued as a [`Delivered`] for the simulation to
 //! check after the shard turn that made it.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::{Buf, BufMut, Bytes};
 
 use crate::core::{EntryKind, LogIndex, PartitionId, Term};
-use crate::shard::{LogEntry, StateMachine};
+use crate::shard::{LogEntry, SnapshotExport, SnapshotImport, SnapshotPoint, StateMachine, StateTransfer};
 
 use super::workload::Op;
 
@@ -88,27 +96,38 @@ pub(super) struct Delivered {
 /// The application of one simulated node, kept across its incarnations.
 #[derive(Debug)]
 pub(super) struct SimApp {
-    inner: Mutex<Inner>,
+    inner: Arc<Mutex<Inner>>,
 }
 
 #[derive(Debug)]
 struct Inner {
     partitions: BTreeMap<PartitionId, PartitionApp>,
     delivered: Vec<Delivered>,
+    /// Snapshots exported and imports finished (every incarnation).
+    exports: u64,
+    imports: u64,
 }
 
 impl SimApp {
     pub(super) fn new() -> Self {
         Self {
-            inner: Mutex::new(Inner {
+            inner: Arc::new(Mutex::new(Inner {
                 partitions: BTreeMap::new(),
                 delivered: Vec::new(),
-            }),
+                exports: 0,
+                imports: 0,
+            })),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.inner)
+    }
+
+    /// Snapshots exported and imported so far.
+    pub(super) fn transfers(&self) -> (u64, u64) {
+        let inner = self.lock();
+        (inner.exports, inner.imports)
     }
 
     /// The process died: the live state is lost; what was made durable stays. A partition
@@ -217,5 +236,102 @@ impl StateMachine for SimApp {
                     .map_or(LogIndex::ZERO, |app| app.durable.index),
             ),
         }
+    }
+}
+
+fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+    inner.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl StateTransfer for SimApp {
+    fn export(
+        &self,
+        partition: PartitionId,
+        at: SnapshotPoint,
+    ) -> io::Result<Box<dyn SnapshotExport>> {
+        let mut inner = self.lock();
+        let live = inner
+            .partitions
+            .get(&partition)
+            .map(|app| app.live.clone())
+            .unwrap_or_default();
+        // Above its last hand-over the log holds only entries the application is not handed
+        // (no-ops); a live state beyond `at` is a restart's, ahead of what was replayed yet.
+        if live.index > at.index {
+            return Err(io::Error::other(format!(
+                "the live state is at {}, beyond {}",
+                live.index, at.index
+            )));
+        }
+        inner.exports += 1;
+        let mut data = Vec::with_capacity(live.registers.len() * 16);
+        for (key, value) in &live.registers {
+            data.put_u64_le(*key);
+            data.put_u64_le(*value);
+        }
+        Ok(Box::new(Bytes::from(data)))
+    }
+
+    fn import(
+        &self,
+        partition: PartitionId,
+        at: SnapshotPoint,
+    ) -> io::Result<Box<dyn SnapshotImport>> {
+        Ok(Box::new(Import {
+            inner: Arc::clone(&self.inner),
+            partition,
+            at,
+            data: Vec::new(),
+        }))
+    }
+}
+
+/// An export: the registers' bytes, read from the front.
+impl SnapshotExport for Bytes {
+    fn read_chunk(&mut self, max: usize) -> io::Result<Option<Bytes>> {
+        if self.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(self.split_to(max.min(self.len()))))
+    }
+}
+
+/// An import: the bytes gathered until `finish` decodes them into the new state.
+struct Import {
+    inner: Arc<Mutex<Inner>>,
+    partition: PartitionId,
+    at: SnapshotPoint,
+    data: Vec<u8>,
+}
+
+impl SnapshotImport for Import {
+    fn write_chunk(&mut self, data: &[u8]) -> io::Result<()> {
+        self.data.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> io::Result<()> {
+        if !self.data.len().is_multiple_of(16) {
+            return Err(io::Error::other("a snapshot of registers is 16 bytes a key"));
+        }
+        let mut data = &self.data[..];
+        let mut registers = BTreeMap::new();
+        while data.has_remaining() {
+            let key = data.get_u64_le();
+            registers.insert(key, data.get_u64_le());
+        }
+        let state = AppState {
+            index: self.at.index,
+            registers,
+        };
+        let mut inner = lock(&self.inner);
+        inner.imports += 1;
+        let app = inner.partitions.entry(self.partition).or_default();
+        // Atomically and durably: the live state and the durable one at once.
+        app.durable = state.clone();
+        app.live = state;
+        app.pending = None;
+        app.handed = app.handed.max(self.at.index);
+        Ok(())
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::core::{EntryKind, LogIndex, PartitionId, Term};
+use crate::core::{EntryKind, PartitionId};
 use crate::sim::checkers::Violation;
 use crate::sim::network::NetworkConfig;
 
@@ -165,60 +165,15 @@ impl NodeSimulation {
         self.healed_at.is_some() && self.clients.partitions.iter().all(PartitionClients::healed)
     }
 
-    /// Every node's application applied the same index of every partition, except nodes that
-    /// fell behind the compaction floor: their log does not hold the entry at the highest
-    /// checkpoint any application applied (it ends below it, or holds another term there), the
-    /// floor a leader's log in memory may be compacted to (its WAL may keep more, waiting for
-    /// the application's durable index), so the leader cannot find a matching entry to append
-    /// after and only a snapshot could bring them back; the shards do not ship snapshots yet
-    /// (issue 11). Returns whether converged, and the (node, partition) pairs excused.
-    pub(super) fn converged(&mut self) -> Result<(bool, u64), Violation> {
-        let mut excused = 0;
-        for p in 1..=self.config.partitions as u32 {
+    /// Every node's application applied the same index of every partition (a node whose log
+    /// fell behind its leader's compaction floor catches up through a snapshot).
+    pub(super) fn converged(&self) -> bool {
+        (1..=self.config.partitions as u32).all(|p| {
             let partition = PartitionId(p);
-            let applied: Vec<LogIndex> = self
-                .nodes
-                .iter()
-                .map(|node| node.app.applied(partition))
-                .collect();
-            let most = applied.iter().copied().max().unwrap_or_default();
-            if applied.iter().all(|&index| index == most) {
-                continue;
-            }
-            let shard = crate::shard::shard_of(partition, self.config.shards);
-            let mut logs = Vec::with_capacity(self.nodes.len());
-            for node in 0..self.nodes.len() {
-                match self.durable(node, shard) {
-                    Ok(durable) => logs.push(durable.get(&partition).cloned().unwrap_or_default()),
-                    Err(error) => {
-                        return self
-                            .checkers
-                            .judge(RECOVERY, Err(error))
-                            .map(|()| (false, 0));
-                    }
-                }
-            }
-            let highest = self
-                .truth
-                .applied
-                .iter()
-                .filter(|((p, _), applied)| {
-                    *p == partition && applied.kind == EntryKind::Checkpoint
-                })
-                .map(|(&(_, index), applied)| (index, applied.term))
-                .max()
-                .unwrap_or((LogIndex::ZERO, Term(0)));
-            for (node, &index) in applied.iter().enumerate() {
-                if index == most {
-                    continue;
-                }
-                if logs[node].term_at(highest.0) == Some(highest.1) {
-                    return Ok((false, 0));
-                }
-                excused += 1;
-            }
-        }
-        Ok((true, excused))
+            let mut applied = self.nodes.iter().map(|node| node.app.applied(partition));
+            let first = applied.next().unwrap_or_default();
+            applied.all(|index| index == first)
+        })
     }
 
     pub(super) fn unsettled(&self) -> String {

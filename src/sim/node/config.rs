@@ -61,6 +61,10 @@ pub struct NodeSimConfig {
     pub inflight_messages_max: usize,
     /// The WAL's segment size (small: rotation, preparation and reclamation happen often).
     pub wal_segment_bytes: u64,
+    /// Snapshot chunk size (tiny: a few registers make several chunks).
+    pub snapshot_chunk_bytes: usize,
+    /// Snapshot chunks in flight per transfer.
+    pub snapshot_chunks_in_flight_max: usize,
 }
 
 impl NodeSimConfig {
@@ -113,6 +117,8 @@ impl NodeSimConfig {
             append_entries_max: [1, 4, 64][rng.index(3)],
             inflight_messages_max: [1, 4, 256][rng.index(3)],
             wal_segment_bytes: 256 * 1024,
+            snapshot_chunk_bytes: [16, 32, 4096][rng.index(3)],
+            snapshot_chunks_in_flight_max: [1, 2, 4][rng.index(3)],
         }
     }
 }

@@ -62,10 +62,10 @@ pub struct NodeSimReport {
     pub linearizability_states: u64,
     /// Violations of checkers the run did not listen to (sensitivity runs).
     pub ignored_violations: u64,
-    /// (node, partition) pairs left behind the compaction floor at the end, excused from
-    /// convergence: only a snapshot could bring them back, and the shards do not ship
-    /// snapshots yet.
-    pub behind_floor: u64,
+    /// Snapshots the nodes' applications exported (for followers below a leader's floor).
+    pub snapshot_exports: u64,
+    /// Snapshots the nodes' applications finished importing.
+    pub snapshot_imports: u64,
     /// Simulated ms from the end of the faults until the run settled.
     pub settle_ms: u64,
 }

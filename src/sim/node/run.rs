@@ -388,12 +388,13 @@ impl NodeSimulation {
                         );
                     }
                 }
-                if self.settled() {
-                    let (converged, excused) = self.converged()?;
-                    if converged {
-                        self.report.behind_floor = excused;
-                        return Ok(true);
+                if self.settled() && self.converged() {
+                    for node in &self.nodes {
+                        let (exports, imports) = node.app.transfers();
+                        self.report.snapshot_exports += exports;
+                        self.report.snapshot_imports += imports;
                     }
+                    return Ok(true);
                 }
                 self.agenda
                     .push(self.now + SETTLE_CHECK_MS, Event::CheckSettled);

@@ -208,7 +208,7 @@ impl SimNode {
             config,
             wals,
             transport,
-            Application::new(Arc::clone(&self.app) as _),
+            Application::new(Arc::clone(&self.app) as _).with_transfer(Arc::clone(&self.app) as _),
             Arc::clone(&self.events) as _,
             leaders,
             now,

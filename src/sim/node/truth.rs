@@ -40,16 +40,6 @@ pub(super) struct DurableLog {
     pub(super) entries: BTreeMap<LogIndex, (Term, Option<Op>)>,
 }
 
-impl DurableLog {
-    /// The term of the entry at `index`, if this log still knows it (at the floor or above).
-    pub(super) fn term_at(&self, index: LogIndex) -> Option<Term> {
-        if index == self.floor {
-            return Some(self.floor_term);
-        }
-        self.entries.get(&index).map(|&(term, _)| term)
-    }
-}
-
 /// Everything recorded.
 #[derive(Debug, Default)]
 pub(super) struct Truth {

@@ -34,6 +34,13 @@ impl NodeSimulation {
         config.wal_inflight_batches_max = 4;
         config.shard_inputs_per_turn_max = 64;
         let mut shard = ShardConfig::from(&config);
+        // Below the 1 KiB a node's configuration allows: the registers make several chunks.
+        shard.snapshot.chunk_bytes = self.config.snapshot_chunk_bytes;
+        shard.snapshot.chunks_in_flight_max = self.config.snapshot_chunks_in_flight_max;
+        // Within the settle phase: give up after a second, retry within two.
+        shard.snapshot.ack_timeout_ticks = 100;
+        shard.snapshot.session_idle_ticks = 200;
+        shard.snapshot.backoff_max_ticks = 200;
         shard.core.seed = self
             .seed
             .wrapping_mul(0x9E37_79B9_7F4A_7C15)
