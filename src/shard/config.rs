@@ -160,18 +160,23 @@ pub enum NodeBug {
     /// The WAL is compacted to every applied checkpoint without waiting for the application's
     /// durable index (`StateMachine::durable_index`).
     CompactPastDurableIndex,
+    /// A received snapshot's boundary is installed (and made durable) before the application
+    /// finished importing it; the import finishes a few ticks later, while the partition is
+    /// not held.
+    BoundaryBeforeImport,
 }
 
 #[cfg(feature = "sim-bugs")]
 impl NodeBug {
     /// Every injectable node-level bug.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::ReleaseGatedBeforeDurable,
         Self::AckProposalBeforeDurable,
         Self::DurableWithoutFsync,
         Self::RedeliverAfterRestore,
         Self::ReadWithoutReadIndex,
         Self::CompactPastDurableIndex,
+        Self::BoundaryBeforeImport,
     ];
 }
 

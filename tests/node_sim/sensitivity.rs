@@ -12,7 +12,7 @@ use crate::sim::{env_u64, run_seeds};
 const SEEDS_MAX: u64 = 1_000;
 
 /// Every node-level bug and the checker that must catch it.
-const NODE_BUGS: [(NodeBug, &str); 6] = [
+const NODE_BUGS: [(NodeBug, &str); 7] = [
     (
         NodeBug::ReleaseGatedBeforeDurable,
         "acknowledged_writes_durable",
@@ -28,6 +28,10 @@ const NODE_BUGS: [(NodeBug, &str); 6] = [
     ),
     (NodeBug::ReadWithoutReadIndex, "linearizability"),
     (NodeBug::CompactPastDurableIndex, "recovery"),
+    (
+        NodeBug::BoundaryBeforeImport,
+        "exactly_once_in_order_delivery",
+    ),
 ];
 
 /// Every core bug and the checker that must catch it, but `CommitOldTermByCounting`: Raft's
@@ -113,6 +117,11 @@ fn read_without_read_index_is_caught() {
 #[test]
 fn compaction_past_the_durable_index_is_caught() {
     caught_by("CompactPastDurableIndex", NODE_BUGS[5].1);
+}
+
+#[test]
+fn boundary_before_import_is_caught() {
+    caught_by("BoundaryBeforeImport", NODE_BUGS[6].1);
 }
 
 #[test]

@@ -22,6 +22,9 @@ pub(crate) struct Transfers {
     pub(crate) receiving: StableHashMap<PartitionId, Incoming>,
     /// The low half of the next session id (the high half is the leader's term).
     next_session: u32,
+    /// `NodeBug::BoundaryBeforeImport`: finishes submitted once their ticks run out.
+    #[cfg(feature = "sim-bugs")]
+    pub(crate) late_finishes: Vec<(u32, pump::Job)>,
 }
 
 impl Transfers {
@@ -31,6 +34,8 @@ impl Transfers {
             sending: StableHashMap::default(),
             receiving: StableHashMap::default(),
             next_session: 0,
+            #[cfg(feature = "sim-bugs")]
+            late_finishes: Vec::new(),
         }
     }
 

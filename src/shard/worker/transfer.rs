@@ -428,11 +428,32 @@ impl Worker {
             self.end_receive(partition, "the application passed the snapshot's index");
             return;
         }
-        self.hold(partition, true);
         let job = Job {
             key,
             work: Work::Finish(import),
         };
+        #[cfg(feature = "sim-bugs")]
+        if self.config.bug == Some(crate::shard::NodeBug::BoundaryBeforeImport) {
+            // The bug: the boundary now, the import 50 ticks later, the partition not held.
+            let last_seq = self
+                .transfers
+                .receiving
+                .get(&partition)
+                .map_or(0, Incoming::last_seq);
+            if let Some(replica) = self.replica_mut(partition) {
+                let _ = replica.install_snapshot(
+                    leader,
+                    term,
+                    at.index,
+                    at.term,
+                    (key.session, last_seq),
+                );
+            }
+            self.partitions.mark_dirty(partition);
+            self.transfers.late_finishes.push((50, job));
+            return;
+        }
+        self.hold(partition, true);
         if self.transfers.pump.submit(job).is_err() {
             self.end_receive(partition, "the transfer queue is full");
         }
@@ -553,6 +574,18 @@ impl Worker {
                 replica.report_snapshot_failure(follower);
             }
             self.partitions.mark_dirty(partition);
+        }
+        #[cfg(feature = "sim-bugs")]
+        {
+            let (due, waiting): (Vec<_>, Vec<_>) =
+                std::mem::take(&mut self.transfers.late_finishes)
+                    .into_iter()
+                    .map(|(ticks, job)| (ticks - 1, job))
+                    .partition(|(ticks, _)| *ticks == 0);
+            self.transfers.late_finishes = waiting;
+            for (_, job) in due {
+                let _ = self.transfers.pump.submit(job);
+            }
         }
         let idle_max = self.config.snapshot.session_idle_ticks;
         let idle: Vec<PartitionId> = self

@@ -22,7 +22,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use bytes::{Buf, BufMut, Bytes};
 
 use crate::core::{EntryKind, LogIndex, PartitionId, Term};
-use crate::shard::{LogEntry, SnapshotExport, SnapshotImport, SnapshotPoint, StateMachine, StateTransfer};
+use crate::shard::{
+    LogEntry, SnapshotExport, SnapshotImport, SnapshotPoint, StateMachine, StateTransfer,
+};
 
 use super::workload::Op;
 
@@ -312,7 +314,9 @@ impl SnapshotImport for Import {
 
     fn finish(self: Box<Self>) -> io::Result<()> {
         if !self.data.len().is_multiple_of(16) {
-            return Err(io::Error::other("a snapshot of registers is 16 bytes a key"));
+            return Err(io::Error::other(
+                "a snapshot of registers is 16 bytes a key",
+            ));
         }
         let mut data = &self.data[..];
         let mut registers = BTreeMap::new();
