@@ -142,7 +142,8 @@ pub use crate::node::{
     StartError, TestHooks, Written,
 };
 pub use crate::shard::{
-    Leadership, LogEntry, LogProgress, PartitionState, RaftEvent, StateMachine,
+    Leadership, LogEntry, LogProgress, PartitionState, RaftEvent, SnapshotExport, SnapshotImport,
+    SnapshotPoint, StateMachine, StateTransfer,
 };
 // What the handle's methods, events and configuration name besides the above.
 pub use crate::node::partition_map::{NoRouteError, RangeState, RoutingMode};
@@ -151,5 +152,7 @@ pub use crate::node::{
     PhysicalClock, StaticDiscovery, SystemClock, WalBackend,
 };
 pub use crate::shard::codec::CodecError;
-pub use crate::shard::{HostStartError, PartitionStatus, ReplicationErrorReason, ShardCounters};
+pub use crate::shard::{
+    HostStartError, PartitionStatus, ReplicationErrorReason, ShardCounters, SnapshotConfig,
+};
 pub use crate::transport::{Inbound, Transport};

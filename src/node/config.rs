@@ -103,6 +103,9 @@ pub struct NodeConfig {
     /// Committed entries one Ready hands to the application per partition (bounds one
     /// partition's share of a loop turn).
     pub deliver_entries_max: usize,
+    /// Entries a leader keeps in memory below an applied checkpoint for followers that still
+    /// need them (a follower further behind catches up by snapshot).
+    pub compaction_retain_entries_max: u64,
     /// Largest accepted jump between a replica's term and a message's term.
     pub term_gap_max: u64,
     /// WAL backend.
@@ -192,6 +195,7 @@ impl NodeConfig {
             uncommitted_bytes_max: core.uncommitted_bytes_max,
             read_index_pending_max: core.read_index_pending_max,
             deliver_entries_max: core.deliver_entries_max,
+            compaction_retain_entries_max: core.compaction_retain_entries_max,
             term_gap_max: core.term_gap_max,
             wal_backend: WalBackend::Auto,
             wal_segment_bytes: wal.segment_bytes,
@@ -419,6 +423,7 @@ impl NodeConfig {
             uncommitted_bytes_max: self.uncommitted_bytes_max,
             read_index_pending_max: self.read_index_pending_max,
             deliver_entries_max: self.deliver_entries_max,
+            compaction_retain_entries_max: self.compaction_retain_entries_max,
             term_gap_max: self.term_gap_max,
             ..core::ReplicaConfig::new(NodeId(self.node_id), partition, voters)
         }

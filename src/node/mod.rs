@@ -11,6 +11,7 @@ pub mod hlc;
 pub mod partition_map;
 pub mod raft;
 pub mod system;
+mod system_transfer;
 
 pub use config::{ConfigError, NodeConfig, WalBackend};
 pub use discovery::{RaftNode, StaticDiscovery};

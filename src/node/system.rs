@@ -12,9 +12,16 @@
 //!   `PartitionMapChanged` and turns `is_initialized` true.
 //!
 //! The hand-over from the shard thread is a single "latest map" slot plus a wake-up channel of
-//! capacity 1: nothing queues up, and nothing blocks the shard.
+//! capacity 1: nothing queues up.
+//!
+//! The map is the system partition's state, durable on its own: each newer committed map is
+//! written to `<data_dir>/partition-map` (a new file renamed over the old, synced) before it
+//! is handed over, and a restarted node starts from that file, so a checkpoint of P0 that
+//! compacts the map's entry away loses nothing. P0's snapshots carry it (`system_transfer.rs`).
 
 use std::collections::HashSet;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
@@ -40,8 +47,15 @@ pub const SYSTEM_LOG_TYPE: &str = "_RaftSystem";
 /// The system partition.
 pub const SYSTEM_PARTITION: PartitionId = PartitionId(0);
 
+/// The file holding the newest committed map, in the data directory.
+const MAP_FILE: &str = "partition-map";
+
 /// What the shard thread and the coordinator share.
 pub(crate) struct SystemState {
+    /// Where the newest map is kept.
+    map_file: PathBuf,
+    /// The version in the file.
+    persisted: Mutex<u64>,
     /// The newest committed map not applied yet.
     pending: Mutex<Option<PartitionMap>>,
     /// The map in force.
@@ -52,15 +66,32 @@ pub(crate) struct SystemState {
 }
 
 impl SystemState {
-    pub(crate) fn new() -> Self {
+    /// The state of a node storing under `data_dir`: the map its file holds (if any) is
+    /// pending, to be applied by the coordinator.
+    ///
+    /// # Errors
+    ///
+    /// The file exists but cannot be read or does not hold a valid map.
+    pub(crate) fn open(data_dir: &Path) -> std::io::Result<Self> {
+        let map_file = data_dir.join(MAP_FILE);
+        let stored = match std::fs::read(&map_file) {
+            Ok(bytes) => Some(
+                PartitionMap::decode(&bytes)
+                    .map_err(|e| std::io::Error::other(format!("{}: {e}", map_file.display())))?,
+            ),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+            Err(error) => return Err(error),
+        };
         let (wake, wakes) = channel::bounded(1);
-        Self {
-            pending: Mutex::new(None),
+        Ok(Self {
+            map_file,
+            persisted: Mutex::new(stored.as_ref().map_or(0, |m| m.version)),
+            pending: Mutex::new(stored),
             applied: RwLock::new(Arc::new(PartitionMap::default())),
             initialized: watch::channel(false).0,
             wake,
             wakes,
-        }
+        })
     }
 
     /// Wakes the coordinator (a pending wake-up is enough).
@@ -79,6 +110,48 @@ impl SystemState {
 
     pub(crate) fn is_initialized(&self) -> bool {
         *self.initialized.borrow()
+    }
+
+    /// The newest map committed through what was delivered (applied or pending).
+    pub(crate) fn newest_map(&self) -> PartitionMap {
+        let pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        pending.clone().unwrap_or_else(|| (*self.map()).clone())
+    }
+
+    /// Makes `map` durable (unless the file holds it or a newer one already), then hands it
+    /// to the coordinator.
+    ///
+    /// # Errors
+    ///
+    /// Writing or syncing the file failed: the map is handed over anyway, but a restart after
+    /// P0's log compacted its entry away would not know it.
+    pub(crate) fn commit(&self, map: PartitionMap) -> std::io::Result<()> {
+        let written = self.persist(&map);
+        self.offer(map);
+        written
+    }
+
+    fn persist(&self, map: &PartitionMap) -> std::io::Result<()> {
+        let mut persisted = self
+            .persisted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if map.version <= *persisted {
+            return Ok(());
+        }
+        if let Some(dir) = self.map_file.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let fresh = self.map_file.with_extension("new");
+        let mut file = std::fs::File::create(&fresh)?;
+        file.write_all(&map.encode())?;
+        file.sync_all()?;
+        std::fs::rename(&fresh, &self.map_file)?;
+        if let Some(dir) = self.map_file.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        *persisted = map.version;
+        Ok(())
     }
 
     fn offer(&self, map: PartitionMap) {
@@ -112,10 +185,13 @@ pub(crate) struct SystemApp {
 impl SystemApp {
     fn system_entry(&self, entry: &LogEntry) -> bool {
         match PartitionMap::decode(&entry.payload) {
-            Ok(map) => {
-                self.system.offer(map);
-                true
-            }
+            Ok(map) => match self.system.commit(map) {
+                Ok(()) => true,
+                Err(error) => {
+                    tracing::error!(%error, "the partition map could not be made durable");
+                    false
+                }
+            },
             // Reported as a replication error by the runtime; the map is not applied.
             Err(_) => false,
         }

@@ -34,11 +34,20 @@ pub struct SnapshotPoint {
 /// compaction floor is reported once per episode as a
 /// `ReplicationError(SnapshotUnsupported)` and stays behind.
 ///
-/// An application that installs snapshots must report its durable point
-/// ([`StateMachine::durable_index`](super::StateMachine::durable_index)) at least as high as
-/// every snapshot it finished importing: after a crash between the import and the log's
-/// boundary record, restore starts there instead of replaying entries the snapshot holds.
+/// After a crash between a finished import and the log's boundary record, restore starts at
+/// the application's durable point ([`StateMachine::durable_index`](super::StateMachine::durable_index)):
+/// an application that reports one reports at least the imported index; one that reports
+/// nothing is handed again the entries above the log's old floor, as after any crash, and
+/// skips those its state already holds.
 pub trait StateTransfer: Send + Sync + 'static {
+    /// Whether snapshots of `partition` are supported (default: all). A follower of an
+    /// unsupported partition behind its leader's floor is reported as for an application
+    /// without a `StateTransfer`.
+    fn supports(&self, partition: PartitionId) -> bool {
+        let _ = partition;
+        true
+    }
+
     /// Captures `partition`'s state as applied through `at.index`. Called on the shard thread
     /// right after the entry at `at.index` was handed to the application, before any later
     /// one: the state is exactly that. It must not block (take a read snapshot, a

@@ -5,13 +5,14 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kommander_raft::transport::Transport;
 use kommander_raft::transport::faulty::{FaultInjector, FaultRates};
 use kommander_raft::transport::memory::MemoryNetwork;
 use kommander_raft::{
     Leadership, LogEntry, NodeConfig, NodeId, PartitionId, Raft, RaftEvent, ReplicateError,
-    ReplicateOptions, Role, StateMachine, Term, Written,
+    ReplicateOptions, Role, SnapshotExport, SnapshotImport, SnapshotPoint, StateMachine,
+    StateTransfer, Term, Written,
 };
 use tokio::sync::broadcast;
 
@@ -28,10 +29,12 @@ pub(crate) struct Seen {
 
 type Hook = Box<dyn Fn(PartitionId, &LogEntry) + Send + Sync>;
 
-/// Records every delivery per partition, live and restored separately.
+/// Records every delivery per partition, live and restored separately. As a `StateTransfer`
+/// its state of a partition is the live list: a snapshot carries it (as length-prefixed
+/// payloads), and an import replaces it.
 #[derive(Default)]
 pub(crate) struct Recorder {
-    live: Mutex<HashMap<PartitionId, Vec<Seen>>>,
+    live: Arc<Mutex<HashMap<PartitionId, Vec<Seen>>>>,
     restored: Mutex<HashMap<PartitionId, Vec<Seen>>>,
     pub(crate) on_live: Mutex<Option<Hook>>,
     pub(crate) on_restore: Mutex<Option<Hook>>,
@@ -68,6 +71,87 @@ impl StateMachine for Recorder {
         let mut restored = self.restored.lock().expect("recorder");
         restored.entry(partition).or_default().push(seen(entry));
         true
+    }
+}
+
+impl StateTransfer for Recorder {
+    fn export(
+        &self,
+        partition: PartitionId,
+        at: SnapshotPoint,
+    ) -> std::io::Result<Box<dyn SnapshotExport>> {
+        let live = self.live(partition);
+        let mut data = BytesMut::new();
+        for seen in live.iter().filter(|s| s.index <= at.index.0) {
+            data.put_u64_le(seen.index);
+            data.put_u32_le(seen.log_type.len() as u32);
+            data.put_slice(seen.log_type.as_bytes());
+            data.put_u32_le(seen.payload.len() as u32);
+            data.put_slice(&seen.payload);
+        }
+        Ok(Box::new(Chunks(data.freeze())))
+    }
+
+    fn import(
+        &self,
+        partition: PartitionId,
+        _at: SnapshotPoint,
+    ) -> std::io::Result<Box<dyn SnapshotImport>> {
+        Ok(Box::new(Import {
+            live: Arc::clone(&self.live),
+            partition,
+            data: Vec::new(),
+        }))
+    }
+}
+
+/// An export: the bytes, read from the front.
+struct Chunks(Bytes);
+
+impl SnapshotExport for Chunks {
+    fn read_chunk(&mut self, max: usize) -> std::io::Result<Option<Bytes>> {
+        let len = max.min(self.0.len());
+        Ok((len > 0).then(|| self.0.split_to(len)))
+    }
+}
+
+struct Import {
+    live: Arc<Mutex<HashMap<PartitionId, Vec<Seen>>>>,
+    partition: PartitionId,
+    data: Vec<u8>,
+}
+
+impl SnapshotImport for Import {
+    fn write_chunk(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.data.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> std::io::Result<()> {
+        let mut data = &self.data[..];
+        let mut seen = Vec::new();
+        let mut field = |data: &mut &[u8]| {
+            let len = data.get_u32_le() as usize;
+            let bytes = Bytes::copy_from_slice(data.get(..len)?);
+            data.advance(len);
+            Some(bytes)
+        };
+        while data.has_remaining() {
+            let index = data.get_u64_le();
+            let (Some(log_type), Some(payload)) = (field(&mut data), field(&mut data)) else {
+                return Err(std::io::Error::other("a truncated snapshot"));
+            };
+            seen.push(Seen {
+                index,
+                log_type: String::from_utf8_lossy(&log_type).into_owned(),
+                payload,
+            });
+        }
+        self.live
+            .lock()
+            .expect("recorder")
+            .insert(self.partition, seen);
+        Ok(())
     }
 }
 
@@ -228,6 +312,7 @@ impl TestCluster {
         };
         let raft = Raft::builder(node.config.clone())
             .state_machine(node.app.clone())
+            .state_transfer(node.app.clone())
             .transport(transport)
             .start()
             .await

@@ -9,3 +9,4 @@ mod lifecycle;
 mod read;
 mod replication;
 mod restart;
+mod snapshot;

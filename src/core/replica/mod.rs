@@ -152,7 +152,6 @@ impl Replica {
 
     /// Current term.
     #[must_use]
-    #[cfg(feature = "sim")]
     pub fn term(&self) -> Term {
         self.term
     }

@@ -18,6 +18,7 @@ use crate::node::error::StartError;
 use crate::node::events::EventHub;
 use crate::node::hlc::HybridLogicalClock;
 use crate::node::system::{Coordinator, SystemApp, SystemState};
+use crate::node::system_transfer::SystemTransfer;
 use crate::shard::Transport;
 use crate::shard::{Application, LeaderTable, ShardConfig, ShardHost, StateMachine, StateTransfer};
 
@@ -125,7 +126,7 @@ impl RaftBuilder {
         let hlc = Arc::new(HybridLogicalClock::new(node, config.hlc_drift_ms_max));
         let discovery = StaticDiscovery::from_config(&config);
         let leaders = Arc::new(LeaderTable::new(Arc::new(discovery.clone())));
-        let system = Arc::new(SystemState::new());
+        let system = Arc::new(SystemState::open(&config.data_dir)?);
         let wake = Arc::clone(&system);
         let hub = Arc::new(EventHub::new(
             config.events_buffered_max,
@@ -135,10 +136,10 @@ impl RaftBuilder {
             system: Arc::clone(&system),
             app,
         });
-        let mut application = Application::new(app);
-        if let Some(transfer) = self.state_transfer {
-            application = application.with_transfer(transfer);
-        }
+        let application = Application::new(app).with_transfer(Arc::new(SystemTransfer {
+            system: Arc::clone(&system),
+            app: self.state_transfer,
+        }));
         let shards = ShardHost::start(
             ShardConfig::from(&*config),
             Arc::clone(&transport),

@@ -33,7 +33,7 @@ impl Worker {
     }
 
     fn start_transfer(&mut self, partition: PartitionId, follower: NodeId) {
-        let Some(transfer) = self.transfer.clone() else {
+        let Some(transfer) = self.transfer.clone().filter(|t| t.supports(partition)) else {
             self.events.emit(RaftEvent::ReplicationError {
                 partition,
                 index: LogIndex::ZERO,
@@ -306,11 +306,10 @@ impl Worker {
             self.partitions.mark_dirty(partition);
             return;
         }
-        let Some(transfer) = self
-            .transfer
-            .clone()
-            .filter(|_| self.transfers.receiving.len() < self.config.snapshot.sessions_max)
-        else {
+        let Some(transfer) = self.transfer.clone().filter(|t| {
+            t.supports(partition)
+                && self.transfers.receiving.len() < self.config.snapshot.sessions_max
+        }) else {
             self.send_ack(partition, ack(SnapshotOutcome::Refused));
             return;
         };
