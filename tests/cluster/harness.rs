@@ -130,7 +130,7 @@ impl SnapshotImport for Import {
     fn finish(self: Box<Self>) -> std::io::Result<()> {
         let mut data = &self.data[..];
         let mut seen = Vec::new();
-        let mut field = |data: &mut &[u8]| {
+        let field = |data: &mut &[u8]| {
             let len = data.get_u32_le() as usize;
             let bytes = Bytes::copy_from_slice(data.get(..len)?);
             data.advance(len);
