@@ -1,15 +1,18 @@
-//! The binary's application state machine: it counts the entries delivered per partition and
-//! keeps nothing else (memory is bounded by the number of counters fixed at start).
+//! The binary's application state machine: it counts the entries and payload bytes delivered
+//! per partition and keeps nothing else (memory is bounded by the number of counters fixed at
+//! start).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use kommander_raft::{LogEntry, PartitionId, StateMachine};
 
 /// Counts delivered entries: one counter per partition `0..tracked`, one for any other
-/// partition, and one for entries restored from the WAL at start.
+/// partition, and one for entries restored from the WAL at start; and the delivered payload
+/// bytes of each of the tracked partitions (what the checkpoint byte rule reads).
 #[derive(Debug)]
 pub(crate) struct AppliedCounter {
     per_partition: Vec<AtomicU64>,
+    bytes_per_partition: Vec<AtomicU64>,
     other: AtomicU64,
     restored: AtomicU64,
 }
@@ -32,6 +35,7 @@ impl AppliedCounter {
     pub(crate) fn new(tracked: u32) -> Self {
         Self {
             per_partition: (0..tracked).map(|_| AtomicU64::new(0)).collect(),
+            bytes_per_partition: (0..tracked).map(|_| AtomicU64::new(0)).collect(),
             other: AtomicU64::new(0),
             restored: AtomicU64::new(0),
         }
@@ -47,6 +51,15 @@ impl AppliedCounter {
     /// Live deliveries to `partition` so far.
     pub(crate) fn applied(&self, partition: PartitionId) -> u64 {
         self.counter(partition).load(Ordering::Relaxed)
+    }
+
+    /// Live delivered payload bytes (log type included) of `partition` so far; 0 for an
+    /// untracked partition.
+    pub(crate) fn applied_bytes(&self, partition: PartitionId) -> u64 {
+        usize::try_from(partition.get())
+            .ok()
+            .and_then(|p| self.bytes_per_partition.get(p))
+            .map_or(0, |bytes| bytes.load(Ordering::Relaxed))
     }
 
     /// A snapshot of every counter.
@@ -72,8 +85,15 @@ impl AppliedCounter {
 }
 
 impl StateMachine for AppliedCounter {
-    fn on_replication_received(&self, partition: PartitionId, _: &LogEntry) -> bool {
+    fn on_replication_received(&self, partition: PartitionId, entry: &LogEntry) -> bool {
         self.counter(partition).fetch_add(1, Ordering::Relaxed);
+        if let Some(bytes) = usize::try_from(partition.get())
+            .ok()
+            .and_then(|p| self.bytes_per_partition.get(p))
+        {
+            let size = entry.payload.len() + entry.log_type().len();
+            bytes.fetch_add(size as u64, Ordering::Relaxed);
+        }
         true
     }
 

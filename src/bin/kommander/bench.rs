@@ -12,6 +12,12 @@
 //! With `--batch-entries N` each proposal carries N entries (`Raft::replicate_batch`): every
 //! entry counts as a write, and the latency is the proposal's.
 //!
+//! Each node checkpoints the partitions it leads as `kommander node` does, by the same
+//! `--checkpoint-interval-*` options and defaults (`checkpoint.rs`), so a long run keeps its
+//! memory and its WALs bounded; the report counts the checkpoints committed and the followers a
+//! leader found below its compacted log (`SnapshotRequired`: until snapshot transfer lands,
+//! such a follower stays behind for the rest of the run).
+//!
 //! `demo` is `bench` with the demo's defaults and a progress line per second.
 #![allow(clippy::print_stdout)] // the report is the command's output
 
@@ -19,17 +25,20 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use kommander_raft::transport::tcp::TcpTransport;
-use kommander_raft::{NodeConfig, PartitionId, Raft, ReplicateOptions, Status};
+use kommander_raft::{
+    NodeConfig, PartitionId, Raft, RaftEvent, ReplicateOptions, ReplicationErrorReason, Status,
+};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::applied::AppliedCounter;
+use crate::checkpoint::{CheckpointArgs, Checkpointer};
 use crate::{EXIT_FAILURE, EXIT_USAGE};
 
 /// Exit code after Ctrl-C / SIGTERM (128 + SIGINT, as shells report it).
@@ -79,6 +88,9 @@ pub(crate) struct BenchArgs {
     /// Directory to create the temporary WAL directory in (default: the system temp dir).
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
+    /// When each node checkpoints the partitions it leads (as `kommander node`).
+    #[command(flatten)]
+    checkpoints: CheckpointArgs,
 }
 
 /// Options of `kommander demo`.
@@ -97,6 +109,9 @@ pub(crate) struct DemoArgs {
     /// Directory to create the temporary WAL directory in (default: the system temp dir).
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
+    /// When each node checkpoints the partitions it leads (as `kommander node`).
+    #[command(flatten)]
+    checkpoints: CheckpointArgs,
 }
 
 /// What to run.
@@ -112,6 +127,7 @@ struct Workload {
     shards: usize,
     progress: bool,
     dir: Option<PathBuf>,
+    checkpoints: CheckpointArgs,
 }
 
 impl Workload {
@@ -127,6 +143,7 @@ impl Workload {
             shards: args.shards,
             progress: args.progress,
             dir: args.dir.clone(),
+            checkpoints: args.checkpoints,
         }
         .validated()
     }
@@ -143,6 +160,7 @@ impl Workload {
             shards: 1,
             progress: true,
             dir: args.dir.clone(),
+            checkpoints: args.checkpoints,
         }
         .validated()
     }
@@ -244,6 +262,7 @@ fn execute(workload: &Workload, json: Option<&PathBuf>) -> ExitCode {
 struct BenchNode {
     raft: Raft,
     transport: Arc<TcpTransport>,
+    app: Arc<AppliedCounter>,
 }
 
 /// The cluster and its directory (removed on drop, after the nodes stopped).
@@ -294,7 +313,7 @@ async fn start_cluster(workload: &Workload) -> Result<Cluster, String> {
                 .map_err(|e| format!("node {node}: transport: {e}"))?;
         let app = Arc::new(AppliedCounter::new(workload.partitions + 1));
         let raft = Raft::builder(config)
-            .state_machine(app)
+            .state_machine(app.clone())
             .transport(transport.clone())
             .start()
             .await
@@ -302,7 +321,11 @@ async fn start_cluster(workload: &Workload) -> Result<Cluster, String> {
         transport
             .serve(raft.inbound())
             .map_err(|e| format!("node {node}: serving peers: {e}"))?;
-        nodes.push(BenchNode { raft, transport });
+        nodes.push(BenchNode {
+            raft,
+            transport,
+            app,
+        });
     }
     Ok(Cluster { nodes, dir })
 }
@@ -393,6 +416,12 @@ struct BenchOutcome {
     errors: u64,
     refusals: HashMap<Status, u64>,
     latency: Histogram<u64>,
+    /// Checkpoints committed over the whole run (warm-up included), all nodes.
+    checkpoints: u64,
+    /// The policy, described.
+    checkpoint_policy: String,
+    /// `SnapshotRequired` replication errors (a follower below its leader's compacted log).
+    snapshot_required: u64,
 }
 
 impl BenchOutcome {
@@ -440,6 +469,10 @@ impl BenchOutcome {
         if self.errors > 0 {
             println!("refused and retried: {} ({})", self.errors, self.refusals());
         }
+        println!(
+            "checkpoints committed: {} (policy: {}); followers found below a compacted log: {}",
+            self.checkpoints, self.checkpoint_policy, self.snapshot_required
+        );
     }
 
     fn json(&self, workload: &Workload) -> serde_json::Value {
@@ -461,6 +494,8 @@ impl BenchOutcome {
             },
             "errors": self.errors,
             "shards": self.shards,
+            "checkpoints": self.checkpoints,
+            "snapshot_required": self.snapshot_required,
             "warmup_secs": workload.warmup.as_secs_f64(),
             "transport": "tcp-loopback",
         })
@@ -514,6 +549,28 @@ async fn drive(cluster: &Cluster, workload: &Workload, stop: &Arc<AtomicBool>) -
     }));
     let rafts: Arc<Vec<Raft>> = Arc::new(cluster.nodes.iter().map(|n| n.raft.clone()).collect());
     let payload = Bytes::from(vec![0x5a; workload.payload_bytes]);
+    let checkpointers: Vec<_> = cluster
+        .nodes
+        .iter()
+        .map(|node| {
+            let checkpointer = Checkpointer::new(workload.checkpoints, workload.partitions);
+            let committed = checkpointer.committed();
+            let task = tokio::spawn(checkpointer.run(node.raft.clone(), Arc::clone(&node.app)));
+            (task, committed)
+        })
+        .collect();
+    let snapshot_required = Arc::new(AtomicU64::new(0));
+    let watchers: Vec<_> = cluster
+        .nodes
+        .iter()
+        .map(|node| {
+            let events = node.raft.subscribe();
+            tokio::spawn(count_snapshot_required(
+                events,
+                Arc::clone(&snapshot_required),
+            ))
+        })
+        .collect();
     let started = Instant::now();
     let measure_from = started + workload.warmup;
     let measure_until = measure_from + workload.duration;
@@ -533,7 +590,9 @@ async fn drive(cluster: &Cluster, workload: &Workload, stop: &Arc<AtomicBool>) -
         tasks.push(tokio::spawn(writer.run()));
     }
     if workload.progress {
-        progress(&recorded, stop, measure_from, measure_until).await;
+        let rafts: Vec<Raft> = cluster.nodes.iter().map(|n| n.raft.clone()).collect();
+        let window = (measure_from, measure_until);
+        progress(&recorded, &rafts, workload.partitions, stop, window).await;
     }
     // No per-write deadline (it would cost a timer per write); a write that is still
     // unanswered this long after the window is abandoned with its writer.
@@ -553,6 +612,14 @@ async fn drive(cluster: &Cluster, workload: &Workload, stop: &Arc<AtomicBool>) -
         );
     }
     let ended = Instant::now().min(measure_until);
+    let mut checkpoints = 0;
+    for (task, committed) in checkpointers {
+        task.abort();
+        checkpoints += committed.load(Ordering::Relaxed);
+    }
+    for watcher in watchers {
+        watcher.abort();
+    }
     let recorded = take(&recorded);
     BenchOutcome {
         nodes: workload.nodes,
@@ -566,6 +633,29 @@ async fn drive(cluster: &Cluster, workload: &Workload, stop: &Arc<AtomicBool>) -
         errors: recorded.errors,
         refusals: recorded.refusals,
         latency: recorded.latency,
+        checkpoints,
+        checkpoint_policy: workload.checkpoints.describe(),
+        snapshot_required: snapshot_required.load(Ordering::Relaxed),
+    }
+}
+
+/// Counts the `SnapshotRequired` replication errors of one node until the task is aborted.
+async fn count_snapshot_required(
+    mut events: tokio::sync::broadcast::Receiver<RaftEvent>,
+    count: Arc<AtomicU64>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match events.recv().await {
+            Ok(RaftEvent::ReplicationError {
+                reason: ReplicationErrorReason::SnapshotRequired(_),
+                ..
+            }) => {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(_) | Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => return,
+        }
     }
 }
 
@@ -581,12 +671,14 @@ fn take(shared: &Mutex<Recorded>) -> Recorded {
     }
 }
 
-/// Prints one line per second of the measured window: writes/s in that second and its p50.
+/// Prints one line per second of the measured window: writes/s in that second, its p50, and
+/// the entries the nodes hold in memory (what checkpoints bound).
 async fn progress(
     recorded: &Mutex<Recorded>,
+    rafts: &[Raft],
+    partitions: u32,
     stop: &AtomicBool,
-    measure_from: Instant,
-    measure_until: Instant,
+    (measure_from, measure_until): (Instant, Instant),
 ) {
     tokio::time::sleep_until(measure_from.into()).await;
     {
@@ -621,12 +713,27 @@ async fn progress(
         let per_sec = writes as f64 / now.duration_since(last).as_secs_f64().max(1e-9);
         last = now;
         println!(
-            "{:>5.1} s  {:>10.0} writes/s  p50 {:>6} us",
+            "{:>5.1} s  {:>10.0} writes/s  p50 {:>6} us  log in memory {:>9} entries",
             now.duration_since(measure_from).as_secs_f64(),
             per_sec,
-            p50
+            p50,
+            entries_in_memory(rafts, partitions).await
         );
     }
+}
+
+/// Entries above the in-memory floor (`last_index - floor`), summed over every node and user
+/// partition (a partition that does not answer counts 0).
+async fn entries_in_memory(rafts: &[Raft], partitions: u32) -> u64 {
+    let mut total = 0;
+    for raft in rafts {
+        for p in 1..=partitions {
+            if let Ok(status) = raft.partition_status(PartitionId(p)).await {
+                total += status.last_index.get().saturating_sub(status.floor.get());
+            }
+        }
+    }
+    total
 }
 
 /// One closed-loop writer on one partition.

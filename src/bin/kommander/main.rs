@@ -15,6 +15,7 @@
 
 mod applied;
 mod bench;
+mod checkpoint;
 mod client_port;
 mod exporter;
 mod node;

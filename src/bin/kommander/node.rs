@@ -5,7 +5,8 @@
 //!   ─► bind the peer port ─► Raft::builder…start
 //!   ─► serve peers ─► join the cluster (retried; progress logged) ─► client port (optional)
 //!   ─► stdout: `ready node=<id> peer=<addr> client=<addr|none>`
-//!   ─► stats line every --stats-interval-secs ... until SIGTERM/SIGINT
+//!   ─► stats line every --stats-interval-secs, checkpoints as due (checkpoint.rs)
+//!      ... until SIGTERM/SIGINT
 //!   ─► close the client port ─► shutdown (appended entries durable) ─► exit 0
 //! ```
 
@@ -13,15 +14,17 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use kommander_raft::transport::tcp::{TcpTransport, TransportError};
-use kommander_raft::{JoinError, NodeConfig, PartitionId, Raft, RaftEvent, StartError};
+use kommander_raft::{JoinError, NodeConfig, Raft, RaftEvent, StartError};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tokio::sync::{broadcast, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::applied::AppliedCounter;
+use crate::checkpoint::{CHECK_INTERVAL, CheckpointArgs, Checkpointer};
 use crate::client_port::{ClientPort, ClientPortConfig};
 use crate::{EXIT_FAILURE, EXIT_USAGE};
 
@@ -91,14 +94,9 @@ pub(crate) struct NodeArgs {
     /// Period of the stats log line (entries applied, transport counters), in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     stats_interval_secs: u64,
-    /// Replicate a checkpoint on each partition this node leads once this many entries were
-    /// applied since its last one (checked every second); the log below a committed
-    /// checkpoint is dropped from memory and may be compacted on disk. 0 (the default): never,
-    /// so every entry stays in the WAL and, as the core keeps the log above the last
-    /// checkpoint in memory, in memory too. The node's application only counts entries, so a
-    /// checkpoint loses nothing it needs.
-    #[arg(long, value_name = "ENTRIES", default_value_t = 0)]
-    checkpoint_interval_entries: u64,
+    /// When to checkpoint the partitions this node leads (on by default).
+    #[command(flatten)]
+    checkpoints: CheckpointArgs,
 }
 
 /// A start-up failure: its message and the exit code.
@@ -296,14 +294,13 @@ fn serve(
     ready_line(node, &transport.local_addr().to_string(), &client_addr);
 
     let interval = Duration::from_secs(args.stats_interval_secs);
-    let mut checkpoints = Checkpointer::new(
-        args.checkpoint_interval_entries,
-        raft.config().initial_partitions,
-    );
+    let mut checkpoints = Checkpointer::new(args.checkpoints, raft.config().initial_partitions);
+    let checkpoints_committed = checkpoints.committed();
+    info!(node, checkpoints = %args.checkpoints.describe(), "checkpoint policy");
     runtime.block_on(async {
         let mut ticker = tokio::time::interval(interval);
         ticker.tick().await;
-        let mut checkpoint_ticker = tokio::time::interval(CHECKPOINT_CHECK_INTERVAL);
+        let mut checkpoint_ticker = tokio::time::interval(CHECK_INTERVAL);
         let mut events_open = true;
         loop {
             tokio::select! {
@@ -330,6 +327,7 @@ fn serve(
                         connections_dropped = net.connections_dropped,
                         client_connections = clients.connections_open,
                         client_requests = clients.requests,
+                        checkpoints = checkpoints_committed.load(Ordering::Relaxed),
                         "stats"
                     );
                 }
@@ -347,53 +345,6 @@ fn serve(
     runtime.block_on(raft.shutdown());
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(())
-}
-
-/// How often the checkpointer looks at the applied counters.
-const CHECKPOINT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Replicates a checkpoint on each initial partition this node leads every `interval`
-/// applied entries (`--checkpoint-interval-entries`).
-struct Checkpointer {
-    interval: u64,
-    /// Applied count of each partition (index = partition id) at its last checkpoint.
-    last: Vec<u64>,
-}
-
-impl Checkpointer {
-    fn new(interval: u64, partitions: u32) -> Self {
-        Self {
-            interval,
-            last: vec![0; partitions as usize + 1],
-        }
-    }
-
-    fn enabled(&self) -> bool {
-        self.interval > 0
-    }
-
-    /// Starts the checkpoints that are due (on the current runtime; their outcome is logged).
-    fn check(&mut self, raft: &Raft, app: &AppliedCounter) {
-        for (p, last) in self.last.iter_mut().enumerate().skip(1) {
-            let partition = PartitionId(u32::try_from(p).unwrap_or(u32::MAX));
-            let applied = app.applied(partition);
-            if applied.saturating_sub(*last) < self.interval || !raft.am_i_leader_quick(partition) {
-                continue;
-            }
-            *last = applied;
-            let checkpoint = raft.replicate_checkpoint(partition);
-            tokio::spawn(async move {
-                match checkpoint.await {
-                    Ok(written) => info!(
-                        %partition,
-                        index = written.log_index.get(),
-                        "checkpoint committed"
-                    ),
-                    Err(error) => debug!(%partition, %error, "checkpoint refused"),
-                }
-            });
-        }
-    }
 }
 
 /// Joins, logging progress while the cluster is not initialized. `Ok(false)`: stopped first.
