@@ -52,6 +52,10 @@ impl Node {
             .args(["node", "--config"])
             .arg(&self.config_path)
             .args(["--client-listen", &self.client_address])
+            // The checks read every acknowledged write back from the WALs: nothing compacted.
+            .args(["--checkpoint-interval-entries", "0"])
+            .args(["--checkpoint-interval-bytes", "0"])
+            .args(["--checkpoint-interval-secs", "0"])
             .env("KOMMANDER_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -4,7 +4,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use kommander_raft::{LogEntry, PartitionId, StateMachine};
+use bytes::Bytes;
+use kommander_raft::{
+    LogEntry, PartitionId, SnapshotExport, SnapshotImport, SnapshotPoint, StateMachine,
+    StateTransfer,
+};
 
 /// Counts delivered entries: one counter per partition `0..tracked`, one for any other
 /// partition, and one for entries restored from the WAL at start; and the delivered payload
@@ -100,5 +104,36 @@ impl StateMachine for AppliedCounter {
     fn on_log_restored(&self, _: PartitionId, _: &LogEntry) -> bool {
         self.restored.fetch_add(1, Ordering::Relaxed);
         true
+    }
+}
+
+/// The counters are this node's statistics, not replicated state: a follower that catches up
+/// by snapshot installs an empty one (its counters go on counting what it is handed).
+impl StateTransfer for AppliedCounter {
+    fn export(&self, _: PartitionId, _: SnapshotPoint) -> std::io::Result<Box<dyn SnapshotExport>> {
+        Ok(Box::new(Empty))
+    }
+
+    fn import(&self, _: PartitionId, _: SnapshotPoint) -> std::io::Result<Box<dyn SnapshotImport>> {
+        Ok(Box::new(Empty))
+    }
+}
+
+/// An empty snapshot.
+struct Empty;
+
+impl SnapshotExport for Empty {
+    fn read_chunk(&mut self, _: usize) -> std::io::Result<Option<Bytes>> {
+        Ok(None)
+    }
+}
+
+impl SnapshotImport for Empty {
+    fn write_chunk(&mut self, _: &[u8]) -> std::io::Result<()> {
+        Err(std::io::Error::other("the binary's snapshots are empty"))
+    }
+
+    fn finish(self: Box<Self>) -> std::io::Result<()> {
+        Ok(())
     }
 }

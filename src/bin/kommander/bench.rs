@@ -14,9 +14,8 @@
 //!
 //! Each node checkpoints the partitions it leads as `kommander node` does, by the same
 //! `--checkpoint-interval-*` options and defaults (`checkpoint.rs`), so a long run keeps its
-//! memory and its WALs bounded; the report counts the checkpoints committed and the followers a
-//! leader found below its compacted log (`SnapshotRequired`: until snapshot transfer lands,
-//! such a follower stays behind for the rest of the run).
+//! memory and its WALs bounded; the report counts the checkpoints committed and the snapshots
+//! leaders sent to followers they found below their compacted log.
 //!
 //! `demo` is `bench` with the demo's defaults and a progress line per second.
 #![allow(clippy::print_stdout)] // the report is the command's output
@@ -32,9 +31,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use kommander_raft::transport::tcp::TcpTransport;
-use kommander_raft::{
-    NodeConfig, PartitionId, Raft, RaftEvent, ReplicateOptions, ReplicationErrorReason, Status,
-};
+use kommander_raft::{NodeConfig, PartitionId, Raft, RaftEvent, ReplicateOptions, Status};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::applied::AppliedCounter;
@@ -314,6 +311,8 @@ async fn start_cluster(workload: &Workload) -> Result<Cluster, String> {
         let app = Arc::new(AppliedCounter::new(workload.partitions + 1));
         let raft = Raft::builder(config)
             .state_machine(app.clone())
+            .state_transfer(app.clone())
+            .state_transfer(app.clone())
             .transport(transport.clone())
             .start()
             .await
@@ -420,8 +419,8 @@ struct BenchOutcome {
     checkpoints: u64,
     /// The policy, described.
     checkpoint_policy: String,
-    /// `SnapshotRequired` replication errors (a follower below its leader's compacted log).
-    snapshot_required: u64,
+    /// Snapshots sent to followers found below their leader's compacted log.
+    snapshots_sent: u64,
 }
 
 impl BenchOutcome {
@@ -470,8 +469,8 @@ impl BenchOutcome {
             println!("refused and retried: {} ({})", self.errors, self.refusals());
         }
         println!(
-            "checkpoints committed: {} (policy: {}); followers found below a compacted log: {}",
-            self.checkpoints, self.checkpoint_policy, self.snapshot_required
+            "checkpoints committed: {} (policy: {}); snapshots sent to followers below a compacted log: {}",
+            self.checkpoints, self.checkpoint_policy, self.snapshots_sent
         );
     }
 
@@ -495,7 +494,7 @@ impl BenchOutcome {
             "errors": self.errors,
             "shards": self.shards,
             "checkpoints": self.checkpoints,
-            "snapshot_required": self.snapshot_required,
+            "snapshots_sent": self.snapshots_sent,
             "warmup_secs": workload.warmup.as_secs_f64(),
             "transport": "tcp-loopback",
         })
@@ -559,16 +558,13 @@ async fn drive(cluster: &Cluster, workload: &Workload, stop: &Arc<AtomicBool>) -
             (task, committed)
         })
         .collect();
-    let snapshot_required = Arc::new(AtomicU64::new(0));
+    let snapshots_sent = Arc::new(AtomicU64::new(0));
     let watchers: Vec<_> = cluster
         .nodes
         .iter()
         .map(|node| {
             let events = node.raft.subscribe();
-            tokio::spawn(count_snapshot_required(
-                events,
-                Arc::clone(&snapshot_required),
-            ))
+            tokio::spawn(count_snapshots_sent(events, Arc::clone(&snapshots_sent)))
         })
         .collect();
     let started = Instant::now();
@@ -635,22 +631,19 @@ async fn drive(cluster: &Cluster, workload: &Workload, stop: &Arc<AtomicBool>) -
         latency: recorded.latency,
         checkpoints,
         checkpoint_policy: workload.checkpoints.describe(),
-        snapshot_required: snapshot_required.load(Ordering::Relaxed),
+        snapshots_sent: snapshots_sent.load(Ordering::Relaxed),
     }
 }
 
-/// Counts the `SnapshotRequired` replication errors of one node until the task is aborted.
-async fn count_snapshot_required(
+/// Counts the snapshots one node sent until the task is aborted.
+async fn count_snapshots_sent(
     mut events: tokio::sync::broadcast::Receiver<RaftEvent>,
     count: Arc<AtomicU64>,
 ) {
     use tokio::sync::broadcast::error::RecvError;
     loop {
         match events.recv().await {
-            Ok(RaftEvent::ReplicationError {
-                reason: ReplicationErrorReason::SnapshotRequired(_),
-                ..
-            }) => {
+            Ok(RaftEvent::SnapshotSent { .. }) => {
                 count.fetch_add(1, Ordering::Relaxed);
             }
             Ok(_) | Err(RecvError::Lagged(_)) => {}

@@ -30,11 +30,10 @@
 //! leader's 8192 retained entries dominate the in-memory log, and at a high write rate so does
 //! the 100 ms between checks.
 //!
-//! The applications of the binary only count entries, so a checkpoint loses nothing they need.
-//! Until snapshot transfer lands, a follower that falls more than the leader's retained 8192
-//! entries behind a checkpoint cannot catch up (`ReplicationError` with `SnapshotRequired`);
-//! `--checkpoint-interval-entries 0 --checkpoint-interval-bytes 0 --checkpoint-interval-secs 0`
-//! turns checkpoints off.
+//! The applications of the binary only count entries, so a checkpoint loses nothing they need,
+//! and a follower that falls more than the leader's retained 8192 entries behind a checkpoint
+//! catches up by an empty snapshot. `--checkpoint-interval-entries 0
+//! --checkpoint-interval-bytes 0 --checkpoint-interval-secs 0` turns checkpoints off.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -220,6 +220,7 @@ fn run_node(args: &NodeArgs) -> Result<(), ExitError> {
     };
     let starting = Raft::builder(config)
         .state_machine(app.clone())
+        .state_transfer(app.clone())
         .transport(transport.clone())
         .start();
     let raft = block_on(starting)?.map_err(|e| match e {
