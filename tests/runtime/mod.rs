@@ -7,6 +7,7 @@ mod cluster;
 mod config;
 mod faults;
 mod harness;
+mod install_crash;
 #[cfg(feature = "sim-bugs")]
 mod node_bugs;
 mod restart;

@@ -2,16 +2,17 @@
 //! driven turn by turn on the test's thread with a virtual clock, each shard over a WAL on the
 //! simulated disk, the nodes connected by a queue the test empties (no thread anywhere).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use kommander_raft::core::{Message, NodeId, PartitionId, Status, Ticket};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kommander_raft::core::{LogIndex, Message, NodeId, PartitionId, Status, Ticket};
 use kommander_raft::shard::{
     Application, LeaderTable, LogEntry, NoEvents, ProposedEntry, Refusal, ReplicationResult,
-    Request, ShardConfig, ShardHost, ShardStepper, StateMachine,
+    Request, ShardConfig, ShardHost, ShardStepper, SnapshotExport, SnapshotImport, SnapshotPoint,
+    StateMachine, StateTransfer,
 };
 use kommander_raft::transport::Transport;
 use kommander_wal::Wal;
@@ -62,11 +63,27 @@ pub(crate) struct Delivered {
     pub(crate) restored: bool,
 }
 
-/// A node's state machine: records every delivery (and writes it into the shared trace).
+/// The payloads an application holds, by partition and index.
+type Held = Arc<Mutex<BTreeMap<PartitionId, BTreeMap<u64, Bytes>>>>;
+/// Its durable state: the last snapshot imported (index, payloads), by partition.
+type Durable = Arc<Mutex<BTreeMap<PartitionId, (u64, BTreeMap<u64, Bytes>)>>>;
+
+/// A node's state machine: records every delivery (and writes it into the shared trace). Its
+/// state of a partition is every payload it holds by index; it makes that state durable only by
+/// importing a snapshot (which it then reports as its durable index), and exports it as
+/// length-prefixed (index, payload) records.
 pub(crate) struct App {
     node: NodeId,
     trace: Trace,
     pub(crate) delivered: Mutex<Vec<Delivered>>,
+    /// The payloads held, by partition and index (restored, live or imported).
+    pub(crate) state: Held,
+    /// What survives a crash: the last snapshot imported (index, payloads), by partition.
+    pub(crate) durable: Durable,
+    /// The disk of shard 0 and its step count when each import finished (to tell which side
+    /// of a finish a crash point is on).
+    pub(crate) disk: SimDisk,
+    pub(crate) finished_at: Arc<Mutex<Vec<usize>>>,
 }
 
 impl App {
@@ -85,7 +102,19 @@ impl App {
             payload: entry.payload.clone(),
             restored,
         });
+        self.state
+            .lock()
+            .expect("app lock")
+            .entry(partition)
+            .or_default()
+            .insert(entry.index.0, entry.payload.clone());
         true
+    }
+
+    /// The payloads held for `partition`, by index.
+    pub(crate) fn held(&self, partition: PartitionId) -> BTreeMap<u64, Bytes> {
+        let state = self.state.lock().expect("app lock");
+        state.get(&partition).cloned().unwrap_or_default()
     }
 
     /// The payloads delivered live for `partition`, in order.
@@ -107,6 +136,100 @@ impl StateMachine for App {
 
     fn on_log_restored(&self, partition: PartitionId, entry: &LogEntry) -> bool {
         self.record(partition, entry, true)
+    }
+
+    fn durable_index(&self, partition: PartitionId) -> Option<LogIndex> {
+        let durable = self.durable.lock().expect("app lock");
+        Some(LogIndex(
+            durable.get(&partition).map_or(0, |(index, _)| *index),
+        ))
+    }
+}
+
+impl StateTransfer for App {
+    fn export(
+        &self,
+        partition: PartitionId,
+        at: SnapshotPoint,
+    ) -> std::io::Result<Box<dyn SnapshotExport>> {
+        let mut data = BytesMut::new();
+        for (index, payload) in self.held(partition).range(..=at.index.0) {
+            data.put_u64_le(*index);
+            data.put_u32_le(payload.len() as u32);
+            data.put_slice(payload);
+        }
+        Ok(Box::new(Export(data.freeze())))
+    }
+
+    fn import(
+        &self,
+        partition: PartitionId,
+        at: SnapshotPoint,
+    ) -> std::io::Result<Box<dyn SnapshotImport>> {
+        Ok(Box::new(Import {
+            partition,
+            at: at.index.0,
+            data: Vec::new(),
+            state: Arc::clone(&self.state),
+            durable: Arc::clone(&self.durable),
+            disk: self.disk.clone(),
+            finished_at: Arc::clone(&self.finished_at),
+        }))
+    }
+}
+
+/// An export: the bytes, read from the front.
+struct Export(Bytes);
+
+impl SnapshotExport for Export {
+    fn read_chunk(&mut self, max: usize) -> std::io::Result<Option<Bytes>> {
+        let len = max.min(self.0.len());
+        Ok((len > 0).then(|| self.0.split_to(len)))
+    }
+}
+
+/// An import: gathered, then made the state (and the durable state) at once.
+struct Import {
+    partition: PartitionId,
+    at: u64,
+    data: Vec<u8>,
+    state: Held,
+    durable: Durable,
+    disk: SimDisk,
+    finished_at: Arc<Mutex<Vec<usize>>>,
+}
+
+impl SnapshotImport for Import {
+    fn write_chunk(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.data.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> std::io::Result<()> {
+        let mut data = &self.data[..];
+        let mut payloads = BTreeMap::new();
+        while data.has_remaining() {
+            let index = data.get_u64_le();
+            let len = data.get_u32_le() as usize;
+            let payload = data
+                .get(..len)
+                .ok_or_else(|| std::io::Error::other("a truncated snapshot"))?;
+            payloads.insert(index, Bytes::copy_from_slice(payload));
+            data.advance(len);
+        }
+        self.durable
+            .lock()
+            .expect("app lock")
+            .insert(self.partition, (self.at, payloads.clone()));
+        self.state
+            .lock()
+            .expect("app lock")
+            .insert(self.partition, payloads);
+        self.finished_at
+            .lock()
+            .expect("app lock")
+            .push(self.disk.step_count());
+        Ok(())
     }
 }
 
@@ -184,6 +307,16 @@ impl SteppedCluster {
     /// Starts a node over the WALs in its data directory (recovering what they hold) and
     /// opens every partition on it.
     pub(crate) fn start_node(&mut self, config: ShardConfig) -> SteppedNode {
+        self.start_node_with(config, BTreeMap::new())
+    }
+
+    /// [`SteppedCluster::start_node`] with an application whose durable state (what it kept
+    /// through a crash) is `durable`.
+    pub(crate) fn start_node_with(
+        &mut self,
+        config: ShardConfig,
+        durable: BTreeMap<PartitionId, (u64, BTreeMap<u64, Bytes>)>,
+    ) -> SteppedNode {
         let id = config.node_id;
         let (wals, disks): (Vec<Wal>, Vec<SimDisk>) = (0..config.shard_count)
             .map(|shard| open_sim_wal(&config, shard))
@@ -192,6 +325,15 @@ impl SteppedCluster {
             node: id,
             trace: Arc::clone(&self.wire.trace),
             delivered: Mutex::default(),
+            state: Arc::new(Mutex::new(
+                durable
+                    .iter()
+                    .map(|(&p, (_, payloads))| (p, payloads.clone()))
+                    .collect(),
+            )),
+            durable: Arc::new(Mutex::new(durable)),
+            disk: disks[0].clone(),
+            finished_at: Arc::default(),
         });
         let voters: Vec<NodeId> = config.cluster_nodes.clone();
         let (host, steppers) = ShardHost::start_stepped(
@@ -201,7 +343,8 @@ impl SteppedCluster {
                 from: id,
                 wire: Arc::clone(&self.wire),
             }),
-            Application::new(Arc::clone(&app) as Arc<dyn StateMachine>),
+            Application::new(Arc::clone(&app) as Arc<dyn StateMachine>)
+                .with_transfer(Arc::clone(&app) as Arc<dyn StateTransfer>),
             Arc::new(NoEvents),
             Arc::new(LeaderTable::default()),
             self.now(),
@@ -332,6 +475,15 @@ impl SteppedCluster {
             )
             .expect("proposal queued");
         answer
+    }
+
+    /// Drops the messages `from` sent that were not delivered yet (it crashed before they
+    /// left).
+    pub(crate) fn drop_queued_from(&self, from: NodeId) {
+        let mut queue = self.wire.queue.lock().expect("wire lock");
+        for (_, batch) in queue.iter_mut() {
+            batch.retain(|m| m.from != from);
+        }
     }
 
     /// The messages sent and not delivered yet, in order.
