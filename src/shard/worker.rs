@@ -6,6 +6,8 @@
 //! 1. **Drain inputs**: up to `shard_inputs_per_turn_max` requests and inbound message
 //!    batches from the shard's two bounded queues (requests are executed on the replica,
 //!    `execute.rs`; partitions opened, `restore.rs`; messages stepped).
+//!    The results of the shard's snapshot transfers come back too (`transfer.rs`: chunks
+//!    read for a follower it leads, chunks written and imports finished from a leader).
 //! 2. **Tick** every active replica when the shard's single timer is due (one timer per shard,
 //!    none per partition). A tick costs one `Replica::tick` (a few counter updates) and one
 //!    `has_ready` check per hosted partition; an idle follower produces nothing, an idle

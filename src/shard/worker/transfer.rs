@@ -49,13 +49,13 @@ impl Worker {
             Some(_) => return,
             None => self.config.core.heartbeat_interval_ticks.max(1),
         };
+        let Some(replica) = self.replica(partition).filter(|r| r.is_leader()) else {
+            return;
+        };
         if self.transfers.active_sends() >= self.config.snapshot.transfers_max {
             self.back_off(partition, follower, backoff);
             return;
         }
-        let Some(replica) = self.replica(partition).filter(|r| r.is_leader()) else {
-            return;
-        };
         let term = replica.term();
         let index = replica.applied_index();
         let Some(index_term) = replica.term_at(index) else {
@@ -415,6 +415,7 @@ impl Worker {
             Some(Ok(import)) => import,
         };
         let Some(replica) = self.replica(partition) else {
+            self.end_receive(partition, "the partition is not hosted");
             return;
         };
         if replica.term() != term || replica.leader() != Some(leader) {
@@ -513,6 +514,10 @@ impl Worker {
         let mut worked = false;
         while let Some(JobDone { key, done }) = self.transfers.pump.take_done() {
             worked = true;
+            if self.failed() {
+                // A failed shard steps no replica: the transfers end with it.
+                continue;
+            }
             match done {
                 Done::Read(export, read) => self.chunk_read(key, export, read),
                 Done::Opened(Ok(import)) | Done::Written(import, Ok(())) => {
@@ -542,6 +547,9 @@ impl Worker {
 
     /// One tick of every transfer: ack deadlines, back-offs, idle receivers.
     pub(super) fn tick_transfers(&mut self) {
+        if self.failed() {
+            return;
+        }
         let timeout = self.config.snapshot.ack_timeout_ticks;
         let mut timed_out = Vec::new();
         let mut probe = Vec::new();
