@@ -6,6 +6,7 @@ mod process {
     mod bad_input;
     pub(crate) mod harness;
     mod kill9;
+    mod snapshot;
 }
 
 // The `kommander` binary's commands (`node` alone, `demo`, `bench`, `wal inspect`).

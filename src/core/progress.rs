@@ -139,6 +139,17 @@ impl Progress {
         advanced
     }
 
+    /// The follower's log ends at `last`, below the index it acknowledged (it lost entries):
+    /// the match index follows it down (commits already made stand) and probing starts after
+    /// it. A stale report (the log reaches the match index again) costs only a probe.
+    pub(crate) fn on_lost_entries(&mut self, last: LogIndex) {
+        if last < self.match_index && self.state != ProgressState::SnapshotRequired {
+            self.match_index = last;
+            self.match_at_heartbeat = LogIndex::ZERO;
+            self.become_probe();
+        }
+    }
+
     /// Handles a rejection of the append anchored at `rejected`; `next` is where the leader
     /// should probe next. Returns false for a stale rejection.
     pub(crate) fn on_reject(&mut self, rejected: LogIndex, next: LogIndex) -> bool {

@@ -39,6 +39,8 @@ pub(crate) struct Node {
     pub(crate) client_address: String,
     pub(crate) data_dir: PathBuf,
     config_path: PathBuf,
+    /// The `--checkpoint-interval-*` arguments it runs with.
+    checkpoints: Vec<String>,
     child: Option<Child>,
     /// Everything the node wrote to stderr, over all its incarnations.
     pub(crate) log: Arc<Mutex<String>>,
@@ -52,10 +54,7 @@ impl Node {
             .args(["node", "--config"])
             .arg(&self.config_path)
             .args(["--client-listen", &self.client_address])
-            // The checks read every acknowledged write back from the WALs: nothing compacted.
-            .args(["--checkpoint-interval-entries", "0"])
-            .args(["--checkpoint-interval-bytes", "0"])
-            .args(["--checkpoint-interval-secs", "0"])
+            .args(&self.checkpoints)
             .env("KOMMANDER_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -156,7 +155,27 @@ pub(crate) struct ProcessCluster {
 impl ProcessCluster {
     /// Writes the configurations of `count` nodes (`extra_toml` adds top-level lines) and
     /// starts the first `running` of them.
+    /// `count` nodes (the first `running` started) without checkpoints: the checks read every
+    /// acknowledged write back from the WALs, so nothing may be compacted.
     pub(crate) fn start(count: u64, running: usize, extra_toml: &str) -> Self {
+        let off = [
+            "--checkpoint-interval-entries",
+            "0",
+            "--checkpoint-interval-bytes",
+            "0",
+            "--checkpoint-interval-secs",
+            "0",
+        ];
+        Self::start_with(count, running, extra_toml, &off)
+    }
+
+    /// [`ProcessCluster::start`] with the nodes' `--checkpoint-interval-*` arguments.
+    pub(crate) fn start_with(
+        count: u64,
+        running: usize,
+        extra_toml: &str,
+        checkpoints: &[&str],
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let peers: Vec<String> = (0..count).map(|_| free_address()).collect();
         let mut nodes = Vec::new();
@@ -195,6 +214,7 @@ impl ProcessCluster {
                 client_address: free_address(),
                 data_dir,
                 config_path,
+                checkpoints: checkpoints.iter().map(|&a| a.to_owned()).collect(),
                 child: None,
                 log: Arc::new(Mutex::new(String::new())),
             });

@@ -1,14 +1,18 @@
 //! The binary's application state machine: it counts the entries and payload bytes delivered
-//! per partition and keeps nothing else (memory is bounded by the number of counters fixed at
-//! start).
+//! per partition, and keeps a digest of each tracked partition's history: an xxh64 chain over
+//! every entry handed to it (index, log type, payload), which is what its snapshots carry. Two
+//! nodes whose digests agree at one index were handed the same entries up to it (the process
+//! tests compare them). Memory is bounded by the number of counters fixed at start.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use kommander_raft::{
     LogEntry, PartitionId, SnapshotExport, SnapshotImport, SnapshotPoint, StateMachine,
     StateTransfer,
 };
+use xxhash_rust::xxh64::Xxh64;
 
 /// Counts delivered entries: one counter per partition `0..tracked`, one for any other
 /// partition, and one for entries restored from the WAL at start; and the delivered payload
@@ -19,6 +23,30 @@ pub(crate) struct AppliedCounter {
     bytes_per_partition: Vec<AtomicU64>,
     other: AtomicU64,
     restored: AtomicU64,
+    /// Per tracked partition: the index of the last entry handed over and the digest of the
+    /// history through it.
+    digests: Arc<Vec<Mutex<Digest>>>,
+}
+
+/// The digest of a partition's history through `index` (0, 0: nothing yet). Since a restart
+/// over a compacted log it covers the entries above that log's floor only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Digest {
+    pub(crate) index: u64,
+    pub(crate) hash: u64,
+}
+
+impl Digest {
+    fn next(self, entry: &LogEntry) -> Self {
+        let mut hasher = Xxh64::new(self.hash);
+        hasher.update(&entry.index.get().to_le_bytes());
+        hasher.update(entry.log_type().as_bytes());
+        hasher.update(&entry.payload);
+        Self {
+            index: entry.index.get(),
+            hash: hasher.digest(),
+        }
+    }
 }
 
 /// A snapshot of an [`AppliedCounter`].
@@ -42,6 +70,28 @@ impl AppliedCounter {
             bytes_per_partition: (0..tracked).map(|_| AtomicU64::new(0)).collect(),
             other: AtomicU64::new(0),
             restored: AtomicU64::new(0),
+            digests: Arc::new((0..tracked).map(|_| Mutex::default()).collect()),
+        }
+    }
+
+    fn digest_slot(&self, partition: PartitionId) -> Option<&Mutex<Digest>> {
+        slot(&self.digests, partition)
+    }
+
+    /// The digest of each tracked partition's history (index 0: nothing handed over yet).
+    pub(crate) fn digests(&self) -> Vec<(PartitionId, Digest)> {
+        (0..self.digests.len())
+            .filter_map(|p| {
+                let partition = PartitionId(u32::try_from(p).ok()?);
+                Some((partition, *lock(self.digest_slot(partition)?)))
+            })
+            .collect()
+    }
+
+    fn chain(&self, partition: PartitionId, entry: &LogEntry) {
+        if let Some(slot) = self.digest_slot(partition) {
+            let mut digest = lock(slot);
+            *digest = digest.next(entry);
         }
     }
 
@@ -98,42 +148,93 @@ impl StateMachine for AppliedCounter {
             let size = entry.payload.len() + entry.log_type().len();
             bytes.fetch_add(size as u64, Ordering::Relaxed);
         }
+        self.chain(partition, entry);
         true
     }
 
-    fn on_log_restored(&self, _: PartitionId, _: &LogEntry) -> bool {
+    fn on_log_restored(&self, partition: PartitionId, entry: &LogEntry) -> bool {
         self.restored.fetch_add(1, Ordering::Relaxed);
+        self.chain(partition, entry);
         true
     }
 }
 
-/// The counters are this node's statistics, not replicated state: a follower that catches up
-/// by snapshot installs an empty one (its counters go on counting what it is handed).
+fn lock(digest: &Mutex<Digest>) -> std::sync::MutexGuard<'_, Digest> {
+    digest.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A snapshot is the partition's digest (8 bytes; empty for an untracked partition): the
+/// counters are this node's statistics and go on counting what it is handed.
 impl StateTransfer for AppliedCounter {
-    fn export(&self, _: PartitionId, _: SnapshotPoint) -> std::io::Result<Box<dyn SnapshotExport>> {
-        Ok(Box::new(Empty))
+    fn export(
+        &self,
+        partition: PartitionId,
+        _: SnapshotPoint,
+    ) -> std::io::Result<Box<dyn SnapshotExport>> {
+        // Called right after the delivery of the snapshot's index: the digest is the history
+        // through it (entries the application is not handed, no-ops, change nothing).
+        let bytes = self
+            .digest_slot(partition)
+            .map(|slot| Bytes::copy_from_slice(&lock(slot).hash.to_le_bytes()))
+            .unwrap_or_default();
+        Ok(Box::new(DigestExport(bytes)))
     }
 
-    fn import(&self, _: PartitionId, _: SnapshotPoint) -> std::io::Result<Box<dyn SnapshotImport>> {
-        Ok(Box::new(Empty))
+    fn import(
+        &self,
+        partition: PartitionId,
+        at: SnapshotPoint,
+    ) -> std::io::Result<Box<dyn SnapshotImport>> {
+        Ok(Box::new(DigestImport {
+            digests: Arc::clone(&self.digests),
+            partition,
+            index: at.index.get(),
+            bytes: Vec::new(),
+        }))
     }
 }
 
-/// An empty snapshot.
-struct Empty;
+fn slot(digests: &[Mutex<Digest>], partition: PartitionId) -> Option<&Mutex<Digest>> {
+    usize::try_from(partition.get())
+        .ok()
+        .and_then(|p| digests.get(p))
+}
 
-impl SnapshotExport for Empty {
-    fn read_chunk(&mut self, _: usize) -> std::io::Result<Option<Bytes>> {
-        Ok(None)
+/// An export: the digest's bytes.
+struct DigestExport(Bytes);
+
+impl SnapshotExport for DigestExport {
+    fn read_chunk(&mut self, max: usize) -> std::io::Result<Option<Bytes>> {
+        let len = max.min(self.0.len());
+        Ok((len > 0).then(|| self.0.split_to(len)))
     }
 }
 
-impl SnapshotImport for Empty {
-    fn write_chunk(&mut self, _: &[u8]) -> std::io::Result<()> {
-        Err(std::io::Error::other("the binary's snapshots are empty"))
+/// An import: the digest's bytes, made the partition's digest at the snapshot's index.
+struct DigestImport {
+    digests: Arc<Vec<Mutex<Digest>>>,
+    partition: PartitionId,
+    index: u64,
+    bytes: Vec<u8>,
+}
+
+impl SnapshotImport for DigestImport {
+    fn write_chunk(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.bytes.extend_from_slice(data);
+        Ok(())
     }
 
     fn finish(self: Box<Self>) -> std::io::Result<()> {
+        let Some(slot) = slot(&self.digests, self.partition) else {
+            return Ok(());
+        };
+        let hash: [u8; 8] = self.bytes[..]
+            .try_into()
+            .map_err(|_| std::io::Error::other("a digest snapshot is 8 bytes"))?;
+        *lock(slot) = Digest {
+            index: self.index,
+            hash: u64::from_le_bytes(hash),
+        };
         Ok(())
     }
 }

@@ -233,6 +233,14 @@ fn run_node(args: &NodeArgs) -> Result<(), ExitError> {
         warn!("{}; dropping the node", fatal.message);
     }
     transport.shutdown();
+    for (partition, digest) in app.digests() {
+        info!(
+            partition = partition.get(),
+            index = digest.index,
+            digest = %format!("{:016x}", digest.hash),
+            "applied digest"
+        );
+    }
     match &result {
         Ok(()) => info!(node = node_id, "stopped cleanly"),
         Err(fatal) => warn!(node = node_id, "stopped after an error: {}", fatal.message),
@@ -394,6 +402,18 @@ fn log_event(event: Result<RaftEvent, broadcast::error::RecvError>) -> bool {
             partition,
             entries_delivered,
         }) if entries_delivered > 0 => info!(%partition, entries_delivered, "restored"),
+        Ok(RaftEvent::SnapshotSent {
+            partition,
+            follower,
+            index,
+            bytes,
+        }) => info!(%partition, %follower, %index, bytes, "snapshot sent"),
+        Ok(RaftEvent::SnapshotInstalled {
+            partition,
+            leader,
+            index,
+            bytes,
+        }) => info!(%partition, %leader, %index, bytes, "snapshot installed"),
         Ok(RaftEvent::ReplicationError {
             partition,
             index,

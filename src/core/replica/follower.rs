@@ -118,7 +118,22 @@ impl Replica {
             self.become_follower(self.term, Some(from));
         }
         self.election_elapsed = 0;
-        let commit = commit.min(self.log.last_index());
+        let last = self.log.last_index();
+        if commit > last {
+            // The leader only sends a commit index this replica acknowledged: its log lost
+            // entries it had made durable (a replaced disk). Index 0, which no append can be
+            // rejected at, tells the leader to look for where the log ends.
+            self.send(
+                from,
+                MessageBody::AppendResponse {
+                    success: false,
+                    index: LogIndex::ZERO,
+                    hint_index: last,
+                    hint_term: self.log.term(last).unwrap_or(Term::ZERO),
+                },
+            );
+        }
+        let commit = commit.min(last);
         if commit > self.log.committed {
             self.log.committed = commit;
         }

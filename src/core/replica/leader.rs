@@ -208,6 +208,10 @@ impl Replica {
             if caught_up && self.transferee == Some(from) {
                 self.send(from, MessageBody::TimeoutNow);
             }
+        } else if index == LogIndex::ZERO {
+            // No append is rejected at index 0: a follower whose log ends at `hint_index`,
+            // below what it acknowledged (a replaced disk), asks to be probed from there.
+            p.on_lost_entries(hint_index);
         } else {
             p.on_reject(index, next_probe.next());
         }
