@@ -358,3 +358,31 @@ fn lost_appends_are_resent() {
         vec!["a".to_string(), "b".to_string()]
     );
 }
+
+#[test]
+fn a_follower_that_lost_its_log_is_found_again_on_an_idle_partition() {
+    let mut c = Cluster::new(3, 0);
+    c.elect(1);
+    for k in 0..5 {
+        c.propose(1, &format!("e{k}"));
+    }
+    c.settle();
+    let before = c.log_of(1);
+    assert_eq!(c.log_of(3), before);
+
+    // Node 3's disk is replaced: nothing durable left, no new entry to replicate after.
+    c.crash(3);
+    let node = c.node_mut(3);
+    node.disk = super::harness::Disk::default();
+    node.applied.clear();
+    node.applied_index = kommander_raft::core::LogIndex::ZERO;
+    c.restart(3);
+    assert!(c.log_of(3).is_empty());
+
+    // A heartbeat's commit index reaches beyond its log: it says where its log ends, the
+    // leader probes from there and sends the entries again.
+    c.ticks(4);
+    c.settle();
+    assert_eq!(c.log_of(3), before);
+    assert_eq!(c.applied_payloads(3), c.applied_payloads(1));
+}
