@@ -89,6 +89,16 @@ pub trait SnapshotExport: Send {
     fn read_chunk(&mut self, max: usize) -> io::Result<Option<Bytes>>;
 }
 
+/// A snapshot already held in memory: its bytes, read from the front.
+impl SnapshotExport for Bytes {
+    fn read_chunk(&mut self, max: usize) -> io::Result<Option<Bytes>> {
+        if self.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(self.split_to(max.max(1).min(self.len()))))
+    }
+}
+
 /// A snapshot being installed: its bytes in order, then `finish`.
 pub trait SnapshotImport: Send {
     /// The next bytes of the snapshot (checked against their checksum before they come).

@@ -158,7 +158,7 @@ impl StateTransfer for App {
             data.put_u32_le(payload.len() as u32);
             data.put_slice(payload);
         }
-        Ok(Box::new(Export(data.freeze())))
+        Ok(Box::new(data.freeze()))
     }
 
     fn import(
@@ -175,16 +175,6 @@ impl StateTransfer for App {
             disk: self.disk.clone(),
             finished_at: Arc::clone(&self.finished_at),
         }))
-    }
-}
-
-/// An export: the bytes, read from the front.
-struct Export(Bytes);
-
-impl SnapshotExport for Export {
-    fn read_chunk(&mut self, max: usize) -> std::io::Result<Option<Bytes>> {
-        let len = max.min(self.0.len());
-        Ok((len > 0).then(|| self.0.split_to(len)))
     }
 }
 

@@ -177,7 +177,7 @@ impl StateTransfer for AppliedCounter {
             .digest_slot(partition)
             .map(|slot| Bytes::copy_from_slice(&lock(slot).hash.to_le_bytes()))
             .unwrap_or_default();
-        Ok(Box::new(DigestExport(bytes)))
+        Ok(Box::new(bytes))
     }
 
     fn import(
@@ -198,16 +198,6 @@ fn slot(digests: &[Mutex<Digest>], partition: PartitionId) -> Option<&Mutex<Dige
     usize::try_from(partition.get())
         .ok()
         .and_then(|p| digests.get(p))
-}
-
-/// An export: the digest's bytes.
-struct DigestExport(Bytes);
-
-impl SnapshotExport for DigestExport {
-    fn read_chunk(&mut self, max: usize) -> std::io::Result<Option<Bytes>> {
-        let len = max.min(self.0.len());
-        Ok((len > 0).then(|| self.0.split_to(len)))
-    }
 }
 
 /// An import: the digest's bytes, made the partition's digest at the snapshot's index.

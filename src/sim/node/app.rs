@@ -288,16 +288,6 @@ impl StateTransfer for SimApp {
     }
 }
 
-/// An export: the registers' bytes, read from the front.
-impl SnapshotExport for Bytes {
-    fn read_chunk(&mut self, max: usize) -> io::Result<Option<Bytes>> {
-        if self.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(self.split_to(max.min(self.len()))))
-    }
-}
-
 /// An import: the bytes gathered until `finish` decodes them into the new state.
 struct Import {
     inner: Arc<Mutex<Inner>>,
