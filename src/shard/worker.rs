@@ -520,10 +520,7 @@ impl Worker {
 /// Ready gathered this turn. Answers whether the partition is still hosted.
 fn persisted(partitions: &mut Partitions) -> impl FnMut(PartitionId, u64) -> bool + '_ {
     move |partition, number| {
-        let Some(replica) = partitions
-            .get_mut(partition)
-            .and_then(|s| s.replica.as_mut())
-        else {
+        let Some(replica) = partitions.replica_mut(partition) else {
             return false;
         };
         replica.persisted(number);

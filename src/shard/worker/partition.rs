@@ -128,6 +128,16 @@ impl Partitions {
         self.slots.get_mut(&partition)
     }
 
+    /// `partition`'s replica, if it is hosted and not being read back from the WAL.
+    pub(crate) fn replica(&self, partition: PartitionId) -> Option<&Replica> {
+        self.get(partition).and_then(|s| s.replica.as_ref())
+    }
+
+    /// `partition`'s replica, mutably (as [`Partitions::replica`]).
+    pub(crate) fn replica_mut(&mut self, partition: PartitionId) -> Option<&mut Replica> {
+        self.get_mut(partition).and_then(|s| s.replica.as_mut())
+    }
+
     pub(crate) fn insert(&mut self, partition: PartitionId, slot: Slot) {
         self.slots.insert(partition, slot);
     }

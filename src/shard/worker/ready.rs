@@ -30,11 +30,7 @@ impl Worker {
             // A Ready can make another one possible (e.g. applied → compaction); a few rounds
             // per turn keep latency low without starving other partitions.
             for _ in 0..4 {
-                let ready = match self
-                    .partitions
-                    .get_mut(partition)
-                    .and_then(|s| s.replica.as_mut())
-                {
+                let ready = match self.partitions.replica_mut(partition) {
                     Some(replica) if replica.has_ready() => replica.ready(),
                     _ => break,
                 };
@@ -46,8 +42,7 @@ impl Worker {
             }
             if self
                 .partitions
-                .get(partition)
-                .and_then(|s| s.replica.as_ref())
+                .replica(partition)
                 .is_some_and(Replica::has_ready)
             {
                 // More to do: next turn (after the other partitions had theirs).

@@ -49,7 +49,7 @@ impl Worker {
             Some(_) => return,
             None => self.config.core.heartbeat_interval_ticks.max(1),
         };
-        let Some(replica) = self.replica(partition).filter(|r| r.is_leader()) else {
+        let Some(replica) = self.partitions.replica(partition).filter(|r| r.is_leader()) else {
             return;
         };
         if self.transfers.active_sends() >= self.config.snapshot.transfers_max {
@@ -202,7 +202,7 @@ impl Worker {
                 self.transfers.sending.remove(&(partition, follower));
                 self.metrics
                     .snapshot_transfers(self.transfers.active_sends());
-                if let Some(replica) = self.replica_mut(partition) {
+                if let Some(replica) = self.partitions.replica_mut(partition) {
                     replica.report_snapshot_installed(follower, index);
                 }
                 self.partitions.mark_dirty(partition);
@@ -292,7 +292,7 @@ impl Worker {
             index: last_index,
             term: last_term,
         };
-        let Some(replica) = self.replica_mut(partition) else {
+        let Some(replica) = self.partitions.replica_mut(partition) else {
             return;
         };
         let term = replica.term();
@@ -360,7 +360,7 @@ impl Worker {
         partition: PartitionId,
         (leader, session, seq, outcome): (NodeId, u64, u32, SnapshotOutcome),
     ) {
-        let Some(term) = self.replica(partition).map(|r| r.term()) else {
+        let Some(term) = self.partitions.replica(partition).map(|r| r.term()) else {
             return;
         };
         self.outbox.push(Message {
@@ -414,7 +414,7 @@ impl Worker {
             }
             Some(Ok(import)) => import,
         };
-        let Some(replica) = self.replica(partition) else {
+        let Some(replica) = self.partitions.replica(partition) else {
             self.end_receive(partition, "the partition is not hosted");
             return;
         };
@@ -440,7 +440,7 @@ impl Worker {
                 .receiving
                 .get(&partition)
                 .map_or(0, Incoming::last_seq);
-            if let Some(replica) = self.replica_mut(partition) {
+            if let Some(replica) = self.partitions.replica_mut(partition) {
                 let _ = replica.install_snapshot(
                     leader,
                     term,
@@ -472,7 +472,7 @@ impl Worker {
             return;
         }
         self.transfers.receiving.remove(&key.partition);
-        let Some(replica) = self.replica_mut(key.partition) else {
+        let Some(replica) = self.partitions.replica_mut(key.partition) else {
             return;
         };
         if let Err(status) =
@@ -577,7 +577,7 @@ impl Worker {
             );
         }
         for (partition, follower) in probe {
-            if let Some(replica) = self.replica_mut(partition) {
+            if let Some(replica) = self.partitions.replica_mut(partition) {
                 replica.report_snapshot_failure(follower);
             }
             self.partitions.mark_dirty(partition);
@@ -625,17 +625,5 @@ impl Worker {
         if stale {
             self.transfers.receiving.remove(&partition);
         }
-    }
-
-    fn replica(&self, partition: PartitionId) -> Option<&crate::core::Replica> {
-        self.partitions
-            .get(partition)
-            .and_then(|s| s.replica.as_ref())
-    }
-
-    fn replica_mut(&mut self, partition: PartitionId) -> Option<&mut crate::core::Replica> {
-        self.partitions
-            .get_mut(partition)
-            .and_then(|s| s.replica.as_mut())
     }
 }
