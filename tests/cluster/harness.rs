@@ -89,7 +89,7 @@ impl StateTransfer for Recorder {
             data.put_u32_le(seen.payload.len() as u32);
             data.put_slice(&seen.payload);
         }
-        Ok(Box::new(Chunks(data.freeze())))
+        Ok(Box::new(data.freeze()))
     }
 
     fn import(
@@ -102,16 +102,6 @@ impl StateTransfer for Recorder {
             partition,
             data: Vec::new(),
         }))
-    }
-}
-
-/// An export: the bytes, read from the front.
-struct Chunks(Bytes);
-
-impl SnapshotExport for Chunks {
-    fn read_chunk(&mut self, max: usize) -> std::io::Result<Option<Bytes>> {
-        let len = max.min(self.0.len());
-        Ok((len > 0).then(|| self.0.split_to(len)))
     }
 }
 
@@ -470,13 +460,19 @@ impl TestCluster {
         }
     }
 
+    /// Stops node `i` if it runs (it makes what it appended durable).
+    pub(crate) async fn stop_node(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        if let Some(raft) = node.raft.take() {
+            self.network.unregister(NodeId(node.config.node_id));
+            raft.shutdown().await;
+        }
+    }
+
     /// Stops every node (each makes what it appended durable).
     pub(crate) async fn stop_all(&mut self) {
-        for node in &mut self.nodes {
-            if let Some(raft) = node.raft.take() {
-                self.network.unregister(NodeId(node.config.node_id));
-                raft.shutdown().await;
-            }
+        for i in 0..self.nodes.len() {
+            self.stop_node(i).await;
         }
     }
 

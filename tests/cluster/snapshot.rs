@@ -43,11 +43,7 @@ async fn a_wiped_follower_initialises_and_catches_up_by_snapshot() {
     // Node 3 goes down; the others write on and checkpoint both partitions, so that its next
     // log entries are below every leader's floor.
     let gone = 2;
-    let raft = cluster.nodes[gone].raft.take().expect("running");
-    cluster
-        .network
-        .unregister(kommander_raft::NodeId(cluster.nodes[gone].config.node_id));
-    raft.shutdown().await;
+    cluster.stop_node(gone).await;
     acked.extend(write(&cluster, p, "while-down", 30).await);
     // The application's own entries on the system partition push its map entry below the
     // floor too.
@@ -103,8 +99,7 @@ async fn a_wiped_follower_initialises_and_catches_up_by_snapshot() {
 
     // Restarted, it holds no map entry in its P0 log (that starts after the snapshot): it
     // initialises from the map it made durable when it installed the snapshot.
-    let raft = cluster.nodes[gone].raft.take().expect("running");
-    raft.shutdown().await;
+    cluster.stop_node(gone).await;
     cluster.start_node(gone).await;
     cluster
         .raft(gone)

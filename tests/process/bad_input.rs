@@ -1,7 +1,6 @@
 //! Bad input against a live `kommander node`: every attack is refused with a logged reason,
 //! the node does not crash, and the cluster keeps committing writes meanwhile.
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -135,12 +134,8 @@ fn a_live_node_refuses_bad_input_with_a_reason_and_keeps_committing() {
     // Node 4 is configured but never started: the attacks that authenticate borrow its
     // identity, so no real peer's reconnection races them (3 of 4 voters make a quorum).
     let mut cluster = ProcessCluster::start(4, 3, "");
-    let clients: BTreeMap<u64, String> = cluster
-        .nodes
-        .iter()
-        .take(3)
-        .map(|n| (n.id, n.client_address.clone()))
-        .collect();
+    // Node 4 is not running: its identity is the attacks'.
+    let clients = cluster.clients().into_iter().take(3).collect();
     let load = Load::start(clients, 2);
     load.wait_progress(100);
     let target = &cluster.nodes[0];

@@ -230,6 +230,14 @@ impl ProcessCluster {
     }
 
     /// The state of every node's replica of `p` (`None` for stopped or unreachable nodes).
+    /// Every node's client address, by node id (what [`Load::start`] writes through).
+    pub(crate) fn clients(&self) -> BTreeMap<u64, String> {
+        self.nodes
+            .iter()
+            .map(|n| (n.id, n.client_address.clone()))
+            .collect()
+    }
+
     pub(crate) fn states(&mut self, p: PartitionId) -> Vec<Option<ReplicaState>> {
         self.nodes
             .iter_mut()

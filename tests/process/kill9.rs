@@ -35,12 +35,7 @@ fn leader_of_p1(cluster: &mut ProcessCluster) -> u64 {
 #[test]
 fn kill9_of_a_follower_then_the_leader_under_load_loses_no_acknowledged_write() {
     let mut cluster = ProcessCluster::start(3, 3, "");
-    let clients: BTreeMap<u64, String> = cluster
-        .nodes
-        .iter()
-        .map(|n| (n.id, n.client_address.clone()))
-        .collect();
-    let load = Load::start(clients, 4);
+    let load = Load::start(cluster.clients(), 4);
     load.wait_progress(1000);
 
     // `KOMMANDER_PROCESS_CYCLES` rounds (2 by default; see docs/testing.md): a follower of

@@ -56,12 +56,7 @@ fn a_wiped_follower_catches_up_by_snapshot_and_holds_every_acknowledged_write() 
     ];
     let mut cluster =
         ProcessCluster::start_with(3, 3, "compaction_retain_entries_max = 16", &checkpoints);
-    let clients: BTreeMap<u64, String> = cluster
-        .nodes
-        .iter()
-        .map(|n| (n.id, n.client_address.clone()))
-        .collect();
-    let load = Load::start(clients, 4);
+    let load = Load::start(cluster.clients(), 4);
     load.wait_progress(300);
 
     // Node 3 stops; the others write on, checkpointing every 100 entries per partition.
