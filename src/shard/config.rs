@@ -74,12 +74,17 @@ pub struct SnapshotConfig {
     /// Ceiling of the back-off after a failed transfer, in ticks (it starts at one heartbeat
     /// interval and doubles).
     pub backoff_max_ticks: u32,
+    /// Nice value (0 to 19) of each shard's transfer thread, which reads, hashes and writes
+    /// the snapshot chunks: above 0 it runs behind the threads that serve writes (shards, WAL,
+    /// transport) whenever the CPU is short, so a transfer slows down before the other
+    /// partitions do; it never stops (a nice thread still gets its share).
+    pub transfer_thread_nice: u8,
 }
 
 impl Default for SnapshotConfig {
     /// 2 MiB chunks, 4 in flight, 8 transfers each way per shard, 64 GiB per transfer; with
     /// 20 ms ticks: an idle receiver gives up after 10 s, a sender after 5 s without an
-    /// acknowledgement, and retries back off to 30 s.
+    /// acknowledgement, and retries back off to 30 s. Transfer threads at nice 19.
     fn default() -> Self {
         Self {
             chunk_bytes: 2 << 20,
@@ -90,6 +95,7 @@ impl Default for SnapshotConfig {
             session_idle_ticks: 500,
             ack_timeout_ticks: 250,
             backoff_max_ticks: 1_500,
+            transfer_thread_nice: 19,
         }
     }
 }
@@ -131,6 +137,9 @@ impl SnapshotConfig {
             if value > 1024 {
                 return Err((field, "at most 1024"));
             }
+        }
+        if self.transfer_thread_nice > 19 {
+            return Err(("transfer_thread_nice", "at most 19 (the lowest priority)"));
         }
         Ok(())
     }

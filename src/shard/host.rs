@@ -407,6 +407,7 @@ impl HostParts {
             Pump::spawn(
                 shard,
                 snapshot.transfers_max + snapshot.sessions_max,
+                snapshot.transfer_thread_nice,
                 Arc::clone(&waker),
             )?
         } else {

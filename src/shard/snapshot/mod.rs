@@ -1,8 +1,9 @@
 //! Snapshot transfer on a shard: the transfers it sends as a leader ([`sender`]), the ones it
-//! receives as a follower ([`receiver`]) and the pump that runs the application's side of both
-//! off the shard thread ([`pump`]). The worker drives them (`worker/transfer.rs`); the
+//! receives as a follower ([`receiver`]) and the pump that runs the application's side of both,
+//! checksums included ([`chunks`]), off the shard thread ([`pump`]). The worker drives them (`worker/transfer.rs`); the
 //! application's API is `state_transfer.rs`.
 
+pub(crate) mod chunks;
 pub(crate) mod pump;
 pub(crate) mod receiver;
 pub(crate) mod sender;

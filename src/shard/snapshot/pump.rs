@@ -16,8 +16,9 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 use crossbeam::channel::{self, Receiver, Sender};
 
+use super::chunks::{Chunk, ChunkSink, ChunkSource};
 use crate::core::{NodeId, PartitionId};
-use crate::shard::state_transfer::{SnapshotExport, SnapshotImport, SnapshotPoint, StateTransfer};
+use crate::shard::state_transfer::{SnapshotImport, SnapshotPoint, StateTransfer};
 use crate::shard::waker::{Input, Waker};
 
 /// Whose job: a transfer is named by its partition, its peer (the follower a leader sends to,
@@ -32,20 +33,20 @@ pub(crate) struct TransferKey {
 /// What a job does.
 pub(crate) enum Work {
     /// Read the export's next chunk of at most this many bytes.
-    Read(Box<dyn SnapshotExport>, usize),
+    Read(ChunkSource, usize),
     /// Start an import.
     Open(Arc<dyn StateTransfer>, SnapshotPoint),
-    /// Write a chunk to the import.
-    Write(Box<dyn SnapshotImport>, Bytes),
+    /// Write a chunk (its bytes and CRC32C) to the import.
+    Write(ChunkSink, Bytes, u32),
     /// Finish the import.
     Finish(Box<dyn SnapshotImport>),
 }
 
 /// What a job did; the handle comes back with its result.
 pub(crate) enum Done {
-    Read(Box<dyn SnapshotExport>, io::Result<Option<Bytes>>),
-    Opened(io::Result<Box<dyn SnapshotImport>>),
-    Written(Box<dyn SnapshotImport>, io::Result<()>),
+    Read(ChunkSource, io::Result<Chunk>),
+    Opened(io::Result<ChunkSink>),
+    Written(ChunkSink, io::Result<()>),
     Finished(io::Result<()>),
 }
 
@@ -67,14 +68,16 @@ impl Job {
         let key = self.key;
         let partition = key.partition;
         let done = match self.work {
-            Work::Read(mut export, max) => {
-                let read = guard(|| export.read_chunk(max));
-                Done::Read(export, read)
+            Work::Read(mut source, max) => {
+                let read = guard(|| source.read(max));
+                Done::Read(source, read)
             }
-            Work::Open(transfer, at) => Done::Opened(guard(|| transfer.import(partition, at))),
-            Work::Write(mut import, data) => {
-                let written = guard(|| import.write_chunk(&data));
-                Done::Written(import, written)
+            Work::Open(transfer, at) => {
+                Done::Opened(guard(|| transfer.import(partition, at).map(ChunkSink::new)))
+            }
+            Work::Write(mut sink, data, crc) => {
+                let written = guard(|| sink.write(&data, crc));
+                Done::Written(sink, written)
             }
             Work::Finish(import) => Done::Finished(guard(move || import.finish())),
         };
@@ -87,6 +90,10 @@ fn guard<T>(call: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
     panic::catch_unwind(AssertUnwindSafe(call))
         .unwrap_or_else(|_| Err(io::Error::other("the application's snapshot code panicked")))
 }
+
+/// A job the pump could not take.
+#[derive(Debug)]
+pub(crate) struct QueueFull;
 
 /// One shard's pump.
 pub(crate) enum Pump {
@@ -101,18 +108,28 @@ pub(crate) enum Pump {
 }
 
 impl Pump {
-    /// A pump thread for shard `shard`, taking up to `capacity` jobs; each result wakes the
-    /// shard through `waker`.
+    /// A pump thread for shard `shard` at nice value `nice`, taking up to `capacity` jobs;
+    /// each result wakes the shard through `waker`.
     ///
     /// # Errors
     ///
     /// The thread could not be spawned.
-    pub(crate) fn spawn(shard: usize, capacity: usize, waker: Arc<Waker>) -> io::Result<Self> {
+    pub(crate) fn spawn(
+        shard: usize,
+        capacity: usize,
+        nice: u8,
+        waker: Arc<Waker>,
+    ) -> io::Result<Self> {
         let (jobs, queued) = channel::bounded::<Job>(capacity);
         let (done, results) = channel::bounded(capacity);
         let thread = std::thread::Builder::new()
             .name(format!("kommander-transfer-{shard}"))
             .spawn(move || {
+                // On Linux a thread id names the thread alone: only this one runs behind.
+                let me = rustix::thread::gettid();
+                if let Err(error) = rustix::process::setpriority_process(Some(me), nice.into()) {
+                    tracing::warn!(shard, nice, %error, "cannot lower the transfer thread's priority");
+                }
                 while let Ok(job) = queued.recv() {
                     if done.send(job.run()).is_err() {
                         return;
@@ -138,12 +155,13 @@ impl Pump {
     ///
     /// # Errors
     ///
-    /// The job back when the queue is full or the thread is gone (the transfer fails).
-    pub(crate) fn submit(&mut self, job: Job) -> Result<(), Job> {
+    /// [`QueueFull`] when the queue is full or the thread is gone: the job is dropped, and
+    /// the application's handle in it (the transfer fails).
+    pub(crate) fn submit(&mut self, job: Job) -> Result<(), QueueFull> {
         match self {
             Self::Threaded { jobs, .. } => match jobs.as_ref() {
-                Some(jobs) => jobs.try_send(job).map_err(|e| e.into_inner()),
-                None => Err(job),
+                Some(jobs) => jobs.try_send(job).map_err(|_| QueueFull),
+                None => Err(QueueFull),
             },
             Self::Inline { results } => {
                 results.push_back(job.run());

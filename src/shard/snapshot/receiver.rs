@@ -1,13 +1,13 @@
 //! A follower's side of one transfer: chunks accepted strictly in order (a duplicate of the
-//! previous one is acknowledged again, anything else ends the transfer), each checked against
-//! its CRC32C, queued for the import in order, the SHA-256 over the whole compared before the
-//! import may finish; capped in bytes and in idle ticks.
+//! previous one is acknowledged again, anything else ends the transfer), queued for the import
+//! in order (the write job checks each against its CRC32C), the SHA-256 over the whole compared
+//! before the import may finish; capped in bytes and in idle ticks.
 
 use std::collections::VecDeque;
 
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 
+use super::chunks::ChunkSink;
 use crate::core::{NodeId, Term};
 use crate::shard::state_transfer::{SnapshotImport, SnapshotPoint};
 
@@ -18,7 +18,7 @@ pub(crate) enum Arrival {
     Queued,
     /// The previous chunk again: acknowledge it again if it was written.
     Duplicate { written: bool },
-    /// Out of order, damaged, beyond the caps or after the last chunk: the transfer ends.
+    /// Out of order, beyond the caps or after the last chunk: the transfer ends.
     Refused(&'static str),
 }
 
@@ -30,14 +30,13 @@ pub(crate) struct Incoming {
     pub(crate) term: Term,
     pub(crate) at: SnapshotPoint,
     /// The application's import; `None` while it is being opened or a job holds it.
-    import: Option<Box<dyn SnapshotImport>>,
-    /// Chunks arrived and not yet written: (sequence number, bytes).
-    queued: VecDeque<(u32, Bytes)>,
+    sink: Option<ChunkSink>,
+    /// Chunks arrived and not yet written: (sequence number, bytes, CRC32C).
+    queued: VecDeque<(u32, Bytes, u32)>,
     /// Sequence number of the next chunk expected.
     next_seq: u32,
     /// Sequence number of the last chunk written to the import.
     written: Option<u32>,
-    hasher: Sha256,
     /// The sender's SHA-256 of the whole, from the last chunk; its sequence number.
     last: Option<([u8; 32], u32)>,
     pub(crate) bytes: u64,
@@ -55,11 +54,10 @@ impl Incoming {
             session,
             term,
             at,
-            import: None,
+            sink: None,
             queued: VecDeque::new(),
             next_seq: 0,
             written: None,
-            hasher: Sha256::new(),
             last: None,
             bytes: 0,
             idle: 0,
@@ -86,9 +84,6 @@ impl Incoming {
         if seq != self.next_seq || self.last.is_some() {
             return Arrival::Refused("a chunk out of order");
         }
-        if crc32c::crc32c(&data) != crc {
-            return Arrival::Refused("a chunk whose CRC32C does not match");
-        }
         if self.bytes + data.len() as u64 > bytes_max {
             return Arrival::Refused("the transfer passed snapshot.session_bytes_max");
         }
@@ -97,19 +92,18 @@ impl Incoming {
         }
         self.next_seq += 1;
         self.bytes += data.len() as u64;
-        self.hasher.update(&data);
         if let Some(digest) = digest {
             self.last = Some((digest, seq));
         }
         if !data.is_empty() {
-            self.queued.push_back((seq, data));
+            self.queued.push_back((seq, data, crc));
         }
         Arrival::Queued
     }
 
     /// The import is open, or a write came back: it takes the next chunk.
-    pub(crate) fn give_back(&mut self, import: Box<dyn SnapshotImport>) {
-        self.import = Some(import);
+    pub(crate) fn give_back(&mut self, sink: ChunkSink) {
+        self.sink = Some(sink);
     }
 
     /// The sequence number of the last chunk (once it arrived).
@@ -122,15 +116,16 @@ impl Incoming {
         self.written
     }
 
-    /// The next chunk to write and the import to write it with, if the import is free.
-    pub(crate) fn next_write(&mut self) -> Option<(Box<dyn SnapshotImport>, u32, Bytes)> {
-        if self.import.is_none() || self.queued.is_empty() {
+    /// The next chunk to write (its bytes and CRC32C) and the import to write it with, if the
+    /// import is free.
+    pub(crate) fn next_write(&mut self) -> Option<(ChunkSink, Bytes, u32)> {
+        if self.sink.is_none() || self.queued.is_empty() {
             return None;
         }
-        let (seq, data) = self.queued.pop_front()?;
-        let import = self.import.take()?;
+        let (seq, data, crc) = self.queued.pop_front()?;
+        let sink = self.sink.take()?;
         self.written = Some(seq);
-        Some((import, seq, data))
+        Some((sink, data, crc))
     }
 
     /// Once every chunk is written and the last one came: the import to finish, or why the
@@ -142,13 +137,9 @@ impl Incoming {
         if !self.queued.is_empty() || self.finishing {
             return None;
         }
-        let import = self.import.take()?;
-        let ours: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
-        if ours != digest {
-            return Some(Err("the snapshot's SHA-256 does not match"));
-        }
-        self.finishing = true;
-        Some(Ok(import))
+        let import = self.sink.take()?.into_import(&digest);
+        self.finishing = import.is_ok();
+        Some(import)
     }
 
     /// One tick: whether the transfer heard nothing for `idle_max` ticks (never while the

@@ -3,10 +3,10 @@
 //! and the ack deadline; after a failure, the back-off before the follower is probed again.
 
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 
+use super::chunks::{Chunk, ChunkSource};
 use crate::core::{MessageBody, Term};
-use crate::shard::state_transfer::{SnapshotExport, SnapshotPoint};
+use crate::shard::state_transfer::SnapshotPoint;
 
 /// A follower's transfer on its leader.
 pub(crate) enum Sending {
@@ -25,14 +25,13 @@ pub(crate) struct Outgoing {
     pub(crate) term: Term,
     pub(crate) at: SnapshotPoint,
     /// The application's export; `None` while a read job holds it or once it is read out.
-    export: Option<Box<dyn SnapshotExport>>,
+    source: Option<ChunkSource>,
     /// Sequence number of the next chunk sent.
     next_seq: u32,
     /// Chunks acknowledged (every chunk below this sequence number).
     acked: u32,
     /// Whether the last chunk (with the digest) was sent.
     ended: bool,
-    hasher: Sha256,
     /// Snapshot bytes sent.
     pub(crate) bytes: u64,
     /// Ticks since the oldest unacknowledged chunk was sent or an acknowledgement came.
@@ -46,18 +45,17 @@ impl Outgoing {
         session: u64,
         term: Term,
         at: SnapshotPoint,
-        export: Box<dyn SnapshotExport>,
+        source: ChunkSource,
         backoff: u32,
     ) -> Self {
         Self {
             session,
             term,
             at,
-            export: Some(export),
+            source: Some(source),
             next_seq: 0,
             acked: 0,
             ended: false,
-            hasher: Sha256::new(),
             bytes: 0,
             waited: 0,
             backoff,
@@ -65,36 +63,30 @@ impl Outgoing {
     }
 
     /// The export to read the next chunk from, when the window has room and no read is out.
-    pub(crate) fn take_export(&mut self, window: usize) -> Option<Box<dyn SnapshotExport>> {
+    pub(crate) fn take_source(&mut self, window: usize) -> Option<ChunkSource> {
         if self.ended || (self.next_seq - self.acked) as usize >= window {
             return None;
         }
-        self.export.take()
+        self.source.take()
     }
 
     /// A read came back: the chunk to send (the last one, with the digest, when the export
     /// is over).
-    pub(crate) fn chunk(
-        &mut self,
-        export: Box<dyn SnapshotExport>,
-        data: Option<Bytes>,
-    ) -> MessageBody {
+    pub(crate) fn chunk(&mut self, source: ChunkSource, chunk: Chunk) -> MessageBody {
         let seq = self.next_seq;
         self.next_seq += 1;
         if self.next_seq - self.acked == 1 {
             self.waited = 0;
         }
-        let (data, digest) = match data {
-            Some(data) => {
-                self.hasher.update(&data);
+        let (data, crc, digest) = match chunk {
+            Chunk::Data { data, crc } => {
                 self.bytes += data.len() as u64;
-                self.export = Some(export);
-                (data, None)
+                self.source = Some(source);
+                (data, crc, None)
             }
-            None => {
+            Chunk::End { digest } => {
                 self.ended = true;
-                let digest: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
-                (Bytes::new(), Some(digest))
+                (Bytes::new(), crc32c::crc32c(&[]), Some(digest))
             }
         };
         MessageBody::SnapshotChunk {
@@ -102,7 +94,7 @@ impl Outgoing {
             seq,
             last_index: self.at.index,
             last_term: self.at.term,
-            crc: crc32c::crc32c(&data),
+            crc,
             digest,
             data,
         }

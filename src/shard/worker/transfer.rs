@@ -12,16 +12,15 @@
 
 use std::io;
 
-use bytes::Bytes;
-
 use super::Worker;
 use crate::core::{
     LogIndex, Message, MessageBody, NodeId, PartitionId, Role, SnapshotOutcome, SoftState,
 };
+use crate::shard::snapshot::chunks::{Chunk, ChunkSource};
 use crate::shard::snapshot::pump::{Done, Job, JobDone, TransferKey, Work};
 use crate::shard::snapshot::receiver::{Arrival, Incoming};
 use crate::shard::snapshot::sender::{Outgoing, Sending};
-use crate::shard::state_transfer::{SnapshotExport, SnapshotPoint};
+use crate::shard::state_transfer::SnapshotPoint;
 use crate::shard::{RaftEvent, ReplicationErrorReason};
 
 impl Worker {
@@ -69,7 +68,8 @@ impl Worker {
         match transfer.export(partition, at) {
             Ok(export) => {
                 let session = self.transfers.session_id(term);
-                let outgoing = Outgoing::new(session, term, at, export, backoff);
+                let source = ChunkSource::new(export);
+                let outgoing = Outgoing::new(session, term, at, source, backoff);
                 self.transfers
                     .sending
                     .insert((partition, follower), Sending::Active(outgoing));
@@ -120,7 +120,7 @@ impl Worker {
         else {
             return;
         };
-        let Some(export) = outgoing.take_export(window) else {
+        let Some(source) = outgoing.take_source(window) else {
             return;
         };
         let key = TransferKey {
@@ -130,7 +130,7 @@ impl Worker {
         };
         let job = Job {
             key,
-            work: Work::Read(export, chunk_bytes),
+            work: Work::Read(source, chunk_bytes),
         };
         if self.transfers.pump.submit(job).is_err() {
             self.fail_send(partition, follower, "the transfer queue is full");
@@ -145,19 +145,14 @@ impl Worker {
         }
     }
 
-    fn chunk_read(
-        &mut self,
-        key: TransferKey,
-        export: Box<dyn SnapshotExport>,
-        read: io::Result<Option<Bytes>>,
-    ) {
+    fn chunk_read(&mut self, key: TransferKey, source: ChunkSource, read: io::Result<Chunk>) {
         let Some(outgoing) = self.outgoing(key) else {
             return;
         };
         let term = outgoing.term;
         match read {
-            Ok(data) => {
-                let body = outgoing.chunk(export, data);
+            Ok(chunk) => {
+                let body = outgoing.chunk(source, chunk);
                 if let MessageBody::SnapshotChunk { data, .. } = &body {
                     self.metrics.snapshot_bytes_sent(data.len());
                 }
@@ -394,10 +389,10 @@ impl Worker {
             peer: incoming.leader,
             session: incoming.session,
         };
-        if let Some((import, _, data)) = incoming.next_write() {
+        if let Some((sink, data, crc)) = incoming.next_write() {
             let job = Job {
                 key,
-                work: Work::Write(import, data),
+                work: Work::Write(sink, data, crc),
             };
             if self.transfers.pump.submit(job).is_err() {
                 self.end_receive(partition, "the transfer queue is full");
@@ -519,13 +514,13 @@ impl Worker {
                 continue;
             }
             match done {
-                Done::Read(export, read) => self.chunk_read(key, export, read),
-                Done::Opened(Ok(import)) | Done::Written(import, Ok(())) => {
+                Done::Read(source, read) => self.chunk_read(key, source, read),
+                Done::Opened(Ok(sink)) | Done::Written(sink, Ok(())) => {
                     let Some(incoming) = self.incoming(key) else {
                         continue;
                     };
                     let written = incoming.last_written();
-                    incoming.give_back(import);
+                    incoming.give_back(sink);
                     if let Some(seq) = written {
                         self.send_ack(
                             key.partition,
@@ -534,9 +529,14 @@ impl Worker {
                     }
                     self.write_next_chunk(key.partition);
                 }
-                Done::Opened(Err(error)) | Done::Written(_, Err(error)) => {
+                Done::Opened(Err(error)) => {
                     if self.incoming(key).is_some() {
-                        self.end_receive(key.partition, &format!("importing: {error}"));
+                        self.end_receive(key.partition, &format!("opening the import: {error}"));
+                    }
+                }
+                Done::Written(_, Err(error)) => {
+                    if self.incoming(key).is_some() {
+                        self.end_receive(key.partition, &format!("writing a chunk: {error}"));
                     }
                 }
                 Done::Finished(result) => self.finished(key, result),
