@@ -31,9 +31,11 @@
 //! `docs/benchmarks.md`, "TCP transport").
 #![allow(clippy::print_stdout, missing_docs, unreachable_pub)]
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -46,62 +48,7 @@ use kommander_raft::core::{Entry, EntryKind, LogIndex, Message, MessageBody, Tic
 use kommander_raft::transport::tcp::TcpTransport;
 use kommander_raft::transport::{Inbound, Transport};
 use kommander_raft::{NodeConfig, NodeId, PartitionId, Term};
-
-const KIB: usize = 1 << 10;
-const MIB: f64 = (1 << 20) as f64;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted[sorted.len() / 2]
-}
-
-/// A connected loopback pair: (client side, server side), `TCP_NODELAY` on both.
-fn loopback_pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
-    let (server, _) = listener.accept().expect("accept");
-    client.set_nodelay(true).expect("nodelay");
-    server.set_nodelay(true).expect("nodelay");
-    (client, server)
-}
-
-/// Writes `chunk`-byte buffers (one `write_all` each, which is one syscall unless the socket
-/// buffer is full) for `duration` while a thread drains the other end. Returns (bytes, writes,
-/// time until the reader saw the last byte).
-fn raw_stream(chunk: usize, duration: Duration) -> (u64, u64, Duration) {
-    let (mut writer, mut reader) = loopback_pair();
-    let drain = std::thread::spawn(move || {
-        let mut buf = vec![0u8; 256 * KIB];
-        let mut total = 0u64;
-        loop {
-            match reader.read(&mut buf) {
-                Ok(0) => return total,
-                Ok(n) => total += n as u64,
-                Err(e) => panic!("raw reader: {e}"),
-            }
-        }
-    });
-    let buf = vec![0x5au8; chunk];
-    let started = Instant::now();
-    let mut writes = 0u64;
-    while started.elapsed() < duration {
-        for _ in 0..64 {
-            writer.write_all(&buf).expect("raw write");
-        }
-        writes += 64;
-    }
-    writer.shutdown(Shutdown::Write).expect("shutdown");
-    let bytes = drain.join().expect("reader thread");
-    (bytes, writes, started.elapsed())
-}
+use support::{KIB, MIB, env_or, load_average, loopback_pair, median, raw_stream, verdict};
 
 /// Counts what node 2 receives.
 #[derive(Default)]
@@ -398,16 +345,6 @@ fn cluster(partitions: u32, writers: usize, seconds: f64) -> Result<ClusterRun, 
         p50: number(&["latency_us", "p50"])?,
         p99: number(&["latency_us", "p99"])?,
     })
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".to_owned())
-}
-
-fn verdict(met: bool) -> &'static str {
-    if met { "met" } else { "**missed**" }
 }
 
 fn main() {

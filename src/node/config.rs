@@ -521,6 +521,7 @@ fn snapshot_field_name(field: &'static str) -> &'static str {
         "session_idle_ticks" => "snapshot.session_idle_ticks",
         "ack_timeout_ticks" => "snapshot.ack_timeout_ticks",
         "backoff_max_ticks" => "snapshot.backoff_max_ticks",
+        "bytes_per_sec_max" => "snapshot.bytes_per_sec_max",
         "transfer_thread_nice" => "snapshot.transfer_thread_nice",
         other => other,
     }

@@ -8,11 +8,44 @@ pub(crate) mod pump;
 pub(crate) mod receiver;
 pub(crate) mod sender;
 
+use std::time::Duration;
+
 use crate::core::{NodeId, PartitionId};
 use crate::shard::StableHashMap;
 use pump::Pump;
 use receiver::Incoming;
 use sender::Sending;
+
+/// The bytes a shard may still send under a cap of so many a second: refilled each tick; a
+/// read takes a whole chunk's worth and may leave it below zero, so the rate averages out to
+/// the cap.
+#[derive(Debug, Default)]
+pub(crate) struct SendBudget {
+    bytes: i64,
+}
+
+impl SendBudget {
+    /// Whether another chunk may be read, taking `chunk_bytes` if so (`per_sec` 0: no cap).
+    pub(crate) fn take(&mut self, per_sec: u64, chunk_bytes: usize) -> bool {
+        if per_sec == 0 {
+            return true;
+        }
+        if self.bytes <= 0 {
+            return false;
+        }
+        self.bytes -= chunk_bytes as i64;
+        true
+    }
+
+    /// One tick of `tick` under a cap of `per_sec`: the budget grows by the tick's share, up to
+    /// one chunk or one tick's share, whichever is more (an idle shard saves up no burst).
+    pub(crate) fn refill(&mut self, per_sec: u64, tick: Duration, chunk_bytes: usize) {
+        let share =
+            i64::try_from(u128::from(per_sec) * tick.as_micros() / 1_000_000).unwrap_or(i64::MAX);
+        let ceiling = share.max(i64::try_from(chunk_bytes).unwrap_or(i64::MAX));
+        self.bytes = self.bytes.saturating_add(share).min(ceiling);
+    }
+}
 
 /// A shard's transfers, both ways.
 pub(crate) struct Transfers {
@@ -23,6 +56,8 @@ pub(crate) struct Transfers {
     pub(crate) receiving: StableHashMap<PartitionId, Incoming>,
     /// The low half of the next session id (the high half is the leader's term).
     next_session: u32,
+    /// What `snapshot.bytes_per_sec_max` still lets the shard send.
+    pub(crate) budget: SendBudget,
     /// `NodeBug::BoundaryBeforeImport`: finishes submitted once their ticks run out.
     #[cfg(feature = "sim-bugs")]
     pub(crate) late_finishes: Vec<(u32, pump::Job)>,
@@ -35,6 +70,7 @@ impl Transfers {
             sending: StableHashMap::default(),
             receiving: StableHashMap::default(),
             next_session: 0,
+            budget: SendBudget::default(),
             #[cfg(feature = "sim-bugs")]
             late_finishes: Vec::new(),
         }
@@ -52,5 +88,37 @@ impl Transfers {
             .values()
             .filter(|s| matches!(s, Sending::Active(_)))
             .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::SendBudget;
+
+    #[test]
+    fn a_capped_budget_averages_out_to_the_cap_and_saves_up_no_burst() {
+        let tick = Duration::from_millis(10);
+        let mut budget = SendBudget::default();
+        assert!(budget.take(0, 1 << 20), "no cap");
+        // 1 000 B/s in 16 B chunks: 10 B a tick, a chunk every 1.6 ticks.
+        let (per_sec, chunk) = (1_000, 16);
+        let mut taken = 0;
+        for _ in 0..1_000 {
+            budget.refill(per_sec, tick, chunk);
+            while budget.take(per_sec, chunk) {
+                taken += 1;
+            }
+        }
+        // 10 s at 1 000 B/s: 10 000 B, 625 chunks (one more that went below zero).
+        assert!((625..=626).contains(&taken), "{taken} chunks");
+        // Idle for a second: one chunk's worth, not a second's.
+        let mut idle = SendBudget::default();
+        for _ in 0..100 {
+            idle.refill(per_sec, tick, chunk);
+        }
+        assert!(idle.take(per_sec, chunk));
+        assert!(!idle.take(per_sec, chunk));
     }
 }

@@ -62,11 +62,13 @@ impl Outgoing {
         }
     }
 
-    /// The export to read the next chunk from, when the window has room and no read is out.
-    pub(crate) fn take_source(&mut self, window: usize) -> Option<ChunkSource> {
-        if self.ended || (self.next_seq - self.acked) as usize >= window {
-            return None;
-        }
+    /// Whether the next chunk may be read: the window has room and no read is out.
+    pub(crate) fn can_send(&self, window: usize) -> bool {
+        !self.ended && ((self.next_seq - self.acked) as usize) < window && self.source.is_some()
+    }
+
+    /// The export to read the next chunk from (once [`Outgoing::can_send`] said so).
+    pub(crate) fn take_source(&mut self) -> Option<ChunkSource> {
         self.source.take()
     }
 

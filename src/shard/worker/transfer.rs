@@ -111,16 +111,24 @@ impl Worker {
         }
     }
 
-    /// Submits the read of the transfer's next chunk when its window has room.
+    /// Submits the read of the transfer's next chunk when its window has room and the rate
+    /// cap allows (a transfer the cap holds back is resumed by the next tick).
     fn read_next_chunk(&mut self, partition: PartitionId, follower: NodeId) {
-        let chunk_bytes = self.config.snapshot.chunk_bytes;
-        let window = self.config.snapshot.chunks_in_flight_max;
-        let Some(Sending::Active(outgoing)) =
-            self.transfers.sending.get_mut(&(partition, follower))
+        let snapshot = &self.config.snapshot;
+        let (chunk_bytes, window) = (snapshot.chunk_bytes, snapshot.chunks_in_flight_max);
+        let transfers = &mut self.transfers;
+        let Some(Sending::Active(outgoing)) = transfers.sending.get_mut(&(partition, follower))
         else {
             return;
         };
-        let Some(source) = outgoing.take_source(window) else {
+        if !outgoing.can_send(window)
+            || !transfers
+                .budget
+                .take(snapshot.bytes_per_sec_max, chunk_bytes)
+        {
+            return;
+        }
+        let Some(source) = outgoing.take_source() else {
             return;
         };
         let key = TransferKey {
@@ -550,14 +558,24 @@ impl Worker {
         if self.failed() {
             return;
         }
-        let timeout = self.config.snapshot.ack_timeout_ticks;
+        let snapshot = &self.config.snapshot;
+        let (timeout, cap) = (snapshot.ack_timeout_ticks, snapshot.bytes_per_sec_max);
+        if cap != 0 {
+            let tick = self.config.tick_interval;
+            self.transfers
+                .budget
+                .refill(cap, tick, snapshot.chunk_bytes);
+        }
         let mut timed_out = Vec::new();
         let mut probe = Vec::new();
+        let mut active = Vec::new();
         for (&(partition, follower), sending) in &mut self.transfers.sending {
             match sending {
                 Sending::Active(outgoing) => {
                     if outgoing.timed_out(timeout) {
                         timed_out.push((partition, follower));
+                    } else {
+                        active.push((partition, follower));
                     }
                 }
                 Sending::BackingOff { ticks_left, .. } if *ticks_left > 0 => {
@@ -575,6 +593,12 @@ impl Worker {
                 follower,
                 "no acknowledgement within snapshot.ack_timeout_ticks",
             );
+        }
+        if cap != 0 {
+            // The transfers the cap held back.
+            for (partition, follower) in active {
+                self.read_next_chunk(partition, follower);
+            }
         }
         for (partition, follower) in probe {
             if let Some(replica) = self.partitions.replica_mut(partition) {

@@ -65,6 +65,8 @@ pub struct NodeSimConfig {
     pub snapshot_chunk_bytes: usize,
     /// Snapshot chunks in flight per transfer.
     pub snapshot_chunks_in_flight_max: usize,
+    /// The shard's snapshot rate cap (0: none), in bytes a second.
+    pub snapshot_bytes_per_sec_max: u64,
 }
 
 impl NodeSimConfig {
@@ -85,7 +87,7 @@ impl NodeSimConfig {
         let per_partition_clients = if partitions > 8 { 1 } else { 2 };
         let op_interval_ms_min = 10 * partitions as u64 * per_partition_clients as u64;
         let storm = rng.chance(333_333);
-        Self {
+        let mut config = Self {
             nodes,
             shards,
             partitions,
@@ -119,6 +121,12 @@ impl NodeSimConfig {
             wal_segment_bytes: 256 * 1024,
             snapshot_chunk_bytes: [16, 32, 4096][rng.index(3)],
             snapshot_chunks_in_flight_max: [1, 2, 4][rng.index(3)],
-        }
+            snapshot_bytes_per_sec_max: 0,
+        };
+        // A chunk per tick (a read takes the budget below zero and waits for a tick), or ten;
+        // drawn last, so that every earlier draw of a seed stays what it was.
+        config.snapshot_bytes_per_sec_max =
+            [0, 0, 100, 1_000][rng.index(4)] * config.snapshot_chunk_bytes as u64;
+        config
     }
 }

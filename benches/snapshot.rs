@@ -1,0 +1,542 @@
+//! Snapshot transfer benchmark: a snapshot streamed over loopback TCP next to raw loopback
+//! bandwidth, and the write throughput of the other partitions while it streams, all measured
+//! in ONE run.
+//!
+//! ```text
+//! cargo bench --bench snapshot                         # 1 GiB snapshot, 5 rounds
+//! KOMMANDER_BENCH_SNAPSHOT_MIB=256 KOMMANDER_BENCH_ROUNDS=5 cargo bench --bench snapshot
+//! KOMMANDER_BENCH_CHUNK_KIB=512 cargo bench --bench snapshot  # snapshot.chunk_bytes (2 MiB)
+//! KOMMANDER_BENCH_CAP_MIB=128 cargo bench --bench snapshot    # snapshot.bytes_per_sec_max (none)
+//! KOMMANDER_BENCH_WINDOW=16 cargo bench --bench snapshot      # snapshot.chunks_in_flight_max (4)
+//! ```
+//!
+//! Three `Raft` nodes over `TcpTransport` on loopback (fsync on, default `[snapshot]` settings:
+//! 512 KiB chunks, 8 in flight, no rate cap). Partition 1's application state is `KOMMANDER_BENCH_SNAPSHOT_MIB`
+//! MiB held in memory (exported as `Bytes`); the follower's import discards what it receives, so
+//! the figure is the library's path (read, CRC32C and SHA-256, frames, TCP, checks, writes
+//! handed to the application, the WAL's boundary record), not an application's disk.
+//! `KOMMANDER_BENCH_WRITERS` closed-loop writers (default 64) write 16 B entries to partitions
+//! 2.. on their leaders.
+//!
+//! A transfer: partition 1's messages to and from node 3 are dropped (a filter over node 3's
+//! transport and its peers') while partition 1 gets entries and a checkpoint, so that its floor
+//! passes node 3's log; the cut heals and partition 1's leader streams the snapshot to node 3.
+//! The other partitions and nodes run on as before, so a transfer and the baseline differ by the
+//! transfer alone. It is timed from the leader's `export` call to node 3's `SnapshotInstalled`
+//! event. Each round (after one
+//! unrecorded warm-up round) measures, one after another:
+//!
+//! 1. raw loopback TCP bandwidth with 2 MiB writes (a plain `TcpStream` pair), writers
+//!    paused, with the CPU it costs per byte, and one thread's SHA-256 rate: together the CPU
+//!    bound of a transfer whose two ends share this machine (each end hashes every byte once);
+//! 2. a transfer with the writers paused (target ≥ 0.5 × raw);
+//! 3. the writers' committed writes/s with all three nodes up and no transfer;
+//! 4. a transfer with the writers running: their committed writes/s during it (target ≥ 0.8 ×
+//!    the rate of 3) and the transfer's own rate under that load.
+//!
+//! The table compares the medians. Nothing is asserted (results in `docs/benchmarks.md`,
+//! "Snapshot transfer").
+#![allow(clippy::print_stdout, missing_docs, unreachable_pub)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kommander_raft::core::Message;
+use kommander_raft::transport::tcp::TcpTransport;
+use kommander_raft::{
+    LogEntry, NodeConfig, NodeId, PartitionId, Raft, RaftEvent, ReplicateOptions, SnapshotExport,
+    SnapshotImport, SnapshotPoint, StateMachine, StateTransfer, Transport,
+};
+use support::{KIB, MIB, env_or, load_average, median, process_cpu, raw_stream, verdict};
+
+/// The partition whose snapshot is streamed.
+const SNAPSHOT: PartitionId = PartitionId(1);
+/// The size of raw loopback's writes (at which it is fastest here).
+const RAW_WRITE_BYTES: usize = 2 << 20;
+/// Partitions 2..=WRITTEN+1 carry the writers' load.
+const WRITTEN: u32 = 8;
+/// The node that falls behind on partition 1 and catches up by snapshot.
+const BEHIND: NodeId = NodeId(3);
+
+/// A moment of the run: when, the writes committed and the CPU used until then.
+#[derive(Clone, Copy)]
+struct Mark {
+    at: Instant,
+    committed: u64,
+    cpu: Duration,
+}
+
+impl Mark {
+    fn now(load: &Load) -> Self {
+        Self {
+            at: Instant::now(),
+            committed: load.committed.load(Ordering::Relaxed),
+            cpu: process_cpu(),
+        }
+    }
+
+    /// Seconds, committed writes/s and cores used from `self` to `end`.
+    fn until(self, end: Self) -> (f64, f64, f64) {
+        let seconds = end.at.duration_since(self.at).as_secs_f64();
+        (
+            seconds,
+            (end.committed - self.committed) as f64 / seconds,
+            (end.cpu.saturating_sub(self.cpu)).as_secs_f64() / seconds,
+        )
+    }
+}
+
+/// The writers' progress, shared by the writers and the applications.
+#[derive(Default)]
+struct Load {
+    committed: AtomicU64,
+    paused: AtomicBool,
+    stop: AtomicBool,
+}
+
+/// The application: holds partition 1's state (the same bytes on every node); its exports
+/// mark when the transfer started, its imports discard.
+struct App {
+    state: Bytes,
+    load: Arc<Load>,
+    /// When partition 1 was last exported.
+    exported: Mutex<Option<Mark>>,
+}
+
+impl StateMachine for App {
+    fn on_replication_received(&self, _: PartitionId, _: &LogEntry) -> bool {
+        true
+    }
+    fn on_log_restored(&self, _: PartitionId, _: &LogEntry) -> bool {
+        true
+    }
+}
+
+impl StateTransfer for App {
+    fn export(
+        &self,
+        partition: PartitionId,
+        _: SnapshotPoint,
+    ) -> std::io::Result<Box<dyn SnapshotExport>> {
+        if partition != SNAPSHOT {
+            return Ok(Box::new(Bytes::new()));
+        }
+        *self.exported.lock().expect("export mark") = Some(Mark::now(&self.load));
+        Ok(Box::new(self.state.clone()))
+    }
+
+    fn import(&self, _: PartitionId, _: SnapshotPoint) -> std::io::Result<Box<dyn SnapshotImport>> {
+        Ok(Box::new(Discard))
+    }
+}
+
+struct Discard;
+
+impl SnapshotImport for Discard {
+    fn write_chunk(&mut self, _: &[u8]) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn finish(self: Box<Self>) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Node 3's transport for partition 1, both ways: while `cut` is set, partition 1's messages
+/// to and from node 3 are dropped (the other partitions' go through).
+struct Cut {
+    inner: Arc<TcpTransport>,
+    node: NodeId,
+    cut: Arc<AtomicBool>,
+}
+
+impl Transport for Cut {
+    fn send(&self, to: NodeId, mut messages: Vec<Message>) {
+        if self.cut.load(Ordering::Relaxed) && (to == BEHIND || self.node == BEHIND) {
+            messages.retain(|m| m.partition != SNAPSHOT);
+        }
+        self.inner.send(to, messages);
+    }
+}
+
+struct Node {
+    raft: Raft,
+    transport: Arc<TcpTransport>,
+    app: Arc<App>,
+}
+
+struct Cluster {
+    nodes: Vec<Node>,
+    /// Every node's handle, for the writers.
+    rafts: Arc<Vec<Raft>>,
+    load: Arc<Load>,
+    cut: Arc<AtomicBool>,
+    /// Fires (and is replaced) each time node 3 installs partition 1's snapshot.
+    installed: tokio::sync::mpsc::Receiver<Mark>,
+    state_bytes: u64,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Three nodes over loopback TCP, joined.
+    async fn start(
+        state_bytes: usize,
+        (chunk_kib, window, cap_mib): (Option<usize>, Option<usize>, u64),
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("bench dir");
+        let listeners: Vec<TcpListener> = (0..3)
+            .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
+            .collect();
+        let addrs: Vec<String> = listeners
+            .iter()
+            .map(|l| l.local_addr().expect("addr").to_string())
+            .collect();
+        let load = Arc::new(Load::default());
+        let cut = Arc::new(AtomicBool::new(false));
+        let state = Bytes::from(vec![0x5a; state_bytes]);
+        let (installed_tx, installed) = tokio::sync::mpsc::channel(4);
+        let mut nodes = Vec::new();
+        for (listener, node) in listeners.into_iter().zip(1..=3u64) {
+            let mut config = NodeConfig::new(node, dir.path().join(format!("node-{node}")));
+            config.endpoint = addrs[node as usize - 1].clone();
+            config.peers = (1..=3)
+                .filter(|&n| n != node)
+                .map(|n| (n, addrs[n as usize - 1].clone()))
+                .collect::<BTreeMap<_, _>>();
+            config.shards = 1;
+            config.initial_partitions = WRITTEN + 1;
+            config.tick_interval_ms = 10;
+            config.election_timeout_ticks_min = 30;
+            config.election_timeout_ticks_max = 60;
+            config.heartbeat_interval_ticks = 5;
+            config.seed = node;
+            config.wal_segment_bytes = 64 << 20;
+            config.compaction_retain_entries_max = 4;
+            if let Some(kib) = chunk_kib {
+                config.snapshot.chunk_bytes = kib * KIB;
+            }
+            config.snapshot.bytes_per_sec_max = cap_mib << 20;
+            if let Some(window) = window {
+                config.snapshot.chunks_in_flight_max = window;
+            }
+            let transport =
+                TcpTransport::with_listener(&config.tcp_config(), &config.tcp_cluster(), listener)
+                    .expect("transport");
+            let app = Arc::new(App {
+                state: state.clone(),
+                load: Arc::clone(&load),
+                exported: Mutex::new(None),
+            });
+            let raft = Raft::builder(config)
+                .state_machine(app.clone())
+                .state_transfer(app.clone())
+                .transport(Arc::new(Cut {
+                    inner: Arc::clone(&transport),
+                    node: NodeId(node),
+                    cut: Arc::clone(&cut),
+                }))
+                .start()
+                .await
+                .expect("start");
+            transport.serve(raft.inbound()).expect("serve");
+            if NodeId(node) == BEHIND {
+                let mut events = raft.subscribe();
+                let (load, installed) = (Arc::clone(&load), installed_tx.clone());
+                tokio::spawn(async move {
+                    while let Ok(event) = events.recv().await {
+                        if matches!(event, RaftEvent::SnapshotInstalled { partition, .. } if partition == SNAPSHOT)
+                        {
+                            let _ = installed.send(Mark::now(&load)).await;
+                        }
+                    }
+                });
+            }
+            nodes.push(Node {
+                raft,
+                transport,
+                app,
+            });
+        }
+        let joins: Vec<_> = nodes
+            .iter()
+            .map(|n| tokio::spawn(n.raft.join_cluster(None)))
+            .collect();
+        for join in joins {
+            join.await.expect("join task").expect("joined");
+        }
+        Self {
+            rafts: Arc::new(nodes.iter().map(|n| n.raft.clone()).collect()),
+            nodes,
+            load,
+            cut,
+            installed,
+            state_bytes: state_bytes as u64,
+            _dir: dir,
+        }
+    }
+
+    async fn stop(self) {
+        for node in self.nodes {
+            node.raft.shutdown().await;
+            node.transport.shutdown();
+        }
+    }
+
+    /// Writes `payload` to `p` on its leader, retrying until one accepts it.
+    async fn write(&self, p: PartitionId, payload: &Bytes) {
+        loop {
+            if let Some(raft) = leader(&self.rafts, p) {
+                let options = ReplicateOptions::default();
+                if raft
+                    .replicate_logs(p, "b", payload.clone(), options)
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// A checkpoint of `p` on its leader.
+    async fn checkpoint(&self, p: PartitionId) {
+        loop {
+            if let Some(raft) = leader(&self.rafts, p)
+                && raft.replicate_checkpoint(p).await.is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Partition 1 is cut off from node 3 while it takes entries and a checkpoint, so that
+    /// its floor passes node 3's log; then the cut heals and node 3 catches up by snapshot.
+    /// The writers keep writing to the other partitions, on all three nodes, when `loaded`.
+    async fn transfer(&mut self, loaded: bool) -> Transfer {
+        self.pause(!loaded).await;
+        self.cut.store(true, Ordering::Relaxed);
+        for k in 0..64u32 {
+            self.write(SNAPSHOT, &Bytes::from(k.to_le_bytes().to_vec()))
+                .await;
+        }
+        self.checkpoint(SNAPSHOT).await;
+        for node in &self.nodes {
+            *node.app.exported.lock().expect("export mark") = None;
+        }
+        self.cut.store(false, Ordering::Relaxed);
+        let done = self.installed.recv().await.expect("installed");
+        let started = self
+            .nodes
+            .iter()
+            .find_map(|n| *n.app.exported.lock().expect("export mark"))
+            .expect("a leader exported partition 1");
+        let (seconds, writes_per_sec, cores) = started.until(done);
+        Transfer {
+            bytes_per_sec: self.state_bytes as f64 / seconds,
+            seconds,
+            writes_per_sec,
+            cores,
+        }
+    }
+
+    /// Committed writes/s and cores used over `duration` with no transfer.
+    async fn baseline(&self, duration: Duration) -> (f64, f64) {
+        self.pause(false).await;
+        let start = Mark::now(&self.load);
+        tokio::time::sleep(duration).await;
+        let (_, writes_per_sec, cores) = start.until(Mark::now(&self.load));
+        (writes_per_sec, cores)
+    }
+
+    /// Pauses or resumes the writers (a pause lets the writes in flight finish, a resume
+    /// lets the writers find their leaders).
+    async fn pause(&self, paused: bool) {
+        if self.load.paused.swap(paused, Ordering::Relaxed) != paused {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// The node that leads `p`.
+fn leader(rafts: &[Raft], p: PartitionId) -> Option<Raft> {
+    rafts.iter().find(|r| r.am_i_leader_quick(p)).cloned()
+}
+
+struct Transfer {
+    bytes_per_sec: f64,
+    seconds: f64,
+    writes_per_sec: f64,
+    /// CPU cores the process used meanwhile.
+    cores: f64,
+}
+
+/// Bytes/s one thread hashes with SHA-256 (over `data`, at most 256 MiB of it).
+fn sha256_rate(data: &[u8]) -> f64 {
+    use sha2::Digest;
+    let data = &data[..data.len().min(256 << 20)];
+    let started = Instant::now();
+    std::hint::black_box(sha2::Sha256::digest(data));
+    data.len() as f64 / started.elapsed().as_secs_f64()
+}
+
+/// A closed-loop writer of 16 B entries to partition `p`.
+async fn writer(rafts: Arc<Vec<Raft>>, load: Arc<Load>, p: PartitionId) {
+    let payload = Bytes::from_static(b"0123456789abcdef");
+    while !load.stop.load(Ordering::Relaxed) {
+        if load.paused.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        }
+        let written = match leader(&rafts, p) {
+            Some(raft) => raft
+                .replicate_logs(p, "w", payload.clone(), ReplicateOptions::default())
+                .await
+                .is_ok(),
+            None => false,
+        };
+        if written {
+            load.committed.fetch_add(1, Ordering::Relaxed);
+        } else {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
+
+fn main() {
+    let seconds: f64 = env_or("KOMMANDER_BENCH_SECONDS", 2.0);
+    let rounds: usize = env_or("KOMMANDER_BENCH_ROUNDS", 5).max(1);
+    let state_mib: usize = env_or("KOMMANDER_BENCH_SNAPSHOT_MIB", 1024);
+    let writers: u32 = env_or("KOMMANDER_BENCH_WRITERS", 64);
+    let cap_mib: u64 = env_or("KOMMANDER_BENCH_CAP_MIB", 0);
+    let duration = Duration::from_secs_f64(seconds);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!(
+        "snapshot bench: {state_mib} MiB snapshot, {rounds} rounds (+1 warm-up), {writers} \
+         writers on {WRITTEN} partitions, {seconds} s per raw and baseline measurement, rate \
+         cap {cap_mib} MiB/s (0: none); load average at start {}",
+        load_average()
+    );
+    runtime.block_on(async {
+        let chunk_kib = std::env::var("KOMMANDER_BENCH_CHUNK_KIB")
+            .ok()
+            .and_then(|s| s.parse().ok());
+        let window = std::env::var("KOMMANDER_BENCH_WINDOW")
+            .ok()
+            .and_then(|s| s.parse().ok());
+        let mut cluster = Cluster::start(state_mib << 20, (chunk_kib, window, cap_mib)).await;
+        cluster.load.paused.store(true, Ordering::Relaxed);
+        let tasks: Vec<_> = (0..writers)
+            .map(|w| {
+                let p = PartitionId(2 + w % WRITTEN);
+                tokio::spawn(writer(Arc::clone(&cluster.rafts), Arc::clone(&cluster.load), p))
+            })
+            .collect();
+
+        let chunk_bytes = cluster.nodes[0].raft.config().snapshot.chunk_bytes;
+        let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+        let mut raw = Vec::new();
+        let mut bounds = Vec::new();
+        let mut quiet = Vec::new();
+        let mut baseline = Vec::new();
+        let mut loaded = Vec::new();
+        let mut loaded_writes = Vec::new();
+        for round in 0..=rounds {
+            cluster.pause(true).await;
+            let cpu = process_cpu();
+            let (bytes, _, elapsed) =
+                tokio::task::block_in_place(|| raw_stream(RAW_WRITE_BYTES, duration));
+            let raw_cpu_per_byte = (process_cpu() - cpu).as_secs_f64() / bytes as f64;
+            let raw_rate = bytes as f64 / elapsed.as_secs_f64();
+            let sha_rate = tokio::task::block_in_place(|| sha256_rate(&cluster.nodes[0].app.state));
+            // Both ends of a transfer run on this machine's cores: a SHA-256 pass each, and
+            // what moving the bytes through loopback TCP costs.
+            let bound = cores / (2.0 / sha_rate + raw_cpu_per_byte);
+            let q = cluster.transfer(false).await;
+            let (base, base_cores) = cluster.baseline(duration).await;
+            let l = cluster.transfer(true).await;
+            println!(
+                "  {}: raw {} KiB writes {:.0} MiB/s ({:.2} core-s/GiB), SHA-256 {:.0} MiB/s, \
+                 CPU bound {:.0} MiB/s; transfer {:.0} MiB/s ({:.2} s, {:.2} cores); writes \
+                 {:.0}/s without a transfer ({:.2} cores), {:.0}/s during one ({:.2} s, {:.0} \
+                 MiB/s, {:.2} cores); load {}",
+                if round == 0 { "warm-up".to_owned() } else { format!("round {round}") },
+                RAW_WRITE_BYTES / KIB,
+                raw_rate / MIB,
+                raw_cpu_per_byte * MIB * 1024.0,
+                sha_rate / MIB,
+                bound / MIB,
+                q.bytes_per_sec / MIB,
+                q.seconds,
+                q.cores,
+                base,
+                base_cores,
+                l.writes_per_sec,
+                l.seconds,
+                l.bytes_per_sec / MIB,
+                l.cores,
+                load_average()
+            );
+            if round > 0 {
+                raw.push(raw_rate);
+                bounds.push(bound);
+                quiet.push(q.bytes_per_sec);
+                baseline.push(base);
+                loaded.push(l.bytes_per_sec);
+                loaded_writes.push(l.writes_per_sec);
+            }
+        }
+        cluster.load.stop.store(true, Ordering::Relaxed);
+        cluster.pause(false).await;
+        for task in tasks {
+            task.await.expect("writer");
+        }
+        cluster.stop().await;
+
+        let (raw, bound) = (median(&raw), median(&bounds));
+        let (quiet, loaded) = (median(&quiet), median(&loaded));
+        let (baseline, during) = (median(&baseline), median(&loaded_writes));
+        println!("  load average at the end {}", load_average());
+        println!();
+        println!("| figure | measured | ratio | target | |");
+        println!("|---|---|---|---|---|");
+        println!(
+            "| raw loopback TCP, {} KiB writes | {:.0} MiB/s | – | – | |",
+            RAW_WRITE_BYTES / KIB,
+            raw / MIB
+        );
+        println!(
+            "| CPU bound of a transfer with both ends on these {cores} cores (a SHA-256 pass each, loopback's CPU per byte) | {:.0} MiB/s | {:.2} × raw | – | |",
+            bound / MIB,
+            bound / raw
+        );
+        let ratio = quiet / raw;
+        println!(
+            "| snapshot transfer, {state_mib} MiB in {} KiB chunks, writers paused | {:.0} MiB/s | {ratio:.2} × raw, {:.2} × the CPU bound | ≥ 0.5 × raw | {} |",
+            chunk_bytes / KIB,
+            quiet / MIB,
+            quiet / bound,
+            verdict(ratio >= 0.5)
+        );
+        println!(
+            "| snapshot transfer beside {writers} writers | {:.0} MiB/s | {:.2} × raw | – | |",
+            loaded / MIB,
+            loaded / raw
+        );
+        let ratio = during / baseline;
+        println!(
+            "| other partitions' committed 16 B writes/s: without a transfer / during one | {baseline:.0} / {during:.0} | {ratio:.2} × | ≥ 0.8 × | {} |",
+            verdict(ratio >= 0.8)
+        );
+    });
+}
