@@ -87,17 +87,18 @@ pub struct SnapshotConfig {
 }
 
 impl Default for SnapshotConfig {
-    /// 512 KiB chunks, 8 in flight, 8 transfers each way per shard, 64 GiB per transfer; with
+    /// 256 KiB chunks, 16 in flight, 8 transfers each way per shard, 64 GiB per transfer; with
     /// 20 ms ticks: an idle receiver gives up after 10 s, a sender after 5 s without an
     /// acknowledgement, and retries back off to 30 s. No cap on the rate; transfer threads at
     /// nice 19.
     fn default() -> Self {
         Self {
-            // Measured (`benches/snapshot.rs`): 2 MiB chunks stream a little faster on an idle
-            // node but cost the other partitions' writes a third of their rate on a busy one;
-            // at 512 KiB they lose next to nothing, and 8 in flight keep the stream full.
-            chunk_bytes: 512 << 10,
-            chunks_in_flight_max: 8,
+            // Measured (`benches/snapshot.rs`, docs/benchmarks.md): 2 MiB chunks stream a
+            // fifth faster on an idle node but cost a busy node's other partitions a third of
+            // their writes, where 128 to 256 KiB chunks cost them a fifth; 16 in flight keep
+            // the stream full.
+            chunk_bytes: 256 << 10,
+            chunks_in_flight_max: 16,
             transfers_max: 8,
             sessions_max: 8,
             session_bytes_max: 64 << 30,
