@@ -12,9 +12,10 @@
 //!
 //! Three `Raft` nodes over `TcpTransport` on loopback (fsync on, default `[snapshot]` settings:
 //! 256 KiB chunks, 16 in flight, no rate cap). Partition 1's application state is
-//! `KOMMANDER_BENCH_SNAPSHOT_MIB` MiB held in memory (exported as `Bytes`); the follower's import discards what it receives, so
-//! the figure is the library's path (read, CRC32C and SHA-256, frames, TCP, checks, writes
-//! handed to the application, the WAL's boundary record), not an application's disk.
+//! `KOMMANDER_BENCH_SNAPSHOT_MIB` MiB held in memory (exported as `Bytes`); the follower's import
+//! discards what it receives, so the figure is the library's path (read, CRC32C and SHA-256,
+//! frames, TCP, checks, writes handed to the application, the WAL's boundary record), not an
+//! application's disk.
 //! `KOMMANDER_BENCH_WRITERS` closed-loop writers (default 64) write 16 B entries to partitions
 //! 2.. on their leaders.
 //!

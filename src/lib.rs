@@ -142,8 +142,8 @@ pub use crate::node::{
     StartError, TestHooks, Written,
 };
 pub use crate::shard::{
-    Leadership, LogEntry, LogProgress, PartitionState, RaftEvent, SnapshotExport, SnapshotImport,
-    SnapshotPoint, StateMachine, StateTransfer,
+    FollowerLag, Leadership, LogEntry, LogProgress, PartitionState, RaftEvent, SnapshotExport,
+    SnapshotImport, SnapshotPoint, SnapshotProgress, StateMachine, StateTransfer,
 };
 // What the handle's methods, events and configuration name besides the above.
 pub use crate::node::partition_map::{NoRouteError, RangeState, RoutingMode};

@@ -170,13 +170,26 @@ pub struct PartitionStatus {
     pub wal_floor: LogIndex,
 }
 
-/// How far a follower trails the leader (asked on the leader).
+/// How far a follower trails its leader, as the leader sees it (`Raft::follower_lag`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FollowerLag {
     /// The follower's highest index known to match the leader's log.
     pub match_index: LogIndex,
     /// The leader's last index.
     pub leader_last_index: LogIndex,
+    /// The snapshot being streamed to the follower, when it is below the leader's compaction
+    /// floor and catching up by one (its entries behind stay as they were until it is
+    /// installed).
+    pub snapshot: Option<SnapshotProgress>,
+}
+
+/// A snapshot being streamed to a follower.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotProgress {
+    /// The snapshot's last index: the follower's log continues after it.
+    pub index: LogIndex,
+    /// Bytes of the snapshot sent so far (its size is known once the last chunk is read).
+    pub bytes_sent: u64,
 }
 
 impl FollowerLag {

@@ -38,6 +38,8 @@ pub(crate) struct Recorder {
     restored: Mutex<HashMap<PartitionId, Vec<Seen>>>,
     pub(crate) on_live: Mutex<Option<Hook>>,
     pub(crate) on_restore: Mutex<Option<Hook>>,
+    /// The next import's first write waits until this receives (or its sender is dropped).
+    pub(crate) hold_import: Mutex<Option<mpsc::Receiver<()>>>,
 }
 
 fn seen(entry: &LogEntry) -> Seen {
@@ -101,6 +103,7 @@ impl StateTransfer for Recorder {
             live: Arc::clone(&self.live),
             partition,
             data: Vec::new(),
+            hold: self.hold_import.lock().expect("hold").take(),
         }))
     }
 }
@@ -109,10 +112,14 @@ struct Import {
     live: Arc<Mutex<HashMap<PartitionId, Vec<Seen>>>>,
     partition: PartitionId,
     data: Vec<u8>,
+    hold: Option<mpsc::Receiver<()>>,
 }
 
 impl SnapshotImport for Import {
     fn write_chunk(&mut self, data: &[u8]) -> std::io::Result<()> {
+        if let Some(hold) = self.hold.take() {
+            let _ = hold.recv();
+        }
         self.data.extend_from_slice(data);
         Ok(())
     }

@@ -134,7 +134,10 @@ async fn cluster_state_and_activity() {
             .raft(follower)
             .follower_lag(p, &leader_endpoint)
             .await;
-        if lag == Ok(Some(0)) && from_follower == Ok(None) {
+        let behind = lag
+            .clone()
+            .map(|lag| lag.map(|lag| (lag.entries_behind(), lag.snapshot)));
+        if behind == Ok(Some((0, None))) && from_follower == Ok(None) {
             let unknown = cluster.raft(leader).follower_lag(p, "memory:9").await;
             assert_eq!(unknown, Ok(None));
             break;

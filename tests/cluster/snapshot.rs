@@ -5,8 +5,11 @@
 //! afterwards its application holds every acknowledged write, and a restart finds the map
 //! again.
 
+use std::sync::mpsc;
+use std::time::Duration;
+
 use bytes::Bytes;
-use kommander_raft::{PartitionId, RaftEvent};
+use kommander_raft::{FollowerLag, PartitionId, RaftEvent};
 
 use super::harness::{Recorder, TestCluster};
 
@@ -107,4 +110,65 @@ async fn a_wiped_follower_initialises_and_catches_up_by_snapshot() {
         .await
         .expect("joined from the durable map");
     cluster.assert_one_leader_per_term();
+}
+
+/// The lag of node `follower` on `p` as `p`'s current leader sees it.
+async fn lag_of(cluster: &TestCluster, p: PartitionId, follower: usize) -> Option<FollowerLag> {
+    let leader = cluster.leader(p).await;
+    let endpoint = cluster.raft(follower).local_endpoint().to_owned();
+    cluster
+        .raft(leader)
+        .follower_lag(p, &endpoint)
+        .await
+        .expect("lag")
+}
+
+#[tokio::test]
+async fn follower_lag_shows_a_snapshot_on_its_way() {
+    let mut cluster =
+        TestCluster::start_with(3, 1, None, |c| c.compaction_retain_entries_max = 4).await;
+    let p = PartitionId(1);
+    let written = write(&cluster, p, "before", 10).await;
+    cluster.wait_delivered(p, written.len()).await;
+    let behind = 2;
+    cluster.stop_node(behind).await;
+    write(&cluster, p, "while-down", 20).await;
+    checkpoint(&cluster, p).await;
+
+    // Node 3 comes back below the floor; its import waits, so the transfer stays open.
+    let (release, hold) = mpsc::channel();
+    *cluster.nodes[behind].app.hold_import.lock().expect("hold") = Some(hold);
+    cluster.start_node(behind).await;
+    cluster
+        .raft(behind)
+        .join_cluster(None)
+        .await
+        .expect("rejoined");
+    let deadline = tokio::time::Instant::now() + super::harness::PATIENCE;
+    let on_its_way = loop {
+        if let Some(lag) = lag_of(&cluster, p, behind).await
+            && let Some(progress) = lag.snapshot
+            && progress.bytes_sent > 0
+        {
+            break (lag, progress);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no transfer seen");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    let (lag, progress) = on_its_way;
+    assert!(lag.entries_behind() > 0, "{lag:?}: behind until installed");
+    assert!(progress.index > lag.match_index, "{lag:?}");
+    release.send(()).expect("release the import");
+
+    // Installed: nothing on its way, nothing behind.
+    loop {
+        if let Some(lag) = lag_of(&cluster, p, behind).await
+            && lag.snapshot.is_none()
+            && lag.entries_behind() == 0
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never caught up");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }

@@ -13,7 +13,7 @@ use crate::node::error::QueryError;
 use crate::node::system::SYSTEM_PARTITION;
 use tokio::sync::watch;
 
-use crate::shard::{Leadership, PartitionState, PartitionStatus, Refusal, Request};
+use crate::shard::{FollowerLag, Leadership, PartitionState, PartitionStatus, Refusal, Request};
 
 use super::Raft;
 use super::wait::{WaitStep, until};
@@ -109,9 +109,10 @@ impl Raft {
         }
     }
 
-    /// How many entries the follower at `endpoint` trails this node on `partition`, when this
-    /// node leads it (`None`: not the leader, or no progress known for that follower;
-    /// Kommander's `GetFollowerLagAsync`).
+    /// How far the follower at `endpoint` trails this node on `partition`, when this node
+    /// leads it (`None`: not the leader, or no progress known for that follower; Kommander's
+    /// `GetFollowerLagAsync`): [`FollowerLag::entries_behind`], and the snapshot being
+    /// streamed to it when it catches up by one.
     ///
     /// # Errors
     ///
@@ -120,7 +121,8 @@ impl Raft {
         &self,
         partition: PartitionId,
         endpoint: &str,
-    ) -> impl Future<Output = Result<Option<u64>, QueryError>> + Send + 'static + use<> {
+    ) -> impl Future<Output = Result<Option<FollowerLag>, QueryError>> + Send + 'static + use<>
+    {
         let this = self.clone();
         let node = self.inner.discovery.peer_at(endpoint).map(|p| p.node_id);
         let asked =
@@ -130,7 +132,7 @@ impl Raft {
                 return Ok(None);
             };
             match asked.await {
-                Ok(lag) => Ok(Some(lag.entries_behind())),
+                Ok(lag) => Ok(Some(lag)),
                 // Not the leader, or no progress known for that follower.
                 Err(Refusal::NotLeader { .. } | Refusal::Replica(_)) => Ok(None),
                 Err(refusal) => Err(this.query_error(refusal, partition)),

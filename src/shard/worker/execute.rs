@@ -11,8 +11,10 @@ use super::Worker;
 use super::partition::{Slot, reads_full};
 use crate::core::{EntryKind, LogIndex, PartitionId, Status};
 use crate::shard::codec::{self, ENTRY_HEADER_LEN};
+use crate::shard::snapshot::sender::Sending;
 use crate::shard::{
-    FollowerLag, PartitionStatus, Refusal, ReplicationResult, Reply, Request, outcome_key,
+    FollowerLag, PartitionStatus, Refusal, ReplicationResult, Reply, Request, SnapshotProgress,
+    outcome_key,
 };
 
 impl Worker {
@@ -147,12 +149,20 @@ impl Worker {
                 let _ = reply.send(result.map_err(|s| Refusal::of_replica(replica, s)));
             }
             Request::FollowerLag { node, reply } => {
+                let snapshot = match self.transfers.sending.get(&(partition, node)) {
+                    Some(Sending::Active(outgoing)) => Some(SnapshotProgress {
+                        index: outgoing.at.index,
+                        bytes_sent: outgoing.bytes,
+                    }),
+                    _ => None,
+                };
                 let answer = if replica.is_leader() {
                     replica
                         .progress(node)
                         .map(|p| FollowerLag {
                             match_index: p.match_index,
                             leader_last_index: replica.last_index(),
+                            snapshot,
                         })
                         .ok_or(Refusal::Replica(Status::Errored))
                 } else {
