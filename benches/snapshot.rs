@@ -42,7 +42,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -54,7 +53,9 @@ use kommander_raft::{
     LogEntry, NodeConfig, NodeId, PartitionId, Raft, RaftEvent, ReplicateOptions, SnapshotExport,
     SnapshotImport, SnapshotPoint, StateMachine, StateTransfer, Transport,
 };
-use support::{KIB, MIB, env_or, load_average, median, process_cpu, raw_stream, verdict};
+use support::{
+    KIB, MIB, env_or, load_average, loopback_listeners, median, process_cpu, raw_stream, verdict,
+};
 
 /// The partition whose snapshot is streamed.
 const SNAPSHOT: PartitionId = PartitionId(1);
@@ -190,13 +191,7 @@ impl Cluster {
         (chunk_kib, window, cap_mib): (Option<usize>, Option<usize>, u64),
     ) -> Self {
         let dir = tempfile::tempdir().expect("bench dir");
-        let listeners: Vec<TcpListener> = (0..3)
-            .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
-            .collect();
-        let addrs: Vec<String> = listeners
-            .iter()
-            .map(|l| l.local_addr().expect("addr").to_string())
-            .collect();
+        let (listeners, addrs) = loopback_listeners(3);
         let load = Arc::new(Load::default());
         let cut = Arc::new(AtomicBool::new(false));
         let state = Bytes::from(vec![0x5a; state_bytes]);

@@ -35,7 +35,6 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -48,7 +47,9 @@ use kommander_raft::core::{Entry, EntryKind, LogIndex, Message, MessageBody, Tic
 use kommander_raft::transport::tcp::TcpTransport;
 use kommander_raft::transport::{Inbound, Transport};
 use kommander_raft::{NodeConfig, NodeId, PartitionId, Term};
-use support::{KIB, MIB, env_or, load_average, loopback_pair, median, raw_stream, verdict};
+use support::{
+    KIB, MIB, env_or, load_average, loopback_listeners, loopback_pair, median, raw_stream, verdict,
+};
 
 /// Counts what node 2 receives.
 #[derive(Default)]
@@ -86,13 +87,7 @@ struct Pair {
 /// Node 1 and node 2 on loopback, both serving (node 1's inbound discards).
 fn transport_pair() -> Pair {
     let dir = tempfile::tempdir().expect("dir");
-    let listeners: Vec<TcpListener> = (0..2)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    let addrs: Vec<String> = listeners
-        .iter()
-        .map(|l| l.local_addr().expect("addr").to_string())
-        .collect();
+    let (listeners, addrs) = loopback_listeners(2);
     let mut transports = Vec::new();
     let mut queue_batches_max = 0;
     for (i, listener) in listeners.into_iter().enumerate() {

@@ -61,6 +61,18 @@ pub fn loopback_pair() -> (TcpStream, TcpStream) {
     (client, server)
 }
 
+/// `n` listeners on loopback ports the system picked, and their addresses.
+pub fn loopback_listeners(n: usize) -> (Vec<TcpListener>, Vec<String>) {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    let addrs = listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr").to_string())
+        .collect();
+    (listeners, addrs)
+}
+
 /// Writes `chunk`-byte buffers (one `write_all` each, which is one syscall unless the socket
 /// buffer is full) for `duration` while a thread drains the other end. Returns (bytes, writes,
 /// time until the reader saw the last byte).
