@@ -47,6 +47,11 @@ pub struct ReplicaConfig {
     /// Maximum committed entries handed out in one Ready (bounds the work of one loop turn,
     /// e.g. after a restart with a long committed tail; the rest follows in later Readies).
     pub deliver_entries_max: usize,
+    /// Two-phase tickets whose resolution the replica remembers after delivering it, so that a
+    /// commit or rollback asked again (its answer lost) is answered again rather than
+    /// `ProposalNotFound` (0: none). The newest are kept; a restart keeps those the log
+    /// replays.
+    pub resolved_tickets_max: usize,
     /// Largest accepted jump between this replica's term and a message's term. A message
     /// further ahead is treated as garbage: no replica can be that far ahead with pre-vote.
     pub term_gap_max: u64,
@@ -131,6 +136,7 @@ impl ReplicaConfig {
             read_index_pending_max: 1024,
             deliver_entries_max: 4096,
             compaction_retain_entries_max: 8192,
+            resolved_tickets_max: 128,
             term_gap_max: 1 << 32,
             #[cfg(feature = "sim-bugs")]
             bug: None,

@@ -6,7 +6,7 @@
 //! and repaired on truncation. The first marker for a ticket in log order wins; the leader
 //! never appends a second one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use super::entry::{Entry, EntryKind};
 use super::types::{LogIndex, Ticket};
@@ -36,11 +36,22 @@ pub(crate) enum Verdict {
 #[derive(Debug, Default)]
 pub(crate) struct Holds {
     tickets: HashMap<Ticket, Held>,
+    /// Resolutions already delivered, the newest last, at most the replica's
+    /// `resolved_tickets_max`: a commit or rollback asked again after delivery (its answer
+    /// lost) is answered from here. Empty (no allocation) on a partition without two-phase
+    /// writes.
+    delivered: VecDeque<(Ticket, Resolution)>,
 }
 
 impl Holds {
     pub(crate) fn get(&self, ticket: Ticket) -> Option<&Held> {
         self.tickets.get(&ticket)
+    }
+
+    /// How `ticket` was resolved, if its marker was delivered and is still remembered.
+    pub(crate) fn delivered_resolution(&self, ticket: Ticket) -> Option<Resolution> {
+        let newest = self.delivered.iter().rev().find(|(t, _)| *t == ticket);
+        newest.map(|(_, resolution)| *resolution)
     }
 
     pub(crate) fn contains(&self, ticket: Ticket) -> bool {
@@ -111,14 +122,23 @@ impl Holds {
         }
     }
 
-    /// Forgets a ticket once the delivery cursor passed its marker.
-    pub(crate) fn on_marker_delivered(&mut self, ticket: Ticket, marker: LogIndex) {
-        if self
-            .tickets
-            .get(&ticket)
-            .is_some_and(|h| h.resolution.is_some_and(|r| r.index == marker))
-        {
+    /// Forgets a ticket once the delivery cursor passed its marker, remembering its
+    /// resolution among the newest `remember` delivered ones.
+    pub(crate) fn on_marker_delivered(
+        &mut self,
+        ticket: Ticket,
+        marker: LogIndex,
+        remember: usize,
+    ) {
+        let resolution = self.tickets.get(&ticket).and_then(|h| h.resolution);
+        if let Some(resolution) = resolution.filter(|r| r.index == marker) {
             self.tickets.remove(&ticket);
+            if remember > 0 {
+                if self.delivered.len() == remember {
+                    self.delivered.pop_front();
+                }
+                self.delivered.push_back((ticket, resolution));
+            }
         }
     }
 }
@@ -157,6 +177,37 @@ mod tests {
         assert_eq!(holds.get(Ticket(7)).map(|h| h.last), Some(LogIndex(1)));
         holds.on_truncate(LogIndex(1));
         assert!(!holds.contains(Ticket(7)));
+    }
+
+    #[test]
+    fn delivered_resolutions_are_remembered_up_to_the_cap() {
+        let mut holds = Holds::default();
+        for ticket in 1..=3 {
+            let at = ticket * 10;
+            holds.on_append(&entry(at, EntryKind::Normal, ticket, false));
+            holds.on_append(&entry(at + 1, EntryKind::Commit, ticket, true));
+            holds.on_marker_delivered(Ticket(ticket), LogIndex(at + 1), 2);
+            assert!(!holds.contains(Ticket(ticket)));
+        }
+        assert_eq!(
+            holds.delivered_resolution(Ticket(1)),
+            None,
+            "beyond the cap"
+        );
+        let remembered = holds.delivered_resolution(Ticket(3));
+        assert_eq!(
+            remembered.map(|r| (r.kind, r.index)),
+            Some((EntryKind::Commit, LogIndex(31)))
+        );
+        assert!(holds.delivered_resolution(Ticket(2)).is_some());
+        holds.on_append(&entry(40, EntryKind::Normal, 4, false));
+        holds.on_append(&entry(41, EntryKind::Rollback, 4, true));
+        holds.on_marker_delivered(Ticket(4), LogIndex(41), 0);
+        assert_eq!(
+            holds.delivered_resolution(Ticket(4)),
+            None,
+            "a cap of 0 keeps none"
+        );
     }
 
     #[test]

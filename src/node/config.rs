@@ -106,6 +106,9 @@ pub struct NodeConfig {
     /// Entries a leader keeps in memory below an applied checkpoint for followers that still
     /// need them (a follower further behind catches up by snapshot).
     pub compaction_retain_entries_max: u64,
+    /// Two-phase tickets whose resolution each replica remembers after delivery, so that
+    /// `commit_logs` or `rollback_logs` asked again answers again (0: none).
+    pub resolved_tickets_max: usize,
     /// Largest accepted jump between a replica's term and a message's term.
     pub term_gap_max: u64,
     /// WAL backend.
@@ -196,6 +199,7 @@ impl NodeConfig {
             read_index_pending_max: core.read_index_pending_max,
             deliver_entries_max: core.deliver_entries_max,
             compaction_retain_entries_max: core.compaction_retain_entries_max,
+            resolved_tickets_max: core.resolved_tickets_max,
             term_gap_max: core.term_gap_max,
             wal_backend: WalBackend::Auto,
             wal_segment_bytes: wal.segment_bytes,
@@ -424,6 +428,7 @@ impl NodeConfig {
             read_index_pending_max: self.read_index_pending_max,
             deliver_entries_max: self.deliver_entries_max,
             compaction_retain_entries_max: self.compaction_retain_entries_max,
+            resolved_tickets_max: self.resolved_tickets_max,
             term_gap_max: self.term_gap_max,
             ..core::ReplicaConfig::new(NodeId(self.node_id), partition, voters)
         }

@@ -145,13 +145,21 @@ async fn two_phase_commit_and_rollback() {
             [Bytes::from_static(b"kept"), Bytes::from_static(b"after")]
         );
     }
-    // Resolved tickets are forgotten; unknown ones were never known.
+    // Delivered, a resolution is answered again (a client retrying after a lost answer);
+    // the other one conflicts; unknown tickets were never known.
+    let again = leader
+        .commit_logs(p, kept.ticket)
+        .await
+        .expect("committed again");
+    assert_eq!(again.log_index, committed.log_index);
     assert_eq!(
-        leader.commit_logs(p, kept.ticket).await,
-        Err(ReplicateError::ProposalNotFound {
+        leader.rollback_logs(p, kept.ticket).await,
+        Err(ReplicateError::TicketConflict {
             ticket: kept.ticket
         })
     );
+    let dropped_again = leader.rollback_logs(p, dropped.ticket).await;
+    assert!(dropped_again.is_ok(), "{dropped_again:?}");
     let unknown = leader.hlc().now();
     assert_eq!(
         leader.rollback_logs(p, unknown).await,

@@ -114,7 +114,7 @@ fn commit_and_rollback_conflicts_and_idempotency() {
         "after commit"
     );
     let b = propose_held(&mut c, "b");
-    c.replica_mut(1).rollback_proposal(b).expect("rollback");
+    let b_marker = c.replica_mut(1).rollback_proposal(b).expect("rollback");
     assert_eq!(
         c.replica_mut(1).commit_proposal(b),
         Err(Status::Errored),
@@ -129,10 +129,43 @@ fn commit_and_rollback_conflicts_and_idempotency() {
         Err(Status::NodeIsNotLeader)
     );
     c.settle();
+    // Delivered: asked again (its answer lost), the same answer, from any later leader too.
+    assert_eq!(
+        c.replica_mut(1).commit_proposal(a),
+        Ok(first),
+        "commit again after delivery"
+    );
+    assert_eq!(
+        c.replica_mut(1).rollback_proposal(a),
+        Err(Status::Errored),
+        "rollback after a delivered commit"
+    );
+    assert_eq!(c.replica_mut(1).rollback_proposal(b), Ok(b_marker));
+    c.settle();
+    c.crash(1);
+    c.ticks(60);
+    let leader = c.leader().expect("new leader");
+    assert_eq!(
+        c.replica_mut(leader).commit_proposal(a),
+        Ok(first),
+        "a new leader remembers it too"
+    );
+}
+
+#[test]
+fn delivered_resolutions_are_remembered_up_to_resolved_tickets_max() {
+    let mut c = Cluster::with_config(3, 0, |config| config.resolved_tickets_max = 1);
+    c.elect(1);
+    let a = propose_held(&mut c, "a");
+    c.replica_mut(1).commit_proposal(a).expect("commit a");
+    let b = propose_held(&mut c, "b");
+    let b_marker = c.replica_mut(1).commit_proposal(b).expect("commit b");
+    c.settle();
+    assert_eq!(c.replica_mut(1).commit_proposal(b), Ok(b_marker));
     assert_eq!(
         c.replica_mut(1).commit_proposal(a),
         Err(Status::ProposalNotFound),
-        "delivered"
+        "beyond the newest one"
     );
 }
 

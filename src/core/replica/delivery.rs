@@ -43,7 +43,8 @@ impl Replica {
                 EntryKind::NoOp => {}
                 EntryKind::Commit | EntryKind::Rollback => {
                     let ticket = e.ticket;
-                    self.holds.on_marker_delivered(ticket, index);
+                    let remember = self.config.resolved_tickets_max;
+                    self.holds.on_marker_delivered(ticket, index, remember);
                 }
                 EntryKind::Checkpoint => {
                     self.checkpoints.push_back(index);

@@ -76,14 +76,15 @@ impl Replica {
     }
 
     /// Resolves a held two-phase proposal as committed: appends a Commit marker. Idempotent
-    /// while the ticket is tracked: returns the existing marker's index, and its outcome comes
-    /// again (at once if the marker is committed, else when it commits).
+    /// while the ticket is tracked and after its marker was delivered (among the newest
+    /// `resolved_tickets_max` resolutions): returns the existing marker's index, and its
+    /// outcome comes again (at once if the marker is committed, else when it commits).
     ///
     /// # Errors
     ///
     /// [`Status::NodeIsNotLeader`], [`Status::ProposalNotFound`] for a ticket this leader's log
-    /// does not hold (never proposed, delivered and forgotten, or not here: not final after a
-    /// leader change, as a later leader's log may hold it), [`Status::Errored`] when the ticket
+    /// does not hold (never proposed, delivered and no longer remembered, or not here: not
+    /// final after a leader change, as a later leader's log may hold it), [`Status::Errored`] when the ticket
     /// was rolled back or its proposal is not yet committed, [`Status::ProposalQueueFull`].
     pub fn commit_proposal(&mut self, ticket: Ticket) -> Result<LogIndex, Status> {
         self.resolve(ticket, EntryKind::Commit)
@@ -158,8 +159,13 @@ impl Replica {
 
     pub(super) fn resolve(&mut self, ticket: Ticket, kind: EntryKind) -> Result<LogIndex, Status> {
         self.check_can_propose()?;
-        let held = *self.holds.get(ticket).ok_or(Status::ProposalNotFound)?;
-        if let Some(resolution) = held.resolution {
+        let held = self.holds.get(ticket).copied();
+        let resolution = match held {
+            Some(held) => held.resolution,
+            // Delivered already: asked again after its answer was lost.
+            None => self.holds.delivered_resolution(ticket),
+        };
+        if let Some(resolution) = resolution {
             if resolution.kind != kind {
                 return Err(Status::Errored);
             }
@@ -172,6 +178,7 @@ impl Replica {
             });
             return Ok(resolution.index);
         }
+        let held = held.ok_or(Status::ProposalNotFound)?;
         if held.last > self.log.committed {
             return Err(Status::Errored);
         }

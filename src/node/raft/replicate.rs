@@ -142,12 +142,14 @@ impl Raft {
 
     /// Commits the held entries of the two-phase proposal `ticket` (proposed with
     /// `auto_commit: false`): they are delivered once the commit marker is committed.
-    /// Committing twice answers the first commit's index.
+    /// Committing again answers the first commit's index, also after delivery (as Kommander:
+    /// a client retrying after a lost answer is told its proposal committed), as long as the
+    /// resolution is among the partition's newest `resolved_tickets_max` delivered ones.
     ///
     /// # Errors
     ///
-    /// [`ReplicateError::ProposalNotFound`] (unknown ticket, or already resolved and
-    /// delivered); [`ReplicateError::TicketConflict`] (the ticket was rolled back);
+    /// [`ReplicateError::ProposalNotFound`] (unknown ticket, or resolved and delivered longer
+    /// ago than that); [`ReplicateError::TicketConflict`] (the ticket was rolled back);
     /// otherwise as [`Raft::replicate_logs`].
     pub fn commit_logs(
         &self,
