@@ -11,8 +11,14 @@ fn replay() {
     let seed = env_u64("KOMMANDER_NODE_SIM_SEED", 0);
     let config = NodeSimConfig::for_seed(seed);
     println!(
-        "replaying node seed {seed}: {} nodes × {} shards × {} partitions",
-        config.nodes, config.shards, config.partitions
+        "replaying node seed {seed}: {} nodes × {} shards × {} partitions; snapshots in {} B \
+         chunks, {} in flight, capped at {} B/s (0: no cap)",
+        config.nodes,
+        config.shards,
+        config.partitions,
+        config.snapshot_chunk_bytes,
+        config.snapshot_chunks_in_flight_max,
+        config.snapshot_bytes_per_sec_max
     );
     let simulation =
         NodeSimulation::new(seed, config).tracing(std::env::var("KOMMANDER_NODE_SIM_SEED").is_ok());

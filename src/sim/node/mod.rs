@@ -74,6 +74,9 @@ pub struct NodeSimulation {
     trace: TraceHash,
     /// When the fault phase ended (faults healed; the liveness bound runs).
     healed_at: Option<u64>,
+    /// Per link (`from * nodes + to`), when its last frame is delivered: once the faults stop,
+    /// a link delivers in order, as the one TCP connection it stands for does.
+    link_clock: Vec<u64>,
     /// Print every event as it is handled (replays).
     tracing: bool,
     /// Generation of network cuts (a heal event of an older generation does nothing).

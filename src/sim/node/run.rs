@@ -142,6 +142,7 @@ impl NodeSimulation {
             checkers: NodeCheckers::default(),
             trace: TraceHash::new(),
             healed_at: None,
+            link_clock: vec![0; config.nodes * config.nodes],
             tracing: false,
             cut_generation: 0,
             net_rng: rng.fork(),

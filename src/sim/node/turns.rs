@@ -262,9 +262,16 @@ impl NodeSimulation {
             self.report.frames += 1;
             let route = self.network.route(node, to, &mut self.net_rng);
             let incarnation = self.nodes[to].incarnation;
+            let link = node * self.nodes.len() + to;
             for delay in [route.first, route.duplicate].into_iter().flatten() {
+                let mut at = self.now + delay;
+                if self.healed_at.is_some() {
+                    // Healed, a link reorders nothing (its delays still vary).
+                    at = at.max(self.link_clock[link]);
+                    self.link_clock[link] = at;
+                }
                 self.agenda.push(
-                    self.now + delay,
+                    at,
                     Event::Deliver {
                         from: node,
                         to,
