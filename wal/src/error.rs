@@ -54,7 +54,10 @@ pub enum Error {
     /// Recovery found damage that is not a torn tail: a bad frame before valid data, a bad
     /// frame in a sealed segment, an LSN gap, a bad segment header that is not the newest.
     /// Nothing was changed; the caller decides (repair from peers).
-    #[error("WAL segment {segment} is corrupt at offset {offset}: {reason}")]
+    #[error(
+        "WAL segment {} is corrupt at offset {offset}: {reason}",
+        crate::segment::segment_name(*.segment)
+    )]
     Corrupt {
         /// The segment's sequence number (its file is `<segment:016x>.wal`).
         segment: u64,
@@ -64,7 +67,7 @@ pub enum Error {
         reason: String,
     },
     /// A segment between the oldest and the newest is missing.
-    #[error("WAL segment {segment} is missing")]
+    #[error("WAL segment {} is missing", crate::segment::segment_name(*.segment))]
     MissingSegment {
         /// The missing sequence number.
         segment: u64,

@@ -27,6 +27,7 @@ use crate::format::{
     BatchFrameHeader, FIRST_FRAME_OFFSET, FRAME_HEADER_LEN, FrameCheck, RecordKind, SegmentHeader,
     SegmentHeaderError, check_frame, decode_records, decode_segment_header, frame_footprint,
 };
+use crate::segment::segment_name;
 use crate::state::{Applied, LogState};
 
 use zerocopy::{FromBytes, IntoBytes};
@@ -189,9 +190,9 @@ pub(crate) fn verified_header(
     })?;
     if header.segment_seq.get() != image.seq {
         return Err(format!(
-            "header says segment {}, the file name {}",
-            header.segment_seq.get(),
-            image.seq
+            "the header names segment {}, the file is {}",
+            segment_name(header.segment_seq.get()),
+            segment_name(image.seq)
         ));
     }
     let size = u64::from(header.segment_blocks.get()) * BLOCK_SIZE as u64;
@@ -219,8 +220,9 @@ pub(crate) fn survey(images: &[SegmentImage<'_>]) -> ScanOutcome {
                 segment: expected,
                 offset: 0,
                 reason: format!(
-                    "segments {expected} to {} are missing",
-                    pair[1].seq.saturating_sub(1)
+                    "segments {} to {} are missing",
+                    segment_name(expected),
+                    segment_name(pair[1].seq.saturating_sub(1))
                 ),
                 action: DamageAction::MissingSegment,
             });

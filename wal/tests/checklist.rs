@@ -247,7 +247,10 @@ fn bit_flip_in_a_sealed_segment_is_corruption_naming_segment_and_offset() {
         } => assert_eq!((*segment, *at), (*seq, offset)),
         other => panic!("expected corruption, got {other:?}"),
     }
-    assert!(err.to_string().contains(&format!("segment {seq}")), "{err}");
+    assert!(
+        err.to_string().contains(&format!("segment {seq:016x}.wal")),
+        "{err}"
+    );
     // Nothing was changed: the same error again.
     assert!(matches!(open(dir.path()), Err(Error::Corrupt { .. })));
 }

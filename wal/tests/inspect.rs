@@ -334,7 +334,7 @@ fn a_torn_tail_is_reported_and_left_in_place() {
         };
         assert_eq!(repairs.len(), 1, "{repairs:?}");
         assert!(
-            repairs[0].contains(&format!("segment {seq}")),
+            repairs[0].contains(&format!("segment {seq:016x}.wal")),
             "{repairs:?}"
         );
         // Inspecting again finds the same: the tail was not zeroed.
@@ -428,7 +428,7 @@ fn corrupt_frames_are_fatal_and_every_one_is_reported() {
     );
     assert!(
         error.to_string().contains(&format!(
-            "segment {} is corrupt at offset {sealed_offset}",
+            "segment {:016x}.wal is corrupt at offset {sealed_offset}",
             sealed.0
         )),
         "{error}"
@@ -476,6 +476,108 @@ fn missing_segments_and_half_prepared_segments() {
         Err(Error::MissingSegment { segment }) if segment == segs[1].0
     ));
     assert_ne!(*newest, segs[1].0);
+}
+
+/// Every message that names a segment (a damage, a repair, recovery's error) names it by its
+/// file name, the sequence number in hex: from segment 10 on, decimal reads as another file.
+#[test]
+fn messages_name_segments_by_their_file_name() {
+    let name = |seq: u64| format!("{seq:016x}.wal");
+    let decimal_free = |text: &str, seqs: &[u64]| {
+        for seq in seqs {
+            for decimal in [format!("segment {seq}"), format!("segments {seq}")] {
+                assert!(!text.contains(&decimal), "`{decimal}` in:\n{text}");
+            }
+        }
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut wal = open(dir.path()).expect("open");
+    let mut index = 0;
+    let mut append = |wal: &mut Wal| {
+        index += 1;
+        wal.append_entry(p(1), index, 1, &[3; 500]).expect("append");
+        if index % 8 == 0 {
+            wal.sync().expect("sync");
+        }
+    };
+    while *wal.segment_seqs().last().expect("active") < 0x10 {
+        append(&mut wal);
+    }
+    while frame_offsets(&active_path(&wal, dir.path())).len() < 2 {
+        append(&mut wal);
+    }
+    wal.sync().expect("sync");
+    let active_seq = *wal.segment_seqs().last().expect("active");
+    let active = active_path(&wal, dir.path());
+    drop(wal);
+
+    // A torn tail in segment 0x10 or above: the damage and the repair name its file.
+    let torn = *frame_offsets(&active).last().expect("a frame");
+    patch(&active, torn + 200, &[0; 200]);
+    let text = inspect_unchanged(dir.path()).to_string();
+    assert!(
+        text.contains(&format!(
+            "drop the torn tail of segment {}: zero bytes {torn}..",
+            name(active_seq)
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "segment {} offset {torn}: frame payload CRC mismatch -> torn tail",
+            name(active_seq)
+        )),
+        "{text}"
+    );
+    decimal_free(&text, &[active_seq]);
+
+    // A bit flip in sealed segment 0xb: the damage and recovery's error name its file.
+    let (sealed_seq, sealed) = segments(dir.path())
+        .into_iter()
+        .find(|(seq, _)| *seq == 0xb)
+        .expect("segment 0xb");
+    let offset = frame_offsets(&sealed)[1];
+    patch(&sealed, offset + 100, &[0xA5]);
+    let error = open(dir.path()).expect_err("a corrupt sealed segment");
+    assert!(
+        error.to_string().starts_with(&format!(
+            "WAL segment {} is corrupt at offset {offset}: ",
+            name(sealed_seq)
+        )),
+        "{error}"
+    );
+    let text = inspect_unchanged(dir.path()).to_string();
+    assert!(
+        text.contains(&format!("recovery: REFUSES: {error}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("segment {} offset {offset}: ", name(sealed_seq))),
+        "{text}"
+    );
+    decimal_free(&text, &[active_seq, sealed_seq]);
+
+    // Segment 0xd missing: the damage and recovery's error name its file.
+    let missing_seq = 0xd;
+    std::fs::remove_file(dir.path().join(name(missing_seq))).expect("remove");
+    let error = open(dir.path()).expect_err("a missing segment");
+    assert_eq!(
+        error.to_string(),
+        format!("WAL segment {} is missing", name(missing_seq))
+    );
+    let text = inspect_unchanged(dir.path()).to_string();
+    assert!(
+        text.contains(&format!("recovery: REFUSES: {error}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "segment {missing} offset 0: segments {missing} to {missing} are missing",
+            missing = name(missing_seq)
+        )),
+        "{text}"
+    );
+    decimal_free(&text, &[active_seq, sealed_seq, missing_seq]);
 }
 
 #[test]
@@ -841,8 +943,8 @@ partitions: 1 live, 1 deleted; 2 live entries (6 payload bytes)
 damage: 0 (0 fatal)
 
 entries: 1 listed, 1 omitted
-   partition       index    term     bytes         lsn   segment  offset
-           4           2       2         3           2         1  4264
+   partition       index    term     bytes         lsn  segment               offset
+           4           2       2         3           2  0000000000000001.wal  4264
 ";
     assert_eq!(body, expected, "got:\n{body}");
 }

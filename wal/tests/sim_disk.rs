@@ -713,8 +713,8 @@ fn a_stale_frame_beyond_the_recovered_end_never_joins_the_log() {
         report.recovery,
         RecoveryVerdict::OpensAfterRepair {
             repairs: vec![format!(
-                "zero 1 frame(s) of segment 1 an earlier life left beyond the recovered end, \
-                 at offsets {stale}"
+                "zero 1 frame(s) of segment 0000000000000001.wal an earlier life left beyond \
+                 the recovered end, at offsets {stale}"
             )]
         }
     );

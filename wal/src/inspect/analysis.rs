@@ -164,7 +164,8 @@ pub(super) fn verdict(
                 repairs.push(format!(
                     "drop the torn tail of segment {}: zero bytes {}..{size} ({frames_dropped} \
                      valid frames after it dropped)",
-                    damage.segment, damage.offset
+                    segment_name(damage.segment),
+                    damage.offset
                 ));
             }
             DamageAction::DiscardSegment => repairs.push(format!(
@@ -185,7 +186,7 @@ pub(super) fn verdict(
                 "zero {} frame(s) of segment {} an earlier life left beyond the recovered end, \
                  at offsets {}",
                 offsets.len(),
-                image.seq,
+                segment_name(image.seq),
                 offsets.join(", ")
             ));
         }

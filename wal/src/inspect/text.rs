@@ -4,6 +4,7 @@ use std::fmt;
 
 use super::report::{InspectReport, MarkerState, RecoveryVerdict, SegmentStatus};
 use crate::recovery::{Damage, DamageAction};
+use crate::segment::segment_name;
 
 /// `a..b`, or `-` when absent.
 fn range(first: Option<u64>, last: Option<u64>) -> String {
@@ -36,7 +37,10 @@ impl fmt::Display for Damage {
         write!(
             f,
             "segment {} offset {}: {} -> {}",
-            self.segment, self.offset, self.reason, self.action
+            segment_name(self.segment),
+            self.offset,
+            self.reason,
+            self.action
         )
     }
 }
@@ -169,20 +173,20 @@ impl fmt::Display for InspectReport {
             if !entries.listed.is_empty() {
                 writeln!(
                     f,
-                    "  {:>10}  {:>10}  {:>6}  {:>8}  {:>10}  {:>8}  offset",
+                    "  {:>10}  {:>10}  {:>6}  {:>8}  {:>10}  {:<20}  offset",
                     "partition", "index", "term", "bytes", "lsn", "segment"
                 )?;
             }
             for e in &entries.listed {
                 writeln!(
                     f,
-                    "  {:>10}  {:>10}  {:>6}  {:>8}  {:>10}  {:>8}  {}",
+                    "  {:>10}  {:>10}  {:>6}  {:>8}  {:>10}  {:<20}  {}",
                     e.partition.get(),
                     e.index,
                     e.term,
                     e.payload_bytes,
                     e.lsn,
-                    e.segment,
+                    segment_name(e.segment),
                     e.offset
                 )?;
             }

@@ -143,8 +143,8 @@ impl Wal {
         let mut zeros = AlignedBuf::with_capacity(1 << 20);
         zeros.set_len(zeros.capacity());
         if let Some((index, offset)) = outcome.torn_tail {
-            let (seq, file, path, map) = &opened[index];
-            tracing::warn!(segment = seq, offset, "dropping a torn tail");
+            let (_, file, path, map) = &opened[index];
+            tracing::warn!(?path, offset, "dropping a torn tail");
             let end = map.len() as u64;
             let chunk = zeros.len() as u64;
             let mut at = offset;
@@ -159,12 +159,8 @@ impl Wal {
         // Frames an earlier life wrote after what is now the end: zeroed before any new frame,
         // so none can join the log when a new frame over it is lost (`frames_beyond_the_end`).
         for &(index, offset) in &outcome.beyond_end {
-            let (seq, file, path, _) = &opened[index];
-            tracing::warn!(
-                segment = seq,
-                offset,
-                "zeroing a frame beyond the recovered end"
-            );
+            let (_, file, path, _) = &opened[index];
+            tracing::warn!(?path, offset, "zeroing a frame beyond the recovered end");
             self.fs
                 .write_at(file, offset, &zeros.as_slice()[..BLOCK_SIZE])
                 .map_err(io_err("zeroing a frame beyond the recovered end", path))?;
