@@ -146,7 +146,7 @@ pub use crate::shard::{
     SnapshotImport, SnapshotPoint, SnapshotProgress, StateMachine, StateTransfer,
 };
 // What the handle's methods, events and configuration name besides the above.
-pub use crate::node::partition_map::{NoRouteError, RangeState, RoutingMode};
+pub use crate::node::partition_map::{NoRouteError, RangeState, RoutingMode, SYSTEM_PARTITION};
 pub use crate::node::{
     ClockDriftError, ConfigError, HybridLogicalClock, PartitionMapError, PartitionRange,
     PhysicalClock, StaticDiscovery, SystemClock, WalBackend,

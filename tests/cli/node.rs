@@ -321,6 +321,62 @@ fn node_serves_clients_and_stops_cleanly_on_sigterm_then_restores() {
 }
 
 #[test]
+fn node_refuses_client_writes_to_the_system_partition() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (mut node, endpoint) = start_node(dir.path(), "system", None, &[]);
+    let p0 = PartitionId(0);
+    let mut client = connect(&endpoint, None).expect("client");
+    wait_leader(&mut client, p0, &endpoint);
+    let last_index = |client: &mut ClientConnection| match client
+        .call(&ClientRequest::Status { partition: p0 })
+        .expect("status")
+    {
+        ClientResponse::Status {
+            status: Status::Success,
+            state,
+        } => state.last_index,
+        other => panic!("status of p0: {other:?}"),
+    };
+    let before = last_index(&mut client);
+    let answer = client
+        .call(&ClientRequest::Replicate {
+            partition: p0,
+            log_type: "t".to_owned(),
+            payload: Bytes::from_static(b"not for the system log"),
+        })
+        .expect("answer");
+    let ClientResponse::Failed { reason } = &answer else {
+        panic!("a write to p0 must be refused: {answer:?}");
+    };
+    assert!(
+        reason.contains("system partition") && reason.contains("nothing was written"),
+        "{reason}"
+    );
+    // Nothing reached the system log, and the connection serves on.
+    assert_eq!(last_index(&mut client), before);
+    wait_leader(&mut client, PartitionId(1), &endpoint);
+    let answer = client
+        .call(&ClientRequest::Replicate {
+            partition: PartitionId(1),
+            log_type: "t".to_owned(),
+            payload: Bytes::from_static(b"fine"),
+        })
+        .expect("answer");
+    assert!(
+        matches!(
+            answer,
+            ClientResponse::Replicated {
+                status: Status::Success,
+                ..
+            }
+        ),
+        "{answer:?}"
+    );
+    node.signal("TERM");
+    assert!(node.wait_exit().success(), "{}", node.stderr());
+}
+
+#[test]
 fn node_checkpoints_the_partitions_it_leads_when_asked() {
     let dir = tempfile::tempdir().expect("dir");
     let checkpointing = ["--checkpoint-interval-entries", "50"];

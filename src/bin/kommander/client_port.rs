@@ -12,6 +12,8 @@
 //!
 //! Requests of one connection are proposed in the order they arrived, run concurrently
 //! (pipelining) and are answered in that order. A full queue stops the reader (backpressure on the client's socket).
+//! A `Replicate` to the system partition 0 is answered `Failed` (nothing written): the node
+//! never checkpoints that partition, so a client's entry would stay in its log for good.
 //! `Leader` answers carry the leader's node id; its client endpoint only when the leader is
 //! this node (the other nodes' client ports are not in the configuration).
 
@@ -31,7 +33,7 @@ use kommander_raft::transport::tcp::client::{
     AcceptedClient, ClientListener, ClientRequest, ClientResponse, ReplicaState, write_response,
 };
 use kommander_raft::transport::tcp::{TcpCluster, TcpConfig};
-use kommander_raft::{Raft, ReplicateOptions, Status};
+use kommander_raft::{Raft, ReplicateOptions, SYSTEM_PARTITION, Status};
 use tracing::{debug, info, warn};
 
 /// Bytes the writer buffers before a write (answers are small; many fit).
@@ -295,6 +297,19 @@ fn read_requests(
 
 fn dispatch(shared: &PortShared, id: u64, request: ClientRequest) -> Pending {
     match request {
+        // The node never checkpoints the system partition: a client's entry there would stay
+        // in its log (and be replayed at every restart) for good.
+        ClientRequest::Replicate { partition, .. } if partition == SYSTEM_PARTITION => {
+            Pending::Ready(
+                id,
+                ClientResponse::Failed {
+                    reason: format!(
+                        "{partition} is the system partition: clients cannot write to it \
+                         (nothing was written)"
+                    ),
+                },
+            )
+        }
         ClientRequest::Replicate {
             partition,
             log_type,

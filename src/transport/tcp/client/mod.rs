@@ -25,6 +25,8 @@
 //! ```
 //!
 //! A node answers requests in the order they arrived on a connection; a client may pipeline.
+//! `Failed` is a definite refusal: the request had no effect (a malformed request; a
+//! `Replicate` to the system partition 0, which the `kommander node` client port refuses).
 
 mod connection;
 mod server;
@@ -95,7 +97,8 @@ pub enum ClientResponse {
         /// Its client endpoint (empty when unknown).
         endpoint: String,
     },
-    /// The request could not be served (malformed, unknown partition...).
+    /// The request could not be served and had no effect (malformed; a `Replicate` to the
+    /// system partition 0...).
     Failed {
         /// Why.
         reason: String,
