@@ -134,6 +134,51 @@ fn node_refuses_an_invalid_config_with_exit_code_2_naming_the_field() {
     );
 }
 
+/// Runs `kommander node --config <dir>/node.toml` with `toml` to its exit and asserts exit
+/// code 2 with `message` printed exactly once on stderr.
+fn assert_config_refused_once(dir: &Path, toml: &str, message: &str) {
+    let config = dir.join("node.toml");
+    std::fs::write(&config, toml).expect("write config");
+    let output = kommander()
+        .args(["node", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run kommander");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{toml}: {stderr}");
+    assert_eq!(
+        stderr.matches(message).count(),
+        1,
+        "{toml}: `{message}` not printed exactly once:\n{stderr}"
+    );
+}
+
+#[test]
+fn node_refuses_a_configuration_it_cannot_run_with_exit_code_2_said_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let single = single_node_toml(dir.path());
+    assert_config_refused_once(
+        dir.path(),
+        &format!("{single}no_such_field = 3\n"),
+        "unknown field `no_such_field`",
+    );
+    // A reachable peer port without a secret: refused at bind, yet a configuration error.
+    assert_config_refused_once(
+        dir.path(),
+        &format!("{single}[transport]\nlisten_address = \"0.0.0.0:0\"\n"),
+        "refusing to listen on non-loopback address",
+    );
+    // A data directory created with two shards, configured with one.
+    for shard in ["shard-0", "shard-1"] {
+        std::fs::create_dir_all(dir.path().join("data").join(shard)).expect("shard dir");
+    }
+    assert_config_refused_once(
+        dir.path(),
+        &single,
+        "start with the shard count it was created with",
+    );
+}
+
 #[test]
 fn node_serves_clients_and_stops_cleanly_on_sigterm_then_restores() {
     let dir = tempfile::tempdir().expect("dir");

@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Exit codes: 0 success (and a clean shutdown on SIGTERM/SIGINT), 1 a runtime failure
-//! (bind, WAL, join), 2 invalid usage or an invalid configuration (the message names the field),
+//! (bind, WAL, join), 2 invalid usage or an invalid configuration (the message names the field;
+//! also a non-loopback listen address without `auth_secret`, and a changed shard count),
 //! 3 `wal inspect` found damage recovery would refuse, 130 `demo`/`bench` interrupted.
 //! Logs go to stderr (`tracing`), filtered by the `KOMMANDER_LOG` environment variable
 //! (`RUST_LOG` syntax, for example `KOMMANDER_LOG=debug` or `KOMMANDER_LOG=kommander_raft=debug`).

@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use kommander_raft::transport::tcp::{TcpTransport, TransportError};
-use kommander_raft::{JoinError, NodeConfig, Raft, RaftEvent, StartError};
+use kommander_raft::{HostStartError, JoinError, NodeConfig, Raft, RaftEvent, StartError};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tokio::sync::{broadcast, watch};
 use tracing::{debug, error, info, warn};
@@ -126,7 +126,7 @@ pub(crate) fn run(args: &NodeArgs) -> ExitCode {
     match run_node(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(fatal) => {
-            error!("{}", fatal.message);
+            // The one place a fatal error is reported, whatever KOMMANDER_LOG filters.
             eprintln!("kommander node: {}", fatal.message);
             ExitCode::from(fatal.code)
         }
@@ -206,7 +206,9 @@ fn run_node(args: &NodeArgs) -> Result<(), ExitError> {
     }
     let (tcp_config, tcp_cluster) = (config.tcp_config(), config.tcp_cluster());
     let transport = TcpTransport::bind(&tcp_config, &tcp_cluster).map_err(|e| match e {
-        TransportError::Config(e) => ExitError::usage(e.to_string()),
+        TransportError::Config(_) | TransportError::Unauthenticated(_) => {
+            ExitError::usage(e.to_string())
+        }
         other => ExitError::failure(other.to_string()),
     })?;
     // One counter per initial partition plus the system partition; later ones share one.
@@ -225,6 +227,10 @@ fn run_node(args: &NodeArgs) -> Result<(), ExitError> {
         .start();
     let raft = block_on(starting)?.map_err(|e| match e {
         StartError::Config(e) => ExitError::usage(e.to_string()),
+        // `shards` does not match the data directory: the configuration is what is wrong.
+        StartError::Shards(e @ HostStartError::ShardCountChanged { .. }) => {
+            ExitError::usage(e.to_string())
+        }
         other => ExitError::failure(format!("starting the node: {other}")),
     })?;
     let result = serve(args, &raft, &transport, &app, client_config, stop);
@@ -243,7 +249,8 @@ fn run_node(args: &NodeArgs) -> Result<(), ExitError> {
     }
     match &result {
         Ok(()) => info!(node = node_id, "stopped cleanly"),
-        Err(fatal) => warn!(node = node_id, "stopped after an error: {}", fatal.message),
+        // The error itself is printed once, by `run`.
+        Err(_) => warn!(node = node_id, "stopped after a fatal error"),
     }
     result
 }
