@@ -180,6 +180,35 @@ fn node_refuses_a_configuration_it_cannot_run_with_exit_code_2_said_once() {
 }
 
 #[test]
+fn the_ready_line_shows_the_endpoint_peers_use_and_the_listen_address() {
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let config = dir.path().join("node.toml");
+    let toml = single_node_toml(dir.path()).replace(
+        "endpoint = \"127.0.0.1:0\"",
+        &format!("endpoint = \"127.0.0.1:{port}\""),
+    );
+    std::fs::write(
+        &config,
+        format!("{toml}[transport]\nlisten_address = \"0.0.0.0:{port}\"\n"),
+    )
+    .expect("write config");
+    let mut command = kommander();
+    command
+        .args(["node", "--config"])
+        .arg(&config)
+        .env("KOMMANDER_AUTH_SECRET", SECRET);
+    let mut node = Running::spawn(command, dir.path(), "ready");
+    let ready = node.wait_line("ready ");
+    assert_eq!(
+        ready,
+        format!("ready node=1 peer=127.0.0.1:{port} listen=0.0.0.0:{port} client=none")
+    );
+    node.signal("TERM");
+    assert!(node.wait_exit().success(), "{}", node.stderr());
+}
+
+#[test]
 fn node_serves_clients_and_stops_cleanly_on_sigterm_then_restores() {
     let dir = tempfile::tempdir().expect("dir");
     let (mut node, endpoint) = start_node(dir.path(), "first", Some(SECRET), &[]);

@@ -4,7 +4,7 @@
 //! load + validate config (exit 2 naming the field) ─► metrics port (optional)
 //!   ─► bind the peer port ─► Raft::builder…start
 //!   ─► serve peers ─► join the cluster (retried; progress logged) ─► client port (optional)
-//!   ─► stdout: `ready node=<id> peer=<addr> client=<addr|none>`
+//!   ─► stdout: `ready node=<id> peer=<endpoint> listen=<addr> client=<addr|none>`
 //!   ─► stats line every --stats-interval-secs, checkpoints as due (checkpoint.rs)
 //!      ... until SIGTERM/SIGINT
 //!   ─► close the client port ─► shutdown (appended entries durable) ─► exit 0
@@ -286,7 +286,9 @@ fn serve(
         .map_err(|e| ExitError::failure(format!("cannot start the tokio runtime: {e}")))?;
     let mut events = raft.subscribe();
     let node = raft.local_node_id().get();
-    info!(node, peer = %transport.local_addr(), "joining the cluster");
+    let endpoint = &raft.config().endpoint;
+    let listen = transport.local_addr().to_string();
+    info!(node, %endpoint, %listen, "joining the cluster");
     let joined = runtime.block_on(join(raft, &mut stop))?;
     if !joined {
         return Ok(());
@@ -307,7 +309,7 @@ fn serve(
     let client_addr = client_port
         .as_ref()
         .map_or_else(|| "none".to_owned(), |p| p.local_addr().to_string());
-    ready_line(node, &transport.local_addr().to_string(), &client_addr);
+    ready_line(node, endpoint, &listen, &client_addr);
 
     let interval = Duration::from_secs(args.stats_interval_secs);
     let mut checkpoints = Checkpointer::new(args.checkpoints, raft.config().initial_partitions);
@@ -381,12 +383,17 @@ async fn join(raft: &Raft, stop: &mut watch::Receiver<bool>) -> Result<bool, Exi
     }
 }
 
-/// The line tests and scripts wait for (stdout, flushed).
+/// The line tests and scripts wait for (stdout, flushed): `peer` is the configured endpoint
+/// the other nodes reach this one at, `listen` the address the peer port is bound to (which
+/// may be `0.0.0.0:…`).
 #[allow(clippy::print_stdout)]
-fn ready_line(node: u64, peer: &str, client: &str) {
+fn ready_line(node: u64, peer: &str, listen: &str, client: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "ready node={node} peer={peer} client={client}");
+    let _ = writeln!(
+        out,
+        "ready node={node} peer={peer} listen={listen} client={client}"
+    );
     let _ = out.flush();
 }
 
