@@ -82,6 +82,26 @@ fn wait_leader(client: &mut ClientConnection, partition: PartitionId, endpoint: 
     }
 }
 
+/// Replicates `payload` to `partition` through `client` and returns its index, asserting
+/// `Success`.
+fn write_ok(client: &mut ClientConnection, partition: PartitionId, payload: Bytes) -> u64 {
+    let answer = client
+        .call(&ClientRequest::Replicate {
+            partition,
+            log_type: "t".to_owned(),
+            payload,
+        })
+        .expect("replicate");
+    match answer {
+        ClientResponse::Replicated {
+            status: Status::Success,
+            index: Some(index),
+            ..
+        } => index,
+        other => panic!("a write to {partition}: {other:?}"),
+    }
+}
+
 #[test]
 fn node_refuses_an_invalid_config_with_exit_code_2_naming_the_field() {
     let dir = tempfile::tempdir().expect("dir");
@@ -253,21 +273,7 @@ fn node_serves_clients_and_stops_cleanly_on_sigterm_then_restores() {
 
     let mut client = connect(&endpoint, Some(SECRET)).expect("client");
     wait_leader(&mut client, p1, &endpoint);
-    let answer = client
-        .call(&ClientRequest::Replicate {
-            partition: p1,
-            log_type: "t".to_owned(),
-            payload: Bytes::from_static(b"first"),
-        })
-        .expect("replicate");
-    let ClientResponse::Replicated {
-        status: Status::Success,
-        index: Some(first_index),
-        ..
-    } = answer
-    else {
-        panic!("{answer:?}");
-    };
+    let first_index = write_ok(&mut client, p1, Bytes::from_static(b"first"));
 
     // Pipelined: 200 requests sent before reading; answered in order, indexes consecutive.
     let ids: Vec<u64> = (0..200)
@@ -429,23 +435,7 @@ fn node_refuses_client_writes_to_the_system_partition() {
     // Nothing reached the system log, and the connection serves on.
     assert_eq!(last_index(&mut client), before);
     wait_leader(&mut client, PartitionId(1), &endpoint);
-    let answer = client
-        .call(&ClientRequest::Replicate {
-            partition: PartitionId(1),
-            log_type: "t".to_owned(),
-            payload: Bytes::from_static(b"fine"),
-        })
-        .expect("answer");
-    assert!(
-        matches!(
-            answer,
-            ClientResponse::Replicated {
-                status: Status::Success,
-                ..
-            }
-        ),
-        "{answer:?}"
-    );
+    write_ok(&mut client, PartitionId(1), Bytes::from_static(b"fine"));
     node.signal("TERM");
     assert!(node.wait_exit().success(), "{}", node.stderr());
 }
@@ -459,23 +449,7 @@ fn node_checkpoints_the_partitions_it_leads_when_asked() {
     let mut client = connect(&endpoint, None).expect("client");
     wait_leader(&mut client, p1, &endpoint);
     for i in 0..120 {
-        let answer = client
-            .call(&ClientRequest::Replicate {
-                partition: p1,
-                log_type: "t".to_owned(),
-                payload: Bytes::from(format!("entry {i}")),
-            })
-            .expect("replicate");
-        assert!(
-            matches!(
-                answer,
-                ClientResponse::Replicated {
-                    status: Status::Success,
-                    ..
-                }
-            ),
-            "{answer:?}"
-        );
+        write_ok(&mut client, p1, Bytes::from(format!("entry {i}")));
     }
     let deadline = Instant::now() + PATIENCE;
     while !node.stderr().contains("checkpoint committed partition=p1") {
@@ -606,23 +580,7 @@ fn node_serves_its_metrics_in_prometheus_text_format() {
     wait_leader(&mut client, p1, &endpoint);
     let writes = 25;
     for i in 0..writes {
-        let answer = client
-            .call(&ClientRequest::Replicate {
-                partition: p1,
-                log_type: "t".to_owned(),
-                payload: Bytes::from(format!("entry {i}")),
-            })
-            .expect("replicate");
-        assert!(
-            matches!(
-                answer,
-                ClientResponse::Replicated {
-                    status: Status::Success,
-                    ..
-                }
-            ),
-            "{answer:?}"
-        );
+        write_ok(&mut client, p1, Bytes::from(format!("entry {i}")));
     }
 
     let text = scrape(&metrics_address);
