@@ -229,6 +229,37 @@ fn the_ready_line_shows_the_endpoint_peers_use_and_the_listen_address() {
 }
 
 #[test]
+fn a_node_that_cannot_join_gives_up_after_join_timeout_ms_with_exit_code_1() {
+    let dir = tempfile::tempdir().expect("dir");
+    // Node 2 of a two-node cluster whose other node never starts (its port refuses).
+    let toml = single_node_toml(dir.path()).replace("node_id = 1", "node_id = 2");
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{toml}join_timeout_ms = 1500\n[peers]\n1 = \"127.0.0.1:{}\"\n",
+            free_port()
+        ),
+    )
+    .expect("write config");
+    let mut command = kommander();
+    command
+        .args(["node", "--config"])
+        .arg(&config)
+        .env("KOMMANDER_LOG", "info");
+    let started = Instant::now();
+    let mut node = Running::spawn(command, dir.path(), "alone");
+    let status = node.wait_exit();
+    let stderr = node.stderr();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("could not join the cluster within join_timeout_ms (1500 ms)"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < PATIENCE, "it gave up");
+}
+
+#[test]
 fn node_serves_clients_and_stops_cleanly_on_sigterm_then_restores() {
     let dir = tempfile::tempdir().expect("dir");
     let (mut node, endpoint) = start_node(dir.path(), "first", Some(SECRET), &[]);

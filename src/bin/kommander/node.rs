@@ -3,7 +3,8 @@
 //! ```text
 //! load + validate config (exit 2 naming the field) ─► metrics port (optional)
 //!   ─► bind the peer port ─► Raft::builder…start
-//!   ─► serve peers ─► join the cluster (retried; progress logged) ─► client port (optional)
+//!   ─► serve peers ─► join the cluster (retried, progress logged; exit 1 after
+//!      `join_timeout_ms`) ─► client port (optional)
 //!   ─► stdout: `ready node=<id> peer=<endpoint> listen=<addr> client=<addr|none>`
 //!   ─► stats line every --stats-interval-secs, checkpoints as due (checkpoint.rs)
 //!      ... until SIGTERM/SIGINT
@@ -367,15 +368,31 @@ fn serve(
 
 /// Joins, logging progress while the cluster is not initialized. `Ok(false)`: stopped first.
 async fn join(raft: &Raft, stop: &mut watch::Receiver<bool>) -> Result<bool, ExitError> {
+    let started = std::time::Instant::now();
+    let limit = Duration::from_millis(raft.config().join_timeout_ms);
     loop {
+        let left = limit.saturating_sub(started.elapsed());
         tokio::select! {
-            result = raft.join_cluster(Some(JOIN_PROGRESS_INTERVAL)) => match result {
+            result = raft.join_cluster(Some(left.min(JOIN_PROGRESS_INTERVAL))) => match result {
                 Ok(()) => return Ok(true),
-                Err(JoinError::Timeout { waited, leader }) => info!(
-                    waited_ms = waited.as_millis() as u64,
-                    system_leader = ?leader,
-                    "still joining: waiting for a quorum of the configured nodes"
-                ),
+                Err(JoinError::Timeout { leader, .. }) => {
+                    let waited_ms = started.elapsed().as_millis() as u64;
+                    if started.elapsed() >= limit {
+                        return Err(ExitError::failure(format!(
+                            "could not join the cluster within join_timeout_ms ({} ms): no \
+                             quorum of the configured nodes answered (system partition leader: \
+                             {})",
+                            limit.as_millis(),
+                            leader.map_or_else(|| "none known".to_owned(), |l| l.to_string()),
+                        )));
+                    }
+                    info!(
+                        waited_ms,
+                        join_timeout_ms = limit.as_millis() as u64,
+                        system_leader = ?leader,
+                        "still joining: waiting for a quorum of the configured nodes"
+                    );
+                }
                 Err(other) => return Err(ExitError::failure(format!("joining the cluster: {other}"))),
             },
             _ = stop.changed() => return Ok(false),
