@@ -260,6 +260,32 @@ fn a_node_that_cannot_join_gives_up_after_join_timeout_ms_with_exit_code_1() {
 }
 
 #[test]
+fn leader_changes_are_logged_at_the_default_level() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (mut node, _) = start_node(dir.path(), "leaders", None, &[]);
+    // The single node elects itself on the system partition and both user partitions.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let stderr = node.stderr();
+        let logged: Vec<&str> = stderr
+            .lines()
+            .filter(|line| line.contains("leader changed") && line.contains("leader=n1"))
+            .collect();
+        if ["p0", "p1", "p2"].iter().all(|p| {
+            logged
+                .iter()
+                .any(|line| line.contains(&format!("partition={p}")))
+        }) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{stderr}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    node.signal("TERM");
+    assert!(node.wait_exit().success(), "{}", node.stderr());
+}
+
+#[test]
 fn node_serves_clients_and_stops_cleanly_on_sigterm_then_restores() {
     let dir = tempfile::tempdir().expect("dir");
     let (mut node, endpoint) = start_node(dir.path(), "first", Some(SECRET), &[]);

@@ -19,6 +19,7 @@ mod bench;
 mod checkpoint;
 mod client_port;
 mod exporter;
+mod leader_log;
 mod node;
 mod wal;
 

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kommander_raft::transport::tcp::{TcpTransport, TransportError};
 use kommander_raft::{HostStartError, JoinError, NodeConfig, Raft, RaftEvent, StartError};
@@ -27,6 +27,7 @@ use tracing::{debug, error, info, warn};
 use crate::applied::AppliedCounter;
 use crate::checkpoint::{CHECK_INTERVAL, CheckpointArgs, Checkpointer};
 use crate::client_port::{ClientPort, ClientPortConfig};
+use crate::leader_log::LeaderLog;
 use crate::{EXIT_FAILURE, EXIT_USAGE};
 
 /// The end of `kommander node --help`: an example configuration and the environment.
@@ -95,6 +96,11 @@ pub(crate) struct NodeArgs {
     /// Period of the stats log line (entries applied, transport counters), in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     stats_interval_secs: u64,
+    /// Leader changes logged one per line at `info` in a second; the rest of that second's
+    /// are summed up in one line.
+    #[arg(long, value_name = "N", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    leader_changes_logged_per_sec: u32,
     /// When to checkpoint the partitions this node leads (on by default).
     #[command(flatten)]
     checkpoints: CheckpointArgs,
@@ -321,6 +327,7 @@ fn serve(
         ticker.tick().await;
         let mut checkpoint_ticker = tokio::time::interval(CHECK_INTERVAL);
         let mut events_open = true;
+        let mut leaders = LeaderLog::new(args.leader_changes_logged_per_sec, Instant::now());
         loop {
             tokio::select! {
                 _ = stop.changed() => break,
@@ -328,6 +335,9 @@ fn serve(
                     checkpoints.check(raft, app);
                 }
                 _ = ticker.tick() => {
+                    if let Some(left_out) = leaders.left_out(Instant::now()) {
+                        info!(left_out, "more leader changes than logged one by one");
+                    }
                     let applied = app.stats();
                     let net = transport.stats();
                     let clients = client_port.as_ref().map(ClientPort::stats).unwrap_or_default();
@@ -351,7 +361,7 @@ fn serve(
                     );
                 }
                 event = events.recv(), if events_open => {
-                    events_open = log_event(event);
+                    events_open = log_event(event, &mut leaders);
                 }
             }
         }
@@ -368,7 +378,7 @@ fn serve(
 
 /// Joins, logging progress while the cluster is not initialized. `Ok(false)`: stopped first.
 async fn join(raft: &Raft, stop: &mut watch::Receiver<bool>) -> Result<bool, ExitError> {
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let limit = Duration::from_millis(raft.config().join_timeout_ms);
     loop {
         let left = limit.saturating_sub(started.elapsed());
@@ -415,14 +425,26 @@ fn ready_line(node: u64, peer: &str, listen: &str, client: &str) {
 }
 
 /// Logs one event; `false` once the event channel is closed.
-fn log_event(event: Result<RaftEvent, broadcast::error::RecvError>) -> bool {
+fn log_event(
+    event: Result<RaftEvent, broadcast::error::RecvError>,
+    leaders: &mut LeaderLog,
+) -> bool {
     match event {
         Ok(RaftEvent::LeaderChanged {
             partition,
             leader,
             term,
             ..
-        }) => debug!(%partition, ?leader, %term, "leader changed"),
+        }) => {
+            let now = Instant::now();
+            if let Some(left_out) = leaders.left_out(now) {
+                info!(left_out, "more leader changes than logged one by one");
+            }
+            if leaders.admit(now) {
+                let leader = leader.map_or_else(|| "none".to_owned(), |l| l.to_string());
+                info!(%partition, %leader, %term, "leader changed");
+            }
+        }
         Ok(RaftEvent::ShardFailed { shard, reason }) => {
             error!(shard, %reason, "shard failed: its partitions refuse every request");
         }
