@@ -493,6 +493,25 @@ fn node_refuses_client_writes_to_the_system_partition() {
     assert_eq!(last_index(&mut client), before);
     wait_leader(&mut client, PartitionId(1), &endpoint);
     write_ok(&mut client, PartitionId(1), Bytes::from_static(b"fine"));
+    // An empty log type and an empty payload are a valid entry.
+    let empty = client
+        .call(&ClientRequest::Replicate {
+            partition: PartitionId(1),
+            log_type: String::new(),
+            payload: Bytes::new(),
+        })
+        .expect("answer");
+    assert!(
+        matches!(
+            empty,
+            ClientResponse::Replicated {
+                status: Status::Success,
+                index: Some(_),
+                ..
+            }
+        ),
+        "{empty:?}"
+    );
     node.signal("TERM");
     assert!(node.wait_exit().success(), "{}", node.stderr());
 }

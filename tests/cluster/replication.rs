@@ -235,3 +235,25 @@ async fn a_rejected_entry_is_reported_as_a_replication_error() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+#[tokio::test]
+async fn an_empty_log_type_and_an_empty_payload_are_delivered_as_they_are() {
+    let cluster = TestCluster::start(3, 1).await;
+    let p = PartitionId(1);
+    let leader = cluster.leader(p).await;
+    let written = cluster
+        .raft(leader)
+        .replicate_logs(p, "", Bytes::new(), ReplicateOptions::default())
+        .await
+        .expect("an empty entry is valid");
+    cluster.wait_delivered(p, 1).await;
+    for node in &cluster.nodes {
+        let live = node.app.live(p);
+        assert_eq!(live.len(), 1, "{live:?}");
+        assert_eq!(live[0].index, written.log_index.get());
+        assert!(
+            live[0].log_type.is_empty() && live[0].payload.is_empty(),
+            "{live:?}"
+        );
+    }
+}

@@ -57,6 +57,8 @@ impl Raft {
     /// Replicates one entry of type `log_type` on `partition` (this node must lead it).
     /// Completes once the outcome is known: a quorum holds the entry (and, with
     /// `auto_commit`, it is delivered to the application on every node in log order).
+    /// An empty `log_type` and an empty payload are valid (Kommander's `LogType` and
+    /// `LogData` may be null): the entry is delivered with them empty.
     ///
     /// # Errors
     ///

@@ -25,6 +25,7 @@
 //! ```
 //!
 //! A node answers requests in the order they arrived on a connection; a client may pipeline.
+//! A `Replicate` may carry an empty log type and an empty payload (both are delivered empty).
 //! `Failed` is a definite refusal: the request had no effect (a malformed request; a
 //! `Replicate` to the system partition 0, which the `kommander node` client port refuses).
 
