@@ -79,6 +79,9 @@ pub struct TcpConfig {
     pub reconnect_backoff_min_ms: u64,
     /// Ceiling of the reconnect delay, in milliseconds.
     pub reconnect_backoff_max_ms: u64,
+    /// A peer that still cannot be reached is logged again after this many milliseconds
+    /// (with the attempts since), and at once when the reason changes.
+    pub connect_failure_log_interval_ms: u64,
     /// Bytes one read from a socket asks for at most (the receive buffer grows by this).
     pub read_chunk_bytes: usize,
 }
@@ -119,6 +122,7 @@ impl Default for TcpConfig {
             write_timeout_ms: 5_000,
             reconnect_backoff_min_ms: 20,
             reconnect_backoff_max_ms: 2_000,
+            connect_failure_log_interval_ms: 60_000,
             read_chunk_bytes: 256 << 10,
         }
     }
@@ -140,7 +144,7 @@ impl TcpConfig {
                 format!("at least {AUTH_SECRET_BYTES_MIN} bytes"),
             );
         }
-        let positive: [(&'static str, u64); 13] = [
+        let positive: [(&'static str, u64); 14] = [
             ("transport.frame_bytes_max", self.frame_bytes_max as u64),
             (
                 "transport.frame_messages_max",
@@ -170,6 +174,10 @@ impl TcpConfig {
             (
                 "transport.reconnect_backoff_max_ms",
                 self.reconnect_backoff_max_ms,
+            ),
+            (
+                "transport.connect_failure_log_interval_ms",
+                self.connect_failure_log_interval_ms,
             ),
             ("transport.read_chunk_bytes", self.read_chunk_bytes as u64),
         ];

@@ -78,25 +78,25 @@ pub(super) fn run(
     let mut rng = SplitMix64::new(shared.identity.node.get() ^ peer.get().rotate_left(32));
     let mut backoff = Duration::from_millis(config.reconnect_backoff_min_ms);
     let mut board = Board::default();
-    let mut last_error = String::new();
+    let repeat = Duration::from_millis(config.connect_failure_log_interval_ms);
+    let mut failures = FailureLog::default();
     while !shared.stopping() {
         match connect(shared, peer, address) {
             Ok(stream) => {
                 info!(%peer, address, "connected");
-                last_error.clear();
+                failures = FailureLog::default();
                 backoff = Duration::from_millis(config.reconnect_backoff_min_ms);
                 shared.stats.connects.fetch_add(1, Ordering::Relaxed);
                 let error = serve(shared, peer, stream, queue, &mut board);
                 if let Some(error) = error {
-                    warn!(%peer, address, %error, "connection lost; reconnecting");
+                    let what = lost_connection(&error, config.write_timeout_ms);
+                    warn!(%peer, address, %error, "connection lost: {what}; reconnecting");
                 }
             }
             Err(error) => {
                 let text = error.to_string();
-                // A peer that is down is logged once per distinct reason, not per attempt.
-                if text != last_error {
-                    warn!(%peer, address, error = %text, "cannot connect");
-                    last_error = text;
+                if let Some(attempts) = failures.record(&text, Instant::now(), repeat) {
+                    warn!(%peer, address, error = %text, attempts, "cannot connect");
                 }
                 shared
                     .stats
@@ -118,6 +118,47 @@ pub(super) fn run(
             }
         }
         backoff = (backoff * 2).min(Duration::from_millis(config.reconnect_backoff_max_ms));
+    }
+}
+
+/// A lost connection's error in words.
+fn lost_connection(error: &std::io::Error, write_timeout_ms: u64) -> String {
+    use std::io::ErrorKind;
+    match error.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => {
+            format!("the peer read nothing for transport.write_timeout_ms ({write_timeout_ms} ms)")
+        }
+        ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => {
+            "the peer closed the connection".to_owned()
+        }
+        _ => "writing to the peer failed".to_owned(),
+    }
+}
+
+/// When a peer that cannot be reached is logged: at the first failure, when the reason
+/// changes, and again once `repeat` passed (with the attempts since the last line), so that a
+/// peer down for minutes is neither silent nor logged at every attempt.
+#[derive(Debug, Default)]
+struct FailureLog {
+    reason: String,
+    logged_at: Option<Instant>,
+    attempts: u64,
+}
+
+impl FailureLog {
+    /// A failure for `reason` at `now`: the attempts to report if it is to be logged.
+    fn record(&mut self, reason: &str, now: Instant, repeat: Duration) -> Option<u64> {
+        self.attempts += 1;
+        let due = match self.logged_at {
+            None => true,
+            Some(at) => reason != self.reason || now.duration_since(at) >= repeat,
+        };
+        if !due {
+            return None;
+        }
+        reason.clone_into(&mut self.reason);
+        self.logged_at = Some(now);
+        Some(std::mem::take(&mut self.attempts))
     }
 }
 
@@ -264,4 +305,49 @@ fn write_messages(
     }
     messages.clear();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Error, ErrorKind};
+    use std::time::{Duration, Instant};
+
+    use super::{FailureLog, lost_connection};
+
+    #[test]
+    fn a_lost_connection_is_said_in_words() {
+        let stalled = lost_connection(&Error::from(ErrorKind::WouldBlock), 5_000);
+        assert_eq!(
+            stalled,
+            "the peer read nothing for transport.write_timeout_ms (5000 ms)"
+        );
+        let closed = lost_connection(&Error::from(ErrorKind::BrokenPipe), 5_000);
+        assert_eq!(closed, "the peer closed the connection");
+    }
+
+    #[test]
+    fn a_peer_that_stays_down_is_logged_again_at_the_interval_and_on_a_new_reason() {
+        let (start, repeat) = (Instant::now(), Duration::from_secs(60));
+        let mut log = FailureLog::default();
+        assert_eq!(
+            log.record("refused", start, repeat),
+            Some(1),
+            "the first failure"
+        );
+        for second in 1..60 {
+            let now = start + Duration::from_secs(second);
+            assert_eq!(log.record("refused", now, repeat), None);
+        }
+        let later = start + Duration::from_secs(60);
+        assert_eq!(
+            log.record("refused", later, repeat),
+            Some(60),
+            "again, with the count"
+        );
+        assert_eq!(
+            log.record("timed out", later, repeat),
+            Some(1),
+            "a new reason"
+        );
+    }
 }
