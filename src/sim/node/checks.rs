@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::core::{EntryKind, PartitionId};
+use crate::core::{EntryKind, LogIndex, PartitionId};
 use crate::sim::checkers::Violation;
 use crate::sim::network::NetworkConfig;
 
@@ -170,10 +170,24 @@ impl NodeSimulation {
     pub(super) fn converged(&self) -> bool {
         (1..=self.config.partitions as u32).all(|p| {
             let partition = PartitionId(p);
-            let mut applied = self.nodes.iter().map(|node| node.app.applied(partition));
+            let mut applied = self
+                .nodes
+                .iter()
+                .map(|node| self.last_handed(partition, node.app.applied(partition)));
             let first = applied.next().unwrap_or_default();
             applied.all(|index| index == first)
         })
+    }
+
+    /// The last index at or below `index` whose entry some application was handed. An import
+    /// leaves an application at its snapshot's index, which may hold an entry no application
+    /// is handed (a no-op, a marker), where the nodes that delivered the log stand at the
+    /// handed entry before it: the same state.
+    fn last_handed(&self, partition: PartitionId, mut index: LogIndex) -> LogIndex {
+        while index > LogIndex::ZERO && !self.truth.applied.contains_key(&(partition, index)) {
+            index = index.prev();
+        }
+        index
     }
 
     pub(super) fn unsettled(&self) -> String {
