@@ -50,8 +50,8 @@ use bytes::Bytes;
 use kommander_raft::core::Message;
 use kommander_raft::transport::tcp::TcpTransport;
 use kommander_raft::{
-    LogEntry, NodeConfig, NodeId, PartitionId, Raft, RaftEvent, ReplicateOptions, SnapshotExport,
-    SnapshotImport, SnapshotPoint, StateMachine, StateTransfer, Transport,
+    LogEntry, NodeConfig, NodeId, PartitionId, Raft, RaftEvent, ReplicateOptions, SnapshotConfig,
+    SnapshotExport, SnapshotImport, SnapshotPoint, StateMachine, StateTransfer, Transport,
 };
 use support::{
     KIB, MIB, env_or, load_average, loopback_listeners, median, process_cpu, raw_stream, verdict,
@@ -186,10 +186,7 @@ struct Cluster {
 
 impl Cluster {
     /// Three nodes over loopback TCP, joined.
-    async fn start(
-        state_bytes: usize,
-        (chunk_kib, window, cap_mib): (Option<usize>, Option<usize>, u64),
-    ) -> Self {
+    async fn start(state_bytes: usize, snapshot: SnapshotConfig) -> Self {
         let dir = tempfile::tempdir().expect("bench dir");
         let (listeners, addrs) = loopback_listeners(3);
         let load = Arc::new(Load::default());
@@ -213,13 +210,7 @@ impl Cluster {
             config.seed = node;
             config.wal_segment_bytes = 64 << 20;
             config.compaction_retain_entries_max = 4;
-            if let Some(kib) = chunk_kib {
-                config.snapshot.chunk_bytes = kib * KIB;
-            }
-            config.snapshot.bytes_per_sec_max = cap_mib << 20;
-            if let Some(window) = window {
-                config.snapshot.chunks_in_flight_max = window;
-            }
+            config.snapshot = snapshot;
             let transport =
                 TcpTransport::with_listener(&config.tcp_config(), &config.tcp_cluster(), listener)
                     .expect("transport");
@@ -411,6 +402,13 @@ fn main() {
     let state_mib: usize = env_or("KOMMANDER_BENCH_SNAPSHOT_MIB", 1024);
     let writers: u32 = env_or("KOMMANDER_BENCH_WRITERS", 64);
     let cap_mib: u64 = env_or("KOMMANDER_BENCH_CAP_MIB", 0);
+    let defaults = SnapshotConfig::default();
+    let snapshot = SnapshotConfig {
+        chunk_bytes: env_or("KOMMANDER_BENCH_CHUNK_KIB", defaults.chunk_bytes / KIB) * KIB,
+        chunks_in_flight_max: env_or("KOMMANDER_BENCH_WINDOW", defaults.chunks_in_flight_max),
+        bytes_per_sec_max: cap_mib << 20,
+        ..defaults
+    };
     let duration = Duration::from_secs_f64(seconds);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -424,13 +422,7 @@ fn main() {
         load_average()
     );
     runtime.block_on(async {
-        let chunk_kib = std::env::var("KOMMANDER_BENCH_CHUNK_KIB")
-            .ok()
-            .and_then(|s| s.parse().ok());
-        let window = std::env::var("KOMMANDER_BENCH_WINDOW")
-            .ok()
-            .and_then(|s| s.parse().ok());
-        let mut cluster = Cluster::start(state_mib << 20, (chunk_kib, window, cap_mib)).await;
+        let mut cluster = Cluster::start(state_mib << 20, snapshot).await;
         cluster.load.paused.store(true, Ordering::Relaxed);
         let tasks: Vec<_> = (0..writers)
             .map(|w| {

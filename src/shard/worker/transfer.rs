@@ -568,14 +568,15 @@ impl Worker {
         }
         let mut timed_out = Vec::new();
         let mut probe = Vec::new();
-        let mut active = Vec::new();
+        // The transfers the cap may have held back (none without a cap).
+        let mut held_back = Vec::new();
         for (&(partition, follower), sending) in &mut self.transfers.sending {
             match sending {
                 Sending::Active(outgoing) => {
                     if outgoing.timed_out(timeout) {
                         timed_out.push((partition, follower));
-                    } else {
-                        active.push((partition, follower));
+                    } else if cap != 0 {
+                        held_back.push((partition, follower));
                     }
                 }
                 Sending::BackingOff { ticks_left, .. } if *ticks_left > 0 => {
@@ -594,11 +595,8 @@ impl Worker {
                 "no acknowledgement within snapshot.ack_timeout_ticks",
             );
         }
-        if cap != 0 {
-            // The transfers the cap held back.
-            for (partition, follower) in active {
-                self.read_next_chunk(partition, follower);
-            }
+        for (partition, follower) in held_back {
+            self.read_next_chunk(partition, follower);
         }
         for (partition, follower) in probe {
             if let Some(replica) = self.partitions.replica_mut(partition) {
