@@ -1,5 +1,6 @@
 //! Configuration of one replica: identity, membership, timing in ticks and every limit.
 
+use super::configuration::{Configuration, ConfigurationError};
 use super::types::{NodeId, PartitionId};
 
 /// Configuration of one [`Replica`](super::Replica). Build it with [`ReplicaConfig::new`] and
@@ -7,13 +8,17 @@ use super::types::{NodeId, PartitionId};
 /// is created.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReplicaConfig {
-    /// This replica's node id (must be a voter or a learner).
+    /// This replica's node id.
     pub id: NodeId,
     /// The partition this replica belongs to.
     pub partition: PartitionId,
-    /// Nodes that vote and count towards quorums (including `id` if it votes).
+    /// The partition's first configuration's voters: the nodes that vote and count towards
+    /// quorums while the log holds no configuration entry and the floor none
+    /// ([`DurableState::floor_configuration`](super::DurableState)). `id` may be absent: a node
+    /// waiting to be added never campaigns.
     pub voters: Vec<NodeId>,
-    /// Nodes that receive the log but never vote and never count (may include `id`).
+    /// The first configuration's learners: nodes that receive the log but never vote and never
+    /// count (may include `id`).
     pub learners: Vec<NodeId>,
     /// Lower bound (inclusive) of the randomized election timeout, in ticks.
     pub election_timeout_ticks_min: u32,
@@ -78,18 +83,28 @@ pub enum InjectedBug {
     DeliverOutOfOrder,
     /// A new leader drops its uncommitted tail and reissues those indices.
     ReuseIndexAfterLeaderChange,
+    /// A leader accepts a configuration change before the no-op of its term has committed (the
+    /// single-server change bug Ongaro described in 2015).
+    ConfigurationBeforeNoOpCommits,
+    /// A leader accepts a configuration change while another one is still uncommitted.
+    ConcurrentConfigurationChanges,
+    /// Candidates ask learners for their votes and count them as if they were voters.
+    LearnerVoteCounted,
 }
 
 #[cfg(feature = "sim-bugs")]
 impl InjectedBug {
     /// Every injectable bug.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 9] = [
         Self::AckBeforePersist,
         Self::SkipPrevLogCheck,
         Self::DoubleVote,
         Self::CommitOldTermByCounting,
         Self::DeliverOutOfOrder,
         Self::ReuseIndexAfterLeaderChange,
+        Self::ConfigurationBeforeNoOpCommits,
+        Self::ConcurrentConfigurationChanges,
+        Self::LearnerVoteCounted,
     ];
 }
 
@@ -153,23 +168,7 @@ impl ReplicaConfig {
         if self.id == NodeId::ZERO {
             return invalid("id", "node id 0 is reserved");
         }
-        if self.voters.is_empty() {
-            return invalid("voters", "at least one voter is required");
-        }
-        let mut all: Vec<NodeId> = self.voters.iter().chain(&self.learners).copied().collect();
-        if all.contains(&NodeId::ZERO) {
-            return invalid("voters", "node id 0 is reserved");
-        }
-        all.sort_unstable();
-        if all.windows(2).any(|w| w[0] == w[1]) {
-            return invalid(
-                "learners",
-                "a node is listed twice (voters and learners are disjoint)",
-            );
-        }
-        if !all.contains(&self.id) {
-            return invalid("id", "this node is neither a voter nor a learner");
-        }
+        self.first_configuration()?;
         if self.election_timeout_ticks_min == 0 {
             return invalid("election_timeout_ticks_min", "must be positive");
         }
@@ -211,16 +210,25 @@ impl ReplicaConfig {
         Ok(())
     }
 
-    /// Whether `node` votes in this partition.
-    #[must_use]
-    pub fn is_voter(&self, node: NodeId) -> bool {
-        self.voters.contains(&node)
-    }
-
-    /// Whether `node` is a voter or a learner of this partition.
-    #[must_use]
-    pub fn is_member(&self, node: NodeId) -> bool {
-        self.voters.contains(&node) || self.learners.contains(&node)
+    /// The first configuration, from `voters` and `learners`.
+    ///
+    /// # Errors
+    ///
+    /// [`ReplicaConfigError::InvalidField`] as [`ReplicaConfig::validate`] reports it.
+    pub fn first_configuration(&self) -> Result<Configuration, ReplicaConfigError> {
+        let reason = match Configuration::new(self.voters.clone(), self.learners.clone()) {
+            Ok(configuration) => return Ok(configuration),
+            Err(ConfigurationError::NoVoter) => "at least one voter is required",
+            Err(ConfigurationError::ReservedId) => "node id 0 is reserved",
+            Err(ConfigurationError::TooManyMembers) => {
+                "more members than CONFIGURATION_MEMBERS_MAX"
+            }
+            Err(_) => "a node is listed twice (voters and learners are disjoint)",
+        };
+        Err(ReplicaConfigError::InvalidField {
+            field: "voters",
+            reason,
+        })
     }
 }
 
@@ -253,13 +261,6 @@ mod tests {
             ),
             (
                 ReplicaConfig {
-                    id: NodeId(9),
-                    ..base()
-                },
-                "id",
-            ),
-            (
-                ReplicaConfig {
                     voters: vec![],
                     ..base()
                 },
@@ -270,7 +271,7 @@ mod tests {
                     learners: vec![NodeId(2)],
                     ..base()
                 },
-                "learners",
+                "voters",
             ),
             (
                 ReplicaConfig {

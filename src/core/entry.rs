@@ -21,6 +21,10 @@ pub enum EntryKind {
     /// A checkpoint: delivered like a normal entry; once committed and applied it becomes the
     /// compaction floor.
     Checkpoint,
+    /// A new configuration of the partition (its payload is an encoded `Configuration`, see
+    /// `transport::codec`): in force from the moment it is in a log, committed or not; never
+    /// delivered.
+    Configuration,
 }
 
 impl EntryKind {
@@ -33,6 +37,7 @@ impl EntryKind {
             Self::Commit => 2,
             Self::Rollback => 3,
             Self::Checkpoint => 4,
+            Self::Configuration => 5,
         }
     }
 
@@ -45,6 +50,7 @@ impl EntryKind {
             2 => Some(Self::Commit),
             3 => Some(Self::Rollback),
             4 => Some(Self::Checkpoint),
+            5 => Some(Self::Configuration),
             _ => None,
         }
     }

@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 
+use super::configuration::Configuration;
 use super::entry::Entry;
 use super::types::{LogIndex, NodeId, PartitionId, Term};
 
@@ -117,6 +118,8 @@ pub enum MessageBody {
         last_index: LogIndex,
         /// The term of the entry at `last_index`.
         last_term: Term,
+        /// The configuration in force at `last_index` (the follower's log restarts with it).
+        configuration: Configuration,
         /// CRC32C of `data`.
         crc: u32,
         /// The SHA-256 of the whole snapshot, on the last chunk only.

@@ -37,8 +37,9 @@
 //! vote leaves (votes are gated messages); anchored pipelined AppendEntries with per-follower
 //! in-flight windows and fast backtracking (conflict term/index hint); a commit index advanced
 //! only by a quorum match on a current-term entry, counting the leader's own *durable* index
-//! like a follower's ack; a no-op barrier on election; learners; leadership transfer
-//! (`TimeoutNow`); step-down; ReadIndex confirmed by a heartbeat round.
+//! like a follower's ack; a no-op barrier on election; learners; configuration changes through
+//! the log, one voter at a time, once the no-op of the leader's term has committed; leadership
+//! transfer (`TimeoutNow`); step-down; ReadIndex confirmed by a heartbeat round.
 //!
 //! # Kommander's write model
 //!
@@ -59,6 +60,8 @@
 //! or [`Replica::report_snapshot_failure`] on the leader.
 
 mod config;
+mod configuration;
+mod configurations;
 mod entry;
 mod hold;
 mod log;
@@ -73,13 +76,14 @@ mod types;
 #[cfg(feature = "sim-bugs")]
 pub use config::InjectedBug;
 pub use config::{ReplicaConfig, ReplicaConfigError};
+pub use configuration::{CONFIGURATION_MEMBERS_MAX, Configuration, ConfigurationError};
 pub use entry::{Entry, EntryKind};
 pub use message::{Message, MessageBody, SnapshotOutcome};
 #[cfg(feature = "sim")]
 pub use progress::{ProgressState, ProgressView};
-pub use ready::{GatedMessages, HardState, Ready, Role, SoftState};
+pub use ready::{Floor, GatedMessages, HardState, Ready, Role, SoftState};
 #[cfg(feature = "sim")]
-pub use ready::{Outcome, ReadState, SnapshotMeta};
+pub use ready::{Outcome, ReadState};
 pub use replica::{DurableState, Replica};
 pub use status::Status;
 pub use types::{LogIndex, NodeId, PartitionId, Term, Ticket};

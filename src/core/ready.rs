@@ -5,6 +5,7 @@
 //! [`GatedMessages`] that hands out its content only to a caller who names a durable Ready
 //! number at least as high as its own.
 
+use super::configuration::Configuration;
 use super::entry::{Entry, EntryKind};
 use super::message::Message;
 use super::status::Status;
@@ -66,7 +67,8 @@ pub struct ReadState {
 pub struct Outcome {
     /// The operation's ticket.
     pub ticket: Ticket,
-    /// Which operation: [`EntryKind::Normal`] (a proposal), `Commit`, `Rollback`, `Checkpoint`.
+    /// Which operation: [`EntryKind::Normal`] (a proposal), `Commit`, `Rollback`, `Checkpoint`,
+    /// `Configuration`.
     pub kind: EntryKind,
     /// The last log index of the operation's entries.
     pub index: LogIndex,
@@ -75,13 +77,17 @@ pub struct Outcome {
     pub status: Status,
 }
 
-/// Where a log restarts after a snapshot was installed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct SnapshotMeta {
-    /// The last index the snapshot covers (the new floor).
+/// Where a log starts: the last index it no longer holds (compacted, or covered by an
+/// installed snapshot), that entry's term, and the configuration in force there (which the
+/// log above may no longer show: keep it with the floor).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Floor {
+    /// The last index the log no longer holds.
     pub index: LogIndex,
     /// The term of the entry at `index`.
     pub term: Term,
+    /// The configuration in force at `index`.
+    pub configuration: Configuration,
 }
 
 /// Messages that may be sent only once the Ready that produced them is durable.
@@ -167,13 +173,14 @@ pub struct Ready {
     /// Entries to persist (consecutive indices).
     pub entries: Vec<Entry>,
     /// New compaction floor: a committed, applied checkpoint. The durable log may discard
-    /// entries at or below it (a leader may still hold some in memory for lagging followers).
-    pub compaction_floor: Option<LogIndex>,
+    /// entries at or below it (a leader may still hold some in memory for lagging followers);
+    /// keep its configuration with it.
+    pub compaction_floor: Option<Floor>,
     /// Set when a snapshot was installed ([`Replica::install_snapshot`](super::Replica)): the
     /// stored log restarts after it (the entries after it stay when the stored entry at its
     /// index has its term, all go otherwise) and it becomes the floor, before `entries` are
     /// persisted.
-    pub installed_snapshot: Option<SnapshotMeta>,
+    pub installed_snapshot: Option<Floor>,
     /// Messages to send now.
     pub messages: Vec<Message>,
     /// Messages to send once this Ready is durable (votes, append acknowledgements).

@@ -160,6 +160,7 @@ fn durable_state(wal: &Wal, partition: PartitionId, job: ReadJob) -> DurableStat
         },
         floor,
         floor_term,
+        floor_configuration: None,
         entries: job.entries,
         applied: floor,
     }

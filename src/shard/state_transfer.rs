@@ -17,7 +17,7 @@ use std::io;
 
 use bytes::Bytes;
 
-use crate::core::{LogIndex, PartitionId, Term};
+use crate::core::{Floor, LogIndex, PartitionId, Term};
 
 /// A point of a partition's log a snapshot stands for: every entry up to `index` applied, the
 /// entry at `index` of `term`.
@@ -27,6 +27,16 @@ pub struct SnapshotPoint {
     pub index: LogIndex,
     /// The term of the entry at `index`.
     pub term: Term,
+}
+
+impl SnapshotPoint {
+    /// The point `floor` stands for.
+    pub(crate) fn of(floor: &Floor) -> Self {
+        Self {
+            index: floor.index,
+            term: floor.term,
+        }
+    }
 }
 
 /// Produces and installs snapshots of the application's state, partition by partition.

@@ -145,7 +145,7 @@ pub(crate) fn wal_writes(
             view.vote = vote;
         }
     }
-    if let Some(snapshot) = ready.installed_snapshot {
+    if let Some(snapshot) = &ready.installed_snapshot {
         let index = snapshot.index.0;
         out.install = Some((index, snapshot.term.0));
         // The WAL keeps a suffix whose term matches: the log ends at `index` or beyond it (a
@@ -175,8 +175,8 @@ pub(crate) fn wal_writes(
         out.commit = Some(hard.commit.0);
         view.commit = hard.commit.0;
     }
-    if let Some(floor) = ready.compaction_floor {
-        view.allowed_floor = view.allowed_floor.max(floor.0);
+    if let Some(floor) = &ready.compaction_floor {
+        view.allowed_floor = view.allowed_floor.max(floor.index.0);
         out.compact_to = view.compaction(durable_index());
     }
     view.known = true;

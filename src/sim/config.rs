@@ -58,11 +58,27 @@ pub struct SimConfig {
     pub checkpoint_interval_ms_min: u64,
     /// Longest pause between two checkpoint proposals to one partition.
     pub checkpoint_interval_ms_max: u64,
+    /// Nodes that start as the voters of every partition (the first ones); the others start
+    /// outside every configuration, waiting to be added.
+    pub initial_voters: usize,
+    /// Shortest pause between two membership changes of one partition.
+    pub membership_interval_ms_min: u64,
+    /// Longest pause between two membership changes of one partition (0: no changes).
+    pub membership_interval_ms_max: u64,
+    /// Share of membership changes followed at once by a second one (the leader must refuse
+    /// it while the first is uncommitted).
+    pub membership_burst_per_million: u32,
+    /// Share of leader elections followed at once by a membership change on the new leader
+    /// (it must refuse it until the no-op of its term has committed).
+    pub membership_on_leadership_per_million: u32,
+    /// Share of accepted membership changes after which the leader and the nodes the change
+    /// brought in are cut off from the rest (only overlapping majorities keep that safe).
+    pub membership_split_per_million: u32,
 }
 
 impl SimConfig {
     /// The default hostile mix, with the cluster shape drawn from `seed` (3 or 5 nodes, 1 to 3
-    /// partitions) so that the seed sweep covers several shapes.
+    /// partitions, membership changes or not) so that the seed sweep covers several shapes.
     pub fn for_seed(seed: u64) -> Self {
         let mut rng = SimRng::new(seed ^ 0x5151_5151_5151_5151);
         let nodes = if rng.chance(250_000) { 5 } else { 3 };
@@ -77,6 +93,26 @@ impl SimConfig {
             rng.between(150, 400)
         } else {
             rng.between(1_000, 4_000)
+        };
+        // Drawn last, so that the draws above (and the seeds found with them) stay as they
+        // were. One seed in two changes memberships, half of them on five nodes (where an old
+        // and a new majority two changes apart need not meet), with up to a minority of the
+        // nodes starting outside.
+        let membership = rng.chance(500_000);
+        let nodes = if membership && rng.chance(500_000) {
+            5
+        } else {
+            nodes
+        };
+        let initial_voters = if membership {
+            nodes - rng.between(0, (nodes as u64 - 1) / 2) as usize
+        } else {
+            nodes
+        };
+        let membership_interval_ms_max = if membership {
+            rng.between(500, 4_000)
+        } else {
+            0
         };
         Self {
             nodes,
@@ -107,6 +143,12 @@ impl SimConfig {
             compaction_retain_entries_max,
             checkpoint_interval_ms_min: 500,
             checkpoint_interval_ms_max: 5_000,
+            initial_voters,
+            membership_interval_ms_min: 100,
+            membership_interval_ms_max,
+            membership_burst_per_million: 200_000,
+            membership_on_leadership_per_million: 300_000,
+            membership_split_per_million: 300_000,
         }
     }
 }

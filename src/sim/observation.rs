@@ -35,6 +35,14 @@ pub enum ObservedKind {
     },
     /// A checkpoint (becomes the compaction floor once committed).
     Checkpoint,
+    /// A new configuration of the partition, decoded from the entry's bytes: bit `n` of each
+    /// mask is node index `n` (never delivered).
+    Configuration {
+        /// The voters.
+        voters: u64,
+        /// The learners.
+        learners: u64,
+    },
 }
 
 /// One log entry as observed: its position, its term and a digest of its content.
@@ -202,6 +210,8 @@ pub struct CommittedEntry {
 pub struct ClusterView {
     replicas: Vec<Vec<ReplicaView>>,
     committed: Vec<Vec<Option<CommittedEntry>>>,
+    /// The voters every partition starts with (bit `n`: node index `n`).
+    first_voters: u64,
 }
 
 /// One thing that happened, reported to the view and the checkers.
@@ -299,8 +309,9 @@ pub enum Observation {
 }
 
 impl ClusterView {
-    /// A view of `nodes` running nodes with `partitions` empty replicas each.
-    pub fn new(nodes: usize, partitions: usize) -> Self {
+    /// A view of `nodes` running nodes with `partitions` empty replicas each, whose
+    /// partitions start with the voters in the mask `first_voters`.
+    pub fn new(nodes: usize, partitions: usize, first_voters: u64) -> Self {
         let replica = ReplicaView {
             up: true,
             ..ReplicaView::default()
@@ -308,7 +319,23 @@ impl ClusterView {
         Self {
             replicas: vec![vec![replica; partitions]; nodes],
             committed: vec![Vec::new(); partitions],
+            first_voters,
         }
+    }
+
+    /// The members (voters and learners, as a mask of node indices) of `partition`'s latest
+    /// committed configuration: the last configuration entry the cluster committed, or the
+    /// first voters.
+    pub fn committed_members(&self, partition: PartitionIndex) -> u64 {
+        self.committed[partition]
+            .iter()
+            .rev()
+            .flatten()
+            .find_map(|committed| match committed.entry.kind {
+                ObservedKind::Configuration { voters, learners } => Some(voters | learners),
+                _ => None,
+            })
+            .unwrap_or(self.first_voters)
     }
 
     /// Number of nodes.

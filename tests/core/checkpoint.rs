@@ -2,8 +2,8 @@
 
 use bytes::Bytes;
 use kommander_raft::core::{
-    LogIndex, Message, MessageBody, NodeId, PartitionId, ProgressState, SnapshotOutcome, Status,
-    Term,
+    Configuration, Floor, LogIndex, Message, MessageBody, NodeId, PartitionId, ProgressState,
+    SnapshotOutcome, Status, Term,
 };
 
 use super::harness::{Cluster, payload};
@@ -122,7 +122,7 @@ fn failed_snapshot_transfer_is_reported_again() {
     let stale = Term(c.replica(3).term().0 - 1);
     assert_eq!(
         c.replica_mut(3)
-            .install_snapshot(NodeId(1), stale, LogIndex(2), stale, (0, 0)),
+            .install_snapshot(NodeId(1), stale, floor(2, stale), (0, 0)),
         Err(Status::LeaderInOldTerm)
     );
 }
@@ -266,7 +266,7 @@ fn an_installed_snapshot_keeps_a_matching_suffix_and_discards_a_conflicting_log(
     assert_eq!(c.replica(3).commit_index(), LogIndex::ZERO);
 
     c.replica_mut(3)
-        .install_snapshot(NodeId(1), term, LogIndex(3), term, (0, 0))
+        .install_snapshot(NodeId(1), term, floor(3, term), (0, 0))
         .expect("install");
     assert_eq!(c.log_of(3), log[3..].to_vec());
     assert_eq!(
@@ -282,7 +282,7 @@ fn an_installed_snapshot_keeps_a_matching_suffix_and_discards_a_conflicting_log(
     // A snapshot from a newer term whose last entry conflicts: the log goes.
     let newer = Term(term.0 + 1);
     c.replica_mut(3)
-        .install_snapshot(NodeId(2), newer, LogIndex(4), newer, (0, 0))
+        .install_snapshot(NodeId(2), newer, floor(4, newer), (0, 0))
         .expect("install");
     assert!(c.log_of(3).is_empty());
     assert_eq!(
@@ -344,6 +344,7 @@ fn chunk(from: u64, to: u64, term: Term, seq: u32) -> Message {
             seq,
             last_index: LogIndex(1),
             last_term: term,
+            configuration: three_voters(),
             crc: 0,
             digest: None,
             data: Bytes::from_static(b"state"),
@@ -414,4 +415,18 @@ fn snapshot_messages_pass_the_term_rules_and_reach_the_runtime() {
             outcome: SnapshotOutcome::Refused,
         }
     );
+}
+
+/// The three voters of the scripted clusters.
+fn three_voters() -> Configuration {
+    Configuration::new(vec![NodeId(1), NodeId(2), NodeId(3)], Vec::new()).expect("valid")
+}
+
+/// A snapshot's floor at `index` of `term`, with the three voters in force.
+fn floor(index: u64, term: Term) -> Floor {
+    Floor {
+        index: LogIndex(index),
+        term,
+        configuration: three_voters(),
+    }
 }

@@ -3,8 +3,8 @@
 
 use bytes::Bytes;
 use kommander_raft::core::{
-    Entry, EntryKind, LogIndex, Message, MessageBody, NodeId, PartitionId, SnapshotOutcome, Term,
-    Ticket,
+    Configuration, Entry, EntryKind, LogIndex, Message, MessageBody, NodeId, PartitionId,
+    SnapshotOutcome, Term, Ticket,
 };
 use proptest::prelude::*;
 
@@ -93,6 +93,7 @@ fn body() -> impl Strategy<Value = MessageBody> {
                     seq,
                     last_index,
                     last_term,
+                    configuration: Configuration::new(vec![NodeId(1)], Vec::new()).expect("valid"),
                     crc: 0,
                     digest,
                     data: Bytes::from_static(b"chunk"),
@@ -185,13 +186,26 @@ fn specific_bad_inputs_are_typed_errors() {
         partition: PartitionId(9),
         ..base(heartbeat.clone())
     };
-    let non_member = Message {
-        from: NodeId(77),
+    let from_itself = Message {
+        from: NodeId(2),
         ..base(heartbeat.clone())
     };
     let absurd_term = Message {
         term: Term(u64::MAX),
         ..base(heartbeat.clone())
+    };
+    let undecodable_configuration = MessageBody::AppendRequest {
+        prev_log_index: LogIndex(1),
+        prev_log_term: Term(1),
+        entries: vec![Entry {
+            index: LogIndex(2),
+            term: Term(1),
+            kind: EntryKind::Configuration,
+            ticket: Ticket(0),
+            auto_commit: true,
+            payload: Bytes::from_static(b"\x01\x01\x00"),
+        }],
+        commit: LogIndex(0),
     };
     let gap = MessageBody::AppendRequest {
         prev_log_index: LogIndex(1),
@@ -208,7 +222,13 @@ fn specific_bad_inputs_are_typed_errors() {
     };
     let r = c.replica_mut(2);
     assert_eq!(r.step(other_partition), Err(Status::PartitionMoved));
-    assert_eq!(r.step(non_member), Err(Status::LogsFromAnotherLeader));
+    assert_eq!(r.step(from_itself), Err(Status::LogsFromAnotherLeader));
     assert_eq!(r.step(absurd_term), Err(Status::Errored));
     assert_eq!(r.step(base(gap)), Err(Status::Errored));
+    let last = r.last_index();
+    assert_eq!(
+        r.step(base(undecodable_configuration)),
+        Err(Status::Errored)
+    );
+    assert_eq!(r.last_index(), last, "nothing appended");
 }

@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 use kommander_raft::core::{
-    DurableState, Entry, EntryKind, HardState, LogIndex, Message, MessageBody, NodeId, Outcome,
-    PartitionId, ReadState, Ready, Replica, ReplicaConfig, Role, SnapshotMeta, SoftState, Status,
-    Term, Ticket,
+    Configuration, DurableState, Entry, EntryKind, Floor, HardState, LogIndex, Message,
+    MessageBody, NodeId, Outcome, PartitionId, ReadState, Ready, Replica, ReplicaConfig, Role,
+    SoftState, Status, Term, Ticket,
 };
 
 pub(crate) const P: PartitionId = PartitionId(1);
@@ -32,12 +32,13 @@ pub(crate) struct Disk {
     pub(crate) hard_state: HardState,
     pub(crate) floor: LogIndex,
     pub(crate) floor_term: Term,
+    pub(crate) floor_configuration: Option<Configuration>,
     pub(crate) entries: Vec<Entry>,
 }
 
 impl Disk {
     fn write(&mut self, ready: &UnsyncedWrite) {
-        if let Some(snapshot) = ready.installed_snapshot {
+        if let Some(snapshot) = &ready.installed_snapshot {
             // As the WAL's boundary: the entries after a matching last entry stay.
             let matching = self
                 .entries
@@ -52,6 +53,7 @@ impl Disk {
             }
             self.floor = snapshot.index;
             self.floor_term = snapshot.term;
+            self.floor_configuration = Some(snapshot.configuration.clone());
         }
         if let Some(hs) = ready.hard_state {
             self.hard_state = hs;
@@ -60,22 +62,21 @@ impl Disk {
             self.entries.retain(|e| e.index < first.index);
             self.entries.extend(ready.entries.iter().cloned());
         }
-        if let Some(floor) = ready.compaction_floor {
-            if let Some(e) = self.entries.iter().find(|e| e.index == floor) {
-                self.floor_term = e.term;
-            }
-            self.floor = floor;
-            self.entries.retain(|e| e.index > floor);
+        if let Some(floor) = &ready.compaction_floor {
+            self.floor_term = floor.term;
+            self.floor = floor.index;
+            self.floor_configuration = Some(floor.configuration.clone());
+            self.entries.retain(|e| e.index > floor.index);
         }
     }
 }
 
 struct UnsyncedWrite {
     number: u64,
-    installed_snapshot: Option<SnapshotMeta>,
+    installed_snapshot: Option<Floor>,
     hard_state: Option<HardState>,
     entries: Vec<Entry>,
-    compaction_floor: Option<LogIndex>,
+    compaction_floor: Option<Floor>,
     gated: Vec<Message>,
 }
 
@@ -521,6 +522,7 @@ impl Cluster {
         let r = self.replica(leader);
         let (term, floor) = (r.term(), r.compaction_floor());
         let floor_term = r.term_at(floor).ok_or(Status::Errored)?;
+        let configuration = r.configuration_at(floor).ok_or(Status::Errored)?.clone();
         let state: Vec<Entry> = self
             .node(leader)
             .applied
@@ -530,8 +532,16 @@ impl Cluster {
             .collect();
         let node = self.node_mut(follower);
         let before = node.replica.delivered_index();
-        node.replica
-            .install_snapshot(NodeId(leader), term, floor, floor_term, (0, 0))?;
+        node.replica.install_snapshot(
+            NodeId(leader),
+            term,
+            Floor {
+                index: floor,
+                term: floor_term,
+                configuration,
+            },
+            (0, 0),
+        )?;
         if before < floor && node.replica.delivered_index() == floor {
             node.applied = state;
             node.applied_index = floor;
@@ -559,6 +569,7 @@ impl Cluster {
             hard_state: node.disk.hard_state,
             floor: node.disk.floor,
             floor_term: node.disk.floor_term,
+            floor_configuration: node.disk.floor_configuration.clone(),
             entries: node.disk.entries.clone(),
             // Beyond the disk's log after a snapshot whose boundary a crash lost.
             applied: node.applied_index.max(node.disk.floor),

@@ -10,6 +10,7 @@ mod election;
 mod garbage;
 mod jepsen;
 mod learners;
+mod membership;
 mod read_index;
 mod replication;
 mod transfer;

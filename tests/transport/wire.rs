@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kommander_raft::core::{
-    Entry, EntryKind, LogIndex, Message, MessageBody, SnapshotOutcome, Ticket,
+    Configuration, Entry, EntryKind, LogIndex, Message, MessageBody, SnapshotOutcome, Ticket,
 };
 use kommander_raft::transport::codec::{
     FrameError, FrameKind, HEADER_BYTES, MAGIC, PROTOCOL_VERSION, WireError, decode_messages,
@@ -88,6 +88,8 @@ pub(crate) fn sample_messages() -> Vec<Message> {
             seq: 2,
             last_index: LogIndex(16),
             last_term: Term(3),
+            configuration: Configuration::new(vec![NodeId(1), NodeId(2)], vec![NodeId(7)])
+                .expect("valid"),
             crc: 0xDEAD_BEEF,
             digest: Some([0x5A; 32]),
             data: Bytes::from_static(b"the last chunk of a snapshot"),
@@ -194,6 +196,8 @@ fn arb_body() -> impl Strategy<Value = MessageBody> {
                         seq,
                         last_index: LogIndex(last_index),
                         last_term: Term(last_term),
+                        configuration: Configuration::new(vec![NodeId(3)], Vec::new())
+                            .expect("valid"),
                         crc,
                         digest,
                         data: Bytes::from(data),

@@ -40,7 +40,7 @@ impl Replica {
                 break;
             };
             match e.kind {
-                EntryKind::NoOp => {}
+                EntryKind::NoOp | EntryKind::Configuration => {}
                 EntryKind::Commit | EntryKind::Rollback => {
                     let ticket = e.ticket;
                     let remember = self.config.resolved_tickets_max;
@@ -78,9 +78,17 @@ impl Replica {
         }
         if let Some(floor) = floor
             && floor > self.checkpoint_floor
+            && let (Some(term), Some(configuration)) =
+                (self.log.term(floor), self.configurations.at(floor))
         {
+            // A delivered checkpoint is above the in-memory floor, which only moves up to the
+            // checkpoint floor: its term and configuration are known.
             self.checkpoint_floor = floor;
-            self.compaction_floor = Some(floor);
+            self.compaction_floor = Some(Floor {
+                index: floor,
+                term,
+                configuration: configuration.clone(),
+            });
         }
         self.compact_memory();
     }
@@ -109,6 +117,7 @@ impl Replica {
         }
         if target > self.log.floor() {
             self.log.compact_to(target);
+            self.configurations.compact_to(self.log.floor());
         }
     }
 }

@@ -3,8 +3,16 @@
 use super::*;
 
 impl Replica {
+    /// Whether this replica may campaign: it votes in the configuration in force, or it did in
+    /// the committed one and the change that took its vote away is not known committed. The
+    /// latter is a leader that demoted itself and lost its leadership before the change
+    /// committed: the only up-to-date log may be its own, and the voters of the new
+    /// configuration (which it counts, not itself) may need it to lead once more, commit the
+    /// change and hand over, or no one could ever be elected (two voters, one demoting itself).
     pub(super) fn can_campaign(&self) -> bool {
-        self.config.is_voter(self.config.id)
+        let id = self.config.id;
+        self.configuration().is_voter(id)
+            || (self.configuration_change_pending() && self.committed_configuration().is_voter(id))
     }
 
     /// A follower that heard from its leader within the minimum election timeout does not help
@@ -54,7 +62,7 @@ impl Replica {
         self.votes.clear();
         self.reset_election_timeout();
         if self.tally_vote(self.config.id, true) {
-            self.become_leader();
+            self.win_alone_once_durable();
             return;
         }
         let body = MessageBody::VoteRequest {
@@ -69,14 +77,46 @@ impl Replica {
         }
     }
 
+    /// A sole voter's candidacy wins by its own vote, but only once that vote and its term
+    /// are durable: a leader that could forget its term after a crash would lead the same term
+    /// again and write other entries at indices its learners already hold with that term.
+    /// (Other voters' grants imply it: vote requests leave only once the candidacy is durable.)
+    pub(super) fn win_alone_once_durable(&mut self) {
+        if self.role == Role::Candidate
+            && self.durable_term >= self.term
+            && self.counted_votes(true) >= self.quorum()
+        {
+            self.become_leader();
+        }
+    }
+
+    /// The nodes asked for (pre-)votes: the other voters in force.
     pub(super) fn other_voters(&self) -> Vec<NodeId> {
         let id = self.config.id;
-        self.config
-            .voters
+        #[cfg(feature = "sim-bugs")]
+        if self.bug(InjectedBug::LearnerVoteCounted) {
+            return self
+                .configuration()
+                .members()
+                .filter(|&v| v != id)
+                .collect();
+        }
+        self.configuration()
+            .voters()
             .iter()
             .copied()
             .filter(|&v| v != id)
             .collect()
+    }
+
+    /// Whether `node`'s (pre-)vote counts: only voters in force do (every node answers; see
+    /// `handle_vote_request`).
+    fn vote_counts(&self, node: NodeId) -> bool {
+        #[cfg(feature = "sim-bugs")]
+        if self.bug(InjectedBug::LearnerVoteCounted) {
+            return true;
+        }
+        self.configuration().is_voter(node)
     }
 
     /// Records a (pre-)vote; returns whether it completes a quorum of grants.
@@ -84,7 +124,15 @@ impl Replica {
         if !self.votes.iter().any(|(n, _)| *n == from) {
             self.votes.push((from, granted));
         }
-        self.votes.iter().filter(|(_, g)| *g).count() >= self.quorum
+        self.counted_votes(true) >= self.quorum()
+    }
+
+    /// Counted grants (`granted`) or refusals among the votes received.
+    fn counted_votes(&self, granted: bool) -> usize {
+        self.votes
+            .iter()
+            .filter(|&&(node, g)| g == granted && self.vote_counts(node))
+            .count()
     }
 
     pub(super) fn record_vote(&mut self, from: NodeId, granted: bool, pre_vote: bool) {
@@ -94,7 +142,7 @@ impl Replica {
             } else {
                 self.become_leader();
             }
-        } else if self.votes.iter().filter(|(_, g)| !*g).count() >= self.quorum {
+        } else if self.counted_votes(false) >= self.quorum() {
             self.become_follower(self.term, None);
         }
     }
@@ -115,10 +163,10 @@ impl Replica {
         if !pre_vote && self.bug(InjectedBug::DoubleVote) && self.role == Role::Follower {
             can_vote = true;
         }
-        // A learner never votes, whatever the request says.
-        let granted = can_vote
-            && self.config.is_voter(self.config.id)
-            && self.log.is_up_to_date(last_log_index, last_log_term);
+        // Whatever this replica's own role, it answers by the rules of the vote: whether the
+        // answer counts is the candidate's business (only its voters count). A voter whose
+        // promotion has not reached it yet must still be able to elect the leader.
+        let granted = can_vote && self.log.is_up_to_date(last_log_index, last_log_term);
         if pre_vote {
             let term = if granted { term } else { self.term };
             self.push(from, term, MessageBody::PreVoteResponse { granted }, false);
@@ -193,9 +241,7 @@ impl Replica {
         self.heartbeats_suspended = false;
         #[cfg(feature = "sim-bugs")]
         if self.bug(InjectedBug::ReuseIndexAfterLeaderChange) {
-            let from = self.log.committed.next();
-            self.log.truncate_from(from);
-            self.holds.on_truncate(from);
+            self.truncate_log_from(self.log.committed.next());
         }
         let next = self.log.last_index().next();
         for (_, p) in &mut self.progress {

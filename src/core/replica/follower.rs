@@ -74,8 +74,7 @@ impl Replica {
                 // Only reachable with an injected bug: never rewrite committed entries.
                 return;
             }
-            self.log.truncate_from(e.index);
-            self.holds.on_truncate(e.index);
+            self.truncate_log_from(e.index);
             break;
         }
         if let Some(first) = entries.get(held)
@@ -87,7 +86,9 @@ impl Replica {
             self.holds.on_append(e);
         }
         entries.drain(..held);
+        let first_new = self.log.last_index().next();
         self.log.extend(entries);
+        self.track_configurations(first_new);
         let new_commit = commit.min(last_new);
         if new_commit > self.log.committed {
             self.log.committed = new_commit;

@@ -23,8 +23,8 @@ impl Replica {
             if self.config.check_quorum {
                 let id = self.config.id;
                 let active = self
-                    .config
-                    .voters
+                    .configuration()
+                    .voters()
                     .iter()
                     .filter(|&&v| {
                         v == id
@@ -34,7 +34,7 @@ impl Replica {
                                 .any(|(n, p)| *n == v && p.recent_active)
                     })
                     .count();
-                if active < self.quorum {
+                if active < self.quorum() {
                     self.become_follower(self.term, None);
                     return;
                 }
@@ -253,7 +253,7 @@ impl Replica {
     pub(super) fn maybe_commit(&mut self) {
         let id = self.config.id;
         self.scratch.clear();
-        for &voter in &self.config.voters {
+        for &voter in self.configurations.current().voters() {
             let matched = if voter == id {
                 self.log.persisted
             } else {
@@ -265,7 +265,8 @@ impl Replica {
             self.scratch.push(matched);
         }
         self.scratch.sort_unstable_by(|a, b| b.cmp(a));
-        let candidate = self.scratch[self.quorum - 1];
+        // A configuration has at least one voter, so the quorum's position exists.
+        let candidate = self.scratch[self.quorum() - 1];
         if candidate <= self.log.committed {
             return;
         }
@@ -296,9 +297,10 @@ impl Replica {
             });
             self.pending_ops.pop_front();
         }
-        if self.quorum == 1 {
+        if self.is_sole_voter() {
             self.confirm_reads();
         }
+        self.step_down_if_removed();
     }
 
     pub(super) fn committed_in_term(&self) -> bool {

@@ -8,7 +8,7 @@
 //! tests read are compiled with the `sim` feature); each job has a file of its own:
 //! `restore` (construction from durable state), `step` (tick and message dispatch),
 //! `validate` (input checks), `election`, `leader`, `follower`, `propose` (proposals and
-//! tickets), `read_index`, `transfer` (transfer, step-down), `snapshot`, `delivery`
+//! tickets), `membership` (configuration changes), `read_index`, `transfer` (transfer, step-down), `snapshot`, `delivery`
 //! (delivery and compaction), `output` (Ready assembly and persistence acknowledgements) and
 //! `send` (outgoing messages).
 
@@ -16,6 +16,7 @@ mod delivery;
 mod election;
 mod follower;
 mod leader;
+mod membership;
 mod output;
 mod propose;
 mod read_index;
@@ -36,14 +37,14 @@ use bytes::Bytes;
 #[cfg(feature = "sim-bugs")]
 use super::config::InjectedBug;
 use super::config::{ReplicaConfig, ReplicaConfigError};
+use super::configuration::Configuration;
+use super::configurations::Configurations;
 use super::entry::{Entry, EntryKind};
 use super::hold::{Holds, Verdict};
 use super::log::RaftLog;
 use super::message::{Message, MessageBody, SnapshotOutcome};
 use super::progress::{Progress, ProgressState, ProgressView};
-use super::ready::{
-    GatedMessages, HardState, Outcome, ReadState, Ready, Role, SnapshotMeta, SoftState,
-};
+use super::ready::{Floor, GatedMessages, HardState, Outcome, ReadState, Ready, Role, SoftState};
 use super::rng::SplitMix64;
 use super::status::Status;
 #[cfg(feature = "sim")]
@@ -59,7 +60,8 @@ const INDEX_ABSURD: u64 = 1 << 62;
 #[derive(Debug)]
 pub struct Replica {
     config: ReplicaConfig,
-    quorum: usize,
+    /// The configurations in the log: the latest governs who votes and who is replicated to.
+    configurations: Configurations,
     term: Term,
     vote: Option<NodeId>,
     leader: Option<NodeId>,
@@ -97,13 +99,17 @@ pub struct Replica {
     outcomes: Vec<Outcome>,
     snapshot_required: Vec<NodeId>,
     snapshot_messages: Vec<Message>,
-    compaction_floor: Option<LogIndex>,
-    installed_snapshot: Option<SnapshotMeta>,
+    compaction_floor: Option<Floor>,
+    installed_snapshot: Option<Floor>,
     prev_hard_state: HardState,
     prev_soft_state: SoftState,
     ready_number: u64,
     /// (ready number, last index, last term) of Readies whose entries are not yet durable.
     pending_persist: VecDeque<(u64, LogIndex, Term)>,
+    /// (ready number, term) of Readies whose hard state is not yet durable.
+    pending_terms: VecDeque<(u64, Term)>,
+    /// The highest term known durable: a sole voter leads only once its own term is.
+    durable_term: Term,
 }
 
 impl Replica {
@@ -268,25 +274,12 @@ impl Replica {
             .map(|(_, p)| p.view())
     }
 
-    /// The voters of this partition.
-    #[must_use]
-    #[cfg(feature = "sim")]
-    pub fn voters(&self) -> &[NodeId] {
-        &self.config.voters
-    }
-
-    /// The learners of this partition.
-    #[must_use]
-    #[cfg(feature = "sim")]
-    pub fn learners(&self) -> &[NodeId] {
-        &self.config.learners
-    }
-
-    /// Whether this replica is a learner (never campaigns, never counts).
+    /// Whether this replica does not vote in the configuration in force (a learner, or a node
+    /// not or no longer in it): it never campaigns and never counts.
     #[must_use]
     #[cfg(feature = "sim")]
     pub fn is_learner(&self) -> bool {
-        !self.config.is_voter(self.config.id)
+        !self.configuration().is_voter(self.config.id)
     }
 
     /// Whether a leadership transfer is in progress (proposals are refused meanwhile).

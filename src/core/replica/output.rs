@@ -37,6 +37,11 @@ impl Replica {
             self.prev_hard_state = hard_state;
             hard_state
         });
+        if let Some(hard_state) = hard_state
+            && hard_state.term > self.durable_term
+        {
+            self.pending_terms.push_back((number, hard_state.term));
+        }
         let soft_state = self.soft_state();
         let soft_state = (soft_state != self.prev_soft_state).then(|| {
             self.prev_soft_state = soft_state;
@@ -89,8 +94,17 @@ impl Replica {
                 self.log.persisted = index;
             }
         }
-        if self.role == Role::Leader {
-            self.maybe_commit();
+        while let Some(&(number, term)) = self.pending_terms.front() {
+            if number > ready_number {
+                break;
+            }
+            self.pending_terms.pop_front();
+            self.durable_term = self.durable_term.max(term);
+        }
+        match self.role {
+            Role::Leader => self.maybe_commit(),
+            Role::Candidate => self.win_alone_once_durable(),
+            _ => {}
         }
     }
 }

@@ -49,7 +49,7 @@ impl Replica {
             index: LogIndex::ZERO,
             round: 0,
         });
-        if self.quorum == 1 {
+        if self.is_sole_voter() {
             self.assign_read_rounds();
         }
         Ok(())
@@ -68,7 +68,7 @@ impl Replica {
             r.round = round;
             r.index = index;
         }
-        if self.quorum == 1 {
+        if self.is_sole_voter() {
             self.confirm_reads();
         } else if !self.heartbeats_suspended {
             self.broadcast_heartbeat();
@@ -80,12 +80,14 @@ impl Replica {
             if read.round == 0 {
                 break;
             }
-            let acks = 1 + self
-                .progress
-                .iter()
-                .filter(|(_, p)| !p.learner && p.read_round >= read.round)
-                .count();
-            if acks < self.quorum {
+            let own = usize::from(self.configuration().is_voter(self.config.id));
+            let acks = own
+                + self
+                    .progress
+                    .iter()
+                    .filter(|(_, p)| !p.learner && p.read_round >= read.round)
+                    .count();
+            if acks < self.quorum() {
                 break;
             }
             self.reads.pop_front();

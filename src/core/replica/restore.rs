@@ -13,6 +13,10 @@ pub struct DurableState {
     pub floor: LogIndex,
     /// The term of the entry at `floor`.
     pub floor_term: Term,
+    /// The configuration in force at `floor` (kept with the floor when it moved), or `None`
+    /// for the first configuration, [`ReplicaConfig::voters`] and
+    /// [`ReplicaConfig::learners`]. Configuration entries above the floor govern after it.
+    pub floor_configuration: Option<Configuration>,
     /// Every durable entry above `floor`, in order.
     pub entries: Vec<Entry>,
     /// The application's durable applied index: entries up to it are not delivered again. It
@@ -30,7 +34,7 @@ impl Replica {
     ///
     /// [`ReplicaConfigError::InvalidField`] for an invalid config,
     /// [`ReplicaConfigError::InvalidDurableState`] when the durable state is inconsistent (gaps,
-    /// decreasing terms, applied below the floor).
+    /// decreasing terms, applied below the floor, a configuration entry that does not decode).
     pub fn new(config: ReplicaConfig, durable: DurableState) -> Result<Self, ReplicaConfigError> {
         config.validate()?;
         let bad = |reason| Err(ReplicaConfigError::InvalidDurableState(reason));
@@ -38,6 +42,7 @@ impl Replica {
             hard_state,
             floor,
             floor_term,
+            floor_configuration,
             entries,
             applied,
         } = durable;
@@ -80,8 +85,19 @@ impl Replica {
         if applied < floor || applied.0 >= INDEX_ABSURD {
             return bad("applied index below the floor or absurdly large");
         }
-        if hard_state.vote.is_some_and(|v| !config.is_voter(v)) {
-            return bad("voted for a node that is not a voter");
+        let base = match floor_configuration {
+            Some(configuration) => configuration,
+            None => config.first_configuration()?,
+        };
+        let mut configurations = Configurations::new(floor, base);
+        for e in entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Configuration)
+        {
+            let Ok(configuration) = Configuration::decode(&e.payload) else {
+                return bad("a configuration entry does not decode");
+            };
+            configurations.push(e.index, configuration);
         }
         let mut log = RaftLog::new(floor, floor_term, entries);
         // The commit index is written lazily and may run ahead of a log whose unsynced tail was
@@ -100,21 +116,11 @@ impl Replica {
                 checkpoints.push_back(e.index);
             }
         }
-        let mut progress: Vec<(NodeId, Progress)> = config
-            .voters
-            .iter()
-            .map(|&n| (n, false))
-            .chain(config.learners.iter().map(|&n| (n, true)))
-            .filter(|&(n, _)| n != config.id)
-            .map(|(n, learner)| (n, Progress::new(LogIndex(1), learner)))
-            .collect();
-        progress.sort_by_key(|(n, _)| *n);
         let seed = config.seed
             ^ config.id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
             ^ u64::from(config.partition.0).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
-        let quorum = config.voters.len() / 2 + 1;
         let mut replica = Self {
-            quorum,
+            configurations,
             term: hard_state.term,
             vote: hard_state.vote,
             leader: None,
@@ -130,7 +136,7 @@ impl Replica {
             heartbeat_elapsed: 0,
             randomized_timeout: 0,
             votes: Vec::new(),
-            progress,
+            progress: Vec::new(),
             transferee: None,
             transfer_elapsed: 0,
             heartbeats_suspended: false,
@@ -160,8 +166,11 @@ impl Replica {
             },
             ready_number: 0,
             pending_persist: VecDeque::new(),
+            pending_terms: VecDeque::new(),
+            durable_term: hard_state.term,
             config,
         };
+        replica.sync_progress();
         replica.reset_election_timeout();
         replica.compact_applied_checkpoints();
         Ok(replica)
@@ -224,14 +233,15 @@ pub(super) mod tests {
                 floor_term: Term(1),
                 ..durable(vec![normal(3, 1)], 3, 1)
             },
-            DurableState {
-                hard_state: HardState {
-                    term: Term(1),
-                    vote: Some(NodeId(9)),
-                    commit: LogIndex(0),
-                },
-                ..DurableState::default()
-            },
+            durable(
+                vec![Entry {
+                    kind: EntryKind::Configuration,
+                    payload: Bytes::from_static(b"\x01garbage"),
+                    ..normal(1, 1)
+                }],
+                0,
+                0,
+            ),
         ];
         for state in cases {
             let result = Replica::new(config(), state.clone());

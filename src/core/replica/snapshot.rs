@@ -25,10 +25,11 @@ impl Replica {
     }
 
     /// Follower side of a snapshot transfer: the runtime replaced the application's state with
-    /// the leader's state at `index` (whose entry had term `index_term`), received from
-    /// `leader` in `term`. The log restarts after `index`: when it holds `index` with
-    /// `index_term`, the entries after it stay (Raft §7: they may still be the leader's);
-    /// otherwise it is discarded. The next Ready carries [`Ready::installed_snapshot`] for the
+    /// the leader's state at `floor.index` (whose entry had term `floor.term`, and the
+    /// configuration `floor.configuration` in force), received from `leader` in `term`. The
+    /// log restarts after `floor.index`: when it holds that entry with that term, the entries
+    /// after it stay (Raft §7: they may still be the leader's, and the configurations among
+    /// them keep governing); otherwise it is discarded. The next Ready carries [`Ready::installed_snapshot`] for the
     /// WAL, and an `AppendResponse` and the final [`MessageBody::SnapshotAck`] of `session`
     /// (`seq`, [`SnapshotOutcome::Installed`]) to the leader, sent once that boundary is
     /// durable. A snapshot at or below what was already handed to the application is only
@@ -37,16 +38,16 @@ impl Replica {
     /// # Errors
     ///
     /// [`Status::LeaderInOldTerm`] when `term` is below ours, [`Status::LogsFromAnotherLeader`]
-    /// when `leader` is not a voter (or is this node), [`Status::Errored`] for absurd values.
+    /// when `leader` is this node (or node 0), [`Status::Errored`] for absurd values.
     pub fn install_snapshot(
         &mut self,
         leader: NodeId,
         term: Term,
-        index: LogIndex,
-        index_term: Term,
+        floor: Floor,
         (session, seq): (u64, u32),
     ) -> Result<(), Status> {
-        if leader == self.config.id || !self.config.is_voter(leader) {
+        let (index, index_term) = (floor.index, floor.term);
+        if leader == self.config.id || leader == NodeId::ZERO {
             return Err(Status::LogsFromAnotherLeader);
         }
         if index.0 >= INDEX_ABSURD || term.0 >= INDEX_ABSURD || index_term > term {
@@ -81,10 +82,14 @@ impl Replica {
             self.log.unstable_from = self.log.unstable_from.max(index.next());
             // As for a discarded log: the boundary stands for everything up to `index`.
             self.log.persisted = self.log.persisted.max(index);
+            self.configurations
+                .restart_at(index, floor.configuration.clone());
         } else {
             self.log = RaftLog::new(index, index_term, Vec::new());
             self.log.committed = index;
+            self.configurations = Configurations::new(index, floor.configuration.clone());
         }
+        self.sync_progress();
         // The application may already hold more (a snapshot installed before a crash that lost
         // its boundary): delivery never goes back.
         let delivered = self.delivered.max(index);
@@ -98,10 +103,7 @@ impl Replica {
         self.checkpoint_floor = index;
         self.delivered = delivered;
         self.applied = self.applied.max(index);
-        self.installed_snapshot = Some(SnapshotMeta {
-            index,
-            term: index_term,
-        });
+        self.installed_snapshot = Some(floor);
         // The new floor must be durable before the leader counts on it.
         self.send_after_persist(
             leader,

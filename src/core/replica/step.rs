@@ -32,9 +32,14 @@ impl Replica {
             let leased = self.in_lease() && self.leader != Some(m.from);
             match &m.body {
                 MessageBody::PreVoteRequest { .. } if leased => return Ok(()),
-                MessageBody::VoteRequest {
-                    transfer: false, ..
-                } if self.config.check_quorum && leased => return Ok(()),
+                // Only a voter this replica knows may cut its lease short (a transfer).
+                MessageBody::VoteRequest { transfer, .. }
+                    if self.config.check_quorum
+                        && leased
+                        && (!transfer || !self.configuration().is_voter(m.from)) =>
+                {
+                    return Ok(());
+                }
                 MessageBody::PreVoteRequest { .. } => {}
                 MessageBody::PreVoteResponse { granted: true } => {}
                 MessageBody::AppendRequest { .. }
@@ -123,7 +128,8 @@ impl Replica {
                 self.handle_heartbeat_response(from, read_round);
             }
             MessageBody::TimeoutNow => {
-                if self.role != Role::Leader && self.can_campaign() {
+                // Only the leader this replica follows may hand its leadership over.
+                if self.role == Role::Follower && self.leader == Some(from) && self.can_campaign() {
                     self.campaign(true);
                 }
             }

@@ -19,7 +19,7 @@ impl Replica {
         if target == self.config.id {
             return Err(Status::LeaderAlreadyElected);
         }
-        if !self.config.is_voter(target) {
+        if !self.configuration().is_voter(target) {
             return Err(Status::Errored);
         }
         self.transferee = Some(target);

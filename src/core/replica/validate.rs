@@ -1,5 +1,12 @@
-//! Input validation: a message that is for another partition, from a non-member, malformed
-//! or absurd is rejected before it can touch any state.
+//! Input validation: a message that is for another partition, from this node itself,
+//! malformed or absurd is rejected before it can touch any state.
+//!
+//! A message from a node outside the configuration in force is *not* rejected (Raft thesis
+//! §4.1): a leader this replica does not yet know as a member (its configuration entry has not
+//! arrived) must be followed, and a candidate it does not know may be granted a vote, since
+//! safety rests on the candidate counting majorities of its own configuration. Votes are
+//! counted, and followers tracked, only for members (`election.rs`, `membership.rs`); which
+//! nodes may talk to this one at all is the runtime's business (the cluster's roster).
 
 use super::*;
 
@@ -11,7 +18,7 @@ impl Replica {
         if m.to != self.config.id {
             return Err(Status::Errored);
         }
-        if m.from == self.config.id || !self.config.is_member(m.from) {
+        if m.from == self.config.id || m.from == NodeId::ZERO {
             return Err(Status::LogsFromAnotherLeader);
         }
         if m.term == Term::ZERO || m.term.0 >= INDEX_ABSURD {
@@ -31,9 +38,6 @@ impl Replica {
                 last_log_term,
                 ..
             } => {
-                if !self.config.is_voter(m.from) {
-                    return Err(Status::LogsFromAnotherLeader);
-                }
                 if !sane(*last_log_index) || *last_log_term > m.term {
                     return Err(Status::Errored);
                 }
@@ -44,9 +48,6 @@ impl Replica {
                 entries,
                 commit,
             } => {
-                if !self.config.is_voter(m.from) {
-                    return Err(Status::LogsFromAnotherLeader);
-                }
                 if !sane(*prev_log_index) || !sane(*commit) || *prev_log_term > m.term {
                     return Err(Status::Errored);
                 }
@@ -54,6 +55,11 @@ impl Replica {
                 let mut term = *prev_log_term;
                 for e in entries {
                     if e.index != expected || e.term < term || e.term > m.term {
+                        return Err(Status::Errored);
+                    }
+                    if e.kind == EntryKind::Configuration
+                        && Configuration::decode(&e.payload).is_err()
+                    {
                         return Err(Status::Errored);
                     }
                     expected = expected.next();
@@ -71,13 +77,8 @@ impl Replica {
                 }
             }
             MessageBody::Heartbeat { commit, .. } => {
-                if !self.config.is_voter(m.from) || !sane(*commit) {
-                    return Err(Status::LogsFromAnotherLeader);
-                }
-            }
-            MessageBody::TimeoutNow => {
-                if !self.config.is_voter(m.from) {
-                    return Err(Status::LogsFromAnotherLeader);
+                if !sane(*commit) {
+                    return Err(Status::Errored);
                 }
             }
             MessageBody::SnapshotChunk {
@@ -85,9 +86,6 @@ impl Replica {
                 last_term,
                 ..
             } => {
-                if !self.config.is_voter(m.from) {
-                    return Err(Status::LogsFromAnotherLeader);
-                }
                 if !sane(*last_index) || *last_term > m.term {
                     return Err(Status::Errored);
                 }
@@ -97,12 +95,10 @@ impl Replica {
                     return Err(Status::Errored);
                 }
             }
-            MessageBody::PreVoteResponse { .. } | MessageBody::VoteResponse { .. } => {
-                if !self.config.is_voter(m.from) {
-                    return Err(Status::LogsFromAnotherLeader);
-                }
-            }
-            MessageBody::HeartbeatResponse { .. }
+            MessageBody::TimeoutNow
+            | MessageBody::PreVoteResponse { .. }
+            | MessageBody::VoteResponse { .. }
+            | MessageBody::HeartbeatResponse { .. }
             | MessageBody::ReadIndexRequest { .. }
             | MessageBody::SnapshotAck { .. } => {}
         }

@@ -8,8 +8,8 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 use super::chunks::ChunkSink;
-use crate::core::{NodeId, Term};
-use crate::shard::state_transfer::{SnapshotImport, SnapshotPoint};
+use crate::core::{Floor, NodeId, Term};
+use crate::shard::state_transfer::SnapshotImport;
 
 /// What became of a chunk of the current transfer.
 #[derive(Debug, PartialEq, Eq)]
@@ -28,7 +28,8 @@ pub(crate) struct Incoming {
     pub(crate) session: u64,
     /// The leader's term (a transfer ends when the follower learns of another leader).
     pub(crate) term: Term,
-    pub(crate) at: SnapshotPoint,
+    /// The point of the log the snapshot stands for, with the configuration in force there.
+    pub(crate) floor: Floor,
     /// The application's import; `None` while it is being opened or a job holds it.
     sink: Option<ChunkSink>,
     /// Chunks arrived and not yet written: (sequence number, bytes, CRC32C).
@@ -48,12 +49,12 @@ pub(crate) struct Incoming {
 impl Incoming {
     /// A transfer whose first chunk arrived (then passed to [`Incoming::arrive`]); its import
     /// is being opened.
-    pub(crate) fn new(leader: NodeId, session: u64, term: Term, at: SnapshotPoint) -> Self {
+    pub(crate) fn new(leader: NodeId, session: u64, term: Term, floor: Floor) -> Self {
         Self {
             leader,
             session,
             term,
-            at,
+            floor,
             sink: None,
             queued: VecDeque::new(),
             next_seq: 0,

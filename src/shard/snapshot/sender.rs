@@ -5,13 +5,12 @@
 use bytes::Bytes;
 
 use super::chunks::{Chunk, ChunkSource};
-use crate::core::{MessageBody, Term};
-use crate::shard::state_transfer::SnapshotPoint;
+use crate::core::{Floor, MessageBody, Term};
 
 /// A follower's transfer on its leader.
 pub(crate) enum Sending {
     /// Streaming.
-    Active(Outgoing),
+    Active(Box<Outgoing>),
     /// The last transfer failed: the follower is probed again after `ticks_left` ticks (0:
     /// probed, a new transfer starts when it still needs one), and a new failure waits
     /// `backoff` ticks.
@@ -23,7 +22,8 @@ pub(crate) struct Outgoing {
     pub(crate) session: u64,
     /// The leader's term when it started (a transfer ends with the leadership).
     pub(crate) term: Term,
-    pub(crate) at: SnapshotPoint,
+    /// The point of the log the snapshot stands for, with the configuration in force there.
+    pub(crate) floor: Floor,
     /// The application's export; `None` while a read job holds it or once it is read out.
     source: Option<ChunkSource>,
     /// Sequence number of the next chunk sent.
@@ -44,14 +44,14 @@ impl Outgoing {
     pub(crate) fn new(
         session: u64,
         term: Term,
-        at: SnapshotPoint,
+        floor: Floor,
         source: ChunkSource,
         backoff: u32,
     ) -> Self {
         Self {
             session,
             term,
-            at,
+            floor,
             source: Some(source),
             next_seq: 0,
             acked: 0,
@@ -94,8 +94,9 @@ impl Outgoing {
         MessageBody::SnapshotChunk {
             session: self.session,
             seq,
-            last_index: self.at.index,
-            last_term: self.at.term,
+            last_index: self.floor.index,
+            last_term: self.floor.term,
+            configuration: self.floor.configuration.clone(),
             crc,
             digest,
             data,

@@ -151,7 +151,7 @@ impl Worker {
             Request::FollowerLag { node, reply } => {
                 let snapshot = match self.transfers.sending.get(&(partition, node)) {
                     Some(Sending::Active(outgoing)) => Some(SnapshotProgress {
-                        index: outgoing.at.index,
+                        index: outgoing.floor.index,
                         bytes_sent: outgoing.bytes,
                     }),
                     _ => None,

@@ -14,7 +14,7 @@ use std::io;
 
 use super::Worker;
 use crate::core::{
-    LogIndex, Message, MessageBody, NodeId, PartitionId, Role, SnapshotOutcome, SoftState,
+    Floor, LogIndex, Message, MessageBody, NodeId, PartitionId, Role, SnapshotOutcome, SoftState,
 };
 use crate::shard::snapshot::chunks::{Chunk, ChunkSource};
 use crate::shard::snapshot::pump::{Done, Job, JobDone, TransferKey, Work};
@@ -57,22 +57,25 @@ impl Worker {
         }
         let term = replica.term();
         let index = replica.applied_index();
-        let Some(index_term) = replica.term_at(index) else {
+        let (Some(index_term), Some(configuration)) =
+            (replica.term_at(index), replica.configuration_at(index))
+        else {
             self.back_off(partition, follower, backoff);
             return;
         };
-        let at = SnapshotPoint {
+        let floor = Floor {
             index,
             term: index_term,
+            configuration: configuration.clone(),
         };
-        match transfer.export(partition, at) {
+        match transfer.export(partition, SnapshotPoint::of(&floor)) {
             Ok(export) => {
                 let session = self.transfers.session_id(term);
                 let source = ChunkSource::new(export);
-                let outgoing = Outgoing::new(session, term, at, source, backoff);
+                let outgoing = Outgoing::new(session, term, floor, source, backoff);
                 self.transfers
                     .sending
-                    .insert((partition, follower), Sending::Active(outgoing));
+                    .insert((partition, follower), Sending::Active(Box::new(outgoing)));
                 self.metrics
                     .snapshot_transfers(self.transfers.active_sends());
                 self.read_next_chunk(partition, follower);
@@ -201,7 +204,7 @@ impl Worker {
                 self.read_next_chunk(partition, follower);
             }
             SnapshotOutcome::Installed => {
-                let (index, bytes) = (outgoing.at.index, outgoing.bytes);
+                let (index, bytes) = (outgoing.floor.index, outgoing.bytes);
                 self.transfers.sending.remove(&(partition, follower));
                 self.metrics
                     .snapshot_transfers(self.transfers.active_sends());
@@ -246,6 +249,7 @@ impl Worker {
             seq,
             last_index,
             last_term,
+            configuration,
             crc,
             digest,
             data,
@@ -291,19 +295,18 @@ impl Worker {
             return;
         }
         self.transfers.receiving.remove(&partition);
-        let at = SnapshotPoint {
+        let floor = Floor {
             index: last_index,
             term: last_term,
+            configuration,
         };
         let Some(replica) = self.partitions.replica_mut(partition) else {
             return;
         };
         let term = replica.term();
-        if at.index <= replica.delivered_index() {
+        if floor.index <= replica.delivered_index() {
             // The application is already there: acknowledged without an import.
-            if let Err(status) =
-                replica.install_snapshot(leader, term, at.index, at.term, (session, seq))
-            {
+            if let Err(status) = replica.install_snapshot(leader, term, floor, (session, seq)) {
                 tracing::debug!(%partition, %leader, ?status, "snapshot refused by the replica");
             }
             self.partitions.mark_dirty(partition);
@@ -316,7 +319,8 @@ impl Worker {
             self.send_ack(partition, ack(SnapshotOutcome::Refused));
             return;
         };
-        let mut incoming = Incoming::new(leader, session, term, at);
+        let at = SnapshotPoint::of(&floor);
+        let mut incoming = Incoming::new(leader, session, term, floor);
         if let Arrival::Refused(reason) = incoming.arrive(seq, crc, digest, data, limits) {
             tracing::warn!(%partition, %leader, session, reason, "snapshot transfer refused");
             self.send_ack(partition, ack(SnapshotOutcome::Refused));
@@ -407,7 +411,7 @@ impl Worker {
             }
             return;
         }
-        let (leader, term, at) = (incoming.leader, incoming.term, incoming.at);
+        let (leader, term, floor) = (incoming.leader, incoming.term, incoming.floor.clone());
         let finished = incoming.take_finished();
         let import = match finished {
             None => return,
@@ -425,7 +429,7 @@ impl Worker {
             self.end_receive(partition, "the leader changed");
             return;
         }
-        if replica.delivered_index() >= at.index {
+        if replica.delivered_index() >= floor.index {
             // The log caught up meanwhile: finishing would take the application back.
             drop(import);
             self.end_receive(partition, "the application passed the snapshot's index");
@@ -444,13 +448,7 @@ impl Worker {
                 .get(&partition)
                 .map_or(0, Incoming::last_seq);
             if let Some(replica) = self.partitions.replica_mut(partition) {
-                let _ = replica.install_snapshot(
-                    leader,
-                    term,
-                    at.index,
-                    at.term,
-                    (key.session, last_seq),
-                );
+                let _ = replica.install_snapshot(leader, term, floor, (key.session, last_seq));
             }
             self.partitions.mark_dirty(partition);
             self.transfers.late_finishes.push((50, job));
@@ -466,8 +464,13 @@ impl Worker {
         let Some(incoming) = self.incoming(key).filter(|i| i.finishing) else {
             return;
         };
-        let (leader, term, at, bytes) =
-            (incoming.leader, incoming.term, incoming.at, incoming.bytes);
+        let (leader, term, floor, bytes) = (
+            incoming.leader,
+            incoming.term,
+            incoming.floor.clone(),
+            incoming.bytes,
+        );
+        let index = floor.index;
         let last_seq = incoming.last_seq();
         self.hold(key.partition, false);
         if let Err(error) = result {
@@ -478,8 +481,7 @@ impl Worker {
         let Some(replica) = self.partitions.replica_mut(key.partition) else {
             return;
         };
-        if let Err(status) =
-            replica.install_snapshot(leader, term, at.index, at.term, (key.session, last_seq))
+        if let Err(status) = replica.install_snapshot(leader, term, floor, (key.session, last_seq))
         {
             // The partition was held since the import was checked against the replica, so
             // this cannot happen; the application now holds state the replica does not know
@@ -487,7 +489,7 @@ impl Worker {
             // them.
             self.fail(format!(
                 "partition {}: the replica refused the snapshot the application imported at {}: {status:?}",
-                key.partition, at.index
+                key.partition, index
             ));
             return;
         }
@@ -495,7 +497,7 @@ impl Worker {
         self.events.emit(RaftEvent::SnapshotInstalled {
             partition: key.partition,
             leader,
-            index: at.index,
+            index,
             bytes,
         });
     }

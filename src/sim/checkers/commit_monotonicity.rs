@@ -87,7 +87,7 @@ mod tests {
         // its commit at the last entry it has (min(leaderCommit, last new entry)).
         let mut history = vec![append(0, &[data(1, 1, 10)])];
         history.push(commit(0, 1));
-        let mut checkers = crate::sim::checkers::Checkers::all(1, 1);
+        let mut checkers = crate::sim::checkers::Checkers::all(1, 1, 1);
         for observation in history {
             checkers.observe(observation).expect("legal prefix");
         }

@@ -1,7 +1,8 @@
 //! Liveness after healing: once every fault has stopped (links healed, every node restarted)
-//! and the cluster had time to settle, every partition has exactly one leader, all replicas
-//! hold the same log, have committed all of it, and delivered everything deliverable; and no
-//! two-phase entry is left unresolved.
+//! and the cluster had time to settle, every partition has exactly one leader, all replicas of
+//! the members of its latest committed configuration hold the same log, have committed all of
+//! it, and delivered everything deliverable; and no two-phase entry is left unresolved. A node
+//! outside that configuration is owed nothing, but may not lead.
 
 use super::exactly_once_in_order_delivery::{Markers, Resolution};
 use crate::sim::observation::{ClusterView, ObservedKind};
@@ -14,28 +15,30 @@ pub fn check_converged(view: &ClusterView) -> Result<(), String> {
     let mut markers = Markers::default();
     markers.update(view);
     for partition in 0..view.partitions() {
-        let replicas: Vec<_> = (0..view.nodes())
+        let all: Vec<_> = (0..view.nodes())
             .map(|node| view.replica(node, partition))
             .collect();
-        if let Some(node) = replicas.iter().position(|replica| !replica.up) {
+        if let Some(node) = all.iter().position(|replica| !replica.up) {
             return Err(format!("partition {partition}: node {node} is down"));
         }
-        let leaders: Vec<usize> = (0..replicas.len())
-            .filter(|node| replicas[*node].leader)
-            .collect();
-        let max_term = replicas
-            .iter()
-            .map(|replica| replica.term)
-            .max()
-            .unwrap_or(0);
-        if leaders.len() != 1 || replicas[leaders[0]].term != max_term {
+        let members = view.committed_members(partition);
+        let leaders: Vec<usize> = (0..all.len()).filter(|node| all[*node].leader).collect();
+        let max_term = all.iter().map(|replica| replica.term).max().unwrap_or(0);
+        if leaders.len() != 1
+            || all[leaders[0]].term != max_term
+            || members & (1 << leaders[0]) == 0
+        {
             return Err(format!(
-                "partition {partition}: leaders {leaders:?}, terms {:?}",
-                replicas.iter().map(|r| r.term).collect::<Vec<_>>()
+                "partition {partition}: leaders {leaders:?}, terms {:?}, members {members:#b}",
+                all.iter().map(|r| r.term).collect::<Vec<_>>()
             ));
         }
-        let end = replicas[leaders[0]].log.last_index();
-        for (node, replica) in replicas.iter().enumerate() {
+        let end = all[leaders[0]].log.last_index();
+        let replicas = all
+            .iter()
+            .enumerate()
+            .filter(|(node, _)| members & (1 << node) != 0);
+        for (node, replica) in replicas {
             if replica.log.last_index() != end || replica.commit != end {
                 return Err(format!(
                     "partition {partition}: node {node} has log end {} and commit {}, the \
@@ -96,7 +99,7 @@ mod tests {
     use super::super::history::*;
 
     fn converge(history: Vec<crate::sim::observation::Observation>) -> Result<(), String> {
-        let mut checkers = Checkers::all(2, 1);
+        let mut checkers = Checkers::all(2, 1, 0b11);
         for observation in history {
             checkers.observe(observation).map_err(|v| v.to_string())?;
         }

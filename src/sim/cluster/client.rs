@@ -126,26 +126,32 @@ impl Simulation {
         Ok(())
     }
 
-    /// Whether any replica's log (durable or not) holds data proposed with `ticket` and no
-    /// Commit or Rollback marker for it after that data.
+    /// Whether any member's log (durable or not) holds data proposed with `ticket` and no
+    /// Commit or Rollback marker for it after that data. A node the committed configuration
+    /// no longer lists keeps whatever log it had, and no leader will ever resolve it there.
     pub(super) fn ticket_unresolved_in_any_log(&self, partition: usize, ticket: u64) -> bool {
         let view = self.checkers.view();
-        (0..view.nodes()).any(|node| {
-            let mut held = false;
-            for entry in view.replica(node, partition).log.entries() {
-                match entry.kind {
-                    observation::ObservedKind::Data { ticket: t, .. } if t == ticket => held = true,
-                    observation::ObservedKind::CommitMarker { ticket: t }
-                    | observation::ObservedKind::RollbackMarker { ticket: t }
-                        if t == ticket && held =>
-                    {
-                        held = false;
+        let members = view.committed_members(partition);
+        (0..view.nodes())
+            .filter(|node| members & (1 << node) != 0)
+            .any(|node| {
+                let mut held = false;
+                for entry in view.replica(node, partition).log.entries() {
+                    match entry.kind {
+                        observation::ObservedKind::Data { ticket: t, .. } if t == ticket => {
+                            held = true
+                        }
+                        observation::ObservedKind::CommitMarker { ticket: t }
+                        | observation::ObservedKind::RollbackMarker { ticket: t }
+                            if t == ticket && held =>
+                        {
+                            held = false;
+                        }
+                        _ => {}
                     }
-                    _ => {}
                 }
-            }
-            held
-        })
+                held
+            })
     }
 
     pub(super) fn on_outcome(

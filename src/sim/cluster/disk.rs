@@ -10,6 +10,8 @@ pub(super) struct Durable {
     pub(super) hard_state: HardState,
     pub(super) floor: LogIndex,
     pub(super) floor_term: Term,
+    /// The configuration in force at the floor, once the floor moved (`None`: the first one).
+    pub(super) floor_configuration: Option<Configuration>,
     pub(super) entries: Vec<Entry>,
 }
 
@@ -32,7 +34,7 @@ impl Durable {
     /// The log restarts after a snapshot: the entries after it stay when the log holds the
     /// snapshot's last entry with its term, else every stored entry goes (the WAL's
     /// `Write::InstallSnapshot`).
-    pub(super) fn install(&mut self, meta: SnapshotMeta) {
+    pub(super) fn install(&mut self, meta: &Floor) {
         if meta.index < self.floor {
             return;
         }
@@ -43,10 +45,11 @@ impl Durable {
         }
         self.floor = meta.index;
         self.floor_term = meta.term;
+        self.floor_configuration = Some(meta.configuration.clone());
     }
 
     pub(super) fn write(&mut self, write: &PendingWrite) {
-        if let Some(meta) = write.installed_snapshot {
+        if let Some(meta) = &write.installed_snapshot {
             self.install(meta);
         }
         if let Some(hard_state) = write.hard_state {
@@ -63,14 +66,16 @@ impl Durable {
                     .cloned(),
             );
         }
-        if let Some(floor) = write.compaction_floor
-            && floor > self.floor
-            && floor.0 <= self.last_index()
+        if let Some(floor) = &write.compaction_floor
+            && floor.index > self.floor
+            && floor.index.0 <= self.last_index()
         {
-            let term = self.term_at(floor);
-            self.entries.drain(..(floor.0 - self.floor.0) as usize);
-            self.floor = floor;
+            let term = self.term_at(floor.index);
+            self.entries
+                .drain(..(floor.index.0 - self.floor.0) as usize);
+            self.floor = floor.index;
             self.floor_term = term;
+            self.floor_configuration = Some(floor.configuration.clone());
         }
     }
 }
@@ -81,8 +86,8 @@ pub(super) struct PendingWrite {
     pub(super) number: u64,
     pub(super) hard_state: Option<HardState>,
     pub(super) entries: Vec<Entry>,
-    pub(super) compaction_floor: Option<LogIndex>,
-    pub(super) installed_snapshot: Option<SnapshotMeta>,
+    pub(super) compaction_floor: Option<Floor>,
+    pub(super) installed_snapshot: Option<Floor>,
     pub(super) gated: GatedMessages,
 }
 

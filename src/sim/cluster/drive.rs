@@ -103,8 +103,24 @@ impl Simulation {
                 self.nodes[node].isolate_on_leadership = false;
                 self.isolate(node);
             }
+            if soft.role == Role::Leader
+                && self.faults_active
+                && self.config.membership_interval_ms_max > 0
+                && self
+                    .client_rng
+                    .chance(self.config.membership_on_leadership_per_million)
+            {
+                // Before anything reaches the followers: the no-op is not committed yet.
+                self.agenda.push(
+                    self.now,
+                    Event::Membership {
+                        partition,
+                        periodic: false,
+                    },
+                );
+            }
         }
-        if let Some(meta) = installed_snapshot {
+        if let Some(meta) = &installed_snapshot {
             // The runtime makes the transferred state durable before it tells the core
             // (application state and the log's new floor), so both survive a crash from here on.
             let replica = &mut self.nodes[node].replicas[partition];
@@ -130,6 +146,7 @@ impl Simulation {
             || compaction_floor.is_some()
             || installed_snapshot.is_some()
             || !persisted_messages.is_empty();
+        let compaction_floor_index = compaction_floor.as_ref().map(|floor| floor.index);
         if must_persist {
             self.nodes[node].disk_queue.push_back(PendingWrite {
                 partition,
@@ -163,7 +180,7 @@ impl Simulation {
                 core.applied(committed_through);
             }
         }
-        if let Some(floor) = compaction_floor {
+        if let Some(floor) = compaction_floor_index {
             self.observe(Observation::Compacted {
                 node,
                 partition,

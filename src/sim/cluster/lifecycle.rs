@@ -17,6 +17,7 @@ impl Simulation {
                 hard_state: durable.hard_state,
                 floor: durable.floor,
                 floor_term: durable.floor_term,
+                floor_configuration: durable.floor_configuration.clone(),
                 entries: durable.entries.clone(),
                 applied,
             };

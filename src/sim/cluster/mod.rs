@@ -23,6 +23,7 @@ mod client;
 mod disk;
 mod drive;
 mod lifecycle;
+mod membership;
 mod nemesis;
 mod observe;
 mod report;
@@ -42,9 +43,9 @@ use super::observation::{self, Observation, ObservedEntry, ObservedLog};
 use super::rng::SimRng;
 use super::trace::TraceHash;
 use crate::core::{
-    DurableState, Entry, EntryKind, GatedMessages, HardState, LogIndex, Message, NodeId, Outcome,
-    PartitionId, ProgressState, Ready, Replica, ReplicaConfig, Role, SnapshotMeta, Status, Term,
-    Ticket,
+    Configuration, DurableState, Entry, EntryKind, Floor, GatedMessages, HardState, LogIndex,
+    Message, NodeId, Outcome, PartitionId, ProgressState, Ready, Replica, ReplicaConfig, Role,
+    Status, Term, Ticket,
 };
 
 #[cfg(feature = "sim-bugs")]
@@ -166,7 +167,11 @@ impl Simulation {
             clients: (0..config.partitions)
                 .map(|_| SimClient::default())
                 .collect(),
-            checkers: Checkers::all(config.nodes, config.partitions),
+            checkers: Checkers::all(
+                config.nodes,
+                config.partitions,
+                (1 << config.initial_voters) - 1,
+            ),
             trace: TraceHash::new(),
             faults_active: true,
             cut_generation: 0,
@@ -186,10 +191,19 @@ impl Simulation {
                 delivered: 0,
                 compactions: 0,
                 snapshots: 0,
+                membership_changes: 0,
                 settle_ms: 0,
             },
             config,
         }
+    }
+
+    /// Listens to the safety checker `checker` only (the sensitivity tests); the others are
+    /// not run.
+    #[must_use]
+    pub fn listening_only_to(mut self, checker: &str) -> Self {
+        self.checkers = self.checkers.only(checker);
+        self
     }
 
     /// A run of `seed` with `config` and one injected bug.
@@ -202,7 +216,7 @@ impl Simulation {
     }
 
     fn replica_config(&self, node: usize, partition: usize) -> ReplicaConfig {
-        let voters = (0..self.config.nodes).map(node_id).collect();
+        let voters = (0..self.config.initial_voters).map(node_id).collect();
         #[allow(unused_mut)]
         let mut config = ReplicaConfig {
             seed: self

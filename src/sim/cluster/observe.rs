@@ -16,6 +16,15 @@ pub(super) fn entry_id(kind: EntryKind, ticket: Ticket, payload: &[u8]) -> u64 {
     hash.value()
 }
 
+/// Node ids as a mask of node indices (the simulator's nodes are ids 1 to 64).
+pub(super) fn node_mask(nodes: &[NodeId]) -> u64 {
+    nodes
+        .iter()
+        .filter_map(|node| node.0.checked_sub(1))
+        .filter(|bit| *bit < 64)
+        .fold(0, |mask, bit| mask | 1 << bit)
+}
+
 pub(super) fn observe_entry(entry: &Entry) -> ObservedEntry {
     let kind = match entry.kind {
         EntryKind::Normal => observation::ObservedKind::Data {
@@ -30,6 +39,14 @@ pub(super) fn observe_entry(entry: &Entry) -> ObservedEntry {
             ticket: entry.ticket.0,
         },
         EntryKind::Checkpoint => observation::ObservedKind::Checkpoint,
+        EntryKind::Configuration => {
+            // The core refuses a configuration entry that does not decode; an empty mask here
+            // would show in the checkers as a partition nobody may lead.
+            let (voters, learners) = Configuration::decode(&entry.payload)
+                .map(|c| (node_mask(c.voters()), node_mask(c.learners())))
+                .unwrap_or_default();
+            observation::ObservedKind::Configuration { voters, learners }
+        }
     };
     ObservedEntry {
         index: entry.index.0,

@@ -32,6 +32,8 @@ pub struct SimReport {
     pub compactions: u64,
     /// Snapshots installed on followers that were behind the floor.
     pub snapshots: u64,
+    /// Configuration changes a leader accepted.
+    pub membership_changes: u64,
     /// Simulated milliseconds until every partition had converged after the faults stopped.
     pub settle_ms: u64,
 }

@@ -6,17 +6,46 @@ use super::*;
 
 #[derive(Debug)]
 pub(super) enum Event {
-    Tick { node: usize },
-    Deliver { to: usize, message: Message },
-    FlushDone { node: usize, incarnation: u64 },
-    Propose { partition: usize },
-    Resolve { partition: usize, ticket: u64 },
-    Checkpoint { partition: usize },
-    SnapshotArrives { transfer: SnapshotTransfer },
-    SnapshotWatchdog { transfer: SnapshotTransfer },
+    Tick {
+        node: usize,
+    },
+    Deliver {
+        to: usize,
+        message: Message,
+    },
+    FlushDone {
+        node: usize,
+        incarnation: u64,
+    },
+    Propose {
+        partition: usize,
+    },
+    Resolve {
+        partition: usize,
+        ticket: u64,
+    },
+    Checkpoint {
+        partition: usize,
+    },
+    /// A membership change; a periodic one schedules the next.
+    Membership {
+        partition: usize,
+        periodic: bool,
+    },
+    SnapshotArrives {
+        transfer: SnapshotTransfer,
+    },
+    SnapshotWatchdog {
+        transfer: SnapshotTransfer,
+    },
     Nemesis,
-    Restart { node: usize, incarnation: u64 },
-    HealCuts { generation: u64 },
+    Restart {
+        node: usize,
+        incarnation: u64,
+    },
+    HealCuts {
+        generation: u64,
+    },
     EndFaults,
     CheckSettled,
 }
@@ -40,6 +69,19 @@ impl Simulation {
                 self.config.checkpoint_interval_ms_max,
             );
             self.agenda.push(at, Event::Checkpoint { partition });
+            if self.config.membership_interval_ms_max > 0 {
+                let at = self.client_rng.between(
+                    self.config.membership_interval_ms_min,
+                    self.config.membership_interval_ms_max,
+                );
+                self.agenda.push(
+                    at,
+                    Event::Membership {
+                        partition,
+                        periodic: true,
+                    },
+                );
+            }
         }
         let first_fault = self.nemesis_rng.between(
             self.config.fault_interval_ms_min,
@@ -159,6 +201,27 @@ impl Simulation {
                     self.agenda
                         .push(self.now + pause, Event::Checkpoint { partition });
                     self.propose_checkpoint(partition)?;
+                }
+            }
+            Event::Membership {
+                partition,
+                periodic,
+            } => {
+                if self.faults_active {
+                    if periodic {
+                        let pause = self.client_rng.between(
+                            self.config.membership_interval_ms_min,
+                            self.config.membership_interval_ms_max,
+                        );
+                        self.agenda.push(
+                            self.now + pause,
+                            Event::Membership {
+                                partition,
+                                periodic,
+                            },
+                        );
+                    }
+                    self.change_membership(partition, !periodic)?;
                 }
             }
             Event::SnapshotWatchdog { transfer } => {

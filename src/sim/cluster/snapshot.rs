@@ -4,14 +4,14 @@
 use super::*;
 
 /// A snapshot on its way from a leader to a follower that needs entries below the floor.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) struct SnapshotTransfer {
     pub(super) from: usize,
     pub(super) from_incarnation: u64,
     pub(super) to: usize,
     pub(super) partition: usize,
     pub(super) term: Term,
-    pub(super) meta: SnapshotMeta,
+    pub(super) meta: Floor,
 }
 
 impl Simulation {
@@ -28,11 +28,15 @@ impl Simulation {
         };
         let index = core.checkpoint_floor();
         let (term, index_term) = (core.term(), core.term_at(index));
+        let configuration = core.configuration_at(index).cloned();
         let to = target.0 as usize - 1;
         let route = self.network.route(from, to, &mut self.net_rng);
         self.trace
             .event(15, &[self.now, from as u64, to as u64, index.0]);
-        let Some(index_term) = index_term.filter(|_| index.0 > 0 && to < self.nodes.len()) else {
+        let (Some(index_term), Some(configuration)) = (
+            index_term.filter(|_| index.0 > 0 && to < self.nodes.len()),
+            configuration,
+        ) else {
             if let Some(core) = self.nodes[from].replicas[partition].core.as_mut() {
                 core.report_snapshot_failure(target);
             }
@@ -44,9 +48,10 @@ impl Simulation {
             to,
             partition,
             term,
-            meta: SnapshotMeta {
+            meta: Floor {
                 index,
                 term: index_term,
+                configuration,
             },
         };
         // A lost transfer is noticed after a timeout.
@@ -66,14 +71,14 @@ impl Simulation {
             partition,
             term,
             meta,
-        } = transfer;
+        } = transfer.clone();
         let delivered = self.nodes[to].up && !self.network.is_cut(from, to);
         let installed = delivered
             && self.nodes[to].replicas[partition]
                 .core
                 .as_mut()
                 .is_some_and(|core| {
-                    core.install_snapshot(node_id(from), term, meta.index, meta.term, (0, 0))
+                    core.install_snapshot(node_id(from), term, meta, (0, 0))
                         .is_ok()
                 });
         if installed {

@@ -11,8 +11,9 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// `KMDR` read as a little-endian u32.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"KMDR");
-/// The wire protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The wire protocol version this build speaks (2: snapshot chunks carry the configuration at
+/// their index, and entries may be configuration entries).
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Size of [`WireFrameHeader`].
 pub const HEADER_BYTES: usize = 16;
 

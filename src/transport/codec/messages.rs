@@ -9,17 +9,18 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::core::{
-    Entry, EntryKind, LogIndex, Message, MessageBody, NodeId, PartitionId, SnapshotOutcome, Term,
-    Ticket,
+    Configuration, ConfigurationError, Entry, EntryKind, LogIndex, Message, MessageBody, NodeId,
+    PartitionId, SnapshotOutcome, Term, Ticket,
 };
 
 /// Bytes of a message before its tag-specific fields (partition, term, tag).
 const MESSAGE_HEAD_BYTES: usize = 4 + 8 + 1;
 /// Bytes of an entry header on the wire.
 const ENTRY_HEAD_BYTES: usize = 8 + 8 + 8 + 1 + 1 + 4;
-/// Bytes of a snapshot chunk's fixed fields (session, seq, last index and term, CRC, digest
-/// flag, data length), without the digest.
-const CHUNK_HEAD_BYTES: usize = 8 + 4 + 8 + 8 + 4 + 1 + 4;
+/// Bytes of a snapshot chunk's fixed fields (session, seq, last index and term, the
+/// configuration's length, CRC, digest flag, data length), without the configuration and the
+/// digest.
+const CHUNK_HEAD_BYTES: usize = 8 + 4 + 8 + 8 + 2 + 4 + 1 + 4;
 
 /// Why a `Messages` body does not decode.
 #[non_exhaustive]
@@ -71,6 +72,14 @@ pub enum WireError {
     /// A text field that is not UTF-8.
     #[error("text at byte {0} is not UTF-8")]
     InvalidText(usize),
+    /// A partition configuration that does not decode or is not valid.
+    #[error("invalid configuration at byte {at}: {error}")]
+    InvalidConfiguration {
+        /// What is wrong with it.
+        error: ConfigurationError,
+        /// Its offset.
+        at: usize,
+    },
     /// Bytes after the last message.
     #[error("{0} trailing bytes after the last message")]
     Trailing(usize),
@@ -120,8 +129,16 @@ pub fn encoded_len(message: &Message) -> usize {
             MessageBody::HeartbeatResponse { .. } | MessageBody::ReadIndexRequest { .. } => 8,
             MessageBody::TimeoutNow => 0,
             MessageBody::ReadIndexResponse { .. } => 17,
-            MessageBody::SnapshotChunk { digest, data, .. } => {
-                CHUNK_HEAD_BYTES + digest.map_or(0, |d| d.len()) + data.len()
+            MessageBody::SnapshotChunk {
+                configuration,
+                digest,
+                data,
+                ..
+            } => {
+                CHUNK_HEAD_BYTES
+                    + configuration.encoded_len()
+                    + digest.map_or(0, |d| d.len())
+                    + data.len()
             }
             MessageBody::SnapshotAck { .. } => 13,
         }
@@ -214,6 +231,7 @@ pub fn encode_messages(messages: &[Message]) -> Vec<Bytes> {
                 seq,
                 last_index,
                 last_term,
+                configuration,
                 crc,
                 digest,
                 data,
@@ -222,6 +240,10 @@ pub fn encode_messages(messages: &[Message]) -> Vec<Bytes> {
                 meta.put_u32_le(*seq);
                 meta.put_u64_le(last_index.get());
                 meta.put_u64_le(last_term.get());
+                let configuration = configuration.encode();
+                // At most CONFIGURATION_MEMBERS_MAX members: far below u16::MAX bytes.
+                meta.put_u16_le(configuration.len() as u16);
+                meta.put_slice(&configuration);
                 meta.put_u32_le(*crc);
                 meta.put_u8(u8::from(digest.is_some()));
                 if let Some(digest) = digest {
@@ -434,6 +456,10 @@ fn decode_chunk(cur: &mut Cursor<'_>) -> Result<MessageBody, WireError> {
     let seq = cur.u32()?;
     let last_index = LogIndex(cur.u64()?);
     let last_term = Term(cur.u64()?);
+    let configuration_len = usize::from(cur.u16()?);
+    let at = cur.at;
+    let configuration = Configuration::decode(&cur.slice(configuration_len)?)
+        .map_err(|error| WireError::InvalidConfiguration { error, at })?;
     let crc = cur.u32()?;
     let digest = if cur.bool()? {
         Some(cur.take::<32>()?)
@@ -447,6 +473,7 @@ fn decode_chunk(cur: &mut Cursor<'_>) -> Result<MessageBody, WireError> {
         seq,
         last_index,
         last_term,
+        configuration,
         crc,
         digest,
         data,
