@@ -101,6 +101,7 @@ impl SaturatedLog {
                         writes.push(Write::CompactTo {
                             partition: PartitionId(partition as u32),
                             index: *index - RETAINED_ENTRIES,
+                            floor_meta: &[],
                         });
                     }
                 }

@@ -91,6 +91,7 @@ impl ReadyWrites {
                 partition,
                 index,
                 term,
+                floor_meta: &[],
             });
         }
         if let Some(index) = self.truncate_after {
@@ -108,7 +109,11 @@ impl ReadyWrites {
             writes.push(Write::CommitIndex { partition, index });
         }
         if let Some(index) = self.compact_to {
-            writes.push(Write::CompactTo { partition, index });
+            writes.push(Write::CompactTo {
+                partition,
+                index,
+                floor_meta: &[],
+            });
         }
         writes
     }

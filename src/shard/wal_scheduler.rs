@@ -124,6 +124,7 @@ impl WalScheduler {
         wal.append(&[Write::CompactTo {
             partition,
             index: first_index,
+            floor_meta: &[],
         }])?;
         self.appended_records += 1;
         Ok(())

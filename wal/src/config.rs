@@ -20,6 +20,12 @@ pub struct WalConfig {
     pub batch_bytes_max: usize,
     /// Largest record payload in bytes; must fit a frame with its headers (default 512 KiB).
     pub record_bytes_max: usize,
+    /// Largest floor meta in bytes (the opaque bytes kept with a partition's compaction floor:
+    /// [`Write::CompactTo`](crate::Write::CompactTo),
+    /// [`Write::InstallSnapshot`](crate::Write::InstallSnapshot)); must fit a frame with its
+    /// headers (default 4 KiB, which fits the smallest frame). The log holds each partition's
+    /// meta in memory: at most `partitions_max` times this.
+    pub floor_meta_bytes_max: usize,
     /// Frames written and not yet durable at once, 1 to 64 (default 2). When reached,
     /// appending a record that needs a new frame waits for the oldest write.
     pub inflight_batches_max: usize,
@@ -48,6 +54,7 @@ impl Default for WalConfig {
             segment_bytes: 64 << 20,
             batch_bytes_max: 1 << 20,
             record_bytes_max: 512 << 10,
+            floor_meta_bytes_max: 4 << 10,
             inflight_batches_max: 2,
             partitions_max: 1 << 20,
             segments_prepared_ahead_max: 1,
@@ -96,7 +103,9 @@ impl WalConfig {
                 ),
             ));
         }
+        // The first comparisons keep the sums below from overflowing.
         if self.record_bytes_max == 0
+            || self.record_bytes_max > self.batch_bytes_max
             || FRAME_HEADER_LEN + record_footprint(self.record_bytes_max) > self.batch_bytes_max
         {
             return Err(invalid(
@@ -105,6 +114,17 @@ impl WalConfig {
                     "{} must be at least 1 and fit one frame of batch_bytes_max = {} with its \
                      96 header bytes",
                     self.record_bytes_max, self.batch_bytes_max
+                ),
+            ));
+        }
+        if self.floor_meta_bytes_max > self.batch_bytes_max
+            || FRAME_HEADER_LEN + record_footprint(self.floor_meta_bytes_max) > self.batch_bytes_max
+        {
+            return Err(invalid(
+                "floor_meta_bytes_max",
+                format!(
+                    "{} must fit one frame of batch_bytes_max = {} with its 96 header bytes",
+                    self.floor_meta_bytes_max, self.batch_bytes_max
                 ),
             ));
         }

@@ -129,6 +129,15 @@ pub enum Error {
         /// The limit.
         max: usize,
     },
+    /// A floor meta over `floor_meta_bytes_max` ([`crate::Write::CompactTo`],
+    /// [`crate::Write::InstallSnapshot`]).
+    #[error("floor meta of {len} bytes is over the limit floor_meta_bytes_max = {max}")]
+    FloorMetaTooLarge {
+        /// The meta's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A [`crate::Write::InstallSnapshot`] after another write of the partition's log in the
     /// same batch (whether it keeps the log's suffix depends on the log as it stands).
     #[error(

@@ -134,12 +134,14 @@ pub(crate) enum RecordKind {
     CommitIndex = 3,
     /// Drop the partition's entries above `index`.
     TruncateAfter = 4,
-    /// Drop the partition's entries below `index`; `term` is the term at `index - 1`.
+    /// Drop the partition's entries below `index`; `term` is the term at `index - 1`; the
+    /// payload is the floor's meta.
     CompactTo = 5,
     /// Forget the partition.
     DeletePartition = 6,
-    /// Rewrite start (segment reclamation): clear the partition's entries, first index =
-    /// `index`, term at `index - 1` = `term`; its live entries follow in the same frame.
+    /// Clear the partition's entries, first index = `index`, term at `index - 1` = `term`;
+    /// the payload is the floor's meta. A rewrite start (segment reclamation: its live entries
+    /// follow in the same frame) or a snapshot boundary in conflict with the log.
     Reset = 7,
 }
 
@@ -156,6 +158,12 @@ impl RecordKind {
             7 => Self::Reset,
             _ => return None,
         })
+    }
+
+    /// Whether records of this kind may carry a payload (an entry's data, a floor's meta);
+    /// the others are exactly [`RECORD_HEADER_LEN`] bytes.
+    pub(crate) fn carries_payload(self) -> bool {
+        matches!(self, Self::Entry | Self::CompactTo | Self::Reset)
     }
 }
 
@@ -393,7 +401,7 @@ pub(crate) struct RecordView<'a> {
     pub(crate) term: u64,
     /// Index.
     pub(crate) index: u64,
-    /// Payload (entries only; empty otherwise).
+    /// Payload: an entry's data, a compact-to's or reset's floor meta; empty otherwise.
     pub(crate) payload: &'a [u8],
     /// Offset of the payload inside the frame payload.
     pub(crate) payload_offset: usize,
@@ -445,7 +453,7 @@ pub(crate) fn decode_records(
                 reason: "unknown record kind",
             });
         };
-        if kind != RecordKind::Entry && len != RECORD_HEADER_LEN {
+        if !kind.carries_payload() && len != RECORD_HEADER_LEN {
             return Err(RecordError {
                 offset,
                 reason: "control record with a payload",

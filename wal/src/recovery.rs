@@ -511,7 +511,7 @@ pub(crate) fn replay_surveyed(
     images: &[SegmentImage<'_>],
     frames: &[FoundFrame],
     state: &mut LogState,
-    mut observe: impl FnMut(&Applied),
+    mut observe: impl FnMut(&Applied<'_>),
 ) -> Vec<Damage> {
     let mut damages = Vec::new();
     for frame in frames {
@@ -552,6 +552,7 @@ pub(crate) fn replay_surveyed(
                 segment: seq,
                 offset: (payload_start + record.payload_offset) as u64,
                 len: record.payload.len() as u32,
+                payload: record.payload,
             };
             state.apply(&applied);
             observe(&applied);

@@ -1,11 +1,13 @@
 //! The logical state of the log: per partition, its entries' locations (the in-memory index),
-//! its compaction floor, term and vote, and commit index. Pure: no I/O.
+//! its compaction floor and the floor's meta, term and vote, and commit index. Pure: no I/O.
 //!
 //! The same `apply` functions serve appends (after validation) and recovery (replay), so
 //! the state after recovery is the state the records describe, by construction.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
+
+use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::format::{RecordKind, TERM_VOTE_HAS_VOTE};
@@ -29,13 +31,15 @@ pub(crate) struct PartitionLog {
     pub(crate) first_index: u64,
     /// Term at `first_index - 1` when known (set by compaction), else 0.
     pub(crate) floor_term: u64,
+    /// The opaque bytes the latest floor-moving record carried (empty when none did).
+    pub(crate) floor_meta: Bytes,
     /// No entry and no floor yet: the first entry may have any index.
     pub(crate) fresh: bool,
     pub(crate) entries: VecDeque<EntryLoc>,
     pub(crate) term_vote: Option<(TermVote, u64)>,
     pub(crate) commit_index: Option<(u64, u64)>,
     /// LSN of the latest record that set the floor (compact or reset): it must stay on disk
-    /// or the floor term would be lost.
+    /// or the floor term and meta would be lost.
     pub(crate) floor_lsn: Option<u64>,
     /// LSN of the latest truncation since the last reset: it must stay on disk while it
     /// decides where an emptied log restarts.
@@ -47,6 +51,7 @@ impl Default for PartitionLog {
         Self {
             first_index: 1,
             floor_term: 0,
+            floor_meta: Bytes::new(),
             fresh: true,
             entries: VecDeque::new(),
             term_vote: None,
@@ -121,33 +126,41 @@ impl PartitionLog {
     }
 
     /// Returns whether the record now holds the floor (a compaction below the floor does
-    /// nothing). One exactly at the floor restates it: in a replay that starts mid-history
-    /// (after reclamation) the partition may have restarted at its first entry without a
-    /// floor term, and this record carries it.
-    fn compact_to(&mut self, index: u64, term: u64) -> bool {
+    /// nothing). One exactly at the floor restates it (term and meta): in a replay that starts
+    /// mid-history (after reclamation) the partition may have restarted at its first entry
+    /// without the floor, and this record carries it. (An append at the floor writes the
+    /// floor's own meta, so there it changes nothing.)
+    fn compact_to(&mut self, index: u64, term: u64, meta: &[u8]) -> bool {
         if !self.fresh && index < self.first_index {
             return false;
         }
-        if !self.fresh && index == self.first_index {
-            self.floor_term = term;
-            return true;
+        if self.fresh || index > self.first_index {
+            let drop = index.saturating_sub(self.first_index);
+            if drop >= self.entries.len() as u64 {
+                self.entries.clear();
+            } else {
+                self.entries.drain(..drop as usize);
+            }
+            self.first_index = index;
+            self.fresh = false;
         }
-        let drop = index.saturating_sub(self.first_index);
-        if drop >= self.entries.len() as u64 {
-            self.entries.clear();
-        } else {
-            self.entries.drain(..drop as usize);
-        }
-        self.first_index = index;
         self.floor_term = term;
-        self.fresh = false;
+        self.set_floor_meta(meta);
         true
+    }
+
+    /// Keeps a copy of `meta` unless it is the meta held already (a restatement), so that
+    /// neither an empty meta nor a restated one allocates.
+    fn set_floor_meta(&mut self, meta: &[u8]) {
+        if self.floor_meta[..] != *meta {
+            self.floor_meta = Bytes::copy_from_slice(meta);
+        }
     }
 }
 
 /// A record to apply, already encoded or about to be.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Applied {
+pub(crate) struct Applied<'a> {
     pub(crate) kind: RecordKind,
     pub(crate) flags: u8,
     pub(crate) partition: PartitionId,
@@ -158,6 +171,9 @@ pub(crate) struct Applied {
     pub(crate) segment: u64,
     pub(crate) offset: u64,
     pub(crate) len: u32,
+    /// The payload; read for compact-to and reset records only (their floor meta), since an
+    /// entry's is found at its location.
+    pub(crate) payload: &'a [u8],
 }
 
 /// A hasher for partition ids (already well spread or small integers): one multiply,
@@ -203,7 +219,7 @@ impl LogState {
 
     /// Applies a record. Lenient: used by replay, where the records were validated when
     /// written (and a suffix of the history may start mid-partition after reclamation).
-    pub(crate) fn apply(&mut self, record: &Applied) {
+    pub(crate) fn apply(&mut self, record: &Applied<'_>) {
         let lsn = record.lsn;
         if record.kind == RecordKind::DeletePartition {
             self.partitions.remove(&record.partition);
@@ -252,7 +268,7 @@ impl LogState {
                 }
             }
             RecordKind::CompactTo => {
-                if state.compact_to(record.index, record.term) {
+                if state.compact_to(record.index, record.term, record.payload) {
                     state.floor_lsn = Some(lsn);
                 }
             }
@@ -260,6 +276,7 @@ impl LogState {
                 state.entries.clear();
                 state.first_index = record.index;
                 state.floor_term = record.term;
+                state.set_floor_meta(record.payload);
                 state.fresh = false;
                 state.floor_lsn = Some(lsn);
                 state.truncate_lsn = None;

@@ -109,17 +109,26 @@ pub enum Write<'a> {
         index: u64,
     },
     /// Drop entries below `index`; `index` becomes the first index (may exceed the last).
+    ///
+    /// A compaction that moves the floor (above the first index, or the partition's first
+    /// floor) keeps `floor_meta` with it; one at or below the floor changes neither the floor
+    /// nor its meta (the given meta is ignored).
     CompactTo {
         /// Partition.
         partition: PartitionId,
         /// New first index.
         index: u64,
+        /// Opaque bytes the log keeps with the new floor until the next floor replaces them,
+        /// reported by [`Wal::floor_meta`](crate::Wal::floor_meta) (at most
+        /// `floor_meta_bytes_max`; may be empty).
+        floor_meta: &'a [u8],
     },
     /// A snapshot's boundary: the application now holds the partition's state through `index`,
     /// whose entry had `term`. When the log holds that entry with that term, the entries after
     /// it stay (they may still be the leader's) and those up to it go; otherwise the whole log
     /// goes. Either way the log then starts after `index`, with the floor (`index`, `term`).
-    /// Must come before any other write of the partition's log in its batch.
+    /// Must come before any other write of the partition's log in its batch. It always sets
+    /// the floor's meta.
     InstallSnapshot {
         /// Partition.
         partition: PartitionId,
@@ -127,6 +136,8 @@ pub enum Write<'a> {
         index: u64,
         /// The term of the entry at `index`.
         term: u64,
+        /// Opaque bytes the log keeps with the new floor, as for [`Write::CompactTo`].
+        floor_meta: &'a [u8],
     },
     /// Forget the partition.
     DeletePartition {

@@ -15,13 +15,14 @@ fn open(dir: &Path) -> kommander_wal::Result<Wal> {
     Wal::open(dir, small_config(BackendChoice::Blocking))
 }
 
-/// A log with partition 1 holding entries 5..=10 (compacted below 5), durable.
+/// A log with partition 1 holding entries 5..=10 (compacted below 5, floor meta `floor`),
+/// durable.
 fn prepared(dir: &Path) -> Wal {
     let mut wal = open(dir).expect("open");
     for index in 1..=10 {
         wal.append_entry(p(1), index, 1, b"entry").expect("append");
     }
-    wal.compact_to(p(1), 5).expect("compact");
+    wal.compact_to(p(1), 5, b"floor").expect("compact");
     wal.sync().expect("sync");
     wal
 }
@@ -30,6 +31,7 @@ fn prepared(dir: &Path) -> Wal {
 fn unchanged(wal: &Wal, before: &[(PartitionId, kommander_wal::PartitionInfo)], lsn: u64) {
     assert_eq!(wal.partitions().expect("list"), before);
     assert_eq!(wal.next_lsn().0, lsn);
+    assert_eq!(&wal.floor_meta(p(1)).expect("meta")[..], b"floor");
 }
 
 #[test]
@@ -133,6 +135,51 @@ fn records_over_the_size_limit_and_batches_are_all_or_nothing() {
 }
 
 #[test]
+fn floor_metas_over_the_size_limit_change_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut wal = prepared(dir.path());
+    let before = wal.partitions().expect("list");
+    let lsn = wal.next_lsn().0;
+    let max = small_config(BackendChoice::Blocking).floor_meta_bytes_max;
+    let big = vec![7u8; max + 1];
+    let too_large = |result: kommander_wal::Result<kommander_wal::Lsn>| match result {
+        Err(Error::FloorMetaTooLarge { len, max: limit }) => {
+            assert_eq!((len, limit), (max + 1, max));
+        }
+        other => panic!("{other:?}"),
+    };
+    too_large(wal.compact_to(p(1), 8, &big));
+    unchanged(&wal, &before, lsn);
+    // Even where the meta would be ignored (at the floor).
+    too_large(wal.compact_to(p(1), 5, &big));
+    unchanged(&wal, &before, lsn);
+    too_large(wal.install_snapshot(p(1), 8, 1, &big));
+    unchanged(&wal, &before, lsn);
+    // A valid write before it in the batch is not applied either.
+    too_large(wal.append(&[
+        Write::TermVote {
+            partition: p(1),
+            state: kommander_wal::TermVote {
+                term: 9,
+                vote: None,
+            },
+        },
+        Write::CompactTo {
+            partition: p(1),
+            index: 8,
+            floor_meta: &big,
+        },
+    ]));
+    unchanged(&wal, &before, lsn);
+    // Exactly the limit is fine, and kept through a reopen.
+    wal.compact_to(p(1), 8, &big[..max]).expect("at the limit");
+    wal.sync().expect("sync");
+    drop(wal);
+    let wal = open(dir.path()).expect("reopen");
+    assert_eq!(&wal.floor_meta(p(1)).expect("meta")[..], &big[..max]);
+}
+
+#[test]
 fn control_records_for_unknown_partitions() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut wal = prepared(dir.path());
@@ -143,7 +190,11 @@ fn control_records_for_unknown_partitions() {
         Err(Error::UnknownPartition { .. })
     ));
     assert!(matches!(
-        wal.compact_to(p(9), 1),
+        wal.compact_to(p(9), 1, b""),
+        Err(Error::UnknownPartition { .. })
+    ));
+    assert!(matches!(
+        wal.floor_meta(p(9)),
         Err(Error::UnknownPartition { .. })
     ));
     assert!(matches!(
@@ -261,6 +312,27 @@ fn invalid_configs_name_their_field() {
             "record_bytes_max",
             WalConfig {
                 record_bytes_max: 16 << 10,
+                ..base.clone()
+            },
+        ),
+        (
+            "record_bytes_max",
+            WalConfig {
+                record_bytes_max: usize::MAX,
+                ..base.clone()
+            },
+        ),
+        (
+            "floor_meta_bytes_max",
+            WalConfig {
+                floor_meta_bytes_max: (16 << 10) - 64,
+                ..base.clone()
+            },
+        ),
+        (
+            "floor_meta_bytes_max",
+            WalConfig {
+                floor_meta_bytes_max: usize::MAX,
                 ..base.clone()
             },
         ),

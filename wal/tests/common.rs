@@ -18,6 +18,7 @@ pub fn small_config(backend: BackendChoice) -> WalConfig {
         segment_bytes: 64 << 10,
         batch_bytes_max: 16 << 10,
         record_bytes_max: 8 << 10,
+        floor_meta_bytes_max: 1 << 10,
         inflight_batches_max: 2,
         partitions_max: 64,
         segments_prepared_ahead_max: 1,
@@ -51,9 +52,10 @@ pub enum Op {
     TermVote(u32, TermVote),
     Commit(u32, u64),
     TruncateAfter(u32, u64),
-    CompactTo(u32, u64),
-    /// A snapshot boundary: (partition, index, term).
-    InstallSnapshot(u32, u64, u64),
+    /// (partition, index, floor meta).
+    CompactTo(u32, u64, Vec<u8>),
+    /// A snapshot boundary: (partition, index, term, floor meta).
+    InstallSnapshot(u32, u64, u64, Vec<u8>),
     Delete(u32),
 }
 
@@ -78,14 +80,16 @@ impl Op {
                 partition: PartitionId(*p),
                 index: *index,
             },
-            Op::CompactTo(p, index) => Write::CompactTo {
+            Op::CompactTo(p, index, meta) => Write::CompactTo {
                 partition: PartitionId(*p),
                 index: *index,
+                floor_meta: meta,
             },
-            Op::InstallSnapshot(p, index, term) => Write::InstallSnapshot {
+            Op::InstallSnapshot(p, index, term, meta) => Write::InstallSnapshot {
                 partition: PartitionId(*p),
                 index: *index,
                 term: *term,
+                floor_meta: meta,
             },
             Op::Delete(p) => Write::DeletePartition {
                 partition: PartitionId(*p),
@@ -98,6 +102,8 @@ impl Op {
 pub struct ModelPartition {
     pub first_index: u64,
     pub floor_term: u64,
+    /// The meta of the latest compaction that moved the floor or snapshot boundary.
+    pub floor_meta: Vec<u8>,
     pub fresh: bool,
     pub entries: VecDeque<(u64, Vec<u8>)>,
     pub term_vote: Option<TermVote>,
@@ -109,6 +115,7 @@ impl ModelPartition {
         Self {
             first_index: 1,
             floor_term: 0,
+            floor_meta: Vec::new(),
             fresh: true,
             entries: VecDeque::new(),
             term_vote: None,
@@ -154,7 +161,7 @@ impl Model {
         | Op::TermVote(p, _)
         | Op::Commit(p, _)
         | Op::TruncateAfter(p, _)
-        | Op::CompactTo(p, _)
+        | Op::CompactTo(p, ..)
         | Op::InstallSnapshot(p, ..)
         | Op::Delete(p)) = op;
         let part = self
@@ -182,12 +189,9 @@ impl Model {
                 }
                 part.fresh = false;
             }
-            Op::CompactTo(_, i) => {
-                if *i < part.first_index && !part.fresh {
-                    return;
-                }
-                if *i == part.first_index && !part.fresh {
-                    // Restates the floor (its term is the term at the floor already).
+            Op::CompactTo(_, i, meta) => {
+                if *i <= part.first_index && !part.fresh {
+                    // Below the floor, or at it (restating its term and meta): no change.
                     return;
                 }
                 let term = part.term_at(i - 1).unwrap_or(0);
@@ -199,9 +203,10 @@ impl Model {
                 }
                 part.first_index = *i;
                 part.floor_term = term;
+                part.floor_meta.clone_from(meta);
                 part.fresh = false;
             }
-            Op::InstallSnapshot(_, i, t) => {
+            Op::InstallSnapshot(_, i, t, meta) => {
                 if part.term_at(*i) == Some(*t) {
                     let drop = (i + 1).saturating_sub(part.first_index);
                     if drop >= part.entries.len() as u64 {
@@ -214,6 +219,7 @@ impl Model {
                 }
                 part.first_index = i + 1;
                 part.floor_term = *t;
+                part.floor_meta.clone_from(meta);
                 part.fresh = false;
             }
             Op::Delete(_) => {}
@@ -221,8 +227,8 @@ impl Model {
     }
 }
 
-/// Asserts the log holds exactly the model (every partition, entry, term, term and vote, and
-/// commit index). The log must be fully durable.
+/// Asserts the log holds exactly the model (every partition, entry, term, floor meta, term and
+/// vote, and commit index). The log must be fully durable.
 pub fn assert_matches(wal: &Wal, model: &Model, context: &str) {
     let listed = wal.partitions().expect("list partitions");
     let expected: Vec<_> = model
@@ -252,12 +258,30 @@ pub fn assert_matches(wal: &Wal, model: &Model, context: &str) {
                 "{context}: floor term of {p}"
             );
         }
+        assert_eq!(
+            wal.floor_meta(p).expect("floor meta")[..],
+            part.floor_meta[..],
+            "{context}: floor meta of {p}"
+        );
     }
+}
+
+/// A floor meta derived from where it is written (no draw from the workload's generator, so
+/// adding metas left every workload's other writes as they were): empty one time in three,
+/// else up to 300 bytes.
+pub fn floor_meta_for(partition: u32, index: u64) -> Vec<u8> {
+    let seed = u64::from(partition).wrapping_mul(31).wrapping_add(index);
+    if seed % 3 == 0 {
+        return Vec::new();
+    }
+    let len = (seed.wrapping_mul(0x9E37_79B9) % 300) as usize + 1;
+    (0..len).map(|i| (seed as usize + i) as u8).collect()
 }
 
 /// A valid random workload over `partitions` partitions: mostly entries, with terms and votes,
 /// commit indexes, truncations, compactions, snapshot boundaries (keeping the suffix, in
-/// conflict with it, beyond the last entry) and (rarely) deletions.
+/// conflict with it, beyond the last entry), both with floor metas (often empty), and
+/// (rarely) deletions.
 pub fn workload(seed: u64, ops: usize, partitions: u32, payload_max: u64) -> Vec<Op> {
     let mut rng = Rng(seed);
     let mut model = Model::default();
@@ -306,12 +330,13 @@ pub fn workload(seed: u64, ops: usize, partitions: u32, payload_max: u64) -> Vec
                     (Some(held), _) => held + 1,
                     (None, _) => term,
                 };
-                Op::InstallSnapshot(p, index, index_term)
+                Op::InstallSnapshot(p, index, index_term, floor_meta_for(p, index))
             }
             95..=98 => match part {
                 Some(m) if !m.entries.is_empty() => {
                     let forward = rng.below(m.entries.len() as u64 + 2);
-                    Op::CompactTo(p, m.first_index + forward)
+                    let index = m.first_index + forward;
+                    Op::CompactTo(p, index, floor_meta_for(p, index))
                 }
                 _ => continue,
             },

@@ -142,12 +142,17 @@ fn compact_then_reopen(factory: Factory) {
         wal.append_entry(p(4), index, index / 5 + 1, &[index as u8; 100])
             .expect("append");
     }
-    wal.compact_to(p(4), 11).expect("compact");
+    assert_eq!(&wal.floor_meta(p(4)).expect("no floor yet")[..], b"");
+    wal.compact_to(p(4), 11, b"config at 10").expect("compact");
+    // A compaction at or below the floor moves nothing and keeps the floor's meta.
+    wal.compact_to(p(4), 11, b"ignored").expect("compact at the floor");
+    wal.compact_to(p(4), 3, b"ignored too").expect("compact below");
     wal.sync().expect("sync");
     let check = |wal: &Wal| {
         let info = wal.partition(p(4)).expect("info");
         assert_eq!((info.first_index, info.last_index), (11, 20));
         assert_eq!(wal.term_at(p(4), 10).expect("floor term"), 3);
+        assert_eq!(&wal.floor_meta(p(4)).expect("meta")[..], b"config at 10");
         assert!(matches!(
             wal.entry(p(4), 10),
             Err(Error::IndexOutOfRange { .. })
@@ -158,7 +163,7 @@ fn compact_then_reopen(factory: Factory) {
     let mut wal = reopen(wal, dir.path(), factory);
     check(&wal);
     // Compacting past the last index empties the log; appends continue at the floor.
-    wal.compact_to(p(4), 30).expect("compact past the end");
+    wal.compact_to(p(4), 30, b"").expect("compact past the end");
     wal.append_entry(p(4), 30, 9, b"after snapshot")
         .expect("append at floor");
     wal.sync().expect("sync");
@@ -168,6 +173,8 @@ fn compact_then_reopen(factory: Factory) {
         (info.first_index, info.last_index, info.last_term),
         (30, 30, 9)
     );
+    // An empty meta is a meta: it replaced the one before.
+    assert_eq!(&wal.floor_meta(p(4)).expect("meta")[..], b"");
 }
 
 /// A snapshot boundary keeps the suffix after an entry it matches, drops the whole log on a
@@ -195,20 +202,25 @@ fn install_snapshot_then_reopen(factory: Factory) {
                 partition: keep,
                 index: 6,
                 term: 2,
+                floor_meta: b"k",
             },
         ]),
         Err(Error::InstallAfterLogWrite { partition }) if partition == keep
     ));
-    wal.compact_to(beyond, 4).expect("compact");
+    wal.compact_to(beyond, 4, b"compacted").expect("compact");
     assert!(matches!(
-        wal.install_snapshot(beyond, 2, 2),
+        wal.install_snapshot(beyond, 2, 2, b"below"),
         Err(Error::BelowCompactionFloor { .. })
     ));
-    wal.install_snapshot(keep, 6, 2).expect("matching boundary");
-    wal.install_snapshot(conflict, 6, 3)
+    wal.install_snapshot(keep, 6, 2, b"keep meta")
+        .expect("matching boundary");
+    wal.install_snapshot(conflict, 6, 3, b"conflict meta")
         .expect("conflicting boundary");
-    wal.install_snapshot(beyond, 25, 4)
+    wal.install_snapshot(beyond, 25, 4, b"beyond meta")
         .expect("boundary beyond the log");
+    // A boundary exactly at the floor (the floor's own index and term) still sets the meta.
+    wal.install_snapshot(keep, 6, 2, b"keep meta, again")
+        .expect("boundary at the floor");
     // The log continues after the boundary (the matching suffix stays).
     wal.append_entry(keep, 11, 3, b"k")
         .expect("after the kept suffix");
@@ -229,6 +241,10 @@ fn install_snapshot_then_reopen(factory: Factory) {
         assert_eq!(wal.term_at(conflict, 6).expect("floor term"), 3);
         assert_eq!(info(beyond), (26, 26, 4));
         assert_eq!(wal.term_at(beyond, 25).expect("floor term"), 4);
+        let meta = |partition| wal.floor_meta(partition).expect("meta");
+        assert_eq!(&meta(keep)[..], b"keep meta, again");
+        assert_eq!(&meta(conflict)[..], b"conflict meta");
+        assert_eq!(&meta(beyond)[..], b"beyond meta");
     };
     check(&wal);
     let wal = reopen(wal, dir.path(), factory);
@@ -289,6 +305,7 @@ fn delete_partition_reopen(factory: Factory) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut wal = open(dir.path(), factory);
     wal.append_entry(p(1), 1, 1, b"a").expect("append");
+    wal.compact_to(p(1), 2, b"meta").expect("compact");
     wal.append_entry(p(2), 1, 1, b"b").expect("append");
     wal.delete_partition(p(1)).expect("delete");
     wal.sync().expect("sync");
@@ -303,6 +320,8 @@ fn delete_partition_reopen(factory: Factory) {
     wal.sync().expect("sync");
     let wal = reopen(wal, dir.path(), factory);
     assert_eq!(wal.partition(p(1)).expect("info").first_index, 5);
+    // The deletion forgot the floor and its meta.
+    assert_eq!(&wal.floor_meta(p(1)).expect("meta")[..], b"");
 }
 
 fn pipeline_many_appends_in_flight(factory: Factory) {

@@ -67,8 +67,15 @@ fn frame_offsets(path: &Path) -> Vec<u64> {
     frames(path).into_iter().map(|(offset, _)| offset).collect()
 }
 
-/// The report's row of partition `id` says what the reopened log says of it.
-fn assert_row_matches(row: &PartitionReport, info: &PartitionInfo, id: PartitionId) {
+/// The report's row of partition `id` says what the reopened log says of it (`meta`: its
+/// floor meta).
+fn assert_row_matches(row: &PartitionReport, info: &PartitionInfo, meta: &[u8], id: PartitionId) {
+    let prefix: String = meta.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        (row.floor_meta.len, &row.floor_meta.prefix_hex),
+        (meta.len() as u64, &prefix),
+        "partition {id}"
+    );
     assert_eq!(
         (
             row.first_index,
@@ -123,7 +130,8 @@ fn healthy_wal_with_several_partitions_is_reported_exactly() {
     for index in 1..=30 {
         wal.append_entry(p(2), index, 2, &[2; 50]).expect("append");
     }
-    wal.compact_to(p(2), 11).expect("compact");
+    wal.compact_to(p(2), 11, b"floor meta of p2")
+        .expect("compact");
     wal.set_commit_index(p(2), 25).expect("commit");
     wal.sync().expect("sync");
     // 3: written, then deleted.
@@ -206,6 +214,12 @@ fn healthy_wal_with_several_partitions_is_reported_exactly() {
         (11, 30, 20, Some(25))
     );
     assert_eq!(p2.compaction_floor, Some(Floor { index: 10, term: 2 }));
+    assert_eq!(
+        (p2.floor_meta.len, p2.floor_meta.prefix_hex.as_str()),
+        (16, "666c6f6f72206d65"),
+        "the meta's length and its first 8 bytes (\"floor me\") in hex"
+    );
+    assert_eq!(p1.floor_meta.len, 0);
     assert!(p3.deleted && p3.entries == 0 && p3.term_vote.is_none());
     assert_eq!(
         (p4.first_index, p4.last_index, p4.last_term, p4.entries),
@@ -236,7 +250,8 @@ fn healthy_wal_with_several_partitions_is_reported_exactly() {
             .iter()
             .find(|r| r.id == id)
             .expect("partition in the report");
-        assert_row_matches(row, &info, id);
+        let meta = wal.floor_meta(id).expect("meta");
+        assert_row_matches(row, &info, &meta, id);
     }
 }
 
@@ -257,6 +272,14 @@ fn a_random_workload_over_many_segments_matches_the_log() {
     let ops = workload(21, 1200, 6, 600);
     run_ops(&mut wal, &ops, &mut Rng(5), &mut Model::default());
     let expected = wal.partitions().expect("partitions");
+    let metas: Vec<_> = expected
+        .iter()
+        .map(|(id, _)| wal.floor_meta(*id).expect("meta"))
+        .collect();
+    assert!(
+        metas.iter().any(|meta| meta.len() > 8),
+        "the workload leaves metas longer than the report shows"
+    );
     let seqs = wal.segment_seqs();
     let report = inspect_unchanged(dir.path());
     drop(wal);
@@ -273,9 +296,9 @@ fn a_random_workload_over_many_segments_matches_the_log() {
     }
     let live: Vec<_> = report.partitions.iter().filter(|p| !p.deleted).collect();
     assert_eq!(live.len(), expected.len());
-    for (row, (id, info)) in live.iter().zip(&expected) {
+    for ((row, (id, info)), meta) in live.iter().zip(&expected).zip(&metas) {
         assert_eq!(row.id, *id);
-        assert_row_matches(row, info, *id);
+        assert_row_matches(row, info, meta, *id);
         assert_eq!(
             row.term_vote.map(|h| (h.term, h.vote)),
             info.term_vote.map(|h| (h.term, h.vote))
@@ -849,7 +872,7 @@ fn inspecting_a_log_being_written_shows_every_acknowledged_entry() {
                     acked.store(index, Ordering::SeqCst);
                 }
                 if index % 100 == 0 {
-                    wal.compact_to(p(1), index - 50).expect("compact");
+                    wal.compact_to(p(1), index - 50, b"").expect("compact");
                 }
             }
             wal.sync().expect("sync");
@@ -907,7 +930,7 @@ fn the_text_report_is_stable() {
     for index in 1..=3 {
         wal.append_entry(p(4), index, 2, b"abc").expect("append");
     }
-    wal.compact_to(p(4), 2).expect("compact");
+    wal.compact_to(p(4), 2, b"0123456789").expect("compact");
     wal.set_commit_index(p(4), 3).expect("commit");
     wal.append_entry(p(8), 1, 1, b"x").expect("append");
     wal.delete_partition(p(8)).expect("delete");
@@ -936,8 +959,8 @@ segments: 2 (131072 bytes, 12288 used), 1 frames, 8 records, LSN 0..7
   0000000000000002.wal  <epoch of 2>           65536        4096       0         0  -                prepared
 
 partitions: 1 live, 1 deleted; 2 live entries (6 payload bytes)
-   partition  first..last             entries  last term  term, vote         commit  floor            oldest lsn
-           4  2..3                          2          2  2, 1                    3  1 @2             0
+   partition  first..last             entries  last term  term, vote         commit  floor            oldest lsn  floor meta
+           4  2..3                          2          2  2, 1                    3  1 @2                      0  10 B 3031323334353637..
            8  deleted
 
 damage: 0 (0 fatal)

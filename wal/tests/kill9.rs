@@ -29,7 +29,7 @@ use kommander_wal::{Lsn, PartitionId, TermVote, Wal, WalConfig, Write};
 #[allow(dead_code, unreachable_pub)]
 mod common;
 
-use common::Rng;
+use common::{Rng, floor_meta_for};
 
 const PARTITIONS: u32 = 16;
 /// Entries a partition keeps behind its last index before the child compacts it.
@@ -118,6 +118,7 @@ fn child_process() {
             acks.push(format!("kill9 e {partition} {index} {term}"));
             *index += 1;
         }
+        let compaction_meta;
         let mut writes: Vec<Write<'_>> = payloads
             .iter()
             .map(|(partition, index, payload)| Write::Entry {
@@ -136,9 +137,11 @@ fn child_process() {
                 *current = target;
                 writeln!(out, "kill9 C {partition} {target}").expect("child: report");
                 out.flush().expect("child: flush");
+                compaction_meta = floor_meta_for(partition, target);
                 writes.push(Write::CompactTo {
                     partition: PartitionId(partition),
                     index: target,
+                    floor_meta: &compaction_meta,
                 });
                 acks.push(format!("kill9 c {partition} {target}"));
             }
@@ -223,6 +226,21 @@ fn verify(dir: &Path, backend: u64, acked: &BTreeMap<u32, Acked>) -> Result<usiz
             return Err(format!(
                 "partition {partition}: first index {} above every compaction asked for ({})",
                 info.first_index, want.floor_intended
+            ));
+        }
+        // The floor is one a compaction set (to its index, with its meta), or none was.
+        let meta = wal.floor_meta(p).map_err(|e| e.to_string())?;
+        let want_meta = match info.first_index {
+            1 => Vec::new(),
+            floor => floor_meta_for(*partition, floor),
+        };
+        if meta[..] != want_meta[..] {
+            return Err(format!(
+                "partition {partition}: the floor at {} has a meta of {} bytes, not the {} its \
+                 compaction wrote",
+                info.first_index,
+                meta.len(),
+                want_meta.len()
             ));
         }
         if let Some(last) = last_acked

@@ -18,7 +18,7 @@ fn churn(wal: &mut Wal, from: u64, count: u64) {
     for index in from..from + count {
         wal.append_entry(p(1), index, 1, &[5; 900]).expect("append");
         if index % 8 == 0 {
-            wal.compact_to(p(1), index - 2).expect("compact");
+            wal.compact_to(p(1), index - 2, b"").expect("compact");
             wal.sync().expect("sync");
         }
     }
@@ -46,6 +46,44 @@ fn an_old_term_vote_does_not_pin_segments_forever() {
 }
 
 #[test]
+fn floor_metas_survive_the_reclamation_of_every_segment_that_held_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut wal = open(dir.path());
+    // Partition 2: only its floor pins (restated as a compaction at the floor). Partition 3:
+    // its entries pin too (rewritten whole, from a reset). Partition 4: a snapshot boundary in
+    // conflict with its log (a reset of its own).
+    wal.append_entry(p(2), 1, 1, b"two").expect("append");
+    wal.compact_to(p(2), 2, b"meta of 2").expect("compact");
+    for index in 1..=10 {
+        wal.append_entry(p(3), index, 2, &[3; 50]).expect("append");
+    }
+    wal.compact_to(p(3), 4, b"meta of 3").expect("compact");
+    wal.append_entry(p(4), 1, 1, b"four").expect("append");
+    wal.install_snapshot(p(4), 7, 3, b"meta of 4")
+        .expect("snapshot boundary");
+    wal.sync().expect("sync");
+    let written_in = *wal.segment_seqs().last().expect("a segment");
+    churn(&mut wal, 1, 400);
+    assert!(
+        wal.segment_seqs()[0] > written_in + 2,
+        "the segments that held the records (and their first restatements) were reclaimed: {:?}",
+        wal.segment_seqs()
+    );
+    let check = |wal: &Wal| {
+        let meta = |id| wal.floor_meta(p(id)).expect("meta");
+        assert_eq!(&meta(2)[..], b"meta of 2");
+        assert_eq!(&meta(3)[..], b"meta of 3");
+        assert_eq!(&meta(4)[..], b"meta of 4");
+        let info = wal.partition(p(3)).expect("partition 3");
+        assert_eq!((info.first_index, info.last_index), (4, 10));
+        assert_eq!(wal.term_at(p(4), 7).expect("floor term"), 3);
+    };
+    check(&wal);
+    drop(wal);
+    check(&open(dir.path()));
+}
+
+#[test]
 fn a_partition_larger_than_a_frame_pins_until_compacted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut wal = open(dir.path());
@@ -62,7 +100,7 @@ fn a_partition_larger_than_a_frame_pins_until_compacted() {
         first,
         "the big partition pins its segment"
     );
-    wal.compact_to(p(2), 31).expect("compact it");
+    wal.compact_to(p(2), 31, b"").expect("compact it");
     churn(&mut wal, 301, 200);
     assert!(wal.segment_seqs()[0] > first, "released after compaction");
     drop(wal);

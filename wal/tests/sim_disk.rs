@@ -13,7 +13,7 @@ use kommander_wal::fuzzing::{FrameCheck, check_frame, decode_segment_header};
 use kommander_wal::inspect::RecoveryVerdict;
 use kommander_wal::{Error, Lsn, PartitionId, Wal, WalConfig, Write};
 
-use crate::common::{Op, Rng, small_config, workload};
+use crate::common::{Op, Rng, floor_meta_for, small_config, workload};
 
 /// Inline preparation and seeded epochs: one workload records one trace, byte for byte.
 fn config(disk: &SimDisk) -> WalConfig {
@@ -51,6 +51,7 @@ fn logs_of(wal: &Wal) -> DurableLogs {
             DurableLog {
                 first_index: info.first_index,
                 floor_term,
+                floor_meta: wal.floor_meta(id).expect("floor meta"),
                 term_vote: info.term_vote,
                 commit_index: info.commit_index,
                 entries,
@@ -76,6 +77,7 @@ fn assert_same(found: &DurableLogs, expected: &DurableLogs, context: &str) {
                 l.first_index,
                 l.last_index(),
                 l.floor_term,
+                l.floor_meta.clone(),
                 l.term_vote,
                 l.commit_index,
             )
@@ -342,7 +344,8 @@ fn next_op(wal: &Wal, rng: &mut Rng, term: &mut u64) -> Op {
             },
             92..=98 => match held {
                 Some((first, last)) if last >= first => {
-                    Op::CompactTo(id, first + rng.below(last - first + 3))
+                    let index = first + rng.below(last - first + 3);
+                    Op::CompactTo(id, index, floor_meta_for(id, index))
                 }
                 _ => continue,
             },

@@ -165,6 +165,7 @@ impl Contender for Kommander {
                         writes.push(Write::CompactTo {
                             partition: PartitionId(partition as u32 + 1),
                             index: *index - RETAINED_ENTRIES,
+                            floor_meta: &[],
                         });
                     }
                 }

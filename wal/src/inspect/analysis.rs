@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use super::report::{
-    EntryListing, EntryReport, Floor, PartitionReport, RecoveryVerdict, SegmentReport,
+    EntryListing, EntryReport, Floor, FloorMeta, PartitionReport, RecoveryVerdict, SegmentReport,
     SegmentStatus, TermVoteReport, Totals,
 };
 use crate::PartitionId;
@@ -84,6 +84,7 @@ pub(super) fn partition_reports(
                 index: p.first_index.saturating_sub(1),
                 term: p.floor_term,
             }),
+            floor_meta: FloorMeta::of(&p.floor_meta),
             term_vote: p.term_vote.map(|(term_vote, _)| TermVoteReport {
                 term: term_vote.term,
                 vote: term_vote.vote,
@@ -101,6 +102,7 @@ pub(super) fn partition_reports(
         entries: 0,
         entry_bytes: 0,
         compaction_floor: None,
+        floor_meta: FloorMeta::default(),
         term_vote: None,
         commit_index: None,
         oldest_live_lsn: None,

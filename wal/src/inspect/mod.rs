@@ -46,8 +46,8 @@ use std::path::Path;
 use self::analysis::{list_entries, partition_reports, segment_reports, verdict};
 use self::read::{images_of, read_consistently};
 pub use self::report::{
-    EntryListing, EntryReport, Floor, InspectReport, MarkerState, PartitionReport, RecoveryVerdict,
-    SegmentReport, SegmentStatus, TermVoteReport, Totals,
+    EntryListing, EntryReport, Floor, FloorMeta, InspectReport, MarkerState, PartitionReport,
+    RecoveryVerdict, SegmentReport, SegmentStatus, TermVoteReport, Totals,
 };
 use crate::directory::{DirListing, MARKER_NAME};
 use crate::error::{Error, Result};

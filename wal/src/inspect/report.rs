@@ -125,6 +125,8 @@ pub struct PartitionReport {
     pub entry_bytes: u64,
     /// The compaction floor, if a record sets it with a known term.
     pub compaction_floor: Option<Floor>,
+    /// The floor's meta (opaque bytes kept with the floor; empty when none was given).
+    pub floor_meta: FloorMeta,
     /// Latest term and vote.
     pub term_vote: Option<TermVoteReport>,
     /// Latest commit index.
@@ -140,6 +142,28 @@ pub struct Floor {
     pub index: u64,
     /// Its term (0 if unknown).
     pub term: u64,
+}
+
+/// A floor's meta, summed up: its length and its first bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FloorMeta {
+    /// Its length in bytes.
+    pub len: u64,
+    /// Hex of its first [`FloorMeta::PREFIX_BYTES`] bytes (empty when it is).
+    pub prefix_hex: String,
+}
+
+impl FloorMeta {
+    /// How many bytes of the meta the report shows.
+    pub const PREFIX_BYTES: usize = 8;
+
+    pub(super) fn of(meta: &[u8]) -> Self {
+        let shown = &meta[..meta.len().min(Self::PREFIX_BYTES)];
+        Self {
+            len: meta.len() as u64,
+            prefix_hex: shown.iter().map(|b| format!("{b:02x}")).collect(),
+        }
+    }
 }
 
 /// A term and the vote in it (the WAL's [`crate::TermVote`]).

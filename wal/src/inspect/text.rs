@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::report::{InspectReport, MarkerState, RecoveryVerdict, SegmentStatus};
+use super::report::{FloorMeta, InspectReport, MarkerState, RecoveryVerdict, SegmentStatus};
 use crate::recovery::{Damage, DamageAction};
 use crate::segment::segment_name;
 
@@ -16,6 +16,21 @@ fn range(first: Option<u64>, last: Option<u64>) -> String {
 
 fn or_dash<T: fmt::Display>(value: Option<T>) -> String {
     value.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+/// `-` when empty, else the length and the first bytes in hex (`..` when there are more).
+impl fmt::Display for FloorMeta {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.len == 0 {
+            return f.write_str("-");
+        }
+        let more = if self.len > Self::PREFIX_BYTES as u64 {
+            ".."
+        } else {
+            ""
+        };
+        write!(f, "{} B {}{more}", self.len, self.prefix_hex)
+    }
 }
 
 impl fmt::Display for DamageAction {
@@ -130,8 +145,15 @@ impl fmt::Display for InspectReport {
         if !self.partitions.is_empty() {
             writeln!(
                 f,
-                "  {:>10}  {:<21}  {:>8}  {:>9}  {:<13}  {:>10}  {:<15}  oldest lsn",
-                "partition", "first..last", "entries", "last term", "term, vote", "commit", "floor"
+                "  {:>10}  {:<21}  {:>8}  {:>9}  {:<13}  {:>10}  {:<15}  {:>10}  floor meta",
+                "partition",
+                "first..last",
+                "entries",
+                "last term",
+                "term, vote",
+                "commit",
+                "floor",
+                "oldest lsn"
             )?;
         }
         for p in &self.partitions {
@@ -148,7 +170,7 @@ impl fmt::Display for InspectReport {
                 .map_or_else(|| "-".into(), |fl| format!("{} @{}", fl.index, fl.term));
             writeln!(
                 f,
-                "  {:>10}  {:<21}  {:>8}  {:>9}  {:<13}  {:>10}  {:<15}  {}",
+                "  {:>10}  {:<21}  {:>8}  {:>9}  {:<13}  {:>10}  {:<15}  {:>10}  {}",
                 p.id.get(),
                 format!("{}..{}", p.first_index, p.last_index),
                 p.entries,
@@ -156,7 +178,8 @@ impl fmt::Display for InspectReport {
                 term_vote,
                 or_dash(p.commit_index),
                 floor,
-                or_dash(p.oldest_live_lsn)
+                or_dash(p.oldest_live_lsn),
+                p.floor_meta
             )?;
         }
         writeln!(f, "\ndamage: {} ({} fatal)", t.damages, t.damages_fatal)?;

@@ -17,7 +17,8 @@ impl Wal {
     /// Returns the LSN the batch is durable at: once [`Wal::durable_lsn`] `>=` it.
     ///
     /// # Errors
-    /// Bad input changes nothing: [`Error::RecordTooLarge`], [`Error::NotContiguous`] (an
+    /// Bad input changes nothing: [`Error::RecordTooLarge`], [`Error::FloorMetaTooLarge`],
+    /// [`Error::NotContiguous`] (an
     /// entry must follow the partition's last index; after [`Write::TruncateAfter`] in the same
     /// batch, the truncation point), [`Error::UnknownPartition`] (truncate, compact or delete
     /// of a partition with no records), [`Error::BelowCompactionFloor`],
@@ -101,7 +102,10 @@ impl Wal {
                     }
                     entry.fresh = false;
                 }
-                Write::CompactTo { index, .. } => {
+                Write::CompactTo {
+                    index, floor_meta, ..
+                } => {
+                    self.check_floor_meta(floor_meta)?;
                     if !entry.exists {
                         return Err(Error::UnknownPartition { partition });
                     }
@@ -118,7 +122,13 @@ impl Wal {
                         entry.fresh = false;
                     }
                 }
-                Write::InstallSnapshot { index, term, .. } => {
+                Write::InstallSnapshot {
+                    index,
+                    term,
+                    floor_meta,
+                    ..
+                } => {
+                    self.check_floor_meta(floor_meta)?;
                     if log_written {
                         return Err(Error::InstallAfterLogWrite { partition });
                     }
@@ -166,6 +176,16 @@ impl Wal {
         Ok(())
     }
 
+    fn check_floor_meta(&self, floor_meta: &[u8]) -> Result<()> {
+        if floor_meta.len() > self.config.floor_meta_bytes_max {
+            return Err(Error::FloorMetaTooLarge {
+                len: floor_meta.len(),
+                max: self.config.floor_meta_bytes_max,
+            });
+        }
+        Ok(())
+    }
+
     fn append_one(&mut self, write: &Write<'_>) -> Result<()> {
         let partition = write.partition();
         match *write {
@@ -195,24 +215,35 @@ impl Wal {
             Write::TruncateAfter { index, .. } => {
                 self.append_record(RecordKind::TruncateAfter, 0, partition, 0, index, &[])
             }
-            Write::CompactTo { index, .. } => {
-                let term = self
-                    .state
-                    .partitions
-                    .get(&partition)
-                    .and_then(|p| p.term_at(index - 1))
-                    .unwrap_or(0);
-                self.append_record(RecordKind::CompactTo, 0, partition, term, index, &[])
+            Write::CompactTo {
+                index, floor_meta, ..
+            } => {
+                let state = self.state.partitions.get(&partition);
+                let term = state.and_then(|p| p.term_at(index - 1)).unwrap_or(0);
+                // A compaction that does not move the floor carries the floor's own meta
+                // (replay restates the floor with a compaction exactly at it), not the
+                // caller's.
+                let held = state
+                    .filter(|p| !p.fresh && index <= p.first_index)
+                    .map(|p| p.floor_meta.clone());
+                let meta = held.as_deref().unwrap_or(floor_meta);
+                self.append_record(RecordKind::CompactTo, 0, partition, term, index, meta)
             }
-            Write::InstallSnapshot { index, term, .. } => {
+            Write::InstallSnapshot {
+                index,
+                term,
+                floor_meta,
+                ..
+            } => {
                 // Both records exist for other reasons and replay as written: a compaction
-                // beyond the last entry clears the log, a reset clears it whatever it holds.
+                // beyond the last entry clears the log, a reset clears it whatever it holds;
+                // both set the floor's meta (the compaction is at or above the floor).
                 let kind = if self.keeps_suffix(partition, index, term) {
                     RecordKind::CompactTo
                 } else {
                     RecordKind::Reset
                 };
-                self.append_record(kind, 0, partition, term, index + 1, &[])
+                self.append_record(kind, 0, partition, term, index + 1, floor_meta)
             }
             Write::DeletePartition { .. } => {
                 self.append_record(RecordKind::DeletePartition, 0, partition, 0, 0, &[])
@@ -275,6 +306,7 @@ impl Wal {
             segment,
             offset,
             len: payload.len() as u32,
+            payload,
         });
         self.next_lsn += 1;
         if let Some(active) = self.segments.back_mut() {
@@ -416,22 +448,32 @@ impl Wal {
     }
 
     /// Drops a partition's entries below `index`, which becomes its first index (after a
-    /// snapshot). See [`Wal::append`].
+    /// snapshot), keeping `floor_meta` with the floor if it moves (see [`Write::CompactTo`]
+    /// and [`Wal::append`]).
     ///
     /// # Errors
-    /// [`Error::UnknownPartition`], or as [`Wal::append`].
+    /// [`Error::UnknownPartition`], [`Error::FloorMetaTooLarge`], or as [`Wal::append`].
     ///
     /// # Durability
     /// As [`Wal::append`].
-    pub fn compact_to(&mut self, partition: PartitionId, index: u64) -> Result<Lsn> {
-        self.append(&[Write::CompactTo { partition, index }])
+    pub fn compact_to(
+        &mut self,
+        partition: PartitionId,
+        index: u64,
+        floor_meta: &[u8],
+    ) -> Result<Lsn> {
+        self.append(&[Write::CompactTo {
+            partition,
+            index,
+            floor_meta,
+        }])
     }
 
     /// Installs a snapshot's boundary (see [`Write::InstallSnapshot`] and [`Wal::append`]).
     ///
     /// # Errors
-    /// [`Error::BelowCompactionFloor`] for an index below the floor (or 0), or as
-    /// [`Wal::append`].
+    /// [`Error::BelowCompactionFloor`] for an index below the floor (or 0),
+    /// [`Error::FloorMetaTooLarge`], or as [`Wal::append`].
     ///
     /// # Durability
     /// As [`Wal::append`]. Until durable, a crash brings the old log back.
@@ -440,11 +482,13 @@ impl Wal {
         partition: PartitionId,
         index: u64,
         term: u64,
+        floor_meta: &[u8],
     ) -> Result<Lsn> {
         self.append(&[Write::InstallSnapshot {
             partition,
             index,
             term,
+            floor_meta,
         }])
     }
 

@@ -1,5 +1,5 @@
 //! Reads: entry payloads as `Bytes` borrowing the segments' mappings (durable entries only),
-//! terms, and the partitions' summaries.
+//! terms, floor metas, and the partitions' summaries.
 
 use std::ops::Range;
 
@@ -80,6 +80,18 @@ impl Wal {
             first_index: state.first_index,
             last_index: state.last_index(),
         })
+    }
+
+    /// The floor's meta: the opaque bytes of the latest
+    /// [`Write::CompactTo`](crate::Write::CompactTo) that moved the partition's floor or
+    /// [`Write::InstallSnapshot`](crate::Write::InstallSnapshot) (empty if none carried any), as
+    /// appended (including records not yet durable). The log's own copy: no copy is made.
+    ///
+    /// # Errors
+    /// [`Error::Poisoned`], [`Error::UnknownPartition`].
+    pub fn floor_meta(&self, partition: PartitionId) -> Result<Bytes> {
+        self.check_poison()?;
+        Ok(self.state.get(partition)?.floor_meta.clone())
     }
 
     /// A partition's first/last index, last term, term and vote, and commit index, as appended

@@ -131,8 +131,9 @@ impl Wal {
     }
 
     /// Partitions whose records still pin the oldest sealed segment get their live state
-    /// rewritten into one fresh frame (a `Reset` record, term and vote, commit index and live
-    /// entries), if that fits one frame. Larger partitions keep pinning until compacted.
+    /// rewritten into one fresh frame (a `Reset` record with the floor's meta, term and vote,
+    /// commit index and live entries), if that fits one frame. Larger partitions keep pinning
+    /// until compacted.
     fn rewrite_pinning_partitions(&mut self) -> Result<()> {
         if self.segments.len() < 2 {
             return Ok(());
@@ -162,9 +163,14 @@ impl Wal {
             let pins = |lsn: Option<u64>| lsn.is_some_and(|lsn| lsn < oldest_end);
             if !pins(partition.entries.front().map(|e| e.lsn)) && !pins(partition.truncate_lsn) {
                 // Only control records pin: restate them (each alone is enough, so they need
-                // no frame of their own).
-                let restate_floor = pins(partition.floor_lsn)
-                    .then_some((partition.first_index, partition.floor_term));
+                // no frame of their own; the floor with its meta).
+                let restate_floor = pins(partition.floor_lsn).then(|| {
+                    (
+                        partition.first_index,
+                        partition.floor_term,
+                        partition.floor_meta.clone(),
+                    )
+                });
                 let term_vote = partition
                     .term_vote
                     .filter(|(_, lsn)| *lsn < oldest_end)
@@ -173,14 +179,23 @@ impl Wal {
                     .commit_index
                     .filter(|(_, lsn)| *lsn < oldest_end)
                     .map(|(ci, _)| ci);
-                spent += 3 * record_footprint(0) as u64;
-                if let Some((first_index, floor_term)) = restate_floor {
-                    self.append_record(RecordKind::CompactTo, 0, id, floor_term, first_index, &[])?;
+                spent += (record_footprint(partition.floor_meta.len()) + 2 * record_footprint(0))
+                    as u64;
+                if let Some((first_index, floor_term, meta)) = restate_floor {
+                    self.append_record(
+                        RecordKind::CompactTo,
+                        0,
+                        id,
+                        floor_term,
+                        first_index,
+                        &meta,
+                    )?;
                 }
                 self.append_control(id, term_vote, commit)?;
                 continue;
             }
-            let mut payload_bytes = record_footprint(0) * 3;
+            let mut payload_bytes =
+                record_footprint(partition.floor_meta.len()) + 2 * record_footprint(0);
             for entry in &partition.entries {
                 payload_bytes += record_footprint(entry.len as usize);
             }
@@ -195,6 +210,7 @@ impl Wal {
             spent += frame_bytes;
             let first_index = partition.first_index;
             let floor_term = partition.floor_term;
+            let floor_meta = partition.floor_meta.clone();
             let term_vote = partition.term_vote.map(|(term_vote, _)| term_vote);
             let commit = partition.commit_index.map(|(ci, _)| ci);
             let mut entries = Vec::with_capacity(partition.entries.len());
@@ -211,7 +227,14 @@ impl Wal {
             }
             // One frame for the whole rewrite, so a crash keeps all of it or none.
             self.seal_and_submit()?;
-            self.append_record(RecordKind::Reset, 0, id, floor_term, first_index, &[])?;
+            self.append_record(
+                RecordKind::Reset,
+                0,
+                id,
+                floor_term,
+                first_index,
+                &floor_meta,
+            )?;
             self.append_control(id, term_vote, commit)?;
             for (index, term, bytes) in entries {
                 self.append_record(RecordKind::Entry, 0, id, term, index, &bytes)?;

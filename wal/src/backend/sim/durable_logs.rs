@@ -23,7 +23,8 @@ pub struct DurableLogs {
 }
 
 /// One partition's log as recovery finds it: what [`crate::Wal::partition`],
-/// [`crate::Wal::term_at`] and [`crate::Wal::entry`] report after opening the image.
+/// [`crate::Wal::term_at`], [`crate::Wal::floor_meta`] and [`crate::Wal::entry`] report after
+/// opening the image.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DurableLog {
     /// The first index held (the compaction floor), or the next index when no entry is held
@@ -34,6 +35,8 @@ pub struct DurableLog {
     /// allowed); `Some(0)` when the log does not know it (its first entry was appended at
     /// `first_index` without a floor).
     pub floor_term: Option<u64>,
+    /// The floor's meta ([`crate::Wal::floor_meta`]; a copy).
+    pub floor_meta: Bytes,
     /// The latest term and vote.
     pub term_vote: Option<TermVote>,
     /// The latest commit index.
@@ -129,6 +132,7 @@ pub(super) fn recover(dir: &Path, image: &DiskImage) -> Result<DurableLogs> {
             DurableLog {
                 first_index: log.first_index,
                 floor_term: (!log.fresh).then_some(log.floor_term),
+                floor_meta: log.floor_meta.clone(),
                 term_vote: log.term_vote.map(|(term_vote, _)| term_vote),
                 commit_index: log.commit_index.map(|(index, _)| index),
                 entries,
