@@ -477,10 +477,12 @@ pub(crate) fn decode_records(
         })?;
         offset += len.next_multiple_of(RECORD_ALIGN);
     }
-    if offset.min(payload.len()) != payload.len() {
+    // The writer counts every record padded to 8, the last one too: the payload ends exactly
+    // at the last record's padded end.
+    if offset != payload.len() {
         return Err(RecordError {
             offset,
-            reason: "bytes after the last record",
+            reason: "payload length is not the records' padded length",
         });
     }
     Ok(())
@@ -633,6 +635,69 @@ mod tests {
             "unknown record kind"
         );
         assert!(decode_records(&payload, 2, |_| Ok(())).is_err());
+    }
+
+    #[test]
+    fn floor_records_carry_a_meta_and_other_control_records_nothing() {
+        let mut payload = vec![0u8; 128];
+        let mut at = 0;
+        for kind in [RecordKind::CompactTo, RecordKind::Reset] {
+            at += encode_record(&mut payload[at..], kind, 0, PartitionId(1), 2, 3, b"meta!");
+        }
+        let mut metas = Vec::new();
+        decode_records(&payload[..at], 2, |r| {
+            metas.push((r.kind, r.payload.to_vec()));
+            Ok(())
+        })
+        .expect("floor records with a meta");
+        assert_eq!(
+            metas,
+            [
+                (RecordKind::CompactTo, b"meta!".to_vec()),
+                (RecordKind::Reset, b"meta!".to_vec())
+            ]
+        );
+        for kind in [
+            RecordKind::TermVote,
+            RecordKind::CommitIndex,
+            RecordKind::TruncateAfter,
+            RecordKind::DeletePartition,
+        ] {
+            let len = encode_record(&mut payload, kind, 0, PartitionId(1), 2, 3, b"x");
+            assert_eq!(
+                decode_records(&payload[..len], 1, |_| Ok(())).unwrap_err(),
+                RecordError {
+                    offset: 0,
+                    reason: "control record with a payload"
+                },
+                "{kind:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_payload_length_counts_the_last_records_padding() {
+        let mut payload = vec![0u8; 64];
+        let len = encode_record(
+            &mut payload,
+            RecordKind::Entry,
+            0,
+            PartitionId(1),
+            1,
+            1,
+            b"abc",
+        );
+        assert_eq!(len, 40, "32 + 3, padded to 8");
+        decode_records(&payload[..len], 1, |_| Ok(())).expect("padded length");
+        for short_or_long in [len - 5, len - 1, len + 8] {
+            assert_eq!(
+                decode_records(&payload[..short_or_long], 1, |_| Ok(()))
+                    .unwrap_err()
+                    .reason,
+                "payload length is not the records' padded length",
+                "{short_or_long}"
+            );
+        }
     }
 
     #[test]

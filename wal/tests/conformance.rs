@@ -145,8 +145,10 @@ fn compact_then_reopen(factory: Factory) {
     assert_eq!(&wal.floor_meta(p(4)).expect("no floor yet")[..], b"");
     wal.compact_to(p(4), 11, b"config at 10").expect("compact");
     // A compaction at or below the floor moves nothing and keeps the floor's meta.
-    wal.compact_to(p(4), 11, b"ignored").expect("compact at the floor");
-    wal.compact_to(p(4), 3, b"ignored too").expect("compact below");
+    wal.compact_to(p(4), 11, b"ignored")
+        .expect("compact at the floor");
+    wal.compact_to(p(4), 3, b"ignored too")
+        .expect("compact below");
     wal.sync().expect("sync");
     let check = |wal: &Wal| {
         let info = wal.partition(p(4)).expect("info");

@@ -179,8 +179,8 @@ impl Wal {
                     .commit_index
                     .filter(|(_, lsn)| *lsn < oldest_end)
                     .map(|(ci, _)| ci);
-                spent += (record_footprint(partition.floor_meta.len()) + 2 * record_footprint(0))
-                    as u64;
+                spent +=
+                    (record_footprint(partition.floor_meta.len()) + 2 * record_footprint(0)) as u64;
                 if let Some((first_index, floor_term, meta)) = restate_floor {
                     self.append_record(
                         RecordKind::CompactTo,
