@@ -36,10 +36,12 @@ pub(crate) fn temp_name(seq: u64) -> String {
     format!("{seq:016x}.tmp")
 }
 
-/// Parses `<16 hex>.<ext>`.
+/// Parses `<16 lowercase hex digits>.<ext>`, the only spelling [`segment_name`] writes (so
+/// that no two names are one seq; `u64::from_str_radix` alone also takes upper case and a
+/// leading `+`).
 pub(crate) fn parse_name(name: &str, ext: &str) -> Option<u64> {
     let stem = name.strip_suffix(ext)?.strip_suffix('.')?;
-    if stem.len() != 16 {
+    if stem.len() != 16 || !stem.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return None;
     }
     u64::from_str_radix(stem, 16).ok()
@@ -235,4 +237,24 @@ pub(crate) fn prepare_segment(
         .map_err(|e| Error::io("opening a prepared segment", &path, e))?;
     let map = map_file(&file)?;
     Ok(Segment::new(seq, epoch, file, path, map))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_names_the_log_writes_are_segments() {
+        assert_eq!(parse_name(&segment_name(0xab), "wal"), Some(0xab));
+        assert_eq!(parse_name(&temp_name(7), "tmp"), Some(7));
+        for foreign in [
+            "00000000000000AB.wal",
+            "+00000000000000b.wal",
+            "00000000000000ab.tmp.wal",
+            "0000000000000ab.wal",
+            "00000000000000ab.wal.tmp",
+        ] {
+            assert_eq!(parse_name(foreign, "wal"), None, "{foreign}");
+        }
+    }
 }
