@@ -159,6 +159,33 @@ mod tests {
         );
     }
 
+    /// The bytes `docs/wal-format.md` ("Entries written by kommander-raft") describes.
+    #[test]
+    fn records_are_the_bytes_the_format_page_describes() {
+        let entry = Entry {
+            index: LogIndex(7),
+            term: Term(3),
+            kind: EntryKind::Normal,
+            ticket: Ticket(0x0102_0304_0506_0708),
+            auto_commit: false,
+            payload: encode_envelope("kv", b"hi"),
+        };
+        let mut out = Vec::new();
+        encode_record(&entry, &mut out);
+        let mut expected = vec![1, 0, 0, 0, 0, 0, 0, 0, 8, 7, 6, 5, 4, 3, 2, 1];
+        expected.extend_from_slice(&[2, 0, b'k', b'v', b'h', b'i']);
+        assert_eq!(out, expected);
+        let marker = Entry {
+            kind: EntryKind::Rollback,
+            auto_commit: true,
+            payload: Bytes::new(),
+            ..entry
+        };
+        out.clear();
+        encode_record(&marker, &mut out);
+        assert_eq!(out, [1, 3, 1, 0, 0, 0, 0, 0, 8, 7, 6, 5, 4, 3, 2, 1]);
+    }
+
     #[test]
     fn malformed_bytes_are_errors_not_panics() {
         let short = Bytes::from_static(&[1, 0, 1]);
