@@ -180,6 +180,56 @@ fn floor_metas_over_the_size_limit_change_nothing() {
 }
 
 #[test]
+fn a_batch_is_validated_as_the_writes_before_it_apply() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut wal = prepared(dir.path());
+    let term_vote = kommander_wal::TermVote {
+        term: 1,
+        vote: None,
+    };
+    wal.set_term_vote(p(2), term_vote).expect("term and vote");
+    let before = wal.partitions().expect("list");
+    let lsn = wal.next_lsn().0;
+    // A truncation of a partition with no entry leaves its first index at 1: the entry after
+    // the truncation point is refused in the batch as it is after it.
+    let result = wal.append(&[
+        Write::TruncateAfter {
+            partition: p(2),
+            index: 5,
+        },
+        Write::Entry {
+            partition: p(2),
+            index: 6,
+            term: 1,
+            payload: b"x",
+        },
+    ]);
+    assert!(
+        matches!(
+            result,
+            Err(Error::NotContiguous {
+                index: 6,
+                expected_index: 1,
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    unchanged(&wal, &before, lsn);
+    wal.truncate_after(p(2), 5).expect("truncate");
+    assert_eq!(wal.partition(p(2)).expect("info").first_index, 1);
+    assert!(matches!(
+        wal.append_entry(p(2), 6, 1, b"x"),
+        Err(Error::NotContiguous {
+            expected_index: 1,
+            ..
+        })
+    ));
+    wal.append_entry(p(2), 1, 1, b"x")
+        .expect("at the first index");
+}
+
+#[test]
 fn control_records_for_unknown_partitions() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut wal = prepared(dir.path());

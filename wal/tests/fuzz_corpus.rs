@@ -168,4 +168,28 @@ fn write_fuzz_seeds() {
         recovery_input(highest_seq - 1, &[below, &bad_header]),
     )
     .expect("write");
+    // Compact-to and reset records with floor metas (empty and not), one frame.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut wal =
+        kommander_wal::Wal::open(dir.path(), small_config(BackendChoice::Blocking)).expect("open");
+    let p = kommander_wal::PartitionId;
+    for index in 1..=4 {
+        wal.append_entry(p(1), index, 1, b"entry").expect("append");
+        wal.append_entry(p(2), index, 1, b"entry").expect("append");
+    }
+    wal.compact_to(p(1), 3, b"configuration").expect("compact");
+    wal.compact_to(p(2), 2, b"").expect("compact");
+    wal.install_snapshot(p(2), 9, 2, b"snapshot configuration")
+        .expect("reset");
+    wal.sync().expect("sync");
+    let seq = wal.segment_seqs()[0];
+    drop(wal);
+    let segment = std::fs::read(dir.path().join(format!("{seq:016x}.wal"))).expect("read");
+    let segment = trimmed(&segment, 2);
+    std::fs::write(frames_dir.join("valid-floor-metas"), &segment).expect("write");
+    std::fs::write(
+        recovery_dir.join("valid-floor-metas"),
+        recovery_input(seq, &[&segment]),
+    )
+    .expect("write");
 }

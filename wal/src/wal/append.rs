@@ -18,11 +18,10 @@ impl Wal {
     ///
     /// # Errors
     /// Bad input changes nothing: [`Error::RecordTooLarge`], [`Error::FloorMetaTooLarge`],
-    /// [`Error::NotContiguous`] (an
-    /// entry must follow the partition's last index; after [`Write::TruncateAfter`] in the same
-    /// batch, the truncation point), [`Error::UnknownPartition`] (truncate, compact or delete
-    /// of a partition with no records), [`Error::BelowCompactionFloor`],
-    /// [`Error::InstallAfterLogWrite`],
+    /// [`Error::NotContiguous`] (an entry must follow the partition's last index; after
+    /// [`Write::TruncateAfter`] in the same batch, the truncation point),
+    /// [`Error::UnknownPartition`] (truncate, compact or delete of a partition with no
+    /// records), [`Error::BelowCompactionFloor`], [`Error::InstallAfterLogWrite`],
     /// [`Error::TooManyPartitions`]. [`Error::Poisoned`] and I/O errors (which poison).
     ///
     /// # Durability
@@ -94,12 +93,9 @@ impl Wal {
                             first_index: entry.first_index,
                         });
                     }
-                    if entry.fresh {
-                        entry.first_index = index + 1;
-                        entry.next_index = index + 1;
-                    } else {
-                        entry.next_index = entry.next_index.min(index + 1);
-                    }
+                    // As the state applies it: a fresh partition (first index 1, no entry)
+                    // keeps its first index, and expects its next entry there.
+                    entry.next_index = entry.next_index.min(index + 1);
                     entry.fresh = false;
                 }
                 Write::CompactTo {
