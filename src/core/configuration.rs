@@ -11,6 +11,10 @@ use super::types::NodeId;
 /// decoder accepts from the network or the disk, far above any real partition.
 pub const CONFIGURATION_MEMBERS_MAX: usize = 256;
 
+/// The longest encoding of a configuration ([`Configuration::encode`]): what a WAL must keep
+/// with a floor.
+pub const CONFIGURATION_BYTES_MAX: usize = 5 + 8 * CONFIGURATION_MEMBERS_MAX;
+
 /// The encoding's version byte.
 const ENCODING_VERSION: u8 = 1;
 

@@ -76,7 +76,9 @@ mod types;
 #[cfg(feature = "sim-bugs")]
 pub use config::InjectedBug;
 pub use config::{ReplicaConfig, ReplicaConfigError};
-pub use configuration::{CONFIGURATION_MEMBERS_MAX, Configuration, ConfigurationError};
+pub use configuration::{
+    CONFIGURATION_BYTES_MAX, CONFIGURATION_MEMBERS_MAX, Configuration, ConfigurationError,
+};
 pub use entry::{Entry, EntryKind};
 pub use message::{Message, MessageBody, SnapshotOutcome};
 #[cfg(feature = "sim")]

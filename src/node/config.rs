@@ -14,7 +14,7 @@ use kommander_wal::WalConfig;
 use kommander_wal::backend::{BackendChoice, UringWriteMode};
 use serde::{Deserialize, Serialize};
 
-use crate::core::{self, NodeId, PartitionId};
+use crate::core::{self, CONFIGURATION_BYTES_MAX, NodeId, PartitionId};
 use crate::shard::{ShardConfig, SnapshotConfig};
 use crate::transport::tcp::{TcpCluster, TcpConfig, TcpConfigError};
 
@@ -474,6 +474,8 @@ impl NodeConfig {
             record_bytes_max: self.wal_record_bytes_max,
             inflight_batches_max: self.wal_inflight_batches_max,
             partitions_max: self.partitions_max,
+            // The configuration in force at a partition's floor is kept with it.
+            floor_meta_bytes_max: CONFIGURATION_BYTES_MAX,
             ..WalConfig::default()
         }
     }

@@ -12,7 +12,9 @@ use std::collections::HashMap;
 use kommander_wal::{PartitionInfo, Wal};
 
 use super::codec;
-use crate::core::{DurableState, Entry, HardState, LogIndex, NodeId, PartitionId, Term};
+use crate::core::{
+    Configuration, DurableState, Entry, HardState, LogIndex, NodeId, PartitionId, Term,
+};
 
 /// Reading one partition's log back from the WAL.
 #[derive(Debug)]
@@ -80,7 +82,7 @@ impl ReadScheduler {
             Ok(Chunk::WaitForWal) => Ok(ReadProgress::WaitForWal),
             Ok(Chunk::Done) => {
                 let job = self.jobs.remove(&partition).expect("the job read above");
-                Ok(ReadProgress::Done(durable_state(wal, partition, job)))
+                durable_state(wal, partition, job).map(ReadProgress::Done)
             }
             Err(reason) => {
                 self.jobs.remove(&partition);
@@ -144,7 +146,11 @@ fn read_chunk(
 }
 
 /// The durable state a completely read log describes.
-fn durable_state(wal: &Wal, partition: PartitionId, job: ReadJob) -> DurableState {
+///
+/// # Errors
+///
+/// The configuration kept with the WAL's floor does not decode.
+fn durable_state(wal: &Wal, partition: PartitionId, job: ReadJob) -> Result<DurableState, String> {
     let info = job.info;
     let floor = LogIndex(info.first_index.saturating_sub(1));
     let floor_term = if floor.0 == 0 {
@@ -152,7 +158,17 @@ fn durable_state(wal: &Wal, partition: PartitionId, job: ReadJob) -> DurableStat
     } else {
         Term(wal.term_at(partition, floor.0).unwrap_or(0))
     };
-    DurableState {
+    let floor_meta = wal
+        .floor_meta(partition)
+        .map_err(|error| format!("reading the floor's configuration: {error}"))?;
+    let floor_configuration = if floor_meta.is_empty() {
+        None
+    } else {
+        Some(Configuration::decode(&floor_meta).map_err(|error| {
+            format!("the configuration kept with the WAL's floor {floor}: {error}")
+        })?)
+    };
+    Ok(DurableState {
         hard_state: HardState {
             term: Term(info.term_vote.map_or(0, |h| h.term)),
             vote: info.term_vote.and_then(|h| h.vote).map(NodeId),
@@ -160,8 +176,8 @@ fn durable_state(wal: &Wal, partition: PartitionId, job: ReadJob) -> DurableStat
         },
         floor,
         floor_term,
-        floor_configuration: None,
+        floor_configuration,
         entries: job.entries,
         applied: floor,
-    }
+    })
 }

@@ -8,14 +8,20 @@
 //! compaction that waits for it is written later, alone: [`WalView::compaction`]). A
 //! [`WalView`] per partition remembers what the WAL already holds, so nothing unchanged is
 //! written again.
+//!
+//! The configuration in force at the WAL's floor is kept with it (the floor meta of
+//! `CompactTo` and `InstallSnapshot`): the WAL's floor may lag the core's (it waits for the
+//! application's durable index), so the view remembers the configuration entries above the
+//! WAL's floor and gives a compaction the configuration in force where it lands.
 
+use bytes::Bytes;
 use kommander_wal::{PartitionInfo, TermVote, Write};
 
 use super::codec;
-use crate::core::{LogIndex, PartitionId, Ready};
+use crate::core::{DurableState, EntryKind, LogIndex, PartitionId, Ready};
 
 /// What the shard last wrote to the WAL for a partition.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct WalView {
     known: bool,
     last: u64,
@@ -26,6 +32,10 @@ pub(crate) struct WalView {
     floor: u64,
     /// The highest floor the core allowed (an applied checkpoint).
     allowed_floor: u64,
+    /// The configuration in force at the WAL's floor, encoded (empty: the first one).
+    floor_configuration: Bytes,
+    /// The configuration entries above the WAL's floor: (index, encoded configuration).
+    configurations: Vec<(u64, Bytes)>,
 }
 
 impl WalView {
@@ -40,18 +50,40 @@ impl WalView {
             commit: info.commit_index.unwrap_or(0),
             floor,
             allowed_floor: floor,
+            // Known once the log is read back: `restored`.
+            floor_configuration: Bytes::new(),
+            configurations: Vec::new(),
         }
     }
 
-    /// The first index to compact the WAL to, when the floor the core allows can move: up to
-    /// that floor, but never past `durable` (the application's durable index, if it reports
-    /// one). Records the move.
-    pub(crate) fn compaction(&mut self, durable: Option<LogIndex>) -> Option<u64> {
+    /// The configurations of a partition whose log was read back into `durable`.
+    pub(crate) fn restored(&mut self, durable: &DurableState) {
+        self.floor_configuration = durable
+            .floor_configuration
+            .as_ref()
+            .map_or_else(Bytes::new, |configuration| configuration.encode());
+        self.configurations = durable
+            .entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Configuration)
+            .map(|e| (e.index.0, e.payload.clone()))
+            .collect();
+    }
+
+    /// The compaction of the WAL, when the floor the core allows can move: the first index to
+    /// keep (up to that floor, never past `durable`, the application's durable index, if it
+    /// reports one) and the configuration in force at the new floor. Records the move.
+    pub(crate) fn compaction(&mut self, durable: Option<LogIndex>) -> Option<(u64, Bytes)> {
         let target = durable.map_or(self.allowed_floor, |d| d.0.min(self.allowed_floor));
-        (target > self.floor).then(|| {
-            self.floor = target;
-            target + 1
-        })
+        if target <= self.floor {
+            return None;
+        }
+        self.floor = target;
+        let passed = self.configurations.partition_point(|(at, _)| *at <= target);
+        if let Some((_, configuration)) = self.configurations.drain(..passed).next_back() {
+            self.floor_configuration = configuration;
+        }
+        Some((target + 1, self.floor_configuration.clone()))
     }
 
     /// The WAL's compaction floor.
@@ -70,28 +102,29 @@ impl WalView {
 pub(crate) struct ReadyWrites {
     term_vote: Option<TermVote>,
     /// An installed snapshot's boundary: (index, term).
-    install: Option<(u64, u64)>,
+    install: Option<(u64, u64, Bytes)>,
     truncate_after: Option<u64>,
     entries: Vec<(u64, u64, std::ops::Range<usize>)>,
     commit: Option<u64>,
-    compact_to: Option<u64>,
+    /// The first index kept, and the configuration in force at the floor.
+    compact_to: Option<(u64, Bytes)>,
     partition: PartitionId,
 }
 
 impl ReadyWrites {
     /// The records, borrowing the entries' encodings from `scratch`.
-    pub(crate) fn writes<'a>(&self, scratch: &'a [u8]) -> Vec<Write<'a>> {
+    pub(crate) fn writes<'a>(&'a self, scratch: &'a [u8]) -> Vec<Write<'a>> {
         let partition = self.partition;
         let mut writes = Vec::with_capacity(self.entries.len() + 4);
         if let Some(state) = self.term_vote {
             writes.push(Write::TermVote { partition, state });
         }
-        if let Some((index, term)) = self.install {
+        if let Some((index, term, configuration)) = &self.install {
             writes.push(Write::InstallSnapshot {
                 partition,
-                index,
-                term,
-                floor_meta: &[],
+                index: *index,
+                term: *term,
+                floor_meta: configuration,
             });
         }
         if let Some(index) = self.truncate_after {
@@ -108,11 +141,11 @@ impl ReadyWrites {
         if let Some(index) = self.commit {
             writes.push(Write::CommitIndex { partition, index });
         }
-        if let Some(index) = self.compact_to {
+        if let Some((index, configuration)) = &self.compact_to {
             writes.push(Write::CompactTo {
                 partition,
-                index,
-                floor_meta: &[],
+                index: *index,
+                floor_meta: configuration,
             });
         }
         writes
@@ -152,7 +185,10 @@ pub(crate) fn wal_writes(
     }
     if let Some(snapshot) = &ready.installed_snapshot {
         let index = snapshot.index.0;
-        out.install = Some((index, snapshot.term.0));
+        let configuration = snapshot.configuration.encode();
+        out.install = Some((index, snapshot.term.0, configuration.clone()));
+        view.floor_configuration = configuration;
+        view.configurations.retain(|(at, _)| *at > index);
         // The WAL keeps a suffix whose term matches: the log ends at `index` or beyond it (a
         // later entry at or below the recorded end truncates first, harmlessly if the suffix
         // went).
@@ -164,7 +200,12 @@ pub(crate) fn wal_writes(
         if view.known && first.index.0 <= view.last {
             out.truncate_after = Some(first.index.0 - 1);
         }
+        view.configurations.retain(|(at, _)| *at < first.index.0);
         for entry in &ready.entries {
+            if entry.kind == EntryKind::Configuration {
+                view.configurations
+                    .push((entry.index.0, entry.payload.clone()));
+            }
             let start = scratch.len();
             codec::encode_record(entry, scratch);
             out.entries
@@ -186,4 +227,96 @@ pub(crate) fn wal_writes(
     }
     view.known = true;
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::core::{Configuration, Entry, Floor, NodeId, Term, Ticket};
+
+    fn configuration(voters: &[u64]) -> Configuration {
+        Configuration::new(voters.iter().copied().map(NodeId).collect(), Vec::new()).expect("valid")
+    }
+
+    fn entry(index: u64, kind: EntryKind, payload: Bytes) -> Entry {
+        Entry {
+            index: LogIndex(index),
+            term: Term(1),
+            kind,
+            ticket: Ticket(0),
+            auto_commit: true,
+            payload,
+        }
+    }
+
+    fn entries(list: Vec<Entry>) -> Ready {
+        Ready {
+            entries: list,
+            ..Ready::default()
+        }
+    }
+
+    fn floor(index: u64, voters: &[u64]) -> Ready {
+        Ready {
+            compaction_floor: Some(Floor {
+                index: LogIndex(index),
+                term: Term(1),
+                configuration: configuration(voters),
+            }),
+            ..Ready::default()
+        }
+    }
+
+    #[test]
+    fn a_lagging_compaction_keeps_the_configuration_in_force_where_it_lands() {
+        let (p, mut view, mut scratch) = (PartitionId(1), WalView::default(), Vec::new());
+        let two = configuration(&[1, 2]).encode();
+        let three = configuration(&[1, 2, 3]).encode();
+        let ready = entries(vec![
+            entry(1, EntryKind::Normal, Bytes::new()),
+            entry(2, EntryKind::Configuration, two.clone()),
+            entry(3, EntryKind::Normal, Bytes::new()),
+            entry(4, EntryKind::Configuration, three.clone()),
+            entry(5, EntryKind::Checkpoint, Bytes::new()),
+        ]);
+        wal_writes(p, &ready, &mut view, &mut scratch, || None);
+        // The application is durable through 3 only: the WAL's floor lands between the two
+        // configuration entries, where the first one is in force.
+        let writes = wal_writes(p, &floor(5, &[1, 2, 3]), &mut view, &mut scratch, || {
+            Some(LogIndex(3))
+        });
+        assert_eq!(writes.compact_to, Some((4, two)));
+        assert_eq!(view.compaction(Some(LogIndex(5))), Some((6, three.clone())));
+        // A truncation takes a configuration entry above the floor away.
+        let four = configuration(&[1, 2, 3, 4]).encode();
+        let ready = entries(vec![entry(6, EntryKind::Configuration, four)]);
+        wal_writes(p, &ready, &mut view, &mut scratch, || None);
+        let ready = entries(vec![entry(6, EntryKind::Normal, Bytes::new())]);
+        wal_writes(p, &ready, &mut view, &mut scratch, || None);
+        let writes = wal_writes(p, &floor(6, &[1, 2, 3]), &mut view, &mut scratch, || None);
+        assert_eq!(writes.compact_to, Some((7, three)));
+    }
+
+    #[test]
+    fn an_installed_snapshot_sets_the_floors_configuration() {
+        let (p, mut view, mut scratch) = (PartitionId(1), WalView::default(), Vec::new());
+        let ready = Ready {
+            installed_snapshot: Some(Floor {
+                index: LogIndex(9),
+                term: Term(2),
+                configuration: configuration(&[4, 5]),
+            }),
+            ..Ready::default()
+        };
+        let writes = wal_writes(p, &ready, &mut view, &mut scratch, || None);
+        let expected = configuration(&[4, 5]).encode();
+        assert_eq!(writes.install, Some((9, 2, expected.clone())));
+        let floor_meta = writes.writes(&scratch).iter().find_map(|w| match w {
+            Write::InstallSnapshot { floor_meta, .. } => Some(floor_meta.to_vec()),
+            _ => None,
+        });
+        assert_eq!(floor_meta, Some(expected.to_vec()));
+    }
 }

@@ -16,6 +16,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use bytes::Bytes;
 use kommander_wal::{Lsn, Wal, Write};
 
 use super::outbox::Outbox;
@@ -109,8 +110,9 @@ impl WalScheduler {
         Ok(persist)
     }
 
-    /// Appends a compaction that waited for the application's durable index (nothing waits
-    /// on it; it leaves with this turn's submission).
+    /// Appends a compaction that waited for the application's durable index (the first index
+    /// kept and the configuration in force at the floor, as [`WalView::compaction`] gives
+    /// them; nothing waits on it; it leaves with this turn's submission).
     ///
     /// # Errors
     ///
@@ -119,12 +121,12 @@ impl WalScheduler {
         &mut self,
         wal: &mut Wal,
         partition: PartitionId,
-        first_index: u64,
+        (first_index, configuration): (u64, Bytes),
     ) -> kommander_wal::Result<()> {
         wal.append(&[Write::CompactTo {
             partition,
             index: first_index,
-            floor_meta: &[],
+            floor_meta: &configuration,
         }])?;
         self.appended_records += 1;
         Ok(())

@@ -213,6 +213,7 @@ impl Worker {
         let Some(Restore::Reading { voters, learners }) = slot.restore.take() else {
             return;
         };
+        slot.view.restored(&durable);
         let built =
             durable_point(&durable, self.app.durable_index(partition)).and_then(|applied| {
                 durable.applied = applied;
