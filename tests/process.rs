@@ -6,7 +6,9 @@ mod process {
     mod bad_input;
     pub(crate) mod harness;
     mod kill9;
+    mod readiness;
     mod snapshot;
+    mod unknown_outcome;
 }
 
 // The `kommander` binary's commands (`node` alone, `demo`, `bench`, `wal inspect`).

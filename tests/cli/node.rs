@@ -1,11 +1,12 @@
 //! `kommander node`: configuration errors, the client port, SIGTERM and restart.
 
 use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kommander_raft::transport::tcp::client::{
-    ClientConnection, ClientError, ClientRequest, ClientResponse,
+    ClientConnection, ClientError, ClientRequest, ClientResponse, ReplicaState,
 };
 use kommander_raft::transport::tcp::handshake::{
     self, ConnectionHandshakeError, ConnectionRole, Identity, RejectCode,
@@ -32,8 +33,18 @@ fn single_node_toml(dir: &Path) -> String {
 }
 
 fn start_node(dir: &Path, name: &str, secret: Option<&str>, extra: &[&str]) -> (Running, String) {
+    let mut command = node_command(dir, "", extra);
+    if let Some(secret) = secret {
+        command.env("KOMMANDER_AUTH_SECRET", secret);
+    }
+    spawn_ready(command, dir, name)
+}
+
+/// `kommander node` of the single-node cluster under `dir` (its TOML ending with
+/// `toml_tail`), with a client port and `extra` arguments.
+fn node_command(dir: &Path, toml_tail: &str, extra: &[&str]) -> Command {
     let config = dir.join("node.toml");
-    std::fs::write(&config, single_node_toml(dir)).expect("write config");
+    std::fs::write(&config, single_node_toml(dir) + toml_tail).expect("write config");
     let mut command = kommander();
     command
         .arg("node")
@@ -41,9 +52,11 @@ fn start_node(dir: &Path, name: &str, secret: Option<&str>, extra: &[&str]) -> (
         .arg(&config)
         .args(["--client-listen", "127.0.0.1:0"])
         .args(extra);
-    if let Some(secret) = secret {
-        command.env("KOMMANDER_AUTH_SECRET", secret);
-    }
+    command
+}
+
+/// Spawns `command` and waits for its `ready` line; returns the node and its client address.
+fn spawn_ready(command: Command, dir: &Path, name: &str) -> (Running, String) {
     let mut node = Running::spawn(command, dir, name);
     let ready = node.wait_line("ready ");
     assert!(ready.starts_with("ready node=1 peer=127.0.0.1:"), "{ready}");
@@ -68,13 +81,17 @@ fn wait_leader(client: &mut ClientConnection, partition: PartitionId, endpoint: 
             .expect("leader")
         {
             ClientResponse::Leader {
+                status: Status::Success,
                 leader: Some(NodeId(1)),
                 endpoint: answered,
             } => {
                 assert_eq!(answered, endpoint, "the leader's client endpoint");
                 return;
             }
-            ClientResponse::Leader { .. } => {}
+            ClientResponse::Leader {
+                status: Status::Success,
+                ..
+            } => {}
             other => panic!("unexpected answer {other:?}"),
         }
         assert!(Instant::now() < deadline, "no leader for {partition}");
@@ -356,35 +373,61 @@ fn node_serves_clients_and_stops_cleanly_on_sigterm_then_restores() {
             other => panic!("request {i}: {other:?}"),
         }
     }
-    // An unknown partition and an oversize log type: typed answers, the connection stays.
-    let unknown = client
-        .call(&ClientRequest::Replicate {
-            partition: PartitionId(77),
+    // An unknown partition: `PartitionMoved` from every request; the connection stays.
+    let p77 = PartitionId(77);
+    let answers = [
+        ClientRequest::Replicate {
+            partition: p77,
             log_type: "t".to_owned(),
             payload: Bytes::from_static(b"x"),
-        })
-        .expect("answer");
-    assert!(
-        matches!(unknown, ClientResponse::Replicated { status, index: None, .. } if status != Status::Success),
-        "{unknown:?}"
-    );
-    let oversize = client
-        .call(&ClientRequest::Replicate {
-            partition: p1,
-            log_type: "x".repeat(4000),
-            payload: Bytes::from_static(b"x"),
-        })
-        .expect("answer");
+        },
+        ClientRequest::Leader { partition: p77 },
+        ClientRequest::Status { partition: p77 },
+    ]
+    .map(|request| client.call(&request).expect("answer"));
     assert!(
         matches!(
-            oversize,
-            ClientResponse::Replicated {
-                status: Status::Errored,
-                ..
-            }
+            answers,
+            [
+                ClientResponse::Replicated {
+                    status: Status::PartitionMoved,
+                    index: None,
+                    ..
+                },
+                ClientResponse::Leader {
+                    status: Status::PartitionMoved,
+                    leader: None,
+                    ..
+                },
+                ClientResponse::Status {
+                    status: Status::PartitionMoved,
+                    ..
+                },
+            ]
         ),
-        "{oversize:?}"
+        "{answers:?}"
     );
+    // Invalid entries (an oversize log type, an oversize payload): definite refusals.
+    let invalid = [
+        ("x".repeat(4000), Bytes::from_static(b"x")),
+        ("t".to_owned(), Bytes::from(vec![0; 1 << 20])),
+    ];
+    for (log_type, payload) in invalid {
+        let answer = client
+            .call(&ClientRequest::Replicate {
+                partition: p1,
+                log_type,
+                payload,
+            })
+            .expect("answer");
+        let ClientResponse::Failed { reason } = &answer else {
+            panic!("an invalid entry must be refused with `Failed`: {answer:?}");
+        };
+        assert!(
+            reason.starts_with("invalid entry: ") && reason.ends_with("(nothing was written)"),
+            "{reason}"
+        );
+    }
 
     node.signal("TERM");
     let status = node.wait_exit();
@@ -511,6 +554,169 @@ fn node_refuses_client_writes_to_the_system_partition() {
             }
         ),
         "{empty:?}"
+    );
+    node.signal("TERM");
+    assert!(node.wait_exit().success(), "{}", node.stderr());
+}
+
+/// Asserts, right after the `ready` line, that every partition of the single node (P0 and
+/// the two user partitions) answers its state and knows the node as its leader.
+fn assert_serving(client: &mut ClientConnection, endpoint: &str) {
+    for partition in (0..=2).map(PartitionId) {
+        let status = client
+            .call(&ClientRequest::Status { partition })
+            .expect("status");
+        assert!(
+            matches!(
+                status,
+                ClientResponse::Status {
+                    status: Status::Success,
+                    state: ReplicaState {
+                        leader: Some(NodeId(1)),
+                        ..
+                    },
+                }
+            ),
+            "{partition} right after `ready`: {status:?}"
+        );
+        let leader = client
+            .call(&ClientRequest::Leader { partition })
+            .expect("leader");
+        assert_eq!(
+            leader,
+            ClientResponse::Leader {
+                status: Status::Success,
+                leader: Some(NodeId(1)),
+                endpoint: endpoint.to_owned(),
+            },
+            "{partition} right after `ready`"
+        );
+    }
+}
+
+#[test]
+fn the_ready_line_comes_once_every_partition_is_restored_and_has_a_leader() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (mut node, endpoint) = start_node(dir.path(), "first", None, &[]);
+    let mut client = connect(&endpoint, None).expect("client");
+    assert_serving(&mut client, &endpoint);
+    for i in 0..300 {
+        client
+            .send(&ClientRequest::Replicate {
+                partition: PartitionId(1 + i % 2),
+                log_type: "t".to_owned(),
+                payload: Bytes::from(format!("entry {i}")),
+            })
+            .expect("send");
+    }
+    for _ in 0..300 {
+        let (_, answer) = client.receive().expect("answer");
+        assert!(
+            matches!(
+                answer,
+                ClientResponse::Replicated {
+                    status: Status::Success,
+                    ..
+                }
+            ),
+            "{answer:?}"
+        );
+    }
+    node.signal("TERM");
+    assert!(node.wait_exit().success(), "{}", node.stderr());
+    drop(client);
+
+    // A restart joins at once (the partition map is on disk); `ready` waits for the restores
+    // and the elections.
+    let (mut node, endpoint) = start_node(dir.path(), "second", None, &[]);
+    let mut client = connect(&endpoint, None).expect("client");
+    assert_serving(&mut client, &endpoint);
+    assert!(
+        node.stderr()
+            .contains("serving: every partition restored, with a known leader"),
+        "{}",
+        node.stderr()
+    );
+    node.signal("TERM");
+    assert!(node.wait_exit().success(), "{}", node.stderr());
+}
+
+#[test]
+fn a_client_over_the_connection_cap_is_refused_busy() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (mut node, endpoint) =
+        start_node(dir.path(), "busy", None, &["--client-connections-max", "1"]);
+    let mut first = connect(&endpoint, None).expect("client");
+    assert_eq!(
+        first.call(&ClientRequest::Ping).expect("pong"),
+        ClientResponse::Pong
+    );
+    let refused = connect(&endpoint, None).expect_err("over the cap");
+    assert!(
+        matches!(
+            &refused,
+            ClientError::Handshake(ConnectionHandshakeError::Rejected {
+                code: RejectCode::Busy,
+                reason,
+            }) if reason.contains("--client-connections-max")
+        ),
+        "{refused}"
+    );
+    // Room again once the first one closed.
+    drop(first);
+    let deadline = Instant::now() + PATIENCE;
+    let mut second = loop {
+        match connect(&endpoint, None) {
+            Ok(client) => break client,
+            Err(error) => assert!(Instant::now() < deadline, "{error}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        second.call(&ClientRequest::Ping).expect("pong"),
+        ClientResponse::Pong
+    );
+    node.signal("TERM");
+    assert!(node.wait_exit().success(), "{}", node.stderr());
+}
+
+#[test]
+fn a_ping_keeps_a_client_connection_open_and_an_idle_one_is_closed_quietly() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut command = node_command(dir.path(), "[transport]\nidle_timeout_ms = 400\n", &[]);
+    command.env("KOMMANDER_LOG", "info,kommander::client_port=debug");
+    let (mut node, endpoint) = spawn_ready(command, dir.path(), "idle");
+    let mut pinging = connect(&endpoint, None).expect("client");
+    let mut idle = connect(&endpoint, None).expect("client");
+    // Three idle timeouts long.
+    for _ in 0..8 {
+        assert_eq!(
+            pinging.call(&ClientRequest::Ping).expect("pong"),
+            ClientResponse::Pong
+        );
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    write_ok(
+        &mut pinging,
+        PartitionId(1),
+        Bytes::from_static(b"still open"),
+    );
+    assert!(
+        idle.call(&ClientRequest::Ping).is_err(),
+        "the idle connection was closed"
+    );
+    let stderr = node.stderr();
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("DEBUG") && l.contains("closing an idle client connection")),
+        "{stderr}"
+    );
+    assert!(
+        !stderr
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains("client connection")),
+        "an idle client is not a fault:\n{stderr}"
     );
     node.signal("TERM");
     assert!(node.wait_exit().success(), "{}", node.stderr());

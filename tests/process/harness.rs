@@ -25,6 +25,16 @@ pub(crate) const SECRET: &str = "process test shared secret";
 pub(crate) const PARTITIONS: u32 = 4;
 /// How long anything may take before a test fails.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(60);
+/// The arguments that turn every checkpoint trigger off: the checks read every acknowledged
+/// write back from the WALs, so nothing may be compacted.
+pub(crate) const CHECKPOINTS_OFF: [&str; 6] = [
+    "--checkpoint-interval-entries",
+    "0",
+    "--checkpoint-interval-bytes",
+    "0",
+    "--checkpoint-interval-secs",
+    "0",
+];
 
 /// A free loopback address (bound, then released: the node binds it next).
 fn free_address() -> String {
@@ -39,9 +49,11 @@ pub(crate) struct Node {
     pub(crate) client_address: String,
     pub(crate) data_dir: PathBuf,
     config_path: PathBuf,
-    /// The `--checkpoint-interval-*` arguments it runs with.
-    checkpoints: Vec<String>,
+    /// Its command-line arguments besides `--config` and `--client-listen`.
+    args: Vec<String>,
     child: Option<Child>,
+    /// The running process's `ready` line, once printed.
+    ready: Option<mpsc::Receiver<String>>,
     /// Everything the node wrote to stderr, over all its incarnations.
     pub(crate) log: Arc<Mutex<String>>,
 }
@@ -49,12 +61,31 @@ pub(crate) struct Node {
 impl Node {
     /// Starts the process and waits for its `ready` line.
     pub(crate) fn start(&mut self) {
+        self.spawn();
+        if !self.ready_within(PATIENCE) {
+            panic!(
+                "node {} not ready within {PATIENCE:?}; its log:\n{}",
+                self.id,
+                self.log.lock().expect("log")
+            );
+        }
+    }
+
+    /// Waits at most `patience` for the running process's `ready` line (each line is taken
+    /// once): whether it came.
+    pub(crate) fn ready_within(&mut self, patience: Duration) -> bool {
+        let ready = self.ready.as_ref().expect("spawned");
+        ready.recv_timeout(patience).is_ok()
+    }
+
+    /// Starts the process without waiting for it to serve.
+    pub(crate) fn spawn(&mut self) {
         assert!(self.child.is_none(), "node {} already running", self.id);
         let mut child = Command::new(BIN)
             .args(["node", "--config"])
             .arg(&self.config_path)
             .args(["--client-listen", &self.client_address])
-            .args(&self.checkpoints)
+            .args(&self.args)
             .env("KOMMANDER_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -80,13 +111,7 @@ impl Node {
             }
         });
         self.child = Some(child);
-        if ready_rx.recv_timeout(PATIENCE).is_err() {
-            panic!(
-                "node {} not ready within {PATIENCE:?}; its log:\n{}",
-                self.id,
-                self.log.lock().expect("log")
-            );
-        }
+        self.ready = Some(ready_rx);
     }
 
     pub(crate) fn running(&mut self) -> bool {
@@ -154,28 +179,14 @@ pub(crate) struct ProcessCluster {
 
 impl ProcessCluster {
     /// Writes the configurations of `count` nodes (`extra_toml` adds top-level lines) and
-    /// starts the first `running` of them.
-    /// `count` nodes (the first `running` started) without checkpoints: the checks read every
-    /// acknowledged write back from the WALs, so nothing may be compacted.
+    /// starts the first `running` of them, without checkpoints ([`CHECKPOINTS_OFF`]).
     pub(crate) fn start(count: u64, running: usize, extra_toml: &str) -> Self {
-        let off = [
-            "--checkpoint-interval-entries",
-            "0",
-            "--checkpoint-interval-bytes",
-            "0",
-            "--checkpoint-interval-secs",
-            "0",
-        ];
-        Self::start_with(count, running, extra_toml, &off)
+        Self::start_with(count, running, extra_toml, &CHECKPOINTS_OFF)
     }
 
-    /// [`ProcessCluster::start`] with the nodes' `--checkpoint-interval-*` arguments.
-    pub(crate) fn start_with(
-        count: u64,
-        running: usize,
-        extra_toml: &str,
-        checkpoints: &[&str],
-    ) -> Self {
+    /// [`ProcessCluster::start`] with the nodes' command-line arguments (besides `--config`
+    /// and `--client-listen`).
+    pub(crate) fn start_with(count: u64, running: usize, extra_toml: &str, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let peers: Vec<String> = (0..count).map(|_| free_address()).collect();
         let mut nodes = Vec::new();
@@ -214,8 +225,9 @@ impl ProcessCluster {
                 client_address: free_address(),
                 data_dir,
                 config_path,
-                checkpoints: checkpoints.iter().map(|&a| a.to_owned()).collect(),
+                args: args.iter().map(|&a| a.to_owned()).collect(),
                 child: None,
+                ready: None,
                 log: Arc::new(Mutex::new(String::new())),
             });
         }
@@ -229,7 +241,6 @@ impl ProcessCluster {
         cluster
     }
 
-    /// The state of every node's replica of `p` (`None` for stopped or unreachable nodes).
     /// Every node's client address, by node id (what [`Load::start`] writes through).
     pub(crate) fn clients(&self) -> BTreeMap<u64, String> {
         self.nodes
@@ -238,6 +249,7 @@ impl ProcessCluster {
             .collect()
     }
 
+    /// The state of every node's replica of `p` (`None` for stopped or unreachable nodes).
     pub(crate) fn states(&mut self, p: PartitionId) -> Vec<Option<ReplicaState>> {
         self.nodes
             .iter_mut()
@@ -258,6 +270,31 @@ impl ProcessCluster {
                 }
             })
             .collect()
+    }
+
+    /// The node leading `p`, once at least two running nodes report it and none reports
+    /// another.
+    pub(crate) fn agreed_leader(&mut self, p: PartitionId) -> u64 {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let leaders: Vec<u64> = self
+                .states(p)
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.leader.map(NodeId::get))
+                .collect();
+            if let Some(&first) = leaders.first()
+                && leaders.iter().all(|&l| l == first)
+                && leaders.len() >= 2
+            {
+                return first;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{p}: no agreed leader: {leaders:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Waits until every node runs and has applied at least `index` of `p`.

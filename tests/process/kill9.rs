@@ -2,35 +2,10 @@
 //! acknowledged write must be on every node afterwards, and the restarted nodes catch up.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use kommander_raft::PartitionId;
 
 use super::harness::{Acked, Load, PARTITIONS, ProcessCluster, read_logs};
-
-/// The node leading partition 1, as the running nodes report it.
-fn leader_of_p1(cluster: &mut ProcessCluster) -> u64 {
-    let deadline = std::time::Instant::now() + super::harness::PATIENCE;
-    loop {
-        let leaders: Vec<u64> = cluster
-            .states(PartitionId(1))
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s.leader.map(|l| l.get()))
-            .collect();
-        if let Some(&first) = leaders.first()
-            && leaders.iter().all(|&l| l == first)
-            && leaders.len() >= 2
-        {
-            return first;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no agreed leader: {leaders:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 #[test]
 fn kill9_of_a_follower_then_the_leader_under_load_loses_no_acknowledged_write() {
@@ -45,7 +20,7 @@ fn kill9_of_a_follower_then_the_leader_under_load_loses_no_acknowledged_write() 
         .and_then(|c| c.parse().ok())
         .unwrap_or(2);
     for _ in 0..cycles {
-        let leader = leader_of_p1(&mut cluster);
+        let leader = cluster.agreed_leader(PartitionId(1));
         let follower = cluster
             .nodes
             .iter()
@@ -56,7 +31,7 @@ fn kill9_of_a_follower_then_the_leader_under_load_loses_no_acknowledged_write() 
         cluster.nodes[follower].start();
         load.wait_progress(1000);
 
-        let leader = leader_of_p1(&mut cluster);
+        let leader = cluster.agreed_leader(PartitionId(1));
         let leader = cluster
             .nodes
             .iter()

@@ -7,7 +7,9 @@
 //! Latency is measured from the call of `Raft::replicate_logs` to its success (committed on
 //! a quorum, durable on it). Only writes completed inside the measured window (after the
 //! warm-up) count; refusals (`NodeIsNotLeader` after a leader change, a full queue) are
-//! retried on the current leader and counted as `errors`.
+//! retried on the current leader and counted as `refused`; writes whose outcome is unknown
+//! (leadership lost before they committed: `outcome.rs`) are counted as `unknown`, neither
+//! written nor refused, and the writer goes on with its next write.
 //!
 //! With `--batch-entries N` each proposal carries N entries (`Raft::replicate_batch`): every
 //! entry counts as a write, and the latency is the proposal's.
@@ -36,6 +38,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::applied::AppliedCounter;
 use crate::checkpoint::{CheckpointArgs, Checkpointer};
+use crate::outcome::outcome_unknown;
 use crate::{EXIT_FAILURE, EXIT_USAGE};
 
 /// Exit code after Ctrl-C / SIGTERM (128 + SIGINT, as shells report it).
@@ -76,7 +79,8 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_name = "N", default_value_t = 1)]
     shards: usize,
     /// Write a JSON report to this file (keys: nodes, partitions, writers, payload_bytes,
-    /// duration_secs, writes, writes_per_sec, latency_us {p50, p99, p999, max}, and more).
+    /// duration_secs, writes, writes_per_sec, latency_us {p50, p99, p999, max}, refused,
+    /// unknown, and more).
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
     /// Print a progress line every second.
@@ -389,9 +393,10 @@ async fn wait_ready(cluster: &Cluster, partitions: u32) -> Result<(), String> {
 /// What the writers measured.
 struct Recorded {
     writes: u64,
-    errors: u64,
-    /// `errors` by status.
-    refusals: HashMap<Status, u64>,
+    /// Refused writes (nothing written), by status.
+    refused: HashMap<Status, u64>,
+    /// Writes whose outcome is unknown (they may have committed), by status.
+    unknown: HashMap<Status, u64>,
     latency: Histogram<u64>,
     /// Since the last progress line.
     interval_writes: u64,
@@ -412,8 +417,8 @@ struct BenchOutcome {
     shards: usize,
     measured: Duration,
     writes: u64,
-    errors: u64,
-    refusals: HashMap<Status, u64>,
+    refused: HashMap<Status, u64>,
+    unknown: HashMap<Status, u64>,
     latency: Histogram<u64>,
     /// Checkpoints committed over the whole run (warm-up included), all nodes.
     checkpoints: u64,
@@ -423,22 +428,26 @@ struct BenchOutcome {
     snapshots_sent: u64,
 }
 
-impl BenchOutcome {
-    /// `Status: count` of the refused writes, most frequent first.
-    fn refusals(&self) -> String {
-        let mut counts: Vec<(String, u64)> = self
-            .refusals
-            .iter()
-            .map(|(status, &count)| (format!("{status:?}"), count))
-            .collect();
-        counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        counts
-            .iter()
-            .map(|(status, count)| format!("{status} {count}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
+/// The total of `counts`.
+fn total(counts: &HashMap<Status, u64>) -> u64 {
+    counts.values().sum()
+}
 
+/// `Status count` of `counts`, most frequent first.
+fn by_status(counts: &HashMap<Status, u64>) -> String {
+    let mut counts: Vec<(String, u64)> = counts
+        .iter()
+        .map(|(status, &count)| (format!("{status:?}"), count))
+        .collect();
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    counts
+        .iter()
+        .map(|(status, count)| format!("{status} {count}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl BenchOutcome {
     fn writes_per_sec(&self) -> f64 {
         self.writes as f64 / self.measured.as_secs_f64().max(1e-9)
     }
@@ -465,8 +474,19 @@ impl BenchOutcome {
             self.quantile(0.999),
             self.latency.max(),
         );
-        if self.errors > 0 {
-            println!("refused and retried: {} ({})", self.errors, self.refusals());
+        if !self.refused.is_empty() {
+            println!(
+                "refused and retried: {} ({})",
+                total(&self.refused),
+                by_status(&self.refused)
+            );
+        }
+        if !self.unknown.is_empty() {
+            println!(
+                "outcome unknown (may have committed; not counted as writes): {} ({})",
+                total(&self.unknown),
+                by_status(&self.unknown)
+            );
         }
         println!(
             "checkpoints committed: {} (policy: {}); snapshots sent to followers below a compacted log: {}",
@@ -491,7 +511,8 @@ impl BenchOutcome {
                 "max": self.latency.max() as f64,
                 "mean": self.latency.mean(),
             },
-            "errors": self.errors,
+            "refused": total(&self.refused),
+            "unknown": total(&self.unknown),
             "shards": self.shards,
             "checkpoints": self.checkpoints,
             "snapshots_sent": self.snapshots_sent,
@@ -540,8 +561,8 @@ fn run(workload: &Workload, stop: &Arc<AtomicBool>) -> Result<BenchOutcome, Stri
 async fn drive(cluster: &Cluster, workload: &Workload, stop: &Arc<AtomicBool>) -> BenchOutcome {
     let recorded = Arc::new(Mutex::new(Recorded {
         writes: 0,
-        errors: 0,
-        refusals: HashMap::new(),
+        refused: HashMap::new(),
+        unknown: HashMap::new(),
         latency: histogram(),
         interval_writes: 0,
         interval_latency: histogram(),
@@ -626,8 +647,8 @@ async fn drive(cluster: &Cluster, workload: &Workload, stop: &Arc<AtomicBool>) -
         shards: workload.shards,
         measured: ended.saturating_duration_since(measure_from),
         writes: recorded.writes,
-        errors: recorded.errors,
-        refusals: recorded.refusals,
+        refused: recorded.refused,
+        unknown: recorded.unknown,
         latency: recorded.latency,
         checkpoints,
         checkpoint_policy: workload.checkpoints.describe(),
@@ -656,8 +677,8 @@ fn take(shared: &Mutex<Recorded>) -> Recorded {
     let mut guard = shared.lock().unwrap_or_else(PoisonError::into_inner);
     Recorded {
         writes: guard.writes,
-        errors: guard.errors,
-        refusals: std::mem::take(&mut guard.refusals),
+        refused: std::mem::take(&mut guard.refused),
+        unknown: std::mem::take(&mut guard.unknown),
         latency: std::mem::replace(&mut guard.latency, histogram()),
         interval_writes: 0,
         interval_latency: histogram(),
@@ -781,8 +802,12 @@ impl Writer {
             };
             if measured {
                 let mut r = self.recorded.lock().unwrap_or_else(PoisonError::into_inner);
-                r.errors += 1;
-                *r.refusals.entry(error.status()).or_insert(0) += 1;
+                let counts = if outcome_unknown(&error) {
+                    &mut r.unknown
+                } else {
+                    &mut r.refused
+                };
+                *counts.entry(error.status()).or_insert(0) += 1;
             }
             // Leadership moved or the leader's queue is full: find the leader, back off.
             leader = self.leader().unwrap_or((leader + 1) % self.rafts.len());

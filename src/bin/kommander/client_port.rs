@@ -2,10 +2,12 @@
 //! served on its own listener (`ClientListener`, `AcceptedClient`, `write_response`).
 //!
 //! ```text
-//! acceptor thread ── admits under --client-connections-max ──► per connection:
+//! acceptor thread ── admits under --client-connections-max (beyond: Reject Busy) ──►
+//!   per connection:
 //!   reader thread: handshake (role Client only) ─► ClientRequest frames
 //!       Replicate ─► raft.replicate_logs, proposed on this thread  ─┐ bounded queue
-//!       Leader    ─► answered at once from raft.leadership          ─┤ (--client-inflight-max)
+//!       Leader    ─► answered at once from raft.watch_partition     ─┤ (--client-inflight-max)
+//!       Ping      ─► Pong                                           ─┤
 //!   writer thread: takes the queue in request order, awaits each answer, writes ◄┘
 //!       ClientResponse frames (buffered; flushed before it waits)
 //! ```
@@ -14,8 +16,13 @@
 //! (pipelining) and are answered in that order. A full queue stops the reader (backpressure on the client's socket).
 //! A `Replicate` to the system partition 0 is answered `Failed` (nothing written): the node
 //! never checkpoints that partition, so a client's entry would stay in its log for good.
+//! A `Replicate` is answered `Replicated` (committed, or a retryable refusal), `Failed` (an
+//! invalid entry) or `Unknown` (`outcome.rs`: timed out after `--client-request-timeout-ms`,
+//! leadership lost, the node stopped first).
 //! `Leader` answers carry the leader's node id; its client endpoint only when the leader is
-//! this node (the other nodes' client ports are not in the configuration).
+//! this node (the other nodes' client ports are not in the configuration). A connection on
+//! which no request arrived for `transport.idle_timeout_ms` is closed (logged at debug: an
+//! idle client is not a fault).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -29,12 +36,16 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam::channel::{self, Receiver, Sender, TryRecvError};
+use kommander_raft::transport::codec::FrameError;
 use kommander_raft::transport::tcp::client::{
-    AcceptedClient, ClientListener, ClientRequest, ClientResponse, ReplicaState, write_response,
+    AcceptedClient, ClientError, ClientListener, ClientRequest, ClientResponse, ReplicaState,
+    reject_busy, write_response,
 };
 use kommander_raft::transport::tcp::{TcpCluster, TcpConfig};
-use kommander_raft::{Raft, ReplicateOptions, SYSTEM_PARTITION, Status};
+use kommander_raft::{Raft, ReplicateError, ReplicateOptions, SYSTEM_PARTITION, Status};
 use tracing::{debug, info, warn};
+
+use crate::outcome::outcome_unknown;
 
 /// Bytes the writer buffers before a write (answers are small; many fit).
 const WRITE_BUFFER_BYTES: usize = 64 << 10;
@@ -173,7 +184,13 @@ fn accept_loop(shared: &Arc<PortShared>) {
             if open.len() >= shared.config.connections_max {
                 drop(open);
                 warn!(from = %addr, "refusing client connection: --client-connections-max reached");
-                let _ = stream.shutdown(Shutdown::Both);
+                reject_busy(
+                    stream,
+                    format!(
+                        "{} client connections are open, the node's --client-connections-max",
+                        shared.config.connections_max
+                    ),
+                );
                 continue;
             }
             match stream.try_clone() {
@@ -269,6 +286,11 @@ fn read_requests(
         let (id, request) = match client.next_request(&stop) {
             Ok(Some(request)) => request,
             Ok(None) => return,
+            // Idle clients are normal: they reconnect (or ping) when they have work.
+            Err(error @ ClientError::Frame(FrameError::Idle(_))) => {
+                debug!(from = addr, %error, "closing an idle client connection");
+                return;
+            }
             Err(error) => {
                 warn!(from = addr, %error, "closing client connection");
                 return;
@@ -328,29 +350,43 @@ fn dispatch(shared: &PortShared, id: u64, request: ClientRequest) -> Pending {
                         index: Some(written.log_index.get()),
                         ticket: written.ticket.packed(),
                     },
-                    Err(error) => ClientResponse::Replicated {
-                        status: error.status(),
-                        index: None,
-                        ticket: 0,
-                    },
+                    Err(error) => refused_or_unknown(&error),
                 }
             });
-            let timed_out = ClientResponse::Replicated {
-                status: Status::ProposalTimeout,
-                index: None,
-                ticket: 0,
+            let timed_out = ClientResponse::Unknown {
+                reason: format!(
+                    "no outcome within --client-request-timeout-ms ({} ms); the entry may \
+                     still commit",
+                    shared.config.request_timeout.as_millis()
+                ),
             };
             start(shared, id, answer, timed_out)
         }
         ClientRequest::Leader { partition } => {
-            let leader = shared.raft.leadership(partition).and_then(|l| l.leader);
+            // The library's rule for a partition this node does not host (`PartitionMoved`),
+            // as `Replicate` and `Status` answer it.
+            let (status, leader) = match shared.raft.watch_partition(partition) {
+                Ok(state) => (
+                    Status::Success,
+                    state.borrow().leadership.and_then(|l| l.leader),
+                ),
+                Err(error) => (error.status(), None),
+            };
             let endpoint = if leader == Some(shared.config.cluster.node_id) {
                 shared.listener.local_addr().to_string()
             } else {
                 String::new()
             };
-            Pending::Ready(id, ClientResponse::Leader { leader, endpoint })
+            Pending::Ready(
+                id,
+                ClientResponse::Leader {
+                    status,
+                    leader,
+                    endpoint,
+                },
+            )
         }
+        ClientRequest::Ping => Pending::Ready(id, ClientResponse::Pong),
         ClientRequest::Status { partition } => {
             let status = shared.raft.partition_status(partition);
             let answer: Answer = Box::pin(async move {
@@ -377,6 +413,25 @@ fn dispatch(shared: &PortShared, id: u64, request: ClientRequest) -> Pending {
             };
             start(shared, id, answer, timed_out)
         }
+    }
+}
+
+/// The answer to a `Replicate` that failed with `error`: `Unknown` when the entry may be
+/// committed, `Failed` for an invalid entry (the same request fails again), else the
+/// retryable refusal's status (nothing was written either way but the first).
+fn refused_or_unknown(error: &ReplicateError) -> ClientResponse {
+    match error {
+        error if outcome_unknown(error) => ClientResponse::Unknown {
+            reason: format!("{error}; the entry may or may not be committed"),
+        },
+        ReplicateError::Invalid(invalid) => ClientResponse::Failed {
+            reason: format!("invalid entry: {invalid} (nothing was written)"),
+        },
+        refused => ClientResponse::Replicated {
+            status: refused.status(),
+            index: None,
+            ticket: 0,
+        },
     }
 }
 

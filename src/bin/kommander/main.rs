@@ -21,6 +21,8 @@ mod client_port;
 mod exporter;
 mod leader_log;
 mod node;
+mod outcome;
+mod readiness;
 mod wal;
 
 use std::process::ExitCode;

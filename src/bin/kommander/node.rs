@@ -5,8 +5,10 @@
 //!   ─► bind the peer port ─► Raft::builder…start
 //!   ─► serve peers ─► join the cluster (retried, progress logged; exit 1 after
 //!      `join_timeout_ms`) ─► client port (optional)
-//!   ─► stdout: `ready node=<id> peer=<endpoint> listen=<addr> client=<addr|none>`
-//!   ─► stats line every --stats-interval-secs, checkpoints as due (checkpoint.rs)
+//!   ─► main loop: stats line every --stats-interval-secs, checkpoints as due
+//!      (checkpoint.rs), leader changes and events logged, and until the node serves (every
+//!      partition restored, with a known leader: readiness.rs; what it waits for logged):
+//!      then stdout `ready node=<id> peer=<endpoint> listen=<addr> client=<addr|none>`
 //!      ... until SIGTERM/SIGINT
 //!   ─► close the client port ─► shutdown (appended entries durable) ─► exit 0
 //! ```
@@ -28,6 +30,7 @@ use crate::applied::AppliedCounter;
 use crate::checkpoint::{CHECK_INTERVAL, CheckpointArgs, Checkpointer};
 use crate::client_port::{ClientPort, ClientPortConfig};
 use crate::leader_log::LeaderLog;
+use crate::readiness::Readiness;
 use crate::{EXIT_FAILURE, EXIT_USAGE};
 
 /// The end of `kommander node --help`: an example configuration and the environment.
@@ -61,6 +64,9 @@ pub(crate) const AUTH_SECRET_ENV: &str = "KOMMANDER_AUTH_SECRET";
 
 /// How long one `join_cluster` call waits before the node logs that it is still waiting.
 const JOIN_PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How often a node that does not serve yet looks at its partitions again (readiness.rs).
+const READINESS_CHECK_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Options of `kommander node`.
 #[derive(Debug, clap::Args)]
@@ -316,7 +322,8 @@ fn serve(
     let client_addr = client_port
         .as_ref()
         .map_or_else(|| "none".to_owned(), |p| p.local_addr().to_string());
-    ready_line(node, endpoint, &listen, &client_addr);
+    let mut readiness = Readiness::new(raft, Instant::now());
+    let mut serving = false;
 
     let interval = Duration::from_secs(args.stats_interval_secs);
     let mut checkpoints = Checkpointer::new(args.checkpoints, raft.config().initial_partitions);
@@ -326,11 +333,19 @@ fn serve(
         let mut ticker = tokio::time::interval(interval);
         ticker.tick().await;
         let mut checkpoint_ticker = tokio::time::interval(CHECK_INTERVAL);
+        let mut readiness_ticker = tokio::time::interval(READINESS_CHECK_INTERVAL);
+        readiness_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut events_open = true;
         let mut leaders = LeaderLog::new(args.leader_changes_logged_per_sec, Instant::now());
         loop {
             tokio::select! {
                 _ = stop.changed() => break,
+                _ = readiness_ticker.tick(), if !serving => {
+                    serving = readiness.check(raft, Instant::now()).await;
+                    if serving {
+                        ready_line(node, endpoint, &listen, &client_addr);
+                    }
+                }
                 _ = checkpoint_ticker.tick(), if checkpoints.enabled() => {
                     checkpoints.check(raft, app);
                 }
@@ -410,7 +425,8 @@ async fn join(raft: &Raft, stop: &mut watch::Receiver<bool>) -> Result<bool, Exi
     }
 }
 
-/// The line tests and scripts wait for (stdout, flushed): `peer` is the configured endpoint
+/// The line tests and scripts wait for (stdout, flushed), printed once the node serves
+/// (readiness.rs): `peer` is the configured endpoint
 /// the other nodes reach this one at, `listen` the address the peer port is bound to (which
 /// may be `0.0.0.0:…`).
 #[allow(clippy::print_stdout)]

@@ -206,7 +206,11 @@ fn send(
 
 /// Sends a `Reject` (best effort: the connection is closed next anyway) and returns the
 /// matching [`ConnectionHandshakeError::Refused`].
-fn refuse(stream: &mut impl Write, code: RejectCode, reason: String) -> ConnectionHandshakeError {
+pub(crate) fn refuse(
+    stream: &mut impl Write,
+    code: RejectCode,
+    reason: String,
+) -> ConnectionHandshakeError {
     let mut body = BytesMut::with_capacity(1 + reason.len());
     body.put_u8(code.code());
     let cut = reason.floor_char_boundary(REASON_BYTES_MAX);

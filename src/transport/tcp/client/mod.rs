@@ -4,30 +4,63 @@
 //! role `Client`, node id 0; the same cluster name and shared secret).
 //!
 //! * A client connects with [`ClientConnection`] and sends [`ClientRequest`]s.
-//! * A server takes connections from a [`ClientListener`], runs the handshake with
-//!   [`AcceptedClient::accept`], reads requests with [`AcceptedClient::next_request`] and
-//!   answers each with [`write_response`]; what it does with a request (propose it on the
-//!   node, answer from its leader table) is its own business.
+//! * A server takes connections from a [`ClientListener`], refuses those over its cap with
+//!   [`reject_busy`], runs the handshake with [`AcceptedClient::accept`], reads requests with
+//!   [`AcceptedClient::next_request`] and answers each with [`write_response`]; what it does
+//!   with a request (propose it on the node, answer from its leader table) is its own business.
 //!
 //! Request and response bodies travel in `ClientRequest` and `ClientResponse` frames (see
 //! [`crate::transport::codec`] for the frame format):
 //!
 //! ```text
-//! ClientRequest  := id:u64 op:u8 partition:u32 op-fields
-//!   op 1 Replicate: log_type_len:u16 log_type payload (rest of the body)
-//!   op 2 Leader
-//!   op 3 Status
+//! ClientRequest  := id:u64 op:u8 op-fields
+//!   op 1 Replicate:  partition:u32 log_type_len:u16 log_type payload (rest of the body)
+//!   op 2 Leader:     partition:u32
+//!   op 3 Status:     partition:u32
+//!   op 4 Ping
 //! ClientResponse := id:u64 op:u8 op-fields
 //!   op 1 Replicated: status:u8 index:u64 ticket:u64   (index 0: none)
-//!   op 2 Leader:     leader:u64 endpoint_len:u16 endpoint   (leader 0: unknown)
+//!   op 2 retired (the first version's Leader answer, without a status)
 //!   op 3 Failed:     reason (rest of the body, UTF-8)
 //!   op 4 Status:     status:u8 leader:u64 term:u64 commit:u64 last_index:u64 applied:u64
+//!   op 5 Leader:     status:u8 leader:u64 endpoint_len:u16 endpoint   (leader 0: unknown)
+//!   op 6 Unknown:    reason (rest of the body, UTF-8)
+//!   op 7 Pong
 //! ```
+//!
+//! `status` is a [`Status`] code ([`Status::code`]). The layouts are versioned by their op
+//! codes: a layout that changes gets a new op and its old op is retired, never reused, so a
+//! client and a node of different versions refuse each other's answer (an unknown op) instead
+//! of misreading it. (The frame header's protocol version is the frame format's, shared with
+//! the peers.)
 //!
 //! A node answers requests in the order they arrived on a connection; a client may pipeline.
 //! A `Replicate` may carry an empty log type and an empty payload (both are delivered empty).
-//! `Failed` is a definite refusal: the request had no effect (a malformed request; a
-//! `Replicate` to the system partition 0, which the `kommander node` client port refuses).
+//! What the answers to a `Replicate` say about the entry:
+//!
+//! * `Replicated` with `Success`: committed at `index`.
+//! * `Replicated` with a refusal: nothing was written, the same request may succeed later.
+//!   `NodeIsNotLeader` (ask `Leader` who leads), `ProposalQueueFull` (back off),
+//!   `RestoreInProgress` (retry shortly), `PartitionMoved` (the node hosts no such partition).
+//! * `Failed`: a definite refusal, nothing was written, and the same request fails again: a
+//!   malformed request, an invalid entry (a log type longer than `log_type_bytes_max`, the
+//!   reserved `_RaftSystem`, an entry larger than a WAL record holds), a write to the system
+//!   partition 0 (the `kommander node` client port refuses them).
+//! * `Unknown`: the entry was handed to the partition but its outcome is not known: the
+//!   node's wait for it ran out, leadership was lost before it committed, or the node stopped
+//!   (or its shard failed) first. It may be committed, now or later under another leader, or
+//!   never: count it neither as written nor as refused (retry only writes that are safe to
+//!   apply twice, or read the state to find out).
+//!
+//! `Leader` and `Status` answer `PartitionMoved` for a partition the node does not host, as
+//! `Replicate` does; `Status` answers `RestoreInProgress` while the replica restores.
+//!
+//! A connection stays open while requests arrive: the node closes one on which no request
+//! arrived for its `transport.idle_timeout_ms` (15 s by default; answers still due are written
+//! first). `Ping` keeps a connection open while the client has nothing else to ask and
+//! probes it: the node answers `Pong`, in order like every answer. A node at its cap of client
+//! connections (`--client-connections-max`) answers the handshake of one more with a
+//! `Reject` of code `Busy` and closes it.
 
 mod connection;
 mod server;
@@ -35,7 +68,9 @@ mod server;
 use bytes::{BufMut, Bytes, BytesMut};
 
 pub use self::connection::ClientConnection;
-pub use self::server::{AcceptedClient, ClientListener, ReceivedRequest, write_response};
+pub use self::server::{
+    AcceptedClient, ClientListener, ReceivedRequest, reject_busy, write_response,
+};
 use super::handshake::ConnectionHandshakeError;
 use crate::core::{NodeId, PartitionId, Status};
 use crate::transport::codec::{Cursor, FrameError, FrameKind, WireError};
@@ -62,6 +97,8 @@ pub enum ClientRequest {
         /// The partition.
         partition: PartitionId,
     },
+    /// Keeps the connection open and probes it (answered [`ClientResponse::Pong`]).
+    Ping,
 }
 
 /// A replica's state, as [`ClientResponse::Status`] reports it.
@@ -82,7 +119,8 @@ pub struct ReplicaState {
 /// A node's answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClientResponse {
-    /// The outcome of a [`ClientRequest::Replicate`].
+    /// The outcome of a [`ClientRequest::Replicate`]: committed, or refused with nothing
+    /// written (see the module's documentation for the refusals).
     Replicated {
         /// `Success`, or why not (`NodeIsNotLeader`: ask [`ClientRequest::Leader`]).
         status: Status,
@@ -93,13 +131,15 @@ pub enum ClientResponse {
     },
     /// The answer to a [`ClientRequest::Leader`].
     Leader {
+        /// `Success`, or `PartitionMoved` for a partition this node does not host.
+        status: Status,
         /// The leader, if this node knows one.
         leader: Option<NodeId>,
         /// Its client endpoint (empty when unknown).
         endpoint: String,
     },
-    /// The request could not be served and had no effect (malformed; a `Replicate` to the
-    /// system partition 0...).
+    /// A definite refusal: the request had no effect and fails again as it is (malformed; an
+    /// invalid entry; a `Replicate` to the system partition 0...).
     Failed {
         /// Why.
         reason: String,
@@ -112,6 +152,14 @@ pub enum ClientResponse {
         /// The state (zeroes unless `status` is `Success`).
         state: ReplicaState,
     },
+    /// The outcome of a [`ClientRequest::Replicate`] is not known: the entry may be committed
+    /// (now or later, under another leader) or never.
+    Unknown {
+        /// Why it is not known.
+        reason: String,
+    },
+    /// The answer to a [`ClientRequest::Ping`].
+    Pong,
 }
 
 /// Encodes a request body (the payload is not copied).
@@ -139,6 +187,10 @@ pub fn encode_request(id: u64, request: &ClientRequest) -> Vec<Bytes> {
         ClientRequest::Status { partition } => {
             head.put_u8(3);
             head.put_u32_le(partition.get());
+            vec![head.freeze()]
+        }
+        ClientRequest::Ping => {
+            head.put_u8(4);
             vec![head.freeze()]
         }
     }
@@ -170,6 +222,7 @@ pub fn decode_request(body: &Bytes) -> Result<(u64, ClientRequest), WireError> {
         3 => ClientRequest::Status {
             partition: PartitionId(cur.u32()?),
         },
+        4 => ClientRequest::Ping,
         tag => return Err(WireError::UnknownTag { tag, at }),
     };
     cur.finish()?;
@@ -192,8 +245,13 @@ pub fn encode_response(id: u64, response: &ClientResponse) -> Bytes {
             out.put_u64_le(index.unwrap_or(0));
             out.put_u64_le(*ticket);
         }
-        ClientResponse::Leader { leader, endpoint } => {
-            out.put_u8(2);
+        ClientResponse::Leader {
+            status,
+            leader,
+            endpoint,
+        } => {
+            out.put_u8(5);
+            out.put_u8(status.code());
             out.put_u64_le(leader.map_or(0, NodeId::get));
             out.put_u16_le(u16::try_from(endpoint.len()).unwrap_or(u16::MAX));
             out.put_slice(endpoint.as_bytes());
@@ -211,6 +269,11 @@ pub fn encode_response(id: u64, response: &ClientResponse) -> Bytes {
             out.put_u64_le(state.last_index);
             out.put_u64_le(state.applied);
         }
+        ClientResponse::Unknown { reason } => {
+            out.put_u8(6);
+            out.put_slice(reason.as_bytes());
+        }
+        ClientResponse::Pong => out.put_u8(7),
     }
     out.freeze()
 }
@@ -241,20 +304,9 @@ pub fn decode_response(body: &Bytes) -> Result<(u64, ClientResponse), WireError>
                 ticket: cur.u64()?,
             }
         }
-        2 => {
-            let leader = cur.u64()?;
-            let len = usize::from(cur.u16()?);
-            ClientResponse::Leader {
-                leader: (leader != 0).then_some(NodeId(leader)),
-                endpoint: cur.text(len)?,
-            }
-        }
-        3 => {
-            let rest = cur.rest();
-            ClientResponse::Failed {
-                reason: String::from_utf8_lossy(&rest).into_owned(),
-            }
-        }
+        3 => ClientResponse::Failed {
+            reason: String::from_utf8_lossy(&cur.rest()).into_owned(),
+        },
         4 => ClientResponse::Status {
             status: status(&mut cur)?,
             state: ReplicaState {
@@ -265,6 +317,20 @@ pub fn decode_response(body: &Bytes) -> Result<(u64, ClientResponse), WireError>
                 applied: cur.u64()?,
             },
         },
+        5 => {
+            let status = status(&mut cur)?;
+            let leader = cur.u64()?;
+            let len = usize::from(cur.u16()?);
+            ClientResponse::Leader {
+                status,
+                leader: (leader != 0).then_some(NodeId(leader)),
+                endpoint: cur.text(len)?,
+            }
+        }
+        6 => ClientResponse::Unknown {
+            reason: String::from_utf8_lossy(&cur.rest()).into_owned(),
+        },
+        7 => ClientResponse::Pong,
         tag => return Err(WireError::UnknownTag { tag, at }),
     };
     cur.finish()?;
