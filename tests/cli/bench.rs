@@ -96,6 +96,11 @@ fn bench_with_batches_writes_the_json_report() {
         "whole batches: {report}"
     );
     assert!(report["writes_per_sec"].as_f64().expect("writes_per_sec") > 0.0);
+    // Refused writes (retried) and writes of unknown outcome are counted apart.
+    assert!(
+        report["refused"].is_u64() && report["unknown"].is_u64(),
+        "{report}"
+    );
     let latency = &report["latency_us"];
     let quantiles: Vec<f64> = ["p50", "p99", "p999", "max"]
         .iter()

@@ -49,9 +49,11 @@ enum Command {
     /// Run one node of a cluster from a TOML configuration file.
     ///
     /// Prints `ready node=<id> peer=<endpoint> listen=<addr> client=<addr|none>` on stdout
-    /// once the node has joined its cluster and serves (`peer`: the configured endpoint the
-    /// other nodes use; `listen`: the address the peer port is bound to). SIGTERM or SIGINT
-    /// stops it cleanly (every appended entry is durable) with exit code 0.
+    /// once the node has joined its cluster and serves: every partition it hosts restored,
+    /// with a known leader (`peer`: the configured endpoint the other nodes use; `listen`:
+    /// the address the peer port is bound to). Until then it logs what it waits for every
+    /// 2 s. SIGTERM or SIGINT stops it cleanly (every appended entry is durable) with exit
+    /// code 0.
     #[command(after_long_help = node::NODE_HELP)]
     Node(node::NodeArgs),
     /// Start a 3-node cluster in this process on loopback TCP (WAL in a temporary directory,
