@@ -144,9 +144,12 @@ fn decode_body(kind: FrameKind, body: &Bytes, outcome: &mut FrameOutcome) {
         FrameKind::ClientResponse => {
             if let Ok((id, response)) = decode_response(body) {
                 let again = encode_response(id, &response);
-                // A `Failed` reason is decoded lossily (invalid UTF-8 is replaced): only the
-                // decoded value survives a roundtrip, not the bytes.
-                if !matches!(response, ClientResponse::Failed { .. }) {
+                // A `Failed` or `Unknown` reason is decoded lossily (invalid UTF-8 is
+                // replaced): only the decoded value survives a roundtrip, not the bytes.
+                if !matches!(
+                    response,
+                    ClientResponse::Failed { .. } | ClientResponse::Unknown { .. }
+                ) {
                     assert_eq!(
                         &again[..],
                         &body[..],

@@ -60,8 +60,14 @@ fn transport_frame_corpus_replays() {
             );
         }
         if name.starts_with("valid-stream") {
-            // 2 passes over 9 frames: 1 batch, 1 keepalive, 3 requests, 4 responses.
-            assert_eq!(outcome.frames, 2 * 9, "{name}: {outcome:?}");
+            // 2 passes over 12 frames: 1 batch, 1 keepalive, 4 requests, 6 responses.
+            assert_eq!(outcome.frames, 2 * 12, "{name}: {outcome:?}");
+            // Every request and response decodes (and re-encodes to its bytes).
+            assert_eq!(
+                (outcome.requests, outcome.responses),
+                (2 * 4, 2 * 6),
+                "{name}: {outcome:?}"
+            );
         }
         if name.starts_with("corrupt") || name.starts_with("oversized") {
             // Rejected as sent; only the checksum-repairing pass may read frames (and an
@@ -216,6 +222,7 @@ fn write_transport_fuzz_seeds() {
         ClientRequest::Status {
             partition: PartitionId(3),
         },
+        ClientRequest::Ping,
     ];
     for (id, request) in requests.iter().enumerate() {
         stream.extend(frame_of(
@@ -230,6 +237,7 @@ fn write_transport_fuzz_seeds() {
             ticket: 5,
         },
         ClientResponse::Leader {
+            status: Status::Success,
             leader: Some(NodeId(2)),
             endpoint: "127.0.0.1:7000".to_owned(),
         },
@@ -246,6 +254,10 @@ fn write_transport_fuzz_seeds() {
                 applied: 15,
             },
         },
+        ClientResponse::Unknown {
+            reason: "leadership was lost".to_owned(),
+        },
+        ClientResponse::Pong,
     ];
     for (id, response) in responses.iter().enumerate() {
         stream.extend(frame_of(

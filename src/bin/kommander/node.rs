@@ -385,7 +385,7 @@ fn serve(
     if let Some(port) = client_port {
         port.shutdown();
     }
-    // Pending client replications get their answers (`Errored` once the node stopped).
+    // Pending client replications get their answers (`Unknown` once the node stopped).
     runtime.block_on(raft.shutdown());
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(())

@@ -46,11 +46,11 @@
 //!   malformed request, an invalid entry (a log type longer than `log_type_bytes_max`, the
 //!   reserved `_RaftSystem`, an entry larger than a WAL record holds), a write to the system
 //!   partition 0 (the `kommander node` client port refuses them).
-//! * `Unknown`: the entry was handed to the partition but its outcome is not known: the
-//!   node's wait for it ran out, leadership was lost before it committed, or the node stopped
-//!   (or its shard failed) first. It may be committed, now or later under another leader, or
-//!   never: count it neither as written nor as refused (retry only writes that are safe to
-//!   apply twice, or read the state to find out).
+//! * `Unknown`: the node cannot say what became of the entry: its wait for the outcome ran
+//!   out, leadership was lost before the entry committed, or the node stopped (or its shard
+//!   failed) before the outcome was known. It may be committed, now or later under another
+//!   leader, or never: count it neither as written nor as refused (retry only writes that are
+//!   safe to apply twice, or read the state to find out).
 //!
 //! `Leader` and `Status` answer `PartitionMoved` for a partition the node does not host, as
 //! `Replicate` does; `Status` answers `RestoreInProgress` while the replica restores.
