@@ -73,7 +73,7 @@ impl Node {
 
     /// Waits at most `patience` for the running process's `ready` line (each line is taken
     /// once): whether it came.
-    pub(crate) fn ready_within(&mut self, patience: Duration) -> bool {
+    pub(crate) fn ready_within(&self, patience: Duration) -> bool {
         let ready = self.ready.as_ref().expect("spawned");
         ready.recv_timeout(patience).is_ok()
     }

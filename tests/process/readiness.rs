@@ -51,7 +51,7 @@ fn a_node_restarted_without_a_quorum_says_what_it_waits_for_and_is_ready_once_on
 
     // A second node back: a quorum; both serve.
     cluster.nodes[1].start();
-    let first = &mut cluster.nodes[0];
+    let first = &cluster.nodes[0];
     assert!(first.ready_within(PATIENCE), "{}", first.log_text());
     assert!(
         first
