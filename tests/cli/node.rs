@@ -683,18 +683,18 @@ fn a_client_over_the_connection_cap_is_refused_busy() {
 #[test]
 fn a_ping_keeps_a_client_connection_open_and_an_idle_one_is_closed_quietly() {
     let dir = tempfile::tempdir().expect("dir");
-    let mut command = node_command(dir.path(), "[transport]\nidle_timeout_ms = 400\n", &[]);
+    let mut command = node_command(dir.path(), "[transport]\nidle_timeout_ms = 1000\n", &[]);
     command.env("KOMMANDER_LOG", "info,kommander::client_port=debug");
     let (mut node, endpoint) = spawn_ready(command, dir.path(), "idle");
     let mut pinging = connect(&endpoint, None).expect("client");
     let mut idle = connect(&endpoint, None).expect("client");
-    // Three idle timeouts long.
+    // Longer than the idle timeout.
     for _ in 0..8 {
         assert_eq!(
             pinging.call(&ClientRequest::Ping).expect("pong"),
             ClientResponse::Pong
         );
-        std::thread::sleep(Duration::from_millis(150));
+        std::thread::sleep(Duration::from_millis(200));
     }
     write_ok(
         &mut pinging,
