@@ -57,6 +57,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+#[cfg(feature = "sim")]
+use crate::core::Configuration;
 use crate::core::{EntryKind, LogIndex, NodeId, PartitionId, Role, Status, Term, Ticket};
 
 /// A hash map whose iteration order depends only on the keys inserted (and their order), not
@@ -170,6 +172,16 @@ pub struct PartitionStatus {
     pub wal_floor: LogIndex,
 }
 
+/// A replica's configurations (`Request::Configuration`).
+#[cfg(feature = "sim")]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionConfiguration {
+    /// The configuration in force: the latest in the replica's log, committed or not.
+    pub current: Configuration,
+    /// The latest committed one, as far as the replica knows.
+    pub committed: Configuration,
+}
+
 /// How far a follower trails its leader, as the leader sees it (`Raft::follower_lag`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FollowerLag {
@@ -249,6 +261,26 @@ pub enum Request {
         /// The answer.
         reply: Reply<ReplicationResult>,
     },
+    // The two configuration requests serve the simulators and tests until the roster of
+    // partition 0 (decision 0004) sends them.
+    /// Propose `configuration` as the partition's new voters and learners (at most one voter
+    /// changed; refused with `Replica(ConcurrentMembershipChange)` while the leader's no-op or
+    /// another change is uncommitted). Answered when its outcome is known.
+    #[cfg(feature = "sim")]
+    ChangeConfiguration {
+        /// The new configuration.
+        configuration: Configuration,
+        /// The change's ticket.
+        ticket: Ticket,
+        /// The answer.
+        reply: Reply<ReplicationResult>,
+    },
+    /// The partition's configurations on this replica: the one in force and the committed one.
+    #[cfg(feature = "sim")]
+    Configuration {
+        /// The answer.
+        reply: Reply<PartitionConfiguration>,
+    },
     /// The partition's state on this node.
     Status {
         /// The answer.
@@ -309,6 +341,14 @@ impl Request {
             | Self::Commit { reply, .. }
             | Self::Rollback { reply, .. }
             | Self::Checkpoint { reply, .. } => {
+                let _ = reply.send(Err(refusal));
+            }
+            #[cfg(feature = "sim")]
+            Self::ChangeConfiguration { reply, .. } => {
+                let _ = reply.send(Err(refusal));
+            }
+            #[cfg(feature = "sim")]
+            Self::Configuration { reply } => {
                 let _ = reply.send(Err(refusal));
             }
             Self::Status { reply } => {

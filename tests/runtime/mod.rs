@@ -8,6 +8,7 @@ mod config;
 mod faults;
 mod harness;
 mod install_crash;
+mod membership;
 #[cfg(feature = "sim-bugs")]
 mod node_bugs;
 mod restart;

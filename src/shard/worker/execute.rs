@@ -88,6 +88,23 @@ impl Worker {
                 let result = result.map_err(|s| Refusal::of_replica(replica, s));
                 Self::wait_outcome(slot, EntryKind::Checkpoint, result, reply);
             }
+            #[cfg(feature = "sim")]
+            Request::ChangeConfiguration {
+                configuration,
+                ticket,
+                reply,
+            } => {
+                let result = replica.propose_configuration(ticket, configuration);
+                let result = result.map_err(|s| Refusal::of_replica(replica, s));
+                Self::wait_outcome(slot, EntryKind::Configuration, result, reply);
+            }
+            #[cfg(feature = "sim")]
+            Request::Configuration { reply } => {
+                let _ = reply.send(Ok(crate::shard::PartitionConfiguration {
+                    current: replica.configuration().clone(),
+                    committed: replica.committed_configuration().clone(),
+                }));
+            }
             Request::Status { reply } => {
                 let soft = replica.soft_state();
                 let _ = reply.send(Ok(PartitionStatus {
