@@ -19,6 +19,25 @@ fn cluster_with_outsiders(outside: u64) -> Cluster {
     Cluster::with_config(3, outside, |c| c.learners.clear())
 }
 
+/// Three voters and node 4 outside; leaders keep nothing below a checkpoint.
+fn compacting_cluster_with_an_outsider() -> Cluster {
+    Cluster::with_config(3, 1, |config| {
+        config.learners.clear();
+        config.compaction_retain_entries_max = 0;
+    })
+}
+
+/// A checkpoint on `leader`, committed and applied everywhere (the new floor).
+fn checkpoint(c: &mut Cluster, leader: u64) {
+    let ticket = c.ticket();
+    c.replica_mut(leader)
+        .propose_checkpoint(ticket)
+        .expect("leader");
+    c.settle();
+    c.ticks(2);
+    c.settle();
+}
+
 fn change(c: &mut Cluster, leader: u64, next: Configuration) -> Result<(), Status> {
     let ticket = c.ticket();
     c.replica_mut(leader)
@@ -160,21 +179,14 @@ fn a_truncated_configuration_entry_gives_way_to_the_one_before() {
 
 #[test]
 fn restarts_and_compaction_keep_the_configuration_in_force() {
-    let mut c = Cluster::with_config(3, 1, |config| {
-        config.learners.clear();
-        config.compaction_retain_entries_max = 0;
-    });
+    let mut c = compacting_cluster_with_an_outsider();
     c.elect(1);
     change(&mut c, 1, configuration(&[1, 2, 3], &[4])).expect("added");
     c.settle();
     change(&mut c, 1, configuration(&[1, 2, 4], &[3])).expect_err("two voters change");
     change(&mut c, 1, configuration(&[1, 2, 3, 4], &[])).expect("promoted");
     c.settle();
-    let ticket = c.ticket();
-    c.replica_mut(1).propose_checkpoint(ticket).expect("leader");
-    c.settle();
-    c.ticks(2);
-    c.settle();
+    checkpoint(&mut c, 1);
     let four = configuration(&[1, 2, 3, 4], &[]);
     for id in 1..=4 {
         assert!(
@@ -191,20 +203,13 @@ fn restarts_and_compaction_keep_the_configuration_in_force() {
 
 #[test]
 fn a_snapshot_carries_the_configuration_at_its_index() {
-    let mut c = Cluster::with_config(3, 1, |config| {
-        config.learners.clear();
-        config.compaction_retain_entries_max = 0;
-    });
+    let mut c = compacting_cluster_with_an_outsider();
     c.elect(1);
     c.isolate(4);
     change(&mut c, 1, configuration(&[1, 2, 3], &[4])).expect("added while cut off");
     c.propose(1, "in the snapshot");
     c.settle();
-    let ticket = c.ticket();
-    c.replica_mut(1).propose_checkpoint(ticket).expect("leader");
-    c.settle();
-    c.ticks(2);
-    c.settle();
+    checkpoint(&mut c, 1);
     c.heal();
     c.ticks(4);
     assert_eq!(c.node(1).snapshot_required, vec![NodeId(4)]);
