@@ -38,7 +38,7 @@ const NODE_BUGS: [(NodeBug, &str); 7] = [
 /// figure 8 needs a leader cut off the instant it commits, which the core simulator provokes
 /// (its `sim::sensitivity` test names `leader_completeness` for it); 1 000 node seeds without
 /// that provocation did not hit it.
-const CORE_BUGS: [(InjectedBug, &str); 5] = [
+const CORE_BUGS: [(InjectedBug, &str); 6] = [
     (InjectedBug::AckBeforePersist, "acknowledged_writes_durable"),
     (InjectedBug::SkipPrevLogCheck, "log_matching"),
     (InjectedBug::DoubleVote, "election_safety"),
@@ -50,16 +50,26 @@ const CORE_BUGS: [(InjectedBug, &str); 5] = [
         InjectedBug::ReuseIndexAfterLeaderChange,
         "state_machine_safety",
     ),
+    (
+        InjectedBug::ConfigurationBeforeNoOpCommits,
+        "state_machine_safety",
+    ),
+    (
+        InjectedBug::ConcurrentConfigurationChanges,
+        "state_machine_safety",
+    ),
+    (InjectedBug::LearnerVoteCounted, "election_safety"),
 ];
 
-/// The core bugs proven in the core simulator instead. The configuration bugs need a
-/// membership schedule, which this simulator does not have yet: the core simulator's
-/// `sim::sensitivity` tests name `leader_completeness` and `election_safety` for them.
-const CORE_SIMULATOR_BUGS: [InjectedBug; 4] = [
+/// The core bugs proven in the core simulator instead (its `sim::sensitivity` tests name
+/// `leader_completeness` for each): the two configuration bugs need a new leader's change and
+/// a cut that leaves a bare majority of the new configuration, which the core simulator's
+/// membership schedule provokes and this one's does not yet (1 000 node seeds did not hit
+/// them).
+const CORE_SIMULATOR_BUGS: [InjectedBug; 3] = [
     InjectedBug::CommitOldTermByCounting,
     InjectedBug::ConfigurationBeforeNoOpCommits,
     InjectedBug::ConcurrentConfigurationChanges,
-    InjectedBug::LearnerVoteCounted,
 ];
 
 /// `simulation` with the bug named `name` (node-level or core) injected.
@@ -154,6 +164,11 @@ fn core_out_of_order_delivery_is_caught() {
 #[test]
 fn core_index_reuse_after_leader_change_is_caught() {
     caught_by("ReuseIndexAfterLeaderChange", CORE_BUGS[4].1);
+}
+
+#[test]
+fn core_learner_vote_counted_is_caught() {
+    caught_by("LearnerVoteCounted", CORE_BUGS[5].1);
 }
 
 #[test]

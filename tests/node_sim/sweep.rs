@@ -64,6 +64,7 @@ fn node_seeds_hold_every_invariant_under_faults() {
                 total.elections += report.elections;
                 total.snapshot_exports += report.snapshot_exports;
                 total.snapshot_imports += report.snapshot_imports;
+                total.membership_changes += report.membership_changes;
                 total.settle_ms = total.settle_ms.max(report.settle_ms);
                 let (f, t) = (&report.faults, &mut total.faults);
                 t.crashes += f.crashes;
@@ -85,8 +86,8 @@ fn node_seeds_hold_every_invariant_under_faults() {
         "node sim sweep: {} seeds from {start} in {:.1} s, 0 + {} violations; {} acknowledged \
          (fewest in a seed {}), {} reads (fewest {}), {} definite failures, {} indeterminate, \
          {} checkpoints, {} rollbacks, {} delivered, {} turns, {} frames, {} node starts, {} \
-         elections, {} disk faults fired, {} snapshots exported, {} imported, slowest settle \
-         {} ms; faults: {:?}",
+         elections, {} disk faults fired, {} snapshots exported, {} imported, {} configuration \
+         changes, slowest settle {} ms; faults: {:?}",
         results.len(),
         started.elapsed().as_secs_f64(),
         failures.len(),
@@ -106,6 +107,7 @@ fn node_seeds_hold_every_invariant_under_faults() {
         total.disk_faults_fired,
         total.snapshot_exports,
         total.snapshot_imports,
+        total.membership_changes,
         total.settle_ms,
         total.faults
     );
@@ -113,6 +115,9 @@ fn node_seeds_hold_every_invariant_under_faults() {
     // snapshot: a sweep without imports did not exercise them.
     if results.len() >= 50 && total.snapshot_imports == 0 {
         failures.push("no snapshot was imported in the whole sweep".to_owned());
+    }
+    if results.len() >= 50 && total.membership_changes == 0 {
+        failures.push("no configuration change was accepted in the whole sweep".to_owned());
     }
     assert!(
         failures.is_empty(),

@@ -85,7 +85,7 @@ impl NodeSimulation {
         Ok(decoded)
     }
 
-    /// Whether a majority of the disks hold `ack` now.
+    /// Whether a majority of the voters' disks hold `ack` now.
     pub(super) fn check_durable(&mut self, ack: &Acknowledged) -> Result<(), String> {
         let shard = crate::shard::shard_of(ack.partition, self.config.shards);
         let mut logs = Vec::with_capacity(self.nodes.len());
@@ -94,7 +94,8 @@ impl NodeSimulation {
         }
         let views: Vec<Option<&DurableLog>> =
             logs.iter().map(|logs| logs.get(&ack.partition)).collect();
-        AcknowledgedWritesDurable::check(ack, &views, &self.truth.applied)
+        let changes_memberships = self.config.membership_interval_ms_max > 0;
+        AcknowledgedWritesDurable::check(ack, &views, &self.truth.applied, changes_memberships)
     }
 
     /// Every acknowledged write is still durable on a majority, and the durable logs match:

@@ -121,6 +121,13 @@ pub(super) struct Clients {
 }
 
 impl Clients {
+    /// A fresh request id (also a ticket).
+    pub(super) fn take_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
     pub(super) fn new(partitions: usize, clients: usize) -> Self {
         Self {
             partitions: (0..partitions)
@@ -156,7 +163,7 @@ fn partition_id(p: usize) -> PartitionId {
 impl NodeSimulation {
     /// The node a request of partition slot `p` goes to: the hinted leader mostly, any node
     /// sometimes (followers must refuse correctly too).
-    fn target(&mut self, p: usize) -> usize {
+    pub(super) fn target(&mut self, p: usize) -> usize {
         match self.clients.partitions[p].leader_hint {
             Some(node) if !self.client_rng.chance(150_000) => node,
             _ => self.client_rng.index(self.nodes.len()),
@@ -164,7 +171,7 @@ impl NodeSimulation {
     }
 
     /// Sends `request` for partition slot `p` to `node`; schedules the shard's turn.
-    fn send(&mut self, node: usize, p: usize, request: Request) -> Result<(), Refusal> {
+    pub(super) fn send(&mut self, node: usize, p: usize, request: Request) -> Result<(), Refusal> {
         let partition = partition_id(p);
         let Some(running) = self.nodes[node].running.as_ref() else {
             request.refuse(Refusal::ShutDown);
@@ -195,8 +202,7 @@ impl NodeSimulation {
             return Ok(());
         }
         let node = self.target(p);
-        let id = self.clients.next_id;
-        self.clients.next_id += 1;
+        let id = self.clients.take_id();
         let config = &self.config;
         let read = self.client_rng.chance(config.read_per_million);
         let two_phase = !read && self.client_rng.chance(config.two_phase_per_million);
@@ -335,6 +341,7 @@ impl NodeSimulation {
                 }
             }
             self.poll_checkpoint(p, node);
+            self.poll_membership(p, node);
         }
         Ok(())
     }
@@ -656,8 +663,7 @@ impl NodeSimulation {
             return;
         }
         let node = self.target(p);
-        let id = self.clients.next_id;
-        self.clients.next_id += 1;
+        let id = self.clients.take_id();
         let (reply, answer) = oneshot::channel();
         if self
             .send(

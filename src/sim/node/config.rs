@@ -67,6 +67,10 @@ pub struct NodeSimConfig {
     pub snapshot_chunks_in_flight_max: usize,
     /// The shard's snapshot rate cap (0: none), in bytes a second.
     pub snapshot_bytes_per_sec_max: u64,
+    /// Shortest pause between two membership changes of one partition.
+    pub membership_interval_ms_min: u64,
+    /// Longest pause between two membership changes of one partition (0: none).
+    pub membership_interval_ms_max: u64,
 }
 
 impl NodeSimConfig {
@@ -122,11 +126,17 @@ impl NodeSimConfig {
             snapshot_chunk_bytes: [16, 32, 4096][rng.index(3)],
             snapshot_chunks_in_flight_max: [1, 2, 4][rng.index(3)],
             snapshot_bytes_per_sec_max: 0,
+            membership_interval_ms_min: 200,
+            membership_interval_ms_max: 0,
         };
         // A chunk per tick (a read takes the budget below zero and waits for a tick), or ten;
         // drawn last, so that every earlier draw of a seed stays what it was.
         config.snapshot_bytes_per_sec_max =
             [0, 0, 100, 1_000][rng.index(4)] * config.snapshot_chunk_bytes as u64;
+        // Membership changes in one multi-node seed in two; drawn after everything else.
+        if nodes > 1 && rng.chance(500_000) {
+            config.membership_interval_ms_max = rng.between(500, 3_000);
+        }
         config
     }
 }

@@ -21,6 +21,7 @@ mod checkers;
 mod checks;
 mod client;
 mod config;
+mod membership;
 mod nemesis;
 mod report;
 mod run;
@@ -69,6 +70,8 @@ pub struct NodeSimulation {
     network: Network,
     nodes: Vec<SimNode>,
     clients: Clients,
+    /// Per partition slot, the membership change in progress.
+    membership: Vec<Option<membership::MembershipStep>>,
     truth: Truth,
     checkers: NodeCheckers,
     trace: TraceHash,

@@ -46,6 +46,8 @@ pub struct NodeSimReport {
     pub rolled_back: u64,
     /// Checkpoints answered `Success`.
     pub checkpoints: u64,
+    /// Configuration changes answered `Success`.
+    pub membership_changes: u64,
     /// Entries handed to applications (all nodes, restored and live).
     pub delivered: u64,
     /// Node incarnations started (the first starts included).

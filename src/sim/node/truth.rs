@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use kommander_wal::backend::sim::DurableLogs;
 
-use crate::core::{EntryKind, LogIndex, PartitionId, Term};
+use crate::core::{Configuration, EntryKind, LogIndex, PartitionId, Term};
 use crate::shard::codec::decode_record;
 
 use super::workload::Op;
@@ -38,6 +38,22 @@ pub(super) struct DurableLog {
     pub(super) floor_term: Term,
     /// Entries above the floor: index → (term, workload operation if any).
     pub(super) entries: BTreeMap<LogIndex, (Term, Option<Op>)>,
+    /// The configuration kept with the floor (`None`: the first one, every node a voter).
+    pub(super) floor_configuration: Option<Configuration>,
+    /// The configuration entries above the floor.
+    pub(super) configurations: BTreeMap<LogIndex, Configuration>,
+}
+
+impl DurableLog {
+    /// The configuration in force at `index` as this log shows it: the latest configuration
+    /// entry at or below it, else the floor's (`None`: the first configuration).
+    pub(super) fn configuration_at(&self, index: LogIndex) -> Option<&Configuration> {
+        self.configurations
+            .range(..=index)
+            .next_back()
+            .map(|(_, configuration)| configuration)
+            .or(self.floor_configuration.as_ref())
+    }
 }
 
 /// Everything recorded.
@@ -71,11 +87,25 @@ pub(super) fn decode_durable(
             floor: LogIndex(log.first_index.saturating_sub(1)),
             floor_term: Term(log.floor_term.unwrap_or(0)),
             entries: BTreeMap::new(),
+            floor_configuration: if log.floor_meta.is_empty() {
+                None
+            } else {
+                Some(
+                    Configuration::decode(&log.floor_meta)
+                        .map_err(|e| format!("partition {partition} floor configuration: {e}"))?,
+                )
+            },
+            configurations: BTreeMap::new(),
         };
         for entry in &log.entries {
             let (index, term) = (LogIndex(entry.index), Term(entry.term));
             let decoded = decode_record(index, term, &entry.payload)
                 .map_err(|e| format!("partition {partition} index {index}: {e}"))?;
+            if decoded.kind == EntryKind::Configuration {
+                let configuration = Configuration::decode(&decoded.payload)
+                    .map_err(|e| format!("partition {partition} index {index}: {e}"))?;
+                durable.configurations.insert(index, configuration);
+            }
             let op = crate::shard::LogEntry::decode(&decoded)
                 .ok()
                 .and_then(|entry| Op::decode(&entry.payload));

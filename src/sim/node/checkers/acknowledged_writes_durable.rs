@@ -1,5 +1,11 @@
-//! Every acknowledged write is durable on a majority of the disks when it is acknowledged,
-//! and stays durable through every crash and power loss. "Durable" is what the disk's model
+//! Every acknowledged write is durable on a majority of the voters when it is acknowledged,
+//! and stays durable through every crash and power loss. The voters are those of the
+//! configuration in force at the write's index in the durable logs that hold it (without a
+//! configuration entry, every node votes), or, in a run that changes memberships, of a
+//! configuration one voter away from it: a leader counts the latest configuration in its log,
+//! which may be one uncommitted change past the write's, not yet durable on any disk nor sent
+//! (one change at a time, each one voter). That is weaker than the leader's own configuration
+//! (which no disk or wire may show yet) only for configurations of one or two voters. "Durable" is what the disk's model
 //! would keep after a power cut now (its durable image, recovered), not what the node says.
 //! A node holds the write when its durable log has the write's operation at the write's index,
 //! or its floor passed the index and the entry applied there was that write (compacted after
@@ -7,7 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::core::{LogIndex, PartitionId};
+use crate::core::{Configuration, LogIndex, NodeId, PartitionId};
 
 use super::super::truth::{Acknowledged, Applied, DurableLog};
 
@@ -18,8 +24,10 @@ pub(in crate::sim::node) struct AcknowledgedWritesDurable;
 impl AcknowledgedWritesDurable {
     pub(in crate::sim::node) const NAME: &'static str = "acknowledged_writes_durable";
 
-    /// Checks that `ack` is held by a majority of `logs` (one per node, the partition's
-    /// durable log on that node's disk: `None` when the disk holds nothing of it).
+    /// Checks that `ack` is held by a majority of the voters (see the module docs) among
+    /// `logs` (one per node, the partition's durable log on that node's disk: `None` when the
+    /// disk holds nothing of it); `changes_memberships` admits the configurations one voter
+    /// away.
     ///
     /// # Errors
     /// Which nodes hold it and which do not.
@@ -27,6 +35,7 @@ impl AcknowledgedWritesDurable {
         ack: &Acknowledged,
         logs: &[Option<&DurableLog>],
         applied: &HashMap<(PartitionId, LogIndex), Applied>,
+        changes_memberships: bool,
     ) -> Result<(), String> {
         let holds = |log: &Option<&DurableLog>| {
             log.is_some_and(|log| match log.entries.get(&ack.index) {
@@ -39,10 +48,45 @@ impl AcknowledgedWritesDurable {
                 }
             })
         };
-        let holding = logs.iter().filter(|log| holds(log)).count();
-        if holding * 2 > logs.len() {
+        let holders: Vec<usize> = (0..logs.len()).filter(|&n| holds(&logs[n])).collect();
+        let mut candidates: Vec<Option<&Configuration>> = Vec::new();
+        for &n in &holders {
+            let Some(log) = logs[n] else { continue };
+            candidates.push(log.configuration_at(ack.index));
+        }
+        if candidates.is_empty() {
+            candidates.push(None);
+        }
+        let every_node: Vec<NodeId> = (1..=logs.len() as u64).map(NodeId).collect();
+        let neighbours: Vec<Configuration> = candidates
+            .iter()
+            .filter(|_| changes_memberships)
+            .flat_map(|c| {
+                let voters = c.map_or_else(|| every_node.clone(), |c| c.voters().to_vec());
+                one_voter_away(&voters, &every_node)
+            })
+            .collect();
+        candidates.extend(neighbours.iter().map(Some));
+        let majority_of = |configuration: Option<&Configuration>| match configuration {
+            // The first configuration: every node votes.
+            None => holders.len() * 2 > logs.len(),
+            Some(configuration) => {
+                let voters = configuration.voters();
+                let holding = voters
+                    .iter()
+                    .filter(|id| holders.contains(&(id.0 as usize - 1)))
+                    .count();
+                holding * 2 > voters.len()
+            }
+        };
+        if candidates.iter().any(|c| majority_of(*c)) {
             return Ok(());
         }
+        let holding = holders.len();
+        let voters: Vec<Vec<NodeId>> = candidates
+            .iter()
+            .map(|c| c.map_or_else(Vec::new, |c| c.voters().to_vec()))
+            .collect();
         let describe: BTreeMap<usize, String> = logs
             .iter()
             .enumerate()
@@ -62,7 +106,7 @@ impl AcknowledgedWritesDurable {
             })
             .collect();
         Err(format!(
-            "{:?} acknowledged at {} ms as partition {} index {} is durable on {holding} of {} disks; at that index the durable logs hold {describe:?}",
+            "{:?} acknowledged at {} ms as partition {} index {} is durable on {holding} of {} disks, a majority of none of the voters it may have been counted by ({voters:?}; empty: all); at that index the durable logs hold {describe:?}",
             ack.op,
             ack.at,
             ack.partition,
@@ -72,17 +116,35 @@ impl AcknowledgedWritesDurable {
     }
 }
 
+/// Every configuration (voters only) one voter away from `voters`, among `nodes`.
+fn one_voter_away(voters: &[NodeId], nodes: &[NodeId]) -> Vec<Configuration> {
+    let removed = voters
+        .iter()
+        .filter(|_| voters.len() > 1)
+        .map(|gone| voters.iter().copied().filter(|v| v != gone).collect());
+    let added = nodes
+        .iter()
+        .filter(|n| !voters.contains(n))
+        .map(|new| voters.iter().copied().chain([*new]).collect());
+    removed
+        .chain(added)
+        .filter_map(|voters: Vec<NodeId>| Configuration::new(voters, Vec::new()).ok())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeMap, HashMap};
 
     use super::AcknowledgedWritesDurable;
-    use crate::core::{EntryKind, LogIndex, PartitionId, Term};
+    use crate::core::{Configuration, EntryKind, LogIndex, NodeId, PartitionId, Term};
     use crate::sim::node::truth::{Acknowledged, Applied, DurableLog};
     use crate::sim::node::workload::Op;
 
     fn log(floor: u64, entries: &[(u64, Op)]) -> DurableLog {
         DurableLog {
+            floor_configuration: None,
+            configurations: BTreeMap::new(),
             floor: LogIndex(floor),
             floor_term: Term(if floor == 0 { 0 } else { 1 }),
             entries: entries
@@ -108,7 +170,7 @@ mod tests {
         let compacted = log(3, &[]);
         let mut applied = HashMap::new();
         let ok = |logs: &[Option<&DurableLog>], applied: &HashMap<_, _>| {
-            AcknowledgedWritesDurable::check(&ack, logs, applied).is_ok()
+            AcknowledgedWritesDurable::check(&ack, logs, applied, false).is_ok()
         };
         assert!(ok(&[Some(&holds), Some(&holds), None], &applied));
         assert!(!ok(&[Some(&holds), Some(&lacks), None], &applied));
@@ -127,5 +189,38 @@ mod tests {
         );
         assert!(ok(&[Some(&holds), Some(&compacted), None], &applied));
         assert!(!ok(&[Some(&holds), Some(&lacks)], &applied));
+    }
+
+    #[test]
+    fn the_majority_is_of_the_voters_in_force_or_of_one_change_past_them() {
+        let op = Op::Write { key: 1, value: 9 };
+        let ack = Acknowledged {
+            partition: PartitionId(1),
+            index: LogIndex(3),
+            op,
+            at: 5,
+        };
+        let in_force = |voters: &[u64]| {
+            let mut log = log(0, &[(3, op)]);
+            let voters = voters.iter().copied().map(NodeId).collect();
+            let configuration = Configuration::new(voters, Vec::new()).expect("valid");
+            log.configurations.insert(LogIndex(2), configuration);
+            log
+        };
+        let lacks = log(0, &[]);
+        let applied = HashMap::new();
+        let check = |logs: &[Option<&DurableLog>]| {
+            AcknowledgedWritesDurable::check(&ack, logs, &applied, true).is_ok()
+        };
+        // Voters {2} from index 2: node 2 alone is their majority.
+        let two = in_force(&[2]);
+        assert!(check(&[Some(&lacks), Some(&two), Some(&lacks)]));
+        // Node 1 alone: a majority of neither {2} nor {1, 2} nor {2, 3}.
+        assert!(!check(&[Some(&two), Some(&lacks), Some(&lacks)]));
+        // Voters {1, 3}, held by 2 and 3: a majority of {1, 2, 3}, one promotion away.
+        let one_three = in_force(&[1, 3]);
+        assert!(check(&[Some(&lacks), Some(&one_three), Some(&one_three)]));
+        // Held by 2 alone: a majority of nothing one change from {1, 3}.
+        assert!(!check(&[Some(&lacks), Some(&one_three), Some(&lacks)]));
     }
 }

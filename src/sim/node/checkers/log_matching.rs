@@ -71,6 +71,8 @@ mod tests {
 
     fn log(floor: u64, terms: &[(u64, u64, u64)]) -> DurableLog {
         DurableLog {
+            floor_configuration: None,
+            configurations: std::collections::BTreeMap::new(),
             floor: LogIndex(floor),
             floor_term: Term(if floor == 0 { 0 } else { 1 }),
             entries: terms
