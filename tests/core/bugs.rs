@@ -3,7 +3,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use kommander_raft::core::{InjectedBug, ReplicaConfig};
+use kommander_raft::core::{Configuration, InjectedBug, NodeId, ReplicaConfig};
 
 use super::harness::Cluster;
 
@@ -156,6 +156,99 @@ fn every_injected_bug_is_caught() {
         assert!(clean, "{bug:?}'s scenario fails without the bug");
         assert!(
             fails(Some(bug), voters, tweak, scenario),
+            "{bug:?} went unnoticed"
+        );
+    }
+}
+
+/// Runs a configuration `scenario` on three voters and two nodes outside the configuration,
+/// with `bug` injected everywhere; returns whether a check failed.
+fn configuration_scenario_fails(bug: Option<InjectedBug>, scenario: fn(&mut Cluster)) -> bool {
+    catch_unwind(AssertUnwindSafe(|| {
+        let mut c = Cluster::with_config(3, 2, |cfg| {
+            cfg.learners.clear();
+            cfg.bug = bug;
+        });
+        scenario(&mut c);
+    }))
+    .is_err()
+}
+
+fn configuration(voters: &[u64], learners: &[u64]) -> Configuration {
+    let ids = |list: &[u64]| list.iter().copied().map(NodeId).collect();
+    Configuration::new(ids(voters), ids(learners)).expect("valid")
+}
+
+/// Nodes 4 and 5 join as learners of leader 1.
+fn add_two_learners(c: &mut Cluster) {
+    c.elect(1);
+    for next in [
+        configuration(&[1, 2, 3], &[4]),
+        configuration(&[1, 2, 3], &[4, 5]),
+    ] {
+        let ticket = c.ticket();
+        c.replica_mut(1)
+            .propose_configuration(ticket, next)
+            .expect("one change at a time");
+        c.settle();
+    }
+    c.ticks(2);
+    c.settle();
+}
+
+fn concurrent_changes(c: &mut Cluster) {
+    // Both learners promoted at once: with the bug, {1, 4, 5} is a majority of the five and
+    // commits while {2, 3}, a majority of the old three, elects and commits too.
+    add_two_learners(c);
+    for next in [
+        configuration(&[1, 2, 3, 4], &[5]),
+        configuration(&[1, 2, 3, 4, 5], &[]),
+    ] {
+        let ticket = c.ticket();
+        let _ = c.replica_mut(1).propose_configuration(ticket, next);
+    }
+    c.partition(&[&[1, 4, 5], &[2, 3]]);
+    c.settle();
+    c.propose(1, "the five's majority");
+    c.settle();
+    c.ticks(60);
+    if let Some(leader) = [2, 3].into_iter().find(|&id| c.replica(id).is_leader()) {
+        // Enough entries to reach the index where the five's majority committed its own.
+        for i in 0..4 {
+            c.propose(leader, &format!("the three's majority {i}"));
+        }
+        c.settle();
+    }
+    c.heal();
+    c.ticks(60);
+    c.settle();
+}
+
+fn learner_vote_counted(c: &mut Cluster) {
+    // Cut off with the two learners, 1 wins a term by their votes while {2, 3} elect in it.
+    add_two_learners(c);
+    c.partition(&[&[1, 4, 5], &[2, 3]]);
+    for _ in 0..200 {
+        c.tick();
+    }
+}
+
+#[test]
+fn every_configuration_bug_is_caught_by_a_scripted_scenario() {
+    let cases: [(InjectedBug, fn(&mut Cluster)); 2] = [
+        (
+            InjectedBug::ConcurrentConfigurationChanges,
+            concurrent_changes,
+        ),
+        (InjectedBug::LearnerVoteCounted, learner_vote_counted),
+    ];
+    for (bug, scenario) in cases {
+        assert!(
+            !configuration_scenario_fails(None, scenario),
+            "{bug:?}'s scenario fails without the bug"
+        );
+        assert!(
+            configuration_scenario_fails(Some(bug), scenario),
             "{bug:?} went unnoticed"
         );
     }
