@@ -235,7 +235,8 @@ fn learner_vote_counted(c: &mut Cluster) {
 
 #[test]
 fn every_configuration_bug_is_caught_by_a_scripted_scenario() {
-    let cases: [(InjectedBug, fn(&mut Cluster)); 2] = [
+    type Case = (InjectedBug, fn(&mut Cluster));
+    let cases: [Case; 2] = [
         (
             InjectedBug::ConcurrentConfigurationChanges,
             concurrent_changes,
