@@ -82,13 +82,21 @@ impl Replica {
         {
             return;
         }
+        let mut configurations = Vec::new();
         for e in &entries[held..] {
             self.holds.on_append(e);
+            // Checked when the message was (`check_message`): a configuration decodes.
+            if e.kind == EntryKind::Configuration
+                && let Ok(configuration) = Configuration::decode(&e.payload)
+            {
+                configurations.push((e.index, configuration));
+            }
         }
         entries.drain(..held);
-        let first_new = self.log.last_index().next();
         self.log.extend(entries);
-        self.track_configurations(first_new);
+        for (index, configuration) in configurations {
+            self.configuration_appended(index, configuration);
+        }
         let new_commit = commit.min(last_new);
         if new_commit > self.log.committed {
             self.log.committed = new_commit;

@@ -97,20 +97,6 @@ impl Replica {
         self.sync_progress();
     }
 
-    /// Entries that entered the log (from a leader's append): adopts the configurations among
-    /// them. Their payloads were checked when the message was (see `check_message`).
-    pub(super) fn track_configurations(&mut self, from: LogIndex) {
-        let found: Vec<(LogIndex, Configuration)> = self
-            .log
-            .range(from, self.log.last_index())
-            .filter(|e| e.kind == EntryKind::Configuration)
-            .filter_map(|e| Some((e.index, Configuration::decode(&e.payload).ok()?)))
-            .collect();
-        for (index, configuration) in found {
-            self.configuration_appended(index, configuration);
-        }
-    }
-
     /// Removes every log entry from `index` on, with what was derived from them: holds and
     /// configurations (the one before governs again).
     pub(super) fn truncate_log_from(&mut self, index: LogIndex) {
