@@ -155,4 +155,4 @@ pub use crate::shard::codec::CodecError;
 pub use crate::shard::{
     HostStartError, PartitionStatus, ReplicationErrorReason, ShardCounters, SnapshotConfig,
 };
-pub use crate::transport::{Inbound, Transport};
+pub use crate::transport::{Inbound, PeerSetError, Transport};

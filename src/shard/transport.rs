@@ -7,6 +7,11 @@
 //! Both directions are non-blocking and bounded: a transport that cannot take a batch drops it
 //! and counts the drop (Raft tolerates loss: the leader retries from its progress state), and
 //! the inbound side drops (and counts) batches for a shard whose inbound queue is full.
+//!
+//! The set of peers may change while the node runs (membership changes):
+//! [`Transport::set_peers`] hands a transport the new set.
+
+use std::collections::BTreeMap;
 
 use crate::core::{Message, NodeId};
 
@@ -15,6 +20,61 @@ pub trait Transport: Send + Sync + 'static {
     /// Queues `messages` (all addressed to `to`) for delivery. Never blocks; a batch that
     /// cannot be queued (full per-peer queue, unknown peer) is dropped and counted.
     fn send(&self, to: NodeId, messages: Vec<Message>);
+
+    /// Makes `peers` (node id → endpoint, `host:port`; never this node) the nodes this
+    /// transport talks to, in place of the set it had (the one it was built with, or the last
+    /// one set). The node calls it when its membership changes.
+    ///
+    /// What a transport that keeps connections to its peers must do once this returns `Ok`:
+    ///
+    /// * a new peer: batches to it are queued and delivered, and its connections are accepted;
+    /// * a removed peer: batches to it are dropped (and counted as for an unknown peer), its
+    ///   connections in both directions are closed, and it is refused if it connects again;
+    /// * a peer whose endpoint changed: it is reached at the new endpoint only;
+    /// * a peer whose endpoint did not change: nothing happens to it (setting the same set
+    ///   again reconnects nothing).
+    ///
+    /// It must not block on the network or on threads ending: the caller may be the node's
+    /// coordinator. The default does nothing, which is right for a transport that routes by
+    /// node id alone (the in-memory network).
+    ///
+    /// # Errors
+    ///
+    /// [`PeerSetError`]: the set is refused as a whole and the transport keeps its previous
+    /// peers (more peers than the transport allows, this node's own id or the reserved id 0
+    /// among them, or a resource it could not get).
+    fn set_peers(&self, peers: &BTreeMap<NodeId, String>) -> Result<(), PeerSetError> {
+        let _ = peers;
+        Ok(())
+    }
+}
+
+/// Why a transport refused a peer set ([`Transport::set_peers`]); it keeps its previous peers.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum PeerSetError {
+    /// More peers than the transport's limit.
+    #[error("{count} peers are more than {setting} ({max})")]
+    TooMany {
+        /// Peers in the refused set.
+        count: usize,
+        /// The limit.
+        max: usize,
+        /// The setting that holds the limit, as a node's configuration spells it
+        /// (`transport.peers_max`).
+        setting: &'static str,
+    },
+    /// The set names this node itself or the reserved id 0.
+    #[error("{0} cannot be a peer of this node (its own id, or the reserved id 0)")]
+    InvalidPeer(NodeId),
+    /// The transport could not get what a new peer needs (a thread).
+    #[error("setting up the link to {peer}: {source}")]
+    Io {
+        /// The peer.
+        peer: NodeId,
+        /// The error.
+        source: std::io::Error,
+    },
 }
 
 /// The receiving side of a node: what a transport calls with the batches it received.

@@ -10,7 +10,7 @@
 //! of sends (thread interleaving still varies between runs).
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use crate::core::rng::SplitMix64;
 use crate::core::{Message, NodeId};
 use crate::shard::Transport;
+use crate::shard::transport::PeerSetError;
 
 /// Fault probabilities (per million messages) and bounds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -329,5 +330,10 @@ impl Transport for FaultyTransport {
         if !now_batch.is_empty() {
             self.inner.send(to, now_batch);
         }
+    }
+
+    /// The wrapped transport's: faults apply to messages, not to the peer set.
+    fn set_peers(&self, peers: &BTreeMap<NodeId, String>) -> Result<(), PeerSetError> {
+        self.inner.set_peers(peers)
     }
 }

@@ -18,4 +18,5 @@ pub mod faulty;
 pub mod memory;
 pub mod tcp;
 
+pub use crate::shard::transport::PeerSetError;
 pub use crate::shard::{Inbound, Transport};

@@ -1,6 +1,7 @@
-//! The TCP transport: in-process nodes talking over real loopback sockets, the wire format's
-//! properties and the fuzz corpus replay.
+//! The TCP transport: in-process nodes talking over real loopback sockets, its peer set
+//! changing at runtime, the wire format's properties and the fuzz corpus replay.
 
 mod cluster;
 mod fuzz_corpus;
+mod peers;
 mod wire;

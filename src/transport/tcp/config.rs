@@ -58,9 +58,14 @@ pub struct TcpConfig {
     /// Message batches queued per peer; a batch for a full queue is dropped and counted
     /// (Raft retries from its progress state).
     pub peer_queue_batches_max: usize,
-    /// Inbound connections open at once (authenticated or not); more are closed on accept.
+    /// Peers at most, at start and in every set given to `TcpTransport::set_peers` (each costs
+    /// a writer thread, its queue and an inbound connection). At most `connections_max`.
+    pub peers_max: usize,
+    /// Inbound connections open at once (authenticated or not); one more is answered with a
+    /// `Reject` of code `Busy` and closed.
     pub connections_max: usize,
-    /// Inbound connections still in their handshake at once; more are closed on accept.
+    /// Inbound connections still in their handshake at once; one more is answered with a
+    /// `Reject` of code `Busy` and closed.
     pub handshakes_pending_max: usize,
     /// A connection must finish its handshake within this many milliseconds.
     pub handshake_timeout_ms: u64,
@@ -98,6 +103,7 @@ impl std::fmt::Debug for TcpConfig {
             .field("frame_bytes_max", &self.frame_bytes_max)
             .field("frame_messages_max", &self.frame_messages_max)
             .field("peer_queue_batches_max", &self.peer_queue_batches_max)
+            .field("peers_max", &self.peers_max)
             .field("connections_max", &self.connections_max)
             .field("handshakes_pending_max", &self.handshakes_pending_max)
             .finish_non_exhaustive()
@@ -113,6 +119,7 @@ impl Default for TcpConfig {
             frame_bytes_max: 16 << 20,
             frame_messages_max: 65_536,
             peer_queue_batches_max: 4_096,
+            peers_max: 64,
             connections_max: 256,
             handshakes_pending_max: 32,
             handshake_timeout_ms: 5_000,
@@ -144,7 +151,7 @@ impl TcpConfig {
                 format!("at least {AUTH_SECRET_BYTES_MIN} bytes"),
             );
         }
-        let positive: [(&'static str, u64); 14] = [
+        let positive: [(&'static str, u64); 15] = [
             ("transport.frame_bytes_max", self.frame_bytes_max as u64),
             (
                 "transport.frame_messages_max",
@@ -154,6 +161,7 @@ impl TcpConfig {
                 "transport.peer_queue_batches_max",
                 self.peer_queue_batches_max as u64,
             ),
+            ("transport.peers_max", self.peers_max as u64),
             ("transport.connections_max", self.connections_max as u64),
             (
                 "transport.handshakes_pending_max",
@@ -195,6 +203,12 @@ impl TcpConfig {
                 "must not exceed connections_max",
             );
         }
+        if self.peers_max > self.connections_max {
+            return invalid(
+                "transport.peers_max",
+                "must not exceed connections_max (every peer holds an inbound connection)",
+            );
+        }
         if self.reconnect_backoff_min_ms > self.reconnect_backoff_max_ms {
             return invalid(
                 "transport.reconnect_backoff_min_ms",
@@ -213,8 +227,10 @@ pub struct TcpCluster {
     pub cluster_name: String,
     /// This node's id (non-zero: 0 is the id clients present).
     pub node_id: NodeId,
-    /// The other nodes: id → endpoint (`host:port`). Only they may connect as peers, and the
-    /// transport keeps one outbound connection to each.
+    /// The other nodes at start: id → endpoint (`host:port`), at most
+    /// [`TcpConfig::peers_max`]. Only the current peers may connect as peers, and the
+    /// transport keeps one outbound connection to each; `TcpTransport::set_peers` replaces
+    /// them while the transport runs.
     pub peers: BTreeMap<NodeId, String>,
     /// The nodes' heartbeat period. Heartbeats of all partitions to one peer are coalesced
     /// into one frame per period (a heartbeat leaves up to one period late).

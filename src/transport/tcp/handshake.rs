@@ -17,6 +17,7 @@
 //! proofs are empty; a mismatch of auth policy between two nodes is refused with a reason.
 
 use std::io::Write;
+use std::net::{Shutdown, TcpStream};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use hmac::{Hmac, Mac};
@@ -217,6 +218,21 @@ pub(crate) fn refuse(
     body.put_slice(&reason.as_bytes()[..cut]);
     let _ = send(stream, FrameKind::Reject, body);
     ConnectionHandshakeError::Refused { code, reason }
+}
+
+/// Refuses a connection the server has no room for: sends the handshake's `Reject` with
+/// code `Busy` and `reason` at once (the connecting side reads it where it expects the
+/// acceptor's `Challenge`, and its [`connect`] fails with
+/// [`ConnectionHandshakeError::Rejected`] naming the rejection), then closes the connection.
+/// Both ports use it: the client port over its cap, the peer port over `connections_max` or
+/// `handshakes_pending_max`. It never waits (an acceptor thread calls it): the socket is
+/// made non-blocking, and a `Reject` that does not fit its (fresh, empty) send buffer is not
+/// sent.
+pub fn reject_busy(mut stream: TcpStream, reason: String) {
+    if stream.set_nonblocking(true).is_ok() {
+        let _ = refuse(&mut stream, RejectCode::Busy, reason);
+    }
+    let _ = stream.shutdown(Shutdown::Both);
 }
 
 fn rejected(body: &Bytes) -> ConnectionHandshakeError {

@@ -1,6 +1,8 @@
 //! The outbound side: one writer thread per peer owns the connection to it, connects (with
 //! jittered exponential backoff), runs the handshake, and writes every batch queued for the
-//! peer as frames. Batches that arrive together leave in one frame.
+//! peer as frames. Batches that arrive together leave in one frame. [`Link`] is the handle the
+//! transport keeps of a writer thread: it ends the thread when the peer is removed or moves to
+//! another endpoint.
 //!
 //! Heartbeats are coalesced: a `Heartbeat` or `HeartbeatResponse` goes to a per-peer board
 //! (latest per partition wins) that is flushed once per heartbeat interval as part of one
@@ -10,19 +12,74 @@
 use std::collections::HashMap;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam::channel::{Receiver, RecvTimeoutError};
+use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender};
 use tracing::{info, warn};
 
 use super::TcpShared;
-use super::handshake::{self, ConnectionHandshakeError, ConnectionRole, HANDSHAKE_FRAME_BYTES_MAX};
+use super::handshake::{
+    self, ConnectionHandshakeError, ConnectionRole, HANDSHAKE_FRAME_BYTES_MAX, RejectCode,
+};
 use super::reader::FrameReader;
 use crate::core::rng::SplitMix64;
 use crate::core::{Message, MessageBody, NodeId, PartitionId};
 use crate::metrics::TransportDrop;
 use crate::transport::codec::{FrameKind, HEADER_BYTES, encode_messages, encoded_len, write_frame};
+
+/// A running writer thread of one peer, as the transport keeps it.
+pub(super) struct Link {
+    address: String,
+    retired: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Link {
+    /// Starts the writer thread of `peer` at `address`; returns it with the sending side of
+    /// its bounded queue (`peer_queue_batches_max` batches).
+    ///
+    /// # Errors
+    ///
+    /// The thread could not be spawned.
+    pub(super) fn spawn(
+        shared: &Arc<TcpShared>,
+        peer: NodeId,
+        address: &str,
+    ) -> std::io::Result<(Self, Sender<Vec<Message>>)> {
+        let (queue, receiver) = channel::bounded(shared.config.peer_queue_batches_max);
+        let retired = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (shared, retired, address) =
+                (Arc::clone(shared), Arc::clone(&retired), address.to_owned());
+            std::thread::Builder::new()
+                .name(format!("kommander-tcp-{peer}"))
+                .spawn(move || run(&shared, peer, &address, &receiver, &retired))?
+        };
+        let link = Self {
+            address: address.to_owned(),
+            retired,
+            thread,
+        };
+        Ok((link, queue))
+    }
+
+    /// The endpoint it connects to.
+    pub(super) fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Tells the thread to end, closing its connection, and returns it to be joined. It
+    /// notices at once when it waits on its queue and that queue's sender is dropped after
+    /// this call; a connection attempt under way ends first (bounded by `connect_timeout_ms`
+    /// and `handshake_timeout_ms`), a write by `write_timeout_ms`. Batches still queued are
+    /// not sent.
+    pub(super) fn retire(self) -> JoinHandle<()> {
+        self.retired.store(true, Ordering::Release);
+        self.thread
+    }
+}
 
 /// The latest heartbeat (and heartbeat response) per partition, waiting for the next flush.
 #[derive(Default)]
@@ -67,34 +124,38 @@ impl Board {
     }
 }
 
-/// The writer thread of the link to `peer` at `address`.
-pub(super) fn run(
+/// The writer thread of the link to `peer` at `address`, until the transport stops or the
+/// link is `retired`.
+fn run(
     shared: &Arc<TcpShared>,
     peer: NodeId,
     address: &str,
     queue: &Receiver<Vec<Message>>,
+    retired: &AtomicBool,
 ) {
     let config = &shared.config;
+    let ended = || shared.stopping() || retired.load(Ordering::Acquire);
     let mut rng = SplitMix64::new(shared.identity.node.get() ^ peer.get().rotate_left(32));
     let mut backoff = Duration::from_millis(config.reconnect_backoff_min_ms);
     let mut board = Board::default();
     let repeat = Duration::from_millis(config.connect_failure_log_interval_ms);
     let mut failures = FailureLog::default();
-    while !shared.stopping() {
+    while !ended() {
         match connect(shared, peer, address) {
+            Ok(_) if ended() => return,
             Ok(stream) => {
                 info!(%peer, address, "connected");
                 failures = FailureLog::default();
                 backoff = Duration::from_millis(config.reconnect_backoff_min_ms);
                 shared.stats.connects.fetch_add(1, Ordering::Relaxed);
-                let error = serve(shared, peer, stream, queue, &mut board);
+                let error = serve(shared, peer, stream, queue, &mut board, &ended);
                 if let Some(error) = error {
                     let what = lost_connection(&error, config.write_timeout_ms);
                     warn!(%peer, address, %error, "connection lost: {what}; reconnecting");
                 }
             }
             Err(error) => {
-                let text = error.to_string();
+                let text = failed_connection(&error);
                 if let Some(attempts) = failures.record(&text, Instant::now(), repeat) {
                     warn!(%peer, address, error = %text, attempts, "cannot connect");
                 }
@@ -108,16 +169,34 @@ pub(super) fn run(
         // connection exists; Raft resends from its progress state).
         let jitter = f64::from(rng.range(500, 1500)) / 1000.0;
         let deadline = Instant::now() + backoff.mul_f64(jitter);
-        while !shared.stopping() {
+        while !ended() {
             let now = Instant::now();
             if now >= deadline {
                 break;
             }
-            if let Ok(batch) = queue.recv_timeout(deadline - now) {
-                shared.dropped(TransportDrop::NotConnected, batch.len());
+            match queue.recv_timeout(deadline - now) {
+                Ok(batch) => shared.dropped(TransportDrop::NotConnected, batch.len()),
+                Err(RecvTimeoutError::Timeout) => {}
+                // The link was retired (or the transport stopped): the loop ends.
+                Err(RecvTimeoutError::Disconnected) => return,
             }
         }
         backoff = (backoff * 2).min(Duration::from_millis(config.reconnect_backoff_max_ms));
+    }
+}
+
+/// A failed connection attempt in words: a refusal by the peer says why it refused.
+fn failed_connection(error: &ConnectError) -> String {
+    match error {
+        ConnectError::Handshake(ConnectionHandshakeError::Rejected {
+            code: RejectCode::Busy,
+            reason,
+        }) => format!("the peer has no room for another connection ({reason}); backing off"),
+        ConnectError::Handshake(ConnectionHandshakeError::Rejected {
+            code: RejectCode::UnknownNode,
+            reason,
+        }) => format!("the peer does not know this node as a peer ({reason})"),
+        other => other.to_string(),
     }
 }
 
@@ -206,14 +285,15 @@ fn connect(shared: &TcpShared, peer: NodeId, address: &str) -> Result<TcpStream,
     Ok(stream)
 }
 
-/// Writes queued batches to `stream` until it fails (the error) or the transport stops
-/// (`None`).
+/// Writes queued batches to `stream` until it fails (the error) or `ended()` (`None`: the
+/// transport stops or the link was retired; the connection closes as `stream` drops).
 fn serve(
     shared: &TcpShared,
     peer: NodeId,
     mut stream: TcpStream,
     queue: &Receiver<Vec<Message>>,
     board: &mut Board,
+    ended: &dyn Fn() -> bool,
 ) -> Option<std::io::Error> {
     let config = &shared.config;
     let keepalive = Duration::from_millis(config.idle_timeout_ms / 3).max(Duration::from_millis(1));
@@ -222,7 +302,7 @@ fn serve(
     let mut pending: Vec<Message> = Vec::new();
     let mut out: Vec<Message> = Vec::new();
     loop {
-        if shared.stopping() {
+        if ended() {
             return None;
         }
         let wake = if board.has_pending() {
@@ -258,6 +338,9 @@ fn serve(
         }
         if out.is_empty() && now.duration_since(last_write) < keepalive {
             continue;
+        }
+        if ended() {
+            return None;
         }
         if let Err(error) = write_messages(shared, peer, &mut stream, &mut out) {
             return Some(error);
@@ -312,7 +395,30 @@ mod tests {
     use std::io::{Error, ErrorKind};
     use std::time::{Duration, Instant};
 
-    use super::{FailureLog, lost_connection};
+    use super::{ConnectError, FailureLog, failed_connection, lost_connection};
+    use crate::transport::tcp::handshake::{ConnectionHandshakeError, RejectCode};
+
+    #[test]
+    fn a_refusal_by_the_peer_is_said_in_words() {
+        let rejected = |code| {
+            ConnectError::Handshake(ConnectionHandshakeError::Rejected {
+                code,
+                reason: "its words".to_owned(),
+            })
+        };
+        assert_eq!(
+            failed_connection(&rejected(RejectCode::Busy)),
+            "the peer has no room for another connection (its words); backing off"
+        );
+        assert_eq!(
+            failed_connection(&rejected(RejectCode::UnknownNode)),
+            "the peer does not know this node as a peer (its words)"
+        );
+        assert_eq!(
+            failed_connection(&rejected(RejectCode::Auth)),
+            "handshake: rejected by the other side (Auth): its words"
+        );
+    }
 
     #[test]
     fn a_lost_connection_is_said_in_words() {

@@ -1,6 +1,7 @@
 //! The inbound side: an acceptor thread admits connections under the caps
-//! (`connections_max`, `handshakes_pending_max`), and one thread per connection runs the
-//! acceptor's handshake, then reads frames and hands their messages to the node's
+//! (`connections_max`, `handshakes_pending_max`; one more is answered with a `Reject` of code
+//! `Busy`), and one thread per connection runs the acceptor's handshake (admitting the peers
+//! of the current peer set only), then reads frames and hands their messages to the node's
 //! [`Inbound`]. Every refusal and every dropped connection is logged with its reason.
 
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -10,7 +11,8 @@ use std::sync::atomic::Ordering;
 use tracing::{debug, info, warn};
 
 use super::TcpShared;
-use super::handshake::{self, ConnectionRole, HANDSHAKE_FRAME_BYTES_MAX, RejectCode};
+use super::connections::Refusal;
+use super::handshake::{self, ConnectionRole, HANDSHAKE_FRAME_BYTES_MAX, RejectCode, reject_busy};
 use super::reader::{Deadlines, FrameReader};
 use crate::core::NodeId;
 use crate::shard::Inbound;
@@ -41,17 +43,30 @@ pub(super) fn run(shared: &Arc<TcpShared>, listener: &TcpListener, inbound: &Arc
         let addr = stream
             .peer_addr()
             .map_or_else(|_| "unknown".to_owned(), |a| a.to_string());
-        let Some(id) = shared.connections.admit(&stream, &shared.config) else {
-            shared
-                .stats
-                .connections_refused
-                .fetch_add(1, Ordering::Relaxed);
-            warn!(
-                from = %addr,
-                "refusing connection: connections_max or handshakes_pending_max reached"
-            );
-            let _ = stream.shutdown(Shutdown::Both);
-            continue;
+        let id = match shared.connections.admit(&stream, &shared.config) {
+            Ok(id) => id,
+            Err(Refusal::Busy(reason)) => {
+                shared
+                    .stats
+                    .connections_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                warn!(
+                    from = %addr,
+                    %reason,
+                    "refusing connection: connections_max or handshakes_pending_max reached"
+                );
+                reject_busy(stream, reason);
+                continue;
+            }
+            Err(Refusal::Io(error)) => {
+                shared
+                    .stats
+                    .connections_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                warn!(from = %addr, %error, "refusing connection: cannot keep a handle to it");
+                let _ = stream.shutdown(Shutdown::Both);
+                continue;
+            }
         };
         let shared_for_thread = Arc::clone(shared);
         let inbound = Arc::clone(inbound);
@@ -92,10 +107,10 @@ fn serve(shared: &TcpShared, mut stream: TcpStream, id: u64, addr: &str, inbound
                 "this is the peer port; clients connect to the client port".to_owned(),
             ));
         }
-        if node == me || !shared.peers.contains_key(&node) {
+        if node == me || !shared.peers.contains(node) {
             return Err((
                 RejectCode::UnknownNode,
-                format!("{node} is not a configured peer of {me}"),
+                format!("{node} is not a peer of {me}"),
             ));
         }
         Ok(())
@@ -117,8 +132,15 @@ fn serve(shared: &TcpShared, mut stream: TcpStream, id: u64, addr: &str, inbound
             return;
         }
     };
+    if !shared.connections.established(id, peer, &shared.peers) {
+        shared
+            .stats
+            .handshakes_failed
+            .fetch_add(1, Ordering::Relaxed);
+        info!(%peer, from = addr, "peer removed during its handshake; closing");
+        return;
+    }
     reader.set_limits(config.frame_bytes_max, config.read_chunk_bytes);
-    shared.connections.established(id, peer);
     info!(%peer, from = addr, "peer connected");
     let deadlines = Deadlines {
         frame_timeout: std::time::Duration::from_millis(config.frame_read_timeout_ms),

@@ -2,10 +2,14 @@
 //!
 //! ```text
 //! Transport::send(peer, batch) ─► bounded queue ─► writer thread (link.rs) ─► one connection
-//!                                                   connect + handshake, coalesce, writev
+//!             (peers.rs: the table of queues)       connect + handshake, coalesce, writev
 //! listener thread (listener.rs) ─► connection thread per inbound peer ─► Inbound::deliver
 //!                                   handshake, frame reader with deadlines, total decoding
 //! ```
+//!
+//! The peers are [`TcpCluster::peers`] at start; [`Transport::set_peers`] replaces them while
+//! the transport runs (a new peer gets its writer thread, a removed one loses its threads and
+//! connections and is refused from then on; see `peers.rs`).
 //!
 //! * [`codec`](crate::transport::codec): the frames (16-byte `zerocopy` header: magic,
 //!   version, kind, flags, length, CRC32C; vectored writes) and the `Messages` body (entry
@@ -29,6 +33,7 @@
 
 pub mod client;
 mod config;
+mod connections;
 // The handshake and the frame reader are internals of this transport, public only to this
 // crate's tests and fuzz targets (the `sim` feature: unstable, not semver surface).
 #[cfg(feature = "sim")]
@@ -38,29 +43,32 @@ pub mod handshake;
 pub(crate) mod handshake;
 mod link;
 mod listener;
+mod peers;
 #[cfg(feature = "sim")]
 pub mod reader;
 #[cfg(not(feature = "sim"))]
 #[allow(unreachable_pub, reason = "public with the `sim` feature only")]
 pub(crate) mod reader;
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
-use crossbeam::channel::{self, Sender, TrySendError};
 use tracing::info;
 
 pub use self::config::{AUTH_SECRET_BYTES_MIN, TcpCluster, TcpConfig, TcpConfigError};
+use self::connections::Connections;
 use self::handshake::Identity;
 pub use self::handshake::{ConnectionHandshakeError, RejectCode};
+use self::peers::{Links, PeerTable};
 use self::reader::Deadlines;
 use crate::core::{Message, NodeId};
 use crate::metrics::{TransportDrop, TransportMetrics};
+use crate::shard::transport::PeerSetError;
 use crate::shard::{Inbound, Transport};
 
 /// Why the TCP transport could not start.
@@ -109,7 +117,7 @@ pub struct TransportStats {
     pub connects: u64,
     /// Outbound connection attempts that failed.
     pub connect_failures: u64,
-    /// Inbound connections refused on accept (caps reached).
+    /// Inbound connections refused on accept (caps reached: answered `Busy`).
     pub connections_refused: u64,
     /// Inbound handshakes that failed (bad cluster, node, secret, timeout, garbage).
     pub handshakes_failed: u64,
@@ -149,80 +157,12 @@ impl Counters {
     }
 }
 
-/// Open inbound connections, for the caps, the replacement of a peer's older connection and
-/// shutdown.
-#[derive(Default)]
-struct Connections {
-    table: Mutex<ConnectionTable>,
-}
-
-#[derive(Default)]
-struct ConnectionTable {
-    next_id: u64,
-    /// id → (peer once authenticated, a handle to shut the socket down).
-    open: HashMap<u64, (Option<NodeId>, TcpStream)>,
-    pending: usize,
-}
-
-impl Connections {
-    fn lock(&self) -> std::sync::MutexGuard<'_, ConnectionTable> {
-        self.table.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Registers a new connection in its handshake; `None` when a cap is reached.
-    fn admit(&self, stream: &TcpStream, config: &TcpConfig) -> Option<u64> {
-        let mut table = self.lock();
-        if table.open.len() >= config.connections_max
-            || table.pending >= config.handshakes_pending_max
-        {
-            return None;
-        }
-        let handle = stream.try_clone().ok()?;
-        let id = table.next_id;
-        table.next_id += 1;
-        table.open.insert(id, (None, handle));
-        table.pending += 1;
-        Some(id)
-    }
-
-    /// The connection authenticated as `peer`: an older connection from it is closed (the
-    /// peer reconnected; its old socket may linger half-open).
-    fn established(&self, id: u64, peer: NodeId) {
-        let mut table = self.lock();
-        if let Some(entry) = table.open.get_mut(&id) {
-            entry.0 = Some(peer);
-            table.pending -= 1;
-        }
-        for (other, (p, stream)) in &table.open {
-            if *other != id && *p == Some(peer) {
-                let _ = stream.shutdown(Shutdown::Both);
-            }
-        }
-    }
-
-    fn remove(&self, id: u64) {
-        let mut table = self.lock();
-        if let Some((peer, _)) = table.open.remove(&id)
-            && peer.is_none()
-        {
-            table.pending -= 1;
-        }
-    }
-
-    fn close_all(&self) -> usize {
-        let table = self.lock();
-        for (_, stream) in table.open.values() {
-            let _ = stream.shutdown(Shutdown::Both);
-        }
-        table.open.len()
-    }
-}
-
 /// What the transport's threads share.
 struct TcpShared {
     config: TcpConfig,
     identity: Identity,
-    peers: BTreeMap<NodeId, String>,
+    /// The current peers' queues (the send path, the listener's admission).
+    peers: PeerTable,
     heartbeat_interval: Duration,
     stop: AtomicBool,
     stats: Counters,
@@ -267,10 +207,12 @@ impl TcpShared {
 /// [`TcpTransport::serve`] with the node's inbound side.
 pub struct TcpTransport {
     shared: Arc<TcpShared>,
-    links: HashMap<NodeId, Sender<Vec<Message>>>,
+    /// The writer threads; its lock orders the changes of the peer set (and shutdown).
+    links: Mutex<Links>,
     local_addr: SocketAddr,
     listener: Mutex<Option<TcpListener>>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The acceptor thread, once serving.
+    acceptor: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for TcpTransport {
@@ -278,7 +220,7 @@ impl std::fmt::Debug for TcpTransport {
         f.debug_struct("TcpTransport")
             .field("node", &self.shared.identity.node)
             .field("local_addr", &self.local_addr)
-            .field("peers", &self.shared.peers)
+            .field("peers", &self.shared.peers.ids())
             .finish_non_exhaustive()
     }
 }
@@ -293,8 +235,7 @@ impl TcpTransport {
     /// [`TransportError::Config`] for an invalid configuration or an empty address;
     /// [`TransportError::Bind`]; [`TransportError::Unauthenticated`]; [`TransportError::Io`].
     pub fn bind(config: &TcpConfig, cluster: &TcpCluster) -> Result<Arc<Self>, TransportError> {
-        config.validate()?;
-        cluster.validate()?;
+        validate(config, cluster)?;
         let address = &config.listen_address;
         if address.is_empty() {
             return Err(TcpConfigError {
@@ -321,8 +262,7 @@ impl TcpTransport {
         cluster: &TcpCluster,
         listener: TcpListener,
     ) -> Result<Arc<Self>, TransportError> {
-        config.validate()?;
-        cluster.validate()?;
+        validate(config, cluster)?;
         Self::start(config, cluster, listener)
     }
 
@@ -349,42 +289,34 @@ impl TcpTransport {
                     .as_ref()
                     .map(|s| Bytes::copy_from_slice(s.as_bytes())),
             },
-            peers: cluster.peers.clone(),
+            peers: PeerTable::default(),
             heartbeat_interval: cluster.heartbeat_interval,
             stop: AtomicBool::new(false),
             stats: Counters::default(),
             metrics: TransportMetrics::new(),
             connections: Connections::default(),
         });
-        let mut links = HashMap::new();
-        let mut threads = Vec::new();
-        for (&peer, address) in &shared.peers {
-            let (tx, rx) = channel::bounded(config.peer_queue_batches_max);
-            let for_thread = Arc::clone(&shared);
-            let address = address.clone();
-            let thread = std::thread::Builder::new()
-                .name(format!("kommander-tcp-{peer}"))
-                .spawn(move || link::run(&for_thread, peer, &address, &rx));
-            match thread {
-                Ok(thread) => threads.push(thread),
-                Err(error) => {
-                    shared.stop.store(true, Ordering::Release);
-                    drop(links);
-                    for thread in threads {
-                        let _ = thread.join();
-                    }
-                    return Err(error.into());
+        let mut links = Links::default();
+        if let Err(error) = links.replace(&shared, &cluster.peers) {
+            shared.stop.store(true, Ordering::Release);
+            links.shutdown(&shared);
+            return Err(match error {
+                PeerSetError::Io { source, .. } => source.into(),
+                // Checked by `validate` before.
+                other => TcpConfigError {
+                    field: "peers",
+                    reason: other.to_string(),
                 }
-            }
-            links.insert(peer, tx);
+                .into(),
+            });
         }
-        info!(node = cluster.node_id.get(), %local_addr, peers = links.len(), "transport listening");
+        info!(node = cluster.node_id.get(), %local_addr, peers = cluster.peers.len(), "transport listening");
         Ok(Arc::new(Self {
             shared,
-            links,
+            links: Mutex::new(links),
             local_addr,
             listener: Mutex::new(Some(listener)),
-            threads: Mutex::new(threads),
+            acceptor: Mutex::new(None),
         }))
     }
 
@@ -405,10 +337,7 @@ impl TcpTransport {
         let thread = std::thread::Builder::new()
             .name("kommander-tcp-accept".to_owned())
             .spawn(move || listener::run(&shared, &listener, &inbound))?;
-        self.threads
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(thread);
+        *self.acceptor.lock().unwrap_or_else(PoisonError::into_inner) = Some(thread);
         Ok(())
     }
 
@@ -424,19 +353,27 @@ impl TcpTransport {
         self.shared.stats.snapshot()
     }
 
-    /// Stops every thread and closes every connection; later sends are dropped. Waits for
-    /// the writer and acceptor threads, and up to one second for connection threads.
+    /// The current peers, in id order.
+    #[must_use]
+    pub fn peers(&self) -> Vec<NodeId> {
+        self.shared.peers.ids()
+    }
+
+    /// Stops every thread and closes every connection; later sends are dropped and later
+    /// peer sets ignored. Waits for the writer threads (those of removed peers too) and the
+    /// acceptor, and up to one second for connection threads.
     pub fn shutdown(&self) {
         if self.shared.stop.swap(true, Ordering::AcqRel) {
             return;
         }
         wake_acceptor(self.local_addr);
-        for link in self.links.values() {
-            let _ = link.try_send(Vec::new());
-        }
-        let threads =
-            std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
-        for thread in threads {
+        self.lock_links().shutdown(&self.shared);
+        let acceptor = self
+            .acceptor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(thread) = acceptor {
             let _ = thread.join();
         }
         let deadline = std::time::Instant::now() + Duration::from_secs(1);
@@ -452,22 +389,55 @@ impl Drop for TcpTransport {
     }
 }
 
+impl TcpTransport {
+    fn lock_links(&self) -> std::sync::MutexGuard<'_, Links> {
+        self.links.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 impl Transport for TcpTransport {
     fn send(&self, to: NodeId, messages: Vec<Message>) {
         if messages.is_empty() || self.shared.stopping() {
             return;
         }
-        let Some(link) = self.links.get(&to) else {
-            self.shared
-                .dropped(TransportDrop::UnknownPeer, messages.len());
-            return;
-        };
-        if let Err(TrySendError::Full(batch) | TrySendError::Disconnected(batch)) =
-            link.try_send(messages)
-        {
-            self.shared.dropped(TransportDrop::QueueFull, batch.len());
+        if let Err((reason, count)) = self.shared.peers.send(to, messages) {
+            self.shared.dropped(reason, count);
         }
     }
+
+    /// Replaces the peers as [`Transport::set_peers`] says: a new peer gets its writer thread
+    /// (and bounded queue), a removed peer's writer thread ends (its outbound connection
+    /// closes, what was queued for it is dropped), its inbound connections are closed and
+    /// its later handshakes refused (`UnknownNode`); a peer whose endpoint changed gets a new
+    /// writer thread on the new endpoint; an unchanged peer keeps its connections. Returns
+    /// without waiting for any thread: those of removed peers are joined by a later call or
+    /// by [`TcpTransport::shutdown`]. After `shutdown`, changes nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`PeerSetError::TooMany`] over [`TcpConfig::peers_max`],
+    /// [`PeerSetError::InvalidPeer`] for this node's id or 0, [`PeerSetError::Io`] when a
+    /// writer thread cannot be spawned; the previous peers stay.
+    fn set_peers(&self, peers: &BTreeMap<NodeId, String>) -> Result<(), PeerSetError> {
+        self.lock_links().replace(&self.shared, peers)
+    }
+}
+
+/// Checks the configuration, the cluster, and the number of peers against `peers_max`.
+fn validate(config: &TcpConfig, cluster: &TcpCluster) -> Result<(), TcpConfigError> {
+    config.validate()?;
+    cluster.validate()?;
+    if cluster.peers.len() > config.peers_max {
+        return Err(TcpConfigError {
+            field: "peers",
+            reason: format!(
+                "{} peers are more than transport.peers_max ({})",
+                cluster.peers.len(),
+                config.peers_max
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Wakes a thread blocked in `accept` on a listener bound to `addr` (by connecting to it, on

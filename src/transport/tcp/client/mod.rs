@@ -68,10 +68,10 @@ mod server;
 use bytes::{BufMut, Bytes, BytesMut};
 
 pub use self::connection::ClientConnection;
-pub use self::server::{
-    AcceptedClient, ClientListener, ReceivedRequest, reject_busy, write_response,
-};
+pub use self::server::{AcceptedClient, ClientListener, ReceivedRequest, write_response};
+// The peer port refuses with it too; the client port's server needs it by this path.
 use super::handshake::ConnectionHandshakeError;
+pub use super::handshake::reject_busy;
 use crate::core::{NodeId, PartitionId, Status};
 use crate::transport::codec::{Cursor, FrameError, FrameKind, WireError};
 

@@ -1,11 +1,11 @@
 //! The server's side of the client protocol: [`ClientListener`] takes connections,
-//! [`reject_busy`] refuses those over the server's cap, [`AcceptedClient`] runs the handshake
-//! and reads requests, [`write_response`] answers.
+//! [`reject_busy`](super::reject_busy) refuses those over the server's cap,
+//! [`AcceptedClient`] runs the handshake and reads requests, [`write_response`] answers.
 //! Threads, queues and what a request does are the server's own (the `kommander node`
 //! binary's client port).
 
 use std::io::Write;
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -199,18 +199,6 @@ impl AcceptedClient {
             }
         }))
     }
-}
-
-/// Refuses a connection the server has no room for: sends the handshake's `Reject` with
-/// code `Busy` and `reason` at once (the client reads it where it expects the acceptor's
-/// `Challenge`: [`ClientConnection::connect`](super::ClientConnection::connect) fails with a
-/// [`ClientError::Handshake`] naming the rejection), then closes the connection. It never waits: the socket is non-blocking, and a `Reject`
-/// that does not fit its (fresh, empty) send buffer is not sent.
-pub fn reject_busy(mut stream: TcpStream, reason: String) {
-    if stream.set_nonblocking(true).is_ok() {
-        let _ = handshake::refuse(&mut stream, RejectCode::Busy, reason);
-    }
-    let _ = stream.shutdown(Shutdown::Both);
 }
 
 /// Writes the answer to request `id` as one `ClientResponse` frame (buffer `out` to batch
