@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use kommander_raft::core::{Message, MessageBody};
-use kommander_raft::transport::codec::{FrameError, FrameKind, decode_messages};
+use kommander_raft::transport::codec::{
+    FrameError, FrameKind, decode_messages, encode_messages, write_frame,
+};
 use kommander_raft::transport::tcp::handshake::{
     self, ConnectionHandshakeError, ConnectionRole, HANDSHAKE_FRAME_BYTES_MAX, Identity, RejectCode,
 };
@@ -69,6 +71,9 @@ fn config() -> TcpConfig {
     TcpConfig {
         listen_address: "127.0.0.1:0".to_owned(),
         reconnect_backoff_max_ms: 100,
+        // Longer than any wait of these tests: a connection they see closed was closed on
+        // purpose, not for idleness.
+        idle_timeout_ms: 3 * PATIENCE.as_millis() as u64,
         ..TcpConfig::default()
     }
 }
@@ -213,6 +218,7 @@ fn wait_closed(stream: &mut TcpStream, what: &str) {
                     e.kind(),
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) => {}
+            // Reset: closed as well.
             Err(_) => return,
         }
         assert!(Instant::now() < deadline, "{what} stayed open");
@@ -289,6 +295,16 @@ fn a_removed_peer_gets_nothing_more_loses_its_connections_and_is_refused() {
     a.transport.send(NodeId(2), message(1, 2, 1));
     wait_message(&mut outbound, &mut reader, 1, 2, 1);
     let mut inbound = connect_as(2, &a.address).expect("a peer is admitted");
+    // Node 1 delivers what comes on it: the connection is established there.
+    write_frame(
+        &mut inbound,
+        FrameKind::Messages,
+        &encode_messages(&message(2, 1, 3)),
+    )
+    .expect("write");
+    wait_until("node 1 received 3", || {
+        a.received.contexts_from(2).contains(&3)
+    });
 
     a.transport.set_peers(&BTreeMap::new()).expect("removed");
     assert_eq!(a.transport.peers(), Vec::<NodeId>::new());

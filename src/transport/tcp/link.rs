@@ -395,8 +395,77 @@ mod tests {
     use std::io::{Error, ErrorKind};
     use std::time::{Duration, Instant};
 
-    use super::{ConnectError, FailureLog, failed_connection, lost_connection};
-    use crate::transport::tcp::handshake::{ConnectionHandshakeError, RejectCode};
+    use std::collections::BTreeMap;
+    use std::io::Read;
+    use std::net::TcpListener;
+
+    use super::{ConnectError, FailureLog, Link, failed_connection, lost_connection};
+    use crate::core::{Message, MessageBody, NodeId, PartitionId, Term};
+    use crate::transport::tcp::handshake::{
+        self, ConnectionHandshakeError, HANDSHAKE_FRAME_BYTES_MAX, Identity, RejectCode,
+    };
+    use crate::transport::tcp::reader::{Deadlines, FrameReader};
+    use crate::transport::tcp::{TcpCluster, TcpConfig, TcpTransport};
+
+    #[test]
+    fn a_retired_link_sends_nothing_of_what_was_queued_for_it() {
+        let patience = Duration::from_secs(20);
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("addr").to_string();
+        let config = TcpConfig {
+            listen_address: "127.0.0.1:0".to_owned(),
+            ..TcpConfig::default()
+        };
+        let cluster = TcpCluster {
+            cluster_name: "c".to_owned(),
+            node_id: NodeId(1),
+            peers: BTreeMap::new(),
+            heartbeat_interval: Duration::from_millis(50),
+        };
+        let transport = TcpTransport::bind(&config, &cluster).expect("transport");
+        let (link, queue) = Link::spawn(&transport.shared, NodeId(2), &address).expect("spawn");
+        // The writer connected and waits in its handshake for this side's answer.
+        let (mut stream, _) = listener.accept().expect("accept");
+        let batch = vec![Message {
+            partition: PartitionId(1),
+            from: NodeId(1),
+            to: NodeId(2),
+            term: Term(1),
+            body: MessageBody::ReadIndexRequest { context: 1 },
+        }];
+        queue.try_send(batch).expect("queued");
+        let thread = link.retire();
+        drop(queue);
+        let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX, HANDSHAKE_FRAME_BYTES_MAX);
+        let me = Identity {
+            cluster: "c".to_owned(),
+            node: NodeId(2),
+            secret: None,
+        };
+        let deadlines = Deadlines {
+            frame_timeout: patience,
+            idle_timeout: patience,
+        };
+        handshake::accept(&mut stream, &mut reader, &me, &|_, _| Ok(()), deadlines)
+            .expect("handshake");
+        stream.set_read_timeout(Some(patience)).expect("timeout");
+        let mut rest = Vec::new();
+        stream
+            .read_to_end(&mut rest)
+            .expect("the writer closes the connection");
+        assert!(
+            rest.is_empty(),
+            "{} bytes sent after retirement",
+            rest.len()
+        );
+        thread.join().expect("the writer ended");
+        assert_eq!(
+            transport.stats().connects,
+            0,
+            "a retired link's connection is not counted"
+        );
+        transport.shutdown();
+    }
 
     #[test]
     fn a_refusal_by_the_peer_is_said_in_words() {
