@@ -6,14 +6,13 @@
 //! frame reader, to see exactly what reaches it. Every wait polls with a deadline.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use kommander_raft::core::{Message, MessageBody};
 use kommander_raft::transport::codec::{
-    FrameError, FrameKind, decode_messages, encode_messages, write_frame,
+    Frame, FrameError, FrameKind, decode_messages, encode_messages, write_frame,
 };
 use kommander_raft::transport::tcp::handshake::{
     self, ConnectionHandshakeError, ConnectionRole, HANDSHAKE_FRAME_BYTES_MAX, Identity, RejectCode,
@@ -157,8 +156,57 @@ fn handshake_deadlines() -> Deadlines {
     }
 }
 
+/// A connection the test holds while it plays a peer, after the handshake.
+#[derive(Debug)]
+struct Connection {
+    stream: TcpStream,
+    reader: FrameReader,
+}
+
+impl Connection {
+    /// The next frame, `None` once the other side closed the connection (or reset it).
+    fn next_frame(&mut self, deadline: Instant, what: &str) -> Option<Frame> {
+        let stop = || Instant::now() >= deadline;
+        match self
+            .reader
+            .read_frame(&mut self.stream, handshake_deadlines(), &stop)
+        {
+            Ok(frame) => Some(frame),
+            Err(FrameError::Shutdown) => panic!("timed out waiting on {what}"),
+            Err(FrameError::Closed { .. } | FrameError::Io(_)) => None,
+            Err(error) => panic!("{what}: {error}"),
+        }
+    }
+
+    /// Reads `Messages` frames (sent by `peer` to `me`) until one carries `context`.
+    fn wait_message(&mut self, peer: u64, me: u64, context: u64) {
+        let deadline = Instant::now() + PATIENCE;
+        let what = format!("{context} from {peer}");
+        loop {
+            let frame = self
+                .next_frame(deadline, &what)
+                .unwrap_or_else(|| panic!("closed while waiting for {what}"));
+            assert_eq!(frame.kind, FrameKind::Messages);
+            let messages =
+                decode_messages(&frame.body, NodeId(peer), NodeId(me), 1024).expect("decodes");
+            if messages
+                .iter()
+                .any(|m| m.body == MessageBody::ReadIndexRequest { context })
+            {
+                return;
+            }
+        }
+    }
+
+    /// Reads (keepalives may come) until the other side closes the connection.
+    fn wait_closed(&mut self, what: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        while self.next_frame(deadline, what).is_some() {}
+    }
+}
+
 /// Connects to `address` as peer `node` and runs the handshake.
-fn connect_as(node: u64, address: &str) -> Result<TcpStream, ConnectionHandshakeError> {
+fn connect_as(node: u64, address: &str) -> Result<Connection, ConnectionHandshakeError> {
     let mut stream = TcpStream::connect(address).expect("connect");
     stream.set_read_timeout(Some(POLL)).expect("read timeout");
     let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX, HANDSHAKE_FRAME_BYTES_MAX);
@@ -170,12 +218,12 @@ fn connect_as(node: u64, address: &str) -> Result<TcpStream, ConnectionHandshake
         None,
         handshake_deadlines(),
     )?;
-    Ok(stream)
+    Ok(Connection { stream, reader })
 }
 
 /// Accepts the next connection on `listener` and runs the acceptor's handshake as `node`,
-/// admitting any peer; the connection and the reader to go on with.
-fn accept_as(node: u64, listener: &TcpListener) -> (TcpStream, FrameReader) {
+/// admitting any peer.
+fn accept_as(node: u64, listener: &TcpListener) -> Connection {
     listener.set_nonblocking(true).expect("non-blocking");
     let deadline = Instant::now() + PATIENCE;
     let mut stream = loop {
@@ -202,73 +250,25 @@ fn accept_as(node: u64, listener: &TcpListener) -> (TcpStream, FrameReader) {
     )
     .expect("handshake");
     reader.set_limits(1 << 20, 64 << 10);
-    (stream, reader)
+    Connection { stream, reader }
 }
 
-/// Reads until the other side closes `stream` (keepalives may come first).
-fn wait_closed(stream: &mut TcpStream, what: &str) {
-    let deadline = Instant::now() + PATIENCE;
-    let mut buffer = [0u8; 4096];
-    loop {
-        match stream.read(&mut buffer) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            // Reset: closed as well.
-            Err(_) => return,
-        }
-        assert!(Instant::now() < deadline, "{what} stayed open");
-    }
-}
-
-/// Reads `Messages` frames from a connection the test accepted as `me` from `peer` until one
-/// carries `context`.
-fn wait_message(
-    stream: &mut TcpStream,
-    reader: &mut FrameReader,
-    peer: u64,
-    me: u64,
-    context: u64,
-) {
-    let deadline = Instant::now() + PATIENCE;
-    let deadlines = Deadlines {
-        frame_timeout: PATIENCE,
-        idle_timeout: PATIENCE,
-    };
-    loop {
-        let stop = || Instant::now() >= deadline;
-        let frame = match reader.read_frame(stream, deadlines, &stop) {
-            Ok(frame) => frame,
-            Err(FrameError::Shutdown) => panic!("{context} did not arrive"),
-            Err(error) => panic!("reading from {peer}: {error}"),
-        };
-        assert_eq!(frame.kind, FrameKind::Messages);
-        let messages =
-            decode_messages(&frame.body, NodeId(peer), NodeId(me), 1024).expect("decodes");
-        if messages
-            .iter()
-            .any(|m| m.body == MessageBody::ReadIndexRequest { context })
-        {
-            return;
-        }
-    }
+/// Sends a batch from `node` (id `from`) to `to` and checks it was dropped at once.
+fn assert_dropped_at_once(node: &Node, from: u64, to: u64, why: &str) {
+    let dropped = node.transport.stats().messages_dropped;
+    node.transport.send(NodeId(to), message(from, to, 0));
+    assert_eq!(
+        node.transport.stats().messages_dropped,
+        dropped + 1,
+        "{why}"
+    );
 }
 
 #[test]
 fn a_peer_added_at_runtime_receives_messages_both_ways() {
     let a = start(1, &[]);
     let b = start(2, &[]);
-    let dropped = a.transport.stats().messages_dropped;
-    a.transport.send(NodeId(2), message(1, 2, 0));
-    assert_eq!(
-        a.transport.stats().messages_dropped,
-        dropped + 1,
-        "not a peer yet: dropped"
-    );
+    assert_dropped_at_once(&a, 1, 2, "not a peer yet");
 
     a.transport
         .set_peers(&peer_set(&[(2, &b.address)]))
@@ -291,13 +291,13 @@ fn a_removed_peer_gets_nothing_more_loses_its_connections_and_is_refused() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let address = listener.local_addr().expect("addr").to_string();
     let a = start(1, &[(2, &address)]);
-    let (mut outbound, mut reader) = accept_as(2, &listener);
+    let mut outbound = accept_as(2, &listener);
     a.transport.send(NodeId(2), message(1, 2, 1));
-    wait_message(&mut outbound, &mut reader, 1, 2, 1);
+    outbound.wait_message(1, 2, 1);
     let mut inbound = connect_as(2, &a.address).expect("a peer is admitted");
     // Node 1 delivers what comes on it: the connection is established there.
     write_frame(
-        &mut inbound,
+        &mut inbound.stream,
         FrameKind::Messages,
         &encode_messages(&message(2, 1, 3)),
     )
@@ -308,15 +308,9 @@ fn a_removed_peer_gets_nothing_more_loses_its_connections_and_is_refused() {
 
     a.transport.set_peers(&BTreeMap::new()).expect("removed");
     assert_eq!(a.transport.peers(), Vec::<NodeId>::new());
-    let dropped = a.transport.stats().messages_dropped;
-    a.transport.send(NodeId(2), message(1, 2, 2));
-    assert_eq!(
-        a.transport.stats().messages_dropped,
-        dropped + 1,
-        "a batch to a removed peer is dropped at once"
-    );
-    wait_closed(&mut outbound, "the connection to the removed peer");
-    wait_closed(&mut inbound, "the connection from the removed peer");
+    assert_dropped_at_once(&a, 1, 2, "a removed peer");
+    outbound.wait_closed("the connection to the removed peer");
+    inbound.wait_closed("the connection from the removed peer");
     let refused = connect_as(2, &a.address).expect_err("a removed peer is refused");
     assert!(
         matches!(
@@ -338,17 +332,17 @@ fn a_peer_whose_endpoint_changed_is_reached_at_the_new_one() {
     let first_address = first.local_addr().expect("addr").to_string();
     let second_address = second.local_addr().expect("addr").to_string();
     let a = start(1, &[(2, &first_address)]);
-    let (mut old, mut old_reader) = accept_as(2, &first);
+    let mut old = accept_as(2, &first);
     a.transport.send(NodeId(2), message(1, 2, 1));
-    wait_message(&mut old, &mut old_reader, 1, 2, 1);
+    old.wait_message(1, 2, 1);
 
     a.transport
         .set_peers(&peer_set(&[(2, &second_address)]))
         .expect("moved");
-    wait_closed(&mut old, "the connection to the old endpoint");
-    let (mut new, mut new_reader) = accept_as(2, &second);
+    old.wait_closed("the connection to the old endpoint");
+    let mut new = accept_as(2, &second);
     a.transport.send(NodeId(2), message(1, 2, 2));
-    wait_message(&mut new, &mut new_reader, 1, 2, 2);
+    new.wait_message(1, 2, 2);
     assert_eq!(
         a.transport.stats().connects,
         2,

@@ -222,7 +222,7 @@ pub(crate) fn refuse(
 
 /// Refuses a connection the server has no room for: sends the handshake's `Reject` with
 /// code `Busy` and `reason` at once (the connecting side reads it where it expects the
-/// acceptor's `Challenge`, and its [`connect`] fails with
+/// acceptor's `Challenge`, and its handshake fails with
 /// [`ConnectionHandshakeError::Rejected`] naming the rejection), then closes the connection.
 /// Both ports use it: the client port over its cap, the peer port over `connections_max` or
 /// `handshakes_pending_max`. It never waits (an acceptor thread calls it): the socket is

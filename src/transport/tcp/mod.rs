@@ -228,11 +228,13 @@ impl std::fmt::Debug for TcpTransport {
 impl TcpTransport {
     /// Binds `config.listen_address` and starts one writer thread per peer of `cluster` (they
     /// connect in the background and keep reconnecting). Inbound connections are served once
-    /// [`TcpTransport::serve`] is called.
+    /// [`TcpTransport::serve`] is called. The peers may change later
+    /// ([`Transport::set_peers`]).
     ///
     /// # Errors
     ///
-    /// [`TransportError::Config`] for an invalid configuration or an empty address;
+    /// [`TransportError::Config`] for an invalid configuration (more peers than
+    /// [`TcpConfig::peers_max`] included: field `peers`) or an empty address;
     /// [`TransportError::Bind`]; [`TransportError::Unauthenticated`]; [`TransportError::Io`].
     pub fn bind(config: &TcpConfig, cluster: &TcpCluster) -> Result<Arc<Self>, TransportError> {
         validate(config, cluster)?;
