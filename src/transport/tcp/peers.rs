@@ -91,6 +91,9 @@ impl PeerTable {
 #[derive(Default)]
 pub(super) struct Links {
     running: BTreeMap<NodeId, Link>,
+    /// Threads of retired links not joined yet. Few: each ends within its connection attempt
+    /// (`connect_timeout_ms` + `handshake_timeout_ms`) or its write (`write_timeout_ms`) of its
+    /// retirement, and the next change joins it.
     retired: Vec<JoinHandle<()>>,
 }
 
@@ -136,10 +139,11 @@ impl Links {
             match Link::spawn(shared, peer, address) {
                 Ok(link_and_queue) => started.push((peer, link_and_queue)),
                 Err(source) => {
-                    // Undo: the new threads end at once (their queues were never shared).
+                    // Undo: the new threads end (their queues were never shared); flag first,
+                    // then the sender dropped, as below.
                     for (_, (link, queue)) in started {
-                        drop(queue);
                         self.retired.push(link.retire());
+                        drop(queue);
                     }
                     return Err(PeerSetError::Io { peer, source });
                 }
@@ -154,7 +158,11 @@ impl Links {
         }
         let mut queues = Vec::with_capacity(started.len());
         for (peer, (link, queue)) in started {
-            info!(%peer, address = link.address(), "peer added");
+            if removed.contains(&peer) {
+                info!(%peer, address = link.address(), "peer moved; reconnecting there");
+            } else {
+                info!(%peer, address = link.address(), "peer added");
+            }
             self.running.insert(peer, link);
             queues.push((peer, queue));
         }
