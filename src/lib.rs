@@ -139,7 +139,7 @@ pub use crate::core::{EntryKind, LogIndex, NodeId, PartitionId, Role, Status, Te
 pub use crate::node::{
     Fatal, HandshakeRequest, HlcTimestamp, InvalidWrite, JoinError, NodeConfig, PartitionMap,
     PeerError, QueryError, Raft, RaftBuilder, RaftNode, ReplicateError, ReplicateOptions,
-    StartError, TestHooks, Written,
+    StartError, SteppedDown, TestHooks, Written,
 };
 pub use crate::shard::{
     FollowerLag, Leadership, LogEntry, LogProgress, PartitionState, RaftEvent, SnapshotExport,

@@ -3,6 +3,10 @@
 use super::configuration::{Configuration, ConfigurationError};
 use super::types::{NodeId, PartitionId};
 
+/// The largest `resolved_tickets_max`: the remembered resolutions are searched one by one
+/// when a commit or rollback is asked again, and held per partition.
+pub(crate) const RESOLVED_TICKETS_MAX: usize = 65_536;
+
 /// Configuration of one [`Replica`](super::Replica). Build it with [`ReplicaConfig::new`] and
 /// override fields with struct-update syntax; [`ReplicaConfig::validate`] runs when the replica
 /// is created.
@@ -54,8 +58,8 @@ pub struct ReplicaConfig {
     pub deliver_entries_max: usize,
     /// Two-phase tickets whose resolution the replica remembers after delivering it, so that a
     /// commit or rollback asked again (its answer lost) is answered again rather than
-    /// `ProposalNotFound` (0: none). The newest are kept; a restart keeps those the log
-    /// replays.
+    /// `ProposalNotFound` (0: none; at most `RESOLVED_TICKETS_MAX`, 65 536). The newest are kept; a
+    /// restart keeps those the log replays.
     pub resolved_tickets_max: usize,
     /// Largest accepted jump between this replica's term and a message's term. A message
     /// further ahead is treated as garbage: no replica can be that far ahead with pre-vote.
@@ -207,6 +211,12 @@ impl ReplicaConfig {
         if self.term_gap_max == 0 {
             return invalid("term_gap_max", "must be positive");
         }
+        if self.resolved_tickets_max > RESOLVED_TICKETS_MAX {
+            return invalid(
+                "resolved_tickets_max",
+                "at most RESOLVED_TICKETS_MAX (65536)",
+            );
+        }
         Ok(())
     }
 
@@ -300,6 +310,13 @@ mod tests {
                     ..base()
                 },
                 "append_bytes_max",
+            ),
+            (
+                ReplicaConfig {
+                    resolved_tickets_max: RESOLVED_TICKETS_MAX + 1,
+                    ..base()
+                },
+                "resolved_tickets_max",
             ),
         ];
         for (config, expected) in cases {

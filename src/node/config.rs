@@ -106,8 +106,10 @@ pub struct NodeConfig {
     /// Entries a leader keeps in memory below an applied checkpoint for followers that still
     /// need them (a follower further behind catches up by snapshot).
     pub compaction_retain_entries_max: u64,
-    /// Two-phase tickets whose resolution each replica remembers after delivery, so that
-    /// `commit_logs` or `rollback_logs` asked again answers again (0: none).
+    /// Two-phase tickets whose resolution each partition's replica remembers after delivery,
+    /// so that `commit_logs` or `rollback_logs` asked again answers again, as Kommander does
+    /// (0: none; at most 65 536). Older resolutions are forgotten, newest
+    /// kept: asking again about one answers `ProposalNotFound`.
     pub resolved_tickets_max: usize,
     /// Largest accepted jump between a replica's term and a message's term.
     pub term_gap_max: u64,
@@ -125,6 +127,28 @@ pub struct NodeConfig {
     pub hlc_drift_ms_max: u64,
     /// Ceiling of `Raft::join_cluster`'s wait for the first partition map, in milliseconds.
     pub join_timeout_ms: u64,
+    /// How long a write (`replicate_logs`, `replicate_batch`, `replicate_checkpoint`,
+    /// `commit_logs`, `rollback_logs`) waits for its outcome when the caller gives no timeout,
+    /// in milliseconds (Kommander's `ProposalTimeout`, 10 s).
+    pub proposal_timeout_ms: u64,
+    /// How long a leadership wait (`am_i_leader`, `wait_for_leader`,
+    /// `wait_for_leader_stable`, and the hooks `step_down`, `transfer_leadership`,
+    /// `force_leader`) lasts when the caller gives no timeout, in milliseconds (Kommander's
+    /// fixed 10 s).
+    pub leader_wait_timeout_ms: u64,
+    /// How long a linearizable read (`confirm_leadership`, `confirm_local_application`) waits
+    /// when the caller gives no timeout, in milliseconds (Kommander's
+    /// `LeadershipConfirmationTimeout`, 2 s).
+    pub leadership_confirmation_timeout_ms: u64,
+    /// Times `replicate_checkpoint` asks again while a two-phase proposal is unresolved
+    /// (Kommander retries `ActiveProposal`); 0 answers `ActiveProposal` at once. The call's
+    /// timeout bounds the retries too.
+    pub checkpoint_retries_max: u32,
+    /// The first back-off before `replicate_checkpoint` asks again, in milliseconds; it
+    /// doubles at each retry up to `checkpoint_retry_backoff_ms_max`.
+    pub checkpoint_retry_backoff_ms: u64,
+    /// The longest back-off between two attempts of `replicate_checkpoint`, in milliseconds.
+    pub checkpoint_retry_backoff_ms_max: u64,
     /// Events buffered per `Raft` event subscriber (a slower subscriber misses the oldest).
     pub events_buffered_max: usize,
     /// Deadlines pending at once on one node (timed `Raft` calls still waiting); a timed call
@@ -208,6 +232,12 @@ impl NodeConfig {
             wal_inflight_batches_max: wal.inflight_batches_max,
             hlc_drift_ms_max: 60_000,
             join_timeout_ms: 60_000,
+            proposal_timeout_ms: 10_000,
+            leader_wait_timeout_ms: 10_000,
+            leadership_confirmation_timeout_ms: 2_000,
+            checkpoint_retries_max: 64,
+            checkpoint_retry_backoff_ms: 10,
+            checkpoint_retry_backoff_ms_max: 500,
             events_buffered_max: 1024,
             timers_max: 65_536,
             transport: TcpConfig::default(),
@@ -317,8 +347,18 @@ impl NodeConfig {
                 "must be below partitions_max (partition 0 is the system partition)",
             );
         }
-        let positive: [(&'static str, u64); 9] = [
+        let positive: [(&'static str, u64); 13] = [
             ("join_timeout_ms", self.join_timeout_ms),
+            ("proposal_timeout_ms", self.proposal_timeout_ms),
+            ("leader_wait_timeout_ms", self.leader_wait_timeout_ms),
+            (
+                "leadership_confirmation_timeout_ms",
+                self.leadership_confirmation_timeout_ms,
+            ),
+            (
+                "checkpoint_retry_backoff_ms",
+                self.checkpoint_retry_backoff_ms,
+            ),
             ("events_buffered_max", self.events_buffered_max as u64),
             ("timers_max", self.timers_max as u64),
             ("shard_commands_max", self.shard_commands_max as u64),
@@ -341,6 +381,12 @@ impl NodeConfig {
             if value == 0 {
                 return invalid(field, "must be positive");
             }
+        }
+        if self.checkpoint_retry_backoff_ms_max < self.checkpoint_retry_backoff_ms {
+            return invalid(
+                "checkpoint_retry_backoff_ms_max",
+                "must be at least checkpoint_retry_backoff_ms",
+            );
         }
         if self.log_type_bytes_max > usize::from(u16::MAX) {
             return invalid("log_type_bytes_max", "at most 65535 bytes");

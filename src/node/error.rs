@@ -188,6 +188,18 @@ pub enum QueryError {
     /// The partition is still restoring from the WAL; retry shortly.
     #[error("the partition is restoring")]
     RestoreInProgress,
+    /// The node has not opened the partition yet: it has not joined the cluster (the system
+    /// partition), or no partition map is applied yet ([`Raft::is_initialized`], a user
+    /// partition). Kommander's `RaftNodeNotReadyException`. Retry once
+    /// [`Raft::join_cluster`] returned.
+    ///
+    /// [`Raft::is_initialized`]: crate::node::Raft::is_initialized
+    /// [`Raft::join_cluster`]: crate::node::Raft::join_cluster
+    #[error("partition {partition} is not open yet: the node has not joined or initialized")]
+    NotReady {
+        /// The partition.
+        partition: PartitionId,
+    },
     /// The partition is not open on this node: refresh the partition map.
     #[error("partition {partition} is not open on this node")]
     PartitionMoved {
@@ -336,7 +348,11 @@ fn status_of(error: AnyError<'_>) -> Status {
             QueryError::NotLeader { .. } => Status::NodeIsNotLeader,
             QueryError::QueueFull => Status::ProposalQueueFull,
             QueryError::Timeout { .. } => Status::ProposalTimeout,
-            QueryError::RestoreInProgress => Status::RestoreInProgress,
+            // Kommander's not-ready exception has no status: the closest is "retry after a
+            // short delay".
+            QueryError::RestoreInProgress | QueryError::NotReady { .. } => {
+                Status::RestoreInProgress
+            }
             QueryError::PartitionMoved { .. } => Status::PartitionMoved,
             QueryError::AlreadyLeader { .. } => Status::LeaderAlreadyElected,
             QueryError::NotAVoter { .. } => Status::Errored,

@@ -20,4 +20,6 @@ pub use error::{
 };
 pub use hlc::{ClockDriftError, HlcTimestamp, HybridLogicalClock, PhysicalClock, SystemClock};
 pub use partition_map::{PartitionMap, PartitionMapError, PartitionRange};
-pub use raft::{HandshakeRequest, Raft, RaftBuilder, ReplicateOptions, TestHooks, Written};
+pub use raft::{
+    HandshakeRequest, Raft, RaftBuilder, ReplicateOptions, SteppedDown, TestHooks, Written,
+};

@@ -51,7 +51,7 @@ mod wait;
 
 pub use builder::RaftBuilder;
 pub use entry::HandshakeRequest;
-pub use hooks::TestHooks;
+pub use hooks::{SteppedDown, TestHooks};
 pub use replicate::{ReplicateOptions, Written};
 
 use std::future::Future;
@@ -336,7 +336,7 @@ const _: fn(&Raft) = |raft| {
     spawnable(raft.confirm_local_application(p, none));
     let hooks = raft.testing();
     spawnable(hooks.force_leader(p, none));
-    spawnable(hooks.step_down(p));
+    spawnable(hooks.step_down(p, none));
     spawnable(hooks.transfer_leadership(p, crate::core::NodeId(2), none));
     spawnable(hooks.suspend_heartbeats(p));
     spawnable(hooks.resume_heartbeats(p));

@@ -187,7 +187,8 @@ async fn an_isolated_leader_times_out_then_fails_replication() {
     assert!(matches!(timed_out, ReplicateError::Timeout { .. }));
     assert!(timed_out.is_retryable());
     assert_eq!(timed_out.status(), Status::ProposalTimeout);
-    // Without a timeout the answer comes when check-quorum deposes the leader.
+    // With the default timeout (`proposal_timeout_ms`, 10 s) the answer comes first, when
+    // check-quorum deposes the leader.
     let failed = raft
         .replicate_logs(p, "t", Bytes::from_static(b"lost 2"), Default::default())
         .await

@@ -19,6 +19,10 @@ use tokio::sync::broadcast;
 /// How long a test waits for anything before failing.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(20);
 
+/// The timeout of a call that must wait for its answer however long it takes (`None` would be
+/// the node's default): a limit too long to be an instant takes no timer slot.
+pub(crate) const UNLIMITED: Option<Duration> = Some(Duration::MAX);
+
 /// One delivered entry as the application saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Seen {

@@ -9,9 +9,10 @@ use kommander_raft::core::{Message, MessageBody};
 use kommander_raft::transport::Transport;
 use kommander_raft::{
     NodeId, PartitionId, QueryError, RaftEvent, ReplicateError, ReplicateOptions, Role, Status,
+    SteppedDown,
 };
 
-use super::harness::{PATIENCE, TestCluster, role};
+use super::harness::{PATIENCE, TestCluster, UNLIMITED, role};
 
 #[tokio::test]
 async fn leadership_queries_agree() {
@@ -77,7 +78,7 @@ async fn a_follower_names_the_real_leader_and_its_endpoint() {
                 Err(ReplicateError::NotLeader { leader: Some(l), .. }) if l == id
             ));
             assert!(matches!(
-                raft.testing().step_down(p).await,
+                raft.testing().step_down(p, Some(PATIENCE)).await,
                 Err(QueryError::NotLeader { leader: Some(l), endpoint: Some(_) }) if l == id
             ));
         }
@@ -200,14 +201,14 @@ async fn a_full_timer_table_refuses_timed_calls_and_waits_wake_on_the_change() {
     // A wait whose answer is known needs no deadline.
     let known = old.wait_for_leader(p, Some(PATIENCE)).await.expect("known");
     assert_eq!(known.node_id, old.local_node_id());
-    // Untimed waits for a change: with no timer slot left, only the leadership table can wake
-    // them.
+    // Unlimited waits for a change: with no timer slot left, only the leadership table can
+    // wake them.
     old.testing()
-        .transfer_leadership(p, successor.local_node_id(), None)
+        .transfer_leadership(p, successor.local_node_id(), UNLIMITED)
         .await
         .expect("the transfer is seen");
-    assert_eq!(old.am_i_leader(p, None).await, Ok(false));
-    let now = old.wait_for_leader(p, None).await.expect("a leader");
+    assert_eq!(old.am_i_leader(p, UNLIMITED).await, Ok(false));
+    let now = old.wait_for_leader(p, UNLIMITED).await.expect("a leader");
     assert_eq!(now.node_id, successor.local_node_id());
     for wait in never {
         wait.abort();
@@ -245,14 +246,18 @@ async fn transfer_step_down_and_suspend_never_elect_two_leaders_in_a_term() {
     cluster.replicate(p, b"after transfer").await;
     written += 1;
 
-    // Step down: another node takes over.
+    // Step down: another node takes over, and the call says which.
     let leader = cluster.leader(p).await;
-    cluster
+    let stepped = cluster
         .raft(leader)
         .testing()
-        .step_down(p)
+        .step_down(p, Some(PATIENCE))
         .await
         .expect("step down");
+    let SteppedDown::Succeeded { leader: successor } = stepped else {
+        panic!("no successor seen: {stepped:?}");
+    };
+    assert_ne!(successor.node_id, cluster.raft(leader).local_node_id());
     assert_ne!(role(cluster.raft(leader), p).await, Role::Leader);
     cluster.replicate(p, b"after step down").await;
     written += 1;
@@ -330,7 +335,13 @@ async fn hooks_on_a_follower_answer_not_leader() {
             })
         )
     };
-    assert!(not_leader(follower.step_down(p).await));
+    assert!(matches!(
+        follower.step_down(p, Some(PATIENCE)).await,
+        Err(QueryError::NotLeader {
+            leader: Some(_),
+            ..
+        })
+    ));
     assert!(not_leader(follower.suspend_heartbeats(p).await));
     assert!(not_leader(
         follower

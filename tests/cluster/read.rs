@@ -12,7 +12,7 @@ use kommander_raft::transport::Transport;
 use kommander_raft::transport::faulty::FaultRates;
 use kommander_raft::{LogIndex, NodeId, PartitionId, QueryError, ReplicateOptions, Role, Status};
 
-use super::harness::{PATIENCE, TestCluster, WrapTransport};
+use super::harness::{PATIENCE, TestCluster, UNLIMITED, WrapTransport};
 
 /// How long a test waits to see that a call is still waiting.
 const STILL_WAITING: Duration = Duration::from_millis(150);
@@ -298,7 +298,7 @@ async fn a_leader_cut_off_from_its_peers_never_confirms_a_read() {
         );
     }
     // Without a timeout the answer comes when check-quorum deposes it: never a success.
-    let deposed = tokio::time::timeout(PATIENCE, raft.confirm_leadership(p, None))
+    let deposed = tokio::time::timeout(PATIENCE, raft.confirm_leadership(p, UNLIMITED))
         .await
         .expect("answered without a timeout of its own");
     assert!(
@@ -344,7 +344,7 @@ async fn a_follower_cut_off_from_the_leader_never_confirms_a_read() {
     // (its forwarded read is refused, not leaked): the other follower, which hears from the
     // leader, denies it a new one.
     cluster.replicate(p, b"while cut").await;
-    let untimed = tokio::time::timeout(PATIENCE, follower.confirm_local_application(p, None))
+    let untimed = tokio::time::timeout(PATIENCE, follower.confirm_local_application(p, UNLIMITED))
         .await
         .expect("answered without a timeout of its own");
     assert!(
@@ -377,9 +377,9 @@ async fn pending_reads_are_bounded_and_abandoned_or_orphaned_ones_free_their_roo
     let follower = cluster.raft((leader + 1) % 3).clone();
     hold.store(true, Ordering::Release);
     // Each call reaches the shard when it is made.
-    let first = follower.confirm_local_application(p, None);
-    let second = tokio::spawn(follower.confirm_local_application(p, None));
-    let full = follower.confirm_local_application(p, None).await;
+    let first = follower.confirm_local_application(p, UNLIMITED);
+    let second = tokio::spawn(follower.confirm_local_application(p, UNLIMITED));
+    let full = follower.confirm_local_application(p, UNLIMITED).await;
     assert_eq!(full, Err(QueryError::QueueFull));
     assert!(full.as_ref().is_err_and(QueryError::is_retryable));
     assert_eq!(full.expect_err("full").status(), Status::ProposalQueueFull);
@@ -392,10 +392,10 @@ async fn pending_reads_are_bounded_and_abandoned_or_orphaned_ones_free_their_roo
         matches!(timed_out, Err(QueryError::Timeout { .. })),
         "{timed_out:?}"
     );
-    let third = tokio::spawn(follower.confirm_local_application(p, None));
+    let third = tokio::spawn(follower.confirm_local_application(p, UNLIMITED));
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(
-        follower.confirm_local_application(p, None).await,
+        follower.confirm_local_application(p, UNLIMITED).await,
         Err(QueryError::QueueFull)
     );
     assert!(!second.is_finished() && !third.is_finished());
@@ -404,7 +404,7 @@ async fn pending_reads_are_bounded_and_abandoned_or_orphaned_ones_free_their_roo
     cluster
         .raft(leader)
         .testing()
-        .step_down(p)
+        .step_down(p, Some(PATIENCE))
         .await
         .expect("step down");
     for orphan in [second, third] {

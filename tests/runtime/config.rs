@@ -74,6 +74,30 @@ fn every_invalid_field_is_named() {
         ),
         ("hlc_drift_ms_max", Box::new(|c| c.hlc_drift_ms_max = 0)),
         ("cluster_name", Box::new(|c| c.cluster_name.clear())),
+        (
+            "resolved_tickets_max",
+            Box::new(|c| c.resolved_tickets_max = 1 << 20),
+        ),
+        (
+            "proposal_timeout_ms",
+            Box::new(|c| c.proposal_timeout_ms = 0),
+        ),
+        (
+            "leader_wait_timeout_ms",
+            Box::new(|c| c.leader_wait_timeout_ms = 0),
+        ),
+        (
+            "leadership_confirmation_timeout_ms",
+            Box::new(|c| c.leadership_confirmation_timeout_ms = 0),
+        ),
+        (
+            "checkpoint_retry_backoff_ms",
+            Box::new(|c| c.checkpoint_retry_backoff_ms = 0),
+        ),
+        (
+            "checkpoint_retry_backoff_ms_max",
+            Box::new(|c| c.checkpoint_retry_backoff_ms_max = 1),
+        ),
     ];
     for (expected, break_it) in cases {
         let mut config = base.clone();

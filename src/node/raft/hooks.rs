@@ -5,7 +5,8 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::core::{Message, MessageBody, NodeId, PartitionId, Role};
+use crate::core::{Message, MessageBody, NodeId, PartitionId, Role, Status};
+use crate::node::discovery::RaftNode;
 use crate::node::error::QueryError;
 use crate::shard::{Reply, Request};
 
@@ -13,15 +14,44 @@ use super::Raft;
 use super::wait::WaitStep;
 
 /// Leadership controls for deterministic tests and fault injection: [`Raft::testing`].
+///
+/// Each waits at most its `timeout`, `None` being the node's `leader_wait_timeout_ms` (10 s by
+/// default, Kommander's bound), `Some(Duration::MAX)` no limit.
 #[derive(Clone, Debug)]
 pub struct TestHooks {
     pub(super) raft: Raft,
 }
 
+/// What [`TestHooks::step_down`] saw after this node stepped down (Kommander's
+/// `StepDownAsync` answers `Success` or `Pending`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SteppedDown {
+    /// Another node leads the partition now, as this node knows it.
+    Succeeded {
+        /// The new leader.
+        leader: RaftNode,
+    },
+    /// No other leader was known here within the timeout (Kommander's `Pending`): this node
+    /// no longer leads, and an election may still be running (or this node was elected
+    /// again).
+    NoSuccessorYet,
+}
+
+impl SteppedDown {
+    /// The IRaft status of the outcome: `Success` or `Pending`.
+    #[must_use]
+    pub fn status(&self) -> Status {
+        match self {
+            Self::Succeeded { .. } => Status::Success,
+            Self::NoSuccessorYet => Status::Pending,
+        }
+    }
+}
+
 impl TestHooks {
     /// Makes this node campaign for `partition` at once (as if its leader had handed over
     /// with `TimeoutNow`) and waits until it leads with its no-op committed, at most
-    /// `timeout` (`None`: no limit). Already leading: returns at once.
+    /// `timeout` (`None`: `leader_wait_timeout_ms`). Already leading: returns at once.
     ///
     /// # Errors
     ///
@@ -53,28 +83,62 @@ impl TestHooks {
                     }]);
                 }
             }
-            raft.wait(partition, timeout, |l, _| match l {
-                Some(l) if l.leads() => WaitStep::Done(()),
-                _ => WaitStep::Changed,
-            })
+            raft.wait(
+                partition,
+                raft.leader_wait_timeout(timeout),
+                |l, _| match l {
+                    Some(l) if l.leads() => WaitStep::Done(()),
+                    _ => WaitStep::Changed,
+                },
+            )
             .await
         }
     }
 
-    /// The leader of `partition` steps down and asks the most up-to-date voter to campaign.
+    /// The leader of `partition` steps down and asks the most up-to-date voter to campaign,
+    /// then waits until another leader is known here, at most `timeout` (`None`:
+    /// `leader_wait_timeout_ms`), as Kommander's `StepDownAsync` waits up to 10 s for a
+    /// successor. Returns what it saw: the new leader, or [`SteppedDown::NoSuccessorYet`].
     ///
     /// # Errors
     ///
-    /// [`QueryError::NotLeader`] on a follower; the errors of [`Raft::partition_status`].
+    /// [`QueryError::NotLeader`] on a follower; [`QueryError::QueueFull`] when the node's
+    /// timers are all taken; the errors of [`Raft::partition_status`].
     pub fn step_down(
         &self,
         partition: PartitionId,
-    ) -> impl Future<Output = Result<(), QueryError>> + Send + 'static + use<> {
-        self.control(partition, |reply| Request::StepDown { reply })
+        timeout: Option<Duration>,
+    ) -> impl Future<Output = Result<SteppedDown, QueryError>> + Send + 'static + use<> {
+        let raft = self.raft.clone();
+        let local = raft.local_node_id();
+        let asked = raft.ask(partition, |reply| Request::StepDown { reply });
+        async move {
+            asked
+                .await
+                .map_err(|refusal| raft.query_error(refusal, partition))?;
+            // Stepped down: the replica no longer names itself, so any leader it names next
+            // is another node.
+            let successor =
+                raft.wait(
+                    partition,
+                    raft.leader_wait_timeout(timeout),
+                    move |l, _| match l.and_then(|l| l.leader) {
+                        Some(leader) if leader != local => WaitStep::Done(leader),
+                        _ => WaitStep::Changed,
+                    },
+                );
+            match successor.await {
+                Ok(leader) => Ok(SteppedDown::Succeeded {
+                    leader: raft.raft_node(leader),
+                }),
+                Err(QueryError::Timeout { .. }) => Ok(SteppedDown::NoSuccessorYet),
+                Err(error) => Err(error),
+            }
+        }
     }
 
     /// Hands leadership of `partition` to `target` and waits until it leads (as seen here),
-    /// at most `timeout` (`None`: no limit).
+    /// at most `timeout` (`None`: `leader_wait_timeout_ms`, Kommander's 10 s).
     ///
     /// # Errors
     ///
@@ -95,10 +159,14 @@ impl TestHooks {
             asked
                 .await
                 .map_err(|refusal| raft.transfer_error(refusal, partition, target))?;
-            raft.wait(partition, timeout, move |l, _| match l {
-                Some(l) if l.leader == Some(target) => WaitStep::Done(()),
-                _ => WaitStep::Changed,
-            })
+            raft.wait(
+                partition,
+                raft.leader_wait_timeout(timeout),
+                move |l, _| match l {
+                    Some(l) if l.leader == Some(target) => WaitStep::Done(()),
+                    _ => WaitStep::Changed,
+                },
+            )
             .await
         }
     }
@@ -108,7 +176,7 @@ impl TestHooks {
     ///
     /// # Errors
     ///
-    /// As [`TestHooks::step_down`].
+    /// [`QueryError::NotLeader`] on a follower; the errors of [`Raft::partition_status`].
     pub fn suspend_heartbeats(
         &self,
         partition: PartitionId,
@@ -120,7 +188,7 @@ impl TestHooks {
     ///
     /// # Errors
     ///
-    /// As [`TestHooks::step_down`].
+    /// As [`TestHooks::suspend_heartbeats`].
     pub fn resume_heartbeats(
         &self,
         partition: PartitionId,

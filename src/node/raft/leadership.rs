@@ -1,6 +1,7 @@
 //! Leadership and partition-state queries (Kommander's `AmILeaderQuick`, `AmILeader`,
 //! `WaitForLeader`, `WaitForLeaderStableAsync`, `GetFollowerLagAsync`): the quick ones read
-//! the leadership table, the waits await its changes (`wait.rs`), the others ask the shard;
+//! the leadership table, the waits await its changes (`wait.rs`) at most the caller's timeout
+//! or `leader_wait_timeout_ms` (Kommander's 10 s), the others ask the shard;
 //! `watch_partition` hands out the table's watch of one partition itself.
 
 use std::future::Future;
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::core::{NodeId, PartitionId};
 use crate::node::discovery::RaftNode;
-use crate::node::error::QueryError;
+use crate::node::error::{Fatal, QueryError};
 use crate::node::system::SYSTEM_PARTITION;
 use tokio::sync::watch;
 
@@ -68,8 +69,13 @@ impl Raft {
 
     /// Whether this node leads `partition`, once that is settled: `true` when it leads and
     /// its no-op has committed, `false` when another node is known to lead; otherwise (an
-    /// election, a leader whose no-op has not committed yet) it waits for the leadership to
-    /// change, at most `timeout` (`None`: no limit).
+    /// election, a restore of the partition from the WAL, a leader whose no-op has not
+    /// committed yet) it waits for the leadership to change, at most `timeout` (`None`: the
+    /// node's `leader_wait_timeout_ms`, 10 s by default, Kommander's `AmILeader` bound;
+    /// `Some(Duration::MAX)`: no limit). As Kommander, a partition the node has not opened yet
+    /// (before [`Raft::join_cluster`] for the system partition, before
+    /// [`Raft::is_initialized`] for the others) is `false` at once, and a restoring one is
+    /// waited for rather than refused.
     ///
     /// # Errors
     ///
@@ -82,11 +88,39 @@ impl Raft {
         timeout: Option<Duration>,
     ) -> impl Future<Output = Result<bool, QueryError>> + Send + 'static + use<> {
         let local = self.local_node_id();
-        self.wait(partition, timeout, move |leadership, _| match leadership {
-            Some(l) if l.leads() => WaitStep::Done(true),
-            Some(l) if l.leader.is_some_and(|leader| leader != local) => WaitStep::Done(false),
-            _ => WaitStep::Changed,
-        })
+        let not_open = !self.inner.stopping() && self.not_open_yet(partition);
+        let waited = self.wait(
+            partition,
+            self.leader_wait_timeout(timeout),
+            move |leadership, _| match leadership {
+                Some(l) if l.leads() => WaitStep::Done(true),
+                Some(l) if l.leader.is_some_and(|leader| leader != local) => WaitStep::Done(false),
+                _ => WaitStep::Changed,
+            },
+        );
+        async move {
+            if not_open {
+                return Ok(false);
+            }
+            waited.await
+        }
+    }
+
+    /// The caller's `timeout` of a leadership wait, or the node's `leader_wait_timeout_ms`.
+    pub(super) fn leader_wait_timeout(&self, timeout: Option<Duration>) -> Option<Duration> {
+        Some(timeout.unwrap_or(Duration::from_millis(
+            self.inner.config.leader_wait_timeout_ms,
+        )))
+    }
+
+    /// Whether `partition` is not open on this node yet: the system partition before
+    /// [`Raft::join_cluster`] opened it, a user partition before the first map was applied.
+    fn not_open_yet(&self, partition: PartitionId) -> bool {
+        if partition == SYSTEM_PARTITION {
+            !self.joined()
+        } else {
+            !self.is_initialized()
+        }
     }
 
     /// The state of `partition`'s replica on this node (role, leader, term, commit, applied),
@@ -113,6 +147,12 @@ impl Raft {
     /// leads it (`None`: not the leader, or no progress known for that follower; Kommander's
     /// `GetFollowerLagAsync`): [`FollowerLag::entries_behind`], and the snapshot being
     /// streamed to it when it catches up by one.
+    ///
+    /// Kommander answers the commit index the follower last reported; a follower here reports
+    /// the end of its durable log that matches the leader's ([`FollowerLag::match_index`],
+    /// what the leader counts for a quorum), and its commit index follows that within one
+    /// heartbeat. Code ported from Kommander reads `match_index` where it read that number
+    /// (decision 0005 in `docs/decisions/`).
     ///
     /// # Errors
     ///
@@ -141,11 +181,17 @@ impl Raft {
     }
 
     /// Waits until a leader of `partition` is known here and returns it (Kommander's
-    /// `WaitForLeader`), at most `timeout` (`None`: no limit).
+    /// `WaitForLeader`), through a restore of the partition, at most `timeout` (`None`: the
+    /// node's `leader_wait_timeout_ms`, 10 s by default, Kommander's bound;
+    /// `Some(Duration::MAX)`: no limit). Kommander's budget starts once the restore finished;
+    /// here the restore counts (pass a longer timeout for a long restore).
     ///
     /// # Errors
     ///
-    /// As [`Raft::am_i_leader`].
+    /// [`QueryError::NotReady`] at once before the partition is open on this node (before
+    /// [`Raft::join_cluster`] for the system partition, before [`Raft::is_initialized`] for
+    /// the others), as Kommander's `RaftNodeNotReadyException`; otherwise as
+    /// [`Raft::am_i_leader`].
     pub fn wait_for_leader(
         &self,
         partition: PartitionId,
@@ -156,11 +202,12 @@ impl Raft {
 
     /// Waits until the same leader of `partition` has been known here, in the same term, for
     /// at least `min_stable_for`, and returns it (Kommander's `WaitForLeaderStableAsync`), at
-    /// most `timeout` (`None`: no limit).
+    /// most `timeout` (`None`: the node's `leader_wait_timeout_ms`, where Kommander's
+    /// overload without a timeout has no limit; `Some(Duration::MAX)`: no limit).
     ///
     /// # Errors
     ///
-    /// As [`Raft::am_i_leader`] (waiting out `min_stable_for` takes a timer slot).
+    /// As [`Raft::wait_for_leader`] (waiting out `min_stable_for` takes a timer slot).
     pub fn wait_for_leader_stable(
         &self,
         partition: PartitionId,
@@ -168,6 +215,7 @@ impl Raft {
         timeout: Option<Duration>,
     ) -> impl Future<Output = Result<RaftNode, QueryError>> + Send + 'static + use<> {
         let this = self.clone();
+        let timeout = self.leader_wait_timeout(timeout);
         let waited = self.wait(partition, timeout, move |leadership, now| {
             let Some(l) = leadership else {
                 return WaitStep::Changed;
@@ -175,25 +223,31 @@ impl Raft {
             let Some(leader) = l.leader else {
                 return WaitStep::Changed;
             };
-            let stable_at = l.since + min_stable_for;
+            let Some(stable_at) = l.since.checked_add(min_stable_for) else {
+                // Never stable within a representable time: wait for a change.
+                return WaitStep::Changed;
+            };
             if now >= stable_at {
                 WaitStep::Done(leader)
             } else {
                 WaitStep::ChangedOr(stable_at)
             }
         });
-        async move {
-            let leader: NodeId = waited.await?;
-            Ok(RaftNode {
-                node_id: leader,
-                endpoint: this.inner.leaders.endpoint_of(leader).unwrap_or_default(),
-            })
+        async move { Ok(this.raft_node(waited.await?)) }
+    }
+
+    /// `node` with its endpoint from discovery (empty when unknown).
+    pub(super) fn raft_node(&self, node: NodeId) -> RaftNode {
+        RaftNode {
+            node_id: node,
+            endpoint: self.inner.leaders.endpoint_of(node).unwrap_or_default(),
         }
     }
 
-    /// Waits on `partition`'s entry of the leadership table until `verdict` is done. Once the
-    /// node is initialized, a partition outside its map is refused at once (it would never
-    /// report, and its table entry would outlive the wait).
+    /// Waits on `partition`'s entry of the leadership table until `verdict` is done. A
+    /// partition not open yet ([`QueryError::NotReady`]) and, once the node is initialized,
+    /// one outside its map ([`QueryError::PartitionMoved`]) are refused at once (neither
+    /// reports, and a table entry made for it would outlive the wait).
     pub(super) fn wait<T, V>(
         &self,
         partition: PartitionId,
@@ -204,14 +258,16 @@ impl Raft {
         T: Send + 'static,
         V: FnMut(Option<&Leadership>, Instant) -> WaitStep<T> + Send + 'static,
     {
-        let unknown = self.outside_map(partition);
+        let leadership = if self.inner.stopping() {
+            Err(QueryError::Fatal(Fatal::ShutDown))
+        } else if self.not_open_yet(partition) {
+            Err(QueryError::NotReady { partition })
+        } else if self.outside_map(partition) {
+            Err(QueryError::PartitionMoved { partition })
+        } else {
+            Ok(self.inner.leaders.subscribe(partition))
+        };
         let timer = Arc::clone(&self.inner.timer);
-        let leadership = (!unknown).then(|| self.inner.leaders.subscribe(partition));
-        async move {
-            let Some(leadership) = leadership else {
-                return Err(QueryError::PartitionMoved { partition });
-            };
-            until(&timer, leadership, timeout, verdict).await
-        }
+        async move { until(&timer, leadership?, timeout, verdict).await }
     }
 }

@@ -32,9 +32,10 @@ impl Raft {
     ///
     /// Calls reaching the shard in the same loop turn share one heartbeat round; unlike
     /// Kommander, a confirmation is never reused from an earlier heartbeat (that would be a
-    /// lease, which relies on bounded clock drift). Waits at most `timeout` (`None`: until
-    /// the answer; a leader cut off from its quorum answers once check-quorum, on by default,
-    /// deposes it).
+    /// lease, which relies on bounded clock drift). Waits at most `timeout` (`None`: the
+    /// node's `leadership_confirmation_timeout_ms`, 2 s by default, Kommander's
+    /// `LeadershipConfirmationTimeout`; `Some(Duration::MAX)`: until the answer, which a
+    /// leader cut off from its quorum gives once check-quorum, on by default, deposes it).
     ///
     /// # Errors
     ///
@@ -67,7 +68,8 @@ impl Raft {
     /// waits for it instead of refusing.
     ///
     /// Kommander answers `false` on every failure; this call says which one. Waits at most
-    /// `timeout` (`None`: until the answer).
+    /// `timeout` (`None`: `leadership_confirmation_timeout_ms`, as
+    /// [`Raft::confirm_leadership`]).
     ///
     /// # Errors
     ///
@@ -102,8 +104,11 @@ impl Raft {
     ) -> impl Future<Output = Result<LogIndex, QueryError>> + Send + 'static + use<> {
         let started = Instant::now();
         let this = self.clone();
+        let timeout = timeout.unwrap_or(Duration::from_millis(
+            self.inner.config.leadership_confirmation_timeout_ms,
+        ));
         // The deadline first: a full timer table refuses the read before the shard sees it.
-        let sent = match self.inner.timer.deadline(timeout) {
+        let sent = match self.inner.timer.deadline(Some(timeout)) {
             Ok(deadline) => {
                 let (reply, answer) = oneshot::channel();
                 self.inner

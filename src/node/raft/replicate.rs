@@ -1,5 +1,8 @@
 //! Writes (Kommander's `ReplicateLogs`, `ReplicateCheckpoint`, `CommitLogs`, `RollbackLogs`):
-//! each is one request to the partition's shard, answered once its outcome is known.
+//! each is one request to the partition's shard, answered once its outcome is known, waited
+//! for at most the caller's timeout or `proposal_timeout_ms` (Kommander's `ProposalTimeout`).
+//! A checkpoint refused while a two-phase proposal is unresolved is asked again after a
+//! back-off, as Kommander retries it.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -38,8 +41,9 @@ pub struct ReplicateOptions {
     /// When non-zero, the write is refused with [`ReplicateError::PartitionMoved`] unless the
     /// partition's generation in this node's map equals it.
     pub expected_generation: u64,
-    /// How long to wait for the outcome (`None`: until known). Running out is
-    /// [`ReplicateError::Timeout`]; the write may still commit.
+    /// How long to wait for the outcome (`None`: the node's `proposal_timeout_ms`, 10 s by
+    /// default, as Kommander's `ProposalTimeout`; `Some(Duration::MAX)`: until it is known).
+    /// Running out is [`ReplicateError::Timeout`]; the write may still commit.
     pub timeout: Option<Duration>,
 }
 
@@ -56,7 +60,9 @@ impl Default for ReplicateOptions {
 impl Raft {
     /// Replicates one entry of type `log_type` on `partition` (this node must lead it).
     /// Completes once the outcome is known: a quorum holds the entry (and, with
-    /// `auto_commit`, it is delivered to the application on every node in log order).
+    /// `auto_commit`, it is delivered to the application on every node in log order); waits
+    /// at most `options.timeout`, by default the node's `proposal_timeout_ms` (10 s, as
+    /// Kommander's `ProposalTimeout`).
     /// An empty `log_type` and an empty payload are valid (Kommander's `LogType` and
     /// `LogData` may be null): the entry is delivered with them empty.
     ///
@@ -104,12 +110,13 @@ impl Raft {
             })
             .collect();
         let auto_commit = options.auto_commit;
+        let timeout = self.proposal_timeout(options.timeout);
         let operation = checked.map(move |()| {
             self.write(
                 partition,
                 ticket,
                 (WriteKind::Propose, count),
-                options.timeout,
+                timeout,
                 move |ticket, reply| Request::Propose {
                     entries,
                     auto_commit,
@@ -124,34 +131,98 @@ impl Raft {
     /// Replicates a checkpoint on `partition`: once committed and applied, the log below it
     /// may be compacted (the application must hold that state durably itself).
     ///
+    /// While a two-phase proposal is unresolved the leader refuses a checkpoint; as Kommander
+    /// does, the call then asks again, after `checkpoint_retry_backoff_ms` doubling up to
+    /// `checkpoint_retry_backoff_ms_max`, at most `checkpoint_retries_max` times, all within
+    /// `proposal_timeout_ms` (Kommander retries every 10 ms until its caller cancels: here
+    /// both bounds are configuration).
+    ///
     /// # Errors
     ///
-    /// [`ReplicateError::ActiveProposal`] while a two-phase proposal is unresolved (retry
-    /// after resolving it); otherwise as [`Raft::replicate_logs`].
+    /// [`ReplicateError::ActiveProposal`] when a two-phase proposal is still unresolved after
+    /// the retries, or when the next retry would come after `proposal_timeout_ms` (resolve
+    /// it, then retry); [`ReplicateError::Timeout`] when the checkpoint was accepted but its
+    /// outcome is not known within `proposal_timeout_ms` (retries included); otherwise as
+    /// [`Raft::replicate_logs`].
     pub fn replicate_checkpoint(
         &self,
         partition: PartitionId,
     ) -> impl Future<Output = Result<Written, ReplicateError>> + Send + 'static + use<> {
         let ticket = self.inner.hlc.now();
+        let config = &self.inner.config;
+        let limit = self.proposal_timeout(None);
+        let mut backoff = Duration::from_millis(config.checkpoint_retry_backoff_ms);
+        let backoff_max = Duration::from_millis(config.checkpoint_retry_backoff_ms_max);
+        let mut retries = config.checkpoint_retries_max;
+        let started = Instant::now();
+        // The first attempt reaches the shard now (calls made in order arrive in order).
+        let first = self.checkpoint_attempt(partition, ticket, limit);
+        let this = self.clone();
+        async move {
+            let mut attempt = first;
+            loop {
+                match attempt.await {
+                    Err(ReplicateError::ActiveProposal) if retries > 0 => {}
+                    outcome => return outcome,
+                }
+                retries -= 1;
+                if started.elapsed().saturating_add(backoff) >= limit {
+                    // The next attempt would come after the call's deadline: the last answer
+                    // stands (nothing was written, so it is definite, unlike a timeout).
+                    return Err(ReplicateError::ActiveProposal);
+                }
+                this.back_off(backoff).await?;
+                backoff = backoff.saturating_mul(2).min(backoff_max);
+                let left = limit.saturating_sub(started.elapsed());
+                attempt = this.checkpoint_attempt(partition, ticket, left);
+            }
+        }
+    }
+
+    /// One attempt of [`Raft::replicate_checkpoint`], its outcome awaited at most `timeout`.
+    fn checkpoint_attempt(
+        &self,
+        partition: PartitionId,
+        ticket: HlcTimestamp,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Written, ReplicateError>> + Send + 'static + use<> {
         self.write(
             partition,
             ticket,
             (WriteKind::Checkpoint, 1),
-            None,
+            timeout,
             |ticket, reply| Request::Checkpoint { ticket, reply },
         )
     }
 
+    /// Waits `delay` on the node's timer (a retry's back-off).
+    async fn back_off(&self, delay: Duration) -> Result<(), ReplicateError> {
+        match self.inner.timer.deadline(Some(delay)) {
+            Ok(Some(deadline)) => {
+                deadline.await;
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(TimerError::Full) => Err(ReplicateError::QueueFull),
+            Err(TimerError::Stopped) => Err(ReplicateError::Fatal(Fatal::ShutDown)),
+        }
+    }
+
     /// Commits the held entries of the two-phase proposal `ticket` (proposed with
-    /// `auto_commit: false`): they are delivered once the commit marker is committed.
-    /// Committing again answers the first commit's index, also after delivery (as Kommander:
-    /// a client retrying after a lost answer is told its proposal committed), as long as the
-    /// resolution is among the partition's newest `resolved_tickets_max` delivered ones.
+    /// `auto_commit: false`): they are delivered once the commit marker is committed. Waits
+    /// for that at most `proposal_timeout_ms` (10 s, Kommander's bound).
+    ///
+    /// Idempotent, as Kommander's `CommitLogs`: committing again answers `Ok` with the first
+    /// commit's index, also after delivery (a client retrying after a lost answer is told its
+    /// proposal committed), as long as the resolution is among the partition's newest
+    /// `resolved_tickets_max` (128) delivered resolutions. Beyond that bound the leader has
+    /// forgotten it and answers [`ReplicateError::ProposalNotFound`] (Kommander keeps the
+    /// proposal's state as long as its log row; see `docs/decisions/0005-iraft-parity.md`).
     ///
     /// # Errors
     ///
     /// [`ReplicateError::ProposalNotFound`] (unknown ticket, or resolved and delivered longer
-    /// ago than that); [`ReplicateError::TicketConflict`] (the ticket was rolled back);
+    /// ago than that bound); [`ReplicateError::TicketConflict`] (the ticket was rolled back);
     /// otherwise as [`Raft::replicate_logs`].
     pub fn commit_logs(
         &self,
@@ -162,12 +233,14 @@ impl Raft {
             partition,
             ticket,
             (WriteKind::Commit, 1),
-            None,
+            self.proposal_timeout(None),
             |ticket, reply| Request::Commit { ticket, reply },
         )
     }
 
-    /// Rolls back the two-phase proposal `ticket`: its entries are never delivered.
+    /// Rolls back the two-phase proposal `ticket`: its entries are never delivered. Idempotent
+    /// within the same bound as [`Raft::commit_logs`] (a rollback asked again answers `Ok`
+    /// with the first rollback's index).
     ///
     /// # Errors
     ///
@@ -181,7 +254,7 @@ impl Raft {
             partition,
             ticket,
             (WriteKind::Rollback, 1),
-            None,
+            self.proposal_timeout(None),
             |ticket, reply| Request::Rollback { ticket, reply },
         )
     }
@@ -236,6 +309,11 @@ impl Raft {
         Ok(())
     }
 
+    /// The caller's `timeout` of a write, or the node's `proposal_timeout_ms`.
+    fn proposal_timeout(&self, timeout: Option<Duration>) -> Duration {
+        timeout.unwrap_or(Duration::from_millis(self.inner.config.proposal_timeout_ms))
+    }
+
     /// Sends one write of `entries` entries to `partition`'s shard and awaits its outcome (at
     /// most `timeout`). Records the proposal once the shard queued it, and the commit with its
     /// latency from this call.
@@ -244,7 +322,7 @@ impl Raft {
         partition: PartitionId,
         ticket: HlcTimestamp,
         (write, entries): (WriteKind, usize),
-        timeout: Option<Duration>,
+        timeout: Duration,
         make: F,
     ) -> impl Future<Output = Result<Written, ReplicateError>> + Send + 'static + use<F>
     where
@@ -254,7 +332,7 @@ impl Raft {
         let entries = u64::try_from(entries).unwrap_or(u64::MAX);
         let this = self.clone();
         // The deadline first: a full timer table refuses the write before it is proposed.
-        let sent = match self.inner.timer.deadline(timeout) {
+        let sent = match self.inner.timer.deadline(Some(timeout)) {
             Ok(deadline) => {
                 let (reply, answer) = oneshot::channel();
                 self.inner

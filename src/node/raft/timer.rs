@@ -55,11 +55,14 @@ pub(crate) async fn race<F: Future>(
     .await
 }
 
-#[derive(Default)]
 struct State {
     pending: BTreeMap<(Instant, u64), oneshot::Sender<()>>,
     next: u64,
     stop: bool,
+    /// When the thread wakes next on its own. A new deadline at or after it needs no wake-up:
+    /// the thread looks at the table then. Most deadlines (every write's default timeout) are
+    /// later than the earliest one, so a call takes its slot without waking the thread.
+    wakes_at: Instant,
 }
 
 struct Shared {
@@ -78,7 +81,13 @@ impl Timer {
     /// Starts the timer thread with room for `max` pending timers.
     pub(crate) fn start(max: usize) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                pending: BTreeMap::new(),
+                next: 0,
+                stop: false,
+                // Not slept yet: the thread reads the table before its first sleep.
+                wakes_at: Instant::now(),
+            }),
             changed: Condvar::new(),
             max,
         });
@@ -113,14 +122,11 @@ impl Timer {
         }
         state.next += 1;
         let key = (at, state.next);
-        // The thread sleeps until the earliest deadline: wake it only if this one is earlier.
-        let earliest = state
-            .pending
-            .first_key_value()
-            .is_none_or(|(first, _)| key < *first);
+        // The thread sleeps until `wakes_at`: wake it only for an earlier deadline.
+        let earlier = at < state.wakes_at;
         state.pending.insert(key, fire);
         drop(state);
-        if earliest {
+        if earlier {
             self.shared.changed.notify_one();
         }
         Ok(Deadline {
@@ -130,23 +136,18 @@ impl Timer {
         })
     }
 
-    /// A future that completes after `delay`; dropping it frees its slot.
-    ///
-    /// # Errors
-    ///
-    /// As [`Timer::at`].
-    pub(crate) fn after(&self, delay: Duration) -> Result<Deadline, TimerError> {
-        self.at(Instant::now() + delay)
-    }
-
-    /// A deadline `limit` from now (`None`: no limit, no slot taken). Take it before starting
+    /// A deadline `limit` from now (`None`, or a limit so long that its instant cannot be
+    /// represented, e.g. `Duration::MAX`: no limit, no slot taken). Take it before starting
     /// the operation it limits, so that a full table refuses the call before anything is done.
     ///
     /// # Errors
     ///
     /// As [`Timer::at`].
     pub(crate) fn deadline(&self, limit: Option<Duration>) -> Result<Option<Deadline>, TimerError> {
-        limit.map(|limit| self.after(limit)).transpose()
+        limit
+            .and_then(|limit| Instant::now().checked_add(limit))
+            .map(|at| self.at(at))
+            .transpose()
     }
 
     /// Stops the thread; pending timers are dropped (their waits end at once).
@@ -172,7 +173,7 @@ impl Timer {
     }
 }
 
-/// A pending timer ([`Timer::after`]): completes at its deadline (or at once when the timer
+/// A pending timer ([`Timer::at`], [`Timer::deadline`]): completes at its deadline (or at once when the timer
 /// stops); dropping it before then removes it from the timer.
 pub(crate) struct Deadline {
     key: (Instant, u64),
@@ -225,6 +226,7 @@ fn run(shared: &Shared) {
             .map_or(Duration::from_secs(3600), |(at, _)| {
                 at.saturating_duration_since(now)
             });
+        state.wakes_at = now + wait;
         state = shared
             .changed
             .wait_timeout(state, wait)
@@ -254,17 +256,22 @@ mod tests {
                 assert_eq!(race(deadline, async { i }).await, Ok(i));
             }
             // Two waits pending at once use both slots; a third is refused.
-            let first = timer.after(Duration::from_secs(3600)).expect("slot 1");
-            let second = timer.after(Duration::from_secs(3600)).expect("slot 2");
-            assert!(matches!(
-                timer.after(Duration::from_secs(3600)),
-                Err(TimerError::Full)
-            ));
+            let hour = Some(Duration::from_secs(3600));
+            let first = timer.deadline(hour).expect("slot 1");
+            let second = timer.deadline(hour).expect("slot 2");
+            assert!(matches!(timer.deadline(hour), Err(TimerError::Full)));
+            // A limit whose instant cannot be represented is no limit: it takes no slot.
+            assert!(matches!(timer.deadline(Some(Duration::MAX)), Ok(None)));
             drop(first);
             drop(second);
-            assert!(timer.after(Duration::from_millis(1)).is_ok());
-            // A deadline that passes fires.
-            timer.after(Duration::from_millis(5)).expect("slot").await;
+            // A deadline that passes fires, also one earlier than a pending one.
+            let later = timer.deadline(hour).expect("slot");
+            timer
+                .deadline(Some(Duration::from_millis(5)))
+                .expect("slot")
+                .expect("a deadline")
+                .await;
+            drop(later);
         });
     }
 }

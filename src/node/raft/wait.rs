@@ -24,8 +24,9 @@ pub(super) enum WaitStep<T> {
     ChangedOr(Instant),
 }
 
-/// Waits until `verdict` is `Done`, at most `timeout` (`None`: no limit). The verdict is asked
-/// again at every change of the partition's state (its log progress included).
+/// Waits until `verdict` is `Done`, at most `timeout` (`None`, or a timeout whose instant cannot
+/// be represented: no limit). The verdict is asked again at every change of the partition's
+/// state (its log progress included).
 ///
 /// # Errors
 ///
@@ -39,7 +40,7 @@ pub(super) async fn until<T>(
     mut verdict: impl FnMut(Option<&Leadership>, Instant) -> WaitStep<T>,
 ) -> Result<T, QueryError> {
     let started = Instant::now();
-    let deadline = timeout.map(|timeout| started + timeout);
+    let deadline = timeout.and_then(|timeout| started.checked_add(timeout));
     // The timer slot of the current wake-up instant, kept while that instant stays the same.
     let mut armed: Option<(Instant, Deadline)> = None;
     loop {
