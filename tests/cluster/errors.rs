@@ -9,18 +9,7 @@ use kommander_raft::{
     ReplicateOptions, Status,
 };
 
-use super::harness::{PATIENCE, TestCluster, gate};
-
-async fn wait_entered(entered: &std::sync::mpsc::Receiver<()>) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while entered.try_recv().is_err() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "callback not entered"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
+use super::harness::{PATIENCE, TestCluster, gate, wait_entered};
 
 #[tokio::test]
 async fn not_leader_moved_and_invalid_writes() {

@@ -192,6 +192,30 @@ pub(crate) fn gate() -> (Hook, mpsc::Receiver<()>, mpsc::SyncSender<()>) {
     (hook, entered_rx, release_tx)
 }
 
+/// Waits until a [`gate`]d callback is entered.
+pub(crate) async fn wait_entered(entered: &mpsc::Receiver<()>) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while entered.try_recv().is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "callback not entered"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Proposes `payload` as a two-phase entry (`auto_commit: false`) on `p`, on its leader `raft`.
+pub(crate) async fn propose_held(raft: &Raft, p: PartitionId, payload: &'static str) -> Written {
+    let options = ReplicateOptions {
+        auto_commit: false,
+        timeout: Some(PATIENCE),
+        ..ReplicateOptions::default()
+    };
+    raft.replicate_logs(p, "held", payload, options)
+        .await
+        .expect(payload)
+}
+
 /// Settings for a test node: fast ticks, small WAL segments, 2 shards.
 pub(crate) fn test_config(
     node: u64,

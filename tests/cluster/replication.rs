@@ -1,13 +1,13 @@
 //! Election on every partition, replication read back on every node in the same order,
-//! two-phase commit and rollback, checkpoints.
+//! two-phase commit and rollback (checkpoints: `parity.rs`).
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use kommander_raft::transport::faulty::FaultRates;
-use kommander_raft::{PartitionId, Raft, ReplicateError, ReplicateOptions, Written};
+use kommander_raft::{PartitionId, ReplicateError, ReplicateOptions};
 
-use super::harness::{TestCluster, role};
+use super::harness::{TestCluster, propose_held};
 
 /// Every user partition elects a leader; one write per partition (and a batch on the first)
 /// reaches every node, identically ordered.
@@ -103,16 +103,6 @@ async fn five_nodes_64_partitions_elect_and_replicate_everywhere() {
     cluster.assert_one_leader_per_term();
 }
 
-async fn propose_held(raft: &Raft, p: PartitionId, payload: &'static str) -> Written {
-    let options = ReplicateOptions {
-        auto_commit: false,
-        ..ReplicateOptions::default()
-    };
-    raft.replicate_logs(p, "held", payload, options)
-        .await
-        .expect(payload)
-}
-
 #[tokio::test]
 async fn two_phase_commit_and_rollback() {
     let cluster = TestCluster::start(3, 1).await;
@@ -188,25 +178,6 @@ async fn a_batch_is_one_proposal_with_contiguous_indexes() {
         assert_eq!(last, written.log_index.get());
         assert!(seen.windows(2).all(|w| w[1].index == w[0].index + 1));
     }
-}
-
-#[tokio::test]
-async fn checkpoint_commits_and_waits_for_open_proposals() {
-    let cluster = TestCluster::start(3, 1).await;
-    let p = PartitionId(1);
-    let leader = cluster.raft(cluster.leader(p).await);
-    cluster.replicate(p, b"before").await;
-    let held = propose_held(leader, p, "held").await;
-    let refused = leader.replicate_checkpoint(p).await;
-    assert_eq!(refused, Err(ReplicateError::ActiveProposal));
-    assert!(refused.is_err_and(|e| e.is_retryable()));
-    leader.commit_logs(p, held.ticket).await.expect("committed");
-    let checkpoint = leader.replicate_checkpoint(p).await.expect("checkpoint");
-    cluster.replicate(p, b"after").await;
-    cluster.wait_delivered(p, 3).await;
-    let status = leader.partition_status(p).await.expect("status");
-    assert!(status.commit >= checkpoint.log_index);
-    assert_eq!(role(leader, p).await, kommander_raft::Role::Leader);
 }
 
 #[tokio::test]
