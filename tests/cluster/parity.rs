@@ -27,7 +27,12 @@ async fn answered<T>(what: &str, call: impl Future<Output = T>) -> T {
 /// Waits until `raft`'s application holds `payload` on `p`.
 async fn wait_applied(cluster: &TestCluster, node: usize, p: PartitionId, payload: &[u8]) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !cluster.nodes[node].app.payloads(p).iter().any(|b| b == payload) {
+    while !cluster.nodes[node]
+        .app
+        .payloads(p)
+        .iter()
+        .any(|b| b == payload)
+    {
         assert!(
             tokio::time::Instant::now() < deadline,
             "{p}: {payload:?} not applied on node {node}"
@@ -49,7 +54,10 @@ async fn commit_and_rollback_answer_again_within_resolved_tickets_max() {
     assert_eq!(leader.commit_logs(p, a.ticket).await, Ok(committed));
 
     let b = propose_held(leader, p, "b").await;
-    let rolled_back = leader.rollback_logs(p, b.ticket).await.expect("rolled back");
+    let rolled_back = leader
+        .rollback_logs(p, b.ticket)
+        .await
+        .expect("rolled back");
     let c = propose_held(leader, p, "c").await;
     leader.commit_logs(p, c.ticket).await.expect("committed");
     wait_applied(&cluster, 0, p, b"c").await;
@@ -94,9 +102,21 @@ async fn writes_without_a_timeout_end_at_proposal_timeout_ms() {
     // cannot commit either.
     timed_out(answered("replicate_checkpoint", leader.replicate_checkpoint(p)).await);
     let default = ReplicateOptions::default();
-    timed_out(answered("replicate_logs", leader.replicate_logs(p, "t", "x", default)).await);
+    timed_out(
+        answered(
+            "replicate_logs",
+            leader.replicate_logs(p, "t", "x", default),
+        )
+        .await,
+    );
     let batch = vec![Bytes::from_static(b"y"), Bytes::from_static(b"z")];
-    timed_out(answered("replicate_batch", leader.replicate_batch(p, "t", batch, default)).await);
+    timed_out(
+        answered(
+            "replicate_batch",
+            leader.replicate_batch(p, "t", batch, default),
+        )
+        .await,
+    );
     assert_eq!(role(&leader, p).await, Role::Leader);
 }
 
@@ -172,13 +192,20 @@ async fn leader_waits_are_not_ready_before_the_partition_opens_and_end_at_their_
         Err(QueryError::NotReady { partition: p })
     );
     // Open, no leader: the waits end at `leader_wait_timeout_ms`.
-    let waited = answered("wait_for_leader", raft.wait_for_leader(SYSTEM_PARTITION, None)).await;
+    let waited = answered(
+        "wait_for_leader",
+        raft.wait_for_leader(SYSTEM_PARTITION, None),
+    )
+    .await;
     assert!(
         matches!(waited, Err(QueryError::Timeout { .. })),
         "{waited:?}"
     );
     let asked = answered("am_i_leader", raft.am_i_leader(SYSTEM_PARTITION, None)).await;
-    assert!(matches!(asked, Err(QueryError::Timeout { .. })), "{asked:?}");
+    assert!(
+        matches!(asked, Err(QueryError::Timeout { .. })),
+        "{asked:?}"
+    );
     assert!(!joining.is_finished());
     raft.shutdown().await;
 }
@@ -240,7 +267,10 @@ async fn step_down_waits_for_a_successor_and_says_what_it_saw() {
         panic!("no successor seen: {stepped:?}");
     };
     assert_ne!(successor.node_id, old.local_node_id());
-    assert_eq!(successor.endpoint, format!("memory:{}", successor.node_id.0));
+    assert_eq!(
+        successor.endpoint,
+        format!("memory:{}", successor.node_id.0)
+    );
     assert_eq!(stepped.status(), Status::Success);
     // It returned once the successor was known here: no waiting on the caller's side.
     assert_eq!(
