@@ -9,7 +9,7 @@ use kommander_raft::{
     ReplicateOptions, Status,
 };
 
-use super::harness::{PATIENCE, TestCluster, gate, wait_entered};
+use super::harness::{PATIENCE, TestCluster, gate, restarted_with_a_held_restore, wait_entered};
 
 #[tokio::test]
 async fn not_leader_moved_and_invalid_writes() {
@@ -127,18 +127,8 @@ async fn a_full_shard_queue_answers_proposal_queue_full() {
 
 #[tokio::test]
 async fn a_restoring_partition_answers_restore_in_progress() {
-    let mut cluster =
-        TestCluster::start_with(1, 1, None, |c| c.restore_entries_per_turn_max = 1).await;
+    let (cluster, entered, release) = restarted_with_a_held_restore().await;
     let p = PartitionId(1);
-    for k in 0..5u8 {
-        cluster.replicate(p, &[k]).await;
-    }
-    cluster.stop_all().await;
-    let recorder = std::sync::Arc::new(super::harness::Recorder::default());
-    let (hook, entered, release) = gate();
-    *recorder.on_restore.lock().expect("hook") = Some(hook);
-    cluster.nodes[0].app = recorder;
-    cluster.start_node(0).await;
     let raft = cluster.raft(0).clone();
     let joining = tokio::spawn(raft.join_cluster(None));
     wait_entered(&entered).await;

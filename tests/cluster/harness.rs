@@ -204,6 +204,53 @@ pub(crate) async fn wait_entered(entered: &mpsc::Receiver<()>) {
     }
 }
 
+/// Waits until `check` holds (`what` names it in the failure).
+pub(crate) async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Node 1 of a three-node configuration (`tweak`ed), started alone on `network`, not joined:
+/// it can never elect a leader.
+pub(crate) async fn start_alone(
+    dir: &std::path::Path,
+    network: &Arc<MemoryNetwork>,
+    tweak: impl FnOnce(&mut NodeConfig),
+) -> Raft {
+    let mut config = test_config(1, 3, 1, dir);
+    tweak(&mut config);
+    let raft = Raft::builder(config)
+        .state_machine(Arc::new(Recorder::default()))
+        .transport(network.transport(NodeId(1)))
+        .start()
+        .await
+        .expect("start");
+    network.register(NodeId(1), raft.inbound());
+    raft
+}
+
+/// A one-node cluster that wrote five entries on partition 1, restarted (not joined) with its
+/// restore held in the first `on_log_restored` (one entry restored per turn). Returns it with
+/// the receiver that fires once the restore is held and the sender that releases it.
+pub(crate) async fn restarted_with_a_held_restore()
+-> (TestCluster, mpsc::Receiver<()>, mpsc::SyncSender<()>) {
+    let mut cluster =
+        TestCluster::start_with(1, 1, None, |c| c.restore_entries_per_turn_max = 1).await;
+    for k in 0..5u8 {
+        cluster.replicate(PartitionId(1), &[k]).await;
+    }
+    cluster.stop_all().await;
+    let recorder = Arc::new(Recorder::default());
+    let (hook, entered, release) = gate();
+    *recorder.on_restore.lock().expect("hook") = Some(hook);
+    cluster.nodes[0].app = recorder;
+    cluster.start_node(0).await;
+    (cluster, entered, release)
+}
+
 /// Proposes `payload` as a two-phase entry (`auto_commit: false`) on `p`, on its leader `raft`.
 pub(crate) async fn propose_held(raft: &Raft, p: PartitionId, payload: &'static str) -> Written {
     let options = ReplicateOptions {

@@ -10,7 +10,7 @@ use kommander_raft::{
     Raft, RaftEvent, ReplicateError, StartError, Status,
 };
 
-use super::harness::{PATIENCE, Recorder, TestCluster, test_config};
+use super::harness::{PATIENCE, Recorder, TestCluster, start_alone, test_config};
 
 #[test]
 fn invalid_config_is_refused_naming_the_field() {
@@ -54,15 +54,7 @@ fn invalid_config_is_refused_naming_the_field() {
 async fn join_gives_up_without_a_quorum_and_honours_the_ceiling() {
     let dir = tempfile::tempdir().expect("temp dir");
     let network = MemoryNetwork::new();
-    let mut config = test_config(1, 3, 1, dir.path());
-    config.join_timeout_ms = 100;
-    let raft = Raft::builder(config)
-        .state_machine(Arc::new(Recorder::default()))
-        .transport(network.transport(NodeId(1)))
-        .start()
-        .await
-        .expect("start");
-    network.register(NodeId(1), raft.inbound());
+    let raft = start_alone(dir.path(), &network, |c| c.join_timeout_ms = 100).await;
     // The caller's timeout, then the configured ceiling (below the caller's 10 s).
     for (timeout, max) in [(Some(Duration::from_millis(50)), 50), (Some(PATIENCE), 100)] {
         match raft.join_cluster(timeout).await {

@@ -1,19 +1,19 @@
 //! IRaft parity (issue 17, decision 0005): each item where the handle behaves as Kommander
 //! documents, or where it deliberately differs, pinned through the public `Raft` API.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use kommander_raft::transport::faulty::FaultRates;
 use kommander_raft::transport::memory::MemoryNetwork;
 use kommander_raft::{
-    NodeId, PartitionId, QueryError, Raft, ReplicateError, ReplicateOptions, Role,
-    SYSTEM_PARTITION, Status, SteppedDown,
+    NodeId, PartitionId, QueryError, ReplicateError, ReplicateOptions, Role, SYSTEM_PARTITION,
+    Status, SteppedDown,
 };
 
 use super::harness::{
-    PATIENCE, Recorder, TestCluster, gate, propose_held, role, test_config, wait_entered,
+    PATIENCE, TestCluster, eventually, propose_held, restarted_with_a_held_restore, role,
+    start_alone, wait_entered,
 };
 
 /// Awaits `call`, failing the test if it has no answer within `PATIENCE`: a call that should
@@ -24,21 +24,13 @@ async fn answered<T>(what: &str, call: impl Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("{what}: no answer within {PATIENCE:?}"))
 }
 
-/// Waits until `raft`'s application holds `payload` on `p`.
+/// Waits until node `node`'s application holds `payload` on `p`.
 async fn wait_applied(cluster: &TestCluster, node: usize, p: PartitionId, payload: &[u8]) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !cluster.nodes[node]
-        .app
-        .payloads(p)
-        .iter()
-        .any(|b| b == payload)
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{p}: {payload:?} not applied on node {node}"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let app = &cluster.nodes[node].app;
+    eventually(&format!("{payload:?} applied on {p}"), || {
+        app.payloads(p).iter().any(|b| b == payload)
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -154,16 +146,7 @@ async fn a_checkpoint_is_retried_while_a_two_phase_proposal_is_open() {
 async fn leader_waits_are_not_ready_before_the_partition_opens_and_end_at_their_default() {
     let dir = tempfile::tempdir().expect("temp dir");
     let network = MemoryNetwork::new();
-    // One node of three, alone: it can never elect a leader.
-    let mut config = test_config(1, 3, 1, dir.path());
-    config.leader_wait_timeout_ms = 100;
-    let raft = Raft::builder(config)
-        .state_machine(Arc::new(Recorder::default()))
-        .transport(network.transport(NodeId(1)))
-        .start()
-        .await
-        .expect("start");
-    network.register(NodeId(1), raft.inbound());
+    let raft = start_alone(dir.path(), &network, |c| c.leader_wait_timeout_ms = 100).await;
     let p = PartitionId(1);
     // Not joined: no partition is open here (Kommander's RaftNodeNotReadyException).
     for partition in [SYSTEM_PARTITION, p] {
@@ -182,11 +165,7 @@ async fn leader_waits_are_not_ready_before_the_partition_opens_and_end_at_their_
     }
     // Joining opens the system partition; with no quorum the map never comes.
     let joining = tokio::spawn(raft.join_cluster(None));
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !raft.joined() {
-        assert!(tokio::time::Instant::now() < deadline, "not joined");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    eventually("joined", || raft.joined()).await;
     assert_eq!(
         raft.wait_for_leader(p, None).await,
         Err(QueryError::NotReady { partition: p })
@@ -212,26 +191,12 @@ async fn leader_waits_are_not_ready_before_the_partition_opens_and_end_at_their_
 
 #[tokio::test]
 async fn am_i_leader_and_wait_for_leader_wait_through_a_restore() {
-    let mut cluster =
-        TestCluster::start_with(1, 1, None, |c| c.restore_entries_per_turn_max = 1).await;
+    let (cluster, entered, release) = restarted_with_a_held_restore().await;
     let p = PartitionId(1);
-    for k in 0..5u8 {
-        cluster.replicate(p, &[k]).await;
-    }
-    cluster.stop_all().await;
-    let recorder = Arc::new(Recorder::default());
-    let (hook, entered, release) = gate();
-    *recorder.on_restore.lock().expect("hook") = Some(hook);
-    cluster.nodes[0].app = recorder;
-    cluster.start_node(0).await;
     let raft = cluster.raft(0).clone();
     // A restarted node applies its stored map at start: the partition is open and restoring.
     wait_entered(&entered).await;
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !raft.is_initialized() {
-        assert!(tokio::time::Instant::now() < deadline, "not initialized");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    eventually("initialized", || raft.is_initialized()).await;
     // (The shard is held inside the restore: a request to it would wait for the release.)
     let am_i = tokio::spawn(raft.am_i_leader(p, Some(PATIENCE)));
     let leader = tokio::spawn(raft.wait_for_leader(p, Some(PATIENCE)));
