@@ -83,14 +83,10 @@ impl TestHooks {
                     }]);
                 }
             }
-            raft.wait(
-                partition,
-                raft.leader_wait_timeout(timeout),
-                |l, _| match l {
-                    Some(l) if l.leads() => WaitStep::Done(()),
-                    _ => WaitStep::Changed,
-                },
-            )
+            raft.wait(partition, timeout, |l, _| match l {
+                Some(l) if l.leads() => WaitStep::Done(()),
+                _ => WaitStep::Changed,
+            })
             .await
         }
     }
@@ -118,15 +114,12 @@ impl TestHooks {
                 .map_err(|refusal| raft.query_error(refusal, partition))?;
             // Stepped down: the replica no longer names itself, so any leader it names next
             // is another node.
-            let successor =
-                raft.wait(
-                    partition,
-                    raft.leader_wait_timeout(timeout),
-                    move |l, _| match l.and_then(|l| l.leader) {
-                        Some(leader) if leader != local => WaitStep::Done(leader),
-                        _ => WaitStep::Changed,
-                    },
-                );
+            let successor = raft.wait(partition, timeout, move |l, _| {
+                match l.and_then(|l| l.leader) {
+                    Some(leader) if leader != local => WaitStep::Done(leader),
+                    _ => WaitStep::Changed,
+                }
+            });
             match successor.await {
                 Ok(leader) => Ok(SteppedDown::Succeeded {
                     leader: raft.raft_node(leader),
@@ -159,14 +152,10 @@ impl TestHooks {
             asked
                 .await
                 .map_err(|refusal| raft.transfer_error(refusal, partition, target))?;
-            raft.wait(
-                partition,
-                raft.leader_wait_timeout(timeout),
-                move |l, _| match l {
-                    Some(l) if l.leader == Some(target) => WaitStep::Done(()),
-                    _ => WaitStep::Changed,
-                },
-            )
+            raft.wait(partition, timeout, move |l, _| match l {
+                Some(l) if l.leader == Some(target) => WaitStep::Done(()),
+                _ => WaitStep::Changed,
+            })
             .await
         }
     }

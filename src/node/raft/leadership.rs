@@ -89,28 +89,17 @@ impl Raft {
     ) -> impl Future<Output = Result<bool, QueryError>> + Send + 'static + use<> {
         let local = self.local_node_id();
         let not_open = !self.inner.stopping() && self.not_open_yet(partition);
-        let waited = self.wait(
-            partition,
-            self.leader_wait_timeout(timeout),
-            move |leadership, _| match leadership {
-                Some(l) if l.leads() => WaitStep::Done(true),
-                Some(l) if l.leader.is_some_and(|leader| leader != local) => WaitStep::Done(false),
-                _ => WaitStep::Changed,
-            },
-        );
+        let waited = self.wait(partition, timeout, move |leadership, _| match leadership {
+            Some(l) if l.leads() => WaitStep::Done(true),
+            Some(l) if l.leader.is_some_and(|leader| leader != local) => WaitStep::Done(false),
+            _ => WaitStep::Changed,
+        });
         async move {
             if not_open {
                 return Ok(false);
             }
             waited.await
         }
-    }
-
-    /// The caller's `timeout` of a leadership wait, or the node's `leader_wait_timeout_ms`.
-    pub(super) fn leader_wait_timeout(&self, timeout: Option<Duration>) -> Option<Duration> {
-        Some(timeout.unwrap_or(Duration::from_millis(
-            self.inner.config.leader_wait_timeout_ms,
-        )))
     }
 
     /// Whether `partition` is not open on this node yet: the system partition before
@@ -215,7 +204,6 @@ impl Raft {
         timeout: Option<Duration>,
     ) -> impl Future<Output = Result<RaftNode, QueryError>> + Send + 'static + use<> {
         let this = self.clone();
-        let timeout = self.leader_wait_timeout(timeout);
         let waited = self.wait(partition, timeout, move |leadership, now| {
             let Some(l) = leadership else {
                 return WaitStep::Changed;
@@ -244,8 +232,8 @@ impl Raft {
         }
     }
 
-    /// Waits on `partition`'s entry of the leadership table until `verdict` is done. A
-    /// partition not open yet ([`QueryError::NotReady`]) and, once the node is initialized,
+    /// Waits on `partition`'s entry of the leadership table until `verdict` is done, at most
+    /// `timeout` (`None`: the node's `leader_wait_timeout_ms`). A partition not open yet ([`QueryError::NotReady`]) and, once the node is initialized,
     /// one outside its map ([`QueryError::PartitionMoved`]) are refused at once (neither
     /// reports, and a table entry made for it would outlive the wait).
     pub(super) fn wait<T, V>(
@@ -268,6 +256,9 @@ impl Raft {
             Ok(self.inner.leaders.subscribe(partition))
         };
         let timer = Arc::clone(&self.inner.timer);
-        async move { until(&timer, leadership?, timeout, verdict).await }
+        let timeout = timeout.unwrap_or(Duration::from_millis(
+            self.inner.config.leader_wait_timeout_ms,
+        ));
+        async move { until(&timer, leadership?, Some(timeout), verdict).await }
     }
 }

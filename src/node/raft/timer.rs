@@ -272,6 +272,16 @@ mod tests {
                 .expect("a deadline")
                 .await;
             drop(later);
+            // A later deadline taken while the thread sleeps until an earlier one does not
+            // wake it, and fires all the same.
+            let first = timer
+                .deadline(Some(Duration::from_millis(5)))
+                .expect("slot");
+            let second = timer
+                .deadline(Some(Duration::from_millis(10)))
+                .expect("slot");
+            first.expect("a deadline").await;
+            second.expect("a deadline").await;
         });
     }
 }
