@@ -216,8 +216,9 @@ impl Raft {
     /// commit's index, also after delivery (a client retrying after a lost answer is told its
     /// proposal committed), as long as the resolution is among the partition's newest
     /// `resolved_tickets_max` (128) delivered resolutions. Beyond that bound the leader has
-    /// forgotten it and answers [`ReplicateError::ProposalNotFound`] (Kommander keeps the
-    /// proposal's state as long as its log row; see `docs/decisions/0005-iraft-parity.md`).
+    /// forgotten it and answers [`ReplicateError::ProposalNotFound`] (Kommander's window is
+    /// its leader's registry of proposals, pruned once settled and cleared with leadership;
+    /// see `docs/decisions/0005-iraft-parity.md`).
     ///
     /// # Errors
     ///
