@@ -4,6 +4,7 @@ mod cluster;
 mod core;
 mod layering;
 mod node_sim;
+mod routing;
 mod runtime;
 mod sim;
 mod transport;

@@ -3,10 +3,18 @@
 //! The map is replicated through the system partition (partition 0) and applied on every node;
 //! this module only holds the data type, its validation and the key routing, and does no I/O.
 //!
-//! Keys route as in Kommander: the key's *prefix* (everything before its last `/`, or the
-//! whole key when it has none) is hashed with xxHash64 (seed 0), the hash is truncated to 32
-//! bits and folded to a non-negative `i32`, and the first active, hash-routed range containing
-//! it owns the key. So `orders/17/line/3` and `orders/17/line/4` always land together.
+//! Keys route as in Kommander (`PartitionRoutingTable.GetPartitionKey`): the key's *prefix*
+//! (everything before its last `/`, or the whole key when it has none) is hashed with xxHash64
+//! (seed 0) over its UTF-8 bytes, the hash is truncated to its low 32 bits as an `i32` and
+//! negated when negative, and the first active (not removed), hash-routed range containing it
+//! owns the key. So `orders/17/line/3` and `orders/17/line/4` always land together. The prefix
+//! variant (`GetPrefixPartitionKey`) hashes the whole string.
+//!
+//! One departure, on purpose: the truncated hash `i32::MIN`. Kommander negates with C#'s
+//! unchecked `-rangeId` (the C# default; Kommander does not enable overflow checks), which
+//! leaves `int.MinValue` negative, so it matches no range and the key can never be written
+//! (`RaftException`). Here negation saturates: `i32::MIN` routes as `i32::MAX`, the top of the
+//! space. Every other key routes exactly as in Kommander.
 
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh64::xxh64;
@@ -18,6 +26,9 @@ pub const SYSTEM_PARTITION: PartitionId = PartitionId(0);
 
 /// The top of the key-hash space (inclusive); the bottom is 0.
 pub const HASH_SPACE_END: i32 = i32::MAX;
+
+/// How many hash values the space holds (`0..=HASH_SPACE_END`): `2^31`.
+const HASH_SPACE_SIZE: u32 = HASH_SPACE_END as u32 + 1;
 
 /// How keys reach a partition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +85,9 @@ pub enum PartitionMapError {
     /// `initial_partitions` must be at least 1.
     #[error("initial_partitions must be at least 1")]
     NoPartitions,
+    /// More initial partitions than hash values (`2^31`): some range would be empty.
+    #[error("{0} initial partitions are more than the 2^31 hash values they split")]
+    TooManyPartitions(u32),
     /// A range names the system partition.
     #[error("partition {SYSTEM_PARTITION} is the system partition and cannot own keys")]
     SystemPartitionInMap,
@@ -109,33 +123,46 @@ pub struct NoRouteError {
 }
 
 impl PartitionMap {
-    /// The first map of a cluster: partitions `1..=count` splitting the hash space evenly.
+    /// The first map of a cluster, Kommander's `DivideIntoRanges`: partitions `1..=count`
+    /// splitting the `2^31` hash values of `0..=i32::MAX` into contiguous ranges of
+    /// `2^31 / count` values, the leftover `2^31 % count` values going one each to the first
+    /// ranges; generation 1, active, hash-routed, map version 1.
     ///
     /// # Errors
-    /// [`PartitionMapError::NoPartitions`] when `count` is 0.
+    /// [`PartitionMapError::NoPartitions`] when `count` is 0,
+    /// [`PartitionMapError::TooManyPartitions`] when it exceeds `2^31` (a range would be empty).
     pub fn initial(count: u32) -> Result<Self, PartitionMapError> {
         if count == 0 {
             return Err(PartitionMapError::NoPartitions);
         }
-        let span = (i64::from(HASH_SPACE_END) + 1) / i64::from(count);
-        let partitions = (0..i64::from(count))
+        if count > HASH_SPACE_SIZE {
+            return Err(PartitionMapError::TooManyPartitions(count));
+        }
+        let base = HASH_SPACE_SIZE / count;
+        let leftover = HASH_SPACE_SIZE % count;
+        let mut next_start: u32 = 0;
+        let partitions = (0..count)
             .map(|i| {
-                let start = i * span;
-                let end = if i + 1 == i64::from(count) {
-                    i64::from(HASH_SPACE_END)
-                } else {
-                    (i + 1) * span - 1
-                };
+                // At least 1, as count <= 2^31; the sizes add up to 2^31, so `end` (and
+                // `start`) stay within `0..=i32::MAX` and the casts below are lossless.
+                let size = base + u32::from(i < leftover);
+                let start = next_start;
+                let end = start + (size - 1);
+                next_start = end + 1;
                 PartitionRange {
-                    partition_id: PartitionId(u32::try_from(i + 1).unwrap_or(u32::MAX)),
-                    start: i32::try_from(start).unwrap_or(HASH_SPACE_END),
-                    end: i32::try_from(end).unwrap_or(HASH_SPACE_END),
+                    partition_id: PartitionId(i + 1),
+                    start: start as i32,
+                    end: end as i32,
                     generation: 1,
                     state: RangeState::Active,
                     routing: RoutingMode::HashRange,
                 }
             })
             .collect();
+        assert_eq!(
+            next_start, HASH_SPACE_SIZE,
+            "the ranges cover the hash space"
+        );
         let map = Self {
             version: 1,
             partitions,
@@ -236,18 +263,24 @@ impl PartitionMap {
     }
 }
 
-/// The routing hash of a key: [`prefix_hash`] of the part before its last `/`.
+/// The routing hash of a key: [`prefix_hash`] of the part before its last `/` (the whole key
+/// when it has none; Kommander's `HashUtils.InversePrefixedStaticHash(key, '/')`).
 pub fn key_hash(key: &str) -> i32 {
     prefix_hash(key.rsplit_once('/').map_or(key, |(prefix, _)| prefix))
 }
 
-/// The routing hash of a string: xxHash64 (seed 0) of its UTF-8 bytes, truncated to 32 bits and
-/// folded to `0..=i32::MAX`. (Kommander negates negative values, which leaves `i32::MIN`
-/// negative and unroutable; here it maps to `i32::MAX`.)
+/// The routing hash of a whole string: xxHash64 (seed 0) of its UTF-8 bytes
+/// (`HashUtils.SimpleHash`), then Kommander's `(int)` cast — the low 32 bits, two's
+/// complement — and negation when negative.
+///
+/// `i32::MIN` has no negation in `i32`. In Kommander (C#, unchecked) it stays `int.MinValue`,
+/// which no range holds, so its keys are refused for ever; here the negation saturates to
+/// `i32::MAX` (the top of the space), so every key has a partition. The result is always in
+/// `0..=HASH_SPACE_END`.
 pub fn prefix_hash(s: &str) -> i32 {
-    // Truncation to the low 32 bits is the documented behaviour.
-    let h = xxh64(s.as_bytes(), 0) as u32 as i32;
-    h.checked_abs().unwrap_or(HASH_SPACE_END)
+    // The cast keeps the low 32 bits on purpose: it is C#'s unchecked `(int)ulong`.
+    let truncated = xxh64(s.as_bytes(), 0) as u32 as i32;
+    truncated.saturating_abs()
 }
 
 #[cfg(test)]
@@ -255,19 +288,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn initial_map_covers_the_hash_space_without_gaps() {
-        for count in [1, 2, 3, 7, 64, 1024] {
+    fn initial_map_covers_the_hash_space_leftover_first() {
+        for count in [1, 2, 3, 7, 10, 64, 1000, 1024] {
             let map = PartitionMap::initial(count).expect("valid count");
+            assert_eq!(map.version, 1);
             assert_eq!(map.partitions.len(), count as usize);
             assert_eq!(map.partitions[0].start, 0);
             assert_eq!(map.partitions.last().map(|r| r.end), Some(HASH_SPACE_END));
             for w in map.partitions.windows(2) {
                 assert_eq!(w[0].end + 1, w[1].start, "contiguous at {count}");
             }
+            // Kommander's DivideIntoRanges: the leftover values go one each to the first ranges.
+            let base = i64::from(HASH_SPACE_SIZE / count);
+            let leftover = HASH_SPACE_SIZE % count;
+            for (i, r) in (0..).zip(&map.partitions) {
+                assert_eq!(r.partition_id, PartitionId(i + 1));
+                let size = i64::from(r.end) - i64::from(r.start) + 1;
+                let expected = base + i64::from(i < leftover);
+                assert_eq!(size, expected, "range {i} of {count}");
+                assert_eq!((r.generation, r.state), (1, RangeState::Active));
+                assert_eq!(r.routing, RoutingMode::HashRange);
+            }
         }
         assert_eq!(
             PartitionMap::initial(0),
             Err(PartitionMapError::NoPartitions)
+        );
+        // Refused before anything is allocated: a range each would need more than 2^31 values.
+        assert_eq!(
+            PartitionMap::initial(HASH_SPACE_SIZE + 1),
+            Err(PartitionMapError::TooManyPartitions(HASH_SPACE_SIZE + 1))
         );
     }
 
@@ -283,13 +333,6 @@ mod tests {
             map.partition_for_prefix("orders/17/line").expect("routed"),
             a
         );
-    }
-
-    #[test]
-    fn routing_hash_is_xxhash64_truncated_and_folded() {
-        let raw = xxh64(b"abc", 0) as u32 as i32;
-        assert_eq!(prefix_hash("abc"), raw.checked_abs().unwrap_or(i32::MAX));
-        assert!(prefix_hash("") >= 0);
     }
 
     #[test]
@@ -346,5 +389,36 @@ mod tests {
             PartitionMap::decode(&bad.encode()),
             Err(PartitionMapError::Overlap(..))
         ));
+    }
+
+    /// A map persisted (`<data_dir>/partition-map`) or sent in a P0 snapshot by an earlier
+    /// version, whose initial map gave the leftover hash values to the last range, still
+    /// decodes and routes by its own ranges: a cluster keeps the map it committed.
+    #[test]
+    fn a_map_with_the_earlier_initial_layout_still_decodes() {
+        let range = |id: u32, start: i32, end: i32| {
+            format!(
+                r#"{{"partition_id":{id},"start":{start},"end":{end},"generation":1,"state":"Active","routing":"HashRange"}}"#
+            )
+        };
+        let earlier = format!(
+            r#"{{"version":1,"partitions":[{},{},{}]}}"#,
+            range(1, 0, 715_827_881),
+            range(2, 715_827_882, 1_431_655_763),
+            range(3, 1_431_655_764, i32::MAX)
+        );
+        let map = PartitionMap::decode(earlier.as_bytes()).expect("earlier layout decodes");
+        assert_eq!(map.partitions[0].end, 715_827_881);
+        assert_eq!(map.partitions[2].start, 1_431_655_764);
+        assert_eq!(map.partition_for_hash(715_827_882), Ok(PartitionId(2)));
+        assert_eq!(map.partition_for_hash(1_431_655_764), Ok(PartitionId(3)));
+        // The current initial map draws the boundaries one and two values later.
+        let current = PartitionMap::initial(3).expect("valid count");
+        assert_eq!(current.partition_for_hash(715_827_882), Ok(PartitionId(1)));
+        assert_eq!(
+            current.partition_for_hash(1_431_655_764),
+            Ok(PartitionId(2))
+        );
+        assert_eq!(PartitionMap::decode(&map.encode()), Ok(map));
     }
 }
