@@ -13,8 +13,11 @@
 //! One departure, on purpose: the truncated hash `i32::MIN`. Kommander negates with C#'s
 //! unchecked `-rangeId` (the C# default; Kommander does not enable overflow checks), which
 //! leaves `int.MinValue` negative, so it matches no range and the key can never be written
-//! (`RaftException`). Here negation saturates: `i32::MIN` routes as `i32::MAX`, the top of the
-//! space. Every other key routes exactly as in Kommander.
+//! (`RaftException`; a checked negation or `Math.Abs` would throw instead, refused all the
+//! same). Here negation saturates: `i32::MIN` routes as `i32::MAX`, the top of the space.
+//! Mirroring Kommander would leave one key prefix in 2^32 unwritable for ever, with no remedy
+//! but renaming the key; saturating only answers where Kommander has no answer, so every key
+//! Kommander routes still routes exactly as in Kommander.
 
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh64::xxh64;

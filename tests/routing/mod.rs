@@ -1,17 +1,56 @@
 //! Key routing and the initial partition map against values computed outside this crate:
 //! `reference.py` follows Kommander's C# (`GetPartitionKey`, `GetPrefixPartitionKey`,
 //! `DivideIntoRanges`) with the reference xxHash64 implementation and C#'s unchecked 32-bit
-//! arithmetic, and generated `reference_values.rs` (regenerate it, never edit it).
-
-mod reference_values;
+//! arithmetic, and wrote `reference_values.json` (regenerate it, never edit it).
 
 use kommander_raft::node::partition_map::{key_hash, prefix_hash};
 use kommander_raft::{NoRouteError, PartitionId, PartitionMap, RangeState, RoutingMode};
+use serde::Deserialize;
 use xxhash_rust::xxh64::xxh64;
 
-use reference_values::{
-    INITIAL_MAPS, KEY_VECTORS, MIN_VALUE_KEY, PREFIX_VECTORS, ROUTE_MAP_SIZES, Vector,
-};
+/// What `reference.py` computed.
+#[derive(Deserialize)]
+struct Reference {
+    /// The key whose truncated hash is exactly `i32::MIN` (Kommander's `int.MinValue`).
+    min_value_key: String,
+    /// The partition counts whose initial maps the vectors are routed in.
+    route_map_sizes: Vec<u32>,
+    /// Keys routed by their prefix before the last `/`.
+    keys: Vec<Vector>,
+    /// Strings routed whole (the prefix variant).
+    prefixes: Vec<Vector>,
+    /// Initial maps, ranges in partition id order from 1.
+    initial_maps: Vec<InitialMap>,
+}
+
+/// One string and what routing makes of it.
+#[derive(Deserialize)]
+struct Vector {
+    /// The key (or, for the prefix variant, the prefix).
+    text: String,
+    /// xxHash64, seed 0, of the UTF-8 bytes of the hashed part.
+    xxh64: u64,
+    /// Kommander's `(int)hash` (before negation).
+    truncated: i32,
+    /// Kommander's `rangeId` (after negation).
+    kommander_hash: i32,
+    /// Kommander's partition in the initial map of each of `route_map_sizes`.
+    kommander_partitions: Vec<Option<u32>>,
+    /// This crate's routing hash.
+    routing_hash: i32,
+    /// This crate's partition in the initial map of each of `route_map_sizes`.
+    partitions: Vec<Option<u32>>,
+}
+
+#[derive(Deserialize)]
+struct InitialMap {
+    count: u32,
+    ranges: Vec<(i32, i32)>,
+}
+
+fn reference() -> Reference {
+    serde_json::from_str(include_str!("reference_values.json")).expect("reference values")
+}
 
 /// One routing variant: what it hashes, its hash, and the map's answer.
 struct Variant {
@@ -22,39 +61,40 @@ struct Variant {
 }
 
 /// Checks one table: the hash, the routing hash and the partition in each initial map.
-fn check(vectors: &[Vector], variant: &Variant) {
-    let maps: Vec<PartitionMap> = ROUTE_MAP_SIZES
+fn check(reference: &Reference, vectors: &[Vector], variant: &Variant) {
+    assert!(!vectors.is_empty());
+    let maps: Vec<PartitionMap> = reference
+        .route_map_sizes
         .iter()
         .map(|&count| PartitionMap::initial(count).expect("valid count"))
         .collect();
     let name = variant.name;
     for v in vectors {
+        let text = v.text.as_str();
         assert_eq!(
-            xxh64((variant.hashed)(v.text).as_bytes(), 0),
+            xxh64((variant.hashed)(text).as_bytes(), 0),
             v.xxh64,
-            "{name} {:?}: xxHash64 of the hashed part",
-            v.text
+            "{name} {text:?}: xxHash64 of the hashed part"
         );
-        assert_eq!(
-            (variant.hash)(v.text),
-            v.routing_hash,
-            "{name} {:?}",
-            v.text
-        );
+        assert_eq!((variant.hash)(text), v.routing_hash, "{name} {text:?}");
         // The one departure from Kommander: int.MinValue, which Kommander cannot route.
         if v.kommander_hash == i32::MIN {
-            assert_eq!(v.routing_hash, i32::MAX, "{name} {:?}", v.text);
-            assert_eq!(v.kommander_partitions, [None; ROUTE_MAP_SIZES.len()]);
+            assert_eq!(v.routing_hash, i32::MAX, "{name} {text:?}");
+            assert!(v.kommander_partitions.iter().all(Option::is_none));
         } else {
-            assert_eq!(v.routing_hash, v.kommander_hash, "{name} {:?}", v.text);
-            assert_eq!(v.partitions, v.kommander_partitions, "{name} {:?}", v.text);
+            assert_eq!(v.routing_hash, v.kommander_hash, "{name} {text:?}");
+            assert_eq!(v.partitions, v.kommander_partitions, "{name} {text:?}");
         }
-        for ((map, count), expected) in maps.iter().zip(ROUTE_MAP_SIZES).zip(v.partitions) {
+        assert_eq!(v.partitions.len(), maps.len());
+        for ((map, count), expected) in maps
+            .iter()
+            .zip(&reference.route_map_sizes)
+            .zip(&v.partitions)
+        {
             assert_eq!(
-                (variant.route)(map, v.text).ok(),
+                (variant.route)(map, text).ok(),
                 expected.map(PartitionId),
-                "{name} {:?} among {count} partitions",
-                v.text
+                "{name} {text:?} among {count} partitions"
             );
         }
     }
@@ -65,66 +105,84 @@ fn key_prefix(key: &str) -> &str {
     key.rfind('/').map_or(key, |at| &key[..at])
 }
 
+/// The part of a prefix Kommander hashes: all of it.
+fn whole(prefix: &str) -> &str {
+    prefix
+}
+
+/// `GetPartitionKey`.
+const KEY: Variant = Variant {
+    name: "key",
+    hashed: key_prefix,
+    hash: key_hash,
+    route: PartitionMap::partition_for_key,
+};
+
+/// `GetPrefixPartitionKey`.
+const PREFIX: Variant = Variant {
+    name: "prefix",
+    hashed: whole,
+    hash: prefix_hash,
+    route: PartitionMap::partition_for_prefix,
+};
+
 #[test]
 fn keys_route_as_kommander_by_the_prefix_before_the_last_slash() {
-    let variant = Variant {
-        name: "key",
-        hashed: key_prefix,
-        hash: key_hash,
-        route: PartitionMap::partition_for_key,
-    };
-    check(KEY_VECTORS, &variant);
+    let reference = reference();
+    check(&reference, &reference.keys, &KEY);
 }
 
 #[test]
 fn the_prefix_variant_routes_as_kommander_by_the_whole_string() {
-    let variant = Variant {
-        name: "prefix",
-        hashed: |s| s,
-        hash: prefix_hash,
-        route: PartitionMap::partition_for_prefix,
-    };
-    check(PREFIX_VECTORS, &variant);
+    let reference = reference();
+    check(&reference, &reference.prefixes, &PREFIX);
 }
 
 /// The tables cover what they claim: keys without `/`, with several, an empty prefix,
 /// non-ASCII UTF-8, a negative truncated hash, and the `int.MinValue` edge in both variants.
 #[test]
 fn the_vectors_cover_the_edges() {
-    let keys = |f: fn(&Vector) -> bool| KEY_VECTORS.iter().any(f);
-    assert!(keys(|v| !v.text.contains('/')));
-    assert!(keys(|v| v.text.matches('/').count() >= 3));
+    let reference = reference();
+    let min_key = reference.min_value_key.as_str();
+    let keys = |f: &dyn Fn(&Vector) -> bool| reference.keys.iter().any(f);
+    assert!(keys(&|v| !v.text.contains('/')));
+    assert!(keys(&|v| v.text.matches('/').count() >= 3));
     assert!(keys(
-        |v| v.text.starts_with('/') && v.text.matches('/').count() == 1
+        &|v| v.text.starts_with('/') && v.text.matches('/').count() == 1
     ));
-    assert!(keys(|v| !v.text.is_ascii()));
-    assert!(keys(|v| v.truncated < 0 && v.truncated != i32::MIN));
-    assert!(keys(|v| v.text == MIN_VALUE_KEY && v.truncated == i32::MIN));
+    assert!(keys(&|v| !v.text.is_ascii()));
+    assert!(keys(&|v| v.truncated < 0 && v.truncated != i32::MIN));
+    assert!(keys(&|v| v.text == min_key && v.truncated == i32::MIN));
     assert!(keys(
-        |v| v.text.starts_with(MIN_VALUE_KEY) && v.text.contains('/')
+        &|v| v.text.starts_with(min_key) && v.text.contains('/')
     ));
-    assert!(PREFIX_VECTORS.iter().any(|v| v.truncated == i32::MIN));
-    assert!(PREFIX_VECTORS.iter().any(|v| v.text.contains('/')));
+    let prefixes = |f: &dyn Fn(&Vector) -> bool| reference.prefixes.iter().any(f);
+    assert!(prefixes(&|v| v.truncated == i32::MIN));
+    assert!(prefixes(&|v| v.text.contains('/')));
 }
 
 /// `int.MinValue` routes to the range holding the top of the hash space instead of nowhere.
 #[test]
 fn the_min_value_hash_routes_to_the_top_of_the_space() {
+    let reference = reference();
+    let key = reference.min_value_key.as_str();
     for count in [1, 3, 7, 64] {
         let map = PartitionMap::initial(count).expect("valid count");
         let last = PartitionId(count);
-        assert_eq!(map.partition_for_key(MIN_VALUE_KEY), Ok(last));
-        assert_eq!(map.partition_for_prefix(MIN_VALUE_KEY), Ok(last));
+        assert_eq!(map.partition_for_key(key), Ok(last));
+        assert_eq!(map.partition_for_prefix(key), Ok(last));
     }
 }
 
 #[test]
 fn initial_maps_spread_the_leftover_over_the_first_ranges_as_kommander() {
-    for &(count, ranges) in INITIAL_MAPS {
+    let reference = reference();
+    for expected in &reference.initial_maps {
+        let count = expected.count;
         let map = PartitionMap::initial(count).expect("valid count");
         assert_eq!(map.version, 1);
         let got: Vec<(i32, i32)> = map.partitions.iter().map(|r| (r.start, r.end)).collect();
-        assert_eq!(got, ranges, "initial map of {count}");
+        assert_eq!(got, expected.ranges, "initial map of {count}");
         for (id, r) in (1..).zip(&map.partitions) {
             assert_eq!(r.partition_id, PartitionId(id));
             assert_eq!(r.generation, 1);
@@ -132,6 +190,6 @@ fn initial_maps_spread_the_leftover_over_the_first_ranges_as_kommander() {
             assert_eq!(r.routing, RoutingMode::HashRange);
         }
     }
-    let counts: Vec<u32> = INITIAL_MAPS.iter().map(|&(count, _)| count).collect();
+    let counts: Vec<u32> = reference.initial_maps.iter().map(|m| m.count).collect();
     assert_eq!(counts, [1, 3, 7, 10, 64]);
 }
