@@ -162,7 +162,7 @@ impl PartitionMap {
                 }
             })
             .collect();
-        assert_eq!(
+        debug_assert_eq!(
             next_start, HASH_SPACE_SIZE,
             "the ranges cover the hash space"
         );
