@@ -153,6 +153,7 @@ pub use crate::node::{
 };
 pub use crate::shard::codec::CodecError;
 pub use crate::shard::{
-    HostStartError, PartitionStatus, ReplicationErrorReason, ShardCounters, SnapshotConfig,
+    HostStartError, MembershipConfig, PartitionStatus, ReplicationErrorReason, ShardCounters,
+    SnapshotConfig,
 };
 pub use crate::transport::{Inbound, PeerSetError, Transport};

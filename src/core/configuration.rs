@@ -2,6 +2,11 @@
 //! partition's own log (an [`EntryKind::Configuration`](super::EntryKind::Configuration) entry
 //! carries the whole new configuration, encoded by [`Configuration::encode`]), one voter at a
 //! time (see `replica/membership.rs`).
+//!
+//! A configuration may carry a *context*: bytes the core keeps, persists and ships with the
+//! configuration but never reads (etcd raft's `ConfChange` context). The shard layer keeps
+//! partition 0's roster there (endpoints, roles, the roster version), so the roster travels
+//! with the configuration through the log, the WAL's floor and snapshots.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -11,20 +16,30 @@ use super::types::NodeId;
 /// decoder accepts from the network or the disk, far above any real partition.
 pub const CONFIGURATION_MEMBERS_MAX: usize = 256;
 
+/// The longest context a configuration may carry ([`Configuration::with_context`]): a bound
+/// on what a decoder accepts from the network or the disk.
+pub const CONFIGURATION_CONTEXT_BYTES_MAX: usize = 32 << 10;
+
+/// The encoding's fixed part: version, the two list lengths, the context's length.
+const HEADER_LEN: usize = 1 + 2 + 2 + 4;
+
 /// The longest encoding of a configuration ([`Configuration::encode`]): what a WAL must keep
 /// with a floor.
-pub const CONFIGURATION_BYTES_MAX: usize = 5 + 8 * CONFIGURATION_MEMBERS_MAX;
+pub const CONFIGURATION_BYTES_MAX: usize =
+    HEADER_LEN + 8 * CONFIGURATION_MEMBERS_MAX + CONFIGURATION_CONTEXT_BYTES_MAX;
 
 /// The encoding's version byte.
-const ENCODING_VERSION: u8 = 1;
+const ENCODING_VERSION: u8 = 2;
 
 /// The voters and learners of a partition. Both lists are sorted, without duplicates, disjoint,
 /// never contain [`NodeId::ZERO`]; there is at least one voter. Build one with
-/// [`Configuration::new`], which checks all of that.
+/// [`Configuration::new`], which checks all of that, and add a context with
+/// [`Configuration::with_context`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Configuration {
     voters: Vec<NodeId>,
     learners: Vec<NodeId>,
+    context: Bytes,
 }
 
 /// Why a configuration (given or decoded) is not valid.
@@ -43,6 +58,9 @@ pub enum ConfigurationError {
     /// More members than [`CONFIGURATION_MEMBERS_MAX`].
     #[error("more than {CONFIGURATION_MEMBERS_MAX} members")]
     TooManyMembers,
+    /// A context longer than [`CONFIGURATION_CONTEXT_BYTES_MAX`].
+    #[error("a context of more than {CONFIGURATION_CONTEXT_BYTES_MAX} bytes")]
+    ContextTooLong,
     /// The bytes are not an encoded configuration (unknown version, truncated, trailing bytes).
     #[error("malformed configuration encoding")]
     Malformed,
@@ -77,7 +95,30 @@ impl Configuration {
         {
             return Err(ConfigurationError::Duplicate);
         }
-        Ok(Self { voters, learners })
+        Ok(Self {
+            voters,
+            learners,
+            context: Bytes::new(),
+        })
+    }
+
+    /// The same members with `context` (replacing any context), bytes the core never reads.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigurationError::ContextTooLong`] over [`CONFIGURATION_CONTEXT_BYTES_MAX`] bytes.
+    pub fn with_context(mut self, context: Bytes) -> Result<Self, ConfigurationError> {
+        if context.len() > CONFIGURATION_CONTEXT_BYTES_MAX {
+            return Err(ConfigurationError::ContextTooLong);
+        }
+        self.context = context;
+        Ok(self)
+    }
+
+    /// The context (empty when none was given).
+    #[must_use]
+    pub fn context(&self) -> &Bytes {
+        &self.context
     }
 
     /// The voters, sorted.
@@ -134,21 +175,24 @@ impl Configuration {
     /// The length of [`Configuration::encode`]'s output.
     #[must_use]
     pub fn encoded_len(&self) -> usize {
-        5 + 8 * (self.voters.len() + self.learners.len())
+        HEADER_LEN + 8 * (self.voters.len() + self.learners.len()) + self.context.len()
     }
 
-    /// The entry payload: `version:u8 voters:u16 learners:u16`, then each id as a
-    /// little-endian `u64`, voters first.
+    /// The entry payload: `version:u8 voters:u16 learners:u16 context:u32` (the lengths, all
+    /// little-endian), then each id as a little-endian `u64`, voters first, then the context.
     #[must_use]
     pub fn encode(&self) -> Bytes {
         let mut out = BytesMut::with_capacity(self.encoded_len());
         out.put_u8(ENCODING_VERSION);
-        // `new` bounds both lengths by CONFIGURATION_MEMBERS_MAX, far below u16::MAX.
+        // `new` bounds both lengths by CONFIGURATION_MEMBERS_MAX, far below u16::MAX, and
+        // `with_context` the context by CONFIGURATION_CONTEXT_BYTES_MAX, far below u32::MAX.
         out.put_u16_le(self.voters.len() as u16);
         out.put_u16_le(self.learners.len() as u16);
+        out.put_u32_le(self.context.len() as u32);
         for node in self.members() {
             out.put_u64_le(node.0);
         }
+        out.put_slice(&self.context);
         out.freeze()
     }
 
@@ -159,7 +203,7 @@ impl Configuration {
     /// [`ConfigurationError::Malformed`] for bytes that are not an encoding, or the error of
     /// [`Configuration::new`] for an encoded configuration that is not valid.
     pub fn decode(bytes: &[u8]) -> Result<Self, ConfigurationError> {
-        let [version, v0, v1, l0, l1, ids @ ..] = bytes else {
+        let [version, v0, v1, l0, l1, c0, c1, c2, c3, rest @ ..] = bytes else {
             return Err(ConfigurationError::Malformed);
         };
         if *version != ENCODING_VERSION {
@@ -170,16 +214,21 @@ impl Configuration {
         if voters + learners > CONFIGURATION_MEMBERS_MAX {
             return Err(ConfigurationError::TooManyMembers);
         }
-        if ids.len() != 8 * (voters + learners) {
+        let context_len = u32::from_le_bytes([*c0, *c1, *c2, *c3]) as usize;
+        if context_len > CONFIGURATION_CONTEXT_BYTES_MAX {
+            return Err(ConfigurationError::ContextTooLong);
+        }
+        if rest.len() != 8 * (voters + learners) + context_len {
             return Err(ConfigurationError::Malformed);
         }
+        let (ids, context) = rest.split_at(8 * (voters + learners));
         let mut nodes = ids.chunks_exact(8).map(|chunk| {
             let mut word = [0u8; 8];
             word.copy_from_slice(chunk);
             NodeId(u64::from_le_bytes(word))
         });
         let voter_ids = nodes.by_ref().take(voters).collect();
-        Self::new(voter_ids, nodes.collect())
+        Self::new(voter_ids, nodes.collect())?.with_context(Bytes::copy_from_slice(context))
     }
 }
 
@@ -234,6 +283,16 @@ mod tests {
         assert_eq!(config.voters(), ids(&[1, 2, 3]).as_slice());
         assert_eq!(config.learners(), ids(&[7, 9]).as_slice());
         assert_eq!(Configuration::decode(&config.encode()), Ok(config.clone()));
+        let with_context = config
+            .clone()
+            .with_context(Bytes::from_static(b"roster"))
+            .expect("short");
+        assert_ne!(with_context, config);
+        assert_eq!(with_context.encode().len(), with_context.encoded_len());
+        assert_eq!(
+            Configuration::decode(&with_context.encode()),
+            Ok(with_context)
+        );
         assert_eq!(config.quorum(), 2);
         assert_eq!(config.to_string(), "voters [1,2,3] learners [7,9]");
     }
@@ -242,6 +301,8 @@ mod tests {
     fn every_damaged_encoding_is_an_error_not_a_panic() {
         let bytes = Configuration::new(ids(&[1, 2]), ids(&[5]))
             .expect("valid")
+            .with_context(Bytes::from_static(b"ctx"))
+            .expect("short")
             .encode();
         for len in 0..bytes.len() {
             assert!(
@@ -256,13 +317,13 @@ mod tests {
             Err(ConfigurationError::Malformed)
         );
         let mut version = bytes.to_vec();
-        version[0] = 2;
+        version[0] = 1;
         assert_eq!(
             Configuration::decode(&version),
             Err(ConfigurationError::Malformed)
         );
         let mut duplicate = bytes.to_vec();
-        duplicate[13..21].copy_from_slice(&1u64.to_le_bytes());
+        duplicate[17..25].copy_from_slice(&1u64.to_le_bytes());
         assert_eq!(
             Configuration::decode(&duplicate),
             Err(ConfigurationError::Duplicate)
@@ -272,6 +333,17 @@ mod tests {
         assert_eq!(
             Configuration::decode(&huge),
             Err(ConfigurationError::TooManyMembers)
+        );
+        let mut long_context = bytes.to_vec();
+        long_context[5..9].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(
+            Configuration::decode(&long_context),
+            Err(ConfigurationError::ContextTooLong)
+        );
+        let too_long = Bytes::from(vec![0; CONFIGURATION_CONTEXT_BYTES_MAX + 1]);
+        assert_eq!(
+            Configuration::new(ids(&[1]), ids(&[])).and_then(|c| c.with_context(too_long)),
+            Err(ConfigurationError::ContextTooLong)
         );
     }
 

@@ -77,7 +77,8 @@ mod types;
 pub use config::InjectedBug;
 pub use config::{ReplicaConfig, ReplicaConfigError};
 pub use configuration::{
-    CONFIGURATION_BYTES_MAX, CONFIGURATION_MEMBERS_MAX, Configuration, ConfigurationError,
+    CONFIGURATION_BYTES_MAX, CONFIGURATION_CONTEXT_BYTES_MAX, CONFIGURATION_MEMBERS_MAX,
+    Configuration, ConfigurationError,
 };
 pub use entry::{Entry, EntryKind};
 pub use message::{Message, MessageBody, SnapshotOutcome};

@@ -15,7 +15,7 @@ use kommander_wal::backend::{BackendChoice, UringWriteMode};
 use serde::{Deserialize, Serialize};
 
 use crate::core::{self, CONFIGURATION_BYTES_MAX, NodeId, PartitionId};
-use crate::shard::{ShardConfig, SnapshotConfig};
+use crate::shard::{MembershipConfig, ShardConfig, SnapshotConfig};
 use crate::transport::tcp::{TcpCluster, TcpConfig, TcpConfigError};
 
 /// Which WAL backend the shards use.
@@ -158,6 +158,8 @@ pub struct NodeConfig {
     pub transport: TcpConfig,
     /// Snapshot transfer (`[snapshot]` table): chunk size, windows, caps, timeouts.
     pub snapshot: SnapshotConfig,
+    /// Membership changes (`[membership]` table): when a learner is promoted.
+    pub membership: MembershipConfig,
 }
 
 /// An invalid [`NodeConfig`] (or a TOML text that does not parse into one).
@@ -242,6 +244,7 @@ impl NodeConfig {
             timers_max: 65_536,
             transport: TcpConfig::default(),
             snapshot: SnapshotConfig::default(),
+            membership: MembershipConfig::default(),
         }
     }
 
@@ -535,7 +538,12 @@ impl From<&NodeConfig> for ShardConfig {
     fn from(config: &NodeConfig) -> Self {
         Self {
             node_id: NodeId(config.node_id),
-            cluster_nodes: config.cluster_nodes(),
+            cluster: config
+                .peers
+                .iter()
+                .map(|(&node, endpoint)| (NodeId(node), endpoint.clone()))
+                .chain([(NodeId(config.node_id), config.endpoint.clone())])
+                .collect(),
             shard_count: config.shard_count(),
             data_dir: config.data_dir.clone(),
             tick_interval: config.tick_interval(),
@@ -549,6 +557,7 @@ impl From<&NodeConfig> for ShardConfig {
             core: config.partition_config(PartitionId(0), Vec::new(), Vec::new()),
             wal: config.wal_config(),
             snapshot: config.snapshot,
+            membership: config.membership,
             #[cfg(feature = "sim-bugs")]
             bug: None,
         }
@@ -584,7 +593,9 @@ fn snapshot_field_name(field: &'static str) -> &'static str {
 fn wal_field_name(field: &'static str) -> &'static str {
     match field {
         "segment_bytes" => "wal_segment_bytes",
-        "batch_bytes_max" => "wal_batch_bytes_max",
+        // The floor meta holds the largest configuration (CONFIGURATION_BYTES_MAX): what must
+        // grow to fit it is the batch.
+        "batch_bytes_max" | "floor_meta_bytes_max" => "wal_batch_bytes_max",
         "record_bytes_max" => "wal_record_bytes_max",
         "inflight_batches_max" => "wal_inflight_batches_max",
         "partitions_max" => "partitions_max",

@@ -24,8 +24,7 @@ use xxhash_rust::xxh64::xxh64;
 
 use crate::core::PartitionId;
 
-/// The system partition: it holds the partition map and the roster, never user data.
-pub const SYSTEM_PARTITION: PartitionId = PartitionId(0);
+pub use crate::shard::SYSTEM_PARTITION;
 
 /// The top of the key-hash space (inclusive); the bottom is 0.
 pub const HASH_SPACE_END: i32 = i32::MAX;

@@ -44,8 +44,7 @@ use crate::shard::{
 /// The log type of system entries on partition 0; applications may not write it.
 pub const SYSTEM_LOG_TYPE: &str = "_RaftSystem";
 
-/// The system partition.
-pub const SYSTEM_PARTITION: PartitionId = PartitionId(0);
+pub use crate::shard::SYSTEM_PARTITION;
 
 /// The file holding the newest committed map, in the data directory.
 const MAP_FILE: &str = "partition-map";

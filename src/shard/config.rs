@@ -3,6 +3,7 @@
 //! (`NodeConfig::validate`, whose errors name the node's field); nothing in the shard layer
 //! reads settings from anywhere else.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -17,8 +18,10 @@ use crate::core::{self, NodeId, PartitionId};
 pub struct ShardConfig {
     /// This node's id.
     pub node_id: NodeId,
-    /// Every node of the cluster, this one included: the nodes whose last message is recorded.
-    pub cluster_nodes: Vec<NodeId>,
+    /// The nodes the cluster started with, this one included, with the endpoints their peers
+    /// reach them at: the nodes whose last message is recorded, and the endpoints of the
+    /// genesis roster.
+    pub cluster: BTreeMap<NodeId, String>,
     /// Number of shard threads (at least 1). A data directory keeps the count it was created
     /// with.
     pub shard_count: usize,
@@ -47,6 +50,8 @@ pub struct ShardConfig {
     pub wal: WalConfig,
     /// Snapshot transfer limits.
     pub snapshot: SnapshotConfig,
+    /// Membership changes.
+    pub membership: MembershipConfig,
     /// Simulator sensitivity hooks (feature `sim-bugs` only): the node-level bug to inject.
     #[cfg(feature = "sim-bugs")]
     pub bug: Option<NodeBug>,
@@ -159,6 +164,26 @@ impl SnapshotConfig {
             return Err(("transfer_thread_nice", "at most 19 (the lowest priority)"));
         }
         Ok(())
+    }
+}
+
+/// Membership changes (a node's `[membership]` table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MembershipConfig {
+    /// A partition's leader promotes a learner the roster made a voter once the learner's log
+    /// is within this many entries of the partition's commit index (0: fully caught up). A
+    /// voter far behind would hold up the partition's commits until it caught up.
+    pub promotion_lag_entries_max: u64,
+}
+
+impl Default for MembershipConfig {
+    /// 64 entries: a learner under steady write load is promoted, one still replaying a
+    /// backlog is not.
+    fn default() -> Self {
+        Self {
+            promotion_lag_entries_max: 64,
+        }
     }
 }
 

@@ -33,6 +33,7 @@ use tokio::sync::oneshot;
 use super::Leadership;
 use super::activity::NodeActivity;
 use super::config::ShardConfig;
+use super::membership::MembershipTable;
 use super::router::{Router, ShardQueues};
 use super::snapshot::pump::Pump;
 use super::transport::{Inbound, Transport};
@@ -75,6 +76,7 @@ pub enum HostStartError {
 
 struct Inner {
     config: Arc<ShardConfig>,
+    membership: Arc<MembershipTable>,
     /// Read by the tests' `leadership` (the node reads its own handle to the table).
     #[cfg(feature = "sim")]
     leaders: Arc<LeaderTable>,
@@ -229,6 +231,12 @@ impl ShardHost {
         &self.inner.config
     }
 
+    /// The roster (membership) and how far this node's partitions follow it.
+    #[must_use]
+    pub fn membership(&self) -> &Arc<MembershipTable> {
+        &self.inner.membership
+    }
+
     /// The number of shards.
     #[must_use]
     pub fn shard_count(&self) -> usize {
@@ -363,6 +371,7 @@ pub(super) struct HostParts {
     app: Application,
     events: Arc<dyn EventSink>,
     leaders: Arc<LeaderTable>,
+    membership: Arc<MembershipTable>,
     /// Raised at shutdown: the router refuses requests, the shard threads finish.
     pub(super) stop: Arc<AtomicBool>,
 }
@@ -381,6 +390,7 @@ impl HostParts {
             app,
             events,
             leaders,
+            membership: Arc::default(),
             stop: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -428,6 +438,7 @@ impl HostParts {
             stats: Arc::clone(&stats),
             metrics: metrics.clone(),
             leaders: Arc::clone(&self.leaders),
+            membership: Arc::clone(&self.membership),
         };
         let queues = ShardQueues {
             commands: command_tx,
@@ -445,7 +456,8 @@ impl HostParts {
         shards: Vec<ShardQueues>,
         threads: Vec<JoinHandle<()>>,
     ) -> ShardHost {
-        let activity = Arc::new(NodeActivity::new(&self.config.cluster_nodes));
+        let nodes: Vec<NodeId> = self.config.cluster.keys().copied().collect();
+        let activity = Arc::new(NodeActivity::new(&nodes));
         let router = Router::new(
             self.config.node_id,
             activity,
@@ -457,6 +469,7 @@ impl HostParts {
                 config: self.config,
                 #[cfg(feature = "sim")]
                 leaders: self.leaders,
+                membership: self.membership,
                 router,
                 stop: self.stop,
                 threads: Mutex::new(threads),

@@ -24,6 +24,7 @@ pub mod config;
 pub mod event;
 pub mod host;
 pub mod leaders;
+pub mod membership;
 mod outbox;
 mod read_scheduler;
 mod router;
@@ -39,7 +40,7 @@ pub mod worker;
 
 #[cfg(feature = "sim-bugs")]
 pub use config::NodeBug;
-pub use config::{ShardConfig, SnapshotConfig};
+pub use config::{MembershipConfig, ShardConfig, SnapshotConfig};
 #[cfg(feature = "sim")]
 pub use event::NoEvents;
 pub use event::{EventSink, RaftEvent, ReplicationErrorReason};
@@ -66,6 +67,10 @@ use crate::core::{EntryKind, LogIndex, NodeId, PartitionId, Role, Status, Term, 
 /// every run, so the simulator can replay a shard step by step. Lookups cost what they cost
 /// with the standard hasher (both are SipHash).
 pub(crate) type StableHashMap<K, V> = HashMap<K, V, BuildHasherDefault<DefaultHasher>>;
+
+/// The system partition: it holds the roster (and, in the node, the partition map), and lives
+/// on shard 0.
+pub const SYSTEM_PARTITION: PartitionId = PartitionId(0);
 
 /// The shard hosting `partition` among `shards` shards: `partition % shards`.
 ///
@@ -261,15 +266,21 @@ pub enum Request {
         /// The answer.
         reply: Reply<ReplicationResult>,
     },
-    // The two configuration requests serve the simulators and tests until the roster of
-    // partition 0 (decision 0004) sends them.
-    /// Propose `configuration` as the partition's new voters and learners (at most one voter
-    /// changed; refused with `Replica(ConcurrentMembershipChange)` while the leader's no-op or
-    /// another change is uncommitted). Answered when its outcome is known.
-    #[cfg(feature = "sim")]
-    ChangeConfiguration {
-        /// The new configuration.
-        configuration: Configuration,
+    /// Change the roster (sent to partition 0, carried out by its leader; see
+    /// [`membership`]). Answered when the change committed on partition 0 (the other
+    /// partitions follow it on their own), or at once with `Success` when it changes nothing
+    /// (a retry of a committed change; `index` is then the commit index). Refused with
+    /// `NotLeader`, `Replica(StaleMembership)` when `expected_version` is not the roster's,
+    /// `Replica(ConcurrentMembershipChange)` while a change is in flight on partition 0 or a
+    /// partition of this node has not committed the roster's configuration,
+    /// `Replica(InsufficientVoters)` when no voter would remain, `Replica(Errored)` for an
+    /// invalid change (promoting a node that is not a learner, node id 0, an invalid endpoint,
+    /// too many members).
+    ChangeMembership {
+        /// The change.
+        change: membership::RosterChange,
+        /// The roster version the change was computed against (`None`: any).
+        expected_version: Option<u64>,
         /// The change's ticket.
         ticket: Ticket,
         /// The answer.
@@ -343,8 +354,7 @@ impl Request {
             | Self::Checkpoint { reply, .. } => {
                 let _ = reply.send(Err(refusal));
             }
-            #[cfg(feature = "sim")]
-            Self::ChangeConfiguration { reply, .. } => {
+            Self::ChangeMembership { reply, .. } => {
                 let _ = reply.send(Err(refusal));
             }
             #[cfg(feature = "sim")]

@@ -61,6 +61,7 @@
 
 mod delivery;
 mod execute;
+mod membership;
 mod partition;
 mod ready;
 mod restore;
@@ -77,6 +78,7 @@ use crossbeam::channel::Receiver;
 use kommander_wal::Wal;
 
 use super::config::ShardConfig;
+use super::membership::MembershipTable;
 use super::outbox::Outbox;
 use super::read_scheduler::ReadScheduler;
 use super::snapshot::Transfers;
@@ -142,6 +144,8 @@ pub(crate) struct ShardParams {
     pub(crate) stats: Arc<ShardStats>,
     pub(crate) metrics: ShardMetrics,
     pub(crate) leaders: Arc<LeaderTable>,
+    /// The roster and how far the node's partitions follow it.
+    pub(crate) membership: Arc<MembershipTable>,
     /// Wakes the loop when input is queued (see [`Waker`]).
     pub(crate) waker: Arc<Waker>,
 }
@@ -162,6 +166,7 @@ pub(crate) struct Worker {
     stats: Arc<ShardStats>,
     metrics: ShardMetrics,
     leaders: Arc<LeaderTable>,
+    membership: Arc<MembershipTable>,
     waker: Arc<Waker>,
     partitions: Partitions,
     /// When the shard's single timer is next due (every replica ticks at the first turn at or
@@ -201,6 +206,7 @@ impl Worker {
             writes: WalScheduler::new(params.metrics.clone()),
             metrics: params.metrics,
             leaders: params.leaders,
+            membership: params.membership,
             waker: params.waker,
             partitions: Partitions::default(),
             restoring: VecDeque::new(),
@@ -263,6 +269,7 @@ impl Worker {
         worked |= self.transfer_results();
         if tick {
             self.tick_all();
+            self.membership_tick();
             self.retry_compactions();
             self.tick_transfers();
         }

@@ -154,6 +154,7 @@ pub(crate) fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 /// Settings for a test node: fast ticks, small WAL segments, 2 shards.
 pub(crate) fn test_config(node: u64, nodes: u64, dir: &std::path::Path) -> NodeConfig {
     let mut config = NodeConfig::new(node, dir.join(format!("node-{node}")));
+    config.endpoint = format!("memory:{node}");
     config.peers = (1..=nodes)
         .filter(|&n| n != node)
         .map(|n| (n, format!("memory:{n}")))

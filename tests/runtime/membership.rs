@@ -1,58 +1,139 @@
-//! Configuration changes through the shard host: proposed on the leader, in force on every
-//! node, and kept across a compaction that removed the configuration entry from the WAL and a
-//! full restart (the configuration travels in the WAL's floor record).
+//! The roster of partition 0 through the shard host: the genesis roster restated with the
+//! endpoints, a change proposed on partition 0's leader and followed by every partition's
+//! leader (reconciliation), the refusals, and the configurations kept across a compaction
+//! that removed their entries from the WAL and a full restart (they travel in the WAL's floor
+//! record).
 
-use kommander_raft::core::{Configuration, NodeId, PartitionId, Status};
-use kommander_raft::shard::{PartitionConfiguration, ReplicationResult, Request};
+use kommander_raft::core::{NodeId, PartitionId, Status, Ticket};
+use kommander_raft::shard::membership::{MemberRole, Roster, RosterChange};
+use kommander_raft::shard::{PartitionConfiguration, Refusal, ReplicationResult, Request};
 
 use super::harness::{Cluster, eventually};
 
+const SYSTEM: PartitionId = PartitionId(0);
+const USER: PartitionId = PartitionId(1);
+
+fn change(
+    cluster: &mut Cluster,
+    i: usize,
+    change: RosterChange,
+    expected_version: Option<u64>,
+) -> Result<ReplicationResult, Refusal> {
+    let ticket: Ticket = cluster.ticket();
+    cluster.ask(i, SYSTEM, |reply| Request::ChangeMembership {
+        change,
+        expected_version,
+        ticket,
+        reply,
+    })
+}
+
+fn roster(cluster: &Cluster, i: usize) -> Option<std::sync::Arc<Roster>> {
+    cluster.runtime(i).membership().roster()
+}
+
+fn configuration(cluster: &Cluster, i: usize, p: PartitionId) -> Option<PartitionConfiguration> {
+    cluster
+        .ask(i, p, |reply| Request::Configuration { reply })
+        .ok()
+}
+
 #[test]
-fn a_demoted_voter_stays_demoted_after_compaction_and_a_full_restart() {
-    let mut cluster = Cluster::start(3, 1, false);
-    let p = PartitionId(0);
-    let leader = cluster.wait_leaders()[&p];
-    let demoted = (leader + 1) % 3;
-    let voters: Vec<NodeId> = (0..3)
-        .filter(|&i| i != demoted)
-        .map(|i| cluster.nodes[i].id)
-        .collect();
-    let next = Configuration::new(voters, vec![cluster.nodes[demoted].id]).expect("valid");
-    let changed: ReplicationResult = eventually("the change is accepted", || {
+fn the_genesis_roster_is_restated_with_the_endpoints_and_changes_are_refused_by_name() {
+    let mut cluster = Cluster::start(3, 2, false);
+    for i in 0..3 {
+        let restated = eventually("every node knows the restated roster", || {
+            roster(&cluster, i).filter(|r| r.version() == 1)
+        });
+        let endpoints: Vec<&str> = restated
+            .members()
+            .iter()
+            .map(|m| m.endpoint.as_str())
+            .collect();
+        assert_eq!(endpoints, ["memory:1", "memory:2", "memory:3"]);
+    }
+    let leader = cluster.wait_leaders()[&SYSTEM];
+    let (first, second) = ((leader + 1) % 3, (leader + 2) % 3);
+    let demote = |i: usize| RosterChange::Demote {
+        node: NodeId(i as u64 + 1),
+    };
+    assert!(matches!(
+        change(&mut cluster, first, demote(first), None),
+        Err(Refusal::NotLeader { .. })
+    ));
+    assert_eq!(
+        change(&mut cluster, leader, demote(first), Some(0)),
+        Err(Refusal::Replica(Status::StaleMembership))
+    );
+    let demoted = eventually("a demotion against the current version", || {
+        change(&mut cluster, leader, demote(first), Some(1)).ok()
+    });
+    assert_eq!(demoted.status, Status::Success);
+    // Its partition catches up before the next change: until then it is refused.
+    let next = eventually(
+        "the second demotion, once every partition followed",
+        || match change(&mut cluster, leader, demote(second), Some(2)) {
+            Err(Refusal::Replica(Status::ConcurrentMembershipChange)) => None,
+            other => Some(other),
+        },
+    );
+    assert_eq!(next.map(|r| r.status), Ok(Status::Success));
+    let last = eventually("the last voter's demotion is refused", || {
+        match change(&mut cluster, leader, demote(leader), Some(3)) {
+            Err(Refusal::Replica(Status::ConcurrentMembershipChange)) => None,
+            other => Some(other),
+        }
+    });
+    assert_eq!(last, Err(Refusal::Replica(Status::InsufficientVoters)));
+    // A retried change that already committed changes nothing and succeeds.
+    let retried = change(&mut cluster, leader, demote(second), None).map(|r| r.status);
+    assert_eq!(retried, Ok(Status::Success));
+    assert_eq!(roster(&cluster, leader).map(|r| r.version()), Some(3));
+    cluster.shutdown();
+}
+
+#[test]
+fn a_demoted_voter_stays_demoted_on_every_partition_after_compaction_and_a_full_restart() {
+    let mut cluster = Cluster::start(3, 2, false);
+    let leader = cluster.wait_leaders()[&SYSTEM];
+    let demoted = cluster.nodes[(leader + 1) % 3].id;
+    let changed = eventually("the roster change is accepted", || {
+        change(
+            &mut cluster,
+            leader,
+            RosterChange::Demote { node: demoted },
+            None,
+        )
+        .ok()
+    });
+    assert_eq!(changed.status, Status::Success);
+    let follows = |c: &PartitionConfiguration| {
+        c.committed.learners() == [demoted] && !c.committed.is_voter(demoted)
+    };
+    for p in [SYSTEM, USER] {
+        for i in 0..3 {
+            eventually("every node commits the change on every partition", || {
+                configuration(&cluster, i, p).filter(follows).map(drop)
+            });
+        }
+    }
+    for p in [SYSTEM, USER] {
+        let leaders = cluster.wait_leaders();
+        let after = cluster.replicate(p, b"after the change");
         let ticket = cluster.ticket();
-        let configuration = next.clone();
-        cluster
-            .ask(leader, p, |reply| Request::ChangeConfiguration {
-                configuration,
+        let checkpoint: ReplicationResult = cluster
+            .ask(leaders[&p], p, |reply| Request::Checkpoint {
                 ticket,
                 reply,
             })
-            .ok()
-    });
-    assert_eq!(changed.status, Status::Success);
-    let configuration = |cluster: &Cluster, i: usize| {
-        cluster
-            .ask(i, p, |reply| Request::Configuration { reply })
-            .ok()
-    };
-    for i in 0..3 {
-        eventually("every node commits the change", || {
-            configuration(&cluster, i)
-                .filter(|c: &PartitionConfiguration| c.committed == next)
-                .map(|_| ())
-        });
-    }
-    let after = cluster.replicate(p, b"after the change");
-    let ticket = cluster.ticket();
-    let checkpoint: ReplicationResult = cluster
-        .ask(leader, p, |reply| Request::Checkpoint { ticket, reply })
-        .expect("checkpoint accepted");
-    assert_eq!(checkpoint.status, Status::Success);
-    assert!(checkpoint.index > after.index);
-    for i in 0..3 {
-        eventually("the WAL compacts past the configuration entry", || {
-            (cluster.status(i, p).ok()?.wal_floor >= checkpoint.index).then_some(())
-        });
+            .expect("checkpoint accepted");
+        assert_eq!(checkpoint.status, Status::Success);
+        assert!(checkpoint.index > after.index);
+        for i in 0..3 {
+            eventually("the WAL compacts past the configuration entries", || {
+                (cluster.status(i, p).ok()?.wal_floor >= checkpoint.index).then_some(())
+            });
+        }
     }
     for i in 0..3 {
         cluster.stop_node(i);
@@ -62,10 +143,18 @@ fn a_demoted_voter_stays_demoted_after_compaction_and_a_full_restart() {
         cluster.start_node(i);
     }
     cluster.wait_leaders();
-    for i in 0..3 {
-        let restored = eventually("the node restored", || configuration(&cluster, i));
-        assert_eq!(restored.current, next, "node {}", i + 1);
+    for p in [SYSTEM, USER] {
+        for i in 0..3 {
+            let restored = eventually("the node restored", || configuration(&cluster, i, p));
+            assert!(follows(&restored), "node {} partition {p}", i + 1);
+        }
     }
-    cluster.replicate(p, b"after the restart");
+    for i in 0..3 {
+        let member = eventually("the roster is back", || {
+            roster(&cluster, i).and_then(|r| r.member(demoted).cloned())
+        });
+        assert_eq!(member.role, MemberRole::Learner, "node {}", i + 1);
+    }
+    cluster.replicate(USER, b"after the restart");
     cluster.shutdown();
 }

@@ -325,7 +325,7 @@ impl SteppedCluster {
             disk: disks[0].clone(),
             finished_at: Arc::default(),
         });
-        let voters: Vec<NodeId> = config.cluster_nodes.clone();
+        let voters: Vec<NodeId> = config.cluster.keys().copied().collect();
         let (host, steppers) = ShardHost::start_stepped(
             config,
             wals,

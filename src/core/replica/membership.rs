@@ -50,8 +50,6 @@ impl Replica {
     /// committed (a configuration of an earlier leader may still be in flight) or another
     /// configuration entry is uncommitted, [`Status::Errored`] when the voters would change by
     /// more than one node, [`Status::ProposalQueueFull`].
-    // Proposed by the simulators and tests until the roster of partition 0 does.
-    #[cfg(feature = "sim")]
     pub fn propose_configuration(
         &mut self,
         ticket: Ticket,

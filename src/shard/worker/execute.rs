@@ -13,8 +13,8 @@ use crate::core::{EntryKind, LogIndex, PartitionId, Status};
 use crate::shard::codec::{self, ENTRY_HEADER_LEN};
 use crate::shard::snapshot::sender::Sending;
 use crate::shard::{
-    FollowerLag, PartitionStatus, Refusal, ReplicationResult, Reply, Request, SnapshotProgress,
-    outcome_key,
+    FollowerLag, PartitionStatus, Refusal, ReplicationResult, Reply, Request, SYSTEM_PARTITION,
+    SnapshotProgress, outcome_key,
 };
 
 impl Worker {
@@ -24,6 +24,19 @@ impl Worker {
             request.refuse(refusal);
             return;
         }
+        let request = match request {
+            Request::ChangeMembership {
+                change,
+                expected_version,
+                ticket,
+                reply,
+            } => {
+                self.change_membership(&change, expected_version, ticket, reply);
+                self.partitions.mark_dirty(SYSTEM_PARTITION);
+                return;
+            }
+            other => other,
+        };
         let config = Arc::clone(&self.config);
         let Some(slot) = self.partitions.get_mut(partition) else {
             request.refuse(Refusal::NotHosted);
@@ -88,16 +101,8 @@ impl Worker {
                 let result = result.map_err(|s| Refusal::of_replica(replica, s));
                 Self::wait_outcome(slot, EntryKind::Checkpoint, result, reply);
             }
-            #[cfg(feature = "sim")]
-            Request::ChangeConfiguration {
-                configuration,
-                ticket,
-                reply,
-            } => {
-                let result = replica.propose_configuration(ticket, configuration);
-                let result = result.map_err(|s| Refusal::of_replica(replica, s));
-                Self::wait_outcome(slot, EntryKind::Configuration, result, reply);
-            }
+            // Carried out above.
+            Request::ChangeMembership { .. } => {}
             #[cfg(feature = "sim")]
             Request::Configuration { reply } => {
                 let _ = reply.send(Ok(crate::shard::PartitionConfiguration {
@@ -194,7 +199,7 @@ impl Worker {
     }
 
     /// Registers `reply` as a waiter of the operation's outcome, or answers its refusal.
-    fn wait_outcome(
+    pub(super) fn wait_outcome(
         slot: &mut Slot,
         kind: EntryKind,
         result: Result<LogIndex, Refusal>,

@@ -150,6 +150,11 @@ impl Partitions {
         self.slots.values_mut()
     }
 
+    /// Every partition with its slot, in the same order in every run.
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (PartitionId, &mut Slot)> {
+        self.slots.iter_mut().map(|(&p, slot)| (p, slot))
+    }
+
     /// Puts `partition` on the touched list: its Ready is gathered this turn.
     pub(crate) fn mark_dirty(&mut self, partition: PartitionId) {
         if let Some(slot) = self.slots.get_mut(&partition)

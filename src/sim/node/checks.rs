@@ -113,7 +113,8 @@ impl NodeSimulation {
         if !self.checkers.listens(LogMatching::NAME) {
             return Ok(());
         }
-        for p in 1..=self.config.partitions as u32 {
+        // Partition 0 (the roster's) included.
+        for p in 0..=self.config.partitions as u32 {
             let partition = PartitionId(p);
             let shard = crate::shard::shard_of(partition, self.config.shards);
             let mut logs = Vec::with_capacity(self.nodes.len());

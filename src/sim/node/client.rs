@@ -172,7 +172,16 @@ impl NodeSimulation {
 
     /// Sends `request` for partition slot `p` to `node`; schedules the shard's turn.
     pub(super) fn send(&mut self, node: usize, p: usize, request: Request) -> Result<(), Refusal> {
-        let partition = partition_id(p);
+        self.send_to(node, partition_id(p), request)
+    }
+
+    /// Sends `request` for `partition` to `node`; schedules the shard's turn.
+    pub(super) fn send_to(
+        &mut self,
+        node: usize,
+        partition: PartitionId,
+        request: Request,
+    ) -> Result<(), Refusal> {
         let Some(running) = self.nodes[node].running.as_ref() else {
             request.refuse(Refusal::ShutDown);
             return Err(Refusal::ShutDown);
@@ -341,8 +350,8 @@ impl NodeSimulation {
                 }
             }
             self.poll_checkpoint(p, node);
-            self.poll_membership(p, node);
         }
+        self.poll_membership(node);
         Ok(())
     }
 

@@ -67,9 +67,9 @@ pub struct NodeSimConfig {
     pub snapshot_chunks_in_flight_max: usize,
     /// The shard's snapshot rate cap (0: none), in bytes a second.
     pub snapshot_bytes_per_sec_max: u64,
-    /// Shortest pause between two membership changes of one partition.
+    /// Shortest pause between two roster changes.
     pub membership_interval_ms_min: u64,
-    /// Longest pause between two membership changes of one partition (0: none).
+    /// Longest pause between two roster changes (0: none).
     pub membership_interval_ms_max: u64,
 }
 

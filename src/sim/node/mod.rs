@@ -70,8 +70,8 @@ pub struct NodeSimulation {
     network: Network,
     nodes: Vec<SimNode>,
     clients: Clients,
-    /// Per partition slot, the membership change in progress.
-    membership: Vec<Option<membership::MembershipStep>>,
+    /// The roster change in progress.
+    membership: Option<membership::MembershipStep>,
     truth: Truth,
     checkers: NodeCheckers,
     trace: TraceHash,

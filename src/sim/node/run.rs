@@ -60,8 +60,8 @@ pub(super) enum Event {
     },
     /// A checkpoint of a partition.
     Checkpoint { p: usize },
-    /// A membership change of a partition.
-    Membership { p: usize },
+    /// A roster change.
+    Membership,
     /// The nemesis acts.
     Nemesis,
     /// A fault every seed gets (see `nemesis.rs`).
@@ -140,7 +140,7 @@ impl NodeSimulation {
             network: Network::new(config.nodes, config.network.clone()),
             nodes,
             clients: Clients::new(config.partitions, config.clients_per_partition),
-            membership: (0..config.partitions).map(|_| None).collect(),
+            membership: None,
             truth: Truth::default(),
             checkers: NodeCheckers::default(),
             trace: TraceHash::new(),
@@ -216,13 +216,13 @@ impl NodeSimulation {
                 self.config.checkpoint_interval_ms_max,
             );
             self.agenda.push(at, Event::Checkpoint { p });
-            if self.config.membership_interval_ms_max > 0 {
-                let at = self.client_rng.between(
-                    self.config.membership_interval_ms_min,
-                    self.config.membership_interval_ms_max,
-                );
-                self.agenda.push(at, Event::Membership { p });
-            }
+        }
+        if self.config.membership_interval_ms_max > 0 {
+            let at = self.client_rng.between(
+                self.config.membership_interval_ms_min,
+                self.config.membership_interval_ms_max,
+            );
+            self.agenda.push(at, Event::Membership);
         }
         let first_fault = self.nemesis_rng.between(
             self.config.fault_interval_ms_min,
@@ -328,10 +328,10 @@ impl NodeSimulation {
                     self.checkpoint(p);
                 }
             }
-            Event::Membership { p } => {
-                self.trace.event(19, &[self.now, p as u64]);
+            Event::Membership => {
+                self.trace.event(19, &[self.now]);
                 if self.healed_at.is_none() {
-                    self.change_membership(p);
+                    self.change_membership();
                 }
             }
             Event::Nemesis => {

@@ -66,7 +66,8 @@ impl NodeSimulation {
         self.report.starts += 1;
         let voters: Vec<NodeId> = (1..=self.config.nodes as u64).map(NodeId).collect();
         let running = self.nodes[node].running.as_ref().expect("just started");
-        for p in 1..=self.config.partitions as u32 {
+        // Partition 0 holds the roster the others follow.
+        for p in 0..=self.config.partitions as u32 {
             // The answer comes in the shard's turn; what matters is the restore's outcome,
             // which the recovery checker judges from the shards' events.
             let opened = running

@@ -13,7 +13,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 pub const MAGIC: u32 = u32::from_le_bytes(*b"KMDR");
 /// The wire protocol version this build speaks (2: snapshot chunks carry the configuration at
 /// their index, and entries may be configuration entries).
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 /// Size of [`WireFrameHeader`].
 pub const HEADER_BYTES: usize = 16;
 

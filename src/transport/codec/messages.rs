@@ -20,7 +20,7 @@ const ENTRY_HEAD_BYTES: usize = 8 + 8 + 8 + 1 + 1 + 4;
 /// Bytes of a snapshot chunk's fixed fields (session, seq, last index and term, the
 /// configuration's length, CRC, digest flag, data length), without the configuration and the
 /// digest.
-const CHUNK_HEAD_BYTES: usize = 8 + 4 + 8 + 8 + 2 + 4 + 1 + 4;
+const CHUNK_HEAD_BYTES: usize = 8 + 4 + 8 + 8 + 4 + 4 + 1 + 4;
 
 /// Why a `Messages` body does not decode.
 #[non_exhaustive]
@@ -241,8 +241,8 @@ pub fn encode_messages(messages: &[Message]) -> Vec<Bytes> {
                 meta.put_u64_le(last_index.get());
                 meta.put_u64_le(last_term.get());
                 let configuration = configuration.encode();
-                // At most CONFIGURATION_MEMBERS_MAX members: far below u16::MAX bytes.
-                meta.put_u16_le(configuration.len() as u16);
+                // At most CONFIGURATION_BYTES_MAX bytes: far below u32::MAX.
+                meta.put_u32_le(configuration.len() as u32);
                 meta.put_slice(&configuration);
                 meta.put_u32_le(*crc);
                 meta.put_u8(u8::from(digest.is_some()));
@@ -456,7 +456,7 @@ fn decode_chunk(cur: &mut Cursor<'_>) -> Result<MessageBody, WireError> {
     let seq = cur.u32()?;
     let last_index = LogIndex(cur.u64()?);
     let last_term = Term(cur.u64()?);
-    let configuration_len = usize::from(cur.u16()?);
+    let configuration_len = cur.u32()? as usize;
     let at = cur.at;
     let configuration = Configuration::decode(&cur.slice(configuration_len)?)
         .map_err(|error| WireError::InvalidConfiguration { error, at })?;

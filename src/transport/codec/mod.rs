@@ -34,9 +34,10 @@
 //! message := partition:u32 term:u64 tag:u8 fields(tag)
 //! append  := prev_index:u64 prev_term:u64 commit:u64 entries:u32 entry*
 //! entry   := index:u64 term:u64 ticket:u64 kind:u8 auto_commit:u8 length:u32 payload
-//! chunk   := session:u64 seq:u32 last_index:u64 last_term:u64 config_length:u16 config
+//! chunk   := session:u64 seq:u32 last_index:u64 last_term:u64 config_length:u32 config
 //!            crc:u32 has_digest:u8 digest:[u8; 32] (when has_digest is 1) length:u32 data
-//! config  := version:u8 (1) voters:u16 learners:u16 id:u64*   (voters first, each sorted)
+//! config  := version:u8 (2) voters:u16 learners:u16 context_length:u32 id:u64* context
+//!            (voters first, each sorted; the context opaque, partition 0's roster)
 //! ```
 //!
 //! Integers are little-endian, booleans one byte (0 or 1), `kind` an [`EntryKind`] code (a
@@ -79,6 +80,7 @@ pub use self::frame::{
 pub(crate) use self::messages::Cursor;
 pub use self::messages::{WireError, decode_messages, encode_messages, encoded_len};
 pub use crate::core::{
-    CONFIGURATION_MEMBERS_MAX, Configuration, ConfigurationError, Entry, EntryKind, LogIndex,
-    Message, MessageBody, NodeId, PartitionId, SnapshotOutcome, Term, Ticket,
+    CONFIGURATION_CONTEXT_BYTES_MAX, CONFIGURATION_MEMBERS_MAX, Configuration, ConfigurationError,
+    Entry, EntryKind, LogIndex, Message, MessageBody, NodeId, PartitionId, SnapshotOutcome, Term,
+    Ticket,
 };

@@ -1,0 +1,219 @@
+//! The worker's side of membership (decision 0004; the types and rules are in
+//! `shard/membership/`). On every tick:
+//!
+//! 1. The shard hosting partition 0 publishes the roster its replica has committed (the
+//!    [`MembershipTable`](crate::shard::membership::MembershipTable)); as partition 0's
+//!    established leader with the genesis roster, it restates it with the endpoints of the
+//!    nodes the cluster started with.
+//! 2. Every shard records which of its partitions have committed the roster's configuration,
+//!    and the partitions it leads (the no-op of the term committed, no change in flight, no
+//!    transfer running) take their next step towards the roster (`reconcile.rs`).
+//!
+//! Roster changes ([`Request::ChangeMembership`](crate::shard::Request::ChangeMembership)) are
+//! carried out here too, on partition 0's leader.
+
+use crate::core::{EntryKind, Replica, Status, Ticket};
+use crate::shard::membership::{Roster, RosterChange, RosterError, Step, next_step};
+use crate::shard::{Refusal, ReplicationResult, Reply, SYSTEM_PARTITION};
+
+use super::Worker;
+
+/// The ticket of a configuration entry the shard proposes itself: the top bit set (an HLC
+/// ticket leaves it clear for millennia) and the index the entry will take, unique in the
+/// partition's log.
+fn system_ticket(replica: &Replica) -> Ticket {
+    Ticket(1 << 63 | (replica.last_index().0 + 1))
+}
+
+impl Worker {
+    /// The tick's membership work (see the module docs).
+    pub(super) fn membership_tick(&mut self) {
+        if self.failed() {
+            return;
+        }
+        self.publish_roster();
+        let Some(roster) = self.membership.roster() else {
+            return;
+        };
+        let (voters, learners) = roster.partition_target();
+        let lag_max = self.config.membership.promotion_lag_entries_max;
+        let mut reconciled = Vec::new();
+        let mut touched = Vec::new();
+        for (partition, slot) in self.partitions.iter_mut() {
+            if partition == SYSTEM_PARTITION {
+                continue;
+            }
+            let held = slot.held();
+            let replica = match slot.replica.as_mut() {
+                Some(replica) if !held => replica,
+                _ => {
+                    reconciled.push((partition, false));
+                    continue;
+                }
+            };
+            let committed = replica.committed_configuration();
+            reconciled.push((
+                partition,
+                committed.voters() == voters.as_slice()
+                    && committed.learners() == learners.as_slice(),
+            ));
+            if !replica.is_leader_established()
+                || replica.configuration_change_pending()
+                || replica.transfer_target().is_some()
+            {
+                continue;
+            }
+            let step = next_step(
+                replica.configuration(),
+                &roster,
+                self.node,
+                replica.commit_index(),
+                lag_max,
+                |node| replica.progress(node).map(|p| p.match_index),
+            );
+            let done = match step {
+                Step::Done | Step::Wait => continue,
+                Step::Propose(configuration) => {
+                    let ticket = system_ticket(replica);
+                    replica
+                        .propose_configuration(ticket, configuration)
+                        .map(drop)
+                }
+                Step::Transfer(target) => replica.transfer_leadership(target),
+            };
+            if let Err(status) = done {
+                tracing::debug!(
+                    partition = partition.0,
+                    ?status,
+                    "membership: the partition's next step was refused; tried again next tick"
+                );
+            }
+            touched.push(partition);
+        }
+        self.membership.set_reconciled(reconciled);
+        for partition in touched {
+            self.partitions.mark_dirty(partition);
+        }
+    }
+
+    /// As the shard of partition 0: publishes its committed roster, and restates the genesis
+    /// roster with the endpoints once this node leads partition 0.
+    fn publish_roster(&mut self) {
+        let Some(slot) = self.partitions.get_mut(SYSTEM_PARTITION) else {
+            return;
+        };
+        let held = slot.held();
+        let Some(replica) = slot.replica.as_mut().filter(|_| !held) else {
+            return;
+        };
+        let roster = match Roster::of(replica.committed_configuration()) {
+            Ok(roster) => roster,
+            Err(error) => {
+                tracing::error!(%error, "membership: partition 0's committed configuration");
+                return;
+            }
+        };
+        self.membership.publish(&roster);
+        if roster.version() > 0
+            || !replica.is_leader_established()
+            || replica.configuration_change_pending()
+        {
+            return;
+        }
+        let endpoints = RosterChange::Endpoints {
+            endpoints: self
+                .config
+                .cluster
+                .iter()
+                .filter(|(node, _)| roster.member(**node).is_some())
+                .map(|(&node, endpoint)| (node, endpoint.clone()))
+                .collect(),
+        };
+        let restated = roster
+            .change(&endpoints, Some(0))
+            .and_then(|next| next.map(|r| r.configuration()).transpose());
+        match restated {
+            Ok(Some(configuration)) => {
+                let ticket = system_ticket(replica);
+                if replica.propose_configuration(ticket, configuration).is_ok() {
+                    self.partitions.mark_dirty(SYSTEM_PARTITION);
+                }
+            }
+            Ok(None) => {}
+            // Endpoints that are not valid (an in-process cluster's may be empty): the roster
+            // stays at its genesis version, every change still works.
+            Err(error) => {
+                tracing::debug!(%error, "membership: the genesis roster is not restated");
+            }
+        }
+    }
+
+    /// Carries out a roster change on partition 0 (this node must lead it, with the no-op of
+    /// its term committed): refused while a change is in flight on partition 0 or any
+    /// partition of this node has not committed the roster's configuration yet.
+    pub(super) fn change_membership(
+        &mut self,
+        change: &RosterChange,
+        expected_version: Option<u64>,
+        ticket: Ticket,
+        reply: Reply<ReplicationResult>,
+    ) {
+        let all_reconciled = self.membership.all_reconciled();
+        let Some(slot) = self.partitions.get_mut(SYSTEM_PARTITION) else {
+            let _ = reply.send(Err(Refusal::NotHosted));
+            return;
+        };
+        let Some(replica) = slot.replica.as_mut() else {
+            let _ = reply.send(Err(Refusal::RestoreInProgress));
+            return;
+        };
+        if !replica.is_leader() {
+            let _ = reply.send(Err(Refusal::NotLeader {
+                leader: replica.leader(),
+            }));
+            return;
+        }
+        if !replica.is_leader_established()
+            || replica.configuration_change_pending()
+            || !all_reconciled
+        {
+            let _ = reply.send(Err(Refusal::Replica(Status::ConcurrentMembershipChange)));
+            return;
+        }
+        let roster = match Roster::of(replica.configuration()) {
+            Ok(roster) => roster,
+            Err(_) => {
+                let _ = reply.send(Err(Refusal::Replica(Status::Errored)));
+                return;
+            }
+        };
+        let next = roster
+            .change(change, expected_version)
+            .and_then(|next| next.map(|r| r.configuration()).transpose());
+        let result = match next {
+            Ok(Some(configuration)) => replica
+                .propose_configuration(ticket, configuration)
+                .map_err(|status| Refusal::of_replica(replica, status)),
+            Ok(None) => {
+                // Nothing to change (a retry of a change that committed): answered at once.
+                let _ = reply.send(Ok(ReplicationResult {
+                    status: Status::Success,
+                    ticket,
+                    index: replica.commit_index(),
+                }));
+                return;
+            }
+            Err(error) => Err(Refusal::Replica(roster_status(&error))),
+        };
+        Self::wait_outcome(slot, EntryKind::Configuration, result, reply);
+    }
+}
+
+/// The status of a refused roster change.
+fn roster_status(error: &RosterError) -> Status {
+    match error {
+        RosterError::Stale { .. } => Status::StaleMembership,
+        RosterError::InsufficientVoters => Status::InsufficientVoters,
+        _ => Status::Errored,
+    }
+}
