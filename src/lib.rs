@@ -135,11 +135,14 @@ pub(crate) mod node;
 #[cfg(feature = "sim")]
 pub mod sim;
 
-pub use crate::core::{EntryKind, LogIndex, NodeId, PartitionId, Role, Status, Term, Ticket};
+pub use crate::core::{
+    Configuration, ConfigurationError, EntryKind, LogIndex, NodeId, PartitionId, Role, Status,
+    Term, Ticket,
+};
 pub use crate::node::{
-    Fatal, HandshakeRequest, HlcTimestamp, InvalidWrite, JoinError, NodeConfig, PartitionMap,
-    PeerError, QueryError, Raft, RaftBuilder, RaftNode, ReplicateError, ReplicateOptions,
-    StartError, SteppedDown, TestHooks, Written,
+    Fatal, HandshakeRequest, HlcTimestamp, InvalidWrite, JoinError, MembershipError, NodeConfig,
+    PartitionMap, PeerError, QueryError, Raft, RaftBuilder, RaftNode, ReplicateError,
+    ReplicateOptions, StartError, SteppedDown, TestHooks, Written,
 };
 pub use crate::shard::{
     FollowerLag, Leadership, LogEntry, LogProgress, PartitionState, RaftEvent, SnapshotExport,
@@ -152,8 +155,11 @@ pub use crate::node::{
     PhysicalClock, StaticDiscovery, SystemClock, WalBackend,
 };
 pub use crate::shard::codec::CodecError;
+pub use crate::shard::membership::{
+    ENDPOINT_BYTES_MAX, Member, MemberRole, Roster, RosterChange, RosterError,
+};
 pub use crate::shard::{
-    HostStartError, MembershipConfig, PartitionStatus, ReplicationErrorReason, ShardCounters,
-    SnapshotConfig,
+    HostStartError, MembershipConfig, PartitionConfiguration, PartitionStatus,
+    ReplicationErrorReason, ShardCounters, SnapshotConfig,
 };
 pub use crate::transport::{Inbound, PeerSetError, Transport};

@@ -15,6 +15,7 @@ use kommander_wal::backend::{BackendChoice, UringWriteMode};
 use serde::{Deserialize, Serialize};
 
 use crate::core::{self, CONFIGURATION_BYTES_MAX, NodeId, PartitionId};
+use crate::shard::membership::ENDPOINT_BYTES_MAX;
 use crate::shard::{MembershipConfig, ShardConfig, SnapshotConfig};
 use crate::transport::tcp::{TcpCluster, TcpConfig, TcpConfigError};
 
@@ -318,6 +319,20 @@ impl NodeConfig {
         }
         if self.peers.contains_key(&0) {
             return invalid("peers", "node id 0 is reserved");
+        }
+        // The roster records every endpoint (decision 0004).
+        let too_long = |endpoint: &String| endpoint.len() > ENDPOINT_BYTES_MAX;
+        if too_long(&self.endpoint) {
+            return invalid(
+                "endpoint",
+                &format!("longer than {ENDPOINT_BYTES_MAX} bytes"),
+            );
+        }
+        if self.peers.values().any(too_long) {
+            return invalid(
+                "peers",
+                &format!("an endpoint longer than {ENDPOINT_BYTES_MAX} bytes"),
+            );
         }
         if self.cluster_name.is_empty() {
             return invalid("cluster_name", "must not be empty");

@@ -7,6 +7,7 @@
 //! | [`ReplicateError`] | `replicate_logs`, `replicate_batch`, `replicate_checkpoint`, `commit_logs`, `rollback_logs` |
 //! | [`QueryError`] | `partition_status`, `follower_lag`, `am_i_leader`, `wait_for_leader`, `wait_for_leader_stable`, `confirm_leadership`, `confirm_local_application`, the test hooks |
 //! | [`JoinError`] | `join_cluster` |
+//! | [`MembershipError`] | `change_membership` |
 //! | [`StartError`] | `RaftBuilder::start` |
 //! | [`PeerError`] | the transport entry points: `handshake`, `request_vote`, `vote`, `append_logs`, `complete_append_logs` |
 //!
@@ -223,6 +224,63 @@ pub enum QueryError {
     Fatal(#[from] Fatal),
 }
 
+/// Why a roster change ([`Raft::change_membership`](crate::node::Raft::change_membership))
+/// failed.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MembershipError {
+    /// This node does not lead partition 0. Retry on the leader it names, when it knows one.
+    #[error("not partition 0's leader (leader: {leader:?} at {endpoint:?})")]
+    NotLeader {
+        /// The leader this node's replica knew when it refused.
+        leader: Option<NodeId>,
+        /// That leader's endpoint, from discovery.
+        endpoint: Option<String>,
+    },
+    /// The change was computed against another roster version (IRaft's `StaleMembership`):
+    /// read the roster again and retry against it.
+    #[error("the roster is at version {current}")]
+    Stale {
+        /// The roster version known here.
+        current: u64,
+    },
+    /// Another change is in flight, or a partition has not followed the last one yet (IRaft's
+    /// `ConcurrentMembershipChange`). Retry after it completes.
+    #[error("another membership change is in flight")]
+    ConcurrentChange,
+    /// The change would leave no voter (IRaft's `InsufficientVoters`). Do not retry blindly.
+    #[error("the change would leave the cluster without a voter")]
+    InsufficientVoters,
+    /// The change names a node that is not a member in the role it needs.
+    #[error("node {0} is not a member that can take this change")]
+    MemberNotFound(NodeId),
+    /// The change is invalid (node id 0, an invalid endpoint, too many members).
+    #[error("invalid membership change: {reason}")]
+    Invalid {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A bounded queue is full (partition 0's shard queue, the node's timers). Retry with
+    /// backoff.
+    #[error("a queue is full; retry with backoff")]
+    QueueFull,
+    /// Partition 0 is not open here yet, or restoring: retry shortly.
+    #[error("partition 0 is not serving yet")]
+    RestoreInProgress,
+    /// The caller's timeout ran out first. Indeterminate: the change may still commit.
+    #[error("timed out after {waited:?}")]
+    Timeout {
+        /// How long the call waited.
+        waited: Duration,
+    },
+    /// Leadership of partition 0 was lost before the change committed. Indeterminate.
+    #[error("leadership was lost before the change committed")]
+    LeadershipLost,
+    /// This node cannot serve partition 0 any more.
+    #[error(transparent)]
+    Fatal(#[from] Fatal),
+}
+
 /// Why [`Raft::join_cluster`](crate::node::Raft::join_cluster) failed.
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -316,6 +374,7 @@ enum AnyError<'a> {
     Replicate(&'a ReplicateError),
     Query(&'a QueryError),
     Join(&'a JoinError),
+    Membership(&'a MembershipError),
     Start(&'a StartError),
     Peer(&'a PeerError),
 }
@@ -363,6 +422,18 @@ fn status_of(error: AnyError<'_>) -> Status {
             JoinError::QueueFull => Status::ProposalQueueFull,
             JoinError::Fatal(fatal) => status_of(E::Fatal(fatal)),
         },
+        E::Membership(error) => match error {
+            MembershipError::NotLeader { .. } => Status::NodeIsNotLeader,
+            MembershipError::Stale { .. } => Status::StaleMembership,
+            MembershipError::ConcurrentChange => Status::ConcurrentMembershipChange,
+            MembershipError::InsufficientVoters => Status::InsufficientVoters,
+            MembershipError::MemberNotFound(_) | MembershipError::Invalid { .. } => Status::Errored,
+            MembershipError::QueueFull => Status::ProposalQueueFull,
+            MembershipError::RestoreInProgress => Status::RestoreInProgress,
+            MembershipError::Timeout { .. } => Status::ProposalTimeout,
+            MembershipError::LeadershipLost => Status::ReplicationFailed,
+            MembershipError::Fatal(fatal) => status_of(E::Fatal(fatal)),
+        },
         E::Peer(error) => match error {
             PeerError::UnknownNode(_) => Status::LogsFromAnotherLeader,
             PeerError::ClusterMismatch { .. }
@@ -386,6 +457,8 @@ fn is_retryable(status: Status) -> bool {
             | Status::RestoreInProgress
             | Status::PartitionMoved
             | Status::ActiveProposal
+            | Status::StaleMembership
+            | Status::ConcurrentMembershipChange
     )
 }
 
@@ -414,6 +487,7 @@ compatibility_view!(
     ReplicateError => Replicate,
     QueryError => Query,
     JoinError => Join,
+    MembershipError => Membership,
     StartError => Start,
     PeerError => Peer,
 );

@@ -16,7 +16,8 @@ mod system_transfer;
 pub use config::{ConfigError, NodeConfig, WalBackend};
 pub use discovery::{RaftNode, StaticDiscovery};
 pub use error::{
-    Fatal, InvalidWrite, JoinError, PeerError, QueryError, ReplicateError, StartError,
+    Fatal, InvalidWrite, JoinError, MembershipError, PeerError, QueryError, ReplicateError,
+    StartError,
 };
 pub use hlc::{ClockDriftError, HlcTimestamp, HybridLogicalClock, PhysicalClock, SystemClock};
 pub use partition_map::{PartitionMap, PartitionMapError, PartitionRange};

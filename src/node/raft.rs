@@ -43,6 +43,7 @@ mod cluster;
 mod entry;
 mod hooks;
 mod leadership;
+mod membership;
 mod read;
 mod refusal;
 mod replicate;
@@ -227,10 +228,24 @@ impl Raft {
         }
     }
 
-    /// Re-reads the node list from discovery and returns it. With static discovery the list
-    /// is the configuration's peers, so this returns the same nodes every time.
+    /// Re-reads the other nodes and returns them (Kommander's `UpdateNodes`): the members of
+    /// the roster (voters, learners and leaving members, which all receive the log) but this
+    /// node, once the roster records endpoints; before that, discovery's list (the
+    /// configuration's peers).
     pub fn update_nodes(&self) -> Vec<RaftNode> {
-        let nodes = self.inner.discovery.peers().to_vec();
+        let local = self.local_node_id();
+        let nodes = match self.membership().filter(|r| r.version() > 0) {
+            Some(roster) => roster
+                .members()
+                .iter()
+                .filter(|m| m.node != local)
+                .map(|m| RaftNode {
+                    node_id: m.node,
+                    endpoint: m.endpoint.clone(),
+                })
+                .collect(),
+            None => self.inner.discovery.peers().to_vec(),
+        };
         *self
             .inner
             .nodes

@@ -89,6 +89,12 @@ pub enum RaftEvent {
         /// The version of the map applied.
         version: u64,
     },
+    /// A newer committed roster reached this node (Kommander's `OnMembershipChanged`);
+    /// `Raft::membership` returns it (or a newer one).
+    MembershipChanged {
+        /// The roster's version.
+        version: u64,
+    },
     /// A shard stopped: its WAL failed (poisoned) or its thread panicked. Its partitions
     /// refuse every request with a fatal `ShardFailed` until the node restarts.
     ShardFailed {

@@ -58,9 +58,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-#[cfg(feature = "sim")]
-use crate::core::Configuration;
-use crate::core::{EntryKind, LogIndex, NodeId, PartitionId, Role, Status, Term, Ticket};
+use crate::core::{
+    Configuration, EntryKind, LogIndex, NodeId, PartitionId, Role, Status, Term, Ticket,
+};
 
 /// A hash map whose iteration order depends only on the keys inserted (and their order), not
 /// on a per-process random seed: a loop turn visits partitions and peers in the same order in
@@ -177,8 +177,8 @@ pub struct PartitionStatus {
     pub wal_floor: LogIndex,
 }
 
-/// A replica's configurations (`Request::Configuration`).
-#[cfg(feature = "sim")]
+/// A partition's voters and learners as its replica on this node knows them
+/// (`Raft::partition_configuration`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartitionConfiguration {
     /// The configuration in force: the latest in the replica's log, committed or not.
@@ -287,7 +287,6 @@ pub enum Request {
         reply: Reply<ReplicationResult>,
     },
     /// The partition's configurations on this replica: the one in force and the committed one.
-    #[cfg(feature = "sim")]
     Configuration {
         /// The answer.
         reply: Reply<PartitionConfiguration>,
@@ -357,7 +356,6 @@ impl Request {
             Self::ChangeMembership { reply, .. } => {
                 let _ = reply.send(Err(refusal));
             }
-            #[cfg(feature = "sim")]
             Self::Configuration { reply } => {
                 let _ = reply.send(Err(refusal));
             }

@@ -6,6 +6,7 @@ mod errors;
 pub(crate) mod harness;
 mod leadership;
 mod lifecycle;
+mod membership;
 mod parity;
 mod read;
 mod replication;

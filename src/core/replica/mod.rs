@@ -284,7 +284,6 @@ impl Replica {
 
     /// Whether a leadership transfer is in progress (proposals are refused meanwhile).
     #[must_use]
-    #[cfg(feature = "sim")]
     pub fn transfer_target(&self) -> Option<NodeId> {
         self.transferee
     }

@@ -26,7 +26,7 @@ use super::StableHashMap;
 use crate::core::PartitionId;
 
 /// The committed roster of a node and how far its partitions have followed it. Written by the
-/// shards, read by anyone; [`MembershipTable::subscribe`] wakes on each new roster.
+/// shards, read by anyone; each new roster is also a `RaftEvent::MembershipChanged`.
 #[derive(Debug)]
 pub struct MembershipTable {
     roster: watch::Sender<Option<Arc<Roster>>>,
@@ -51,21 +51,16 @@ impl MembershipTable {
         self.roster.borrow().clone()
     }
 
-    /// A receiver woken at each new committed roster.
-    #[must_use]
-    pub fn subscribe(&self) -> watch::Receiver<Option<Arc<Roster>>> {
-        self.roster.subscribe()
-    }
-
-    /// Publishes `roster` when it differs from the one known (the shard of partition 0).
-    pub(crate) fn publish(&self, roster: &Roster) {
+    /// Publishes `roster` when it differs from the one known (the shard of partition 0);
+    /// returns whether it did.
+    pub(crate) fn publish(&self, roster: &Roster) -> bool {
         self.roster.send_if_modified(|known| {
             if known.as_deref() == Some(roster) {
                 return false;
             }
             *known = Some(Arc::new(roster.clone()));
             true
-        });
+        })
     }
 
     /// Records, for each partition, whether its committed configuration matches the roster.

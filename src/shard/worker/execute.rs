@@ -103,7 +103,6 @@ impl Worker {
             }
             // Carried out above.
             Request::ChangeMembership { .. } => {}
-            #[cfg(feature = "sim")]
             Request::Configuration { reply } => {
                 let _ = reply.send(Ok(crate::shard::PartitionConfiguration {
                     current: replica.configuration().clone(),

@@ -14,7 +14,7 @@
 
 use crate::core::{EntryKind, Replica, Status, Ticket};
 use crate::shard::membership::{Roster, RosterChange, RosterError, Step, next_step};
-use crate::shard::{Refusal, ReplicationResult, Reply, SYSTEM_PARTITION};
+use crate::shard::{RaftEvent, Refusal, ReplicationResult, Reply, SYSTEM_PARTITION};
 
 use super::Worker;
 
@@ -96,9 +96,10 @@ impl Worker {
         }
     }
 
-    /// As the shard of partition 0: publishes its committed roster, and restates the genesis
-    /// roster with the endpoints once this node leads partition 0.
-    fn publish_roster(&mut self) {
+    /// As the shard of partition 0 (on every tick and every Ready of partition 0): publishes
+    /// its committed roster when it changed, and restates the genesis roster with the
+    /// endpoints once this node leads partition 0.
+    pub(super) fn publish_roster(&mut self) {
         let Some(slot) = self.partitions.get_mut(SYSTEM_PARTITION) else {
             return;
         };
@@ -106,14 +107,19 @@ impl Worker {
         let Some(replica) = slot.replica.as_mut().filter(|_| !held) else {
             return;
         };
-        let roster = match Roster::of(replica.committed_configuration()) {
+        let committed = replica.committed_configuration();
+        let roster = match Roster::of(committed) {
             Ok(roster) => roster,
             Err(error) => {
                 tracing::error!(%error, "membership: partition 0's committed configuration");
                 return;
             }
         };
-        self.membership.publish(&roster);
+        if self.membership.publish(&roster) {
+            self.events.emit(RaftEvent::MembershipChanged {
+                version: roster.version(),
+            });
+        }
         if roster.version() > 0
             || !replica.is_leader_established()
             || replica.configuration_change_pending()
@@ -173,13 +179,12 @@ impl Worker {
             }));
             return;
         }
-        if !replica.is_leader_established()
-            || replica.configuration_change_pending()
-            || !all_reconciled
-        {
-            let _ = reply.send(Err(Refusal::Replica(Status::ConcurrentMembershipChange)));
+        let concurrent = Refusal::Replica(Status::ConcurrentMembershipChange);
+        if !replica.is_leader_established() || replica.configuration_change_pending() {
+            let _ = reply.send(Err(concurrent));
             return;
         }
+        // Nothing uncommitted: the configuration in force is the committed roster.
         let roster = match Roster::of(replica.configuration()) {
             Ok(roster) => roster,
             Err(_) => {
@@ -191,6 +196,7 @@ impl Worker {
             .change(change, expected_version)
             .and_then(|next| next.map(|r| r.configuration()).transpose());
         let result = match next {
+            Ok(Some(_)) if !all_reconciled => Err(concurrent),
             Ok(Some(configuration)) => replica
                 .propose_configuration(ticket, configuration)
                 .map_err(|status| Refusal::of_replica(replica, status)),

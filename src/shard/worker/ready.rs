@@ -12,7 +12,9 @@ use super::restore::Restore;
 use crate::core::{LogIndex, PartitionId, Ready, Replica, Role};
 #[cfg(feature = "sim-bugs")]
 use crate::shard::NodeBug;
-use crate::shard::{LeaderTable, LogProgress, Refusal, ReplicationResult, outcome_key};
+use crate::shard::{
+    LeaderTable, LogProgress, Refusal, ReplicationResult, SYSTEM_PARTITION, outcome_key,
+};
 
 impl Worker {
     /// Handles the Readies of the touched partitions (every partition when `all`) at `now`,
@@ -165,6 +167,11 @@ impl Worker {
                 self.stats.readies_persisted.fetch_add(1, Ordering::Relaxed);
             }
             Some(false) => {}
+        }
+        if partition == SYSTEM_PARTITION {
+            // Before the outcomes are answered: a roster change's caller finds the roster it
+            // committed published.
+            self.publish_roster();
         }
         let Some(slot) = self.partitions.get_mut(partition) else {
             return;

@@ -1,0 +1,151 @@
+//! Membership through the public handle: the roster (`membership`, `local_role`,
+//! `update_nodes`), a change on partition 0's leader followed by every partition, the
+//! membership event, and the refusals with their IRaft statuses.
+
+use std::time::Duration;
+
+use kommander_raft::{
+    MemberRole, MembershipError, NodeId, PartitionId, RaftEvent, RosterChange, Status,
+};
+
+use super::harness::{PATIENCE, TestCluster};
+
+const SYSTEM: PartitionId = PartitionId(0);
+
+/// Polls `f` every 5 ms until it returns `Some`, for at most the harness's patience.
+async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = f() {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_demotion_reaches_the_roster_every_partition_and_the_events() {
+    let cluster = TestCluster::start(3, 2).await;
+    for i in 0..3 {
+        let raft = cluster.raft(i);
+        let roster = eventually("the restated roster", || {
+            raft.membership().filter(|r| r.version() == 1)
+        })
+        .await;
+        assert_eq!(roster.voters().count(), 3);
+        assert_eq!(raft.local_role(), Some(MemberRole::Voter));
+        let mut others: Vec<(u64, String)> = raft
+            .update_nodes()
+            .into_iter()
+            .map(|n| (n.node_id.0, n.endpoint))
+            .collect();
+        others.sort();
+        let expected: Vec<(u64, String)> = (1..=3u64)
+            .filter(|&n| n != raft.local_node_id().0)
+            .map(|n| (n, format!("memory:{n}")))
+            .collect();
+        assert_eq!(others, expected);
+    }
+    let leader = cluster.leader(SYSTEM).await;
+    let follower = (leader + 1) % 3;
+    let demoted = cluster.raft(follower).local_node_id();
+    let leader_id = cluster.raft(leader).local_node_id();
+    let demote = RosterChange::Demote { node: demoted };
+
+    // A follower names partition 0's leader.
+    let refused = cluster
+        .raft(follower)
+        .change_membership(demote.clone(), None, Some(PATIENCE))
+        .await;
+    assert_eq!(
+        refused,
+        Err(MembershipError::NotLeader {
+            leader: Some(leader_id),
+            endpoint: Some(format!("memory:{}", leader_id.0)),
+        })
+    );
+    // A stale version is refused before anything is sent.
+    let stale = cluster
+        .raft(leader)
+        .change_membership(demote.clone(), Some(0), Some(PATIENCE))
+        .await
+        .expect_err("stale");
+    assert_eq!(stale, MembershipError::Stale { current: 1 });
+    assert_eq!(stale.status(), Status::StaleMembership);
+    assert!(stale.is_retryable());
+
+    let version = cluster
+        .raft(leader)
+        .change_membership(demote.clone(), Some(1), Some(PATIENCE))
+        .await
+        .expect("demoted");
+    assert_eq!(version, 2);
+    eventually("the demoted node sees its new role", || {
+        (cluster.raft(follower).local_role() == Some(MemberRole::Learner)).then_some(())
+    })
+    .await;
+    for p in [PartitionId(1), PartitionId(2)] {
+        let leader = cluster.leader(p).await;
+        let raft = cluster.raft(leader);
+        // The partition's leader reconciles: the demoted node stops voting there too.
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let known = raft.partition_configuration(p).await.expect("hosted");
+            if known.committed.learners() == [demoted] && !known.committed.is_voter(demoted) {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{p}: {known:?}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    for i in 0..3 {
+        let events = cluster.nodes[i].events.lock().expect("events").clone();
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, RaftEvent::MembershipChanged { version: 2 })),
+            "node {} saw no MembershipChanged for version 2",
+            i + 1
+        );
+    }
+    // Retrying a committed change changes nothing.
+    let again = cluster
+        .raft(leader)
+        .change_membership(demote, None, Some(PATIENCE))
+        .await;
+    assert_eq!(again, Ok(2));
+    // A promotion of a node that is not a member is refused by name.
+    let unknown = cluster
+        .raft(leader)
+        .change_membership(
+            RosterChange::Promote { node: NodeId(9) },
+            None,
+            Some(PATIENCE),
+        )
+        .await;
+    assert_eq!(unknown, Err(MembershipError::MemberNotFound(NodeId(9))));
+}
+
+#[tokio::test]
+async fn the_last_voter_cannot_go() {
+    let cluster = TestCluster::start(1, 1).await;
+    let raft = cluster.raft(0);
+    eventually("the restated roster", || {
+        raft.membership().filter(|r| r.version() == 1)
+    })
+    .await;
+    let refused = raft
+        .change_membership(
+            RosterChange::Leave {
+                node: raft.local_node_id(),
+            },
+            None,
+            Some(PATIENCE),
+        )
+        .await
+        .expect_err("the last voter stays");
+    assert_eq!(refused, MembershipError::InsufficientVoters);
+    assert_eq!(refused.status(), Status::InsufficientVoters);
+    assert!(!refused.is_retryable());
+}
