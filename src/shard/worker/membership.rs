@@ -6,8 +6,9 @@
 //!    established leader with the genesis roster, it restates it with the endpoints of the
 //!    nodes the cluster started with.
 //! 2. Every shard records which of its partitions have committed the roster's configuration,
-//!    and the partitions it leads (the no-op of the term committed, no change in flight, no
-//!    transfer running) take their next step towards the roster (`reconcile.rs`).
+//!    and the partitions it leads (no transfer running) take their next step towards the
+//!    roster (`reconcile.rs`), which the core refuses until the no-op of the leader's term has
+//!    committed and while another change is in flight.
 //!
 //! Roster changes ([`Request::ChangeMembership`](crate::shard::Request::ChangeMembership)) are
 //! carried out here too, on partition 0's leader.
@@ -57,10 +58,9 @@ impl Worker {
                 committed.voters() == voters.as_slice()
                     && committed.learners() == learners.as_slice(),
             ));
-            if !replica.is_leader_established()
-                || replica.configuration_change_pending()
-                || replica.transfer_target().is_some()
-            {
+            // Whether a configuration may be proposed now (the no-op of the term committed,
+            // no change in flight) is the core's to say: a refusal is tried again next tick.
+            if !replica.is_leader() || replica.transfer_target().is_some() {
                 continue;
             }
             let step = next_step(
