@@ -2,10 +2,14 @@
 //! `update_nodes`), a change on partition 0's leader followed by every partition, the
 //! membership event, and the refusals with their IRaft statuses.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use kommander_raft::core::Message;
 use kommander_raft::{
-    MemberRole, MembershipError, NodeId, PartitionId, RaftEvent, RosterChange, Status,
+    MemberRole, MembershipError, NodeId, PartitionId, PeerSetError, RaftEvent, RosterChange,
+    Status, Transport,
 };
 
 use super::harness::{PATIENCE, TestCluster};
@@ -148,4 +152,94 @@ async fn the_last_voter_cannot_go() {
     assert_eq!(refused, MembershipError::InsufficientVoters);
     assert_eq!(refused.status(), Status::InsufficientVoters);
     assert!(!refused.is_retryable());
+}
+
+/// The peer sets each node handed its transport, by node.
+type PeerSets = Arc<Mutex<BTreeMap<NodeId, Vec<BTreeMap<NodeId, String>>>>>;
+
+/// Forwards to the in-memory network and records every peer set its node hands it.
+struct PeerRecorder {
+    node: NodeId,
+    inner: Arc<dyn Transport>,
+    sets: PeerSets,
+}
+
+impl Transport for PeerRecorder {
+    fn send(&self, to: NodeId, messages: Vec<Message>) {
+        self.inner.send(to, messages);
+    }
+
+    fn set_peers(&self, peers: &BTreeMap<NodeId, String>) -> Result<(), PeerSetError> {
+        let mut sets = self.sets.lock().expect("sets");
+        sets.entry(self.node).or_default().push(peers.clone());
+        self.inner.set_peers(peers)
+    }
+}
+
+#[tokio::test]
+async fn the_transport_follows_the_rosters_members() {
+    let sets = PeerSets::default();
+    let recorded = Arc::clone(&sets);
+    let cluster = TestCluster::start_wrapped(
+        3,
+        1,
+        Arc::new(move |node, inner| {
+            Arc::new(PeerRecorder {
+                node,
+                inner,
+                sets: Arc::clone(&recorded),
+            })
+        }),
+    )
+    .await;
+    let leader = cluster.leader(SYSTEM).await;
+    eventually("the restated roster", || {
+        cluster
+            .raft(leader)
+            .membership()
+            .filter(|r| r.version() == 1)
+    })
+    .await;
+    let peers_of = |node: u64, extra: &[(u64, &str)]| -> BTreeMap<NodeId, String> {
+        (1..=3u64)
+            .filter(|&n| n != node)
+            .map(|n| (NodeId(n), format!("memory:{n}")))
+            .chain(extra.iter().map(|(n, e)| (NodeId(*n), (*e).to_owned())))
+            .collect()
+    };
+    // The restated roster names the nodes the cluster started with: the same peers.
+    for node in 1..=3u64 {
+        eventually("the restated roster's peers", || {
+            let sets = sets.lock().expect("sets");
+            sets.get(&NodeId(node))?
+                .last()
+                .filter(|last| **last == peers_of(node, &[]))
+                .map(drop)
+        })
+        .await;
+    }
+    cluster
+        .raft(leader)
+        .change_membership(
+            RosterChange::Add {
+                node: NodeId(7),
+                endpoint: "memory:7".to_owned(),
+                incarnation: 1,
+            },
+            Some(1),
+            Some(PATIENCE),
+        )
+        .await
+        .expect("added");
+    // Every member now talks to the new learner.
+    for node in 1..=3u64 {
+        eventually("the new member among the peers", || {
+            let sets = sets.lock().expect("sets");
+            sets.get(&NodeId(node))?
+                .last()
+                .filter(|last| **last == peers_of(node, &[(7, "memory:7")]))
+                .map(drop)
+        })
+        .await;
+    }
 }

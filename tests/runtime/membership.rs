@@ -158,3 +158,42 @@ fn a_demoted_voter_stays_demoted_on_every_partition_after_compaction_and_a_full_
     cluster.replicate(USER, b"after the restart");
     cluster.shutdown();
 }
+
+#[test]
+fn a_leaving_leader_hands_over_and_is_removed_once_every_partition_let_it_go() {
+    let mut cluster = Cluster::start(3, 2, false);
+    let leaders = cluster.wait_leaders();
+    // The leader of the user partition leaves: it must hand that partition over first.
+    let leaving = leaders[&USER];
+    let leaving_id = cluster.nodes[leaving].id;
+    let asked = eventually("the leave is accepted", || {
+        let leader = cluster.leader(SYSTEM)?;
+        change(
+            &mut cluster,
+            leader,
+            RosterChange::Leave { node: leaving_id },
+            None,
+        )
+        .ok()
+    });
+    assert_eq!(asked.status, Status::Success);
+    for i in 0..3 {
+        eventually("partition 0's leader removes the leaving member", || {
+            roster(&cluster, i).filter(|r| r.member(leaving_id).is_none())
+        });
+    }
+    let staying = (leaving + 1) % 3;
+    for p in [SYSTEM, USER] {
+        let committed = eventually("the partition lets it go", || {
+            configuration(&cluster, staying, p)
+                .filter(|c| !c.committed.is_member(leaving_id))
+                .map(|c| c.committed)
+        });
+        assert_eq!(committed.voters().len(), 2, "{p}: {committed}");
+    }
+    let leader = eventually("a leader of the user partition without it", || {
+        cluster.leader(USER)
+    });
+    assert_ne!(leader, leaving);
+    cluster.shutdown();
+}

@@ -30,9 +30,9 @@ use crate::core::PartitionId;
 #[derive(Debug)]
 pub struct MembershipTable {
     roster: watch::Sender<Option<Arc<Roster>>>,
-    /// Partitions other than 0: whether their committed configuration on this node matches
-    /// the roster's voters and learners (`false` while restoring).
-    reconciled: Mutex<StableHashMap<PartitionId, bool>>,
+    /// Partitions other than 0: the roster version whose voters and learners their committed
+    /// configuration on this node matches (`None`: none, or restoring).
+    reconciled: Mutex<StableHashMap<PartitionId, Option<u64>>>,
 }
 
 impl Default for MembershipTable {
@@ -63,20 +63,24 @@ impl MembershipTable {
         })
     }
 
-    /// Records, for each partition, whether its committed configuration matches the roster.
-    pub(crate) fn set_reconciled(&self, partitions: impl IntoIterator<Item = (PartitionId, bool)>) {
+    /// Records, for each partition, the roster version its committed configuration matches.
+    pub(crate) fn set_reconciled(
+        &self,
+        partitions: impl IntoIterator<Item = (PartitionId, Option<u64>)>,
+    ) {
         self.reconciled
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .extend(partitions);
     }
 
-    /// Whether every partition of this node (but 0) has committed the roster's configuration.
-    pub(crate) fn all_reconciled(&self) -> bool {
+    /// Whether every partition of this node (but 0) has committed the configuration of the
+    /// roster at `version`.
+    pub(crate) fn all_reconciled(&self, version: u64) -> bool {
         self.reconciled
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .values()
-            .all(|&r| r)
+            .all(|&matched| matched == Some(version))
     }
 }

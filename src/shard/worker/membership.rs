@@ -2,9 +2,11 @@
 //! `shard/membership/`). On every tick:
 //!
 //! 1. The shard hosting partition 0 publishes the roster its replica has committed (the
-//!    [`MembershipTable`](crate::shard::membership::MembershipTable)); as partition 0's
-//!    established leader with the genesis roster, it restates it with the endpoints of the
-//!    nodes the cluster started with.
+//!    [`MembershipTable`](crate::shard::membership::MembershipTable)) and hands its members
+//!    to the transport as its peers (`Transport::set_peers`). As partition 0's established
+//!    leader it makes two changes itself: the genesis roster restated with the endpoints of
+//!    the nodes the cluster started with, and a leaving member removed once every partition
+//!    of its node let it go (committed a configuration without it).
 //! 2. Every shard records which of its partitions have committed the roster's configuration,
 //!    and the partitions it leads (no transfer running) take their next step towards the
 //!    roster (`reconcile.rs`), which the core refuses until the no-op of the leader's term has
@@ -13,9 +15,11 @@
 //! Roster changes ([`Request::ChangeMembership`](crate::shard::Request::ChangeMembership)) are
 //! carried out here too, on partition 0's leader.
 
-use crate::core::{EntryKind, Replica, Status, Ticket};
-use crate::shard::membership::{Roster, RosterChange, RosterError, Step, next_step};
-use crate::shard::{RaftEvent, Refusal, ReplicationResult, Reply, SYSTEM_PARTITION};
+use std::collections::BTreeMap;
+
+use crate::core::{EntryKind, NodeId, Replica, Status, Ticket};
+use crate::shard::membership::{MemberRole, Roster, RosterChange, RosterError, Step, next_step};
+use crate::shard::{RaftEvent, Refusal, ReplicationResult, Reply, SYSTEM_PARTITION, Transport};
 
 use super::Worker;
 
@@ -48,16 +52,14 @@ impl Worker {
             let replica = match slot.replica.as_mut() {
                 Some(replica) if !held => replica,
                 _ => {
-                    reconciled.push((partition, false));
+                    reconciled.push((partition, None));
                     continue;
                 }
             };
             let committed = replica.committed_configuration();
-            reconciled.push((
-                partition,
-                committed.voters() == voters.as_slice()
-                    && committed.learners() == learners.as_slice(),
-            ));
+            let matches = committed.voters() == voters.as_slice()
+                && committed.learners() == learners.as_slice();
+            reconciled.push((partition, matches.then_some(roster.version())));
             // Whether a configuration may be proposed now (the no-op of the term committed,
             // no change in flight) is the core's to say: a refusal is tried again next tick.
             if !replica.is_leader() || replica.transfer_target().is_some() {
@@ -119,26 +121,39 @@ impl Worker {
             self.events.emit(RaftEvent::MembershipChanged {
                 version: roster.version(),
             });
+            follow_roster_peers(&*self.transport, self.node, &roster);
         }
-        if roster.version() > 0
-            || !replica.is_leader_established()
-            || replica.configuration_change_pending()
-        {
+        if !replica.is_leader_established() || replica.configuration_change_pending() {
             return;
         }
-        let endpoints = RosterChange::Endpoints {
-            endpoints: self
-                .config
-                .cluster
+        // The changes partition 0's leader makes itself: the genesis roster restated with the
+        // endpoints, a leaving member removed once every partition let it go.
+        let own = if roster.version() == 0 {
+            Some(RosterChange::Endpoints {
+                endpoints: self
+                    .config
+                    .cluster
+                    .iter()
+                    .filter(|(node, _)| roster.member(**node).is_some())
+                    .map(|(&node, endpoint)| (node, endpoint.clone()))
+                    .collect(),
+            })
+        } else if self.membership.all_reconciled(roster.version()) {
+            roster
+                .members()
                 .iter()
-                .filter(|(node, _)| roster.member(**node).is_some())
-                .map(|(&node, endpoint)| (node, endpoint.clone()))
-                .collect(),
+                .find(|m| m.role == MemberRole::Leaving)
+                .map(|m| RosterChange::Remove { node: m.node })
+        } else {
+            None
         };
-        let restated = roster
-            .change(&endpoints, Some(0))
+        let Some(change) = own else {
+            return;
+        };
+        let next = roster
+            .change(&change, Some(roster.version()))
             .and_then(|next| next.map(|r| r.configuration()).transpose());
-        match restated {
+        match next {
             Ok(Some(configuration)) => {
                 let ticket = system_ticket(replica);
                 if replica.propose_configuration(ticket, configuration).is_ok() {
@@ -149,7 +164,7 @@ impl Worker {
             // Endpoints that are not valid (an in-process cluster's may be empty): the roster
             // stays at its genesis version, every change still works.
             Err(error) => {
-                tracing::debug!(%error, "membership: the genesis roster is not restated");
+                tracing::debug!(%error, "membership: partition 0's leader's own change is refused");
             }
         }
     }
@@ -164,7 +179,7 @@ impl Worker {
         ticket: Ticket,
         reply: Reply<ReplicationResult>,
     ) {
-        let all_reconciled = self.membership.all_reconciled();
+        let reconciled_to = |version| self.membership.all_reconciled(version);
         let Some(slot) = self.partitions.get_mut(SYSTEM_PARTITION) else {
             let _ = reply.send(Err(Refusal::NotHosted));
             return;
@@ -196,7 +211,7 @@ impl Worker {
             .change(change, expected_version)
             .and_then(|next| next.map(|r| r.configuration()).transpose());
         let result = match next {
-            Ok(Some(_)) if !all_reconciled => Err(concurrent),
+            Ok(Some(_)) if !reconciled_to(roster.version()) => Err(concurrent),
             Ok(Some(configuration)) => replica
                 .propose_configuration(ticket, configuration)
                 .map_err(|status| Refusal::of_replica(replica, status)),
@@ -212,6 +227,27 @@ impl Worker {
             Err(error) => Err(Refusal::Replica(roster_status(&error))),
         };
         Self::wait_outcome(slot, EntryKind::Configuration, result, reply);
+    }
+}
+
+/// Hands `transport` the roster's members (but `node`) as its peers, once the roster records
+/// endpoints (the genesis roster does not: the transport keeps the peers it was built with).
+fn follow_roster_peers(transport: &dyn Transport, node: NodeId, roster: &Roster) {
+    if roster.version() == 0 {
+        return;
+    }
+    let peers: BTreeMap<NodeId, String> = roster
+        .members()
+        .iter()
+        .filter(|m| m.node != node && !m.endpoint.is_empty())
+        .map(|m| (m.node, m.endpoint.clone()))
+        .collect();
+    if let Err(error) = transport.set_peers(&peers) {
+        tracing::warn!(
+            %error,
+            version = roster.version(),
+            "membership: the transport refused the roster's peers; it keeps the previous ones"
+        );
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::core::{EntryKind, LogIndex, PartitionId};
+use crate::core::{EntryKind, LogIndex, NodeId, PartitionId};
 use crate::sim::checkers::Violation;
 use crate::sim::network::NetworkConfig;
 
@@ -95,7 +95,16 @@ impl NodeSimulation {
         let views: Vec<Option<&DurableLog>> =
             logs.iter().map(|logs| logs.get(&ack.partition)).collect();
         let changes_memberships = self.config.membership_interval_ms_max > 0;
-        AcknowledgedWritesDurable::check(ack, &views, &self.truth.applied, changes_memberships)
+        let first_voters: Vec<NodeId> = (1..=self.config.initial_members as u64)
+            .map(NodeId)
+            .collect();
+        AcknowledgedWritesDurable::check(
+            ack,
+            &views,
+            &self.truth.applied,
+            &first_voters,
+            changes_memberships,
+        )
     }
 
     /// Every acknowledged write is still durable on a majority, and the durable logs match:

@@ -71,6 +71,9 @@ pub struct NodeSimConfig {
     pub membership_interval_ms_min: u64,
     /// Longest pause between two roster changes (0: none).
     pub membership_interval_ms_max: u64,
+    /// The nodes in the first roster (nodes 1 to this); the others start outside the cluster
+    /// and are added (as learners) by the membership operator.
+    pub initial_members: usize,
 }
 
 impl NodeSimConfig {
@@ -128,6 +131,7 @@ impl NodeSimConfig {
             snapshot_bytes_per_sec_max: 0,
             membership_interval_ms_min: 200,
             membership_interval_ms_max: 0,
+            initial_members: nodes,
         };
         // A chunk per tick (a read takes the budget below zero and waits for a tick), or ten;
         // drawn last, so that every earlier draw of a seed stays what it was.
@@ -136,6 +140,10 @@ impl NodeSimConfig {
         // Membership changes in one multi-node seed in two; drawn after everything else.
         if nodes > 1 && rng.chance(500_000) {
             config.membership_interval_ms_max = rng.between(500, 3_000);
+            // Half of them start with some nodes outside the cluster.
+            if rng.chance(500_000) {
+                config.initial_members = rng.between(1, nodes as u64 - 1) as usize;
+            }
         }
         config
     }

@@ -1,11 +1,14 @@
 //! The membership workload of the whole-node simulation: an operator changing the roster of
 //! partition 0 (decision 0004) through the shard request the `Raft` handle sends, one change
-//! at a time: a voter demoted to learner (the last one excepted), a learner promoted. Every
+//! at a time: a node outside the cluster added (as a learner: it catches up by log or
+//! snapshot), a learner promoted or removed, a voter demoted, removed, or leaving (removed by
+//! partition 0's leader once every partition let it go), the last voter excepted. A removed
+//! node keeps its disk and is added again later (Kommander's rejoin). Every
 //! partition's leader then reconciles its partition with the roster, one configuration entry
 //! at a time, so every partition's voters move under the faults. The operator asks the node it
 //! believes leads partition 0, against the roster version that node knows (a stale one gets
-//! `StaleMembership`). Every node stays a member (a learner still receives the log), so every
-//! checker, convergence included, judges as before.
+//! `StaleMembership`). Once the faults stop it only adds the nodes outside the cluster, so
+//! that every node is a member and converges by the end.
 
 use tokio::sync::oneshot::{self, error::TryRecvError};
 
@@ -41,17 +44,41 @@ impl NodeSimulation {
         else {
             return;
         };
-        let members = roster.members();
-        let moved = &members[self.client_rng.index(members.len())];
-        let change = match moved.role {
-            MemberRole::Voter if roster.voters().count() > 1 => {
-                RosterChange::Demote { node: moved.node }
-            }
-            MemberRole::Learner => RosterChange::Promote { node: moved.node },
-            _ => return,
+        let healed = self.healed_at.is_some();
+        let outside: Vec<NodeId> = (1..=self.nodes.len() as u64)
+            .map(NodeId)
+            .filter(|&n| roster.member(n).is_none())
+            .collect();
+        let moved = match healed {
+            // Once the faults stop: add the nodes outside the cluster, so that all converge.
+            true if outside.is_empty() => return,
+            true => outside[self.client_rng.index(outside.len())],
+            false => NodeId(self.client_rng.index(self.nodes.len()) as u64 + 1),
+        };
+        let voters = roster.voters().count();
+        let draw = self.client_rng.index(4);
+        let change = match roster.member(moved).map(|m| m.role) {
+            None => RosterChange::Add {
+                node: moved,
+                endpoint: format!("node-{}:7000", moved.0),
+                incarnation: 1,
+            },
+            // A voter (the leader of partition 0 or of any partition included): demoted,
+            // taken out through `Leave` (removed once every partition let it go) or removed
+            // at once.
+            Some(MemberRole::Voter) if voters > 1 => match draw {
+                0 => RosterChange::Leave { node: moved },
+                1 => RosterChange::Remove { node: moved },
+                _ => RosterChange::Demote { node: moved },
+            },
+            Some(MemberRole::Learner) => match draw {
+                0 => RosterChange::Remove { node: moved },
+                _ => RosterChange::Promote { node: moved },
+            },
+            Some(_) => return,
         };
         self.trace
-            .event(20, &[self.now, node as u64, moved.node.0, roster.version()]);
+            .event(20, &[self.now, node as u64, moved.0, roster.version()]);
         let (reply, answer) = oneshot::channel();
         let request = Request::ChangeMembership {
             change,

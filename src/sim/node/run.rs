@@ -330,9 +330,7 @@ impl NodeSimulation {
             }
             Event::Membership => {
                 self.trace.event(19, &[self.now]);
-                if self.healed_at.is_none() {
-                    self.change_membership();
-                }
+                self.change_membership();
             }
             Event::Nemesis => {
                 self.trace.event(8, &[self.now]);
@@ -398,8 +396,21 @@ impl NodeSimulation {
                                 .map(|s| format!("{:?}", s.failure()))
                                 .collect()
                         });
+                        let roster = node
+                            .running
+                            .as_ref()
+                            .and_then(|r| r.host.membership().roster())
+                            .map_or("-".to_owned(), |r| {
+                                let members: Vec<String> = r
+                                    .members()
+                                    .iter()
+                                    .map(|m| format!("{}:{:?}", m.node, m.role))
+                                    .collect();
+                                format!("v{} {}", r.version(), members.join(","))
+                            });
                         eprintln!(
-                            "  node {} up {} applied {applied:?} {leadership:?} {failures:?}",
+                            "  node {} up {} applied {applied:?} {leadership:?} {failures:?} \
+                             roster {roster}",
                             node.id,
                             node.up()
                         );

@@ -64,7 +64,10 @@ impl NodeSimulation {
         let started = self.nodes[node].start(config, &wal, epoch_seed, now);
         self.checkers.judge(RECOVERY, started)?;
         self.report.starts += 1;
-        let voters: Vec<NodeId> = (1..=self.config.nodes as u64).map(NodeId).collect();
+        // The first roster: the initial members (a node outside it waits to be added).
+        let voters: Vec<NodeId> = (1..=self.config.initial_members as u64)
+            .map(NodeId)
+            .collect();
         let running = self.nodes[node].running.as_ref().expect("just started");
         // Partition 0 holds the roster the others follow.
         for p in 0..=self.config.partitions as u32 {

@@ -1,7 +1,8 @@
 //! Every acknowledged write is durable on a majority of the voters when it is acknowledged,
 //! and stays durable through every crash and power loss. The voters are those of the
 //! configuration in force at the write's index in the durable logs that hold it (without a
-//! configuration entry, every node votes), or, in a run that changes memberships, of a
+//! configuration entry, the first voters: the nodes the simulator started the cluster with),
+//! or, in a run that changes memberships, of a
 //! configuration one voter away from it: a leader counts the latest configuration in its log,
 //! which may be one uncommitted change past the write's, not yet durable on any disk nor sent
 //! (one change at a time, each one voter). That is weaker than the leader's own configuration
@@ -26,8 +27,8 @@ impl AcknowledgedWritesDurable {
 
     /// Checks that `ack` is held by a majority of the voters (see the module docs) among
     /// `logs` (one per node, the partition's durable log on that node's disk: `None` when the
-    /// disk holds nothing of it); `changes_memberships` admits the configurations one voter
-    /// away.
+    /// disk holds nothing of it); `first_voters` are the voters of every partition's first
+    /// configuration; `changes_memberships` admits the configurations one voter away.
     ///
     /// # Errors
     /// Which nodes hold it and which do not.
@@ -35,6 +36,7 @@ impl AcknowledgedWritesDurable {
         ack: &Acknowledged,
         logs: &[Option<&DurableLog>],
         applied: &HashMap<(PartitionId, LogIndex), Applied>,
+        first_voters: &[NodeId],
         changes_memberships: bool,
     ) -> Result<(), String> {
         let holds = |log: &Option<&DurableLog>| {
@@ -62,22 +64,18 @@ impl AcknowledgedWritesDurable {
             .iter()
             .filter(|_| changes_memberships)
             .flat_map(|c| {
-                let voters = c.map_or_else(|| every_node.clone(), |c| c.voters().to_vec());
+                let voters = c.map_or_else(|| first_voters.to_vec(), |c| c.voters().to_vec());
                 one_voter_away(&voters, &every_node)
             })
             .collect();
         candidates.extend(neighbours.iter().map(Some));
-        let majority_of = |configuration: Option<&Configuration>| match configuration {
-            // The first configuration: every node votes.
-            None => holders.len() * 2 > logs.len(),
-            Some(configuration) => {
-                let voters = configuration.voters();
-                let holding = voters
-                    .iter()
-                    .filter(|id| holders.contains(&(id.0 as usize - 1)))
-                    .count();
-                holding * 2 > voters.len()
-            }
+        let majority_of = |configuration: Option<&Configuration>| {
+            let voters = configuration.map_or(first_voters, Configuration::voters);
+            let holding = voters
+                .iter()
+                .filter(|id| holders.contains(&(id.0 as usize - 1)))
+                .count();
+            holding * 2 > voters.len()
         };
         if candidates.iter().any(|c| majority_of(*c)) {
             return Ok(());
@@ -85,7 +83,7 @@ impl AcknowledgedWritesDurable {
         let holding = holders.len();
         let voters: Vec<Vec<NodeId>> = candidates
             .iter()
-            .map(|c| c.map_or_else(Vec::new, |c| c.voters().to_vec()))
+            .map(|c| c.map_or_else(|| first_voters.to_vec(), |c| c.voters().to_vec()))
             .collect();
         let describe: BTreeMap<usize, String> = logs
             .iter()
@@ -106,7 +104,7 @@ impl AcknowledgedWritesDurable {
             })
             .collect();
         Err(format!(
-            "{:?} acknowledged at {} ms as partition {} index {} is durable on {holding} of {} disks, a majority of none of the voters it may have been counted by ({voters:?}; empty: all); at that index the durable logs hold {describe:?}",
+            "{:?} acknowledged at {} ms as partition {} index {} is durable on {holding} of {} disks, a majority of none of the voters it may have been counted by ({voters:?}); at that index the durable logs hold {describe:?}",
             ack.op,
             ack.at,
             ack.partition,
@@ -139,6 +137,9 @@ mod tests {
     use super::AcknowledgedWritesDurable;
     use crate::core::{Configuration, EntryKind, LogIndex, NodeId, PartitionId, Term};
     use crate::sim::node::truth::{Acknowledged, Applied, DurableLog};
+
+    /// The first voters of the cases: three nodes.
+    const THREE: [NodeId; 3] = [NodeId(1), NodeId(2), NodeId(3)];
     use crate::sim::node::workload::Op;
 
     fn log(floor: u64, entries: &[(u64, Op)]) -> DurableLog {
@@ -170,7 +171,7 @@ mod tests {
         let compacted = log(3, &[]);
         let mut applied = HashMap::new();
         let ok = |logs: &[Option<&DurableLog>], applied: &HashMap<_, _>| {
-            AcknowledgedWritesDurable::check(&ack, logs, applied, false).is_ok()
+            AcknowledgedWritesDurable::check(&ack, logs, applied, &THREE, false).is_ok()
         };
         assert!(ok(&[Some(&holds), Some(&holds), None], &applied));
         assert!(!ok(&[Some(&holds), Some(&lacks), None], &applied));
@@ -210,7 +211,7 @@ mod tests {
         let lacks = log(0, &[]);
         let applied = HashMap::new();
         let check = |logs: &[Option<&DurableLog>]| {
-            AcknowledgedWritesDurable::check(&ack, logs, &applied, true).is_ok()
+            AcknowledgedWritesDurable::check(&ack, logs, &applied, &THREE, true).is_ok()
         };
         // Voters {2} from index 2: node 2 alone is their majority.
         let two = in_force(&[2]);
