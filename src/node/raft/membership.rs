@@ -60,7 +60,8 @@ impl Raft {
 
     /// Changes the roster on partition 0's leader, which must be this node (a follower refuses
     /// with [`MembershipError::NotLeader`] naming the leader), against `expected_version` when
-    /// given. Returns the roster version once partition 0 committed the change; the other
+    /// given, waiting at most `timeout` (`None`: the node's `proposal_timeout_ms`, as for
+    /// every write). Returns the roster version once partition 0 committed the change; the other
     /// partitions follow it on their own. A change that changes nothing (a retry of one that
     /// committed) returns at once.
     ///
@@ -88,7 +89,8 @@ impl Raft {
                 .map_err(roster_error),
             None => Err(MembershipError::RestoreInProgress),
         };
-        let sent = checked.and_then(|()| match self.inner.timer.deadline(timeout) {
+        let waited = self.proposal_timeout(timeout);
+        let sent = checked.and_then(|()| match self.inner.timer.deadline(Some(waited)) {
             Ok(deadline) => {
                 let (reply, answer) = oneshot::channel();
                 let request = Request::ChangeMembership {
@@ -108,7 +110,6 @@ impl Raft {
         });
         async move {
             let (deadline, answer) = sent?;
-            let waited = timeout.unwrap_or_default();
             let answer = race(deadline, answer)
                 .await
                 .map_err(|Elapsed| MembershipError::Timeout { waited })?

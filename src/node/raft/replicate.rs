@@ -311,7 +311,7 @@ impl Raft {
     }
 
     /// The caller's `timeout` of a write, or the node's `proposal_timeout_ms`.
-    fn proposal_timeout(&self, timeout: Option<Duration>) -> Duration {
+    pub(super) fn proposal_timeout(&self, timeout: Option<Duration>) -> Duration {
         timeout.unwrap_or(Duration::from_millis(self.inner.config.proposal_timeout_ms))
     }
 
