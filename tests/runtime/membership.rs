@@ -177,11 +177,15 @@ fn a_leaving_leader_hands_over_and_is_removed_once_every_partition_let_it_go() {
         .ok()
     });
     assert_eq!(asked.status, Status::Success);
-    for i in 0..3 {
+    // The others learn of the removal; the removed node, outside partition 0 now, keeps the
+    // roster that made it leave.
+    for i in (0..3).filter(|&i| i != leaving) {
         eventually("partition 0's leader removes the leaving member", || {
             roster(&cluster, i).filter(|r| r.member(leaving_id).is_none())
         });
     }
+    let last_known = roster(&cluster, leaving).and_then(|r| r.member(leaving_id).cloned());
+    assert_eq!(last_known.map(|m| m.role), Some(MemberRole::Leaving));
     let staying = (leaving + 1) % 3;
     for p in [SYSTEM, USER] {
         let committed = eventually("the partition lets it go", || {

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
 
-pub(crate) use self::reconcile::{Step, next_step};
+pub(crate) use self::reconcile::{Step, Target, next_step};
 pub use self::roster::{ENDPOINT_BYTES_MAX, Member, MemberRole, Roster, RosterChange, RosterError};
 use super::StableHashMap;
 use crate::core::PartitionId;

@@ -15,7 +15,6 @@
 
 use bytes::Bytes;
 
-use super::Roster;
 use crate::core::{Configuration, LogIndex, NodeId};
 
 /// What a partition's leader does next.
@@ -38,21 +37,29 @@ pub(crate) fn reconciled_version(configuration: &Configuration) -> u64 {
     <[u8; 8]>::try_from(configuration.context().as_ref()).map_or(0, u64::from_le_bytes)
 }
 
+/// What a partition converges to: the voters and learners of the roster at `version`
+/// (`Roster::partition_target`).
+pub(crate) struct Target<'a> {
+    pub(crate) version: u64,
+    pub(crate) voters: &'a [NodeId],
+    pub(crate) learners: &'a [NodeId],
+}
+
 /// The next step of the partition whose configuration in force is `current`, led by `me`,
-/// towards `roster`. `match_index` is the leader's view of a member's log (`None`: unknown).
+/// towards `target`. `match_index` is the leader's view of a member's log (`None`: unknown).
 pub(crate) fn next_step(
     current: &Configuration,
-    roster: &Roster,
+    target: &Target<'_>,
     me: NodeId,
     commit: LogIndex,
     promotion_lag_entries_max: u64,
     match_index: impl Fn(NodeId) -> Option<LogIndex>,
 ) -> Step {
-    if reconciled_version(current) > roster.version() {
+    if reconciled_version(current) > target.version {
         return Step::Wait;
     }
-    let (voters, learners) = roster.partition_target();
-    if current.voters() == voters.as_slice() && current.learners() == learners.as_slice() {
+    let (voters, learners) = (target.voters, target.learners);
+    if current.voters() == voters && current.learners() == learners {
         return Step::Done;
     }
     let caught_up = |node: NodeId| {
@@ -89,7 +96,7 @@ pub(crate) fn next_step(
     }
     let next_learners = voters
         .iter()
-        .chain(&learners)
+        .chain(learners)
         .copied()
         .filter(|n| !next_voters.contains(n))
         .collect();
@@ -99,7 +106,7 @@ pub(crate) fn next_step(
     if next.voters() == current.voters() && next.learners() == current.learners() {
         return Step::Wait;
     }
-    let context = Bytes::copy_from_slice(&roster.version().to_le_bytes());
+    let context = Bytes::copy_from_slice(&target.version.to_le_bytes());
     match next.with_context(context) {
         Ok(next) => Step::Propose(next),
         Err(_) => Step::Wait,
@@ -109,7 +116,25 @@ pub(crate) fn next_step(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shard::membership::RosterChange;
+    use crate::shard::membership::{Roster, RosterChange};
+
+    /// `next_step` towards `roster`.
+    fn step_to(
+        current: &Configuration,
+        roster: &Roster,
+        me: NodeId,
+        commit: LogIndex,
+        lag: u64,
+        match_index: impl Fn(NodeId) -> Option<LogIndex>,
+    ) -> Step {
+        let (voters, learners) = roster.partition_target();
+        let target = Target {
+            version: roster.version(),
+            voters: &voters,
+            learners: &learners,
+        };
+        next_step(current, &target, me, commit, lag, match_index)
+    }
 
     fn ids(list: &[u64]) -> Vec<NodeId> {
         list.iter().copied().map(NodeId).collect()
@@ -141,7 +166,7 @@ mod tests {
         let mut current = start;
         let mut seen = Vec::new();
         for _ in 0..10 {
-            match next_step(&current, roster, NodeId(leader), LogIndex(100), 0, |_| {
+            match step_to(&current, roster, NodeId(leader), LogIndex(100), 0, |_| {
                 Some(LogIndex(100))
             }) {
                 Step::Done => return (seen, leader),
@@ -181,11 +206,11 @@ mod tests {
         let current = configuration(&[1], &[2]);
         let behind = |n: NodeId| Some(LogIndex(if n == NodeId(2) { 10 } else { 100 }));
         assert_eq!(
-            next_step(&current, &roster, NodeId(1), LogIndex(100), 50, behind),
+            step_to(&current, &roster, NodeId(1), LogIndex(100), 50, behind),
             Step::Wait
         );
         assert!(matches!(
-            next_step(&current, &roster, NodeId(1), LogIndex(100), 90, behind),
+            step_to(&current, &roster, NodeId(1), LogIndex(100), 90, behind),
             Step::Propose(_)
         ));
     }
@@ -234,7 +259,7 @@ mod tests {
             .with_context(Bytes::copy_from_slice(&5u64.to_le_bytes()))
             .expect("short");
         assert_eq!(
-            next_step(&newer, &old, NodeId(1), LogIndex(1), 0, |_| None),
+            step_to(&newer, &old, NodeId(1), LogIndex(1), 0, |_| None),
             Step::Wait
         );
     }

@@ -124,7 +124,11 @@ pub enum RosterChange {
         /// The node.
         node: NodeId,
     },
-    /// Take `node` out of the roster (nothing changes when it is not a member).
+    /// Take `node` out of the roster (nothing changes when it is not a member). A learner or
+    /// a leaving member goes at once; a voter is made leaving (as `Leave`): it may lead
+    /// partitions, and a node dropped from partition 0 while it leads one would never learn
+    /// that it must hand it over. Partition 0's leader removes a leaving member once every
+    /// partition let it go.
     Remove {
         /// The node.
         node: NodeId,
@@ -377,10 +381,17 @@ impl Roster {
                 let Ok(i) = position(*node) else {
                     return Ok(None);
                 };
-                if self.members[i].role == MemberRole::Voter && self.voters().count() == 1 {
-                    return Err(RosterError::InsufficientVoters);
+                match self.members[i].role {
+                    MemberRole::Voter if self.voters().count() == 1 => {
+                        return Err(RosterError::InsufficientVoters);
+                    }
+                    // A voter may lead partitions: it leaves first, so that it stays in
+                    // partition 0 and learns that it must hand them over.
+                    MemberRole::Voter => next.members[i].role = MemberRole::Leaving,
+                    MemberRole::Learner | MemberRole::Leaving => {
+                        next.members.remove(i);
+                    }
                 }
-                next.members.remove(i);
             }
             RosterChange::Endpoints { endpoints } => {
                 let mut changed = false;
@@ -614,9 +625,15 @@ mod tests {
             demoted.change(&RosterChange::Demote { node: NodeId(2) }, None),
             Err(RosterError::InsufficientVoters)
         );
-        // Two voters: one may go.
+        // Two voters: one may go, leaving first; then it goes.
         let one_left = changed(&promoted, RosterChange::Remove { node: NodeId(1) });
         assert_eq!(one_left.voters().collect::<Vec<_>>(), ids(&[2]));
+        assert_eq!(
+            one_left.member(NodeId(1)).map(|m| m.role),
+            Some(MemberRole::Leaving)
+        );
+        let gone = changed(&one_left, RosterChange::Remove { node: NodeId(1) });
+        assert_eq!(gone.member(NodeId(1)), None);
     }
 
     #[test]

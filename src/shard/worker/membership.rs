@@ -18,7 +18,9 @@
 use std::collections::BTreeMap;
 
 use crate::core::{EntryKind, NodeId, Replica, Status, Ticket};
-use crate::shard::membership::{MemberRole, Roster, RosterChange, RosterError, Step, next_step};
+use crate::shard::membership::{
+    MemberRole, Roster, RosterChange, RosterError, Step, Target, next_step,
+};
 use crate::shard::{RaftEvent, Refusal, ReplicationResult, Reply, SYSTEM_PARTITION, Transport};
 
 use super::Worker;
@@ -41,6 +43,11 @@ impl Worker {
             return;
         };
         let (voters, learners) = roster.partition_target();
+        let target = Target {
+            version: roster.version(),
+            voters: &voters,
+            learners: &learners,
+        };
         let lag_max = self.config.membership.promotion_lag_entries_max;
         let mut reconciled = Vec::new();
         let mut touched = Vec::new();
@@ -67,7 +74,7 @@ impl Worker {
             }
             let step = next_step(
                 replica.configuration(),
-                &roster,
+                &target,
                 self.node,
                 replica.commit_index(),
                 lag_max,

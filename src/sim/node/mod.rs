@@ -70,8 +70,8 @@ pub struct NodeSimulation {
     network: Network,
     nodes: Vec<SimNode>,
     clients: Clients,
-    /// The roster change in progress.
-    membership: Option<membership::MembershipStep>,
+    /// The membership operator.
+    membership: membership::Operator,
     truth: Truth,
     checkers: NodeCheckers,
     trace: TraceHash,

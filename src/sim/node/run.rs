@@ -140,7 +140,7 @@ impl NodeSimulation {
             network: Network::new(config.nodes, config.network.clone()),
             nodes,
             clients: Clients::new(config.partitions, config.clients_per_partition),
-            membership: None,
+            membership: super::membership::Operator::default(),
             truth: Truth::default(),
             checkers: NodeCheckers::default(),
             trace: TraceHash::new(),
