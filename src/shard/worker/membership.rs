@@ -191,7 +191,8 @@ impl Worker {
             let _ = reply.send(Err(Refusal::NotHosted));
             return;
         };
-        let Some(replica) = slot.replica.as_mut() else {
+        let held = slot.held();
+        let Some(replica) = slot.replica.as_mut().filter(|_| !held) else {
             let _ = reply.send(Err(Refusal::RestoreInProgress));
             return;
         };
