@@ -4,6 +4,11 @@
 //! an acknowledged entry away), 846 and 1460 (a restore read an entry the WAL was relocating and
 //! failed the partition).
 //!
+//! In the shipping code, found by the campaign that moves nodes
+//! (`NodeSimConfig::moving_nodes_for_seed`): 232, 382 and 793 (a follower whose application
+//! stood past a snapshot's index while its log ended below it acknowledged the snapshot
+//! without taking its boundary, so the leader sent it again for ever).
+//!
 //! In the simulator: 636 (the liveness bound blamed a follower whose log held another term at
 //! the leader's compaction floor: only a snapshot can bring it back, and the shards do not ship
 //! snapshots yet), 6047 (a 2-node seed answered 4 reads, under the floor of 5: every partition
@@ -27,6 +32,13 @@ fn seeds_that_found_bugs_replay_clean() {
                 }
             }
             Err(failure) => panic!("{failure}"),
+        }
+    }
+    for seed in [232, 382, 793] {
+        if let Err(failure) =
+            NodeSimulation::new(seed, NodeSimConfig::moving_nodes_for_seed(seed)).run()
+        {
+            panic!("{failure}");
         }
     }
 }

@@ -68,8 +68,11 @@ impl Replica {
             seq,
             outcome: SnapshotOutcome::Installed,
         };
-        if index <= self.delivered {
-            // The application already holds it.
+        if index <= self.delivered && index <= self.log.committed {
+            // The application and the log already hold it. (An application ahead of a log
+            // that ends below `index`, after a snapshot whose boundary a crash lost, still
+            // needs the boundary: else the log stays behind and the leader sends the same
+            // snapshot for ever.)
             self.ack_append(leader, self.log.committed);
             self.send_after_persist(leader, installed);
             return Ok(());
@@ -144,5 +147,39 @@ impl Replica {
         {
             p.become_probe();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::restore::tests::{config, durable, normal};
+    use super::*;
+    use crate::core::Configuration;
+
+    /// A follower whose application stands past a snapshot's index (a snapshot imported
+    /// before a crash lost its boundary) while its log ends below it takes the boundary: a
+    /// bare acknowledgement would leave its log behind, and the leader would send the same
+    /// snapshot for ever (found by the node simulator's campaign that moves nodes).
+    #[test]
+    fn an_application_ahead_of_a_short_log_still_takes_the_boundary() {
+        let entries = (1..=24).map(|i| normal(i, 1)).collect();
+        let mut replica = Replica::new(config(), durable(entries, 24, 30)).expect("valid");
+        let voters = vec![NodeId(1), NodeId(2), NodeId(3)];
+        let floor = Floor {
+            index: LogIndex(29),
+            term: Term(3),
+            configuration: Configuration::new(voters, Vec::new()).expect("valid"),
+        };
+        replica
+            .install_snapshot(NodeId(2), Term(4), floor, (1, 0))
+            .expect("installed");
+        assert_eq!(replica.compaction_floor(), LogIndex(29));
+        assert!(replica.last_index() >= LogIndex(29));
+        let ready = replica.ready();
+        assert_eq!(
+            ready.installed_snapshot.map(|f| f.index),
+            Some(LogIndex(29)),
+            "the boundary is persisted"
+        );
     }
 }
