@@ -75,8 +75,8 @@ pub struct NodeSimConfig {
     /// and are added (as learners) by the membership operator.
     pub initial_members: usize,
     /// Whether the membership operator also adds, removes and makes leave nodes (not only
-    /// promotes and demotes them). Off in `for_seed`: its long campaign (`docs/testing.md`)
-    /// found liveness stalls still open.
+    /// promotes and demotes them): off in [`NodeSimConfig::for_seed`], on in
+    /// [`NodeSimConfig::moving_nodes_for_seed`] (each has its sweep).
     pub membership_moves_nodes: bool,
 }
 
