@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use crate::core::{PartitionId, Status};
 use crate::node::error::{Fatal, MembershipError, QueryError};
 use crate::shard::membership::{MemberRole, Roster, RosterChange, RosterError};
-use crate::shard::{PartitionConfiguration, Refusal, Request, SYSTEM_PARTITION};
+use crate::shard::{PartitionConfiguration, Request, SYSTEM_PARTITION};
 
 use super::Raft;
 use super::refusal::SHARD_GONE;
@@ -116,38 +116,12 @@ impl Raft {
                 .unwrap_or(Err(SHARD_GONE));
             match answer {
                 Ok(outcome) if outcome.status == Status::Success => {
-                    // Partition 0's shard publishes the roster on its next tick.
+                    // Partition 0's shard published the roster before it answered.
                     Ok(this.membership().map_or(0, |r| r.version()))
                 }
                 Ok(_) => Err(MembershipError::LeadershipLost),
                 Err(refusal) => Err(this.membership_error(refusal)),
             }
-        }
-    }
-
-    fn membership_error(&self, refusal: Refusal) -> MembershipError {
-        match refusal {
-            Refusal::NotLeader { leader } => {
-                let leader = leader.filter(|&l| l != self.local_node_id());
-                let endpoint = leader.and_then(|l| self.inner.leaders.endpoint_of(l));
-                MembershipError::NotLeader { leader, endpoint }
-            }
-            Refusal::QueueFull => MembershipError::QueueFull,
-            Refusal::RestoreInProgress | Refusal::NotHosted => MembershipError::RestoreInProgress,
-            Refusal::ShardFailed { shard, reason } => {
-                MembershipError::Fatal(Fatal::ShardFailed { shard, reason })
-            }
-            Refusal::ShutDown => MembershipError::Fatal(Fatal::ShutDown),
-            Refusal::Replica(Status::StaleMembership) => MembershipError::Stale {
-                current: self.membership().map_or(0, |r| r.version()),
-            },
-            Refusal::Replica(Status::ConcurrentMembershipChange) => {
-                MembershipError::ConcurrentChange
-            }
-            Refusal::Replica(Status::InsufficientVoters) => MembershipError::InsufficientVoters,
-            Refusal::Replica(status) => MembershipError::Invalid {
-                reason: format!("refused by partition 0's leader: {status}"),
-            },
         }
     }
 }

@@ -2,7 +2,9 @@
 //! the shard's answers, so each family's error says what happened and where to retry.
 
 use crate::core::{NodeId, PartitionId, Status};
-use crate::node::error::{Fatal, InvalidWrite, JoinError, QueryError, ReplicateError};
+use crate::node::error::{
+    Fatal, InvalidWrite, JoinError, MembershipError, QueryError, ReplicateError,
+};
 use crate::node::hlc::HlcTimestamp;
 use crate::shard::Refusal;
 
@@ -62,6 +64,31 @@ impl Raft {
                 // The core refuses only an empty proposal this way; the shard's other bounds
                 // are the ones `check_write` applied before sending.
                 (_, WriteKind::Propose | WriteKind::Checkpoint) => InvalidWrite::Empty.into(),
+            },
+        }
+    }
+
+    pub(super) fn membership_error(&self, refusal: Refusal) -> MembershipError {
+        match refusal {
+            Refusal::NotLeader { leader } => {
+                let (leader, endpoint) = self.not_leader(leader);
+                MembershipError::NotLeader { leader, endpoint }
+            }
+            Refusal::QueueFull => MembershipError::QueueFull,
+            Refusal::RestoreInProgress | Refusal::NotHosted => MembershipError::RestoreInProgress,
+            Refusal::ShardFailed { shard, reason } => {
+                MembershipError::Fatal(Fatal::ShardFailed { shard, reason })
+            }
+            Refusal::ShutDown => MembershipError::Fatal(Fatal::ShutDown),
+            Refusal::Replica(Status::StaleMembership) => MembershipError::Stale {
+                current: self.membership().map_or(0, |r| r.version()),
+            },
+            Refusal::Replica(Status::ConcurrentMembershipChange) => {
+                MembershipError::ConcurrentChange
+            }
+            Refusal::Replica(Status::InsufficientVoters) => MembershipError::InsufficientVoters,
+            Refusal::Replica(status) => MembershipError::Invalid {
+                reason: format!("refused by partition 0's leader: {status}"),
             },
         }
     }

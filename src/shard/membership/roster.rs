@@ -409,6 +409,22 @@ impl Roster {
         Ok(Some(next))
     }
 
+    /// Partition 0's configuration after `change` ([`Roster::change`] then
+    /// [`Roster::configuration`]); `None` when the change changes nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`Roster::change`] and [`Roster::configuration`].
+    pub fn configuration_after(
+        &self,
+        change: &RosterChange,
+        expected_version: Option<u64>,
+    ) -> Result<Option<Configuration>, RosterError> {
+        self.change(change, expected_version)?
+            .map(|next| next.configuration())
+            .transpose()
+    }
+
     fn encode(&self) -> Bytes {
         let mut out = BytesMut::with_capacity(
             HEADER_LEN

@@ -106,8 +106,9 @@ impl Worker {
     }
 
     /// As the shard of partition 0 (on every tick and every Ready of partition 0): publishes
-    /// its committed roster when it changed, and restates the genesis roster with the
-    /// endpoints once this node leads partition 0.
+    /// its committed roster when it changed and, as partition 0's established leader, makes
+    /// its own changes (the genesis roster restated with the endpoints, a leaving member
+    /// removed once every partition let it go).
     pub(super) fn publish_roster(&mut self) {
         let Some(slot) = self.partitions.get_mut(SYSTEM_PARTITION) else {
             return;
@@ -157,10 +158,7 @@ impl Worker {
         let Some(change) = own else {
             return;
         };
-        let next = roster
-            .change(&change, Some(roster.version()))
-            .and_then(|next| next.map(|r| r.configuration()).transpose());
-        match next {
+        match roster.configuration_after(&change, Some(roster.version())) {
             Ok(Some(configuration)) => {
                 let ticket = system_ticket(replica);
                 if replica.propose_configuration(ticket, configuration).is_ok() {
@@ -215,10 +213,7 @@ impl Worker {
                 return;
             }
         };
-        let next = roster
-            .change(change, expected_version)
-            .and_then(|next| next.map(|r| r.configuration()).transpose());
-        let result = match next {
+        let result = match roster.configuration_after(change, expected_version) {
             Ok(Some(_)) if !reconciled_to(roster.version()) => Err(concurrent),
             Ok(Some(configuration)) => replica
                 .propose_configuration(ticket, configuration)
