@@ -33,7 +33,7 @@ use tokio::sync::oneshot;
 use super::Leadership;
 use super::activity::NodeActivity;
 use super::config::ShardConfig;
-use super::membership::MembershipTable;
+use super::membership::{CallWait, MembershipCall, MembershipTable};
 use super::router::{Router, ShardQueues};
 use super::snapshot::pump::Pump;
 use super::transport::{Inbound, Transport};
@@ -360,6 +360,10 @@ impl Inbound for ShardHost {
     fn deliver(&self, messages: Vec<Message>) {
         ShardHost::deliver(self, messages);
     }
+
+    fn call(&self, call: MembershipCall) -> CallWait {
+        self.inner.router.call(call)
+    }
 }
 
 /// What every shard of one host shares: the production host ([`ShardHost::start`]) and the
@@ -461,6 +465,7 @@ impl HostParts {
         let router = Router::new(
             self.config.node_id,
             activity,
+            Arc::clone(&self.membership),
             shards,
             Arc::clone(&self.stop),
         );

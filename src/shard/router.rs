@@ -4,17 +4,18 @@
 //! full inbound queue drops (and counts) the batch.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crossbeam::channel::{Sender, TrySendError};
 
 use super::activity::NodeActivity;
+use super::membership::{self, CallWait, MembershipCall, MembershipTable};
 use super::transport::Inbound;
 use super::waker::{Input, Waker};
 use super::worker::{ShardInput, ShardStats};
-use super::{Refusal, shard_of};
-use crate::core::{Message, NodeId, PartitionId};
+use super::{Refusal, Request, SYSTEM_PARTITION, shard_of};
+use crate::core::{Message, NodeId, PartitionId, Ticket};
 use crate::metrics::ShardMetrics;
 
 /// The producer ends of one shard's queues, with its wake-up and counters.
@@ -34,22 +35,28 @@ pub(crate) struct ShardQueues {
 pub(crate) struct Router {
     node: NodeId,
     activity: Arc<NodeActivity>,
+    membership: Arc<MembershipTable>,
     shards: Vec<ShardQueues>,
     stop: Arc<AtomicBool>,
+    /// The last ticket drawn for a membership call carried out here.
+    call_tickets: Arc<AtomicU64>,
 }
 
 impl Router {
     pub(crate) fn new(
         node: NodeId,
         activity: Arc<NodeActivity>,
+        membership: Arc<MembershipTable>,
         shards: Vec<ShardQueues>,
         stop: Arc<AtomicBool>,
     ) -> Self {
         Self {
             node,
             activity,
+            membership,
             shards,
             stop,
+            call_tickets: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -103,6 +110,30 @@ impl Inbound for Router {
             if !batch.is_empty() {
                 push_batch(shard, self.node, batch);
             }
+        }
+    }
+
+    fn call(&self, call: MembershipCall) -> CallWait {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        // A ticket of the system's range (top bit set, as the shard's own configuration
+        // entries) that the shard's own tickets (bit 62 clear: an index) never take.
+        let drawn = self.call_tickets.fetch_add(1, Ordering::Relaxed) + 1;
+        let request = Request::ChangeMembership {
+            change: call.change,
+            expected_version: call.expected_version,
+            ticket: Ticket(1 << 63 | 1 << 62 | (drawn & ((1 << 62) - 1))),
+            reply,
+        };
+        let input = ShardInput::Request {
+            partition: SYSTEM_PARTITION,
+            request,
+        };
+        match self.request(SYSTEM_PARTITION, input) {
+            Ok(()) => CallWait::waiting(answer, Arc::clone(&self.membership)),
+            Err(refusal) => CallWait::answered(membership::call::refused(
+                &refusal,
+                self.membership.roster().as_deref(),
+            )),
         }
     }
 }

@@ -9,11 +9,14 @@
 //! the inbound side drops (and counts) batches for a shard whose inbound queue is full.
 //!
 //! The set of peers may change while the node runs (membership changes):
-//! [`Transport::set_peers`] hands a transport the new set.
+//! [`Transport::set_peers`] hands a transport the new set. Beside the message batches, a
+//! transport may carry membership calls ([`Transport::call`], [`Inbound::call`]): a roster
+//! change asked of a node by endpoint, answered once (see `membership/call.rs`).
 
 use std::collections::BTreeMap;
 
-use crate::core::{Message, NodeId};
+use super::membership::{CallAnswer, CallError, CallReply, CallWait, MembershipCall};
+use crate::core::{Message, NodeId, Status};
 
 /// Sends message batches to peers.
 pub trait Transport: Send + Sync + 'static {
@@ -46,6 +49,21 @@ pub trait Transport: Send + Sync + 'static {
     fn set_peers(&self, peers: &BTreeMap<NodeId, String>) -> Result<(), PeerSetError> {
         let _ = peers;
         Ok(())
+    }
+
+    /// Sends `call` to the node at `endpoint` (`host:port`; it need not be a peer, and this
+    /// node need not be one of its peers: a joining node calls a seed) and sends its answer,
+    /// or why there is none, on `reply`. Never blocks: the transport waits for the answer on
+    /// its own (within a deadline of its own) and bounds the calls in progress
+    /// ([`CallError::Busy`] over its limit). The answering side hands the call to its
+    /// [`Inbound::call`].
+    ///
+    /// The default answers [`CallError::Unsupported`]: a transport without calls serves a
+    /// cluster whose membership changes only on partition 0's leader
+    /// (`Request::ChangeMembership`).
+    fn call(&self, endpoint: &str, call: MembershipCall, reply: CallReply) {
+        let _ = (endpoint, call);
+        let _ = reply.send(Err(CallError::Unsupported));
     }
 }
 
@@ -82,4 +100,12 @@ pub trait Inbound: Send + Sync + 'static {
     /// Hands received messages to the node. Never blocks; messages that cannot be queued are
     /// dropped and counted.
     fn deliver(&self, messages: Vec<Message>);
+
+    /// Hands a membership call that arrived to the node (partition 0's shard carries it out,
+    /// or names the leader). Never blocks: the answer is taken from the returned [`CallWait`]
+    /// and sent back to the caller. The default refuses every call with `Errored`.
+    fn call(&self, call: MembershipCall) -> CallWait {
+        let _ = call;
+        CallWait::answered(CallAnswer::Refused(Status::Errored))
+    }
 }

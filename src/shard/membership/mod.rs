@@ -3,6 +3,8 @@
 //!
 //! * [`roster`]: the roster (members, roles, endpoints, incarnations, version), kept in the
 //!   context of partition 0's configuration, and its changes ([`RosterChange`]).
+//! * [`call`]: roster changes asked of another node over the network (join, leave, remove,
+//!   promotion), answered by partition 0's leader or with a leader hint.
 //! * `reconcile.rs`: the next step of a partition towards the roster's voters and learners
 //!   (pure: the worker proposes it).
 //! * [`MembershipTable`]: what the shards of a node share: the committed roster as partition
@@ -13,6 +15,7 @@
 //! roster with the endpoints, carries out roster changes on partition 0's leader and
 //! reconciles the partitions this node leads, on every tick.
 
+pub mod call;
 mod reconcile;
 pub mod roster;
 
@@ -20,6 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
 
+pub use self::call::{CallAnswer, CallError, CallReply, CallWait, MembershipCall};
 pub(crate) use self::reconcile::{Step, Target, next_step};
 pub use self::roster::{ENDPOINT_BYTES_MAX, Member, MemberRole, Roster, RosterChange, RosterError};
 use super::StableHashMap;
