@@ -162,4 +162,6 @@ pub use crate::shard::{
     HostStartError, MembershipConfig, PartitionConfiguration, PartitionStatus,
     ReplicationErrorReason, ShardCounters, SnapshotConfig,
 };
-pub use crate::transport::{Inbound, PeerSetError, Transport};
+pub use crate::transport::{
+    CallAnswer, CallError, CallReply, CallWait, Inbound, MembershipCall, PeerSetError, Transport,
+};

@@ -18,5 +18,6 @@ pub mod faulty;
 pub mod memory;
 pub mod tcp;
 
+pub use crate::shard::membership::{CallAnswer, CallError, CallReply, CallWait, MembershipCall};
 pub use crate::shard::transport::PeerSetError;
 pub use crate::shard::{Inbound, Transport};
