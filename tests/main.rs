@@ -3,6 +3,7 @@
 mod cluster;
 mod core;
 mod layering;
+mod node;
 mod node_sim;
 mod routing;
 mod runtime;
