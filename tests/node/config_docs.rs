@@ -108,7 +108,9 @@ fn check_default(key: &str, value: &str, defaults: &BTreeMap<String, toml::Value
             "docs/configuration.md says `{line}`, but the default of `{key}` is {actual}"
         ),
         Err(error) => {
-            panic!("docs/configuration.md says `{line}`, which a node's configuration refuses: {error}")
+            panic!(
+                "docs/configuration.md says `{line}`, which a node's configuration refuses: {error}"
+            )
         }
     }
 }
