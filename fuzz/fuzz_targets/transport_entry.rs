@@ -15,7 +15,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use kommander_raft::core::NodeId;
 use kommander_raft::transport::codec::{
-    FrameKind, HEADER_BYTES, decode_frame, decode_messages, encode_messages,
+    FrameKind, HEADER_BYTES, decode_call, decode_call_answer, decode_frame, decode_messages,
+    encode_call, encode_call_answer, encode_messages,
 };
 use kommander_raft::transport::tcp::client::{
     ClientResponse, decode_request, decode_response, encode_request, encode_response,
@@ -122,6 +123,10 @@ pub(crate) struct FrameOutcome {
     pub(crate) requests: usize,
     /// Client responses decoded.
     pub(crate) responses: usize,
+    /// Membership calls decoded.
+    pub(crate) calls: usize,
+    /// Membership call answers decoded.
+    pub(crate) answers: usize,
 }
 
 /// Decodes a frame body by its kind, checking the canonical roundtrip of what decodes.
@@ -161,6 +166,20 @@ fn decode_body(kind: FrameKind, body: &Bytes, outcome: &mut FrameOutcome) {
                 outcome.responses += 1;
             }
         }
+        FrameKind::CallRequest => {
+            if let Ok(call) = decode_call(body, NodeId(1)) {
+                let again = encode_call(&call).expect("a decoded call encodes");
+                assert_eq!(&again[..], &body[..], "CallRequest body is not canonical");
+                outcome.calls += 1;
+            }
+        }
+        FrameKind::CallAnswer => {
+            if let Ok(answer) = decode_call_answer(body) {
+                let again = encode_call_answer(&answer).expect("a decoded answer encodes");
+                assert_eq!(&again[..], &body[..], "CallAnswer body is not canonical");
+                outcome.answers += 1;
+            }
+        }
         _ => {}
     }
 }
@@ -189,7 +208,7 @@ fn read_all(
 /// with a 4 KiB staging buffer, then with every frame's checksum repaired and a 64-byte
 /// staging buffer), every frame body through its decoder; `data`
 /// as one in-memory frame through `decode_frame`; and `data` itself as a `Messages`, a
-/// `ClientRequest` and a `ClientResponse` body.
+/// `ClientRequest`, a `ClientResponse`, a `CallRequest` and a `CallAnswer` body.
 pub(crate) fn frame(data: &[u8]) -> FrameOutcome {
     let mut outcome = FrameOutcome::default();
     read_all(data, READ_CHUNK_BYTES, &[READ_CHUNK_BYTES], &mut outcome);
@@ -208,6 +227,8 @@ pub(crate) fn frame(data: &[u8]) -> FrameOutcome {
         FrameKind::Messages,
         FrameKind::ClientRequest,
         FrameKind::ClientResponse,
+        FrameKind::CallRequest,
+        FrameKind::CallAnswer,
     ] {
         decode_body(kind, &bytes, &mut outcome);
     }
@@ -227,7 +248,8 @@ pub(crate) fn handshake(data: &[u8]) -> [Result<(ConnectionRole, NodeId), String
     ]
 }
 
-/// One acceptor's handshake over `input`; peers 1 to 5 are admitted.
+/// One acceptor's handshake over `input`; peers 1 to 5 are admitted, calls from any node but
+/// the acceptor and 0 (as the peer port does), clients.
 pub(crate) fn accept(
     input: &[u8],
     secret: Option<&[u8]>,
@@ -240,7 +262,10 @@ pub(crate) fn accept(
     let admit = |role: ConnectionRole, node: NodeId| match role {
         ConnectionRole::Peer if (1..=5).contains(&node.get()) => Ok(()),
         ConnectionRole::Peer => Err((RejectCode::UnknownNode, format!("{node} is not a peer"))),
-        ConnectionRole::Client => Ok(()),
+        ConnectionRole::Call if node == ACCEPTOR || node == NodeId::ZERO => {
+            Err((RejectCode::UnknownNode, format!("{node} cannot call")))
+        }
+        ConnectionRole::Call | ConnectionRole::Client => Ok(()),
     };
     let mut stream = Stream::new(input, &[READ_CHUNK_BYTES, 3]);
     // As the listener does: small limits until the connector is authenticated.

@@ -1,5 +1,6 @@
-//! Arbitrary bytes as a peer's stream: frame reader with limits, `Messages` and client
-//! protocol decoders. Must never panic; every decoded body must re-encode to its bytes.
+//! Arbitrary bytes as a peer's stream: frame reader with limits, `Messages`, client protocol
+//! and membership call decoders. Must never panic; every decoded body must re-encode to its
+//! bytes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

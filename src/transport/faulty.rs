@@ -7,7 +7,8 @@
 //! helper thread with a bounded delay queue (`delay_queue_max`; a full queue drops and counts).
 //! Reordering is a short random delay of one message, so later messages overtake it.
 //! Decisions come from one seeded PRNG: a seed gives the same decisions for the same sequence
-//! of sends (thread interleaving still varies between runs).
+//! of sends (thread interleaving still varies between runs). Membership calls pass through,
+//! and are lost with the drop probability (answered `Unreachable`).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashSet};
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 use crate::core::rng::SplitMix64;
 use crate::core::{Message, NodeId};
 use crate::shard::Transport;
+use crate::shard::membership::{CallError, CallReply, MembershipCall};
 use crate::shard::transport::PeerSetError;
 
 /// Fault probabilities (per million messages) and bounds.
@@ -49,6 +51,8 @@ pub struct FaultCounts {
     pub delayed: u64,
     /// Delayed messages dropped because the delay queue was full.
     pub delay_queue_overflow: u64,
+    /// Membership calls lost by chance (answered `Unreachable`).
+    pub calls_dropped: u64,
 }
 
 struct Delayed {
@@ -335,5 +339,26 @@ impl Transport for FaultyTransport {
     /// The wrapped transport's: faults apply to messages, not to the peer set.
     fn set_peers(&self, peers: &BTreeMap<NodeId, String>) -> Result<(), PeerSetError> {
         self.inner.set_peers(peers)
+    }
+
+    /// The wrapped transport's, except that a call is lost with the drop probability: it is
+    /// answered [`CallError::Unreachable`] at once and counted (`calls_dropped`). Cuts do not
+    /// apply: they name node pairs, and a call names an endpoint.
+    fn call(&self, endpoint: &str, call: MembershipCall, reply: CallReply) {
+        let lost = {
+            let mut state = self.injector.shared.lock();
+            let rate = state.rates.drop_per_million;
+            let lost = state.rng.chance(rate);
+            state.counts.calls_dropped += u64::from(lost);
+            lost
+        };
+        if lost {
+            let _ = reply.send(Err(CallError::Unreachable {
+                endpoint: endpoint.to_owned(),
+                reason: "lost by the fault injector".to_owned(),
+            }));
+            return;
+        }
+        self.inner.call(endpoint, call, reply);
     }
 }

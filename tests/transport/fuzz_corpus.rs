@@ -7,9 +7,12 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
-use kommander_raft::NodeId;
-use kommander_raft::transport::codec::{FrameKind, encode_messages, write_frame};
+use kommander_raft::transport::codec::{
+    FrameKind, encode_call, encode_call_answer, encode_messages, write_frame,
+};
 use kommander_raft::transport::tcp::client::{
     ClientRequest, ClientResponse, ReplicaState, encode_request, encode_response,
 };
@@ -17,7 +20,9 @@ use kommander_raft::transport::tcp::handshake::{
     self, ConnectionRole, HANDSHAKE_FRAME_BYTES_MAX, Identity,
 };
 use kommander_raft::transport::tcp::reader::{Deadlines, FrameReader};
-use kommander_raft::{PartitionId, Status};
+use kommander_raft::{
+    CallAnswer, Configuration, MembershipCall, NodeId, PartitionId, Roster, RosterChange, Status,
+};
 
 use super::wire::{frame_bytes, sample_messages};
 
@@ -55,17 +60,28 @@ fn transport_frame_corpus_replays() {
         let outcome = entry::frame(data);
         if name.starts_with("valid") {
             assert!(
-                outcome.messages + outcome.requests + outcome.responses > 0,
+                outcome.messages
+                    + outcome.requests
+                    + outcome.responses
+                    + outcome.calls
+                    + outcome.answers
+                    > 0,
                 "{name}: a valid seed decoded nothing: {outcome:?}"
             );
         }
         if name.starts_with("valid-stream") {
-            // 2 passes over 12 frames: 1 batch, 1 keepalive, 4 requests, 6 responses.
-            assert_eq!(outcome.frames, 2 * 12, "{name}: {outcome:?}");
-            // Every request and response decodes (and re-encodes to its bytes).
+            // 2 passes over 23 frames: 1 batch, 1 keepalive, 4 requests, 6 responses, 6 calls,
+            // 5 answers.
+            assert_eq!(outcome.frames, 2 * 23, "{name}: {outcome:?}");
+            // Every request, response, call and answer decodes (and re-encodes to its bytes).
             assert_eq!(
-                (outcome.requests, outcome.responses),
-                (2 * 4, 2 * 6),
+                (
+                    outcome.requests,
+                    outcome.responses,
+                    outcome.calls,
+                    outcome.answers
+                ),
+                (2 * 4, 2 * 6, 2 * 6, 2 * 5),
                 "{name}: {outcome:?}"
             );
         }
@@ -89,9 +105,14 @@ fn transport_handshake_corpus_replays() {
     for (name, data) in &files {
         let [open, authenticated, ..] = entry::handshake(data);
         if name.starts_with("valid") {
+            let role = if name.starts_with("valid-call") {
+                ConnectionRole::Call
+            } else {
+                ConnectionRole::Peer
+            };
             assert_eq!(
                 open.as_ref().map_err(String::as_str),
-                Ok(&(ConnectionRole::Peer, NodeId(1))),
+                Ok(&(role, NodeId(1))),
                 "{name}"
             );
             let refusal = authenticated
@@ -150,9 +171,9 @@ impl<S: Write> Write for Recording<S> {
     }
 }
 
-/// What node 1 sends when it connects to the fuzz target's acceptor (a real handshake over a
-/// socket pair), with `cluster` and `secret`.
-fn connector_transcript(cluster: &str, secret: Option<&[u8]>) -> Vec<u8> {
+/// What node 1 sends when it connects to the fuzz target's acceptor as `role` (a real
+/// handshake over a socket pair), with `cluster` and `secret`.
+fn connector_transcript(role: ConnectionRole, cluster: &str, secret: Option<&[u8]>) -> Vec<u8> {
     let (ours, theirs) = UnixStream::pair().expect("socket pair");
     let acceptor_secret = secret.map(Bytes::copy_from_slice);
     let acceptor = std::thread::spawn(move || {
@@ -175,21 +196,11 @@ fn connector_transcript(cluster: &str, secret: Option<&[u8]>) -> Vec<u8> {
         sent: Vec::new(),
     };
     let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX, HANDSHAKE_FRAME_BYTES_MAX);
-    let connected = handshake::connect(
-        &mut stream,
-        &mut reader,
-        &me,
-        ConnectionRole::Peer,
-        None,
-        LONG,
-    );
+    let connected = handshake::connect(&mut stream, &mut reader, &me, role, None, LONG);
     let accepted = acceptor.join().expect("acceptor thread");
     if cluster == entry::CLUSTER {
         assert_eq!(connected.expect("handshake"), entry::ACCEPTOR);
-        assert_eq!(
-            accepted.expect("handshake"),
-            (ConnectionRole::Peer, NodeId(1))
-        );
+        assert_eq!(accepted.expect("handshake"), (role, NodeId(1)));
     }
     stream.sent
 }
@@ -265,6 +276,44 @@ fn write_transport_fuzz_seeds() {
             &[encode_response(id as u64, response)],
         ));
     }
+    let changes = [
+        RosterChange::Add {
+            node: NodeId(4),
+            endpoint: "127.0.0.1:7004".to_owned(),
+            incarnation: 9,
+        },
+        RosterChange::Promote { node: NodeId(4) },
+        RosterChange::Demote { node: NodeId(2) },
+        RosterChange::Leave { node: NodeId(3) },
+        RosterChange::Remove { node: NodeId(3) },
+        RosterChange::Endpoints {
+            endpoints: vec![(NodeId(1), "127.0.0.1:7001".to_owned())],
+        },
+    ];
+    for (version, change) in changes.into_iter().enumerate() {
+        let call = MembershipCall {
+            from: NodeId(1),
+            change,
+            expected_version: (version % 2 == 0).then_some(version as u64),
+        };
+        let body = encode_call(&call).expect("a call within the limits");
+        stream.extend(frame_of(FrameKind::CallRequest, &[body]));
+    }
+    let roster = Roster::of(&Configuration::new(vec![NodeId(1)], Vec::new()).expect("valid"))
+        .expect("genesis");
+    let answers = [
+        CallAnswer::Done(Arc::new(roster)),
+        CallAnswer::NotLeader {
+            leader: Some((NodeId(2), "127.0.0.1:7002".to_owned())),
+        },
+        CallAnswer::NotLeader { leader: None },
+        CallAnswer::Refused(Status::StaleMembership),
+        CallAnswer::Unknown,
+    ];
+    for answer in &answers {
+        let body = encode_call_answer(answer).expect("an answer within the limits");
+        stream.extend(frame_of(FrameKind::CallAnswer, &[body]));
+    }
     let dir = corpus("transport_frame");
     std::fs::create_dir_all(&dir).expect("mkdir");
     let write = |dir: &Path, name: &str, bytes: &[u8]| {
@@ -291,17 +340,22 @@ fn write_transport_fuzz_seeds() {
     // transport_handshake: what a connector sends.
     let dir = corpus("transport_handshake");
     std::fs::create_dir_all(&dir).expect("mkdir");
-    let open = connector_transcript(entry::CLUSTER, None);
+    let open = connector_transcript(ConnectionRole::Peer, entry::CLUSTER, None);
     write(&dir, "valid-open-transcript", &open);
     write(
         &dir,
+        "valid-call-transcript",
+        &connector_transcript(ConnectionRole::Call, entry::CLUSTER, None),
+    );
+    write(
+        &dir,
         "replayed-authenticated-transcript",
-        &connector_transcript(entry::CLUSTER, Some(entry::SECRET)),
+        &connector_transcript(ConnectionRole::Peer, entry::CLUSTER, Some(entry::SECRET)),
     );
     write(
         &dir,
         "wrong-cluster-hello",
-        &connector_transcript("another", None),
+        &connector_transcript(ConnectionRole::Peer, "another", None),
     );
     write(&dir, "truncated-hello", &open[..open.len() / 3]);
     write(&dir, "garbage", &garbage);

@@ -1,6 +1,8 @@
 //! The TCP transport: in-process nodes talking over real loopback sockets, its peer set
-//! changing at runtime, the wire format's properties and the fuzz corpus replay.
+//! changing at runtime, membership calls, the wire format's properties and the fuzz corpus
+//! replay.
 
+mod calls;
 mod cluster;
 mod fuzz_corpus;
 mod peers;

@@ -23,12 +23,12 @@ use kommander_raft::{Inbound, NodeId, PartitionId, PeerSetError, Term, Transport
 
 use crate::cluster::harness::PATIENCE;
 
-const CLUSTER: &str = "peers-test";
-const POLL: Duration = Duration::from_millis(5);
+pub(super) const CLUSTER: &str = "peers-test";
+pub(super) const POLL: Duration = Duration::from_millis(5);
 
 /// What a node received, in order.
 #[derive(Default)]
-struct Received(Mutex<Vec<Message>>);
+pub(super) struct Received(Mutex<Vec<Message>>);
 
 impl Inbound for Received {
     fn deliver(&self, messages: Vec<Message>) {
@@ -66,7 +66,7 @@ fn message(from: u64, to: u64, context: u64) -> Vec<Message> {
     }]
 }
 
-fn config() -> TcpConfig {
+pub(super) fn config() -> TcpConfig {
     TcpConfig {
         listen_address: "127.0.0.1:0".to_owned(),
         reconnect_backoff_max_ms: 100,
@@ -93,13 +93,13 @@ fn peer_set(peers: &[(u64, &str)]) -> BTreeMap<NodeId, String> {
         .collect()
 }
 
-struct Node {
-    transport: Arc<TcpTransport>,
-    received: Arc<Received>,
-    address: String,
+pub(super) struct Node {
+    pub(super) transport: Arc<TcpTransport>,
+    pub(super) received: Arc<Received>,
+    pub(super) address: String,
 }
 
-fn start_with(config: &TcpConfig, node: u64, peers: &[(u64, &str)]) -> Node {
+pub(super) fn start_with(config: &TcpConfig, node: u64, peers: &[(u64, &str)]) -> Node {
     let transport = TcpTransport::bind(config, &cluster(node, peers)).expect("transport");
     let received = Arc::new(Received::default());
     transport.serve(received.clone()).expect("serve");
@@ -111,18 +111,18 @@ fn start_with(config: &TcpConfig, node: u64, peers: &[(u64, &str)]) -> Node {
     }
 }
 
-fn start(node: u64, peers: &[(u64, &str)]) -> Node {
+pub(super) fn start(node: u64, peers: &[(u64, &str)]) -> Node {
     start_with(&config(), node, peers)
 }
 
 /// An address nothing listens on (a node's peer that never answers).
-fn nowhere() -> String {
+pub(super) fn nowhere() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr").to_string()
 }
 
 /// Polls `done` until it holds; fails with `what` once `PATIENCE` passed.
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+pub(super) fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + PATIENCE;
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -132,7 +132,7 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 
 /// Sends `context` from `from` to `to` until `to` has received it (batches sent before the
 /// link is up may be dropped).
-fn deliver(from: &Node, from_id: u64, to: &Node, to_id: u64, context: u64) {
+pub(super) fn deliver(from: &Node, from_id: u64, to: &Node, to_id: u64, context: u64) {
     wait_until(&format!("{context} from {from_id} at {to_id}"), || {
         from.transport
             .send(NodeId(to_id), message(from_id, to_id, context));
@@ -141,7 +141,7 @@ fn deliver(from: &Node, from_id: u64, to: &Node, to_id: u64, context: u64) {
 }
 
 /// The test playing node `node`.
-fn identity(node: u64) -> Identity {
+pub(super) fn identity(node: u64) -> Identity {
     Identity {
         cluster: CLUSTER.to_owned(),
         node: NodeId(node),
@@ -149,7 +149,7 @@ fn identity(node: u64) -> Identity {
     }
 }
 
-fn handshake_deadlines() -> Deadlines {
+pub(super) fn handshake_deadlines() -> Deadlines {
     Deadlines {
         frame_timeout: PATIENCE,
         idle_timeout: PATIENCE,
@@ -158,14 +158,14 @@ fn handshake_deadlines() -> Deadlines {
 
 /// A connection the test holds while it plays a peer, after the handshake.
 #[derive(Debug)]
-struct Connection {
-    stream: TcpStream,
-    reader: FrameReader,
+pub(super) struct Connection {
+    pub(super) stream: TcpStream,
+    pub(super) reader: FrameReader,
 }
 
 impl Connection {
     /// The next frame, `None` once the other side closed the connection (or reset it).
-    fn next_frame(&mut self, deadline: Instant, what: &str) -> Option<Frame> {
+    pub(super) fn next_frame(&mut self, deadline: Instant, what: &str) -> Option<Frame> {
         let stop = || Instant::now() >= deadline;
         match self
             .reader
@@ -199,7 +199,7 @@ impl Connection {
     }
 
     /// Reads (keepalives may come) until the other side closes the connection.
-    fn wait_closed(&mut self, what: &str) {
+    pub(super) fn wait_closed(&mut self, what: &str) {
         let deadline = Instant::now() + PATIENCE;
         while self.next_frame(deadline, what).is_some() {}
     }
@@ -207,6 +207,15 @@ impl Connection {
 
 /// Connects to `address` as peer `node` and runs the handshake.
 fn connect_as(node: u64, address: &str) -> Result<Connection, ConnectionHandshakeError> {
+    connect_with_role(node, address, ConnectionRole::Peer)
+}
+
+/// Connects to `address` as node `node` in `role` and runs the handshake.
+pub(super) fn connect_with_role(
+    node: u64,
+    address: &str,
+    role: ConnectionRole,
+) -> Result<Connection, ConnectionHandshakeError> {
     let mut stream = TcpStream::connect(address).expect("connect");
     stream.set_read_timeout(Some(POLL)).expect("read timeout");
     let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX, HANDSHAKE_FRAME_BYTES_MAX);
@@ -214,7 +223,7 @@ fn connect_as(node: u64, address: &str) -> Result<Connection, ConnectionHandshak
         &mut stream,
         &mut reader,
         &identity(node),
-        ConnectionRole::Peer,
+        role,
         None,
         handshake_deadlines(),
     )?;
@@ -223,10 +232,26 @@ fn connect_as(node: u64, address: &str) -> Result<Connection, ConnectionHandshak
 
 /// Accepts the next connection on `listener` and runs the acceptor's handshake as `node`,
 /// admitting any peer.
-fn accept_as(node: u64, listener: &TcpListener) -> Connection {
+pub(super) fn accept_as(node: u64, listener: &TcpListener) -> Connection {
+    let mut stream = accept_stream(listener);
+    let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX, HANDSHAKE_FRAME_BYTES_MAX);
+    handshake::accept(
+        &mut stream,
+        &mut reader,
+        &identity(node),
+        &|_, _| Ok(()),
+        handshake_deadlines(),
+    )
+    .expect("handshake");
+    reader.set_limits(1 << 20, 64 << 10);
+    Connection { stream, reader }
+}
+
+/// Accepts the next connection on `listener` (blocking reads that time out after `POLL`).
+pub(super) fn accept_stream(listener: &TcpListener) -> TcpStream {
     listener.set_nonblocking(true).expect("non-blocking");
     let deadline = Instant::now() + PATIENCE;
-    let mut stream = loop {
+    let stream = loop {
         match listener.accept() {
             Ok((stream, _)) => break stream,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -240,17 +265,7 @@ fn accept_as(node: u64, listener: &TcpListener) -> Connection {
         .set_nonblocking(false)
         .and_then(|()| stream.set_read_timeout(Some(POLL)))
         .expect("socket setup");
-    let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX, HANDSHAKE_FRAME_BYTES_MAX);
-    handshake::accept(
-        &mut stream,
-        &mut reader,
-        &identity(node),
-        &|_, _| Ok(()),
-        handshake_deadlines(),
-    )
-    .expect("handshake");
-    reader.set_limits(1 << 20, 64 << 10);
-    Connection { stream, reader }
+    stream
 }
 
 /// Sends a batch from `node` (id `from`) to `to` and checks it was dropped at once.
@@ -422,6 +437,7 @@ fn a_peer_over_the_connection_cap_is_answered_busy_and_backs_off() {
         connections_max: 1,
         handshakes_pending_max: 1,
         peers_max: 1,
+        calls_max: 1,
         ..config()
     };
     let nowhere = nowhere();

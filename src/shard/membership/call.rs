@@ -77,8 +77,10 @@ pub enum CallError {
         /// What failed, in words.
         reason: String,
     },
-    /// The node at the endpoint refused the connection (another cluster, authentication,
-    /// too many calls in progress).
+    /// The connection's handshake failed: the node at the endpoint refused this node (another
+    /// cluster, authentication, too many calls in progress, a malformed call), or this node
+    /// refused it (it did not prove the shared secret, it is this node itself). Nothing was
+    /// changed.
     #[error("{endpoint} refused the call: {reason}")]
     Rejected {
         /// The endpoint called.
@@ -99,6 +101,13 @@ pub enum CallError {
     Busy {
         /// The limit.
         max: usize,
+    },
+    /// The call cannot be sent as it is (an endpoint or a list over the wire format's
+    /// limits, a caller other than the transport's own node): nothing was sent.
+    #[error("the call cannot be sent: {reason}")]
+    Invalid {
+        /// What is wrong with it, in words.
+        reason: String,
     },
 }
 
@@ -123,8 +132,10 @@ enum State {
 }
 
 impl CallWait {
-    /// A call answered at once (refused before it reached the shard).
-    pub(crate) fn answered(answer: CallAnswer) -> Self {
+    /// A call answered at once: refused before it reached the shard, or (for a test double
+    /// of [`Inbound`](crate::shard::Inbound)) a scripted answer.
+    #[must_use]
+    pub fn answered(answer: CallAnswer) -> Self {
         Self {
             state: State::Answered(answer),
         }

@@ -11,9 +11,10 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// `KMDR` read as a little-endian u32.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"KMDR");
-/// The wire protocol version this build speaks (2: snapshot chunks carry the configuration at
-/// their index, and entries may be configuration entries).
-pub const PROTOCOL_VERSION: u16 = 3;
+/// The wire protocol version this build speaks (3: configurations carry partition 0's roster
+/// in their context; 4: membership calls, the `Call` connection role and the `CallRequest` and
+/// `CallAnswer` frames).
+pub const PROTOCOL_VERSION: u16 = 4;
 /// Size of [`WireFrameHeader`].
 pub const HEADER_BYTES: usize = 16;
 
@@ -52,6 +53,10 @@ pub enum FrameKind {
     Reject,
     /// A batch of Raft messages (possibly empty: a keepalive).
     Messages,
+    /// A membership call (connector → acceptor, on a `Call` connection).
+    CallRequest,
+    /// The answer to a membership call (acceptor → connector).
+    CallAnswer,
     /// A client request (the `kommander` binary's client port).
     ClientRequest,
     /// A reply to a client request.
@@ -69,6 +74,8 @@ impl FrameKind {
             Self::Welcome => 4,
             Self::Reject => 5,
             Self::Messages => 6,
+            Self::CallRequest => 7,
+            Self::CallAnswer => 8,
             Self::ClientRequest => 16,
             Self::ClientResponse => 17,
         }
@@ -84,6 +91,8 @@ impl FrameKind {
             4 => Self::Welcome,
             5 => Self::Reject,
             6 => Self::Messages,
+            7 => Self::CallRequest,
+            8 => Self::CallAnswer,
             16 => Self::ClientRequest,
             17 => Self::ClientResponse,
             _ => return None,

@@ -12,6 +12,7 @@ use crate::core::{
     Configuration, ConfigurationError, Entry, EntryKind, LogIndex, Message, MessageBody, NodeId,
     PartitionId, SnapshotOutcome, Term, Ticket,
 };
+use crate::shard::membership::RosterError;
 
 /// Bytes of a message before its tag-specific fields (partition, term, tag).
 const MESSAGE_HEAD_BYTES: usize = 4 + 8 + 1;
@@ -22,7 +23,8 @@ const ENTRY_HEAD_BYTES: usize = 8 + 8 + 8 + 1 + 1 + 4;
 /// digest.
 const CHUNK_HEAD_BYTES: usize = 8 + 4 + 8 + 8 + 4 + 4 + 1 + 4;
 
-/// Why a `Messages` body does not decode.
+/// Why a frame body (`Messages`, a client request or response, a membership call or its
+/// answer) does not decode, or why a value cannot be encoded within the format's limits.
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
@@ -80,9 +82,39 @@ pub enum WireError {
         /// Its offset.
         at: usize,
     },
-    /// Bytes after the last message.
-    #[error("{0} trailing bytes after the last message")]
+    /// Bytes after the body's end (its last message, or last field).
+    #[error("{0} trailing bytes after the body's end")]
     Trailing(usize),
+    /// A length or a count over the format's limit (a membership call's endpoint longer than
+    /// `ENDPOINT_BYTES_MAX`, more than `CONFIGURATION_MEMBERS_MAX` endpoints).
+    #[error("{field} {value} at byte {at} exceeds {max}")]
+    OverLimit {
+        /// What is counted.
+        field: &'static str,
+        /// The length or count.
+        value: u64,
+        /// The limit.
+        max: usize,
+        /// Its offset.
+        at: usize,
+    },
+    /// An unknown [`Status`](crate::core::Status) code.
+    #[error("unknown status {code} at byte {at}")]
+    UnknownStatus {
+        /// The code.
+        code: u8,
+        /// Its offset.
+        at: usize,
+    },
+    /// Partition 0's configuration in a membership call's answer does not hold a roster, or
+    /// is not exactly the encoding of its roster.
+    #[error("invalid roster at byte {at}: {error}")]
+    InvalidRoster {
+        /// What is wrong with it.
+        error: RosterError,
+        /// Its offset.
+        at: usize,
+    },
 }
 
 const fn tag(body: &MessageBody) -> u8 {
@@ -348,6 +380,11 @@ impl<'a> Cursor<'a> {
         let bytes = self.body.slice(self.at..end);
         self.at = end;
         Ok(bytes)
+    }
+
+    /// The offset of the next byte to read.
+    pub(crate) const fn position(&self) -> usize {
+        self.at
     }
 
     pub(crate) fn remaining(&self) -> usize {

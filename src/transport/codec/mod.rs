@@ -68,10 +68,54 @@
 //! it has not authenticated. [`encode_messages`] never copies an entry payload (each payload
 //! is the entry's own [`Bytes`](bytes::Bytes), nor a snapshot chunk's data); [`decode_messages`] is total: any bytes give
 //! messages or a [`WireError`], never a panic, and payloads are slices of the body.
+//!
+//! # Membership calls: the `CallRequest` and `CallAnswer` bodies
+//!
+//! A membership call ([`MembershipCall`](crate::MembershipCall): a roster change one node
+//! asks of another by endpoint, `Transport::call`) travels on a connection of its own, opened
+//! for it: one `CallRequest` frame from the caller, one `CallAnswer` frame back, then the
+//! connection closes (the TCP transport's handshake role `Call`).
+//!
+//! ```text
+//! request  := has_expected:u8 expected_version:u64 (when has_expected is 1) change
+//! change   := tag:u8 fields(tag)
+//! endpoint := length:u8 bytes                (UTF-8, at most ENDPOINT_BYTES_MAX bytes)
+//! answer   := tag:u8 fields(tag)
+//! ```
+//!
+//! | request tag | [`RosterChange`](crate::RosterChange) | fields |
+//! |---|---|---|
+//! | 1 | `Add` | `node:u64 incarnation:u64 endpoint` |
+//! | 2 | `Promote` | `node:u64` |
+//! | 3 | `Demote` | `node:u64` |
+//! | 4 | `Leave` | `node:u64` |
+//! | 5 | `Remove` | `node:u64` |
+//! | 6 | `Endpoints` | `count:u16 (node:u64 endpoint)*` (at most [`CONFIGURATION_MEMBERS_MAX`]) |
+//!
+//! | answer tag | [`CallAnswer`](crate::CallAnswer) | fields |
+//! |---|---|---|
+//! | 1 | `Done` | `config_length:u32 config`: partition 0's configuration holding the roster ([`Roster::configuration`](crate::Roster::configuration); decoded with [`Roster::of`](crate::Roster::of), and refused unless it is exactly the encoding of its roster) |
+//! | 2 | `NotLeader` | `has_leader:u8`, then `leader:u64 endpoint` when it is 1 (the endpoint may be empty) |
+//! | 3 | `Refused` | `status:u8`, a [`Status`](crate::Status) code ([`Status::code`](crate::Status::code)) |
+//! | 4 | `Unknown` | none |
+//!
+//! As for a message, the caller is not in the request: the connection authenticated it, and
+//! [`decode_call`] is told `from`. [`encode_call`] and [`encode_call_answer`] refuse what
+//! the other side would refuse (an endpoint over
+//! [`ENDPOINT_BYTES_MAX`](crate::ENDPOINT_BYTES_MAX) bytes, more than
+//! [`CONFIGURATION_MEMBERS_MAX`] endpoints: [`WireError::OverLimit`]); [`decode_call`] and
+//! [`decode_call_answer`] are total, and every body they accept re-encodes to the same bytes.
+//! A request is at most [`CALL_REQUEST_BYTES_MAX`] bytes, an answer at most
+//! [`CALL_ANSWER_BYTES_MAX`].
 
+mod calls;
 mod frame;
 mod messages;
 
+pub use self::calls::{
+    CALL_ANSWER_BYTES_MAX, CALL_REQUEST_BYTES_MAX, decode_call, decode_call_answer, encode_call,
+    encode_call_answer,
+};
 pub(crate) use self::frame::verify_checksum;
 pub use self::frame::{
     Frame, FrameError, FrameKind, HEADER_BYTES, MAGIC, PROTOCOL_VERSION, WireFrameHeader,

@@ -89,6 +89,22 @@ pub struct TcpConfig {
     pub connect_failure_log_interval_ms: u64,
     /// Bytes one read from a socket asks for at most (the receive buffer grows by this).
     pub read_chunk_bytes: usize,
+    /// Membership calls this node answers at once (`Call` connections on the peer port, from
+    /// their admission in the handshake to their close); one more is answered with a `Reject`
+    /// of code `Busy` and closed. At most `connections_max` (each is an inbound connection).
+    pub calls_max: usize,
+    /// Membership calls this node makes at once (`Transport::call`: a thread and a connection
+    /// each); one more is answered `CallError::Busy` at once.
+    pub calls_outgoing_max: usize,
+    /// A membership call this node makes waits this many milliseconds for its answer once the
+    /// call is sent (connecting and the handshake have their own deadlines), then fails with
+    /// `CallError::Timeout` (the change may still commit).
+    pub call_timeout_ms: u64,
+    /// A membership call this node answers waits this many milliseconds for partition 0's
+    /// outcome, then is answered `Unknown` (the change may still commit). Less than
+    /// `call_timeout_ms`, so that a caller configured alike hears `Unknown` before its own
+    /// deadline.
+    pub call_answer_timeout_ms: u64,
 }
 
 impl std::fmt::Debug for TcpConfig {
@@ -106,6 +122,8 @@ impl std::fmt::Debug for TcpConfig {
             .field("peers_max", &self.peers_max)
             .field("connections_max", &self.connections_max)
             .field("handshakes_pending_max", &self.handshakes_pending_max)
+            .field("calls_max", &self.calls_max)
+            .field("calls_outgoing_max", &self.calls_outgoing_max)
             .finish_non_exhaustive()
     }
 }
@@ -131,6 +149,11 @@ impl Default for TcpConfig {
             reconnect_backoff_max_ms: 2_000,
             connect_failure_log_interval_ms: 60_000,
             read_chunk_bytes: 256 << 10,
+            calls_max: 16,
+            calls_outgoing_max: 16,
+            // Longer than the answering side's wait, itself the default proposal timeout.
+            call_timeout_ms: 12_000,
+            call_answer_timeout_ms: 10_000,
         }
     }
 }
@@ -151,7 +174,7 @@ impl TcpConfig {
                 format!("at least {AUTH_SECRET_BYTES_MIN} bytes"),
             );
         }
-        let positive: [(&'static str, u64); 15] = [
+        let positive: [(&'static str, u64); 19] = [
             ("transport.frame_bytes_max", self.frame_bytes_max as u64),
             (
                 "transport.frame_messages_max",
@@ -188,6 +211,16 @@ impl TcpConfig {
                 self.connect_failure_log_interval_ms,
             ),
             ("transport.read_chunk_bytes", self.read_chunk_bytes as u64),
+            ("transport.calls_max", self.calls_max as u64),
+            (
+                "transport.calls_outgoing_max",
+                self.calls_outgoing_max as u64,
+            ),
+            ("transport.call_timeout_ms", self.call_timeout_ms),
+            (
+                "transport.call_answer_timeout_ms",
+                self.call_answer_timeout_ms,
+            ),
         ];
         for (field, value) in positive {
             if value == 0 {
@@ -207,6 +240,19 @@ impl TcpConfig {
             return invalid(
                 "transport.peers_max",
                 "must not exceed connections_max (every peer holds an inbound connection)",
+            );
+        }
+        if self.calls_max > self.connections_max {
+            return invalid(
+                "transport.calls_max",
+                "must not exceed connections_max (every call answered is an inbound connection)",
+            );
+        }
+        if self.call_answer_timeout_ms >= self.call_timeout_ms {
+            return invalid(
+                "transport.call_answer_timeout_ms",
+                "must be less than call_timeout_ms (a caller configured alike would time out \
+                 before the answer)",
             );
         }
         if self.reconnect_backoff_min_ms > self.reconnect_backoff_max_ms {
@@ -266,5 +312,55 @@ impl TcpCluster {
             return invalid("heartbeat_interval_ticks", "must be positive");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_call_settings_are_checked() {
+        assert_eq!(TcpConfig::default().validate(), Ok(()));
+        let refused = |config: TcpConfig| config.validate().map_err(|e| e.field);
+        assert_eq!(
+            refused(TcpConfig {
+                calls_max: 0,
+                ..TcpConfig::default()
+            }),
+            Err("transport.calls_max")
+        );
+        assert_eq!(
+            refused(TcpConfig {
+                calls_outgoing_max: 0,
+                ..TcpConfig::default()
+            }),
+            Err("transport.calls_outgoing_max")
+        );
+        assert_eq!(
+            refused(TcpConfig {
+                connections_max: 8,
+                handshakes_pending_max: 8,
+                peers_max: 8,
+                calls_max: 9,
+                ..TcpConfig::default()
+            }),
+            Err("transport.calls_max")
+        );
+        assert_eq!(
+            refused(TcpConfig {
+                call_timeout_ms: 5_000,
+                call_answer_timeout_ms: 5_000,
+                ..TcpConfig::default()
+            }),
+            Err("transport.call_answer_timeout_ms")
+        );
+        assert_eq!(
+            refused(TcpConfig {
+                call_timeout_ms: 0,
+                ..TcpConfig::default()
+            }),
+            Err("transport.call_timeout_ms")
+        );
     }
 }

@@ -47,6 +47,9 @@ pub enum ConnectionRole {
     Peer,
     /// A client of the `kommander` binary's client port.
     Client,
+    /// A node (a member, or one that is not: a joiner) asking for a membership call on the
+    /// peer port: one `CallRequest`, one `CallAnswer`, then the connection closes.
+    Call,
 }
 
 impl ConnectionRole {
@@ -54,6 +57,16 @@ impl ConnectionRole {
         match self {
             Self::Peer => 1,
             Self::Client => 2,
+            Self::Call => 3,
+        }
+    }
+
+    const fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(Self::Peer),
+            2 => Some(Self::Client),
+            3 => Some(Self::Call),
+            _ => None,
         }
     }
 }
@@ -65,11 +78,12 @@ pub enum RejectCode {
     Version,
     /// Another cluster name.
     Cluster,
-    /// A node id that is not a configured peer (or the acceptor's own id).
+    /// A node id that is not a configured peer, a side's own id (a node reached itself), or
+    /// the reserved id 0 where a node is expected.
     UnknownNode,
     /// Authentication failed or the auth policies differ.
     Auth,
-    /// Too many connections.
+    /// Too many connections (or membership calls) at once.
     Busy,
     /// The role is not served on this listener.
     Role,
@@ -235,14 +249,17 @@ pub fn reject_busy(mut stream: TcpStream, reason: String) {
     let _ = stream.shutdown(Shutdown::Both);
 }
 
-fn rejected(body: &Bytes) -> ConnectionHandshakeError {
+/// The other side's refusal (its code and its words), from the body of its `Reject` frame.
+pub(crate) fn rejection(body: &Bytes) -> (RejectCode, String) {
     let code = RejectCode::from_code(body.first().copied().unwrap_or(0));
     let text = body.get(1..).unwrap_or_default();
     let cut = text.len().min(REASON_BYTES_MAX);
-    ConnectionHandshakeError::Rejected {
-        code,
-        reason: String::from_utf8_lossy(&text[..cut]).into_owned(),
-    }
+    (code, String::from_utf8_lossy(&text[..cut]).into_owned())
+}
+
+fn rejected(body: &Bytes) -> ConnectionHandshakeError {
+    let (code, reason) = rejection(body);
+    ConnectionHandshakeError::Rejected { code, reason }
 }
 
 /// A tiny reader of handshake bodies; every read is checked.
@@ -278,7 +295,8 @@ fn expect(
 }
 
 /// Runs the connector's side on a fresh connection to the node `expected` (or any node for
-/// `None`). Returns the acceptor's node id.
+/// `None`, but never this side's own id nor the reserved 0: a node that reached itself, or an
+/// acceptor that is not a node, is refused). Returns the acceptor's node id.
 ///
 /// # Errors
 ///
@@ -318,6 +336,20 @@ pub fn connect<S: std::io::Read + Write>(
             stream,
             RejectCode::UnknownNode,
             format!("connected to {expected}'s address but {acceptor} answered"),
+        ));
+    }
+    if acceptor == me.node || acceptor == NodeId::ZERO {
+        return Err(refuse(
+            stream,
+            RejectCode::UnknownNode,
+            format!(
+                "{acceptor} answered: {}",
+                if acceptor == me.node {
+                    "this node reached itself"
+                } else {
+                    "the reserved id 0 is no node"
+                }
+            ),
         ));
     }
     let transcript = Transcript {
@@ -407,16 +439,12 @@ pub fn accept<S: std::io::Read + Write>(
             "malformed Hello".to_owned(),
         ));
     };
-    let role = match role {
-        1 => ConnectionRole::Peer,
-        2 => ConnectionRole::Client,
-        other => {
-            return Err(refuse(
-                stream,
-                RejectCode::Malformed,
-                format!("unknown role {other}"),
-            ));
-        }
+    let Some(role) = ConnectionRole::from_code(role) else {
+        return Err(refuse(
+            stream,
+            RejectCode::Malformed,
+            format!("unknown role {role}"),
+        ));
     };
     if cluster != me.cluster.as_bytes() {
         return Err(refuse(

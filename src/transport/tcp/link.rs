@@ -141,9 +141,9 @@ fn run(
     let repeat = Duration::from_millis(config.connect_failure_log_interval_ms);
     let mut failures = FailureLog::default();
     while !ended() {
-        match connect(shared, peer, address) {
+        match connect(shared, address, ConnectionRole::Peer, Some(peer)) {
             Ok(_) if ended() => return,
-            Ok(stream) => {
+            Ok((stream, _)) => {
                 info!(%peer, address, "connected");
                 failures = FailureLog::default();
                 backoff = Duration::from_millis(config.reconnect_backoff_min_ms);
@@ -241,8 +241,9 @@ impl FailureLog {
     }
 }
 
+/// Why a connection to another node failed before its handshake completed.
 #[derive(Debug, thiserror::Error)]
-enum ConnectError {
+pub(super) enum ConnectError {
     #[error("resolving the address: {0}")]
     Resolve(std::io::Error),
     #[error("connecting: {0}")]
@@ -251,7 +252,19 @@ enum ConnectError {
     Handshake(#[from] ConnectionHandshakeError),
 }
 
-fn connect(shared: &TcpShared, peer: NodeId, address: &str) -> Result<TcpStream, ConnectError> {
+/// Connects to the node at `address` (`expected`, or any node but this one for `None`) and
+/// runs the handshake as `role`; returns the connection and the reader that read the
+/// handshake (its limits are the handshake's).
+///
+/// # Errors
+///
+/// [`ConnectError`]: nothing is left open.
+pub(super) fn connect(
+    shared: &TcpShared,
+    address: &str,
+    role: ConnectionRole,
+    expected: Option<NodeId>,
+) -> Result<(TcpStream, FrameReader), ConnectError> {
     let config = &shared.config;
     let timeout = Duration::from_millis(config.connect_timeout_ms);
     let mut last = std::io::Error::other("the address resolves to nothing");
@@ -278,11 +291,11 @@ fn connect(shared: &TcpShared, peer: NodeId, address: &str) -> Result<TcpStream,
         &mut stream,
         &mut reader,
         &shared.identity,
-        ConnectionRole::Peer,
-        Some(peer),
+        role,
+        expected,
         shared.handshake_deadlines(),
     )?;
-    Ok(stream)
+    Ok((stream, reader))
 }
 
 /// Writes queued batches to `stream` until it fails (the error) or `ended()` (`None`: the

@@ -1,8 +1,10 @@
 //! The inbound side: an acceptor thread admits connections under the caps
 //! (`connections_max`, `handshakes_pending_max`; one more is answered with a `Reject` of code
-//! `Busy`), and one thread per connection runs the acceptor's handshake (admitting the peers
-//! of the current peer set only), then reads frames and hands their messages to the node's
-//! [`Inbound`]. Every refusal and every dropped connection is logged with its reason.
+//! `Busy`), and one thread per connection runs the acceptor's handshake, then serves it by its
+//! role: a peer of the current peer set (the only nodes admitted as peers) has its frames read
+//! and their messages handed to the node's [`Inbound`]; a membership call (any node but this
+//! one and 0, at most `calls_max` at once) is answered once (`calls.rs`). Every refusal and
+//! every dropped connection is logged with its reason.
 
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::Arc;
@@ -10,10 +12,10 @@ use std::sync::atomic::Ordering;
 
 use tracing::{debug, info, warn};
 
-use super::TcpShared;
 use super::connections::Refusal;
 use super::handshake::{self, ConnectionRole, HANDSHAKE_FRAME_BYTES_MAX, RejectCode, reject_busy};
 use super::reader::{Deadlines, FrameReader};
+use super::{TcpShared, calls};
 use crate::core::NodeId;
 use crate::shard::Inbound;
 use crate::transport::codec::{FrameError, FrameKind, decode_messages};
@@ -100,29 +102,33 @@ fn serve(shared: &TcpShared, mut stream: TcpStream, id: u64, addr: &str, inbound
     }
     let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX, HANDSHAKE_FRAME_BYTES_MAX);
     let me = shared.identity.node;
-    let admit = |role: ConnectionRole, node: NodeId| {
-        if role != ConnectionRole::Peer {
-            return Err((
-                RejectCode::Role,
-                "this is the peer port; clients connect to the client port".to_owned(),
-            ));
-        }
-        if node == me || !shared.peers.contains(node) {
-            return Err((
-                RejectCode::UnknownNode,
-                format!("{node} is not a peer of {me}"),
-            ));
-        }
-        Ok(())
+    let admit = |role: ConnectionRole, node: NodeId| match role {
+        ConnectionRole::Client => Err((
+            RejectCode::Role,
+            "this is the peer port; clients connect to the client port".to_owned(),
+        )),
+        ConnectionRole::Peer if node == me || !shared.peers.contains(node) => Err((
+            RejectCode::UnknownNode,
+            format!("{node} is not a peer of {me}"),
+        )),
+        ConnectionRole::Peer => Ok(()),
+        ConnectionRole::Call if node == me || node == NodeId::ZERO => Err((
+            RejectCode::UnknownNode,
+            format!("{node} cannot call {me} (its own id, or the reserved id 0)"),
+        )),
+        ConnectionRole::Call => shared
+            .connections
+            .claim_call(id, config.calls_max)
+            .map_err(|reason| (RejectCode::Busy, reason)),
     };
-    let peer = match handshake::accept(
+    let (role, node) = match handshake::accept(
         &mut stream,
         &mut reader,
         &shared.identity,
         &admit,
         shared.handshake_deadlines(),
     ) {
-        Ok((_, peer)) => peer,
+        Ok(accepted) => accepted,
         Err(error) => {
             shared
                 .stats
@@ -132,6 +138,29 @@ fn serve(shared: &TcpShared, mut stream: TcpStream, id: u64, addr: &str, inbound
             return;
         }
     };
+    match role {
+        ConnectionRole::Call => {
+            shared.connections.call_established(id);
+            calls::answer(shared, stream, reader, node, addr, inbound);
+        }
+        // Refused by `admit`.
+        ConnectionRole::Client => {}
+        ConnectionRole::Peer => serve_peer(shared, stream, reader, id, node, addr, inbound),
+    }
+}
+
+/// Serves the connection of `peer`, authenticated: hands the messages of its frames to
+/// `inbound` until it closes, fails, or the transport stops.
+fn serve_peer(
+    shared: &TcpShared,
+    mut stream: TcpStream,
+    mut reader: FrameReader,
+    id: u64,
+    peer: NodeId,
+    addr: &str,
+    inbound: &dyn Inbound,
+) {
+    let (config, me) = (&shared.config, shared.identity.node);
     if !shared.connections.established(id, peer, &shared.peers) {
         shared
             .stats

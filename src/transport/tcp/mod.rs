@@ -31,6 +31,7 @@
 //! peer, not each frame. On an untrusted network put the cluster behind a VPN or TLS tunnel
 //! (TLS inside the transport is not built).
 
+mod calls;
 pub mod client;
 mod config;
 mod connections;
@@ -52,7 +53,7 @@ pub(crate) mod reader;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -68,6 +69,7 @@ use self::peers::{Links, PeerTable};
 use self::reader::Deadlines;
 use crate::core::{Message, NodeId};
 use crate::metrics::{TransportDrop, TransportMetrics};
+use crate::shard::membership::{CallReply, MembershipCall};
 use crate::shard::transport::PeerSetError;
 use crate::shard::{Inbound, Transport};
 
@@ -168,6 +170,8 @@ struct TcpShared {
     stats: Counters,
     metrics: TransportMetrics,
     connections: Connections,
+    /// Membership calls this node makes now (at most `calls_outgoing_max`).
+    calls_outgoing: AtomicUsize,
 }
 
 impl TcpShared {
@@ -297,6 +301,7 @@ impl TcpTransport {
             stats: Counters::default(),
             metrics: TransportMetrics::new(),
             connections: Connections::default(),
+            calls_outgoing: AtomicUsize::new(0),
         });
         let mut links = Links::default();
         if let Err(error) = links.replace(&shared, &cluster.peers) {
@@ -422,6 +427,25 @@ impl Transport for TcpTransport {
     /// writer thread cannot be spawned; the previous peers stay.
     fn set_peers(&self, peers: &BTreeMap<NodeId, String>) -> Result<(), PeerSetError> {
         self.lock_links().replace(&self.shared, peers)
+    }
+
+    /// Makes the call as [`Transport::call`] says, over the peer port of the node at
+    /// `endpoint` (module `calls.rs`): a connection of its own with the handshake's role
+    /// `Call`, one request, one answer, on a thread of its own. `call.from` must be this
+    /// node (the handshake says who calls).
+    ///
+    /// What `reply` gets: the answer; [`CallError::Busy`](crate::CallError::Busy) at once
+    /// over [`TcpConfig::calls_outgoing_max`] calls in progress;
+    /// [`CallError::Invalid`](crate::CallError::Invalid) at once for a call the wire format
+    /// cannot carry or one from another node; [`CallError::Unreachable`](crate::CallError::Unreachable)
+    /// when connecting or the connection fails (a stopped transport: at once);
+    /// [`CallError::Rejected`](crate::CallError::Rejected) when either side refuses the
+    /// handshake (another cluster, authentication, the callee's
+    /// [`TcpConfig::calls_max`] reached, the callee is this node) or the callee refuses a
+    /// malformed request; [`CallError::Timeout`](crate::CallError::Timeout) when no answer
+    /// came within [`TcpConfig::call_timeout_ms`] of the request.
+    fn call(&self, endpoint: &str, call: MembershipCall, reply: CallReply) {
+        calls::start(&self.shared, endpoint, &call, reply);
     }
 }
 
