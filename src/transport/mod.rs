@@ -3,14 +3,19 @@
 //! `src/shard/transport.rs`, next to the shards that use them). A shard hands each peer ONE
 //! batch per loop turn ([`Transport::send`]); the receiving transport hands each batch to the
 //! node's [`Inbound`] side (`Raft::inbound`), which routes it to the shard owning each
-//! partition.
+//! partition. Beside the batches, a transport may carry membership calls: a roster change
+//! asked of the node at an endpoint ([`Transport::call`]), handed to that node's
+//! [`Inbound::call`] and answered once.
 //!
 //! * [`memory`]: in-process nodes, delivery by a direct call into the peer's inbound queues.
-//! * [`tcp`]: framed, authenticated TCP connections between nodes (the production transport),
-//!   and the client protocol of the `kommander` binary's client port.
-//! * [`codec`]: the wire format of message batches and frames, for custom transports.
+//! * [`tcp`]: framed, authenticated TCP connections between nodes (the production transport;
+//!   membership calls on the peer port), and the client protocol of the `kommander` binary's
+//!   client port.
+//! * [`codec`]: the wire format of message batches, membership calls and frames, for custom
+//!   transports.
 //! * `faulty` (with the `sim` feature, for tests): a seeded fault-injecting wrapper (drop,
-//!   delay, duplicate, reorder, symmetric and one-way partitions) around any transport.
+//!   delay, duplicate, reorder, symmetric and one-way partitions) around any transport; calls
+//!   pass through, and are lost with the drop probability.
 
 pub mod codec;
 #[cfg(feature = "sim")]

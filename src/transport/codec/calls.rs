@@ -74,16 +74,14 @@ pub fn encode_call(call: &MembershipCall) -> Result<Bytes, WireError> {
         RosterChange::Remove { node } => put_node(&mut out, REMOVE, *node),
         RosterChange::Endpoints { endpoints } => {
             out.put_u8(ENDPOINTS);
-            let count = u16::try_from(endpoints.len())
-                .ok()
-                .filter(|&count| usize::from(count) <= CONFIGURATION_MEMBERS_MAX)
-                .ok_or(WireError::OverLimit {
-                    field: "endpoint count",
-                    value: endpoints.len() as u64,
-                    max: CONFIGURATION_MEMBERS_MAX,
-                    at: out.len(),
-                })?;
-            out.put_u16_le(count);
+            let count = within(
+                "endpoint count",
+                endpoints.len(),
+                CONFIGURATION_MEMBERS_MAX,
+                out.len(),
+            )?;
+            // At most CONFIGURATION_MEMBERS_MAX: far below u16::MAX.
+            out.put_u16_le(count as u16);
             for (node, endpoint) in endpoints {
                 out.put_u64_le(node.get());
                 put_endpoint(&mut out, endpoint)?;
@@ -99,19 +97,34 @@ fn put_node(out: &mut BytesMut, tag: u8, node: NodeId) {
 }
 
 fn put_endpoint(out: &mut BytesMut, endpoint: &str) -> Result<(), WireError> {
-    let length = u8::try_from(endpoint.len())
-        .ok()
-        .filter(|&length| usize::from(length) <= ENDPOINT_BYTES_MAX)
-        .ok_or(WireError::OverLimit {
-            field: "endpoint length",
-            value: endpoint.len() as u64,
-            max: ENDPOINT_BYTES_MAX,
-            at: out.len(),
-        })?;
-    out.put_u8(length);
+    let length = within(
+        "endpoint length",
+        endpoint.len(),
+        ENDPOINT_BYTES_MAX,
+        out.len(),
+    )?;
+    // At most ENDPOINT_BYTES_MAX: below u8::MAX.
+    out.put_u8(length as u8);
     out.put_slice(endpoint.as_bytes());
     Ok(())
 }
+
+/// `value` when it is at most `max` (the format's limit of `field`, at byte `at`).
+fn within(field: &'static str, value: usize, max: usize, at: usize) -> Result<usize, WireError> {
+    if value <= max {
+        Ok(value)
+    } else {
+        Err(WireError::OverLimit {
+            field,
+            value: value as u64,
+            max,
+            at,
+        })
+    }
+}
+
+const _: () = assert!(ENDPOINT_BYTES_MAX <= u8::MAX as usize);
+const _: () = assert!(CONFIGURATION_MEMBERS_MAX <= u16::MAX as usize);
 
 /// Decodes a `CallRequest` body sent by `from` (the node the connection authenticated).
 ///
@@ -142,15 +155,12 @@ pub fn decode_call(body: &Bytes, from: NodeId) -> Result<MembershipCall, WireErr
         },
         ENDPOINTS => {
             let at = cur.position();
-            let count = usize::from(cur.u16()?);
-            if count > CONFIGURATION_MEMBERS_MAX {
-                return Err(WireError::OverLimit {
-                    field: "endpoint count",
-                    value: count as u64,
-                    max: CONFIGURATION_MEMBERS_MAX,
-                    at,
-                });
-            }
+            let count = within(
+                "endpoint count",
+                usize::from(cur.u16()?),
+                CONFIGURATION_MEMBERS_MAX,
+                at,
+            )?;
             let mut endpoints = Vec::with_capacity(count);
             for _ in 0..count {
                 endpoints.push((NodeId(cur.u64()?), endpoint(&mut cur)?));
@@ -169,15 +179,12 @@ pub fn decode_call(body: &Bytes, from: NodeId) -> Result<MembershipCall, WireErr
 
 fn endpoint(cur: &mut Cursor<'_>) -> Result<String, WireError> {
     let at = cur.position();
-    let length = usize::from(cur.u8()?);
-    if length > ENDPOINT_BYTES_MAX {
-        return Err(WireError::OverLimit {
-            field: "endpoint length",
-            value: length as u64,
-            max: ENDPOINT_BYTES_MAX,
-            at,
-        });
-    }
+    let length = within(
+        "endpoint length",
+        usize::from(cur.u8()?),
+        ENDPOINT_BYTES_MAX,
+        at,
+    )?;
     cur.text(length)
 }
 

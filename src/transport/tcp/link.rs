@@ -2,7 +2,8 @@
 //! jittered exponential backoff), runs the handshake, and writes every batch queued for the
 //! peer as frames. Batches that arrive together leave in one frame. [`Link`] is the handle the
 //! transport keeps of a writer thread: it ends the thread when the peer is removed or moves to
-//! another endpoint.
+//! another endpoint. Its `connect` (resolve, connect with timeout, handshake) also opens the
+//! connections of membership calls (`calls.rs`).
 //!
 //! Heartbeats are coalesced: a `Heartbeat` or `HeartbeatResponse` goes to a per-peer board
 //! (latest per partition wins) that is flushed once per heartbeat interval as part of one

@@ -5,6 +5,8 @@
 //!             (peers.rs: the table of queues)       connect + handshake, coalesce, writev
 //! listener thread (listener.rs) ─► connection thread per inbound peer ─► Inbound::deliver
 //!                                   handshake, frame reader with deadlines, total decoding
+//! Transport::call(endpoint, call) ─► thread + connection per call (calls.rs, role Call)
+//!     ─► the callee's listener ─► connection thread ─► Inbound::call ─► one answer, close
 //! ```
 //!
 //! The peers are [`TcpCluster::peers`] at start; [`Transport::set_peers`] replaces them while
@@ -16,16 +18,20 @@
 //!   payloads are never copied on the send path).
 //! * `reader.rs`: `FrameReader`, the socket reader of frames (deadlines, limits before
 //!   allocation, one copy per frame).
-//! * `handshake.rs`: protocol version, cluster name, node id and HMAC-SHA256 mutual
-//!   authentication over fresh nonces.
+//! * `handshake.rs`: protocol version, cluster name, node id, connection role (peer, client,
+//!   membership call) and HMAC-SHA256 mutual authentication over fresh nonces.
+//! * `calls.rs`: membership calls ([`Transport::call`]) on the peer port, both sides: a
+//!   joiner calls a seed it is nobody's peer of, any member calls partition 0's leader.
 //! * [`client`]: the client protocol (the `kommander` binary's client port) over the same
 //!   frames and handshake.
 //! * [`TcpConfig`]: every address, secret, deadline and limit; [`TcpCluster`]: this node's
 //!   id, its cluster's name and its peers. The transport reads no other configuration.
 //!
 //! Each direction between two nodes uses its own connection (A's writer → B's listener), so a
-//! connection is written by one thread and read by one thread. A node refuses to listen on a
-//! non-loopback address without `auth_secret` unless `allow_unauthenticated` is set.
+//! connection is written by one thread and read by one thread; a membership call has a
+//! connection of its own, apart from the peers' (a member's call leaves its peer connection
+//! alone). A node refuses to listen on a non-loopback address without `auth_secret` unless
+//! `allow_unauthenticated` is set.
 //!
 //! Data frames after the handshake carry a CRC32C but no MAC: the handshake authenticates the
 //! peer, not each frame. On an untrusted network put the cluster behind a VPN or TLS tunnel
