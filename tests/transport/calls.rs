@@ -36,8 +36,8 @@ use crate::cluster::harness::PATIENCE;
 /// A 16-byte-or-longer shared secret.
 const SECRET: &str = "calls-test-shared-secret";
 
-/// A node's inbound side that answers each call with the next scripted answer (and records the
-/// calls it was handed).
+/// A node's inbound side that answers each call with the next scripted answer, `Refused`
+/// with `Errored` when none is left (and records the calls it was handed).
 #[derive(Default)]
 struct Scripted {
     answers: Mutex<VecDeque<CallAnswer>>,
@@ -57,7 +57,7 @@ impl Inbound for Scripted {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop_front();
-        CallWait::answered(next.expect("a scripted answer for every call"))
+        CallWait::answered(next.unwrap_or(CallAnswer::Refused(Status::Errored)))
     }
 }
 
