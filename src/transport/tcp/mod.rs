@@ -372,9 +372,12 @@ impl TcpTransport {
         self.shared.peers.ids()
     }
 
-    /// Stops every thread and closes every connection; later sends are dropped and later
-    /// peer sets ignored. Waits for the writer threads (those of removed peers too) and the
-    /// acceptor, and up to one second for connection threads.
+    /// Stops every thread and closes every connection; later sends are dropped, later peer
+    /// sets ignored and later calls answered `Unreachable`. Waits for the writer threads
+    /// (those of removed peers too) and the acceptor, and up to one second for connection
+    /// threads. Calls in progress are not waited for: each ends within its connect and
+    /// handshake deadlines, or at once while it waits for its answer, and answers
+    /// `Unreachable`.
     pub fn shutdown(&self) {
         if self.shared.stop.swap(true, Ordering::AcqRel) {
             return;
