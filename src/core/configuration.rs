@@ -227,8 +227,15 @@ impl Configuration {
             word.copy_from_slice(chunk);
             NodeId(u64::from_le_bytes(word))
         });
-        let voter_ids = nodes.by_ref().take(voters).collect();
-        Self::new(voter_ids, nodes.collect())?.with_context(Bytes::copy_from_slice(context))
+        let voter_ids: Vec<NodeId> = nodes.by_ref().take(voters).collect();
+        let learner_ids: Vec<NodeId> = nodes.collect();
+        // `encode` writes each list sorted: any other order is not an encoding (one
+        // configuration, one byte string).
+        let sorted = |list: &[NodeId]| list.windows(2).all(|w| w[0] <= w[1]);
+        if !sorted(&voter_ids) || !sorted(&learner_ids) {
+            return Err(ConfigurationError::Malformed);
+        }
+        Self::new(voter_ids, learner_ids)?.with_context(Bytes::copy_from_slice(context))
     }
 }
 
@@ -327,6 +334,13 @@ mod tests {
         assert_eq!(
             Configuration::decode(&duplicate),
             Err(ConfigurationError::Duplicate)
+        );
+        let mut unsorted = bytes.to_vec();
+        unsorted[9..17].copy_from_slice(&2u64.to_le_bytes());
+        unsorted[17..25].copy_from_slice(&1u64.to_le_bytes());
+        assert_eq!(
+            Configuration::decode(&unsorted),
+            Err(ConfigurationError::Malformed)
         );
         let mut huge = bytes.to_vec();
         huge[1..3].copy_from_slice(&u16::MAX.to_le_bytes());
