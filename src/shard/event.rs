@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use super::LogEntry;
 use super::codec::CodecError;
 use crate::core::{LogIndex, NodeId, PartitionId, Term};
 
@@ -15,9 +16,22 @@ use crate::core::{LogIndex, NodeId, PartitionId, Term};
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RaftEvent {
-    /// The leader (or the term) a partition's replica knows changed (Kommander's
-    /// `OnLeaderChanged`). Role changes within a term (a candidate that loses, the leader's
-    /// no-op committing) are in the leadership table, not here.
+    /// The leader a partition's replica names, or its term, changed (Kommander's
+    /// `OnLeaderChanged`), announced once the leader can serve:
+    ///
+    /// - a leader is announced once an entry of its term has committed on this node: on the
+    ///   leader itself, its no-op (Kommander's published leadership,
+    ///   [`Leadership::leads`](super::Leadership::leads)); on a follower, the leader's no-op
+    ///   or a later entry of its term, learned committed from the leader. The committed
+    ///   entries before it were handed to the [`StateMachine`](super::StateMachine) first. A
+    ///   leader elected but never established (its no-op does not commit) is never announced;
+    /// - no leader (`leader: None`: a candidacy, a higher term learned without its leader, a
+    ///   leader stepping down, a pre-vote) is announced at once, as Kommander's
+    ///   `OnLeaderChanged("")`.
+    ///
+    /// Each change of the announced (term, leader) is one event: a pair is never announced
+    /// twice in a row, so a stable leader is announced once per term on each node. Role
+    /// changes that name the same leader in the same term are in the leadership table only.
     LeaderChanged {
         /// The partition.
         partition: PartitionId,
@@ -56,6 +70,13 @@ pub enum RaftEvent {
         partition: PartitionId,
         /// The entry's index (0 when not about one entry).
         index: LogIndex,
+        /// The entry the application refused, as it was handed over (Kommander's handler
+        /// gets the `RaftLog`): its log type and payload share the log's bytes, nothing is
+        /// copied, so an event kept holds them (a slice of a WAL segment or of a received
+        /// frame) alive. `Some` exactly when `reason` is
+        /// [`Rejected`](ReplicationErrorReason::Rejected): a malformed entry has no log type
+        /// or payload to give, and a follower that cannot be served is not about one entry.
+        entry: Option<LogEntry>,
         /// Why.
         reason: ReplicationErrorReason,
     },

@@ -15,7 +15,6 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
-use super::event::RaftEvent;
 use crate::core::{LogIndex, NodeId, PartitionId, Role, SoftState, Term};
 
 /// The leadership of one partition as its replica on this node last reported it.
@@ -132,14 +131,10 @@ impl LeaderTable {
     }
 
     /// Records `partition`'s new soft state, reported at `now`, and wakes its waiters (only if
-    /// something changed). Returns the [`RaftEvent::LeaderChanged`] to emit when the leader or the term
-    /// changed.
-    pub(crate) fn update(
-        &self,
-        partition: PartitionId,
-        soft: SoftState,
-        now: Instant,
-    ) -> Option<RaftEvent> {
+    /// something changed). Returns whether the leader or the term changed (the
+    /// [`RaftEvent::LeaderChanged`](super::RaftEvent::LeaderChanged) announcing it waits until
+    /// the leader serves: the worker's `announce.rs`).
+    pub(crate) fn update(&self, partition: PartitionId, soft: SoftState, now: Instant) -> bool {
         let mut changed = false;
         self.with_entry(partition, |entry| {
             entry.send_if_modified(|state| {
@@ -162,12 +157,7 @@ impl LeaderTable {
                 modified
             })
         });
-        changed.then(|| RaftEvent::LeaderChanged {
-            partition,
-            leader: soft.leader,
-            endpoint: soft.leader.and_then(|leader| self.endpoint_of(leader)),
-            term: soft.term,
-        })
+        changed
     }
 
     /// `partition`'s channel, for a shard to keep and publish its progress through without
@@ -231,40 +221,21 @@ mod tests {
     }
 
     #[test]
-    fn events_only_when_the_leader_or_term_changes_and_since_survives_role_changes() {
+    fn a_change_only_when_the_leader_or_term_changes_and_since_survives_role_changes() {
         let table = LeaderTable::new(Arc::new(Names));
         let p = PartitionId(3);
         assert_eq!(table.get(p), None);
         // The first report is a change.
-        assert_eq!(
-            table.update(p, soft(Role::Candidate, None, 1, false), Instant::now()),
-            Some(RaftEvent::LeaderChanged {
-                partition: p,
-                leader: None,
-                endpoint: None,
-                term: Term(1),
-            })
-        );
-        let event = table.update(p, soft(Role::Leader, Some(1), 1, false), Instant::now());
-        assert_eq!(
-            event,
-            Some(RaftEvent::LeaderChanged {
-                partition: p,
-                leader: Some(NodeId(1)),
-                endpoint: Some("node-n1".to_owned()),
-                term: Term(1),
-            })
-        );
+        assert!(table.update(p, soft(Role::Candidate, None, 1, false), Instant::now()));
+        assert!(table.update(p, soft(Role::Leader, Some(1), 1, false), Instant::now()));
         let elected = table.get(p).expect("reported");
         assert!(!elected.leads(), "the no-op has not committed yet");
-        // The no-op commits: same leader and term, no event, `since` kept.
-        assert_eq!(
-            table.update(p, soft(Role::Leader, Some(1), 1, true), Instant::now()),
-            None
-        );
+        // The no-op commits: same leader and term, no change, `since` kept.
+        assert!(!table.update(p, soft(Role::Leader, Some(1), 1, true), Instant::now()));
         let ready = table.get(p).expect("reported");
         assert!(ready.leads());
         assert_eq!(ready.since, elected.since);
+        assert_eq!(table.endpoint_of(NodeId(1)).as_deref(), Some("node-n1"));
     }
 
     #[test]

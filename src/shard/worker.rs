@@ -59,6 +59,7 @@
 //! in a crash). The thread keeps running to answer those refusals and exits with the others.
 //! A shard stopped in order answers what still waits with `Refusal::ShutDown`.
 
+mod announce;
 mod delivery;
 mod execute;
 mod membership;

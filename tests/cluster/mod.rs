@@ -3,6 +3,7 @@
 //! from a small tokio runtime (the library itself needs none).
 
 mod errors;
+mod events;
 pub(crate) mod harness;
 mod leadership;
 mod lifecycle;

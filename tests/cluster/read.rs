@@ -41,7 +41,7 @@ impl Transport for Hold {
 
 /// A wrap that holds, while the returned flag is set, the messages `(from, to, message)` that
 /// `matches` selects.
-fn holding(
+pub(super) fn holding(
     matches: impl Fn(NodeId, NodeId, &Message) -> bool + Send + Sync + 'static,
 ) -> (WrapTransport, Arc<AtomicBool>) {
     let hold = Arc::new(AtomicBool::new(false));

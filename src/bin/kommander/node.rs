@@ -486,8 +486,12 @@ fn log_event(
         Ok(RaftEvent::ReplicationError {
             partition,
             index,
+            entry,
             reason,
-        }) => warn!(%partition, %index, ?reason, "replication error"),
+        }) => {
+            let log_type = entry.as_ref().map_or("", |e| e.log_type());
+            warn!(%partition, %index, log_type, ?reason, "replication error");
+        }
         Ok(other) => debug!(?other, "event"),
         Err(broadcast::error::RecvError::Lagged(missed)) => {
             debug!(missed, "event log lagged");

@@ -1,8 +1,8 @@
 //! Delivery to the application: committed entries reach the [`StateMachine`] on the shard
 //! thread, in log order, exactly once per entry and node incarnation — live ones through
 //! `on_replication_received` as their Ready arrives, restored ones through `on_log_restored`
-//! (in restore's chunks). A negative verdict or an entry that does not decode is reported as
-//! a `ReplicationError` event; the cursor advances anyway.
+//! (in restore's chunks). A negative verdict (with the entry refused) or an entry that does
+//! not decode is reported as a `ReplicationError` event; the cursor advances anyway.
 
 use super::partition::Slot;
 use crate::core::{Entry, PartitionId, Ready};
@@ -17,7 +17,7 @@ pub(super) fn deliver_one(
     entry: &Entry,
     restored: bool,
 ) {
-    let reason = match LogEntry::decode(entry) {
+    let (refused, reason) = match LogEntry::decode(entry) {
         Ok(log_entry) => {
             let accepted = if restored {
                 app.on_log_restored(partition, &log_entry)
@@ -27,13 +27,14 @@ pub(super) fn deliver_one(
             if accepted {
                 return;
             }
-            ReplicationErrorReason::Rejected
+            (Some(log_entry), ReplicationErrorReason::Rejected)
         }
-        Err(error) => ReplicationErrorReason::Malformed(error),
+        Err(error) => (None, ReplicationErrorReason::Malformed(error)),
     };
     events.emit(RaftEvent::ReplicationError {
         partition,
         index: entry.index,
+        entry: refused,
         reason,
     });
 }

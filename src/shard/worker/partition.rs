@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use super::announce::Announced;
 use super::restore::Restore;
 use crate::core::{LogIndex, PartitionId, Replica};
 use crate::shard::wal_records::WalView;
@@ -39,6 +40,8 @@ pub(crate) struct Slot {
     pub(crate) published: LogProgress,
     /// Its channel in the leadership table, kept so that publishing takes no table lock.
     pub(crate) state: Option<Arc<watch::Sender<PartitionState>>>,
+    /// The (term, leader) its last `LeaderChanged` event announced (`announce.rs`).
+    pub(crate) announced: Option<Announced>,
 }
 
 impl Slot {

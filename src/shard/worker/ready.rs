@@ -1,12 +1,14 @@
 //! Readies: gathering the Ready of every partition touched this turn and carrying out its
 //! obligations in the order the core's `Ready` contract sets — publish the soft state, hand
 //! what must persist to the WalScheduler (with the messages that wait for it), queue the
-//! send-now messages, deliver the committed entries, answer the outcomes and read states.
+//! send-now messages, deliver the committed entries, announce a leader change once it is due
+//! (`announce.rs`), answer the outcomes and read states.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::Worker;
+use super::announce::announce_leader;
 use super::delivery::deliver_live;
 use super::restore::Restore;
 use crate::core::{LogIndex, PartitionId, Ready, Replica, Role};
@@ -109,7 +111,7 @@ impl Worker {
         };
         if let Some(soft) = ready.soft_state {
             let previous_term = self.leaders.get(partition).map(|l| l.term);
-            if let Some(changed) = self.leaders.update(partition, soft, now) {
+            if self.leaders.update(partition, soft, now) {
                 // A candidate or a leader in a term it did not report before ran an election
                 // (a lone voter wins within one Ready: its candidacy is never reported).
                 let campaigned = matches!(soft.role, Role::Candidate | Role::Leader);
@@ -119,7 +121,6 @@ impl Worker {
                 if soft.leader.is_some() {
                     self.metrics.leader_changed();
                 }
-                self.events.emit(changed);
             }
             // Forwarded reads may never be answered by a deposed leader. The commit of the
             // leader's no-op is the one change that deposes nobody (role, leader and term are
@@ -201,6 +202,9 @@ impl Worker {
         } else {
             deliver_live(&*self.app, &*self.events, partition, slot, &ready);
         }
+        // After the delivery: the application has what committed before the leader's entry.
+        let reported = ready.soft_state.is_some();
+        announce_leader(slot, partition, reported, &self.leaders, &*self.events);
         for outcome in ready.outcomes {
             if let Some(waiters) = slot
                 .waiters

@@ -36,6 +36,7 @@ impl Worker {
             self.events.emit(RaftEvent::ReplicationError {
                 partition,
                 index: LogIndex::ZERO,
+                entry: None,
                 reason: ReplicationErrorReason::SnapshotUnsupported(follower),
             });
             return;
