@@ -420,10 +420,64 @@ impl LogEntry {
 /// every partition of the shard waits while a callback runs. A callback that panics fails the
 /// shard ([`RaftEvent::ShardFailed`] with the panic message): its partitions refuse every
 /// request until the node restarts.
+///
+/// # Several consumers
+///
+/// Kommander's `OnReplicationReceived` and `OnLogRestored` take several handlers; a node here
+/// has one state machine, the one owner of the applied state (decision 0005 §9). Several
+/// consumers are composed in one type, which says what a list of handlers leaves open: the
+/// order in which they see an entry, how their verdicts make one, and what is durable.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::sync::Mutex;
+/// use std::sync::mpsc::SyncSender;
+///
+/// use kommander_raft::{LogEntry, LogIndex, PartitionId, StateMachine};
+///
+/// /// The applied state: the last payload per log type.
+/// #[derive(Default)]
+/// struct Store(Mutex<HashMap<(PartitionId, String), Vec<u8>>>);
+///
+/// impl Store {
+///     fn apply(&self, partition: PartitionId, entry: &LogEntry) -> bool {
+///         let key = (partition, entry.log_type().to_owned());
+///         let mut state = self.0.lock().expect("store");
+///         state.insert(key, entry.payload.to_vec());
+///         true
+///     }
+/// }
+///
+/// /// The node's state machine: the store applies each entry, then an observer on another
+/// /// thread hears of it (bounded, never blocking: a full channel drops the notice).
+/// struct App {
+///     store: Store,
+///     applied: SyncSender<(PartitionId, LogIndex)>,
+/// }
+///
+/// impl StateMachine for App {
+///     fn on_replication_received(&self, partition: PartitionId, entry: &LogEntry) -> bool {
+///         let applied = self.store.apply(partition, entry);
+///         let _ = self.applied.try_send((partition, entry.index));
+///         // The store's verdict is the entry's; a `false` is one `ReplicationError`.
+///         applied
+///     }
+///
+///     fn on_log_restored(&self, partition: PartitionId, entry: &LogEntry) -> bool {
+///         self.on_replication_received(partition, entry)
+///     }
+///
+///     // `durable_index` left at its default: the store is durable at every checkpoint it
+///     // applied. A composition reports an index only when every part keeps one: the least.
+/// }
+///
+/// let (applied, _notices) = std::sync::mpsc::sync_channel(1024);
+/// let _app = App { store: Store::default(), applied };
+/// ```
 pub trait StateMachine: Send + Sync + 'static {
     /// A committed entry arrived through replication. `false` reports a replication error
-    /// ([`RaftEvent::ReplicationError`]); the delivery cursor advances anyway (as in
-    /// Kommander).
+    /// ([`RaftEvent::ReplicationError`], carrying the entry); the delivery cursor advances
+    /// anyway (as in Kommander).
     fn on_replication_received(&self, partition: PartitionId, entry: &LogEntry) -> bool;
 
     /// A committed entry restored from the WAL at start, before any live delivery of the
