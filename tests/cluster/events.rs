@@ -58,7 +58,12 @@ async fn a_replication_error_carries_the_refused_entry_without_copying_it() {
     let mut events = raft.subscribe();
     // The recording application refuses payloads starting with "reject".
     let written = raft
-        .replicate_logs(p, "orders", "reject this order", ReplicateOptions::default())
+        .replicate_logs(
+            p,
+            "orders",
+            "reject this order",
+            ReplicateOptions::default(),
+        )
         .await
         .expect("written");
     let event = next_event(&mut events, "a replication error", |e| {
