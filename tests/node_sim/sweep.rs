@@ -78,6 +78,7 @@ fn node_seeds_hold_every_invariant_under_faults() {
                 t.clock_jumps += f.clock_jumps;
                 t.transfers += f.transfers;
                 t.step_downs += f.step_downs;
+                t.configuration_cuts += f.configuration_cuts;
             }
             Err(failure) => failures.push(failure.to_string()),
         }
@@ -119,6 +120,10 @@ fn node_seeds_hold_every_invariant_under_faults() {
     if results.len() >= 50 && total.membership_changes == 0 {
         failures.push("no configuration change was accepted in the whole sweep".to_owned());
     }
+    if results.len() >= 50 && total.faults.configuration_cuts == 0 {
+        failures
+            .push("no cut was made around a configuration change in the whole sweep".to_owned());
+    }
     assert!(
         failures.is_empty(),
         "{} of {} seeds failed:\n{}",
@@ -140,16 +145,31 @@ fn nodes_joining_and_leaving_under_faults() {
     let results = run_seeds(start..start + count, workers, false, |seed| {
         NodeSimulation::new(seed, NodeSimConfig::moving_nodes_for_seed(seed)).run()
     });
-    let failures: Vec<String> = results
+    let mut failures: Vec<String> = results
         .iter()
         .filter_map(|(seed, result)| {
             let failure = result.as_ref().err()?;
             Some(format!("seed {seed}: {failure}"))
         })
         .collect();
+    let cuts: u64 = results
+        .iter()
+        .filter_map(|(_, result)| result.as_ref().ok())
+        .map(|report| report.faults.configuration_cuts)
+        .sum();
+    println!(
+        "nodes joining and leaving: {} seeds from {start}, {} violations, {cuts} cuts around \
+         configuration changes",
+        results.len(),
+        failures.len()
+    );
+    if results.len() >= 50 && cuts == 0 {
+        failures
+            .push("no cut was made around a configuration change in the whole sweep".to_owned());
+    }
     assert!(
         failures.is_empty(),
-        "{} of {count} seeds failed:\n{}",
+        "{} of {count} seeds failed (or the sweep was vacuous):\n{}",
         failures.len(),
         failures.join("\n")
     );

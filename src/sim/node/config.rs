@@ -78,6 +78,11 @@ pub struct NodeSimConfig {
     /// promotes and demotes them): off in [`NodeSimConfig::for_seed`], on in
     /// [`NodeSimConfig::moving_nodes_for_seed`] (each has its sweep).
     pub membership_moves_nodes: bool,
+    /// Share of configuration entries (each once per term of a leader sending it) after which
+    /// the network is cut around the change: the leader keeps a bare majority of the new
+    /// configuration, the others may hold a majority of the previous one
+    /// (`configuration_cut.rs`).
+    pub configuration_cut_per_million: u32,
 }
 
 impl NodeSimConfig {
@@ -137,6 +142,7 @@ impl NodeSimConfig {
             membership_interval_ms_max: 0,
             initial_members: nodes,
             membership_moves_nodes: false,
+            configuration_cut_per_million: 0,
         };
         // A chunk per tick (a read takes the budget below zero and waits for a tick), or ten;
         // drawn last, so that every earlier draw of a seed stays what it was.
@@ -146,6 +152,8 @@ impl NodeSimConfig {
         if nodes > 1 && rng.chance(500_000) {
             config.membership_interval_ms_max = rng.between(500, 3_000);
         }
+        // Cuts around configuration changes in two seeds of three; drawn last.
+        config.configuration_cut_per_million = [0, 100_000, 300_000][rng.index(3)];
         config
     }
 

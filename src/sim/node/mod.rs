@@ -21,6 +21,7 @@ mod checkers;
 mod checks;
 mod client;
 mod config;
+mod configuration_cut;
 mod membership;
 mod nemesis;
 mod report;
@@ -72,6 +73,8 @@ pub struct NodeSimulation {
     clients: Clients,
     /// The membership operator.
     membership: membership::Operator,
+    /// The configuration entries seen on the wire (the cuts around them).
+    configuration_watch: configuration_cut::ConfigurationWatch,
     truth: Truth,
     checkers: NodeCheckers,
     trace: TraceHash,

@@ -291,7 +291,8 @@ impl NodeSimulation {
         self.arm_disk_fault_on(leader, shard, 0)
     }
 
-    fn heal_later(&mut self) {
+    /// Heals the cuts made so far later (unless a newer cut is made by then).
+    pub(super) fn heal_later(&mut self) {
         self.cut_generation += 1;
         let at = self.now + self.nemesis_rng.between(100, self.config.cut_ms_max);
         self.agenda.push(

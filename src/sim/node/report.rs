@@ -97,6 +97,9 @@ pub struct FaultCounts {
     pub transfers: u64,
     /// Step-downs asked.
     pub step_downs: u64,
+    /// Cuts around a configuration entry (the leader left with a bare majority of the new
+    /// configuration).
+    pub configuration_cuts: u64,
 }
 
 impl NodeSimReport {

@@ -141,6 +141,7 @@ impl NodeSimulation {
             nodes,
             clients: Clients::new(config.partitions, config.clients_per_partition),
             membership: super::membership::Operator::default(),
+            configuration_watch: super::configuration_cut::ConfigurationWatch::default(),
             truth: Truth::default(),
             checkers: NodeCheckers::default(),
             trace: TraceHash::new(),

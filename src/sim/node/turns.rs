@@ -262,6 +262,7 @@ impl NodeSimulation {
                 }
                 let verdict = self.checkers.election_safety.on_sent(message);
                 self.checkers.judge(ElectionSafety::NAME, verdict)?;
+                self.watch_configurations(node, message);
             }
             self.report.frames += 1;
             let route = self.network.route(node, to, &mut self.net_rng);
