@@ -12,7 +12,8 @@
 //!
 //! Files: `config` (the knobs), `sim_node` (one node's disks, clock and lifecycle), `wire` (the
 //! transport through the codec), `app` (the application), `workload` (the operations),
-//! `client` (issuing them and judging answers), `nemesis` (faults), `run` (the agenda and its
+//! `client` (issuing them and judging answers), `nemesis` (faults), `configuration_cut` (the
+//! cut around a configuration change), `run` (the agenda and its
 //! dispatch), `turns` (driving each shard's loop, its disk and its frames), `checks` (the checks
 //! after turns, at crashes and at the end), `truth` (what happened), `checkers/` (one file per property), `report` (the result).
 

@@ -3,7 +3,8 @@
 //! every node (unsynced writes lost or torn), a failed write or sync on one shard's disk (its
 //! WAL poisons, the node is restarted), a slow disk, a process pause longer than an election,
 //! symmetric partitions and one-way cuts, a forward jump of one node's clock, and leadership
-//! transfer and step-down asked of a leader.
+//! transfer and step-down asked of a leader. The cut around a configuration change is drawn
+//! when one is sent, not here (`configuration_cut.rs`).
 
 use kommander_wal::backend::sim::{CrashMode, FaultPlan};
 use tokio::sync::oneshot;
