@@ -185,6 +185,9 @@ impl Replica {
         if self.role == Role::Leader {
             self.abandon_leadership();
         }
+        if term > self.term || leader != self.leader {
+            self.leader_commit = LogIndex::ZERO;
+        }
         if term > self.term {
             self.term = term;
             self.vote = None;

@@ -19,6 +19,7 @@ impl Replica {
             self.become_follower(self.term, Some(from));
         }
         self.election_elapsed = 0;
+        self.leader_commit = self.leader_commit.max(commit);
         let committed = self.log.committed;
         let (prev_log_index, prev_log_term, entries) = if prev_log_index < committed {
             // Entries up to our commit index are settled; re-anchor at the commit index and
@@ -127,6 +128,7 @@ impl Replica {
             self.become_follower(self.term, Some(from));
         }
         self.election_elapsed = 0;
+        self.leader_commit = self.leader_commit.max(commit);
         let last = self.log.last_index();
         if commit > last {
             // The leader only sends a commit index this replica acknowledged: its log lost
@@ -147,5 +149,56 @@ impl Replica {
             self.log.committed = commit;
         }
         self.send(from, MessageBody::HeartbeatResponse { read_round });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::restore::tests::{config, durable, normal};
+    use super::*;
+
+    fn from(leader: u64, term: u64, body: MessageBody) -> Message {
+        Message {
+            partition: config().partition,
+            from: NodeId(leader),
+            to: NodeId(1),
+            term: Term(term),
+            body,
+        }
+    }
+
+    fn append(prev: u64, entries: Vec<Entry>, commit: u64) -> MessageBody {
+        MessageBody::AppendRequest {
+            prev_log_index: LogIndex(prev),
+            prev_log_term: Term(if prev == 0 { 0 } else { 3 }),
+            entries,
+            commit: LogIndex(commit),
+        }
+    }
+
+    #[test]
+    fn the_leader_commit_is_what_the_leader_said_not_what_the_log_holds() {
+        let mut replica = Replica::new(config(), durable(Vec::new(), 0, 0)).expect("valid");
+        assert_eq!(replica.leader_commit(), LogIndex::ZERO);
+        // A follower far behind: the leader's commit is 500, its own stops at its log's end.
+        let entries = (1..=2).map(|i| normal(i, 3)).collect();
+        replica
+            .step(from(2, 3, append(0, entries, 500)))
+            .expect("append");
+        assert_eq!(replica.commit_index(), LogIndex(2));
+        assert_eq!(replica.leader_commit(), LogIndex(500));
+        // A heartbeat's commit is capped at what the follower holds: it never lowers it.
+        let heartbeat = MessageBody::Heartbeat {
+            commit: LogIndex(2),
+            read_round: 0,
+        };
+        replica.step(from(2, 3, heartbeat)).expect("heartbeat");
+        assert_eq!(replica.leader_commit(), LogIndex(500));
+        // Another leader in a later term starts from nothing.
+        replica
+            .step(from(3, 4, append(2, Vec::new(), 0)))
+            .expect("probe");
+        assert_eq!(replica.leader(), Some(NodeId(3)));
+        assert_eq!(replica.leader_commit(), LogIndex::ZERO);
     }
 }

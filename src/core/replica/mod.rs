@@ -65,6 +65,9 @@ pub struct Replica {
     term: Term,
     vote: Option<NodeId>,
     leader: Option<NodeId>,
+    /// The highest commit index `leader` told this replica in its current term (0 until it
+    /// said one); a follower's own commit index stops at the end of its log.
+    leader_commit: LogIndex,
     role: Role,
     log: RaftLog,
     holds: Holds,
@@ -173,6 +176,16 @@ impl Replica {
     #[must_use]
     pub fn leader(&self) -> Option<NodeId> {
         self.leader
+    }
+
+    /// The highest commit index the leader of the current term told this follower (its
+    /// appends carry the leader's commit index; its heartbeats one capped at what this
+    /// replica holds); 0 before it said one, and whenever the leader or the term changes. A
+    /// follower's own [`Replica::commit_index`] stops at the end of its log, so this is what
+    /// tells how far behind the leader's commit it is.
+    #[must_use]
+    pub fn leader_commit(&self) -> LogIndex {
+        self.leader_commit
     }
 
     /// The current hard state (possibly not yet durable).

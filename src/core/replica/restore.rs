@@ -124,6 +124,7 @@ impl Replica {
             term: hard_state.term,
             vote: hard_state.vote,
             leader: None,
+            leader_commit: LogIndex::ZERO,
             role: Role::Follower,
             log,
             holds,
