@@ -159,7 +159,8 @@ pub struct NodeConfig {
     pub transport: TcpConfig,
     /// Snapshot transfer (`[snapshot]` table): chunk size, windows, caps, timeouts.
     pub snapshot: SnapshotConfig,
-    /// Membership changes (`[membership]` table): when a learner is promoted.
+    /// Membership changes (`[membership]` table): when a learner is promoted, how often a
+    /// membership call is asked again.
     pub membership: MembershipConfig,
 }
 
@@ -455,6 +456,12 @@ impl NodeConfig {
                 "a chunk (with 128 bytes of message fields) must fit transport.frame_bytes_max",
             );
         }
+        self.membership
+            .validate()
+            .map_err(|(field, reason)| ConfigError::InvalidField {
+                field: membership_field_name(field),
+                reason: reason.to_owned(),
+            })?;
         self.wal_config().validate().map_err(|e| match e {
             kommander_wal::Error::InvalidConfig { field, reason } => ConfigError::InvalidField {
                 field: wal_field_name(field),
@@ -600,6 +607,15 @@ fn snapshot_field_name(field: &'static str) -> &'static str {
         "backoff_max_ticks" => "snapshot.backoff_max_ticks",
         "bytes_per_sec_max" => "snapshot.bytes_per_sec_max",
         "transfer_thread_nice" => "snapshot.transfer_thread_nice",
+        other => other,
+    }
+}
+
+/// Maps a [`MembershipConfig`] field name to its name in the `[membership]` table.
+fn membership_field_name(field: &'static str) -> &'static str {
+    match field {
+        "promotion_window_ms" => "membership.promotion_window_ms",
+        "call_retry_interval_ms" => "membership.call_retry_interval_ms",
         other => other,
     }
 }

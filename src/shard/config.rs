@@ -173,17 +173,64 @@ impl SnapshotConfig {
 pub struct MembershipConfig {
     /// A partition's leader promotes a learner the roster made a voter once the learner's log
     /// is within this many entries of the partition's commit index (0: fully caught up). A
-    /// voter far behind would hold up the partition's commits until it caught up.
+    /// voter far behind would hold up the partition's commits until it caught up. A joining
+    /// node asks for its own promotion in the roster by the same bound, measured on its side:
+    /// every replica it hosts has applied within this many entries of the commit index its
+    /// leader told it (Kommander's `LearnerPromotionLag`, 10).
     pub promotion_lag_entries_max: u64,
+    /// How long a joining node's replicas must stay within `promotion_lag_entries_max`, all of
+    /// them without a break, before it asks to be made a voter, in milliseconds (Kommander's
+    /// `LearnerPromotionStableWindow`, 3 s). Counted in the shard's ticks (rounded up); 0:
+    /// at the first tick they are. At most one hour.
+    pub promotion_window_ms: u64,
+    /// How long a node waits before asking again when a membership call (joining through a
+    /// seed, a promotion, leaving, removing a member) got no answer it can act on (the node
+    /// was unreachable, another change was in flight, no leader was known), in milliseconds
+    /// (Kommander's join loop: 500 ms). A leader hint is followed at once. 1 to 60 000.
+    pub call_retry_interval_ms: u64,
 }
 
 impl Default for MembershipConfig {
     /// 64 entries: a learner under steady write load is promoted, one still replaying a
-    /// backlog is not.
+    /// backlog is not; a window of 3 s; calls asked again after 500 ms.
     fn default() -> Self {
         Self {
             promotion_lag_entries_max: 64,
+            promotion_window_ms: 3_000,
+            call_retry_interval_ms: 500,
         }
+    }
+}
+
+impl MembershipConfig {
+    /// Checks every field; the error names the field (as spelled in the `[membership]` table)
+    /// and what is wrong.
+    ///
+    /// # Errors
+    ///
+    /// `(field, reason)` for the first invalid field.
+    pub fn validate(&self) -> Result<(), (&'static str, &'static str)> {
+        if self.promotion_window_ms > 3_600_000 {
+            return Err(("promotion_window_ms", "at most 3600000 (one hour)"));
+        }
+        if !(1..=60_000).contains(&self.call_retry_interval_ms) {
+            return Err(("call_retry_interval_ms", "must be between 1 and 60000"));
+        }
+        Ok(())
+    }
+
+    /// `promotion_window_ms` in ticks of `tick_interval` (rounded up): how many ticks in a
+    /// row a joining node's replicas must be caught up.
+    #[must_use]
+    pub fn promotion_window_ticks(&self, tick_interval: Duration) -> u64 {
+        let tick_ms = u64::try_from(tick_interval.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.promotion_window_ms.div_ceil(tick_ms)
+    }
+
+    /// `call_retry_interval_ms` as a duration.
+    #[must_use]
+    pub fn call_retry_interval(&self) -> Duration {
+        Duration::from_millis(self.call_retry_interval_ms)
     }
 }
 

@@ -2,19 +2,32 @@
 //! [`Inbound`] directly, so the per-peer queue is the destination shard's bounded inbound
 //! queue (a full one drops and counts, see `ShardHost::deliver`); a batch for a node that is
 //! not registered (stopped, or not started yet) is dropped and counted here.
+//!
+//! Membership calls ([`Transport::call`]) go to the node registered at the endpoint called
+//! ([`MemoryNetwork::register_endpoint`]): its [`Inbound::call`] queues the change on its
+//! partition 0, and the answer is sent back at once when it is known at once, else from a
+//! thread of the network that waits for it (at most [`MemoryNetwork::CALL_TIMEOUT`], then
+//! the answer is `Unknown`; at most [`MemoryNetwork::CALLS_WAITING_MAX`] such threads at once,
+//! one more call is answered `Busy`): the caller never blocks.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use crate::core::{Message, NodeId};
+use crate::shard::membership::{CallError, CallReply, MembershipCall};
 use crate::shard::{Inbound, Transport};
 
 /// A set of in-process nodes that can reach each other.
 #[derive(Default)]
 pub struct MemoryNetwork {
     nodes: RwLock<HashMap<NodeId, Arc<dyn Inbound>>>,
+    /// Endpoint → the node reached there (membership calls).
+    endpoints: RwLock<HashMap<String, NodeId>>,
     dropped_batches: AtomicU64,
+    /// Calls whose answer a thread of the network waits for.
+    calls_waiting: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for MemoryNetwork {
@@ -26,6 +39,15 @@ impl std::fmt::Debug for MemoryNetwork {
 }
 
 impl MemoryNetwork {
+    /// How long the network waits for the answer to a membership call before it answers
+    /// `CallAnswer::Unknown` (the change may still commit); longer than a node's default
+    /// proposal timeout, 10 s, within which the node asked gives its own answer.
+    pub const CALL_TIMEOUT: Duration = Duration::from_secs(12);
+
+    /// Membership calls whose answer the network waits for at once (one thread each); one
+    /// more is answered [`CallError::Busy`].
+    pub const CALLS_WAITING_MAX: usize = 64;
+
     /// An empty network.
     #[must_use]
     pub fn new() -> Arc<Self> {
@@ -49,7 +71,17 @@ impl MemoryNetwork {
         }
     }
 
-    /// Makes `node` unreachable (a stopped node); later batches to it are dropped.
+    /// Makes `endpoint` the address of `node` for membership calls (a node joining through a
+    /// seed calls the seed's endpoint). Replaces an earlier node at that endpoint. A call
+    /// reaches the node only while it is also [`register`](Self::register)ed.
+    pub fn register_endpoint(&self, node: NodeId, endpoint: impl Into<String>) {
+        if let Ok(mut endpoints) = self.endpoints.write() {
+            endpoints.insert(endpoint.into(), node);
+        }
+    }
+
+    /// Makes `node` unreachable (a stopped node); later batches to it are dropped and calls
+    /// to its endpoint answer [`CallError::Unreachable`].
     pub fn unregister(&self, node: NodeId) {
         if let Ok(mut nodes) = self.nodes.write() {
             nodes.remove(&node);
@@ -62,17 +94,68 @@ impl MemoryNetwork {
         self.dropped_batches.load(Ordering::Relaxed)
     }
 
-    fn deliver(&self, to: NodeId, messages: Vec<Message>) {
-        let inbound = self
-            .nodes
+    fn inbound(&self, node: NodeId) -> Option<Arc<dyn Inbound>> {
+        self.nodes
             .read()
             .ok()
-            .and_then(|nodes| nodes.get(&to).cloned());
-        match inbound {
+            .and_then(|nodes| nodes.get(&node).cloned())
+    }
+
+    fn deliver(&self, to: NodeId, messages: Vec<Message>) {
+        match self.inbound(to) {
             Some(inbound) => inbound.deliver(messages),
             None => {
                 self.dropped_batches.fetch_add(1, Ordering::Relaxed);
             }
+        }
+    }
+
+    fn call(&self, endpoint: &str, call: MembershipCall, reply: CallReply) {
+        let unreachable = |reason: &str| {
+            Err(CallError::Unreachable {
+                endpoint: endpoint.to_owned(),
+                reason: reason.to_owned(),
+            })
+        };
+        let node = self
+            .endpoints
+            .read()
+            .ok()
+            .and_then(|endpoints| endpoints.get(endpoint).copied());
+        let Some(node) = node else {
+            let _ = reply.send(unreachable("no node has this endpoint"));
+            return;
+        };
+        let Some(inbound) = self.inbound(node) else {
+            let _ = reply.send(unreachable("the node is not running"));
+            return;
+        };
+        let mut wait = inbound.call(call);
+        if let Some(answer) = wait.try_answer() {
+            let _ = reply.send(Ok(answer));
+            return;
+        }
+        // Not answered at once: a thread waits for it, within the limit of such threads.
+        let waiting = Arc::clone(&self.calls_waiting);
+        let taken = waiting.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < Self::CALLS_WAITING_MAX).then_some(n + 1)
+        });
+        if taken.is_err() {
+            let _ = reply.send(Err(CallError::Busy {
+                max: Self::CALLS_WAITING_MAX,
+            }));
+            return;
+        }
+        let deadline = Instant::now() + Self::CALL_TIMEOUT;
+        let spawned = std::thread::Builder::new()
+            .name("kommander-memory-call".to_owned())
+            .spawn(move || {
+                let _ = reply.send(Ok(wait.wait(deadline)));
+                waiting.fetch_sub(1, Ordering::AcqRel);
+            });
+        if spawned.is_err() {
+            // The closure (and the reply with it) is gone: the caller sees its reply dropped.
+            self.calls_waiting.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
@@ -97,5 +180,9 @@ impl Transport for MemoryTransport {
         if !messages.is_empty() {
             self.network.deliver(to, messages);
         }
+    }
+
+    fn call(&self, endpoint: &str, call: MembershipCall, reply: CallReply) {
+        self.network.call(endpoint, call, reply);
     }
 }

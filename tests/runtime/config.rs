@@ -98,6 +98,14 @@ fn every_invalid_field_is_named() {
             "checkpoint_retry_backoff_ms_max",
             Box::new(|c| c.checkpoint_retry_backoff_ms_max = 1),
         ),
+        (
+            "membership.promotion_window_ms",
+            Box::new(|c| c.membership.promotion_window_ms = 3_600_001),
+        ),
+        (
+            "membership.call_retry_interval_ms",
+            Box::new(|c| c.membership.call_retry_interval_ms = 0),
+        ),
     ];
     for (expected, break_it) in cases {
         let mut config = base.clone();

@@ -53,8 +53,8 @@ pub enum CallAnswer {
     },
     /// Refused, nothing changed: `StaleMembership`, `ConcurrentMembershipChange` (retry after
     /// the change in flight), `InsufficientVoters`, `ProposalQueueFull` and
-    /// `RestoreInProgress` (retry later), `Errored` (an invalid change, or a node that cannot
-    /// serve: stopped, partition 0 not open).
+    /// `RestoreInProgress` (retry later; also a node whose partition 0 is not open yet),
+    /// `Errored` (an invalid change, or a node that cannot serve any more: stopped, failed).
     Refused(Status),
     /// The node does not know what became of the change (leadership lost after proposing it,
     /// or its wait ran out): it may still commit. Ask again: a retry of a committed change
@@ -187,8 +187,9 @@ impl CallWait {
     }
 }
 
-/// The answer to a call from the shard's answer to its `Request::ChangeMembership`.
-fn answer_of(
+/// The answer to a call from the shard's answer to its `Request::ChangeMembership` (also the
+/// node's own, when it asks its own partition 0 first).
+pub(crate) fn answer_of(
     result: Result<ReplicationResult, Refusal>,
     membership: &MembershipTable,
 ) -> CallAnswer {
@@ -218,9 +219,10 @@ pub(crate) fn refused(refusal: &Refusal, roster: Option<&Roster>) -> CallAnswer 
         },
         Refusal::Replica(status) => CallAnswer::Refused(*status),
         Refusal::QueueFull => CallAnswer::Refused(Status::ProposalQueueFull),
-        Refusal::RestoreInProgress => CallAnswer::Refused(Status::RestoreInProgress),
-        Refusal::NotHosted | Refusal::ShardFailed { .. } | Refusal::ShutDown => {
-            CallAnswer::Refused(Status::Errored)
+        // Partition 0 not open there yet (a node that has not joined): it may serve later.
+        Refusal::RestoreInProgress | Refusal::NotHosted => {
+            CallAnswer::Refused(Status::RestoreInProgress)
         }
+        Refusal::ShardFailed { .. } | Refusal::ShutDown => CallAnswer::Refused(Status::Errored),
     }
 }

@@ -8,8 +8,9 @@
 //! * `reconcile.rs`: the next step of a partition towards the roster's voters and learners
 //!   (pure: the worker proposes it).
 //! * [`MembershipTable`]: what the shards of a node share: the committed roster as partition
-//!   0's replica on this node knows it (published by the shard hosting partition 0), and which
-//!   partitions' committed configurations match it.
+//!   0's replica on this node knows it (published by the shard hosting partition 0), which
+//!   partitions' committed configurations match it, and each partition's [`Standing`] (caught
+//!   up with its leader, a voter), which a joining or leaving node waits on.
 //!
 //! The worker's side (`worker/membership.rs`) publishes the roster, restates the genesis
 //! roster with the endpoints, carries out roster changes on partition 0's leader and
@@ -29,6 +30,27 @@ pub use self::roster::{ENDPOINT_BYTES_MAX, Member, MemberRole, Roster, RosterCha
 use super::StableHashMap;
 use crate::core::PartitionId;
 
+/// How one partition's replica on this node stands, as a joining node needs to know it
+/// (written by its shard on every tick).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Standing {
+    /// Whether the replica has been caught up for the whole promotion window: on every tick
+    /// of `membership.promotion_window_ms`, in a row, it led the partition, or it knew a
+    /// leader that had told it a commit index and had applied within
+    /// `membership.promotion_lag_entries_max` entries of it (decision 0004 point 5: the
+    /// learner judges its own lag).
+    pub caught_up: bool,
+    /// Whether its committed configuration lists this node as a voter.
+    pub voter: bool,
+}
+
+/// A partition's standing with the ticks its replica has been caught up in a row.
+#[derive(Clone, Copy, Debug, Default)]
+struct Tracked {
+    caught_up_ticks: u64,
+    standing: Standing,
+}
+
 /// The committed roster of a node and how far its partitions have followed it. Written by the
 /// shards, read by anyone; each new roster is also a `RaftEvent::MembershipChanged`.
 #[derive(Debug)]
@@ -37,6 +59,11 @@ pub struct MembershipTable {
     /// Partitions other than 0: the roster version whose voters and learners their committed
     /// configuration on this node matches (`None`: none, or restoring).
     reconciled: Mutex<StableHashMap<PartitionId, Option<u64>>>,
+    /// Every partition of this node (0 included): its standing.
+    standings: Mutex<StableHashMap<PartitionId, Tracked>>,
+    /// Counts the changes of the roster and of the standings: what a node waiting to be
+    /// promoted or let go awaits.
+    changes: watch::Sender<u64>,
 }
 
 impl Default for MembershipTable {
@@ -44,6 +71,8 @@ impl Default for MembershipTable {
         Self {
             roster: watch::channel(None).0,
             reconciled: Mutex::new(StableHashMap::default()),
+            standings: Mutex::new(StableHashMap::default()),
+            changes: watch::channel(0).0,
         }
     }
 }
@@ -58,13 +87,17 @@ impl MembershipTable {
     /// Publishes `roster` when it differs from the one known (the shard of partition 0);
     /// returns whether it did.
     pub(crate) fn publish(&self, roster: &Roster) -> bool {
-        self.roster.send_if_modified(|known| {
+        let published = self.roster.send_if_modified(|known| {
             if known.as_deref() == Some(roster) {
                 return false;
             }
             *known = Some(Arc::new(roster.clone()));
             true
-        })
+        });
+        if published {
+            self.changes.send_modify(|count| *count = count.wrapping_add(1));
+        }
+        published
     }
 
     /// Records, for each partition, the roster version its committed configuration matches.
@@ -86,5 +119,56 @@ impl MembershipTable {
             .unwrap_or_else(PoisonError::into_inner)
             .values()
             .all(|&matched| matched == Some(version))
+    }
+
+    /// Records one tick of each partition (a shard, for the partitions it hosts): whether its
+    /// replica is caught up now and whether its committed configuration lists this node as a
+    /// voter. A partition is [`Standing::caught_up`] once it was caught up on `window_ticks`
+    /// ticks in a row (at least one).
+    pub(crate) fn record_tick(
+        &self,
+        partitions: impl IntoIterator<Item = (PartitionId, bool, bool)>,
+        window_ticks: u64,
+    ) {
+        let mut changed = false;
+        {
+            let mut standings = self
+                .standings
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for (partition, caught_up, voter) in partitions {
+                let tracked = standings.entry(partition).or_default();
+                tracked.caught_up_ticks = if caught_up {
+                    tracked.caught_up_ticks.saturating_add(1)
+                } else {
+                    0
+                };
+                let standing = Standing {
+                    caught_up: tracked.caught_up_ticks >= window_ticks.max(1),
+                    voter,
+                };
+                changed |= standing != tracked.standing;
+                tracked.standing = standing;
+            }
+        }
+        if changed {
+            self.changes.send_modify(|count| *count = count.wrapping_add(1));
+        }
+    }
+
+    /// `partition`'s standing on this node (`None`: not hosted here, or not ticked yet).
+    #[must_use]
+    pub fn standing(&self, partition: PartitionId) -> Option<Standing> {
+        self.standings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&partition)
+            .map(|tracked| tracked.standing)
+    }
+
+    /// A receiver that sees every change of the roster or of a partition's standing.
+    #[must_use]
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 }

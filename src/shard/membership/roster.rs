@@ -493,7 +493,13 @@ fn check_node(node: NodeId) -> Result<(), RosterError> {
     Ok(())
 }
 
-fn check_endpoint(endpoint: &str) -> Result<(), RosterError> {
+/// Whether `endpoint` may be a member's endpoint: not empty, at most [`ENDPOINT_BYTES_MAX`]
+/// bytes, no control character.
+///
+/// # Errors
+///
+/// [`RosterError::InvalidEndpoint`].
+pub(crate) fn check_endpoint(endpoint: &str) -> Result<(), RosterError> {
     let valid = !endpoint.is_empty()
         && endpoint.len() <= ENDPOINT_BYTES_MAX
         && !endpoint.chars().any(char::is_control);

@@ -7,8 +7,9 @@
 //!    leader it makes two changes itself: the genesis roster restated with the endpoints of
 //!    the nodes the cluster started with, and a leaving member removed once every partition
 //!    of its node let it go (committed a configuration without it).
-//! 2. Every shard records which of its partitions have committed the roster's configuration,
-//!    and the partitions it leads (no transfer running) take their next step towards the
+//! 2. Every shard records each partition's standing (caught up with its leader, a voter: what
+//!    a joining node waits on), which of its partitions have committed the roster's
+//!    configuration, and the partitions it leads (no transfer running) take their next step towards the
 //!    roster (`reconcile.rs`), which the core refuses until the no-op of the leader's term has
 //!    committed and while another change is in flight.
 //!
@@ -17,7 +18,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::core::{EntryKind, NodeId, Replica, Status, Ticket};
+use crate::core::{EntryKind, LogIndex, NodeId, PartitionId, Replica, Status, Ticket};
 use crate::shard::membership::{
     MemberRole, Roster, RosterChange, RosterError, Step, Target, next_step,
 };
@@ -39,6 +40,7 @@ impl Worker {
             return;
         }
         self.publish_roster();
+        self.record_standings();
         let Some(roster) = self.membership.roster() else {
             return;
         };
@@ -103,6 +105,41 @@ impl Worker {
         for partition in touched {
             self.partitions.mark_dirty(partition);
         }
+    }
+
+    /// Records each partition's tick in the membership table: whether its replica is caught
+    /// up (it leads, or a leader it knows told it a commit index it has applied within
+    /// `promotion_lag_entries_max` of) and whether its committed configuration lists this node
+    /// as a voter. A joining node asks for its promotion once every partition it hosts stayed
+    /// caught up for the promotion window; a held partition (restoring, installing a
+    /// snapshot) is not caught up.
+    fn record_standings(&mut self) {
+        let lag_max = self.config.membership.promotion_lag_entries_max;
+        let node = self.node;
+        let ticks: Vec<(PartitionId, bool, bool)> = self
+            .partitions
+            .iter_mut()
+            .map(|(partition, slot)| {
+                let held = slot.held();
+                match slot.replica.as_ref().filter(|_| !held) {
+                    Some(replica) => {
+                        let told = replica.leader_commit();
+                        let caught_up = replica.is_leader()
+                            || (replica.leader().is_some()
+                                && told > LogIndex::ZERO
+                                && replica.applied_index().0.saturating_add(lag_max) >= told.0);
+                        let voter = replica.committed_configuration().is_voter(node);
+                        (partition, caught_up, voter)
+                    }
+                    None => (partition, false, false),
+                }
+            })
+            .collect();
+        let window = self
+            .config
+            .membership
+            .promotion_window_ticks(self.config.tick_interval);
+        self.membership.record_tick(ticks, window);
     }
 
     /// As the shard of partition 0 (on every tick and every Ready of partition 0): publishes
