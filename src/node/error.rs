@@ -6,8 +6,8 @@
 //! |---|---|
 //! | [`ReplicateError`] | `replicate_logs`, `replicate_batch`, `replicate_checkpoint`, `commit_logs`, `rollback_logs` |
 //! | [`QueryError`] | `partition_status`, `follower_lag`, `am_i_leader`, `wait_for_leader`, `wait_for_leader_stable`, `confirm_leadership`, `confirm_local_application`, the test hooks |
-//! | [`JoinError`] | `join_cluster` |
-//! | [`MembershipError`] | `change_membership` |
+//! | [`JoinError`] | `join_cluster`, `join_cluster_with_seeds` |
+//! | [`MembershipError`] | `change_membership`, `leave_cluster`, `remove_member` |
 //! | [`StartError`] | `RaftBuilder::start` |
 //! | [`PeerError`] | the transport entry points: `handshake`, `request_vote`, `vote`, `append_logs`, `complete_append_logs` |
 //!
@@ -224,8 +224,9 @@ pub enum QueryError {
     Fatal(#[from] Fatal),
 }
 
-/// Why a roster change ([`Raft::change_membership`](crate::node::Raft::change_membership))
-/// failed.
+/// Why a roster change ([`Raft::change_membership`](crate::node::Raft::change_membership),
+/// [`Raft::leave_cluster`](crate::node::Raft::leave_cluster),
+/// [`Raft::remove_member`](crate::node::Raft::remove_member)) failed.
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum MembershipError {
@@ -281,14 +282,17 @@ pub enum MembershipError {
     Fatal(#[from] Fatal),
 }
 
-/// Why [`Raft::join_cluster`](crate::node::Raft::join_cluster) failed.
+/// Why [`Raft::join_cluster`](crate::node::Raft::join_cluster) or
+/// [`Raft::join_cluster_with_seeds`](crate::node::Raft::join_cluster_with_seeds) failed.
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum JoinError {
-    /// No partition map was applied within the caller's timeout or the `join_timeout_ms`
-    /// ceiling. The node keeps joining in the background; call again to keep waiting.
+    /// The join did not complete within the caller's timeout or the `join_timeout_ms`
+    /// ceiling: no partition map was applied, or (through seeds) no seed or leader admitted
+    /// this node, or it was not promoted to a voter everywhere. The node keeps what it did
+    /// (partition 0 open, a learner); call again to keep waiting.
     #[error(
-        "the cluster did not initialize within {waited:?} (system partition leader: {leader:?})"
+        "the join did not complete within {waited:?} (system partition leader: {leader:?})"
     )]
     Timeout {
         /// How long the call waited.
@@ -296,9 +300,43 @@ pub enum JoinError {
         /// The system partition's leader this node knew when it gave up.
         leader: Option<NodeId>,
     },
-    /// The shard hosting the system partition has a full request queue. Retry with backoff.
+    /// The shard hosting the system partition has a full request queue, or the node's timers
+    /// are full. Retry with backoff.
     #[error("the system partition's shard queue is full; retry with backoff")]
     QueueFull,
+    /// The join cannot be done as asked: no seed but this node's own endpoint, an `endpoint`
+    /// the roster cannot record (empty, too long), a transport that does not carry
+    /// membership calls, or a node that opened partition 0 from its static configuration
+    /// ([`Raft::join_cluster`](crate::node::Raft::join_cluster)) and is not a member of the
+    /// roster. Nothing was asked of the cluster.
+    #[error("this join cannot be done: {reason}")]
+    Invalid {
+        /// What is wrong.
+        reason: String,
+    },
+    /// Partition 0's leader refused to admit or promote this node, for good: its status
+    /// (`InsufficientVoters`: the only voter's data directory was replaced, and re-admitting
+    /// it as a learner would leave no voter; `Errored`: the change is invalid, e.g. the roster
+    /// is full).
+    #[error("partition 0's leader refused this node: {status}")]
+    Refused {
+        /// The leader's answer.
+        status: Status,
+    },
+    /// The roster took this node out (leaving or removed, by another node) before it became
+    /// a voter.
+    #[error("roster version {version} takes this node out")]
+    Removed {
+        /// The roster version that does.
+        version: u64,
+    },
+    /// The node's `identity` file in its data directory could not be written (the first
+    /// configuration of partition 0 is kept there before it opens): nothing was opened.
+    #[error("the data directory: {reason}")]
+    Storage {
+        /// The I/O error, in words.
+        reason: String,
+    },
     /// This node cannot serve the system partition any more.
     #[error(transparent)]
     Fatal(#[from] Fatal),
@@ -420,6 +458,10 @@ fn status_of(error: AnyError<'_>) -> Status {
         E::Join(error) => match error {
             JoinError::Timeout { .. } => Status::ProposalTimeout,
             JoinError::QueueFull => Status::ProposalQueueFull,
+            JoinError::Refused { status } => *status,
+            JoinError::Invalid { .. } | JoinError::Removed { .. } | JoinError::Storage { .. } => {
+                Status::Errored
+            }
             JoinError::Fatal(fatal) => status_of(E::Fatal(fatal)),
         },
         E::Membership(error) => match error {

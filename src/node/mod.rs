@@ -5,9 +5,11 @@
 
 pub mod config;
 pub mod discovery;
+mod durable_file;
 pub mod error;
 pub(crate) mod events;
 pub mod hlc;
+mod identity;
 pub mod partition_map;
 pub mod raft;
 pub mod system;

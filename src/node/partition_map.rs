@@ -232,6 +232,14 @@ impl PartitionMap {
             .find(|r| r.partition_id == partition_id)
     }
 
+    /// The partitions every node hosts: those of the map not removed.
+    pub fn hosted(&self) -> impl Iterator<Item = PartitionId> + '_ {
+        self.partitions
+            .iter()
+            .filter(|r| r.state != RangeState::Removed)
+            .map(|r| r.partition_id)
+    }
+
     /// The partition that owns `key` (routed by the hash of its prefix before the last `/`).
     ///
     /// # Errors

@@ -42,7 +42,10 @@ mod builder;
 mod cluster;
 mod entry;
 mod hooks;
+mod join;
+mod leader_call;
 mod leadership;
+mod leave;
 mod membership;
 mod read;
 mod refusal;
@@ -58,24 +61,26 @@ pub use replicate::{ReplicateOptions, Written};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, mpsc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::core::PartitionId;
 use crate::node::config::NodeConfig;
 use crate::node::discovery::{RaftNode, StaticDiscovery};
-use crate::node::error::{Fatal, JoinError};
 use crate::node::events::EventHub;
 use crate::node::hlc::HybridLogicalClock;
-use crate::node::system::{SYSTEM_PARTITION, SystemState};
+use crate::node::identity::Identity;
+use crate::node::system::SystemState;
 use crate::shard::{
     Inbound, LeaderTable, RaftEvent, Refusal, Reply, Request, ShardCounters, ShardHost, Transport,
 };
-use timer::{Elapsed, Timer, TimerError, race};
+use timer::Timer;
 
 struct Inner {
     config: Arc<NodeConfig>,
+    /// The data directory's incarnation and partition 0's first configuration.
+    identity: Arc<Identity>,
     shards: ShardHost,
     leaders: Arc<LeaderTable>,
     transport: Arc<dyn Transport>,
@@ -151,62 +156,6 @@ impl Raft {
     #[must_use]
     pub fn inbound(&self) -> Arc<dyn Inbound> {
         Arc::clone(&self.inner.inbound)
-    }
-
-    /// Joins the cluster of the configuration's peers (static discovery): opens (or restores)
-    /// the system partition and waits until the first partition map is applied
-    /// ([`Raft::is_initialized`]). Calling it again only waits.
-    ///
-    /// Waits at most `timeout` and never longer than `join_timeout_ms` (60 s by default).
-    /// Dropping the future cancels the wait, not the join.
-    ///
-    /// # Errors
-    ///
-    /// [`JoinError::Timeout`] (the node keeps joining in the background);
-    /// [`JoinError::QueueFull`] when the system partition's shard queue (or the timer) is
-    /// full; [`JoinError::Fatal`] when the shard failed or the node was shut down.
-    pub fn join_cluster(
-        &self,
-        timeout: Option<Duration>,
-    ) -> impl Future<Output = Result<(), JoinError>> + Send + 'static + use<> {
-        let this = self.clone();
-        async move {
-            let inner = &this.inner;
-            if inner.stopping() {
-                return Err(JoinError::Fatal(Fatal::ShutDown));
-            }
-            let ceiling = Duration::from_millis(inner.config.join_timeout_ms);
-            let limit = timeout.map_or(ceiling, |t| t.min(ceiling));
-            let started = Instant::now();
-            let deadline = match inner.timer.deadline(Some(limit)) {
-                Ok(deadline) => deadline,
-                Err(TimerError::Full) => return Err(JoinError::QueueFull),
-                Err(TimerError::Stopped) => return Err(JoinError::Fatal(Fatal::ShutDown)),
-            };
-            let join = async {
-                if !inner.joined.load(Ordering::Acquire) {
-                    let opened = inner
-                        .shards
-                        .open_partition(SYSTEM_PARTITION, inner.discovery.voters(), Vec::new())
-                        .map_err(|refusal| this.join_error(refusal))?
-                        .await
-                        .unwrap_or(Err(refusal::SHARD_GONE));
-                    opened.map_err(|refusal| this.join_error(refusal))?;
-                    inner.joined.store(true, Ordering::Release);
-                }
-                let mut initialized = inner.system.initialized();
-                match initialized.wait_for(|ready| *ready).await {
-                    Ok(_) => Ok(()),
-                    Err(_) => Err(JoinError::Fatal(Fatal::ShutDown)),
-                }
-            };
-            race(deadline, join).await.unwrap_or_else(|Elapsed| {
-                Err(JoinError::Timeout {
-                    waited: started.elapsed(),
-                    leader: inner.leaders.get(SYSTEM_PARTITION).and_then(|l| l.leader),
-                })
-            })
-        }
     }
 
     /// Stops this node: its partitions (every entry appended is made durable first) and its
@@ -336,6 +285,9 @@ const _: fn(&Raft) = |raft| {
     let none = None;
     spawnable(Raft::builder(NodeConfig::default()).start());
     spawnable(raft.join_cluster(none));
+    spawnable(raft.join_cluster_with_seeds(Vec::new(), none));
+    spawnable(raft.leave_cluster(none));
+    spawnable(raft.remove_member(crate::core::NodeId(2), none));
     spawnable(raft.shutdown());
     spawnable(raft.replicate_logs(p, "t", "x", ReplicateOptions::default()));
     spawnable(raft.replicate_batch(p, "t", Vec::new(), ReplicateOptions::default()));

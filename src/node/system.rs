@@ -20,7 +20,6 @@
 //! compacts the map's entry away loses nothing. P0's snapshots carry it (`system_transfer.rs`).
 
 use std::collections::HashSet;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -31,11 +30,13 @@ use bytes::Bytes;
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender};
 use tokio::sync::{oneshot, watch};
 
-use crate::core::{PartitionId, Role, Ticket};
+use crate::core::{NodeId, PartitionId, Role, Ticket};
 use crate::node::config::NodeConfig;
+use crate::node::durable_file;
 use crate::node::events::EventHub;
 use crate::node::hlc::HybridLogicalClock;
-use crate::node::partition_map::{PartitionMap, RangeState};
+use crate::node::identity::{Identity, Origin};
+use crate::node::partition_map::PartitionMap;
 use crate::shard::{
     EventSink, LeaderTable, LogEntry, ProposedEntry, RaftEvent, Refusal, ReplicationResult,
     Request, ShardHost, StateMachine,
@@ -138,17 +139,7 @@ impl SystemState {
         if map.version <= *persisted {
             return Ok(());
         }
-        if let Some(dir) = self.map_file.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let fresh = self.map_file.with_extension("new");
-        let mut file = std::fs::File::create(&fresh)?;
-        file.write_all(&map.encode())?;
-        file.sync_all()?;
-        std::fs::rename(&fresh, &self.map_file)?;
-        if let Some(dir) = self.map_file.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
+        durable_file::replace(&self.map_file, &map.encode())?;
         *persisted = map.version;
         Ok(())
     }
@@ -222,6 +213,7 @@ pub(crate) struct Coordinator {
 
 struct Loop {
     config: Arc<NodeConfig>,
+    identity: Arc<Identity>,
     runtime: ShardHost,
     system: Arc<SystemState>,
     hub: Arc<EventHub>,
@@ -237,6 +229,7 @@ struct Loop {
 impl Coordinator {
     pub(crate) fn start(
         config: Arc<NodeConfig>,
+        identity: Arc<Identity>,
         runtime: ShardHost,
         system: Arc<SystemState>,
         hub: Arc<EventHub>,
@@ -247,6 +240,7 @@ impl Coordinator {
         let retry = config.tick_interval() * config.election_timeout_ticks_max;
         let mut state = Loop {
             config,
+            identity,
             runtime,
             system: Arc::clone(&system),
             hub,
@@ -316,18 +310,14 @@ impl Loop {
         else {
             return;
         };
-        let voters = self.config.cluster_nodes();
-        for range in &map.partitions {
-            if range.state == RangeState::Removed {
-                continue;
-            }
-            let partition = range.partition_id;
+        let (voters, learners) = self.user_partition_members();
+        for partition in map.hosted() {
             if self.opened.contains(&partition) {
                 continue;
             }
             let Ok(answer) = self
                 .runtime
-                .open_partition(partition, voters.clone(), Vec::new())
+                .open_partition(partition, voters.clone(), learners.clone())
             else {
                 // Full shard queue: try again on the next wake-up.
                 return;
@@ -361,6 +351,36 @@ impl Loop {
             version: map.version,
         });
         self.system.initialized.send_replace(true);
+    }
+
+    /// The first configuration of a user partition this node opens (the partition's log
+    /// governs above it). Once the roster records endpoints (version 1 on), its target for
+    /// every partition (`Roster::partition_target`), as the partitions' leaders reconcile
+    /// them; a node that joined through a seed is a learner in it even where the roster made
+    /// it a voter (a partition it opens afresh has not caught up: it votes once its leader
+    /// promotes it there). Before, or when the roster does not list this node: what partition
+    /// 0 was first opened with when that came from a seed's roster, else the static
+    /// configuration (this node and its peers, voters all).
+    fn user_partition_members(&self) -> (Vec<NodeId>, Vec<NodeId>) {
+        let me = NodeId(self.config.node_id);
+        let first = self.identity.first();
+        let seeded = first.as_ref().filter(|f| f.origin == Origin::Seed);
+        let roster = self.runtime.membership().roster();
+        if let Some(roster) = roster.filter(|r| r.version() >= 1) {
+            let (mut voters, mut learners) = roster.partition_target();
+            if seeded.is_some() && voters.contains(&me) && voters.len() > 1 {
+                voters.retain(|&n| n != me);
+                learners.push(me);
+                learners.sort_unstable();
+            }
+            if voters.contains(&me) || learners.contains(&me) {
+                return (voters, learners);
+            }
+        }
+        match seeded {
+            Some(first) => (first.voters.clone(), first.learners.clone()),
+            None => (self.config.cluster_nodes(), Vec::new()),
+        }
     }
 
     /// As P0 leader with no map known: propose the first one.

@@ -17,6 +17,7 @@ use crate::node::discovery::StaticDiscovery;
 use crate::node::error::StartError;
 use crate::node::events::EventHub;
 use crate::node::hlc::HybridLogicalClock;
+use crate::node::identity::Identity;
 use crate::node::system::{Coordinator, SystemApp, SystemState};
 use crate::node::system_transfer::SystemTransfer;
 use crate::shard::Transport;
@@ -88,7 +89,9 @@ impl RaftBuilder {
     /// [`StartError::Missing`] without a state machine or a transport;
     /// [`StartError::Config`] naming the invalid field; [`StartError::Shards`] when the data
     /// directory was written with another shard count or a WAL cannot be opened or
-    /// recovered; [`StartError::Io`] when a thread cannot be spawned.
+    /// recovered; [`StartError::Io`] when a thread cannot be spawned, or the data directory's
+    /// `partition-map` or `identity` file cannot be read, written or trusted (the error names
+    /// the file).
     ///
     /// # Durability
     ///
@@ -127,6 +130,7 @@ impl RaftBuilder {
         let discovery = StaticDiscovery::from_config(&config);
         let leaders = Arc::new(LeaderTable::new(Arc::new(discovery.clone())));
         let system = Arc::new(SystemState::open(&config.data_dir)?);
+        let identity = Arc::new(Identity::open(&config.data_dir)?);
         let wake = Arc::clone(&system);
         let hub = Arc::new(EventHub::new(
             config.events_buffered_max,
@@ -150,6 +154,7 @@ impl RaftBuilder {
         let timer = Arc::new(Timer::start(config.timers_max)?);
         let coordinator = Coordinator::start(
             Arc::clone(&config),
+            Arc::clone(&identity),
             shards.clone(),
             Arc::clone(&system),
             Arc::clone(&hub),
@@ -175,6 +180,7 @@ impl RaftBuilder {
         Ok(Raft {
             inner: Arc::new(Inner {
                 config,
+                identity,
                 shards,
                 leaders,
                 transport,

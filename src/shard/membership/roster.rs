@@ -19,6 +19,8 @@
 //! was started with, endpoints not yet recorded. The first leader of partition 0 restates it
 //! with the endpoints as version 1.
 
+use std::collections::BTreeMap;
+
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::core::{
@@ -272,6 +274,17 @@ impl Roster {
             .iter()
             .filter(|m| m.role == MemberRole::Voter)
             .map(|m| m.node)
+    }
+
+    /// The members but `node` whose endpoint the roster records, with it: the peers a node's
+    /// transport talks to (learners and leaving members receive the log too).
+    #[must_use]
+    pub fn peers_of(&self, node: NodeId) -> BTreeMap<NodeId, String> {
+        self.members
+            .iter()
+            .filter(|m| m.node != node && !m.endpoint.is_empty())
+            .map(|m| (m.node, m.endpoint.clone()))
+            .collect()
     }
 
     /// The configuration every other partition converges to: the roster's voters vote, its

@@ -16,8 +16,6 @@
 //! Roster changes ([`Request::ChangeMembership`](crate::shard::Request::ChangeMembership)) are
 //! carried out here too, on partition 0's leader.
 
-use std::collections::BTreeMap;
-
 use crate::core::{EntryKind, LogIndex, NodeId, PartitionId, Replica, Status, Ticket};
 use crate::shard::membership::{
     MemberRole, Roster, RosterChange, RosterError, Step, Target, next_step,
@@ -276,13 +274,7 @@ fn follow_roster_peers(transport: &dyn Transport, node: NodeId, roster: &Roster)
     if roster.version() == 0 {
         return;
     }
-    let peers: BTreeMap<NodeId, String> = roster
-        .members()
-        .iter()
-        .filter(|m| m.node != node && !m.endpoint.is_empty())
-        .map(|m| (m.node, m.endpoint.clone()))
-        .collect();
-    if let Err(error) = transport.set_peers(&peers) {
+    if let Err(error) = transport.set_peers(&roster.peers_of(node)) {
         tracing::warn!(
             %error,
             version = roster.version(),
