@@ -401,7 +401,42 @@ impl TestCluster {
             }
         });
         self.network.register(id, raft.inbound());
+        self.network
+            .register_endpoint(id, node.config.endpoint.clone());
         node.raft = Some(raft);
+    }
+
+    /// Adds node `node` (not started): no static peers, so that it joins through a seed
+    /// ([`Raft::join_cluster_with_seeds`]), or (joined alone) is a one-node cluster. Returns
+    /// its index.
+    pub(crate) fn add_node(&mut self, node: u64, tweak: impl Fn(&mut NodeConfig)) -> usize {
+        let mut config = test_config(node, 1, self.partitions, self._dir.path());
+        config.peers.clear();
+        tweak(&mut config);
+        self.nodes.push(TestNode {
+            config,
+            raft: None,
+            app: Arc::new(Recorder::default()),
+            events: Arc::new(Mutex::new(Vec::new())),
+        });
+        self.nodes.len() - 1
+    }
+
+    /// A cluster of one node without peers (node 1), started and joined: the start of a
+    /// cluster that grows through seeds.
+    pub(crate) async fn start_single(partitions: u32, tweak: impl Fn(&mut NodeConfig)) -> Self {
+        let mut cluster = Self {
+            network: MemoryNetwork::new(),
+            faults: None,
+            wrap: None,
+            nodes: Vec::new(),
+            partitions,
+            _dir: tempfile::tempdir().expect("temp dir"),
+        };
+        cluster.add_node(1, tweak);
+        cluster.start_node(0).await;
+        cluster.join_all().await;
+        cluster
     }
 
     /// Joins every running node concurrently.

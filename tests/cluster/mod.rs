@@ -4,6 +4,7 @@
 
 mod errors;
 mod events;
+mod join;
 pub(crate) mod harness;
 mod leadership;
 mod lifecycle;

@@ -1,0 +1,349 @@
+//! Membership through the handle's lifecycle calls, on the in-memory network with the nodes'
+//! endpoints registered: a cluster grows from one node through seeds under writes (a joiner
+//! behind the leaders' compaction floor catches up by snapshot) and the joiners vote; a join
+//! through a seed that does not lead follows the leader hint; a voter leaves; a member removes
+//! a stopped node; the last voter cannot leave; a join whose seeds cannot be reached times
+//! out.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use kommander_raft::{
+    JoinError, MemberRole, MembershipError, NodeConfig, NodeId, PartitionId, Raft, RaftEvent,
+    ReplicateOptions, Status,
+};
+
+use super::harness::{PATIENCE, TestCluster, eventually};
+
+const SYSTEM: PartitionId = PartitionId(0);
+
+/// Fast membership settings for a test node: a short promotion window and retry interval.
+fn fast(config: &mut NodeConfig) {
+    config.membership.promotion_window_ms = 50;
+    config.membership.call_retry_interval_ms = 20;
+}
+
+/// Starts node `i` of `cluster` (added with [`TestCluster::add_node`]) and joins it through
+/// `seeds`.
+async fn start_and_join(
+    cluster: &mut TestCluster,
+    i: usize,
+    seeds: &[String],
+) -> Result<(), JoinError> {
+    cluster.start_node(i).await;
+    cluster
+        .raft(i)
+        .join_cluster_with_seeds(seeds.to_vec(), None)
+        .await
+}
+
+/// Waits until `raft`'s replica of every partition of `partitions` has committed a
+/// configuration whose voters are `voters` (and no learner).
+async fn wait_configuration(raft: &Raft, partitions: &[PartitionId], voters: &[u64]) {
+    let voters: Vec<NodeId> = voters.iter().copied().map(NodeId).collect();
+    for &p in partitions {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let known = raft.partition_configuration(p).await.expect("hosted");
+            if known.committed.voters() == voters.as_slice() && known.committed.learners().is_empty()
+            {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{p} on node {}: {known:?}, expected voters {voters:?}",
+                raft.local_node_id()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// Writes `w-0`, `w-1`, ... to `p` on `raft` until stopped, keeping the acknowledged ones.
+struct Writer {
+    acked: Arc<Mutex<Vec<Bytes>>>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Writer {
+    fn start(raft: Raft, p: PartitionId) -> Self {
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (kept, stopped) = (Arc::clone(&acked), Arc::clone(&stop));
+        let task = tokio::spawn(async move {
+            let mut k = 0u64;
+            while !stopped.load(Ordering::Acquire) {
+                let payload = Bytes::from(format!("w-{k}"));
+                k += 1;
+                let options = ReplicateOptions {
+                    timeout: Some(PATIENCE),
+                    ..ReplicateOptions::default()
+                };
+                match raft.replicate_logs(p, "w", payload.clone(), options).await {
+                    Ok(_) => kept.lock().expect("acked").push(payload),
+                    Err(error) if error.is_retryable() => {
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    Err(error) => panic!("write on {p}: {error:?}"),
+                }
+            }
+        });
+        Self { acked, stop, task }
+    }
+
+    fn count(&self) -> usize {
+        self.acked.lock().expect("acked").len()
+    }
+
+    async fn stop(self) -> Vec<Bytes> {
+        self.stop.store(true, Ordering::Release);
+        self.task.await.expect("writer");
+        Arc::try_unwrap(self.acked)
+            .expect("the writer ended")
+            .into_inner()
+            .expect("acked")
+    }
+}
+
+/// The non-empty payloads node `i`'s application holds for `p` (checkpoints are empty).
+fn writes_of(cluster: &TestCluster, i: usize, p: PartitionId) -> Vec<Bytes> {
+    let held = cluster.nodes[i].app.payloads(p);
+    held.into_iter().filter(|b| !b.is_empty()).collect()
+}
+
+#[tokio::test]
+async fn a_cluster_grows_from_one_node_through_seeds_under_writes_and_the_joiners_vote() {
+    // Leaders keep few entries below a checkpoint: the third node must catch up by snapshot.
+    let tweak = |c: &mut NodeConfig| {
+        fast(c);
+        c.compaction_retain_entries_max = 4;
+    };
+    let mut cluster = TestCluster::start_single(2, tweak).await;
+    let p = PartitionId(1);
+    let partitions = [SYSTEM, p, PartitionId(2)];
+    let seed = vec![cluster.nodes[0].config.endpoint.clone()];
+    let writer = Writer::start(cluster.raft(0).clone(), p);
+    eventually("writes before the growth", || writer.count() >= 20).await;
+
+    // Node 2 joins by the log.
+    let second = cluster.add_node(2, tweak);
+    let before = writer.count();
+    start_and_join(&mut cluster, second, &seed)
+        .await
+        .expect("node 2 joined");
+    assert_eq!(cluster.raft(second).local_role(), Some(MemberRole::Voter));
+    wait_configuration(cluster.raft(0), &partitions, &[1, 2]).await;
+    eventually("writes acknowledged while node 2 joined", || {
+        writer.count() > before
+    })
+    .await;
+
+    // Both partitions' logs (and partition 0's) are compacted below what node 3 will need.
+    for partition in [p, SYSTEM] {
+        cluster
+            .raft(0)
+            .replicate_checkpoint(partition)
+            .await
+            .expect("checkpoint");
+    }
+    let after_checkpoint = writer.count();
+    eventually("writes after the checkpoints", || {
+        writer.count() >= after_checkpoint + 10
+    })
+    .await;
+    let third = cluster.add_node(3, tweak);
+    let before = writer.count();
+    start_and_join(&mut cluster, third, &seed)
+        .await
+        .expect("node 3 joined");
+    wait_configuration(cluster.raft(0), &partitions, &[1, 2, 3]).await;
+    eventually("writes acknowledged while node 3 joined", || {
+        writer.count() > before
+    })
+    .await;
+    let acked = writer.stop().await;
+
+    // Every node votes in the roster and every partition; node 3 installed snapshots.
+    for i in 0..3 {
+        let raft = cluster.raft(i);
+        eventually("every member a voter in every node's roster", || {
+            raft.membership().is_some_and(|r| {
+                r.voters().collect::<Vec<_>>() == [NodeId(1), NodeId(2), NodeId(3)]
+            })
+        })
+        .await;
+        wait_configuration(raft, &partitions, &[1, 2, 3]).await;
+    }
+    let events = cluster.nodes[third].events.lock().expect("events").clone();
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            RaftEvent::SnapshotInstalled { partition, .. } if *partition == p
+        )),
+        "node 3 did not catch up {p} by snapshot: {events:?}"
+    );
+    for i in 0..3 {
+        eventually("every acknowledged write applied, in order, once", || {
+            writes_of(&cluster, i, p) == acked
+        })
+        .await;
+    }
+
+    // The joiners vote: without node 1, nodes 2 and 3 elect leaders and commit.
+    cluster.stop_node(0).await;
+    for partition in [p, PartitionId(2)] {
+        cluster.replicate(partition, b"without node 1").await;
+    }
+    cluster.assert_one_leader_per_term();
+}
+
+#[tokio::test]
+async fn a_join_through_a_seed_that_does_not_lead_follows_the_leader_hint() {
+    let mut cluster = TestCluster::start_with(3, 1, None, fast).await;
+    let leader = cluster.leader(SYSTEM).await;
+    let follower = (leader + 1) % 3;
+    // The roster records the endpoints (the leader's hint names one) once restated.
+    let raft = cluster.raft(follower).clone();
+    eventually("the restated roster", || {
+        raft.membership().is_some_and(|r| r.version() >= 1)
+    })
+    .await;
+    let seed = vec![cluster.nodes[follower].config.endpoint.clone()];
+    let joiner = cluster.add_node(4, fast);
+    start_and_join(&mut cluster, joiner, &seed)
+        .await
+        .expect("joined through a follower");
+    let roster = cluster.raft(joiner).membership().expect("a roster");
+    let member = roster.member(NodeId(4)).expect("a member");
+    assert_eq!(member.role, MemberRole::Voter);
+    assert_eq!(member.endpoint, "memory:4");
+    assert_ne!(member.incarnation, 0, "the node's incarnation");
+    // Joining again is idempotent.
+    cluster
+        .raft(joiner)
+        .join_cluster_with_seeds(seed, Some(PATIENCE))
+        .await
+        .expect("joined again");
+    assert_eq!(
+        cluster.raft(joiner).membership().map(|r| r.version()),
+        Some(roster.version())
+    );
+}
+
+#[tokio::test]
+async fn a_voter_leaves_and_the_others_keep_committing() {
+    let mut cluster = TestCluster::start_with(3, 2, None, fast).await;
+    let p = PartitionId(1);
+    // The node that leads p leaves: it hands p over first.
+    let leaving = cluster.leader(p).await;
+    let gone = cluster.raft(leaving).local_node_id();
+    cluster
+        .raft(leaving)
+        .leave_cluster(Some(PATIENCE))
+        .await
+        .expect("left");
+    // It stopped, and partition 0's leader had removed it from the roster.
+    assert!(!cluster.raft(leaving).joined(), "the node shut down");
+    let stayed: Vec<usize> = (0..3).filter(|&i| i != leaving).collect();
+    let p0_leader = stayed
+        .iter()
+        .copied()
+        .find(|&i| cluster.raft(i).am_i_leader_quick(SYSTEM))
+        .expect("partition 0 led by a node that stayed");
+    let roster = cluster.raft(p0_leader).membership().expect("a roster");
+    assert!(roster.member(gone).is_none(), "{roster:?}");
+    cluster.stop_node(leaving).await;
+    let voters: Vec<u64> = stayed
+        .iter()
+        .map(|&i| cluster.nodes[i].config.node_id)
+        .collect();
+    for &i in &stayed {
+        wait_configuration(cluster.raft(i), &[SYSTEM, p, PartitionId(2)], &voters).await;
+    }
+    for partition in [p, PartitionId(2)] {
+        cluster.replicate(partition, b"after the leave").await;
+    }
+    cluster.assert_one_leader_per_term();
+}
+
+#[tokio::test]
+async fn a_follower_removes_a_stopped_node() {
+    let mut cluster = TestCluster::start_with(3, 1, None, fast).await;
+    let leader = cluster.leader(SYSTEM).await;
+    let (remover, dead) = ((leader + 1) % 3, (leader + 2) % 3);
+    let dead_id = cluster.raft(dead).local_node_id();
+    let raft = cluster.raft(remover).clone();
+    eventually("the restated roster", || {
+        raft.membership().is_some_and(|r| r.version() >= 1)
+    })
+    .await;
+    cluster.stop_node(dead).await;
+    let version = cluster
+        .raft(remover)
+        .remove_member(dead_id, Some(PATIENCE))
+        .await
+        .expect("removed through the leader");
+    assert!(version >= 2, "a change committed: {version}");
+    // The dead voter was leaving: partition 0's leader removes it once every partition let
+    // it go.
+    let voters: Vec<u64> = [leader, remover]
+        .iter()
+        .map(|&i| cluster.nodes[i].config.node_id)
+        .collect();
+    let mut sorted = voters.clone();
+    sorted.sort_unstable();
+    for i in [leader, remover] {
+        let raft = cluster.raft(i);
+        eventually("the dead node out of the roster", || {
+            raft.membership()
+                .is_some_and(|r| r.member(dead_id).is_none())
+        })
+        .await;
+        wait_configuration(raft, &[SYSTEM, PartitionId(1)], &sorted).await;
+    }
+    cluster.replicate(PartitionId(1), b"after the removal").await;
+}
+
+#[tokio::test]
+async fn the_last_voter_cannot_leave() {
+    let cluster = TestCluster::start_single(1, fast).await;
+    let raft = cluster.raft(0).clone();
+    let refused = raft
+        .leave_cluster(Some(PATIENCE))
+        .await
+        .expect_err("the last voter stays");
+    assert_eq!(refused, MembershipError::InsufficientVoters);
+    assert_eq!(refused.status(), Status::InsufficientVoters);
+    assert!(!refused.is_retryable());
+    // It still serves.
+    assert!(raft.joined());
+    cluster.replicate(PartitionId(1), b"still here").await;
+}
+
+#[tokio::test]
+async fn a_join_whose_seeds_cannot_be_reached_times_out() {
+    let mut cluster = TestCluster::start_single(1, fast).await;
+    let joiner = cluster.add_node(2, fast);
+    cluster.start_node(joiner).await;
+    let raft = cluster.raft(joiner).clone();
+    let limit = Duration::from_millis(300);
+    let failed = raft
+        .join_cluster_with_seeds(vec!["memory:98".to_owned(), "memory:99".to_owned()], Some(limit))
+        .await
+        .expect_err("nobody answers");
+    match &failed {
+        JoinError::Timeout { waited, .. } => assert!(*waited >= limit, "{failed:?}"),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert_eq!(failed.status(), Status::ProposalTimeout);
+    assert!(!raft.joined(), "nothing opened without an admission");
+    // A seed list with nothing but the node itself cannot be asked at all.
+    let own = raft.local_endpoint().to_owned();
+    assert!(matches!(
+        raft.join_cluster_with_seeds(vec![own], Some(limit)).await,
+        Err(JoinError::Invalid { .. })
+    ));
+}
