@@ -425,10 +425,20 @@ impl TestCluster {
     /// A cluster of one node without peers (node 1), started and joined: the start of a
     /// cluster that grows through seeds.
     pub(crate) async fn start_single(partitions: u32, tweak: impl Fn(&mut NodeConfig)) -> Self {
+        Self::start_single_wrapped(partitions, None, tweak).await
+    }
+
+    /// [`TestCluster::start_single`], every node's transport wrapped by `wrap` (those added
+    /// later too).
+    pub(crate) async fn start_single_wrapped(
+        partitions: u32,
+        wrap: Option<WrapTransport>,
+        tweak: impl Fn(&mut NodeConfig),
+    ) -> Self {
         let mut cluster = Self {
             network: MemoryNetwork::new(),
             faults: None,
-            wrap: None,
+            wrap,
             nodes: Vec::new(),
             partitions,
             _dir: tempfile::tempdir().expect("temp dir"),

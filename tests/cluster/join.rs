@@ -5,17 +5,19 @@
 //! a stopped node; the last voter cannot leave; a join whose seeds cannot be reached times
 //! out.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use kommander_raft::core::Message;
 use kommander_raft::{
-    JoinError, MemberRole, MembershipError, NodeConfig, NodeId, PartitionId, Raft, RaftEvent,
-    ReplicateOptions, Status,
+    CallReply, JoinError, MemberRole, MembershipCall, MembershipError, NodeConfig, NodeId,
+    PartitionId, PeerSetError, Raft, RaftEvent, ReplicateOptions, Role, Status, Transport,
 };
 
-use super::harness::{PATIENCE, TestCluster, eventually};
+use super::harness::{PATIENCE, TestCluster, WrapTransport, eventually};
 
 const SYSTEM: PartitionId = PartitionId(0);
 
@@ -233,6 +235,102 @@ async fn a_join_through_a_seed_that_does_not_lead_follows_the_leader_hint() {
     );
 }
 
+/// What node 1's transport holds back from node 2.
+const HOLD_NOTHING: u8 = 0;
+const HOLD_EVERYTHING: u8 = 1;
+const HOLD_USER_PARTITIONS: u8 = 2;
+
+/// Node 1's transport, holding back messages to node 2 as `hold` says (calls and the other
+/// nodes' messages pass).
+struct Holding {
+    inner: Arc<dyn Transport>,
+    hold: Arc<AtomicU8>,
+}
+
+impl Transport for Holding {
+    fn send(&self, to: NodeId, mut messages: Vec<Message>) {
+        if to == NodeId(2) {
+            match self.hold.load(Ordering::Acquire) {
+                HOLD_EVERYTHING => return,
+                HOLD_USER_PARTITIONS => messages.retain(|m| m.partition == SYSTEM),
+                _ => {}
+            }
+        }
+        self.inner.send(to, messages);
+    }
+
+    fn set_peers(&self, peers: &BTreeMap<NodeId, String>) -> Result<(), PeerSetError> {
+        self.inner.set_peers(peers)
+    }
+
+    fn call(&self, endpoint: &str, call: MembershipCall, reply: CallReply) {
+        self.inner.call(endpoint, call, reply);
+    }
+}
+
+/// Whether node `i` ever led a partition, or leads one of `partitions` now.
+async fn ever_led(cluster: &TestCluster, i: usize, partitions: &[PartitionId]) -> bool {
+    let id = cluster.raft(i).local_node_id();
+    let events = cluster.nodes[i].events.lock().expect("events").clone();
+    let elected = events
+        .iter()
+        .any(|e| matches!(e, RaftEvent::LeaderChanged { leader: Some(l), .. } if *l == id));
+    let mut leads = false;
+    for &p in partitions {
+        let status = cluster.raft(i).partition_status(p).await.expect("hosted");
+        leads |= status.role == Role::Leader;
+    }
+    elected || leads
+}
+
+#[tokio::test]
+async fn a_joiner_cut_off_from_its_leaders_never_elects_itself() {
+    // Node 2 has no peers: had it opened a partition from its own configuration, it would be
+    // its only voter and elect itself once its election timeout passed without word from
+    // node 1. It is cut off after its admission, then from the user partitions' leader only
+    // (once it has the partition map); each time its join times out, with nothing elected.
+    let hold = Arc::new(AtomicU8::new(HOLD_NOTHING));
+    let held = Arc::clone(&hold);
+    let wrap: WrapTransport = Arc::new(move |node, inner| {
+        if node == NodeId(1) {
+            Arc::new(Holding {
+                inner,
+                hold: Arc::clone(&held),
+            })
+        } else {
+            inner
+        }
+    });
+    let mut cluster = TestCluster::start_single_wrapped(2, Some(wrap), fast).await;
+    let seed = vec![cluster.nodes[0].config.endpoint.clone()];
+    let joiner = cluster.add_node(2, fast);
+    cluster.start_node(joiner).await;
+    let raft = cluster.raft(joiner).clone();
+    let short = Some(Duration::from_millis(500));
+
+    hold.store(HOLD_EVERYTHING, Ordering::Release);
+    let cut_off = raft.join_cluster_with_seeds(seed.clone(), short).await;
+    assert!(matches!(cut_off, Err(JoinError::Timeout { .. })), "{cut_off:?}");
+    assert!(raft.joined(), "admitted: partition 0 is open");
+    assert!(!ever_led(&cluster, joiner, &[SYSTEM]).await, "partition 0");
+
+    hold.store(HOLD_USER_PARTITIONS, Ordering::Release);
+    eventually("the joiner has the partition map", || raft.is_initialized()).await;
+    let cut_off = raft.join_cluster_with_seeds(seed.clone(), short).await;
+    assert!(matches!(cut_off, Err(JoinError::Timeout { .. })), "{cut_off:?}");
+    let all = [SYSTEM, PartitionId(1), PartitionId(2)];
+    assert!(!ever_led(&cluster, joiner, &all).await, "a user partition");
+    assert_eq!(raft.local_role(), Some(MemberRole::Learner));
+
+    // Reachable again, a later call completes the join.
+    hold.store(HOLD_NOTHING, Ordering::Release);
+    raft.join_cluster_with_seeds(seed, None)
+        .await
+        .expect("joined");
+    assert_eq!(raft.local_role(), Some(MemberRole::Voter));
+    cluster.assert_one_leader_per_term();
+}
+
 #[tokio::test]
 async fn a_voter_leaves_and_the_others_keep_committing() {
     let mut cluster = TestCluster::start_with(3, 2, None, fast).await;
@@ -245,17 +343,14 @@ async fn a_voter_leaves_and_the_others_keep_committing() {
         .leave_cluster(Some(PATIENCE))
         .await
         .expect("left");
-    // It stopped, and partition 0's leader had removed it from the roster.
+    // It stopped once partition 0's leader had removed it from the roster: committed, so
+    // every leader of partition 0 since knows it.
     assert!(!cluster.raft(leaving).joined(), "the node shut down");
+    cluster.stop_node(leaving).await;
     let stayed: Vec<usize> = (0..3).filter(|&i| i != leaving).collect();
-    let p0_leader = stayed
-        .iter()
-        .copied()
-        .find(|&i| cluster.raft(i).am_i_leader_quick(SYSTEM))
-        .expect("partition 0 led by a node that stayed");
+    let p0_leader = cluster.leader(SYSTEM).await;
     let roster = cluster.raft(p0_leader).membership().expect("a roster");
     assert!(roster.member(gone).is_none(), "{roster:?}");
-    cluster.stop_node(leaving).await;
     let voters: Vec<u64> = stayed
         .iter()
         .map(|&i| cluster.nodes[i].config.node_id)
