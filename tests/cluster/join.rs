@@ -332,6 +332,33 @@ async fn a_joiner_cut_off_from_its_leaders_never_elects_itself() {
 }
 
 #[tokio::test]
+async fn a_joined_node_restarts_and_joins_again_while_its_seed_is_down() {
+    let mut cluster = TestCluster::start_single(1, fast).await;
+    let seed = vec![cluster.nodes[0].config.endpoint.clone()];
+    let joiner = cluster.add_node(2, fast);
+    start_and_join(&mut cluster, joiner, &seed)
+        .await
+        .expect("joined");
+    let p = PartitionId(1);
+    let written = cluster.replicate(p, b"before the restart").await;
+    cluster.stop_all().await;
+    // Node 2 comes back first: its seed is down, and its data directory says it is a member
+    // (same incarnation), so it joins without asking anyone.
+    cluster.start_node(joiner).await;
+    cluster
+        .raft(joiner)
+        .join_cluster_with_seeds(seed, Some(PATIENCE))
+        .await
+        .expect("joined again from its own roster");
+    assert_eq!(cluster.raft(joiner).local_role(), Some(MemberRole::Voter));
+    cluster.start_node(0).await;
+    cluster.join_all().await;
+    let after = cluster.replicate(p, b"after the restart").await;
+    assert!(after.log_index > written.log_index);
+    cluster.assert_one_leader_per_term();
+}
+
+#[tokio::test]
 async fn a_voter_leaves_and_the_others_keep_committing() {
     let mut cluster = TestCluster::start_with(3, 2, None, fast).await;
     let p = PartitionId(1);
