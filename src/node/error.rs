@@ -291,9 +291,7 @@ pub enum JoinError {
     /// ceiling: no partition map was applied, or (through seeds) no seed or leader admitted
     /// this node, or it was not promoted to a voter everywhere. The node keeps what it did
     /// (partition 0 open, a learner); call again to keep waiting.
-    #[error(
-        "the join did not complete within {waited:?} (system partition leader: {leader:?})"
-    )]
+    #[error("the join did not complete within {waited:?} (system partition leader: {leader:?})")]
     Timeout {
         /// How long the call waited.
         waited: Duration,

@@ -315,9 +315,9 @@ impl Loop {
             if self.opened.contains(&partition) {
                 continue;
             }
-            let Ok(answer) = self
-                .runtime
-                .open_partition(partition, voters.clone(), learners.clone())
+            let Ok(answer) =
+                self.runtime
+                    .open_partition(partition, voters.clone(), learners.clone())
             else {
                 // Full shard queue: try again on the next wake-up.
                 return;

@@ -223,7 +223,9 @@ impl MembershipConfig {
     /// row a joining node's replicas must be caught up.
     #[must_use]
     pub fn promotion_window_ticks(&self, tick_interval: Duration) -> u64 {
-        let tick_ms = u64::try_from(tick_interval.as_millis()).unwrap_or(u64::MAX).max(1);
+        let tick_ms = u64::try_from(tick_interval.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         self.promotion_window_ms.div_ceil(tick_ms)
     }
 

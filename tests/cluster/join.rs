@@ -49,7 +49,8 @@ async fn wait_configuration(raft: &Raft, partitions: &[PartitionId], voters: &[u
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
             let known = raft.partition_configuration(p).await.expect("hosted");
-            if known.committed.voters() == voters.as_slice() && known.committed.learners().is_empty()
+            if known.committed.voters() == voters.as_slice()
+                && known.committed.learners().is_empty()
             {
                 break;
             }
@@ -310,14 +311,20 @@ async fn a_joiner_cut_off_from_its_leaders_never_elects_itself() {
 
     hold.store(HOLD_EVERYTHING, Ordering::Release);
     let cut_off = raft.join_cluster_with_seeds(seed.clone(), short).await;
-    assert!(matches!(cut_off, Err(JoinError::Timeout { .. })), "{cut_off:?}");
+    assert!(
+        matches!(cut_off, Err(JoinError::Timeout { .. })),
+        "{cut_off:?}"
+    );
     assert!(raft.joined(), "admitted: partition 0 is open");
     assert!(!ever_led(&cluster, joiner, &[SYSTEM]).await, "partition 0");
 
     hold.store(HOLD_USER_PARTITIONS, Ordering::Release);
     eventually("the joiner has the partition map", || raft.is_initialized()).await;
     let cut_off = raft.join_cluster_with_seeds(seed.clone(), short).await;
-    assert!(matches!(cut_off, Err(JoinError::Timeout { .. })), "{cut_off:?}");
+    assert!(
+        matches!(cut_off, Err(JoinError::Timeout { .. })),
+        "{cut_off:?}"
+    );
     let all = [SYSTEM, PartitionId(1), PartitionId(2)];
     assert!(!ever_led(&cluster, joiner, &all).await, "a user partition");
     assert_eq!(raft.local_role(), Some(MemberRole::Learner));
@@ -426,7 +433,9 @@ async fn a_follower_removes_a_stopped_node() {
         .await;
         wait_configuration(raft, &[SYSTEM, PartitionId(1)], &sorted).await;
     }
-    cluster.replicate(PartitionId(1), b"after the removal").await;
+    cluster
+        .replicate(PartitionId(1), b"after the removal")
+        .await;
 }
 
 #[tokio::test]
@@ -453,7 +462,10 @@ async fn a_join_whose_seeds_cannot_be_reached_times_out() {
     let raft = cluster.raft(joiner).clone();
     let limit = Duration::from_millis(300);
     let failed = raft
-        .join_cluster_with_seeds(vec!["memory:98".to_owned(), "memory:99".to_owned()], Some(limit))
+        .join_cluster_with_seeds(
+            vec!["memory:98".to_owned(), "memory:99".to_owned()],
+            Some(limit),
+        )
         .await
         .expect_err("nobody answers");
     match &failed {

@@ -4,8 +4,8 @@
 
 mod errors;
 mod events;
-mod join;
 pub(crate) mod harness;
+mod join;
 mod leadership;
 mod lifecycle;
 mod membership;

@@ -24,14 +24,14 @@ use std::time::{Duration, Instant};
 use crate::core::NodeId;
 use crate::node::error::{Fatal, JoinError};
 use crate::node::identity::{FirstConfiguration, Origin};
+use crate::shard::SYSTEM_PARTITION;
 use crate::shard::membership::roster::check_endpoint;
 use crate::shard::membership::{MemberRole, Roster, RosterChange};
-use crate::shard::SYSTEM_PARTITION;
 
+use super::Raft;
 use super::leader_call::{CallFailed, Target};
 use super::refusal;
 use super::timer::{Elapsed, TimerError, race};
-use super::Raft;
 
 impl Raft {
     /// Joins the cluster of the configuration's peers (static discovery): opens (or restores)
@@ -221,7 +221,8 @@ impl Raft {
                 break;
             }
             let promote = RosterChange::Promote { node: me };
-            let is_voter = move |r: &Roster| r.member(me).is_some_and(|m| m.role == MemberRole::Voter);
+            let is_voter =
+                move |r: &Roster| r.member(me).is_some_and(|m| m.role == MemberRole::Voter);
             self.ask_leader(promote, &asked, is_voter)
                 .await
                 .map_err(join_error)?;
@@ -239,15 +240,25 @@ impl Raft {
     /// Whether every partition this node hosts (partition 0 and those of its map) stood
     /// caught up for the whole promotion window at its shard's last tick.
     fn caught_up_everywhere(&self) -> bool {
-        self.hosted()
-            .all(|p| self.inner.shards.membership().standing(p).is_some_and(|s| s.caught_up))
+        self.hosted().all(|p| {
+            self.inner
+                .shards
+                .membership()
+                .standing(p)
+                .is_some_and(|s| s.caught_up)
+        })
     }
 
     /// Whether every partition this node hosts has committed a configuration listing it as a
     /// voter.
     fn voter_everywhere(&self) -> bool {
-        self.hosted()
-            .all(|p| self.inner.shards.membership().standing(p).is_some_and(|s| s.voter))
+        self.hosted().all(|p| {
+            self.inner
+                .shards
+                .membership()
+                .standing(p)
+                .is_some_and(|s| s.voter)
+        })
     }
 
     /// Partition 0 and the partitions of the map in force.
@@ -291,7 +302,11 @@ impl Raft {
         let opened = self
             .inner
             .shards
-            .open_partition(SYSTEM_PARTITION, first.voters.clone(), first.learners.clone())
+            .open_partition(
+                SYSTEM_PARTITION,
+                first.voters.clone(),
+                first.learners.clone(),
+            )
             .map_err(|refusal| self.join_error(refusal))?
             .await
             .unwrap_or(Err(refusal::SHARD_GONE));
@@ -319,10 +334,13 @@ impl Raft {
         }
         let ceiling = Duration::from_millis(self.inner.config.join_timeout_ms);
         let limit = timeout.map_or(ceiling, |t| t.min(ceiling));
-        self.inner.timer.deadline(Some(limit)).map_err(|error| match error {
-            TimerError::Full => JoinError::QueueFull,
-            TimerError::Stopped => JoinError::Fatal(Fatal::ShutDown),
-        })
+        self.inner
+            .timer
+            .deadline(Some(limit))
+            .map_err(|error| match error {
+                TimerError::Full => JoinError::QueueFull,
+                TimerError::Stopped => JoinError::Fatal(Fatal::ShutDown),
+            })
     }
 
     fn join_timeout(&self, started: Instant) -> JoinError {

@@ -112,18 +112,22 @@ impl Raft {
                     next = Some(target);
                 }
                 Attempt::Answer(_) | Attempt::Silent => {
-                    tracing::debug!(?change, ?target, "membership: asked elsewhere after a pause");
+                    tracing::debug!(
+                        ?change,
+                        ?target,
+                        "membership: asked elsewhere after a pause"
+                    );
                 }
             }
             followed_hint = false;
-            let pause = self
-                .inner
-                .timer
-                .at(Instant::now() + retry)
-                .map_err(|error| match error {
-                    TimerError::Full => CallFailed::QueueFull,
-                    TimerError::Stopped => CallFailed::Fatal(Fatal::ShutDown),
-                })?;
+            let pause =
+                self.inner
+                    .timer
+                    .at(Instant::now() + retry)
+                    .map_err(|error| match error {
+                        TimerError::Full => CallFailed::QueueFull,
+                        TimerError::Stopped => CallFailed::Fatal(Fatal::ShutDown),
+                    })?;
             pause.await;
         }
     }

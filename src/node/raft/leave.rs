@@ -58,10 +58,8 @@ impl Raft {
             let me = this.local_node_id();
             let leave = async {
                 let targets = this.leader_targets();
-                let leaving = |r: &Roster| {
-                    r.member(me)
-                        .is_none_or(|m| m.role == MemberRole::Leaving)
-                };
+                let leaving =
+                    |r: &Roster| r.member(me).is_none_or(|m| m.role == MemberRole::Leaving);
                 let mut roster = this
                     .ask_leader(RosterChange::Leave { node: me }, &targets, leaving)
                     .await
@@ -82,9 +80,11 @@ impl Raft {
                 }
                 Ok(())
             };
-            race(deadline, leave).await.unwrap_or(Err(MembershipError::Timeout {
-                waited: started.elapsed(),
-            }))?;
+            race(deadline, leave)
+                .await
+                .unwrap_or(Err(MembershipError::Timeout {
+                    waited: started.elapsed(),
+                }))?;
             this.shutdown().await;
             Ok(())
         }
@@ -126,8 +126,7 @@ impl Raft {
                 let targets = this.leader_targets();
                 let roster = this
                     .ask_leader(RosterChange::Remove { node }, &targets, |r| {
-                        r.member(node)
-                            .is_none_or(|m| m.role == MemberRole::Leaving)
+                        r.member(node).is_none_or(|m| m.role == MemberRole::Leaving)
                     })
                     .await
                     .map_err(membership_error)?;

@@ -95,7 +95,8 @@ impl MembershipTable {
             true
         });
         if published {
-            self.changes.send_modify(|count| *count = count.wrapping_add(1));
+            self.changes
+                .send_modify(|count| *count = count.wrapping_add(1));
         }
         published
     }
@@ -152,7 +153,8 @@ impl MembershipTable {
             }
         }
         if changed {
-            self.changes.send_modify(|count| *count = count.wrapping_add(1));
+            self.changes
+                .send_modify(|count| *count = count.wrapping_add(1));
         }
     }
 
