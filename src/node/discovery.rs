@@ -1,9 +1,13 @@
 //! Static discovery: the cluster's nodes come from the configuration (`node_id`, `endpoint`
-//! and `peers`). Dynamic discovery and membership changes are a separate piece of work.
+//! and `peers`); once partition 0's roster records endpoints, it names the members instead
+//! ([`RosterEndpoints`], for the leader hints of errors and events).
+
+use std::sync::{Arc, OnceLock};
 
 use crate::core::NodeId;
 use crate::node::config::NodeConfig;
 use crate::shard::EndpointLookup;
+use crate::shard::membership::MembershipTable;
 
 /// One node of the cluster as discovery knows it (Kommander's `RaftNode`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -87,5 +91,40 @@ impl StaticDiscovery {
 impl EndpointLookup for StaticDiscovery {
     fn endpoint_of(&self, node: NodeId) -> Option<String> {
         StaticDiscovery::endpoint_of(self, node).map(str::to_owned)
+    }
+}
+
+/// The endpoints of the cluster's nodes: the roster's (a node that joined through a seed is
+/// in no static configuration), else discovery's. The leadership table resolves a leader's
+/// endpoint with it; the roster is attached once the shards run (they hold it).
+#[derive(Debug)]
+pub(crate) struct RosterEndpoints {
+    discovery: StaticDiscovery,
+    roster: OnceLock<Arc<MembershipTable>>,
+}
+
+impl RosterEndpoints {
+    pub(crate) fn new(discovery: StaticDiscovery) -> Self {
+        Self {
+            discovery,
+            roster: OnceLock::new(),
+        }
+    }
+
+    /// Looks endpoints up in `table`'s roster from now on.
+    pub(crate) fn attach(&self, table: Arc<MembershipTable>) {
+        let _ = self.roster.set(table);
+    }
+}
+
+impl EndpointLookup for RosterEndpoints {
+    fn endpoint_of(&self, node: NodeId) -> Option<String> {
+        let recorded = self
+            .roster
+            .get()
+            .and_then(|table| table.roster())
+            .and_then(|roster| roster.member(node).map(|m| m.endpoint.clone()))
+            .filter(|endpoint| !endpoint.is_empty());
+        recorded.or_else(|| StaticDiscovery::endpoint_of(&self.discovery, node).map(str::to_owned))
     }
 }

@@ -14,7 +14,8 @@ use bytes::Bytes;
 use kommander_raft::core::Message;
 use kommander_raft::{
     CallReply, JoinError, MemberRole, MembershipCall, MembershipError, NodeConfig, NodeId,
-    PartitionId, PeerSetError, Raft, RaftEvent, ReplicateOptions, Role, Status, Transport,
+    PartitionId, PeerSetError, Raft, RaftEvent, ReplicateError, ReplicateOptions, Role, Status,
+    Transport,
 };
 
 use super::harness::{PATIENCE, TestCluster, WrapTransport, eventually};
@@ -139,6 +140,18 @@ async fn a_cluster_grows_from_one_node_through_seeds_under_writes_and_the_joiner
         .expect("node 2 joined");
     assert_eq!(cluster.raft(second).local_role(), Some(MemberRole::Voter));
     wait_configuration(cluster.raft(0), &partitions, &[1, 2]).await;
+    // Node 2 has no static peers: its roster names the leader's endpoint.
+    let refused = cluster
+        .raft(second)
+        .replicate_logs(p, "w", "on a follower", ReplicateOptions::default())
+        .await;
+    assert_eq!(
+        refused,
+        Err(ReplicateError::NotLeader {
+            leader: Some(NodeId(1)),
+            endpoint: Some("memory:1".to_owned()),
+        })
+    );
     eventually("writes acknowledged while node 2 joined", || {
         writer.count() > before
     })
