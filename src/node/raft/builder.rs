@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, RwLock, mpsc};
 use tokio::sync::{oneshot, watch};
 
 use crate::node::config::{ConfigError, NodeConfig};
-use crate::node::discovery::StaticDiscovery;
+use crate::node::discovery::{RosterEndpoints, StaticDiscovery};
 use crate::node::error::StartError;
 use crate::node::events::EventHub;
 use crate::node::hlc::HybridLogicalClock;
@@ -128,7 +128,8 @@ impl RaftBuilder {
         })?;
         let hlc = Arc::new(HybridLogicalClock::new(node, config.hlc_drift_ms_max));
         let discovery = StaticDiscovery::from_config(&config);
-        let leaders = Arc::new(LeaderTable::new(Arc::new(discovery.clone())));
+        let endpoints = Arc::new(RosterEndpoints::new(discovery.clone()));
+        let leaders = Arc::new(LeaderTable::new(Arc::clone(&endpoints) as _));
         let system = Arc::new(SystemState::open(&config.data_dir)?);
         let identity = Arc::new(Identity::open(&config.data_dir)?);
         let wake = Arc::clone(&system);
@@ -151,6 +152,7 @@ impl RaftBuilder {
             Arc::clone(&hub) as _,
             Arc::clone(&leaders),
         )?;
+        endpoints.attach(Arc::clone(shards.membership()));
         let timer = Arc::new(Timer::start(config.timers_max)?);
         let coordinator = Coordinator::start(
             Arc::clone(&config),
