@@ -255,7 +255,10 @@ pub enum MembershipError {
     /// The change names a node that is not a member in the role it needs.
     #[error("node {0} is not a member that can take this change")]
     MemberNotFound(NodeId),
-    /// The change is invalid (node id 0, an invalid endpoint, too many members).
+    /// The change is invalid (node id 0, an invalid endpoint, too many members; also when
+    /// partition 0's leader refused a `leave_cluster` or `remove_member` that way), or cannot
+    /// be asked (a transport that does not carry membership calls, on a node that does not
+    /// lead partition 0).
     #[error("invalid membership change: {reason}")]
     Invalid {
         /// What is wrong.

@@ -7,6 +7,7 @@
 //!     .start().await?                   shard threads + WALs (recovered off the caller's thread)
 //! raft.subscribe()                      events (subscribe before join to see restores)
 //! raft.join_cluster(timeout).await?     opens P0, waits for the first partition map
+//!   (or join_cluster_with_seeds(seeds, timeout): admitted through a seed, then a voter)
 //! raft.replicate_logs(p, type, data, ..).await? → Written { ticket, log_index }
 //! raft.confirm_leadership(p, timeout).await?       → the read index, applied here (leader)
 //! raft.confirm_local_application(p, timeout).await? → the same on any node, via the leader
@@ -33,10 +34,8 @@
 //!
 //! # What is not here
 //!
-//! Membership changes (`GetMembership`, `LocalRole`, `OnMembershipChanged`, seed joins,
-//! `LeaveCluster`'s removal from the roster) and elastic partitions (create, remove, split,
-//! merge, state-machine transfer) have their own issue; every partition is replicated on every
-//! node of the static configuration.
+//! Elastic partitions (create, remove, split, merge) have their own issue: every partition is
+//! replicated on every member of the roster.
 
 mod builder;
 mod cluster;
@@ -160,10 +159,11 @@ impl Raft {
 
     /// Stops this node: its partitions (every entry appended is made durable first) and its
     /// background threads, which are joined by the node's stop thread (never the caller's).
-    /// Later calls answer [`Fatal::ShutDown`]; calling it again only waits for the stop.
+    /// Later calls answer [`Fatal::ShutDown`](crate::node::Fatal::ShutDown); calling it again
+    /// only waits for the stop.
     ///
-    /// Leaving the cluster's roster (Kommander's `LeaveCluster`) is a membership change,
-    /// which is not implemented yet: the other nodes keep this one as a (silent) voter.
+    /// It does not leave the cluster's roster: the other nodes keep this one as a (silent)
+    /// member. [`Raft::leave_cluster`] leaves, then shuts down.
     ///
     /// # Durability
     ///

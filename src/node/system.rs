@@ -8,8 +8,9 @@
 //!   entries are decoded with validation and handed over here; other P0 entries go to the
 //!   application ("shared P0", as in Kommander).
 //! * The coordinator thread applies the newest committed map: it opens (creating or restoring)
-//!   every user partition of the map on its shard, publishes the map, fires
-//!   `PartitionMapChanged` and turns `is_initialized` true.
+//!   every user partition of the map on its shard (first configuration: the roster's target,
+//!   see `Loop::user_partition_members`), publishes the map, fires `PartitionMapChanged` and
+//!   turns `is_initialized` true.
 //!
 //! The hand-over from the shard thread is a single "latest map" slot plus a wake-up channel of
 //! capacity 1: nothing queues up.

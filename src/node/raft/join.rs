@@ -26,7 +26,7 @@ use crate::node::error::{Fatal, JoinError};
 use crate::node::identity::{FirstConfiguration, Origin};
 use crate::shard::SYSTEM_PARTITION;
 use crate::shard::membership::roster::check_endpoint;
-use crate::shard::membership::{MemberRole, Roster, RosterChange};
+use crate::shard::membership::{MemberRole, Roster, RosterChange, Standing};
 
 use super::Raft;
 use super::leader_call::{CallFailed, Target};
@@ -208,7 +208,9 @@ impl Raft {
             let promoted = self
                 .membership_when(|roster| match roster.member(me).map(|m| m.role) {
                     Some(MemberRole::Voter) => Some(Ok(true)),
-                    Some(MemberRole::Learner) if self.caught_up_everywhere() => Some(Ok(false)),
+                    Some(MemberRole::Learner) if self.everywhere(|s| s.caught_up) => {
+                        Some(Ok(false))
+                    }
                     Some(MemberRole::Learner) => None,
                     // A roster older than the one that admitted it may not list it yet.
                     None if roster.version() < version => None,
@@ -232,33 +234,16 @@ impl Raft {
             let voter = roster
                 .member(me)
                 .is_some_and(|m| m.role == MemberRole::Voter);
-            (voter && self.voter_everywhere()).then_some(())
+            (voter && self.everywhere(|s| s.voter)).then_some(())
         })
         .await
     }
 
-    /// Whether every partition this node hosts (partition 0 and those of its map) stood
-    /// caught up for the whole promotion window at its shard's last tick.
-    fn caught_up_everywhere(&self) -> bool {
-        self.hosted().all(|p| {
-            self.inner
-                .shards
-                .membership()
-                .standing(p)
-                .is_some_and(|s| s.caught_up)
-        })
-    }
-
-    /// Whether every partition this node hosts has committed a configuration listing it as a
-    /// voter.
-    fn voter_everywhere(&self) -> bool {
-        self.hosted().all(|p| {
-            self.inner
-                .shards
-                .membership()
-                .standing(p)
-                .is_some_and(|s| s.voter)
-        })
+    /// Whether every partition this node hosts (partition 0 and those of its map) stands as
+    /// `holds` says, as its shard recorded it at its last tick.
+    fn everywhere(&self, holds: impl Fn(Standing) -> bool) -> bool {
+        let table = self.inner.shards.membership();
+        self.hosted().all(|p| table.standing(p).is_some_and(&holds))
     }
 
     /// Partition 0 and the partitions of the map in force.
