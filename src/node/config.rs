@@ -41,13 +41,16 @@ pub struct NodeConfig {
     pub node_id: u64,
     /// A human-readable name (for logs and the API).
     pub node_name: String,
-    /// The endpoint other nodes reach this node at (`host:port`; informational for in-memory
-    /// transports).
+    /// The endpoint other nodes reach this node at (`host:port`; for in-memory transports, the
+    /// name it is registered under). The roster records it when the node joins through a seed
+    /// (`Raft::join_cluster_with_seeds`, which refuses an empty one).
     pub endpoint: String,
     /// The cluster's name; nodes of different clusters refuse each other.
     pub cluster_name: String,
     /// The other nodes of the cluster: node id → endpoint (static discovery). Must not
-    /// contain `node_id`.
+    /// contain `node_id`. A node that joins a running cluster through a seed needs none (its
+    /// peers come from the roster); a node without peers that calls `Raft::join_cluster`
+    /// starts a cluster of its own, of one node.
     pub peers: BTreeMap<u64, String>,
     /// Directory holding one WAL directory per shard (`shard-<n>`).
     pub data_dir: PathBuf,
@@ -126,7 +129,9 @@ pub struct NodeConfig {
     pub wal_inflight_batches_max: usize,
     /// Largest tolerated drift of a remote HLC timestamp ahead of the local clock, in ms.
     pub hlc_drift_ms_max: u64,
-    /// Ceiling of `Raft::join_cluster`'s wait for the first partition map, in milliseconds.
+    /// Ceiling of `Raft::join_cluster`'s wait for the first partition map and of
+    /// `Raft::join_cluster_with_seeds`'s (admitted, then a voter everywhere), in milliseconds
+    /// (Kommander's 60 s); also how long `Raft::leave_cluster` waits by default.
     pub join_timeout_ms: u64,
     /// How long a write (`replicate_logs`, `replicate_batch`, `replicate_checkpoint`,
     /// `commit_logs`, `rollback_logs`) waits for its outcome when the caller gives no timeout,
