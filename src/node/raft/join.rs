@@ -372,9 +372,7 @@ fn first_from(roster: &Roster, me: NodeId) -> Result<FirstConfiguration, JoinErr
 fn join_error(failed: CallFailed) -> JoinError {
     match failed {
         CallFailed::Refused(status) => JoinError::Refused { status },
-        CallFailed::Unsupported => JoinError::Invalid {
-            reason: "the transport does not carry membership calls".to_owned(),
-        },
+        CallFailed::Unsendable(reason) => JoinError::Invalid { reason },
         CallFailed::QueueFull => JoinError::QueueFull,
         CallFailed::Fatal(fatal) => JoinError::Fatal(fatal),
     }

@@ -41,8 +41,9 @@ pub(super) enum Target {
 pub(super) enum CallFailed {
     /// Partition 0's leader refused it for good (`InsufficientVoters`, `Errored`).
     Refused(Status),
-    /// The transport does not carry membership calls.
-    Unsupported,
+    /// The call cannot be sent: the transport does not carry membership calls, or refused
+    /// the call as it is (its reason, in words).
+    Unsendable(String),
     /// The node's timers are full (the wait before asking again could not be set).
     QueueFull,
     /// This node stopped, or its partition 0's shard failed.
@@ -81,7 +82,7 @@ impl Raft {
                 return Ok(roster);
             }
             let Some(target) = next.take().or_else(|| rotation.next().cloned()) else {
-                return Err(CallFailed::Unsupported);
+                return Err(CallFailed::Unsendable("nowhere to ask".to_owned()));
             };
             let attempt = match &target {
                 Target::Local => self.ask_here(&change).await?,
@@ -168,7 +169,9 @@ impl Raft {
         self.inner.transport.call(endpoint, call, reply);
         match answer.await {
             Ok(Ok(answer)) => Ok(Attempt::Answer(answer)),
-            Ok(Err(CallError::Unsupported)) => Err(CallFailed::Unsupported),
+            Ok(Err(error @ (CallError::Unsupported | CallError::Invalid { .. }))) => {
+                Err(CallFailed::Unsendable(error.to_string()))
+            }
             Ok(Err(
                 error @ (CallError::Unreachable { .. }
                 | CallError::Rejected { .. }

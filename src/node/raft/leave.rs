@@ -194,9 +194,7 @@ fn membership_error(failed: CallFailed) -> MembershipError {
         CallFailed::Refused(status) => MembershipError::Invalid {
             reason: format!("refused by partition 0's leader: {status}"),
         },
-        CallFailed::Unsupported => MembershipError::Invalid {
-            reason: "the transport does not carry membership calls".to_owned(),
-        },
+        CallFailed::Unsendable(reason) => MembershipError::Invalid { reason },
         CallFailed::QueueFull => MembershipError::QueueFull,
         CallFailed::Fatal(fatal) => MembershipError::Fatal(fatal),
     }
