@@ -8,6 +8,8 @@
 //!       Replicate ─► raft.replicate_logs, proposed on this thread  ─┐ bounded queue
 //!       Leader    ─► answered at once from raft.watch_partition     ─┤ (--client-inflight-max)
 //!       Ping      ─► Pong                                           ─┤
+//!       Members   ─► answered at once from raft.membership          ─┤
+//!       RemoveMember ─► raft.remove_member (through partition 0's leader) ─┤
 //!   writer thread: takes the queue in request order, awaits each answer, writes ◄┘
 //!       ClientResponse frames (buffered; flushed before it waits)
 //! ```
@@ -42,7 +44,9 @@ use kommander_raft::transport::tcp::client::{
     reject_busy, write_response,
 };
 use kommander_raft::transport::tcp::{TcpCluster, TcpConfig};
-use kommander_raft::{Raft, ReplicateError, ReplicateOptions, SYSTEM_PARTITION, Status};
+use kommander_raft::{
+    MembershipError, Raft, ReplicateError, ReplicateOptions, SYSTEM_PARTITION, Status,
+};
 use tracing::{debug, info, warn};
 
 use crate::outcome::outcome_unknown;
@@ -387,6 +391,30 @@ fn dispatch(shared: &PortShared, id: u64, request: ClientRequest) -> Pending {
             )
         }
         ClientRequest::Ping => Pending::Ready(id, ClientResponse::Pong),
+        ClientRequest::Members => Pending::Ready(id, members(&shared.raft)),
+        ClientRequest::RemoveMember { node } => {
+            let removed = shared
+                .raft
+                .remove_member(node, Some(shared.config.request_timeout));
+            let answer: Answer = Box::pin(async move {
+                match removed.await {
+                    Ok(version) => ClientResponse::Removed {
+                        status: Status::Success,
+                        version,
+                        reason: String::new(),
+                    },
+                    Err(error) => removal_refused_or_unknown(&error),
+                }
+            });
+            let timed_out = ClientResponse::Unknown {
+                reason: format!(
+                    "no outcome within --client-request-timeout-ms ({} ms); the removal may \
+                     still commit",
+                    shared.config.request_timeout.as_millis()
+                ),
+            };
+            start(shared, id, answer, timed_out)
+        }
         ClientRequest::Status { partition } => {
             let status = shared.raft.partition_status(partition);
             let answer: Answer = Box::pin(async move {
@@ -413,6 +441,49 @@ fn dispatch(shared: &PortShared, id: u64, request: ClientRequest) -> Pending {
             };
             start(shared, id, answer, timed_out)
         }
+    }
+}
+
+/// The roster as `raft` knows it (`RestoreInProgress` before its partition 0 is open).
+fn members(raft: &Raft) -> ClientResponse {
+    match raft.membership() {
+        Some(roster) => ClientResponse::Members {
+            status: Status::Success,
+            version: roster.version(),
+            members: roster.members().to_vec(),
+        },
+        None => ClientResponse::Members {
+            status: Status::RestoreInProgress,
+            version: 0,
+            members: Vec::new(),
+        },
+    }
+}
+
+/// The answer to a `RemoveMember` that failed with `error`: `Unknown` when the change may
+/// still commit, else the refusal's status (nothing changed).
+fn removal_refused_or_unknown(error: &MembershipError) -> ClientResponse {
+    let status = match error {
+        MembershipError::Timeout { .. }
+        | MembershipError::LeadershipLost
+        | MembershipError::Fatal(_) => {
+            return ClientResponse::Unknown {
+                reason: format!("{error}; the removal may or may not commit"),
+            };
+        }
+        MembershipError::NotLeader { .. } => Status::NodeIsNotLeader,
+        MembershipError::Stale { .. } => Status::StaleMembership,
+        MembershipError::ConcurrentChange => Status::ConcurrentMembershipChange,
+        MembershipError::InsufficientVoters => Status::InsufficientVoters,
+        MembershipError::QueueFull => Status::ProposalQueueFull,
+        MembershipError::RestoreInProgress => Status::RestoreInProgress,
+        // Invalid, MemberNotFound and what later versions add: refused as asked.
+        _ => Status::Errored,
+    };
+    ClientResponse::Removed {
+        status,
+        version: 0,
+        reason: format!("{error} (nothing changed)"),
     }
 }
 

@@ -1,16 +1,18 @@
 //! `kommander`: run a node of a kommander-raft cluster, try a local cluster, or measure one.
 //!
 //! ```text
-//! kommander node --config node.toml [--client-listen 127.0.0.1:7001] [--metrics-listen 127.0.0.1:9100]
+//! kommander node --config node.toml [--join SEED]... [--client-listen 127.0.0.1:7001] [--metrics-listen 127.0.0.1:9100]
 //! kommander demo                      # 3 nodes on loopback, a few seconds of writes
 //! kommander bench --nodes 3 --partitions 4 --writers 2048 --duration-secs 10 --json out.json
 //! kommander wal inspect DATA_DIR [--json] [--entries]
+//! kommander cluster members --connect CLIENT_ADDR --cluster-name NAME [--json]
+//! kommander cluster remove ID --connect CLIENT_ADDR --cluster-name NAME [--json]
 //! ```
 //!
 //! Exit codes: 0 success (and a clean shutdown on SIGTERM/SIGINT), 1 a runtime failure
 //! (bind, WAL, join), 2 invalid usage or an invalid configuration (the message names the field;
 //! also a non-loopback listen address without `auth_secret`, and a changed shard count),
-//! 3 `wal inspect` found damage recovery would refuse, 130 `demo`/`bench` interrupted.
+//! 1 also a refused `cluster` request, 3 `wal inspect` found damage recovery would refuse, 130 `demo`/`bench` interrupted.
 //! Logs go to stderr (`tracing`), filtered by the `KOMMANDER_LOG` environment variable
 //! (`RUST_LOG` syntax, for example `KOMMANDER_LOG=debug` or `KOMMANDER_LOG=kommander_raft=debug`).
 
@@ -18,6 +20,7 @@ mod applied;
 mod bench;
 mod checkpoint;
 mod client_port;
+mod cluster;
 mod exporter;
 mod leader_log;
 mod node;
@@ -66,6 +69,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Write-ahead log tools (`wal inspect DIR`).
     Wal(wal::WalArgs),
+    /// Membership of a running cluster through a node's client port (`cluster members`,
+    /// `cluster remove ID`).
+    Cluster(cluster::ClusterArgs),
 }
 
 /// Default log filter of `demo` and `bench`: warnings, except the transport's, which at the
@@ -105,6 +111,10 @@ fn main() -> ExitCode {
         Command::Wal(args) => {
             init_logging("warn");
             wal::run(&args)
+        }
+        Command::Cluster(args) => {
+            init_logging("warn");
+            cluster::run(&args)
         }
     }
 }

@@ -3,8 +3,9 @@
 //! ```text
 //! load + validate config (exit 2 naming the field) ─► metrics port (optional)
 //!   ─► bind the peer port ─► Raft::builder…start
-//!   ─► serve peers ─► join the cluster (retried, progress logged; exit 1 after
-//!      `join_timeout_ms`) ─► client port (optional)
+//!   ─► serve peers ─► join the cluster (its peers, or the seeds of `--join`: admitted as
+//!      learner, promoted; retried, progress logged; exit 1 after `join_timeout_ms`, 2 for
+//!      a join that cannot be done as asked) ─► client port (optional)
 //!   ─► main loop: stats line every --stats-interval-secs, checkpoints as due
 //!      (checkpoint.rs), leader changes and events logged, and until the node serves (every
 //!      partition restored, with a known leader: readiness.rs; what it waits for logged):
@@ -13,15 +14,19 @@
 //!   ─► close the client port ─► shutdown (appended entries durable) ─► exit 0
 //! ```
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use kommander_raft::transport::tcp::{TcpTransport, TransportError};
-use kommander_raft::{HostStartError, JoinError, NodeConfig, Raft, RaftEvent, StartError};
+use kommander_raft::{
+    HostStartError, JoinError, MemberRole, NodeConfig, Raft, RaftEvent, StartError,
+};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tokio::sync::{broadcast, watch};
 use tracing::{debug, error, info, warn};
@@ -107,6 +112,14 @@ pub(crate) struct NodeArgs {
     #[arg(long, value_name = "N", default_value_t = 20,
           value_parser = clap::value_parser!(u32).range(1..))]
     leader_changes_logged_per_sec: u32,
+    /// Join a running cluster through this seed: the peer endpoint (`host:port`) of any of
+    /// its members; repeatable. The node needs no `[peers]`: it asks partition 0's leader to
+    /// add it as a learner, catches up, and is promoted to voter (progress logged); `ready`
+    /// is printed once it is a voter everywhere. A node that joined before restarts with the
+    /// same data_dir with or without it. Without it, a node with no `[peers]` and an empty
+    /// data_dir is a one-node cluster others can join.
+    #[arg(long, value_name = "SEED")]
+    join: Vec<String>,
     /// When to checkpoint the partitions this node leads (on by default).
     #[command(flatten)]
     checkpoints: CheckpointArgs,
@@ -302,11 +315,16 @@ fn serve(
     let endpoint = &raft.config().endpoint;
     let listen = transport.local_addr().to_string();
     info!(node, %endpoint, %listen, "joining the cluster");
-    let joined = runtime.block_on(join(raft, &mut stop))?;
+    let joined = runtime.block_on(join(raft, &args.join, &mut stop))?;
     if !joined {
         return Ok(());
     }
-    info!(node, "joined the cluster");
+    match raft.local_role() {
+        Some(MemberRole::Voter) if !args.join.is_empty() => {
+            info!(node, "joined the cluster: promoted to voter everywhere");
+        }
+        _ => info!(node, "joined the cluster"),
+    }
     let client_port = match &args.client_listen {
         Some(address) => Some(
             ClientPort::start(
@@ -391,37 +409,91 @@ fn serve(
     Ok(())
 }
 
-/// Joins, logging progress while the cluster is not initialized. `Ok(false)`: stopped first.
-async fn join(raft: &Raft, stop: &mut watch::Receiver<bool>) -> Result<bool, ExitError> {
+/// Joins (through `seeds` when there are some: `--join`), logging progress until it is done.
+/// `Ok(false)`: stopped first.
+async fn join(
+    raft: &Raft,
+    seeds: &[String],
+    stop: &mut watch::Receiver<bool>,
+) -> Result<bool, ExitError> {
     let started = Instant::now();
     let limit = Duration::from_millis(raft.config().join_timeout_ms);
+    let mut role_logged = None;
     loop {
         let left = limit.saturating_sub(started.elapsed());
+        let wait = Some(left.min(JOIN_PROGRESS_INTERVAL));
+        // Both calls are idempotent: each round continues where the last one stopped.
+        let joining: Pin<Box<dyn Future<Output = Result<(), JoinError>> + Send>> =
+            if seeds.is_empty() {
+                Box::pin(raft.join_cluster(wait))
+            } else {
+                Box::pin(raft.join_cluster_with_seeds(seeds.to_vec(), wait))
+            };
         tokio::select! {
-            result = raft.join_cluster(Some(left.min(JOIN_PROGRESS_INTERVAL))) => match result {
+            result = joining => match result {
                 Ok(()) => return Ok(true),
                 Err(JoinError::Timeout { leader, .. }) => {
                     let waited_ms = started.elapsed().as_millis() as u64;
+                    let role = raft.local_role();
                     if started.elapsed() >= limit {
-                        return Err(ExitError::failure(format!(
-                            "could not join the cluster within join_timeout_ms ({} ms): no \
-                             quorum of the configured nodes answered (system partition leader: \
-                             {})",
-                            limit.as_millis(),
-                            leader.map_or_else(|| "none known".to_owned(), |l| l.to_string()),
-                        )));
+                        return Err(ExitError::failure(join_timed_out(limit, seeds, role, leader)));
+                    }
+                    if !seeds.is_empty() && role != role_logged {
+                        role_logged = role;
+                        if role == Some(MemberRole::Learner) {
+                            info!(waited_ms, "admitted as a learner; catching up before promotion");
+                        }
                     }
                     info!(
                         waited_ms,
                         join_timeout_ms = limit.as_millis() as u64,
                         system_leader = ?leader,
-                        "still joining: waiting for a quorum of the configured nodes"
+                        "still joining: {}",
+                        join_waits_for(seeds, role)
                     );
+                }
+                Err(JoinError::Invalid { reason }) => {
+                    return Err(ExitError::usage(format!("cannot join as asked: {reason}")));
                 }
                 Err(other) => return Err(ExitError::failure(format!("joining the cluster: {other}"))),
             },
             _ = stop.changed() => return Ok(false),
         }
+    }
+}
+
+/// What a join still waits for, in words.
+fn join_waits_for(seeds: &[String], role: Option<MemberRole>) -> &'static str {
+    match (seeds.is_empty(), role) {
+        (true, _) => "waiting for a quorum of the configured nodes",
+        (false, None) => "waiting for partition 0's leader to admit this node (through the seeds)",
+        (false, Some(MemberRole::Learner)) => "waiting: promotion (a learner, catching up)",
+        (false, Some(_)) => "waiting until every partition here lists this node as a voter",
+    }
+}
+
+/// The message of a join that ran out of `join_timeout_ms`.
+fn join_timed_out(
+    limit: Duration,
+    seeds: &[String],
+    role: Option<MemberRole>,
+    leader: Option<kommander_raft::NodeId>,
+) -> String {
+    let leader = leader.map_or_else(|| "none known".to_owned(), |l| l.to_string());
+    if seeds.is_empty() {
+        format!(
+            "could not join the cluster within join_timeout_ms ({} ms): no quorum of the \
+             configured nodes answered (system partition leader: {leader})",
+            limit.as_millis(),
+        )
+    } else {
+        format!(
+            "could not join the cluster through {} within join_timeout_ms ({} ms): still {} \
+             (system partition leader: {leader})",
+            seeds.join(", "),
+            limit.as_millis(),
+            join_waits_for(seeds, role),
+        )
     }
 }
 

@@ -1,12 +1,14 @@
 //! When `kommander node` serves, and so prints its `ready` line: every partition it hosts (the
 //! system partition and every partition of its map) has finished restoring from the WAL and
-//! knows a leader. Joining is not enough: a restarted node finds its partition map on disk and
+//! knows a leader, and the node is not a learner (a node joining through seeds is promoted to
+//! voter before its join returns; a learner restarted without `--join` is waiting for a
+//! promotion nobody asks for, and says so). Joining is not enough: a restarted node finds its partition map on disk and
 //! joins at once, then restores its partitions, and a node cut off from the others knows no
 //! leader; neither serves a client. Until it serves, the node logs what it waits for.
 
 use std::time::{Duration, Instant};
 
-use kommander_raft::{PartitionId, QueryError, Raft, RangeState, SYSTEM_PARTITION};
+use kommander_raft::{MemberRole, PartitionId, QueryError, Raft, RangeState, SYSTEM_PARTITION};
 use tracing::info;
 
 /// How often the node says what it waits for (the first time after one interval: a restore
@@ -64,7 +66,8 @@ impl Readiness {
         self.waiting = still;
         let waited_ms =
             u64::try_from(now.duration_since(self.since).as_millis()).unwrap_or(u64::MAX);
-        if self.waiting.is_empty() {
+        let learner = raft.local_role() == Some(MemberRole::Learner);
+        if self.waiting.is_empty() && !learner {
             info!(
                 waited_ms,
                 "serving: every partition restored, with a known leader"
@@ -73,7 +76,17 @@ impl Readiness {
         }
         if now >= self.next_log {
             self.next_log = now + WAITING_LOG_INTERVAL;
-            let waiting = self.describe(raft).await;
+            let mut waiting = self.describe(raft).await;
+            if learner {
+                if !waiting.is_empty() {
+                    waiting.push_str("; ");
+                }
+                // Restarted without `--join` before its promotion: nothing asks for it.
+                waiting.push_str(
+                    "waiting: promotion (this node is a learner; restart it with --join to \
+                     ask for it)",
+                );
+            }
             info!(waited_ms, "not serving yet: {waiting}");
         }
         false

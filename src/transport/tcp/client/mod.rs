@@ -18,6 +18,8 @@
 //!   op 2 Leader:     partition:u32
 //!   op 3 Status:     partition:u32
 //!   op 4 Ping
+//!   op 5 Members
+//!   op 6 RemoveMember: node:u64
 //! ClientResponse := id:u64 op:u8 op-fields
 //!   op 1 Replicated: status:u8 index:u64 ticket:u64   (index 0: none)
 //!   op 2 retired (the first version's Leader answer, without a status)
@@ -26,6 +28,10 @@
 //!   op 5 Leader:     status:u8 leader:u64 endpoint_len:u16 endpoint   (leader 0: unknown)
 //!   op 6 Unknown:    reason (rest of the body, UTF-8)
 //!   op 7 Pong
+//!   op 8 Members:    status:u8 version:u64 count:u16 member*   (count 0 unless Success)
+//!     member := node:u64 role:u8 joined_version:u64 incarnation:u64 endpoint_len:u16 endpoint
+//!     role   := 0 learner | 1 voter | 2 leaving
+//!   op 9 Removed:    status:u8 version:u64 reason (rest of the body, UTF-8; empty on Success)
 //! ```
 //!
 //! `status` is a [`Status`] code ([`Status::code`]). The layouts are versioned by their op
@@ -52,6 +58,15 @@
 //!   leader, or never: count it neither as written nor as refused (retry only writes that are
 //!   safe to apply twice, or read the state to find out).
 //!
+//! `Members` answers the roster (decision 0004) as the node knows it, `RestoreInProgress`
+//! before its partition 0 is open. `RemoveMember` asks the node to take `node` out of the
+//! roster (`Raft::remove_member`, through partition 0's leader): `Removed` with `Success` and
+//! the roster version that carries the change; a refusal changed nothing
+//! (`InsufficientVoters`, `StaleMembership`, `ConcurrentMembershipChange`, `NodeIsNotLeader`,
+//! `RestoreInProgress`, `ProposalQueueFull`, `Errored` for an invalid change), `reason`
+//! saying why in words; `Unknown` when the outcome is not known (the wait ran out, leadership
+//! was lost, the node stopped: the change may still commit).
+//!
 //! `Leader` and `Status` answer `PartitionMoved` for a partition the node does not host, as
 //! `Replicate` does; `Status` answers `RestoreInProgress` while the replica restores.
 //!
@@ -73,6 +88,7 @@ pub use self::server::{AcceptedClient, ClientListener, ReceivedRequest, write_re
 use super::handshake::ConnectionHandshakeError;
 pub use super::handshake::reject_busy;
 use crate::core::{NodeId, PartitionId, Status};
+use crate::shard::membership::{Member, MemberRole};
 use crate::transport::codec::{Cursor, FrameError, FrameKind, WireError};
 
 /// A request to a node's client port.
@@ -99,6 +115,13 @@ pub enum ClientRequest {
     },
     /// Keeps the connection open and probes it (answered [`ClientResponse::Pong`]).
     Ping,
+    /// The roster as this node knows it (answered [`ClientResponse::Members`]).
+    Members,
+    /// Take `node` out of the roster (answered [`ClientResponse::Removed`]).
+    RemoveMember {
+        /// The member to remove.
+        node: NodeId,
+    },
 }
 
 /// A replica's state, as [`ClientResponse::Status`] reports it.
@@ -160,6 +183,24 @@ pub enum ClientResponse {
     },
     /// The answer to a [`ClientRequest::Ping`].
     Pong,
+    /// The answer to a [`ClientRequest::Members`].
+    Members {
+        /// `Success`, or why the roster is not known (`RestoreInProgress`).
+        status: Status,
+        /// The roster's version (0 unless `status` is `Success`).
+        version: u64,
+        /// Its members, by node id (empty unless `status` is `Success`).
+        members: Vec<Member>,
+    },
+    /// The answer to a [`ClientRequest::RemoveMember`].
+    Removed {
+        /// `Success`, or a refusal (nothing changed); see the module's documentation.
+        status: Status,
+        /// The roster version carrying the change on `Success`, else 0.
+        version: u64,
+        /// Why, in words (empty on `Success`).
+        reason: String,
+    },
 }
 
 /// Encodes a request body (the payload is not copied).
@@ -193,6 +234,15 @@ pub fn encode_request(id: u64, request: &ClientRequest) -> Vec<Bytes> {
             head.put_u8(4);
             vec![head.freeze()]
         }
+        ClientRequest::Members => {
+            head.put_u8(5);
+            vec![head.freeze()]
+        }
+        ClientRequest::RemoveMember { node } => {
+            head.put_u8(6);
+            head.put_u64_le(node.get());
+            vec![head.freeze()]
+        }
     }
 }
 
@@ -223,6 +273,10 @@ pub fn decode_request(body: &Bytes) -> Result<(u64, ClientRequest), WireError> {
             partition: PartitionId(cur.u32()?),
         },
         4 => ClientRequest::Ping,
+        5 => ClientRequest::Members,
+        6 => ClientRequest::RemoveMember {
+            node: NodeId(cur.u64()?),
+        },
         tag => return Err(WireError::UnknownTag { tag, at }),
     };
     cur.finish()?;
@@ -274,6 +328,36 @@ pub fn encode_response(id: u64, response: &ClientResponse) -> Bytes {
             out.put_slice(reason.as_bytes());
         }
         ClientResponse::Pong => out.put_u8(7),
+        ClientResponse::Members {
+            status,
+            version,
+            members,
+        } => {
+            out.put_u8(8);
+            out.put_u8(status.code());
+            out.put_u64_le(*version);
+            // A roster holds far fewer members than a u16 counts (`members_max`).
+            let count = u16::try_from(members.len()).unwrap_or(u16::MAX);
+            out.put_u16_le(count);
+            for member in members.iter().take(usize::from(count)) {
+                out.put_u64_le(member.node.get());
+                out.put_u8(role_code(member.role));
+                out.put_u64_le(member.joined_version);
+                out.put_u64_le(member.incarnation);
+                out.put_u16_le(u16::try_from(member.endpoint.len()).unwrap_or(u16::MAX));
+                out.put_slice(member.endpoint.as_bytes());
+            }
+        }
+        ClientResponse::Removed {
+            status,
+            version,
+            reason,
+        } => {
+            out.put_u8(9);
+            out.put_u8(status.code());
+            out.put_u64_le(*version);
+            out.put_slice(reason.as_bytes());
+        }
     }
     out.freeze()
 }
@@ -331,10 +415,61 @@ pub fn decode_response(body: &Bytes) -> Result<(u64, ClientResponse), WireError>
             reason: String::from_utf8_lossy(&cur.rest()).into_owned(),
         },
         7 => ClientResponse::Pong,
+        8 => {
+            let status = status(&mut cur)?;
+            let version = cur.u64()?;
+            let count = cur.u16()?;
+            let mut members = Vec::new();
+            for _ in 0..count {
+                let node = NodeId(cur.u64()?);
+                let at = cur.position();
+                let code = cur.u8()?;
+                let role = role_from_code(code).ok_or(WireError::UnknownTag { tag: code, at })?;
+                let joined_version = cur.u64()?;
+                let incarnation = cur.u64()?;
+                let len = usize::from(cur.u16()?);
+                members.push(Member {
+                    node,
+                    role,
+                    endpoint: cur.text(len)?,
+                    joined_version,
+                    incarnation,
+                });
+            }
+            ClientResponse::Members {
+                status,
+                version,
+                members,
+            }
+        }
+        9 => ClientResponse::Removed {
+            status: status(&mut cur)?,
+            version: cur.u64()?,
+            reason: String::from_utf8_lossy(&cur.rest()).into_owned(),
+        },
         tag => return Err(WireError::UnknownTag { tag, at }),
     };
     cur.finish()?;
     Ok((id, response))
+}
+
+/// A member's role on the wire (`Members`).
+const fn role_code(role: MemberRole) -> u8 {
+    match role {
+        MemberRole::Learner => 0,
+        MemberRole::Voter => 1,
+        MemberRole::Leaving => 2,
+    }
+}
+
+/// The role of a wire code, `None` for an unknown one.
+const fn role_from_code(code: u8) -> Option<MemberRole> {
+    match code {
+        0 => Some(MemberRole::Learner),
+        1 => Some(MemberRole::Voter),
+        2 => Some(MemberRole::Leaving),
+        _ => None,
+    }
 }
 
 /// Why a client call (or, on the server, a client connection) failed.
