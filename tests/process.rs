@@ -11,5 +11,6 @@ mod process {
     mod unknown_outcome;
 }
 
-// The `kommander` binary's commands (`node` alone, `demo`, `bench`, `wal inspect`).
+// The `kommander` binary's commands (`node` alone, `node --join` with `cluster`, `demo`,
+// `bench`, `wal inspect`).
 mod cli;

@@ -1,7 +1,9 @@
 //! The `kommander` binary, run as a child process: `node` (config errors, client port,
-//! SIGTERM, restart, checkpoints, `wal inspect` of its data directory) and `demo`/`bench`.
+//! SIGTERM, restart, checkpoints, `wal inspect` of its data directory), `node --join` with
+//! `cluster members|remove`, and `demo`/`bench`.
 
 mod bench;
+mod cluster;
 mod node;
 
 use std::io::{BufRead, BufReader};
@@ -12,6 +14,13 @@ use std::time::{Duration, Instant};
 
 /// How long a child gets for anything (start, join, exit).
 pub(crate) const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A port that was free a moment ago (for a process that binds it itself: the metrics
+/// exporter, a peer endpoint other nodes must know before it starts).
+pub(crate) fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").port()
+}
 
 /// The binary under test.
 pub(crate) fn kommander() -> Command {

@@ -14,7 +14,7 @@ use kommander_raft::transport::tcp::handshake::{
 use kommander_raft::transport::tcp::reader::{Deadlines, FrameReader};
 use kommander_raft::{NodeConfig, NodeId, PartitionId, Status};
 
-use super::{PATIENCE, Running, kommander};
+use super::{PATIENCE, Running, free_port, kommander};
 
 const SECRET: &str = "the secret of the cli tests";
 
@@ -804,13 +804,6 @@ fn the_example_configuration_in_node_help_is_valid() {
     let config = NodeConfig::from_toml(&example).unwrap_or_else(|e| panic!("{e}:\n{example}"));
     assert_eq!(config.peers.len(), 2);
     assert_eq!(config.listen_address(), "0.0.0.0:7100");
-}
-
-/// A port that was free a moment ago (the exporter binds it itself and cannot report one the
-/// OS picks).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("address").port()
 }
 
 /// `GET /metrics` over plain TCP: the body of the answer.
