@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
+
 use std::time::Instant;
 
 use super::{PATIENCE, Running, free_port, kommander};
@@ -190,13 +191,10 @@ fn a_node_joins_a_one_node_cluster_and_cluster_remove_takes_it_out() {
 /// Runs node 1 to its exit with `tail` in its TOML and `seeds`; its status and stderr.
 fn run_to_exit(dir: &Path, port: u16, tail: &str, seeds: &[String]) -> (Option<i32>, String) {
     let config = write_config(dir, 1, port, tail);
-    let output = node_command(&config, seeds)
-        .output()
-        .expect("run kommander node");
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    // (`wait_exit` kills a node that would not exit, and fails.)
+    let mut node = Running::spawn(node_command(&config, seeds), dir, "node1");
+    let status = node.wait_exit();
+    (status.code(), node.stderr())
 }
 
 #[test]
