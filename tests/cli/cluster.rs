@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use std::time::Instant;
 
-use super::{PATIENCE, Running, free_port, kommander};
+use super::{PATIENCE, Running, client_of, free_port, kommander};
 
 const SECRET: &str = "the secret of the cluster tests";
 const CLUSTER: &str = "cli-cluster";
@@ -51,12 +51,7 @@ fn start(dir: &Path, id: u64, port: u16, seeds: &[String]) -> (Running, String) 
     let mut node = Running::spawn(node_command(&config, seeds), dir, &name);
     let ready = node.wait_line("ready ");
     assert!(ready.starts_with(&format!("ready node={id} ")), "{ready}");
-    let client = ready
-        .split_whitespace()
-        .find_map(|field| field.strip_prefix("client="))
-        .expect("client= in the ready line")
-        .to_owned();
-    (node, client)
+    (node, client_of(&ready))
 }
 
 /// Runs `kommander cluster ARGS --connect CLIENT --cluster-name ...` with the secret.

@@ -22,6 +22,15 @@ pub(crate) fn free_port() -> u16 {
     listener.local_addr().expect("address").port()
 }
 
+/// The client address of a `ready` line (`client=...`).
+pub(crate) fn client_of(ready: &str) -> String {
+    ready
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("client="))
+        .expect("client= in the ready line")
+        .to_owned()
+}
+
 /// The binary under test.
 pub(crate) fn kommander() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_kommander"));

@@ -14,7 +14,7 @@ use kommander_raft::transport::tcp::handshake::{
 use kommander_raft::transport::tcp::reader::{Deadlines, FrameReader};
 use kommander_raft::{NodeConfig, NodeId, PartitionId, Status};
 
-use super::{PATIENCE, Running, free_port, kommander};
+use super::{PATIENCE, Running, client_of, free_port, kommander};
 
 const SECRET: &str = "the secret of the cli tests";
 
@@ -60,12 +60,7 @@ fn spawn_ready(command: Command, dir: &Path, name: &str) -> (Running, String) {
     let mut node = Running::spawn(command, dir, name);
     let ready = node.wait_line("ready ");
     assert!(ready.starts_with("ready node=1 peer=127.0.0.1:"), "{ready}");
-    let client = ready
-        .split_whitespace()
-        .find_map(|field| field.strip_prefix("client="))
-        .expect("client= in the ready line")
-        .to_owned();
-    (node, client)
+    (node, client_of(&ready))
 }
 
 fn connect(client: &str, secret: Option<&str>) -> Result<ClientConnection, ClientError> {

@@ -357,14 +357,7 @@ fn dispatch(shared: &PortShared, id: u64, request: ClientRequest) -> Pending {
                     Err(error) => refused_or_unknown(&error),
                 }
             });
-            let timed_out = ClientResponse::Unknown {
-                reason: format!(
-                    "no outcome within --client-request-timeout-ms ({} ms); the entry may \
-                     still commit",
-                    shared.config.request_timeout.as_millis()
-                ),
-            };
-            start(shared, id, answer, timed_out)
+            start(shared, id, answer, timed_out_unknown(shared, "entry"))
         }
         ClientRequest::Leader { partition } => {
             // The library's rule for a partition this node does not host (`PartitionMoved`),
@@ -406,14 +399,7 @@ fn dispatch(shared: &PortShared, id: u64, request: ClientRequest) -> Pending {
                     Err(error) => removal_refused_or_unknown(&error),
                 }
             });
-            let timed_out = ClientResponse::Unknown {
-                reason: format!(
-                    "no outcome within --client-request-timeout-ms ({} ms); the removal may \
-                     still commit",
-                    shared.config.request_timeout.as_millis()
-                ),
-            };
-            start(shared, id, answer, timed_out)
+            start(shared, id, answer, timed_out_unknown(shared, "removal"))
         }
         ClientRequest::Status { partition } => {
             let status = shared.raft.partition_status(partition);
@@ -441,6 +427,17 @@ fn dispatch(shared: &PortShared, id: u64, request: ClientRequest) -> Pending {
             };
             start(shared, id, answer, timed_out)
         }
+    }
+}
+
+/// The answer to a request whose outcome (of `what`: the entry, the removal) is still not
+/// known `--client-request-timeout-ms` after it arrived.
+fn timed_out_unknown(shared: &PortShared, what: &str) -> ClientResponse {
+    ClientResponse::Unknown {
+        reason: format!(
+            "no outcome within --client-request-timeout-ms ({} ms); the {what} may still commit",
+            shared.config.request_timeout.as_millis()
+        ),
     }
 }
 

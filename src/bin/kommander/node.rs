@@ -48,7 +48,7 @@ pub(crate) const NODE_HELP: &str = r#"Example node.toml (node 1 of a 3-node clus
     shards = 2                        # keep it fixed: a data_dir keeps its shard count
     initial_partitions = 8
 
-    [peers]                           # every other node: id = endpoint
+    [peers]                           # every other node: id = endpoint (none: see --join)
     2 = "10.0.0.2:7100"
     3 = "10.0.0.3:7100"
 
@@ -61,7 +61,14 @@ Environment:
                             address unless transport.allow_unauthenticated = true.
     KOMMANDER_LOG           log filter, RUST_LOG syntax (default: info), logs on stderr.
 
-Exit codes: 0 stopped cleanly, 1 runtime failure, 2 invalid configuration (named field).
+Growing a cluster: start one node with no [peers] (a one-node cluster), then each new node
+with no [peers] and `--join <endpoint of any member>`; it becomes a learner, catches up, is
+promoted to voter, then prints `ready`. `kommander cluster members|remove` show and change the
+roster through a client port.
+
+Exit codes: 0 stopped cleanly, 1 runtime failure (also a join that did not complete within
+join_timeout_ms), 2 invalid configuration (named field) or a join that cannot be done as asked
+(--join with only this node's own endpoint).
 Inspect the data afterwards with `kommander wal inspect <data_dir>`."#;
 
 /// Environment variable overriding `transport.auth_secret` (keeps the secret out of the file).
