@@ -497,3 +497,67 @@ pub enum ClientError {
     #[error("bad request: unexpected {0:?} frame on the client port")]
     BadRequest(FrameKind),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(node: u64, role: MemberRole) -> Member {
+        Member {
+            node: NodeId(node),
+            role,
+            endpoint: format!("10.0.0.{node}:7100"),
+            joined_version: node,
+            incarnation: node * 1000,
+        }
+    }
+
+    #[test]
+    fn membership_requests_and_answers_round_trip() {
+        for request in [
+            ClientRequest::Members,
+            ClientRequest::RemoveMember { node: NodeId(7) },
+        ] {
+            let body: Vec<u8> = encode_request(3, &request).concat();
+            let decoded = decode_request(&Bytes::from(body)).expect("decodes");
+            assert_eq!(decoded, (3, request));
+        }
+        for response in [
+            ClientResponse::Members {
+                status: Status::Success,
+                version: 9,
+                members: vec![
+                    member(1, MemberRole::Voter),
+                    member(2, MemberRole::Learner),
+                    member(3, MemberRole::Leaving),
+                ],
+            },
+            ClientResponse::Removed {
+                status: Status::InsufficientVoters,
+                version: 0,
+                reason: "the last voter".to_owned(),
+            },
+        ] {
+            let decoded = decode_response(&encode_response(4, &response)).expect("decodes");
+            assert_eq!(decoded, (4, response));
+        }
+    }
+
+    #[test]
+    fn a_malformed_members_answer_is_an_error() {
+        let response = ClientResponse::Members {
+            status: Status::Success,
+            version: 1,
+            members: vec![member(1, MemberRole::Voter)],
+        };
+        let body = encode_response(1, &response);
+        // The role byte: id, op, status, version, count, node.
+        let role_at = 8 + 1 + 1 + 8 + 2 + 8;
+        let mut bad_role = body.to_vec();
+        bad_role[role_at] = 9;
+        assert!(decode_response(&Bytes::from(bad_role)).is_err());
+        for cut in 0..body.len() {
+            assert!(decode_response(&body.slice(..cut)).is_err(), "cut at {cut}");
+        }
+    }
+}
