@@ -130,12 +130,8 @@ impl MemoryNetwork {
             let _ = reply.send(unreachable("the node is not running"));
             return;
         };
-        let mut wait = inbound.call(call);
-        if let Some(answer) = wait.try_answer() {
-            let _ = reply.send(Ok(answer));
-            return;
-        }
-        // Not answered at once: a thread waits for it, within the limit of such threads.
+        // A slot for the thread that may have to wait for the answer, taken before the call is
+        // queued: a `Busy` caller knows nothing was asked.
         let waiting = Arc::clone(&self.calls_waiting);
         let taken = waiting.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
             (n < Self::CALLS_WAITING_MAX).then_some(n + 1)
@@ -144,6 +140,12 @@ impl MemoryNetwork {
             let _ = reply.send(Err(CallError::Busy {
                 max: Self::CALLS_WAITING_MAX,
             }));
+            return;
+        }
+        let mut wait = inbound.call(call);
+        if let Some(answer) = wait.try_answer() {
+            waiting.fetch_sub(1, Ordering::AcqRel);
+            let _ = reply.send(Ok(answer));
             return;
         }
         let deadline = Instant::now() + Self::CALL_TIMEOUT;
