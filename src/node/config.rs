@@ -37,7 +37,7 @@ pub enum WalBackend {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NodeConfig {
-    /// This node's id (non-zero, unique in the cluster).
+    /// This node's id (non-zero, unique in the cluster); required in a TOML file.
     pub node_id: u64,
     /// A human-readable name (for logs and the API).
     pub node_name: String,
@@ -52,7 +52,7 @@ pub struct NodeConfig {
     /// peers come from the roster); a node without peers that calls `Raft::join_cluster`
     /// starts a cluster of its own, of one node.
     pub peers: BTreeMap<u64, String>,
-    /// Directory holding one WAL directory per shard (`shard-<n>`).
+    /// Directory holding one WAL directory per shard (`shard-<n>`); required in a TOML file.
     pub data_dir: PathBuf,
     /// Number of shard threads; 0 means one per available core. A data directory keeps the
     /// shard count it was created with (start refuses another), so set it explicitly where
@@ -186,6 +186,9 @@ pub enum ConfigError {
     Parse(String),
 }
 
+/// The fields a TOML configuration must give: they have no default a real node can use.
+const TOML_REQUIRED: [&str; 2] = ["node_id", "data_dir"];
+
 impl Default for NodeConfig {
     fn default() -> Self {
         Self::new(1, std::env::temp_dir().join("kommander-raft"))
@@ -255,14 +258,28 @@ impl NodeConfig {
         }
     }
 
-    /// Parses a TOML text (missing fields take their defaults) and validates it.
+    /// Parses a TOML text and validates it. `node_id` and `data_dir` must be given (a file
+    /// that forgot them must not make a second node 1, or keep a WAL in a temporary
+    /// directory); every other missing field takes its default.
     ///
     /// # Errors
     ///
     /// [`ConfigError::Parse`] for text that does not parse or names an unknown field;
-    /// [`ConfigError::InvalidField`] as [`NodeConfig::validate`].
+    /// [`ConfigError::InvalidField`] for a missing `node_id` or `data_dir`, and as
+    /// [`NodeConfig::validate`].
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         let config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        // It parsed as a configuration, so it parses as a table.
+        let table: toml::Table = text.parse().unwrap_or_default();
+        if let Some(field) = TOML_REQUIRED
+            .into_iter()
+            .find(|key| !table.contains_key(*key))
+        {
+            return Err(ConfigError::InvalidField {
+                field,
+                reason: "required in a configuration file".to_owned(),
+            });
+        }
         config.validate()?;
         Ok(config)
     }

@@ -379,7 +379,10 @@ impl Loop {
             }
         }
         match seeded {
-            Some(first) => (first.voters.clone(), first.learners.clone()),
+            Some(first) => (
+                first.configuration.voters().to_vec(),
+                first.configuration.learners().to_vec(),
+            ),
             None => (self.config.cluster_nodes(), Vec::new()),
         }
     }

@@ -39,7 +39,7 @@ use crate::readiness::Readiness;
 use crate::{EXIT_FAILURE, EXIT_USAGE};
 
 /// The end of `kommander node --help`: an example configuration and the environment.
-pub(crate) const NODE_HELP: &str = r#"Example node.toml (node 1 of a 3-node cluster; every field not given takes its default):
+pub(crate) const NODE_HELP: &str = r#"Example node.toml (node 1 of a 3-node cluster; node_id and data_dir are required; every other field not given takes its default):
 
     node_id = 1
     endpoint = "10.0.0.1:7100"        # where the other nodes reach this one

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::core::NodeId;
+use crate::core::{Configuration, NodeId};
 use crate::node::error::{Fatal, JoinError};
 use crate::node::identity::{FirstConfiguration, Origin};
 use crate::shard::SYSTEM_PARTITION;
@@ -66,8 +66,13 @@ impl Raft {
                     let first = match this.inner.identity.first() {
                         Some(first) => first,
                         None => this.decide_first(FirstConfiguration {
-                            voters: this.inner.config.cluster_nodes(),
-                            learners: Vec::new(),
+                            configuration: Configuration::new(
+                                this.inner.config.cluster_nodes(),
+                                Vec::new(),
+                            )
+                            .map_err(|error| JoinError::Invalid {
+                                reason: format!("the static configuration: {error}"),
+                            })?,
                             origin: Origin::Static,
                         })?,
                     };
@@ -289,8 +294,8 @@ impl Raft {
             .shards
             .open_partition(
                 SYSTEM_PARTITION,
-                first.voters.clone(),
-                first.learners.clone(),
+                first.configuration.voters().to_vec(),
+                first.configuration.learners().to_vec(),
             )
             .map_err(|refusal| self.join_error(refusal))?
             .await
@@ -355,16 +360,18 @@ fn first_from(roster: &Roster, me: NodeId) -> Result<FirstConfiguration, JoinErr
     let mut learners: Vec<NodeId> = configuration.learners().to_vec();
     if !learners.contains(&me) {
         learners.push(me);
-        learners.sort_unstable();
     }
     if voters.is_empty() {
         return Err(JoinError::Invalid {
             reason: "the roster of the admission has no voter but this node".to_owned(),
         });
     }
+    let configuration =
+        Configuration::new(voters, learners).map_err(|error| JoinError::Invalid {
+            reason: format!("the roster of the admission: {error}"),
+        })?;
     Ok(FirstConfiguration {
-        voters,
-        learners,
+        configuration,
         origin: Origin::Seed,
     })
 }
