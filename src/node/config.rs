@@ -157,6 +157,16 @@ pub struct NodeConfig {
     pub checkpoint_retry_backoff_ms_max: u64,
     /// Events buffered per `Raft` event subscriber (a slower subscriber misses the oldest).
     pub events_buffered_max: usize,
+    /// A `StateMachine` callback (`on_replication_received`, `on_log_restored`) that takes
+    /// longer than this many milliseconds is logged as a warning naming the partition and the
+    /// index (Kommander's `SlowRaftStateMachineLog`); 0 turns the check off, and with it the
+    /// two clock reads per callback.
+    pub slow_state_machine_ms: u64,
+    /// A WAL write that takes longer than this many milliseconds from its submission to its
+    /// durability is logged as a warning naming the shard (Kommander's
+    /// `SlowRaftWALMachineLog`); 0 turns the warning off. The `kommander_wal_fsync_seconds`
+    /// histogram records every write either way.
+    pub slow_wal_write_ms: u64,
     /// Deadlines pending at once on one node (timed `Raft` calls still waiting); a timed call
     /// beyond it is refused with a retryable `QueueFull`.
     pub timers_max: usize,
@@ -251,6 +261,8 @@ impl NodeConfig {
             checkpoint_retry_backoff_ms: 10,
             checkpoint_retry_backoff_ms_max: 500,
             events_buffered_max: 1024,
+            slow_state_machine_ms: 50,
+            slow_wal_write_ms: 25,
             timers_max: 65_536,
             transport: TcpConfig::default(),
             snapshot: SnapshotConfig::default(),
@@ -602,6 +614,7 @@ impl From<&NodeConfig> for ShardConfig {
             wal: config.wal_config(),
             snapshot: config.snapshot,
             membership: config.membership,
+            slow_wal_write: Duration::from_millis(config.slow_wal_write_ms),
             #[cfg(feature = "sim-bugs")]
             bug: None,
         }
