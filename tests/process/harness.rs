@@ -234,6 +234,8 @@ fn write_config(
 pub(crate) struct ProcessCluster {
     pub(crate) nodes: Vec<Node>,
     dir: tempfile::TempDir,
+    /// Nodes added by [`ProcessCluster::add_joining`] so far (names their data directories).
+    joiners: usize,
 }
 
 impl ProcessCluster {
@@ -267,7 +269,11 @@ impl ProcessCluster {
             nodes.push(Node::new(id, endpoint, data_dir, config_path, args));
         }
         // Start them all before waiting: each waits for a quorum to join.
-        let mut cluster = Self { nodes, dir };
+        let mut cluster = Self {
+            nodes,
+            dir,
+            joiners: 0,
+        };
         std::thread::scope(|scope| {
             for node in cluster.nodes.iter_mut().take(running) {
                 scope.spawn(|| node.start());
@@ -284,8 +290,10 @@ impl ProcessCluster {
     pub(crate) fn add_joining(&mut self, id: u64, endpoint: Option<&str>, seed: &str) -> &mut Node {
         let endpoint = endpoint.map_or_else(free_address, str::to_owned);
         // A data directory never used before, even when an earlier node had this id.
-        let name = format!("node-{id}-joined-{}", self.nodes.len());
+        self.joiners += 1;
+        let name = format!("node-{id}-joiner-{}", self.joiners);
         let (config_path, data_dir) = write_config(self.dir.path(), &name, id, &endpoint, "", "");
+        assert!(!data_dir.exists(), "{} is not empty", data_dir.display());
         let mut args = CHECKPOINTS_OFF.to_vec();
         args.extend(["--join", seed]);
         self.nodes
@@ -365,6 +373,49 @@ impl ProcessCluster {
                 "{p}: no agreed leader: {leaders:?}"
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The end of a run under load: every node applies up to the highest acknowledged index
+    /// of every partition, stops cleanly on SIGTERM (exit 0, `shutting down` logged), and
+    /// its WAL, opened offline, holds every write of `acked` at its acknowledged index.
+    pub(crate) fn stop_holding_every_write(&mut self, acked: &[Acked]) {
+        let mut highest: BTreeMap<u32, u64> = BTreeMap::new();
+        for a in acked {
+            let h = highest.entry(a.partition.get()).or_default();
+            *h = (*h).max(a.index);
+        }
+        for (&p, &index) in &highest {
+            self.wait_applied(PartitionId(p), index);
+        }
+        for node in &mut self.nodes {
+            let status = node.terminate();
+            assert!(
+                status.success(),
+                "node {} exited with {status}:\n{}",
+                node.id,
+                node.log_text()
+            );
+            assert!(
+                node.log_text().contains("shutting down"),
+                "node {} logged no shutdown",
+                node.id
+            );
+        }
+        for node in &self.nodes {
+            let log = read_logs(&node.data_dir);
+            let missing: Vec<&Acked> = acked
+                .iter()
+                .filter(|a| log.get(&(a.partition.get(), a.index)) != Some(&a.payload))
+                .collect();
+            assert!(
+                missing.is_empty(),
+                "node {} lacks {} of {} acknowledged writes, first {:?}",
+                node.id,
+                missing.len(),
+                acked.len(),
+                missing.first()
+            );
         }
     }
 

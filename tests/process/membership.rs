@@ -6,14 +6,12 @@
 //! node's WAL at its index, and writes were acknowledged during every change; the throughput
 //! of each phase is printed (the dip), never asserted on.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use kommander_raft::PartitionId;
 
 use super::harness::{
-    Acked, Load, Member, PARTITIONS, ProcessCluster, cluster_command, members, read_logs,
-    wait_voters,
+    Acked, Load, Member, PARTITIONS, ProcessCluster, cluster_command, members, wait_voters,
 };
 
 /// Acknowledged writes in a phase without a change (the throughput the dips compare to).
@@ -179,6 +177,11 @@ fn grow_to_five_remove_two_and_replace_a_killed_node_under_load_loses_no_acknowl
     let survivor_seed = cluster.node(survivor).peer_address.clone();
     let fresh = cluster.add_joining(victim, Some(&dead.peer_address), &survivor_seed);
     fresh.start();
+    assert!(
+        fresh.log_text().contains("promoted to voter"),
+        "the fresh node {victim} became a member without a promotion:\n{}",
+        fresh.log_text()
+    );
     load.add_client(victim, &fresh.client_address);
     let roster = wait_voters(&survivor_client, &staying);
     let new_incarnation = incarnation(&roster).expect("a member");
@@ -233,36 +236,5 @@ fn grow_to_five_remove_two_and_replace_a_killed_node_under_load_loses_no_acknowl
     // Every survivor, the fresh node included, applies up to the highest acknowledged index
     // of every partition; after a clean stop, each one's WAL holds every acknowledged write
     // at the index it was acknowledged at.
-    let mut highest: BTreeMap<u32, u64> = BTreeMap::new();
-    for a in &acked {
-        let h = highest.entry(a.partition.get()).or_default();
-        *h = (*h).max(a.index);
-    }
-    for (&p, &index) in &highest {
-        cluster.wait_applied(PartitionId(p), index);
-    }
-    for node in &mut cluster.nodes {
-        let status = node.terminate();
-        assert!(
-            status.success(),
-            "node {} exited with {status}:\n{}",
-            node.id,
-            node.log_text()
-        );
-    }
-    for node in &cluster.nodes {
-        let log = read_logs(&node.data_dir);
-        let missing: Vec<&Acked> = acked
-            .iter()
-            .filter(|a| log.get(&(a.partition.get(), a.index)) != Some(&a.payload))
-            .collect();
-        assert!(
-            missing.is_empty(),
-            "node {} lacks {} of {} acknowledged writes, first {:?}",
-            node.id,
-            missing.len(),
-            acked.len(),
-            missing.first()
-        );
-    }
+    cluster.stop_holding_every_write(&acked);
 }
