@@ -194,8 +194,8 @@ impl Drop for Node {
 }
 
 /// Writes node `id`'s configuration to `dir` (data directory `dir/{name}`, file
-/// `dir/{name}.toml`): its `endpoint`, the `[peers]` lines `peer_lines` (empty: none) and
-/// `extra_toml` as top-level lines. Returns the file and the data directory.
+/// `dir/{name}.toml`): its `endpoint`, a `[peers]` table of `peer_lines` (empty: no table)
+/// and `extra_toml` as top-level lines. Returns the file and the data directory.
 fn write_config(
     dir: &Path,
     name: &str,
@@ -205,6 +205,11 @@ fn write_config(
     extra_toml: &str,
 ) -> (PathBuf, PathBuf) {
     let data_dir = dir.join(name);
+    let peers = if peer_lines.is_empty() {
+        String::new()
+    } else {
+        format!("[peers]\n{peer_lines}\n")
+    };
     let toml = format!(
         "node_id = {id}\n\
          endpoint = \"{endpoint}\"\n\
@@ -218,7 +223,7 @@ fn write_config(
          heartbeat_interval_ticks = 3\n\
          wal_segment_bytes = 4194304\n\
          {extra_toml}\n\
-         [peers]\n{peer_lines}\n\
+         {peers}\
          [transport]\n\
          auth_secret = \"{SECRET}\"\n\
          handshake_timeout_ms = 2000\n\
