@@ -14,8 +14,9 @@ use kommander_wal::WalConfig;
 use kommander_wal::backend::{BackendChoice, UringWriteMode};
 use serde::{Deserialize, Serialize};
 
-use crate::core::{self, CONFIGURATION_BYTES_MAX, NodeId, PartitionId};
+use crate::core::{self, NodeId, PartitionId};
 use crate::shard::membership::ENDPOINT_BYTES_MAX;
+use crate::shard::partitions::floor_meta_bytes_max;
 use crate::shard::{MembershipConfig, ShardConfig, SnapshotConfig};
 use crate::transport::tcp::{TcpCluster, TcpConfig, TcpConfigError};
 
@@ -84,6 +85,11 @@ pub struct NodeConfig {
     pub restore_entries_per_turn_max: usize,
     /// Partitions one node hosts at most.
     pub partitions_max: usize,
+    /// Ranges one partition map holds at most, tombstones included: partition 0 keeps the map
+    /// in force with its WAL floor, so the WAL's floor meta is sized for a map this large
+    /// (`wal_batch_bytes_max` must hold it beside the largest configuration), and a committed
+    /// map beyond it is refused.
+    pub partition_map_ranges_max: usize,
     /// Entries in one proposal at most.
     pub proposal_entries_max: usize,
     /// Bytes of a `log_type` string at most.
@@ -234,6 +240,7 @@ impl NodeConfig {
             shard_inputs_per_turn_max: 4_096,
             restore_entries_per_turn_max: 65_536,
             partitions_max: 1 << 16,
+            partition_map_ranges_max: 1 << 10,
             proposal_entries_max: 1024,
             log_type_bytes_max: 256,
             inflight_messages_max: core.inflight_messages_max,
@@ -398,6 +405,12 @@ impl NodeConfig {
             return invalid(
                 "initial_partitions",
                 "must be below partitions_max (partition 0 is the system partition)",
+            );
+        }
+        if self.initial_partitions as usize > self.partition_map_ranges_max {
+            return invalid(
+                "initial_partitions",
+                "must be at most partition_map_ranges_max (the first map holds them all)",
             );
         }
         let positive: [(&'static str, u64); 13] = [
@@ -579,8 +592,9 @@ impl NodeConfig {
             record_bytes_max: self.wal_record_bytes_max,
             inflight_batches_max: self.wal_inflight_batches_max,
             partitions_max: self.partitions_max,
-            // The configuration in force at a partition's floor is kept with it.
-            floor_meta_bytes_max: CONFIGURATION_BYTES_MAX,
+            // The configuration in force at a partition's floor is kept with it, and partition
+            // 0's partition map.
+            floor_meta_bytes_max: floor_meta_bytes_max(self.partition_map_ranges_max),
             ..WalConfig::default()
         }
     }
@@ -659,9 +673,9 @@ fn membership_field_name(field: &'static str) -> &'static str {
 fn wal_field_name(field: &'static str) -> &'static str {
     match field {
         "segment_bytes" => "wal_segment_bytes",
-        // The floor meta holds the largest configuration (CONFIGURATION_BYTES_MAX): what must
-        // grow to fit it is the batch.
-        "batch_bytes_max" | "floor_meta_bytes_max" => "wal_batch_bytes_max",
+        "batch_bytes_max" => "wal_batch_bytes_max",
+        // The floor meta holds the largest configuration and partition 0's largest map.
+        "floor_meta_bytes_max" => "partition_map_ranges_max",
         "record_bytes_max" => "wal_record_bytes_max",
         "inflight_batches_max" => "wal_inflight_batches_max",
         "partitions_max" => "partitions_max",

@@ -1,7 +1,8 @@
 //! The node layer: everything one process needs beside the shards — the public [`Raft`]
-//! handle, the hybrid logical clock, the partition map and key routing, configuration,
-//! discovery, errors, the event sink and the system partition coordinator. The shards it runs
-//! on are the shard layer's [`ShardHost`](crate::shard::ShardHost).
+//! handle, the hybrid logical clock, configuration, discovery, errors, the event sink and the
+//! system partition coordinator; the partition map and key routing, which live in the shard
+//! layer, are re-exported here (`partition_map`). The shards it runs on are the shard layer's
+//! [`ShardHost`](crate::shard::ShardHost).
 
 pub mod config;
 pub mod discovery;
@@ -13,7 +14,6 @@ mod identity;
 pub mod partition_map;
 pub mod raft;
 pub mod system;
-mod system_transfer;
 
 pub use config::{ConfigError, NodeConfig, WalBackend};
 pub use discovery::{RaftNode, StaticDiscovery};

@@ -1,27 +1,25 @@
-//! The system partition (partition 0) coordinator: it holds the partition map.
+//! The system partition (partition 0) coordinator: it applies the partition map.
 //!
 //! * On first start, once this node leads P0 and no map is known, it proposes
 //!   [`PartitionMap::initial`]`(initial_partitions)` as a `_RaftSystem` entry (retrying after a
 //!   failed attempt). Two leaders in a row may both propose version 1; a committed map is
-//!   applied only if its version is above the applied one, so duplicates are ignored.
-//! * Every node receives committed P0 entries on shard 0's thread (`SystemApp`): `_RaftSystem`
-//!   entries are decoded with validation and handed over here; other P0 entries go to the
+//!   published only if its version is above the known one, so duplicates are ignored.
+//! * Partition 0's shard applies committed `_RaftSystem` entries itself and publishes the map
+//!   in the shard layer's [`MapTable`] (`shard::partitions`); other P0 entries go to the
 //!   application ("shared P0", as in Kommander).
-//! * The coordinator thread applies the newest committed map: it opens (creating or restoring)
-//!   every user partition of the map on its shard (first configuration: the roster's target,
-//!   see `Loop::user_partition_members`), publishes the map, fires `PartitionMapChanged` and
-//!   turns `is_initialized` true.
+//! * The coordinator thread, woken by each publication, applies the newest map: it opens
+//!   (creating or restoring) every user partition of the map on its shard (first
+//!   configuration: the roster's target, see `Loop::user_partition_members`), records it as
+//!   the map in force, fires `PartitionMapChanged` and turns `is_initialized` true.
 //!
-//! The hand-over from the shard thread is a single "latest map" slot plus a wake-up channel of
-//! capacity 1: nothing queues up.
-//!
-//! The map is the system partition's state, durable on its own: each newer committed map is
-//! written to `<data_dir>/partition-map` (a new file renamed over the old, synced) before it
-//! is handed over, and a restarted node starts from that file, so a checkpoint of P0 that
-//! compacts the map's entry away loses nothing. P0's snapshots carry it (`system_transfer.rs`).
+//! The map is partition 0's state, kept with its log: partition 0's floor meta holds the map
+//! in force at the WAL's floor and its snapshots carry it, so a restarted node finds it
+//! without a file of its own. An earlier version kept it in `<data_dir>/partition-map`: that
+//! file is read at start (for partition 0's floor when its floor meta holds no map) and never
+//! written again.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
@@ -33,33 +31,27 @@ use tokio::sync::{oneshot, watch};
 
 use crate::core::{NodeId, PartitionId, Role, Ticket};
 use crate::node::config::NodeConfig;
-use crate::node::durable_file;
 use crate::node::events::EventHub;
 use crate::node::hlc::HybridLogicalClock;
 use crate::node::identity::{Identity, Origin};
-use crate::node::partition_map::PartitionMap;
+use crate::shard::partitions::{MapTable, PartitionMap};
 use crate::shard::{
     EventSink, LeaderTable, LogEntry, ProposedEntry, RaftEvent, Refusal, ReplicationResult,
     Request, ShardHost, StateMachine,
 };
 
-/// The log type of system entries on partition 0; applications may not write it.
-pub const SYSTEM_LOG_TYPE: &str = "_RaftSystem";
+pub use crate::shard::partitions::SYSTEM_LOG_TYPE;
 
 pub use crate::shard::SYSTEM_PARTITION;
 
-/// The file holding the newest committed map, in the data directory.
-const MAP_FILE: &str = "partition-map";
+/// The file in which an earlier version kept the newest committed map, in the data directory.
+const LEGACY_MAP_FILE: &str = "partition-map";
 
-/// What the shard thread and the coordinator share.
+/// What the node's handle and the coordinator share.
 pub(crate) struct SystemState {
-    /// Where the newest map is kept.
-    map_file: PathBuf,
-    /// The version in the file.
-    persisted: Mutex<u64>,
-    /// The newest committed map not applied yet.
-    pending: Mutex<Option<PartitionMap>>,
-    /// The map in force.
+    /// The committed map, as partition 0's shard publishes it.
+    maps: Arc<MapTable>,
+    /// The map in force: its partitions are open.
     applied: RwLock<Arc<PartitionMap>>,
     initialized: watch::Sender<bool>,
     wake: Sender<()>,
@@ -67,32 +59,38 @@ pub(crate) struct SystemState {
 }
 
 impl SystemState {
-    /// The state of a node storing under `data_dir`: the map its file holds (if any) is
-    /// pending, to be applied by the coordinator.
+    /// The state of a node storing under `data_dir`, following `maps`. An earlier version's
+    /// map file, if there is one, is handed to partition 0's restore
+    /// ([`MapTable::offer_upgrade`]); each publication wakes the coordinator.
     ///
     /// # Errors
     ///
     /// The file exists but cannot be read or does not hold a valid map.
-    pub(crate) fn open(data_dir: &Path) -> std::io::Result<Self> {
-        let map_file = data_dir.join(MAP_FILE);
-        let stored = match std::fs::read(&map_file) {
-            Ok(bytes) => Some(
+    pub(crate) fn open(data_dir: &Path, maps: Arc<MapTable>) -> std::io::Result<Arc<Self>> {
+        let legacy = data_dir.join(LEGACY_MAP_FILE);
+        match std::fs::read(&legacy) {
+            Ok(bytes) => maps.offer_upgrade(
                 PartitionMap::decode(&bytes)
-                    .map_err(|e| std::io::Error::other(format!("{}: {e}", map_file.display())))?,
+                    .map_err(|e| std::io::Error::other(format!("{}: {e}", legacy.display())))?,
             ),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
             Err(error) => return Err(error),
-        };
+        }
         let (wake, wakes) = channel::bounded(1);
-        Ok(Self {
-            map_file,
-            persisted: Mutex::new(stored.as_ref().map_or(0, |m| m.version)),
-            pending: Mutex::new(stored),
+        let state = Arc::new(Self {
+            maps,
             applied: RwLock::new(Arc::new(PartitionMap::default())),
             initialized: watch::channel(false).0,
             wake,
             wakes,
-        })
+        });
+        let woken = Arc::downgrade(&state);
+        state.maps.on_publish(move || {
+            if let Some(state) = woken.upgrade() {
+                state.wake();
+            }
+        });
+        Ok(state)
     }
 
     /// Wakes the coordinator (a pending wake-up is enough).
@@ -113,83 +111,20 @@ impl SystemState {
         *self.initialized.borrow()
     }
 
-    /// The newest map committed through what was delivered (applied or pending).
-    pub(crate) fn newest_map(&self) -> PartitionMap {
-        let pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        pending.clone().unwrap_or_else(|| (*self.map()).clone())
-    }
-
-    /// Makes `map` durable (unless the file holds it or a newer one already), then hands it
-    /// to the coordinator.
-    ///
-    /// # Errors
-    ///
-    /// Writing or syncing the file failed: the map is handed over anyway, but a restart after
-    /// P0's log compacted its entry away would not know it.
-    pub(crate) fn commit(&self, map: PartitionMap) -> std::io::Result<()> {
-        let written = self.persist(&map);
-        self.offer(map);
-        written
-    }
-
-    fn persist(&self, map: &PartitionMap) -> std::io::Result<()> {
-        let mut persisted = self
-            .persisted
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if map.version <= *persisted {
-            return Ok(());
-        }
-        durable_file::replace(&self.map_file, &map.encode())?;
-        *persisted = map.version;
-        Ok(())
-    }
-
-    fn offer(&self, map: PartitionMap) {
-        let applied = self.map().version;
-        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        let newest = pending.as_ref().map_or(applied, |p| p.version.max(applied));
-        if map.version > newest {
-            *pending = Some(map);
-        }
-        drop(pending);
-        self.wake();
-    }
-
     fn knows_a_map(&self) -> bool {
-        self.map().version > 0
-            || self
-                .pending
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .is_some()
+        self.map().version > 0 || self.maps.map().version > 0
     }
 }
 
-/// The state machine the runtime calls: system entries of P0 go to the coordinator, the rest
-/// to the application, whose callbacks slower than `slow_callback` are logged as warnings
-/// (never when it is zero).
+/// The state machine the runtime calls: the application, whose callbacks slower than
+/// `slow_callback` are logged as warnings (never when it is zero). Partition 0's system
+/// entries never reach it (its shard applies them).
 pub(crate) struct SystemApp {
-    pub(crate) system: Arc<SystemState>,
     pub(crate) app: Arc<dyn StateMachine>,
     pub(crate) slow_callback: Duration,
 }
 
 impl SystemApp {
-    fn system_entry(&self, entry: &LogEntry) -> bool {
-        match PartitionMap::decode(&entry.payload) {
-            Ok(map) => match self.system.commit(map) {
-                Ok(()) => true,
-                Err(error) => {
-                    tracing::error!(%error, "the partition map could not be made durable");
-                    false
-                }
-            },
-            // Reported as a replication error by the runtime; the map is not applied.
-            Err(_) => false,
-        }
-    }
-
     /// Runs the application's `callback` for `entry`, timed when a slow callback is to be
     /// reported.
     fn timed(
@@ -220,18 +155,12 @@ impl SystemApp {
 
 impl StateMachine for SystemApp {
     fn on_replication_received(&self, partition: PartitionId, entry: &LogEntry) -> bool {
-        if partition == SYSTEM_PARTITION && entry.log_type() == SYSTEM_LOG_TYPE {
-            return self.system_entry(entry);
-        }
         self.timed("on_replication_received", partition, entry, || {
             self.app.on_replication_received(partition, entry)
         })
     }
 
     fn on_log_restored(&self, partition: PartitionId, entry: &LogEntry) -> bool {
-        if partition == SYSTEM_PARTITION && entry.log_type() == SYSTEM_LOG_TYPE {
-            return self.system_entry(entry);
-        }
         self.timed("on_log_restored", partition, entry, || {
             self.app.on_log_restored(partition, entry)
         })
@@ -333,17 +262,13 @@ impl Loop {
         }
     }
 
-    /// Opens the user partitions of the newest committed map, then publishes it.
+    /// Opens the user partitions of the newest committed map, then records it as the map in
+    /// force.
     fn apply_pending(&mut self) {
-        let Some(map) = self
-            .system
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-        else {
+        let map = self.system.maps.map();
+        if map.version <= self.system.map().version {
             return;
-        };
+        }
         let (voters, learners) = self.user_partition_members();
         for partition in map.hosted() {
             if self.opened.contains(&partition) {
@@ -365,17 +290,6 @@ impl Loop {
                 Err(_) => return,
             }
         }
-        {
-            let mut pending = self
-                .system
-                .pending
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if pending.as_ref().is_some_and(|p| p.version == map.version) {
-                *pending = None;
-            }
-        }
-        let map = Arc::new(map);
         *self
             .system
             .applied
@@ -484,9 +398,7 @@ mod tests {
     /// What a node whose slow-callback threshold is `threshold` logs when an application
     /// taking `delay` gets entry 7 of partition 3 (live and restored).
     fn logged(threshold: Duration, delay: Duration) -> String {
-        let dir = tempfile::tempdir().expect("temp dir");
         let app = SystemApp {
-            system: Arc::new(SystemState::open(dir.path()).expect("system state")),
             app: Arc::new(Slow(delay)),
             slow_callback: threshold,
         };

@@ -443,6 +443,7 @@ impl HostParts {
             metrics: metrics.clone(),
             leaders: Arc::clone(&self.leaders),
             membership: Arc::clone(&self.membership),
+            maps: Arc::clone(&self.app.maps),
         };
         let queues = ShardQueues {
             commands: command_tx,

@@ -26,6 +26,7 @@ pub mod host;
 pub mod leaders;
 pub mod membership;
 mod outbox;
+pub mod partitions;
 mod read_scheduler;
 mod router;
 mod snapshot;
@@ -510,6 +511,9 @@ pub struct Application {
     /// Exports and imports snapshots (`None`: a follower below its leader's compaction floor
     /// stays behind, reported as `ReplicationError(SnapshotUnsupported)`).
     pub transfer: Option<Arc<dyn StateTransfer>>,
+    /// Where partition 0's shard publishes the committed partition map (a node registers
+    /// [`partitions::MapTransfer`] over the same table to ship it in partition 0's snapshots).
+    pub maps: Arc<partitions::MapTable>,
 }
 
 impl Application {
@@ -519,6 +523,7 @@ impl Application {
         Self {
             state_machine,
             transfer: None,
+            maps: Arc::default(),
         }
     }
 
@@ -526,6 +531,13 @@ impl Application {
     #[must_use]
     pub fn with_transfer(mut self, transfer: Arc<dyn StateTransfer>) -> Self {
         self.transfer = Some(transfer);
+        self
+    }
+
+    /// With the committed partition map published in `maps`.
+    #[must_use]
+    pub fn with_maps(mut self, maps: Arc<partitions::MapTable>) -> Self {
+        self.maps = maps;
         self
     }
 }

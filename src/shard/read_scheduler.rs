@@ -12,9 +12,8 @@ use std::collections::HashMap;
 use kommander_wal::{PartitionInfo, Wal};
 
 use super::codec;
-use crate::core::{
-    Configuration, DurableState, Entry, HardState, LogIndex, NodeId, PartitionId, Term,
-};
+use super::partitions::{FloorMeta, PartitionMap, decode_floor_meta};
+use crate::core::{DurableState, Entry, HardState, LogIndex, NodeId, PartitionId, Term};
 
 /// Reading one partition's log back from the WAL.
 #[derive(Debug)]
@@ -95,12 +94,20 @@ impl ReadScheduler {
 /// Where a partition's read stands after [`ReadScheduler::read`].
 pub(crate) enum ReadProgress {
     /// The whole log is read: the state to rebuild the replica from.
-    Done(DurableState),
+    Done(Restored),
     /// The budget ran out; more next turn.
     More,
     /// The next entry is durable but being relocated by the WAL (the rewrite of the records
     /// that pin its oldest segment): it reads again once the copy is durable, a WAL poll away.
     WaitForWal,
+}
+
+/// A log read back in full.
+pub(crate) struct Restored {
+    /// The state to rebuild the replica from.
+    pub(crate) durable: DurableState,
+    /// The partition map kept with the floor (partition 0 only).
+    pub(crate) floor_map: Option<PartitionMap>,
 }
 
 /// How far a chunk of reading got.
@@ -149,8 +156,8 @@ fn read_chunk(
 ///
 /// # Errors
 ///
-/// The configuration kept with the WAL's floor does not decode.
-fn durable_state(wal: &Wal, partition: PartitionId, job: ReadJob) -> Result<DurableState, String> {
+/// What is kept with the WAL's floor (the configuration, partition 0's map) does not decode.
+fn durable_state(wal: &Wal, partition: PartitionId, job: ReadJob) -> Result<Restored, String> {
     let info = job.info;
     let floor = LogIndex(info.first_index.saturating_sub(1));
     let floor_term = if floor.0 == 0 {
@@ -161,14 +168,12 @@ fn durable_state(wal: &Wal, partition: PartitionId, job: ReadJob) -> Result<Dura
     let floor_meta = wal
         .floor_meta(partition)
         .map_err(|error| format!("reading the floor's configuration: {error}"))?;
-    let floor_configuration = if floor_meta.is_empty() {
-        None
-    } else {
-        Some(Configuration::decode(&floor_meta).map_err(|error| {
-            format!("the configuration kept with the WAL's floor {floor}: {error}")
-        })?)
-    };
-    Ok(DurableState {
+    let FloorMeta {
+        configuration: floor_configuration,
+        map: floor_map,
+    } = decode_floor_meta(&floor_meta)
+        .map_err(|error| format!("what is kept with the WAL's floor {floor}: {error}"))?;
+    let durable = DurableState {
         hard_state: HardState {
             term: Term(info.term_vote.map_or(0, |h| h.term)),
             vote: info.term_vote.and_then(|h| h.vote).map(NodeId),
@@ -179,5 +184,6 @@ fn durable_state(wal: &Wal, partition: PartitionId, job: ReadJob) -> Result<Dura
         floor_configuration,
         entries: job.entries,
         applied: floor,
-    })
+    };
+    Ok(Restored { durable, floor_map })
 }

@@ -12,13 +12,17 @@
 //! The configuration in force at the WAL's floor is kept with it (the floor meta of
 //! `CompactTo` and `InstallSnapshot`): the WAL's floor may lag the core's (it waits for the
 //! application's durable index), so the view remembers the configuration entries above the
-//! WAL's floor and gives a compaction the configuration in force where it lands.
+//! WAL's floor and gives a compaction the configuration in force where it lands. Partition 0
+//! keeps its partition map there too, the same way: the view remembers the map entries above
+//! the floor, and the floor meta (`partitions/floor_meta.rs`) holds the configuration and the
+//! map in force at the floor; an installed snapshot's floor holds the map it carried.
 
 use bytes::Bytes;
 use kommander_wal::{PartitionInfo, TermVote, Write};
 
 use super::codec;
-use crate::core::{DurableState, EntryKind, LogIndex, PartitionId, Ready};
+use super::partitions::{PartitionMap, encode_floor_meta, map_entry, map_for_floor};
+use crate::core::{DurableState, Entry, EntryKind, LogIndex, PartitionId, Ready};
 
 /// What the shard last wrote to the WAL for a partition.
 #[derive(Clone, Debug, Default)]
@@ -36,6 +40,47 @@ pub(crate) struct WalView {
     floor_configuration: Bytes,
     /// The configuration entries above the WAL's floor: (index, encoded configuration).
     configurations: Vec<(u64, Bytes)>,
+    /// Partition 0's maps (`None` for every other partition: [`WalView::keep_maps`]).
+    maps: Option<MapView>,
+}
+
+/// The partition maps of partition 0 the WAL holds, kept like its configurations.
+#[derive(Clone, Debug, Default)]
+struct MapView {
+    /// The WAL's `floor_meta_bytes_max`: a map whose floor meta would not fit is not kept (nor
+    /// applied: `map_for_floor`).
+    floor_meta_bytes_max: usize,
+    /// The map in force at the WAL's floor: (version, encoded; empty: none).
+    floor: (u64, Bytes),
+    /// The map entries above the WAL's floor: (index, version, encoded map).
+    above: Vec<(u64, u64, Bytes)>,
+    /// The map of a snapshot being installed: (version, encoded), for its boundary.
+    installing: Option<(u64, Bytes)>,
+}
+
+impl MapView {
+    /// Remembers the map entries among `entries` (a truncation already took those it replaced).
+    fn note(&mut self, entries: &[Entry]) {
+        for entry in entries {
+            let Some(encoded) = map_entry(crate::shard::SYSTEM_PARTITION, entry) else {
+                continue;
+            };
+            if let Ok(map) = map_for_floor(&encoded, self.floor_meta_bytes_max) {
+                self.above.push((entry.index.0, map.version, encoded));
+            }
+        }
+    }
+
+    /// The floor moved to `floor`: the map in force there is the highest version at or below
+    /// it (a committed map is applied only above the version in force).
+    fn advance(&mut self, floor: u64) {
+        let passed = self.above.partition_point(|(at, _, _)| *at <= floor);
+        for (_, version, encoded) in self.above.drain(..passed) {
+            if version > self.floor.0 {
+                self.floor = (version, encoded);
+            }
+        }
+    }
 }
 
 impl WalView {
@@ -53,11 +98,42 @@ impl WalView {
             // Known once the log is read back: `restored`.
             floor_configuration: Bytes::new(),
             configurations: Vec::new(),
+            maps: None,
         }
     }
 
-    /// The configurations of a partition whose log was read back into `durable`.
-    pub(crate) fn restored(&mut self, durable: &DurableState) {
+    /// Keeps partition 0's maps with the WAL's floor, in floor metas of at most
+    /// `floor_meta_bytes_max` bytes (called when partition 0 is opened, before its log is
+    /// read back).
+    pub(crate) fn keep_maps(&mut self, floor_meta_bytes_max: usize) {
+        self.maps = Some(MapView {
+            floor_meta_bytes_max,
+            ..MapView::default()
+        });
+    }
+
+    /// The map of the snapshot about to be installed (its boundary's floor meta keeps it).
+    pub(crate) fn installing_map(&mut self, map: &PartitionMap) {
+        if let Some(maps) = self.maps.as_mut() {
+            let encoded = if map.version == 0 {
+                Bytes::new()
+            } else {
+                Bytes::from(map.encode())
+            };
+            maps.installing = Some((map.version, encoded));
+        }
+    }
+
+    /// The configurations (and partition 0's maps: `floor_map`, the one the floor meta held)
+    /// of a partition whose log was read back into `durable`.
+    pub(crate) fn restored(&mut self, durable: &DurableState, floor_map: Option<&PartitionMap>) {
+        if let Some(maps) = self.maps.as_mut() {
+            maps.floor = floor_map.map_or((0, Bytes::new()), |map| {
+                (map.version, Bytes::from(map.encode()))
+            });
+            maps.above.clear();
+            maps.note(&durable.entries);
+        }
         self.floor_configuration = durable
             .floor_configuration
             .as_ref()
@@ -83,7 +159,19 @@ impl WalView {
         if let Some((_, configuration)) = self.configurations.drain(..passed).next_back() {
             self.floor_configuration = configuration;
         }
-        Some((target + 1, self.floor_configuration.clone()))
+        if let Some(maps) = self.maps.as_mut() {
+            maps.advance(target);
+        }
+        Some((target + 1, self.floor_meta()))
+    }
+
+    /// What the WAL keeps with its floor: the configuration in force there, and partition 0's
+    /// map.
+    fn floor_meta(&self) -> Bytes {
+        match &self.maps {
+            Some(maps) => encode_floor_meta(&self.floor_configuration, &maps.floor.1),
+            None => self.floor_configuration.clone(),
+        }
     }
 
     /// The WAL's compaction floor.
@@ -185,10 +273,21 @@ pub(crate) fn wal_writes(
     }
     if let Some(snapshot) = &ready.installed_snapshot {
         let index = snapshot.index.0;
-        let configuration = snapshot.configuration.encode();
-        out.install = Some((index, snapshot.term.0, configuration.clone()));
-        view.floor_configuration = configuration;
+        view.floor_configuration = snapshot.configuration.encode();
         view.configurations.retain(|(at, _)| *at > index);
+        if let Some(maps) = view.maps.as_mut() {
+            match maps.installing.take() {
+                // An imported snapshot: the map it carried is the one in force at its index.
+                Some(installing) => {
+                    maps.above.retain(|(at, _, _)| *at > index);
+                    maps.floor = installing;
+                }
+                // Acknowledged without an import (the application was already there): every
+                // entry up to the index is committed, the map in force there is the log's.
+                None => maps.advance(index),
+            }
+        }
+        out.install = Some((index, snapshot.term.0, view.floor_meta()));
         // The WAL keeps a suffix whose term matches: the log ends at `index` or beyond it (a
         // later entry at or below the recorded end truncates first, harmlessly if the suffix
         // went).
@@ -201,6 +300,10 @@ pub(crate) fn wal_writes(
             out.truncate_after = Some(first.index.0 - 1);
         }
         view.configurations.retain(|(at, _)| *at < first.index.0);
+        if let Some(maps) = view.maps.as_mut() {
+            maps.above.retain(|(at, _, _)| *at < first.index.0);
+            maps.note(&ready.entries);
+        }
         for entry in &ready.entries {
             if entry.kind == EntryKind::Configuration {
                 view.configurations

@@ -81,6 +81,7 @@ use kommander_wal::Wal;
 use super::config::ShardConfig;
 use super::membership::MembershipTable;
 use super::outbox::Outbox;
+use super::partitions::MapTable;
 use super::read_scheduler::ReadScheduler;
 use super::snapshot::Transfers;
 use super::snapshot::pump::Pump;
@@ -147,6 +148,8 @@ pub(crate) struct ShardParams {
     pub(crate) leaders: Arc<LeaderTable>,
     /// The roster and how far the node's partitions follow it.
     pub(crate) membership: Arc<MembershipTable>,
+    /// The committed partition map (published by partition 0's shard).
+    pub(crate) maps: Arc<MapTable>,
     /// Wakes the loop when input is queued (see [`Waker`]).
     pub(crate) waker: Arc<Waker>,
 }
@@ -168,6 +171,7 @@ pub(crate) struct Worker {
     metrics: ShardMetrics,
     leaders: Arc<LeaderTable>,
     membership: Arc<MembershipTable>,
+    maps: Arc<MapTable>,
     waker: Arc<Waker>,
     partitions: Partitions,
     /// When the shard's single timer is next due (every replica ticks at the first turn at or
@@ -213,6 +217,7 @@ impl Worker {
             metrics: params.metrics,
             leaders: params.leaders,
             membership: params.membership,
+            maps: params.maps,
             waker: params.waker,
             partitions: Partitions::default(),
             restoring: VecDeque::new(),

@@ -19,8 +19,8 @@ use crate::node::events::EventHub;
 use crate::node::hlc::HybridLogicalClock;
 use crate::node::identity::Identity;
 use crate::node::system::{Coordinator, SystemApp, SystemState};
-use crate::node::system_transfer::SystemTransfer;
 use crate::shard::Transport;
+use crate::shard::partitions::{MapTable, MapTransfer};
 use crate::shard::{Application, LeaderTable, ShardConfig, ShardHost, StateMachine, StateTransfer};
 
 use super::timer::Timer;
@@ -130,7 +130,8 @@ impl RaftBuilder {
         let discovery = StaticDiscovery::from_config(&config);
         let endpoints = Arc::new(RosterEndpoints::new(discovery.clone()));
         let leaders = Arc::new(LeaderTable::new(Arc::clone(&endpoints) as _));
-        let system = Arc::new(SystemState::open(&config.data_dir)?);
+        let maps = Arc::new(MapTable::default());
+        let system = SystemState::open(&config.data_dir, Arc::clone(&maps))?;
         let identity = Arc::new(Identity::open(&config.data_dir)?);
         let wake = Arc::clone(&system);
         let hub = Arc::new(EventHub::new(
@@ -138,14 +139,15 @@ impl RaftBuilder {
             Box::new(move || wake.wake()),
         ));
         let app = Arc::new(SystemApp {
-            system: Arc::clone(&system),
             app,
             slow_callback: std::time::Duration::from_millis(config.slow_state_machine_ms),
         });
-        let application = Application::new(app).with_transfer(Arc::new(SystemTransfer {
-            system: Arc::clone(&system),
-            app: self.state_transfer,
-        }));
+        let application = Application::new(app)
+            .with_transfer(Arc::new(MapTransfer::new(
+                Arc::clone(&maps),
+                self.state_transfer,
+            )))
+            .with_maps(maps);
         let shards = ShardHost::start(
             ShardConfig::from(&*config),
             Arc::clone(&transport),

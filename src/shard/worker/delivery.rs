@@ -3,23 +3,71 @@
 //! `on_replication_received` as their Ready arrives, restored ones through `on_log_restored`
 //! (in restore's chunks). A negative verdict (with the entry refused) or an entry that does
 //! not decode is reported as a `ReplicationError` event; the cursor advances anyway.
+//!
+//! Partition 0's system entries (each a partition map) are applied here, never handed to the
+//! application: a valid map small enough for partition 0's floor meta is published in the
+//! [`MapTable`] (if its version is above the one known); any other is refused, as a negative
+//! verdict.
+
+use std::sync::Arc;
 
 use super::partition::Slot;
 use crate::core::{Entry, PartitionId, Ready};
+use crate::shard::config::ShardConfig;
+use crate::shard::partitions::{MapTable, map_entry, map_for_floor};
 use crate::shard::{EventSink, LogEntry, RaftEvent, ReplicationErrorReason, StateMachine};
 
-/// Hands one committed entry to the application (live or restored) and reports a negative
-/// verdict or an undecodable entry as a replication error.
+/// Where committed entries go.
+pub(super) struct Recipients<'a> {
+    pub(super) app: &'a dyn StateMachine,
+    pub(super) events: &'a dyn EventSink,
+    /// Partition 0's maps.
+    pub(super) maps: &'a MapTable,
+    /// The WAL's `floor_meta_bytes_max`: the largest map partition 0 can keep.
+    pub(super) floor_meta_bytes_max: usize,
+}
+
+impl<'a> Recipients<'a> {
+    /// The recipients of a worker's deliveries (its fields, borrowed apart from its
+    /// partitions).
+    pub(super) fn of(
+        app: &'a Arc<dyn StateMachine>,
+        events: &'a Arc<dyn EventSink>,
+        maps: &'a MapTable,
+        config: &ShardConfig,
+    ) -> Self {
+        Self {
+            app: &**app,
+            events: &**events,
+            maps,
+            floor_meta_bytes_max: config.wal.floor_meta_bytes_max,
+        }
+    }
+}
+
+/// Hands one committed entry to the application (live or restored), or applies partition 0's
+/// map, and reports a negative verdict or an undecodable entry as a replication error.
 pub(super) fn deliver_one(
-    app: &dyn StateMachine,
-    events: &dyn EventSink,
+    to: &Recipients<'_>,
     partition: PartitionId,
     entry: &Entry,
     restored: bool,
 ) {
+    let Recipients { app, events, .. } = *to;
     let (refused, reason) = match LogEntry::decode(entry) {
         Ok(log_entry) => {
-            let accepted = if restored {
+            let accepted = if let Some(map) = map_entry(partition, entry) {
+                match map_for_floor(&map, to.floor_meta_bytes_max) {
+                    Ok(map) => {
+                        to.maps.publish(map);
+                        true
+                    }
+                    Err(error) => {
+                        tracing::error!(index = entry.index.get(), %error, "a committed partition map is refused");
+                        false
+                    }
+                }
+            } else if restored {
                 app.on_log_restored(partition, &log_entry)
             } else {
                 app.on_replication_received(partition, &log_entry)
@@ -43,14 +91,13 @@ pub(super) fn deliver_one(
 /// contract of `Ready`), moves the replica's applied index to them and answers the reads that
 /// waited for it.
 pub(super) fn deliver_live(
-    app: &dyn StateMachine,
-    events: &dyn EventSink,
+    to: &Recipients<'_>,
     partition: PartitionId,
     slot: &mut Slot,
     ready: &Ready,
 ) {
     for entry in &ready.committed_entries {
-        deliver_one(app, events, partition, entry, false);
+        deliver_one(to, partition, entry, false);
     }
     let Some(replica) = slot.replica.as_mut() else {
         return;

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::Worker;
 use super::announce::announce_leader;
-use super::delivery::deliver_live;
+use super::delivery::{Recipients, deliver_live};
 use super::restore::Restore;
 use crate::core::{LogIndex, PartitionId, Ready, Replica, Role};
 #[cfg(feature = "sim-bugs")]
@@ -200,7 +200,12 @@ impl Worker {
             delivery.backlog.extend(ready.committed_entries.drain(..));
             delivery.through = delivery.through.max(ready.committed_through);
         } else {
-            deliver_live(&*self.app, &*self.events, partition, slot, &ready);
+            deliver_live(
+                &Recipients::of(&self.app, &self.events, &self.maps, &self.config),
+                partition,
+                slot,
+                &ready,
+            );
         }
         // After the delivery: the application has what committed before the leader's entry.
         let reported = ready.soft_state.is_some();

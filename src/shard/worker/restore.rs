@@ -9,14 +9,15 @@
 use std::collections::VecDeque;
 
 use super::Worker;
-use super::delivery::deliver_one;
+use super::delivery::{Recipients, deliver_one};
 use super::partition::Slot;
 use crate::core::{DurableState, Entry, LogIndex, NodeId, PartitionId, Replica, Status};
 #[cfg(feature = "sim-bugs")]
 use crate::shard::NodeBug;
-use crate::shard::read_scheduler::ReadProgress;
+use crate::shard::partitions::{MapTable, PartitionMap, map_entry, map_for_floor};
+use crate::shard::read_scheduler::{ReadProgress, Restored};
 use crate::shard::wal_records::WalView;
-use crate::shard::{Opened, RaftEvent, Refusal, Reply};
+use crate::shard::{Opened, RaftEvent, Refusal, Reply, SYSTEM_PARTITION};
 
 /// Where a restoring partition is.
 #[derive(Debug)]
@@ -84,7 +85,11 @@ impl Worker {
         match found {
             Ok(Some(info)) => {
                 let restore = Restore::Reading { voters, learners };
-                let slot = Slot::restoring_from(restore, WalView::recovered(&info));
+                let mut view = WalView::recovered(&info);
+                if partition == SYSTEM_PARTITION {
+                    view.keep_maps(self.config.wal.floor_meta_bytes_max);
+                }
+                let slot = Slot::restoring_from(restore, view);
                 self.partitions.insert(partition, slot);
                 self.restoring.push_back(partition);
                 let _ = reply.send(Ok(Opened {
@@ -94,7 +99,19 @@ impl Worker {
             }
             Ok(None) => match Replica::new(config, DurableState::default()) {
                 Ok(replica) => {
-                    self.partitions.insert(partition, Slot::serving(replica));
+                    let mut slot = Slot::serving(replica);
+                    if partition == SYSTEM_PARTITION {
+                        slot.view.keep_maps(self.config.wal.floor_meta_bytes_max);
+                        // An earlier version's map file without a log: the map it names
+                        // stands until partition 0's log brings newer ones.
+                        let upgrade = self.maps.take_upgrade();
+                        slot.view
+                            .restored(&DurableState::default(), upgrade.as_ref());
+                        if let Some(map) = upgrade {
+                            self.maps.publish(map);
+                        }
+                    }
+                    self.partitions.insert(partition, slot);
                     self.events.emit(RaftEvent::RestoreFinished {
                         partition,
                         entries_delivered: 0,
@@ -145,7 +162,7 @@ impl Worker {
                         Ok(ReadProgress::More) => {}
                         // Nothing to do before the WAL's next completion.
                         Ok(ReadProgress::WaitForWal) => break,
-                        Ok(ReadProgress::Done(durable)) => self.rebuild(partition, durable),
+                        Ok(ReadProgress::Done(restored)) => self.rebuild(partition, restored),
                         Err(reason) => {
                             self.partitions.remove(partition);
                             self.restoring.pop_front();
@@ -169,7 +186,12 @@ impl Worker {
                 };
                 budget -= 1;
                 delivery.delivered += 1;
-                deliver_one(&*self.app, &*self.events, partition, &entry, true);
+                deliver_one(
+                    &Recipients::of(&self.app, &self.events, &self.maps, &self.config),
+                    partition,
+                    &entry,
+                    true,
+                );
                 #[cfg(feature = "sim-bugs")]
                 if self.config.bug == Some(NodeBug::RedeliverAfterRestore) {
                     delivery.redeliver.push(entry);
@@ -180,7 +202,12 @@ impl Worker {
                 #[cfg(feature = "sim-bugs")]
                 for entry in std::mem::take(&mut delivery.redeliver) {
                     // The bug: live delivery starts again from the floor.
-                    deliver_one(&*self.app, &*self.events, partition, &entry, false);
+                    deliver_one(
+                        &Recipients::of(&self.app, &self.events, &self.maps, &self.config),
+                        partition,
+                        &entry,
+                        false,
+                    );
                 }
                 let through = delivery.through;
                 let delivered = delivery.delivered;
@@ -206,14 +233,32 @@ impl Worker {
     /// Builds the replica of a partition whose log was read back, then hands its committed
     /// entries above the application's durable point over (through its Readies, into the
     /// restore backlog).
-    fn rebuild(&mut self, partition: PartitionId, mut durable: DurableState) {
+    fn rebuild(&mut self, partition: PartitionId, restored: Restored) {
+        let Restored {
+            mut durable,
+            floor_map,
+        } = restored;
         let Some(slot) = self.partitions.get_mut(partition) else {
             return;
         };
         let Some(Restore::Reading { voters, learners }) = slot.restore.take() else {
             return;
         };
-        slot.view.restored(&durable);
+        if partition == SYSTEM_PARTITION {
+            // The map file of an earlier version stands for the map at the floor when the
+            // floor meta holds none (that version compacted the map entries away); read once.
+            let upgrade = self.maps.take_upgrade();
+            let floor_map = floor_map.or(upgrade);
+            slot.view.restored(&durable, floor_map.as_ref());
+            publish_restored_maps(
+                &self.maps,
+                floor_map,
+                &durable,
+                self.config.wal.floor_meta_bytes_max,
+            );
+        } else {
+            slot.view.restored(&durable, None);
+        }
         let built =
             durable_point(&durable, self.app.durable_index(partition)).and_then(|applied| {
                 durable.applied = applied;
@@ -237,6 +282,31 @@ impl Worker {
                 self.events
                     .emit(RaftEvent::RestoreFailed { partition, reason });
             }
+        }
+    }
+}
+
+/// Publishes partition 0's map as its log read back commits it: the floor's, then every map
+/// entry up to the commit index (those between the floor and the application's durable index
+/// are never delivered again).
+fn publish_restored_maps(
+    maps: &MapTable,
+    floor_map: Option<PartitionMap>,
+    durable: &DurableState,
+    floor_meta_bytes_max: usize,
+) {
+    if let Some(map) = floor_map {
+        maps.publish(map);
+    }
+    let committed = durable
+        .entries
+        .iter()
+        .take_while(|e| e.index <= durable.hard_state.commit);
+    for entry in committed {
+        if let Some(map) = map_entry(SYSTEM_PARTITION, entry)
+            .and_then(|encoded| map_for_floor(&encoded, floor_meta_bytes_max).ok())
+        {
+            maps.publish(map);
         }
     }
 }

@@ -479,7 +479,13 @@ impl Worker {
             return;
         }
         self.transfers.receiving.remove(&key.partition);
-        let Some(replica) = self.partitions.replica_mut(key.partition) else {
+        let Some(slot) = self.partitions.get_mut(key.partition) else {
+            return;
+        };
+        // Partition 0's import published the map the snapshot carried (the newest this node
+        // knows: the snapshot is beyond everything it delivered): its boundary keeps it.
+        slot.view.installing_map(&self.maps.map());
+        let Some(replica) = slot.replica.as_mut() else {
             return;
         };
         if let Err(status) = replica.install_snapshot(leader, term, floor, (key.session, last_seq))

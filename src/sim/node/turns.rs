@@ -31,6 +31,7 @@ impl NodeSimulation {
         config.wal_segment_bytes = self.config.wal_segment_bytes;
         config.wal_batch_bytes_max = 64 << 10;
         config.wal_record_bytes_max = 16 << 10;
+        config.partition_map_ranges_max = 128;
         config.wal_inflight_batches_max = 4;
         config.shard_inputs_per_turn_max = 64;
         let mut shard = ShardConfig::from(&config);

@@ -1,28 +1,41 @@
-//! Snapshots as the shards see them: the application's own ([`StateTransfer`]), with the
-//! system partition's state in front of P0's. A P0 snapshot is the partition map (a 4-byte
-//! little-endian length, then the map as its system entry encodes it; length 0: no map yet)
-//! followed by the application's P0 snapshot, if it registered a transfer. A node that
-//! installs it makes the map durable and applies it, so a new or wiped node initialises from
-//! it.
+//! Partition 0's snapshots carry the partition map in front of the application's state: a
+//! 4-byte little-endian length, then the map as its entry encodes it (length 0: no map yet),
+//! then the application's partition-0 snapshot, if it registered a transfer. The export takes
+//! the map committed through the snapshot's index; the import publishes the map it received
+//! in the [`MapTable`], and partition 0's shard keeps it with the WAL boundary the snapshot
+//! installs (its floor meta), so a new or wiped node starts from it.
+//!
+//! [`MapTransfer`] is what a node registers with its shards: the application's transfer for
+//! every other partition, and for partition 0 its transfer (if any) behind the map.
 
 use std::io;
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::map::PartitionMap;
+use super::table::MapTable;
 use crate::core::PartitionId;
-use crate::node::partition_map::PartitionMap;
-use crate::node::system::{SYSTEM_PARTITION, SystemState};
-use crate::shard::{SnapshotExport, SnapshotImport, SnapshotPoint, StateTransfer};
+use crate::shard::{
+    SYSTEM_PARTITION, SnapshotExport, SnapshotImport, SnapshotPoint, StateTransfer,
+};
 
-/// The transfer the node registers with its shards.
-pub(crate) struct SystemTransfer {
-    pub(crate) system: Arc<SystemState>,
+/// The transfer a node registers with its shards (see the module docs).
+pub struct MapTransfer {
+    maps: Arc<MapTable>,
     /// The application's transfer, if it registered one.
-    pub(crate) app: Option<Arc<dyn StateTransfer>>,
+    app: Option<Arc<dyn StateTransfer>>,
 }
 
-impl StateTransfer for SystemTransfer {
+impl MapTransfer {
+    /// The transfer keeping `maps` in partition 0's snapshots, in front of `app`'s state.
+    #[must_use]
+    pub fn new(maps: Arc<MapTable>, app: Option<Arc<dyn StateTransfer>>) -> Self {
+        Self { maps, app }
+    }
+}
+
+impl StateTransfer for MapTransfer {
     fn supports(&self, partition: PartitionId) -> bool {
         partition == SYSTEM_PARTITION || self.app.as_ref().is_some_and(|a| a.supports(partition))
     }
@@ -39,9 +52,9 @@ impl StateTransfer for SystemTransfer {
                 .export(partition, at);
         }
         let app = app.map(|app| app.export(partition, at)).transpose()?;
-        // Called on the shard thread right after the delivery of `at.index`: the newest map
-        // handed over is the map as of that index.
-        let map = self.system.newest_map();
+        // Called on partition 0's shard thread right after the delivery of `at.index`, and
+        // that thread publishes each map it delivers: the map as of that index.
+        let map = self.maps.map();
         let encoded = if map.version == 0 {
             Vec::new()
         } else {
@@ -52,7 +65,7 @@ impl StateTransfer for SystemTransfer {
         let mut head = BytesMut::with_capacity(4 + encoded.len());
         head.put_u32_le(length);
         head.put_slice(&encoded);
-        Ok(Box::new(SystemExport {
+        Ok(Box::new(MapExport {
             head: head.freeze(),
             app,
         }))
@@ -70,8 +83,8 @@ impl StateTransfer for SystemTransfer {
                 .import(partition, at);
         }
         let app = app.map(|app| app.import(partition, at)).transpose()?;
-        Ok(Box::new(SystemImport {
-            system: Arc::clone(&self.system),
+        Ok(Box::new(MapImport {
+            maps: Arc::clone(&self.maps),
             head: Vec::new(),
             app,
         }))
@@ -86,12 +99,12 @@ fn unsupported(partition: PartitionId) -> io::Error {
 }
 
 /// P0's export: the map, then the application's P0 state.
-struct SystemExport {
+struct MapExport {
     head: Bytes,
     app: Option<Box<dyn SnapshotExport>>,
 }
 
-impl SnapshotExport for SystemExport {
+impl SnapshotExport for MapExport {
     fn read_chunk(&mut self, max: usize) -> io::Result<Option<Bytes>> {
         if !self.head.is_empty() {
             let len = max.max(1).min(self.head.len());
@@ -105,14 +118,14 @@ impl SnapshotExport for SystemExport {
 }
 
 /// P0's import: the map's bytes are gathered, the rest goes to the application's import.
-struct SystemImport {
-    system: Arc<SystemState>,
+struct MapImport {
+    maps: Arc<MapTable>,
     /// The length prefix and the map, as far as they arrived.
     head: Vec<u8>,
     app: Option<Box<dyn SnapshotImport>>,
 }
 
-impl SystemImport {
+impl MapImport {
     /// How many bytes the length prefix and the map take, once the prefix arrived.
     fn head_len(&self) -> Option<usize> {
         let prefix: [u8; 4] = self.head.get(..4)?.try_into().ok()?;
@@ -120,7 +133,7 @@ impl SystemImport {
     }
 }
 
-impl SnapshotImport for SystemImport {
+impl SnapshotImport for MapImport {
     fn write_chunk(&mut self, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {
             let wanted = self.head_len().unwrap_or(4);
@@ -158,7 +171,7 @@ impl SnapshotImport for SystemImport {
             app.finish()?;
         }
         if let Some(map) = map {
-            this.system.commit(map)?;
+            this.maps.publish(map);
         }
         Ok(())
     }

@@ -1,0 +1,277 @@
+//! What the shard keeps with a partition's WAL floor (the WAL's opaque *floor meta*): the
+//! configuration in force at the floor and, for partition 0, the partition map in force there.
+//! One versioned encoding, read back at recovery; the WAL stores the bytes and never reads
+//! them.
+//!
+//! * empty: neither (the partition's first configuration governs; no map);
+//! * a bare [`Configuration::encode`] (its own version byte first, 2): the configuration, no
+//!   map — what every partition but 0 keeps, and what partition 0 kept before the map moved
+//!   here;
+//! * [`WITH_MAP`], then the configuration's length (`u32`, little-endian; 0: the first one)
+//!   and encoding, then the map's length (`u32`) and encoding ([`PartitionMap::encode`]).
+//!
+//! The longest floor meta partition 0 keeps is [`floor_meta_bytes_max`] of the largest map the
+//! limits allow; an encoding beyond the WAL's bound is refused here, before the WAL sees it.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::map::{PartitionMap, PartitionMapError};
+use crate::core::{CONFIGURATION_BYTES_MAX, Configuration, ConfigurationError};
+
+/// The first byte of a floor meta that carries a map (distinct from the configuration
+/// encoding's version byte, so a bare configuration still reads).
+const WITH_MAP: u8 = 0x4d;
+
+/// The fixed part of a floor meta with a map: the version byte and the two lengths.
+const HEADER_LEN: usize = 1 + 4 + 4;
+
+/// The longest floor meta holding any configuration and a map of at most `ranges` ranges,
+/// tombstones included (what the WAL's `floor_meta_bytes_max` must allow).
+#[must_use]
+pub(crate) fn floor_meta_bytes_max(ranges: usize) -> usize {
+    HEADER_LEN + CONFIGURATION_BYTES_MAX + PartitionMap::encoded_bytes_max(ranges)
+}
+
+/// Why a floor meta cannot be written or read back.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub(crate) enum FloorMetaError {
+    /// The encoding is over the WAL's `floor_meta_bytes_max`: the map is larger than the
+    /// limits allow (`partition_map_ranges_max`).
+    #[error("a floor meta of {len} bytes is over floor_meta_bytes_max = {max}")]
+    TooLarge {
+        /// Its length.
+        len: usize,
+        /// The bound.
+        max: usize,
+    },
+    /// The bytes are not a floor meta (truncated, trailing bytes, an unknown version).
+    #[error("malformed floor meta: {0}")]
+    Malformed(&'static str),
+    /// The configuration it holds does not decode.
+    #[error("the floor meta's configuration: {0}")]
+    Configuration(#[from] ConfigurationError),
+    /// The map it holds does not decode or is not valid.
+    #[error("the floor meta's partition map: {0}")]
+    Map(#[from] PartitionMapError),
+}
+
+/// A floor meta read back.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct FloorMeta {
+    /// The configuration in force at the floor (`None`: the partition's first one).
+    pub(crate) configuration: Option<Configuration>,
+    /// The partition map in force at the floor (partition 0 only; `None`: none kept).
+    pub(crate) map: Option<PartitionMap>,
+}
+
+/// Whether a floor meta of at most `floor_meta_bytes_max` bytes can keep the map encoded in
+/// `map` beside any configuration: the map partition 0's shard accepts from a committed entry.
+///
+/// # Errors
+/// [`FloorMetaError::Map`] when `map` is not a valid map; [`FloorMetaError::TooLarge`] when
+/// the floor meta it needs is over the bound (the map has more ranges than the limits allow).
+pub(crate) fn map_for_floor(
+    map: &[u8],
+    floor_meta_bytes_max: usize,
+) -> Result<PartitionMap, FloorMetaError> {
+    let len = HEADER_LEN + CONFIGURATION_BYTES_MAX + map.len();
+    if len > floor_meta_bytes_max {
+        return Err(FloorMetaError::TooLarge {
+            len,
+            max: floor_meta_bytes_max,
+        });
+    }
+    Ok(PartitionMap::decode(map)?)
+}
+
+/// The floor meta of `configuration` (encoded; empty: the first one) and `map` (encoded;
+/// empty: none). A map [`map_for_floor`] accepted fits the bound it was checked against.
+///
+/// # Panics
+/// A part over 4 GiB (never: both are bounded far below by the WAL's frame).
+pub(crate) fn encode_floor_meta(configuration: &[u8], map: &[u8]) -> Bytes {
+    if map.is_empty() {
+        return Bytes::copy_from_slice(configuration);
+    }
+    let length = |part: &[u8]| {
+        u32::try_from(part.len()).unwrap_or_else(|_| panic!("a floor meta part over 4 GiB"))
+    };
+    let mut out = BytesMut::with_capacity(HEADER_LEN + configuration.len() + map.len());
+    out.put_u8(WITH_MAP);
+    out.put_u32_le(length(configuration));
+    out.put_slice(configuration);
+    out.put_u32_le(length(map));
+    out.put_slice(map);
+    out.freeze()
+}
+
+/// Reads a floor meta back; total: any bytes give a value or an error.
+///
+/// # Errors
+/// [`FloorMetaError`] naming what does not decode.
+pub(crate) fn decode_floor_meta(bytes: &[u8]) -> Result<FloorMeta, FloorMetaError> {
+    let Some((&first, rest)) = bytes.split_first() else {
+        return Ok(FloorMeta::default());
+    };
+    if first != WITH_MAP {
+        return Ok(FloorMeta {
+            configuration: Some(Configuration::decode(bytes)?),
+            map: None,
+        });
+    }
+    let (configuration, rest) = take_prefixed(rest)?;
+    let (map, rest) = take_prefixed(rest)?;
+    if !rest.is_empty() {
+        return Err(FloorMetaError::Malformed("bytes after the map"));
+    }
+    if map.is_empty() {
+        return Err(FloorMetaError::Malformed("a floor meta with an empty map"));
+    }
+    Ok(FloorMeta {
+        configuration: (!configuration.is_empty())
+            .then(|| Configuration::decode(configuration))
+            .transpose()?,
+        map: Some(PartitionMap::decode(map)?),
+    })
+}
+
+/// A `u32` little-endian length, then that many bytes; and what follows.
+fn take_prefixed(bytes: &[u8]) -> Result<(&[u8], &[u8]), FloorMetaError> {
+    let [l0, l1, l2, l3, rest @ ..] = bytes else {
+        return Err(FloorMetaError::Malformed("truncated inside a length"));
+    };
+    let len = u32::from_le_bytes([*l0, *l1, *l2, *l3]) as usize;
+    if rest.len() < len {
+        return Err(FloorMetaError::Malformed("truncated inside a part"));
+    }
+    Ok(rest.split_at(len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{NodeId, PartitionId};
+    use crate::shard::partitions::{PartitionRange, RangeState, RoutingMode};
+
+    fn configuration() -> Configuration {
+        Configuration::new(vec![NodeId(1), NodeId(2)], vec![NodeId(3)]).expect("valid")
+    }
+
+    #[test]
+    fn a_floor_meta_round_trips_with_and_without_a_map() {
+        let map = PartitionMap::initial(3).expect("valid count");
+        let c = configuration();
+        for (configuration, with_map) in [
+            (Some(c), true),
+            (None, true),
+            (Some(configuration()), false),
+        ] {
+            let encoded_configuration = configuration
+                .as_ref()
+                .map_or_else(Bytes::new, Configuration::encode);
+            let encoded_map = if with_map { map.encode() } else { Vec::new() };
+            let meta = encode_floor_meta(&encoded_configuration, &encoded_map);
+            assert_eq!(
+                decode_floor_meta(&meta),
+                Ok(FloorMeta {
+                    configuration,
+                    map: with_map.then(|| map.clone()),
+                })
+            );
+        }
+        // Without a map it is the bare configuration, as every WAL wrote it before.
+        let bare = encode_floor_meta(&configuration().encode(), &[]);
+        assert_eq!(bare, configuration().encode());
+        assert_eq!(decode_floor_meta(&[]), Ok(FloorMeta::default()));
+    }
+
+    #[test]
+    fn the_largest_map_fits_the_bound_and_a_larger_one_is_refused() {
+        let ranges = 50;
+        let max = floor_meta_bytes_max(ranges);
+        let widest_configuration = Configuration::new(
+            (1..=crate::core::CONFIGURATION_MEMBERS_MAX as u64)
+                .map(NodeId)
+                .collect(),
+            Vec::new(),
+        )
+        .expect("valid")
+        .with_context(Bytes::from(
+            vec![7; crate::core::CONFIGURATION_CONTEXT_BYTES_MAX],
+        ))
+        .expect("within the context bound")
+        .encode();
+        assert_eq!(widest_configuration.len(), CONFIGURATION_BYTES_MAX);
+        // Every number at its widest (an encoding only: no map validates with these ranges).
+        let map = |n: u32| {
+            PartitionMap {
+                version: u64::MAX,
+                partitions: (0..n)
+                    .map(|i| PartitionRange {
+                        partition_id: PartitionId(u32::MAX - i),
+                        start: i32::MAX,
+                        end: i32::MAX,
+                        generation: u64::MAX,
+                        state: RangeState::Splitting,
+                        routing: RoutingMode::HashRange,
+                    })
+                    .collect(),
+            }
+            .encode()
+        };
+        let widest = encode_floor_meta(&widest_configuration, &map(50));
+        assert!(widest.len() <= max, "{} > {max}", widest.len());
+        // Accepted up to the bound (a valid map), refused with a typed error beyond it.
+        let valid = PartitionMap::initial(50).expect("valid count");
+        assert_eq!(map_for_floor(&valid.encode(), max), Ok(valid));
+        assert!(!matches!(
+            map_for_floor(&map(50), max),
+            Err(FloorMetaError::TooLarge { .. })
+        ));
+        assert_eq!(
+            map_for_floor(&map(51), max),
+            Err(FloorMetaError::TooLarge {
+                len: HEADER_LEN + CONFIGURATION_BYTES_MAX + map(51).len(),
+                max
+            })
+        );
+    }
+
+    #[test]
+    fn damaged_bytes_are_a_typed_error() {
+        let map = PartitionMap::initial(2).expect("valid count").encode();
+        let meta = encode_floor_meta(&configuration().encode(), &map);
+        // Every truncation and every appended byte is refused, never a panic.
+        for len in 1..meta.len() {
+            assert!(
+                decode_floor_meta(&meta[..len]).is_err(),
+                "truncated at {len}"
+            );
+        }
+        let mut longer = meta.to_vec();
+        longer.push(0);
+        assert_eq!(
+            decode_floor_meta(&longer),
+            Err(FloorMetaError::Malformed("bytes after the map"))
+        );
+        // A damaged map, a damaged configuration.
+        let mut damaged = meta.to_vec();
+        let at = damaged.len() - 3;
+        damaged[at] = b'!';
+        assert!(matches!(
+            decode_floor_meta(&damaged),
+            Err(FloorMetaError::Map(_))
+        ));
+        let mut damaged = meta.to_vec();
+        damaged[5] = 99;
+        assert!(matches!(
+            decode_floor_meta(&damaged),
+            Err(FloorMetaError::Configuration(_))
+        ));
+        assert!(matches!(
+            decode_floor_meta(&[0xff, 1, 2]),
+            Err(FloorMetaError::Configuration(_))
+        ));
+    }
+}

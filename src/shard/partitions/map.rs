@@ -1,0 +1,375 @@
+//! The partition map's data: which user partition owns which slice of the key-hash space, the
+//! ranges' states and generations, the map's validation and its encoding (the payload of a
+//! `_RaftSystem` entry of partition 0, the map part of partition 0's floor meta and the head of
+//! its snapshots). No I/O; routing a key through a map is `routing.rs`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::PartitionId;
+use crate::shard::SYSTEM_PARTITION;
+
+/// The top of the key-hash space (inclusive); the bottom is 0.
+pub const HASH_SPACE_END: i32 = i32::MAX;
+
+/// How many hash values the space holds (`0..=HASH_SPACE_END`): `2^31`.
+pub(super) const HASH_SPACE_SIZE: u32 = HASH_SPACE_END as u32 + 1;
+
+/// How keys reach a partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RoutingMode {
+    /// Keys whose hash falls in the range route here.
+    HashRange,
+    /// Never chosen by key routing; addressed by partition id only.
+    Unrouted,
+}
+
+/// The lifecycle state of a range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RangeState {
+    /// Serving.
+    Active,
+    /// Being split (second phase pending).
+    Splitting,
+    /// Being merged away (second phase pending).
+    Draining,
+    /// Gone; kept as a tombstone so its id is never reused.
+    Removed,
+}
+
+/// The longest encoding of one range in a map ([`PartitionMap::encode`]): every number at its
+/// widest (a validated range's bounds are never negative), the longest state and routing.
+const RANGE_ENCODED_BYTES_MAX: usize = r#"{"partition_id":4294967295,"start":2147483647,"end":2147483647,"generation":18446744073709551615,"state":"Splitting","routing":"HashRange"}"#.len();
+
+/// One user partition and the hash range it owns.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionRange {
+    /// The partition id (never the system partition, 0).
+    pub partition_id: PartitionId,
+    /// First hash owned (inclusive).
+    pub start: i32,
+    /// Last hash owned (inclusive).
+    pub end: i32,
+    /// Bumped on every change of this range; writes may fence on it (`PartitionMoved`).
+    pub generation: u64,
+    /// Lifecycle state.
+    pub state: RangeState,
+    /// How keys reach it.
+    pub routing: RoutingMode,
+}
+
+/// A committed version of the partition map.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionMap {
+    /// Starts at 1 for the first committed map, +1 per change; 0 means "no map yet".
+    pub version: u64,
+    /// The ranges, ordered by partition id.
+    pub partitions: Vec<PartitionRange>,
+}
+
+/// Why a partition map was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PartitionMapError {
+    /// `initial_partitions` must be at least 1.
+    #[error("initial_partitions must be at least 1")]
+    NoPartitions,
+    /// More initial partitions than hash values (`2^31`): some range would be empty.
+    #[error("{0} initial partitions are more than the 2^31 hash values they split")]
+    TooManyPartitions(u32),
+    /// A range names the system partition.
+    #[error("partition {SYSTEM_PARTITION} is the system partition and cannot own keys")]
+    SystemPartitionInMap,
+    /// Two ranges share an id.
+    #[error("partition {0} appears twice in the map")]
+    DuplicatePartition(PartitionId),
+    /// A range has `start > end` or reaches outside `0..=i32::MAX`.
+    #[error("partition {partition_id} has the invalid hash range [{start}, {end}]")]
+    InvalidRange {
+        /// The partition.
+        partition_id: PartitionId,
+        /// Its start.
+        start: i32,
+        /// Its end.
+        end: i32,
+    },
+    /// Two active hash-routed ranges overlap.
+    #[error("partitions {0} and {1} own overlapping hash ranges")]
+    Overlap(PartitionId, PartitionId),
+    /// The bytes are not a partition map.
+    #[error("malformed partition map: {0}")]
+    Malformed(String),
+}
+
+impl PartitionMap {
+    /// The first map of a cluster, Kommander's `DivideIntoRanges`: partitions `1..=count`
+    /// splitting the `2^31` hash values of `0..=i32::MAX` into contiguous ranges of
+    /// `2^31 / count` values, the leftover `2^31 % count` values going one each to the first
+    /// ranges; generation 1, active, hash-routed, map version 1.
+    ///
+    /// # Errors
+    /// [`PartitionMapError::NoPartitions`] when `count` is 0,
+    /// [`PartitionMapError::TooManyPartitions`] when it exceeds `2^31` (a range would be empty).
+    pub fn initial(count: u32) -> Result<Self, PartitionMapError> {
+        if count == 0 {
+            return Err(PartitionMapError::NoPartitions);
+        }
+        if count > HASH_SPACE_SIZE {
+            return Err(PartitionMapError::TooManyPartitions(count));
+        }
+        let base = HASH_SPACE_SIZE / count;
+        let leftover = HASH_SPACE_SIZE % count;
+        let mut next_start: u32 = 0;
+        let partitions = (0..count)
+            .map(|i| {
+                // At least 1, as count <= 2^31; the sizes add up to 2^31, so `end` (and
+                // `start`) stay within `0..=i32::MAX` and the casts below are lossless.
+                let size = base + u32::from(i < leftover);
+                let start = next_start;
+                let end = start + (size - 1);
+                next_start = end + 1;
+                PartitionRange {
+                    partition_id: PartitionId(i + 1),
+                    start: start as i32,
+                    end: end as i32,
+                    generation: 1,
+                    state: RangeState::Active,
+                    routing: RoutingMode::HashRange,
+                }
+            })
+            .collect();
+        debug_assert_eq!(
+            next_start, HASH_SPACE_SIZE,
+            "the ranges cover the hash space"
+        );
+        let map = Self {
+            version: 1,
+            partitions,
+        };
+        map.validate()?;
+        Ok(map)
+    }
+
+    /// Checks the map's invariants: no system partition, unique ids, well-formed ranges, and
+    /// no overlap between active hash-routed ranges.
+    ///
+    /// # Errors
+    /// The first violated invariant.
+    pub fn validate(&self) -> Result<(), PartitionMapError> {
+        let mut ids: Vec<PartitionId> = self.partitions.iter().map(|r| r.partition_id).collect();
+        ids.sort_unstable();
+        if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+            return Err(PartitionMapError::DuplicatePartition(w[0]));
+        }
+        for r in &self.partitions {
+            if r.partition_id == SYSTEM_PARTITION {
+                return Err(PartitionMapError::SystemPartitionInMap);
+            }
+            if r.start < 0 || r.start > r.end {
+                return Err(PartitionMapError::InvalidRange {
+                    partition_id: r.partition_id,
+                    start: r.start,
+                    end: r.end,
+                });
+            }
+        }
+        let mut routed: Vec<&PartitionRange> = self.routable().collect();
+        routed.sort_by_key(|r| r.start);
+        if let Some(w) = routed.windows(2).find(|w| w[1].start <= w[0].end) {
+            return Err(PartitionMapError::Overlap(
+                w[0].partition_id,
+                w[1].partition_id,
+            ));
+        }
+        Ok(())
+    }
+
+    /// The longest encoding ([`PartitionMap::encode`]) of a map of `ranges` ranges (tombstones
+    /// included): what partition 0's floor meta and a map entry must have room for.
+    #[must_use]
+    pub fn encoded_bytes_max(ranges: usize) -> usize {
+        // `{"version":<u64>,"partitions":[` … `]}`, the ranges separated by commas.
+        const FRAME: usize = r#"{"version":18446744073709551615,"partitions":[]}"#.len();
+        FRAME + ranges * (RANGE_ENCODED_BYTES_MAX + 1)
+    }
+
+    /// The map encoded for a system-partition entry.
+    pub fn encode(&self) -> Vec<u8> {
+        // Serialising plain data with derived impls into a Vec cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Decodes and validates a map from a system-partition entry.
+    ///
+    /// # Errors
+    /// [`PartitionMapError::Malformed`] for bytes that are not a map, or the first violated
+    /// invariant of [`PartitionMap::validate`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, PartitionMapError> {
+        let map: Self = serde_json::from_slice(bytes)
+            .map_err(|e| PartitionMapError::Malformed(e.to_string()))?;
+        map.validate()?;
+        Ok(map)
+    }
+
+    /// The range of `partition_id`, if the map has it (tombstones included).
+    pub fn get(&self, partition_id: PartitionId) -> Option<&PartitionRange> {
+        self.partitions
+            .iter()
+            .find(|r| r.partition_id == partition_id)
+    }
+
+    /// The partitions every node hosts: those of the map not removed.
+    pub fn hosted(&self) -> impl Iterator<Item = PartitionId> + '_ {
+        self.partitions
+            .iter()
+            .filter(|r| r.state != RangeState::Removed)
+            .map(|r| r.partition_id)
+    }
+
+    /// The ranges key routing may choose: hash-routed and not removed.
+    pub(super) fn routable(&self) -> impl Iterator<Item = &PartitionRange> {
+        self.partitions
+            .iter()
+            .filter(|r| r.routing == RoutingMode::HashRange && r.state != RangeState::Removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initial_map_covers_the_hash_space_leftover_first() {
+        for count in [1, 2, 3, 7, 10, 64, 1000, 1024] {
+            let map = PartitionMap::initial(count).expect("valid count");
+            assert_eq!(map.version, 1);
+            assert_eq!(map.partitions.len(), count as usize);
+            assert_eq!(map.partitions[0].start, 0);
+            assert_eq!(map.partitions.last().map(|r| r.end), Some(HASH_SPACE_END));
+            for w in map.partitions.windows(2) {
+                assert_eq!(w[0].end + 1, w[1].start, "contiguous at {count}");
+            }
+            // Kommander's DivideIntoRanges: the leftover values go one each to the first ranges.
+            let base = i64::from(HASH_SPACE_SIZE / count);
+            let leftover = HASH_SPACE_SIZE % count;
+            for (i, r) in (0..).zip(&map.partitions) {
+                assert_eq!(r.partition_id, PartitionId(i + 1));
+                let size = i64::from(r.end) - i64::from(r.start) + 1;
+                let expected = base + i64::from(i < leftover);
+                assert_eq!(size, expected, "range {i} of {count}");
+                assert_eq!((r.generation, r.state), (1, RangeState::Active));
+                assert_eq!(r.routing, RoutingMode::HashRange);
+            }
+        }
+        assert_eq!(
+            PartitionMap::initial(0),
+            Err(PartitionMapError::NoPartitions)
+        );
+        // Refused before anything is allocated: a range each would need more than 2^31 values.
+        assert_eq!(
+            PartitionMap::initial(HASH_SPACE_SIZE + 1),
+            Err(PartitionMapError::TooManyPartitions(HASH_SPACE_SIZE + 1))
+        );
+    }
+
+    #[test]
+    fn invalid_maps_are_refused_with_the_reason() {
+        let mut map = PartitionMap::initial(2).expect("valid count");
+        map.partitions[1].start = map.partitions[0].end;
+        assert_eq!(
+            map.validate(),
+            Err(PartitionMapError::Overlap(PartitionId(1), PartitionId(2)))
+        );
+        let mut map = PartitionMap::initial(2).expect("valid count");
+        map.partitions[1].partition_id = PartitionId(1);
+        assert_eq!(
+            map.validate(),
+            Err(PartitionMapError::DuplicatePartition(PartitionId(1)))
+        );
+        let mut map = PartitionMap::initial(1).expect("valid count");
+        map.partitions[0].partition_id = SYSTEM_PARTITION;
+        assert_eq!(map.validate(), Err(PartitionMapError::SystemPartitionInMap));
+        let mut map = PartitionMap::initial(1).expect("valid count");
+        map.partitions[0].start = 10;
+        map.partitions[0].end = 5;
+        assert!(matches!(
+            map.validate(),
+            Err(PartitionMapError::InvalidRange { .. })
+        ));
+    }
+
+    #[test]
+    fn encoding_round_trips_and_garbage_is_a_typed_error() {
+        let map = PartitionMap::initial(3).expect("valid count");
+        assert_eq!(
+            PartitionMap::decode(&map.encode()).expect("round trip"),
+            map
+        );
+        assert!(matches!(
+            PartitionMap::decode(b"\xff\x00garbage"),
+            Err(PartitionMapError::Malformed(_))
+        ));
+        let mut bad = map.clone();
+        bad.partitions[2].start = 0;
+        assert!(matches!(
+            PartitionMap::decode(&bad.encode()),
+            Err(PartitionMapError::Overlap(..))
+        ));
+    }
+
+    /// The bound holds for the widest map, and is tight: a range at every maximum reaches it.
+    #[test]
+    fn the_encoding_bound_is_the_widest_maps_length() {
+        let widest = |n: u32| PartitionMap {
+            version: u64::MAX,
+            partitions: (0..n)
+                .map(|i| PartitionRange {
+                    partition_id: PartitionId(u32::MAX - i),
+                    start: i32::MAX,
+                    end: i32::MAX,
+                    generation: u64::MAX,
+                    state: RangeState::Splitting,
+                    routing: RoutingMode::HashRange,
+                })
+                .collect(),
+        };
+        for n in [0, 1, 3] {
+            // n ranges take n - 1 commas: the bound counts one per range.
+            assert_eq!(
+                widest(n).encode().len() + usize::from(n > 0),
+                PartitionMap::encoded_bytes_max(n as usize),
+                "{n} ranges"
+            );
+        }
+    }
+
+    /// A map persisted (`<data_dir>/partition-map`) or sent in a P0 snapshot by an earlier
+    /// version, whose initial map gave the leftover hash values to the last range, still
+    /// decodes and routes by its own ranges: a cluster keeps the map it committed.
+    #[test]
+    fn a_map_with_the_earlier_initial_layout_still_decodes() {
+        let range = |id: u32, start: i32, end: i32| {
+            format!(
+                r#"{{"partition_id":{id},"start":{start},"end":{end},"generation":1,"state":"Active","routing":"HashRange"}}"#
+            )
+        };
+        let earlier = format!(
+            r#"{{"version":1,"partitions":[{},{},{}]}}"#,
+            range(1, 0, 715_827_881),
+            range(2, 715_827_882, 1_431_655_763),
+            range(3, 1_431_655_764, i32::MAX)
+        );
+        let map = PartitionMap::decode(earlier.as_bytes()).expect("earlier layout decodes");
+        assert_eq!(map.partitions[0].end, 715_827_881);
+        assert_eq!(map.partitions[2].start, 1_431_655_764);
+        assert_eq!(map.partition_for_hash(715_827_882), Ok(PartitionId(2)));
+        assert_eq!(map.partition_for_hash(1_431_655_764), Ok(PartitionId(3)));
+        // The current initial map draws the boundaries one and two values later.
+        let current = PartitionMap::initial(3).expect("valid count");
+        assert_eq!(current.partition_for_hash(715_827_882), Ok(PartitionId(1)));
+        assert_eq!(
+            current.partition_for_hash(1_431_655_764),
+            Ok(PartitionId(2))
+        );
+        assert_eq!(PartitionMap::decode(&map.encode()), Ok(map));
+    }
+}

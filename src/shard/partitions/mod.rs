@@ -1,0 +1,46 @@
+//! Partition 0's partition map, owned by the shard layer (decision 0006): which user partition
+//! owns which slice of the key-hash space ([`map`](PartitionMap)), how a key routes through it
+//! (`routing.rs`), how partition 0 keeps it with its WAL floor (`floor_meta.rs`) and ships it in
+//! its snapshots ([`MapTransfer`]), and the table the shards and the node read it from
+//! ([`MapTable`]).
+//!
+//! A map is an ordinary entry of partition 0 (log type [`SYSTEM_LOG_TYPE`]) until compaction;
+//! at compaction partition 0's floor meta holds the configuration and the map in force at the
+//! floor, so the map is durable exactly when its entry is and recovery finds it from the floor
+//! meta and the log, without a file of its own.
+
+mod floor_meta;
+mod map;
+mod routing;
+mod snapshot;
+mod table;
+
+pub(crate) use floor_meta::{
+    FloorMeta, decode_floor_meta, encode_floor_meta, floor_meta_bytes_max, map_for_floor,
+};
+pub use map::{
+    HASH_SPACE_END, PartitionMap, PartitionMapError, PartitionRange, RangeState, RoutingMode,
+};
+pub use routing::{NoRouteError, key_hash, prefix_hash};
+pub use snapshot::MapTransfer;
+pub use table::MapTable;
+
+use bytes::Bytes;
+
+use crate::core::{Entry, EntryKind, PartitionId};
+use crate::shard::SYSTEM_PARTITION;
+use crate::shard::codec::decode_envelope;
+
+/// The log type of partition 0's system entries (each a whole partition map); applications
+/// may not write it, and partition 0's shard never hands it to the application.
+pub const SYSTEM_LOG_TYPE: &str = "_RaftSystem";
+
+/// The encoded map `entry` of `partition` carries, when it is one of partition 0's system
+/// entries (whether the map is valid is [`map_for_floor`]'s to say).
+pub(crate) fn map_entry(partition: PartitionId, entry: &Entry) -> Option<Bytes> {
+    if partition != SYSTEM_PARTITION || entry.kind != EntryKind::Normal {
+        return None;
+    }
+    let (log_type, payload) = decode_envelope(&entry.payload).ok()?;
+    (log_type == SYSTEM_LOG_TYPE.as_bytes()).then_some(payload)
+}
