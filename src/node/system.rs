@@ -249,6 +249,7 @@ impl Loop {
     fn run(&mut self) {
         let poll = self.config.tick_interval() * 2;
         let wakes = self.system.wakes.clone();
+        let mut started = false;
         while !self.stop.load(Ordering::Acquire) {
             match wakes.recv_timeout(poll) {
                 Ok(()) | Err(RecvTimeoutError::Timeout) => {}
@@ -257,8 +258,27 @@ impl Loop {
             if self.stop.load(Ordering::Acquire) {
                 return;
             }
+            if !started {
+                started = true;
+                self.reopen_system_partition();
+            }
             self.apply_pending();
             self.propose_initial_map();
+        }
+    }
+
+    /// On a data directory that joined before, opens partition 0 as its next join would (with
+    /// the configuration its first join decided): partition 0's restore finds the map kept
+    /// with its log and publishes it, so a restarted node opens the map's partitions before it
+    /// joins again, as it did when the map had a file of its own. The join waits for the
+    /// answer (opening an open partition answers at once); a full queue leaves it to the join.
+    fn reopen_system_partition(&self) {
+        if let Some(first) = self.identity.first() {
+            let _ = self.runtime.open_partition(
+                SYSTEM_PARTITION,
+                first.configuration.voters().to_vec(),
+                first.configuration.learners().to_vec(),
+            );
         }
     }
 

@@ -10,6 +10,7 @@ mod leadership;
 mod lifecycle;
 mod membership;
 mod parity;
+mod partition_map;
 mod read;
 mod replication;
 mod restart;
