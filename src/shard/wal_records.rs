@@ -402,6 +402,90 @@ mod tests {
         assert_eq!(writes.compact_to, Some((7, three)));
     }
 
+    /// A partition-0 entry carrying `map` (as the coordinator proposes it).
+    fn map_entry(index: u64, map: &PartitionMap) -> Entry {
+        let payload =
+            codec::encode_envelope(crate::shard::partitions::SYSTEM_LOG_TYPE, &map.encode());
+        entry(index, EntryKind::Normal, payload)
+    }
+
+    fn map_of(version: u64, count: u32) -> PartitionMap {
+        let mut map = PartitionMap::initial(count).expect("valid count");
+        map.version = version;
+        map
+    }
+
+    /// What a floor meta holds: (configuration, map).
+    fn kept(meta: &[u8]) -> (Option<Configuration>, Option<PartitionMap>) {
+        let meta = crate::shard::partitions::decode_floor_meta(meta).expect("decodes");
+        (meta.configuration, meta.map)
+    }
+
+    #[test]
+    fn partition_0s_floor_keeps_the_highest_map_at_or_below_it() {
+        let p0 = crate::shard::SYSTEM_PARTITION;
+        let (mut view, mut scratch) = (WalView::default(), Vec::new());
+        view.keep_maps(1 << 20);
+        let (one, two, again) = (map_of(1, 2), map_of(2, 3), map_of(1, 4));
+        let ready = entries(vec![
+            entry(1, EntryKind::Configuration, configuration(&[1]).encode()),
+            map_entry(2, &one),
+            map_entry(3, &two),
+            // A second version 1 (two leaders in a row): never in force after version 2.
+            map_entry(4, &again),
+            // Not a map: refused, never kept.
+            entry(
+                5,
+                EntryKind::Normal,
+                codec::encode_envelope(crate::shard::partitions::SYSTEM_LOG_TYPE, b"{"),
+            ),
+        ]);
+        wal_writes(p0, &ready, &mut view, &mut scratch, || None);
+        let writes = wal_writes(p0, &floor(2, &[1]), &mut view, &mut scratch, || None);
+        let (_, meta) = writes.compact_to.expect("a compaction");
+        assert_eq!(kept(&meta), (Some(configuration(&[1])), Some(one.clone())));
+        let writes = wal_writes(p0, &floor(5, &[1]), &mut view, &mut scratch, || None);
+        let (_, meta) = writes.compact_to.expect("a compaction");
+        assert_eq!(kept(&meta), (Some(configuration(&[1])), Some(two.clone())));
+        // A map entry truncated away never reaches the floor.
+        let three = map_of(3, 5);
+        wal_writes(
+            p0,
+            &entries(vec![map_entry(6, &three)]),
+            &mut view,
+            &mut scratch,
+            || None,
+        );
+        let replaced = entries(vec![entry(6, EntryKind::Normal, Bytes::new())]);
+        wal_writes(p0, &replaced, &mut view, &mut scratch, || None);
+        let writes = wal_writes(p0, &floor(6, &[1]), &mut view, &mut scratch, || None);
+        let (_, meta) = writes.compact_to.expect("a compaction");
+        assert_eq!(kept(&meta).1, Some(two));
+        // An imported snapshot's boundary keeps the map it carried.
+        view.installing_map(&three);
+        let ready = Ready {
+            installed_snapshot: Some(Floor {
+                index: LogIndex(9),
+                term: Term(2),
+                configuration: configuration(&[1, 2]),
+            }),
+            ..Ready::default()
+        };
+        let writes = wal_writes(p0, &ready, &mut view, &mut scratch, || None);
+        let (_, _, meta) = writes.install.expect("an install");
+        assert_eq!(kept(&meta), (Some(configuration(&[1, 2])), Some(three)));
+        // Any other partition keeps the bare configuration.
+        let mut other = WalView::default();
+        let ready = entries(vec![
+            entry(1, EntryKind::Configuration, configuration(&[1]).encode()),
+            map_entry(2, &one),
+        ]);
+        let p1 = PartitionId(1);
+        wal_writes(p1, &ready, &mut other, &mut scratch, || None);
+        let writes = wal_writes(p1, &floor(2, &[1]), &mut other, &mut scratch, || None);
+        assert_eq!(writes.compact_to, Some((3, configuration(&[1]).encode())));
+    }
+
     #[test]
     fn an_installed_snapshot_sets_the_floors_configuration() {
         let (p, mut view, mut scratch) = (PartitionId(1), WalView::default(), Vec::new());

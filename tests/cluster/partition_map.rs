@@ -46,7 +46,10 @@ fn open_p0_wal(config: &NodeConfig) -> Wal {
             return wal;
         }
     }
-    panic!("no WAL holds partition 0 under {}", config.data_dir.display());
+    panic!(
+        "no WAL holds partition 0 under {}",
+        config.data_dir.display()
+    );
 }
 
 fn is_shard(path: &Path) -> bool {
@@ -191,7 +194,9 @@ fn the_floor_meta_bound_is_validated_at_start_up() {
     );
     config.partition_map_ranges_max = 4;
     config.initial_partitions = 5;
-    let error = config.validate().expect_err("a first map larger than the bound");
+    let error = config
+        .validate()
+        .expect_err("a first map larger than the bound");
     assert!(
         matches!(&error, kommander_raft::ConfigError::InvalidField { field, .. }
             if *field == "initial_partitions"),
