@@ -34,6 +34,13 @@ async fn compact_p0(cluster: &TestCluster, delivered_before: usize) {
     cluster.wait_delivered(P0, delivered_before + 4).await;
 }
 
+/// Starts node 0 (the others stay down) and joins it: `what` says where its map must come
+/// from.
+async fn restart_alone(cluster: &mut TestCluster, what: &str) {
+    cluster.start_node(0).await;
+    cluster.raft(0).join_cluster(None).await.expect(what);
+}
+
 /// The WAL directory holding partition 0 under `data_dir`, opened.
 fn open_p0_wal(config: &NodeConfig) -> Wal {
     for shard in std::fs::read_dir(&config.data_dir).expect("data dir") {
@@ -103,12 +110,7 @@ async fn a_node_restarted_alone_after_p0_compacted_past_the_map_still_has_it() {
     drop(wal);
 
     // Alone: no leader, no map but its own.
-    cluster.start_node(0).await;
-    cluster
-        .raft(0)
-        .join_cluster(None)
-        .await
-        .expect("initialised from the floor meta");
+    restart_alone(&mut cluster, "initialised from the floor meta").await;
     assert_eq!(*cluster.raft(0).partition_map(), *map);
 }
 
@@ -129,12 +131,7 @@ async fn a_node_of_the_previous_version_reads_its_map_file_once() {
     std::fs::write(map_file(&config), upgraded.encode()).expect("write the old file");
     let written = std::fs::read(map_file(&config)).expect("read");
 
-    cluster.start_node(0).await;
-    cluster
-        .raft(0)
-        .join_cluster(None)
-        .await
-        .expect("initialised from the file");
+    restart_alone(&mut cluster, "initialised from the file").await;
     assert_eq!(*cluster.raft(0).partition_map(), upgraded);
 
     // Partition 0's next floor keeps it: the file can go, and was never written.
@@ -142,12 +139,7 @@ async fn a_node_of_the_previous_version_reads_its_map_file_once() {
     cluster.stop_all().await;
     assert_eq!(std::fs::read(map_file(&config)).expect("read"), written);
     std::fs::remove_file(map_file(&config)).expect("remove the old file");
-    cluster.start_node(0).await;
-    cluster
-        .raft(0)
-        .join_cluster(None)
-        .await
-        .expect("initialised from the floor meta");
+    restart_alone(&mut cluster, "initialised from the floor meta").await;
     assert_eq!(*cluster.raft(0).partition_map(), upgraded);
 }
 

@@ -151,8 +151,8 @@ fn take_prefixed(bytes: &[u8]) -> Result<(&[u8], &[u8]), FloorMetaError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{NodeId, PartitionId};
-    use crate::shard::partitions::{PartitionRange, RangeState, RoutingMode};
+    use crate::core::NodeId;
+    use crate::shard::partitions::map::tests::widest;
 
     fn configuration() -> Configuration {
         Configuration::new(vec![NodeId(1), NodeId(2)], vec![NodeId(3)]).expect("valid")
@@ -203,23 +203,7 @@ mod tests {
         .expect("within the context bound")
         .encode();
         assert_eq!(widest_configuration.len(), CONFIGURATION_BYTES_MAX);
-        // Every number at its widest (an encoding only: no map validates with these ranges).
-        let map = |n: u32| {
-            PartitionMap {
-                version: u64::MAX,
-                partitions: (0..n)
-                    .map(|i| PartitionRange {
-                        partition_id: PartitionId(u32::MAX - i),
-                        start: i32::MAX,
-                        end: i32::MAX,
-                        generation: u64::MAX,
-                        state: RangeState::Splitting,
-                        routing: RoutingMode::HashRange,
-                    })
-                    .collect(),
-            }
-            .encode()
-        };
+        let map = |n| widest(n).encode();
         let widest = encode_floor_meta(&widest_configuration, &map(50));
         assert!(widest.len() <= max, "{} > {max}", widest.len());
         // Accepted up to the bound (a valid map), refused with a typed error beyond it.

@@ -234,7 +234,7 @@ impl PartitionMap {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     #[test]
@@ -316,10 +316,10 @@ mod tests {
         ));
     }
 
-    /// The bound holds for the widest map, and is tight: a range at every maximum reaches it.
-    #[test]
-    fn the_encoding_bound_is_the_widest_maps_length() {
-        let widest = |n: u32| PartitionMap {
+    /// A map of `n` ranges with every number at its widest and the longest state and routing
+    /// (an encoding only: these ranges overlap, so it does not validate).
+    pub(in crate::shard::partitions) fn widest(n: u32) -> PartitionMap {
+        PartitionMap {
             version: u64::MAX,
             partitions: (0..n)
                 .map(|i| PartitionRange {
@@ -331,7 +331,12 @@ mod tests {
                     routing: RoutingMode::HashRange,
                 })
                 .collect(),
-        };
+        }
+    }
+
+    /// The bound holds for the widest map, and is tight: a range at every maximum reaches it.
+    #[test]
+    fn the_encoding_bound_is_the_widest_maps_length() {
         for n in [0, 1, 3] {
             // n ranges take n - 1 commas: the bound counts one per range.
             assert_eq!(
