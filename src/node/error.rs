@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use crate::core::{NodeId, PartitionId, Status};
 use crate::node::config::ConfigError;
-use crate::node::hlc::HlcTimestamp;
+use crate::clock::HlcTimestamp;
 use crate::shard::HostStartError;
 
 /// A condition after which this node cannot serve the partition (or anything) until it is

@@ -1,14 +1,14 @@
 //! The node layer: everything one process needs beside the shards — the public [`Raft`]
-//! handle, the hybrid logical clock, the partition map and key routing, configuration,
-//! discovery, errors, the event sink and the system partition coordinator. The shards it runs
-//! on are the shard layer's [`ShardHost`](crate::shard::ShardHost).
+//! handle, the partition map and key routing, configuration, discovery, errors, the event sink
+//! and the system partition coordinator. The shards it runs on are the shard layer's
+//! [`ShardHost`](crate::shard::ShardHost); its hybrid logical clock is `crate::clock`'s (the
+//! transports stamp frames with it).
 
 pub mod config;
 pub mod discovery;
 mod durable_file;
 pub mod error;
 pub(crate) mod events;
-pub mod hlc;
 mod identity;
 pub mod partition_map;
 pub mod raft;
@@ -21,7 +21,7 @@ pub use error::{
     Fatal, InvalidWrite, JoinError, MembershipError, PeerError, QueryError, ReplicateError,
     StartError,
 };
-pub use hlc::{ClockDriftError, HlcTimestamp, HybridLogicalClock, PhysicalClock, SystemClock};
+pub use crate::clock::{ClockDriftError, HlcTimestamp, HybridLogicalClock, PhysicalClock, SystemClock};
 pub use partition_map::{PartitionMap, PartitionMapError, PartitionRange};
 pub use raft::{
     HandshakeRequest, Raft, RaftBuilder, ReplicateOptions, SteppedDown, TestHooks, Written,

@@ -68,7 +68,7 @@ use crate::core::PartitionId;
 use crate::node::config::NodeConfig;
 use crate::node::discovery::{RaftNode, StaticDiscovery};
 use crate::node::events::EventHub;
-use crate::node::hlc::HybridLogicalClock;
+use crate::clock::HybridLogicalClock;
 use crate::node::identity::Identity;
 use crate::node::system::SystemState;
 use crate::shard::{

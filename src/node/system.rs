@@ -35,7 +35,7 @@ use crate::core::{NodeId, PartitionId, Role, Ticket};
 use crate::node::config::NodeConfig;
 use crate::node::durable_file;
 use crate::node::events::EventHub;
-use crate::node::hlc::HybridLogicalClock;
+use crate::clock::HybridLogicalClock;
 use crate::node::identity::{Identity, Origin};
 use crate::node::partition_map::PartitionMap;
 use crate::shard::{

@@ -5,7 +5,7 @@ use crate::core::{NodeId, PartitionId, Status};
 use crate::node::error::{
     Fatal, InvalidWrite, JoinError, MembershipError, QueryError, ReplicateError,
 };
-use crate::node::hlc::HlcTimestamp;
+use crate::clock::HlcTimestamp;
 use crate::shard::Refusal;
 
 use super::Raft;

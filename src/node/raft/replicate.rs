@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 
 use crate::core::{LogIndex, PartitionId, Status, Ticket};
 use crate::node::error::{Fatal, InvalidWrite, ReplicateError};
-use crate::node::hlc::HlcTimestamp;
+use crate::clock::HlcTimestamp;
 use crate::node::system::SYSTEM_LOG_TYPE;
 use crate::shard::codec::ENTRY_HEADER_LEN;
 use crate::shard::{ProposedEntry, Reply, Request};
