@@ -155,7 +155,11 @@ impl HybridLogicalClock {
     }
 
     /// A clock for `node` following `physical` (a test's manual clock, a simulated one).
-    pub fn with_clock(node: u32, drift_ms_max: u64, physical: impl PhysicalClock + 'static) -> Self {
+    pub fn with_clock(
+        node: u32,
+        drift_ms_max: u64,
+        physical: impl PhysicalClock + 'static,
+    ) -> Self {
         Self {
             node,
             drift_ms_max,
@@ -294,10 +298,7 @@ mod tests {
         }
     }
 
-    fn manual(
-        node: u32,
-        start_ms: u64,
-    ) -> (HybridLogicalClock, Arc<ManualClock>) {
+    fn manual(node: u32, start_ms: u64) -> (HybridLogicalClock, Arc<ManualClock>) {
         let wall = Arc::new(ManualClock::default());
         wall.set(start_ms);
         (

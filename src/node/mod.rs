@@ -15,13 +15,15 @@ pub mod raft;
 pub mod system;
 mod system_transfer;
 
+pub use crate::clock::{
+    ClockDriftError, HlcTimestamp, HybridLogicalClock, PhysicalClock, SystemClock,
+};
 pub use config::{ConfigError, NodeConfig, WalBackend};
 pub use discovery::{RaftNode, StaticDiscovery};
 pub use error::{
     Fatal, InvalidWrite, JoinError, MembershipError, PeerError, QueryError, ReplicateError,
     StartError,
 };
-pub use crate::clock::{ClockDriftError, HlcTimestamp, HybridLogicalClock, PhysicalClock, SystemClock};
 pub use partition_map::{PartitionMap, PartitionMapError, PartitionRange};
 pub use raft::{
     HandshakeRequest, Raft, RaftBuilder, ReplicateOptions, SteppedDown, TestHooks, Written,

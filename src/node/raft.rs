@@ -64,11 +64,11 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, oneshot, watch};
 
+use crate::clock::HybridLogicalClock;
 use crate::core::PartitionId;
 use crate::node::config::NodeConfig;
 use crate::node::discovery::{RaftNode, StaticDiscovery};
 use crate::node::events::EventHub;
-use crate::clock::HybridLogicalClock;
 use crate::node::identity::Identity;
 use crate::node::system::SystemState;
 use crate::shard::{

@@ -31,11 +31,11 @@ use bytes::Bytes;
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender};
 use tokio::sync::{oneshot, watch};
 
+use crate::clock::HybridLogicalClock;
 use crate::core::{NodeId, PartitionId, Role, Ticket};
 use crate::node::config::NodeConfig;
 use crate::node::durable_file;
 use crate::node::events::EventHub;
-use crate::clock::HybridLogicalClock;
 use crate::node::identity::{Identity, Origin};
 use crate::node::partition_map::PartitionMap;
 use crate::shard::{

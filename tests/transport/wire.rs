@@ -11,8 +11,8 @@ use kommander_raft::core::{
     Configuration, Entry, EntryKind, LogIndex, Message, MessageBody, SnapshotOutcome, Ticket,
 };
 use kommander_raft::transport::codec::{
-    FrameError, FrameKind, HEADER_BYTES, MAGIC, PROTOCOL_VERSION, WireError, decode_messages,
-    encode_messages, parse_header, write_frame,
+    FrameError, FrameKind, HEADER_BYTES, MAGIC, PROTOCOL_VERSION, UNSTAMPED, WireError,
+    decode_messages, encode_messages, parse_header, write_frame,
 };
 use kommander_raft::transport::tcp::reader::{Deadlines, FrameReader};
 use kommander_raft::{NodeId, PartitionId, Term};
@@ -116,7 +116,13 @@ pub(crate) fn sample_messages() -> Vec<Message> {
 /// The bytes of one `Messages` frame carrying `messages`.
 pub(crate) fn frame_bytes(messages: &[Message]) -> Vec<u8> {
     let mut out = Vec::new();
-    write_frame(&mut out, FrameKind::Messages, &encode_messages(messages)).expect("Vec write");
+    write_frame(
+        &mut out,
+        FrameKind::Messages,
+        UNSTAMPED,
+        &encode_messages(messages),
+    )
+    .expect("Vec write");
     out
 }
 
@@ -375,7 +381,7 @@ proptest! {
             );
         }
         let mut bytes = Vec::new();
-        write_frame(&mut bytes, FrameKind::Messages, &chunks).expect("Vec write");
+        write_frame(&mut bytes, FrameKind::Messages, UNSTAMPED, &chunks).expect("Vec write");
         let mut reader = FrameReader::new(FRAME_BYTES_MAX, 4096);
         let mut stream = &bytes[..];
         let frame = reader.read_frame(&mut stream, DEADLINES, &|| false).expect("frame");

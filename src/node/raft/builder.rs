@@ -21,8 +21,8 @@ use crate::node::identity::Identity;
 use crate::node::system::{Coordinator, SystemApp, SystemState};
 use crate::node::system_transfer::SystemTransfer;
 use crate::shard::membership::{CallWait, MembershipCall};
-use crate::shard::{Inbound, Transport};
 use crate::shard::{Application, LeaderTable, ShardConfig, ShardHost, StateMachine, StateTransfer};
+use crate::shard::{Inbound, Transport};
 
 use super::timer::Timer;
 use super::{Inner, Raft};
@@ -139,9 +139,7 @@ impl RaftBuilder {
             field: "node_id",
             reason: "must fit in 32 bits (it stamps HLC timestamps)".to_owned(),
         })?;
-        let physical = self
-            .physical_clock
-            .unwrap_or_else(|| Arc::new(SystemClock));
+        let physical = self.physical_clock.unwrap_or_else(|| Arc::new(SystemClock));
         let hlc = Arc::new(HybridLogicalClock::with_clock(
             node,
             config.hlc_drift_ms_max,

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use crate::clock::HlcTimestamp;
 use crate::core::{LogIndex, PartitionId, Status, Ticket};
 use crate::node::error::{Fatal, InvalidWrite, ReplicateError};
-use crate::clock::HlcTimestamp;
 use crate::node::system::SYSTEM_LOG_TYPE;
 use crate::shard::codec::ENTRY_HEADER_LEN;
 use crate::shard::{ProposedEntry, Reply, Request};

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use kommander_wal::backend::BackendChoice;
 use kommander_wal::backend::sim::{CrashMode, DurableLogs, FaultPlan, SimDisk};
 use kommander_wal::{Wal, WalConfig};
 
+use crate::clock::{HybridLogicalClock, PhysicalClock};
 use crate::core::{NodeId, PartitionId};
 use crate::shard::{
     Application, EndpointLookup, EventSink, LeaderTable, RaftEvent, ShardConfig, ShardHost,
@@ -39,11 +41,36 @@ impl NodeClock {
         epoch + Duration::from_micros(now_ms * self.micros_per_ms + self.jumped_us)
     }
 
+    /// This node's wall clock (Unix milliseconds, from [`WALL_EPOCH_MS`]) at simulated time
+    /// `now_ms`: what its hybrid logical clock follows.
+    pub(super) fn wall_ms(self, now_ms: u64) -> u64 {
+        WALL_EPOCH_MS + (now_ms * self.micros_per_ms + self.jumped_us) / 1_000
+    }
+
     /// The first simulated millisecond at which this node's clock reads at least `instant`.
     pub(super) fn when(self, epoch: Instant, instant: Instant) -> u64 {
         let us = instant.saturating_duration_since(epoch).as_micros() as u64;
         us.saturating_sub(self.jumped_us)
             .div_ceil(self.micros_per_ms)
+    }
+}
+
+/// The Unix time (ms) every node's wall clock reads at simulated time 0 (fixed: a run is
+/// reproducible from its seed).
+const WALL_EPOCH_MS: u64 = 1_700_000_000_000;
+
+/// How far ahead of a node's wall clock a peer's frame stamp may be and still be merged (the
+/// node's default `hlc_drift_ms_max`).
+const HLC_DRIFT_MS_MAX: u64 = 60_000;
+
+/// A node's wall clock as its hybrid logical clock reads it: the [`NodeClock`]'s reading, set
+/// by the simulation ([`SimNode::set_wall`]) before the node acts.
+#[derive(Debug, Clone, Default)]
+struct SimWall(Arc<AtomicU64>);
+
+impl PhysicalClock for SimWall {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
     }
 }
 
@@ -101,6 +128,11 @@ pub(super) struct SimNode {
     pub(super) events: Arc<RestoreFailures>,
     pub(super) outbox: Arc<WireOutbox>,
     pub(super) clock: NodeClock,
+    /// What the hybrid logical clock reads as the wall clock.
+    wall: SimWall,
+    /// The incarnation's hybrid logical clock (a restarted process starts a new one): it
+    /// stamps the frames the node sends and merges the stamps of those it receives.
+    pub(super) hlc: Arc<HybridLogicalClock>,
     /// Stopped (SIGSTOP) until this simulated time.
     pub(super) paused_until: u64,
     /// When each shard's next turn is scheduled (`None`: not scheduled).
@@ -135,6 +167,8 @@ impl SimNode {
             events: Arc::new(RestoreFailures::default()),
             outbox: Arc::new(WireOutbox::default()),
             clock,
+            wall: SimWall::default(),
+            hlc: Arc::new(HybridLogicalClock::new(0, HLC_DRIFT_MS_MAX)),
             paused_until: 0,
             turn_at: vec![None; shards],
             disk_busy: vec![false; shards],
@@ -150,6 +184,14 @@ impl SimNode {
             node.disks.push((disk, dir));
         }
         node
+    }
+
+    /// Sets the wall clock the node's hybrid logical clock reads to its [`NodeClock`]'s
+    /// reading at simulated time `now_ms` (before the node takes a turn or reads a frame).
+    pub(super) fn set_wall(&self, now_ms: u64) {
+        self.wall
+            .0
+            .store(self.clock.wall_ms(now_ms), Ordering::Relaxed);
     }
 
     pub(super) fn up(&self) -> bool {
@@ -200,8 +242,16 @@ impl SimNode {
             wals.push(opened);
         }
         config.data_dir = self.root.clone();
+        // Node ids of the simulation are small (1..=nodes).
+        let node = u32::try_from(self.id.get()).unwrap_or(u32::MAX);
+        self.hlc = Arc::new(HybridLogicalClock::with_clock(
+            node,
+            HLC_DRIFT_MS_MAX,
+            self.wall.clone(),
+        ));
         let transport = Arc::new(WireTransport {
             outbox: Arc::clone(&self.outbox),
+            clock: Arc::clone(&self.hlc),
         });
         let leaders = Arc::new(LeaderTable::new(Arc::new(NoEndpoints)));
         let (host, shards) = ShardHost::start_stepped(

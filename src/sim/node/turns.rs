@@ -13,6 +13,7 @@ use super::NodeSimulation;
 use super::checkers::{CODEC, ElectionSafety, RECOVERY, SHARD_FAILURE};
 use super::run::{Event, TURNS_PER_EVENT_MAX};
 use super::wire::decode_frame_messages;
+use crate::transport::stamp;
 
 impl NodeSimulation {
     // ----- nodes -----
@@ -135,6 +136,7 @@ impl NodeSimulation {
             return Ok(());
         }
         let now = sim_node.clock.at(self.epoch, self.now);
+        sim_node.set_wall(self.now);
         let disk = sim_node.disks[shard].0.clone();
         let Some(running) = sim_node.running.as_mut() else {
             return Ok(());
@@ -244,7 +246,7 @@ impl NodeSimulation {
             let messages =
                 decode_frame_messages(&frame, self.nodes[node].id, NodeId(to as u64 + 1));
             let messages = match messages {
-                Ok(messages) => messages,
+                Ok((_, messages)) => messages,
                 Err(error) => {
                     self.checkers.judge(
                         CODEC,
@@ -314,8 +316,15 @@ impl NodeSimulation {
             );
             return Ok(());
         }
-        let messages = match decode_frame_messages(&frame, NodeId(from as u64 + 1), receiver.id) {
-            Ok(messages) => messages,
+        let sender = NodeId(from as u64 + 1);
+        let messages = match decode_frame_messages(&frame, sender, receiver.id) {
+            Ok((stamp, messages)) => {
+                // The receiver's clock takes the sender's (one too far ahead is not merged,
+                // as on a real node; nothing checks the clocks, so the refusal is not counted).
+                receiver.set_wall(self.now);
+                let _ = stamp::merge(Some(&receiver.hlc), sender, stamp);
+                messages
+            }
             Err(error) => {
                 return self.checkers.judge(
                     CODEC,

@@ -158,8 +158,13 @@ fn make(shared: &TcpShared, endpoint: &str, request: Bytes) -> Result<CallAnswer
         )) => return Err(rejected(refusal_in_words(code, &reason))),
         Err(error) => return Err(unreachable(error.to_string())),
     };
-    write_frame(&mut stream, FrameKind::CallRequest, &[request])
-        .map_err(|error| unreachable(format!("sending the call: {error}")))?;
+    write_frame(
+        &mut stream,
+        FrameKind::CallRequest,
+        shared.stamp(),
+        &[request],
+    )
+    .map_err(|error| unreachable(format!("sending the call: {error}")))?;
     let config = &shared.config;
     reader.set_limits(
         CALL_ANSWER_BYTES_MAX,
@@ -270,6 +275,7 @@ pub(super) fn answer(
             return dropped("a malformed request", &error);
         }
     };
+    shared.merge_stamp(caller, frame.stamp);
     info!(%caller, from = addr, change = ?call.change, "membership call");
     let deadline = Instant::now() + Duration::from_millis(config.call_answer_timeout_ms);
     let answer = inbound.call(call).wait(deadline);
@@ -277,7 +283,7 @@ pub(super) fn answer(
         Ok(body) => body,
         Err(error) => return dropped("the answer does not encode", &error),
     };
-    if let Err(error) = write_frame(&mut stream, FrameKind::CallAnswer, &[body]) {
+    if let Err(error) = write_frame(&mut stream, FrameKind::CallAnswer, shared.stamp(), &[body]) {
         return dropped("writing the answer failed", &error);
     }
     debug!(%caller, ?answer, "membership call answered");

@@ -288,14 +288,16 @@ pub(super) fn connect(
         .and_then(|()| stream.set_read_timeout(Some(shared.poll_interval())));
     setup.map_err(ConnectError::Connect)?;
     let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX, HANDSHAKE_FRAME_BYTES_MAX);
-    handshake::connect(
+    let acceptor = handshake::connect(
         &mut stream,
         &mut reader,
         &shared.identity,
+        shared.stamp(),
         role,
         expected,
         shared.handshake_deadlines(),
     )?;
+    shared.merge_stamp(acceptor, reader.last_stamp());
     Ok((stream, reader))
 }
 
@@ -380,7 +382,12 @@ fn write_messages(
         shared.dropped(TransportDrop::TooLarge, before - messages.len());
     }
     let mut flush = |frame: &[Message], bytes: usize| {
-        write_frame(stream, FrameKind::Messages, &encode_messages(frame))?;
+        write_frame(
+            stream,
+            FrameKind::Messages,
+            shared.stamp(),
+            &encode_messages(frame),
+        )?;
         shared.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
         let bytes = (HEADER_BYTES + bytes) as u64;
         shared.stats.bytes_sent.fetch_add(bytes, Ordering::Relaxed);
@@ -415,6 +422,7 @@ mod tests {
 
     use super::{ConnectError, FailureLog, Link, failed_connection, lost_connection};
     use crate::core::{Message, MessageBody, NodeId, PartitionId, Term};
+    use crate::transport::codec::UNSTAMPED;
     use crate::transport::tcp::handshake::{
         self, ConnectionHandshakeError, HANDSHAKE_FRAME_BYTES_MAX, Identity, RejectCode,
     };
@@ -460,8 +468,15 @@ mod tests {
             frame_timeout: patience,
             idle_timeout: patience,
         };
-        handshake::accept(&mut stream, &mut reader, &me, &|_, _| Ok(()), deadlines)
-            .expect("handshake");
+        handshake::accept(
+            &mut stream,
+            &mut reader,
+            &me,
+            UNSTAMPED,
+            &|_, _| Ok(()),
+            deadlines,
+        )
+        .expect("handshake");
         stream.set_read_timeout(Some(patience)).expect("timeout");
         let mut rest = Vec::new();
         stream
