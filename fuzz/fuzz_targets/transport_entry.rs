@@ -102,11 +102,12 @@ pub(crate) fn with_fixed_checksums(data: &[u8]) -> Vec<u8> {
         if end > out.len() {
             break;
         }
+        // The checksum covers the header's first 20 bytes (up to the stamp) and the body.
         let crc = crc32c::crc32c_append(
-            crc32c::crc32c(&out[at..at + 12]),
+            crc32c::crc32c(&out[at..at + 20]),
             &out[at + HEADER_BYTES..end],
         );
-        out[at + 12..at + 16].copy_from_slice(&crc.to_le_bytes());
+        out[at + 20..at + 24].copy_from_slice(&crc.to_le_bytes());
         at = end;
     }
     out
