@@ -222,7 +222,11 @@ impl Raft {
         &self.inner.config
     }
 
-    /// The node's hybrid logical clock (tickets come from it).
+    /// The node's hybrid logical clock: tickets come from it, and so does the stamp on every
+    /// frame this node sends to a peer; the stamps of the frames it receives are merged into
+    /// it (one further ahead of its wall clock than `hlc_drift_ms_max` is not), so it is past
+    /// every timestamp the node heard of. It follows the system clock, or the one given to
+    /// [`RaftBuilder::physical_clock`](crate::RaftBuilder::physical_clock).
     #[must_use]
     pub fn hlc(&self) -> &HybridLogicalClock {
         &self.inner.hlc
