@@ -468,12 +468,13 @@ mod tests {
             frame_timeout: patience,
             idle_timeout: patience,
         };
+        let admit_any = |_, _| Ok(());
         handshake::accept(
             &mut stream,
             &mut reader,
             &me,
             UNSTAMPED,
-            &|_, _| Ok(()),
+            &admit_any,
             deadlines,
         )
         .expect("handshake");
