@@ -15,10 +15,10 @@ use kommander_raft::{
 use super::harness::{PATIENCE, Recorder, eventually, test_config};
 
 /// A wall clock (Unix milliseconds) early in the tests' imagined life.
-const WALL_MS: u64 = 1_700_000_000_000;
+pub(crate) const WALL_MS: u64 = 1_700_000_000_000;
 
 /// A wall clock the test sets.
-struct Wall(AtomicU64);
+pub(crate) struct Wall(pub(crate) AtomicU64);
 
 impl PhysicalClock for Wall {
     fn now_ms(&self) -> u64 {
@@ -124,19 +124,17 @@ fn two_phase() -> ReplicateOptions {
     }
 }
 
+/// How far ahead of `WALL_MS` the wall clocks of nodes 1, 2 and 3 stand (they never move):
+/// node 1 is 5 s behind node 2; node 3 is ten minutes ahead of both, beyond the default
+/// `hlc_drift_ms_max` (60 s).
+pub(crate) const LEADS_MS: [u64; 3] = [0, 5_000, 600_000];
+
 #[tokio::test]
 async fn a_slower_clock_moves_past_the_stamps_it_receives_but_not_past_the_drift_bound() {
     let dir = tempfile::tempdir().expect("dir");
     let network = MemoryNetwork::new();
-    // Node 1 is 5 s behind node 2; node 3 is ten minutes ahead of both, beyond the default
-    // hlc_drift_ms_max (60 s). Their wall clocks never move.
-    let lead = |node: u64| match node {
-        1 => 0,
-        2 => 5_000,
-        _ => 600_000,
-    };
     let rafts = start(&network, dir.path(), 3, |node| {
-        Arc::new(Wall(AtomicU64::new(WALL_MS + lead(node))))
+        Arc::new(Wall(AtomicU64::new(WALL_MS + LEADS_MS[node as usize - 1])))
     })
     .await;
     assert_eq!(rafts[0].config().hlc_drift_ms_max, 60_000);
