@@ -12,7 +12,7 @@ use kommander_raft::core::{
 };
 use kommander_raft::transport::codec::{
     FrameError, FrameKind, HEADER_BYTES, MAGIC, PROTOCOL_VERSION, UNSTAMPED, WireError,
-    decode_messages, encode_messages, parse_header, write_frame,
+    decode_frame, decode_messages, encode_messages, parse_header, write_frame,
 };
 use kommander_raft::transport::tcp::reader::{Deadlines, FrameReader};
 use kommander_raft::{NodeId, PartitionId, Term};
@@ -266,6 +266,32 @@ fn every_body_roundtrips_through_a_frame() {
     let messages = sample_messages();
     let bytes = frame_bytes(&messages);
     assert_eq!(read_messages(&bytes), Ok(messages));
+}
+
+#[test]
+fn the_senders_stamp_travels_in_the_header_under_the_checksum() {
+    let stamp = 0x0651_f3c2_a400_0007; // a packed HLC timestamp: some millisecond, counter 7
+    let mut bytes = Vec::new();
+    write_frame(
+        &mut bytes,
+        FrameKind::Messages,
+        stamp,
+        &encode_messages(&sample_messages()),
+    )
+    .expect("Vec write");
+    let frame = decode_frame(&Bytes::from(bytes.clone()), FRAME_BYTES_MAX).expect("a frame");
+    assert_eq!(frame.stamp, stamp);
+    let mut reader = FrameReader::new(FRAME_BYTES_MAX, 4096);
+    let read = reader
+        .read_frame(&mut &bytes[..], DEADLINES, &|| false)
+        .expect("read");
+    assert_eq!((read.stamp, reader.last_stamp()), (stamp, stamp));
+    // Bytes 12..20 are the stamp; the checksum covers them.
+    bytes[12] ^= 1;
+    assert!(matches!(
+        decode_frame(&Bytes::from(bytes), FRAME_BYTES_MAX),
+        Err(FrameError::Checksum { .. })
+    ));
 }
 
 #[test]
