@@ -13,8 +13,10 @@
 //! the transport runs (a new peer gets its writer thread, a removed one loses its threads and
 //! connections and is refused from then on; see `peers.rs`).
 //!
-//! * [`codec`](crate::transport::codec): the frames (16-byte `zerocopy` header: magic,
-//!   version, kind, flags, length, CRC32C; vectored writes) and the `Messages` body (entry
+//! * [`codec`](crate::transport::codec): the frames (24-byte `zerocopy` header: magic,
+//!   version, kind, flags, length, the sender's HLC stamp, CRC32C; vectored writes; every
+//!   frame to a peer is stamped with the node's clock and every stamp received is merged
+//!   into it, a handshake's once the peer is authenticated) and the `Messages` body (entry
 //!   payloads are never copied on the send path).
 //! * `reader.rs`: `FrameReader`, the socket reader of frames (deadlines, limits before
 //!   allocation, one copy per frame).
