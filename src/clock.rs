@@ -14,10 +14,11 @@
 //! It sits below the shards and the transports (a leaf of the layers, naming nothing else of
 //! the crate): the node builds it, and its inbound side hands it to the transport.
 //!
-//! Election and heartbeat
-//! timing never does (they count monotonic ticks), so a peer with a skewed wall clock cannot
-//! freeze anyone's timeouts; a remote timestamp further ahead of the local wall clock than
-//! [`HybridLogicalClock::drift_ms_max`] is refused instead of dragging the clock forward.
+//! Election and heartbeat timing never comes from it (they count monotonic ticks), so a peer
+//! with a skewed wall clock cannot freeze anyone's timeouts; a remote timestamp further ahead
+//! of the local wall clock than [`HybridLogicalClock::drift_ms_max`] is refused instead of
+//! dragging the clock forward (and a stamp from the network can therefore never bring the
+//! clock near the end of its 42-bit millisecond range, where `advance` would refuse to go on).
 
 use std::fmt;
 use std::sync::Arc;

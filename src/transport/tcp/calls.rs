@@ -149,15 +149,15 @@ fn make(shared: &TcpShared, endpoint: &str, request: Bytes) -> Result<CallAnswer
         endpoint: endpoint.to_owned(),
         reason,
     };
-    let (mut stream, mut reader) = match link::connect(shared, endpoint, ConnectionRole::Call, None)
-    {
-        Ok(connected) => connected,
-        Err(ConnectError::Handshake(
-            ConnectionHandshakeError::Rejected { code, reason }
-            | ConnectionHandshakeError::Refused { code, reason },
-        )) => return Err(rejected(refusal_in_words(code, &reason))),
-        Err(error) => return Err(unreachable(error.to_string())),
-    };
+    let (mut stream, mut reader, callee) =
+        match link::connect(shared, endpoint, ConnectionRole::Call, None) {
+            Ok(connected) => connected,
+            Err(ConnectError::Handshake(
+                ConnectionHandshakeError::Rejected { code, reason }
+                | ConnectionHandshakeError::Refused { code, reason },
+            )) => return Err(rejected(refusal_in_words(code, &reason))),
+            Err(error) => return Err(unreachable(error.to_string())),
+        };
     write_frame(
         &mut stream,
         FrameKind::CallRequest,
@@ -198,8 +198,12 @@ fn make(shared: &TcpShared, endpoint: &str, request: Bytes) -> Result<CallAnswer
         Err(error) => return Err(unreachable(format!("reading the answer: {error}"))),
     };
     match frame.kind {
-        FrameKind::CallAnswer => decode_call_answer(&frame.body)
-            .map_err(|error| unreachable(format!("a malformed answer: {error}"))),
+        FrameKind::CallAnswer => {
+            let answer = decode_call_answer(&frame.body)
+                .map_err(|error| unreachable(format!("a malformed answer: {error}")))?;
+            shared.merge_stamp(callee, frame.stamp);
+            Ok(answer)
+        }
         FrameKind::Reject => {
             let (code, reason) = handshake::rejection(&frame.body);
             Err(rejected(refusal_in_words(code, &reason)))

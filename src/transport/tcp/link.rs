@@ -144,7 +144,7 @@ fn run(
     while !ended() {
         match connect(shared, address, ConnectionRole::Peer, Some(peer)) {
             Ok(_) if ended() => return,
-            Ok((stream, _)) => {
+            Ok((stream, _, _)) => {
                 info!(%peer, address, "connected");
                 failures = FailureLog::default();
                 backoff = Duration::from_millis(config.reconnect_backoff_min_ms);
@@ -254,8 +254,9 @@ pub(super) enum ConnectError {
 }
 
 /// Connects to the node at `address` (`expected`, or any node but this one for `None`) and
-/// runs the handshake as `role`; returns the connection and the reader that read the
-/// handshake (its limits are the handshake's).
+/// runs the handshake as `role`, merging the acceptor's stamp once it is authenticated;
+/// returns the connection, the reader that read the handshake (its limits are the
+/// handshake's) and the acceptor's node id.
 ///
 /// # Errors
 ///
@@ -265,7 +266,7 @@ pub(super) fn connect(
     address: &str,
     role: ConnectionRole,
     expected: Option<NodeId>,
-) -> Result<(TcpStream, FrameReader), ConnectError> {
+) -> Result<(TcpStream, FrameReader, NodeId), ConnectError> {
     let config = &shared.config;
     let timeout = Duration::from_millis(config.connect_timeout_ms);
     let mut last = std::io::Error::other("the address resolves to nothing");
@@ -298,7 +299,7 @@ pub(super) fn connect(
         shared.handshake_deadlines(),
     )?;
     shared.merge_stamp(acceptor, reader.last_stamp());
-    Ok((stream, reader))
+    Ok((stream, reader, acceptor))
 }
 
 /// Writes queued batches to `stream` until it fails (the error) or `ended()` (`None`: the
