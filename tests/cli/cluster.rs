@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 use std::time::Instant;
 
 use super::{PATIENCE, Running, client_of, free_port, kommander};
+use crate::process::harness::parse_members;
 
 const SECRET: &str = "the secret of the cluster tests";
 const CLUSTER: &str = "cli-cluster";
@@ -73,20 +74,10 @@ fn members(client: &str) -> (u64, Vec<(u64, String, String)>) {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let value: serde_json::Value =
-        serde_json::from_slice(&output.stdout).expect("cluster members --json prints JSON");
-    let version = value["version"].as_u64().expect("version");
-    let members = value["members"]
-        .as_array()
-        .expect("members")
-        .iter()
-        .map(|m| {
-            (
-                m["id"].as_u64().expect("id"),
-                m["role"].as_str().expect("role").to_owned(),
-                m["endpoint"].as_str().expect("endpoint").to_owned(),
-            )
-        })
+    let (version, members) = parse_members(&output.stdout);
+    let members = members
+        .into_iter()
+        .map(|m| (m.id, m.role, m.endpoint))
         .collect();
     (version, members)
 }
