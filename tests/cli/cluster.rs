@@ -113,8 +113,11 @@ fn a_node_joins_a_one_node_cluster_and_cluster_remove_takes_it_out() {
         "a node without peers is a one-node cluster: {alone:?}"
     );
 
+    // The seed by a DNS name (discovery by DNS: the transport resolves a seed at each
+    // attempt and tries every address it names; decision 0005 §11).
     let seed = format!("127.0.0.1:{port1}");
-    let (mut node2, client2) = start(dir.path(), 2, port2, std::slice::from_ref(&seed));
+    let by_name = format!("localhost:{port1}");
+    let (mut node2, client2) = start(dir.path(), 2, port2, std::slice::from_ref(&by_name));
     // `ready` comes once the joining node is a voter: both nodes' rosters say so.
     let endpoint2 = format!("127.0.0.1:{port2}");
     let grown = vec![
