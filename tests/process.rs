@@ -6,6 +6,7 @@ mod process {
     mod bad_input;
     pub(crate) mod harness;
     mod kill9;
+    mod membership;
     mod readiness;
     mod snapshot;
     mod unknown_outcome;

@@ -37,7 +37,7 @@ pub enum WalBackend {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NodeConfig {
-    /// This node's id (non-zero, unique in the cluster).
+    /// This node's id (non-zero, unique in the cluster); required in a TOML file.
     pub node_id: u64,
     /// A human-readable name (for logs and the API).
     pub node_name: String,
@@ -52,7 +52,7 @@ pub struct NodeConfig {
     /// peers come from the roster); a node without peers that calls `Raft::join_cluster`
     /// starts a cluster of its own, of one node.
     pub peers: BTreeMap<u64, String>,
-    /// Directory holding one WAL directory per shard (`shard-<n>`).
+    /// Directory holding one WAL directory per shard (`shard-<n>`); required in a TOML file.
     pub data_dir: PathBuf,
     /// Number of shard threads; 0 means one per available core. A data directory keeps the
     /// shard count it was created with (start refuses another), so set it explicitly where
@@ -159,6 +159,16 @@ pub struct NodeConfig {
     pub checkpoint_retry_backoff_ms_max: u64,
     /// Events buffered per `Raft` event subscriber (a slower subscriber misses the oldest).
     pub events_buffered_max: usize,
+    /// A `StateMachine` callback (`on_replication_received`, `on_log_restored`) that takes
+    /// longer than this many milliseconds is logged as a warning naming the partition and the
+    /// index (Kommander's `SlowRaftStateMachineLog`); 0 turns the check off, and with it the
+    /// two clock reads per callback.
+    pub slow_state_machine_ms: u64,
+    /// A WAL write that takes longer than this many milliseconds from its submission to its
+    /// durability is logged as a warning naming the shard (Kommander's
+    /// `SlowRaftWALMachineLog`); 0 turns the warning off. The `kommander_wal_fsync_seconds`
+    /// histogram records every write either way.
+    pub slow_wal_write_ms: u64,
     /// Deadlines pending at once on one node (timed `Raft` calls still waiting); a timed call
     /// beyond it is refused with a retryable `QueueFull`.
     pub timers_max: usize,
@@ -187,6 +197,9 @@ pub enum ConfigError {
     #[error("config does not parse: {0}")]
     Parse(String),
 }
+
+/// The fields a TOML configuration must give: they have no default a real node can use.
+const TOML_REQUIRED: [&str; 2] = ["node_id", "data_dir"];
 
 impl Default for NodeConfig {
     fn default() -> Self {
@@ -250,6 +263,8 @@ impl NodeConfig {
             checkpoint_retry_backoff_ms: 10,
             checkpoint_retry_backoff_ms_max: 500,
             events_buffered_max: 1024,
+            slow_state_machine_ms: 50,
+            slow_wal_write_ms: 25,
             timers_max: 65_536,
             transport: TcpConfig::default(),
             snapshot: SnapshotConfig::default(),
@@ -257,14 +272,28 @@ impl NodeConfig {
         }
     }
 
-    /// Parses a TOML text (missing fields take their defaults) and validates it.
+    /// Parses a TOML text and validates it. `node_id` and `data_dir` must be given (a file
+    /// that forgot them must not make a second node 1, or keep a WAL in a temporary
+    /// directory); every other missing field takes its default.
     ///
     /// # Errors
     ///
     /// [`ConfigError::Parse`] for text that does not parse or names an unknown field;
-    /// [`ConfigError::InvalidField`] as [`NodeConfig::validate`].
+    /// [`ConfigError::InvalidField`] for a missing `node_id` or `data_dir`, and as
+    /// [`NodeConfig::validate`].
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         let config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        // It parsed as a configuration, so it parses as a table.
+        let table: toml::Table = text.parse().unwrap_or_default();
+        if let Some(field) = TOML_REQUIRED
+            .into_iter()
+            .find(|key| !table.contains_key(*key))
+        {
+            return Err(ConfigError::InvalidField {
+                field,
+                reason: "required in a configuration file".to_owned(),
+            });
+        }
         config.validate()?;
         Ok(config)
     }
@@ -587,6 +616,7 @@ impl From<&NodeConfig> for ShardConfig {
             wal: config.wal_config(),
             snapshot: config.snapshot,
             membership: config.membership,
+            slow_wal_write: Duration::from_millis(config.slow_wal_write_ms),
             #[cfg(feature = "sim-bugs")]
             bug: None,
         }

@@ -16,10 +16,9 @@
 //! (little-endian), checked by a CRC32C:
 //!
 //! ```text
-//! identity := magic "KMID" format:u8 (1) incarnation:u64 origin:u8 first? crc32c:u32
+//! identity := magic "KMID" format:u8 (2) incarnation:u64 origin:u8 first? crc32c:u32
 //! origin   := 0 no join yet | 1 the static configuration | 2 a seed's roster
-//! first    := voters:list learners:list             (when origin is 1 or 2)
-//! list     := count:u16 node:u64*                   (sorted, distinct, non-zero)
+//! first    := a configuration entry's payload (`Configuration::encode`; when origin is 1 or 2)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -27,13 +26,13 @@ use std::sync::{Mutex, PoisonError};
 
 use bytes::{Buf, BufMut, BytesMut};
 
-use crate::core::{CONFIGURATION_MEMBERS_MAX, NodeId};
+use crate::core::Configuration;
 use crate::node::durable_file;
 
 /// The file's name in the data directory.
 const FILE: &str = "identity";
 const MAGIC: &[u8; 4] = b"KMID";
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
 
 /// Where a node's first configuration of partition 0 came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,11 +43,10 @@ pub(crate) enum Origin {
     Seed,
 }
 
-/// The voters and learners partition 0 was first opened with on this data directory.
+/// The configuration partition 0 was first opened with on this data directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct FirstConfiguration {
-    pub(crate) voters: Vec<NodeId>,
-    pub(crate) learners: Vec<NodeId>,
+    pub(crate) configuration: Configuration,
     pub(crate) origin: Origin,
 }
 
@@ -145,13 +143,7 @@ fn encode(incarnation: u64, first: Option<&FirstConfiguration>) -> Vec<u8> {
                 Origin::Static => 1,
                 Origin::Seed => 2,
             });
-            for list in [&first.voters, &first.learners] {
-                // At most CONFIGURATION_MEMBERS_MAX nodes (a configuration's limit).
-                out.put_u16_le(list.len() as u16);
-                for node in list {
-                    out.put_u64_le(node.0);
-                }
-            }
+            out.put_slice(&first.configuration.encode());
         }
     }
     let crc = crc32c::crc32c(&out);
@@ -180,38 +172,27 @@ fn decode(bytes: &[u8]) -> Option<(u64, Option<FirstConfiguration>)> {
         2 => Origin::Seed,
         _ => return None,
     };
-    let voters = list(&mut body)?;
-    let learners = list(&mut body)?;
-    let valid = incarnation != 0 && body.is_empty() && !voters.is_empty();
-    valid.then_some((
+    let configuration = Configuration::decode(body).ok()?;
+    (incarnation != 0).then_some((
         incarnation,
         Some(FirstConfiguration {
-            voters,
-            learners,
+            configuration,
             origin,
         }),
     ))
 }
 
-fn list(body: &mut &[u8]) -> Option<Vec<NodeId>> {
-    if body.len() < 2 {
-        return None;
-    }
-    let count = usize::from(body.get_u16_le());
-    if count > CONFIGURATION_MEMBERS_MAX || body.len() < count * 8 {
-        return None;
-    }
-    let nodes: Vec<NodeId> = (0..count).map(|_| NodeId(body.get_u64_le())).collect();
-    let ordered = nodes.windows(2).all(|pair| pair[0] < pair[1]);
-    (ordered && !nodes.contains(&NodeId::ZERO)).then_some(nodes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::NodeId;
 
-    fn ids(list: &[u64]) -> Vec<NodeId> {
-        list.iter().copied().map(NodeId).collect()
+    fn first(voters: &[u64], learners: &[u64], origin: Origin) -> FirstConfiguration {
+        let ids = |list: &[u64]| list.iter().copied().map(NodeId).collect();
+        FirstConfiguration {
+            configuration: Configuration::new(ids(voters), ids(learners)).expect("valid"),
+            origin,
+        }
     }
 
     #[test]
@@ -221,17 +202,9 @@ mod tests {
         let incarnation = identity.incarnation();
         assert_ne!(incarnation, 0);
         assert_eq!(identity.first(), None);
-        let seeded = FirstConfiguration {
-            voters: ids(&[1, 2]),
-            learners: ids(&[4]),
-            origin: Origin::Seed,
-        };
+        let seeded = first(&[1, 2], &[4], Origin::Seed);
         assert_eq!(identity.decide_first(seeded.clone()).expect("kept"), seeded);
-        let other = FirstConfiguration {
-            voters: ids(&[4]),
-            learners: Vec::new(),
-            origin: Origin::Static,
-        };
+        let other = first(&[4], &[], Origin::Static);
         assert_eq!(
             identity.decide_first(other).expect("kept"),
             seeded,
@@ -250,13 +223,9 @@ mod tests {
 
     #[test]
     fn every_damaged_identity_is_refused_not_a_panic() {
-        let first = FirstConfiguration {
-            voters: ids(&[1, 2]),
-            learners: ids(&[3]),
-            origin: Origin::Seed,
-        };
-        let bytes = encode(42, Some(&first));
-        assert_eq!(decode(&bytes), Some((42, Some(first.clone()))));
+        let seeded = first(&[1, 2], &[3], Origin::Seed);
+        let bytes = encode(42, Some(&seeded));
+        assert_eq!(decode(&bytes), Some((42, Some(seeded))));
         assert_eq!(decode(&encode(42, None)), Some((42, None)));
         for len in 0..bytes.len() {
             assert_eq!(decode(&bytes[..len]), None, "cut at {len}");
@@ -266,12 +235,28 @@ mod tests {
             flipped[at] ^= 0x10;
             assert_eq!(decode(&flipped), None, "byte {at} flipped");
         }
-        // Well-formed bytes (a valid CRC) that break a rule: unsorted voters, incarnation 0.
-        let unsorted = FirstConfiguration {
-            voters: ids(&[2, 1]),
-            ..first
+        // Well-formed bytes (a valid CRC) that break a rule: unsorted voters, an unknown
+        // origin, incarnation 0.
+        let sealed = |origin: u8, configuration: &[u8]| {
+            let mut out = BytesMut::new();
+            out.put_slice(MAGIC);
+            out.put_u8(FORMAT);
+            out.put_u64_le(42);
+            out.put_u8(origin);
+            out.put_slice(configuration);
+            let crc = crc32c::crc32c(&out);
+            out.put_u32_le(crc);
+            out.to_vec()
         };
-        assert_eq!(decode(&encode(42, Some(&unsorted))), None);
+        let valid = first(&[1, 2], &[], Origin::Seed).configuration.encode();
+        assert!(
+            decode(&sealed(2, &valid)).is_some(),
+            "the hand-made bytes decode"
+        );
+        let mut unsorted = valid.to_vec();
+        unsorted[9..25].rotate_left(8); // the two voter ids, swapped
+        assert_eq!(decode(&sealed(2, &unsorted)), None);
+        assert_eq!(decode(&sealed(3, &valid)), None);
         assert_eq!(decode(&encode(0, None)), None);
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join(FILE), b"garbage").expect("write");

@@ -167,10 +167,12 @@ impl SystemState {
 }
 
 /// The state machine the runtime calls: system entries of P0 go to the coordinator, the rest
-/// to the application.
+/// to the application, whose callbacks slower than `slow_callback` are logged as warnings
+/// (never when it is zero).
 pub(crate) struct SystemApp {
     pub(crate) system: Arc<SystemState>,
     pub(crate) app: Arc<dyn StateMachine>,
+    pub(crate) slow_callback: Duration,
 }
 
 impl SystemApp {
@@ -187,6 +189,33 @@ impl SystemApp {
             Err(_) => false,
         }
     }
+
+    /// Runs the application's `callback` for `entry`, timed when a slow callback is to be
+    /// reported.
+    fn timed(
+        &self,
+        callback: &'static str,
+        partition: PartitionId,
+        entry: &LogEntry,
+        call: impl FnOnce() -> bool,
+    ) -> bool {
+        if self.slow_callback.is_zero() {
+            return call();
+        }
+        let started = Instant::now();
+        let accepted = call();
+        let took = started.elapsed();
+        if took > self.slow_callback {
+            tracing::warn!(
+                partition = partition.get(),
+                index = entry.index.get(),
+                took_ms = took.as_millis() as u64,
+                threshold_ms = self.slow_callback.as_millis() as u64,
+                "slow state machine: {callback} took {took:?}"
+            );
+        }
+        accepted
+    }
 }
 
 impl StateMachine for SystemApp {
@@ -194,14 +223,18 @@ impl StateMachine for SystemApp {
         if partition == SYSTEM_PARTITION && entry.log_type() == SYSTEM_LOG_TYPE {
             return self.system_entry(entry);
         }
-        self.app.on_replication_received(partition, entry)
+        self.timed("on_replication_received", partition, entry, || {
+            self.app.on_replication_received(partition, entry)
+        })
     }
 
     fn on_log_restored(&self, partition: PartitionId, entry: &LogEntry) -> bool {
         if partition == SYSTEM_PARTITION && entry.log_type() == SYSTEM_LOG_TYPE {
             return self.system_entry(entry);
         }
-        self.app.on_log_restored(partition, entry)
+        self.timed("on_log_restored", partition, entry, || {
+            self.app.on_log_restored(partition, entry)
+        })
     }
 }
 
@@ -379,7 +412,10 @@ impl Loop {
             }
         }
         match seeded {
-            Some(first) => (first.voters.clone(), first.learners.clone()),
+            Some(first) => (
+                first.configuration.voters().to_vec(),
+                first.configuration.learners().to_vec(),
+            ),
             None => (self.config.cluster_nodes(), Vec::new()),
         }
     }
@@ -422,5 +458,73 @@ impl Loop {
         } else {
             self.next_proposal = Instant::now() + self.retry;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{Entry, EntryKind, LogIndex, Term, Ticket};
+    use crate::shard::codec::encode_envelope;
+
+    /// An application whose callbacks take `delay`.
+    struct Slow(Duration);
+
+    impl StateMachine for Slow {
+        fn on_replication_received(&self, _: PartitionId, _: &LogEntry) -> bool {
+            std::thread::sleep(self.0);
+            true
+        }
+
+        fn on_log_restored(&self, partition: PartitionId, entry: &LogEntry) -> bool {
+            self.on_replication_received(partition, entry)
+        }
+    }
+
+    /// What a node whose slow-callback threshold is `threshold` logs when an application
+    /// taking `delay` gets entry 7 of partition 3 (live and restored).
+    fn logged(threshold: Duration, delay: Duration) -> String {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let app = SystemApp {
+            system: Arc::new(SystemState::open(dir.path()).expect("system state")),
+            app: Arc::new(Slow(delay)),
+            slow_callback: threshold,
+        };
+        let entry = LogEntry::decode(&Entry {
+            index: LogIndex(7),
+            term: Term(1),
+            kind: EntryKind::Normal,
+            ticket: Ticket(1),
+            auto_commit: true,
+            payload: encode_envelope("kv", b"x"),
+        })
+        .expect("an entry");
+        let log = tempfile::NamedTempFile::new().expect("temp file");
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(Arc::new(log.reopen().expect("reopen")))
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            assert!(app.on_replication_received(PartitionId(3), &entry));
+            assert!(app.on_log_restored(PartitionId(3), &entry));
+        });
+        std::fs::read_to_string(log.path()).expect("read the log")
+    }
+
+    #[test]
+    fn a_callback_slower_than_the_threshold_is_logged_as_a_warning() {
+        let text = logged(Duration::from_millis(5), Duration::from_millis(20));
+        for callback in ["on_replication_received", "on_log_restored"] {
+            assert!(
+                text.lines().any(|line| line.contains("WARN")
+                    && line.contains(&format!("slow state machine: {callback}"))
+                    && line.contains("partition=3")
+                    && line.contains("index=7")),
+                "{text}"
+            );
+        }
+        // Far below the threshold, and with the check off: nothing.
+        assert_eq!(logged(Duration::from_secs(60), Duration::ZERO), "");
+        assert_eq!(logged(Duration::ZERO, Duration::from_millis(20)), "");
     }
 }

@@ -52,6 +52,9 @@ pub struct ShardConfig {
     pub snapshot: SnapshotConfig,
     /// Membership changes.
     pub membership: MembershipConfig,
+    /// A WAL write slower than this (submission to durability) is logged as a warning;
+    /// [`Duration::ZERO`]: never.
+    pub slow_wal_write: Duration,
     /// Simulator sensitivity hooks (feature `sim-bugs` only): the node-level bug to inject.
     #[cfg(feature = "sim-bugs")]
     pub bug: Option<NodeBug>,

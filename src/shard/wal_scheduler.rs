@@ -14,7 +14,7 @@
 //! (it reads no clock itself: the simulator steps it with virtual time).
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kommander_wal::{Lsn, Wal, Write};
@@ -47,6 +47,11 @@ pub(crate) struct WalScheduler {
     /// record below it) and when it was submitted.
     submitted: VecDeque<(Lsn, Instant)>,
     metrics: ShardMetrics,
+    /// The shard whose WAL this schedules (named in warnings).
+    shard: usize,
+    /// A submission durable later than this after it was submitted is logged as a warning
+    /// (`Duration::ZERO`: never).
+    slow_write: Duration,
 }
 
 impl std::fmt::Debug for WalScheduler {
@@ -60,8 +65,9 @@ impl std::fmt::Debug for WalScheduler {
 }
 
 impl WalScheduler {
-    /// A scheduler with nothing appended, recording into `metrics`.
-    pub(crate) fn new(metrics: ShardMetrics) -> Self {
+    /// A scheduler of `shard`'s WAL with nothing appended, recording into `metrics` and
+    /// warning of a write slower than `slow_write` (never when it is zero).
+    pub(crate) fn new(shard: usize, metrics: ShardMetrics, slow_write: Duration) -> Self {
         Self {
             scratch: Vec::new(),
             appended_records: 0,
@@ -69,6 +75,8 @@ impl WalScheduler {
             pending: VecDeque::new(),
             submitted: VecDeque::new(),
             metrics,
+            shard,
+            slow_write,
         }
     }
 
@@ -199,7 +207,16 @@ impl WalScheduler {
         while let Some(&(lsn, at)) = self.submitted.front()
             && lsn <= durable
         {
-            self.metrics.wal_durable(now.saturating_duration_since(at));
+            let latency = now.saturating_duration_since(at);
+            self.metrics.wal_durable(latency);
+            if !self.slow_write.is_zero() && latency > self.slow_write {
+                tracing::warn!(
+                    shard = self.shard,
+                    latency_ms = latency.as_millis() as u64,
+                    threshold_ms = self.slow_write.as_millis() as u64,
+                    "slow WAL write: durable {latency:?} after its submission"
+                );
+            }
             self.submitted.pop_front();
         }
         let mut worked = false;
@@ -224,5 +241,49 @@ impl WalScheduler {
     pub(crate) fn clear(&mut self) {
         self.pending.clear();
         self.submitted.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// What `scheduler` logs when a write submitted at `at` is acknowledged at `now`.
+    fn logged(mut scheduler: WalScheduler, at: Instant, now: Instant) -> String {
+        let log = Arc::new(tempfile::NamedTempFile::new().expect("temp file"));
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(Arc::new(log.reopen().expect("reopen")))
+            .with_ansi(false)
+            .finish();
+        scheduler.submitted.push_back((Lsn(1), at));
+        tracing::subscriber::with_default(subscriber, || {
+            scheduler.acknowledge(Lsn(1), &mut Outbox::default(), now, |_, _| true);
+        });
+        assert!(scheduler.submitted.is_empty(), "the write is durable");
+        std::fs::read_to_string(log.path()).expect("read the log")
+    }
+
+    #[test]
+    fn a_write_slower_than_the_threshold_is_logged_as_a_warning() {
+        let at = Instant::now();
+        let slow = Duration::from_millis(25);
+        let scheduler = || WalScheduler::new(3, ShardMetrics::new(3), slow);
+        let text = logged(scheduler(), at, at + Duration::from_millis(40));
+        assert!(
+            text.contains("WARN")
+                && text.contains("slow WAL write")
+                && text.contains("shard=3")
+                && text.contains("latency_ms=40"),
+            "{text}"
+        );
+        assert_eq!(
+            logged(scheduler(), at, at + slow),
+            "",
+            "at the threshold: quiet"
+        );
+        let off = WalScheduler::new(3, ShardMetrics::new(3), Duration::ZERO);
+        assert_eq!(logged(off, at, at + Duration::from_secs(9)), "", "0: never");
     }
 }

@@ -189,6 +189,11 @@ pub(crate) struct Worker {
 impl Worker {
     /// A worker over `wal` whose first tick is due one tick interval after `now`.
     pub(crate) fn new(params: ShardParams, wal: Wal, now: Instant) -> Self {
+        let writes = WalScheduler::new(
+            params.shard,
+            params.metrics.clone(),
+            params.config.slow_wal_write,
+        );
         Self {
             next_tick: now + params.config.tick_interval,
             shard: params.shard,
@@ -204,7 +209,7 @@ impl Worker {
             inbound: params.inbound,
             stop: params.stop,
             stats: params.stats,
-            writes: WalScheduler::new(params.metrics.clone()),
+            writes,
             metrics: params.metrics,
             leaders: params.leaders,
             membership: params.membership,

@@ -118,6 +118,7 @@ fn write_ok(client: &mut ClientConnection, partition: PartitionId, payload: Byte
 #[test]
 fn node_refuses_an_invalid_config_with_exit_code_2_naming_the_field() {
     let dir = tempfile::tempdir().expect("dir");
+    let data_dir = format!("data_dir = \"{}\"\n", dir.path().join("data").display());
     let cases = [
         ("node_id = 0\n", "node_id"),
         ("node_id = 1\nno_such_field = 3\n", "no_such_field"),
@@ -127,9 +128,13 @@ fn node_refuses_an_invalid_config_with_exit_code_2_naming_the_field() {
         ),
         ("node_id = 1\ntick_interval_ms = 0\n", "tick_interval_ms"),
     ];
+    let cases = cases
+        .map(|(text, field)| (format!("{data_dir}{text}"), field))
+        .into_iter()
+        .chain([("node_id = 1\n".to_owned(), "data_dir")]);
     for (text, field) in cases {
         let config = dir.path().join("bad.toml");
-        std::fs::write(&config, text).expect("write config");
+        std::fs::write(&config, &text).expect("write config");
         let output = kommander()
             .arg("node")
             .arg("--config")

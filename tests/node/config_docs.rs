@@ -12,9 +12,9 @@ use kommander_raft::NodeConfig;
 /// The page, as this test binary was built with it.
 const PAGE: &str = include_str!("../../docs/configuration.md");
 
-/// The settings whose default section 2 gives in words: derived from `node_id`, from the
-/// machine, unset. Every other default is written as a TOML value, and checked.
-const DEFAULTS_IN_WORDS: [&str; 3] = ["node_name", "data_dir", "transport.auth_secret"];
+/// The settings whose default section 2 gives in words: required in a file, derived from
+/// `node_id`, unset. Every other default is written as a TOML value, and checked.
+const DEFAULTS_IN_WORDS: [&str; 4] = ["node_id", "node_name", "data_dir", "transport.auth_secret"];
 
 /// The options of Kommander's `RaftConfiguration` (`kommander-behaviour.md` §1.5).
 const KOMMANDER_OPTIONS: usize = 100;
@@ -95,14 +95,20 @@ fn every_key() -> BTreeSet<String> {
     settings_of(&config).into_keys().collect()
 }
 
-/// Checks the page's claim that the default of `key` is the TOML value `value`: a file of only
-/// that line loads, validates and is the default configuration.
+/// Checks the page's claim that the default of `key` is the TOML value `value`: a file of
+/// that line (and of the default configuration's required fields) loads, validates and is the
+/// default configuration.
 fn check_default(key: &str, value: &str, defaults: &BTreeMap<String, toml::Value>) {
     let line = format!("{key} = {value}");
+    let required: String = ["node_id", "data_dir"]
+        .into_iter()
+        .filter(|&required| required != key)
+        .map(|required| format!("{required} = {}\n", defaults[required]))
+        .collect();
     let actual = defaults
         .get(key)
         .map_or_else(|| "unset".to_owned(), ToString::to_string);
-    match NodeConfig::from_toml(&line) {
+    match NodeConfig::from_toml(&format!("{required}{line}")) {
         Ok(config) => assert!(
             config == NodeConfig::default(),
             "docs/configuration.md says `{line}`, but the default of `{key}` is {actual}"

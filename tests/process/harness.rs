@@ -1,6 +1,7 @@
-//! Real `kommander node` processes on loopback: start, SIGKILL, SIGTERM, restart; a load
-//! generator over the client port that records every acknowledged write; offline checks of
-//! each node's WAL.
+//! Real `kommander node` processes on loopback: start, SIGKILL, SIGTERM, restart, nodes that
+//! join a running cluster (`--join`) and the roster through `kommander cluster`; a load
+//! generator over the client ports (which learns of nodes added and removed) that records
+//! every acknowledged write; offline checks of each node's WAL.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -8,7 +9,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex, RwLock, mpsc};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -16,7 +17,7 @@ use kommander_raft::shard::codec::{decode_envelope, decode_record};
 use kommander_raft::transport::tcp::client::{
     ClientConnection, ClientRequest, ClientResponse, ReplicaState,
 };
-use kommander_raft::{LogIndex, NodeId, PartitionId, Status, Term};
+use kommander_raft::{EntryKind, LogIndex, NodeId, PartitionId, Status, Term};
 use kommander_wal::{Wal, WalConfig};
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_kommander");
@@ -59,6 +60,27 @@ pub(crate) struct Node {
 }
 
 impl Node {
+    /// Node `id`, not started, with its configuration written at `config_path`.
+    fn new(
+        id: u64,
+        endpoint: &str,
+        data_dir: PathBuf,
+        config_path: PathBuf,
+        args: &[&str],
+    ) -> Self {
+        Self {
+            id,
+            peer_address: endpoint.to_owned(),
+            client_address: free_address(),
+            data_dir,
+            config_path,
+            args: args.iter().map(|&a| a.to_owned()).collect(),
+            child: None,
+            ready: None,
+            log: Arc::new(Mutex::new(String::new())),
+        }
+    }
+
     /// Starts the process and waits for its `ready` line.
     pub(crate) fn start(&mut self) {
         self.spawn();
@@ -171,10 +193,54 @@ impl Drop for Node {
     }
 }
 
+/// Writes node `id`'s configuration to `dir` (data directory `dir/{name}`, file
+/// `dir/{name}.toml`): its `endpoint`, a `[peers]` table of `peer_lines` (empty: no table)
+/// and `extra_toml` as top-level lines. Returns the file and the data directory.
+fn write_config(
+    dir: &Path,
+    name: &str,
+    id: u64,
+    endpoint: &str,
+    peer_lines: &str,
+    extra_toml: &str,
+) -> (PathBuf, PathBuf) {
+    let data_dir = dir.join(name);
+    let peers = if peer_lines.is_empty() {
+        String::new()
+    } else {
+        format!("[peers]\n{peer_lines}\n")
+    };
+    let toml = format!(
+        "node_id = {id}\n\
+         endpoint = \"{endpoint}\"\n\
+         cluster_name = \"{CLUSTER}\"\n\
+         data_dir = \"{data}\"\n\
+         shards = 1\n\
+         initial_partitions = {PARTITIONS}\n\
+         tick_interval_ms = 10\n\
+         election_timeout_ticks_min = 15\n\
+         election_timeout_ticks_max = 30\n\
+         heartbeat_interval_ticks = 3\n\
+         wal_segment_bytes = 4194304\n\
+         {extra_toml}\n\
+         {peers}\
+         [transport]\n\
+         auth_secret = \"{SECRET}\"\n\
+         handshake_timeout_ms = 2000\n\
+         frame_read_timeout_ms = 2000\n",
+        data = data_dir.display(),
+    );
+    let config_path = dir.join(format!("{name}.toml"));
+    std::fs::write(&config_path, toml).expect("write config");
+    (config_path, data_dir)
+}
+
 /// A cluster of node processes sharing a temporary directory.
 pub(crate) struct ProcessCluster {
     pub(crate) nodes: Vec<Node>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+    /// Nodes added by [`ProcessCluster::add_joining`] so far (names their data directories).
+    joiners: usize,
 }
 
 impl ProcessCluster {
@@ -185,60 +251,78 @@ impl ProcessCluster {
     }
 
     /// [`ProcessCluster::start`] with the nodes' command-line arguments (besides `--config`
-    /// and `--client-listen`).
+    /// and `--client-listen`). One node (`count` 1) has no peers: a one-node cluster that
+    /// others can join ([`ProcessCluster::add_joining`]).
     pub(crate) fn start_with(count: u64, running: usize, extra_toml: &str, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let peers: Vec<String> = (0..count).map(|_| free_address()).collect();
         let mut nodes = Vec::new();
         for id in 1..=count {
-            let data_dir = dir.path().join(format!("node-{id}"));
             let peer_lines: String = (1..=count)
                 .filter(|&n| n != id)
                 .map(|n| format!("{n} = \"{}\"\n", peers[n as usize - 1]))
                 .collect();
-            let toml = format!(
-                "node_id = {id}\n\
-                 endpoint = \"{endpoint}\"\n\
-                 cluster_name = \"{CLUSTER}\"\n\
-                 data_dir = \"{data}\"\n\
-                 shards = 1\n\
-                 initial_partitions = {PARTITIONS}\n\
-                 tick_interval_ms = 10\n\
-                 election_timeout_ticks_min = 15\n\
-                 election_timeout_ticks_max = 30\n\
-                 heartbeat_interval_ticks = 3\n\
-                 wal_segment_bytes = 4194304\n\
-                 {extra_toml}\n\
-                 [peers]\n{peer_lines}\n\
-                 [transport]\n\
-                 auth_secret = \"{SECRET}\"\n\
-                 handshake_timeout_ms = 2000\n\
-                 frame_read_timeout_ms = 2000\n",
-                endpoint = peers[id as usize - 1],
-                data = data_dir.display(),
-            );
-            let config_path = dir.path().join(format!("node-{id}.toml"));
-            std::fs::write(&config_path, toml).expect("write config");
-            nodes.push(Node {
+            let endpoint = &peers[id as usize - 1];
+            let (config_path, data_dir) = write_config(
+                dir.path(),
+                &format!("node-{id}"),
                 id,
-                peer_address: peers[id as usize - 1].clone(),
-                client_address: free_address(),
-                data_dir,
-                config_path,
-                args: args.iter().map(|&a| a.to_owned()).collect(),
-                child: None,
-                ready: None,
-                log: Arc::new(Mutex::new(String::new())),
-            });
+                endpoint,
+                &peer_lines,
+                extra_toml,
+            );
+            nodes.push(Node::new(id, endpoint, data_dir, config_path, args));
         }
         // Start them all before waiting: each waits for a quorum to join.
-        let mut cluster = Self { nodes, _dir: dir };
+        let mut cluster = Self {
+            nodes,
+            dir,
+            joiners: 0,
+        };
         std::thread::scope(|scope| {
             for node in cluster.nodes.iter_mut().take(running) {
                 scope.spawn(|| node.start());
             }
         });
         cluster
+    }
+
+    /// Adds node `id`, not started, that joins the running cluster through `seed` (a
+    /// member's peer endpoint: `kommander node --join`): a configuration without `[peers]`,
+    /// with its own endpoint (`endpoint`, or a free address) and an empty data directory of
+    /// its own, no checkpoints ([`CHECKPOINTS_OFF`]). Its `ready` line comes once it votes
+    /// in every partition. Returns it.
+    pub(crate) fn add_joining(&mut self, id: u64, endpoint: Option<&str>, seed: &str) -> &mut Node {
+        let endpoint = endpoint.map_or_else(free_address, str::to_owned);
+        // A data directory never used before, even when an earlier node had this id.
+        self.joiners += 1;
+        let name = format!("node-{id}-joiner-{}", self.joiners);
+        let (config_path, data_dir) = write_config(self.dir.path(), &name, id, &endpoint, "", "");
+        assert!(!data_dir.exists(), "{} is not empty", data_dir.display());
+        let mut args = CHECKPOINTS_OFF.to_vec();
+        args.extend(["--join", seed]);
+        self.nodes
+            .push(Node::new(id, &endpoint, data_dir, config_path, &args));
+        self.nodes.last_mut().expect("just added")
+    }
+
+    /// Node `id`.
+    pub(crate) fn node(&mut self, id: u64) -> &mut Node {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.id == id)
+            .unwrap_or_else(|| panic!("no node {id}"))
+    }
+
+    /// Takes node `id` out of the cluster (no longer a member: [`ProcessCluster::states`],
+    /// [`ProcessCluster::wait_applied`] and the rest leave it out); the caller stops it.
+    pub(crate) fn take(&mut self, id: u64) -> Node {
+        let position = self
+            .nodes
+            .iter()
+            .position(|n| n.id == id)
+            .unwrap_or_else(|| panic!("no node {id}"));
+        self.nodes.remove(position)
     }
 
     /// Every node's client address, by node id (what [`Load::start`] writes through).
@@ -297,6 +381,49 @@ impl ProcessCluster {
         }
     }
 
+    /// The end of a run under load: every node applies up to the highest acknowledged index
+    /// of every partition, stops cleanly on SIGTERM (exit 0, `shutting down` logged), and
+    /// its WAL, opened offline, holds every write of `acked` at its acknowledged index.
+    pub(crate) fn stop_holding_every_write(&mut self, acked: &[Acked]) {
+        let mut highest: BTreeMap<u32, u64> = BTreeMap::new();
+        for a in acked {
+            let h = highest.entry(a.partition.get()).or_default();
+            *h = (*h).max(a.index);
+        }
+        for (&p, &index) in &highest {
+            self.wait_applied(PartitionId(p), index);
+        }
+        for node in &mut self.nodes {
+            let status = node.terminate();
+            assert!(
+                status.success(),
+                "node {} exited with {status}:\n{}",
+                node.id,
+                node.log_text()
+            );
+            assert!(
+                node.log_text().contains("shutting down"),
+                "node {} logged no shutdown",
+                node.id
+            );
+        }
+        for node in &self.nodes {
+            let log = read_logs(&node.data_dir);
+            let missing: Vec<&Acked> = acked
+                .iter()
+                .filter(|a| log.get(&(a.partition.get(), a.index)) != Some(&a.payload))
+                .collect();
+            assert!(
+                missing.is_empty(),
+                "node {} lacks {} of {} acknowledged writes, first {:?}",
+                node.id,
+                missing.len(),
+                acked.len(),
+                missing.first()
+            );
+        }
+    }
+
     /// Waits until every node runs and has applied at least `index` of `p`.
     pub(crate) fn wait_applied(&mut self, p: PartitionId, index: u64) {
         let deadline = Instant::now() + PATIENCE;
@@ -320,7 +447,13 @@ pub(crate) struct Acked {
     pub(crate) partition: PartitionId,
     pub(crate) index: u64,
     pub(crate) payload: Bytes,
+    /// When its acknowledgement arrived.
+    pub(crate) at: Instant,
 }
+
+/// The client addresses the writers use, by node id: shared, so that the test adds a node
+/// that joined and drops one that left while they run.
+type Clients = Arc<RwLock<BTreeMap<u64, String>>>;
 
 /// Writer threads that replicate unique payloads through the client ports, following
 /// leadership, and record every acknowledged write.
@@ -328,22 +461,25 @@ pub(crate) struct Load {
     stop: Arc<AtomicBool>,
     acked: Arc<Mutex<Vec<Acked>>>,
     count: Arc<AtomicU64>,
+    clients: Clients,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Load {
-    /// Starts `writers` threads over `clients` (node id → client address).
+    /// Starts `writers` threads over `clients` (node id → client address; never empty).
     pub(crate) fn start(clients: BTreeMap<u64, String>, writers: usize) -> Self {
+        assert!(!clients.is_empty(), "a load needs a node to write to");
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(Vec::new()));
         let count = Arc::new(AtomicU64::new(0));
+        let clients = Arc::new(RwLock::new(clients));
         let threads = (0..writers)
             .map(|w| {
                 let (stop, acked, count, clients) = (
                     Arc::clone(&stop),
                     Arc::clone(&acked),
                     Arc::clone(&count),
-                    clients.clone(),
+                    Arc::clone(&clients),
                 );
                 std::thread::spawn(move || writer(w, &clients, &stop, &acked, &count))
             })
@@ -352,8 +488,24 @@ impl Load {
             stop,
             acked,
             count,
+            clients,
             threads,
         }
+    }
+
+    /// Writes through node `id`'s client port at `address` from now on (a node that joined,
+    /// or one that came back with another client port).
+    pub(crate) fn add_client(&self, id: u64, address: &str) {
+        let mut clients = self.clients.write().expect("clients");
+        clients.insert(id, address.to_owned());
+    }
+
+    /// Stops writing through node `id` (a node taken out of the cluster). At least one node
+    /// must remain.
+    pub(crate) fn remove_client(&self, id: u64) {
+        let mut clients = self.clients.write().expect("clients");
+        clients.remove(&id);
+        assert!(!clients.is_empty(), "a load needs a node to write to");
     }
 
     /// Acknowledged writes so far.
@@ -387,28 +539,34 @@ impl Load {
 
 fn writer(
     w: usize,
-    clients: &BTreeMap<u64, String>,
+    clients: &RwLock<BTreeMap<u64, String>>,
     stop: &AtomicBool,
     acked: &Mutex<Vec<Acked>>,
     count: &AtomicU64,
 ) {
     let mut connections: BTreeMap<u64, ClientConnection> = BTreeMap::new();
     let mut leaders: BTreeMap<u32, u64> = BTreeMap::new();
-    let ids: Vec<u64> = clients.keys().copied().collect();
     let mut seq = 0u64;
     let mut guess = w;
     while !stop.load(Ordering::Acquire) {
         seq += 1;
         let p = PartitionId(1 + (seq % u64::from(PARTITIONS)) as u32);
-        let target = *leaders.entry(p.get()).or_insert_with(|| {
-            guess += 1;
-            ids[guess % ids.len()]
-        });
+        let (target, address) = {
+            let clients = clients.read().expect("clients");
+            // Forget the nodes taken out of the map.
+            connections.retain(|id, _| clients.contains_key(id));
+            leaders.retain(|_, id| clients.contains_key(id));
+            let target = *leaders.entry(p.get()).or_insert_with(|| {
+                guess += 1;
+                *clients.keys().nth(guess % clients.len()).expect("a node")
+            });
+            (target, clients[&target].clone())
+        };
         let client = match connections.entry(target) {
             std::collections::btree_map::Entry::Occupied(c) => c.into_mut(),
             std::collections::btree_map::Entry::Vacant(v) => {
                 match ClientConnection::connect(
-                    &clients[&target],
+                    &address,
                     CLUSTER,
                     Some(SECRET),
                     Duration::from_secs(5),
@@ -439,6 +597,7 @@ fn writer(
                     partition: p,
                     index,
                     payload,
+                    at: Instant::now(),
                 });
                 count.fetch_add(1, Ordering::Relaxed);
             }
@@ -451,7 +610,8 @@ fn writer(
                     Ok(ClientResponse::Status { state, .. }) => state.leader.map(NodeId::get),
                     _ => None,
                 };
-                match leader.filter(|l| clients.contains_key(l) && *l != target) {
+                let known = |l: &u64| clients.read().expect("clients").contains_key(l);
+                match leader.filter(|l| known(l) && *l != target) {
                     Some(l) => {
                         leaders.insert(p.get(), l);
                     }
@@ -471,7 +631,81 @@ fn writer(
     }
 }
 
-/// Opens a stopped node's WALs and returns, per partition, index → payload of its log.
+/// Runs `kommander cluster ARGS --connect CLIENT` with the cluster's name and secret.
+pub(crate) fn cluster_command(client: &str, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .env("KOMMANDER_AUTH_SECRET", SECRET)
+        .arg("cluster")
+        .args(args)
+        .args(["--connect", client, "--cluster-name", CLUSTER])
+        .output()
+        .expect("run kommander cluster")
+}
+
+/// One member as `kommander cluster members --json` prints it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Member {
+    pub(crate) id: u64,
+    /// `voter`, `learner` or `leaving`.
+    pub(crate) role: String,
+    pub(crate) endpoint: String,
+    pub(crate) incarnation: u64,
+}
+
+/// The roster version and the members, by id, of what `kommander cluster members --json`
+/// printed (`stdout`).
+pub(crate) fn parse_members(stdout: &[u8]) -> (u64, Vec<Member>) {
+    let value: serde_json::Value =
+        serde_json::from_slice(stdout).expect("cluster members --json prints JSON");
+    let members = value["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| Member {
+            id: m["id"].as_u64().expect("id"),
+            role: m["role"].as_str().expect("role").to_owned(),
+            endpoint: m["endpoint"].as_str().expect("endpoint").to_owned(),
+            incarnation: m["incarnation"].as_u64().expect("incarnation"),
+        })
+        .collect();
+    (value["version"].as_u64().expect("version"), members)
+}
+
+/// The roster as `kommander cluster members --json` prints it through `client`, by id.
+pub(crate) fn members(client: &str) -> Vec<Member> {
+    let output = cluster_command(client, &["members", "--json"]);
+    assert!(
+        output.status.success(),
+        "cluster members: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    parse_members(&output.stdout).1
+}
+
+/// Waits until the roster `client` knows has exactly the voters `voters` and no other
+/// member; returns it.
+pub(crate) fn wait_voters(client: &str, voters: &[u64]) -> Vec<Member> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let roster = members(client);
+        if roster.len() == voters.len()
+            && roster
+                .iter()
+                .zip(voters)
+                .all(|(m, &id)| m.id == id && m.role == "voter")
+        {
+            return roster;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the roster through {client} never became the voters {voters:?}: {roster:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Opens a stopped node's WALs and returns, per partition, index → payload of its log
+/// (configuration entries left out).
 pub(crate) fn read_logs(data_dir: &Path) -> BTreeMap<(u32, u64), Bytes> {
     let mut out = BTreeMap::new();
     for shard in std::fs::read_dir(data_dir).expect("data dir") {
@@ -490,6 +724,11 @@ pub(crate) fn read_logs(data_dir: &Path) -> BTreeMap<(u32, u64), Bytes> {
             for index in info.first_index..=info.last_index {
                 let record = wal.entry(PartitionId(p), index).expect("entry");
                 let entry = decode_record(LogIndex(index), Term(0), &record).expect("record");
+                // A configuration entry (a membership change) holds a configuration, not an
+                // application's envelope.
+                if entry.kind == EntryKind::Configuration {
+                    continue;
+                }
                 let (_, payload) = decode_envelope(&entry.payload).expect("envelope");
                 out.insert((p, index), payload);
             }

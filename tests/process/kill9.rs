@@ -1,11 +1,9 @@
 //! Three `kommander node` processes under load: SIGKILL a follower, then the leader; every
 //! acknowledged write must be on every node afterwards, and the restarted nodes catch up.
 
-use std::collections::BTreeMap;
-
 use kommander_raft::PartitionId;
 
-use super::harness::{Acked, Load, PARTITIONS, ProcessCluster, read_logs};
+use super::harness::{Load, PARTITIONS, ProcessCluster};
 
 #[test]
 fn kill9_of_a_follower_then_the_leader_under_load_loses_no_acknowledged_write() {
@@ -50,47 +48,9 @@ fn kill9_of_a_follower_then_the_leader_under_load_loses_no_acknowledged_write() 
         acked.len()
     );
 
-    // Every node, the two restarted ones included, catches up with every acknowledged write.
-    let mut highest: BTreeMap<u32, u64> = BTreeMap::new();
-    for a in &acked {
-        let h = highest.entry(a.partition.get()).or_default();
-        *h = (*h).max(a.index);
-    }
-    for (&p, &index) in &highest {
-        cluster.wait_applied(PartitionId(p), index);
-    }
-
-    // A clean stop (SIGTERM) of every node, then each node's WAL holds every acknowledged
-    // write at the index it was acknowledged at.
-    for node in &mut cluster.nodes {
-        let status = node.terminate();
-        assert!(
-            status.success(),
-            "node {} exited with {status}:\n{}",
-            node.id,
-            node.log_text()
-        );
-        assert!(
-            node.log_text().contains("shutting down"),
-            "node {} logged no shutdown",
-            node.id
-        );
-    }
-    for node in &cluster.nodes {
-        let log = read_logs(&node.data_dir);
-        let missing: Vec<&Acked> = acked
-            .iter()
-            .filter(|a| log.get(&(a.partition.get(), a.index)) != Some(&a.payload))
-            .collect();
-        assert!(
-            missing.is_empty(),
-            "node {} lacks {} of {} acknowledged writes, first {:?}",
-            node.id,
-            missing.len(),
-            acked.len(),
-            missing.first()
-        );
-    }
+    // Every node, the two restarted ones included, catches up with every acknowledged write;
+    // after a clean stop each node's WAL holds every one at the index it was acknowledged at.
+    cluster.stop_holding_every_write(&acked);
     eprintln!(
         "{cycles} kill cycles: {} acknowledged writes over {PARTITIONS} partitions, all on \
          every node",

@@ -134,7 +134,7 @@ fn every_invalid_field_is_named() {
 }
 
 #[test]
-fn toml_loads_defaults_and_rejects_unknown_or_invalid_fields() {
+fn toml_loads_defaults_and_rejects_unknown_invalid_or_missing_required_fields() {
     let config = NodeConfig::from_toml(
         "node_id = 3\ndata_dir = \"/tmp/kr\"\nshards = 2\n[peers]\n1 = \"a:1\"\n2 = \"b:1\"\n",
     )
@@ -150,8 +150,21 @@ fn toml_loads_defaults_and_rejects_unknown_or_invalid_fields() {
         Err(ConfigError::Parse(message)) if message.contains("no_such_field")
     ));
     assert_eq!(
-        field_of(NodeConfig::from_toml("node_id = 3\nwal_segment_bytes = 5\n").map(|_| ())),
+        field_of(
+            NodeConfig::from_toml("node_id = 3\ndata_dir = \"/tmp/kr\"\nwal_segment_bytes = 5\n")
+                .map(|_| ())
+        ),
         "wal_segment_bytes"
+    );
+    // A file must say which node it is and where its data lives: no default node 1, no WAL
+    // in a temporary directory.
+    assert_eq!(
+        field_of(NodeConfig::from_toml("data_dir = \"/tmp/kr\"\n").map(|_| ())),
+        "node_id"
+    );
+    assert_eq!(
+        field_of(NodeConfig::from_toml("node_id = 3\n").map(|_| ())),
+        "data_dir"
     );
 }
 

@@ -158,6 +158,7 @@ impl RaftBuilder {
         let app = Arc::new(SystemApp {
             system: Arc::clone(&system),
             app,
+            slow_callback: std::time::Duration::from_millis(config.slow_state_machine_ms),
         });
         let application = Application::new(app).with_transfer(Arc::new(SystemTransfer {
             system: Arc::clone(&system),

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::core::NodeId;
+use crate::core::{Configuration, NodeId};
 use crate::node::error::{Fatal, JoinError};
 use crate::node::identity::{FirstConfiguration, Origin};
 use crate::shard::SYSTEM_PARTITION;
@@ -66,8 +66,13 @@ impl Raft {
                     let first = match this.inner.identity.first() {
                         Some(first) => first,
                         None => this.decide_first(FirstConfiguration {
-                            voters: this.inner.config.cluster_nodes(),
-                            learners: Vec::new(),
+                            configuration: Configuration::new(
+                                this.inner.config.cluster_nodes(),
+                                Vec::new(),
+                            )
+                            .map_err(|error| JoinError::Invalid {
+                                reason: format!("the static configuration: {error}"),
+                            })?,
                             origin: Origin::Static,
                         })?,
                     };
@@ -96,7 +101,9 @@ impl Raft {
     /// carries membership calls; it need not have static peers. Calling it again (also after
     /// a restart, with the same data directory) is idempotent: a node the roster lists with
     /// this data directory's incarnation is not added again, and one that is a voter
-    /// everywhere returns at once. Its own endpoint among `seeds` is skipped.
+    /// everywhere returns at once. Its own endpoint among `seeds` is skipped. A seed may be a
+    /// DNS name (`seeds.example:7100`): the TCP transport resolves it at each attempt and
+    /// tries every address it names, which is discovery by DNS (decision 0005 §11).
     ///
     /// Waits at most `timeout` and never longer than `join_timeout_ms` (60 s by default).
     /// Dropping the future cancels the wait; what was done stays done (an admitted node
@@ -289,8 +296,8 @@ impl Raft {
             .shards
             .open_partition(
                 SYSTEM_PARTITION,
-                first.voters.clone(),
-                first.learners.clone(),
+                first.configuration.voters().to_vec(),
+                first.configuration.learners().to_vec(),
             )
             .map_err(|refusal| self.join_error(refusal))?
             .await
@@ -355,16 +362,18 @@ fn first_from(roster: &Roster, me: NodeId) -> Result<FirstConfiguration, JoinErr
     let mut learners: Vec<NodeId> = configuration.learners().to_vec();
     if !learners.contains(&me) {
         learners.push(me);
-        learners.sort_unstable();
     }
     if voters.is_empty() {
         return Err(JoinError::Invalid {
             reason: "the roster of the admission has no voter but this node".to_owned(),
         });
     }
+    let configuration =
+        Configuration::new(voters, learners).map_err(|error| JoinError::Invalid {
+            reason: format!("the roster of the admission: {error}"),
+        })?;
     Ok(FirstConfiguration {
-        voters,
-        learners,
+        configuration,
         origin: Origin::Seed,
     })
 }
