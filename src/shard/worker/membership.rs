@@ -236,7 +236,19 @@ impl Worker {
             return;
         }
         let concurrent = Refusal::Replica(Status::ConcurrentMembershipChange);
-        if !replica.is_leader_established() || replica.configuration_change_pending() {
+        #[allow(unused_mut)]
+        let mut established = replica.is_leader_established();
+        #[cfg(feature = "sim-bugs")]
+        if self.config.bug == Some(crate::shard::NodeBug::RosterChangeBeforeNoOp) {
+            established = true;
+        }
+        #[allow(unused_mut)]
+        let mut one_at_a_time = true;
+        #[cfg(feature = "sim-bugs")]
+        if self.config.bug == Some(crate::shard::NodeBug::ConcurrentRosterChanges) {
+            one_at_a_time = false;
+        }
+        if !established || (one_at_a_time && replica.configuration_change_pending()) {
             let _ = reply.send(Err(concurrent));
             return;
         }
@@ -249,7 +261,7 @@ impl Worker {
             }
         };
         let result = match roster.configuration_after(change, expected_version) {
-            Ok(Some(_)) if !reconciled_to(roster.version()) => Err(concurrent),
+            Ok(Some(_)) if one_at_a_time && !reconciled_to(roster.version()) => Err(concurrent),
             Ok(Some(configuration)) => replica
                 .propose_configuration(ticket, configuration)
                 .map_err(|status| Refusal::of_replica(replica, status)),
