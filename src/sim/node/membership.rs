@@ -57,10 +57,11 @@ impl NodeSimulation {
             return;
         };
         if self.healed_at.is_none() && self.client_rng.chance(BURST_PER_MILLION) {
-            // The second against the version the first will make (which only a leader that
-            // accepts two changes in flight takes), or against the same version.
-            let version = first.version + u64::from(self.client_rng.chance(500_000));
-            self.send_change(node, Some((version, first.moved)));
+            // The second against the version the first will make: partition 0's leader reads
+            // the roster from the configuration in force, the first one's once appended, so
+            // only a leader that takes two changes in flight accepts it (the same version
+            // would be stale there).
+            self.send_change(node, Some((first.version + 1, first.moved)));
         }
     }
 
@@ -88,8 +89,8 @@ impl NodeSimulation {
     }
 
     /// Sends `node` a roster change drawn against the roster it knows, against that roster's
-    /// version or, for the second of a burst, against `second`'s version and different from
-    /// the node its first change moves. The answer is watched unless another change is.
+    /// version or, for the second of a burst, against `second`'s version (the one the first
+    /// makes) and moving another node than the first. The answer is watched unless another change is.
     fn send_change(&mut self, node: usize, second: Option<(u64, NodeId)>) -> Option<Sent> {
         let roster = self.nodes[node]
             .running
