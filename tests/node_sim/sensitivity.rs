@@ -32,7 +32,7 @@ const NODE_BUGS: [(NodeBug, &str); 9] = [
         NodeBug::BoundaryBeforeImport,
         "exactly_once_in_order_delivery",
     ),
-    (NodeBug::RosterChangeBeforeNoOp, "election_safety"),
+    (NodeBug::RosterChangeBeforeNoOp, "state_machine_safety"),
     (NodeBug::ConcurrentRosterChanges, "election_safety"),
 ];
 
@@ -145,9 +145,9 @@ fn boundary_before_import_is_caught() {
     caught_by("BoundaryBeforeImport", NODE_BUGS[6].1);
 }
 
-/// Not caught yet (see docs/testing.md): 1 000 seeds of `for_seed` with the eager changes and
-/// the bursts of the operator, listening to `election_safety`, and 300 listening to every
-/// checker, saw no violation.
+/// Not caught yet (docs/testing.md says what blocks it): with the operator's eager changes
+/// appended before the no-op commits, the 262 seeds of 0..1 000 with roster changes and cuts
+/// on saw no violation, listening to every checker.
 #[test]
 #[ignore = "not caught yet by the node simulator (docs/testing.md)"]
 fn roster_change_before_the_no_op_is_caught() {

@@ -15,7 +15,7 @@ use tokio::sync::oneshot::{self, error::TryRecvError};
 
 use super::NodeSimulation;
 use super::run::Event;
-use crate::core::{NodeId, Status, Term, Ticket};
+use crate::core::{NodeId, Role, Status, Term, Ticket};
 use crate::shard::membership::{MemberRole, Roster, RosterChange};
 use crate::shard::{Refusal, ReplicationResult, Request, SYSTEM_PARTITION};
 
@@ -76,7 +76,8 @@ impl NodeSimulation {
             .running
             .as_ref()
             .and_then(|running| running.host.leadership(SYSTEM_PARTITION))
-            .filter(|leadership| leadership.leads())
+            // The role, not `leads()`: that waits for the no-op, which the change must beat.
+            .filter(|leadership| leadership.role == Role::Leader)
             .map(|leadership| leadership.term)
         else {
             return;
