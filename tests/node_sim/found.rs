@@ -42,3 +42,26 @@ fn seeds_that_found_bugs_replay_clean() {
         }
     }
 }
+
+/// Decision 0003's hazard, open (not fixed: `NodeSimConfig::replacing_nodes_for_seed` stays
+/// out of the default sweeps until it is). Seed 9, 5 nodes: partition 4's configuration entry
+/// at index 11 has voters {1, 2, 3} (learner 4), the one at index 21 voters {1, 2} (node 3
+/// removed; its log ends at index 11, term 1). Node 1's disks are replaced at 4.6 s (incarnation
+/// 1000) and it is admitted again at 13.6 s with an empty log: a learner in the roster, but
+/// still a voter of partition 4 as node 3's stale configuration has it. In term 3 node 3 asks
+/// nodes 1 and 2 for votes with its log at (11, term 1); node 1's lost disk held partition 4's
+/// log up to index 25 and would have refused, its empty one grants (13.8 s). Node 3 leads term
+/// 3 on votes {3, 1} and overwrites the committed index 13 (a term-1 write); node 1 is handed
+/// node 3's term-3 entry there at 20.9 s: `state_machine_safety`. When the hazard is fixed
+/// this test fails: the seed then joins the clean replays above.
+#[test]
+fn a_replaced_disk_votes_for_a_candidate_missing_committed_entries() {
+    let seed = 9;
+    let failure = NodeSimulation::new(seed, NodeSimConfig::replacing_nodes_for_seed(seed))
+        .run()
+        .expect_err("seed 9 with replaced disks elects a leader without committed entries");
+    assert_eq!(
+        failure.violation.checker, "state_machine_safety",
+        "{failure}"
+    );
+}

@@ -39,6 +39,13 @@ struct Sent {
     moved: NodeId,
 }
 
+impl Operator {
+    /// Whether a roster change it asked waits for its answer.
+    pub(super) fn busy(&self) -> bool {
+        self.step.is_some()
+    }
+}
+
 impl NodeSimulation {
     /// Starts a roster change (unless one is in progress) and schedules the next; now and
     /// then ([`BURST_PER_MILLION`]) a second change follows at once.
@@ -49,7 +56,8 @@ impl NodeSimulation {
                 self.config.membership_interval_ms_max,
             );
         self.agenda.push(at, Event::Membership);
-        if self.membership.step.is_some() {
+        // Nothing else while a replaced node waits to be admitted again (`replace.rs`).
+        if self.membership.step.is_some() || self.replacement_waits() {
             return;
         }
         let node = self.system_leader_hint();
@@ -166,7 +174,7 @@ impl NodeSimulation {
     /// The node believed to lead partition 0, as an operator finds it: the node that says it
     /// leads in the highest term, else the one the last refusal named (any node, now and
     /// then, and when neither is known).
-    fn system_leader_hint(&mut self) -> usize {
+    pub(super) fn system_leader_hint(&mut self) -> usize {
         let claimed = (0..self.nodes.len())
             .filter_map(|n| {
                 let running = self.nodes[n].running.as_ref()?;

@@ -3,6 +3,8 @@
 //! host without a clean stop (what the shards performed stays on the disks, volatile until
 //! synced); power loss replaces each disk by its image after a power cut (unsynced writes
 //! lost or torn); restarting reopens the WALs from the disks and the partitions from the WALs.
+//! Replacing its disks ([`SimNode::wipe`]) gives it empty disks and an application that starts
+//! from nothing: a new data directory, as an operator replacing a dead machine gives it.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -149,11 +151,40 @@ pub(super) struct SimNode {
     pub(super) durable: Vec<Option<DecodedDurable>>,
     /// Directory of this node's files (`shard-<n>` below it).
     root: PathBuf,
+    /// Data directories this node had (1: its disks were never replaced).
+    data_dirs: u64,
+    /// The first configurations decided when this data directory was admitted to the cluster
+    /// (as a joiner's `identity` file keeps them); `None`: the data directory of the initial
+    /// cluster (every partition opens with the initial members as voters).
+    pub(super) first: Option<FirstMembers>,
+}
+
+/// What a data directory admitted through a roster change opens its partitions with while
+/// their logs say nothing (as `src/node/raft/join.rs` and `src/node/system.rs` decide it): the
+/// roster of the admission, this node a learner, never a voter.
+#[derive(Debug, Clone)]
+pub(super) struct FirstMembers {
+    /// Partition 0's voters and learners: the roster's configuration.
+    pub(super) system: (Vec<NodeId>, Vec<NodeId>),
+    /// Every other partition's: the roster's target for them.
+    pub(super) partitions: (Vec<NodeId>, Vec<NodeId>),
 }
 
 /// A disk's durable logs as the checkers read them, with the disk's value they come from
 /// (the disk recomputes only when something became durable; so does the decoding).
 pub(super) type DecodedDurable = (Arc<DurableLogs>, Arc<BTreeMap<PartitionId, DurableLog>>);
+
+/// One empty simulated disk per shard, in `root/shard-<n>`.
+fn fresh_disks(root: &std::path::Path, shards: usize) -> Vec<(SimDisk, PathBuf)> {
+    (0..shards)
+        .map(|shard| {
+            let dir = root.join(format!("shard-{shard}"));
+            std::fs::create_dir_all(&dir).expect("a simulation directory");
+            let disk = SimDisk::new(&dir).expect("a fresh simulated disk");
+            (disk, dir)
+        })
+        .collect()
+}
 
 impl SimNode {
     /// A node with fresh, empty disks under `root`.
@@ -176,13 +207,10 @@ impl SimNode {
             disk_slowdown: 1,
             durable: vec![None; shards],
             root,
+            data_dirs: 1,
+            first: None,
         };
-        for shard in 0..shards {
-            let dir = node.root.join(format!("shard-{shard}"));
-            std::fs::create_dir_all(&dir).expect("a simulation directory");
-            let disk = SimDisk::new(&dir).expect("a fresh simulated disk");
-            node.disks.push((disk, dir));
-        }
+        node.disks = fresh_disks(&node.root, shards);
         node
     }
 
@@ -192,6 +220,22 @@ impl SimNode {
         self.wall
             .0
             .store(self.clock.wall_ms(now_ms), Ordering::Relaxed);
+    }
+
+    /// The node's disks are replaced by empty ones (a new data directory), its application
+    /// starts from nothing, and what it decided at its admission is forgotten. The node must
+    /// be down; a restart scheduled for it is superseded.
+    pub(super) fn wipe(&mut self) {
+        debug_assert!(!self.up(), "a running node's disks are not replaced");
+        self.incarnation += 1;
+        self.data_dirs += 1;
+        self.root = self
+            .root
+            .with_file_name(format!("node-{}-disk-{}", self.id.0, self.data_dirs));
+        self.disks = fresh_disks(&self.root, self.disks.len());
+        self.app = Arc::new(SimApp::new());
+        self.durable.iter_mut().for_each(|cached| *cached = None);
+        self.first = None;
     }
 
     pub(super) fn up(&self) -> bool {

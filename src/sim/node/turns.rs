@@ -65,18 +65,26 @@ impl NodeSimulation {
         let started = self.nodes[node].start(config, &wal, epoch_seed, now);
         self.checkers.judge(RECOVERY, started)?;
         self.report.starts += 1;
-        // The first roster: the initial members (a node outside it waits to be added).
-        let voters: Vec<NodeId> = (1..=self.config.initial_members as u64)
+        // The first roster: the initial members (a node outside it waits to be added), or,
+        // for a data directory admitted after its node's disks were replaced, the roster of
+        // its admission (itself a learner: `replace.rs`).
+        let initial: Vec<NodeId> = (1..=self.config.initial_members as u64)
             .map(NodeId)
             .collect();
+        let first = self.nodes[node].first.clone();
         let running = self.nodes[node].running.as_ref().expect("just started");
         // Partition 0 holds the roster the others follow.
         for p in 0..=self.config.partitions as u32 {
+            let (voters, learners) = match &first {
+                Some(first) if p == 0 => first.system.clone(),
+                Some(first) => first.partitions.clone(),
+                None => (initial.clone(), Vec::new()),
+            };
             // The answer comes in the shard's turn; what matters is the restore's outcome,
             // which the recovery checker judges from the shards' events.
             let opened = running
                 .host
-                .open_partition(PartitionId(p), voters.clone(), Vec::new());
+                .open_partition(PartitionId(p), voters, learners);
             let opened = opened.map(drop).map_err(|refusal| {
                 format!(
                     "node {}: partition {p} does not open: {refusal:?}",
