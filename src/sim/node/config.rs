@@ -185,7 +185,7 @@ impl NodeSimConfig {
     /// As [`NodeSimConfig::moving_nodes_for_seed`], with now and then a node's disks replaced
     /// in every multi-node seed (a voter, a learner, or partition 0's leader: crashed, its data
     /// directory wiped, admitted again with a new incarnation). Not in the default sweeps:
-    /// seed 9 shows decision 0003's hazard (a node that lost its disk grants a vote while
+    /// seeds 9 and 8 show decision 0003's hazard (a node that lost its disk grants a vote while
     /// candidates still count it as a voter, and a candidate missing committed entries is
     /// elected), see `docs/testing.md`.
     #[must_use]
