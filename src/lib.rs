@@ -111,6 +111,9 @@
 // crate's tests, benches and fuzz targets; see "Features" above). Their items are declared
 // `pub` for that build; without it `unreachable_pub` would flag each of them, so it is allowed
 // on the module declarations (CI lints the `sim` build too, where the lint keeps its teeth).
+// The hybrid logical clock: a leaf below the shards and the transports (which stamp frames
+// with it); its public items are re-exported below.
+mod clock;
 pub mod metrics;
 pub mod transport;
 

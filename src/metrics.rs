@@ -46,6 +46,10 @@ pub const INBOUND_MESSAGES_DROPPED: &str = "kommander_inbound_messages_dropped_t
 /// Messages to peers the TCP transport dropped (counter; label `reason`: `queue_full`,
 /// `unknown_peer`, `not_connected` or `too_large`).
 pub const TRANSPORT_MESSAGES_DROPPED: &str = "kommander_transport_messages_dropped_total";
+/// Peers' frame stamps the node's hybrid logical clock refused to merge because they were
+/// further ahead of its wall clock than `hlc_drift_ms_max` (counter; the frames were processed
+/// all the same).
+pub const TRANSPORT_STAMPS_REFUSED: &str = "kommander_transport_stamps_refused_total";
 /// Elections a replica of this node ran: it reported itself candidate, or leader, in a term
 /// it had not reported before (counter; label `shard`).
 pub const ELECTIONS_STARTED: &str = "kommander_elections_started_total";
@@ -148,6 +152,12 @@ pub fn describe() {
         Unit::Count,
         "Messages to peers dropped by the TCP transport (queue full, unknown peer, not \
          connected, too large)."
+    );
+    describe_counter!(
+        TRANSPORT_STAMPS_REFUSED,
+        Unit::Count,
+        "Peers' frame stamps the node's clock did not merge (further ahead of its wall clock \
+         than hlc_drift_ms_max)."
     );
     describe_counter!(
         ELECTIONS_STARTED,
@@ -322,6 +332,7 @@ pub(crate) struct TransportMetrics {
     unknown_peer: Counter,
     not_connected: Counter,
     too_large: Counter,
+    stamps_refused: Counter,
 }
 
 impl TransportMetrics {
@@ -333,6 +344,7 @@ impl TransportMetrics {
             unknown_peer: dropped("unknown_peer"),
             not_connected: dropped("not_connected"),
             too_large: dropped("too_large"),
+            stamps_refused: metrics::counter!(TRANSPORT_STAMPS_REFUSED),
         }
     }
 
@@ -345,6 +357,11 @@ impl TransportMetrics {
             TransportDrop::TooLarge => &self.too_large,
         };
         counter.increment(u64::try_from(messages).unwrap_or(u64::MAX));
+    }
+
+    /// A peer's frame stamp was not merged (too far ahead of the wall clock).
+    pub(crate) fn stamp_refused(&self) {
+        self.stamps_refused.increment(1);
     }
 }
 
@@ -359,6 +376,7 @@ mod tests {
             COMMITS,
             INBOUND_MESSAGES_DROPPED,
             TRANSPORT_MESSAGES_DROPPED,
+            TRANSPORT_STAMPS_REFUSED,
             ELECTIONS_STARTED,
             LEADER_CHANGES,
         ];

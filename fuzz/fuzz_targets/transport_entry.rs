@@ -15,8 +15,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use kommander_raft::core::NodeId;
 use kommander_raft::transport::codec::{
-    FrameKind, HEADER_BYTES, decode_call, decode_call_answer, decode_frame, decode_messages,
-    encode_call, encode_call_answer, encode_messages,
+    FrameKind, HEADER_BYTES, UNSTAMPED, decode_call, decode_call_answer, decode_frame,
+    decode_messages, encode_call, encode_call_answer, encode_messages,
 };
 use kommander_raft::transport::tcp::client::{
     ClientResponse, decode_request, decode_response, encode_request, encode_response,
@@ -102,11 +102,12 @@ pub(crate) fn with_fixed_checksums(data: &[u8]) -> Vec<u8> {
         if end > out.len() {
             break;
         }
+        // The checksum covers the header's first 20 bytes (up to the stamp) and the body.
         let crc = crc32c::crc32c_append(
-            crc32c::crc32c(&out[at..at + 12]),
+            crc32c::crc32c(&out[at..at + 20]),
             &out[at + HEADER_BYTES..end],
         );
-        out[at + 12..at + 16].copy_from_slice(&crc.to_le_bytes());
+        out[at + 20..at + 24].copy_from_slice(&crc.to_le_bytes());
         at = end;
     }
     out
@@ -270,5 +271,6 @@ pub(crate) fn accept(
     let mut stream = Stream::new(input, &[READ_CHUNK_BYTES, 3]);
     // As the listener does: small limits until the connector is authenticated.
     let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX, HANDSHAKE_FRAME_BYTES_MAX);
-    handshake::accept(&mut stream, &mut reader, &me, &admit, DEADLINES).map_err(|e| e.to_string())
+    handshake::accept(&mut stream, &mut reader, &me, UNSTAMPED, &admit, DEADLINES)
+        .map_err(|e| e.to_string())
 }

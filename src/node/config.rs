@@ -133,7 +133,9 @@ pub struct NodeConfig {
     pub wal_record_bytes_max: usize,
     /// WAL frames in flight at once (pipelining depth), 1 to 64.
     pub wal_inflight_batches_max: usize,
-    /// Largest tolerated drift of a remote HLC timestamp ahead of the local clock, in ms.
+    /// Largest tolerated drift of a remote HLC timestamp ahead of the local clock, in ms: a
+    /// peer's frame stamp further ahead is not merged into the node's clock (the frame is
+    /// processed all the same; the transports count it).
     pub hlc_drift_ms_max: u64,
     /// Ceiling of `Raft::join_cluster`'s wait for the first partition map and of
     /// `Raft::join_cluster_with_seeds`'s (admitted, then a voter everywhere), in milliseconds

@@ -20,9 +20,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::HlcTimestamp;
 use crate::core::{NodeId, PartitionId, Status};
 use crate::node::config::ConfigError;
-use crate::node::hlc::HlcTimestamp;
 use crate::shard::HostStartError;
 
 /// A condition after which this node cannot serve the partition (or anything) until it is

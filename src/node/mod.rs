@@ -1,27 +1,29 @@
 //! The node layer: everything one process needs beside the shards — the public [`Raft`]
-//! handle, the hybrid logical clock, configuration, discovery, errors, the event sink and the
-//! system partition coordinator; the partition map and key routing, which live in the shard
-//! layer, are re-exported here (`partition_map`). The shards it runs on are the shard layer's
-//! [`ShardHost`](crate::shard::ShardHost).
+//! handle, configuration, discovery, errors, the event sink and the system partition
+//! coordinator; the partition map and key routing, which live in the shard layer, are
+//! re-exported here (`partition_map`). The shards it runs on are the shard layer's
+//! [`ShardHost`](crate::shard::ShardHost); its hybrid logical clock is `crate::clock`'s (the
+//! transports stamp frames with it).
 
 pub mod config;
 pub mod discovery;
 mod durable_file;
 pub mod error;
 pub(crate) mod events;
-pub mod hlc;
 mod identity;
 pub mod partition_map;
 pub mod raft;
 pub mod system;
 
+pub use crate::clock::{
+    ClockDriftError, HlcTimestamp, HybridLogicalClock, PhysicalClock, SystemClock,
+};
 pub use config::{ConfigError, NodeConfig, WalBackend};
 pub use discovery::{RaftNode, StaticDiscovery};
 pub use error::{
     Fatal, InvalidWrite, JoinError, MembershipError, PeerError, QueryError, ReplicateError,
     StartError,
 };
-pub use hlc::{ClockDriftError, HlcTimestamp, HybridLogicalClock, PhysicalClock, SystemClock};
 pub use partition_map::{PartitionMap, PartitionMapError, PartitionRange};
 pub use raft::{
     HandshakeRequest, Raft, RaftBuilder, ReplicateOptions, SteppedDown, TestHooks, Written,

@@ -64,11 +64,11 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, oneshot, watch};
 
+use crate::clock::HybridLogicalClock;
 use crate::core::PartitionId;
 use crate::node::config::NodeConfig;
 use crate::node::discovery::{RaftNode, StaticDiscovery};
 use crate::node::events::EventHub;
-use crate::node::hlc::HybridLogicalClock;
 use crate::node::identity::Identity;
 use crate::node::system::SystemState;
 use crate::shard::{
@@ -222,7 +222,11 @@ impl Raft {
         &self.inner.config
     }
 
-    /// The node's hybrid logical clock (tickets come from it).
+    /// The node's hybrid logical clock: tickets come from it, and so does the stamp on every
+    /// frame this node sends to a peer; the stamps of the frames it receives are merged into
+    /// it (one further ahead of its wall clock than `hlc_drift_ms_max` is not), so it is past
+    /// every timestamp the node heard of. It follows the system clock, or the one given to
+    /// [`RaftBuilder::physical_clock`](crate::RaftBuilder::physical_clock).
     #[must_use]
     pub fn hlc(&self) -> &HybridLogicalClock {
         &self.inner.hlc

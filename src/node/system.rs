@@ -29,10 +29,10 @@ use bytes::Bytes;
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender};
 use tokio::sync::{oneshot, watch};
 
+use crate::clock::HybridLogicalClock;
 use crate::core::{NodeId, PartitionId, Role, Ticket};
 use crate::node::config::NodeConfig;
 use crate::node::events::EventHub;
-use crate::node::hlc::HybridLogicalClock;
 use crate::node::identity::{Identity, Origin};
 use crate::shard::partitions::{MapTable, PartitionMap};
 use crate::shard::{

@@ -267,12 +267,21 @@ pub enum NodeBug {
     /// finished importing it; the import finishes a few ticks later, while the partition is
     /// not held.
     BoundaryBeforeImport,
+    /// Partition 0's leader accepts a roster change before the no-op of its term committed:
+    /// the shard's own guard (`is_leader_established`) is skipped and partition 0's replica
+    /// runs with the core's `ConfigurationBeforeNoOpCommits`.
+    RosterChangeBeforeNoOp,
+    /// Partition 0's leader accepts a roster change while another is in flight: the shard's
+    /// guards (a configuration change pending, every partition reconciled with the roster)
+    /// are skipped and partition 0's replica runs with the core's
+    /// `ConcurrentConfigurationChanges`.
+    ConcurrentRosterChanges,
 }
 
 #[cfg(feature = "sim-bugs")]
 impl NodeBug {
     /// Every injectable node-level bug.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 9] = [
         Self::ReleaseGatedBeforeDurable,
         Self::AckProposalBeforeDurable,
         Self::DurableWithoutFsync,
@@ -280,7 +289,22 @@ impl NodeBug {
         Self::ReadWithoutReadIndex,
         Self::CompactPastDurableIndex,
         Self::BoundaryBeforeImport,
+        Self::RosterChangeBeforeNoOp,
+        Self::ConcurrentRosterChanges,
     ];
+
+    /// The core bug this node bug turns on in `partition`'s replica, if any: a roster bug
+    /// takes partition 0's core guard away with the shard's.
+    fn core_bug(self, partition: PartitionId) -> Option<core::InjectedBug> {
+        match self {
+            _ if partition != crate::shard::SYSTEM_PARTITION => None,
+            Self::RosterChangeBeforeNoOp => Some(core::InjectedBug::ConfigurationBeforeNoOpCommits),
+            Self::ConcurrentRosterChanges => {
+                Some(core::InjectedBug::ConcurrentConfigurationChanges)
+            }
+            _ => None,
+        }
+    }
 }
 
 impl ShardConfig {
@@ -292,12 +316,18 @@ impl ShardConfig {
         voters: Vec<NodeId>,
         learners: Vec<NodeId>,
     ) -> core::ReplicaConfig {
-        core::ReplicaConfig {
+        #[allow(unused_mut)]
+        let mut config = core::ReplicaConfig {
             id: self.node_id,
             partition,
             voters,
             learners,
             ..self.core.clone()
+        };
+        #[cfg(feature = "sim-bugs")]
+        if let Some(bug) = self.bug.and_then(|bug| bug.core_bug(partition)) {
+            config.bug = Some(bug);
         }
+        config
     }
 }

@@ -4,6 +4,9 @@
 //! shard owning its partition). The implementations (in-memory, fault-injecting, TCP) live in
 //! the transport layer (`src/transport/`).
 //!
+//! Every frame between nodes carries the sender's hybrid logical clock: [`Inbound::clock`] is
+//! the clock a transport stamps with and merges into.
+//!
 //! Both directions are non-blocking and bounded: a transport that cannot take a batch drops it
 //! and counts the drop (Raft tolerates loss: the leader retries from its progress state), and
 //! the inbound side drops (and counts) batches for a shard whose inbound queue is full.
@@ -16,6 +19,7 @@
 use std::collections::BTreeMap;
 
 use super::membership::{CallAnswer, CallError, CallReply, CallWait, MembershipCall};
+use crate::clock::HybridLogicalClock;
 use crate::core::{Message, NodeId, Status};
 
 /// Sends message batches to peers.
@@ -107,5 +111,15 @@ pub trait Inbound: Send + Sync + 'static {
     fn call(&self, call: MembershipCall) -> CallWait {
         let _ = call;
         CallWait::answered(CallAnswer::Refused(Status::Errored))
+    }
+
+    /// The node's hybrid logical clock. A transport stamps every frame it sends to a peer
+    /// with the sender's [`HybridLogicalClock::now`] and, before it hands a received frame's
+    /// messages to [`Inbound::deliver`], merges the frame's stamp into the receiver's clock
+    /// with [`HybridLogicalClock::update`] (a stamp too far ahead is not merged; the frame is
+    /// delivered all the same). The node's inbound side (`Raft::inbound`) has one; the
+    /// default, `None`, leaves frames unstamped and stamps unmerged.
+    fn clock(&self) -> Option<&HybridLogicalClock> {
+        None
     }
 }

@@ -3,6 +3,11 @@
 //! queue (a full one drops and counts, see `ShardHost::deliver`); a batch for a node that is
 //! not registered (stopped, or not started yet) is dropped and counted here.
 //!
+//! Each batch and each call carries the sender's hybrid logical clock as the TCP transport's
+//! frames do: the network stamps it with the sender's clock (its registered [`Inbound`]'s
+//! [`clock`](Inbound::clock)) and merges the stamp into the receiver's before delivering; a
+//! stamp too far ahead is not merged (and counted, [`MemoryNetwork::stamps_refused`]).
+//!
 //! Membership calls ([`Transport::call`]) go to the node registered at the endpoint called
 //! ([`MemoryNetwork::register_endpoint`]): its [`Inbound::call`] queues the change on its
 //! partition 0, and the answer is sent back at once when it is known at once, else from a
@@ -18,6 +23,7 @@ use std::time::{Duration, Instant};
 use crate::core::{Message, NodeId};
 use crate::shard::membership::{CallError, CallReply, MembershipCall};
 use crate::shard::{Inbound, Transport};
+use crate::transport::stamp;
 
 /// A set of in-process nodes that can reach each other.
 #[derive(Default)]
@@ -26,6 +32,8 @@ pub struct MemoryNetwork {
     /// Endpoint → the node reached there (membership calls).
     endpoints: RwLock<HashMap<String, NodeId>>,
     dropped_batches: AtomicU64,
+    /// Stamps a receiver's clock refused to merge (too far ahead).
+    stamps_refused: AtomicU64,
     /// Calls whose answer a thread of the network waits for.
     calls_waiting: Arc<AtomicUsize>,
 }
@@ -94,6 +102,13 @@ impl MemoryNetwork {
         self.dropped_batches.load(Ordering::Relaxed)
     }
 
+    /// Stamps the receivers' clocks refused to merge: further ahead of the receiver's wall
+    /// clock than its `hlc_drift_ms_max` (the batch was delivered all the same).
+    #[must_use]
+    pub fn stamps_refused(&self) -> u64 {
+        self.stamps_refused.load(Ordering::Relaxed)
+    }
+
     fn inbound(&self, node: NodeId) -> Option<Arc<dyn Inbound>> {
         self.nodes
             .read()
@@ -101,16 +116,33 @@ impl MemoryNetwork {
             .and_then(|nodes| nodes.get(&node).cloned())
     }
 
-    fn deliver(&self, to: NodeId, messages: Vec<Message>) {
+    /// The stamp of what `from` sends now (its clock's, once it is registered).
+    fn stamp(&self, from: NodeId) -> u64 {
+        stamp::stamp(self.inbound(from).as_deref().and_then(Inbound::clock))
+    }
+
+    /// Merges `stamp`, from `from`, into `receiver`'s clock.
+    fn merge(&self, receiver: &dyn Inbound, from: NodeId, stamp: u64) {
+        if stamp::merge(receiver.clock(), from, stamp).is_err() {
+            self.stamps_refused.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn deliver(&self, from: NodeId, to: NodeId, messages: Vec<Message>) {
+        let stamp = self.stamp(from);
         match self.inbound(to) {
-            Some(inbound) => inbound.deliver(messages),
+            Some(inbound) => {
+                self.merge(inbound.as_ref(), from, stamp);
+                inbound.deliver(messages);
+            }
             None => {
                 self.dropped_batches.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
 
-    fn call(&self, endpoint: &str, call: MembershipCall, reply: CallReply) {
+    fn call(&self, from: NodeId, endpoint: &str, call: MembershipCall, reply: CallReply) {
+        let stamp = self.stamp(from);
         let unreachable = |reason: &str| {
             Err(CallError::Unreachable {
                 endpoint: endpoint.to_owned(),
@@ -130,6 +162,7 @@ impl MemoryNetwork {
             let _ = reply.send(unreachable("the node is not running"));
             return;
         };
+        self.merge(inbound.as_ref(), from, stamp);
         // A slot for the thread that may have to wait for the answer, taken before the call is
         // queued: a `Busy` caller knows nothing was asked.
         let waiting = Arc::clone(&self.calls_waiting);
@@ -180,11 +213,11 @@ impl MemoryTransport {
 impl Transport for MemoryTransport {
     fn send(&self, to: NodeId, messages: Vec<Message>) {
         if !messages.is_empty() {
-            self.network.deliver(to, messages);
+            self.network.deliver(self.from, to, messages);
         }
     }
 
     fn call(&self, endpoint: &str, call: MembershipCall, reply: CallReply) {
-        self.network.call(endpoint, call, reply);
+        self.network.call(self.from, endpoint, call, reply);
     }
 }

@@ -11,6 +11,8 @@
 //! * [`tcp`]: framed, authenticated TCP connections between nodes (the production transport;
 //!   membership calls on the peer port), and the client protocol of the `kommander` binary's
 //!   client port.
+//! * `stamp`: the hybrid logical clock's stamp on every frame between nodes (the sender's
+//!   clock), merged into the receiver's clock ([`Inbound::clock`]).
 //! * [`codec`]: the wire format of message batches, membership calls and frames, for custom
 //!   transports.
 //! * `faulty` (with the `sim` feature, for tests): a seeded fault-injecting wrapper (drop,
@@ -21,6 +23,7 @@ pub mod codec;
 #[cfg(feature = "sim")]
 pub mod faulty;
 pub mod memory;
+pub(crate) mod stamp;
 pub mod tcp;
 
 pub use crate::shard::membership::{CallAnswer, CallError, CallReply, CallWait, MembershipCall};

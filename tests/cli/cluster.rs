@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 use std::time::Instant;
 
 use super::{PATIENCE, Running, client_of, free_port, kommander};
+use crate::process::harness::parse_members;
 
 const SECRET: &str = "the secret of the cluster tests";
 const CLUSTER: &str = "cli-cluster";
@@ -73,20 +74,10 @@ fn members(client: &str) -> (u64, Vec<(u64, String, String)>) {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let value: serde_json::Value =
-        serde_json::from_slice(&output.stdout).expect("cluster members --json prints JSON");
-    let version = value["version"].as_u64().expect("version");
-    let members = value["members"]
-        .as_array()
-        .expect("members")
-        .iter()
-        .map(|m| {
-            (
-                m["id"].as_u64().expect("id"),
-                m["role"].as_str().expect("role").to_owned(),
-                m["endpoint"].as_str().expect("endpoint").to_owned(),
-            )
-        })
+    let (version, members) = parse_members(&output.stdout);
+    let members = members
+        .into_iter()
+        .map(|m| (m.id, m.role, m.endpoint))
         .collect();
     (version, members)
 }
@@ -122,8 +113,11 @@ fn a_node_joins_a_one_node_cluster_and_cluster_remove_takes_it_out() {
         "a node without peers is a one-node cluster: {alone:?}"
     );
 
+    // The seed by a DNS name (discovery by DNS: the transport resolves a seed at each
+    // attempt and tries every address it names; decision 0005 §11).
     let seed = format!("127.0.0.1:{port1}");
-    let (mut node2, client2) = start(dir.path(), 2, port2, std::slice::from_ref(&seed));
+    let by_name = format!("localhost:{port1}");
+    let (mut node2, client2) = start(dir.path(), 2, port2, std::slice::from_ref(&by_name));
     // `ready` comes once the joining node is a voter: both nodes' rosters say so.
     let endpoint2 = format!("127.0.0.1:{port2}");
     let grown = vec![

@@ -5,6 +5,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use kommander_raft::transport::codec::UNSTAMPED;
 use kommander_raft::transport::tcp::client::{
     ClientConnection, ClientError, ClientRequest, ClientResponse, ReplicaState,
 };
@@ -329,6 +330,7 @@ fn node_serves_clients_and_stops_cleanly_on_sigterm_then_restores() {
         &mut stream,
         &mut reader,
         &peer,
+        UNSTAMPED,
         ConnectionRole::Peer,
         None,
         deadlines,

@@ -2,6 +2,7 @@
 //! directories) on the in-memory transport, optionally through the fault injector, driven
 //! from a small tokio runtime (the library itself needs none).
 
+pub(crate) mod clock;
 mod errors;
 mod events;
 pub(crate) mod harness;

@@ -42,3 +42,26 @@ fn seeds_that_found_bugs_replay_clean() {
         }
     }
 }
+
+/// Decision 0003's hazard, open (not fixed: `NodeSimConfig::replacing_nodes_for_seed` stays
+/// out of the default sweeps until it is; decision 0004, "Open hazard"). A node whose disks
+/// were replaced is admitted again as a learner, but each partition still counts it as a
+/// voter until its leader demotes it, and its replica answers votes with an empty log and no
+/// memory of its old vote. As first found (at `b163c64`), seed 9 (5 nodes): a node removed
+/// from partition 4 still campaigned in its stale configuration, the replaced node 1 granted,
+/// and the winner overwrote a committed index (`state_machine_safety`); seed 8 (3 nodes, no
+/// membership change): a candidate without indexes 10 to 77 won on the replaced node's vote
+/// (`linearizability`). The schedules moved with the operator's eager changes and bursts; at
+/// `c379434` the same replacement schedule fails on seed 2 (two leaders of partition 6's term
+/// 16) and seed 29 (two writes handed at one
+/// index), while `moving_nodes_for_seed` without replacements holds every invariant on both.
+/// When the hazard is fixed this test fails: the seeds then join the clean replays above.
+#[test]
+fn a_replaced_disk_votes_for_a_candidate_missing_committed_entries() {
+    for (seed, checker) in [(2, "election_safety"), (29, "state_machine_safety")] {
+        let failure = NodeSimulation::new(seed, NodeSimConfig::replacing_nodes_for_seed(seed))
+            .run()
+            .expect_err("a replaced disk's vote elects a leader without committed entries");
+        assert_eq!(failure.violation.checker, checker, "seed {seed}: {failure}");
+    }
+}

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kommander_raft::NodeId;
-use kommander_raft::transport::codec::{FrameKind, HEADER_BYTES, header_for, write_frame};
+use kommander_raft::transport::codec::{
+    FrameKind, HEADER_BYTES, UNSTAMPED, header_for, write_frame,
+};
 use kommander_raft::transport::tcp::handshake::{
     self, ConnectionRole, HANDSHAKE_FRAME_BYTES_MAX, Identity,
 };
@@ -97,6 +99,7 @@ fn authenticated(target: &Node, as_node: u64) -> TcpStream {
         &mut stream,
         &mut reader,
         &identity(as_node, CLUSTER, Some(SECRET)),
+        UNSTAMPED,
         ConnectionRole::Peer,
         Some(NodeId(target.id)),
         deadlines(),
@@ -149,7 +152,7 @@ fn a_live_node_refuses_bad_input_with_a_reason_and_keeps_committing() {
 
     // A header announcing a 1 GiB frame: refused from the header, nothing allocated.
     let mut s = connect(target);
-    let mut header = header_for(FrameKind::Hello, &[]);
+    let mut header = header_for(FrameKind::Hello, UNSTAMPED, &[]);
     header[8..12].copy_from_slice(&(1u32 << 30).to_le_bytes());
     s.write_all(&header).expect("write");
     expect_closed(&mut s);
@@ -158,7 +161,7 @@ fn a_live_node_refuses_bad_input_with_a_reason_and_keeps_committing() {
     // A truncated frame: half a Hello, then the connection closes.
     let mut s = connect(target);
     let body = Bytes::from(vec![7u8; 100]);
-    let header = header_for(FrameKind::Hello, std::slice::from_ref(&body));
+    let header = header_for(FrameKind::Hello, UNSTAMPED, std::slice::from_ref(&body));
     s.write_all(&header).expect("write");
     s.write_all(&body[..50]).expect("write");
     s.shutdown(std::net::Shutdown::Write).expect("shutdown");
@@ -172,6 +175,7 @@ fn a_live_node_refuses_bad_input_with_a_reason_and_keeps_committing() {
         &mut s,
         &mut reader,
         &identity(2, "another-cluster", Some(SECRET)),
+        UNSTAMPED,
         ConnectionRole::Peer,
         None,
         deadlines(),
@@ -189,13 +193,19 @@ fn a_live_node_refuses_bad_input_with_a_reason_and_keeps_committing() {
     hello.put_slice(&[9u8; 32]);
     hello.put_u8(CLUSTER.len() as u8);
     hello.put_slice(CLUSTER.as_bytes());
-    write_frame(&mut s, FrameKind::Hello, &[hello.freeze()]).expect("hello");
+    write_frame(&mut s, FrameKind::Hello, UNSTAMPED, &[hello.freeze()]).expect("hello");
     let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX, HANDSHAKE_FRAME_BYTES_MAX);
     let challenge = reader
         .read_frame(&mut s, deadlines(), &|| false)
         .expect("challenge");
     assert_eq!(challenge.kind, FrameKind::Challenge);
-    write_frame(&mut s, FrameKind::Auth, &[Bytes::from(vec![0x5a; 32])]).expect("auth");
+    write_frame(
+        &mut s,
+        FrameKind::Auth,
+        UNSTAMPED,
+        &[Bytes::from(vec![0x5a; 32])],
+    )
+    .expect("auth");
     let answer = reader
         .read_frame(&mut s, deadlines(), &|| false)
         .expect("answer");
@@ -213,6 +223,7 @@ fn a_live_node_refuses_bad_input_with_a_reason_and_keeps_committing() {
         &mut recording,
         &mut reader,
         &identity(4, CLUSTER, Some(SECRET)),
+        UNSTAMPED,
         ConnectionRole::Peer,
         Some(NodeId(target.id)),
         deadlines(),
@@ -230,7 +241,7 @@ fn a_live_node_refuses_bad_input_with_a_reason_and_keeps_committing() {
     // Messages frame whose body is garbage.
     let mut s = authenticated(target, 4);
     let body = Bytes::from_static(&[1, 0, 0, 0, 1, 0, 0, 0]);
-    let mut header = header_for(FrameKind::Messages, std::slice::from_ref(&body));
+    let mut header = header_for(FrameKind::Messages, UNSTAMPED, std::slice::from_ref(&body));
     header[12] ^= 0xff;
     s.write_all(&header).expect("write");
     s.write_all(&body).expect("write");
@@ -238,7 +249,7 @@ fn a_live_node_refuses_bad_input_with_a_reason_and_keeps_committing() {
     expect_logged(target, "checksum mismatch");
 
     let mut s = authenticated(target, 4);
-    let mut header = header_for(FrameKind::Messages, &[]);
+    let mut header = header_for(FrameKind::Messages, UNSTAMPED, &[]);
     header[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
     s.write_all(&header).expect("write");
     expect_closed(&mut s);
@@ -246,7 +257,7 @@ fn a_live_node_refuses_bad_input_with_a_reason_and_keeps_committing() {
 
     let mut s = authenticated(target, 4);
     let garbage = Bytes::from_static(&[2, 0, 0, 0, 1, 0, 0, 0, 9, 9, 9, 9, 9, 9, 9, 9, 99]);
-    write_frame(&mut s, FrameKind::Messages, &[garbage]).expect("write");
+    write_frame(&mut s, FrameKind::Messages, UNSTAMPED, &[garbage]).expect("write");
     expect_closed(&mut s);
     expect_logged(target, "malformed Messages frame");
     load.wait_progress(100);
@@ -254,7 +265,7 @@ fn a_live_node_refuses_bad_input_with_a_reason_and_keeps_committing() {
     // A slow sender: one byte of a Hello per 300 ms never completes a frame in time.
     let mut s = connect(target);
     let started = Instant::now();
-    let hello = header_for(FrameKind::Hello, &[Bytes::from(vec![0u8; 64])]);
+    let hello = header_for(FrameKind::Hello, UNSTAMPED, &[Bytes::from(vec![0u8; 64])]);
     for byte in hello.iter().take(HEADER_BYTES) {
         if s.write_all(&[*byte]).is_err() {
             break;

@@ -648,7 +648,27 @@ pub(crate) struct Member {
     pub(crate) id: u64,
     /// `voter`, `learner` or `leaving`.
     pub(crate) role: String,
+    pub(crate) endpoint: String,
     pub(crate) incarnation: u64,
+}
+
+/// The roster version and the members, by id, of what `kommander cluster members --json`
+/// printed (`stdout`).
+pub(crate) fn parse_members(stdout: &[u8]) -> (u64, Vec<Member>) {
+    let value: serde_json::Value =
+        serde_json::from_slice(stdout).expect("cluster members --json prints JSON");
+    let members = value["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| Member {
+            id: m["id"].as_u64().expect("id"),
+            role: m["role"].as_str().expect("role").to_owned(),
+            endpoint: m["endpoint"].as_str().expect("endpoint").to_owned(),
+            incarnation: m["incarnation"].as_u64().expect("incarnation"),
+        })
+        .collect();
+    (value["version"].as_u64().expect("version"), members)
 }
 
 /// The roster as `kommander cluster members --json` prints it through `client`, by id.
@@ -659,18 +679,7 @@ pub(crate) fn members(client: &str) -> Vec<Member> {
         "cluster members: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let value: serde_json::Value =
-        serde_json::from_slice(&output.stdout).expect("cluster members --json prints JSON");
-    value["members"]
-        .as_array()
-        .expect("members")
-        .iter()
-        .map(|m| Member {
-            id: m["id"].as_u64().expect("id"),
-            role: m["role"].as_str().expect("role").to_owned(),
-            incarnation: m["incarnation"].as_u64().expect("incarnation"),
-        })
-        .collect()
+    parse_members(&output.stdout).1
 }
 
 /// Waits until the roster `client` knows has exactly the voters `voters` and no other

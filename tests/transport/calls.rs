@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kommander_raft::core::Message;
-use kommander_raft::transport::codec::{FrameKind, decode_call, write_frame};
+use kommander_raft::transport::codec::{FrameKind, UNSTAMPED, decode_call, write_frame};
 use kommander_raft::transport::faulty::{FaultInjector, FaultRates};
 use kommander_raft::transport::tcp::handshake::{
     self, ConnectionHandshakeError, ConnectionRole, HANDSHAKE_FRAME_BYTES_MAX, RejectCode,
@@ -342,7 +342,13 @@ fn a_malformed_request_is_refused_changes_nothing_and_the_callee_serves_on() {
     for (round, (kind, body)) in bodies.into_iter().enumerate() {
         let mut caller =
             connect_with_role(9, &callee.address, ConnectionRole::Call).expect("admitted");
-        write_frame(&mut caller.stream, kind, &[Bytes::from_static(body)]).expect("write");
+        write_frame(
+            &mut caller.stream,
+            kind,
+            UNSTAMPED,
+            &[Bytes::from_static(body)],
+        )
+        .expect("write");
         let deadline = Instant::now() + PATIENCE;
         let refusal = caller
             .next_frame(deadline, "the refusal")
@@ -386,6 +392,7 @@ fn a_node_never_calls_itself() {
         &mut stream,
         &mut reader,
         &identity(7),
+        UNSTAMPED,
         &|_, _| Ok(()),
         handshake_deadlines(),
     )

@@ -4,13 +4,17 @@
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use bytes::Bytes;
 use kommander_raft::transport::tcp::{TcpTransport, TransportError};
-use kommander_raft::{NodeConfig, PartitionId, Raft, ReplicateOptions, Transport};
+use kommander_raft::{
+    NodeConfig, PartitionId, PhysicalClock, Raft, ReplicateOptions, SystemClock, Transport,
+};
 
-use crate::cluster::harness::{PATIENCE, Recorder, test_config};
+use crate::cluster::clock::{LEADS_MS, WALL_MS, Wall};
+use crate::cluster::harness::{PATIENCE, Recorder, eventually, test_config};
 
 struct TcpNode {
     raft: Raft,
@@ -48,6 +52,15 @@ fn configs(
 }
 
 async fn start(config: NodeConfig, listener: TcpListener) -> TcpNode {
+    start_clocked(config, listener, Arc::new(SystemClock)).await
+}
+
+/// Starts a node whose hybrid logical clock follows `physical`.
+async fn start_clocked(
+    config: NodeConfig,
+    listener: TcpListener,
+    physical: Arc<dyn PhysicalClock>,
+) -> TcpNode {
     let transport =
         TcpTransport::with_listener(&config.tcp_config(), &config.tcp_cluster(), listener)
             .expect("transport");
@@ -55,6 +68,7 @@ async fn start(config: NodeConfig, listener: TcpListener) -> TcpNode {
     let raft = Raft::builder(config)
         .state_machine(app.clone())
         .transport(transport.clone())
+        .physical_clock(physical)
         .start()
         .await
         .expect("start");
@@ -124,6 +138,34 @@ async fn join(nodes: &[TcpNode]) {
         .collect();
     for join in joins {
         join.await.expect("task").expect("joined");
+    }
+}
+
+#[tokio::test]
+async fn frames_carry_the_senders_clock_and_a_stamp_too_far_ahead_is_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut nodes = Vec::new();
+    let secret = Some("a shared secret of the test");
+    for ((config, listener), lead) in configs(dir.path(), 3, secret).into_iter().zip(LEADS_MS) {
+        let wall = Arc::new(Wall(AtomicU64::new(WALL_MS + lead)));
+        nodes.push(start_clocked(config, listener, wall).await);
+    }
+    join(&nodes).await;
+    eventually("node 1's clock past node 2's stamps", || {
+        nodes[0].raft.hlc().now().physical_ms >= WALL_MS + LEADS_MS[1]
+    })
+    .await;
+    eventually("node 3's stamps refused by node 1", || {
+        nodes[0].transport.stats().stamps_refused > 0
+    })
+    .await;
+    for node in &nodes[..2] {
+        let now = node.raft.hlc().now();
+        assert!(now.physical_ms < WALL_MS + 60_000, "dragged to {now}");
+    }
+    for node in nodes {
+        node.raft.shutdown().await;
+        node.transport.shutdown();
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use kommander_raft::transport::codec::{
-    FrameKind, encode_call, encode_call_answer, encode_messages, write_frame,
+    FrameKind, UNSTAMPED, encode_call, encode_call_answer, encode_messages, write_frame,
 };
 use kommander_raft::transport::tcp::client::{
     ClientRequest, ClientResponse, ReplicaState, encode_request, encode_response,
@@ -184,7 +184,14 @@ fn connector_transcript(role: ConnectionRole, cluster: &str, secret: Option<&[u8
             secret: acceptor_secret,
         };
         let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX, HANDSHAKE_FRAME_BYTES_MAX);
-        handshake::accept(&mut stream, &mut reader, &me, &|_, _| Ok(()), LONG)
+        handshake::accept(
+            &mut stream,
+            &mut reader,
+            &me,
+            UNSTAMPED,
+            &|_, _| Ok(()),
+            LONG,
+        )
     });
     let me = Identity {
         cluster: cluster.to_owned(),
@@ -196,7 +203,7 @@ fn connector_transcript(role: ConnectionRole, cluster: &str, secret: Option<&[u8
         sent: Vec::new(),
     };
     let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX, HANDSHAKE_FRAME_BYTES_MAX);
-    let connected = handshake::connect(&mut stream, &mut reader, &me, role, None, LONG);
+    let connected = handshake::connect(&mut stream, &mut reader, &me, UNSTAMPED, role, None, LONG);
     let accepted = acceptor.join().expect("acceptor thread");
     if cluster == entry::CLUSTER {
         assert_eq!(connected.expect("handshake"), entry::ACCEPTOR);
@@ -207,7 +214,7 @@ fn connector_transcript(role: ConnectionRole, cluster: &str, secret: Option<&[u8
 
 fn frame_of(kind: FrameKind, chunks: &[Bytes]) -> Vec<u8> {
     let mut out = Vec::new();
-    write_frame(&mut out, kind, chunks).expect("Vec write");
+    write_frame(&mut out, kind, UNSTAMPED, chunks).expect("Vec write");
     out
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use kommander_raft::core::{Message, MessageBody};
 use kommander_raft::transport::codec::{
-    Frame, FrameError, FrameKind, decode_messages, encode_messages, write_frame,
+    Frame, FrameError, FrameKind, UNSTAMPED, decode_messages, encode_messages, write_frame,
 };
 use kommander_raft::transport::tcp::handshake::{
     self, ConnectionHandshakeError, ConnectionRole, HANDSHAKE_FRAME_BYTES_MAX, Identity, RejectCode,
@@ -223,6 +223,7 @@ pub(super) fn connect_with_role(
         &mut stream,
         &mut reader,
         &identity(node),
+        UNSTAMPED,
         role,
         None,
         handshake_deadlines(),
@@ -239,6 +240,7 @@ pub(super) fn accept_as(node: u64, listener: &TcpListener) -> Connection {
         &mut stream,
         &mut reader,
         &identity(node),
+        UNSTAMPED,
         &|_, _| Ok(()),
         handshake_deadlines(),
     )
@@ -314,6 +316,7 @@ fn a_removed_peer_gets_nothing_more_loses_its_connections_and_is_refused() {
     write_frame(
         &mut inbound.stream,
         FrameKind::Messages,
+        UNSTAMPED,
         &encode_messages(&message(2, 1, 3)),
     )
     .expect("write");

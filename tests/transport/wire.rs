@@ -11,8 +11,8 @@ use kommander_raft::core::{
     Configuration, Entry, EntryKind, LogIndex, Message, MessageBody, SnapshotOutcome, Ticket,
 };
 use kommander_raft::transport::codec::{
-    FrameError, FrameKind, HEADER_BYTES, MAGIC, PROTOCOL_VERSION, WireError, decode_messages,
-    encode_messages, parse_header, write_frame,
+    FrameError, FrameKind, HEADER_BYTES, MAGIC, PROTOCOL_VERSION, UNSTAMPED, WireError,
+    decode_frame, decode_messages, encode_messages, parse_header, write_frame,
 };
 use kommander_raft::transport::tcp::reader::{Deadlines, FrameReader};
 use kommander_raft::{NodeId, PartitionId, Term};
@@ -116,7 +116,13 @@ pub(crate) fn sample_messages() -> Vec<Message> {
 /// The bytes of one `Messages` frame carrying `messages`.
 pub(crate) fn frame_bytes(messages: &[Message]) -> Vec<u8> {
     let mut out = Vec::new();
-    write_frame(&mut out, FrameKind::Messages, &encode_messages(messages)).expect("Vec write");
+    write_frame(
+        &mut out,
+        FrameKind::Messages,
+        UNSTAMPED,
+        &encode_messages(messages),
+    )
+    .expect("Vec write");
     out
 }
 
@@ -263,6 +269,32 @@ fn every_body_roundtrips_through_a_frame() {
 }
 
 #[test]
+fn the_senders_stamp_travels_in_the_header_under_the_checksum() {
+    let stamp = 0x0651_f3c2_a400_0007; // a packed HLC timestamp: some millisecond, counter 7
+    let mut bytes = Vec::new();
+    write_frame(
+        &mut bytes,
+        FrameKind::Messages,
+        stamp,
+        &encode_messages(&sample_messages()),
+    )
+    .expect("Vec write");
+    let frame = decode_frame(&Bytes::from(bytes.clone()), FRAME_BYTES_MAX).expect("a frame");
+    assert_eq!(frame.stamp, stamp);
+    let mut reader = FrameReader::new(FRAME_BYTES_MAX, 4096);
+    let read = reader
+        .read_frame(&mut &bytes[..], DEADLINES, &|| false)
+        .expect("read");
+    assert_eq!((read.stamp, reader.last_stamp()), (stamp, stamp));
+    // Bytes 12..20 are the stamp; the checksum covers them.
+    bytes[12] ^= 1;
+    assert!(matches!(
+        decode_frame(&Bytes::from(bytes), FRAME_BYTES_MAX),
+        Err(FrameError::Checksum { .. })
+    ));
+}
+
+#[test]
 fn every_truncation_of_a_frame_is_an_error() {
     let bytes = frame_bytes(&sample_messages());
     for cut in 0..bytes.len() {
@@ -375,7 +407,7 @@ proptest! {
             );
         }
         let mut bytes = Vec::new();
-        write_frame(&mut bytes, FrameKind::Messages, &chunks).expect("Vec write");
+        write_frame(&mut bytes, FrameKind::Messages, UNSTAMPED, &chunks).expect("Vec write");
         let mut reader = FrameReader::new(FRAME_BYTES_MAX, 4096);
         let mut stream = &bytes[..];
         let frame = reader.read_frame(&mut stream, DEADLINES, &|| false).expect("frame");

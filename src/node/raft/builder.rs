@@ -12,16 +12,17 @@ use std::sync::{Arc, Mutex, RwLock, mpsc};
 
 use tokio::sync::{oneshot, watch};
 
+use crate::clock::{HybridLogicalClock, PhysicalClock, SystemClock};
 use crate::node::config::{ConfigError, NodeConfig};
 use crate::node::discovery::{RosterEndpoints, StaticDiscovery};
 use crate::node::error::StartError;
 use crate::node::events::EventHub;
-use crate::node::hlc::HybridLogicalClock;
 use crate::node::identity::Identity;
 use crate::node::system::{Coordinator, SystemApp, SystemState};
-use crate::shard::Transport;
+use crate::shard::membership::{CallWait, MembershipCall};
 use crate::shard::partitions::{MapTable, MapTransfer};
 use crate::shard::{Application, LeaderTable, ShardConfig, ShardHost, StateMachine, StateTransfer};
+use crate::shard::{Inbound, Transport};
 
 use super::timer::Timer;
 use super::{Inner, Raft};
@@ -34,6 +35,7 @@ pub struct RaftBuilder {
     state_machine: Option<Arc<dyn StateMachine>>,
     state_transfer: Option<Arc<dyn StateTransfer>>,
     transport: Option<Arc<dyn Transport>>,
+    physical_clock: Option<Arc<dyn PhysicalClock>>,
 }
 
 impl std::fmt::Debug for RaftBuilder {
@@ -43,6 +45,7 @@ impl std::fmt::Debug for RaftBuilder {
             .field("state_machine", &self.state_machine.is_some())
             .field("state_transfer", &self.state_transfer.is_some())
             .field("transport", &self.transport.is_some())
+            .field("physical_clock", &self.physical_clock.is_some())
             .finish()
     }
 }
@@ -54,6 +57,7 @@ impl RaftBuilder {
             state_machine: None,
             state_transfer: None,
             transport: None,
+            physical_clock: None,
         }
     }
 
@@ -76,6 +80,15 @@ impl RaftBuilder {
     /// network so that peers' messages reach the node.
     pub fn transport(mut self, transport: Arc<dyn Transport>) -> Self {
         self.transport = Some(transport);
+        self
+    }
+
+    /// The wall clock the node's hybrid logical clock ([`Raft::hlc`]) follows, in place of the
+    /// system clock ([`SystemClock`]): a test's manual clock, to put nodes at chosen
+    /// (physical) times. Tickets and the stamps on frames come from it; election and heartbeat
+    /// timing never does.
+    pub fn physical_clock(mut self, physical: impl PhysicalClock + 'static) -> Self {
+        self.physical_clock = Some(Arc::new(physical));
         self
     }
 
@@ -126,7 +139,12 @@ impl RaftBuilder {
             field: "node_id",
             reason: "must fit in 32 bits (it stamps HLC timestamps)".to_owned(),
         })?;
-        let hlc = Arc::new(HybridLogicalClock::new(node, config.hlc_drift_ms_max));
+        let physical = self.physical_clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let hlc = Arc::new(HybridLogicalClock::with_clock(
+            node,
+            config.hlc_drift_ms_max,
+            physical,
+        ));
         let discovery = StaticDiscovery::from_config(&config);
         let endpoints = Arc::new(RosterEndpoints::new(discovery.clone()));
         let leaders = Arc::new(LeaderTable::new(Arc::clone(&endpoints) as _));
@@ -180,7 +198,10 @@ impl RaftBuilder {
                 stopping_timer.stop();
                 stopped_tx.send_replace(true);
             })?;
-        let inbound = shards.inbound();
+        let inbound: Arc<dyn Inbound> = Arc::new(NodeInbound {
+            shards: shards.inbound(),
+            clock: Arc::clone(&hlc),
+        });
         let nodes = RwLock::new(discovery.peers().to_vec());
         Ok(Raft {
             inner: Arc::new(Inner {
@@ -201,5 +222,26 @@ impl RaftBuilder {
                 stopped,
             }),
         })
+    }
+}
+
+/// The node's inbound side ([`Raft::inbound`]): the shards' router, and the node's clock for
+/// the transport to stamp frames with and merge the stamps it receives into.
+struct NodeInbound {
+    shards: Arc<dyn Inbound>,
+    clock: Arc<HybridLogicalClock>,
+}
+
+impl Inbound for NodeInbound {
+    fn deliver(&self, messages: Vec<crate::core::Message>) {
+        self.shards.deliver(messages);
+    }
+
+    fn call(&self, call: MembershipCall) -> CallWait {
+        self.shards.call(call)
+    }
+
+    fn clock(&self) -> Option<&HybridLogicalClock> {
+        Some(&self.clock)
     }
 }

@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
+use crate::clock::HlcTimestamp;
 use crate::core::{NodeId, PartitionId};
 use crate::node::discovery::RaftNode;
-use crate::node::hlc::HlcTimestamp;
 use crate::node::partition_map::{NoRouteError, PartitionMap};
 
 use super::Raft;

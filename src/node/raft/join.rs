@@ -101,7 +101,9 @@ impl Raft {
     /// carries membership calls; it need not have static peers. Calling it again (also after
     /// a restart, with the same data directory) is idempotent: a node the roster lists with
     /// this data directory's incarnation is not added again, and one that is a voter
-    /// everywhere returns at once. Its own endpoint among `seeds` is skipped.
+    /// everywhere returns at once. Its own endpoint among `seeds` is skipped. A seed may be a
+    /// DNS name (`seeds.example:7100`): the TCP transport resolves it at each attempt and
+    /// tries every address it names, which is discovery by DNS (decision 0005 §11).
     ///
     /// Waits at most `timeout` and never longer than `join_timeout_ms` (60 s by default).
     /// Dropping the future cancels the wait; what was done stays done (an admitted node

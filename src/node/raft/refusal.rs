@@ -1,11 +1,11 @@
 //! How the handle turns a shard's [`Refusal`] into its public errors: the one place that knows
 //! the shard's answers, so each family's error says what happened and where to retry.
 
+use crate::clock::HlcTimestamp;
 use crate::core::{NodeId, PartitionId, Status};
 use crate::node::error::{
     Fatal, InvalidWrite, JoinError, MembershipError, QueryError, ReplicateError,
 };
-use crate::node::hlc::HlcTimestamp;
 use crate::shard::Refusal;
 
 use super::Raft;

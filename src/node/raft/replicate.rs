@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use crate::clock::HlcTimestamp;
 use crate::core::{LogIndex, PartitionId, Status, Ticket};
 use crate::node::error::{Fatal, InvalidWrite, ReplicateError};
-use crate::node::hlc::HlcTimestamp;
 use crate::node::system::SYSTEM_LOG_TYPE;
 use crate::shard::codec::ENTRY_HEADER_LEN;
 use crate::shard::{ProposedEntry, Reply, Request};
@@ -26,7 +26,11 @@ use super::timer::{Elapsed, TimerError, race};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Written {
     /// The write's ticket: pass it to [`Raft::commit_logs`] / [`Raft::rollback_logs`] for a
-    /// two-phase proposal.
+    /// two-phase proposal. Drawn from this node's clock ([`Raft::hlc`]) when the write was
+    /// asked; the partition keys it by `(physical_ms, logical)` (the node is not part of the
+    /// key): successive leaders of a partition draw different tickets because every frame
+    /// merges the sender's clock into the receiver's (decision 0005 §10 has the argument and
+    /// its limits).
     pub ticket: HlcTimestamp,
     /// The last log index of the write.
     pub log_index: LogIndex,

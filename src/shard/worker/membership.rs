@@ -24,9 +24,11 @@ use crate::shard::{RaftEvent, Refusal, ReplicationResult, Reply, SYSTEM_PARTITIO
 
 use super::Worker;
 
-/// The ticket of a configuration entry the shard proposes itself: the top bit set (an HLC
-/// ticket leaves it clear for millennia) and the index the entry will take, unique in the
-/// partition's log.
+/// The ticket of a configuration entry the shard proposes itself: the top bit set and the
+/// index the entry will take, unique in the partition's log. An HLC ticket (milliseconds in
+/// its high 42 bits) leaves the top bit clear until 2^41 ms (September 2039), and could equal
+/// one of these only in the minutes after it (while `index >> 22` milliseconds pass): these
+/// tickets must be drawn from the node's clock before then.
 fn system_ticket(replica: &Replica) -> Ticket {
     Ticket(1 << 63 | (replica.last_index().0 + 1))
 }
@@ -236,7 +238,19 @@ impl Worker {
             return;
         }
         let concurrent = Refusal::Replica(Status::ConcurrentMembershipChange);
-        if !replica.is_leader_established() || replica.configuration_change_pending() {
+        #[allow(unused_mut)]
+        let mut established = replica.is_leader_established();
+        #[cfg(feature = "sim-bugs")]
+        if self.config.bug == Some(crate::shard::NodeBug::RosterChangeBeforeNoOp) {
+            established = true;
+        }
+        #[allow(unused_mut)]
+        let mut one_at_a_time = true;
+        #[cfg(feature = "sim-bugs")]
+        if self.config.bug == Some(crate::shard::NodeBug::ConcurrentRosterChanges) {
+            one_at_a_time = false;
+        }
+        if !established || (one_at_a_time && replica.configuration_change_pending()) {
             let _ = reply.send(Err(concurrent));
             return;
         }
@@ -249,7 +263,7 @@ impl Worker {
             }
         };
         let result = match roster.configuration_after(change, expected_version) {
-            Ok(Some(_)) if !reconciled_to(roster.version()) => Err(concurrent),
+            Ok(Some(_)) if one_at_a_time && !reconciled_to(roster.version()) => Err(concurrent),
             Ok(Some(configuration)) => replica
                 .propose_configuration(ticket, configuration)
                 .map_err(|status| Refusal::of_replica(replica, status)),

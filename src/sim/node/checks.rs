@@ -92,8 +92,19 @@ impl NodeSimulation {
         for node in 0..self.nodes.len() {
             logs.push(self.durable(node, shard)?);
         }
-        let views: Vec<Option<&DurableLog>> =
-            logs.iter().map(|logs| logs.get(&ack.partition)).collect();
+        let lost = &self.truth.lost_disks;
+        let views: Vec<Vec<&DurableLog>> = (0..logs.len())
+            .map(|node| {
+                let lost = lost
+                    .iter()
+                    .filter(|(n, s, _)| *n == node && *s == shard)
+                    .map(|(_, _, logs)| logs);
+                std::iter::once(&logs[node])
+                    .chain(lost)
+                    .filter_map(|logs| logs.get(&ack.partition))
+                    .collect()
+            })
+            .collect();
         let changes_memberships = self.config.membership_interval_ms_max > 0;
         let first_voters: Vec<NodeId> = (1..=self.config.initial_members as u64)
             .map(NodeId)
@@ -159,9 +170,9 @@ impl NodeSimulation {
                 if sim_node.paused_until > self.now {
                     self.resume(node);
                 }
-            } else {
+            } else if !self.awaits_admission(node) {
                 // Its pending restart is superseded.
-                sim_node.incarnation += 1;
+                self.nodes[node].incarnation += 1;
                 self.start_node(node)?;
             }
         }

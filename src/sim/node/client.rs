@@ -352,7 +352,7 @@ impl NodeSimulation {
             self.poll_checkpoint(p, node);
         }
         self.poll_membership(node);
-        Ok(())
+        self.poll_replacement(node)
     }
 
     fn poll_checkpoint(&mut self, p: usize, node: usize) {

@@ -11,7 +11,12 @@
 //! frame that carries the entry is routed: the entry reaches the leader's side only. A cut is
 //! drawn once per (partition, sender's term, entry index) with
 //! `configuration_cut_per_million`, during the fault phase, and heals later like the
-//! nemesis's cuts.
+//! nemesis's cuts. A frame that carries several configuration entries is cut around the
+//! newest (from the one before the first): a leader with two changes in flight keeps a bare
+//! majority of the second, whose majorities need not meet the first's predecessor's. Two
+//! fresh configuration entries of the sender's own term in one frame (a leader that took a
+//! change while another was in flight, which the one-at-a-time rule forbids) are always cut
+//! around, in the seeds that make these cuts.
 
 use std::collections::BTreeMap;
 
@@ -85,6 +90,14 @@ impl NodeSimulation {
         let MessageBody::AppendRequest { entries, .. } = &message.body else {
             return;
         };
+        // The configuration before the frame's first configuration entry, the newest one it
+        // carries, and whether a cut was drawn.
+        let mut before: Option<Option<Configuration>> = None;
+        let mut newest = None;
+        let mut drawn = false;
+        // Fresh configuration entries of the sender's own term: more than one is a leader
+        // with two changes in flight.
+        let mut own_fresh = 0;
         for entry in entries {
             if entry.kind != EntryKind::Configuration {
                 continue;
@@ -96,19 +109,30 @@ impl NodeSimulation {
             let previous =
                 self.configuration_watch
                     .record(message.partition, entry.index, entry.term, &next);
+            before.get_or_insert(previous);
             let fresh =
                 self.configuration_watch
                     .first_sight(message.partition, message.term, entry.index);
-            if fresh
-                && self.healed_at.is_none()
-                && self.config.nodes > 1
-                && self
-                    .nemesis_rng
-                    .chance(self.config.configuration_cut_per_million)
-            {
-                let previous = previous.unwrap_or_else(|| self.first_configuration());
-                self.cut_around(node, &previous, &next);
-            }
+            own_fresh += usize::from(fresh && entry.term == message.term);
+            drawn = drawn
+                || fresh
+                    && self.healed_at.is_none()
+                    && self.config.nodes > 1
+                    && self
+                        .nemesis_rng
+                        .chance(self.config.configuration_cut_per_million);
+            newest = Some(next);
+        }
+        let two_in_flight = own_fresh > 1
+            && self.healed_at.is_none()
+            && self.config.configuration_cut_per_million > 0;
+        if let (true, Some(next)) = (drawn || two_in_flight, newest) {
+            // Around the newest configuration the frame carries: a leader that appended two
+            // changes before sending keeps a bare majority of the second.
+            let previous = before
+                .flatten()
+                .unwrap_or_else(|| self.first_configuration());
+            self.cut_around(node, &previous, &next);
         }
     }
 

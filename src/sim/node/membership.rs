@@ -15,20 +15,40 @@ use tokio::sync::oneshot::{self, error::TryRecvError};
 
 use super::NodeSimulation;
 use super::run::Event;
-use crate::core::{NodeId, Status, Ticket};
-use crate::shard::membership::{MemberRole, RosterChange};
+use crate::core::{NodeId, Role, Status, Term, Ticket};
+use crate::shard::membership::{MemberRole, Roster, RosterChange};
 use crate::shard::{Refusal, ReplicationResult, Request, SYSTEM_PARTITION};
 
-/// The operator: the roster change in progress (the node it was sent to and its answer), and
-/// the leader of partition 0 the last refusal named.
+/// In a million roster changes, how many are followed at once by a second (a burst): a
+/// leader that takes two changes in flight makes two voter changes from one configuration.
+const BURST_PER_MILLION: u32 = 250_000;
+
+/// The operator: the roster change it watches (the node it was sent to and its answer), the
+/// leader of partition 0 the last refusal named, and the highest term of partition 0 a
+/// leader was sent an eager change in.
 #[derive(Default)]
 pub(super) struct Operator {
     step: Option<(usize, oneshot::Receiver<Result<ReplicationResult, Refusal>>)>,
     leader_hint: Option<usize>,
+    eager_term: Term,
+}
+
+/// A roster change sent: the version it was sent against and the node it moves.
+struct Sent {
+    version: u64,
+    moved: NodeId,
+}
+
+impl Operator {
+    /// Whether a roster change it asked waits for its answer.
+    pub(super) fn busy(&self) -> bool {
+        self.step.is_some()
+    }
 }
 
 impl NodeSimulation {
-    /// Starts a roster change (unless one is in progress) and schedules the next.
+    /// Starts a roster change (unless one is in progress) and schedules the next; now and
+    /// then ([`BURST_PER_MILLION`]) a second change follows at once.
     pub(super) fn change_membership(&mut self) {
         let at = self.now
             + self.client_rng.between(
@@ -36,17 +56,80 @@ impl NodeSimulation {
                 self.config.membership_interval_ms_max,
             );
         self.agenda.push(at, Event::Membership);
-        if self.membership.step.is_some() {
+        // Nothing else while a replaced node waits to be admitted again (`replace.rs`).
+        if self.membership.step.is_some() || self.replacement_waits() {
             return;
         }
         let node = self.system_leader_hint();
-        let Some(roster) = self.nodes[node]
+        let Some(first) = self.send_change(node, None) else {
+            return;
+        };
+        if self.healed_at.is_none() && self.client_rng.chance(BURST_PER_MILLION) {
+            // The second against the version the first will make: partition 0's leader reads
+            // the roster from the configuration in force, the first one's once appended, so
+            // only a leader that takes two changes in flight accepts it (the same version
+            // would be stale there).
+            self.send_change(node, Some((first.version + 1, first.moved)));
+        }
+    }
+
+    /// As soon as `node` claims partition 0's leadership in a term the operator has not seen
+    /// (during the faults): a roster change sent to it at once, before the no-op of its term
+    /// can have committed.
+    fn eager_change(&mut self, node: usize) {
+        if self.healed_at.is_some() || self.config.membership_interval_ms_max == 0 {
+            return;
+        }
+        let Some(term) = self.nodes[node]
             .running
             .as_ref()
-            .and_then(|running| running.host.membership().roster())
+            .and_then(|running| running.host.leadership(SYSTEM_PARTITION))
+            // The role, not `leads()`: that waits for the no-op, which the change must beat.
+            .filter(|leadership| leadership.role == Role::Leader)
+            .map(|leadership| leadership.term)
         else {
             return;
         };
+        if term <= self.membership.eager_term {
+            return;
+        }
+        self.membership.eager_term = term;
+        self.send_change(node, None);
+    }
+
+    /// Sends `node` a roster change drawn against the roster it knows, against that roster's
+    /// version or, for the second of a burst, against `second`'s version (the one the first
+    /// makes) and moving another node than the first. The answer is watched unless another change is.
+    fn send_change(&mut self, node: usize, second: Option<(u64, NodeId)>) -> Option<Sent> {
+        let roster = self.nodes[node]
+            .running
+            .as_ref()
+            .and_then(|running| running.host.membership().roster())?;
+        let (moved, change) = self.draw_change(&roster)?;
+        let version = match second {
+            Some((_, first)) if first == moved => return None,
+            Some((version, _)) => version,
+            None => roster.version(),
+        };
+        self.trace
+            .event(20, &[self.now, node as u64, moved.0, roster.version()]);
+        let (reply, answer) = oneshot::channel();
+        let request = Request::ChangeMembership {
+            change,
+            expected_version: Some(version),
+            ticket: Ticket(self.clients.take_id()),
+            reply,
+        };
+        self.send_to(node, SYSTEM_PARTITION, request).ok()?;
+        if self.membership.step.is_none() {
+            self.membership.step = Some((node, answer));
+        }
+        Some(Sent { version, moved })
+    }
+
+    /// A roster change against `roster` (see the module docs), if one is to be made, and the
+    /// node it moves.
+    fn draw_change(&mut self, roster: &Roster) -> Option<(NodeId, RosterChange)> {
         let healed = self.healed_at.is_some();
         let outside: Vec<NodeId> = (1..=self.nodes.len() as u64)
             .map(NodeId)
@@ -54,7 +137,7 @@ impl NodeSimulation {
             .collect();
         let moved = match healed {
             // Once the faults stop: add the nodes outside the cluster, so that all converge.
-            true if outside.is_empty() => return,
+            true if outside.is_empty() => return None,
             true => outside[self.client_rng.index(outside.len())],
             false => NodeId(self.client_rng.index(self.nodes.len()) as u64 + 1),
         };
@@ -83,26 +166,15 @@ impl NodeSimulation {
                 0 => RosterChange::Remove { node: moved },
                 _ => RosterChange::Promote { node: moved },
             },
-            Some(_) => return,
+            Some(_) => return None,
         };
-        self.trace
-            .event(20, &[self.now, node as u64, moved.0, roster.version()]);
-        let (reply, answer) = oneshot::channel();
-        let request = Request::ChangeMembership {
-            change,
-            expected_version: Some(roster.version()),
-            ticket: Ticket(self.clients.take_id()),
-            reply,
-        };
-        if self.send_to(node, SYSTEM_PARTITION, request).is_ok() {
-            self.membership.step = Some((node, answer));
-        }
+        Some((moved, change))
     }
 
     /// The node believed to lead partition 0, as an operator finds it: the node that says it
     /// leads in the highest term, else the one the last refusal named (any node, now and
     /// then, and when neither is known).
-    fn system_leader_hint(&mut self) -> usize {
+    pub(super) fn system_leader_hint(&mut self) -> usize {
         let claimed = (0..self.nodes.len())
             .filter_map(|n| {
                 let running = self.nodes[n].running.as_ref()?;
@@ -119,6 +191,7 @@ impl NodeSimulation {
 
     /// Looks at the answer the roster change waits for on `node`.
     pub(super) fn poll_membership(&mut self, node: usize) {
+        self.eager_change(node);
         let Some((asked, mut answer)) = self.membership.step.take_if(|(asked, _)| *asked == node)
         else {
             return;

@@ -13,7 +13,8 @@
 //! Files: `config` (the knobs), `sim_node` (one node's disks, clock and lifecycle), `wire` (the
 //! transport through the codec), `app` (the application), `workload` (the operations),
 //! `client` (issuing them and judging answers), `nemesis` (faults), `configuration_cut` (the
-//! cut around a configuration change), `run` (the agenda and its
+//! cut around a configuration change), `replace` (a node's disks replaced, the node admitted
+//! again with a new incarnation), `run` (the agenda and its
 //! dispatch), `turns` (driving each shard's loop, its disk and its frames), `checks` (the checks
 //! after turns, at crashes and at the end), `truth` (what happened), `checkers/` (one file per property), `report` (the result).
 
@@ -25,6 +26,7 @@ mod config;
 mod configuration_cut;
 mod membership;
 mod nemesis;
+mod replace;
 mod report;
 mod run;
 mod sim_node;
@@ -74,6 +76,8 @@ pub struct NodeSimulation {
     clients: Clients,
     /// The membership operator.
     membership: membership::Operator,
+    /// The replacement of nodes' disks.
+    replacer: replace::Replacer,
     /// The configuration entries seen on the wire (the cuts around them).
     configuration_watch: configuration_cut::ConfigurationWatch,
     truth: Truth,

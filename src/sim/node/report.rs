@@ -48,6 +48,9 @@ pub struct NodeSimReport {
     pub checkpoints: u64,
     /// Configuration changes answered `Success`.
     pub membership_changes: u64,
+    /// Nodes whose disks were replaced and that were admitted again (an `Add` with their new
+    /// incarnation accepted, the node started on its empty disks).
+    pub replacements: u64,
     /// Entries handed to applications (all nodes, restored and live).
     pub delivered: u64,
     /// Node incarnations started (the first starts included).

@@ -62,6 +62,8 @@ pub(super) enum Event {
     Checkpoint { p: usize },
     /// A roster change.
     Membership,
+    /// A node's disks are replaced, or its admission is asked again (`replace.rs`).
+    Replace,
     /// The nemesis acts.
     Nemesis,
     /// A fault every seed gets (see `nemesis.rs`).
@@ -141,6 +143,7 @@ impl NodeSimulation {
             nodes,
             clients: Clients::new(config.partitions, config.clients_per_partition),
             membership: super::membership::Operator::default(),
+            replacer: super::replace::Replacer::default(),
             configuration_watch: super::configuration_cut::ConfigurationWatch::default(),
             truth: Truth::default(),
             checkers: NodeCheckers::default(),
@@ -225,6 +228,7 @@ impl NodeSimulation {
             );
             self.agenda.push(at, Event::Membership);
         }
+        self.schedule_replacement();
         let first_fault = self.nemesis_rng.between(
             self.config.fault_interval_ms_min,
             self.config.fault_interval_ms_max,
@@ -332,6 +336,10 @@ impl NodeSimulation {
             Event::Membership => {
                 self.trace.event(19, &[self.now]);
                 self.change_membership();
+            }
+            Event::Replace => {
+                self.trace.event(24, &[self.now]);
+                self.replace()?;
             }
             Event::Nemesis => {
                 self.trace.event(8, &[self.now]);

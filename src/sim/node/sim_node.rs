@@ -3,9 +3,12 @@
 //! host without a clean stop (what the shards performed stays on the disks, volatile until
 //! synced); power loss replaces each disk by its image after a power cut (unsynced writes
 //! lost or torn); restarting reopens the WALs from the disks and the partitions from the WALs.
+//! Replacing its disks ([`SimNode::wipe`]) gives it empty disks and an application that starts
+//! from nothing: a new data directory, as an operator replacing a dead machine gives it.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -13,6 +16,7 @@ use kommander_wal::backend::BackendChoice;
 use kommander_wal::backend::sim::{CrashMode, DurableLogs, FaultPlan, SimDisk};
 use kommander_wal::{Wal, WalConfig};
 
+use crate::clock::{HybridLogicalClock, PhysicalClock};
 use crate::core::{NodeId, PartitionId};
 use crate::shard::{
     Application, EndpointLookup, EventSink, LeaderTable, RaftEvent, ShardConfig, ShardHost,
@@ -39,11 +43,36 @@ impl NodeClock {
         epoch + Duration::from_micros(now_ms * self.micros_per_ms + self.jumped_us)
     }
 
+    /// This node's wall clock (Unix milliseconds, from [`WALL_EPOCH_MS`]) at simulated time
+    /// `now_ms`: what its hybrid logical clock follows.
+    pub(super) fn wall_ms(self, now_ms: u64) -> u64 {
+        WALL_EPOCH_MS + (now_ms * self.micros_per_ms + self.jumped_us) / 1_000
+    }
+
     /// The first simulated millisecond at which this node's clock reads at least `instant`.
     pub(super) fn when(self, epoch: Instant, instant: Instant) -> u64 {
         let us = instant.saturating_duration_since(epoch).as_micros() as u64;
         us.saturating_sub(self.jumped_us)
             .div_ceil(self.micros_per_ms)
+    }
+}
+
+/// The Unix time (ms) every node's wall clock reads at simulated time 0 (fixed: a run is
+/// reproducible from its seed).
+const WALL_EPOCH_MS: u64 = 1_700_000_000_000;
+
+/// How far ahead of a node's wall clock a peer's frame stamp may be and still be merged (the
+/// node's default `hlc_drift_ms_max`).
+const HLC_DRIFT_MS_MAX: u64 = 60_000;
+
+/// A node's wall clock as its hybrid logical clock reads it: the [`NodeClock`]'s reading, set
+/// by the simulation ([`SimNode::set_wall`]) before the node acts.
+#[derive(Debug, Clone, Default)]
+struct SimWall(Arc<AtomicU64>);
+
+impl PhysicalClock for SimWall {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
     }
 }
 
@@ -101,6 +130,11 @@ pub(super) struct SimNode {
     pub(super) events: Arc<RestoreFailures>,
     pub(super) outbox: Arc<WireOutbox>,
     pub(super) clock: NodeClock,
+    /// What the hybrid logical clock reads as the wall clock.
+    wall: SimWall,
+    /// The incarnation's hybrid logical clock (a restarted process starts a new one): it
+    /// stamps the frames the node sends and merges the stamps of those it receives.
+    pub(super) hlc: Arc<HybridLogicalClock>,
     /// Stopped (SIGSTOP) until this simulated time.
     pub(super) paused_until: u64,
     /// When each shard's next turn is scheduled (`None`: not scheduled).
@@ -117,11 +151,40 @@ pub(super) struct SimNode {
     pub(super) durable: Vec<Option<DecodedDurable>>,
     /// Directory of this node's files (`shard-<n>` below it).
     root: PathBuf,
+    /// Data directories this node had (1: its disks were never replaced).
+    data_dirs: u64,
+    /// The first configurations decided when this data directory was admitted to the cluster
+    /// (as a joiner's `identity` file keeps them); `None`: the data directory of the initial
+    /// cluster (every partition opens with the initial members as voters).
+    pub(super) first: Option<FirstMembers>,
+}
+
+/// What a data directory admitted through a roster change opens its partitions with while
+/// their logs say nothing (as `src/node/raft/join.rs` and `src/node/system.rs` decide it): the
+/// roster of the admission, this node a learner, never a voter.
+#[derive(Debug, Clone)]
+pub(super) struct FirstMembers {
+    /// Partition 0's voters and learners: the roster's configuration.
+    pub(super) system: (Vec<NodeId>, Vec<NodeId>),
+    /// Every other partition's: the roster's target for them.
+    pub(super) partitions: (Vec<NodeId>, Vec<NodeId>),
 }
 
 /// A disk's durable logs as the checkers read them, with the disk's value they come from
 /// (the disk recomputes only when something became durable; so does the decoding).
 pub(super) type DecodedDurable = (Arc<DurableLogs>, Arc<BTreeMap<PartitionId, DurableLog>>);
+
+/// One empty simulated disk per shard, in `root/shard-<n>`.
+fn fresh_disks(root: &std::path::Path, shards: usize) -> Vec<(SimDisk, PathBuf)> {
+    (0..shards)
+        .map(|shard| {
+            let dir = root.join(format!("shard-{shard}"));
+            std::fs::create_dir_all(&dir).expect("a simulation directory");
+            let disk = SimDisk::new(&dir).expect("a fresh simulated disk");
+            (disk, dir)
+        })
+        .collect()
+}
 
 impl SimNode {
     /// A node with fresh, empty disks under `root`.
@@ -135,6 +198,8 @@ impl SimNode {
             events: Arc::new(RestoreFailures::default()),
             outbox: Arc::new(WireOutbox::default()),
             clock,
+            wall: SimWall::default(),
+            hlc: Arc::new(HybridLogicalClock::new(0, HLC_DRIFT_MS_MAX)),
             paused_until: 0,
             turn_at: vec![None; shards],
             disk_busy: vec![false; shards],
@@ -142,14 +207,35 @@ impl SimNode {
             disk_slowdown: 1,
             durable: vec![None; shards],
             root,
+            data_dirs: 1,
+            first: None,
         };
-        for shard in 0..shards {
-            let dir = node.root.join(format!("shard-{shard}"));
-            std::fs::create_dir_all(&dir).expect("a simulation directory");
-            let disk = SimDisk::new(&dir).expect("a fresh simulated disk");
-            node.disks.push((disk, dir));
-        }
+        node.disks = fresh_disks(&node.root, shards);
         node
+    }
+
+    /// Sets the wall clock the node's hybrid logical clock reads to its [`NodeClock`]'s
+    /// reading at simulated time `now_ms` (before the node takes a turn or reads a frame).
+    pub(super) fn set_wall(&self, now_ms: u64) {
+        self.wall
+            .0
+            .store(self.clock.wall_ms(now_ms), Ordering::Relaxed);
+    }
+
+    /// The node's disks are replaced by empty ones (a new data directory), its application
+    /// starts from nothing, and what it decided at its admission is forgotten. The node must
+    /// be down; a restart scheduled for it is superseded.
+    pub(super) fn wipe(&mut self) {
+        debug_assert!(!self.up(), "a running node's disks are not replaced");
+        self.incarnation += 1;
+        self.data_dirs += 1;
+        self.root = self
+            .root
+            .with_file_name(format!("node-{}-disk-{}", self.id.0, self.data_dirs));
+        self.disks = fresh_disks(&self.root, self.disks.len());
+        self.app = Arc::new(SimApp::new());
+        self.durable.iter_mut().for_each(|cached| *cached = None);
+        self.first = None;
     }
 
     pub(super) fn up(&self) -> bool {
@@ -200,8 +286,16 @@ impl SimNode {
             wals.push(opened);
         }
         config.data_dir = self.root.clone();
+        // Node ids of the simulation are small (1..=nodes).
+        let node = u32::try_from(self.id.get()).unwrap_or(u32::MAX);
+        self.hlc = Arc::new(HybridLogicalClock::with_clock(
+            node,
+            HLC_DRIFT_MS_MAX,
+            self.wall.clone(),
+        ));
         let transport = Arc::new(WireTransport {
             outbox: Arc::clone(&self.outbox),
+            clock: Arc::clone(&self.hlc),
         });
         let leaders = Arc::new(LeaderTable::new(Arc::new(NoEndpoints)));
         let (host, shards) = ShardHost::start_stepped(

@@ -3,6 +3,7 @@
 //! checkers judge from these records only.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use kommander_wal::backend::sim::DurableLogs;
 
@@ -70,7 +71,14 @@ pub(super) struct Truth {
     pub(super) applied_ops: HashMap<u64, (PartitionId, LogIndex)>,
     /// (partition, index) → the entry first handed over there.
     pub(super) applied: HashMap<(PartitionId, LogIndex), Applied>,
+    /// The durable logs of disks lost to replacements (`replace.rs`), when they were lost:
+    /// (node, shard, its partitions' logs). The log checkers never compare them; a write
+    /// acknowledged before the loss counts them as its node's copy.
+    pub(super) lost_disks: Vec<LostDisk>,
 }
+
+/// A disk lost to a replacement: (node, shard, its partitions' durable logs when it was lost).
+pub(super) type LostDisk = (usize, usize, Arc<BTreeMap<PartitionId, DurableLog>>);
 
 /// Decodes the durable logs a disk reports (what a recovery after a power cut now would find:
 /// the disk model's own image, recovered by the WAL's scan and replay) into the checkers'

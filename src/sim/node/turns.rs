@@ -13,6 +13,7 @@ use super::NodeSimulation;
 use super::checkers::{CODEC, ElectionSafety, RECOVERY, SHARD_FAILURE};
 use super::run::{Event, TURNS_PER_EVENT_MAX};
 use super::wire::decode_frame_messages;
+use crate::transport::stamp;
 
 impl NodeSimulation {
     // ----- nodes -----
@@ -65,18 +66,26 @@ impl NodeSimulation {
         let started = self.nodes[node].start(config, &wal, epoch_seed, now);
         self.checkers.judge(RECOVERY, started)?;
         self.report.starts += 1;
-        // The first roster: the initial members (a node outside it waits to be added).
-        let voters: Vec<NodeId> = (1..=self.config.initial_members as u64)
+        // The first roster: the initial members (a node outside it waits to be added), or,
+        // for a data directory admitted after its node's disks were replaced, the roster of
+        // its admission (itself a learner: `replace.rs`).
+        let initial: Vec<NodeId> = (1..=self.config.initial_members as u64)
             .map(NodeId)
             .collect();
+        let first = self.nodes[node].first.clone();
         let running = self.nodes[node].running.as_ref().expect("just started");
         // Partition 0 holds the roster the others follow.
         for p in 0..=self.config.partitions as u32 {
+            let (voters, learners) = match &first {
+                Some(first) if p == 0 => first.system.clone(),
+                Some(first) => first.partitions.clone(),
+                None => (initial.clone(), Vec::new()),
+            };
             // The answer comes in the shard's turn; what matters is the restore's outcome,
             // which the recovery checker judges from the shards' events.
             let opened = running
                 .host
-                .open_partition(PartitionId(p), voters.clone(), Vec::new());
+                .open_partition(PartitionId(p), voters, learners);
             let opened = opened.map(drop).map_err(|refusal| {
                 format!(
                     "node {}: partition {p} does not open: {refusal:?}",
@@ -136,6 +145,7 @@ impl NodeSimulation {
             return Ok(());
         }
         let now = sim_node.clock.at(self.epoch, self.now);
+        sim_node.set_wall(self.now);
         let disk = sim_node.disks[shard].0.clone();
         let Some(running) = sim_node.running.as_mut() else {
             return Ok(());
@@ -245,7 +255,7 @@ impl NodeSimulation {
             let messages =
                 decode_frame_messages(&frame, self.nodes[node].id, NodeId(to as u64 + 1));
             let messages = match messages {
-                Ok(messages) => messages,
+                Ok((_, messages)) => messages,
                 Err(error) => {
                     self.checkers.judge(
                         CODEC,
@@ -315,8 +325,15 @@ impl NodeSimulation {
             );
             return Ok(());
         }
-        let messages = match decode_frame_messages(&frame, NodeId(from as u64 + 1), receiver.id) {
-            Ok(messages) => messages,
+        let sender = NodeId(from as u64 + 1);
+        let messages = match decode_frame_messages(&frame, sender, receiver.id) {
+            Ok((stamp, messages)) => {
+                // The receiver's clock takes the sender's (one too far ahead is not merged,
+                // as on a real node; nothing checks the clocks, so the refusal is not counted).
+                receiver.set_wall(self.now);
+                let _ = stamp::merge(Some(&receiver.hlc), sender, stamp);
+                messages
+            }
             Err(error) => {
                 return self.checkers.judge(
                     CODEC,

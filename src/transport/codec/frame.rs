@@ -1,4 +1,4 @@
-//! Frames: a fixed 16-byte little-endian header followed by `length` body bytes (the format is
+//! Frames: a fixed 24-byte little-endian header followed by `length` body bytes (the format is
 //! documented in [`crate::transport::codec`]). Building and checking them; reading them from
 //! a socket is the TCP transport's `FrameReader`.
 
@@ -6,17 +6,21 @@ use std::io::{self, IoSlice, Write};
 use std::time::Duration;
 
 use bytes::Bytes;
-use zerocopy::byteorder::little_endian::{U16, U32};
+use zerocopy::byteorder::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// `KMDR` read as a little-endian u32.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"KMDR");
 /// The wire protocol version this build speaks (3: configurations carry partition 0's roster
 /// in their context; 4: membership calls, the `Call` connection role and the `CallRequest` and
-/// `CallAnswer` frames).
-pub const PROTOCOL_VERSION: u16 = 4;
+/// `CallAnswer` frames; 5: every frame header carries the sender's HLC stamp).
+pub const PROTOCOL_VERSION: u16 = 5;
 /// Size of [`WireFrameHeader`].
-pub const HEADER_BYTES: usize = 16;
+pub const HEADER_BYTES: usize = 24;
+/// The header bytes the checksum covers (all but the checksum itself).
+const CHECKED_HEADER_BYTES: usize = 20;
+/// The stamp of a frame whose sender has no clock (a client of the client port, a tool).
+pub const UNSTAMPED: u64 = 0;
 
 /// The fixed frame header.
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
@@ -32,7 +36,12 @@ pub struct WireFrameHeader {
     pub flags: u8,
     /// Body length in bytes.
     pub length: U32,
-    /// CRC32C of header bytes 0..12 and the body.
+    /// The sender's hybrid logical clock when it built the frame, packed
+    /// ([`HlcTimestamp::packed`](crate::HlcTimestamp::packed): milliseconds in the high 42
+    /// bits, the logical counter in the low 22; the node is the connection's peer), or
+    /// [`UNSTAMPED`].
+    pub stamp: U64,
+    /// CRC32C of header bytes 0..20 and the body.
     pub checksum: U32,
 }
 
@@ -155,18 +164,35 @@ pub enum FrameError {
     Io(#[from] io::Error),
 }
 
-/// A received frame: its kind and body (its own allocation, exactly the body's size).
+/// A received frame: its kind, the sender's stamp and the body (its own allocation, exactly
+/// the body's size).
 #[derive(Clone, Debug)]
 pub struct Frame {
     /// The kind.
     pub kind: FrameKind,
+    /// The sender's packed HLC stamp ([`WireFrameHeader::stamp`]), or [`UNSTAMPED`].
+    pub stamp: u64,
     /// The body.
     pub body: Bytes,
 }
 
-/// Builds the header of a frame whose body is `chunks` (concatenated).
+/// What [`parse_header`] read from a header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeaderFields {
+    /// The frame's kind.
+    pub kind: FrameKind,
+    /// The body's length in bytes (at most the reader's `frame_bytes_max`).
+    pub length: usize,
+    /// The sender's stamp ([`WireFrameHeader::stamp`]).
+    pub stamp: u64,
+    /// The checksum the header announces (checked with the body).
+    pub checksum: u32,
+}
+
+/// Builds the header of a frame whose body is `chunks` (concatenated), stamped with the
+/// sender's packed HLC `stamp` ([`UNSTAMPED`] for a sender without a clock).
 #[must_use]
-pub fn header_for(kind: FrameKind, chunks: &[Bytes]) -> [u8; HEADER_BYTES] {
+pub fn header_for(kind: FrameKind, stamp: u64, chunks: &[Bytes]) -> [u8; HEADER_BYTES] {
     let length: usize = chunks.iter().map(Bytes::len).sum();
     let mut header = WireFrameHeader {
         magic: MAGIC.into(),
@@ -174,9 +200,10 @@ pub fn header_for(kind: FrameKind, chunks: &[Bytes]) -> [u8; HEADER_BYTES] {
         kind: kind.code(),
         flags: 0,
         length: u32::try_from(length).unwrap_or(u32::MAX).into(),
+        stamp: stamp.into(),
         checksum: 0.into(),
     };
-    let mut crc = crc32c::crc32c(&header.as_bytes()[..12]);
+    let mut crc = crc32c::crc32c(&header.as_bytes()[..CHECKED_HEADER_BYTES]);
     for chunk in chunks {
         crc = crc32c::crc32c_append(crc, chunk);
     }
@@ -195,7 +222,7 @@ pub fn header_for(kind: FrameKind, chunks: &[Bytes]) -> [u8; HEADER_BYTES] {
 pub fn parse_header(
     bytes: &[u8; HEADER_BYTES],
     frame_bytes_max: usize,
-) -> Result<(FrameKind, usize, u32), FrameError> {
+) -> Result<HeaderFields, FrameError> {
     let header = WireFrameHeader::read_from_bytes(bytes).map_err(|_| FrameError::BadMagic(0))?;
     if header.magic.get() != MAGIC {
         return Err(FrameError::BadMagic(header.magic.get()));
@@ -216,16 +243,21 @@ pub fn parse_header(
             max: frame_bytes_max,
         });
     }
-    Ok((kind, length, header.checksum.get()))
+    Ok(HeaderFields {
+        kind,
+        length,
+        stamp: header.stamp.get(),
+        checksum: header.checksum.get(),
+    })
 }
 
-/// Checks `checksum` (from the header) against the header's first 12 bytes and the body.
+/// Checks `checksum` (from the header) against the header's first 20 bytes and the body.
 pub(crate) fn verify_checksum(
     header: &[u8; HEADER_BYTES],
     checksum: u32,
     body: &[u8],
 ) -> Result<(), FrameError> {
-    let actual = crc32c::crc32c_append(crc32c::crc32c(&header[..12]), body);
+    let actual = crc32c::crc32c_append(crc32c::crc32c(&header[..CHECKED_HEADER_BYTES]), body);
     if actual != checksum {
         return Err(FrameError::Checksum {
             expected: checksum,
@@ -235,7 +267,8 @@ pub(crate) fn verify_checksum(
     Ok(())
 }
 
-/// Checks a whole frame held in memory (header then body) and returns its kind and body.
+/// Checks a whole frame held in memory (header then body) and returns its kind, stamp and
+/// body.
 ///
 /// # Errors
 ///
@@ -246,28 +279,34 @@ pub fn decode_frame(bytes: &Bytes, frame_bytes_max: usize) -> Result<Frame, Fram
         .get(..HEADER_BYTES)
         .and_then(|h| h.try_into().ok())
         .ok_or(FrameError::Closed { mid_frame: true })?;
-    let (kind, length, checksum) = parse_header(header, frame_bytes_max)?;
-    let end = HEADER_BYTES + length;
+    let fields = parse_header(header, frame_bytes_max)?;
+    let end = HEADER_BYTES + fields.length;
     if bytes.len() < end {
         return Err(FrameError::Closed { mid_frame: true });
     }
-    verify_checksum(header, checksum, &bytes[HEADER_BYTES..end])?;
+    verify_checksum(header, fields.checksum, &bytes[HEADER_BYTES..end])?;
     Ok(Frame {
-        kind,
+        kind: fields.kind,
+        stamp: fields.stamp,
         body: bytes.slice(HEADER_BYTES..end),
     })
 }
 
-/// Writes one frame: the header, then `chunks` with vectored writes (the chunks are not
-/// copied into one buffer).
+/// Writes one frame stamped `stamp` (see [`header_for`]): the header, then `chunks` with
+/// vectored writes (the chunks are not copied into one buffer).
 ///
 /// # Errors
 ///
 /// The socket's error (a write timeout included); the connection must then be closed.
-pub fn write_frame(stream: &mut impl Write, kind: FrameKind, chunks: &[Bytes]) -> io::Result<()> {
+pub fn write_frame(
+    stream: &mut impl Write,
+    kind: FrameKind,
+    stamp: u64,
+    chunks: &[Bytes],
+) -> io::Result<()> {
     /// `IOV_MAX` on Linux.
     const IOVECS_MAX: usize = 1024;
-    let header = header_for(kind, chunks);
+    let header = header_for(kind, stamp, chunks);
     let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity((chunks.len() + 1).min(IOVECS_MAX));
     let mut next = 0; // index of the next chunk not yet in `slices`
     slices.push(IoSlice::new(&header));

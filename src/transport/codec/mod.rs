@@ -6,22 +6,31 @@
 //! side hands what it receives to its node's [`Inbound`](crate::Inbound). In between:
 //!
 //! ```text
-//! sender:   encode_messages(&batch) ─► body chunks ─► write_frame(stream, Messages, &chunks)
-//! receiver: frame bytes ─► decode_frame(&bytes, frame_bytes_max) ─► Frame { kind, body }
-//!           ─► decode_messages(&body, from, to, frame_messages_max) ─► inbound.deliver(batch)
+//! sender:   encode_messages(&batch) ─► body chunks
+//!           ─► write_frame(stream, Messages, clock.now().packed(), &chunks)
+//! receiver: frame bytes ─► decode_frame(&bytes, frame_bytes_max) ─► Frame { kind, stamp, body }
+//!           ─► clock.update(stamp) ─► decode_messages(&body, from, to, frame_messages_max)
+//!           ─► inbound.deliver(batch)
 //! ```
+//!
+//! (`clock` is the node's hybrid logical clock, [`Inbound::clock`](crate::Inbound::clock).)
 //!
 //! # Frames
 //!
-//! A frame is a fixed 16-byte little-endian header followed by `length` body bytes:
+//! A frame is a fixed 24-byte little-endian header followed by `length` body bytes:
 //!
 //! ```text
-//! 0       4         6      7       8        12         16
-//! | magic | version | kind | flags | length | checksum | body (length bytes) ...
+//! 0       4         6      7       8        12      20         24
+//! | magic | version | kind | flags | length | stamp | checksum | body (length bytes) ...
 //! ```
 //!
 //! `magic` is [`MAGIC`] (`KMDR`), `version` is [`PROTOCOL_VERSION`], `kind` a [`FrameKind`]
-//! code, `flags` 0, and `checksum` CRC32C over the first 12 header bytes, then the body.
+//! code, `flags` 0, `stamp` the sender's hybrid logical clock when it built the frame (packed:
+//! milliseconds in the high 42 bits, the logical counter in the low 22; the node is the
+//! connection's peer; [`UNSTAMPED`], 0, from a sender without a clock), and `checksum` CRC32C
+//! over the first 20 header bytes, then the body. Every frame between nodes is stamped, the
+//! handshake's included; the receiver merges the stamp into its clock (a stamp further ahead of
+//! its wall clock than `hlc_drift_ms_max` is not merged; the frame is processed all the same).
 //! [`parse_header`] checks everything but the checksum from the header alone (so a reader
 //! refuses an oversized frame before it allocates its body); [`decode_frame`] checks a whole
 //! frame held in memory; [`header_for`] and [`write_frame`] build them. A frame authenticates
@@ -118,8 +127,8 @@ pub use self::calls::{
 };
 pub(crate) use self::frame::verify_checksum;
 pub use self::frame::{
-    Frame, FrameError, FrameKind, HEADER_BYTES, MAGIC, PROTOCOL_VERSION, WireFrameHeader,
-    decode_frame, header_for, parse_header, write_frame,
+    Frame, FrameError, FrameKind, HEADER_BYTES, HeaderFields, MAGIC, PROTOCOL_VERSION, UNSTAMPED,
+    WireFrameHeader, decode_frame, header_for, parse_header, write_frame,
 };
 pub(crate) use self::messages::Cursor;
 pub use self::messages::{WireError, decode_messages, encode_messages, encoded_len};

@@ -149,17 +149,22 @@ fn make(shared: &TcpShared, endpoint: &str, request: Bytes) -> Result<CallAnswer
         endpoint: endpoint.to_owned(),
         reason,
     };
-    let (mut stream, mut reader) = match link::connect(shared, endpoint, ConnectionRole::Call, None)
-    {
-        Ok(connected) => connected,
-        Err(ConnectError::Handshake(
-            ConnectionHandshakeError::Rejected { code, reason }
-            | ConnectionHandshakeError::Refused { code, reason },
-        )) => return Err(rejected(refusal_in_words(code, &reason))),
-        Err(error) => return Err(unreachable(error.to_string())),
-    };
-    write_frame(&mut stream, FrameKind::CallRequest, &[request])
-        .map_err(|error| unreachable(format!("sending the call: {error}")))?;
+    let (mut stream, mut reader, callee) =
+        match link::connect(shared, endpoint, ConnectionRole::Call, None) {
+            Ok(connected) => connected,
+            Err(ConnectError::Handshake(
+                ConnectionHandshakeError::Rejected { code, reason }
+                | ConnectionHandshakeError::Refused { code, reason },
+            )) => return Err(rejected(refusal_in_words(code, &reason))),
+            Err(error) => return Err(unreachable(error.to_string())),
+        };
+    write_frame(
+        &mut stream,
+        FrameKind::CallRequest,
+        shared.stamp(),
+        &[request],
+    )
+    .map_err(|error| unreachable(format!("sending the call: {error}")))?;
     let config = &shared.config;
     reader.set_limits(
         CALL_ANSWER_BYTES_MAX,
@@ -193,8 +198,12 @@ fn make(shared: &TcpShared, endpoint: &str, request: Bytes) -> Result<CallAnswer
         Err(error) => return Err(unreachable(format!("reading the answer: {error}"))),
     };
     match frame.kind {
-        FrameKind::CallAnswer => decode_call_answer(&frame.body)
-            .map_err(|error| unreachable(format!("a malformed answer: {error}"))),
+        FrameKind::CallAnswer => {
+            let answer = decode_call_answer(&frame.body)
+                .map_err(|error| unreachable(format!("a malformed answer: {error}")))?;
+            shared.merge_stamp(callee, frame.stamp);
+            Ok(answer)
+        }
         FrameKind::Reject => {
             let (code, reason) = handshake::rejection(&frame.body);
             Err(rejected(refusal_in_words(code, &reason)))
@@ -270,6 +279,7 @@ pub(super) fn answer(
             return dropped("a malformed request", &error);
         }
     };
+    shared.merge_stamp(caller, frame.stamp);
     info!(%caller, from = addr, change = ?call.change, "membership call");
     let deadline = Instant::now() + Duration::from_millis(config.call_answer_timeout_ms);
     let answer = inbound.call(call).wait(deadline);
@@ -277,7 +287,7 @@ pub(super) fn answer(
         Ok(body) => body,
         Err(error) => return dropped("the answer does not encode", &error),
     };
-    if let Err(error) = write_frame(&mut stream, FrameKind::CallAnswer, &[body]) {
+    if let Err(error) = write_frame(&mut stream, FrameKind::CallAnswer, shared.stamp(), &[body]) {
         return dropped("writing the answer failed", &error);
     }
     debug!(%caller, ?answer, "membership call answered");

@@ -25,7 +25,7 @@ use sha2::Sha256;
 
 use super::reader::{Deadlines, FrameReader};
 use crate::core::NodeId;
-use crate::transport::codec::{FrameError, FrameKind, PROTOCOL_VERSION, write_frame};
+use crate::transport::codec::{FrameError, FrameKind, PROTOCOL_VERSION, UNSTAMPED, write_frame};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -214,9 +214,10 @@ fn nonce() -> Result<[u8; NONCE_BYTES], ConnectionHandshakeError> {
 fn send(
     stream: &mut impl Write,
     kind: FrameKind,
+    stamp: u64,
     body: BytesMut,
 ) -> Result<(), ConnectionHandshakeError> {
-    write_frame(stream, kind, &[body.freeze()]).map_err(|e| FrameError::Io(e).into())
+    write_frame(stream, kind, stamp, &[body.freeze()]).map_err(|e| FrameError::Io(e).into())
 }
 
 /// Sends a `Reject` (best effort: the connection is closed next anyway) and returns the
@@ -230,7 +231,8 @@ pub(crate) fn refuse(
     body.put_u8(code.code());
     let cut = reason.floor_char_boundary(REASON_BYTES_MAX);
     body.put_slice(&reason.as_bytes()[..cut]);
-    let _ = send(stream, FrameKind::Reject, body);
+    // A refused connection closes next: its clock is of no use to the other side.
+    let _ = send(stream, FrameKind::Reject, UNSTAMPED, body);
     ConnectionHandshakeError::Refused { code, reason }
 }
 
@@ -296,7 +298,10 @@ fn expect(
 
 /// Runs the connector's side on a fresh connection to the node `expected` (or any node for
 /// `None`, but never this side's own id nor the reserved 0: a node that reached itself, or an
-/// acceptor that is not a node, is refused). Returns the acceptor's node id.
+/// acceptor that is not a node, is refused). Returns the acceptor's node id. This side's frames
+/// carry `stamp` (its clock's, [`UNSTAMPED`](crate::transport::codec::UNSTAMPED) for a
+/// client); the acceptor's last stamp is then the reader's
+/// [`last_stamp`](FrameReader::last_stamp), to merge once the handshake succeeded.
 ///
 /// # Errors
 ///
@@ -305,6 +310,7 @@ pub fn connect<S: std::io::Read + Write>(
     stream: &mut S,
     reader: &mut FrameReader,
     me: &Identity,
+    stamp: u64,
     role: ConnectionRole,
     expected: Option<NodeId>,
     deadlines: Deadlines,
@@ -317,7 +323,7 @@ pub fn connect<S: std::io::Read + Write>(
     hello.put_slice(&nonce_c);
     hello.put_u8(u8::try_from(me.cluster.len()).unwrap_or(u8::MAX));
     hello.put_slice(me.cluster.as_bytes());
-    send(stream, FrameKind::Hello, hello)?;
+    send(stream, FrameKind::Hello, stamp, hello)?;
 
     let frame = reader.read_frame(stream, deadlines, &|| false)?;
     expect(frame.kind, FrameKind::Challenge, &frame.body)?;
@@ -380,7 +386,7 @@ pub fn connect<S: std::io::Read + Write>(
         }
         None => Vec::new(),
     };
-    send(stream, FrameKind::Auth, BytesMut::from(&proof_c[..]))?;
+    send(stream, FrameKind::Auth, stamp, BytesMut::from(&proof_c[..]))?;
     let frame = reader.read_frame(stream, deadlines, &|| false)?;
     expect(frame.kind, FrameKind::Welcome, &frame.body)?;
     Ok(acceptor)
@@ -388,7 +394,9 @@ pub fn connect<S: std::io::Read + Write>(
 
 /// Runs the acceptor's side on a fresh inbound connection. `admit` decides whether a
 /// connector (role, node id) is allowed here (`Err` carries the refusal). Returns the
-/// connector's role and node id.
+/// connector's role and node id. This side's frames carry `stamp`; the connector's last stamp
+/// is then the reader's [`last_stamp`](FrameReader::last_stamp), to merge once the handshake
+/// succeeded (a stamp read before authentication is never merged).
 ///
 /// # Errors
 ///
@@ -398,6 +406,7 @@ pub fn accept<S: std::io::Read + Write>(
     stream: &mut S,
     reader: &mut FrameReader,
     me: &Identity,
+    stamp: u64,
     admit: &dyn Fn(ConnectionRole, NodeId) -> Result<(), (RejectCode, String)>,
     deadlines: Deadlines,
 ) -> Result<(ConnectionRole, NodeId), ConnectionHandshakeError> {
@@ -499,7 +508,7 @@ pub fn accept<S: std::io::Read + Write>(
     if let Some(secret) = &me.secret {
         challenge.put_slice(&transcript.proof(secret, ACCEPTOR_LABEL));
     }
-    send(stream, FrameKind::Challenge, challenge)?;
+    send(stream, FrameKind::Challenge, stamp, challenge)?;
 
     let frame = reader.read_frame(stream, deadlines, &|| false)?;
     expect(frame.kind, FrameKind::Auth, &frame.body)?;
@@ -514,6 +523,6 @@ pub fn accept<S: std::io::Read + Write>(
             format!("{node} failed authentication (wrong secret or a replayed handshake)"),
         ));
     }
-    send(stream, FrameKind::Welcome, BytesMut::new())?;
+    send(stream, FrameKind::Welcome, stamp, BytesMut::new())?;
     Ok((role, node))
 }

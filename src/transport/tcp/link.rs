@@ -144,7 +144,7 @@ fn run(
     while !ended() {
         match connect(shared, address, ConnectionRole::Peer, Some(peer)) {
             Ok(_) if ended() => return,
-            Ok((stream, _)) => {
+            Ok((stream, _, _)) => {
                 info!(%peer, address, "connected");
                 failures = FailureLog::default();
                 backoff = Duration::from_millis(config.reconnect_backoff_min_ms);
@@ -254,8 +254,9 @@ pub(super) enum ConnectError {
 }
 
 /// Connects to the node at `address` (`expected`, or any node but this one for `None`) and
-/// runs the handshake as `role`; returns the connection and the reader that read the
-/// handshake (its limits are the handshake's).
+/// runs the handshake as `role`, merging the acceptor's stamp once it is authenticated;
+/// returns the connection, the reader that read the handshake (its limits are the
+/// handshake's) and the acceptor's node id.
 ///
 /// # Errors
 ///
@@ -265,7 +266,7 @@ pub(super) fn connect(
     address: &str,
     role: ConnectionRole,
     expected: Option<NodeId>,
-) -> Result<(TcpStream, FrameReader), ConnectError> {
+) -> Result<(TcpStream, FrameReader, NodeId), ConnectError> {
     let config = &shared.config;
     let timeout = Duration::from_millis(config.connect_timeout_ms);
     let mut last = std::io::Error::other("the address resolves to nothing");
@@ -288,15 +289,17 @@ pub(super) fn connect(
         .and_then(|()| stream.set_read_timeout(Some(shared.poll_interval())));
     setup.map_err(ConnectError::Connect)?;
     let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX, HANDSHAKE_FRAME_BYTES_MAX);
-    handshake::connect(
+    let acceptor = handshake::connect(
         &mut stream,
         &mut reader,
         &shared.identity,
+        shared.stamp(),
         role,
         expected,
         shared.handshake_deadlines(),
     )?;
-    Ok((stream, reader))
+    shared.merge_stamp(acceptor, reader.last_stamp());
+    Ok((stream, reader, acceptor))
 }
 
 /// Writes queued batches to `stream` until it fails (the error) or `ended()` (`None`: the
@@ -380,7 +383,12 @@ fn write_messages(
         shared.dropped(TransportDrop::TooLarge, before - messages.len());
     }
     let mut flush = |frame: &[Message], bytes: usize| {
-        write_frame(stream, FrameKind::Messages, &encode_messages(frame))?;
+        write_frame(
+            stream,
+            FrameKind::Messages,
+            shared.stamp(),
+            &encode_messages(frame),
+        )?;
         shared.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
         let bytes = (HEADER_BYTES + bytes) as u64;
         shared.stats.bytes_sent.fetch_add(bytes, Ordering::Relaxed);
@@ -415,6 +423,7 @@ mod tests {
 
     use super::{ConnectError, FailureLog, Link, failed_connection, lost_connection};
     use crate::core::{Message, MessageBody, NodeId, PartitionId, Term};
+    use crate::transport::codec::UNSTAMPED;
     use crate::transport::tcp::handshake::{
         self, ConnectionHandshakeError, HANDSHAKE_FRAME_BYTES_MAX, Identity, RejectCode,
     };
@@ -460,8 +469,16 @@ mod tests {
             frame_timeout: patience,
             idle_timeout: patience,
         };
-        handshake::accept(&mut stream, &mut reader, &me, &|_, _| Ok(()), deadlines)
-            .expect("handshake");
+        let admit_any = |_, _| Ok(());
+        handshake::accept(
+            &mut stream,
+            &mut reader,
+            &me,
+            UNSTAMPED,
+            &admit_any,
+            deadlines,
+        )
+        .expect("handshake");
         stream.set_read_timeout(Some(patience)).expect("timeout");
         let mut rest = Vec::new();
         stream

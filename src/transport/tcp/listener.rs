@@ -125,6 +125,7 @@ fn serve(shared: &TcpShared, mut stream: TcpStream, id: u64, addr: &str, inbound
         &mut stream,
         &mut reader,
         &shared.identity,
+        shared.stamp(),
         &admit,
         shared.handshake_deadlines(),
     ) {
@@ -138,6 +139,8 @@ fn serve(shared: &TcpShared, mut stream: TcpStream, id: u64, addr: &str, inbound
             return;
         }
     };
+    // Authenticated now: the connector's clock may move this node's.
+    shared.merge_stamp(node, reader.last_stamp());
     match role {
         ConnectionRole::Call => {
             shared.connections.call_established(id);
@@ -207,8 +210,14 @@ fn serve_peer(
             return;
         }
         match decode_messages(&frame.body, peer, me, config.frame_messages_max) {
-            Ok(messages) if messages.is_empty() => debug!(%peer, "keepalive"),
-            Ok(messages) => inbound.deliver(messages),
+            Ok(messages) => {
+                shared.merge_stamp(peer, frame.stamp);
+                if messages.is_empty() {
+                    debug!(%peer, "keepalive");
+                } else {
+                    inbound.deliver(messages);
+                }
+            }
             Err(error) => {
                 shared
                     .stats

@@ -13,8 +13,10 @@
 //! the transport runs (a new peer gets its writer thread, a removed one loses its threads and
 //! connections and is refused from then on; see `peers.rs`).
 //!
-//! * [`codec`](crate::transport::codec): the frames (16-byte `zerocopy` header: magic,
-//!   version, kind, flags, length, CRC32C; vectored writes) and the `Messages` body (entry
+//! * [`codec`](crate::transport::codec): the frames (24-byte `zerocopy` header: magic,
+//!   version, kind, flags, length, the sender's HLC stamp, CRC32C; vectored writes; every
+//!   frame to a peer is stamped with the node's clock and every stamp received is merged
+//!   into it, a handshake's once the peer is authenticated) and the `Messages` body (entry
 //!   payloads are never copied on the send path).
 //! * `reader.rs`: `FrameReader`, the socket reader of frames (deadlines, limits before
 //!   allocation, one copy per frame).
@@ -60,12 +62,12 @@ pub(crate) mod reader;
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tracing::info;
+use tracing::{debug, info};
 
 pub use self::config::{AUTH_SECRET_BYTES_MIN, TcpCluster, TcpConfig, TcpConfigError};
 use self::connections::Connections;
@@ -73,11 +75,13 @@ use self::handshake::Identity;
 pub use self::handshake::{ConnectionHandshakeError, RejectCode};
 use self::peers::{Links, PeerTable};
 use self::reader::Deadlines;
+use crate::clock::HybridLogicalClock;
 use crate::core::{Message, NodeId};
 use crate::metrics::{TransportDrop, TransportMetrics};
 use crate::shard::membership::{CallReply, MembershipCall};
 use crate::shard::transport::PeerSetError;
 use crate::shard::{Inbound, Transport};
+use crate::transport::stamp;
 
 /// Why the TCP transport could not start.
 #[non_exhaustive]
@@ -131,6 +135,9 @@ pub struct TransportStats {
     pub handshakes_failed: u64,
     /// Established inbound connections closed for a bad frame, a deadline or an error.
     pub connections_dropped: u64,
+    /// Peers' frame stamps the node's clock refused to merge: further ahead of its wall clock
+    /// than `hlc_drift_ms_max` (the frames were processed all the same).
+    pub stamps_refused: u64,
 }
 
 #[derive(Default)]
@@ -145,6 +152,7 @@ struct Counters {
     connections_refused: AtomicU64,
     handshakes_failed: AtomicU64,
     connections_dropped: AtomicU64,
+    stamps_refused: AtomicU64,
 }
 
 impl Counters {
@@ -161,6 +169,7 @@ impl Counters {
             connections_refused: get(&self.connections_refused),
             handshakes_failed: get(&self.handshakes_failed),
             connections_dropped: get(&self.connections_dropped),
+            stamps_refused: get(&self.stamps_refused),
         }
     }
 }
@@ -178,6 +187,9 @@ struct TcpShared {
     connections: Connections,
     /// Membership calls this node makes now (at most `calls_outgoing_max`).
     calls_outgoing: AtomicUsize,
+    /// The node's inbound side, once [`TcpTransport::serve`] was called: its clock stamps the
+    /// frames this node sends and takes the stamps of the frames it receives.
+    inbound: OnceLock<Arc<dyn Inbound>>,
 }
 
 impl TcpShared {
@@ -187,6 +199,25 @@ impl TcpShared {
             .messages_dropped
             .fetch_add(messages as u64, Ordering::Relaxed);
         self.metrics.dropped(reason, messages);
+    }
+
+    fn clock(&self) -> Option<&HybridLogicalClock> {
+        self.inbound.get().and_then(|inbound| inbound.clock())
+    }
+
+    /// The stamp of a frame sent now: the node's clock, or none before `serve`.
+    fn stamp(&self) -> u64 {
+        stamp::stamp(self.clock())
+    }
+
+    /// Merges the stamp of a frame from `peer` (authenticated) into the node's clock; a stamp
+    /// too far ahead is counted, not merged.
+    fn merge_stamp(&self, peer: NodeId, stamp: u64) {
+        if let Err(error) = stamp::merge(self.clock(), peer, stamp) {
+            self.stats.stamps_refused.fetch_add(1, Ordering::Relaxed);
+            self.metrics.stamp_refused();
+            debug!(%peer, %error, "frame stamp not merged");
+        }
     }
 
     fn stopping(&self) -> bool {
@@ -308,6 +339,7 @@ impl TcpTransport {
             metrics: TransportMetrics::new(),
             connections: Connections::default(),
             calls_outgoing: AtomicUsize::new(0),
+            inbound: OnceLock::new(),
         });
         let mut links = Links::default();
         if let Err(error) = links.replace(&shared, &cluster.peers) {
@@ -346,6 +378,8 @@ impl TcpTransport {
             .unwrap_or_else(PoisonError::into_inner)
             .take()
             .ok_or(TransportError::AlreadyServing)?;
+        // The first call only (the listener was taken above).
+        let _ = self.shared.inbound.set(Arc::clone(&inbound));
         let shared = Arc::clone(&self.shared);
         let thread = std::thread::Builder::new()
             .name("kommander-tcp-accept".to_owned())

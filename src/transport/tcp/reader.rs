@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::transport::codec::{
-    Frame, FrameError, FrameKind, HEADER_BYTES, parse_header, verify_checksum,
+    Frame, FrameError, HEADER_BYTES, HeaderFields, UNSTAMPED, parse_header, verify_checksum,
 };
 
 /// Reads frames from a socket through a reusable staging buffer. Each frame's body is
@@ -29,6 +29,7 @@ pub struct FrameReader {
     read_chunk_bytes: usize,
     frame_started: Option<Instant>,
     last_frame: Instant,
+    last_stamp: u64,
 }
 
 /// The deadlines a [`FrameReader`] enforces.
@@ -53,6 +54,7 @@ impl FrameReader {
             read_chunk_bytes: read_chunk_bytes.max(HEADER_BYTES),
             frame_started: None,
             last_frame: Instant::now(),
+            last_stamp: UNSTAMPED,
         }
     }
 
@@ -64,6 +66,13 @@ impl FrameReader {
         if self.staging.len() < self.read_chunk_bytes && !self.staging.is_empty() {
             self.staging.resize(self.read_chunk_bytes, 0);
         }
+    }
+
+    /// The stamp of the last frame read ([`UNSTAMPED`] before the first): after a handshake,
+    /// the other side's clock, to merge once the handshake succeeded.
+    #[must_use]
+    pub fn last_stamp(&self) -> u64 {
+        self.last_stamp
     }
 
     /// Reads the next frame.
@@ -84,16 +93,16 @@ impl FrameReader {
             let pending = &self.staging[self.start..self.end];
             if let Some(header) = pending.first_chunk::<HEADER_BYTES>() {
                 let header = *header;
-                let (kind, length, checksum) = parse_header(&header, self.frame_bytes_max)?;
-                let total = HEADER_BYTES + length;
+                let fields = parse_header(&header, self.frame_bytes_max)?;
+                let total = HEADER_BYTES + fields.length;
                 if pending.len() >= total {
                     let body = Bytes::copy_from_slice(&pending[HEADER_BYTES..total]);
                     self.start += total;
-                    return self.finish(kind, &header, checksum, body);
+                    return self.finish(fields, &header, body);
                 }
                 if total > self.staging.len() {
-                    let body = self.read_large(stream, deadlines, stop, length)?;
-                    return self.finish(kind, &header, checksum, body);
+                    let body = self.read_large(stream, deadlines, stop, fields.length)?;
+                    return self.finish(fields, &header, body);
                 }
                 // Make room for the rest of this frame behind what is pending.
                 if self.staging.len() - self.start < total {
@@ -126,16 +135,20 @@ impl FrameReader {
     /// Checks the checksum of a complete frame and returns it.
     fn finish(
         &mut self,
-        kind: FrameKind,
+        fields: HeaderFields,
         header: &[u8; HEADER_BYTES],
-        checksum: u32,
         body: Bytes,
     ) -> Result<Frame, FrameError> {
-        verify_checksum(header, checksum, &body)?;
+        verify_checksum(header, fields.checksum, &body)?;
         let now = Instant::now();
         self.frame_started = (self.start < self.end).then_some(now);
         self.last_frame = now;
-        Ok(Frame { kind, body })
+        self.last_stamp = fields.stamp;
+        Ok(Frame {
+            kind: fields.kind,
+            stamp: fields.stamp,
+            body,
+        })
     }
 
     /// Reads a frame larger than the staging buffer into its own allocation (its length is
@@ -225,13 +238,13 @@ mod tests {
 
     use super::{Deadlines, FrameReader};
     use crate::transport::codec::{
-        FrameError, FrameKind, HEADER_BYTES, MAGIC, PROTOCOL_VERSION, write_frame,
+        FrameError, FrameKind, HEADER_BYTES, MAGIC, PROTOCOL_VERSION, UNSTAMPED, write_frame,
     };
 
     fn frame(body_bytes: usize) -> Vec<u8> {
         let mut out = Vec::new();
         let body = Bytes::from(vec![7u8; body_bytes]);
-        write_frame(&mut out, FrameKind::Messages, &[body]).expect("Vec write");
+        write_frame(&mut out, FrameKind::Messages, UNSTAMPED, &[body]).expect("Vec write");
         out
     }
 
@@ -388,7 +401,7 @@ mod tests {
         let mut stream = Vec::new();
         for (i, &size) in sizes.iter().enumerate() {
             let body = Bytes::from((0..size).map(|b| (b + i) as u8).collect::<Vec<_>>());
-            write_frame(&mut stream, FrameKind::Messages, &[body]).expect("Vec write");
+            write_frame(&mut stream, FrameKind::Messages, UNSTAMPED, &[body]).expect("Vec write");
         }
         let mut ragged = Ragged {
             bytes: stream,

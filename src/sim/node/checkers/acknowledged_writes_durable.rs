@@ -10,7 +10,10 @@
 //! would keep after a power cut now (its durable image, recovered), not what the node says.
 //! A node holds the write when its durable log has the write's operation at the write's index,
 //! or its floor passed the index and the entry applied there was that write (compacted after
-//! a checkpoint the application made durable).
+//! a checkpoint the application made durable). A node whose disks were replaced also holds
+//! what its lost disks held when they were replaced: that loss is the one failure the cluster
+//! tolerates (the node must not count as a voter until it holds the log again), so a write
+//! the other voters' disks lose after it is still flagged.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -26,36 +29,43 @@ impl AcknowledgedWritesDurable {
     pub(in crate::sim::node) const NAME: &'static str = "acknowledged_writes_durable";
 
     /// Checks that `ack` is held by a majority of the voters (see the module docs) among
-    /// `logs` (one per node, the partition's durable log on that node's disk: `None` when the
-    /// disk holds nothing of it); `first_voters` are the voters of every partition's first
-    /// configuration; `changes_memberships` admits the configurations one voter away.
+    /// `logs` (one entry per node: the partition's durable logs on that node's disk first, then
+    /// on the disks it lost to replacements; empty when none holds anything of it);
+    /// `first_voters` are the voters of every partition's first configuration;
+    /// `changes_memberships` admits the configurations one voter away.
     ///
     /// # Errors
     /// Which nodes hold it and which do not.
     pub(in crate::sim::node) fn check(
         ack: &Acknowledged,
-        logs: &[Option<&DurableLog>],
+        logs: &[Vec<&DurableLog>],
         applied: &HashMap<(PartitionId, LogIndex), Applied>,
         first_voters: &[NodeId],
         changes_memberships: bool,
     ) -> Result<(), String> {
-        let holds = |log: &Option<&DurableLog>| {
-            log.is_some_and(|log| match log.entries.get(&ack.index) {
-                Some((_, op)) => *op == Some(ack.op),
-                None => {
-                    log.floor >= ack.index
-                        && applied
-                            .get(&(ack.partition, ack.index))
-                            .is_some_and(|a| a.op == Some(ack.op))
-                }
-            })
+        let holds = |log: &DurableLog| match log.entries.get(&ack.index) {
+            Some((_, op)) => *op == Some(ack.op),
+            None => {
+                log.floor >= ack.index
+                    && applied
+                        .get(&(ack.partition, ack.index))
+                        .is_some_and(|a| a.op == Some(ack.op))
+            }
         };
-        let holders: Vec<usize> = (0..logs.len()).filter(|&n| holds(&logs[n])).collect();
-        let mut candidates: Vec<Option<&Configuration>> = Vec::new();
-        for &n in &holders {
-            let Some(log) = logs[n] else { continue };
-            candidates.push(log.configuration_at(ack.index));
-        }
+        let holding: Vec<(usize, &DurableLog)> = (0..logs.len())
+            .filter_map(|n| {
+                logs[n]
+                    .iter()
+                    .copied()
+                    .find(|log| holds(log))
+                    .map(|log| (n, log))
+            })
+            .collect();
+        let holders: Vec<usize> = holding.iter().map(|(n, _)| *n).collect();
+        let mut candidates: Vec<Option<&Configuration>> = holding
+            .iter()
+            .map(|(_, log)| log.configuration_at(ack.index))
+            .collect();
         if candidates.is_empty() {
             candidates.push(None);
         }
@@ -89,7 +99,7 @@ impl AcknowledgedWritesDurable {
             .iter()
             .enumerate()
             .map(|(node, log)| {
-                let what = match log {
+                let what = match log.first() {
                     None => "nothing".to_owned(),
                     Some(log) => match log.entries.get(&ack.index) {
                         Some((term, op)) => format!("{term} {op:?}"),
@@ -170,16 +180,16 @@ mod tests {
         let replaced = log(0, &[(1, other), (2, other)]);
         let compacted = log(3, &[]);
         let mut applied = HashMap::new();
-        let ok = |logs: &[Option<&DurableLog>], applied: &HashMap<_, _>| {
+        let ok = |logs: &[Vec<&DurableLog>], applied: &HashMap<_, _>| {
             AcknowledgedWritesDurable::check(&ack, logs, applied, &THREE, false).is_ok()
         };
-        assert!(ok(&[Some(&holds), Some(&holds), None], &applied));
-        assert!(!ok(&[Some(&holds), Some(&lacks), None], &applied));
+        assert!(ok(&[vec![&holds], vec![&holds], vec![]], &applied));
+        assert!(!ok(&[vec![&holds], vec![&lacks], vec![]], &applied));
         assert!(!ok(
-            &[Some(&holds), Some(&replaced), Some(&lacks)],
+            &[vec![&holds], vec![&replaced], vec![&lacks]],
             &applied
         ));
-        assert!(!ok(&[Some(&holds), Some(&compacted), None], &applied));
+        assert!(!ok(&[vec![&holds], vec![&compacted], vec![]], &applied));
         applied.insert(
             (PartitionId(1), LogIndex(2)),
             Applied {
@@ -188,8 +198,11 @@ mod tests {
                 op: Some(op),
             },
         );
-        assert!(ok(&[Some(&holds), Some(&compacted), None], &applied));
-        assert!(!ok(&[Some(&holds), Some(&lacks)], &applied));
+        assert!(ok(&[vec![&holds], vec![&compacted], vec![]], &applied));
+        assert!(!ok(&[vec![&holds], vec![&lacks]], &applied));
+        // A disk lost to a replacement still counts for its node; alone it is no majority.
+        assert!(ok(&[vec![&holds], vec![&lacks, &holds], vec![]], &applied));
+        assert!(!ok(&[vec![&lacks], vec![&lacks, &holds], vec![]], &applied));
     }
 
     #[test]
@@ -210,18 +223,18 @@ mod tests {
         };
         let lacks = log(0, &[]);
         let applied = HashMap::new();
-        let check = |logs: &[Option<&DurableLog>]| {
+        let check = |logs: &[Vec<&DurableLog>]| {
             AcknowledgedWritesDurable::check(&ack, logs, &applied, &THREE, true).is_ok()
         };
         // Voters {2} from index 2: node 2 alone is their majority.
         let two = in_force(&[2]);
-        assert!(check(&[Some(&lacks), Some(&two), Some(&lacks)]));
+        assert!(check(&[vec![&lacks], vec![&two], vec![&lacks]]));
         // Node 1 alone: a majority of neither {2} nor {1, 2} nor {2, 3}.
-        assert!(!check(&[Some(&two), Some(&lacks), Some(&lacks)]));
+        assert!(!check(&[vec![&two], vec![&lacks], vec![&lacks]]));
         // Voters {1, 3}, held by 2 and 3: a majority of {1, 2, 3}, one promotion away.
         let one_three = in_force(&[1, 3]);
-        assert!(check(&[Some(&lacks), Some(&one_three), Some(&one_three)]));
+        assert!(check(&[vec![&lacks], vec![&one_three], vec![&one_three]]));
         // Held by 2 alone: a majority of nothing one change from {1, 3}.
-        assert!(!check(&[Some(&lacks), Some(&one_three), Some(&lacks)]));
+        assert!(!check(&[vec![&lacks], vec![&one_three], vec![&lacks]]));
     }
 }

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::{ClientError, ClientRequest, ClientResponse, decode_response, encode_request};
 use crate::core::NodeId;
-use crate::transport::codec::{FrameError, FrameKind, write_frame};
+use crate::transport::codec::{FrameError, FrameKind, UNSTAMPED, write_frame};
 use crate::transport::tcp::handshake::{self, ConnectionRole, Identity};
 use crate::transport::tcp::reader::{Deadlines, FrameReader};
 
@@ -66,6 +66,7 @@ impl ClientConnection {
             &mut stream,
             &mut reader,
             &me,
+            UNSTAMPED,
             ConnectionRole::Client,
             None,
             deadlines,
@@ -89,6 +90,7 @@ impl ClientConnection {
         write_frame(
             &mut self.stream,
             FrameKind::ClientRequest,
+            UNSTAMPED,
             &encode_request(id, request),
         )
         .map_err(FrameError::Io)?;

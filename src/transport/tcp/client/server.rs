@@ -13,7 +13,7 @@ use bytes::Bytes;
 
 use super::{ClientError, ClientRequest, ClientResponse, decode_request, encode_response};
 use crate::core::NodeId;
-use crate::transport::codec::{FrameError, FrameKind, WireError, write_frame};
+use crate::transport::codec::{FrameError, FrameKind, UNSTAMPED, WireError, write_frame};
 use crate::transport::tcp::handshake::{self, ConnectionRole, Identity, RejectCode};
 use crate::transport::tcp::reader::{Deadlines, FrameReader};
 use crate::transport::tcp::{TcpCluster, TcpConfig, wake_acceptor};
@@ -137,6 +137,7 @@ impl AcceptedClient {
             &mut stream,
             &mut reader,
             &identity,
+            UNSTAMPED,
             &admit,
             handshake_deadlines,
         )?;
@@ -215,6 +216,7 @@ pub fn write_response(
     write_frame(
         out,
         FrameKind::ClientResponse,
+        UNSTAMPED,
         &[encode_response(id, response)],
     )
 }

@@ -6,12 +6,22 @@
 //! two threads can never be handed the same timestamp: each successful CAS installs a value
 //! strictly greater than the one it replaced.
 //!
-//! Tickets of proposals and stamps on messages come from this clock. Election and heartbeat
-//! timing never does (they count monotonic ticks), so a peer with a skewed wall clock cannot
-//! freeze anyone's timeouts; a remote timestamp further ahead of the local wall clock than
-//! [`HybridLogicalClock::drift_ms_max`] is refused instead of dragging the clock forward.
+//! Tickets of proposals and the stamps on frames come from this clock: every frame a node sends
+//! to a peer (each batch of messages, each handshake frame) carries the sender's
+//! [`HybridLogicalClock::now`], and the receiver merges it with [`HybridLogicalClock::update`]
+//! before it hands the frame's messages on, so a node's clock is past every timestamp it heard
+//! of (see `docs/decisions/0005-iraft-parity.md` §10 for why that makes tickets unique).
+//! It sits below the shards and the transports (a leaf of the layers, naming nothing else of
+//! the crate): the node builds it, and its inbound side hands it to the transport.
+//!
+//! Election and heartbeat timing never comes from it (they count monotonic ticks), so a peer
+//! with a skewed wall clock cannot freeze anyone's timeouts; a remote timestamp further ahead
+//! of the local wall clock than [`HybridLogicalClock::drift_ms_max`] is refused instead of
+//! dragging the clock forward (and a stamp from the network can therefore never bring the
+//! clock near the end of its 42-bit millisecond range, where `advance` would refuse to go on).
 
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -106,6 +116,13 @@ impl PhysicalClock for SystemClock {
     }
 }
 
+/// A shared physical clock (a test keeps one handle to set the time, the HLC the other).
+impl<T: PhysicalClock + ?Sized> PhysicalClock for Arc<T> {
+    fn now_ms(&self) -> u64 {
+        (**self).now_ms()
+    }
+}
+
 /// A remote timestamp was further ahead of the local wall clock than the clock accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -124,29 +141,31 @@ pub struct ClockDriftError {
 /// A lock-free hybrid logical clock (Kulkarni et al., 2014) for one node.
 ///
 /// `Send + Sync`: share it behind an `Arc`; every method takes `&self`.
-pub struct HybridLogicalClock<C: PhysicalClock = SystemClock> {
+pub struct HybridLogicalClock {
     node: u32,
     drift_ms_max: u64,
     state: AtomicU64,
-    physical: C,
+    physical: Box<dyn PhysicalClock>,
 }
 
-impl HybridLogicalClock<SystemClock> {
+impl HybridLogicalClock {
     /// A clock for `node` following the system clock, refusing remote timestamps more than
     /// `drift_ms_max` milliseconds ahead of it.
     pub fn new(node: u32, drift_ms_max: u64) -> Self {
         Self::with_clock(node, drift_ms_max, SystemClock)
     }
-}
 
-impl<C: PhysicalClock> HybridLogicalClock<C> {
-    /// A clock for `node` following `physical`.
-    pub fn with_clock(node: u32, drift_ms_max: u64, physical: C) -> Self {
+    /// A clock for `node` following `physical` (a test's manual clock, a simulated one).
+    pub fn with_clock(
+        node: u32,
+        drift_ms_max: u64,
+        physical: impl PhysicalClock + 'static,
+    ) -> Self {
         Self {
             node,
             drift_ms_max,
             state: AtomicU64::new(0),
-            physical,
+            physical: Box::new(physical),
         }
     }
 
@@ -229,7 +248,7 @@ impl<C: PhysicalClock> HybridLogicalClock<C> {
     }
 }
 
-impl<C: PhysicalClock> fmt::Debug for HybridLogicalClock<C> {
+impl fmt::Debug for HybridLogicalClock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HybridLogicalClock")
             .field("node", &self.node)
@@ -274,16 +293,13 @@ mod tests {
         }
     }
 
-    impl PhysicalClock for Arc<ManualClock> {
+    impl PhysicalClock for ManualClock {
         fn now_ms(&self) -> u64 {
             self.0.load(Ordering::SeqCst)
         }
     }
 
-    fn manual(
-        node: u32,
-        start_ms: u64,
-    ) -> (HybridLogicalClock<Arc<ManualClock>>, Arc<ManualClock>) {
+    fn manual(node: u32, start_ms: u64) -> (HybridLogicalClock, Arc<ManualClock>) {
         let wall = Arc::new(ManualClock::default());
         wall.set(start_ms);
         (
