@@ -633,11 +633,21 @@ fn writer(
 
 /// Runs `kommander cluster ARGS --connect CLIENT` with the cluster's name and secret.
 pub(crate) fn cluster_command(client: &str, args: &[&str]) -> std::process::Output {
+    cluster_command_of(CLUSTER, SECRET, client, args)
+}
+
+/// Runs `kommander cluster ARGS --connect CLIENT` for the cluster `cluster` with `secret`.
+pub(crate) fn cluster_command_of(
+    cluster: &str,
+    secret: &str,
+    client: &str,
+    args: &[&str],
+) -> std::process::Output {
     Command::new(BIN)
-        .env("KOMMANDER_AUTH_SECRET", SECRET)
+        .env("KOMMANDER_AUTH_SECRET", secret)
         .arg("cluster")
         .args(args)
-        .args(["--connect", client, "--cluster-name", CLUSTER])
+        .args(["--connect", client, "--cluster-name", cluster])
         .output()
         .expect("run kommander cluster")
 }
