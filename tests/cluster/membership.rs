@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use kommander_raft::core::Message;
 use kommander_raft::{
-    MemberRole, MembershipError, NodeId, PartitionId, PeerSetError, RaftEvent, RosterChange,
-    Status, Transport,
+    CallReply, MemberRole, MembershipCall, MembershipError, NodeId, PartitionId, PeerSetError,
+    RaftEvent, RosterChange, Status, Transport,
 };
 
 use super::harness::{PATIENCE, TestCluster};
@@ -173,6 +173,10 @@ impl Transport for PeerRecorder {
         let mut sets = self.sets.lock().expect("sets");
         sets.entry(self.node).or_default().push(peers.clone());
         self.inner.set_peers(peers)
+    }
+
+    fn call(&self, endpoint: &str, call: MembershipCall, reply: CallReply) {
+        self.inner.call(endpoint, call, reply);
     }
 }
 
