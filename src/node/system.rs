@@ -400,6 +400,7 @@ mod tests {
     use super::*;
     use crate::core::{Entry, EntryKind, LogIndex, Term, Ticket};
     use crate::shard::codec::encode_envelope;
+    use crate::shard::log_capture::logged_by;
 
     /// An application whose callbacks take `delay`.
     struct Slow(Duration);
@@ -431,16 +432,10 @@ mod tests {
             payload: encode_envelope("kv", b"x"),
         })
         .expect("an entry");
-        let log = tempfile::NamedTempFile::new().expect("temp file");
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(Arc::new(log.reopen().expect("reopen")))
-            .with_ansi(false)
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        logged_by(|| {
             assert!(app.on_replication_received(PartitionId(3), &entry));
             assert!(app.on_log_restored(PartitionId(3), &entry));
-        });
-        std::fs::read_to_string(log.path()).expect("read the log")
+        })
     }
 
     #[test]

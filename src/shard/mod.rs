@@ -24,6 +24,8 @@ pub mod config;
 pub mod event;
 pub mod host;
 pub mod leaders;
+#[cfg(test)]
+pub(crate) mod log_capture;
 pub mod membership;
 mod outbox;
 pub mod partitions;

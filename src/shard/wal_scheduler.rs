@@ -246,23 +246,17 @@ impl WalScheduler {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
+    use crate::shard::log_capture::logged_by;
 
     /// What `scheduler` logs when a write submitted at `at` is acknowledged at `now`.
     fn logged(mut scheduler: WalScheduler, at: Instant, now: Instant) -> String {
-        let log = Arc::new(tempfile::NamedTempFile::new().expect("temp file"));
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(Arc::new(log.reopen().expect("reopen")))
-            .with_ansi(false)
-            .finish();
         scheduler.submitted.push_back((Lsn(1), at));
-        tracing::subscriber::with_default(subscriber, || {
+        let text = logged_by(|| {
             scheduler.acknowledge(Lsn(1), &mut Outbox::default(), now, |_, _| true);
         });
         assert!(scheduler.submitted.is_empty(), "the write is durable");
-        std::fs::read_to_string(log.path()).expect("read the log")
+        text
     }
 
     #[test]
