@@ -180,18 +180,14 @@ impl Worker {
                 }
             };
             worked = true;
+            let to = Recipients::of(&self.app, &self.events, &self.maps, &self.config);
             while budget > 0 {
                 let Some(entry) = delivery.backlog.pop_front() else {
                     break;
                 };
                 budget -= 1;
                 delivery.delivered += 1;
-                deliver_one(
-                    &Recipients::of(&self.app, &self.events, &self.maps, &self.config),
-                    partition,
-                    &entry,
-                    true,
-                );
+                deliver_one(&to, partition, &entry, true);
                 #[cfg(feature = "sim-bugs")]
                 if self.config.bug == Some(NodeBug::RedeliverAfterRestore) {
                     delivery.redeliver.push(entry);
@@ -202,12 +198,7 @@ impl Worker {
                 #[cfg(feature = "sim-bugs")]
                 for entry in std::mem::take(&mut delivery.redeliver) {
                     // The bug: live delivery starts again from the floor.
-                    deliver_one(
-                        &Recipients::of(&self.app, &self.events, &self.maps, &self.config),
-                        partition,
-                        &entry,
-                        false,
-                    );
+                    deliver_one(&to, partition, &entry, false);
                 }
                 let through = delivery.through;
                 let delivered = delivery.delivered;
