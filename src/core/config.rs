@@ -64,6 +64,16 @@ pub struct ReplicaConfig {
     /// Largest accepted jump between this replica's term and a message's term. A message
     /// further ahead is treated as garbage: no replica can be that far ahead with pre-vote.
     pub term_gap_max: u64,
+    /// Votes of a replica whose log may have lost votes it cast (a data directory admitted to
+    /// the cluster anew, e.g. after a disk replacement): while neither the configuration this
+    /// replica knows committed nor the candidate's carries at least this configuration version
+    /// ([`Replica::set_configuration_version`](super::Replica::set_configuration_version)),
+    /// the replica grants no vote or pre-vote and does not campaign. The layer above numbers
+    /// configurations and sets this to the version that admitted the data directory, so that
+    /// the replica votes only once its demotion (the first configuration of that version) is
+    /// committed where the vote counts (decision 0004, "A replaced disk's vote"). 0: no
+    /// restriction.
+    pub votes_withheld_below_version: u64,
     /// Simulator sensitivity hooks (feature `sim-bugs` only): the bug to inject, if any.
     #[cfg(feature = "sim-bugs")]
     pub bug: Option<InjectedBug>,
@@ -157,6 +167,7 @@ impl ReplicaConfig {
             compaction_retain_entries_max: 8192,
             resolved_tickets_max: 128,
             term_gap_max: 1 << 32,
+            votes_withheld_below_version: 0,
             #[cfg(feature = "sim-bugs")]
             bug: None,
         }

@@ -31,6 +31,9 @@ pub enum MessageBody {
         last_log_index: LogIndex,
         /// Term of the candidate's last entry.
         last_log_term: Term,
+        /// The version of the candidate's committed configuration
+        /// ([`Replica::set_configuration_version`](super::Replica::set_configuration_version)).
+        configuration_version: u64,
     },
     /// Answer to a pre-vote. When granted the message term is the request's term, otherwise the
     /// responder's own term.
@@ -44,6 +47,9 @@ pub enum MessageBody {
         last_log_index: LogIndex,
         /// Term of the candidate's last entry.
         last_log_term: Term,
+        /// The version of the candidate's committed configuration
+        /// ([`Replica::set_configuration_version`](super::Replica::set_configuration_version)).
+        configuration_version: u64,
         /// Set when the election was triggered by a leadership transfer (`TimeoutNow`): voters
         /// then disregard their leader lease.
         transfer: bool,

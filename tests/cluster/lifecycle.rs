@@ -198,6 +198,7 @@ async fn transport_entry_points_check_kind_sender_and_receiver() {
     let vote_request = || MessageBody::VoteRequest {
         last_log_index: LogIndex(0),
         last_log_term: Term(0),
+        configuration_version: 0,
         transfer: false,
     };
     // The right kind from a peer is accepted (a stale term: the replica ignores it).

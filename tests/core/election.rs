@@ -113,6 +113,7 @@ fn follower_with_a_live_leader_ignores_vote_requests() {
     let vote = MessageBody::VoteRequest {
         last_log_index: last,
         last_log_term: c.replica(2).last_term(),
+        configuration_version: 0,
         transfer: false,
     };
     c.replica_mut(2)
@@ -160,6 +161,7 @@ fn a_vote_survives_restart_and_is_not_given_twice() {
     let request = MessageBody::VoteRequest {
         last_log_index: LogIndex(100),
         last_log_term: Term(term),
+        configuration_version: 0,
         transfer: true,
     };
     c.replica_mut(3)
@@ -206,6 +208,7 @@ fn vote_requires_an_up_to_date_log() {
     let stale = MessageBody::VoteRequest {
         last_log_index: LogIndex(50),
         last_log_term: Term(term - 1),
+        configuration_version: 0,
         transfer: true,
     };
     c.replica_mut(2)

@@ -42,20 +42,26 @@ fn entries() -> impl Strategy<Value = Vec<Entry>> {
 
 fn body() -> impl Strategy<Value = MessageBody> {
     prop_oneof![
-        (index(), term()).prop_map(|(last_log_index, last_log_term)| {
-            MessageBody::PreVoteRequest {
-                last_log_index,
-                last_log_term,
+        (index(), term(), any::<u64>()).prop_map(
+            |(last_log_index, last_log_term, configuration_version)| {
+                MessageBody::PreVoteRequest {
+                    last_log_index,
+                    last_log_term,
+                    configuration_version,
+                }
             }
-        }),
+        ),
         any::<bool>().prop_map(|granted| MessageBody::PreVoteResponse { granted }),
-        (index(), term(), any::<bool>()).prop_map(|(last_log_index, last_log_term, transfer)| {
-            MessageBody::VoteRequest {
-                last_log_index,
-                last_log_term,
-                transfer,
+        (index(), term(), any::<u64>(), any::<bool>()).prop_map(
+            |(last_log_index, last_log_term, configuration_version, transfer)| {
+                MessageBody::VoteRequest {
+                    last_log_index,
+                    last_log_term,
+                    configuration_version,
+                    transfer,
+                }
             }
-        }),
+        ),
         any::<bool>().prop_map(|granted| MessageBody::VoteResponse { granted }),
         (index(), term(), entries(), index()).prop_map(
             |(prev_log_index, prev_log_term, entries, commit)| MessageBody::AppendRequest {

@@ -59,6 +59,7 @@ fn a_transfer_vote_request_from_a_learner_does_not_bypass_the_lease() {
     let request = MessageBody::VoteRequest {
         last_log_index: LogIndex(1000),
         last_log_term: Term(term),
+        configuration_version: 0,
         transfer: true,
     };
     c.replica_mut(2)

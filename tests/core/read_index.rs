@@ -142,6 +142,7 @@ fn forwarded_read_is_refused_when_the_leader_loses_leadership() {
     let vote = MessageBody::VoteRequest {
         last_log_index: c.replica(1).last_index(),
         last_log_term: c.replica(1).last_term(),
+        configuration_version: 0,
         transfer: true,
     };
     c.replica_mut(1)

@@ -45,11 +45,13 @@ pub(crate) fn sample_messages() -> Vec<Message> {
         MessageBody::PreVoteRequest {
             last_log_index: LogIndex(10),
             last_log_term: Term(2),
+            configuration_version: 0,
         },
         MessageBody::PreVoteResponse { granted: true },
         MessageBody::VoteRequest {
             last_log_index: LogIndex(11),
             last_log_term: Term(3),
+            configuration_version: 9,
             transfer: true,
         },
         MessageBody::VoteResponse { granted: false },
@@ -148,14 +150,16 @@ fn arb_entry() -> impl Strategy<Value = Entry> {
 fn arb_body() -> impl Strategy<Value = MessageBody> {
     let u = any::<u64>;
     prop_oneof![
-        (u(), u()).prop_map(|(i, t)| MessageBody::PreVoteRequest {
+        (u(), u(), u()).prop_map(|(i, t, v)| MessageBody::PreVoteRequest {
             last_log_index: LogIndex(i),
             last_log_term: Term(t),
+            configuration_version: v,
         }),
         any::<bool>().prop_map(|granted| MessageBody::PreVoteResponse { granted }),
-        (u(), u(), any::<bool>()).prop_map(|(i, t, transfer)| MessageBody::VoteRequest {
+        (u(), u(), u(), any::<bool>()).prop_map(|(i, t, v, transfer)| MessageBody::VoteRequest {
             last_log_index: LogIndex(i),
             last_log_term: Term(t),
+            configuration_version: v,
             transfer,
         }),
         any::<bool>().prop_map(|granted| MessageBody::VoteResponse { granted }),

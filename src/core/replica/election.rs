@@ -2,6 +2,14 @@
 
 use super::*;
 
+/// A (pre-)vote request as `handle_vote_request` judges it.
+pub(super) struct VoteAsked {
+    pub(super) last_log_index: LogIndex,
+    pub(super) last_log_term: Term,
+    pub(super) configuration_version: u64,
+    pub(super) pre_vote: bool,
+}
+
 impl Replica {
     /// Whether this replica may campaign: it votes in the configuration in force, or it did in
     /// the committed one and the change that took its vote away is not known committed. The
@@ -11,8 +19,11 @@ impl Replica {
     /// change and hand over, or no one could ever be elected (two voters, one demoting itself).
     pub(super) fn can_campaign(&self) -> bool {
         let id = self.config.id;
-        self.configuration().is_voter(id)
-            || (self.configuration_change_pending() && self.committed_configuration().is_voter(id))
+        // A replica that may have forgotten votes it cast does not vote for itself either.
+        !self.votes_withheld()
+            && (self.configuration().is_voter(id)
+                || (self.configuration_change_pending()
+                    && self.committed_configuration().is_voter(id)))
     }
 
     /// A follower that heard from its leader within the minimum election timeout does not help
@@ -47,6 +58,7 @@ impl Replica {
         let body = MessageBody::PreVoteRequest {
             last_log_index: self.log.last_index(),
             last_log_term: self.log.last_term(),
+            configuration_version: self.configuration_version,
         };
         let term = self.term.next();
         for voter in self.other_voters() {
@@ -68,6 +80,7 @@ impl Replica {
         let body = MessageBody::VoteRequest {
             last_log_index: self.log.last_index(),
             last_log_term: self.log.last_term(),
+            configuration_version: self.configuration_version,
             transfer,
         };
         let term = self.term;
@@ -147,14 +160,13 @@ impl Replica {
         }
     }
 
-    pub(super) fn handle_vote_request(
-        &mut self,
-        from: NodeId,
-        term: Term,
-        last_log_index: LogIndex,
-        last_log_term: Term,
-        pre_vote: bool,
-    ) {
+    pub(super) fn handle_vote_request(&mut self, from: NodeId, term: Term, request: VoteAsked) {
+        let VoteAsked {
+            last_log_index,
+            last_log_term,
+            configuration_version,
+            pre_vote,
+        } = request;
         #[allow(unused_mut)]
         let mut can_vote = self.vote == Some(from)
             || (self.vote.is_none() && self.leader.is_none())
@@ -165,8 +177,15 @@ impl Replica {
         }
         // Whatever this replica's own role, it answers by the rules of the vote: whether the
         // answer counts is the candidate's business (only its voters count). A voter whose
-        // promotion has not reached it yet must still be able to elect the leader.
-        let granted = can_vote && self.log.is_up_to_date(last_log_index, last_log_term);
+        // promotion has not reached it yet must still be able to elect the leader. A replica
+        // that withholds its votes grants only a candidate whose committed configuration has
+        // the version that lifts the restriction: that candidate holds the configuration that
+        // demoted this data directory, so its election counts this vote only where the
+        // votes this replica forgot never counted (decision 0004, "A replaced disk's vote").
+        let admitted = !self.votes_withheld()
+            || configuration_version >= self.config.votes_withheld_below_version;
+        let granted =
+            can_vote && admitted && self.log.is_up_to_date(last_log_index, last_log_term);
         if pre_vote {
             let term = if granted { term } else { self.term };
             self.push(from, term, MessageBody::PreVoteResponse { granted }, false);

@@ -33,6 +33,23 @@ impl Replica {
         self.configurations.at(index)
     }
 
+    /// Tells the replica the version the layer above gives its committed configuration (the
+    /// roster version the configuration follows, for this crate's shards): carried in its
+    /// vote requests, and what lifts [`ReplicaConfig::votes_withheld_below_version`]. Never
+    /// lowers the version known.
+    pub fn set_configuration_version(&mut self, version: u64) {
+        self.configuration_version = self.configuration_version.max(version);
+    }
+
+    /// Whether this replica withholds its votes and does not campaign: the committed
+    /// configuration it knows has a version below
+    /// [`ReplicaConfig::votes_withheld_below_version`]. It still grants a candidate whose own
+    /// committed configuration reaches that version.
+    #[must_use]
+    pub fn votes_withheld(&self) -> bool {
+        self.configuration_version < self.config.votes_withheld_below_version
+    }
+
     /// Whether a configuration entry is in the log but not yet committed.
     #[must_use]
     pub fn configuration_change_pending(&self) -> bool {

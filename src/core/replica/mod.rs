@@ -113,6 +113,9 @@ pub struct Replica {
     pending_terms: VecDeque<(u64, Term)>,
     /// The highest term known durable: a sole voter leads only once its own term is.
     durable_term: Term,
+    /// The version the layer above gives the committed configuration (never lowered):
+    /// carried in vote requests, and what lifts `votes_withheld_below_version`.
+    configuration_version: u64,
 }
 
 impl Replica {

@@ -169,6 +169,7 @@ impl Replica {
             pending_persist: VecDeque::new(),
             pending_terms: VecDeque::new(),
             durable_term: hard_state.term,
+            configuration_version: 0,
             config,
         };
         replica.sync_progress();

@@ -2,6 +2,7 @@
 //! (§5.1, with the leader lease of pre-vote and check-quorum) and hands each message to the
 //! role that handles it.
 
+use super::election::VoteAsked;
 use super::*;
 
 impl Replica {
@@ -87,12 +88,32 @@ impl Replica {
             MessageBody::PreVoteRequest {
                 last_log_index,
                 last_log_term,
-            } => self.handle_vote_request(from, term, last_log_index, last_log_term, true),
+                configuration_version,
+            } => self.handle_vote_request(
+                from,
+                term,
+                VoteAsked {
+                    last_log_index,
+                    last_log_term,
+                    configuration_version,
+                    pre_vote: true,
+                },
+            ),
             MessageBody::VoteRequest {
                 last_log_index,
                 last_log_term,
+                configuration_version,
                 ..
-            } => self.handle_vote_request(from, term, last_log_index, last_log_term, false),
+            } => self.handle_vote_request(
+                from,
+                term,
+                VoteAsked {
+                    last_log_index,
+                    last_log_term,
+                    configuration_version,
+                    pre_vote: false,
+                },
+            ),
             MessageBody::PreVoteResponse { granted } => {
                 // Grants carry the term we would campaign in, refusals the voter's own term.
                 let answers_us = if granted {

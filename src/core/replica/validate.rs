@@ -32,6 +32,7 @@ impl Replica {
             MessageBody::PreVoteRequest {
                 last_log_index,
                 last_log_term,
+                ..
             }
             | MessageBody::VoteRequest {
                 last_log_index,

@@ -20,12 +20,13 @@ pub mod call;
 mod reconcile;
 pub mod roster;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
 
 pub use self::call::{CallAnswer, CallError, CallReply, CallWait, MembershipCall};
-pub(crate) use self::reconcile::{Step, Target, next_step};
+pub(crate) use self::reconcile::{Step, Target, next_step, roster_version_of};
 pub use self::roster::{ENDPOINT_BYTES_MAX, Member, MemberRole, Roster, RosterChange, RosterError};
 use super::StableHashMap;
 use crate::core::PartitionId;
@@ -64,6 +65,10 @@ pub struct MembershipTable {
     /// Counts the changes of the roster and of the standings: what a node waiting to be
     /// promoted or let go awaits.
     changes: watch::Sender<u64>,
+    /// The roster version that admitted this node's data directory through a seed (0: the
+    /// static configuration's nodes): its replicas withhold their votes until their partition
+    /// committed a configuration of that version.
+    admitted_version: AtomicU64,
 }
 
 impl Default for MembershipTable {
@@ -73,6 +78,7 @@ impl Default for MembershipTable {
             reconciled: Mutex::new(StableHashMap::default()),
             standings: Mutex::new(StableHashMap::default()),
             changes: watch::channel(0).0,
+            admitted_version: AtomicU64::new(0),
         }
     }
 }
@@ -82,6 +88,19 @@ impl MembershipTable {
     #[must_use]
     pub fn roster(&self) -> Option<Arc<Roster>> {
         self.roster.borrow().clone()
+    }
+
+    /// Records the roster version that admitted this node's data directory (decision 0004, "A
+    /// replaced disk's vote"): every replica opened after this withholds its votes until its
+    /// partition's committed configuration follows that version. Set before the node opens
+    /// its partitions.
+    pub(crate) fn set_admitted_version(&self, version: u64) {
+        self.admitted_version.store(version, Ordering::Release);
+    }
+
+    /// The roster version that admitted this node's data directory (0: none recorded).
+    pub(crate) fn admitted_version(&self) -> u64 {
+        self.admitted_version.load(Ordering::Acquire)
     }
 
     /// Publishes `roster` when it differs from the one known (the shard of partition 0);

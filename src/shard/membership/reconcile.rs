@@ -15,7 +15,9 @@
 
 use bytes::Bytes;
 
-use crate::core::{Configuration, LogIndex, NodeId};
+use super::Roster;
+use crate::core::{Configuration, LogIndex, NodeId, PartitionId};
+use crate::shard::SYSTEM_PARTITION;
 
 /// What a partition's leader does next.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,6 +37,17 @@ pub(crate) enum Step {
 /// configuration).
 pub(crate) fn reconciled_version(configuration: &Configuration) -> u64 {
     <[u8; 8]>::try_from(configuration.context().as_ref()).map_or(0, u64::from_le_bytes)
+}
+
+/// The roster version `partition`'s `configuration` follows: partition 0's configuration is
+/// the roster, another partition's carries the version it was reconciled to. Replicas number
+/// their committed configurations with it (`Replica::set_configuration_version`).
+pub(crate) fn roster_version_of(partition: PartitionId, configuration: &Configuration) -> u64 {
+    if partition == SYSTEM_PARTITION {
+        Roster::version_of(configuration)
+    } else {
+        reconciled_version(configuration)
+    }
 }
 
 /// What a partition converges to: the voters and learners of the roster at `version`

@@ -247,6 +247,16 @@ impl Roster {
             })
     }
 
+    /// The version of the roster partition 0's `configuration` holds, read from the context's
+    /// header alone (0: the genesis roster, or a context that is not a roster).
+    pub(crate) fn version_of(configuration: &Configuration) -> u64 {
+        let mut cursor = Cursor(configuration.context());
+        match cursor.u8() {
+            Some(FORMAT) => cursor.u64().unwrap_or(0),
+            _ => 0,
+        }
+    }
+
     /// The version: bumped by one by every change (0: the genesis roster).
     #[must_use]
     pub fn version(&self) -> u64 {

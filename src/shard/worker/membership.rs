@@ -16,9 +16,12 @@
 //! Roster changes ([`Request::ChangeMembership`](crate::shard::Request::ChangeMembership)) are
 //! carried out here too, on partition 0's leader.
 
-use crate::core::{EntryKind, LogIndex, NodeId, PartitionId, Replica, Status, Ticket};
+use crate::core::{
+    EntryKind, LogIndex, NodeId, PartitionId, Replica, ReplicaConfig, Status, Ticket,
+};
+use crate::shard::ShardConfig;
 use crate::shard::membership::{
-    MemberRole, Roster, RosterChange, RosterError, Step, Target, next_step,
+    MembershipTable, MemberRole, Roster, RosterChange, RosterError, Step, Target, next_step, roster_version_of,
 };
 use crate::shard::{RaftEvent, Refusal, ReplicationResult, Reply, SYSTEM_PARTITION, Transport};
 
@@ -33,7 +36,31 @@ fn system_ticket(replica: &Replica) -> Ticket {
     Ticket(1 << 63 | (replica.last_index().0 + 1))
 }
 
+/// Numbers `replica`'s committed configuration with the roster version it follows (what its
+/// vote requests carry, and what lifts a withheld vote).
+pub(super) fn number_committed_configuration(partition: PartitionId, replica: &mut Replica) {
+    let version = roster_version_of(partition, replica.committed_configuration());
+    replica.set_configuration_version(version);
+}
+
+/// `partition`'s core configuration on this node: a data directory admitted through a seed
+/// withholds its replicas' votes until their partition committed a configuration of the
+/// roster version that admitted it (decision 0004, "A replaced disk's vote").
+pub(super) fn replica_config(
+    config: &ShardConfig,
+    membership: &MembershipTable,
+    partition: PartitionId,
+    voters: Vec<NodeId>,
+    learners: Vec<NodeId>,
+) -> ReplicaConfig {
+    ReplicaConfig {
+        votes_withheld_below_version: membership.admitted_version(),
+        ..config.partition_config(partition, voters, learners)
+    }
+}
+
 impl Worker {
+
     /// The tick's membership work (see the module docs).
     pub(super) fn membership_tick(&mut self) {
         if self.failed() {
@@ -54,6 +81,9 @@ impl Worker {
         let mut reconciled = Vec::new();
         let mut touched = Vec::new();
         for (partition, slot) in self.partitions.iter_mut() {
+            if let Some(replica) = slot.replica.as_mut() {
+                number_committed_configuration(partition, replica);
+            }
             if partition == SYSTEM_PARTITION {
                 continue;
             }

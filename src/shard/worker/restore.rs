@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 
 use super::Worker;
 use super::delivery::{Recipients, deliver_one};
+use super::membership::{number_committed_configuration, replica_config};
 use super::partition::Slot;
 use crate::core::{DurableState, Entry, LogIndex, NodeId, PartitionId, Replica, Status};
 #[cfg(feature = "sim-bugs")]
@@ -72,9 +73,13 @@ impl Worker {
             let _ = reply.send(Err(Refusal::QueueFull));
             return;
         }
-        let config = self
-            .config
-            .partition_config(partition, voters.clone(), learners.clone());
+        let config = replica_config(
+            &self.config,
+            &self.membership,
+            partition,
+            voters.clone(),
+            learners.clone(),
+        );
         if config.validate().is_err() {
             // An invalid membership (this node in neither list, duplicates).
             let _ = reply.send(Err(Refusal::Replica(Status::Errored)));
@@ -98,7 +103,8 @@ impl Worker {
                 }));
             }
             Ok(None) => match Replica::new(config, DurableState::default()) {
-                Ok(replica) => {
+                Ok(mut replica) => {
+                    number_committed_configuration(partition, &mut replica);
                     let mut slot = Slot::serving(replica);
                     if partition == SYSTEM_PARTITION {
                         slot.view.keep_maps(self.config.wal.floor_meta_bytes_max);
@@ -253,9 +259,13 @@ impl Worker {
         let built =
             durable_point(&durable, self.app.durable_index(partition)).and_then(|applied| {
                 durable.applied = applied;
-                let config = self.config.partition_config(partition, voters, learners);
+                let config =
+                    replica_config(&self.config, &self.membership, partition, voters, learners);
                 Replica::new(config, durable)
-                    .map(|replica| (replica, applied))
+                    .map(|mut replica| {
+                        number_committed_configuration(partition, &mut replica);
+                        (replica, applied)
+                    })
                     .map_err(|error| error.to_string())
             });
         match built {

@@ -240,11 +240,16 @@ fn first_members(roster: &Roster, node: NodeId) -> Option<FirstMembers> {
         }
         (!voters.is_empty()).then_some((voters, learners))
     };
+    let admitted_version = roster.member(node)?.joined_version;
     let configuration = roster.configuration().ok()?;
     let system = as_learner((
         configuration.voters().to_vec(),
         configuration.learners().to_vec(),
     ))?;
     let partitions = as_learner(roster.partition_target())?;
-    Some(FirstMembers { system, partitions })
+    Some(FirstMembers {
+        system,
+        partitions,
+        admitted_version,
+    })
 }

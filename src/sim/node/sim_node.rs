@@ -168,6 +168,9 @@ pub(super) struct FirstMembers {
     pub(super) system: (Vec<NodeId>, Vec<NodeId>),
     /// Every other partition's: the roster's target for them.
     pub(super) partitions: (Vec<NodeId>, Vec<NodeId>),
+    /// The roster version that admitted the data directory (as the `identity` file keeps
+    /// it): its replicas withhold their votes until their partition follows it.
+    pub(super) admitted_version: u64,
 }
 
 /// A disk's durable logs as the checkers read them, with the disk's value they come from

@@ -74,6 +74,12 @@ impl NodeSimulation {
             .collect();
         let first = self.nodes[node].first.clone();
         let running = self.nodes[node].running.as_ref().expect("just started");
+        if let Some(first) = &first {
+            running
+                .host
+                .membership()
+                .set_admitted_version(first.admitted_version);
+        }
         // Partition 0 holds the roster the others follow.
         for p in 0..=self.config.partitions as u32 {
             let (voters, learners) = match &first {

@@ -13,8 +13,9 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 pub const MAGIC: u32 = u32::from_le_bytes(*b"KMDR");
 /// The wire protocol version this build speaks (3: configurations carry partition 0's roster
 /// in their context; 4: membership calls, the `Call` connection role and the `CallRequest` and
-/// `CallAnswer` frames; 5: every frame header carries the sender's HLC stamp).
-pub const PROTOCOL_VERSION: u16 = 5;
+/// `CallAnswer` frames; 5: every frame header carries the sender's HLC stamp; 6: vote requests
+/// carry the candidate's committed configuration version).
+pub const PROTOCOL_VERSION: u16 = 6;
 /// Size of [`WireFrameHeader`].
 pub const HEADER_BYTES: usize = 24;
 /// The header bytes the checksum covers (all but the checksum itself).

@@ -149,8 +149,9 @@ pub fn encoded_len(message: &Message) -> usize {
     MESSAGE_HEAD_BYTES
         + match &message.body {
             MessageBody::PreVoteResponse { .. } | MessageBody::VoteResponse { .. } => 1,
-            MessageBody::PreVoteRequest { .. } | MessageBody::Heartbeat { .. } => 16,
-            MessageBody::VoteRequest { .. } => 17,
+            MessageBody::Heartbeat { .. } => 16,
+            MessageBody::PreVoteRequest { .. } => 24,
+            MessageBody::VoteRequest { .. } => 25,
             MessageBody::AppendRequest { entries, .. } => {
                 28 + entries
                     .iter()
@@ -196,9 +197,11 @@ pub fn encode_messages(messages: &[Message]) -> Vec<Bytes> {
             MessageBody::PreVoteRequest {
                 last_log_index,
                 last_log_term,
+                configuration_version,
             } => {
                 meta.put_u64_le(last_log_index.get());
                 meta.put_u64_le(last_log_term.get());
+                meta.put_u64_le(*configuration_version);
             }
             MessageBody::PreVoteResponse { granted } | MessageBody::VoteResponse { granted } => {
                 meta.put_u8(u8::from(*granted));
@@ -206,10 +209,12 @@ pub fn encode_messages(messages: &[Message]) -> Vec<Bytes> {
             MessageBody::VoteRequest {
                 last_log_index,
                 last_log_term,
+                configuration_version,
                 transfer,
             } => {
                 meta.put_u64_le(last_log_index.get());
                 meta.put_u64_le(last_log_term.get());
+                meta.put_u64_le(*configuration_version);
                 meta.put_u8(u8::from(*transfer));
             }
             MessageBody::AppendRequest {
@@ -425,6 +430,7 @@ pub fn decode_messages(
             1 => MessageBody::PreVoteRequest {
                 last_log_index: LogIndex(cur.u64()?),
                 last_log_term: Term(cur.u64()?),
+                configuration_version: cur.u64()?,
             },
             2 => MessageBody::PreVoteResponse {
                 granted: cur.bool()?,
@@ -432,6 +438,7 @@ pub fn decode_messages(
             3 => MessageBody::VoteRequest {
                 last_log_index: LogIndex(cur.u64()?),
                 last_log_term: Term(cur.u64()?),
+                configuration_version: cur.u64()?,
                 transfer: cur.bool()?,
             },
             4 => MessageBody::VoteResponse {

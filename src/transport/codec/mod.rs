@@ -57,9 +57,9 @@
 //!
 //! | tag | body | fields |
 //! |---|---|---|
-//! | 1 | `PreVoteRequest` | `last_log_index:u64 last_log_term:u64` |
+//! | 1 | `PreVoteRequest` | `last_log_index:u64 last_log_term:u64 configuration_version:u64` |
 //! | 2 | `PreVoteResponse` | `granted:u8` |
-//! | 3 | `VoteRequest` | `last_log_index:u64 last_log_term:u64 transfer:u8` |
+//! | 3 | `VoteRequest` | `last_log_index:u64 last_log_term:u64 configuration_version:u64 transfer:u8` |
 //! | 4 | `VoteResponse` | `granted:u8` |
 //! | 5 | `AppendRequest` | `append` above |
 //! | 6 | `AppendResponse` | `success:u8 index:u64 hint_index:u64 hint_term:u64` |
