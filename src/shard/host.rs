@@ -30,7 +30,7 @@ use kommander_wal::Wal;
 use tokio::sync::oneshot;
 
 #[cfg(feature = "sim")]
-use super::Leadership;
+use super::{Leadership, LogProgress};
 use super::activity::NodeActivity;
 use super::config::ShardConfig;
 use super::membership::{CallWait, MembershipCall, MembershipTable};
@@ -310,6 +310,14 @@ impl ShardHost {
     #[cfg(feature = "sim")]
     pub fn leadership(&self, partition: PartitionId) -> Option<Leadership> {
         self.inner.leaders.get(partition)
+    }
+
+    /// How far this node's replica of `partition` has come, as of the end of its shard's last
+    /// loop turn (zero before it reported).
+    #[must_use]
+    #[cfg(feature = "sim")]
+    pub fn log_progress(&self, partition: PartitionId) -> LogProgress {
+        self.inner.leaders.subscribe(partition).borrow().progress
     }
 
     /// When a message from `node` last arrived (`None`: never, or not a cluster member).

@@ -51,18 +51,51 @@ pub(crate) fn roster_version_of(partition: PartitionId, configuration: &Configur
 }
 
 /// What a partition converges to: the voters and learners of the roster at `version`
-/// (`Roster::partition_target`).
-pub(crate) struct Target<'a> {
+/// (`Roster::partition_target`), in a configuration of at least the roster's latest
+/// admission's version.
+pub(crate) struct Target {
     pub(crate) version: u64,
-    pub(crate) voters: &'a [NodeId],
-    pub(crate) learners: &'a [NodeId],
+    /// The highest roster version that admitted a member (`Member::joined_version`).
+    pub(crate) admitted: u64,
+    pub(crate) voters: Vec<NodeId>,
+    pub(crate) learners: Vec<NodeId>,
+}
+
+impl Target {
+    /// What a partition converges to under `roster`.
+    pub(crate) fn of(roster: &Roster) -> Self {
+        let (voters, learners) = roster.partition_target();
+        Self {
+            version: roster.version(),
+            admitted: roster
+                .members()
+                .iter()
+                .map(|m| m.joined_version)
+                .max()
+                .unwrap_or(0),
+            voters,
+            learners,
+        }
+    }
+
+    /// Whether `configuration` (committed, or in force) is the target: its voters and
+    /// learners, made at or after the latest admission. A partition whose members already
+    /// match when the roster admits a data directory (one whose node was a learner when its
+    /// disk was replaced) restates them under the admission's version, so that the admitted
+    /// node's replica finds a committed configuration of that version, which lifts its
+    /// withheld vote (decision 0004, "A replaced disk's vote").
+    pub(crate) fn is_met_by(&self, configuration: &Configuration) -> bool {
+        configuration.voters() == self.voters.as_slice()
+            && configuration.learners() == self.learners.as_slice()
+            && reconciled_version(configuration) >= self.admitted
+    }
 }
 
 /// The next step of the partition whose configuration in force is `current`, led by `me`,
 /// towards `target`. `match_index` is the leader's view of a member's log (`None`: unknown).
 pub(crate) fn next_step(
     current: &Configuration,
-    target: &Target<'_>,
+    target: &Target,
     me: NodeId,
     commit: LogIndex,
     promotion_lag_entries_max: u64,
@@ -71,9 +104,17 @@ pub(crate) fn next_step(
     if reconciled_version(current) > target.version {
         return Step::Wait;
     }
-    let (voters, learners) = (target.voters, target.learners);
-    if current.voters() == voters && current.learners() == learners {
+    let (voters, learners) = (target.voters.as_slice(), target.learners.as_slice());
+    if target.is_met_by(current) {
         return Step::Done;
+    }
+    let context = Bytes::copy_from_slice(&target.version.to_le_bytes());
+    if current.voters() == voters && current.learners() == learners {
+        // The members match; a configuration of the latest admission's version does not.
+        return match current.clone().with_context(context) {
+            Ok(restated) => Step::Propose(restated),
+            Err(_) => Step::Wait,
+        };
     }
     let caught_up = |node: NodeId| {
         current.is_learner(node)
@@ -119,7 +160,6 @@ pub(crate) fn next_step(
     if next.voters() == current.voters() && next.learners() == current.learners() {
         return Step::Wait;
     }
-    let context = Bytes::copy_from_slice(&target.version.to_le_bytes());
     match next.with_context(context) {
         Ok(next) => Step::Propose(next),
         Err(_) => Step::Wait,
@@ -140,13 +180,7 @@ mod tests {
         lag: u64,
         match_index: impl Fn(NodeId) -> Option<LogIndex>,
     ) -> Step {
-        let (voters, learners) = roster.partition_target();
-        let target = Target {
-            version: roster.version(),
-            voters: &voters,
-            learners: &learners,
-        };
-        next_step(current, &target, me, commit, lag, match_index)
+        next_step(current, &Target::of(roster), me, commit, lag, match_index)
     }
 
     fn ids(list: &[u64]) -> Vec<NodeId> {

@@ -71,12 +71,7 @@ impl Worker {
         let Some(roster) = self.membership.roster() else {
             return;
         };
-        let (voters, learners) = roster.partition_target();
-        let target = Target {
-            version: roster.version(),
-            voters: &voters,
-            learners: &learners,
-        };
+        let target = Target::of(&roster);
         let lag_max = self.config.membership.promotion_lag_entries_max;
         let mut reconciled = Vec::new();
         let mut touched = Vec::new();
@@ -95,9 +90,7 @@ impl Worker {
                     continue;
                 }
             };
-            let committed = replica.committed_configuration();
-            let matches = committed.voters() == voters.as_slice()
-                && committed.learners() == learners.as_slice();
+            let matches = target.is_met_by(replica.committed_configuration());
             reconciled.push((partition, matches.then_some(roster.version())));
             // Whether a configuration may be proposed now (the no-op of the term committed,
             // no change in flight) is the core's to say: a refusal is tried again next tick.

@@ -103,17 +103,30 @@ impl NodeSimulation {
     }
 
     /// A member whose disks may be replaced now: partition 0's leader now and then, else any
-    /// voter or learner; a voter only while three or more vote; none while the operator's
-    /// change waits for its answer.
+    /// voter or learner; a voter only while three or more vote. Only while the roster is at
+    /// rest, as partition 0's leader sees it: the operator's change answered, nothing
+    /// uncommitted in partition 0's log (a roster change appended there may make a learner a
+    /// voter), and every partition's committed configuration matching the roster. Then the
+    /// roster's voters are every configuration's voters, and losing one of three or more
+    /// leaves each a majority; losing a voter in flight (a promotion from one voter to two) is
+    /// a fault beyond what Raft tolerates.
     fn replacement_victim(&mut self) -> Option<usize> {
         if self.membership.busy() {
             return None;
         }
         let leader = self.system_leader_hint();
-        let roster = self.nodes[leader]
-            .running
-            .as_ref()
-            .and_then(|running| running.host.membership().roster())?;
+        let running = self.nodes[leader].running.as_ref()?;
+        let roster = running.host.membership().roster()?;
+        let progress = running.host.log_progress(SYSTEM_PARTITION);
+        let at_rest = running
+            .host
+            .leadership(SYSTEM_PARTITION)
+            .is_some_and(|leadership| leadership.leads())
+            && progress.commit_index == progress.last_index
+            && running.host.membership().all_reconciled(roster.version());
+        if !at_rest {
+            return None;
+        }
         let voters = roster.voters().count();
         let replaceable = |node: usize| {
             roster

@@ -389,7 +389,7 @@ impl NodeSimulation {
                         let applied: Vec<u64> = (1..=self.config.partitions as u32)
                             .map(|p| node.app.applied(PartitionId(p)).0)
                             .collect();
-                        let leadership: Vec<String> = (1..=self.config.partitions as u32)
+                        let leadership: Vec<String> = (0..=self.config.partitions as u32)
                             .map(|p| {
                                 node.running
                                     .as_ref()
