@@ -11,15 +11,23 @@
 //!   seed answered, with itself a learner; a restart must not open partition 0 from its
 //!   static configuration instead (a joiner without peers would be the only voter of its own
 //!   partition 0, and elect itself).
+//! * the **admission's roster version** of a data directory admitted through a seed (the
+//!   version that added this incarnation, `Member::joined_version`): its replicas withhold
+//!   their votes until their partition committed a configuration of that version (decision
+//!   0004, "A replaced disk's vote").
 //!
 //! The file is replaced whole and atomically (`durable_file.rs`). Its encoding
 //! (little-endian), checked by a CRC32C:
 //!
 //! ```text
-//! identity := magic "KMID" format:u8 (2) incarnation:u64 origin:u8 first? crc32c:u32
+//! identity := magic "KMID" format:u8 (3) incarnation:u64 origin:u8 admitted? first? crc32c:u32
 //! origin   := 0 no join yet | 1 the static configuration | 2 a seed's roster
+//! admitted := the admission's roster version:u64 (when origin is 2)
 //! first    := a configuration entry's payload (`Configuration::encode`; when origin is 1 or 2)
 //! ```
+//!
+//! Format 2 (the previous version's) is read as well: it has no `admitted`, read as 0 (the
+//! votes are not withheld, as that version did not).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
@@ -32,7 +40,9 @@ use crate::node::durable_file;
 /// The file's name in the data directory.
 const FILE: &str = "identity";
 const MAGIC: &[u8; 4] = b"KMID";
-const FORMAT: u8 = 2;
+const FORMAT: u8 = 3;
+/// The previous format: no admission's roster version.
+const FORMAT_WITHOUT_ADMISSION: u8 = 2;
 
 /// Where a node's first configuration of partition 0 came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +58,9 @@ pub(crate) enum Origin {
 pub(crate) struct FirstConfiguration {
     pub(crate) configuration: Configuration,
     pub(crate) origin: Origin,
+    /// The roster version that admitted this data directory (a seed's roster; 0 for the
+    /// static configuration, or when an earlier version did not record it).
+    pub(crate) admitted_version: u64,
 }
 
 /// The node's identity file, read at start.
@@ -139,10 +152,13 @@ fn encode(incarnation: u64, first: Option<&FirstConfiguration>) -> Vec<u8> {
     match first {
         None => out.put_u8(0),
         Some(first) => {
-            out.put_u8(match first.origin {
-                Origin::Static => 1,
-                Origin::Seed => 2,
-            });
+            match first.origin {
+                Origin::Static => out.put_u8(1),
+                Origin::Seed => {
+                    out.put_u8(2);
+                    out.put_u64_le(first.admitted_version);
+                }
+            }
             out.put_slice(&first.configuration.encode());
         }
     }
@@ -162,14 +178,16 @@ fn decode(bytes: &[u8]) -> Option<(u64, Option<FirstConfiguration>)> {
         return None;
     }
     body.advance(4);
-    if body.get_u8() != FORMAT {
+    let format = body.get_u8();
+    if format != FORMAT && format != FORMAT_WITHOUT_ADMISSION {
         return None;
     }
     let incarnation = body.get_u64_le();
-    let origin = match body.get_u8() {
+    let (origin, admitted_version) = match body.get_u8() {
         0 => return (body.is_empty() && incarnation != 0).then_some((incarnation, None)),
-        1 => Origin::Static,
-        2 => Origin::Seed,
+        1 => (Origin::Static, 0),
+        2 if format == FORMAT_WITHOUT_ADMISSION => (Origin::Seed, 0),
+        2 => (Origin::Seed, body.try_get_u64_le().ok()?),
         _ => return None,
     };
     let configuration = Configuration::decode(body).ok()?;
@@ -178,6 +196,7 @@ fn decode(bytes: &[u8]) -> Option<(u64, Option<FirstConfiguration>)> {
         Some(FirstConfiguration {
             configuration,
             origin,
+            admitted_version,
         }),
     ))
 }
@@ -192,6 +211,7 @@ mod tests {
         FirstConfiguration {
             configuration: Configuration::new(ids(voters), ids(learners)).expect("valid"),
             origin,
+            admitted_version: if origin == Origin::Seed { 7 } else { 0 },
         }
     }
 
@@ -243,6 +263,9 @@ mod tests {
             out.put_u8(FORMAT);
             out.put_u64_le(42);
             out.put_u8(origin);
+            if origin == 2 {
+                out.put_u64_le(7);
+            }
             out.put_slice(configuration);
             let crc = crc32c::crc32c(&out);
             out.put_u32_le(crc);
@@ -258,6 +281,20 @@ mod tests {
         assert_eq!(decode(&sealed(2, &unsorted)), None);
         assert_eq!(decode(&sealed(3, &valid)), None);
         assert_eq!(decode(&encode(0, None)), None);
+        // The previous format: no admission's version, read as 0.
+        let mut previous = BytesMut::new();
+        previous.put_slice(MAGIC);
+        previous.put_u8(FORMAT_WITHOUT_ADMISSION);
+        previous.put_u64_le(42);
+        previous.put_u8(2);
+        previous.put_slice(&valid);
+        let crc = crc32c::crc32c(&previous);
+        previous.put_u32_le(crc);
+        let read = decode(&previous).expect("the previous format is read");
+        assert_eq!(
+            read.1.map(|f| (f.origin, f.admitted_version)),
+            Some((Origin::Seed, 0))
+        );
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join(FILE), b"garbage").expect("write");
         let error = Identity::open(dir.path()).expect_err("refused");

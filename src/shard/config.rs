@@ -276,12 +276,15 @@ pub enum NodeBug {
     /// are skipped and partition 0's replica runs with the core's
     /// `ConcurrentConfigurationChanges`.
     ConcurrentRosterChanges,
+    /// A data directory admitted through a seed votes at once: its replicas are opened
+    /// without `votes_withheld_below_version` (decision 0004, "A replaced disk's vote").
+    ReplacedDiskVotesAtOnce,
 }
 
 #[cfg(feature = "sim-bugs")]
 impl NodeBug {
     /// Every injectable node-level bug.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::ReleaseGatedBeforeDurable,
         Self::AckProposalBeforeDurable,
         Self::DurableWithoutFsync,
@@ -291,6 +294,7 @@ impl NodeBug {
         Self::BoundaryBeforeImport,
         Self::RosterChangeBeforeNoOp,
         Self::ConcurrentRosterChanges,
+        Self::ReplacedDiskVotesAtOnce,
     ];
 
     /// The core bug this node bug turns on in `partition`'s replica, if any: a roster bug

@@ -353,3 +353,81 @@ fn soft_state_says_when_the_leaders_no_op_has_committed() {
         );
     }
 }
+
+/// A replica whose data directory may have forgotten votes it cast (decision 0004, "A
+/// replaced disk's vote") grants neither pre-votes nor votes, and does not campaign, until the
+/// committed configuration it knows or the candidate's carries the version it was admitted
+/// at.
+#[test]
+fn a_withheld_replica_votes_only_for_a_candidate_with_its_admission_committed() {
+    use kommander_raft::core::{DurableState, PartitionId, Replica, ReplicaConfig};
+    let config = ReplicaConfig {
+        votes_withheld_below_version: 5,
+        ..ReplicaConfig::new(NodeId(1), PartitionId(1), vec![NodeId(1), NodeId(2), NodeId(3)])
+    };
+    let mut replica = Replica::new(config, DurableState::default()).expect("valid");
+    assert!(replica.votes_withheld());
+    let ask = |version: u64, pre_vote: bool| {
+        let (last_log_index, last_log_term) = (LogIndex(0), Term(0));
+        if pre_vote {
+            MessageBody::PreVoteRequest {
+                last_log_index,
+                last_log_term,
+                configuration_version: version,
+            }
+        } else {
+            MessageBody::VoteRequest {
+                last_log_index,
+                last_log_term,
+                configuration_version: version,
+                transfer: false,
+            }
+        }
+    };
+    let answers = |replica: &mut Replica| -> Vec<(u64, bool)> {
+        let ready = replica.ready();
+        let answered = ready
+            .messages
+            .iter()
+            .chain(ready.persisted_messages.peek())
+            .filter_map(|m| match m.body {
+                MessageBody::PreVoteResponse { granted } | MessageBody::VoteResponse { granted } => {
+                    Some((m.to.0, granted))
+                }
+                _ => None,
+            })
+            .collect();
+        answered
+    };
+    // A candidate whose committed configuration predates the admission: refused.
+    replica.step(msg(2, 1, 1, ask(4, true))).expect("valid");
+    replica.step(msg(2, 1, 1, ask(4, false))).expect("valid");
+    assert_eq!(answers(&mut replica), vec![(2, false), (2, false)]);
+    // One whose committed configuration has the admission's version: granted.
+    replica.step(msg(3, 1, 2, ask(5, true))).expect("valid");
+    replica.step(msg(3, 1, 2, ask(5, false))).expect("valid");
+    assert_eq!(answers(&mut replica), vec![(3, true), (3, true)]);
+    // It does not campaign while withheld.
+    let mut withheld = Replica::new(
+        ReplicaConfig {
+            votes_withheld_below_version: 5,
+            ..ReplicaConfig::new(NodeId(1), PartitionId(1), vec![NodeId(1), NodeId(2), NodeId(3)])
+        },
+        DurableState::default(),
+    )
+    .expect("valid");
+    for _ in 0..100 {
+        withheld.tick();
+    }
+    assert_eq!(withheld.role(), Role::Follower, "no candidacy while withheld");
+    // Its own committed configuration reaching the version lifts it: any candidate with an
+    // up-to-date log, and its own candidacy.
+    withheld.set_configuration_version(5);
+    assert!(!withheld.votes_withheld());
+    withheld.set_configuration_version(3);
+    assert!(!withheld.votes_withheld(), "the version known is never lowered");
+    for _ in 0..100 {
+        withheld.tick();
+    }
+    assert_eq!(withheld.role(), Role::PreCandidate, "it campaigns");
+}

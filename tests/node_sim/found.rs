@@ -9,6 +9,18 @@
 //! stood past a snapshot's index while its log ended below it acknowledged the snapshot
 //! without taking its boundary, so the leader sent it again for ever).
 //!
+//! In the shipping code, found by the campaign that replaces disks
+//! (`NodeSimConfig::replacing_nodes_for_seed`; decision 0004, "A replaced disk's vote"): 2
+//! (two leaders of partition 6's term 16: the replaced node granted a vote its old
+//! incarnation had cast in that term) and 29 (two writes handed at one index: a candidate
+//! missing committed entries won on the replaced node's empty log). Then, once admitted nodes
+//! withheld their votes, 12 (the replaced node was a voter of an uncommitted promotion of
+//! partition 0 from one voter to two: the simulator now replaces disks only while the roster
+//! is at rest) and 15 (a learner replaced in a partition whose members already matched the
+//! roster: no configuration of its admission's version ever committed there, so its vote
+//! stayed withheld while the partition's two voters needed it; partitions now restate their
+//! members under the latest admission's version).
+//!
 //! In the simulator: 636 (the liveness bound blamed a follower whose log held another term at
 //! the leader's compaction floor: only a snapshot can bring it back, and the shards do not ship
 //! snapshots yet), 6047 (a 2-node seed answered 4 reads, under the floor of 5: every partition
@@ -41,27 +53,10 @@ fn seeds_that_found_bugs_replay_clean() {
             panic!("{failure}");
         }
     }
-}
-
-/// Decision 0003's hazard, open (not fixed: `NodeSimConfig::replacing_nodes_for_seed` stays
-/// out of the default sweeps until it is; decision 0004, "Open hazard"). A node whose disks
-/// were replaced is admitted again as a learner, but each partition still counts it as a
-/// voter until its leader demotes it, and its replica answers votes with an empty log and no
-/// memory of its old vote. As first found (at `b163c64`), seed 9 (5 nodes): a node removed
-/// from partition 4 still campaigned in its stale configuration, the replaced node 1 granted,
-/// and the winner overwrote a committed index (`state_machine_safety`); seed 8 (3 nodes, no
-/// membership change): a candidate without indexes 10 to 77 won on the replaced node's vote
-/// (`linearizability`). The schedules moved with the operator's eager changes and bursts; at
-/// `c379434` the same replacement schedule fails on seed 2 (two leaders of partition 6's term
-/// 16) and seed 29 (two writes handed at one
-/// index), while `moving_nodes_for_seed` without replacements holds every invariant on both.
-/// When the hazard is fixed this test fails: the seeds then join the clean replays above.
-#[test]
-fn a_replaced_disk_votes_for_a_candidate_missing_committed_entries() {
-    for (seed, checker) in [(2, "election_safety"), (29, "state_machine_safety")] {
-        let failure = NodeSimulation::new(seed, NodeSimConfig::replacing_nodes_for_seed(seed))
-            .run()
-            .expect_err("a replaced disk's vote elects a leader without committed entries");
-        assert_eq!(failure.violation.checker, checker, "seed {seed}: {failure}");
+    for seed in [2, 29, 12, 15] {
+        match NodeSimulation::new(seed, NodeSimConfig::replacing_nodes_for_seed(seed)).run() {
+            Ok(report) => assert!(report.replacements > 0, "seed {seed} replaced no disk"),
+            Err(failure) => panic!("{failure}"),
+        }
     }
 }

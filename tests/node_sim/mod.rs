@@ -6,8 +6,9 @@
 //! - `KOMMANDER_NODE_SIM_SEED_START` — first seed of the sweep (default 0);
 //! - `KOMMANDER_SIM_WORKERS` — threads running seeds (default 2);
 //! - `KOMMANDER_NODE_SIM_SEED` (+ `KOMMANDER_NODE_SIM_BUG`) — the seed `node_sim::replay` runs;
-//! - `KOMMANDER_NODE_SIM_REPLACE` — the sweep that moves nodes replaces nodes' disks too
-//!   (`node_sim::sweep::nodes_joining_and_leaving`), `node_sim::replay` replays such a seed.
+//! - `KOMMANDER_NODE_SIM_REPLACE` — the sweep that moves nodes replaces nodes' disks in every
+//!   seed, not only the odd ones (`node_sim::sweep::nodes_joining_and_leaving`);
+//!   `node_sim::replay` replays such a seed.
 
 mod determinism;
 mod found;

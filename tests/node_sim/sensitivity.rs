@@ -12,7 +12,7 @@ use crate::sim::{env_u64, run_seeds};
 const SEEDS_MAX: u64 = 1_000;
 
 /// Every node-level bug and the checker that must catch it.
-const NODE_BUGS: [(NodeBug, &str); 9] = [
+const NODE_BUGS: [(NodeBug, &str); 10] = [
     (
         NodeBug::ReleaseGatedBeforeDurable,
         "acknowledged_writes_durable",
@@ -34,6 +34,7 @@ const NODE_BUGS: [(NodeBug, &str); 9] = [
     ),
     (NodeBug::RosterChangeBeforeNoOp, "state_machine_safety"),
     (NodeBug::ConcurrentRosterChanges, "election_safety"),
+    (NodeBug::ReplacedDiskVotesAtOnce, "election_safety"),
 ];
 
 /// Every core bug and the checker that must catch it, but those of `CORE_SIMULATOR_BUGS`:
@@ -91,11 +92,16 @@ pub(crate) fn with_bug_named(simulation: NodeSimulation, name: &str) -> NodeSimu
 }
 
 fn caught_by(name: &str, checker: &'static str) {
+    caught_in(name, checker, NodeSimConfig::for_seed);
+}
+
+/// As [`caught_by`], with the seeds' configurations drawn by `config_for_seed`.
+fn caught_in(name: &str, checker: &'static str, config_for_seed: fn(u64) -> NodeSimConfig) {
     assert!(CHECKERS.contains(&checker), "{checker} is not a checker");
     let workers = env_u64("KOMMANDER_SIM_WORKERS", 2);
     let results = run_seeds(0..SEEDS_MAX, workers, true, |seed| {
         let simulation =
-            NodeSimulation::new(seed, NodeSimConfig::for_seed(seed)).listening_only_to(checker);
+            NodeSimulation::new(seed, config_for_seed(seed)).listening_only_to(checker);
         with_bug_named(simulation, name).run()
     });
     let caught = results
@@ -162,6 +168,19 @@ fn roster_change_before_the_no_op_is_caught() {
 #[test]
 fn concurrent_roster_changes_are_caught() {
     caught_by("ConcurrentRosterChanges", NODE_BUGS[8].1);
+}
+
+/// Nodes' disks replaced (`NodeSimConfig::replacing_nodes_for_seed`), the admitted data
+/// directory voting at once: a candidate whose configuration still counts the replaced node as
+/// a voter wins on the vote its old incarnation already cast in that term, or on an empty
+/// log's vote.
+#[test]
+fn a_replaced_disk_voting_at_once_is_caught() {
+    caught_in(
+        "ReplacedDiskVotesAtOnce",
+        NODE_BUGS[9].1,
+        NodeSimConfig::replacing_nodes_for_seed,
+    );
 }
 
 #[test]

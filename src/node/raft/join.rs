@@ -74,6 +74,7 @@ impl Raft {
                                 reason: format!("the static configuration: {error}"),
                             })?,
                             origin: Origin::Static,
+                            admitted_version: 0,
                         })?,
                     };
                     this.open_system_partition(&first).await?;
@@ -289,8 +290,14 @@ impl Raft {
             })
     }
 
-    /// Opens (or restores) partition 0 with `first` as its first configuration.
+    /// Opens (or restores) partition 0 with `first` as its first configuration (the
+    /// admission's roster version recorded first: every partition opened from then on withholds
+    /// its votes until it committed a configuration of that version).
     async fn open_system_partition(&self, first: &FirstConfiguration) -> Result<(), JoinError> {
+        self.inner
+            .shards
+            .membership()
+            .set_admitted_version(first.admitted_version);
         let opened = self
             .inner
             .shards
@@ -375,6 +382,7 @@ fn first_from(roster: &Roster, me: NodeId) -> Result<FirstConfiguration, JoinErr
     Ok(FirstConfiguration {
         configuration,
         origin: Origin::Seed,
+        admitted_version: roster.member(me).map_or(0, |m| m.joined_version),
     })
 }
 

@@ -53,8 +53,14 @@ pub(super) fn replica_config(
     voters: Vec<NodeId>,
     learners: Vec<NodeId>,
 ) -> ReplicaConfig {
+    #[allow(unused_mut)]
+    let mut withheld_below = membership.admitted_version();
+    #[cfg(feature = "sim-bugs")]
+    if config.bug == Some(crate::shard::NodeBug::ReplacedDiskVotesAtOnce) {
+        withheld_below = 0;
+    }
     ReplicaConfig {
-        votes_withheld_below_version: membership.admitted_version(),
+        votes_withheld_below_version: withheld_below,
         ..config.partition_config(partition, voters, learners)
     }
 }

@@ -184,10 +184,9 @@ impl NodeSimConfig {
 
     /// As [`NodeSimConfig::moving_nodes_for_seed`], with now and then a node's disks replaced
     /// in every multi-node seed (a voter, a learner, or partition 0's leader: crashed, its data
-    /// directory wiped, admitted again with a new incarnation). Not in the default sweeps:
-    /// seeds 9 and 8 show decision 0003's hazard (a node that lost its disk grants a vote while
-    /// candidates still count it as a voter, and a candidate missing committed entries is
-    /// elected), see `docs/testing.md`.
+    /// directory wiped, admitted again with a new incarnation, its votes withheld until its
+    /// admission committed: decision 0004, "A replaced disk's vote"). The moving sweep runs it
+    /// on every odd seed.
     #[must_use]
     pub fn replacing_nodes_for_seed(seed: u64) -> Self {
         let mut config = Self::moving_nodes_for_seed(seed);
