@@ -67,7 +67,7 @@ pub struct ReplicaConfig {
     /// Votes of a replica whose log may have lost votes it cast (a data directory admitted to
     /// the cluster anew, e.g. after a disk replacement): while neither the configuration this
     /// replica knows committed nor the candidate's carries at least this configuration version
-    /// ([`Replica::set_configuration_version`](super::Replica::set_configuration_version)),
+    /// ([`Replica::set_configuration_version`](crate::core::Replica::set_configuration_version)),
     /// the replica grants no vote or pre-vote and does not campaign. The layer above numbers
     /// configurations and sets this to the version that admitted the data directory, so that
     /// the replica votes only once its demotion (the first configuration of that version) is

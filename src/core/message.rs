@@ -32,7 +32,7 @@ pub enum MessageBody {
         /// Term of the candidate's last entry.
         last_log_term: Term,
         /// The version of the candidate's committed configuration
-        /// ([`Replica::set_configuration_version`](super::Replica::set_configuration_version)).
+        /// (`Replica::set_configuration_version`).
         configuration_version: u64,
     },
     /// Answer to a pre-vote. When granted the message term is the request's term, otherwise the
@@ -48,7 +48,7 @@ pub enum MessageBody {
         /// Term of the candidate's last entry.
         last_log_term: Term,
         /// The version of the candidate's committed configuration
-        /// ([`Replica::set_configuration_version`](super::Replica::set_configuration_version)).
+        /// (`Replica::set_configuration_version`).
         configuration_version: u64,
         /// Set when the election was triggered by a leadership transfer (`TimeoutNow`): voters
         /// then disregard their leader lease.

@@ -29,8 +29,6 @@ use crossbeam::channel;
 use kommander_wal::Wal;
 use tokio::sync::oneshot;
 
-#[cfg(feature = "sim")]
-use super::{Leadership, LogProgress};
 use super::activity::NodeActivity;
 use super::config::ShardConfig;
 use super::membership::{CallWait, MembershipCall, MembershipTable};
@@ -40,6 +38,8 @@ use super::transport::{Inbound, Transport};
 use super::waker::{Input, Waker};
 use super::worker::{ShardInput, ShardParams, ShardStats, Worker};
 use super::{Application, EventSink, LeaderTable, Opened, Refusal, Request, shard_of};
+#[cfg(feature = "sim")]
+use super::{Leadership, LogProgress};
 use crate::core::{Message, NodeId, PartitionId};
 use crate::metrics::ShardMetrics;
 

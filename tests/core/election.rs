@@ -363,7 +363,11 @@ fn a_withheld_replica_votes_only_for_a_candidate_with_its_admission_committed() 
     use kommander_raft::core::{DurableState, PartitionId, Replica, ReplicaConfig};
     let config = ReplicaConfig {
         votes_withheld_below_version: 5,
-        ..ReplicaConfig::new(NodeId(1), PartitionId(1), vec![NodeId(1), NodeId(2), NodeId(3)])
+        ..ReplicaConfig::new(
+            NodeId(1),
+            PartitionId(1),
+            vec![NodeId(1), NodeId(2), NodeId(3)],
+        )
     };
     let mut replica = Replica::new(config, DurableState::default()).expect("valid");
     assert!(replica.votes_withheld());
@@ -386,18 +390,16 @@ fn a_withheld_replica_votes_only_for_a_candidate_with_its_admission_committed() 
     };
     let answers = |replica: &mut Replica| -> Vec<(u64, bool)> {
         let ready = replica.ready();
-        let answered = ready
+        ready
             .messages
             .iter()
             .chain(ready.persisted_messages.peek())
             .filter_map(|m| match m.body {
-                MessageBody::PreVoteResponse { granted } | MessageBody::VoteResponse { granted } => {
-                    Some((m.to.0, granted))
-                }
+                MessageBody::PreVoteResponse { granted }
+                | MessageBody::VoteResponse { granted } => Some((m.to.0, granted)),
                 _ => None,
             })
-            .collect();
-        answered
+            .collect()
     };
     // A candidate whose committed configuration predates the admission: refused.
     replica.step(msg(2, 1, 1, ask(4, true))).expect("valid");
@@ -411,7 +413,11 @@ fn a_withheld_replica_votes_only_for_a_candidate_with_its_admission_committed() 
     let mut withheld = Replica::new(
         ReplicaConfig {
             votes_withheld_below_version: 5,
-            ..ReplicaConfig::new(NodeId(1), PartitionId(1), vec![NodeId(1), NodeId(2), NodeId(3)])
+            ..ReplicaConfig::new(
+                NodeId(1),
+                PartitionId(1),
+                vec![NodeId(1), NodeId(2), NodeId(3)],
+            )
         },
         DurableState::default(),
     )
@@ -419,13 +425,20 @@ fn a_withheld_replica_votes_only_for_a_candidate_with_its_admission_committed() 
     for _ in 0..100 {
         withheld.tick();
     }
-    assert_eq!(withheld.role(), Role::Follower, "no candidacy while withheld");
+    assert_eq!(
+        withheld.role(),
+        Role::Follower,
+        "no candidacy while withheld"
+    );
     // Its own committed configuration reaching the version lifts it: any candidate with an
     // up-to-date log, and its own candidacy.
     withheld.set_configuration_version(5);
     assert!(!withheld.votes_withheld());
     withheld.set_configuration_version(3);
-    assert!(!withheld.votes_withheld(), "the version known is never lowered");
+    assert!(
+        !withheld.votes_withheld(),
+        "the version known is never lowered"
+    );
     for _ in 0..100 {
         withheld.tick();
     }

@@ -64,8 +64,9 @@ Environment:
 Growing a cluster: start one node with no [peers] (a one-node cluster), then each new node
 with no [peers] and `--join <endpoint of any member>`; it becomes a learner, catches up, is
 promoted to voter, then prints `ready`. `kommander cluster members|remove` show and change the
-roster through a client port. A machine that lost its disk: `cluster remove` its id, then join
-the new machine under a new node_id (not the old one: see decision 0004's open hazard).
+roster through a client port. A machine that lost its disk: start the new machine with the
+same node_id, an empty data directory and `--join` a survivor (it votes once its admission
+committed).
 
 Exit codes: 0 stopped cleanly, 1 runtime failure (also a join that did not complete within
 join_timeout_ms), 2 invalid configuration (named field) or a join that cannot be done as asked

@@ -184,8 +184,7 @@ impl Replica {
         // votes this replica forgot never counted (decision 0004, "A replaced disk's vote").
         let admitted = !self.votes_withheld()
             || configuration_version >= self.config.votes_withheld_below_version;
-        let granted =
-            can_vote && admitted && self.log.is_up_to_date(last_log_index, last_log_term);
+        let granted = can_vote && admitted && self.log.is_up_to_date(last_log_index, last_log_term);
         if pre_vote {
             let term = if granted { term } else { self.term };
             self.push(from, term, MessageBody::PreVoteResponse { granted }, false);

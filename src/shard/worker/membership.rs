@@ -21,7 +21,8 @@ use crate::core::{
 };
 use crate::shard::ShardConfig;
 use crate::shard::membership::{
-    MembershipTable, MemberRole, Roster, RosterChange, RosterError, Step, Target, next_step, roster_version_of,
+    MemberRole, MembershipTable, Roster, RosterChange, RosterError, Step, Target, next_step,
+    roster_version_of,
 };
 use crate::shard::{RaftEvent, Refusal, ReplicationResult, Reply, SYSTEM_PARTITION, Transport};
 
@@ -66,7 +67,6 @@ pub(super) fn replica_config(
 }
 
 impl Worker {
-
     /// The tick's membership work (see the module docs).
     pub(super) fn membership_tick(&mut self) {
         if self.failed() {
