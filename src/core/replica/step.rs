@@ -89,31 +89,25 @@ impl Replica {
                 last_log_index,
                 last_log_term,
                 configuration_version,
-            } => self.handle_vote_request(
-                from,
-                term,
-                VoteAsked {
-                    last_log_index,
-                    last_log_term,
-                    configuration_version,
-                    pre_vote: true,
-                },
-            ),
-            MessageBody::VoteRequest {
+            }
+            | MessageBody::VoteRequest {
                 last_log_index,
                 last_log_term,
                 configuration_version,
                 ..
-            } => self.handle_vote_request(
-                from,
-                term,
-                VoteAsked {
-                    last_log_index,
-                    last_log_term,
-                    configuration_version,
-                    pre_vote: false,
-                },
-            ),
+            } => {
+                let pre_vote = matches!(m.body, MessageBody::PreVoteRequest { .. });
+                self.handle_vote_request(
+                    from,
+                    term,
+                    VoteAsked {
+                        last_log_index,
+                        last_log_term,
+                        configuration_version,
+                        pre_vote,
+                    },
+                );
+            }
             MessageBody::PreVoteResponse { granted } => {
                 // Grants carry the term we would campaign in, refusals the voter's own term.
                 let answers_us = if granted {
