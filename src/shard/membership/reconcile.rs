@@ -207,6 +207,34 @@ mod tests {
         }
     }
 
+    /// A partition whose members already match the roster when it admits a data directory
+    /// restates them under the admission's version (what lifts the admitted node's withheld
+    /// vote), then is done.
+    #[test]
+    fn matching_members_are_restated_under_the_latest_admission() {
+        let roster = roster(&[1, 2], &[add(3)]);
+        let current = configuration(&[1, 2], &[3]);
+        let Step::Propose(restated) =
+            step_to(&current, &roster, NodeId(1), LogIndex(10), 0, |_| None)
+        else {
+            panic!("the members are restated");
+        };
+        assert_eq!(restated.voters(), current.voters());
+        assert_eq!(restated.learners(), current.learners());
+        assert_eq!(reconciled_version(&restated), roster.version());
+        assert!(Target::of(&roster).is_met_by(&restated));
+        assert!(!Target::of(&roster).is_met_by(&current));
+        assert_eq!(
+            step_to(&restated, &roster, NodeId(1), LogIndex(10), 0, |_| None),
+            Step::Done
+        );
+        // How replicas number their committed configurations: partition 0's is the roster.
+        let system = roster.configuration().expect("valid");
+        assert_eq!(roster_version_of(SYSTEM_PARTITION, &system), 1);
+        assert_eq!(roster_version_of(SYSTEM_PARTITION, &current), 0, "genesis");
+        assert_eq!(roster_version_of(PartitionId(1), &restated), 1);
+    }
+
     /// Follows the steps from `start` with every member caught up, leadership following the
     /// transfers; returns each configuration and the leader at the end.
     fn walk(start: Configuration, roster: &Roster, mut leader: u64) -> (Vec<Configuration>, u64) {
