@@ -22,7 +22,7 @@ use kommander_raft::transport::tcp::client::{
     ClientResponse, decode_request, decode_response, encode_request, encode_response,
 };
 use kommander_raft::transport::tcp::handshake::{
-    self, ConnectionRole, HANDSHAKE_FRAME_BYTES_MAX, Identity, RejectCode,
+    self, Admission, ConnectionRole, HANDSHAKE_FRAME_BYTES_MAX, Hello, Identity, RejectCode,
 };
 use kommander_raft::transport::tcp::reader::{Deadlines, FrameReader};
 
@@ -239,7 +239,7 @@ pub(crate) fn frame(data: &[u8]) -> FrameOutcome {
 /// The `transport_handshake` target: `data` as everything a connector sends, fed to
 /// `handshake::accept` of an acceptor without and with a shared secret (as sent, then with
 /// every frame's checksum repaired). Returns the four outcomes.
-pub(crate) fn handshake(data: &[u8]) -> [Result<(ConnectionRole, NodeId), String>; 4] {
+pub(crate) fn handshake(data: &[u8]) -> [Result<Hello, String>; 4] {
     let fixed = with_fixed_checksums(data);
     [
         accept(data, None),
@@ -250,27 +250,54 @@ pub(crate) fn handshake(data: &[u8]) -> [Result<(ConnectionRole, NodeId), String
 }
 
 /// One acceptor's handshake over `input`; peers 1 to 5 are admitted, calls from any node but
-/// the acceptor and 0 (as the peer port does), clients.
-pub(crate) fn accept(
-    input: &[u8],
-    secret: Option<&[u8]>,
-) -> Result<(ConnectionRole, NodeId), String> {
+/// the acceptor and 0 (as the peer port does), clients; once authenticated, a connector of
+/// incarnation [`DUPLICATE_INCARNATION`] is refused as a duplicate (as the peer port refuses
+/// one).
+pub(crate) fn accept(input: &[u8], secret: Option<&[u8]>) -> Result<Hello, String> {
     let me = Identity {
         cluster: CLUSTER.to_owned(),
         node: ACCEPTOR,
+        incarnation: 1,
         secret: secret.map(Bytes::copy_from_slice),
     };
-    let admit = |role: ConnectionRole, node: NodeId| match role {
-        ConnectionRole::Peer if (1..=5).contains(&node.get()) => Ok(()),
-        ConnectionRole::Peer => Err((RejectCode::UnknownNode, format!("{node} is not a peer"))),
-        ConnectionRole::Call if node == ACCEPTOR || node == NodeId::ZERO => {
-            Err((RejectCode::UnknownNode, format!("{node} cannot call")))
-        }
-        ConnectionRole::Call | ConnectionRole::Client => Ok(()),
-    };
+    let admission = Acceptor;
     let mut stream = Stream::new(input, &[READ_CHUNK_BYTES, 3]);
     // As the listener does: small limits until the connector is authenticated.
     let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX, HANDSHAKE_FRAME_BYTES_MAX);
-    handshake::accept(&mut stream, &mut reader, &me, UNSTAMPED, &admit, DEADLINES)
-        .map_err(|e| e.to_string())
+    handshake::accept(
+        &mut stream,
+        &mut reader,
+        &me,
+        UNSTAMPED,
+        &admission,
+        DEADLINES,
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// The incarnation the fuzzed acceptor judges a duplicate.
+pub(crate) const DUPLICATE_INCARNATION: u64 = 0xd0d0;
+
+/// The fuzzed acceptor's admission.
+struct Acceptor;
+
+impl Admission for Acceptor {
+    fn admit(&self, hello: &Hello) -> Result<(), (RejectCode, String)> {
+        let node = hello.node;
+        match hello.role {
+            ConnectionRole::Peer if (1..=5).contains(&node.get()) => Ok(()),
+            ConnectionRole::Peer => Err((RejectCode::UnknownNode, format!("{node} is not a peer"))),
+            ConnectionRole::Call if node == ACCEPTOR || node == NodeId::ZERO => {
+                Err((RejectCode::UnknownNode, format!("{node} cannot call")))
+            }
+            ConnectionRole::Call | ConnectionRole::Client => Ok(()),
+        }
+    }
+
+    fn confirm(&self, hello: &Hello) -> Result<(), (RejectCode, String)> {
+        if hello.incarnation == DUPLICATE_INCARNATION {
+            return Err((RejectCode::DuplicateNode, "a duplicate".to_owned()));
+        }
+        Ok(())
+    }
 }

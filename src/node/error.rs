@@ -43,6 +43,19 @@ pub enum Fatal {
     /// The node was shut down ([`Raft::shutdown`](crate::node::Raft::shutdown)).
     #[error("the node is shut down")]
     ShutDown,
+    /// The node stopped because another live process holds its node id and keeps it (the
+    /// roster names that process's incarnation, or it was running first): a peer refused this
+    /// process's handshake with `DuplicateNode`, or that process connected to this one
+    /// (decision 0005, "Duplicate node ids"). Kommander exits the process. Restarting with
+    /// the same id is refused again while the other process lives; give this node another
+    /// id, or stop the other process first.
+    #[error("node {node} stopped: another live process holds its id ({reason})")]
+    DuplicateNode {
+        /// This node's id.
+        node: NodeId,
+        /// Who refused this process, or who connected, and why.
+        reason: Arc<str>,
+    },
 }
 
 /// Why a write was refused or its outcome is unknown ([`Raft::replicate_logs`],
@@ -404,6 +417,21 @@ pub enum PeerError {
         /// Its receiver.
         to: NodeId,
     },
+    /// Another live process holds the node id the peer claims (decision 0005, "Duplicate
+    /// node ids"): this node's own id from another incarnation, or a node whose handshake
+    /// with another incarnation is live here. The peer must stop.
+    #[error(
+        "node {node} is held by another live process (incarnation {incumbent:#x}), not the \
+         peer's (incarnation {incarnation:#x})"
+    )]
+    DuplicateNode {
+        /// The node id claimed.
+        node: NodeId,
+        /// The peer's incarnation.
+        incarnation: u64,
+        /// The incarnation of the process that keeps the id.
+        incumbent: u64,
+    },
 }
 
 /// A reference to any error of the handle, for the one [`Status`] mapping.
@@ -423,7 +451,9 @@ enum AnyError<'a> {
 fn status_of(error: AnyError<'_>) -> Status {
     use AnyError as E;
     match error {
-        E::Fatal(Fatal::ShardFailed { .. } | Fatal::ShutDown) => Status::Errored,
+        E::Fatal(Fatal::ShardFailed { .. } | Fatal::ShutDown | Fatal::DuplicateNode { .. }) => {
+            Status::Errored
+        }
         E::Start(
             StartError::Config(_)
             | StartError::Missing(_)
@@ -481,6 +511,7 @@ fn status_of(error: AnyError<'_>) -> Status {
             PeerError::UnknownNode(_) => Status::LogsFromAnotherLeader,
             PeerError::ClusterMismatch { .. }
             | PeerError::EndpointMismatch { .. }
+            | PeerError::DuplicateNode { .. }
             | PeerError::UnexpectedMessage
             | PeerError::Misaddressed { .. } => Status::Errored,
         },
@@ -594,6 +625,10 @@ mod tests {
                 reason: "WAL poisoned".into(),
             },
             Fatal::ShutDown,
+            Fatal::DuplicateNode {
+                node: NodeId(2),
+                reason: "node 1 refused it".into(),
+            },
         ];
         for fatal in fatal {
             let error = ReplicateError::from(fatal.clone());

@@ -57,22 +57,25 @@ pub use entry::HandshakeRequest;
 pub use hooks::{SteppedDown, TestHooks};
 pub use replicate::{ReplicateOptions, Written};
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, mpsc};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::clock::HybridLogicalClock;
-use crate::core::PartitionId;
+use crate::core::{NodeId, PartitionId};
 use crate::node::config::NodeConfig;
 use crate::node::discovery::{RaftNode, StaticDiscovery};
+use crate::node::error::Fatal;
 use crate::node::events::EventHub;
 use crate::node::identity::Identity;
 use crate::node::system::SystemState;
 use crate::shard::{
-    Inbound, LeaderTable, RaftEvent, Refusal, Reply, Request, ShardCounters, ShardHost, Transport,
+    EventSink, Inbound, LeaderTable, RaftEvent, Refusal, Reply, Request, ShardCounters, ShardHost,
+    Transport,
 };
 use timer::Timer;
 
@@ -97,6 +100,11 @@ struct Inner {
     stop_signal: Mutex<Option<mpsc::Sender<()>>>,
     /// Turns `true` once every thread of the node has stopped.
     stopped: watch::Receiver<bool>,
+    /// Why the node stopped, when not by [`Raft::shutdown`]: what requests are refused with.
+    stop_cause: OnceLock<Fatal>,
+    /// The incarnation each peer's last accepted [`Raft::handshake`] presented (custom
+    /// transports; at most one entry per configured peer).
+    handshakes: Mutex<HashMap<NodeId, u64>>,
 }
 
 impl Inner {
@@ -110,6 +118,23 @@ impl Inner {
                 .take(),
         );
         self.stopped.clone()
+    }
+
+    /// Stops the node on a fatal condition: `fatal` is what every later request is refused
+    /// with, `event` what the subscribers are told (once: a second call changes nothing).
+    fn fail(&self, fatal: Fatal, event: RaftEvent) {
+        if self.stop_cause.set(fatal).is_err() {
+            return;
+        }
+        tracing::error!(error = %self.stopped_error(), "the node stops");
+        self.hub.emit(event);
+        drop(self.stop());
+    }
+
+    /// The fatal error of a request refused because the node stopped: its cause, or
+    /// [`Fatal::ShutDown`].
+    fn stopped_error(&self) -> Fatal {
+        self.stop_cause.get().cloned().unwrap_or(Fatal::ShutDown)
     }
 
     /// Whether [`Inner::stop`] was called.

@@ -124,6 +124,15 @@ pub enum RaftEvent {
         /// The WAL error or the panic message.
         reason: Arc<str>,
     },
+    /// Another live process holds this node's id and keeps it: the node stopped, and every
+    /// later request is refused with the fatal `DuplicateNode` (decision 0005, "Duplicate
+    /// node ids"; Kommander exits the process).
+    DuplicateNode {
+        /// This node's id.
+        node: NodeId,
+        /// Who refused this process, or who connected, and why.
+        reason: Arc<str>,
+    },
 }
 
 /// Why a replication error was reported.

@@ -31,7 +31,7 @@ use tokio::sync::oneshot;
 
 use super::activity::NodeActivity;
 use super::config::ShardConfig;
-use super::membership::{CallWait, MembershipCall, MembershipTable};
+use super::membership::{CallWait, MembershipCall, MembershipTable, Roster};
 use super::router::{Router, ShardQueues};
 use super::snapshot::pump::Pump;
 use super::transport::{Inbound, Transport};
@@ -371,6 +371,10 @@ impl Inbound for ShardHost {
 
     fn call(&self, call: MembershipCall) -> CallWait {
         self.inner.router.call(call)
+    }
+
+    fn roster(&self) -> Option<Arc<Roster>> {
+        self.inner.router.roster()
     }
 }
 

@@ -136,6 +136,10 @@ impl Inbound for Router {
             )),
         }
     }
+
+    fn roster(&self) -> Option<Arc<membership::Roster>> {
+        self.membership.roster()
+    }
 }
 
 fn push_batch(shard: &ShardQueues, node: NodeId, mut batch: Vec<Message>) {

@@ -17,8 +17,9 @@
 //! change asked of a node by endpoint, answered once (see `membership/call.rs`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use super::membership::{CallAnswer, CallError, CallReply, CallWait, MembershipCall};
+use super::membership::{CallAnswer, CallError, CallReply, CallWait, MembershipCall, Roster};
 use crate::clock::HybridLogicalClock;
 use crate::core::{Message, NodeId, Status};
 
@@ -121,5 +122,26 @@ pub trait Inbound: Send + Sync + 'static {
     /// default, `None`, leaves frames unstamped and stamps unmerged.
     fn clock(&self) -> Option<&HybridLogicalClock> {
         None
+    }
+
+    /// The node's incarnation (its data directory's, decision 0004 point 7), which a
+    /// transport presents in its handshakes so that another live process claiming the same
+    /// node id can be told from this one reconnecting. The default, 0, presents none: a side
+    /// without an incarnation is never judged a duplicate.
+    fn incarnation(&self) -> u64 {
+        0
+    }
+
+    /// The node's roster (partition 0's, when it is open here): which incarnation of a node
+    /// id is the member, when two live processes claim the id. The default knows none.
+    fn roster(&self) -> Option<Arc<Roster>> {
+        None
+    }
+
+    /// The transport learned that another live process holds this node's id and this one
+    /// must stop (decision 0005, "Duplicate node ids"); `reason` says who said so and why.
+    /// The node stops as on a fatal error. Called once. The default does nothing.
+    fn duplicate_node(&self, reason: String) {
+        let _ = reason;
     }
 }

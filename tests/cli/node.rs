@@ -320,6 +320,7 @@ fn node_serves_clients_and_stops_cleanly_on_sigterm_then_restores() {
     let peer = Identity {
         cluster: "cli-test".to_owned(),
         node: NodeId(2),
+        incarnation: 0,
         secret: Some(Bytes::from_static(SECRET.as_bytes())),
     };
     let deadlines = Deadlines {

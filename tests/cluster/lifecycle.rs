@@ -159,6 +159,7 @@ async fn handshake_checks_cluster_node_and_endpoint() {
     let hello = |cluster_name: &str, node: u64, endpoint: &str| HandshakeRequest {
         cluster_name: cluster_name.to_owned(),
         node_id: NodeId(node),
+        incarnation: 0,
         endpoint: endpoint.to_owned(),
     };
     assert_eq!(raft.handshake(&hello("kommander", 2, "memory:2")), Ok(()));

@@ -80,6 +80,7 @@ fn identity(node: u64, cluster: &str, secret: Option<&str>) -> Identity {
     Identity {
         cluster: cluster.to_owned(),
         node: NodeId(node),
+        incarnation: 0,
         secret: secret.map(|s| Bytes::copy_from_slice(s.as_bytes())),
     }
 }

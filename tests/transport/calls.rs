@@ -17,7 +17,7 @@ use kommander_raft::core::Message;
 use kommander_raft::transport::codec::{FrameKind, UNSTAMPED, decode_call, write_frame};
 use kommander_raft::transport::faulty::{FaultInjector, FaultRates};
 use kommander_raft::transport::tcp::handshake::{
-    self, ConnectionHandshakeError, ConnectionRole, HANDSHAKE_FRAME_BYTES_MAX, RejectCode,
+    self, ConnectionHandshakeError, ConnectionRole, HANDSHAKE_FRAME_BYTES_MAX, Hello, RejectCode,
 };
 use kommander_raft::transport::tcp::reader::FrameReader;
 use kommander_raft::transport::tcp::{TcpCluster, TcpConfig, TcpTransport};
@@ -393,7 +393,7 @@ fn a_node_never_calls_itself() {
         &mut reader,
         &identity(7),
         UNSTAMPED,
-        &|_, _| Ok(()),
+        &|_: &Hello| Ok(()),
         handshake_deadlines(),
     )
     .expect_err("the caller refuses");

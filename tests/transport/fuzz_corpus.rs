@@ -17,7 +17,7 @@ use kommander_raft::transport::tcp::client::{
     ClientRequest, ClientResponse, ReplicaState, encode_request, encode_response,
 };
 use kommander_raft::transport::tcp::handshake::{
-    self, ConnectionRole, HANDSHAKE_FRAME_BYTES_MAX, Identity,
+    self, ConnectionRole, HANDSHAKE_FRAME_BYTES_MAX, Hello, Identity,
 };
 use kommander_raft::transport::tcp::reader::{Deadlines, FrameReader};
 use kommander_raft::{
@@ -112,7 +112,11 @@ fn transport_handshake_corpus_replays() {
             };
             assert_eq!(
                 open.as_ref().map_err(String::as_str),
-                Ok(&(role, NodeId(1))),
+                Ok(&Hello {
+                    role,
+                    node: NodeId(1),
+                    incarnation: CONNECTOR_INCARNATION,
+                }),
                 "{name}"
             );
             let refusal = authenticated
@@ -181,6 +185,7 @@ fn connector_transcript(role: ConnectionRole, cluster: &str, secret: Option<&[u8
         let me = Identity {
             cluster: entry::CLUSTER.to_owned(),
             node: entry::ACCEPTOR,
+            incarnation: 0,
             secret: acceptor_secret,
         };
         let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX, HANDSHAKE_FRAME_BYTES_MAX);
@@ -189,13 +194,14 @@ fn connector_transcript(role: ConnectionRole, cluster: &str, secret: Option<&[u8
             &mut reader,
             &me,
             UNSTAMPED,
-            &|_, _| Ok(()),
+            &|_: &Hello| Ok(()),
             LONG,
         )
     });
     let me = Identity {
         cluster: cluster.to_owned(),
         node: NodeId(1),
+        incarnation: CONNECTOR_INCARNATION,
         secret: secret.map(Bytes::copy_from_slice),
     };
     let mut stream = Recording {
@@ -207,10 +213,20 @@ fn connector_transcript(role: ConnectionRole, cluster: &str, secret: Option<&[u8
     let accepted = acceptor.join().expect("acceptor thread");
     if cluster == entry::CLUSTER {
         assert_eq!(connected.expect("handshake"), entry::ACCEPTOR);
-        assert_eq!(accepted.expect("handshake"), (role, NodeId(1)));
+        assert_eq!(
+            accepted.expect("handshake"),
+            Hello {
+                role,
+                node: NodeId(1),
+                incarnation: CONNECTOR_INCARNATION,
+            }
+        );
     }
     stream.sent
 }
+
+/// The incarnation node 1 presents in the seed transcripts.
+const CONNECTOR_INCARNATION: u64 = 0x1d_e471_7e57;
 
 fn frame_of(kind: FrameKind, chunks: &[Bytes]) -> Vec<u8> {
     let mut out = Vec::new();

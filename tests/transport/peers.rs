@@ -15,7 +15,8 @@ use kommander_raft::transport::codec::{
     Frame, FrameError, FrameKind, UNSTAMPED, decode_messages, encode_messages, write_frame,
 };
 use kommander_raft::transport::tcp::handshake::{
-    self, ConnectionHandshakeError, ConnectionRole, HANDSHAKE_FRAME_BYTES_MAX, Identity, RejectCode,
+    self, ConnectionHandshakeError, ConnectionRole, HANDSHAKE_FRAME_BYTES_MAX, Hello, Identity,
+    RejectCode,
 };
 use kommander_raft::transport::tcp::reader::{Deadlines, FrameReader};
 use kommander_raft::transport::tcp::{TcpCluster, TcpConfig, TcpTransport, TransportError};
@@ -145,6 +146,7 @@ pub(super) fn identity(node: u64) -> Identity {
     Identity {
         cluster: CLUSTER.to_owned(),
         node: NodeId(node),
+        incarnation: 0,
         secret: None,
     }
 }
@@ -241,7 +243,7 @@ pub(super) fn accept_as(node: u64, listener: &TcpListener) -> Connection {
         &mut reader,
         &identity(node),
         UNSTAMPED,
-        &|_, _| Ok(()),
+        &|_: &Hello| Ok(()),
         handshake_deadlines(),
     )
     .expect("handshake");

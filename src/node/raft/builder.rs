@@ -6,23 +6,25 @@
 //! short-lived start thread, never on the caller's: `start` awaits the outcome on a channel,
 //! so recovering a large WAL does not block an executor thread.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, RwLock, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak, mpsc};
 
 use tokio::sync::{oneshot, watch};
 
 use crate::clock::{HybridLogicalClock, PhysicalClock, SystemClock};
+use crate::core::NodeId;
 use crate::node::config::{ConfigError, NodeConfig};
 use crate::node::discovery::{RosterEndpoints, StaticDiscovery};
-use crate::node::error::StartError;
+use crate::node::error::{Fatal, StartError};
 use crate::node::events::EventHub;
 use crate::node::identity::Identity;
 use crate::node::system::{Coordinator, SystemApp, SystemState};
-use crate::shard::membership::{CallWait, MembershipCall};
+use crate::shard::membership::{CallWait, MembershipCall, Roster};
 use crate::shard::partitions::{MapTable, MapTransfer};
 use crate::shard::{Application, LeaderTable, ShardConfig, ShardHost, StateMachine, StateTransfer};
-use crate::shard::{Inbound, Transport};
+use crate::shard::{Inbound, RaftEvent, Transport};
 
 use super::timer::Timer;
 use super::{Inner, Raft};
@@ -198,38 +200,45 @@ impl RaftBuilder {
                 stopping_timer.stop();
                 stopped_tx.send_replace(true);
             })?;
-        let inbound: Arc<dyn Inbound> = Arc::new(NodeInbound {
-            shards: shards.inbound(),
-            clock: Arc::clone(&hlc),
-        });
         let nodes = RwLock::new(discovery.peers().to_vec());
-        Ok(Raft {
-            inner: Arc::new(Inner {
-                config,
-                identity,
-                shards,
-                leaders,
-                transport,
-                hlc,
-                discovery,
-                nodes,
-                hub,
-                system,
-                timer,
-                inbound,
-                joined: AtomicBool::new(false),
-                stop_signal: Mutex::new(Some(stop_signal)),
-                stopped,
+        let shards_inbound = shards.inbound();
+        let inner = Arc::new_cyclic(|node| Inner {
+            inbound: Arc::new(NodeInbound {
+                shards: shards_inbound,
+                clock: Arc::clone(&hlc),
+                incarnation: identity.incarnation(),
+                node: node.clone(),
             }),
-        })
+            config,
+            identity,
+            shards,
+            leaders,
+            transport,
+            hlc,
+            discovery,
+            nodes,
+            hub,
+            system,
+            timer,
+            joined: AtomicBool::new(false),
+            stop_signal: Mutex::new(Some(stop_signal)),
+            stopped,
+            stop_cause: OnceLock::new(),
+            handshakes: Mutex::new(HashMap::new()),
+        });
+        Ok(Raft { inner })
     }
 }
 
 /// The node's inbound side ([`Raft::inbound`]): the shards' router, and the node's clock for
-/// the transport to stamp frames with and merge the stamps it receives into.
+/// the transport to stamp frames with and merge the stamps it receives into, its incarnation
+/// to present in handshakes, and the node itself (not kept alive by the transport) to stop
+/// when the transport finds that another live process holds its id.
 struct NodeInbound {
     shards: Arc<dyn Inbound>,
     clock: Arc<HybridLogicalClock>,
+    incarnation: u64,
+    node: Weak<Inner>,
 }
 
 impl Inbound for NodeInbound {
@@ -239,6 +248,28 @@ impl Inbound for NodeInbound {
 
     fn call(&self, call: MembershipCall) -> CallWait {
         self.shards.call(call)
+    }
+
+    fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    fn roster(&self) -> Option<Arc<Roster>> {
+        self.shards.roster()
+    }
+
+    fn duplicate_node(&self, reason: String) {
+        if let Some(inner) = self.node.upgrade() {
+            let node = NodeId(inner.config.node_id);
+            let reason: Arc<str> = reason.into();
+            inner.fail(
+                Fatal::DuplicateNode {
+                    node,
+                    reason: Arc::clone(&reason),
+                },
+                RaftEvent::DuplicateNode { node, reason },
+            );
+        }
     }
 
     fn clock(&self) -> Option<&HybridLogicalClock> {

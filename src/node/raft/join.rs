@@ -22,7 +22,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::core::{Configuration, NodeId};
-use crate::node::error::{Fatal, JoinError};
+use crate::node::error::JoinError;
 use crate::node::identity::{FirstConfiguration, Origin};
 use crate::shard::SYSTEM_PARTITION;
 use crate::shard::membership::roster::check_endpoint;
@@ -275,7 +275,7 @@ impl Raft {
                 return Ok(answer);
             }
             if changes.changed().await.is_err() {
-                return Err(JoinError::Fatal(Fatal::ShutDown));
+                return Err(JoinError::Fatal(self.inner.stopped_error()));
             }
         }
     }
@@ -319,7 +319,7 @@ impl Raft {
         let mut initialized = self.inner.system.initialized();
         match initialized.wait_for(|ready| *ready).await {
             Ok(_) => Ok(()),
-            Err(_) => Err(JoinError::Fatal(Fatal::ShutDown)),
+            Err(_) => Err(JoinError::Fatal(self.inner.stopped_error())),
         }
     }
 
@@ -329,7 +329,7 @@ impl Raft {
         timeout: Option<Duration>,
     ) -> Result<Option<super::timer::Deadline>, JoinError> {
         if self.inner.stopping() {
-            return Err(JoinError::Fatal(Fatal::ShutDown));
+            return Err(JoinError::Fatal(self.inner.stopped_error()));
         }
         let ceiling = Duration::from_millis(self.inner.config.join_timeout_ms);
         let limit = timeout.map_or(ceiling, |t| t.min(ceiling));
@@ -338,7 +338,7 @@ impl Raft {
             .deadline(Some(limit))
             .map_err(|error| match error {
                 TimerError::Full => JoinError::QueueFull,
-                TimerError::Stopped => JoinError::Fatal(Fatal::ShutDown),
+                TimerError::Stopped => JoinError::Fatal(self.inner.stopped_error()),
             })
     }
 

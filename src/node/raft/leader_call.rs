@@ -127,7 +127,7 @@ impl Raft {
                     .at(Instant::now() + retry)
                     .map_err(|error| match error {
                         TimerError::Full => CallFailed::QueueFull,
-                        TimerError::Stopped => CallFailed::Fatal(Fatal::ShutDown),
+                        TimerError::Stopped => CallFailed::Fatal(self.inner.stopped_error()),
                     })?;
             pause.await;
         }
@@ -147,7 +147,7 @@ impl Raft {
             Err(refusal) => Err(refusal),
         };
         match result {
-            Err(Refusal::ShutDown) => Err(CallFailed::Fatal(Fatal::ShutDown)),
+            Err(Refusal::ShutDown) => Err(CallFailed::Fatal(self.inner.stopped_error())),
             Err(Refusal::ShardFailed { shard, reason }) => {
                 Err(CallFailed::Fatal(Fatal::ShardFailed { shard, reason }))
             }

@@ -247,7 +247,7 @@ impl Raft {
         V: FnMut(Option<&Leadership>, Instant) -> WaitStep<T> + Send + 'static,
     {
         let leadership = if self.inner.stopping() {
-            Err(QueryError::Fatal(Fatal::ShutDown))
+            Err(QueryError::Fatal(self.inner.stopped_error()))
         } else if self.not_open_yet(partition) {
             Err(QueryError::NotReady { partition })
         } else if self.outside_map(partition) {
@@ -259,6 +259,17 @@ impl Raft {
         let timeout = timeout.unwrap_or(Duration::from_millis(
             self.inner.config.leader_wait_timeout_ms,
         ));
-        async move { until(&timer, leadership?, Some(timeout), verdict).await }
+        let this = self.clone();
+        async move {
+            until(&timer, leadership?, Some(timeout), verdict)
+                .await
+                .map_err(|error| match error {
+                    // The wait only sees the node stop; the node knows why.
+                    QueryError::Fatal(Fatal::ShutDown) => {
+                        QueryError::Fatal(this.inner.stopped_error())
+                    }
+                    error => error,
+                })
+        }
     }
 }

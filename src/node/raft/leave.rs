@@ -16,7 +16,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use crate::core::NodeId;
-use crate::node::error::{Fatal, MembershipError};
+use crate::node::error::MembershipError;
 use crate::shard::membership::{MemberRole, Roster, RosterChange};
 
 use super::Raft;
@@ -158,7 +158,7 @@ impl Raft {
         limit: Duration,
     ) -> Result<Option<super::timer::Deadline>, MembershipError> {
         if self.inner.stopping() {
-            return Err(MembershipError::Fatal(Fatal::ShutDown));
+            return Err(MembershipError::Fatal(self.inner.stopped_error()));
         }
         if self.membership().is_none() {
             return Err(MembershipError::RestoreInProgress);
@@ -168,7 +168,7 @@ impl Raft {
             .deadline(Some(limit))
             .map_err(|error| match error {
                 TimerError::Full => MembershipError::QueueFull,
-                TimerError::Stopped => MembershipError::Fatal(Fatal::ShutDown),
+                TimerError::Stopped => MembershipError::Fatal(self.inner.stopped_error()),
             })
     }
 
@@ -181,7 +181,7 @@ impl Raft {
                 Ok(())
             }
             Err(TimerError::Full) => Err(MembershipError::QueueFull),
-            Err(TimerError::Stopped) => Err(MembershipError::Fatal(Fatal::ShutDown)),
+            Err(TimerError::Stopped) => Err(MembershipError::Fatal(self.inner.stopped_error())),
         }
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use crate::core::{PartitionId, Status};
-use crate::node::error::{Fatal, MembershipError, QueryError};
+use crate::node::error::{MembershipError, QueryError};
 use crate::shard::membership::{MemberRole, Roster, RosterChange, RosterError};
 use crate::shard::{PartitionConfiguration, Request, SYSTEM_PARTITION};
 
@@ -106,7 +106,7 @@ impl Raft {
                     .map_err(|refusal| this.membership_error(refusal))
             }
             Err(TimerError::Full) => Err(MembershipError::QueueFull),
-            Err(TimerError::Stopped) => Err(MembershipError::Fatal(Fatal::ShutDown)),
+            Err(TimerError::Stopped) => Err(MembershipError::Fatal(self.inner.stopped_error())),
         });
         async move {
             let (deadline, answer) = sent?;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::core::{LogIndex, PartitionId};
-use crate::node::error::{Fatal, QueryError};
+use crate::node::error::QueryError;
 use crate::shard::Request;
 
 use super::Raft;
@@ -118,7 +118,7 @@ impl Raft {
                     .map_err(|refusal| this.query_error(refusal, partition))
             }
             Err(TimerError::Full) => Err(QueryError::QueueFull),
-            Err(TimerError::Stopped) => Err(QueryError::Fatal(Fatal::ShutDown)),
+            Err(TimerError::Stopped) => Err(QueryError::Fatal(self.inner.stopped_error())),
         };
         async move {
             let (deadline, answer) = sent?;

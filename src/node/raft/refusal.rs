@@ -52,7 +52,7 @@ impl Raft {
             Refusal::ShardFailed { shard, reason } => {
                 ReplicateError::Fatal(Fatal::ShardFailed { shard, reason })
             }
-            Refusal::ShutDown => ReplicateError::Fatal(Fatal::ShutDown),
+            Refusal::ShutDown => ReplicateError::Fatal(self.inner.stopped_error()),
             Refusal::Replica(status) => match (status, write) {
                 (Status::ActiveProposal, _) => ReplicateError::ActiveProposal,
                 (Status::ProposalNotFound, _) => ReplicateError::ProposalNotFound { ticket },
@@ -79,7 +79,7 @@ impl Raft {
             Refusal::ShardFailed { shard, reason } => {
                 MembershipError::Fatal(Fatal::ShardFailed { shard, reason })
             }
-            Refusal::ShutDown => MembershipError::Fatal(Fatal::ShutDown),
+            Refusal::ShutDown => MembershipError::Fatal(self.inner.stopped_error()),
             Refusal::Replica(Status::StaleMembership) => MembershipError::Stale {
                 current: self.membership().map_or(0, |r| r.version()),
             },
@@ -105,7 +105,7 @@ impl Raft {
             Refusal::ShardFailed { shard, reason } => {
                 QueryError::Fatal(Fatal::ShardFailed { shard, reason })
             }
-            Refusal::ShutDown => QueryError::Fatal(Fatal::ShutDown),
+            Refusal::ShutDown => QueryError::Fatal(self.inner.stopped_error()),
             // The replica refuses the state query and the hooks only as not leading (the
             // follower lag and transfer refusals are read by their callers first).
             Refusal::Replica(_) => QueryError::NotLeader {
@@ -142,7 +142,7 @@ impl Raft {
             | Refusal::Replica(_)
             | Refusal::RestoreInProgress
             | Refusal::NotHosted
-            | Refusal::ShutDown => JoinError::Fatal(Fatal::ShutDown),
+            | Refusal::ShutDown => JoinError::Fatal(self.inner.stopped_error()),
         }
     }
 }

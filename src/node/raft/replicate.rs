@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 
 use crate::clock::HlcTimestamp;
 use crate::core::{LogIndex, PartitionId, Status, Ticket};
-use crate::node::error::{Fatal, InvalidWrite, ReplicateError};
+use crate::node::error::{InvalidWrite, ReplicateError};
 use crate::node::system::SYSTEM_LOG_TYPE;
 use crate::shard::codec::ENTRY_HEADER_LEN;
 use crate::shard::{ProposedEntry, Reply, Request};
@@ -208,7 +208,7 @@ impl Raft {
             }
             Ok(None) => Ok(()),
             Err(TimerError::Full) => Err(ReplicateError::QueueFull),
-            Err(TimerError::Stopped) => Err(ReplicateError::Fatal(Fatal::ShutDown)),
+            Err(TimerError::Stopped) => Err(ReplicateError::Fatal(self.inner.stopped_error())),
         }
     }
 
@@ -350,7 +350,7 @@ impl Raft {
                     .map_err(|refusal| this.replicate_error(refusal, partition, ticket, write))
             }
             Err(TimerError::Full) => Err(ReplicateError::QueueFull),
-            Err(TimerError::Stopped) => Err(ReplicateError::Fatal(Fatal::ShutDown)),
+            Err(TimerError::Stopped) => Err(ReplicateError::Fatal(self.inner.stopped_error())),
         };
         async move {
             let (deadline, answer) = sent?;

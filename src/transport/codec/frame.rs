@@ -14,8 +14,9 @@ pub const MAGIC: u32 = u32::from_le_bytes(*b"KMDR");
 /// The wire protocol version this build speaks (3: configurations carry partition 0's roster
 /// in their context; 4: membership calls, the `Call` connection role and the `CallRequest` and
 /// `CallAnswer` frames; 5: every frame header carries the sender's HLC stamp; 6: vote requests
-/// carry the candidate's committed configuration version).
-pub const PROTOCOL_VERSION: u16 = 6;
+/// carry the candidate's committed configuration version; 7: the handshake's `Hello` carries
+/// the connector's incarnation, and a `Reject` may say `DuplicateNode`).
+pub const PROTOCOL_VERSION: u16 = 7;
 /// Size of [`WireFrameHeader`].
 pub const HEADER_BYTES: usize = 24;
 /// The header bytes the checksum covers (all but the checksum itself).

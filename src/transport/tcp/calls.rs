@@ -152,6 +152,16 @@ fn make(shared: &TcpShared, endpoint: &str, request: Bytes) -> Result<CallAnswer
     let (mut stream, mut reader, callee) =
         match link::connect(shared, endpoint, ConnectionRole::Call, None) {
             Ok(connected) => connected,
+            Err(ConnectError::Handshake(ConnectionHandshakeError::Rejected {
+                code: RejectCode::DuplicateNode,
+                reason,
+            })) => {
+                shared.holds_duplicate_id(format!("the node at {endpoint} refused it: {reason}"));
+                return Err(rejected(refusal_in_words(
+                    RejectCode::DuplicateNode,
+                    &reason,
+                )));
+            }
             Err(ConnectError::Handshake(
                 ConnectionHandshakeError::Rejected { code, reason }
                 | ConnectionHandshakeError::Refused { code, reason },
@@ -221,6 +231,9 @@ fn refusal_in_words(code: RejectCode, reason: &str) -> String {
         RejectCode::Auth => format!("authentication failed ({reason})"),
         RejectCode::Cluster => format!("another cluster ({reason})"),
         RejectCode::Version => format!("another protocol version ({reason})"),
+        RejectCode::DuplicateNode => {
+            format!("another live process holds this node's id ({reason}); this node stops")
+        }
         RejectCode::UnknownNode | RejectCode::Role | RejectCode::Malformed => reason.to_owned(),
     }
 }

@@ -1,13 +1,17 @@
 //! [`Connections`]: the open inbound connections of the transport, for the caps
 //! (`connections_max`, `handshakes_pending_max`, `calls_max`), the replacement of a peer's older
-//! connection, the closing of a removed peer's connection, and shutdown. It closes sockets
-//! through handles (`shutdown`); the connection threads that own them see the close and end.
+//! connection, the duplicate-node rule (`duplicate.rs`: each peer connection's incarnation and
+//! when its last frame arrived), the closing of a removed peer's connection, and shutdown. It
+//! closes sockets through handles (`shutdown`); the connection threads that own them see the
+//! close and end.
 
 use std::collections::HashMap;
 use std::net::{Shutdown, TcpStream};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::TcpConfig;
+use super::duplicate;
 use super::peers::PeerTable;
 use crate::core::NodeId;
 
@@ -32,6 +36,11 @@ struct Open {
     stage: Stage,
     /// Whether it holds a slot of `calls_max` (from the admission of its `Call` handshake).
     call: bool,
+    /// The incarnation its connector presented (0: none).
+    incarnation: u64,
+    /// When its last frame arrived (milliseconds on the transport's clock), written by its
+    /// connection thread.
+    heard_ms: Arc<AtomicU64>,
     stream: TcpStream,
 }
 
@@ -42,6 +51,34 @@ enum Stage {
     Peer(NodeId),
     /// An authenticated membership call.
     Call,
+}
+
+/// A peer connection that authenticated, as [`Connections::establish`] judges it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Claimant<'a> {
+    /// The connection.
+    pub(super) id: u64,
+    /// The node it says it is.
+    pub(super) peer: NodeId,
+    /// The incarnation it presented.
+    pub(super) incarnation: u64,
+    /// Its last-frame time, which its connection thread keeps current.
+    pub(super) heard_ms: &'a Arc<AtomicU64>,
+}
+
+/// What [`Connections::establish`] decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Established {
+    /// The connection serves the peer now (its older connections are closed).
+    Admitted,
+    /// The peer was removed while its handshake ran.
+    NotAPeer,
+    /// Another process holds the peer's id (a live connection with this incarnation) and
+    /// keeps it.
+    Duplicate {
+        /// The incumbent's incarnation.
+        incumbent: u64,
+    },
 }
 
 /// Why a connection was not admitted, in words a peer and an operator understand.
@@ -86,6 +123,8 @@ impl Connections {
             Open {
                 stage: Stage::Handshake,
                 call: false,
+                incarnation: 0,
+                heard_ms: Arc::new(AtomicU64::new(0)),
                 stream: handle,
             },
         );
@@ -128,25 +167,79 @@ impl Connections {
         }
     }
 
-    /// The connection authenticated as `peer`: an older connection from it is closed (the
-    /// peer reconnected; its old socket may linger half-open). `false` when `peer` is no
-    /// longer in `peers` (removed while its handshake ran): close the connection.
+    /// The connection `claimant.id` authenticated as `claimant.peer`: judged by the
+    /// duplicate-node rule against the peer's other connections alive at `now_ms` (a frame
+    /// within `window_ms`), `roster` the incarnation the roster records for the peer. When
+    /// admitted, its older connections are closed (the peer reconnected; an old socket may
+    /// linger half-open).
     ///
-    /// Checked under this table's lock, so that a removal either sees this connection in
+    /// Checked under this table's lock, so that of two connections claiming one id at once
+    /// the second sees the first, and a removal either sees this connection in
     /// [`Connections::close_peer`] (it removes the peer from `peers` first, then closes) or
     /// happened before the check here.
-    pub(super) fn established(&self, id: u64, peer: NodeId, peers: &PeerTable) -> bool {
+    pub(super) fn establish(
+        &self,
+        claimant: Claimant<'_>,
+        peers: &PeerTable,
+        roster: Option<u64>,
+        now_ms: u64,
+        window_ms: u64,
+    ) -> Established {
         let mut table = self.lock();
-        Self::leave_handshake(&mut table, id, Stage::Peer(peer));
-        if !peers.contains(peer) {
-            return false;
+        if !peers.contains(claimant.peer) {
+            return Established::NotAPeer;
+        }
+        if let Some(incumbent) = Self::live_conflict(
+            &table,
+            claimant.peer,
+            claimant.incarnation,
+            now_ms,
+            window_ms,
+        ) && !duplicate::newcomer_keeps(roster, claimant.incarnation)
+        {
+            return Established::Duplicate { incumbent };
+        }
+        Self::leave_handshake(&mut table, claimant.id, Stage::Peer(claimant.peer));
+        claimant.heard_ms.store(now_ms, Ordering::Relaxed);
+        if let Some(open) = table.open.get_mut(&claimant.id) {
+            open.incarnation = claimant.incarnation;
+            open.heard_ms = Arc::clone(claimant.heard_ms);
         }
         for (other, open) in &table.open {
-            if *other != id && open.stage == Stage::Peer(peer) {
+            if *other != claimant.id && open.stage == Stage::Peer(claimant.peer) {
                 let _ = open.stream.shutdown(Shutdown::Both);
             }
         }
-        true
+        Established::Admitted
+    }
+
+    /// The incarnation of another process holding `peer`'s id, when a live peer connection
+    /// of another incarnation than `incarnation` is open (for a membership call from `peer`:
+    /// judged, never admitted as a peer connection).
+    pub(super) fn live_incumbent(
+        &self,
+        peer: NodeId,
+        incarnation: u64,
+        now_ms: u64,
+        window_ms: u64,
+    ) -> Option<u64> {
+        Self::live_conflict(&self.lock(), peer, incarnation, now_ms, window_ms)
+    }
+
+    fn live_conflict(
+        table: &ConnectionTable,
+        peer: NodeId,
+        incarnation: u64,
+        now_ms: u64,
+        window_ms: u64,
+    ) -> Option<u64> {
+        table
+            .open
+            .values()
+            .filter(|open| open.stage == Stage::Peer(peer))
+            .filter(|open| duplicate::conflict(open.incarnation, incarnation))
+            .find(|open| duplicate::alive(open.heard_ms.load(Ordering::Relaxed), now_ms, window_ms))
+            .map(|open| open.incarnation)
     }
 
     /// The connection authenticated as a membership call (it keeps its slot of `calls_max`

@@ -3,12 +3,20 @@
 //!
 //! ```text
 //! connector                                   acceptor
-//!   Hello {role, auth, node, nonce_c, cluster}  →   checks version, cluster, node, auth policy
+//!   Hello {role, auth, node, incarnation,
+//!          nonce_c, cluster}                  →   checks version, cluster, node, auth policy
 //!                                             ←   Challenge {node, nonce_s, proof_a}
 //!   checks the acceptor's id and proof_a
-//!   Auth {proof_c}                            →   checks proof_c
+//!   Auth {proof_c}                            →   checks proof_c, then the duplicate-node rule
 //!                                             ←   Welcome          (or Reject {code, reason})
 //! ```
+//!
+//! The `incarnation` is the connector's data directory's (0 for a client, or a transport not
+//! serving a node): with it an acceptor tells a node that reconnects (the same incarnation)
+//! from another live process claiming the same node id ([`RejectCode::DuplicateNode`]). That
+//! refusal is only ever sent after both sides authenticated, in place of the `Welcome`, and a
+//! connector only believes it there: a party without the secret cannot make a node believe it
+//! holds a duplicate id (see [`Admission`]).
 //!
 //! With a shared secret, `proof_a` and `proof_c` are HMAC-SHA256 over a side label, the
 //! cluster name, both node ids, the role and BOTH nonces. Each side's nonce is fresh, so a
@@ -89,6 +97,9 @@ pub enum RejectCode {
     Role,
     /// A malformed handshake frame.
     Malformed,
+    /// Another live process holds the connector's node id (decision 0005, "Duplicate node
+    /// ids"): the connector must stop. Sent only after both sides authenticated.
+    DuplicateNode,
 }
 
 impl RejectCode {
@@ -101,6 +112,7 @@ impl RejectCode {
             Self::Busy => 5,
             Self::Role => 6,
             Self::Malformed => 7,
+            Self::DuplicateNode => 8,
         }
     }
 
@@ -112,6 +124,7 @@ impl RejectCode {
             4 => Self::Auth,
             5 => Self::Busy,
             6 => Self::Role,
+            8 => Self::DuplicateNode,
             _ => Self::Malformed,
         }
     }
@@ -152,6 +165,9 @@ pub struct Identity {
     pub cluster: String,
     /// This node's id (0 for a client).
     pub node: NodeId,
+    /// This node's incarnation (its data directory's; 0 for a client or a transport that
+    /// serves no node: such a side is never judged a duplicate).
+    pub incarnation: u64,
     /// The shared secret, if any.
     pub secret: Option<Bytes>,
 }
@@ -161,8 +177,54 @@ impl std::fmt::Debug for Identity {
         f.debug_struct("Identity")
             .field("cluster", &self.cluster)
             .field("node", &self.node)
+            .field("incarnation", &self.incarnation)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .finish()
+    }
+}
+
+/// Who a connector says it is, from its `Hello`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hello {
+    /// What it connects as.
+    pub role: ConnectionRole,
+    /// Its node id (0 for a client).
+    pub node: NodeId,
+    /// Its incarnation (0: none presented).
+    pub incarnation: u64,
+}
+
+/// How an acceptor decides whether a connector may stay: [`accept`] asks it twice.
+///
+/// A closure `Fn(&Hello) -> Result<(), (RejectCode, String)>` is an admission that decides
+/// everything from the `Hello` ([`Admission::admit`]) and confirms every authenticated
+/// connector.
+pub trait Admission {
+    /// Right after the `Hello`, before authentication: whether the connector may try (its
+    /// role, its node id). Must have no effect beyond the answer: the connector is not
+    /// authenticated yet.
+    ///
+    /// # Errors
+    ///
+    /// The refusal (code and words) sent to the connector.
+    fn admit(&self, hello: &Hello) -> Result<(), (RejectCode, String)>;
+
+    /// Once the connector proved the secret, in place of the `Welcome`: the last word, the
+    /// only one that may act on what the connector claims (a duplicate node id). The default
+    /// confirms.
+    ///
+    /// # Errors
+    ///
+    /// The refusal sent to the connector instead of the `Welcome`.
+    fn confirm(&self, hello: &Hello) -> Result<(), (RejectCode, String)> {
+        let _ = hello;
+        Ok(())
+    }
+}
+
+impl<F: Fn(&Hello) -> Result<(), (RejectCode, String)>> Admission for F {
+    fn admit(&self, hello: &Hello) -> Result<(), (RejectCode, String)> {
+        self(hello)
     }
 }
 
@@ -316,17 +378,31 @@ pub fn connect<S: std::io::Read + Write>(
     deadlines: Deadlines,
 ) -> Result<NodeId, ConnectionHandshakeError> {
     let nonce_c = nonce()?;
-    let mut hello = BytesMut::with_capacity(64 + me.cluster.len());
+    let mut hello = BytesMut::with_capacity(72 + me.cluster.len());
     hello.put_u8(role.code());
     hello.put_u8(u8::from(me.secret.is_some()));
     hello.put_u64_le(me.node.get());
+    hello.put_u64_le(me.incarnation);
     hello.put_slice(&nonce_c);
     hello.put_u8(u8::try_from(me.cluster.len()).unwrap_or(u8::MAX));
     hello.put_slice(me.cluster.as_bytes());
     send(stream, FrameKind::Hello, stamp, hello)?;
 
     let frame = reader.read_frame(stream, deadlines, &|| false)?;
-    expect(frame.kind, FrameKind::Challenge, &frame.body)?;
+    match expect(frame.kind, FrameKind::Challenge, &frame.body) {
+        // Before the acceptor proved the secret, a duplicate-node refusal is not believed:
+        // anyone could answer a connection with it.
+        Err(ConnectionHandshakeError::Rejected {
+            code: RejectCode::DuplicateNode,
+            reason,
+        }) => {
+            return Err(ConnectionHandshakeError::Rejected {
+                code: RejectCode::Malformed,
+                reason: format!("a duplicate-node refusal before authentication: {reason}"),
+            });
+        }
+        result => result?,
+    }
     let mut fields = Fields(&frame.body);
     let malformed = || ConnectionHandshakeError::Refused {
         code: RejectCode::Malformed,
@@ -392,9 +468,9 @@ pub fn connect<S: std::io::Read + Write>(
     Ok(acceptor)
 }
 
-/// Runs the acceptor's side on a fresh inbound connection. `admit` decides whether a
-/// connector (role, node id) is allowed here (`Err` carries the refusal). Returns the
-/// connector's role and node id. This side's frames carry `stamp`; the connector's last stamp
+/// Runs the acceptor's side on a fresh inbound connection. `admission` decides whether a
+/// connector is allowed here, before authentication and after (`Err` carries the refusal).
+/// Returns the connector's [`Hello`]. This side's frames carry `stamp`; the connector's last stamp
 /// is then the reader's [`last_stamp`](FrameReader::last_stamp), to merge once the handshake
 /// succeeded (a stamp read before authentication is never merged).
 ///
@@ -407,9 +483,9 @@ pub fn accept<S: std::io::Read + Write>(
     reader: &mut FrameReader,
     me: &Identity,
     stamp: u64,
-    admit: &dyn Fn(ConnectionRole, NodeId) -> Result<(), (RejectCode, String)>,
+    admission: &dyn Admission,
     deadlines: Deadlines,
-) -> Result<(ConnectionRole, NodeId), ConnectionHandshakeError> {
+) -> Result<Hello, ConnectionHandshakeError> {
     let frame = match reader.read_frame(stream, deadlines, &|| false) {
         Ok(frame) => frame,
         Err(FrameError::Version { found }) => {
@@ -436,12 +512,20 @@ pub fn accept<S: std::io::Read + Write>(
         let [role] = fields.take::<1>()?;
         let [auth] = fields.take::<1>()?;
         let node = NodeId(u64::from_le_bytes(fields.take()?));
+        let incarnation = u64::from_le_bytes(fields.take()?);
         let nonce_c: [u8; NONCE_BYTES] = fields.take()?;
         let [len] = fields.take::<1>()?;
         let cluster = fields.rest();
-        (cluster.len() == usize::from(len)).then_some((role, auth, node, nonce_c, cluster))
+        (cluster.len() == usize::from(len)).then_some((
+            role,
+            auth,
+            node,
+            incarnation,
+            nonce_c,
+            cluster,
+        ))
     })();
-    let Some((role, auth, node, nonce_c, cluster)) = hello else {
+    let Some((role, auth, node, incarnation, nonce_c, cluster)) = hello else {
         return Err(refuse(
             stream,
             RejectCode::Malformed,
@@ -466,7 +550,12 @@ pub fn accept<S: std::io::Read + Write>(
             ),
         ));
     }
-    if let Err((code, reason)) = admit(role, node) {
+    let hello = Hello {
+        role,
+        node,
+        incarnation,
+    };
+    if let Err((code, reason)) = admission.admit(&hello) {
         return Err(refuse(stream, code, reason));
     }
     match (auth, &me.secret) {
@@ -523,6 +612,9 @@ pub fn accept<S: std::io::Read + Write>(
             format!("{node} failed authentication (wrong secret or a replayed handshake)"),
         ));
     }
+    if let Err((code, reason)) = admission.confirm(&hello) {
+        return Err(refuse(stream, code, reason));
+    }
     send(stream, FrameKind::Welcome, stamp, BytesMut::new())?;
-    Ok((role, node))
+    Ok(hello)
 }

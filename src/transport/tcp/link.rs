@@ -141,6 +141,10 @@ fn run(
     let mut board = Board::default();
     let repeat = Duration::from_millis(config.connect_failure_log_interval_ms);
     let mut failures = FailureLog::default();
+    // Not before the transport serves: a connection presents the node's incarnation.
+    while !ended() && shared.inbound.get().is_none() {
+        shared.wait_served();
+    }
     while !ended() {
         match connect(shared, address, ConnectionRole::Peer, Some(peer)) {
             Ok(_) if ended() => return,
@@ -154,6 +158,13 @@ fn run(
                     let what = lost_connection(&error, config.write_timeout_ms);
                     warn!(%peer, address, %error, "connection lost: {what}; reconnecting");
                 }
+            }
+            Err(ConnectError::Handshake(ConnectionHandshakeError::Rejected {
+                code: RejectCode::DuplicateNode,
+                reason,
+            })) => {
+                shared.holds_duplicate_id(format!("{peer} at {address} refused it: {reason}"));
+                return;
             }
             Err(error) => {
                 let text = failed_connection(&error);
@@ -292,7 +303,7 @@ pub(super) fn connect(
     let acceptor = handshake::connect(
         &mut stream,
         &mut reader,
-        &shared.identity,
+        &shared.identity(),
         shared.stamp(),
         role,
         expected,
@@ -420,12 +431,14 @@ mod tests {
     use std::collections::BTreeMap;
     use std::io::Read;
     use std::net::TcpListener;
+    use std::sync::Arc;
 
     use super::{ConnectError, FailureLog, Link, failed_connection, lost_connection};
     use crate::core::{Message, MessageBody, NodeId, PartitionId, Term};
+    use crate::shard::Inbound;
     use crate::transport::codec::UNSTAMPED;
     use crate::transport::tcp::handshake::{
-        self, ConnectionHandshakeError, HANDSHAKE_FRAME_BYTES_MAX, Identity, RejectCode,
+        self, ConnectionHandshakeError, HANDSHAKE_FRAME_BYTES_MAX, Hello, Identity, RejectCode,
     };
     use crate::transport::tcp::reader::{Deadlines, FrameReader};
     use crate::transport::tcp::{TcpCluster, TcpConfig, TcpTransport};
@@ -446,6 +459,12 @@ mod tests {
             heartbeat_interval: Duration::from_millis(50),
         };
         let transport = TcpTransport::bind(&config, &cluster).expect("transport");
+        // Writers connect once the transport serves.
+        struct Nowhere;
+        impl Inbound for Nowhere {
+            fn deliver(&self, _: Vec<Message>) {}
+        }
+        transport.serve(Arc::new(Nowhere)).expect("serve");
         let (link, queue) = Link::spawn(&transport.shared, NodeId(2), &address).expect("spawn");
         // The writer connected and waits in its handshake for this side's answer.
         let (mut stream, _) = listener.accept().expect("accept");
@@ -463,13 +482,14 @@ mod tests {
         let me = Identity {
             cluster: "c".to_owned(),
             node: NodeId(2),
+            incarnation: 0,
             secret: None,
         };
         let deadlines = Deadlines {
             frame_timeout: patience,
             idle_timeout: patience,
         };
-        let admit_any = |_, _| Ok(());
+        let admit_any = |_: &Hello| Ok(());
         handshake::accept(
             &mut stream,
             &mut reader,

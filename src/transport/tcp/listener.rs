@@ -3,19 +3,22 @@
 //! `Busy`), and one thread per connection runs the acceptor's handshake, then serves it by its
 //! role: a peer of the current peer set (the only nodes admitted as peers) has its frames read
 //! and their messages handed to the node's [`Inbound`]; a membership call (any node but this
-//! one and 0, at most `calls_max` at once) is answered once (`calls.rs`). Every refusal and
-//! every dropped connection is logged with its reason.
+//! one and 0, at most `calls_max` at once) is answered once (`calls.rs`). Every authenticated
+//! connector passes the duplicate-node rule (`duplicate.rs`) before its `Welcome`. Every
+//! refusal and every dropped connection is logged with its reason.
 
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing::{debug, info, warn};
 
-use super::connections::Refusal;
-use super::handshake::{self, ConnectionRole, HANDSHAKE_FRAME_BYTES_MAX, RejectCode, reject_busy};
+use super::connections::{Claimant, Established, Refusal};
+use super::handshake::{
+    self, Admission, ConnectionRole, HANDSHAKE_FRAME_BYTES_MAX, Hello, RejectCode, reject_busy,
+};
 use super::reader::{Deadlines, FrameReader};
-use super::{TcpShared, calls};
+use super::{TcpShared, calls, duplicate};
 use crate::core::NodeId;
 use crate::shard::Inbound;
 use crate::transport::codec::{FrameError, FrameKind, decode_messages};
@@ -101,35 +104,21 @@ fn serve(shared: &TcpShared, mut stream: TcpStream, id: u64, addr: &str, inbound
         return;
     }
     let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX, HANDSHAKE_FRAME_BYTES_MAX);
-    let me = shared.identity.node;
-    let admit = |role: ConnectionRole, node: NodeId| match role {
-        ConnectionRole::Client => Err((
-            RejectCode::Role,
-            "this is the peer port; clients connect to the client port".to_owned(),
-        )),
-        ConnectionRole::Peer if node == me || !shared.peers.contains(node) => Err((
-            RejectCode::UnknownNode,
-            format!("{node} is not a peer of {me}"),
-        )),
-        ConnectionRole::Peer => Ok(()),
-        ConnectionRole::Call if node == me || node == NodeId::ZERO => Err((
-            RejectCode::UnknownNode,
-            format!("{node} cannot call {me} (its own id, or the reserved id 0)"),
-        )),
-        ConnectionRole::Call => shared
-            .connections
-            .claim_call(id, config.calls_max)
-            .map_err(|reason| (RejectCode::Busy, reason)),
+    let heard_ms = Arc::new(AtomicU64::new(0));
+    let admission = PeerPort {
+        shared,
+        id,
+        heard_ms: &heard_ms,
     };
-    let (role, node) = match handshake::accept(
+    let hello = match handshake::accept(
         &mut stream,
         &mut reader,
         &shared.identity,
         shared.stamp(),
-        &admit,
+        &admission,
         shared.handshake_deadlines(),
     ) {
-        Ok(accepted) => accepted,
+        Ok(hello) => hello,
         Err(error) => {
             shared
                 .stats
@@ -139,6 +128,7 @@ fn serve(shared: &TcpShared, mut stream: TcpStream, id: u64, addr: &str, inbound
             return;
         }
     };
+    let (role, node) = (hello.role, hello.node);
     // Authenticated now: the connector's clock may move this node's.
     shared.merge_stamp(node, reader.last_stamp());
     match role {
@@ -148,7 +138,160 @@ fn serve(shared: &TcpShared, mut stream: TcpStream, id: u64, addr: &str, inbound
         }
         // Refused by `admit`.
         ConnectionRole::Client => {}
-        ConnectionRole::Peer => serve_peer(shared, stream, reader, id, node, addr, inbound),
+        ConnectionRole::Peer => serve_peer(shared, stream, reader, &heard_ms, node, addr, inbound),
+    }
+}
+
+/// Who may connect to the peer port, and the duplicate-node rule once they authenticated.
+struct PeerPort<'a> {
+    shared: &'a TcpShared,
+    /// The connection.
+    id: u64,
+    /// Its last-frame time, once it serves a peer.
+    heard_ms: &'a Arc<AtomicU64>,
+}
+
+impl PeerPort<'_> {
+    /// Whether `hello` claims this node's own id from another incarnation (another process).
+    fn claims_this_node(&self, hello: &Hello) -> bool {
+        hello.node == self.shared.identity.node
+            && duplicate::conflict(self.shared.incarnation(), hello.incarnation)
+    }
+
+    /// The duplicate-node rule for an authenticated connector claiming this node's own id:
+    /// the connector is refused `DuplicateNode` unless the roster names its incarnation, in
+    /// which case this process is the one to stop.
+    fn confirm_own_id(&self, hello: &Hello) -> Result<(), (RejectCode, String)> {
+        let shared = self.shared;
+        let (me, mine) = (shared.identity.node, shared.incarnation());
+        let roster = shared.roster_incarnation(me);
+        if duplicate::newcomer_keeps(roster, hello.incarnation) {
+            shared.holds_duplicate_id(format!(
+                "a process of incarnation {:#x}, the one the roster names for {me}, connected to                  this one (incarnation {mine:#x})",
+                hello.incarnation
+            ));
+            return Err((
+                RejectCode::UnknownNode,
+                format!("{me} of incarnation {mine:#x} is not the roster's and stops"),
+            ));
+        }
+        Err((
+            RejectCode::DuplicateNode,
+            format!(
+                "{me} is this live process (incarnation {mine:#x}{}), not yours ({:#x})",
+                if roster == Some(mine) {
+                    ", the roster's member"
+                } else {
+                    ", already running"
+                },
+                hello.incarnation
+            ),
+        ))
+    }
+
+    /// The words of a refusal of `hello` because a live connection of `incumbent` holds its id.
+    fn duplicate_of(&self, hello: &Hello, incumbent: u64) -> (RejectCode, String) {
+        let roster = self.shared.roster_incarnation(hello.node);
+        (
+            RejectCode::DuplicateNode,
+            format!(
+                "{} is connected to {} from another live process (incarnation {incumbent:#x}{}),                  not yours ({:#x})",
+                hello.node,
+                self.shared.identity.node,
+                if roster == Some(incumbent) {
+                    ", the roster's member"
+                } else {
+                    ", connected first"
+                },
+                hello.incarnation
+            ),
+        )
+    }
+}
+
+impl Admission for PeerPort<'_> {
+    fn admit(&self, hello: &Hello) -> Result<(), (RejectCode, String)> {
+        let (shared, me, node) = (self.shared, self.shared.identity.node, hello.node);
+        match hello.role {
+            ConnectionRole::Client => Err((
+                RejectCode::Role,
+                "this is the peer port; clients connect to the client port".to_owned(),
+            )),
+            // Another process claiming this node's id: judged once it authenticated.
+            ConnectionRole::Peer | ConnectionRole::Call if self.claims_this_node(hello) => Ok(()),
+            ConnectionRole::Peer if node == me || !shared.peers.contains(node) => Err((
+                RejectCode::UnknownNode,
+                format!("{node} is not a peer of {me}"),
+            )),
+            ConnectionRole::Peer => Ok(()),
+            ConnectionRole::Call if node == me || node == NodeId::ZERO => Err((
+                RejectCode::UnknownNode,
+                format!("{node} cannot call {me} (its own id, or the reserved id 0)"),
+            )),
+            ConnectionRole::Call => shared
+                .connections
+                .claim_call(self.id, shared.config.calls_max)
+                .map_err(|reason| (RejectCode::Busy, reason)),
+        }
+    }
+
+    fn confirm(&self, hello: &Hello) -> Result<(), (RejectCode, String)> {
+        let shared = self.shared;
+        if self.claims_this_node(hello) {
+            return self.confirm_own_id(hello);
+        }
+        let (now_ms, window_ms) = (shared.now_ms(), shared.liveness_window_ms());
+        match hello.role {
+            ConnectionRole::Peer => {
+                let claimant = Claimant {
+                    id: self.id,
+                    peer: hello.node,
+                    incarnation: hello.incarnation,
+                    heard_ms: self.heard_ms,
+                };
+                let roster = shared.roster_incarnation(hello.node);
+                match shared.connections.establish(
+                    claimant,
+                    &shared.peers,
+                    roster,
+                    now_ms,
+                    window_ms,
+                ) {
+                    Established::Admitted => Ok(()),
+                    Established::NotAPeer => Err((
+                        RejectCode::UnknownNode,
+                        format!(
+                            "{} was removed from {}'s peers during its handshake",
+                            hello.node, shared.identity.node
+                        ),
+                    )),
+                    Established::Duplicate { incumbent } => {
+                        Err(self.duplicate_of(hello, incumbent))
+                    }
+                }
+            }
+            ConnectionRole::Call => {
+                let incumbent = shared.connections.live_incumbent(
+                    hello.node,
+                    hello.incarnation,
+                    now_ms,
+                    window_ms,
+                );
+                match incumbent {
+                    Some(incumbent)
+                        if !duplicate::newcomer_keeps(
+                            shared.roster_incarnation(hello.node),
+                            hello.incarnation,
+                        ) =>
+                    {
+                        Err(self.duplicate_of(hello, incumbent))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            // Refused by `admit`.
+            ConnectionRole::Client => Ok(()),
+        }
     }
 }
 
@@ -158,20 +301,12 @@ fn serve_peer(
     shared: &TcpShared,
     mut stream: TcpStream,
     mut reader: FrameReader,
-    id: u64,
+    heard_ms: &AtomicU64,
     peer: NodeId,
     addr: &str,
     inbound: &dyn Inbound,
 ) {
     let (config, me) = (&shared.config, shared.identity.node);
-    if !shared.connections.established(id, peer, &shared.peers) {
-        shared
-            .stats
-            .handshakes_failed
-            .fetch_add(1, Ordering::Relaxed);
-        info!(%peer, from = addr, "peer removed during its handshake; closing");
-        return;
-    }
     reader.set_limits(config.frame_bytes_max, config.read_chunk_bytes);
     info!(%peer, from = addr, "peer connected");
     let deadlines = Deadlines {
@@ -196,6 +331,7 @@ fn serve_peer(
                 return;
             }
         };
+        heard_ms.store(shared.now_ms(), Ordering::Relaxed);
         shared.stats.frames_received.fetch_add(1, Ordering::Relaxed);
         shared
             .stats

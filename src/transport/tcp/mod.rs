@@ -20,8 +20,12 @@
 //!   payloads are never copied on the send path).
 //! * `reader.rs`: `FrameReader`, the socket reader of frames (deadlines, limits before
 //!   allocation, one copy per frame).
-//! * `handshake.rs`: protocol version, cluster name, node id, connection role (peer, client,
-//!   membership call) and HMAC-SHA256 mutual authentication over fresh nonces.
+//! * `handshake.rs`: protocol version, cluster name, node id and incarnation, connection role
+//!   (peer, client, membership call) and HMAC-SHA256 mutual authentication over fresh nonces.
+//! * `duplicate.rs`: the duplicate-node rule. Two live processes claiming one node id: the
+//!   one the roster does not name with its incarnation is refused (`DuplicateNode`) and
+//!   stops; a transport that learns it holds a duplicate id stops all its traffic and tells
+//!   the node ([`Inbound::duplicate_node`]), which stops as on a fatal error.
 //! * `calls.rs`: membership calls ([`Transport::call`]) on the peer port, both sides: a
 //!   joiner calls a seed it is nobody's peer of, any member calls partition 0's leader.
 //! * [`client`]: the client protocol (the `kommander` binary's client port) over the same
@@ -43,6 +47,7 @@ mod calls;
 pub mod client;
 mod config;
 mod connections;
+pub(crate) mod duplicate;
 // The handshake and the frame reader are internals of this transport, public only to this
 // crate's tests and fuzz targets (the `sim` feature: unstable, not semver surface).
 #[cfg(feature = "sim")]
@@ -64,10 +69,11 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tracing::{debug, info};
+use crossbeam::channel::{self, Receiver, Sender};
+use tracing::{debug, error, info};
 
 pub use self::config::{AUTH_SECRET_BYTES_MIN, TcpCluster, TcpConfig, TcpConfigError};
 use self::connections::Connections;
@@ -188,8 +194,19 @@ struct TcpShared {
     /// Membership calls this node makes now (at most `calls_outgoing_max`).
     calls_outgoing: AtomicUsize,
     /// The node's inbound side, once [`TcpTransport::serve`] was called: its clock stamps the
-    /// frames this node sends and takes the stamps of the frames it receives.
+    /// frames this node sends and takes the stamps of the frames it receives; its incarnation
+    /// is presented in every handshake; its roster decides between duplicates.
     inbound: OnceLock<Arc<dyn Inbound>>,
+    /// Dropped (disconnecting [`TcpShared::served`]) once the transport serves or stops.
+    serving: Mutex<Option<Sender<()>>>,
+    /// Disconnected once the transport serves or stops: the writer threads wait on it before
+    /// they connect (a connection before `serve` would present no incarnation).
+    served: Receiver<()>,
+    /// Set once this process learned that another live process holds its node id: every
+    /// thread stops as at shutdown (which still joins them).
+    duplicate: AtomicBool,
+    /// The origin of the connections' last-frame times.
+    epoch: Instant,
 }
 
 impl TcpShared {
@@ -203,6 +220,16 @@ impl TcpShared {
 
     fn clock(&self) -> Option<&HybridLogicalClock> {
         self.inbound.get().and_then(|inbound| inbound.clock())
+    }
+
+    /// Wakes the writer threads waiting for `serve` (or shutdown).
+    fn release_writers(&self) {
+        drop(
+            self.serving
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
     }
 
     /// The stamp of a frame sent now: the node's clock, or none before `serve`.
@@ -221,7 +248,62 @@ impl TcpShared {
     }
 
     fn stopping(&self) -> bool {
-        self.stop.load(Ordering::Acquire)
+        self.stop.load(Ordering::Acquire) || self.duplicate.load(Ordering::Acquire)
+    }
+
+    /// The node's incarnation (0 before `serve`, or for an inbound side without one).
+    fn incarnation(&self) -> u64 {
+        self.inbound
+            .get()
+            .map_or(0, |inbound| inbound.incarnation())
+    }
+
+    /// This side of a handshake, with the node's incarnation.
+    fn identity(&self) -> Identity {
+        Identity {
+            incarnation: self.incarnation(),
+            ..self.identity.clone()
+        }
+    }
+
+    /// The incarnation the node's roster records for `node`, if it knows the node.
+    fn roster_incarnation(&self, node: NodeId) -> Option<u64> {
+        let roster = self.inbound.get()?.roster()?;
+        roster.member(node).map(|member| member.incarnation)
+    }
+
+    /// Milliseconds since the transport started (the connections' last-frame times).
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// How recent a peer connection's last frame must be for it to count as alive.
+    fn liveness_window_ms(&self) -> u64 {
+        duplicate::liveness_window_ms(Duration::from_millis(self.config.idle_timeout_ms))
+    }
+
+    /// Waits until the transport serves (or stops), at most one poll interval.
+    fn wait_served(&self) {
+        let _ = self.served.recv_timeout(self.poll_interval());
+    }
+
+    /// This process holds a node id another live process keeps: every connection closes, every
+    /// thread ends, nothing is sent or accepted any more, and the node is told once
+    /// ([`Inbound::duplicate_node`]) so that it stops.
+    fn holds_duplicate_id(&self, reason: String) {
+        if self.duplicate.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        error!(
+            node = self.identity.node.get(),
+            incarnation = self.incarnation(),
+            %reason,
+            "another live process holds this node's id: the transport stops, the node stops"
+        );
+        self.connections.close_all();
+        if let Some(inbound) = self.inbound.get() {
+            inbound.duplicate_node(reason);
+        }
     }
 
     /// The socket read timeout: how often blocked readers check deadlines and the stop flag.
@@ -322,11 +404,13 @@ impl TcpTransport {
         {
             return Err(TransportError::Unauthenticated(local_addr));
         }
+        let (serving, served) = channel::bounded(0);
         let shared = Arc::new(TcpShared {
             config: config.clone(),
             identity: Identity {
                 cluster: cluster.cluster_name.clone(),
                 node: cluster.node_id,
+                incarnation: 0,
                 secret: config
                     .auth_secret
                     .as_ref()
@@ -340,6 +424,10 @@ impl TcpTransport {
             connections: Connections::default(),
             calls_outgoing: AtomicUsize::new(0),
             inbound: OnceLock::new(),
+            serving: Mutex::new(Some(serving)),
+            served,
+            duplicate: AtomicBool::new(false),
+            epoch: Instant::now(),
         });
         let mut links = Links::default();
         if let Err(error) = links.replace(&shared, &cluster.peers) {
@@ -366,7 +454,8 @@ impl TcpTransport {
     }
 
     /// Starts accepting peers' connections; their messages go to `inbound` (the node's
-    /// `Raft::inbound`).
+    /// `Raft::inbound`). The writer threads connect to the peers from now on (presenting
+    /// `inbound`'s incarnation); what was sent before waits in their queues.
     ///
     /// # Errors
     ///
@@ -380,6 +469,7 @@ impl TcpTransport {
             .ok_or(TransportError::AlreadyServing)?;
         // The first call only (the listener was taken above).
         let _ = self.shared.inbound.set(Arc::clone(&inbound));
+        self.shared.release_writers();
         let shared = Arc::clone(&self.shared);
         let thread = std::thread::Builder::new()
             .name("kommander-tcp-accept".to_owned())
@@ -416,6 +506,7 @@ impl TcpTransport {
         if self.shared.stop.swap(true, Ordering::AcqRel) {
             return;
         }
+        self.shared.release_writers();
         wake_acceptor(self.local_addr);
         self.lock_links().shutdown(&self.shared);
         let acceptor = self

@@ -60,6 +60,7 @@ impl ClientConnection {
         let me = Identity {
             cluster: cluster.to_owned(),
             node: NodeId(0),
+            incarnation: 0,
             secret: secret.map(|s| Bytes::copy_from_slice(s.as_bytes())),
         };
         handshake::connect(

@@ -12,9 +12,8 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{ClientError, ClientRequest, ClientResponse, decode_request, encode_response};
-use crate::core::NodeId;
 use crate::transport::codec::{FrameError, FrameKind, UNSTAMPED, WireError, write_frame};
-use crate::transport::tcp::handshake::{self, ConnectionRole, Identity, RejectCode};
+use crate::transport::tcp::handshake::{self, ConnectionRole, Hello, Identity, RejectCode};
 use crate::transport::tcp::reader::{Deadlines, FrameReader};
 use crate::transport::tcp::{TcpCluster, TcpConfig, wake_acceptor};
 
@@ -114,13 +113,14 @@ impl AcceptedClient {
         let identity = Identity {
             cluster: cluster.cluster_name.clone(),
             node: cluster.node_id,
+            incarnation: 0,
             secret: config
                 .auth_secret
                 .as_ref()
                 .map(|s| Bytes::copy_from_slice(s.as_bytes())),
         };
-        let admit = |role: ConnectionRole, _: NodeId| {
-            if role == ConnectionRole::Client {
+        let admit = |hello: &Hello| {
+            if hello.role == ConnectionRole::Client {
                 Ok(())
             } else {
                 Err((
