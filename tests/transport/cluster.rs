@@ -16,13 +16,13 @@ use kommander_raft::{
 use crate::cluster::clock::{LEADS_MS, WALL_MS, Wall};
 use crate::cluster::harness::{PATIENCE, Recorder, eventually, test_config};
 
-struct TcpNode {
-    raft: Raft,
-    transport: Arc<TcpTransport>,
-    app: Arc<Recorder>,
+pub(super) struct TcpNode {
+    pub(super) raft: Raft,
+    pub(super) transport: Arc<TcpTransport>,
+    pub(super) app: Arc<Recorder>,
 }
 
-fn configs(
+pub(super) fn configs(
     dir: &std::path::Path,
     nodes: u64,
     secret: Option<&str>,
@@ -51,7 +51,7 @@ fn configs(
         .collect()
 }
 
-async fn start(config: NodeConfig, listener: TcpListener) -> TcpNode {
+pub(super) async fn start(config: NodeConfig, listener: TcpListener) -> TcpNode {
     start_clocked(config, listener, Arc::new(SystemClock)).await
 }
 
@@ -88,7 +88,7 @@ async fn start_all(configs: Vec<(NodeConfig, TcpListener)>) -> Vec<TcpNode> {
     nodes
 }
 
-async fn replicate(nodes: &[TcpNode], p: PartitionId, payload: &str) {
+pub(super) async fn replicate(nodes: &[TcpNode], p: PartitionId, payload: &str) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         for node in nodes {
@@ -116,7 +116,7 @@ async fn replicate(nodes: &[TcpNode], p: PartitionId, payload: &str) {
     }
 }
 
-async fn wait_delivered(nodes: &[TcpNode], p: PartitionId, count: usize) {
+pub(super) async fn wait_delivered(nodes: &[TcpNode], p: PartitionId, count: usize) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let counts: Vec<usize> = nodes.iter().map(|n| n.app.live(p).len()).collect();
@@ -131,7 +131,7 @@ async fn wait_delivered(nodes: &[TcpNode], p: PartitionId, count: usize) {
     }
 }
 
-async fn join(nodes: &[TcpNode]) {
+pub(super) async fn join(nodes: &[TcpNode]) {
     let joins: Vec<_> = nodes
         .iter()
         .map(|n| tokio::spawn(n.raft.join_cluster(None)))

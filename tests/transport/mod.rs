@@ -4,6 +4,8 @@
 
 mod calls;
 mod cluster;
+mod duplicate;
+mod duplicate_node;
 mod fuzz_corpus;
 mod peers;
 mod wire;

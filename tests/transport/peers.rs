@@ -57,7 +57,7 @@ impl Received {
 }
 
 /// One message that leaves at once (no heartbeat coalescing), told apart by `context`.
-fn message(from: u64, to: u64, context: u64) -> Vec<Message> {
+pub(super) fn message(from: u64, to: u64, context: u64) -> Vec<Message> {
     vec![Message {
         partition: PartitionId(1),
         from: NodeId(from),

@@ -5,14 +5,16 @@
 //! connector                                   acceptor
 //!   Hello {role, auth, node, incarnation,
 //!          nonce_c, cluster}                  →   checks version, cluster, node, auth policy
-//!                                             ←   Challenge {node, nonce_s, proof_a}
+//!                                             ←   Challenge {node, incarnation,
+//!                                                             nonce_s, proof_a}
 //!   checks the acceptor's id and proof_a
 //!   Auth {proof_c}                            →   checks proof_c, then the duplicate-node rule
 //!                                             ←   Welcome          (or Reject {code, reason})
 //! ```
 //!
-//! The `incarnation` is the connector's data directory's (0 for a client, or a transport not
-//! serving a node): with it an acceptor tells a node that reconnects (the same incarnation)
+//! Each side's `incarnation` is its data directory's (0 for a client, or a transport not
+//! serving a node): with it a connector that reached its own node id tells itself (refused
+//! at once) from another process (left to the acceptor's judgement), and an acceptor tells a node that reconnects (the same incarnation)
 //! from another live process claiming the same node id ([`RejectCode::DuplicateNode`]). That
 //! refusal is only ever sent after both sides authenticated, in place of the `Welcome`, and a
 //! connector only believes it there: a party without the secret cannot make a node believe it
@@ -31,6 +33,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use super::duplicate;
 use super::reader::{Deadlines, FrameReader};
 use crate::core::NodeId;
 use crate::transport::codec::{FrameError, FrameKind, PROTOCOL_VERSION, UNSTAMPED, write_frame};
@@ -409,6 +412,7 @@ pub fn connect<S: std::io::Read + Write>(
         reason: "malformed Challenge".to_owned(),
     };
     let acceptor = NodeId(u64::from_le_bytes(fields.take().ok_or_else(malformed)?));
+    let acceptor_incarnation = u64::from_le_bytes(fields.take().ok_or_else(malformed)?);
     let nonce_s: [u8; NONCE_BYTES] = fields.take().ok_or_else(malformed)?;
     let proof_a = fields.rest();
     if let Some(expected) = expected
@@ -420,7 +424,10 @@ pub fn connect<S: std::io::Read + Write>(
             format!("connected to {expected}'s address but {acceptor} answered"),
         ));
     }
-    if acceptor == me.node || acceptor == NodeId::ZERO {
+    // Another process with this node's id is judged by the acceptor, once authenticated.
+    let another_process =
+        acceptor == me.node && duplicate::conflict(me.incarnation, acceptor_incarnation);
+    if (acceptor == me.node && !another_process) || acceptor == NodeId::ZERO {
         return Err(refuse(
             stream,
             RejectCode::UnknownNode,
@@ -591,8 +598,9 @@ pub fn accept<S: std::io::Read + Write>(
         nonce_c,
         nonce_s,
     };
-    let mut challenge = BytesMut::with_capacity(8 + NONCE_BYTES + PROOF_BYTES);
+    let mut challenge = BytesMut::with_capacity(16 + NONCE_BYTES + PROOF_BYTES);
     challenge.put_u64_le(me.node.get());
+    challenge.put_u64_le(me.incarnation);
     challenge.put_slice(&nonce_s);
     if let Some(secret) = &me.secret {
         challenge.put_slice(&transcript.proof(secret, ACCEPTOR_LABEL));

@@ -113,7 +113,7 @@ fn serve(shared: &TcpShared, mut stream: TcpStream, id: u64, addr: &str, inbound
     let hello = match handshake::accept(
         &mut stream,
         &mut reader,
-        &shared.identity,
+        &shared.identity(),
         shared.stamp(),
         &admission,
         shared.handshake_deadlines(),
