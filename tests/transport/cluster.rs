@@ -61,6 +61,18 @@ async fn start_clocked(
     listener: TcpListener,
     physical: Arc<dyn PhysicalClock>,
 ) -> TcpNode {
+    let node = start_unserved(config, listener, physical).await;
+    node.transport.serve(node.raft.inbound()).expect("serve");
+    node
+}
+
+/// Starts a node whose transport does not serve yet (it connects to nobody until
+/// `serve`).
+pub(super) async fn start_unserved(
+    config: NodeConfig,
+    listener: TcpListener,
+    physical: Arc<dyn PhysicalClock>,
+) -> TcpNode {
     let transport =
         TcpTransport::with_listener(&config.tcp_config(), &config.tcp_cluster(), listener)
             .expect("transport");
@@ -72,7 +84,6 @@ async fn start_clocked(
         .start()
         .await
         .expect("start");
-    transport.serve(raft.inbound()).expect("serve");
     TcpNode {
         raft,
         transport,
@@ -80,12 +91,20 @@ async fn start_clocked(
     }
 }
 
-async fn start_all(configs: Vec<(NodeConfig, TcpListener)>) -> Vec<TcpNode> {
+pub(super) async fn start_all(configs: Vec<(NodeConfig, TcpListener)>) -> Vec<TcpNode> {
     let mut nodes = Vec::new();
     for (config, listener) in configs {
         nodes.push(start(config, listener).await);
     }
     nodes
+}
+
+/// Shuts every node down, its transport too.
+pub(super) async fn stop_all(nodes: Vec<TcpNode>) {
+    for node in nodes {
+        node.raft.shutdown().await;
+        node.transport.shutdown();
+    }
 }
 
 pub(super) async fn replicate(nodes: &[TcpNode], p: PartitionId, payload: &str) {
@@ -163,10 +182,7 @@ async fn frames_carry_the_senders_clock_and_a_stamp_too_far_ahead_is_refused() {
         let now = node.raft.hlc().now();
         assert!(now.physical_ms < WALL_MS + 60_000, "dragged to {now}");
     }
-    for node in nodes {
-        node.raft.shutdown().await;
-        node.transport.shutdown();
-    }
+    stop_all(nodes).await;
 }
 
 #[tokio::test]
@@ -192,10 +208,7 @@ async fn three_nodes_replicate_over_authenticated_tcp() {
         assert_eq!(stats.handshakes_failed, 0, "{stats:?}");
         assert_eq!(stats.connections_dropped, 0, "{stats:?}");
     }
-    for node in nodes {
-        node.raft.shutdown().await;
-        node.transport.shutdown();
-    }
+    stop_all(nodes).await;
 }
 
 #[test]
@@ -267,10 +280,7 @@ async fn idle_heartbeats_of_all_partitions_travel_in_one_frame_per_interval() {
              {interval_ms} ms): heartbeats are not coalesced"
         );
     }
-    for node in nodes {
-        node.raft.shutdown().await;
-        node.transport.shutdown();
-    }
+    stop_all(nodes).await;
 }
 
 #[test]

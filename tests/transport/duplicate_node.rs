@@ -8,13 +8,14 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kommander_raft::transport::tcp::TcpTransport;
 use kommander_raft::{
-    Fatal, JoinError, NodeConfig, PartitionId, QueryError, Raft, RaftEvent, ReplicateOptions,
+    Fatal, JoinError, NodeConfig, PartitionId, QueryError, RaftEvent, ReplicateOptions, SystemClock,
 };
 
-use super::cluster::{TcpNode, configs, join, replicate, start, wait_delivered};
-use crate::cluster::harness::{PATIENCE, Recorder, eventually};
+use super::cluster::{
+    TcpNode, configs, join, replicate, start_all, start_unserved, stop_all, wait_delivered,
+};
+use crate::cluster::harness::{PATIENCE, eventually};
 
 const P: PartitionId = PartitionId(1);
 
@@ -36,26 +37,10 @@ async fn start_watched(
     config: NodeConfig,
     listener: TcpListener,
 ) -> (TcpNode, tokio::sync::broadcast::Receiver<RaftEvent>) {
-    let transport =
-        TcpTransport::with_listener(&config.tcp_config(), &config.tcp_cluster(), listener)
-            .expect("transport");
-    let app = Arc::new(Recorder::default());
-    let raft = Raft::builder(config)
-        .state_machine(app.clone())
-        .transport(transport.clone())
-        .start()
-        .await
-        .expect("start");
-    let events = raft.subscribe();
-    transport.serve(raft.inbound()).expect("serve");
-    (
-        TcpNode {
-            raft,
-            transport,
-            app,
-        },
-        events,
-    )
+    let node = start_unserved(config, listener, Arc::new(SystemClock)).await;
+    let events = node.raft.subscribe();
+    node.transport.serve(node.raft.inbound()).expect("serve");
+    (node, events)
 }
 
 #[tokio::test]
@@ -63,10 +48,7 @@ async fn a_second_node_with_an_id_in_use_is_refused_and_stops_and_the_first_keep
     let dir = tempfile::tempdir().expect("dir");
     let configs = configs(dir.path(), 3, Some("a shared secret of the test"));
     let node_3 = configs[2].0.clone();
-    let mut nodes = Vec::new();
-    for (config, listener) in configs {
-        nodes.push(start(config, listener).await);
-    }
+    let nodes = start_all(configs).await;
     join(&nodes).await;
     replicate(&nodes, P, "before").await;
     wait_delivered(&nodes, P, 1).await;
@@ -127,10 +109,7 @@ async fn a_second_node_with_an_id_in_use_is_refused_and_stops_and_the_first_keep
         .sum();
     assert!(refused > 0, "the copy's handshakes were refused");
     copy.transport.shutdown();
-    for node in nodes {
-        node.raft.shutdown().await;
-        node.transport.shutdown();
-    }
+    stop_all(nodes).await;
 }
 
 #[tokio::test]
@@ -138,10 +117,7 @@ async fn a_restarted_node_and_a_replaced_data_directory_rejoin() {
     let dir = tempfile::tempdir().expect("dir");
     let configs = configs(dir.path(), 3, None);
     let node_3 = configs[2].0.clone();
-    let mut nodes = Vec::new();
-    for (config, listener) in configs {
-        nodes.push(start(config, listener).await);
-    }
+    let mut nodes = start_all(configs).await;
     join(&nodes).await;
     replicate(&nodes, P, "first").await;
     wait_delivered(&nodes, P, 1).await;
@@ -174,8 +150,5 @@ async fn a_restarted_node_and_a_replaced_data_directory_rejoin() {
             );
         }
     }
-    for node in nodes {
-        node.raft.shutdown().await;
-        node.transport.shutdown();
-    }
+    stop_all(nodes).await;
 }
