@@ -342,7 +342,12 @@ impl Raft {
             })
     }
 
+    /// The error of a join whose deadline passed; or of one the node's stop ended (the timer
+    /// stops with the node, and its deadlines with it).
     fn join_timeout(&self, started: Instant) -> JoinError {
+        if self.inner.stopping() {
+            return JoinError::Fatal(self.inner.stopped_error());
+        }
         JoinError::Timeout {
             waited: started.elapsed(),
             leader: self
