@@ -191,6 +191,7 @@ fn a_live_node_refuses_bad_input_with_a_reason_and_keeps_committing() {
     hello.put_u8(1); // role: peer
     hello.put_u8(1); // authenticated
     hello.put_u64_le(2);
+    hello.put_u64_le(0); // incarnation: none
     hello.put_slice(&[9u8; 32]);
     hello.put_u8(CLUSTER.len() as u8);
     hello.put_slice(CLUSTER.as_bytes());
