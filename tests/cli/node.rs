@@ -899,3 +899,61 @@ fn node_refuses_metrics_listen_without_a_port() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--metrics-listen"), "{stderr}");
 }
+
+/// Kommander exits a process whose node id another live process holds: in a running two-node
+/// cluster, a second process claiming node 1 (another data directory) reaches node 2, which
+/// holds a live connection from node 1; it is refused (the running one keeps the id: nobody
+/// can tell from a static cluster's roster) and exits with code 1 saying why, while the
+/// cluster keeps serving.
+#[test]
+fn a_second_process_with_a_taken_node_id_exits_with_code_1() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let ports = [free_port(), free_port(), free_port()];
+    let config = |at: usize, node: u64, peer: u64, peer_port: u16| {
+        let toml = single_node_toml(dirs[at].path())
+            .replace("node_id = 1", &format!("node_id = {node}"))
+            .replace("127.0.0.1:0", &format!("127.0.0.1:{}", ports[at]));
+        let path = dirs[at].path().join("node.toml");
+        std::fs::write(
+            &path,
+            format!("{toml}[peers]\n{peer} = \"127.0.0.1:{peer_port}\"\n"),
+        )
+        .expect("write config");
+        let mut command = kommander();
+        command
+            .args(["node", "--config"])
+            .arg(&path)
+            .args(["--client-listen", "127.0.0.1:0"]);
+        command
+    };
+    let mut first = Running::spawn(config(0, 1, 2, ports[1]), dirs[0].path(), "node-1");
+    let mut second = Running::spawn(config(1, 2, 1, ports[0]), dirs[1].path(), "node-2");
+    let ready = first.wait_line("ready ");
+    second.wait_line("ready ");
+    let mut impostor = Running::spawn(config(2, 1, 2, ports[1]), dirs[2].path(), "impostor");
+    let status = impostor.wait_exit();
+    let stderr = impostor.stderr();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("another live process holds its id"),
+        "{stderr}"
+    );
+    // The cluster still has its leader, and node 1 answers.
+    let mut client = connect(&client_of(&ready), None).expect("node 1 still serves");
+    let answer = client
+        .call(&ClientRequest::Leader {
+            partition: PartitionId(1),
+        })
+        .expect("leader");
+    assert!(
+        matches!(
+            answer,
+            ClientResponse::Leader {
+                status: Status::Success,
+                leader: Some(_),
+                ..
+            }
+        ),
+        "{answer:?}"
+    );
+}

@@ -356,7 +356,7 @@ fn serve(
     let mut checkpoints = Checkpointer::new(args.checkpoints, raft.config().initial_partitions);
     let checkpoints_committed = checkpoints.committed();
     info!(node, checkpoints = %args.checkpoints.describe(), "checkpoint policy");
-    runtime.block_on(async {
+    let duplicate = runtime.block_on(async {
         let mut ticker = tokio::time::interval(interval);
         ticker.tick().await;
         let mut checkpoint_ticker = tokio::time::interval(CHECK_INTERVAL);
@@ -364,6 +364,7 @@ fn serve(
         readiness_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut events_open = true;
         let mut leaders = LeaderLog::new(args.leader_changes_logged_per_sec, Instant::now());
+        let mut duplicate = None;
         loop {
             tokio::select! {
                 _ = stop.changed() => break,
@@ -403,10 +404,16 @@ fn serve(
                     );
                 }
                 event = events.recv(), if events_open => {
+                    // Kommander exits the process: so does the binary (exit code 1).
+                    if let Ok(RaftEvent::DuplicateNode { reason, .. }) = &event {
+                        duplicate = Some(reason.clone());
+                        break;
+                    }
                     events_open = log_event(event, &mut leaders);
                 }
             }
         }
+        duplicate
     });
     info!(node, "closing the client port and stopping the node");
     if let Some(port) = client_port {
@@ -415,7 +422,12 @@ fn serve(
     // Pending client replications get their answers (`Unknown` once the node stopped).
     runtime.block_on(raft.shutdown());
     runtime.shutdown_timeout(Duration::from_secs(1));
-    Ok(())
+    match duplicate {
+        Some(reason) => Err(ExitError::failure(format!(
+            "another live process holds node id {node}: {reason}"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Joins (through `seeds` when there are some: `--join`), logging progress until it is done.

@@ -167,7 +167,8 @@ impl PeerPort<'_> {
         let roster = shared.roster_incarnation(me);
         if duplicate::newcomer_keeps(roster, hello.incarnation) {
             shared.holds_duplicate_id(format!(
-                "a process of incarnation {:#x}, the one the roster names for {me}, connected to                  this one (incarnation {mine:#x})",
+                "a process of incarnation {:#x}, the one the roster names for {me}, connected to \
+                 this one (incarnation {mine:#x})",
                 hello.incarnation
             ));
             return Err((
@@ -195,7 +196,8 @@ impl PeerPort<'_> {
         (
             RejectCode::DuplicateNode,
             format!(
-                "{} is connected to {} from another live process (incarnation {incumbent:#x}{}),                  not yours ({:#x})",
+                "{} is connected to {} from another live process (incarnation {incumbent:#x}{}), \
+                 not yours ({:#x})",
                 hello.node,
                 self.shared.identity.node,
                 if roster == Some(incumbent) {
