@@ -7,5 +7,6 @@ mod node;
 mod node_sim;
 mod routing;
 mod runtime;
+mod shard;
 mod sim;
 mod transport;

@@ -7,10 +7,13 @@
 //! * Partition 0's shard applies committed `_RaftSystem` entries itself and publishes the map
 //!   in the shard layer's [`MapTable`] (`shard::partitions`); other P0 entries go to the
 //!   application ("shared P0", as in Kommander).
-//! * The coordinator thread, woken by each publication, applies the newest map: it opens
-//!   (creating or restoring) every user partition of the map on its shard (first
-//!   configuration: the roster's target, see `Loop::user_partition_members`), records it as
-//!   the map in force, fires `PartitionMapChanged` and turns `is_initialized` true.
+//! * Each shard follows the committed map itself (`shard/worker/map.rs`): it opens the user
+//!   partitions the map places on it and closes those it removed. The first configuration of
+//!   a partition it opens is what this node decided when it joined (`first_members`, handed
+//!   to the [`MapTable`]), the same at every restart.
+//! * The coordinator thread, woken by each publication and by each new map in force (the
+//!   newest map every shard followed), fires `PartitionMapChanged` and turns
+//!   `is_initialized` true.
 //!
 //! The map is partition 0's state, kept with its log: partition 0's floor meta holds the map
 //! in force at the WAL's floor and its snapshots carry it, so a restarted node finds it
@@ -18,14 +21,12 @@
 //! file is read at start (for partition 0's floor when its floor meta holds no map) and never
 //! written again.
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender};
 use tokio::sync::{oneshot, watch};
 
@@ -34,10 +35,10 @@ use crate::core::{NodeId, PartitionId, Role, Ticket};
 use crate::node::config::NodeConfig;
 use crate::node::events::EventHub;
 use crate::node::identity::{Identity, Origin};
-use crate::shard::partitions::{MapTable, PartitionMap};
+use crate::shard::partitions::{MapTable, PartitionMap, map_proposal};
 use crate::shard::{
-    EventSink, LeaderTable, LogEntry, ProposedEntry, RaftEvent, Refusal, ReplicationResult,
-    Request, ShardHost, StateMachine,
+    EventSink, LeaderTable, LogEntry, RaftEvent, Refusal, ReplicationResult, ShardHost,
+    StateMachine,
 };
 
 pub use crate::shard::partitions::SYSTEM_LOG_TYPE;
@@ -49,10 +50,9 @@ const LEGACY_MAP_FILE: &str = "partition-map";
 
 /// What the node's handle and the coordinator share.
 pub(crate) struct SystemState {
-    /// The committed map, as partition 0's shard publishes it.
+    /// The committed map, as partition 0's shard publishes it, and the map in force (every
+    /// shard followed it).
     maps: Arc<MapTable>,
-    /// The map in force: its partitions are open.
-    applied: RwLock<Arc<PartitionMap>>,
     initialized: watch::Sender<bool>,
     wake: Sender<()>,
     wakes: Receiver<()>,
@@ -79,7 +79,6 @@ impl SystemState {
         let (wake, wakes) = channel::bounded(1);
         let state = Arc::new(Self {
             maps,
-            applied: RwLock::new(Arc::new(PartitionMap::default())),
             initialized: watch::channel(false).0,
             wake,
             wakes,
@@ -100,7 +99,7 @@ impl SystemState {
 
     /// The map in force (version 0: none yet).
     pub(crate) fn map(&self) -> Arc<PartitionMap> {
-        Arc::clone(&self.applied.read().unwrap_or_else(PoisonError::into_inner))
+        self.maps.in_force()
     }
 
     pub(crate) fn initialized(&self) -> watch::Receiver<bool> {
@@ -112,7 +111,7 @@ impl SystemState {
     }
 
     fn knows_a_map(&self) -> bool {
-        self.map().version > 0 || self.maps.map().version > 0
+        self.maps.map().version > 0
     }
 }
 
@@ -167,6 +166,21 @@ impl StateMachine for SystemApp {
     }
 }
 
+/// The first configuration of the user partitions this node opens (the shards ask it:
+/// `MapTable::set_first_members`; the partition's log governs above it): a node that joined
+/// through a seed, partition 0's first configuration (the roster of its admission, itself a
+/// learner, never a voter: it votes once a partition's leader promotes it); else the static
+/// configuration (this node and its peers, voters all).
+fn first_members(config: &NodeConfig, identity: &Identity) -> (Vec<NodeId>, Vec<NodeId>) {
+    match identity.first().filter(|f| f.origin == Origin::Seed) {
+        Some(first) => (
+            first.configuration.voters().to_vec(),
+            first.configuration.learners().to_vec(),
+        ),
+        None => (config.cluster_nodes(), Vec::new()),
+    }
+}
+
 /// The coordinator thread.
 pub(crate) struct Coordinator {
     stop: Arc<AtomicBool>,
@@ -183,7 +197,8 @@ struct Loop {
     leaders: Arc<LeaderTable>,
     hlc: Arc<HybridLogicalClock>,
     stop: Arc<AtomicBool>,
-    opened: HashSet<PartitionId>,
+    /// The version of the last map in force reported (`PartitionMapChanged`).
+    reported: u64,
     proposal: Option<oneshot::Receiver<Result<ReplicationResult, Refusal>>>,
     next_proposal: Instant,
     retry: Duration,
@@ -201,6 +216,10 @@ impl Coordinator {
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let retry = config.tick_interval() * config.election_timeout_ticks_max;
+        let first = (Arc::clone(&config), Arc::clone(&identity));
+        system
+            .maps
+            .set_first_members(move || first_members(&first.0, &first.1));
         let mut state = Loop {
             config,
             identity,
@@ -210,7 +229,7 @@ impl Coordinator {
             leaders,
             hlc,
             stop: Arc::clone(&stop),
-            opened: HashSet::new(),
+            reported: 0,
             proposal: None,
             next_proposal: Instant::now(),
             retry,
@@ -262,7 +281,7 @@ impl Loop {
                 started = true;
                 self.reopen_system_partition();
             }
-            self.apply_pending();
+            self.report_map_in_force();
             self.propose_initial_map();
         }
     }
@@ -282,76 +301,18 @@ impl Loop {
         }
     }
 
-    /// Opens the user partitions of the newest committed map, then records it as the map in
-    /// force.
-    fn apply_pending(&mut self) {
-        let map = self.system.maps.map();
-        if map.version <= self.system.map().version {
+    /// Reports a new map in force (every shard opened its partitions and closed those it
+    /// removed): `PartitionMapChanged`, and the node is initialized.
+    fn report_map_in_force(&mut self) {
+        let map = self.system.maps.in_force();
+        if map.version <= self.reported {
             return;
         }
-        let (voters, learners) = self.user_partition_members();
-        for partition in map.hosted() {
-            if self.opened.contains(&partition) {
-                continue;
-            }
-            let Ok(answer) =
-                self.runtime
-                    .open_partition(partition, voters.clone(), learners.clone())
-            else {
-                // Full shard queue: try again on the next wake-up.
-                return;
-            };
-            match answer.blocking_recv() {
-                Ok(Ok(_)) => {
-                    self.opened.insert(partition);
-                }
-                Ok(Err(_)) => return,
-                // The shard stopped.
-                Err(_) => return,
-            }
-        }
-        *self
-            .system
-            .applied
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = Arc::clone(&map);
+        self.reported = map.version;
         self.hub.emit(RaftEvent::PartitionMapChanged {
             version: map.version,
         });
         self.system.initialized.send_replace(true);
-    }
-
-    /// The first configuration of a user partition this node opens (the partition's log
-    /// governs above it). Once the roster records endpoints (version 1 on), its target for
-    /// every partition (`Roster::partition_target`), as the partitions' leaders reconcile
-    /// them; a node that joined through a seed is a learner in it even where the roster made
-    /// it a voter (a partition it opens afresh has not caught up: it votes once its leader
-    /// promotes it there). Before, or when the roster does not list this node: what partition
-    /// 0 was first opened with when that came from a seed's roster, else the static
-    /// configuration (this node and its peers, voters all).
-    fn user_partition_members(&self) -> (Vec<NodeId>, Vec<NodeId>) {
-        let me = NodeId(self.config.node_id);
-        let first = self.identity.first();
-        let seeded = first.as_ref().filter(|f| f.origin == Origin::Seed);
-        let roster = self.runtime.membership().roster();
-        if let Some(roster) = roster.filter(|r| r.version() >= 1) {
-            let (mut voters, mut learners) = roster.partition_target();
-            if seeded.is_some() && voters.contains(&me) && voters.len() > 1 {
-                voters.retain(|&n| n != me);
-                learners.push(me);
-                learners.sort_unstable();
-            }
-            if voters.contains(&me) || learners.contains(&me) {
-                return (voters, learners);
-            }
-        }
-        match seeded {
-            Some(first) => (
-                first.configuration.voters().to_vec(),
-                first.configuration.learners().to_vec(),
-            ),
-            None => (self.config.cluster_nodes(), Vec::new()),
-        }
     }
 
     /// As P0 leader with no map known: propose the first one.
@@ -378,15 +339,7 @@ impl Loop {
             return;
         };
         let (reply, answer) = oneshot::channel();
-        let request = Request::Propose {
-            entries: vec![ProposedEntry {
-                log_type: SYSTEM_LOG_TYPE.to_owned(),
-                payload: Bytes::from(map.encode()),
-            }],
-            auto_commit: true,
-            ticket: Ticket(self.hlc.now().packed()),
-            reply,
-        };
+        let request = map_proposal(&map, Ticket(self.hlc.now().packed()), reply);
         if self.runtime.send(SYSTEM_PARTITION, request).is_ok() {
             self.proposal = Some(answer);
         } else {

@@ -91,6 +91,13 @@ impl ReadScheduler {
     }
 }
 
+impl ReadScheduler {
+    /// Abandons the read of `partition`'s log, if one is in progress (the partition closed).
+    pub(crate) fn forget(&mut self, partition: PartitionId) {
+        self.jobs.remove(&partition);
+    }
+}
+
 /// Where a partition's read stands after [`ReadScheduler::read`].
 pub(crate) enum ReadProgress {
     /// The whole log is read: the state to rebuild the replica from.

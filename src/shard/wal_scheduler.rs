@@ -140,6 +140,28 @@ impl WalScheduler {
         Ok(())
     }
 
+    /// Appends the deletion of `partition`'s records (a closed partition: nothing of it is
+    /// live any more, so its segments are reclaimed once no other partition pins them); it
+    /// leaves with this turn's submission. A partition the WAL holds nothing of needs none.
+    ///
+    /// # Errors
+    ///
+    /// The WAL's error: the WAL is poisoned.
+    pub(crate) fn delete_partition(
+        &mut self,
+        wal: &mut Wal,
+        partition: PartitionId,
+    ) -> kommander_wal::Result<()> {
+        match wal.partition(partition) {
+            Ok(_) => {}
+            Err(kommander_wal::Error::UnknownPartition { .. }) => return Ok(()),
+            Err(error) => return Err(error),
+        }
+        wal.delete_partition(partition)?;
+        self.appended_records += 1;
+        Ok(())
+    }
+
     /// Whether records were appended since the last [`WalScheduler::submit`].
     pub(crate) fn has_appended(&self) -> bool {
         self.appended_records > 0

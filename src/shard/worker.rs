@@ -11,7 +11,9 @@
 //! 2. **Tick** every active replica when the shard's single timer is due (one timer per shard,
 //!    none per partition). A tick costs one `Replica::tick` (a few counter updates) and one
 //!    `has_ready` check per hosted partition; an idle follower produces nothing, an idle
-//!    leader a heartbeat every `heartbeat_interval_ticks`.
+//!    leader a heartbeat every `heartbeat_interval_ticks`. The tick also follows the
+//!    partition map (`map.rs`): the partitions it adds on this shard open, those it removed
+//!    close.
 //! 3. **Restore** (`restore.rs`): partitions opened with a log in the WAL read it back through
 //!    the [`ReadScheduler`] in chunks of at most `restore_entries_per_turn_max` entries per
 //!    turn, then hand their committed entries to `on_log_restored` in chunks of the same size,
@@ -62,6 +64,7 @@
 mod announce;
 mod delivery;
 mod execute;
+mod map;
 mod membership;
 mod partition;
 mod ready;
@@ -174,6 +177,8 @@ pub(crate) struct Worker {
     maps: Arc<MapTable>,
     waker: Arc<Waker>,
     partitions: Partitions,
+    /// The version of the partition map this shard last followed (`map.rs`; 0: none).
+    map_followed: u64,
     /// When the shard's single timer is next due (every replica ticks at the first turn at or
     /// after it).
     next_tick: Instant,
@@ -220,6 +225,7 @@ impl Worker {
             maps: params.maps,
             waker: params.waker,
             partitions: Partitions::default(),
+            map_followed: 0,
             restoring: VecDeque::new(),
             compactions_waiting: Vec::new(),
             reads: ReadScheduler::default(),
@@ -281,6 +287,7 @@ impl Worker {
         if tick {
             self.tick_all();
             self.membership_tick();
+            self.follow_map(now);
             self.retry_compactions();
             self.tick_transfers();
         }

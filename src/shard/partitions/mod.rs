@@ -27,9 +27,9 @@ pub use table::MapTable;
 
 use bytes::Bytes;
 
-use crate::core::{Entry, EntryKind, PartitionId};
-use crate::shard::SYSTEM_PARTITION;
+use crate::core::{Entry, EntryKind, PartitionId, Ticket};
 use crate::shard::codec::decode_envelope;
+use crate::shard::{ProposedEntry, ReplicationResult, Reply, Request, SYSTEM_PARTITION};
 
 /// The log type of partition 0's system entries (each a whole partition map); applications
 /// may not write it, and partition 0's shard never hands it to the application.
@@ -43,4 +43,23 @@ pub(crate) fn map_entry(partition: PartitionId, entry: &Entry) -> Option<Bytes> 
     }
     let (log_type, payload) = decode_envelope(&entry.payload).ok()?;
     (log_type == SYSTEM_LOG_TYPE.as_bytes()).then_some(payload)
+}
+
+/// The request that proposes `map` as an entry of partition 0 (send it to partition 0; its
+/// leader carries it out, and every node publishes the map once it commits there). It names
+/// no generation: the map is partition 0's, which no map routes.
+pub(crate) fn map_proposal(
+    map: &PartitionMap,
+    ticket: Ticket,
+    reply: Reply<ReplicationResult>,
+) -> Request {
+    Request::Propose {
+        entries: vec![ProposedEntry {
+            log_type: SYSTEM_LOG_TYPE.to_owned(),
+            payload: Bytes::from(map.encode()),
+        }],
+        auto_commit: true,
+        ticket,
+        reply,
+    }
 }

@@ -1,5 +1,7 @@
 //! [`MapTable`]: the partition map as partition 0's replica on this node committed it, shared
-//! by the shards and the node (as the roster is shared in the `MembershipTable`).
+//! by the shards and the node (as the roster is shared in the `MembershipTable`), and the map
+//! in force: the newest one every shard has followed (opened what it adds, closed what it
+//! removed).
 //!
 //! Published only by partition 0's shard — from the floor meta and the log when partition 0 is
 //! restored, by each committed map entry it delivers, and by an installed snapshot of
@@ -9,9 +11,17 @@
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use super::map::PartitionMap;
+use crate::core::NodeId;
 
-/// Called after each publication (the node wakes its coordinator).
+/// Called after each publication and each new map in force (the node wakes its coordinator).
 type Listener = Box<dyn Fn() + Send + Sync>;
+
+/// Voters and learners.
+pub(crate) type Members = (Vec<NodeId>, Vec<NodeId>);
+
+/// The first configuration of the partitions the map adds (see
+/// [`MapTable::set_first_members`]).
+type FirstMembers = Box<dyn Fn() -> Members + Send + Sync>;
 
 /// The committed partition map of this node (see the module docs).
 #[derive(Default)]
@@ -21,6 +31,11 @@ pub struct MapTable {
     /// taken by partition 0's restore when its floor meta holds none.
     upgrade: Mutex<Option<PartitionMap>>,
     listener: Mutex<Option<Listener>>,
+    /// Per shard, the version of the map it last followed (0: none yet).
+    followed: Mutex<Vec<u64>>,
+    /// The newest map every shard has followed (version 0: none yet).
+    in_force: RwLock<Arc<PartitionMap>>,
+    first_members: Mutex<Option<FirstMembers>>,
 }
 
 impl std::fmt::Debug for MapTable {
@@ -47,6 +62,48 @@ impl MapTable {
             }
             *known = Arc::new(map);
         }
+        self.notify();
+        true
+    }
+
+    /// The map in force: the newest committed map every shard of this node has followed, its
+    /// partitions open (created, or restoring) and those it removed closed (version 0: none
+    /// yet).
+    #[must_use]
+    pub fn in_force(&self) -> Arc<PartitionMap> {
+        Arc::clone(&self.in_force.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Records that `shard` (of `shards`) followed the map of `version`; once every shard
+    /// followed the newest committed map, it is the map in force. Returns whether it just
+    /// became so (the listener is called then).
+    pub(crate) fn followed(&self, shard: usize, shards: usize, version: u64) -> bool {
+        let all = {
+            let mut followed = self.followed.lock().unwrap_or_else(PoisonError::into_inner);
+            followed.resize(shards, 0);
+            followed[shard] = version;
+            followed.iter().all(|&v| v == version)
+        };
+        let map = self.map();
+        if !all || map.version != version {
+            return false;
+        }
+        {
+            let mut in_force = self
+                .in_force
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            if in_force.version >= version {
+                return false;
+            }
+            *in_force = map;
+        }
+        self.notify();
+        true
+    }
+
+    /// Calls the listener, if there is one.
+    fn notify(&self) {
         if let Some(listener) = self
             .listener
             .lock()
@@ -55,10 +112,34 @@ impl MapTable {
         {
             listener();
         }
-        true
     }
 
-    /// Calls `listener` after each publication from now on.
+    /// Sets the first configuration (voters, learners) of the user partitions the map adds on
+    /// this node, created or restored (their logs govern above it). Asked each time such a
+    /// partition opens, so it may follow what the node decides after it started (the first
+    /// configuration of a join through a seed); it must answer the same for a data directory
+    /// at every start. Set it before partition 0 opens; without it, the cluster the shards
+    /// were started with votes.
+    pub fn set_first_members(
+        &self,
+        first: impl Fn() -> (Vec<NodeId>, Vec<NodeId>) + Send + Sync + 'static,
+    ) {
+        *self
+            .first_members
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Box::new(first));
+    }
+
+    /// What [`MapTable::set_first_members`] set, asked now (`None`: nothing set).
+    pub(crate) fn first_members(&self) -> Option<Members> {
+        self.first_members
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|first| first())
+    }
+
+    /// Calls `listener` after each publication and each new map in force from now on.
     pub fn on_publish(&self, listener: impl Fn() + Send + Sync + 'static) {
         *self.listener.lock().unwrap_or_else(PoisonError::into_inner) = Some(Box::new(listener));
     }

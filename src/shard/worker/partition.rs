@@ -145,8 +145,13 @@ impl Partitions {
         self.slots.insert(partition, slot);
     }
 
-    pub(crate) fn remove(&mut self, partition: PartitionId) {
-        self.slots.remove(&partition);
+    /// Forgets `partition`, handing back its slot (it leaves the touched list too).
+    pub(crate) fn remove(&mut self, partition: PartitionId) -> Option<Slot> {
+        let slot = self.slots.remove(&partition)?;
+        if slot.dirty {
+            self.dirty.retain(|&p| p != partition);
+        }
+        Some(slot)
     }
 
     pub(crate) fn slots_mut(&mut self) -> impl Iterator<Item = &mut Slot> {

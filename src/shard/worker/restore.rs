@@ -58,20 +58,33 @@ impl Worker {
         learners: Vec<NodeId>,
         reply: Reply<Opened>,
     ) {
+        let _ = reply.send(self.open_partition(partition, voters, learners));
+    }
+
+    /// Creates `partition`'s replica, or starts restoring it when the WAL holds its log;
+    /// answers where it lives (opening an open partition answers as the first open did).
+    ///
+    /// # Errors
+    ///
+    /// `ShardFailed` on a failed shard (also when looking the partition up fails the WAL),
+    /// `QueueFull` beyond `partitions_max`, `Replica(Errored)` for an invalid membership.
+    pub(super) fn open_partition(
+        &mut self,
+        partition: PartitionId,
+        voters: Vec<NodeId>,
+        learners: Vec<NodeId>,
+    ) -> Result<Opened, Refusal> {
         if let Some(refusal) = self.failure_refusal() {
-            let _ = reply.send(Err(refusal));
-            return;
+            return Err(refusal);
         }
         if let Some(slot) = self.partitions.get(partition) {
-            let _ = reply.send(Ok(Opened {
+            return Ok(Opened {
                 shard: self.shard,
                 restoring: slot.restoring(),
-            }));
-            return;
+            });
         }
         if self.partitions.len() >= self.config.partitions_max {
-            let _ = reply.send(Err(Refusal::QueueFull));
-            return;
+            return Err(Refusal::QueueFull);
         }
         let config = replica_config(
             &self.config,
@@ -81,9 +94,8 @@ impl Worker {
             learners.clone(),
         );
         if config.validate().is_err() {
-            // An invalid membership (this node in neither list, duplicates).
-            let _ = reply.send(Err(Refusal::Replica(Status::Errored)));
-            return;
+            // An invalid membership (no voter, a node listed twice).
+            return Err(Refusal::Replica(Status::Errored));
         }
         self.events.emit(RaftEvent::RestoreStarted { partition });
         let found = self.reads.start(&self.wal, partition);
@@ -97,45 +109,40 @@ impl Worker {
                 let slot = Slot::restoring_from(restore, view);
                 self.partitions.insert(partition, slot);
                 self.restoring.push_back(partition);
-                let _ = reply.send(Ok(Opened {
+                Ok(Opened {
                     shard: self.shard,
                     restoring: true,
-                }));
+                })
             }
-            Ok(None) => match Replica::new(config, DurableState::default()) {
-                Ok(mut replica) => {
-                    number_committed_configuration(partition, &mut replica);
-                    let mut slot = Slot::serving(replica);
-                    if partition == SYSTEM_PARTITION {
-                        slot.view.keep_maps(self.config.wal.floor_meta_bytes_max);
-                        // An earlier version's map file without a log: the map it names
-                        // stands until partition 0's log brings newer ones.
-                        let upgrade = self.maps.take_upgrade();
-                        slot.view
-                            .restored(&DurableState::default(), upgrade.as_ref());
-                        if let Some(map) = upgrade {
-                            self.maps.publish(map);
-                        }
+            Ok(None) => {
+                let mut replica = Replica::new(config, DurableState::default())
+                    .map_err(|_| Refusal::Replica(Status::Errored))?;
+                number_committed_configuration(partition, &mut replica);
+                let mut slot = Slot::serving(replica);
+                if partition == SYSTEM_PARTITION {
+                    slot.view.keep_maps(self.config.wal.floor_meta_bytes_max);
+                    // An earlier version's map file without a log: the map it names
+                    // stands until partition 0's log brings newer ones.
+                    let upgrade = self.maps.take_upgrade();
+                    slot.view
+                        .restored(&DurableState::default(), upgrade.as_ref());
+                    if let Some(map) = upgrade {
+                        self.maps.publish(map);
                     }
-                    self.partitions.insert(partition, slot);
-                    self.events.emit(RaftEvent::RestoreFinished {
-                        partition,
-                        entries_delivered: 0,
-                    });
-                    let _ = reply.send(Ok(Opened {
-                        shard: self.shard,
-                        restoring: false,
-                    }));
                 }
-                Err(_) => {
-                    let _ = reply.send(Err(Refusal::Replica(Status::Errored)));
-                }
-            },
+                self.partitions.insert(partition, slot);
+                self.events.emit(RaftEvent::RestoreFinished {
+                    partition,
+                    entries_delivered: 0,
+                });
+                Ok(Opened {
+                    shard: self.shard,
+                    restoring: false,
+                })
+            }
             Err(error) => {
                 self.fail(format!("WAL: {error}"));
-                if let Some(refusal) = self.failure_refusal() {
-                    let _ = reply.send(Err(refusal));
-                }
+                Err(self.failure_refusal().unwrap_or(Refusal::ShutDown))
             }
         }
     }

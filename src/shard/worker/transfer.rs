@@ -639,6 +639,15 @@ impl Worker {
         }
     }
 
+    /// `partition` closed: its transfers end without a word (a late result of the pump finds
+    /// no transfer and is dropped).
+    pub(super) fn end_transfers(&mut self, partition: PartitionId) {
+        self.transfers.sending.retain(|&(p, _), _| p != partition);
+        self.transfers.receiving.remove(&partition);
+        self.metrics
+            .snapshot_transfers(self.transfers.active_sends());
+    }
+
     /// `partition`'s replica reported a new soft state: transfers of a leadership that ended
     /// end with it.
     pub(super) fn transfers_follow(&mut self, partition: PartitionId, soft: SoftState) {

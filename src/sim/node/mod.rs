@@ -12,7 +12,8 @@
 //!
 //! Files: `config` (the knobs), `sim_node` (one node's disks, clock and lifecycle), `wire` (the
 //! transport through the codec), `app` (the application), `workload` (the operations),
-//! `client` (issuing them and judging answers), `nemesis` (faults), `configuration_cut` (the
+//! `client` (issuing them and judging answers), `maps` (the first partition map proposed;
+//! the shards open its partitions), `nemesis` (faults), `configuration_cut` (the
 //! cut around a configuration change), `replace` (a node's disks replaced, the node admitted
 //! again with a new incarnation), `run` (the agenda and its
 //! dispatch), `turns` (driving each shard's loop, its disk and its frames), `checks` (the checks
@@ -24,6 +25,7 @@ mod checks;
 mod client;
 mod config;
 mod configuration_cut;
+mod maps;
 mod membership;
 mod nemesis;
 mod replace;
@@ -78,6 +80,8 @@ pub struct NodeSimulation {
     membership: membership::Operator,
     /// The replacement of nodes' disks.
     replacer: replace::Replacer,
+    /// The first partition map's proposal.
+    maps: maps::MapProposer,
     /// The configuration entries seen on the wire (the cuts around them).
     configuration_watch: configuration_cut::ConfigurationWatch,
     truth: Truth,

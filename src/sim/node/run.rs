@@ -144,6 +144,7 @@ impl NodeSimulation {
             clients: Clients::new(config.partitions, config.clients_per_partition),
             membership: super::membership::Operator::default(),
             replacer: super::replace::Replacer::default(),
+            maps: super::maps::MapProposer::default(),
             configuration_watch: super::configuration_cut::ConfigurationWatch::default(),
             truth: Truth::default(),
             checkers: NodeCheckers::default(),

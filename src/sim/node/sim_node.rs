@@ -18,6 +18,7 @@ use kommander_wal::{Wal, WalConfig};
 
 use crate::clock::{HybridLogicalClock, PhysicalClock};
 use crate::core::{NodeId, PartitionId};
+use crate::shard::partitions::MapTable;
 use crate::shard::{
     Application, EndpointLookup, EventSink, LeaderTable, RaftEvent, ShardConfig, ShardHost,
     ShardStepper,
@@ -115,6 +116,8 @@ impl EventSink for RestoreFailures {
 pub(super) struct Running {
     pub(super) host: ShardHost,
     pub(super) shards: Vec<ShardStepper>,
+    /// The partition map its partition 0 committed, and the map in force.
+    pub(super) maps: Arc<MapTable>,
 }
 
 /// One simulated node.
@@ -262,7 +265,9 @@ impl SimNode {
         })
     }
 
-    /// Starts an incarnation: opens every shard's WAL from its disk, starts the stepped host.
+    /// Starts an incarnation: opens every shard's WAL from its disk, starts the stepped host,
+    /// whose shards open the partitions partition 0's map adds with `first_members` while the
+    /// roster does not list this node.
     ///
     /// # Errors
     /// A WAL that does not open, or a host that does not start: recovery refused what the
@@ -273,6 +278,7 @@ impl SimNode {
         wal: &WalConfig,
         epoch_seed: u64,
         now: Instant,
+        first_members: (Vec<NodeId>, Vec<NodeId>),
     ) -> Result<(), String> {
         let mut wals = Vec::with_capacity(self.disks.len());
         for (shard, (disk, dir)) in self.disks.iter().enumerate() {
@@ -301,17 +307,21 @@ impl SimNode {
             clock: Arc::clone(&self.hlc),
         });
         let leaders = Arc::new(LeaderTable::new(Arc::new(NoEndpoints)));
+        let maps = Arc::new(MapTable::default());
+        maps.set_first_members(move || first_members.clone());
         let (host, shards) = ShardHost::start_stepped(
             config,
             wals,
             transport,
-            Application::new(Arc::clone(&self.app) as _).with_transfer(Arc::clone(&self.app) as _),
+            Application::new(Arc::clone(&self.app) as _)
+                .with_transfer(Arc::clone(&self.app) as _)
+                .with_maps(Arc::clone(&maps)),
             Arc::clone(&self.events) as _,
             leaders,
             now,
         )
         .map_err(|e| format!("node {}: the shard host does not start: {e}", self.id))?;
-        self.running = Some(Running { host, shards });
+        self.running = Some(Running { host, shards, maps });
         self.turn_at.iter_mut().for_each(|t| *t = None);
         self.disk_busy.iter_mut().for_each(|b| *b = false);
         Ok(())

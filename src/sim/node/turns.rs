@@ -4,9 +4,9 @@
 use bytes::Bytes;
 use kommander_wal::WalConfig;
 
-use crate::core::{NodeId, PartitionId};
+use crate::core::NodeId;
 use crate::node::NodeConfig;
-use crate::shard::ShardConfig;
+use crate::shard::{SYSTEM_PARTITION, ShardConfig};
 use crate::sim::checkers::Violation;
 
 use super::NodeSimulation;
@@ -57,49 +57,44 @@ impl NodeSimulation {
         shard
     }
 
-    /// Starts `node`'s next incarnation and opens every partition on it.
+    /// Starts `node`'s next incarnation and opens partition 0 on it: its shards open the other
+    /// partitions as partition 0's map adds them (the first one proposed by a leader of
+    /// partition 0, `maps.rs`, or found on its disks).
     pub(super) fn start_node(&mut self, node: usize) -> Result<(), Violation> {
         let config = self.shard_config(node);
         let wal: WalConfig = config.wal.clone();
         let epoch_seed = self.seed ^ ((node as u64) << 48) ^ self.nodes[node].incarnation;
         let now = self.nodes[node].clock.at(self.epoch, self.now);
-        let started = self.nodes[node].start(config, &wal, epoch_seed, now);
-        self.checkers.judge(RECOVERY, started)?;
-        self.report.starts += 1;
         // The first roster: the initial members (a node outside it waits to be added), or,
         // for a data directory admitted after its node's disks were replaced, the roster of
         // its admission (itself a learner: `replace.rs`).
         let initial: Vec<NodeId> = (1..=self.config.initial_members as u64)
             .map(NodeId)
             .collect();
-        let first = self.nodes[node].first.clone();
+        let (system, partitions, admitted_version) = match self.nodes[node].first.clone() {
+            Some(first) => (first.system, first.partitions, first.admitted_version),
+            None => ((initial.clone(), Vec::new()), (initial, Vec::new()), 0),
+        };
+        let started = self.nodes[node].start(config, &wal, epoch_seed, now, partitions);
+        self.checkers.judge(RECOVERY, started)?;
+        self.report.starts += 1;
         let running = self.nodes[node].running.as_ref().expect("just started");
-        if let Some(first) = &first {
-            running
-                .host
-                .membership()
-                .set_admitted_version(first.admitted_version);
-        }
-        // Partition 0 holds the roster the others follow.
-        for p in 0..=self.config.partitions as u32 {
-            let (voters, learners) = match &first {
-                Some(first) if p == 0 => first.system.clone(),
-                Some(first) => first.partitions.clone(),
-                None => (initial.clone(), Vec::new()),
-            };
-            // The answer comes in the shard's turn; what matters is the restore's outcome,
-            // which the recovery checker judges from the shards' events.
-            let opened = running
-                .host
-                .open_partition(PartitionId(p), voters, learners);
-            let opened = opened.map(drop).map_err(|refusal| {
-                format!(
-                    "node {}: partition {p} does not open: {refusal:?}",
-                    node + 1
-                )
+        running
+            .host
+            .membership()
+            .set_admitted_version(admitted_version);
+        // Partition 0 holds the roster and the map the others follow. The answer comes in the
+        // shard's turn; what matters is the restore's outcome, which the recovery checker
+        // judges from the shards' events.
+        let (voters, learners) = system;
+        let opened = running
+            .host
+            .open_partition(SYSTEM_PARTITION, voters, learners)
+            .map(drop)
+            .map_err(|refusal| {
+                format!("node {}: partition 0 does not open: {refusal:?}", node + 1)
             });
-            self.checkers.judge(RECOVERY, opened)?;
-        }
+        self.checkers.judge(RECOVERY, opened)?;
         for shard in 0..self.config.shards {
             self.schedule_turn(node, shard, self.now);
         }
@@ -190,6 +185,7 @@ impl NodeSimulation {
             .as_ref()
             .and_then(|running| running.shards[shard].failure());
         self.send_frames(node)?;
+        self.propose_first_map(node);
         self.check_deliveries(node)?;
         self.poll_answers(node)?;
         self.check_events(node)?;

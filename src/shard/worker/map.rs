@@ -1,0 +1,109 @@
+//! The worker's side of the partition map (decision 0006 point 5): on every tick each shard
+//! compares the committed map ([`MapTable`](crate::shard::partitions::MapTable)) with the
+//! partitions it hosts, and
+//!
+//! * opens every partition the map holds (not removed) that [`shard_of`] places here and that
+//!   it does not host: created, or restored when its WAL holds its log, with the first
+//!   configuration this node decided when it joined;
+//! * closes every partition it hosts that the map removed (a tombstone): its waiters are
+//!   refused `NotHosted`, its restore and transfers end, its leadership shows no leader, and
+//!   its WAL records are deleted so that its segments are reclaimed;
+//!
+//! and once it followed the map through, records it (`MapTable::followed`): the newest map
+//! every shard followed is the map in force, which the node reports as initialized.
+//!
+//! Partitions opened by an explicit `ShardHost::open_partition` (partition 0, or a test's
+//! partitions without a map) are left alone unless the map removes them.
+
+use std::time::Instant;
+
+use super::Worker;
+use crate::core::{NodeId, PartitionId, Role, SoftState, Term};
+use crate::shard::partitions::RangeState;
+use crate::shard::{Refusal, shard_of};
+
+impl Worker {
+    /// The tick's map work (see the module docs). A partition whose open is refused (beyond
+    /// `partitions_max`) is tried again at the next tick: the map is followed only once all
+    /// of this shard's partitions of it are open. A restore that fails later is not retried
+    /// before the next map.
+    pub(super) fn follow_map(&mut self, now: Instant) {
+        if self.failed() {
+            return;
+        }
+        let map = self.maps.map();
+        if map.version == self.map_followed {
+            return;
+        }
+        let shards = self.config.shard_count;
+        let mut done = true;
+        for range in &map.partitions {
+            let partition = range.partition_id;
+            if shard_of(partition, shards) != self.shard {
+                continue;
+            }
+            if range.state == RangeState::Removed {
+                self.close(partition, now);
+            } else if self.partitions.get(partition).is_none() {
+                let (voters, learners) = self.first_configuration();
+                if let Err(refusal) = self.open_partition(partition, voters, learners) {
+                    tracing::debug!(
+                        %partition,
+                        ?refusal,
+                        "partition map: the partition does not open; tried again next tick"
+                    );
+                    done = false;
+                }
+            }
+            if self.failed() {
+                return;
+            }
+        }
+        if done {
+            self.map_followed = map.version;
+            self.maps.followed(self.shard, shards, map.version);
+        }
+    }
+
+    /// The first configuration of a partition the map adds (its log governs above it): what
+    /// this node decided when it joined (`MapTable::set_first_members`), else the cluster the
+    /// shards were started with, voters all. It must be the same at every open of the
+    /// partition on this node, restores included: until the partition's log holds a
+    /// configuration entry, it is the voter set the replica counts quorums with (a restart
+    /// opening it from the roster in force then, which may have moved, would count with
+    /// another).
+    fn first_configuration(&self) -> (Vec<NodeId>, Vec<NodeId>) {
+        self.maps
+            .first_members()
+            .unwrap_or_else(|| (self.config.cluster.keys().copied().collect(), Vec::new()))
+    }
+
+    /// Closes `partition`, which the map removed (nothing when it is not hosted here).
+    fn close(&mut self, partition: PartitionId, now: Instant) {
+        let Some(mut slot) = self.partitions.remove(partition) else {
+            return;
+        };
+        slot.refuse_waiters(&Refusal::NotHosted);
+        self.restoring.retain(|&p| p != partition);
+        self.compactions_waiting.retain(|&p| p != partition);
+        self.reads.forget(partition);
+        self.end_transfers(partition);
+        let term = slot
+            .replica
+            .as_ref()
+            .map_or(Term(0), |r| r.soft_state().term);
+        self.leaders.update(
+            partition,
+            SoftState {
+                role: Role::Follower,
+                leader: None,
+                term,
+                noop_committed: false,
+            },
+            now,
+        );
+        let deleted = self.writes.delete_partition(&mut self.wal, partition);
+        self.check_wal(deleted);
+        tracing::info!(%partition, "partition map: the partition is removed; closed");
+    }
+}

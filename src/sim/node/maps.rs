@@ -1,0 +1,49 @@
+//! The first partition map: proposed to partition 0 by a node that leads it and knows no map,
+//! as the node's coordinator proposes it (`src/node/system.rs`), one proposal at a time,
+//! again when the last one's answer came without a map committed. Every node's shards open the
+//! map's partitions once their partition 0 committed it (`src/shard/worker/map.rs`): the
+//! simulator opens no user partition itself.
+
+use tokio::sync::oneshot::{self, error::TryRecvError};
+
+use super::NodeSimulation;
+use crate::core::{Role, Ticket};
+use crate::shard::partitions::{PartitionMap, map_proposal};
+use crate::shard::{Refusal, ReplicationResult, SYSTEM_PARTITION};
+
+/// The first map's proposal waiting for its answer.
+#[derive(Default)]
+pub(super) struct MapProposer {
+    waiting: Option<oneshot::Receiver<Result<ReplicationResult, Refusal>>>,
+}
+
+impl NodeSimulation {
+    /// After `node`'s turns: when it leads partition 0 and knows no map, and no proposal
+    /// waits for its answer, it proposes the first map.
+    pub(super) fn propose_first_map(&mut self, node: usize) {
+        if let Some(answer) = self.maps.waiting.as_mut() {
+            if matches!(answer.try_recv(), Err(TryRecvError::Empty)) {
+                return;
+            }
+            self.maps.waiting = None;
+        }
+        let Some(running) = self.nodes[node].running.as_ref() else {
+            return;
+        };
+        let leads = running
+            .host
+            .leadership(SYSTEM_PARTITION)
+            .is_some_and(|l| l.role == Role::Leader);
+        if !leads || running.maps.map().version > 0 {
+            return;
+        }
+        let Ok(map) = PartitionMap::initial(self.config.partitions as u32) else {
+            return;
+        };
+        let (reply, answer) = oneshot::channel();
+        let request = map_proposal(&map, Ticket(self.clients.take_id()), reply);
+        if self.send_to(node, SYSTEM_PARTITION, request).is_ok() {
+            self.maps.waiting = Some(answer);
+        }
+    }
+}
