@@ -6,7 +6,7 @@
 mod cluster;
 mod config;
 mod faults;
-mod harness;
+pub(crate) mod harness;
 mod install_crash;
 mod membership;
 #[cfg(feature = "sim-bugs")]

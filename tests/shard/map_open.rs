@@ -8,7 +8,6 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kommander_raft::core::{NodeId, PartitionId, Role, Status, Ticket};
@@ -22,7 +21,8 @@ use kommander_raft::transport::memory::MemoryNetwork;
 use kommander_wal::Wal;
 use tokio::sync::oneshot;
 
-const PATIENCE: Duration = Duration::from_secs(30);
+use crate::runtime::harness::{eventually, wait};
+
 const P0: PartitionId = PartitionId(0);
 const P1: PartitionId = PartitionId(1);
 const P3: PartitionId = PartitionId(3);
@@ -56,26 +56,6 @@ struct Node {
     app: Arc<Counter>,
 }
 
-fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(value) = f() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn answer<T>(answer: oneshot::Receiver<Result<T, Refusal>>) -> Result<T, Refusal> {
-    let mut answer = answer;
-    eventually("an answer", || match answer.try_recv() {
-        Ok(result) => Some(result),
-        Err(oneshot::error::TryRecvError::Empty) => None,
-        Err(oneshot::error::TryRecvError::Closed) => Some(Err(Refusal::ShutDown)),
-    })
-}
-
 fn start(dir: &Path, network: &Arc<MemoryNetwork>) -> Vec<Node> {
     (1..=3u64)
         .map(|id| {
@@ -107,7 +87,7 @@ fn start(dir: &Path, network: &Arc<MemoryNetwork>) -> Vec<Node> {
             .expect("node starts");
             network.register(NodeId(id), host.inbound());
             let voters = (1..=3).map(NodeId).collect();
-            answer(host.open_partition(P0, voters, Vec::new()).expect("queued"))
+            wait(host.open_partition(P0, voters, Vec::new()).expect("queued"))
                 .expect("partition 0 opens");
             Node {
                 config,
@@ -122,7 +102,7 @@ fn start(dir: &Path, network: &Arc<MemoryNetwork>) -> Vec<Node> {
 fn status(node: &Node, partition: PartitionId) -> Result<PartitionStatus, Refusal> {
     let (reply, answered) = oneshot::channel();
     node.host.send(partition, Request::Status { reply })?;
-    answer(answered)
+    wait(answered)
 }
 
 fn leader(nodes: &[Node], partition: PartitionId) -> usize {
@@ -147,7 +127,7 @@ fn replicate(nodes: &[Node], partition: PartitionId, entries: Vec<ProposedEntry>
             .host
             .send(partition, request)
             .ok()?;
-        match answer(answered) {
+        match wait(answered) {
             Ok(ReplicationResult {
                 status: Status::Success,
                 ..
@@ -253,7 +233,7 @@ fn partitions_open_and_close_on_their_shards_as_the_map_changes() {
                 reply,
             };
             nodes[leader].host.send(P1, request).expect("queued");
-            let checkpointed = answer(answered).expect("checkpoint");
+            let checkpointed = wait(answered).expect("checkpoint");
             assert_eq!(checkpointed.status, Status::Success);
         }
     }
