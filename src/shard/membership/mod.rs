@@ -131,6 +131,19 @@ impl MembershipTable {
             .extend(partitions);
     }
 
+    /// Forgets `partition`, closed on this node (the map removed it): it no longer holds a
+    /// roster change back, nor counts in a joining node's standings.
+    pub(crate) fn forget(&self, partition: PartitionId) {
+        self.reconciled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&partition);
+        self.standings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&partition);
+    }
+
     /// Whether every partition of this node (but 0) has committed the configuration of the
     /// roster at `version`.
     pub(crate) fn all_reconciled(&self, version: u64) -> bool {
@@ -191,5 +204,23 @@ impl MembershipTable {
     #[must_use]
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A partition the map removed no longer holds roster changes back (a tombstone would
+    /// otherwise refuse every later change `ConcurrentMembershipChange`).
+    #[test]
+    fn a_forgotten_partition_no_longer_holds_the_roster_back() {
+        let table = MembershipTable::default();
+        table.set_reconciled([(PartitionId(1), Some(3)), (PartitionId(2), None)]);
+        table.record_tick([(PartitionId(2), true, true)], 1);
+        assert!(!table.all_reconciled(3));
+        table.forget(PartitionId(2));
+        assert!(table.all_reconciled(3));
+        assert_eq!(table.standing(PartitionId(2)), None);
     }
 }

@@ -87,6 +87,7 @@ impl Worker {
         self.restoring.retain(|&p| p != partition);
         self.compactions_waiting.retain(|&p| p != partition);
         self.reads.forget(partition);
+        self.membership.forget(partition);
         self.end_transfers(partition);
         let term = slot
             .replica
