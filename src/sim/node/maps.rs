@@ -11,21 +11,33 @@ use crate::core::{Role, Ticket};
 use crate::shard::partitions::{PartitionMap, map_proposal};
 use crate::shard::{Refusal, ReplicationResult, SYSTEM_PARTITION};
 
-/// The first map's proposal waiting for its answer.
+/// How soon the first map is proposed again after an answer that left no map committed (the
+/// coordinator waits an election timeout): an answer may come before the commit (a failed
+/// proposal, or one answered before it is durable), and asking again at once would keep the
+/// node's shard busy at one simulated instant for ever.
+const PROPOSAL_RETRY_MS: u64 = 300;
+
+/// The first map's proposal waiting for its answer, and when another may be sent.
 #[derive(Default)]
 pub(super) struct MapProposer {
     waiting: Option<oneshot::Receiver<Result<ReplicationResult, Refusal>>>,
+    next_at: u64,
 }
 
 impl NodeSimulation {
-    /// After `node`'s turns: when it leads partition 0 and knows no map, and no proposal
-    /// waits for its answer, it proposes the first map.
+    /// After `node`'s turns: when it leads partition 0 and knows no map, no proposal waits
+    /// for its answer and the last answer came [`PROPOSAL_RETRY_MS`] ago or more, it proposes
+    /// the first map.
     pub(super) fn propose_first_map(&mut self, node: usize) {
         if let Some(answer) = self.maps.waiting.as_mut() {
             if matches!(answer.try_recv(), Err(TryRecvError::Empty)) {
                 return;
             }
             self.maps.waiting = None;
+            self.maps.next_at = self.now + PROPOSAL_RETRY_MS;
+        }
+        if self.now < self.maps.next_at {
+            return;
         }
         let Some(running) = self.nodes[node].running.as_ref() else {
             return;
