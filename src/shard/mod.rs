@@ -56,6 +56,7 @@ pub use transport::{Inbound, Transport};
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, DefaultHasher};
+use std::num::NonZeroU64;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -108,7 +109,9 @@ pub enum Refusal {
     QueueFull,
     /// The partition is being restored from the WAL.
     RestoreInProgress,
-    /// The partition is not open on this node.
+    /// The partition is not open on this node, or this node's committed partition map
+    /// refused the write (a removed range, or another generation than the one it was routed
+    /// with: [`Request::Fenced`]). Nothing was written.
     NotHosted,
     /// The shard failed (its WAL is poisoned, or a panic on its thread): it refuses every
     /// request until the node restarts.
@@ -232,8 +235,9 @@ pub struct Opened {
 
 /// A request to one partition, answered on its [`Reply`]. Refused requests get a [`Refusal`]:
 /// `RestoreInProgress` while the partition restores, `NotHosted` for a partition not open on
-/// this node, `ShardFailed` after a WAL failure, `ShutDown` once the shard stopped, and the
-/// replica's own refusals (`NotLeader`, `QueueFull`, `Replica(ActiveProposal)`, ...).
+/// this node (and for a write the partition map fences off), `ShardFailed` after a WAL
+/// failure, `ShutDown` once the shard stopped, and the replica's own refusals (`NotLeader`,
+/// `QueueFull`, `Replica(ActiveProposal)`, ...).
 #[non_exhaustive]
 #[derive(Debug)]
 pub enum Request {
@@ -261,6 +265,20 @@ pub enum Request {
         ticket: Ticket,
         /// The answer.
         reply: Reply<ReplicationResult>,
+    },
+    /// `request`, carried out only while this node's committed partition map lets a write
+    /// routed with `expected_generation` through to the partition (decision 0006's generation
+    /// fence, `shard/partitions/fence.rs`): the partition's range is not removed and has that
+    /// generation, whatever its state (`Splitting` and `Draining` included). Judged on the
+    /// shard when the request is carried out; otherwise refused `NotHosted` and nothing is
+    /// written. The handle fences a proposal whose caller gave a generation (Kommander's
+    /// `expectedGeneration`); an unfenced [`Request::Propose`] is refused only by a removed
+    /// range.
+    Fenced {
+        /// The generation of the partition's range the caller routed with.
+        expected_generation: NonZeroU64,
+        /// The request carried out when the fence lets it through.
+        request: Box<Request>,
     },
     /// Propose a checkpoint (the compaction floor once committed and applied).
     Checkpoint {
@@ -356,6 +374,7 @@ impl Request {
             | Self::Checkpoint { reply, .. } => {
                 let _ = reply.send(Err(refusal));
             }
+            Self::Fenced { request, .. } => request.refuse(refusal),
             Self::ChangeMembership { reply, .. } => {
                 let _ = reply.send(Err(refusal));
             }

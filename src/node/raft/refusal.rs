@@ -45,6 +45,8 @@ impl Raft {
             }
             Refusal::QueueFull => ReplicateError::QueueFull,
             Refusal::RestoreInProgress => ReplicateError::RestoreInProgress,
+            // Not open here, or fenced off on the shard by its committed partition map (a
+            // removed range, or not the generation the caller routed with): nothing written.
             Refusal::NotHosted => ReplicateError::PartitionMoved {
                 partition,
                 generation: self.partition_generation(partition),

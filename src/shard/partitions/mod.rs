@@ -1,14 +1,15 @@
 //! Partition 0's partition map, owned by the shard layer (decision 0006): which user partition
 //! owns which slice of the key-hash space ([`map`](PartitionMap)), how a key routes through it
 //! (`routing.rs`), how partition 0 keeps it with its WAL floor (`floor_meta.rs`) and ships it in
-//! its snapshots ([`MapTransfer`]), and the table the shards and the node read it from
-//! ([`MapTable`]).
+//! its snapshots ([`MapTransfer`]), the table the shards and the node read it from
+//! ([`MapTable`]), and the fence a write passes on its shard (`fence.rs`).
 //!
 //! A map is an ordinary entry of partition 0 (log type [`SYSTEM_LOG_TYPE`]) until compaction;
 //! at compaction partition 0's floor meta holds the configuration and the map in force at the
 //! floor, so the map is durable exactly when its entry is and recovery finds it from the floor
 //! meta and the log, without a file of its own.
 
+mod fence;
 mod floor_meta;
 mod map;
 mod routing;

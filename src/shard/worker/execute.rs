@@ -1,7 +1,8 @@
 //! Request execution: each [`Request`] queued for a partition is carried out on its replica
-//! (proposals validated and encoded first), or refused with a [`Refusal`]. Operations that
-//! complete later (proposals, commits, rollbacks, checkpoints, reads) leave their reply as a
-//! waiter on the partition; the Ready that reports their outcome answers it.
+//! (proposals fenced by the committed partition map, validated and encoded first), or refused
+//! with a [`Refusal`]. Operations that complete later (proposals, commits, rollbacks,
+//! checkpoints, reads) leave their reply as a waiter on the partition; the Ready that reports
+//! their outcome answers it.
 
 use std::sync::Arc;
 
@@ -33,6 +34,28 @@ impl Worker {
             } => {
                 self.change_membership(&change, expected_version, ticket, reply);
                 self.partitions.mark_dirty(SYSTEM_PARTITION);
+                return;
+            }
+            // The generation fence, judged now, when the write would be proposed (decision
+            // 0006 point 4): a map change committed while it queued is seen.
+            Request::Fenced {
+                expected_generation,
+                request,
+            } => {
+                if self
+                    .maps
+                    .map()
+                    .admits_write(partition, Some(expected_generation))
+                {
+                    self.execute(partition, *request);
+                } else {
+                    request.refuse(Refusal::NotHosted);
+                }
+                return;
+            }
+            // A removed range takes no write, fenced or not: it is closing here.
+            request @ Request::Propose { .. } if !self.maps.map().admits_write(partition, None) => {
+                request.refuse(Refusal::NotHosted);
                 return;
             }
             other => other,
@@ -102,7 +125,7 @@ impl Worker {
                 Self::wait_outcome(slot, EntryKind::Checkpoint, result, reply);
             }
             // Carried out above.
-            Request::ChangeMembership { .. } => {}
+            Request::ChangeMembership { .. } | Request::Fenced { .. } => {}
             Request::Configuration { reply } => {
                 let _ = reply.send(Ok(crate::shard::PartitionConfiguration {
                     current: replica.configuration().clone(),
