@@ -14,4 +14,4 @@ mod node_bugs;
 mod restart;
 mod shard_failure;
 mod statuses;
-mod stepped;
+pub(crate) mod stepped;

@@ -1,3 +1,5 @@
-//! Shard-layer tests of decision 0006: the partition map followed by every shard.
+//! Shard-layer tests of decision 0006: the partition map followed by every shard, and the
+//! write fence its shard applies to a partition's writes.
 
+mod fence;
 mod map_open;
