@@ -83,6 +83,12 @@ pub struct NodeSimConfig {
     /// configuration, the others may hold a majority of the previous one
     /// (`configuration_cut.rs`).
     pub configuration_cut_per_million: u32,
+    /// Share of partition 0's configuration entries (each when its leader first sends it, in
+    /// the seeds where the operator changes the roster) after which the leader is cut off
+    /// with only the nodes the change brings in: the change stays on a minority while the
+    /// others elect a leader without it, whose first append is then cut against the change's
+    /// holders (`configuration_cut.rs`: Ongaro's single-server hazard).
+    pub stranded_configuration_per_million: u32,
     /// Shortest pause between two replacements of a node's disks (`replace.rs`: the node
     /// crashes, its data directory is wiped, and it is admitted again with a new incarnation).
     pub replace_interval_ms_min: u64,
@@ -149,6 +155,8 @@ impl NodeSimConfig {
             initial_members: nodes,
             membership_moves_nodes: false,
             configuration_cut_per_million: 0,
+            // Not drawn from the seed: every seed may strand a change, and no other draw moves.
+            stranded_configuration_per_million: 250_000,
             replace_interval_ms_min: 0,
             replace_interval_ms_max: 0,
         };

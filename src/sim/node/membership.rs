@@ -24,13 +24,27 @@ use crate::shard::{Refusal, ReplicationResult, Request, SYSTEM_PARTITION};
 const BURST_PER_MILLION: u32 = 250_000;
 
 /// The operator: the roster change it watches (the node it was sent to and its answer), the
-/// leader of partition 0 the last refusal named, and the highest term of partition 0 a
-/// leader was sent an eager change in.
+/// leader of partition 0 the last refusal named, the highest term of partition 0 a leader was
+/// sent an eager change in, and the eager change the cut at a new leader's first append drew.
 #[derive(Default)]
 pub(super) struct Operator {
     step: Option<(usize, oneshot::Receiver<Result<ReplicationResult, Refusal>>)>,
     leader_hint: Option<usize>,
     eager_term: Term,
+    planned: Option<PlannedChange>,
+}
+
+/// The eager change a leader of partition 0 is to be sent in its term (drawn with the cut at
+/// its first append, `configuration_cut.rs`), instead of one drawn at random.
+#[derive(Debug)]
+pub(super) struct PlannedChange {
+    /// The leader, by index.
+    pub(super) node: usize,
+    /// Its term.
+    pub(super) term: Term,
+    /// The node the change moves.
+    pub(super) moved: NodeId,
+    pub(super) change: RosterChange,
 }
 
 /// A roster change sent: the version it was sent against and the node it moves.
@@ -43,6 +57,12 @@ impl Operator {
     /// Whether a roster change it asked waits for its answer.
     pub(super) fn busy(&self) -> bool {
         self.step.is_some()
+    }
+
+    /// The change to send as `planned.node`'s eager change in `planned.term` (a plan made
+    /// for another leader or term is dropped when the next eager change is sent).
+    pub(super) fn plan(&mut self, planned: PlannedChange) {
+        self.planned = Some(planned);
     }
 }
 
@@ -61,7 +81,7 @@ impl NodeSimulation {
             return;
         }
         let node = self.system_leader_hint();
-        let Some(first) = self.send_change(node, None) else {
+        let Some(first) = self.send_change(node, None, None) else {
             return;
         };
         if self.healed_at.is_none() && self.client_rng.chance(BURST_PER_MILLION) {
@@ -69,13 +89,13 @@ impl NodeSimulation {
             // the roster from the configuration in force, the first one's once appended, so
             // only a leader that takes two changes in flight accepts it (the same version
             // would be stale there).
-            self.send_change(node, Some((first.version + 1, first.moved)));
+            self.send_change(node, Some((first.version + 1, first.moved)), None);
         }
     }
 
     /// As soon as `node` claims partition 0's leadership in a term the operator has not seen
     /// (during the faults): a roster change sent to it at once, before the no-op of its term
-    /// can have committed.
+    /// can have committed; the one planned for it in that term if any, else one drawn.
     fn eager_change(&mut self, node: usize) {
         if self.healed_at.is_some() || self.config.membership_interval_ms_max == 0 {
             return;
@@ -94,18 +114,33 @@ impl NodeSimulation {
             return;
         }
         self.membership.eager_term = term;
-        self.send_change(node, None);
+        let planned = self
+            .membership
+            .planned
+            .take()
+            .filter(|planned| planned.node == node && planned.term == term)
+            .map(|planned| (planned.moved, planned.change));
+        self.send_change(node, None, planned);
     }
 
-    /// Sends `node` a roster change drawn against the roster it knows, against that roster's
-    /// version or, for the second of a burst, against `second`'s version (the one the first
-    /// makes) and moving another node than the first. The answer is watched unless another change is.
-    fn send_change(&mut self, node: usize, second: Option<(u64, NodeId)>) -> Option<Sent> {
+    /// Sends `node` a roster change (`planned`, else one drawn against the roster it knows),
+    /// against that roster's version or, for the second of a burst, against `second`'s
+    /// version (the one the first makes) and moving another node than the first. The answer
+    /// is watched unless another change is.
+    fn send_change(
+        &mut self,
+        node: usize,
+        second: Option<(u64, NodeId)>,
+        planned: Option<(NodeId, RosterChange)>,
+    ) -> Option<Sent> {
         let roster = self.nodes[node]
             .running
             .as_ref()
             .and_then(|running| running.host.membership().roster())?;
-        let (moved, change) = self.draw_change(&roster)?;
+        let (moved, change) = match planned {
+            Some(planned) => planned,
+            None => self.draw_change(&roster)?,
+        };
         let version = match second {
             Some((_, first)) if first == moved => return None,
             Some((version, _)) => version,
