@@ -150,7 +150,9 @@ impl ConfigurationWatch {
                     continue;
                 }
                 Some(spread) if spread.index > entry.index => continue,
-                Some(spread) if spread.index == entry.index && entry.kind != EntryKind::Configuration => {
+                Some(spread)
+                    if spread.index == entry.index && entry.kind != EntryKind::Configuration =>
+                {
                     // The receiver's copy is overwritten (so is the sender's).
                     spread.holders.remove(&from);
                     if let Some(to) = to {
@@ -284,7 +286,12 @@ impl NodeSimulation {
         if others_voting < previous.quorum() {
             return;
         }
-        self.cut(leader, &side, "stranded configuration", &format!("{previous} -> {next}"));
+        self.cut(
+            leader,
+            &side,
+            "stranded configuration",
+            &format!("{previous} -> {next}"),
+        );
     }
 
     /// The second step of the provocation: the first append of `leader`'s `term` on partition
@@ -333,7 +340,12 @@ impl NodeSimulation {
         );
         let pick = self.configuration_watch.dice(self.seed).index(plans.len());
         let (side, moved, change) = plans.swap_remove(pick);
-        self.cut(leader, &side, "first append cut", &format!("{detail}, eager {change:?}"));
+        self.cut(
+            leader,
+            &side,
+            "first append cut",
+            &format!("{detail}, eager {change:?}"),
+        );
         self.membership.plan(PlannedChange {
             node: leader,
             term,
@@ -686,12 +698,20 @@ mod tests {
             payload,
         };
         let change = |index, term, voters: &[u64]| {
-            entry(index, term, EntryKind::Configuration, configuration(voters).encode())
+            entry(
+                index,
+                term,
+                EntryKind::Configuration,
+                configuration(voters).encode(),
+            )
         };
         let no_op = |index, term| entry(index, term, EntryKind::NoOp, Bytes::new());
         let mut watch = ConfigurationWatch::default();
         let holders = |watch: &ConfigurationWatch| -> Vec<usize> {
-            watch.spread.as_ref().map_or(Vec::new(), |s| s.holders.iter().copied().collect())
+            watch
+                .spread
+                .as_ref()
+                .map_or(Vec::new(), |s| s.holders.iter().copied().collect())
         };
         watch.follow_spread(0, Some(4), &[no_op(4, 1), change(5, 1, &[1, 2])]);
         assert_eq!(holders(&watch), [0, 4]);
