@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,10 +36,10 @@ pub(crate) const CHECKPOINTS_OFF: [&str; 6] = [
     "0",
 ];
 
-/// A free loopback address (bound, then released: the node binds it next).
+/// A free loopback address (bound, then released: the node binds it next; never one handed
+/// out before, `cli::free_port`).
 fn free_address() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").to_string()
+    format!("127.0.0.1:{}", crate::cli::free_port())
 }
 
 /// One node: its addresses, files and (while running) its process.
