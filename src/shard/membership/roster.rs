@@ -250,11 +250,7 @@ impl Roster {
     /// The version of the roster partition 0's `configuration` holds, read from the context's
     /// header alone (0: the genesis roster, or a context that is not a roster).
     pub(crate) fn version_of(configuration: &Configuration) -> u64 {
-        let mut cursor = Cursor(configuration.context());
-        match cursor.u8() {
-            Some(FORMAT) => cursor.u64().unwrap_or(0),
-            _ => 0,
-        }
+        read_version(&mut Cursor(configuration.context())).unwrap_or(0)
     }
 
     /// The version: bumped by one by every change (0: the genesis roster).
@@ -477,10 +473,7 @@ impl Roster {
     /// roster with sorted, distinct, non-zero members and valid endpoints.
     fn decode(bytes: &[u8]) -> Option<Self> {
         let mut cursor = Cursor(bytes);
-        if cursor.u8()? != FORMAT {
-            return None;
-        }
-        let version = cursor.u64()?;
+        let version = read_version(&mut cursor)?;
         let count = usize::from(cursor.u16()?);
         if count > CONFIGURATION_MEMBERS_MAX {
             return None;
@@ -535,6 +528,14 @@ pub(crate) fn check_endpoint(endpoint: &str) -> Result<(), RosterError> {
 
 /// A total reader of little-endian fields.
 struct Cursor<'a>(&'a [u8]);
+
+/// The encoding's header up to the version: the format byte, checked, then the version.
+fn read_version(cursor: &mut Cursor<'_>) -> Option<u64> {
+    if cursor.u8()? != FORMAT {
+        return None;
+    }
+    cursor.u64()
+}
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, len: usize) -> Option<&'a [u8]> {
