@@ -361,15 +361,18 @@ fn soft_state_says_when_the_leaders_no_op_has_committed() {
 #[test]
 fn a_withheld_replica_votes_only_for_a_candidate_with_its_admission_committed() {
     use kommander_raft::core::{DurableState, PartitionId, Replica, ReplicaConfig};
-    let config = ReplicaConfig {
-        votes_withheld_below_version: 5,
-        ..ReplicaConfig::new(
-            NodeId(1),
-            PartitionId(1),
-            vec![NodeId(1), NodeId(2), NodeId(3)],
-        )
+    let withheld_replica = || {
+        let config = ReplicaConfig {
+            votes_withheld_below_version: 5,
+            ..ReplicaConfig::new(
+                NodeId(1),
+                PartitionId(1),
+                vec![NodeId(1), NodeId(2), NodeId(3)],
+            )
+        };
+        Replica::new(config, DurableState::default()).expect("valid")
     };
-    let mut replica = Replica::new(config, DurableState::default()).expect("valid");
+    let mut replica = withheld_replica();
     assert!(replica.votes_withheld());
     let ask = |version: u64, pre_vote: bool| {
         let (last_log_index, last_log_term) = (LogIndex(0), Term(0));
@@ -410,18 +413,7 @@ fn a_withheld_replica_votes_only_for_a_candidate_with_its_admission_committed() 
     replica.step(msg(3, 1, 2, ask(5, false))).expect("valid");
     assert_eq!(answers(&mut replica), vec![(3, true), (3, true)]);
     // It does not campaign while withheld.
-    let mut withheld = Replica::new(
-        ReplicaConfig {
-            votes_withheld_below_version: 5,
-            ..ReplicaConfig::new(
-                NodeId(1),
-                PartitionId(1),
-                vec![NodeId(1), NodeId(2), NodeId(3)],
-            )
-        },
-        DurableState::default(),
-    )
-    .expect("valid");
+    let mut withheld = withheld_replica();
     for _ in 0..100 {
         withheld.tick();
     }
