@@ -25,6 +25,7 @@ mod checks;
 mod client;
 mod config;
 mod configuration_cut;
+mod hazard_provocation;
 mod maps;
 mod membership;
 mod nemesis;
@@ -84,6 +85,8 @@ pub struct NodeSimulation {
     maps: maps::MapProposer,
     /// The configuration entries seen on the wire (the cuts around them).
     configuration_watch: configuration_cut::ConfigurationWatch,
+    /// What the provocation of Ongaro's hazard follows on the wire.
+    hazard: hazard_provocation::HazardWatch,
     truth: Truth,
     checkers: NodeCheckers,
     trace: TraceHash,

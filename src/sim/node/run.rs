@@ -146,6 +146,7 @@ impl NodeSimulation {
             replacer: super::replace::Replacer::default(),
             maps: super::maps::MapProposer::default(),
             configuration_watch: super::configuration_cut::ConfigurationWatch::default(),
+            hazard: super::hazard_provocation::HazardWatch::default(),
             truth: Truth::default(),
             checkers: NodeCheckers::default(),
             trace: TraceHash::new(),
