@@ -1,8 +1,9 @@
 //! A reader of WAL directories written from `docs/wal-format.md` alone: its own CRC-32C, its
 //! own decoding of segment headers, frames and records, its own scan and replay (nothing of the
-//! crate's `format.rs` or `recovery.rs`). It reads a real directory written through `Wal` and
-//! must find exactly what the `Wal` reports: if the page leaves out or misstates a rule, it
-//! reads something else and the test says where.
+//! crate but what writes and reports the log: `Wal`, its config and write types). It reads a
+//! real directory written through `Wal` and must find exactly what the `Wal` reports: if the
+//! page leaves out or misstates a rule, it reads something else and the test says where.
+//! `doc_cases.rs` feeds it the page's edge cases, written byte by byte from the page.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,7 +14,7 @@ use kommander_wal::{PartitionId, TermVote, Wal, WalConfig, Write};
 use crate::common::{Rng, small_config};
 
 /// CRC-32C: reflected polynomial 0x82F63B78, initial value and final XOR 0xFFFFFFFF.
-fn crc32c(bytes: &[u8]) -> u32 {
+pub fn crc32c(bytes: &[u8]) -> u32 {
     let mut crc = !0u32;
     for byte in bytes {
         crc ^= u32::from(*byte);
@@ -28,7 +29,7 @@ fn crc32c(bytes: &[u8]) -> u32 {
     !crc
 }
 
-fn le(bytes: &[u8], at: usize, len: usize) -> Option<u64> {
+pub fn le(bytes: &[u8], at: usize, len: usize) -> Option<u64> {
     let field = bytes.get(at..at.checked_add(len)?)?;
     Some(
         field
@@ -38,8 +39,8 @@ fn le(bytes: &[u8], at: usize, len: usize) -> Option<u64> {
     )
 }
 
-const BLOCK: usize = 4096;
-const MARKER: &[u8] = b"kommander-wal directory\nformat 1\n";
+pub const BLOCK: usize = 4096;
+pub const MARKER: &[u8] = b"kommander-wal directory\nformat 1\n";
 
 /// A segment header that passed every check.
 #[derive(Clone, Copy)]
@@ -193,15 +194,16 @@ fn records(payload: &[u8], count: u64) -> Result<Vec<Record<'_>>, String> {
 
 /// One partition as the page's replay leaves it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Partition {
-    first: u64,
-    fresh: bool,
-    floor_term: u64,
-    floor_meta: Vec<u8>,
+pub struct Partition {
+    pub first: u64,
+    pub fresh: bool,
+    pub floor_term: u64,
+    pub floor_meta: Vec<u8>,
     /// (term, payload) from `first` on.
-    entries: Vec<(u64, Vec<u8>)>,
-    term_vote: Option<TermVote>,
-    commit: Option<u64>,
+    pub entries: Vec<(u64, Vec<u8>)>,
+    /// (term, vote).
+    pub term_vote: Option<(u64, Option<u64>)>,
+    pub commit: Option<u64>,
 }
 
 impl Partition {
@@ -239,7 +241,7 @@ impl Partition {
             }
             2 => {
                 let vote = (record.flags & 1 == 1).then_some(i);
-                self.term_vote = Some(TermVote { term: t, vote });
+                self.term_vote = Some((t, vote));
             }
             3 => self.commit = Some(i),
             4 => {
@@ -279,20 +281,23 @@ impl Partition {
 
 /// What the reader found.
 #[derive(Debug, Default)]
-struct Found {
-    partitions: BTreeMap<u32, Partition>,
-    next_lsn: u64,
-    first_lsn: Option<u64>,
+pub struct Found {
+    pub partitions: BTreeMap<u32, Partition>,
+    pub next_lsn: u64,
+    pub first_lsn: Option<u64>,
     /// Segments walked, and how the last written one ended.
-    segments_walked: usize,
-    torn_tail: bool,
-    stale_end: bool,
+    pub segments_walked: usize,
+    pub torn_tail: bool,
+    pub stale_end: bool,
     /// The last written segment's seq and the offsets of its accepted frames.
-    last_written: Option<(u64, Vec<usize>)>,
+    pub last_written: Option<(u64, Vec<usize>)>,
 }
 
 /// Reads a WAL directory as `docs/wal-format.md` says (without repairing anything).
-fn read_directory(dir: &Path) -> Result<Found, String> {
+///
+/// # Errors
+/// What makes the page refuse the directory (not a WAL, a missing segment, corruption).
+pub fn read_directory(dir: &Path) -> Result<Found, String> {
     let marker = std::fs::read(dir.join("KOMMANDER_WAL")).map_err(|e| e.to_string())?;
     if !marker.starts_with(MARKER) {
         return Err("not a marker".into());
@@ -414,7 +419,7 @@ fn read_directory(dir: &Path) -> Result<Found, String> {
 }
 
 /// What the `Wal` reports, in the reader's terms.
-fn reported(wal: &Wal) -> BTreeMap<u32, Partition> {
+pub fn reported(wal: &Wal) -> BTreeMap<u32, Partition> {
     let mut out = BTreeMap::new();
     for (id, info) in wal.partitions().expect("partitions") {
         let floor_term = info
@@ -435,7 +440,7 @@ fn reported(wal: &Wal) -> BTreeMap<u32, Partition> {
                 floor_term: floor_term.unwrap_or(0),
                 floor_meta: wal.floor_meta(id).expect("meta").to_vec(),
                 entries,
-                term_vote: info.term_vote,
+                term_vote: info.term_vote.map(|tv| (tv.term, tv.vote)),
                 commit: info.commit_index,
             },
         );
@@ -536,7 +541,40 @@ fn a_reader_written_from_the_format_page_reads_what_the_wal_reports() {
         }
     }
     wal.sync().expect("sync");
+    // 10, after the churn (so its records stay in the last segments, not rewritten): a log
+    // conflict, a compaction, one below the floor, a truncation below the first index (which
+    // empties the log), a compaction past the last entry, entries after each.
+    for index in 1..=12 {
+        wal.append_entry(p(10), index, 1, &payload(&mut rng, 300))
+            .expect("append");
+    }
+    wal.truncate_after(p(10), 8).expect("conflict");
+    for index in 9..=10 {
+        wal.append_entry(p(10), index, 2, &payload(&mut rng, 300))
+            .expect("append");
+    }
+    wal.compact_to(p(10), 5, b"floor of 10 at 4")
+        .expect("compact");
+    wal.compact_to(p(10), 3, b"below the floor")
+        .expect("below the floor");
+    wal.truncate_after(p(10), 4).expect("below the first index");
+    for index in 5..=6 {
+        wal.append_entry(p(10), index, 3, &payload(&mut rng, 300))
+            .expect("append");
+    }
+    wal.compact_to(p(10), 9, b"floor of 10 at 8")
+        .expect("past the last entry");
+    wal.append_entry(p(10), 9, 3, b"after the floor")
+        .expect("append");
+    wal.set_commit_index(p(10), 9).expect("commit");
+    wal.sync().expect("sync");
     let expected = reported(&wal);
+    assert_eq!(
+        (expected[&10].first, expected[&10].entries.len()),
+        (9, 1),
+        "10 restarted past its last entry"
+    );
+    assert_eq!(&expected[&10].floor_meta, b"floor of 10 at 8");
     let next_lsn = wal.next_lsn().0;
     let seqs = wal.segment_seqs();
     drop(wal);
@@ -564,7 +602,7 @@ fn a_reader_written_from_the_format_page_reads_what_the_wal_reports() {
         assert_eq!(&found.partitions[id], partition, "partition {id}");
     }
     assert_eq!(&found.partitions[&2].floor_meta, b"configuration at 14");
-    assert_eq!(found.partitions[&1].term_vote, Some(term_vote));
+    assert_eq!(found.partitions[&1].term_vote, Some((2, Some(3))));
     // The Wal reopened reports the same.
     let wal = Wal::open(dir.path(), config.clone()).expect("reopen");
     assert_eq!(reported(&wal), expected);
