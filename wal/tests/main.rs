@@ -8,6 +8,7 @@ mod checklist;
 mod common;
 mod conformance;
 mod crash;
+mod doc_cases;
 mod doc_reader;
 mod fuzz_corpus;
 mod inspect;
