@@ -332,8 +332,9 @@ pub enum FrameCheck {
     Valid(BatchFrameHeader),
     /// The 64 header bytes are all zero: nothing was ever written here (clean end).
     Zero,
-    /// A self-consistent frame of another life of this file (older seq or other epoch): the
-    /// clean end of a recycled segment.
+    /// A self-consistent frame (payload CRC, its own offset) of an earlier life of this file,
+    /// naming an older seq: the clean end of a recycled segment. The same seq with another
+    /// epoch is [`FrameCheck::Invalid`], never an end.
     Stale,
     /// Anything else: a torn or damaged frame. The reason names what failed.
     Invalid(&'static str),
@@ -417,6 +418,20 @@ pub(crate) struct RecordError {
     pub(crate) reason: &'static str,
 }
 
+/// Why `index` cannot be the argument of a record of `kind`, if it cannot. An entry's index is
+/// a log position with room for the next one (1 to `u64::MAX - 1`); a floor (compact to,
+/// reset) is a first index, at least 1. The writer never writes others (`Wal::append`
+/// refuses them), and replaying them would leave a partition without a valid first or next
+/// index.
+fn index_out_of_range(kind: RecordKind, index: u64) -> Option<&'static str> {
+    match kind {
+        RecordKind::Entry if index == 0 => Some("entry with index 0"),
+        RecordKind::Entry if index == u64::MAX => Some("entry with index u64::MAX"),
+        RecordKind::CompactTo | RecordKind::Reset if index == 0 => Some("floor at index 0"),
+        _ => None,
+    }
+}
+
 /// Decodes every record of a frame payload, expecting exactly `record_count`. Total.
 ///
 /// # Errors
@@ -466,6 +481,9 @@ pub(crate) fn decode_records(
                 reason: "partition id above u32::MAX",
             });
         };
+        if let Some(reason) = index_out_of_range(kind, header.index.get()) {
+            return Err(RecordError { offset, reason });
+        }
         visit(RecordView {
             kind,
             flags: header.flags,
@@ -697,6 +715,44 @@ mod tests {
                 "payload length is not the records' padded length",
                 "{short_or_long}"
             );
+        }
+    }
+
+    #[test]
+    fn indexes_a_partition_cannot_hold_are_errors() {
+        let cases = [
+            (RecordKind::Entry, 1, None),
+            (RecordKind::Entry, u64::MAX - 1, None),
+            (RecordKind::Entry, 0, Some("entry with index 0")),
+            (
+                RecordKind::Entry,
+                u64::MAX,
+                Some("entry with index u64::MAX"),
+            ),
+            (RecordKind::CompactTo, 1, None),
+            (RecordKind::CompactTo, u64::MAX, None),
+            (RecordKind::CompactTo, 0, Some("floor at index 0")),
+            (RecordKind::Reset, 0, Some("floor at index 0")),
+            (RecordKind::TruncateAfter, 0, None),
+            (RecordKind::TruncateAfter, u64::MAX, None),
+            (RecordKind::CommitIndex, 0, None),
+        ];
+        for (kind, index, expected) in cases {
+            // A valid record first, so the error names the second one's offset.
+            let mut payload = vec![0u8; 64];
+            encode_record(
+                &mut payload,
+                RecordKind::Entry,
+                0,
+                PartitionId(1),
+                1,
+                1,
+                b"",
+            );
+            encode_record(&mut payload[32..], kind, 0, PartitionId(1), 1, index, b"");
+            let result = decode_records(&payload, 2, |_| Ok(()));
+            let error = expected.map(|reason| RecordError { offset: 32, reason });
+            assert_eq!(result.err(), error, "{kind:?} at {index}");
         }
     }
 

@@ -24,7 +24,7 @@
 use crate::backend::BLOCK_SIZE;
 use crate::error::{Error, Result};
 use crate::format::{
-    BatchFrameHeader, FIRST_FRAME_OFFSET, FRAME_HEADER_LEN, FrameCheck, RecordKind, SegmentHeader,
+    BatchFrameHeader, FIRST_FRAME_OFFSET, FRAME_HEADER_LEN, FrameCheck, SegmentHeader,
     SegmentHeaderError, check_frame, decode_records, decode_segment_header, frame_footprint,
 };
 use crate::segment::segment_name;
@@ -536,12 +536,6 @@ pub(crate) fn replay_surveyed(
         };
         let mut lsn = frame.header.first_lsn.get();
         let decoded = decode_records(payload, frame.header.record_count.get(), |record| {
-            if record.kind == RecordKind::Entry && record.index == 0 {
-                return Err(crate::format::RecordError {
-                    offset: record.payload_offset,
-                    reason: "entry with index 0",
-                });
-            }
             let applied = Applied {
                 kind: record.kind,
                 flags: record.flags,
@@ -602,7 +596,7 @@ pub(crate) fn recover_images(images: &[SegmentImage<'_>]) -> Result<RecoverySumm
 mod tests {
     use super::*;
     use crate::PartitionId;
-    use crate::format::{FrameStamp, encode_record, encode_segment_header, seal_frame};
+    use crate::format::{FrameStamp, RecordKind, encode_record, encode_segment_header, seal_frame};
 
     /// A one-segment log whose single frame holds a commit index record of `partition`, the
     /// record's 64-bit partition field then set to `stored` (the frame sealed afterwards, so

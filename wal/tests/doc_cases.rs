@@ -306,7 +306,12 @@ fn replay_edge_cases_read_as_the_page_says() {
     let summary = |id: u32| {
         let partition = &p[&id];
         let terms: Vec<u64> = partition.entries.iter().map(|(term, _)| *term).collect();
-        (partition.first, terms, partition.floor_term, partition.fresh)
+        (
+            partition.first,
+            terms,
+            partition.floor_term,
+            partition.fresh,
+        )
     };
     assert_eq!(summary(1), (4, vec![3], 0, false));
     assert_eq!(summary(2), (3, vec![2], 0, false));
@@ -315,7 +320,10 @@ fn replay_edge_cases_read_as_the_page_says() {
     assert_eq!(&p[&4].floor_meta, b"again");
     assert_eq!(summary(5), (6, vec![], 3, false));
     assert_eq!(p[&6].term_vote, Some((5, None)));
-    assert_eq!((summary(7), p[&7].commit), ((3, vec![2], 0, false), Some(3)));
+    assert_eq!(
+        (summary(7), p[&7].commit),
+        ((3, vec![2], 0, false), Some(3))
+    );
     assert_eq!(summary(8), (20, vec![4], 4, false));
     assert_eq!(summary(9), (1, vec![], 0, false));
     assert!(!p.contains_key(&10), "deleted");
@@ -527,4 +535,33 @@ fn only_the_markers_first_33_bytes_are_checked() {
         Error::NotAWal { .. } => {}
         other => panic!("expected Error::NotAWal, got {other}"),
     }
+}
+
+#[test]
+fn indexes_a_partition_cannot_hold_are_refused() {
+    for (case, records) in [
+        ("an entry at 0", vec![entry(1, 0, 1)]),
+        ("an entry at u64::MAX", vec![entry(1, u64::MAX, 1)]),
+        ("a compaction to 0", vec![record(COMPACT_TO, 1, 1, 0, b"")]),
+        ("a reset to 0", vec![record(RESET, 1, 1, 0, b"")]),
+    ] {
+        let mut segment = Segment::new(1, 10, 4, 0);
+        segment.push(&[entry(2, 1, 1)]);
+        let at = segment.push(&records);
+        let dir = directory(&[&segment]);
+        let error = both_refuse(dir.path(), case);
+        assert_eq!(corrupt_at(&error), (1, (at + 64) as u64), "{case}");
+    }
+    // The extremes a partition can hold.
+    let mut segment = Segment::new(1, 10, 4, 0);
+    segment.push(&[
+        entry(1, u64::MAX - 1, 1),
+        record(COMPACT_TO, 2, 1, u64::MAX, b""),
+        record(RESET, 3, 1, u64::MAX, b""),
+        entry(4, 1, 1),
+        control(TRUNCATE_AFTER, 4, 0, u64::MAX),
+        control(TRUNCATE_AFTER, 5, 0, 0),
+    ]);
+    let dir = directory(&[&segment]);
+    agree(dir.path(), "the extremes");
 }

@@ -170,8 +170,13 @@ fn records(payload: &[u8], count: u64) -> Result<Vec<Record<'_>>, String> {
         }
         let partition = u32::try_from(field(8, 8)).map_err(|_| "partition above u32")?;
         let index = field(24, 8);
-        if kind == 1 && index == 0 {
-            return Err("entry with index 0".into());
+        let index_fits = match kind {
+            1 => index != 0 && index != u64::MAX,
+            5 | 7 => index != 0,
+            _ => true,
+        };
+        if !index_fits {
+            return Err(format!("kind {kind} at index {index}"));
         }
         out.push(Record {
             kind,
