@@ -121,6 +121,15 @@ pub enum Error {
         /// The index expected.
         expected_index: u64,
     },
+    /// An entry at index `u64::MAX`: the partition's log would have no next index (recovery
+    /// refuses such a record as corruption, so the log never writes one).
+    #[error("partition {partition}: entry {index} would leave the log no next index")]
+    IndexTooLarge {
+        /// The partition.
+        partition: PartitionId,
+        /// The index given.
+        index: u64,
+    },
     /// A record payload over `record_bytes_max`.
     #[error("record of {len} bytes is over the limit record_bytes_max = {max}")]
     RecordTooLarge {

@@ -565,3 +565,32 @@ fn indexes_a_partition_cannot_hold_are_refused() {
     let dir = directory(&[&segment]);
     agree(dir.path(), "the extremes");
 }
+
+#[test]
+fn the_writer_never_writes_an_index_the_page_refuses() {
+    use kommander_wal::{PartitionId, Write};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut wal = open(dir.path()).expect("open");
+    let (high, fresh) = (PartitionId(1), PartitionId(2));
+    wal.append_entry(high, 1, 1, b"one").expect("append");
+    wal.compact_to(high, u64::MAX, b"")
+        .expect("a floor at the top");
+    wal.truncate_after(high, u64::MAX)
+        .expect("a truncation above everything drops nothing");
+    for (partition, case) in [(high, "the next index"), (fresh, "a fresh partition")] {
+        let write = Write::Entry {
+            partition,
+            index: u64::MAX,
+            term: 1,
+            payload: b"",
+        };
+        match wal.append(&[write]) {
+            Err(Error::IndexTooLarge { index, .. }) => assert_eq!(index, u64::MAX, "{case}"),
+            other => panic!("{case}: expected Error::IndexTooLarge, got {other:?}"),
+        }
+    }
+    wal.sync().expect("sync");
+    drop(wal);
+    let found = agree(dir.path(), "a floor at u64::MAX");
+    assert_eq!(found.partitions[&1].first, u64::MAX);
+}

@@ -20,7 +20,7 @@ impl Wal {
     /// Bad input changes nothing: [`Error::RecordTooLarge`], [`Error::FloorMetaTooLarge`],
     /// [`Error::NotContiguous`] (an entry must follow the partition's last index; after
     /// [`Write::TruncateAfter`] in the same batch, the truncation point),
-    /// [`Error::UnknownPartition`] (truncate, compact or delete of a partition with no
+    /// [`Error::IndexTooLarge`] (an entry at `u64::MAX`), [`Error::UnknownPartition`] (truncate, compact or delete of a partition with no
     /// records), [`Error::BelowCompactionFloor`], [`Error::InstallAfterLogWrite`],
     /// [`Error::TooManyPartitions`]. [`Error::Poisoned`] and I/O errors (which poison).
     ///
@@ -61,6 +61,9 @@ impl Wal {
                             max: self.config.record_bytes_max,
                         });
                     }
+                    if index == u64::MAX {
+                        return Err(Error::IndexTooLarge { partition, index });
+                    }
                     if entry.fresh {
                         if index == 0 {
                             return Err(Error::NotContiguous {
@@ -95,7 +98,7 @@ impl Wal {
                     }
                     // As the state applies it: a fresh partition (first index 1, no entry)
                     // keeps its first index, and expects its next entry there.
-                    entry.next_index = entry.next_index.min(index + 1);
+                    entry.next_index = entry.next_index.min(index.saturating_add(1));
                     entry.fresh = false;
                 }
                 Write::CompactTo {
