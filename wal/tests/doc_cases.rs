@@ -295,6 +295,16 @@ fn replay_edge_cases_read_as_the_page_says() {
         control(COMMIT_INDEX, 9, 0, 4),
         control(TRUNCATE_AFTER, 9, 0, 0),
         control(DELETE_PARTITION, 10, 0, 0),
+        // An entry within the log, then the next one: the log keeps what is below it.
+        entry(11, 1, 1),
+        entry(11, 2, 1),
+        entry(11, 3, 1),
+        entry(11, 2, 2),
+        entry(11, 3, 2),
+        // A truncation below the first index, the last word: the log is empty there.
+        entry(12, 5, 1),
+        entry(12, 6, 1),
+        control(TRUNCATE_AFTER, 12, 0, 2),
     ]);
     // A prepared segment: nothing written.
     let prepared = Segment::new(0x2c, 79, 4, 0);
@@ -327,6 +337,8 @@ fn replay_edge_cases_read_as_the_page_says() {
     assert_eq!(summary(8), (20, vec![4], 4, false));
     assert_eq!(summary(9), (1, vec![], 0, false));
     assert!(!p.contains_key(&10), "deleted");
+    assert_eq!(summary(11), (1, vec![1, 2, 2], 0, false));
+    assert_eq!(summary(12), (3, vec![], 0, false));
 }
 
 #[test]
@@ -379,21 +391,22 @@ fn only_an_older_seq_ends_a_segment_cleanly() {
 
 #[test]
 fn the_torn_tail_rule_reads_the_later_frames_flags_and_probes_every_4_kib() {
-    // Frame a, then a damaged frame b (its own flags say 64, a footprint of two blocks), then
+    // Frame a, then a damaged frame b (its own flags say 64, a footprint of `b_blocks`), then
     // frame c at the end of b's footprint, its flags `c_flags`.
-    let build = |c_flags: u16, damage: &dyn Fn(&mut [u8])| {
+    let build_with = |b_blocks: usize, c_flags: u16, damage: &dyn Fn(&mut [u8])| {
         let mut segment = Segment::new(1, 10, 8, 0);
         segment.push(&[entry(1, 1, 1)]);
         let end_of_a = segment.next_lsn;
-        let long = record(ENTRY, 1, 1, 2, &[7; 5000]);
-        let mut b = segment.next_frame(64, std::slice::from_ref(&long));
+        let b_entry = record(ENTRY, 1, 1, 2, &vec![7; (b_blocks - 1) * BLOCK + 100]);
+        let mut b = segment.next_frame(64, std::slice::from_ref(&b_entry));
         damage(&mut b);
         let b_at = segment.push_bytes(&b, 1);
-        assert_eq!(segment.cursor, b_at + 2 * BLOCK);
+        assert_eq!(segment.cursor, b_at + b_blocks * BLOCK);
         let c = segment.next_frame(c_flags, &[entry(1, 3, 1)]);
         segment.push_bytes(&c, 1);
         (directory(&[&segment]), b_at as u64, end_of_a)
     };
+    let build = |c_flags: u16, damage: &dyn Fn(&mut [u8])| build_with(2, c_flags, damage);
     let flip_payload = |b: &mut [u8]| b[64 + 100] ^= 1;
     let flip_header = |b: &mut [u8]| b[12] ^= 0x40;
     let wrong_lsn = |b: &mut [u8]| {
@@ -428,6 +441,10 @@ fn the_torn_tail_rule_reads_the_later_frames_flags_and_probes_every_4_kib() {
         let (dir, b_at, _) = build(0x0201, damage);
         assert_eq!(corrupt_at(&both_refuse(dir.path(), case)), (1, b_at));
     }
+    // The probe starts at the slot right after the damaged one.
+    let (dir, b_at, _) = build_with(1, 1, &flip_payload);
+    let case = "a later frame in the next slot";
+    assert_eq!(corrupt_at(&both_refuse(dir.path(), case)), (1, b_at));
 }
 
 #[test]
