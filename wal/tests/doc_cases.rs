@@ -224,6 +224,9 @@ fn both_refuse(dir: &Path, case: &str) -> Error {
     }
 }
 
+/// A change made to some bytes (a header or a frame) before they are written.
+type Damage<'a> = &'a dyn Fn(&mut [u8]);
+
 fn corrupt_at(error: &Error) -> (u64, u64) {
     match error {
         Error::Corrupt {
@@ -393,7 +396,7 @@ fn only_an_older_seq_ends_a_segment_cleanly() {
 fn the_torn_tail_rule_reads_the_later_frames_flags_and_probes_every_4_kib() {
     // Frame a, then a damaged frame b (its own flags say 64, a footprint of `b_blocks`), then
     // frame c at the end of b's footprint, its flags `c_flags`.
-    let build_with = |b_blocks: usize, c_flags: u16, damage: &dyn Fn(&mut [u8])| {
+    let build_with = |b_blocks: usize, c_flags: u16, damage: Damage<'_>| {
         let mut segment = Segment::new(1, 10, 8, 0);
         segment.push(&[entry(1, 1, 1)]);
         let end_of_a = segment.next_lsn;
@@ -406,7 +409,7 @@ fn the_torn_tail_rule_reads_the_later_frames_flags_and_probes_every_4_kib() {
         segment.push_bytes(&c, 1);
         (directory(&[&segment]), b_at as u64, end_of_a)
     };
-    let build = |c_flags: u16, damage: &dyn Fn(&mut [u8])| build_with(2, c_flags, damage);
+    let build = |c_flags: u16, damage: Damage<'_>| build_with(2, c_flags, damage);
     let flip_payload = |b: &mut [u8]| b[64 + 100] ^= 1;
     let flip_header = |b: &mut [u8]| b[12] ^= 0x40;
     let wrong_lsn = |b: &mut [u8]| {
@@ -417,7 +420,7 @@ fn the_torn_tail_rule_reads_the_later_frames_flags_and_probes_every_4_kib() {
         (
             "a torn payload, one later frame of a pipeline of 2",
             2,
-            &flip_payload as &dyn Fn(&mut [u8]),
+            &flip_payload as Damage<'_>,
         ),
         (
             "a torn header (its payload_len untrusted), the later frame found by the probe",
@@ -435,7 +438,7 @@ fn the_torn_tail_rule_reads_the_later_frames_flags_and_probes_every_4_kib() {
     // The later frame says 1: one later frame is more than a pipeline's worth, whatever the
     // damaged frame's own flags say.
     for (case, damage) in [
-        ("a torn payload", &flip_payload as &dyn Fn(&mut [u8])),
+        ("a torn payload", &flip_payload as Damage<'_>),
         ("a torn header", &flip_header),
     ] {
         let (dir, b_at, _) = build(0x0201, damage);
@@ -486,7 +489,7 @@ fn a_payload_counts_its_last_records_padding_and_control_records_are_32_bytes() 
 
 #[test]
 fn every_segment_header_check_and_what_a_bad_header_means() {
-    let fields: [(&str, &dyn Fn(&mut [u8])); 6] = [
+    let fields: [(&str, Damage<'_>); 6] = [
         ("the CRC", &|h| h[60] ^= 1),
         ("format_version", &|h| {
             h[8] = 2;

@@ -457,6 +457,25 @@ fn p(id: u32) -> PartitionId {
     PartitionId(id)
 }
 
+/// Appends entries `indexes` of partition `id` at `term`, each with up to `payload_max` random
+/// bytes.
+fn append_entries(
+    wal: &mut Wal,
+    rng: &mut Rng,
+    id: u32,
+    indexes: std::ops::RangeInclusive<u64>,
+    term: u64,
+    payload_max: u64,
+) {
+    for index in indexes {
+        let payload: Vec<u8> = (0..rng.below(payload_max))
+            .map(|_| rng.next() as u8)
+            .collect();
+        wal.append_entry(p(id), index, term, &payload)
+            .expect("append");
+    }
+}
+
 #[test]
 fn a_reader_written_from_the_format_page_reads_what_the_wal_reports() {
     assert_eq!(crc32c(b"123456789"), 0xE306_9283, "the page's check value");
@@ -468,19 +487,10 @@ fn a_reader_written_from_the_format_page_reads_what_the_wal_reports() {
     };
     let mut wal = Wal::open(dir.path(), config.clone()).expect("open");
     let mut rng = Rng(11);
-    let payload = |rng: &mut Rng, max: u64| -> Vec<u8> {
-        (0..rng.below(max)).map(|_| rng.next() as u8).collect()
-    };
     // 1: a truncation (a log conflict), a term and vote, a commit index.
-    for index in 1..=12 {
-        wal.append_entry(p(1), index, 1, &payload(&mut rng, 300))
-            .expect("append");
-    }
+    append_entries(&mut wal, &mut rng, 1, 1..=12, 1, 300);
     wal.truncate_after(p(1), 8).expect("truncate");
-    for index in 9..=10 {
-        wal.append_entry(p(1), index, 2, &payload(&mut rng, 300))
-            .expect("append");
-    }
+    append_entries(&mut wal, &mut rng, 1, 9..=10, 2, 300);
     let term_vote = TermVote {
         term: 2,
         vote: Some(3),
@@ -488,20 +498,14 @@ fn a_reader_written_from_the_format_page_reads_what_the_wal_reports() {
     wal.set_term_vote(p(1), term_vote).expect("term and vote");
     wal.set_commit_index(p(1), 7).expect("commit");
     // 2: compacted with a meta; a compaction at the floor keeps it.
-    for index in 1..=20 {
-        wal.append_entry(p(2), index, 3, &payload(&mut rng, 200))
-            .expect("append");
-    }
+    append_entries(&mut wal, &mut rng, 2, 1..=20, 3, 200);
     wal.compact_to(p(2), 15, b"configuration at 14")
         .expect("compact");
     wal.compact_to(p(2), 15, b"not kept").expect("at the floor");
     // 3, 4, 5: snapshot boundaries with metas (keeping the suffix, in conflict, beyond the
     // log), one batch with an entry after the boundary.
     for id in 3..=5 {
-        for index in 1..=10 {
-            wal.append_entry(p(id), index, 2, &payload(&mut rng, 100))
-                .expect("append");
-        }
+        append_entries(&mut wal, &mut rng, id, 1..=10, 2, 100);
     }
     wal.install_snapshot(p(3), 6, 2, b"three").expect("keeps");
     wal.install_snapshot(p(4), 6, 3, &[4; 40])
@@ -536,8 +540,7 @@ fn a_reader_written_from_the_format_page_reads_what_the_wal_reports() {
     // 9: churn into many segments (entries compacted behind it), so the oldest ones are
     // reclaimed, pinning records rewritten forward and files recycled.
     for index in 1..=600 {
-        wal.append_entry(p(9), index, 1, &payload(&mut rng, 900))
-            .expect("append");
+        append_entries(&mut wal, &mut rng, 9, index..=index, 1, 900);
         if index % 10 == 0 {
             let meta = format!("floor of 9 at {}", index - 5);
             wal.compact_to(p(9), index - 4, meta.as_bytes())
@@ -549,24 +552,15 @@ fn a_reader_written_from_the_format_page_reads_what_the_wal_reports() {
     // 10, after the churn (so its records stay in the last segments, not rewritten): a log
     // conflict, a compaction, one below the floor, a truncation below the first index (which
     // empties the log), a compaction past the last entry, entries after each.
-    for index in 1..=12 {
-        wal.append_entry(p(10), index, 1, &payload(&mut rng, 300))
-            .expect("append");
-    }
+    append_entries(&mut wal, &mut rng, 10, 1..=12, 1, 300);
     wal.truncate_after(p(10), 8).expect("conflict");
-    for index in 9..=10 {
-        wal.append_entry(p(10), index, 2, &payload(&mut rng, 300))
-            .expect("append");
-    }
+    append_entries(&mut wal, &mut rng, 10, 9..=10, 2, 300);
     wal.compact_to(p(10), 5, b"floor of 10 at 4")
         .expect("compact");
     wal.compact_to(p(10), 3, b"below the floor")
         .expect("below the floor");
     wal.truncate_after(p(10), 4).expect("below the first index");
-    for index in 5..=6 {
-        wal.append_entry(p(10), index, 3, &payload(&mut rng, 300))
-            .expect("append");
-    }
+    append_entries(&mut wal, &mut rng, 10, 5..=6, 3, 300);
     wal.compact_to(p(10), 9, b"floor of 10 at 8")
         .expect("past the last entry");
     wal.append_entry(p(10), 9, 3, b"after the floor")
