@@ -84,7 +84,7 @@ impl PartitionLog {
         if let Some(entry) = self.entry(index) {
             return Some(entry.term);
         }
-        (!self.fresh && index + 1 == self.first_index).then_some(self.floor_term)
+        (!self.fresh && index.checked_add(1) == Some(self.first_index)).then_some(self.floor_term)
     }
 
     /// The oldest LSN this partition still needs on disk.

@@ -20,8 +20,9 @@ impl Wal {
     /// Bad input changes nothing: [`Error::RecordTooLarge`], [`Error::FloorMetaTooLarge`],
     /// [`Error::NotContiguous`] (an entry must follow the partition's last index; after
     /// [`Write::TruncateAfter`] in the same batch, the truncation point),
-    /// [`Error::IndexTooLarge`] (an entry at `u64::MAX`), [`Error::UnknownPartition`] (truncate, compact or delete of a partition with no
-    /// records), [`Error::BelowCompactionFloor`], [`Error::InstallAfterLogWrite`],
+    /// [`Error::IndexTooLarge`] (an entry at `u64::MAX`), [`Error::UnknownPartition`]
+    /// (truncate, compact or delete of a partition with no records),
+    /// [`Error::BelowCompactionFloor`], [`Error::InstallAfterLogWrite`],
     /// [`Error::TooManyPartitions`]. [`Error::Poisoned`] and I/O errors (which poison).
     ///
     /// # Durability
