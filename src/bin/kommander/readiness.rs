@@ -1,10 +1,12 @@
 //! When `kommander node` serves, and so prints its `ready` line: every partition it hosts (the
 //! system partition and every partition of its map) has finished restoring from the WAL and
-//! knows a leader, and the node is not a learner (a node joining through seeds is promoted to
-//! voter before its join returns; a learner restarted without `--join` is waiting for a
-//! promotion nobody asks for, and says so). Joining is not enough: a restarted node finds its partition map on disk and
-//! joins at once, then restores its partitions, and a node cut off from the others knows no
-//! leader; neither serves a client. Until it serves, the node logs what it waits for.
+//! knows a leader, and the node is a voter of the cluster's roster. A node joining through
+//! seeds is promoted to voter before its join returns; a learner restarted without `--join`
+//! is waiting for a promotion nobody asks for, a leaving member is on its way out, and a node
+//! the roster does not list (removed) serves no one: each says so. Joining is not enough: a
+//! restarted node finds its partition map on disk and joins at once, then restores its
+//! partitions, and a node cut off from the others knows no leader; neither serves a client.
+//! Until it serves, the node logs what it waits for.
 
 use std::time::{Duration, Instant};
 
@@ -66,34 +68,30 @@ impl Readiness {
         self.waiting = still;
         let waited_ms =
             u64::try_from(now.duration_since(self.since).as_millis()).unwrap_or(u64::MAX);
-        let learner = raft.local_role() == Some(MemberRole::Learner);
-        if self.waiting.is_empty() && !learner {
+        let membership = membership_wait(raft.membership().is_some(), raft.local_role());
+        if self.waiting.is_empty() && membership.is_none() {
             info!(
                 waited_ms,
-                "serving: every partition restored, with a known leader"
+                "serving: every partition restored, with a known leader, this node a voter"
             );
             return true;
         }
         if now >= self.next_log {
             self.next_log = now + WAITING_LOG_INTERVAL;
-            let mut waiting = self.describe(raft).await;
-            if learner {
-                if !waiting.is_empty() {
-                    waiting.push_str("; ");
-                }
-                // Restarted without `--join` before its promotion: nothing asks for it.
-                waiting.push_str(
-                    "waiting: promotion (this node is a learner; restart it with --join to \
-                     ask for it)",
-                );
-            }
-            info!(waited_ms, "not serving yet: {waiting}");
+            let said = self.describe(raft).await;
+            let waiting = said.into_iter().chain(membership.map(str::to_owned));
+            info!(
+                waited_ms,
+                "not serving yet: {}",
+                waiting.collect::<Vec<_>>().join("; ")
+            );
         }
         false
     }
 
-    /// What the waiting partitions wait for, in words (their shards are asked).
-    async fn describe(&self, raft: &Raft) -> String {
+    /// What the waiting partitions wait for, in words, one item per reason (their shards are
+    /// asked).
+    async fn describe(&self, raft: &Raft) -> Vec<String> {
         let mut restoring = Vec::new();
         let mut leaderless = Vec::new();
         let mut failing = Vec::new();
@@ -107,18 +105,56 @@ impl Readiness {
         }
         let mut said = Vec::new();
         if !restoring.is_empty() {
-            said.push(format!("restoring from the WAL: {}", named(&restoring)));
+            said.push(format!(
+                "restoring {} from the WAL: {}",
+                partitions(restoring.len()),
+                named(&restoring)
+            ));
         }
         if !leaderless.is_empty() {
             said.push(format!(
-                "no leader known (no quorum of the cluster reached yet): {}",
+                "no leader known (no quorum of the cluster reached yet) for {}: {}",
+                partitions(leaderless.len()),
                 named(&leaderless)
             ));
         }
         if !failing.is_empty() {
-            said.push(format!("unavailable: {}", named(&failing)));
+            said.push(format!(
+                "{} unavailable: {}",
+                partitions(failing.len()),
+                named(&failing)
+            ));
         }
-        said.join("; ")
+        said
+    }
+}
+
+/// What the node's place in the roster still waits for (`None`: it is a voter), given
+/// whether a roster is known at all and the node's role in it.
+fn membership_wait(roster_known: bool, role: Option<MemberRole>) -> Option<&'static str> {
+    match (roster_known, role) {
+        (_, Some(MemberRole::Voter)) => None,
+        // Restarted without `--join` before its promotion: nothing asks for it.
+        (_, Some(MemberRole::Learner)) => Some(
+            "waiting: promotion (this node is a learner; restart it with --join to ask for it)",
+        ),
+        (_, Some(MemberRole::Leaving)) => {
+            Some("leaving: this node is on its way out of the cluster's roster")
+        }
+        (false, None) => Some("waiting: the cluster's roster (none committed here yet)"),
+        (true, None) => Some(
+            "not admitted: the cluster's roster does not list this node (removed from it? \
+             `kommander cluster members` shows the roster)",
+        ),
+    }
+}
+
+/// `count` partitions, in words.
+fn partitions(count: usize) -> String {
+    if count == 1 {
+        "1 partition".to_owned()
+    } else {
+        format!("{count} partitions")
     }
 }
 
@@ -134,4 +170,36 @@ fn named<T: std::fmt::Display>(items: &[T]) -> String {
         text.push_str(&format!(" and {} more", items.len() - NAMED_MAX));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_voter_serves_and_every_other_place_in_the_roster_is_said() {
+        assert_eq!(membership_wait(true, Some(MemberRole::Voter)), None);
+        let waits = [
+            (true, Some(MemberRole::Learner), "promotion"),
+            (true, Some(MemberRole::Leaving), "leaving"),
+            (false, None, "roster"),
+            (true, None, "does not list this node"),
+        ];
+        for (roster_known, role, words) in waits {
+            let said = membership_wait(roster_known, role);
+            assert!(
+                said.is_some_and(|s| s.contains(words)),
+                "{roster_known} {role:?}: {said:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn many_partitions_are_counted_and_the_first_ones_named() {
+        let ids: Vec<PartitionId> = (0..10).map(PartitionId).collect();
+        assert_eq!(partitions(ids.len()), "10 partitions");
+        assert_eq!(partitions(1), "1 partition");
+        assert_eq!(named(&ids), "p0, p1, p2, p3, p4, p5, p6, p7 and 2 more");
+        assert_eq!(named(&ids[..2]), "p0, p1");
+    }
 }
