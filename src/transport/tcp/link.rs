@@ -155,8 +155,8 @@ fn run(
                 shared.stats.connects.fetch_add(1, Ordering::Relaxed);
                 let error = serve(shared, peer, stream, queue, &mut board, &ended);
                 if let Some(error) = error {
-                    let what = lost_connection(&error, config.write_timeout_ms);
-                    warn!(%peer, address, %error, "connection lost: {what}; reconnecting");
+                    let what = lost_connection(peer, &error, config.write_timeout_ms);
+                    warn!(%peer, address, "connection lost: {what}; reconnecting");
                 }
             }
             Err(ConnectError::Handshake(ConnectionHandshakeError::Rejected {
@@ -212,17 +212,21 @@ fn failed_connection(error: &ConnectError) -> String {
     }
 }
 
-/// A lost connection's error in words.
-fn lost_connection(error: &std::io::Error, write_timeout_ms: u64) -> String {
+/// A lost connection's error in words: a write that timed out (the socket's write timeout
+/// surfaces as `EAGAIN`, "Resource temporarily unavailable", which says nothing to an
+/// operator) and a connection the peer closed are named; only an error of another kind
+/// keeps the system's text.
+fn lost_connection(peer: NodeId, error: &std::io::Error, write_timeout_ms: u64) -> String {
     use std::io::ErrorKind;
     match error.kind() {
-        ErrorKind::WouldBlock | ErrorKind::TimedOut => {
-            format!("the peer read nothing for transport.write_timeout_ms ({write_timeout_ms} ms)")
-        }
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => format!(
+            "timed out writing to peer {peer} after {write_timeout_ms} ms \
+             (transport.write_timeout_ms): it read nothing meanwhile"
+        ),
         ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => {
-            "the peer closed the connection".to_owned()
+            format!("peer {peer} closed the connection")
         }
-        _ => "writing to the peer failed".to_owned(),
+        _ => format!("writing to peer {peer} failed: {error}"),
     }
 }
 
@@ -542,13 +546,23 @@ mod tests {
 
     #[test]
     fn a_lost_connection_is_said_in_words() {
-        let stalled = lost_connection(&Error::from(ErrorKind::WouldBlock), 5_000);
+        let peer = NodeId(2);
+        // What a socket write timeout returns on Linux: EAGAIN.
+        let stalled = lost_connection(peer, &Error::from_raw_os_error(11), 5_000);
         assert_eq!(
             stalled,
-            "the peer read nothing for transport.write_timeout_ms (5000 ms)"
+            "timed out writing to peer n2 after 5000 ms (transport.write_timeout_ms): it read \
+             nothing meanwhile"
         );
-        let closed = lost_connection(&Error::from(ErrorKind::BrokenPipe), 5_000);
-        assert_eq!(closed, "the peer closed the connection");
+        let stalled = lost_connection(peer, &Error::from(ErrorKind::TimedOut), 5_000);
+        assert!(
+            stalled.starts_with("timed out writing to peer n2"),
+            "{stalled}"
+        );
+        let closed = lost_connection(peer, &Error::from(ErrorKind::BrokenPipe), 5_000);
+        assert_eq!(closed, "peer n2 closed the connection");
+        let other = lost_connection(peer, &Error::other("disk on fire"), 5_000);
+        assert_eq!(other, "writing to peer n2 failed: disk on fire");
     }
 
     #[test]
