@@ -304,6 +304,41 @@ fn leader_changes_are_logged_at_the_default_level() {
 }
 
 #[test]
+fn leader_changes_over_the_rate_are_summed_up_once_their_second_is_over() {
+    let dir = tempfile::tempdir().expect("dir");
+    // Three partitions elect at once (six changes: no leader, then this node, each), one a
+    // second is logged. No stats line and no later change comes to carry the sum of those
+    // left out: it comes on its own once their second is over.
+    let extra = [
+        "--leader-changes-logged-per-sec",
+        "1",
+        "--stats-interval-secs",
+        "3600",
+    ];
+    let (mut node, _) = start_node(dir.path(), "summed", None, &extra);
+    let deadline = Instant::now() + PATIENCE;
+    let summed = loop {
+        let stderr = node.stderr();
+        if let Some(line) = stderr
+            .lines()
+            .find(|line| line.contains("leader changes of the last second not logged"))
+        {
+            break line.to_owned();
+        }
+        assert!(Instant::now() < deadline, "never summed up:\n{stderr}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let left_out: u32 = summed
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("left_out="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {summed}"));
+    assert!(left_out >= 1, "{summed}");
+    node.signal("TERM");
+    assert!(node.wait_exit().success(), "{}", node.stderr());
+}
+
+#[test]
 fn node_serves_clients_and_stops_cleanly_on_sigterm_then_restores() {
     let dir = tempfile::tempdir().expect("dir");
     let (mut node, endpoint) = start_node(dir.path(), "first", Some(SECRET), &[]);

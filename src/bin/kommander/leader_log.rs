@@ -1,7 +1,7 @@
 //! The leader changes `kommander node` logs at `info`, so that an operator sees a failover
 //! happen: one line per partition change, at most `--leader-changes-logged-per-sec` in a
-//! second; the changes beyond it are counted and summed up in one line once that second is
-//! over (a node that hosts thousands of partitions elects them all at once after a restart).
+//! second; the changes beyond it are counted and summed up in one line as soon as that second
+//! is over (a node that hosts thousands of partitions elects them all at once after a restart).
 
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,12 @@ impl LeaderLog {
         Some(std::mem::take(&mut self.left_out))
     }
 
+    /// When the changes left out so far are to be summed up (the end of their second), if
+    /// any were left out.
+    pub(crate) fn summary_due(&self) -> Option<Instant> {
+        (self.left_out > 0).then(|| self.window_start + Duration::from_secs(1))
+    }
+
     /// Starts a new second when the current one is over (its left-out count is kept until
     /// [`LeaderLog::left_out`] takes it).
     fn roll(&mut self, now: Instant) {
@@ -65,9 +71,12 @@ mod tests {
         let admitted = (0..10).filter(|_| log.admit(start)).count();
         assert_eq!(admitted, 3);
         assert_eq!(log.left_out(start), None, "the second is not over");
-        let later = start + Duration::from_millis(1_200);
-        assert_eq!(log.left_out(later), Some(7));
-        assert_eq!(log.left_out(later), None, "summed up once");
-        assert!(log.admit(later), "a new second");
+        let due = start + Duration::from_secs(1);
+        assert_eq!(log.summary_due(), Some(due), "due when the second ends");
+        assert_eq!(log.left_out(due), Some(7));
+        assert_eq!(log.summary_due(), None, "nothing left to sum up");
+        assert_eq!(log.left_out(due), None, "summed up once");
+        assert!(log.admit(due), "a new second");
+        assert_eq!(log.summary_due(), None, "nothing was left out of it");
     }
 }

@@ -366,6 +366,7 @@ fn serve(
         let mut leaders = LeaderLog::new(args.leader_changes_logged_per_sec, Instant::now());
         let mut duplicate = None;
         loop {
+            let summary_due = leaders.summary_due();
             tokio::select! {
                 _ = stop.changed() => break,
                 _ = readiness_ticker.tick(), if !serving => {
@@ -377,10 +378,10 @@ fn serve(
                 _ = checkpoint_ticker.tick(), if checkpoints.enabled() => {
                     checkpoints.check(raft, app);
                 }
+                () = sleep_until(summary_due), if summary_due.is_some() => {
+                    log_left_out(&mut leaders, Instant::now());
+                }
                 _ = ticker.tick() => {
-                    if let Some(left_out) = leaders.left_out(Instant::now()) {
-                        info!(left_out, "more leader changes than logged one by one");
-                    }
                     let applied = app.stats();
                     let net = transport.stats();
                     let clients = client_port.as_ref().map(ClientPort::stats).unwrap_or_default();
@@ -533,6 +534,26 @@ fn ready_line(node: u64, peer: &str, listen: &str, client: &str) {
     let _ = out.flush();
 }
 
+/// Sleeps until `due` (`None`: for ever; the caller's `select!` guard keeps it from being
+/// polled then).
+async fn sleep_until(due: Option<Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sums up the leader changes of a second that is over which were not logged one by one.
+fn log_left_out(leaders: &mut LeaderLog, now: Instant) {
+    if let Some(left_out) = leaders.left_out(now) {
+        info!(
+            left_out,
+            "leader changes of the last second not logged one by one (over \
+             --leader-changes-logged-per-sec)"
+        );
+    }
+}
+
 /// Logs one event; `false` once the event channel is closed.
 fn log_event(
     event: Result<RaftEvent, broadcast::error::RecvError>,
@@ -546,9 +567,7 @@ fn log_event(
             ..
         }) => {
             let now = Instant::now();
-            if let Some(left_out) = leaders.left_out(now) {
-                info!(left_out, "more leader changes than logged one by one");
-            }
+            log_left_out(leaders, now);
             if leaders.admit(now) {
                 let leader = leader.map_or_else(|| "none".to_owned(), |l| l.to_string());
                 info!(%partition, %leader, %term, "leader changed");
