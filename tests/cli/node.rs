@@ -250,12 +250,13 @@ fn the_ready_line_shows_the_endpoint_peers_use_and_the_listen_address() {
 fn a_node_that_cannot_join_gives_up_after_join_timeout_ms_with_exit_code_1() {
     let dir = tempfile::tempdir().expect("dir");
     // Node 2 of a two-node cluster whose other node never starts (its port refuses).
+    // Its limit lets two "still joining" lines (one per 5 s) come first.
     let toml = single_node_toml(dir.path()).replace("node_id = 1", "node_id = 2");
     let config = dir.path().join("node.toml");
     std::fs::write(
         &config,
         format!(
-            "{toml}join_timeout_ms = 1500\n[peers]\n1 = \"127.0.0.1:{}\"\n",
+            "{toml}join_timeout_ms = 12000\n[peers]\n1 = \"127.0.0.1:{}\"\n",
             free_port()
         ),
     )
@@ -271,10 +272,30 @@ fn a_node_that_cannot_join_gives_up_after_join_timeout_ms_with_exit_code_1() {
     let stderr = node.stderr();
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("could not join the cluster within join_timeout_ms (1500 ms)"),
+        stderr.contains("could not join the cluster within join_timeout_ms (12000 ms)"),
         "{stderr}"
     );
+    assert_eq!(
+        stderr.matches("kommander node: ").count(),
+        1,
+        "said once: {stderr}"
+    );
     assert!(started.elapsed() < PATIENCE, "it gave up");
+    // Each progress line reports the time waited so far, not the length of one attempt.
+    let waited: Vec<u64> = stderr
+        .lines()
+        .filter(|line| line.contains("still joining"))
+        .filter_map(|line| {
+            line.split_whitespace()
+                .find_map(|field| field.strip_prefix("waited_ms="))
+                .and_then(|ms| ms.parse().ok())
+        })
+        .collect();
+    assert!(waited.len() >= 2, "{stderr}");
+    assert!(
+        waited.windows(2).all(|pair| pair[1] > pair[0]),
+        "the time waited grows: {waited:?}"
+    );
 }
 
 #[test]
