@@ -244,6 +244,20 @@ fn the_ready_line_shows_the_endpoint_peers_use_and_the_listen_address() {
     );
     node.signal("TERM");
     assert!(node.wait_exit().success(), "{}", node.stderr());
+    let unreachable = "the endpoint's port is 0";
+    assert!(!node.stderr().contains(unreachable), "{}", node.stderr());
+
+    // An endpoint on port 0: the line shows what peers are told, and the log says that
+    // nobody reaches the node there.
+    let dir = tempfile::tempdir().expect("dir");
+    let (mut node, _) = start_node(dir.path(), "port-0", None, &[]);
+    assert!(
+        node.stderr().contains(unreachable),
+        "no warning: {}",
+        node.stderr()
+    );
+    node.signal("TERM");
+    assert!(node.wait_exit().success(), "{}", node.stderr());
 }
 
 #[test]

@@ -323,6 +323,20 @@ fn serve(
     let node = raft.local_node_id().get();
     let endpoint = &raft.config().endpoint;
     let listen = transport.local_addr().to_string();
+    if endpoint
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| port == "0")
+    {
+        // Port 0 binds a free port, but the endpoint the roster records and peers are told
+        // keeps the 0: nobody reaches this node at it.
+        warn!(
+            node,
+            %endpoint,
+            %listen,
+            "the endpoint's port is 0: no other node can reach this one at it (a one-node \
+             cluster only); give the port peers should use"
+        );
+    }
     info!(node, %endpoint, %listen, "joining the cluster");
     let joined = runtime.block_on(join(raft, &args.join, &mut stop))?;
     if !joined {
