@@ -53,7 +53,8 @@ enum Command {
     ///
     /// Prints `ready node=<id> peer=<endpoint> listen=<addr> client=<addr|none>` on stdout
     /// once the node has joined its cluster and serves: every partition it hosts restored,
-    /// with a known leader (`peer`: the configured endpoint the other nodes use; `listen`:
+    /// with a known leader, and the node a voter of the roster (`peer`: the configured
+    /// endpoint the other nodes use; `listen`:
     /// the address the peer port is bound to). Until then it logs what it waits for every
     /// 2 s. SIGTERM or SIGINT stops it cleanly (every appended entry is durable) with exit
     /// code 0.
