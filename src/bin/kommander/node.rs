@@ -501,7 +501,10 @@ async fn join(
 /// What a join still waits for, in words.
 fn join_waits_for(seeds: &[String], role: Option<MemberRole>) -> &'static str {
     match (seeds.is_empty(), role) {
-        (true, _) => "waiting for a quorum of the configured nodes",
+        (true, _) => {
+            "waiting for the cluster's partition map (a quorum of the configured nodes must \
+             answer)"
+        }
         (false, None) => "waiting for partition 0's leader to admit this node (through the seeds)",
         (false, Some(MemberRole::Learner)) => "waiting: promotion (a learner, catching up)",
         (false, Some(_)) => "waiting until every partition here lists this node as a voter",
