@@ -54,10 +54,9 @@ enum Command {
     /// Prints `ready node=<id> peer=<endpoint> listen=<addr> client=<addr|none>` on stdout
     /// once the node has joined its cluster and serves: every partition it hosts restored,
     /// with a known leader, and the node a voter of the roster (`peer`: the configured
-    /// endpoint the other nodes use; `listen`:
-    /// the address the peer port is bound to). Until then it logs what it waits for every
-    /// 2 s. SIGTERM or SIGINT stops it cleanly (every appended entry is durable) with exit
-    /// code 0.
+    /// endpoint the other nodes use; `listen`: the address the peer port is bound to). Until
+    /// then it logs what it waits for every 2 s. SIGTERM or SIGINT stops it cleanly (every
+    /// appended entry is durable) with exit code 0.
     #[command(after_long_help = node::NODE_HELP)]
     Node(node::NodeArgs),
     /// Start a 3-node cluster in this process on loopback TCP (WAL in a temporary directory,
