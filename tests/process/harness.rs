@@ -150,10 +150,21 @@ impl Node {
 
     /// SIGTERM, then waits for the exit.
     pub(crate) fn terminate(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("running");
+        self.send_sigterm();
+        self.await_exit()
+    }
+
+    /// SIGTERM, without waiting (see [`Node::await_exit`]).
+    pub(crate) fn send_sigterm(&self) {
+        let child = self.child.as_ref().expect("running");
         let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).expect("pid"))
             .expect("non-zero pid");
         rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
+    }
+
+    /// Waits for the exit of a node sent SIGTERM (SIGKILL and a panic after `PATIENCE`).
+    pub(crate) fn await_exit(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
         let deadline = Instant::now() + PATIENCE;
         loop {
             if let Some(status) = child.try_wait().expect("try_wait") {

@@ -12,6 +12,10 @@ use kommander_raft::PartitionId;
 
 use super::harness::{Load, PARTITIONS, PATIENCE, ProcessCluster};
 
+/// How long the applied indexes must stay put to count as settled (ten looks of the
+/// checkpointer).
+const SETTLE: Duration = Duration::from_secs(1);
+
 /// Every node's applied index of `p`, once they all agree (load stopped).
 fn converged_applied(cluster: &mut ProcessCluster, p: PartitionId) -> u64 {
     let deadline = Instant::now() + PATIENCE;
@@ -28,8 +32,28 @@ fn converged_applied(cluster: &mut ProcessCluster, p: PartitionId) -> u64 {
     }
 }
 
-/// The `applied digest` lines a stopped node logged: partition → digest.
-fn digests(log: &str) -> BTreeMap<u32, String> {
+/// Every partition's index once every node applied the same and nothing more was applied for
+/// [`SETTLE`]: after the load, a leader's checkpointer may still commit a checkpoint (it looks
+/// every 100 ms and retries one refused while a write was unresolved), and a node stopped
+/// before it would log another digest than the others.
+fn settled_applied(cluster: &mut ProcessCluster) -> BTreeMap<u32, u64> {
+    let deadline = Instant::now() + PATIENCE;
+    let mut last = BTreeMap::new();
+    loop {
+        let applied: BTreeMap<u32, u64> = (1..=PARTITIONS)
+            .map(|p| (p, converged_applied(cluster, PartitionId(p))))
+            .collect();
+        if applied == last {
+            return applied;
+        }
+        assert!(Instant::now() < deadline, "still applying: {applied:?}");
+        last = applied;
+        std::thread::sleep(SETTLE);
+    }
+}
+
+/// The `applied digest` lines a stopped node logged: partition → (index, digest).
+fn digests(log: &str) -> BTreeMap<u32, (u64, String)> {
     let field = |line: &str, name: &str| {
         line.split_whitespace()
             .find_map(|word| word.strip_prefix(name))
@@ -39,7 +63,8 @@ fn digests(log: &str) -> BTreeMap<u32, String> {
         .filter(|line| line.contains("applied digest"))
         .filter_map(|line| {
             let partition = field(line, "partition=")?.parse().ok()?;
-            Some((partition, field(line, "digest=")?))
+            let index = field(line, "index=")?.parse().ok()?;
+            Some((partition, (index, field(line, "digest=")?)))
         })
         .collect()
 }
@@ -69,18 +94,19 @@ fn a_wiped_follower_catches_up_by_snapshot_and_holds_every_acknowledged_write() 
     load.wait_progress(1_000);
     let acked = load.stop();
 
-    let mut applied = BTreeMap::new();
-    for p in 1..=PARTITIONS {
-        applied.insert(p, converged_applied(&mut cluster, PartitionId(p)));
-    }
+    let applied = settled_applied(&mut cluster);
     for write in &acked {
         assert!(
             write.index <= applied[&write.partition.get()],
             "{write:?} beyond the converged index"
         );
     }
+    // All at once: no two of them commit anything once the first stops.
+    for node in &cluster.nodes {
+        node.send_sigterm();
+    }
     for node in &mut cluster.nodes {
-        assert!(node.terminate().success());
+        assert!(node.await_exit().success());
     }
     let logs: Vec<String> = cluster.nodes.iter().map(|n| n.log_text()).collect();
     let installed = logs[gone].matches("snapshot installed").count();
