@@ -259,6 +259,7 @@ pub(crate) fn accept(input: &[u8], secret: Option<&[u8]>) -> Result<Hello, Strin
         node: ACCEPTOR,
         incarnation: 1,
         secret: secret.map(Bytes::copy_from_slice),
+        client_endpoint: None,
     };
     let admission = Acceptor;
     let mut stream = Stream::new(input, &[READ_CHUNK_BYTES, 3]);

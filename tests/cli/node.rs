@@ -392,6 +392,7 @@ fn node_serves_clients_and_stops_cleanly_on_sigterm_then_restores() {
         node: NodeId(2),
         incarnation: 0,
         secret: Some(Bytes::from_static(SECRET.as_bytes())),
+        client_endpoint: None,
     };
     let deadlines = Deadlines {
         frame_timeout: PATIENCE,

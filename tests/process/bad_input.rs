@@ -82,6 +82,7 @@ fn identity(node: u64, cluster: &str, secret: Option<&str>) -> Identity {
         node: NodeId(node),
         incarnation: 0,
         secret: secret.map(|s| Bytes::copy_from_slice(s.as_bytes())),
+        client_endpoint: None,
     }
 }
 

@@ -17,7 +17,7 @@ use kommander_raft::transport::tcp::client::{
     ClientRequest, ClientResponse, ReplicaState, encode_request, encode_response,
 };
 use kommander_raft::transport::tcp::handshake::{
-    self, ConnectionRole, HANDSHAKE_FRAME_BYTES_MAX, Hello, Identity,
+    self, ConnectionRole, HANDSHAKE_FRAME_BYTES_MAX, Hello, Identity, Welcomed,
 };
 use kommander_raft::transport::tcp::reader::{Deadlines, FrameReader};
 use kommander_raft::{
@@ -187,6 +187,7 @@ fn connector_transcript(role: ConnectionRole, cluster: &str, secret: Option<&[u8
             node: entry::ACCEPTOR,
             incarnation: 0,
             secret: acceptor_secret,
+            client_endpoint: Some(ACCEPTOR_CLIENT_ENDPOINT.to_owned()),
         };
         let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX, HANDSHAKE_FRAME_BYTES_MAX);
         handshake::accept(
@@ -203,6 +204,7 @@ fn connector_transcript(role: ConnectionRole, cluster: &str, secret: Option<&[u8
         node: NodeId(1),
         incarnation: CONNECTOR_INCARNATION,
         secret: secret.map(Bytes::copy_from_slice),
+        client_endpoint: None,
     };
     let mut stream = Recording {
         inner: ours,
@@ -212,7 +214,13 @@ fn connector_transcript(role: ConnectionRole, cluster: &str, secret: Option<&[u8
     let connected = handshake::connect(&mut stream, &mut reader, &me, UNSTAMPED, role, None, LONG);
     let accepted = acceptor.join().expect("acceptor thread");
     if cluster == entry::CLUSTER {
-        assert_eq!(connected.expect("handshake"), entry::ACCEPTOR);
+        assert_eq!(
+            connected.expect("handshake"),
+            Welcomed {
+                acceptor: entry::ACCEPTOR,
+                client_endpoint: Some(ACCEPTOR_CLIENT_ENDPOINT.to_owned()),
+            }
+        );
         assert_eq!(
             accepted.expect("handshake"),
             Hello {
@@ -224,6 +232,9 @@ fn connector_transcript(role: ConnectionRole, cluster: &str, secret: Option<&[u8
     }
     stream.sent
 }
+
+/// The client endpoint the acceptor of the seed transcripts advertises in its `Welcome`.
+const ACCEPTOR_CLIENT_ENDPOINT: &str = "127.0.0.1:7201";
 
 /// The incarnation node 1 presents in the seed transcripts.
 const CONNECTOR_INCARNATION: u64 = 0x1d_e471_7e57;

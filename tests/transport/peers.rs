@@ -148,6 +148,7 @@ pub(super) fn identity(node: u64) -> Identity {
         node: NodeId(node),
         incarnation: 0,
         secret: None,
+        client_endpoint: None,
     }
 }
 

@@ -21,8 +21,11 @@
 //! A `Replicate` is answered `Replicated` (committed, or a retryable refusal), `Failed` (an
 //! invalid entry) or `Unknown` (`outcome.rs`: timed out after `--client-request-timeout-ms`,
 //! leadership lost, the node stopped first).
-//! `Leader` answers carry the leader's node id; its client endpoint only when the leader is
-//! this node (the other nodes' client ports are not in the configuration). A connection on
+//! `Leader` answers carry the leader's node id and its client endpoint, from any node: each
+//! node advertises its client port to the peers in the handshake (`ClientPort::bind`, before
+//! the transport serves; for `0.0.0.0:P` the host of the node's peer endpoint, never the
+//! unspecified address), and answers with the endpoint the leader advertised (empty when it
+//! has none, or this node has not connected to it). A connection on
 //! which no request arrived for `transport.idle_timeout_ms` is closed (logged at debug: an
 //! idle client is not a fault).
 
@@ -43,7 +46,7 @@ use kommander_raft::transport::tcp::client::{
     AcceptedClient, ClientError, ClientListener, ClientRequest, ClientResponse, ReplicaState,
     reject_busy, write_response,
 };
-use kommander_raft::transport::tcp::{TcpCluster, TcpConfig};
+use kommander_raft::transport::tcp::{TcpCluster, TcpConfig, TcpTransport};
 use kommander_raft::{
     MembershipError, Raft, ReplicateError, ReplicateOptions, SYSTEM_PARTITION, Status,
 };
@@ -82,6 +85,8 @@ pub(crate) struct ClientPortStats {
 struct PortShared {
     config: ClientPortConfig,
     listener: ClientListener,
+    /// The peers' client endpoints (the `Leader` answers).
+    transport: Arc<TcpTransport>,
     raft: Raft,
     runtime: tokio::runtime::Handle,
     stop: AtomicBool,
@@ -107,23 +112,31 @@ pub(crate) struct ClientPort {
     acceptor: Option<JoinHandle<()>>,
 }
 
-impl ClientPort {
-    /// Binds `address` and starts accepting clients; writers await answers with `runtime`.
+/// A client port bound and advertised to the peers, not serving yet: connections wait in the
+/// listen backlog until [`BoundClientPort::start`].
+pub(crate) struct BoundClientPort {
+    listener: ClientListener,
+    transport: Arc<TcpTransport>,
+}
+
+impl BoundClientPort {
+    /// Starts accepting clients; writers await answers with `runtime`.
     ///
     /// # Errors
     ///
-    /// The bind or thread-spawn error.
+    /// The thread-spawn error.
     pub(crate) fn start(
-        address: &str,
+        self,
         config: ClientPortConfig,
         raft: Raft,
         runtime: tokio::runtime::Handle,
-    ) -> std::io::Result<Self> {
-        let listener = ClientListener::bind(address)?;
-        let local_addr = listener.local_addr();
+    ) -> std::io::Result<ClientPort> {
+        let local_addr = self.listener.local_addr();
+        let advertised = self.transport.client_endpoint(config.cluster.node_id);
         let shared = Arc::new(PortShared {
             config,
-            listener,
+            listener: self.listener,
+            transport: self.transport,
             raft,
             runtime,
             stop: AtomicBool::new(false),
@@ -135,10 +148,37 @@ impl ClientPort {
         let acceptor = std::thread::Builder::new()
             .name("kommander-client-accept".to_owned())
             .spawn(move || accept_loop(&for_thread))?;
-        info!(client = %local_addr, "client port listening");
-        Ok(Self {
+        info!(client = %local_addr, advertised = ?advertised, "client port listening");
+        Ok(ClientPort {
             shared,
             acceptor: Some(acceptor),
+        })
+    }
+}
+
+impl ClientPort {
+    /// Binds `address` and advertises the port to the peers through `transport`, which must
+    /// not serve yet (every peer then learns it in its handshake with this node): `address`
+    /// as bound, or for an unspecified address (`0.0.0.0:P`, `[::]:P`) the host of
+    /// `peer_endpoint` (where the peers reach this machine) with the bound port.
+    ///
+    /// # Errors
+    ///
+    /// The bind error, or why the endpoint cannot be advertised, in words.
+    pub(crate) fn bind(
+        address: &str,
+        peer_endpoint: &str,
+        transport: &Arc<TcpTransport>,
+    ) -> Result<BoundClientPort, String> {
+        let listener =
+            ClientListener::bind(address).map_err(|e| format!("client port {address}: {e}"))?;
+        let advertised = advertised_endpoint(listener.local_addr(), peer_endpoint);
+        transport
+            .advertise_client_endpoint(&advertised)
+            .map_err(|e| format!("client port {address}: {e}"))?;
+        Ok(BoundClientPort {
+            listener,
+            transport: Arc::clone(transport),
         })
     }
 
@@ -166,6 +206,19 @@ impl ClientPort {
         for stream in self.shared.open().values() {
             let _ = stream.shutdown(Shutdown::Read);
         }
+    }
+}
+
+/// Where clients elsewhere reach a client port bound at `bound`: `bound` itself, or for an
+/// unspecified address the host of `peer_endpoint` (`host:port`) with `bound`'s port.
+fn advertised_endpoint(bound: SocketAddr, peer_endpoint: &str) -> String {
+    if !bound.ip().is_unspecified() {
+        return bound.to_string();
+    }
+    match peer_endpoint.rsplit_once(':') {
+        Some((host, _)) => format!("{host}:{}", bound.port()),
+        // Not `host:port` (a validated configuration has one): advertising it is refused.
+        None => bound.to_string(),
     }
 }
 
@@ -369,11 +422,9 @@ fn dispatch(shared: &PortShared, id: u64, request: ClientRequest) -> Pending {
                 ),
                 Err(error) => (error.status(), None),
             };
-            let endpoint = if leader == Some(shared.config.cluster.node_id) {
-                shared.listener.local_addr().to_string()
-            } else {
-                String::new()
-            };
+            let endpoint = leader
+                .and_then(|leader| shared.transport.client_endpoint(leader))
+                .unwrap_or_default();
             Pending::Ready(
                 id,
                 ClientResponse::Leader {

@@ -308,6 +308,11 @@ fn serve(
     client_config: ClientPortConfig,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), ExitError> {
+    // Bound and advertised before the transport serves: every peer's handshake tells it.
+    let bound_client_port = (args.client_listen.as_deref())
+        .map(|address| ClientPort::bind(address, &raft.config().endpoint, transport))
+        .transpose()
+        .map_err(ExitError::failure)?;
     transport
         .serve(raft.inbound())
         .map_err(|e| ExitError::failure(format!("serving peers: {e}")))?;
@@ -348,15 +353,11 @@ fn serve(
         }
         _ => info!(node, "joined the cluster"),
     }
-    let client_port = match &args.client_listen {
-        Some(address) => Some(
-            ClientPort::start(
-                address,
-                client_config,
-                raft.clone(),
-                runtime.handle().clone(),
-            )
-            .map_err(|e| ExitError::failure(format!("client port {address}: {e}")))?,
+    let client_port = match bound_client_port {
+        Some(bound) => Some(
+            bound
+                .start(client_config, raft.clone(), runtime.handle().clone())
+                .map_err(|e| ExitError::failure(format!("client port: {e}")))?,
         ),
         None => None,
     };

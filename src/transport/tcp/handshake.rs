@@ -9,7 +9,8 @@
 //!                                                             nonce_s, proof_a}
 //!   checks the acceptor's id and proof_a
 //!   Auth {proof_c}                            →   checks proof_c, then the duplicate-node rule
-//!                                             ←   Welcome          (or Reject {code, reason})
+//!                                             ←   Welcome {client_endpoint}
+//!                                                              (or Reject {code, reason})
 //! ```
 //!
 //! Each side's `incarnation` is its data directory's (0 for a client, or a transport not
@@ -25,6 +26,20 @@
 //! recorded handshake replayed on a new connection fails against the new nonce, and each side
 //! proves the secret to the other. Without a secret (loopback or explicitly allowed) the
 //! proofs are empty; a mismatch of auth policy between two nodes is refused with a reason.
+//!
+//! The `Welcome` tells the connector where clients reach the acceptor (its client port's
+//! advertised endpoint, [`Identity::client_endpoint`]), so that every node can name the client
+//! endpoint of a leader it is connected to ([`Welcomed::client_endpoint`]):
+//!
+//! ```text
+//! welcome := (empty)                                   nothing advertised
+//!          | format:u8 (1) length:u8 client_endpoint   UTF-8, 1 to ENDPOINT_BYTES_MAX bytes
+//! ```
+//!
+//! The empty body is what nodes sent before the field existed (a connector of that version
+//! reads no body), and a connector reads it as "nothing advertised", so nodes of both versions
+//! still connect to each other. A body of another format byte is a later layout: read as
+//! nothing advertised. A format-1 body that does not decode fails the handshake (`Malformed`).
 
 use std::io::Write;
 use std::net::{Shutdown, TcpStream};
@@ -36,6 +51,8 @@ use sha2::Sha256;
 use super::duplicate;
 use super::reader::{Deadlines, FrameReader};
 use crate::core::NodeId;
+use crate::shard::membership::ENDPOINT_BYTES_MAX;
+use crate::shard::membership::roster::check_endpoint;
 use crate::transport::codec::{FrameError, FrameKind, PROTOCOL_VERSION, UNSTAMPED, write_frame};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -49,6 +66,8 @@ pub const CLUSTER_NAME_BYTES_MAX: usize = 255;
 pub const HANDSHAKE_FRAME_BYTES_MAX: usize = 4096;
 /// Longest reason text a `Reject` frame carries.
 const REASON_BYTES_MAX: usize = 1024;
+/// The format byte of a `Welcome` body that carries the acceptor's client endpoint.
+const WELCOME_FORMAT: u8 = 1;
 
 /// What the connecting side of a connection is (not to be confused with a replica's Raft
 /// role).
@@ -173,6 +192,11 @@ pub struct Identity {
     pub incarnation: u64,
     /// The shared secret, if any.
     pub secret: Option<Bytes>,
+    /// Where clients reach this node (its client port's advertised endpoint, `host:port`), told
+    /// to every connector in this side's `Welcome` when it accepts; `None`: no client port.
+    /// Never sent by a connector. One that is empty or longer than [`ENDPOINT_BYTES_MAX`]
+    /// bytes is not sent (nothing is advertised).
+    pub client_endpoint: Option<String>,
 }
 
 impl std::fmt::Debug for Identity {
@@ -182,6 +206,7 @@ impl std::fmt::Debug for Identity {
             .field("node", &self.node)
             .field("incarnation", &self.incarnation)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("client_endpoint", &self.client_endpoint)
             .finish()
     }
 }
@@ -195,6 +220,62 @@ pub struct Hello {
     pub node: NodeId,
     /// Its incarnation (0: none presented).
     pub incarnation: u64,
+}
+
+/// What a connector learned from a successful handshake.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Welcomed {
+    /// The acceptor's node id.
+    pub acceptor: NodeId,
+    /// The acceptor's advertised client endpoint, from its `Welcome` (`None`: it advertised
+    /// none, or it is of a version that does not).
+    pub client_endpoint: Option<String>,
+}
+
+/// The `Welcome` body advertising `client_endpoint` (empty when there is none to advertise:
+/// `None`, empty, or longer than [`ENDPOINT_BYTES_MAX`] bytes).
+fn encode_welcome(client_endpoint: Option<&str>) -> BytesMut {
+    let mut body = BytesMut::new();
+    if let Some(endpoint) = client_endpoint
+        && let Ok(length) = u8::try_from(endpoint.len())
+        && (1..=ENDPOINT_BYTES_MAX).contains(&endpoint.len())
+    {
+        body.put_u8(WELCOME_FORMAT);
+        body.put_u8(length);
+        body.put_slice(endpoint.as_bytes());
+    }
+    body
+}
+
+/// The client endpoint a `Welcome` body advertises (see the module's documentation).
+///
+/// # Errors
+///
+/// The reason, for a format-1 body that does not decode: a length that is 0, over
+/// [`ENDPOINT_BYTES_MAX`] or not the rest of the body, or an endpoint that is not UTF-8 or
+/// holds a control character.
+fn decode_welcome(body: &[u8]) -> Result<Option<String>, String> {
+    let mut fields = Fields(body);
+    match fields.take::<1>() {
+        None => return Ok(None),
+        Some([WELCOME_FORMAT]) => {}
+        Some(_) => return Ok(None),
+    }
+    let [length] = fields
+        .take::<1>()
+        .ok_or("a Welcome without its endpoint length")?;
+    let endpoint = fields.rest();
+    let length = usize::from(length);
+    if length == 0 || length > ENDPOINT_BYTES_MAX || endpoint.len() != length {
+        return Err(format!(
+            "a Welcome endpoint of {} bytes, announced {length} (1 to {ENDPOINT_BYTES_MAX})",
+            endpoint.len()
+        ));
+    }
+    let endpoint = std::str::from_utf8(endpoint)
+        .map_err(|_| "a Welcome endpoint that is not UTF-8".to_owned())?;
+    check_endpoint(endpoint).map_err(|e| format!("a Welcome with {e}"))?;
+    Ok(Some(endpoint.to_owned()))
 }
 
 /// How an acceptor decides whether a connector may stay: [`accept`] asks it twice.
@@ -379,7 +460,7 @@ pub fn connect<S: std::io::Read + Write>(
     role: ConnectionRole,
     expected: Option<NodeId>,
     deadlines: Deadlines,
-) -> Result<NodeId, ConnectionHandshakeError> {
+) -> Result<Welcomed, ConnectionHandshakeError> {
     let nonce_c = nonce()?;
     let mut hello = BytesMut::with_capacity(72 + me.cluster.len());
     hello.put_u8(role.code());
@@ -472,7 +553,16 @@ pub fn connect<S: std::io::Read + Write>(
     send(stream, FrameKind::Auth, stamp, BytesMut::from(&proof_c[..]))?;
     let frame = reader.read_frame(stream, deadlines, &|| false)?;
     expect(frame.kind, FrameKind::Welcome, &frame.body)?;
-    Ok(acceptor)
+    let client_endpoint = decode_welcome(&frame.body).map_err(|reason| {
+        ConnectionHandshakeError::Refused {
+            code: RejectCode::Malformed,
+            reason,
+        }
+    })?;
+    Ok(Welcomed {
+        acceptor,
+        client_endpoint,
+    })
 }
 
 /// Runs the acceptor's side on a fresh inbound connection. `admission` decides whether a
@@ -623,6 +713,7 @@ pub fn accept<S: std::io::Read + Write>(
     if let Err((code, reason)) = admission.confirm(&hello) {
         return Err(refuse(stream, code, reason));
     }
-    send(stream, FrameKind::Welcome, stamp, BytesMut::new())?;
+    let welcome = encode_welcome(me.client_endpoint.as_deref());
+    send(stream, FrameKind::Welcome, stamp, welcome)?;
     Ok(hello)
 }

@@ -304,7 +304,7 @@ pub(super) fn connect(
         .and_then(|()| stream.set_read_timeout(Some(shared.poll_interval())));
     setup.map_err(ConnectError::Connect)?;
     let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX, HANDSHAKE_FRAME_BYTES_MAX);
-    let acceptor = handshake::connect(
+    let welcomed = handshake::connect(
         &mut stream,
         &mut reader,
         &shared.identity(),
@@ -313,7 +313,9 @@ pub(super) fn connect(
         expected,
         shared.handshake_deadlines(),
     )?;
+    let acceptor = welcomed.acceptor;
     shared.merge_stamp(acceptor, reader.last_stamp());
+    shared.learn_client_endpoint(acceptor, welcomed.client_endpoint);
     Ok((stream, reader, acceptor))
 }
 
@@ -488,6 +490,7 @@ mod tests {
             node: NodeId(2),
             incarnation: 0,
             secret: None,
+            client_endpoint: None,
         };
         let deadlines = Deadlines {
             frame_timeout: patience,

@@ -45,6 +45,7 @@
 
 mod calls;
 pub mod client;
+mod client_endpoints;
 mod config;
 mod connections;
 pub(crate) mod duplicate;
@@ -76,6 +77,7 @@ use crossbeam::channel::{self, Receiver, Sender};
 use tracing::{debug, error, info};
 
 pub use self::config::{AUTH_SECRET_BYTES_MIN, TcpCluster, TcpConfig, TcpConfigError};
+use self::client_endpoints::ClientEndpoints;
 use self::connections::Connections;
 use self::handshake::Identity;
 pub use self::handshake::{ConnectionHandshakeError, RejectCode};
@@ -110,9 +112,19 @@ pub enum TransportError {
          (set transport.allow_unauthenticated = true to accept unauthenticated peers)"
     )]
     Unauthenticated(SocketAddr),
-    /// [`TcpTransport::serve`] was called twice.
+    /// [`TcpTransport::serve`] was called twice, or
+    /// [`TcpTransport::advertise_client_endpoint`] after it.
     #[error("the transport is already serving")]
     AlreadyServing,
+    /// [`TcpTransport::advertise_client_endpoint`] was given an endpoint clients cannot
+    /// connect to, or was called twice.
+    #[error("cannot advertise the client endpoint {endpoint:?}: {reason}")]
+    ClientEndpoint {
+        /// The endpoint.
+        endpoint: String,
+        /// Why not.
+        reason: String,
+    },
     /// A thread could not be spawned or the socket queried.
     #[error("starting the transport: {0}")]
     Io(#[from] std::io::Error),
@@ -202,6 +214,11 @@ struct TcpShared {
     /// Disconnected once the transport serves or stops: the writer threads wait on it before
     /// they connect (a connection before `serve` would present no incarnation).
     served: Receiver<()>,
+    /// Where clients reach this node, told to every connector (the handshake's `Welcome`);
+    /// set before `serve` or never.
+    client_endpoint: OnceLock<String>,
+    /// Where clients reach the peers, as each told this node.
+    client_endpoints: ClientEndpoints,
     /// Set once this process learned that another live process holds its node id: every
     /// thread stops as at shutdown (which still joins them).
     duplicate: AtomicBool,
@@ -258,12 +275,20 @@ impl TcpShared {
             .map_or(0, |inbound| inbound.incarnation())
     }
 
-    /// This side of a handshake, with the node's incarnation.
+    /// This side of a handshake, with the node's incarnation and advertised client endpoint.
     fn identity(&self) -> Identity {
         Identity {
             incarnation: self.incarnation(),
+            client_endpoint: self.client_endpoint.get().cloned(),
             ..self.identity.clone()
         }
+    }
+
+    /// Records the client endpoint `acceptor` advertised in the `Welcome` of a connection
+    /// this node made (kept while it is a peer).
+    fn learn_client_endpoint(&self, acceptor: NodeId, advertised: Option<String>) {
+        self.client_endpoints
+            .learn(acceptor, advertised, &|node| self.peers.contains(node));
     }
 
     /// The incarnation the node's roster records for `node`, if it knows the node.
@@ -415,6 +440,7 @@ impl TcpTransport {
                     .auth_secret
                     .as_ref()
                     .map(|s| Bytes::copy_from_slice(s.as_bytes())),
+                client_endpoint: None,
             },
             peers: PeerTable::default(),
             heartbeat_interval: cluster.heartbeat_interval,
@@ -426,6 +452,8 @@ impl TcpTransport {
             inbound: OnceLock::new(),
             serving: Mutex::new(Some(serving)),
             served,
+            client_endpoint: OnceLock::new(),
+            client_endpoints: ClientEndpoints::default(),
             duplicate: AtomicBool::new(false),
             epoch: Instant::now(),
         });
@@ -482,6 +510,48 @@ impl TcpTransport {
     #[must_use]
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Advertises `endpoint` (`host:port`) as where clients reach this node's client port:
+    /// every node connecting to this one learns it in the handshake, and answers
+    /// [`TcpTransport::client_endpoint`] with it. Call it before [`TcpTransport::serve`], at
+    /// most once; without it this node advertises no client endpoint.
+    ///
+    /// # Errors
+    ///
+    /// [`TransportError::AlreadyServing`] after `serve`; [`TransportError::ClientEndpoint`]
+    /// for an endpoint a client cannot connect to (not `host:port`, port 0, the unspecified
+    /// address `0.0.0.0` or `[::]`, empty or longer than
+    /// [`ENDPOINT_BYTES_MAX`](crate::ENDPOINT_BYTES_MAX) bytes) or on a second call.
+    pub fn advertise_client_endpoint(&self, endpoint: &str) -> Result<(), TransportError> {
+        let refused = |reason: String| TransportError::ClientEndpoint {
+            endpoint: endpoint.to_owned(),
+            reason,
+        };
+        client_endpoints::check_advertised(endpoint).map_err(refused)?;
+        // `serve` takes the listener under this lock: no handshake runs before it.
+        let listener = self.listener.lock().unwrap_or_else(PoisonError::into_inner);
+        if listener.is_none() {
+            return Err(TransportError::AlreadyServing);
+        }
+        self.shared
+            .client_endpoint
+            .set(endpoint.to_owned())
+            .map_err(|_| refused("a client endpoint is advertised already".to_owned()))
+    }
+
+    /// Where clients reach `node`: this node's advertised client endpoint, or the one the
+    /// peer `node` advertised when this node last connected to it (`None`: none advertised,
+    /// not connected yet, or not a peer).
+    #[must_use]
+    pub fn client_endpoint(&self, node: NodeId) -> Option<String> {
+        if node == self.shared.identity.node {
+            return self.shared.client_endpoint.get().cloned();
+        }
+        if !self.shared.peers.contains(node) {
+            return None;
+        }
+        self.shared.client_endpoints.of(node)
     }
 
     /// The counters.

@@ -62,6 +62,7 @@ impl ClientConnection {
             node: NodeId(0),
             incarnation: 0,
             secret: secret.map(|s| Bytes::copy_from_slice(s.as_bytes())),
+            client_endpoint: None,
         };
         handshake::connect(
             &mut stream,

@@ -118,6 +118,8 @@ impl AcceptedClient {
                 .auth_secret
                 .as_ref()
                 .map(|s| Bytes::copy_from_slice(s.as_bytes())),
+            // The client port does not advertise itself to clients.
+            client_endpoint: None,
         };
         let admit = |hello: &Hello| {
             if hello.role == ConnectionRole::Client {
