@@ -1,8 +1,9 @@
 //! The TCP transport: in-process nodes talking over real loopback sockets, its peer set
-//! changing at runtime, membership calls, the wire format's properties and the fuzz corpus
+//! changing at runtime, the peers' client endpoints, membership calls, the wire format's properties and the fuzz corpus
 //! replay.
 
 mod calls;
+mod client_endpoints;
 mod cluster;
 mod duplicate;
 mod duplicate_node;
