@@ -1,8 +1,9 @@
 //! The `kommander` binary, run as a child process: `node` (config errors, client port,
-//! SIGTERM, restart, checkpoints, `wal inspect` of its data directory), `node --join` with
-//! `cluster members|remove`, and `demo`/`bench`.
+//! SIGTERM, restart, checkpoints, `wal inspect` of its data directory), the leader's client
+//! endpoint from every node, `node --join` with `cluster members|remove`, and `demo`/`bench`.
 
 mod bench;
+mod client_port;
 mod cluster;
 mod node;
 
