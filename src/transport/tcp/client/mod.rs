@@ -70,6 +70,13 @@
 //! `Leader` and `Status` answer `PartitionMoved` for a partition the node does not host, as
 //! `Replicate` does; `Status` answers `RestoreInProgress` while the replica restores.
 //!
+//! A `Leader` answer names the leader's client endpoint whichever node is asked: the endpoint
+//! the leader advertised to its peers in their handshakes (the `kommander node` binary
+//! advertises its client port as bound, or for `0.0.0.0:P` the host of its peer endpoint with
+//! port P; never an unspecified address). It is empty while unknown: the leader has no client
+//! port, or the node asked has not connected to it yet (ask again, or ask the leader's peer
+//! endpoint's host).
+//!
 //! A connection stays open while requests arrive: the node closes one on which no request
 //! arrived for its `transport.idle_timeout_ms` (15 s by default; answers still due are written
 //! first). `Ping` keeps a connection open while the client has nothing else to ask and
@@ -158,7 +165,8 @@ pub enum ClientResponse {
         status: Status,
         /// The leader, if this node knows one.
         leader: Option<NodeId>,
-        /// Its client endpoint (empty when unknown).
+        /// Its client endpoint, as it advertised it to its peers (empty when unknown; see the
+        /// module's documentation).
         endpoint: String,
     },
     /// A definite refusal: the request had no effect and fails again as it is (malformed; an
