@@ -57,20 +57,21 @@ fn client_port_of(ready: &str) -> u16 {
 fn leader_with_endpoint(client: &mut ClientConnection, partition: PartitionId) -> (u64, String) {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        match client
+        let answer = client
             .call(&ClientRequest::Leader { partition })
-            .expect("leader")
+            .expect("leader");
+        let ClientResponse::Leader {
+            status: Status::Success,
+            leader,
+            endpoint,
+        } = answer
+        else {
+            panic!("unexpected answer {answer:?}");
+        };
+        if let Some(NodeId(leader)) = leader
+            && !endpoint.is_empty()
         {
-            ClientResponse::Leader {
-                status: Status::Success,
-                leader: Some(NodeId(leader)),
-                endpoint,
-            } if !endpoint.is_empty() => return (leader, endpoint),
-            ClientResponse::Leader {
-                status: Status::Success,
-                ..
-            } => {}
-            other => panic!("unexpected answer {other:?}"),
+            return (leader, endpoint);
         }
         assert!(
             Instant::now() < deadline,

@@ -6,41 +6,24 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use kommander_raft::transport::tcp::{TcpCluster, TcpTransport, TransportError};
+use kommander_raft::transport::tcp::{TcpTransport, TransportError};
 use kommander_raft::{NodeId, Transport};
 
-use super::peers::{CLUSTER, Received, config, deliver};
+use super::peers::{Node, Received, cluster, config, deliver, serve};
 
 /// The client endpoint node 1 advertises (nothing listens there: only its name travels).
 const CLIENT_ENDPOINT_1: &str = "127.0.0.1:7201";
 
 /// Node `node` with `peers`, advertising `client_endpoint` (when given) before it serves.
-fn start(node: u64, peers: &[(u64, &str)], client_endpoint: Option<&str>) -> super::peers::Node {
-    let cluster = TcpCluster {
-        cluster_name: CLUSTER.to_owned(),
-        node_id: NodeId(node),
-        peers: peers
-            .iter()
-            .map(|&(id, address)| (NodeId(id), address.to_owned()))
-            .collect(),
-        heartbeat_interval: Duration::from_millis(50),
-    };
-    let transport = TcpTransport::bind(&config(), &cluster).expect("transport");
+fn start(node: u64, peers: &[(u64, &str)], client_endpoint: Option<&str>) -> Node {
+    let transport = TcpTransport::bind(&config(), &cluster(node, peers)).expect("transport");
     if let Some(endpoint) = client_endpoint {
         transport
             .advertise_client_endpoint(endpoint)
             .expect("a valid endpoint, before serve");
     }
-    let received = Arc::new(Received::default());
-    transport.serve(received.clone()).expect("serve");
-    let address = transport.local_addr().to_string();
-    super::peers::Node {
-        transport,
-        received,
-        address,
-    }
+    serve(transport)
 }
 
 #[test]
@@ -61,27 +44,29 @@ fn a_node_learns_the_client_endpoint_each_peer_advertises_in_its_handshake() {
         two.transport.client_endpoint(NodeId(1)).as_deref(),
         Some(CLIENT_ENDPOINT_1)
     );
-    assert_eq!(two.transport.client_endpoint(NodeId(2)), None, "2 advertises none");
+    assert_eq!(
+        two.transport.client_endpoint(NodeId(2)),
+        None,
+        "2 advertises none"
+    );
     assert_eq!(two.transport.client_endpoint(NodeId(3)), None, "not a peer");
     // Node 1 connects to node 2, which advertises nothing.
     deliver(&one, 1, &two, 2, 2);
     assert_eq!(one.transport.client_endpoint(NodeId(2)), None);
     // Once node 1 is no longer a peer of node 2, node 2 does not answer for it.
     two.transport.set_peers(&BTreeMap::new()).expect("no peers");
-    assert_eq!(two.transport.client_endpoint(NodeId(1)), None, "a former peer");
+    assert_eq!(
+        two.transport.client_endpoint(NodeId(1)),
+        None,
+        "a former peer"
+    );
     one.transport.shutdown();
     two.transport.shutdown();
 }
 
 #[test]
 fn only_an_endpoint_a_client_can_connect_to_is_advertised_and_only_before_serve() {
-    let cluster = TcpCluster {
-        cluster_name: CLUSTER.to_owned(),
-        node_id: NodeId(1),
-        peers: BTreeMap::new(),
-        heartbeat_interval: Duration::from_millis(50),
-    };
-    let transport = TcpTransport::bind(&config(), &cluster).expect("transport");
+    let transport = TcpTransport::bind(&config(), &cluster(1, &[])).expect("transport");
     for unreachable in ["0.0.0.0:7201", "[::]:7201", "127.0.0.1:0", "127.0.0.1"] {
         let refused = transport.advertise_client_endpoint(unreachable);
         assert!(
@@ -89,7 +74,11 @@ fn only_an_endpoint_a_client_can_connect_to_is_advertised_and_only_before_serve(
             "{unreachable}: {refused:?}"
         );
     }
-    assert_eq!(transport.client_endpoint(NodeId(1)), None, "nothing was advertised");
+    assert_eq!(
+        transport.client_endpoint(NodeId(1)),
+        None,
+        "nothing was advertised"
+    );
     transport
         .advertise_client_endpoint(CLIENT_ENDPOINT_1)
         .expect("advertised");

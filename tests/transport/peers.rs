@@ -78,7 +78,7 @@ pub(super) fn config() -> TcpConfig {
     }
 }
 
-fn cluster(node: u64, peers: &[(u64, &str)]) -> TcpCluster {
+pub(super) fn cluster(node: u64, peers: &[(u64, &str)]) -> TcpCluster {
     TcpCluster {
         cluster_name: CLUSTER.to_owned(),
         node_id: NodeId(node),
@@ -101,7 +101,11 @@ pub(super) struct Node {
 }
 
 pub(super) fn start_with(config: &TcpConfig, node: u64, peers: &[(u64, &str)]) -> Node {
-    let transport = TcpTransport::bind(config, &cluster(node, peers)).expect("transport");
+    serve(TcpTransport::bind(config, &cluster(node, peers)).expect("transport"))
+}
+
+/// Serves `transport` (bound, not serving yet) as a node that records what it receives.
+pub(super) fn serve(transport: Arc<TcpTransport>) -> Node {
     let received = Arc::new(Received::default());
     transport.serve(received.clone()).expect("serve");
     let address = transport.local_addr().to_string();

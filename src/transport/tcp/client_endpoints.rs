@@ -108,7 +108,12 @@ mod tests {
 
     #[test]
     fn an_advertised_endpoint_is_one_a_client_can_connect_to() {
-        for good in ["10.0.0.1:7200", "db-1.example:7200", "[::1]:7200", "127.0.0.1:1"] {
+        for good in [
+            "10.0.0.1:7200",
+            "db-1.example:7200",
+            "[::1]:7200",
+            "127.0.0.1:1",
+        ] {
             assert_eq!(check_advertised(good), Ok(()), "{good}");
         }
         let long = format!("{}:7200", "h".repeat(ENDPOINT_BYTES_MAX));

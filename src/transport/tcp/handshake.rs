@@ -553,12 +553,11 @@ pub fn connect<S: std::io::Read + Write>(
     send(stream, FrameKind::Auth, stamp, BytesMut::from(&proof_c[..]))?;
     let frame = reader.read_frame(stream, deadlines, &|| false)?;
     expect(frame.kind, FrameKind::Welcome, &frame.body)?;
-    let client_endpoint = decode_welcome(&frame.body).map_err(|reason| {
-        ConnectionHandshakeError::Refused {
+    let client_endpoint =
+        decode_welcome(&frame.body).map_err(|reason| ConnectionHandshakeError::Refused {
             code: RejectCode::Malformed,
             reason,
-        }
-    })?;
+        })?;
     Ok(Welcomed {
         acceptor,
         client_endpoint,

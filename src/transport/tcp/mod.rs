@@ -76,8 +76,8 @@ use bytes::Bytes;
 use crossbeam::channel::{self, Receiver, Sender};
 use tracing::{debug, error, info};
 
-pub use self::config::{AUTH_SECRET_BYTES_MIN, TcpCluster, TcpConfig, TcpConfigError};
 use self::client_endpoints::ClientEndpoints;
+pub use self::config::{AUTH_SECRET_BYTES_MIN, TcpCluster, TcpConfig, TcpConfigError};
 use self::connections::Connections;
 use self::handshake::Identity;
 pub use self::handshake::{ConnectionHandshakeError, RejectCode};

@@ -74,8 +74,7 @@
 //! the leader advertised to its peers in their handshakes (the `kommander node` binary
 //! advertises its client port as bound, or for `0.0.0.0:P` the host of its peer endpoint with
 //! port P; never an unspecified address). It is empty while unknown: the leader has no client
-//! port, or the node asked has not connected to it yet (ask again, or ask the leader's peer
-//! endpoint's host).
+//! port, or the node asked has not connected to it yet (ask again shortly).
 //!
 //! A connection stays open while requests arrive: the node closes one on which no request
 //! arrived for its `transport.idle_timeout_ms` (15 s by default; answers still due are written
