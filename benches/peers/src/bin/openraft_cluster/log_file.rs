@@ -1,0 +1,261 @@
+//! One node's log file, shared by every openraft group the node hosts, and its flusher thread.
+//!
+//! openraft's v2 log storage API separates "accepted" from "durable": `append` returns once the
+//! entries are readable and calls its `LogFlushed` callback once they are on disk. A store can
+//! therefore hand the write to a thread of its own, and with one Raft group per partition the
+//! natural store is one file per node that all groups append to: the flusher takes everything
+//! submitted since its last turn, writes it in one `write` and makes it durable with one
+//! `fdatasync`, then acknowledges each call of that turn (TiKV's store writer and dragonboat do
+//! the same; one file per group would cost one `fdatasync` per group per append). The file is
+//! zero-filled ahead in [`PREALLOCATED_BYTES`] steps, as kommander-wal fills its segments, so
+//! an `fdatasync` flushes data and not the file's size.
+//!
+//! Every record is `[body length u32][xxh64 of the body u64][body]`, the body being the group
+//! and the [`Record`] encoded with bincode: what a recovery would need to rebuild each group's
+//! log and vote (the bench never reads it back).
+//!
+//! The queue is bounded by the workload: openraft submits an append per batch of client writes
+//! it accepted, and the closed-loop writers keep at most one write each in flight.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use openraft::storage::LogFlushed;
+use openraft::{Entry, LogId, Vote};
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use crate::openraft_side::{NodeId, TypeConfig};
+
+/// The file is zero-filled this far ahead of its end, in steps of this size (kommander's
+/// `wal_segment_bytes` in the same bench).
+pub const PREALLOCATED_BYTES: u64 = 64 << 20;
+
+/// Bytes of a record's header: body length and checksum.
+const RECORD_HEADER_BYTES: usize = 4 + 8;
+
+/// What a group writes to its node's log file.
+#[derive(Serialize)]
+pub enum Record<'a> {
+    /// A log entry (appended).
+    Entry(&'a Entry<TypeConfig>),
+    /// The group's vote.
+    Vote(&'a Vote<NodeId>),
+    /// The log is truncated from this entry on (inclusive).
+    Truncate(&'a LogId<NodeId>),
+    /// The log is purged up to this entry (inclusive).
+    Purge(&'a LogId<NodeId>),
+}
+
+/// Who waits for a submission to become durable.
+pub enum Durable {
+    /// An openraft `append` call.
+    Append(LogFlushed<TypeConfig>),
+    /// A `save_vote` call, awaiting its answer.
+    Vote(oneshot::Sender<io::Result<()>>),
+}
+
+impl Durable {
+    fn complete(self, result: &io::Result<()>) {
+        let result = match result {
+            Ok(()) => Ok(()),
+            Err(error) => Err(io::Error::new(error.kind(), error.to_string())),
+        };
+        match self {
+            Self::Append(callback) => callback.log_io_completed(result),
+            // The caller stopped waiting (its Raft shut down): nothing to tell.
+            Self::Vote(answer) => drop(answer.send(result)),
+        }
+    }
+}
+
+/// Appends `record` of `group`, framed, to `bytes`.
+///
+/// # Errors
+///
+/// When bincode cannot encode the record.
+pub fn encode(bytes: &mut Vec<u8>, group: u32, record: &Record<'_>) -> bincode::Result<()> {
+    let start = bytes.len();
+    bytes.extend_from_slice(&[0; RECORD_HEADER_BYTES]);
+    bincode::serialize_into(&mut *bytes, &(group, record))?;
+    let body = &bytes[start + RECORD_HEADER_BYTES..];
+    let length = u32::try_from(body.len()).map_err(|_| {
+        bincode::Error::new(bincode::ErrorKind::Custom(format!(
+            "a record of {} bytes does not fit its u32 length",
+            body.len()
+        )))
+    })?;
+    let checksum = xxhash_rust::xxh64::xxh64(body, 0);
+    bytes[start..start + 4].copy_from_slice(&length.to_le_bytes());
+    bytes[start + 4..start + RECORD_HEADER_BYTES].copy_from_slice(&checksum.to_le_bytes());
+    Ok(())
+}
+
+/// What the groups submitted since the flusher's last turn.
+#[derive(Default)]
+struct Queue {
+    bytes: Vec<u8>,
+    waiting: Vec<Durable>,
+    stopping: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+}
+
+/// One node's log file and its flusher thread.
+pub struct LogFile {
+    shared: Arc<Shared>,
+    flusher: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl LogFile {
+    /// Creates the file at `path` (zero-filled ahead) and starts its flusher.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be created, filled or synced, or the thread cannot start.
+    pub fn create(path: &Path) -> io::Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        let mut flusher = Flusher {
+            file,
+            offset: 0,
+            filled: 0,
+            failure: None,
+        };
+        flusher.fill_ahead(0)?;
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+        });
+        let thread_shared = Arc::clone(&shared);
+        let handle = std::thread::Builder::new()
+            .name("openraft-log".to_owned())
+            .spawn(move || flusher.run(&thread_shared))?;
+        Ok(Self {
+            shared,
+            flusher: Mutex::new(Some(handle)),
+        })
+    }
+
+    /// Queues framed records (from [`encode`]); `durable` is told once they are on disk.
+    /// Records reach the file in submission order.
+    pub fn submit(&self, bytes: &[u8], durable: Option<Durable>) {
+        let mut queue = self.shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        if queue.stopping {
+            drop(queue);
+            if let Some(durable) = durable {
+                durable.complete(&Err(io::Error::other("the log file is closed")));
+            }
+            return;
+        }
+        queue.bytes.extend_from_slice(bytes);
+        queue.waiting.extend(durable);
+        drop(queue);
+        self.shared.wake.notify_one();
+    }
+
+    /// Flushes what was submitted, then stops the flusher thread.
+    pub fn close(&self) {
+        self.shared
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stopping = true;
+        self.shared.wake.notify_one();
+        let handle = self
+            .flusher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle {
+            handle.join().expect("the log flusher does not panic");
+        }
+    }
+}
+
+impl Drop for LogFile {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The flusher thread's side: the file, where the next record goes, how far it is filled.
+struct Flusher {
+    file: File,
+    offset: u64,
+    filled: u64,
+    /// The first write or sync error: every later submission fails with it (what reached the
+    /// disk after a failed `fdatasync` is unknown).
+    failure: Option<io::Error>,
+}
+
+impl Flusher {
+    fn run(&mut self, shared: &Shared) {
+        let mut bytes = Vec::new();
+        let mut waiting = Vec::new();
+        loop {
+            {
+                let mut queue = shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                while queue.bytes.is_empty() && queue.waiting.is_empty() && !queue.stopping {
+                    queue = shared
+                        .wake
+                        .wait(queue)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                if queue.bytes.is_empty() && queue.waiting.is_empty() {
+                    return;
+                }
+                std::mem::swap(&mut queue.bytes, &mut bytes);
+                std::mem::swap(&mut queue.waiting, &mut waiting);
+            }
+            let result = self.write(&bytes);
+            for durable in waiting.drain(..) {
+                durable.complete(&result);
+            }
+            bytes.clear();
+        }
+    }
+
+    /// Writes `bytes` at the end of the log and syncs them (one `fdatasync`).
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if let Some(failure) = &self.failure {
+            return Err(io::Error::new(failure.kind(), failure.to_string()));
+        }
+        let result = self.write_and_sync(bytes);
+        if let Err(error) = &result {
+            self.failure = Some(io::Error::new(error.kind(), error.to_string()));
+        }
+        result
+    }
+
+    fn write_and_sync(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let end = self.offset + bytes.len() as u64;
+        self.fill_ahead(end)?;
+        self.file.write_all_at(bytes, self.offset)?;
+        self.offset = end;
+        self.file.sync_data()
+    }
+
+    /// Zero-fills the file in [`PREALLOCATED_BYTES`] steps until it reaches past `end`.
+    fn fill_ahead(&mut self, end: u64) -> io::Result<()> {
+        if end < self.filled {
+            return Ok(());
+        }
+        let zeros = vec![0; PREALLOCATED_BYTES as usize];
+        while end >= self.filled {
+            self.file.write_all_at(&zeros, self.filled)?;
+            self.filled += PREALLOCATED_BYTES;
+        }
+        self.file.sync_all()
+    }
+}
