@@ -135,7 +135,11 @@ impl Cluster for KommanderCluster {
             ticket: Ticket(self.ticket.fetch_add(1, Ordering::Relaxed)),
             reply,
         };
-        if self.nodes[node].host.send(PartitionId(partition), request).is_err() {
+        if self.nodes[node]
+            .host
+            .send(PartitionId(partition), request)
+            .is_err()
+        {
             return false;
         }
         matches!(answer.await, Ok(Ok(r)) if r.status == Status::Success)

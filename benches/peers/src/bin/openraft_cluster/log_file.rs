@@ -150,7 +150,11 @@ impl LogFile {
     /// Queues framed records (from [`encode`]); `durable` is told once they are on disk.
     /// Records reach the file in submission order.
     pub fn submit(&self, bytes: &[u8], durable: Option<Durable>) {
-        let mut queue = self.shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut queue = self
+            .shared
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if queue.stopping {
             drop(queue);
             if let Some(durable) = durable {

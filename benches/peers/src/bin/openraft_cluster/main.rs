@@ -61,8 +61,12 @@ pub trait Cluster: Send + Sync + 'static {
     fn leaders(&self) -> Vec<usize>;
     /// Writes `payload` to `partition` through node `node`; `true` once committed, `false` if
     /// refused (that node does not lead the partition).
-    fn write(&self, node: usize, partition: u32, payload: Bytes)
-    -> impl Future<Output = bool> + Send;
+    fn write(
+        &self,
+        node: usize,
+        partition: u32,
+        payload: Bytes,
+    ) -> impl Future<Output = bool> + Send;
     /// Shuts the cluster down.
     fn stop(self);
 }
@@ -88,8 +92,13 @@ impl Outcome {
 
 /// Runs `writers` closed-loop writers on `cluster` for `duration`, then stops it.
 fn measure<C: Cluster>(cluster: C, partitions: u32, writers: usize, duration: Duration) -> Outcome {
-    let leaders: Arc<Vec<AtomicUsize>> =
-        Arc::new(cluster.leaders().into_iter().map(AtomicUsize::new).collect());
+    let leaders: Arc<Vec<AtomicUsize>> = Arc::new(
+        cluster
+            .leaders()
+            .into_iter()
+            .map(AtomicUsize::new)
+            .collect(),
+    );
     let cluster = Arc::new(cluster);
     let payload = Bytes::from(vec![0x5a; PAYLOAD_BYTES]);
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -146,7 +155,10 @@ fn measure<C: Cluster>(cluster: C, partitions: u32, writers: usize, duration: Du
     for (writes, errors, latency) in results {
         outcome.writes += writes;
         outcome.errors += errors;
-        outcome.latency.add(latency).expect("histograms of one shape");
+        outcome
+            .latency
+            .add(latency)
+            .expect("histograms of one shape");
     }
     drop(runtime);
     match Arc::try_unwrap(cluster) {
@@ -288,10 +300,16 @@ fn main() {
     for (row, &(partitions, writers)) in options.rows.iter().enumerate() {
         let (ours, theirs) = if row % 2 == 0 {
             let ours = run_side(Side::Kommander, partitions, writers, options.duration);
-            (ours, run_side(Side::Openraft, partitions, writers, options.duration))
+            (
+                ours,
+                run_side(Side::Openraft, partitions, writers, options.duration),
+            )
         } else {
             let theirs = run_side(Side::Openraft, partitions, writers, options.duration);
-            (run_side(Side::Kommander, partitions, writers, options.duration), theirs)
+            (
+                run_side(Side::Kommander, partitions, writers, options.duration),
+                theirs,
+            )
         };
         println!(
             "{:>10} {:>7} | {:>10.0} {:>7} {:>7} {:>7} | {:>10.0} {:>7} {:>7} {:>7} | {:>5.2}x | {}/{}",

@@ -6,13 +6,13 @@
 use std::io;
 use std::sync::{Arc, OnceLock};
 
+use openraft::BasicNode;
 use openraft::error::{InstallSnapshotError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::BasicNode;
 
 use crate::NODE_COUNT;
 use crate::openraft_side::{NodeId, OpenRaft, TypeConfig};
@@ -114,12 +114,13 @@ impl RaftNetwork<TypeConfig> for GroupClient {
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>>
-    {
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         let Some(raft) = self.target_raft() else {
             return Err(self.unreachable());
         };
-        raft.append_entries(rpc).await.map_err(|error| self.remote(error))
+        raft.append_entries(rpc)
+            .await
+            .map_err(|error| self.remote(error))
     }
 
     async fn install_snapshot(
@@ -133,7 +134,9 @@ impl RaftNetwork<TypeConfig> for GroupClient {
         let Some(raft) = self.target_raft() else {
             return Err(self.unreachable());
         };
-        raft.install_snapshot(rpc).await.map_err(|error| self.remote(error))
+        raft.install_snapshot(rpc)
+            .await
+            .map_err(|error| self.remote(error))
     }
 
     async fn vote(

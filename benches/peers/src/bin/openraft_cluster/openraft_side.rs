@@ -96,14 +96,21 @@ impl OpenraftCluster {
                     router.register(node, group, raft);
                 }
             }
+            // All at once: each initialization waits for its membership entry's flush, which
+            // the groups then share.
             let members: BTreeSet<NodeId> = (1..=NODE_COUNT).collect();
-            for group in 0..groups {
-                let first = u64::from(group) % NODE_COUNT + 1;
-                router
-                    .raft(first, group)
-                    .expect("registered above")
-                    .initialize(members.clone())
+            let initializations: Vec<_> = (0..groups)
+                .map(|group| {
+                    let first = u64::from(group) % NODE_COUNT + 1;
+                    let raft = router.raft(first, group).expect("registered above").clone();
+                    let members = members.clone();
+                    tokio::spawn(async move { raft.initialize(members).await })
+                })
+                .collect();
+            for initialization in initializations {
+                initialization
                     .await
+                    .expect("an initialization task finishes")
                     .expect("a new group initializes");
             }
         });
@@ -123,14 +130,17 @@ impl Cluster for OpenraftCluster {
             .map(|group| {
                 loop {
                     let leader = (1..=NODE_COUNT).find(|&node| {
-                        self.router
-                            .raft(node, group)
-                            .is_some_and(|raft| raft.metrics().borrow().state == ServerState::Leader)
+                        self.router.raft(node, group).is_some_and(|raft| {
+                            raft.metrics().borrow().state == ServerState::Leader
+                        })
                     });
                     if let Some(node) = leader {
                         break (node - 1) as usize;
                     }
-                    assert!(Instant::now() < deadline, "no openraft leader for group {group}");
+                    assert!(
+                        Instant::now() < deadline,
+                        "no openraft leader for group {group}"
+                    );
                     std::thread::sleep(Duration::from_millis(10));
                 }
             })
@@ -146,8 +156,18 @@ impl Cluster for OpenraftCluster {
 
     fn stop(self) {
         self.runtime.block_on(async {
-            for raft in self.router.all() {
-                let _ = raft.shutdown().await;
+            // All at once, as they started.
+            let shutdowns: Vec<_> = self
+                .router
+                .all()
+                .map(|raft| {
+                    let raft = raft.clone();
+                    tokio::spawn(async move { raft.shutdown().await })
+                })
+                .collect();
+            for shutdown in shutdowns {
+                // A core that already stopped has nothing left to shut down.
+                let _ = shutdown.await;
             }
         });
         for file in &self.files {
