@@ -51,12 +51,16 @@ impl GroupLog {
     }
 
     /// Encodes one record of this group.
-    fn encode(&self, record: &Record<'_>) -> Result<Vec<u8>, StorageError<NodeId>> {
+    fn encode(&self, record: &Record<'_>) -> bincode::Result<Vec<u8>> {
         let mut bytes = Vec::new();
-        encode(&mut bytes, self.group, record)
-            .map_err(|error| StorageIOError::write_logs(AnyError::new(&error)))?;
+        encode(&mut bytes, self.group, record)?;
         Ok(bytes)
     }
+}
+
+/// A log record that could not be written.
+fn log_write_failed(error: &(impl std::error::Error + 'static)) -> StorageError<NodeId> {
+    StorageIOError::write_logs(AnyError::new(error)).into()
 }
 
 impl RaftLogReader<TypeConfig> for GroupLog {
@@ -105,7 +109,9 @@ impl RaftLogStorage<TypeConfig> for GroupLog {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let bytes = self.encode(&Record::Vote(vote))?;
+        let bytes = self
+            .encode(&Record::Vote(vote))
+            .map_err(|error| StorageIOError::write_vote(AnyError::new(&error)))?;
         let (done, durable) = oneshot::channel();
         self.file.submit(&bytes, Some(Durable::Vote(done)));
         durable
@@ -135,7 +141,7 @@ impl RaftLogStorage<TypeConfig> for GroupLog {
         let mut bytes = Vec::new();
         for entry in &entries {
             encode(&mut bytes, self.group, &Record::Entry(entry))
-                .map_err(|error| StorageIOError::write_logs(AnyError::new(&error)))?;
+                .map_err(|error| log_write_failed(&error))?;
         }
         let mut state = self.state();
         for entry in entries {
@@ -148,14 +154,18 @@ impl RaftLogStorage<TypeConfig> for GroupLog {
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let bytes = self.encode(&Record::Truncate(&log_id))?;
+        let bytes = self
+            .encode(&Record::Truncate(&log_id))
+            .map_err(|error| log_write_failed(&error))?;
         self.file.submit(&bytes, None);
         self.state().entries.split_off(&log_id.index);
         Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let bytes = self.encode(&Record::Purge(&log_id))?;
+        let bytes = self
+            .encode(&Record::Purge(&log_id))
+            .map_err(|error| log_write_failed(&error))?;
         self.file.submit(&bytes, None);
         let mut state = self.state();
         let kept = match log_id.index.checked_add(1) {
