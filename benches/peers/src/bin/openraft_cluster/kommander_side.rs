@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kommander_raft::core::{NodeId, PartitionId, Status, Ticket};
@@ -18,7 +17,7 @@ use kommander_raft::shard::{
 use kommander_raft::transport::memory::MemoryNetwork;
 use tokio::sync::oneshot;
 
-use crate::{Cluster, LEADER_WAIT, NODE_COUNT};
+use crate::{Cluster, NODE_COUNT};
 
 /// Counts deliveries; does nothing else (the application must not block the shard).
 #[derive(Default)]
@@ -44,7 +43,6 @@ struct Node {
 pub struct KommanderCluster {
     nodes: Vec<Node>,
     _network: Arc<MemoryNetwork>,
-    partitions: u32,
     ticket: AtomicU64,
 }
 
@@ -97,31 +95,18 @@ impl KommanderCluster {
         Self {
             nodes,
             _network: network,
-            partitions,
             ticket: AtomicU64::new(1),
         }
     }
 }
 
 impl Cluster for KommanderCluster {
-    fn leaders(&self) -> Vec<usize> {
-        let deadline = Instant::now() + LEADER_WAIT;
-        (0..self.partitions)
-            .map(|p| {
-                loop {
-                    let leader = self.nodes.iter().position(|node| {
-                        node.leaders
-                            .get(PartitionId(p))
-                            .is_some_and(|leadership| leadership.leads())
-                    });
-                    if let Some(index) = leader {
-                        break index;
-                    }
-                    assert!(Instant::now() < deadline, "no kommander leader for p{p}");
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            })
-            .collect()
+    fn leader_of(&self, partition: u32) -> Option<usize> {
+        self.nodes.iter().position(|node| {
+            node.leaders
+                .get(PartitionId(partition))
+                .is_some_and(|leadership| leadership.leads())
+        })
     }
 
     async fn write(&self, node: usize, partition: u32, payload: Bytes) -> bool {

@@ -53,12 +53,12 @@ const PAYLOAD_BYTES: usize = 16;
 /// Nodes in each side's cluster.
 pub const NODE_COUNT: u64 = 3;
 /// How long a side may take to elect every partition's leader.
-pub const LEADER_WAIT: Duration = Duration::from_secs(120);
+const LEADER_WAIT: Duration = Duration::from_secs(120);
 
 /// One side of the comparison, started for one row.
 pub trait Cluster: Send + Sync + 'static {
-    /// Waits until every partition has a leader; returns each one's node index (0-based).
-    fn leaders(&self) -> Vec<usize>;
+    /// The index (0-based) of the node whose replica of `partition` leads, if one does.
+    fn leader_of(&self, partition: u32) -> Option<usize>;
     /// Writes `payload` to `partition` through node `node`; `true` once committed, `false` if
     /// refused (that node does not lead the partition).
     fn write(
@@ -90,11 +90,29 @@ impl Outcome {
     }
 }
 
+/// Waits until every partition of `cluster` has a leader; returns each one's node index.
+fn wait_for_leaders<C: Cluster>(cluster: &C, partitions: u32) -> Vec<usize> {
+    let deadline = Instant::now() + LEADER_WAIT;
+    (0..partitions)
+        .map(|partition| {
+            loop {
+                if let Some(index) = cluster.leader_of(partition) {
+                    break index;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "no leader for partition {partition} after {LEADER_WAIT:?}"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+        .collect()
+}
+
 /// Runs `writers` closed-loop writers on `cluster` for `duration`, then stops it.
 fn measure<C: Cluster>(cluster: C, partitions: u32, writers: usize, duration: Duration) -> Outcome {
     let leaders: Arc<Vec<AtomicUsize>> = Arc::new(
-        cluster
-            .leaders()
+        wait_for_leaders(&cluster, partitions)
             .into_iter()
             .map(AtomicUsize::new)
             .collect(),

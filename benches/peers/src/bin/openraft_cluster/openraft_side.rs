@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::io::Cursor;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use openraft::{Config, ServerState, SnapshotPolicy};
@@ -18,7 +18,7 @@ use crate::log_file::LogFile;
 use crate::log_store::GroupLog;
 use crate::network::{GroupNetwork, Router};
 use crate::state_machine::CountingStateMachine;
-use crate::{Cluster, LEADER_WAIT, NODE_COUNT};
+use crate::{Cluster, NODE_COUNT};
 
 /// A node's id in every group: `1..=NODE_COUNT`.
 pub type NodeId = u64;
@@ -56,7 +56,6 @@ pub struct OpenraftCluster {
     runtime: tokio::runtime::Runtime,
     router: Arc<Router>,
     files: Vec<Arc<LogFile>>,
-    groups: u32,
 }
 
 impl OpenraftCluster {
@@ -118,33 +117,17 @@ impl OpenraftCluster {
             runtime,
             router,
             files,
-            groups,
         }
     }
 }
 
 impl Cluster for OpenraftCluster {
-    fn leaders(&self) -> Vec<usize> {
-        let deadline = Instant::now() + LEADER_WAIT;
-        (0..self.groups)
-            .map(|group| {
-                loop {
-                    let leader = (1..=NODE_COUNT).find(|&node| {
-                        self.router.raft(node, group).is_some_and(|raft| {
-                            raft.metrics().borrow().state == ServerState::Leader
-                        })
-                    });
-                    if let Some(node) = leader {
-                        break (node - 1) as usize;
-                    }
-                    assert!(
-                        Instant::now() < deadline,
-                        "no openraft leader for group {group}"
-                    );
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            })
-            .collect()
+    fn leader_of(&self, partition: u32) -> Option<usize> {
+        (0..NODE_COUNT as usize).find(|&index| {
+            self.router
+                .raft(index as u64 + 1, partition)
+                .is_some_and(|raft| raft.metrics().borrow().state == ServerState::Leader)
+        })
     }
 
     async fn write(&self, node: usize, partition: u32, payload: Bytes) -> bool {
