@@ -7,8 +7,8 @@
 //! submitted since its last turn, writes it in one `write` and makes it durable with one
 //! `fdatasync`, then acknowledges each call of that turn (TiKV's store writer and dragonboat do
 //! the same; one file per group would cost one `fdatasync` per group per append). The file is
-//! zero-filled ahead in [`PREALLOCATED_BYTES`] steps, as kommander-wal fills its segments, so
-//! an `fdatasync` flushes data and not the file's size.
+//! zero-filled ahead in steps (the bench: [`PREALLOCATED_BYTES`]), as kommander-wal fills its
+//! segments, so an `fdatasync` flushes data and not the file's size.
 //!
 //! Every record is `[body length u32][xxh64 of the body u64][body]`, the body being the group
 //! and the [`Record`] encoded with bincode: what a recovery would need to rebuild each group's
@@ -31,7 +31,7 @@ use tokio::sync::oneshot;
 
 use crate::openraft_side::{NodeId, TypeConfig};
 
-/// The file is zero-filled this far ahead of its end, in steps of this size (kommander's
+/// The bench's step of zero-filling a log file ahead of its end (kommander's
 /// `wal_segment_bytes` in the same bench).
 pub const PREALLOCATED_BYTES: u64 = 64 << 20;
 
@@ -115,12 +115,23 @@ pub struct LogFile {
 }
 
 impl LogFile {
-    /// Creates the file at `path` (zero-filled ahead) and starts its flusher.
+    /// Creates the file at `path`, zero-filled `preallocated_bytes` at a time ahead of its
+    /// end, and starts its flusher.
     ///
     /// # Errors
     ///
-    /// When the file cannot be created, filled or synced, or the thread cannot start.
-    pub fn create(path: &Path) -> io::Result<Self> {
+    /// When `preallocated_bytes` is zero or too large for memory, when the file cannot be
+    /// created, filled or synced, or the thread cannot start.
+    pub fn create(path: &Path, preallocated_bytes: u64) -> io::Result<Self> {
+        let preallocated_bytes = usize::try_from(preallocated_bytes)
+            .ok()
+            .filter(|&bytes| bytes > 0)
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("preallocating {preallocated_bytes} bytes at a time"),
+                )
+            })?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -130,6 +141,7 @@ impl LogFile {
             file,
             offset: 0,
             filled: 0,
+            preallocated_bytes,
             failure: None,
         };
         flusher.fill_ahead(0)?;
@@ -198,6 +210,8 @@ struct Flusher {
     file: File,
     offset: u64,
     filled: u64,
+    /// Zero-filled ahead this much at a time.
+    preallocated_bytes: usize,
     /// The first write or sync error: every later submission fails with it (what reached the
     /// disk after a failed `fdatasync` is unknown).
     failure: Option<io::Error>,
@@ -250,15 +264,15 @@ impl Flusher {
         self.file.sync_data()
     }
 
-    /// Zero-fills the file in [`PREALLOCATED_BYTES`] steps until it reaches past `end`.
+    /// Zero-fills the file in `preallocated_bytes` steps until it reaches past `end`.
     fn fill_ahead(&mut self, end: u64) -> io::Result<()> {
         if end < self.filled {
             return Ok(());
         }
-        let zeros = vec![0; PREALLOCATED_BYTES as usize];
+        let zeros = vec![0; self.preallocated_bytes];
         while end >= self.filled {
             self.file.write_all_at(&zeros, self.filled)?;
-            self.filled += PREALLOCATED_BYTES;
+            self.filled += self.preallocated_bytes as u64;
         }
         self.file.sync_all()
     }

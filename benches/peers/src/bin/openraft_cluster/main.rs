@@ -34,6 +34,8 @@ mod log_store;
 mod network;
 mod openraft_side;
 mod state_machine;
+#[cfg(test)]
+mod storage_suite;
 
 use std::future::Future;
 use std::path::Path;

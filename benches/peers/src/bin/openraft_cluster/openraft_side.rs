@@ -14,7 +14,7 @@ use bytes::Bytes;
 use openraft::{Config, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 
-use crate::log_file::LogFile;
+use crate::log_file::{LogFile, PREALLOCATED_BYTES};
 use crate::log_store::GroupLog;
 use crate::network::{GroupNetwork, Router};
 use crate::state_machine::CountingStateMachine;
@@ -73,7 +73,7 @@ impl OpenraftCluster {
         let files: Vec<Arc<LogFile>> = (1..=NODE_COUNT)
             .map(|node| {
                 Arc::new(
-                    LogFile::create(&dir.join(format!("node-{node}.log")))
+                    LogFile::create(&dir.join(format!("node-{node}.log")), PREALLOCATED_BYTES)
                         .expect("create the node's log file"),
                 )
             })
