@@ -277,3 +277,75 @@ impl Flusher {
         self.file.sync_all()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, LogId, Vote};
+
+    use super::*;
+
+    /// The file's first `count` records: each body, its checksum checked.
+    fn records(path: &Path, count: usize) -> Vec<Vec<u8>> {
+        let bytes = std::fs::read(path).expect("the log file reads");
+        let mut at = 0;
+        (0..count)
+            .map(|_| {
+                let length = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+                let checksum =
+                    u64::from_le_bytes(bytes[at + 4..at + 12].try_into().expect("8 bytes"));
+                let body = bytes[at + 12..at + 12 + length as usize].to_vec();
+                assert_eq!(
+                    xxhash_rust::xxh64::xxh64(&body, 0),
+                    checksum,
+                    "record at {at}"
+                );
+                at += RECORD_HEADER_BYTES + body.len();
+                body
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_vote_is_acknowledged_once_its_records_are_in_the_file_in_submission_order() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("node.log");
+        let file = LogFile::create(&path, 64).expect("a new log file");
+        let purged = LogId::new(CommittedLeaderId::new(2, 1), 9);
+        let vote = Vote::new(3, 2);
+        let mut first = Vec::new();
+        encode(&mut first, 4, &Record::Purge(&purged)).expect("encodes");
+        let mut second = Vec::new();
+        encode(&mut second, 5, &Record::Vote(&vote)).expect("encodes");
+        file.submit(&first, None);
+        let (done, durable) = oneshot::channel();
+        file.submit(&second, Some(Durable::Vote(done)));
+        durable.blocking_recv().expect("answered").expect("durable");
+
+        let bodies = records(&path, 2);
+        let expected = [
+            bincode::serialize(&(4u32, &Record::Purge(&purged))).expect("encodes"),
+            bincode::serialize(&(5u32, &Record::Vote(&vote))).expect("encodes"),
+        ];
+        assert_eq!(bodies, expected);
+    }
+
+    #[test]
+    fn a_closed_file_refuses_what_is_submitted() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let file = LogFile::create(&dir.path().join("node.log"), 64).expect("a new log file");
+        file.close();
+        let (done, durable) = oneshot::channel();
+        file.submit(b"record", Some(Durable::Vote(done)));
+        // Were the submission queued, dropping the file would drop its sender unanswered.
+        drop(file);
+        let answer = durable.blocking_recv().expect("answered at once");
+        assert!(answer.is_err(), "a closed file acknowledged a write");
+    }
+
+    #[test]
+    fn a_zero_fill_step_of_zero_is_refused() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let refused = LogFile::create(&dir.path().join("node.log"), 0);
+        assert!(refused.is_err_and(|error| error.kind() == io::ErrorKind::InvalidInput));
+    }
+}

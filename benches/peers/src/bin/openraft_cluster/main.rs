@@ -143,7 +143,7 @@ fn measure<C: Cluster>(cluster: C, partitions: u32, writers: usize, duration: Du
                             writes += 1;
                             record(&mut latency, begin.elapsed());
                         } else {
-                            // Leadership moved (rare in a healthy run): try the next node.
+                            // Refused (leadership moved): try the next node.
                             errors += 1;
                             tokio::task::yield_now().await;
                             let next = (leader + 1) % NODE_COUNT as usize;
