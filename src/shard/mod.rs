@@ -49,7 +49,9 @@ pub use event::NoEvents;
 pub use event::{EventSink, RaftEvent, ReplicationErrorReason};
 pub use host::{HostStartError, ShardCounters, ShardHost};
 pub use leaders::{EndpointLookup, LeaderTable, Leadership, LogProgress, PartitionState};
-pub use state_transfer::{SnapshotExport, SnapshotImport, SnapshotPoint, StateTransfer};
+pub use state_transfer::{
+    RangeTransfer, SnapshotExport, SnapshotImport, SnapshotPoint, StateTransfer,
+};
 #[cfg(feature = "sim")]
 pub use stepped::ShardStepper;
 pub use transport::{Inbound, Transport};

@@ -37,8 +37,9 @@ pub enum RangeState {
 }
 
 /// The longest encoding of one range in a map ([`PartitionMap::encode`]): every number at its
-/// widest (a validated range's bounds are never negative), the longest state and routing.
-const RANGE_ENCODED_BYTES_MAX: usize = r#"{"partition_id":4294967295,"start":2147483647,"end":2147483647,"generation":18446744073709551615,"state":"Splitting","routing":"HashRange"}"#.len();
+/// widest (a validated range's bounds are never negative), the longest state and routing, and
+/// both transfer partners named.
+const RANGE_ENCODED_BYTES_MAX: usize = r#"{"partition_id":4294967295,"start":2147483647,"end":2147483647,"generation":18446744073709551615,"state":"Splitting","routing":"HashRange","importing_from":4294967295,"exporting_to":4294967295}"#.len();
 
 /// One user partition and the hash range it owns.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +56,15 @@ pub struct PartitionRange {
     pub state: RangeState,
     /// How keys reach it.
     pub routing: RoutingMode,
+    /// While a split or merge fills this range: the partition whose data it imports (a
+    /// `Splitting` target, or a merge's survivor). Absent from the encoding otherwise, so maps
+    /// written before splits existed decode unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub importing_from: Option<PartitionId>,
+    /// While a split or merge empties (part of) this range: the partition its data moves to (a
+    /// `Splitting` source, or a `Draining` range). Absent from the encoding otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exporting_to: Option<PartitionId>,
 }
 
 /// A committed version of the partition map.
@@ -95,6 +105,17 @@ pub enum PartitionMapError {
     /// Two active hash-routed ranges overlap.
     #[error("partitions {0} and {1} own overlapping hash ranges")]
     Overlap(PartitionId, PartitionId),
+    /// A range names a transfer partner (`importing_from`, `exporting_to`) that is not in the
+    /// map, is itself, is removed, or does not name it back.
+    #[error(
+        "partition {partition_id} names partition {partner} as its transfer partner, which does not name it back"
+    )]
+    UnpairedTransfer {
+        /// The range naming the partner.
+        partition_id: PartitionId,
+        /// The partner it names.
+        partner: PartitionId,
+    },
     /// The bytes are not a partition map.
     #[error("malformed partition map: {0}")]
     Malformed(String),
@@ -134,6 +155,8 @@ impl PartitionMap {
                     generation: 1,
                     state: RangeState::Active,
                     routing: RoutingMode::HashRange,
+                    importing_from: None,
+                    exporting_to: None,
                 }
             })
             .collect();
@@ -149,8 +172,9 @@ impl PartitionMap {
         Ok(map)
     }
 
-    /// Checks the map's invariants: no system partition, unique ids, well-formed ranges, and
-    /// no overlap between active hash-routed ranges.
+    /// Checks the map's invariants: no system partition, unique ids, well-formed ranges, no
+    /// overlap between active hash-routed ranges, and transfer partners that exist, are not
+    /// removed, and name each other (`importing_from` of one is the other's `exporting_to`).
     ///
     /// # Errors
     /// The first violated invariant.
@@ -179,6 +203,33 @@ impl PartitionMap {
                 w[0].partition_id,
                 w[1].partition_id,
             ));
+        }
+        self.validate_transfers()
+    }
+
+    /// Every named transfer partner exists, is another range, is not removed (nor is the
+    /// range naming it), and names the range back.
+    fn validate_transfers(&self) -> Result<(), PartitionMapError> {
+        for r in &self.partitions {
+            let exporter = |p: &PartitionRange| p.exporting_to;
+            let importer = |p: &PartitionRange| p.importing_from;
+            let partners: [(_, &dyn Fn(&PartitionRange) -> Option<PartitionId>); 2] =
+                [(r.importing_from, &exporter), (r.exporting_to, &importer)];
+            for (partner, back) in partners {
+                let Some(partner) = partner else { continue };
+                let names_back = self.get(partner).is_some_and(|p| {
+                    p.partition_id != r.partition_id
+                        && p.state != RangeState::Removed
+                        && r.state != RangeState::Removed
+                        && back(p) == Some(r.partition_id)
+                });
+                if !names_back {
+                    return Err(PartitionMapError::UnpairedTransfer {
+                        partition_id: r.partition_id,
+                        partner,
+                    });
+                }
+            }
         }
         Ok(())
     }
@@ -297,6 +348,52 @@ pub(super) mod tests {
         ));
     }
 
+    /// A transfer partner must exist, be another live range, and name the range back.
+    #[test]
+    fn transfer_partners_must_name_each_other() {
+        let paired = || {
+            let mut map = PartitionMap::initial(3).expect("valid count");
+            map.partitions[0].exporting_to = Some(PartitionId(2));
+            map.partitions[1].importing_from = Some(PartitionId(1));
+            map
+        };
+        assert_eq!(paired().validate(), Ok(()));
+        let unpaired = |partition_id: u32, partner: u32| {
+            Err(PartitionMapError::UnpairedTransfer {
+                partition_id: PartitionId(partition_id),
+                partner: PartitionId(partner),
+            })
+        };
+        let mut map = paired();
+        map.partitions[1].importing_from = None;
+        assert_eq!(map.validate(), unpaired(1, 2));
+        let mut map = paired();
+        map.partitions[1].importing_from = Some(PartitionId(3));
+        assert_eq!(map.validate(), unpaired(1, 2));
+        let mut map = paired();
+        map.partitions[0].exporting_to = Some(PartitionId(9));
+        assert_eq!(map.validate(), unpaired(1, 9));
+        let mut map = paired();
+        map.partitions[1].state = RangeState::Removed;
+        assert_eq!(map.validate(), unpaired(1, 2));
+        let mut map = PartitionMap::initial(1).expect("valid count");
+        map.partitions[0].exporting_to = Some(PartitionId(1));
+        map.partitions[0].importing_from = Some(PartitionId(1));
+        assert_eq!(map.validate(), unpaired(1, 1));
+    }
+
+    /// A map without transfer partners encodes without the fields, as before they existed.
+    #[test]
+    fn absent_partners_are_left_out_of_the_encoding() {
+        let map = PartitionMap::initial(1).expect("valid count");
+        let text = String::from_utf8(map.encode()).expect("JSON");
+        assert!(!text.contains("importing_from") && !text.contains("exporting_to"));
+        let mut paired = PartitionMap::initial(2).expect("valid count");
+        paired.partitions[0].exporting_to = Some(PartitionId(2));
+        paired.partitions[1].importing_from = Some(PartitionId(1));
+        assert_eq!(PartitionMap::decode(&paired.encode()), Ok(paired));
+    }
+
     #[test]
     fn encoding_round_trips_and_garbage_is_a_typed_error() {
         let map = PartitionMap::initial(3).expect("valid count");
@@ -329,6 +426,8 @@ pub(super) mod tests {
                     generation: u64::MAX,
                     state: RangeState::Splitting,
                     routing: RoutingMode::HashRange,
+                    importing_from: Some(PartitionId(u32::MAX)),
+                    exporting_to: Some(PartitionId(u32::MAX)),
                 })
                 .collect(),
         }

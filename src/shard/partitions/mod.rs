@@ -15,6 +15,7 @@ mod map;
 mod routing;
 mod snapshot;
 mod table;
+mod transitions;
 
 pub(crate) use floor_meta::{
     FloorMeta, decode_floor_meta, encode_floor_meta, floor_meta_bytes_max, map_for_floor,
@@ -25,6 +26,7 @@ pub use map::{
 pub use routing::{NoRouteError, key_hash, prefix_hash};
 pub use snapshot::MapTransfer;
 pub use table::MapTable;
+pub use transitions::{TransitionError, default_boundary, transfer_into};
 
 use bytes::Bytes;
 
