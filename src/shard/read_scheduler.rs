@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use kommander_wal::{PartitionInfo, Wal};
 
 use super::codec;
+use super::partitions::marks::LogMarks;
 use super::partitions::{FloorMeta, PartitionMap, decode_floor_meta};
 use crate::core::{DurableState, Entry, HardState, LogIndex, NodeId, PartitionId, Term};
 
@@ -115,6 +116,8 @@ pub(crate) struct Restored {
     pub(crate) durable: DurableState,
     /// The partition map kept with the floor (partition 0 only).
     pub(crate) floor_map: Option<PartitionMap>,
+    /// The split marks kept with the floor (a user partition's).
+    pub(crate) floor_marks: LogMarks,
 }
 
 /// How far a chunk of reading got.
@@ -178,6 +181,7 @@ fn durable_state(wal: &Wal, partition: PartitionId, job: ReadJob) -> Result<Rest
     let FloorMeta {
         configuration: floor_configuration,
         map: floor_map,
+        marks: floor_marks,
     } = decode_floor_meta(&floor_meta)
         .map_err(|error| format!("what is kept with the WAL's floor {floor}: {error}"))?;
     let durable = DurableState {
@@ -192,5 +196,9 @@ fn durable_state(wal: &Wal, partition: PartitionId, job: ReadJob) -> Result<Rest
         entries: job.entries,
         applied: floor,
     };
-    Ok(Restored { durable, floor_map })
+    Ok(Restored {
+        durable,
+        floor_map,
+        floor_marks,
+    })
 }

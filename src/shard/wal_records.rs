@@ -15,13 +15,20 @@
 //! WAL's floor and gives a compaction the configuration in force where it lands. Partition 0
 //! keeps its partition map there too, the same way: the view remembers the map entries above
 //! the floor, and the floor meta (`partitions/floor_meta.rs`) holds the configuration and the
-//! map in force at the floor; an installed snapshot's floor holds the map it carried.
+//! map in force at the floor; an installed snapshot's floor holds the map it carried. A user
+//! partition keeps its split marks there (the generation and import entries its log held,
+//! `partitions/marks.rs`), summed up the same way: the view remembers the import entries
+//! above the floor (a truncation takes them away) and the highest generation entry ever
+//! appended (never lowered).
 
 use bytes::Bytes;
 use kommander_wal::{PartitionInfo, TermVote, Write};
 
 use super::codec;
-use super::partitions::{PartitionMap, encode_floor_meta, map_entry, map_for_floor};
+use super::partitions::marks::{LogMarks, SplitEntry, split_entry};
+use super::partitions::{
+    PartitionMap, encode_floor_meta, encode_marks_floor_meta, map_entry, map_for_floor,
+};
 use crate::core::{DurableState, Entry, EntryKind, LogIndex, PartitionId, Ready};
 
 /// What the shard last wrote to the WAL for a partition.
@@ -42,6 +49,71 @@ pub(crate) struct WalView {
     configurations: Vec<(u64, Bytes)>,
     /// Partition 0's maps (`None` for every other partition: [`WalView::keep_maps`]).
     maps: Option<MapView>,
+    /// The split marks of the log the WAL holds.
+    marks: MarksView,
+}
+
+/// A user partition's split marks, kept like its configurations.
+#[derive(Clone, Debug, Default)]
+struct MarksView {
+    /// The marks at the WAL's floor (the generation: the highest ever appended).
+    floor: LogMarks,
+    /// The generation and import entries above the floor: (index, entry; a chunk's data
+    /// dropped).
+    above: Vec<(u64, SplitEntry)>,
+    /// The marks of the whole log: the floor's, then those above (kept up to date).
+    current: LogMarks,
+}
+
+impl MarksView {
+    /// Remembers the split entries among `entries` (a truncation already took those it
+    /// replaced).
+    fn note(&mut self, entries: &[Entry]) {
+        for entry in entries {
+            let Some(Ok(split)) = split_entry(entry) else {
+                continue;
+            };
+            self.current.note(&split);
+            if let SplitEntry::Generation(_) = split {
+                // Never lowered: the floor keeps the highest generation appended.
+                self.floor.generation = self.current.generation;
+            }
+            if !matches!(
+                split,
+                SplitEntry::Import(super::partitions::marks::ImportEntry::Chunk(..))
+            ) {
+                self.above.push((entry.index.0, split));
+            }
+        }
+    }
+
+    /// The entries from `first` on are replaced (a truncation).
+    fn truncate_from(&mut self, first: u64) {
+        let before = self.above.len();
+        self.above.retain(|(at, _)| *at < first);
+        if self.above.len() != before {
+            self.recompute();
+        }
+    }
+
+    /// The floor moved to `floor`: the entries at or below it are the floor's.
+    fn advance(&mut self, floor: u64) {
+        let passed = self.above.partition_point(|(at, _)| *at <= floor);
+        for (_, split) in self.above.drain(..passed) {
+            self.floor.note(&split);
+        }
+    }
+
+    /// The floor's marks and those above, again (after a truncation).
+    fn recompute(&mut self) {
+        let generation = self.current.generation;
+        self.current = self.floor;
+        for (_, split) in &self.above {
+            self.current.note(split);
+        }
+        // A truncated generation entry still counts (it came from a committed map).
+        self.current.generation = generation;
+    }
 }
 
 /// The partition maps of partition 0 the WAL holds, kept like its configurations.
@@ -99,6 +171,7 @@ impl WalView {
             floor_configuration: Bytes::new(),
             configurations: Vec::new(),
             maps: None,
+            marks: MarksView::default(),
         }
     }
 
@@ -124,9 +197,26 @@ impl WalView {
         }
     }
 
-    /// The configurations (and partition 0's maps: `floor_map`, the one the floor meta held)
-    /// of a partition whose log was read back into `durable`.
-    pub(crate) fn restored(&mut self, durable: &DurableState, floor_map: Option<&PartitionMap>) {
+    /// The split marks of the log the WAL holds (see `partitions/marks.rs`).
+    pub(crate) fn marks(&self) -> LogMarks {
+        self.marks.current
+    }
+
+    /// The configurations (and partition 0's maps: `floor_map`, the one the floor meta held;
+    /// a user partition's split marks: `floor_marks`) of a partition whose log was read back
+    /// into `durable`.
+    pub(crate) fn restored(
+        &mut self,
+        durable: &DurableState,
+        floor_map: Option<&PartitionMap>,
+        floor_marks: LogMarks,
+    ) {
+        self.marks = MarksView {
+            floor: floor_marks,
+            above: Vec::new(),
+            current: floor_marks,
+        };
+        self.marks.note(&durable.entries);
         if let Some(maps) = self.maps.as_mut() {
             maps.floor = floor_map.map_or((0, Bytes::new()), |map| {
                 (map.version, Bytes::from(map.encode()))
@@ -162,15 +252,16 @@ impl WalView {
         if let Some(maps) = self.maps.as_mut() {
             maps.advance(target);
         }
+        self.marks.advance(target);
         Some((target + 1, self.floor_meta()))
     }
 
     /// What the WAL keeps with its floor: the configuration in force there, and partition 0's
-    /// map.
+    /// map or a user partition's split marks.
     fn floor_meta(&self) -> Bytes {
         match &self.maps {
             Some(maps) => encode_floor_meta(&self.floor_configuration, &maps.floor.1),
-            None => self.floor_configuration.clone(),
+            None => encode_marks_floor_meta(&self.floor_configuration, self.marks.floor),
         }
     }
 
@@ -287,6 +378,9 @@ pub(crate) fn wal_writes(
                 None => maps.advance(index),
             }
         }
+        // The entries up to the index were this log's; what the snapshot covers beyond them
+        // it does not say (the marks travel in the log only).
+        view.marks.advance(index);
         out.install = Some((index, snapshot.term.0, view.floor_meta()));
         // The WAL keeps a suffix whose term matches: the log ends at `index` or beyond it (a
         // later entry at or below the recorded end truncates first, harmlessly if the suffix
@@ -304,6 +398,8 @@ pub(crate) fn wal_writes(
             maps.above.retain(|(at, _, _)| *at < first.index.0);
             maps.note(&ready.entries);
         }
+        view.marks.truncate_from(first.index.0);
+        view.marks.note(&ready.entries);
         for entry in &ready.entries {
             if entry.kind == EntryKind::Configuration {
                 view.configurations
@@ -484,6 +580,84 @@ mod tests {
         wal_writes(p1, &ready, &mut other, &mut scratch, || None);
         let writes = wal_writes(p1, &floor(2, &[1]), &mut other, &mut scratch, || None);
         assert_eq!(writes.compact_to, Some((3, configuration(&[1]).encode())));
+    }
+
+    /// A user partition's floor keeps its split marks: the highest generation ever appended
+    /// (a truncated one too), and the import's state as far as the floor reaches (a truncated
+    /// end is forgotten).
+    #[test]
+    fn a_user_partitions_floor_keeps_its_split_marks() {
+        use crate::shard::partitions::marks::{
+            GENERATION_LOG_TYPE, GenerationMark, IMPORT_LOG_TYPE, ImportEntry, ImportMark, LogMarks,
+        };
+        use crate::shard::state_transfer::RangeTransfer;
+        let (p, mut view, mut scratch) = (PartitionId(3), WalView::default(), Vec::new());
+        let plan = RangeTransfer {
+            source: PartitionId(1),
+            target: p,
+            generation: 2,
+            start: 5,
+            end: 9,
+        };
+        let import = |index, entry: ImportEntry| entry_of(index, IMPORT_LOG_TYPE, &entry.encode());
+        let mark = GenerationMark {
+            generation: 4,
+            draining: false,
+        };
+        let ready = entries(vec![
+            entry(1, EntryKind::Configuration, configuration(&[1]).encode()),
+            import(2, ImportEntry::Begin(plan)),
+            import(
+                3,
+                ImportEntry::Chunk(plan, Bytes::from_static(b"0123456789abcdef")),
+            ),
+            import(4, ImportEntry::End(plan)),
+        ]);
+        wal_writes(p, &ready, &mut view, &mut scratch, || None);
+        let ended = Some(ImportMark { plan, ended: true });
+        assert_eq!(view.marks().import, ended);
+        // The end and a generation entry are replaced by a new leader's entries.
+        wal_writes(
+            p,
+            &entries(vec![entry_of(5, GENERATION_LOG_TYPE, &mark.encode())]),
+            &mut view,
+            &mut scratch,
+            || None,
+        );
+        let replaced = entries(vec![entry(4, EntryKind::Normal, Bytes::new())]);
+        wal_writes(p, &replaced, &mut view, &mut scratch, || None);
+        let begun = Some(ImportMark { plan, ended: false });
+        assert_eq!(
+            view.marks(),
+            LogMarks {
+                generation: mark,
+                import: begun
+            }
+        );
+        // The floor passes the begin: kept with it, the generation too.
+        let writes = wal_writes(p, &floor(3, &[1]), &mut view, &mut scratch, || None);
+        let (_, meta) = writes.compact_to.expect("a compaction");
+        let kept = crate::shard::partitions::decode_floor_meta(&meta).expect("decodes");
+        assert_eq!(kept.configuration, Some(configuration(&[1])));
+        assert_eq!(
+            kept.marks,
+            LogMarks {
+                generation: mark,
+                import: begun
+            }
+        );
+        // Restored from that floor, the view starts from its marks.
+        let mut restored = WalView::default();
+        restored.restored(&DurableState::default(), None, kept.marks);
+        assert_eq!(restored.marks(), kept.marks);
+    }
+
+    fn entry_of(index: u64, log_type: &str, payload: &[u8]) -> Entry {
+        entry(
+            index,
+            EntryKind::Normal,
+            codec::encode_envelope(log_type, payload),
+        )
     }
 
     #[test]

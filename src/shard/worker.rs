@@ -13,7 +13,8 @@
 //!    `has_ready` check per hosted partition; an idle follower produces nothing, an idle
 //!    leader a heartbeat every `heartbeat_interval_ticks`. The tick also follows the
 //!    partition map (`map.rs`): the partitions it adds on this shard open, those it removed
-//!    close.
+//!    close; the sources of a split or merge it leads get their generation entry
+//!    (`generation.rs`), and the ranges being filled their import (`import.rs`).
 //! 3. **Restore** (`restore.rs`): partitions opened with a log in the WAL read it back through
 //!    the [`ReadScheduler`] in chunks of at most `restore_entries_per_turn_max` entries per
 //!    turn, then hand their committed entries to `on_log_restored` in chunks of the same size,
@@ -64,6 +65,8 @@
 mod announce;
 mod delivery;
 mod execute;
+mod generation;
+mod import;
 mod map;
 mod membership;
 mod partition;
@@ -92,7 +95,9 @@ use super::state_transfer::StateTransfer;
 use super::transport::Transport;
 use super::waker::Waker;
 use super::wal_scheduler::WalScheduler;
-use super::{EventSink, LeaderTable, Opened, RaftEvent, Refusal, Reply, Request, StateMachine};
+use super::{
+    EventSink, LeaderTable, Opened, RaftEvent, Refusal, Reply, Request, StableHashMap, StateMachine,
+};
 use crate::core::{Message, NodeId, PartitionId};
 use crate::metrics::ShardMetrics;
 use partition::Partitions;
@@ -179,6 +184,8 @@ pub(crate) struct Worker {
     partitions: Partitions,
     /// The version of the partition map this shard last followed (`map.rs`; 0: none).
     map_followed: u64,
+    /// The range imports this shard's leaders are proposing (`import.rs`).
+    imports: StableHashMap<PartitionId, import::ImportJob>,
     /// When the shard's single timer is next due (every replica ticks at the first turn at or
     /// after it).
     next_tick: Instant,
@@ -226,6 +233,7 @@ impl Worker {
             waker: params.waker,
             partitions: Partitions::default(),
             map_followed: 0,
+            imports: StableHashMap::default(),
             restoring: VecDeque::new(),
             compactions_waiting: Vec::new(),
             reads: ReadScheduler::default(),
@@ -288,6 +296,8 @@ impl Worker {
             self.tick_all();
             self.membership_tick();
             self.follow_map(now);
+            self.propose_generations();
+            self.drive_imports();
             self.retry_compactions();
             self.tick_transfers();
         }

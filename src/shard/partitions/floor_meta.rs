@@ -1,14 +1,19 @@
 //! What the shard keeps with a partition's WAL floor (the WAL's opaque *floor meta*): the
-//! configuration in force at the floor and, for partition 0, the partition map in force there.
-//! One versioned encoding, read back at recovery; the WAL stores the bytes and never reads
-//! them.
+//! configuration in force at the floor and, for partition 0, the partition map in force there;
+//! for a user partition that took part in a split or merge, its split marks (the generation
+//! and import entries at or below the floor, `marks.rs`). One versioned encoding, read back
+//! at recovery; the WAL stores the bytes and never reads them.
 //!
 //! * empty: neither (the partition's first configuration governs; no map);
 //! * a bare [`Configuration::encode`] (its own version byte first, 2): the configuration, no
-//!   map — what every partition but 0 keeps, and what partition 0 kept before the map moved
-//!   here;
+//!   map, no marks — what every partition but 0 keeps until a split or merge, and what
+//!   partition 0 kept before the map moved here;
 //! * [`WITH_MAP`], then the configuration's length (`u32`, little-endian; 0: the first one)
-//!   and encoding, then the map's length (`u32`) and encoding ([`PartitionMap::encode`]).
+//!   and encoding, then the map's length (`u32`) and encoding ([`PartitionMap::encode`]);
+//! * [`WITH_MARKS`], then the configuration's length (`u32`; 0: the first one) and encoding,
+//!   then the marks ([`LogMarks::encode_into`]: the generation `u64`, the draining flag `u8`,
+//!   the import's state `u8` — 0 none, 1 begun, 2 ended — and, unless 0, its transfer: source
+//!   `u32`, target `u32`, generation `u64`, start `i32`, end `i32`).
 //!
 //! The longest floor meta partition 0 keeps is [`floor_meta_bytes_max`] of the largest map the
 //! limits allow; an encoding beyond the WAL's bound is refused here, before the WAL sees it.
@@ -16,11 +21,21 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::map::{PartitionMap, PartitionMapError};
+use super::marks::{LogMarks, MarkError};
 use crate::core::{CONFIGURATION_BYTES_MAX, Configuration, ConfigurationError};
 
 /// The first byte of a floor meta that carries a map (distinct from the configuration
 /// encoding's version byte, so a bare configuration still reads).
 const WITH_MAP: u8 = 0x4d;
+
+/// The first byte of a floor meta that carries split marks (distinct from the others).
+const WITH_MARKS: u8 = 0x47;
+
+/// The longest floor meta with split marks (within [`floor_meta_bytes_max`] of any map bound:
+/// the empty map's frame alone is longer than the marks).
+#[cfg(test)]
+const MARKS_FLOOR_META_BYTES_MAX: usize =
+    1 + 4 + CONFIGURATION_BYTES_MAX + LogMarks::ENCODED_BYTES_MAX;
 
 /// The fixed part of a floor meta with a map: the version byte and the two lengths.
 const HEADER_LEN: usize = 1 + 4 + 4;
@@ -54,6 +69,9 @@ pub(crate) enum FloorMetaError {
     /// The map it holds does not decode or is not valid.
     #[error("the floor meta's partition map: {0}")]
     Map(#[from] PartitionMapError),
+    /// The split marks it holds do not decode.
+    #[error("the floor meta's split marks: {0}")]
+    Marks(#[from] MarkError),
 }
 
 /// A floor meta read back.
@@ -63,6 +81,8 @@ pub(crate) struct FloorMeta {
     pub(crate) configuration: Option<Configuration>,
     /// The partition map in force at the floor (partition 0 only; `None`: none kept).
     pub(crate) map: Option<PartitionMap>,
+    /// The split marks at the floor (a user partition's; default: none kept).
+    pub(crate) marks: LogMarks,
 }
 
 /// Whether a floor meta of at most `floor_meta_bytes_max` bytes can keep the map encoded in
@@ -106,6 +126,26 @@ pub(crate) fn encode_floor_meta(configuration: &[u8], map: &[u8]) -> Bytes {
     out.freeze()
 }
 
+/// The floor meta of a user partition: `configuration` (encoded; empty: the first one) and
+/// its split `marks` — the bare configuration when it has none, as before splits existed.
+///
+/// # Panics
+/// A configuration over 4 GiB (never: it is bounded by `CONFIGURATION_BYTES_MAX`).
+pub(crate) fn encode_marks_floor_meta(configuration: &[u8], marks: LogMarks) -> Bytes {
+    if marks == LogMarks::default() {
+        return Bytes::copy_from_slice(configuration);
+    }
+    let length =
+        u32::try_from(configuration.len()).unwrap_or_else(|_| panic!("a configuration over 4 GiB"));
+    let mut out =
+        BytesMut::with_capacity(1 + 4 + configuration.len() + LogMarks::ENCODED_BYTES_MAX);
+    out.put_u8(WITH_MARKS);
+    out.put_u32_le(length);
+    out.put_slice(configuration);
+    marks.encode_into(&mut out);
+    out.freeze()
+}
+
 /// Reads a floor meta back; total: any bytes give a value or an error.
 ///
 /// # Errors
@@ -114,10 +154,21 @@ pub(crate) fn decode_floor_meta(bytes: &[u8]) -> Result<FloorMeta, FloorMetaErro
     let Some((&first, rest)) = bytes.split_first() else {
         return Ok(FloorMeta::default());
     };
+    if first == WITH_MARKS {
+        let (configuration, rest) = take_prefixed(rest)?;
+        return Ok(FloorMeta {
+            configuration: (!configuration.is_empty())
+                .then(|| Configuration::decode(configuration))
+                .transpose()?,
+            map: None,
+            marks: LogMarks::decode(rest)?,
+        });
+    }
     if first != WITH_MAP {
         return Ok(FloorMeta {
             configuration: Some(Configuration::decode(bytes)?),
             map: None,
+            marks: LogMarks::default(),
         });
     }
     let (configuration, rest) = take_prefixed(rest)?;
@@ -133,6 +184,7 @@ pub(crate) fn decode_floor_meta(bytes: &[u8]) -> Result<FloorMeta, FloorMetaErro
             .then(|| Configuration::decode(configuration))
             .transpose()?,
         map: Some(PartitionMap::decode(map)?),
+        marks: LogMarks::default(),
     })
 }
 
@@ -177,6 +229,7 @@ mod tests {
                 Ok(FloorMeta {
                     configuration,
                     map: with_map.then(|| map.clone()),
+                    marks: LogMarks::default(),
                 })
             );
         }
@@ -219,6 +272,72 @@ mod tests {
                 len: HEADER_LEN + CONFIGURATION_BYTES_MAX + map(51).len(),
                 max
             })
+        );
+    }
+
+    /// A user partition's marks round-trip with or without a configuration; without marks it
+    /// is the bare configuration; the longest fits every map bound; damage is a typed error.
+    #[test]
+    fn split_marks_round_trip_and_fit_the_bound() {
+        use crate::core::PartitionId;
+        use crate::shard::partitions::marks::{GenerationMark, ImportMark};
+        use crate::shard::state_transfer::RangeTransfer;
+        let marks = LogMarks {
+            generation: GenerationMark {
+                generation: u64::MAX,
+                draining: true,
+            },
+            import: Some(ImportMark {
+                plan: RangeTransfer {
+                    source: PartitionId(u32::MAX),
+                    target: PartitionId(u32::MAX),
+                    generation: u64::MAX,
+                    start: i32::MIN,
+                    end: i32::MAX,
+                },
+                ended: true,
+            }),
+        };
+        for configuration in [Some(configuration()), None] {
+            let encoded = configuration
+                .as_ref()
+                .map_or_else(Bytes::new, Configuration::encode);
+            let meta = encode_marks_floor_meta(&encoded, marks);
+            assert_eq!(
+                decode_floor_meta(&meta),
+                Ok(FloorMeta {
+                    configuration: configuration.clone(),
+                    map: None,
+                    marks,
+                })
+            );
+            for len in 1..meta.len() {
+                assert!(
+                    decode_floor_meta(&meta[..len]).is_err(),
+                    "truncated at {len}"
+                );
+            }
+        }
+        assert_eq!(
+            encode_marks_floor_meta(&configuration().encode(), LogMarks::default()),
+            configuration().encode()
+        );
+        assert!(MARKS_FLOOR_META_BYTES_MAX <= floor_meta_bytes_max(0));
+        let widest = Configuration::new(
+            (1..=crate::core::CONFIGURATION_MEMBERS_MAX as u64)
+                .map(NodeId)
+                .collect(),
+            Vec::new(),
+        )
+        .expect("valid")
+        .with_context(Bytes::from(
+            vec![7; crate::core::CONFIGURATION_CONTEXT_BYTES_MAX],
+        ))
+        .expect("within the context bound")
+        .encode();
+        assert_eq!(
+            encode_marks_floor_meta(&widest, marks).len(),
+            MARKS_FLOOR_META_BYTES_MAX
         );
     }
 

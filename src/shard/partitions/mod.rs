@@ -12,17 +12,23 @@
 mod fence;
 mod floor_meta;
 mod map;
+pub(crate) mod marks;
+mod progress;
 mod routing;
 mod snapshot;
 mod table;
 mod transitions;
 
+pub(crate) use fence::Access;
 pub(crate) use floor_meta::{
-    FloorMeta, decode_floor_meta, encode_floor_meta, floor_meta_bytes_max, map_for_floor,
+    FloorMeta, decode_floor_meta, encode_floor_meta, encode_marks_floor_meta, floor_meta_bytes_max,
+    map_for_floor,
 };
 pub use map::{
     HASH_SPACE_END, PartitionMap, PartitionMapError, PartitionRange, RangeState, RoutingMode,
 };
+pub use marks::{GENERATION_LOG_TYPE, IMPORT_LOG_TYPE};
+pub use progress::SplitProgress;
 pub use routing::{NoRouteError, key_hash, prefix_hash};
 pub use snapshot::MapTransfer;
 pub use table::MapTable;

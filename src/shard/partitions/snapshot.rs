@@ -15,9 +15,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::map::PartitionMap;
 use super::table::MapTable;
-use crate::core::PartitionId;
+use crate::core::{LogIndex, PartitionId};
 use crate::shard::{
-    SYSTEM_PARTITION, SnapshotExport, SnapshotImport, SnapshotPoint, StateTransfer,
+    RangeTransfer, SYSTEM_PARTITION, SnapshotExport, SnapshotImport, SnapshotPoint, StateTransfer,
 };
 
 /// The transfer a node registers with its shards (see the module docs).
@@ -88,6 +88,53 @@ impl StateTransfer for MapTransfer {
             head: Vec::new(),
             app,
         }))
+    }
+
+    // A split's or merge's range transfer is the application's, when it registered one (else
+    // the trait's defaults: Kommander's fallback).
+
+    fn export_range(&self, plan: &RangeTransfer) -> io::Result<Option<Box<dyn SnapshotExport>>> {
+        match &self.app {
+            Some(app) => app.export_range(plan),
+            None => Ok(None),
+        }
+    }
+
+    fn import_range_begin(
+        &self,
+        target: PartitionId,
+        at: LogIndex,
+        plan: &RangeTransfer,
+    ) -> io::Result<()> {
+        match &self.app {
+            Some(app) => app.import_range_begin(target, at, plan),
+            None => Ok(()),
+        }
+    }
+
+    fn import_range_chunk(
+        &self,
+        target: PartitionId,
+        at: LogIndex,
+        plan: &RangeTransfer,
+        data: &[u8],
+    ) -> io::Result<()> {
+        match &self.app {
+            Some(app) => app.import_range_chunk(target, at, plan, data),
+            None => Err(unsupported(target)),
+        }
+    }
+
+    fn import_range_end(
+        &self,
+        target: PartitionId,
+        at: LogIndex,
+        plan: &RangeTransfer,
+    ) -> io::Result<()> {
+        match &self.app {
+            Some(app) => app.import_range_end(target, at, plan),
+            None => Ok(()),
+        }
     }
 }
 

@@ -11,6 +11,7 @@
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use super::map::PartitionMap;
+use super::progress::SplitProgress;
 use crate::core::NodeId;
 
 /// Called after each publication and each new map in force (the node wakes its coordinator).
@@ -36,6 +37,8 @@ pub struct MapTable {
     /// The newest map every shard has followed (version 0: none yet).
     in_force: RwLock<Arc<PartitionMap>>,
     first_members: Mutex<Option<FirstMembers>>,
+    /// How far this node's replicas applied their split entries.
+    progress: SplitProgress,
 }
 
 impl std::fmt::Debug for MapTable {
@@ -51,6 +54,13 @@ impl MapTable {
     #[must_use]
     pub fn map(&self) -> Arc<PartitionMap> {
         Arc::clone(&self.map.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// How far this node's replicas applied the split entries of their logs (the source's
+    /// generation entry, the target's import): what a split or merge waits for.
+    #[must_use]
+    pub fn progress(&self) -> &SplitProgress {
+        &self.progress
     }
 
     /// Publishes `map` when its version is above the one known; returns whether it did.

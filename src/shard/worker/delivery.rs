@@ -7,22 +7,30 @@
 //! Partition 0's system entries (each a partition map) are applied here, never handed to the
 //! application: a valid map small enough for partition 0's floor meta is published in the
 //! [`MapTable`] (if its version is above the one known); any other is refused, as a negative
-//! verdict.
+//! verdict. A user partition's split entries (`partitions/marks.rs`) are never handed to
+//! `on_replication_received` either: a generation entry is only recorded as applied, an import
+//! entry goes to the application's range import (`import.rs`).
 
 use std::sync::Arc;
 
+use super::import::hand_import;
 use super::partition::Slot;
 use crate::core::{Entry, PartitionId, Ready};
 use crate::shard::config::ShardConfig;
+use crate::shard::partitions::marks::{SplitEntry, split_entry};
 use crate::shard::partitions::{MapTable, map_entry, map_for_floor};
-use crate::shard::{EventSink, LogEntry, RaftEvent, ReplicationErrorReason, StateMachine};
+use crate::shard::{
+    EventSink, LogEntry, RaftEvent, ReplicationErrorReason, StateMachine, StateTransfer,
+};
 
 /// Where committed entries go.
 pub(super) struct Recipients<'a> {
     pub(super) app: &'a dyn StateMachine,
     pub(super) events: &'a dyn EventSink,
-    /// Partition 0's maps.
+    /// Partition 0's maps, and how far the split entries were applied.
     pub(super) maps: &'a MapTable,
+    /// The application's range import, if it registered a transfer.
+    pub(super) transfer: Option<&'a dyn StateTransfer>,
     /// The WAL's `floor_meta_bytes_max`: the largest map partition 0 can keep.
     pub(super) floor_meta_bytes_max: usize,
 }
@@ -34,12 +42,14 @@ impl<'a> Recipients<'a> {
         app: &'a Arc<dyn StateMachine>,
         events: &'a Arc<dyn EventSink>,
         maps: &'a MapTable,
+        transfer: Option<&'a Arc<dyn StateTransfer>>,
         config: &ShardConfig,
     ) -> Self {
         Self {
             app: &**app,
             events: &**events,
             maps,
+            transfer: transfer.map(|t| &**t),
             floor_meta_bytes_max: config.wal.floor_meta_bytes_max,
         }
     }
@@ -56,7 +66,9 @@ pub(super) fn deliver_one(
     let Recipients { app, events, .. } = *to;
     let (refused, reason) = match LogEntry::decode(entry) {
         Ok(log_entry) => {
-            let accepted = if let Some(map) = map_entry(partition, entry) {
+            let accepted = if let Some(split) = split_entry(entry) {
+                apply_split(to, partition, entry, split)
+            } else if let Some(map) = map_entry(partition, entry) {
                 match map_for_floor(&map, to.floor_meta_bytes_max) {
                     Ok(map) => {
                         to.maps.publish(map);
@@ -85,6 +97,36 @@ pub(super) fn deliver_one(
         entry: refused,
         reason,
     });
+}
+
+/// Applies a split entry (see the module docs): records it as applied and hands an import
+/// entry to the application's range import. Answers whether it was applied.
+fn apply_split(
+    to: &Recipients<'_>,
+    partition: PartitionId,
+    entry: &Entry,
+    split: Result<SplitEntry, crate::shard::partitions::marks::MarkError>,
+) -> bool {
+    let progress = to.maps.progress();
+    let split = match split {
+        Ok(split) => split,
+        Err(error) => {
+            tracing::error!(%partition, index = entry.index.get(), %error, "a committed split entry does not decode");
+            return false;
+        }
+    };
+    progress.note_applied(partition, &split);
+    let SplitEntry::Import(import) = split else {
+        return true;
+    };
+    if let Err(error) = hand_import(to.transfer, partition, entry.index, &import) {
+        // The import is broken: its end must not let phase 2 run on this node (the range's
+        // data would be lost); a new begin starts it again.
+        progress.import_failed(partition);
+        tracing::error!(%partition, index = entry.index.get(), %error, "the application's range import failed");
+        return false;
+    }
+    true
 }
 
 /// Hands `ready`'s committed entries to the application (they are durable locally: the

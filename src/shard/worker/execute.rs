@@ -12,6 +12,7 @@ use super::Worker;
 use super::partition::{Slot, reads_full};
 use crate::core::{EntryKind, LogIndex, PartitionId, Status};
 use crate::shard::codec::{self, ENTRY_HEADER_LEN};
+use crate::shard::partitions::marks::is_reserved_log_type;
 use crate::shard::snapshot::sender::Sending;
 use crate::shard::{
     FollowerLag, PartitionStatus, Refusal, ReplicationResult, Reply, Request, SYSTEM_PARTITION,
@@ -42,19 +43,17 @@ impl Worker {
                 expected_generation,
                 request,
             } => {
-                if self
-                    .maps
-                    .map()
-                    .admits_write(partition, Some(expected_generation))
-                {
+                if self.fence_admits(partition, &request, Some(expected_generation)) {
                     self.execute(partition, *request);
                 } else {
                     request.refuse(Refusal::NotHosted);
                 }
                 return;
             }
-            // A removed range takes no write, fenced or not: it is closing here.
-            request @ Request::Propose { .. } if !self.maps.map().admits_write(partition, None) => {
+            // A removed, filled or drained range takes no client write, fenced or not.
+            request @ (Request::Propose { .. } | Request::Commit { .. })
+                if !self.fence_admits(partition, &request, None) =>
+            {
                 request.refuse(Refusal::NotHosted);
                 return;
             }
@@ -87,7 +86,8 @@ impl Worker {
                 let invalid = entries.is_empty()
                     || entries.len() > config.proposal_entries_max
                     || entries.iter().any(|e| {
-                        e.log_type.len() > config.log_type_bytes_max
+                        is_reserved_log_type(&e.log_type)
+                            || e.log_type.len() > config.log_type_bytes_max
                             || e.log_type.len() + e.payload.len() > record_payload_max
                     });
                 if invalid {

@@ -28,14 +28,15 @@ use crate::shard::{RaftEvent, Refusal, ReplicationResult, Reply, SYSTEM_PARTITIO
 
 use super::Worker;
 
-/// The ticket of a configuration entry the shard proposes itself: the top bit set and the
+/// The ticket of an entry the shard proposes itself (a configuration, a generation or import
+/// entry): the top bit set and the
 /// index the entry will take, unique in the partition's log. An HLC ticket (milliseconds in
 /// its high 42 bits) leaves the top bit clear until 2^41 ms (September 2039), and could equal
 /// one of these only in the minutes after it (while `index >> 22` milliseconds pass). Even
 /// then an equal ticket misleads nothing: outcome waiters are keyed by entry kind and index,
 /// not ticket, and only two-phase writes (never a configuration) are held or resolved by
 /// ticket.
-fn system_ticket(replica: &Replica) -> Ticket {
+pub(super) fn system_ticket(replica: &Replica) -> Ticket {
     Ticket(1 << 63 | (replica.last_index().0 + 1))
 }
 

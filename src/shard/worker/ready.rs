@@ -201,7 +201,13 @@ impl Worker {
             delivery.through = delivery.through.max(ready.committed_through);
         } else {
             deliver_live(
-                &Recipients::of(&self.app, &self.events, &self.maps, &self.config),
+                &Recipients::of(
+                    &self.app,
+                    &self.events,
+                    &self.maps,
+                    self.transfer.as_ref(),
+                    &self.config,
+                ),
                 partition,
                 slot,
                 &ready,

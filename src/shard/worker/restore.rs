@@ -15,6 +15,7 @@ use super::partition::Slot;
 use crate::core::{DurableState, Entry, LogIndex, NodeId, PartitionId, Replica, Status};
 #[cfg(feature = "sim-bugs")]
 use crate::shard::NodeBug;
+use crate::shard::partitions::marks::LogMarks;
 use crate::shard::partitions::{MapTable, PartitionMap, map_entry, map_for_floor};
 use crate::shard::read_scheduler::{ReadProgress, Restored};
 use crate::shard::wal_records::WalView;
@@ -124,8 +125,11 @@ impl Worker {
                     // An earlier version's map file without a log: the map it names
                     // stands until partition 0's log brings newer ones.
                     let upgrade = self.maps.take_upgrade();
-                    slot.view
-                        .restored(&DurableState::default(), upgrade.as_ref());
+                    slot.view.restored(
+                        &DurableState::default(),
+                        upgrade.as_ref(),
+                        LogMarks::default(),
+                    );
                     if let Some(map) = upgrade {
                         self.maps.publish(map);
                     }
@@ -193,7 +197,13 @@ impl Worker {
                 }
             };
             worked = true;
-            let to = Recipients::of(&self.app, &self.events, &self.maps, &self.config);
+            let to = Recipients::of(
+                &self.app,
+                &self.events,
+                &self.maps,
+                self.transfer.as_ref(),
+                &self.config,
+            );
             while budget > 0 {
                 let Some(entry) = delivery.backlog.pop_front() else {
                     break;
@@ -241,6 +251,7 @@ impl Worker {
         let Restored {
             mut durable,
             floor_map,
+            floor_marks,
         } = restored;
         let Some(slot) = self.partitions.get_mut(partition) else {
             return;
@@ -253,7 +264,8 @@ impl Worker {
             // floor meta holds none (that version compacted the map entries away); read once.
             let upgrade = self.maps.take_upgrade();
             let floor_map = floor_map.or(upgrade);
-            slot.view.restored(&durable, floor_map.as_ref());
+            slot.view
+                .restored(&durable, floor_map.as_ref(), LogMarks::default());
             publish_restored_maps(
                 &self.maps,
                 floor_map,
@@ -261,22 +273,26 @@ impl Worker {
                 self.config.wal.floor_meta_bytes_max,
             );
         } else {
-            slot.view.restored(&durable, None);
+            slot.view.restored(&durable, None, floor_marks);
         }
         let built =
             durable_point(&durable, self.app.durable_index(partition)).and_then(|applied| {
                 durable.applied = applied;
+                // What the application holds of the split entries: those through `applied`
+                // (the later ones are handed over again).
+                let marks = LogMarks::through(floor_marks, &durable.entries, applied);
                 let config =
                     replica_config(&self.config, &self.membership, partition, voters, learners);
                 Replica::new(config, durable)
                     .map(|mut replica| {
                         number_committed_configuration(partition, &mut replica);
-                        (replica, applied)
+                        (replica, applied, marks)
                     })
                     .map_err(|error| error.to_string())
             });
         match built {
-            Ok((replica, applied)) => {
+            Ok((replica, applied, marks)) => {
+                self.maps.progress().set_applied(partition, marks);
                 slot.replica = Some(replica);
                 slot.restore = Some(Restore::Delivering(RestoreDelivery {
                     through: applied,

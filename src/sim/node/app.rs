@@ -11,6 +11,14 @@
 //! already holds), an import replaces the live and the durable state at once when it
 //! finishes.
 //!
+//! It supports range transfer too (split and merge): a register's key routes by the hash of
+//! its decimal string (`key_hash(&key.to_string())`, Kommander's key routing of the string
+//! `"17"` for key 17), so a range export is the source's live registers whose key hashes into
+//! the range, 16 bytes each as in a snapshot; an import sets each register it carries in the
+//! target's live state, as an entry at the import entry's index would (skipped at or below the
+//! live index, as any entry handed again after a restart). Setting the source's frozen values
+//! again is harmless, so a begin that restarts an import has nothing to drop.
+//!
 //! The application is the simulator's own: what it applied is the truth the delivery
 //! checkers judge from. Every delivery is queued as a [`Delivered`] for the simulation to
 //! check after the shard turn that made it.
@@ -22,8 +30,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use bytes::{Buf, BufMut, Bytes};
 
 use crate::core::{EntryKind, LogIndex, PartitionId, Term};
+use crate::shard::partitions::key_hash;
 use crate::shard::{
-    LogEntry, SnapshotExport, SnapshotImport, SnapshotPoint, StateMachine, StateTransfer,
+    LogEntry, RangeTransfer, SnapshotExport, SnapshotImport, SnapshotPoint, StateMachine,
+    StateTransfer,
 };
 
 use super::workload::Op;
@@ -285,6 +295,78 @@ impl StateTransfer for SimApp {
             at,
             data: Vec::new(),
         }))
+    }
+
+    fn export_range(&self, plan: &RangeTransfer) -> io::Result<Option<Box<dyn SnapshotExport>>> {
+        let inner = self.lock();
+        let mut data = Vec::new();
+        if let Some(app) = inner.partitions.get(&plan.source) {
+            for (key, value) in &app.live.registers {
+                if plan.holds(register_hash(*key)) {
+                    data.put_u64_le(*key);
+                    data.put_u64_le(*value);
+                }
+            }
+        }
+        Ok(Some(Box::new(Bytes::from(data))))
+    }
+
+    fn import_range_begin(
+        &self,
+        target: PartitionId,
+        at: LogIndex,
+        _: &RangeTransfer,
+    ) -> io::Result<()> {
+        self.imported(target, at, &[])
+    }
+
+    fn import_range_chunk(
+        &self,
+        target: PartitionId,
+        at: LogIndex,
+        _: &RangeTransfer,
+        data: &[u8],
+    ) -> io::Result<()> {
+        self.imported(target, at, data)
+    }
+
+    fn import_range_end(
+        &self,
+        target: PartitionId,
+        at: LogIndex,
+        _: &RangeTransfer,
+    ) -> io::Result<()> {
+        self.imported(target, at, &[])
+    }
+}
+
+/// The routing hash of register `key`: Kommander's key routing of its decimal string.
+pub(super) fn register_hash(key: u64) -> i32 {
+    key_hash(&key.to_string())
+}
+
+impl SimApp {
+    /// An import entry of `target` at `at` carrying `data` (registers, 16 bytes each): set in
+    /// the live state unless it already holds `at`.
+    fn imported(&self, target: PartitionId, at: LogIndex, data: &[u8]) -> io::Result<()> {
+        if !data.len().is_multiple_of(16) {
+            return Err(io::Error::other(
+                "a range chunk of registers is 16 bytes a key",
+            ));
+        }
+        let mut inner = self.lock();
+        let app = inner.partitions.entry(target).or_default();
+        app.handed = app.handed.max(at);
+        if at <= app.live.index {
+            return Ok(());
+        }
+        app.live.index = at;
+        let mut data = data;
+        while data.has_remaining() {
+            let key = data.get_u64_le();
+            app.live.registers.insert(key, data.get_u64_le());
+        }
+        Ok(())
     }
 }
 

@@ -95,14 +95,11 @@ pub(super) fn decode_durable(
             floor: LogIndex(log.first_index.saturating_sub(1)),
             floor_term: Term(log.floor_term.unwrap_or(0)),
             entries: BTreeMap::new(),
-            floor_configuration: if log.floor_meta.is_empty() {
-                None
-            } else {
-                Some(
-                    Configuration::decode(&log.floor_meta)
-                        .map_err(|e| format!("partition {partition} floor configuration: {e}"))?,
-                )
-            },
+            // The floor meta may carry more than the configuration (partition 0's map, a
+            // split's marks): decoded as the shard reads it back.
+            floor_configuration: crate::shard::partitions::decode_floor_meta(&log.floor_meta)
+                .map_err(|e| format!("partition {partition} floor meta: {e}"))?
+                .configuration,
             configurations: BTreeMap::new(),
         };
         for entry in &log.entries {
