@@ -1,0 +1,603 @@
+//! Split and merge on the partitions themselves (decision 0006, amendment "split and merge,
+//! precisely"): three nodes of `ShardHost`s (2 shards each) whose maps the test proposes on
+//! partition 0 by hand, phase 1 then phase 2, as partition 0's leader will.
+//!
+//! * A split: the source's leader writes its generation entry; a write routed with the old
+//!   generation is refused even by a leader whose node's partition 0 is cut off (its map still
+//!   the old one: only its log knows); the target refuses writes until phase 2; the target's
+//!   log carries the import and every replica's application holds the moved registers; phase
+//!   2 makes both serve.
+//! * A merge: the draining source refuses every write; the survivor's replicas import its
+//!   registers; phase 2 closes the source on every node and deletes its WAL records.
+//!
+//! The application is a register per key (`key=value` entries), routed by Kommander's key
+//! hash, with a range transfer over its registers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::num::NonZeroU64;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use kommander_raft::core::{LogIndex, Message, NodeId, PartitionId, Role, Status, Ticket};
+use kommander_raft::node::NodeConfig;
+use kommander_raft::shard::partitions::{
+    MapTable, PartitionMap, RangeState, SYSTEM_LOG_TYPE, key_hash, transfer_into,
+};
+use kommander_raft::shard::{
+    Application, EventSink, LogEntry, NoEvents, PartitionStatus, ProposedEntry, RangeTransfer,
+    Refusal, ReplicationResult, Request, ShardConfig, ShardHost, SnapshotExport, SnapshotImport,
+    SnapshotPoint, StateMachine, StateTransfer, shard_of,
+};
+use kommander_raft::transport::Transport;
+use kommander_raft::transport::memory::{MemoryNetwork, MemoryTransport};
+use kommander_wal::Wal;
+use tokio::sync::oneshot;
+
+use crate::runtime::harness::{eventually, wait};
+
+const P0: PartitionId = PartitionId(0);
+const P1: PartitionId = PartitionId(1);
+const P2: PartitionId = PartitionId(2);
+/// A register's value: 2 KiB, so the moved half of 60 registers takes several chunks.
+const VALUE_BYTES: usize = 2 << 10;
+const KEYS: usize = 60;
+
+type Registers = BTreeMap<String, Bytes>;
+
+/// Registers per partition; a range transfer over them (keys routed by `key_hash`).
+#[derive(Default)]
+struct Store {
+    registers: Mutex<HashMap<PartitionId, Registers>>,
+    /// Per target, the bytes of a record an import chunk ended inside.
+    partial: Mutex<HashMap<PartitionId, Vec<u8>>>,
+}
+
+impl Store {
+    fn registers(&self, partition: PartitionId) -> Registers {
+        let store = self.registers.lock().expect("store");
+        store.get(&partition).cloned().unwrap_or_default()
+    }
+
+    fn set(&self, partition: PartitionId, key: String, value: Bytes) {
+        let mut store = self.registers.lock().expect("store");
+        store.entry(partition).or_default().insert(key, value);
+    }
+}
+
+/// `key` and `value` as one entry payload (and an export's record): the key's length (`u16`),
+/// the key, the value's length (`u32`), the value.
+fn record(key: &str, value: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    out.extend_from_slice(value);
+}
+
+/// The records of `bytes`, or `None` when they do not decode.
+fn records(mut bytes: &[u8]) -> Option<Vec<(String, Bytes)>> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let (len, rest) = bytes.split_first_chunk::<2>()?;
+        let (key, rest) = rest.split_at_checked(usize::from(u16::from_le_bytes(*len)))?;
+        let (len, rest) = rest.split_first_chunk::<4>()?;
+        let (value, rest) = rest.split_at_checked(u32::from_le_bytes(*len) as usize)?;
+        out.push((
+            String::from_utf8(key.to_vec()).ok()?,
+            Bytes::copy_from_slice(value),
+        ));
+        bytes = rest;
+    }
+    Some(out)
+}
+
+impl StateMachine for Store {
+    fn on_replication_received(&self, partition: PartitionId, entry: &LogEntry) -> bool {
+        let Some(written) = records(&entry.payload) else {
+            return false;
+        };
+        for (key, value) in written {
+            self.set(partition, key, value);
+        }
+        true
+    }
+
+    fn on_log_restored(&self, partition: PartitionId, entry: &LogEntry) -> bool {
+        self.on_replication_received(partition, entry)
+    }
+}
+
+impl StateTransfer for Store {
+    fn supports(&self, _: PartitionId) -> bool {
+        false
+    }
+
+    fn export(&self, _: PartitionId, _: SnapshotPoint) -> io::Result<Box<dyn SnapshotExport>> {
+        Err(io::Error::other("no snapshots in this test"))
+    }
+
+    fn import(&self, _: PartitionId, _: SnapshotPoint) -> io::Result<Box<dyn SnapshotImport>> {
+        Err(io::Error::other("no snapshots in this test"))
+    }
+
+    fn export_range(&self, plan: &RangeTransfer) -> io::Result<Option<Box<dyn SnapshotExport>>> {
+        let mut data = Vec::new();
+        for (key, value) in self.registers(plan.source) {
+            if plan.holds(key_hash(&key)) {
+                record(&key, &value, &mut data);
+            }
+        }
+        Ok(Some(Box::new(Bytes::from(data))))
+    }
+
+    fn import_range_begin(
+        &self,
+        target: PartitionId,
+        _: LogIndex,
+        _: &RangeTransfer,
+    ) -> io::Result<()> {
+        // An import begun again: what a chunk left half done is dropped (the registers set
+        // are the source's frozen values, set again by the new import).
+        self.partial.lock().expect("partial").remove(&target);
+        Ok(())
+    }
+
+    fn import_range_chunk(
+        &self,
+        target: PartitionId,
+        _: LogIndex,
+        _: &RangeTransfer,
+        data: &[u8],
+    ) -> io::Result<()> {
+        // A record may straddle two chunks: the tail waits for the next one.
+        let mut pending = self.partial.lock().expect("partial");
+        let tail = pending.entry(target).or_default();
+        tail.extend_from_slice(data);
+        let mut complete = 0;
+        let mut at = &tail[..];
+        while let Some((len, rest)) = at.split_first_chunk::<2>() {
+            let Some((_, rest)) = rest.split_at_checked(usize::from(u16::from_le_bytes(*len)))
+            else {
+                break;
+            };
+            let Some((len, rest)) = rest.split_first_chunk::<4>() else {
+                break;
+            };
+            let Some((_, rest)) = rest.split_at_checked(u32::from_le_bytes(*len) as usize) else {
+                break;
+            };
+            complete = tail.len() - rest.len();
+            at = rest;
+        }
+        let done: Vec<u8> = tail.drain(..complete).collect();
+        drop(pending);
+        for (key, value) in records(&done).ok_or_else(|| io::Error::other("bad records"))? {
+            self.set(target, key, value);
+        }
+        Ok(())
+    }
+}
+
+/// Drops partition 0's messages to and from one node while it is cut off.
+struct CutP0 {
+    inner: Arc<MemoryTransport>,
+    from: NodeId,
+    /// The node whose partition 0 is cut off (0: none).
+    cut: Arc<AtomicU64>,
+}
+
+impl Transport for CutP0 {
+    fn send(&self, to: NodeId, messages: Vec<Message>) {
+        let cut = NodeId(self.cut.load(Ordering::Acquire));
+        let messages = if cut == self.from || cut == to {
+            messages.into_iter().filter(|m| m.partition != P0).collect()
+        } else {
+            messages
+        };
+        if !messages.is_empty() {
+            self.inner.send(to, messages);
+        }
+    }
+}
+
+struct Node {
+    config: NodeConfig,
+    host: ShardHost,
+    maps: Arc<MapTable>,
+    store: Arc<Store>,
+}
+
+struct Cluster {
+    nodes: Vec<Node>,
+    cut: Arc<AtomicU64>,
+    next_ticket: u64,
+    _network: Arc<MemoryNetwork>,
+}
+
+impl Cluster {
+    fn start(dir: &Path) -> Self {
+        let network = MemoryNetwork::new();
+        let cut = Arc::new(AtomicU64::new(0));
+        let nodes = (1..=3u64)
+            .map(|id| {
+                let mut config = NodeConfig::new(id, dir.join(format!("node-{id}")));
+                config.endpoint = format!("memory:{id}");
+                config.peers = (1..=3)
+                    .filter(|&n| n != id)
+                    .map(|n| (n, format!("memory:{n}")))
+                    .collect();
+                config.shards = 2;
+                config.tick_interval_ms = 5;
+                config.election_timeout_ticks_min = 10;
+                config.election_timeout_ticks_max = 20;
+                config.heartbeat_interval_ticks = 2;
+                config.wal_segment_bytes = 256 << 10;
+                config.wal_batch_bytes_max = 64 << 10;
+                config.wal_record_bytes_max = 16 << 10;
+                config.partition_map_ranges_max = 16;
+                let maps = Arc::new(MapTable::default());
+                let store = Arc::new(Store::default());
+                let transport = CutP0 {
+                    inner: network.transport(NodeId(id)),
+                    from: NodeId(id),
+                    cut: Arc::clone(&cut),
+                };
+                let host = ShardHost::start(
+                    ShardConfig::from(&config),
+                    Arc::new(transport),
+                    Application::new(Arc::clone(&store) as Arc<dyn StateMachine>)
+                        .with_transfer(Arc::clone(&store) as Arc<dyn StateTransfer>)
+                        .with_maps(Arc::clone(&maps)),
+                    Arc::new(NoEvents) as Arc<dyn EventSink>,
+                    Arc::default(),
+                )
+                .expect("node starts");
+                network.register(NodeId(id), host.inbound());
+                let voters = (1..=3).map(NodeId).collect();
+                wait(host.open_partition(P0, voters, Vec::new()).expect("queued"))
+                    .expect("partition 0 opens");
+                Node {
+                    config,
+                    host,
+                    maps,
+                    store,
+                }
+            })
+            .collect();
+        let cluster = Self {
+            nodes,
+            cut,
+            next_ticket: 1,
+            _network: network,
+        };
+        cluster.leader(P0);
+        cluster
+    }
+
+    fn status(&self, node: usize, partition: PartitionId) -> Result<PartitionStatus, Refusal> {
+        let (reply, answered) = oneshot::channel();
+        self.nodes[node]
+            .host
+            .send(partition, Request::Status { reply })?;
+        wait(answered)
+    }
+
+    /// The node leading `partition` (with an entry of its term committed).
+    fn leader(&self, partition: PartitionId) -> usize {
+        eventually(&format!("a leader of {partition}"), || {
+            (0..self.nodes.len()).find(|&i| {
+                self.status(i, partition)
+                    .is_ok_and(|s| s.role == Role::Leader && s.commit.0 > 0)
+            })
+        })
+    }
+
+    /// Proposes `entry` to `partition` on `node`, fenced with `generation` (0: unfenced); the
+    /// answer.
+    fn write_on(
+        &mut self,
+        node: usize,
+        partition: PartitionId,
+        generation: u64,
+        entry: ProposedEntry,
+    ) -> Result<ReplicationResult, Refusal> {
+        self.next_ticket += 1;
+        let (reply, answered) = oneshot::channel();
+        let propose = Request::Propose {
+            entries: vec![entry],
+            auto_commit: true,
+            ticket: Ticket(self.next_ticket),
+            reply,
+        };
+        let request = match NonZeroU64::new(generation) {
+            Some(expected_generation) => Request::Fenced {
+                expected_generation,
+                request: Box::new(propose),
+            },
+            None => propose,
+        };
+        self.nodes[node].host.send(partition, request)?;
+        wait(answered)
+    }
+
+    /// Writes `entry` to `partition`'s leader until it succeeds.
+    fn write(&mut self, partition: PartitionId, generation: u64, entry: ProposedEntry) {
+        let mut attempts = 0;
+        loop {
+            let leader = self.leader(partition);
+            match self.write_on(leader, partition, generation, entry.clone()) {
+                Ok(ReplicationResult {
+                    status: Status::Success,
+                    ..
+                }) => return,
+                other => {
+                    attempts += 1;
+                    assert!(attempts < 200, "a write to {partition}: {other:?}");
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            }
+        }
+    }
+
+    /// Commits `map` on partition 0 and waits until `nodes` have it in force.
+    fn commit_map(&mut self, map: &PartitionMap, nodes: &[usize]) {
+        let entry = ProposedEntry {
+            log_type: SYSTEM_LOG_TYPE.to_owned(),
+            payload: Bytes::from(map.encode()),
+        };
+        self.write(P0, 0, entry);
+        for &node in nodes {
+            eventually(&format!("map {} in force on {node}", map.version), || {
+                (self.nodes[node].maps.in_force().version == map.version).then_some(())
+            });
+        }
+    }
+
+    /// Writes every key, each to the partition `map` routes it to, fenced with its range's
+    /// generation; the values written.
+    fn write_keys(&mut self, map: &PartitionMap, round: u8) -> Registers {
+        let mut written = Registers::new();
+        for n in 0..KEYS {
+            let key = format!("key-{n}");
+            let partition = map.partition_for_key(&key).expect("routed");
+            let generation = map.get(partition).expect("range").generation;
+            let value = Bytes::from(vec![round.wrapping_add(n as u8); VALUE_BYTES]);
+            self.write(partition, generation, put(&key, &value));
+            written.insert(key, value);
+        }
+        written
+    }
+
+    /// Hands `partition`'s leadership to `node`.
+    fn lead_on(&self, partition: PartitionId, node: usize) {
+        eventually(&format!("node {node} leads {partition}"), || {
+            let leader = self.leader(partition);
+            if leader == node {
+                return Some(());
+            }
+            let (reply, answered) = oneshot::channel();
+            let target = NodeId(node as u64 + 1);
+            let request = Request::TransferLeadership { target, reply };
+            self.nodes[leader].host.send(partition, request).ok()?;
+            let _ = wait(answered);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            None
+        });
+    }
+
+    fn shutdown(self) -> Vec<NodeConfig> {
+        self.nodes
+            .into_iter()
+            .map(|node| {
+                node.host.shutdown();
+                node.config
+            })
+            .collect()
+    }
+}
+
+fn put(key: &str, value: &[u8]) -> ProposedEntry {
+    let mut payload = Vec::new();
+    record(key, value, &mut payload);
+    ProposedEntry {
+        log_type: "put".to_owned(),
+        payload: Bytes::from(payload),
+    }
+}
+
+/// Whether `held` are exactly `expected`; else the keys that differ (the values are too long
+/// to print).
+fn same(held: &Registers, expected: &Registers) -> Result<(), String> {
+    if held == expected {
+        return Ok(());
+    }
+    let differ: Vec<&String> = held
+        .keys()
+        .chain(expected.keys())
+        .filter(|key| held.get(*key) != expected.get(*key))
+        .collect();
+    Err(format!("registers differ at {differ:?}"))
+}
+
+/// A key the source keeps after a split at `plan` (its hash below the moved range).
+fn kept_key(plan: &RangeTransfer, name: &str) -> String {
+    (0..)
+        .map(|n| format!("{name}-{n}"))
+        .find(|key| !plan.holds(key_hash(key)))
+        .expect("a key below the boundary")
+}
+
+/// The registers of `written` whose key `plan` moves.
+fn moved(written: &Registers, plan: &RangeTransfer) -> Registers {
+    written
+        .iter()
+        .filter(|(key, _)| plan.holds(key_hash(key)))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect()
+}
+
+#[test]
+fn a_split_freezes_the_source_in_its_log_and_fills_the_target_through_its_log() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cluster = Cluster::start(dir.path());
+    let all = [0, 1, 2];
+    let map = PartitionMap::initial(1).expect("a map");
+    cluster.commit_map(&map, &all);
+    let written = cluster.write_keys(&map, 1);
+
+    // Node 3's partition 0 is cut off: it never learns phase 1 from its map.
+    cluster.cut.store(3, Ordering::Release);
+    let one = map.split_phase_1(P1, None, None).expect("phase 1");
+    let plan = transfer_into(&one, P2).expect("the target imports");
+    cluster.commit_map(&one, &[0, 1]);
+
+    // The source's leader writes its generation entry; node 3's replica of it applies it.
+    eventually(
+        "node 3's replica of partition 1 applied generation 2",
+        || (cluster.nodes[2].maps.progress().generation_applied(P1) == (2, false)).then_some(()),
+    );
+    // Node 3 leads partition 1 with the old map: only its log knows the generation.
+    cluster.lead_on(P1, 2);
+    assert_eq!(cluster.nodes[2].maps.map().version, 1, "node 3's map lags");
+    let stale = cluster.write_on(2, P1, 1, put(&kept_key(&plan, "stale"), b"old"));
+    assert_eq!(
+        stale,
+        Err(Refusal::NotHosted),
+        "routed with the old generation"
+    );
+    let current = cluster.write_on(2, P1, 2, put(&kept_key(&plan, "current"), b"new"));
+    assert!(
+        matches!(
+            current,
+            Ok(ReplicationResult {
+                status: Status::Success,
+                ..
+            })
+        ),
+        "routed with the new generation: {current:?}"
+    );
+    // And on a node whose map has phase 1.
+    cluster.lead_on(P1, 0);
+    let stale = cluster.write_on(0, P1, 1, put(&kept_key(&plan, "stale"), b"old"));
+    assert_eq!(stale, Err(Refusal::NotHosted));
+
+    // The target refuses writes until phase 2, fenced or not.
+    let target_leader = cluster.leader(P2);
+    for generation in [0, 1] {
+        let refused = cluster.write_on(target_leader, P2, generation, put("key-early", b"x"));
+        assert_eq!(refused, Err(Refusal::NotHosted), "generation {generation}");
+    }
+
+    // The target's log carries the import: every replica's application holds the moved
+    // registers, and nothing else.
+    let expected = moved(&written, &plan);
+    assert!(expected.len() > 10, "the split moves registers");
+    for node in [0, 1] {
+        eventually(&format!("node {node} applied the import's end"), || {
+            (cluster.nodes[node].maps.progress().import_applied(P2) == Some(plan)).then_some(())
+        });
+        let held = cluster.nodes[node].store.registers(P2);
+        assert_eq!(same(&held, &expected), Ok(()), "node {node}");
+    }
+    // Node 3 catches up on partition 0, opens the target and replays its log.
+    cluster.cut.store(0, Ordering::Release);
+    eventually("node 3 follows phase 1", || {
+        (cluster.nodes[2].maps.in_force().version == one.version).then_some(())
+    });
+    eventually(
+        "node 3's replica of the target holds the moved registers",
+        || (cluster.nodes[2].store.registers(P2) == expected).then_some(()),
+    );
+
+    // Phase 2: both serve, at their new generations.
+    let two = one.split_phase_2(P1).expect("phase 2");
+    cluster.commit_map(&two, &all);
+    let rewritten = cluster.write_keys(&two, 2);
+    for (partition, generation) in [(P1, 3), (P2, 2)] {
+        assert_eq!(two.get(partition).map(|r| r.generation), Some(generation));
+    }
+    for node in 0..3 {
+        let upper = cluster.nodes[node].store.registers(P2);
+        eventually("the target holds the writes after phase 2", || {
+            same(
+                &cluster.nodes[node].store.registers(P2),
+                &moved(&rewritten, &plan),
+            )
+            .ok()
+        });
+        assert!(upper.keys().all(|key| plan.holds(key_hash(key))));
+    }
+    cluster.shutdown();
+}
+
+#[test]
+fn a_merge_drains_the_source_then_closes_it_and_reclaims_its_wal() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cluster = Cluster::start(dir.path());
+    let all = [0, 1, 2];
+    let map = PartitionMap::initial(2).expect("a map");
+    cluster.commit_map(&map, &all);
+    let written = cluster.write_keys(&map, 1);
+
+    let one = map.merge_phase_1(P1, P2).expect("phase 1");
+    let plan = transfer_into(&one, P1).expect("the survivor imports");
+    cluster.commit_map(&one, &all);
+    // The draining source refuses every client write, fenced or not.
+    eventually("partition 2 applied its draining entry", || {
+        (0..3)
+            .all(|n| cluster.nodes[n].maps.progress().generation_applied(P2) == (2, true))
+            .then_some(())
+    });
+    let source_leader = cluster.leader(P2);
+    for generation in [0, 1, 2] {
+        let refused = cluster.write_on(source_leader, P2, generation, put("key-late", b"x"));
+        assert_eq!(refused, Err(Refusal::NotHosted), "generation {generation}");
+    }
+    // The survivor keeps serving its own range while it imports.
+    let own = cluster.write_on(cluster.leader(P1), P1, 1, put("key-own", b"y"));
+    assert!(matches!(
+        own,
+        Ok(ReplicationResult {
+            status: Status::Success,
+            ..
+        })
+    ));
+
+    let expected = moved(&written, &plan);
+    assert!(expected.len() > 10, "the merge moves registers");
+    for node in 0..3 {
+        eventually(&format!("node {node} applied the import's end"), || {
+            (cluster.nodes[node].maps.progress().import_applied(P1) == Some(plan)).then_some(())
+        });
+        let survivor = cluster.nodes[node].store.registers(P1);
+        for (key, value) in &expected {
+            assert_eq!(survivor.get(key), Some(value), "node {node} imported {key}");
+        }
+    }
+
+    // Phase 2: the survivor owns both ranges, the source closes on every node.
+    let two = one.merge_phase_2(P2).expect("phase 2");
+    cluster.commit_map(&two, &all);
+    for node in 0..3 {
+        assert_eq!(cluster.status(node, P2), Err(Refusal::NotHosted));
+    }
+    assert_eq!(two.get(P2).map(|r| r.state), Some(RangeState::Removed));
+    cluster.write_keys(&two, 2);
+    for config in cluster.shutdown() {
+        let shard = shard_of(P2, 2);
+        let wal = Wal::open(
+            config.data_dir.join(format!("shard-{shard}")),
+            config.wal_config(),
+        )
+        .expect("the WAL opens");
+        assert!(
+            matches!(
+                wal.partition(P2),
+                Err(kommander_wal::Error::UnknownPartition { .. })
+            ),
+            "partition 2's records are deleted"
+        );
+    }
+}
