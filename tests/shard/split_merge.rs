@@ -447,7 +447,10 @@ fn a_split_freezes_the_source_in_its_log_and_fills_the_target_through_its_log() 
     cluster.commit_map(&map, &all);
     let written = cluster.write_keys(&map, 1);
 
-    // Node 3's partition 0 is cut off: it never learns phase 1 from its map.
+    // Node 3's partition 0 is cut off: it never learns phase 1 from its map. The source's
+    // leader is a node that does (a leader whose map lags writes no generation entry until
+    // its map catches up).
+    cluster.lead_on(P1, 0);
     cluster.cut.store(3, Ordering::Release);
     let one = map.split_phase_1(P1, None, None).expect("phase 1");
     let plan = transfer_into(&one, P2).expect("the target imports");
