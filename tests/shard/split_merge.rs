@@ -7,7 +7,8 @@
 //!   the old one: only its log knows); the target refuses writes until phase 2; the target's
 //!   log carries the import and every replica's application holds the moved registers; phase
 //!   2 makes both serve.
-//! * A merge: the draining source refuses every write; the survivor's replicas import its
+//! * A merge: applications may not write the split entries' log types; the draining source
+//!   refuses every write; the survivor's replicas import its
 //!   registers; phase 2 closes the source on every node and deletes its WAL records.
 //!
 //! The application is a register per key (`key=value` entries), routed by Kommander's key
@@ -24,7 +25,8 @@ use bytes::Bytes;
 use kommander_raft::core::{LogIndex, Message, NodeId, PartitionId, Role, Status, Ticket};
 use kommander_raft::node::NodeConfig;
 use kommander_raft::shard::partitions::{
-    MapTable, PartitionMap, RangeState, SYSTEM_LOG_TYPE, key_hash, transfer_into,
+    GENERATION_LOG_TYPE, IMPORT_LOG_TYPE, MapTable, PartitionMap, RangeState, SYSTEM_LOG_TYPE,
+    key_hash, transfer_into,
 };
 use kommander_raft::shard::{
     Application, EventSink, LogEntry, NoEvents, PartitionStatus, ProposedEntry, RangeTransfer,
@@ -543,6 +545,21 @@ fn a_merge_drains_the_source_then_closes_it_and_reclaims_its_wal() {
     let map = PartitionMap::initial(2).expect("a map");
     cluster.commit_map(&map, &all);
     let written = cluster.write_keys(&map, 1);
+
+    // Applications may not write the log types of the split entries.
+    for log_type in [GENERATION_LOG_TYPE, IMPORT_LOG_TYPE] {
+        let forged = ProposedEntry {
+            log_type: log_type.to_owned(),
+            payload: Bytes::from_static(&[1; 10]),
+        };
+        let leader = cluster.leader(P2);
+        let refused = cluster.write_on(leader, P2, 0, forged);
+        assert_eq!(
+            refused,
+            Err(Refusal::Replica(Status::Errored)),
+            "{log_type}"
+        );
+    }
 
     let one = map.merge_phase_1(P1, P2).expect("phase 1");
     let plan = transfer_into(&one, P1).expect("the survivor imports");
