@@ -148,8 +148,8 @@ pub use crate::node::{
     ReplicateOptions, StartError, SteppedDown, TestHooks, Written,
 };
 pub use crate::shard::{
-    FollowerLag, Leadership, LogEntry, LogProgress, PartitionState, RaftEvent, SnapshotExport,
-    SnapshotImport, SnapshotPoint, SnapshotProgress, StateMachine, StateTransfer,
+    FollowerLag, Leadership, LogEntry, LogProgress, PartitionState, RaftEvent, RangeTransfer,
+    SnapshotExport, SnapshotImport, SnapshotPoint, SnapshotProgress, StateMachine, StateTransfer,
 };
 // What the handle's methods, events and configuration name besides the above.
 pub use crate::node::partition_map::{NoRouteError, RangeState, RoutingMode, SYSTEM_PARTITION};
@@ -158,6 +158,7 @@ pub use crate::node::{
     PhysicalClock, StaticDiscovery, SystemClock, WalBackend,
 };
 pub use crate::shard::codec::CodecError;
+pub use crate::shard::partitions::TransitionError;
 pub use crate::shard::membership::{
     ENDPOINT_BYTES_MAX, Member, MemberRole, Roster, RosterChange, RosterError,
 };

@@ -82,7 +82,8 @@ impl ReadScheduler {
             Ok(Chunk::WaitForWal) => Ok(ReadProgress::WaitForWal),
             Ok(Chunk::Done) => {
                 let job = self.jobs.remove(&partition).expect("the job read above");
-                durable_state(wal, partition, job).map(ReadProgress::Done)
+                durable_state(wal, partition, job)
+                    .map(|restored| ReadProgress::Done(Box::new(restored)))
             }
             Err(reason) => {
                 self.jobs.remove(&partition);
@@ -102,7 +103,7 @@ impl ReadScheduler {
 /// Where a partition's read stands after [`ReadScheduler::read`].
 pub(crate) enum ReadProgress {
     /// The whole log is read: the state to rebuild the replica from.
-    Done(Restored),
+    Done(Box<Restored>),
     /// The budget ran out; more next turn.
     More,
     /// The next entry is durable but being relocated by the WAL (the rewrite of the records

@@ -211,24 +211,11 @@ impl PartitionMap {
     /// range naming it), and names the range back.
     fn validate_transfers(&self) -> Result<(), PartitionMapError> {
         for r in &self.partitions {
-            let exporter = |p: &PartitionRange| p.exporting_to;
-            let importer = |p: &PartitionRange| p.importing_from;
-            let partners: [(_, &dyn Fn(&PartitionRange) -> Option<PartitionId>); 2] =
-                [(r.importing_from, &exporter), (r.exporting_to, &importer)];
-            for (partner, back) in partners {
-                let Some(partner) = partner else { continue };
-                let names_back = self.get(partner).is_some_and(|p| {
-                    p.partition_id != r.partition_id
-                        && p.state != RangeState::Removed
-                        && r.state != RangeState::Removed
-                        && back(p) == Some(r.partition_id)
-                });
-                if !names_back {
-                    return Err(PartitionMapError::UnpairedTransfer {
-                        partition_id: r.partition_id,
-                        partner,
-                    });
-                }
+            if let Some(partner) = r.importing_from {
+                self.check_partner(r, partner, |p| p.exporting_to)?;
+            }
+            if let Some(partner) = r.exporting_to {
+                self.check_partner(r, partner, |p| p.importing_from)?;
             }
         }
         Ok(())
@@ -274,6 +261,28 @@ impl PartitionMap {
             .iter()
             .filter(|r| r.state != RangeState::Removed)
             .map(|r| r.partition_id)
+    }
+
+    /// `partner`, named by `r`, is another live range that names `r` back (`back`).
+    fn check_partner(
+        &self,
+        r: &PartitionRange,
+        partner: PartitionId,
+        back: impl Fn(&PartitionRange) -> Option<PartitionId>,
+    ) -> Result<(), PartitionMapError> {
+        let names_back = self.get(partner).is_some_and(|p| {
+            p.partition_id != r.partition_id
+                && p.state != RangeState::Removed
+                && r.state != RangeState::Removed
+                && back(p) == Some(r.partition_id)
+        });
+        if names_back {
+            return Ok(());
+        }
+        Err(PartitionMapError::UnpairedTransfer {
+            partition_id: r.partition_id,
+            partner,
+        })
     }
 
     /// The ranges key routing may choose: hash-routed and not removed.

@@ -94,8 +94,8 @@ impl PartitionMap {
         highest.checked_add(1).map(PartitionId)
     }
 
-    /// Phase 1 of splitting `source` at `boundary` (default: [`default_boundary`]) into
-    /// `target` (default: [`PartitionMap::next_available_id`]).
+    /// Phase 1 of splitting `source` at `boundary` (default: Kommander's midpoint,
+    /// `start + (end − start) / 2`) into `target` (default: [`PartitionMap::next_available_id`]).
     ///
     /// # Errors
     /// [`TransitionError`]: the source unknown or not `Active`, the target taken, the range a

@@ -179,7 +179,7 @@ impl Worker {
                         Ok(ReadProgress::More) => {}
                         // Nothing to do before the WAL's next completion.
                         Ok(ReadProgress::WaitForWal) => break,
-                        Ok(ReadProgress::Done(restored)) => self.rebuild(partition, restored),
+                        Ok(ReadProgress::Done(restored)) => self.rebuild(partition, *restored),
                         Err(reason) => {
                             self.partitions.remove(partition);
                             self.restoring.pop_front();
