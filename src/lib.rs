@@ -158,10 +158,10 @@ pub use crate::node::{
     PhysicalClock, StaticDiscovery, SystemClock, WalBackend,
 };
 pub use crate::shard::codec::CodecError;
-pub use crate::shard::partitions::TransitionError;
 pub use crate::shard::membership::{
     ENDPOINT_BYTES_MAX, Member, MemberRole, Roster, RosterChange, RosterError,
 };
+pub use crate::shard::partitions::TransitionError;
 pub use crate::shard::{
     HostStartError, MembershipConfig, PartitionConfiguration, PartitionStatus,
     ReplicationErrorReason, ShardCounters, SnapshotConfig,

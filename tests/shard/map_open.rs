@@ -59,21 +59,7 @@ struct Node {
 fn start(dir: &Path, network: &Arc<MemoryNetwork>) -> Vec<Node> {
     (1..=3u64)
         .map(|id| {
-            let mut config = NodeConfig::new(id, dir.join(format!("node-{id}")));
-            config.endpoint = format!("memory:{id}");
-            config.peers = (1..=3)
-                .filter(|&n| n != id)
-                .map(|n| (n, format!("memory:{n}")))
-                .collect();
-            config.shards = 2;
-            config.tick_interval_ms = 5;
-            config.election_timeout_ticks_min = 10;
-            config.election_timeout_ticks_max = 20;
-            config.heartbeat_interval_ticks = 2;
-            config.wal_segment_bytes = 256 << 10;
-            config.wal_batch_bytes_max = 64 << 10;
-            config.wal_record_bytes_max = 16 << 10;
-            config.partition_map_ranges_max = 16;
+            let config = super::three_node_config(id, dir);
             let maps = Arc::new(MapTable::default());
             let app = Arc::new(Counter::default());
             let host = ShardHost::start(

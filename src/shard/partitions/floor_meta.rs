@@ -206,6 +206,22 @@ mod tests {
     use crate::core::NodeId;
     use crate::shard::partitions::map::tests::widest;
 
+    /// The longest configuration encoding: every member, the largest context.
+    fn widest_configuration() -> Bytes {
+        Configuration::new(
+            (1..=crate::core::CONFIGURATION_MEMBERS_MAX as u64)
+                .map(NodeId)
+                .collect(),
+            Vec::new(),
+        )
+        .expect("valid")
+        .with_context(Bytes::from(
+            vec![7; crate::core::CONFIGURATION_CONTEXT_BYTES_MAX],
+        ))
+        .expect("within the context bound")
+        .encode()
+    }
+
     fn configuration() -> Configuration {
         Configuration::new(vec![NodeId(1), NodeId(2)], vec![NodeId(3)]).expect("valid")
     }
@@ -243,18 +259,7 @@ mod tests {
     fn the_largest_map_fits_the_bound_and_a_larger_one_is_refused() {
         let ranges = 50;
         let max = floor_meta_bytes_max(ranges);
-        let widest_configuration = Configuration::new(
-            (1..=crate::core::CONFIGURATION_MEMBERS_MAX as u64)
-                .map(NodeId)
-                .collect(),
-            Vec::new(),
-        )
-        .expect("valid")
-        .with_context(Bytes::from(
-            vec![7; crate::core::CONFIGURATION_CONTEXT_BYTES_MAX],
-        ))
-        .expect("within the context bound")
-        .encode();
+        let widest_configuration = widest_configuration();
         assert_eq!(widest_configuration.len(), CONFIGURATION_BYTES_MAX);
         let map = |n| widest(n).encode();
         let widest = encode_floor_meta(&widest_configuration, &map(50));
@@ -323,18 +328,7 @@ mod tests {
             configuration().encode()
         );
         assert!(MARKS_FLOOR_META_BYTES_MAX <= floor_meta_bytes_max(0));
-        let widest = Configuration::new(
-            (1..=crate::core::CONFIGURATION_MEMBERS_MAX as u64)
-                .map(NodeId)
-                .collect(),
-            Vec::new(),
-        )
-        .expect("valid")
-        .with_context(Bytes::from(
-            vec![7; crate::core::CONFIGURATION_CONTEXT_BYTES_MAX],
-        ))
-        .expect("within the context bound")
-        .encode();
+        let widest = widest_configuration();
         assert_eq!(
             encode_marks_floor_meta(&widest, marks).len(),
             MARKS_FLOOR_META_BYTES_MAX

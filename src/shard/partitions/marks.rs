@@ -68,11 +68,7 @@ impl GenerationMark {
             return Err(MarkError("a generation entry of another length or version"));
         }
         let generation = bytes.get_u64_le();
-        let draining = match bytes.get_u8() {
-            0 => false,
-            1 => true,
-            _ => return Err(MarkError("a draining flag other than 0 or 1")),
-        };
+        let draining = get_flag(&mut bytes)?;
         Ok(Self {
             generation,
             draining,
@@ -110,11 +106,7 @@ impl ImportEntry {
         let mut out = BytesMut::with_capacity(IMPORT_HEADER_LEN + data.len());
         out.put_u8(PAYLOAD_VERSION);
         out.put_u8(kind);
-        out.put_u32_le(plan.source.0);
-        out.put_u32_le(plan.target.0);
-        out.put_u64_le(plan.generation);
-        out.put_i32_le(plan.start);
-        out.put_i32_le(plan.end);
+        put_transfer(&mut out, plan);
         out.put_slice(data);
         out.freeze()
     }
@@ -128,13 +120,7 @@ impl ImportEntry {
             return Err(MarkError("an import entry of another version"));
         }
         let kind = bytes.get_u8();
-        let plan = RangeTransfer {
-            source: PartitionId(bytes.get_u32_le()),
-            target: PartitionId(bytes.get_u32_le()),
-            generation: bytes.get_u64_le(),
-            start: bytes.get_i32_le(),
-            end: bytes.get_i32_le(),
-        };
+        let plan = get_transfer(&mut bytes);
         let data = payload.slice(IMPORT_HEADER_LEN..);
         match (kind, data.is_empty()) {
             (1, true) => Ok(Self::Begin(plan)),
@@ -234,12 +220,7 @@ impl LogMarks {
             None => out.put_u8(0),
             Some(import) => {
                 out.put_u8(if import.ended { 2 } else { 1 });
-                let plan = import.plan;
-                out.put_u32_le(plan.source.0);
-                out.put_u32_le(plan.target.0);
-                out.put_u64_le(plan.generation);
-                out.put_i32_le(plan.start);
-                out.put_i32_le(plan.end);
+                put_transfer(out, &import.plan);
             }
         }
     }
@@ -253,11 +234,7 @@ impl LogMarks {
             return Err(MarkError("split marks truncated"));
         }
         let generation = bytes.get_u64_le();
-        let draining = match bytes.get_u8() {
-            0 => false,
-            1 => true,
-            _ => return Err(MarkError("a draining flag other than 0 or 1")),
-        };
+        let draining = get_flag(&mut bytes)?;
         let ended = match bytes.get_u8() {
             0 => None,
             1 => Some(false),
@@ -270,13 +247,7 @@ impl LogMarks {
                 if bytes.len() != TRANSFER_LEN {
                     return Err(MarkError("an import's transfer of another length"));
                 }
-                let plan = RangeTransfer {
-                    source: PartitionId(bytes.get_u32_le()),
-                    target: PartitionId(bytes.get_u32_le()),
-                    generation: bytes.get_u64_le(),
-                    start: bytes.get_i32_le(),
-                    end: bytes.get_i32_le(),
-                };
+                let plan = get_transfer(&mut bytes);
                 Some(ImportMark { plan, ended })
             }
         };
@@ -290,6 +261,35 @@ impl LogMarks {
             },
             import,
         })
+    }
+}
+
+/// Writes `plan` ([`TRANSFER_LEN`] bytes).
+fn put_transfer(out: &mut BytesMut, plan: &RangeTransfer) {
+    out.put_u32_le(plan.source.0);
+    out.put_u32_le(plan.target.0);
+    out.put_u64_le(plan.generation);
+    out.put_i32_le(plan.start);
+    out.put_i32_le(plan.end);
+}
+
+/// Reads a transfer from `bytes`, which hold at least [`TRANSFER_LEN`] (checked by callers).
+fn get_transfer(bytes: &mut &[u8]) -> RangeTransfer {
+    RangeTransfer {
+        source: PartitionId(bytes.get_u32_le()),
+        target: PartitionId(bytes.get_u32_le()),
+        generation: bytes.get_u64_le(),
+        start: bytes.get_i32_le(),
+        end: bytes.get_i32_le(),
+    }
+}
+
+/// Reads a flag byte (0 or 1) from `bytes`, which hold at least one (checked by callers).
+fn get_flag(bytes: &mut &[u8]) -> Result<bool, MarkError> {
+    match bytes.get_u8() {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(MarkError("a draining flag other than 0 or 1")),
     }
 }
 

@@ -19,6 +19,17 @@ mod snapshot;
 mod table;
 mod transitions;
 
+#[cfg_attr(
+    not(feature = "sim"),
+    allow(
+        unused_imports,
+        reason = "named by the tests and by partition 0's phase-2 driver (the `sim` build's)"
+    )
+)]
+pub use self::{
+    marks::{GENERATION_LOG_TYPE, IMPORT_LOG_TYPE},
+    transitions::{default_boundary, transfer_into},
+};
 pub(crate) use fence::Access;
 pub(crate) use floor_meta::{
     FloorMeta, decode_floor_meta, encode_floor_meta, encode_marks_floor_meta, floor_meta_bytes_max,
@@ -31,14 +42,6 @@ pub use map::{
     not(feature = "sim"),
     allow(
         unused_imports,
-        reason = "named by the tests and by partition 0's phase-2 driver (the `sim` build's)"
-    )
-)]
-pub use marks::{GENERATION_LOG_TYPE, IMPORT_LOG_TYPE};
-#[cfg_attr(
-    not(feature = "sim"),
-    allow(
-        unused_imports,
         reason = "reached through `MapTable::progress`; named by the tests"
     )
 )]
@@ -47,14 +50,6 @@ pub use routing::{NoRouteError, key_hash, prefix_hash};
 pub use snapshot::MapTransfer;
 pub use table::MapTable;
 pub use transitions::TransitionError;
-#[cfg_attr(
-    not(feature = "sim"),
-    allow(
-        unused_imports,
-        reason = "named by the tests and by partition 0's phase-2 driver (the `sim` build's)"
-    )
-)]
-pub use transitions::{default_boundary, transfer_into};
 
 use bytes::Bytes;
 
