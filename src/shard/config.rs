@@ -64,9 +64,11 @@ pub struct ShardConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SnapshotConfig {
-    /// Bytes of application state in one chunk (it must fit a transport frame).
+    /// Bytes of application state in one chunk (it must fit a transport frame). Also the
+    /// largest chunk of a split's or merge's range import (within one WAL record).
     pub chunk_bytes: usize,
-    /// Chunks sent and not yet acknowledged, per transfer.
+    /// Chunks sent and not yet acknowledged, per transfer. Also the import entries of a
+    /// split's or merge's range a target's leader keeps proposed and uncommitted.
     pub chunks_in_flight_max: usize,
     /// Transfers a shard sends at once (one per follower and partition at most); a follower
     /// beyond it waits for a back-off and tries again.
