@@ -153,8 +153,9 @@ pub enum InvalidWrite {
         /// `proposal_entries_max`.
         max: usize,
     },
-    /// `_RaftSystem` is the system partition's own log type.
-    #[error("the log type `_RaftSystem` is reserved")]
+    /// `_RaftSystem` (the system partition's map entries), `_RaftGeneration` and `_RaftImport`
+    /// (a split's or merge's entries) are written by the library itself.
+    #[error("the log types `_RaftSystem`, `_RaftGeneration` and `_RaftImport` are reserved")]
     ReservedLogType,
     /// A log type longer than `log_type_bytes_max`.
     #[error("a log type of {bytes} bytes, at most {max}")]

@@ -69,6 +69,14 @@ async fn not_leader_moved_and_invalid_writes() {
             InvalidWrite::ReservedLogType,
         ),
         (
+            write(leader, p, "_RaftGeneration", plain).await,
+            InvalidWrite::ReservedLogType,
+        ),
+        (
+            write(leader, p, "_RaftImport", plain).await,
+            InvalidWrite::ReservedLogType,
+        ),
+        (
             write(leader, p, &long_type, plain).await,
             InvalidWrite::LogTypeTooLong {
                 bytes: long_type.len(),

@@ -16,6 +16,7 @@ use crate::core::{LogIndex, PartitionId, Status, Ticket};
 use crate::node::error::{InvalidWrite, ReplicateError};
 use crate::node::system::SYSTEM_LOG_TYPE;
 use crate::shard::codec::ENTRY_HEADER_LEN;
+use crate::shard::partitions::marks::is_reserved_log_type;
 use crate::shard::{ProposedEntry, Reply, Request};
 
 use super::Raft;
@@ -285,7 +286,7 @@ impl Raft {
     /// What makes a write invalid before it reaches its shard.
     fn check_write(&self, log_type: &str, payloads: &[Bytes]) -> Result<(), ReplicateError> {
         let config = &self.inner.config;
-        if log_type == SYSTEM_LOG_TYPE {
+        if log_type == SYSTEM_LOG_TYPE || is_reserved_log_type(log_type) {
             return Err(InvalidWrite::ReservedLogType.into());
         }
         if log_type.len() > config.log_type_bytes_max {
