@@ -95,7 +95,7 @@ pub(crate) fn map_for_floor(
     map: &[u8],
     floor_meta_bytes_max: usize,
 ) -> Result<PartitionMap, FloorMetaError> {
-    let len = HEADER_LEN + CONFIGURATION_BYTES_MAX + map.len();
+    let len = floor_meta_len_with(map.len());
     if len > floor_meta_bytes_max {
         return Err(FloorMetaError::TooLarge {
             len,
@@ -103,6 +103,12 @@ pub(crate) fn map_for_floor(
         });
     }
     Ok(PartitionMap::decode(map)?)
+}
+
+/// The room partition 0's floor meta needs to keep a map whose encoding is `map_len` bytes
+/// long beside any configuration.
+pub(crate) fn floor_meta_len_with(map_len: usize) -> usize {
+    HEADER_LEN + CONFIGURATION_BYTES_MAX + map_len
 }
 
 /// The floor meta of `configuration` (encoded; empty: the first one) and `map` (encoded;

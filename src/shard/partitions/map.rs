@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::PartitionId;
+use crate::core::{Configuration, ConfigurationError, NodeId, PartitionId};
 use crate::shard::SYSTEM_PARTITION;
 
 /// The top of the key-hash space (inclusive); the bottom is 0.
@@ -41,6 +41,38 @@ pub enum RangeState {
 /// both transfer partners named.
 const RANGE_ENCODED_BYTES_MAX: usize = r#"{"partition_id":4294967295,"start":2147483647,"end":2147483647,"generation":18446744073709551615,"state":"Splitting","routing":"HashRange","importing_from":4294967295,"exporting_to":4294967295}"#.len();
 
+/// The first configuration of a partition created after the cluster's first map: partition
+/// 0's committed voters and learners when its leader proposed the creation. Every node opens
+/// the partition with exactly these (its log governs above them), at every restart.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirstMembers {
+    /// The voters.
+    #[serde(with = "node_ids")]
+    pub voters: Vec<NodeId>,
+    /// The learners.
+    #[serde(with = "node_ids")]
+    pub learners: Vec<NodeId>,
+}
+
+/// Node ids encoded as their numbers (the core's types carry no serde).
+mod node_ids {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::core::NodeId;
+
+    pub(super) fn serialize<S: Serializer>(ids: &[NodeId], to: S) -> Result<S::Ok, S::Error> {
+        let numbers: Vec<u64> = ids.iter().map(|id| id.0).collect();
+        numbers.serialize(to)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(from: D) -> Result<Vec<NodeId>, D::Error> {
+        Ok(Vec::<u64>::deserialize(from)?
+            .into_iter()
+            .map(NodeId)
+            .collect())
+    }
+}
+
 /// One user partition and the hash range it owns.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionRange {
@@ -65,6 +97,11 @@ pub struct PartitionRange {
     /// `Splitting` source, or a `Draining` range). Absent from the encoding otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exporting_to: Option<PartitionId>,
+    /// The first configuration of a partition created by a map change (absent from the
+    /// ranges of the cluster's first map, which every node opens with the configuration it
+    /// decided when it joined, and from tombstones, which no node opens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first: Option<FirstMembers>,
 }
 
 /// A committed version of the partition map.
@@ -116,6 +153,14 @@ pub enum PartitionMapError {
         /// The partner it names.
         partner: PartitionId,
     },
+    /// A range's first configuration is not a valid configuration.
+    #[error("partition {partition_id}'s first configuration: {error}")]
+    InvalidFirstMembers {
+        /// The partition.
+        partition_id: PartitionId,
+        /// What is wrong with it.
+        error: ConfigurationError,
+    },
     /// The bytes are not a partition map.
     #[error("malformed partition map: {0}")]
     Malformed(String),
@@ -157,6 +202,7 @@ impl PartitionMap {
                     routing: RoutingMode::HashRange,
                     importing_from: None,
                     exporting_to: None,
+                    first: None,
                 }
             })
             .collect();
@@ -172,9 +218,10 @@ impl PartitionMap {
         Ok(map)
     }
 
-    /// Checks the map's invariants: no system partition, unique ids, well-formed ranges, no
-    /// overlap between active hash-routed ranges, and transfer partners that exist, are not
-    /// removed, and name each other (`importing_from` of one is the other's `exporting_to`).
+    /// Checks the map's invariants: no system partition, unique ids, well-formed ranges, valid
+    /// first configurations, no overlap between active hash-routed ranges, and transfer
+    /// partners that exist, are not removed, and name each other (`importing_from` of one is
+    /// the other's `exporting_to`).
     ///
     /// # Errors
     /// The first violated invariant.
@@ -194,6 +241,14 @@ impl PartitionMap {
                     start: r.start,
                     end: r.end,
                 });
+            }
+            if let Some(first) = &r.first {
+                Configuration::new(first.voters.clone(), first.learners.clone()).map_err(
+                    |error| PartitionMapError::InvalidFirstMembers {
+                        partition_id: r.partition_id,
+                        error,
+                    },
+                )?;
             }
         }
         let mut routed: Vec<&PartitionRange> = self.routable().collect();
@@ -222,7 +277,10 @@ impl PartitionMap {
     }
 
     /// The longest encoding ([`PartitionMap::encode`]) of a map of `ranges` ranges (tombstones
-    /// included): what partition 0's floor meta and a map entry must have room for.
+    /// included) without first configurations: what partition 0's floor meta and a map entry
+    /// must have room for. The ranges a map change creates carry their first configuration,
+    /// which this bound does not reserve: such a map is checked by its real encoding
+    /// (`map_for_floor`), and refused when it does not fit.
     #[must_use]
     pub fn encoded_bytes_max(ranges: usize) -> usize {
         // `{"version":<u64>,"partitions":[` … `]}`, the ranges separated by commas.
@@ -422,6 +480,31 @@ pub(super) mod tests {
         ));
     }
 
+    /// A created range's first configuration travels in the encoding and is validated; the
+    /// ranges without one encode as before (no field).
+    #[test]
+    fn a_first_configuration_round_trips_and_an_invalid_one_is_refused() {
+        let mut map = PartitionMap::initial(2).expect("valid count");
+        let plain = String::from_utf8(map.encode()).expect("JSON");
+        assert!(!plain.contains("first"), "{plain}");
+        map.partitions[1].first = Some(FirstMembers {
+            voters: vec![NodeId(1), NodeId(2)],
+            learners: vec![NodeId(3)],
+        });
+        assert_eq!(PartitionMap::decode(&map.encode()), Ok(map.clone()));
+        map.partitions[1].first = Some(FirstMembers {
+            voters: Vec::new(),
+            learners: vec![NodeId(3)],
+        });
+        assert_eq!(
+            PartitionMap::decode(&map.encode()),
+            Err(PartitionMapError::InvalidFirstMembers {
+                partition_id: PartitionId(2),
+                error: ConfigurationError::NoVoter,
+            })
+        );
+    }
+
     /// A map of `n` ranges with every number at its widest and the longest state and routing
     /// (an encoding only: these ranges overlap, so it does not validate).
     pub(in crate::shard::partitions) fn widest(n: u32) -> PartitionMap {
@@ -437,6 +520,7 @@ pub(super) mod tests {
                     routing: RoutingMode::HashRange,
                     importing_from: Some(PartitionId(u32::MAX)),
                     exporting_to: Some(PartitionId(u32::MAX)),
+                    first: None,
                 })
                 .collect(),
         }

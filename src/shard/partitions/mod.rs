@@ -2,7 +2,8 @@
 //! owns which slice of the key-hash space ([`map`](PartitionMap)), how a key routes through it
 //! (`routing.rs`), how partition 0 keeps it with its WAL floor (`floor_meta.rs`) and ships it in
 //! its snapshots ([`MapTransfer`]), the table the shards and the node read it from
-//! ([`MapTable`]), and the fence a write passes on its shard (`fence.rs`).
+//! ([`MapTable`]), the fence a write passes on its shard (`fence.rs`), and the operations that
+//! change it ([`MapOperation`], `operations.rs`), carried out by partition 0's leader.
 //!
 //! A map is an ordinary entry of partition 0 (log type [`SYSTEM_LOG_TYPE`]) until compaction;
 //! at compaction partition 0's floor meta holds the configuration and the map in force at the
@@ -14,6 +15,7 @@ mod floor_meta;
 mod map;
 pub(crate) mod marks;
 mod progress;
+mod operations;
 mod routing;
 mod snapshot;
 mod table;
@@ -36,7 +38,8 @@ pub(crate) use floor_meta::{
     map_for_floor,
 };
 pub use map::{
-    HASH_SPACE_END, PartitionMap, PartitionMapError, PartitionRange, RangeState, RoutingMode,
+    FirstMembers, HASH_SPACE_END, PartitionMap, PartitionMapError, PartitionRange, RangeState,
+    RoutingMode,
 };
 #[cfg_attr(
     not(feature = "sim"),
@@ -46,6 +49,8 @@ pub use map::{
     )
 )]
 pub use progress::SplitProgress;
+pub(crate) use operations::{MapLimits, Planned};
+pub use operations::{CreatePartition, MapOperation, MapOperationError};
 pub use routing::{NoRouteError, key_hash, prefix_hash};
 pub use snapshot::MapTransfer;
 pub use table::MapTable;

@@ -1,0 +1,607 @@
+//! Map operations (decision 0006 point 3): from the committed map and an operation, the next
+//! map (version + 1) or why there is none — Kommander's rules for each (`CreatePartitionAsync`,
+//! `RemovePartitionAsync`, and the cluster's first map). Pure: partition 0's leader's shard
+//! proposes the map this returns as one `_RaftSystem` entry (`shard/worker/map_change.rs`).
+//!
+//! * [`MapOperation::Initialize`]: the first map ([`PartitionMap::initial`]) when none is
+//!   committed; already done once one is.
+//! * [`MapOperation::Create`]: a new id (not 0); an id the map holds answers already done with
+//!   its generation, unless it is a tombstone, which is never recreated. An unrouted partition
+//!   takes the range `[0, 0]` unless one is given; a hash-routed one needs a range
+//!   `start <= end` inside `0..=i32::MAX` overlapping no routable range. Generation 1, active,
+//!   with the first configuration the proposer gives.
+//! * [`MapOperation::Remove`]: the id must be in the map; a tombstone is already done with its
+//!   generation; a range being split or merged is refused; otherwise it becomes a tombstone,
+//!   generation + 1, keeping its range (its first configuration goes: no node opens it).
+//!
+//! Every next map is validated and must fit partition 0's floor meta with its real encoding
+//! (`floor_meta.rs`), and the partitions it hosts must stay within `partitions_max`.
+
+use super::floor_meta::floor_meta_len_with;
+use super::map::{
+    FirstMembers, HASH_SPACE_END, PartitionMap, PartitionMapError, PartitionRange, RangeState,
+    RoutingMode,
+};
+use crate::core::PartitionId;
+use crate::shard::SYSTEM_PARTITION;
+
+/// A change of the partition map, carried out by partition 0's leader (Kommander's partition
+/// lifecycle operations). Split and merge will be two more.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MapOperation {
+    /// The cluster's first map, of `partitions` hash ranges ([`PartitionMap::initial`]).
+    Initialize {
+        /// How many user partitions.
+        partitions: u32,
+    },
+    /// Create a partition (Kommander's `CreatePartitionAsync`).
+    Create {
+        /// The new partition's id.
+        partition: PartitionId,
+        /// How keys reach it.
+        spec: CreatePartition,
+    },
+    /// Remove a partition (Kommander's `RemovePartitionAsync`): its range becomes a tombstone,
+    /// never reused.
+    Remove {
+        /// The partition.
+        partition: PartitionId,
+    },
+}
+
+/// How a partition is created: Kommander's routing mode and optional hash range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CreatePartition {
+    /// How keys reach it ([`RoutingMode::Unrouted`] by default: by partition id only).
+    pub routing: RoutingMode,
+    /// The hash range, both ends inclusive: required for [`RoutingMode::HashRange`]; an
+    /// unrouted partition takes `[0, 0]` without one.
+    pub range: Option<(i32, i32)>,
+}
+
+impl Default for CreatePartition {
+    /// Kommander's defaults: unrouted, no range.
+    fn default() -> Self {
+        Self {
+            routing: RoutingMode::Unrouted,
+            range: None,
+        }
+    }
+}
+
+impl CreatePartition {
+    /// An unrouted partition (addressed by id only).
+    #[must_use]
+    pub fn unrouted() -> Self {
+        Self::default()
+    }
+
+    /// A hash-routed partition owning the hashes `start..=end`.
+    #[must_use]
+    pub fn hash_range(start: i32, end: i32) -> Self {
+        Self {
+            routing: RoutingMode::HashRange,
+            range: Some((start, end)),
+        }
+    }
+}
+
+/// Why a map operation was refused (nothing changed).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MapOperationError {
+    /// The operation names partition 0, the system partition, which no map holds.
+    #[error("partition {SYSTEM_PARTITION} is the system partition")]
+    SystemPartition,
+    /// No map is committed yet (the cluster is not initialized).
+    #[error("no partition map is committed yet")]
+    NoMap,
+    /// The id is a tombstone: a removed partition's id is never reused.
+    #[error("partition {0} was removed; its id is never reused")]
+    Tombstoned(PartitionId),
+    /// The partition is not in the map.
+    #[error("partition {0} is not in the map")]
+    NotFound(PartitionId),
+    /// A hash-routed partition needs a hash range.
+    #[error("a hash-routed partition needs a hash range")]
+    MissingRange,
+    /// The range is not `start <= end` inside `0..=i32::MAX`.
+    #[error("the hash range [{start}, {end}] is not inside 0..={HASH_SPACE_END} with start <= end")]
+    InvalidRange {
+        /// Its start.
+        start: i32,
+        /// Its end.
+        end: i32,
+    },
+    /// The range overlaps the routable range of `0`.
+    #[error("the hash range overlaps partition {0}'s")]
+    Overlap(PartitionId),
+    /// The partition is being split or merged: its range cannot change before that ends.
+    #[error("partition {partition} is {state:?}")]
+    InTransition {
+        /// The partition.
+        partition: PartitionId,
+        /// Its state.
+        state: RangeState,
+    },
+    /// The map would hold more partitions than a node hosts (`partitions_max`, partition 0
+    /// included).
+    #[error("the map would hold more partitions than partitions_max = {max}")]
+    TooManyPartitions {
+        /// The limit.
+        max: usize,
+    },
+    /// The next map's encoding would not fit partition 0's floor meta
+    /// (`partition_map_ranges_max`).
+    #[error("the next map needs a floor meta of {len} bytes, over {max}")]
+    TooLarge {
+        /// The floor meta it needs.
+        len: usize,
+        /// The bound.
+        max: usize,
+    },
+    /// The next map is not a valid map (an invalid first map: no partition, too many).
+    #[error(transparent)]
+    Map(#[from] PartitionMapError),
+}
+
+/// What an operation does to the committed map.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Planned {
+    /// The next map (version + 1) to propose; `generation` is the operation's range's in it.
+    Next {
+        /// The map.
+        map: PartitionMap,
+        /// The generation of the range the operation made (1 for the first map's ranges).
+        generation: u64,
+    },
+    /// The operation is already true of the map (a retry): nothing to propose.
+    AlreadyDone {
+        /// The generation of the operation's range.
+        generation: u64,
+    },
+}
+
+/// The limits a next map must stay within.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MapLimits {
+    /// Partitions a node hosts at most (partition 0 included).
+    pub(crate) partitions_max: usize,
+    /// Partition 0's WAL `floor_meta_bytes_max`.
+    pub(crate) floor_meta_bytes_max: usize,
+}
+
+impl PartitionMap {
+    /// What `operation` does to this map (the committed one): the next map or already done;
+    /// `first` is the first configuration of a partition it creates. See the module docs.
+    ///
+    /// # Errors
+    /// The rule the operation breaks, or the limit the next map would break.
+    pub(crate) fn plan(
+        &self,
+        operation: &MapOperation,
+        first: &FirstMembers,
+        limits: MapLimits,
+    ) -> Result<Planned, MapOperationError> {
+        let planned = match operation {
+            MapOperation::Initialize { partitions } => {
+                if self.version > 0 {
+                    return Ok(Planned::AlreadyDone { generation: 1 });
+                }
+                Planned::Next {
+                    map: Self::initial(*partitions)?,
+                    generation: 1,
+                }
+            }
+            MapOperation::Create { partition, spec } => self.create(*partition, *spec, first)?,
+            MapOperation::Remove { partition } => self.remove(*partition)?,
+        };
+        if let Planned::Next { map, .. } = &planned {
+            map.validate()?;
+            // Partition 0 beside the map's partitions.
+            if map.hosted().count() + 1 > limits.partitions_max {
+                return Err(MapOperationError::TooManyPartitions {
+                    max: limits.partitions_max,
+                });
+            }
+            let len = floor_meta_len_with(map.encode().len());
+            if len > limits.floor_meta_bytes_max {
+                return Err(MapOperationError::TooLarge {
+                    len,
+                    max: limits.floor_meta_bytes_max,
+                });
+            }
+        }
+        Ok(planned)
+    }
+
+    /// The id after the highest one the map holds, tombstones included (Kommander's
+    /// `NextAvailablePartitionId`): 1 for an empty map; `None` when the highest is
+    /// `u32::MAX`.
+    #[must_use]
+    pub fn next_available_partition_id(&self) -> Option<PartitionId> {
+        let highest = self
+            .partitions
+            .iter()
+            .map(|r| r.partition_id.0)
+            .max()
+            .unwrap_or(0);
+        highest.checked_add(1).map(PartitionId)
+    }
+
+    fn create(
+        &self,
+        partition: PartitionId,
+        spec: CreatePartition,
+        first: &FirstMembers,
+    ) -> Result<Planned, MapOperationError> {
+        if partition == SYSTEM_PARTITION {
+            return Err(MapOperationError::SystemPartition);
+        }
+        if self.version == 0 {
+            return Err(MapOperationError::NoMap);
+        }
+        if let Some(existing) = self.get(partition) {
+            if existing.state == RangeState::Removed {
+                return Err(MapOperationError::Tombstoned(partition));
+            }
+            return Ok(Planned::AlreadyDone {
+                generation: existing.generation,
+            });
+        }
+        let (start, end) = match (spec.routing, spec.range) {
+            (_, Some(range)) => range,
+            (RoutingMode::Unrouted, None) => (0, 0),
+            (RoutingMode::HashRange, None) => return Err(MapOperationError::MissingRange),
+        };
+        if start < 0 || start > end {
+            return Err(MapOperationError::InvalidRange { start, end });
+        }
+        if spec.routing == RoutingMode::HashRange
+            && let Some(other) = self.routable().find(|r| r.start <= end && start <= r.end)
+        {
+            return Err(MapOperationError::Overlap(other.partition_id));
+        }
+        let mut map = self.clone();
+        map.version += 1;
+        let at = map
+            .partitions
+            .partition_point(|r| r.partition_id < partition);
+        map.partitions.insert(
+            at,
+            PartitionRange {
+                partition_id: partition,
+                start,
+                end,
+                generation: 1,
+                state: RangeState::Active,
+                routing: spec.routing,
+                first: Some(first.clone()),
+            },
+        );
+        Ok(Planned::Next { map, generation: 1 })
+    }
+
+    fn remove(&self, partition: PartitionId) -> Result<Planned, MapOperationError> {
+        if partition == SYSTEM_PARTITION {
+            return Err(MapOperationError::SystemPartition);
+        }
+        if self.version == 0 {
+            return Err(MapOperationError::NoMap);
+        }
+        let Some(existing) = self.get(partition) else {
+            return Err(MapOperationError::NotFound(partition));
+        };
+        match existing.state {
+            RangeState::Removed => {
+                return Ok(Planned::AlreadyDone {
+                    generation: existing.generation,
+                });
+            }
+            state @ (RangeState::Splitting | RangeState::Draining) => {
+                return Err(MapOperationError::InTransition { partition, state });
+            }
+            RangeState::Active => {}
+        }
+        let mut map = self.clone();
+        map.version += 1;
+        let mut generation = 0;
+        for range in &mut map.partitions {
+            if range.partition_id == partition {
+                range.state = RangeState::Removed;
+                range.generation += 1;
+                range.first = None;
+                generation = range.generation;
+            }
+        }
+        Ok(Planned::Next { map, generation })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::NodeId;
+    use crate::shard::partitions::floor_meta_bytes_max;
+
+    const LIMITS: MapLimits = MapLimits {
+        partitions_max: 64,
+        floor_meta_bytes_max: usize::MAX,
+    };
+
+    fn first() -> FirstMembers {
+        FirstMembers {
+            voters: vec![NodeId(1), NodeId(2)],
+            learners: vec![NodeId(3)],
+        }
+    }
+
+    fn plan(map: &PartitionMap, operation: MapOperation) -> Result<Planned, MapOperationError> {
+        map.plan(&operation, &first(), LIMITS)
+    }
+
+    fn create(partition: u32, spec: CreatePartition) -> MapOperation {
+        MapOperation::Create {
+            partition: PartitionId(partition),
+            spec,
+        }
+    }
+
+    fn remove(partition: u32) -> MapOperation {
+        MapOperation::Remove {
+            partition: PartitionId(partition),
+        }
+    }
+
+    fn next(planned: Result<Planned, MapOperationError>) -> (PartitionMap, u64) {
+        match planned {
+            Ok(Planned::Next { map, generation }) => (map, generation),
+            other => panic!("expected a next map, got {other:?}"),
+        }
+    }
+
+    /// Partitions 1 and 2 of the first map, 2 removed: its range (the upper half) is free.
+    fn with_room() -> PartitionMap {
+        next(plan(&PartitionMap::initial(2).expect("a map"), remove(2))).0
+    }
+
+    #[test]
+    fn the_first_map_is_proposed_once() {
+        let (map, generation) = next(plan(
+            &PartitionMap::default(),
+            MapOperation::Initialize { partitions: 3 },
+        ));
+        assert_eq!(map, PartitionMap::initial(3).expect("a map"));
+        assert_eq!(generation, 1);
+        assert_eq!(
+            plan(&map, MapOperation::Initialize { partitions: 5 }),
+            Ok(Planned::AlreadyDone { generation: 1 })
+        );
+        assert_eq!(
+            plan(
+                &PartitionMap::default(),
+                MapOperation::Initialize { partitions: 0 }
+            ),
+            Err(MapOperationError::Map(PartitionMapError::NoPartitions))
+        );
+    }
+
+    #[test]
+    fn create_adds_an_active_range_at_generation_1_with_its_first_configuration() {
+        let map = with_room();
+        let (unrouted, generation) = next(plan(&map, create(7, CreatePartition::unrouted())));
+        assert_eq!(generation, 1);
+        assert_eq!(unrouted.version, map.version + 1);
+        let range = unrouted.get(PartitionId(7)).expect("created");
+        assert_eq!((range.start, range.end), (0, 0));
+        assert_eq!((range.generation, range.state), (1, RangeState::Active));
+        assert_eq!(range.routing, RoutingMode::Unrouted);
+        assert_eq!(range.first, Some(first()));
+        // Ordered by id, the others untouched.
+        let ids: Vec<u32> = unrouted.partitions.iter().map(|r| r.partition_id.0).collect();
+        assert_eq!(ids, [1, 2, 7]);
+        assert_eq!(unrouted.partitions[..2], map.partitions[..]);
+        // An unrouted partition overlaps nothing, even with a range given.
+        let (_, _) = next(plan(
+            &map,
+            create(
+                8,
+                CreatePartition {
+                    routing: RoutingMode::Unrouted,
+                    range: Some((0, 10)),
+                },
+            ),
+        ));
+
+        let free = map.get(PartitionId(2)).expect("the tombstone").clone();
+        let (routed, _) = next(plan(
+            &map,
+            create(3, CreatePartition::hash_range(free.start, free.end)),
+        ));
+        let range = routed.get(PartitionId(3)).expect("created");
+        assert_eq!((range.start, range.end), (free.start, free.end));
+        assert_eq!(range.routing, RoutingMode::HashRange);
+        assert_eq!(routed.partition_for_hash(free.end), Ok(PartitionId(3)));
+        assert_eq!(routed.partition_for_hash(HASH_SPACE_END), Ok(PartitionId(3)));
+    }
+
+    #[test]
+    fn create_is_idempotent_and_never_reuses_a_tombstone() {
+        let map = with_room();
+        let (created, _) = next(plan(&map, create(5, CreatePartition::unrouted())));
+        // A retry (even with another spec) answers with the partition's generation.
+        assert_eq!(
+            plan(&created, create(5, CreatePartition::hash_range(1, 2))),
+            Ok(Planned::AlreadyDone { generation: 1 })
+        );
+        assert_eq!(
+            plan(&created, create(1, CreatePartition::unrouted())),
+            Ok(Planned::AlreadyDone { generation: 1 })
+        );
+        assert_eq!(
+            plan(&created, create(2, CreatePartition::unrouted())),
+            Err(MapOperationError::Tombstoned(PartitionId(2)))
+        );
+    }
+
+    #[test]
+    fn create_refuses_what_kommander_refuses() {
+        let map = with_room();
+        let p1 = map.get(PartitionId(1)).expect("p1").clone();
+        let cases = [
+            (
+                create(0, CreatePartition::unrouted()),
+                MapOperationError::SystemPartition,
+            ),
+            (
+                create(
+                    3,
+                    CreatePartition {
+                        routing: RoutingMode::HashRange,
+                        range: None,
+                    },
+                ),
+                MapOperationError::MissingRange,
+            ),
+            (
+                create(3, CreatePartition::hash_range(10, 9)),
+                MapOperationError::InvalidRange { start: 10, end: 9 },
+            ),
+            (
+                create(3, CreatePartition::hash_range(-1, 9)),
+                MapOperationError::InvalidRange { start: -1, end: 9 },
+            ),
+            (
+                create(
+                    3,
+                    CreatePartition {
+                        routing: RoutingMode::Unrouted,
+                        range: Some((5, 4)),
+                    },
+                ),
+                MapOperationError::InvalidRange { start: 5, end: 4 },
+            ),
+            // Touching partition 1's last hash.
+            (
+                create(3, CreatePartition::hash_range(p1.end, HASH_SPACE_END)),
+                MapOperationError::Overlap(PartitionId(1)),
+            ),
+            (
+                create(3, CreatePartition::hash_range(p1.start, p1.start)),
+                MapOperationError::Overlap(PartitionId(1)),
+            ),
+        ];
+        for (operation, error) in cases {
+            assert_eq!(plan(&map, operation.clone()), Err(error), "{operation:?}");
+        }
+        assert_eq!(
+            plan(&PartitionMap::default(), create(3, CreatePartition::unrouted())),
+            Err(MapOperationError::NoMap)
+        );
+        // A tombstone's range is free; adjacent ranges do not overlap.
+        next(plan(
+            &map,
+            create(3, CreatePartition::hash_range(p1.end + 1, p1.end + 1)),
+        ));
+    }
+
+    #[test]
+    fn remove_leaves_a_tombstone_with_its_range_and_the_next_generation() {
+        let map = PartitionMap::initial(3).expect("a map");
+        let (removed, generation) = next(plan(&map, remove(2)));
+        assert_eq!(generation, 2);
+        assert_eq!(removed.version, 2);
+        let tombstone = removed.get(PartitionId(2)).expect("kept");
+        let before = map.get(PartitionId(2)).expect("p2");
+        assert_eq!((tombstone.start, tombstone.end), (before.start, before.end));
+        assert_eq!((tombstone.state, tombstone.generation), (RangeState::Removed, 2));
+        assert_eq!(removed.hosted().collect::<Vec<_>>(), [PartitionId(1), PartitionId(3)]);
+        // A retry answers with the tombstone's generation.
+        assert_eq!(
+            plan(&removed, remove(2)),
+            Ok(Planned::AlreadyDone { generation: 2 })
+        );
+        // A created partition's tombstone drops its first configuration: no node opens it.
+        let (created, _) = next(plan(&removed, create(9, CreatePartition::unrouted())));
+        let (gone, _) = next(plan(&created, remove(9)));
+        assert_eq!(gone.get(PartitionId(9)).and_then(|r| r.first.clone()), None);
+    }
+
+    #[test]
+    fn remove_refuses_what_kommander_refuses() {
+        let mut map = PartitionMap::initial(3).expect("a map");
+        map.partitions[0].state = RangeState::Splitting;
+        map.partitions[1].state = RangeState::Draining;
+        assert_eq!(
+            plan(&map, remove(1)),
+            Err(MapOperationError::InTransition {
+                partition: PartitionId(1),
+                state: RangeState::Splitting
+            })
+        );
+        assert_eq!(
+            plan(&map, remove(2)),
+            Err(MapOperationError::InTransition {
+                partition: PartitionId(2),
+                state: RangeState::Draining
+            })
+        );
+        assert_eq!(
+            plan(&map, remove(4)),
+            Err(MapOperationError::NotFound(PartitionId(4)))
+        );
+        assert_eq!(plan(&map, remove(0)), Err(MapOperationError::SystemPartition));
+        assert_eq!(
+            plan(&PartitionMap::default(), remove(1)),
+            Err(MapOperationError::NoMap)
+        );
+    }
+
+    #[test]
+    fn a_next_map_beyond_the_limits_is_refused() {
+        let map = PartitionMap::initial(2).expect("a map");
+        // Partition 0 and the map's two: a third is one too many for 3.
+        let three = MapLimits {
+            partitions_max: 3,
+            ..LIMITS
+        };
+        let operation = create(3, CreatePartition::unrouted());
+        assert_eq!(
+            map.plan(&operation, &first(), three),
+            Err(MapOperationError::TooManyPartitions { max: 3 })
+        );
+        // Removing frees room; a tombstone is not hosted.
+        let (removed, _) = next(map.plan(&remove(2), &first(), three));
+        next(removed.plan(&operation, &first(), three));
+        // The real encoding is checked, first configuration included: the bound of the first
+        // map's two ranges has no room for a third range.
+        let tight = MapLimits {
+            floor_meta_bytes_max: floor_meta_bytes_max(2),
+            ..LIMITS
+        };
+        assert!(matches!(
+            removed.plan(&operation, &first(), tight),
+            Err(MapOperationError::TooLarge { .. })
+        ));
+        let roomy = MapLimits {
+            floor_meta_bytes_max: floor_meta_bytes_max(4),
+            ..LIMITS
+        };
+        next(removed.plan(&operation, &first(), roomy));
+    }
+
+    #[test]
+    fn the_next_available_id_counts_tombstones() {
+        assert_eq!(
+            PartitionMap::default().next_available_partition_id(),
+            Some(PartitionId(1))
+        );
+        let map = PartitionMap::initial(3).expect("a map");
+        assert_eq!(map.next_available_partition_id(), Some(PartitionId(4)));
+        let (removed, _) = next(plan(&map, remove(3)));
+        assert_eq!(removed.next_available_partition_id(), Some(PartitionId(4)));
+        let (high, _) = next(plan(&removed, create(u32::MAX, CreatePartition::unrouted())));
+        assert_eq!(high.next_available_partition_id(), None);
+    }
+}
