@@ -144,15 +144,18 @@ pub use crate::core::{
 };
 pub use crate::node::{
     Fatal, HandshakeRequest, HlcTimestamp, InvalidWrite, JoinError, MembershipError, NodeConfig,
-    PartitionMap, PeerError, QueryError, Raft, RaftBuilder, RaftNode, ReplicateError,
-    ReplicateOptions, StartError, SteppedDown, TestHooks, Written,
+    PartitionLifecycleError, PartitionMap, PeerError, QueryError, Raft, RaftBuilder, RaftNode,
+    ReplicateError, ReplicateOptions, StartError, SteppedDown, TestHooks, Written,
 };
 pub use crate::shard::{
     FollowerLag, Leadership, LogEntry, LogProgress, PartitionState, RaftEvent, RangeTransfer,
     SnapshotExport, SnapshotImport, SnapshotPoint, SnapshotProgress, StateMachine, StateTransfer,
 };
 // What the handle's methods, events and configuration name besides the above.
-pub use crate::node::partition_map::{NoRouteError, RangeState, RoutingMode, SYSTEM_PARTITION};
+pub use crate::node::partition_map::{
+    CreatePartition, FirstMembers, MapOperationError, NoRouteError, RangeState, RoutingMode,
+    SYSTEM_PARTITION,
+};
 pub use crate::node::{
     ClockDriftError, ConfigError, HybridLogicalClock, PartitionMapError, PartitionRange,
     PhysicalClock, StaticDiscovery, SystemClock, WalBackend,

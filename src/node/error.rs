@@ -8,6 +8,7 @@
 //! | [`QueryError`] | `partition_status`, `follower_lag`, `am_i_leader`, `wait_for_leader`, `wait_for_leader_stable`, `confirm_leadership`, `confirm_local_application`, the test hooks |
 //! | [`JoinError`] | `join_cluster`, `join_cluster_with_seeds` |
 //! | [`MembershipError`] | `change_membership`, `leave_cluster`, `remove_member` |
+//! | [`PartitionLifecycleError`] | `create_partition`, `remove_partition` |
 //! | [`StartError`] | `RaftBuilder::start` |
 //! | [`PeerError`] | the transport entry points: `handshake`, `request_vote`, `vote`, `append_logs`, `complete_append_logs` |
 //!
@@ -24,6 +25,7 @@ use crate::clock::HlcTimestamp;
 use crate::core::{NodeId, PartitionId, Status};
 use crate::node::config::ConfigError;
 use crate::shard::HostStartError;
+use crate::shard::partitions::MapOperationError;
 
 /// A condition after which this node cannot serve the partition (or anything) until it is
 /// restarted. Never retryable here; the cluster may still be served by the other nodes.
@@ -299,6 +301,62 @@ pub enum MembershipError {
     Fatal(#[from] Fatal),
 }
 
+/// Why a partition lifecycle operation
+/// ([`Raft::create_partition`](crate::node::Raft::create_partition),
+/// [`Raft::remove_partition`](crate::node::Raft::remove_partition)) failed: Kommander's
+/// `RaftPartitionLifecycleResult` without success. The map is unchanged by this call, unless
+/// the error is indeterminate ([`PartitionLifecycleError::Timeout`],
+/// [`PartitionLifecycleError::LeadershipLost`]): a retry then answers with the generation if it
+/// took effect.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PartitionLifecycleError {
+    /// This node does not lead partition 0 (Kommander requires the caller to): call the leader
+    /// it names, when it knows one.
+    #[error("not partition 0's leader (leader: {leader:?} at {endpoint:?})")]
+    NotLeader {
+        /// The leader this node's replica of partition 0 knew when it refused.
+        leader: Option<NodeId>,
+        /// That leader's endpoint, from discovery.
+        endpoint: Option<String>,
+    },
+    /// The operation breaks one of Kommander's rules (partition 0, a tombstoned id, an
+    /// unknown partition, an invalid or overlapping range, a partition being split or merged,
+    /// no map yet) or a limit (`partitions_max`, `partition_map_ranges_max`). Do not retry as
+    /// it is.
+    #[error("refused: {0}")]
+    Refused(MapOperationError),
+    /// Another map change is in flight on partition 0's leader, or it has not applied every
+    /// committed map yet (it was just elected), or another map of the same version took
+    /// effect instead of this one. Retry after a short delay.
+    #[error("another partition map change is in flight")]
+    ConcurrentChange,
+    /// Partition 0's replica refused the map entry with this status.
+    #[error("partition 0 refused the map entry: {status}")]
+    Rejected {
+        /// Its status.
+        status: Status,
+    },
+    /// Partition 0's shard queue, or the node's timers, are full. Retry with backoff.
+    #[error("a queue is full; retry with backoff")]
+    QueueFull,
+    /// Partition 0 is not open here yet, or restoring: retry shortly.
+    #[error("partition 0 is not serving yet")]
+    RestoreInProgress,
+    /// The caller's timeout ran out first. Indeterminate: the change may still take effect.
+    #[error("timed out after {waited:?}")]
+    Timeout {
+        /// How long the call waited.
+        waited: Duration,
+    },
+    /// Leadership of partition 0 was lost before the map entry committed. Indeterminate.
+    #[error("leadership was lost before the map change committed")]
+    LeadershipLost,
+    /// This node cannot serve partition 0 any more.
+    #[error(transparent)]
+    Fatal(#[from] Fatal),
+}
+
 /// Why [`Raft::join_cluster`](crate::node::Raft::join_cluster) or
 /// [`Raft::join_cluster_with_seeds`](crate::node::Raft::join_cluster_with_seeds) failed.
 #[non_exhaustive]
@@ -443,6 +501,7 @@ enum AnyError<'a> {
     Query(&'a QueryError),
     Join(&'a JoinError),
     Membership(&'a MembershipError),
+    Lifecycle(&'a PartitionLifecycleError),
     Start(&'a StartError),
     Peer(&'a PeerError),
 }
@@ -508,6 +567,17 @@ fn status_of(error: AnyError<'_>) -> Status {
             MembershipError::LeadershipLost => Status::ReplicationFailed,
             MembershipError::Fatal(fatal) => status_of(E::Fatal(fatal)),
         },
+        E::Lifecycle(error) => match error {
+            PartitionLifecycleError::NotLeader { .. } => Status::NodeIsNotLeader,
+            PartitionLifecycleError::Refused(_) => Status::Errored,
+            PartitionLifecycleError::ConcurrentChange => Status::ActiveProposal,
+            PartitionLifecycleError::Rejected { status } => *status,
+            PartitionLifecycleError::QueueFull => Status::ProposalQueueFull,
+            PartitionLifecycleError::RestoreInProgress => Status::RestoreInProgress,
+            PartitionLifecycleError::Timeout { .. } => Status::ProposalTimeout,
+            PartitionLifecycleError::LeadershipLost => Status::ReplicationFailed,
+            PartitionLifecycleError::Fatal(fatal) => status_of(E::Fatal(fatal)),
+        },
         E::Peer(error) => match error {
             PeerError::UnknownNode(_) => Status::LogsFromAnotherLeader,
             PeerError::ClusterMismatch { .. }
@@ -563,6 +633,7 @@ compatibility_view!(
     QueryError => Query,
     JoinError => Join,
     MembershipError => Membership,
+    PartitionLifecycleError => Lifecycle,
     StartError => Start,
     PeerError => Peer,
 );

@@ -21,8 +21,8 @@ pub use crate::clock::{
 pub use config::{ConfigError, NodeConfig, WalBackend};
 pub use discovery::{RaftNode, StaticDiscovery};
 pub use error::{
-    Fatal, InvalidWrite, JoinError, MembershipError, PeerError, QueryError, ReplicateError,
-    StartError,
+    Fatal, InvalidWrite, JoinError, MembershipError, PartitionLifecycleError, PeerError,
+    QueryError, ReplicateError, StartError,
 };
 pub use partition_map::{PartitionMap, PartitionMapError, PartitionRange};
 pub use raft::{

@@ -10,6 +10,6 @@ pub use crate::shard::SYSTEM_PARTITION;
     )
 )]
 pub use crate::shard::partitions::{
-    HASH_SPACE_END, NoRouteError, PartitionMap, PartitionMapError, PartitionRange, RangeState,
-    RoutingMode, key_hash, prefix_hash,
+    CreatePartition, FirstMembers, HASH_SPACE_END, MapOperationError, NoRouteError, PartitionMap,
+    PartitionMapError, PartitionRange, RangeState, RoutingMode, key_hash, prefix_hash,
 };

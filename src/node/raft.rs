@@ -46,6 +46,7 @@ mod leader_call;
 mod leadership;
 mod leave;
 mod membership;
+mod partitions;
 mod read;
 mod refusal;
 mod replicate;

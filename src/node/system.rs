@@ -1,9 +1,10 @@
 //! The system partition (partition 0) coordinator: it applies the partition map.
 //!
-//! * On first start, once this node leads P0 and no map is known, it proposes
-//!   [`PartitionMap::initial`]`(initial_partitions)` as a `_RaftSystem` entry (retrying after a
-//!   failed attempt). Two leaders in a row may both propose version 1; a committed map is
-//!   published only if its version is above the known one, so duplicates are ignored.
+//! * On first start, once this node leads P0 and no map is known, it asks partition 0's shard
+//!   for the first map ([`MapOperation::Initialize`]: [`PartitionMap::initial`]`(initial_partitions)`
+//!   proposed as a `_RaftSystem` entry, the path of every map change), retrying after a failed
+//!   attempt. Two leaders in a row may both propose version 1; a committed map is published
+//!   only if its version is above the known one, so duplicates are ignored.
 //! * Partition 0's shard applies committed `_RaftSystem` entries itself and publishes the map
 //!   in the shard layer's [`MapTable`] (`shard::partitions`); other P0 entries go to the
 //!   application ("shared P0", as in Kommander).
@@ -35,10 +36,9 @@ use crate::core::{NodeId, PartitionId, Role, Ticket};
 use crate::node::config::NodeConfig;
 use crate::node::events::EventHub;
 use crate::node::identity::{Identity, Origin};
-use crate::shard::partitions::{MapTable, PartitionMap, map_proposal};
+use crate::shard::partitions::{MapChangeAnswer, MapOperation, MapTable, PartitionMap};
 use crate::shard::{
-    EventSink, LeaderTable, LogEntry, RaftEvent, Refusal, ReplicationResult, ShardHost,
-    StateMachine,
+    EventSink, LeaderTable, LogEntry, RaftEvent, Refusal, Request, ShardHost, StateMachine,
 };
 
 pub use crate::shard::partitions::SYSTEM_LOG_TYPE;
@@ -102,6 +102,12 @@ impl SystemState {
         self.maps.in_force()
     }
 
+    /// The committed map (version 0: none yet), which every shard of this node may not have
+    /// followed yet.
+    pub(crate) fn committed_map(&self) -> Arc<PartitionMap> {
+        self.maps.map()
+    }
+
     pub(crate) fn initialized(&self) -> watch::Receiver<bool> {
         self.initialized.subscribe()
     }
@@ -111,7 +117,7 @@ impl SystemState {
     }
 
     fn knows_a_map(&self) -> bool {
-        self.maps.map().version > 0
+        self.committed_map().version > 0
     }
 }
 
@@ -199,7 +205,7 @@ struct Loop {
     stop: Arc<AtomicBool>,
     /// The version of the last map in force reported (`PartitionMapChanged`).
     reported: u64,
-    proposal: Option<oneshot::Receiver<Result<ReplicationResult, Refusal>>>,
+    proposal: Option<oneshot::Receiver<Result<MapChangeAnswer, Refusal>>>,
     next_proposal: Instant,
     retry: Duration,
 }
@@ -335,11 +341,14 @@ impl Loop {
         if !leads {
             return;
         }
-        let Ok(map) = PartitionMap::initial(self.config.initial_partitions) else {
-            return;
-        };
         let (reply, answer) = oneshot::channel();
-        let request = map_proposal(&map, Ticket(self.hlc.now().packed()), reply);
+        let request = Request::ChangeMap {
+            operation: MapOperation::Initialize {
+                partitions: self.config.initial_partitions,
+            },
+            ticket: Ticket(self.hlc.now().packed()),
+            reply,
+        };
         if self.runtime.send(SYSTEM_PARTITION, request).is_ok() {
             self.proposal = Some(answer);
         } else {

@@ -309,6 +309,21 @@ pub enum Request {
         /// The answer.
         reply: Reply<ReplicationResult>,
     },
+    /// Change the partition map (sent to partition 0, carried out by its established leader's
+    /// shard; see [`partitions::MapOperation`]): the whole next map is proposed as one
+    /// `_RaftSystem` entry, and the answer comes once that entry committed and is the map
+    /// partition 0's shard applied, or at once when the operation is already true of the
+    /// committed map (a retry). One change at a time. Refused with `NotLeader` (the leader
+    /// this replica knows), `RestoreInProgress`, `QueueFull`; the operation's own refusals and
+    /// the retryable ones are [`partitions::MapChangeAnswer`]s.
+    ChangeMap {
+        /// The operation.
+        operation: partitions::MapOperation,
+        /// The ticket of the map entry.
+        ticket: Ticket,
+        /// The answer.
+        reply: Reply<partitions::MapChangeAnswer>,
+    },
     /// The partition's configurations on this replica: the one in force and the committed one.
     Configuration {
         /// The answer.
@@ -378,6 +393,9 @@ impl Request {
             }
             Self::Fenced { request, .. } => request.refuse(refusal),
             Self::ChangeMembership { reply, .. } => {
+                let _ = reply.send(Err(refusal));
+            }
+            Self::ChangeMap { reply, .. } => {
                 let _ = reply.send(Err(refusal));
             }
             Self::Configuration { reply } => {

@@ -68,6 +68,7 @@ mod execute;
 mod generation;
 mod import;
 mod map;
+mod map_change;
 mod membership;
 mod partition;
 mod ready;
@@ -186,6 +187,8 @@ pub(crate) struct Worker {
     map_followed: u64,
     /// The range imports this shard's leaders are proposing (`import.rs`).
     imports: StableHashMap<PartitionId, import::ImportJob>,
+    /// The map change partition 0's leader proposed and has not answered (`map_change.rs`).
+    map_change: Option<map_change::MapChangeInFlight>,
     /// When the shard's single timer is next due (every replica ticks at the first turn at or
     /// after it).
     next_tick: Instant,
@@ -234,6 +237,7 @@ impl Worker {
             partitions: Partitions::default(),
             map_followed: 0,
             imports: StableHashMap::default(),
+            map_change: None,
             restoring: VecDeque::new(),
             compactions_waiting: Vec::new(),
             reads: ReadScheduler::default(),
@@ -304,6 +308,7 @@ impl Worker {
         worked |= self.restore_step();
         worked |= self.poll_durable(now);
         worked |= self.gather_readies(tick, now);
+        self.answer_map_change();
         if self.failed() {
             self.outbox.clear();
         } else {
@@ -373,6 +378,9 @@ impl Worker {
         for slot in self.partitions.slots_mut() {
             slot.refuse_waiters(&refusal);
         }
+        if let Some(change) = self.map_change.take() {
+            change.refuse(refusal.clone());
+        }
         while let Ok(input) = self.commands.try_recv() {
             match input {
                 ShardInput::Request { request, .. } => request.refuse(refusal.clone()),
@@ -419,6 +427,9 @@ impl Worker {
         };
         for slot in self.partitions.slots_mut() {
             slot.refuse_waiters(&refusal);
+        }
+        if let Some(change) = self.map_change.take() {
+            change.refuse(refusal.clone());
         }
         self.writes.clear();
         self.outbox.clear();

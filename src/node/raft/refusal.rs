@@ -4,7 +4,8 @@
 use crate::clock::HlcTimestamp;
 use crate::core::{NodeId, PartitionId, Status};
 use crate::node::error::{
-    Fatal, InvalidWrite, JoinError, MembershipError, QueryError, ReplicateError,
+    Fatal, InvalidWrite, JoinError, MembershipError, PartitionLifecycleError, QueryError,
+    ReplicateError,
 };
 use crate::shard::Refusal;
 
@@ -92,6 +93,24 @@ impl Raft {
             Refusal::Replica(status) => MembershipError::Invalid {
                 reason: format!("refused by partition 0's leader: {status}"),
             },
+        }
+    }
+
+    pub(super) fn lifecycle_error(&self, refusal: Refusal) -> PartitionLifecycleError {
+        match refusal {
+            Refusal::NotLeader { leader } => {
+                let (leader, endpoint) = self.not_leader(leader);
+                PartitionLifecycleError::NotLeader { leader, endpoint }
+            }
+            Refusal::QueueFull => PartitionLifecycleError::QueueFull,
+            Refusal::RestoreInProgress | Refusal::NotHosted => {
+                PartitionLifecycleError::RestoreInProgress
+            }
+            Refusal::ShardFailed { shard, reason } => {
+                PartitionLifecycleError::Fatal(Fatal::ShardFailed { shard, reason })
+            }
+            Refusal::ShutDown => PartitionLifecycleError::Fatal(self.inner.stopped_error()),
+            Refusal::Replica(status) => PartitionLifecycleError::Rejected { status },
         }
     }
 

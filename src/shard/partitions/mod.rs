@@ -50,7 +50,7 @@ pub use map::{
 )]
 pub use progress::SplitProgress;
 pub(crate) use operations::{MapLimits, Planned};
-pub use operations::{CreatePartition, MapOperation, MapOperationError};
+pub use operations::{CreatePartition, MapChangeAnswer, MapOperation, MapOperationError};
 pub use routing::{NoRouteError, key_hash, prefix_hash};
 pub use snapshot::MapTransfer;
 pub use table::MapTable;

@@ -146,6 +146,35 @@ pub enum MapOperationError {
     Map(#[from] PartitionMapError),
 }
 
+/// How partition 0's leader answered a map change ([`Request::ChangeMap`](crate::shard::Request::ChangeMap)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MapChangeAnswer {
+    /// The map entry committed and is the map partition 0's shard applied.
+    Changed {
+        /// The version of the new map.
+        version: u64,
+        /// The generation of the operation's range in it.
+        generation: u64,
+    },
+    /// The operation was already true of the committed map (a retry): nothing was proposed.
+    AlreadyDone {
+        /// The generation of the operation's range.
+        generation: u64,
+    },
+    /// The operation breaks a rule or a limit: nothing changed.
+    Refused(MapOperationError),
+    /// Another map change is in flight on partition 0's leader, or the leader has not applied
+    /// every committed map yet (a new leader): nothing changed. Retry.
+    InFlight,
+    /// The entry committed but another map of the same version was applied before it (two
+    /// leaders in a row proposed one each): the change did not take effect. Retry.
+    Superseded,
+    /// Leadership was lost before the entry committed: it may still commit. Retry: a retry of
+    /// a change that took effect answers [`MapChangeAnswer::AlreadyDone`].
+    Unknown,
+}
+
 /// What an operation does to the committed map.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Planned {

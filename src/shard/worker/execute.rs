@@ -37,6 +37,15 @@ impl Worker {
                 self.partitions.mark_dirty(SYSTEM_PARTITION);
                 return;
             }
+            Request::ChangeMap {
+                operation,
+                ticket,
+                reply,
+            } => {
+                self.change_map(&operation, ticket, reply);
+                self.partitions.mark_dirty(SYSTEM_PARTITION);
+                return;
+            }
             // The generation fence, judged now, when the write would be proposed (decision
             // 0006 point 4): a map change committed while it queued is seen.
             Request::Fenced {
@@ -125,7 +134,9 @@ impl Worker {
                 Self::wait_outcome(slot, EntryKind::Checkpoint, result, reply);
             }
             // Carried out above.
-            Request::ChangeMembership { .. } | Request::Fenced { .. } => {}
+            Request::ChangeMembership { .. }
+            | Request::ChangeMap { .. }
+            | Request::Fenced { .. } => {}
             Request::Configuration { reply } => {
                 let _ = reply.send(Ok(crate::shard::PartitionConfiguration {
                     current: replica.configuration().clone(),

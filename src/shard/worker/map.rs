@@ -3,8 +3,11 @@
 //! partitions it hosts, and
 //!
 //! * opens every partition the map holds (not removed) that [`shard_of`] places here and that
-//!   it does not host: created, or restored when its WAL holds its log, with the first
-//!   configuration this node decided when it joined;
+//!   it does not host: created, or restored when its WAL holds its log, with its first
+//!   configuration — the one its range carries when a map change created it (partition 0's
+//!   committed configuration when the change was proposed, the same on every node and at every
+//!   restart), else (the ranges of the cluster's first map) the one this node decided when it
+//!   joined;
 //! * closes every partition it hosts that the map removed (a tombstone): its waiters are
 //!   refused `NotHosted`, its restore and transfers end, its leadership shows no leader, and
 //!   its WAL records are deleted so that its segments are reclaimed;
@@ -45,7 +48,10 @@ impl Worker {
             if range.state == RangeState::Removed {
                 self.close(partition, now);
             } else if self.partitions.get(partition).is_none() {
-                let (voters, learners) = self.first_configuration();
+                let (voters, learners) = match &range.first {
+                    Some(first) => (first.voters.clone(), first.learners.clone()),
+                    None => self.first_configuration(),
+                };
                 if let Err(refusal) = self.open_partition(partition, voters, learners) {
                     tracing::debug!(
                         %partition,
@@ -65,7 +71,8 @@ impl Worker {
         }
     }
 
-    /// The first configuration of a partition the map adds (its log governs above it): what
+    /// The first configuration of a partition of the cluster's first map (its log governs
+    /// above it; a partition a map change created carries its own): what
     /// this node decided when it joined (`MapTable::set_first_members`), else the cluster the
     /// shards were started with, voters all. It must be the same at every open of the
     /// partition on this node, restores included: until the partition's log holds a

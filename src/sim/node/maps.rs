@@ -1,5 +1,6 @@
-//! The first partition map: proposed to partition 0 by a node that leads it and knows no map,
-//! as the node's coordinator proposes it (`src/node/system.rs`), one proposal at a time,
+//! The first partition map: asked of partition 0 (`MapOperation::Initialize`, the path of every
+//! map change) by a node that leads it and knows no map, as the node's coordinator asks it
+//! (`src/node/system.rs`), one request at a time,
 //! again when the last one's answer came without a map committed. Every node's shards open the
 //! map's partitions once their partition 0 committed it (`src/shard/worker/map.rs`): the
 //! simulator opens no user partition itself.
@@ -8,8 +9,8 @@ use tokio::sync::oneshot::{self, error::TryRecvError};
 
 use super::NodeSimulation;
 use crate::core::{Role, Ticket};
-use crate::shard::partitions::{PartitionMap, map_proposal};
-use crate::shard::{Refusal, ReplicationResult, SYSTEM_PARTITION};
+use crate::shard::partitions::{MapChangeAnswer, MapOperation};
+use crate::shard::{Refusal, Request, SYSTEM_PARTITION};
 
 /// How soon the first map is proposed again after an answer that left no map committed (the
 /// coordinator waits an election timeout): an answer may come before the commit (a failed
@@ -20,7 +21,7 @@ const PROPOSAL_RETRY_MS: u64 = 300;
 /// The first map's proposal waiting for its answer, and when another may be sent.
 #[derive(Default)]
 pub(super) struct MapProposer {
-    waiting: Option<oneshot::Receiver<Result<ReplicationResult, Refusal>>>,
+    waiting: Option<oneshot::Receiver<Result<MapChangeAnswer, Refusal>>>,
     next_at: u64,
 }
 
@@ -49,11 +50,15 @@ impl NodeSimulation {
         if !leads || running.maps.map().version > 0 {
             return;
         }
-        let Ok(map) = PartitionMap::initial(self.config.partitions as u32) else {
+        let Ok(partitions) = u32::try_from(self.config.partitions) else {
             return;
         };
         let (reply, answer) = oneshot::channel();
-        let request = map_proposal(&map, Ticket(self.clients.take_id()), reply);
+        let request = Request::ChangeMap {
+            operation: MapOperation::Initialize { partitions },
+            ticket: Ticket(self.clients.take_id()),
+            reply,
+        };
         if self.send_to(node, SYSTEM_PARTITION, request).is_ok() {
             self.maps.waiting = Some(answer);
         }
