@@ -11,6 +11,7 @@ mod leadership;
 mod lifecycle;
 mod membership;
 mod parity;
+mod partition_lifecycle;
 mod partition_map;
 mod read;
 mod replication;

@@ -59,7 +59,7 @@ fn open_p0_wal(config: &NodeConfig) -> Wal {
     );
 }
 
-fn is_shard(path: &Path) -> bool {
+pub(super) fn is_shard(path: &Path) -> bool {
     path.file_name()
         .is_some_and(|n| n.to_string_lossy().starts_with("shard-"))
 }
