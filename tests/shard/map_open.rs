@@ -1,8 +1,8 @@
 //! Partitions open and close on the shards as partition 0's map changes (decision 0006 point
 //! 5): three nodes of `ShardHost`s (2 shards each) open partition 0 only; a map proposed on
-//! partition 0 as the node's coordinator proposes it (until create and remove exist, the
-//! test writes the changed maps itself) makes every node open the partitions it adds on their
-//! shard, where they elect and replicate, and close the one a tombstone removes, whose WAL
+//! partition 0 as a raw `_RaftSystem` entry (the test writes the changed maps itself, the
+//! map-change rules are `map_change.rs`'s) makes every node open the partitions it adds on
+//! their shard, where they elect and replicate, and close the one a tombstone removes, whose WAL
 //! records are deleted and whose segments are reclaimed.
 
 use std::collections::{BTreeSet, HashMap};
@@ -49,14 +49,14 @@ impl StateMachine for Counter {
     }
 }
 
-struct Node {
+pub(super) struct Node {
     config: NodeConfig,
-    host: ShardHost,
-    maps: Arc<MapTable>,
+    pub(super) host: ShardHost,
+    pub(super) maps: Arc<MapTable>,
     app: Arc<Counter>,
 }
 
-fn start(dir: &Path, network: &Arc<MemoryNetwork>) -> Vec<Node> {
+pub(super) fn start(dir: &Path, network: &Arc<MemoryNetwork>) -> Vec<Node> {
     (1..=3u64)
         .map(|id| {
             let config = super::three_node_config(id, dir);
@@ -91,7 +91,7 @@ fn status(node: &Node, partition: PartitionId) -> Result<PartitionStatus, Refusa
     wait(answered)
 }
 
-fn leader(nodes: &[Node], partition: PartitionId) -> usize {
+pub(super) fn leader(nodes: &[Node], partition: PartitionId) -> usize {
     eventually(&format!("a leader of {partition}"), || {
         (0..nodes.len()).find(|&i| {
             status(&nodes[i], partition).is_ok_and(|s| s.role == Role::Leader && s.commit.0 > 0)
@@ -124,7 +124,7 @@ fn replicate(nodes: &[Node], partition: PartitionId, entries: Vec<ProposedEntry>
 }
 
 /// Commits `map` on partition 0 and waits until every node has it in force.
-fn commit_map(nodes: &[Node], map: &PartitionMap) {
+pub(super) fn commit_map(nodes: &[Node], map: &PartitionMap) {
     let entry = ProposedEntry {
         log_type: SYSTEM_LOG_TYPE.to_owned(),
         payload: Bytes::from(map.encode()),
