@@ -337,14 +337,17 @@ pub enum PartitionLifecycleError {
         /// Its status.
         status: Status,
     },
-    /// Partition 0's shard queue, or the node's timers, are full. Retry with backoff.
-    #[error("a queue is full; retry with backoff")]
+    /// The map change could not be queued for partition 0 (its shard's queue, or the node's
+    /// timers, are full): nothing was asked. Retry with backoff.
+    #[error("the map change could not be queued; retry with backoff")]
     QueueFull,
-    /// Partition 0 is not open here yet, or restoring: retry shortly.
-    #[error("partition 0 is not serving yet")]
+    /// Partition 0 is not open on this node yet, or restoring: no map change can be asked of
+    /// it. Retry shortly.
+    #[error("partition 0 is not serving map changes yet")]
     RestoreInProgress,
-    /// The caller's timeout ran out first. Indeterminate: the change may still take effect.
-    #[error("timed out after {waited:?}")]
+    /// No answer within the caller's timeout. Indeterminate: the map change may still take
+    /// effect (a retry answers its generation).
+    #[error("no answer to the map change after {waited:?}")]
     Timeout {
         /// How long the call waited.
         waited: Duration,

@@ -95,8 +95,15 @@ async fn created_partitions_open_everywhere_and_a_removed_one_is_closed_and_recl
     // Its range is free: a hash-routed partition takes it; an unrouted one is added beside.
     let routed = CreatePartition::hash_range(freed.start, freed.end);
     assert_eq!(create(&cluster, P3, routed).await, Ok(1));
-    assert_eq!(create(&cluster, P3, routed).await, Ok(1), "an idempotent retry");
-    assert_eq!(create(&cluster, P4, CreatePartition::unrouted()).await, Ok(1));
+    assert_eq!(
+        create(&cluster, P3, routed).await,
+        Ok(1),
+        "an idempotent retry"
+    );
+    assert_eq!(
+        create(&cluster, P4, CreatePartition::unrouted()).await,
+        Ok(1)
+    );
     let leader = cluster.leader(P0).await;
     assert_eq!(
         cluster.raft(leader).next_available_partition_id(),
@@ -173,7 +180,11 @@ async fn a_created_partition_starts_from_the_configuration_its_entry_carried() {
         let raft = cluster.raft(i).clone();
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
-            let committed = raft.partition_configuration(P0).await.expect("p0").committed;
+            let committed = raft
+                .partition_configuration(P0)
+                .await
+                .expect("p0")
+                .committed;
             if committed.voters() == voters.as_slice() && committed.learners().is_empty() {
                 break;
             }
@@ -185,18 +196,34 @@ async fn a_created_partition_starts_from_the_configuration_its_entry_carried() {
         }
     }
 
-    assert_eq!(create(&cluster, P4, CreatePartition::unrouted()).await, Ok(1));
+    assert_eq!(
+        create(&cluster, P4, CreatePartition::unrouted()).await,
+        Ok(1)
+    );
     wait_in_force(&cluster, P4, false).await;
     let first = FirstMembers {
         voters: voters.clone(),
         learners: Vec::new(),
     };
-    let carried = cluster.raft(leader).partition_map().get(P4).expect("p4").clone();
+    let carried = cluster
+        .raft(leader)
+        .partition_map()
+        .get(P4)
+        .expect("p4")
+        .clone();
     assert_eq!(carried.first, Some(first));
     cluster.replicate(P4, b"first").await;
     for &i in &alive {
-        let known = cluster.raft(i).partition_configuration(P4).await.expect("p4");
-        assert_eq!(known.committed.voters(), voters.as_slice(), "node index {i}");
+        let known = cluster
+            .raft(i)
+            .partition_configuration(P4)
+            .await
+            .expect("p4");
+        assert_eq!(
+            known.committed.voters(),
+            voters.as_slice(),
+            "node index {i}"
+        );
     }
 
     // Restarted, a follower of partition 4 opens it from the map's entry again, not from its
@@ -253,7 +280,12 @@ async fn refusals_are_typed_and_a_follower_names_the_leader() {
         .expect_err("not the leader");
     assert!(matches!(refused, PartitionLifecycleError::NotLeader { .. }));
 
-    let p1 = cluster.raft(leader).partition_map().get(P1).expect("p1").clone();
+    let p1 = cluster
+        .raft(leader)
+        .partition_map()
+        .get(P1)
+        .expect("p1")
+        .clone();
     let rules = [
         (
             create(&cluster, P0, CreatePartition::unrouted()).await,
@@ -295,10 +327,7 @@ async fn refusals_are_typed_and_a_follower_names_the_leader() {
     }
     // Nothing changed.
     assert_eq!(cluster.raft(leader).partition_map().version, 1);
-    assert_eq!(
-        cluster.raft(leader).next_available_partition_id(),
-        Some(P3)
-    );
+    assert_eq!(cluster.raft(leader).next_available_partition_id(), Some(P3));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

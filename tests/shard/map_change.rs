@@ -68,7 +68,12 @@ fn a_change_overtaken_by_a_map_of_its_version_is_superseded_not_changed() {
     wait(written).expect("the raw map committed");
     assert_eq!(wait(changed), Ok(MapChangeAnswer::Superseded));
     assert_eq!(*node.maps.map(), raw, "the raw map is the one applied");
-    assert!(node.maps.map().get(P2).is_some_and(|r| r.state == RangeState::Removed));
+    assert!(
+        node.maps
+            .map()
+            .get(P2)
+            .is_some_and(|r| r.state == RangeState::Removed)
+    );
 
     // Retried, it is planned from version 2.
     let retried = ask(node, |reply| Request::ChangeMap {

@@ -73,7 +73,10 @@ impl Raft {
     /// exists answers with its generation.
     #[must_use]
     pub fn next_available_partition_id(&self) -> Option<PartitionId> {
-        self.inner.system.committed_map().next_available_partition_id()
+        self.inner
+            .system
+            .committed_map()
+            .next_available_partition_id()
     }
 
     /// Asks partition 0's shard on this node for `operation` and waits for the answer.
@@ -99,9 +102,9 @@ impl Raft {
                     .map_err(|refusal| this.lifecycle_error(refusal))
             }
             Err(TimerError::Full) => Err(PartitionLifecycleError::QueueFull),
-            Err(TimerError::Stopped) => Err(PartitionLifecycleError::Fatal(
-                self.inner.stopped_error(),
-            )),
+            Err(TimerError::Stopped) => {
+                Err(PartitionLifecycleError::Fatal(self.inner.stopped_error()))
+            }
         };
         async move {
             let (deadline, answer) = sent?;

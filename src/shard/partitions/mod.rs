@@ -49,8 +49,8 @@ pub use map::{
     )
 )]
 pub use progress::SplitProgress;
-pub(crate) use operations::{MapLimits, Planned};
 pub use operations::{CreatePartition, MapChangeAnswer, MapOperation, MapOperationError};
+pub(crate) use operations::{MapLimits, Planned};
 pub use routing::{NoRouteError, key_hash, prefix_hash};
 pub use snapshot::MapTransfer;
 pub use table::MapTable;

@@ -428,7 +428,11 @@ mod tests {
         assert_eq!(range.routing, RoutingMode::Unrouted);
         assert_eq!(range.first, Some(first()));
         // Ordered by id, the others untouched.
-        let ids: Vec<u32> = unrouted.partitions.iter().map(|r| r.partition_id.0).collect();
+        let ids: Vec<u32> = unrouted
+            .partitions
+            .iter()
+            .map(|r| r.partition_id.0)
+            .collect();
         assert_eq!(ids, [1, 2, 7]);
         assert_eq!(unrouted.partitions[..2], map.partitions[..]);
         // An unrouted partition overlaps nothing, even with a range given.
@@ -452,7 +456,10 @@ mod tests {
         assert_eq!((range.start, range.end), (free.start, free.end));
         assert_eq!(range.routing, RoutingMode::HashRange);
         assert_eq!(routed.partition_for_hash(free.end), Ok(PartitionId(3)));
-        assert_eq!(routed.partition_for_hash(HASH_SPACE_END), Ok(PartitionId(3)));
+        assert_eq!(
+            routed.partition_for_hash(HASH_SPACE_END),
+            Ok(PartitionId(3))
+        );
     }
 
     #[test]
@@ -525,7 +532,10 @@ mod tests {
             assert_eq!(plan(&map, operation.clone()), Err(error), "{operation:?}");
         }
         assert_eq!(
-            plan(&PartitionMap::default(), create(3, CreatePartition::unrouted())),
+            plan(
+                &PartitionMap::default(),
+                create(3, CreatePartition::unrouted())
+            ),
             Err(MapOperationError::NoMap)
         );
         // A tombstone's range is free; adjacent ranges do not overlap.
@@ -544,8 +554,14 @@ mod tests {
         let tombstone = removed.get(PartitionId(2)).expect("kept");
         let before = map.get(PartitionId(2)).expect("p2");
         assert_eq!((tombstone.start, tombstone.end), (before.start, before.end));
-        assert_eq!((tombstone.state, tombstone.generation), (RangeState::Removed, 2));
-        assert_eq!(removed.hosted().collect::<Vec<_>>(), [PartitionId(1), PartitionId(3)]);
+        assert_eq!(
+            (tombstone.state, tombstone.generation),
+            (RangeState::Removed, 2)
+        );
+        assert_eq!(
+            removed.hosted().collect::<Vec<_>>(),
+            [PartitionId(1), PartitionId(3)]
+        );
         // A retry answers with the tombstone's generation.
         assert_eq!(
             plan(&removed, remove(2)),
@@ -580,7 +596,10 @@ mod tests {
             plan(&map, remove(4)),
             Err(MapOperationError::NotFound(PartitionId(4)))
         );
-        assert_eq!(plan(&map, remove(0)), Err(MapOperationError::SystemPartition));
+        assert_eq!(
+            plan(&map, remove(0)),
+            Err(MapOperationError::SystemPartition)
+        );
         assert_eq!(
             plan(&PartitionMap::default(), remove(1)),
             Err(MapOperationError::NoMap)
@@ -630,7 +649,10 @@ mod tests {
         assert_eq!(map.next_available_partition_id(), Some(PartitionId(4)));
         let (removed, _) = next(plan(&map, remove(3)));
         assert_eq!(removed.next_available_partition_id(), Some(PartitionId(4)));
-        let (high, _) = next(plan(&removed, create(u32::MAX, CreatePartition::unrouted())));
+        let (high, _) = next(plan(
+            &removed,
+            create(u32::MAX, CreatePartition::unrouted()),
+        ));
         assert_eq!(high.next_available_partition_id(), None);
     }
 }

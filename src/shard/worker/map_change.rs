@@ -7,7 +7,8 @@
 //! One change at a time: while one is in flight, or while the leader has not applied every
 //! committed map (its term's no-op not committed, or committed entries not delivered yet),
 //! another is refused `InFlight` — so the committed map a change is planned from is the one
-//! the next entry follows. The answer waits for the entry's commit *and* for partition 0's
+//! the next entry follows. The first map alone is proposed at once by a new leader, as the
+//! node always proposed it. The answer waits for the entry's commit *and* for partition 0's
 //! shard to apply it: a map of the same version applied before it (two leaders in a row each
 //! proposed one) means the change did not take effect (`Superseded`), never `Changed`.
 
@@ -53,24 +54,27 @@ impl Worker {
             partitions_max: self.config.partitions_max,
             floor_meta_bytes_max: self.config.wal.floor_meta_bytes_max,
         };
-        let Some(slot) = self.partitions.get_mut(SYSTEM_PARTITION) else {
-            let _ = reply.send(Err(Refusal::NotHosted));
-            return;
+        let replica = match self.partitions.leading(SYSTEM_PARTITION) {
+            Ok(slot) => slot.replica.as_ref(),
+            Err(refusal) => {
+                let _ = reply.send(Err(refusal));
+                return;
+            }
         };
-        let held = slot.held();
-        let Some(replica) = slot.replica.as_ref().filter(|_| !held) else {
+        let Some(replica) = replica else {
+            // Never: `leading` found it.
             let _ = reply.send(Err(Refusal::RestoreInProgress));
             return;
         };
-        if !replica.is_leader() {
-            let _ = reply.send(Err(Refusal::NotLeader {
-                leader: replica.leader(),
-            }));
-            return;
-        }
         let applied_all =
             replica.is_leader_established() && replica.applied_index() >= replica.commit_index();
-        if self.map_change.is_some() || !applied_all {
+        // The first map does not wait for the leader's no-op: no map it could miss can take
+        // effect after it (a map is applied only above the known version; two first maps
+        // proposed by successive leaders: the second is `Superseded`), and a cluster waiting
+        // for it opens no partition meanwhile (whose first configuration the roster changes
+        // of that wait would leave behind).
+        let first_map = matches!(operation, MapOperation::Initialize { .. });
+        if self.map_change.is_some() || !(applied_all || first_map) {
             let _ = reply.send(Ok(MapChangeAnswer::InFlight));
             return;
         }

@@ -254,21 +254,18 @@ impl Worker {
         reply: Reply<ReplicationResult>,
     ) {
         let reconciled_to = |version| self.membership.all_reconciled(version);
-        let Some(slot) = self.partitions.get_mut(SYSTEM_PARTITION) else {
-            let _ = reply.send(Err(Refusal::NotHosted));
-            return;
+        let slot = match self.partitions.leading(SYSTEM_PARTITION) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                let _ = reply.send(Err(refusal));
+                return;
+            }
         };
-        let held = slot.held();
-        let Some(replica) = slot.replica.as_mut().filter(|_| !held) else {
+        let Some(replica) = slot.replica.as_mut() else {
+            // Never: `leading` found it.
             let _ = reply.send(Err(Refusal::RestoreInProgress));
             return;
         };
-        if !replica.is_leader() {
-            let _ = reply.send(Err(Refusal::NotLeader {
-                leader: replica.leader(),
-            }));
-            return;
-        }
         let concurrent = Refusal::Replica(Status::ConcurrentMembershipChange);
         #[allow(unused_mut)]
         let mut established = replica.is_leader_established();

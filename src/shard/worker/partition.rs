@@ -131,6 +131,25 @@ impl Partitions {
         self.slots.get_mut(&partition)
     }
 
+    /// `partition`'s slot when its replica here serves (hosted, not held) and leads; else
+    /// the refusal of a request only its leader carries out (`NotHosted`,
+    /// `RestoreInProgress`, `NotLeader` with the leader the replica knows).
+    pub(crate) fn leading(&mut self, partition: PartitionId) -> Result<&mut Slot, Refusal> {
+        let slot = self.get_mut(partition).ok_or(Refusal::NotHosted)?;
+        let held = slot.held();
+        let replica = slot
+            .replica
+            .as_ref()
+            .filter(|_| !held)
+            .ok_or(Refusal::RestoreInProgress)?;
+        if !replica.is_leader() {
+            return Err(Refusal::NotLeader {
+                leader: replica.leader(),
+            });
+        }
+        Ok(slot)
+    }
+
     /// `partition`'s replica, if it is hosted and not being read back from the WAL.
     pub(crate) fn replica(&self, partition: PartitionId) -> Option<&Replica> {
         self.get(partition).and_then(|s| s.replica.as_ref())
