@@ -14,8 +14,8 @@ mod fence;
 mod floor_meta;
 mod map;
 pub(crate) mod marks;
-mod progress;
 mod operations;
+mod progress;
 mod routing;
 mod snapshot;
 mod table;
@@ -41,6 +41,8 @@ pub use map::{
     FirstMembers, HASH_SPACE_END, PartitionMap, PartitionMapError, PartitionRange, RangeState,
     RoutingMode,
 };
+pub use operations::{CreatePartition, MapChangeAnswer, MapOperation, MapOperationError};
+pub(crate) use operations::{MapLimits, Planned};
 #[cfg_attr(
     not(feature = "sim"),
     allow(
@@ -49,8 +51,6 @@ pub use map::{
     )
 )]
 pub use progress::SplitProgress;
-pub use operations::{CreatePartition, MapChangeAnswer, MapOperation, MapOperationError};
-pub(crate) use operations::{MapLimits, Planned};
 pub use routing::{NoRouteError, key_hash, prefix_hash};
 pub use snapshot::MapTransfer;
 pub use table::MapTable;

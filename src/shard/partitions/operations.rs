@@ -306,6 +306,8 @@ impl PartitionMap {
                 generation: 1,
                 state: RangeState::Active,
                 routing: spec.routing,
+                importing_from: None,
+                exporting_to: None,
                 first: Some(first.clone()),
             },
         );

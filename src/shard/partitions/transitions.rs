@@ -141,6 +141,8 @@ impl PartitionMap {
             routing: range.routing,
             importing_from: Some(source),
             exporting_to: None,
+            // Set by the map change that proposes it (partition 0's committed members then).
+            first: None,
         };
         let mut next = self.next_version();
         let shrunk = next.range_mut(source)?;
