@@ -624,10 +624,10 @@ mod tests {
         // Removing frees room; a tombstone is not hosted.
         let (removed, _) = next(map.plan(&remove(2), &first(), three));
         next(removed.plan(&operation, &first(), three));
-        // The real encoding is checked, first configuration included: the bound of the first
-        // map's two ranges has no room for a third range.
+        // The real encoding is checked, first configuration included: a bound with room for
+        // the map as it is has none for a third range.
         let tight = MapLimits {
-            floor_meta_bytes_max: floor_meta_bytes_max(2),
+            floor_meta_bytes_max: floor_meta_len_with(removed.encode().len()),
             ..LIMITS
         };
         assert!(matches!(
