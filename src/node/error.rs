@@ -303,7 +303,9 @@ pub enum MembershipError {
 
 /// Why a partition lifecycle operation
 /// ([`Raft::create_partition`](crate::node::Raft::create_partition),
-/// [`Raft::remove_partition`](crate::node::Raft::remove_partition)) failed: Kommander's
+/// [`Raft::remove_partition`](crate::node::Raft::remove_partition),
+/// [`Raft::split_partition`](crate::node::Raft::split_partition),
+/// [`Raft::merge_partitions`](crate::node::Raft::merge_partitions)) failed: Kommander's
 /// `RaftPartitionLifecycleResult` without success. The map is unchanged by this call, unless
 /// the error is indeterminate ([`PartitionLifecycleError::Timeout`],
 /// [`PartitionLifecycleError::LeadershipLost`]): a retry then answers with the generation if it
@@ -322,7 +324,7 @@ pub enum PartitionLifecycleError {
     },
     /// The operation breaks one of Kommander's rules (partition 0, a tombstoned id, an
     /// unknown partition, an invalid or overlapping range, a partition being split or merged,
-    /// no map yet) or a limit (`partitions_max`, `partition_map_ranges_max`). Do not retry as
+    /// a split or merge Kommander refuses, no map yet) or a limit (`partitions_max`, `partition_map_ranges_max`). Do not retry as
     /// it is.
     #[error("refused: {0}")]
     Refused(MapOperationError),

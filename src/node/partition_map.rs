@@ -11,5 +11,5 @@ pub use crate::shard::SYSTEM_PARTITION;
 )]
 pub use crate::shard::partitions::{
     CreatePartition, FirstMembers, HASH_SPACE_END, MapOperationError, NoRouteError, PartitionMap,
-    PartitionMapError, PartitionRange, RangeState, RoutingMode, key_hash, prefix_hash,
+    PartitionMapError, PartitionRange, RangeState, RoutingMode, SplitPlan, key_hash, prefix_hash,
 };

@@ -69,6 +69,7 @@ mod generation;
 mod import;
 mod map;
 mod map_change;
+mod phase_two;
 mod membership;
 mod partition;
 mod ready;
@@ -300,6 +301,7 @@ impl Worker {
             self.tick_all();
             self.membership_tick();
             self.follow_map(now);
+            self.drive_phase_two();
             self.propose_generations();
             self.drive_imports();
             self.retry_compactions();

@@ -1,5 +1,6 @@
 //! Elastic partitions (Kommander's `CreatePartitionAsync`, `RemovePartitionAsync`,
-//! `GetNextAvailablePartitionId`; decision 0006 point 3): map changes asked of partition 0's
+//! `SplitPartitionAsync`, `MergePartitionsAsync`, `GetNextAvailablePartitionId`; decision 0006
+//! points 3, 4 and 6): map changes asked of partition 0's
 //! shard on this node, which carries them out when it leads partition 0 (Kommander requires the
 //! caller to; there is no forwarding: a follower answers `NotLeader` with the leader it knows).
 //! Each change is the whole next map, committed on partition 0; every node's shards then open
@@ -12,7 +13,7 @@ use tokio::sync::oneshot;
 
 use crate::core::{PartitionId, Ticket};
 use crate::node::error::PartitionLifecycleError;
-use crate::shard::partitions::{CreatePartition, MapChangeAnswer, MapOperation};
+use crate::shard::partitions::{CreatePartition, MapChangeAnswer, MapOperation, SplitPlan};
 use crate::shard::{Request, SYSTEM_PARTITION};
 
 use super::Raft;
@@ -65,6 +66,58 @@ impl Raft {
         timeout: Option<Duration>,
     ) -> impl Future<Output = Result<u64, PartitionLifecycleError>> + Send + 'static + use<> {
         self.change_map(MapOperation::Remove { partition }, timeout)
+    }
+
+    /// Splits `source` in two (Kommander's `SplitPartitionAsync`): phase 1 shrinks it to the
+    /// hashes below `plan.boundary` (default: Kommander's midpoint) and adds `plan.target`
+    /// (default: the next available id) owning the rest, both `Splitting`; the target's first
+    /// configuration is partition 0's committed voters and learners. This node must lead
+    /// partition 0. Returns the source's generation once partition 0 committed phase 1 and
+    /// this node applied it (Kommander answers then too); phase 2 follows on its own once the
+    /// target imported the moved range through its log (both `Active`, each at the next
+    /// generation; until then both refuse client writes and fenced reads with
+    /// `PartitionMoved`). A retry with the explicit target of a split that took effect
+    /// answers with the source's generation; a retry with an automatic target is refused while
+    /// the source is `Splitting` and, after phase 2, splits it again. Waits at most `timeout`
+    /// (`None`: `proposal_timeout_ms`).
+    ///
+    /// # Errors
+    ///
+    /// [`PartitionLifecycleError::Refused`] for partition 0, an unknown or removed source, one
+    /// not `Active`, a target id taken (tombstones included) or none left, a single-hash
+    /// range, a boundary outside `(start, end]`, no map yet, or a map over the limits; the
+    /// others as [`Raft::create_partition`].
+    pub fn split_partition(
+        &self,
+        source: PartitionId,
+        plan: SplitPlan,
+        timeout: Option<Duration>,
+    ) -> impl Future<Output = Result<u64, PartitionLifecycleError>> + Send + 'static + use<> {
+        self.change_map(MapOperation::Split { source, plan }, timeout)
+    }
+
+    /// Merges `source` into `survivor` (Kommander's `MergePartitionsAsync`): phase 1 drains
+    /// the source (`Draining`: it refuses every client write from then on) into the survivor,
+    /// which keeps serving its own range. This node must lead partition 0. Returns the
+    /// survivor's generation once partition 0 committed phase 1 and this node applied it
+    /// (Kommander answers then too); phase 2 follows on its own once the survivor imported the
+    /// source's range through its log: the survivor owns both ranges at the next generation,
+    /// the source is a tombstone that every node closes. A retry answers with the survivor's
+    /// generation while the source drains into it and once the source is a tombstone at an
+    /// edge of the survivor's range. Waits at most `timeout` (`None`: `proposal_timeout_ms`).
+    ///
+    /// # Errors
+    ///
+    /// [`PartitionLifecycleError::Refused`] for partition 0, the same partition twice, either
+    /// unknown or not `Active`, partitions routed differently, hash ranges that do not touch,
+    /// no map yet; the others as [`Raft::create_partition`].
+    pub fn merge_partitions(
+        &self,
+        survivor: PartitionId,
+        source: PartitionId,
+        timeout: Option<Duration>,
+    ) -> impl Future<Output = Result<u64, PartitionLifecycleError>> + Send + 'static + use<> {
+        self.change_map(MapOperation::Merge { survivor, source }, timeout)
     }
 
     /// The id after the highest one this node's committed map holds, tombstones included

@@ -41,7 +41,9 @@ pub use map::{
     FirstMembers, HASH_SPACE_END, PartitionMap, PartitionMapError, PartitionRange, RangeState,
     RoutingMode,
 };
-pub use operations::{CreatePartition, MapChangeAnswer, MapOperation, MapOperationError};
+pub use operations::{
+    CreatePartition, MapChangeAnswer, MapOperation, MapOperationError, SplitPlan,
+};
 pub(crate) use operations::{MapLimits, Planned};
 #[cfg_attr(
     not(feature = "sim"),
@@ -55,6 +57,7 @@ pub use routing::{NoRouteError, key_hash, prefix_hash};
 pub use snapshot::MapTransfer;
 pub use table::MapTable;
 pub use transitions::TransitionError;
+pub(crate) use transitions::phase_2;
 
 use bytes::Bytes;
 

@@ -13,11 +13,27 @@
 //! * [`MapOperation::Remove`]: the id must be in the map; a tombstone is already done with its
 //!   generation; a range being split or merged is refused; otherwise it becomes a tombstone,
 //!   generation + 1, keeping its range (its first configuration goes: no node opens it).
+//! * [`MapOperation::Split`]: phase 1 of the split ([`PartitionMap::split_phase_1`], refused as
+//!   Kommander refuses it), the target's first configuration the one the proposer gives; the
+//!   answer is the source's generation. Already done when the explicit target imports from the
+//!   source (phase 1 committed), or when, hash-routed past its first generation, it starts
+//!   right after the source's last hash (and at the boundary, when one is given: phase 2 left
+//!   no partner to check). A split with an automatic target cannot tell a retry from a new
+//!   split: once the first took effect a retry is refused while the source is `Splitting`,
+//!   and after phase 2 it splits the source again into the next id.
+//! * [`MapOperation::Merge`]: phase 1 of the merge ([`PartitionMap::merge_phase_1`]); the
+//!   answer is the survivor's generation. Already done while the source drains into the
+//!   survivor, or once the source is a hash-routed tombstone at an edge of the survivor's
+//!   range (phase 2 widened it over the source's).
+//!
+//! Phase 2 of either is no operation: partition 0's leader proposes it on its own once the
+//! import ended (`shard/worker/phase_two.rs`).
 //!
 //! Every next map is validated and must fit partition 0's floor meta with its real encoding
 //! (`floor_meta.rs`), and the partitions it hosts must stay within `partitions_max`.
 
 use super::floor_meta::floor_meta_len_with;
+use super::transitions::TransitionError;
 use super::map::{
     FirstMembers, HASH_SPACE_END, PartitionMap, PartitionMapError, PartitionRange, RangeState,
     RoutingMode,
@@ -26,7 +42,7 @@ use crate::core::PartitionId;
 use crate::shard::SYSTEM_PARTITION;
 
 /// A change of the partition map, carried out by partition 0's leader (Kommander's partition
-/// lifecycle operations). Split and merge will be two more.
+/// lifecycle operations).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum MapOperation {
@@ -48,6 +64,33 @@ pub enum MapOperation {
         /// The partition.
         partition: PartitionId,
     },
+    /// Phase 1 of splitting a partition in two (Kommander's `SplitPartitionAsync`); partition
+    /// 0's leader proposes phase 2 once the target imported the moved range.
+    Split {
+        /// The partition split: it keeps the lower hashes.
+        source: PartitionId,
+        /// The target and the boundary.
+        plan: SplitPlan,
+    },
+    /// Phase 1 of merging a partition into another (Kommander's `MergePartitionsAsync`);
+    /// partition 0's leader proposes phase 2 once the survivor imported the source's range.
+    Merge {
+        /// The partition that stays and owns both ranges.
+        survivor: PartitionId,
+        /// The partition that drains into it and becomes a tombstone.
+        source: PartitionId,
+    },
+}
+
+/// Where a split cuts and what it makes: Kommander's split arguments, each optional.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SplitPlan {
+    /// The new partition's id (`None`: the next available id, tombstones counted).
+    pub target: Option<PartitionId>,
+    /// The first hash the target owns (`None`: Kommander's midpoint,
+    /// [`default_boundary`](crate::shard::partitions::default_boundary)); ignored for an
+    /// unrouted source, whose target is unrouted too.
+    pub boundary: Option<i32>,
 }
 
 /// How a partition is created: Kommander's routing mode and optional hash range.
@@ -144,6 +187,9 @@ pub enum MapOperationError {
     /// The next map is not a valid map (an invalid first map: no partition, too many).
     #[error(transparent)]
     Map(#[from] PartitionMapError),
+    /// A split or merge breaks one of Kommander's rules for it.
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
 }
 
 /// How partition 0's leader answered a map change ([`Request::ChangeMap`](crate::shard::Request::ChangeMap)).
@@ -225,6 +271,8 @@ impl PartitionMap {
             }
             MapOperation::Create { partition, spec } => self.create(*partition, *spec, first)?,
             MapOperation::Remove { partition } => self.remove(*partition)?,
+            MapOperation::Split { source, plan } => self.split(*source, *plan, first)?,
+            MapOperation::Merge { survivor, source } => self.merge(*survivor, *source)?,
         };
         if let Planned::Next { map, .. } = &planned {
             map.validate()?;
@@ -346,6 +394,89 @@ impl PartitionMap {
                 generation = range.generation;
             }
         }
+        Ok(Planned::Next { map, generation })
+    }
+
+    fn split(
+        &self,
+        source: PartitionId,
+        plan: SplitPlan,
+        first: &FirstMembers,
+    ) -> Result<Planned, MapOperationError> {
+        if source == SYSTEM_PARTITION {
+            return Err(MapOperationError::SystemPartition);
+        }
+        if self.version == 0 {
+            return Err(MapOperationError::NoMap);
+        }
+        if let Some(generation) = self.split_done(source, plan) {
+            return Ok(Planned::AlreadyDone { generation });
+        }
+        let mut map = self.split_phase_1(source, plan.boundary, plan.target)?;
+        let kept = map.get(source).map(|r| (r.generation, r.exporting_to));
+        let Some((generation, target)) = kept else {
+            return Err(MapOperationError::NotFound(source));
+        };
+        for range in &mut map.partitions {
+            if Some(range.partition_id) == target {
+                range.first = Some(first.clone());
+            }
+        }
+        Ok(Planned::Next { map, generation })
+    }
+
+    /// The source's generation when the split of `source` into `plan.target` already took
+    /// effect (see the module docs); `None` for an automatic target.
+    fn split_done(&self, source: PartitionId, plan: SplitPlan) -> Option<u64> {
+        let target_id = plan.target?;
+        let kept = self.get(source).filter(|r| r.state != RangeState::Removed)?;
+        let target = self
+            .get(target_id)
+            .filter(|r| r.state != RangeState::Removed)?;
+        let under_way = kept.state == RangeState::Splitting
+            && kept.exporting_to == Some(target_id)
+            && target.importing_from == Some(source);
+        let hash_routed = kept.routing == RoutingMode::HashRange;
+        let completed = hash_routed
+            && target.routing == RoutingMode::HashRange
+            && target.generation > 1
+            && i64::from(kept.end) + 1 == i64::from(target.start);
+        let at_boundary = !hash_routed || plan.boundary.is_none_or(|b| b == target.start);
+        ((under_way || completed) && at_boundary).then_some(kept.generation)
+    }
+
+    fn merge(
+        &self,
+        survivor: PartitionId,
+        source: PartitionId,
+    ) -> Result<Planned, MapOperationError> {
+        if survivor == SYSTEM_PARTITION || source == SYSTEM_PARTITION {
+            return Err(MapOperationError::SystemPartition);
+        }
+        if self.version == 0 {
+            return Err(MapOperationError::NoMap);
+        }
+        if let (Some(kept), Some(gone)) = (self.get(survivor), self.get(source))
+            && survivor != source
+            && kept.state != RangeState::Removed
+        {
+            let under_way = gone.state == RangeState::Draining
+                && gone.exporting_to == Some(survivor)
+                && kept.importing_from == Some(source);
+            let completed = gone.state == RangeState::Removed
+                && kept.routing == RoutingMode::HashRange
+                && gone.routing == RoutingMode::HashRange
+                && kept.start <= gone.start
+                && gone.end <= kept.end
+                && (gone.start == kept.start || gone.end == kept.end);
+            if under_way || completed {
+                return Ok(Planned::AlreadyDone {
+                    generation: kept.generation,
+                });
+            }
+        }
+        let map = self.merge_phase_1(survivor, source)?;
+        let generation = map.get(survivor).map_or(0, |r| r.generation);
         Ok(Planned::Next { map, generation })
     }
 }

@@ -36,13 +36,6 @@ impl SplitProgress {
     /// The transfer whose import this node's replica of `target` applied through its end, if
     /// its last import entry applied is that end: what phase 2 waits for.
     #[must_use]
-    #[cfg_attr(
-        not(feature = "sim"),
-        expect(
-            dead_code,
-            reason = "read by partition 0's phase-2 driver (another change) and the tests"
-        )
-    )]
     pub fn import_applied(&self, target: PartitionId) -> Option<RangeTransfer> {
         self.applied(target)
             .import

@@ -81,21 +81,8 @@ pub fn default_boundary(start: i32, end: i32) -> i32 {
 }
 
 impl PartitionMap {
-    /// The smallest partition id above every id the map ever held (tombstones count:
-    /// Kommander's `NextAvailablePartitionId`).
-    #[must_use]
-    pub fn next_available_id(&self) -> Option<PartitionId> {
-        let highest = self
-            .partitions
-            .iter()
-            .map(|r| r.partition_id.0)
-            .max()
-            .unwrap_or(SYSTEM_PARTITION.0);
-        highest.checked_add(1).map(PartitionId)
-    }
-
     /// Phase 1 of splitting `source` at `boundary` (default: Kommander's midpoint,
-    /// `start + (end − start) / 2`) into `target` (default: [`PartitionMap::next_available_id`]).
+    /// `start + (end − start) / 2`) into `target` (default: [`PartitionMap::next_available_partition_id`]).
     ///
     /// # Errors
     /// [`TransitionError`]: the source unknown or not `Active`, the target taken, the range a
@@ -110,7 +97,7 @@ impl PartitionMap {
         let target = match target {
             Some(target) => target,
             None => self
-                .next_available_id()
+                .next_available_partition_id()
                 .ok_or(TransitionError::IdsExhausted)?,
         };
         if target == SYSTEM_PARTITION || self.get(target).is_some() {
@@ -303,6 +290,31 @@ pub fn transfer_into(map: &PartitionMap, target: PartitionId) -> Option<RangeTra
     })
 }
 
+/// Phase 2 of the first split or merge under way in `map` whose import this node's replica of
+/// the importing partition applied through its end (`imported`: [`SplitProgress::import_applied`](super::SplitProgress::import_applied)),
+/// of the source's current generation and range ([`transfer_into`]): the next map, and the
+/// importing partition's generation in it. `None` when no transfer has ended.
+pub(crate) fn phase_2(
+    map: &PartitionMap,
+    imported: impl Fn(PartitionId) -> Option<RangeTransfer>,
+) -> Option<(PartitionMap, u64)> {
+    map.partitions.iter().find_map(|range| {
+        let source = range.importing_from?;
+        let plan = transfer_into(map, range.partition_id)?;
+        if imported(range.partition_id) != Some(plan) {
+            return None;
+        }
+        let next = if range.state == RangeState::Splitting {
+            map.split_phase_2(source)
+        } else {
+            map.merge_phase_2(source)
+        }
+        .ok()?;
+        let generation = next.get(range.partition_id)?.generation;
+        Some((next, generation))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -427,7 +439,7 @@ mod tests {
             removed.split_phase_1(P2, None, None),
             Err(TransitionError::UnknownPartition(P2))
         );
-        assert_eq!(removed.next_available_id(), Some(P3));
+        assert_eq!(removed.next_available_partition_id(), Some(P3));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! it whole as one `_RaftSystem` entry ([`map_proposal`]); a created partition's first
 //! configuration is partition 0's committed voters and learners, carried in that entry.
 //!
-//! One change at a time: while one is in flight, or while the leader has not applied every
+//! One change at a time (a phase 2 proposed by the leader itself counts, `phase_two.rs`):
+//! while one is in flight, or while the leader has not applied every
 //! committed map (its term's no-op not committed, or committed entries not delivered yet),
 //! another is refused `InFlight` — so the committed map a change is planned from is the one
 //! the next entry follows. The first map alone is proposed at once by a new leader, as the
@@ -54,34 +55,18 @@ impl Worker {
             partitions_max: self.config.partitions_max,
             floor_meta_bytes_max: self.config.wal.floor_meta_bytes_max,
         };
-        let replica = match self.partitions.leading(SYSTEM_PARTITION) {
-            Ok(slot) => slot.replica.as_ref(),
-            Err(refusal) => {
-                let _ = reply.send(Err(refusal));
-                return;
-            }
-        };
-        let Some(replica) = replica else {
-            // Never: `leading` found it.
-            let _ = reply.send(Err(Refusal::RestoreInProgress));
-            return;
-        };
-        let applied_all =
-            replica.is_leader_established() && replica.applied_index() >= replica.commit_index();
         // The first map does not wait for the leader's no-op: no map it could miss can take
         // effect after it (a map is applied only above the known version; two first maps
         // proposed by successive leaders: the second is `Superseded`), and a cluster waiting
         // for it opens no partition meanwhile (whose first configuration the roster changes
         // of that wait would leave behind).
         let first_map = matches!(operation, MapOperation::Initialize { .. });
-        if self.map_change.is_some() || !(applied_all || first_map) {
-            let _ = reply.send(Ok(MapChangeAnswer::InFlight));
-            return;
-        }
-        let committed = replica.committed_configuration();
-        let first = FirstMembers {
-            voters: committed.voters().to_vec(),
-            learners: committed.learners().to_vec(),
+        let first = match self.map_change_members(first_map) {
+            Ok(first) => first,
+            Err(answer) => {
+                let _ = reply.send(answer);
+                return;
+            }
         };
         let (map, generation) = match self.maps.map().plan(operation, &first, limits) {
             Ok(Planned::Next { map, generation }) => (map, generation),
@@ -94,6 +79,44 @@ impl Worker {
                 return;
             }
         };
+        self.propose_map(map, generation, ticket, reply);
+    }
+
+    /// Partition 0's committed voters and learners (a created partition's first
+    /// configuration), when this shard may propose a map change now: it leads partition 0, no
+    /// change is in flight, and it applied every committed map (unless `first_map`). Else the
+    /// answer to give.
+    pub(super) fn map_change_members(
+        &mut self,
+        first_map: bool,
+    ) -> Result<FirstMembers, Result<MapChangeAnswer, Refusal>> {
+        let in_flight = self.map_change.is_some();
+        let replica = match self.partitions.leading(SYSTEM_PARTITION) {
+            Ok(slot) => slot.replica.as_ref(),
+            Err(refusal) => return Err(Err(refusal)),
+        };
+        // Never `None`: `leading` found it.
+        let replica = replica.ok_or(Err(Refusal::RestoreInProgress))?;
+        let applied_all =
+            replica.is_leader_established() && replica.applied_index() >= replica.commit_index();
+        if in_flight || !(applied_all || first_map) {
+            return Err(Ok(MapChangeAnswer::InFlight));
+        }
+        let committed = replica.committed_configuration();
+        Ok(FirstMembers {
+            voters: committed.voters().to_vec(),
+            learners: committed.learners().to_vec(),
+        })
+    }
+
+    /// Proposes `map` on partition 0 as the change in flight, answered on `reply`.
+    pub(super) fn propose_map(
+        &mut self,
+        map: PartitionMap,
+        generation: u64,
+        ticket: Ticket,
+        reply: Reply<MapChangeAnswer>,
+    ) {
         let (proposed, outcome) = oneshot::channel();
         self.execute(SYSTEM_PARTITION, map_proposal(&map, ticket, proposed));
         self.map_change = Some(MapChangeInFlight {
