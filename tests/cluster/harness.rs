@@ -1,18 +1,20 @@
 //! A test cluster of `Raft` handles with recording applications.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kommander_raft::shard::partitions::key_hash;
 use kommander_raft::transport::Transport;
 use kommander_raft::transport::faulty::{FaultInjector, FaultRates};
 use kommander_raft::transport::memory::MemoryNetwork;
 use kommander_raft::{
-    Leadership, LogEntry, NodeConfig, NodeId, PartitionId, Raft, RaftEvent, ReplicateError,
-    ReplicateOptions, Role, SnapshotExport, SnapshotImport, SnapshotPoint, StateMachine,
-    StateTransfer, Term, Written,
+    Leadership, LogEntry, LogIndex, NodeConfig, NodeId, PartitionId, Raft, RaftEvent,
+    RangeTransfer, ReplicateError, ReplicateOptions, Role, SnapshotExport, SnapshotImport,
+    SnapshotPoint, StateMachine, StateTransfer, Term, Written,
 };
 use tokio::sync::broadcast;
 
@@ -44,6 +46,10 @@ pub(crate) struct Recorder {
     pub(crate) on_restore: Mutex<Option<Hook>>,
     /// The next import's first write waits until this receives (or its sender is dropped).
     pub(crate) hold_import: Mutex<Option<mpsc::Receiver<()>>>,
+    /// While set, a range export fails (a split or merge waits: the export is tried again).
+    pub(crate) refuse_range_export: AtomicBool,
+    /// Per target, the bytes of the range import under way.
+    importing: Mutex<HashMap<PartitionId, Vec<u8>>>,
 }
 
 fn seen(entry: &LogEntry) -> Seen {
@@ -87,15 +93,9 @@ impl StateTransfer for Recorder {
         at: SnapshotPoint,
     ) -> std::io::Result<Box<dyn SnapshotExport>> {
         let live = self.live(partition);
-        let mut data = BytesMut::new();
-        for seen in live.iter().filter(|s| s.index <= at.index.0) {
-            data.put_u64_le(seen.index);
-            data.put_u32_le(seen.log_type.len() as u32);
-            data.put_slice(seen.log_type.as_bytes());
-            data.put_u32_le(seen.payload.len() as u32);
-            data.put_slice(&seen.payload);
-        }
-        Ok(Box::new(data.freeze()))
+        Ok(Box::new(encode(
+            live.iter().filter(|s| s.index <= at.index.0),
+        )))
     }
 
     fn import(
@@ -110,6 +110,110 @@ impl StateTransfer for Recorder {
             hold: self.hold_import.lock().expect("hold").take(),
         }))
     }
+
+    /// The source's entries whose payload, read as a key, hashes into the range.
+    fn export_range(
+        &self,
+        plan: &RangeTransfer,
+    ) -> std::io::Result<Option<Box<dyn SnapshotExport>>> {
+        if self.refuse_range_export.load(Ordering::Acquire) {
+            return Err(std::io::Error::other("range exports are refused for now"));
+        }
+        let live = self.live(plan.source);
+        let moved = live
+            .iter()
+            .filter(|s| plan.holds(key_hash(&String::from_utf8_lossy(&s.payload))));
+        Ok(Some(Box::new(encode(moved))))
+    }
+
+    fn import_range_begin(
+        &self,
+        target: PartitionId,
+        _: LogIndex,
+        _: &RangeTransfer,
+    ) -> std::io::Result<()> {
+        self.importing
+            .lock()
+            .expect("importing")
+            .insert(target, Vec::new());
+        Ok(())
+    }
+
+    fn import_range_chunk(
+        &self,
+        target: PartitionId,
+        _: LogIndex,
+        _: &RangeTransfer,
+        data: &[u8],
+    ) -> std::io::Result<()> {
+        self.importing
+            .lock()
+            .expect("importing")
+            .entry(target)
+            .or_default()
+            .extend_from_slice(data);
+        Ok(())
+    }
+
+    /// The imported entries join the target's live ones.
+    fn import_range_end(
+        &self,
+        target: PartitionId,
+        _: LogIndex,
+        _: &RangeTransfer,
+    ) -> std::io::Result<()> {
+        let data = self
+            .importing
+            .lock()
+            .expect("importing")
+            .remove(&target)
+            .unwrap_or_default();
+        let imported = decode(&data)?;
+        self.live
+            .lock()
+            .expect("recorder")
+            .entry(target)
+            .or_default()
+            .extend(imported);
+        Ok(())
+    }
+}
+
+/// Entries as a snapshot's or a range export's bytes: each index, log type and payload.
+fn encode<'a>(entries: impl Iterator<Item = &'a Seen>) -> Bytes {
+    let mut data = BytesMut::new();
+    for seen in entries {
+        data.put_u64_le(seen.index);
+        data.put_u32_le(seen.log_type.len() as u32);
+        data.put_slice(seen.log_type.as_bytes());
+        data.put_u32_le(seen.payload.len() as u32);
+        data.put_slice(&seen.payload);
+    }
+    data.freeze()
+}
+
+/// The entries [`encode`] wrote.
+fn decode(mut data: &[u8]) -> std::io::Result<Vec<Seen>> {
+    let mut seen = Vec::new();
+    let field = |data: &mut &[u8]| {
+        let len = data.try_get_u32_le().ok()? as usize;
+        let bytes = Bytes::copy_from_slice(data.get(..len)?);
+        data.advance(len);
+        Some(bytes)
+    };
+    while data.has_remaining() {
+        let (Ok(index), Some(log_type), Some(payload)) =
+            (data.try_get_u64_le(), field(&mut data), field(&mut data))
+        else {
+            return Err(std::io::Error::other("truncated entries"));
+        };
+        seen.push(Seen {
+            index,
+            log_type: String::from_utf8_lossy(&log_type).into_owned(),
+            payload,
+        });
+    }
+    Ok(seen)
 }
 
 struct Import {
@@ -129,25 +233,7 @@ impl SnapshotImport for Import {
     }
 
     fn finish(self: Box<Self>) -> std::io::Result<()> {
-        let mut data = &self.data[..];
-        let mut seen = Vec::new();
-        let field = |data: &mut &[u8]| {
-            let len = data.get_u32_le() as usize;
-            let bytes = Bytes::copy_from_slice(data.get(..len)?);
-            data.advance(len);
-            Some(bytes)
-        };
-        while data.has_remaining() {
-            let index = data.get_u64_le();
-            let (Some(log_type), Some(payload)) = (field(&mut data), field(&mut data)) else {
-                return Err(std::io::Error::other("a truncated snapshot"));
-            };
-            seen.push(Seen {
-                index,
-                log_type: String::from_utf8_lossy(&log_type).into_owned(),
-                payload,
-            });
-        }
+        let seen = decode(&self.data)?;
         self.live
             .lock()
             .expect("recorder")

@@ -17,3 +17,4 @@ mod read;
 mod replication;
 mod restart;
 mod snapshot;
+mod split_merge;

@@ -33,11 +33,11 @@
 //! (`floor_meta.rs`), and the partitions it hosts must stay within `partitions_max`.
 
 use super::floor_meta::floor_meta_len_with;
-use super::transitions::TransitionError;
 use super::map::{
     FirstMembers, HASH_SPACE_END, PartitionMap, PartitionMapError, PartitionRange, RangeState,
     RoutingMode,
 };
+use super::transitions::TransitionError;
 use crate::core::PartitionId;
 use crate::shard::SYSTEM_PARTITION;
 
@@ -429,7 +429,9 @@ impl PartitionMap {
     /// effect (see the module docs); `None` for an automatic target.
     fn split_done(&self, source: PartitionId, plan: SplitPlan) -> Option<u64> {
         let target_id = plan.target?;
-        let kept = self.get(source).filter(|r| r.state != RangeState::Removed)?;
+        let kept = self
+            .get(source)
+            .filter(|r| r.state != RangeState::Removed)?;
         let target = self
             .get(target_id)
             .filter(|r| r.state != RangeState::Removed)?;
