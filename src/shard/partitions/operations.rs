@@ -488,6 +488,7 @@ mod tests {
     use super::*;
     use crate::core::NodeId;
     use crate::shard::partitions::floor_meta_bytes_max;
+    use crate::shard::partitions::transitions::TransitionError;
 
     const LIMITS: MapLimits = MapLimits {
         partitions_max: 64,
@@ -789,5 +790,125 @@ mod tests {
             create(u32::MAX, CreatePartition::unrouted()),
         ));
         assert_eq!(high.next_available_partition_id(), None);
+    }
+
+    fn split(source: u32, target: Option<u32>, boundary: Option<i32>) -> MapOperation {
+        MapOperation::Split {
+            source: PartitionId(source),
+            plan: SplitPlan {
+                target: target.map(PartitionId),
+                boundary,
+            },
+        }
+    }
+
+    fn merge(survivor: u32, source: u32) -> MapOperation {
+        MapOperation::Merge {
+            survivor: PartitionId(survivor),
+            source: PartitionId(source),
+        }
+    }
+
+    #[test]
+    fn a_split_gives_its_target_the_proposers_first_configuration_and_answers_the_sources_generation()
+     {
+        let map = PartitionMap::initial(2).expect("a map");
+        let (one, generation) = next(plan(&map, split(1, Some(5), Some(100))));
+        assert_eq!(generation, 2, "the source's generation");
+        let target = one.get(PartitionId(5)).expect("target");
+        assert_eq!(target.first, Some(first()));
+        assert_eq!((target.start, target.state), (100, RangeState::Splitting));
+        assert_eq!(one.get(PartitionId(1)).and_then(|r| r.first.clone()), None);
+        // Kommander's refusals, typed.
+        assert_eq!(
+            plan(&map, split(1, Some(2), None)),
+            Err(MapOperationError::Transition(TransitionError::TargetTaken(
+                PartitionId(2)
+            )))
+        );
+        assert_eq!(
+            plan(&map, split(0, None, None)),
+            Err(MapOperationError::SystemPartition)
+        );
+        assert_eq!(
+            plan(&PartitionMap::default(), split(1, None, None)),
+            Err(MapOperationError::NoMap)
+        );
+    }
+
+    #[test]
+    fn a_split_retried_with_its_explicit_target_is_already_done_in_either_phase() {
+        let map = PartitionMap::initial(2).expect("a map");
+        let (one, _) = next(plan(&map, split(1, Some(5), Some(100))));
+        let done = Ok(Planned::AlreadyDone { generation: 2 });
+        assert_eq!(plan(&one, split(1, Some(5), Some(100))), done);
+        assert_eq!(plan(&one, split(1, Some(5), None)), done);
+        // Another boundary is another split: refused, the source is splitting.
+        assert!(matches!(
+            plan(&one, split(1, Some(5), Some(200))),
+            Err(MapOperationError::Transition(
+                TransitionError::NotActive { .. }
+            ))
+        ));
+        // An automatic target cannot tell a retry: refused while the source splits...
+        assert!(matches!(
+            plan(&one, split(1, None, Some(100))),
+            Err(MapOperationError::Transition(
+                TransitionError::NotActive { .. }
+            ))
+        ));
+        let two = one.split_phase_2(PartitionId(1)).expect("phase 2");
+        assert_eq!(
+            plan(&two, split(1, Some(5), Some(100))),
+            Ok(Planned::AlreadyDone { generation: 3 })
+        );
+        // ... and splits again after phase 2.
+        let (again, _) = next(plan(&two, split(1, None, None)));
+        assert!(again.get(PartitionId(6)).is_some());
+        // Two ranges of the first map that merely touch are no split of one another.
+        assert_eq!(
+            plan(&map, split(1, Some(2), None)),
+            Err(MapOperationError::Transition(TransitionError::TargetTaken(
+                PartitionId(2)
+            )))
+        );
+    }
+
+    #[test]
+    fn a_merge_retried_is_already_done_while_draining_and_once_the_source_is_a_tombstone() {
+        let map = PartitionMap::initial(3).expect("a map");
+        let (one, generation) = next(plan(&map, merge(2, 3)));
+        assert_eq!(
+            generation, 1,
+            "the survivor's generation, unchanged by phase 1"
+        );
+        assert_eq!(
+            plan(&one, merge(2, 3)),
+            Ok(Planned::AlreadyDone { generation: 1 })
+        );
+        let two = one.merge_phase_2(PartitionId(3)).expect("phase 2");
+        assert_eq!(
+            plan(&two, merge(2, 3)),
+            Ok(Planned::AlreadyDone { generation: 2 })
+        );
+        // A tombstone the survivor does not cover is no merge into it.
+        let (removed, _) = next(plan(&map, remove(3)));
+        assert_eq!(
+            plan(&removed, merge(2, 3)),
+            Err(MapOperationError::Transition(
+                TransitionError::UnknownPartition(PartitionId(3))
+            ))
+        );
+        assert_eq!(
+            plan(&map, merge(1, 3)),
+            Err(MapOperationError::Transition(TransitionError::NotAdjacent(
+                PartitionId(1),
+                PartitionId(3)
+            )))
+        );
+        assert_eq!(
+            plan(&map, merge(0, 3)),
+            Err(MapOperationError::SystemPartition)
+        );
     }
 }

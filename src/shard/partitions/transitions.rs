@@ -540,4 +540,31 @@ mod tests {
             Err(TransitionError::NoTransfer(P2))
         );
     }
+
+    #[test]
+    fn phase_2_is_due_once_the_import_of_the_sources_current_generation_ended() {
+        let map = PartitionMap::initial(3).expect("a map");
+        let split = map
+            .split_phase_1(P1, None, Some(PartitionId(4)))
+            .expect("phase 1");
+        let plan = transfer_into(&split, PartitionId(4)).expect("imports");
+        assert_eq!(phase_2(&split, |_| None), None);
+        let stale = RangeTransfer {
+            generation: plan.generation - 1,
+            ..plan
+        };
+        assert_eq!(phase_2(&split, |_| Some(stale)), None, "an older import");
+        let (next, generation) =
+            phase_2(&split, |t| (t == PartitionId(4)).then_some(plan)).expect("due");
+        assert_eq!(next, split.split_phase_2(P1).expect("phase 2"));
+        assert_eq!(generation, 2);
+        // Nothing is due once it took effect.
+        assert_eq!(phase_2(&next, |_| Some(plan)), None);
+
+        let merge = map.merge_phase_1(P2, P3).expect("phase 1");
+        let plan = transfer_into(&merge, P2).expect("imports");
+        let (next, generation) = phase_2(&merge, |t| (t == P2).then_some(plan)).expect("due");
+        assert_eq!(next, merge.merge_phase_2(P3).expect("phase 2"));
+        assert_eq!(generation, 2);
+    }
 }
