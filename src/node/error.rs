@@ -324,8 +324,8 @@ pub enum PartitionLifecycleError {
     },
     /// The operation breaks one of Kommander's rules (partition 0, a tombstoned id, an
     /// unknown partition, an invalid or overlapping range, a partition being split or merged,
-    /// a split or merge Kommander refuses, no map yet) or a limit (`partitions_max`, `partition_map_ranges_max`). Do not retry as
-    /// it is.
+    /// a split or merge Kommander refuses, no map yet) or a limit (`partitions_max`,
+    /// `partition_map_ranges_max`). Do not retry as it is.
     #[error("refused: {0}")]
     Refused(MapOperationError),
     /// Another map change is in flight on partition 0's leader, or it has not applied every
