@@ -30,7 +30,7 @@ fn key(i: usize) -> String {
     format!("key-{i}")
 }
 
-/// Writes the keys `from..to` to `partition` and waits until every running node holds them.
+/// Writes `keys` to `partition` and waits until every running node holds them.
 async fn write_keys(cluster: &TestCluster, partition: PartitionId, keys: &[String]) {
     let before = cluster.nodes[cluster.leader(partition).await]
         .app
@@ -79,6 +79,23 @@ async fn split(
         .raft(leader)
         .split_partition(P1, plan, Some(PATIENCE))
         .await
+}
+
+/// Merges `P2` into `P1` on partition 0's leader.
+async fn merge(cluster: &TestCluster) -> Result<u64, PartitionLifecycleError> {
+    let leader = cluster.leader(P0).await;
+    cluster
+        .raft(leader)
+        .merge_partitions(P1, P2, Some(PATIENCE))
+        .await
+}
+
+/// The keys of `keys` hashing at or above `boundary`: those a split there moves.
+fn moved_keys(keys: &[String], boundary: i32) -> BTreeSet<String> {
+    keys.iter()
+        .filter(|k| boundary <= key_hash(k))
+        .cloned()
+        .collect()
 }
 
 /// A write to `partition` routed with `generation`, on its leader.
@@ -150,11 +167,7 @@ async fn a_split_moves_the_upper_keys_to_the_target_on_every_node_and_a_merge_mo
     let (source, target) = (map.get(P1).expect("p1"), map.get(P2).expect("p2"));
     assert_eq!((source.generation, target.generation), (3, 2));
     assert_eq!((source.start, target.end), (range.start, range.end));
-    let moved: BTreeSet<String> = keys
-        .iter()
-        .filter(|k| target.start <= key_hash(k))
-        .cloned()
-        .collect();
+    let moved = moved_keys(&keys, target.start);
     assert!(!moved.is_empty() && moved.len() < KEYS, "{moved:?}");
     // The moved keys' data is in the target on every node (phase 2 waited for the import).
     for i in 0..cluster.nodes.len() {
@@ -170,31 +183,16 @@ async fn a_split_moves_the_upper_keys_to_the_target_on_every_node_and_a_merge_mo
     fenced_write(&cluster, P1, 3, "fresh")
         .await
         .expect("the new generation");
-    let later: Vec<String> = (KEYS..2 * KEYS)
-        .map(key)
-        .filter(|k| target.start <= key_hash(k))
-        .collect();
+    let later: Vec<String> =
+        moved_keys(&(KEYS..2 * KEYS).map(key).collect::<Vec<_>>(), target.start)
+            .into_iter()
+            .collect();
     write_keys(&cluster, P2, &later).await;
 
     // Merge back: the survivor's generation; a retry answers too.
-    let leader = cluster.leader(P0).await;
-    assert_eq!(
-        cluster
-            .raft(leader)
-            .merge_partitions(P1, P2, Some(PATIENCE))
-            .await,
-        Ok(3)
-    );
+    assert_eq!(merge(&cluster).await, Ok(3));
     wait_state(&cluster, P2, RangeState::Removed).await;
-    let leader = cluster.leader(P0).await;
-    assert_eq!(
-        cluster
-            .raft(leader)
-            .merge_partitions(P1, P2, Some(PATIENCE))
-            .await,
-        Ok(4),
-        "a retry after phase 2"
-    );
+    assert_eq!(merge(&cluster).await, Ok(4), "a retry after phase 2");
     for node in &cluster.nodes {
         let raft = node.raft.as_ref().expect("running");
         eventually("the survivor widened", || {
@@ -237,11 +235,7 @@ async fn the_next_leader_of_partition_0_finishes_a_split_its_predecessor_began()
     wait_state(&cluster, P2, RangeState::Active).await;
     let map = cluster.raft(next).partition_map();
     let target = map.get(P2).expect("p2");
-    let moved: BTreeSet<String> = keys
-        .iter()
-        .filter(|k| target.start <= key_hash(k))
-        .cloned()
-        .collect();
+    let moved = moved_keys(&keys, target.start);
     for i in (0..cluster.nodes.len()).filter(|&i| i != leader) {
         assert_eq!(keys_of(&cluster, i, P2), moved, "node {i}");
     }

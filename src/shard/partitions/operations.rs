@@ -87,9 +87,9 @@ pub enum MapOperation {
 pub struct SplitPlan {
     /// The new partition's id (`None`: the next available id, tombstones counted).
     pub target: Option<PartitionId>,
-    /// The first hash the target owns (`None`: Kommander's midpoint,
-    /// [`default_boundary`](crate::shard::partitions::default_boundary)); ignored for an
-    /// unrouted source, whose target is unrouted too.
+    /// The first hash the target owns (`None`: Kommander's midpoint of the source's range
+    /// `[start, end]`, `start + (end − start) / 2`); ignored for an unrouted source, whose
+    /// target is unrouted too.
     pub boundary: Option<i32>,
 }
 
