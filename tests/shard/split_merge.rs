@@ -1,6 +1,7 @@
 //! Split and merge on the partitions themselves (decision 0006, amendment "split and merge,
-//! precisely"): three nodes of `ShardHost`s (2 shards each) whose maps the test proposes on
-//! partition 0 by hand, phase 1 then phase 2, as partition 0's leader will.
+//! precisely"): three nodes of `ShardHost`s (2 shards each) whose phase-1 maps the test
+//! proposes on partition 0 by hand; partition 0's leader's shard proposes phase 2 on its own
+//! once the import ended (the test holds the exports until it checked what phase 1 refuses).
 //!
 //! * A split: the source's leader writes its generation entry; a write routed with the old
 //!   generation is refused even by a leader whose node's partition 0 is cut off (its map still
@@ -18,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::num::NonZeroU64;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -55,6 +56,8 @@ struct Store {
     registers: Mutex<HashMap<PartitionId, Registers>>,
     /// Per target, the bytes of a record an import chunk ended inside.
     partial: Mutex<HashMap<PartitionId, Vec<u8>>>,
+    /// While set, a range export fails (tried again at the next tick): phase 2 waits.
+    hold_exports: AtomicBool,
 }
 
 impl Store {
@@ -125,6 +128,9 @@ impl StateTransfer for Store {
     }
 
     fn export_range(&self, plan: &RangeTransfer) -> io::Result<Option<Box<dyn SnapshotExport>>> {
+        if self.hold_exports.load(Ordering::Acquire) {
+            return Err(io::Error::other("exports are held"));
+        }
         let mut data = Vec::new();
         for (key, value) in self.registers(plan.source) {
             if plan.holds(key_hash(&key)) {
@@ -343,6 +349,23 @@ impl Cluster {
         }
     }
 
+    /// Waits until `map` is in force on `nodes` (proposed by partition 0's leader itself).
+    fn wait_map(&self, map: &PartitionMap, nodes: &[usize]) {
+        for &node in nodes {
+            eventually(&format!("map {} in force on {node}", map.version), || {
+                (self.nodes[node].maps.in_force().version >= map.version).then_some(())
+            });
+            assert_eq!(*self.nodes[node].maps.map(), *map, "node {node}");
+        }
+    }
+
+    /// Holds (or releases) every node's range exports.
+    fn hold_exports(&self, held: bool) {
+        for node in &self.nodes {
+            node.store.hold_exports.store(held, Ordering::Release);
+        }
+    }
+
     /// Writes every key, each to the partition `map` routes it to, fenced with its range's
     /// generation; the values written.
     fn write_keys(&mut self, map: &PartitionMap, round: u8) -> Registers {
@@ -442,6 +465,7 @@ fn a_split_freezes_the_source_in_its_log_and_fills_the_target_through_its_log() 
     cluster.cut.store(3, Ordering::Release);
     let one = map.split_phase_1(P1, None, None).expect("phase 1");
     let plan = transfer_into(&one, P2).expect("the target imports");
+    cluster.hold_exports(true);
     cluster.commit_map(&one, &[0, 1]);
 
     // The source's leader writes its generation entry; node 3's replica of it applies it.
@@ -480,6 +504,7 @@ fn a_split_freezes_the_source_in_its_log_and_fills_the_target_through_its_log() 
         let refused = cluster.write_on(target_leader, P2, generation, put("key-early", b"x"));
         assert_eq!(refused, Err(Refusal::NotHosted), "generation {generation}");
     }
+    cluster.hold_exports(false);
 
     // The target's log carries the import: every replica's application holds the moved
     // registers, and nothing else.
@@ -495,16 +520,16 @@ fn a_split_freezes_the_source_in_its_log_and_fills_the_target_through_its_log() 
     // Node 3 catches up on partition 0, opens the target and replays its log.
     cluster.cut.store(0, Ordering::Release);
     eventually("node 3 follows phase 1", || {
-        (cluster.nodes[2].maps.in_force().version == one.version).then_some(())
+        (cluster.nodes[2].maps.in_force().version >= one.version).then_some(())
     });
     eventually(
         "node 3's replica of the target holds the moved registers",
         || (cluster.nodes[2].store.registers(P2) == expected).then_some(()),
     );
 
-    // Phase 2: both serve, at their new generations.
+    // Phase 2, proposed by partition 0's leader: both serve, at their new generations.
     let two = one.split_phase_2(P1).expect("phase 2");
-    cluster.commit_map(&two, &all);
+    cluster.wait_map(&two, &all);
     let rewritten = cluster.write_keys(&two, 2);
     for (partition, generation) in [(P1, 3), (P2, 2)] {
         assert_eq!(two.get(partition).map(|r| r.generation), Some(generation));
@@ -549,6 +574,7 @@ fn a_merge_drains_the_source_then_closes_it_and_reclaims_its_wal() {
 
     let one = map.merge_phase_1(P1, P2).expect("phase 1");
     let plan = transfer_into(&one, P1).expect("the survivor imports");
+    cluster.hold_exports(true);
     cluster.commit_map(&one, &all);
     // The draining source refuses every client write, fenced or not.
     eventually("partition 2 applied its draining entry", || {
@@ -570,6 +596,7 @@ fn a_merge_drains_the_source_then_closes_it_and_reclaims_its_wal() {
             ..
         })
     ));
+    cluster.hold_exports(false);
 
     let expected = moved(&written, &plan);
     assert!(expected.len() > 10, "the merge moves registers");
@@ -583,9 +610,10 @@ fn a_merge_drains_the_source_then_closes_it_and_reclaims_its_wal() {
         }
     }
 
-    // Phase 2: the survivor owns both ranges, the source closes on every node.
+    // Phase 2, proposed by partition 0's leader: the survivor owns both ranges, the source
+    // closes on every node.
     let two = one.merge_phase_2(P2).expect("phase 2");
-    cluster.commit_map(&two, &all);
+    cluster.wait_map(&two, &all);
     for node in 0..3 {
         assert_eq!(cluster.status(node, P2), Err(Refusal::NotHosted));
     }

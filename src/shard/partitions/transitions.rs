@@ -215,6 +215,8 @@ impl PartitionMap {
         removed.state = RangeState::Removed;
         removed.generation += 1;
         removed.exporting_to = None;
+        // As a removed partition's: no node opens a tombstone.
+        removed.first = None;
         Ok(next)
     }
 
@@ -456,7 +458,12 @@ mod tests {
 
     #[test]
     fn a_merge_drains_the_source_then_widens_the_survivor_and_tombstones_the_source() {
-        let map = PartitionMap::initial(3).expect("a map");
+        let mut map = PartitionMap::initial(3).expect("a map");
+        // A source created by a map change carries its first configuration.
+        map.partitions[2].first = Some(crate::shard::partitions::FirstMembers {
+            voters: vec![crate::core::NodeId(1)],
+            learners: Vec::new(),
+        });
         let one = map.merge_phase_1(P2, P3).expect("phase 1");
         one.validate().expect("a valid map");
         let source = one.get(P3).expect("source");
@@ -486,7 +493,7 @@ mod tests {
         assert_eq!(survivor.importing_from, None);
         let gone = two.get(P3).expect("tombstone");
         assert_eq!((gone.state, gone.generation), (RangeState::Removed, 3));
-        assert_eq!(gone.exporting_to, None);
+        assert_eq!((gone.exporting_to, gone.first.clone()), (None, None));
         assert_eq!(two.partition_for_hash(i32::MAX), Ok(P2));
         // The survivor may be the upper range too.
         let down = map.merge_phase_1(P2, P1).expect("phase 1");
