@@ -75,18 +75,28 @@ fn a_change_overtaken_by_a_map_of_its_version_is_superseded_not_changed() {
             .is_some_and(|r| r.state == RangeState::Removed)
     );
 
-    // Retried, it is planned from version 2.
-    let retried = ask(node, |reply| Request::ChangeMap {
-        operation: create,
-        ticket: Ticket(9),
-        reply,
-    });
+    // Retried, it is planned from version 2 (asked again while the leader has not applied
+    // the raw map yet: `InFlight` is retryable, as a caller retries it).
+    let retried = (9..200)
+        .map(|ticket| {
+            wait(ask(node, |reply| Request::ChangeMap {
+                operation: create.clone(),
+                ticket: Ticket(ticket),
+                reply,
+            }))
+        })
+        .inspect(|answer| {
+            if *answer == Ok(MapChangeAnswer::InFlight) {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        })
+        .find(|answer| *answer != Ok(MapChangeAnswer::InFlight));
     assert_eq!(
-        wait(retried),
-        Ok(MapChangeAnswer::Changed {
+        retried,
+        Some(Ok(MapChangeAnswer::Changed {
             version: 3,
             generation: 1
-        })
+        }))
     );
     assert!(node.maps.map().get(P3).is_some());
 }
