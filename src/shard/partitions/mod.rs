@@ -25,7 +25,7 @@ mod transitions;
     not(feature = "sim"),
     allow(
         unused_imports,
-        reason = "named by the tests and by partition 0's phase-2 driver (the `sim` build's)"
+        reason = "the shard layer's API, public with the `sim` feature; without it the crate names only `transfer_into` here"
     )
 )]
 pub use self::{
