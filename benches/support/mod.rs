@@ -102,3 +102,84 @@ pub fn raw_stream(chunk: usize, duration: Duration) -> (u64, u64, Duration) {
     let bytes = drain.join().expect("reader thread");
     (bytes, writes, started.elapsed())
 }
+
+/// `streams` loopback pairs at once, each carrying `bytes` in `chunk`-byte writes while a
+/// thread drains its other end: the time from the first write until every reader saw its
+/// last byte.
+pub fn raw_copy(chunk: usize, bytes: u64, streams: usize) -> Duration {
+    let barrier = std::sync::Barrier::new(streams + 1);
+    std::thread::scope(|scope| {
+        let copies: Vec<_> = (0..streams)
+            .map(|_| {
+                let (mut writer, mut reader) = loopback_pair();
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    let drain = std::thread::spawn(move || {
+                        let mut buf = vec![0u8; 256 * KIB];
+                        while reader.read(&mut buf).expect("raw reader") > 0 {}
+                    });
+                    let buf = vec![0x5au8; chunk];
+                    barrier.wait();
+                    let mut left = bytes;
+                    while left > 0 {
+                        let n = chunk.min(usize::try_from(left).unwrap_or(chunk));
+                        writer.write_all(&buf[..n]).expect("raw write");
+                        left -= n as u64;
+                    }
+                    writer.shutdown(Shutdown::Write).expect("shutdown");
+                    drain.join().expect("reader thread");
+                })
+            })
+            .collect();
+        barrier.wait();
+        let started = Instant::now();
+        for copy in copies {
+            copy.join().expect("raw copy");
+        }
+        started.elapsed()
+    })
+}
+
+/// `files` threads at once, each writing `bytes` into its own file in `dir` (zero-filled and
+/// synced first, untimed, as a WAL segment is before its records) as `chunk`-byte `pwrite`s,
+/// each followed by `fdatasync`, like replicas sharing one disk: the time from the first
+/// write until the last thread finished.
+pub fn raw_durable_copy(dir: &std::path::Path, chunk: usize, bytes: u64, files: usize) -> Duration {
+    use std::os::unix::fs::FileExt;
+    let barrier = std::sync::Barrier::new(files + 1);
+    std::thread::scope(|scope| {
+        let writers: Vec<_> = (0..files)
+            .map(|_| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    let mut file = tempfile::tempfile_in(dir).expect("create the raw WAL file");
+                    let zeros = vec![0u8; MIB as usize];
+                    let mut left = bytes;
+                    while left > 0 {
+                        let n = zeros
+                            .len()
+                            .min(usize::try_from(left).unwrap_or(zeros.len()));
+                        file.write_all(&zeros[..n]).expect("zero-fill");
+                        left -= n as u64;
+                    }
+                    file.sync_all().expect("sync");
+                    let buf = vec![0xa5u8; chunk];
+                    barrier.wait();
+                    let mut offset = 0u64;
+                    while offset < bytes {
+                        let n = chunk.min(usize::try_from(bytes - offset).unwrap_or(chunk));
+                        file.write_all_at(&buf[..n], offset).expect("pwrite");
+                        file.sync_data().expect("fdatasync");
+                        offset += n as u64;
+                    }
+                })
+            })
+            .collect();
+        barrier.wait();
+        let started = Instant::now();
+        for writer in writers {
+            writer.join().expect("raw WAL writer");
+        }
+        started.elapsed()
+    })
+}
