@@ -41,8 +41,7 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -50,11 +49,12 @@ use bytes::Bytes;
 use kommander_raft::core::Message;
 use kommander_raft::transport::tcp::TcpTransport;
 use kommander_raft::{
-    LogEntry, NodeConfig, NodeId, PartitionId, Raft, RaftEvent, ReplicateOptions, SnapshotConfig,
+    LogEntry, NodeId, PartitionId, Raft, RaftEvent, ReplicateOptions, SnapshotConfig,
     SnapshotExport, SnapshotImport, SnapshotPoint, StateMachine, StateTransfer, Transport,
 };
 use support::{
-    KIB, MIB, env_or, load_average, loopback_listeners, median, process_cpu, raw_stream, verdict,
+    KIB, Load, MIB, checkpoint, env_or, join_all, leader, load_average, loopback_listeners,
+    loopback_node_config, median, process_cpu, raw_stream, verdict, writer,
 };
 
 /// The partition whose snapshot is streamed.
@@ -92,14 +92,6 @@ impl Mark {
             (end.cpu.saturating_sub(self.cpu)).as_secs_f64() / seconds,
         )
     }
-}
-
-/// The writers' progress, shared by the writers and the applications.
-#[derive(Default)]
-struct Load {
-    committed: AtomicU64,
-    paused: AtomicBool,
-    stop: AtomicBool,
 }
 
 /// The application: holds partition 1's state (the same bytes on every node); its exports
@@ -195,19 +187,8 @@ impl Cluster {
         let (installed_tx, installed) = tokio::sync::mpsc::channel(4);
         let mut nodes = Vec::new();
         for (listener, node) in listeners.into_iter().zip(1..=3u64) {
-            let mut config = NodeConfig::new(node, dir.path().join(format!("node-{node}")));
-            config.endpoint = addrs[node as usize - 1].clone();
-            config.peers = (1..=3)
-                .filter(|&n| n != node)
-                .map(|n| (n, addrs[n as usize - 1].clone()))
-                .collect::<BTreeMap<_, _>>();
-            config.shards = 1;
+            let mut config = loopback_node_config(node, &addrs, dir.path());
             config.initial_partitions = WRITTEN + 1;
-            config.tick_interval_ms = 10;
-            config.election_timeout_ticks_min = 30;
-            config.election_timeout_ticks_max = 60;
-            config.heartbeat_interval_ticks = 5;
-            config.seed = node;
             config.wal_segment_bytes = 64 << 20;
             config.compaction_retain_entries_max = 4;
             config.snapshot = snapshot;
@@ -249,15 +230,10 @@ impl Cluster {
                 app,
             });
         }
-        let joins: Vec<_> = nodes
-            .iter()
-            .map(|n| tokio::spawn(n.raft.join_cluster(None)))
-            .collect();
-        for join in joins {
-            join.await.expect("join task").expect("joined");
-        }
+        let rafts: Vec<Raft> = nodes.iter().map(|n| n.raft.clone()).collect();
+        join_all(&rafts).await;
         Self {
-            rafts: Arc::new(nodes.iter().map(|n| n.raft.clone()).collect()),
+            rafts: Arc::new(rafts),
             nodes,
             load,
             cut,
@@ -291,29 +267,17 @@ impl Cluster {
         }
     }
 
-    /// A checkpoint of `p` on its leader.
-    async fn checkpoint(&self, p: PartitionId) {
-        loop {
-            if let Some(raft) = leader(&self.rafts, p)
-                && raft.replicate_checkpoint(p).await.is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    }
-
     /// Partition 1 is cut off from node 3 while it takes entries and a checkpoint, so that
     /// its floor passes node 3's log; then the cut heals and node 3 catches up by snapshot.
     /// The writers keep writing to the other partitions, on all three nodes, when `loaded`.
     async fn transfer(&mut self, loaded: bool) -> Transfer {
-        self.pause(!loaded).await;
+        self.load.pause(!loaded).await;
         self.cut.store(true, Ordering::Relaxed);
         for k in 0..64u32 {
             self.write(SNAPSHOT, &Bytes::from(k.to_le_bytes().to_vec()))
                 .await;
         }
-        self.checkpoint(SNAPSHOT).await;
+        checkpoint(&self.rafts, SNAPSHOT).await;
         for node in &self.nodes {
             *node.app.exported.lock().expect("export mark") = None;
         }
@@ -335,25 +299,12 @@ impl Cluster {
 
     /// Committed writes/s and cores used over `duration` with no transfer.
     async fn baseline(&self, duration: Duration) -> (f64, f64) {
-        self.pause(false).await;
+        self.load.pause(false).await;
         let start = Mark::now(&self.load);
         tokio::time::sleep(duration).await;
         let (_, writes_per_sec, cores) = start.until(Mark::now(&self.load));
         (writes_per_sec, cores)
     }
-
-    /// Pauses or resumes the writers (a pause lets the writes in flight finish, a resume
-    /// lets the writers find their leaders).
-    async fn pause(&self, paused: bool) {
-        if self.load.paused.swap(paused, Ordering::Relaxed) != paused {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
-
-/// The node that leads `p`.
-fn leader(rafts: &[Raft], p: PartitionId) -> Option<Raft> {
-    rafts.iter().find(|r| r.am_i_leader_quick(p)).cloned()
 }
 
 struct Transfer {
@@ -371,29 +322,6 @@ fn sha256_rate(data: &[u8]) -> f64 {
     let started = Instant::now();
     std::hint::black_box(sha2::Sha256::digest(data));
     data.len() as f64 / started.elapsed().as_secs_f64()
-}
-
-/// A closed-loop writer of 16 B entries to partition `p`.
-async fn writer(rafts: Arc<Vec<Raft>>, load: Arc<Load>, p: PartitionId) {
-    let payload = Bytes::from_static(b"0123456789abcdef");
-    while !load.stop.load(Ordering::Relaxed) {
-        if load.paused.load(Ordering::Relaxed) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            continue;
-        }
-        let written = match leader(&rafts, p) {
-            Some(raft) => raft
-                .replicate_logs(p, "w", payload.clone(), ReplicateOptions::default())
-                .await
-                .is_ok(),
-            None => false,
-        };
-        if written {
-            load.committed.fetch_add(1, Ordering::Relaxed);
-        } else {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    }
 }
 
 fn main() {
@@ -441,7 +369,7 @@ fn main() {
         let mut loaded_writes = Vec::new();
         let mut write_ratios = Vec::new();
         for round in 0..=rounds {
-            cluster.pause(true).await;
+            cluster.load.pause(true).await;
             let cpu = process_cpu();
             let (bytes, _, elapsed) =
                 tokio::task::block_in_place(|| raw_stream(RAW_WRITE_BYTES, duration));
@@ -487,7 +415,7 @@ fn main() {
             }
         }
         cluster.load.stop.store(true, Ordering::Relaxed);
-        cluster.pause(false).await;
+        cluster.load.pause(false).await;
         for task in tasks {
             task.await.expect("writer");
         }

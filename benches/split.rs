@@ -71,7 +71,7 @@ mod support;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -79,12 +79,13 @@ use bytes::Bytes;
 use kommander_raft::node::partition_map::key_hash;
 use kommander_raft::transport::tcp::TcpTransport;
 use kommander_raft::{
-    LogEntry, LogIndex, NodeConfig, PartitionId, PartitionLifecycleError, PartitionMap, Raft,
-    RangeState, RangeTransfer, ReplicateOptions, SnapshotConfig, SnapshotExport, SnapshotImport,
-    SnapshotPoint, SplitPlan, StateMachine, StateTransfer,
+    LogEntry, LogIndex, PartitionId, PartitionLifecycleError, PartitionMap, Raft, RangeState,
+    RangeTransfer, SnapshotConfig, SnapshotExport, SnapshotImport, SnapshotPoint, SplitPlan,
+    StateMachine, StateTransfer,
 };
 use support::{
-    KIB, MIB, env_or, load_average, loopback_listeners, median, raw_copy, raw_durable_copy,
+    KIB, Load, MIB, checkpoint, env_or, join_all, leader, load_average, loopback_listeners,
+    loopback_node_config, median, raw_copy, raw_durable_copy, writer,
 };
 
 /// The size of every value.
@@ -254,29 +255,22 @@ impl StateMachine for App {
     }
 }
 
+/// Why a snapshot of `partition` is refused: this application has none (`supports` says so).
+fn no_snapshots(partition: PartitionId) -> io::Error {
+    io::Error::other(format!("no snapshots of {partition} here"))
+}
+
 impl StateTransfer for App {
     fn supports(&self, _: PartitionId) -> bool {
         false
     }
 
-    fn export(
-        &self,
-        partition: PartitionId,
-        _: SnapshotPoint,
-    ) -> io::Result<Box<dyn SnapshotExport>> {
-        Err(io::Error::other(format!(
-            "no snapshots here (asked for {partition})"
-        )))
+    fn export(&self, p: PartitionId, _: SnapshotPoint) -> io::Result<Box<dyn SnapshotExport>> {
+        Err(no_snapshots(p))
     }
 
-    fn import(
-        &self,
-        partition: PartitionId,
-        _: SnapshotPoint,
-    ) -> io::Result<Box<dyn SnapshotImport>> {
-        Err(io::Error::other(format!(
-            "no snapshots here (offered {partition})"
-        )))
+    fn import(&self, p: PartitionId, _: SnapshotPoint) -> io::Result<Box<dyn SnapshotImport>> {
+        Err(no_snapshots(p))
     }
 
     fn export_range(&self, plan: &RangeTransfer) -> io::Result<Option<Box<dyn SnapshotExport>>> {
@@ -341,14 +335,6 @@ impl StateTransfer for App {
     }
 }
 
-/// The writers' progress.
-#[derive(Default)]
-struct Load {
-    committed: AtomicU64,
-    paused: AtomicBool,
-    stop: AtomicBool,
-}
-
 struct Node {
     raft: Raft,
     transport: Arc<TcpTransport>,
@@ -389,11 +375,6 @@ fn base_dir() -> PathBuf {
     std::env::var_os("KOMMANDER_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from)
 }
 
-/// The node that leads `p`.
-fn leader(rafts: &[Raft], p: PartitionId) -> Option<Raft> {
-    rafts.iter().find(|r| r.am_i_leader_quick(p)).cloned()
-}
-
 impl Cluster {
     async fn start(
         sources: Arc<BTreeMap<PartitionId, Arc<Source>>>,
@@ -402,21 +383,10 @@ impl Cluster {
     ) -> Self {
         let dir = tempfile::tempdir_in(base_dir()).expect("bench dir");
         let (listeners, addrs) = loopback_listeners(REPLICAS);
-        let mut nodes = Vec::new();
+        let (mut nodes, mut rafts) = (Vec::new(), Vec::new());
         for (listener, node) in listeners.into_iter().zip(1..=REPLICAS as u64) {
-            let mut config = NodeConfig::new(node, dir.path().join(format!("node-{node}")));
-            config.endpoint = addrs[node as usize - 1].clone();
-            config.peers = (1..=REPLICAS as u64)
-                .filter(|&n| n != node)
-                .map(|n| (n, addrs[n as usize - 1].clone()))
-                .collect::<BTreeMap<_, _>>();
-            config.shards = 1;
+            let mut config = loopback_node_config(node, &addrs, dir.path());
             config.initial_partitions = partitions;
-            config.tick_interval_ms = 10;
-            config.election_timeout_ticks_min = 30;
-            config.election_timeout_ticks_max = 60;
-            config.heartbeat_interval_ticks = 5;
-            config.seed = node;
             config.snapshot = snapshot;
             let transport =
                 TcpTransport::with_listener(&config.tcp_config(), &config.tcp_cluster(), listener)
@@ -433,21 +403,16 @@ impl Cluster {
                 .await
                 .expect("start");
             transport.serve(raft.inbound()).expect("serve");
+            rafts.push(raft.clone());
             nodes.push(Node {
                 raft,
                 transport,
                 app,
             });
         }
-        let joins: Vec<_> = nodes
-            .iter()
-            .map(|n| tokio::spawn(n.raft.join_cluster(None)))
-            .collect();
-        for join in joins {
-            join.await.expect("join task").expect("joined");
-        }
+        join_all(&rafts).await;
         Self {
-            rafts: Arc::new(nodes.iter().map(|n| n.raft.clone()).collect()),
+            rafts: Arc::new(rafts),
             nodes,
             load: Arc::new(Load::default()),
             written: (partitions - WRITTEN + 1..=partitions)
@@ -553,7 +518,7 @@ impl Cluster {
         // The writers' entries share the WAL's segments with the import's: their partitions'
         // checkpoints let the WAL reclaim the split's segments.
         for &p in &self.written {
-            self.checkpoint(p).await;
+            checkpoint(&self.rafts, p).await;
         }
         let seconds = done.duration_since(started).as_secs_f64();
         Split {
@@ -565,56 +530,13 @@ impl Cluster {
         }
     }
 
-    /// A checkpoint of `p` on its leader.
-    async fn checkpoint(&self, p: PartitionId) {
-        loop {
-            if let Some(raft) = leader(&self.rafts, p)
-                && raft.replicate_checkpoint(p).await.is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    }
-
     /// Committed writes/s over `duration` with no split.
     async fn baseline(&self, duration: Duration) -> f64 {
-        self.pause(false).await;
+        self.load.pause(false).await;
         let (started, committed) = (Instant::now(), self.load.committed.load(Ordering::Relaxed));
         tokio::time::sleep(duration).await;
         (self.load.committed.load(Ordering::Relaxed) - committed) as f64
             / started.elapsed().as_secs_f64()
-    }
-
-    /// Pauses or resumes the writers (a pause lets the writes in flight finish, a resume lets
-    /// the writers find their leaders).
-    async fn pause(&self, paused: bool) {
-        if self.load.paused.swap(paused, Ordering::Relaxed) != paused {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
-
-/// A closed-loop writer of 16 B entries to partition `p`.
-async fn writer(rafts: Arc<Vec<Raft>>, load: Arc<Load>, p: PartitionId) {
-    let payload = Bytes::from_static(b"0123456789abcdef");
-    while !load.stop.load(Ordering::Relaxed) {
-        if load.paused.load(Ordering::Relaxed) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            continue;
-        }
-        let written = match leader(&rafts, p) {
-            Some(raft) => raft
-                .replicate_logs(p, "w", payload.clone(), ReplicateOptions::default())
-                .await
-                .is_ok(),
-            None => false,
-        };
-        if written {
-            load.committed.fetch_add(1, Ordering::Relaxed);
-        } else {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
     }
 }
 
@@ -740,7 +662,7 @@ fn main() {
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (round, pair) in plans.chunks(2).enumerate() {
             let (alone, under_load) = (&pair[0], &pair[1]);
-            cluster.pause(true).await;
+            cluster.load.pause(true).await;
             let bytes = alone.bytes;
             let wal_time = tokio::task::block_in_place(|| {
                 raw_durable_copy(&dir, chunk_bytes, bytes, REPLICAS)
@@ -795,7 +717,7 @@ fn main() {
             }
         }
         cluster.load.stop.store(true, Ordering::Relaxed);
-        cluster.pause(false).await;
+        cluster.load.pause(false).await;
         for task in tasks {
             task.await.expect("writer");
         }

@@ -1,6 +1,7 @@
 //! What more than one benchmark measures or prints the same way: settings from the
-//! environment, medians, the load average, and raw loopback TCP (the physical limit the
-//! transport and snapshot transfer are compared with).
+//! environment, medians, the load average, raw loopback TCP and fdatasync (the physical
+//! limits the transport, snapshot transfer and split are compared with), and the pieces of a
+//! three-node loopback cluster under closed-loop writers.
 #![allow(dead_code, reason = "each benchmark uses part of it")]
 
 use std::io::{Read, Write};
@@ -182,4 +183,113 @@ pub fn raw_durable_copy(dir: &std::path::Path, chunk: usize, bytes: u64, files: 
         }
         started.elapsed()
     })
+}
+
+/// The progress of closed-loop writers ([`writer`]), shared with what measures them.
+#[derive(Default)]
+pub struct Load {
+    /// Writes committed so far.
+    pub committed: std::sync::atomic::AtomicU64,
+    /// While set, the writers wait.
+    pub paused: std::sync::atomic::AtomicBool,
+    /// Once set, the writers return.
+    pub stop: std::sync::atomic::AtomicBool,
+}
+
+impl Load {
+    /// Pauses or resumes the writers (a pause lets the writes in flight finish, a resume lets
+    /// the writers find their leaders).
+    pub async fn pause(&self, paused: bool) {
+        use std::sync::atomic::Ordering;
+        if self.paused.swap(paused, Ordering::Relaxed) != paused {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// The node that leads `p`.
+pub fn leader(
+    rafts: &[kommander_raft::Raft],
+    p: kommander_raft::PartitionId,
+) -> Option<kommander_raft::Raft> {
+    rafts.iter().find(|r| r.am_i_leader_quick(p)).cloned()
+}
+
+/// A closed-loop writer of 16 B entries to partition `p`, on its leader, until `load.stop`.
+pub async fn writer(
+    rafts: std::sync::Arc<Vec<kommander_raft::Raft>>,
+    load: std::sync::Arc<Load>,
+    p: kommander_raft::PartitionId,
+) {
+    use std::sync::atomic::Ordering;
+    let payload = bytes::Bytes::from_static(b"0123456789abcdef");
+    while !load.stop.load(Ordering::Relaxed) {
+        if load.paused.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        }
+        let written = match leader(&rafts, p) {
+            Some(raft) => raft
+                .replicate_logs(
+                    p,
+                    "w",
+                    payload.clone(),
+                    kommander_raft::ReplicateOptions::default(),
+                )
+                .await
+                .is_ok(),
+            None => false,
+        };
+        if written {
+            load.committed.fetch_add(1, Ordering::Relaxed);
+        } else {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
+
+/// A checkpoint of `p` on its leader, asked again until one commits it.
+pub async fn checkpoint(rafts: &[kommander_raft::Raft], p: kommander_raft::PartitionId) {
+    loop {
+        if let Some(raft) = leader(rafts, p)
+            && raft.replicate_checkpoint(p).await.is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Node `node`'s configuration in a cluster of `addrs.len()` nodes on loopback (node `n` at
+/// `addrs[n - 1]`), storing under `dir/node-<node>`: one shard, 10 ms ticks, elections after
+/// 30–60 ticks, heartbeats every 5, seeded by its id.
+pub fn loopback_node_config(
+    node: u64,
+    addrs: &[String],
+    dir: &std::path::Path,
+) -> kommander_raft::NodeConfig {
+    let mut config = kommander_raft::NodeConfig::new(node, dir.join(format!("node-{node}")));
+    config.endpoint = addrs[node as usize - 1].clone();
+    config.peers = (1..=addrs.len() as u64)
+        .filter(|&n| n != node)
+        .map(|n| (n, addrs[n as usize - 1].clone()))
+        .collect();
+    config.shards = 1;
+    config.tick_interval_ms = 10;
+    config.election_timeout_ticks_min = 30;
+    config.election_timeout_ticks_max = 60;
+    config.heartbeat_interval_ticks = 5;
+    config.seed = node;
+    config
+}
+
+/// Joins every node of `rafts` to the cluster at once, and waits until all joined.
+pub async fn join_all(rafts: &[kommander_raft::Raft]) {
+    let joins: Vec<_> = rafts
+        .iter()
+        .map(|raft| tokio::spawn(raft.join_cluster(None)))
+        .collect();
+    for join in joins {
+        join.await.expect("join task").expect("joined");
+    }
 }
