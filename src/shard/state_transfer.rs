@@ -20,7 +20,7 @@
 //!
 //! ```text
 //! target leader's shard  export_range(plan)   → SnapshotExport of the source's keys in the range
-//!                        read_chunk()…         one per tick and slot, each proposed to the target's log
+//!                        read_chunk()…         a window at a time, each proposed to the target's log
 //! every target replica   import_range_begin(target, at, plan)      in log order, on the shard
 //!                        import_range_chunk(target, at, plan, bytes)…   thread, as the entries
 //!                        import_range_end(target, at, plan)            commit (and at restore)
@@ -137,8 +137,8 @@ pub trait StateTransfer: Send + Sync + 'static {
     /// or `None` when the application moves them itself (the default: Kommander's fallback,
     /// the import then carries no chunk). Called on the target leader's shard thread, once the
     /// source's replica on this node applied the source's generation `plan.generation`; like
-    /// [`StateTransfer::export`] it must not block, and the export is read later, a few chunks
-    /// per tick, while the source's state moves on outside the range.
+    /// [`StateTransfer::export`] it must not block, and the export is read later, a window of
+    /// chunks at a time as they commit, while the source's state moves on outside the range.
     ///
     /// # Errors
     ///

@@ -21,7 +21,8 @@
 //!    so restoring never stalls the other partitions' writes for longer than one chunk.
 //! 4. **Durability**: the [`WalScheduler`] polls the WAL without blocking; every Ready now
 //!    durable is acknowledged (`Replica::persisted`) and its persist-gated messages (votes,
-//!    append acks) are released.
+//!    append acks) are released. Then the imports this shard's leaders propose top up their
+//!    windows of uncommitted chunks (`import.rs`), so that they go into this turn's Readies.
 //! 5. **Gather Readies** (`ready.rs`) of every partition touched this turn (all of them on a
 //!    tick turn): the WalScheduler turns them into WAL records of ONE submission
 //!    (`Wal::submit` once per turn: one durable write, one fdatasync for all partitions).
@@ -309,6 +310,7 @@ impl Worker {
         }
         worked |= self.restore_step();
         worked |= self.poll_durable(now);
+        worked |= self.refill_imports();
         worked |= self.gather_readies(tick, now);
         self.answer_map_change();
         if self.failed() {

@@ -9,10 +9,12 @@
 //!    of the range is frozen from there on: `SplitProgress::generation_applied`), the leader
 //!    asks the application for the range's export (`StateTransfer::export_range`) and proposes
 //!    a begin;
-//! 2. then chunks of the export, read a few per tick (at most `snapshot.chunks_in_flight_max`
-//!    proposed and not yet committed, each at most `snapshot.chunk_bytes` and within one WAL
-//!    record): a large export never stalls the shard's other partitions, and nothing queues
-//!    beyond that window;
+//! 2. then chunks of the export, read as the window frees (at most
+//!    `snapshot.chunks_in_flight_max` proposed and not yet committed, each at most
+//!    `snapshot.chunk_bytes` and within one WAL record), on the tick and on every later turn
+//!    of the loop as they commit ([`Worker::refill_imports`]): a large export never stalls the
+//!    shard's other partitions, nothing queues beyond that window, and the import moves a
+//!    window per commit round trip, not at most one per tick;
 //! 3. then an end, once the export is read through.
 //!
 //! Every replica hands the committed import entries to the application in log order
@@ -91,10 +93,64 @@ pub(super) fn hand_import(
 
 /// What a step of an import job leads to.
 enum Step {
-    /// Keep the job.
+    /// Keep the job (having proposed, when filling its window).
     Keep,
+    /// Keep the job, nothing proposed (its window is full, or the replica refused).
+    Idle,
     /// Drop it (begun again at a later tick).
     Drop,
+}
+
+/// Frees the window's committed entries of `job` and proposes chunks of its export (then its
+/// end) to `replica` until `in_flight_max` are uncommitted. [`Step::Keep`] when it proposed,
+/// [`Step::Drop`] when the export failed (the import begins again).
+fn fill_window(
+    job: &mut ImportJob,
+    replica: &mut Replica,
+    chunk_max: usize,
+    in_flight_max: usize,
+    target: PartitionId,
+) -> Step {
+    let commit = replica.commit_index();
+    while job.in_flight.front().is_some_and(|&index| index <= commit) {
+        job.in_flight.pop_front();
+    }
+    let mut proposed = false;
+    while !job.ended && job.in_flight.len() < in_flight_max {
+        let chunk = match job.pending.take() {
+            Some(chunk) => Some(chunk),
+            None => match job.export.as_mut().map(|e| e.read_chunk(chunk_max)) {
+                None | Some(Ok(None)) => None,
+                Some(Ok(Some(chunk))) => Some(chunk),
+                Some(Err(error)) => {
+                    tracing::warn!(%target, %error, "reading the range export failed; the import begins again");
+                    return Step::Drop;
+                }
+            },
+        };
+        let entry = match chunk {
+            Some(chunk) => ImportEntry::Chunk(job.plan, chunk),
+            None => ImportEntry::End(job.plan),
+        };
+        match propose_import(replica, &entry) {
+            Some(index) => {
+                job.in_flight.push_back(index);
+                proposed = true;
+                if let ImportEntry::End(_) = entry {
+                    job.ended = true;
+                    job.export = None;
+                    tracing::info!(%target, "split or merge: import's end proposed");
+                }
+            }
+            None => {
+                if let ImportEntry::Chunk(_, chunk) = entry {
+                    job.pending = Some(chunk);
+                }
+                break;
+            }
+        }
+    }
+    if proposed { Step::Keep } else { Step::Idle }
 }
 
 impl Worker {
@@ -173,49 +229,60 @@ impl Worker {
                 return Step::Keep;
             }
         };
-        let commit = replica.commit_index();
-        while job.in_flight.front().is_some_and(|&index| index <= commit) {
-            job.in_flight.pop_front();
+        match fill_window(job, replica, chunk_max, in_flight_max, target) {
+            Step::Keep => {
+                self.partitions.mark_dirty(target);
+                Step::Keep
+            }
+            Step::Idle => Step::Keep,
+            Step::Drop => Step::Drop,
         }
+    }
+
+    /// Between ticks: tops up the window of each import this shard is proposing as its
+    /// chunks commit, so that an import moves a window per commit round trip rather than at
+    /// most one per tick. Only a job the last tick kept, for the map's current transfer into
+    /// its target, in the term it was begun in and with its leader established; anything else
+    /// is left to the next tick's [`Worker::drive_imports`]. Returns whether it proposed.
+    pub(super) fn refill_imports(&mut self) -> bool {
+        if self.imports.is_empty() || self.failed() {
+            return false;
+        }
+        let chunk_max = self.range_chunk_bytes_max();
+        let in_flight_max = self.config.snapshot.chunks_in_flight_max;
+        let map = self.maps.map();
         let mut proposed = false;
-        while !job.ended && job.in_flight.len() < in_flight_max {
-            let chunk = match job.pending.take() {
-                Some(chunk) => Some(chunk),
-                None => match job.export.as_mut().map(|e| e.read_chunk(chunk_max)) {
-                    None | Some(Ok(None)) => None,
-                    Some(Ok(Some(chunk))) => Some(chunk),
-                    Some(Err(error)) => {
-                        tracing::warn!(%target, %error, "reading the range export failed; the import begins again");
-                        return Step::Drop;
-                    }
-                },
+        let mut failed = Vec::new();
+        for (&target, job) in &mut self.imports {
+            if transfer_into(&map, target) != Some(job.plan) {
+                continue;
+            }
+            let Some(slot) = self.partitions.get_mut(target) else {
+                continue;
             };
-            let entry = match chunk {
-                Some(chunk) => ImportEntry::Chunk(plan, chunk),
-                None => ImportEntry::End(plan),
+            if slot.restore.is_some() || slot.installing {
+                continue;
+            }
+            let Some(replica) = slot
+                .replica
+                .as_mut()
+                .filter(|r| r.is_leader_established() && r.term() == job.term)
+            else {
+                continue;
             };
-            match propose_import(replica, &entry) {
-                Some(index) => {
-                    job.in_flight.push_back(index);
+            match fill_window(job, replica, chunk_max, in_flight_max, target) {
+                Step::Keep => {
                     proposed = true;
-                    if let ImportEntry::End(_) = entry {
-                        job.ended = true;
-                        job.export = None;
-                        tracing::info!(%target, "split or merge: import's end proposed");
-                    }
+                    self.partitions.mark_dirty(target);
                 }
-                None => {
-                    if let ImportEntry::Chunk(_, chunk) = entry {
-                        job.pending = Some(chunk);
-                    }
-                    break;
-                }
+                Step::Idle => {}
+                Step::Drop => failed.push(target),
             }
         }
-        if proposed {
-            self.partitions.mark_dirty(target);
+        for target in failed {
+            self.imports.remove(&target);
         }
-        Step::Keep
+        proposed
     }
 
     /// The largest chunk of a range export: `snapshot.chunk_bytes`, within one WAL record
