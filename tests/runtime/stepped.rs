@@ -248,6 +248,41 @@ pub(crate) fn stepped_config(node: u64, nodes: u64, dir: &Path) -> ShardConfig {
     ShardConfig::from(&test_config(node, nodes, dir))
 }
 
+/// A transport for a node alone: nothing to send.
+struct Nowhere;
+
+impl Transport for Nowhere {
+    fn send(&self, _: NodeId, _: Vec<Message>) {}
+}
+
+/// A stepped node alone in its cluster (`config`'s node, its shards over simulated WALs)
+/// running `app`, partition 0 queued to open with the node as its only voter: its host and
+/// its shards' steppers, the first tick due one tick after `now`.
+pub(crate) fn start_alone(
+    config: ShardConfig,
+    app: Application,
+    now: Instant,
+) -> (ShardHost, Vec<ShardStepper>) {
+    let node = config.node_id;
+    let wals = (0..config.shard_count)
+        .map(|shard| open_sim_wal(&config, shard).0)
+        .collect();
+    let (host, steppers) = ShardHost::start_stepped(
+        config,
+        wals,
+        Arc::new(Nowhere),
+        app,
+        Arc::new(NoEvents),
+        Arc::new(LeaderTable::default()),
+        now,
+    )
+    .expect("stepped host starts");
+    let _opened = host
+        .open_partition(PartitionId(0), vec![node], Vec::new())
+        .expect("queued");
+    (host, steppers)
+}
+
 /// Opens shard `shard`'s WAL of `config` over a simulated disk in its directory.
 pub(crate) fn open_sim_wal(config: &ShardConfig, shard: usize) -> (Wal, SimDisk) {
     let dir = config.data_dir.join(format!("shard-{shard}"));

@@ -10,19 +10,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kommander_raft::core::{Message, NodeId, PartitionId, Status, Ticket};
+use kommander_raft::core::{PartitionId, Status, Ticket};
 use kommander_raft::shard::partitions::{MapTable, PartitionMap, RangeState, SYSTEM_LOG_TYPE};
 use kommander_raft::shard::{
-    Application, LeaderTable, NoEvents, ProposedEntry, Refusal, ReplicationResult, Request,
-    ShardHost, ShardStepper, StateMachine, shard_of,
+    Application, ProposedEntry, Refusal, ReplicationResult, Request, ShardHost, ShardStepper,
+    StateMachine, shard_of,
 };
-use kommander_raft::transport::Transport;
 use kommander_raft::{ReplicateError, ReplicateOptions};
 use tokio::sync::oneshot;
 
 use crate::cluster::harness::TestCluster;
 use crate::runtime::harness::Recorder;
-use crate::runtime::stepped::{open_sim_wal, stepped_config};
+use crate::runtime::stepped::{start_alone, stepped_config};
 
 const P0: PartitionId = PartitionId(0);
 const P1: PartitionId = PartitionId(1);
@@ -78,13 +77,6 @@ async fn a_stale_generation_is_refused_and_writes_nothing_the_default_path_write
         .expect("the default path still writes");
 }
 
-/// A transport for a node alone: nothing to send.
-struct Nowhere;
-
-impl Transport for Nowhere {
-    fn send(&self, _: NodeId, _: Vec<Message>) {}
-}
-
 /// One stepped node of two shards, alone in its cluster, whose map the test commits.
 struct Node {
     host: ShardHost,
@@ -99,26 +91,11 @@ impl Node {
     fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = stepped_config(1, 1, dir.path());
-        let wals = (0..config.shard_count)
-            .map(|shard| open_sim_wal(&config, shard).0)
-            .collect();
         let maps = Arc::new(MapTable::default());
         let app = Application::new(Arc::new(Recorder::default()) as Arc<dyn StateMachine>)
             .with_maps(Arc::clone(&maps));
         let now = Instant::now();
-        let (host, steppers) = ShardHost::start_stepped(
-            config,
-            wals,
-            Arc::new(Nowhere),
-            app,
-            Arc::new(NoEvents),
-            Arc::new(LeaderTable::default()),
-            now,
-        )
-        .expect("stepped host starts");
-        let _opened = host
-            .open_partition(P0, vec![NodeId(1)], Vec::new())
-            .expect("queued");
+        let (host, steppers) = start_alone(config, app, now);
         let mut node = Self {
             host,
             steppers,

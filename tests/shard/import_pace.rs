@@ -12,15 +12,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use bytes::Bytes;
-use kommander_raft::core::{LogIndex, NodeId, PartitionId, Ticket};
+use kommander_raft::core::{LogIndex, PartitionId, Ticket};
 use kommander_raft::shard::partitions::{MapTable, PartitionMap, SYSTEM_LOG_TYPE};
 use kommander_raft::shard::{
-    Application, LeaderTable, LogEntry, NoEvents, ProposedEntry, RangeTransfer, Request, ShardHost,
-    ShardStepper, SnapshotExport, SnapshotImport, SnapshotPoint, StateMachine, StateTransfer,
+    Application, LogEntry, ProposedEntry, RangeTransfer, Request, ShardStepper, SnapshotExport,
+    SnapshotImport, SnapshotPoint, StateMachine, StateTransfer,
 };
-use kommander_raft::transport::Transport;
 
-use crate::runtime::stepped::{open_sim_wal, stepped_config};
+use crate::runtime::stepped::{start_alone, stepped_config};
 
 const P0: PartitionId = PartitionId(0);
 const P1: PartitionId = PartitionId(1);
@@ -99,13 +98,6 @@ impl StateTransfer for Pace {
     }
 }
 
-/// A node alone: nothing to send.
-struct Alone;
-
-impl Transport for Alone {
-    fn send(&self, _: NodeId, _: Vec<kommander_raft::core::Message>) {}
-}
-
 #[test]
 fn an_import_tops_its_window_up_as_chunks_commit_not_once_per_tick() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -113,28 +105,13 @@ fn an_import_tops_its_window_up_as_chunks_commit_not_once_per_tick() {
     config.snapshot.chunk_bytes = CHUNK_BYTES;
     config.snapshot.chunks_in_flight_max = WINDOW;
     let tick = config.tick_interval;
-    let wals = (0..config.shard_count)
-        .map(|shard| open_sim_wal(&config, shard).0)
-        .collect();
     let maps = Arc::new(MapTable::default());
     let pace = Arc::new(Pace::default());
     let app = Application::new(Arc::clone(&pace) as Arc<dyn StateMachine>)
         .with_transfer(Arc::clone(&pace) as Arc<dyn StateTransfer>)
         .with_maps(Arc::clone(&maps));
     let mut now = Instant::now();
-    let (host, mut steppers) = ShardHost::start_stepped(
-        config,
-        wals,
-        Arc::new(Alone),
-        app,
-        Arc::new(NoEvents),
-        Arc::new(LeaderTable::default()),
-        now,
-    )
-    .expect("stepped host starts");
-    let _opened = host
-        .open_partition(P0, vec![NodeId(1)], Vec::new())
-        .expect("queued");
+    let (host, mut steppers) = start_alone(config, app, now);
     // Turns every shard while any has work; with none, the clock jumps to the next tick.
     let mut run_until = |what: &str, done: &dyn Fn() -> bool| -> Instant {
         for _ in 0..100_000 {
