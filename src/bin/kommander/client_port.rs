@@ -10,6 +10,10 @@
 //!       Ping      ─► Pong                                           ─┤
 //!       Members   ─► answered at once from raft.membership          ─┤
 //!       RemoveMember ─► raft.remove_member (through partition 0's leader) ─┤
+//!       Partitions, Route ─► answered at once from raft.partition_map ─┤
+//!       Create/Remove/Split/MergePartition(s) ─► raft.create_partition... (this node
+//!         must lead partition 0)                                    ─┤
+//!       FencedReplicate ─► raft.replicate_logs with expected_generation ─┤
 //!   writer thread: takes the queue in request order, awaits each answer, writes ◄┘
 //!       ClientResponse frames (buffered; flushed before it waits)
 //! ```
@@ -43,12 +47,13 @@ use std::time::Duration;
 use crossbeam::channel::{self, Receiver, Sender, TryRecvError};
 use kommander_raft::transport::codec::FrameError;
 use kommander_raft::transport::tcp::client::{
-    AcceptedClient, ClientError, ClientListener, ClientRequest, ClientResponse, ReplicaState,
-    reject_busy, write_response,
+    AcceptedClient, ClientError, ClientListener, ClientRequest, ClientResponse, PartitionInfo,
+    ReplicaState, reject_busy, write_response,
 };
 use kommander_raft::transport::tcp::{TcpCluster, TcpConfig, TcpTransport};
 use kommander_raft::{
-    MembershipError, Raft, ReplicateError, ReplicateOptions, SYSTEM_PARTITION, Status,
+    MembershipError, PartitionId, PartitionLifecycleError, Raft, ReplicateError, ReplicateOptions,
+    SYSTEM_PARTITION, Status,
 };
 use tracing::{debug, info, warn};
 
@@ -389,28 +394,98 @@ fn dispatch(shared: &PortShared, id: u64, request: ClientRequest) -> Pending {
                 },
             )
         }
+        ClientRequest::FencedReplicate { partition, .. } if partition == SYSTEM_PARTITION => {
+            Pending::Ready(
+                id,
+                ClientResponse::Failed {
+                    reason: format!(
+                        "{partition} is the system partition: clients cannot write to it \
+                         (nothing was written)"
+                    ),
+                },
+            )
+        }
+        ClientRequest::FencedReplicate { generation: 0, .. } => Pending::Ready(
+            id,
+            ClientResponse::Failed {
+                reason: "a fenced write names the generation it was routed with, 1 or more \
+                         (nothing was written)"
+                    .to_owned(),
+            },
+        ),
         ClientRequest::Replicate {
             partition,
             log_type,
             payload,
-        } => {
-            let written = shared.raft.replicate_logs(
-                partition,
-                &log_type,
-                payload,
-                ReplicateOptions::default(),
-            );
-            let answer: Answer = Box::pin(async move {
-                match written.await {
-                    Ok(written) => ClientResponse::Replicated {
-                        status: Status::Success,
-                        index: Some(written.log_index.get()),
-                        ticket: written.ticket.packed(),
+        } => replicate(shared, id, partition, &log_type, payload, 0),
+        ClientRequest::FencedReplicate {
+            partition,
+            generation,
+            log_type,
+            payload,
+        } => replicate(shared, id, partition, &log_type, payload, generation),
+        ClientRequest::Partitions => {
+            let map = shared.raft.partition_map();
+            Pending::Ready(
+                id,
+                ClientResponse::Partitions {
+                    status: Status::Success,
+                    version: map.version,
+                    partitions: PartitionInfo::of_map(&map),
+                },
+            )
+        }
+        ClientRequest::Route { key } => {
+            // One map answers both: the partition and its generation.
+            let map = shared.raft.partition_map();
+            let routed = map.partition_for_key(&key).ok();
+            Pending::Ready(
+                id,
+                ClientResponse::Routed {
+                    status: if routed.is_some() {
+                        Status::Success
+                    } else {
+                        Status::Errored
                     },
-                    Err(error) => refused_or_unknown(&error),
-                }
-            });
-            start(shared, id, answer, timed_out_unknown(shared, "entry"))
+                    partition: routed,
+                    generation: routed.and_then(|p| map.get(p)).map_or(0, |r| r.generation),
+                    version: map.version,
+                },
+            )
+        }
+        ClientRequest::CreatePartition { partition, spec } => {
+            // An automatic id is resolved here, so that the answer can name it.
+            let Some(partition) = partition.or_else(|| shared.raft.next_available_partition_id())
+            else {
+                return Pending::Ready(
+                    id,
+                    ClientResponse::PartitionChanged {
+                        status: Status::Errored,
+                        partition: None,
+                        generation: 0,
+                        version: 0,
+                        reason: "no partition id is left (nothing changed)".to_owned(),
+                    },
+                );
+            };
+            let timeout = Some(shared.config.request_timeout);
+            let created = shared.raft.create_partition(partition, spec, timeout);
+            change_partitions(shared, id, partition, created)
+        }
+        ClientRequest::RemovePartition { partition } => {
+            let timeout = Some(shared.config.request_timeout);
+            let removed = shared.raft.remove_partition(partition, timeout);
+            change_partitions(shared, id, partition, removed)
+        }
+        ClientRequest::SplitPartition { source, plan } => {
+            let timeout = Some(shared.config.request_timeout);
+            let split = shared.raft.split_partition(source, plan, timeout);
+            change_partitions(shared, id, source, split)
+        }
+        ClientRequest::MergePartitions { survivor, source } => {
+            let timeout = Some(shared.config.request_timeout);
+            let merged = shared.raft.merge_partitions(survivor, source, timeout);
+            change_partitions(shared, id, survivor, merged)
         }
         ClientRequest::Leader { partition } => {
             // The library's rule for a partition this node does not host (`PartitionMoved`),
@@ -481,8 +556,83 @@ fn dispatch(shared: &PortShared, id: u64, request: ClientRequest) -> Pending {
     }
 }
 
-/// The answer to a request whose outcome (of `what`: the entry, the removal) is still not
-/// known `--client-request-timeout-ms` after it arrived.
+/// Replicates one entry on `partition`, fenced on `generation` unless it is 0.
+fn replicate(
+    shared: &PortShared,
+    id: u64,
+    partition: PartitionId,
+    log_type: &str,
+    payload: bytes::Bytes,
+    generation: u64,
+) -> Pending {
+    let options = ReplicateOptions {
+        expected_generation: generation,
+        ..ReplicateOptions::default()
+    };
+    let written = shared
+        .raft
+        .replicate_logs(partition, log_type, payload, options);
+    let answer: Answer = Box::pin(async move {
+        match written.await {
+            Ok(written) => ClientResponse::Replicated {
+                status: Status::Success,
+                index: Some(written.log_index.get()),
+                ticket: written.ticket.packed(),
+            },
+            Err(error) => refused_or_unknown(&error),
+        }
+    });
+    start(shared, id, answer, timed_out_unknown(shared, "entry"))
+}
+
+/// Awaits a partition change naming `partition`: its generation and the version of this
+/// node's map then (it holds the change), a refusal, or `Unknown`.
+fn change_partitions(
+    shared: &PortShared,
+    id: u64,
+    partition: PartitionId,
+    change: impl Future<Output = Result<u64, PartitionLifecycleError>> + Send + 'static,
+) -> Pending {
+    let raft = shared.raft.clone();
+    let answer: Answer = Box::pin(async move {
+        match change.await {
+            Ok(generation) => ClientResponse::PartitionChanged {
+                status: Status::Success,
+                partition: Some(partition),
+                generation,
+                version: raft.partition_map().version,
+                reason: String::new(),
+            },
+            Err(error) => change_refused_or_unknown(partition, &error),
+        }
+    });
+    start(shared, id, answer, timed_out_unknown(shared, "change"))
+}
+
+/// The answer to a partition change that failed with `error`: `Unknown` when it may still
+/// take effect, else the refusal's status (nothing changed).
+fn change_refused_or_unknown(
+    partition: PartitionId,
+    error: &PartitionLifecycleError,
+) -> ClientResponse {
+    match error {
+        PartitionLifecycleError::Timeout { .. }
+        | PartitionLifecycleError::LeadershipLost
+        | PartitionLifecycleError::Fatal(_) => ClientResponse::Unknown {
+            reason: format!("{error}; the change may or may not take effect"),
+        },
+        refused => ClientResponse::PartitionChanged {
+            status: refused.status(),
+            partition: Some(partition),
+            generation: 0,
+            version: 0,
+            reason: format!("{refused} (nothing changed)"),
+        },
+    }
+}
+
+/// The answer to a request whose outcome (of `what`: the entry, the removal, the change) is
+/// still not known `--client-request-timeout-ms` after it arrived.
 fn timed_out_unknown(shared: &PortShared, what: &str) -> ClientResponse {
     ClientResponse::Unknown {
         reason: format!(

@@ -4,16 +4,13 @@
 //!
 //! Exit codes: 0 done, 1 refused or failed (the node's answer or the connection), 2 invalid
 //! usage.
-#![allow(clippy::print_stdout)] // the roster and the outcome are the command's output
 
 use std::process::ExitCode;
-use std::time::Duration;
 
-use kommander_raft::transport::tcp::client::{ClientConnection, ClientRequest, ClientResponse};
+use kommander_raft::transport::tcp::client::{ClientRequest, ClientResponse};
 use kommander_raft::{Member, MemberRole, NodeId, Status};
 
-use crate::node::AUTH_SECRET_ENV;
-use crate::{EXIT_FAILURE, EXIT_USAGE};
+use crate::connect::{ConnectArgs, Reported, fail};
 
 /// Options of `kommander cluster`.
 #[derive(Debug, clap::Args)]
@@ -32,25 +29,6 @@ enum ClusterCommand {
     /// once, a voter is leaving until every partition let it go (`cluster members` shows
     /// it). Stop the node afterwards. Refused for the last voter.
     Remove(RemoveArgs),
-}
-
-/// How to reach a node's client port.
-#[derive(Debug, clap::Args)]
-struct ConnectArgs {
-    /// The client port of any node of the cluster (`kommander node --client-listen`).
-    #[arg(long, value_name = "ADDR")]
-    connect: String,
-    /// The cluster's name (`cluster_name` of the nodes' configuration); the secret comes
-    /// from KOMMANDER_AUTH_SECRET, as for the node.
-    #[arg(long, value_name = "NAME")]
-    cluster_name: String,
-    /// How long to wait for the connection and for the answer, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 15_000,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    timeout_ms: u64,
-    /// Print the answer as JSON.
-    #[arg(long)]
-    json: bool,
 }
 
 /// Options of `kommander cluster members`.
@@ -81,40 +59,14 @@ pub(crate) fn run(args: &ClusterArgs) -> ExitCode {
             },
         ),
     };
-    match ask(connect, &request) {
-        Ok(response) => report(&response, connect.json),
-        Err((code, message)) => {
-            eprintln!("kommander cluster: {message}");
-            ExitCode::from(code)
-        }
+    match connect.ask(&request) {
+        Ok(response) => report(&response).print("cluster", connect.json),
+        Err(failure) => fail("cluster", failure),
     }
 }
 
-/// Connects and sends `request`; the answer, or the exit code and message of the failure.
-fn ask(connect: &ConnectArgs, request: &ClientRequest) -> Result<ClientResponse, (u8, String)> {
-    let secret = match std::env::var_os(AUTH_SECRET_ENV) {
-        Some(secret) => Some(
-            secret
-                .into_string()
-                .map_err(|_| (EXIT_USAGE, format!("{AUTH_SECRET_ENV} is not valid UTF-8")))?,
-        ),
-        None => None,
-    };
-    let timeout = Duration::from_millis(connect.timeout_ms);
-    let mut connection = ClientConnection::connect(
-        &connect.connect,
-        &connect.cluster_name,
-        secret.as_deref(),
-        timeout,
-    )
-    .map_err(|e| (EXIT_FAILURE, e.to_string()))?;
-    connection
-        .call(request)
-        .map_err(|e| (EXIT_FAILURE, format!("{}: {e}", connect.connect)))
-}
-
-/// Prints the node's answer; the exit code it means.
-fn report(response: &ClientResponse, json: bool) -> ExitCode {
+/// What the node's answer means.
+fn report(response: &ClientResponse) -> Reported {
     let (ok, text, value) = match response {
         ClientResponse::Members {
             status: Status::Success,
@@ -147,35 +99,9 @@ fn report(response: &ClientResponse, json: bool) -> ExitCode {
             format!("refused ({status}): {reason}"),
             serde_json::json!({ "status": status.to_string(), "reason": reason }),
         ),
-        ClientResponse::Unknown { reason } => (
-            false,
-            format!("outcome unknown: {reason}"),
-            serde_json::json!({ "status": "Unknown", "reason": reason }),
-        ),
-        ClientResponse::Failed { reason } => (
-            false,
-            format!("failed: {reason}"),
-            serde_json::json!({ "status": "Failed", "reason": reason }),
-        ),
-        other => (
-            false,
-            format!("unexpected answer: {other:?}"),
-            serde_json::json!({ "status": "BadResponse" }),
-        ),
+        other => return Reported::common(other),
     };
-    if json {
-        println!("{value}");
-    } else if ok {
-        println!("{text}");
-    }
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        if !json {
-            eprintln!("kommander cluster: {text}");
-        }
-        ExitCode::from(EXIT_FAILURE)
-    }
+    Reported { ok, text, value }
 }
 
 /// The roster as a table.

@@ -7,12 +7,16 @@
 //! kommander wal inspect DATA_DIR [--json] [--entries]
 //! kommander cluster members --connect CLIENT_ADDR --cluster-name NAME [--json]
 //! kommander cluster remove ID --connect CLIENT_ADDR --cluster-name NAME [--json]
+//! kommander partitions list|route KEY --connect CLIENT_ADDR --cluster-name NAME [--json]
+//! kommander partitions create [ID] [--start HASH --end HASH] --connect ... --cluster-name ...
+//! kommander partitions remove ID | split SOURCE [--target ID] [--boundary HASH]
+//!                      | merge SURVIVOR SOURCE --connect ... --cluster-name ... [--json]
 //! ```
 //!
 //! Exit codes: 0 success (and a clean shutdown on SIGTERM/SIGINT), 1 a runtime failure
 //! (bind, WAL, join), 2 invalid usage or an invalid configuration (the message names the field;
 //! also a non-loopback listen address without `auth_secret`, and a changed shard count),
-//! 1 also a refused `cluster` request, 3 `wal inspect` found damage recovery would refuse, 130 `demo`/`bench` interrupted.
+//! 1 also a refused `cluster` or `partitions` request, 3 `wal inspect` found damage recovery would refuse, 130 `demo`/`bench` interrupted.
 //! Logs go to stderr (`tracing`), filtered by the `KOMMANDER_LOG` environment variable
 //! (`RUST_LOG` syntax, for example `KOMMANDER_LOG=debug` or `KOMMANDER_LOG=kommander_raft=debug`).
 
@@ -21,10 +25,12 @@ mod bench;
 mod checkpoint;
 mod client_port;
 mod cluster;
+mod connect;
 mod exporter;
 mod leader_log;
 mod node;
 mod outcome;
+mod partitions;
 mod readiness;
 mod wal;
 
@@ -72,6 +78,9 @@ enum Command {
     /// Membership of a running cluster through a node's client port (`cluster members`,
     /// `cluster remove ID`).
     Cluster(cluster::ClusterArgs),
+    /// The partition map of a running cluster and its changes through a node's client port
+    /// (`partitions list`, `create`, `remove`, `split`, `merge`, `route KEY`).
+    Partitions(partitions::PartitionsArgs),
 }
 
 /// Default log filter of `demo` and `bench`: warnings, except the transport's, which at the
@@ -115,6 +124,10 @@ fn main() -> ExitCode {
         Command::Cluster(args) => {
             init_logging("warn");
             cluster::run(&args)
+        }
+        Command::Partitions(args) => {
+            init_logging("warn");
+            partitions::run(&args)
         }
     }
 }

@@ -20,6 +20,15 @@
 //!   op 4 Ping
 //!   op 5 Members
 //!   op 6 RemoveMember: node:u64
+//!   op 7 Partitions
+//!   op 8 CreatePartition: partition:u32 routing:u8 has_range:u8 start:i32 end:i32
+//!     (partition 0: the next available id; bounds 0 without a range)
+//!   op 9 RemovePartition: partition:u32
+//!   op 10 SplitPartition: source:u32 target:u32 has_boundary:u8 boundary:i32
+//!     (target 0: the next available id; boundary 0 without one)
+//!   op 11 MergePartitions: survivor:u32 source:u32
+//!   op 12 FencedReplicate: partition:u32 generation:u64 log_type_len:u16 log_type payload
+//!   op 13 Route:       key_len:u16 key
 //! ClientResponse := id:u64 op:u8 op-fields
 //!   op 1 Replicated: status:u8 index:u64 ticket:u64   (index 0: none)
 //!   op 2 retired (the first version's Leader answer, without a status)
@@ -32,6 +41,14 @@
 //!     member := node:u64 role:u8 joined_version:u64 incarnation:u64 endpoint_len:u16 endpoint
 //!     role   := 0 learner | 1 voter | 2 leaving
 //!   op 9 Removed:    status:u8 version:u64 reason (rest of the body, UTF-8; empty on Success)
+//!   op 10 Partitions: status:u8 version:u64 count:u32 range*
+//!     range := partition:u32 state:u8 routing:u8 start:i32 end:i32 generation:u64
+//!              importing_from:u32 exporting_to:u32   (0: none)
+//!     state := 0 active | 1 splitting | 2 draining | 3 removed
+//!     routing := 0 hash range | 1 unrouted
+//!   op 11 PartitionChanged: status:u8 partition:u32 generation:u64 version:u64
+//!     reason (rest of the body, UTF-8; empty on Success)
+//!   op 12 Routed:    status:u8 partition:u32 generation:u64 version:u64   (partition 0: none)
 //! ```
 //!
 //! `status` is a [`Status`] code ([`Status::code`]). The layouts are versioned by their op
@@ -67,6 +84,29 @@
 //! saying why in words; `Unknown` when the outcome is not known (the wait ran out, leadership
 //! was lost, the node stopped: the change may still commit).
 //!
+//! `Partitions` answers the partition map as the node applied it: its version (0: no map yet,
+//! no range) and every range, tombstones included, by partition id. `CreatePartition`,
+//! `RemovePartition`, `SplitPartition` and `MergePartitions` ask the node for the change
+//! (`Raft::create_partition`, `remove_partition`, `split_partition`, `merge_partitions`;
+//! the node must lead partition 0, nothing is forwarded): `PartitionChanged` with `Success`,
+//! the partition the change names (a created one, the source of a split, the survivor of a
+//! merge; an automatic id resolved), its generation and the version of the node's map when it
+//! answered (it holds the change); a refusal changed nothing (`NodeIsNotLeader`: ask `Leader`
+//! of partition 0; `ActiveProposal`: another change is in flight, retry; `Errored`: a rule
+//! refused it, such as an unknown partition, an invalid plan or range, a tombstoned id;
+//! `ProposalQueueFull`, `RestoreInProgress`), `reason` saying why in words; `Unknown` when
+//! the outcome is not known (the change may still commit; a retry answers its generation). A
+//! create or split with an automatic id is not idempotent: a retry makes another partition.
+//!
+//! `FencedReplicate` is a `Replicate` that carries the generation of the partition's range
+//! the client routed with (not 0): answered as `Replicate`, and `Replicated` with
+//! `PartitionMoved` when the partition's range has another generation, or is being split or
+//! merged, when its shard proposes the write (nothing written: read `Partitions` again, route
+//! again and retry). `Route` answers which partition the node's map routes `key` to (the
+//! prefix before its last `/` decides) and that partition's generation: `Routed` with
+//! `Success`, or `Errored` (partition 0) when no active range holds the key's hash (no map
+//! yet included).
+//!
 //! `Leader` and `Status` answer `PartitionMoved` for a partition the node does not host, as
 //! `Replicate` does; `Status` answers `RestoreInProgress` while the replica restores.
 //!
@@ -84,17 +124,24 @@
 //! `Reject` of code `Busy` and closes it.
 
 mod connection;
+mod partitions;
 mod server;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 pub use self::connection::ClientConnection;
+pub use self::partitions::PartitionInfo;
+use self::partitions::{
+    PARTITION_INFO_BYTES, get_create, get_partition, get_partition_info, get_plan, put_create,
+    put_partition_info, put_plan,
+};
 pub use self::server::{AcceptedClient, ClientListener, ReceivedRequest, write_response};
 // The peer port refuses with it too; the client port's server needs it by this path.
 use super::handshake::ConnectionHandshakeError;
 pub use super::handshake::reject_busy;
 use crate::core::{NodeId, PartitionId, Status};
 use crate::shard::membership::{Member, MemberRole};
+use crate::shard::partitions::{CreatePartition, SplitPlan};
 use crate::transport::codec::{Cursor, FrameError, FrameKind, WireError};
 
 /// A request to a node's client port.
@@ -127,6 +174,52 @@ pub enum ClientRequest {
     RemoveMember {
         /// The member to remove.
         node: NodeId,
+    },
+    /// The partition map as this node applied it (answered [`ClientResponse::Partitions`]).
+    Partitions,
+    /// Create a partition (answered [`ClientResponse::PartitionChanged`]).
+    CreatePartition {
+        /// Its id (`None`: the next available id in the node's map).
+        partition: Option<PartitionId>,
+        /// How it is routed, and its hash range.
+        spec: CreatePartition,
+    },
+    /// Remove a partition (answered [`ClientResponse::PartitionChanged`]).
+    RemovePartition {
+        /// The partition.
+        partition: PartitionId,
+    },
+    /// Split a partition in two (answered [`ClientResponse::PartitionChanged`]).
+    SplitPartition {
+        /// The partition to split.
+        source: PartitionId,
+        /// The new partition's id and the first hash it owns (each optional).
+        plan: SplitPlan,
+    },
+    /// Merge `source` into `survivor` (answered [`ClientResponse::PartitionChanged`]).
+    MergePartitions {
+        /// The partition that takes both ranges.
+        survivor: PartitionId,
+        /// The partition merged away.
+        source: PartitionId,
+    },
+    /// Replicate one entry, fenced on the generation the client routed with (answered as
+    /// [`ClientRequest::Replicate`]; `PartitionMoved` when the fence refuses).
+    FencedReplicate {
+        /// The partition.
+        partition: PartitionId,
+        /// The generation of its range in the map the client routed with (not 0).
+        generation: u64,
+        /// The entry's log type.
+        log_type: String,
+        /// The entry's payload.
+        payload: Bytes,
+    },
+    /// Which partition does this node's map route `key` to (answered
+    /// [`ClientResponse::Routed`])?
+    Route {
+        /// The key (the prefix before its last `/` decides).
+        key: String,
     },
 }
 
@@ -208,6 +301,43 @@ pub enum ClientResponse {
         /// Why, in words (empty on `Success`).
         reason: String,
     },
+    /// The answer to a [`ClientRequest::Partitions`].
+    Partitions {
+        /// `Success`.
+        status: Status,
+        /// The map's version (0: no map yet).
+        version: u64,
+        /// Its ranges, tombstones included, by partition id.
+        partitions: Vec<PartitionInfo>,
+    },
+    /// The answer to a partition change ([`ClientRequest::CreatePartition`],
+    /// [`ClientRequest::RemovePartition`], [`ClientRequest::SplitPartition`],
+    /// [`ClientRequest::MergePartitions`]).
+    PartitionChanged {
+        /// `Success`, or a refusal (nothing changed); see the module's documentation.
+        status: Status,
+        /// The partition the change names (created, removed, split, surviving), `None` for an
+        /// automatic id not resolved.
+        partition: Option<PartitionId>,
+        /// Its generation on `Success`, else 0.
+        generation: u64,
+        /// The version of the node's map when it answered `Success` (it holds the change),
+        /// else 0.
+        version: u64,
+        /// Why, in words (empty on `Success`).
+        reason: String,
+    },
+    /// The answer to a [`ClientRequest::Route`].
+    Routed {
+        /// `Success`, or `Errored` when no active range holds the key.
+        status: Status,
+        /// The partition the key routes to.
+        partition: Option<PartitionId>,
+        /// Its generation (0 unless `status` is `Success`).
+        generation: u64,
+        /// The version of the map that routed it.
+        version: u64,
+    },
 }
 
 /// Encodes a request body (the payload is not copied).
@@ -223,8 +353,7 @@ pub fn encode_request(id: u64, request: &ClientRequest) -> Vec<Bytes> {
         } => {
             head.put_u8(1);
             head.put_u32_le(partition.get());
-            head.put_u16_le(u16::try_from(log_type.len()).unwrap_or(u16::MAX));
-            head.put_slice(log_type.as_bytes());
+            put_text(&mut head, log_type);
             vec![head.freeze(), payload.clone()]
         }
         ClientRequest::Leader { partition } => {
@@ -250,7 +379,60 @@ pub fn encode_request(id: u64, request: &ClientRequest) -> Vec<Bytes> {
             head.put_u64_le(node.get());
             vec![head.freeze()]
         }
+        ClientRequest::Partitions => {
+            head.put_u8(7);
+            vec![head.freeze()]
+        }
+        ClientRequest::CreatePartition { partition, spec } => {
+            head.put_u8(8);
+            head.put_u32_le(partition.map_or(0, PartitionId::get));
+            put_create(&mut head, spec);
+            vec![head.freeze()]
+        }
+        ClientRequest::RemovePartition { partition } => {
+            head.put_u8(9);
+            head.put_u32_le(partition.get());
+            vec![head.freeze()]
+        }
+        ClientRequest::SplitPartition { source, plan } => {
+            head.put_u8(10);
+            head.put_u32_le(source.get());
+            put_plan(&mut head, plan);
+            vec![head.freeze()]
+        }
+        ClientRequest::MergePartitions { survivor, source } => {
+            head.put_u8(11);
+            head.put_u32_le(survivor.get());
+            head.put_u32_le(source.get());
+            vec![head.freeze()]
+        }
+        ClientRequest::FencedReplicate {
+            partition,
+            generation,
+            log_type,
+            payload,
+        } => {
+            head.put_u8(12);
+            head.put_u32_le(partition.get());
+            head.put_u64_le(*generation);
+            put_text(&mut head, log_type);
+            vec![head.freeze(), payload.clone()]
+        }
+        ClientRequest::Route { key } => {
+            head.put_u8(13);
+            put_text(&mut head, key);
+            vec![head.freeze()]
+        }
     }
+}
+
+/// A text field: `len:u16 bytes`. A longer text is cut at `u16::MAX` bytes, so the fields
+/// after it are read where they are; the node then refuses the cut text (a log type longer
+/// than `log_type_bytes_max`, or text that is no longer UTF-8).
+fn put_text(out: &mut BytesMut, text: &str) {
+    let len = u16::try_from(text.len()).unwrap_or(u16::MAX);
+    out.put_u16_le(len);
+    out.put_slice(&text.as_bytes()[..usize::from(len)]);
 }
 
 /// Decodes a request body.
@@ -284,6 +466,40 @@ pub fn decode_request(body: &Bytes) -> Result<(u64, ClientRequest), WireError> {
         6 => ClientRequest::RemoveMember {
             node: NodeId(cur.u64()?),
         },
+        7 => ClientRequest::Partitions,
+        8 => ClientRequest::CreatePartition {
+            partition: get_partition(&mut cur)?,
+            spec: get_create(&mut cur)?,
+        },
+        9 => ClientRequest::RemovePartition {
+            partition: PartitionId(cur.u32()?),
+        },
+        10 => ClientRequest::SplitPartition {
+            source: PartitionId(cur.u32()?),
+            plan: get_plan(&mut cur)?,
+        },
+        11 => ClientRequest::MergePartitions {
+            survivor: PartitionId(cur.u32()?),
+            source: PartitionId(cur.u32()?),
+        },
+        12 => {
+            let partition = PartitionId(cur.u32()?);
+            let generation = cur.u64()?;
+            let len = usize::from(cur.u16()?);
+            let log_type = cur.text(len)?;
+            ClientRequest::FencedReplicate {
+                partition,
+                generation,
+                log_type,
+                payload: cur.rest(),
+            }
+        }
+        13 => {
+            let len = usize::from(cur.u16()?);
+            ClientRequest::Route {
+                key: cur.text(len)?,
+            }
+        }
         tag => return Err(WireError::UnknownTag { tag, at }),
     };
     cur.finish()?;
@@ -364,6 +580,48 @@ pub fn encode_response(id: u64, response: &ClientResponse) -> Bytes {
             out.put_u8(status.code());
             out.put_u64_le(*version);
             out.put_slice(reason.as_bytes());
+        }
+        ClientResponse::Partitions {
+            status,
+            version,
+            partitions,
+        } => {
+            out.reserve(partitions.len() * PARTITION_INFO_BYTES);
+            out.put_u8(10);
+            out.put_u8(status.code());
+            out.put_u64_le(*version);
+            // A map holds at most `partitions_max` ranges and tombstones, far below a u32.
+            let count = u32::try_from(partitions.len()).unwrap_or(u32::MAX);
+            out.put_u32_le(count);
+            for info in partitions.iter().take(count as usize) {
+                put_partition_info(&mut out, info);
+            }
+        }
+        ClientResponse::PartitionChanged {
+            status,
+            partition,
+            generation,
+            version,
+            reason,
+        } => {
+            out.put_u8(11);
+            out.put_u8(status.code());
+            out.put_u32_le(partition.map_or(0, PartitionId::get));
+            out.put_u64_le(*generation);
+            out.put_u64_le(*version);
+            out.put_slice(reason.as_bytes());
+        }
+        ClientResponse::Routed {
+            status,
+            partition,
+            generation,
+            version,
+        } => {
+            out.put_u8(12);
+            out.put_u8(status.code());
+            out.put_u32_le(partition.map_or(0, PartitionId::get));
+            out.put_u64_le(*generation);
+            out.put_u64_le(*version);
         }
     }
     out.freeze()
@@ -454,6 +712,37 @@ pub fn decode_response(body: &Bytes) -> Result<(u64, ClientResponse), WireError>
             version: cur.u64()?,
             reason: String::from_utf8_lossy(&cur.rest()).into_owned(),
         },
+        10 => {
+            let status = status(&mut cur)?;
+            let version = cur.u64()?;
+            let count = cur.u32()? as usize;
+            // A count the body cannot hold is truncation, found before anything is
+            // allocated for it.
+            if count.saturating_mul(PARTITION_INFO_BYTES) > cur.remaining() {
+                return Err(WireError::Truncated(cur.position()));
+            }
+            let partitions = (0..count)
+                .map(|_| get_partition_info(&mut cur))
+                .collect::<Result<_, _>>()?;
+            ClientResponse::Partitions {
+                status,
+                version,
+                partitions,
+            }
+        }
+        11 => ClientResponse::PartitionChanged {
+            status: status(&mut cur)?,
+            partition: get_partition(&mut cur)?,
+            generation: cur.u64()?,
+            version: cur.u64()?,
+            reason: String::from_utf8_lossy(&cur.rest()).into_owned(),
+        },
+        12 => ClientResponse::Routed {
+            status: status(&mut cur)?,
+            partition: get_partition(&mut cur)?,
+            generation: cur.u64()?,
+            version: cur.u64()?,
+        },
         tag => return Err(WireError::UnknownTag { tag, at }),
     };
     cur.finish()?;
@@ -508,6 +797,7 @@ pub enum ClientError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shard::partitions::{RangeState, RoutingMode};
 
     fn member(node: u64, role: MemberRole) -> Member {
         Member {
@@ -548,6 +838,205 @@ mod tests {
             let decoded = decode_response(&encode_response(4, &response)).expect("decodes");
             assert_eq!(decoded, (4, response));
         }
+    }
+
+    fn info(partition: u32, state: RangeState) -> PartitionInfo {
+        PartitionInfo {
+            partition: PartitionId(partition),
+            state,
+            routing: RoutingMode::HashRange,
+            start: 0,
+            end: i32::MAX,
+            generation: u64::from(partition) + 7,
+            importing_from: None,
+            exporting_to: None,
+        }
+    }
+
+    fn partition_requests() -> Vec<ClientRequest> {
+        vec![
+            ClientRequest::Partitions,
+            ClientRequest::CreatePartition {
+                partition: None,
+                spec: CreatePartition::unrouted(),
+            },
+            ClientRequest::CreatePartition {
+                partition: Some(PartitionId(9)),
+                spec: CreatePartition::hash_range(-5, i32::MAX),
+            },
+            ClientRequest::RemovePartition {
+                partition: PartitionId(4),
+            },
+            ClientRequest::SplitPartition {
+                source: PartitionId(2),
+                plan: SplitPlan::default(),
+            },
+            ClientRequest::SplitPartition {
+                source: PartitionId(2),
+                plan: SplitPlan {
+                    target: Some(PartitionId(u32::MAX)),
+                    boundary: Some(i32::MIN),
+                },
+            },
+            ClientRequest::MergePartitions {
+                survivor: PartitionId(1),
+                source: PartitionId(3),
+            },
+            ClientRequest::FencedReplicate {
+                partition: PartitionId(3),
+                generation: u64::MAX,
+                log_type: "kv".to_owned(),
+                payload: Bytes::from_static(b"payload"),
+            },
+            ClientRequest::Route {
+                key: "orders/17/line/3".to_owned(),
+            },
+        ]
+    }
+
+    fn partition_responses() -> Vec<ClientResponse> {
+        let mut splitting = info(2, RangeState::Splitting);
+        splitting.exporting_to = Some(PartitionId(5));
+        let mut importing = info(5, RangeState::Splitting);
+        importing.importing_from = Some(PartitionId(2));
+        importing.routing = RoutingMode::Unrouted;
+        vec![
+            ClientResponse::Partitions {
+                status: Status::Success,
+                version: 12,
+                partitions: vec![
+                    info(1, RangeState::Active),
+                    splitting,
+                    info(3, RangeState::Draining),
+                    info(4, RangeState::Removed),
+                    importing,
+                ],
+            },
+            ClientResponse::Partitions {
+                status: Status::Success,
+                version: 0,
+                partitions: Vec::new(),
+            },
+            ClientResponse::PartitionChanged {
+                status: Status::Success,
+                partition: Some(PartitionId(5)),
+                generation: 1,
+                version: 13,
+                reason: String::new(),
+            },
+            ClientResponse::PartitionChanged {
+                status: Status::Errored,
+                partition: None,
+                generation: 0,
+                version: 0,
+                reason: "partition 4 was removed; its id is never reused".to_owned(),
+            },
+            ClientResponse::Routed {
+                status: Status::Success,
+                partition: Some(PartitionId(2)),
+                generation: 3,
+                version: 12,
+            },
+        ]
+    }
+
+    #[test]
+    fn partition_requests_and_answers_round_trip() {
+        for request in partition_requests() {
+            let body: Vec<u8> = encode_request(3, &request).concat();
+            let decoded = decode_request(&Bytes::from(body)).expect("decodes");
+            assert_eq!(decoded, (3, request));
+        }
+        for response in partition_responses() {
+            let decoded = decode_response(&encode_response(4, &response)).expect("decodes");
+            assert_eq!(decoded, (4, response));
+        }
+    }
+
+    #[test]
+    fn malformed_partition_requests_and_answers_are_errors() {
+        // Every cut of a fixed-size request or answer is an error (the last fields of a
+        // fenced write, its payload, and of a change, its reason, may be any length).
+        for request in partition_requests() {
+            let body = Bytes::from(encode_request(1, &request).concat());
+            let fixed = match &request {
+                ClientRequest::FencedReplicate { payload, .. } => body.len() - payload.len(),
+                _ => body.len(),
+            };
+            for cut in 0..fixed {
+                assert!(
+                    decode_request(&body.slice(..cut)).is_err(),
+                    "{request:?} cut at {cut}"
+                );
+            }
+        }
+        for response in partition_responses() {
+            let body = encode_response(1, &response);
+            let fixed = match &response {
+                ClientResponse::PartitionChanged { reason, .. } => body.len() - reason.len(),
+                _ => body.len(),
+            };
+            for cut in 0..fixed {
+                assert!(
+                    decode_response(&body.slice(..cut)).is_err(),
+                    "{response:?} cut at {cut}"
+                );
+            }
+        }
+        // Unknown codes: a create's routing, a split's boundary flag, a range's state and
+        // routing; a count the body cannot hold.
+        let create = encode_request(
+            1,
+            &ClientRequest::CreatePartition {
+                partition: None,
+                spec: CreatePartition::unrouted(),
+            },
+        )
+        .concat();
+        for (at, byte) in [(8 + 1 + 4, 2), (8 + 1 + 4 + 1, 2)] {
+            let mut bad = create.clone();
+            bad[at] = byte;
+            assert!(decode_request(&Bytes::from(bad)).is_err(), "byte {at}");
+        }
+        let split = encode_request(
+            1,
+            &ClientRequest::SplitPartition {
+                source: PartitionId(1),
+                plan: SplitPlan::default(),
+            },
+        )
+        .concat();
+        let mut bad = split.clone();
+        bad[8 + 1 + 4 + 4] = 7;
+        assert!(decode_request(&Bytes::from(bad)).is_err());
+        let list = encode_response(
+            1,
+            &ClientResponse::Partitions {
+                status: Status::Success,
+                version: 1,
+                partitions: vec![info(1, RangeState::Active)],
+            },
+        );
+        // id, op, status, version, count, partition: then state and routing.
+        let state_at = 8 + 1 + 1 + 8 + 4 + 4;
+        for at in [state_at, state_at + 1] {
+            let mut bad = list.to_vec();
+            bad[at] = 9;
+            assert!(decode_response(&Bytes::from(bad)).is_err(), "byte {at}");
+        }
+        let mut huge = list.to_vec();
+        huge[8 + 1 + 1 + 8..8 + 1 + 1 + 8 + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            decode_response(&Bytes::from(huge)),
+            Err(WireError::Truncated(_))
+        ));
+        // A route whose key is not UTF-8.
+        let mut route = encode_request(1, &ClientRequest::Route { key: "ab".into() }).concat();
+        route[8 + 1 + 2] = 0xff;
+        assert!(matches!(
+            decode_request(&Bytes::from(route)),
+            Err(WireError::InvalidText(_))
+        ));
     }
 
     #[test]
