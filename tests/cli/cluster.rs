@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use std::time::Instant;
 
 use super::{PATIENCE, Running, client_of, free_port, kommander};
-use crate::process::harness::{cluster_command_of, parse_members};
+use crate::process::harness::{client_command_of, parse_members};
 
 const SECRET: &str = "the secret of the cluster tests";
 const CLUSTER: &str = "cli-cluster";
@@ -57,7 +57,7 @@ fn start(dir: &Path, id: u64, port: u16, seeds: &[String]) -> (Running, String) 
 
 /// Runs `kommander cluster ARGS --connect CLIENT --cluster-name ...` with the secret.
 fn cluster(client: &str, args: &[&str]) -> Output {
-    cluster_command_of(CLUSTER, SECRET, client, args)
+    client_command_of("cluster", CLUSTER, SECRET, client, args)
 }
 
 /// The roster `cluster members --json` prints: `(id, role, endpoint)` by id, and its version.

@@ -1,11 +1,13 @@
 //! The `kommander` binary, run as a child process: `node` (config errors, client port,
 //! SIGTERM, restart, checkpoints, `wal inspect` of its data directory), the leader's client
-//! endpoint from every node, `node --join` with `cluster members|remove`, and `demo`/`bench`.
+//! endpoint from every node, `node --join` with `cluster members|remove`, `partitions`, and
+//! `demo`/`bench`.
 
 mod bench;
 mod client_port;
 mod cluster;
 mod node;
+mod partitions;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};

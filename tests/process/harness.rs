@@ -643,11 +643,13 @@ fn writer(
 
 /// Runs `kommander cluster ARGS --connect CLIENT` with the cluster's name and secret.
 pub(crate) fn cluster_command(client: &str, args: &[&str]) -> std::process::Output {
-    cluster_command_of(CLUSTER, SECRET, client, args)
+    client_command_of("cluster", CLUSTER, SECRET, client, args)
 }
 
-/// Runs `kommander cluster ARGS --connect CLIENT` for the cluster `cluster` with `secret`.
-pub(crate) fn cluster_command_of(
+/// Runs `kommander COMMAND ARGS --connect CLIENT` (a client command: `cluster`,
+/// `partitions`) for the cluster `cluster` with `secret`.
+pub(crate) fn client_command_of(
+    command: &str,
     cluster: &str,
     secret: &str,
     client: &str,
@@ -655,11 +657,11 @@ pub(crate) fn cluster_command_of(
 ) -> std::process::Output {
     Command::new(BIN)
         .env("KOMMANDER_AUTH_SECRET", secret)
-        .arg("cluster")
+        .arg(command)
         .args(args)
         .args(["--connect", client, "--cluster-name", cluster])
         .output()
-        .expect("run kommander cluster")
+        .unwrap_or_else(|e| panic!("run kommander {command}: {e}"))
 }
 
 /// One member as `kommander cluster members --json` prints it.

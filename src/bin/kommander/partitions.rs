@@ -308,21 +308,21 @@ fn changed_text(
     generation: u64,
     version: u64,
 ) -> String {
-    let done = match request {
-        ClientRequest::CreatePartition { .. } => format!("created partition {}", partition.get()),
-        ClientRequest::RemovePartition { .. } => format!("removed partition {}", partition.get()),
-        ClientRequest::SplitPartition { .. } => format!(
-            "splitting partition {} (the second phase follows on its own)",
-            partition.get()
+    let partition = partition.get();
+    let (done, then) = match request {
+        ClientRequest::CreatePartition { .. } => (format!("created partition {partition}"), ""),
+        ClientRequest::RemovePartition { .. } => (format!("removed partition {partition}"), ""),
+        ClientRequest::SplitPartition { .. } => (
+            format!("splitting partition {partition}"),
+            " (the second phase follows on its own)",
         ),
-        ClientRequest::MergePartitions { source, .. } => format!(
-            "merging partition {} into {} (the second phase follows on its own)",
-            source.get(),
-            partition.get()
+        ClientRequest::MergePartitions { source, .. } => (
+            format!("merging partition {} into {partition}", source.get()),
+            " (the second phase follows on its own)",
         ),
-        _ => format!("changed partition {}", partition.get()),
+        _ => (format!("changed partition {partition}"), ""),
     };
-    format!("{done}: generation {generation}, map version {version}")
+    format!("{done}: generation {generation}, map version {version}{then}")
 }
 
 /// The map as a table.
