@@ -5,10 +5,12 @@
 mod process {
     mod bad_input;
     pub(crate) mod harness;
+    mod keyed_load;
     mod kill9;
     mod membership;
     mod readiness;
     mod snapshot;
+    mod split_merge;
     mod unknown_outcome;
 }
 

@@ -646,6 +646,11 @@ pub(crate) fn cluster_command(client: &str, args: &[&str]) -> std::process::Outp
     client_command_of("cluster", CLUSTER, SECRET, client, args)
 }
 
+/// Runs `kommander partitions ARGS --connect CLIENT` with the cluster's name and secret.
+pub(crate) fn partitions_command(client: &str, args: &[&str]) -> std::process::Output {
+    client_command_of("partitions", CLUSTER, SECRET, client, args)
+}
+
 /// Runs `kommander COMMAND ARGS --connect CLIENT` (a client command: `cluster`,
 /// `partitions`) for the cluster `cluster` with `secret`.
 pub(crate) fn client_command_of(
@@ -726,8 +731,8 @@ pub(crate) fn wait_voters(client: &str, voters: &[u64]) -> Vec<Member> {
     }
 }
 
-/// Opens a stopped node's WALs and returns, per partition, index → payload of its log
-/// (configuration entries left out).
+/// Opens a stopped node's WALs and returns, per user partition (those the map created or
+/// split off included), index → payload of its log (configuration entries left out).
 pub(crate) fn read_logs(data_dir: &Path) -> BTreeMap<(u32, u64), Bytes> {
     let mut out = BTreeMap::new();
     for shard in std::fs::read_dir(data_dir).expect("data dir") {
@@ -739,12 +744,12 @@ pub(crate) fn read_logs(data_dir: &Path) -> BTreeMap<(u32, u64), Bytes> {
             continue;
         }
         let wal = Wal::open(&path, WalConfig::default()).expect("open WAL");
-        for p in 1..=PARTITIONS {
-            let Ok(info) = wal.partition(PartitionId(p)) else {
-                continue;
-            };
+        let partitions = wal.partitions().expect("the WAL's partitions");
+        // Partition 0 holds the system's entries (rosters, maps), never a client's write.
+        for (partition, info) in partitions.into_iter().filter(|(p, _)| p.get() != 0) {
+            let p = partition.get();
             for index in info.first_index..=info.last_index {
-                let record = wal.entry(PartitionId(p), index).expect("entry");
+                let record = wal.entry(partition, index).expect("entry");
                 let entry = decode_record(LogIndex(index), Term(0), &record).expect("record");
                 // A configuration entry (a membership change) holds a configuration, not an
                 // application's envelope.
