@@ -1,7 +1,8 @@
 //! Elastic partitions with real processes (issue 13): three `kommander node` processes under
 //! a load that routes by key with fenced writes (`keyed_load.rs`); the busiest partition is
 //! split under that load with `kommander partitions split`, then the new partition is merged
-//! back with `kommander partitions merge`. Every acknowledged write is in every node's log of
+//! back with `kommander partitions merge` (both asked of a node that does not lead partition
+//! 0: the command finds the leader). Every acknowledged write is in every node's log of
 //! the partition that acknowledged it (the binary's application has no range transfer, so a
 //! write stays there), writes routed with an old generation were refused with
 //! `PartitionMoved` and acknowledged once routed again, and every node lists the same map and
@@ -16,7 +17,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use kommander_raft::transport::tcp::client::{ClientRequest, ClientResponse};
-use kommander_raft::{PartitionId, PartitionMap, Status};
+use kommander_raft::{PartitionId, PartitionMap, SYSTEM_PARTITION, Status};
 
 use super::harness::{PATIENCE, ProcessCluster, partitions_command};
 use super::keyed_load::{KeyedLoad, Recorded, read_map};
@@ -83,6 +84,18 @@ fn settled(map: &serde_json::Value) -> bool {
     })
 }
 
+/// The client address of a node that does not lead partition 0 (the leader all agree on).
+fn not_leading_partition_zero(cluster: &mut ProcessCluster) -> String {
+    let leader = cluster.agreed_leader(SYSTEM_PARTITION);
+    cluster
+        .nodes
+        .iter()
+        .find(|n| n.id != leader)
+        .expect("three nodes")
+        .client_address
+        .clone()
+}
+
 /// Restarts every (stopped) node and waits for each to serve.
 fn restart(cluster: &mut ProcessCluster) {
     std::thread::scope(|scope| {
@@ -109,12 +122,13 @@ fn assert_rerouted(recorded: &Recorded) {
 #[test]
 fn split_the_busiest_partition_under_load_then_merge_back_loses_no_acknowledged_write() {
     let mut cluster = ProcessCluster::start(3, 3, "");
-    let client1 = cluster.nodes[0].client_address.clone();
     let load = KeyedLoad::start(&cluster.clients(), WRITERS);
     load.wait_progress(STEP_WRITES);
 
-    // Split the busiest partition under the load (asked of node 1, which forwards nothing:
-    // the command finds partition 0's leader itself), at the next free id.
+    // Split the busiest partition under the load, at the next free id. Asked of a node that
+    // does not lead partition 0, which carries out no map change: the command finds the
+    // leader itself.
+    let client1 = not_leading_partition_zero(&mut cluster);
     let before = partitions_json(&client1, &["list"]);
     let source = load.busiest();
     let target = PartitionId(
@@ -159,9 +173,10 @@ fn split_the_busiest_partition_under_load_then_merge_back_loses_no_acknowledged_
         after_split
     );
 
-    // Merge the new partition back into the source (asked of node 2). The load starts once
-    // every node applied the first phase (the target drains or is gone).
-    let client2 = cluster.nodes[1].client_address.clone();
+    // Merge the new partition back into the source (asked of a node that does not lead
+    // partition 0 either). The load starts once every node applied the first phase (the
+    // target drains or is gone).
+    let client2 = not_leading_partition_zero(&mut cluster);
     let merge = partitions_json(
         &client2,
         &[

@@ -585,8 +585,8 @@ fn replicate(
     start(shared, id, answer, timed_out_unknown(shared, "entry"))
 }
 
-/// Awaits a partition change naming `partition`: its generation and the version of this
-/// node's map then (it holds the change), a refusal, or `Unknown`.
+/// Awaits a partition change naming `partition`: its generation and the version of the map
+/// this node's partition 0 committed then (it holds the change), a refusal, or `Unknown`.
 fn change_partitions(
     shared: &PortShared,
     id: u64,
@@ -600,7 +600,7 @@ fn change_partitions(
                 status: Status::Success,
                 partition: Some(partition),
                 generation,
-                version: raft.partition_map().version,
+                version: raft.committed_partition_map().version,
                 reason: String::new(),
             },
             Err(error) => change_refused_or_unknown(partition, &error),
@@ -626,7 +626,24 @@ fn change_refused_or_unknown(
             partition: Some(partition),
             generation: 0,
             version: 0,
-            reason: format!("{refused} (nothing changed)"),
+            reason: match refused {
+                PartitionLifecycleError::NotLeader { leader, endpoint } => {
+                    let leader = match (leader, endpoint) {
+                        (Some(leader), Some(endpoint)) => {
+                            format!("node {} (peer endpoint {endpoint})", leader.get())
+                        }
+                        (Some(leader), None) => format!("node {}", leader.get()),
+                        (None, _) => "not known yet".to_owned(),
+                    };
+                    format!(
+                        "this node does not lead partition 0, which carries out map changes; \
+                         its leader: {leader} (nothing changed)"
+                    )
+                }
+                // The rule in words (the status says it was refused).
+                PartitionLifecycleError::Refused(rule) => format!("{rule} (nothing changed)"),
+                refused => format!("{refused} (nothing changed)"),
+            },
         },
     }
 }

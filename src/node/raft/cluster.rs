@@ -99,6 +99,15 @@ impl Raft {
         self.inner.system.map()
     }
 
+    /// The newest partition map this node's partition 0 committed and applied (version 0:
+    /// none yet). The map in force ([`Raft::partition_map`]) becomes it once every shard of
+    /// this node opened and closed the partitions it changes; a map change answered by
+    /// [`Raft::create_partition`] and the others is in this one when the call returns.
+    #[must_use]
+    pub fn committed_partition_map(&self) -> Arc<PartitionMap> {
+        self.inner.system.committed_map()
+    }
+
     /// The partition owning `key` (Kommander's `GetPartitionKey`: the prefix before the last
     /// `/` decides).
     ///

@@ -84,14 +84,17 @@
 //! saying why in words; `Unknown` when the outcome is not known (the wait ran out, leadership
 //! was lost, the node stopped: the change may still commit).
 //!
-//! `Partitions` answers the partition map as the node applied it: its version (0: no map yet,
-//! no range) and every range, tombstones included, by partition id. `CreatePartition`,
+//! `Partitions` answers the partition map in force on the node (the newest committed map
+//! every shard of the node followed: the partitions it adds are open, those it removes
+//! closed): its version (0: no map yet, no range) and every range, tombstones included, by
+//! partition id. `CreatePartition`,
 //! `RemovePartition`, `SplitPartition` and `MergePartitions` ask the node for the change
 //! (`Raft::create_partition`, `remove_partition`, `split_partition`, `merge_partitions`;
 //! the node must lead partition 0, nothing is forwarded): `PartitionChanged` with `Success`,
 //! the partition the change names (a created one, the source of a split, the survivor of a
-//! merge; an automatic id resolved), its generation and the version of the node's map when it
-//! answered (it holds the change); a refusal changed nothing (`NodeIsNotLeader`: ask `Leader`
+//! merge; an automatic id resolved), its generation and the version of the map the node's
+//! partition 0 had committed when it answered (it holds the change; `Partitions` shows it
+//! once the node's shards followed it); a refusal changed nothing (`NodeIsNotLeader`: ask `Leader`
 //! of partition 0; `ActiveProposal`: another change is in flight, retry; `Errored`: a rule
 //! refused it, such as an unknown partition, an invalid plan or range, a tombstoned id;
 //! `ProposalQueueFull`, `RestoreInProgress`), `reason` saying why in words; `Unknown` when
@@ -175,7 +178,7 @@ pub enum ClientRequest {
         /// The member to remove.
         node: NodeId,
     },
-    /// The partition map as this node applied it (answered [`ClientResponse::Partitions`]).
+    /// The partition map in force on this node (answered [`ClientResponse::Partitions`]).
     Partitions,
     /// Create a partition (answered [`ClientResponse::PartitionChanged`]).
     CreatePartition {
@@ -321,8 +324,8 @@ pub enum ClientResponse {
         partition: Option<PartitionId>,
         /// Its generation on `Success`, else 0.
         generation: u64,
-        /// The version of the node's map when it answered `Success` (it holds the change),
-        /// else 0.
+        /// On `Success`, the version of the map the node's partition 0 had committed when it
+        /// answered (it holds the change), else 0.
         version: u64,
         /// Why, in words (empty on `Success`).
         reason: String,
