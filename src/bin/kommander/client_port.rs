@@ -383,18 +383,10 @@ fn dispatch(shared: &PortShared, id: u64, request: ClientRequest) -> Pending {
     match request {
         // The node never checkpoints the system partition: a client's entry there would stay
         // in its log (and be replayed at every restart) for good.
-        ClientRequest::Replicate { partition, .. } if partition == SYSTEM_PARTITION => {
-            Pending::Ready(
-                id,
-                ClientResponse::Failed {
-                    reason: format!(
-                        "{partition} is the system partition: clients cannot write to it \
-                         (nothing was written)"
-                    ),
-                },
-            )
-        }
-        ClientRequest::FencedReplicate { partition, .. } if partition == SYSTEM_PARTITION => {
+        ClientRequest::Replicate { partition, .. }
+        | ClientRequest::FencedReplicate { partition, .. }
+            if partition == SYSTEM_PARTITION =>
+        {
             Pending::Ready(
                 id,
                 ClientResponse::Failed {
