@@ -10,7 +10,7 @@
 //!       Ping      ─► Pong                                           ─┤
 //!       Members   ─► answered at once from raft.membership          ─┤
 //!       RemoveMember ─► raft.remove_member (through partition 0's leader) ─┤
-//!       Partitions, Route ─► answered at once from raft.partition_map ─┤
+//!       Partitions, Route ─► answered at once from raft.committed_partition_map ─┤
 //!       Create/Remove/Split/MergePartition(s) ─► raft.create_partition... (this node
 //!         must lead partition 0)                                    ─┤
 //!       FencedReplicate ─► raft.replicate_logs with expected_generation ─┤
@@ -416,8 +416,11 @@ fn dispatch(shared: &PortShared, id: u64, request: ClientRequest) -> Pending {
             log_type,
             payload,
         } => replicate(shared, id, partition, &log_type, payload, generation),
+        // The committed map: what a change's answer refers to, and what the shards fence
+        // writes with (the map in force follows once every shard opened and closed what it
+        // changes).
         ClientRequest::Partitions => {
-            let map = shared.raft.partition_map();
+            let map = shared.raft.committed_partition_map();
             Pending::Ready(
                 id,
                 ClientResponse::Partitions {
@@ -429,7 +432,7 @@ fn dispatch(shared: &PortShared, id: u64, request: ClientRequest) -> Pending {
         }
         ClientRequest::Route { key } => {
             // One map answers both: the partition and its generation.
-            let map = shared.raft.partition_map();
+            let map = shared.raft.committed_partition_map();
             let routed = map.partition_for_key(&key).ok();
             Pending::Ready(
                 id,

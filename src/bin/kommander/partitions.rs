@@ -26,7 +26,7 @@ pub(crate) struct PartitionsArgs {
 
 #[derive(Debug, clap::Subcommand)]
 enum PartitionsCommand {
-    /// Print the partition map as the node at --connect applied it: its version, then per
+    /// Print the partition map the node at --connect committed: its version, then per
     /// partition its id, state (active, splitting, draining, removed: a tombstone whose id is
     /// never reused), routing (hash or unrouted), hash range, generation (what fenced writes
     /// name) and the partner of a split or merge in progress.

@@ -84,17 +84,17 @@
 //! saying why in words; `Unknown` when the outcome is not known (the wait ran out, leadership
 //! was lost, the node stopped: the change may still commit).
 //!
-//! `Partitions` answers the partition map in force on the node (the newest committed map
-//! every shard of the node followed: the partitions it adds are open, those it removes
-//! closed): its version (0: no map yet, no range) and every range, tombstones included, by
-//! partition id. `CreatePartition`,
+//! `Partitions` answers the partition map the node's partition 0 committed (the one its
+//! shards fence writes with; they open the partitions it adds and close those it removes
+//! right after): its version (0: no map yet, no range) and every range, tombstones included,
+//! by partition id. `CreatePartition`,
 //! `RemovePartition`, `SplitPartition` and `MergePartitions` ask the node for the change
 //! (`Raft::create_partition`, `remove_partition`, `split_partition`, `merge_partitions`;
 //! the node must lead partition 0, nothing is forwarded): `PartitionChanged` with `Success`,
 //! the partition the change names (a created one, the source of a split, the survivor of a
 //! merge; an automatic id resolved), its generation and the version of the map the node's
-//! partition 0 had committed when it answered (it holds the change; `Partitions` shows it
-//! once the node's shards followed it); a refusal changed nothing (`NodeIsNotLeader`: ask `Leader`
+//! partition 0 had committed when it answered (it holds the change, and `Partitions` on that
+//! node shows it from then on); a refusal changed nothing (`NodeIsNotLeader`: ask `Leader`
 //! of partition 0; `ActiveProposal`: another change is in flight, retry; `Errored`: a rule
 //! refused it, such as an unknown partition, an invalid plan or range, a tombstoned id;
 //! `ProposalQueueFull`, `RestoreInProgress`), `reason` saying why in words; `Unknown` when
@@ -105,7 +105,7 @@
 //! the client routed with (not 0): answered as `Replicate`, and `Replicated` with
 //! `PartitionMoved` when the partition's range has another generation, or is being split or
 //! merged, when its shard proposes the write (nothing written: read `Partitions` again, route
-//! again and retry). `Route` answers which partition the node's map routes `key` to (the
+//! again and retry). `Route` answers which partition the node's committed map routes `key` to (the
 //! prefix before its last `/` decides) and that partition's generation: `Routed` with
 //! `Success`, or `Errored` (partition 0) when no active range holds the key's hash (no map
 //! yet included).
@@ -178,7 +178,8 @@ pub enum ClientRequest {
         /// The member to remove.
         node: NodeId,
     },
-    /// The partition map in force on this node (answered [`ClientResponse::Partitions`]).
+    /// The partition map this node's partition 0 committed (answered
+    /// [`ClientResponse::Partitions`]).
     Partitions,
     /// Create a partition (answered [`ClientResponse::PartitionChanged`]).
     CreatePartition {
