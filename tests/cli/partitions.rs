@@ -1,11 +1,16 @@
 //! `kommander partitions list|create|remove|split|merge|route` against a one-node cluster:
 //! each change and what `list` shows after it, the refusals with their exit code and message
-//! (an unknown partition, an invalid split plan, a tombstoned id reused), invalid usage, and a
-//! wrong secret refused at the handshake.
+//! (an unknown partition, an invalid split plan, a tombstoned id reused), fenced writes after
+//! a split (`PartitionMoved` for the old generation), invalid usage, and a wrong secret
+//! refused at the handshake.
 
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kommander_raft::transport::tcp::client::{ClientConnection, ClientRequest, ClientResponse};
+use kommander_raft::{PartitionId, Status};
 
 use super::{PATIENCE, Running, client_of, free_port, kommander};
 use crate::process::harness::client_command_of;
@@ -128,6 +133,56 @@ fn wait_ranges(
     }
 }
 
+/// Fenced writes to partition 1 after its split (generation 3): the current generation is
+/// written, the one before the split refused `PartitionMoved`, generation 0 and partition 0
+/// `Failed`; nothing is written but the first.
+fn fenced_writes(client: &str) {
+    let mut connection =
+        ClientConnection::connect(client, CLUSTER, Some(SECRET), Duration::from_secs(10))
+            .expect("a client connection");
+    let mut write = |partition: u32, generation: u64| {
+        connection
+            .call(&ClientRequest::FencedReplicate {
+                partition: PartitionId(partition),
+                generation,
+                log_type: "t".to_owned(),
+                payload: Bytes::from_static(b"fenced"),
+            })
+            .expect("an answer")
+    };
+    let written = write(1, 3);
+    assert!(
+        matches!(
+            written,
+            ClientResponse::Replicated {
+                status: Status::Success,
+                index: Some(_),
+                ..
+            }
+        ),
+        "{written:?}"
+    );
+    let moved = write(1, 1);
+    assert!(
+        matches!(
+            moved,
+            ClientResponse::Replicated {
+                status: Status::PartitionMoved,
+                index: None,
+                ..
+            }
+        ),
+        "{moved:?}"
+    );
+    for (partition, generation) in [(1, 0), (0, 1)] {
+        let failed = write(partition, generation);
+        assert!(
+            matches!(failed, ClientResponse::Failed { .. }),
+            "partition {partition} generation {generation}: {failed:?}"
+        );
+    }
+}
+
 const HALF: i64 = 1 << 30;
 const TOP: i64 = i32::MAX as i64;
 
@@ -195,6 +250,7 @@ fn partitions_are_listed_created_removed_split_merged_and_refused() {
     });
     assert_eq!(split[0], (1, "active".to_owned(), 0, HALF / 2 - 1, 3));
     assert_eq!(split[4], (5, "active".to_owned(), HALF / 2, HALF - 1, 2));
+    fenced_writes(&client);
 
     // Route: the node's map decides, with the partition's generation.
     for key in ["orders/17/line/3", "a", "customers/9"] {

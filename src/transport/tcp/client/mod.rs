@@ -68,7 +68,8 @@
 //! * `Failed`: a definite refusal, nothing was written, and the same request fails again: a
 //!   malformed request, an invalid entry (a log type longer than `log_type_bytes_max`, the
 //!   reserved `_RaftSystem`, an entry larger than a WAL record holds), a write to the system
-//!   partition 0 (the `kommander node` client port refuses them).
+//!   partition 0 (the `kommander node` client port refuses them), a `FencedReplicate` naming
+//!   generation 0.
 //! * `Unknown`: the node cannot say what became of the entry: its wait for the outcome ran
 //!   out, leadership was lost before the entry committed, or the node stopped (or its shard
 //!   failed) before the outcome was known. It may be committed, now or later under another
