@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::clock::HlcTimestamp;
 use crate::core::{NodeId, PartitionId};
 use crate::node::discovery::RaftNode;
-use crate::node::partition_map::{NoRouteError, PartitionMap};
+use crate::node::partition_map::{NoRouteError, PartitionMap, key_hash};
 
 use super::Raft;
 
@@ -117,6 +117,17 @@ impl Raft {
     pub fn partition_for_key(&self, key: &str) -> Result<PartitionId, NoRouteError> {
         let map = self.partition_map();
         map.partition_for_key(key)
+    }
+
+    /// The routing hash of `key`: the point of the hash space [`Raft::partition_for_key`]
+    /// looks up (xxHash64 of the prefix before the last `/`, in `0..=i32::MAX`). An
+    /// application that exports a split's or merge's range
+    /// ([`StateTransfer::export_range`](crate::StateTransfer::export_range)) picks its keys
+    /// with it: a key moves when [`RangeTransfer::holds`](crate::RangeTransfer::holds) its
+    /// hash.
+    #[must_use]
+    pub fn key_hash(key: &str) -> i32 {
+        key_hash(key)
     }
 
     /// The partition owning keys with prefix `prefix` (Kommander's `GetPrefixPartitionKey`).
