@@ -1,0 +1,9 @@
+//! The store's tests: three in-process nodes on loopback TCP, driven over HTTP.
+//!
+//! `cargo test -p kommander-kv --profile ci --test main`
+
+mod api;
+mod bad_input;
+mod cluster;
+mod compaction;
+mod restart;
