@@ -32,7 +32,7 @@ use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender};
 use tokio::sync::{oneshot, watch};
 
 use crate::clock::HybridLogicalClock;
-use crate::core::{NodeId, PartitionId, Role, Ticket};
+use crate::core::{LogIndex, NodeId, PartitionId, Role, Ticket};
 use crate::node::config::NodeConfig;
 use crate::node::events::EventHub;
 use crate::node::identity::{Identity, Origin};
@@ -169,6 +169,12 @@ impl StateMachine for SystemApp {
         self.timed("on_log_restored", partition, entry, || {
             self.app.on_log_restored(partition, entry)
         })
+    }
+
+    // The application's own: left at the trait's default, the wrapper would report `None` and
+    // the WAL would be compacted at every checkpoint past what the application holds.
+    fn durable_index(&self, partition: PartitionId) -> Option<LogIndex> {
+        self.app.durable_index(partition)
     }
 }
 
@@ -360,7 +366,7 @@ impl Loop {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{Entry, EntryKind, LogIndex, Term, Ticket};
+    use crate::core::{Entry, EntryKind, Term, Ticket};
     use crate::shard::codec::encode_envelope;
     use crate::shard::log_capture::logged_by;
 
@@ -398,6 +404,33 @@ mod tests {
             assert!(app.on_replication_received(PartitionId(3), &entry));
             assert!(app.on_log_restored(PartitionId(3), &entry));
         })
+    }
+
+    /// An application durable through index 41 of partition 3 only.
+    struct Durable;
+
+    impl StateMachine for Durable {
+        fn on_replication_received(&self, _: PartitionId, _: &LogEntry) -> bool {
+            true
+        }
+
+        fn on_log_restored(&self, _: PartitionId, _: &LogEntry) -> bool {
+            true
+        }
+
+        fn durable_index(&self, partition: PartitionId) -> Option<LogIndex> {
+            (partition == PartitionId(3)).then_some(LogIndex(41))
+        }
+    }
+
+    #[test]
+    fn the_applications_durable_index_is_the_one_the_shards_see() {
+        let app = SystemApp {
+            app: Arc::new(Durable),
+            slow_callback: Duration::ZERO,
+        };
+        assert_eq!(app.durable_index(PartitionId(3)), Some(LogIndex(41)));
+        assert_eq!(app.durable_index(PartitionId(4)), None);
     }
 
     #[test]
