@@ -2,7 +2,9 @@
 //! snapshot: its leaders compacted past what they retain), and a whole cluster restarted
 //! rebuilds its state from the snapshot files and the log above them.
 
-use crate::cluster::Cluster;
+use std::time::{Duration, Instant};
+
+use crate::cluster::{Cluster, PATIENCE};
 
 const KEYS: usize = 240;
 
@@ -53,6 +55,43 @@ async fn a_restarted_node_serves_every_acknowledged_write() {
     }
     cluster.start_nodes(&[0, 1, 2]).await;
     assert_all(&cluster, &[0, 1, 2], &expected).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_file_that_cannot_be_written_keeps_the_log_for_the_restart() {
+    let mut cluster = Cluster::start(|config| {
+        config.kv.checkpoint_interval_entries = 20;
+        config.kv.checkpoint_check_interval_ms = 10;
+    })
+    .await;
+    // Node 1 can no longer write its snapshot files (its directory is gone).
+    std::fs::remove_dir_all(cluster.snapshot_dir(0)).expect("remove the snapshot directory");
+    let expected: Vec<Option<String>> = (0..100).map(|key| Some(value(key, 0))).collect();
+    for (key, value) in expected.iter().enumerate() {
+        cluster
+            .put(&format!("k{key}"), value.as_deref().expect("a value"))
+            .await;
+    }
+    let deadline = Instant::now() + PATIENCE;
+    for partition in cluster.partitions() {
+        // The checkpoints committed: the other nodes wrote their files and compacted.
+        loop {
+            let compacted = cluster.status(1, partition).await.wal_floor.get() > 0
+                && cluster.status(2, partition).await.wal_floor.get() > 0;
+            if compacted {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{partition} never compacted");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Node 1 applied those checkpoints but holds no file: its WAL keeps every entry.
+        let status = cluster.status(0, partition).await;
+        assert!(status.floor.get() > 0, "{status:?}");
+        assert_eq!(status.wal_floor.get(), 0, "{partition}: {status:?}");
+    }
+    cluster.stop(0).await;
+    cluster.start_nodes(&[0]).await;
+    assert_all(&cluster, &[0], &expected).await;
 }
 
 /// Every key's linearizable read on each of `nodes` is the expected value.

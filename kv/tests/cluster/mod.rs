@@ -179,6 +179,11 @@ impl Cluster {
         }
     }
 
+    /// Node `i`'s snapshot directory.
+    pub(crate) fn snapshot_dir(&self, i: usize) -> std::path::PathBuf {
+        self.configs[i].snapshot_dir()
+    }
+
     pub(crate) fn node(&self, i: usize) -> &KvNode {
         self.nodes[i].as_ref().expect("a running node")
     }
