@@ -7,3 +7,4 @@ mod bad_input;
 mod cluster;
 mod compaction;
 mod restart;
+mod split;
