@@ -225,11 +225,7 @@ async fn put(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let reply = match (api.key(key), body) {
-        (Err(reply), _) => reply,
-        (Ok(_), Err(rejected)) => body_refused(&rejected),
-        (Ok(key), Ok(value)) => api.write(key, Operation::Put(value), &uri).await,
-    };
+    let reply = write_with_body(&api, key, body, &uri, |value| Ok(Operation::Put(value))).await;
     reply.finish(api.raft.local_node_id(), &headers)
 }
 
@@ -253,26 +249,44 @@ async fn compare_and_set(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let reply = match (api.key(key), body) {
-        (Err(reply), _) => reply,
-        (Ok(_), Err(rejected)) => body_refused(&rejected),
-        (Ok(key), Ok(body)) => match serde_json::from_slice::<CompareAndSet>(&body) {
-            Err(error) => Reply::failed(
+    let reply = write_with_body(&api, key, body, &uri, |body| {
+        let cas = serde_json::from_slice::<CompareAndSet>(&body).map_err(|error| {
+            Reply::failed(
                 StatusCode::BAD_REQUEST,
                 format!(
                     "the body must be {{\"expected\": string or null, \"new\": string}}: {error}"
                 ),
-            ),
-            Ok(cas) => {
-                let operation = Operation::CompareAndSet {
-                    expected: cas.expected.map(Bytes::from),
-                    new: Bytes::from(cas.new),
-                };
-                api.write(key, operation, &uri).await
-            }
-        },
-    };
+            )
+        })?;
+        Ok(Operation::CompareAndSet {
+            expected: cas.expected.map(Bytes::from),
+            new: Bytes::from(cas.new),
+        })
+    })
+    .await;
     reply.finish(api.raft.local_node_id(), &headers)
+}
+
+/// The write `operation` makes of a request's body, once its key and body are good.
+async fn write_with_body(
+    api: &Api,
+    key: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+    uri: &Uri,
+    operation: impl FnOnce(Bytes) -> Result<Operation, Reply>,
+) -> Reply {
+    let key = match api.key(key) {
+        Ok(key) => key,
+        Err(reply) => return reply,
+    };
+    let operation = match body {
+        Ok(body) => operation(body),
+        Err(rejected) => Err(body_refused(&rejected)),
+    };
+    match operation {
+        Ok(operation) => api.write(key, operation, uri).await,
+        Err(reply) => reply,
+    }
 }
 
 async fn read(

@@ -4,135 +4,70 @@
 use hyper::StatusCode;
 use kommander_kv::{INDEX_HEADER, LEADER_HEADER, NODE_HEADER, OPERATION_ID_HEADER};
 
-use crate::cluster::{Cluster, request};
+use std::net::SocketAddr;
+
+use crate::cluster::{Answer, Cluster, request};
+
+/// A compare-and-set of `color` on `addr`.
+async fn cas(addr: SocketAddr, body: &str) -> Answer {
+    request(addr, "POST", "/cas/color", body.to_owned(), &[]).await
+}
+
+/// A header's number.
+fn number(answer: &Answer, header: &str) -> u64 {
+    let value = answer.header(header).expect("the header");
+    value.parse().expect("a number")
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn put_get_delete_and_compare_and_set_answer_exactly() {
     let cluster = Cluster::start(|_| {}).await;
     let leader = cluster.leader_of("color").await;
     let addr = cluster.addr(leader);
+    let blue = Some(&b"blue"[..]);
 
-    let put = request(
-        addr,
-        "PUT",
-        "/kv/color",
-        "blue",
-        &[(OPERATION_ID_HEADER, "op-1")],
-    )
-    .await;
-    assert_eq!(
-        (put.status, put.outcome()),
-        (StatusCode::OK, "ok"),
-        "{put:?}"
-    );
+    let op = [(OPERATION_ID_HEADER, "op-1")];
+    let put = request(addr, "PUT", "/kv/color", "blue", &op).await;
+    put.assert_is(StatusCode::OK, "ok");
     assert_eq!(put.header(OPERATION_ID_HEADER), Some("op-1"));
-    assert_eq!(
-        put.header(NODE_HEADER),
-        Some((leader + 1).to_string().as_str())
-    );
-    let written: u64 = put
-        .header(INDEX_HEADER)
-        .expect("an index")
-        .parse()
-        .expect("a number");
+    assert_eq!(number(&put, NODE_HEADER), leader as u64 + 1);
+    let written = number(&put, INDEX_HEADER);
     assert_eq!(put.json()["index"], written);
 
     let get = request(addr, "GET", "/kv/color", "", &[]).await;
-    assert_eq!((get.status, &get.body[..]), (StatusCode::OK, &b"blue"[..]));
-    let read_index: u64 = get
-        .header(INDEX_HEADER)
-        .expect("a read index")
-        .parse()
-        .expect("a number");
+    get.assert_is(StatusCode::OK, "ok");
+    assert_eq!(&get.body[..], b"blue");
+    let read_index = number(&get, INDEX_HEADER);
     assert!(
         read_index >= written,
-        "read index {read_index} below the write's {written}"
+        "read index {read_index} below {written}"
     );
 
-    let mismatch = request(
-        addr,
-        "POST",
-        "/cas/color",
-        r#"{"expected":"red","new":"green"}"#,
-        &[],
-    )
-    .await;
-    assert_eq!(
-        (mismatch.status, mismatch.outcome()),
-        (StatusCode::CONFLICT, "failed"),
-        "{mismatch:?}"
-    );
+    let mismatch = cas(addr, r#"{"expected":"red","new":"green"}"#).await;
+    mismatch.assert_is(StatusCode::CONFLICT, "failed");
     assert_eq!(mismatch.json()["current"], "blue");
-    assert_eq!(
-        cluster.get(leader, "color").await.as_deref(),
-        Some(&b"blue"[..])
-    );
+    assert_eq!(cluster.get(leader, "color").await.as_deref(), blue);
 
-    let swapped = request(
-        addr,
-        "POST",
-        "/cas/color",
-        r#"{"expected":"blue","new":"green"}"#,
-        &[],
-    )
-    .await;
-    assert_eq!(
-        (swapped.status, swapped.outcome()),
-        (StatusCode::OK, "ok"),
-        "{swapped:?}"
-    );
-    assert_eq!(
-        cluster.get(leader, "color").await.as_deref(),
-        Some(&b"green"[..])
-    );
-
-    let absent_expected = request(
-        addr,
-        "POST",
-        "/cas/color",
-        r#"{"expected":null,"new":"x"}"#,
-        &[],
-    )
-    .await;
-    assert_eq!(
-        absent_expected.status,
-        StatusCode::CONFLICT,
-        "{absent_expected:?}"
-    );
+    cas(addr, r#"{"expected":"blue","new":"green"}"#)
+        .await
+        .assert_is(StatusCode::OK, "ok");
+    let green = Some(&b"green"[..]);
+    assert_eq!(cluster.get(leader, "color").await.as_deref(), green);
+    cas(addr, r#"{"expected":null,"new":"x"}"#)
+        .await
+        .assert_is(StatusCode::CONFLICT, "failed");
 
     let deleted = request(addr, "DELETE", "/kv/color", "", &[]).await;
-    assert_eq!(
-        (deleted.status, deleted.outcome()),
-        (StatusCode::OK, "ok"),
-        "{deleted:?}"
-    );
+    deleted.assert_is(StatusCode::OK, "ok");
     let gone = request(addr, "GET", "/kv/color", "", &[]).await;
-    assert_eq!(
-        (gone.status, gone.outcome()),
-        (StatusCode::NOT_FOUND, "ok"),
-        "{gone:?}"
-    );
-
-    let created = request(
-        addr,
-        "POST",
-        "/cas/color",
-        r#"{"expected":null,"new":"red"}"#,
-        &[],
-    )
-    .await;
-    assert_eq!(
-        (created.status, created.outcome()),
-        (StatusCode::OK, "ok"),
-        "{created:?}"
-    );
+    gone.assert_is(StatusCode::NOT_FOUND, "ok");
+    cas(addr, r#"{"expected":null,"new":"red"}"#)
+        .await
+        .assert_is(StatusCode::OK, "ok");
     // Every replica applied the same history: a linearizable read on each sees the last write.
     for i in 0..3 {
-        assert_eq!(
-            cluster.get(i, "color").await.as_deref(),
-            Some(&b"red"[..]),
-            "node {i}"
-        );
+        let read = cluster.get(i, "color").await;
+        assert_eq!(read.as_deref(), Some(&b"red"[..]), "node {i}");
     }
 }
 

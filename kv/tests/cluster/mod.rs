@@ -56,6 +56,11 @@ impl Answer {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
+    /// Asserts the status and the `x-kv-outcome`.
+    pub(crate) fn assert_is(&self, status: StatusCode, outcome: &str) {
+        assert_eq!((self.status, self.outcome()), (status, outcome), "{self:?}");
+    }
+
     /// The JSON body.
     pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).expect("a JSON body")
@@ -125,6 +130,14 @@ pub(crate) struct Cluster {
 impl Cluster {
     /// Starts three nodes with two partitions; `tweak` adjusts each configuration.
     pub(crate) async fn start(tweak: impl Fn(&mut Config)) -> Self {
+        // The nodes' logs (filtered by KOMMANDER_LOG, warnings by default), shown for a failed
+        // test.
+        let filter = tracing_subscriber::EnvFilter::try_from_env("KOMMANDER_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
         let dir = tempfile::tempdir().expect("temporary directory");
         let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let configs: Vec<Config> = (1..=3u64)
@@ -258,8 +271,9 @@ impl Cluster {
             .expect("a status")
     }
 
-    /// Sends a request to node `i`, following redirects and retrying `failed` 503s (an
-    /// election, a leader's address not known yet) until [`PATIENCE`] runs out.
+    /// Sends a request to node `i`, following redirects and retrying `failed` 503s and 504s
+    /// (an election, a leader's address not known yet, a node catching up) until
+    /// [`PATIENCE`] runs out.
     pub(crate) async fn send(&self, i: usize, method: &str, path: &str, body: &[u8]) -> Answer {
         let deadline = Instant::now() + PATIENCE;
         let mut addr = self.addr(i);
@@ -283,7 +297,11 @@ impl Cluster {
                     addr = target.parse().expect("an address");
                     true
                 }
-                StatusCode::SERVICE_UNAVAILABLE if answer.outcome() == "failed" => {
+                // Definite failures a client retries: no leader yet, a read index not
+                // confirmed or not applied in time (a node catching up).
+                StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
+                    if answer.outcome() == "failed" =>
+                {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     true
                 }
