@@ -4,6 +4,7 @@
 
 mod api;
 mod bad_input;
+mod binary;
 mod cluster;
 mod compaction;
 mod restart;
