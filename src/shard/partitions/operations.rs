@@ -11,7 +11,8 @@
 //!   `start <= end` inside `0..=i32::MAX` overlapping no routable range. Generation 1, active,
 //!   with the first configuration the proposer gives.
 //! * [`MapOperation::Remove`]: the id must be in the map; a tombstone is already done with its
-//!   generation; a range being split or merged is refused; otherwise it becomes a tombstone,
+//!   generation; a range being split or merged is refused (a merge's survivor included);
+//!   otherwise it becomes a tombstone,
 //!   generation + 1, keeping its range (its first configuration goes: no node opens it).
 //! * [`MapOperation::Split`]: phase 1 of the split ([`PartitionMap::split_phase_1`], refused as
 //!   Kommander refuses it), the target's first configuration the one the proposer gives; the
@@ -383,6 +384,10 @@ impl PartitionMap {
             }
             RangeState::Active => {}
         }
+        if let Some(from) = existing.importing_from {
+            // A merge's survivor: the merge's source would name a tombstone as its partner.
+            return Err(TransitionError::Importing { partition, from }.into());
+        }
         let mut map = self.clone();
         map.version += 1;
         let mut generation = 0;
@@ -731,6 +736,17 @@ mod tests {
         assert_eq!(
             plan(&map, remove(4)),
             Err(MapOperationError::NotFound(PartitionId(4)))
+        );
+        let merging = PartitionMap::initial(3)
+            .expect("a map")
+            .merge_phase_1(PartitionId(3), PartitionId(2))
+            .expect("phase 1");
+        assert_eq!(
+            plan(&merging, remove(3)),
+            Err(MapOperationError::Transition(TransitionError::Importing {
+                partition: PartitionId(3),
+                from: PartitionId(2)
+            }))
         );
         assert_eq!(
             plan(&map, remove(0)),

@@ -65,6 +65,17 @@ pub enum TransitionError {
     /// A merge of hash ranges that do not touch.
     #[error("the hash ranges of partitions {0} and {1} are not adjacent")]
     NotAdjacent(PartitionId, PartitionId),
+    /// The partition is the survivor of a merge under way (`Active`, importing the source's
+    /// range): its range cannot change before the merge's phase 2. (Splitting it, merging it
+    /// again or removing it would leave the merge's source naming a partner that no longer
+    /// names it back: a map every node refuses.)
+    #[error("partition {partition} is importing from partition {from}: a merge is under way")]
+    Importing {
+        /// The partition.
+        partition: PartitionId,
+        /// The merge's source it imports from.
+        from: PartitionId,
+    },
     /// Phase 2 of a transfer that is not in the map (no `Splitting` source or `Draining`
     /// range exporting to a partner that imports from it).
     #[error("partition {0} is not the source of a split or merge under way")]
@@ -220,7 +231,7 @@ impl PartitionMap {
         Ok(next)
     }
 
-    /// The range of `partition` when it is `Active`.
+    /// The range of `partition` when it is `Active` and no merge's survivor.
     fn active(&self, partition: PartitionId) -> Result<&PartitionRange, TransitionError> {
         let range = self
             .get(partition)
@@ -231,6 +242,9 @@ impl PartitionMap {
                 partition,
                 state: range.state,
             });
+        }
+        if let Some(from) = range.importing_from {
+            return Err(TransitionError::Importing { partition, from });
         }
         Ok(range)
     }
@@ -538,6 +552,15 @@ mod tests {
                 state: RangeState::Draining
             })
         );
+        // The survivor is Active but importing: neither split nor merged again (the node
+        // simulator's elastic sweep split a survivor mid-merge; phase 2 then left the source
+        // naming a partner that did not name it back).
+        let importing = Err(TransitionError::Importing {
+            partition: P1,
+            from: P2,
+        });
+        assert_eq!(draining.split_phase_1(P1, None, None), importing);
+        assert_eq!(draining.merge_phase_1(P1, P3), importing);
         assert_eq!(
             draining.merge_phase_2(P1),
             Err(TransitionError::NoTransfer(P1))

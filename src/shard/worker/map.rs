@@ -85,9 +85,14 @@ impl Worker {
             .unwrap_or_else(|| (self.config.cluster.keys().copied().collect(), Vec::new()))
     }
 
-    /// Closes `partition`, which the map removed (nothing when it is not hosted here).
+    /// Closes `partition`, which the map removed; when it is not hosted here, deletes its WAL
+    /// records all the same, if the WAL holds any (a node that restarted after the tombstone
+    /// committed never opens the partition again: the node simulator's elastic sweep found
+    /// its records kept for ever).
     fn close(&mut self, partition: PartitionId, now: Instant) {
         let Some(mut slot) = self.partitions.remove(partition) else {
+            let deleted = self.writes.delete_partition(&mut self.wal, partition);
+            self.check_wal(deleted);
             return;
         };
         slot.refuse_waiters(&Refusal::NotHosted);
