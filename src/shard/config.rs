@@ -281,12 +281,21 @@ pub enum NodeBug {
     /// A data directory admitted through a seed votes at once: its replicas are opened
     /// without `votes_withheld_below_version` (decision 0004, "A replaced disk's vote").
     ReplacedDiskVotesAtOnce,
+    /// The generation fence is skipped: the shard carries out a fenced request whatever the
+    /// generation it was routed with (`Request::Fenced`).
+    SkipGenerationFence,
+    /// Phase 2 of a split or merge is proposed as soon as phase 1 is the committed map,
+    /// without waiting until this node's replica of the importing partition applied the end
+    /// of the import (how "phase 2 before phase 1 committed" shows in this design: phase 1's
+    /// map commits at once, its transfer through the target's log is what phase 2 must wait
+    /// for).
+    PhaseTwoBeforePhaseOne,
 }
 
 #[cfg(feature = "sim-bugs")]
 impl NodeBug {
     /// Every injectable node-level bug.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 12] = [
         Self::ReleaseGatedBeforeDurable,
         Self::AckProposalBeforeDurable,
         Self::DurableWithoutFsync,
@@ -297,6 +306,8 @@ impl NodeBug {
         Self::RosterChangeBeforeNoOp,
         Self::ConcurrentRosterChanges,
         Self::ReplacedDiskVotesAtOnce,
+        Self::SkipGenerationFence,
+        Self::PhaseTwoBeforePhaseOne,
     ];
 
     /// The core bug this node bug turns on in `partition`'s replica, if any: a roster bug

@@ -8,7 +8,9 @@
 //! - `KOMMANDER_NODE_SIM_SEED` (+ `KOMMANDER_NODE_SIM_BUG`) — the seed `node_sim::replay` runs;
 //! - `KOMMANDER_NODE_SIM_REPLACE` — the sweep that moves nodes replaces nodes' disks in every
 //!   seed, not only the odd ones (`node_sim::sweep::nodes_joining_and_leaving`);
-//!   `node_sim::replay` replays such a seed.
+//!   `node_sim::replay` replays such a seed;
+//! - `KOMMANDER_NODE_SIM_ELASTIC` — `node_sim::replay` replays a seed of the elastic sweep
+//!   (`node_sim::sweep::partitions_split_and_merged_under_faults`).
 
 mod determinism;
 mod found;

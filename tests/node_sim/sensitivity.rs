@@ -12,7 +12,7 @@ use crate::sim::{env_u64, run_seeds};
 const SEEDS_MAX: u64 = 1_000;
 
 /// Every node-level bug and the checker that must catch it.
-const NODE_BUGS: [(NodeBug, &str); 10] = [
+const NODE_BUGS: [(NodeBug, &str); 12] = [
     (
         NodeBug::ReleaseGatedBeforeDurable,
         "acknowledged_writes_durable",
@@ -35,6 +35,8 @@ const NODE_BUGS: [(NodeBug, &str); 10] = [
     (NodeBug::RosterChangeBeforeNoOp, "election_safety"),
     (NodeBug::ConcurrentRosterChanges, "election_safety"),
     (NodeBug::ReplacedDiskVotesAtOnce, "election_safety"),
+    (NodeBug::SkipGenerationFence, "range_ownership"),
+    (NodeBug::PhaseTwoBeforePhaseOne, "linearizability"),
 ];
 
 /// Every core bug and the checker that must catch it, but those of `CORE_SIMULATOR_BUGS`:
@@ -182,6 +184,30 @@ fn a_replaced_disk_voting_at_once_is_caught() {
         "ReplacedDiskVotesAtOnce",
         NODE_BUGS[9].1,
         NodeSimConfig::replacing_nodes_for_seed,
+    );
+}
+
+/// Partitions split and merged (`NodeSimConfig::elastic_for_seed`), the fence skipped: a
+/// client routing with a map from before a split or merge (it never hears `PartitionMoved`
+/// now) writes to the source after its generation entry, and the write commits there.
+#[test]
+fn a_skipped_generation_fence_is_caught() {
+    caught_in(
+        "SkipGenerationFence",
+        NODE_BUGS[10].1,
+        NodeSimConfig::elastic_for_seed,
+    );
+}
+
+/// Phase 2 proposed as soon as phase 1 is the committed map, before the import's end: the
+/// split's target (or the merge's survivor) serves the moved keys without their values, and a
+/// read there misses a write the source held.
+#[test]
+fn phase_two_before_phase_one_is_caught() {
+    caught_in(
+        "PhaseTwoBeforePhaseOne",
+        NODE_BUGS[11].1,
+        NodeSimConfig::elastic_for_seed,
     );
 }
 

@@ -2,11 +2,30 @@
 //! bound; 0 violations; every seed non-vacuous (floors asserted per seed).
 //! `KOMMANDER_NODE_SIM_SEEDS=20000` runs the campaign with the same test.
 
+use kommander_raft::sim::SimFailure;
 use kommander_raft::sim::node::{
     NodeSimConfig, NodeSimReport, NodeSimulation, node_replay_command,
 };
 
 use crate::sim::{env_u64, run_seeds};
+
+/// The seeds that failed (a line each) and the reports of those that passed.
+fn failures_and_reports(
+    results: &[(u64, Result<NodeSimReport, SimFailure>)],
+) -> (Vec<String>, Vec<&NodeSimReport>) {
+    let failures = results
+        .iter()
+        .filter_map(|(seed, result)| {
+            let failure = result.as_ref().err()?;
+            Some(format!("seed {seed}: {failure}"))
+        })
+        .collect();
+    let reports = results
+        .iter()
+        .filter_map(|(_, result)| result.as_ref().ok())
+        .collect();
+    (failures, reports)
+}
 
 /// What every seed must reach, else it proved nothing.
 pub(super) fn vacuous(report: &NodeSimReport) -> Option<String> {
@@ -153,18 +172,8 @@ fn nodes_joining_and_leaving_under_faults() {
         };
         NodeSimulation::new(seed, config).run()
     });
-    let mut failures: Vec<String> = results
-        .iter()
-        .filter_map(|(seed, result)| {
-            let failure = result.as_ref().err()?;
-            Some(format!("seed {seed}: {failure}"))
-        })
-        .collect();
-    let reports = || {
-        results
-            .iter()
-            .filter_map(|(_, result)| result.as_ref().ok())
-    };
+    let (mut failures, reports) = failures_and_reports(&results);
+    let reports = || reports.iter().copied();
     let cuts: u64 = reports()
         .map(|report| report.faults.configuration_cuts)
         .sum();
@@ -181,6 +190,51 @@ fn nodes_joining_and_leaving_under_faults() {
     }
     if results.len() >= 50 && replacements == 0 {
         failures.push("no node was admitted again on replaced disks in the whole sweep".to_owned());
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {count} seeds failed (or the sweep was vacuous):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// The elastic operator (`NodeSimConfig::elastic_for_seed`): partitions created, removed,
+/// split and merged under the faults, partition 0's leader crashed between a split's or
+/// merge's phases now and then, the clients routing keys through the map they last learnt, so
+/// a key's history spans splits and merges; `range_ownership` judges every committed write,
+/// and the run settles only once every started split or merge finished and every node holds
+/// exactly the map's partitions open. 20 seeds in the default run (the campaign:
+/// `KOMMANDER_NODE_SIM_SEEDS=1000 cargo test --profile ci --test main
+/// node_sim::sweep::partitions_split`); a sweep of 50 seeds or more in which no split and no
+/// merge completed fails.
+#[test]
+fn partitions_split_and_merged_under_faults() {
+    let count = env_u64("KOMMANDER_NODE_SIM_SEEDS", 20);
+    let start = env_u64("KOMMANDER_NODE_SIM_SEED_START", 0);
+    let workers = env_u64("KOMMANDER_SIM_WORKERS", 2);
+    let results = run_seeds(start..start + count, workers, false, |seed| {
+        NodeSimulation::new(seed, NodeSimConfig::elastic_for_seed(seed)).run()
+    });
+    let (mut failures, reports) = failures_and_reports(&results);
+    let reports = || reports.iter().copied();
+    let total = |count: fn(&NodeSimReport) -> u64| reports().map(count).sum::<u64>();
+    let splits = total(|report| report.splits_completed);
+    let merges = total(|report| report.merges_completed);
+    println!(
+        "partitions split and merged: {} seeds from {start}, {} violations; {} map changes \
+         done, {} refused, {splits} splits and {merges} merges completed, {} crashes of \
+         partition 0's leader between the phases, {} acknowledged, {} reads",
+        results.len(),
+        failures.len(),
+        total(|report| report.map_changes),
+        total(|report| report.map_changes_refused),
+        total(|report| report.crashes_between_phases),
+        total(|report| report.acknowledged),
+        total(|report| report.reads),
+    );
+    if results.len() >= 50 && splits + merges == 0 {
+        failures.push("no split and no merge completed in the whole sweep".to_owned());
     }
     assert!(
         failures.is_empty(),

@@ -29,8 +29,16 @@ impl Worker {
         }
         let map = self.maps.map();
         let progress = self.maps.progress();
-        let Some((next, generation)) = phase_2(&map, |target| progress.import_applied(target))
-        else {
+        let imported = |target| progress.import_applied(target);
+        // The bug: every transfer counts as imported as soon as its phase 1 is committed.
+        #[cfg(feature = "sim-bugs")]
+        let skipped = self.config.bug == Some(crate::shard::NodeBug::PhaseTwoBeforePhaseOne);
+        #[cfg(feature = "sim-bugs")]
+        let imported = |target| match skipped {
+            true => crate::shard::partitions::transfer_into(&map, target),
+            false => imported(target),
+        };
+        let Some((next, generation)) = phase_2(&map, imported) else {
             return;
         };
         let Some(ticket) = self.partitions.replica(SYSTEM_PARTITION).map(system_ticket) else {

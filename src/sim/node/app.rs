@@ -20,8 +20,8 @@
 //! again is harmless, so a begin that restarts an import has nothing to drop.
 //!
 //! The application is the simulator's own: what it applied is the truth the delivery
-//! checkers judge from. Every delivery is queued as a [`Delivered`] for the simulation to
-//! check after the shard turn that made it.
+//! checkers judge from. Every delivery is queued as a [`Delivered`], every import entry as an
+//! [`Imported`], for the simulation to check after the shard turn that made it.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -105,6 +105,15 @@ pub(super) struct Delivered {
     pub(super) handed_before: LogIndex,
 }
 
+/// One import entry the library handed to the application's range import: the registers it
+/// carried (none for a begin or an end).
+#[derive(Debug, Clone)]
+pub(super) struct Imported {
+    pub(super) partition: PartitionId,
+    pub(super) index: LogIndex,
+    pub(super) registers: Vec<(u64, u64)>,
+}
+
 /// The application of one simulated node, kept across its incarnations.
 #[derive(Debug)]
 pub(super) struct SimApp {
@@ -115,6 +124,7 @@ pub(super) struct SimApp {
 struct Inner {
     partitions: BTreeMap<PartitionId, PartitionApp>,
     delivered: Vec<Delivered>,
+    imported: Vec<Imported>,
     /// Snapshots exported and imports finished (every incarnation).
     exports: u64,
     imports: u64,
@@ -126,6 +136,7 @@ impl SimApp {
             inner: Arc::new(Mutex::new(Inner {
                 partitions: BTreeMap::new(),
                 delivered: Vec::new(),
+                imported: Vec::new(),
                 exports: 0,
                 imports: 0,
             })),
@@ -159,6 +170,11 @@ impl SimApp {
     /// Deliveries since the last call.
     pub(super) fn take_delivered(&self) -> Vec<Delivered> {
         std::mem::take(&mut self.lock().delivered)
+    }
+
+    /// Import entries handed since the last call.
+    pub(super) fn take_imported(&self) -> Vec<Imported> {
+        std::mem::take(&mut self.lock().imported)
     }
 
     /// The live value of `key` in `partition` (a read served from local state).
@@ -354,18 +370,24 @@ impl SimApp {
                 "a range chunk of registers is 16 bytes a key",
             ));
         }
+        let mut registers = Vec::with_capacity(data.len() / 16);
+        let mut data = data;
+        while data.has_remaining() {
+            registers.push((data.get_u64_le(), data.get_u64_le()));
+        }
         let mut inner = self.lock();
+        inner.imported.push(Imported {
+            partition: target,
+            index: at,
+            registers: registers.clone(),
+        });
         let app = inner.partitions.entry(target).or_default();
         app.handed = app.handed.max(at);
         if at <= app.live.index {
             return Ok(());
         }
         app.live.index = at;
-        let mut data = data;
-        while data.has_remaining() {
-            let key = data.get_u64_le();
-            app.live.registers.insert(key, data.get_u64_le());
-        }
+        app.live.registers.extend(registers);
         Ok(())
     }
 }

@@ -4,17 +4,21 @@
 use std::sync::Arc;
 
 use crate::core::{EntryKind, LogIndex, NodeId, PartitionId};
+use crate::shard::SYSTEM_PARTITION;
+use crate::shard::partitions::RangeState;
 use crate::sim::checkers::Violation;
 use crate::sim::network::NetworkConfig;
 
 use super::NodeSimulation;
+use super::app::Delivered;
 use super::checkers::{
     AcknowledgedWritesDurable, ExactlyOnceInOrderDelivery, FailedWritesNeverCommit,
-    Linearizability, LogMatching, RECOVERY, StateMachineSafety,
+    Linearizability, LogMatching, RECOVERY, RangeOwnership, RoutedWrite, StateMachineSafety,
 };
 use super::client::PartitionClients;
 use super::run::{Event, SETTLE_CHECK_MS};
 use super::truth::{Acknowledged, DurableLog, decode_durable};
+use super::workload::Op;
 
 impl NodeSimulation {
     // ----- deliveries -----
@@ -53,9 +57,66 @@ impl NodeSimulation {
                 );
                 self.checkers
                     .judge(FailedWritesNeverCommit::NAME, verdict)?;
+                if self.config.elastic() {
+                    self.check_ownership(node, &delivered, op)?;
+                }
+            }
+        }
+        for imported in self.nodes[node].app.take_imported() {
+            let at = (imported.partition, imported.index);
+            let first = self
+                .truth
+                .imports
+                .entry(at)
+                .or_insert_with(|| imported.registers.clone());
+            if *first != imported.registers {
+                let verdict = Err(format!(
+                    "node {id} was handed an import entry at partition {} index {} carrying \
+                     {:?}, where one carrying {first:?} was handed before",
+                    imported.partition, imported.index, imported.registers
+                ));
+                self.checkers.judge(StateMachineSafety::NAME, verdict)?;
             }
         }
         Ok(())
+    }
+
+    /// `range_ownership` on a workload write `node`'s application was just handed, against
+    /// that node's durable log of the partition; a routed write is kept for the end's check of
+    /// its key's range (the first hand-over of each).
+    fn check_ownership(
+        &mut self,
+        node: usize,
+        delivered: &Delivered,
+        op: Op,
+    ) -> Result<(), Violation> {
+        let (partition, index, term) = (delivered.partition, delivered.index, delivered.term);
+        if let Op::Write {
+            key, generation, ..
+        } = op
+            && generation != 0
+            && self.truth.routed_ids.insert(op.id())
+        {
+            self.truth.routed_writes.push(RoutedWrite {
+                partition,
+                index,
+                key,
+                generation,
+            });
+        }
+        if !self.checkers.listens(RangeOwnership::NAME) {
+            return Ok(());
+        }
+        let shard = crate::shard::shard_of(partition, self.config.shards);
+        let logs = match self.durable(node, shard) {
+            Ok(logs) => logs,
+            Err(error) => return self.checkers.judge(RECOVERY, Err(error)),
+        };
+        let Some(log) = logs.get(&partition) else {
+            return Ok(());
+        };
+        let verdict = RangeOwnership::on_applied(partition, index, term, op, log);
+        self.checkers.judge(RangeOwnership::NAME, verdict)
     }
 
     // ----- the disks -----
@@ -82,11 +143,44 @@ impl NodeSimulation {
             decode_durable(&logs).map_err(|e| format!("node {} shard {shard}: {e}", node + 1))?,
         );
         sim_node.durable[shard] = Some((logs, Arc::clone(&decoded)));
+        if let Some(system) = decoded.get(&SYSTEM_PARTITION) {
+            for map in &system.maps {
+                self.truth.ranges.note(map);
+            }
+        }
         Ok(decoded)
     }
 
-    /// Whether a majority of the voters' disks hold `ack` now.
+    /// Whether a majority of the voters' disks hold `ack` now (the first voters of a partition
+    /// a map created are those its map entry names). Not judged once a map that
+    /// partition 0's disks held made its partition a tombstone: every node deletes its WAL
+    /// records (a merged-away partition's writes live on in its survivor, imported through the
+    /// survivor's log: the linearizability checker judges the keys' values there).
     pub(super) fn check_durable(&mut self, ack: &Acknowledged) -> Result<(), String> {
+        let verdict = self.check_durable_on_disks(ack);
+        if verdict.is_err() && self.config.elastic() {
+            // Judged again with the maps partition 0's disks hold now (the first voters of a
+            // partition a map created).
+            self.note_maps();
+            if self.truth.ranges.removed(ack.partition) {
+                return Ok(());
+            }
+            return self.check_durable_on_disks(ack);
+        }
+        verdict
+    }
+
+    /// Takes the partition maps every node's disk of partition 0 holds now into the truth's
+    /// history (`durable` does, when it decodes a new image).
+    pub(super) fn note_maps(&mut self) {
+        let shard = crate::shard::shard_of(SYSTEM_PARTITION, self.config.shards);
+        for node in 0..self.nodes.len() {
+            // A disk that does not recover is the recovery checker's, at the next disk check.
+            let _ = self.durable(node, shard);
+        }
+    }
+
+    fn check_durable_on_disks(&mut self, ack: &Acknowledged) -> Result<(), String> {
         let shard = crate::shard::shard_of(ack.partition, self.config.shards);
         let mut logs = Vec::with_capacity(self.nodes.len());
         for node in 0..self.nodes.len() {
@@ -106,9 +200,17 @@ impl NodeSimulation {
             })
             .collect();
         let changes_memberships = self.config.membership_interval_ms_max > 0;
-        let first_voters: Vec<NodeId> = (1..=self.config.initial_members as u64)
-            .map(NodeId)
-            .collect();
+        // A partition a map created (a split's target, a created one) starts with the voters
+        // its map entry names; the first map's with the nodes the cluster started with.
+        let first_voters: Vec<NodeId> = self
+            .truth
+            .ranges
+            .first_voters(ack.partition)
+            .unwrap_or_else(|| {
+                (1..=self.config.initial_members as u64)
+                    .map(NodeId)
+                    .collect()
+            });
         AcknowledgedWritesDurable::check(
             ack,
             &views,
@@ -122,6 +224,9 @@ impl NodeSimulation {
     /// run before every crash and at the end.
     pub(super) fn check_disks(&mut self) -> Result<(), Violation> {
         self.report.disk_checks += 1;
+        if self.config.elastic() {
+            self.note_maps();
+        }
         let listens_durable = self.checkers.listens(AcknowledgedWritesDurable::NAME);
         if listens_durable {
             for ack in self.truth.acknowledged.clone() {
@@ -133,8 +238,8 @@ impl NodeSimulation {
         if !self.checkers.listens(LogMatching::NAME) {
             return Ok(());
         }
-        // Partition 0 (the roster's) included.
-        for p in 0..=self.config.partitions as u32 {
+        // Partition 0 (the roster's) included, and every partition a map ever held.
+        for p in 0..=self.highest_partition() {
             let partition = PartitionId(p);
             let shard = crate::shard::shard_of(partition, self.config.shards);
             let mut logs = Vec::with_capacity(self.nodes.len());
@@ -188,10 +293,21 @@ impl NodeSimulation {
     }
 
     /// Every node's application applied the same index of every partition (a node whose log
-    /// fell behind its leader's compaction floor catches up through a snapshot).
+    /// fell behind its leader's compaction floor catches up through a snapshot): the
+    /// configured ones, or with the elastic operator those the final map holds open.
     pub(super) fn converged(&self) -> bool {
-        (1..=self.config.partitions as u32).all(|p| {
-            let partition = PartitionId(p);
+        let partitions: Vec<PartitionId> = match &self.elastic.final_map {
+            Some(map) => map
+                .partitions
+                .iter()
+                .filter(|range| range.state != RangeState::Removed)
+                .map(|range| range.partition_id)
+                .collect(),
+            None => (1..=self.config.partitions as u32)
+                .map(PartitionId)
+                .collect(),
+        };
+        partitions.into_iter().all(|partition| {
             let mut applied = self
                 .nodes
                 .iter()
@@ -201,12 +317,110 @@ impl NodeSimulation {
         })
     }
 
+    /// The highest user partition id: the configured ones, or one a map held.
+    pub(super) fn highest_partition(&self) -> u32 {
+        (self.config.partitions as u32).max(self.truth.ranges.highest_partition())
+    }
+
+    /// With the elastic operator, whether the map has settled too (without, `true`): no map
+    /// operation waits for a retry, every node's disk holds the same latest map of partition
+    /// 0, no split or merge is under way in it (liveness: the next leader of partition 0
+    /// finishes what a crashed one began), and every node's disks hold exactly the partitions
+    /// it holds open (a created one opened everywhere, a removed or merged-away one closed and
+    /// its WAL records deleted). Otherwise says why in `elastic.unsettled`; once settled the
+    /// map is `elastic.final_map`.
+    pub(super) fn elastic_settled(&mut self) -> Result<bool, Violation> {
+        if !self.config.elastic() {
+            return Ok(true);
+        }
+        self.elastic.final_map = None;
+        let why = self.elastic_unsettled()?;
+        let settled = why.is_none();
+        self.elastic.unsettled = why;
+        Ok(settled)
+    }
+
+    fn elastic_unsettled(&mut self) -> Result<Option<String>, Violation> {
+        if self.elastic.busy() {
+            return Ok(Some(
+                "a partition-map operation waits for its retry".to_owned(),
+            ));
+        }
+        let system_shard = crate::shard::shard_of(SYSTEM_PARTITION, self.config.shards);
+        let mut latest = Vec::with_capacity(self.nodes.len());
+        let mut hosted = Vec::with_capacity(self.nodes.len());
+        for node in 0..self.nodes.len() {
+            let mut open = std::collections::BTreeSet::new();
+            for shard in 0..self.config.shards {
+                let logs = match self.durable(node, shard) {
+                    Ok(logs) => logs,
+                    Err(error) => return self.checkers.judge(RECOVERY, Err(error)).map(|()| None),
+                };
+                if shard == system_shard {
+                    latest.push(
+                        logs.get(&SYSTEM_PARTITION)
+                            .and_then(|log| log.maps.last().cloned()),
+                    );
+                }
+                open.extend(logs.keys().copied().filter(|p| *p != SYSTEM_PARTITION));
+            }
+            hosted.push(open);
+        }
+        let versions: Vec<Option<u64>> = latest
+            .iter()
+            .map(|map| map.as_ref().map(|map| map.version))
+            .collect();
+        let Some(Some(map)) = latest.first().cloned() else {
+            return Ok(Some(format!(
+                "partition 0's disks hold the maps {versions:?}"
+            )));
+        };
+        if latest.iter().any(|other| other.as_ref() != Some(&map)) {
+            return Ok(Some(format!(
+                "partition 0's disks hold the maps {versions:?}"
+            )));
+        }
+        let moving: Vec<String> = map
+            .partitions
+            .iter()
+            .filter(|r| matches!(r.state, RangeState::Splitting | RangeState::Draining))
+            .map(|r| format!("{} {:?}", r.partition_id, r.state))
+            .collect();
+        if !moving.is_empty() {
+            return Ok(Some(format!(
+                "map version {} has a split or merge under way: {moving:?}",
+                map.version
+            )));
+        }
+        let expected: std::collections::BTreeSet<PartitionId> = map
+            .partitions
+            .iter()
+            .filter(|range| range.state != RangeState::Removed)
+            .map(|range| range.partition_id)
+            .collect();
+        for (node, open) in hosted.iter().enumerate() {
+            if *open != expected {
+                return Ok(Some(format!(
+                    "node {}'s disks hold partitions {open:?}, map version {} holds {expected:?} \
+                     open",
+                    node + 1,
+                    map.version
+                )));
+            }
+        }
+        self.elastic.final_map = Some(map);
+        Ok(None)
+    }
+
     /// The last index at or below `index` whose entry some application was handed. An import
     /// leaves an application at its snapshot's index, which may hold an entry no application
     /// is handed (a no-op, a marker), where the nodes that delivered the log stand at the
     /// handed entry before it: the same state.
     fn last_handed(&self, partition: PartitionId, mut index: LogIndex) -> LogIndex {
-        while index > LogIndex::ZERO && !self.truth.applied.contains_key(&(partition, index)) {
+        while index > LogIndex::ZERO
+            && !self.truth.applied.contains_key(&(partition, index))
+            && !self.truth.imports.contains_key(&(partition, index))
+        {
             index = index.prev();
         }
         index
@@ -229,7 +443,10 @@ impl NodeSimulation {
             })
             .collect();
         if partitions.is_empty() {
-            "every partition served; the applications have not converged".to_owned()
+            match &self.elastic.unsettled {
+                Some(why) => format!("every partition served; {why}"),
+                None => "every partition served; the applications have not converged".to_owned(),
+            }
         } else {
             partitions.join(", ")
         }
@@ -241,7 +458,7 @@ impl NodeSimulation {
         self.report.settle_ms = self.now - self.healed_at.unwrap_or(self.now);
         self.check_disks()?;
         for node in 0..self.nodes.len() {
-            for p in 1..=self.config.partitions as u32 {
+            for p in 1..=self.highest_partition() {
                 let partition = PartitionId(p);
                 let state = self.nodes[node].app.live(partition);
                 let verdict = ExactlyOnceInOrderDelivery::check_final_state(
@@ -249,15 +466,25 @@ impl NodeSimulation {
                     partition,
                     &state,
                     &self.truth.applied,
+                    &self.truth.imports,
                 );
                 self.checkers
                     .judge(ExactlyOnceInOrderDelivery::NAME, verdict)?;
             }
         }
-        if self.checkers.listens(Linearizability::NAME) {
+        let (splits, merges) = self.truth.ranges.completed();
+        self.report.splits_completed = splits;
+        self.report.merges_completed = merges;
+        let verdict = RangeOwnership::check_ranges(&self.truth.routed_writes, &self.truth.ranges);
+        self.checkers.judge(RangeOwnership::NAME, verdict)?;
+        if self.checkers.listens(Linearizability::NAME) && self.config.elastic() {
+            let verdict = Linearizability::check(None, &self.clients.routed_history)
+                .map(|explored| self.report.linearizability_states += explored as u64);
+            self.checkers.judge(Linearizability::NAME, verdict)?;
+        } else if self.checkers.listens(Linearizability::NAME) {
             for p in 0..self.config.partitions {
                 let verdict = Linearizability::check(
-                    PartitionId(p as u32 + 1),
+                    Some(PartitionId(p as u32 + 1)),
                     &self.clients.partitions[p].history,
                 )
                 .map(|explored| self.report.linearizability_states += explored as u64);

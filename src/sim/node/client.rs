@@ -6,11 +6,25 @@
 //! commit), and everything that leaves the outcome open (leadership lost, a failed or stopped
 //! shard, a crash, the client's own timeout) is indeterminate. Reads and writes go into the
 //! partition's history for the linearizability checker.
+//!
+//! With the elastic operator (`elastic.rs`) the clients route keys instead: each picks a key
+//! of a small set (so keys are hot), routes it with the routing hash of its register
+//! (`app::register_hash`) through the partition map it last learnt from a node (possibly
+//! stale: that is the point), and sends the write or the read fenced with the generation it
+//! routed with, as the handle sends a write whose caller gave one (`Request::Fenced`). A
+//! refusal `NotHosted` (the handle's `PartitionMoved`) makes it learn the map of the node that
+//! refused. A key's history is one register whichever partition served it, across splits and
+//! merges.
+
+use std::collections::HashMap;
+use std::num::NonZeroU64;
+use std::sync::Arc;
 
 use tokio::sync::oneshot::{self, error::TryRecvError};
 
 use crate::core::{LogIndex, PartitionId, Status, Ticket};
-use crate::shard::{ProposedEntry, Refusal, ReplicationResult, Request};
+use crate::shard::partitions::PartitionMap;
+use crate::shard::{ProposedEntry, Refusal, ReplicationResult, Reply, Request};
 
 use super::NodeSimulation;
 use super::checkers::{AcknowledgedWritesDurable, FailedWritesNeverCommit};
@@ -77,6 +91,8 @@ enum Awaiting {
 
 struct Pending {
     node: usize,
+    /// The partition the operation went to.
+    partition: PartitionId,
     /// Distinguishes this operation's timeout event from an earlier one's.
     seq: u64,
     awaiting: Awaiting,
@@ -85,6 +101,8 @@ struct Pending {
 #[derive(Default)]
 struct Client {
     pending: Option<Pending>,
+    /// With keys routed: the partition map last learnt from a node (`None`: none yet).
+    map: Option<Arc<PartitionMap>>,
 }
 
 /// One partition's clients.
@@ -94,8 +112,6 @@ pub(super) struct PartitionClients {
     /// one after the other, so that a client goes on with its operations meanwhile (an
     /// unresolved ticket stops delivery, so a client waiting on a read would wait forever).
     clients: Vec<Client>,
-    /// The node believed to lead (from answers only: a routing hint, never judged).
-    leader_hint: Option<usize>,
     /// Reads and writes of registers, for the linearizability checker (two-phase writes are
     /// judged by the other checkers only).
     pub(super) history: History,
@@ -116,6 +132,12 @@ impl PartitionClients {
 #[derive(Default)]
 pub(super) struct Clients {
     pub(super) partitions: Vec<PartitionClients>,
+    /// Per partition, the node believed to lead it (from answers only: a routing hint, never
+    /// judged).
+    leader_hints: HashMap<PartitionId, usize>,
+    /// With keys routed through the map: every client's reads and writes, one register per
+    /// key whichever partition served it.
+    pub(super) routed_history: History,
     next_id: u64,
     next_seq: u64,
 }
@@ -137,6 +159,8 @@ impl Clients {
                     ..PartitionClients::default()
                 })
                 .collect(),
+            leader_hints: HashMap::new(),
+            routed_history: History::default(),
             next_id: 1,
             next_seq: 0,
         }
@@ -156,23 +180,31 @@ fn definite(refusal: &Refusal) -> bool {
     }
 }
 
+/// The proposal of `op`'s entry.
+fn propose(op: Op, auto_commit: bool, reply: Reply<ReplicationResult>) -> Request {
+    Request::Propose {
+        entries: vec![ProposedEntry {
+            log_type: LOG_TYPE.to_owned(),
+            payload: op.encode(),
+        }],
+        auto_commit,
+        ticket: Ticket(op.id()),
+        reply,
+    }
+}
+
 fn partition_id(p: usize) -> PartitionId {
     PartitionId(p as u32 + 1)
 }
 
 impl NodeSimulation {
-    /// The node a request of partition slot `p` goes to: the hinted leader mostly, any node
+    /// The node a request to `partition` goes to: the hinted leader mostly, any node
     /// sometimes (followers must refuse correctly too).
-    pub(super) fn target(&mut self, p: usize) -> usize {
-        match self.clients.partitions[p].leader_hint {
-            Some(node) if !self.client_rng.chance(150_000) => node,
+    pub(super) fn target(&mut self, partition: PartitionId) -> usize {
+        match self.clients.leader_hints.get(&partition) {
+            Some(&node) if !self.client_rng.chance(150_000) => node,
             _ => self.client_rng.index(self.nodes.len()),
         }
-    }
-
-    /// Sends `request` for partition slot `p` to `node`; schedules the shard's turn.
-    pub(super) fn send(&mut self, node: usize, p: usize, request: Request) -> Result<(), Refusal> {
-        self.send_to(node, partition_id(p), request)
     }
 
     /// Sends `request` for `partition` to `node`; schedules the shard's turn.
@@ -210,77 +242,159 @@ impl NodeSimulation {
         if self.clients.partitions[p].clients[c].pending.is_some() {
             return Ok(());
         }
-        let node = self.target(p);
+        if self.config.elastic() {
+            return self.start_routed_op(p, c);
+        }
+        let partition = partition_id(p);
+        let node = self.target(partition);
         let id = self.clients.take_id();
         let config = &self.config;
         let read = self.client_rng.chance(config.read_per_million);
         let two_phase = !read && self.client_rng.chance(config.two_phase_per_million);
         let key = self.client_rng.below(config.keys);
         let (request, awaiting) = if read {
+            self.read_request(p, c, key)
+        } else if two_phase {
             let (reply, answer) = oneshot::channel();
-            let history = self.clients.partitions[p].history.invoke(
-                c as u64,
-                Command::Read { key },
-                self.now,
-            );
-            // Half confirm leadership (the leader only), half read through any replica.
-            let leader_only = self.client_rng.chance(500_000);
-            (
-                Request::ReadIndex { leader_only, reply },
-                Awaiting::Read {
-                    key,
-                    history,
-                    answer,
-                },
-            )
+            let request = propose(Op::Held { id }, false, reply);
+            (request, Awaiting::Held { id, answer })
         } else {
-            let (reply, answer) = oneshot::channel();
-            let op = if two_phase {
-                Op::Held { id }
-            } else {
-                Op::Write { key, value: id }
-            };
-            let request = Request::Propose {
-                entries: vec![ProposedEntry {
-                    log_type: LOG_TYPE.to_owned(),
-                    payload: op.encode(),
-                }],
-                auto_commit: !two_phase,
-                ticket: Ticket(id),
-                reply,
-            };
-            if two_phase {
-                (request, Awaiting::Held { id, answer })
-            } else {
-                let command = Command::Write { key, value: id };
-                let history = self.clients.partitions[p]
-                    .history
-                    .invoke(c as u64, command, self.now);
-                (
-                    request,
-                    Awaiting::Write {
-                        op,
-                        history,
-                        answer,
-                    },
-                )
-            }
+            self.write_request(p, c, key, id, 0)
         };
         self.report.operations += 1;
-        match self.send(node, p, request) {
-            Ok(()) => {
-                self.await_answer(p, c, node, awaiting);
-                Ok(())
-            }
-            Err(refusal) => self.settle_refused(p, c, awaiting, &refusal),
+        self.send_op(p, c, node, partition, request, awaiting)
+    }
+
+    /// Starts client `c` of slot `p`'s next operation on a key routed through the map it
+    /// learnt (see the module docs); without a route, it learns a node's map and tries later.
+    fn start_routed_op(&mut self, p: usize, c: usize) -> Result<(), Violation> {
+        let key = self.client_rng.below(self.config.keys);
+        let route = self.clients.partitions[p].clients[c]
+            .map
+            .as_ref()
+            .and_then(|map| {
+                let partition = map.partition_for_key(&key.to_string()).ok()?;
+                let generation = NonZeroU64::new(map.get(partition)?.generation)?;
+                Some((partition, generation))
+            });
+        let Some((partition, generation)) = route else {
+            let node = self.client_rng.index(self.nodes.len());
+            self.learn_map(p, c, node);
+            let at = self.next_op_at();
+            self.agenda.push(at, Event::ClientOp { p, c });
+            return Ok(());
+        };
+        let node = self.target(partition);
+        let id = self.clients.take_id();
+        let read = self.client_rng.chance(self.config.read_per_million);
+        let (request, awaiting) = if read {
+            self.read_request(p, c, key)
+        } else {
+            self.write_request(p, c, key, id, generation.get())
+        };
+        let request = Request::Fenced {
+            expected_generation: generation,
+            request: Box::new(request),
+        };
+        self.report.operations += 1;
+        self.send_op(p, c, node, partition, request, awaiting)
+    }
+
+    /// Client `c` of slot `p` learns `node`'s committed partition map (if the node is up).
+    fn learn_map(&mut self, p: usize, c: usize, node: usize) {
+        if let Some(running) = self.nodes[node].running.as_ref() {
+            self.clients.partitions[p].clients[c].map = Some(running.maps.map());
         }
     }
 
-    fn await_answer(&mut self, p: usize, c: usize, node: usize, awaiting: Awaiting) {
+    /// The history client `c` of slot `p` records into, and the client's id there.
+    fn history(&mut self, p: usize, c: usize) -> (&mut History, u64) {
+        let clients = self.clients.partitions[p].clients.len();
+        if self.config.elastic() {
+            ((&mut self.clients.routed_history), (p * clients + c) as u64)
+        } else {
+            (&mut self.clients.partitions[p].history, c as u64)
+        }
+    }
+
+    /// A read of `key` (entered in the history).
+    fn read_request(&mut self, p: usize, c: usize, key: u64) -> (Request, Awaiting) {
+        let (reply, answer) = oneshot::channel();
+        let now = self.now;
+        let (record, client) = self.history(p, c);
+        let history = record.invoke(client, Command::Read { key }, now);
+        // Half confirm leadership (the leader only), half read through any replica.
+        let leader_only = self.client_rng.chance(500_000);
+        (
+            Request::ReadIndex { leader_only, reply },
+            Awaiting::Read {
+                key,
+                history,
+                answer,
+            },
+        )
+    }
+
+    /// An auto-commit write of `key` (entered in the history), routed with `generation`.
+    fn write_request(
+        &mut self,
+        p: usize,
+        c: usize,
+        key: u64,
+        id: u64,
+        generation: u64,
+    ) -> (Request, Awaiting) {
+        let (reply, answer) = oneshot::channel();
+        let op = Op::Write {
+            key,
+            value: id,
+            generation,
+        };
+        let now = self.now;
+        let (record, client) = self.history(p, c);
+        let history = record.invoke(client, Command::Write { key, value: id }, now);
+        (
+            propose(op, true, reply),
+            Awaiting::Write {
+                op,
+                history,
+                answer,
+            },
+        )
+    }
+
+    /// Sends client `c`'s operation to `partition` on `node` and waits for its answer.
+    fn send_op(
+        &mut self,
+        p: usize,
+        c: usize,
+        node: usize,
+        partition: PartitionId,
+        request: Request,
+        awaiting: Awaiting,
+    ) -> Result<(), Violation> {
+        match self.send_to(node, partition, request) {
+            Ok(()) => {
+                self.await_answer(p, c, node, partition, awaiting);
+                Ok(())
+            }
+            Err(refusal) => self.settle_refused(p, c, partition, awaiting, &refusal),
+        }
+    }
+
+    fn await_answer(
+        &mut self,
+        p: usize,
+        c: usize,
+        node: usize,
+        partition: PartitionId,
+        awaiting: Awaiting,
+    ) {
         let seq = self.clients.next_seq;
         self.clients.next_seq += 1;
         self.clients.partitions[p].clients[c].pending = Some(Pending {
             node,
+            partition,
             seq,
             awaiting,
         });
@@ -295,44 +409,47 @@ impl NodeSimulation {
         &mut self,
         p: usize,
         c: usize,
+        partition: PartitionId,
         awaiting: Awaiting,
         refusal: &Refusal,
     ) -> Result<(), Violation> {
-        self.note_refusal(p, refusal);
+        self.note_refusal(partition, refusal);
         let at = self.next_op_at();
         self.agenda.push(at, Event::ClientOp { p, c });
         match awaiting {
             Awaiting::Write { op, history, .. } => {
-                self.forget(p, history);
-                self.failed(p, op.id(), format!("{refusal:?}"))
+                self.forget(p, c, history);
+                self.failed(partition, op.id(), format!("{refusal:?}"))
             }
-            Awaiting::Held { id, .. } => self.failed(p, id, format!("{refusal:?}")),
+            Awaiting::Held { id, .. } => self.failed(partition, id, format!("{refusal:?}")),
             Awaiting::Read { history, .. } => {
-                self.forget(p, history);
+                self.forget(p, c, history);
                 Ok(())
             }
             Awaiting::Resolve { .. } => Ok(()),
         }
     }
 
-    fn note_refusal(&mut self, p: usize, refusal: &Refusal) {
-        let hint = &mut self.clients.partitions[p].leader_hint;
+    fn note_refusal(&mut self, partition: PartitionId, refusal: &Refusal) {
+        let hints = &mut self.clients.leader_hints;
         match refusal {
             Refusal::NotLeader {
                 leader: Some(leader),
-            } => *hint = Some(leader.0 as usize - 1),
+            } => {
+                hints.insert(partition, leader.0 as usize - 1);
+            }
             // No leader known there, or the node is down: ask another next time.
-            Refusal::NotLeader { leader: None } | Refusal::ShutDown => *hint = None,
+            Refusal::NotLeader { leader: None } | Refusal::ShutDown => {
+                hints.remove(&partition);
+            }
             _ => {}
         }
     }
 
-    /// Operation `id` got a definite failure.
-    fn failed(&mut self, p: usize, id: u64, answer: String) -> Result<(), Violation> {
+    /// Operation `id`, sent to `partition`, got a definite failure.
+    fn failed(&mut self, partition: PartitionId, id: u64, answer: String) -> Result<(), Violation> {
         let verdict = FailedWritesNeverCommit::on_failed(id, &answer, &self.truth.applied_ops);
-        self.truth
-            .failed
-            .insert(id, (partition_id(p), self.now, answer));
+        self.truth.failed.insert(id, (partition, self.now, answer));
         self.report.failed += 1;
         self.checkers.judge(FailedWritesNeverCommit::NAME, verdict)
     }
@@ -352,6 +469,7 @@ impl NodeSimulation {
             self.poll_checkpoint(p, node);
         }
         self.poll_membership(node);
+        self.poll_elastic(node)?;
         self.poll_replacement(node)
     }
 
@@ -438,21 +556,31 @@ impl NodeSimulation {
                 pending.node + 1
             );
         }
+        let partition = pending.partition;
+        if matches!(
+            answered,
+            Answered::Write(Some(Err(Refusal::NotHosted)))
+                | Answered::Read(Some(Err(Refusal::NotHosted)))
+        ) && self.config.elastic()
+        {
+            // The handle's `PartitionMoved`: the client learns the map of the node that refused.
+            self.learn_map(p, c, pending.node);
+        }
         let next = self.next_op_at();
         let resolver = self.clients.partitions[p].clients.len() - 1;
         let mut next_event = (c != resolver).then_some((next, Event::ClientOp { p, c }));
         let result = match (pending.awaiting, answered) {
             (Awaiting::Write { op, history, .. }, Answered::Write(answer)) => match answer {
                 Some(Ok(result)) if result.status == Status::Success => {
-                    if self.complete(p, history, Response::Write) {
+                    if self.complete(p, c, history, Response::Write) {
                         self.clients.partitions[p].healed_writes += 1;
                     }
-                    self.acknowledged(p, pending.node, op, result.index, true)
+                    self.acknowledged(partition, pending.node, op, result.index, true)
                 }
                 Some(Err(refusal)) if definite(&refusal) => {
-                    self.note_refusal(p, &refusal);
-                    self.forget(p, history);
-                    self.failed(p, op.id(), format!("{refusal:?}"))
+                    self.note_refusal(partition, &refusal);
+                    self.forget(p, c, history);
+                    self.failed(partition, op.id(), format!("{refusal:?}"))
                 }
                 _ => {
                     self.report.indeterminate += 1;
@@ -479,11 +607,17 @@ impl NodeSimulation {
                         },
                     );
                     // Held: checked now, kept only once committed (a rolled-back entry may go).
-                    self.acknowledged(p, pending.node, Op::Held { id }, result.index, false)
+                    self.acknowledged(
+                        partition,
+                        pending.node,
+                        Op::Held { id },
+                        result.index,
+                        false,
+                    )
                 }
                 Some(Err(refusal)) if definite(&refusal) => {
-                    self.note_refusal(p, &refusal);
-                    self.failed(p, id, format!("{refusal:?}"))
+                    self.note_refusal(partition, &refusal);
+                    self.failed(partition, id, format!("{refusal:?}"))
                 }
                 _ => {
                     // It may be held in the log: an unresolved ticket stops the partition's
@@ -521,7 +655,7 @@ impl NodeSimulation {
                 Some(Ok(result)) if result.status == Status::Success => {
                     if commit {
                         self.truth.acknowledged.push(Acknowledged {
-                            partition: partition_id(p),
+                            partition,
                             index: held.index,
                             op: Op::Held { id: held.id },
                             at: self.now,
@@ -529,7 +663,7 @@ impl NodeSimulation {
                         Ok(())
                     } else {
                         self.report.rolled_back += 1;
-                        self.failed(p, held.id, "a successful rollback".to_owned())
+                        self.failed(partition, held.id, "a successful rollback".to_owned())
                     }
                 }
                 // Anything else leaves the ticket held, or may: resolve again (on the leader
@@ -542,7 +676,7 @@ impl NodeSimulation {
                     let delay = match &other {
                         Some(Err(Refusal::Replica(Status::ProposalNotFound))) => NOT_FOUND_RETRY_MS,
                         Some(Err(refusal)) => {
-                            self.note_refusal(p, refusal);
+                            self.note_refusal(partition, refusal);
                             resolve_backoff(attempt)
                         }
                         _ => resolve_backoff(attempt),
@@ -561,22 +695,23 @@ impl NodeSimulation {
             },
             (Awaiting::Read { key, history, .. }, Answered::Read(answer)) => match answer {
                 Some(Ok(_index)) => {
-                    let value = self.nodes[pending.node].app.read(partition_id(p), key);
+                    let value = self.nodes[pending.node].app.read(partition, key);
                     self.report.reads += 1;
-                    if self.complete(p, history, Response::Read(value)) {
+                    if self.complete(p, c, history, Response::Read(value)) {
                         self.clients.partitions[p].healed_reads += 1;
                     }
-                    self.clients.partitions[p]
-                        .leader_hint
-                        .get_or_insert(pending.node);
+                    self.clients
+                        .leader_hints
+                        .entry(partition)
+                        .or_insert(pending.node);
                     Ok(())
                 }
                 other => {
                     if let Some(Err(refusal)) = &other {
-                        self.note_refusal(p, refusal);
+                        self.note_refusal(partition, refusal);
                     }
                     // A read without an answer has no effect: it leaves the history.
-                    self.forget(p, history);
+                    self.forget(p, c, history);
                     Ok(())
                 }
             },
@@ -612,7 +747,8 @@ impl NodeSimulation {
             );
             return;
         }
-        let node = self.target(p);
+        let partition = partition_id(p);
+        let node = self.target(partition);
         let (reply, answer) = oneshot::channel();
         let ticket = Ticket(held.id);
         let request = if commit {
@@ -626,8 +762,8 @@ impl NodeSimulation {
             attempt,
             answer,
         };
-        match self.send(node, p, request) {
-            Ok(()) => self.await_answer(p, c, node, awaiting),
+        match self.send_to(node, partition, request) {
+            Ok(()) => self.await_answer(p, c, node, partition, awaiting),
             Err(_) => {
                 let at = self.now + resolve_backoff(attempt);
                 let event = Event::Resolve {
@@ -642,20 +778,22 @@ impl NodeSimulation {
         }
     }
 
-    /// Records the answer to `history`; whether the operation started after the faults healed.
-    fn complete(&mut self, p: usize, history: OperationId, response: Response) -> bool {
-        let record = &mut self.clients.partitions[p].history;
+    /// Records the answer to `history` (client `c` of slot `p`'s); whether the operation
+    /// started after the faults healed.
+    fn complete(&mut self, p: usize, c: usize, history: OperationId, response: Response) -> bool {
+        let now = self.now;
+        let (record, _) = self.history(p, c);
         record
-            .complete(history, response, self.now)
+            .complete(history, response, now)
             .expect("an answer to an operation the client sent");
         let invoked = record.get(history).expect("just completed").invoked_at;
         self.healed_at.is_some_and(|healed| invoked >= healed)
     }
 
-    /// Leaves `history` out of the check: it did not take effect.
-    fn forget(&mut self, p: usize, history: OperationId) {
-        self.clients.partitions[p]
-            .history
+    /// Leaves `history` (client `c` of slot `p`'s) out of the check: it did not take effect.
+    fn forget(&mut self, p: usize, c: usize, history: OperationId) {
+        let (record, _) = self.history(p, c);
+        record
             .fail(history)
             .expect("a failure of an operation the client sent");
     }
@@ -671,13 +809,14 @@ impl NodeSimulation {
         if self.clients.partitions[p].checkpoint.is_some() {
             return;
         }
-        let node = self.target(p);
+        let partition = partition_id(p);
+        let node = self.target(partition);
         let id = self.clients.take_id();
         let (reply, answer) = oneshot::channel();
         if self
-            .send(
+            .send_to(
                 node,
-                p,
+                partition,
                 Request::Checkpoint {
                     ticket: Ticket(id),
                     reply,
@@ -693,7 +832,7 @@ impl NodeSimulation {
     /// and, when `kept`, at every later check.
     fn acknowledged(
         &mut self,
-        p: usize,
+        partition: PartitionId,
         node: usize,
         op: Op,
         index: LogIndex,
@@ -702,15 +841,14 @@ impl NodeSimulation {
         self.report.acknowledged += 1;
         if self.tracing {
             eprintln!(
-                "{:>8} ms    acknowledged by node {} at p{} {index}: {op:?}",
+                "{:>8} ms    acknowledged by node {} at p{partition} {index}: {op:?}",
                 self.now,
                 node + 1,
-                p + 1
             );
         }
-        self.clients.partitions[p].leader_hint = Some(node);
+        self.clients.leader_hints.insert(partition, node);
         let ack = Acknowledged {
-            partition: partition_id(p),
+            partition,
             index,
             op,
             at: self.now,

@@ -25,7 +25,8 @@ pub struct NodeSimConfig {
     pub network: NetworkConfig,
     /// How long a durable write takes.
     pub disk_latency: DiskLatency,
-    /// Keys of each partition's register workload.
+    /// Keys of each partition's register workload (with the elastic operator: of the whole
+    /// key space, routed through the map).
     pub keys: u64,
     /// Operations of one partition's clients in flight at once.
     pub clients_per_partition: usize,
@@ -95,6 +96,13 @@ pub struct NodeSimConfig {
     /// Longest pause between two replacements (0: none): on only in the multi-node seeds of
     /// [`NodeSimConfig::replacing_nodes_for_seed`].
     pub replace_interval_ms_max: u64,
+    /// Shortest pause between two partition-map operations of the elastic operator
+    /// (`elastic.rs`: create, remove, split, merge).
+    pub elastic_interval_ms_min: u64,
+    /// Longest pause between two partition-map operations (0: none). On only in
+    /// [`NodeSimConfig::elastic_for_seed`], where the clients route their keys through the
+    /// partition map instead of writing each partition's own registers.
+    pub elastic_interval_ms_max: u64,
 }
 
 impl NodeSimConfig {
@@ -159,6 +167,8 @@ impl NodeSimConfig {
             stranded_configuration_per_million: 250_000,
             replace_interval_ms_min: 0,
             replace_interval_ms_max: 0,
+            elastic_interval_ms_min: 0,
+            elastic_interval_ms_max: 0,
         };
         // A chunk per tick (a read takes the budget below zero and waits for a tick), or ten;
         // drawn last, so that every earlier draw of a seed stays what it was.
@@ -188,6 +198,36 @@ impl NodeSimConfig {
             }
         }
         config
+    }
+
+    /// As [`NodeSimConfig::for_seed`], with the elastic operator creating, removing, splitting
+    /// and merging partitions under the faults (`elastic.rs`) and the clients routing their
+    /// keys through the partition map they last learnt from a node (`client.rs`): a key's
+    /// history spans splits and merges. At most 6 partitions to start from, 2 clients each;
+    /// keys: 8 over the whole hash space; no two-phase
+    /// writes (a held ticket on a merge's source stops its delivery, and with it the merge,
+    /// until it is rolled back).
+    #[must_use]
+    pub fn elastic_for_seed(seed: u64) -> Self {
+        let mut config = Self::for_seed(seed);
+        let mut rng = SimRng::new(seed ^ 0x4E0D_E51A_0000_0004);
+        // A few partitions to start from (splits add more): every client reaches every key,
+        // and the keys' histories stay small enough for the linearizability checker.
+        config.partitions = config.partitions.min(6);
+        config.clients_per_partition = 2;
+        config.op_interval_ms_min = 20 * config.partitions as u64;
+        config.op_interval_ms_max = config.op_interval_ms_min * 4;
+        config.keys = 8;
+        config.two_phase_per_million = 0;
+        config.elastic_interval_ms_min = 500;
+        config.elastic_interval_ms_max = rng.between(1_500, 5_000);
+        config
+    }
+
+    /// Whether the elastic operator runs and the clients route keys through the map.
+    #[must_use]
+    pub fn elastic(&self) -> bool {
+        self.elastic_interval_ms_max > 0
     }
 
     /// As [`NodeSimConfig::moving_nodes_for_seed`], with now and then a node's disks replaced

@@ -29,6 +29,7 @@ const BURST_PER_MILLION: u32 = 250_000;
 #[derive(Default)]
 pub(super) struct Operator {
     step: Option<(usize, oneshot::Receiver<Result<ReplicationResult, Refusal>>)>,
+    /// The leader of partition 0 the last refusal named (the elastic operator's too).
     leader_hint: Option<usize>,
     eager_term: Term,
     planned: Option<PlannedChange>,
@@ -224,6 +225,15 @@ impl NodeSimulation {
         }
     }
 
+    /// Partition 0's leader as a `NotLeader` refusal named it (`None`: none known), for the
+    /// operators' next requests.
+    pub(super) fn note_system_leader(&mut self, leader: Option<NodeId>) {
+        self.membership.leader_hint = leader
+            .map(|id| id.0 as usize)
+            .filter(|id| (1..=self.nodes.len()).contains(id))
+            .map(|id| id - 1);
+    }
+
     /// Looks at the answer the roster change waits for on `node`.
     pub(super) fn poll_membership(&mut self, node: usize) {
         self.eager_change(node);
@@ -236,12 +246,7 @@ impl NodeSimulation {
             Ok(Ok(result)) if result.status == Status::Success => {
                 self.report.membership_changes += 1;
             }
-            Ok(Err(Refusal::NotLeader { leader })) => {
-                self.membership.leader_hint = leader
-                    .map(|id| id.0 as usize)
-                    .filter(|id| (1..=self.nodes.len()).contains(id))
-                    .map(|id| id - 1);
-            }
+            Ok(Err(Refusal::NotLeader { leader })) => self.note_system_leader(leader),
             Ok(_) | Err(TryRecvError::Closed) => {}
         }
     }

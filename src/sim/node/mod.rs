@@ -13,7 +13,8 @@
 //! Files: `config` (the knobs), `sim_node` (one node's disks, clock and lifecycle), `wire` (the
 //! transport through the codec), `app` (the application), `workload` (the operations),
 //! `client` (issuing them and judging answers), `maps` (the first partition map proposed;
-//! the shards open its partitions), `nemesis` (faults), `configuration_cut` (the
+//! the shards open its partitions), `elastic` (partitions created, removed, split and merged
+//! under the faults; the clients then route keys through the map), `nemesis` (faults), `configuration_cut` (the
 //! cut around a configuration change), `replace` (a node's disks replaced, the node admitted
 //! again with a new incarnation), `run` (the agenda and its
 //! dispatch), `turns` (driving each shard's loop, its disk and its frames), `checks` (the checks
@@ -25,6 +26,7 @@ mod checks;
 mod client;
 mod config;
 mod configuration_cut;
+mod elastic;
 mod hazard_provocation;
 mod maps;
 mod membership;
@@ -83,6 +85,8 @@ pub struct NodeSimulation {
     replacer: replace::Replacer,
     /// The first partition map's proposal.
     maps: maps::MapProposer,
+    /// The elastic operator (create, remove, split, merge).
+    elastic: elastic::ElasticOperator,
     /// The configuration entries seen on the wire (the cuts around them).
     configuration_watch: configuration_cut::ConfigurationWatch,
     /// What the provocation of Ongaro's hazard follows on the wire.

@@ -73,6 +73,17 @@ pub struct NodeSimReport {
     pub snapshot_imports: u64,
     /// Simulated ms from the end of the faults until the run settled.
     pub settle_ms: u64,
+    /// Partition-map operations of the elastic operator answered as done (changed, or
+    /// already done on a retry).
+    pub map_changes: u64,
+    /// Partition-map operations refused (a rule of the operation, or a stale map drawn from).
+    pub map_changes_refused: u64,
+    /// Splits whose phase 2 a committed map shows (from the maps partition 0's disks held).
+    pub splits_completed: u64,
+    /// Merges whose phase 2 a committed map shows.
+    pub merges_completed: u64,
+    /// Partition 0's leaders crashed right after they answered a split's or merge's phase 1.
+    pub crashes_between_phases: u64,
 }
 
 /// Faults injected, by kind.

@@ -62,6 +62,12 @@ pub(super) enum Event {
     Checkpoint { p: usize },
     /// A roster change.
     Membership,
+    /// The elastic operator draws its next partition-map operation.
+    Elastic,
+    /// The elastic operator sends its operation again.
+    ElasticRetry,
+    /// The elastic operator's attempt `attempt` got no answer in time.
+    ElasticTimeout { attempt: u64 },
     /// A node's disks are replaced, or its admission is asked again (`replace.rs`).
     Replace,
     /// The nemesis acts.
@@ -145,6 +151,7 @@ impl NodeSimulation {
             membership: super::membership::Operator::default(),
             replacer: super::replace::Replacer::default(),
             maps: super::maps::MapProposer::default(),
+            elastic: super::elastic::ElasticOperator::default(),
             configuration_watch: super::configuration_cut::ConfigurationWatch::default(),
             hazard: super::hazard_provocation::HazardWatch::default(),
             truth: Truth::default(),
@@ -229,6 +236,13 @@ impl NodeSimulation {
                 self.config.membership_interval_ms_max,
             );
             self.agenda.push(at, Event::Membership);
+        }
+        if self.config.elastic() {
+            let at = self.client_rng.between(
+                self.config.elastic_interval_ms_min,
+                self.config.elastic_interval_ms_max,
+            );
+            self.agenda.push(at, Event::Elastic);
         }
         self.schedule_replacement();
         let first_fault = self.nemesis_rng.between(
@@ -339,6 +353,18 @@ impl NodeSimulation {
                 self.trace.event(19, &[self.now]);
                 self.change_membership();
             }
+            Event::Elastic => {
+                self.trace.event(30, &[self.now]);
+                self.elastic();
+            }
+            Event::ElasticRetry => {
+                self.trace.event(31, &[self.now]);
+                self.elastic_retry();
+            }
+            Event::ElasticTimeout { attempt } => {
+                self.trace.event(32, &[self.now, attempt]);
+                self.elastic_timeout(attempt);
+            }
             Event::Replace => {
                 self.trace.event(24, &[self.now]);
                 self.replace()?;
@@ -427,7 +453,7 @@ impl NodeSimulation {
                         );
                     }
                 }
-                if self.settled() && self.converged() {
+                if self.settled() && self.elastic_settled()? && self.converged() {
                     for node in &self.nodes {
                         let (exports, imports) = node.app.transfers();
                         self.report.snapshot_exports += exports;
@@ -448,7 +474,15 @@ impl NodeSimulation {
             at_ms: self.now,
             violation,
             bug: self.bug_name.clone(),
-            replay: node_replay_command(self.seed, self.bug_name.as_deref()),
+            replay: format!(
+                "{}{}",
+                if self.config.elastic() {
+                    "KOMMANDER_NODE_SIM_ELASTIC=1 "
+                } else {
+                    ""
+                },
+                node_replay_command(self.seed, self.bug_name.as_deref())
+            ),
         }
     }
 }

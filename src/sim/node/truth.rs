@@ -1,15 +1,19 @@
-//! What happened, as the simulator saw it: the answers clients got, the entries applications
-//! were handed, the leaders the wire showed, and the durable logs the disks hold. The
-//! checkers judge from these records only.
+//! What happened, as the simulator saw it: the answers clients got, the entries (and import
+//! entries) applications were handed, the leaders the wire showed, the durable logs the disks
+//! hold and the partition maps partition 0's disks held. The checkers judge from these
+//! records only.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use kommander_wal::backend::sim::DurableLogs;
 
 use crate::core::{Configuration, EntryKind, LogIndex, PartitionId, Term};
 use crate::shard::codec::decode_record;
+use crate::shard::partitions::marks::{GenerationMark, SplitEntry, split_entry};
+use crate::shard::partitions::{PartitionMap, map_entry};
 
+use super::checkers::{RangeHistory, RoutedWrite};
 use super::workload::Op;
 
 /// A write answered `Success`: a quorum holds it.
@@ -43,6 +47,13 @@ pub(super) struct DurableLog {
     pub(super) floor_configuration: Option<Configuration>,
     /// The configuration entries above the floor.
     pub(super) configurations: BTreeMap<LogIndex, Configuration>,
+    /// A user partition's highest generation entry when its floor meta was written (entries
+    /// above the floor included).
+    pub(super) floor_mark: GenerationMark,
+    /// A user partition's generation entries above the floor (a split's or merge's source).
+    pub(super) marks: BTreeMap<LogIndex, GenerationMark>,
+    /// Partition 0's maps: the one kept at the floor, then its map entries in log order.
+    pub(super) maps: Vec<PartitionMap>,
 }
 
 impl DurableLog {
@@ -75,7 +86,19 @@ pub(super) struct Truth {
     /// (node, shard, its partitions' logs). The log checkers never compare them; a write
     /// acknowledged before the loss counts them as its node's copy.
     pub(super) lost_disks: Vec<LostDisk>,
+    /// (partition, index) → the registers the import entry there carried (the first one
+    /// handed over at that index; none for a begin or an end).
+    pub(super) imports: Imports,
+    /// Committed workload writes routed with a generation (the first hand-over of each).
+    pub(super) routed_writes: Vec<RoutedWrite>,
+    /// The ids of the writes in `routed_writes`.
+    pub(super) routed_ids: HashSet<u64>,
+    /// The partition maps partition 0's disks held, whenever a disk's image was read.
+    pub(super) ranges: RangeHistory,
 }
+
+/// The registers each import entry carried: (partition, index) → (key, value) pairs.
+pub(super) type Imports = HashMap<(PartitionId, LogIndex), Vec<(u64, u64)>>;
 
 /// A disk lost to a replacement: (node, shard, its partitions' durable logs when it was lost).
 pub(super) type LostDisk = (usize, usize, Arc<BTreeMap<PartitionId, DurableLog>>);
@@ -91,16 +114,19 @@ pub(super) fn decode_durable(
 ) -> Result<BTreeMap<PartitionId, DurableLog>, String> {
     let mut out = BTreeMap::new();
     for (&partition, log) in &logs.partitions {
+        // The floor meta may carry more than the configuration (partition 0's map, a split's
+        // marks): decoded as the shard reads it back.
+        let floor_meta = crate::shard::partitions::decode_floor_meta(&log.floor_meta)
+            .map_err(|e| format!("partition {partition} floor meta: {e}"))?;
         let mut durable = DurableLog {
             floor: LogIndex(log.first_index.saturating_sub(1)),
             floor_term: Term(log.floor_term.unwrap_or(0)),
             entries: BTreeMap::new(),
-            // The floor meta may carry more than the configuration (partition 0's map, a
-            // split's marks): decoded as the shard reads it back.
-            floor_configuration: crate::shard::partitions::decode_floor_meta(&log.floor_meta)
-                .map_err(|e| format!("partition {partition} floor meta: {e}"))?
-                .configuration,
+            floor_configuration: floor_meta.configuration,
             configurations: BTreeMap::new(),
+            floor_mark: floor_meta.marks.generation,
+            marks: BTreeMap::new(),
+            maps: floor_meta.map.into_iter().collect(),
         };
         for entry in &log.entries {
             let (index, term) = (LogIndex(entry.index), Term(entry.term));
@@ -110,6 +136,14 @@ pub(super) fn decode_durable(
                 let configuration = Configuration::decode(&decoded.payload)
                     .map_err(|e| format!("partition {partition} index {index}: {e}"))?;
                 durable.configurations.insert(index, configuration);
+            }
+            if let Some(Ok(SplitEntry::Generation(mark))) = split_entry(&decoded) {
+                durable.marks.insert(index, mark);
+            }
+            if let Some(map) = map_entry(partition, &decoded) {
+                let map = PartitionMap::decode(&map)
+                    .map_err(|e| format!("partition {partition} index {index}: {e}"))?;
+                durable.maps.push(map);
             }
             let op = crate::shard::LogEntry::decode(&decoded)
                 .ok()

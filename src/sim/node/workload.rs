@@ -1,5 +1,6 @@
-//! The workload's operations and their payload format: a write sets one register of the
-//! partition to a value unique in the run (its operation id), a held write is a two-phase
+//! The workload's operations and their payload format: a write sets one register to a value
+//! unique in the run (its operation id) and names the generation of its partition's range it
+//! was routed with (0: unfenced, the per-partition workload), a held write is a two-phase
 //! proposal's entry (committed or rolled back later). Payloads are little-endian: a tag byte,
 //! then the fields.
 
@@ -17,6 +18,8 @@ pub(super) enum Op {
         key: u64,
         /// The value, which is also the operation's id.
         value: u64,
+        /// The generation of the partition's range the write was routed with (0: unfenced).
+        generation: u64,
     },
     /// A two-phase proposal's entry, delivered only if its ticket is committed.
     Held {
@@ -38,12 +41,17 @@ impl Op {
     }
 
     pub(super) fn encode(self) -> Bytes {
-        let mut out = BytesMut::with_capacity(17);
+        let mut out = BytesMut::with_capacity(25);
         match self {
-            Self::Write { key, value } => {
+            Self::Write {
+                key,
+                value,
+                generation,
+            } => {
                 out.put_u8(WRITE);
                 out.put_u64_le(key);
                 out.put_u64_le(value);
+                out.put_u64_le(generation);
             }
             Self::Held { id } => {
                 out.put_u8(HELD);
@@ -61,9 +69,10 @@ impl Op {
             ))
         };
         match (payload.first()?, payload.len()) {
-            (&WRITE, 17) => Some(Self::Write {
+            (&WRITE, 25) => Some(Self::Write {
                 key: word(1)?,
                 value: word(9)?,
+                generation: word(17)?,
             }),
             (&HELD, 9) => Some(Self::Held { id: word(1)? }),
             _ => None,
@@ -77,11 +86,17 @@ mod tests {
 
     #[test]
     fn ops_round_trip_and_garbage_is_none() {
-        for op in [Op::Write { key: 3, value: 77 }, Op::Held { id: u64::MAX }] {
+        let write = Op::Write {
+            key: 3,
+            value: 77,
+            generation: 2,
+        };
+        for op in [write, Op::Held { id: u64::MAX }] {
             assert_eq!(Op::decode(&op.encode()), Some(op));
         }
         assert_eq!(Op::decode(b""), None);
         assert_eq!(Op::decode(b"W123"), None);
-        assert_eq!(Op::decode(&[b'X'; 17]), None);
+        assert_eq!(Op::decode(&[b'X'; 25]), None);
+        assert_eq!(Op::decode(&[b'W'; 17]), None);
     }
 }

@@ -162,13 +162,22 @@ mod tests {
                 .iter()
                 .map(|&(i, op)| (LogIndex(i), (Term(1), Some(op))))
                 .collect::<BTreeMap<_, _>>(),
+            ..DurableLog::default()
         }
     }
 
     #[test]
     fn a_majority_must_hold_the_write_or_have_compacted_it() {
-        let op = Op::Write { key: 1, value: 9 };
-        let other = Op::Write { key: 1, value: 8 };
+        let op = Op::Write {
+            key: 1,
+            value: 9,
+            generation: 0,
+        };
+        let other = Op::Write {
+            key: 1,
+            value: 8,
+            generation: 0,
+        };
         let ack = Acknowledged {
             partition: PartitionId(1),
             index: LogIndex(2),
@@ -207,7 +216,11 @@ mod tests {
 
     #[test]
     fn the_majority_is_of_the_voters_in_force_or_of_one_change_past_them() {
-        let op = Op::Write { key: 1, value: 9 };
+        let op = Op::Write {
+            key: 1,
+            value: 9,
+            generation: 0,
+        };
         let ack = Acknowledged {
             partition: PartitionId(1),
             index: LogIndex(3),

@@ -1,15 +1,16 @@
 //! Each node's application is handed each committed entry once per incarnation, in log order,
 //! and ends with exactly the state the committed log gives: within an incarnation every
 //! hand-over (restored or live) is above the last one; once the run has settled, every node's
-//! registers equal the replay of the committed log up to its applied index (nothing missed,
-//! nothing extra, across every restart).
+//! registers equal the replay of the committed log up to its applied index, the registers a
+//! split's or merge's import entries carried included (nothing missed, nothing extra, across
+//! every restart).
 
 use std::collections::{BTreeMap, HashMap};
 
 use crate::core::{LogIndex, NodeId, PartitionId};
 
 use super::super::app::{AppState, Delivered};
-use super::super::truth::Applied;
+use super::super::truth::{Applied, Imports};
 use super::super::workload::Op;
 
 /// The property's checks.
@@ -37,7 +38,8 @@ impl ExactlyOnceInOrderDelivery {
     }
 
     /// At the end: `state` (a node's live state of `partition`) must be the committed log
-    /// replayed up to its index.
+    /// replayed up to its index: the writes `applied` holds and the registers each import
+    /// entry in `imports` carried (a split's or merge's moved range), in index order.
     ///
     /// # Errors
     /// The first register that differs, or an index the truth never saw applied.
@@ -46,18 +48,23 @@ impl ExactlyOnceInOrderDelivery {
         partition: PartitionId,
         state: &AppState,
         applied: &HashMap<(PartitionId, LogIndex), Applied>,
+        imports: &Imports,
     ) -> Result<(), String> {
-        let mut registers = BTreeMap::new();
-        let mut entries: Vec<_> = applied
-            .iter()
-            .filter(|((p, index), _)| *p == partition && *index <= state.index)
-            .collect();
-        entries.sort_by_key(|((_, index), _)| *index);
-        for (_, entry) in entries {
-            if let Some(Op::Write { key, value }) = entry.op {
-                registers.insert(key, value);
+        let mut replay: BTreeMap<LogIndex, Vec<(u64, u64)>> = BTreeMap::new();
+        for ((p, index), entry) in applied {
+            if *p == partition
+                && *index <= state.index
+                && let Some(Op::Write { key, value, .. }) = entry.op
+            {
+                replay.insert(*index, vec![(key, value)]);
             }
         }
+        for ((p, index), registers) in imports {
+            if *p == partition && *index <= state.index {
+                replay.insert(*index, registers.clone());
+            }
+        }
+        let registers: BTreeMap<u64, u64> = replay.into_values().flatten().collect();
         if registers == state.registers {
             return Ok(());
         }
@@ -100,7 +107,11 @@ mod tests {
         let applied: HashMap<_, _> = [(1, 10), (2, 20), (3, 30)]
             .into_iter()
             .map(|(i, value)| {
-                let op = Some(Op::Write { key: i % 2, value });
+                let op = Some(Op::Write {
+                    key: i % 2,
+                    value,
+                    generation: 0,
+                });
                 (
                     (p, LogIndex(i)),
                     Applied {
@@ -115,17 +126,26 @@ mod tests {
             index: LogIndex(index),
             registers: pairs.iter().copied().collect::<BTreeMap<_, _>>(),
         };
-        let check =
-            |s: &AppState| ExactlyOnceInOrderDelivery::check_final_state(NodeId(1), p, s, &applied);
-        assert!(check(&state(3, &[(1, 30), (0, 20)])).is_ok());
-        assert!(check(&state(2, &[(1, 10), (0, 20)])).is_ok());
+        let mut imports = HashMap::new();
+        let check = |s: &AppState, imports: &HashMap<_, _>| {
+            ExactlyOnceInOrderDelivery::check_final_state(NodeId(1), p, s, &applied, imports)
+        };
+        assert!(check(&state(3, &[(1, 30), (0, 20)]), &imports).is_ok());
+        assert!(check(&state(2, &[(1, 10), (0, 20)]), &imports).is_ok());
         assert!(
-            check(&state(3, &[(1, 10), (0, 20)])).is_err(),
+            check(&state(3, &[(1, 10), (0, 20)]), &imports).is_err(),
             "missed index 3"
         );
         assert!(
-            check(&state(1, &[(1, 10), (0, 20)])).is_err(),
+            check(&state(1, &[(1, 10), (0, 20)]), &imports).is_err(),
             "applied beyond its index"
+        );
+        // An import at index 4 sets key 5 and overwrites key 1; a write after it wins.
+        imports.insert((p, LogIndex(4)), vec![(5, 50), (1, 40)]);
+        assert!(check(&state(4, &[(1, 40), (0, 20), (5, 50)]), &imports).is_ok());
+        assert!(
+            check(&state(4, &[(1, 30), (0, 20)]), &imports).is_err(),
+            "missed the import"
         );
     }
 }

@@ -77,8 +77,21 @@ mod tests {
             floor_term: Term(if floor == 0 { 0 } else { 1 }),
             entries: terms
                 .iter()
-                .map(|&(i, t, v)| (LogIndex(i), (Term(t), Some(Op::Write { key: 0, value: v }))))
+                .map(|&(i, t, v)| {
+                    (
+                        LogIndex(i),
+                        (
+                            Term(t),
+                            Some(Op::Write {
+                                key: 0,
+                                value: v,
+                                generation: 0,
+                            }),
+                        ),
+                    )
+                })
                 .collect(),
+            ..DurableLog::default()
         }
     }
 

@@ -12,6 +12,7 @@ mod exactly_once_in_order_delivery;
 mod failed_writes_never_commit;
 mod linearizability;
 mod log_matching;
+mod range_ownership;
 mod state_machine_safety;
 
 pub(super) use acknowledged_writes_durable::AcknowledgedWritesDurable;
@@ -20,6 +21,7 @@ pub(super) use exactly_once_in_order_delivery::ExactlyOnceInOrderDelivery;
 pub(super) use failed_writes_never_commit::FailedWritesNeverCommit;
 pub(super) use linearizability::Linearizability;
 pub(super) use log_matching::LogMatching;
+pub(super) use range_ownership::{RangeHistory, RangeOwnership, RoutedWrite};
 pub(super) use state_machine_safety::StateMachineSafety;
 
 use crate::sim::checkers::Violation;
@@ -28,7 +30,7 @@ use crate::sim::checkers::Violation;
 /// recover, a restore that fails), `shard_failure` (a shard that fails without an injected
 /// disk fault: a panic or an unexpected WAL error), `codec` (a frame the codec does not read
 /// back) and `liveness` (no write and read served on every partition once faults stop).
-pub const CHECKERS: [&str; 11] = [
+pub const CHECKERS: [&str; 12] = [
     AcknowledgedWritesDurable::NAME,
     FailedWritesNeverCommit::NAME,
     ExactlyOnceInOrderDelivery::NAME,
@@ -36,6 +38,7 @@ pub const CHECKERS: [&str; 11] = [
     ElectionSafety::NAME,
     LogMatching::NAME,
     Linearizability::NAME,
+    RangeOwnership::NAME,
     RECOVERY,
     SHARD_FAILURE,
     CODEC,

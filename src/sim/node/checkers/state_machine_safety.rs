@@ -59,7 +59,11 @@ mod tests {
             term: Term(term),
             kind: EntryKind::Normal,
             path: Path::Live,
-            op: Some(Op::Write { key: 0, value }),
+            op: Some(Op::Write {
+                key: 0,
+                value,
+                generation: 0,
+            }),
             handed_before: LogIndex(3),
         };
         let mut applied = HashMap::new();
