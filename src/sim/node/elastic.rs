@@ -64,7 +64,7 @@ impl ElasticOperator {
 impl NodeSimulation {
     /// Draws and sends the next operation (unless one is under way, or the faults stopped)
     /// and schedules the next draw.
-    pub(super) fn elastic(&mut self) {
+    pub(super) fn elastic_draw(&mut self) {
         if self.healed_at.is_some() {
             return;
         }

@@ -355,7 +355,7 @@ impl NodeSimulation {
             }
             Event::Elastic => {
                 self.trace.event(30, &[self.now]);
-                self.elastic();
+                self.elastic_draw();
             }
             Event::ElasticRetry => {
                 self.trace.event(31, &[self.now]);
