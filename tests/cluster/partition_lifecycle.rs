@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use kommander_raft::{
     CreatePartition, FirstMembers, MapOperationError, NodeConfig, NodeId, PartitionId,
-    PartitionLifecycleError, RangeState, RoutingMode, Status,
+    PartitionLifecycleError, QueryError, RangeState, RoutingMode, Status,
 };
 use kommander_wal::Wal;
 
@@ -241,11 +241,16 @@ async fn a_created_partition_starts_from_the_configuration_its_entry_carried() {
         .join_cluster(None)
         .await
         .expect("rejoined");
-    let known = cluster
-        .raft(follower)
-        .partition_configuration(P4)
-        .await
-        .expect("p4 restored");
+    // The restarted replica answers `RestoreInProgress` until it replayed its log.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let known = loop {
+        match cluster.raft(follower).partition_configuration(P4).await {
+            Err(QueryError::RestoreInProgress) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            answer => break answer.expect("p4 restored"),
+        }
+    };
     assert_eq!(known.committed.voters(), voters.as_slice());
     assert!(known.committed.learners().is_empty());
     cluster.replicate(P4, b"after the restart").await;
