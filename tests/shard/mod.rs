@@ -2,6 +2,7 @@
 //! write fence its shard applies to a partition's writes, split and merge on the partitions.
 
 mod fence;
+mod first_election;
 mod import_pace;
 mod map_change;
 mod map_open;

@@ -46,6 +46,31 @@ impl Replica {
         );
     }
 
+    /// Starts the partition's first election now rather than after an election timeout: the
+    /// input for the one member a partition created at runtime designates (decision 0006,
+    /// amendment "a created partition's first leader"). It goes through pre-vote as a timeout
+    /// would, so safety is the election's. Nothing happens (`false`) unless this replica has
+    /// never known a term, a vote, a leader or an entry (a replica restored from its log, or
+    /// one that heard from anyone, waits for its timeout as any other) and may campaign.
+    ///
+    /// Peers that have not opened the partition yet drop the pre-vote: if it gathers no
+    /// quorum, this replica asks again after `retry_ticks` (when that is below its randomized
+    /// timeout), then keeps the usual timeouts.
+    pub(crate) fn campaign_first(&mut self, retry_ticks: u32) -> bool {
+        let fresh = self.term == Term(0)
+            && self.vote.is_none()
+            && self.leader.is_none()
+            && self.log.last_index() == LogIndex::ZERO;
+        if !fresh || self.role != Role::Follower || !self.can_campaign() {
+            return false;
+        }
+        self.campaign_pre_vote();
+        if self.role == Role::PreCandidate {
+            self.randomized_timeout = self.randomized_timeout.min(retry_ticks.max(1));
+        }
+        true
+    }
+
     pub(super) fn campaign_pre_vote(&mut self) {
         self.role = Role::PreCandidate;
         self.leader = None;

@@ -10,9 +10,13 @@
 //!   joined;
 //! * closes every partition it hosts that the map removed (a tombstone): its waiters are
 //!   refused `NotHosted`, its restore and transfers end, its leadership shows no leader, and
-//!   its WAL records are deleted so that its segments are reclaimed;
+//!   its WAL records are deleted so that its segments are reclaimed.
 //!
-//! and once it followed the map through, records it (`MapTable::followed`): the newest map
+//! A partition a map change created that opens here without a log, this node being its
+//! [`first_candidate`], has its first election started at once rather than after an election
+//! timeout (decision 0006, amendment "a created partition's first leader").
+//!
+//! Once it followed the map through, it records it (`MapTable::followed`): the newest map
 //! every shard followed is the map in force, which the node reports as initialized.
 //!
 //! Partitions opened by an explicit `ShardHost::open_partition` (partition 0, or a test's
@@ -22,7 +26,7 @@ use std::time::Instant;
 
 use super::Worker;
 use crate::core::{NodeId, PartitionId, Role, SoftState, Term};
-use crate::shard::partitions::RangeState;
+use crate::shard::partitions::{FirstMembers, RangeState};
 use crate::shard::{Refusal, shard_of};
 
 impl Worker {
@@ -52,13 +56,23 @@ impl Worker {
                     Some(first) => (first.voters.clone(), first.learners.clone()),
                     None => self.first_configuration(),
                 };
-                if let Err(refusal) = self.open_partition(partition, voters, learners) {
-                    tracing::debug!(
-                        %partition,
-                        ?refusal,
-                        "partition map: the partition does not open; tried again next tick"
-                    );
-                    done = false;
+                let candidate = range
+                    .first
+                    .as_ref()
+                    .and_then(|f| first_candidate(partition, f));
+                match self.open_partition(partition, voters, learners) {
+                    Ok(opened) if !opened.restoring && candidate == Some(self.node) => {
+                        self.campaign_first(partition);
+                    }
+                    Ok(_) => {}
+                    Err(refusal) => {
+                        tracing::debug!(
+                            %partition,
+                            ?refusal,
+                            "partition map: the partition does not open; tried again next tick"
+                        );
+                        done = false;
+                    }
                 }
             }
             if self.failed() {
@@ -119,4 +133,40 @@ impl Worker {
         self.check_wal(deleted);
         tracing::info!(%partition, "partition map: the partition is removed; closed");
     }
+
+    /// Starts the first election of `partition`, created by a map change and opened here
+    /// without a log, this node being its [`first_candidate`]. Its peers open it when partition
+    /// 0's commit of the map reaches them: its leader's next heartbeat, within a heartbeat
+    /// interval, and their next tick. A pre-vote sent before that is dropped, so it is asked
+    /// again after twice the heartbeat interval and a tick (at most the minimum election
+    /// timeout, which the node's configuration keeps above twice the heartbeat interval).
+    fn campaign_first(&mut self, partition: PartitionId) {
+        let retry_ticks = self
+            .config
+            .core
+            .heartbeat_interval_ticks
+            .saturating_mul(2)
+            .saturating_add(1);
+        let Some(replica) = self.partitions.replica_mut(partition) else {
+            return;
+        };
+        if replica.campaign_first(retry_ticks) {
+            self.partitions.mark_dirty(partition);
+            tracing::debug!(%partition, "partition map: a created partition; campaigning first");
+        }
+    }
+}
+
+/// The member of a created partition's first configuration that campaigns as soon as it opens
+/// it (decision 0006, amendment "a created partition's first leader"): of its voters in
+/// ascending id order, the one at the partition id modulo their number, so that successive
+/// partitions' first leaders spread over the voters. A function of the map entry alone: every
+/// node names the same one, at every restart. `None` without voters (no valid configuration).
+fn first_candidate(partition: PartitionId, first: &FirstMembers) -> Option<NodeId> {
+    let mut voters = first.voters.clone();
+    voters.sort_unstable();
+    let count = u32::try_from(voters.len()).ok().filter(|&n| n > 0)?;
+    voters
+        .get(usize::try_from(partition.0 % count).ok()?)
+        .copied()
 }
