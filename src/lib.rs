@@ -145,7 +145,7 @@ pub use crate::core::{
 pub use crate::node::{
     Fatal, HandshakeRequest, HlcTimestamp, InvalidWrite, JoinError, MembershipError, NodeConfig,
     PartitionLifecycleError, PartitionMap, PeerError, QueryError, Raft, RaftBuilder, RaftNode,
-    ReplicateError, ReplicateOptions, StartError, SteppedDown, TestHooks, Written,
+    ReadOptions, ReplicateError, ReplicateOptions, StartError, SteppedDown, TestHooks, Written,
 };
 pub use crate::shard::{
     FollowerLag, Leadership, LogEntry, LogProgress, PartitionState, RaftEvent, RangeTransfer,

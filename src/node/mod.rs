@@ -26,5 +26,6 @@ pub use error::{
 };
 pub use partition_map::{PartitionMap, PartitionMapError, PartitionRange};
 pub use raft::{
-    HandshakeRequest, Raft, RaftBuilder, ReplicateOptions, SteppedDown, TestHooks, Written,
+    HandshakeRequest, Raft, RaftBuilder, ReadOptions, ReplicateOptions, SteppedDown, TestHooks,
+    Written,
 };

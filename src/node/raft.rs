@@ -56,6 +56,7 @@ mod wait;
 pub use builder::RaftBuilder;
 pub use entry::HandshakeRequest;
 pub use hooks::{SteppedDown, TestHooks};
+pub use read::ReadOptions;
 pub use replicate::{ReplicateOptions, Written};
 
 use std::collections::HashMap;

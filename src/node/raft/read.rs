@@ -9,8 +9,15 @@
 //! the node's timer. The shard bounds the reads waiting per partition
 //! (`read_index_pending_max`); a caller that gives up (timeout, dropped future) closes its
 //! answer channel, and the shard forgets its waiter.
+//!
+//! A fenced read ([`ReadOptions::expected_generation`]) is a `Request::Fenced` around the
+//! `ReadIndex`: the shard judges the generation fence when the request is carried out, and
+//! again when the read is answered, once this node's application applied the read index —
+//! on a follower only then does the partition's log hold every generation entry committed
+//! before the read began (`shard/partitions/fence.rs`).
 
 use std::future::Future;
+use std::num::NonZeroU64;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -22,6 +29,23 @@ use crate::shard::Request;
 use super::Raft;
 use super::refusal::SHARD_GONE;
 use super::timer::{Elapsed, TimerError, race};
+
+/// Options of [`Raft::confirm_leadership_with`] and [`Raft::confirm_local_application_with`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// The generation of the partition's range the caller routed with (0, the default: none,
+    /// an unfenced read, Kommander's only kind). When non-zero, the read is refused with
+    /// [`QueryError::PartitionMoved`] unless the partition's range has that generation — in
+    /// this node's committed map and in the generation entries of the partition's log — both
+    /// when the partition's shard starts the read and when it answers it, once this node's
+    /// application applied the read index. So a read routed before a split or a merge moved
+    /// the key is refused wherever it is served, a follower whose partition-0 map lags
+    /// included, where an unfenced one is answered from the old owner's state.
+    pub expected_generation: u64,
+    /// How long to wait (`None`: the node's `leadership_confirmation_timeout_ms`, 2 s by
+    /// default; `Some(Duration::MAX)`: until the answer).
+    pub timeout: Option<Duration>,
+}
 
 impl Raft {
     /// Confirms that this node leads `partition` and returns a read index: the leader's commit
@@ -57,7 +81,36 @@ impl Raft {
         partition: PartitionId,
         timeout: Option<Duration>,
     ) -> impl Future<Output = Result<LogIndex, QueryError>> + Send + 'static + use<> {
-        self.read_index(partition, true, timeout)
+        self.read_index(
+            partition,
+            true,
+            ReadOptions {
+                expected_generation: 0,
+                timeout,
+            },
+        )
+    }
+
+    /// [`Raft::confirm_leadership`], fenced when `options.expected_generation` is non-zero:
+    /// the read index is returned only while `partition`'s range has the generation the
+    /// caller routed with (see [`ReadOptions::expected_generation`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Raft::confirm_leadership`], and [`QueryError::PartitionMoved`] when the
+    /// fence refuses the read: the range moved (a split, a merge, a removal) since the caller
+    /// routed, or it is being filled by a split or drained by a merge. Refresh the map and
+    /// route again.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the read; nothing changes on the node.
+    pub fn confirm_leadership_with(
+        &self,
+        partition: PartitionId,
+        options: ReadOptions,
+    ) -> impl Future<Output = Result<LogIndex, QueryError>> + Send + 'static + use<> {
+        self.read_index(partition, true, options)
     }
 
     /// Returns a read index fetched from `partition`'s leader once this node's application has
@@ -92,28 +145,68 @@ impl Raft {
         partition: PartitionId,
         timeout: Option<Duration>,
     ) -> impl Future<Output = Result<LogIndex, QueryError>> + Send + 'static + use<> {
-        self.read_index(partition, false, timeout)
+        self.read_index(
+            partition,
+            false,
+            ReadOptions {
+                expected_generation: 0,
+                timeout,
+            },
+        )
     }
 
-    /// One ReadIndex request to `partition`'s shard, its answer awaited at most `timeout`.
+    /// [`Raft::confirm_local_application`], fenced when `options.expected_generation` is
+    /// non-zero: the read index is returned only while `partition`'s range has the generation
+    /// the caller routed with, judged again on this node once its application applied the
+    /// read index (see [`ReadOptions::expected_generation`]), so a follower whose own map
+    /// lags still refuses a read routed before a split moved the key.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Raft::confirm_local_application`], and [`QueryError::PartitionMoved`] when
+    /// the fence refuses the read: the range moved (a split, a merge, a removal) since the
+    /// caller routed, or it is being filled by a split or drained by a merge. Refresh the map
+    /// and route again.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the read; nothing changes on the node.
+    pub fn confirm_local_application_with(
+        &self,
+        partition: PartitionId,
+        options: ReadOptions,
+    ) -> impl Future<Output = Result<LogIndex, QueryError>> + Send + 'static + use<> {
+        self.read_index(partition, false, options)
+    }
+
+    /// One ReadIndex request to `partition`'s shard (fenced when the options name a
+    /// generation), its answer awaited at most the options' timeout.
     fn read_index(
         &self,
         partition: PartitionId,
         leader_only: bool,
-        timeout: Option<Duration>,
+        options: ReadOptions,
     ) -> impl Future<Output = Result<LogIndex, QueryError>> + Send + 'static + use<> {
         let started = Instant::now();
         let this = self.clone();
-        let timeout = timeout.unwrap_or(Duration::from_millis(
+        let timeout = options.timeout.unwrap_or(Duration::from_millis(
             self.inner.config.leadership_confirmation_timeout_ms,
         ));
         // The deadline first: a full timer table refuses the read before the shard sees it.
         let sent = match self.inner.timer.deadline(Some(timeout)) {
             Ok(deadline) => {
                 let (reply, answer) = oneshot::channel();
+                let read = Request::ReadIndex { leader_only, reply };
+                let request = match NonZeroU64::new(options.expected_generation) {
+                    Some(expected_generation) => Request::Fenced {
+                        expected_generation,
+                        request: Box::new(read),
+                    },
+                    None => read,
+                };
                 self.inner
                     .shards
-                    .send(partition, Request::ReadIndex { leader_only, reply })
+                    .send(partition, request)
                     .map(|()| (deadline, answer))
                     .map_err(|refusal| this.query_error(refusal, partition))
             }

@@ -152,7 +152,11 @@ pub(super) fn deliver_live(
         .into_iter()
         .partition(|(index, _)| *index <= applied);
     slot.reads_waiting_apply = waiting;
-    for (index, reply) in done {
-        let _ = reply.send(Ok(index));
+    if done.is_empty() {
+        return;
+    }
+    let map = to.maps.map();
+    for (index, read) in done {
+        slot.answer_read(partition, &map, index, read);
     }
 }

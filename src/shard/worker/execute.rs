@@ -4,12 +4,13 @@
 //! checkpoints, reads) leave their reply as a waiter on the partition; the Ready that reports
 //! their outcome answers it.
 
+use std::num::NonZeroU64;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
 use super::Worker;
-use super::partition::{Slot, reads_full};
+use super::partition::{ReadWaiter, Slot, reads_full};
 use crate::core::{EntryKind, LogIndex, PartitionId, Status};
 use crate::shard::codec::{self, ENTRY_HEADER_LEN};
 use crate::shard::partitions::marks::is_reserved_log_type;
@@ -22,6 +23,17 @@ use crate::shard::{
 impl Worker {
     /// Carries out `request` on `partition`'s replica, or refuses it.
     pub(super) fn execute(&mut self, partition: PartitionId, request: Request) {
+        self.execute_routed(partition, request, None);
+    }
+
+    /// Carries out `request`, which its caller routed with `expected_generation` (`None`:
+    /// unfenced; a fenced read keeps it to be judged again when it is answered).
+    fn execute_routed(
+        &mut self,
+        partition: PartitionId,
+        request: Request,
+        expected_generation: Option<NonZeroU64>,
+    ) {
         if let Some(refusal) = self.failure_refusal() {
             request.refuse(refusal);
             return;
@@ -47,7 +59,8 @@ impl Worker {
                 return;
             }
             // The generation fence, judged now, when the write would be proposed (decision
-            // 0006 point 4): a map change committed while it queued is seen.
+            // 0006 point 4): a map change committed while it queued is seen. A read is judged
+            // again when it is answered (`partitions/fence.rs`).
             Request::Fenced {
                 expected_generation,
                 request,
@@ -57,7 +70,7 @@ impl Worker {
                 let admitted =
                     admitted || self.config.bug == Some(crate::shard::NodeBug::SkipGenerationFence);
                 if admitted {
-                    self.execute(partition, *request);
+                    self.execute_routed(partition, *request, Some(expected_generation));
                 } else {
                     request.refuse(Refusal::NotHosted);
                 }
@@ -184,7 +197,11 @@ impl Worker {
                 let context = slot.next_read_context;
                 match replica.read_index(context) {
                     Ok(()) => {
-                        slot.reads.insert(context, reply);
+                        let read = ReadWaiter {
+                            reply,
+                            expected_generation,
+                        };
+                        slot.reads.insert(context, read);
                     }
                     Err(status) => {
                         let _ = reply.send(Err(Refusal::of_replica(replica, status)));

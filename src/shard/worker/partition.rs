@@ -2,6 +2,7 @@
 //! the list of partitions touched this turn (whose Readies the loop gathers).
 
 use std::collections::HashMap;
+use std::num::NonZeroU64;
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -9,6 +10,7 @@ use tokio::sync::watch;
 use super::announce::Announced;
 use super::restore::Restore;
 use crate::core::{LogIndex, PartitionId, Replica};
+use crate::shard::partitions::{Access, PartitionMap};
 use crate::shard::wal_records::WalView;
 use crate::shard::{LogProgress, PartitionState, Refusal, ReplicationResult, Reply, StableHashMap};
 
@@ -33,9 +35,9 @@ pub(crate) struct Slot {
     pub(crate) next_read_context: u64,
     /// ReadIndex requests waiting for their read state, by context (refused together on a
     /// leadership change, in the same order in every run).
-    pub(crate) reads: StableHashMap<u64, Reply<LogIndex>>,
+    pub(crate) reads: StableHashMap<u64, ReadWaiter>,
     /// Read points known, waiting for the application to apply them.
-    pub(crate) reads_waiting_apply: Vec<(LogIndex, Reply<LogIndex>)>,
+    pub(crate) reads_waiting_apply: Vec<(LogIndex, ReadWaiter)>,
     /// The log progress last published in the leadership table.
     pub(crate) published: LogProgress,
     /// Its channel in the leadership table, kept so that publishing takes no table lock.
@@ -82,13 +84,51 @@ impl Slot {
                 let _ = reply.send(Err(refusal.clone()));
             }
         }
-        for (_, reply) in self.reads.drain() {
-            let _ = reply.send(Err(refusal.clone()));
+        for (_, read) in self.reads.drain() {
+            let _ = read.reply.send(Err(refusal.clone()));
         }
-        for (_, reply) in self.reads_waiting_apply.drain(..) {
-            let _ = reply.send(Err(refusal.clone()));
+        for (_, read) in self.reads_waiting_apply.drain(..) {
+            let _ = read.reply.send(Err(refusal.clone()));
         }
     }
+
+    /// Answers `read` with its read point `index`, which this replica's application has
+    /// applied, or refuses it `NotHosted` when it is fenced and the fence, judged again now
+    /// against `map` (this node's committed map) and the generation entries the partition's
+    /// log holds, no longer lets it through (`partitions/fence.rs`: why a follower needs this
+    /// second judgement).
+    pub(crate) fn answer_read(
+        &self,
+        partition: PartitionId,
+        map: &PartitionMap,
+        index: LogIndex,
+        read: ReadWaiter,
+    ) {
+        let admitted = read.expected_generation.is_none()
+            || map.admits(
+                partition,
+                self.view.marks().generation,
+                Access::Read,
+                read.expected_generation,
+            );
+        let answer = if admitted {
+            Ok(index)
+        } else {
+            Err(Refusal::NotHosted)
+        };
+        let _ = read.reply.send(answer);
+    }
+}
+
+/// A linearizable read waiting on a partition: its answer, and the generation of the
+/// partition's range its caller routed with (`None`: unfenced), judged again when it is
+/// answered.
+#[derive(Debug)]
+pub(crate) struct ReadWaiter {
+    /// The answer: the read point, once this replica's application has applied it.
+    pub(crate) reply: Reply<LogIndex>,
+    /// The generation the caller routed with, for a fenced read.
+    pub(crate) expected_generation: Option<NonZeroU64>,
 }
 
 /// Whether `max` reads wait on a partition (`reads`: for their read index; `waiting_apply`:
@@ -98,15 +138,15 @@ impl Slot {
 /// whose answer was lost would otherwise hold it until then). The two waiter lists of a
 /// [`Slot`], passed apart so that its replica may stay borrowed.
 pub(crate) fn reads_full(
-    reads: &mut StableHashMap<u64, Reply<LogIndex>>,
-    waiting_apply: &mut Vec<(LogIndex, Reply<LogIndex>)>,
+    reads: &mut StableHashMap<u64, ReadWaiter>,
+    waiting_apply: &mut Vec<(LogIndex, ReadWaiter)>,
     max: usize,
 ) -> bool {
     if reads.len() + waiting_apply.len() < max {
         return false;
     }
-    reads.retain(|_, reply| !reply.is_closed());
-    waiting_apply.retain(|(_, reply)| !reply.is_closed());
+    reads.retain(|_, read| !read.reply.is_closed());
+    waiting_apply.retain(|(_, read)| !read.reply.is_closed());
     reads.len() + waiting_apply.len() >= max
 }
 

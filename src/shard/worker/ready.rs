@@ -126,8 +126,8 @@ impl Worker {
             // leader's no-op is the one change that deposes nobody (role, leader and term are
             // those of the previous report).
             if !soft.noop_committed {
-                for (_, reply) in slot.reads.drain() {
-                    let _ = reply.send(Err(Refusal::NotLeader {
+                for (_, read) in slot.reads.drain() {
+                    let _ = read.reply.send(Err(Refusal::NotLeader {
                         leader: soft.leader,
                     }));
                 }
@@ -234,21 +234,21 @@ impl Worker {
             .replica
             .as_ref()
             .map_or(LogIndex::ZERO, Replica::applied_index);
-        for read in ready.read_states {
-            let Some(reply) = slot.reads.remove(&read.context) else {
+        for state in ready.read_states {
+            let Some(read) = slot.reads.remove(&state.context) else {
                 continue;
             };
-            match read.result {
+            match state.result {
                 Ok(index) if index <= applied => {
-                    let _ = reply.send(Ok(index));
+                    slot.answer_read(partition, &self.maps.map(), index, read);
                 }
-                Ok(index) => slot.reads_waiting_apply.push((index, reply)),
+                Ok(index) => slot.reads_waiting_apply.push((index, read)),
                 Err(status) => {
                     let refusal = match slot.replica.as_ref() {
                         Some(replica) => Refusal::of_replica(replica, status),
                         None => Refusal::Replica(status),
                     };
-                    let _ = reply.send(Err(refusal));
+                    let _ = read.reply.send(Err(refusal));
                 }
             }
         }
