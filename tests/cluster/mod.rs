@@ -5,6 +5,7 @@
 pub(crate) mod clock;
 mod errors;
 mod events;
+mod fenced_read;
 pub(crate) mod harness;
 mod join;
 mod leadership;
