@@ -34,8 +34,8 @@
 //! whose log took the write, so a timeout means one thing (that leader did not learn the
 //! outcome), a redirect writes nothing, and no node holds connections to its peers for
 //! clients. Reads are never redirected: any replica serves a linearizable read by asking
-//! the leader for a read index (`confirm_local_application`) and reading its own state once it
-//! applied through it.
+//! the leader for a read index (`confirm_local_application_with`, fenced by the generation the
+//! key was routed with) and reading its own state once it applied through it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -390,9 +390,14 @@ impl Api {
         }
     }
 
-    /// A ReadIndex round through the partition's leader, then this replica's state once it
-    /// applied the read index; routed again when the key's partition or its generation
-    /// changed meanwhile (a split or merge moved the key).
+    /// A ReadIndex round through the partition's leader, fenced by the generation the key was
+    /// routed with, then this replica's state once it applied the read index; routed again
+    /// after `PartitionMoved` (a split or merge moved the key since this node's map routed
+    /// it). The fence is judged on the partition's shard once this replica applied the read
+    /// index, against the generation entries of the partition's log as well as this node's
+    /// map: a read answered began before the source's generation entry committed, and the
+    /// source's copy of a moved key changes no more after that entry (every write is fenced),
+    /// so reading it here is linearizable even if the map moves on before the store is read.
     async fn read_linearizable(&self, key: &str) -> Reply {
         let deadline = Instant::now() + self.config.read_timeout();
         let mut moved = 0;
@@ -401,27 +406,24 @@ impl Api {
                 Ok(route) => route,
                 Err(reply) => return reply,
             };
-            let left = deadline.saturating_duration_since(Instant::now());
-            let confirmed = self
+            let options = kommander_raft::ReadOptions {
+                expected_generation: generation,
+                timeout: Some(deadline.saturating_duration_since(Instant::now())),
+            };
+            let retry = match self
                 .raft
-                .confirm_local_application(partition, Some(left))
-                .await;
-            let retry = match confirmed {
+                .confirm_local_application_with(partition, options)
+                .await
+            {
                 Ok(index) => {
-                    if self
-                        .route(key)
-                        .is_ok_and(|now| now == (partition, generation))
-                    {
-                        return value_reply(self.store.get(partition, key), Some(index.get()));
-                    }
-                    "the key's partition changed during the read".to_owned()
+                    return value_reply(self.store.get(partition, key), Some(index.get()));
                 }
-                Err(error @ QueryError::PartitionMoved { .. }) => error.to_string(),
+                Err(error @ QueryError::PartitionMoved { .. }) => error,
                 Err(error) => return read_refused(&error),
             };
             moved += 1;
             if moved > self.config.kv.partition_moved_retries_max {
-                return Reply::failed(StatusCode::SERVICE_UNAVAILABLE, retry);
+                return read_refused(&retry);
             }
             tokio::time::sleep(PARTITION_MOVED_BACKOFF).await;
         }

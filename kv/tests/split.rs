@@ -63,6 +63,12 @@ async fn a_split_and_a_merge_move_the_keys_with_their_range() {
     // The moved keys take writes in their new partition.
     let first = format!("m{}", moved[0]);
     cluster.put(&first, "after the split").await;
+    // A linearizable read of the moved key, on every node, is the value written to the target
+    // (the source still holds the old value: its fenced read is refused, and routed again).
+    for i in 0..3 {
+        let read = cluster.get(i, &first).await;
+        assert_eq!(read.as_deref(), Some(&b"after the split"[..]), "node {i}");
+    }
 
     raft.merge_partitions(source, target, None)
         .await
