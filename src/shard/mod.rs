@@ -273,7 +273,8 @@ pub enum Request {
     /// fence, `shard/partitions/fence.rs`): the partition's range is not removed and has that
     /// generation, whatever its state (`Splitting` and `Draining` included). Judged on the
     /// shard when the request is carried out; otherwise refused `NotHosted` and nothing is
-    /// written. The handle fences a proposal whose caller gave a generation (Kommander's
+    /// written. A fenced `ReadIndex` is judged again when it is answered, once this replica
+    /// applied the read index (what a follower needs: `partitions/fence.rs`). The handle fences a proposal whose caller gave a generation (Kommander's
     /// `expectedGeneration`); an unfenced [`Request::Propose`] is refused only by a removed
     /// range.
     Fenced {

@@ -23,6 +23,14 @@
 //!   so a write routed with the map before it is refused, and one routed with the phase-1 map
 //!   is accepted, for the range the source still owns.
 //!
+//! A fenced read is judged twice (decision 0006, amendment "fenced reads"): when the request is carried
+//! out, and again when it is answered, once this replica's application applied the read
+//! index (`worker/partition.rs`, `Slot::answer_read`). The first judgement is enough on the
+//! leader, whose log holds every committed generation entry; a follower's log may not yet
+//! hold one committed before the read began (and its map may lag partition 0's), but once it
+//! applied through the read index — at or above that entry — its log marks hold it, so the
+//! second judgement refuses a read that began after the range moved wherever it is served.
+//!
 //! An unfenced write to a range that is neither removed, filled nor drained passes whatever
 //! its generation, as in Kommander (generation 0 passes), and so does one to a partition the
 //! map does not hold (partition 0, which no map routes; a partition opened without a map).
