@@ -56,6 +56,10 @@ pub struct KvConfig {
     pub snapshot_queue_max: usize,
     /// Largest snapshot received from a leader or read from a file, in bytes.
     pub snapshot_bytes_max: u64,
+    /// TEST ONLY, never in production: answer linearizable GETs from this replica's state
+    /// without a ReadIndex round, as `?stale=true` does. The negative control of the
+    /// Jepsen harness (`jepsen/`), which must report the stale reads it lets through.
+    pub unsafe_local_reads: bool,
 }
 
 impl Default for KvConfig {
@@ -75,6 +79,7 @@ impl Default for KvConfig {
             checkpoint_check_interval_ms: 100,
             snapshot_queue_max: 4,
             snapshot_bytes_max: 1 << 30,
+            unsafe_local_reads: false,
         }
     }
 }

@@ -303,7 +303,9 @@ async fn read(
         ),
         (Ok(key), Ok(Query(options))) => match api.permit() {
             Err(reply) => reply,
-            Ok(_permit) if options.stale => api.read_stale(&key),
+            Ok(_permit) if options.stale || api.config.kv.unsafe_local_reads => {
+                api.read_stale(&key)
+            }
             Ok(_permit) => api.read_linearizable(&key).await,
         },
     };

@@ -1,0 +1,237 @@
+//! The register workload: clients in the host namespace read, write and compare-and-set a few
+//! keys on random nodes, each operation recorded with its invocation and completion times.
+//!
+//! Values are unique (one counter for all clients), so a read names the write it saw. An
+//! answer's `x-kv-outcome` decides how it is recorded: `ok` (and a compare-and-set's 409
+//! mismatch, decided in log order) is a definite answer; `unknown`, a timeout or a connection
+//! lost after the request was sent is [`Completion::Unknown`]; any other `failed` answer (and a
+//! connection never made) wrote nothing and is left out. A 307 is followed to the leader it
+//! names, the operation keeping its invocation time.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use kommander_raft::sim::linearizability::{Command, Completion, Operation, Response};
+
+use crate::cluster::{self, NODES};
+use crate::http::{self, HttpError};
+use crate::rng::Rng;
+
+/// Keys of the register workload (`r0` ..).
+pub(crate) const KEYS: u64 = 5;
+/// Redirects followed for one operation.
+const REDIRECTS_MAX: usize = 3;
+/// The pause between two operations of a client, in ms (at most).
+const THINK_MS_MAX: u64 = 20;
+
+/// What the clients share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// When the run started: times are microseconds since.
+    pub(crate) epoch: Instant,
+    /// The next unique value written.
+    pub(crate) next_value: AtomicU64,
+    /// Set to stop the clients.
+    pub(crate) stop: Arc<AtomicBool>,
+    /// The client's deadline for one request (past it: unknown).
+    pub(crate) request_timeout: Duration,
+}
+
+/// What one client did.
+#[derive(Debug, Default)]
+pub(crate) struct ClientRecord {
+    /// The operations kept for the checker.
+    pub(crate) operations: Vec<Operation>,
+    /// Operations answered definitely `failed` (left out).
+    pub(crate) failed: u64,
+    /// Operations whose outcome is unknown.
+    pub(crate) unknown: u64,
+    /// Redirects followed.
+    pub(crate) redirects: u64,
+}
+
+/// The path of key `key`.
+pub(crate) fn key_path(key: u64) -> String {
+    format!("/kv/r{key}")
+}
+
+/// Runs client `client` until `shared.stop` is set.
+pub(crate) fn run(client: u64, seed: u64, shared: &Shared) -> ClientRecord {
+    let mut rng = Rng::new(seed ^ client.wrapping_mul(0x9E37_79B9));
+    let mut record = ClientRecord::default();
+    // The last value this client saw per key: what its compare-and-sets expect.
+    let mut seen: Vec<Option<u64>> = vec![None; KEYS as usize];
+    while !shared.stop.load(Ordering::Relaxed) {
+        let key = rng.below(KEYS);
+        let node = rng.between(1, NODES as u64) as usize;
+        let command = match rng.below(10) {
+            0..=3 => Command::Read { key },
+            4..=6 => Command::Write {
+                key,
+                value: shared.next_value.fetch_add(1, Ordering::Relaxed),
+            },
+            _ => Command::CompareAndSet {
+                key,
+                expected: seen[key as usize],
+                new: shared.next_value.fetch_add(1, Ordering::Relaxed),
+            },
+        };
+        let invoked_at = micros(shared.epoch);
+        let outcome = perform(
+            cluster::http_address(node),
+            &command,
+            record.operations.len() as u64 | (client << 48),
+            shared.request_timeout,
+            &mut record.redirects,
+        );
+        let completion = match outcome {
+            Outcome::Answer(response) => {
+                match response {
+                    Response::Read(value) => seen[key as usize] = value,
+                    Response::CompareAndSet(true) | Response::Write => {
+                        seen[key as usize] = match command {
+                            Command::Write { value, .. } => Some(value),
+                            Command::CompareAndSet { new, .. } => Some(new),
+                            Command::Read { .. } => seen[key as usize],
+                        };
+                    }
+                    Response::CompareAndSet(false) => {}
+                }
+                Completion::Returned {
+                    response,
+                    at: micros(shared.epoch).max(invoked_at),
+                }
+            }
+            Outcome::Unknown => {
+                record.unknown += 1;
+                Completion::Unknown
+            }
+            Outcome::Failed => {
+                record.failed += 1;
+                std::thread::sleep(Duration::from_millis(rng.between(1, THINK_MS_MAX)));
+                continue;
+            }
+        };
+        record.operations.push(Operation {
+            client,
+            command,
+            invoked_at,
+            completion,
+        });
+        std::thread::sleep(Duration::from_millis(rng.between(1, THINK_MS_MAX)));
+    }
+    record
+}
+
+fn micros(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// How one operation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Answer(Response),
+    Unknown,
+    Failed,
+}
+
+/// Sends `command` to `address`, following redirects.
+fn perform(
+    mut address: SocketAddr,
+    command: &Command,
+    operation_id: u64,
+    timeout: Duration,
+    redirects: &mut u64,
+) -> Outcome {
+    let path = key_path(command.key());
+    let (method, path, body) = match *command {
+        Command::Read { .. } => ("GET", path, String::new()),
+        Command::Write { value, .. } => ("PUT", path, value.to_string()),
+        Command::CompareAndSet { expected, new, .. } => {
+            let expected = expected.map_or("null".to_owned(), |value| format!("\"{value}\""));
+            (
+                "POST",
+                format!("/cas/r{}", command.key()),
+                format!("{{\"expected\": {expected}, \"new\": \"{new}\"}}"),
+            )
+        }
+    };
+    for _ in 0..=REDIRECTS_MAX {
+        let answer = match http::request(
+            address,
+            method,
+            &path,
+            body.as_bytes(),
+            operation_id,
+            timeout,
+        ) {
+            Ok(answer) => answer,
+            Err(HttpError::Connect(_)) => return Outcome::Failed,
+            Err(HttpError::Exchange(_) | HttpError::Malformed(_)) => return Outcome::Unknown,
+        };
+        if answer.status == 307 {
+            match answer.header("location").and_then(location_address) {
+                Some(leader) => {
+                    *redirects += 1;
+                    address = leader;
+                    continue;
+                }
+                None => return Outcome::Failed,
+            }
+        }
+        return classify(command, &answer);
+    }
+    Outcome::Failed
+}
+
+/// `http://host:port/...` → `host:port`.
+fn location_address(location: &str) -> Option<SocketAddr> {
+    let rest = location.strip_prefix("http://")?;
+    let authority = rest.split('/').next()?;
+    authority.parse().ok()
+}
+
+/// An answer (not a redirect) as an outcome of `command`.
+fn classify(command: &Command, answer: &http::HttpResponse) -> Outcome {
+    match answer.header("x-kv-outcome") {
+        Some("ok") => {}
+        Some("failed") => {
+            // A compare-and-set's mismatch is decided in log order: a definite "no".
+            return if answer.status == 409 && matches!(command, Command::CompareAndSet { .. }) {
+                Outcome::Answer(Response::CompareAndSet(false))
+            } else {
+                Outcome::Failed
+            };
+        }
+        // `unknown`, or an answer that does not say: it may have been written.
+        _ => return Outcome::Unknown,
+    }
+    match (command, answer.status) {
+        (Command::Write { .. }, 200) => Outcome::Answer(Response::Write),
+        (Command::CompareAndSet { .. }, 200) => Outcome::Answer(Response::CompareAndSet(true)),
+        (Command::Read { .. }, 404) => Outcome::Answer(Response::Read(None)),
+        (Command::Read { .. }, 200) => std::str::from_utf8(&answer.body)
+            .ok()
+            .and_then(|text| text.parse::<u64>().ok())
+            .map_or(Outcome::Unknown, |value| {
+                Outcome::Answer(Response::Read(Some(value)))
+            }),
+        _ => Outcome::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_location_names_the_leader() {
+        assert_eq!(
+            location_address("http://10.213.77.3:8000/kv/r1"),
+            Some("10.213.77.3:8000".parse().expect("an address"))
+        );
+        assert_eq!(location_address("https://x/kv/r1"), None);
+    }
+}

@@ -1,0 +1,248 @@
+//! `kommander-jepsen`: Jepsen-style tests of five real `kommander-kv` processes, each in its
+//! own network namespace on a bridge, under a seeded nemesis (iptables partitions, SIGKILL,
+//! SIGSTOP), with the register workload checked for linearizability per key and the replicas
+//! checked to agree once healed. Run as root; see docs/testing.md ("Jepsen-style tests").
+//!
+//! Exit codes: 0 linearizable and converged, 1 a violation or replicas that disagree,
+//! 2 inconclusive (the checker's budget ran out), 3 the harness could not run.
+
+mod check;
+mod client;
+mod cluster;
+mod error;
+mod http;
+mod nemesis;
+mod rng;
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+use crate::check::Report;
+use crate::client::{ClientRecord, Shared};
+use crate::cluster::{Cluster, NodeSettings};
+use crate::error::Error;
+
+/// Jepsen-style tests of real kommander-kv processes in network namespaces (run as root).
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Seed of the nemesis schedule and the clients' choices.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Length of the nemesis schedule and of the workload, in seconds.
+    #[arg(long, default_value_t = 60)]
+    seconds: u64,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 5)]
+    clients: u64,
+    /// The run's directory (configurations, data, one log per node); emptied first.
+    /// Default: /tmp/kommander-jepsen/seed-<seed>.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// The `kommander-kv` binary. Default: next to this binary.
+    #[arg(long)]
+    kv_binary: Option<PathBuf>,
+    /// Negative control: start the nodes with `kv.unsafe_local_reads` (GETs served from the
+    /// local state without ReadIndex); the run must then report a violation.
+    #[arg(long)]
+    unsafe_local_reads: bool,
+    /// The checker's budget of search states per key (past it: inconclusive).
+    #[arg(long, default_value_t = 5_000_000)]
+    explored_max: usize,
+    /// How long the healed replicas have to agree, in seconds.
+    #[arg(long, default_value_t = 30)]
+    converge_seconds: u64,
+}
+
+/// A client's deadline for one request: beyond the store's write timeout, so the store's own
+/// `unknown` answer normally comes first.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+const WRITE_TIMEOUT_MS: u64 = 2_000;
+const READ_TIMEOUT_MS: u64 = 1_000;
+
+const EXIT_VIOLATION: u8 = 1;
+const EXIT_INCONCLUSIVE: u8 = 2;
+const EXIT_HARNESS: u8 = 3;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(Report::Pass) => ExitCode::SUCCESS,
+        Ok(Report::Violation) => ExitCode::from(EXIT_VIOLATION),
+        Ok(Report::Inconclusive) => ExitCode::from(EXIT_INCONCLUSIVE),
+        Err(error) => {
+            eprintln!("kommander-jepsen: {error}");
+            ExitCode::from(EXIT_HARNESS)
+        }
+    }
+}
+
+/// Prints a line of the run's report (stdout is the report).
+#[allow(clippy::print_stdout, reason = "the report is the binary's output")]
+pub(crate) fn say(line: &str) {
+    println!("{line}");
+}
+
+fn run(args: &Args) -> Result<Report, Error> {
+    if !rustix::process::geteuid().is_root() {
+        return Err(Error::Refused(
+            "must run as root (it creates network namespaces, a bridge and iptables rules): \
+             sudo target/release/kommander-jepsen ..."
+                .to_owned(),
+        ));
+    }
+    let binary = match &args.kv_binary {
+        Some(binary) => binary.clone(),
+        None => std::env::current_exe()
+            .map_err(Error::io("locate this binary"))?
+            .with_file_name("kommander-kv"),
+    };
+    if !binary.is_file() {
+        return Err(Error::Refused(format!(
+            "no kommander-kv binary at {}: build it with \
+             `cargo build --release -p kommander-kv` (or pass --kv-binary)",
+            binary.display()
+        )));
+    }
+    ensure_iptables()?;
+    let directory = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("/tmp/kommander-jepsen/seed-{}", args.seed)));
+    if directory.exists() {
+        std::fs::remove_dir_all(&directory)
+            .map_err(Error::io(format!("empty {}", directory.display())))?;
+    }
+    std::fs::create_dir_all(&directory)
+        .map_err(Error::io(format!("create {}", directory.display())))?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .map_err(Error::io("install the signal handler"))?;
+    }
+
+    let schedule = nemesis::schedule(args.seed, args.seconds);
+    say(&format!(
+        "kommander-jepsen seed={} seconds={} clients={} unsafe_local_reads={} dir={}",
+        args.seed,
+        args.seconds,
+        args.clients,
+        args.unsafe_local_reads,
+        directory.display()
+    ));
+    say("schedule:");
+    for (number, round) in schedule.iter().enumerate() {
+        say(&format!("  {:>2}. {round}", number + 1));
+    }
+
+    let mut cluster = Cluster::start(
+        &directory,
+        NodeSettings {
+            binary,
+            unsafe_local_reads: args.unsafe_local_reads,
+            write_timeout_ms: WRITE_TIMEOUT_MS,
+            read_timeout_ms: READ_TIMEOUT_MS,
+        },
+    )?;
+    say("cluster up: 5 nodes, one network namespace each");
+
+    let client_stop = Arc::new(AtomicBool::new(false));
+    let shared = Arc::new(Shared {
+        epoch: Instant::now(),
+        next_value: AtomicU64::new(1),
+        stop: Arc::clone(&client_stop),
+        request_timeout: REQUEST_TIMEOUT,
+    });
+    let clients: Vec<_> = (0..args.clients)
+        .map(|client| {
+            let shared = Arc::clone(&shared);
+            let seed = args.seed;
+            std::thread::spawn(move || client::run(client, seed, &shared))
+        })
+        .collect();
+
+    let nemesis_result = run_schedule(&mut cluster, &schedule, &stop, shared.epoch);
+    client_stop.store(true, Ordering::Relaxed);
+    let records: Vec<ClientRecord> = clients
+        .into_iter()
+        .filter_map(|client| client.join().ok())
+        .collect();
+    nemesis_result?;
+    nemesis::heal(&mut cluster)?;
+    say("healed; clients stopped");
+    if stop.load(Ordering::Relaxed) {
+        return Err(Error::Refused("stopped by a signal (torn down)".to_owned()));
+    }
+
+    let crashed = cluster.crashes().to_vec();
+    for (node, status) in &crashed {
+        say(&format!(
+            "node {node} exited by itself ({status}): see {}",
+            cluster.log_path(*node).display()
+        ));
+    }
+    let report = check::check(
+        &records,
+        args.explored_max,
+        Duration::from_secs(args.converge_seconds),
+        &stop,
+    );
+    if !crashed.is_empty() && report == Report::Pass {
+        return Ok(Report::Violation);
+    }
+    say(&format!("logs: {}/node<N>.log", directory.display()));
+    Ok(report)
+}
+
+/// Runs every round of `schedule`, stopping early on a signal.
+fn run_schedule(
+    cluster: &mut Cluster,
+    schedule: &[nemesis::Round],
+    stop: &AtomicBool,
+    epoch: Instant,
+) -> Result<(), Error> {
+    for (number, round) in schedule.iter().enumerate() {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        say(&format!(
+            "[{:>6.1}s] round {}: {round}",
+            epoch.elapsed().as_secs_f64(),
+            number + 1
+        ));
+        nemesis::apply(cluster, &round.fault)?;
+        sleep_unless(stop, round.held);
+        nemesis::heal(cluster)?;
+        sleep_unless(stop, round.recovery);
+    }
+    Ok(())
+}
+
+fn sleep_unless(stop: &AtomicBool, duration: Duration) {
+    let deadline = Instant::now() + duration;
+    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Installs iptables with apt when it is missing (and says so).
+fn ensure_iptables() -> Result<(), Error> {
+    let present = Command::new("iptables")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if present {
+        return Ok(());
+    }
+    say("iptables is missing: installing it with apt-get");
+    cluster::run("apt-get", &["update"])?;
+    cluster::run("apt-get", &["install", "-y", "iptables"])
+}
