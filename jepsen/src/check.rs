@@ -51,7 +51,17 @@ pub(crate) fn check(
             }
         }
     }
-    let failed: u64 = records.iter().map(|record| record.failed).sum();
+    let mut failed_by: BTreeMap<&str, u64> = BTreeMap::new();
+    for record in records {
+        for (why, count) in &record.failed {
+            *failed_by.entry(why.as_str()).or_default() += count;
+        }
+    }
+    let failed: u64 = failed_by.values().sum();
+    let failed_by: Vec<String> = failed_by
+        .iter()
+        .map(|(why, count)| format!("{why}: {count}"))
+        .collect();
     let unknown: u64 = records.iter().map(|record| record.unknown).sum();
     let redirects: u64 = records.iter().map(|record| record.redirects).sum();
     let ok = history
@@ -60,8 +70,10 @@ pub(crate) fn check(
         .count();
     say(&format!(
         "history: {} operations ({reads} reads, {writes} writes, {swaps} compare-and-sets): \
-         {ok} ok, {unknown} unknown; {failed} failed (left out); {redirects} redirects followed",
-        history.len()
+         {ok} ok, {unknown} unknown; {failed} failed, left out ({}); {redirects} redirects \
+         followed",
+        history.len(),
+        failed_by.join(", ")
     ));
     let started = Instant::now();
     let verdict = linearizability::check(&history, explored_max);

@@ -8,6 +8,7 @@
 //! connection never made) wrote nothing and is left out. A 307 is followed to the leader it
 //! names, the operation keeping its invocation time.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -44,8 +45,9 @@ pub(crate) struct Shared {
 pub(crate) struct ClientRecord {
     /// The operations kept for the checker.
     pub(crate) operations: Vec<Operation>,
-    /// Operations answered definitely `failed` (left out).
-    pub(crate) failed: u64,
+    /// Operations answered definitely `failed` (left out), by why: the status, `connect`
+    /// (no connection made) or `redirects` (more than `REDIRECTS_MAX`).
+    pub(crate) failed: BTreeMap<String, u64>,
     /// Operations whose outcome is unknown.
     pub(crate) unknown: u64,
     /// Redirects followed.
@@ -108,8 +110,8 @@ pub(crate) fn run(client: u64, seed: u64, shared: &Shared) -> ClientRecord {
                 record.unknown += 1;
                 Completion::Unknown
             }
-            Outcome::Failed => {
-                record.failed += 1;
+            Outcome::Failed(why) => {
+                *record.failed.entry(why).or_default() += 1;
                 std::thread::sleep(Duration::from_millis(rng.between(1, THINK_MS_MAX)));
                 continue;
             }
@@ -130,11 +132,12 @@ fn micros(epoch: Instant) -> u64 {
 }
 
 /// How one operation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Outcome {
     Answer(Response),
     Unknown,
-    Failed,
+    /// Nothing was written; why (see [`ClientRecord::failed`]).
+    Failed(String),
 }
 
 /// Sends `command` to `address`, following redirects.
@@ -168,7 +171,7 @@ fn perform(
             timeout,
         ) {
             Ok(answer) => answer,
-            Err(HttpError::Connect(_)) => return Outcome::Failed,
+            Err(HttpError::Connect(_)) => return Outcome::Failed("connect".to_owned()),
             Err(HttpError::Exchange(_) | HttpError::Malformed(_)) => return Outcome::Unknown,
         };
         if answer.status == 307 {
@@ -178,12 +181,12 @@ fn perform(
                     address = leader;
                     continue;
                 }
-                None => return Outcome::Failed,
+                None => return Outcome::Failed("307 without a Location".to_owned()),
             }
         }
         return classify(command, &answer);
     }
-    Outcome::Failed
+    Outcome::Failed("redirects".to_owned())
 }
 
 /// `http://host:port/...` → `host:port`.
@@ -202,7 +205,7 @@ fn classify(command: &Command, answer: &http::HttpResponse) -> Outcome {
             return if answer.status == 409 && matches!(command, Command::CompareAndSet { .. }) {
                 Outcome::Answer(Response::CompareAndSet(false))
             } else {
-                Outcome::Failed
+                Outcome::Failed(answer.status.to_string())
             };
         }
         // `unknown`, or an answer that does not say: it may have been written.

@@ -54,6 +54,9 @@ struct Args {
     /// The checker's budget of search states per key (past it: inconclusive).
     #[arg(long, default_value_t = 5_000_000)]
     explored_max: usize,
+    /// Print the schedule and exit (no root needed, nothing started).
+    #[arg(long)]
+    schedule_only: bool,
     /// How long the healed replicas have to agree, in seconds.
     #[arg(long, default_value_t = 30)]
     converge_seconds: u64,
@@ -89,6 +92,11 @@ pub(crate) fn say(line: &str) {
 }
 
 fn run(args: &Args) -> Result<Report, Error> {
+    let schedule = nemesis::schedule(args.seed, args.seconds);
+    if args.schedule_only {
+        print_schedule(&schedule);
+        return Ok(Report::Pass);
+    }
     if !rustix::process::geteuid().is_root() {
         return Err(Error::Refused(
             "must run as root (it creates network namespaces, a bridge and iptables rules): \
@@ -127,7 +135,6 @@ fn run(args: &Args) -> Result<Report, Error> {
             .map_err(Error::io("install the signal handler"))?;
     }
 
-    let schedule = nemesis::schedule(args.seed, args.seconds);
     say(&format!(
         "kommander-jepsen seed={} seconds={} clients={} unsafe_local_reads={} dir={}",
         args.seed,
@@ -136,10 +143,7 @@ fn run(args: &Args) -> Result<Report, Error> {
         args.unsafe_local_reads,
         directory.display()
     ));
-    say("schedule:");
-    for (number, round) in schedule.iter().enumerate() {
-        say(&format!("  {:>2}. {round}", number + 1));
-    }
+    print_schedule(&schedule);
 
     let mut cluster = Cluster::start(
         &directory,
@@ -198,6 +202,13 @@ fn run(args: &Args) -> Result<Report, Error> {
     }
     say(&format!("logs: {}/node<N>.log", directory.display()));
     Ok(report)
+}
+
+fn print_schedule(schedule: &[nemesis::Round]) {
+    say("schedule:");
+    for (number, round) in schedule.iter().enumerate() {
+        say(&format!("  {:>2}. {round}", number + 1));
+    }
 }
 
 /// Runs every round of `schedule`, stopping early on a signal.
