@@ -1,6 +1,6 @@
 //! Static discovery: the cluster's nodes come from the configuration (`node_id`, `endpoint`
 //! and `peers`); once partition 0's roster records endpoints, it names the members instead
-//! ([`RosterEndpoints`], for the leader hints of errors and events).
+//! (`RosterEndpoints`, for the leader hints of errors and events).
 
 use std::sync::{Arc, OnceLock};
 

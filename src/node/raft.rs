@@ -186,7 +186,7 @@ impl Raft {
 
     /// Stops this node: its partitions (every entry appended is made durable first) and its
     /// background threads, which are joined by the node's stop thread (never the caller's).
-    /// Later calls answer [`Fatal::ShutDown`](crate::node::Fatal::ShutDown); calling it again
+    /// Later calls answer [`Fatal::ShutDown`]; calling it again
     /// only waits for the stop.
     ///
     /// It does not leave the cluster's roster: the other nodes keep this one as a (silent)

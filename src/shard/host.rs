@@ -1,5 +1,5 @@
 //! The shard host: starts a node's shard threads (one WAL each), routes requests and inbound
-//! messages to them (through its [`Router`]) and stops them. The node's `Raft` handle is built
+//! messages to them (through its `Router`) and stops them. The node's `Raft` handle is built
 //! on top of it.
 //!
 //! ```text

@@ -16,10 +16,10 @@
 //!    close; the sources of a split or merge it leads get their generation entry
 //!    (`generation.rs`), and the ranges being filled their import (`import.rs`).
 //! 3. **Restore** (`restore.rs`): partitions opened with a log in the WAL read it back through
-//!    the [`ReadScheduler`] in chunks of at most `restore_entries_per_turn_max` entries per
+//!    the `ReadScheduler` in chunks of at most `restore_entries_per_turn_max` entries per
 //!    turn, then hand their committed entries to `on_log_restored` in chunks of the same size,
 //!    so restoring never stalls the other partitions' writes for longer than one chunk.
-//! 4. **Durability**: the [`WalScheduler`] polls the WAL without blocking; every Ready now
+//! 4. **Durability**: the `WalScheduler` polls the WAL without blocking; every Ready now
 //!    durable is acknowledged (`Replica::persisted`) and its persist-gated messages (votes,
 //!    append acks) are released. Then the imports this shard's leaders propose top up their
 //!    windows of uncommitted chunks (`import.rs`), so that they go into this turn's Readies.

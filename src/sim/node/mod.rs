@@ -1,6 +1,6 @@
 //! The whole-node simulator: several nodes' real shard loops, on one thread, in virtual time.
 //!
-//! Each node runs the shard layer that ships ([`ShardHost::start_stepped`]: the production
+//! Each node runs the shard layer that ships ([`ShardHost::start_stepped`](crate::shard::ShardHost::start_stepped): the production
 //! `Worker::turn`, its Ready → WAL translation, persist-gated release, restore and delivery),
 //! each shard over a real [`Wal`](kommander_wal::Wal) on the WAL's simulated disk, the nodes
 //! connected by a faulty network whose frames pass through the real wire codec. Clients write

@@ -445,7 +445,7 @@ fn expect(
 /// Runs the connector's side on a fresh connection to the node `expected` (or any node for
 /// `None`, but never this side's own id nor the reserved 0: a node that reached itself, or an
 /// acceptor that is not a node, is refused). Returns the acceptor's node id. This side's frames
-/// carry `stamp` (its clock's, [`UNSTAMPED`](crate::transport::codec::UNSTAMPED) for a
+/// carry `stamp` (its clock's, [`UNSTAMPED`] for a
 /// client); the acceptor's last stamp is then the reader's
 /// [`last_stamp`](FrameReader::last_stamp), to merge once the handshake succeeded.
 ///
