@@ -41,7 +41,7 @@ struct Args {
     #[arg(long, default_value_t = 5)]
     clients: u64,
     /// The run's directory (configurations, data, one log per node); emptied first.
-    /// Default: /tmp/kommander-jepsen/seed-<seed>.
+    /// Default: `/tmp/kommander-jepsen/seed-<seed>`.
     #[arg(long)]
     dir: Option<PathBuf>,
     /// The `kommander-kv` binary. Default: next to this binary.
