@@ -235,6 +235,7 @@ mod tests {
             location_address("http://10.213.77.3:8000/kv/r1"),
             Some("10.213.77.3:8000".parse().expect("an address"))
         );
-        assert_eq!(location_address("https://x/kv/r1"), None);
+        // This client speaks plain HTTP only.
+        assert_eq!(location_address("https://10.213.77.3:8000/kv/r1"), None);
     }
 }
