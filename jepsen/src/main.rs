@@ -113,7 +113,7 @@ fn run(args: &Args) -> Result<Report, Error> {
     if !binary.is_file() {
         return Err(Error::Refused(format!(
             "no kommander-kv binary at {}: build it with \
-             `cargo build --release -p kommander-kv` (or pass --kv-binary)",
+             `cargo build --release -p kommander-kv`, on its own (or pass --kv-binary)",
             binary.display()
         )));
     }
