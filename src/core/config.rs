@@ -64,6 +64,15 @@ pub struct ReplicaConfig {
     /// Largest accepted jump between this replica's term and a message's term. A message
     /// further ahead is treated as garbage: no replica can be that far ahead with pre-vote.
     pub term_gap_max: u64,
+    /// A leader idle this many ticks in a row, with every member caught up, quiesces its
+    /// partition: it stops heartbeating and its followers stop their election timers
+    /// (decision 0007). 0: never (the default here: a quiesced follower campaigns only when
+    /// its runtime tells it that the leader's node is dead, [`Replica::wake`], so only a
+    /// runtime that watches node liveness may turn it on). Otherwise at least
+    /// `election_timeout_ticks_min`.
+    ///
+    /// [`Replica::wake`]: super::Replica::wake
+    pub quiesce_after_ticks: u32,
     /// Votes of a replica whose log may have lost votes it cast (a data directory admitted to
     /// the cluster anew, e.g. after a disk replacement): while neither the configuration this
     /// replica knows committed nor the candidate's carries at least this configuration version
@@ -141,7 +150,7 @@ pub enum ReplicaConfigError {
 
 impl ReplicaConfig {
     /// A configuration with the defaults: election timeout 10–20 ticks, heartbeat every 2
-    /// ticks, check-quorum on, 256 messages / 8 MiB in flight per follower, 1024 entries / 1 MiB
+    /// ticks, check-quorum on, no quiescence, 256 messages / 8 MiB in flight per follower, 1024 entries / 1 MiB
     /// per append, 65 536 entries / 64 MiB uncommitted, 1024 pending reads, 4096 entries
     /// delivered per Ready, 8192 entries retained below a checkpoint for lagging followers.
     #[must_use]
@@ -167,6 +176,7 @@ impl ReplicaConfig {
             compaction_retain_entries_max: 8192,
             resolved_tickets_max: 128,
             term_gap_max: 1 << 32,
+            quiesce_after_ticks: 0,
             votes_withheld_below_version: 0,
             #[cfg(feature = "sim-bugs")]
             bug: None,
@@ -218,6 +228,14 @@ impl ReplicaConfig {
             if value == 0 {
                 return invalid(field, "must be positive");
             }
+        }
+        if self.quiesce_after_ticks != 0
+            && self.quiesce_after_ticks < self.election_timeout_ticks_min
+        {
+            return invalid(
+                "quiesce_after_ticks",
+                "0 (never) or at least election_timeout_ticks_min",
+            );
         }
         if self.term_gap_max == 0 {
             return invalid("term_gap_max", "must be positive");

@@ -90,6 +90,10 @@ pub enum MessageBody {
         commit: LogIndex,
         /// ReadIndex round this heartbeat confirms (0: none).
         read_round: u64,
+        /// The leader is idle and every member caught up: a follower whose log ends at
+        /// `commit` quiesces (decision 0007). Also set on the keep-alives a quiesced leader's
+        /// runtime sends ([`Replica::keep_alive`](super::Replica::keep_alive)).
+        quiesce: bool,
     },
     /// Answer to a heartbeat.
     HeartbeatResponse {

@@ -200,6 +200,10 @@ pub struct Ready {
     /// Snapshot chunks from the current leader (on a follower) and acknowledgements of this
     /// leader's chunks (on the leader), for the runtime's transfers; their terms are checked.
     pub snapshot_messages: Vec<Message>,
+    /// Set when the replica entered (`Some(true)`) or left (`Some(false)`) quiescence since the
+    /// previous Ready (decision 0007): a quiesced replica does nothing on `tick`, so the
+    /// runtime may stop ticking it until a Ready says it woke.
+    pub quiescence: Option<bool>,
 }
 
 impl Ready {

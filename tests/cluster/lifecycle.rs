@@ -195,6 +195,7 @@ async fn transport_entry_points_check_kind_sender_and_receiver() {
     let heartbeat = || MessageBody::Heartbeat {
         commit: LogIndex(0),
         read_round: 0,
+        quiesce: false,
     };
     let vote_request = || MessageBody::VoteRequest {
         last_log_index: LogIndex(0),

@@ -79,8 +79,13 @@ fn body() -> impl Strategy<Value = MessageBody> {
                 hint_term,
             }
         ),
-        (index(), any::<u64>())
-            .prop_map(|(commit, read_round)| MessageBody::Heartbeat { commit, read_round }),
+        (index(), any::<u64>(), any::<bool>()).prop_map(|(commit, read_round, quiesce)| {
+            MessageBody::Heartbeat {
+                commit,
+                read_round,
+                quiesce,
+            }
+        }),
         any::<u64>().prop_map(|read_round| MessageBody::HeartbeatResponse { read_round }),
         Just(MessageBody::TimeoutNow),
         any::<u64>().prop_map(|context| MessageBody::ReadIndexRequest { context }),
@@ -187,6 +192,7 @@ fn specific_bad_inputs_are_typed_errors() {
     let heartbeat = MessageBody::Heartbeat {
         commit: LogIndex(1),
         read_round: 0,
+        quiesce: false,
     };
     let other_partition = Message {
         partition: PartitionId(9),

@@ -11,6 +11,7 @@ mod garbage;
 mod jepsen;
 mod learners;
 mod membership;
+mod quiescence;
 mod read_index;
 mod replication;
 mod transfer;

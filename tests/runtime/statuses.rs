@@ -247,6 +247,7 @@ fn bad_inbound_messages_are_dropped_or_refused_and_change_nothing() {
     let heartbeat = MessageBody::Heartbeat {
         commit: LogIndex(u64::MAX),
         read_round: 0,
+        quiesce: false,
     };
     let stats_before = cluster.runtime(leader).stats();
     cluster.runtime(leader).deliver(vec![

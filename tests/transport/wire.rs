@@ -76,6 +76,7 @@ pub(crate) fn sample_messages() -> Vec<Message> {
         MessageBody::Heartbeat {
             commit: LogIndex(16),
             read_round: 4,
+            quiesce: false,
         },
         MessageBody::HeartbeatResponse { read_round: 4 },
         MessageBody::TimeoutNow,
@@ -179,9 +180,12 @@ fn arb_body() -> impl Strategy<Value = MessageBody> {
                 hint_term: Term(hint_term),
             }
         }),
-        (u(), u()).prop_map(|(commit, read_round)| MessageBody::Heartbeat {
-            commit: LogIndex(commit),
-            read_round,
+        (u(), u(), any::<bool>()).prop_map(|(commit, read_round, quiesce)| {
+            MessageBody::Heartbeat {
+                commit: LogIndex(commit),
+                read_round,
+                quiesce,
+            }
         }),
         u().prop_map(|read_round| MessageBody::HeartbeatResponse { read_round }),
         Just(MessageBody::TimeoutNow),

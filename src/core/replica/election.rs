@@ -72,6 +72,7 @@ impl Replica {
     }
 
     pub(super) fn campaign_pre_vote(&mut self) {
+        self.quiescence = Quiescence::ACTIVE;
         self.role = Role::PreCandidate;
         self.leader = None;
         self.votes.clear();
@@ -92,6 +93,7 @@ impl Replica {
     }
 
     pub(super) fn campaign(&mut self, transfer: bool) {
+        self.quiescence = Quiescence::ACTIVE;
         self.term = self.term.next();
         self.vote = Some(self.config.id);
         self.role = Role::Candidate;
@@ -239,6 +241,7 @@ impl Replica {
         self.leader = leader;
         self.votes.clear();
         self.reset_election_timeout();
+        self.quiescence = Quiescence::ACTIVE;
     }
 
     /// Fails everything that only a leader could finish.
@@ -278,6 +281,7 @@ impl Replica {
     }
 
     pub(super) fn become_leader(&mut self) {
+        self.quiescence = Quiescence::ACTIVE;
         self.role = Role::Leader;
         self.leader = Some(self.config.id);
         self.votes.clear();

@@ -120,7 +120,13 @@ impl Replica {
         self.send_after_persist(to, body);
     }
 
-    pub(super) fn handle_heartbeat(&mut self, from: NodeId, commit: LogIndex, read_round: u64) {
+    pub(super) fn handle_heartbeat(
+        &mut self,
+        from: NodeId,
+        commit: LogIndex,
+        read_round: u64,
+        quiesce: bool,
+    ) {
         if self.role == Role::Leader {
             return;
         }
@@ -144,9 +150,12 @@ impl Replica {
                 },
             );
         }
-        let commit = commit.min(last);
-        if commit > self.log.committed {
-            self.log.committed = commit;
+        let capped = commit.min(last);
+        if capped > self.log.committed {
+            self.log.committed = capped;
+        }
+        if quiesce {
+            self.follower_quiesce(commit);
         }
         self.send(from, MessageBody::HeartbeatResponse { read_round });
     }
@@ -191,6 +200,7 @@ mod tests {
         let heartbeat = MessageBody::Heartbeat {
             commit: LogIndex(2),
             read_round: 0,
+            quiesce: false,
         };
         replica.step(from(2, 3, heartbeat)).expect("heartbeat");
         assert_eq!(replica.leader_commit(), LogIndex(500));

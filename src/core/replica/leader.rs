@@ -4,6 +4,9 @@ use super::*;
 
 impl Replica {
     pub(super) fn tick_leader(&mut self) {
+        if !self.tick_leader_quiescence() {
+            return;
+        }
         self.heartbeat_elapsed = self.heartbeat_elapsed.saturating_add(1);
         if self.heartbeat_elapsed >= self.config.heartbeat_interval_ticks {
             self.heartbeat_elapsed = 0;
@@ -52,6 +55,7 @@ impl Replica {
         auto_commit: bool,
         payload: Bytes,
     ) -> LogIndex {
+        self.leader_activity();
         let index = self.log.last_index().next();
         let entry = Entry {
             index,
@@ -163,11 +167,13 @@ impl Replica {
     pub(super) fn broadcast_heartbeat(&mut self) {
         let committed = self.log.committed;
         let read_round = self.read_round;
+        let quiesce = self.quiesce_flag();
         for k in 0..self.progress.len() {
             let (to, p) = &self.progress[k];
             let body = MessageBody::Heartbeat {
                 commit: p.match_index.min(committed),
                 read_round,
+                quiesce,
             };
             let to = *to;
             self.send(to, body);
@@ -226,7 +232,8 @@ impl Replica {
             return;
         };
         p.recent_active = true;
-        if read_round > p.read_round && !p.learner {
+        // Learners' answers count for quiescence only (`confirm_reads` counts voters).
+        if read_round > p.read_round {
             p.read_round = read_round;
         }
         match p.state {
@@ -246,6 +253,7 @@ impl Replica {
             ProgressState::SnapshotRequired => {}
         }
         self.confirm_reads();
+        self.finish_quiescing();
     }
 
     /// Advances the commit index to the highest index a quorum of voters holds durably, if that

@@ -8,7 +8,7 @@
 //! tests read are compiled with the `sim` feature); each job has a file of its own:
 //! `restore` (construction from durable state), `step` (tick and message dispatch),
 //! `validate` (input checks), `election`, `leader`, `follower`, `propose` (proposals and
-//! tickets), `membership` (configuration changes), `read_index`, `transfer` (transfer, step-down), `snapshot`, `delivery`
+//! tickets), `membership` (configuration changes), `quiesce` (quiescence), `read_index`, `transfer` (transfer, step-down), `snapshot`, `delivery`
 //! (delivery and compaction), `output` (Ready assembly and persistence acknowledgements) and
 //! `send` (outgoing messages).
 
@@ -19,6 +19,7 @@ mod leader;
 mod membership;
 mod output;
 mod propose;
+mod quiesce;
 mod read_index;
 mod restore;
 mod send;
@@ -27,6 +28,7 @@ mod step;
 mod transfer;
 mod validate;
 
+pub use quiesce::Wake;
 pub use restore::DurableState;
 
 use std::collections::VecDeque;
@@ -51,6 +53,7 @@ use super::status::Status;
 use super::types::PartitionId;
 use super::types::{LogIndex, NodeId, Term, Ticket};
 use propose::PendingOp;
+use quiesce::Quiescence;
 use read_index::PendingRead;
 
 /// Indices beyond this are absurd: no log grows to 2^62 entries.
@@ -89,6 +92,10 @@ pub struct Replica {
     transferee: Option<NodeId>,
     transfer_elapsed: u32,
     heartbeats_suspended: bool,
+    /// Whether timers run (decision 0007, `quiesce.rs`).
+    quiescence: Quiescence,
+    /// Whether the replica was quiesced at the previous Ready.
+    prev_quiesced: bool,
     pending_ops: VecDeque<PendingOp>,
     uncommitted_entries: usize,
     uncommitted_bytes: u64,

@@ -19,6 +19,7 @@ impl Replica {
             || self.log.has_unstable()
             || self.hard_state() != self.prev_hard_state
             || self.soft_state() != self.prev_soft_state
+            || self.is_quiesced() != self.prev_quiesced
             || self.next_delivery_possible()
             || self.leader_has_sends()
     }
@@ -60,6 +61,11 @@ impl Replica {
             }
         }
         let (committed_entries, committed_through) = self.collect_deliveries();
+        let quiesced = self.is_quiesced();
+        let quiescence = (quiesced != self.prev_quiesced).then(|| {
+            self.prev_quiesced = quiesced;
+            quiesced
+        });
         Ready {
             number,
             soft_state,
@@ -78,6 +84,7 @@ impl Replica {
             outcomes: std::mem::take(&mut self.outcomes),
             snapshot_required: std::mem::take(&mut self.snapshot_required),
             snapshot_messages: std::mem::take(&mut self.snapshot_messages),
+            quiescence,
         }
     }
 

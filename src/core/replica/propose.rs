@@ -56,6 +56,7 @@ impl Replica {
             .map(|p| Entry::size_bytes_for(p.len()))
             .sum();
         self.check_uncommitted_room(payloads.len(), bytes)?;
+        self.leader_activity();
         let first = self.log.last_index().next();
         self.log
             .append_proposals(self.term, ticket, auto_commit, payloads);

@@ -43,6 +43,8 @@ impl Replica {
         if self.reads.len() >= self.config.read_index_pending_max {
             return Err(Status::ProposalQueueFull);
         }
+        // A quiesced leader confirms a read with a round like any other: it wakes first.
+        self.leader_activity();
         self.reads.push_back(PendingRead {
             context,
             from,

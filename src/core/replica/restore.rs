@@ -135,6 +135,8 @@ impl Replica {
             rng: SplitMix64::new(seed),
             election_elapsed: 0,
             heartbeat_elapsed: 0,
+            quiescence: Quiescence::ACTIVE,
+            prev_quiesced: false,
             randomized_timeout: 0,
             votes: Vec::new(),
             progress: Vec::new(),

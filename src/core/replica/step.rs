@@ -6,10 +6,14 @@ use super::election::VoteAsked;
 use super::*;
 
 impl Replica {
-    /// Advances logical time by one tick: election timeouts, heartbeats, check-quorum.
+    /// Advances logical time by one tick: election timeouts, heartbeats, check-quorum,
+    /// quiescence. A quiesced replica does nothing.
     pub fn tick(&mut self) {
         if self.role == Role::Leader {
             self.tick_leader();
+            return;
+        }
+        if self.is_quiesced() {
             return;
         }
         self.election_elapsed = self.election_elapsed.saturating_add(1);
@@ -25,21 +29,39 @@ impl Replica {
     /// The message is ignored and nothing changes when it is for another partition
     /// ([`Status::PartitionMoved`]), from a non-member or from ourselves
     /// ([`Status::LogsFromAnotherLeader`]), or malformed or absurd ([`Status::Errored`]).
+    ///
+    /// A quiesced leader wakes on any message but a `HeartbeatResponse` (which answers its
+    /// quiesce heartbeats); a quiesced follower on a message of its leader other than a
+    /// quiesce heartbeat, or one after which it no longer follows that leader in that term.
     pub fn step(&mut self, m: Message) -> Result<(), Status> {
         self.check_message(&m)?;
+        let from = m.from;
+        let quiesce_heartbeat = matches!(m.body, MessageBody::Heartbeat { quiesce: true, .. });
+        if !matches!(m.body, MessageBody::HeartbeatResponse { .. }) {
+            self.leader_activity();
+        }
+        let before =
+            (self.is_quiesced() && self.role != Role::Leader).then_some((self.term, self.leader));
+        self.step_checked(m);
+        self.follower_after_step(from, before, quiesce_heartbeat);
+        Ok(())
+    }
+
+    /// Steps a message that passed `check_message`.
+    fn step_checked(&mut self, m: Message) {
         if m.term > self.term {
             // A leader we still believe in that campaigns has lost its leadership (restart,
             // step-down): its own lease does not stand in its way.
             let leased = self.in_lease() && self.leader != Some(m.from);
             match &m.body {
-                MessageBody::PreVoteRequest { .. } if leased => return Ok(()),
+                MessageBody::PreVoteRequest { .. } if leased => return,
                 // Only a voter this replica knows may cut its lease short (a transfer).
                 MessageBody::VoteRequest { transfer, .. }
                     if self.config.check_quorum
                         && leased
                         && (!transfer || !self.configuration().is_voter(m.from)) =>
                 {
-                    return Ok(());
+                    return;
                 }
                 MessageBody::PreVoteRequest { .. } => {}
                 MessageBody::PreVoteResponse { granted: true } => {}
@@ -80,7 +102,7 @@ impl Replica {
                 }
                 _ => {}
             }
-            return Ok(());
+            return;
         }
         let from = m.from;
         let term = m.term;
@@ -136,8 +158,12 @@ impl Replica {
                 hint_index,
                 hint_term,
             } => self.handle_append_response(from, success, index, hint_index, hint_term),
-            MessageBody::Heartbeat { commit, read_round } => {
-                self.handle_heartbeat(from, commit, read_round);
+            MessageBody::Heartbeat {
+                commit,
+                read_round,
+                quiesce,
+            } => {
+                self.handle_heartbeat(from, commit, read_round, quiesce);
             }
             MessageBody::HeartbeatResponse { read_round } => {
                 self.handle_heartbeat_response(from, read_round);
@@ -191,6 +217,5 @@ impl Replica {
                 }
             }
         }
-        Ok(())
     }
 }

@@ -22,6 +22,7 @@ impl Replica {
         if !self.configuration().is_voter(target) {
             return Err(Status::Errored);
         }
+        self.leader_activity();
         self.transferee = Some(target);
         self.transfer_elapsed = 0;
         let last = self.log.last_index();
@@ -64,6 +65,7 @@ impl Replica {
         if self.role != Role::Leader {
             return Err(Status::NodeIsNotLeader);
         }
+        self.leader_activity();
         self.heartbeats_suspended = true;
         Ok(())
     }
@@ -77,6 +79,7 @@ impl Replica {
         if self.role != Role::Leader {
             return Err(Status::NodeIsNotLeader);
         }
+        self.leader_activity();
         self.heartbeats_suspended = false;
         self.broadcast_heartbeat();
         Ok(())

@@ -78,6 +78,8 @@ impl Simulation {
             installed_snapshot,
             // The core simulator models a transfer as one event (`snapshot.rs`): no chunks.
             snapshot_messages: _,
+            // The core simulator ticks every replica and never turns quiescence on.
+            quiescence: _,
         } = ready;
         self.trace.event(
             10,

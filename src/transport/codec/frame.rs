@@ -15,8 +15,9 @@ pub const MAGIC: u32 = u32::from_le_bytes(*b"KMDR");
 /// in their context; 4: membership calls, the `Call` connection role and the `CallRequest` and
 /// `CallAnswer` frames; 5: every frame header carries the sender's HLC stamp; 6: vote requests
 /// carry the candidate's committed configuration version; 7: the handshake's `Hello` carries
-/// the connector's incarnation, and a `Reject` may say `DuplicateNode`).
-pub const PROTOCOL_VERSION: u16 = 7;
+/// the connector's incarnation, and a `Reject` may say `DuplicateNode`; 8: a `Heartbeat`
+/// carries the quiesce flag, decision 0007).
+pub const PROTOCOL_VERSION: u16 = 8;
 /// Size of [`WireFrameHeader`].
 pub const HEADER_BYTES: usize = 24;
 /// The header bytes the checksum covers (all but the checksum itself).

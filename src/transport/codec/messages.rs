@@ -149,7 +149,7 @@ pub fn encoded_len(message: &Message) -> usize {
     MESSAGE_HEAD_BYTES
         + match &message.body {
             MessageBody::PreVoteResponse { .. } | MessageBody::VoteResponse { .. } => 1,
-            MessageBody::Heartbeat { .. } => 16,
+            MessageBody::Heartbeat { .. } => 17,
             MessageBody::PreVoteRequest { .. } => 24,
             MessageBody::VoteRequest { .. } => 25,
             MessageBody::AppendRequest { entries, .. } => {
@@ -251,9 +251,14 @@ pub fn encode_messages(messages: &[Message]) -> Vec<Bytes> {
                 meta.put_u64_le(hint_index.get());
                 meta.put_u64_le(hint_term.get());
             }
-            MessageBody::Heartbeat { commit, read_round } => {
+            MessageBody::Heartbeat {
+                commit,
+                read_round,
+                quiesce,
+            } => {
                 meta.put_u64_le(commit.get());
                 meta.put_u64_le(*read_round);
+                meta.put_u8(u8::from(*quiesce));
             }
             MessageBody::HeartbeatResponse { read_round } => meta.put_u64_le(*read_round),
             MessageBody::TimeoutNow => {}
@@ -454,6 +459,7 @@ pub fn decode_messages(
             7 => MessageBody::Heartbeat {
                 commit: LogIndex(cur.u64()?),
                 read_round: cur.u64()?,
+                quiesce: cur.bool()?,
             },
             8 => MessageBody::HeartbeatResponse {
                 read_round: cur.u64()?,

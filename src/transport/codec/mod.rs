@@ -63,7 +63,7 @@
 //! | 4 | `VoteResponse` | `granted:u8` |
 //! | 5 | `AppendRequest` | `append` above |
 //! | 6 | `AppendResponse` | `success:u8 index:u64 hint_index:u64 hint_term:u64` |
-//! | 7 | `Heartbeat` | `commit:u64 read_round:u64` |
+//! | 7 | `Heartbeat` | `commit:u64 read_round:u64 quiesce:u8` |
 //! | 8 | `HeartbeatResponse` | `read_round:u64` |
 //! | 9 | `TimeoutNow` | none |
 //! | 10 | `ReadIndexRequest` | `context:u64` |

@@ -71,6 +71,7 @@ mod tests {
         let heartbeat = || MessageBody::Heartbeat {
             commit: LogIndex(0),
             read_round: 0,
+            quiesce: false,
         };
         let mut checker = ElectionSafety::default();
         assert!(checker.on_sent(&message(1, 2, heartbeat())).is_ok());
