@@ -40,6 +40,9 @@ pub const SHARD_REQUEST_QUEUE_DEPTH: &str = "kommander_shard_request_queue_depth
 /// Inbound message batches waiting in a shard's inbound queue, sampled once per shard tick
 /// (gauge; label `shard`).
 pub const SHARD_INBOUND_QUEUE_DEPTH: &str = "kommander_shard_inbound_queue_depth";
+/// Replicas of a shard that are quiesced (decision 0007: idle, fully replicated, no timer
+/// running), sampled once per shard tick (gauge; label `shard`).
+pub const QUIESCED_REPLICAS: &str = "kommander_quiesced_replicas";
 /// Messages from peers dropped because their shard's inbound queue was full (counter; label
 /// `shard`).
 pub const INBOUND_MESSAGES_DROPPED: &str = "kommander_inbound_messages_dropped_total";
@@ -142,6 +145,11 @@ pub fn describe() {
         Unit::Count,
         "Inbound message batches waiting in the shard's inbound queue, sampled once per tick."
     );
+    describe_gauge!(
+        QUIESCED_REPLICAS,
+        Unit::Count,
+        "Replicas of the shard that are quiesced (idle, fully replicated), sampled once per tick."
+    );
     describe_counter!(
         INBOUND_MESSAGES_DROPPED,
         Unit::Count,
@@ -208,6 +216,7 @@ pub(crate) struct ShardMetrics {
     wal_batch_bytes: Histogram,
     request_queue_depth: Gauge,
     inbound_queue_depth: Gauge,
+    quiesced_replicas: Gauge,
     inbound_messages_dropped: Counter,
     elections_started: Counter,
     leader_changes: Counter,
@@ -231,6 +240,7 @@ impl ShardMetrics {
             wal_batch_bytes: metrics::histogram!(WAL_BATCH_BYTES, "shard" => shard.clone()),
             request_queue_depth: metrics::gauge!(SHARD_REQUEST_QUEUE_DEPTH, "shard" => shard.clone()),
             inbound_queue_depth: metrics::gauge!(SHARD_INBOUND_QUEUE_DEPTH, "shard" => shard.clone()),
+            quiesced_replicas: metrics::gauge!(QUIESCED_REPLICAS, "shard" => shard.clone()),
             inbound_messages_dropped: metrics::counter!(INBOUND_MESSAGES_DROPPED, "shard" => shard.clone()),
             elections_started: metrics::counter!(ELECTIONS_STARTED, "shard" => shard.clone()),
             leader_changes: metrics::counter!(LEADER_CHANGES, "shard" => shard.clone()),
@@ -264,7 +274,12 @@ impl ShardMetrics {
         self.wal_fsync_latency.record(latency);
     }
 
-    /// The shard's queue depths at a tick.
+    /// The shard's quiesced replicas at a tick.
+    pub(crate) fn quiesced_replicas(&self, replicas: usize) {
+        self.quiesced_replicas.set(replicas as f64);
+    }
+
+    /// The depths of the shard's queues, sampled once per tick.
     pub(crate) fn queue_depths(&self, requests: usize, inbound: usize) {
         self.request_queue_depth.set(requests as f64);
         self.inbound_queue_depth.set(inbound as f64);
@@ -390,7 +405,11 @@ mod tests {
         for name in counters
             .into_iter()
             .chain(HISTOGRAM_BUCKETS.map(|(name, _)| name))
-            .chain([SHARD_REQUEST_QUEUE_DEPTH, SHARD_INBOUND_QUEUE_DEPTH])
+            .chain([
+                SHARD_REQUEST_QUEUE_DEPTH,
+                SHARD_INBOUND_QUEUE_DEPTH,
+                QUIESCED_REPLICAS,
+            ])
         {
             assert!(name.starts_with("kommander_"), "{name}");
             assert!(

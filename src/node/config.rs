@@ -71,6 +71,11 @@ pub struct NodeConfig {
     pub heartbeat_interval_ticks: u32,
     /// Leaders step down without a quorum's contact within an election timeout.
     pub check_quorum: bool,
+    /// Ticks a partition's leader stays idle, every member caught up, before the partition
+    /// quiesces: no heartbeat, no timer, no shard tick until a write, a read or a message
+    /// wakes it; the shards stand in with one keep-alive per peer node (decision 0007). 0:
+    /// never; otherwise at least `election_timeout_ticks_min`.
+    pub quiesce_after_ticks: u32,
     /// Seed of the replicas' election-timeout PRNG (mixed with node and partition).
     pub seed: u64,
     /// Commands (proposals, queries) queued per shard; a full queue answers
@@ -236,6 +241,7 @@ impl NodeConfig {
             election_timeout_ticks_max: 20,
             heartbeat_interval_ticks: 3,
             check_quorum: true,
+            quiesce_after_ticks: 50,
             seed: 0,
             shard_commands_max: 16_384,
             shard_inbound_batches_max: 16_384,
@@ -538,6 +544,7 @@ impl NodeConfig {
             election_timeout_ticks_max: self.election_timeout_ticks_max,
             heartbeat_interval_ticks: self.heartbeat_interval_ticks,
             check_quorum: self.check_quorum,
+            quiesce_after_ticks: self.quiesce_after_ticks,
             seed: self.seed,
             inflight_messages_max: self.inflight_messages_max,
             inflight_bytes_max: self.inflight_bytes_max,

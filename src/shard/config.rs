@@ -290,12 +290,16 @@ pub enum NodeBug {
     /// map commits at once, its transfer through the target's log is what phase 2 must wait
     /// for).
     PhaseTwoBeforePhaseOne,
+    /// A quiesced follower never campaigns: the shard forgets its verdict that the leader's
+    /// node fell silent instead of waking the follower with `Wake::LeaderNodeDead`
+    /// (decision 0007).
+    QuiescedNeverCampaigns,
 }
 
 #[cfg(feature = "sim-bugs")]
 impl NodeBug {
     /// Every injectable node-level bug.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::ReleaseGatedBeforeDurable,
         Self::AckProposalBeforeDurable,
         Self::DurableWithoutFsync,
@@ -308,6 +312,7 @@ impl NodeBug {
         Self::ReplacedDiskVotesAtOnce,
         Self::SkipGenerationFence,
         Self::PhaseTwoBeforePhaseOne,
+        Self::QuiescedNeverCampaigns,
     ];
 
     /// The core bug this node bug turns on in `partition`'s replica, if any: a roster bug

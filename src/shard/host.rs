@@ -134,6 +134,10 @@ pub struct ShardCounters {
     pub readies_persisted: u64,
     /// Loop turns.
     pub turns: u64,
+    /// Replica ticks: a tick turn ticks the active replicas only, not the quiesced ones.
+    pub replica_ticks: u64,
+    /// Replicas quiesced at the shards' last ticks (decision 0007).
+    pub quiesced_replicas: u64,
 }
 
 impl ShardHost {
@@ -345,6 +349,8 @@ impl ShardHost {
             total.wal_submissions += s.wal_submissions.load(Ordering::Relaxed);
             total.readies_persisted += s.readies_persisted.load(Ordering::Relaxed);
             total.turns += s.turns.load(Ordering::Relaxed);
+            total.replica_ticks += s.replica_ticks.load(Ordering::Relaxed);
+            total.quiesced_replicas += s.quiesced_replicas.load(Ordering::Relaxed);
         }
         total
     }

@@ -10,8 +10,14 @@
 //!    read for a follower it leads, chunks written and imports finished from a leader).
 //! 2. **Tick** every active replica when the shard's single timer is due (one timer per shard,
 //!    none per partition). A tick costs one `Replica::tick` (a few counter updates) and one
-//!    `has_ready` check per hosted partition; an idle follower produces nothing, an idle
-//!    leader a heartbeat every `heartbeat_interval_ticks`. The tick also follows the
+//!    `has_ready` check per active partition; an idle follower produces nothing, an idle
+//!    leader a heartbeat every `heartbeat_interval_ticks` until it quiesces (decision 0007,
+//!    `quiescence.rs`): a quiesced replica leaves the active list and costs no tick until a
+//!    Ready says it woke (any request or message reaches its replica, which wakes itself).
+//!    The shard stands in for the quiesced partitions' heartbeats: one keep-alive per peer of
+//!    its quiesced leaders every heartbeat interval, and its quiesced followers wake with
+//!    `Wake::LeaderNodeDead` once no message from their leader's node was stepped here for
+//!    `election_timeout_ticks_min` ticks. The tick also follows the
 //!    partition map (`map.rs`): the partitions it adds on this shard open, those it removed
 //!    close; the sources of a split or merge it leads get their generation entry
 //!    (`generation.rs`), and the ranges being filled their import (`import.rs`).
@@ -73,6 +79,7 @@ mod map_change;
 mod membership;
 mod partition;
 mod phase_two;
+mod quiescence;
 mod ready;
 mod restore;
 mod transfer;
@@ -101,7 +108,7 @@ use super::wal_scheduler::WalScheduler;
 use super::{
     EventSink, LeaderTable, Opened, RaftEvent, Refusal, Reply, Request, StableHashMap, StateMachine,
 };
-use crate::core::{Message, NodeId, PartitionId};
+use crate::core::{Message, NodeId, PartitionId, Wake};
 use crate::metrics::ShardMetrics;
 use partition::Partitions;
 
@@ -139,6 +146,10 @@ pub struct ShardStats {
     pub readies_persisted: AtomicU64,
     /// Loop turns.
     pub turns: AtomicU64,
+    /// Replica ticks: a tick turn ticks the active replicas only (decision 0007).
+    pub replica_ticks: AtomicU64,
+    /// Replicas quiesced at the last tick.
+    pub quiesced_replicas: AtomicU64,
 }
 
 /// Everything a shard thread needs; built by the shard host.
@@ -484,6 +495,8 @@ impl Worker {
 
     fn step(&mut self, message: Message) {
         let partition = message.partition;
+        // Any message from a node is a sign of its life for the quiesced followers it leads.
+        self.partitions.quiesced.heard(message.from);
         let failed = self.failed();
         let accepted = match self.partitions.get_mut(partition) {
             Some(slot) if !failed && !slot.held() && message.to == self.node => {
@@ -516,14 +529,46 @@ impl Worker {
         if self.failed() {
             return;
         }
-        for slot in self.partitions.slots_mut() {
-            if slot.held() {
+        let ticked = self.partitions.tick_active();
+        self.stats
+            .replica_ticks
+            .fetch_add(ticked as u64, Ordering::Relaxed);
+        self.tick_quiesced();
+    }
+
+    /// The quiesced replicas' tick: the followers whose leader's node fell silent wake, and
+    /// the peers of quiesced leaders get their keep-alive.
+    fn tick_quiesced(&mut self) {
+        let core = &self.config.core;
+        let due = self.partitions.quiesced.tick(
+            core.election_timeout_ticks_min,
+            core.heartbeat_interval_ticks,
+        );
+        for partition in due.leader_node_dead {
+            #[cfg(feature = "sim-bugs")]
+            if self.config.bug == Some(super::NodeBug::QuiescedNeverCampaigns) {
+                // The bug: the verdict is forgotten, the follower stays quiesced.
                 continue;
             }
-            if let Some(replica) = slot.replica.as_mut() {
-                replica.tick();
+            if let Some(replica) = self.partitions.replica_mut(partition) {
+                replica.wake(Wake::LeaderNodeDead);
+                self.partitions.mark_dirty(partition);
             }
         }
+        for (peer, partition) in due.keep_alives {
+            if let Some(message) = self
+                .partitions
+                .replica(partition)
+                .and_then(|replica| replica.keep_alive(peer))
+            {
+                self.outbox.push(message);
+            }
+        }
+        let quiesced = self.partitions.quiesced.len();
+        self.stats
+            .quiesced_replicas
+            .store(quiesced as u64, Ordering::Relaxed);
+        self.metrics.quiesced_replicas(quiesced);
     }
 
     /// Writes the WAL compactions that waited for the application's durable index, as far as

@@ -325,7 +325,7 @@ fn a_sole_voter_reports_quiescence_in_its_ready() {
     let mut config = ReplicaConfig::new(NodeId(1), P, vec![NodeId(1)]);
     config.quiesce_after_ticks = QUIESCE_AFTER;
     let mut replica = Replica::new(config, DurableState::default()).expect("valid");
-    let mut drain = |replica: &mut Replica| {
+    let drain = |replica: &mut Replica| {
         let mut reported = None;
         while replica.has_ready() {
             let ready = replica.ready();

@@ -12,7 +12,7 @@ use crate::sim::{env_u64, run_seeds};
 const SEEDS_MAX: u64 = 1_000;
 
 /// Every node-level bug and the checker that must catch it.
-const NODE_BUGS: [(NodeBug, &str); 12] = [
+const NODE_BUGS: [(NodeBug, &str); 13] = [
     (
         NodeBug::ReleaseGatedBeforeDurable,
         "acknowledged_writes_durable",
@@ -37,6 +37,7 @@ const NODE_BUGS: [(NodeBug, &str); 12] = [
     (NodeBug::ReplacedDiskVotesAtOnce, "election_safety"),
     (NodeBug::SkipGenerationFence, "range_ownership"),
     (NodeBug::PhaseTwoBeforePhaseOne, "linearizability"),
+    (NodeBug::QuiescedNeverCampaigns, "liveness"),
 ];
 
 /// Every core bug and the checker that must catch it, but those of `CORE_SIMULATOR_BUGS`:
@@ -208,6 +209,21 @@ fn phase_two_before_phase_one_is_caught() {
         "PhaseTwoBeforePhaseOne",
         NODE_BUGS[11].1,
         NodeSimConfig::elastic_for_seed,
+    );
+}
+
+/// A quiesced partition whose leader's node crashed and came back with its disks replaced
+/// (`NodeSimConfig::replacing_nodes_for_seed`): its followers, never woken, stay in their lease
+/// and never campaign, and the returning node's empty log wins no pre-vote, so the partition
+/// never serves again. (A leader that comes back with its log is granted its followers'
+/// pre-votes, as a leader that restarted always is: the bug then only costs availability while
+/// the node is down, which no checker bounds during the faults.)
+#[test]
+fn a_quiesced_follower_that_never_campaigns_is_caught() {
+    caught_in(
+        "QuiescedNeverCampaigns",
+        NODE_BUGS[12].1,
+        NodeSimConfig::replacing_nodes_for_seed,
     );
 }
 

@@ -1,5 +1,7 @@
-//! The partitions a shard hosts: each one's replica, restore phase, WAL view and waiters, and
-//! the list of partitions touched this turn (whose Readies the loop gathers).
+//! The partitions a shard hosts: each one's replica, restore phase, WAL view and waiters, the
+//! list of partitions touched this turn (whose Readies the loop gathers), the active list (the
+//! partitions a tick visits: all but the quiesced ones) and the quiesced ones' registrations
+//! (`quiescence.rs`).
 
 use std::collections::HashMap;
 use std::num::NonZeroU64;
@@ -8,6 +10,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::announce::Announced;
+use super::quiescence::Quiesced;
 use super::restore::Restore;
 use crate::core::{LogIndex, PartitionId, Replica};
 use crate::shard::partitions::{Access, PartitionMap};
@@ -26,6 +29,10 @@ pub(crate) struct Slot {
     pub(crate) installing: bool,
     /// Whether it is in the touched list.
     dirty: bool,
+    /// Whether its replica reported that it quiesced (and not yet that it woke).
+    quiesced: bool,
+    /// Whether it is in the active list.
+    listed_active: bool,
     /// What the WAL holds for it.
     pub(crate) view: WalView,
     /// Operations waiting for their outcome, by outcome key.
@@ -68,6 +75,11 @@ impl Slot {
     /// dropped).
     pub(crate) fn restoring(&self) -> bool {
         self.restore.is_some()
+    }
+
+    /// Whether its replica reported that it quiesced (and not yet that it woke).
+    pub(crate) fn is_quiesced(&self) -> bool {
+        self.quiesced
     }
 
     /// Whether the partition is held: restoring from its WAL, or finishing a snapshot import
@@ -150,12 +162,17 @@ pub(crate) fn reads_full(
     reads.len() + waiting_apply.len() >= max
 }
 
-/// The shard's partitions and the ones touched since their Readies were last gathered. A tick
-/// turn visits them in the same order in every run ([`StableHashMap`]).
+/// The shard's partitions, the ones touched since their Readies were last gathered and the
+/// active ones (a tick visits those, in the same order in every run).
 #[derive(Debug, Default)]
 pub(crate) struct Partitions {
     slots: StableHashMap<PartitionId, Slot>,
     dirty: Vec<PartitionId>,
+    /// Every hosted partition whose replica is not quiesced, each once, in the order they
+    /// became active (quiesced and removed ones leave it at the next tick).
+    active: Vec<PartitionId>,
+    /// The quiesced replicas' registrations (decision 0007).
+    pub(crate) quiesced: Quiesced,
 }
 
 impl Partitions {
@@ -200,12 +217,21 @@ impl Partitions {
         self.get_mut(partition).and_then(|s| s.replica.as_mut())
     }
 
-    pub(crate) fn insert(&mut self, partition: PartitionId, slot: Slot) {
+    /// Hosts `partition` (active: a new replica's timers run).
+    pub(crate) fn insert(&mut self, partition: PartitionId, mut slot: Slot) {
+        self.quiesced.forget(partition);
+        if !self.slots.get(&partition).is_some_and(|s| s.listed_active) {
+            self.active.push(partition);
+        }
+        slot.listed_active = true;
+        slot.quiesced = false;
         self.slots.insert(partition, slot);
     }
 
-    /// Forgets `partition`, handing back its slot (it leaves the touched list too).
+    /// Forgets `partition`, handing back its slot (it leaves the touched list too, and the
+    /// active list at the next tick).
     pub(crate) fn remove(&mut self, partition: PartitionId) -> Option<Slot> {
+        self.quiesced.forget(partition);
         let slot = self.slots.remove(&partition)?;
         if slot.dirty {
             self.dirty.retain(|&p| p != partition);
@@ -237,18 +263,71 @@ impl Partitions {
         self.slots.get(&partition).is_some_and(|s| s.dirty)
     }
 
-    /// Takes the touched list (every partition when `all`), clearing their marks.
-    pub(crate) fn take_touched(&mut self, all: bool) -> Vec<PartitionId> {
-        let mut touched = std::mem::take(&mut self.dirty);
-        if all {
-            touched.clear();
-            touched.extend(self.slots.keys().copied());
+    /// Takes the touched list (with every active partition on a tick turn, `tick`), clearing
+    /// their marks.
+    pub(crate) fn take_touched(&mut self, tick: bool) -> Vec<PartitionId> {
+        if tick {
+            for k in 0..self.active.len() {
+                self.mark_dirty(self.active[k]);
+            }
         }
+        let touched = std::mem::take(&mut self.dirty);
         for partition in &touched {
             if let Some(slot) = self.slots.get_mut(partition) {
                 slot.dirty = false;
             }
         }
         touched
+    }
+
+    /// Ticks every active replica (not held), after dropping the partitions that quiesced or
+    /// left from the active list. Returns how many it ticked.
+    pub(crate) fn tick_active(&mut self) -> usize {
+        self.prune_active();
+        let mut ticked = 0;
+        for partition in &self.active {
+            if let Some(slot) = self.slots.get_mut(partition)
+                && !slot.held()
+                && let Some(replica) = slot.replica.as_mut()
+            {
+                replica.tick();
+                ticked += 1;
+            }
+        }
+        ticked
+    }
+
+    /// Drops the partitions that quiesced or left from the active list.
+    fn prune_active(&mut self) {
+        let slots = &mut self.slots;
+        self.active
+            .retain(|partition| match slots.get_mut(partition) {
+                Some(slot) if !slot.quiesced => true,
+                Some(slot) => {
+                    slot.listed_active = false;
+                    false
+                }
+                None => false,
+            });
+    }
+
+    /// Follows a Ready's `quiescence` report of `partition`: a quiesced replica is registered
+    /// (and leaves the active list at the next tick), a woken one is listed active again.
+    pub(crate) fn quiescence_reported(&mut self, partition: PartitionId, quiesced: bool) {
+        let Some(slot) = self.slots.get_mut(&partition) else {
+            return;
+        };
+        slot.quiesced = quiesced;
+        if quiesced {
+            if let Some(replica) = slot.replica.as_ref() {
+                self.quiesced.register(partition, replica);
+            }
+            return;
+        }
+        self.quiesced.forget(partition);
+        if !slot.listed_active {
+            slot.listed_active = true;
+            self.active.push(partition);
+        }
     }
 }

@@ -88,14 +88,16 @@ impl Worker {
             applied_index: replica.applied_index(),
         };
         if progress != slot.published {
+            let quiesced = slot.is_quiesced();
             let state = slot
                 .state
                 .get_or_insert_with(|| self.leaders.state_of(partition));
             // Publishing takes the channel's lock and each of its waiter lists' locks, per
             // write per replica (3.7 % of the CPU samples at 1024 partitions), so it waits for
-            // a subscriber: the count is one atomic load, and a tick turn visits every
-            // partition, so a new subscriber sees the progress within a tick.
-            if state.receiver_count() > 0 {
+            // a subscriber: the count is one atomic load, and a tick turn visits every active
+            // partition, so a new subscriber sees the progress within a tick. A quiesced one is
+            // not visited: its progress is published when it quiesces.
+            if state.receiver_count() > 0 || quiesced {
                 slot.published = progress;
                 LeaderTable::publish_progress(state, progress);
             }
@@ -103,6 +105,9 @@ impl Worker {
     }
 
     fn handle_ready(&mut self, partition: PartitionId, mut ready: Ready, now: Instant) {
+        if let Some(quiesced) = ready.quiescence {
+            self.partitions.quiescence_reported(partition, quiesced);
+        }
         if let Some(soft) = ready.soft_state {
             self.transfers_follow(partition, soft);
         }

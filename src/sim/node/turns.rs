@@ -10,7 +10,7 @@ use crate::shard::{SYSTEM_PARTITION, ShardConfig};
 use crate::sim::checkers::Violation;
 
 use super::NodeSimulation;
-use super::checkers::{CODEC, ElectionSafety, RECOVERY, SHARD_FAILURE};
+use super::checkers::{CODEC, ElectionSafety, QuiescedNoElection, RECOVERY, SHARD_FAILURE};
 use super::run::{Event, TURNS_PER_EVENT_MAX};
 use super::wire::decode_frame_messages;
 use crate::transport::stamp;
@@ -275,6 +275,21 @@ impl NodeSimulation {
                 }
                 let verdict = self.checkers.election_safety.on_sent(message);
                 self.checkers.judge(ElectionSafety::NAME, verdict)?;
+                let (nodes, now) = (&self.nodes, self.now);
+                let running = |node: NodeId| {
+                    let node = nodes.get((node.0 as usize).checked_sub(1)?)?;
+                    (node.up() && node.paused_until <= now).then_some(node.incarnation)
+                };
+                // Twice the election timeout's upper bound (20 ticks by default).
+                let grace_ms = 40 * self.config.tick_ms;
+                let verdict = self.checkers.quiesced_no_election.on_sent(
+                    message,
+                    now,
+                    self.healed_at,
+                    grace_ms,
+                    running,
+                );
+                self.checkers.judge(QuiescedNoElection::NAME, verdict)?;
                 self.watch_configurations(node, message);
             }
             self.report.frames += 1;

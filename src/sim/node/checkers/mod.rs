@@ -13,6 +13,7 @@ mod failed_writes_never_commit;
 mod linearizability;
 mod log_matching;
 mod range_ownership;
+mod quiesced_no_election;
 mod state_machine_safety;
 
 pub(super) use acknowledged_writes_durable::AcknowledgedWritesDurable;
@@ -22,6 +23,7 @@ pub(super) use failed_writes_never_commit::FailedWritesNeverCommit;
 pub(super) use linearizability::Linearizability;
 pub(super) use log_matching::LogMatching;
 pub(super) use range_ownership::{RangeHistory, RangeOwnership, RoutedWrite};
+pub(super) use quiesced_no_election::QuiescedNoElection;
 pub(super) use state_machine_safety::StateMachineSafety;
 
 use crate::sim::checkers::Violation;
@@ -30,7 +32,7 @@ use crate::sim::checkers::Violation;
 /// recover, a restore that fails), `shard_failure` (a shard that fails without an injected
 /// disk fault: a panic or an unexpected WAL error), `codec` (a frame the codec does not read
 /// back) and `liveness` (no write and read served on every partition once faults stop).
-pub const CHECKERS: [&str; 12] = [
+pub const CHECKERS: [&str; 13] = [
     AcknowledgedWritesDurable::NAME,
     FailedWritesNeverCommit::NAME,
     ExactlyOnceInOrderDelivery::NAME,
@@ -39,6 +41,7 @@ pub const CHECKERS: [&str; 12] = [
     LogMatching::NAME,
     Linearizability::NAME,
     RangeOwnership::NAME,
+    QuiescedNoElection::NAME,
     RECOVERY,
     SHARD_FAILURE,
     CODEC,
@@ -62,6 +65,7 @@ pub(super) struct NodeCheckers {
     /// Violations of the checkers not listened to (they do not stop the run).
     pub(super) ignored: u64,
     pub(super) election_safety: ElectionSafety,
+    pub(super) quiesced_no_election: QuiescedNoElection,
 }
 
 impl NodeCheckers {
