@@ -11,6 +11,7 @@ mod install_crash;
 mod membership;
 #[cfg(feature = "sim-bugs")]
 mod node_bugs;
+mod quiescence;
 mod restart;
 mod shard_failure;
 mod statuses;

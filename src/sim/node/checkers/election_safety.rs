@@ -52,11 +52,16 @@ impl ElectionSafety {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::ElectionSafety;
     use crate::core::{LogIndex, Message, MessageBody, NodeId, PartitionId, Term};
 
-    fn message(from: u64, term: u64, body: MessageBody) -> Message {
+    /// A message of partition 1 from `from` in `term` (the wire checkers' tests share it).
+    pub(in crate::sim::node::checkers) fn message(
+        from: u64,
+        term: u64,
+        body: MessageBody,
+    ) -> Message {
         Message {
             partition: PartitionId(1),
             from: NodeId(from),

@@ -112,17 +112,8 @@ impl QuiescedNoElection {
 #[cfg(test)]
 mod tests {
     use super::QuiescedNoElection;
-    use crate::core::{LogIndex, Message, MessageBody, NodeId, PartitionId, Term};
-
-    fn message(from: u64, term: u64, body: MessageBody) -> Message {
-        Message {
-            partition: PartitionId(1),
-            from: NodeId(from),
-            to: NodeId(9),
-            term: Term(term),
-            body,
-        }
-    }
+    use crate::core::{LogIndex, MessageBody, NodeId, Term};
+    use crate::sim::node::checkers::election_safety::tests::message;
 
     fn heartbeat(quiesce: bool) -> MessageBody {
         MessageBody::Heartbeat {

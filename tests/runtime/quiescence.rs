@@ -1,0 +1,180 @@
+//! Quiescence at shard level (decision 0007), on stepped nodes (virtual time, no threads): idle
+//! partitions leave the shard's tick and go silent but for the keep-alives, a write wakes and
+//! commits, and the followers of a node that stopped elect another leader — unless the shard
+//! forgets its verdict (the node bug `QuiescedNeverCampaigns`).
+
+use std::time::Duration;
+
+#[cfg(feature = "sim-bugs")]
+use kommander_raft::core::MessageBody;
+use kommander_raft::core::PartitionId;
+use kommander_raft::shard::ShardConfig;
+
+use super::stepped::SteppedCluster;
+
+const NODES: u64 = 3;
+const PARTITIONS: u32 = 8;
+
+/// Replicas quiesced on every node together.
+fn quiesced(cluster: &SteppedCluster) -> u64 {
+    cluster
+        .nodes
+        .iter()
+        .map(|node| node.host.stats().quiesced_replicas)
+        .sum()
+}
+
+/// Three nodes, every partition written once, then idle until every replica quiesced.
+fn quiesced_cluster(configure: impl Fn(&mut ShardConfig)) -> SteppedCluster {
+    let mut cluster = SteppedCluster::start_with(NODES, PARTITIONS, configure);
+    cluster.elect();
+    let mut answers = Vec::new();
+    for partition in cluster.partitions.clone() {
+        let leader = cluster.leader(partition).expect("leader");
+        answers.push(cluster.propose(leader, partition, b"w"));
+    }
+    for answer in &mut answers {
+        let mut done = false;
+        for _ in 0..20_000 {
+            if let Ok(result) = answer.try_recv() {
+                result.expect("committed");
+                done = true;
+                break;
+            }
+            cluster.step();
+        }
+        assert!(done, "a write was never answered");
+    }
+    let all = NODES * u64::from(PARTITIONS);
+    cluster.run_until("every replica quiesced", 50_000, |c| quiesced(c) == all);
+    cluster
+}
+
+/// Steps the cluster until its virtual clock moved `ticks` ticks of 5 ms.
+fn idle_for(cluster: &mut SteppedCluster, ticks: u32) {
+    let until = cluster.offset + Duration::from_millis(5) * ticks;
+    while cluster.offset < until {
+        cluster.step();
+    }
+}
+
+#[test]
+fn idle_partitions_leave_the_tick_and_send_only_keep_alives() {
+    let mut cluster = quiesced_cluster(|_| {});
+    let ticks_before: Vec<u64> = cluster
+        .nodes
+        .iter()
+        .map(|n| n.host.stats().replica_ticks)
+        .collect();
+    let sent_before = cluster.trace().len();
+    let ticks = 200;
+    idle_for(&mut cluster, ticks);
+    for (node, before) in cluster.nodes.iter().zip(ticks_before) {
+        assert_eq!(
+            node.host.stats().replica_ticks,
+            before,
+            "node {}: a tick visits no quiesced replica",
+            node.id
+        );
+    }
+    assert_eq!(quiesced(&cluster), NODES * u64::from(PARTITIONS));
+    let trace = cluster.trace();
+    let sent = &trace[sent_before..];
+    assert!(
+        sent.iter()
+            .filter(|line| line.starts_with("send "))
+            .all(|line| line.contains("quiesce: true") || line.contains("HeartbeatResponse")),
+        "only keep-alives and their answers: {sent:?}"
+    );
+    // One keep-alive per shard and peer per heartbeat interval (2 ticks), and its answer: the
+    // count does not grow with the partitions.
+    let shards = 2;
+    let bound = 2 * NODES * (NODES - 1) * shards * (u64::from(ticks) / 2 + 1);
+    let messages = sent.iter().filter(|line| line.starts_with("send ")).count() as u64;
+    assert!(
+        messages <= bound,
+        "{messages} messages in {ticks} idle ticks, bound {bound}"
+    );
+    assert!(messages > 0, "keep-alives flow");
+}
+
+#[test]
+fn a_write_to_a_quiesced_partition_wakes_it_and_commits() {
+    let mut cluster = quiesced_cluster(|_| {});
+    let partition = PartitionId(3);
+    let leader = cluster.leader(partition).expect("leader");
+    let mut answer = cluster.propose(leader, partition, b"after");
+    let mut committed = false;
+    for _ in 0..200 {
+        cluster.step();
+        if let Ok(result) = answer.try_recv() {
+            result.expect("committed");
+            committed = true;
+            break;
+        }
+    }
+    assert!(committed, "answered within a few rounds");
+    // The gauge is sampled at ticks.
+    idle_for(&mut cluster, 2);
+    assert!(
+        quiesced(&cluster) < NODES * u64::from(PARTITIONS),
+        "it woke"
+    );
+    let all = NODES * u64::from(PARTITIONS);
+    cluster.run_until("idle again", 50_000, |c| quiesced(c) == all);
+}
+
+/// Node 1 stops (its shards turn no more, its messages are lost): the partitions it led have
+/// quiesced followers on nodes 2 and 3, whose shards hear nothing from node 1 any more.
+fn stop_node_one(cluster: &mut SteppedCluster) -> Vec<PartitionId> {
+    let led: Vec<PartitionId> = cluster
+        .partitions
+        .iter()
+        .copied()
+        .filter(|&p| cluster.leader(p) == Some(0))
+        .collect();
+    let stopped = cluster.nodes.remove(0);
+    cluster.drop_queued_from(stopped.id);
+    led
+}
+
+#[test]
+fn followers_of_a_stopped_node_elect_another_leader() {
+    let mut cluster = quiesced_cluster(|_| {});
+    let led = stop_node_one(&mut cluster);
+    assert!(!led.is_empty(), "node 1 led some partitions");
+    let partitions = cluster.partitions.clone();
+    cluster.run_until("a leader on every partition again", 50_000, |c| {
+        partitions.iter().all(|&p| c.leader(p).is_some())
+    });
+}
+
+#[cfg(feature = "sim-bugs")]
+#[test]
+fn followers_that_never_campaign_leave_the_stopped_nodes_partitions_leaderless() {
+    use kommander_raft::shard::NodeBug;
+    let mut cluster = quiesced_cluster(|config| config.bug = Some(NodeBug::QuiescedNeverCampaigns));
+    let led = stop_node_one(&mut cluster);
+    assert!(!led.is_empty(), "node 1 led some partitions");
+    let stopped_at = cluster.trace().len();
+    idle_for(&mut cluster, 2_000);
+    for partition in led {
+        assert_eq!(
+            cluster.leader(partition),
+            None,
+            "{partition:?} stays leaderless"
+        );
+    }
+    // The trace shows why: nobody ever asked for a pre-vote.
+    let name = MessageBody::PreVoteRequest {
+        last_log_index: kommander_raft::core::LogIndex(0),
+        last_log_term: kommander_raft::core::Term(0),
+        configuration_version: 0,
+    }
+    .name();
+    assert!(
+        !cluster.trace()[stopped_at..]
+            .iter()
+            .any(|line| line.contains(name))
+    );
+}
