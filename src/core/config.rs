@@ -67,11 +67,11 @@ pub struct ReplicaConfig {
     /// A leader idle this many ticks in a row, with every member caught up, quiesces its
     /// partition: it stops heartbeating and its followers stop their election timers
     /// (decision 0007). 0: never (the default here: a quiesced follower campaigns only when
-    /// its runtime tells it that the leader's node is dead, [`Replica::wake`], so only a
-    /// runtime that watches node liveness may turn it on). Otherwise at least
+    /// its runtime tells it that the leader's node is dead, [`Replica::leader_node_dead`], so
+    /// only a runtime that watches node liveness may turn it on). Otherwise at least
     /// `election_timeout_ticks_min`.
     ///
-    /// [`Replica::wake`]: super::Replica::wake
+    /// [`Replica::leader_node_dead`]: super::Replica::leader_node_dead
     pub quiesce_after_ticks: u32,
     /// Votes of a replica whose log may have lost votes it cast (a data directory admitted to
     /// the cluster anew, e.g. after a disk replacement): while neither the configuration this

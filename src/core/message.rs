@@ -92,7 +92,7 @@ pub enum MessageBody {
         read_round: u64,
         /// The leader is idle and every member caught up: a follower whose log ends at
         /// `commit` quiesces (decision 0007). Also set on the keep-alives a quiesced leader's
-        /// runtime sends ([`Replica::keep_alive`](super::Replica::keep_alive)).
+        /// runtime sends (`Replica::keep_alive`).
         quiesce: bool,
     },
     /// Answer to a heartbeat.

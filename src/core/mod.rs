@@ -87,6 +87,6 @@ pub use progress::{ProgressState, ProgressView};
 pub use ready::{Floor, GatedMessages, HardState, Ready, Role, SoftState};
 #[cfg(feature = "sim")]
 pub use ready::{Outcome, ReadState};
-pub use replica::{DurableState, Replica, Wake};
+pub use replica::{DurableState, Replica};
 pub use status::Status;
 pub use types::{LogIndex, NodeId, PartitionId, Term, Ticket};

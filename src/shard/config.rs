@@ -291,7 +291,7 @@ pub enum NodeBug {
     /// for).
     PhaseTwoBeforePhaseOne,
     /// A quiesced follower never campaigns: the shard forgets its verdict that the leader's
-    /// node fell silent instead of waking the follower with `Wake::LeaderNodeDead`
+    /// node fell silent instead of waking the follower with `Replica::leader_node_dead`
     /// (decision 0007).
     QuiescedNeverCampaigns,
 }

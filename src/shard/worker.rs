@@ -16,7 +16,7 @@
 //!    Ready says it woke (any request or message reaches its replica, which wakes itself).
 //!    The shard stands in for the quiesced partitions' heartbeats: one keep-alive per peer of
 //!    its quiesced leaders every heartbeat interval, and its quiesced followers wake with
-//!    `Wake::LeaderNodeDead` once no message from their leader's node was stepped here for
+//!    `Replica::leader_node_dead` once no message from their leader's node was stepped here for
 //!    `election_timeout_ticks_min` ticks. The tick also follows the
 //!    partition map (`map.rs`): the partitions it adds on this shard open, those it removed
 //!    close; the sources of a split or merge it leads get their generation entry
@@ -108,7 +108,7 @@ use super::wal_scheduler::WalScheduler;
 use super::{
     EventSink, LeaderTable, Opened, RaftEvent, Refusal, Reply, Request, StableHashMap, StateMachine,
 };
-use crate::core::{Message, NodeId, PartitionId, Wake};
+use crate::core::{Message, NodeId, PartitionId};
 use crate::metrics::ShardMetrics;
 use partition::Partitions;
 
@@ -551,7 +551,7 @@ impl Worker {
                 continue;
             }
             if let Some(replica) = self.partitions.replica_mut(partition) {
-                replica.wake(Wake::LeaderNodeDead);
+                replica.leader_node_dead();
                 self.partitions.mark_dirty(partition);
             }
         }

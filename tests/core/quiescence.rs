@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use kommander_raft::core::{
-    DurableState, MessageBody, NodeId, Replica, ReplicaConfig, Role, Ticket, Wake,
+    DurableState, MessageBody, NodeId, Replica, ReplicaConfig, Role, Ticket,
 };
 
 use super::harness::{Cluster, Lcg, P};
@@ -222,8 +222,8 @@ fn quiesced_followers_of_a_dead_leader_campaign_only_once_told() {
     // `QuiescedNeverCampaigns`, which the node simulator's liveness checker catches.
     assert_eq!(c.replica(2).term(), term);
     assert_eq!(c.replica(2).role(), Role::Follower);
-    c.replica_mut(2).wake(Wake::LeaderNodeDead);
-    c.replica_mut(3).wake(Wake::LeaderNodeDead);
+    c.replica_mut(2).leader_node_dead();
+    c.replica_mut(3).leader_node_dead();
     c.ticks(40);
     let leader = c.leader().expect("a new leader");
     assert_ne!(leader, 1);
@@ -238,7 +238,7 @@ fn a_wrong_verdict_of_death_costs_no_election() {
     let mut c = quiesced(3, 0);
     let term = c.replica(1).term();
     // Node 2's runtime wrongly believes node 1 dead; node 3's does not.
-    c.replica_mut(2).wake(Wake::LeaderNodeDead);
+    c.replica_mut(2).leader_node_dead();
     assert!(!c.replica(2).is_quiesced());
     c.ticks(60);
     assert_eq!(
@@ -254,7 +254,7 @@ fn a_wrong_verdict_of_death_costs_no_election() {
 fn a_verdict_of_death_does_nothing_to_an_active_follower() {
     let mut c = quiescing(3, 0);
     c.elect(1);
-    c.replica_mut(2).wake(Wake::LeaderNodeDead);
+    c.replica_mut(2).leader_node_dead();
     // Its own timer runs: the verdict would otherwise end the lease of a follower that hears
     // its leader.
     assert_eq!(c.replica(2).leader(), Some(NodeId(1)));
@@ -293,7 +293,7 @@ fn never_two_leaders_in_a_term_with_quiescence_and_wrong_verdicts() {
                 4 | 5 => {
                     let id = rng.next(3) + 1;
                     if c.node(id).up {
-                        c.replica_mut(id).wake(Wake::LeaderNodeDead);
+                        c.replica_mut(id).leader_node_dead();
                     }
                 }
                 _ => c.tick(),
@@ -304,7 +304,7 @@ fn never_two_leaders_in_a_term_with_quiescence_and_wrong_verdicts() {
             if !c.node(id).up {
                 c.restart(id);
             }
-            c.replica_mut(id).wake(Wake::LeaderNodeDead);
+            c.replica_mut(id).leader_node_dead();
         }
         c.ticks(100);
         let leader = c

@@ -28,7 +28,6 @@ mod step;
 mod transfer;
 mod validate;
 
-pub use quiesce::Wake;
 pub use restore::DurableState;
 
 use std::collections::VecDeque;

@@ -6,19 +6,6 @@
 
 use super::*;
 
-/// Why the runtime wakes a replica ([`Replica::wake`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Wake {
-    /// Input for the partition that the replica cannot see on its own (the runtime's reasons:
-    /// a peer new or lagging, a request it is about to carry out).
-    Input,
-    /// The node of the leader this quiesced follower follows sent nothing for an election
-    /// timeout: the follower wakes out of its lease and campaigns when its randomized election
-    /// timeout runs out, as usual. Nothing happens to a replica that is not quiesced (its own
-    /// timers run) or that leads.
-    LeaderNodeDead,
-}
-
 /// Where a replica stands with quiescence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Quiescence {
@@ -43,23 +30,17 @@ impl Replica {
         self.quiescence == Quiescence::Quiesced
     }
 
-    /// Wakes this replica for `cause` (see [`Wake`]). A leader wakes on any cause: it
-    /// heartbeats every member at once and gives them an election timeout to answer
-    /// (check-quorum). A quiesced follower woken by [`Wake::Input`] restarts its election
-    /// timer; by [`Wake::LeaderNodeDead`] its lease ends.
-    pub fn wake(&mut self, cause: Wake) {
-        if self.role == Role::Leader {
-            self.leader_activity();
-            return;
-        }
-        if !self.is_quiesced() {
+    /// The runtime's verdict that the node of the leader this quiesced follower follows is
+    /// dead (it sent nothing for an election timeout): the follower wakes out of its lease
+    /// (it grants pre-votes) and campaigns when its randomized election timeout runs out, as
+    /// usual. Nothing happens to a replica that is not quiesced (its own timers run) or that
+    /// leads (every input wakes a leader by itself).
+    pub fn leader_node_dead(&mut self) {
+        if self.role == Role::Leader || !self.is_quiesced() {
             return;
         }
         self.quiescence = Quiescence::ACTIVE;
-        self.election_elapsed = match cause {
-            Wake::Input => 0,
-            Wake::LeaderNodeDead => self.config.election_timeout_ticks_min,
-        };
+        self.election_elapsed = self.config.election_timeout_ticks_min;
     }
 
     /// The keep-alive a quiesced leader's runtime sends `to` every heartbeat interval, in

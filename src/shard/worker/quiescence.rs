@@ -40,7 +40,7 @@ pub(crate) struct Quiesced {
 #[derive(Debug, Default)]
 pub(crate) struct QuiescenceTick {
     /// Quiesced followers whose leader's node was silent for an election timeout: to wake
-    /// with `Wake::LeaderNodeDead`.
+    /// with `Replica::leader_node_dead`.
     pub(crate) leader_node_dead: Vec<PartitionId>,
     /// (peer, partition): the keep-alive to send each peer, one of the quiesced leaders it is
     /// a member of.
