@@ -259,6 +259,9 @@ async fn idle_heartbeats_of_all_partitions_travel_in_one_frame_per_interval() {
     let mut configs = configs(dir.path(), 3, None);
     for (config, _) in &mut configs {
         config.initial_partitions = 64;
+        // Idle partitions would quiesce (decision 0007) and leave only the shards'
+        // keep-alives: this test is about the partitions' own heartbeats.
+        config.quiesce_after_ticks = 0;
     }
     let interval_ms =
         configs[0].0.tick_interval_ms * u64::from(configs[0].0.heartbeat_interval_ticks);

@@ -169,7 +169,7 @@ pub(crate) struct Partitions {
     slots: StableHashMap<PartitionId, Slot>,
     dirty: Vec<PartitionId>,
     /// Every hosted partition whose replica is not quiesced, each once, in the order they
-    /// became active (quiesced and removed ones leave it at the next tick).
+    /// became active (quiesced ones leave it at the next tick, removed ones at once).
     active: Vec<PartitionId>,
     /// The quiesced replicas' registrations (decision 0007).
     pub(crate) quiesced: Quiesced,
@@ -228,11 +228,14 @@ impl Partitions {
         self.slots.insert(partition, slot);
     }
 
-    /// Forgets `partition`, handing back its slot (it leaves the touched list too, and the
-    /// active list at the next tick).
+    /// Forgets `partition`, handing back its slot (it leaves the touched and active lists
+    /// too).
     pub(crate) fn remove(&mut self, partition: PartitionId) -> Option<Slot> {
         self.quiesced.forget(partition);
         let slot = self.slots.remove(&partition)?;
+        if slot.listed_active {
+            self.active.retain(|&p| p != partition);
+        }
         if slot.dirty {
             self.dirty.retain(|&p| p != partition);
         }
@@ -280,8 +283,8 @@ impl Partitions {
         touched
     }
 
-    /// Ticks every active replica (not held), after dropping the partitions that quiesced or
-    /// left from the active list. Returns how many it ticked.
+    /// Ticks every active replica (not held), after dropping the partitions that quiesced
+    /// from the active list. Returns how many it ticked.
     pub(crate) fn tick_active(&mut self) -> usize {
         self.prune_active();
         let mut ticked = 0;
@@ -297,7 +300,7 @@ impl Partitions {
         ticked
     }
 
-    /// Drops the partitions that quiesced or left from the active list.
+    /// Drops the partitions that quiesced from the active list.
     fn prune_active(&mut self) {
         let slots = &mut self.slots;
         self.active
