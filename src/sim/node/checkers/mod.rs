@@ -12,8 +12,8 @@ mod exactly_once_in_order_delivery;
 mod failed_writes_never_commit;
 mod linearizability;
 mod log_matching;
-mod range_ownership;
 mod quiesced_no_election;
+mod range_ownership;
 mod state_machine_safety;
 
 pub(super) use acknowledged_writes_durable::AcknowledgedWritesDurable;
@@ -22,8 +22,8 @@ pub(super) use exactly_once_in_order_delivery::ExactlyOnceInOrderDelivery;
 pub(super) use failed_writes_never_commit::FailedWritesNeverCommit;
 pub(super) use linearizability::Linearizability;
 pub(super) use log_matching::LogMatching;
-pub(super) use range_ownership::{RangeHistory, RangeOwnership, RoutedWrite};
 pub(super) use quiesced_no_election::QuiescedNoElection;
+pub(super) use range_ownership::{RangeHistory, RangeOwnership, RoutedWrite};
 pub(super) use state_machine_safety::StateMachineSafety;
 
 use crate::sim::checkers::Violation;
