@@ -8,26 +8,22 @@
 //! partition's history for the linearizability checker.
 //!
 //! With the elastic operator (`elastic.rs`) the clients route keys instead: each picks a key
-//! of a small set (so keys are hot), routes it with the routing hash of its register
-//! (`app::register_hash`) through the partition map it last learnt from a node (possibly
-//! stale: that is the point), and sends the write or the read fenced with the generation it
-//! routed with, as the handle sends a write whose caller gave one (`Request::Fenced`). A
-//! refusal `NotHosted` (the handle's `PartitionMoved`) makes it learn the map of the node that
-//! refused. A key's history is one register whichever partition served it, across splits and
-//! merges.
+//! of a small set (so keys are hot), routes it through the partition map it last learnt from a
+//! node (`routing.rs`), and sends the write or the read fenced with the generation it routed
+//! with, as the handle sends a write whose caller gave one (`Request::Fenced`). A refusal
+//! `NotHosted` (the handle's `PartitionMoved`) makes it learn the map of the node that refused.
+//! A key's history is one register whichever partition served it, across splits and merges.
 
 use std::collections::HashMap;
-use std::num::NonZeroU64;
-use std::sync::Arc;
 
 use tokio::sync::oneshot::{self, error::TryRecvError};
 
 use crate::core::{LogIndex, PartitionId, Status, Ticket};
-use crate::shard::partitions::PartitionMap;
 use crate::shard::{ProposedEntry, Refusal, ReplicationResult, Reply, Request};
 
 use super::NodeSimulation;
 use super::checkers::{AcknowledgedWritesDurable, FailedWritesNeverCommit};
+use super::routing::{LearntMap, Route, partition_moved};
 use super::run::Event;
 use super::truth::Acknowledged;
 use super::workload::{LOG_TYPE, Op};
@@ -101,8 +97,8 @@ struct Pending {
 #[derive(Default)]
 struct Client {
     pending: Option<Pending>,
-    /// With keys routed: the partition map last learnt from a node (`None`: none yet).
-    map: Option<Arc<PartitionMap>>,
+    /// With keys routed: the partition map last learnt from a node.
+    map: LearntMap,
 }
 
 /// One partition's clients.
@@ -269,15 +265,12 @@ impl NodeSimulation {
     /// learnt (see the module docs); without a route, it learns a node's map and tries later.
     fn start_routed_op(&mut self, p: usize, c: usize) -> Result<(), Violation> {
         let key = self.client_rng.below(self.config.keys);
-        let route = self.clients.partitions[p].clients[c]
-            .map
-            .as_ref()
-            .and_then(|map| {
-                let partition = map.partition_for_key(&key.to_string()).ok()?;
-                let generation = NonZeroU64::new(map.get(partition)?.generation)?;
-                Some((partition, generation))
-            });
-        let Some((partition, generation)) = route else {
+        let route = self.clients.partitions[p].clients[c].map.route(key);
+        let Some(Route {
+            partition,
+            generation,
+        }) = route
+        else {
             let node = self.client_rng.index(self.nodes.len());
             self.learn_map(p, c, node);
             let at = self.next_op_at();
@@ -303,7 +296,9 @@ impl NodeSimulation {
     /// Client `c` of slot `p` learns `node`'s committed partition map (if the node is up).
     fn learn_map(&mut self, p: usize, c: usize, node: usize) {
         if let Some(running) = self.nodes[node].running.as_ref() {
-            self.clients.partitions[p].clients[c].map = Some(running.maps.map());
+            self.clients.partitions[p].clients[c]
+                .map
+                .learn(running.maps.map());
         }
     }
 
@@ -557,12 +552,7 @@ impl NodeSimulation {
             );
         }
         let partition = pending.partition;
-        if matches!(
-            answered,
-            Answered::Write(Some(Err(Refusal::NotHosted)))
-                | Answered::Read(Some(Err(Refusal::NotHosted)))
-        ) && self.config.elastic()
-        {
+        if answered.partition_moved() && self.config.elastic() {
             // The handle's `PartitionMoved`: the client learns the map of the node that refused.
             self.learn_map(p, c, pending.node);
         }
@@ -870,4 +860,14 @@ impl NodeSimulation {
 enum Answered {
     Write(Option<Result<ReplicationResult, Refusal>>),
     Read(Option<Result<LogIndex, Refusal>>),
+}
+
+impl Answered {
+    /// Whether the answer says the partition moved (`routing::partition_moved`).
+    fn partition_moved(&self) -> bool {
+        match self {
+            Self::Write(answer) => partition_moved(answer.as_ref()),
+            Self::Read(answer) => partition_moved(answer.as_ref()),
+        }
+    }
 }

@@ -12,7 +12,8 @@
 //!
 //! Files: `config` (the knobs), `sim_node` (one node's disks, clock and lifecycle), `wire` (the
 //! transport through the codec), `app` (the application), `workload` (the operations),
-//! `client` (issuing them and judging answers), `maps` (the first partition map proposed;
+//! `client` (issuing them and judging answers), `routing` (with the elastic operator, the
+//! clients' key routing through the map they last learnt), `maps` (the first partition map proposed;
 //! the shards open its partitions), `elastic` (partitions created, removed, split and merged
 //! under the faults; the clients then route keys through the map), `nemesis` (faults), `configuration_cut` (the
 //! cut around a configuration change), `replace` (a node's disks replaced, the node admitted
@@ -33,6 +34,7 @@ mod membership;
 mod nemesis;
 mod replace;
 mod report;
+mod routing;
 mod run;
 mod sim_node;
 mod truth;
