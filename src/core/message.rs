@@ -7,6 +7,11 @@ use super::configuration::Configuration;
 use super::entry::Entry;
 use super::types::{LogIndex, NodeId, PartitionId, Term};
 
+/// The longest [`MessageBody::SnapshotChunk`] `marks`: the wire codec refuses a longer one.
+/// The shard's encoding of a partition's split marks is at most this long (asserted where it
+/// is defined).
+pub const SNAPSHOT_MARKS_BYTES_MAX: usize = 34;
+
 /// A message between two replicas of one partition.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
@@ -134,6 +139,11 @@ pub enum MessageBody {
         crc: u32,
         /// The SHA-256 of the whole snapshot, on the last chunk only.
         digest: Option<[u8; 32]>,
+        /// What the runtime keeps beside the snapshot, on the first chunk (`seq` 0) only
+        /// (empty on the others): opaque to the core, at most [`SNAPSHOT_MARKS_BYTES_MAX`]
+        /// bytes. The shard puts a user partition's split marks at `last_index` here
+        /// (decision 0006).
+        marks: Bytes,
         /// The chunk's bytes.
         data: Bytes,
     },

@@ -81,7 +81,7 @@ pub use configuration::{
     Configuration, ConfigurationError,
 };
 pub use entry::{Entry, EntryKind};
-pub use message::{Message, MessageBody, SnapshotOutcome};
+pub use message::{Message, MessageBody, SNAPSHOT_MARKS_BYTES_MAX, SnapshotOutcome};
 #[cfg(feature = "sim")]
 pub use progress::{ProgressState, ProgressView};
 pub use ready::{Floor, GatedMessages, HardState, Ready, Role, SoftState};

@@ -19,7 +19,8 @@
 //! partition keeps its split marks there (the generation and import entries its log held,
 //! `partitions/marks.rs`), summed up the same way: the view remembers the import entries
 //! above the floor (a truncation takes them away) and the highest generation entry ever
-//! appended (never lowered).
+//! appended (never lowered); an imported snapshot's boundary adds the marks it carried (the
+//! leader's at its index: [`WalView::marks_at`] on the leader's side).
 
 use bytes::Bytes;
 use kommander_wal::{PartitionInfo, TermVote, Write};
@@ -63,6 +64,9 @@ struct MarksView {
     above: Vec<(u64, SplitEntry)>,
     /// The marks of the whole log: the floor's, then those above (kept up to date).
     current: LogMarks,
+    /// The marks a snapshot being installed carried (the leader's at its index), for its
+    /// boundary.
+    installing: Option<LogMarks>,
 }
 
 impl MarksView {
@@ -101,6 +105,35 @@ impl MarksView {
         let passed = self.above.partition_point(|(at, _)| *at <= floor);
         for (_, split) in self.above.drain(..passed) {
             self.floor.note(&split);
+        }
+    }
+
+    /// The marks in force at `index` (at or above the floor): the floor's, then those above
+    /// it up to `index` (the generation: the highest ever appended, as at the floor).
+    fn at(&self, index: u64) -> LogMarks {
+        let mut marks = self.floor;
+        for (_, split) in self.above.iter().take_while(|(at, _)| *at <= index) {
+            marks.note(split);
+        }
+        marks
+    }
+
+    /// A snapshot to be installed carried `marks`: they count at once (the fence reads
+    /// [`WalView::marks`]) and join the floor at its boundary.
+    fn installing(&mut self, marks: LogMarks) {
+        self.current = self.current.merged(marks);
+        self.installing = Some(marks);
+    }
+
+    /// A snapshot was installed at `index`: the entries up to it are the floor's, followed
+    /// by the marks the snapshot carried, if it was imported (acknowledged without an import,
+    /// the log through `index` is the application's own).
+    fn install(&mut self, index: u64) {
+        self.advance(index);
+        if let Some(carried) = self.installing.take() {
+            self.floor = self.floor.merged(carried);
+            // `current` took the carried generation when the install began.
+            self.recompute();
         }
     }
 
@@ -202,6 +235,18 @@ impl WalView {
         self.marks.current
     }
 
+    /// The split marks in force at `index` (a snapshot's, at or above the WAL's floor), as
+    /// a snapshot transfer carries them.
+    pub(crate) fn marks_at(&self, index: LogIndex) -> LogMarks {
+        self.marks.at(index.0)
+    }
+
+    /// The split marks the snapshot about to be installed carried (its boundary's floor meta
+    /// keeps them, merged with the log's).
+    pub(crate) fn installing_marks(&mut self, marks: LogMarks) {
+        self.marks.installing(marks);
+    }
+
     /// The configurations (and partition 0's maps: `floor_map`, the one the floor meta held;
     /// a user partition's split marks: `floor_marks`) of a partition whose log was read back
     /// into `durable`.
@@ -215,6 +260,7 @@ impl WalView {
             floor: floor_marks,
             above: Vec::new(),
             current: floor_marks,
+            installing: None,
         };
         self.marks.note(&durable.entries);
         if let Some(maps) = self.maps.as_mut() {
@@ -378,9 +424,9 @@ pub(crate) fn wal_writes(
                 None => maps.advance(index),
             }
         }
-        // The entries up to the index were this log's; what the snapshot covers beyond them
-        // it does not say (the marks travel in the log only).
-        view.marks.advance(index);
+        // The entries up to the index were this log's, then an imported snapshot's marks
+        // (the leader's at the index) continue them.
+        view.marks.install(index);
         out.install = Some((index, snapshot.term.0, view.floor_meta()));
         // The WAL keeps a suffix whose term matches: the log ends at `index` or beyond it (a
         // later entry at or below the recorded end truncates first, harmlessly if the suffix

@@ -347,6 +347,7 @@ fn chunk(from: u64, to: u64, term: Term, seq: u32) -> Message {
             configuration: three_voters(),
             crc: 0,
             digest: None,
+            marks: Bytes::new(),
             data: Bytes::from_static(b"state"),
         },
     }

@@ -107,6 +107,7 @@ fn body() -> impl Strategy<Value = MessageBody> {
                     configuration: Configuration::new(vec![NodeId(1)], Vec::new()).expect("valid"),
                     crc: 0,
                     digest,
+                    marks: Bytes::new(),
                     data: Bytes::from_static(b"chunk"),
                 }
             }),

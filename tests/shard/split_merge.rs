@@ -12,14 +12,20 @@
 //!   refuses every write; the survivor's replicas import its
 //!   registers; phase 2 closes the source on every node and deletes its WAL records.
 //!
+//! * The split marks travel with a snapshot: a follower cut off across a split's generation
+//!   entry, its node's map held back, that catches up by a snapshot past the entry refuses
+//!   fenced reads and writes routed with the old generation, and still after a restart; a
+//!   target's replica that catches up by a snapshot past the import's end counts the end as
+//!   applied, so phase 2 follows when its node leads partition 0.
+//!
 //! The application is a register per key (`key=value` entries), routed by Kommander's key
-//! hash, with a range transfer over its registers.
+//! hash, with a range transfer over its registers and snapshots of a partition's registers.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::num::NonZeroU64;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -50,10 +56,14 @@ const KEYS: usize = 60;
 
 type Registers = BTreeMap<String, Bytes>;
 
-/// Registers per partition; a range transfer over them (keys routed by `key_hash`).
+/// The registers of every partition.
+type Partitions = Arc<Mutex<HashMap<PartitionId, Registers>>>;
+
+/// Registers per partition; a range transfer over them (keys routed by `key_hash`), and
+/// snapshots of a user partition's registers.
 #[derive(Default)]
 struct Store {
-    registers: Mutex<HashMap<PartitionId, Registers>>,
+    registers: Partitions,
     /// Per target, the bytes of a record an import chunk ended inside.
     partial: Mutex<HashMap<PartitionId, Vec<u8>>>,
     /// While set, a range export fails (tried again at the next tick): phase 2 waits.
@@ -114,17 +124,56 @@ impl StateMachine for Store {
     }
 }
 
+/// A snapshot of a partition's registers being imported: its records, which replace the
+/// partition's registers once finished.
+struct RegistersImport {
+    registers: Partitions,
+    partition: PartitionId,
+    data: Vec<u8>,
+}
+
+impl SnapshotImport for RegistersImport {
+    fn write_chunk(&mut self, data: &[u8]) -> io::Result<()> {
+        self.data.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> io::Result<()> {
+        let held = records(&self.data).ok_or_else(|| io::Error::other("bad records"))?;
+        let mut store = self.registers.lock().expect("store");
+        store.insert(self.partition, held.into_iter().collect());
+        Ok(())
+    }
+}
+
 impl StateTransfer for Store {
-    fn supports(&self, _: PartitionId) -> bool {
-        false
+    /// Partition 0 holds no registers (its state is the map, which this test commits).
+    fn supports(&self, partition: PartitionId) -> bool {
+        partition != P0
     }
 
-    fn export(&self, _: PartitionId, _: SnapshotPoint) -> io::Result<Box<dyn SnapshotExport>> {
-        Err(io::Error::other("no snapshots in this test"))
+    fn export(
+        &self,
+        partition: PartitionId,
+        _: SnapshotPoint,
+    ) -> io::Result<Box<dyn SnapshotExport>> {
+        let mut data = Vec::new();
+        for (key, value) in self.registers(partition) {
+            record(&key, &value, &mut data);
+        }
+        Ok(Box::new(Bytes::from(data)))
     }
 
-    fn import(&self, _: PartitionId, _: SnapshotPoint) -> io::Result<Box<dyn SnapshotImport>> {
-        Err(io::Error::other("no snapshots in this test"))
+    fn import(
+        &self,
+        partition: PartitionId,
+        _: SnapshotPoint,
+    ) -> io::Result<Box<dyn SnapshotImport>> {
+        Ok(Box::new(RegistersImport {
+            registers: Arc::clone(&self.registers),
+            partition,
+            data: Vec::new(),
+        }))
     }
 
     fn export_range(&self, plan: &RangeTransfer) -> io::Result<Option<Box<dyn SnapshotExport>>> {
@@ -188,19 +237,24 @@ impl StateTransfer for Store {
     }
 }
 
-/// Drops partition 0's messages to and from one node while it is cut off.
-struct CutP0 {
+/// The node cut off (`NodeId(0)`: none) and the partitions whose messages it loses.
+type Cut = Arc<Mutex<(NodeId, Vec<PartitionId>)>>;
+
+/// Drops the cut partitions' messages to and from the node cut off.
+struct CutTransport {
     inner: Arc<MemoryTransport>,
     from: NodeId,
-    /// The node whose partition 0 is cut off (0: none).
-    cut: Arc<AtomicU64>,
+    cut: Cut,
 }
 
-impl Transport for CutP0 {
+impl Transport for CutTransport {
     fn send(&self, to: NodeId, messages: Vec<Message>) {
-        let cut = NodeId(self.cut.load(Ordering::Acquire));
+        let (cut, partitions) = self.cut.lock().expect("cut").clone();
         let messages = if cut == self.from || cut == to {
-            messages.into_iter().filter(|m| m.partition != P0).collect()
+            messages
+                .into_iter()
+                .filter(|m| !partitions.contains(&m.partition))
+                .collect()
         } else {
             messages
         };
@@ -219,55 +273,133 @@ struct Node {
 
 struct Cluster {
     nodes: Vec<Node>,
-    cut: Arc<AtomicU64>,
+    cut: Cut,
     next_ticket: u64,
-    _network: Arc<MemoryNetwork>,
+    network: Arc<MemoryNetwork>,
+}
+
+/// Starts the node of `config` (again, after a restart: its WAL restores its partitions)
+/// with the application `store`, and opens its partition 0.
+fn start_node(
+    network: &Arc<MemoryNetwork>,
+    cut: &Cut,
+    config: NodeConfig,
+    store: Arc<Store>,
+) -> Node {
+    let id = NodeId(config.node_id);
+    let maps = Arc::new(MapTable::default());
+    let transport = CutTransport {
+        inner: network.transport(id),
+        from: id,
+        cut: Arc::clone(cut),
+    };
+    let host = ShardHost::start(
+        ShardConfig::from(&config),
+        Arc::new(transport),
+        Application::new(Arc::clone(&store) as Arc<dyn StateMachine>)
+            .with_transfer(Arc::clone(&store) as Arc<dyn StateTransfer>)
+            .with_maps(Arc::clone(&maps)),
+        Arc::new(NoEvents) as Arc<dyn EventSink>,
+        Arc::default(),
+    )
+    .expect("node starts");
+    network.register(id, host.inbound());
+    let voters = (1..=3).map(NodeId).collect();
+    wait(host.open_partition(P0, voters, Vec::new()).expect("queued")).expect("partition 0 opens");
+    Node {
+        config,
+        host,
+        maps,
+        store,
+    }
 }
 
 impl Cluster {
     fn start(dir: &Path) -> Self {
         let network = MemoryNetwork::new();
-        let cut = Arc::new(AtomicU64::new(0));
+        let cut = Cut::default();
         let nodes = (1..=3u64)
             .map(|id| {
                 let config = super::three_node_config(id, dir);
-                let maps = Arc::new(MapTable::default());
-                let store = Arc::new(Store::default());
-                let transport = CutP0 {
-                    inner: network.transport(NodeId(id)),
-                    from: NodeId(id),
-                    cut: Arc::clone(&cut),
-                };
-                let host = ShardHost::start(
-                    ShardConfig::from(&config),
-                    Arc::new(transport),
-                    Application::new(Arc::clone(&store) as Arc<dyn StateMachine>)
-                        .with_transfer(Arc::clone(&store) as Arc<dyn StateTransfer>)
-                        .with_maps(Arc::clone(&maps)),
-                    Arc::new(NoEvents) as Arc<dyn EventSink>,
-                    Arc::default(),
-                )
-                .expect("node starts");
-                network.register(NodeId(id), host.inbound());
-                let voters = (1..=3).map(NodeId).collect();
-                wait(host.open_partition(P0, voters, Vec::new()).expect("queued"))
-                    .expect("partition 0 opens");
-                Node {
-                    config,
-                    host,
-                    maps,
-                    store,
-                }
+                start_node(&network, &cut, config, Arc::default())
             })
             .collect();
         let cluster = Self {
             nodes,
             cut,
             next_ticket: 1,
-            _network: network,
+            network,
         };
         cluster.leader(P0);
         cluster
+    }
+
+    /// Node `node` loses every message of `partitions` (and no other) until the next cut or
+    /// [`Cluster::heal`].
+    fn cut_off(&self, node: usize, partitions: &[PartitionId]) {
+        *self.cut.lock().expect("cut") = (NodeId(node as u64 + 1), partitions.to_vec());
+    }
+
+    fn heal(&self) {
+        *self.cut.lock().expect("cut") = (NodeId(0), Vec::new());
+    }
+
+    /// Stops node `node` and starts it again from its WAL, with its application's state (the
+    /// store keeps it, as a durable application would).
+    fn restart(&mut self, node: usize) {
+        let Node {
+            config,
+            host,
+            store,
+            ..
+        } = self.nodes.remove(node);
+        host.shutdown();
+        let restarted = start_node(&self.network, &self.cut, config, store);
+        self.nodes.insert(node, restarted);
+    }
+
+    /// A fenced read of `partition` on `node`, routed with `generation`: the read index.
+    fn read_on(
+        &self,
+        node: usize,
+        partition: PartitionId,
+        generation: u64,
+    ) -> Result<LogIndex, Refusal> {
+        let (reply, answered) = oneshot::channel();
+        let request = Request::Fenced {
+            expected_generation: NonZeroU64::new(generation).expect("a generation"),
+            request: Box::new(Request::ReadIndex {
+                leader_only: false,
+                reply,
+            }),
+        };
+        self.nodes[node].host.send(partition, request)?;
+        wait(answered)
+    }
+
+    /// A checkpoint of `partition` on its leader, once it is the floor of `nodes`' replicas:
+    /// its index.
+    fn checkpoint(&mut self, partition: PartitionId, nodes: &[usize]) -> LogIndex {
+        self.next_ticket += 1;
+        let (reply, answered) = oneshot::channel();
+        let request = Request::Checkpoint {
+            ticket: Ticket(self.next_ticket),
+            reply,
+        };
+        let leader = self.leader(partition);
+        self.nodes[leader]
+            .host
+            .send(partition, request)
+            .expect("queued");
+        let checkpoint = wait(answered).expect("a checkpoint");
+        assert_eq!(checkpoint.status, Status::Success);
+        for &node in nodes {
+            eventually(&format!("{partition}'s floor on node {node}"), || {
+                let status = self.status(node, partition).ok()?;
+                (status.wal_floor >= checkpoint.index).then_some(())
+            });
+        }
+        checkpoint.index
     }
 
     fn status(&self, node: usize, partition: PartitionId) -> Result<PartitionStatus, Refusal> {
@@ -462,7 +594,7 @@ fn a_split_freezes_the_source_in_its_log_and_fills_the_target_through_its_log() 
     // leader is a node that does (a leader whose map lags writes no generation entry until
     // its map catches up).
     cluster.lead_on(P1, 0);
-    cluster.cut.store(3, Ordering::Release);
+    cluster.cut_off(2, &[P0]);
     let one = map.split_phase_1(P1, None, None).expect("phase 1");
     let plan = transfer_into(&one, P2).expect("the target imports");
     cluster.hold_exports(true);
@@ -518,7 +650,7 @@ fn a_split_freezes_the_source_in_its_log_and_fills_the_target_through_its_log() 
         assert_eq!(same(&held, &expected), Ok(()), "node {node}");
     }
     // Node 3 catches up on partition 0, opens the target and replays its log.
-    cluster.cut.store(0, Ordering::Release);
+    cluster.heal();
     eventually("node 3 follows phase 1", || {
         (cluster.nodes[2].maps.in_force().version >= one.version).then_some(())
     });
@@ -634,4 +766,148 @@ fn a_merge_drains_the_source_then_closes_it_and_reclaims_its_wal() {
             "partition 2's records are deleted"
         );
     }
+}
+
+/// Whether `node` refuses `partition` to readers and writers routed with `stale` (`node`
+/// leading it for the writes), and lets a write routed with `current` through.
+fn refuses_the_old_generation(
+    cluster: &mut Cluster,
+    node: usize,
+    partition: PartitionId,
+    (stale, current): (u64, u64),
+) {
+    assert_eq!(
+        cluster.read_on(node, partition, stale),
+        Err(Refusal::NotHosted),
+        "a fenced read routed with generation {stale}"
+    );
+    cluster.lead_on(partition, node);
+    assert_eq!(
+        cluster.write_on(node, partition, stale, put("key-stale", b"old")),
+        Err(Refusal::NotHosted),
+        "a fenced write routed with generation {stale}"
+    );
+    let written = cluster.write_on(node, partition, current, put("key-current", b"new"));
+    assert!(
+        matches!(
+            written,
+            Ok(ReplicationResult {
+                status: Status::Success,
+                ..
+            })
+        ),
+        "a fenced write routed with generation {current}: {written:?}"
+    );
+}
+
+/// Elastic seed 17's stale read at shard level: node 3 misses partition 1's generation entry
+/// (cut off), its map stays the old one (partition 0 cut off too), and it catches up on
+/// partition 1 by a snapshot past the entry. The snapshot's split marks make it refuse the old
+/// generation, and its floor meta keeps them across a restart.
+#[test]
+fn a_replica_caught_up_by_a_snapshot_past_a_generation_entry_fences_with_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cluster = Cluster::start(dir.path());
+    let all = [0, 1, 2];
+    let map = PartitionMap::initial(1).expect("a map");
+    cluster.commit_map(&map, &all);
+    cluster.write_keys(&map, 1);
+
+    cluster.lead_on(P1, 0);
+    cluster.cut_off(2, &[P0, P1]);
+    let one = map.split_phase_1(P1, None, None).expect("phase 1");
+    // The target's import waits: the split stays in phase 1.
+    cluster.hold_exports(true);
+    cluster.commit_map(&one, &[0, 1]);
+    for node in [0, 1] {
+        eventually(&format!("node {node} applied generation 2"), || {
+            (cluster.nodes[node].maps.progress().generation_applied(P1) == (2, false)).then_some(())
+        });
+    }
+    // Partition 1's log is compacted past its generation entry; node 3 hears it again
+    // (partition 0 still cut off) and catches up by a snapshot.
+    let floor = cluster.checkpoint(P1, &[0, 1]);
+    cluster.cut_off(2, &[P0]);
+    eventually("node 3 installed partition 1's snapshot", || {
+        let status = cluster.status(2, P1).ok()?;
+        (status.wal_floor >= floor).then_some(())
+    });
+    assert_eq!(
+        cluster.nodes[2].maps.map().version,
+        map.version,
+        "node 3's map lags"
+    );
+    assert_eq!(
+        cluster.nodes[2].maps.progress().generation_applied(P1),
+        (2, false),
+        "the snapshot's marks count as applied"
+    );
+    refuses_the_old_generation(&mut cluster, 2, P1, (1, 2));
+
+    // After a restart (partition 0 still cut off: its map is the old one again), the floor
+    // meta the snapshot's boundary wrote keeps the marks.
+    cluster.lead_on(P1, 0);
+    cluster.restart(2);
+    eventually("node 3 restored partition 1", || {
+        cluster.status(2, P1).ok().map(|_| ())
+    });
+    assert_eq!(
+        cluster.nodes[2].maps.map().version,
+        map.version,
+        "node 3's map lags"
+    );
+    refuses_the_old_generation(&mut cluster, 2, P1, (1, 2));
+    cluster.heal();
+    cluster.hold_exports(false);
+    cluster.wait_map(&one.split_phase_2(P1).expect("phase 2"), &all);
+    cluster.shutdown();
+}
+
+/// A target's replica that catches up by a snapshot past the import's end counts the end as
+/// applied: with its node leading partition 0, phase 2 follows from it (without the marks in
+/// the snapshot it would wait for an import entry that never comes).
+#[test]
+fn an_import_end_carried_by_a_snapshot_lets_phase_2_follow() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cluster = Cluster::start(dir.path());
+    let all = [0, 1, 2];
+    let map = PartitionMap::initial(1).expect("a map");
+    cluster.commit_map(&map, &all);
+    let written = cluster.write_keys(&map, 1);
+
+    // Node 3 leads partition 0 and misses the target's whole log.
+    cluster.lead_on(P0, 2);
+    cluster.cut_off(2, &[P2]);
+    let one = map.split_phase_1(P1, None, None).expect("phase 1");
+    let plan = transfer_into(&one, P2).expect("the target imports");
+    cluster.commit_map(&one, &all);
+    for node in [0, 1] {
+        eventually(&format!("node {node} applied the import's end"), || {
+            (cluster.nodes[node].maps.progress().import_applied(P2) == Some(plan)).then_some(())
+        });
+    }
+    cluster.checkpoint(P2, &[0, 1]);
+    assert_eq!(cluster.nodes[2].maps.progress().import_applied(P2), None);
+    assert_eq!(
+        cluster.nodes[2].maps.map().version,
+        one.version,
+        "phase 2 waits"
+    );
+
+    cluster.heal();
+    eventually(
+        "node 3's replica of the target counts the import's end",
+        || (cluster.nodes[2].maps.progress().import_applied(P2) == Some(plan)).then_some(()),
+    );
+    assert_eq!(
+        same(
+            &cluster.nodes[2].store.registers(P2),
+            &moved(&written, &plan)
+        ),
+        Ok(()),
+        "the snapshot carried the moved registers"
+    );
+    cluster.wait_map(&one.split_phase_2(P1).expect("phase 2"), &all);
+    assert_eq!(cluster.leader(P0), 2, "node 3 led partition 0 throughout");
+    cluster.shutdown();
 }

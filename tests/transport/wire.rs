@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kommander_raft::core::{
-    Configuration, Entry, EntryKind, LogIndex, Message, MessageBody, SnapshotOutcome, Ticket,
+    Configuration, Entry, EntryKind, LogIndex, Message, MessageBody, SNAPSHOT_MARKS_BYTES_MAX,
+    SnapshotOutcome, Ticket,
 };
 use kommander_raft::transport::codec::{
     FrameError, FrameKind, HEADER_BYTES, MAGIC, PROTOCOL_VERSION, UNSTAMPED, WireError,
@@ -95,6 +96,7 @@ pub(crate) fn sample_messages() -> Vec<Message> {
                 .expect("valid"),
             crc: 0xDEAD_BEEF,
             digest: Some([0x5A; 32]),
+            marks: Bytes::from(vec![0x4B; SNAPSHOT_MARKS_BYTES_MAX]),
             data: Bytes::from_static(b"the last chunk of a snapshot"),
         },
         MessageBody::SnapshotAck {
@@ -201,10 +203,11 @@ fn arb_body() -> impl Strategy<Value = MessageBody> {
             (u(), any::<u32>(), u(), u()),
             any::<u32>(),
             prop::option::of(any::<[u8; 32]>()),
+            prop::collection::vec(any::<u8>(), 0..=SNAPSHOT_MARKS_BYTES_MAX),
             prop::collection::vec(any::<u8>(), 0..300),
         )
             .prop_map(
-                |((session, seq, last_index, last_term), crc, digest, data)| {
+                |((session, seq, last_index, last_term), crc, digest, marks, data)| {
                     MessageBody::SnapshotChunk {
                         session,
                         seq,
@@ -214,6 +217,7 @@ fn arb_body() -> impl Strategy<Value = MessageBody> {
                             .expect("valid"),
                         crc,
                         digest,
+                        marks: Bytes::from(marks),
                         data: Bytes::from(data),
                     }
                 }
@@ -398,6 +402,66 @@ fn message_counts_are_checked_before_the_list_is_allocated() {
             max: messages.len() - 1
         })
     );
+}
+
+/// A snapshot chunk's marks: up to `SNAPSHOT_MARKS_BYTES_MAX` bytes round-trip; a longer
+/// length is refused from the length byte alone, a body ending inside the marks is truncated.
+#[test]
+fn snapshot_marks_over_their_limit_are_refused() {
+    let chunk = |marks: Vec<u8>| Message {
+        body: MessageBody::SnapshotChunk {
+            session: 1,
+            seq: 0,
+            last_index: LogIndex(9),
+            last_term: Term(2),
+            configuration: Configuration::new(vec![NodeId(1)], Vec::new()).expect("valid"),
+            crc: 0,
+            digest: None,
+            marks: Bytes::from(marks),
+            data: Bytes::new(),
+        },
+        ..sample_messages()[0].clone()
+    };
+    let body = |message: &Message| -> Vec<u8> {
+        encode_messages(std::slice::from_ref(message))
+            .iter()
+            .flat_map(|c| c.to_vec())
+            .collect()
+    };
+    let longest = chunk(vec![0xA5; SNAPSHOT_MARKS_BYTES_MAX]);
+    let encoded = body(&longest);
+    assert_eq!(
+        decode_messages(&Bytes::from(encoded.clone()), FROM, TO, 16),
+        Ok(vec![longest])
+    );
+    // The marks' length byte sits before the marks and the data's length (4 bytes).
+    let length_at = encoded.len() - 4 - SNAPSHOT_MARKS_BYTES_MAX - 1;
+    assert_eq!(usize::from(encoded[length_at]), SNAPSHOT_MARKS_BYTES_MAX);
+    for announced in [SNAPSHOT_MARKS_BYTES_MAX + 1, usize::from(u8::MAX)] {
+        let mut longer = encoded.clone();
+        longer[length_at] = u8::try_from(announced).expect("a byte");
+        assert_eq!(
+            decode_messages(&Bytes::from(longer), FROM, TO, 16),
+            Err(WireError::OverLimit {
+                field: "snapshot marks length",
+                value: announced as u64,
+                max: SNAPSHOT_MARKS_BYTES_MAX,
+                at: length_at,
+            })
+        );
+    }
+    // A caller's own message with longer marks goes out with a length the receiver refuses.
+    let too_long = body(&chunk(vec![1; 300]));
+    assert!(matches!(
+        decode_messages(&Bytes::from(too_long), FROM, TO, 16),
+        Err(WireError::OverLimit { value: 255, .. })
+    ));
+    for cut in length_at + 1..length_at + 1 + SNAPSHOT_MARKS_BYTES_MAX {
+        assert!(matches!(
+            decode_messages(&Bytes::from(encoded[..cut].to_vec()), FROM, TO, 16),
+            Err(WireError::Truncated(_))
+        ));
+    }
 }
 
 proptest! {

@@ -228,6 +228,39 @@ impl LogMarks {
     /// The longest [`LogMarks::encode_into`].
     pub(crate) const ENCODED_BYTES_MAX: usize = 8 + 1 + 1 + TRANSFER_LEN;
 
+    /// The marks of a log that these marks (`self`, this replica's) reached and `later` (the
+    /// marks at an installed snapshot's index, which is beyond everything this replica
+    /// applied) continued: the higher generation, draining when either is, and the later
+    /// import state — `later`'s, unless it knows of no import.
+    pub(crate) fn merged(self, later: Self) -> Self {
+        Self {
+            generation: self.generation.max(later.generation),
+            import: later.import.or(self.import),
+        }
+    }
+
+    /// The bytes a snapshot transfer carries on its first chunk (`SnapshotChunk::marks`):
+    /// empty for no marks, else [`LogMarks::encode_into`]'s.
+    pub(crate) fn snapshot_bytes(self) -> Bytes {
+        if self == Self::default() {
+            return Bytes::new();
+        }
+        let mut out = BytesMut::with_capacity(Self::ENCODED_BYTES_MAX);
+        self.encode_into(&mut out);
+        out.freeze()
+    }
+
+    /// Reads [`LogMarks::snapshot_bytes`] back.
+    ///
+    /// # Errors
+    /// [`MarkError`] when the bytes are not an encoding of marks.
+    pub(crate) fn from_snapshot_bytes(bytes: &[u8]) -> Result<Self, MarkError> {
+        if bytes.is_empty() {
+            return Ok(Self::default());
+        }
+        Self::decode(bytes)
+    }
+
     /// Reads [`LogMarks::encode_into`]'s bytes back (all of `bytes`).
     pub(crate) fn decode(mut bytes: &[u8]) -> Result<Self, MarkError> {
         if bytes.len() < 10 {
@@ -263,6 +296,9 @@ impl LogMarks {
         })
     }
 }
+
+// The wire codec bounds a snapshot chunk's marks by the longest encoding of them.
+const _: () = assert!(LogMarks::ENCODED_BYTES_MAX == crate::core::SNAPSHOT_MARKS_BYTES_MAX);
 
 /// Writes `plan` ([`TRANSFER_LEN`] bytes).
 fn put_transfer(out: &mut BytesMut, plan: &RangeTransfer) {

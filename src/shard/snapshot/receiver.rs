@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use super::chunks::ChunkSink;
 use crate::core::{Floor, NodeId, Term};
+use crate::shard::partitions::marks::LogMarks;
 use crate::shard::state_transfer::SnapshotImport;
 
 /// What became of a chunk of the current transfer.
@@ -30,6 +31,8 @@ pub(crate) struct Incoming {
     pub(crate) term: Term,
     /// The point of the log the snapshot stands for, with the configuration in force there.
     pub(crate) floor: Floor,
+    /// The split marks in force at the floor's index (from the first chunk).
+    pub(crate) marks: LogMarks,
     /// The application's import; `None` while it is being opened or a job holds it.
     sink: Option<ChunkSink>,
     /// Chunks arrived and not yet written: (sequence number, bytes, CRC32C).
@@ -49,12 +52,19 @@ pub(crate) struct Incoming {
 impl Incoming {
     /// A transfer whose first chunk arrived (then passed to [`Incoming::arrive`]); its import
     /// is being opened.
-    pub(crate) fn new(leader: NodeId, session: u64, term: Term, floor: Floor) -> Self {
+    pub(crate) fn new(
+        leader: NodeId,
+        session: u64,
+        term: Term,
+        floor: Floor,
+        marks: LogMarks,
+    ) -> Self {
         Self {
             leader,
             session,
             term,
             floor,
+            marks,
             sink: None,
             queued: VecDeque::new(),
             next_seq: 0,

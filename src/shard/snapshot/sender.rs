@@ -1,6 +1,7 @@
 //! A leader's side of one transfer: the export's chunks in order, at most
-//! `chunks_in_flight_max` unacknowledged, a SHA-256 over the whole on the last (empty) chunk,
-//! and the ack deadline; after a failure, the back-off before the follower is probed again.
+//! `chunks_in_flight_max` unacknowledged, the split marks at the snapshot's index on the
+//! first, a SHA-256 over the whole on the last (empty) chunk, and the ack deadline; after a
+//! failure, the back-off before the follower is probed again.
 
 use bytes::Bytes;
 
@@ -24,6 +25,9 @@ pub(crate) struct Outgoing {
     pub(crate) term: Term,
     /// The point of the log the snapshot stands for, with the configuration in force there.
     pub(crate) floor: Floor,
+    /// The split marks in force at the floor's index, encoded (`partitions/marks.rs`; empty:
+    /// none), sent on the first chunk.
+    marks: Bytes,
     /// The application's export; `None` while a read job holds it or once it is read out.
     source: Option<ChunkSource>,
     /// Sequence number of the next chunk sent.
@@ -45,6 +49,7 @@ impl Outgoing {
         session: u64,
         term: Term,
         floor: Floor,
+        marks: Bytes,
         source: ChunkSource,
         backoff: u32,
     ) -> Self {
@@ -52,6 +57,7 @@ impl Outgoing {
             session,
             term,
             floor,
+            marks,
             source: Some(source),
             next_seq: 0,
             acked: 0,
@@ -99,6 +105,11 @@ impl Outgoing {
             configuration: self.floor.configuration.clone(),
             crc,
             digest,
+            marks: if seq == 0 {
+                self.marks.clone()
+            } else {
+                Bytes::new()
+            },
             data,
         }
     }

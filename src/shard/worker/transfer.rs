@@ -16,6 +16,7 @@ use super::Worker;
 use crate::core::{
     Floor, LogIndex, Message, MessageBody, NodeId, PartitionId, Role, SnapshotOutcome, SoftState,
 };
+use crate::shard::partitions::marks::LogMarks;
 use crate::shard::snapshot::chunks::{Chunk, ChunkSource};
 use crate::shard::snapshot::pump::{Done, Job, JobDone, TransferKey, Work};
 use crate::shard::snapshot::receiver::{Arrival, Incoming};
@@ -69,11 +70,16 @@ impl Worker {
             term: index_term,
             configuration: configuration.clone(),
         };
+        let marks = self
+            .partitions
+            .get(partition)
+            .map(|slot| slot.view.marks_at(index).snapshot_bytes())
+            .unwrap_or_default();
         match transfer.export(partition, SnapshotPoint::of(&floor)) {
             Ok(export) => {
                 let session = self.transfers.session_id(term);
                 let source = ChunkSource::new(export);
-                let outgoing = Outgoing::new(session, term, floor, source, backoff);
+                let outgoing = Outgoing::new(session, term, floor, marks, source, backoff);
                 self.transfers
                     .sending
                     .insert((partition, follower), Sending::Active(Box::new(outgoing)));
@@ -253,6 +259,7 @@ impl Worker {
             configuration,
             crc,
             digest,
+            marks,
             data,
         } = message.body
         else {
@@ -320,8 +327,16 @@ impl Worker {
             self.send_ack(partition, ack(SnapshotOutcome::Refused));
             return;
         };
+        let marks = match LogMarks::from_snapshot_bytes(&marks) {
+            Ok(marks) => marks,
+            Err(error) => {
+                tracing::warn!(%partition, %leader, session, %error, "snapshot transfer refused");
+                self.send_ack(partition, ack(SnapshotOutcome::Refused));
+                return;
+            }
+        };
         let at = SnapshotPoint::of(&floor);
-        let mut incoming = Incoming::new(leader, session, term, floor);
+        let mut incoming = Incoming::new(leader, session, term, floor, marks);
         if let Arrival::Refused(reason) = incoming.arrive(seq, crc, digest, data, limits) {
             tracing::warn!(%partition, %leader, session, reason, "snapshot transfer refused");
             self.send_ack(partition, ack(SnapshotOutcome::Refused));
@@ -465,11 +480,12 @@ impl Worker {
         let Some(incoming) = self.incoming(key).filter(|i| i.finishing) else {
             return;
         };
-        let (leader, term, floor, bytes) = (
+        let (leader, term, floor, bytes, marks) = (
             incoming.leader,
             incoming.term,
             incoming.floor.clone(),
             incoming.bytes,
+            incoming.marks,
         );
         let index = floor.index;
         let last_seq = incoming.last_seq();
@@ -485,6 +501,9 @@ impl Worker {
         // Partition 0's import published the map the snapshot carried (the newest this node
         // knows: the snapshot is beyond everything it delivered): its boundary keeps it.
         slot.view.installing_map(&self.maps.map());
+        // A user partition's split marks at the snapshot's index: its boundary keeps them,
+        // and the fence reads them from now on (decision 0006).
+        slot.view.installing_marks(marks);
         let Some(replica) = slot.replica.as_mut() else {
             return;
         };
@@ -500,6 +519,11 @@ impl Worker {
             ));
             return;
         }
+        // The application now holds the state through the snapshot's index: what it applied
+        // of the split entries continues with the marks there (an import's end among them
+        // counts as applied, as if its entry had been handed over: phase 2 may follow).
+        let progress = self.maps.progress();
+        progress.set_applied(key.partition, progress.applied(key.partition).merged(marks));
         self.metrics.snapshot_installed();
         self.events.emit(RaftEvent::SnapshotInstalled {
             partition: key.partition,

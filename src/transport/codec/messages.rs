@@ -10,7 +10,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::core::{
     Configuration, ConfigurationError, Entry, EntryKind, LogIndex, Message, MessageBody, NodeId,
-    PartitionId, SnapshotOutcome, Term, Ticket,
+    PartitionId, SNAPSHOT_MARKS_BYTES_MAX, SnapshotOutcome, Term, Ticket,
 };
 use crate::shard::membership::RosterError;
 
@@ -19,9 +19,9 @@ const MESSAGE_HEAD_BYTES: usize = 4 + 8 + 1;
 /// Bytes of an entry header on the wire.
 const ENTRY_HEAD_BYTES: usize = 8 + 8 + 8 + 1 + 1 + 4;
 /// Bytes of a snapshot chunk's fixed fields (session, seq, last index and term, the
-/// configuration's length, CRC, digest flag, data length), without the configuration and the
-/// digest.
-const CHUNK_HEAD_BYTES: usize = 8 + 4 + 8 + 8 + 4 + 4 + 1 + 4;
+/// configuration's length, CRC, digest flag, the marks' length, data length), without the
+/// configuration, the digest and the marks.
+const CHUNK_HEAD_BYTES: usize = 8 + 4 + 8 + 8 + 4 + 4 + 1 + 1 + 4;
 
 /// Why a frame body (`Messages`, a client request or response, a membership call or its
 /// answer) does not decode, or why a value cannot be encoded within the format's limits.
@@ -165,12 +165,14 @@ pub fn encoded_len(message: &Message) -> usize {
             MessageBody::SnapshotChunk {
                 configuration,
                 digest,
+                marks,
                 data,
                 ..
             } => {
                 CHUNK_HEAD_BYTES
                     + configuration.encoded_len()
                     + digest.map_or(0, |d| d.len())
+                    + marks.len().min(usize::from(u8::MAX))
                     + data.len()
             }
             MessageBody::SnapshotAck { .. } => 13,
@@ -276,6 +278,7 @@ pub fn encode_messages(messages: &[Message]) -> Vec<Bytes> {
                 configuration,
                 crc,
                 digest,
+                marks,
                 data,
             } => {
                 meta.put_u64_le(*session);
@@ -291,6 +294,10 @@ pub fn encode_messages(messages: &[Message]) -> Vec<Bytes> {
                 if let Some(digest) = digest {
                     meta.put_slice(digest);
                 }
+                // At most SNAPSHOT_MARKS_BYTES_MAX bytes from this node's shard; a longer
+                // one (a caller's own message) goes out with a length the receiver refuses.
+                meta.put_u8(u8::try_from(marks.len()).unwrap_or(u8::MAX));
+                meta.put_slice(&marks[..marks.len().min(usize::from(u8::MAX))]);
                 meta.put_u32_le(u32::try_from(data.len()).unwrap_or(u32::MAX));
                 if !data.is_empty() {
                     chunks.push(meta.split().freeze());
@@ -516,6 +523,17 @@ fn decode_chunk(cur: &mut Cursor<'_>) -> Result<MessageBody, WireError> {
     } else {
         None
     };
+    let at = cur.at;
+    let marks_len = usize::from(cur.u8()?);
+    if marks_len > SNAPSHOT_MARKS_BYTES_MAX {
+        return Err(WireError::OverLimit {
+            field: "snapshot marks length",
+            value: marks_len as u64,
+            max: SNAPSHOT_MARKS_BYTES_MAX,
+            at,
+        });
+    }
+    let marks = cur.slice(marks_len)?;
     let len = cur.u32()? as usize;
     let data = cur.slice(len)?;
     Ok(MessageBody::SnapshotChunk {
@@ -526,6 +544,7 @@ fn decode_chunk(cur: &mut Cursor<'_>) -> Result<MessageBody, WireError> {
         configuration,
         crc,
         digest,
+        marks,
         data,
     })
 }

@@ -44,7 +44,8 @@
 //! append  := prev_index:u64 prev_term:u64 commit:u64 entries:u32 entry*
 //! entry   := index:u64 term:u64 ticket:u64 kind:u8 auto_commit:u8 length:u32 payload
 //! chunk   := session:u64 seq:u32 last_index:u64 last_term:u64 config_length:u32 config
-//!            crc:u32 has_digest:u8 digest:[u8; 32] (when has_digest is 1) length:u32 data
+//!            crc:u32 has_digest:u8 digest:[u8; 32] (when has_digest is 1)
+//!            marks_length:u8 marks length:u32 data
 //! config  := version:u8 (2) voters:u16 learners:u16 context_length:u32 id:u64* context
 //!            (voters first, each sorted; the context opaque, partition 0's roster)
 //! ```
@@ -52,7 +53,10 @@
 //! Integers are little-endian, booleans one byte (0 or 1), `kind` an [`EntryKind`] code (a
 //! `Configuration` entry's payload is a `config`; see [`Configuration::encode`]). A chunk's
 //! `config` is the configuration in force at `last_index`; one that does not decode, or is not
-//! valid, is a [`WireError::InvalidConfiguration`]. The
+//! valid, is a [`WireError::InvalidConfiguration`]. A chunk's `marks` are opaque here (the
+//! shard's split marks at `last_index`, on the first chunk; empty on the others), at most
+//! [`SNAPSHOT_MARKS_BYTES_MAX`](crate::core::SNAPSHOT_MARKS_BYTES_MAX) bytes: a longer
+//! `marks_length` is a [`WireError::OverLimit`]. The
 //! fields of each [`MessageBody`] follow its tag, in this order:
 //!
 //! | tag | body | fields |
