@@ -36,7 +36,7 @@ use kommander_raft::shard::partitions::{
     key_hash, transfer_into,
 };
 use kommander_raft::shard::{
-    Application, EventSink, LogEntry, NoEvents, PartitionStatus, ProposedEntry, RangeTransfer,
+    Application, EventSink, LogEntry, PartitionStatus, ProposedEntry, RaftEvent, RangeTransfer,
     Refusal, ReplicationResult, Request, ShardConfig, ShardHost, SnapshotExport, SnapshotImport,
     SnapshotPoint, StateMachine, StateTransfer, shard_of,
 };
@@ -68,6 +68,16 @@ struct Store {
     partial: Mutex<HashMap<PartitionId, Vec<u8>>>,
     /// While set, a range export fails (tried again at the next tick): phase 2 waits.
     hold_exports: AtomicBool,
+    /// The partitions this node installed a snapshot of (its events).
+    installed: Mutex<Vec<PartitionId>>,
+}
+
+impl EventSink for Store {
+    fn emit(&self, event: RaftEvent) {
+        if let RaftEvent::SnapshotInstalled { partition, .. } = event {
+            self.installed.lock().expect("installed").push(partition);
+        }
+    }
 }
 
 impl Store {
@@ -299,7 +309,7 @@ fn start_node(
         Application::new(Arc::clone(&store) as Arc<dyn StateMachine>)
             .with_transfer(Arc::clone(&store) as Arc<dyn StateTransfer>)
             .with_maps(Arc::clone(&maps)),
-        Arc::new(NoEvents) as Arc<dyn EventSink>,
+        Arc::clone(&store) as Arc<dyn EventSink>,
         Arc::default(),
     )
     .expect("node starts");
@@ -320,7 +330,10 @@ impl Cluster {
         let cut = Cut::default();
         let nodes = (1..=3u64)
             .map(|id| {
-                let config = super::three_node_config(id, dir);
+                let mut config = super::three_node_config(id, dir);
+                // A leader keeps no entry below a checkpoint for a lagging follower: it
+                // catches up by a snapshot.
+                config.compaction_retain_entries_max = 0;
                 start_node(&network, &cut, config, Arc::default())
             })
             .collect();
@@ -776,8 +789,16 @@ fn refuses_the_old_generation(
     partition: PartitionId,
     (stale, current): (u64, u64),
 ) {
+    // A replica that admitted the read asks its leader for the read index: once it knows
+    // one, the answer is the index (a stale read) or the refusal.
+    let read = eventually("a fenced read's answer", || {
+        match cluster.read_on(node, partition, stale) {
+            Err(Refusal::NotLeader { .. }) => None,
+            answer => Some(answer),
+        }
+    });
     assert_eq!(
-        cluster.read_on(node, partition, stale),
+        read,
         Err(Refusal::NotHosted),
         "a fenced read routed with generation {stale}"
     );
@@ -829,20 +850,25 @@ fn a_replica_caught_up_by_a_snapshot_past_a_generation_entry_fences_with_it() {
     let floor = cluster.checkpoint(P1, &[0, 1]);
     cluster.cut_off(2, &[P0]);
     eventually("node 3 installed partition 1's snapshot", || {
-        let status = cluster.status(2, P1).ok()?;
-        (status.wal_floor >= floor).then_some(())
+        let installed = cluster.nodes[2].store.installed.lock().expect("installed");
+        installed.contains(&P1).then_some(())
     });
+    let status = cluster.status(2, P1).expect("partition 1 on node 3");
+    assert!(
+        status.wal_floor >= floor,
+        "the snapshot is past the generation entry"
+    );
     assert_eq!(
         cluster.nodes[2].maps.map().version,
         map.version,
         "node 3's map lags"
     );
+    refuses_the_old_generation(&mut cluster, 2, P1, (1, 2));
     assert_eq!(
         cluster.nodes[2].maps.progress().generation_applied(P1),
         (2, false),
         "the snapshot's marks count as applied"
     );
-    refuses_the_old_generation(&mut cluster, 2, P1, (1, 2));
 
     // After a restart (partition 0 still cut off: its map is the old one again), the floor
     // meta the snapshot's boundary wrote keeps the marks.
@@ -895,6 +921,10 @@ fn an_import_end_carried_by_a_snapshot_lets_phase_2_follow() {
     );
 
     cluster.heal();
+    eventually("node 3 installed the target's snapshot", || {
+        let installed = cluster.nodes[2].store.installed.lock().expect("installed");
+        installed.contains(&P2).then_some(())
+    });
     eventually(
         "node 3's replica of the target counts the import's end",
         || (cluster.nodes[2].maps.progress().import_applied(P2) == Some(plan)).then_some(()),

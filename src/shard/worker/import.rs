@@ -30,6 +30,7 @@ use std::io;
 use bytes::Bytes;
 
 use super::Worker;
+use super::partition::Slot;
 use crate::core::{LogIndex, PartitionId, Replica, Term};
 use crate::shard::codec::{ENTRY_HEADER_LEN, encode_envelope};
 use crate::shard::partitions::marks::{IMPORT_HEADER_LEN, IMPORT_LOG_TYPE, ImportEntry};
@@ -51,6 +52,25 @@ pub(crate) struct ImportJob {
     in_flight: VecDeque<LogIndex>,
     /// Whether its end is proposed.
     ended: bool,
+}
+
+impl ImportJob {
+    /// Whether the job goes on as the import of `plan` by a leader in `term` (else a new
+    /// begin starts the import again).
+    fn continues(&self, plan: RangeTransfer, term: Term) -> bool {
+        self.plan == plan && self.term == term
+    }
+}
+
+/// The replica of `slot` an import may propose to: hosted, neither restoring nor installing a
+/// snapshot, leading with its leadership established. The one judgement of both the tick's
+/// [`Worker::drive_imports`] and [`Worker::refill_imports`] between ticks.
+fn import_leader(slot: Option<&mut Slot>) -> Option<&mut Replica> {
+    let slot = slot?;
+    if slot.restore.is_some() || slot.installing {
+        return None;
+    }
+    slot.replica.as_mut().filter(|r| r.is_leader_established())
 }
 
 impl std::fmt::Debug for ImportJob {
@@ -180,18 +200,15 @@ impl Worker {
     fn drive_import(&mut self, target: PartitionId, plan: RangeTransfer) -> Step {
         let chunk_max = self.range_chunk_bytes_max();
         let in_flight_max = self.config.snapshot.chunks_in_flight_max;
-        let Some(slot) = self.partitions.get_mut(target) else {
+        let logged = self
+            .partitions
+            .get(target)
+            .and_then(|s| s.view.marks().import);
+        let Some(replica) = import_leader(self.partitions.get_mut(target)) else {
             return Step::Drop;
         };
-        if slot.restore.is_some() || slot.installing {
-            return Step::Drop;
-        }
-        let Some(replica) = slot.replica.as_mut().filter(|r| r.is_leader_established()) else {
-            return Step::Drop;
-        };
-        let logged = slot.view.marks().import;
         let job = match self.imports.get_mut(&target) {
-            Some(job) if job.plan == plan && job.term == replica.term() => job,
+            Some(job) if job.continues(plan, replica.term()) => job,
             _ => {
                 if logged.is_some_and(|import| import.plan == plan && import.ended) {
                     // The log holds the whole import: phase 2 may run.
@@ -254,20 +271,9 @@ impl Worker {
         let mut proposed = false;
         let mut failed = Vec::new();
         for (&target, job) in &mut self.imports {
-            if transfer_into(&map, target) != Some(job.plan) {
-                continue;
-            }
-            let Some(slot) = self.partitions.get_mut(target) else {
-                continue;
-            };
-            if slot.restore.is_some() || slot.installing {
-                continue;
-            }
-            let Some(replica) = slot
-                .replica
-                .as_mut()
-                .filter(|r| r.is_leader_established() && r.term() == job.term)
-            else {
+            let Some(replica) = import_leader(self.partitions.get_mut(target)).filter(|r| {
+                transfer_into(&map, target).is_some_and(|plan| job.continues(plan, r.term()))
+            }) else {
                 continue;
             };
             match fill_window(job, replica, chunk_max, in_flight_max, target) {
