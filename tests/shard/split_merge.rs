@@ -347,6 +347,16 @@ impl Cluster {
         cluster
     }
 
+    /// A cluster whose first map (of `ranges` ranges) is in force on every node, with every
+    /// key written once: the map and the values written.
+    fn with_keys(dir: &Path, ranges: u32) -> (Self, PartitionMap, Registers) {
+        let mut cluster = Self::start(dir);
+        let map = PartitionMap::initial(ranges).expect("a map");
+        cluster.commit_map(&map, &[0, 1, 2]);
+        let written = cluster.write_keys(&map, 1);
+        (cluster, map, written)
+    }
+
     /// Node `node` loses every message of `partitions` (and no other) until the next cut or
     /// [`Cluster::heal`].
     fn cut_off(&self, node: usize, partitions: &[PartitionId]) {
@@ -597,11 +607,8 @@ fn moved(written: &Registers, plan: &RangeTransfer) -> Registers {
 #[test]
 fn a_split_freezes_the_source_in_its_log_and_fills_the_target_through_its_log() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut cluster = Cluster::start(dir.path());
     let all = [0, 1, 2];
-    let map = PartitionMap::initial(1).expect("a map");
-    cluster.commit_map(&map, &all);
-    let written = cluster.write_keys(&map, 1);
+    let (mut cluster, map, written) = Cluster::with_keys(dir.path(), 1);
 
     // Node 3's partition 0 is cut off: it never learns phase 1 from its map. The source's
     // leader is a node that does (a leader whose map lags writes no generation entry until
@@ -696,11 +703,8 @@ fn a_split_freezes_the_source_in_its_log_and_fills_the_target_through_its_log() 
 #[test]
 fn a_merge_drains_the_source_then_closes_it_and_reclaims_its_wal() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut cluster = Cluster::start(dir.path());
     let all = [0, 1, 2];
-    let map = PartitionMap::initial(2).expect("a map");
-    cluster.commit_map(&map, &all);
-    let written = cluster.write_keys(&map, 1);
+    let (mut cluster, map, written) = Cluster::with_keys(dir.path(), 2);
 
     // Applications may not write the log types of the split entries.
     for log_type in [GENERATION_LOG_TYPE, IMPORT_LOG_TYPE] {
@@ -828,11 +832,8 @@ fn refuses_the_old_generation(
 #[test]
 fn a_replica_caught_up_by_a_snapshot_past_a_generation_entry_fences_with_it() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut cluster = Cluster::start(dir.path());
     let all = [0, 1, 2];
-    let map = PartitionMap::initial(1).expect("a map");
-    cluster.commit_map(&map, &all);
-    cluster.write_keys(&map, 1);
+    let (mut cluster, map, _) = Cluster::with_keys(dir.path(), 1);
 
     cluster.lead_on(P1, 0);
     cluster.cut_off(2, &[P0, P1]);
@@ -895,11 +896,8 @@ fn a_replica_caught_up_by_a_snapshot_past_a_generation_entry_fences_with_it() {
 #[test]
 fn an_import_end_carried_by_a_snapshot_lets_phase_2_follow() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut cluster = Cluster::start(dir.path());
     let all = [0, 1, 2];
-    let map = PartitionMap::initial(1).expect("a map");
-    cluster.commit_map(&map, &all);
-    let written = cluster.write_keys(&map, 1);
+    let (mut cluster, map, written) = Cluster::with_keys(dir.path(), 1);
 
     // Node 3 leads partition 0 and misses the target's whole log.
     cluster.lead_on(P0, 2);
