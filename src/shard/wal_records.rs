@@ -698,6 +698,63 @@ mod tests {
         assert_eq!(restored.marks(), kept.marks);
     }
 
+    /// A leader's marks at a snapshot's index are its floor's and the split entries up to
+    /// it; a follower that imports the snapshot counts the marks it carried at once and its
+    /// boundary's floor meta keeps them (elastic seed 17).
+    #[test]
+    fn an_imported_snapshots_marks_reach_the_view_and_the_boundary() {
+        use crate::shard::partitions::marks::{
+            GENERATION_LOG_TYPE, GenerationMark, IMPORT_LOG_TYPE, ImportEntry, ImportMark, LogMarks,
+        };
+        use crate::shard::state_transfer::RangeTransfer;
+        let (p, mut leader, mut scratch) = (PartitionId(1), WalView::default(), Vec::new());
+        let plan = RangeTransfer {
+            source: PartitionId(2),
+            target: p,
+            generation: 1,
+            start: 0,
+            end: 9,
+        };
+        let mark = GenerationMark {
+            generation: 2,
+            draining: false,
+        };
+        let ready = entries(vec![
+            entry_of(1, IMPORT_LOG_TYPE, &ImportEntry::Begin(plan).encode()),
+            entry_of(2, IMPORT_LOG_TYPE, &ImportEntry::End(plan).encode()),
+            entry_of(3, GENERATION_LOG_TYPE, &mark.encode()),
+        ]);
+        wal_writes(p, &ready, &mut leader, &mut scratch, || None);
+        let begun = Some(ImportMark { plan, ended: false });
+        let ended = Some(ImportMark { plan, ended: true });
+        assert_eq!(leader.marks_at(LogIndex(1)).import, begun);
+        let carried = leader.marks_at(LogIndex(3));
+        assert_eq!(
+            carried,
+            LogMarks {
+                generation: mark,
+                import: ended
+            }
+        );
+
+        let mut follower = WalView::default();
+        follower.installing_marks(carried);
+        assert_eq!(follower.marks(), carried, "the fence counts them at once");
+        let ready = Ready {
+            installed_snapshot: Some(Floor {
+                index: LogIndex(3),
+                term: Term(1),
+                configuration: configuration(&[1, 2]),
+            }),
+            ..Ready::default()
+        };
+        let writes = wal_writes(p, &ready, &mut follower, &mut scratch, || None);
+        let (_, _, meta) = writes.install.expect("an install");
+        let kept = crate::shard::partitions::decode_floor_meta(&meta).expect("decodes");
+        assert_eq!(kept.marks, carried);
+        assert_eq!(follower.marks(), carried);
+    }
+
     fn entry_of(index: u64, log_type: &str, payload: &[u8]) -> Entry {
         entry(
             index,

@@ -441,6 +441,56 @@ mod tests {
         assert_eq!(marks.import.map(|i| i.ended), Some(false));
     }
 
+    /// A snapshot's marks: none travel as no bytes, any others round-trip, damage and a
+    /// longer encoding are typed errors; merged, the generation is the higher and the import
+    /// the snapshot's unless it knows of none.
+    #[test]
+    fn a_snapshots_marks_round_trip_and_merge_into_a_replicas() {
+        assert!(LogMarks::default().snapshot_bytes().is_empty());
+        assert_eq!(LogMarks::from_snapshot_bytes(&[]), Ok(LogMarks::default()));
+        let ended = LogMarks {
+            generation: GenerationMark {
+                generation: 3,
+                draining: false,
+            },
+            import: Some(ImportMark {
+                plan: PLAN,
+                ended: true,
+            }),
+        };
+        let bytes = ended.snapshot_bytes();
+        assert_eq!(bytes.len(), crate::core::SNAPSHOT_MARKS_BYTES_MAX);
+        assert_eq!(LogMarks::from_snapshot_bytes(&bytes), Ok(ended));
+        for len in 1..bytes.len() {
+            assert!(LogMarks::from_snapshot_bytes(&bytes[..len]).is_err());
+        }
+        let mut longer = bytes.to_vec();
+        longer.push(0);
+        assert!(LogMarks::from_snapshot_bytes(&longer).is_err());
+
+        let replicas = LogMarks {
+            generation: GenerationMark {
+                generation: 5,
+                draining: true,
+            },
+            import: Some(ImportMark {
+                plan: PLAN,
+                ended: false,
+            }),
+        };
+        assert_eq!(
+            replicas.merged(ended),
+            LogMarks {
+                generation: GenerationMark {
+                    generation: 5,
+                    draining: true
+                },
+                import: ended.import,
+            }
+        );
+        assert_eq!(replicas.merged(LogMarks::default()), replicas);
+    }
+
     #[test]
     fn marks_round_trip_through_their_encoding() {
         let begun = LogMarks {
