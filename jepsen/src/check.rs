@@ -1,5 +1,6 @@
 //! The verdicts of a run: linearizability per key of the recorded register history (the
-//! simulator's checker), and, once healed, every replica's state agreeing on every key.
+//! simulator's checker), and, once healed, every replica's state agreeing on every key (whose
+//! agreed values are the append workload's final lists).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,32 +8,29 @@ use std::time::{Duration, Instant};
 
 use kommander_raft::sim::linearizability::{self, Command, Completion, History, Verdict};
 
-use crate::client::{ClientRecord, KEYS, key_path};
+use crate::client::{ClientRecord, KEYS};
 use crate::cluster::{self, NodeNumber};
 use crate::http;
 use crate::say;
 
-/// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a run ended (ordered: the worse verdict of two is the larger).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Report {
     /// Linearizable, and the replicas agree.
     Pass,
-    /// A linearizability violation, replicas that disagree, or a node that crashed.
-    Violation,
     /// The checker's budget ran out on some key (and nothing failed).
     Inconclusive,
+    /// A linearizability violation, a broken append promise, replicas that disagree, or a
+    /// node that crashed.
+    Violation,
 }
 
 /// A stale read's deadline while comparing replicas.
 const STALE_READ_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Checks `records` and the healed cluster, printing the counts and the verdicts.
-pub(crate) fn check(
-    records: &[ClientRecord],
-    explored_max: usize,
-    converge_timeout: Duration,
-    stop: &AtomicBool,
-) -> Report {
+/// Checks the register workload's `records` for linearizability, printing the counts and
+/// the verdict.
+pub(crate) fn register(records: &[ClientRecord], explored_max: usize) -> Report {
     let mut history = History::new();
     let (mut reads, mut writes, mut swaps) = (0_u64, 0_u64, 0_u64);
     for record in records {
@@ -78,7 +76,7 @@ pub(crate) fn check(
     let started = Instant::now();
     let verdict = linearizability::check(&history, explored_max);
     let elapsed = started.elapsed().as_secs_f64();
-    let mut report = match &verdict {
+    match &verdict {
         Verdict::Linearizable { explored } => {
             say(&format!(
                 "linearizability: OK on {KEYS} keys ({explored} states explored, {elapsed:.1}s)"
@@ -100,49 +98,62 @@ pub(crate) fn check(
             ));
             Report::Inconclusive
         }
-    };
-    if !converged(converge_timeout, stop) {
-        report = Report::Violation;
     }
-    report
 }
 
-/// Whether every node's stale read of every key agrees within `timeout` (polled: the
-/// replicas may still be catching up).
-fn converged(timeout: Duration, stop: &AtomicBool) -> bool {
+/// Whether every node's stale read of every key path in `paths` agrees within `timeout`
+/// (polled: the replicas may still be catching up); the agreed values by path when they do.
+pub(crate) fn converged(
+    paths: &[String],
+    timeout: Duration,
+    stop: &AtomicBool,
+) -> Option<BTreeMap<String, StaleValue>> {
     let deadline = Instant::now() + timeout;
     loop {
         let mut disagreements = Vec::new();
-        for key in 0..KEYS {
-            let values: BTreeMap<NodeNumber, String> = cluster::nodes()
-                .map(|node| (node, stale_read(node, key)))
+        let mut agreed = BTreeMap::new();
+        for path in paths {
+            let values: BTreeMap<NodeNumber, StaleValue> = cluster::nodes()
+                .map(|node| (node, stale_read(node, path)))
                 .collect();
-            let first = values.values().next();
-            if values.values().any(|value| Some(value) != first) {
-                disagreements.push(format!("r{key}: {values:?}"));
+            let first = values.values().next().cloned();
+            if values.values().any(|value| Some(value) != first.as_ref()) {
+                disagreements.push(format!("{path}: {values:?}"));
+            } else if let Some(value) = first {
+                agreed.insert(path.clone(), value);
             }
         }
         if disagreements.is_empty() {
             say(&format!(
-                "replicas: all {} nodes agree on all {KEYS} keys (stale reads after healing)",
-                cluster::NODES
+                "replicas: all {} nodes agree on all {} keys (stale reads after healing)",
+                cluster::NODES,
+                paths.len()
             ));
-            return true;
+            return Some(agreed);
         }
         if Instant::now() > deadline || stop.load(Ordering::Relaxed) {
             say(&format!(
                 "replicas: DISAGREE after {timeout:?}:\n  {}",
                 disagreements.join("\n  ")
             ));
-            return false;
+            return None;
         }
         std::thread::sleep(Duration::from_millis(200));
     }
 }
 
-/// Node `node`'s replica of `key`, as text (`absent`, the value, or why it did not answer).
-fn stale_read(node: NodeNumber, key: u64) -> String {
-    let path = format!("{}?stale=true", key_path(key));
+/// A node's replica of a key, read with `?stale=true`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StaleValue {
+    Absent,
+    Value(Vec<u8>),
+    /// The node did not answer with a value: why.
+    NoAnswer(String),
+}
+
+/// Node `node`'s replica of the key at `path`.
+fn stale_read(node: NodeNumber, path: &str) -> StaleValue {
+    let path = format!("{path}?stale=true");
     match http::request(
         cluster::http_address(node),
         "GET",
@@ -151,9 +162,9 @@ fn stale_read(node: NodeNumber, key: u64) -> String {
         0,
         STALE_READ_TIMEOUT,
     ) {
-        Ok(answer) if answer.status == 404 => "absent".to_owned(),
-        Ok(answer) if answer.status == 200 => String::from_utf8_lossy(&answer.body).into_owned(),
-        Ok(answer) => format!("status {}", answer.status),
-        Err(error) => format!("error: {error}"),
+        Ok(answer) if answer.status == 404 => StaleValue::Absent,
+        Ok(answer) if answer.status == 200 => StaleValue::Value(answer.body),
+        Ok(answer) => StaleValue::NoAnswer(format!("status {}", answer.status)),
+        Err(error) => StaleValue::NoAnswer(error.to_string()),
     }
 }

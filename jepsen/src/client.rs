@@ -25,7 +25,7 @@ pub(crate) const KEYS: u64 = 5;
 /// Redirects followed for one operation.
 const REDIRECTS_MAX: usize = 3;
 /// The pause between two operations of a client, in ms (at most).
-const THINK_MS_MAX: u64 = 20;
+pub(crate) const THINK_MS_MAX: u64 = 20;
 
 /// What the clients share.
 #[derive(Debug)]
@@ -127,7 +127,7 @@ pub(crate) fn run(client: u64, seed: u64, shared: &Shared) -> ClientRecord {
     record
 }
 
-fn micros(epoch: Instant) -> u64 {
+pub(crate) fn micros(epoch: Instant) -> u64 {
     u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
@@ -142,7 +142,7 @@ enum Outcome {
 
 /// Sends `command` to `address`, following redirects.
 fn perform(
-    mut address: SocketAddr,
+    address: SocketAddr,
     command: &Command,
     operation_id: u64,
     timeout: Duration,
@@ -161,18 +161,59 @@ fn perform(
             )
         }
     };
+    let request = Request {
+        method,
+        path: &path,
+        body: body.as_bytes(),
+        operation_id,
+        timeout,
+    };
+    match exchange(address, &request, redirects) {
+        Exchanged::Answer(answer) => classify(command, &answer),
+        Exchanged::Unknown => Outcome::Unknown,
+        Exchanged::Failed(why) => Outcome::Failed(why),
+    }
+}
+
+/// One request of a workload.
+pub(crate) struct Request<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) body: &'a [u8],
+    pub(crate) operation_id: u64,
+    pub(crate) timeout: Duration,
+}
+
+/// How a request's exchange ended, redirects followed.
+#[derive(Debug)]
+pub(crate) enum Exchanged {
+    /// An answer that is not a redirect.
+    Answer(http::HttpResponse),
+    /// The request may have been served (sent, then no complete answer).
+    Unknown,
+    /// Nothing was served: no connection, a redirect without a leader, too many redirects.
+    Failed(String),
+}
+
+/// Sends `request` to `address`, following up to [`REDIRECTS_MAX`] redirects to the leader
+/// they name (counted in `redirects`).
+pub(crate) fn exchange(
+    mut address: SocketAddr,
+    request: &Request<'_>,
+    redirects: &mut u64,
+) -> Exchanged {
     for _ in 0..=REDIRECTS_MAX {
         let answer = match http::request(
             address,
-            method,
-            &path,
-            body.as_bytes(),
-            operation_id,
-            timeout,
+            request.method,
+            request.path,
+            request.body,
+            request.operation_id,
+            request.timeout,
         ) {
             Ok(answer) => answer,
-            Err(HttpError::Connect(_)) => return Outcome::Failed("connect".to_owned()),
-            Err(HttpError::Exchange(_) | HttpError::Malformed(_)) => return Outcome::Unknown,
+            Err(HttpError::Connect(_)) => return Exchanged::Failed("connect".to_owned()),
+            Err(HttpError::Exchange(_) | HttpError::Malformed(_)) => return Exchanged::Unknown,
         };
         if answer.status == 307 {
             match answer.header("location").and_then(location_address) {
@@ -181,12 +222,12 @@ fn perform(
                     address = leader;
                     continue;
                 }
-                None => return Outcome::Failed("307 without a Location".to_owned()),
+                None => return Exchanged::Failed("307 without a Location".to_owned()),
             }
         }
-        return classify(command, &answer);
+        return Exchanged::Answer(answer);
     }
-    Outcome::Failed("redirects".to_owned())
+    Exchanged::Failed("redirects".to_owned())
 }
 
 /// `http://host:port/...` → `host:port`.

@@ -30,6 +30,9 @@ const RAFT_PORT: u16 = 7000;
 const HTTP_PORT: u16 = 8000;
 /// The store's environment variable for `transport.auth_secret`.
 const AUTH_SECRET_ENV: &str = "KOMMANDER_AUTH_SECRET";
+/// `kv.body_bytes_max`: also the longest list the append workload's keys grow to (a list
+/// must fit one chunk of a range transfer, 256 KiB by default, with its key).
+const BODY_BYTES_MAX: usize = 128 << 10;
 /// How long a started node has to answer a stale read.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -41,8 +44,10 @@ pub(crate) type NodeNumber = usize;
 pub(crate) struct NodeSettings {
     /// The `kommander-kv` binary.
     pub(crate) binary: PathBuf,
-    /// `kv.unsafe_local_reads` (the negative control).
+    /// `kv.unsafe_local_reads` (the first negative control).
     pub(crate) unsafe_local_reads: bool,
+    /// `kv.unsafe_ack_before_commit` (the second negative control).
+    pub(crate) unsafe_ack_before_commit: bool,
     /// `kv.write_timeout_ms`.
     pub(crate) write_timeout_ms: u64,
     /// `kv.read_timeout_ms`.
@@ -246,12 +251,15 @@ impl Cluster {
              write_timeout_ms = {write}\n\
              read_timeout_ms = {read}\n\
              checkpoint_interval_entries = 500\n\
-             unsafe_local_reads = {unsafe_reads}\n",
+             body_bytes_max = {BODY_BYTES_MAX}\n\
+             unsafe_local_reads = {unsafe_reads}\n\
+             unsafe_ack_before_commit = {unsafe_ack}\n",
             address = address(node),
             data = directory.join("data").display(),
             write = settings.write_timeout_ms,
             read = settings.read_timeout_ms,
             unsafe_reads = settings.unsafe_local_reads,
+            unsafe_ack = settings.unsafe_ack_before_commit,
         );
         let path = self.config_path(node);
         std::fs::write(&path, text).map_err(Error::io(format!("write {}", path.display())))
@@ -314,11 +322,17 @@ impl Cluster {
         Ok(())
     }
 
-    /// Starts node `node` again (on its data directory) when it is not running, and waits
-    /// until it answers.
-    pub(crate) fn restart(&mut self, node: NodeNumber) -> Result<(), Error> {
-        if self.processes[node - 1].is_none() {
+    /// Starts every node that is not running again (on its data directory), then waits until
+    /// each answers: all are started before any is waited for, since a node may need a
+    /// quorum of the others to serve (a majority killed comes back together).
+    pub(crate) fn restart_stopped(&mut self) -> Result<(), Error> {
+        let stopped: Vec<NodeNumber> = nodes()
+            .filter(|&node| self.processes[node - 1].is_none())
+            .collect();
+        for &node in &stopped {
             self.spawn(node)?;
+        }
+        for node in stopped {
             wait_ready(node)?;
         }
         Ok(())

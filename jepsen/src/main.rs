@@ -1,17 +1,22 @@
 //! `kommander-jepsen`: Jepsen-style tests of five real `kommander-kv` processes, each in its
 //! own network namespace on a bridge, under a seeded nemesis (iptables partitions, SIGKILL,
-//! SIGSTOP), with the register workload checked for linearizability per key and the replicas
+//! SIGSTOP), with the register workload checked for linearizability per key, the append
+//! workload for lost, duplicated, invented, reordered and stale appends, and the replicas
 //! checked to agree once healed. Run as root; see docs/testing.md ("Jepsen-style tests").
 //!
-//! Exit codes: 0 linearizable and converged, 1 a violation or replicas that disagree,
+//! Exit codes: 0 every check passed, 1 a violation or replicas that disagree,
 //! 2 inconclusive (the checker's budget ran out), 3 the harness could not run.
 
+mod append;
+mod append_check;
+mod bench;
 mod check;
 mod client;
 mod cluster;
 mod error;
 mod http;
 mod nemesis;
+mod replicas;
 mod rng;
 
 use std::path::PathBuf;
@@ -20,9 +25,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 
-use crate::check::Report;
+use crate::append::AppendRecord;
+use crate::check::{Report, StaleValue};
 use crate::client::{ClientRecord, Shared};
 use crate::cluster::{Cluster, NodeSettings};
 use crate::error::Error;
@@ -37,9 +43,12 @@ struct Args {
     /// Length of the nemesis schedule and of the workload, in seconds.
     #[arg(long, default_value_t = 60)]
     seconds: u64,
-    /// Concurrent clients.
+    /// Concurrent clients per workload.
     #[arg(long, default_value_t = 5)]
     clients: u64,
+    /// The workloads the clients run (`both`: `--clients` of each at once).
+    #[arg(long, value_enum, default_value_t = Workload::Both)]
+    workload: Workload,
     /// The run's directory (configurations, data, one log per node); emptied first.
     /// Default: `/tmp/kommander-jepsen/seed-<seed>`.
     #[arg(long)]
@@ -51,6 +60,14 @@ struct Args {
     /// local state without ReadIndex); the run must then report a violation.
     #[arg(long)]
     unsafe_local_reads: bool,
+    /// Negative control: start the nodes with `kv.unsafe_ack_before_commit` (a leader answers
+    /// a write `ok` before it commits); the run must then report lost acknowledged appends.
+    #[arg(long)]
+    unsafe_ack_before_commit: bool,
+    /// Bench mode: no faults; the workloads run `--seconds`, then the throughput and the
+    /// latencies per kind of operation are printed (the checks still run).
+    #[arg(long)]
+    no_nemesis: bool,
     /// The checker's budget of search states per key (past it: inconclusive).
     #[arg(long, default_value_t = 5_000_000)]
     explored_max: usize,
@@ -60,6 +77,27 @@ struct Args {
     /// How long the healed replicas have to agree, in seconds.
     #[arg(long, default_value_t = 30)]
     converge_seconds: u64,
+}
+
+/// The workloads of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Workload {
+    /// Read, write and compare-and-set registers (checked for linearizability).
+    Register,
+    /// Append to lists and read them (checked for lost, duplicated, reordered appends).
+    Append,
+    /// Both at once.
+    Both,
+}
+
+impl Workload {
+    fn registers(self) -> bool {
+        self != Self::Append
+    }
+
+    fn appends(self) -> bool {
+        self != Self::Register
+    }
 }
 
 /// A client's deadline for one request: beyond the store's write timeout, so the store's own
@@ -92,7 +130,11 @@ pub(crate) fn say(line: &str) {
 }
 
 fn run(args: &Args) -> Result<Report, Error> {
-    let schedule = nemesis::schedule(args.seed, args.seconds);
+    let schedule = if args.no_nemesis {
+        Vec::new()
+    } else {
+        nemesis::schedule(args.seed, args.seconds)
+    };
     if args.schedule_only {
         print_schedule(&schedule);
         return Ok(Report::Pass);
@@ -136,11 +178,15 @@ fn run(args: &Args) -> Result<Report, Error> {
     }
 
     say(&format!(
-        "kommander-jepsen seed={} seconds={} clients={} unsafe_local_reads={} dir={}",
+        "kommander-jepsen seed={} seconds={} clients={} workload={:?} no_nemesis={} \
+         unsafe_local_reads={} unsafe_ack_before_commit={} dir={}",
         args.seed,
         args.seconds,
         args.clients,
+        args.workload,
+        args.no_nemesis,
         args.unsafe_local_reads,
+        args.unsafe_ack_before_commit,
         directory.display()
     ));
     print_schedule(&schedule);
@@ -150,6 +196,7 @@ fn run(args: &Args) -> Result<Report, Error> {
         NodeSettings {
             binary,
             unsafe_local_reads: args.unsafe_local_reads,
+            unsafe_ack_before_commit: args.unsafe_ack_before_commit,
             write_timeout_ms: WRITE_TIMEOUT_MS,
             read_timeout_ms: READ_TIMEOUT_MS,
         },
@@ -163,20 +210,44 @@ fn run(args: &Args) -> Result<Report, Error> {
         stop: Arc::clone(&client_stop),
         request_timeout: REQUEST_TIMEOUT,
     });
-    let clients: Vec<_> = (0..args.clients)
+    let register_clients: Vec<_> = (0..args.clients)
+        .filter(|_| args.workload.registers())
         .map(|client| {
             let shared = Arc::clone(&shared);
             let seed = args.seed;
             std::thread::spawn(move || client::run(client, seed, &shared))
         })
         .collect();
+    let append_clients: Vec<_> = (0..args.clients)
+        .filter(|_| args.workload.appends())
+        .map(|client| {
+            let shared = Arc::clone(&shared);
+            let seed = args.seed;
+            std::thread::spawn(move || append::run(client, seed, &shared))
+        })
+        .collect();
+    let sampler = {
+        let stop = Arc::clone(&client_stop);
+        std::thread::spawn(move || replicas::sample_until(&stop))
+    };
 
-    let nemesis_result = run_schedule(&mut cluster, &schedule, &stop, shared.epoch);
+    let nemesis_result = if args.no_nemesis {
+        sleep_unless(&stop, Duration::from_secs(args.seconds));
+        Ok(())
+    } else {
+        run_schedule(&mut cluster, &schedule, &stop, shared.epoch)
+    };
+    let elapsed = shared.epoch.elapsed();
     client_stop.store(true, Ordering::Relaxed);
-    let records: Vec<ClientRecord> = clients
+    let records: Vec<ClientRecord> = register_clients
         .into_iter()
         .filter_map(|client| client.join().ok())
         .collect();
+    let append_records: Vec<AppendRecord> = append_clients
+        .into_iter()
+        .filter_map(|client| client.join().ok())
+        .collect();
+    let samples = sampler.join().unwrap_or_default();
     nemesis_result?;
     nemesis::heal(&mut cluster)?;
     say("healed; clients stopped");
@@ -191,17 +262,87 @@ fn run(args: &Args) -> Result<Report, Error> {
             cluster.log_path(*node).display()
         ));
     }
-    let report = check::check(
-        &records,
-        args.explored_max,
-        Duration::from_secs(args.converge_seconds),
-        &stop,
-    );
-    if !crashed.is_empty() && report == Report::Pass {
-        return Ok(Report::Violation);
+    let mut report = if crashed.is_empty() {
+        Report::Pass
+    } else {
+        Report::Violation
+    };
+    if args.no_nemesis {
+        bench::report(&records, &append_records, elapsed);
+    }
+    if args.workload.registers() {
+        report = report.max(check::register(&records, args.explored_max));
+    }
+    if args.workload.appends() {
+        print_append_counts(&append_records);
+    }
+    let converge = Duration::from_secs(args.converge_seconds);
+    let mut paths: Vec<String> = Vec::new();
+    if args.workload.registers() {
+        paths.extend((0..client::KEYS).map(client::key_path));
+    }
+    if args.workload.appends() {
+        paths.extend((0..append::KEYS).map(append::key_path));
+    }
+    match check::converged(&paths, converge, &stop) {
+        None => report = Report::Violation,
+        Some(agreed) if args.workload.appends() => {
+            report = report.max(check_appends(&append_records, &agreed));
+        }
+        Some(_) => {}
+    }
+    if !replicas::agree(samples, converge, &stop) {
+        report = Report::Violation;
     }
     say(&format!("logs: {}/node<N>.log", directory.display()));
     Ok(report)
+}
+
+/// The append workload's counts, as the register workload's.
+fn print_append_counts(records: &[AppendRecord]) {
+    let operations = records.iter().map(|record| record.operations.len()).sum::<usize>();
+    let mut failed_by: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    for record in records {
+        for (why, count) in &record.failed {
+            *failed_by.entry(why.as_str()).or_default() += count;
+        }
+    }
+    let failed: u64 = failed_by.values().sum();
+    let failed_by: Vec<String> = failed_by
+        .iter()
+        .map(|(why, count)| format!("{why}: {count}"))
+        .collect();
+    let redirects: u64 = records.iter().map(|record| record.redirects).sum();
+    say(&format!(
+        "append history: {operations} operations kept; {failed} failed, left out ({}); \
+         {redirects} redirects followed",
+        failed_by.join(", ")
+    ));
+}
+
+/// The append checks against the final lists the healed nodes agreed on.
+fn check_appends(
+    records: &[AppendRecord],
+    agreed: &std::collections::BTreeMap<String, StaleValue>,
+) -> Report {
+    let mut finals = std::collections::BTreeMap::new();
+    for key in 0..append::KEYS {
+        let list = match agreed.get(&append::key_path(key)) {
+            Some(StaleValue::Absent) => Some(Vec::new()),
+            Some(StaleValue::Value(body)) => append::parse_list(body),
+            Some(StaleValue::NoAnswer(_)) | None => None,
+        };
+        let Some(list) = list else {
+            say(&format!("appends: VIOLATION, a{key}'s final list does not parse"));
+            return Report::Violation;
+        };
+        finals.insert(key, list);
+    }
+    if append_check::report(&append_check::check(records, &finals)) {
+        Report::Pass
+    } else {
+        Report::Violation
+    }
 }
 
 fn print_schedule(schedule: &[nemesis::Round]) {

@@ -1,7 +1,7 @@
 //! The nemesis: a schedule of faults drawn from the seed, and applying and healing them.
 //!
 //! A round applies one fault, holds it, heals it (drops the rules, resumes paused nodes,
-//! restarts killed ones) and lets the cluster recover before the next round. Partitions are
+//! restarts killed ones, a majority of three of five included) and lets the cluster recover before the next round. Partitions are
 //! iptables `DROP` rules on `INPUT` inside the receiving node's namespace, by the sender's
 //! address: a two-way cut is a rule on each side, a one-way drop a rule on one side only. The
 //! clients' address (the host's end of the bridge) is never dropped.
@@ -25,7 +25,8 @@ pub(crate) enum Fault {
         /// Directed drops (from, to).
         drops: Vec<(NodeNumber, NodeNumber)>,
     },
-    /// SIGKILL of these nodes (a minority), restarted when healed.
+    /// SIGKILL of these nodes (a minority, or a majority: three of five), restarted on their
+    /// data when healed.
     Kill(Vec<NodeNumber>),
     /// SIGSTOP of these nodes (a minority), SIGCONT when healed.
     Pause(Vec<NodeNumber>),
@@ -46,6 +47,9 @@ impl fmt::Display for Round {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.fault {
             Fault::Partition { kind, shape, .. } => write!(f, "partition {kind} {shape}")?,
+            Fault::Kill(nodes) if nodes.len() > NODES / 2 => {
+                write!(f, "SIGKILL {nodes:?} (a majority; restarted when healed)")?;
+            }
             Fault::Kill(nodes) => write!(f, "SIGKILL {nodes:?} (restarted when healed)")?,
             Fault::Pause(nodes) => write!(f, "SIGSTOP {nodes:?} (SIGCONT when healed)")?,
         }
@@ -90,7 +94,7 @@ fn fault(rng: &mut Rng) -> Fault {
     let all: Vec<NodeNumber> = cluster::nodes().collect();
     let order = rng.shuffled(&all);
     let minority = rng.between(1, (NODES as u64 - 1) / 2) as usize;
-    match rng.below(6) {
+    match rng.below(7) {
         0 => {
             let (small, large) = order.split_at(2);
             Fault::Partition {
@@ -141,6 +145,12 @@ fn fault(rng: &mut Rng) -> Fault {
         }
         4 => {
             let mut nodes = order[..minority].to_vec();
+            nodes.sort_unstable();
+            Fault::Kill(nodes)
+        }
+        5 => {
+            // A majority: no quorum until they come back on their data.
+            let mut nodes = order[..NODES / 2 + 1].to_vec();
             nodes.sort_unstable();
             Fault::Kill(nodes)
         }
@@ -205,9 +215,8 @@ pub(crate) fn heal(cluster: &mut Cluster) -> Result<(), Error> {
     for node in cluster::nodes() {
         run_in(node, &["iptables", "-F", "INPUT"])?;
         cluster.resume(node)?;
-        cluster.restart(node)?;
     }
-    Ok(())
+    cluster.restart_stopped()
 }
 
 #[cfg(test)]
@@ -225,10 +234,16 @@ mod tests {
     }
 
     #[test]
-    fn faults_leave_a_majority_untouched_or_connected() {
+    fn faults_leave_a_majority_untouched_or_connected_but_for_a_majority_kill() {
+        let mut majority_kills = 0;
         for seed in 0..200 {
             let mut rng = Rng::new(seed);
             match fault(&mut rng) {
+                Fault::Kill(nodes) if nodes.len() > NODES / 2 => {
+                    assert_eq!(nodes.len(), NODES / 2 + 1, "{nodes:?}");
+                    assert!(nodes.windows(2).all(|pair| pair[0] < pair[1]), "{nodes:?}");
+                    majority_kills += 1;
+                }
                 Fault::Kill(nodes) | Fault::Pause(nodes) => {
                     assert!(!nodes.is_empty() && nodes.len() <= NODES / 2, "{nodes:?}");
                 }
@@ -245,5 +260,6 @@ mod tests {
                 }
             }
         }
+        assert!(majority_kills > 0, "no seed of 200 kills a majority");
     }
 }

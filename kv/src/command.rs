@@ -7,6 +7,7 @@
 //!   op 2 delete:  (nothing)
 //!   op 3 cas:     expected present u8 (0 or 1) | [expected length u32 | expected] |
 //!                 new length u32 | new
+//!   op 4 append:  element length u32 | element
 //! ```
 //! Integers are little-endian.
 
@@ -40,6 +41,8 @@ pub(crate) enum Operation {
     Delete,
     /// Sets `new` when the current value is `expected` (`None`: the key is absent).
     CompareAndSet { expected: Option<Bytes>, new: Bytes },
+    /// Appends an element (no `\n` in it) and a `\n` to the value, the key's list.
+    Append(Bytes),
 }
 
 /// One write, as the log holds it.
@@ -53,13 +56,14 @@ pub(crate) struct Command {
 const PUT: u8 = 1;
 const DELETE: u8 = 2;
 const COMPARE_AND_SET: u8 = 3;
+const APPEND: u8 = 4;
 
 impl Command {
     /// The entry's payload. Keys are at most `u16::MAX` bytes and values below 4 GiB
     /// (validated limits, `Config::validate`).
     pub(crate) fn encode(&self) -> Bytes {
         let value_bytes = match &self.operation {
-            Operation::Put(value) => value.len(),
+            Operation::Put(value) | Operation::Append(value) => value.len(),
             Operation::Delete => 0,
             Operation::CompareAndSet { expected, new } => {
                 expected.as_ref().map_or(0, Bytes::len) + new.len()
@@ -72,12 +76,13 @@ impl Command {
             Operation::Put(_) => PUT,
             Operation::Delete => DELETE,
             Operation::CompareAndSet { .. } => COMPARE_AND_SET,
+            Operation::Append(_) => APPEND,
         };
         out.put_u8(op);
         put_len16(&mut out, self.key.len());
         out.put_slice(self.key.as_bytes());
         match &self.operation {
-            Operation::Put(value) => put_value(&mut out, value),
+            Operation::Put(value) | Operation::Append(value) => put_value(&mut out, value),
             Operation::Delete => {}
             Operation::CompareAndSet { expected, new } => {
                 match expected {
@@ -124,6 +129,7 @@ impl Command {
                 let new = read_value(&mut reader, "new")?;
                 Operation::CompareAndSet { expected, new }
             }
+            APPEND => Operation::Append(read_value(&mut reader, "element")?),
             value => return Err(DecodeError::Unknown { field: "op", value }),
         };
         reader.finish()?;
@@ -172,6 +178,7 @@ mod tests {
                 expected: Some(Bytes::from_static(b"")),
                 new: Bytes::from_static(b"y"),
             },
+            Operation::Append(Bytes::from_static(b"17")),
         ];
         for operation in operations {
             let command = Command {

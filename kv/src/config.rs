@@ -60,6 +60,13 @@ pub struct KvConfig {
     /// without a ReadIndex round, as `?stale=true` does. The negative control of the
     /// Jepsen harness (`jepsen/`), which must report the stale reads it lets through.
     pub unsafe_local_reads: bool,
+    /// TEST ONLY, never in production: answer a PUT or an append `ok` as soon as this node,
+    /// believing it leads the key's partition, has handed the entry to the library, before
+    /// it is committed (before a quorum holds it durably); the proposal then runs on in the
+    /// background, at most `requests_in_flight_max` of them. A leader cut off or killed
+    /// loses writes it acknowledged. The second negative control of the Jepsen harness,
+    /// which must report the lost acknowledged appends.
+    pub unsafe_ack_before_commit: bool,
 }
 
 impl Default for KvConfig {
@@ -80,6 +87,7 @@ impl Default for KvConfig {
             snapshot_queue_max: 4,
             snapshot_bytes_max: 1 << 30,
             unsafe_local_reads: false,
+            unsafe_ack_before_commit: false,
         }
     }
 }

@@ -7,6 +7,8 @@
 //! GET    /kv/{key}?stale=true  this replica, no round    200 value | 404 absent
 //! POST   /cas/{key}          {"expected": "old" | null, "new": "value"}
 //!                                                        200 swapped | 409 mismatch
+//! POST   /append/{key}       body = an element (no \n)   200 appended | 413 list too long
+//! GET    /_debug/applied     per partition: applied index and state digest (JSON)
 //! ```
 //!
 //! Every answer carries `x-kv-outcome`: `ok` (done: the write committed, or the read saw this
@@ -22,9 +24,9 @@
 //! | 200 | ok | written; a value read; a compare-and-set swapped |
 //! | 404 | ok | a read found no value (404 `failed` is an unknown route) |
 //! | 307 | failed | a write reached a follower: `Location` is the leader's URL (`x-kv-leader` its id); the client repeats the request there |
-//! | 400 | failed | a bad key, query, or compare-and-set body |
+//! | 400 | failed | a bad key, query, compare-and-set body, or an element holding `\n` |
 //! | 409 | failed | a compare-and-set found another value (`current`, `null` when absent); nothing changed |
-//! | 413 | failed | a body over `kv.body_bytes_max`, or an entry over the node's limits |
+//! | 413 | failed | a body over `kv.body_bytes_max`, an entry over the node's limits, or an append that would make the list longer than `kv.body_bytes_max` (decided in log order: nothing changed) |
 //! | 503 | failed | no leader known, queues full, the partition restoring or moved, too many requests |
 //! | 504 | failed | a read that could not confirm its read index in `kv.read_timeout_ms` |
 //! | 504 | unknown | a write whose outcome is not known in `kv.write_timeout_ms`, or whose leader lost leadership before it knew |
@@ -47,6 +49,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::Response;
 use axum::routing::{get, post};
+use tokio::sync::OwnedSemaphorePermit;
 use kommander_raft::transport::tcp::TcpTransport;
 use kommander_raft::{
     InvalidWrite, NodeId, PartitionId, QueryError, Raft, ReplicateError, ReplicateOptions, Written,
@@ -80,7 +83,7 @@ pub(crate) struct Api {
     pub(crate) store: Arc<Store>,
     pub(crate) transport: Arc<TcpTransport>,
     pub(crate) config: Arc<Config>,
-    pub(crate) permits: Semaphore,
+    pub(crate) permits: Arc<Semaphore>,
 }
 
 /// The outcome of a request, as the client is told it.
@@ -186,6 +189,8 @@ pub(crate) fn router(api: Arc<Api>) -> Router {
     Router::new()
         .route("/kv/{*key}", get(read).put(put).delete(delete))
         .route("/cas/{*key}", post(compare_and_set))
+        .route("/append/{*key}", post(append))
+        .route("/_debug/applied", get(debug_applied))
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(body_max))
         .with_state(api)
@@ -213,7 +218,7 @@ struct CompareAndSet {
 async fn no_route(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
     Reply::failed(
         StatusCode::NOT_FOUND,
-        "no such route: /kv/{key} or /cas/{key}",
+        "no such route: /kv/{key}, /cas/{key}, /append/{key} or /_debug/applied",
     )
     .finish(api.raft.local_node_id(), &headers)
 }
@@ -265,6 +270,51 @@ async fn compare_and_set(
     })
     .await;
     reply.finish(api.raft.local_node_id(), &headers)
+}
+
+/// Appends the body, one element of the key's list, then `\n`.
+async fn append(
+    State(api): State<Arc<Api>>,
+    key: Result<Path<String>, PathRejection>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let reply = write_with_body(&api, key, body, &uri, |element| {
+        if element.contains(&b'\n') {
+            return Err(Reply::failed(
+                StatusCode::BAD_REQUEST,
+                "an element of a list holds no `\\n` (it ends each element)",
+            ));
+        }
+        Ok(Operation::Append(element))
+    })
+    .await;
+    reply.finish(api.raft.local_node_id(), &headers)
+}
+
+/// `GET /_debug/applied`: this replica's applied index and state digest per partition,
+/// `{"partitions": [{"partition", "applied", "digest"}]}` (the digest as 16 hex digits).
+async fn debug_applied(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
+    let partitions: Vec<serde_json::Value> = api
+        .store
+        .applied()
+        .into_iter()
+        .map(|state| {
+            json!({
+                "partition": state.partition.0,
+                "applied": state.applied,
+                "digest": format!("{:016x}", state.digest),
+            })
+        })
+        .collect();
+    Reply::json(
+        StatusCode::OK,
+        Verdict::Ok,
+        None,
+        json!({ "partitions": partitions }),
+    )
+    .finish(api.raft.local_node_id(), &headers)
 }
 
 /// The write `operation` makes of a request's body, once its key and body are good.
@@ -365,8 +415,8 @@ impl Api {
     }
 
     /// A slot among `kv.requests_in_flight_max`, or 503.
-    fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Reply> {
-        self.permits.try_acquire().map_err(|_| {
+    fn permit(&self) -> Result<OwnedSemaphorePermit, Reply> {
+        Arc::clone(&self.permits).try_acquire_owned().map_err(|_| {
             Reply::failed(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too many requests in flight (kv.requests_in_flight_max)",
@@ -432,16 +482,21 @@ impl Api {
     }
 
     /// Proposes `operation` on `key`'s partition, fenced by the generation it was routed
-    /// with; routed again after `PartitionMoved`. A compare-and-set waits for its entry to
-    /// apply here, where its outcome is decided.
+    /// with; routed again after `PartitionMoved`. A compare-and-set or an append waits for
+    /// its entry to apply here, where its outcome is decided.
     async fn write(&self, key: String, operation: Operation, uri: &Uri) -> Reply {
-        let _permit = match self.permit() {
+        let permit = match self.permit() {
             Ok(permit) => permit,
             Err(reply) => return reply,
         };
         let deadline = Instant::now() + self.config.write_timeout();
         let id = self.store.next_operation();
-        let is_cas = matches!(operation, Operation::CompareAndSet { .. });
+        let decided_on_apply = matches!(
+            operation,
+            Operation::CompareAndSet { .. } | Operation::Append(_)
+        );
+        let acknowledged_early = self.config.kv.unsafe_ack_before_commit
+            && matches!(operation, Operation::Put(_) | Operation::Append(_));
         // Registered before the proposal: the entry may apply before the proposal returns.
         let (outcome, _waiter) = self.store.wait_for(id);
         let payload = Command {
@@ -461,6 +516,9 @@ impl Api {
                 timeout: Some(deadline.saturating_duration_since(Instant::now())),
                 ..ReplicateOptions::default()
             };
+            if acknowledged_early && self.raft.am_i_leader_quick(partition) {
+                return self.acknowledge_early(partition, payload, options, permit);
+            }
             match self
                 .raft
                 .replicate_logs(partition, LOG_TYPE, payload.clone(), options)
@@ -476,20 +534,44 @@ impl Api {
                 Err(error) => return self.write_refused(error, uri),
             }
         };
-        if !is_cas {
+        if !decided_on_apply {
             return Reply::ok(written.log_index.get());
         }
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, outcome).await {
-            Ok(Ok(outcome)) => cas_reply(&outcome, written),
+            Ok(Ok(outcome)) => decided_reply(&outcome, written),
             // Committed, but this node did not apply it in time (or is stopping).
             Ok(Err(_)) | Err(_) => Reply::json(
                 StatusCode::GATEWAY_TIMEOUT,
                 Verdict::Unknown,
                 Some(written.log_index.get()),
-                json!({ "reason": "the compare-and-set committed; its outcome was not applied here in time" }),
+                json!({ "reason": "the write committed; its outcome was not applied here in time" }),
             ),
         }
+    }
+
+    /// `kv.unsafe_ack_before_commit` (TEST ONLY): answers `ok` now, while the proposal runs
+    /// on in the background holding the request's permit; it may never commit.
+    fn acknowledge_early(
+        &self,
+        partition: PartitionId,
+        payload: Bytes,
+        options: ReplicateOptions,
+        permit: OwnedSemaphorePermit,
+    ) -> Reply {
+        let raft = self.raft.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _ = raft
+                .replicate_logs(partition, LOG_TYPE, payload, options)
+                .await;
+        });
+        Reply::json(
+            StatusCode::OK,
+            Verdict::Ok,
+            None,
+            json!({ "unsafe": "acknowledged before commit (kv.unsafe_ack_before_commit)" }),
+        )
     }
 
     /// The answer to a refused write: a redirect to the leader, a definite failure, or an
@@ -556,10 +638,16 @@ impl Api {
     }
 }
 
-/// A compare-and-set's decided outcome.
-fn cas_reply(outcome: &Outcome, written: Written) -> Reply {
+/// A compare-and-set's or an append's outcome, decided when its entry applied.
+fn decided_reply(outcome: &Outcome, written: Written) -> Reply {
     let index = Some(written.log_index.get());
     match outcome {
+        Outcome::TooLong { bytes } => Reply::json(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Verdict::Failed,
+            index,
+            json!({ "reason": format!("the list would be {bytes} bytes, over kv.body_bytes_max: nothing appended") }),
+        ),
         Outcome::Swapped | Outcome::Written => {
             Reply::json(StatusCode::OK, Verdict::Ok, index, json!({}))
         }

@@ -119,7 +119,13 @@ impl KvNode {
         let files = Arc::new(files);
         let persister = Persister::start(Arc::clone(&files), kv.snapshot_queue_max)?;
         let incarnation = getrandom::u64().map_err(|e| io::Error::other(e.to_string()))?;
-        let store = Arc::new(Store::new(files, loaded, persister, incarnation));
+        let store = Arc::new(Store::new(
+            files,
+            loaded,
+            persister,
+            incarnation,
+            kv.body_bytes_max,
+        ));
         let node = &config.node;
         let transport = TcpTransport::bind(&node.tcp_config(), &node.tcp_cluster())?;
         let started = Self::start_on(&config, &store, &transport).await;
@@ -169,7 +175,7 @@ impl KvNode {
             store: Arc::clone(store),
             transport: Arc::clone(transport),
             config: Arc::clone(config),
-            permits: Semaphore::new(kv.requests_in_flight_max),
+            permits: Arc::new(Semaphore::new(kv.requests_in_flight_max)),
         });
         let (stop_http, stopped) = oneshot::channel();
         let router = http::router(api);

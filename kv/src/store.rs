@@ -18,7 +18,7 @@ use tracing::warn;
 
 use crate::command::{Command, Key, LOG_TYPE, Operation, OperationId};
 use crate::persist::{Job, Loaded, Persister, SnapshotFiles};
-use crate::snapshot::Values;
+use crate::snapshot::{self, Values};
 
 /// What an applied write did (reported to the waiting compare-and-set).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,6 +29,19 @@ pub(crate) enum Outcome {
     Swapped,
     /// A compare-and-set found another value (`None`: the key was absent) and changed nothing.
     Mismatch { current: Option<Bytes> },
+    /// An append that would make the key's list longer than `kv.body_bytes_max` bytes (its
+    /// length then) changed nothing.
+    TooLong { bytes: usize },
+}
+
+/// One partition's applied state as `GET /_debug/applied` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AppliedState {
+    pub(crate) partition: PartitionId,
+    /// The last index applied.
+    pub(crate) applied: u64,
+    /// [`snapshot::digest`] of the values as of `applied` (read under the same lock).
+    pub(crate) digest: u64,
 }
 
 /// Entries and payload bytes applied since a partition's last checkpoint.
@@ -48,7 +61,8 @@ struct Partition {
 }
 
 impl Partition {
-    fn apply(&mut self, operation: Operation, key: Key) -> Outcome {
+    /// Applies `operation` to `key`; a list grows to at most `list_bytes_max` bytes.
+    fn apply(&mut self, operation: Operation, key: Key, list_bytes_max: usize) -> Outcome {
         match operation {
             Operation::Put(value) => {
                 self.values.insert(key, value);
@@ -69,6 +83,19 @@ impl Partition {
                     }
                 }
             }
+            Operation::Append(element) => {
+                let current = self.values.get(&key).map_or(&[][..], |value| &value[..]);
+                let bytes = current.len() + element.len() + 1;
+                if bytes > list_bytes_max {
+                    return Outcome::TooLong { bytes };
+                }
+                let mut list = Vec::with_capacity(bytes);
+                list.extend_from_slice(current);
+                list.extend_from_slice(&element);
+                list.push(b'\n');
+                self.values.insert(key, Bytes::from(list));
+                Outcome::Written
+            }
         }
     }
 }
@@ -81,6 +108,9 @@ pub(crate) struct Store {
     waiters: Mutex<HashMap<OperationId, oneshot::Sender<Outcome>>>,
     incarnation: u64,
     sequence: AtomicU64,
+    /// The longest a list grows by appends (`kv.body_bytes_max`: a key and its value must fit
+    /// one chunk of a range transfer).
+    list_bytes_max: usize,
     files: Arc<SnapshotFiles>,
     persister: Persister,
 }
@@ -96,6 +126,7 @@ impl Store {
         loaded: Vec<Loaded>,
         persister: Persister,
         incarnation: u64,
+        list_bytes_max: usize,
     ) -> Self {
         let partitions = loaded
             .into_iter()
@@ -113,6 +144,7 @@ impl Store {
             waiters: Mutex::default(),
             incarnation,
             sequence: AtomicU64::new(0),
+            list_bytes_max,
             files,
             persister,
         }
@@ -133,6 +165,22 @@ impl Store {
         lock(&self.partitions)
             .get(&partition)
             .and_then(|p| p.values.get(key).cloned())
+    }
+
+    /// Every partition's applied index and the digest of its values at that index, in
+    /// partition order.
+    pub(crate) fn applied(&self) -> Vec<AppliedState> {
+        let partitions = lock(&self.partitions);
+        let mut states: Vec<AppliedState> = partitions
+            .iter()
+            .map(|(&partition, state)| AppliedState {
+                partition,
+                applied: state.applied,
+                digest: snapshot::digest(&state.values),
+            })
+            .collect();
+        states.sort_unstable_by_key(|state| state.partition);
+        states
     }
 
     /// What `partition` applied since its last checkpoint.
@@ -255,7 +303,7 @@ impl Store {
                         return false;
                     }
                 };
-                let outcome = state.apply(command.operation, command.key);
+                let outcome = state.apply(command.operation, command.key, self.list_bytes_max);
                 drop(partitions);
                 if live && let Some(waiter) = lock(&self.waiters).remove(&command.id) {
                     let _ = waiter.send(outcome);
