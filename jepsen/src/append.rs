@@ -12,9 +12,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use crate::client::{Exchanged, Request, Shared, THINK_MS_MAX, exchange, micros};
+use crate::client::{Exchanged, Request, Shared, exchange, micros};
 use crate::cluster::{self, NODES};
 use crate::rng::Rng;
 
@@ -141,7 +140,7 @@ pub(crate) fn run(client: u64, seed: u64, shared: &Shared) -> AppendRecord {
                 if let AppendCommand::Append { key, value } = command {
                     record.failed_values.push((key, value));
                 }
-                std::thread::sleep(Duration::from_millis(rng.between(1, THINK_MS_MAX)));
+                shared.think(&mut rng);
                 continue;
             }
         };
@@ -152,7 +151,7 @@ pub(crate) fn run(client: u64, seed: u64, shared: &Shared) -> AppendRecord {
             completed_at: micros(shared.epoch).max(invoked_at),
             result,
         });
-        std::thread::sleep(Duration::from_millis(rng.between(1, THINK_MS_MAX)));
+        shared.think(&mut rng);
     }
     record
 }

@@ -24,8 +24,6 @@ use crate::rng::Rng;
 pub(crate) const KEYS: u64 = 5;
 /// Redirects followed for one operation.
 const REDIRECTS_MAX: usize = 3;
-/// The pause between two operations of a client, in ms (at most).
-pub(crate) const THINK_MS_MAX: u64 = 20;
 
 /// What the clients share.
 #[derive(Debug)]
@@ -38,6 +36,18 @@ pub(crate) struct Shared {
     pub(crate) stop: Arc<AtomicBool>,
     /// The client's deadline for one request (past it: unknown).
     pub(crate) request_timeout: Duration,
+    /// The longest pause of a client between two operations, in ms (drawn in `1..=` it;
+    /// 0: none).
+    pub(crate) think_ms_max: u64,
+}
+
+impl Shared {
+    /// A client's pause between two operations.
+    pub(crate) fn think(&self, rng: &mut Rng) {
+        if self.think_ms_max > 0 {
+            std::thread::sleep(Duration::from_millis(rng.between(1, self.think_ms_max)));
+        }
+    }
 }
 
 /// What one client did.
@@ -112,7 +122,7 @@ pub(crate) fn run(client: u64, seed: u64, shared: &Shared) -> ClientRecord {
             }
             Outcome::Failed(why) => {
                 *record.failed.entry(why).or_default() += 1;
-                std::thread::sleep(Duration::from_millis(rng.between(1, THINK_MS_MAX)));
+                shared.think(&mut rng);
                 continue;
             }
         };
@@ -122,7 +132,7 @@ pub(crate) fn run(client: u64, seed: u64, shared: &Shared) -> ClientRecord {
             invoked_at,
             completion,
         });
-        std::thread::sleep(Duration::from_millis(rng.between(1, THINK_MS_MAX)));
+        shared.think(&mut rng);
     }
     record
 }

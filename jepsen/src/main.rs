@@ -46,6 +46,10 @@ struct Args {
     /// Concurrent clients per workload.
     #[arg(long, default_value_t = 5)]
     clients: u64,
+    /// The longest pause of a client between two operations, in ms (0: none, for the bench
+    /// mode's throughput).
+    #[arg(long, default_value_t = 20)]
+    think_ms_max: u64,
     /// The workloads the clients run (`both`: `--clients` of each at once).
     #[arg(long, value_enum, default_value_t = Workload::Both)]
     workload: Workload,
@@ -209,6 +213,7 @@ fn run(args: &Args) -> Result<Report, Error> {
         next_value: AtomicU64::new(1),
         stop: Arc::clone(&client_stop),
         request_timeout: REQUEST_TIMEOUT,
+        think_ms_max: args.think_ms_max,
     });
     let register_clients: Vec<_> = (0..args.clients)
         .filter(|_| args.workload.registers())
