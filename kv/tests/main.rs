@@ -3,6 +3,7 @@
 //! `cargo test -p kommander-kv --profile ci --test main`
 
 mod api;
+mod append;
 mod bad_input;
 mod binary;
 mod cluster;
