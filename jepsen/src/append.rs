@@ -124,8 +124,7 @@ pub(crate) fn run(client: u64, seed: u64, shared: &Shared) -> AppendRecord {
             operation_id: record.operations.len() as u64 | (client << 48),
             timeout: shared.request_timeout,
         };
-        let result = match exchange(cluster::http_address(node), &request, &mut record.redirects)
-        {
+        let result = match exchange(cluster::http_address(node), &request, &mut record.redirects) {
             Exchanged::Answer(answer) => classify(command, &answer),
             Exchanged::Unknown => Err(None),
             Exchanged::Failed(why) => Err(Some(why)),

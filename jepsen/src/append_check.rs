@@ -109,7 +109,10 @@ pub(crate) fn check(records: &[AppendRecord], finals: &BTreeMap<u64, Vec<u64>>) 
                 Some(append) if append.command.key() == key => {}
                 Some(append) => verdict.violation(
                     "invented",
-                    format!("{value} in a{key}'s list, appended to another: {}", describe(append)),
+                    format!(
+                        "{value} in a{key}'s list, appended to another: {}",
+                        describe(append)
+                    ),
                 ),
                 None if failed.contains(&value) => verdict.violation(
                     "invented",
@@ -212,16 +215,24 @@ pub(crate) fn report(verdict: &AppendVerdict) -> bool {
         verdict.lost()
     ));
     if verdict.violations.is_empty() {
-        say("appends: OK (nothing lost, duplicated, invented, reordered, stale or from the future)");
+        say(
+            "appends: OK (nothing lost, duplicated, invented, reordered, stale or from the future)",
+        );
         return true;
     }
     for (kind, descriptions) in &verdict.violations {
-        say(&format!("appends: VIOLATION, {kind}: {}", descriptions.len()));
+        say(&format!(
+            "appends: VIOLATION, {kind}: {}",
+            descriptions.len()
+        ));
         for description in descriptions.iter().take(SHOWN_MAX) {
             say(&format!("    {description}"));
         }
         if descriptions.len() > SHOWN_MAX {
-            say(&format!("    ... and {} more", descriptions.len() - SHOWN_MAX));
+            say(&format!(
+                "    ... and {} more",
+                descriptions.len() - SHOWN_MAX
+            ));
         }
     }
     false
@@ -231,7 +242,12 @@ pub(crate) fn report(verdict: &AppendVerdict) -> bool {
 mod tests {
     use super::*;
 
-    fn op(client: u64, command: AppendCommand, at: (u64, u64), result: AppendResult) -> AppendOperation {
+    fn op(
+        client: u64,
+        command: AppendCommand,
+        at: (u64, u64),
+        result: AppendResult,
+    ) -> AppendOperation {
         AppendOperation {
             client,
             command,
@@ -246,7 +262,12 @@ mod tests {
     }
 
     fn read(at: (u64, u64), list: &[u64]) -> AppendOperation {
-        op(1, AppendCommand::Read { key: 0 }, at, AppendResult::Read(list.to_vec()))
+        op(
+            1,
+            AppendCommand::Read { key: 0 },
+            at,
+            AppendResult::Read(list.to_vec()),
+        )
     }
 
     fn verdict(operations: Vec<AppendOperation>, failed: &[u64], last: &[u64]) -> AppendVerdict {
@@ -286,7 +307,11 @@ mod tests {
         assert_eq!(kinds(&lost), vec![LOST]);
         assert_eq!(lost.lost(), 1);
 
-        let twice = verdict(vec![append(1, (0, 10), AppendResult::Unknown)], &[], &[1, 1]);
+        let twice = verdict(
+            vec![append(1, (0, 10), AppendResult::Unknown)],
+            &[],
+            &[1, 1],
+        );
         assert_eq!(kinds(&twice), vec!["duplicated"]);
 
         let failed_written = verdict(vec![], &[7], &[7]);
@@ -307,7 +332,10 @@ mod tests {
         );
 
         let stale = verdict(
-            vec![append(1, (0, 10), AppendResult::Appended), read((20, 30), &[])],
+            vec![
+                append(1, (0, 10), AppendResult::Appended),
+                read((20, 30), &[]),
+            ],
             &[],
             &[1],
         );
@@ -317,7 +345,10 @@ mod tests {
         );
 
         let future = verdict(
-            vec![read((0, 10), &[1]), append(1, (20, 30), AppendResult::Appended)],
+            vec![
+                read((0, 10), &[1]),
+                append(1, (20, 30), AppendResult::Appended),
+            ],
             &[],
             &[1],
         );

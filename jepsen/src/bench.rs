@@ -70,7 +70,8 @@ pub(crate) fn report(registers: &[ClientRecord], appends: &[AppendRecord], elaps
          as the clients saw it)",
         total as f64 / seconds
     ));
-    let ms = |value: Option<u64>| value.map_or("-".to_owned(), |us| format!("{:.2}", us as f64 / 1e3));
+    let ms =
+        |value: Option<u64>| value.map_or("-".to_owned(), |us| format!("{:.2}", us as f64 / 1e3));
     for (kind, sorted) in &by_kind {
         say(&format!(
             "bench: {kind:<25} {:>8} ops {:>8.0} ops/s  p50 {:>7}  p99 {:>7}  p99.9 {:>7}",

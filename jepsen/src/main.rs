@@ -305,7 +305,10 @@ fn run(args: &Args) -> Result<Report, Error> {
 
 /// The append workload's counts, as the register workload's.
 fn print_append_counts(records: &[AppendRecord]) {
-    let operations = records.iter().map(|record| record.operations.len()).sum::<usize>();
+    let operations = records
+        .iter()
+        .map(|record| record.operations.len())
+        .sum::<usize>();
     let mut failed_by: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
     for record in records {
         for (why, count) in &record.failed {
@@ -338,7 +341,9 @@ fn check_appends(
             Some(StaleValue::NoAnswer(_)) | None => None,
         };
         let Some(list) = list else {
-            say(&format!("appends: VIOLATION, a{key}'s final list does not parse"));
+            say(&format!(
+                "appends: VIOLATION, a{key}'s final list does not parse"
+            ));
             return Report::Violation;
         };
         finals.insert(key, list);

@@ -130,7 +130,10 @@ pub(crate) fn agree(mut samples: Samples, timeout: Duration, stop: &AtomicBool) 
             .iter()
             .filter_map(|(&node, states)| {
                 let states = states.as_ref()?;
-                Some((node, states.iter().map(|s| (s.partition, s.applied)).collect()))
+                Some((
+                    node,
+                    states.iter().map(|s| (s.partition, s.applied)).collect(),
+                ))
             })
             .collect();
         let caught_up = indexes.len() == cluster::NODES
@@ -199,7 +202,12 @@ mod tests {
         assert!(samples.disagreements.is_empty());
         assert_eq!(samples.compared(), 1);
         samples.add(3, vec![state(2, 8, "dd")]);
-        assert_eq!(samples.disagreements.len(), 1, "{:?}", samples.disagreements);
+        assert_eq!(
+            samples.disagreements.len(),
+            1,
+            "{:?}",
+            samples.disagreements
+        );
         assert_eq!(samples.compared(), 2);
     }
 }

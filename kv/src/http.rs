@@ -49,13 +49,13 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::Response;
 use axum::routing::{get, post};
-use tokio::sync::OwnedSemaphorePermit;
 use kommander_raft::transport::tcp::TcpTransport;
 use kommander_raft::{
     InvalidWrite, NodeId, PartitionId, QueryError, Raft, ReplicateError, ReplicateOptions, Written,
 };
 use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::Semaphore;
 
 use crate::command::{Command, LOG_TYPE, Operation};

@@ -98,7 +98,11 @@ async fn replicas_at_one_applied_index_report_one_digest_of_their_state() {
         .filter(|(partition, index, digest)| {
             let now = after[0].iter().find(|(p, _, _)| p == partition);
             let (_, index_now, digest_now) = now.expect("a partition stays listed");
-            assert_eq!(index == index_now, digest == digest_now, "{before:?} {after:?}");
+            assert_eq!(
+                index == index_now,
+                digest == digest_now,
+                "{before:?} {after:?}"
+            );
             index != index_now
         })
         .count();
