@@ -49,17 +49,7 @@ pub(crate) fn register(records: &[ClientRecord], explored_max: usize) -> Report 
             }
         }
     }
-    let mut failed_by: BTreeMap<&str, u64> = BTreeMap::new();
-    for record in records {
-        for (why, count) in &record.failed {
-            *failed_by.entry(why.as_str()).or_default() += count;
-        }
-    }
-    let failed: u64 = failed_by.values().sum();
-    let failed_by: Vec<String> = failed_by
-        .iter()
-        .map(|(why, count)| format!("{why}: {count}"))
-        .collect();
+    let (failed, failed_by) = failed_summary(records.iter().map(|record| &record.failed));
     let unknown: u64 = records.iter().map(|record| record.unknown).sum();
     let redirects: u64 = records.iter().map(|record| record.redirects).sum();
     let ok = history
@@ -68,10 +58,9 @@ pub(crate) fn register(records: &[ClientRecord], explored_max: usize) -> Report 
         .count();
     say(&format!(
         "history: {} operations ({reads} reads, {writes} writes, {swaps} compare-and-sets): \
-         {ok} ok, {unknown} unknown; {failed} failed, left out ({}); {redirects} redirects \
-         followed",
+         {ok} ok, {unknown} unknown; {failed} failed, left out ({failed_by}); {redirects} \
+         redirects followed",
         history.len(),
-        failed_by.join(", ")
     ));
     let started = Instant::now();
     let verdict = linearizability::check(&history, explored_max);
@@ -99,6 +88,25 @@ pub(crate) fn register(records: &[ClientRecord], explored_max: usize) -> Report 
             Report::Inconclusive
         }
     }
+}
+
+/// The operations left out as failed, summed over the clients' counts by why: the total and
+/// `why: count, ...`.
+pub(crate) fn failed_summary<'a>(
+    counts: impl Iterator<Item = &'a BTreeMap<String, u64>>,
+) -> (u64, String) {
+    let mut failed_by: BTreeMap<&str, u64> = BTreeMap::new();
+    for counts in counts {
+        for (why, count) in counts {
+            *failed_by.entry(why.as_str()).or_default() += count;
+        }
+    }
+    let failed = failed_by.values().sum();
+    let failed_by: Vec<String> = failed_by
+        .iter()
+        .map(|(why, count)| format!("{why}: {count}"))
+        .collect();
+    (failed, failed_by.join(", "))
 }
 
 /// Whether every node's stale read of every key path in `paths` agrees within `timeout`

@@ -309,22 +309,11 @@ fn print_append_counts(records: &[AppendRecord]) {
         .iter()
         .map(|record| record.operations.len())
         .sum::<usize>();
-    let mut failed_by: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
-    for record in records {
-        for (why, count) in &record.failed {
-            *failed_by.entry(why.as_str()).or_default() += count;
-        }
-    }
-    let failed: u64 = failed_by.values().sum();
-    let failed_by: Vec<String> = failed_by
-        .iter()
-        .map(|(why, count)| format!("{why}: {count}"))
-        .collect();
+    let (failed, failed_by) = check::failed_summary(records.iter().map(|record| &record.failed));
     let redirects: u64 = records.iter().map(|record| record.redirects).sum();
     say(&format!(
-        "append history: {operations} operations kept; {failed} failed, left out ({}); \
-         {redirects} redirects followed",
-        failed_by.join(", ")
+        "append history: {operations} operations kept; {failed} failed, left out \
+         ({failed_by}); {redirects} redirects followed"
     ));
 }
 
