@@ -7,14 +7,24 @@
 //! KOMMANDER_BENCH_SECONDS=5 cargo bench --bench cluster
 //! KOMMANDER_BENCH_ONLY=256:64:64 cargo bench --bench cluster   # payload:partitions:writers
 //! KOMMANDER_BENCH_ONLY=memory cargo bench --bench cluster      # idle-partition memory only
+//! KOMMANDER_BENCH_ONLY=memory KOMMANDER_BENCH_PARTITIONS=4096 cargo bench --bench cluster
+//! KOMMANDER_BENCH_ONLY=idle-cpu cargo bench --bench cluster    # CPU of idle partitions
+//! KOMMANDER_BENCH_ONLY=16:4096:1024 cargo bench --bench cluster # active scaling row
 //! KOMMANDER_BENCH_DIR=/mnt/nvme/x cargo bench --bench cluster  # another device
 //! ```
 //!
 //! Prints committed writes/s and commit latency percentiles (p50/p99/p99.9, from the
 //! proposal's send to its `Success` answer) for 16 B and 256 B payloads × 1, 64, 1024
 //! partitions × 1, 64, 1024 writers, after the memory an idle partition costs (RSS growth per
-//! replica while opening 1024 idle partitions on three nodes). Results are recorded in
-//! `docs/benchmarks.md` (Cluster).
+//! replica while opening `KOMMANDER_BENCH_PARTITIONS` idle partitions on three nodes, default
+//! 1024, measured once elected and again once every replica quiesced).
+//!
+//! `idle-cpu` (issue 15) opens 48 and then 4096 partitions (or `KOMMANDER_BENCH_PARTITIONS`
+//! only) on three nodes, waits until every replica quiesced (the shards' `quiesced_replicas`
+//! counter), then measures the process's CPU time (utime + stime of `/proc/self/stat`, in
+//! clock ticks of 10 ms) over `KOMMANDER_BENCH_SECONDS` (default 10 s) and prints it as a
+//! share of one core, with the load average beside it (a busy machine shows in it). Results
+//! are recorded in `docs/benchmarks.md` (Cluster).
 #![allow(clippy::print_stdout, missing_docs, unreachable_pub)]
 
 use std::collections::BTreeMap;
@@ -244,8 +254,38 @@ fn rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// `KOMMANDER_BENCH_PARTITIONS`, if set.
+fn partitions_knob() -> Option<u32> {
+    std::env::var("KOMMANDER_BENCH_PARTITIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+}
+
+/// Replicas quiesced on every node together.
+fn quiesced_replicas(nodes: &[ShardHost]) -> u64 {
+    nodes
+        .iter()
+        .map(|node| node.stats().quiesced_replicas)
+        .sum()
+}
+
+/// Waits until `replicas` replicas are quiesced (the shards count them at their ticks).
+fn wait_quiesced(nodes: &[ShardHost], replicas: u64) -> Duration {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(300);
+    while quiesced_replicas(nodes) < replicas {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {replicas} replicas quiesced",
+            quiesced_replicas(nodes)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    started.elapsed()
+}
+
 fn idle_partition_memory() {
-    let partitions = 1024u32;
+    let partitions = partitions_knob().unwrap_or(1024);
     let bench = start(1, 2);
     std::thread::sleep(Duration::from_millis(500));
     let before = rss_bytes();
@@ -263,14 +303,71 @@ fn idle_partition_memory() {
     // Let elections settle (leaders then only heartbeat).
     wait_leaders(&bench.nodes, partitions + 1);
     std::thread::sleep(Duration::from_secs(1));
-    let after = rss_bytes();
+    let elected = rss_bytes();
     let replicas = u64::from(partitions) * 3;
+    let waited = wait_quiesced(&bench.nodes, u64::from(partitions + 1) * 3);
+    let quiesced = rss_bytes();
+    let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
     println!(
         "idle partitions: {partitions} partitions x 3 replicas, RSS {:.1} MiB -> {:.1} MiB: \
          {} bytes per replica (after election, heartbeating)",
-        before as f64 / (1 << 20) as f64,
-        after as f64 / (1 << 20) as f64,
-        after.saturating_sub(before) / replicas
+        mib(before),
+        mib(elected),
+        elected.saturating_sub(before) / replicas
+    );
+    println!(
+        "idle partitions: {partitions} partitions x 3 replicas, RSS {:.1} MiB -> {:.1} MiB: \
+         {} bytes per replica (every replica quiesced, {:.1} s later)",
+        mib(before),
+        mib(quiesced),
+        quiesced.saturating_sub(before) / replicas,
+        waited.as_secs_f64()
+    );
+    for node in &bench.nodes {
+        node.shutdown();
+    }
+}
+
+/// The process's CPU time so far (user + system, every thread), from `/proc/self/stat` in
+/// clock ticks of 10 ms (`USER_HZ`, 100 on Linux).
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // The command name (field 2) may hold spaces: count the fields after its closing paren.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<u64> = after_name
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|field| field.parse().ok())
+        .collect();
+    Duration::from_millis(fields.iter().sum::<u64>() * 10)
+}
+
+/// The load averages over 1, 5 and 15 minutes.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// `partitions` idle partitions on three nodes, all quiesced: the process's CPU over
+/// `seconds`, as a share of one core.
+fn idle_cpu(partitions: u32, seconds: f64) {
+    let shards = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let bench = start(partitions, shards);
+    wait_leaders(&bench.nodes, partitions);
+    let waited = wait_quiesced(&bench.nodes, u64::from(partitions) * 3);
+    let (cpu_before, started) = (process_cpu(), Instant::now());
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    let (cpu, elapsed) = (process_cpu() - cpu_before, started.elapsed());
+    let share = 100.0 * cpu.as_secs_f64() / elapsed.as_secs_f64();
+    println!(
+        "{partitions:>10} {:>9} {:>10.1} {:>10.2} {:>9.3} {:>15}",
+        u64::from(partitions) * 3,
+        waited.as_secs_f64(),
+        cpu.as_secs_f64(),
+        share,
+        load_average()
     );
     for node in &bench.nodes {
         node.shutdown();
@@ -301,6 +398,26 @@ fn main() {
         idle_partition_memory();
     }
     if only.as_deref() == Some("memory") {
+        return;
+    }
+    if only.as_deref() == Some("idle-cpu") {
+        let seconds: f64 = std::env::var("KOMMANDER_BENCH_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(10.0);
+        println!(
+            "idle cpu: 3 nodes in-process, every replica quiesced, {seconds} s measured, \
+             {} shards per node",
+            std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+        );
+        println!(
+            "{:>10} {:>9} {:>10} {:>10} {:>9} {:>15}",
+            "partitions", "replicas", "quiesce s", "cpu s", "% core", "load avg"
+        );
+        let counts = partitions_knob().map_or_else(|| vec![48, 4096], |count| vec![count]);
+        for partitions in counts {
+            idle_cpu(partitions, seconds);
+        }
         return;
     }
     if let Some(only) = only {

@@ -138,6 +138,9 @@ pub struct ShardCounters {
     pub replica_ticks: u64,
     /// Replicas quiesced at the shards' last ticks (decision 0007).
     pub quiesced_replicas: u64,
+    /// Partitions the tick turns visited (replicas ticked, partitions the membership work
+    /// looked at): grows with the active partitions, not the hosted ones.
+    pub partition_visits: u64,
 }
 
 impl ShardHost {
@@ -351,6 +354,7 @@ impl ShardHost {
             total.turns += s.turns.load(Ordering::Relaxed);
             total.replica_ticks += s.replica_ticks.load(Ordering::Relaxed);
             total.quiesced_replicas += s.quiesced_replicas.load(Ordering::Relaxed);
+            total.partition_visits += s.partition_visits.load(Ordering::Relaxed);
         }
         total
     }

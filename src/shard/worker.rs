@@ -97,7 +97,7 @@ use kommander_wal::Wal;
 use super::config::ShardConfig;
 use super::membership::MembershipTable;
 use super::outbox::Outbox;
-use super::partitions::MapTable;
+use super::partitions::{MapTable, PartitionMap};
 use super::read_scheduler::ReadScheduler;
 use super::snapshot::Transfers;
 use super::snapshot::pump::Pump;
@@ -150,6 +150,10 @@ pub struct ShardStats {
     pub replica_ticks: AtomicU64,
     /// Replicas quiesced at the last tick.
     pub quiesced_replicas: AtomicU64,
+    /// Partitions the tick turns visited: each replica ticked and each partition the
+    /// membership work looked at. Grows with the active partitions, not the hosted ones
+    /// (issue 15).
+    pub partition_visits: AtomicU64,
 }
 
 /// Everything a shard thread needs; built by the shard host.
@@ -198,6 +202,11 @@ pub(crate) struct Worker {
     partitions: Partitions,
     /// The version of the partition map this shard last followed (`map.rs`; 0: none).
     map_followed: u64,
+    /// The roster version this shard's membership work last looked at every partition for
+    /// (`membership.rs`; `None`: no roster yet).
+    roster_followed: Option<u64>,
+    /// The committed map last looked at by `map_moves_data`, and whether it moves data.
+    map_moving: Option<(Arc<PartitionMap>, bool)>,
     /// The range imports this shard's leaders are proposing (`import.rs`).
     imports: StableHashMap<PartitionId, import::ImportJob>,
     /// The map change partition 0's leader proposed and has not answered (`map_change.rs`).
@@ -205,6 +214,8 @@ pub(crate) struct Worker {
     /// When the shard's single timer is next due (every replica ticks at the first turn at or
     /// after it).
     next_tick: Instant,
+    /// The tick turns so far (the clock of the standings, `membership.rs`).
+    ticks: u64,
     /// Restoring partitions, oldest first (restored one after the other).
     restoring: VecDeque<PartitionId>,
     /// Partitions whose WAL compaction waits for the application's durable index (retried
@@ -228,6 +239,7 @@ impl Worker {
         );
         Self {
             next_tick: now + params.config.tick_interval,
+            ticks: 0,
             shard: params.shard,
             node: params.config.node_id,
             config: params.config,
@@ -249,6 +261,8 @@ impl Worker {
             waker: params.waker,
             partitions: Partitions::default(),
             map_followed: 0,
+            roster_followed: None,
+            map_moving: None,
             imports: StableHashMap::default(),
             map_change: None,
             restoring: VecDeque::new(),
@@ -306,6 +320,7 @@ impl Worker {
         let tick = now >= self.next_tick;
         if tick {
             self.next_tick = now + self.config.tick_interval;
+            self.ticks += 1;
         }
         let mut worked = self.drain_inputs();
         worked |= self.transfer_results();
@@ -313,9 +328,11 @@ impl Worker {
             self.tick_all();
             self.membership_tick();
             self.follow_map(now);
-            self.drive_phase_two();
-            self.propose_generations();
-            self.drive_imports();
+            if self.map_moves_data() {
+                self.drive_phase_two();
+                self.propose_generations();
+                self.drive_imports();
+            }
             self.retry_compactions();
             self.tick_transfers();
         }
@@ -330,6 +347,28 @@ impl Worker {
             self.outbox.flush(&*self.transport);
         }
         worked
+    }
+
+    /// Whether the tick's split and merge work (phase 2, generation entries, imports) has
+    /// anything to do: the committed map moves data between ranges (a range imports or
+    /// exports), or an import of this shard's is still to drop. Each of them walks the whole
+    /// map, so an idle map costs a tick one look per new map instead (issue 15).
+    fn map_moves_data(&mut self) -> bool {
+        let map = self.maps.map();
+        let known = self
+            .map_moving
+            .as_ref()
+            .filter(|(seen, _)| Arc::ptr_eq(seen, &map))
+            .map(|&(_, moving)| moving);
+        let moving = known.unwrap_or_else(|| {
+            let moving = map
+                .partitions
+                .iter()
+                .any(|range| range.importing_from.is_some() || range.exporting_to.is_some());
+            self.map_moving = Some((map, moving));
+            moving
+        });
+        moving || !self.imports.is_empty()
     }
 
     /// When the shard's timer is next due.
@@ -529,10 +568,13 @@ impl Worker {
         if self.failed() {
             return;
         }
-        let ticked = self.partitions.tick_active();
+        let ticked = self.partitions.tick_active() as u64;
         self.stats
             .replica_ticks
-            .fetch_add(ticked as u64, Ordering::Relaxed);
+            .fetch_add(ticked, Ordering::Relaxed);
+        self.stats
+            .partition_visits
+            .fetch_add(ticked, Ordering::Relaxed);
         self.tick_quiesced();
     }
 

@@ -98,6 +98,69 @@ fn idle_partitions_leave_the_tick_and_send_only_keep_alives() {
     assert!(messages > 0, "keep-alives flow");
 }
 
+/// Partitions the tick turns visited on every node together.
+fn visits(cluster: &SteppedCluster) -> u64 {
+    cluster
+        .nodes
+        .iter()
+        .map(|node| node.host.stats().partition_visits)
+        .sum()
+}
+
+/// Messages sent since the trace was `from` lines long.
+fn sent_since(cluster: &SteppedCluster, from: usize) -> u64 {
+    cluster.trace()[from..]
+        .iter()
+        .filter(|line| line.starts_with("send "))
+        .count() as u64
+}
+
+/// Issue 15: nothing on a tick walks every hosted partition. While every partition is
+/// quiesced, a tick visits only the partitions a message touched (the keep-alives and their
+/// answers: one partition each, bounded by shards × peers per heartbeat interval, not by the
+/// partitions); with one partition awake, its replicas besides. Walking every partition would
+/// visit 24 a tick, twice what the messages allow.
+#[test]
+fn a_tick_visits_the_active_partitions_not_the_hosted_ones() {
+    let mut cluster = quiesced_cluster(|_| {});
+    let (visits_before, trace_before) = (visits(&cluster), cluster.trace().len());
+    let ticks = 200;
+    idle_for(&mut cluster, ticks);
+    let visited = visits(&cluster) - visits_before;
+    let messages = sent_since(&cluster, trace_before);
+    assert!(
+        visited <= messages,
+        "{visited} partition visits in {ticks} idle ticks, more than the {messages} messages"
+    );
+    // One partition written: it wakes, and the ticks visit its replicas (a tick and a
+    // membership look each) and the touched ones.
+    let partition = PartitionId(3);
+    let leader = cluster.leader(partition).expect("leader");
+    let mut answer = cluster.propose(leader, partition, b"awake");
+    let mut committed = false;
+    for _ in 0..200 {
+        cluster.step();
+        if let Ok(result) = answer.try_recv() {
+            result.expect("committed");
+            committed = true;
+            break;
+        }
+    }
+    assert!(committed, "answered within a few rounds");
+    let (visits_before, trace_before) = (visits(&cluster), cluster.trace().len());
+    let ticks = 20;
+    idle_for(&mut cluster, ticks);
+    let visited = visits(&cluster) - visits_before;
+    let messages = sent_since(&cluster, trace_before);
+    let awake = 2 * NODES * u64::from(ticks + 1);
+    assert!(visited > 0, "the woken partition is visited");
+    assert!(
+        visited <= awake + messages,
+        "{visited} partition visits in {ticks} ticks with one partition awake, bound {}",
+        awake + messages
+    );
+}
+
 #[test]
 fn a_write_to_a_quiesced_partition_wakes_it_and_commits() {
     let mut cluster = quiesced_cluster(|_| {});

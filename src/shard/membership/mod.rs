@@ -45,10 +45,15 @@ pub struct Standing {
     pub voter: bool,
 }
 
-/// A partition's standing with the ticks its replica has been caught up in a row.
+/// A partition's standing with the shard tick its replica's current run of caught-up ticks
+/// began at.
 #[derive(Clone, Copy, Debug, Default)]
 struct Tracked {
-    caught_up_ticks: u64,
+    /// The first tick of the run of ticks in which it was caught up (`None`: not caught up
+    /// at its last recorded tick). A shard records a partition at every tick where it may have
+    /// changed: between two records its replica stood still, caught up or not, so the run
+    /// counts the ticks between them too.
+    caught_up_since: Option<u64>,
     standing: Standing,
 }
 
@@ -59,7 +64,7 @@ pub struct MembershipTable {
     roster: watch::Sender<Option<Arc<Roster>>>,
     /// Partitions other than 0: the roster version whose voters and learners their committed
     /// configuration on this node matches (`None`: none, or restoring).
-    reconciled: Mutex<StableHashMap<PartitionId, Option<u64>>>,
+    reconciled: Mutex<Reconciled>,
     /// Every partition of this node (0 included): its standing.
     standings: Mutex<StableHashMap<PartitionId, Tracked>>,
     /// Counts the changes of the roster and of the standings: what a node waiting to be
@@ -75,7 +80,7 @@ impl Default for MembershipTable {
     fn default() -> Self {
         Self {
             roster: watch::channel(None).0,
-            reconciled: Mutex::new(StableHashMap::default()),
+            reconciled: Mutex::new(Reconciled::default()),
             standings: Mutex::new(StableHashMap::default()),
             changes: watch::channel(0).0,
             admitted_version: AtomicU64::new(0),
@@ -125,10 +130,13 @@ impl MembershipTable {
         &self,
         partitions: impl IntoIterator<Item = (PartitionId, Option<u64>)>,
     ) {
-        self.reconciled
+        let mut reconciled = self
+            .reconciled
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend(partitions);
+            .unwrap_or_else(PoisonError::into_inner);
+        for (partition, version) in partitions {
+            reconciled.set(partition, Some(version));
+        }
     }
 
     /// Forgets `partition`, closed on this node (the map removed it): it no longer holds a
@@ -137,7 +145,7 @@ impl MembershipTable {
         self.reconciled
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(&partition);
+            .set(partition, None);
         self.standings
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -150,20 +158,25 @@ impl MembershipTable {
         self.reconciled
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .all(|&matched| matched == Some(version))
+            .all_at(version)
     }
 
-    /// Records one tick of each partition (a shard, for the partitions it hosts): whether its
-    /// replica is caught up now and whether its committed configuration lists this node as a
-    /// voter. A partition is [`Standing::caught_up`] once it was caught up on `window_ticks`
-    /// ticks in a row (at least one).
+    /// Records each partition's state at shard tick `tick` (a shard, for the partitions it
+    /// hosts that may have changed since they were last recorded): whether its replica is
+    /// caught up now and whether its committed configuration lists this node as a voter. A
+    /// partition is [`Standing::caught_up`] once it was caught up on `window_ticks` ticks in a
+    /// row (at least one). Returns the partitions still counting towards the window (caught
+    /// up, not yet for long enough) with the tick their standing turns caught up at, if they
+    /// stay caught up: the shard records them again then.
     pub(crate) fn record_tick(
         &self,
         partitions: impl IntoIterator<Item = (PartitionId, bool, bool)>,
+        tick: u64,
         window_ticks: u64,
-    ) {
+    ) -> Vec<(PartitionId, u64)> {
+        let window_ticks = window_ticks.max(1);
         let mut changed = false;
+        let mut counting = Vec::new();
         {
             let mut standings = self
                 .standings
@@ -171,15 +184,21 @@ impl MembershipTable {
                 .unwrap_or_else(PoisonError::into_inner);
             for (partition, caught_up, voter) in partitions {
                 let tracked = standings.entry(partition).or_default();
-                tracked.caught_up_ticks = if caught_up {
-                    tracked.caught_up_ticks.saturating_add(1)
+                tracked.caught_up_since = if caught_up {
+                    Some(tracked.caught_up_since.unwrap_or(tick))
                 } else {
-                    0
+                    None
                 };
+                let settles_at = tracked
+                    .caught_up_since
+                    .map(|since| since.saturating_add(window_ticks - 1));
                 let standing = Standing {
-                    caught_up: tracked.caught_up_ticks >= window_ticks.max(1),
+                    caught_up: settles_at.is_some_and(|at| at <= tick),
                     voter,
                 };
+                if let Some(at) = settles_at.filter(|&at| at > tick) {
+                    counting.push((partition, at));
+                }
                 changed |= standing != tracked.standing;
                 tracked.standing = standing;
             }
@@ -188,6 +207,7 @@ impl MembershipTable {
             self.changes
                 .send_modify(|count| *count = count.wrapping_add(1));
         }
+        counting
     }
 
     /// `partition`'s standing on this node (`None`: not hosted here, or not ticked yet).
@@ -207,6 +227,42 @@ impl MembershipTable {
     }
 }
 
+/// Which roster version each partition's committed configuration matches, with how many
+/// partitions match each: whether all match one is answered without looking at each (partition
+/// 0's leader asks on every tick).
+#[derive(Debug, Default)]
+struct Reconciled {
+    by_partition: StableHashMap<PartitionId, Option<u64>>,
+    /// Per matched version (`None`: none), the partitions matching it; no zero counts.
+    counts: StableHashMap<Option<u64>, usize>,
+}
+
+impl Reconciled {
+    /// Records that `partition` matches `version` (`Some(version)`), or forgets it (`None`).
+    fn set(&mut self, partition: PartitionId, version: Option<Option<u64>>) {
+        let previous = match version {
+            Some(version) => {
+                *self.counts.entry(version).or_default() += 1;
+                self.by_partition.insert(partition, version)
+            }
+            None => self.by_partition.remove(&partition),
+        };
+        if let Some(previous) = previous
+            && let Some(count) = self.counts.get_mut(&previous)
+        {
+            *count -= 1;
+            if *count == 0 {
+                self.counts.remove(&previous);
+            }
+        }
+    }
+
+    /// Whether every partition recorded matches `version`.
+    fn all_at(&self, version: u64) -> bool {
+        self.counts.get(&Some(version)).copied().unwrap_or(0) == self.by_partition.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,10 +273,59 @@ mod tests {
     fn a_forgotten_partition_no_longer_holds_the_roster_back() {
         let table = MembershipTable::default();
         table.set_reconciled([(PartitionId(1), Some(3)), (PartitionId(2), None)]);
-        table.record_tick([(PartitionId(2), true, true)], 1);
+        table.record_tick([(PartitionId(2), true, true)], 1, 1);
         assert!(!table.all_reconciled(3));
         table.forget(PartitionId(2));
         assert!(table.all_reconciled(3));
         assert_eq!(table.standing(PartitionId(2)), None);
+    }
+
+    /// A partition recorded only where it may have changed counts the ticks between two
+    /// records towards the promotion window, as if it had been recorded at each; a tick not
+    /// caught up starts the window again.
+    #[test]
+    fn the_promotion_window_counts_the_ticks_between_records() {
+        let table = MembershipTable::default();
+        let p = PartitionId(4);
+        assert_eq!(table.record_tick([(p, true, false)], 10, 5), vec![(p, 14)]);
+        assert_eq!(table.standing(p).map(|s| s.caught_up), Some(false));
+        assert_eq!(table.record_tick([(p, true, false)], 13, 5), vec![(p, 14)]);
+        assert_eq!(table.standing(p).map(|s| s.caught_up), Some(false));
+        assert!(table.record_tick([(p, true, true)], 14, 5).is_empty());
+        assert_eq!(
+            table.standing(p),
+            Some(Standing {
+                caught_up: true,
+                voter: true
+            })
+        );
+        assert!(table.record_tick([(p, false, true)], 20, 5).is_empty());
+        assert_eq!(table.standing(p).map(|s| s.caught_up), Some(false));
+        assert_eq!(table.record_tick([(p, true, true)], 21, 5), vec![(p, 25)]);
+        assert_eq!(table.standing(p).map(|s| s.caught_up), Some(false));
+    }
+
+    /// Whether every partition matches a roster version is kept as counts: moving partitions
+    /// between versions and forgetting them keeps the answer right.
+    #[test]
+    fn all_reconciled_follows_every_partitions_version() {
+        let table = MembershipTable::default();
+        assert!(table.all_reconciled(1), "no partition holds it back");
+        table.set_reconciled([(PartitionId(1), Some(1)), (PartitionId(2), Some(1))]);
+        assert!(table.all_reconciled(1));
+        table.set_reconciled([(PartitionId(2), Some(2))]);
+        assert!(!table.all_reconciled(1));
+        assert!(!table.all_reconciled(2));
+        table.set_reconciled([(PartitionId(1), Some(2)), (PartitionId(3), None)]);
+        assert!(!table.all_reconciled(2));
+        table.set_reconciled([(PartitionId(3), Some(2))]);
+        assert!(table.all_reconciled(2));
+        table.set_reconciled([(PartitionId(3), Some(2))]);
+        assert!(
+            table.all_reconciled(2),
+            "recording the same twice counts it once"
+        );
+        table.forget(PartitionId(1));
+        assert!(table.all_reconciled(2));
     }
 }

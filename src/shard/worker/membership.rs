@@ -11,10 +11,15 @@
 //!    a joining node waits on), which of its partitions have committed the roster's
 //!    configuration, and the partitions it leads (no transfer running) take their next step towards the
 //!    roster (`reconcile.rs`), which the core refuses until the no-op of the leader's term has
-//!    committed and while another change is in flight.
+//!    committed and while another change is in flight. Only the partitions that may have
+//!    changed since the last tick are looked at (the active ones, the touched ones, those
+//!    whose standing still counts towards the promotion window), all of them when the roster
+//!    changed: a tick costs the active partitions, not the hosted ones (issue 15).
 //!
 //! Roster changes ([`Request::ChangeMembership`](crate::shard::Request::ChangeMembership)) are
 //! carried out here too, on partition 0's leader.
+
+use std::sync::atomic::Ordering;
 
 use crate::core::{
     EntryKind, LogIndex, NodeId, PartitionId, Replica, ReplicaConfig, Status, Ticket,
@@ -70,21 +75,41 @@ pub(super) fn replica_config(
 }
 
 impl Worker {
-    /// The tick's membership work (see the module docs).
+    /// The tick's membership work (see the module docs), on the partitions that may have
+    /// changed since the last tick (`Partitions::take_membership_due`: the active ones, the
+    /// touched ones, those whose standing still counts) — every hosted partition only when
+    /// the roster changed. A quiesced partition left alone is unchanged since it was last
+    /// looked at, against the same roster: looking again would record the same standing and
+    /// reconciliation and take the same step (none).
     pub(super) fn membership_tick(&mut self) {
         if self.failed() {
             return;
         }
         self.publish_roster();
-        self.record_standings();
-        let Some(roster) = self.membership.roster() else {
+        let roster = self.membership.roster();
+        let mut due = self.partitions.take_membership_due(self.ticks);
+        if let Some(roster) = &roster
+            && self.roster_followed != Some(roster.version())
+        {
+            // A new roster: every partition's target moved.
+            self.roster_followed = Some(roster.version());
+            due = self.partitions.ids();
+        }
+        self.stats
+            .partition_visits
+            .fetch_add(due.len() as u64, Ordering::Relaxed);
+        self.record_standings(&due);
+        let Some(roster) = roster else {
             return;
         };
         let target = Target::of(&roster);
         let lag_max = self.config.membership.promotion_lag_entries_max;
         let mut reconciled = Vec::new();
         let mut touched = Vec::new();
-        for (partition, slot) in self.partitions.iter_mut() {
+        for partition in due {
+            let Some(slot) = self.partitions.get_mut(partition) else {
+                continue;
+            };
             if let Some(replica) = slot.replica.as_mut() {
                 number_committed_configuration(partition, replica);
             }
@@ -139,21 +164,22 @@ impl Worker {
         }
     }
 
-    /// Records each partition's tick in the membership table: whether its replica is caught
-    /// up (it leads, or a leader it knows told it a commit index it has applied within
-    /// `promotion_lag_entries_max` of) and whether its committed configuration lists this node
-    /// as a voter. A joining node asks for its promotion once every partition it hosts stayed
-    /// caught up for the promotion window; a held partition (restoring, installing a
-    /// snapshot) is not caught up.
-    fn record_standings(&mut self) {
+    /// Records the tick of each of `partitions` in the membership table: whether its replica
+    /// is caught up (it leads, or a leader it knows told it a commit index it has applied
+    /// within `promotion_lag_entries_max` of) and whether its committed configuration lists
+    /// this node as a voter. A joining node asks for its promotion once every partition it
+    /// hosts stayed caught up for the promotion window; a held partition (restoring,
+    /// installing a snapshot) is not caught up. A partition still counting towards the
+    /// window is looked at again at the tick it would reach it.
+    fn record_standings(&mut self, partitions: &[PartitionId]) {
         let lag_max = self.config.membership.promotion_lag_entries_max;
         let node = self.node;
-        let ticks: Vec<(PartitionId, bool, bool)> = self
-            .partitions
-            .iter_mut()
-            .map(|(partition, slot)| {
+        let ticks: Vec<(PartitionId, bool, bool)> = partitions
+            .iter()
+            .filter_map(|&partition| {
+                let slot = self.partitions.get(partition)?;
                 let held = slot.held();
-                match slot.replica.as_ref().filter(|_| !held) {
+                Some(match slot.replica.as_ref().filter(|_| !held) {
                     Some(replica) => {
                         let told = replica.leader_commit();
                         let caught_up = replica.is_leader()
@@ -164,14 +190,16 @@ impl Worker {
                         (partition, caught_up, voter)
                     }
                     None => (partition, false, false),
-                }
+                })
             })
             .collect();
         let window = self
             .config
             .membership
             .promotion_window_ticks(self.config.tick_interval);
-        self.membership.record_tick(ticks, window);
+        for (partition, at) in self.membership.record_tick(ticks, self.ticks, window) {
+            self.partitions.standing_settles_at(partition, at);
+        }
     }
 
     /// As the shard of partition 0 (on every tick and every Ready of partition 0): publishes

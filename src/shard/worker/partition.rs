@@ -3,7 +3,7 @@
 //! partitions a tick visits: all but the quiesced ones) and the quiesced ones' registrations
 //! (`quiescence.rs`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::num::NonZeroU64;
 use std::sync::Arc;
 
@@ -33,6 +33,11 @@ pub(crate) struct Slot {
     quiesced: bool,
     /// Whether it is in the active list.
     listed_active: bool,
+    /// Whether it is on the list of partitions the next tick's membership work looks at.
+    listed_membership: bool,
+    /// The tick its standing turns caught up at if its replica stays caught up (it is looked
+    /// at again then), while it counts towards the promotion window.
+    standing_settles_at: Option<u64>,
     /// What the WAL holds for it.
     pub(crate) view: WalView,
     /// Operations waiting for their outcome, by outcome key.
@@ -171,6 +176,14 @@ pub(crate) struct Partitions {
     /// Every hosted partition whose replica is not quiesced, each once, in the order they
     /// became active (quiesced ones leave it at the next tick, removed ones at once).
     active: Vec<PartitionId>,
+    /// Partitions the next tick's membership work looks at besides the active ones (each
+    /// once): those touched since the last tick, and those whose standing still counts
+    /// towards the promotion window. A quiesced partition off both lists is unchanged since
+    /// the membership work last looked at it, so looking again would find the same.
+    membership_due: Vec<PartitionId>,
+    /// (tick, partition): the partitions whose standing turns caught up at that tick, if
+    /// they stay caught up (one entry per partition, `Slot::standing_settles_at`).
+    standings_settling: BTreeSet<(u64, PartitionId)>,
     /// The quiesced replicas' registrations (decision 0007).
     pub(crate) quiesced: Quiesced,
 }
@@ -239,6 +252,12 @@ impl Partitions {
         if slot.dirty {
             self.dirty.retain(|&p| p != partition);
         }
+        if slot.listed_membership {
+            self.membership_due.retain(|&p| p != partition);
+        }
+        if let Some(at) = slot.standing_settles_at {
+            self.standings_settling.remove(&(at, partition));
+        }
         Some(slot)
     }
 
@@ -246,12 +265,8 @@ impl Partitions {
         self.slots.values_mut()
     }
 
-    /// Every partition with its slot, in the same order in every run.
-    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (PartitionId, &mut Slot)> {
-        self.slots.iter_mut().map(|(&p, slot)| (p, slot))
-    }
-
-    /// Puts `partition` on the touched list: its Ready is gathered this turn.
+    /// Puts `partition` on the touched list: its Ready is gathered this turn (and the next
+    /// tick's membership work looks at it).
     pub(crate) fn mark_dirty(&mut self, partition: PartitionId) {
         if let Some(slot) = self.slots.get_mut(&partition)
             && !slot.dirty
@@ -259,6 +274,66 @@ impl Partitions {
             slot.dirty = true;
             self.dirty.push(partition);
         }
+        self.membership_due(partition);
+    }
+
+    /// Puts `partition` on the list the next tick's membership work looks at.
+    pub(crate) fn membership_due(&mut self, partition: PartitionId) {
+        if let Some(slot) = self.slots.get_mut(&partition)
+            && !slot.listed_membership
+        {
+            slot.listed_membership = true;
+            self.membership_due.push(partition);
+        }
+    }
+
+    /// Looks at `partition` again at `tick`, when its standing turns caught up if its replica
+    /// stays caught up (replacing the tick it was due at, if any).
+    pub(crate) fn standing_settles_at(&mut self, partition: PartitionId, tick: u64) {
+        let Some(slot) = self.slots.get_mut(&partition) else {
+            return;
+        };
+        if let Some(at) = slot.standing_settles_at.replace(tick) {
+            self.standings_settling.remove(&(at, partition));
+        }
+        self.standings_settling.insert((tick, partition));
+    }
+
+    /// Takes the partitions the membership work looks at on `tick`: every active one, every
+    /// one on the membership list and every one whose standing settles by then (each once,
+    /// in the same order in every run), clearing the list. Call after
+    /// [`Partitions::tick_active`] (which drops the quiesced ones from the active list).
+    pub(crate) fn take_membership_due(&mut self, tick: u64) -> Vec<PartitionId> {
+        while let Some(&(at, partition)) = self.standings_settling.first()
+            && at <= tick
+        {
+            self.standings_settling.pop_first();
+            if let Some(slot) = self.slots.get_mut(&partition) {
+                slot.standing_settles_at = None;
+            }
+            self.membership_due(partition);
+        }
+        let mut due = std::mem::take(&mut self.membership_due);
+        for &partition in &self.active {
+            if let Some(slot) = self.slots.get_mut(&partition)
+                && !slot.listed_membership
+            {
+                slot.listed_membership = true;
+                due.push(partition);
+            }
+        }
+        for partition in &due {
+            if let Some(slot) = self.slots.get_mut(partition) {
+                slot.listed_membership = false;
+            }
+        }
+        due
+    }
+
+    /// Every hosted partition, in the same order in every run (the membership work's walk
+    /// when the roster changed).
+    pub(crate) fn ids(&self) -> Vec<PartitionId> {
+        self.slots.keys().copied().collect()
     }
 
     /// Whether `partition` is on the touched list.
