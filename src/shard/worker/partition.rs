@@ -171,7 +171,10 @@ pub(crate) fn reads_full(
 /// active ones (a tick visits those, in the same order in every run).
 #[derive(Debug, Default)]
 pub(crate) struct Partitions {
-    slots: StableHashMap<PartitionId, Slot>,
+    /// Boxed: a slot is about 1.8 KB (the replica inline), and the table keeps up to twice as
+    /// many buckets as entries; boxed, an empty bucket costs a pointer (issue 15: an idle
+    /// partition's memory).
+    slots: StableHashMap<PartitionId, Box<Slot>>,
     dirty: Vec<PartitionId>,
     /// Every hosted partition whose replica is not quiesced, each once, in the order they
     /// became active (quiesced ones leave it at the next tick, removed ones at once).
@@ -194,11 +197,11 @@ impl Partitions {
     }
 
     pub(crate) fn get(&self, partition: PartitionId) -> Option<&Slot> {
-        self.slots.get(&partition)
+        self.slots.get(&partition).map(|slot| &**slot)
     }
 
     pub(crate) fn get_mut(&mut self, partition: PartitionId) -> Option<&mut Slot> {
-        self.slots.get_mut(&partition)
+        self.slots.get_mut(&partition).map(|slot| &mut **slot)
     }
 
     /// `partition`'s slot when its replica here serves (hosted, not held) and leads; else
@@ -238,14 +241,14 @@ impl Partitions {
         }
         slot.listed_active = true;
         slot.quiesced = false;
-        self.slots.insert(partition, slot);
+        self.slots.insert(partition, Box::new(slot));
     }
 
     /// Forgets `partition`, handing back its slot (it leaves the touched and active lists
     /// too).
     pub(crate) fn remove(&mut self, partition: PartitionId) -> Option<Slot> {
         self.quiesced.forget(partition);
-        let slot = self.slots.remove(&partition)?;
+        let slot = *self.slots.remove(&partition)?;
         if slot.listed_active {
             self.active.retain(|&p| p != partition);
         }
@@ -262,7 +265,7 @@ impl Partitions {
     }
 
     pub(crate) fn slots_mut(&mut self) -> impl Iterator<Item = &mut Slot> {
-        self.slots.values_mut()
+        self.slots.values_mut().map(|slot| &mut **slot)
     }
 
     /// Puts `partition` on the touched list: its Ready is gathered this turn (and the next
@@ -397,6 +400,10 @@ impl Partitions {
         };
         slot.quiesced = quiesced;
         if quiesced {
+            // Nothing waits on a quiesced partition: the room its waiters took goes back.
+            slot.waiters.shrink_to_fit();
+            slot.reads.shrink_to_fit();
+            slot.reads_waiting_apply.shrink_to_fit();
             if let Some(replica) = slot.replica.as_ref() {
                 self.quiesced.register(partition, replica);
             }
