@@ -98,6 +98,21 @@ fn idle_partitions_leave_the_tick_and_send_only_keep_alives() {
     assert!(messages > 0, "keep-alives flow");
 }
 
+/// Writes `payload` to `partition` on its leader and steps until the write committed (a
+/// quiesced partition answers within a few rounds of waking).
+fn write_quiesced(cluster: &mut SteppedCluster, partition: PartitionId, payload: &[u8]) {
+    let leader = cluster.leader(partition).expect("leader");
+    let mut answer = cluster.propose(leader, partition, payload);
+    for _ in 0..200 {
+        cluster.step();
+        if let Ok(result) = answer.try_recv() {
+            result.expect("committed");
+            return;
+        }
+    }
+    panic!("{partition:?}: the write was not answered within a few rounds");
+}
+
 /// Partitions the tick turns visited on every node together.
 fn visits(cluster: &SteppedCluster) -> u64 {
     cluster
@@ -134,19 +149,7 @@ fn a_tick_visits_the_active_partitions_not_the_hosted_ones() {
     );
     // One partition written: it wakes, and the ticks visit its replicas (a tick and a
     // membership look each) and the touched ones.
-    let partition = PartitionId(3);
-    let leader = cluster.leader(partition).expect("leader");
-    let mut answer = cluster.propose(leader, partition, b"awake");
-    let mut committed = false;
-    for _ in 0..200 {
-        cluster.step();
-        if let Ok(result) = answer.try_recv() {
-            result.expect("committed");
-            committed = true;
-            break;
-        }
-    }
-    assert!(committed, "answered within a few rounds");
+    write_quiesced(&mut cluster, PartitionId(3), b"awake");
     let (visits_before, trace_before) = (visits(&cluster), cluster.trace().len());
     let ticks = 20;
     idle_for(&mut cluster, ticks);
@@ -164,19 +167,7 @@ fn a_tick_visits_the_active_partitions_not_the_hosted_ones() {
 #[test]
 fn a_write_to_a_quiesced_partition_wakes_it_and_commits() {
     let mut cluster = quiesced_cluster(|_| {});
-    let partition = PartitionId(3);
-    let leader = cluster.leader(partition).expect("leader");
-    let mut answer = cluster.propose(leader, partition, b"after");
-    let mut committed = false;
-    for _ in 0..200 {
-        cluster.step();
-        if let Ok(result) = answer.try_recv() {
-            result.expect("committed");
-            committed = true;
-            break;
-        }
-    }
-    assert!(committed, "answered within a few rounds");
+    write_quiesced(&mut cluster, PartitionId(3), b"after");
     // The gauge is sampled at ticks.
     idle_for(&mut cluster, 2);
     assert!(
