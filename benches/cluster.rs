@@ -9,6 +9,7 @@
 //! KOMMANDER_BENCH_ONLY=memory cargo bench --bench cluster      # idle-partition memory only
 //! KOMMANDER_BENCH_ONLY=memory KOMMANDER_BENCH_PARTITIONS=4096 cargo bench --bench cluster
 //! KOMMANDER_BENCH_ONLY=idle-cpu cargo bench --bench cluster    # CPU of idle partitions
+//! KOMMANDER_BENCH_TIMING=default KOMMANDER_BENCH_ONLY=idle-cpu cargo bench --bench cluster  # node defaults' ticks
 //! KOMMANDER_BENCH_ONLY=16:4096:1024 cargo bench --bench cluster # active scaling row
 //! KOMMANDER_BENCH_DIR=/mnt/nvme/x cargo bench --bench cluster  # another device
 //! ```
@@ -68,6 +69,13 @@ fn base_dir() -> PathBuf {
     std::env::var_os("KOMMANDER_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from)
 }
 
+/// Whether the nodes keep `NodeConfig`'s default timing (20 ms ticks, heartbeats every 3,
+/// elections after 10–20: `KOMMANDER_BENCH_TIMING=default`) rather than the bench's 10 ms ticks,
+/// heartbeats every 5 and elections after 20–40.
+fn default_timing() -> bool {
+    std::env::var("KOMMANDER_BENCH_TIMING").is_ok_and(|timing| timing == "default")
+}
+
 fn start(partitions: u32, shards: usize) -> Bench {
     let dir = tempfile::tempdir_in(base_dir()).expect("bench dir");
     let network = MemoryNetwork::new();
@@ -80,10 +88,12 @@ fn start(partitions: u32, shards: usize) -> Bench {
             .map(|n| (n, String::new()))
             .collect::<BTreeMap<_, _>>();
         config.shards = shards;
-        config.tick_interval_ms = 10;
-        config.election_timeout_ticks_min = 20;
-        config.election_timeout_ticks_max = 40;
-        config.heartbeat_interval_ticks = 5;
+        if !default_timing() {
+            config.tick_interval_ms = 10;
+            config.election_timeout_ticks_min = 20;
+            config.election_timeout_ticks_max = 40;
+            config.heartbeat_interval_ticks = 5;
+        }
         config.seed = node;
         config.wal_segment_bytes = 64 << 20;
         let runtime = ShardHost::start(
