@@ -18,7 +18,8 @@
 //! proposal's send to its `Success` answer) for 16 B and 256 B payloads × 1, 64, 1024
 //! partitions × 1, 64, 1024 writers, after the memory an idle partition costs (RSS growth per
 //! replica while opening `KOMMANDER_BENCH_PARTITIONS` idle partitions on three nodes, default
-//! 1024, measured once elected and again once every replica quiesced).
+//! 1024, in two halves, each measured once every replica quiesced: over all of them, and the
+//! marginal cost of the second half's).
 //!
 //! `idle-cpu` (issue 15) opens 48 and then 4096 partitions (or `KOMMANDER_BENCH_PARTITIONS`
 //! only) on three nodes, waits until every replica quiesced (the shards' `quiesced_replicas`
@@ -294,14 +295,12 @@ fn wait_quiesced(nodes: &[ShardHost], replicas: u64) -> Duration {
     started.elapsed()
 }
 
-fn idle_partition_memory() {
-    let partitions = partitions_knob().unwrap_or(1024);
-    let bench = start(1, 2);
-    std::thread::sleep(Duration::from_millis(500));
-    let before = rss_bytes();
+/// Opens partitions `partitions` on every node and waits until they have leaders and every
+/// replica of the `hosted` partitions (partition 0 included) is quiesced.
+fn open_idle(nodes: &[ShardHost], partitions: std::ops::RangeInclusive<u32>, hosted: u32) {
     let voters: Vec<NodeId> = (1..=3).map(NodeId).collect();
-    for runtime in &bench.nodes {
-        for p in 1..=partitions {
+    for runtime in nodes {
+        for p in partitions.clone() {
             runtime
                 .open_partition(PartitionId(p), voters.clone(), Vec::new())
                 .expect("queued")
@@ -310,28 +309,37 @@ fn idle_partition_memory() {
                 .expect("opened");
         }
     }
-    // Let elections settle (leaders then only heartbeat).
-    wait_leaders(&bench.nodes, partitions + 1);
-    std::thread::sleep(Duration::from_secs(1));
-    let elected = rss_bytes();
-    let replicas = u64::from(partitions) * 3;
-    let waited = wait_quiesced(&bench.nodes, u64::from(partitions + 1) * 3);
-    let quiesced = rss_bytes();
+    wait_leaders(nodes, hosted + 1);
+    wait_quiesced(nodes, u64::from(hosted + 1) * 3);
+}
+
+/// The idle partitions' memory: the RSS grown by opening `KOMMANDER_BENCH_PARTITIONS` idle
+/// partitions in two halves, each measured once every replica quiesced. The marginal figure
+/// (the second half's growth per replica) is what one more idle replica costs; the whole
+/// figure also spreads the shards' buffers that grow with the first batches (WAL write
+/// buffers, table capacities) over the replicas.
+fn idle_partition_memory() {
+    let partitions = partitions_knob().unwrap_or(1024).max(2);
+    let half = partitions / 2;
+    let bench = start(1, 2);
+    std::thread::sleep(Duration::from_millis(500));
+    let before = rss_bytes();
+    open_idle(&bench.nodes, 1..=half, half);
+    let first_half = rss_bytes();
+    open_idle(&bench.nodes, half + 1..=partitions, partitions);
+    let all = rss_bytes();
     let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
+    let per_replica = |grown: u64, partitions: u32| grown / (u64::from(partitions) * 3);
     println!(
-        "idle partitions: {partitions} partitions x 3 replicas, RSS {:.1} MiB -> {:.1} MiB: \
-         {} bytes per replica (after election, heartbeating)",
+        "idle partitions: {partitions} partitions x 3 replicas, all quiesced: RSS {:.1} MiB -> \
+         {:.1} MiB at {half} -> {:.1} MiB at {partitions}: {} bytes per replica over all, {} \
+         bytes per replica marginal (the second {} partitions)",
         mib(before),
-        mib(elected),
-        elected.saturating_sub(before) / replicas
-    );
-    println!(
-        "idle partitions: {partitions} partitions x 3 replicas, RSS {:.1} MiB -> {:.1} MiB: \
-         {} bytes per replica (every replica quiesced, {:.1} s later)",
-        mib(before),
-        mib(quiesced),
-        quiesced.saturating_sub(before) / replicas,
-        waited.as_secs_f64()
+        mib(first_half),
+        mib(all),
+        per_replica(all.saturating_sub(before), partitions),
+        per_replica(all.saturating_sub(first_half), partitions - half),
+        partitions - half,
     );
     for node in &bench.nodes {
         node.shutdown();

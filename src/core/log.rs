@@ -40,6 +40,11 @@ impl RaftLog {
         }
     }
 
+    /// Gives back the capacity beyond the entries held.
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.entries.shrink_to_fit();
+    }
+
     pub(crate) fn floor(&self) -> LogIndex {
         self.floor
     }

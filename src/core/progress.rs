@@ -41,6 +41,11 @@ impl Inflights {
         self.queue.len() >= messages_max || self.bytes >= bytes_max
     }
 
+    /// Gives back the capacity beyond the appends in flight.
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.queue.shrink_to_fit();
+    }
+
     pub(crate) fn add(&mut self, last: LogIndex, bytes: u64) {
         self.queue.push_back((last, bytes));
         self.bytes += bytes;

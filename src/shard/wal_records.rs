@@ -49,7 +49,7 @@ pub(crate) struct WalView {
     /// The configuration entries above the WAL's floor: (index, encoded configuration).
     configurations: Vec<(u64, Bytes)>,
     /// Partition 0's maps (`None` for every other partition: [`WalView::keep_maps`]).
-    maps: Option<MapView>,
+    maps: Option<Box<MapView>>,
     /// The split marks of the log the WAL holds.
     marks: MarksView,
 }
@@ -212,10 +212,10 @@ impl WalView {
     /// `floor_meta_bytes_max` bytes (called when partition 0 is opened, before its log is
     /// read back).
     pub(crate) fn keep_maps(&mut self, floor_meta_bytes_max: usize) {
-        self.maps = Some(MapView {
+        self.maps = Some(Box::new(MapView {
             floor_meta_bytes_max,
             ..MapView::default()
-        });
+        }));
     }
 
     /// The map of the snapshot about to be installed (its boundary's floor meta keeps it).

@@ -84,11 +84,11 @@ impl Replica {
             // A delivered checkpoint is above the in-memory floor, which only moves up to the
             // checkpoint floor: its term and configuration are known.
             self.checkpoint_floor = floor;
-            self.compaction_floor = Some(Floor {
+            self.compaction_floor = Some(Box::new(Floor {
                 index: floor,
                 term,
                 configuration: configuration.clone(),
-            });
+            }));
         }
         self.compact_memory();
     }

@@ -131,6 +131,11 @@ impl Replica {
         let next = self.log.last_index().next();
         self.progress
             .retain(|(node, _)| configuration.is_member(*node));
+        // Exactly the members' room: a Vec grows to at least 4, and a replica of 3 nodes
+        // keeps 2 progresses (88 B each) for life.
+        let others = configuration.members().filter(|&node| node != id).count();
+        self.progress
+            .reserve_exact(others.saturating_sub(self.progress.len()));
         for node in configuration.members().filter(|&node| node != id) {
             let learner = !configuration.is_voter(node);
             match self.progress.binary_search_by_key(&node, |(n, _)| *n) {

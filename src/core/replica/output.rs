@@ -64,6 +64,9 @@ impl Replica {
         let quiesced = self.is_quiesced();
         let quiescence = (quiesced != self.prev_quiesced).then(|| {
             self.prev_quiesced = quiesced;
+            if quiesced {
+                self.release_idle_capacity();
+            }
             quiesced
         });
         Ready {
@@ -71,8 +74,8 @@ impl Replica {
             soft_state,
             hard_state,
             entries,
-            compaction_floor: self.compaction_floor.take(),
-            installed_snapshot: self.installed_snapshot.take(),
+            compaction_floor: self.compaction_floor.take().map(|floor| *floor),
+            installed_snapshot: self.installed_snapshot.take().map(|floor| *floor),
             messages: std::mem::take(&mut self.messages),
             persisted_messages: GatedMessages::new(
                 number,

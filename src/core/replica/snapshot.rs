@@ -106,7 +106,7 @@ impl Replica {
         self.checkpoint_floor = index;
         self.delivered = delivered;
         self.applied = self.applied.max(index);
-        self.installed_snapshot = Some(floor);
+        self.installed_snapshot = Some(Box::new(floor));
         // The new floor must be durable before the leader counts on it.
         self.send_after_persist(
             leader,

@@ -23,7 +23,7 @@ pub(crate) struct Slot {
     /// The replica (`None` while its log is read back from the WAL).
     pub(crate) replica: Option<Replica>,
     /// The restore phase, while the partition restores.
-    pub(crate) restore: Option<Restore>,
+    pub(crate) restore: Option<Box<Restore>>,
     /// Whether a snapshot import is finishing: the partition is held (nothing stepped,
     /// ticked, gathered or executed) until it returns.
     pub(crate) installing: bool,
@@ -70,7 +70,7 @@ impl Slot {
     /// A partition whose log is read back from the WAL, which holds `view` of it.
     pub(crate) fn restoring_from(restore: Restore, view: WalView) -> Self {
         Self {
-            restore: Some(restore),
+            restore: Some(Box::new(restore)),
             view,
             ..Self::default()
         }

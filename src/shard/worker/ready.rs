@@ -200,7 +200,7 @@ impl Worker {
         for message in ready.messages.drain(..) {
             self.outbox.push(message);
         }
-        if let Some(Restore::Delivering(delivery)) = slot.restore.as_mut() {
+        if let Some(Restore::Delivering(delivery)) = slot.restore.as_deref_mut() {
             // Restored entries go to `on_log_restored`, in restore's chunks.
             delivery.backlog.extend(ready.committed_entries.drain(..));
             delivery.through = delivery.through.max(ready.committed_through);

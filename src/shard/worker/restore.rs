@@ -169,7 +169,7 @@ impl Worker {
                 self.restoring.pop_front();
                 continue;
             };
-            let delivery = match slot.restore.as_mut() {
+            let delivery = match slot.restore.as_deref_mut() {
                 Some(Restore::Reading { .. }) => {
                     let progress = self.reads.read(&self.wal, partition, &mut budget);
                     if !matches!(progress, Ok(ReadProgress::WaitForWal)) {
@@ -256,7 +256,7 @@ impl Worker {
         let Some(slot) = self.partitions.get_mut(partition) else {
             return;
         };
-        let Some(Restore::Reading { voters, learners }) = slot.restore.take() else {
+        let Some(Restore::Reading { voters, learners }) = slot.restore.take().map(|restore| *restore) else {
             return;
         };
         if partition == SYSTEM_PARTITION {
@@ -294,10 +294,10 @@ impl Worker {
             Ok((replica, applied, marks)) => {
                 self.maps.progress().set_applied(partition, marks);
                 slot.replica = Some(replica);
-                slot.restore = Some(Restore::Delivering(RestoreDelivery {
+                slot.restore = Some(Box::new(Restore::Delivering(RestoreDelivery {
                     through: applied,
                     ..RestoreDelivery::default()
-                }));
+                })));
                 self.partitions.mark_dirty(partition);
             }
             Err(reason) => {
