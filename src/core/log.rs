@@ -45,6 +45,12 @@ impl RaftLog {
         self.entries.shrink_to_fit();
     }
 
+    /// Bytes of room beyond the entries held.
+    #[cfg(feature = "sim")]
+    pub(crate) fn spare_capacity_bytes(&self) -> usize {
+        (self.entries.capacity() - self.entries.len()) * std::mem::size_of::<Entry>()
+    }
+
     pub(crate) fn floor(&self) -> LogIndex {
         self.floor
     }

@@ -46,6 +46,12 @@ impl Inflights {
         self.queue.shrink_to_fit();
     }
 
+    /// Bytes of room beyond the appends in flight.
+    #[cfg(feature = "sim")]
+    pub(crate) fn spare_capacity_bytes(&self) -> usize {
+        (self.queue.capacity() - self.queue.len()) * std::mem::size_of::<(LogIndex, u64)>()
+    }
+
     pub(crate) fn add(&mut self, last: LogIndex, bytes: u64) {
         self.queue.push_back((last, bytes));
         self.bytes += bytes;

@@ -366,3 +366,27 @@ fn quiesce_after_ticks_is_validated() {
     config.quiesce_after_ticks = 0;
     assert!(config.validate().is_ok());
 }
+
+#[test]
+fn a_quiesced_replica_gives_back_the_room_its_last_burst_needed() {
+    let mut c = quiescing(3, 0);
+    c.elect(1);
+    for k in 0..40 {
+        c.propose(1, &format!("w{k}"));
+    }
+    c.settle();
+    assert!(
+        (1..=3).any(|id| c.replica(id).spare_capacity_bytes() > 0),
+        "a burst leaves room behind in some buffer"
+    );
+    c.ticks(QUIESCE_AFTER as usize + 2);
+    for id in 1..=3 {
+        let replica = c.replica(id);
+        assert!(replica.is_quiesced(), "node {id} quiesced");
+        assert_eq!(
+            replica.spare_capacity_bytes(),
+            0,
+            "node {id} kept spare room"
+        );
+    }
+}

@@ -61,6 +61,33 @@ impl Replica {
         }
     }
 
+    /// Bytes of room the buffers that `release_idle_capacity` trims hold beyond their
+    /// contents (introspection for tests: 0 once the replica quiesced).
+    #[must_use]
+    #[cfg(feature = "sim")]
+    pub fn spare_capacity_bytes(&self) -> usize {
+        fn spare<T>(capacity: usize, len: usize) -> usize {
+            (capacity - len) * std::mem::size_of::<T>()
+        }
+        self.log.spare_capacity_bytes()
+            + spare::<LogIndex>(self.checkpoints.capacity(), self.checkpoints.len())
+            + spare::<(NodeId, bool)>(self.votes.capacity(), self.votes.len())
+            + spare::<PendingOp>(self.pending_ops.capacity(), self.pending_ops.len())
+            + spare::<PendingRead>(self.reads.capacity(), self.reads.len())
+            + spare::<LogIndex>(self.scratch.capacity(), self.scratch.len())
+            + spare::<(u64, LogIndex, Term)>(
+                self.pending_persist.capacity(),
+                self.pending_persist.len(),
+            )
+            + spare::<(u64, Term)>(self.pending_terms.capacity(), self.pending_terms.len())
+            + spare::<(NodeId, Progress)>(self.progress.capacity(), self.progress.len())
+            + self
+                .progress
+                .iter()
+                .map(|(_, progress)| progress.inflights.spare_capacity_bytes())
+                .sum::<usize>()
+    }
+
     /// The keep-alive a quiesced leader's runtime sends `to` every heartbeat interval, in
     /// place of every quiesced partition's heartbeats: this partition's quiesce heartbeat
     /// (`to`'s replica stays quiesced and answers; the answer wakes nothing). `None` unless

@@ -256,7 +256,9 @@ impl Worker {
         let Some(slot) = self.partitions.get_mut(partition) else {
             return;
         };
-        let Some(Restore::Reading { voters, learners }) = slot.restore.take().map(|restore| *restore) else {
+        let Some(Restore::Reading { voters, learners }) =
+            slot.restore.take().map(|restore| *restore)
+        else {
             return;
         };
         if partition == SYSTEM_PARTITION {
