@@ -25,8 +25,11 @@
 //! only) on three nodes, waits until every replica quiesced (the shards' `quiesced_replicas`
 //! counter), then measures the process's CPU time (utime + stime of `/proc/self/stat`, in
 //! clock ticks of 10 ms) over `KOMMANDER_BENCH_SECONDS` (default 10 s) and prints it as a
-//! share of one core, with the load average beside it (a busy machine shows in it). Results
-//! are recorded in `docs/benchmarks.md` (Cluster).
+//! share of one core, with the load average beside it (a busy machine shows in it); then, per
+//! thread group (threads named alike: the shards, the transfer threads...), CPU time, time on a
+//! CPU (`schedstat`) and voluntary context switches (wake-ups) per second over the window, and
+//! the ticks the idle shards slept through. Results are recorded in `docs/benchmarks.md`
+//! (Cluster).
 #![allow(clippy::print_stdout, missing_docs, unreachable_pub)]
 
 use std::collections::BTreeMap;
@@ -280,6 +283,11 @@ fn quiesced_replicas(nodes: &[ShardHost]) -> u64 {
         .sum()
 }
 
+/// Ticks the idle shards of every node slept through (tickless idle).
+fn ticks_skipped(nodes: &[ShardHost]) -> u64 {
+    nodes.iter().map(|node| node.stats().ticks_skipped).sum()
+}
+
 /// Waits until `replicas` replicas are quiesced (the shards count them at their ticks).
 fn wait_quiesced(nodes: &[ShardHost], replicas: u64) -> Duration {
     let started = Instant::now();
@@ -368,16 +376,117 @@ fn load_average() -> String {
         .unwrap_or_default()
 }
 
+/// One thread's counters: CPU time (utime + stime of `/proc/self/task/<tid>/stat`, clock ticks
+/// of 10 ms), time on a CPU (`schedstat`, nanoseconds: finer than the clock ticks) and
+/// voluntary context switches (`status`: each one a sleep, so a wake-up).
+#[derive(Clone, Copy, Default)]
+struct ThreadCounters {
+    cpu: Duration,
+    on_cpu: Duration,
+    voluntary_switches: u64,
+}
+
+/// Every thread of the process by thread id: its name and counters (threads that exit between
+/// two reads are left out).
+fn thread_counters() -> BTreeMap<u64, (String, ThreadCounters)> {
+    let mut threads = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return threads;
+    };
+    for task in tasks.flatten() {
+        let Some(tid) = task
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let path = task.path();
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_owned();
+        let ticks: u64 = stat[close + 1..]
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|field| field.parse::<u64>().ok())
+            .sum();
+        let on_cpu = std::fs::read_to_string(path.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse().ok()))
+            .map_or(Duration::ZERO, Duration::from_nanos);
+        let voluntary_switches = std::fs::read_to_string(path.join("status"))
+            .ok()
+            .and_then(|status| {
+                status.lines().find_map(|line| {
+                    line.strip_prefix("voluntary_ctxt_switches:")
+                        .and_then(|n| n.trim().parse().ok())
+                })
+            })
+            .unwrap_or(0);
+        threads.insert(
+            tid,
+            (
+                name,
+                ThreadCounters {
+                    cpu: Duration::from_millis(ticks * 10),
+                    on_cpu,
+                    voluntary_switches,
+                },
+            ),
+        );
+    }
+    threads
+}
+
+/// The threads' counters between `before` and `after`, grouped by name without its trailing
+/// number (`kommander-shard` holds every shard thread; Linux cuts names at 15 bytes), with the
+/// group's thread count, busiest first.
+fn thread_groups(
+    before: &BTreeMap<u64, (String, ThreadCounters)>,
+    after: &BTreeMap<u64, (String, ThreadCounters)>,
+) -> Vec<(String, usize, ThreadCounters)> {
+    let mut groups: BTreeMap<String, (usize, ThreadCounters)> = BTreeMap::new();
+    for (tid, (name, now)) in after {
+        let then = before.get(tid).map(|(_, c)| *c).unwrap_or_default();
+        let group = name
+            .trim_end_matches(|c: char| c.is_ascii_digit())
+            .trim_end_matches('-')
+            .to_owned();
+        let entry = groups.entry(group).or_default();
+        entry.0 += 1;
+        entry.1.cpu += now.cpu.saturating_sub(then.cpu);
+        entry.1.on_cpu += now.on_cpu.saturating_sub(then.on_cpu);
+        entry.1.voluntary_switches += now
+            .voluntary_switches
+            .saturating_sub(then.voluntary_switches);
+    }
+    let mut groups: Vec<_> = groups
+        .into_iter()
+        .map(|(name, (threads, counters))| (name, threads, counters))
+        .collect();
+    groups.sort_by_key(|group| std::cmp::Reverse(group.2.on_cpu));
+    groups
+}
+
 /// `partitions` idle partitions on three nodes, all quiesced: the process's CPU over
-/// `seconds`, as a share of one core.
+/// `seconds`, as a share of one core, then per thread group (where the idle CPU goes).
 fn idle_cpu(partitions: u32, seconds: f64) {
     let shards = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let bench = start(partitions, shards);
     wait_leaders(&bench.nodes, partitions);
     let waited = wait_quiesced(&bench.nodes, u64::from(partitions) * 3);
+    let skipped_before = ticks_skipped(&bench.nodes);
+    let threads_before = thread_counters();
     let (cpu_before, started) = (process_cpu(), Instant::now());
     std::thread::sleep(Duration::from_secs_f64(seconds));
     let (cpu, elapsed) = (process_cpu() - cpu_before, started.elapsed());
+    let threads_after = thread_counters();
+    let skipped = ticks_skipped(&bench.nodes) - skipped_before;
     let share = 100.0 * cpu.as_secs_f64() / elapsed.as_secs_f64();
     println!(
         "{partitions:>10} {:>9} {:>10.1} {:>10.2} {:>9.3} {:>15}",
@@ -386,6 +495,24 @@ fn idle_cpu(partitions: u32, seconds: f64) {
         cpu.as_secs_f64(),
         share,
         load_average()
+    );
+    let per_second = |count: u64| count as f64 / elapsed.as_secs_f64();
+    println!(
+        "{:>14} {:>7} {:>9} {:>11} {:>12} {:>13}",
+        "  thread group", "threads", "cpu s", "on-cpu ms", "% core", "wakeups/s"
+    );
+    for (group, threads, counters) in thread_groups(&threads_before, &threads_after) {
+        println!(
+            "  {group:<16} {threads:>5} {:>9.2} {:>11.1} {:>12.3} {:>13.1}",
+            counters.cpu.as_secs_f64(),
+            counters.on_cpu.as_secs_f64() * 1e3,
+            100.0 * counters.on_cpu.as_secs_f64() / elapsed.as_secs_f64(),
+            per_second(counters.voluntary_switches)
+        );
+    }
+    println!(
+        "  shard ticks skipped: {:.1}/s over every shard",
+        per_second(skipped)
     );
     for node in &bench.nodes {
         node.shutdown();

@@ -43,6 +43,9 @@ pub const SHARD_INBOUND_QUEUE_DEPTH: &str = "kommander_shard_inbound_queue_depth
 /// Replicas of a shard that are quiesced (decision 0007: idle, fully replicated, no timer
 /// running), sampled once per shard tick (gauge; label `shard`).
 pub const QUIESCED_REPLICAS: &str = "kommander_quiesced_replicas";
+/// Ticks an idle shard slept through instead of turning (decision 0007, the tickless idle
+/// shard; counter; label `shard`).
+pub const SHARD_TICKS_SKIPPED: &str = "kommander_shard_ticks_skipped_total";
 /// Messages from peers dropped because their shard's inbound queue was full (counter; label
 /// `shard`).
 pub const INBOUND_MESSAGES_DROPPED: &str = "kommander_inbound_messages_dropped_total";
@@ -151,6 +154,11 @@ pub fn describe() {
         "Replicas of the shard that are quiesced (idle, fully replicated), sampled once per tick."
     );
     describe_counter!(
+        SHARD_TICKS_SKIPPED,
+        Unit::Count,
+        "Ticks an idle shard slept through: nothing was due at them."
+    );
+    describe_counter!(
         INBOUND_MESSAGES_DROPPED,
         Unit::Count,
         "Messages from peers dropped because the shard's inbound queue was full."
@@ -217,6 +225,7 @@ pub(crate) struct ShardMetrics {
     request_queue_depth: Gauge,
     inbound_queue_depth: Gauge,
     quiesced_replicas: Gauge,
+    ticks_skipped: Counter,
     inbound_messages_dropped: Counter,
     elections_started: Counter,
     leader_changes: Counter,
@@ -241,6 +250,7 @@ impl ShardMetrics {
             request_queue_depth: metrics::gauge!(SHARD_REQUEST_QUEUE_DEPTH, "shard" => shard.clone()),
             inbound_queue_depth: metrics::gauge!(SHARD_INBOUND_QUEUE_DEPTH, "shard" => shard.clone()),
             quiesced_replicas: metrics::gauge!(QUIESCED_REPLICAS, "shard" => shard.clone()),
+            ticks_skipped: metrics::counter!(SHARD_TICKS_SKIPPED, "shard" => shard.clone()),
             inbound_messages_dropped: metrics::counter!(INBOUND_MESSAGES_DROPPED, "shard" => shard.clone()),
             elections_started: metrics::counter!(ELECTIONS_STARTED, "shard" => shard.clone()),
             leader_changes: metrics::counter!(LEADER_CHANGES, "shard" => shard.clone()),
@@ -277,6 +287,11 @@ impl ShardMetrics {
     /// The shard's quiesced replicas at a tick.
     pub(crate) fn quiesced_replicas(&self, replicas: usize) {
         self.quiesced_replicas.set(replicas as f64);
+    }
+
+    /// The shard slept through `ticks` ticks (counted at the tick turn after the sleep).
+    pub(crate) fn ticks_skipped(&self, ticks: u64) {
+        self.ticks_skipped.increment(ticks);
     }
 
     /// The depths of the shard's queues, sampled once per tick.

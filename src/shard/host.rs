@@ -141,6 +141,11 @@ pub struct ShardCounters {
     /// Partitions the tick turns visited (replicas ticked, partitions the membership work
     /// looked at): grows with the active partitions, not the hosted ones.
     pub partition_visits: u64,
+    /// Tick turns: turns at which the shard's timer was due.
+    pub tick_turns: u64,
+    /// Ticks an idle shard slept through instead of turning (tickless idle, decision 0007):
+    /// the tick turn after the sleep stands for them too.
+    pub ticks_skipped: u64,
 }
 
 impl ShardHost {
@@ -355,6 +360,8 @@ impl ShardHost {
             total.replica_ticks += s.replica_ticks.load(Ordering::Relaxed);
             total.quiesced_replicas += s.quiesced_replicas.load(Ordering::Relaxed);
             total.partition_visits += s.partition_visits.load(Ordering::Relaxed);
+            total.tick_turns += s.tick_turns.load(Ordering::Relaxed);
+            total.ticks_skipped += s.ticks_skipped.load(Ordering::Relaxed);
         }
         total
     }

@@ -154,6 +154,11 @@ pub struct ShardStats {
     /// membership work looked at. Grows with the active partitions, not the hosted ones
     /// (issue 15).
     pub partition_visits: AtomicU64,
+    /// Tick turns: turns at which the shard's timer was due.
+    pub tick_turns: AtomicU64,
+    /// Ticks an idle shard slept through: a tick turn after an idle sleep stands for the ticks
+    /// since the previous one (tickless idle, decision 0007), all but one of them skipped.
+    pub ticks_skipped: AtomicU64,
 }
 
 /// Everything a shard thread needs; built by the shard host.
@@ -211,10 +216,16 @@ pub(crate) struct Worker {
     imports: StableHashMap<PartitionId, import::ImportJob>,
     /// The map change partition 0's leader proposed and has not answered (`map_change.rs`).
     map_change: Option<map_change::MapChangeInFlight>,
-    /// When the shard's single timer is next due (every replica ticks at the first turn at or
-    /// after it).
+    /// When the shard's single timer is next due (every active replica ticks at the first
+    /// turn at or after it): `tick_stride` tick intervals after `last_tick`.
     next_tick: Instant,
-    /// The tick turns so far (the clock of the standings, `membership.rs`).
+    /// When the last tick turn ran (the origin of the tick intervals counted to `next_tick`).
+    last_tick: Instant,
+    /// How many ticks the next tick turn stands for: 1, or more when the shard is idle and
+    /// sleeps through ticks with nothing due (the tickless idle shard, decision 0007).
+    tick_stride: u32,
+    /// The ticks so far, those slept through included (the clock of the standings,
+    /// `membership.rs`, and of the quiescence table).
     ticks: u64,
     /// Restoring partitions, oldest first (restored one after the other).
     restoring: VecDeque<PartitionId>,
@@ -239,6 +250,8 @@ impl Worker {
         );
         Self {
             next_tick: now + params.config.tick_interval,
+            last_tick: now,
+            tick_stride: 1,
             ticks: 0,
             shard: params.shard,
             node: params.config.node_id,
@@ -305,8 +318,8 @@ impl Worker {
         false
     }
 
-    /// One loop turn at `now` (see the module docs), ticking every replica when the shard's
-    /// timer is due. Reads no clock, spawns nothing, never waits. A panic inside fails the
+    /// One loop turn at `now` (see the module docs), ticking every active replica when the
+    /// shard's timer is due. Reads no clock, spawns nothing, never waits. A panic inside fails the
     /// shard (as a WAL error does). Returns whether it did anything (if not, nothing changes
     /// before new input, a WAL completion or the next tick).
     pub(crate) fn turn(&mut self, now: Instant) -> bool {
@@ -319,9 +332,26 @@ impl Worker {
         self.stats.turns.fetch_add(1, Ordering::Relaxed);
         let tick = now >= self.next_tick;
         if tick {
+            // The tick turn stands for every tick since the last one; a late turn counts the
+            // ticks it was planned for, not the time it is late by (as an active shard's
+            // always did: a stalled shard does not judge its peers silent for its own delay).
+            let stride = self.tick_stride;
+            self.stats.tick_turns.fetch_add(1, Ordering::Relaxed);
+            if stride > 1 {
+                let skipped = u64::from(stride - 1);
+                self.stats
+                    .ticks_skipped
+                    .fetch_add(skipped, Ordering::Relaxed);
+                self.metrics.ticks_skipped(skipped);
+            }
+            self.ticks += u64::from(stride);
+            self.last_tick = now;
+            // Until the end of the turn plans the next (a panic in between leaves this).
             self.next_tick = now + self.config.tick_interval;
-            self.ticks += 1;
+            self.tick_stride = 1;
         }
+        let clock = self.ticks + self.ticks_slept(now);
+        self.partitions.quiesced.set_clock(clock);
         let mut worked = self.drain_inputs();
         worked |= self.transfer_results();
         if tick {
@@ -346,7 +376,90 @@ impl Worker {
         } else {
             self.outbox.flush(&*self.transport);
         }
+        self.plan_next_tick(now);
         worked
+    }
+
+    /// Whole tick intervals from the last tick turn to `now`: the ticks an idle shard slept
+    /// through so far (0 on a tick turn, and between the ticks of an active shard).
+    fn ticks_slept(&self, now: Instant) -> u64 {
+        let since = now.saturating_duration_since(self.last_tick).as_nanos();
+        let interval = self.config.tick_interval.as_nanos().max(1);
+        u64::try_from(since / interval).unwrap_or(u64::MAX)
+    }
+
+    /// Plans the next tick turn at the end of a turn at `now`: the next tick interval after
+    /// the last tick turn while anything needs a tick, else the tick the first thing is due at
+    /// (`idle_ticks`). Either way never at or before `now` — the ticks slept through so far
+    /// stay with the next tick turn, which stands for them — so a turn whose input woke a
+    /// partition of a sleeping shard brings its tick to the next tick interval.
+    fn plan_next_tick(&mut self, now: Instant) {
+        let slept = self.ticks_slept(now);
+        let stride = u64::from(self.idle_ticks()).max(slept + 1);
+        let stride = u32::try_from(stride).unwrap_or(u32::MAX);
+        self.tick_stride = stride;
+        self.next_tick = self.last_tick + self.config.tick_interval * stride;
+    }
+
+    /// How many ticks from the last tick turn the shard may sleep through: 1 while anything
+    /// needs every tick (an awake replica, a partition for the membership work, a restore, a
+    /// transfer, an import or a move of the map, a compaction waiting, a map or roster not
+    /// followed yet, a map change to answer, a member leaving the roster that partition 0's
+    /// leader removes); otherwise until the first thing due — the quiesced leaders' next
+    /// keep-alives, the first silence deadline of the quiesced followers' leader nodes, a
+    /// standing that settles — and at most one heartbeat interval, so that an idle shard
+    /// still follows a map or roster another shard committed within one (no shard wakes
+    /// another: the simulator turns a shard at its `next_tick` or on its own input only).
+    fn idle_ticks(&mut self) -> u32 {
+        let core = &self.config.core;
+        let longest = core.heartbeat_interval_ticks.max(1);
+        if self.failed() {
+            return longest;
+        }
+        let silence_max = core.election_timeout_ticks_min;
+        if self.partitions.tick_has_work()
+            || !self.restoring.is_empty()
+            || !self.compactions_waiting.is_empty()
+            || self.map_change.is_some()
+            || !self.transfers_idle()
+            || self.maps.map().version != self.map_followed
+            || self.roster_unfollowed()
+            || self.map_moves_data()
+        {
+            return 1;
+        }
+        let due = [
+            self.partitions.quiesced.next_due(silence_max),
+            self.partitions.next_standing_settles(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map_or(u64::from(longest), |at| at.saturating_sub(self.ticks));
+        u32::try_from(due.clamp(1, u64::from(longest))).unwrap_or(longest)
+    }
+
+    /// Whether no snapshot is being sent or received (their timeouts and rate count ticks).
+    fn transfers_idle(&self) -> bool {
+        let idle = self.transfers.sending.is_empty() && self.transfers.receiving.is_empty();
+        #[cfg(feature = "sim-bugs")]
+        let idle = idle && self.transfers.late_finishes.is_empty();
+        idle
+    }
+
+    /// Whether the membership work has a roster to follow: a new one, or one with a member
+    /// leaving, which partition 0's leader (if it is here) removes at a tick once every
+    /// partition let it go.
+    fn roster_unfollowed(&self) -> bool {
+        let Some(roster) = self.membership.roster() else {
+            return false;
+        };
+        self.roster_followed != Some(roster.version())
+            || (self.partitions.get(super::SYSTEM_PARTITION).is_some()
+                && roster
+                    .members()
+                    .iter()
+                    .any(|member| member.role == super::membership::MemberRole::Leaving))
     }
 
     /// Whether the tick's split and merge work (phase 2, generation entries, imports) has

@@ -203,6 +203,98 @@ fn followers_of_a_stopped_node_elect_another_leader() {
     });
 }
 
+/// The tick settings of the stepped nodes (`stepped_config`): 5 ms ticks, a heartbeat every 2,
+/// leader nodes silent for 10 (the minimum election timeout) declared dead, elections after 10
+/// to 20.
+const TICK: Duration = Duration::from_millis(5);
+const HEARTBEAT_TICKS: u64 = 2;
+const SILENCE_TICKS: u64 = 10;
+const ELECTION_TICKS_MAX: u64 = 20;
+
+/// (tick turns, ticks counted: the turns and the ticks they stood for) summed over every
+/// shard of every node.
+fn tick_counts(cluster: &SteppedCluster) -> (u64, u64) {
+    cluster.nodes.iter().fold((0, 0), |(turns, ticks), node| {
+        let stats = node.host.stats();
+        (
+            turns + stats.tick_turns,
+            ticks + stats.tick_turns + stats.ticks_skipped,
+        )
+    })
+}
+
+/// The tickless idle shard (decision 0007): a shard whose replicas are all quiesced turns for a
+/// tick only when something is due — its quiesced leaders' keep-alives, every heartbeat
+/// interval at most — not at every tick interval, and the tick turn it takes stands for the
+/// ticks it slept through, so its tick clock still counts every interval.
+#[test]
+fn an_idle_shard_sleeps_through_ticks_and_counts_them() {
+    let mut cluster = quiesced_cluster(|_| {});
+    let shards = cluster
+        .nodes
+        .iter()
+        .map(|node| node.steppers.len() as u64)
+        .sum::<u64>();
+    let (turns_before, ticks_before) = tick_counts(&cluster);
+    let ticks = 200;
+    idle_for(&mut cluster, ticks as u32);
+    let (turns, counted) = tick_counts(&cluster);
+    let (turns, counted) = (turns - turns_before, counted - ticks_before);
+    // Ticking at every interval takes `ticks` tick turns per shard.
+    let bound = shards * (ticks / HEARTBEAT_TICKS + 1);
+    assert!(
+        turns <= bound,
+        "{turns} tick turns over {ticks} idle tick intervals on {shards} shards, bound {bound}"
+    );
+    // A tick turn at the window's edges may stand for ticks on the other side of it.
+    let (low, high) = (
+        shards * (ticks - HEARTBEAT_TICKS),
+        shards * (ticks + HEARTBEAT_TICKS),
+    );
+    assert!(
+        (low..=high).contains(&counted),
+        "{counted} ticks counted over {ticks} tick intervals on {shards} shards, not {low}..={high}"
+    );
+    assert_eq!(
+        quiesced(&cluster),
+        NODES * u64::from(PARTITIONS),
+        "still idle"
+    );
+}
+
+/// A sleeping shard still judges the silence of a leader's node on time: once node 1 stops,
+/// its followers ask for pre-votes after its node was silent for `election_timeout_ticks_min`
+/// ticks — not before (the ticks slept through are counted from when the node was last
+/// heard, not from the tick turn before) — and within the election timeout after that (a
+/// follower declared dead starts at the minimum election timeout and campaigns by the maximum).
+#[test]
+fn followers_of_a_stopped_node_campaign_after_the_silence_and_within_the_election_timeout() {
+    let mut cluster = quiesced_cluster(|_| {});
+    let trace_before = cluster.trace().len();
+    let stopped_at = cluster.offset;
+    let led = stop_node_one(&mut cluster);
+    assert!(!led.is_empty(), "node 1 led some partitions");
+    let pre_vote = |cluster: &SteppedCluster| {
+        cluster.trace()[trace_before..]
+            .iter()
+            .any(|line| line.starts_with("send ") && line.contains("PreVoteRequest"))
+    };
+    cluster.run_until("a pre-vote", 50_000, pre_vote);
+    let after = cluster.offset - stopped_at;
+    // Node 1 was last heard at most a heartbeat interval (a keep-alive) before it stopped.
+    let earliest = TICK * (SILENCE_TICKS - HEARTBEAT_TICKS - 1) as u32;
+    let latest = TICK * (ELECTION_TICKS_MAX + 2) as u32;
+    assert!(
+        after >= earliest,
+        "a pre-vote {after:?} after node 1 stopped: its node was not silent for the election \
+         timeout ({earliest:?} at the earliest)"
+    );
+    assert!(
+        after <= latest,
+        "the first pre-vote {after:?} after node 1 stopped, later than {latest:?}"
+    );
+}
+
 #[cfg(feature = "sim-bugs")]
 #[test]
 fn followers_that_never_campaign_leave_the_stopped_nodes_partitions_leaderless() {

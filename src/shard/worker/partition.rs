@@ -378,6 +378,22 @@ impl Partitions {
         ticked
     }
 
+    /// Whether the next tick has work on a partition: an awake replica to tick (one on the
+    /// active list that did not quiesce), or an awake partition for the membership work to
+    /// look at. A quiesced partition touched by a keep-alive or its answer cannot have changed
+    /// (its replica stayed quiesced), so its look waits for whichever tick comes next.
+    pub(crate) fn tick_has_work(&self) -> bool {
+        let awake =
+            |partition: &PartitionId| self.slots.get(partition).is_some_and(|slot| !slot.quiesced);
+        self.active.iter().any(awake) || self.membership_due.iter().any(awake)
+    }
+
+    /// The first tick at which a partition's standing settles
+    /// ([`Partitions::standing_settles_at`]), if one still counts towards the window.
+    pub(crate) fn next_standing_settles(&self) -> Option<u64> {
+        self.standings_settling.first().map(|&(tick, _)| tick)
+    }
+
     /// Drops the partitions that quiesced from the active list.
     fn prune_active(&mut self) {
         let slots = &mut self.slots;

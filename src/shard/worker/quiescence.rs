@@ -1,8 +1,14 @@
 //! The shard's side of quiescence (decision 0007): which of its replicas are quiesced, the
-//! node-level liveness of the peers that lead its quiesced followers (ticks since a message
-//! from the node was stepped here: the shard's turn reads no clock), and the peers its quiesced
-//! leaders owe a keep-alive. Every table is bounded by the partitions the shard hosts: one
-//! registration per quiesced replica.
+//! node-level liveness of the peers that lead its quiesced followers (the tick at which a
+//! message from the node was last stepped here: the shard's turn reads no clock, it counts
+//! ticks), and the peers its quiesced leaders owe a keep-alive. Every table is bounded by the
+//! partitions the shard hosts: one registration per quiesced replica.
+//!
+//! Deadlines are kept as ticks of the shard's tick clock, not as counters, so that an idle
+//! shard may sleep through ticks (decision 0007, "The tickless idle shard"): the tick turn after
+//! the sleep moves the clock by every tick it stands for and judges the silences and the
+//! keep-alives exactly as that many single ticks would, and [`Quiesced::next_due`] tells the
+//! shard how long it may sleep.
 
 use crate::core::{NodeId, PartitionId, Replica};
 use crate::shard::StableHashMap;
@@ -16,11 +22,11 @@ enum Registered {
     Leader(Vec<NodeId>),
 }
 
-/// A peer node leading quiesced followers here: how long it has been silent and which.
+/// A peer node leading quiesced followers here: since when it has been silent and which.
 #[derive(Debug, Default)]
 struct Silence {
-    /// Ticks since a message from the node was stepped on this shard.
-    ticks: u32,
+    /// The shard's tick clock when a message from the node was last stepped on this shard.
+    heard_at: u64,
     followers: StableHashMap<PartitionId, ()>,
 }
 
@@ -32,8 +38,10 @@ pub(crate) struct Quiesced {
     silences: StableHashMap<NodeId, Silence>,
     /// Per peer node: the quiesced leaders here it is a member of.
     leaders: StableHashMap<NodeId, StableHashMap<PartitionId, ()>>,
-    /// Ticks since the last keep-alives.
-    keep_alive_elapsed: u32,
+    /// The tick at which the next keep-alives are due.
+    keep_alive_at: u64,
+    /// The shard's tick clock at this turn (see [`Quiesced::set_clock`]).
+    clock: u64,
 }
 
 /// What one tick of the table asks the shard to do.
@@ -51,6 +59,13 @@ impl Quiesced {
     /// Replicas registered as quiesced.
     pub(crate) fn len(&self) -> usize {
         self.registered.len()
+    }
+
+    /// Sets the shard's tick clock for this turn: the ticks so far, counting the ones an idle
+    /// shard slept through since its last tick turn. Never goes back.
+    pub(crate) fn set_clock(&mut self, clock: u64) {
+        debug_assert!(clock >= self.clock, "the tick clock went back");
+        self.clock = self.clock.max(clock);
     }
 
     /// `replica` of `partition` reported that it quiesced.
@@ -74,7 +89,7 @@ impl Quiesced {
             let silence = self.silences.entry(leader).or_default();
             if silence.followers.is_empty() {
                 // The quiesce heartbeat just came from it.
-                silence.ticks = 0;
+                silence.heard_at = self.clock;
             }
             silence.followers.insert(partition, ());
             Registered::Follower(leader)
@@ -104,25 +119,26 @@ impl Quiesced {
     /// A message from `node` was stepped on this shard: the node is alive.
     pub(crate) fn heard(&mut self, node: NodeId) {
         if let Some(silence) = self.silences.get_mut(&node) {
-            silence.ticks = 0;
+            silence.heard_at = self.clock;
         }
     }
 
-    /// One shard tick: a leader node silent for `silence_ticks_max` ticks is declared dead to
-    /// its quiesced followers here (they are forgotten: they wake); every
+    /// The shard's tick at the clock set last ([`Quiesced::set_clock`]; one tick turn may
+    /// stand for several ticks): a leader node silent for `silence_ticks_max` ticks is
+    /// declared dead to its quiesced followers here (they are forgotten: they wake); every
     /// `keep_alive_interval_ticks`, one keep-alive per peer of a quiesced leader.
     pub(crate) fn tick(
         &mut self,
         silence_ticks_max: u32,
         keep_alive_interval_ticks: u32,
     ) -> QuiescenceTick {
+        let clock = self.clock;
         let mut due = QuiescenceTick::default();
         for silence in self.silences.values_mut() {
             if silence.followers.is_empty() {
                 continue;
             }
-            silence.ticks = silence.ticks.saturating_add(1);
-            if silence.ticks >= silence_ticks_max {
+            if clock.saturating_sub(silence.heard_at) >= u64::from(silence_ticks_max) {
                 due.leader_node_dead
                     .extend(silence.followers.drain().map(|(partition, ())| partition));
             }
@@ -132,9 +148,8 @@ impl Quiesced {
         }
         self.silences
             .retain(|_, silence| !silence.followers.is_empty());
-        self.keep_alive_elapsed = self.keep_alive_elapsed.saturating_add(1);
-        if self.keep_alive_elapsed >= keep_alive_interval_ticks {
-            self.keep_alive_elapsed = 0;
+        if clock >= self.keep_alive_at {
+            self.keep_alive_at = clock.saturating_add(u64::from(keep_alive_interval_ticks));
             self.leaders.retain(|_, leaders| !leaders.is_empty());
             for (&peer, leaders) in &self.leaders {
                 if let Some(&partition) = leaders.keys().next() {
@@ -143,6 +158,28 @@ impl Quiesced {
             }
         }
         due
+    }
+
+    /// The first tick at which [`Quiesced::tick`] has something to do: the next keep-alives
+    /// (while a quiesced leader has a peer) or the first silence deadline of a leader node of
+    /// quiesced followers. `None`: nothing is due, however long the shard sleeps.
+    pub(crate) fn next_due(&self, silence_ticks_max: u32) -> Option<u64> {
+        let silence = self
+            .silences
+            .values()
+            .filter(|silence| !silence.followers.is_empty())
+            .map(|silence| {
+                silence
+                    .heard_at
+                    .saturating_add(u64::from(silence_ticks_max))
+            })
+            .min();
+        let keep_alive = self
+            .leaders
+            .values()
+            .any(|leaders| !leaders.is_empty())
+            .then_some(self.keep_alive_at);
+        silence.into_iter().chain(keep_alive).min()
     }
 }
 
@@ -180,11 +217,13 @@ mod tests {
         table.register(PartitionId(2), &follower_of(2, 2));
         table.register(PartitionId(3), &follower_of(3, 3));
         assert_eq!(table.len(), 3);
-        for _ in 0..9 {
+        for clock in 1..10 {
+            table.set_clock(clock);
             table.heard(NodeId(3));
             let due = table.tick(10, 3);
             assert!(due.leader_node_dead.is_empty());
         }
+        table.set_clock(10);
         table.heard(NodeId(3));
         let mut dead = table.tick(10, 3).leader_node_dead;
         dead.sort_unstable();
@@ -192,8 +231,29 @@ mod tests {
         assert_eq!(table.len(), 1, "node 3 is heard: its follower stays");
         table.forget(PartitionId(3));
         assert_eq!(table.len(), 0);
-        for _ in 0..20 {
+        for clock in 11..30 {
+            table.set_clock(clock);
             assert!(table.tick(10, 3).leader_node_dead.is_empty());
         }
+    }
+
+    /// A tick turn after an idle sleep stands for the ticks slept through: the silence counts
+    /// them, from the tick at which the leader's node was last heard (not from the last tick
+    /// turn), and `next_due` names the tick it runs out at.
+    #[test]
+    fn a_tick_standing_for_skipped_ticks_judges_the_silence_as_single_ticks_would() {
+        let mut table = Quiesced::default();
+        table.register(PartitionId(1), &follower_of(2, 1));
+        assert_eq!(table.next_due(10), Some(10), "silent since tick 0");
+        // Heard between two ticks, while the shard slept through them.
+        table.set_clock(4);
+        table.heard(NodeId(2));
+        assert_eq!(table.next_due(10), Some(14));
+        // One tick turn standing for ticks 1 to 13: one short of the deadline.
+        table.set_clock(13);
+        assert!(table.tick(10, 3).leader_node_dead.is_empty());
+        table.set_clock(14);
+        assert_eq!(table.tick(10, 3).leader_node_dead, vec![PartitionId(1)]);
+        assert_eq!(table.next_due(10), None, "nothing left to wake for");
     }
 }
