@@ -17,8 +17,11 @@
 //!    The shard stands in for the quiesced partitions' heartbeats: one keep-alive per peer of
 //!    its quiesced leaders every heartbeat interval, and its quiesced followers wake with
 //!    `Replica::leader_node_dead` once no message from their leader's node was stepped here for
-//!    `election_timeout_ticks_min` ticks. The tick also follows the
-//!    partition map (`map.rs`): the partitions it adds on this shard open, those it removed
+//!    `election_timeout_ticks_min` ticks. A shard with nothing awake and nothing else due at
+//!    a tick sleeps through ticks (`plan_next_tick`, decision 0007 "The tickless idle shard"):
+//!    its next tick is due when the first thing is (keep-alives, a silence deadline, at most a
+//!    heartbeat interval away) and stands for every tick slept through. The tick also follows
+//!    the partition map (`map.rs`): the partitions it adds on this shard open, those it removed
 //!    close; the sources of a split or merge it leads get their generation entry
 //!    (`generation.rs`), and the ranges being filled their import (`import.rs`).
 //! 3. **Restore** (`restore.rs`): partitions opened with a log in the WAL read it back through
