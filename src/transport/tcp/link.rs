@@ -1,9 +1,12 @@
 //! The outbound side: one writer thread per peer owns the connection to it, connects (with
 //! jittered exponential backoff), runs the handshake, and writes every batch queued for the
-//! peer as frames. Batches that arrive together leave in one frame. [`Link`] is the handle the
-//! transport keeps of a writer thread: it ends the thread when the peer is removed or moves to
-//! another endpoint. Its `connect` (resolve, connect with timeout, handshake) also opens the
-//! connections of membership calls (`calls.rs`).
+//! peer as frames. Batches that arrive together leave in one frame. Once the connection is
+//! up it is shared with the senders (`lane.rs`): while the writer thread has nothing to do,
+//! a sending shard writes its batch on the socket itself, and the writer thread finishes what
+//! such a write left (a full send buffer) before anything of its own. [`Link`] is the handle
+//! the transport keeps of a writer thread: it ends the thread when the peer is removed or
+//! moves to another endpoint. Its `connect` (resolve, connect with timeout, handshake) also
+//! opens the connections of membership calls (`calls.rs`).
 //!
 //! Heartbeats are coalesced: a `Heartbeat` or `HeartbeatResponse` goes to a per-peer board
 //! (latest per partition wins) that is flushed once per heartbeat interval as part of one
@@ -17,29 +20,31 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender};
+use crossbeam::channel::{self, Receiver, RecvTimeoutError};
 use tracing::{info, warn};
 
 use super::TcpShared;
 use super::handshake::{
     self, ConnectionHandshakeError, ConnectionRole, HANDSHAKE_FRAME_BYTES_MAX, RejectCode,
 };
+use super::lane::{Lane, Outgoing, Route};
 use super::reader::FrameReader;
+use super::unsent::Unsent;
 use crate::core::rng::SplitMix64;
 use crate::core::{Message, MessageBody, NodeId, PartitionId};
 use crate::metrics::TransportDrop;
-use crate::transport::codec::{FrameKind, HEADER_BYTES, encode_messages, encoded_len, write_frame};
 
 /// A running writer thread of one peer, as the transport keeps it.
 pub(super) struct Link {
     address: String,
     retired: Arc<AtomicBool>,
+    route: Arc<Route>,
     thread: JoinHandle<()>,
 }
 
 impl Link {
-    /// Starts the writer thread of `peer` at `address`; returns it with the sending side of
-    /// its bounded queue (`peer_queue_batches_max` batches).
+    /// Starts the writer thread of `peer` at `address`; returns it with the send path to the
+    /// peer (its bounded queue, `peer_queue_batches_max` items, and the direct path).
     ///
     /// # Errors
     ///
@@ -48,22 +53,37 @@ impl Link {
         shared: &Arc<TcpShared>,
         peer: NodeId,
         address: &str,
-    ) -> std::io::Result<(Self, Sender<Vec<Message>>)> {
+    ) -> std::io::Result<(Self, Lane)> {
         let (queue, receiver) = channel::bounded(shared.config.peer_queue_batches_max);
         let retired = Arc::new(AtomicBool::new(false));
+        let route = Arc::new(Route::default());
         let thread = {
-            let (shared, retired, address) =
-                (Arc::clone(shared), Arc::clone(&retired), address.to_owned());
+            let (shared, retired, route, address) = (
+                Arc::clone(shared),
+                Arc::clone(&retired),
+                Arc::clone(&route),
+                address.to_owned(),
+            );
             std::thread::Builder::new()
                 .name(format!("kommander-tcp-{peer}"))
-                .spawn(move || run(&shared, peer, &address, &receiver, &retired))?
+                .spawn(move || {
+                    let link = Writer {
+                        shared: &shared,
+                        peer,
+                        queue: &receiver,
+                        route: &route,
+                        retired: &retired,
+                    };
+                    link.run(&address);
+                })?
         };
         let link = Self {
             address: address.to_owned(),
             retired,
+            route: Arc::clone(&route),
             thread,
         };
-        Ok((link, queue))
+        Ok((link, Lane::new(queue, route)))
     }
 
     /// The endpoint it connects to.
@@ -78,6 +98,8 @@ impl Link {
     /// not sent.
     pub(super) fn retire(self) -> JoinHandle<()> {
         self.retired.store(true, Ordering::Release);
+        // Nothing more is written directly: the senders see no connection.
+        self.route.disconnected();
         self.thread
     }
 }
@@ -88,7 +110,9 @@ struct Board {
     entries: HashMap<(PartitionId, bool), (Message, bool)>,
 }
 
-const fn read_round(body: &MessageBody) -> Option<u64> {
+/// The read round of a heartbeat or heartbeat response (`None`: another message). These go
+/// to the board.
+pub(super) const fn read_round(body: &MessageBody) -> Option<u64> {
     match body {
         MessageBody::Heartbeat { read_round, .. }
         | MessageBody::HeartbeatResponse { read_round } => Some(*read_round),
@@ -125,75 +149,196 @@ impl Board {
     }
 }
 
-/// The writer thread of the link to `peer` at `address`, until the transport stops or the
-/// link is `retired`.
-fn run(
-    shared: &Arc<TcpShared>,
+/// The writer thread of the link to one peer, until the transport stops or the link is
+/// retired.
+struct Writer<'a> {
+    shared: &'a Arc<TcpShared>,
     peer: NodeId,
-    address: &str,
-    queue: &Receiver<Vec<Message>>,
-    retired: &AtomicBool,
-) {
-    let config = &shared.config;
-    let ended = || shared.stopping() || retired.load(Ordering::Acquire);
-    let mut rng = SplitMix64::new(shared.identity.node.get() ^ peer.get().rotate_left(32));
-    let mut backoff = Duration::from_millis(config.reconnect_backoff_min_ms);
-    let mut board = Board::default();
-    let repeat = Duration::from_millis(config.connect_failure_log_interval_ms);
-    let mut failures = FailureLog::default();
-    // Not before the transport serves: a connection presents the node's incarnation.
-    while !ended() && shared.inbound.get().is_none() {
-        shared.wait_served();
+    queue: &'a Receiver<Outgoing>,
+    /// Shared with the senders: who writes on the connection now.
+    route: &'a Route,
+    retired: &'a AtomicBool,
+}
+
+impl Writer<'_> {
+    fn ended(&self) -> bool {
+        self.shared.stopping() || self.retired.load(Ordering::Acquire)
     }
-    while !ended() {
-        match connect(shared, address, ConnectionRole::Peer, Some(peer)) {
-            Ok(_) if ended() => return,
-            Ok((stream, _, _)) => {
-                info!(%peer, address, "connected");
-                failures = FailureLog::default();
-                backoff = Duration::from_millis(config.reconnect_backoff_min_ms);
-                shared.stats.connects.fetch_add(1, Ordering::Relaxed);
-                let error = serve(shared, peer, stream, queue, &mut board, &ended);
-                if let Some(error) = error {
-                    let what = lost_connection(peer, &error, config.write_timeout_ms);
-                    warn!(%peer, address, "connection lost: {what}; reconnecting");
-                }
-            }
-            Err(ConnectError::Handshake(ConnectionHandshakeError::Rejected {
-                code: RejectCode::DuplicateNode,
-                reason,
-            })) => {
-                shared.holds_duplicate_id(format!("{peer} at {address} refused it: {reason}"));
-                return;
-            }
-            Err(error) => {
-                let text = failed_connection(&error);
-                if let Some(attempts) = failures.record(&text, Instant::now(), repeat) {
-                    warn!(%peer, address, error = %text, attempts, "cannot connect");
-                }
-                shared
-                    .stats
-                    .connect_failures
-                    .fetch_add(1, Ordering::Relaxed);
-            }
+
+    /// Connects to the peer at `address` and serves the connection, again and again, until
+    /// the link ends.
+    fn run(&self, address: &str) {
+        let (shared, peer) = (self.shared, self.peer);
+        let config = &shared.config;
+        let mut rng = SplitMix64::new(shared.identity.node.get() ^ peer.get().rotate_left(32));
+        let mut backoff = Duration::from_millis(config.reconnect_backoff_min_ms);
+        let mut board = Board::default();
+        let repeat = Duration::from_millis(config.connect_failure_log_interval_ms);
+        let mut failures = FailureLog::default();
+        // Not before the transport serves: a connection presents the node's incarnation.
+        while !self.ended() && shared.inbound.get().is_none() {
+            shared.wait_served();
         }
-        // Sleep the jittered backoff, dropping what is queued meanwhile (stale by the time a
-        // connection exists; Raft resends from its progress state).
-        let jitter = f64::from(rng.range(500, 1500)) / 1000.0;
-        let deadline = Instant::now() + backoff.mul_f64(jitter);
-        while !ended() {
-            let now = Instant::now();
-            if now >= deadline {
-                break;
+        while !self.ended() {
+            match connect(shared, address, ConnectionRole::Peer, Some(peer)) {
+                Ok(_) if self.ended() => return,
+                Ok((stream, _, _)) => {
+                    info!(%peer, address, "connected");
+                    failures = FailureLog::default();
+                    backoff = Duration::from_millis(config.reconnect_backoff_min_ms);
+                    shared.stats.connects.fetch_add(1, Ordering::Relaxed);
+                    let error = self.serve(stream, &mut board);
+                    self.route.disconnected();
+                    if let Some(error) = error {
+                        let what = lost_connection(peer, &error, config.write_timeout_ms);
+                        warn!(%peer, address, "connection lost: {what}; reconnecting");
+                    }
+                }
+                Err(ConnectError::Handshake(ConnectionHandshakeError::Rejected {
+                    code: RejectCode::DuplicateNode,
+                    reason,
+                })) => {
+                    shared.holds_duplicate_id(format!("{peer} at {address} refused it: {reason}"));
+                    return;
+                }
+                Err(error) => {
+                    let text = failed_connection(&error);
+                    if let Some(attempts) = failures.record(&text, Instant::now(), repeat) {
+                        warn!(%peer, address, error = %text, attempts, "cannot connect");
+                    }
+                    shared
+                        .stats
+                        .connect_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                }
             }
-            match queue.recv_timeout(deadline - now) {
-                Ok(batch) => shared.dropped(TransportDrop::NotConnected, batch.len()),
+            // Sleep the jittered backoff, dropping what is queued meanwhile (stale by the time
+            // a connection exists; Raft resends from its progress state).
+            let jitter = f64::from(rng.range(500, 1500)) / 1000.0;
+            let deadline = Instant::now() + backoff.mul_f64(jitter);
+            while !self.ended() {
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                match self.queue.recv_timeout(deadline - now) {
+                    Ok(item) => {
+                        if let Outgoing::Messages(batch) = item {
+                            shared.dropped(TransportDrop::NotConnected, batch.len());
+                        }
+                        self.route.dealt_with(1);
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    // The link was retired (or the transport stopped): the loop ends.
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            }
+            backoff = (backoff * 2).min(Duration::from_millis(config.reconnect_backoff_max_ms));
+        }
+    }
+
+    /// Writes queued batches on `stream` (shared with the direct senders meanwhile) until it
+    /// fails (the error) or the link ends (`None`: the transport stops or the link was
+    /// retired; the connection closes once the senders let go of it too).
+    fn serve(&self, stream: TcpStream, board: &mut Board) -> Option<std::io::Error> {
+        let (shared, peer) = (self.shared, self.peer);
+        let config = &shared.config;
+        // From now on writes never block: the senders' must not, this thread's wait in
+        // `write_patiently` (up to `write_timeout_ms` without progress).
+        if let Err(error) = stream.set_nonblocking(true) {
+            return Some(error);
+        }
+        let stream = Arc::new(stream);
+        self.route.connected(Arc::clone(&stream));
+        let write_timeout = Duration::from_millis(config.write_timeout_ms);
+        let keepalive =
+            Duration::from_millis(config.idle_timeout_ms / 3).max(Duration::from_millis(1));
+        let mut last_write = Instant::now();
+        let mut next_flush = Instant::now() + shared.heartbeat_interval;
+        let mut pending: Vec<Message> = Vec::new();
+        let mut out: Vec<Message> = Vec::new();
+        loop {
+            if self.ended() {
+                return None;
+            }
+            let wake = if board.has_pending() {
+                next_flush.min(last_write + keepalive)
+            } else {
+                last_write + keepalive
+            };
+            let timeout = wake.saturating_duration_since(Instant::now());
+            // Queue items taken now: the route counts them dealt with once written.
+            let mut items = 0;
+            match self.queue.recv_timeout(timeout) {
+                Ok(item) => {
+                    items += 1;
+                    take(item, &mut pending);
+                    while pending.len() < config.frame_messages_max {
+                        match self.queue.try_recv() {
+                            Ok(item) => {
+                                items += 1;
+                                take(item, &mut pending);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                }
                 Err(RecvTimeoutError::Timeout) => {}
-                // The link was retired (or the transport stopped): the loop ends.
-                Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Disconnected) => return None,
+            }
+            let mut urgent = false;
+            for message in pending.drain(..) {
+                match read_round(&message.body) {
+                    Some(round) => urgent |= board.offer(message, round),
+                    None => out.push(message),
+                }
+            }
+            let now = Instant::now();
+            if !out.is_empty() || urgent || (now >= next_flush && board.has_pending()) {
+                board.drain_into(&mut out);
+                next_flush = now + shared.heartbeat_interval;
+            }
+            let keepalive_due = now.duration_since(last_write) >= keepalive;
+            if out.is_empty() && !keepalive_due && items == 0 {
+                continue;
+            }
+            if self.ended() {
+                return None;
+            }
+            // Ownership of the socket: no direct write until released; a direct write's rest
+            // is written first.
+            let rest = self.route.acquire();
+            let writes = !out.is_empty() || keepalive_due || rest.is_some();
+            let written = (|| {
+                let rested = rest.is_some();
+                if let Some(mut rest) = rest {
+                    rest.write_patiently(&stream, write_timeout)?;
+                    rest.count_sent(shared, true);
+                }
+                // An empty list is a keepalive, unless the rest just went.
+                if !out.is_empty() || (keepalive_due && !rested) {
+                    let mut frames = Unsent::encode(shared, peer, &mut out);
+                    frames.write_patiently(&stream, write_timeout)?;
+                    frames.count_sent(shared, false);
+                }
+                std::io::Result::Ok(())
+            })();
+            self.route.release(items);
+            if let Err(error) = written {
+                return Some(error);
+            }
+            if writes {
+                last_write = Instant::now();
             }
         }
-        backoff = (backoff * 2).min(Duration::from_millis(config.reconnect_backoff_max_ms));
+    }
+}
+
+/// Adds a queue item's messages to `pending` (a `Finish` has none: the rest is the route's).
+fn take(item: Outgoing, pending: &mut Vec<Message>) {
+    match item {
+        Outgoing::Messages(batch) => pending.extend(batch),
+        Outgoing::Finish => {}
     }
 }
 
@@ -319,116 +464,6 @@ pub(super) fn connect(
     Ok((stream, reader, acceptor))
 }
 
-/// Writes queued batches to `stream` until it fails (the error) or `ended()` (`None`: the
-/// transport stops or the link was retired; the connection closes as `stream` drops).
-fn serve(
-    shared: &TcpShared,
-    peer: NodeId,
-    mut stream: TcpStream,
-    queue: &Receiver<Vec<Message>>,
-    board: &mut Board,
-    ended: &dyn Fn() -> bool,
-) -> Option<std::io::Error> {
-    let config = &shared.config;
-    let keepalive = Duration::from_millis(config.idle_timeout_ms / 3).max(Duration::from_millis(1));
-    let mut last_write = Instant::now();
-    let mut next_flush = Instant::now() + shared.heartbeat_interval;
-    let mut pending: Vec<Message> = Vec::new();
-    let mut out: Vec<Message> = Vec::new();
-    loop {
-        if ended() {
-            return None;
-        }
-        let wake = if board.has_pending() {
-            next_flush.min(last_write + keepalive)
-        } else {
-            last_write + keepalive
-        };
-        let timeout = wake.saturating_duration_since(Instant::now());
-        match queue.recv_timeout(timeout) {
-            Ok(batch) => {
-                pending.extend(batch);
-                while pending.len() < config.frame_messages_max {
-                    match queue.try_recv() {
-                        Ok(batch) => pending.extend(batch),
-                        Err(_) => break,
-                    }
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return None,
-        }
-        let mut urgent = false;
-        for message in pending.drain(..) {
-            match read_round(&message.body) {
-                Some(round) => urgent |= board.offer(message, round),
-                None => out.push(message),
-            }
-        }
-        let now = Instant::now();
-        if !out.is_empty() || urgent || (now >= next_flush && board.has_pending()) {
-            board.drain_into(&mut out);
-            next_flush = now + shared.heartbeat_interval;
-        }
-        if out.is_empty() && now.duration_since(last_write) < keepalive {
-            continue;
-        }
-        if ended() {
-            return None;
-        }
-        if let Err(error) = write_messages(shared, peer, &mut stream, &mut out) {
-            return Some(error);
-        }
-        last_write = Instant::now();
-    }
-}
-
-/// Writes `messages` (emptied) in as few frames as the limits allow; an empty list writes
-/// one empty frame (a keepalive).
-fn write_messages(
-    shared: &TcpShared,
-    peer: NodeId,
-    stream: &mut TcpStream,
-    messages: &mut Vec<Message>,
-) -> std::io::Result<()> {
-    let config = &shared.config;
-    let before = messages.len();
-    // Cannot happen with a validated configuration; never send what the peer would refuse.
-    messages.retain(|m| 4 + encoded_len(m) <= config.frame_bytes_max);
-    if messages.len() < before {
-        warn!(%peer, count = before - messages.len(), "dropping messages larger than frame_bytes_max");
-        shared.dropped(TransportDrop::TooLarge, before - messages.len());
-    }
-    let mut flush = |frame: &[Message], bytes: usize| {
-        write_frame(
-            stream,
-            FrameKind::Messages,
-            shared.stamp(),
-            &encode_messages(frame),
-        )?;
-        shared.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
-        let bytes = (HEADER_BYTES + bytes) as u64;
-        shared.stats.bytes_sent.fetch_add(bytes, Ordering::Relaxed);
-        std::io::Result::Ok(())
-    };
-    let (mut start, mut bytes) = (0, 4);
-    for i in 0..messages.len() {
-        let len = encoded_len(&messages[i]);
-        if i > start
-            && (bytes + len > config.frame_bytes_max || i - start >= config.frame_messages_max)
-        {
-            flush(&messages[start..i], bytes)?;
-            (start, bytes) = (i, 4);
-        }
-        bytes += len;
-    }
-    if start < messages.len() || messages.is_empty() {
-        flush(&messages[start..], bytes)?;
-    }
-    messages.clear();
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::{Error, ErrorKind};
@@ -471,7 +506,7 @@ mod tests {
             fn deliver(&self, _: Vec<Message>) {}
         }
         transport.serve(Arc::new(Nowhere)).expect("serve");
-        let (link, queue) = Link::spawn(&transport.shared, NodeId(2), &address).expect("spawn");
+        let (link, lane) = Link::spawn(&transport.shared, NodeId(2), &address).expect("spawn");
         // The writer connected and waits in its handshake for this side's answer.
         let (mut stream, _) = listener.accept().expect("accept");
         let batch = vec![Message {
@@ -481,9 +516,10 @@ mod tests {
             term: Term(1),
             body: MessageBody::ReadIndexRequest { context: 1 },
         }];
-        queue.try_send(batch).expect("queued");
+        // Not connected yet: queued for the writer thread.
+        lane.send(&transport.shared, NodeId(2), batch);
         let thread = link.retire();
-        drop(queue);
+        drop(lane);
         let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX, HANDSHAKE_FRAME_BYTES_MAX);
         let me = Identity {
             cluster: "c".to_owned(),

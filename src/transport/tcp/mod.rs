@@ -56,6 +56,7 @@ pub mod handshake;
 #[cfg(not(feature = "sim"))]
 #[allow(unreachable_pub, reason = "public with the `sim` feature only")]
 pub(crate) mod handshake;
+mod lane;
 mod link;
 mod listener;
 mod peers;
@@ -64,6 +65,7 @@ pub mod reader;
 #[cfg(not(feature = "sim"))]
 #[allow(unreachable_pub, reason = "public with the `sim` feature only")]
 pub(crate) mod reader;
+mod unsent;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -137,6 +139,9 @@ pub struct TransportStats {
     pub messages_dropped: u64,
     /// Frames written.
     pub frames_sent: u64,
+    /// Of `frames_sent`, those the sending thread began writing itself (the connection was
+    /// free), with no hand-over to the peer's writer thread.
+    pub frames_sent_directly: u64,
     /// Bytes written (headers included).
     pub bytes_sent: u64,
     /// `Messages` frames received.
@@ -162,6 +167,7 @@ pub struct TransportStats {
 struct Counters {
     messages_dropped: AtomicU64,
     frames_sent: AtomicU64,
+    frames_sent_directly: AtomicU64,
     bytes_sent: AtomicU64,
     frames_received: AtomicU64,
     bytes_received: AtomicU64,
@@ -179,6 +185,7 @@ impl Counters {
         TransportStats {
             messages_dropped: get(&self.messages_dropped),
             frames_sent: get(&self.frames_sent),
+            frames_sent_directly: get(&self.frames_sent_directly),
             bytes_sent: get(&self.bytes_sent),
             frames_received: get(&self.frames_received),
             bytes_received: get(&self.bytes_received),
@@ -611,9 +618,7 @@ impl Transport for TcpTransport {
         if messages.is_empty() || self.shared.stopping() {
             return;
         }
-        if let Err((reason, count)) = self.shared.peers.send(to, messages) {
-            self.shared.dropped(reason, count);
-        }
+        self.shared.peers.send(&self.shared, to, messages);
     }
 
     /// Replaces the peers as [`Transport::set_peers`] says: a new peer gets its writer thread

@@ -1,13 +1,13 @@
 //! The peer set, which may change while the transport runs (membership changes):
-//! [`PeerTable`] holds each current peer's queue (what the send path and the listener read),
-//! [`Links`] the writer threads behind those queues (what `TcpTransport::set_peers` and
+//! [`PeerTable`] holds each current peer's send path, its `Lane` (what the senders and the
+//! listener read), [`Links`] the writer threads behind those lanes (what `TcpTransport::set_peers` and
 //! `TcpTransport::shutdown` change, one change at a time under the transport's lock).
 //!
 //! ```text
 //! set_peers(new set)
 //!   unchanged peer (same endpoint)   nothing: its link and connections stay
-//!   new peer                         writer thread + bounded queue, queue into the table
-//!   removed peer                     link retired (flag set, queue out of the table: its
+//!   new peer                         writer thread + lane (bounded queue), into the table
+//!   removed peer                     link retired (flag set, lane out of the table: its
 //!                                    thread wakes, ends, its connection closes), its inbound
 //!                                    connections closed; the listener refuses it from now on
 //!   peer with another endpoint       old link retired, a new one started on the new endpoint
@@ -20,47 +20,35 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 
-use crossbeam::channel::{Sender, TrySendError};
 use tracing::info;
 
 use super::TcpShared;
+use super::lane::Lane;
 use super::link::Link;
 use crate::core::{Message, NodeId};
 use crate::metrics::TransportDrop;
 use crate::shard::transport::PeerSetError;
 
-/// The current peers' queues. Sending takes the read lock once (uncontended but while a
-/// change swaps entries), looks the peer up and tries its bounded queue: no allocation, no
-/// waiting.
+/// The current peers' send paths. Sending takes the read lock once (uncontended but while a
+/// change swaps entries), looks the peer up and hands the batch to its lane (a write without
+/// waiting on the socket, or its bounded queue): no waiting on the network.
 #[derive(Default)]
 pub(super) struct PeerTable {
-    queues: RwLock<HashMap<NodeId, Sender<Vec<Message>>>>,
+    lanes: RwLock<HashMap<NodeId, Lane>>,
 }
 
 impl PeerTable {
-    fn read(&self) -> RwLockReadGuard<'_, HashMap<NodeId, Sender<Vec<Message>>>> {
-        self.queues.read().unwrap_or_else(PoisonError::into_inner)
+    fn read(&self) -> RwLockReadGuard<'_, HashMap<NodeId, Lane>> {
+        self.lanes.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues `batch` for `to`.
-    ///
-    /// # Errors
-    ///
-    /// Why the batch was dropped, and how many messages it held.
-    pub(super) fn send(
-        &self,
-        to: NodeId,
-        batch: Vec<Message>,
-    ) -> Result<(), (TransportDrop, usize)> {
-        let queues = self.read();
-        let Some(queue) = queues.get(&to) else {
-            return Err((TransportDrop::UnknownPeer, batch.len()));
-        };
-        match queue.try_send(batch) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(batch) | TrySendError::Disconnected(batch)) => {
-                Err((TransportDrop::QueueFull, batch.len()))
-            }
+    /// Sends `batch` to `to` (see `lane.rs`); a batch for an unknown peer, or one its lane
+    /// cannot take, is dropped and counted.
+    pub(super) fn send(&self, shared: &TcpShared, to: NodeId, batch: Vec<Message>) {
+        let lanes = self.read();
+        match lanes.get(&to) {
+            Some(lane) => lane.send(shared, to, batch),
+            None => shared.dropped(TransportDrop::UnknownPeer, batch.len()),
         }
     }
 
@@ -77,13 +65,13 @@ impl PeerTable {
     }
 
     /// Removes `removed` and inserts `added` in one step: a sender sees the old set or the
-    /// new one. Dropping a removed queue's sender wakes its writer thread.
-    fn update(&self, removed: &[NodeId], added: Vec<(NodeId, Sender<Vec<Message>>)>) {
-        let mut queues = self.queues.write().unwrap_or_else(PoisonError::into_inner);
+    /// new one. Dropping a removed lane (its queue's sender) wakes its writer thread.
+    fn update(&self, removed: &[NodeId], added: Vec<(NodeId, Lane)>) {
+        let mut lanes = self.lanes.write().unwrap_or_else(PoisonError::into_inner);
         for peer in removed {
-            queues.remove(peer);
+            lanes.remove(peer);
         }
-        queues.extend(added);
+        lanes.extend(added);
     }
 }
 
@@ -137,36 +125,36 @@ impl Links {
         let mut started = Vec::with_capacity(to_start.len());
         for (peer, address) in to_start {
             match Link::spawn(shared, peer, address) {
-                Ok(link_and_queue) => started.push((peer, link_and_queue)),
+                Ok(link_and_lane) => started.push((peer, link_and_lane)),
                 Err(source) => {
-                    // Undo: the new threads end (their queues were never shared); flag first,
-                    // then the sender dropped, as below.
-                    for (_, (link, queue)) in started {
+                    // Undo: the new threads end (their lanes were never shared); flag first,
+                    // then the lane dropped, as below.
+                    for (_, (link, lane)) in started {
                         self.retired.push(link.retire());
-                        drop(queue);
+                        drop(lane);
                     }
                     return Err(PeerSetError::Io { peer, source });
                 }
             }
         }
-        // Flags first, then the queues out of the table: a woken thread sees its flag.
+        // Flags first, then the lanes out of the table: a woken thread sees its flag.
         let mut retiring = Vec::with_capacity(removed.len());
         for peer in &removed {
             if let Some(link) = self.running.remove(peer) {
                 retiring.push((*peer, link.retire()));
             }
         }
-        let mut queues = Vec::with_capacity(started.len());
-        for (peer, (link, queue)) in started {
+        let mut lanes = Vec::with_capacity(started.len());
+        for (peer, (link, lane)) in started {
             if removed.contains(&peer) {
                 info!(%peer, address = link.address(), "peer moved; reconnecting there");
             } else {
                 info!(%peer, address = link.address(), "peer added");
             }
             self.running.insert(peer, link);
-            queues.push((peer, queue));
+            lanes.push((peer, lane));
         }
-        shared.peers.update(&removed, queues);
+        shared.peers.update(&removed, lanes);
         for (peer, thread) in retiring {
             self.retired.push(thread);
             if !peers.contains_key(&peer) {
