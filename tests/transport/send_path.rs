@@ -11,15 +11,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kommander_raft::transport::codec::{
-    Entry, EntryKind, LogIndex, Message, MessageBody, NodeId, PartitionId, Term, Ticket, UNSTAMPED,
+    Entry, EntryKind, LogIndex, Message, MessageBody, NodeId, PartitionId, Term, Ticket,
     decode_messages,
 };
-use kommander_raft::transport::tcp::handshake::{self, HANDSHAKE_FRAME_BYTES_MAX, Hello, Identity};
-use kommander_raft::transport::tcp::reader::{Deadlines, FrameReader};
 use kommander_raft::transport::tcp::{TcpCluster, TcpConfig, TcpTransport};
 use kommander_raft::transport::{Inbound, Transport};
 
-const PATIENCE: Duration = Duration::from_secs(60);
+use super::peers::{CLUSTER, accept_as};
+use crate::cluster::harness::PATIENCE;
 
 /// An `AppendRequest` of `sender`'s (its partition) numbered `seq` (its previous index),
 /// carrying `payload_bytes` of payload.
@@ -83,16 +82,18 @@ fn check_order(received: &[(u32, u64)]) -> usize {
 
 fn cluster(node: u64, peers: BTreeMap<NodeId, String>) -> TcpCluster {
     TcpCluster {
-        cluster_name: "send-path".to_owned(),
+        cluster_name: CLUSTER.to_owned(),
         node_id: NodeId(node),
         peers,
         heartbeat_interval: Duration::from_millis(50),
     }
 }
 
+/// Senders write directly whenever the connection is free (no quiet time asked).
 fn config() -> TcpConfig {
     TcpConfig {
         listen_address: "127.0.0.1:0".to_owned(),
+        direct_write_quiet_us: 0,
         ..TcpConfig::default()
     }
 }
@@ -221,28 +222,7 @@ fn a_peer_that_stops_reading_blocks_no_sender_and_loses_nothing_the_writer_holds
     let sender = TcpTransport::bind(&config, &cluster(1, peers)).expect("sender");
     sender.serve(Arc::new(Nowhere)).expect("serve");
     // The peer: a handshake, then no reading until every batch was sent.
-    let (mut stream, _) = listener.accept().expect("accept");
-    let deadlines = Deadlines {
-        frame_timeout: PATIENCE,
-        idle_timeout: PATIENCE,
-    };
-    let me = Identity {
-        cluster: "send-path".to_owned(),
-        node: NodeId(2),
-        incarnation: 0,
-        secret: None,
-        client_endpoint: None,
-    };
-    let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX, HANDSHAKE_FRAME_BYTES_MAX);
-    handshake::accept(
-        &mut stream,
-        &mut reader,
-        &me,
-        UNSTAMPED,
-        &|_: &Hello| Ok(()),
-        deadlines,
-    )
-    .expect("handshake");
+    let mut peer = accept_as(2, &listener);
     wait_until("the sender did not connect", &|| {
         sender.stats().connects > 0
     });
@@ -268,15 +248,12 @@ fn a_peer_that_stops_reading_blocks_no_sender_and_loses_nothing_the_writer_holds
         "the queue never filled: the test proves nothing"
     );
     // Now the peer reads: everything not dropped arrives, whole and in order.
-    reader.set_limits(
-        config.frame_bytes_max,
-        config.read_chunk_bytes.max(PAYLOAD_BYTES),
-    );
     let mut numbers = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
     while (numbers.len() as u64) + dropped < BATCHES {
-        let frame = reader
-            .read_frame(&mut stream, deadlines, &|| false)
-            .expect("a whole frame");
+        let frame = peer
+            .next_frame(deadline, "the messages the writer thread holds")
+            .expect("the connection stays open");
         let messages =
             decode_messages(&frame.body, NodeId(1), NodeId(2), config.frame_messages_max)
                 .expect("a frame's messages");

@@ -15,6 +15,9 @@ use crate::core::NodeId;
 /// Shortest accepted shared secret, in bytes.
 pub const AUTH_SECRET_BYTES_MIN: usize = 16;
 
+/// Largest accepted [`TcpConfig::direct_write_quiet_us`] (one second).
+const DIRECT_WRITE_QUIET_US_MAX: u64 = 1_000_000;
+
 /// An invalid [`TcpConfig`] or [`TcpCluster`] field. The field is named as in a node's TOML
 /// configuration (where [`TcpConfig`] is the `[transport]` table), so a node reports it as its
 /// own configuration error unchanged.
@@ -89,6 +92,12 @@ pub struct TcpConfig {
     pub connect_failure_log_interval_ms: u64,
     /// Bytes one read from a socket asks for at most (the receive buffer grows by this).
     pub read_chunk_bytes: usize,
+    /// A sending thread (a shard) writes a batch on a free peer connection itself, with no
+    /// hop to the peer's writer thread, only when nothing was written on that connection for
+    /// this many microseconds; within it the batch goes to the writer thread, which coalesces
+    /// a stream of batches into few frames. 0: whenever the connection is free. At most
+    /// 1 000 000 (one second).
+    pub direct_write_quiet_us: u64,
     /// Membership calls this node answers at once (`Call` connections on the peer port, from
     /// their admission in the handshake to their close); one more is answered with a `Reject`
     /// of code `Busy` and closed. At most `connections_max` (each is an inbound connection).
@@ -149,6 +158,9 @@ impl Default for TcpConfig {
             reconnect_backoff_max_ms: 2_000,
             connect_failure_log_interval_ms: 60_000,
             read_chunk_bytes: 256 << 10,
+            // Longer than the gap between the sends of one write's round trips, shorter than
+            // a writer thread's wake-up: a stream of sends is batched, a lone send is direct.
+            direct_write_quiet_us: 20,
             calls_max: 16,
             calls_outgoing_max: 16,
             // Longer than the answering side's wait, itself the default proposal timeout.
@@ -253,6 +265,12 @@ impl TcpConfig {
                 "transport.call_answer_timeout_ms",
                 "must be less than call_timeout_ms (a caller configured alike would time out \
                  before the answer)",
+            );
+        }
+        if self.direct_write_quiet_us > DIRECT_WRITE_QUIET_US_MAX {
+            return invalid(
+                "transport.direct_write_quiet_us",
+                format!("at most {DIRECT_WRITE_QUIET_US_MAX} (one second)"),
             );
         }
         if self.reconnect_backoff_min_ms > self.reconnect_backoff_max_ms {
@@ -361,6 +379,26 @@ mod tests {
                 ..TcpConfig::default()
             }),
             Err("transport.call_timeout_ms")
+        );
+    }
+
+    #[test]
+    fn the_direct_write_quiet_time_is_bounded() {
+        let with = |direct_write_quiet_us| TcpConfig {
+            direct_write_quiet_us,
+            ..TcpConfig::default()
+        };
+        assert_eq!(
+            with(0).validate(),
+            Ok(()),
+            "0: whenever the connection is free"
+        );
+        assert_eq!(with(DIRECT_WRITE_QUIET_US_MAX).validate(), Ok(()));
+        assert_eq!(
+            with(DIRECT_WRITE_QUIET_US_MAX + 1)
+                .validate()
+                .map_err(|e| e.field),
+            Err("transport.direct_write_quiet_us")
         );
     }
 }

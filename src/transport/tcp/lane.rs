@@ -3,7 +3,9 @@
 //! on the connection now.
 //!
 //! The direct send: when the connection is up, nothing is queued for the writer thread, no
-//! partial frame waits and the writer thread is not writing, the sending thread (a shard)
+//! partial frame waits, the writer thread is not writing and nothing was written on the
+//! connection for `direct_write_quiet_us` (a stream of sends is left to the writer thread,
+//! which coalesces it into few frames), the sending thread (a shard)
 //! encodes the batch and writes it on the socket itself, without waiting (the socket is
 //! non-blocking): no thread hop, no wake-up. Otherwise the batch goes to the writer thread's
 //! bounded queue, as it always did (full: dropped and counted). A direct write the socket took
@@ -32,6 +34,7 @@
 
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use crossbeam::channel::{Sender, TrySendError};
 
@@ -73,6 +76,8 @@ struct RouteState {
     queued: usize,
     /// What a direct write left unwritten (the writer finishes it first).
     rest: Option<Unsent>,
+    /// When a frame was last written on the connection (by a sender or the writer thread).
+    last_write: Option<Instant>,
 }
 
 impl Route {
@@ -105,11 +110,15 @@ impl Route {
         state.rest.take()
     }
 
-    /// The writer thread is done writing, and has dealt with `items` more of its queue's.
-    pub(super) fn release(&self, items: usize) {
+    /// The writer thread is done writing (`wrote`: it wrote something), and has dealt with
+    /// `items` more of its queue's.
+    pub(super) fn release(&self, items: usize, wrote: bool) {
         let mut state = self.lock();
         state.writing = false;
         state.queued = state.queued.saturating_sub(items);
+        if wrote {
+            state.last_write = Some(Instant::now());
+        }
     }
 
     /// The writer thread dealt with `items` of its queue's without writing (it dropped them:
@@ -131,7 +140,11 @@ impl Lane {
     /// a full queue drops the batch (counted, `QueueFull`).
     pub(super) fn send(&self, shared: &TcpShared, peer: NodeId, mut batch: Vec<Message>) {
         let mut state = self.route.lock();
-        let direct = !state.writing && state.queued == 0 && state.rest.is_none();
+        let quiet = Duration::from_micros(shared.config.direct_write_quiet_us);
+        let direct = !state.writing
+            && state.queued == 0
+            && state.rest.is_none()
+            && state.last_write.is_none_or(|at| at.elapsed() >= quiet);
         let stream = state.stream.as_ref().filter(|_| direct).map(Arc::clone);
         if let Some(stream) = stream {
             // Heartbeats stay with the writer thread's board (coalescing, read rounds).
@@ -149,6 +162,7 @@ impl Lane {
                 // An error is the writer thread's to report, as for its own writes: it fails
                 // on the rest and reconnects. It counts the frames once it wrote the rest.
                 let _ = unsent.write_without_waiting(&stream);
+                state.last_write = Some(Instant::now());
                 if unsent.is_done() {
                     unsent.count_sent(shared, true);
                 } else {

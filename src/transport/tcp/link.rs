@@ -324,7 +324,7 @@ impl Writer<'_> {
                 }
                 std::io::Result::Ok(())
             })();
-            self.route.release(items);
+            self.route.release(items, writes);
             if let Err(error) = written {
                 return Some(error);
             }
