@@ -217,6 +217,8 @@ fn a_peer_that_stops_reading_blocks_no_sender_and_loses_nothing_the_writer_holds
         peer_queue_batches_max: 16,
         // The writer thread waits this long for a reader that is not reading.
         write_timeout_ms: 120_000,
+        // What the test's reader accepts (`accept_as`).
+        frame_bytes_max: 1 << 20,
         ..config()
     };
     let sender = TcpTransport::bind(&config, &cluster(1, peers)).expect("sender");

@@ -5,15 +5,15 @@
 //! The direct send: when the connection is up, nothing is queued for the writer thread, no
 //! partial frame waits, the writer thread is not writing and nothing was written on the
 //! connection for `direct_write_quiet_us` (a stream of sends is left to the writer thread,
-//! which coalesces it into few frames), the sending thread (a shard)
-//! encodes the batch and writes it on the socket itself, without waiting (the socket is
-//! non-blocking): no thread hop, no wake-up. Otherwise the batch goes to the writer thread's
-//! bounded queue, as it always did (full: dropped and counted). A direct write the socket took
-//! only part of (its send buffer is full) or failed leaves the rest to the writer thread, which
-//! finishes it before it writes anything else (or fails on it and reconnects, reporting the
-//! lost connection as for any write of its own). Heartbeats and heartbeat responses never
-//! go directly: they go to the writer thread's board (coalescing, the read-round rule), which
-//! may now be overtaken by a later direct frame, as it could be by a frame of its own.
+//! which coalesces it into few frames), the sending thread (a shard) encodes the batch and
+//! writes it on the socket itself, without waiting (the socket is non-blocking): no thread
+//! hop, no wake-up. Otherwise the batch goes to the writer thread's bounded queue, as it
+//! always did (full: dropped and counted). A direct write the socket took only part of (its
+//! send buffer is full) or failed leaves the rest to the writer thread, which finishes it
+//! before it writes anything else (or fails on it and reconnects, reporting the lost
+//! connection as for any write of its own). Heartbeats and heartbeat responses never go
+//! directly: they go to the writer thread's board (coalescing, the read-round rule), which a
+//! later direct frame may overtake, as a frame of the writer's own could.
 //!
 //! Why frames never interleave nor reorder on the connection: every decision below is taken
 //! under the route's lock, and a sender writes directly only while it holds it, nothing is
@@ -135,8 +135,8 @@ impl Lane {
         Self { queue, route }
     }
 
-    /// Sends `batch` to `peer`: directly when the connection is free (see the module's
-    /// documentation), else through the writer thread's queue. Never waits for the network:
+    /// Sends `batch` to `peer`: directly when the connection is free and quiet (see the
+    /// module's documentation), else through the writer thread's queue. Never waits for the network:
     /// a full queue drops the batch (counted, `QueueFull`).
     pub(super) fn send(&self, shared: &TcpShared, peer: NodeId, mut batch: Vec<Message>) {
         let mut state = self.route.lock();

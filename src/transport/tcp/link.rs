@@ -11,8 +11,8 @@
 //! Heartbeats are coalesced: a `Heartbeat` or `HeartbeatResponse` goes to a per-peer board
 //! (latest per partition wins) that is flushed once per heartbeat interval as part of one
 //! frame, or earlier as a passenger of any other frame this thread writes (a sender's direct
-//! write carries none). One carrying a read round the board
-//! has not seen yet (a linearizable read is waiting on it) leaves at once.
+//! write carries none). One carrying a read round the board has not seen yet (a
+//! linearizable read is waiting on it) leaves at once.
 
 use std::collections::HashMap;
 use std::net::{TcpStream, ToSocketAddrs};

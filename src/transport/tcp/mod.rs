@@ -1,8 +1,10 @@
 //! The TCP transport: framed, authenticated connections between the nodes of a cluster.
 //!
 //! ```text
-//! Transport::send(peer, batch) ─► bounded queue ─► writer thread (link.rs) ─► one connection
-//!             (peers.rs: the table of queues)       connect + handshake, coalesce, writev
+//! Transport::send(peer, batch) ─► lane (lane.rs): connection free and quiet? ─► writev by
+//!             (peers.rs: the table of lanes)         the sending thread itself ─► one connection
+//!                                  else ─► bounded queue ─► writer thread (link.rs) ─┘
+//!                                          connect + handshake, coalesce, finish rests, writev
 //! listener thread (listener.rs) ─► connection thread per inbound peer ─► Inbound::deliver
 //!                                   handshake, frame reader with deadlines, total decoding
 //! Transport::call(endpoint, call) ─► thread + connection per call (calls.rs, role Call)
@@ -34,7 +36,8 @@
 //!   id, its cluster's name and its peers. The transport reads no other configuration.
 //!
 //! Each direction between two nodes uses its own connection (A's writer → B's listener), so a
-//! connection is written by one thread and read by one thread; a membership call has a
+//! connection is read by one thread and written by one thread at a time (the peer's writer
+//! thread, or a sender while the writer thread lets it: `lane.rs`); a membership call has a
 //! connection of its own, apart from the peers' (a member's call leaves its peer connection
 //! alone). A node refuses to listen on a non-loopback address without `auth_secret` unless
 //! `allow_unauthenticated` is set.
