@@ -36,6 +36,14 @@ pub struct WalConfig {
     pub segments_prepared_ahead_max: usize,
     /// Reclaimed segments kept for recycling instead of deleted, 0 to 64 (default 2).
     pub segments_recycled_max: usize,
+    /// Segments holding data the log keeps before it rewrites the records that pin its oldest
+    /// one forward, 1 to 1024 (default 4). The live records of an active partition usually die
+    /// by its own compaction a little later; moving them at every rotation writes them twice.
+    /// So at a rotation the log first reclaims what is dead, and rewrites only while it holds
+    /// more segments than this (1: at every rotation). Disk use stays bounded by this many
+    /// segments, plus the prepared and recycled ones, plus what partitions too large to
+    /// rewrite pin until they compact.
+    pub segments_before_rewrite: usize,
     /// Prepare (zero-fill, recycle) and remove segments on a background thread, so appends
     /// never wait for a zero-fill (default `true`). `false` runs that work inline, at the
     /// rotation that needs it, which makes simulated runs reproducible step by step.
@@ -59,6 +67,7 @@ impl Default for WalConfig {
             partitions_max: 1 << 20,
             segments_prepared_ahead_max: 1,
             segments_recycled_max: 2,
+            segments_before_rewrite: 4,
             prepare_segments_in_background: true,
             deterministic_epoch_seed: None,
         }
@@ -150,6 +159,12 @@ impl WalConfig {
             return Err(invalid(
                 "segments_recycled_max",
                 format!("{} is over 64", self.segments_recycled_max),
+            ));
+        }
+        if !(1..=1024).contains(&self.segments_before_rewrite) {
+            return Err(invalid(
+                "segments_before_rewrite",
+                format!("{} is not between 1 and 1024", self.segments_before_rewrite),
             ));
         }
         Ok(())

@@ -23,9 +23,6 @@ use crate::backend::{AlignedBuf, BLOCK_SIZE, FileSystem, SegmentFile};
 use crate::error::{Error, Result};
 use crate::format::encode_segment_header;
 
-/// Zero-fill chunk size.
-const ZERO_CHUNK: usize = 1 << 20;
-
 /// The file name of segment `seq`.
 pub(crate) fn segment_name(seq: u64) -> String {
     format!("{seq:016x}.wal")
@@ -199,16 +196,9 @@ pub(crate) fn prepare_segment(
             let file = fs
                 .create_new(&temp)
                 .map_err(|e| Error::io("creating a segment", &temp, e))?;
-            let mut zeros = AlignedBuf::with_capacity(ZERO_CHUNK.min(segment_bytes as usize));
-            let chunk = zeros.capacity();
-            zeros.set_len(chunk);
-            let mut offset = BLOCK_SIZE as u64;
-            while offset < segment_bytes {
-                let n = chunk.min((segment_bytes - offset) as usize);
-                fs.write_at(&file, offset, &zeros.as_slice()[..n])
-                    .map_err(|e| Error::io("zero-filling a segment", &temp, e))?;
-                offset += n as u64;
-            }
+            let block = BLOCK_SIZE as u64;
+            fs.write_zeros(&file, block, segment_bytes.saturating_sub(block))
+                .map_err(|e| Error::io("zero-filling a segment", &temp, e))?;
             (file, segment_bytes)
         }
     };

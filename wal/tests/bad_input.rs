@@ -421,6 +421,20 @@ fn invalid_configs_name_their_field() {
                 ..base.clone()
             },
         ),
+        (
+            "segments_before_rewrite",
+            WalConfig {
+                segments_before_rewrite: 0,
+                ..base.clone()
+            },
+        ),
+        (
+            "segments_before_rewrite",
+            WalConfig {
+                segments_before_rewrite: 1025,
+                ..base.clone()
+            },
+        ),
     ];
     for (field, config) in cases {
         match Wal::open(dir.path().join("never"), config) {

@@ -23,6 +23,9 @@ pub fn small_config(backend: BackendChoice) -> WalConfig {
         partitions_max: 64,
         segments_prepared_ahead_max: 1,
         segments_recycled_max: 1,
+        // Rewrite at every rotation: the tests that enumerate crash points and failures then
+        // cross the rewrite as often as possible.
+        segments_before_rewrite: 1,
         prepare_segments_in_background: true,
         deterministic_epoch_seed: None,
     }

@@ -123,3 +123,58 @@ fn a_reader_holding_bytes_keeps_them_valid_after_reclamation() {
     // Its segment was reclaimed (deleted, not recycled, since it was still mapped here).
     assert_eq!(&held[..], &[5; 900][..]);
 }
+
+/// The oldest segment and the length of the log after each of `count` churned entries of
+/// partition 1 (which compacts as it goes).
+fn churn_observed(wal: &mut Wal, count: u64) -> Vec<(u64, usize)> {
+    let mut seen = Vec::new();
+    for index in 1..=count {
+        churn(wal, index, 1);
+        let seqs = wal.segment_seqs();
+        seen.push((seqs[0], seqs.len()));
+    }
+    seen
+}
+
+#[test]
+fn records_pinning_the_oldest_segment_move_only_past_segments_before_rewrite() {
+    for kept in [1, 3, 5] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = kommander_wal::WalConfig {
+            segments_before_rewrite: kept,
+            ..small_config(BackendChoice::Blocking)
+        };
+        let mut wal = Wal::open(dir.path(), config.clone()).expect("open");
+        // An idle partition: its term and vote pin the first segment until rewritten.
+        let term_vote = TermVote {
+            term: 4,
+            vote: Some(1),
+        };
+        wal.set_term_vote(p(2), term_vote).expect("term and vote");
+        let first = wal.segment_seqs()[0];
+        let seen = churn_observed(&mut wal, 600);
+        let released = seen
+            .iter()
+            .position(|&(oldest, _)| oldest != first)
+            .unwrap_or_else(|| panic!("kept {kept}: the first segment is never released"));
+        let longest_before = seen[..released].iter().map(|&(_, len)| len).max();
+        assert_eq!(
+            longest_before,
+            Some(kept + 1),
+            "kept {kept}: the pinned segment is rewritten (then reclaimed) only once the log \
+             holds more than {kept} segments: {:?}",
+            &seen[..=released]
+        );
+        let longest = seen.iter().map(|&(_, len)| len).max().unwrap_or(0);
+        assert!(
+            longest <= kept + 1,
+            "kept {kept}: the log never grows past the bound: {longest}"
+        );
+        drop(wal);
+        let wal = Wal::open(dir.path(), config).expect("reopen");
+        assert_eq!(
+            wal.partition(p(2)).expect("partition 2").term_vote,
+            Some(term_vote)
+        );
+    }
+}

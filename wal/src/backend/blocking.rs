@@ -34,6 +34,10 @@ impl FileSystem for StdFileSystem {
         let file = OpenOptions::new().read(true).write(true).open(path)?;
         Ok(SegmentFile::new(file, path.to_path_buf()))
     }
+
+    fn write_zeros(&self, file: &SegmentFile, offset: u64, len: u64) -> io::Result<()> {
+        super::zeros::write_zeros_direct(file, offset, len)
+    }
 }
 
 /// A durable write handed to the helper thread.

@@ -36,6 +36,7 @@ mod aligned;
 mod blocking;
 pub mod sim;
 mod uring;
+mod zeros;
 
 pub use aligned::{AlignedBuf, BLOCK_SIZE};
 pub use blocking::{BlockingBackend, StdFileSystem};
@@ -116,6 +117,17 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     /// Any I/O error.
     fn write_at(&self, file: &SegmentFile, offset: u64, data: &[u8]) -> io::Result<()> {
         file.file().write_all_at(data, offset)
+    }
+
+    /// Writes `len` zero bytes at `offset` (how a fresh segment is filled). Not durable until
+    /// [`FileSystem::sync_data`]. The default writes 1 MiB chunks through
+    /// [`FileSystem::write_at`]; the `std` and io_uring filesystems write them with `O_DIRECT`
+    /// (no page-cache copy), falling back to buffered writes where the filesystem refuses.
+    ///
+    /// # Errors
+    /// Any I/O error.
+    fn write_zeros(&self, file: &SegmentFile, offset: u64, len: u64) -> io::Result<()> {
+        zeros::write_zeros_with(|at, data| self.write_at(file, at, data), offset, len)
     }
 
     /// Makes every earlier write to `file` durable (`fdatasync`).

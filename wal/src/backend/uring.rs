@@ -134,6 +134,10 @@ impl FileSystem for UringFileSystem {
     fn open(&self, path: &Path) -> io::Result<SegmentFile> {
         self.open_with(path, false)
     }
+
+    fn write_zeros(&self, file: &SegmentFile, offset: u64, len: u64) -> io::Result<()> {
+        super::zeros::write_zeros_direct(file, offset, len)
+    }
 }
 
 /// One durable write between submission and its last CQE.

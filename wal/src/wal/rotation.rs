@@ -130,12 +130,12 @@ impl Wal {
         reclaimed
     }
 
-    /// Partitions whose records still pin the oldest sealed segment get their live state
-    /// rewritten into one fresh frame (a `Reset` record with the floor's meta, term and vote,
-    /// commit index and live entries), if that fits one frame. Larger partitions keep pinning
-    /// until compacted.
+    /// Once the log holds more than `segments_before_rewrite` segments, partitions whose
+    /// records still pin the oldest sealed segment get their live state rewritten into one
+    /// fresh frame (a `Reset` record with the floor's meta, term and vote, commit index and live
+    /// entries), if that fits one frame. Larger partitions keep pinning until compacted.
     fn rewrite_pinning_partitions(&mut self) -> Result<()> {
-        if self.segments.len() < 2 {
+        if self.segments.len() <= self.config.segments_before_rewrite.max(1) {
             return Ok(());
         }
         let Some(oldest_end) = self.segments.front().map(|s| s.end_lsn) else {
