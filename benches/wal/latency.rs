@@ -22,7 +22,7 @@ use crate::{log_config, payload};
 const TURN_OPERATIONS: u64 = 5;
 
 /// The backends compared, with their names in the table.
-pub fn backend_choices() -> [(&'static str, BackendChoice); 3] {
+pub fn backend_choices() -> [(&'static str, BackendChoice); 4] {
     [
         (
             "io_uring O_DIRECT+RWF_DSYNC",
@@ -31,6 +31,10 @@ pub fn backend_choices() -> [(&'static str, BackendChoice); 3] {
         (
             "io_uring WRITE→FSYNC(DATASYNC)",
             BackendChoice::IoUring(UringWriteMode::LinkedDatasync),
+        ),
+        (
+            "io_uring O_DIRECT WRITE→FSYNC(DATASYNC)",
+            BackendChoice::IoUring(UringWriteMode::LinkedDirectDatasync),
         ),
         ("blocking pwrite+fdatasync", BackendChoice::Blocking),
     ]

@@ -64,6 +64,12 @@ conformance_tests!(io_uring_direct, |_dir: &Path| BackendChoice::IoUring(
 conformance_tests!(io_uring_linked, |_dir: &Path| BackendChoice::IoUring(
     kommander_wal::backend::UringWriteMode::LinkedDatasync
 ));
+conformance_tests!(
+    io_uring_linked_direct,
+    |_dir: &Path| BackendChoice::IoUring(
+        kommander_wal::backend::UringWriteMode::LinkedDirectDatasync
+    )
+);
 conformance_tests!(simulated, |dir: &Path| BackendChoice::Simulated(
     SimDisk::new(dir).expect("simulated disk")
 ));

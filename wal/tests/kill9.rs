@@ -43,9 +43,10 @@ const ENV_BACKEND: &str = "KOMMANDER_KILL9_CHILD_BACKEND";
 /// recycles segments many times.
 fn config(backend: u64) -> WalConfig {
     WalConfig {
-        backend: match backend % 3 {
+        backend: match backend % 4 {
             0 => BackendChoice::IoUring(UringWriteMode::DirectDsync),
             1 => BackendChoice::IoUring(UringWriteMode::LinkedDatasync),
+            2 => BackendChoice::IoUring(UringWriteMode::LinkedDirectDatasync),
             _ => BackendChoice::Blocking,
         },
         segment_bytes: 256 << 10,
@@ -318,14 +319,15 @@ fn acknowledged_records_survive_sigkill() {
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let exe = std::env::current_exe().expect("the test binary");
-    // 0: io_uring O_DIRECT+RWF_DSYNC, 1: io_uring linked, 2: blocking; default: rotate.
+    // 0: io_uring O_DIRECT+RWF_DSYNC, 1: io_uring linked, 2: io_uring linked O_DIRECT,
+    // 3: blocking; default: rotate.
     let forced_backend = env_u64("KOMMANDER_KILL9_BACKEND");
     let mut rng = Rng(seed);
     let mut acked: BTreeMap<u32, Acked> = BTreeMap::new();
     let mut total_acks = 0usize;
     let started = Instant::now();
     for cycle in 0..cycles {
-        let backend = forced_backend.unwrap_or(cycle % 3);
+        let backend = forced_backend.unwrap_or(cycle % 4);
         let mut child = Command::new(&exe)
             .args(["--ignored", "--exact", "child_process", "--nocapture"])
             .args(["--test-threads", "1"])

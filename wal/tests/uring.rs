@@ -1,6 +1,6 @@
-//! io_uring-specific integration tests: both io_uring modes write exactly the bytes the
+//! io_uring-specific integration tests: every io_uring mode writes exactly the bytes the
 //! blocking backend writes, and `Auto` picks io_uring where it is permitted.
-//! (The conformance suite runs on both modes too: see `conformance.rs`.)
+//! (The conformance suite runs on every mode too: see `conformance.rs`.)
 
 use std::path::Path;
 
@@ -25,6 +25,13 @@ fn io_uring_direct_writes_the_same_bytes_as_blocking() {
 fn io_uring_linked_writes_the_same_bytes_as_blocking() {
     assert_identical_bytes(blocking, |_dir| {
         BackendChoice::IoUring(UringWriteMode::LinkedDatasync)
+    });
+}
+
+#[test]
+fn io_uring_linked_direct_writes_the_same_bytes_as_blocking() {
+    assert_identical_bytes(blocking, |_dir| {
+        BackendChoice::IoUring(UringWriteMode::LinkedDirectDatasync)
     });
 }
 

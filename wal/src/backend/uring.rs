@@ -3,23 +3,32 @@
 //! The ring is driven directly with the `io-uring` crate (no async runtime underneath; see
 //! `docs/decisions/0001-io-uring-directly.md`). A durable write is one of two *chains*:
 //!
-//! * [`UringWriteMode::LinkedDatasync`] (the default): `WRITE` →(`IO_LINK`) `FSYNC(DATASYNC)`
-//!   on a buffered file. Two SQEs, two CQEs; the sync runs on an io-wq worker, a thread of this
-//!   process (it inherits the process's scheduling class). The written data stays in the page
-//!   cache, so reading fresh entries back (replication) hits memory.
+//! * [`UringWriteMode::LinkedDirectDatasync`] (the default): `WRITE` →(`IO_LINK`)
+//!   `FSYNC(DATASYNC)` on a file opened `O_DIRECT`. Two SQEs, two CQEs. The write goes from the
+//!   log's buffer to the device without a page-cache copy (and without the writeback the sync
+//!   would otherwise do); the sync, which on a device without FUA only flushes its cache, runs
+//!   on an io-wq worker, a thread of this process (it inherits the process's scheduling class).
+//!   Reading fresh entries back then reads the device, which the shard does only at restore
+//!   (replication serves lagging followers from the replicas' memory).
+//! * [`UringWriteMode::LinkedDatasync`]: the same chain on a buffered file. The written data
+//!   stays in the page cache, so reads of fresh entries hit memory, but every byte is copied
+//!   into it and written back by the sync: in the profile of the saturated 64- and
+//!   1024-partition loops that copy (`copy_folio_from_iter_atomic` on the io-wq worker) was
+//!   40-60 % of the process's CPU, and the direct chain cut the system time per record from
+//!   190-590 ns to 40-90 ns (`docs/benchmarks.md`).
 //! * [`UringWriteMode::DirectDsync`]: a single `WRITE` with `RWF_DSYNC` on a file opened
 //!   `O_DIRECT`. One SQE, one CQE, no page-cache copy; on devices with FUA it becomes one FUA
 //!   write. On devices without FUA (like the project's VM) the kernel issues the cache flush
 //!   from a kernel workqueue after the write completes, which a busy or real-time-scheduled
 //!   process does not control: under `chrt -f` its QD1 latency sat at one scheduler tick
-//!   (4 ms) while the linked mode stayed near 180 µs. If the filesystem refuses `O_DIRECT`
-//!   (tmpfs, some FUSE mounts) the file is opened buffered and `RWF_DSYNC` still makes each
-//!   write durable.
+//!   (4 ms) while the linked mode stayed near 180 µs.
 //!
-//! Both were measured side by side, interleaved, on the project's VM (`docs/benchmarks.md`):
-//! the direct mode's QD1 p50 was lower in about half of the runs, the linked mode's pipelined
-//! bandwidth higher in most; the linked mode is the default for its robustness (see above).
-//!
+//! Where the filesystem refuses `O_DIRECT` (tmpfs, some FUSE mounts) the direct modes open the
+//! file buffered, with one warning, and the chain (or `RWF_DSYNC`) still makes each write
+//! durable. The buffered linked mode and the direct mode were measured side by side,
+//! interleaved, on the project's VM (`docs/benchmarks.md`): the direct mode's QD1 p50 was lower
+//! in about half of the runs, the linked mode's pipelined bandwidth higher in most.
+
 //! # Rules this module enforces
 //!
 //! * **Owned buffers.** The [`AlignedBuf`] (and a clone of the [`SegmentFile`], so the
@@ -57,13 +66,28 @@ use super::{AlignedBuf, Backend, BlockingBackend, Completion, FileSystem, Segmen
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum UringWriteMode {
-    /// `WRITE` linked to `FSYNC(DATASYNC)` on a buffered file (see the module docs for why
-    /// this is the default).
+    /// `WRITE` on an `O_DIRECT` file linked to `FSYNC(DATASYNC)` (buffered if the filesystem
+    /// refuses `O_DIRECT`; see the module docs for why this is the default).
     #[default]
+    LinkedDirectDatasync,
+    /// `WRITE` linked to `FSYNC(DATASYNC)` on a buffered file (fresh entries stay in the page
+    /// cache, at the cost of a copy of every byte).
     LinkedDatasync,
     /// One `WRITE` with `RWF_DSYNC` on an `O_DIRECT` file (buffered if the filesystem refuses
     /// `O_DIRECT`).
     DirectDsync,
+}
+
+impl UringWriteMode {
+    /// Whether the write is linked to an `FSYNC(DATASYNC)` (two SQEs, two CQEs).
+    fn linked(self) -> bool {
+        matches!(self, Self::LinkedDirectDatasync | Self::LinkedDatasync)
+    }
+
+    /// Whether files are opened `O_DIRECT`.
+    fn direct(self) -> bool {
+        matches!(self, Self::LinkedDirectDatasync | Self::DirectDsync)
+    }
 }
 
 /// The largest single SQE write; longer buffers are written in pieces by the short-write path.
@@ -74,7 +98,7 @@ const STEP_WRITE: u64 = 0;
 const STEP_SYNC: u64 = 1;
 
 /// The filesystem side of the io_uring backend: `std` file operations, with `O_DIRECT` added
-/// to every open in [`UringWriteMode::DirectDsync`] (falling back to buffered files, with one
+/// to every open in the direct modes (falling back to buffered files, with one
 /// warning, where the filesystem refuses it).
 #[derive(Debug)]
 pub struct UringFileSystem {
@@ -85,7 +109,7 @@ pub struct UringFileSystem {
 impl UringFileSystem {
     fn new(mode: UringWriteMode) -> Self {
         Self {
-            direct: mode == UringWriteMode::DirectDsync,
+            direct: mode.direct(),
             warned_no_direct: AtomicBool::new(false),
         }
     }
@@ -271,27 +295,24 @@ impl UringBackend {
         // `len` ≤ WRITE_CHUNK_BYTES_MAX (1 GiB), so it fits in u32.
         let write = opcode::Write::new(fd, rest.as_ptr(), len as u32).offset(offset);
         let slot_bits = (slot as u64) << 1;
-        let entries: &[squeue::Entry] = match mode {
-            UringWriteMode::DirectDsync => {
-                in_flight.pending = 1;
-                &[write
-                    .rw_flags(libc::RWF_DSYNC)
+        let entries: &[squeue::Entry] = if mode.linked() {
+            in_flight.pending = 2;
+            &[
+                write
                     .build()
-                    .user_data(slot_bits | STEP_WRITE)]
-            }
-            UringWriteMode::LinkedDatasync => {
-                in_flight.pending = 2;
-                &[
-                    write
-                        .build()
-                        .flags(squeue::Flags::IO_LINK)
-                        .user_data(slot_bits | STEP_WRITE),
-                    opcode::Fsync::new(fd)
-                        .flags(types::FsyncFlags::DATASYNC)
-                        .build()
-                        .user_data(slot_bits | STEP_SYNC),
-                ]
-            }
+                    .flags(squeue::Flags::IO_LINK)
+                    .user_data(slot_bits | STEP_WRITE),
+                opcode::Fsync::new(fd)
+                    .flags(types::FsyncFlags::DATASYNC)
+                    .build()
+                    .user_data(slot_bits | STEP_SYNC),
+            ]
+        } else {
+            in_flight.pending = 1;
+            &[write
+                .rw_flags(libc::RWF_DSYNC)
+                .build()
+                .user_data(slot_bits | STEP_WRITE)]
         };
         in_flight.write_result = 0;
         in_flight.sync_result = 0;
@@ -413,7 +434,7 @@ impl UringBackend {
             // write the rest and sync again.
             return Ok(RoundOutcome::Resubmit);
         }
-        if mode == UringWriteMode::LinkedDatasync && in_flight.sync_result < 0 {
+        if mode.linked() && in_flight.sync_result < 0 {
             let sync = in_flight.sync_result;
             return Ok(RoundOutcome::Done(Err(step_error(
                 "fdatasync",
@@ -616,8 +637,11 @@ pub(crate) fn open_auto(queue_depth_max: usize) -> io::Result<Box<dyn Backend>> 
 mod tests {
     use super::*;
 
-    const MODES: [UringWriteMode; 2] =
-        [UringWriteMode::DirectDsync, UringWriteMode::LinkedDatasync];
+    const MODES: [UringWriteMode; 3] = [
+        UringWriteMode::DirectDsync,
+        UringWriteMode::LinkedDatasync,
+        UringWriteMode::LinkedDirectDatasync,
+    ];
 
     fn backend_is_send<T: Send>() {}
 
@@ -637,6 +661,41 @@ mod tests {
             .expect("zero-fill");
         fs.sync_data(&file).expect("sync");
         file
+    }
+
+    /// Each mode's chain (one SQE, or a write linked to a sync) and file flags (`O_DIRECT`
+    /// where the mode writes directly and the filesystem allows it).
+    #[test]
+    fn each_mode_writes_its_chain_on_its_kind_of_file() {
+        for (mode, sqes, direct) in [
+            (UringWriteMode::DirectDsync, 1, true),
+            (UringWriteMode::LinkedDatasync, 2, false),
+            (UringWriteMode::LinkedDirectDatasync, 2, true),
+        ] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut backend = UringBackend::new(1, mode).expect("io_uring is available here");
+            let file = segment(&backend, dir.path(), 4096);
+            // SAFETY: F_GETFL on a descriptor `file` keeps open; no pointers.
+            let flags = unsafe { libc::fcntl(file.file().as_raw_fd(), libc::F_GETFL) };
+            assert!(flags >= 0, "F_GETFL");
+            let direct_allowed = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_DIRECT)
+                .open(file.path())
+                .is_ok();
+            assert_eq!(
+                flags & libc::O_DIRECT != 0,
+                direct && direct_allowed,
+                "{mode:?}: O_DIRECT"
+            );
+            backend
+                .submit_durable_write(&file, 0, filled(4096, 3), 1)
+                .expect("submit");
+            assert_eq!(backend.kernel_ops, sqes, "{mode:?}: SQEs of one write");
+            let mut completions = Vec::new();
+            backend.reap(1, &mut completions).expect("reap");
+            assert!(completions[0].result.is_ok(), "{mode:?}");
+        }
     }
 
     #[test]
