@@ -4,6 +4,7 @@
 //! The same `apply` functions serve appends (after validation) and recovery (replay), so
 //! the state after recovery is the state the records describe, by construction.
 
+use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -44,6 +45,9 @@ pub(crate) struct PartitionLog {
     /// LSN of the latest truncation since the last reset: it must stay on disk while it
     /// decides where an emptied log restarts.
     pub(crate) truncate_lsn: Option<u64>,
+    /// This partition's preview in the batch being validated, tagged with that batch's number
+    /// (a stale tag means the batch has not touched it yet): see [`Sketch`].
+    sketch: Cell<(u64, SketchEntry)>,
 }
 
 impl Default for PartitionLog {
@@ -58,6 +62,7 @@ impl Default for PartitionLog {
             commit_index: None,
             floor_lsn: None,
             truncate_lsn: None,
+            sketch: Cell::new((0, SketchEntry::ABSENT)),
         }
     }
 }
@@ -286,11 +291,16 @@ impl LogState {
     }
 }
 
-/// A preview of partitions touched by a batch, for all-or-nothing validation (kept by the
-/// log and cleared per batch, so validating allocates nothing in steady state).
+/// A preview of the partitions a batch touches, for all-or-nothing validation, without a map
+/// per batch: a partition the state holds keeps its preview in its own [`PartitionLog`],
+/// tagged with the batch's number (so nothing is cleared between batches), and only partitions
+/// the state does not hold yet go to `absent`, a map kept by the log and cleared per batch (so
+/// validating allocates nothing in steady state).
 #[derive(Debug, Default)]
 pub(crate) struct Sketch {
-    pub(crate) touched: ByPartition<SketchEntry>,
+    /// The number of the batch being validated (the first is 1; tags start at 0).
+    batch: u64,
+    absent: ByPartition<SketchEntry>,
     pub(crate) new_partitions: usize,
 }
 
@@ -304,30 +314,60 @@ pub(crate) struct SketchEntry {
     pub(crate) next_index: u64,
 }
 
+impl SketchEntry {
+    /// The preview of a partition the log does not hold.
+    const ABSENT: Self = Self {
+        exists: false,
+        log_written: false,
+        fresh: true,
+        first_index: 1,
+        next_index: 1,
+    };
+}
+
 impl Sketch {
-    pub(crate) fn clear(&mut self) {
-        self.touched.clear();
+    /// Starts the preview of a new batch.
+    pub(crate) fn start_batch(&mut self) {
+        self.batch += 1;
+        self.absent.clear();
         self.new_partitions = 0;
     }
 
-    pub(crate) fn entry(&mut self, state: &LogState, partition: PartitionId) -> &mut SketchEntry {
-        self.touched
-            .entry(partition)
-            .or_insert_with(|| match state.partitions.get(&partition) {
-                Some(p) => SketchEntry {
+    /// The preview of `partition` in this batch (`held` is its state, looked up by the
+    /// caller: its state before the batch if the batch has not touched it yet). Change it,
+    /// then [`Sketch::keep`] it.
+    pub(crate) fn preview(
+        &mut self,
+        held: Option<&PartitionLog>,
+        partition: PartitionId,
+    ) -> SketchEntry {
+        match held {
+            Some(p) => match p.sketch.get() {
+                (batch, entry) if batch == self.batch => entry,
+                _ => SketchEntry {
                     exists: true,
                     log_written: false,
                     fresh: p.fresh,
                     first_index: p.first_index,
                     next_index: p.next_index(),
                 },
-                None => SketchEntry {
-                    exists: false,
-                    log_written: false,
-                    fresh: true,
-                    first_index: 1,
-                    next_index: 1,
-                },
-            })
+            },
+            None => *self.absent.entry(partition).or_insert(SketchEntry::ABSENT),
+        }
+    }
+
+    /// Keeps `entry` as the preview of `partition` for the rest of this batch.
+    pub(crate) fn keep(
+        &mut self,
+        held: Option<&PartitionLog>,
+        partition: PartitionId,
+        entry: SketchEntry,
+    ) {
+        match held {
+            Some(p) => p.sketch.set((self.batch, entry)),
+            None => {
+                self.absent.insert(partition, entry);
+            }
+        }
     }
 }

@@ -447,3 +447,76 @@ fn invalid_configs_name_their_field() {
         .validate()
         .expect("the default is valid");
 }
+
+/// Validation previews each partition a batch touches (in the partition's own state, tagged
+/// with the batch): at many partitions, each touched twice per batch, a refused batch leaves
+/// nothing behind for the next one, and compactions in the batch are previewed too.
+#[test]
+fn many_partitions_touched_twice_per_batch_are_validated_batch_by_batch() {
+    const PARTITIONS: u32 = 600;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = WalConfig {
+        partitions_max: PARTITIONS as usize,
+        segment_bytes: 1 << 20,
+        batch_bytes_max: 64 << 10,
+        ..small_config(BackendChoice::Blocking)
+    };
+    let mut wal = Wal::open(dir.path(), config.clone()).expect("open");
+    let batch = |round: u64, bad: Option<u32>| -> Vec<Write<'static>> {
+        let mut writes = Vec::new();
+        for id in 1..=PARTITIONS {
+            for step in 0..2 {
+                let index = 2 * round + step + 1;
+                writes.push(Write::Entry {
+                    partition: p(id),
+                    // The bad partition's second entry repeats its first.
+                    index: if bad == Some(id) && step == 1 {
+                        index - 1
+                    } else {
+                        index
+                    },
+                    term: 1,
+                    payload: b"entry",
+                });
+            }
+            if round > 0 {
+                // Compact to the batch's first entry: the second must still follow it.
+                writes.push(Write::CompactTo {
+                    partition: p(id),
+                    index: 2 * round + 1,
+                    floor_meta: b"",
+                });
+            }
+        }
+        writes
+    };
+    for round in 0..4 {
+        let before = wal.partitions().expect("list");
+        let lsn = wal.next_lsn().0;
+        let bad = PARTITIONS - round as u32 * 7;
+        match wal.append(&batch(round, Some(bad))) {
+            Err(Error::NotContiguous {
+                partition, index, ..
+            }) => assert_eq!((partition, index), (p(bad), 2 * round + 1)),
+            other => panic!("round {round}: the repeated index is refused: {other:?}"),
+        }
+        assert_eq!(wal.partitions().expect("list"), before, "round {round}");
+        assert_eq!(wal.next_lsn().0, lsn, "round {round}");
+        wal.append(&batch(round, None))
+            .unwrap_or_else(|e| panic!("round {round}: the same batch without the repeat: {e}"));
+        wal.sync().expect("sync");
+    }
+    let check = |wal: &Wal| {
+        for id in 1..=PARTITIONS {
+            let info = wal.partition(p(id)).expect("partition");
+            assert_eq!(
+                (info.first_index, info.last_index),
+                (7, 8),
+                "partition {id}"
+            );
+        }
+    };
+    check(&wal);
+    drop(wal);
+    check(&Wal::open(dir.path(), config).expect("reopen"));
+}

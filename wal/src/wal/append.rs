@@ -40,7 +40,7 @@ impl Wal {
 
     fn validate(&mut self, writes: &[Write<'_>]) -> Result<()> {
         let mut sketch = std::mem::take(&mut self.sketch);
-        sketch.clear();
+        sketch.start_batch();
         let result = self.validate_with(writes, &mut sketch);
         self.sketch = sketch;
         result
@@ -49,7 +49,8 @@ impl Wal {
     fn validate_with(&self, writes: &[Write<'_>], sketch: &mut Sketch) -> Result<()> {
         for write in writes {
             let partition = write.partition();
-            let entry = sketch.entry(&self.state, partition);
+            let held = self.state.partitions.get(&partition);
+            let entry = &mut sketch.preview(held, partition);
             let existed = entry.exists;
             let log_written = entry.log_written;
             entry.log_written |=
@@ -159,12 +160,13 @@ impl Wal {
                     entry.fresh = true;
                     entry.first_index = 1;
                     entry.next_index = 1;
-                    continue;
                 }
             }
             if !existed && entry.exists {
                 sketch.new_partitions += 1;
             }
+            let entry = *entry;
+            sketch.keep(held, partition, entry);
         }
         if sketch.new_partitions > 0
             && self.state.partitions.len() + sketch.new_partitions > self.config.partitions_max
