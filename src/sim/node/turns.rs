@@ -62,7 +62,12 @@ impl NodeSimulation {
     /// partition 0, `maps.rs`, or found on its disks).
     pub(super) fn start_node(&mut self, node: usize) -> Result<(), Violation> {
         let config = self.shard_config(node);
-        let wal: WalConfig = config.wal.clone();
+        let wal = WalConfig {
+            // Rewrite the records pinning the oldest segment at every rotation (the WAL's
+            // default waits for 4 segments): the relocation paths stay under the nemesis.
+            segments_before_rewrite: 1,
+            ..config.wal.clone()
+        };
         let epoch_seed = self.seed ^ ((node as u64) << 48) ^ self.nodes[node].incarnation;
         let now = self.nodes[node].clock.at(self.epoch, self.now);
         // The first roster: the initial members (a node outside it waits to be added), or,
