@@ -131,6 +131,13 @@ pub fn decode_envelope(envelope: &Bytes) -> Result<(Bytes, Bytes), CodecError> {
     Ok((log_type, envelope.slice(end..)))
 }
 
+/// The log type bytes of `envelope`, unchecked and uncopied (`None` if truncated): a look at
+/// which kind of entry it is before decoding it, for the paths every entry takes.
+pub(crate) fn envelope_log_type(envelope: &[u8]) -> Option<&[u8]> {
+    let (len, rest) = U16::read_from_prefix(envelope).ok()?;
+    rest.get(..usize::from(len.get()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +160,9 @@ mod tests {
         let (log_type, payload) = decode_envelope(&decoded.payload).expect("valid envelope");
         assert_eq!(&log_type[..], b"kv/set");
         assert_eq!(&payload[..], b"hello");
+        assert_eq!(envelope_log_type(&decoded.payload), Some(&b"kv/set"[..]));
+        assert_eq!(envelope_log_type(&decoded.payload[..4]), None, "truncated");
+        assert_eq!(envelope_log_type(&[]), None);
         assert_eq!(
             payload.as_ptr(),
             record[ENTRY_HEADER_LEN + 2 + 6..].as_ptr()

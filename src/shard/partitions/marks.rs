@@ -21,7 +21,7 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::core::{Entry, EntryKind, LogIndex, PartitionId};
-use crate::shard::codec::decode_envelope;
+use crate::shard::codec::{decode_envelope, envelope_log_type};
 use crate::shard::state_transfer::RangeTransfer;
 
 /// The log type of a source's generation entry; applications may not write it.
@@ -150,6 +150,11 @@ pub(crate) struct MarkError(&'static str);
 /// The generation or import entry `entry` is, if it is one (by its log type).
 pub(crate) fn split_entry(entry: &Entry) -> Option<Result<SplitEntry, MarkError>> {
     if entry.kind != EntryKind::Normal {
+        return None;
+    }
+    // Every entry passes here (appended, delivered): only the two system types decode.
+    let log_type = envelope_log_type(&entry.payload)?;
+    if log_type != GENERATION_LOG_TYPE.as_bytes() && log_type != IMPORT_LOG_TYPE.as_bytes() {
         return None;
     }
     let (log_type, payload) = decode_envelope(&entry.payload).ok()?;
