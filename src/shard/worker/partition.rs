@@ -54,6 +54,8 @@ pub(crate) struct Slot {
     pub(crate) published: LogProgress,
     /// Its channel in the leadership table, kept so that publishing takes no table lock.
     pub(crate) state: Option<Arc<watch::Sender<PartitionState>>>,
+    /// Whether the channel had a subscriber at the last tick turn that looked (`ready.rs`).
+    pub(crate) subscribed: bool,
     /// The (term, leader) its last `LeaderChanged` event announced (`announce.rs`).
     pub(crate) announced: Option<Announced>,
 }
