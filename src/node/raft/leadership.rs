@@ -41,8 +41,9 @@ impl Raft {
     /// and for code that reacts to leadership or progress without asking the shard.
     ///
     /// The shard publishes leadership at every soft-state change and log progress at most once
-    /// per loop turn, for the partitions whose indexes moved while someone watches them (a new
-    /// receiver's first progress may be up to one tick old); a receiver sees the latest value,
+    /// per loop turn, for the partitions whose indexes moved while someone watches them (the
+    /// shard looks for watchers at its ticks: a new receiver sees progress from the next tick
+    /// on, so its first may be up to one tick old); a receiver sees the latest value,
     /// not every intermediate one. After shutdown the state stays as it last was.
     ///
     /// # Errors
