@@ -86,3 +86,19 @@ fn seeds_that_found_bugs_replay_clean() {
         "no disk replaced in the replacement seeds"
     );
 }
+
+/// Open (found 2026-12-05 at `e647a85` by the elastic sweep of 1 500 seeds from 1 000, which
+/// it alone failed): 20 s after the faults stopped, two ranges of map version 25 are still
+/// `Splitting` (partitions 2 and 10): phase 2 is never proposed, or never commits. It passes
+/// with the tickless idle shard forced off, which moves every schedule, so that is a lead and
+/// not yet a cause (while a map moves data every shard ticks at every tick anyway). Ignored
+/// until fixed: `cargo test --profile ci --all-features --test main -- --ignored
+/// node_sim::found::elastic_seed_2045_finishes_its_splits`.
+#[test]
+#[ignore = "open liveness bug: a split stays under way (see the doc comment)"]
+fn elastic_seed_2045_finishes_its_splits() {
+    let seed = 2045;
+    if let Err(failure) = NodeSimulation::new(seed, NodeSimConfig::elastic_for_seed(seed)).run() {
+        panic!("{failure}");
+    }
+}
