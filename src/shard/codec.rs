@@ -119,11 +119,7 @@ pub fn decode_envelope(envelope: &Bytes) -> Result<(Bytes, Bytes), CodecError> {
     let truncated = CodecError::Truncated {
         len: envelope.len(),
     };
-    let (len, _) = U16::read_from_prefix(envelope).map_err(|_| truncated.clone())?;
-    let end = 2 + usize::from(len.get());
-    if envelope.len() < end {
-        return Err(truncated);
-    }
+    let end = 2 + envelope_log_type(envelope).ok_or(truncated)?.len();
     let log_type = envelope.slice(2..end);
     if std::str::from_utf8(&log_type).is_err() {
         return Err(CodecError::LogType);
