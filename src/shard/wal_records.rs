@@ -17,10 +17,10 @@
 //! the floor, and the floor meta (`partitions/floor_meta.rs`) holds the configuration and the
 //! map in force at the floor; an installed snapshot's floor holds the map it carried. A user
 //! partition keeps its split marks there (the generation and import entries its log held,
-//! `partitions/marks.rs`), summed up the same way: the view remembers the import entries
-//! above the floor (a truncation takes them away) and the highest generation entry ever
-//! appended (never lowered); an imported snapshot's boundary adds the marks it carried (the
-//! leader's at its index: [`WalView::marks_at`] on the leader's side).
+//! `partitions/marks.rs`), summed up the same way: the view remembers the generation and
+//! import entries above the floor (a truncation takes them away, so the marks are always
+//! those of the log the WAL holds); an imported snapshot's boundary adds the marks it
+//! carried (the leader's at its index: [`WalView::marks_at`] on the leader's side).
 
 use bytes::Bytes;
 use kommander_wal::{PartitionInfo, TermVote, Write};
@@ -57,7 +57,7 @@ pub(crate) struct WalView {
 /// A user partition's split marks, kept like its configurations.
 #[derive(Clone, Debug, Default)]
 struct MarksView {
-    /// The marks at the WAL's floor (the generation: the highest ever appended).
+    /// The marks at the WAL's floor.
     floor: LogMarks,
     /// The generation and import entries above the floor: (index, entry; a chunk's data
     /// dropped).
@@ -78,10 +78,6 @@ impl MarksView {
                 continue;
             };
             self.current.note(&split);
-            if let SplitEntry::Generation(_) = split {
-                // Never lowered: the floor keeps the highest generation appended.
-                self.floor.generation = self.current.generation;
-            }
             if !matches!(
                 split,
                 SplitEntry::Import(super::partitions::marks::ImportEntry::Chunk(..))
@@ -109,7 +105,7 @@ impl MarksView {
     }
 
     /// The marks in force at `index` (at or above the floor): the floor's, then those above
-    /// it up to `index` (the generation: the highest ever appended, as at the floor).
+    /// it up to `index`.
     fn at(&self, index: u64) -> LogMarks {
         let mut marks = self.floor;
         for (_, split) in self.above.iter().take_while(|(at, _)| *at <= index) {
@@ -137,15 +133,13 @@ impl MarksView {
         }
     }
 
-    /// The floor's marks and those above, again (after a truncation).
+    /// The floor's marks and those above, again (after a truncation: a truncated generation
+    /// entry no longer counts, so the source's leader proposes it again — elastic seed 2045).
     fn recompute(&mut self) {
-        let generation = self.current.generation;
         self.current = self.floor;
         for (_, split) in &self.above {
             self.current.note(split);
         }
-        // A truncated generation entry still counts (it came from a committed map).
-        self.current.generation = generation;
     }
 }
 
@@ -628,9 +622,9 @@ mod tests {
         assert_eq!(writes.compact_to, Some((3, configuration(&[1]).encode())));
     }
 
-    /// A user partition's floor keeps its split marks: the highest generation ever appended
-    /// (a truncated one too), and the import's state as far as the floor reaches (a truncated
-    /// end is forgotten).
+    /// A user partition's floor keeps its split marks: those of the log as far as the floor
+    /// reaches (a truncated generation entry and a truncated end are forgotten: elastic seed
+    /// 2045, where a leader whose generation entry was truncated never proposed it again).
     #[test]
     fn a_user_partitions_floor_keeps_its_split_marks() {
         use crate::shard::partitions::marks::{
@@ -662,36 +656,24 @@ mod tests {
         wal_writes(p, &ready, &mut view, &mut scratch, || None);
         let ended = Some(ImportMark { plan, ended: true });
         assert_eq!(view.marks().import, ended);
-        // The end and a generation entry are replaced by a new leader's entries.
-        wal_writes(
-            p,
-            &entries(vec![entry_of(5, GENERATION_LOG_TYPE, &mark.encode())]),
-            &mut view,
-            &mut scratch,
-            || None,
-        );
+        let generation = entries(vec![entry_of(5, GENERATION_LOG_TYPE, &mark.encode())]);
+        wal_writes(p, &generation, &mut view, &mut scratch, || None);
+        assert_eq!(view.marks().generation, mark);
+        // The end and the generation entry are replaced by a new leader's entries.
         let replaced = entries(vec![entry(4, EntryKind::Normal, Bytes::new())]);
         wal_writes(p, &replaced, &mut view, &mut scratch, || None);
         let begun = Some(ImportMark { plan, ended: false });
-        assert_eq!(
-            view.marks(),
-            LogMarks {
-                generation: mark,
-                import: begun
-            }
-        );
-        // The floor passes the begin: kept with it, the generation too.
+        let held = LogMarks {
+            generation: GenerationMark::default(),
+            import: begun,
+        };
+        assert_eq!(view.marks(), held);
+        // The floor passes the begin: kept with it.
         let writes = wal_writes(p, &floor(3, &[1]), &mut view, &mut scratch, || None);
         let (_, meta) = writes.compact_to.expect("a compaction");
         let kept = crate::shard::partitions::decode_floor_meta(&meta).expect("decodes");
         assert_eq!(kept.configuration, Some(configuration(&[1])));
-        assert_eq!(
-            kept.marks,
-            LogMarks {
-                generation: mark,
-                import: begun
-            }
-        );
+        assert_eq!(kept.marks, held);
         // Restored from that floor, the view starts from its marks.
         let mut restored = WalView::default();
         restored.restored(&DurableState::default(), None, kept.marks);

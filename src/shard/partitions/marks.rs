@@ -14,8 +14,8 @@
 //! `u64`, start `i32`, end `i32`), then, for a chunk, the exported bytes.
 //!
 //! [`LogMarks`] is a replica's summary of those entries: the highest generation and whether
-//! a draining entry came (never lowered: a truncated entry's generation came from a committed
-//! map, so keeping it only refuses more, never wrongly), and the last import entry's state.
+//! a draining entry came, and the last import entry's state (of the log as it stands: a
+//! truncated entry no longer counts, so a leader proposes it again).
 //! Pure: no I/O.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
