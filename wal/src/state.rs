@@ -6,7 +6,6 @@
 
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
 
 use bytes::Bytes;
 
@@ -181,33 +180,9 @@ pub(crate) struct Applied<'a> {
     pub(crate) payload: &'a [u8],
 }
 
-/// A hasher for partition ids (already well spread or small integers): one multiply,
-/// instead of SipHash, on the per-record path.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(*byte)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_u32(&mut self, value: u32) {
-        self.write_u64(u64::from(value));
-    }
-
-    fn write_u64(&mut self, value: u64) {
-        self.0 = (value ^ (value >> 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-/// A map keyed by partition id.
-pub(crate) type ByPartition<V> = HashMap<PartitionId, V, BuildHasherDefault<IdHasher>>;
+/// A map keyed by partition id, hashed by foldhash's fast hasher (SipHash was measurable on
+/// the per-record path) with a fixed seed.
+pub(crate) type ByPartition<V> = HashMap<PartitionId, V, foldhash::fast::FixedState>;
 
 /// Every partition's state.
 #[derive(Clone, Debug, Default)]

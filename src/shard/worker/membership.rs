@@ -117,15 +117,19 @@ impl Worker {
                 continue;
             }
             let held = slot.held();
+            let matched = match slot.replica.as_ref() {
+                Some(replica) if !held => target
+                    .is_met_by(replica.committed_configuration())
+                    .then_some(roster.version()),
+                _ => None,
+            };
+            if slot.reconciled_changed(matched) {
+                reconciled.push((partition, matched));
+            }
             let replica = match slot.replica.as_mut() {
                 Some(replica) if !held => replica,
-                _ => {
-                    reconciled.push((partition, None));
-                    continue;
-                }
+                _ => continue,
             };
-            let matches = target.is_met_by(replica.committed_configuration());
-            reconciled.push((partition, matches.then_some(roster.version())));
             // Whether a configuration may be proposed now (the no-op of the term committed,
             // no change in flight) is the core's to say: a refusal is tried again next tick.
             if !replica.is_leader() || replica.transfer_target().is_some() {
@@ -177,20 +181,22 @@ impl Worker {
         let ticks: Vec<(PartitionId, bool, bool)> = partitions
             .iter()
             .filter_map(|&partition| {
-                let slot = self.partitions.get(partition)?;
+                let slot = self.partitions.get_mut(partition)?;
                 let held = slot.held();
-                Some(match slot.replica.as_ref().filter(|_| !held) {
+                let (caught_up, voter) = match slot.replica.as_ref().filter(|_| !held) {
                     Some(replica) => {
                         let told = replica.leader_commit();
                         let caught_up = replica.is_leader()
                             || (replica.leader().is_some()
                                 && told > LogIndex::ZERO
                                 && replica.applied_index().0.saturating_add(lag_max) >= told.0);
-                        let voter = replica.committed_configuration().is_voter(node);
-                        (partition, caught_up, voter)
+                        (caught_up, replica.committed_configuration().is_voter(node))
                     }
-                    None => (partition, false, false),
-                })
+                    None => (false, false),
+                };
+                // The same standing as last recorded changes nothing in the table.
+                slot.standing_changed((caught_up, voter))
+                    .then_some((partition, caught_up, voter))
             })
             .collect();
         let window = self

@@ -3,7 +3,7 @@
 //! partitions a tick visits: all but the quiesced ones) and the quiesced ones' registrations
 //! (`quiescence.rs`).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::num::NonZeroU64;
 use std::sync::Arc;
 
@@ -38,10 +38,16 @@ pub(crate) struct Slot {
     /// The tick its standing turns caught up at if its replica stays caught up (it is looked
     /// at again then), while it counts towards the promotion window.
     standing_settles_at: Option<u64>,
+    /// The standing (caught up, voter) the membership work last recorded for it (`None`:
+    /// none yet, or its settle tick came, which records it again).
+    standing_recorded: Option<(bool, bool)>,
+    /// The roster version its committed configuration matched when the membership work last
+    /// recorded it (`None`: not recorded yet).
+    reconciled_recorded: Option<Option<u64>>,
     /// What the WAL holds for it.
     pub(crate) view: WalView,
     /// Operations waiting for their outcome, by outcome key.
-    pub(crate) waiters: HashMap<(u8, u64), Vec<Reply<ReplicationResult>>>,
+    pub(crate) waiters: StableHashMap<(u8, u64), Vec<Reply<ReplicationResult>>>,
     /// The context of the last ReadIndex request (unique per partition and incarnation, so
     /// a late answer to a refused read finds no waiter).
     pub(crate) next_read_context: u64,
@@ -87,6 +93,20 @@ impl Slot {
     /// Whether its replica reported that it quiesced (and not yet that it woke).
     pub(crate) fn is_quiesced(&self) -> bool {
         self.quiesced
+    }
+
+    /// Whether `standing` (caught up, voter) differs from what the membership work last
+    /// recorded for the partition, remembering it: a tick that finds the same standing need
+    /// not record it (the table counts the ticks between two records, and the settle tick
+    /// records it again).
+    pub(crate) fn standing_changed(&mut self, standing: (bool, bool)) -> bool {
+        self.standing_recorded.replace(standing) != Some(standing)
+    }
+
+    /// Whether the roster version the committed configuration matches (`version`) differs
+    /// from what the membership work last recorded for the partition, remembering it.
+    pub(crate) fn reconciled_changed(&mut self, version: Option<u64>) -> bool {
+        self.reconciled_recorded.replace(version) != Some(version)
     }
 
     /// Whether the partition is held: restoring from its WAL, or finishing a snapshot import
@@ -315,6 +335,7 @@ impl Partitions {
             self.standings_settling.pop_first();
             if let Some(slot) = self.slots.get_mut(&partition) {
                 slot.standing_settles_at = None;
+                slot.standing_recorded = None;
             }
             self.membership_due(partition);
         }
