@@ -125,11 +125,9 @@ impl Worker {
                     .map(|e| codec::encode_envelope(&e.log_type, &e.payload))
                     .collect();
                 match replica.propose_batch(ticket, auto_commit, &payloads) {
-                    Ok(range) => slot
-                        .waiters
-                        .entry(outcome_key(EntryKind::Normal, *range.end()))
-                        .or_default()
-                        .push(reply),
+                    Ok(range) => {
+                        slot.add_waiter(outcome_key(EntryKind::Normal, *range.end()), reply);
+                    }
                     Err(status) => {
                         let _ = reply.send(Err(Refusal::of_replica(replica, status)));
                     }
@@ -260,11 +258,7 @@ impl Worker {
         reply: Reply<ReplicationResult>,
     ) {
         match result {
-            Ok(index) => slot
-                .waiters
-                .entry(outcome_key(kind, index))
-                .or_default()
-                .push(reply),
+            Ok(index) => slot.add_waiter(outcome_key(kind, index), reply),
             Err(refusal) => {
                 let _ = reply.send(Err(refusal));
             }

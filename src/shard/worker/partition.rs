@@ -4,6 +4,7 @@
 //! (`quiescence.rs`).
 
 use std::collections::BTreeSet;
+use std::collections::hash_map::Entry;
 use std::num::NonZeroU64;
 use std::sync::Arc;
 
@@ -16,6 +17,27 @@ use crate::core::{LogIndex, PartitionId, Replica};
 use crate::shard::partitions::{Access, PartitionMap};
 use crate::shard::wal_records::WalView;
 use crate::shard::{LogProgress, PartitionState, Refusal, ReplicationResult, Reply, StableHashMap};
+
+/// The operations waiting for one outcome: almost always one, which then takes no allocation
+/// of its own (a `Vec` per write was one of its few mallocs).
+#[derive(Debug)]
+pub(crate) enum Waiting {
+    /// One operation.
+    One(Reply<ReplicationResult>),
+    /// Several (an outcome asked for again).
+    Many(Vec<Reply<ReplicationResult>>),
+}
+
+impl Waiting {
+    /// The waiting operations' replies, in the order they came.
+    pub(crate) fn into_replies(self) -> impl Iterator<Item = Reply<ReplicationResult>> {
+        let (one, many) = match self {
+            Self::One(reply) => (Some(reply), Vec::new()),
+            Self::Many(replies) => (None, replies),
+        };
+        one.into_iter().chain(many)
+    }
+}
 
 /// One hosted partition.
 #[derive(Debug, Default)]
@@ -47,7 +69,7 @@ pub(crate) struct Slot {
     /// What the WAL holds for it.
     pub(crate) view: WalView,
     /// Operations waiting for their outcome, by outcome key.
-    pub(crate) waiters: StableHashMap<(u8, u64), Vec<Reply<ReplicationResult>>>,
+    pub(crate) waiters: StableHashMap<(u8, u64), Waiting>,
     /// The context of the last ReadIndex request (unique per partition and incarnation, so
     /// a late answer to a refused read finds no waiter).
     pub(crate) next_read_context: u64,
@@ -116,10 +138,29 @@ impl Slot {
         self.restoring() || self.installing
     }
 
+    /// Registers `reply` as a waiter of the outcome of `key` (`outcome_key`).
+    pub(crate) fn add_waiter(&mut self, key: (u8, u64), reply: Reply<ReplicationResult>) {
+        match self.waiters.entry(key) {
+            Entry::Vacant(vacant) => {
+                vacant.insert(Waiting::One(reply));
+            }
+            Entry::Occupied(mut occupied) => {
+                let waiting = occupied.get_mut();
+                *waiting = match std::mem::replace(waiting, Waiting::Many(Vec::new())) {
+                    Waiting::One(first) => Waiting::Many(vec![first, reply]),
+                    Waiting::Many(mut replies) => {
+                        replies.push(reply);
+                        Waiting::Many(replies)
+                    }
+                };
+            }
+        }
+    }
+
     /// Answers every operation and read waiting on the partition with `refusal`.
     pub(crate) fn refuse_waiters(&mut self, refusal: &Refusal) {
         for (_, waiters) in self.waiters.drain() {
-            for reply in waiters {
+            for reply in waiters.into_replies() {
                 let _ = reply.send(Err(refusal.clone()));
             }
         }

@@ -10,6 +10,7 @@ use std::time::Instant;
 use super::Worker;
 use super::announce::announce_leader;
 use super::delivery::{Recipients, deliver_live};
+use super::partition::Waiting;
 use super::restore::Restore;
 use crate::core::{LogIndex, PartitionId, Ready, Replica, Role};
 #[cfg(feature = "sim-bugs")]
@@ -195,7 +196,7 @@ impl Worker {
             // submission, before they are durable or committed.
             for entry in &ready.entries {
                 let key = outcome_key(entry.kind, entry.index);
-                for reply in slot.waiters.remove(&key).unwrap_or_default() {
+                for reply in slot.waiters.remove(&key).into_iter().flat_map(Waiting::into_replies) {
                     let _ = reply.send(Ok(ReplicationResult {
                         status: crate::core::Status::Success,
                         ticket: entry.ticket,
@@ -233,7 +234,7 @@ impl Worker {
                 .waiters
                 .remove(&outcome_key(outcome.kind, outcome.index))
             {
-                for reply in waiters {
+                for reply in waiters.into_replies() {
                     let _ = reply.send(Ok(ReplicationResult {
                         status: outcome.status,
                         ticket: outcome.ticket,
