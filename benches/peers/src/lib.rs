@@ -95,17 +95,62 @@ pub fn remove_dir(dir: &Path) {
     }
 }
 
-/// Incompressible payload bytes, the same every run.
-pub fn payload() -> Vec<u8> {
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    (0..PAYLOAD_BYTES)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
+/// Incompressible payloads, the same every run: each entry takes the next `PAYLOAD_BYTES` of a
+/// pool far longer than lz4's 64 KiB window, so no entry repeats one near it. (Every entry once
+/// carried the same bytes: raft-engine compresses its batches with lz4, which made its writes
+/// nearly free on a disk whose bandwidth binds, as this one's did on 2026-12-05.)
+pub struct Payloads {
+    pool: bytes::Bytes,
+    next: usize,
+}
+
+/// The payload pool's length.
+const PAYLOAD_POOL_BYTES: usize = 4 << 20;
+
+impl Payloads {
+    /// The pool, from a fixed seed.
+    pub fn new() -> Self {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let pool = (0..PAYLOAD_POOL_BYTES)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect::<Vec<u8>>();
+        Self {
+            pool: pool.into(),
+            next: 0,
+        }
+    }
+
+    /// The pool (cheap to clone).
+    pub fn pool(&self) -> bytes::Bytes {
+        self.pool.clone()
+    }
+
+    /// Where in the pool the next entry's payload lies.
+    pub fn next_range(&mut self) -> std::ops::Range<usize> {
+        if self.next + PAYLOAD_BYTES > self.pool.len() {
+            self.next = 0;
+        }
+        let at = self.next;
+        self.next += PAYLOAD_BYTES;
+        at..at + PAYLOAD_BYTES
+    }
+
+    /// The next entry's payload.
+    pub fn next_payload(&mut self) -> bytes::Bytes {
+        let range = self.next_range();
+        self.pool.slice(range)
+    }
+}
+
+impl Default for Payloads {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// A histogram of nanoseconds.
@@ -123,7 +168,7 @@ pub fn record(histogram: &mut Histogram<u64>, elapsed: Duration) {
 /// polls (the log pipelines its frames: the next fills while the previous is written).
 pub struct Kommander {
     wal: Wal,
-    payload: Vec<u8>,
+    payloads: Payloads,
     next_index: Vec<u64>,
     rounds: u64,
 }
@@ -133,7 +178,7 @@ impl Kommander {
     pub fn open(dir: &Path, partitions: u64) -> Self {
         Self {
             wal: Wal::open(dir, WalConfig::default()).expect("open kommander-wal"),
-            payload: payload(),
+            payloads: Payloads::new(),
             next_index: vec![1; partitions as usize],
             rounds: 0,
         }
@@ -143,6 +188,7 @@ impl Kommander {
 impl Contender for Kommander {
     fn slice(&mut self, run: Duration, commit_latency: &mut Histogram<u64>) -> f64 {
         let partitions = self.next_index.len() as u64;
+        let pool = self.payloads.pool();
         let mut writes = Vec::with_capacity(self.next_index.len());
         let mut rounds: VecDeque<(Lsn, Instant)> = VecDeque::new();
         let mut records = 0u64;
@@ -154,7 +200,7 @@ impl Contender for Kommander {
                     partition: PartitionId(partition as u32 + 1),
                     index: *index,
                     term: 1,
-                    payload: &self.payload,
+                    payload: &pool[self.payloads.next_range()],
                 });
                 *index += 1;
             }

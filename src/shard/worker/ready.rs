@@ -10,7 +10,6 @@ use std::time::Instant;
 use super::Worker;
 use super::announce::announce_leader;
 use super::delivery::{Recipients, deliver_live};
-use super::partition::Waiting;
 use super::restore::Restore;
 use crate::core::{LogIndex, PartitionId, Ready, Replica, Role};
 #[cfg(feature = "sim-bugs")]
@@ -196,7 +195,12 @@ impl Worker {
             // submission, before they are durable or committed.
             for entry in &ready.entries {
                 let key = outcome_key(entry.kind, entry.index);
-                for reply in slot.waiters.remove(&key).into_iter().flat_map(Waiting::into_replies) {
+                for reply in slot
+                    .waiters
+                    .remove(&key)
+                    .into_iter()
+                    .flat_map(super::partition::Waiting::into_replies)
+                {
                     let _ = reply.send(Ok(ReplicationResult {
                         status: crate::core::Status::Success,
                         ticket: entry.ticket,

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use kommander_peers::{
-    COMPACTION_INTERVAL_ROUNDS, Contender, Kommander, PARTITION_COUNTS, RETAINED_ENTRIES,
-    fresh_dir, interleaved, payload, print_table, record, remove_dir,
+    COMPACTION_INTERVAL_ROUNDS, Contender, Kommander, PARTITION_COUNTS, Payloads, RETAINED_ENTRIES,
+    fresh_dir, interleaved, print_table, record, remove_dir,
 };
 use raft_engine::{Command, Config, Engine, LogBatch, MessageExt};
 use raft_proto::eraftpb::Entry;
@@ -41,6 +41,7 @@ impl MessageExt for EntryExt {
 struct RaftEngine {
     engine: Engine,
     template: Entry,
+    payloads: Payloads,
     next_index: Vec<u64>,
     batch: LogBatch,
     rounds: u64,
@@ -54,12 +55,12 @@ impl RaftEngine {
         };
         let template = Entry {
             term: 1,
-            data: payload().into(),
             ..Entry::default()
         };
         Self {
             engine: Engine::open(config).expect("open raft-engine"),
             template,
+            payloads: Payloads::new(),
             next_index: vec![1; partitions as usize],
             batch: LogBatch::with_capacity(RAFT_WRITE_SIZE_LIMIT + 64 * 1024),
             rounds: 0,
@@ -81,6 +82,7 @@ impl Contender for RaftEngine {
                 for (region, index) in self.next_index.iter_mut().enumerate() {
                     let mut entry = self.template.clone();
                     entry.index = *index;
+                    entry.data = self.payloads.next_payload().into();
                     *index += 1;
                     self.batch
                         .add_entries::<EntryExt>(region as u64 + 1, &[entry])
