@@ -223,9 +223,25 @@ impl Cluster {
             .collect()
     }
 
-    /// Waits until every partition has a leader every running node knows.
+    /// Waits until every running node follows the same partition map, then until every
+    /// partition of it has a leader every running node knows (a node whose map lagged would
+    /// name a partition a merge removed, which no node leads again).
     pub(crate) async fn settle(&self) {
         let deadline = Instant::now() + PATIENCE;
+        loop {
+            let versions: BTreeSet<u64> = self
+                .running()
+                .map(|(_, node)| node.raft().partition_map().version)
+                .collect();
+            if versions.len() == 1 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the nodes' maps did not converge in time: versions {versions:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         for partition in self.partitions() {
             for (_, node) in self.running() {
                 node.raft()
