@@ -117,18 +117,16 @@ impl Worker {
                 continue;
             }
             let held = slot.held();
-            let matched = match slot.replica.as_ref() {
-                Some(replica) if !held => target
-                    .is_met_by(replica.committed_configuration())
-                    .then_some(roster.version()),
-                _ => None,
-            };
+            let matched = slot.replica.as_ref().filter(|_| !held).and_then(|r| {
+                target
+                    .is_met_by(r.committed_configuration())
+                    .then_some(roster.version())
+            });
             if slot.reconciled_changed(matched) {
                 reconciled.push((partition, matched));
             }
-            let replica = match slot.replica.as_mut() {
-                Some(replica) if !held => replica,
-                _ => continue,
+            let Some(replica) = slot.replica.as_mut().filter(|_| !held) else {
+                continue;
             };
             // Whether a configuration may be proposed now (the no-op of the term committed,
             // no change in flight) is the core's to say: a refusal is tried again next tick.

@@ -18,24 +18,20 @@ use crate::shard::partitions::{Access, PartitionMap};
 use crate::shard::wal_records::WalView;
 use crate::shard::{LogProgress, PartitionState, Refusal, ReplicationResult, Reply, StableHashMap};
 
-/// The operations waiting for one outcome: almost always one, which then takes no allocation
-/// of its own (a `Vec` per write was one of its few mallocs).
+/// The operations waiting for one outcome: almost always one, held inline, so a write's wait
+/// takes no allocation of its own (a `Vec` per write was one of its few mallocs).
 #[derive(Debug)]
-pub(crate) enum Waiting {
-    /// One operation.
-    One(Reply<ReplicationResult>),
-    /// Several (an outcome asked for again).
-    Many(Vec<Reply<ReplicationResult>>),
+pub(crate) struct Waiting {
+    /// The first operation.
+    first: Reply<ReplicationResult>,
+    /// The later ones (an outcome asked for again; empty, unallocated, otherwise).
+    more: Vec<Reply<ReplicationResult>>,
 }
 
 impl Waiting {
     /// The waiting operations' replies, in the order they came.
     pub(crate) fn into_replies(self) -> impl Iterator<Item = Reply<ReplicationResult>> {
-        let (one, many) = match self {
-            Self::One(reply) => (Some(reply), Vec::new()),
-            Self::Many(replies) => (None, replies),
-        };
-        one.into_iter().chain(many)
+        std::iter::once(self.first).chain(self.more)
     }
 }
 
@@ -142,18 +138,12 @@ impl Slot {
     pub(crate) fn add_waiter(&mut self, key: (u8, u64), reply: Reply<ReplicationResult>) {
         match self.waiters.entry(key) {
             Entry::Vacant(vacant) => {
-                vacant.insert(Waiting::One(reply));
+                vacant.insert(Waiting {
+                    first: reply,
+                    more: Vec::new(),
+                });
             }
-            Entry::Occupied(mut occupied) => {
-                let waiting = occupied.get_mut();
-                *waiting = match std::mem::replace(waiting, Waiting::Many(Vec::new())) {
-                    Waiting::One(first) => Waiting::Many(vec![first, reply]),
-                    Waiting::Many(mut replies) => {
-                        replies.push(reply);
-                        Waiting::Many(replies)
-                    }
-                };
-            }
+            Entry::Occupied(occupied) => occupied.into_mut().more.push(reply),
         }
     }
 
