@@ -91,19 +91,18 @@ async fn replicas_at_one_applied_index_report_one_digest_of_their_state() {
     cluster.put("b", "3").await;
     let after = caught_up(&cluster).await;
     assert!(after.iter().all(|s| *s == after[0]), "{after:?}");
-    // The digest follows the state: a partition whose keys changed has another digest (a
-    // partition is listed once it applied an entry).
+    // The digest follows the state: a partition that applied nothing since has the same digest,
+    // and one whose keys changed has another. (An index can move without the state: a new
+    // leader's empty entry, a configuration or a partition-map entry change no key.)
     let changed = before[0]
         .iter()
         .filter(|(partition, index, digest)| {
             let now = after[0].iter().find(|(p, _, _)| p == partition);
             let (_, index_now, digest_now) = now.expect("a partition stays listed");
-            assert_eq!(
-                index == index_now,
-                digest == digest_now,
-                "{before:?} {after:?}"
-            );
-            index != index_now
+            if index == index_now {
+                assert_eq!(digest, digest_now, "{before:?} {after:?}");
+            }
+            digest != digest_now
         })
         .count();
     assert!(changed > 0, "{before:?} {after:?}");
