@@ -10,6 +10,7 @@
 //! watch works on any executor.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Instant;
 
@@ -77,6 +78,9 @@ type StateChannel = Arc<watch::Sender<PartitionState>>;
 pub struct LeaderTable {
     partitions: RwLock<HashMap<PartitionId, StateChannel>>,
     endpoints: Option<Arc<dyn EndpointLookup>>,
+    /// Subscriptions taken so far, on any partition: a shard counts a partition's subscribers
+    /// again only when this moved (`worker/ready.rs`).
+    subscriptions: AtomicU64,
 }
 
 impl std::fmt::Debug for LeaderTable {
@@ -91,6 +95,7 @@ impl Default for LeaderTable {
         Self {
             partitions: RwLock::new(HashMap::new()),
             endpoints: None,
+            subscriptions: AtomicU64::new(0),
         }
     }
 }
@@ -121,7 +126,15 @@ impl LeaderTable {
     /// log progress.
     #[must_use]
     pub fn subscribe(&self, partition: PartitionId) -> watch::Receiver<PartitionState> {
-        self.with_entry(partition, |entry| entry.subscribe())
+        let receiver = self.with_entry(partition, |entry| entry.subscribe());
+        // After the receiver exists: a shard that reads the new count finds it.
+        self.subscriptions.fetch_add(1, Ordering::Release);
+        receiver
+    }
+
+    /// How many subscriptions were taken so far, on any partition.
+    pub(crate) fn subscriptions(&self) -> u64 {
+        self.subscriptions.load(Ordering::Acquire)
     }
 
     /// The endpoint of `node`, when the lookup knows it.

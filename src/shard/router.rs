@@ -102,7 +102,13 @@ impl Inbound for Router {
             push_batch(&self.shards[0], self.node, messages);
             return;
         }
-        let mut batches: Vec<Vec<Message>> = (0..count).map(|_| Vec::new()).collect();
+        // Each shard's batch sized at once: at 4096 active partitions a batch holds
+        // thousands of messages, and growing it copies them again and again.
+        let mut sizes = vec![0; count];
+        for message in &messages {
+            sizes[shard_of(message.partition, count)] += 1;
+        }
+        let mut batches: Vec<Vec<Message>> = sizes.into_iter().map(Vec::with_capacity).collect();
         for message in messages {
             batches[shard_of(message.partition, count)].push(message);
         }

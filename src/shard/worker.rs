@@ -210,6 +210,9 @@ pub(crate) struct Worker {
     partitions: Partitions,
     /// The version of the partition map this shard last followed (`map.rs`; 0: none).
     map_followed: u64,
+    /// The leadership table's subscription count when this shard last counted its active
+    /// partitions' subscribers (`ready.rs`).
+    subscriptions_counted: u64,
     /// The roster version this shard's membership work last looked at every partition for
     /// (`membership.rs`; `None`: no roster yet).
     roster_followed: Option<u64>,
@@ -277,6 +280,7 @@ impl Worker {
             waker: params.waker,
             partitions: Partitions::default(),
             map_followed: 0,
+            subscriptions_counted: 0,
             roster_followed: None,
             map_moving: None,
             imports: StableHashMap::default(),

@@ -32,6 +32,7 @@ use crate::shard::membership::{
 use crate::shard::{RaftEvent, Refusal, ReplicationResult, Reply, SYSTEM_PARTITION, Transport};
 
 use super::Worker;
+use super::partition::Slot;
 
 /// The ticket of an entry the shard proposes itself (a configuration, a generation or import
 /// entry): the top bit set and the
@@ -50,6 +51,24 @@ pub(super) fn system_ticket(replica: &Replica) -> Ticket {
 pub(super) fn number_committed_configuration(partition: PartitionId, replica: &mut Replica) {
     let version = roster_version_of(partition, replica.committed_configuration());
     replica.set_configuration_version(version);
+}
+
+/// A partition's standing this tick, (caught up, voter): whether its replica is caught up
+/// (it leads, or a leader it knows told it a commit index it has applied within `lag_max`
+/// of) and whether its committed configuration lists `node` as a voter. A joining node asks
+/// for its promotion once every partition it hosts stayed caught up for the promotion window;
+/// a held partition (restoring, installing a snapshot) is not caught up.
+fn standing(slot: &Slot, node: NodeId, lag_max: u64) -> (bool, bool) {
+    let held = slot.held();
+    let Some(replica) = slot.replica.as_ref().filter(|_| !held) else {
+        return (false, false);
+    };
+    let told = replica.leader_commit();
+    let caught_up = replica.is_leader()
+        || (replica.leader().is_some()
+            && told > LogIndex::ZERO
+            && replica.applied_index().0.saturating_add(lag_max) >= told.0);
+    (caught_up, replica.committed_configuration().is_voter(node))
 }
 
 /// `partition`'s core configuration on this node: a data directory admitted through a seed
@@ -98,16 +117,25 @@ impl Worker {
         self.stats
             .partition_visits
             .fetch_add(due.len() as u64, Ordering::Relaxed);
-        self.record_standings(&due);
-        let Some(roster) = roster else {
-            return;
-        };
-        let target = Target::of(&roster);
+        // One visit of each partition (at 4096 active partitions each walk of the slots
+        // misses the cache): its standing, then its reconciliation and next step.
+        let target = roster
+            .as_ref()
+            .map(|roster| (Target::of(roster), roster.version()));
         let lag_max = self.config.membership.promotion_lag_entries_max;
+        let mut standings = Vec::new();
         let mut reconciled = Vec::new();
         let mut touched = Vec::new();
         for partition in due {
-            let Some(slot) = self.partitions.get_mut(partition) else {
+            let Some(slot) = self.partitions.membership_visit(partition) else {
+                continue;
+            };
+            let standing = standing(slot, self.node, lag_max);
+            // The same standing as last recorded changes nothing in the table.
+            if slot.standing_changed(standing) {
+                standings.push((partition, standing.0, standing.1));
+            }
+            let Some((target, version)) = &target else {
                 continue;
             };
             if let Some(replica) = slot.replica.as_mut() {
@@ -120,7 +148,7 @@ impl Worker {
             let matched = slot.replica.as_ref().filter(|_| !held).and_then(|r| {
                 target
                     .is_met_by(r.committed_configuration())
-                    .then_some(roster.version())
+                    .then_some(*version)
             });
             if slot.reconciled_changed(matched) {
                 reconciled.push((partition, matched));
@@ -135,7 +163,7 @@ impl Worker {
             }
             let step = next_step(
                 replica.configuration(),
-                &target,
+                target,
                 self.node,
                 replica.commit_index(),
                 lag_max,
@@ -160,48 +188,24 @@ impl Worker {
             }
             touched.push(partition);
         }
-        self.membership.set_reconciled(reconciled);
+        self.record_standings(standings);
+        if target.is_some() {
+            self.membership.set_reconciled(reconciled);
+        }
         for partition in touched {
             self.partitions.mark_dirty(partition);
         }
     }
 
-    /// Records the tick of each of `partitions` in the membership table: whether its replica
-    /// is caught up (it leads, or a leader it knows told it a commit index it has applied
-    /// within `promotion_lag_entries_max` of) and whether its committed configuration lists
-    /// this node as a voter. A joining node asks for its promotion once every partition it
-    /// hosts stayed caught up for the promotion window; a held partition (restoring,
-    /// installing a snapshot) is not caught up. A partition still counting towards the
-    /// window is looked at again at the tick it would reach it.
-    fn record_standings(&mut self, partitions: &[PartitionId]) {
-        let lag_max = self.config.membership.promotion_lag_entries_max;
-        let node = self.node;
-        let ticks: Vec<(PartitionId, bool, bool)> = partitions
-            .iter()
-            .filter_map(|&partition| {
-                let slot = self.partitions.get_mut(partition)?;
-                let held = slot.held();
-                let (caught_up, voter) = match slot.replica.as_ref().filter(|_| !held) {
-                    Some(replica) => {
-                        let told = replica.leader_commit();
-                        let caught_up = replica.is_leader()
-                            || (replica.leader().is_some()
-                                && told > LogIndex::ZERO
-                                && replica.applied_index().0.saturating_add(lag_max) >= told.0);
-                        (caught_up, replica.committed_configuration().is_voter(node))
-                    }
-                    None => (false, false),
-                };
-                // The same standing as last recorded changes nothing in the table.
-                slot.standing_changed((caught_up, voter))
-                    .then_some((partition, caught_up, voter))
-            })
-            .collect();
+    /// Records `standings` (partition, caught up, voter) of this tick in the membership
+    /// table, and looks again at each partition still counting towards the promotion window
+    /// at the tick it would reach it.
+    fn record_standings(&mut self, standings: Vec<(PartitionId, bool, bool)>) {
         let window = self
             .config
             .membership
             .promotion_window_ticks(self.config.tick_interval);
-        for (partition, at) in self.membership.record_tick(ticks, self.ticks, window) {
+        for (partition, at) in self.membership.record_tick(standings, self.ticks, window) {
             self.partitions.standing_settles_at(partition, at);
         }
     }

@@ -286,15 +286,23 @@ impl Partitions {
         self.get_mut(partition).and_then(|s| s.replica.as_mut())
     }
 
-    /// Hosts `partition` (active: a new replica's timers run).
+    /// Hosts `partition`: active (a new replica's timers run) and touched (its Ready is
+    /// gathered this turn).
     pub(crate) fn insert(&mut self, partition: PartitionId, mut slot: Slot) {
         self.quiesced.forget(partition);
-        if !self.slots.get(&partition).is_some_and(|s| s.listed_active) {
+        if let Some(old) = self.slots.get(&partition) {
+            slot.listed_active = old.listed_active;
+            slot.dirty = old.dirty;
+            slot.listed_membership = old.listed_membership;
+            slot.standing_settles_at = old.standing_settles_at;
+        }
+        if !slot.listed_active {
+            slot.listed_active = true;
             self.active.push(partition);
         }
-        slot.listed_active = true;
         slot.quiesced = false;
         self.slots.insert(partition, Box::new(slot));
+        self.mark_dirty(partition);
     }
 
     /// Forgets `partition`, handing back its slot (it leaves the touched and active lists
@@ -355,10 +363,10 @@ impl Partitions {
         self.standings_settling.insert((tick, partition));
     }
 
-    /// Takes the partitions the membership work looks at on `tick`: every active one, every
-    /// one on the membership list and every one whose standing settles by then (each once,
-    /// in the same order in every run), clearing the list. Call after
-    /// [`Partitions::tick_active`] (which drops the quiesced ones from the active list).
+    /// Takes the partitions the membership work looks at on `tick`: every one put on its
+    /// list since the last tick (the active ones by [`Partitions::tick_active`], the touched
+    /// ones) and every one whose standing settles by then, each once, in the same order in
+    /// every run. Each stays marked as listed until [`Partitions::membership_visit`] reads it.
     pub(crate) fn take_membership_due(&mut self, tick: u64) -> Vec<PartitionId> {
         while let Some(&(at, partition)) = self.standings_settling.first()
             && at <= tick
@@ -370,21 +378,16 @@ impl Partitions {
             }
             self.membership_due(partition);
         }
-        let mut due = std::mem::take(&mut self.membership_due);
-        for &partition in &self.active {
-            if let Some(slot) = self.slots.get_mut(&partition)
-                && !slot.listed_membership
-            {
-                slot.listed_membership = true;
-                due.push(partition);
-            }
-        }
-        for partition in &due {
-            if let Some(slot) = self.slots.get_mut(partition) {
-                slot.listed_membership = false;
-            }
-        }
-        due
+        std::mem::take(&mut self.membership_due)
+    }
+
+    /// The slot of `partition`, taken from the membership work's list
+    /// ([`Partitions::take_membership_due`]): its mark is cleared, so that a later touch lists
+    /// it for the next tick.
+    pub(crate) fn membership_visit(&mut self, partition: PartitionId) -> Option<&mut Slot> {
+        let slot = self.get_mut(partition)?;
+        slot.listed_membership = false;
+        Some(slot)
     }
 
     /// Every hosted partition, in the same order in every run (the membership work's walk
@@ -398,37 +401,59 @@ impl Partitions {
         self.slots.get(&partition).is_some_and(|s| s.dirty)
     }
 
-    /// Takes the touched list (with every active partition on a tick turn, `tick`), clearing
-    /// their marks.
-    pub(crate) fn take_touched(&mut self, tick: bool) -> Vec<PartitionId> {
-        if tick {
-            for k in 0..self.active.len() {
-                self.mark_dirty(self.active[k]);
-            }
-        }
-        let touched = std::mem::take(&mut self.dirty);
-        for partition in &touched {
-            if let Some(slot) = self.slots.get_mut(partition) {
-                slot.dirty = false;
-            }
-        }
-        touched
+    /// Takes the touched list. Each partition on it stays marked as touched until
+    /// [`Partitions::gathered`] reads it (a touch before that changes nothing: the gathering
+    /// to come sees it).
+    pub(crate) fn take_touched(&mut self) -> Vec<PartitionId> {
+        std::mem::take(&mut self.dirty)
     }
 
-    /// Ticks every active replica (not held), after dropping the partitions that quiesced
-    /// from the active list. Returns how many it ticked.
+    /// The slot of `partition`, taken from the touched list ([`Partitions::take_touched`]) to
+    /// gather its Ready: its mark is cleared, so that a later touch lists it for the next
+    /// turn.
+    pub(crate) fn gathered(&mut self, partition: PartitionId) -> Option<&mut Slot> {
+        let slot = self.get_mut(partition)?;
+        slot.dirty = false;
+        Some(slot)
+    }
+
+    /// The tick's one walk of the active list (a slot read once per tick: at 4096 active
+    /// partitions each walk of the slots misses the cache): drops the partitions that
+    /// quiesced, ticks every other replica (not held), and puts each partition still active on
+    /// the touched list (its Ready is gathered this turn) and on the list of the membership
+    /// work. Returns how many replicas it ticked.
     pub(crate) fn tick_active(&mut self) -> usize {
-        self.prune_active();
+        let Self {
+            slots,
+            active,
+            dirty,
+            membership_due,
+            ..
+        } = self;
         let mut ticked = 0;
-        for partition in &self.active {
-            if let Some(slot) = self.slots.get_mut(partition)
-                && !slot.held()
-                && let Some(replica) = slot.replica.as_mut()
-            {
+        active.retain(|&partition| {
+            let Some(slot) = slots.get_mut(&partition) else {
+                return false;
+            };
+            if slot.quiesced {
+                slot.listed_active = false;
+                return false;
+            }
+            let held = slot.held();
+            if let Some(replica) = slot.replica.as_mut().filter(|_| !held) {
                 replica.tick();
                 ticked += 1;
             }
-        }
+            if !slot.dirty {
+                slot.dirty = true;
+                dirty.push(partition);
+            }
+            if !slot.listed_membership {
+                slot.listed_membership = true;
+                membership_due.push(partition);
+            }
+            true
+        });
         ticked
     }
 
@@ -446,20 +471,6 @@ impl Partitions {
     /// ([`Partitions::standing_settles_at`]), if one still counts towards the window.
     pub(crate) fn next_standing_settles(&self) -> Option<u64> {
         self.standings_settling.first().map(|&(tick, _)| tick)
-    }
-
-    /// Drops the partitions that quiesced from the active list.
-    fn prune_active(&mut self) {
-        let slots = &mut self.slots;
-        self.active
-            .retain(|partition| match slots.get_mut(partition) {
-                Some(slot) if !slot.quiesced => true,
-                Some(slot) => {
-                    slot.listed_active = false;
-                    false
-                }
-                None => false,
-            });
     }
 
     /// Follows a Ready's `quiescence` report of `partition`: a quiesced replica is registered

@@ -18,6 +18,11 @@ use crate::shard::{
     LeaderTable, LogProgress, Refusal, ReplicationResult, SYSTEM_PARTITION, outcome_key,
 };
 
+/// The Readies a partition's replica hands over in one turn at most: a Ready can make another
+/// one possible (applied → compaction), and a few rounds keep latency low without starving the
+/// other partitions (the rest waits for the next turn).
+const READY_ROUNDS_PER_TURN: u32 = 4;
+
 impl Worker {
     /// Handles the Readies of the touched partitions (every partition when `all`) at `now`,
     /// then submits what they appended to the WAL as ONE write. Returns whether there was any.
@@ -26,33 +31,43 @@ impl Worker {
             return false;
         }
         let mut worked = false;
-        for partition in self.partitions.take_touched(all) {
-            if self.partitions.get(partition).is_some_and(|s| s.installing) {
+        // A tick turn gathers every active partition (`Partitions::tick_active` touched them):
+        // it looks again who subscribes to a partition's progress if anyone subscribed since.
+        let subscriptions = self.leaders.subscriptions();
+        let recount = all && subscriptions != self.subscriptions_counted;
+        if recount {
+            self.subscriptions_counted = subscriptions;
+        }
+        for partition in self.partitions.take_touched() {
+            if self
+                .partitions
+                .gathered(partition)
+                .is_none_or(|s| s.installing)
+            {
                 // Held while its import finishes; marked again when it is released.
                 continue;
             }
-            // A Ready can make another one possible (e.g. applied → compaction); a few rounds
-            // per turn keep latency low without starving other partitions.
-            for _ in 0..4 {
+            let mut rounds = 0;
+            loop {
                 let ready = match self.partitions.replica_mut(partition) {
-                    Some(replica) if replica.has_ready() => replica.ready(),
+                    Some(replica) if replica.has_ready() => {
+                        if rounds == READY_ROUNDS_PER_TURN {
+                            // More to do: next turn (after the other partitions had theirs).
+                            self.partitions.mark_dirty(partition);
+                            break;
+                        }
+                        replica.ready()
+                    }
                     _ => break,
                 };
+                rounds += 1;
                 worked = true;
                 self.handle_ready(partition, ready, now);
                 if self.failed() {
                     return true;
                 }
             }
-            if self
-                .partitions
-                .replica(partition)
-                .is_some_and(Replica::has_ready)
-            {
-                // More to do: next turn (after the other partitions had theirs).
-                self.partitions.mark_dirty(partition);
-            }
-            self.publish_progress(partition, all);
+            self.publish_progress(partition, recount);
         }
         if self.writes.has_appended() {
             self.stats.wal_submissions.fetch_add(1, Ordering::Relaxed);
@@ -75,9 +90,10 @@ impl Worker {
 
     /// Publishes `partition`'s log progress in the leadership table if it moved since the
     /// last publication (once per turn at most: the partition is gathered once per turn) and
-    /// someone subscribes; a tick turn (`tick`, every active partition gathered) looks again
-    /// whether someone does.
-    fn publish_progress(&mut self, partition: PartitionId, tick: bool) {
+    /// someone subscribes. Whether someone does is looked at when the slot takes its channel,
+    /// after each publication and when `recount` (a tick turn, every active partition
+    /// gathered, after a new subscription anywhere in the table).
+    fn publish_progress(&mut self, partition: PartitionId, recount: bool) {
         let Some(slot) = self.partitions.get_mut(partition) else {
             return;
         };
@@ -91,22 +107,30 @@ impl Worker {
         };
         if progress != slot.published {
             let quiesced = slot.is_quiesced();
-            let state = slot
-                .state
-                .get_or_insert_with(|| self.leaders.state_of(partition));
             // Publishing takes the channel's lock and each of its waiter lists' locks, per
             // write per replica (3.7 % of the CPU samples at 1024 partitions), so it waits for
-            // a subscriber. Even counting them is a cache miss per partition per write (the
-            // channel's shared state: 3.6 % of the samples at 4096 active partitions), so the
-            // count is read at tick turns only, which visit every active partition: a new
-            // subscriber sees the progress within a tick. A quiesced one is not visited: its
+            // a subscriber. Even counting them is a cache miss per partition (the channel's
+            // shared state: 3.6 % of the samples at 4096 active partitions, counted at every
+            // tick), so the count is read when the slot takes its channel, after a
+            // publication (the channel's state is at hand) and, at a tick turn, only if the
+            // table counted a new subscription since the last: a new subscriber sees the
+            // progress within a tick. A quiesced partition is not gathered at ticks: its
             // progress is published when it quiesces.
-            if tick {
+            let state = match &slot.state {
+                Some(state) => state,
+                None => {
+                    let state = slot.state.insert(self.leaders.state_of(partition));
+                    slot.subscribed = state.receiver_count() > 0;
+                    state
+                }
+            };
+            if recount {
                 slot.subscribed = state.receiver_count() > 0;
             }
             if slot.subscribed || quiesced {
                 slot.published = progress;
                 LeaderTable::publish_progress(state, progress);
+                slot.subscribed = state.receiver_count() > 0;
             }
         }
     }
