@@ -361,8 +361,9 @@ impl Worker {
         self.partitions.quiesced.set_clock(clock);
         let mut worked = self.drain_inputs();
         worked |= self.transfer_results();
+        let mut recount = false;
         if tick {
-            self.tick_all();
+            recount = self.tick_all();
             self.membership_tick();
             self.follow_map(now);
             if self.map_moves_data() {
@@ -376,7 +377,7 @@ impl Worker {
         worked |= self.restore_step();
         worked |= self.poll_durable(now);
         worked |= self.refill_imports();
-        worked |= self.gather_readies(tick, now);
+        worked |= self.gather_readies(recount, now);
         self.answer_map_change();
         if self.failed() {
             self.outbox.clear();
@@ -682,13 +683,20 @@ impl Worker {
         }
     }
 
-    fn tick_all(&mut self) {
+    /// Ticks every active replica and the quiesced ones' registrations. Returns whether this
+    /// tick's gathering counts again who subscribes to each active partition's progress (a
+    /// subscription was taken since the last count, anywhere in the leadership table: every
+    /// active partition is then gathered).
+    fn tick_all(&mut self) -> bool {
         self.metrics
             .queue_depths(self.commands.len(), self.inbound.len());
         if self.failed() {
-            return;
+            return false;
         }
-        let ticked = self.partitions.tick_active() as u64;
+        let subscriptions = self.leaders.subscriptions();
+        let recount = subscriptions != self.subscriptions_counted;
+        self.subscriptions_counted = subscriptions;
+        let ticked = self.partitions.tick_active(recount) as u64;
         self.stats
             .replica_ticks
             .fetch_add(ticked, Ordering::Relaxed);
@@ -696,6 +704,7 @@ impl Worker {
             .partition_visits
             .fetch_add(ticked, Ordering::Relaxed);
         self.tick_quiesced();
+        recount
     }
 
     /// The quiesced replicas' tick: the followers whose leader's node fell silent wake, and

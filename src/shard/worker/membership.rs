@@ -95,11 +95,12 @@ pub(super) fn replica_config(
 
 impl Worker {
     /// The tick's membership work (see the module docs), on the partitions that may have
-    /// changed since the last tick (`Partitions::take_membership_due`: the active ones, the
-    /// touched ones, those whose standing still counts) — every hosted partition only when
-    /// the roster changed. A quiesced partition left alone is unchanged since it was last
-    /// looked at, against the same roster: looking again would record the same standing and
-    /// reconciliation and take the same step (none).
+    /// changed since the last tick (`Partitions::take_membership_due`: the touched ones, those
+    /// whose tick made a Ready, those whose step waits, those whose standing still counts) —
+    /// every hosted partition only when the roster changed. A partition left alone, quiesced
+    /// or not, is unchanged since it was last looked at, against the same roster: looking
+    /// again would record the same standing and reconciliation and take the same step
+    /// (none).
     pub(super) fn membership_tick(&mut self) {
         if self.failed() {
             return;
@@ -126,6 +127,7 @@ impl Worker {
         let mut standings = Vec::new();
         let mut reconciled = Vec::new();
         let mut touched = Vec::new();
+        let mut waiting = Vec::new();
         for partition in due {
             let Some(slot) = self.partitions.membership_visit(partition) else {
                 continue;
@@ -156,9 +158,14 @@ impl Worker {
             let Some(replica) = slot.replica.as_mut().filter(|_| !held) else {
                 continue;
             };
+            if !replica.is_leader() {
+                continue;
+            }
             // Whether a configuration may be proposed now (the no-op of the term committed,
-            // no change in flight) is the core's to say: a refusal is tried again next tick.
-            if !replica.is_leader() || replica.transfer_target().is_some() {
+            // no change in flight) is the core's to say: a refusal is tried again next tick,
+            // as is a step waiting for a transfer or for a newcomer.
+            if replica.transfer_target().is_some() {
+                waiting.push(partition);
                 continue;
             }
             let step = next_step(
@@ -170,7 +177,11 @@ impl Worker {
                 |node| replica.progress(node).map(|p| p.match_index),
             );
             let done = match step {
-                Step::Done | Step::Wait => continue,
+                Step::Done => continue,
+                Step::Wait => {
+                    waiting.push(partition);
+                    continue;
+                }
                 Step::Propose(configuration) => {
                     let ticket = system_ticket(replica);
                     replica
@@ -194,6 +205,9 @@ impl Worker {
         }
         for partition in touched {
             self.partitions.mark_dirty(partition);
+        }
+        for partition in waiting {
+            self.partitions.membership_due(partition);
         }
     }
 

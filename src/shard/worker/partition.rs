@@ -364,9 +364,9 @@ impl Partitions {
     }
 
     /// Takes the partitions the membership work looks at on `tick`: every one put on its
-    /// list since the last tick (the active ones by [`Partitions::tick_active`], the touched
-    /// ones) and every one whose standing settles by then, each once, in the same order in
-    /// every run. Each stays marked as listed until [`Partitions::membership_visit`] reads it.
+    /// list since the last tick (the touched ones, those whose tick made a Ready, those whose
+    /// membership work waits) and every one whose standing settles by then, each once, in the
+    /// same order in every run. Each stays marked as listed until [`Partitions::membership_visit`] reads it.
     pub(crate) fn take_membership_due(&mut self, tick: u64) -> Vec<PartitionId> {
         while let Some(&(at, partition)) = self.standings_settling.first()
             && at <= tick
@@ -419,10 +419,13 @@ impl Partitions {
 
     /// The tick's one walk of the active list (a slot read once per tick: at 4096 active
     /// partitions each walk of the slots misses the cache): drops the partitions that
-    /// quiesced, ticks every other replica (not held), and puts each partition still active on
-    /// the touched list (its Ready is gathered this turn) and on the list of the membership
-    /// work. Returns how many replicas it ticked.
-    pub(crate) fn tick_active(&mut self) -> usize {
+    /// quiesced, ticks every other replica (not held), and puts each one whose replica has a
+    /// Ready after its tick on the touched list (its Ready is gathered this turn) and on the
+    /// list of the membership work — on the touched list every one when `touch_all`. A
+    /// replica without a Ready after its tick changed in nothing the gathering or the
+    /// membership work reads: whatever else changes a replica touches it. Returns how many
+    /// replicas it ticked.
+    pub(crate) fn tick_active(&mut self, touch_all: bool) -> usize {
         let Self {
             slots,
             active,
@@ -440,15 +443,17 @@ impl Partitions {
                 return false;
             }
             let held = slot.held();
+            let mut ready = false;
             if let Some(replica) = slot.replica.as_mut().filter(|_| !held) {
                 replica.tick();
                 ticked += 1;
+                ready = replica.has_ready();
             }
-            if !slot.dirty {
+            if (ready || touch_all) && !slot.dirty {
                 slot.dirty = true;
                 dirty.push(partition);
             }
-            if !slot.listed_membership {
+            if ready && !slot.listed_membership {
                 slot.listed_membership = true;
                 membership_due.push(partition);
             }

@@ -24,20 +24,14 @@ use crate::shard::{
 const READY_ROUNDS_PER_TURN: u32 = 4;
 
 impl Worker {
-    /// Handles the Readies of the touched partitions (every partition when `all`) at `now`,
-    /// then submits what they appended to the WAL as ONE write. Returns whether there was any.
-    pub(super) fn gather_readies(&mut self, all: bool, now: Instant) -> bool {
+    /// Handles the Readies of the touched partitions at `now` (counting again who subscribes
+    /// to each one's progress when `recount`: `Worker::tick_all`), then submits what they
+    /// appended to the WAL as ONE write. Returns whether there was any.
+    pub(super) fn gather_readies(&mut self, recount: bool, now: Instant) -> bool {
         if self.failed() {
             return false;
         }
         let mut worked = false;
-        // A tick turn gathers every active partition (`Partitions::tick_active` touched them):
-        // it looks again who subscribes to a partition's progress if anyone subscribed since.
-        let subscriptions = self.leaders.subscriptions();
-        let recount = all && subscriptions != self.subscriptions_counted;
-        if recount {
-            self.subscriptions_counted = subscriptions;
-        }
         for partition in self.partitions.take_touched() {
             if self
                 .partitions
