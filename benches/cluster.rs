@@ -10,7 +10,8 @@
 //! KOMMANDER_BENCH_ONLY=memory KOMMANDER_BENCH_PARTITIONS=4096 cargo bench --bench cluster
 //! KOMMANDER_BENCH_ONLY=idle-cpu cargo bench --bench cluster    # CPU of idle partitions
 //! KOMMANDER_BENCH_TIMING=default KOMMANDER_BENCH_ONLY=idle-cpu cargo bench --bench cluster  # node defaults' ticks
-//! KOMMANDER_BENCH_ONLY=16:4096:1024 cargo bench --bench cluster # active scaling row
+//! KOMMANDER_BENCH_ONLY=16:4096:4096 cargo bench --bench cluster # active scaling: every partition writes
+//! KOMMANDER_BENCH_ONLY=16:4096:1024 cargo bench --bench cluster # 1024 of 4096 partitions write
 //! KOMMANDER_BENCH_DIR=/mnt/nvme/x cargo bench --bench cluster  # another device
 //! ```
 //!
