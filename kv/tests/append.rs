@@ -59,9 +59,24 @@ async fn applied(cluster: &Cluster, i: usize) -> Vec<(u64, u64, String)> {
         .collect()
 }
 
-/// Every node's applied states once all three stand at the same indexes.
-async fn caught_up(cluster: &Cluster) -> Vec<Vec<(u64, u64, String)>> {
+/// Every node's applied states once each applied `written` (key, value: a PUT is answered at
+/// its commit, before any replica need have applied it) and all three stand at the same
+/// indexes.
+async fn caught_up(cluster: &Cluster, written: &[(&str, &str)]) -> Vec<Vec<(u64, u64, String)>> {
     let deadline = Instant::now() + PATIENCE;
+    for i in 0..3 {
+        for (key, value) in written {
+            loop {
+                let path = format!("/kv/{key}?stale=true");
+                let answer = request(cluster.addr(i), "GET", &path, "", &[]).await;
+                if answer.status == StatusCode::OK && answer.body == value.as_bytes() {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "node {i} never applied {key}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
     loop {
         let mut states = Vec::new();
         for i in 0..3 {
@@ -83,13 +98,13 @@ async fn caught_up(cluster: &Cluster) -> Vec<Vec<(u64, u64, String)>> {
 async fn replicas_at_one_applied_index_report_one_digest_of_their_state() {
     let cluster = Cluster::start(|_| {}).await;
     cluster.put("a", "1").await;
-    let before = caught_up(&cluster).await;
+    let before = caught_up(&cluster, &[("a", "1")]).await;
     assert!(!before[0].is_empty(), "{before:?}");
     assert!(before.iter().all(|s| *s == before[0]), "{before:?}");
 
     cluster.put("a", "2").await;
     cluster.put("b", "3").await;
-    let after = caught_up(&cluster).await;
+    let after = caught_up(&cluster, &[("a", "2"), ("b", "3")]).await;
     assert!(after.iter().all(|s| *s == after[0]), "{after:?}");
     // The digest follows the state: a partition that applied nothing since has the same digest,
     // and one whose keys changed has another. (An index can move without the state: a new
