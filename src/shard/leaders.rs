@@ -4,8 +4,9 @@
 //!
 //! The shards write it on every soft-state change of a replica, and its log progress at most
 //! once per loop turn for the partitions whose indexes moved while someone subscribes (a new
-//! subscriber's first progress may be a tick old); anyone reads it without a round trip to the shard. Each partition's entry
-//! is a `tokio::sync::watch` channel of its [`PartitionState`], so waiters
+//! subscriber's first progress may be a tick old); anyone reads it without a round trip to the
+//! shard. Each partition's entry is a `tokio::sync::watch` channel of its [`PartitionState`],
+//! so waiters
 //! ([`LeaderTable::subscribe`]) are woken by the change itself: nothing polls. Receiving from a
 //! watch works on any executor.
 

@@ -9,12 +9,13 @@
 //!    of its node let it go (committed a configuration without it).
 //! 2. Every shard records each partition's standing (caught up with its leader, a voter: what
 //!    a joining node waits on), which of its partitions have committed the roster's
-//!    configuration, and the partitions it leads (no transfer running) take their next step towards the
-//!    roster (`reconcile.rs`), which the core refuses until the no-op of the leader's term has
-//!    committed and while another change is in flight. Only the partitions that may have
-//!    changed since the last tick are looked at (the active ones, the touched ones, those
-//!    whose standing still counts towards the promotion window), all of them when the roster
-//!    changed: a tick costs the active partitions, not the hosted ones (issue 15).
+//!    configuration, and the partitions it leads (no transfer running) take their next step
+//!    towards the roster (`reconcile.rs`), which the core refuses until the no-op of the
+//!    leader's term has committed and while another change is in flight. Only the partitions
+//!    that may have changed since the last tick are looked at (the touched ones, those whose
+//!    tick made a Ready, those whose step waits, those whose standing still counts towards the
+//!    promotion window), all of them when the roster changed: a tick costs the partitions
+//!    that changed, not the hosted ones (issue 15).
 //!
 //! Roster changes ([`Request::ChangeMembership`](crate::shard::Request::ChangeMembership)) are
 //! carried out here too, on partition 0's leader.

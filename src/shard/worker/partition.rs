@@ -366,7 +366,8 @@ impl Partitions {
     /// Takes the partitions the membership work looks at on `tick`: every one put on its
     /// list since the last tick (the touched ones, those whose tick made a Ready, those whose
     /// membership work waits) and every one whose standing settles by then, each once, in the
-    /// same order in every run. Each stays marked as listed until [`Partitions::membership_visit`] reads it.
+    /// same order in every run. Each stays marked as listed until
+    /// [`Partitions::membership_visit`] reads it.
     pub(crate) fn take_membership_due(&mut self, tick: u64) -> Vec<PartitionId> {
         while let Some(&(at, partition)) = self.standings_settling.first()
             && at <= tick
