@@ -338,11 +338,12 @@ impl Worker {
     fn turn_unguarded(&mut self, now: Instant) -> bool {
         self.stats.turns.fetch_add(1, Ordering::Relaxed);
         let tick = now >= self.next_tick;
+        let mut stride = 0;
         if tick {
             // The tick turn stands for every tick since the last one; a late turn counts the
             // ticks it was planned for, not the time it is late by (as an active shard's
             // always did: a stalled shard does not judge its peers silent for its own delay).
-            let stride = self.tick_stride;
+            stride = self.tick_stride;
             self.stats.tick_turns.fetch_add(1, Ordering::Relaxed);
             if stride > 1 {
                 let skipped = u64::from(stride - 1);
@@ -363,7 +364,7 @@ impl Worker {
         worked |= self.transfer_results();
         let mut recount = false;
         if tick {
-            recount = self.tick_all();
+            recount = self.tick_all(stride);
             self.membership_tick();
             self.follow_map(now);
             if self.map_moves_data() {
@@ -683,11 +684,18 @@ impl Worker {
         }
     }
 
-    /// Ticks every active replica and the quiesced ones' registrations. Returns whether this
-    /// tick's gathering counts again who subscribes to each active partition's progress (a
-    /// subscription was taken since the last count, anywhere in the leadership table: every
-    /// active partition is then gathered).
-    fn tick_all(&mut self) -> bool {
+    /// Ticks every active replica and the quiesced ones' registrations, for a tick turn that
+    /// stands for `stride` ticks. Returns whether this tick's gathering counts again who
+    /// subscribes to each active partition's progress (a subscription was taken since the last
+    /// count, anywhere in the leadership table: every active partition is then gathered).
+    ///
+    /// A follower's replica ticks once: a stalled shard does not judge its leader silent for
+    /// its own delay. A leader's ticks `stride` times, at most one heartbeat interval's worth
+    /// (so that one turn crosses at most one heartbeat and one check-quorum boundary): its
+    /// heartbeats keep the wall clock while its shard is loaded, where its followers' shards
+    /// may turn faster and tick at every interval (with heartbeats every fifth turn of a
+    /// loaded shard they timed out and elected another leader: issue 15's 4096-writer rows).
+    fn tick_all(&mut self, stride: u32) -> bool {
         self.metrics
             .queue_depths(self.commands.len(), self.inbound.len());
         if self.failed() {
@@ -696,7 +704,8 @@ impl Worker {
         let subscriptions = self.leaders.subscriptions();
         let recount = subscriptions != self.subscriptions_counted;
         self.subscriptions_counted = subscriptions;
-        let ticked = self.partitions.tick_active(recount) as u64;
+        let leader_ticks = stride.clamp(1, self.config.core.heartbeat_interval_ticks.max(1));
+        let ticked = self.partitions.tick_active(recount, leader_ticks) as u64;
         self.stats
             .replica_ticks
             .fetch_add(ticked, Ordering::Relaxed);

@@ -420,13 +420,14 @@ impl Partitions {
 
     /// The tick's one walk of the active list (a slot read once per tick: at 4096 active
     /// partitions each walk of the slots misses the cache): drops the partitions that
-    /// quiesced, ticks every other replica (not held), and puts each one whose replica has a
+    /// quiesced, ticks every other replica (not held; a leader `leader_ticks` times, a
+    /// follower once: `Worker::tick_all`), and puts each one whose replica has a
     /// Ready after its tick on the touched list (its Ready is gathered this turn) and on the
     /// list of the membership work — on the touched list every one when `touch_all`. A
     /// replica without a Ready after its tick changed in nothing the gathering or the
     /// membership work reads: whatever else changes a replica touches it. Returns how many
     /// replicas it ticked.
-    pub(crate) fn tick_active(&mut self, touch_all: bool) -> usize {
+    pub(crate) fn tick_active(&mut self, touch_all: bool, leader_ticks: u32) -> usize {
         let Self {
             slots,
             active,
@@ -446,7 +447,10 @@ impl Partitions {
             let held = slot.held();
             let mut ready = false;
             if let Some(replica) = slot.replica.as_mut().filter(|_| !held) {
-                replica.tick();
+                let times = if replica.is_leader() { leader_ticks } else { 1 };
+                for _ in 0..times {
+                    replica.tick();
+                }
                 ticked += 1;
                 ready = replica.has_ready();
             }
