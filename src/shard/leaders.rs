@@ -133,6 +133,16 @@ impl LeaderTable {
         receiver
     }
 
+    /// A receiver of `partition`'s state for a wait on its leadership alone (published at
+    /// every soft-state change): unlike [`LeaderTable::subscribe`], it does not make the
+    /// shards count every active partition's subscribers again at their next tick.
+    pub(crate) fn watch_leadership(
+        &self,
+        partition: PartitionId,
+    ) -> watch::Receiver<PartitionState> {
+        self.with_entry(partition, |entry| entry.subscribe())
+    }
+
     /// How many subscriptions were taken so far, on any partition.
     pub(crate) fn subscriptions(&self) -> u64 {
         self.subscriptions.load(Ordering::Acquire)
@@ -232,6 +242,22 @@ mod tests {
             term: Term(term),
             noop_committed,
         }
+    }
+
+    #[test]
+    fn a_subscription_is_counted_and_a_leadership_wait_is_not() {
+        let table = LeaderTable::default();
+        let p = PartitionId(3);
+        let _waiting = table.watch_leadership(p);
+        assert_eq!(table.subscriptions(), 0);
+        let subscribed = table.subscribe(p);
+        assert_eq!(table.subscriptions(), 1);
+        // The count is of subscriptions taken, not of receivers alive: a shard that saw it
+        // move counts the receivers themselves.
+        drop(subscribed);
+        assert_eq!(table.subscriptions(), 1);
+        let _again = table.subscribe(PartitionId(4));
+        assert_eq!(table.subscriptions(), 2);
     }
 
     #[test]

@@ -350,6 +350,35 @@ async fn hooks_on_a_follower_answer_not_leader() {
     ));
 }
 
+/// A watcher that comes after the writes, on a partition nobody watched (its shard published
+/// none of its progress meanwhile), still sees how far every replica has come: the shards
+/// count the partition's subscribers again at their next tick. Quiescence (which publishes a
+/// partition's progress too) is off, so that only the count can show it.
+#[tokio::test]
+async fn a_late_watcher_of_an_unwatched_partition_sees_its_progress() {
+    let cluster =
+        TestCluster::start_with(3, 1, None, |config| config.quiesce_after_ticks = 0).await;
+    let p = PartitionId(1);
+    let mut last = None;
+    for i in 0..5 {
+        last = Some(cluster.replicate(p, format!("entry {i}").as_bytes()).await);
+    }
+    let written = last.expect("written").log_index;
+    for i in 0..3 {
+        let mut watch = cluster
+            .raft(i)
+            .watch_partition(p)
+            .expect("a partition of the map");
+        tokio::time::timeout(
+            PATIENCE,
+            watch.wait_for(|s| s.progress.applied_index >= written),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("node {i}'s watcher never saw {written} applied"))
+        .expect("the node runs");
+    }
+}
+
 #[tokio::test]
 async fn watch_partition_follows_leadership_and_log_progress_on_every_node() {
     let cluster = TestCluster::start(3, 1).await;

@@ -254,7 +254,7 @@ impl Raft {
         } else if self.outside_map(partition) {
             Err(QueryError::PartitionMoved { partition })
         } else {
-            Ok(self.inner.leaders.subscribe(partition))
+            Ok(self.inner.leaders.watch_leadership(partition))
         };
         let timer = Arc::clone(&self.inner.timer);
         let timeout = timeout.unwrap_or(Duration::from_millis(
