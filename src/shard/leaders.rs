@@ -127,7 +127,7 @@ impl LeaderTable {
     /// log progress.
     #[must_use]
     pub fn subscribe(&self, partition: PartitionId) -> watch::Receiver<PartitionState> {
-        let receiver = self.with_entry(partition, |entry| entry.subscribe());
+        let receiver = self.watch_leadership(partition);
         // After the receiver exists: a shard that reads the new count finds it.
         self.subscriptions.fetch_add(1, Ordering::Release);
         receiver

@@ -110,15 +110,11 @@ impl Worker {
             // table counted a new subscription since the last: a new subscriber sees the
             // progress within a tick. A quiesced partition is not gathered at ticks: its
             // progress is published when it quiesces.
-            let state = match &slot.state {
-                Some(state) => state,
-                None => {
-                    let state = slot.state.insert(self.leaders.state_of(partition));
-                    slot.subscribed = state.receiver_count() > 0;
-                    state
-                }
-            };
-            if recount {
+            let fresh = slot.state.is_none();
+            let state = slot
+                .state
+                .get_or_insert_with(|| self.leaders.state_of(partition));
+            if fresh || recount {
                 slot.subscribed = state.receiver_count() > 0;
             }
             if slot.subscribed || quiesced {
