@@ -1,11 +1,9 @@
 //! Lists (`POST /append/{key}`), the replicas' applied states (`GET /_debug/applied`), and
 //! the test-only `kv.unsafe_ack_before_commit`.
 
-use std::time::{Duration, Instant};
-
 use hyper::StatusCode;
 
-use crate::cluster::{Cluster, PATIENCE, request};
+use crate::cluster::{Cluster, eventually, request};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_build_a_list_in_log_order_and_one_that_would_not_fit_changes_nothing() {
@@ -63,21 +61,21 @@ async fn applied(cluster: &Cluster, i: usize) -> Vec<(u64, u64, String)> {
 /// its commit, before any replica need have applied it) and all three stand at the same
 /// indexes.
 async fn caught_up(cluster: &Cluster, written: &[(&str, &str)]) -> Vec<Vec<(u64, u64, String)>> {
-    let deadline = Instant::now() + PATIENCE;
     for i in 0..3 {
         for (key, value) in written {
-            loop {
-                let path = format!("/kv/{key}?stale=true");
+            let path = format!("/kv/{key}?stale=true");
+            eventually(|| async {
                 let answer = request(cluster.addr(i), "GET", &path, "", &[]).await;
                 if answer.status == StatusCode::OK && answer.body == value.as_bytes() {
-                    break;
+                    Ok(())
+                } else {
+                    Err(format!("node {i} never applied {key}"))
                 }
-                assert!(Instant::now() < deadline, "node {i} never applied {key}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            })
+            .await;
         }
     }
-    loop {
+    eventually(|| async {
         let mut states = Vec::new();
         for i in 0..3 {
             states.push(applied(cluster, i).await);
@@ -87,11 +85,12 @@ async fn caught_up(cluster: &Cluster, written: &[(&str, &str)]) -> Vec<Vec<(u64,
             .map(|s| s.iter().map(|(p, index, _)| (*p, *index)).collect())
             .collect();
         if indexes.iter().all(|i| *i == indexes[0]) {
-            return states;
+            Ok(states)
+        } else {
+            Err(format!("never caught up: {states:?}"))
         }
-        assert!(Instant::now() < deadline, "never caught up: {states:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,9 +2,7 @@
 //! snapshot: its leaders compacted past what they retain), and a whole cluster restarted
 //! rebuilds its state from the snapshot files and the log above them.
 
-use std::time::{Duration, Instant};
-
-use crate::cluster::{Cluster, PATIENCE};
+use crate::cluster::{Cluster, eventually};
 
 const KEYS: usize = 240;
 
@@ -72,18 +70,18 @@ async fn a_snapshot_file_that_cannot_be_written_keeps_the_log_for_the_restart() 
             .put(&format!("k{key}"), value.as_deref().expect("a value"))
             .await;
     }
-    let deadline = Instant::now() + PATIENCE;
     for partition in cluster.partitions() {
         // The checkpoints committed: the other nodes wrote their files and compacted.
-        loop {
+        eventually(|| async {
             let compacted = cluster.status(1, partition).await.wal_floor.get() > 0
                 && cluster.status(2, partition).await.wal_floor.get() > 0;
             if compacted {
-                break;
+                Ok(())
+            } else {
+                Err(format!("{partition} never compacted"))
             }
-            assert!(Instant::now() < deadline, "{partition} never compacted");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await;
         // Node 1 applied those checkpoints but holds no file: its WAL keeps every entry.
         let status = cluster.status(0, partition).await;
         assert!(status.floor.get() > 0, "{status:?}");

@@ -1,11 +1,9 @@
 //! A split moves the keys of the upper half of a partition's range to the new partition
 //! (the store's range export and import), and a merge moves them back.
 
-use std::time::{Duration, Instant};
-
 use kommander_raft::{Raft, RangeState, SYSTEM_PARTITION, SplitPlan};
 
-use crate::cluster::{Cluster, PATIENCE};
+use crate::cluster::{Cluster, eventually};
 
 const KEYS: usize = 60;
 
@@ -85,16 +83,16 @@ async fn a_split_and_a_merge_move_the_keys_with_their_range() {
 
 /// Waits until each of `partitions` is in `state` in `raft`'s map (phase 2 done).
 async fn await_state(raft: &Raft, partitions: &[kommander_raft::PartitionId], state: RangeState) {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
+    eventually(|| async {
         let map = raft.partition_map();
         if partitions
             .iter()
             .all(|p| map.get(*p).is_some_and(|r| r.state == state))
         {
-            return;
+            Ok(())
+        } else {
+            Err(format!("not {state:?} in time: {map:?}"))
         }
-        assert!(Instant::now() < deadline, "not {state:?} in time: {map:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
 }

@@ -17,6 +17,26 @@ use kommander_raft::{NodeConfig, PartitionId, PartitionStatus, SYSTEM_PARTITION}
 /// How long the helpers wait for a cluster to settle (an election, a catch-up).
 pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
 
+/// How long [`eventually`] sleeps between two polls.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Polls until `poll` answers `Ok`, sleeping [`POLL_INTERVAL`] between polls, and returns its
+/// value. An `Err` says what is not reached yet (with the state it observed): once
+/// [`PATIENCE`] has passed since the call, the last one is the panic message.
+pub(crate) async fn eventually<T, F>(mut poll: impl FnMut() -> F) -> T
+where
+    F: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match poll().await {
+            Ok(value) => return value,
+            Err(not_yet) => assert!(Instant::now() < deadline, "{not_yet}"),
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
 /// A port that was free a moment ago and never handed out before by this process (peer
 /// endpoints must be known before the nodes start).
 fn free_port() -> u16 {
@@ -227,21 +247,22 @@ impl Cluster {
     /// partition of it has a leader every running node knows (a node whose map lagged would
     /// name a partition a merge removed, which no node leads again).
     pub(crate) async fn settle(&self) {
+        // The leader waits get what is left of the maps' patience.
         let deadline = Instant::now() + PATIENCE;
-        loop {
+        eventually(|| async {
             let versions: BTreeSet<u64> = self
                 .running()
                 .map(|(_, node)| node.raft().partition_map().version)
                 .collect();
             if versions.len() == 1 {
-                break;
+                Ok(())
+            } else {
+                Err(format!(
+                    "the nodes' maps did not converge in time: versions {versions:?}"
+                ))
             }
-            assert!(
-                Instant::now() < deadline,
-                "the nodes' maps did not converge in time: versions {versions:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await;
         for partition in self.partitions() {
             for (_, node) in self.running() {
                 node.raft()
@@ -256,17 +277,13 @@ impl Cluster {
     pub(crate) async fn leader_of(&self, key: &str) -> usize {
         let (_, node) = self.running().next().expect("a running node");
         let partition = node.raft().partition_for_key(key).expect("routed");
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some((i, _)) = self
-                .running()
+        eventually(|| async {
+            self.running()
                 .find(|(_, n)| n.raft().am_i_leader_quick(partition))
-            {
-                return i;
-            }
-            assert!(Instant::now() < deadline, "no leader of {partition}");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+                .map(|(i, _)| i)
+                .ok_or_else(|| format!("no leader of {partition}"))
+        })
+        .await
     }
 
     /// A node that does not lead `key`'s partition.
