@@ -123,30 +123,10 @@ pub enum MessageBody {
     },
     /// One chunk of a snapshot a leader streams to a follower whose log ends below the
     /// leader's compaction floor. The core only checks its term; the runtimes on both sides
-    /// run the transfer (the core hands it over in `Ready::snapshot_messages`).
-    SnapshotChunk {
-        /// The transfer, unique per leader and follower.
-        session: u64,
-        /// The chunk's position in the transfer: 0, 1, 2, ...
-        seq: u32,
-        /// The snapshot's last index.
-        last_index: LogIndex,
-        /// The term of the entry at `last_index`.
-        last_term: Term,
-        /// The configuration in force at `last_index` (the follower's log restarts with it).
-        configuration: Configuration,
-        /// CRC32C of `data`.
-        crc: u32,
-        /// The SHA-256 of the whole snapshot, on the last chunk only.
-        digest: Option<[u8; 32]>,
-        /// What the runtime keeps beside the snapshot, on the first chunk (`seq` 0) only
-        /// (empty on the others): opaque to the core, at most [`SNAPSHOT_MARKS_BYTES_MAX`]
-        /// bytes. The shard puts a user partition's split marks at `last_index` here
-        /// (decision 0006).
-        marks: Bytes,
-        /// The chunk's bytes.
-        data: Bytes,
-    },
+    /// run the transfer (the core hands it over in `Ready::snapshot_messages`). Boxed: the
+    /// chunk is four times the size of every other body, and every message is moved several
+    /// times between a replica and the wire.
+    SnapshotChunk(Box<SnapshotChunk>),
     /// A follower's answer to a [`MessageBody::SnapshotChunk`].
     SnapshotAck {
         /// The transfer.
@@ -156,6 +136,32 @@ pub enum MessageBody {
         /// What became of it.
         outcome: SnapshotOutcome,
     },
+}
+
+/// The body of a [`MessageBody::SnapshotChunk`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotChunk {
+    /// The transfer, unique per leader and follower.
+    pub session: u64,
+    /// The chunk's position in the transfer: 0, 1, 2, ...
+    pub seq: u32,
+    /// The snapshot's last index.
+    pub last_index: LogIndex,
+    /// The term of the entry at `last_index`.
+    pub last_term: Term,
+    /// The configuration in force at `last_index` (the follower's log restarts with it).
+    pub configuration: Configuration,
+    /// CRC32C of `data`.
+    pub crc: u32,
+    /// The SHA-256 of the whole snapshot, on the last chunk only.
+    pub digest: Option<[u8; 32]>,
+    /// What the runtime keeps beside the snapshot, on the first chunk (`seq` 0) only
+    /// (empty on the others): opaque to the core, at most [`SNAPSHOT_MARKS_BYTES_MAX`]
+    /// bytes. The shard puts a user partition's split marks at `last_index` here
+    /// (decision 0006).
+    pub marks: Bytes,
+    /// The chunk's bytes.
+    pub data: Bytes,
 }
 
 /// What a follower did with a snapshot chunk.

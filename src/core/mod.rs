@@ -81,7 +81,7 @@ pub use configuration::{
     Configuration, ConfigurationError,
 };
 pub use entry::{Entry, EntryKind};
-pub use message::{Message, MessageBody, SNAPSHOT_MARKS_BYTES_MAX, SnapshotOutcome};
+pub use message::{Message, MessageBody, SNAPSHOT_MARKS_BYTES_MAX, SnapshotChunk, SnapshotOutcome};
 #[cfg(feature = "sim")]
 pub use progress::{ProgressState, ProgressView};
 pub use ready::{Floor, GatedMessages, HardState, Ready, Role, SoftState};

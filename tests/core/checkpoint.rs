@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use kommander_raft::core::{
     Configuration, Floor, LogIndex, Message, MessageBody, NodeId, PartitionId, ProgressState,
-    SnapshotOutcome, Status, Term,
+    SnapshotChunk, SnapshotOutcome, Status, Term,
 };
 
 use super::harness::{Cluster, payload};
@@ -339,7 +339,7 @@ fn chunk(from: u64, to: u64, term: Term, seq: u32) -> Message {
         from: NodeId(from),
         to: NodeId(to),
         term,
-        body: MessageBody::SnapshotChunk {
+        body: MessageBody::SnapshotChunk(Box::new(SnapshotChunk {
             session: 9,
             seq,
             last_index: LogIndex(1),
@@ -349,7 +349,7 @@ fn chunk(from: u64, to: u64, term: Term, seq: u32) -> Message {
             digest: None,
             marks: Bytes::new(),
             data: Bytes::from_static(b"state"),
-        },
+        })),
     }
 }
 

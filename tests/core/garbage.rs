@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use kommander_raft::core::{
     Configuration, Entry, EntryKind, LogIndex, Message, MessageBody, NodeId, PartitionId,
-    SnapshotOutcome, Term, Ticket,
+    SnapshotChunk, SnapshotOutcome, Term, Ticket,
 };
 use proptest::prelude::*;
 
@@ -99,7 +99,7 @@ fn body() -> impl Strategy<Value = MessageBody> {
             prop::option::of(any::<[u8; 32]>())
         )
             .prop_map(|(session, seq, last_index, last_term, digest)| {
-                MessageBody::SnapshotChunk {
+                MessageBody::SnapshotChunk(Box::new(SnapshotChunk {
                     session,
                     seq,
                     last_index,
@@ -109,7 +109,7 @@ fn body() -> impl Strategy<Value = MessageBody> {
                     digest,
                     marks: Bytes::new(),
                     data: Bytes::from_static(b"chunk"),
-                }
+                }))
             }),
         (any::<u64>(), any::<u32>()).prop_map(|(session, seq)| MessageBody::SnapshotAck {
             session,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use kommander_raft::core::{
     Configuration, Entry, EntryKind, LogIndex, Message, MessageBody, SNAPSHOT_MARKS_BYTES_MAX,
-    SnapshotOutcome, Ticket,
+    SnapshotChunk, SnapshotOutcome, Ticket,
 };
 use kommander_raft::transport::codec::{
     FrameError, FrameKind, HEADER_BYTES, MAGIC, PROTOCOL_VERSION, UNSTAMPED, WireError,
@@ -87,7 +87,7 @@ pub(crate) fn sample_messages() -> Vec<Message> {
             index: LogIndex(16),
             ok: true,
         },
-        MessageBody::SnapshotChunk {
+        MessageBody::SnapshotChunk(Box::new(SnapshotChunk {
             session: 5,
             seq: 2,
             last_index: LogIndex(16),
@@ -98,7 +98,7 @@ pub(crate) fn sample_messages() -> Vec<Message> {
             digest: Some([0x5A; 32]),
             marks: Bytes::from(vec![0x4B; SNAPSHOT_MARKS_BYTES_MAX]),
             data: Bytes::from_static(b"the last chunk of a snapshot"),
-        },
+        })),
         MessageBody::SnapshotAck {
             session: 5,
             seq: 2,
@@ -208,7 +208,7 @@ fn arb_body() -> impl Strategy<Value = MessageBody> {
         )
             .prop_map(
                 |((session, seq, last_index, last_term), crc, digest, marks, data)| {
-                    MessageBody::SnapshotChunk {
+                    MessageBody::SnapshotChunk(Box::new(SnapshotChunk {
                         session,
                         seq,
                         last_index: LogIndex(last_index),
@@ -219,7 +219,7 @@ fn arb_body() -> impl Strategy<Value = MessageBody> {
                         digest,
                         marks: Bytes::from(marks),
                         data: Bytes::from(data),
-                    }
+                    }))
                 }
             ),
         (u(), any::<u32>(), 0..3u8).prop_map(|(session, seq, outcome)| MessageBody::SnapshotAck {
@@ -266,7 +266,7 @@ fn payloads(messages: &[Message]) -> Vec<&Bytes> {
             MessageBody::AppendRequest { entries, .. } => {
                 entries.iter().map(|e| &e.payload).collect()
             }
-            MessageBody::SnapshotChunk { data, .. } => vec![data],
+            MessageBody::SnapshotChunk(chunk) => vec![&chunk.data],
             _ => Vec::new(),
         })
         .filter(|p| !p.is_empty())
@@ -409,7 +409,7 @@ fn message_counts_are_checked_before_the_list_is_allocated() {
 #[test]
 fn snapshot_marks_over_their_limit_are_refused() {
     let chunk = |marks: Vec<u8>| Message {
-        body: MessageBody::SnapshotChunk {
+        body: MessageBody::SnapshotChunk(Box::new(SnapshotChunk {
             session: 1,
             seq: 0,
             last_index: LogIndex(9),
@@ -419,7 +419,7 @@ fn snapshot_marks_over_their_limit_are_refused() {
             digest: None,
             marks: Bytes::from(marks),
             data: Bytes::new(),
-        },
+        })),
         ..sample_messages()[0].clone()
     };
     let body = |message: &Message| -> Vec<u8> {

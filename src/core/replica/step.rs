@@ -89,13 +89,13 @@ impl Replica {
                 MessageBody::PreVoteRequest { .. } => {
                     self.send(m.from, MessageBody::PreVoteResponse { granted: false });
                 }
-                MessageBody::SnapshotChunk { session, seq, .. } => {
+                MessageBody::SnapshotChunk(chunk) => {
                     // The stale leader learns the newer term and ends its transfer.
                     self.send(
                         m.from,
                         MessageBody::SnapshotAck {
-                            session,
-                            seq,
+                            session: chunk.session,
+                            seq: chunk.seq,
                             outcome: SnapshotOutcome::Refused,
                         },
                     );

@@ -82,12 +82,8 @@ impl Replica {
                     return Err(Status::Errored);
                 }
             }
-            MessageBody::SnapshotChunk {
-                last_index,
-                last_term,
-                ..
-            } => {
-                if !sane(*last_index) || *last_term > m.term {
+            MessageBody::SnapshotChunk(chunk) => {
+                if !sane(chunk.last_index) || chunk.last_term > m.term {
                     return Err(Status::Errored);
                 }
             }

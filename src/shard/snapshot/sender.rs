@@ -6,7 +6,7 @@
 use bytes::Bytes;
 
 use super::chunks::{Chunk, ChunkSource};
-use crate::core::{Floor, MessageBody, Term};
+use crate::core::{Floor, MessageBody, SnapshotChunk, Term};
 
 /// A follower's transfer on its leader.
 pub(crate) enum Sending {
@@ -97,7 +97,7 @@ impl Outgoing {
                 (Bytes::new(), crc32c::crc32c(&[]), Some(digest))
             }
         };
-        MessageBody::SnapshotChunk {
+        MessageBody::SnapshotChunk(Box::new(SnapshotChunk {
             session: self.session,
             seq,
             last_index: self.floor.index,
@@ -111,7 +111,7 @@ impl Outgoing {
                 Bytes::new()
             },
             data,
-        }
+        }))
     }
 
     /// The follower wrote chunk `seq` (acknowledgements come in order; a stale one changes

@@ -14,7 +14,8 @@ use std::io;
 
 use super::Worker;
 use crate::core::{
-    Floor, LogIndex, Message, MessageBody, NodeId, PartitionId, Role, SnapshotOutcome, SoftState,
+    Floor, LogIndex, Message, MessageBody, NodeId, PartitionId, Role, SnapshotChunk,
+    SnapshotOutcome, SoftState,
 };
 use crate::shard::partitions::marks::LogMarks;
 use crate::shard::snapshot::chunks::{Chunk, ChunkSource};
@@ -171,8 +172,8 @@ impl Worker {
         match read {
             Ok(chunk) => {
                 let body = outgoing.chunk(source, chunk);
-                if let MessageBody::SnapshotChunk { data, .. } = &body {
-                    self.metrics.snapshot_bytes_sent(data.len());
+                if let MessageBody::SnapshotChunk(chunk) = &body {
+                    self.metrics.snapshot_bytes_sent(chunk.data.len());
                 }
                 self.outbox.push(Message {
                     partition: key.partition,
@@ -251,7 +252,10 @@ impl Worker {
     }
 
     fn chunk_arrived(&mut self, partition: PartitionId, message: Message) {
-        let MessageBody::SnapshotChunk {
+        let MessageBody::SnapshotChunk(chunk) = message.body else {
+            return;
+        };
+        let SnapshotChunk {
             session,
             seq,
             last_index,
@@ -261,10 +265,7 @@ impl Worker {
             digest,
             marks,
             data,
-        } = message.body
-        else {
-            return;
-        };
+        } = *chunk;
         let leader = message.from;
         let limits = (
             self.config.snapshot.chunks_in_flight_max,

@@ -10,7 +10,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::core::{
     Configuration, ConfigurationError, Entry, EntryKind, LogIndex, Message, MessageBody, NodeId,
-    PartitionId, SNAPSHOT_MARKS_BYTES_MAX, SnapshotOutcome, Term, Ticket,
+    PartitionId, SNAPSHOT_MARKS_BYTES_MAX, SnapshotChunk, SnapshotOutcome, Term, Ticket,
 };
 use crate::shard::membership::RosterError;
 
@@ -162,13 +162,14 @@ pub fn encoded_len(message: &Message) -> usize {
             MessageBody::HeartbeatResponse { .. } | MessageBody::ReadIndexRequest { .. } => 8,
             MessageBody::TimeoutNow => 0,
             MessageBody::ReadIndexResponse { .. } => 17,
-            MessageBody::SnapshotChunk {
-                configuration,
-                digest,
-                marks,
-                data,
-                ..
-            } => {
+            MessageBody::SnapshotChunk(chunk) => {
+                let SnapshotChunk {
+                    configuration,
+                    digest,
+                    marks,
+                    data,
+                    ..
+                } = &**chunk;
                 CHUNK_HEAD_BYTES
                     + configuration.encoded_len()
                     + digest.map_or(0, |d| d.len())
@@ -270,17 +271,18 @@ pub fn encode_messages(messages: &[Message]) -> Vec<Bytes> {
                 meta.put_u64_le(index.get());
                 meta.put_u8(u8::from(*ok));
             }
-            MessageBody::SnapshotChunk {
-                session,
-                seq,
-                last_index,
-                last_term,
-                configuration,
-                crc,
-                digest,
-                marks,
-                data,
-            } => {
+            MessageBody::SnapshotChunk(chunk) => {
+                let SnapshotChunk {
+                    session,
+                    seq,
+                    last_index,
+                    last_term,
+                    configuration,
+                    crc,
+                    digest,
+                    marks,
+                    data,
+                } = &**chunk;
                 meta.put_u64_le(*session);
                 meta.put_u32_le(*seq);
                 meta.put_u64_le(last_index.get());
@@ -536,7 +538,7 @@ fn decode_chunk(cur: &mut Cursor<'_>) -> Result<MessageBody, WireError> {
     let marks = cur.slice(marks_len)?;
     let len = cur.u32()? as usize;
     let data = cur.slice(len)?;
-    Ok(MessageBody::SnapshotChunk {
+    Ok(MessageBody::SnapshotChunk(Box::new(SnapshotChunk {
         session,
         seq,
         last_index,
@@ -546,7 +548,7 @@ fn decode_chunk(cur: &mut Cursor<'_>) -> Result<MessageBody, WireError> {
         digest,
         marks,
         data,
-    })
+    })))
 }
 
 fn decode_append(cur: &mut Cursor<'_>) -> Result<MessageBody, WireError> {
