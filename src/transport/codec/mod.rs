@@ -138,6 +138,6 @@ pub(crate) use self::messages::Cursor;
 pub use self::messages::{WireError, decode_messages, encode_messages, encoded_len};
 pub use crate::core::{
     CONFIGURATION_CONTEXT_BYTES_MAX, CONFIGURATION_MEMBERS_MAX, Configuration, ConfigurationError,
-    Entry, EntryKind, LogIndex, Message, MessageBody, NodeId, PartitionId, SnapshotOutcome, Term,
-    Ticket,
+    Entry, EntryKind, LogIndex, Message, MessageBody, NodeId, PartitionId, SnapshotChunk,
+    SnapshotOutcome, Term, Ticket,
 };
