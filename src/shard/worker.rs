@@ -340,10 +340,14 @@ impl Worker {
         self.stats.turns.fetch_add(1, Ordering::Relaxed);
         let tick = now >= self.next_tick;
         let mut stride = 0;
+        // Whole tick intervals since the last tick turn, its lateness counted (a leader's ticks).
+        let mut elapsed = 0;
         if tick {
+            elapsed = self.ticks_slept(now);
             // The tick turn stands for every tick since the last one; a late turn counts the
             // ticks it was planned for, not the time it is late by (as an active shard's
-            // always did: a stalled shard does not judge its peers silent for its own delay).
+            // always did: a stalled shard does not judge its peers silent for its own delay);
+            // its leaders tick by `elapsed` (`tick_all`), to heartbeat by the wall clock.
             stride = self.tick_stride;
             self.stats.tick_turns.fetch_add(1, Ordering::Relaxed);
             if stride > 1 {
@@ -365,7 +369,7 @@ impl Worker {
         worked |= self.transfer_results();
         let mut recount = false;
         if tick {
-            recount = self.tick_all(stride);
+            recount = self.tick_all(elapsed);
             self.membership_tick();
             self.follow_map(now);
             if self.map_moves_data() {

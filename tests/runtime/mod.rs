@@ -8,6 +8,7 @@ mod config;
 mod faults;
 pub(crate) mod harness;
 mod install_crash;
+mod late_ticks;
 mod membership;
 #[cfg(feature = "sim-bugs")]
 mod node_bugs;

@@ -19,18 +19,21 @@ use crate::shard::SYSTEM_PARTITION;
 use crate::shard::membership::MemberRole;
 
 impl Worker {
-    /// Ticks every active replica and the quiesced ones' registrations, for a tick turn that
-    /// stands for `stride` ticks. Returns whether this tick's gathering counts again who
-    /// subscribes to each active partition's progress (a subscription was taken since the last
-    /// count, anywhere in the leadership table: every active partition is then gathered).
+    /// Ticks every active replica and the quiesced ones' registrations, for a tick turn
+    /// `elapsed` whole tick intervals after the last tick turn. Returns whether this tick's gathering counts again who subscribes to each active
+    /// partition's progress (a subscription was taken since the last count, anywhere in the
+    /// leadership table: every active partition is then gathered).
     ///
     /// A follower's replica ticks once: a stalled shard does not judge its leader silent for
-    /// its own delay. A leader's ticks `stride` times, at most one heartbeat interval's worth
-    /// (so that one turn crosses at most one heartbeat and one check-quorum boundary): its
-    /// heartbeats keep the wall clock while its shard is loaded, where its followers' shards
-    /// may turn faster and tick at every interval (with heartbeats every fifth turn of a
-    /// loaded shard they timed out and elected another leader: issue 15's 4096-writer rows).
-    pub(super) fn tick_all(&mut self, stride: u32) -> bool {
+    /// its own delay. A leader's ticks once per interval `elapsed`, at most one heartbeat
+    /// interval's worth (so that one turn crosses at most one heartbeat and one check-quorum
+    /// boundary): its heartbeats keep the wall clock while its shard is loaded, where its
+    /// followers' shards may turn faster and tick at every interval. A loaded shard's tick
+    /// turns come late, each planned one interval after the last and standing for that one
+    /// tick however late it is; its leaders ticking once per tick stood for heartbeated
+    /// every fifth late turn, and followers elsewhere timed out and elected others (issue 15's
+    /// 4096-writer rows; `tests/runtime/late_ticks.rs`).
+    pub(super) fn tick_all(&mut self, elapsed: u64) -> bool {
         self.metrics
             .queue_depths(self.commands.len(), self.inbound.len());
         if self.failed() {
@@ -39,7 +42,10 @@ impl Worker {
         let subscriptions = self.leaders.subscriptions();
         let recount = subscriptions != self.subscriptions_counted;
         self.subscriptions_counted = subscriptions;
-        let leader_ticks = stride.clamp(1, self.config.core.heartbeat_interval_ticks.max(1));
+        let heartbeat = self.config.core.heartbeat_interval_ticks.max(1);
+        let leader_ticks = u32::try_from(elapsed)
+            .unwrap_or(heartbeat)
+            .clamp(1, heartbeat);
         let ticked = self.partitions.tick_active(recount, leader_ticks) as u64;
         self.stats
             .replica_ticks
