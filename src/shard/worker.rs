@@ -339,7 +339,6 @@ impl Worker {
     fn turn_unguarded(&mut self, now: Instant) -> bool {
         self.stats.turns.fetch_add(1, Ordering::Relaxed);
         let tick = now >= self.next_tick;
-        let mut stride = 0;
         // Whole tick intervals since the last tick turn, its lateness counted (a leader's ticks).
         let mut elapsed = 0;
         if tick {
@@ -348,7 +347,7 @@ impl Worker {
             // ticks it was planned for, not the time it is late by (as an active shard's
             // always did: a stalled shard does not judge its peers silent for its own delay);
             // its leaders tick by `elapsed` (`tick_all`), to heartbeat by the wall clock.
-            stride = self.tick_stride;
+            let stride = self.tick_stride;
             self.stats.tick_turns.fetch_add(1, Ordering::Relaxed);
             if stride > 1 {
                 let skipped = u64::from(stride - 1);

@@ -20,9 +20,10 @@ use crate::shard::membership::MemberRole;
 
 impl Worker {
     /// Ticks every active replica and the quiesced ones' registrations, for a tick turn
-    /// `elapsed` whole tick intervals after the last tick turn. Returns whether this tick's gathering counts again who subscribes to each active
-    /// partition's progress (a subscription was taken since the last count, anywhere in the
-    /// leadership table: every active partition is then gathered).
+    /// `elapsed` whole tick intervals after the last tick turn. Returns whether this tick's
+    /// gathering counts again who subscribes to each active partition's progress (a
+    /// subscription was taken since the last count, anywhere in the leadership table: every
+    /// active partition is then gathered).
     ///
     /// A follower's replica ticks once: a stalled shard does not judge its leader silent for
     /// its own delay. A leader's ticks once per interval `elapsed`, at most one heartbeat
@@ -30,8 +31,8 @@ impl Worker {
     /// boundary): its heartbeats keep the wall clock while its shard is loaded, where its
     /// followers' shards may turn faster and tick at every interval. A loaded shard's tick
     /// turns come late, each planned one interval after the last and standing for that one
-    /// tick however late it is; its leaders ticking once per tick stood for heartbeated
-    /// every fifth late turn, and followers elsewhere timed out and elected others (issue 15's
+    /// tick however late it is; its leaders, ticking once per tick a turn stood for,
+    /// heartbeated every fifth late turn, and followers elsewhere timed out and elected others (issue 15's
     /// 4096-writer rows; `tests/runtime/late_ticks.rs`).
     pub(super) fn tick_all(&mut self, elapsed: u64) -> bool {
         self.metrics
