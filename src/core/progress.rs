@@ -96,6 +96,13 @@ pub(crate) struct Progress {
     pub(crate) match_at_heartbeat: LogIndex,
     /// Highest ReadIndex round this follower confirmed.
     pub(crate) read_round: u64,
+    /// The leader's `heartbeat_elapsed` when it last sent this follower an append in the
+    /// replicate state since its last heartbeat (`None`: none since): a recent enough one
+    /// stands in for the next heartbeat (`Replica::heartbeat_needed`).
+    pub(crate) appended_at: Option<u32>,
+    /// The commit index the follower learns from the last append sent to it (the leader's,
+    /// capped at the append's last entry).
+    pub(crate) commit_sent: LogIndex,
 }
 
 impl Progress {
@@ -110,6 +117,8 @@ impl Progress {
             learner,
             match_at_heartbeat: LogIndex::ZERO,
             read_round: 0,
+            appended_at: None,
+            commit_sent: LogIndex::ZERO,
         }
     }
 
@@ -126,6 +135,7 @@ impl Progress {
         self.state = ProgressState::Probe;
         self.next_index = self.match_index.next();
         self.probe_sent = false;
+        self.appended_at = None;
         self.inflights.reset();
     }
 
@@ -133,6 +143,7 @@ impl Progress {
         self.state = ProgressState::Replicate;
         self.next_index = self.match_index.next();
         self.probe_sent = false;
+        self.appended_at = None;
         self.inflights.reset();
     }
 

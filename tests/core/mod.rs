@@ -8,6 +8,7 @@ mod chaos;
 mod checkpoint;
 mod election;
 mod garbage;
+mod heartbeats;
 mod jepsen;
 mod learners;
 mod membership;

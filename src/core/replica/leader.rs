@@ -11,7 +11,7 @@ impl Replica {
         if self.heartbeat_elapsed >= self.config.heartbeat_interval_ticks {
             self.heartbeat_elapsed = 0;
             if !self.heartbeats_suspended {
-                self.broadcast_heartbeat();
+                self.heartbeat_due();
             }
         }
         if self.transferee.is_some() {
@@ -148,6 +148,10 @@ impl Replica {
                 }
                 let probe = p.state == ProgressState::Probe;
                 let commit = self.log.committed;
+                if p.state == ProgressState::Replicate {
+                    p.appended_at = Some(self.heartbeat_elapsed);
+                    p.commit_sent = commit.min(sent_last);
+                }
                 self.send(
                     to,
                     MessageBody::AppendRequest {
@@ -164,20 +168,68 @@ impl Replica {
         }
     }
 
+    /// Heartbeats every follower (a read round, a quiesce round, a wake, a transfer).
     pub(super) fn broadcast_heartbeat(&mut self) {
+        for k in 0..self.progress.len() {
+            self.heartbeat(k);
+        }
+    }
+
+    /// The heartbeat interval's end: heartbeats the followers that need one
+    /// (`heartbeat_needed`).
+    fn heartbeat_due(&mut self) {
+        for k in 0..self.progress.len() {
+            if self.heartbeat_needed(&self.progress[k].1) {
+                self.heartbeat(k);
+            } else {
+                self.progress[k].1.appended_at = None;
+            }
+        }
+    }
+
+    /// Whether the follower `p` needs this interval's heartbeat. It does not when the
+    /// heartbeat would tell it nothing new: an append sent to it in the replicate state since
+    /// its last heartbeat carried the commit index the heartbeat would (`commit_sent`), no
+    /// read round waits on its answer, no quiesce round is on; and that append went recently
+    /// enough that its election timer cannot run out before the next heartbeat (the append's
+    /// age, at most one interval; the next interval; one more for a transport that coalesces
+    /// heartbeats and sends them up to an interval late, as the TCP transport does; and a tick
+    /// of misalignment between the two nodes' ticks: below `election_timeout_ticks_min`). A
+    /// leader whose partition takes writes every interval then sends mostly appends, not
+    /// appends and heartbeats (issue 15's 4096 active partitions: half the messages were
+    /// heartbeats). Lost appends are still found: a later append is rejected, or the
+    /// heartbeats resume once appends stop.
+    fn heartbeat_needed(&self, p: &Progress) -> bool {
+        let Some(appended_at) = p.appended_at else {
+            return true;
+        };
+        let interval = self.config.heartbeat_interval_ticks;
+        let age = interval.saturating_sub(appended_at);
+        let silence = age
+            .saturating_add(interval.saturating_mul(2))
+            .saturating_add(1);
+        p.state != ProgressState::Replicate
+            || silence >= self.config.election_timeout_ticks_min
+            || p.commit_sent < p.match_index.min(self.log.committed)
+            || p.read_round < self.read_round
+            || self.quiesce_flag()
+    }
+
+    /// Heartbeats the follower at `progress[k]`: the commit index it holds, the read round,
+    /// the quiesce flag.
+    fn heartbeat(&mut self, k: usize) {
         let committed = self.log.committed;
         let read_round = self.read_round;
         let quiesce = self.quiesce_flag();
-        for k in 0..self.progress.len() {
-            let (to, p) = &self.progress[k];
-            let body = MessageBody::Heartbeat {
-                commit: p.match_index.min(committed),
-                read_round,
-                quiesce,
-            };
-            let to = *to;
-            self.send(to, body);
-        }
+        let (to, p) = &mut self.progress[k];
+        p.appended_at = None;
+        let body = MessageBody::Heartbeat {
+            commit: p.match_index.min(committed),
+            read_round,
+            quiesce,
+        };
+        let to = *to;
+        self.send(to, body);
     }
 
     pub(super) fn handle_append_response(
