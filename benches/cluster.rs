@@ -163,6 +163,19 @@ struct Outcome {
     errors: u64,
     elapsed: Duration,
     latency: Histogram<u64>,
+    /// The process's CPU time over the timed window (every thread: shards, WAL, writers).
+    cpu: Duration,
+    /// Shard turns and WAL writes of every shard of the three nodes over the window.
+    turns: u64,
+    wal_writes: u64,
+}
+
+/// Shard turns and WAL writes of every shard of `nodes` so far.
+fn turns_and_wal_writes(nodes: &[ShardHost]) -> (u64, u64) {
+    nodes.iter().fold((0, 0), |(turns, wal), node| {
+        let stats = node.stats();
+        (turns + stats.turns, wal + stats.wal_submissions)
+    })
 }
 
 fn run(payload_bytes: usize, partitions: u32, writers: usize, seconds: f64) -> Outcome {
@@ -179,6 +192,8 @@ fn run(payload_bytes: usize, partitions: u32, writers: usize, seconds: f64) -> O
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("tokio runtime");
+    let (turns_before, wal_before) = turns_and_wal_writes(&nodes);
+    let cpu_before = process_cpu();
     let started = Instant::now();
     let duration = Duration::from_secs_f64(seconds);
     let results = runtime.block_on(async {
@@ -237,6 +252,8 @@ fn run(payload_bytes: usize, partitions: u32, writers: usize, seconds: f64) -> O
         out
     });
     let elapsed = started.elapsed();
+    let cpu = process_cpu().saturating_sub(cpu_before);
+    let (turns_after, wal_after) = turns_and_wal_writes(&nodes);
     stop.store(true, Ordering::Relaxed);
     let mut latency = Histogram::<u64>::new(3).expect("histogram");
     let (mut writes, mut errors) = (0, 0);
@@ -254,6 +271,9 @@ fn run(payload_bytes: usize, partitions: u32, writers: usize, seconds: f64) -> O
         errors,
         elapsed,
         latency,
+        cpu,
+        turns: turns_after - turns_before,
+        wal_writes: wal_after - wal_before,
     }
 }
 
@@ -578,22 +598,40 @@ fn main() {
         base_dir().display(),
         std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
     );
+    // cores: the process's CPU time over the window per second (every thread); turns/s and
+    // wal/s: shard turns and WAL writes per second over every shard of the three nodes.
     println!(
-        "{:>8} {:>10} {:>8} {:>12} {:>9} {:>9} {:>9} {:>7}",
-        "payload", "partitions", "writers", "writes/s", "p50 us", "p99 us", "p99.9 us", "errors"
+        "{:>8} {:>10} {:>8} {:>12} {:>9} {:>9} {:>9} {:>7} {:>6} {:>8} {:>8} {:>15}",
+        "payload",
+        "partitions",
+        "writers",
+        "writes/s",
+        "p50 us",
+        "p99 us",
+        "p99.9 us",
+        "errors",
+        "cores",
+        "turns/s",
+        "wal/s",
+        "load avg"
     );
     for (payload, partitions, writers) in combos {
         let outcome = run(payload, partitions, writers, seconds);
+        let seconds = outcome.elapsed.as_secs_f64();
         println!(
-            "{:>8} {:>10} {:>8} {:>12.0} {:>9} {:>9} {:>9} {:>7}",
+            "{:>8} {:>10} {:>8} {:>12.0} {:>9} {:>9} {:>9} {:>7} {:>6.2} {:>8.0} {:>8.0} {:>15}",
             payload,
             partitions,
             writers,
-            outcome.writes as f64 / outcome.elapsed.as_secs_f64(),
+            outcome.writes as f64 / seconds,
             outcome.latency.value_at_quantile(0.5),
             outcome.latency.value_at_quantile(0.99),
             outcome.latency.value_at_quantile(0.999),
-            outcome.errors
+            outcome.errors,
+            outcome.cpu.as_secs_f64() / seconds,
+            outcome.turns as f64 / seconds,
+            outcome.wal_writes as f64 / seconds,
+            load_average()
         );
     }
 }

@@ -56,6 +56,9 @@ pub(crate) struct Node {
     ready: Option<mpsc::Receiver<String>>,
     /// Everything the node wrote to stderr, over all its incarnations.
     pub(crate) log: Arc<Mutex<String>>,
+    /// The running process's stderr reader, which ends at the pipe's end: joined once the
+    /// process exited, so that `log` holds its last lines (its shutdown's).
+    log_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Node {
@@ -77,6 +80,7 @@ impl Node {
             child: None,
             ready: None,
             log: Arc::new(Mutex::new(String::new())),
+            log_reader: None,
         }
     }
 
@@ -124,13 +128,13 @@ impl Node {
         });
         let stderr = child.stderr.take().expect("stderr");
         let log = Arc::clone(&self.log);
-        std::thread::spawn(move || {
+        self.log_reader = Some(std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let mut log = log.lock().expect("log");
                 log.push_str(&line);
                 log.push('\n');
             }
-        });
+        }));
         self.child = Some(child);
         self.ready = Some(ready_rx);
     }
@@ -146,6 +150,14 @@ impl Node {
         let mut child = self.child.take().expect("running");
         child.kill().expect("SIGKILL");
         child.wait().expect("wait");
+        self.join_log_reader();
+    }
+
+    /// Waits for the stderr reader of the process that just exited to reach the pipe's end.
+    fn join_log_reader(&mut self) {
+        if let Some(reader) = self.log_reader.take() {
+            reader.join().expect("stderr reader");
+        }
     }
 
     /// SIGTERM, then waits for the exit.
@@ -168,6 +180,7 @@ impl Node {
         let deadline = Instant::now() + PATIENCE;
         loop {
             if let Some(status) = child.try_wait().expect("try_wait") {
+                self.join_log_reader();
                 return status;
             }
             if Instant::now() > deadline {

@@ -129,7 +129,7 @@ impl Worker {
         let mut reconciled = Vec::new();
         let mut touched = Vec::new();
         let mut waiting = Vec::new();
-        for partition in due {
+        for &partition in &due {
             let Some(slot) = self.partitions.membership_visit(partition) else {
                 continue;
             };
@@ -200,6 +200,7 @@ impl Worker {
             }
             touched.push(partition);
         }
+        self.partitions.recycle_membership_due(due);
         self.record_standings(standings);
         if target.is_some() {
             self.membership.set_reconciled(reconciled);

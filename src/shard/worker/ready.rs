@@ -32,7 +32,8 @@ impl Worker {
             return false;
         }
         let mut worked = false;
-        for partition in self.partitions.take_touched() {
+        let touched = self.partitions.take_touched();
+        for &partition in &touched {
             if self
                 .partitions
                 .gathered(partition)
@@ -63,6 +64,7 @@ impl Worker {
             }
             self.publish_progress(partition, recount);
         }
+        self.partitions.recycle_touched(touched);
         if self.writes.has_appended() {
             self.stats.wal_submissions.fetch_add(1, Ordering::Relaxed);
             let result = self.writes.submit(&mut self.wal, now);
