@@ -43,9 +43,7 @@ fn transfer_waits_for_a_lagging_target_to_catch_up() {
         "proposals refused during a transfer"
     );
     c.heal();
-    // Three heartbeat intervals: the first skipped (recent appends), two answers to find
-    // the appends lost while 3 was cut off.
-    c.ticks(6);
+    c.ticks(4);
     assert_eq!(c.leader(), Some(3));
     assert_eq!(c.applied_payloads(3).len(), 20);
 }

@@ -178,11 +178,22 @@ impl Replica {
     /// The heartbeat interval's end: heartbeats the followers that need one
     /// (`heartbeat_needed`).
     fn heartbeat_due(&mut self) {
+        let last = self.log.last_index();
         for k in 0..self.progress.len() {
             if self.heartbeat_needed(&self.progress[k].1) {
                 self.heartbeat(k);
             } else {
-                self.progress[k].1.appended_at = None;
+                // The skip stands in for the round in the loss detector, as the answer would
+                // (`handle_heartbeat_response`): what is in flight now must be acknowledged by
+                // the next interval's end, or that interval's heartbeat goes and its answer
+                // finds the loss.
+                let p = &mut self.progress[k].1;
+                p.appended_at = None;
+                p.match_at_heartbeat = if p.match_index < last {
+                    p.next_index.prev()
+                } else {
+                    LogIndex::ZERO
+                };
             }
         }
     }
@@ -197,8 +208,10 @@ impl Replica {
     /// of misalignment between the two nodes' ticks: below `election_timeout_ticks_min`). A
     /// leader whose partition takes writes every interval then sends mostly appends, not
     /// appends and heartbeats (issue 15's 4096 active partitions: half the messages were
-    /// heartbeats). Lost appends are still found: a later append is rejected, or the
-    /// heartbeats resume once appends stop.
+    /// heartbeats). Lost appends are found as soon as before: a later append is rejected, or
+    /// a skip stands in for a heartbeat round in the loss detector (`heartbeat_due`), so the
+    /// next interval's heartbeat, not skipped while what was in flight at the skip is
+    /// unacknowledged, finds them with its answer.
     fn heartbeat_needed(&self, p: &Progress) -> bool {
         let Some(appended_at) = p.appended_at else {
             return true;
@@ -211,6 +224,7 @@ impl Replica {
         p.state != ProgressState::Replicate
             || silence >= self.config.election_timeout_ticks_min
             || p.commit_sent < p.match_index.min(self.log.committed)
+            || p.match_index < p.match_at_heartbeat
             || p.read_round < self.read_round
             || self.quiesce_flag()
     }
