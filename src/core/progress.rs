@@ -103,6 +103,10 @@ pub(crate) struct Progress {
     /// The commit index the follower learns from the last append sent to it (the leader's,
     /// capped at the append's last entry).
     pub(crate) commit_sent: LogIndex,
+    /// Whether the follower answered (an append or a heartbeat) since the last heartbeat
+    /// interval's end: only a follower whose link proved healthy has a heartbeat skipped (on
+    /// a lossy link the heartbeats stay, each one more chance to reach it and to hear back).
+    pub(crate) answered: bool,
 }
 
 impl Progress {
@@ -119,6 +123,7 @@ impl Progress {
             read_round: 0,
             appended_at: None,
             commit_sent: LogIndex::ZERO,
+            answered: false,
         }
     }
 

@@ -180,7 +180,9 @@ impl Replica {
     fn heartbeat_due(&mut self) {
         let last = self.log.last_index();
         for k in 0..self.progress.len() {
-            if self.heartbeat_needed(&self.progress[k].1) {
+            let needed = self.heartbeat_needed(&self.progress[k].1);
+            self.progress[k].1.answered = false;
+            if needed {
                 self.heartbeat(k);
             } else {
                 // The skip stands in for the round in the loss detector, as the answer would
@@ -201,7 +203,8 @@ impl Replica {
     /// Whether the follower `p` needs this interval's heartbeat. It does not when the
     /// heartbeat would tell it nothing new: an append sent to it in the replicate state since
     /// its last heartbeat carried the commit index the heartbeat would (`commit_sent`), no
-    /// read round waits on its answer, no quiesce round is on; and that append went recently
+    /// read round waits on its answer, no quiesce round is on, it answered something since
+    /// the last interval's end (on a lossy link every heartbeat stays); and that append went recently
     /// enough that its election timer cannot run out before the next heartbeat (the append's
     /// age, at most one interval; the next interval; one more for a transport that coalesces
     /// heartbeats and sends them up to an interval late, as the TCP transport does; and a tick
@@ -222,6 +225,7 @@ impl Replica {
             .saturating_add(interval.saturating_mul(2))
             .saturating_add(1);
         p.state != ProgressState::Replicate
+            || !p.answered
             || silence >= self.config.election_timeout_ticks_min
             || p.commit_sent < p.match_index.min(self.log.committed)
             || p.match_index < p.match_at_heartbeat
@@ -267,6 +271,7 @@ impl Replica {
             return;
         };
         p.recent_active = true;
+        p.answered = true;
         if success {
             let advanced = p.on_success(index);
             if p.state == ProgressState::Probe || p.state == ProgressState::SnapshotRequired {
@@ -298,6 +303,7 @@ impl Replica {
             return;
         };
         p.recent_active = true;
+        p.answered = true;
         // Learners' answers count for quiescence only (`confirm_reads` counts voters).
         if read_round > p.read_round {
             p.read_round = read_round;
