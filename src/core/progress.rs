@@ -152,6 +152,17 @@ impl Progress {
         self.inflights.reset();
     }
 
+    /// Ends a heartbeat round for the loss detector (in the replicate state, at a heartbeat's
+    /// answer or at a skipped heartbeat, `last` the leader's last index): what is in flight
+    /// now must be acknowledged by the next round's end, else appends were lost.
+    pub(crate) fn mark_heartbeat_round(&mut self, last: LogIndex) {
+        self.match_at_heartbeat = if self.match_index < last {
+            self.next_index.prev()
+        } else {
+            LogIndex::ZERO
+        };
+    }
+
     /// Records a successful append up to `index`; returns whether the match advanced.
     pub(crate) fn on_success(&mut self, index: LogIndex) -> bool {
         let advanced = index > self.match_index;

@@ -186,16 +186,12 @@ impl Replica {
                 self.heartbeat(k);
             } else {
                 // The skip stands in for the round in the loss detector, as the answer would
-                // (`handle_heartbeat_response`): what is in flight now must be acknowledged by
-                // the next interval's end, or that interval's heartbeat goes and its answer
+                // (`handle_heartbeat_response`): unacknowledged by the next interval's end,
+                // what is in flight now makes that interval's heartbeat go, and its answer
                 // finds the loss.
                 let p = &mut self.progress[k].1;
                 p.appended_at = None;
-                p.match_at_heartbeat = if p.match_index < last {
-                    p.next_index.prev()
-                } else {
-                    LogIndex::ZERO
-                };
+                p.mark_heartbeat_round(last);
             }
         }
     }
@@ -203,18 +199,18 @@ impl Replica {
     /// Whether the follower `p` needs this interval's heartbeat. It does not when the
     /// heartbeat would tell it nothing new: an append sent to it in the replicate state since
     /// its last heartbeat carried the commit index the heartbeat would (`commit_sent`), no
-    /// read round waits on its answer, no quiesce round is on, it answered something since
-    /// the last interval's end (on a lossy link every heartbeat stays); and that append went recently
-    /// enough that its election timer cannot run out before the next heartbeat (the append's
-    /// age, at most one interval; the next interval; one more for a transport that coalesces
-    /// heartbeats and sends them up to an interval late, as the TCP transport does; and a tick
-    /// of misalignment between the two nodes' ticks: below `election_timeout_ticks_min`). A
-    /// leader whose partition takes writes every interval then sends mostly appends, not
-    /// appends and heartbeats (issue 15's 4096 active partitions: half the messages were
-    /// heartbeats). Lost appends are found as soon as before: a later append is rejected, or
-    /// a skip stands in for a heartbeat round in the loss detector (`heartbeat_due`), so the
-    /// next interval's heartbeat, not skipped while what was in flight at the skip is
-    /// unacknowledged, finds them with its answer.
+    /// read round waits on its answer, no quiesce round is on, and it answered something
+    /// since the last interval's end (on a lossy link every heartbeat stays); and that append
+    /// went recently enough that its election timer cannot run out before the next heartbeat
+    /// (the append's age, at most one interval; the next interval; one more for a transport
+    /// that coalesces heartbeats and sends them up to an interval late, as the TCP transport
+    /// does; and a tick of misalignment between the two nodes' ticks: below
+    /// `election_timeout_ticks_min`). A leader whose partition takes writes every interval
+    /// then sends mostly appends, not appends and heartbeats (issue 15's 4096 active
+    /// partitions: half the messages were heartbeats). Lost appends are found as soon as
+    /// before: a later append is rejected, or a skip stands in for a heartbeat round in the
+    /// loss detector (`heartbeat_due`), so the next interval's heartbeat, not skipped while
+    /// what was in flight at the skip is unacknowledged, finds them with its answer.
     fn heartbeat_needed(&self, p: &Progress) -> bool {
         let Some(appended_at) = p.appended_at else {
             return true;
@@ -316,11 +312,7 @@ impl Replica {
                 if p.match_index < p.match_at_heartbeat {
                     p.become_probe();
                 }
-                p.match_at_heartbeat = if p.match_index < last {
-                    p.next_index.prev()
-                } else {
-                    LogIndex::ZERO
-                };
+                p.mark_heartbeat_round(last);
             }
             ProgressState::SnapshotRequired => {}
         }

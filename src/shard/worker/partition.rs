@@ -220,6 +220,14 @@ pub(crate) fn reads_full(
     reads.len() + waiting_apply.len() >= max
 }
 
+/// Puts `partition` on `list` unless its slot's flag `listed` says it is on it already.
+fn list_once(listed: &mut bool, list: &mut Vec<PartitionId>, partition: PartitionId) {
+    if !*listed {
+        *listed = true;
+        list.push(partition);
+    }
+}
+
 /// The shard's partitions, the ones touched since their Readies were last gathered and the
 /// active ones (a tick visits those, in the same order in every run).
 #[derive(Debug, Default)]
@@ -301,10 +309,7 @@ impl Partitions {
             slot.listed_membership = old.listed_membership;
             slot.standing_settles_at = old.standing_settles_at;
         }
-        if !slot.listed_active {
-            slot.listed_active = true;
-            self.active.push(partition);
-        }
+        list_once(&mut slot.listed_active, &mut self.active, partition);
         slot.quiesced = false;
         self.slots.insert(partition, Box::new(slot));
         self.mark_dirty(partition);
@@ -340,23 +345,22 @@ impl Partitions {
         let Some(slot) = self.slots.get_mut(&partition) else {
             return;
         };
-        if !slot.dirty {
-            slot.dirty = true;
-            self.dirty.push(partition);
-        }
-        if !slot.listed_membership {
-            slot.listed_membership = true;
-            self.membership_due.push(partition);
-        }
+        list_once(&mut slot.dirty, &mut self.dirty, partition);
+        list_once(
+            &mut slot.listed_membership,
+            &mut self.membership_due,
+            partition,
+        );
     }
 
     /// Puts `partition` on the list the next tick's membership work looks at.
     pub(crate) fn membership_due(&mut self, partition: PartitionId) {
-        if let Some(slot) = self.slots.get_mut(&partition)
-            && !slot.listed_membership
-        {
-            slot.listed_membership = true;
-            self.membership_due.push(partition);
+        if let Some(slot) = self.slots.get_mut(&partition) {
+            list_once(
+                &mut slot.listed_membership,
+                &mut self.membership_due,
+                partition,
+            );
         }
     }
 
@@ -477,13 +481,11 @@ impl Partitions {
                 ticked += 1;
                 ready = replica.has_ready();
             }
-            if (ready || touch_all) && !slot.dirty {
-                slot.dirty = true;
-                dirty.push(partition);
+            if ready || touch_all {
+                list_once(&mut slot.dirty, dirty, partition);
             }
-            if ready && !slot.listed_membership {
-                slot.listed_membership = true;
-                membership_due.push(partition);
+            if ready {
+                list_once(&mut slot.listed_membership, membership_due, partition);
             }
             true
         });
@@ -524,9 +526,6 @@ impl Partitions {
             return;
         }
         self.quiesced.forget(partition);
-        if !slot.listed_active {
-            slot.listed_active = true;
-            self.active.push(partition);
-        }
+        list_once(&mut slot.listed_active, &mut self.active, partition);
     }
 }

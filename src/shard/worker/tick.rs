@@ -32,8 +32,8 @@ impl Worker {
     /// followers' shards may turn faster and tick at every interval. A loaded shard's tick
     /// turns come late, each planned one interval after the last and standing for that one
     /// tick however late it is; its leaders, ticking once per tick a turn stood for,
-    /// heartbeated every fifth late turn, and followers elsewhere timed out and elected others (issue 15's
-    /// 4096-writer rows; `tests/runtime/late_ticks.rs`).
+    /// heartbeated every fifth late turn, and followers elsewhere timed out and elected
+    /// others (issue 15's 4096-writer rows; `tests/runtime/late_ticks.rs`).
     pub(super) fn tick_all(&mut self, elapsed: u64) -> bool {
         self.metrics
             .queue_depths(self.commands.len(), self.inbound.len());
