@@ -294,12 +294,16 @@ pub enum NodeBug {
     /// node fell silent instead of waking the follower with `Replica::leader_node_dead`
     /// (decision 0007).
     QuiescedNeverCampaigns,
+    /// A follower's owed ticks are dropped: a replica off the tick's active list is not
+    /// handed the ticks since its last visit (the shard's `Clock::catch_up` moves its mark
+    /// without ticking it), so its election timer never runs out.
+    OwedTicksDropped,
 }
 
 #[cfg(feature = "sim-bugs")]
 impl NodeBug {
     /// Every injectable node-level bug.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 14] = [
         Self::ReleaseGatedBeforeDurable,
         Self::AckProposalBeforeDurable,
         Self::DurableWithoutFsync,
@@ -313,6 +317,7 @@ impl NodeBug {
         Self::SkipGenerationFence,
         Self::PhaseTwoBeforePhaseOne,
         Self::QuiescedNeverCampaigns,
+        Self::OwedTicksDropped,
     ];
 
     /// The core bug this node bug turns on in `partition`'s replica, if any: a roster bug

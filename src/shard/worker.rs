@@ -255,6 +255,7 @@ impl Worker {
             params.metrics.clone(),
             params.config.slow_wal_write,
         );
+        let partitions = Partitions::new(&params.config);
         Self {
             next_tick: now + params.config.tick_interval,
             last_tick: now,
@@ -279,7 +280,7 @@ impl Worker {
             membership: params.membership,
             maps: params.maps,
             waker: params.waker,
-            partitions: Partitions::default(),
+            partitions,
             map_followed: 0,
             subscriptions_counted: 0,
             roster_followed: None,

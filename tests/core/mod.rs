@@ -9,6 +9,7 @@ mod checkpoint;
 mod election;
 mod garbage;
 mod heartbeats;
+mod idle_ticks;
 mod jepsen;
 mod learners;
 mod membership;

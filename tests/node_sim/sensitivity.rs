@@ -12,7 +12,7 @@ use crate::sim::{env_u64, run_seeds};
 const SEEDS_MAX: u64 = 1_000;
 
 /// Every node-level bug and the checker that must catch it.
-const NODE_BUGS: [(NodeBug, &str); 13] = [
+const NODE_BUGS: [(NodeBug, &str); 14] = [
     (
         NodeBug::ReleaseGatedBeforeDurable,
         "acknowledged_writes_durable",
@@ -38,6 +38,7 @@ const NODE_BUGS: [(NodeBug, &str); 13] = [
     (NodeBug::SkipGenerationFence, "range_ownership"),
     (NodeBug::PhaseTwoBeforePhaseOne, "linearizability"),
     (NodeBug::QuiescedNeverCampaigns, "liveness"),
+    (NodeBug::OwedTicksDropped, "liveness"),
 ];
 
 /// Every core bug and the checker that must catch it, but those of `CORE_SIMULATOR_BUGS`:
@@ -225,6 +226,11 @@ fn a_quiesced_follower_that_never_campaigns_is_caught() {
         NODE_BUGS[12].1,
         NodeSimConfig::replacing_nodes_for_seed,
     );
+}
+
+#[test]
+fn a_follower_whose_owed_ticks_are_dropped_is_caught() {
+    caught_by("OwedTicksDropped", NODE_BUGS[13].1);
 }
 
 #[test]

@@ -142,7 +142,12 @@ impl Worker {
                 continue;
             };
             if let Some(replica) = slot.replica.as_mut() {
+                let withheld = replica.votes_withheld();
                 number_committed_configuration(partition, replica);
+                if replica.votes_withheld() != withheld {
+                    // It may campaign now: its next visit is looked at again (`gathered`).
+                    touched.push(partition);
+                }
             }
             if partition == SYSTEM_PARTITION {
                 continue;

@@ -16,7 +16,9 @@ use super::restore::Restore;
 use crate::core::{LogIndex, PartitionId, Replica};
 use crate::shard::partitions::{Access, PartitionMap};
 use crate::shard::wal_records::WalView;
-use crate::shard::{LogProgress, PartitionState, Refusal, ReplicationResult, Reply, StableHashMap};
+use crate::shard::{
+    LogProgress, PartitionState, Refusal, ReplicationResult, Reply, ShardConfig, StableHashMap,
+};
 
 /// The operations waiting for one outcome: almost always one, held inline, so a write's wait
 /// takes no allocation of its own (a `Vec` per write was one of its few mallocs).
@@ -53,6 +55,12 @@ pub(crate) struct Slot {
     listed_active: bool,
     /// Whether it is on the list of partitions the next tick's membership work looks at.
     listed_membership: bool,
+    /// The tick its replica is ticked to (`Partitions::clock`): the ticks since are owed to
+    /// it, and handed over before anything reaches it (`Clock::catch_up`).
+    ticked_to: u64,
+    /// The tick its replica is next visited at, while it is off the active list
+    /// (`Partitions::followers_due`).
+    due_at: Option<u64>,
     /// The tick its standing turns caught up at if its replica stays caught up (it is looked
     /// at again then), while it counts towards the promotion window.
     standing_settles_at: Option<u64>,
@@ -250,6 +258,13 @@ pub(crate) struct Partitions {
     membership_due: Vec<PartitionId>,
     /// The last membership list taken, emptied, for reuse (as `dirty_spare`).
     membership_spare: Vec<PartitionId>,
+    /// (tick, partition): the awake replicas that do not lead, off the active list, by the
+    /// tick they are next visited at (`Clock::next_visit`). A tick visits the ones due, not
+    /// every follower (issue 15: at 4096 active partitions the tick's walk was a tenth of the
+    /// CPU, two thirds of it followers whose tick only counted).
+    followers_due: BTreeSet<(u64, PartitionId)>,
+    /// The tick the replicas are ticked to.
+    clock: Clock,
     /// (tick, partition): the partitions whose standing turns caught up at that tick, if
     /// they stay caught up (one entry per partition, `Slot::standing_settles_at`).
     standings_settling: BTreeSet<(u64, PartitionId)>,
@@ -258,6 +273,19 @@ pub(crate) struct Partitions {
 }
 
 impl Partitions {
+    /// No partitions yet, for a shard of `config`.
+    pub(crate) fn new(config: &ShardConfig) -> Self {
+        Self {
+            clock: Clock {
+                tick: 0,
+                revisit_ticks: u64::from(config.core.election_timeout_ticks_max),
+                #[cfg(feature = "sim-bugs")]
+                owed_ticks_dropped: config.bug == Some(crate::shard::NodeBug::OwedTicksDropped),
+            },
+            ..Self::default()
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.slots.len()
     }
@@ -266,8 +294,22 @@ impl Partitions {
         self.slots.get(&partition).map(|slot| &**slot)
     }
 
+    /// `partition`'s slot, its replica handed the ticks it is owed first (`catch_up`; one of
+    /// them that acted puts the partition on the touched list, as the tick's walk would).
     pub(crate) fn get_mut(&mut self, partition: PartitionId) -> Option<&mut Slot> {
-        self.slots.get_mut(&partition).map(|slot| &mut **slot)
+        let Self {
+            slots,
+            dirty,
+            membership_due,
+            clock,
+            ..
+        } = self;
+        let slot = &mut **slots.get_mut(&partition)?;
+        if clock.catch_up(slot) {
+            list_once(&mut slot.dirty, dirty, partition);
+            list_once(&mut slot.listed_membership, membership_due, partition);
+        }
+        Some(slot)
     }
 
     /// `partition`'s slot when its replica here serves (hosted, not held) and leads; else
@@ -308,7 +350,11 @@ impl Partitions {
             slot.dirty = old.dirty;
             slot.listed_membership = old.listed_membership;
             slot.standing_settles_at = old.standing_settles_at;
+            if let Some(at) = old.due_at {
+                self.followers_due.remove(&(at, partition));
+            }
         }
+        slot.ticked_to = self.clock.tick;
         list_once(&mut slot.listed_active, &mut self.active, partition);
         slot.quiesced = false;
         self.slots.insert(partition, Box::new(slot));
@@ -332,9 +378,14 @@ impl Partitions {
         if let Some(at) = slot.standing_settles_at {
             self.standings_settling.remove(&(at, partition));
         }
+        if let Some(at) = slot.due_at {
+            self.followers_due.remove(&(at, partition));
+        }
         Some(slot)
     }
 
+    /// Every slot, for refusing what waits in them (the replicas are not handed the ticks
+    /// they are owed: nothing steps or ticks them through this).
     pub(crate) fn slots_mut(&mut self) -> impl Iterator<Item = &mut Slot> {
         self.slots.values_mut().map(|slot| &mut **slot)
     }
@@ -438,31 +489,90 @@ impl Partitions {
 
     /// The slot of `partition`, taken from the touched list ([`Partitions::take_touched`]) to
     /// gather its Ready: its mark is cleared, so that a later touch lists it for the next
-    /// turn.
+    /// turn. Whatever changed its replica touched it, so this is where the tick that visits
+    /// it next is looked at again: a replica that came to lead (or is held) is listed active,
+    /// and an awake follower whose election timer now runs out sooner than the visit filed
+    /// is filed again (a later timer waits for the visit filed, which files it again then).
     pub(crate) fn gathered(&mut self, partition: PartitionId) -> Option<&mut Slot> {
-        let slot = self.get_mut(partition)?;
+        self.get_mut(partition)?;
+        let Self {
+            slots,
+            active,
+            followers_due,
+            clock,
+            ..
+        } = self;
+        let slot = &mut **slots.get_mut(&partition)?;
         slot.dirty = false;
+        // A quiesced one is registered in `quiesced` (woken, its Ready lists it active).
+        if !slot.listed_active && !slot.quiesced {
+            match clock.next_visit(slot) {
+                None => {
+                    unfile(slot, followers_due, partition);
+                    list_once(&mut slot.listed_active, active, partition);
+                }
+                Some(at) if slot.due_at.is_none_or(|due| at < due) => {
+                    file(slot, followers_due, partition, at);
+                }
+                Some(_) => {}
+            }
+        }
         Some(slot)
     }
 
-    /// The tick's one walk of the active list (a slot read once per tick: at 4096 active
-    /// partitions each walk of the slots misses the cache): drops the partitions that
-    /// quiesced, ticks every other replica (not held; a leader `leader_ticks` times, a
-    /// follower once: `Worker::tick_all`), and puts each one whose replica has a
-    /// Ready after its tick on the touched list (its Ready is gathered this turn) and on the
-    /// list of the membership work — on the touched list every one when `touch_all`. A
-    /// replica without a Ready after its tick changed in nothing the gathering or the
-    /// membership work reads: whatever else changes a replica touches it. Returns how many
-    /// replicas it ticked.
-    pub(crate) fn tick_active(&mut self, touch_all: bool, leader_ticks: u32) -> usize {
+    /// The tick's one walk at tick `clock`, of the active list and of the followers due (a
+    /// slot read once per tick: at 4096 active partitions each walk of the slots misses the
+    /// cache). It drops the partitions that quiesced from the active list, ticks every other
+    /// replica there (not held; a leader `leader_ticks` times, a follower once:
+    /// `Worker::tick_all`) and files the ones that do not lead among the followers due; it
+    /// hands each follower due the ticks it is owed and files it again (or lists it active
+    /// once it leads). Each one whose replica has a Ready after its ticks goes on the touched
+    /// list (its Ready is gathered this turn) and on the list of the membership work — on the
+    /// touched list every one when `touch_all`. A replica without a Ready after its tick
+    /// changed in nothing the gathering or the membership work reads: whatever else changes a
+    /// replica touches it. Returns how many replicas it ticked.
+    pub(crate) fn tick_active(&mut self, tick: u64, touch_all: bool, leader_ticks: u32) -> usize {
+        self.clock.tick = tick;
+        let clock = self.clock;
+        let before = Clock {
+            tick: tick.saturating_sub(1),
+            ..clock
+        };
         let Self {
             slots,
             active,
             dirty,
             membership_due,
+            followers_due,
             ..
         } = self;
         let mut ticked = 0;
+        let mut touch = |slot: &mut Slot, partition: PartitionId, ready: bool| {
+            if ready || touch_all {
+                list_once(&mut slot.dirty, dirty, partition);
+            }
+            if ready {
+                list_once(&mut slot.listed_membership, membership_due, partition);
+            }
+        };
+        let mut listed = Vec::new();
+        while let Some(&(at, partition)) = followers_due.first()
+            && at <= tick
+        {
+            followers_due.pop_first();
+            let Some(slot) = slots.get_mut(&partition) else {
+                continue;
+            };
+            slot.due_at = None;
+            let ready = clock.catch_up(slot);
+            ticked += 1;
+            match clock.next_visit(slot) {
+                Some(at) if !slot.quiesced => file(slot, followers_due, partition, at),
+                Some(_) => {}
+                None => listed.push(partition),
+            }
+            touch(slot, partition, ready);
+        }
         active.retain(|&partition| {
             let Some(slot) = slots.get_mut(&partition) else {
                 return false;
@@ -471,6 +581,8 @@ impl Partitions {
                 slot.listed_active = false;
                 return false;
             }
+            before.catch_up(slot);
+            slot.ticked_to = tick;
             let held = slot.held();
             let mut ready = false;
             if let Some(replica) = slot.replica.as_mut().filter(|_| !held) {
@@ -481,25 +593,42 @@ impl Partitions {
                 ticked += 1;
                 ready = replica.has_ready();
             }
-            if ready || touch_all {
-                list_once(&mut slot.dirty, dirty, partition);
+            touch(slot, partition, ready);
+            match clock.next_visit(slot) {
+                Some(at) => {
+                    file(slot, followers_due, partition, at);
+                    slot.listed_active = false;
+                    false
+                }
+                None => true,
             }
-            if ready {
-                list_once(&mut slot.listed_membership, membership_due, partition);
-            }
-            true
         });
+        for partition in listed {
+            if let Some(slot) = slots.get_mut(&partition) {
+                list_once(&mut slot.listed_active, active, partition);
+            }
+        }
+        if touch_all {
+            for &(_, partition) in followers_due.iter() {
+                if let Some(slot) = slots.get_mut(&partition) {
+                    list_once(&mut slot.dirty, dirty, partition);
+                }
+            }
+        }
         ticked
     }
 
     /// Whether the next tick has work on a partition: an awake replica to tick (one on the
-    /// active list that did not quiesce), or an awake partition for the membership work to
-    /// look at. A quiesced partition touched by a keep-alive or its answer cannot have changed
-    /// (its replica stayed quiesced), so its look waits for whichever tick comes next.
+    /// active list that did not quiesce, or a follower due), or an awake partition for the
+    /// membership work to look at. A quiesced partition touched by a keep-alive or its answer
+    /// cannot have changed (its replica stayed quiesced), so its look waits for whichever
+    /// tick comes next.
     pub(crate) fn tick_has_work(&self) -> bool {
         let awake =
             |partition: &PartitionId| self.slots.get(partition).is_some_and(|slot| !slot.quiesced);
-        self.active.iter().any(awake) || self.membership_due.iter().any(awake)
+        !self.followers_due.is_empty()
+            || self.active.iter().any(awake)
+            || self.membership_due.iter().any(awake)
     }
 
     /// The first tick at which a partition's standing settles
@@ -523,9 +652,89 @@ impl Partitions {
             if let Some(replica) = slot.replica.as_ref() {
                 self.quiesced.register(partition, replica);
             }
+            unfile(slot, &mut self.followers_due, partition);
             return;
         }
         self.quiesced.forget(partition);
         list_once(&mut slot.listed_active, &mut self.active, partition);
+    }
+}
+
+/// The tick a shard's replicas are ticked to, and how a replica is handed the ticks it is owed
+/// (`catch_up`) and its next visit planned (`next_visit`).
+#[derive(Clone, Copy, Debug, Default)]
+struct Clock {
+    /// The last tick turn's tick.
+    tick: u64,
+    /// The ticks after which a follower whose ticks never act is visited again (an election
+    /// timeout's worth: the core's `election_timeout_ticks_max`).
+    revisit_ticks: u64,
+    /// The node bug `OwedTicksDropped`.
+    #[cfg(feature = "sim-bugs")]
+    owed_ticks_dropped: bool,
+}
+
+impl Clock {
+    /// Hands `slot`'s replica the ticks it is owed up to this tick (none while it is held: a
+    /// held replica does not tick). Answers whether one of them acted (the replica has a
+    /// Ready after them): a follower is visited at the tick its election timer runs out, so
+    /// the ticks owed before only count, but a change since its visit was filed may bring
+    /// that tick sooner.
+    fn catch_up(self, slot: &mut Slot) -> bool {
+        let owed = self.tick.saturating_sub(slot.ticked_to);
+        if owed == 0 {
+            return false;
+        }
+        slot.ticked_to = self.tick;
+        #[cfg(feature = "sim-bugs")]
+        if self.owed_ticks_dropped {
+            // The bug: the mark moves, the replica is not ticked.
+            return false;
+        }
+        let held = slot.held();
+        let Some(replica) = slot.replica.as_mut().filter(|_| !held) else {
+            return false;
+        };
+        let acts = owed > u64::from(replica.idle_ticks());
+        replica.tick_by(owed);
+        acts && replica.has_ready()
+    }
+
+    /// The tick at which `slot`'s replica, ticked to this tick, is next visited: the tick its
+    /// election timer runs out at, or `revisit_ticks` from now if that is later (or never:
+    /// its replica may not campaign, or it quiesced). `None` for a replica the tick's walk
+    /// visits at every tick: one that leads or is held.
+    fn next_visit(self, slot: &Slot) -> Option<u64> {
+        let held = slot.held();
+        let replica = slot.replica.as_ref().filter(|_| !held)?;
+        if replica.is_leader() {
+            return None;
+        }
+        let idle = u64::from(replica.idle_ticks());
+        Some(self.tick + (idle + 1).min(self.revisit_ticks.max(1)))
+    }
+}
+
+/// Files `slot` among the followers due at tick `at` (instead of the tick it was filed at).
+fn file(
+    slot: &mut Slot,
+    followers_due: &mut BTreeSet<(u64, PartitionId)>,
+    partition: PartitionId,
+    at: u64,
+) {
+    if let Some(filed) = slot.due_at.replace(at) {
+        followers_due.remove(&(filed, partition));
+    }
+    followers_due.insert((at, partition));
+}
+
+/// Takes `slot` off the followers due, if it is filed there.
+fn unfile(
+    slot: &mut Slot,
+    followers_due: &mut BTreeSet<(u64, PartitionId)>,
+    partition: PartitionId,
+) {
+    if let Some(at) = slot.due_at.take() {
+        followers_due.remove(&(at, partition));
     }
 }

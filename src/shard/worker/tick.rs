@@ -47,7 +47,9 @@ impl Worker {
         let leader_ticks = u32::try_from(elapsed)
             .unwrap_or(heartbeat)
             .clamp(1, heartbeat);
-        let ticked = self.partitions.tick_active(recount, leader_ticks) as u64;
+        let ticked = self
+            .partitions
+            .tick_active(self.ticks, recount, leader_ticks) as u64;
         self.stats
             .replica_ticks
             .fetch_add(ticked, Ordering::Relaxed);
