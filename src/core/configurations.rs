@@ -10,6 +10,9 @@ use super::types::LogIndex;
 #[derive(Debug)]
 pub(crate) struct Configurations {
     history: Vec<(LogIndex, Configuration)>,
+    /// The last one's index, kept beside the list (read at every membership look and
+    /// campaign check without touching the list's memory).
+    current_at: LogIndex,
 }
 
 impl Configurations {
@@ -17,6 +20,7 @@ impl Configurations {
     pub(crate) fn new(floor: LogIndex, base: Configuration) -> Self {
         Self {
             history: vec![(floor, base)],
+            current_at: floor,
         }
     }
 
@@ -28,7 +32,7 @@ impl Configurations {
 
     /// The index of the latest configuration entry (or of the floor, when none is above it).
     pub(crate) fn current_index(&self) -> LogIndex {
-        self.history[self.history.len() - 1].0
+        self.current_at
     }
 
     /// The configuration in force at `index`: the latest at or below it. `None` below the
@@ -42,6 +46,7 @@ impl Configurations {
     pub(crate) fn push(&mut self, index: LogIndex, configuration: Configuration) {
         debug_assert!(index > self.current_index(), "configurations in log order");
         self.history.push((index, configuration));
+        self.current_at = index;
     }
 
     /// The log lost every entry from `index` on; returns whether the configuration in force
@@ -52,6 +57,7 @@ impl Configurations {
         while self.history.len() > 1 && self.history[self.history.len() - 1].0 >= index {
             self.history.pop();
         }
+        self.current_at = self.history[self.history.len() - 1].0;
         self.history.len() != before
     }
 
@@ -70,6 +76,7 @@ impl Configurations {
     pub(crate) fn restart_at(&mut self, floor: LogIndex, configuration: Configuration) {
         self.history.retain(|(at, _)| *at > floor);
         self.history.insert(0, (floor, configuration));
+        self.current_at = self.history[self.history.len() - 1].0;
     }
 }
 
@@ -90,11 +97,14 @@ mod tests {
         assert_eq!(configs.current(), &config(&[1, 2, 3]));
         assert_eq!(configs.at(LogIndex(5)), Some(&config(&[1, 2])));
         assert!(!configs.truncate_from(LogIndex(8)));
+        assert_eq!(configs.current_index(), LogIndex(7));
         assert!(configs.truncate_from(LogIndex(4)));
         assert_eq!(configs.current(), &config(&[1, 2]));
+        assert_eq!(configs.current_index(), LogIndex(3));
         assert!(configs.truncate_from(LogIndex(1)));
         assert!(!configs.truncate_from(LogIndex(0)), "the base stays");
         assert_eq!(configs.current(), &config(&[1]));
+        assert_eq!(configs.current_index(), LogIndex(0));
     }
 
     #[test]
@@ -109,6 +119,7 @@ mod tests {
             "below the floor's configuration"
         );
         assert_eq!(configs.at(LogIndex(5)), Some(&config(&[1, 2])));
+        assert_eq!(configs.current_index(), LogIndex(7));
         configs.restart_at(LogIndex(9), config(&[4]));
         assert_eq!(configs.current(), &config(&[4]));
         assert_eq!(configs.current_index(), LogIndex(9));

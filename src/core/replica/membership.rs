@@ -14,6 +14,13 @@ impl Replica {
         self.configurations.current()
     }
 
+    /// The index of the configuration in force: its entry's, or the log floor's when no
+    /// configuration entry is above it.
+    #[must_use]
+    pub(crate) fn configuration_index(&self) -> LogIndex {
+        self.configurations.current_index()
+    }
+
     /// The latest committed configuration (as far as this replica knows the commit index).
     #[must_use]
     pub fn committed_configuration(&self) -> &Configuration {

@@ -12,10 +12,12 @@
 //!    configuration, and the partitions it leads (no transfer running) take their next step
 //!    towards the roster (`reconcile.rs`), which the core refuses until the no-op of the
 //!    leader's term has committed and while another change is in flight. Only the partitions
-//!    that may have changed since the last tick are looked at (the touched ones, those whose
-//!    tick made a Ready, those whose step waits, those whose standing still counts towards the
-//!    promotion window), all of them when the roster changed: a tick costs the partitions
-//!    that changed, not the hosted ones (issue 15).
+//!    that may have changed since the last look are looked at (those whose membership facts —
+//!    held, leading, caught up, the configuration in force and the commit index up to it, a
+//!    transfer — changed after a gathering, those stepped or whose step waits, those whose
+//!    standing still counts towards the promotion window), all of them when the roster
+//!    changed: a tick costs the partitions whose membership changed, not the hosted ones nor
+//!    the written ones (issue 15).
 //!
 //! Roster changes ([`Request::ChangeMembership`](crate::shard::Request::ChangeMembership)) are
 //! carried out here too, on partition 0's leader.
@@ -64,12 +66,63 @@ fn standing(slot: &Slot, node: NodeId, lag_max: u64) -> (bool, bool) {
     let Some(replica) = slot.replica.as_ref().filter(|_| !held) else {
         return (false, false);
     };
+    (
+        caught_up(replica, lag_max),
+        replica.committed_configuration().is_voter(node),
+    )
+}
+
+/// Whether `replica` is caught up: it leads, or a leader it knows told it a commit index it
+/// has applied within `lag_max` of.
+fn caught_up(replica: &Replica, lag_max: u64) -> bool {
     let told = replica.leader_commit();
-    let caught_up = replica.is_leader()
+    replica.is_leader()
         || (replica.leader().is_some()
             && told > LogIndex::ZERO
-            && replica.applied_index().0.saturating_add(lag_max) >= told.0);
-    (caught_up, replica.committed_configuration().is_voter(node))
+            && replica.applied_index().0.saturating_add(lag_max) >= told.0)
+}
+
+/// What the membership work's look at a partition reads of it, but the configurations' own
+/// members (which change only with the indices here): a look when none of it changed since
+/// the last one, against the same roster, would find the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MembershipFacts {
+    held: bool,
+    leads: bool,
+    caught_up: bool,
+    /// The index of the configuration in force.
+    configuration_at: LogIndex,
+    /// The commit index up to the configuration in force: the committed configuration is the
+    /// one in force there.
+    committed_to: LogIndex,
+    transfer: bool,
+}
+
+impl MembershipFacts {
+    /// `slot`'s facts (reads only the replica's own fields: no configuration's memory).
+    fn of(slot: &Slot, lag_max: u64) -> Self {
+        let held = slot.held();
+        let Some(replica) = slot.replica.as_ref() else {
+            // Read back from the WAL: held.
+            return Self {
+                held,
+                leads: false,
+                caught_up: false,
+                configuration_at: LogIndex::ZERO,
+                committed_to: LogIndex::ZERO,
+                transfer: false,
+            };
+        };
+        let configuration_at = replica.configuration_index();
+        Self {
+            held,
+            leads: replica.is_leader(),
+            caught_up: !held && caught_up(replica, lag_max),
+            configuration_at,
+            committed_to: replica.commit_index().min(configuration_at),
+            transfer: replica.transfer_target().is_some(),
+        }
+    }
 }
 
 /// `partition`'s core configuration on this node: a data directory admitted through a seed
@@ -95,9 +148,25 @@ pub(super) fn replica_config(
 }
 
 impl Worker {
+    /// Lists `partition` for the next tick's membership work if its facts changed since the
+    /// membership work last saw them (after its Readies are gathered: whatever changes a
+    /// replica touches it, and every touched partition is gathered). A partition whose writes
+    /// only moved its log on is not looked at again (issue 15: at 4096 active partitions the
+    /// membership work looked at every partition at every tick).
+    pub(super) fn note_membership_facts(&mut self, partition: PartitionId) {
+        let lag_max = self.config.membership.promotion_lag_entries_max;
+        let Some(slot) = self.partitions.get_mut(partition) else {
+            return;
+        };
+        let facts = MembershipFacts::of(slot, lag_max);
+        if slot.membership_facts_changed(facts) {
+            self.partitions.membership_due(partition);
+        }
+    }
+
     /// The tick's membership work (see the module docs), on the partitions that may have
-    /// changed since the last tick (`Partitions::take_membership_due`: the touched ones, those
-    /// whose tick made a Ready, those whose step waits, those whose standing still counts) —
+    /// changed since the last tick (`Partitions::take_membership_due`: those whose facts
+    /// changed, those it stepped or whose step waits, those whose standing still counts) —
     /// every hosted partition only when the roster changed. A partition left alone, quiesced
     /// or not, is unchanged since it was last looked at, against the same roster: looking
     /// again would record the same standing and reconciliation and take the same step
@@ -210,8 +279,10 @@ impl Worker {
         if target.is_some() {
             self.membership.set_reconciled(reconciled);
         }
+        // A step taken is looked at again next tick, as is a refused one (tried again).
         for partition in touched {
             self.partitions.mark_dirty(partition);
+            self.partitions.membership_due(partition);
         }
         for partition in waiting {
             self.partitions.membership_due(partition);

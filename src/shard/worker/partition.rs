@@ -11,6 +11,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::announce::Announced;
+use super::membership::MembershipFacts;
 use super::quiescence::Quiesced;
 use super::restore::Restore;
 use crate::core::{LogIndex, PartitionId, Replica};
@@ -70,6 +71,9 @@ pub(crate) struct Slot {
     /// The roster version its committed configuration matched when the membership work last
     /// recorded it (`None`: not recorded yet).
     reconciled_recorded: Option<Option<u64>>,
+    /// What the membership work's look reads of it, as last noted after a gathering (`None`:
+    /// not noted yet).
+    membership_facts: Option<MembershipFacts>,
     /// What the WAL holds for it.
     pub(crate) view: WalView,
     /// Operations waiting for their outcome, by outcome key.
@@ -133,6 +137,12 @@ impl Slot {
     /// from what the membership work last recorded for the partition, remembering it.
     pub(crate) fn reconciled_changed(&mut self, version: Option<u64>) -> bool {
         self.reconciled_recorded.replace(version) != Some(version)
+    }
+
+    /// Whether `facts` differ from the membership facts last noted for the partition,
+    /// remembering them.
+    pub(crate) fn membership_facts_changed(&mut self, facts: MembershipFacts) -> bool {
+        self.membership_facts.replace(facts) != Some(facts)
     }
 
     /// Whether the partition is held: restoring from its WAL, or finishing a snapshot import
@@ -251,10 +261,11 @@ pub(crate) struct Partitions {
     /// Every hosted partition whose replica is not quiesced, each once, in the order they
     /// became active (quiesced ones leave it at the next tick, removed ones at once).
     active: Vec<PartitionId>,
-    /// Partitions the next tick's membership work looks at besides the active ones (each
-    /// once): those touched since the last tick, and those whose standing still counts
-    /// towards the promotion window. A quiesced partition off both lists is unchanged since
-    /// the membership work last looked at it, so looking again would find the same.
+    /// Partitions the next tick's membership work looks at (each once): those whose
+    /// membership facts changed since it last looked, those it stepped or whose step waits,
+    /// and those whose standing still counts towards the promotion window. A partition off
+    /// the list is unchanged in what the membership work reads, so looking again would find
+    /// the same.
     membership_due: Vec<PartitionId>,
     /// The last membership list taken, emptied, for reuse (as `dirty_spare`).
     membership_spare: Vec<PartitionId>,
@@ -300,14 +311,12 @@ impl Partitions {
         let Self {
             slots,
             dirty,
-            membership_due,
             clock,
             ..
         } = self;
         let slot = &mut **slots.get_mut(&partition)?;
         if clock.catch_up(slot) {
             list_once(&mut slot.dirty, dirty, partition);
-            list_once(&mut slot.listed_membership, membership_due, partition);
         }
         Some(slot)
     }
@@ -390,18 +399,12 @@ impl Partitions {
         self.slots.values_mut().map(|slot| &mut **slot)
     }
 
-    /// Puts `partition` on the touched list: its Ready is gathered this turn (and the next
-    /// tick's membership work looks at it).
+    /// Puts `partition` on the touched list: its Ready is gathered this turn (and its
+    /// membership facts noted then: `Worker::note_membership_facts`).
     pub(crate) fn mark_dirty(&mut self, partition: PartitionId) {
-        let Some(slot) = self.slots.get_mut(&partition) else {
-            return;
-        };
-        list_once(&mut slot.dirty, &mut self.dirty, partition);
-        list_once(
-            &mut slot.listed_membership,
-            &mut self.membership_due,
-            partition,
-        );
+        if let Some(slot) = self.slots.get_mut(&partition) {
+            list_once(&mut slot.dirty, &mut self.dirty, partition);
+        }
     }
 
     /// Puts `partition` on the list the next tick's membership work looks at.
@@ -454,8 +457,8 @@ impl Partitions {
     }
 
     /// The slot of `partition`, taken from the membership work's list
-    /// ([`Partitions::take_membership_due`]): its mark is cleared, so that a later touch lists
-    /// it for the next tick.
+    /// ([`Partitions::take_membership_due`]): its mark is cleared, so that it can be listed
+    /// again for the next tick.
     pub(crate) fn membership_visit(&mut self, partition: PartitionId) -> Option<&mut Slot> {
         let slot = self.get_mut(partition)?;
         slot.listed_membership = false;
@@ -527,10 +530,10 @@ impl Partitions {
     /// `Worker::tick_all`) and files the ones that do not lead among the followers due; it
     /// hands each follower due the ticks it is owed and files it again (or lists it active
     /// once it leads). Each one whose replica has a Ready after its ticks goes on the touched
-    /// list (its Ready is gathered this turn) and on the list of the membership work — on the
-    /// touched list every one when `touch_all`. A replica without a Ready after its tick
-    /// changed in nothing the gathering or the membership work reads: whatever else changes a
-    /// replica touches it. Returns how many replicas it ticked.
+    /// list (its Ready is gathered this turn, and its membership facts noted), every one when
+    /// `touch_all`. A replica without a Ready after its tick changed in nothing the gathering
+    /// or the membership work reads: whatever else changes a replica touches it. Returns how
+    /// many replicas it ticked.
     pub(crate) fn tick_active(&mut self, tick: u64, touch_all: bool, leader_ticks: u32) -> usize {
         self.clock.tick = tick;
         let clock = self.clock;
@@ -542,7 +545,6 @@ impl Partitions {
             slots,
             active,
             dirty,
-            membership_due,
             followers_due,
             ..
         } = self;
@@ -550,9 +552,6 @@ impl Partitions {
         let mut touch = |slot: &mut Slot, partition: PartitionId, ready: bool| {
             if ready || touch_all {
                 list_once(&mut slot.dirty, dirty, partition);
-            }
-            if ready {
-                list_once(&mut slot.listed_membership, membership_due, partition);
             }
         };
         let mut listed = Vec::new();

@@ -34,12 +34,13 @@ impl Worker {
         let mut worked = false;
         let touched = self.partitions.take_touched();
         for &partition in &touched {
-            if self
-                .partitions
-                .gathered(partition)
-                .is_none_or(|s| s.installing)
-            {
-                // Held while its import finishes; marked again when it is released.
+            let Some(slot) = self.partitions.gathered(partition) else {
+                continue;
+            };
+            if slot.installing {
+                // Held while its import finishes; marked again when it is released. Held, it
+                // is not caught up: the membership work looks at it.
+                self.partitions.membership_due(partition);
                 continue;
             }
             let mut rounds = 0;
@@ -63,6 +64,7 @@ impl Worker {
                 }
             }
             self.publish_progress(partition, recount);
+            self.note_membership_facts(partition);
         }
         self.partitions.recycle_touched(touched);
         if self.writes.has_appended() {
