@@ -125,6 +125,16 @@ impl MembershipFacts {
     }
 }
 
+/// Whether `slot`'s membership facts changed since they were last noted, noting them: after
+/// each gathering of its Readies (whatever changes a replica touches it, and every touched
+/// partition is gathered), a partition is listed for the next tick's membership work only
+/// then. A partition whose writes only moved its log on is not looked at again (issue 15: at
+/// 4096 active partitions the membership work looked at every partition at every tick).
+pub(super) fn membership_changed(slot: &mut Slot, lag_max: u64) -> bool {
+    let facts = MembershipFacts::of(slot, lag_max);
+    slot.membership_facts_changed(facts)
+}
+
 /// `partition`'s core configuration on this node: a data directory admitted through a seed
 /// withholds its replicas' votes until their partition committed a configuration of the
 /// roster version that admitted it (decision 0004, "A replaced disk's vote").
@@ -148,22 +158,6 @@ pub(super) fn replica_config(
 }
 
 impl Worker {
-    /// Lists `partition` for the next tick's membership work if its facts changed since the
-    /// membership work last saw them (after its Readies are gathered: whatever changes a
-    /// replica touches it, and every touched partition is gathered). A partition whose writes
-    /// only moved its log on is not looked at again (issue 15: at 4096 active partitions the
-    /// membership work looked at every partition at every tick).
-    pub(super) fn note_membership_facts(&mut self, partition: PartitionId) {
-        let lag_max = self.config.membership.promotion_lag_entries_max;
-        let Some(slot) = self.partitions.get_mut(partition) else {
-            return;
-        };
-        let facts = MembershipFacts::of(slot, lag_max);
-        if slot.membership_facts_changed(facts) {
-            self.partitions.membership_due(partition);
-        }
-    }
-
     /// The tick's membership work (see the module docs), on the partitions that may have
     /// changed since the last tick (`Partitions::take_membership_due`: those whose facts
     /// changed, those it stepped or whose step waits, those whose standing still counts) —

@@ -497,7 +497,6 @@ impl Partitions {
     /// and an awake follower whose election timer now runs out sooner than the visit filed
     /// is filed again (a later timer waits for the visit filed, which files it again then).
     pub(crate) fn gathered(&mut self, partition: PartitionId) -> Option<&mut Slot> {
-        self.get_mut(partition)?;
         let Self {
             slots,
             active,
@@ -506,6 +505,8 @@ impl Partitions {
             ..
         } = self;
         let slot = &mut **slots.get_mut(&partition)?;
+        // Whether a tick handed over acted needs no touch: it is being gathered.
+        clock.catch_up(slot);
         slot.dirty = false;
         // A quiesced one is registered in `quiesced` (woken, its Ready lists it active).
         if !slot.listed_active && !slot.quiesced {

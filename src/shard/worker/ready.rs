@@ -10,6 +10,8 @@ use std::time::Instant;
 use super::Worker;
 use super::announce::announce_leader;
 use super::delivery::{Recipients, deliver_live};
+use super::membership::membership_changed;
+use super::partition::Slot;
 use super::restore::Restore;
 use crate::core::{LogIndex, PartitionId, Ready, Replica, Role};
 #[cfg(feature = "sim-bugs")]
@@ -32,6 +34,7 @@ impl Worker {
             return false;
         }
         let mut worked = false;
+        let lag_max = self.config.membership.promotion_lag_entries_max;
         let touched = self.partitions.take_touched();
         for &partition in &touched {
             let Some(slot) = self.partitions.gathered(partition) else {
@@ -63,8 +66,13 @@ impl Worker {
                     return true;
                 }
             }
-            self.publish_progress(partition, recount);
-            self.note_membership_facts(partition);
+            // One lookup for what follows every gathering.
+            if let Some(slot) = self.partitions.get_mut(partition) {
+                publish_progress(&self.leaders, slot, partition, recount);
+                if membership_changed(slot, lag_max) {
+                    self.partitions.membership_due(partition);
+                }
+            }
         }
         self.partitions.recycle_touched(touched);
         if self.writes.has_appended() {
@@ -84,49 +92,6 @@ impl Worker {
             }
         }
         worked
-    }
-
-    /// Publishes `partition`'s log progress in the leadership table if it moved since the
-    /// last publication (once per turn at most: the partition is gathered once per turn) and
-    /// someone subscribes. Whether someone does is looked at when the slot takes its channel,
-    /// after each publication and when `recount` (a tick turn, every active partition
-    /// gathered, after a new subscription anywhere in the table).
-    fn publish_progress(&mut self, partition: PartitionId, recount: bool) {
-        let Some(slot) = self.partitions.get_mut(partition) else {
-            return;
-        };
-        let Some(replica) = slot.replica.as_ref() else {
-            return;
-        };
-        let progress = LogProgress {
-            last_index: replica.last_index(),
-            commit_index: replica.commit_index(),
-            applied_index: replica.applied_index(),
-        };
-        if progress != slot.published {
-            let quiesced = slot.is_quiesced();
-            // Publishing takes the channel's lock and each of its waiter lists' locks, per
-            // write per replica (3.7 % of the CPU samples at 1024 partitions), so it waits for
-            // a subscriber. Even counting them is a cache miss per partition (the channel's
-            // shared state: 3.6 % of the samples at 4096 active partitions, counted at every
-            // tick), so the count is read when the slot takes its channel, after a
-            // publication (the channel's state is at hand) and, at a tick turn, only if the
-            // table counted a new subscription since the last: a new subscriber sees the
-            // progress within a tick. A quiesced partition is not gathered at ticks: its
-            // progress is published when it quiesces.
-            let fresh = slot.state.is_none();
-            let state = slot
-                .state
-                .get_or_insert_with(|| self.leaders.state_of(partition));
-            if fresh || recount {
-                slot.subscribed = state.receiver_count() > 0;
-            }
-            if slot.subscribed || quiesced {
-                slot.published = progress;
-                LeaderTable::publish_progress(state, progress);
-                slot.subscribed = state.receiver_count() > 0;
-            }
-        }
     }
 
     fn handle_ready(&mut self, partition: PartitionId, mut ready: Ready, now: Instant) {
@@ -289,5 +254,45 @@ impl Worker {
         }
         self.start_transfers(partition, ready.snapshot_required);
         self.snapshot_messages(partition, ready.snapshot_messages);
+    }
+}
+
+/// Publishes `partition`'s log progress in the leadership table if it moved since the
+/// last publication (once per turn at most: the partition is gathered once per turn) and
+/// someone subscribes. Whether someone does is looked at when the slot takes its channel,
+/// after each publication and when `recount` (a tick turn, every active partition
+/// gathered, after a new subscription anywhere in the table).
+fn publish_progress(leaders: &LeaderTable, slot: &mut Slot, partition: PartitionId, recount: bool) {
+    let Some(replica) = slot.replica.as_ref() else {
+        return;
+    };
+    let progress = LogProgress {
+        last_index: replica.last_index(),
+        commit_index: replica.commit_index(),
+        applied_index: replica.applied_index(),
+    };
+    if progress != slot.published {
+        let quiesced = slot.is_quiesced();
+        // Publishing takes the channel's lock and each of its waiter lists' locks, per
+        // write per replica (3.7 % of the CPU samples at 1024 partitions), so it waits for
+        // a subscriber. Even counting them is a cache miss per partition (the channel's
+        // shared state: 3.6 % of the samples at 4096 active partitions, counted at every
+        // tick), so the count is read when the slot takes its channel, after a
+        // publication (the channel's state is at hand) and, at a tick turn, only if the
+        // table counted a new subscription since the last: a new subscriber sees the
+        // progress within a tick. A quiesced partition is not gathered at ticks: its
+        // progress is published when it quiesces.
+        let fresh = slot.state.is_none();
+        let state = slot
+            .state
+            .get_or_insert_with(|| leaders.state_of(partition));
+        if fresh || recount {
+            slot.subscribed = state.receiver_count() > 0;
+        }
+        if slot.subscribed || quiesced {
+            slot.published = progress;
+            LeaderTable::publish_progress(state, progress);
+            slot.subscribed = state.receiver_count() > 0;
+        }
     }
 }
