@@ -1,7 +1,9 @@
 //! The partitions a shard hosts: each one's replica, restore phase, WAL view and waiters, the
 //! list of partitions touched this turn (whose Readies the loop gathers), the active list (the
-//! partitions a tick visits: all but the quiesced ones) and the quiesced ones' registrations
-//! (`quiescence.rs`).
+//! partitions a tick visits: the leaders, the held replicas, the ones just woken or stepped
+//! down), the awake followers by the tick their election timer runs out at (visited then, the
+//! ticks they skipped handed over at the first access: `Clock`) and the quiesced ones'
+//! registrations (`quiescence.rs`).
 
 use std::collections::BTreeSet;
 use std::collections::hash_map::Entry;
@@ -258,8 +260,10 @@ pub(crate) struct Partitions {
     /// The last touched list taken, emptied, whose capacity the next touches reuse (at 4096
     /// active partitions a fresh list per turn grew by doubling: 1 % of the CPU).
     dirty_spare: Vec<PartitionId>,
-    /// Every hosted partition whose replica is not quiesced, each once, in the order they
-    /// became active (quiesced ones leave it at the next tick, removed ones at once).
+    /// The hosted partitions the tick visits at every tick, each once, in the order they
+    /// were listed: those whose replica leads or is held, and those just woken, opened or
+    /// stepped down (quiesced ones leave it at the next tick, followers for `followers_due`,
+    /// removed ones at once).
     active: Vec<PartitionId>,
     /// Partitions the next tick's membership work looks at (each once): those whose
     /// membership facts changed since it last looked, those it stepped or whose step waits,
@@ -524,7 +528,7 @@ impl Partitions {
         Some(slot)
     }
 
-    /// The tick's one walk at tick `clock`, of the active list and of the followers due (a
+    /// The tick's one walk at tick `tick`, of the active list and of the followers due (a
     /// slot read once per tick: at 4096 active partitions each walk of the slots misses the
     /// cache). It drops the partitions that quiesced from the active list, ticks every other
     /// replica there (not held; a leader `leader_ticks` times, a follower once:
