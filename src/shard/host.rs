@@ -134,12 +134,13 @@ pub struct ShardCounters {
     pub readies_persisted: u64,
     /// Loop turns.
     pub turns: u64,
-    /// Replica ticks: a tick turn ticks the active replicas only, not the quiesced ones.
+    /// Replica visits of the tick turns: the leaders (and the held or just woken replicas) at
+    /// every tick, an awake follower when its election timer runs out, a quiesced one never.
     pub replica_ticks: u64,
     /// Replicas quiesced at the shards' last ticks (decision 0007).
     pub quiesced_replicas: u64,
     /// Partitions the tick turns visited (replicas ticked, partitions the membership work
-    /// looked at): grows with the active partitions, not the hosted ones.
+    /// looked at): grows with the leading and changing partitions, not the hosted ones.
     pub partition_visits: u64,
     /// Tick turns: turns at which the shard's timer was due.
     pub tick_turns: u64,
