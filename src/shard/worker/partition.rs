@@ -309,8 +309,9 @@ impl Partitions {
         self.slots.get(&partition).map(|slot| &**slot)
     }
 
-    /// `partition`'s slot, its replica handed the ticks it is owed first (`catch_up`; one of
-    /// them that acted puts the partition on the touched list, as the tick's walk would).
+    /// `partition`'s slot, its replica handed the ticks it is owed first (`Clock::catch_up`;
+    /// one of them that acted puts the partition on the touched list, as the tick's walk
+    /// would).
     pub(crate) fn get_mut(&mut self, partition: PartitionId) -> Option<&mut Slot> {
         let Self {
             slots,
@@ -404,7 +405,7 @@ impl Partitions {
     }
 
     /// Puts `partition` on the touched list: its Ready is gathered this turn (and its
-    /// membership facts noted then: `Worker::note_membership_facts`).
+    /// membership facts noted then: `membership::membership_changed`).
     pub(crate) fn mark_dirty(&mut self, partition: PartitionId) {
         if let Some(slot) = self.slots.get_mut(&partition) {
             list_once(&mut slot.dirty, &mut self.dirty, partition);
@@ -570,9 +571,9 @@ impl Partitions {
             slot.due_at = None;
             let ready = clock.catch_up(slot);
             ticked += 1;
+            // Never a quiesced one: quiescing takes a partition off the followers due.
             match clock.next_visit(slot) {
-                Some(at) if !slot.quiesced => file(slot, followers_due, partition, at),
-                Some(_) => {}
+                Some(at) => file(slot, followers_due, partition, at),
                 None => listed.push(partition),
             }
             touch(slot, partition, ready);
