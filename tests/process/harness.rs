@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kommander_raft::shard::codec::{decode_envelope, decode_record};
+use kommander_raft::shard::partitions::GENERATION_LOG_TYPE;
 use kommander_raft::transport::tcp::client::{
     ClientConnection, ClientRequest, ClientResponse, ReplicaState,
 };
@@ -407,7 +408,7 @@ impl ProcessCluster {
     /// The end of a run under load: every node applies up to the highest acknowledged index
     /// of every partition, stops cleanly on SIGTERM (exit 0, `shutting down` logged), and
     /// its WAL, opened offline, holds every write of `acked` at its acknowledged index.
-    pub(crate) fn stop_holding_every_write(&mut self, acked: &[Acked]) {
+    pub(crate) fn stop_holding_every_write(&mut self, acked: &[Acked]) -> Vec<NodeLog> {
         let mut highest: BTreeMap<u32, u64> = BTreeMap::new();
         for a in acked {
             let h = highest.entry(a.partition.get()).or_default();
@@ -430,11 +431,12 @@ impl ProcessCluster {
                 node.id
             );
         }
+        let mut logs = Vec::with_capacity(self.nodes.len());
         for node in &self.nodes {
             let log = read_logs(&node.data_dir);
             let missing: Vec<&Acked> = acked
                 .iter()
-                .filter(|a| log.get(&(a.partition.get(), a.index)) != Some(&a.payload))
+                .filter(|a| log.payloads.get(&(a.partition.get(), a.index)) != Some(&a.payload))
                 .collect();
             assert!(
                 missing.is_empty(),
@@ -444,7 +446,24 @@ impl ProcessCluster {
                 acked.len(),
                 missing.first()
             );
+            // The generation fence, judged from the log: no write routed with a generation
+            // lies after an entry that froze its partition at a newer one.
+            for a in acked.iter().filter(|a| a.generation > 0) {
+                let p = a.partition.get();
+                let frozen_at = log
+                    .generations
+                    .range((p, 0)..(p, a.index))
+                    .map(|(_, &g)| g)
+                    .max();
+                assert!(
+                    frozen_at.is_none_or(|g| g <= a.generation),
+                    "node {}: {a:?} was committed after its partition's generation entry {frozen_at:?}",
+                    node.id
+                );
+            }
+            logs.push(log);
         }
+        logs
     }
 
     /// Waits until every node runs and has applied at least `index` of `p`.
@@ -472,6 +491,8 @@ pub(crate) struct Acked {
     pub(crate) payload: Bytes,
     /// When its acknowledgement arrived.
     pub(crate) at: Instant,
+    /// The generation of the partition's range the write was routed with (0: unfenced).
+    pub(crate) generation: u64,
 }
 
 /// The client addresses the writers use, by node id: shared, so that the test adds a node
@@ -621,6 +642,7 @@ fn writer(
                     index,
                     payload,
                     at: Instant::now(),
+                    generation: 0,
                 });
                 count.fetch_add(1, Ordering::Relaxed);
             }
@@ -744,10 +766,22 @@ pub(crate) fn wait_voters(client: &str, voters: &[u64]) -> Vec<Member> {
     }
 }
 
-/// Opens a stopped node's WALs and returns, per user partition (those the map created or
-/// split off included), index → payload of its log (configuration entries left out).
-pub(crate) fn read_logs(data_dir: &Path) -> BTreeMap<(u32, u64), Bytes> {
-    let mut out = BTreeMap::new();
+/// A stopped node's logs of its user partitions (those the map created or split off
+/// included), configuration entries left out.
+pub(crate) struct NodeLog {
+    /// (partition, index) → the payload of the application's entry there.
+    pub(crate) payloads: BTreeMap<(u32, u64), Bytes>,
+    /// (partition, index) → the generation a split's or merge's source froze at there (its
+    /// generation entry, `GENERATION_LOG_TYPE`).
+    pub(crate) generations: BTreeMap<(u32, u64), u64>,
+}
+
+/// Opens a stopped node's WALs and reads its user partitions' logs.
+pub(crate) fn read_logs(data_dir: &Path) -> NodeLog {
+    let mut out = NodeLog {
+        payloads: BTreeMap::new(),
+        generations: BTreeMap::new(),
+    };
     for shard in std::fs::read_dir(data_dir).expect("data dir") {
         let path = shard.expect("entry").path();
         if !path
@@ -769,10 +803,23 @@ pub(crate) fn read_logs(data_dir: &Path) -> BTreeMap<(u32, u64), Bytes> {
                 if entry.kind == EntryKind::Configuration {
                     continue;
                 }
-                let (_, payload) = decode_envelope(&entry.payload).expect("envelope");
-                out.insert((p, index), payload);
+                let (log_type, payload) = decode_envelope(&entry.payload).expect("envelope");
+                if log_type == GENERATION_LOG_TYPE.as_bytes() {
+                    out.generations.insert((p, index), generation_of(&payload));
+                }
+                out.payloads.insert((p, index), payload);
             }
         }
     }
     out
+}
+
+/// The generation a generation entry's payload names (version byte 1, the generation as a
+/// little-endian `u64`, the draining flag: `shard/partitions/marks.rs`).
+fn generation_of(payload: &[u8]) -> u64 {
+    assert!(
+        payload.len() == 10 && payload[0] == 1,
+        "a generation entry of another length or version: {payload:?}"
+    );
+    u64::from_le_bytes(payload[1..9].try_into().expect("eight bytes"))
 }

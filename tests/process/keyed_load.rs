@@ -212,6 +212,7 @@ impl Writer {
                         index,
                         payload,
                         at: Instant::now(),
+                        generation,
                     });
                     shared.count.fetch_add(1, Ordering::Relaxed);
                     Some((partition, generation))
