@@ -61,14 +61,24 @@ fn a_quiesced_replica_has_only_idle_ticks() {
 }
 
 /// Two identical clusters under the same schedule of cuts, heals and writes, one ticked one
-/// tick at a time and the other `tick_by` the same number at once: they stay identical,
-/// through elections the handed-over ticks start.
-#[test]
-fn tick_by_is_the_same_as_ticking_one_by_one() {
-    let mut one_by_one = settled(1);
-    let mut at_once = settled(1);
-    let mut rng = Lcg(7);
+/// tick at a time and the other `tick_by` the same number at once: they stay identical and
+/// send the same messages, through elections, check-quorum step-downs and (with
+/// `quiesce_after_ticks`) quiescence the handed-over ticks start.
+fn tick_by_matches_ticking_one_by_one(quiesce_after_ticks: u32, seed: u64) {
+    let make = || {
+        let mut c = Cluster::with_config(3, 1, |config| {
+            config.quiesce_after_ticks = quiesce_after_ticks;
+        });
+        c.elect(1);
+        c.propose(1, "a");
+        c.settle();
+        c
+    };
+    let mut one_by_one = make();
+    let mut at_once = make();
+    let mut rng = Lcg(seed);
     let mut elections = 0;
+    let mut quiesced = 0;
     for round in 0..400 {
         let id = rng.next(4) + 1;
         let ticks = rng.next(30) + 1;
@@ -87,6 +97,9 @@ fn tick_by_is_the_same_as_ticking_one_by_one() {
         );
         if at_once.replica(id).role() == Role::PreCandidate {
             elections += 1;
+        }
+        if at_once.replica(id).is_quiesced() {
+            quiesced += 1;
         }
         match rng.next(6) {
             0 => {
@@ -108,6 +121,10 @@ fn tick_by_is_the_same_as_ticking_one_by_one() {
         }
         one_by_one.settle();
         at_once.settle();
+        assert_eq!(
+            one_by_one.trace, at_once.trace,
+            "round {round}: the messages"
+        );
         for node in 1..=4 {
             assert_eq!(
                 one_by_one.log_of(node),
@@ -120,4 +137,18 @@ fn tick_by_is_the_same_as_ticking_one_by_one() {
         elections > 10,
         "the handed-over ticks started elections: {elections}"
     );
+    assert!(
+        quiesce_after_ticks == 0 || quiesced > 10,
+        "the handed-over ticks quiesced replicas: {quiesced}"
+    );
+}
+
+#[test]
+fn tick_by_is_the_same_as_ticking_one_by_one() {
+    tick_by_matches_ticking_one_by_one(0, 7);
+}
+
+#[test]
+fn tick_by_is_the_same_as_ticking_one_by_one_with_quiescence() {
+    tick_by_matches_ticking_one_by_one(12, 11);
 }
