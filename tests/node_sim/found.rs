@@ -21,7 +21,12 @@
 //! stayed withheld while the partition's two voters needed it; partitions now restate their
 //! members under the latest admission's version). Since the shards open the partitions of
 //! partition 0's map, the hazard's schedule showed on 131 (two leaders of partition 3's term
-//! 12) and 63 (a read of partition 2 not linearizable) before the fix.
+//! 12) and 63 (a read of partition 2 not linearizable) before the fix. Then 5991 (2 nodes:
+//! partition 0's leader took a roster change that made n2 leaving at 224 ms, before its own
+//! shard of partition 1, created with both voters by the map at index 2, had opened it; the
+//! membership table counted recorded partitions only, so none held the change back, n2 never
+//! learnt the map, and partition 1 never had the quorum to elect a leader; a partition the
+//! committed map holds open now holds roster changes back until its shard records it).
 //!
 //! In the shipping code, found by the elastic sweep (`NodeSimConfig::elastic_for_seed`): 7
 //! (a merge's survivor, still `Active` while it imports, was split: phase 2 then proposed a
@@ -79,7 +84,7 @@ fn seeds_that_found_bugs_replay_clean() {
     }
     // The schedules moved since some were found: they replay clean, and disks are replaced.
     let mut replacements = 0;
-    for seed in [2, 29, 12, 15, 131, 63] {
+    for seed in [2, 29, 12, 15, 131, 63, 5991] {
         match NodeSimulation::new(seed, NodeSimConfig::replacing_nodes_for_seed(seed)).run() {
             Ok(report) => replacements += report.replacements,
             Err(failure) => panic!("{failure}"),

@@ -337,14 +337,16 @@ impl Worker {
                     .map(|(&node, endpoint)| (node, endpoint.clone()))
                     .collect(),
             })
-        } else if self.membership.all_reconciled(roster.version()) {
+        } else {
             roster
                 .members()
                 .iter()
                 .find(|m| m.role == MemberRole::Leaving)
+                .filter(|_| {
+                    self.membership
+                        .all_reconciled(roster.version(), self.maps.map().hosted())
+                })
                 .map(|m| RosterChange::Remove { node: m.node })
-        } else {
-            None
         };
         let Some(change) = own else {
             return;
@@ -375,7 +377,8 @@ impl Worker {
         ticket: Ticket,
         reply: Reply<ReplicationResult>,
     ) {
-        let reconciled_to = |version| self.membership.all_reconciled(version);
+        let map = self.maps.map();
+        let reconciled_to = |version| self.membership.all_reconciled(version, map.hosted());
         let slot = match self.partitions.leading(SYSTEM_PARTITION) {
             Ok(slot) => slot,
             Err(refusal) => {

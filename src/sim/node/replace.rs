@@ -123,7 +123,10 @@ impl NodeSimulation {
             .leadership(SYSTEM_PARTITION)
             .is_some_and(|leadership| leadership.leads())
             && progress.commit_index == progress.last_index
-            && running.host.membership().all_reconciled(roster.version());
+            && running
+                .host
+                .membership()
+                .all_reconciled(roster.version(), running.maps.map().hosted());
         if !at_rest {
             return None;
         }
