@@ -8,6 +8,7 @@ mod process {
     mod keyed_load;
     mod kill9;
     mod membership;
+    mod node_log;
     mod readiness;
     mod snapshot;
     mod split_merge;

@@ -1,7 +1,8 @@
 //! Real `kommander node` processes on loopback: start, SIGKILL, SIGTERM, restart, nodes that
 //! join a running cluster (`--join`) and the roster through `kommander cluster`; a load
 //! generator over the client ports (which learns of nodes added and removed) that records
-//! every acknowledged write; offline checks of each node's WAL.
+//! every acknowledged write; the end of a run under load, checked against each node's WAL
+//! (`node_log.rs`).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -12,13 +13,12 @@ use std::sync::{Arc, Mutex, RwLock, mpsc};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kommander_raft::shard::codec::{decode_envelope, decode_record};
-use kommander_raft::shard::partitions::GENERATION_LOG_TYPE;
 use kommander_raft::transport::tcp::client::{
     ClientConnection, ClientRequest, ClientResponse, ReplicaState,
 };
-use kommander_raft::{EntryKind, LogIndex, NodeId, PartitionId, Status, Term};
-use kommander_wal::{Wal, WalConfig};
+use kommander_raft::{NodeId, PartitionId, Status};
+
+use super::node_log::NodeLog;
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_kommander");
 pub(crate) const CLUSTER: &str = "process-test";
@@ -407,7 +407,9 @@ impl ProcessCluster {
 
     /// The end of a run under load: every node applies up to the highest acknowledged index
     /// of every partition, stops cleanly on SIGTERM (exit 0, `shutting down` logged), and
-    /// its WAL, opened offline, holds every write of `acked` at its acknowledged index.
+    /// its WAL, opened offline, holds every write of `acked` at its acknowledged index, none
+    /// after its partition froze at a newer generation (`NodeLog::assert_holds`). Returns
+    /// the logs read.
     pub(crate) fn stop_holding_every_write(&mut self, acked: &[Acked]) -> Vec<NodeLog> {
         let mut highest: BTreeMap<u32, u64> = BTreeMap::new();
         for a in acked {
@@ -431,39 +433,14 @@ impl ProcessCluster {
                 node.id
             );
         }
-        let mut logs = Vec::with_capacity(self.nodes.len());
-        for node in &self.nodes {
-            let log = read_logs(&node.data_dir);
-            let missing: Vec<&Acked> = acked
-                .iter()
-                .filter(|a| log.payloads.get(&(a.partition.get(), a.index)) != Some(&a.payload))
-                .collect();
-            assert!(
-                missing.is_empty(),
-                "node {} lacks {} of {} acknowledged writes, first {:?}",
-                node.id,
-                missing.len(),
-                acked.len(),
-                missing.first()
-            );
-            // The generation fence, judged from the log: no write routed with a generation
-            // lies after an entry that froze its partition at a newer one.
-            for a in acked.iter().filter(|a| a.generation > 0) {
-                let p = a.partition.get();
-                let frozen_at = log
-                    .generations
-                    .range((p, 0)..(p, a.index))
-                    .map(|(_, &g)| g)
-                    .max();
-                assert!(
-                    frozen_at.is_none_or(|g| g <= a.generation),
-                    "node {}: {a:?} was committed after its partition's generation entry {frozen_at:?}",
-                    node.id
-                );
-            }
-            logs.push(log);
-        }
-        logs
+        self.nodes
+            .iter()
+            .map(|node| {
+                let log = NodeLog::read(&node.data_dir);
+                log.assert_holds(node.id, acked);
+                log
+            })
+            .collect()
     }
 
     /// Waits until every node runs and has applied at least `index` of `p`.
@@ -764,62 +741,4 @@ pub(crate) fn wait_voters(client: &str, voters: &[u64]) -> Vec<Member> {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// A stopped node's logs of its user partitions (those the map created or split off
-/// included), configuration entries left out.
-pub(crate) struct NodeLog {
-    /// (partition, index) → the payload of the application's entry there.
-    pub(crate) payloads: BTreeMap<(u32, u64), Bytes>,
-    /// (partition, index) → the generation a split's or merge's source froze at there (its
-    /// generation entry, `GENERATION_LOG_TYPE`).
-    pub(crate) generations: BTreeMap<(u32, u64), u64>,
-}
-
-/// Opens a stopped node's WALs and reads its user partitions' logs.
-pub(crate) fn read_logs(data_dir: &Path) -> NodeLog {
-    let mut out = NodeLog {
-        payloads: BTreeMap::new(),
-        generations: BTreeMap::new(),
-    };
-    for shard in std::fs::read_dir(data_dir).expect("data dir") {
-        let path = shard.expect("entry").path();
-        if !path
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with("shard-"))
-        {
-            continue;
-        }
-        let wal = Wal::open(&path, WalConfig::default()).expect("open WAL");
-        let partitions = wal.partitions().expect("the WAL's partitions");
-        // Partition 0 holds the system's entries (rosters, maps), never a client's write.
-        for (partition, info) in partitions.into_iter().filter(|(p, _)| p.get() != 0) {
-            let p = partition.get();
-            for index in info.first_index..=info.last_index {
-                let record = wal.entry(partition, index).expect("entry");
-                let entry = decode_record(LogIndex(index), Term(0), &record).expect("record");
-                // A configuration entry (a membership change) holds a configuration, not an
-                // application's envelope.
-                if entry.kind == EntryKind::Configuration {
-                    continue;
-                }
-                let (log_type, payload) = decode_envelope(&entry.payload).expect("envelope");
-                if log_type == GENERATION_LOG_TYPE.as_bytes() {
-                    out.generations.insert((p, index), generation_of(&payload));
-                }
-                out.payloads.insert((p, index), payload);
-            }
-        }
-    }
-    out
-}
-
-/// The generation a generation entry's payload names (version byte 1, the generation as a
-/// little-endian `u64`, the draining flag: `shard/partitions/marks.rs`).
-fn generation_of(payload: &[u8]) -> u64 {
-    assert!(
-        payload.len() == 10 && payload[0] == 1,
-        "a generation entry of another length or version: {payload:?}"
-    );
-    u64::from_le_bytes(payload[1..9].try_into().expect("eight bytes"))
 }
