@@ -70,8 +70,8 @@ pub struct SnapshotConfig {
     /// Chunks sent and not yet acknowledged, per transfer. Also the import entries of a
     /// split's or merge's range a target's leader keeps proposed and uncommitted.
     pub chunks_in_flight_max: usize,
-    /// Transfers a shard sends at once (one per follower and partition at most); a follower
-    /// beyond it waits for a back-off and tries again.
+    /// Transfers a shard sends at once (one per follower and partition at most); a transfer
+    /// beyond it waits its turn and starts, in the order asked for, when one ends.
     pub transfers_max: usize,
     /// Transfers a shard receives at once; a first chunk beyond it is refused.
     pub sessions_max: usize,

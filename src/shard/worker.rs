@@ -384,6 +384,7 @@ impl Worker {
         worked |= self.poll_durable(now);
         worked |= self.refill_imports();
         worked |= self.gather_readies(recount, now);
+        worked |= self.start_queued_transfers();
         self.answer_map_change();
         if self.failed() {
             self.outbox.clear();

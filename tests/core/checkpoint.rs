@@ -116,9 +116,20 @@ fn failed_snapshot_transfer_is_reported_again() {
     c.restart(3);
     c.ticks(4);
     assert_eq!(c.node(1).snapshot_required, vec![NodeId(3)]);
+    assert!(c.replica(1).awaits_snapshot(NodeId(3)));
+    assert!(
+        !c.replica(1).awaits_snapshot(NodeId(2)),
+        "an in-sync follower"
+    );
     c.replica_mut(1).report_snapshot_failure(NodeId(3));
+    assert!(!c.replica(1).awaits_snapshot(NodeId(3)), "probed again");
     c.ticks(4);
     assert_eq!(c.node(1).snapshot_required, vec![NodeId(3), NodeId(3)]);
+    assert!(c.replica(1).awaits_snapshot(NodeId(3)));
+    assert!(
+        !c.replica(3).awaits_snapshot(NodeId(1)),
+        "a follower awaits nothing"
+    );
     let stale = Term(c.replica(3).term().0 - 1);
     assert_eq!(
         c.replica_mut(3)

@@ -136,6 +136,17 @@ impl Replica {
         }
     }
 
+    /// Leader side: whether `node` waits for a snapshot (it was reported in
+    /// `snapshot_required` and neither [`Replica::report_snapshot_installed`] nor
+    /// [`Replica::report_snapshot_failure`] has been called for it since).
+    #[must_use]
+    pub fn awaits_snapshot(&self, node: NodeId) -> bool {
+        self.role == Role::Leader
+            && self
+                .peer(node)
+                .is_some_and(|p| p.state == ProgressState::SnapshotRequired)
+    }
+
     /// Leader side: the snapshot transfer to `node` failed; probe it again (it is reported in
     /// `snapshot_required` once more if it still needs entries below the floor).
     pub fn report_snapshot_failure(&mut self, node: NodeId) {

@@ -56,6 +56,8 @@ pub(crate) struct Transfers {
     pub(crate) receiving: StableHashMap<PartitionId, Incoming>,
     /// The low half of the next session id (the high half is the leader's term).
     next_session: u32,
+    /// The place of the next transfer queued behind `snapshot.transfers_max`.
+    next_queued: u64,
     /// What `snapshot.bytes_per_sec_max` still lets the shard send.
     pub(crate) budget: SendBudget,
     /// `NodeBug::BoundaryBeforeImport`: finishes submitted once their ticks run out.
@@ -70,6 +72,7 @@ impl Transfers {
             sending: StableHashMap::default(),
             receiving: StableHashMap::default(),
             next_session: 0,
+            next_queued: 0,
             budget: SendBudget::default(),
             #[cfg(feature = "sim-bugs")]
             late_finishes: Vec::new(),
@@ -89,13 +92,60 @@ impl Transfers {
             .filter(|s| matches!(s, Sending::Active(_)))
             .count()
     }
+
+    /// Queues the transfer of `partition` to `follower` behind those already waiting for a
+    /// free transfer.
+    pub(crate) fn queue(&mut self, partition: PartitionId, follower: NodeId, backoff: u32) {
+        self.next_queued += 1;
+        let order = self.next_queued;
+        self.sending
+            .insert((partition, follower), Sending::Queued { order, backoff });
+    }
+
+    /// Takes the transfer that has waited longest for a free one, with the back-off its next
+    /// failure waits.
+    pub(crate) fn take_queued(&mut self) -> Option<((PartitionId, NodeId), u32)> {
+        let (&key, _) = self
+            .sending
+            .iter()
+            .filter_map(|(key, sending)| match sending {
+                Sending::Queued { order, .. } => Some((key, *order)),
+                _ => None,
+            })
+            .min_by_key(|&(_, order)| order)?;
+        match self.sending.remove(&key) {
+            Some(Sending::Queued { backoff, .. }) => Some((key, backoff)),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
-    use super::SendBudget;
+    use super::{SendBudget, Transfers};
+    use crate::core::{NodeId, PartitionId};
+    use crate::shard::snapshot::pump::Pump;
+
+    #[test]
+    fn queued_transfers_come_out_longest_waiting_first_with_their_back_off() {
+        let mut transfers = Transfers::new(Pump::inline());
+        let follower = NodeId(2);
+        let order = [9, 2, 7, 4, 1, 8, 3, 6].map(PartitionId);
+        for (k, &partition) in order.iter().enumerate() {
+            transfers.queue(partition, follower, 10 + k as u32);
+        }
+        for (k, &partition) in order.iter().enumerate() {
+            let taken = transfers.take_queued();
+            assert_eq!(taken, Some(((partition, follower), 10 + k as u32)));
+        }
+        assert_eq!(transfers.take_queued(), None);
+        assert!(
+            transfers.sending.is_empty(),
+            "a transfer taken leaves no state"
+        );
+    }
 
     #[test]
     fn a_capped_budget_averages_out_to_the_cap_and_saves_up_no_burst() {

@@ -1,6 +1,7 @@
 //! A leader's side of one transfer: the export's chunks in order, at most
 //! `chunks_in_flight_max` unacknowledged, the split marks at the snapshot's index on the
-//! first, a SHA-256 over the whole on the last (empty) chunk, and the ack deadline; after a
+//! first, a SHA-256 over the whole on the last (empty) chunk, and the ack deadline; before it
+//! starts, its place among the transfers waiting for a free one of `transfers_max`; after a
 //! failure, the back-off before the follower is probed again.
 
 use bytes::Bytes;
@@ -12,6 +13,10 @@ use crate::core::{Floor, MessageBody, SnapshotChunk, Term};
 pub(crate) enum Sending {
     /// Streaming.
     Active(Box<Outgoing>),
+    /// Waiting for one of the shard's `transfers_max` transfers to end: the waiting transfers
+    /// start in the order they were asked for (`order`, lowest first). Waiting is not a
+    /// failure: the next failure still waits `backoff` ticks.
+    Queued { order: u64, backoff: u32 },
     /// The last transfer failed: the follower is probed again after `ticks_left` ticks (0:
     /// probed, a new transfer starts when it still needs one), and a new failure waits
     /// `backoff` ticks.

@@ -34,7 +34,11 @@ impl Worker {
     }
 
     fn start_transfer(&mut self, partition: PartitionId, follower: NodeId) {
-        let Some(transfer) = self.transfer.clone().filter(|t| t.supports(partition)) else {
+        if !self
+            .transfer
+            .as_ref()
+            .is_some_and(|t| t.supports(partition))
+        {
             self.events.emit(RaftEvent::ReplicationError {
                 partition,
                 index: LogIndex::ZERO,
@@ -42,7 +46,7 @@ impl Worker {
                 reason: ReplicationErrorReason::SnapshotUnsupported(follower),
             });
             return;
-        };
+        }
         let backoff = match self.transfers.sending.get(&(partition, follower)) {
             Some(Sending::BackingOff {
                 ticks_left: 0,
@@ -51,13 +55,41 @@ impl Worker {
             Some(_) => return,
             None => self.config.core.heartbeat_interval_ticks.max(1),
         };
-        let Some(replica) = self.partitions.replica(partition).filter(|r| r.is_leader()) else {
-            return;
-        };
         if self.transfers.active_sends() >= self.config.snapshot.transfers_max {
-            self.back_off(partition, follower, backoff);
+            self.transfers.queue(partition, follower, backoff);
             return;
         }
+        self.open_transfer(partition, follower, backoff);
+    }
+
+    /// Starts the transfers that wait for a free one, longest waiting first, while fewer than
+    /// `snapshot.transfers_max` are sent; one whose follower no longer needs it (the replica
+    /// reports no snapshot required for it any more) is dropped. Returns whether any started.
+    pub(super) fn start_queued_transfers(&mut self) -> bool {
+        let mut started = false;
+        while self.transfers.active_sends() < self.config.snapshot.transfers_max {
+            let Some(((partition, follower), backoff)) = self.transfers.take_queued() else {
+                break;
+            };
+            let replica = self.partitions.replica(partition);
+            if replica.is_some_and(|replica| replica.awaits_snapshot(follower)) {
+                self.open_transfer(partition, follower, backoff);
+                started = true;
+            }
+        }
+        started
+    }
+
+    /// Exports the leader's state at its applied index and starts streaming it to `follower`
+    /// (a failure to export backs off `backoff` ticks). The application's transfer supports
+    /// the partition (`start_transfer` checked).
+    fn open_transfer(&mut self, partition: PartitionId, follower: NodeId, backoff: u32) {
+        let (Some(transfer), Some(replica)) = (
+            self.transfer.clone(),
+            self.partitions.replica(partition).filter(|r| r.is_leader()),
+        ) else {
+            return;
+        };
         let term = replica.term();
         let index = replica.applied_index();
         let (Some(index_term), Some(configuration)) =
@@ -619,7 +651,7 @@ impl Worker {
                         probe.push((partition, follower));
                     }
                 }
-                Sending::BackingOff { .. } => {}
+                Sending::BackingOff { .. } | Sending::Queued { .. } => {}
             }
         }
         for (partition, follower) in timed_out {
