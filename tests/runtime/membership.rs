@@ -6,9 +6,12 @@
 
 use kommander_raft::core::{NodeId, PartitionId, Status, Ticket};
 use kommander_raft::shard::membership::{MemberRole, Roster, RosterChange};
+use kommander_raft::shard::partitions::{MapChangeAnswer, MapOperation};
 use kommander_raft::shard::{PartitionConfiguration, Refusal, ReplicationResult, Request};
+use tokio::sync::oneshot;
 
 use super::harness::{Cluster, eventually};
+use super::stepped::SteppedCluster;
 
 const SYSTEM: PartitionId = PartitionId(0);
 const USER: PartitionId = PartitionId(1);
@@ -200,4 +203,93 @@ fn a_leaving_leader_hands_over_and_is_removed_once_every_partition_let_it_go() {
     });
     assert_ne!(leader, leaving);
     cluster.shutdown();
+}
+
+/// Steps `cluster` until `answer` comes.
+fn answered<T>(
+    cluster: &mut SteppedCluster,
+    mut answer: oneshot::Receiver<Result<T, Refusal>>,
+) -> Result<T, Refusal> {
+    for _ in 0..20_000 {
+        cluster.step();
+        match answer.try_recv() {
+            Err(oneshot::error::TryRecvError::Empty) => {}
+            Err(closed) => panic!("{closed:?}"),
+            Ok(result) => return result,
+        }
+    }
+    panic!("not answered within 20 000 rounds")
+}
+
+/// A roster change is refused while partition 0's log holds a map its leader has not applied:
+/// the partitions that map opens are among those the change must wait for (node sim seed
+/// 7251: a node demoted and removed before it learnt that the first map, naming it a voter of
+/// every partition, had committed; it never opened them, and they never had a quorum).
+#[test]
+fn a_roster_change_waits_for_the_map_in_flight() {
+    let mut cluster = SteppedCluster::start(3, 1);
+    cluster.elect();
+    let leader = cluster.leader(SYSTEM).expect("a leader of partition 0");
+    let other = cluster.nodes[(leader + 1) % 3].id;
+    let ask = |cluster: &mut SteppedCluster, change, ticket| {
+        let (reply, answer) = oneshot::channel();
+        let request = Request::ChangeMembership {
+            change,
+            expected_version: None,
+            ticket: Ticket(ticket),
+            reply,
+        };
+        cluster.nodes[leader]
+            .host
+            .send(SYSTEM, request)
+            .expect("queued");
+        answer
+    };
+    // No map in flight: a demotion goes through (once the genesis roster is restated).
+    let mut ticket = 1_000;
+    let demoted = loop {
+        ticket += 1;
+        let answer = ask(&mut cluster, RosterChange::Demote { node: other }, ticket);
+        match answered(&mut cluster, answer) {
+            Err(Refusal::Replica(Status::ConcurrentMembershipChange)) => {}
+            result => break result,
+        }
+    };
+    assert_eq!(demoted.map(|r| r.status), Ok(Status::Success));
+    cluster.run_until("the demotion committed everywhere", 20_000, |c| {
+        c.nodes.iter().all(|n| {
+            n.host
+                .membership()
+                .roster()
+                .and_then(|r| r.member(other).map(|m| m.role))
+                == Some(MemberRole::Learner)
+        })
+    });
+    // The first map, proposed and not delivered anywhere: it cannot commit. A promotion
+    // asked meanwhile is refused at once.
+    let (reply, mapped) = oneshot::channel();
+    let request = Request::ChangeMap {
+        operation: MapOperation::Initialize { partitions: 2 },
+        ticket: Ticket(2_000),
+        reply,
+    };
+    cluster.nodes[leader]
+        .host
+        .send(SYSTEM, request)
+        .expect("queued");
+    let now = cluster.now();
+    cluster.nodes[leader].steppers[0].turn(now);
+    let mut refused = ask(&mut cluster, RosterChange::Promote { node: other }, 2_001);
+    cluster.nodes[leader].steppers[0].turn(now);
+    assert_eq!(
+        refused.try_recv().expect("answered in the turn"),
+        Err(Refusal::Replica(Status::ConcurrentMembershipChange)),
+        "a roster change while the map is in flight"
+    );
+    // Delivered, the map commits.
+    let map_answer = answered(&mut cluster, mapped);
+    assert!(
+        matches!(map_answer, Ok(MapChangeAnswer::Changed { .. })),
+        "{map_answer:?}"
+    );
 }

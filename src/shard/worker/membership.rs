@@ -322,7 +322,10 @@ impl Worker {
             });
             follow_roster_peers(&*self.transport, self.node, &roster);
         }
-        if !replica.is_leader_established() || replica.configuration_change_pending() {
+        if !replica.is_leader_established()
+            || replica.configuration_change_pending()
+            || !map_is_current(replica, self.map_change.is_some())
+        {
             return;
         }
         // The changes partition 0's leader makes itself: the genesis roster restated with the
@@ -379,6 +382,7 @@ impl Worker {
     ) {
         let map = self.maps.map();
         let reconciled_to = |version| self.membership.all_reconciled(version, map.hosted());
+        let map_in_flight = self.map_change.is_some();
         let slot = match self.partitions.leading(SYSTEM_PARTITION) {
             Ok(slot) => slot,
             Err(refusal) => {
@@ -408,6 +412,11 @@ impl Worker {
             let _ = reply.send(Err(concurrent));
             return;
         }
+        if !map_is_current(replica, map_in_flight) {
+            // The partitions a change must wait for are those of a map not applied here yet.
+            let _ = reply.send(Err(concurrent));
+            return;
+        }
         // Nothing uncommitted: the configuration in force is the committed roster.
         let roster = match Roster::of(replica.configuration()) {
             Ok(roster) => roster,
@@ -434,6 +443,18 @@ impl Worker {
         };
         Self::wait_outcome(slot, EntryKind::Configuration, result, reply);
     }
+}
+
+/// Whether the map this shard applied is the newest of partition 0's log, as partition 0's
+/// established leader (`replica`) sees it: no map change of its own is in flight and it
+/// applied every committed entry (its no-op committed every earlier term's). A roster change
+/// waits for every partition of that map (`MembershipTable::all_reconciled`); a map still in
+/// the log names partitions the change cannot wait for yet (node sim seed 7251 of the joining
+/// sweep: two nodes, the first map in flight naming both as voters of every partition, then
+/// one demoted and removed from partition 0 before it learnt that map committed; it never
+/// opened the partitions, which never had the quorum to elect a leader).
+fn map_is_current(replica: &Replica, map_in_flight: bool) -> bool {
+    !map_in_flight && replica.applied_index() >= replica.commit_index()
 }
 
 /// Hands `transport` the roster's members (but `node`) as its peers, once the roster records
