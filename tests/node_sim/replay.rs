@@ -24,13 +24,15 @@ fn replay() {
     };
     println!(
         "replaying node seed {seed}: {} nodes × {} shards × {} partitions; snapshots in {} B \
-         chunks, {} in flight, capped at {} B/s (0: no cap)",
+         chunks, {} in flight, capped at {} B/s (0: no cap), {} sent and {} received at once",
         config.nodes,
         config.shards,
         config.partitions,
         config.snapshot_chunk_bytes,
         config.snapshot_chunks_in_flight_max,
-        config.snapshot_bytes_per_sec_max
+        config.snapshot_bytes_per_sec_max,
+        config.snapshot_transfers_max,
+        config.snapshot_sessions_max
     );
     let simulation =
         NodeSimulation::new(seed, config).tracing(std::env::var("KOMMANDER_NODE_SIM_SEED").is_ok());

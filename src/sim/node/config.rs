@@ -68,6 +68,10 @@ pub struct NodeSimConfig {
     pub snapshot_chunks_in_flight_max: usize,
     /// The shard's snapshot rate cap (0: none), in bytes a second.
     pub snapshot_bytes_per_sec_max: u64,
+    /// Snapshot transfers a shard sends at once (beyond it they wait their turn).
+    pub snapshot_transfers_max: usize,
+    /// Snapshot transfers a shard receives at once (beyond it a first chunk is refused).
+    pub snapshot_sessions_max: usize,
     /// Shortest pause between two roster changes.
     pub membership_interval_ms_min: u64,
     /// Longest pause between two roster changes (0: none).
@@ -158,6 +162,8 @@ impl NodeSimConfig {
             snapshot_chunk_bytes: [16, 32, 4096][rng.index(3)],
             snapshot_chunks_in_flight_max: [1, 2, 4][rng.index(3)],
             snapshot_bytes_per_sec_max: 0,
+            snapshot_transfers_max: 8,
+            snapshot_sessions_max: 8,
             membership_interval_ms_min: 200,
             membership_interval_ms_max: 0,
             initial_members: nodes,
@@ -242,6 +248,11 @@ impl NodeSimConfig {
             let mut rng = SimRng::new(seed ^ 0x4E0D_E51A_0000_0003);
             config.replace_interval_ms_min = 4_000;
             config.replace_interval_ms_max = rng.between(8_000, 20_000);
+            // A node admitted again on a new disk needs a snapshot of every partition: few
+            // transfers each way make the senders wait for one another and the receiver
+            // refuse some. Drawn last.
+            config.snapshot_transfers_max = [8, 2, 1][rng.index(3)];
+            config.snapshot_sessions_max = [8, 2, 1][rng.index(3)];
         }
         config
     }

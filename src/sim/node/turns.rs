@@ -40,6 +40,8 @@ impl NodeSimulation {
         shard.snapshot.chunk_bytes = self.config.snapshot_chunk_bytes;
         shard.snapshot.chunks_in_flight_max = self.config.snapshot_chunks_in_flight_max;
         shard.snapshot.bytes_per_sec_max = self.config.snapshot_bytes_per_sec_max;
+        shard.snapshot.transfers_max = self.config.snapshot_transfers_max;
+        shard.snapshot.sessions_max = self.config.snapshot_sessions_max;
         // Within the settle phase: give up after a second, retry within two.
         shard.snapshot.ack_timeout_ticks = 100;
         shard.snapshot.session_idle_ticks = 200;
