@@ -58,6 +58,8 @@ pub(crate) struct Transfers {
     next_session: u32,
     /// The place of the next transfer queued behind `snapshot.transfers_max`.
     next_queued: u64,
+    /// The transfers in `sending` waiting for a free one (`Sending::Queued`).
+    queued: usize,
     /// What `snapshot.bytes_per_sec_max` still lets the shard send.
     pub(crate) budget: SendBudget,
     /// `NodeBug::BoundaryBeforeImport`: finishes submitted once their ticks run out.
@@ -73,6 +75,7 @@ impl Transfers {
             receiving: StableHashMap::default(),
             next_session: 0,
             next_queued: 0,
+            queued: 0,
             budget: SendBudget::default(),
             #[cfg(feature = "sim-bugs")]
             late_finishes: Vec::new(),
@@ -98,13 +101,20 @@ impl Transfers {
     pub(crate) fn queue(&mut self, partition: PartitionId, follower: NodeId, backoff: u32) {
         self.next_queued += 1;
         let order = self.next_queued;
-        self.sending
+        let before = self
+            .sending
             .insert((partition, follower), Sending::Queued { order, backoff });
+        if !matches!(before, Some(Sending::Queued { .. })) {
+            self.queued += 1;
+        }
     }
 
     /// Takes the transfer that has waited longest for a free one, with the back-off its next
-    /// failure waits.
+    /// failure waits (a scan of the transfers, only while one waits).
     pub(crate) fn take_queued(&mut self) -> Option<((PartitionId, NodeId), u32)> {
+        if self.queued == 0 {
+            return None;
+        }
         let (&key, _) = self
             .sending
             .iter()
@@ -114,9 +124,29 @@ impl Transfers {
             })
             .min_by_key(|&(_, order)| order)?;
         match self.sending.remove(&key) {
-            Some(Sending::Queued { backoff, .. }) => Some((key, backoff)),
+            Some(Sending::Queued { backoff, .. }) => {
+                self.queued -= 1;
+                Some((key, backoff))
+            }
             _ => None,
         }
+    }
+
+    /// Whether a transfer waits for a free one.
+    pub(crate) fn any_queued(&self) -> bool {
+        self.queued > 0
+    }
+
+    /// Ends every transfer sent for `partition`, waiting or not. Returns whether there was any.
+    pub(crate) fn end_sends(&mut self, partition: PartitionId) -> bool {
+        let before = self.sending.len();
+        self.sending.retain(|&(p, _), _| p != partition);
+        self.queued = self
+            .sending
+            .values()
+            .filter(|s| matches!(s, Sending::Queued { .. }))
+            .count();
+        self.sending.len() != before
     }
 }
 
@@ -145,6 +175,16 @@ mod tests {
             transfers.sending.is_empty(),
             "a transfer taken leaves no state"
         );
+        // Queued twice, it waits once; a partition's end takes its waiting transfers along.
+        let (a, b) = (PartitionId(1), PartitionId(2));
+        transfers.queue(a, follower, 1);
+        transfers.queue(a, follower, 1);
+        transfers.queue(b, follower, 1);
+        assert!(transfers.end_sends(a));
+        assert!(transfers.any_queued());
+        assert_eq!(transfers.take_queued(), Some(((b, follower), 1)));
+        assert!(!transfers.any_queued());
+        assert_eq!(transfers.take_queued(), None);
     }
 
     #[test]

@@ -67,7 +67,9 @@ impl Worker {
     /// reports no snapshot required for it any more) is dropped. Returns whether any started.
     pub(super) fn start_queued_transfers(&mut self) -> bool {
         let mut started = false;
-        while self.transfers.active_sends() < self.config.snapshot.transfers_max {
+        while self.transfers.any_queued()
+            && self.transfers.active_sends() < self.config.snapshot.transfers_max
+        {
             let Some(((partition, follower), backoff)) = self.transfers.take_queued() else {
                 break;
             };
@@ -699,7 +701,7 @@ impl Worker {
     /// `partition` closed: its transfers end without a word (a late result of the pump finds
     /// no transfer and is dropped).
     pub(super) fn end_transfers(&mut self, partition: PartitionId) {
-        self.transfers.sending.retain(|&(p, _), _| p != partition);
+        self.transfers.end_sends(partition);
         self.transfers.receiving.remove(&partition);
         self.metrics
             .snapshot_transfers(self.transfers.active_sends());
@@ -708,13 +710,9 @@ impl Worker {
     /// `partition`'s replica reported a new soft state: transfers of a leadership that ended
     /// end with it.
     pub(super) fn transfers_follow(&mut self, partition: PartitionId, soft: SoftState) {
-        if soft.role != Role::Leader {
-            let before = self.transfers.sending.len();
-            self.transfers.sending.retain(|&(p, _), _| p != partition);
-            if self.transfers.sending.len() != before {
-                self.metrics
-                    .snapshot_transfers(self.transfers.active_sends());
-            }
+        if soft.role != Role::Leader && self.transfers.end_sends(partition) {
+            self.metrics
+                .snapshot_transfers(self.transfers.active_sends());
         }
         let stale = self.transfers.receiving.get(&partition).is_some_and(|i| {
             !i.finishing && (soft.leader != Some(i.leader) || soft.term != i.term)
