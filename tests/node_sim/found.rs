@@ -36,7 +36,7 @@
 //! map in flight on partition 0, naming both nodes voters of every partition, the operator
 //! demoted n1 and removed it from partition 0, both changes committed by n2 alone before n1
 //! learnt that the map had committed; n1 never opened the map's partitions, which never had a
-//! quorum; a roster change now waits for a map in flight and for every committed map applied).
+//! quorum; a roster change now waits while a map entry is in partition 0's log unapplied).
 //!
 //! In the shipping code, found by the elastic sweep (`NodeSimConfig::elastic_for_seed`): 7
 //! (a merge's survivor, still `Active` while it imports, was split: phase 2 then proposed a

@@ -280,7 +280,6 @@ impl Replica {
 
     /// The entry at `index`, if held in memory (above the floor).
     #[must_use]
-    #[cfg(feature = "sim")]
     pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
         self.log.entry(index)
     }

@@ -32,6 +32,7 @@ use crate::shard::membership::{
     MemberRole, MembershipTable, Roster, RosterChange, RosterError, Step, Target, next_step,
     roster_version_of,
 };
+use crate::shard::partitions::map_entry;
 use crate::shard::{RaftEvent, Refusal, ReplicationResult, Reply, SYSTEM_PARTITION, Transport};
 
 use super::Worker;
@@ -322,10 +323,7 @@ impl Worker {
             });
             follow_roster_peers(&*self.transport, self.node, &roster);
         }
-        if !replica.is_leader_established()
-            || replica.configuration_change_pending()
-            || !map_is_current(replica, self.map_change.is_some())
-        {
+        if !replica.is_leader_established() || replica.configuration_change_pending() {
             return;
         }
         // The changes partition 0's leader makes itself: the genesis roster restated with the
@@ -351,7 +349,8 @@ impl Worker {
                 })
                 .map(|m| RosterChange::Remove { node: m.node })
         };
-        let Some(change) = own else {
+        let Some(change) = own.filter(|_| map_is_current(replica, self.map_change.is_some()))
+        else {
             return;
         };
         match roster.configuration_after(&change, Some(roster.version())) {
@@ -446,15 +445,23 @@ impl Worker {
 }
 
 /// Whether the map this shard applied is the newest of partition 0's log, as partition 0's
-/// established leader (`replica`) sees it: no map change of its own is in flight and it
-/// applied every committed entry (its no-op committed every earlier term's). A roster change
-/// waits for every partition of that map (`MembershipTable::all_reconciled`); a map still in
-/// the log names partitions the change cannot wait for yet (node sim seed 7251 of the joining
-/// sweep: two nodes, the first map in flight naming both as voters of every partition, then
-/// one demoted and removed from partition 0 before it learnt that map committed; it never
-/// opened the partitions, which never had the quorum to elect a leader).
+/// established leader (`replica`) sees it: no map change of its own is in flight and no map
+/// entry lies in its log above the applied index (committed and not delivered yet, or not
+/// committed; the established leader holds that tail in memory). A roster change waits for
+/// every partition of the applied map (`MembershipTable::all_reconciled`); a newer map names
+/// partitions the change cannot wait for yet (node sim seed 7251 of the joining sweep: two
+/// nodes, the first map in flight naming both as voters of every partition, then one demoted
+/// and removed from partition 0 before it learnt that map committed; it never opened the
+/// partitions, which never had the quorum to elect a leader). Only map entries hold it back:
+/// writes to partition 0 going on do not.
 fn map_is_current(replica: &Replica, map_in_flight: bool) -> bool {
-    !map_in_flight && replica.applied_index() >= replica.commit_index()
+    let unapplied = replica.applied_index().next().0..=replica.last_index().0;
+    !map_in_flight
+        && !unapplied.into_iter().any(|index| {
+            replica
+                .entry(LogIndex(index))
+                .is_some_and(|entry| map_entry(SYSTEM_PARTITION, entry).is_some())
+        })
 }
 
 /// Hands `transport` the roster's members (but `node`) as its peers, once the roster records
