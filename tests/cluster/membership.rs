@@ -16,6 +16,27 @@ use super::harness::{PATIENCE, TestCluster};
 
 const SYSTEM: PartitionId = PartitionId(0);
 
+/// `raft.change_membership`, asked again while it is refused `ConcurrentChange` (retryable:
+/// the partitions still follow the last change or a map), for at most the harness's patience.
+async fn change_when_free(
+    raft: &kommander_raft::Raft,
+    change: RosterChange,
+    expected_version: Option<u64>,
+) -> Result<u64, MembershipError> {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let result = raft
+            .change_membership(change.clone(), expected_version, Some(PATIENCE))
+            .await;
+        if result != Err(MembershipError::ConcurrentChange)
+            || tokio::time::Instant::now() > deadline
+        {
+            return result;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Polls `f` every 5 ms until it returns `Some`, for at most the harness's patience.
 async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -79,9 +100,7 @@ async fn a_demotion_reaches_the_roster_every_partition_and_the_events() {
     assert_eq!(stale.status(), Status::StaleMembership);
     assert!(stale.is_retryable());
 
-    let version = cluster
-        .raft(leader)
-        .change_membership(demote.clone(), Some(1), Some(PATIENCE))
+    let version = change_when_free(cluster.raft(leader), demote.clone(), Some(1))
         .await
         .expect("demoted");
     assert_eq!(version, 2);
@@ -222,17 +241,12 @@ async fn the_transport_follows_the_rosters_members() {
         })
         .await;
     }
-    cluster
-        .raft(leader)
-        .change_membership(
-            RosterChange::Add {
-                node: NodeId(7),
-                endpoint: "memory:7".to_owned(),
-                incarnation: 1,
-            },
-            Some(1),
-            Some(PATIENCE),
-        )
+    let add = RosterChange::Add {
+        node: NodeId(7),
+        endpoint: "memory:7".to_owned(),
+        incarnation: 1,
+    };
+    change_when_free(cluster.raft(leader), add, Some(1))
         .await
         .expect("added");
     // Every member now talks to the new learner.

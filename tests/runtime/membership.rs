@@ -246,15 +246,14 @@ fn a_roster_change_waits_for_the_map_in_flight() {
         answer
     };
     // No map in flight: a demotion goes through (once the genesis roster is restated).
-    let mut ticket = 1_000;
-    let demoted = loop {
-        ticket += 1;
+    let demoted = (1_001..1_100).find_map(|ticket| {
         let answer = ask(&mut cluster, RosterChange::Demote { node: other }, ticket);
         match answered(&mut cluster, answer) {
-            Err(Refusal::Replica(Status::ConcurrentMembershipChange)) => {}
-            result => break result,
+            Err(Refusal::Replica(Status::ConcurrentMembershipChange)) => None,
+            result => Some(result),
         }
-    };
+    });
+    let demoted = demoted.expect("a demotion taken within 99 tries");
     assert_eq!(demoted.map(|r| r.status), Ok(Status::Success));
     cluster.run_until("the demotion committed everywhere", 20_000, |c| {
         c.nodes.iter().all(|n| {

@@ -411,11 +411,6 @@ impl Worker {
             let _ = reply.send(Err(concurrent));
             return;
         }
-        if !map_is_current(replica, map_in_flight) {
-            // The partitions a change must wait for are those of a map not applied here yet.
-            let _ = reply.send(Err(concurrent));
-            return;
-        }
         // Nothing uncommitted: the configuration in force is the committed roster.
         let roster = match Roster::of(replica.configuration()) {
             Ok(roster) => roster,
@@ -424,8 +419,11 @@ impl Worker {
                 return;
             }
         };
+        // The partitions a change waits for are those of the newest map: none while a map
+        // not applied here yet is in partition 0's log.
+        let settled = |version| map_is_current(replica, map_in_flight) && reconciled_to(version);
         let result = match roster.configuration_after(change, expected_version) {
-            Ok(Some(_)) if one_at_a_time && !reconciled_to(roster.version()) => Err(concurrent),
+            Ok(Some(_)) if one_at_a_time && !settled(roster.version()) => Err(concurrent),
             Ok(Some(configuration)) => replica
                 .propose_configuration(ticket, configuration)
                 .map_err(|status| Refusal::of_replica(replica, status)),
