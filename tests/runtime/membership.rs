@@ -205,22 +205,6 @@ fn a_leaving_leader_hands_over_and_is_removed_once_every_partition_let_it_go() {
     cluster.shutdown();
 }
 
-/// Steps `cluster` until `answer` comes.
-fn answered<T>(
-    cluster: &mut SteppedCluster,
-    mut answer: oneshot::Receiver<Result<T, Refusal>>,
-) -> Result<T, Refusal> {
-    for _ in 0..20_000 {
-        cluster.step();
-        match answer.try_recv() {
-            Err(oneshot::error::TryRecvError::Empty) => {}
-            Err(closed) => panic!("{closed:?}"),
-            Ok(result) => return result,
-        }
-    }
-    panic!("not answered within 20 000 rounds")
-}
-
 /// A roster change is refused while partition 0's log holds a map its leader has not applied:
 /// the partitions that map opens are among those the change must wait for (node sim seed
 /// 7251: a node demoted and removed before it learnt that the first map, naming it a voter of
@@ -248,7 +232,7 @@ fn a_roster_change_waits_for_the_map_in_flight() {
     // No map in flight: a demotion goes through (once the genesis roster is restated).
     let demoted = (1_001..1_100).find_map(|ticket| {
         let answer = ask(&mut cluster, RosterChange::Demote { node: other }, ticket);
-        match answered(&mut cluster, answer) {
+        match cluster.answer(answer) {
             Err(Refusal::Replica(Status::ConcurrentMembershipChange)) => None,
             result => Some(result),
         }
@@ -286,7 +270,7 @@ fn a_roster_change_waits_for_the_map_in_flight() {
         "a roster change while the map is in flight"
     );
     // Delivered, the map commits.
-    let map_answer = answered(&mut cluster, mapped);
+    let map_answer = cluster.answer(mapped);
     assert!(
         matches!(map_answer, Ok(MapChangeAnswer::Changed { .. })),
         "{map_answer:?}"

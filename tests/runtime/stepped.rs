@@ -452,6 +452,22 @@ impl SteppedCluster {
         panic!("{what}: not reached within {steps_max} rounds");
     }
 
+    /// Steps until `answer` comes, failing after 20 000 rounds.
+    pub(crate) fn answer<T>(
+        &mut self,
+        mut answer: oneshot::Receiver<Result<T, Refusal>>,
+    ) -> Result<T, Refusal> {
+        for _ in 0..20_000 {
+            self.step();
+            match answer.try_recv() {
+                Err(oneshot::error::TryRecvError::Empty) => {}
+                Err(closed) => panic!("{closed:?}"),
+                Ok(result) => return result,
+            }
+        }
+        panic!("not answered within 20 000 rounds")
+    }
+
     /// The node leading `partition` with its no-op committed, if exactly one claims it.
     pub(crate) fn leader(&self, partition: PartitionId) -> Option<usize> {
         let leaders: Vec<usize> = (0..self.nodes.len())

@@ -2,6 +2,7 @@
 //! the workload and the nemesis mix. Times are simulated milliseconds; probabilities are per
 //! million.
 
+use crate::shard::SnapshotConfig;
 use crate::sim::network::NetworkConfig;
 use crate::sim::rng::{DiskLatency, SimRng};
 
@@ -162,8 +163,8 @@ impl NodeSimConfig {
             snapshot_chunk_bytes: [16, 32, 4096][rng.index(3)],
             snapshot_chunks_in_flight_max: [1, 2, 4][rng.index(3)],
             snapshot_bytes_per_sec_max: 0,
-            snapshot_transfers_max: 8,
-            snapshot_sessions_max: 8,
+            snapshot_transfers_max: SnapshotConfig::default().transfers_max,
+            snapshot_sessions_max: SnapshotConfig::default().sessions_max,
             membership_interval_ms_min: 200,
             membership_interval_ms_max: 0,
             initial_members: nodes,
