@@ -24,18 +24,22 @@ use super::super::app::register_hash;
 use super::super::truth::DurableLog;
 use super::super::workload::Op;
 
-/// The ranges each (partition, generation) had in the maps partition 0's disks held, and the
-/// maps by version (the first one seen of each).
+/// The ranges each (partition, generation) had in the maps partition 0's disks held, and
+/// every distinct map seen of each version: a version is not a map's identity, since a leader
+/// that loses partition 0 before its map entry commits leaves that entry on some disks, and
+/// the next leader proposes another map of the same version (elastic seed 5979: a merge's
+/// phase 2 committed as version 13 after another version 13 had reached one disk).
 #[derive(Debug, Default)]
 pub(in crate::sim::node) struct RangeHistory {
     ranges: BTreeMap<(PartitionId, u64), BTreeSet<(i32, i32)>>,
-    maps: BTreeMap<u64, PartitionMap>,
+    maps: BTreeMap<u64, Vec<PartitionMap>>,
 }
 
 impl RangeHistory {
     /// Takes `map` (one partition 0's disks held) into account.
     pub(in crate::sim::node) fn note(&mut self, map: &PartitionMap) {
-        if self.maps.contains_key(&map.version) {
+        let seen = self.maps.entry(map.version).or_default();
+        if seen.contains(map) {
             return;
         }
         for range in &map.partitions {
@@ -44,13 +48,18 @@ impl RangeHistory {
                 .or_default()
                 .insert((range.start, range.end));
         }
-        self.maps.insert(map.version, map.clone());
+        seen.push(map.clone());
+    }
+
+    /// Every map seen, by version.
+    fn all(&self) -> impl Iterator<Item = &PartitionMap> {
+        self.maps.values().flatten()
     }
 
     /// Whether a map held `partition` as a tombstone (removed, or merged away): every node
     /// closes it and deletes its WAL records once that map is committed.
     pub(in crate::sim::node) fn removed(&self, partition: PartitionId) -> bool {
-        self.maps.values().any(|map| {
+        self.all().any(|map| {
             map.get(partition)
                 .is_some_and(|range| range.state == RangeState::Removed)
         })
@@ -60,7 +69,7 @@ impl RangeHistory {
     /// target, a created partition): partition 0's committed voters when its leader proposed
     /// it, recorded in the map entry.
     pub(in crate::sim::node) fn first_voters(&self, partition: PartitionId) -> Option<Vec<NodeId>> {
-        self.maps.values().find_map(|map| {
+        self.all().find_map(|map| {
             let first = map.get(partition)?.first.as_ref()?;
             Some(first.voters.clone())
         })
@@ -72,27 +81,38 @@ impl RangeHistory {
     }
 
     /// Splits and merges whose phase 2 shows between two consecutive versions seen: a
-    /// `Splitting` target made `Active`, a `Draining` source made a tombstone.
+    /// `Splitting` target made `Active`, a `Draining` source made a tombstone (each counted
+    /// once, whichever maps of those versions show it).
     pub(in crate::sim::node) fn completed(&self) -> (u64, u64) {
-        let (mut splits, mut merges) = (0, 0);
-        for (version, next) in &self.maps {
-            let Some(before) = self.maps.get(&(version - 1)) else {
+        let (mut splits, mut merges) = (BTreeSet::new(), BTreeSet::new());
+        for (version, nexts) in &self.maps {
+            let Some(befores) = self.maps.get(&(version - 1)) else {
                 continue;
             };
-            for range in &next.partitions {
-                let Some(was) = before.get(range.partition_id) else {
-                    continue;
-                };
-                match (was.state, range.state) {
-                    (RangeState::Splitting, RangeState::Active) if was.importing_from.is_some() => {
-                        splits += 1;
+            for (before, next) in befores
+                .iter()
+                .flat_map(|b| nexts.iter().map(move |n| (b, n)))
+            {
+                for range in &next.partitions {
+                    let Some(was) = before.get(range.partition_id) else {
+                        continue;
+                    };
+                    let step = (range.partition_id, range.generation);
+                    match (was.state, range.state) {
+                        (RangeState::Splitting, RangeState::Active)
+                            if was.importing_from.is_some() =>
+                        {
+                            splits.insert(step);
+                        }
+                        (RangeState::Draining, RangeState::Removed) => {
+                            merges.insert(step);
+                        }
+                        _ => {}
                     }
-                    (RangeState::Draining, RangeState::Removed) => merges += 1,
-                    _ => {}
                 }
             }
         }
-        (splits, merges)
+        (splits.len() as u64, merges.len() as u64)
     }
 }
 
@@ -248,6 +268,41 @@ mod tests {
         assert!(
             RangeOwnership::check_ranges(&[routed(owner, 2)], &history).is_err(),
             "a generation no map held"
+        );
+    }
+    #[test]
+    fn every_map_of_a_version_counts_not_only_the_first_seen() {
+        let mut first = PartitionMap::initial(2).expect("a map");
+        first.version = 1;
+        let draining = first.merge_phase_1(P1, PartitionId(2)).expect("phase 1");
+        let merged = draining.merge_phase_2(PartitionId(2)).expect("phase 2");
+        // Another map of phase 2's version, proposed by a leader that lost partition 0 before
+        // it committed: here the merge is not through in it.
+        let mut stale = draining.clone();
+        stale.version = merged.version;
+        let mut history = RangeHistory::default();
+        for map in [&first, &draining, &stale, &merged, &merged] {
+            history.note(map);
+        }
+        assert!(
+            history.removed(PartitionId(2)),
+            "the committed phase 2 counts"
+        );
+        assert_eq!(history.completed(), (0, 1), "one merge, seen once");
+        let kept = merged.get(P1).expect("the survivor");
+        let key = (0..).find(|k: &u64| {
+            let hash = register_hash(*k);
+            hash < draining.get(P1).expect("P1").start || hash > draining.get(P1).expect("P1").end
+        });
+        let routed = RoutedWrite {
+            partition: P1,
+            index: LogIndex(9),
+            key: key.expect("a key of the merged-away range"),
+            generation: kept.generation,
+        };
+        assert!(
+            RangeOwnership::check_ranges(&[routed], &history).is_ok(),
+            "the survivor's widened range at its new generation"
         );
     }
 }
