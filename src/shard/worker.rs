@@ -96,7 +96,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use crossbeam::channel::Receiver;
-use kommander_wal::Wal;
+use kommander_wal::{Lsn, Wal};
 
 use super::config::ShardConfig;
 use super::membership::MembershipTable;
@@ -211,6 +211,12 @@ pub(crate) struct Worker {
     partitions: Partitions,
     /// The version of the partition map this shard last followed (`map.rs`; 0: none).
     map_followed: u64,
+    /// Closed partitions whose records wait for the map that removed them (its version) to
+    /// be durable on this node (`map.rs`; each partition once, so at most the map's).
+    deletions_waiting: Vec<(PartitionId, u64)>,
+    /// On partition 0's shard: the newest map published and not yet known durable, with the
+    /// WAL position that makes it so (`map.rs`).
+    map_written: Option<(Lsn, u64)>,
     /// The leadership table's subscription count when this shard last counted its active
     /// partitions' subscribers (`ready.rs`).
     subscriptions_counted: u64,
@@ -282,6 +288,8 @@ impl Worker {
             waker: params.waker,
             partitions,
             map_followed: 0,
+            deletions_waiting: Vec::new(),
+            map_written: None,
             subscriptions_counted: 0,
             roster_followed: None,
             map_moving: None,
@@ -638,7 +646,9 @@ impl Worker {
             now,
             persisted(&mut self.partitions),
         );
-        self.check_wal(result).unwrap_or(false)
+        let durable = self.check_wal(result).unwrap_or(false);
+        self.note_map_durable();
+        durable
     }
 }
 

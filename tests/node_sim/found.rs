@@ -52,7 +52,12 @@
 //! of 1 500 seeds: partition 2's leader appended its split's generation entry, lost its term
 //! before the entry reached a follower, and led again with the entry truncated, but its log's
 //! marks still counted it, so it never proposed it again and the split never left phase 1;
-//! the marks are now exactly those of the log, decision 0006).
+//! the marks are now exactly those of the log, decision 0006) and 6027 (two leaders of
+//! partition 6's term 15: n5 led it, closed it when the merge that removed it committed and
+//! deleted its records, then restarted before partition 0's commit of that map reached its
+//! disk; the map it read back was the one before, so it opened the partition again from an
+//! empty log and granted n2 a vote in the term it had led; a removed partition's records now
+//! wait until the map that removed it is durable on the node).
 //!
 //! In the simulator: 636 (the liveness bound blamed a follower whose log held another term at
 //! the leader's compaction floor: only a snapshot can bring it back, and the shards do not ship
@@ -90,7 +95,7 @@ fn seeds_that_found_bugs_replay_clean() {
             panic!("{failure}");
         }
     }
-    for seed in [7, 2, 17, 2045, 5979, 5832] {
+    for seed in [7, 2, 17, 2045, 6027, 5979, 5832] {
         if let Err(failure) = NodeSimulation::new(seed, NodeSimConfig::elastic_for_seed(seed)).run()
         {
             panic!("{failure}");

@@ -8,6 +8,7 @@
 //! partition 0 — and only ever to a higher map version: two leaders in a row may both commit a
 //! version-1 map, and the first one committed stays.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use super::map::PartitionMap;
@@ -36,6 +37,9 @@ pub struct MapTable {
     followed: Mutex<Vec<u64>>,
     /// The newest map every shard has followed (version 0: none yet).
     in_force: RwLock<Arc<PartitionMap>>,
+    /// The version of the newest map this node's restart would publish again (its commit
+    /// durable in partition 0's WAL; 0: none yet).
+    durable: AtomicU64,
     first_members: Mutex<Option<FirstMembers>>,
     /// How far this node's replicas applied their split entries.
     progress: SplitProgress,
@@ -74,6 +78,22 @@ impl MapTable {
         }
         self.notify();
         true
+    }
+
+    /// The version of the newest map a restart of this node would publish again: partition
+    /// 0's WAL holds its entry and a commit index that covers it (or its floor holds it). A
+    /// shard deletes a removed partition's records only once the map that removed it is
+    /// this durable: a node whose commit index had not reached the disk restarts with an
+    /// older map, which would open the partition again from an empty log, a replica that
+    /// forgot its term and vote (elastic seed 6027: two leaders in one term).
+    pub(crate) fn durable_version(&self) -> u64 {
+        self.durable.load(Ordering::Acquire)
+    }
+
+    /// Records that the map of `version` (and every older one) is durable as
+    /// [`MapTable::durable_version`] says.
+    pub(crate) fn made_durable(&self, version: u64) {
+        self.durable.fetch_max(version, Ordering::AcqRel);
     }
 
     /// The map in force: the newest committed map every shard of this node has followed, its

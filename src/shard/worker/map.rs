@@ -10,7 +10,14 @@
 //!   joined;
 //! * closes every partition it hosts that the map removed (a tombstone): its waiters are
 //!   refused `NotHosted`, its restore and transfers end, its leadership shows no leader, and
-//!   its WAL records are deleted so that its segments are reclaimed.
+//!   its WAL records are deleted so that its segments are reclaimed — once the map that
+//!   removed it is durable on this node ([`MapTable::durable_version`]: partition 0's commit
+//!   of it is on the disk). Deleted sooner, a restart that read back an older map would open
+//!   the partition again from an empty log: a replica that forgot its term and its vote.
+//!
+//! Partition 0's shard says when a map is durable: a map published by its Readies (or by
+//! its restore's delivery) is durable once the WAL holds everything appended when it was
+//! published (`note_map_written`, `note_map_durable`).
 //!
 //! A partition a map change created that opens here without a log, this node being its
 //! [`first_candidate`], has its first election started at once rather than after an election
@@ -26,6 +33,8 @@ use std::time::Instant;
 
 use super::Worker;
 use crate::core::{NodeId, PartitionId, Role, SoftState, Term};
+#[cfg(doc)]
+use crate::shard::partitions::MapTable;
 use crate::shard::partitions::{FirstMembers, RangeState};
 use crate::shard::{Refusal, shard_of};
 
@@ -38,6 +47,7 @@ impl Worker {
         if self.failed() {
             return;
         }
+        self.delete_closed();
         let map = self.maps.map();
         if map.version == self.map_followed {
             return;
@@ -50,7 +60,7 @@ impl Worker {
                 continue;
             }
             if range.state == RangeState::Removed {
-                self.close(partition, now);
+                self.close(partition, map.version, now);
             } else if self.partitions.get(partition).is_none() {
                 let (voters, learners) = match &range.first {
                     Some(first) => (first.voters.clone(), first.learners.clone()),
@@ -99,14 +109,17 @@ impl Worker {
             .unwrap_or_else(|| (self.config.cluster.keys().copied().collect(), Vec::new()))
     }
 
-    /// Closes `partition`, which the map removed; when it is not hosted here, deletes its WAL
-    /// records all the same, if the WAL holds any (a node that restarted after the tombstone
-    /// committed never opens the partition again: the node simulator's elastic sweep found
-    /// its records kept for ever).
-    fn close(&mut self, partition: PartitionId, now: Instant) {
+    /// Closes `partition`, which the map of `version` removed, and deletes its WAL records once
+    /// that map is durable (`delete_closed`); when it is not hosted here, deletes its records
+    /// all the same, if the WAL holds any (a node that restarted after the tombstone committed
+    /// never opens the partition again: the node simulator's elastic sweep found its records
+    /// kept for ever).
+    fn close(&mut self, partition: PartitionId, version: u64, now: Instant) {
+        if !self.deletions_waiting.iter().any(|(p, _)| *p == partition) {
+            self.deletions_waiting.push((partition, version));
+        }
         let Some(mut slot) = self.partitions.remove(partition) else {
-            let deleted = self.writes.delete_partition(&mut self.wal, partition);
-            self.check_wal(deleted);
+            self.delete_closed();
             return;
         };
         slot.refuse_waiters(&Refusal::NotHosted);
@@ -129,9 +142,57 @@ impl Worker {
             },
             now,
         );
-        let deleted = self.writes.delete_partition(&mut self.wal, partition);
-        self.check_wal(deleted);
+        self.delete_closed();
         tracing::info!(%partition, "partition map: the partition is removed; closed");
+    }
+
+    /// Deletes the WAL records of the closed partitions whose removing map is durable on this
+    /// node (see the module docs); the others wait for a later tick. A partition opened again
+    /// meanwhile (a restart read back an older map and its log) is closed again when the
+    /// map comes back.
+    fn delete_closed(&mut self) {
+        if self.deletions_waiting.is_empty() {
+            return;
+        }
+        let durable = self.maps.durable_version();
+        let mut waiting = std::mem::take(&mut self.deletions_waiting);
+        waiting.retain(|&(partition, version)| {
+            if version > durable || self.failed() {
+                return true;
+            }
+            if self.partitions.get(partition).is_none() {
+                let deleted = self.writes.delete_partition(&mut self.wal, partition);
+                self.check_wal(deleted);
+            }
+            false
+        });
+        self.deletions_waiting = waiting;
+    }
+
+    /// After partition 0's Ready was scheduled, or its restore delivered entries: a map
+    /// published since the last note is durable once the WAL holds everything appended now
+    /// (the commit index that covers the map's entry was appended with that Ready or an
+    /// earlier one). A newer map replaces an older one not yet durable, which then waits
+    /// for the newer one's records.
+    pub(super) fn note_map_written(&mut self) {
+        let version = self.maps.map().version;
+        if version > self.maps.durable_version()
+            && self
+                .map_written
+                .is_none_or(|(_, written)| written < version)
+        {
+            self.map_written = Some((self.wal.next_lsn(), version));
+        }
+    }
+
+    /// After each poll of the WAL: the map noted written is durable once the WAL is.
+    pub(super) fn note_map_durable(&mut self) {
+        if let Some((lsn, version)) = self.map_written
+            && self.wal.durable_lsn() >= lsn
+        {
+            self.maps.made_durable(version);
+            self.map_written = None;
+        }
     }
 
     /// Starts the first election of `partition`, created by a map change and opened here

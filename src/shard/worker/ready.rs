@@ -254,6 +254,9 @@ impl Worker {
         }
         self.start_transfers(partition, ready.snapshot_required);
         self.snapshot_messages(partition, ready.snapshot_messages);
+        if partition == SYSTEM_PARTITION {
+            self.note_map_written();
+        }
     }
 }
 

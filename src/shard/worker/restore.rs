@@ -131,6 +131,8 @@ impl Worker {
                         LogMarks::default(),
                     );
                     if let Some(map) = upgrade {
+                        // Read from the data directory: a restart reads it again.
+                        self.maps.made_durable(map.version);
                         self.maps.publish(map);
                     }
                 }
@@ -159,6 +161,7 @@ impl Worker {
         }
         let mut budget = self.config.restore_entries_per_turn_max;
         let mut worked = false;
+        let mut delivered_maps = false;
         while budget > 0 {
             let Some(&partition) = self.restoring.front() else {
                 break;
@@ -197,6 +200,7 @@ impl Worker {
                 }
             };
             worked = true;
+            delivered_maps |= partition == SYSTEM_PARTITION;
             let to = Recipients::of(
                 &self.app,
                 &self.events,
@@ -240,6 +244,9 @@ impl Worker {
                 // Waiting for this partition's Readies (gathered later in the turn).
                 break;
             }
+        }
+        if delivered_maps {
+            self.note_map_written();
         }
         worked
     }
@@ -314,7 +321,7 @@ impl Worker {
 
 /// Publishes partition 0's map as its log read back commits it: the floor's, then every map
 /// entry up to the commit index (those between the floor and the application's durable index
-/// are never delivered again).
+/// are never delivered again). Each is durable: a restart publishes it again.
 fn publish_restored_maps(
     maps: &MapTable,
     floor_map: Option<PartitionMap>,
@@ -322,6 +329,7 @@ fn publish_restored_maps(
     floor_meta_bytes_max: usize,
 ) {
     if let Some(map) = floor_map {
+        maps.made_durable(map.version);
         maps.publish(map);
     }
     let committed = durable
@@ -332,6 +340,7 @@ fn publish_restored_maps(
         if let Some(map) = map_entry(SYSTEM_PARTITION, entry)
             .and_then(|encoded| map_for_floor(&encoded, floor_meta_bytes_max).ok())
         {
+            maps.made_durable(map.version);
             maps.publish(map);
         }
     }
