@@ -24,7 +24,7 @@ use super::run::Event;
 use super::sim_node::FirstMembers;
 use crate::core::{NodeId, Status, Ticket};
 use crate::shard::membership::{MemberRole, Roster, RosterChange};
-use crate::shard::{Refusal, ReplicationResult, Request, SYSTEM_PARTITION};
+use crate::shard::{Leadership, Refusal, ReplicationResult, Request, SYSTEM_PARTITION};
 use crate::sim::checkers::Violation;
 
 use super::checkers::RECOVERY;
@@ -114,7 +114,7 @@ impl NodeSimulation {
         if self.membership.busy() {
             return None;
         }
-        let leader = self.system_leader_hint();
+        let leader = self.system_leader()?;
         let running = self.nodes[leader].running.as_ref()?;
         let roster = running.host.membership().roster()?;
         let progress = running.host.log_progress(SYSTEM_PARTITION);
@@ -145,6 +145,25 @@ impl NodeSimulation {
         }
         let candidates: Vec<usize> = (0..self.nodes.len()).filter(|&n| replaceable(n)).collect();
         (!candidates.is_empty()).then(|| candidates[self.nemesis_rng.index(candidates.len())])
+    }
+
+    /// Partition 0's leader in the highest term any running replica of it knows, if one leads
+    /// in that term: the simulator's view, not the operators' hint (which now and then names
+    /// any node, and may name a stale leader cut off from a newer term; joining seed 8847
+    /// replaced a voter of a configuration the newest leader had in flight, judged at rest by
+    /// the leader of an older term).
+    fn system_leader(&self) -> Option<usize> {
+        let views: Vec<(usize, Leadership)> = (0..self.nodes.len())
+            .filter_map(|n| {
+                let running = self.nodes[n].running.as_ref()?;
+                Some((n, running.host.leadership(SYSTEM_PARTITION)?))
+            })
+            .collect();
+        let newest = views.iter().map(|(_, view)| view.term).max()?;
+        views
+            .iter()
+            .find(|(_, view)| view.term == newest && view.leads())
+            .map(|(n, _)| *n)
     }
 
     /// `node` crashes, its disks are replaced by empty ones, and it asks to be admitted with
