@@ -174,6 +174,13 @@ pub enum SnapshotOutcome {
     /// The transfer ended here (a stale term, a chunk out of order, a checksum that does not
     /// match, a cap, an import that failed).
     Refused,
+    /// Answers a first chunk when the follower receives as many transfers as it takes at once
+    /// (`snapshot.sessions_max`): nothing of it was kept, the leader waits for `Free` (or, if
+    /// that is lost, for `snapshot.ack_timeout_ticks`) and sends it again. Not a failure: the
+    /// leader's back-off does not grow.
+    Busy,
+    /// The follower that answered `Busy` has room for a transfer now: start it again.
+    Free,
 }
 
 impl MessageBody {

@@ -73,7 +73,9 @@ pub struct SnapshotConfig {
     /// Transfers a shard sends at once (one per follower and partition at most); a transfer
     /// beyond it waits its turn and starts, in the order asked for, when one ends.
     pub transfers_max: usize,
-    /// Transfers a shard receives at once; a first chunk beyond it is refused.
+    /// Transfers a shard receives at once; a first chunk beyond it is answered `Busy`, and its
+    /// leader waits until this shard tells it `Free` as a session ends (or for
+    /// `ack_timeout_ticks`, if that notice is lost).
     pub sessions_max: usize,
     /// Bytes one received transfer may carry; a chunk beyond it ends the transfer.
     pub session_bytes_max: u64,

@@ -15,5 +15,6 @@ mod node_bugs;
 mod quiescence;
 mod restart;
 mod shard_failure;
+mod snapshot_room;
 mod statuses;
 pub(crate) mod stepped;

@@ -222,13 +222,15 @@ fn arb_body() -> impl Strategy<Value = MessageBody> {
                     }))
                 }
             ),
-        (u(), any::<u32>(), 0..3u8).prop_map(|(session, seq, outcome)| MessageBody::SnapshotAck {
+        (u(), any::<u32>(), 0..5u8).prop_map(|(session, seq, outcome)| MessageBody::SnapshotAck {
             session,
             seq,
             outcome: [
                 SnapshotOutcome::Received,
                 SnapshotOutcome::Installed,
                 SnapshotOutcome::Refused,
+                SnapshotOutcome::Busy,
+                SnapshotOutcome::Free,
             ][usize::from(outcome)],
         }),
     ]

@@ -8,6 +8,7 @@ pub(crate) mod pump;
 pub(crate) mod receiver;
 pub(crate) mod sender;
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::core::{NodeId, PartitionId};
@@ -60,6 +61,10 @@ pub(crate) struct Transfers {
     next_queued: u64,
     /// The transfers in `sending` waiting for a free one (`Sending::Queued`).
     queued: usize,
+    /// The leaders (partition, leader, session) whose first chunk this shard answered `Busy`,
+    /// oldest first, one per partition (so at most this shard's partitions): told `Free` as
+    /// receive sessions end.
+    busy: VecDeque<(PartitionId, NodeId, u64)>,
     /// What `snapshot.bytes_per_sec_max` still lets the shard send.
     pub(crate) budget: SendBudget,
     /// `NodeBug::BoundaryBeforeImport`: finishes submitted once their ticks run out.
@@ -76,6 +81,7 @@ impl Transfers {
             next_session: 0,
             next_queued: 0,
             queued: 0,
+            busy: VecDeque::new(),
             budget: SendBudget::default(),
             #[cfg(feature = "sim-bugs")]
             late_finishes: Vec::new(),
@@ -137,6 +143,30 @@ impl Transfers {
         self.queued > 0
     }
 
+    /// Records that the first chunk `leader` sent of `partition` (its `session`) was answered
+    /// `Busy`; a partition's earlier record goes (its place in the line with it).
+    pub(crate) fn note_busy(&mut self, partition: PartitionId, leader: NodeId, session: u64) {
+        self.busy.retain(|&(p, ..)| p != partition);
+        self.busy.push_back((partition, leader, session));
+    }
+
+    /// The leader that has waited longest to be told `Free`, among the partitions not
+    /// receiving a transfer now; those receiving one leave the line (their transfer came).
+    pub(crate) fn next_busy(&mut self) -> Option<(PartitionId, NodeId, u64)> {
+        while let Some(waiting) = self.busy.pop_front() {
+            if !self.receiving.contains_key(&waiting.0) {
+                return Some(waiting);
+            }
+        }
+        None
+    }
+
+    /// Ends every transfer received for `partition`, and forgets its leader waiting for room.
+    pub(crate) fn end_receives(&mut self, partition: PartitionId) {
+        self.receiving.remove(&partition);
+        self.busy.retain(|&(p, ..)| p != partition);
+    }
+
     /// Ends every transfer sent for `partition`, waiting or not. Returns whether there was any.
     pub(crate) fn end_sends(&mut self, partition: PartitionId) -> bool {
         let before = self.sending.len();
@@ -154,8 +184,9 @@ impl Transfers {
 mod tests {
     use std::time::Duration;
 
-    use super::{SendBudget, Transfers};
-    use crate::core::{NodeId, PartitionId};
+    use super::{Incoming, SendBudget, Transfers};
+    use crate::core::{Configuration, Floor, LogIndex, NodeId, PartitionId, Term};
+    use crate::shard::partitions::marks::LogMarks;
     use crate::shard::snapshot::pump::Pump;
 
     #[test]
@@ -185,6 +216,31 @@ mod tests {
         assert_eq!(transfers.take_queued(), Some(((b, follower), 1)));
         assert!(!transfers.any_queued());
         assert_eq!(transfers.take_queued(), None);
+    }
+
+    #[test]
+    fn leaders_answered_busy_are_told_free_longest_waiting_first_once_each() {
+        let mut transfers = Transfers::new(Pump::inline());
+        let (a, b, c) = (PartitionId(1), PartitionId(2), PartitionId(3));
+        transfers.note_busy(a, NodeId(2), 10);
+        transfers.note_busy(b, NodeId(3), 20);
+        transfers.note_busy(c, NodeId(2), 30);
+        // Answered busy again (a later session): one place, at the back of the line.
+        transfers.note_busy(a, NodeId(4), 11);
+        // A partition receiving a transfer now leaves the line: its transfer came.
+        let floor = Floor {
+            index: LogIndex(5),
+            term: Term(1),
+            configuration: Configuration::new(vec![NodeId(1)], Vec::new()).expect("valid"),
+        };
+        let incoming = Incoming::new(NodeId(3), 21, Term(1), floor, LogMarks::default());
+        transfers.receiving.insert(b, incoming);
+        assert_eq!(transfers.next_busy(), Some((c, NodeId(2), 30)));
+        // A partition's end takes its place in the line along.
+        transfers.note_busy(c, NodeId(2), 31);
+        transfers.end_receives(c);
+        assert_eq!(transfers.next_busy(), Some((a, NodeId(4), 11)));
+        assert_eq!(transfers.next_busy(), None);
     }
 
     #[test]

@@ -6,6 +6,12 @@
 //! sends the final acknowledgement. The application's reads and writes run on the pump
 //! (`snapshot/pump.rs`); their results come back here at the start of a turn.
 //!
+//! A follower receives at most `snapshot.sessions_max` transfers at once: a first chunk
+//! beyond them is answered `Busy` and its leader noted; the transfer waits on the leader, no
+//! failure counted, until a session ends here and the follower tells the longest waiting
+//! leader `Free` (one per session ended), or, if that notice is lost, for
+//! `snapshot.ack_timeout_ticks`.
+//!
 //! A partition is held while its import finishes (nothing is stepped, ticked, gathered or
 //! delivered), so the replica is exactly as the import found it when the snapshot is
 //! installed; an import whose index the application has already passed is not finished.
@@ -232,6 +238,10 @@ impl Worker {
         follower: NodeId,
         (session, seq, outcome): (u64, u32, SnapshotOutcome),
     ) {
+        if outcome == SnapshotOutcome::Free {
+            self.room_at(partition, follower);
+            return;
+        }
         let key = TransferKey {
             partition,
             peer: follower,
@@ -264,7 +274,51 @@ impl Worker {
             SnapshotOutcome::Refused => {
                 self.fail_send(partition, follower, "the follower refused a chunk");
             }
+            SnapshotOutcome::Busy => self.wait_for_room(partition, follower),
+            // Answered above.
+            SnapshotOutcome::Free => {}
         }
+    }
+
+    /// The follower answered `Busy`: the transfer waits, with its back-off unchanged and no
+    /// failure counted, for the follower's `Free` or, if that is lost,
+    /// `snapshot.ack_timeout_ticks`. Its place among the `transfers_max` sent is free.
+    fn wait_for_room(&mut self, partition: PartitionId, follower: NodeId) {
+        if let Some(Sending::Active(outgoing)) =
+            self.transfers.sending.remove(&(partition, follower))
+        {
+            tracing::debug!(%partition, %follower, session = outgoing.session, "snapshot transfer: the follower is busy; waiting for room");
+            self.transfers.sending.insert(
+                (partition, follower),
+                Sending::BackingOff {
+                    ticks_left: self.config.snapshot.ack_timeout_ticks.max(1),
+                    backoff: outgoing.backoff,
+                },
+            );
+            self.metrics
+                .snapshot_transfers(self.transfers.active_sends());
+        }
+    }
+
+    /// The follower told `Free`: a transfer to it waiting (after `Busy` or a failure) is
+    /// asked for again at once.
+    fn room_at(&mut self, partition: PartitionId, follower: NodeId) {
+        if let Some(Sending::BackingOff { ticks_left, .. }) =
+            self.transfers.sending.get_mut(&(partition, follower))
+            && *ticks_left > 0
+        {
+            *ticks_left = 0;
+            self.probe(partition, follower);
+        }
+    }
+
+    /// A transfer's wait is over: the replica is asked to report the follower again, whose
+    /// snapshot the next Ready requires (`start_transfer` then takes the wait's back-off).
+    fn probe(&mut self, partition: PartitionId, follower: NodeId) {
+        if let Some(replica) = self.partitions.replica_mut(partition) {
+            replica.report_snapshot_failure(follower);
+        }
+        self.partitions.mark_dirty(partition);
     }
 
     // ----- receiving -----
@@ -355,13 +409,15 @@ impl Worker {
             self.partitions.mark_dirty(partition);
             return;
         }
-        let Some(transfer) = self.transfer.clone().filter(|t| {
-            t.supports(partition)
-                && self.transfers.receiving.len() < self.config.snapshot.sessions_max
-        }) else {
+        let Some(transfer) = self.transfer.clone().filter(|t| t.supports(partition)) else {
             self.send_ack(partition, ack(SnapshotOutcome::Refused));
             return;
         };
+        if self.transfers.receiving.len() >= self.config.snapshot.sessions_max {
+            self.transfers.note_busy(partition, leader, session);
+            self.send_ack(partition, ack(SnapshotOutcome::Busy));
+            return;
+        }
         let marks = match LogMarks::from_snapshot_bytes(&marks) {
             Ok(marks) => marks,
             Err(error) => {
@@ -398,6 +454,7 @@ impl Worker {
         let Some(incoming) = self.transfers.receiving.remove(&partition) else {
             return;
         };
+        self.tell_free();
         tracing::warn!(%partition, leader = %incoming.leader, session = incoming.session, reason, "snapshot transfer ended");
         if incoming.finishing {
             self.hold(partition, false);
@@ -530,6 +587,7 @@ impl Worker {
             return;
         }
         self.transfers.receiving.remove(&key.partition);
+        self.tell_free();
         let Some(slot) = self.partitions.get_mut(key.partition) else {
             return;
         };
@@ -667,10 +725,7 @@ impl Worker {
             self.read_next_chunk(partition, follower);
         }
         for (partition, follower) in probe {
-            if let Some(replica) = self.partitions.replica_mut(partition) {
-                replica.report_snapshot_failure(follower);
-            }
-            self.partitions.mark_dirty(partition);
+            self.probe(partition, follower);
         }
         #[cfg(feature = "sim-bugs")]
         {
@@ -702,7 +757,11 @@ impl Worker {
     /// no transfer and is dropped).
     pub(super) fn end_transfers(&mut self, partition: PartitionId) {
         self.transfers.end_sends(partition);
-        self.transfers.receiving.remove(&partition);
+        let received = self.transfers.receiving.contains_key(&partition);
+        self.transfers.end_receives(partition);
+        if received {
+            self.tell_free();
+        }
         self.metrics
             .snapshot_transfers(self.transfers.active_sends());
     }
@@ -719,6 +778,17 @@ impl Worker {
         });
         if stale {
             self.transfers.receiving.remove(&partition);
+            self.tell_free();
+        }
+    }
+
+    /// A receive session ended: the leader that has waited longest after a `Busy` answer is
+    /// told `Free` (one per session ended, so the leaders told are about as many as the
+    /// sessions free; one that no longer needs the transfer leaves its place idle until a
+    /// waiting leader's `snapshot.ack_timeout_ticks`).
+    fn tell_free(&mut self) {
+        if let Some((partition, leader, session)) = self.transfers.next_busy() {
+            self.send_ack(partition, (leader, session, 0, SnapshotOutcome::Free));
         }
     }
 }

@@ -17,8 +17,9 @@ pub const MAGIC: u32 = u32::from_le_bytes(*b"KMDR");
 /// carry the candidate's committed configuration version; 7: the handshake's `Hello` carries
 /// the connector's incarnation, and a `Reject` may say `DuplicateNode`; 8: a `Heartbeat`
 /// carries the quiesce flag, decision 0007; 9: a `SnapshotChunk` carries the split marks at
-/// its snapshot's index, decision 0006).
-pub const PROTOCOL_VERSION: u16 = 9;
+/// its snapshot's index, decision 0006; 10: a `SnapshotAck` may answer `Busy` and `Free`,
+/// decision 0003).
+pub const PROTOCOL_VERSION: u16 = 10;
 /// Size of [`WireFrameHeader`].
 pub const HEADER_BYTES: usize = 24;
 /// The header bytes the checksum covers (all but the checksum itself).

@@ -140,6 +140,8 @@ const fn outcome_code(outcome: SnapshotOutcome) -> u8 {
         SnapshotOutcome::Received => 0,
         SnapshotOutcome::Installed => 1,
         SnapshotOutcome::Refused => 2,
+        SnapshotOutcome::Busy => 3,
+        SnapshotOutcome::Free => 4,
     }
 }
 
@@ -492,6 +494,8 @@ pub fn decode_messages(
                         0 => SnapshotOutcome::Received,
                         1 => SnapshotOutcome::Installed,
                         2 => SnapshotOutcome::Refused,
+                        3 => SnapshotOutcome::Busy,
+                        4 => SnapshotOutcome::Free,
                         value => return Err(WireError::UnknownSnapshotOutcome { value, at }),
                     }
                 },
