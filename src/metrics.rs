@@ -68,7 +68,7 @@ pub const SNAPSHOT_BYTES_RECEIVED: &str = "kommander_snapshot_bytes_received_tot
 /// Snapshot transfers a shard is sending (gauge; label `shard`).
 pub const SNAPSHOT_TRANSFERS_ACTIVE: &str = "kommander_snapshot_transfers_active";
 /// Snapshot transfers that failed and back off, or that could not start (counter; label
-/// `shard`).
+/// `shard`); a follower's `Busy` answer (its receive sessions full) is not one.
 pub const SNAPSHOT_TRANSFER_FAILURES: &str = "kommander_snapshot_transfer_failures_total";
 /// Snapshots installed on this node's followers (counter; label `shard`).
 pub const SNAPSHOTS_INSTALLED: &str = "kommander_snapshots_installed_total";
