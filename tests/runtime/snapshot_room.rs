@@ -41,7 +41,8 @@ fn caught_up(cluster: &SteppedCluster, i: usize) -> bool {
     })
 }
 
-/// What the follower's transfers showed on the wire, in order: (virtual ms, partition, what).
+/// What the follower's transfers showed on the wire (recorded with the virtual ms and the
+/// partition, in order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Seen {
     /// A first chunk sent to the follower.

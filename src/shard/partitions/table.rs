@@ -96,6 +96,13 @@ impl MapTable {
         self.durable.fetch_max(version, Ordering::AcqRel);
     }
 
+    /// Publishes `map`, read back from this node's disk (so durable), as
+    /// [`MapTable::publish`] does.
+    pub(crate) fn publish_durable(&self, map: PartitionMap) {
+        self.made_durable(map.version);
+        self.publish(map);
+    }
+
     /// The map in force: the newest committed map every shard of this node has followed, its
     /// partitions open (created, or restoring) and those it removed closed (version 0: none
     /// yet).

@@ -110,16 +110,13 @@ impl Worker {
     }
 
     /// Closes `partition`, which the map of `version` removed, and deletes its WAL records once
-    /// that map is durable (`delete_closed`); when it is not hosted here, deletes its records
-    /// all the same, if the WAL holds any (a node that restarted after the tombstone committed
-    /// never opens the partition again: the node simulator's elastic sweep found its records
-    /// kept for ever).
+    /// that map is durable (`delete_when_durable`); when it is not hosted here, deletes its
+    /// records all the same, if the WAL holds any (a node that restarted after the tombstone
+    /// committed never opens the partition again: the node simulator's elastic sweep found its
+    /// records kept for ever).
     fn close(&mut self, partition: PartitionId, version: u64, now: Instant) {
-        if !self.deletions_waiting.iter().any(|(p, _)| *p == partition) {
-            self.deletions_waiting.push((partition, version));
-        }
         let Some(mut slot) = self.partitions.remove(partition) else {
-            self.delete_closed();
+            self.delete_when_durable(partition, version);
             return;
         };
         slot.refuse_waiters(&Refusal::NotHosted);
@@ -142,12 +139,24 @@ impl Worker {
             },
             now,
         );
-        self.delete_closed();
+        self.delete_when_durable(partition, version);
         tracing::info!(%partition, "partition map: the partition is removed; closed");
     }
 
-    /// Deletes the WAL records of the closed partitions whose removing map is durable on this
-    /// node (see the module docs); the others wait for a later tick. A partition opened again
+    /// Deletes the WAL records of `partition`, closed, if the map of `version` that removed it
+    /// is durable on this node (see the module docs), else leaves the deletion to
+    /// `delete_closed` at a later tick.
+    fn delete_when_durable(&mut self, partition: PartitionId, version: u64) {
+        if version <= self.maps.durable_version() {
+            let deleted = self.writes.delete_partition(&mut self.wal, partition);
+            self.check_wal(deleted);
+        } else if !self.deletions_waiting.iter().any(|(p, _)| *p == partition) {
+            self.deletions_waiting.push((partition, version));
+        }
+    }
+
+    /// Deletes the WAL records of the closed partitions whose removing map became durable on
+    /// this node since they were closed; the others wait for a later tick. A partition opened again
     /// meanwhile (a restart read back an older map and its log) is closed again when the
     /// map comes back.
     fn delete_closed(&mut self) {

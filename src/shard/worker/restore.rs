@@ -132,8 +132,7 @@ impl Worker {
                     );
                     if let Some(map) = upgrade {
                         // Read from the data directory: a restart reads it again.
-                        self.maps.made_durable(map.version);
-                        self.maps.publish(map);
+                        self.maps.publish_durable(map);
                     }
                 }
                 self.partitions.insert(partition, slot);
@@ -329,8 +328,7 @@ fn publish_restored_maps(
     floor_meta_bytes_max: usize,
 ) {
     if let Some(map) = floor_map {
-        maps.made_durable(map.version);
-        maps.publish(map);
+        maps.publish_durable(map);
     }
     let committed = durable
         .entries
@@ -340,8 +338,7 @@ fn publish_restored_maps(
         if let Some(map) = map_entry(SYSTEM_PARTITION, entry)
             .and_then(|encoded| map_for_floor(&encoded, floor_meta_bytes_max).ok())
         {
-            maps.made_durable(map.version);
-            maps.publish(map);
+            maps.publish_durable(map);
         }
     }
 }

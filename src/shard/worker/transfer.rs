@@ -142,11 +142,17 @@ impl Worker {
         let next = backoff
             .saturating_mul(2)
             .min(self.config.snapshot.backoff_max_ticks);
+        self.wait_to_send(partition, follower, backoff, next);
+    }
+
+    /// The transfer to `follower` waits `ticks` before the follower is probed again; its next
+    /// failure backs off `backoff` ticks.
+    fn wait_to_send(&mut self, partition: PartitionId, follower: NodeId, ticks: u32, backoff: u32) {
         self.transfers.sending.insert(
             (partition, follower),
             Sending::BackingOff {
-                ticks_left: backoff,
-                backoff: next,
+                ticks_left: ticks,
+                backoff,
             },
         );
         self.metrics
@@ -288,15 +294,8 @@ impl Worker {
             self.transfers.sending.remove(&(partition, follower))
         {
             tracing::debug!(%partition, %follower, session = outgoing.session, "snapshot transfer: the follower is busy; waiting for room");
-            self.transfers.sending.insert(
-                (partition, follower),
-                Sending::BackingOff {
-                    ticks_left: self.config.snapshot.ack_timeout_ticks.max(1),
-                    backoff: outgoing.backoff,
-                },
-            );
-            self.metrics
-                .snapshot_transfers(self.transfers.active_sends());
+            let ticks = self.config.snapshot.ack_timeout_ticks.max(1);
+            self.wait_to_send(partition, follower, ticks, outgoing.backoff);
         }
     }
 
