@@ -191,12 +191,11 @@ impl RaftLog {
         self.entries.range(first..end)
     }
 
-    /// Entries not yet handed out in a Ready; marks them handed out.
-    pub(crate) fn take_unstable(&mut self) -> Vec<Entry> {
+    /// Appends the entries not yet handed out in a Ready to `out`; marks them handed out.
+    pub(crate) fn take_unstable_into(&mut self, out: &mut Vec<Entry>) {
         let from = self.unstable_from;
-        let out: Vec<Entry> = self.range(from, self.last_index()).cloned().collect();
+        out.extend(self.range(from, self.last_index()).cloned());
         self.unstable_from = self.last_index().next();
-        out
     }
 
     pub(crate) fn has_unstable(&self) -> bool {

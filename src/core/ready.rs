@@ -98,11 +98,24 @@ pub struct GatedMessages {
 }
 
 impl GatedMessages {
-    pub(crate) fn new(ready_number: u64, messages: Vec<Message>) -> Self {
+    /// No messages, with `buffer`'s capacity (emptied) for a later
+    /// [`Replica::ready_into`](super::Replica::ready_into) to fill: a runtime gives back the
+    /// vectors [`GatedMessages::release`] handed out.
+    #[must_use]
+    pub fn reusing(mut buffer: Vec<Message>) -> Self {
+        buffer.clear();
         Self {
-            ready_number,
-            messages,
+            ready_number: 0,
+            messages: buffer,
         }
+    }
+
+    /// Makes these the messages `from` held (moved out, `from` keeps its capacity), gated by
+    /// Ready `ready_number`; what these held is dropped.
+    pub(crate) fn refill(&mut self, ready_number: u64, from: &mut Vec<Message>) {
+        self.ready_number = ready_number;
+        self.messages.clear();
+        self.messages.append(from);
     }
 
     /// The Ready whose durability gates these messages.
@@ -207,6 +220,44 @@ pub struct Ready {
 }
 
 impl Ready {
+    /// Drops the content, keeping the vectors' capacity (for
+    /// [`Replica::ready_into`](super::Replica::ready_into)).
+    pub fn clear(&mut self) {
+        let Self {
+            number,
+            soft_state,
+            hard_state,
+            entries,
+            compaction_floor,
+            installed_snapshot,
+            messages,
+            persisted_messages,
+            committed_entries,
+            committed_through,
+            read_states,
+            outcomes,
+            snapshot_required,
+            snapshot_messages,
+            quiescence,
+        } = self;
+        *number = 0;
+        *soft_state = None;
+        *hard_state = None;
+        entries.clear();
+        *compaction_floor = None;
+        *installed_snapshot = None;
+        messages.clear();
+        persisted_messages.ready_number = 0;
+        persisted_messages.messages.clear();
+        committed_entries.clear();
+        *committed_through = LogIndex::ZERO;
+        read_states.clear();
+        outcomes.clear();
+        snapshot_required.clear();
+        snapshot_messages.clear();
+        *quiescence = None;
+    }
+
     /// Whether step 1 of the contract has anything to write.
     #[must_use]
     pub fn must_persist(&self) -> bool {

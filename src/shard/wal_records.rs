@@ -316,14 +316,28 @@ impl WalView {
     }
 }
 
-/// The WAL records of one Ready, described by offsets into the encoding scratch buffer (so the
-/// borrowed [`Write`]s can be built after encoding).
+/// The encodings of one Ready's entries, kept from Ready to Ready for their capacity: the
+/// bytes, and each entry's (index, term, range of the bytes).
+#[derive(Debug, Default)]
+pub(crate) struct Encoded {
+    bytes: Vec<u8>,
+    entries: Vec<(u64, u64, std::ops::Range<usize>)>,
+}
+
+impl Encoded {
+    /// The bytes of the encodings.
+    pub(crate) fn len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+/// The WAL records of one Ready; its entries' are in the [`Encoded`] it was made with (so
+/// the borrowed [`Write`]s can be built after encoding).
 pub(crate) struct ReadyWrites {
     term_vote: Option<TermVote>,
     /// An installed snapshot's boundary: (index, term).
     install: Option<(u64, u64, Bytes)>,
     truncate_after: Option<u64>,
-    entries: Vec<(u64, u64, std::ops::Range<usize>)>,
     commit: Option<u64>,
     /// The first index kept, and the configuration in force at the floor.
     compact_to: Option<(u64, Bytes)>,
@@ -331,62 +345,74 @@ pub(crate) struct ReadyWrites {
 }
 
 impl ReadyWrites {
-    /// The records, borrowing the entries' encodings from `scratch`.
-    pub(crate) fn writes<'a>(&'a self, scratch: &'a [u8]) -> Vec<Write<'a>> {
+    /// The records, in order, borrowing the entries' encodings from `encoded` (the one
+    /// [`wal_writes`] filled).
+    pub(crate) fn writes<'a>(
+        &'a self,
+        encoded: &'a Encoded,
+    ) -> impl Iterator<Item = Write<'a>> + Clone + 'a {
         let partition = self.partition;
-        let mut writes = Vec::with_capacity(self.entries.len() + 4);
-        if let Some(state) = self.term_vote {
-            writes.push(Write::TermVote { partition, state });
-        }
-        if let Some((index, term, configuration)) = &self.install {
-            writes.push(Write::InstallSnapshot {
+        let term_vote = self
+            .term_vote
+            .map(|state| Write::TermVote { partition, state });
+        let install =
+            self.install
+                .as_ref()
+                .map(|(index, term, configuration)| Write::InstallSnapshot {
+                    partition,
+                    index: *index,
+                    term: *term,
+                    floor_meta: configuration,
+                });
+        let truncate = self
+            .truncate_after
+            .map(|index| Write::TruncateAfter { partition, index });
+        let entries = encoded
+            .entries
+            .iter()
+            .map(move |(index, term, range)| Write::Entry {
                 partition,
                 index: *index,
                 term: *term,
-                floor_meta: configuration,
+                payload: &encoded.bytes[range.clone()],
             });
-        }
-        if let Some(index) = self.truncate_after {
-            writes.push(Write::TruncateAfter { partition, index });
-        }
-        for (index, term, range) in &self.entries {
-            writes.push(Write::Entry {
-                partition,
-                index: *index,
-                term: *term,
-                payload: &scratch[range.clone()],
-            });
-        }
-        if let Some(index) = self.commit {
-            writes.push(Write::CommitIndex { partition, index });
-        }
-        if let Some((index, configuration)) = &self.compact_to {
-            writes.push(Write::CompactTo {
+        let commit = self
+            .commit
+            .map(|index| Write::CommitIndex { partition, index });
+        let compact = self
+            .compact_to
+            .as_ref()
+            .map(|(index, configuration)| Write::CompactTo {
                 partition,
                 index: *index,
                 floor_meta: configuration,
             });
-        }
-        writes
+        term_vote
+            .into_iter()
+            .chain(install)
+            .chain(truncate)
+            .chain(entries)
+            .chain(commit)
+            .chain(compact)
     }
 }
 
 /// The records of `ready` for `partition` (see the module docs), encoding its entries into
-/// `scratch` (cleared first); updates `view` to what the WAL holds once they are appended.
+/// `encoded` (cleared first); updates `view` to what the WAL holds once they are appended.
 /// `durable_index` is asked only when the Ready allows a compaction.
 pub(crate) fn wal_writes(
     partition: PartitionId,
     ready: &Ready,
     view: &mut WalView,
-    scratch: &mut Vec<u8>,
+    encoded: &mut Encoded,
     durable_index: impl FnOnce() -> Option<LogIndex>,
 ) -> ReadyWrites {
-    scratch.clear();
+    encoded.bytes.clear();
+    encoded.entries.clear();
     let mut out = ReadyWrites {
         term_vote: None,
         install: None,
         truncate_after: None,
-        entries: Vec::with_capacity(ready.entries.len()),
         commit: None,
         compact_to: None,
         partition,
@@ -445,10 +471,11 @@ pub(crate) fn wal_writes(
                 view.configurations
                     .push((entry.index.0, entry.payload.clone()));
             }
-            let start = scratch.len();
-            codec::encode_record(entry, scratch);
-            out.entries
-                .push((entry.index.0, entry.term.0, start..scratch.len()));
+            let start = encoded.bytes.len();
+            codec::encode_record(entry, &mut encoded.bytes);
+            encoded
+                .entries
+                .push((entry.index.0, entry.term.0, start..encoded.bytes.len()));
         }
         if let Some(last) = ready.entries.last() {
             view.last = last.index.0;
@@ -510,7 +537,7 @@ mod tests {
 
     #[test]
     fn a_lagging_compaction_keeps_the_configuration_in_force_where_it_lands() {
-        let (p, mut view, mut scratch) = (PartitionId(1), WalView::default(), Vec::new());
+        let (p, mut view, mut scratch) = (PartitionId(1), WalView::default(), Encoded::default());
         let two = configuration(&[1, 2]).encode();
         let three = configuration(&[1, 2, 3]).encode();
         let ready = entries(vec![
@@ -560,7 +587,7 @@ mod tests {
     #[test]
     fn partition_0s_floor_keeps_the_highest_map_at_or_below_it() {
         let p0 = crate::shard::SYSTEM_PARTITION;
-        let (mut view, mut scratch) = (WalView::default(), Vec::new());
+        let (mut view, mut scratch) = (WalView::default(), Encoded::default());
         view.keep_maps(1 << 20);
         let (one, two, again) = (map_of(1, 2), map_of(2, 3), map_of(1, 4));
         let ready = entries(vec![
@@ -631,7 +658,7 @@ mod tests {
             GENERATION_LOG_TYPE, GenerationMark, IMPORT_LOG_TYPE, ImportEntry, ImportMark, LogMarks,
         };
         use crate::shard::state_transfer::RangeTransfer;
-        let (p, mut view, mut scratch) = (PartitionId(3), WalView::default(), Vec::new());
+        let (p, mut view, mut scratch) = (PartitionId(3), WalView::default(), Encoded::default());
         let plan = RangeTransfer {
             source: PartitionId(1),
             target: p,
@@ -689,7 +716,7 @@ mod tests {
             GENERATION_LOG_TYPE, GenerationMark, IMPORT_LOG_TYPE, ImportEntry, ImportMark, LogMarks,
         };
         use crate::shard::state_transfer::RangeTransfer;
-        let (p, mut leader, mut scratch) = (PartitionId(1), WalView::default(), Vec::new());
+        let (p, mut leader, mut scratch) = (PartitionId(1), WalView::default(), Encoded::default());
         let plan = RangeTransfer {
             source: PartitionId(2),
             target: p,
@@ -747,7 +774,7 @@ mod tests {
 
     #[test]
     fn an_installed_snapshot_sets_the_floors_configuration() {
-        let (p, mut view, mut scratch) = (PartitionId(1), WalView::default(), Vec::new());
+        let (p, mut view, mut scratch) = (PartitionId(1), WalView::default(), Encoded::default());
         let ready = Ready {
             installed_snapshot: Some(Floor {
                 index: LogIndex(9),
@@ -759,7 +786,7 @@ mod tests {
         let writes = wal_writes(p, &ready, &mut view, &mut scratch, || None);
         let expected = configuration(&[4, 5]).encode();
         assert_eq!(writes.install, Some((9, 2, expected.clone())));
-        let floor_meta = writes.writes(&scratch).iter().find_map(|w| match w {
+        let floor_meta = writes.writes(&scratch).find_map(|w| match w {
             Write::InstallSnapshot { floor_meta, .. } => Some(floor_meta.to_vec()),
             _ => None,
         });

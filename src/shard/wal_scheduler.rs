@@ -20,9 +20,13 @@ use bytes::Bytes;
 use kommander_wal::{Lsn, Wal, Write};
 
 use super::outbox::Outbox;
-use super::wal_records::{WalView, wal_writes};
-use crate::core::{GatedMessages, LogIndex, PartitionId, Ready};
+use super::wal_records::{Encoded, WalView, wal_writes};
+use crate::core::{GatedMessages, LogIndex, Message, PartitionId, Ready};
 use crate::metrics::ShardMetrics;
+
+/// The emptied gated-message vectors a scheduler keeps for the next Readies (each a few
+/// messages' capacity: an append acknowledgement per follower Ready), at most.
+const SPARE_GATED_MAX: usize = 256;
 
 /// A Ready whose persistence (or whose predecessors' persistence) is in flight.
 #[derive(Debug)]
@@ -37,12 +41,15 @@ struct PendingPersist {
 /// durability.
 pub(crate) struct WalScheduler {
     /// Encodings of the entries of the Ready being appended.
-    scratch: Vec<u8>,
+    scratch: Encoded,
     /// Records appended since the last submission (none: nothing to submit).
     appended_records: usize,
     /// Entry payload bytes appended since the last submission.
     appended_bytes: usize,
     pending: VecDeque<PendingPersist>,
+    /// Vectors of released gated messages, emptied, for the next Readies' (a follower's
+    /// acknowledgement would otherwise allocate one per Ready).
+    spare_gated: Vec<Vec<Message>>,
     /// Submissions not yet durable, oldest first: the LSN that makes each durable (every
     /// record below it) and when it was submitted.
     submitted: VecDeque<(Lsn, Instant)>,
@@ -69,10 +76,11 @@ impl WalScheduler {
     /// warning of a write slower than `slow_write` (never when it is zero).
     pub(crate) fn new(shard: usize, metrics: ShardMetrics, slow_write: Duration) -> Self {
         Self {
-            scratch: Vec::new(),
+            scratch: Encoded::default(),
             appended_records: 0,
             appended_bytes: 0,
             pending: VecDeque::new(),
+            spare_gated: Vec::new(),
             submitted: VecDeque::new(),
             metrics,
             shard,
@@ -100,13 +108,20 @@ impl WalScheduler {
         if persist {
             let writes = wal_writes(partition, ready, view, &mut self.scratch, durable_index);
             let writes = writes.writes(&self.scratch);
-            if !writes.is_empty() {
-                wal.append(&writes)?;
-                self.appended_records += writes.len();
+            let records = writes.clone().count();
+            if records > 0 {
+                wal.append_iter(writes)?;
+                self.appended_records += records;
                 self.appended_bytes += self.scratch.len();
             }
         }
-        let gated = std::mem::take(&mut ready.persisted_messages);
+        // The Ready keeps a spare vector for the next replica's gated messages.
+        let gated = if ready.persisted_messages.is_empty() {
+            GatedMessages::default()
+        } else {
+            let spare = GatedMessages::reusing(self.spare_gated.pop().unwrap_or_default());
+            std::mem::replace(&mut ready.persisted_messages, spare)
+        };
         if persist || !gated.is_empty() {
             self.pending.push_back(PendingPersist {
                 lsn: wal.next_lsn(),
@@ -250,9 +265,12 @@ impl WalScheduler {
             if !persisted(done.partition, done.number) {
                 continue;
             }
-            if let Ok(messages) = done.gated.release(done.number) {
-                for message in messages {
+            if let Ok(mut messages) = done.gated.release(done.number) {
+                for message in messages.drain(..) {
                     outbox.push(message);
+                }
+                if messages.capacity() > 0 && self.spare_gated.len() < SPARE_GATED_MAX {
+                    self.spare_gated.push(messages);
                 }
             }
         }

@@ -112,7 +112,7 @@ use super::wal_scheduler::WalScheduler;
 use super::{
     EventSink, LeaderTable, Opened, RaftEvent, Refusal, Reply, Request, StableHashMap, StateMachine,
 };
-use crate::core::{Message, NodeId, PartitionId};
+use crate::core::{Message, NodeId, PartitionId, Ready};
 use crate::metrics::ShardMetrics;
 use partition::Partitions;
 
@@ -249,6 +249,12 @@ pub(crate) struct Worker {
     writes: WalScheduler,
     transfers: Transfers,
     outbox: Outbox,
+    /// The Ready every replica's is gathered into (`ready.rs`), empty between gatherings: its
+    /// vectors keep their capacity, so a Ready allocates none of its own.
+    ready: Ready,
+    /// The envelopes of the proposal being carried out (`execute.rs`), empty between
+    /// proposals: kept for its capacity (at most `proposal_entries_max`).
+    payloads: Vec<bytes::Bytes>,
     /// Why the shard failed (the WAL error); `None` while it serves.
     failure: Option<Arc<str>>,
 }
@@ -299,6 +305,8 @@ impl Worker {
             compactions_waiting: Vec::new(),
             reads: ReadScheduler::default(),
             outbox: Outbox::default(),
+            ready: Ready::default(),
+            payloads: Vec::new(),
             failure: None,
         }
     }

@@ -28,11 +28,12 @@ impl Replica {
         }
     }
 
-    /// Moves the delivery cursor as far as the durable commit index and the holds allow.
-    pub(super) fn collect_deliveries(&mut self) -> (Vec<Entry>, LogIndex) {
+    /// Moves the delivery cursor as far as the durable commit index and the holds allow,
+    /// appending the entries to deliver to `out` (empty); returns where the cursor is.
+    pub(super) fn collect_deliveries_into(&mut self, out: &mut Vec<Entry>) -> LogIndex {
         let limit = self.delivery_limit();
         let ready = usize::try_from(limit.0.saturating_sub(self.delivered.0)).unwrap_or(usize::MAX);
-        let mut out = Vec::with_capacity(ready.min(self.config.deliver_entries_max));
+        out.reserve(ready.min(self.config.deliver_entries_max));
         let mut cursor = self.delivered;
         while cursor < limit && out.len() < self.config.deliver_entries_max {
             let index = cursor.next();
@@ -64,7 +65,7 @@ impl Replica {
         if self.bug(InjectedBug::DeliverOutOfOrder) {
             out.reverse();
         }
-        (out, cursor)
+        cursor
     }
 
     pub(super) fn compact_applied_checkpoints(&mut self) {

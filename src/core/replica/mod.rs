@@ -45,7 +45,7 @@ use super::hold::{Holds, Verdict};
 use super::log::RaftLog;
 use super::message::{Message, MessageBody, SnapshotOutcome};
 use super::progress::{Progress, ProgressState, ProgressView};
-use super::ready::{Floor, GatedMessages, HardState, Outcome, ReadState, Ready, Role, SoftState};
+use super::ready::{Floor, HardState, Outcome, ReadState, Ready, Role, SoftState};
 use super::rng::SplitMix64;
 use super::status::Status;
 #[cfg(feature = "sim")]

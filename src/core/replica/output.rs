@@ -26,7 +26,20 @@ impl Replica {
 
     /// Takes the next batch of work. Returns an empty Ready (still numbered) when there is
     /// nothing to do; check [`Replica::has_ready`] first to avoid that.
+    #[must_use]
+    #[cfg(feature = "sim")]
     pub fn ready(&mut self) -> Ready {
+        let mut ready = Ready::default();
+        self.ready_into(&mut ready);
+        ready
+    }
+
+    /// [`Replica::ready`] into `ready`: its previous content is dropped, its vectors keep
+    /// their capacity. A runtime that hands the same `Ready` to every replica it drives
+    /// allocates no vectors per Ready (the replica keeps the capacity of its own buffers too,
+    /// until it quiesces).
+    pub fn ready_into(&mut self, ready: &mut Ready) {
+        ready.clear();
         if self.role == Role::Leader {
             self.send_appends();
             self.assign_read_rounds();
@@ -48,8 +61,8 @@ impl Replica {
             self.prev_soft_state = soft_state;
             soft_state
         });
-        let entries = self.log.take_unstable();
-        if let Some(last) = entries.last() {
+        self.log.take_unstable_into(&mut ready.entries);
+        if let Some(last) = ready.entries.last() {
             self.pending_persist
                 .push_back((number, last.index, last.term));
             #[cfg(feature = "sim-bugs")]
@@ -60,35 +73,28 @@ impl Replica {
                 }
             }
         }
-        let (committed_entries, committed_through) = self.collect_deliveries();
+        ready.committed_through = self.collect_deliveries_into(&mut ready.committed_entries);
+        ready.number = number;
+        ready.soft_state = soft_state;
+        ready.hard_state = hard_state;
+        ready.compaction_floor = self.compaction_floor.take().map(|floor| *floor);
+        ready.installed_snapshot = self.installed_snapshot.take().map(|floor| *floor);
+        ready.messages.append(&mut self.messages);
+        ready
+            .persisted_messages
+            .refill(number, &mut self.persisted_messages);
+        ready.read_states.append(&mut self.read_states);
+        ready.outcomes.append(&mut self.outcomes);
+        ready.snapshot_required.append(&mut self.snapshot_required);
+        ready.snapshot_messages.append(&mut self.snapshot_messages);
         let quiesced = self.is_quiesced();
-        let quiescence = (quiesced != self.prev_quiesced).then(|| {
+        ready.quiescence = (quiesced != self.prev_quiesced).then(|| {
             self.prev_quiesced = quiesced;
             if quiesced {
                 self.release_idle_capacity();
             }
             quiesced
         });
-        Ready {
-            number,
-            soft_state,
-            hard_state,
-            entries,
-            compaction_floor: self.compaction_floor.take().map(|floor| *floor),
-            installed_snapshot: self.installed_snapshot.take().map(|floor| *floor),
-            messages: std::mem::take(&mut self.messages),
-            persisted_messages: GatedMessages::new(
-                number,
-                std::mem::take(&mut self.persisted_messages),
-            ),
-            committed_entries,
-            committed_through,
-            read_states: std::mem::take(&mut self.read_states),
-            outcomes: std::mem::take(&mut self.outcomes),
-            snapshot_required: std::mem::take(&mut self.snapshot_required),
-            snapshot_messages: std::mem::take(&mut self.snapshot_messages),
-            quiescence,
-        }
     }
 
     /// Acknowledges that every Ready numbered up to `ready_number` is durable.

@@ -44,7 +44,8 @@ impl Replica {
     }
 
     /// Gives back the capacity of the buffers a quiesced replica leaves empty (the queues of
-    /// Readies awaiting durability, votes, reads, proposals, in-flight appends) and trims the
+    /// Readies awaiting durability, votes, reads, proposals, in-flight appends, the outputs
+    /// a Ready takes: `Replica::ready_into` leaves them empty, their capacity kept) and trims the
     /// in-memory log's to its entries: an idle partition keeps what it holds, not what its
     /// last burst of work needed (issue 15: a few hundred bytes per idle replica).
     pub(super) fn release_idle_capacity(&mut self) {
@@ -59,6 +60,12 @@ impl Replica {
         for (_, progress) in &mut self.progress {
             progress.inflights.shrink_to_fit();
         }
+        self.messages.shrink_to_fit();
+        self.persisted_messages.shrink_to_fit();
+        self.read_states.shrink_to_fit();
+        self.outcomes.shrink_to_fit();
+        self.snapshot_required.shrink_to_fit();
+        self.snapshot_messages.shrink_to_fit();
     }
 
     /// Bytes of room the buffers that `release_idle_capacity` trims hold beyond their
@@ -81,6 +88,21 @@ impl Replica {
             )
             + spare::<(u64, Term)>(self.pending_terms.capacity(), self.pending_terms.len())
             + spare::<(NodeId, Progress)>(self.progress.capacity(), self.progress.len())
+            + spare::<Message>(self.messages.capacity(), self.messages.len())
+            + spare::<Message>(
+                self.persisted_messages.capacity(),
+                self.persisted_messages.len(),
+            )
+            + spare::<ReadState>(self.read_states.capacity(), self.read_states.len())
+            + spare::<Outcome>(self.outcomes.capacity(), self.outcomes.len())
+            + spare::<NodeId>(
+                self.snapshot_required.capacity(),
+                self.snapshot_required.len(),
+            )
+            + spare::<Message>(
+                self.snapshot_messages.capacity(),
+                self.snapshot_messages.len(),
+            )
             + self
                 .progress
                 .iter()

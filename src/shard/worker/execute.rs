@@ -7,8 +7,6 @@
 use std::num::NonZeroU64;
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use super::Worker;
 use super::partition::{ReadWaiter, Slot, reads_full};
 use crate::core::{EntryKind, LogIndex, PartitionId, Status};
@@ -120,11 +118,15 @@ impl Worker {
                     let _ = reply.send(Err(Refusal::Replica(Status::Errored)));
                     return;
                 }
-                let payloads: Vec<Bytes> = entries
-                    .iter()
-                    .map(|e| codec::encode_envelope(&e.log_type, &e.payload))
-                    .collect();
-                match replica.propose_batch(ticket, auto_commit, &payloads) {
+                let payloads = &mut self.payloads;
+                payloads.extend(
+                    entries
+                        .iter()
+                        .map(|e| codec::encode_envelope(&e.log_type, &e.payload)),
+                );
+                let proposed = replica.propose_batch(ticket, auto_commit, payloads);
+                payloads.clear();
+                match proposed {
                     Ok(range) => {
                         slot.add_waiter(outcome_key(EntryKind::Normal, *range.end()), reply);
                     }

@@ -36,6 +36,8 @@ impl Worker {
         let mut worked = false;
         let lag_max = self.config.membership.promotion_lag_entries_max;
         let touched = self.partitions.take_touched();
+        // One Ready for every replica of the turn: its vectors keep their capacity.
+        let mut ready = std::mem::take(&mut self.ready);
         for &partition in &touched {
             let Some(slot) = self.partitions.gathered(partition) else {
                 continue;
@@ -48,20 +50,20 @@ impl Worker {
             }
             let mut rounds = 0;
             loop {
-                let ready = match self.partitions.replica_mut(partition) {
+                match self.partitions.replica_mut(partition) {
                     Some(replica) if replica.has_ready() => {
                         if rounds == READY_ROUNDS_PER_TURN {
                             // More to do: next turn (after the other partitions had theirs).
                             self.partitions.mark_dirty(partition);
                             break;
                         }
-                        replica.ready()
+                        replica.ready_into(&mut ready);
                     }
                     _ => break,
-                };
+                }
                 rounds += 1;
                 worked = true;
-                self.handle_ready(partition, ready, now);
+                self.handle_ready(partition, &mut ready, now);
                 if self.failed() {
                     return true;
                 }
@@ -75,6 +77,9 @@ impl Worker {
             }
         }
         self.partitions.recycle_touched(touched);
+        // Its entries hold payloads: dropped now, not at the next Ready.
+        ready.clear();
+        self.ready = ready;
         if self.writes.has_appended() {
             self.stats.wal_submissions.fetch_add(1, Ordering::Relaxed);
             let result = self.writes.submit(&mut self.wal, now);
@@ -94,7 +99,7 @@ impl Worker {
         worked
     }
 
-    fn handle_ready(&mut self, partition: PartitionId, mut ready: Ready, now: Instant) {
+    fn handle_ready(&mut self, partition: PartitionId, ready: &mut Ready, now: Instant) {
         if let Some(quiesced) = ready.quiescence {
             self.partitions.quiescence_reported(partition, quiesced);
         }
@@ -150,7 +155,7 @@ impl Worker {
         let scheduled = self.writes.schedule(
             &mut self.wal,
             partition,
-            &mut ready,
+            ready,
             &mut slot.view,
             durable_index,
         );
@@ -210,13 +215,13 @@ impl Worker {
                 ),
                 partition,
                 slot,
-                &ready,
+                ready,
             );
         }
         // After the delivery: the application has what committed before the leader's entry.
         let reported = ready.soft_state.is_some();
         announce_leader(slot, partition, reported, &self.leaders, &*self.events);
-        for outcome in ready.outcomes {
+        for outcome in ready.outcomes.drain(..) {
             if let Some(waiters) = slot
                 .waiters
                 .remove(&outcome_key(outcome.kind, outcome.index))
@@ -234,7 +239,7 @@ impl Worker {
             .replica
             .as_ref()
             .map_or(LogIndex::ZERO, Replica::applied_index);
-        for state in ready.read_states {
+        for state in ready.read_states.drain(..) {
             let Some(read) = slot.reads.remove(&state.context) else {
                 continue;
             };
@@ -252,8 +257,8 @@ impl Worker {
                 }
             }
         }
-        self.start_transfers(partition, ready.snapshot_required);
-        self.snapshot_messages(partition, ready.snapshot_messages);
+        self.start_transfers(partition, std::mem::take(&mut ready.snapshot_required));
+        self.snapshot_messages(partition, std::mem::take(&mut ready.snapshot_messages));
         if partition == SYSTEM_PARTITION {
             self.note_map_written();
         }

@@ -29,16 +29,29 @@ impl Wal {
     /// None on return. The writes are in the current frame, written at the next
     /// [`Wal::submit`] (or earlier, when the frame fills).
     pub fn append(&mut self, writes: &[Write<'_>]) -> Result<Lsn> {
+        self.append_iter(writes.iter().copied())
+    }
+
+    /// [`Wal::append`] of the batch `writes` yields, without a slice to hold it: the iterator
+    /// is walked twice (a clone of it validates the whole batch first), so it must yield the
+    /// same writes each time.
+    ///
+    /// # Errors
+    /// As [`Wal::append`].
+    pub fn append_iter<'w>(
+        &mut self,
+        writes: impl Iterator<Item = Write<'w>> + Clone,
+    ) -> Result<Lsn> {
         self.check_poison()?;
-        self.validate(writes)?;
+        self.validate(writes.clone())?;
         for write in writes {
-            let result = self.append_one(write);
+            let result = self.append_one(&write);
             self.poison_on_error(result)?;
         }
         Ok(Lsn(self.next_lsn))
     }
 
-    fn validate(&mut self, writes: &[Write<'_>]) -> Result<()> {
+    fn validate<'w>(&mut self, writes: impl Iterator<Item = Write<'w>>) -> Result<()> {
         let mut sketch = std::mem::take(&mut self.sketch);
         sketch.start_batch();
         let result = self.validate_with(writes, &mut sketch);
@@ -46,7 +59,11 @@ impl Wal {
         result
     }
 
-    fn validate_with(&self, writes: &[Write<'_>], sketch: &mut Sketch) -> Result<()> {
+    fn validate_with<'w>(
+        &self,
+        writes: impl Iterator<Item = Write<'w>>,
+        sketch: &mut Sketch,
+    ) -> Result<()> {
         for write in writes {
             let partition = write.partition();
             let held = self.state.partitions.get(&partition);
@@ -55,7 +72,7 @@ impl Wal {
             let log_written = entry.log_written;
             entry.log_written |=
                 !matches!(write, Write::TermVote { .. } | Write::CommitIndex { .. });
-            match *write {
+            match write {
                 Write::Entry { index, payload, .. } => {
                     if payload.len() > self.config.record_bytes_max {
                         return Err(Error::RecordTooLarge {
