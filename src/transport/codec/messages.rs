@@ -182,17 +182,37 @@ pub fn encoded_len(message: &Message) -> usize {
         }
 }
 
+/// Where `message`'s encoding goes: the bytes written into the fixed fields' buffer (all
+/// but the payloads that travel as their own chunks: entries', a snapshot chunk's data), and
+/// how many payloads travel so (each one chunk, after a chunk of the fields before it).
+fn layout(message: &Message) -> (usize, usize) {
+    let (carried, payloads) = match &message.body {
+        MessageBody::AppendRequest { entries, .. } => entries
+            .iter()
+            .filter(|e| !e.payload.is_empty())
+            .fold((0, 0), |(bytes, n), e| (bytes + e.payload.len(), n + 1)),
+        MessageBody::SnapshotChunk(chunk) => {
+            (chunk.data.len(), usize::from(!chunk.data.is_empty()))
+        }
+        _ => (0, 0),
+    };
+    (encoded_len(message) - carried, payloads)
+}
+
 /// Encodes `messages` as one `Messages` body: returns its chunks (fixed fields in shared
-/// buffers, payloads as the entries' own `Bytes`).
+/// buffers, payloads as the entries' own `Bytes`). The fixed fields' buffer and the list of
+/// chunks are allocated once, at their exact sizes: a buffer that grew after a chunk was
+/// split off it would allocate again (the chunks still hold the old one).
 #[must_use]
 pub fn encode_messages(messages: &[Message]) -> Vec<Bytes> {
-    let mut meta = BytesMut::with_capacity(
-        4 + messages
-            .iter()
-            .map(|m| encoded_len(m).min(MESSAGE_HEAD_BYTES + 64))
-            .sum::<usize>(),
-    );
-    let mut chunks = Vec::new();
+    let (fields, payloads) = messages
+        .iter()
+        .map(layout)
+        .fold((4, 0), |(fields, payloads), (f, p)| {
+            (fields + f, payloads + p)
+        });
+    let mut meta = BytesMut::with_capacity(fields);
+    let mut chunks = Vec::with_capacity(2 * payloads + 1);
     meta.put_u32_le(u32::try_from(messages.len()).unwrap_or(u32::MAX));
     for message in messages {
         meta.put_u32_le(message.partition.get());
