@@ -115,7 +115,9 @@ impl GatedMessages {
     pub(crate) fn refill(&mut self, ready_number: u64, from: &mut Vec<Message>) {
         self.ready_number = ready_number;
         self.messages.clear();
-        self.messages.append(from);
+        if !from.is_empty() {
+            self.messages.append(from);
+        }
     }
 
     /// The Ready whose durability gates these messages.

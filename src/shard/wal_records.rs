@@ -345,6 +345,16 @@ pub(crate) struct ReadyWrites {
 }
 
 impl ReadyWrites {
+    /// How many records [`ReadyWrites::writes`] yields.
+    pub(crate) fn len(&self, encoded: &Encoded) -> usize {
+        usize::from(self.term_vote.is_some())
+            + usize::from(self.install.is_some())
+            + usize::from(self.truncate_after.is_some())
+            + encoded.entries.len()
+            + usize::from(self.commit.is_some())
+            + usize::from(self.compact_to.is_some())
+    }
+
     /// The records, in order, borrowing the entries' encodings from `encoded` (the one
     /// [`wal_writes`] filled).
     pub(crate) fn writes<'a>(

@@ -107,10 +107,9 @@ impl WalScheduler {
         let persist = ready.must_persist();
         if persist {
             let writes = wal_writes(partition, ready, view, &mut self.scratch, durable_index);
-            let writes = writes.writes(&self.scratch);
-            let records = writes.clone().count();
+            let records = writes.len(&self.scratch);
             if records > 0 {
-                wal.append_iter(writes)?;
+                wal.append_iter(writes.writes(&self.scratch))?;
                 self.appended_records += records;
                 self.appended_bytes += self.scratch.len();
             }

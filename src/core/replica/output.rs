@@ -79,14 +79,14 @@ impl Replica {
         ready.hard_state = hard_state;
         ready.compaction_floor = self.compaction_floor.take().map(|floor| *floor);
         ready.installed_snapshot = self.installed_snapshot.take().map(|floor| *floor);
-        ready.messages.append(&mut self.messages);
+        move_into(&mut ready.messages, &mut self.messages);
         ready
             .persisted_messages
             .refill(number, &mut self.persisted_messages);
-        ready.read_states.append(&mut self.read_states);
-        ready.outcomes.append(&mut self.outcomes);
-        ready.snapshot_required.append(&mut self.snapshot_required);
-        ready.snapshot_messages.append(&mut self.snapshot_messages);
+        move_into(&mut ready.read_states, &mut self.read_states);
+        move_into(&mut ready.outcomes, &mut self.outcomes);
+        move_into(&mut ready.snapshot_required, &mut self.snapshot_required);
+        move_into(&mut ready.snapshot_messages, &mut self.snapshot_messages);
         let quiesced = self.is_quiesced();
         ready.quiescence = (quiesced != self.prev_quiesced).then(|| {
             self.prev_quiesced = quiesced;
@@ -122,5 +122,13 @@ impl Replica {
             Role::Candidate => self.win_alone_once_durable(),
             _ => {}
         }
+    }
+}
+
+/// Moves what `from` holds to the end of `to`; `from` keeps its capacity. Most of a Ready's
+/// outputs are empty: those cost a length check, not a copy call.
+fn move_into<T>(to: &mut Vec<T>, from: &mut Vec<T>) {
+    if !from.is_empty() {
+        to.append(from);
     }
 }

@@ -40,14 +40,16 @@ impl Wal {
     /// As [`Wal::append`].
     pub fn append_iter<'w>(
         &mut self,
-        writes: impl Iterator<Item = Write<'w>> + Clone,
+        mut writes: impl Iterator<Item = Write<'w>> + Clone,
     ) -> Result<Lsn> {
         self.check_poison()?;
         self.validate(writes.clone())?;
-        for write in writes {
+        // Internal iteration: a chain of iterators is walked part by part, not asked for
+        // each write in turn.
+        writes.try_for_each(|write| {
             let result = self.append_one(&write);
-            self.poison_on_error(result)?;
-        }
+            self.poison_on_error(result)
+        })?;
         Ok(Lsn(self.next_lsn))
     }
 
@@ -61,130 +63,10 @@ impl Wal {
 
     fn validate_with<'w>(
         &self,
-        writes: impl Iterator<Item = Write<'w>>,
+        mut writes: impl Iterator<Item = Write<'w>>,
         sketch: &mut Sketch,
     ) -> Result<()> {
-        for write in writes {
-            let partition = write.partition();
-            let held = self.state.partitions.get(&partition);
-            let entry = &mut sketch.preview(held, partition);
-            let existed = entry.exists;
-            let log_written = entry.log_written;
-            entry.log_written |=
-                !matches!(write, Write::TermVote { .. } | Write::CommitIndex { .. });
-            match write {
-                Write::Entry { index, payload, .. } => {
-                    if payload.len() > self.config.record_bytes_max {
-                        return Err(Error::RecordTooLarge {
-                            len: payload.len(),
-                            max: self.config.record_bytes_max,
-                        });
-                    }
-                    if index == u64::MAX {
-                        return Err(Error::IndexTooLarge { partition, index });
-                    }
-                    if entry.fresh {
-                        if index == 0 {
-                            return Err(Error::NotContiguous {
-                                partition,
-                                index,
-                                expected_index: 1,
-                            });
-                        }
-                        entry.first_index = index;
-                    } else if index != entry.next_index {
-                        return Err(Error::NotContiguous {
-                            partition,
-                            index,
-                            expected_index: entry.next_index,
-                        });
-                    }
-                    entry.fresh = false;
-                    entry.exists = true;
-                    entry.next_index = index + 1;
-                }
-                Write::TermVote { .. } | Write::CommitIndex { .. } => entry.exists = true,
-                Write::TruncateAfter { index, .. } => {
-                    if !entry.exists {
-                        return Err(Error::UnknownPartition { partition });
-                    }
-                    if index.saturating_add(1) < entry.first_index && !entry.fresh {
-                        return Err(Error::BelowCompactionFloor {
-                            partition,
-                            index,
-                            first_index: entry.first_index,
-                        });
-                    }
-                    // As the state applies it: a fresh partition (first index 1, no entry)
-                    // keeps its first index, and expects its next entry there.
-                    entry.next_index = entry.next_index.min(index.saturating_add(1));
-                    entry.fresh = false;
-                }
-                Write::CompactTo {
-                    index, floor_meta, ..
-                } => {
-                    self.check_floor_meta(floor_meta)?;
-                    if !entry.exists {
-                        return Err(Error::UnknownPartition { partition });
-                    }
-                    if index == 0 {
-                        return Err(Error::BelowCompactionFloor {
-                            partition,
-                            index,
-                            first_index: entry.first_index,
-                        });
-                    }
-                    if entry.fresh || index > entry.first_index {
-                        entry.first_index = index;
-                        entry.next_index = entry.next_index.max(index);
-                        entry.fresh = false;
-                    }
-                }
-                Write::InstallSnapshot {
-                    index,
-                    term,
-                    floor_meta,
-                    ..
-                } => {
-                    self.check_floor_meta(floor_meta)?;
-                    if log_written {
-                        return Err(Error::InstallAfterLogWrite { partition });
-                    }
-                    if index == 0
-                        || index == u64::MAX
-                        || (!entry.fresh && index + 1 < entry.first_index)
-                    {
-                        return Err(Error::BelowCompactionFloor {
-                            partition,
-                            index,
-                            first_index: entry.first_index,
-                        });
-                    }
-                    entry.next_index = if self.keeps_suffix(partition, index, term) {
-                        entry.next_index.max(index + 1)
-                    } else {
-                        index + 1
-                    };
-                    entry.first_index = index + 1;
-                    entry.fresh = false;
-                    entry.exists = true;
-                }
-                Write::DeletePartition { .. } => {
-                    if !entry.exists {
-                        return Err(Error::UnknownPartition { partition });
-                    }
-                    entry.exists = false;
-                    entry.fresh = true;
-                    entry.first_index = 1;
-                    entry.next_index = 1;
-                }
-            }
-            if !existed && entry.exists {
-                sketch.new_partitions += 1;
-            }
-            let entry = *entry;
-            sketch.keep(held, partition, entry);
-        }
+        writes.try_for_each(|write| self.validate_one(write, sketch))?;
         if sketch.new_partitions > 0
             && self.state.partitions.len() + sketch.new_partitions > self.config.partitions_max
         {
@@ -192,6 +74,129 @@ impl Wal {
                 max: self.config.partitions_max,
             });
         }
+        Ok(())
+    }
+
+    /// Validates `write` against the batch's preview so far (`sketch`), and previews it.
+    fn validate_one(&self, write: Write<'_>, sketch: &mut Sketch) -> Result<()> {
+        let partition = write.partition();
+        let held = self.state.partitions.get(&partition);
+        let entry = &mut sketch.preview(held, partition);
+        let existed = entry.exists;
+        let log_written = entry.log_written;
+        entry.log_written |= !matches!(write, Write::TermVote { .. } | Write::CommitIndex { .. });
+        match write {
+            Write::Entry { index, payload, .. } => {
+                if payload.len() > self.config.record_bytes_max {
+                    return Err(Error::RecordTooLarge {
+                        len: payload.len(),
+                        max: self.config.record_bytes_max,
+                    });
+                }
+                if index == u64::MAX {
+                    return Err(Error::IndexTooLarge { partition, index });
+                }
+                if entry.fresh {
+                    if index == 0 {
+                        return Err(Error::NotContiguous {
+                            partition,
+                            index,
+                            expected_index: 1,
+                        });
+                    }
+                    entry.first_index = index;
+                } else if index != entry.next_index {
+                    return Err(Error::NotContiguous {
+                        partition,
+                        index,
+                        expected_index: entry.next_index,
+                    });
+                }
+                entry.fresh = false;
+                entry.exists = true;
+                entry.next_index = index + 1;
+            }
+            Write::TermVote { .. } | Write::CommitIndex { .. } => entry.exists = true,
+            Write::TruncateAfter { index, .. } => {
+                if !entry.exists {
+                    return Err(Error::UnknownPartition { partition });
+                }
+                if index.saturating_add(1) < entry.first_index && !entry.fresh {
+                    return Err(Error::BelowCompactionFloor {
+                        partition,
+                        index,
+                        first_index: entry.first_index,
+                    });
+                }
+                // As the state applies it: a fresh partition (first index 1, no entry)
+                // keeps its first index, and expects its next entry there.
+                entry.next_index = entry.next_index.min(index.saturating_add(1));
+                entry.fresh = false;
+            }
+            Write::CompactTo {
+                index, floor_meta, ..
+            } => {
+                self.check_floor_meta(floor_meta)?;
+                if !entry.exists {
+                    return Err(Error::UnknownPartition { partition });
+                }
+                if index == 0 {
+                    return Err(Error::BelowCompactionFloor {
+                        partition,
+                        index,
+                        first_index: entry.first_index,
+                    });
+                }
+                if entry.fresh || index > entry.first_index {
+                    entry.first_index = index;
+                    entry.next_index = entry.next_index.max(index);
+                    entry.fresh = false;
+                }
+            }
+            Write::InstallSnapshot {
+                index,
+                term,
+                floor_meta,
+                ..
+            } => {
+                self.check_floor_meta(floor_meta)?;
+                if log_written {
+                    return Err(Error::InstallAfterLogWrite { partition });
+                }
+                if index == 0
+                    || index == u64::MAX
+                    || (!entry.fresh && index + 1 < entry.first_index)
+                {
+                    return Err(Error::BelowCompactionFloor {
+                        partition,
+                        index,
+                        first_index: entry.first_index,
+                    });
+                }
+                entry.next_index = if self.keeps_suffix(partition, index, term) {
+                    entry.next_index.max(index + 1)
+                } else {
+                    index + 1
+                };
+                entry.first_index = index + 1;
+                entry.fresh = false;
+                entry.exists = true;
+            }
+            Write::DeletePartition { .. } => {
+                if !entry.exists {
+                    return Err(Error::UnknownPartition { partition });
+                }
+                entry.exists = false;
+                entry.fresh = true;
+                entry.first_index = 1;
+                entry.next_index = 1;
+            }
+        }
+        if !existed && entry.exists {
+            sketch.new_partitions += 1;
+        }
+        let entry = *entry;
+        sketch.keep(held, partition, entry);
         Ok(())
     }
 
