@@ -357,53 +357,84 @@ impl ReadyWrites {
 
     /// The records, in order, borrowing the entries' encodings from `encoded` (the one
     /// [`wal_writes`] filled).
-    pub(crate) fn writes<'a>(
-        &'a self,
-        encoded: &'a Encoded,
-    ) -> impl Iterator<Item = Write<'a>> + Clone + 'a {
-        let partition = self.partition;
-        let term_vote = self
-            .term_vote
-            .map(|state| Write::TermVote { partition, state });
-        let install =
-            self.install
-                .as_ref()
-                .map(|(index, term, configuration)| Write::InstallSnapshot {
-                    partition,
-                    index: *index,
-                    term: *term,
-                    floor_meta: configuration,
-                });
-        let truncate = self
-            .truncate_after
-            .map(|index| Write::TruncateAfter { partition, index });
-        let entries = encoded
-            .entries
-            .iter()
-            .map(move |(index, term, range)| Write::Entry {
-                partition,
-                index: *index,
-                term: *term,
-                payload: &encoded.bytes[range.clone()],
-            });
-        let commit = self
-            .commit
-            .map(|index| Write::CommitIndex { partition, index });
-        let compact = self
-            .compact_to
-            .as_ref()
-            .map(|(index, configuration)| Write::CompactTo {
-                partition,
-                index: *index,
-                floor_meta: configuration,
-            });
-        term_vote
-            .into_iter()
-            .chain(install)
-            .chain(truncate)
-            .chain(entries)
-            .chain(commit)
-            .chain(compact)
+    pub(crate) fn writes<'a>(&'a self, encoded: &'a Encoded) -> Writes<'a> {
+        Writes {
+            ready: self,
+            encoded,
+            next: 0,
+        }
+    }
+}
+
+/// The records of one Ready, in order ([`ReadyWrites::writes`]): a position in the record
+/// order (term and vote, install, truncation, the entries, commit index, compaction), each
+/// record present or skipped. One small state machine, where a chain of six iterators cost
+/// the WAL's validation and append a third of their work per Ready (issue 15).
+#[derive(Clone)]
+pub(crate) struct Writes<'a> {
+    ready: &'a ReadyWrites,
+    encoded: &'a Encoded,
+    /// The position of the next record to look at.
+    next: usize,
+}
+
+impl<'a> Iterator for Writes<'a> {
+    type Item = Write<'a>;
+
+    fn next(&mut self) -> Option<Write<'a>> {
+        let ready = self.ready;
+        let partition = ready.partition;
+        let entries = &self.encoded.entries;
+        loop {
+            let at = self.next;
+            self.next += 1;
+            let write =
+                match at {
+                    0 => ready
+                        .term_vote
+                        .map(|state| Write::TermVote { partition, state }),
+                    1 => ready.install.as_ref().map(|(index, term, floor_meta)| {
+                        Write::InstallSnapshot {
+                            partition,
+                            index: *index,
+                            term: *term,
+                            floor_meta,
+                        }
+                    }),
+                    2 => ready
+                        .truncate_after
+                        .map(|index| Write::TruncateAfter { partition, index }),
+                    _ if at - 3 < entries.len() => {
+                        let (index, term, range) = &entries[at - 3];
+                        Some(Write::Entry {
+                            partition,
+                            index: *index,
+                            term: *term,
+                            payload: &self.encoded.bytes[range.clone()],
+                        })
+                    }
+                    _ if at - 3 == entries.len() => ready
+                        .commit
+                        .map(|index| Write::CommitIndex { partition, index }),
+                    _ if at - 3 == entries.len() + 1 => {
+                        ready
+                            .compact_to
+                            .as_ref()
+                            .map(|(index, floor_meta)| Write::CompactTo {
+                                partition,
+                                index: *index,
+                                floor_meta,
+                            })
+                    }
+                    _ => {
+                        self.next = at;
+                        return None;
+                    }
+                };
+            if write.is_some() {
+                return write;
+            }
+        }
     }
 }
 
@@ -801,5 +832,52 @@ mod tests {
             _ => None,
         });
         assert_eq!(floor_meta, Some(expected.to_vec()));
+    }
+
+    #[test]
+    fn a_readys_records_come_in_the_record_order_and_count_as_many_as_they_are() {
+        let (p, mut view, mut scratch) = (PartitionId(2), WalView::default(), Encoded::default());
+        let first = Ready {
+            hard_state: Some(crate::core::HardState {
+                term: Term(1),
+                vote: Some(NodeId(1)),
+                commit: LogIndex::ZERO,
+            }),
+            ..entries(vec![entry_of(1, "t", b"a"), entry_of(2, "t", b"b")])
+        };
+        let writes = wal_writes(p, &first, &mut view, &mut scratch, || None);
+        let kinds = |writes: &ReadyWrites, scratch: &Encoded| -> Vec<String> {
+            writes
+                .writes(scratch)
+                .map(|w| match w {
+                    Write::TermVote { .. } => "vote".to_owned(),
+                    Write::TruncateAfter { index, .. } => format!("truncate {index}"),
+                    Write::Entry { index, .. } => format!("entry {index}"),
+                    Write::CommitIndex { index, .. } => format!("commit {index}"),
+                    other => format!("{other:?}"),
+                })
+                .collect()
+        };
+        assert_eq!(kinds(&writes, &scratch), ["vote", "entry 1", "entry 2"]);
+        assert_eq!(writes.len(&scratch), 3);
+        // A new term replaces entry 2 and commits entry 1: the vote, the truncation, the
+        // entry, the commit index, in that order.
+        let replaced = Ready {
+            hard_state: Some(crate::core::HardState {
+                term: Term(2),
+                vote: None,
+                commit: LogIndex(1),
+            }),
+            ..entries(vec![entry_of(2, "t", b"c")])
+        };
+        let writes = wal_writes(p, &replaced, &mut view, &mut scratch, || None);
+        assert_eq!(
+            kinds(&writes, &scratch),
+            ["vote", "truncate 1", "entry 2", "commit 1"]
+        );
+        assert_eq!(writes.len(&scratch), 4);
+        let empty = wal_writes(p, &Ready::default(), &mut view, &mut scratch, || None);
+        assert_eq!(empty.writes(&scratch).count(), 0);
+        assert_eq!(empty.len(&scratch), 0);
     }
 }
