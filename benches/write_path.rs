@@ -43,6 +43,9 @@ use kommander_wal::backend::BackendChoice;
 use kommander_wal::backend::sim::SimDisk;
 use tokio::sync::oneshot;
 
+mod support;
+use support::{env_or, process_cpu};
+
 /// Writes before the measured rounds (not counted): every replica's buffers grown.
 const WARMUP_ROUNDS: usize = 3;
 
@@ -287,22 +290,6 @@ fn run(partitions: u32, writers: usize, writes_min: usize) -> (u64, Duration, u6
     (writes, cpu, cluster.turns - turns)
 }
 
-/// The process's CPU time so far (user + system, in clock ticks of 10 ms).
-fn process_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let ticks: u64 = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| {
-            rest.split_whitespace()
-                .skip(11)
-                .take(2)
-                .filter_map(|field| field.parse::<u64>().ok())
-                .sum()
-        })
-        .unwrap_or(0);
-    Duration::from_millis(ticks * 10)
-}
-
 fn main() {
     let mut rows = vec![(48, 4096), (4096, 4096)];
     if let Ok(only) = std::env::var("KOMMANDER_BENCH_ONLY") {
@@ -311,10 +298,7 @@ fn main() {
             rows = vec![(partitions as u32, writers)];
         }
     }
-    let writes_min: usize = std::env::var("KOMMANDER_BENCH_WRITES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(200_000);
+    let writes_min: usize = env_or("KOMMANDER_BENCH_WRITES", 200_000);
     println!(
         "write_path: 3 stepped nodes on one thread, 2 shards each, simulated WALs, 16 B writes, \
          at least {writes_min} measured writes per row"
