@@ -325,8 +325,8 @@ pub(crate) struct Encoded {
 }
 
 impl Encoded {
-    /// The bytes of the encodings.
-    pub(crate) fn len(&self) -> usize {
+    /// How many bytes the encodings take.
+    pub(crate) fn byte_len(&self) -> usize {
         self.bytes.len()
     }
 }

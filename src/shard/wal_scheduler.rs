@@ -114,7 +114,7 @@ impl WalScheduler {
             if records > 0 {
                 wal.append_iter(writes.writes(&self.scratch))?;
                 self.appended_records += records;
-                self.appended_bytes += self.scratch.len();
+                self.appended_bytes += self.scratch.byte_len();
             }
         }
         // The Ready keeps a spare vector for the next replica's gated messages.

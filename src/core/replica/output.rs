@@ -3,6 +3,7 @@
 //! release its gated messages.
 
 use super::*;
+use crate::core::ready::move_into;
 
 impl Replica {
     /// Whether [`Replica::ready`] has anything to hand out.
@@ -122,13 +123,5 @@ impl Replica {
             Role::Candidate => self.win_alone_once_durable(),
             _ => {}
         }
-    }
-}
-
-/// Moves what `from` holds to the end of `to`; `from` keeps its capacity. Most of a Ready's
-/// outputs are empty: those cost a length check, not a copy call.
-fn move_into<T>(to: &mut Vec<T>, from: &mut Vec<T>) {
-    if !from.is_empty() {
-        to.append(from);
     }
 }
