@@ -42,13 +42,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use kommander_raft::core::{NodeId, PartitionId, Role, Status, Ticket};
-use kommander_raft::node::NodeConfig;
 use kommander_raft::shard::{
     Application, LogEntry, NoEvents, ProposedEntry, Refusal, Request, ShardConfig, ShardHost,
     StateMachine,
 };
 use kommander_raft::transport::memory::MemoryNetwork;
 use tokio::sync::oneshot;
+
+mod support;
+use support::in_process_node_config;
 
 /// Counts deliveries; does nothing else (the application must not block the shard).
 #[derive(Default)]
@@ -87,19 +89,7 @@ fn start(partitions: u32, shards: usize) -> Bench {
     let voters: Vec<NodeId> = (1..=3).map(NodeId).collect();
     let mut nodes = Vec::new();
     for node in 1..=3u64 {
-        let mut config = NodeConfig::new(node, dir.path().join(format!("node-{node}")));
-        config.peers = (1..=3)
-            .filter(|&n| n != node)
-            .map(|n| (n, String::new()))
-            .collect::<BTreeMap<_, _>>();
-        config.shards = shards;
-        if !default_timing() {
-            config.tick_interval_ms = 10;
-            config.election_timeout_ticks_min = 20;
-            config.election_timeout_ticks_max = 40;
-            config.heartbeat_interval_ticks = 5;
-        }
-        config.seed = node;
+        let mut config = in_process_node_config(node, dir.path(), shards, !default_timing());
         config.wal_segment_bytes = 64 << 20;
         let runtime = ShardHost::start(
             ShardConfig::from(&config),

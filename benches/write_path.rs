@@ -25,14 +25,13 @@
 //! counted too, once per WAL write). Results are recorded in `docs/benchmarks.md`.
 #![allow(clippy::print_stdout, missing_docs, unreachable_pub)]
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kommander_raft::core::{Message, NodeId, PartitionId, Ticket};
-use kommander_raft::node::NodeConfig;
 use kommander_raft::shard::{
     Application, LeaderTable, LogEntry, NoEvents, ProposedEntry, Refusal, ReplicationResult,
     Request, ShardConfig, ShardHost, ShardStepper, StateMachine,
@@ -44,7 +43,7 @@ use kommander_wal::backend::sim::SimDisk;
 use tokio::sync::oneshot;
 
 mod support;
-use support::{env_or, process_cpu};
+use support::{env_or, in_process_node_config, process_cpu};
 
 /// Writes before the measured rounds (not counted): every replica's buffers grown.
 const WARMUP_ROUNDS: usize = 3;
@@ -90,18 +89,7 @@ struct Cluster {
 
 /// Node `node`'s configuration: the cluster bench's timing (10 ms ticks), two shards.
 fn config(node: u64, dir: &Path) -> ShardConfig {
-    let mut config = NodeConfig::new(node, dir.join(format!("node-{node}")));
-    config.peers = (1..=3)
-        .filter(|&n| n != node)
-        .map(|n| (n, String::new()))
-        .collect::<BTreeMap<_, _>>();
-    config.shards = 2;
-    config.tick_interval_ms = 10;
-    config.election_timeout_ticks_min = 20;
-    config.election_timeout_ticks_max = 40;
-    config.heartbeat_interval_ticks = 5;
-    config.seed = node;
-    ShardConfig::from(&config)
+    ShardConfig::from(&in_process_node_config(node, dir, 2, true))
 }
 
 /// Shard `shard`'s WAL of `config`, over a simulated disk in its directory.
@@ -265,7 +253,7 @@ fn measured_rounds(
 /// One row: (writes, CPU time of the measured rounds, shard turns).
 fn run(partitions: u32, writers: usize, writes_min: usize) -> (u64, Duration, u64) {
     let mut cluster = Cluster::start(partitions);
-    let deadline = 200_000;
+    let steps_max = 200_000;
     let mut steps = 0;
     let leaders: Vec<usize> = loop {
         let leaders: Option<Vec<usize>> = (0..partitions)
@@ -275,7 +263,7 @@ fn run(partitions: u32, writers: usize, writes_min: usize) -> (u64, Duration, u6
             break leaders;
         }
         steps += 1;
-        assert!(steps < deadline, "no leader on every partition");
+        assert!(steps < steps_max, "no leader on every partition");
         cluster.step();
     };
     let mut ticket = 0;

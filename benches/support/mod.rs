@@ -283,6 +283,32 @@ pub fn loopback_node_config(
     config
 }
 
+/// Node `node`'s configuration in an in-process three-node cluster (no endpoints: the nodes
+/// talk over the in-memory transport or a driver's queue), its data under `dir`, `shards`
+/// shard threads; with `bench_timing`, 10 ms ticks, elections after 20–40 and heartbeats every
+/// 5 (else `NodeConfig`'s defaults), seeded by its id.
+pub fn in_process_node_config(
+    node: u64,
+    dir: &std::path::Path,
+    shards: usize,
+    bench_timing: bool,
+) -> kommander_raft::NodeConfig {
+    let mut config = kommander_raft::NodeConfig::new(node, dir.join(format!("node-{node}")));
+    config.peers = (1..=3)
+        .filter(|&n| n != node)
+        .map(|n| (n, String::new()))
+        .collect();
+    config.shards = shards;
+    if bench_timing {
+        config.tick_interval_ms = 10;
+        config.election_timeout_ticks_min = 20;
+        config.election_timeout_ticks_max = 40;
+        config.heartbeat_interval_ticks = 5;
+    }
+    config.seed = node;
+    config
+}
+
 /// Joins every node of `rafts` to the cluster at once, and waits until all joined.
 pub async fn join_all(rafts: &[kommander_raft::Raft]) {
     let joins: Vec<_> = rafts
