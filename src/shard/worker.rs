@@ -593,15 +593,16 @@ impl Worker {
         // Any message from a node is a sign of its life for the quiesced followers it leads.
         self.partitions.quiesced.heard(message.from);
         let failed = self.failed();
-        let accepted = match self.partitions.get_mut(partition) {
-            Some(slot) if !failed && !slot.held() && message.to == self.node => {
-                match slot.replica.as_mut() {
+        let accepted = match self.partitions.touch(partition) {
+            Some(touched) if !failed && !touched.slot.held() && message.to == self.node => {
+                match touched.slot.replica.as_mut() {
                     Some(replica) => {
                         if replica.step(message).is_err() {
                             self.stats
                                 .inbound_messages_refused
                                 .fetch_add(1, Ordering::Relaxed);
                         }
+                        touched.list();
                         true
                     }
                     None => false,
@@ -609,9 +610,7 @@ impl Worker {
             }
             _ => false,
         };
-        if accepted {
-            self.partitions.mark_dirty(partition);
-        } else {
+        if !accepted {
             self.stats
                 .inbound_messages_dropped
                 .fetch_add(1, Ordering::Relaxed);
@@ -661,14 +660,21 @@ impl Worker {
 }
 
 /// What a durable Ready does to its partition: `Replica::persisted`, and the partition's next
-/// Ready gathered this turn. Answers whether the partition is still hosted.
+/// Ready gathered this turn if that left one (a follower's durable append usually leaves
+/// none: the acknowledgement it gated leaves with the WalScheduler, and nothing a gathering
+/// publishes reads the durable index). Answers whether the partition is still hosted.
 fn persisted(partitions: &mut Partitions) -> impl FnMut(PartitionId, u64) -> bool + '_ {
     move |partition, number| {
-        let Some(replica) = partitions.replica_mut(partition) else {
+        let Some(touched) = partitions.touch(partition) else {
+            return false;
+        };
+        let Some(replica) = touched.slot.replica.as_mut() else {
             return false;
         };
         replica.persisted(number);
-        partitions.mark_dirty(partition);
+        if replica.has_ready() {
+            touched.list();
+        }
         true
     }
 }

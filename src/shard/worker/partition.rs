@@ -240,6 +240,20 @@ pub(crate) fn reads_full(
     reads.len() + waiting_apply.len() >= max
 }
 
+/// A slot looked up by [`Partitions::touch`], with the touched list it may join.
+pub(crate) struct Touched<'a> {
+    pub(crate) slot: &'a mut Slot,
+    dirty: &'a mut Vec<PartitionId>,
+    partition: PartitionId,
+}
+
+impl Touched<'_> {
+    /// Lists the slot's partition for this turn's gathering (as [`Partitions::mark_dirty`]).
+    pub(crate) fn list(self) {
+        list_once(&mut self.slot.dirty, self.dirty, self.partition);
+    }
+}
+
 /// Puts `partition` on `list` unless its slot's flag `listed` says it is on it already.
 fn list_once(listed: &mut bool, list: &mut Vec<PartitionId>, partition: PartitionId) {
     if !*listed {
@@ -324,6 +338,27 @@ impl Partitions {
             list_once(&mut slot.dirty, dirty, partition);
         }
         Some(slot)
+    }
+
+    /// `partition`'s slot (as [`Partitions::get_mut`]) and the means to list it for this
+    /// turn's gathering without a second lookup: for a caller that changes its replica and
+    /// lists it only if the change left work ([`Touched::list`]).
+    pub(crate) fn touch(&mut self, partition: PartitionId) -> Option<Touched<'_>> {
+        let Self {
+            slots,
+            dirty,
+            clock,
+            ..
+        } = self;
+        let slot = &mut **slots.get_mut(&partition)?;
+        if clock.catch_up(slot) {
+            list_once(&mut slot.dirty, dirty, partition);
+        }
+        Some(Touched {
+            slot,
+            dirty,
+            partition,
+        })
     }
 
     /// `partition`'s slot when its replica here serves (hosted, not held) and leads; else
