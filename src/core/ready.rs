@@ -168,9 +168,11 @@ impl GatedMessages {
 ///    `compaction_floor` is set, entries at or below it may be discarded;
 /// 2. send `messages` at any time (they do not depend on this Ready's durability);
 /// 3. once 1 is durable — and every earlier Ready too: writes complete in order — call
-///    [`Replica::persisted`](super::Replica::persisted)`(number)` and send `persisted_messages`
-///    (released by [`GatedMessages::release`]). Gated messages wait for earlier Readies even
-///    when this one has nothing to persist (see [`Ready::must_wait_for_disk`]);
+///    [`Replica::persisted`](super::Replica::persisted)`(number)` if `durability_awaited`
+///    (for another Ready the call changes nothing: a later one covers it) and send
+///    `persisted_messages` (released by [`GatedMessages::release`]). Gated messages wait for
+///    earlier Readies even when this one has nothing to persist (see
+///    [`Ready::must_wait_for_disk`]);
 /// 4. deliver `committed_entries` to the application in order (they are already durable
 ///    locally), then call [`Replica::applied`](super::Replica::applied)`(committed_through)`;
 /// 5. answer waiters from `outcomes` and `read_states`; start a snapshot transfer for every
@@ -183,6 +185,13 @@ pub struct Ready {
     pub soft_state: Option<SoftState>,
     /// Hard state to persist, when it changed.
     pub hard_state: Option<HardState>,
+    /// Whether the replica waits to hear that this Ready is durable: it holds entries or a
+    /// term the replica has not yet seen durable. [`Replica::persisted`](super::Replica::persisted)
+    /// for a Ready without it changes nothing (a commit index, a compaction floor or gated
+    /// messages alone), and `persisted(n)` acknowledges every Ready up to `n`, so a runtime
+    /// may skip it: at many active partitions, a leader's commit Ready per write would
+    /// otherwise bring its replica back into the cache once more only to learn nothing.
+    pub durability_awaited: bool,
     /// Entries to persist (consecutive indices).
     pub entries: Vec<Entry>,
     /// New compaction floor: a committed, applied checkpoint. The durable log may discard
@@ -227,6 +236,7 @@ impl Ready {
             number,
             soft_state,
             hard_state,
+            durability_awaited,
             entries,
             compaction_floor,
             installed_snapshot,
@@ -243,6 +253,7 @@ impl Ready {
         *number = 0;
         *soft_state = None;
         *hard_state = None;
+        *durability_awaited = false;
         entries.clear();
         *compaction_floor = None;
         *installed_snapshot = None;

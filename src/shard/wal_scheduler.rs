@@ -6,8 +6,8 @@
 //!
 //! Each Ready with something to persist, or with messages that may only leave once it is
 //! durable (votes, append acks), waits in a FIFO of (LSN, partition, ready number) until the
-//! WAL reports that LSN durable; then the replica is told (`persisted`) and its gated
-//! messages are released to the outbox, oldest first.
+//! WAL reports that LSN durable; then the replica is told (`persisted`, only for a Ready whose
+//! durability it awaits) and its gated messages are released to the outbox, oldest first.
 //!
 //! It records the WAL's metrics: records and payload bytes of each submission, and the time
 //! from each submission to its durability, both timestamps taken from the loop turn's `now`
@@ -37,6 +37,9 @@ struct PendingPersist {
     lsn: Lsn,
     partition: PartitionId,
     number: u64,
+    /// The Ready's `durability_awaited`: its replica is told only then (or to release gated
+    /// messages, which asks whether the partition is still hosted).
+    durability_awaited: bool,
     gated: GatedMessages,
 }
 
@@ -129,6 +132,7 @@ impl WalScheduler {
                 lsn: wal.next_lsn(),
                 partition,
                 number: ready.number,
+                durability_awaited: ready.durability_awaited,
                 gated,
             });
         }
@@ -232,9 +236,9 @@ impl WalScheduler {
     }
 
     /// Takes every record below `durable` as durable at `now`: each Ready it covers, oldest
-    /// first, goes to `persisted` (partition, ready number), which answers whether the
-    /// partition is still hosted; if it is, the Ready's gated messages are released to
-    /// `outbox`. Returns whether any Ready became durable. Only the WAL's own durable LSN may
+    /// first, whose durability its replica awaits or with gated messages goes to `persisted`
+    /// (partition, ready number), which answers whether the partition is still hosted; if it
+    /// is, the Ready's gated messages are released to `outbox`. Returns whether any Ready became durable. Only the WAL's own durable LSN may
     /// be passed here (the `DurableWithoutFsync` bug of feature `sim-bugs` passes another).
     pub(crate) fn acknowledge(
         &mut self,
@@ -264,7 +268,8 @@ impl WalScheduler {
                 break;
             };
             worked = true;
-            if !persisted(done.partition, done.number) {
+            let nobody_waits = !done.durability_awaited && done.gated.is_empty();
+            if nobody_waits || !persisted(done.partition, done.number) {
                 continue;
             }
             if let Ok(mut messages) = done.gated.release(done.number) {

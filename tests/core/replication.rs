@@ -1,9 +1,9 @@
 //! Replication: the rules of Raft paper §5.3–§5.4 and the pipeline (windows, backtracking,
 //! probe/replicate, catch-up, parallel leader write).
 
-use kommander_raft::core::{Message, MessageBody, NodeId, Role};
+use kommander_raft::core::{LogIndex, Message, MessageBody, NodeId, Role, Term};
 
-use super::harness::{Cluster, Lcg};
+use super::harness::{Cluster, Lcg, P, ids, msg, payload};
 
 fn applied_everywhere(c: &Cluster, ids: &[u64]) -> Vec<String> {
     let first = c.applied_payloads(ids[0]);
@@ -385,4 +385,85 @@ fn a_follower_that_lost_its_log_is_found_again_on_an_idle_partition() {
     c.settle();
     assert_eq!(c.log_of(3), before);
     assert_eq!(c.applied_payloads(3), c.applied_payloads(1));
+}
+
+/// A Ready awaits its durability only when it holds entries or a term not yet durable: the
+/// leader's commit Ready does not (it has a commit index to write and nothing more), and a
+/// runtime that never acknowledges such a Ready (the shard's WalScheduler does not) loses
+/// nothing, the next acknowledgement covering it.
+#[test]
+fn only_a_ready_with_entries_or_a_new_term_awaits_its_durability() {
+    let mut c = Cluster::new(3, 0);
+    c.elect(1);
+    c.settle();
+    let term = c.replica(1).term().0;
+    let acknowledged = |index: LogIndex| {
+        msg(
+            2,
+            1,
+            term,
+            MessageBody::AppendResponse {
+                success: true,
+                index,
+                hint_index: LogIndex::ZERO,
+                hint_term: Term(0),
+            },
+        )
+    };
+    for (round, data) in ["a", "b"].into_iter().enumerate() {
+        let ticket = c.ticket();
+        let leader = c.replica_mut(1);
+        let index = leader.propose(ticket, true, payload(data)).expect("leads");
+        let proposal = leader.ready();
+        assert!(proposal.durability_awaited, "round {round}: entries");
+        leader.persisted(proposal.number);
+        leader.step(acknowledged(index)).expect("valid");
+        let commit = leader.ready();
+        assert_eq!(
+            leader.commit_index(),
+            index,
+            "round {round}: a quorum holds it"
+        );
+        assert_eq!(commit.outcomes.len(), 1, "round {round}: answered");
+        assert!(
+            commit.must_persist(),
+            "round {round}: the commit index is written"
+        );
+        assert!(
+            !commit.durability_awaited,
+            "round {round}: nothing in the commit Ready waits for the disk"
+        );
+        // Its durability is never acknowledged: the next round commits all the same.
+    }
+}
+
+/// A Ready with a term the replica has not seen durable awaits its durability (a vote must not
+/// count before its term is on disk); once acknowledged, the same term awaits nothing more.
+#[test]
+fn a_ready_with_a_new_term_awaits_its_durability_once() {
+    use kommander_raft::core::{DurableState, Replica, ReplicaConfig};
+    let config = ReplicaConfig::new(NodeId(1), P, ids(3));
+    let mut replica = Replica::new(config, DurableState::default()).expect("valid");
+    let ask = |from: u64| {
+        msg(
+            from,
+            1,
+            3,
+            MessageBody::VoteRequest {
+                last_log_index: LogIndex::ZERO,
+                last_log_term: Term(0),
+                configuration_version: 0,
+                transfer: false,
+            },
+        )
+    };
+    replica.step(ask(2)).expect("valid");
+    let voted = replica.ready();
+    assert_eq!(voted.hard_state.map(|h| h.term), Some(Term(3)));
+    assert!(voted.durability_awaited, "term 3 is not durable yet");
+    replica.persisted(voted.number);
+    // Another candidate of the same term: refused, and nothing new waits for the disk.
+    replica.step(ask(3)).expect("valid");
+    let refused = replica.ready();
+    assert!(!refused.durability_awaited, "term 3 is durable");
 }

@@ -52,10 +52,12 @@ impl Replica {
             self.prev_hard_state = hard_state;
             hard_state
         });
+        let mut durability_awaited = false;
         if let Some(hard_state) = hard_state
             && hard_state.term > self.durable_term
         {
             self.pending_terms.push_back((number, hard_state.term));
+            durability_awaited = true;
         }
         let soft_state = self.soft_state();
         let soft_state = (soft_state != self.prev_soft_state).then(|| {
@@ -66,6 +68,7 @@ impl Replica {
         if let Some(last) = ready.entries.last() {
             self.pending_persist
                 .push_back((number, last.index, last.term));
+            durability_awaited = true;
             #[cfg(feature = "sim-bugs")]
             if self.bug(InjectedBug::AckBeforePersist) {
                 self.log.persisted = self.log.last_index();
@@ -78,6 +81,7 @@ impl Replica {
         ready.number = number;
         ready.soft_state = soft_state;
         ready.hard_state = hard_state;
+        ready.durability_awaited = durability_awaited;
         ready.compaction_floor = self.compaction_floor.take().map(|floor| *floor);
         ready.installed_snapshot = self.installed_snapshot.take().map(|floor| *floor);
         move_into(&mut ready.messages, &mut self.messages);

@@ -84,6 +84,9 @@ impl Durable {
 pub(super) struct PendingWrite {
     pub(super) partition: usize,
     pub(super) number: u64,
+    /// The Ready's `durability_awaited`: the replica is told of this write only then, as the
+    /// shard's WalScheduler does.
+    pub(super) durability_awaited: bool,
     pub(super) hard_state: Option<HardState>,
     pub(super) entries: Vec<Entry>,
     pub(super) compaction_floor: Option<Floor>,
@@ -114,7 +117,9 @@ impl Simulation {
             };
             let replica = &mut self.nodes[node].replicas[write.partition];
             replica.durable.write(&write);
-            if let Some(core) = replica.core.as_mut() {
+            if let Some(core) = replica.core.as_mut()
+                && write.durability_awaited
+            {
                 core.persisted(write.number);
             }
             // Released with its own number: the gate always opens here.

@@ -66,6 +66,7 @@ impl Simulation {
             number,
             soft_state,
             hard_state,
+            durability_awaited,
             entries,
             compaction_floor,
             messages,
@@ -153,6 +154,7 @@ impl Simulation {
             self.nodes[node].disk_queue.push_back(PendingWrite {
                 partition,
                 number,
+                durability_awaited,
                 hard_state,
                 entries,
                 compaction_floor,
