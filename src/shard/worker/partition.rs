@@ -41,12 +41,28 @@ impl Waiting {
 }
 
 /// One hosted partition.
+///
+/// Laid out in declaration order (`repr(C)`): what a visit reads of the slot (its clock, its
+/// flags, its progress), then the replica, whose own hot fields come first (see
+/// [`Replica`]): at thousands of active partitions each visit misses the cache once per line
+/// it touches.
 #[derive(Debug, Default)]
+#[repr(C)]
 pub(crate) struct Slot {
-    /// The replica (`None` while its log is read back from the WAL).
-    pub(crate) replica: Option<Replica>,
+    /// The tick its replica is ticked to (`Partitions::clock`): the ticks since are owed to
+    /// it, and handed over before anything reaches it (`Clock::catch_up`).
+    ticked_to: u64,
     /// The restore phase, while the partition restores.
     pub(crate) restore: Option<Box<Restore>>,
+    /// Its channel in the leadership table, kept so that publishing takes no table lock.
+    pub(crate) state: Option<Arc<watch::Sender<PartitionState>>>,
+    /// The log progress last published in the leadership table.
+    pub(crate) published: LogProgress,
+    /// What the membership work's look reads of it, as last noted after a gathering (`None`:
+    /// not noted yet).
+    membership_facts: Option<MembershipFacts>,
+    /// The (term, leader) its last `LeaderChanged` event announced (`announce.rs`).
+    pub(crate) announced: Option<Announced>,
     /// Whether a snapshot import is finishing: the partition is held (nothing stepped,
     /// ticked, gathered or executed) until it returns.
     pub(crate) installing: bool,
@@ -58,24 +74,10 @@ pub(crate) struct Slot {
     listed_active: bool,
     /// Whether it is on the list of partitions the next tick's membership work looks at.
     listed_membership: bool,
-    /// The tick its replica is ticked to (`Partitions::clock`): the ticks since are owed to
-    /// it, and handed over before anything reaches it (`Clock::catch_up`).
-    ticked_to: u64,
-    /// The tick its replica is next visited at, while it is off the active list
-    /// (`Partitions::followers_due`).
-    due_at: Option<u64>,
-    /// The tick its standing turns caught up at if its replica stays caught up (it is looked
-    /// at again then), while it counts towards the promotion window.
-    standing_settles_at: Option<u64>,
-    /// The standing (caught up, voter) the membership work last recorded for it (`None`:
-    /// none yet, or its settle tick came, which records it again).
-    standing_recorded: Option<(bool, bool)>,
-    /// The roster version its committed configuration matched when the membership work last
-    /// recorded it (`None`: not recorded yet).
-    reconciled_recorded: Option<Option<u64>>,
-    /// What the membership work's look reads of it, as last noted after a gathering (`None`:
-    /// not noted yet).
-    membership_facts: Option<MembershipFacts>,
+    /// Whether the channel had a subscriber at the last tick turn that looked (`ready.rs`).
+    pub(crate) subscribed: bool,
+    /// The replica (`None` while its log is read back from the WAL).
+    pub(crate) replica: Option<Replica>,
     /// What the WAL holds for it.
     pub(crate) view: WalView,
     /// Operations waiting for their outcome, by outcome key.
@@ -88,14 +90,18 @@ pub(crate) struct Slot {
     pub(crate) reads: StableHashMap<u64, ReadWaiter>,
     /// Read points known, waiting for the application to apply them.
     pub(crate) reads_waiting_apply: Vec<(LogIndex, ReadWaiter)>,
-    /// The log progress last published in the leadership table.
-    pub(crate) published: LogProgress,
-    /// Its channel in the leadership table, kept so that publishing takes no table lock.
-    pub(crate) state: Option<Arc<watch::Sender<PartitionState>>>,
-    /// Whether the channel had a subscriber at the last tick turn that looked (`ready.rs`).
-    pub(crate) subscribed: bool,
-    /// The (term, leader) its last `LeaderChanged` event announced (`announce.rs`).
-    pub(crate) announced: Option<Announced>,
+    /// The tick its replica is next visited at, while it is off the active list
+    /// (`Partitions::followers_due`).
+    due_at: Option<u64>,
+    /// The tick its standing turns caught up at if its replica stays caught up (it is looked
+    /// at again then), while it counts towards the promotion window.
+    standing_settles_at: Option<u64>,
+    /// The standing (caught up, voter) the membership work last recorded for it (`None`:
+    /// none yet, or its settle tick came, which records it again).
+    standing_recorded: Option<(bool, bool)>,
+    /// The roster version its committed configuration matched when the membership work last
+    /// recorded it (`None`: not recorded yet).
+    reconciled_recorded: Option<Option<u64>>,
 }
 
 impl Slot {
