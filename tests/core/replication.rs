@@ -467,3 +467,50 @@ fn a_ready_with_a_new_term_awaits_its_durability_once() {
     let refused = replica.ready();
     assert!(!refused.durability_awaited, "term 3 is durable");
 }
+
+/// The commit rule counts a majority of the voters, on the stack for a few voters and in a
+/// vector for many: with 3, 5 and 9 voters (nine are more than it sorts on the stack) an
+/// entry commits at the acknowledgement that makes a majority hold it, not one before.
+#[test]
+fn an_entry_commits_at_the_acknowledgement_that_makes_a_majority() {
+    for voters in [3_u64, 5, 9] {
+        let mut c = Cluster::new(voters, 0);
+        c.elect(1);
+        c.settle();
+        let term = c.replica(1).term().0;
+        let ticket = c.ticket();
+        let leader = c.replica_mut(1);
+        let before = leader.commit_index();
+        let index = leader.propose(ticket, true, payload("x")).expect("leads");
+        let proposal = leader.ready();
+        leader.persisted(proposal.number);
+        let majority = voters / 2 + 1;
+        // The leader holds it; followers 2.. acknowledge one by one.
+        for follower in 2..=majority {
+            assert_eq!(
+                leader.commit_index(),
+                before,
+                "{voters} voters: {} hold it",
+                follower - 1
+            );
+            leader
+                .step(msg(
+                    follower,
+                    1,
+                    term,
+                    MessageBody::AppendResponse {
+                        success: true,
+                        index,
+                        hint_index: LogIndex::ZERO,
+                        hint_term: Term(0),
+                    },
+                ))
+                .expect("valid");
+        }
+        assert_eq!(
+            leader.commit_index(),
+            index,
+            "{voters} voters: a majority holds it"
+        );
+    }
+}

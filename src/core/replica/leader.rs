@@ -2,6 +2,10 @@
 
 use super::*;
 
+/// Voters whose match indices the commit rule sorts on the stack; a larger configuration
+/// sorts them in the replica's scratch vector.
+const VOTERS_INLINE: usize = 8;
+
 impl Replica {
     pub(super) fn tick_leader(&mut self) {
         if !self.tick_leader_quiescence() {
@@ -324,9 +328,20 @@ impl Replica {
     /// entry is from the current term (§5.4.2: never by counting replicas of an older term).
     pub(super) fn maybe_commit(&mut self) {
         let id = self.config.id;
-        self.scratch.clear();
-        for &voter in self.configurations.current().voters() {
-            let matched = if voter == id {
+        let quorum = self.quorum();
+        let voters = self.configurations.current().voters();
+        // The voters' match indices, on the stack for the usual few voters: a heap buffer
+        // would be one more cache line to miss per commit at many active partitions.
+        let mut inline = [LogIndex::ZERO; VOTERS_INLINE];
+        let matched = if voters.len() <= VOTERS_INLINE {
+            &mut inline[..voters.len()]
+        } else {
+            self.scratch.clear();
+            self.scratch.resize(voters.len(), LogIndex::ZERO);
+            &mut self.scratch[..]
+        };
+        for (slot, &voter) in matched.iter_mut().zip(voters) {
+            *slot = if voter == id {
                 self.log.persisted
             } else {
                 self.progress
@@ -334,11 +349,10 @@ impl Replica {
                     .find(|(n, _)| *n == voter)
                     .map_or(LogIndex::ZERO, |(_, p)| p.match_index)
             };
-            self.scratch.push(matched);
         }
-        self.scratch.sort_unstable_by(|a, b| b.cmp(a));
+        matched.sort_unstable_by(|a, b| b.cmp(a));
         // A configuration has at least one voter, so the quorum's position exists.
-        let candidate = self.scratch[self.quorum() - 1];
+        let candidate = matched[quorum - 1];
         if candidate <= self.log.committed {
             return;
         }

@@ -123,6 +123,7 @@ pub struct Replica {
     checkpoint_floor: LogIndex,
     read_round: u64,
     reads: VecDeque<PendingRead>,
+    /// The commit rule's match indices when there are more voters than it sorts on the stack.
     scratch: Vec<LogIndex>,
     /// (voter, granted) for the current (pre-)election.
     votes: Vec<(NodeId, bool)>,
