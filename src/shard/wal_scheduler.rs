@@ -238,8 +238,9 @@ impl WalScheduler {
     /// Takes every record below `durable` as durable at `now`: each Ready it covers, oldest
     /// first, whose durability its replica awaits or with gated messages goes to `persisted`
     /// (partition, ready number), which answers whether the partition is still hosted; if it
-    /// is, the Ready's gated messages are released to `outbox`. Returns whether any Ready became durable. Only the WAL's own durable LSN may
-    /// be passed here (the `DurableWithoutFsync` bug of feature `sim-bugs` passes another).
+    /// is, the Ready's gated messages are released to `outbox`. Returns whether any Ready
+    /// became durable. Only the WAL's own durable LSN may be passed here (the
+    /// `DurableWithoutFsync` bug of feature `sim-bugs` passes another).
     pub(crate) fn acknowledge(
         &mut self,
         durable: Lsn,

@@ -333,17 +333,7 @@ impl Partitions {
     /// one of them that acted puts the partition on the touched list, as the tick's walk
     /// would).
     pub(crate) fn get_mut(&mut self, partition: PartitionId) -> Option<&mut Slot> {
-        let Self {
-            slots,
-            dirty,
-            clock,
-            ..
-        } = self;
-        let slot = &mut **slots.get_mut(&partition)?;
-        if clock.catch_up(slot) {
-            list_once(&mut slot.dirty, dirty, partition);
-        }
-        Some(slot)
+        self.touch(partition).map(|touched| touched.slot)
     }
 
     /// `partition`'s slot (as [`Partitions::get_mut`]) and the means to list it for this
