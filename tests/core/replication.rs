@@ -387,6 +387,22 @@ fn a_follower_that_lost_its_log_is_found_again_on_an_idle_partition() {
     assert_eq!(c.applied_payloads(3), c.applied_payloads(1));
 }
 
+/// Follower `from`'s acknowledgement to leader 1, in `term`, that it holds the log up to
+/// `index`.
+fn acknowledged(from: u64, term: u64, index: LogIndex) -> Message {
+    msg(
+        from,
+        1,
+        term,
+        MessageBody::AppendResponse {
+            success: true,
+            index,
+            hint_index: LogIndex::ZERO,
+            hint_term: Term(0),
+        },
+    )
+}
+
 /// A Ready awaits its durability only when it holds entries or a term not yet durable: the
 /// leader's commit Ready does not (it has a commit index to write and nothing more), and a
 /// runtime that never acknowledges such a Ready (the shard's WalScheduler does not) loses
@@ -397,19 +413,6 @@ fn only_a_ready_with_entries_or_a_new_term_awaits_its_durability() {
     c.elect(1);
     c.settle();
     let term = c.replica(1).term().0;
-    let acknowledged = |index: LogIndex| {
-        msg(
-            2,
-            1,
-            term,
-            MessageBody::AppendResponse {
-                success: true,
-                index,
-                hint_index: LogIndex::ZERO,
-                hint_term: Term(0),
-            },
-        )
-    };
     for (round, data) in ["a", "b"].into_iter().enumerate() {
         let ticket = c.ticket();
         let leader = c.replica_mut(1);
@@ -417,7 +420,7 @@ fn only_a_ready_with_entries_or_a_new_term_awaits_its_durability() {
         let proposal = leader.ready();
         assert!(proposal.durability_awaited, "round {round}: entries");
         leader.persisted(proposal.number);
-        leader.step(acknowledged(index)).expect("valid");
+        leader.step(acknowledged(2, term, index)).expect("valid");
         let commit = leader.ready();
         assert_eq!(
             leader.commit_index(),
@@ -494,17 +497,7 @@ fn an_entry_commits_at_the_acknowledgement_that_makes_a_majority() {
                 follower - 1
             );
             leader
-                .step(msg(
-                    follower,
-                    1,
-                    term,
-                    MessageBody::AppendResponse {
-                        success: true,
-                        index,
-                        hint_index: LogIndex::ZERO,
-                        hint_term: Term(0),
-                    },
-                ))
+                .step(acknowledged(follower, term, index))
                 .expect("valid");
         }
         assert_eq!(
