@@ -8,35 +8,19 @@ mod client_port;
 mod cluster;
 mod node;
 mod partitions;
+#[path = "../support/ports.rs"]
+mod ports;
 
-use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Mutex, PoisonError, mpsc};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+pub(crate) use ports::free_port;
 
 /// How long a child gets for anything (start, join, exit).
 pub(crate) const PATIENCE: Duration = Duration::from_secs(20);
-
-/// A port that was free a moment ago (for a process that binds it itself: the metrics
-/// exporter, a peer endpoint other nodes must know before it starts), and never handed out
-/// before by this test process: the kernel may give a port just released to the next bind,
-/// and two nodes (or one node's peer and client ports) given one port fail to start.
-pub(crate) fn free_port() -> u16 {
-    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
-    loop {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("address").port();
-        if GIVEN
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(port)
-        {
-            return port;
-        }
-    }
-}
 
 /// The client address of a `ready` line (`client=...`).
 pub(crate) fn client_of(ready: &str) -> String {

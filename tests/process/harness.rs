@@ -37,8 +37,8 @@ pub(crate) const CHECKPOINTS_OFF: [&str; 6] = [
     "0",
 ];
 
-/// A free loopback address (bound, then released: the node binds it next; never one handed
-/// out before, `cli::free_port`).
+/// A free loopback address below the kernel's ephemeral range (`cli::free_port`): the node
+/// binds it next, and again after a restart.
 fn free_address() -> String {
     format!("127.0.0.1:{}", crate::cli::free_port())
 }

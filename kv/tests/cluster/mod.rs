@@ -3,7 +3,6 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -13,6 +12,10 @@ use hyper::header::HeaderMap;
 use hyper_util::rt::TokioIo;
 use kommander_kv::{Config, KvConfig, KvNode, OUTCOME_HEADER};
 use kommander_raft::{NodeConfig, PartitionId, PartitionStatus, SYSTEM_PARTITION};
+
+#[path = "../../../tests/support/ports.rs"]
+mod ports;
+use ports::free_port;
 
 /// How long the helpers wait for a cluster to settle (an election, a catch-up).
 pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
@@ -34,23 +37,6 @@ where
             Err(not_yet) => assert!(Instant::now() < deadline, "{not_yet}"),
         }
         tokio::time::sleep(POLL_INTERVAL).await;
-    }
-}
-
-/// A port that was free a moment ago and never handed out before by this process (peer
-/// endpoints must be known before the nodes start).
-fn free_port() -> u16 {
-    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
-    loop {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("address").port();
-        if GIVEN
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(port)
-        {
-            return port;
-        }
     }
 }
 
