@@ -28,58 +28,30 @@ const READY_ROUNDS_PER_TURN: u32 = 4;
 impl Worker {
     /// Handles the Readies of the touched partitions at `now` (counting again who subscribes
     /// to each one's progress when `recount`: `Worker::tick_all`), then submits what they
-    /// appended to the WAL as ONE write. Returns whether there was any.
+    /// and the partitions gathered earlier in the turn (`Worker::step`) appended to the WAL
+    /// as ONE write. Returns whether there was any Ready.
     pub(super) fn gather_readies(&mut self, recount: bool, now: Instant) -> bool {
         if self.failed() {
             return false;
         }
         let mut worked = false;
-        let lag_max = self.config.membership.promotion_lag_entries_max;
         let touched = self.partitions.take_touched();
-        // One Ready for every replica of the turn: its vectors keep their capacity.
-        let mut ready = std::mem::take(&mut self.ready);
         for &partition in &touched {
-            let Some(slot) = self.partitions.gathered(partition) else {
+            // A partition gathered since it was listed (and not touched since) is skipped.
+            let Some(slot) = self.partitions.gathered_listed(partition) else {
                 continue;
             };
-            if slot.installing {
-                // Held while its import finishes; marked again when it is released. Held, it
-                // is not caught up: the membership work looks at it.
-                self.partitions.membership_due(partition);
-                continue;
-            }
-            let mut rounds = 0;
-            loop {
-                match self.partitions.replica_mut(partition) {
-                    Some(replica) if replica.has_ready() => {
-                        if rounds == READY_ROUNDS_PER_TURN {
-                            // More to do: next turn (after the other partitions had theirs).
-                            self.partitions.mark_dirty(partition);
-                            break;
-                        }
-                        replica.ready_into(&mut ready);
-                    }
-                    _ => break,
-                }
-                rounds += 1;
-                worked = true;
-                self.handle_ready(partition, &mut ready, now);
-                if self.failed() {
-                    return true;
-                }
-            }
-            // One lookup for what follows every gathering.
-            if let Some(slot) = self.partitions.get_mut(partition) {
-                publish_progress(&self.leaders, slot, partition, recount);
-                if membership_changed(slot, lag_max) {
-                    self.partitions.membership_due(partition);
-                }
+            let installing = slot.installing;
+            worked |= self.gather(partition, installing, recount, now);
+            if self.failed() {
+                return true;
             }
         }
         self.partitions.recycle_touched(touched);
-        // Its entries hold payloads: dropped now, not at the next Ready.
-        ready.clear();
-        self.ready = ready;
+        if let Some(ready) = self.ready.as_mut() {
+            // Its entries hold payloads: dropped now, not at the next turn's first Ready.
+            ready.clear();
+        }
         if self.writes.has_appended() {
             self.stats.wal_submissions.fetch_add(1, Ordering::Relaxed);
             let result = self.writes.submit(&mut self.wal, now);
@@ -97,6 +69,62 @@ impl Worker {
             }
         }
         worked
+    }
+
+    /// Handles the Readies of `partition`, whose slot was just taken for gathering
+    /// (`Partitions::gathered`; `installing`: its slot's flag then), up to
+    /// [`READY_ROUNDS_PER_TURN`] (listed again if more remain), then publishes its progress
+    /// (`recount` as in [`Worker::gather_readies`]) and notes its membership. What the Readies
+    /// appended waits in the WalScheduler for the turn's one submission
+    /// ([`Worker::gather_readies`]). Returns whether there was a Ready.
+    pub(super) fn gather(
+        &mut self,
+        partition: PartitionId,
+        installing: bool,
+        recount: bool,
+        now: Instant,
+    ) -> bool {
+        if installing {
+            // Held while its import finishes; marked again when it is released. Held, it
+            // is not caught up: the membership work looks at it.
+            self.partitions.membership_due(partition);
+            return false;
+        }
+        let lag_max = self.config.membership.promotion_lag_entries_max;
+        // One Ready for every replica of the turn: its vectors keep their capacity.
+        let mut ready = self.ready.take().unwrap_or_default();
+        let mut rounds = 0;
+        loop {
+            match self.partitions.replica_mut(partition) {
+                Some(replica) if replica.has_ready() => {
+                    if rounds == READY_ROUNDS_PER_TURN {
+                        // More to do: at the turn's gathering if this one came early
+                        // (`Worker::step`), else next turn (after the other partitions).
+                        self.partitions.mark_dirty(partition);
+                        break;
+                    }
+                    replica.ready_into(&mut ready);
+                }
+                _ => break,
+            }
+            rounds += 1;
+            self.handle_ready(partition, &mut ready, now);
+            if self.failed() {
+                break;
+            }
+        }
+        self.ready = Some(ready);
+        if self.failed() {
+            return true;
+        }
+        // One lookup for what follows every gathering.
+        if let Some(slot) = self.partitions.get_mut(partition) {
+            publish_progress(&self.leaders, slot, partition, recount);
+            if membership_changed(slot, lag_max) {
+                self.partitions.membership_due(partition);
+            }
+        }
+        rounds > 0
     }
 
     fn handle_ready(&mut self, partition: PartitionId, ready: &mut Ready, now: Instant) {
