@@ -14,6 +14,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use super::ready::Take;
 use super::{ShardInput, Worker};
 use crate::core::{Message, PartitionId};
 use crate::shard::Request;
@@ -110,10 +111,7 @@ impl Worker {
                     self.execute(partition, request);
                 }
             }
-            if let Some(slot) = self.partitions.gathered_listed(partition) {
-                let installing = slot.installing;
-                self.gather(partition, installing, false, now);
-            }
+            self.gather(partition, Take::Listed, false, now);
             self.partitions.unlist_gathered(listed);
         }
         runs.order.clear();
@@ -151,11 +149,8 @@ impl Worker {
             self.stats
                 .inbound_messages_dropped
                 .fetch_add(1, Ordering::Relaxed);
-        } else if let Some(now) = gather_at
-            && let Some(slot) = self.partitions.gathered(partition)
-        {
-            let installing = slot.installing;
-            self.gather(partition, installing, false, now);
+        } else if let Some(now) = gather_at {
+            self.gather(partition, Take::AtOnce, false, now);
         }
     }
 }

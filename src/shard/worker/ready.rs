@@ -25,11 +25,21 @@ use crate::shard::{
 /// other partitions (the rest waits for the next turn).
 const READY_ROUNDS_PER_TURN: u32 = 4;
 
+/// How a gathering takes its partition's slot.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Take {
+    /// A partition put on the touched list: skipped when it was gathered since it was listed
+    /// and not touched since (`Partitions::gathered_listed`).
+    Listed,
+    /// A partition whose inputs were just stepped without listing it (`inputs.rs`).
+    AtOnce,
+}
+
 impl Worker {
     /// Handles the Readies of the touched partitions at `now` (counting again who subscribes
     /// to each one's progress when `recount`: `Worker::tick_all`), then submits what they
-    /// and the partitions gathered earlier in the turn (`Worker::step`) appended to the WAL
-    /// as ONE write. Returns whether there was any Ready.
+    /// and the partitions gathered earlier in the turn (`inputs.rs`) appended to the WAL as
+    /// ONE write. Returns whether there was any Ready.
     pub(super) fn gather_readies(&mut self, recount: bool, now: Instant) -> bool {
         if self.failed() {
             return false;
@@ -37,12 +47,7 @@ impl Worker {
         let mut worked = false;
         let touched = self.partitions.take_touched();
         for &partition in &touched {
-            // A partition gathered since it was listed (and not touched since) is skipped.
-            let Some(slot) = self.partitions.gathered_listed(partition) else {
-                continue;
-            };
-            let installing = slot.installing;
-            worked |= self.gather(partition, installing, recount, now);
+            worked |= self.gather(partition, Take::Listed, recount, now);
             if self.failed() {
                 return true;
             }
@@ -71,8 +76,7 @@ impl Worker {
         worked
     }
 
-    /// Handles the Readies of `partition`, whose slot was just taken for gathering
-    /// (`Partitions::gathered`; `installing`: its slot's flag then), up to
+    /// Takes `partition`'s slot for gathering as `take` says and handles its Readies, up to
     /// [`READY_ROUNDS_PER_TURN`] (listed again if more remain), then publishes its progress
     /// (`recount` as in [`Worker::gather_readies`]) and notes its membership. What the Readies
     /// appended waits in the WalScheduler for the turn's one submission
@@ -80,11 +84,21 @@ impl Worker {
     pub(super) fn gather(
         &mut self,
         partition: PartitionId,
-        installing: bool,
+        take: Take,
         recount: bool,
         now: Instant,
     ) -> bool {
-        if installing {
+        if self.failed() {
+            return false;
+        }
+        let slot = match take {
+            Take::Listed => self.partitions.gathered_listed(partition),
+            Take::AtOnce => self.partitions.gathered(partition),
+        };
+        let Some(slot) = slot else {
+            return false;
+        };
+        if slot.installing {
             // Held while its import finishes; marked again when it is released. Held, it
             // is not caught up: the membership work looks at it.
             self.partitions.membership_due(partition);
