@@ -77,7 +77,6 @@ mod delivery;
 mod execute;
 mod generation;
 mod import;
-mod inputs;
 mod map;
 mod map_change;
 mod membership;
@@ -251,11 +250,8 @@ pub(crate) struct Worker {
     transfers: Transfers,
     outbox: Outbox,
     /// The Ready every replica's is gathered into (`ready.rs`), empty between gatherings: its
-    /// vectors keep their capacity, so a Ready allocates none of its own. Boxed, and taken
-    /// while a gathering uses it: a gathering per message moves a pointer, not the Ready.
-    ready: Option<Box<Ready>>,
-    /// The turn's requests, carried out grouped by partition (`inputs.rs`).
-    requests: inputs::RequestRuns,
+    /// vectors keep their capacity, so a Ready allocates none of its own.
+    ready: Ready,
     /// The envelopes of the proposal being carried out (`execute.rs`), empty between
     /// proposals: kept for its capacity (at most `proposal_entries_max`).
     payloads: Vec<bytes::Bytes>,
@@ -309,8 +305,7 @@ impl Worker {
             compactions_waiting: Vec::new(),
             reads: ReadScheduler::default(),
             outbox: Outbox::default(),
-            ready: Some(Box::default()),
-            requests: inputs::RequestRuns::default(),
+            ready: Ready::default(),
             payloads: Vec::new(),
             failure: None,
         }
@@ -386,7 +381,7 @@ impl Worker {
         }
         let clock = self.ticks + self.ticks_slept(now);
         self.partitions.quiesced.set_clock(clock);
-        let mut worked = self.drain_inputs(now);
+        let mut worked = self.drain_inputs();
         worked |= self.transfer_results();
         let mut recount = false;
         if tick {
@@ -557,6 +552,68 @@ impl Worker {
                 self.fail(format!("WAL: {error}"));
                 None
             }
+        }
+    }
+
+    // ----- inputs -----
+
+    fn drain_inputs(&mut self) -> bool {
+        let budget = self.config.shard_inputs_per_turn_max;
+        let mut worked = false;
+        for _ in 0..budget {
+            let Ok(input) = self.commands.try_recv() else {
+                break;
+            };
+            worked = true;
+            match input {
+                ShardInput::Request { partition, request } => self.execute(partition, request),
+                ShardInput::Open {
+                    partition,
+                    voters,
+                    learners,
+                    reply,
+                } => self.open(partition, voters, learners, reply),
+                ShardInput::Wake => {}
+            }
+        }
+        for _ in 0..budget {
+            let Ok(batch) = self.inbound.try_recv() else {
+                break;
+            };
+            worked = true;
+            for message in batch {
+                self.step(message);
+            }
+        }
+        worked
+    }
+
+    fn step(&mut self, message: Message) {
+        let partition = message.partition;
+        // Any message from a node is a sign of its life for the quiesced followers it leads.
+        self.partitions.quiesced.heard(message.from);
+        let failed = self.failed();
+        let accepted = match self.partitions.touch(partition) {
+            Some(touched) if !failed && !touched.slot.held() && message.to == self.node => {
+                match touched.slot.replica.as_mut() {
+                    Some(replica) => {
+                        if replica.step(message).is_err() {
+                            self.stats
+                                .inbound_messages_refused
+                                .fetch_add(1, Ordering::Relaxed);
+                        }
+                        touched.list();
+                        true
+                    }
+                    None => false,
+                }
+            }
+            _ => false,
+        };
+        if !accepted {
+            self.stats
+                .inbound_messages_dropped
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -520,27 +520,6 @@ impl Partitions {
         std::mem::replace(&mut self.dirty, spare)
     }
 
-    /// How long the touched list is: a mark for [`Partitions::unlist_gathered`].
-    pub(crate) fn touched_len(&self) -> usize {
-        self.dirty.len()
-    }
-
-    /// Takes off the touched list the partitions listed since `mark` that were gathered since
-    /// (their mark is cleared): the turn's gathering would only skip them, after looking each
-    /// one up again when its state is out of the cache. Those just gathered are in it.
-    pub(crate) fn unlist_gathered(&mut self, mark: usize) {
-        let Self { slots, dirty, .. } = self;
-        let mut kept = mark;
-        for at in mark..dirty.len() {
-            let partition = dirty[at];
-            if slots.get(&partition).is_some_and(|slot| slot.dirty) {
-                dirty[kept] = partition;
-                kept += 1;
-            }
-        }
-        dirty.truncate(kept);
-    }
-
     /// Gives back a list [`Partitions::take_touched`] returned, for its capacity.
     pub(crate) fn recycle_touched(&mut self, mut list: Vec<PartitionId>) {
         list.clear();
@@ -548,30 +527,12 @@ impl Partitions {
     }
 
     /// The slot of `partition`, taken from the touched list ([`Partitions::take_touched`]) to
-    /// gather its Ready, as [`Partitions::gathered`]; `None` when its mark is already cleared:
-    /// it was gathered since it was listed (a gathering at once, as a peer's message may
-    /// have), and nothing touched it since.
-    pub(crate) fn gathered_listed(&mut self, partition: PartitionId) -> Option<&mut Slot> {
-        self.take_for_gathering(partition, true)
-    }
-
-    /// The slot of `partition`, to gather its Ready now: its mark is cleared, so that a later
-    /// touch lists it for the next gathering (and a listing of it before is skipped:
-    /// [`Partitions::gathered_listed`]). Whatever changed its replica touched it, so this is
-    /// where the tick that visits it next is looked at again: a replica that came to lead (or
-    /// is held) is listed active, and an awake follower whose election timer now runs out
-    /// sooner than the visit filed is filed again (a later timer waits for the visit filed,
-    /// which files it again then).
+    /// gather its Ready: its mark is cleared, so that a later touch lists it for the next
+    /// turn. Whatever changed its replica touched it, so this is where the tick that visits
+    /// it next is looked at again: a replica that came to lead (or is held) is listed active,
+    /// and an awake follower whose election timer now runs out sooner than the visit filed
+    /// is filed again (a later timer waits for the visit filed, which files it again then).
     pub(crate) fn gathered(&mut self, partition: PartitionId) -> Option<&mut Slot> {
-        self.take_for_gathering(partition, false)
-    }
-
-    /// [`Partitions::gathered`], `None` when `marked_only` and the slot's mark is cleared.
-    fn take_for_gathering(
-        &mut self,
-        partition: PartitionId,
-        marked_only: bool,
-    ) -> Option<&mut Slot> {
         let Self {
             slots,
             active,
@@ -580,9 +541,6 @@ impl Partitions {
             ..
         } = self;
         let slot = &mut **slots.get_mut(&partition)?;
-        if marked_only && !slot.dirty {
-            return None;
-        }
         // Whether a tick handed over acted needs no touch: it is being gathered.
         clock.catch_up(slot);
         slot.dirty = false;
@@ -814,42 +772,5 @@ fn unfile(
 ) {
     if let Some(at) = slot.due_at.take() {
         followers_due.remove(&(at, partition));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_partition_gathered_at_once_is_skipped_where_it_was_listed_before() {
-        let mut partitions = Partitions::default();
-        let partition = PartitionId(7);
-        // Hosting it lists it; a peer's message then has it gathered at once.
-        partitions.insert(partition, Slot::default());
-        assert!(partitions.gathered(partition).is_some());
-        let listed = partitions.take_touched();
-        assert_eq!(listed, [partition]);
-        assert!(
-            partitions.gathered_listed(partition).is_none(),
-            "gathered since it was listed: the turn's gathering skips it"
-        );
-        partitions.recycle_touched(listed);
-        // Touched again, it is gathered at the turn's gathering, once.
-        partitions.mark_dirty(partition);
-        let listed = partitions.take_touched();
-        assert_eq!(listed, [partition]);
-        assert!(partitions.gathered_listed(partition).is_some());
-        assert!(partitions.gathered_listed(partition).is_none());
-        partitions.recycle_touched(listed);
-        // Listed and gathered at once (a run of requests): taken off the list again, where a
-        // partition listed and not gathered stays.
-        let other = PartitionId(8);
-        partitions.insert(other, Slot::default());
-        let mark = partitions.touched_len();
-        partitions.mark_dirty(partition);
-        assert!(partitions.gathered_listed(partition).is_some());
-        partitions.unlist_gathered(mark);
-        assert_eq!(partitions.take_touched(), [other]);
     }
 }

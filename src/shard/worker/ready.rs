@@ -25,38 +25,61 @@ use crate::shard::{
 /// other partitions (the rest waits for the next turn).
 const READY_ROUNDS_PER_TURN: u32 = 4;
 
-/// How a gathering takes its partition's slot.
-#[derive(Clone, Copy, Debug)]
-pub(super) enum Take {
-    /// A partition put on the touched list: skipped when it was gathered since it was listed
-    /// and not touched since (`Partitions::gathered_listed`).
-    Listed,
-    /// A partition whose inputs were just stepped without listing it (`inputs.rs`).
-    AtOnce,
-}
-
 impl Worker {
     /// Handles the Readies of the touched partitions at `now` (counting again who subscribes
     /// to each one's progress when `recount`: `Worker::tick_all`), then submits what they
-    /// and the partitions gathered earlier in the turn (`inputs.rs`) appended to the WAL as
-    /// ONE write. Returns whether there was any Ready.
+    /// appended to the WAL as ONE write. Returns whether there was any.
     pub(super) fn gather_readies(&mut self, recount: bool, now: Instant) -> bool {
         if self.failed() {
             return false;
         }
         let mut worked = false;
+        let lag_max = self.config.membership.promotion_lag_entries_max;
         let touched = self.partitions.take_touched();
+        // One Ready for every replica of the turn: its vectors keep their capacity.
+        let mut ready = std::mem::take(&mut self.ready);
         for &partition in &touched {
-            worked |= self.gather(partition, Take::Listed, recount, now);
-            if self.failed() {
-                return true;
+            let Some(slot) = self.partitions.gathered(partition) else {
+                continue;
+            };
+            if slot.installing {
+                // Held while its import finishes; marked again when it is released. Held, it
+                // is not caught up: the membership work looks at it.
+                self.partitions.membership_due(partition);
+                continue;
+            }
+            let mut rounds = 0;
+            loop {
+                match self.partitions.replica_mut(partition) {
+                    Some(replica) if replica.has_ready() => {
+                        if rounds == READY_ROUNDS_PER_TURN {
+                            // More to do: next turn (after the other partitions had theirs).
+                            self.partitions.mark_dirty(partition);
+                            break;
+                        }
+                        replica.ready_into(&mut ready);
+                    }
+                    _ => break,
+                }
+                rounds += 1;
+                worked = true;
+                self.handle_ready(partition, &mut ready, now);
+                if self.failed() {
+                    return true;
+                }
+            }
+            // One lookup for what follows every gathering.
+            if let Some(slot) = self.partitions.get_mut(partition) {
+                publish_progress(&self.leaders, slot, partition, recount);
+                if membership_changed(slot, lag_max) {
+                    self.partitions.membership_due(partition);
+                }
             }
         }
         self.partitions.recycle_touched(touched);
-        if let Some(ready) = self.ready.as_mut() {
-            // Its entries hold payloads: dropped now, not at the next turn's first Ready.
-            ready.clear();
-        }
+        // Its entries hold payloads: dropped now, not at the next Ready.
+        ready.clear();
+        self.ready = ready;
         if self.writes.has_appended() {
             self.stats.wal_submissions.fetch_add(1, Ordering::Relaxed);
             let result = self.writes.submit(&mut self.wal, now);
@@ -74,71 +97,6 @@ impl Worker {
             }
         }
         worked
-    }
-
-    /// Takes `partition`'s slot for gathering as `take` says and handles its Readies, up to
-    /// [`READY_ROUNDS_PER_TURN`] (listed again if more remain), then publishes its progress
-    /// (`recount` as in [`Worker::gather_readies`]) and notes its membership. What the Readies
-    /// appended waits in the WalScheduler for the turn's one submission
-    /// ([`Worker::gather_readies`]). Returns whether there was a Ready.
-    pub(super) fn gather(
-        &mut self,
-        partition: PartitionId,
-        take: Take,
-        recount: bool,
-        now: Instant,
-    ) -> bool {
-        if self.failed() {
-            return false;
-        }
-        let slot = match take {
-            Take::Listed => self.partitions.gathered_listed(partition),
-            Take::AtOnce => self.partitions.gathered(partition),
-        };
-        let Some(slot) = slot else {
-            return false;
-        };
-        if slot.installing {
-            // Held while its import finishes; marked again when it is released. Held, it
-            // is not caught up: the membership work looks at it.
-            self.partitions.membership_due(partition);
-            return false;
-        }
-        let lag_max = self.config.membership.promotion_lag_entries_max;
-        // One Ready for every replica of the turn: its vectors keep their capacity.
-        let mut ready = self.ready.take().unwrap_or_default();
-        let mut rounds = 0;
-        loop {
-            match self.partitions.replica_mut(partition) {
-                Some(replica) if replica.has_ready() => {
-                    if rounds == READY_ROUNDS_PER_TURN {
-                        // More to do: at the turn's gathering if this one came early
-                        // (`Worker::step`), else next turn (after the other partitions).
-                        self.partitions.mark_dirty(partition);
-                        break;
-                    }
-                    replica.ready_into(&mut ready);
-                }
-                _ => break,
-            }
-            rounds += 1;
-            self.handle_ready(partition, &mut ready, now);
-            if self.failed() {
-                break;
-            }
-        }
-        self.ready = Some(ready);
-        if self.failed() {
-            return true;
-        }
-        // One lookup for what follows every gathering.
-        if let Some(slot) = self.partitions.get_mut(partition) {
-            publish_progress(&self.leaders, slot, partition, recount);
-            if membership_changed(slot, lag_max) {
-                self.partitions.membership_due(partition);
-            }
-        }
-        rounds > 0
     }
 
     fn handle_ready(&mut self, partition: PartitionId, ready: &mut Ready, now: Instant) {
