@@ -20,29 +20,42 @@ const SPAN: u16 = 16_384;
 /// The lowest port the picker gives (below it are the privileged, well-known ports).
 const FLOOR: u16 = 1_024;
 
+/// Where the picker stands: the span's first port and length (read from `/proc` once), the
+/// next offset in it to try and how many were tried.
+struct Walk {
+    base: u16,
+    span: u16,
+    offset: u16,
+    tried: u16,
+}
+
 /// A port below the ephemeral range that was free a moment ago and never given before by
 /// this process. Panics (a test setup failure) when every port of the span was tried.
 pub(crate) fn free_port() -> u16 {
-    static NEXT: Mutex<Option<(u16, u16)>> = Mutex::new(None);
-    let mut next = NEXT.lock().unwrap_or_else(PoisonError::into_inner);
-    let (base, span) = span();
-    let (offset, tried) = next.get_or_insert_with(|| {
-        (
-            u16::try_from(std::process::id() % u32::from(span)).unwrap_or(0),
-            0,
-        )
+    static WALK: Mutex<Option<Walk>> = Mutex::new(None);
+    let mut walk = WALK.lock().unwrap_or_else(PoisonError::into_inner);
+    let walk = walk.get_or_insert_with(|| {
+        let (base, span) = span();
+        let offset = u16::try_from(std::process::id() % u32::from(span)).unwrap_or(0);
+        Walk {
+            base,
+            span,
+            offset,
+            tried: 0,
+        }
     });
-    while *tried < span {
-        let port = base + *offset;
-        *offset = (*offset + 1) % span;
-        *tried += 1;
+    while walk.tried < walk.span {
+        let port = walk.base + walk.offset;
+        walk.offset = (walk.offset + 1) % walk.span;
+        walk.tried += 1;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
     panic!(
-        "no free port left in {base}..{}",
-        u32::from(base) + u32::from(span)
+        "no free port left in {}..{}",
+        walk.base,
+        u32::from(walk.base) + u32::from(walk.span)
     );
 }
 
