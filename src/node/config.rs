@@ -138,6 +138,14 @@ pub struct NodeConfig {
     pub wal_record_bytes_max: usize,
     /// WAL frames in flight at once (pipelining depth), 1 to 64.
     pub wal_inflight_batches_max: usize,
+    /// How many entries a partition's commit index may run ahead of the one its WAL holds
+    /// before it is written (0: at every change). The commit index is re-learned from the
+    /// leader after a restart, so writing it at every change only cost a WAL record per write
+    /// on each replica; it is also written when the partition quiesces and when the node
+    /// stops in order. After a crash, up to this many committed entries of a partition reach
+    /// the application as live deliveries once a leader commits again, not through
+    /// `on_log_restored`. Partition 0's is always written at once.
+    pub wal_commit_lag_entries_max: u64,
     /// Largest tolerated drift of a remote HLC timestamp ahead of the local clock, in ms: a
     /// peer's frame stamp further ahead is not merged into the node's clock (the frame is
     /// processed all the same; the transports count it).
@@ -267,6 +275,7 @@ impl NodeConfig {
             wal_batch_bytes_max: wal.batch_bytes_max,
             wal_record_bytes_max: wal.record_bytes_max,
             wal_inflight_batches_max: wal.inflight_batches_max,
+            wal_commit_lag_entries_max: 64,
             hlc_drift_ms_max: 60_000,
             join_timeout_ms: 60_000,
             proposal_timeout_ms: 10_000,
@@ -638,6 +647,7 @@ impl From<&NodeConfig> for ShardConfig {
             snapshot: config.snapshot,
             membership: config.membership,
             slow_wal_write: Duration::from_millis(config.slow_wal_write_ms),
+            commit_lag_entries_max: config.wal_commit_lag_entries_max,
             #[cfg(feature = "sim-bugs")]
             bug: None,
         }

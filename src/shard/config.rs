@@ -55,6 +55,10 @@ pub struct ShardConfig {
     /// A WAL write slower than this (submission to durability) is logged as a warning;
     /// [`Duration::ZERO`]: never.
     pub slow_wal_write: Duration,
+    /// How many entries a user partition's commit index may run ahead of the one its WAL
+    /// holds before it is written (it is also written when the partition quiesces and at an
+    /// orderly stop); 0: at every change.
+    pub commit_lag_entries_max: u64,
     /// Simulator sensitivity hooks (feature `sim-bugs` only): the node-level bug to inject.
     #[cfg(feature = "sim-bugs")]
     pub bug: Option<NodeBug>,

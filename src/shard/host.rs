@@ -130,7 +130,7 @@ pub struct ShardCounters {
     pub inbound_messages_refused: u64,
     /// WAL submissions.
     pub wal_submissions: u64,
-    /// Readies persisted.
+    /// Readies that appended WAL records.
     pub readies_persisted: u64,
     /// Loop turns.
     pub turns: u64,

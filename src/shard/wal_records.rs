@@ -3,11 +3,25 @@
 //! installed snapshot (the log restarts after it, keeping a suffix whose term matches); a
 //! truncation when its
 //! entries replace a stored suffix (a log conflict); the entries (encoded by `codec`); the
-//! commit index when it changed (written in the same frame, so it costs no extra sync); the
-//! compaction to just above a new floor, never past the application's durable index (a
+//! commit index when it got too far ahead of the one the WAL holds (below); the compaction to just above a new floor, never past the application's durable index (a
 //! compaction that waits for it is written later, alone: [`WalView::compaction`]). A
 //! [`WalView`] per partition remembers what the WAL already holds, so nothing unchanged is
 //! written again.
+//!
+//! The commit index is knowledge, not a promise (the core's `HardState` says it may be written
+//! lazily): a restarted replica re-learns it from its leader, and restore takes the higher of
+//! it and the application's durable index. Writing each change cost a record per write on
+//! every replica at many active partitions (a leader's commit alone was a Ready with a record
+//! of its own; 8 % of a write's instructions at 4 096 active partitions, issue 15), so a
+//! partition's commit index is written once it runs more than `commit_lag_max` entries ahead
+//! of the one the WAL holds, when it commits a configuration entry (restore numbers the
+//! committed configuration: a replaced disk's votes wait for its version, decision 0004; with
+//! an older one read back, a two-voter partition elected nobody, node seeds 15 and 91 of the
+//! replacing sweep), when the partition quiesces (an idle partition's WAL holds its last commit
+//! index), and at a shard's orderly stop ([`WalView::lagging_commit`]). A crash
+//! may lose the last `commit_lag_max` entries' commit: restore hands fewer entries to
+//! `on_log_restored`, and the rest reach the application as live deliveries once a leader
+//! commits again — as the entries of the last unsynced write always could.
 //!
 //! The configuration in force at the WAL's floor is kept with it (the floor meta of
 //! `CompactTo` and `InstallSnapshot`): the WAL's floor may lag the core's (it waits for the
@@ -39,7 +53,11 @@ pub(crate) struct WalView {
     last: u64,
     term: u64,
     vote: Option<u64>,
+    /// The commit index the WAL holds.
     commit: u64,
+    /// The commit index the replica last reported (`commit` lags it by at most the lag the
+    /// scheduler allows).
+    commit_known: u64,
     /// The WAL's compaction floor.
     floor: u64,
     /// The highest floor the core allowed (an applied checkpoint).
@@ -192,6 +210,7 @@ impl WalView {
             term: info.term_vote.map_or(0, |h| h.term),
             vote: info.term_vote.and_then(|h| h.vote),
             commit: info.commit_index.unwrap_or(0),
+            commit_known: info.commit_index.unwrap_or(0),
             floor,
             allowed_floor: floor,
             // Known once the log is read back: `restored`.
@@ -313,6 +332,24 @@ impl WalView {
     /// Whether a compaction the core allowed waits for the application's durable index.
     pub(crate) fn compaction_waits(&self) -> bool {
         self.allowed_floor > self.floor
+    }
+
+    /// Whether the commit index the replica reported commits a configuration entry the WAL's
+    /// does not: the committed configuration restore numbers (the version a replaced disk's
+    /// votes wait for, decision 0004) must be the one in force.
+    fn commits_configuration(&self) -> bool {
+        self.configurations
+            .iter()
+            .any(|&(at, _)| at > self.commit && at <= self.commit_known)
+    }
+
+    /// The commit index its replica reported, if the WAL does not hold it yet (a lazily
+    /// written one, see the module docs); records it as written.
+    pub(crate) fn lagging_commit(&mut self) -> Option<u64> {
+        (self.commit_known != self.commit).then(|| {
+            self.commit = self.commit_known;
+            self.commit
+        })
     }
 }
 
@@ -440,12 +477,15 @@ impl<'a> Iterator for Writes<'a> {
 
 /// The records of `ready` for `partition` (see the module docs), encoding its entries into
 /// `encoded` (cleared first); updates `view` to what the WAL holds once they are appended.
-/// `durable_index` is asked only when the Ready allows a compaction.
+/// The commit index is written once it runs more than `commit_lag_max` entries ahead of the
+/// WAL's, or when the Ready reports that the partition quiesced. `durable_index` is asked
+/// only when the Ready allows a compaction.
 pub(crate) fn wal_writes(
     partition: PartitionId,
     ready: &Ready,
     view: &mut WalView,
     encoded: &mut Encoded,
+    commit_lag_max: u64,
     durable_index: impl FnOnce() -> Option<LogIndex>,
 ) -> ReadyWrites {
     encoded.bytes.clear();
@@ -522,11 +562,15 @@ pub(crate) fn wal_writes(
             view.last = last.index.0;
         }
     }
-    if let Some(hard) = ready.hard_state
-        && hard.commit.0 != view.commit
+    if let Some(hard) = ready.hard_state {
+        view.commit_known = hard.commit.0;
+    }
+    let ahead = view.commit_known.checked_sub(view.commit);
+    if ahead.is_none_or(|ahead| ahead > commit_lag_max)
+        || ready.quiescence == Some(true)
+        || view.commits_configuration()
     {
-        out.commit = Some(hard.commit.0);
-        view.commit = hard.commit.0;
+        out.commit = view.lagging_commit();
     }
     if let Some(floor) = &ready.compaction_floor {
         view.allowed_floor = view.allowed_floor.max(floor.index.0);
@@ -588,10 +632,10 @@ mod tests {
             entry(4, EntryKind::Configuration, three.clone()),
             entry(5, EntryKind::Checkpoint, Bytes::new()),
         ]);
-        wal_writes(p, &ready, &mut view, &mut scratch, || None);
+        wal_writes(p, &ready, &mut view, &mut scratch, 0, || None);
         // The application is durable through 3 only: the WAL's floor lands between the two
         // configuration entries, where the first one is in force.
-        let writes = wal_writes(p, &floor(5, &[1, 2, 3]), &mut view, &mut scratch, || {
+        let writes = wal_writes(p, &floor(5, &[1, 2, 3]), &mut view, &mut scratch, 0, || {
             Some(LogIndex(3))
         });
         assert_eq!(writes.compact_to, Some((4, two)));
@@ -599,10 +643,12 @@ mod tests {
         // A truncation takes a configuration entry above the floor away.
         let four = configuration(&[1, 2, 3, 4]).encode();
         let ready = entries(vec![entry(6, EntryKind::Configuration, four)]);
-        wal_writes(p, &ready, &mut view, &mut scratch, || None);
+        wal_writes(p, &ready, &mut view, &mut scratch, 0, || None);
         let ready = entries(vec![entry(6, EntryKind::Normal, Bytes::new())]);
-        wal_writes(p, &ready, &mut view, &mut scratch, || None);
-        let writes = wal_writes(p, &floor(6, &[1, 2, 3]), &mut view, &mut scratch, || None);
+        wal_writes(p, &ready, &mut view, &mut scratch, 0, || None);
+        let writes = wal_writes(p, &floor(6, &[1, 2, 3]), &mut view, &mut scratch, 0, || {
+            None
+        });
         assert_eq!(writes.compact_to, Some((7, three)));
     }
 
@@ -644,11 +690,11 @@ mod tests {
                 codec::encode_envelope(crate::shard::partitions::SYSTEM_LOG_TYPE, b"{"),
             ),
         ]);
-        wal_writes(p0, &ready, &mut view, &mut scratch, || None);
-        let writes = wal_writes(p0, &floor(2, &[1]), &mut view, &mut scratch, || None);
+        wal_writes(p0, &ready, &mut view, &mut scratch, 0, || None);
+        let writes = wal_writes(p0, &floor(2, &[1]), &mut view, &mut scratch, 0, || None);
         let (_, meta) = writes.compact_to.expect("a compaction");
         assert_eq!(kept(&meta), (Some(configuration(&[1])), Some(one.clone())));
-        let writes = wal_writes(p0, &floor(5, &[1]), &mut view, &mut scratch, || None);
+        let writes = wal_writes(p0, &floor(5, &[1]), &mut view, &mut scratch, 0, || None);
         let (_, meta) = writes.compact_to.expect("a compaction");
         assert_eq!(kept(&meta), (Some(configuration(&[1])), Some(two.clone())));
         // A map entry truncated away never reaches the floor.
@@ -658,11 +704,12 @@ mod tests {
             &entries(vec![map_entry(6, &three)]),
             &mut view,
             &mut scratch,
+            0,
             || None,
         );
         let replaced = entries(vec![entry(6, EntryKind::Normal, Bytes::new())]);
-        wal_writes(p0, &replaced, &mut view, &mut scratch, || None);
-        let writes = wal_writes(p0, &floor(6, &[1]), &mut view, &mut scratch, || None);
+        wal_writes(p0, &replaced, &mut view, &mut scratch, 0, || None);
+        let writes = wal_writes(p0, &floor(6, &[1]), &mut view, &mut scratch, 0, || None);
         let (_, meta) = writes.compact_to.expect("a compaction");
         assert_eq!(kept(&meta).1, Some(two));
         // An imported snapshot's boundary keeps the map it carried.
@@ -675,7 +722,7 @@ mod tests {
             }),
             ..Ready::default()
         };
-        let writes = wal_writes(p0, &ready, &mut view, &mut scratch, || None);
+        let writes = wal_writes(p0, &ready, &mut view, &mut scratch, 0, || None);
         let (_, _, meta) = writes.install.expect("an install");
         assert_eq!(kept(&meta), (Some(configuration(&[1, 2])), Some(three)));
         // Any other partition keeps the bare configuration.
@@ -685,8 +732,8 @@ mod tests {
             map_entry(2, &one),
         ]);
         let p1 = PartitionId(1);
-        wal_writes(p1, &ready, &mut other, &mut scratch, || None);
-        let writes = wal_writes(p1, &floor(2, &[1]), &mut other, &mut scratch, || None);
+        wal_writes(p1, &ready, &mut other, &mut scratch, 0, || None);
+        let writes = wal_writes(p1, &floor(2, &[1]), &mut other, &mut scratch, 0, || None);
         assert_eq!(writes.compact_to, Some((3, configuration(&[1]).encode())));
     }
 
@@ -721,15 +768,15 @@ mod tests {
             ),
             import(4, ImportEntry::End(plan)),
         ]);
-        wal_writes(p, &ready, &mut view, &mut scratch, || None);
+        wal_writes(p, &ready, &mut view, &mut scratch, 0, || None);
         let ended = Some(ImportMark { plan, ended: true });
         assert_eq!(view.marks().import, ended);
         let generation = entries(vec![entry_of(5, GENERATION_LOG_TYPE, &mark.encode())]);
-        wal_writes(p, &generation, &mut view, &mut scratch, || None);
+        wal_writes(p, &generation, &mut view, &mut scratch, 0, || None);
         assert_eq!(view.marks().generation, mark);
         // The end and the generation entry are replaced by a new leader's entries.
         let replaced = entries(vec![entry(4, EntryKind::Normal, Bytes::new())]);
-        wal_writes(p, &replaced, &mut view, &mut scratch, || None);
+        wal_writes(p, &replaced, &mut view, &mut scratch, 0, || None);
         let begun = Some(ImportMark { plan, ended: false });
         let held = LogMarks {
             generation: GenerationMark::default(),
@@ -737,7 +784,7 @@ mod tests {
         };
         assert_eq!(view.marks(), held);
         // The floor passes the begin: kept with it.
-        let writes = wal_writes(p, &floor(3, &[1]), &mut view, &mut scratch, || None);
+        let writes = wal_writes(p, &floor(3, &[1]), &mut view, &mut scratch, 0, || None);
         let (_, meta) = writes.compact_to.expect("a compaction");
         let kept = crate::shard::partitions::decode_floor_meta(&meta).expect("decodes");
         assert_eq!(kept.configuration, Some(configuration(&[1])));
@@ -774,7 +821,7 @@ mod tests {
             entry_of(2, IMPORT_LOG_TYPE, &ImportEntry::End(plan).encode()),
             entry_of(3, GENERATION_LOG_TYPE, &mark.encode()),
         ]);
-        wal_writes(p, &ready, &mut leader, &mut scratch, || None);
+        wal_writes(p, &ready, &mut leader, &mut scratch, 0, || None);
         let begun = Some(ImportMark { plan, ended: false });
         let ended = Some(ImportMark { plan, ended: true });
         assert_eq!(leader.marks_at(LogIndex(1)).import, begun);
@@ -798,7 +845,7 @@ mod tests {
             }),
             ..Ready::default()
         };
-        let writes = wal_writes(p, &ready, &mut follower, &mut scratch, || None);
+        let writes = wal_writes(p, &ready, &mut follower, &mut scratch, 0, || None);
         let (_, _, meta) = writes.install.expect("an install");
         let kept = crate::shard::partitions::decode_floor_meta(&meta).expect("decodes");
         assert_eq!(kept.marks, carried);
@@ -824,7 +871,7 @@ mod tests {
             }),
             ..Ready::default()
         };
-        let writes = wal_writes(p, &ready, &mut view, &mut scratch, || None);
+        let writes = wal_writes(p, &ready, &mut view, &mut scratch, 0, || None);
         let expected = configuration(&[4, 5]).encode();
         assert_eq!(writes.install, Some((9, 2, expected.clone())));
         let floor_meta = writes.writes(&scratch).find_map(|w| match w {
@@ -845,7 +892,7 @@ mod tests {
             }),
             ..entries(vec![entry_of(1, "t", b"a"), entry_of(2, "t", b"b")])
         };
-        let writes = wal_writes(p, &first, &mut view, &mut scratch, || None);
+        let writes = wal_writes(p, &first, &mut view, &mut scratch, 0, || None);
         let kinds = |writes: &ReadyWrites, scratch: &Encoded| -> Vec<String> {
             writes
                 .writes(scratch)
@@ -870,14 +917,65 @@ mod tests {
             }),
             ..entries(vec![entry_of(2, "t", b"c")])
         };
-        let writes = wal_writes(p, &replaced, &mut view, &mut scratch, || None);
+        let writes = wal_writes(p, &replaced, &mut view, &mut scratch, 0, || None);
         assert_eq!(
             kinds(&writes, &scratch),
             ["vote", "truncate 1", "entry 2", "commit 1"]
         );
         assert_eq!(writes.len(&scratch), 4);
-        let empty = wal_writes(p, &Ready::default(), &mut view, &mut scratch, || None);
+        let empty = wal_writes(p, &Ready::default(), &mut view, &mut scratch, 0, || None);
         assert_eq!(empty.writes(&scratch).count(), 0);
         assert_eq!(empty.len(&scratch), 0);
+    }
+
+    #[test]
+    fn the_commit_index_is_written_once_it_runs_more_than_the_lag_ahead_or_the_partition_quiesces()
+    {
+        let (p, mut view, mut scratch) = (PartitionId(2), WalView::default(), Encoded::default());
+        let committed = |commit: u64| Ready {
+            hard_state: Some(crate::core::HardState {
+                term: Term(1),
+                vote: None,
+                commit: LogIndex(commit),
+            }),
+            ..Ready::default()
+        };
+        let mut commit_of = |ready: &Ready, view: &mut WalView| {
+            wal_writes(p, ready, view, &mut scratch, 2, || None).commit
+        };
+        // The first Ready writes the term (and the commit index 0 the WAL holds).
+        assert_eq!(commit_of(&committed(0), &mut view), None);
+        assert_eq!(commit_of(&committed(1), &mut view), None);
+        assert_eq!(commit_of(&committed(2), &mut view), None);
+        assert_eq!(commit_of(&committed(3), &mut view), Some(3), "3 ahead of 0");
+        assert_eq!(commit_of(&committed(4), &mut view), None);
+        // A quiescing partition's WAL gets the commit index it knows, reported or not.
+        let quiesced = Ready {
+            quiescence: Some(true),
+            ..Ready::default()
+        };
+        assert_eq!(commit_of(&quiesced, &mut view), Some(4));
+        assert_eq!(commit_of(&quiesced, &mut view), None, "already written");
+        assert_eq!(commit_of(&committed(5), &mut view), None);
+        assert_eq!(
+            view.lagging_commit(),
+            Some(5),
+            "what an orderly stop writes"
+        );
+        assert_eq!(view.lagging_commit(), None);
+        // Committing a configuration entry writes the commit index at once.
+        let configured = Ready {
+            entries: vec![entry(
+                6,
+                EntryKind::Configuration,
+                configuration(&[1, 2]).encode(),
+            )],
+            ..Ready::default()
+        };
+        assert_eq!(commit_of(&configured, &mut view), None, "not committed yet");
+        assert_eq!(commit_of(&committed(6), &mut view), Some(6));
+        // Without a lag every change is written.
+        let writes = wal_writes(p, &committed(7), &mut view, &mut scratch, 0, || None);
+        assert_eq!(writes.commit, Some(7));
     }
 }

@@ -4,10 +4,11 @@
 //! turn one durable write (one fdatasync). The next turn's submission may go out while the
 //! previous one is in flight (the WAL pipelines `inflight_batches_max` frames).
 //!
-//! Each Ready with something to persist, or with messages that may only leave once it is
-//! durable (votes, append acks), waits in a FIFO of (LSN, partition, ready number) until the
-//! WAL reports that LSN durable; then the replica is told (`persisted`, only for a Ready whose
-//! durability it awaits) and its gated messages are released to the outbox, oldest first.
+//! Each Ready whose durability its replica awaits, or with messages that may only leave once
+//! it is durable (votes, append acks), waits in a FIFO of (LSN, partition, ready number) until
+//! the WAL reports that LSN durable; then the replica is told (`persisted`) and its gated
+//! messages are released to the outbox, oldest first. A Ready nobody waits for (a commit
+//! index or a compaction alone) is written and not queued: a later `persisted` covers it.
 //!
 //! It records the WAL's metrics: records and payload bytes of each submission, and the time
 //! from each submission to its durability, both timestamps taken from the loop turn's `now`
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kommander_wal::{Lsn, Wal, Write};
 
+use super::SYSTEM_PARTITION;
 use super::outbox::Outbox;
 use super::wal_records::{Encoded, WalView, wal_writes};
 use crate::core::{GatedMessages, LogIndex, Message, PartitionId, Ready};
@@ -37,9 +39,6 @@ struct PendingPersist {
     lsn: Lsn,
     partition: PartitionId,
     number: u64,
-    /// The Ready's `durability_awaited`: its replica is told only then (or to release gated
-    /// messages, which asks whether the partition is still hosted).
-    durability_awaited: bool,
     gated: GatedMessages,
 }
 
@@ -65,6 +64,10 @@ pub(crate) struct WalScheduler {
     /// A submission durable later than this after it was submitted is logged as a warning
     /// (`Duration::ZERO`: never).
     slow_write: Duration,
+    /// How many entries a user partition's commit index may run ahead of the one its WAL
+    /// holds (`wal_records`; partition 0's is written at every change: its map must be read
+    /// back as it was published).
+    commit_lag_max: u64,
 }
 
 impl std::fmt::Debug for WalScheduler {
@@ -78,9 +81,15 @@ impl std::fmt::Debug for WalScheduler {
 }
 
 impl WalScheduler {
-    /// A scheduler of `shard`'s WAL with nothing appended, recording into `metrics` and
-    /// warning of a write slower than `slow_write` (never when it is zero).
-    pub(crate) fn new(shard: usize, metrics: ShardMetrics, slow_write: Duration) -> Self {
+    /// A scheduler of `shard`'s WAL with nothing appended, recording into `metrics`, warning
+    /// of a write slower than `slow_write` (never when it is zero) and writing a partition's
+    /// commit index once it runs more than `commit_lag_max` entries ahead of the WAL's.
+    pub(crate) fn new(
+        shard: usize,
+        metrics: ShardMetrics,
+        slow_write: Duration,
+        commit_lag_max: u64,
+    ) -> Self {
         Self {
             scratch: Encoded::default(),
             appended_records: 0,
@@ -91,13 +100,14 @@ impl WalScheduler {
             metrics,
             shard,
             slow_write,
+            commit_lag_max,
         }
     }
 
     /// Appends `ready`'s records to the WAL's open frame (`view` is what the WAL holds for
-    /// `partition`) and queues the Ready, with its persist-gated messages (taken from it),
-    /// until everything appended so far is durable. Returns whether it had something to
-    /// persist.
+    /// `partition`) and, if its replica awaits its durability or it has persist-gated
+    /// messages (taken from it), queues it until everything appended so far is durable.
+    /// Returns whether it appended any record.
     ///
     /// # Errors
     ///
@@ -110,10 +120,23 @@ impl WalScheduler {
         view: &mut WalView,
         durable_index: impl FnOnce() -> Option<LogIndex>,
     ) -> kommander_wal::Result<bool> {
-        let persist = ready.must_persist();
-        if persist {
-            let writes = wal_writes(partition, ready, view, &mut self.scratch, durable_index);
-            let records = writes.len(&self.scratch);
+        let mut records = 0;
+        // A quiescing partition writes the commit index it has not written yet.
+        if ready.must_persist() || ready.quiescence == Some(true) {
+            let lag = if partition == SYSTEM_PARTITION {
+                0
+            } else {
+                self.commit_lag_max
+            };
+            let writes = wal_writes(
+                partition,
+                ready,
+                view,
+                &mut self.scratch,
+                lag,
+                durable_index,
+            );
+            records = writes.len(&self.scratch);
             if records > 0 {
                 wal.append_iter(writes.writes(&self.scratch))?;
                 self.appended_records += records;
@@ -127,16 +150,34 @@ impl WalScheduler {
             let spare = GatedMessages::reusing(self.spare_gated.pop().unwrap_or_default());
             std::mem::replace(&mut ready.persisted_messages, spare)
         };
-        if persist || !gated.is_empty() {
+        if ready.durability_awaited || !gated.is_empty() {
             self.pending.push_back(PendingPersist {
                 lsn: wal.next_lsn(),
                 partition,
                 number: ready.number,
-                durability_awaited: ready.durability_awaited,
                 gated,
             });
         }
-        Ok(persist)
+        Ok(records > 0)
+    }
+
+    /// Appends the commit index of `partition` if its WAL does not hold the one its replica
+    /// reported (a shard's orderly stop writes every partition's; nothing waits on it).
+    ///
+    /// # Errors
+    ///
+    /// The WAL's error: the WAL is poisoned.
+    pub(crate) fn write_lagging_commit(
+        &mut self,
+        wal: &mut Wal,
+        partition: PartitionId,
+        view: &mut WalView,
+    ) -> kommander_wal::Result<()> {
+        if let Some(index) = view.lagging_commit() {
+            wal.append(&[Write::CommitIndex { partition, index }])?;
+            self.appended_records += 1;
+        }
+        Ok(())
     }
 
     /// Appends a compaction that waited for the application's durable index (the first index
@@ -235,9 +276,8 @@ impl WalScheduler {
         Ok(self.acknowledge(durable, outbox, now, persisted))
     }
 
-    /// Takes every record below `durable` as durable at `now`: each Ready it covers, oldest
-    /// first, whose durability its replica awaits or with gated messages goes to `persisted`
-    /// (partition, ready number), which answers whether the partition is still hosted; if it
+    /// Takes every record below `durable` as durable at `now`: each queued Ready it covers,
+    /// oldest first, goes to `persisted` (partition, ready number), which answers whether the partition is still hosted; if it
     /// is, the Ready's gated messages are released to `outbox`. Returns whether any Ready
     /// became durable. Only the WAL's own durable LSN may be passed here (the
     /// `DurableWithoutFsync` bug of feature `sim-bugs` passes another).
@@ -269,8 +309,7 @@ impl WalScheduler {
                 break;
             };
             worked = true;
-            let nobody_waits = !done.durability_awaited && done.gated.is_empty();
-            if nobody_waits || !persisted(done.partition, done.number) {
+            if !persisted(done.partition, done.number) {
                 continue;
             }
             if let Ok(mut messages) = done.gated.release(done.number) {
@@ -311,7 +350,7 @@ mod tests {
     fn a_write_slower_than_the_threshold_is_logged_as_a_warning() {
         let at = Instant::now();
         let slow = Duration::from_millis(25);
-        let scheduler = || WalScheduler::new(3, ShardMetrics::new(3), slow);
+        let scheduler = || WalScheduler::new(3, ShardMetrics::new(3), slow, 0);
         let text = logged(scheduler(), at, at + Duration::from_millis(40));
         assert!(
             text.contains("WARN")
@@ -325,7 +364,7 @@ mod tests {
             "",
             "at the threshold: quiet"
         );
-        let off = WalScheduler::new(3, ShardMetrics::new(3), Duration::ZERO);
+        let off = WalScheduler::new(3, ShardMetrics::new(3), Duration::ZERO, 0);
         assert_eq!(logged(off, at, at + Duration::from_secs(9)), "", "0: never");
     }
 }

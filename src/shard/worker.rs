@@ -146,7 +146,7 @@ pub struct ShardStats {
     pub inbound_messages_refused: AtomicU64,
     /// WAL submissions (one per loop turn that had something to persist).
     pub wal_submissions: AtomicU64,
-    /// Readies persisted through the WAL.
+    /// Readies that appended WAL records.
     pub readies_persisted: AtomicU64,
     /// Loop turns.
     pub turns: AtomicU64,
@@ -266,6 +266,7 @@ impl Worker {
             params.shard,
             params.metrics.clone(),
             params.config.slow_wal_write,
+            params.config.commit_lag_entries_max,
         );
         let partitions = Partitions::new(&params.config);
         Self {
@@ -474,18 +475,27 @@ impl Worker {
         });
     }
 
-    /// At the stop: makes everything appended durable (unless the shard failed).
+    /// At the stop: writes the commit indexes the WAL lags behind, then makes everything
+    /// appended durable (unless the shard failed).
     fn sync(&mut self) {
-        if !self.failed() {
-            let result = self.wal.sync();
-            self.check_wal(result);
+        if self.failed() {
+            return;
         }
+        let (writes, wal) = (&mut self.writes, &mut self.wal);
+        let result = self
+            .partitions
+            .slots_mut()
+            .try_for_each(|(partition, slot)| {
+                writes.write_lagging_commit(wal, partition, &mut slot.view)
+            })
+            .and_then(|()| self.wal.sync());
+        self.check_wal(result);
     }
 
     /// At the stop: answers whatever still waits with why it will never be served.
     fn refuse_remaining(&mut self) {
         let refusal = self.failure_refusal().unwrap_or(Refusal::ShutDown);
-        for slot in self.partitions.slots_mut() {
+        for (_, slot) in self.partitions.slots_mut() {
             slot.refuse_waiters(&refusal);
         }
         if let Some(change) = self.map_change.take() {
@@ -535,7 +545,7 @@ impl Worker {
             shard: self.shard,
             reason,
         };
-        for slot in self.partitions.slots_mut() {
+        for (_, slot) in self.partitions.slots_mut() {
             slot.refuse_waiters(&refusal);
         }
         if let Some(change) = self.map_change.take() {

@@ -429,10 +429,13 @@ impl Partitions {
         Some(slot)
     }
 
-    /// Every slot, for refusing what waits in them (the replicas are not handed the ticks
-    /// they are owed: nothing steps or ticks them through this).
-    pub(crate) fn slots_mut(&mut self) -> impl Iterator<Item = &mut Slot> {
-        self.slots.values_mut().map(|slot| &mut **slot)
+    /// Every slot with its partition, for what a stop or a failure does to all of them (the
+    /// replicas are not handed the ticks they are owed: nothing steps or ticks them through
+    /// this).
+    pub(crate) fn slots_mut(&mut self) -> impl Iterator<Item = (PartitionId, &mut Slot)> {
+        self.slots
+            .iter_mut()
+            .map(|(&partition, slot)| (partition, &mut **slot))
     }
 
     /// Puts `partition` on the touched list: its Ready is gathered this turn (and its

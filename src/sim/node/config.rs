@@ -61,6 +61,9 @@ pub struct NodeSimConfig {
     pub append_entries_max: usize,
     /// The core's `inflight_messages_max`.
     pub inflight_messages_max: usize,
+    /// The node's `wal_commit_lag_entries_max` (how far a commit index may run ahead of its
+    /// WAL's: restarts then hand some committed entries over live, not as restored).
+    pub commit_lag_entries_max: u64,
     /// The WAL's segment size (small: rotation, preparation and reclamation happen often).
     pub wal_segment_bytes: u64,
     /// Snapshot chunk size (tiny: a few registers make several chunks).
@@ -159,6 +162,7 @@ impl NodeSimConfig {
             pause_ms_max: 1_500,
             append_entries_max: [1, 4, 64][rng.index(3)],
             inflight_messages_max: [1, 4, 256][rng.index(3)],
+            commit_lag_entries_max: 0,
             wal_segment_bytes: 256 * 1024,
             snapshot_chunk_bytes: [16, 32, 4096][rng.index(3)],
             snapshot_chunks_in_flight_max: [1, 2, 4][rng.index(3)],
@@ -187,6 +191,9 @@ impl NodeSimConfig {
         }
         // Cuts around configuration changes in two seeds of three; drawn last.
         config.configuration_cut_per_million = [0, 100_000, 300_000][rng.index(3)];
+        // Commit indexes written at every change, or lagging by a few entries, or by the
+        // default; drawn last.
+        config.commit_lag_entries_max = [0, 1, 8, 64][rng.index(4)];
         config
     }
 

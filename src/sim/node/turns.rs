@@ -29,6 +29,7 @@ impl NodeSimulation {
         config.tick_interval_ms = self.config.tick_ms;
         config.append_entries_max = self.config.append_entries_max;
         config.inflight_messages_max = self.config.inflight_messages_max;
+        config.wal_commit_lag_entries_max = self.config.commit_lag_entries_max;
         config.wal_segment_bytes = self.config.wal_segment_bytes;
         config.wal_batch_bytes_max = 64 << 10;
         config.wal_record_bytes_max = 16 << 10;
