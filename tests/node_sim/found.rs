@@ -77,7 +77,11 @@
 //! the operators' leader hint, which named a leader of partition 0's term 1 cut off from the
 //! newest leader of term 3, whose configuration change n2 had just acknowledged; partition 0
 //! never had a quorum again; the victim is now chosen with the leader of the newest term any
-//! running replica knows).
+//! running replica knows), and the replacing seeds 15 and 91 once the commit index was written
+//! lazily (a restart read back a commit index below a committed configuration entry, numbered
+//! an older committed configuration, and a replaced disk's replica withheld its vote from the
+//! one candidate of a two-voter partition for good: a commit index that commits a
+//! configuration entry is now written at once).
 
 use kommander_raft::sim::node::{NodeSimConfig, NodeSimulation};
 
@@ -108,7 +112,7 @@ fn seeds_that_found_bugs_replay_clean() {
     }
     // The schedules moved since some were found: they replay clean, and disks are replaced.
     let mut replacements = 0;
-    for seed in [2, 29, 12, 15, 131, 63, 5991, 5517, 7251, 8847] {
+    for seed in [2, 29, 12, 15, 91, 131, 63, 5991, 5517, 7251, 8847] {
         match NodeSimulation::new(seed, NodeSimConfig::replacing_nodes_for_seed(seed)).run() {
             Ok(report) => replacements += report.replacements,
             Err(failure) => panic!("{failure}"),
