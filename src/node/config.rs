@@ -141,10 +141,11 @@ pub struct NodeConfig {
     /// How many entries a partition's commit index may run ahead of the one its WAL holds
     /// before it is written (0: at every change). The commit index is re-learned from the
     /// leader after a restart, so writing it at every change only cost a WAL record per write
-    /// on each replica; it is also written when the partition quiesces and when the node
-    /// stops in order. After a crash, up to this many committed entries of a partition reach
-    /// the application as live deliveries once a leader commits again, not through
-    /// `on_log_restored`. Partition 0's is always written at once.
+    /// on each replica; it is also written when it commits a configuration entry, when the
+    /// partition quiesces and when the node stops in order. After a crash, up to this many
+    /// committed entries of a partition reach the application as live deliveries once a
+    /// leader commits again, not through `on_log_restored`. Partition 0's is always written
+    /// at once.
     pub wal_commit_lag_entries_max: u64,
     /// Largest tolerated drift of a remote HLC timestamp ahead of the local clock, in ms: a
     /// peer's frame stamp further ahead is not merged into the node's clock (the frame is

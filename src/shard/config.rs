@@ -56,8 +56,8 @@ pub struct ShardConfig {
     /// [`Duration::ZERO`]: never.
     pub slow_wal_write: Duration,
     /// How many entries a user partition's commit index may run ahead of the one its WAL
-    /// holds before it is written (it is also written when the partition quiesces and at an
-    /// orderly stop); 0: at every change.
+    /// holds before it is written (it is also written when it commits a configuration entry,
+    /// when the partition quiesces and at an orderly stop); 0: at every change.
     pub commit_lag_entries_max: u64,
     /// Simulator sensitivity hooks (feature `sim-bugs` only): the node-level bug to inject.
     #[cfg(feature = "sim-bugs")]

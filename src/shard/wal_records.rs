@@ -1,9 +1,9 @@
 //! Ready → WAL records: the translation the WalScheduler applies to each Ready. A Ready
 //! becomes, in this order, the hard state (term, vote) when it changed; the boundary of an
 //! installed snapshot (the log restarts after it, keeping a suffix whose term matches); a
-//! truncation when its
-//! entries replace a stored suffix (a log conflict); the entries (encoded by `codec`); the
-//! commit index when it got too far ahead of the one the WAL holds (below); the compaction to just above a new floor, never past the application's durable index (a
+//! truncation when its entries replace a stored suffix (a log conflict); the entries (encoded
+//! by `codec`); the commit index when it got too far ahead of the one the WAL holds (below);
+//! the compaction to just above a new floor, never past the application's durable index (a
 //! compaction that waits for it is written later, alone: [`WalView::compaction`]). A
 //! [`WalView`] per partition remembers what the WAL already holds, so nothing unchanged is
 //! written again.
@@ -18,10 +18,10 @@
 //! committed configuration: a replaced disk's votes wait for its version, decision 0004; with
 //! an older one read back, a two-voter partition elected nobody, node seeds 15 and 91 of the
 //! replacing sweep), when the partition quiesces (an idle partition's WAL holds its last commit
-//! index), and at a shard's orderly stop ([`WalView::lagging_commit`]). A crash
-//! may lose the last `commit_lag_max` entries' commit: restore hands fewer entries to
-//! `on_log_restored`, and the rest reach the application as live deliveries once a leader
-//! commits again — as the entries of the last unsynced write always could.
+//! index), and at a shard's orderly stop ([`WalView::lagging_commit`]). A crash may lose the
+//! last `commit_lag_max` entries' commit: restore hands fewer entries to `on_log_restored`,
+//! and the rest reach the application as live deliveries once a leader commits again — as
+//! the entries of the last unsynced write always could.
 //!
 //! The configuration in force at the WAL's floor is kept with it (the floor meta of
 //! `CompactTo` and `InstallSnapshot`): the WAL's floor may lag the core's (it waits for the
@@ -478,8 +478,8 @@ impl<'a> Iterator for Writes<'a> {
 /// The records of `ready` for `partition` (see the module docs), encoding its entries into
 /// `encoded` (cleared first); updates `view` to what the WAL holds once they are appended.
 /// The commit index is written once it runs more than `commit_lag_max` entries ahead of the
-/// WAL's, or when the Ready reports that the partition quiesced. `durable_index` is asked
-/// only when the Ready allows a compaction.
+/// WAL's, commits a configuration entry, or the Ready reports that the partition quiesced.
+/// `durable_index` is asked only when the Ready allows a compaction.
 pub(crate) fn wal_writes(
     partition: PartitionId,
     ready: &Ready,

@@ -277,10 +277,10 @@ impl WalScheduler {
     }
 
     /// Takes every record below `durable` as durable at `now`: each queued Ready it covers,
-    /// oldest first, goes to `persisted` (partition, ready number), which answers whether the partition is still hosted; if it
-    /// is, the Ready's gated messages are released to `outbox`. Returns whether any Ready
-    /// became durable. Only the WAL's own durable LSN may be passed here (the
-    /// `DurableWithoutFsync` bug of feature `sim-bugs` passes another).
+    /// oldest first, goes to `persisted` (partition, ready number), which answers whether the
+    /// partition is still hosted; if it is, the Ready's gated messages are released to
+    /// `outbox`. Returns whether any Ready became durable. Only the WAL's own durable LSN may
+    /// be passed here (the `DurableWithoutFsync` bug of feature `sim-bugs` passes another).
     pub(crate) fn acknowledge(
         &mut self,
         durable: Lsn,
