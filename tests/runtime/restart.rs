@@ -90,8 +90,9 @@ fn full_restart(backend: WalBackend) {
             .count(|e| matches!(e, RaftEvent::RestoreStarted { .. }));
         assert_eq!(started, partitions.len());
         for &p in &partitions {
-            // Each node delivered everything before shutting down, and the commit index was
-            // written with the entries: the restore hands back exactly that, once, in order.
+            // Each node delivered everything before shutting down, and its orderly stop wrote
+            // the commit indexes its WAL lagged behind (`wal_commit_lag_entries_max` is 64,
+            // above these 12 writes): the restore hands back exactly that, once, in order.
             assert_eq!(
                 cluster.nodes[i].app.restored(p),
                 before[&p],
