@@ -144,8 +144,8 @@ pub struct NodeConfig {
     /// on each replica; it is also written when it commits a configuration entry, when the
     /// partition quiesces and when the node stops in order. After a crash, up to this many
     /// committed entries of a partition reach the application as live deliveries once a
-    /// leader commits again, not through `on_log_restored`. Partition 0's is always written
-    /// at once.
+    /// leader tells the replica the commit index again, not through `on_log_restored`.
+    /// Partition 0's is always written at once.
     pub wal_commit_lag_entries_max: u64,
     /// Largest tolerated drift of a remote HLC timestamp ahead of the local clock, in ms: a
     /// peer's frame stamp further ahead is not merged into the node's clock (the frame is

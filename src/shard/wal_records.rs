@@ -20,8 +20,9 @@
 //! replacing sweep), when the partition quiesces (an idle partition's WAL holds its last commit
 //! index), and at a shard's orderly stop ([`WalView::lagging_commit`]). A crash may lose the
 //! last `commit_lag_max` entries' commit: restore hands fewer entries to `on_log_restored`,
-//! and the rest reach the application as live deliveries once a leader commits again — as
-//! the entries of the last unsynced write always could.
+//! and the rest reach the application as live deliveries once a leader tells the replica
+//! the commit index again (`runtime::restart::a_crash_loses_*`) — as the entries of the last
+//! unsynced write always could.
 //!
 //! The configuration in force at the WAL's floor is kept with it (the floor meta of
 //! `CompactTo` and `InstallSnapshot`): the WAL's floor may lag the core's (it waits for the

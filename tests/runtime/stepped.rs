@@ -546,6 +546,17 @@ impl SteppedCluster {
         self.nodes[i] = restarted;
     }
 
+    /// Crashes node `i` (its shards stop without a sync or another write: what they wrote to
+    /// their disks stays, as after a process crash) and starts it again over its disks: it
+    /// restores its partitions from what its WALs hold, with a new state machine.
+    pub(crate) fn crash_node(&mut self, i: usize) {
+        let config = self.nodes[i].host.config().clone();
+        drop(std::mem::take(&mut self.nodes[i].steppers));
+        self.drop_queued_from(config.node_id);
+        let restarted = self.start_node(config);
+        self.nodes[i] = restarted;
+    }
+
     /// What was traced so far.
     pub(crate) fn trace(&self) -> Vec<String> {
         self.wire.trace.lock().expect("trace lock").clone()
