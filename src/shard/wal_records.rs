@@ -346,7 +346,7 @@ impl WalView {
 
     /// The commit index its replica reported, if the WAL does not hold it yet (a lazily
     /// written one, see the module docs); records it as written.
-    pub(crate) fn lagging_commit(&mut self) -> Option<u64> {
+    pub(crate) fn take_lagging_commit(&mut self) -> Option<u64> {
         (self.commit_known != self.commit).then(|| {
             self.commit = self.commit_known;
             self.commit
@@ -571,7 +571,7 @@ pub(crate) fn wal_writes(
         || ready.quiescence == Some(true)
         || view.commits_configuration()
     {
-        out.commit = view.lagging_commit();
+        out.commit = view.take_lagging_commit();
     }
     if let Some(floor) = &ready.compaction_floor {
         view.allowed_floor = view.allowed_floor.max(floor.index.0);
@@ -959,11 +959,11 @@ mod tests {
         assert_eq!(commit_of(&quiesced, &mut view), None, "already written");
         assert_eq!(commit_of(&committed(5), &mut view), None);
         assert_eq!(
-            view.lagging_commit(),
+            view.take_lagging_commit(),
             Some(5),
             "what an orderly stop writes"
         );
-        assert_eq!(view.lagging_commit(), None);
+        assert_eq!(view.take_lagging_commit(), None);
         // Committing a configuration entry writes the commit index at once.
         let configured = Ready {
             entries: vec![entry(

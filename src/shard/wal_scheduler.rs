@@ -173,7 +173,7 @@ impl WalScheduler {
         partition: PartitionId,
         view: &mut WalView,
     ) -> kommander_wal::Result<()> {
-        if let Some(index) = view.lagging_commit() {
+        if let Some(index) = view.take_lagging_commit() {
             wal.append(&[Write::CommitIndex { partition, index }])?;
             self.appended_records += 1;
         }

@@ -218,7 +218,8 @@ fn one_wal_submission_carries_many_partitions() {
     let after = cluster.runtime(0).stats();
     let submissions = after.wal_submissions - before.wal_submissions;
     let readies = after.readies_persisted - before.readies_persisted;
-    // 31 partitions' entries (and then their commit indexes) share a handful of submissions.
+    // 31 partitions' entries share a handful of submissions (their commit indexes wait:
+    // `wal_commit_lag_entries_max`).
     assert!(readies >= 31, "{readies} readies persisted");
     assert!(
         submissions <= 6,
