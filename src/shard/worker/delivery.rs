@@ -147,6 +147,9 @@ pub(super) fn deliver_live(
     if ready.committed_through > replica.applied_index() {
         replica.applied(ready.committed_through);
     }
+    if slot.reads_waiting_apply.is_empty() {
+        return;
+    }
     let applied = replica.applied_index();
     let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut slot.reads_waiting_apply)
         .into_iter()

@@ -39,7 +39,7 @@ impl Worker {
         // One Ready for every replica of the turn: its vectors keep their capacity.
         let mut ready = std::mem::take(&mut self.ready);
         for &partition in &touched {
-            let Some(slot) = self.partitions.gathered(partition) else {
+            let Some(mut slot) = self.partitions.gathered(partition) else {
                 continue;
             };
             if slot.installing {
@@ -48,18 +48,18 @@ impl Worker {
                 self.partitions.membership_due(partition);
                 continue;
             }
+            // One lookup of the slot per Ready: the one after a Ready is handled serves to
+            // take the next or to end the gathering (at 4096 active partitions each lookup
+            // cost a cache miss or two, and there were six).
             let mut rounds = 0;
-            loop {
-                match self.partitions.replica_mut(partition) {
-                    Some(replica) if replica.has_ready() => {
-                        if rounds == READY_ROUNDS_PER_TURN {
-                            // More to do: next turn (after the other partitions had theirs).
-                            self.partitions.mark_dirty(partition);
-                            break;
-                        }
-                        replica.ready_into(&mut ready);
-                    }
-                    _ => break,
+            let (more, membership_due) = loop {
+                let ready_left = slot.replica.as_ref().is_some_and(Replica::has_ready);
+                if !ready_left || rounds == READY_ROUNDS_PER_TURN {
+                    publish_progress(&self.leaders, slot, partition, recount);
+                    break (ready_left, membership_changed(slot, lag_max));
+                }
+                if let Some(replica) = slot.replica.as_mut() {
+                    replica.ready_into(&mut ready);
                 }
                 rounds += 1;
                 worked = true;
@@ -67,13 +67,17 @@ impl Worker {
                 if self.failed() {
                     return true;
                 }
+                let Some(next) = self.partitions.get_mut(partition) else {
+                    break (false, false);
+                };
+                slot = next;
+            };
+            if more {
+                // More to do: next turn (after the other partitions had theirs).
+                self.partitions.mark_dirty(partition);
             }
-            // One lookup for what follows every gathering.
-            if let Some(slot) = self.partitions.get_mut(partition) {
-                publish_progress(&self.leaders, slot, partition, recount);
-                if membership_changed(slot, lag_max) {
-                    self.partitions.membership_due(partition);
-                }
+            if membership_due {
+                self.partitions.membership_due(partition);
             }
         }
         self.partitions.recycle_touched(touched);
@@ -162,20 +166,27 @@ impl Worker {
         if slot.view.compaction_waits() && !self.compactions_waiting.contains(&partition) {
             self.compactions_waiting.push(partition);
         }
-        match self.check_wal(scheduled) {
-            None => return,
-            Some(true) => {
+        match scheduled {
+            Err(error) => {
+                // The slot is not used again: the failure is recorded as any WAL error.
+                self.check_wal::<()>(Err(error));
+                return;
+            }
+            Ok(true) => {
                 self.stats.readies_persisted.fetch_add(1, Ordering::Relaxed);
             }
-            Some(false) => {}
+            Ok(false) => {}
         }
-        if partition == SYSTEM_PARTITION {
+        let slot = if partition == SYSTEM_PARTITION {
             // Before the outcomes are answered: a roster change's caller finds the roster it
             // committed published.
             self.publish_roster();
-        }
-        let Some(slot) = self.partitions.get_mut(partition) else {
-            return;
+            let Some(slot) = self.partitions.get_mut(partition) else {
+                return;
+            };
+            slot
+        } else {
+            slot
         };
         #[cfg(feature = "sim-bugs")]
         if self.config.bug == Some(NodeBug::AckProposalBeforeDurable) {
