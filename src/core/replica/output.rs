@@ -19,10 +19,23 @@ impl Replica {
             || self.installed_snapshot.is_some()
             || self.log.has_unstable()
             || self.hard_state() != self.prev_hard_state
-            || self.soft_state() != self.prev_soft_state
+            || self.soft_state_changed()
             || self.is_quiesced() != self.prev_quiesced
             || self.next_delivery_possible()
             || self.leader_has_sends()
+    }
+
+    /// Whether the soft state differs from the one last reported, without reading the log
+    /// when it cannot: in the term and role it reported, a leader whose no-op had committed
+    /// still has it committed (its commit index only grows, over entries of its term), so
+    /// only a replica not yet reported established looks up the term at its commit index (at
+    /// many active partitions that lookup is a cache miss on every visit).
+    fn soft_state_changed(&self) -> bool {
+        let prev = &self.prev_soft_state;
+        prev.role != self.role
+            || prev.leader != self.leader
+            || prev.term != self.term
+            || (!prev.noop_committed && self.is_leader_established())
     }
 
     /// Takes the next batch of work. Returns an empty Ready (still numbered) when there is
@@ -59,10 +72,9 @@ impl Replica {
             self.pending_terms.push_back((number, hard_state.term));
             durability_awaited = true;
         }
-        let soft_state = self.soft_state();
-        let soft_state = (soft_state != self.prev_soft_state).then(|| {
-            self.prev_soft_state = soft_state;
-            soft_state
+        let soft_state = self.soft_state_changed().then(|| {
+            self.prev_soft_state = self.soft_state();
+            self.prev_soft_state
         });
         self.log.take_unstable_into(&mut ready.entries);
         if let Some(last) = ready.entries.last() {

@@ -137,9 +137,11 @@ impl Replica {
     /// quiesces").
     fn leader_may_quiesce(&self) -> bool {
         let last = self.log.last_index();
+        // The replica's own fields first: a leader taking writes fails one of them, before
+        // the lookups in its log and its followers' progress (cache misses at many active
+        // partitions).
         self.config.quiesce_after_ticks > 0
             && self.role == Role::Leader
-            && self.committed_in_term()
             && self.log.committed == last
             && self.log.persisted >= last
             && self.reads.is_empty()
@@ -147,6 +149,7 @@ impl Replica {
             && !self.heartbeats_suspended
             && self.pending_ops.is_empty()
             && !self.configuration_change_pending()
+            && self.committed_in_term()
             && self
                 .progress
                 .iter()
