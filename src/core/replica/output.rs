@@ -94,8 +94,13 @@ impl Replica {
         ready.soft_state = soft_state;
         ready.hard_state = hard_state;
         ready.durability_awaited = durability_awaited;
-        ready.compaction_floor = self.compaction_floor.take().map(|floor| *floor);
-        ready.installed_snapshot = self.installed_snapshot.take().map(|floor| *floor);
+        // Rare: `clear` left both `None`, and a `Floor` is too large to write back for nothing.
+        if let Some(floor) = self.compaction_floor.take() {
+            ready.compaction_floor = Some(*floor);
+        }
+        if let Some(floor) = self.installed_snapshot.take() {
+            ready.installed_snapshot = Some(*floor);
+        }
         move_into(&mut ready.messages, &mut self.messages);
         ready
             .persisted_messages
