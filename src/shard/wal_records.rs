@@ -396,10 +396,29 @@ impl ReadyWrites {
     /// The records, in order, borrowing the entries' encodings from `encoded` (the one
     /// [`wal_writes`] filled).
     pub(crate) fn writes<'a>(&'a self, encoded: &'a Encoded) -> Writes<'a> {
+        // The walk starts at the first record present and ends after the last: a Ready with
+        // entries only (the usual one) looks at no other position.
+        let entries = encoded.entries.len();
+        let first = [
+            self.term_vote.is_some(),
+            self.install.is_some(),
+            self.truncate_after.is_some(),
+        ]
+        .iter()
+        .position(|&present| present)
+        .unwrap_or(3);
+        let end = if self.compact_to.is_some() {
+            entries + 5
+        } else if self.commit.is_some() {
+            entries + 4
+        } else {
+            entries + 3
+        };
         Writes {
             ready: self,
             encoded,
-            next: 0,
+            next: first,
+            end,
         }
     }
 }
@@ -414,6 +433,8 @@ pub(crate) struct Writes<'a> {
     encoded: &'a Encoded,
     /// The position of the next record to look at.
     next: usize,
+    /// The position after the last record present.
+    end: usize,
 }
 
 impl<'a> Iterator for Writes<'a> {
@@ -423,7 +444,7 @@ impl<'a> Iterator for Writes<'a> {
         let ready = self.ready;
         let partition = ready.partition;
         let entries = &self.encoded.entries;
-        loop {
+        while self.next < self.end {
             let at = self.next;
             self.next += 1;
             let write =
@@ -454,25 +475,21 @@ impl<'a> Iterator for Writes<'a> {
                     _ if at - 3 == entries.len() => ready
                         .commit
                         .map(|index| Write::CommitIndex { partition, index }),
-                    _ if at - 3 == entries.len() + 1 => {
-                        ready
-                            .compact_to
-                            .as_ref()
-                            .map(|(index, floor_meta)| Write::CompactTo {
-                                partition,
-                                index: *index,
-                                floor_meta,
-                            })
-                    }
-                    _ => {
-                        self.next = at;
-                        return None;
-                    }
+                    // The last position before `end`.
+                    _ => ready
+                        .compact_to
+                        .as_ref()
+                        .map(|(index, floor_meta)| Write::CompactTo {
+                            partition,
+                            index: *index,
+                            floor_meta,
+                        }),
                 };
             if write.is_some() {
                 return write;
             }
         }
+        None
     }
 }
 
@@ -902,6 +919,7 @@ mod tests {
                     Write::TruncateAfter { index, .. } => format!("truncate {index}"),
                     Write::Entry { index, .. } => format!("entry {index}"),
                     Write::CommitIndex { index, .. } => format!("commit {index}"),
+                    Write::CompactTo { index, .. } => format!("compact {index}"),
                     other => format!("{other:?}"),
                 })
                 .collect()
@@ -927,6 +945,12 @@ mod tests {
         let empty = wal_writes(p, &Ready::default(), &mut view, &mut scratch, 0, || None);
         assert_eq!(empty.writes(&scratch).count(), 0);
         assert_eq!(empty.len(&scratch), 0);
+        // A compaction alone: the walk reaches the last position.
+        let compaction = wal_writes(p, &floor(1, &[1]), &mut view, &mut scratch, 0, || {
+            Some(LogIndex(1))
+        });
+        assert_eq!(kinds(&compaction, &scratch), ["compact 2"]);
+        assert_eq!(compaction.len(&scratch), 1);
     }
 
     #[test]
