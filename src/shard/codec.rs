@@ -138,11 +138,7 @@ pub fn encode_envelope(log_type: &str, payload: &[u8]) -> Bytes {
         }
         return Bytes::from_owner(inline);
     }
-    let mut out = Vec::with_capacity(total);
-    for part in parts {
-        out.extend_from_slice(part);
-    }
-    Bytes::from(out)
+    Bytes::from(parts.concat())
 }
 
 /// Splits an envelope into (`log_type`, payload), both slices of `envelope`. An empty envelope

@@ -18,7 +18,7 @@
 //! committed configuration: a replaced disk's votes wait for its version, decision 0004; with
 //! an older one read back, a two-voter partition elected nobody, node seeds 15 and 91 of the
 //! replacing sweep), when the partition quiesces (an idle partition's WAL holds its last commit
-//! index), and at a shard's orderly stop ([`WalView::lagging_commit`]). A crash may lose the
+//! index), and at a shard's orderly stop ([`WalView::take_lagging_commit`]). A crash may lose the
 //! last `commit_lag_max` entries' commit: restore hands fewer entries to `on_log_restored`,
 //! and the rest reach the application as live deliveries once a leader tells the replica
 //! the commit index again (`runtime::restart::a_crash_loses_*`) — as the entries of the last
