@@ -33,12 +33,15 @@
 //!    append acks) are released. Then the imports this shard's leaders propose top up their
 //!    windows of uncommitted chunks (`import.rs`), so that they go into this turn's Readies.
 //! 5. **Gather Readies** (`ready.rs`) of every partition touched this turn (all of them on a
-//!    tick turn): the WalScheduler turns them into WAL records of ONE submission
-//!    (`Wal::submit` once per turn: one durable write, one fdatasync for all partitions).
+//!    tick turn): the WalScheduler turns them into WAL records of ONE submission.
 //!    Send-now messages go to the outbox; committed entries go to the application
 //!    (`delivery.rs`: `on_replication_received`, in log order) and `Replica::applied` follows;
 //!    outcomes answer the proposal waiters; read states answer ReadIndex waiters once applied.
 //! 6. **Send**: one batch per peer for the whole turn.
+//! 7. **Submit** the turn's records (`Wal::submit` once per turn: one durable write, one
+//!    fdatasync for all partitions). After the send, so that a leader's appends do not wait
+//!    for its own submission's system call (Raft lets a leader write its log in parallel with
+//!    replicating it; a message that waits for durability is released only in step 4).
 //!
 //! The next turn's submission may go out while the previous one is in flight (the WAL
 //! pipelines up to `wal_inflight_batches_max` frames).
@@ -408,6 +411,7 @@ impl Worker {
         } else {
             self.outbox.flush(&*self.transport);
         }
+        self.submit_appended(now);
         self.plan_next_tick(now);
         worked
     }

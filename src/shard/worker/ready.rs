@@ -27,8 +27,9 @@ const READY_ROUNDS_PER_TURN: u32 = 4;
 
 impl Worker {
     /// Handles the Readies of the touched partitions at `now` (counting again who subscribes
-    /// to each one's progress when `recount`: `Worker::tick_all`), then submits what they
-    /// appended to the WAL as ONE write. Returns whether there was any.
+    /// to each one's progress when `recount`: `Worker::tick_all`), handing what they append
+    /// to the WalScheduler (`Worker::submit_appended` submits it). Returns whether there was
+    /// any.
     pub(super) fn gather_readies(&mut self, recount: bool, now: Instant) -> bool {
         if self.failed() {
             return false;
@@ -84,23 +85,32 @@ impl Worker {
         // Its entries hold payloads: dropped now, not at the next Ready.
         ready.clear();
         self.ready = ready;
-        if self.writes.has_appended() {
-            self.stats.wal_submissions.fetch_add(1, Ordering::Relaxed);
-            let result = self.writes.submit(&mut self.wal, now);
-            self.check_wal(result);
-            #[cfg(feature = "sim-bugs")]
-            if self.config.bug == Some(NodeBug::DurableWithoutFsync) && !self.failed() {
-                // The bug: what was just submitted counts as durable, synced or not.
-                let submitted = self.wal.next_lsn();
-                self.writes.acknowledge(
-                    submitted,
-                    &mut self.outbox,
-                    now,
-                    super::persisted(&mut self.partitions),
-                );
-            }
-        }
         worked
+    }
+
+    /// Submits what this turn's Readies appended to the WAL as ONE write. The turn calls it
+    /// after it handed its messages to the transport: a leader's appends leave before its own
+    /// write is submitted (the submission's system call is not on the followers' path), which
+    /// is safe because nothing that waits for durability is sent before the WAL says it is.
+    pub(super) fn submit_appended(&mut self, now: Instant) {
+        if self.failed() || !self.writes.has_appended() {
+            return;
+        }
+        self.stats.wal_submissions.fetch_add(1, Ordering::Relaxed);
+        let result = self.writes.submit(&mut self.wal, now);
+        self.check_wal(result);
+        #[cfg(feature = "sim-bugs")]
+        if self.config.bug == Some(NodeBug::DurableWithoutFsync) && !self.failed() {
+            // The bug: what was just submitted counts as durable, synced or not.
+            let submitted = self.wal.next_lsn();
+            self.writes.acknowledge(
+                submitted,
+                &mut self.outbox,
+                now,
+                super::persisted(&mut self.partitions),
+            );
+            self.outbox.flush(&*self.transport);
+        }
     }
 
     fn handle_ready(&mut self, partition: PartitionId, ready: &mut Ready, now: Instant) {
