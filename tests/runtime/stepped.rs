@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kommander_raft::core::{LogIndex, Message, NodeId, PartitionId, Status, Ticket};
+use kommander_raft::core::{LogIndex, Message, MessageBody, NodeId, PartitionId, Status, Ticket};
 use kommander_raft::shard::{
     Application, LeaderTable, LogEntry, NoEvents, ProposedEntry, Refusal, ReplicationResult,
     Request, ShardConfig, ShardHost, ShardStepper, SnapshotExport, SnapshotImport, SnapshotPoint,
@@ -17,7 +17,7 @@ use kommander_raft::shard::{
 use kommander_raft::transport::Transport;
 use kommander_wal::Wal;
 use kommander_wal::backend::BackendChoice;
-use kommander_wal::backend::sim::SimDisk;
+use kommander_wal::backend::sim::{SimDisk, Step};
 use tokio::sync::oneshot;
 
 use super::harness::test_config;
@@ -31,12 +31,16 @@ pub(crate) type Trace = Arc<Mutex<Vec<String>>>;
 pub(crate) struct Wire {
     queue: Mutex<VecDeque<(NodeId, Vec<Message>)>>,
     trace: Trace,
+    /// Each message sent, with how many steps each of its sender's disks had recorded then
+    /// (by shard): what a node's WAL had done when the message left.
+    sent_at: Mutex<Vec<(Message, Vec<usize>)>>,
 }
 
 /// One node's sending side of the [`Wire`].
 struct Outgoing {
     from: NodeId,
     wire: Arc<Wire>,
+    disks: Vec<SimDisk>,
 }
 
 impl Transport for Outgoing {
@@ -46,6 +50,12 @@ impl Transport for Outgoing {
             trace.push(format!("send {} -> {to}: {message:?}", self.from));
         }
         drop(trace);
+        let steps: Vec<usize> = self.disks.iter().map(SimDisk::step_count).collect();
+        self.wire
+            .sent_at
+            .lock()
+            .expect("wire lock")
+            .extend(messages.iter().map(|m| (m.clone(), steps.clone())));
         self.wire
             .queue
             .lock()
@@ -367,6 +377,7 @@ impl SteppedCluster {
             Arc::new(Outgoing {
                 from: id,
                 wire: Arc::clone(&self.wire),
+                disks: disks.clone(),
             }),
             Application::new(Arc::clone(&app) as Arc<dyn StateMachine>)
                 .with_transfer(Arc::clone(&app) as Arc<dyn StateTransfer>),
@@ -632,6 +643,59 @@ fn two_runs_with_the_same_inputs_trace_the_same_messages_and_deliveries() {
         );
     }
     assert_eq!(first.len(), second.len());
+}
+
+/// A leader hands its appends to the transport before it submits the WAL write that holds
+/// the same entries (`Worker::submit_appended`): that write's system call is not on its
+/// followers' path, and so not on the commit's.
+#[test]
+fn a_leaders_appends_leave_before_it_submits_their_wal_write() {
+    const PAYLOAD: &[u8] = b"replicated while the leader's own write waits to be submitted";
+    let mut cluster = SteppedCluster::start(3, 1);
+    cluster.elect();
+    let partition = cluster.partitions[0];
+    let leader = cluster.leader(partition).expect("a leader");
+    let shard = cluster.nodes[leader].host.shard_of(partition);
+    let disk = cluster.nodes[leader].disks[shard].clone();
+    let id = cluster.nodes[leader].id;
+    let answer = cluster.propose(leader, partition, PAYLOAD);
+    let now = cluster.now();
+    cluster.nodes[leader].steppers[shard].turn(now);
+
+    let carries = |data: &[u8]| data.windows(PAYLOAD.len()).any(|w| w == PAYLOAD);
+    let written_at = disk
+        .trace()
+        .iter()
+        .position(|step| matches!(step, Step::Write { data, .. } if carries(data)))
+        .map(|at| disk.folded_steps() + at)
+        .expect("the turn submitted the entry's WAL write");
+    let sent: Vec<usize> = cluster
+        .wire
+        .sent_at
+        .lock()
+        .expect("wire lock")
+        .iter()
+        .filter(|(m, _)| m.from == id && m.partition == partition)
+        .filter(|(m, _)| match &m.body {
+            MessageBody::AppendRequest { entries, .. } => {
+                entries.iter().any(|e| carries(&e.payload))
+            }
+            _ => false,
+        })
+        .map(|(_, steps)| steps[shard])
+        .collect();
+    assert_eq!(sent.len(), 2, "the turn sent the entry to both followers");
+    for steps in sent {
+        assert!(
+            steps <= written_at,
+            "an append left after the leader's disk recorded {steps} steps, its write is step \
+             {written_at}"
+        );
+    }
+    assert_eq!(
+        cluster.answer(answer).expect("committed").status,
+        Status::Success
+    );
 }
 
 #[test]
