@@ -188,17 +188,20 @@ impl NodeSimulation {
     /// What follows a shard's turns: its failure, its frames, its deliveries, the answers to
     /// clients, its disk, and its next turn.
     fn after_turns(&mut self, node: usize, shard: usize, more: bool) -> Result<(), Violation> {
+        // Whether an injected fault explains it is read now: what follows may crash the node
+        // (an answer from partition 0's leader between a split's phases), which disarms it.
         let failure = self.nodes[node]
             .running
             .as_ref()
-            .and_then(|running| running.shards[shard].failure());
+            .and_then(|running| running.shards[shard].failure())
+            .map(|reason| (reason, self.nodes[node].fault_fired(shard)));
         self.send_frames(node)?;
         self.propose_first_map(node);
         self.check_deliveries(node)?;
         self.poll_answers(node)?;
         self.check_events(node)?;
-        if let Some(reason) = failure {
-            return self.shard_failed(node, shard, &reason);
+        if let Some((reason, fired)) = failure {
+            return self.shard_failed(node, shard, fired, &reason);
         }
         let sim_node = &mut self.nodes[node];
         let Some(running) = sim_node.running.as_ref() else {
@@ -224,11 +227,18 @@ impl NodeSimulation {
         Ok(())
     }
 
-    /// A shard failed: expected after an injected disk fault (the node restarts from what its
-    /// disks hold after a power cut: after a failed sync nothing unsynced can be trusted), a
-    /// violation otherwise.
-    fn shard_failed(&mut self, node: usize, shard: usize, reason: &str) -> Result<(), Violation> {
-        let expected = self.nodes[node].fault_fired(shard) && reason.starts_with("WAL");
+    /// A shard failed: expected after an injected disk fault (`fired`: the fault armed on its
+    /// disk had fired when the failure was seen), a violation otherwise. The node restarts from
+    /// what its disks hold after a power cut: after a failed sync nothing unsynced can be
+    /// trusted.
+    fn shard_failed(
+        &mut self,
+        node: usize,
+        shard: usize,
+        fired: bool,
+        reason: &str,
+    ) -> Result<(), Violation> {
+        let expected = fired && reason.starts_with("WAL");
         if !expected {
             return self.checkers.judge(
                 SHARD_FAILURE,
