@@ -203,10 +203,7 @@ fn run(payload_bytes: usize, partitions: u32, writers: usize, seconds: f64) -> O
                     let (reply, answer) = oneshot::channel();
                     let begin = Instant::now();
                     let request = Request::Propose {
-                        entries: vec![ProposedEntry {
-                            log_type: "b".to_owned(),
-                            payload: payload.clone(),
-                        }],
+                        entries: vec![ProposedEntry::new("b", &payload)],
                         auto_commit: true,
                         ticket: Ticket(ticket.fetch_add(1, Ordering::Relaxed)),
                         reply,

@@ -141,13 +141,32 @@ impl Refusal {
     }
 }
 
-/// One application entry of a proposal.
+/// One application entry of a proposal: its type tag (Kommander's `logType`) and payload,
+/// encoded once, on the proposing thread, into the envelope the log holds
+/// ([`codec::encode_envelope`]); the shard thread stores it as it is, without a copy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProposedEntry {
-    /// The application's type tag (Kommander's `logType`), at most `log_type_bytes_max` bytes.
-    pub log_type: String,
-    /// The payload.
-    pub payload: Bytes,
+    envelope: Bytes,
+    /// The log type's length before encoding (the envelope holds at most `u16::MAX` bytes of
+    /// it): the shard refuses a type longer than `log_type_bytes_max` by this.
+    log_type_len: usize,
+}
+
+impl ProposedEntry {
+    /// The entry of type `log_type` (at most `log_type_bytes_max` bytes; longer, the shard
+    /// refuses the proposal) holding `payload`.
+    #[must_use]
+    pub fn new(log_type: &str, payload: &[u8]) -> Self {
+        Self {
+            envelope: codec::encode_envelope(log_type, payload),
+            log_type_len: log_type.len(),
+        }
+    }
+
+    /// The entry's log type as the envelope holds it.
+    pub(crate) fn log_type(&self) -> &[u8] {
+        codec::envelope_log_type(&self.envelope).unwrap_or_default()
+    }
 }
 
 /// How an accepted operation ended (Kommander's `RaftReplicationResult` without the
@@ -595,4 +614,18 @@ impl std::fmt::Debug for Application {
 /// The outcome key of an operation: (entry kind code, last index).
 pub(crate) fn outcome_key(kind: EntryKind, index: LogIndex) -> (u8, u64) {
     (kind.code(), index.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProposedEntry;
+
+    #[test]
+    fn a_log_type_longer_than_an_envelope_holds_keeps_its_length_for_the_shard_to_refuse() {
+        let entry = ProposedEntry::new(&"t".repeat(70_000), b"payload");
+        assert_eq!(entry.log_type().len(), usize::from(u16::MAX));
+        assert_eq!(entry.log_type_len, 70_000);
+        let entry = ProposedEntry::new("kv", b"payload");
+        assert_eq!((entry.log_type(), entry.log_type_len), (&b"kv"[..], 2));
+    }
 }

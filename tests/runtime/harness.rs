@@ -348,10 +348,7 @@ impl Cluster {
         let (reply, answer) = oneshot::channel();
         let entries = payloads
             .iter()
-            .map(|p| ProposedEntry {
-                log_type: "test/put".to_owned(),
-                payload: Bytes::copy_from_slice(p),
-            })
+            .map(|p| ProposedEntry::new("test/put", p))
             .collect();
         let sent = self.runtime(i).send(
             partition,

@@ -3,7 +3,6 @@
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use kommander_raft::core::{PartitionId, Status};
 use kommander_raft::shard::{PartitionStatus, ProposedEntry, Refusal, Request};
 use tokio::sync::oneshot;
@@ -125,24 +124,25 @@ fn refusals_name_their_cause() {
         )
         .expect("queued");
     assert_eq!(wait(answer), Err(Refusal::Replica(Status::Errored)));
-    let (reply, answer) = oneshot::channel();
-    let ticket = cluster.ticket();
-    cluster
-        .runtime(leader)
-        .send(
-            p,
-            Request::Propose {
-                entries: vec![ProposedEntry {
-                    log_type: "t".repeat(1000),
-                    payload: Bytes::new(),
-                }],
-                auto_commit: true,
-                ticket,
-                reply,
-            },
-        )
-        .expect("queued");
-    assert_eq!(wait(answer), Err(Refusal::Replica(Status::Errored)));
+    // Longer than the limit, and longer than an envelope's length field holds (refused by
+    // its length, not truncated to fit).
+    for log_type in ["t".repeat(1000), "t".repeat(70_000)] {
+        let (reply, answer) = oneshot::channel();
+        let ticket = cluster.ticket();
+        cluster
+            .runtime(leader)
+            .send(
+                p,
+                Request::Propose {
+                    entries: vec![ProposedEntry::new(&log_type, &[])],
+                    auto_commit: true,
+                    ticket,
+                    reply,
+                },
+            )
+            .expect("queued");
+        assert_eq!(wait(answer), Err(Refusal::Replica(Status::Errored)));
+    }
     // Leadership operations: transfer, step-down, suspend/resume, follower lag.
     let target = cluster.nodes[follower].id;
     let lag = cluster

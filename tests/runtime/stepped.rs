@@ -516,10 +516,7 @@ impl SteppedCluster {
             .send(
                 partition,
                 Request::Propose {
-                    entries: vec![ProposedEntry {
-                        log_type: "t".to_owned(),
-                        payload: Bytes::copy_from_slice(payload),
-                    }],
+                    entries: vec![ProposedEntry::new("t", payload)],
                     auto_commit: true,
                     ticket,
                     reply,

@@ -156,10 +156,7 @@ impl Node {
     ) -> oneshot::Receiver<Result<ReplicationResult, Refusal>> {
         let (reply, answer) = oneshot::channel();
         let propose = Request::Propose {
-            entries: vec![ProposedEntry {
-                log_type: log_type.to_owned(),
-                payload,
-            }],
+            entries: vec![ProposedEntry::new(log_type, &payload)],
             auto_commit: true,
             ticket: Ticket(self.next_ticket),
             reply,

@@ -3,7 +3,6 @@
 //! entry, proposed while partition 0's leader sent nothing, so that the change is planned from
 //! the map before it) makes the change `Superseded`, never `Changed`; retried, it applies.
 
-use bytes::Bytes;
 use kommander_raft::core::{PartitionId, Ticket};
 use kommander_raft::shard::partitions::{
     CreatePartition, MapChangeAnswer, MapOperation, PartitionMap, RangeState, SYSTEM_LOG_TYPE,
@@ -46,10 +45,7 @@ fn a_change_overtaken_by_a_map_of_its_version_is_superseded_not_changed() {
     raw.partitions[1].generation += 1;
     wait(ask(node, |reply| Request::SuspendHeartbeats { reply })).expect("suspended");
     let written = ask(node, |reply| Request::Propose {
-        entries: vec![ProposedEntry {
-            log_type: SYSTEM_LOG_TYPE.to_owned(),
-            payload: Bytes::from(raw.encode()),
-        }],
+        entries: vec![ProposedEntry::new(SYSTEM_LOG_TYPE, &raw.encode())],
         auto_commit: true,
         ticket: Ticket(7),
         reply,

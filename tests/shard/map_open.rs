@@ -9,7 +9,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use kommander_raft::core::{NodeId, PartitionId, Role, Status, Ticket};
 use kommander_raft::node::NodeConfig;
 use kommander_raft::shard::partitions::{MapTable, PartitionMap, RangeState, SYSTEM_LOG_TYPE};
@@ -125,10 +124,7 @@ fn replicate(nodes: &[Node], partition: PartitionId, entries: Vec<ProposedEntry>
 
 /// Commits `map` on partition 0 and waits until every node has it in force.
 pub(super) fn commit_map(nodes: &[Node], map: &PartitionMap) {
-    let entry = ProposedEntry {
-        log_type: SYSTEM_LOG_TYPE.to_owned(),
-        payload: Bytes::from(map.encode()),
-    };
+    let entry = ProposedEntry::new(SYSTEM_LOG_TYPE, &map.encode());
     replicate(nodes, P0, vec![entry], 1_000 + map.version);
     for node in nodes {
         eventually(&format!("map {} in force", map.version), || {
@@ -138,10 +134,7 @@ pub(super) fn commit_map(nodes: &[Node], map: &PartitionMap) {
 }
 
 fn payload(n: usize) -> ProposedEntry {
-    ProposedEntry {
-        log_type: "test".to_owned(),
-        payload: Bytes::from(vec![n as u8; ENTRY_BYTES]),
-    }
+    ProposedEntry::new("test", &vec![n as u8; ENTRY_BYTES])
 }
 
 /// The sequence numbers of the segments in `node`'s WAL of `partition`'s shard.

@@ -114,17 +114,15 @@ impl Raft {
         let ticket = self.inner.hlc.now();
         let checked = self.check_write(log_type, &payloads);
         let count = payloads.len();
-        let entries = payloads
-            .into_iter()
-            .map(|payload| ProposedEntry {
-                log_type: log_type.to_owned(),
-                payload,
-            })
-            .collect();
         let auto_commit = options.auto_commit;
         let expected_generation = NonZeroU64::new(options.expected_generation);
         let timeout = self.proposal_timeout(options.timeout);
         let operation = checked.map(move |()| {
+            // Encoded here, on the caller's thread: the shard stores the envelopes as they are.
+            let entries = payloads
+                .iter()
+                .map(|payload| ProposedEntry::new(log_type, payload))
+                .collect();
             self.write(
                 partition,
                 ticket,
@@ -286,7 +284,7 @@ impl Raft {
     /// What makes a write invalid before it reaches its shard.
     fn check_write(&self, log_type: &str, payloads: &[Bytes]) -> Result<(), ReplicateError> {
         let config = &self.inner.config;
-        if log_type == SYSTEM_LOG_TYPE || is_reserved_log_type(log_type) {
+        if log_type == SYSTEM_LOG_TYPE || is_reserved_log_type(log_type.as_bytes()) {
             return Err(InvalidWrite::ReservedLogType.into());
         }
         if log_type.len() > config.log_type_bytes_max {

@@ -40,8 +40,8 @@ pub(crate) const IMPORT_HEADER_LEN: usize = 1 + 1 + TRANSFER_LEN;
 const TRANSFER_LEN: usize = 4 + 4 + 8 + 4 + 4;
 
 /// Whether applications are refused `log_type` (the shard writes it itself).
-pub(crate) fn is_reserved_log_type(log_type: &str) -> bool {
-    log_type == GENERATION_LOG_TYPE || log_type == IMPORT_LOG_TYPE
+pub(crate) fn is_reserved_log_type(log_type: &[u8]) -> bool {
+    log_type == GENERATION_LOG_TYPE.as_bytes() || log_type == IMPORT_LOG_TYPE.as_bytes()
 }
 
 /// A generation entry's content.
@@ -400,8 +400,9 @@ mod tests {
             split_entry(&entry(6, GENERATION_LOG_TYPE, &flag)),
             Some(Err(_))
         ));
-        assert!(is_reserved_log_type(GENERATION_LOG_TYPE) && is_reserved_log_type(IMPORT_LOG_TYPE));
-        assert!(!is_reserved_log_type("app"));
+        assert!(is_reserved_log_type(GENERATION_LOG_TYPE.as_bytes()));
+        assert!(is_reserved_log_type(IMPORT_LOG_TYPE.as_bytes()));
+        assert!(!is_reserved_log_type(b"app"));
     }
 
     #[test]

@@ -88,10 +88,7 @@ pub(crate) fn map_proposal(
     reply: Reply<ReplicationResult>,
 ) -> Request {
     Request::Propose {
-        entries: vec![ProposedEntry {
-            log_type: SYSTEM_LOG_TYPE.to_owned(),
-            payload: Bytes::from(map.encode()),
-        }],
+        entries: vec![ProposedEntry::new(SYSTEM_LOG_TYPE, &map.encode())],
         auto_commit: true,
         ticket,
         reply,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::Worker;
 use super::partition::{ReadWaiter, Slot, reads_full};
 use crate::core::{EntryKind, LogIndex, PartitionId, Status};
-use crate::shard::codec::{self, ENTRY_HEADER_LEN};
+use crate::shard::codec::ENTRY_HEADER_LEN;
 use crate::shard::partitions::marks::is_reserved_log_type;
 use crate::shard::snapshot::sender::Sending;
 use crate::shard::{
@@ -103,27 +103,20 @@ impl Worker {
                 ticket,
                 reply,
             } => {
-                let record_payload_max = config
-                    .wal
-                    .record_bytes_max
-                    .saturating_sub(ENTRY_HEADER_LEN + 2);
+                let envelope_max = config.wal.record_bytes_max.saturating_sub(ENTRY_HEADER_LEN);
                 let invalid = entries.is_empty()
                     || entries.len() > config.proposal_entries_max
                     || entries.iter().any(|e| {
-                        is_reserved_log_type(&e.log_type)
-                            || e.log_type.len() > config.log_type_bytes_max
-                            || e.log_type.len() + e.payload.len() > record_payload_max
+                        e.log_type_len > config.log_type_bytes_max
+                            || is_reserved_log_type(e.log_type())
+                            || e.envelope.len() > envelope_max
                     });
                 if invalid {
                     let _ = reply.send(Err(Refusal::Replica(Status::Errored)));
                     return;
                 }
                 let payloads = &mut self.payloads;
-                payloads.extend(
-                    entries
-                        .iter()
-                        .map(|e| codec::encode_envelope(&e.log_type, &e.payload)),
-                );
+                payloads.extend(entries.into_iter().map(|e| e.envelope));
                 let proposed = replica.propose_batch(ticket, auto_commit, payloads);
                 payloads.clear();
                 match proposed {

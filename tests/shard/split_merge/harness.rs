@@ -474,10 +474,7 @@ impl Cluster {
 
     /// Commits `map` on partition 0 and waits until `nodes` have it in force.
     pub(super) fn commit_map(&mut self, map: &PartitionMap, nodes: &[usize]) {
-        let entry = ProposedEntry {
-            log_type: SYSTEM_LOG_TYPE.to_owned(),
-            payload: Bytes::from(map.encode()),
-        };
+        let entry = ProposedEntry::new(SYSTEM_LOG_TYPE, &map.encode());
         self.write(P0, 0, entry);
         for &node in nodes {
             eventually(&format!("map {} in force on {node}", map.version), || {
@@ -549,10 +546,7 @@ impl Cluster {
 pub(super) fn put(key: &str, value: &[u8]) -> ProposedEntry {
     let mut payload = Vec::new();
     record(key, value, &mut payload);
-    ProposedEntry {
-        log_type: "put".to_owned(),
-        payload: Bytes::from(payload),
-    }
+    ProposedEntry::new("put", &payload)
 }
 
 /// Whether `held` are exactly `expected`; else the keys that differ (the values are too long

@@ -23,7 +23,6 @@
 
 mod harness;
 
-use bytes::Bytes;
 use kommander_raft::core::{PartitionId, Status};
 use kommander_raft::shard::partitions::{
     GENERATION_LOG_TYPE, IMPORT_LOG_TYPE, RangeState, key_hash, transfer_into,
@@ -139,10 +138,7 @@ fn a_merge_drains_the_source_then_closes_it_and_reclaims_its_wal() {
 
     // Applications may not write the log types of the split entries.
     for log_type in [GENERATION_LOG_TYPE, IMPORT_LOG_TYPE] {
-        let forged = ProposedEntry {
-            log_type: log_type.to_owned(),
-            payload: Bytes::from_static(&[1; 10]),
-        };
+        let forged = ProposedEntry::new(log_type, &[1; 10]);
         let leader = cluster.leader(P2);
         let refused = cluster.write_on(leader, P2, 0, forged);
         assert_eq!(

@@ -112,10 +112,7 @@ impl Cluster for KommanderCluster {
     async fn write(&self, node: usize, partition: u32, payload: Bytes) -> bool {
         let (reply, answer) = oneshot::channel();
         let request = Request::Propose {
-            entries: vec![ProposedEntry {
-                log_type: "b".to_owned(),
-                payload,
-            }],
+            entries: vec![ProposedEntry::new("b", &payload)],
             auto_commit: true,
             ticket: Ticket(self.ticket.fetch_add(1, Ordering::Relaxed)),
             reply,
