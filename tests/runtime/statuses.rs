@@ -108,25 +108,14 @@ fn refusals_name_their_cause() {
     // A partition this node does not host.
     let (_, sent) = cluster.propose_to(leader, PartitionId(77), &[b"x"], true);
     assert_eq!(wait(sent.expect("queued")), Err(Refusal::NotHosted));
-    // An empty proposal, an oversized log type.
-    let (reply, answer) = oneshot::channel();
-    let ticket = cluster.ticket();
-    cluster
-        .runtime(leader)
-        .send(
-            p,
-            Request::Propose {
-                entries: vec![],
-                auto_commit: true,
-                ticket,
-                reply,
-            },
-        )
-        .expect("queued");
-    assert_eq!(wait(answer), Err(Refusal::Replica(Status::Errored)));
-    // Longer than the limit, and longer than an envelope's length field holds (refused by
-    // its length, not truncated to fit).
-    for log_type in ["t".repeat(1000), "t".repeat(70_000)] {
+    // An empty proposal; a log type longer than the limit, and one longer than an envelope's
+    // length field holds (refused by its length, not truncated to fit).
+    let invalid = [
+        vec![],
+        vec![ProposedEntry::new(&"t".repeat(1000), &[])],
+        vec![ProposedEntry::new(&"t".repeat(70_000), &[])],
+    ];
+    for entries in invalid {
         let (reply, answer) = oneshot::channel();
         let ticket = cluster.ticket();
         cluster
@@ -134,7 +123,7 @@ fn refusals_name_their_cause() {
             .send(
                 p,
                 Request::Propose {
-                    entries: vec![ProposedEntry::new(&log_type, &[])],
+                    entries,
                     auto_commit: true,
                     ticket,
                     reply,
