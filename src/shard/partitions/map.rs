@@ -129,6 +129,14 @@ pub enum PartitionMapError {
     /// Two ranges share an id.
     #[error("partition {0} appears twice in the map")]
     DuplicatePartition(PartitionId),
+    /// The ranges are not ordered by partition id (`after` follows `before`).
+    #[error("partition {after} follows partition {before}: the ranges must be ordered by id")]
+    Unordered {
+        /// The range that comes first.
+        before: PartitionId,
+        /// The range after it, with a lower id.
+        after: PartitionId,
+    },
     /// A range has `start > end` or reaches outside `0..=i32::MAX`.
     #[error("partition {partition_id} has the invalid hash range [{start}, {end}]")]
     InvalidRange {
@@ -218,18 +226,25 @@ impl PartitionMap {
         Ok(map)
     }
 
-    /// Checks the map's invariants: no system partition, unique ids, well-formed ranges, valid
-    /// first configurations, no overlap between active hash-routed ranges, and transfer
-    /// partners that exist, are not removed, and name each other (`importing_from` of one is
-    /// the other's `exporting_to`).
+    /// Checks the map's invariants: ranges ordered by partition id, no system partition,
+    /// unique ids, well-formed ranges, valid first configurations, no overlap between active
+    /// hash-routed ranges, and transfer partners that exist, are not removed, and name each
+    /// other (`importing_from` of one is the other's `exporting_to`).
     ///
     /// # Errors
     /// The first violated invariant.
     pub fn validate(&self) -> Result<(), PartitionMapError> {
-        let mut ids: Vec<PartitionId> = self.partitions.iter().map(|r| r.partition_id).collect();
-        ids.sort_unstable();
-        if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
-            return Err(PartitionMapError::DuplicatePartition(w[0]));
+        if let Some(w) = self
+            .partitions
+            .windows(2)
+            .find(|w| w[0].partition_id >= w[1].partition_id)
+        {
+            let (before, after) = (w[0].partition_id, w[1].partition_id);
+            return Err(if before == after {
+                PartitionMapError::DuplicatePartition(before)
+            } else {
+                PartitionMapError::Unordered { before, after }
+            });
         }
         for r in &self.partitions {
             if r.partition_id == SYSTEM_PARTITION {
@@ -306,11 +321,14 @@ impl PartitionMap {
         Ok(map)
     }
 
-    /// The range of `partition_id`, if the map has it (tombstones included).
+    /// The range of `partition_id`, if the map has it (tombstones included). A binary search:
+    /// the shard looks up the range of every write's partition (its generation fence), and a
+    /// map [`PartitionMap::validate`] accepts is ordered by partition id.
     pub fn get(&self, partition_id: PartitionId) -> Option<&PartitionRange> {
         self.partitions
-            .iter()
-            .find(|r| r.partition_id == partition_id)
+            .binary_search_by_key(&partition_id, |r| r.partition_id)
+            .ok()
+            .and_then(|at| self.partitions.get(at))
     }
 
     /// The partitions every node hosts: those of the map not removed.
@@ -390,6 +408,20 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn a_range_is_found_by_its_id_among_many_and_an_absent_id_is_not() {
+        let mut map = PartitionMap::initial(1024).expect("valid count");
+        // A gap: ids 1..=1024 without 500.
+        map.partitions.remove(499);
+        for id in (1..=1024).filter(|&id| id != 500) {
+            let range = map.get(PartitionId(id)).expect("present");
+            assert_eq!(range.partition_id, PartitionId(id));
+        }
+        for absent in [0, 500, 1025, u32::MAX] {
+            assert_eq!(map.get(PartitionId(absent)), None);
+        }
+    }
+
+    #[test]
     fn invalid_maps_are_refused_with_the_reason() {
         let mut map = PartitionMap::initial(2).expect("valid count");
         map.partitions[1].start = map.partitions[0].end;
@@ -402,6 +434,15 @@ pub(super) mod tests {
         assert_eq!(
             map.validate(),
             Err(PartitionMapError::DuplicatePartition(PartitionId(1)))
+        );
+        let mut map = PartitionMap::initial(3).expect("valid count");
+        map.partitions.swap(0, 2);
+        assert_eq!(
+            map.validate(),
+            Err(PartitionMapError::Unordered {
+                before: PartitionId(3),
+                after: PartitionId(2)
+            })
         );
         let mut map = PartitionMap::initial(1).expect("valid count");
         map.partitions[0].partition_id = SYSTEM_PARTITION;
