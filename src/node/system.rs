@@ -36,7 +36,7 @@ use crate::core::{LogIndex, NodeId, PartitionId, Role, Ticket};
 use crate::node::config::NodeConfig;
 use crate::node::events::EventHub;
 use crate::node::identity::{Identity, Origin};
-use crate::shard::partitions::{MapChangeAnswer, MapOperation, MapTable, PartitionMap};
+use crate::shard::partitions::{MapChangeAnswer, MapOperation, MapTable, PartitionMap, Routes};
 use crate::shard::{
     EventSink, LeaderTable, LogEntry, RaftEvent, Refusal, Request, ShardHost, StateMachine,
 };
@@ -100,6 +100,11 @@ impl SystemState {
     /// The map in force (version 0: none yet).
     pub(crate) fn map(&self) -> Arc<PartitionMap> {
         self.maps.in_force()
+    }
+
+    /// The routes of the map in force.
+    pub(crate) fn routes(&self) -> Arc<Routes> {
+        self.maps.routes()
     }
 
     /// The committed map (version 0: none yet), which every shard of this node may not have

@@ -115,8 +115,7 @@ impl Raft {
     ///
     /// [`NoRouteError`] before initialization or when no active range holds the hash.
     pub fn partition_for_key(&self, key: &str) -> Result<PartitionId, NoRouteError> {
-        let map = self.partition_map();
-        map.partition_for_key(key)
+        self.inner.system.routes().partition_for_key(key)
     }
 
     /// The routing hash of `key`: the point of the hash space [`Raft::partition_for_key`]
@@ -136,8 +135,7 @@ impl Raft {
     ///
     /// As [`Raft::partition_for_key`].
     pub fn partition_for_prefix(&self, prefix: &str) -> Result<PartitionId, NoRouteError> {
-        let map = self.partition_map();
-        map.partition_for_prefix(prefix)
+        self.inner.system.routes().partition_for_prefix(prefix)
     }
 
     /// The generation of `partition` in this node's map (0 when absent).

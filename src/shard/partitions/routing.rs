@@ -58,6 +58,56 @@ impl PartitionMap {
     }
 }
 
+/// A map's routable ranges ordered by where they start, for the lookups a node answers on its
+/// callers' threads ([`PartitionMap::partition_for_key`] walks the map's ranges: 643 ns a key
+/// at 1024 ranges, against 34 ns at 4). Built once per map in force (`table.rs`); the ranges of
+/// a map [`PartitionMap::validate`] accepts do not overlap, so the one that can hold a hash is
+/// the last to start at or below it, and the answers are the map's own.
+#[derive(Debug, Default)]
+pub(crate) struct Routes {
+    map_version: u64,
+    /// `(start, end, partition)` of every routable range, by `start`.
+    by_start: Vec<(i32, i32, PartitionId)>,
+}
+
+impl Routes {
+    /// The routes of `map`.
+    pub(crate) fn of(map: &PartitionMap) -> Self {
+        let mut by_start: Vec<_> = map
+            .routable()
+            .map(|r| (r.start, r.end, r.partition_id))
+            .collect();
+        by_start.sort_unstable();
+        Self {
+            map_version: map.version,
+            by_start,
+        }
+    }
+
+    /// [`PartitionMap::partition_for_key`] of the map these routes were built of.
+    pub(crate) fn partition_for_key(&self, key: &str) -> Result<PartitionId, NoRouteError> {
+        self.partition_for_hash(key_hash(key))
+    }
+
+    /// [`PartitionMap::partition_for_prefix`] of the map these routes were built of.
+    pub(crate) fn partition_for_prefix(&self, prefix: &str) -> Result<PartitionId, NoRouteError> {
+        self.partition_for_hash(prefix_hash(prefix))
+    }
+
+    fn partition_for_hash(&self, hash: i32) -> Result<PartitionId, NoRouteError> {
+        let after = self.by_start.partition_point(|&(start, ..)| start <= hash);
+        after
+            .checked_sub(1)
+            .and_then(|at| self.by_start.get(at))
+            .filter(|&&(_, end, _)| hash <= end)
+            .map(|&(.., partition)| partition)
+            .ok_or(NoRouteError {
+                hash,
+                map_version: self.map_version,
+            })
+    }
+}
+
 /// The routing hash of a key: [`prefix_hash`] of the part before its last `/` (the whole key
 /// when it has none; Kommander's `HashUtils.InversePrefixedStaticHash(key, '/')`).
 pub fn key_hash(key: &str) -> i32 {
@@ -95,6 +145,47 @@ mod tests {
         assert_eq!(
             map.partition_for_prefix("orders/17/line").expect("routed"),
             a
+        );
+    }
+
+    #[test]
+    fn the_routes_of_a_map_answer_as_the_map_does() {
+        // A map with a split (its new range starts mid-space but comes last by id), a
+        // tombstone and an unrouted range: every boundary hash and its neighbours.
+        let mut map = PartitionMap::initial(8).expect("valid count");
+        let split_at =
+            map.partitions[2].start + (map.partitions[2].end - map.partitions[2].start) / 2;
+        let mut upper = map.partitions[2].clone();
+        upper.partition_id = PartitionId(9);
+        upper.start = split_at + 1;
+        map.partitions[2].end = split_at;
+        map.partitions.push(upper);
+        map.partitions[4].state = RangeState::Removed;
+        map.partitions[6].routing = RoutingMode::Unrouted;
+        map.validate().expect("valid");
+        let routes = Routes::of(&map);
+        let mut hashes = vec![0, 1, i32::MAX - 1, i32::MAX];
+        for r in &map.partitions {
+            hashes.extend([r.start - 1, r.start, r.end, r.end.saturating_add(1)]);
+        }
+        for hash in hashes.into_iter().filter(|&h| h >= 0) {
+            assert_eq!(
+                routes.partition_for_hash(hash),
+                map.partition_for_hash(hash),
+                "{hash}"
+            );
+        }
+        for key in ["orders/17/line/3", "plain", "", "a/b/c"] {
+            assert_eq!(routes.partition_for_key(key), map.partition_for_key(key));
+            assert_eq!(
+                routes.partition_for_prefix(key),
+                map.partition_for_prefix(key)
+            );
+        }
+        let empty = PartitionMap::default();
+        assert_eq!(
+            Routes::of(&empty).partition_for_key("k"),
+            empty.partition_for_key("k")
         );
     }
 

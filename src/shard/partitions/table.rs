@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use super::map::PartitionMap;
 use super::progress::SplitProgress;
+use super::routing::Routes;
 use crate::core::NodeId;
 
 /// Called after each publication and each new map in force (the node wakes its coordinator).
@@ -35,8 +36,8 @@ pub struct MapTable {
     listener: Mutex<Option<Listener>>,
     /// Per shard, the version of the map it last followed (0: none yet).
     followed: Mutex<Vec<u64>>,
-    /// The newest map every shard has followed (version 0: none yet).
-    in_force: RwLock<Arc<PartitionMap>>,
+    /// The newest map every shard has followed (version 0: none yet), and its routes.
+    in_force: RwLock<(Arc<PartitionMap>, Arc<Routes>)>,
     /// The version of the newest map this node's restart would publish again (its commit
     /// durable in partition 0's WAL; 0: none yet).
     durable: AtomicU64,
@@ -108,7 +109,24 @@ impl MapTable {
     /// yet).
     #[must_use]
     pub fn in_force(&self) -> Arc<PartitionMap> {
-        Arc::clone(&self.in_force.read().unwrap_or_else(PoisonError::into_inner))
+        Arc::clone(
+            &self
+                .in_force
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .0,
+        )
+    }
+
+    /// The routes of the map in force ([`MapTable::in_force`]): key lookups in O(log n).
+    pub(crate) fn routes(&self) -> Arc<Routes> {
+        Arc::clone(
+            &self
+                .in_force
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .1,
+        )
     }
 
     /// Records that `shard` (of `shards`) followed the map of `version`; once every shard
@@ -130,10 +148,11 @@ impl MapTable {
                 .in_force
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
-            if in_force.version >= version {
+            if in_force.0.version >= version {
                 return false;
             }
-            *in_force = map;
+            let routes = Arc::new(Routes::of(&map));
+            *in_force = (map, routes);
         }
         self.notify();
         true
