@@ -11,5 +11,6 @@ pub use crate::shard::SYSTEM_PARTITION;
 )]
 pub use crate::shard::partitions::{
     CreatePartition, FirstMembers, HASH_SPACE_END, MapOperationError, NoRouteError, PartitionMap,
-    PartitionMapError, PartitionRange, RangeState, RoutingMode, SplitPlan, key_hash, prefix_hash,
+    PartitionMapError, PartitionRange, RangeState, Routes, RoutingMode, SplitPlan, key_hash,
+    prefix_hash,
 };

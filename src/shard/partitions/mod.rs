@@ -53,8 +53,7 @@ pub(crate) use operations::{MapLimits, Planned};
     )
 )]
 pub use progress::SplitProgress;
-pub(crate) use routing::Routes;
-pub use routing::{NoRouteError, key_hash, prefix_hash};
+pub use routing::{NoRouteError, Routes, key_hash, prefix_hash};
 pub use snapshot::MapTransfer;
 pub use table::MapTable;
 pub use transitions::TransitionError;

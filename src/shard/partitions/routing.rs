@@ -58,13 +58,14 @@ impl PartitionMap {
     }
 }
 
-/// A map's routable ranges ordered by where they start, for the lookups a node answers on its
-/// callers' threads ([`PartitionMap::partition_for_key`] walks the map's ranges: 643 ns a key
-/// at 1024 ranges, against 34 ns at 4). Built once per map in force (`table.rs`); the ranges of
-/// a map [`PartitionMap::validate`] accepts do not overlap, so the one that can hold a hash is
-/// the last to start at or below it, and the answers are the map's own.
+/// A map's routable ranges ordered by where they start: key lookups by binary search, where
+/// [`PartitionMap::partition_for_key`] walks the map's ranges (`cargo bench --bench routing`).
+/// The node builds them once per map in force for `Raft::partition_for_key`; build them once
+/// per map to route many keys. The ranges of a map [`PartitionMap::validate`] accepts do not
+/// overlap, so the one that can hold a hash is the last to start at or below it, and the
+/// answers are the map's own.
 #[derive(Debug, Default)]
-pub(crate) struct Routes {
+pub struct Routes {
     map_version: u64,
     /// `(start, end, partition)` of every routable range, by `start`.
     by_start: Vec<(i32, i32, PartitionId)>,
@@ -72,7 +73,8 @@ pub(crate) struct Routes {
 
 impl Routes {
     /// The routes of `map`.
-    pub(crate) fn of(map: &PartitionMap) -> Self {
+    #[must_use]
+    pub fn of(map: &PartitionMap) -> Self {
         let mut by_start: Vec<_> = map
             .routable()
             .map(|r| (r.start, r.end, r.partition_id))
@@ -85,12 +87,18 @@ impl Routes {
     }
 
     /// [`PartitionMap::partition_for_key`] of the map these routes were built of.
-    pub(crate) fn partition_for_key(&self, key: &str) -> Result<PartitionId, NoRouteError> {
+    ///
+    /// # Errors
+    /// [`NoRouteError`] when no active hash-routed range holds the key's hash.
+    pub fn partition_for_key(&self, key: &str) -> Result<PartitionId, NoRouteError> {
         self.partition_for_hash(key_hash(key))
     }
 
     /// [`PartitionMap::partition_for_prefix`] of the map these routes were built of.
-    pub(crate) fn partition_for_prefix(&self, prefix: &str) -> Result<PartitionId, NoRouteError> {
+    ///
+    /// # Errors
+    /// [`NoRouteError`] when no active hash-routed range holds the prefix's hash.
+    pub fn partition_for_prefix(&self, prefix: &str) -> Result<PartitionId, NoRouteError> {
         self.partition_for_hash(prefix_hash(prefix))
     }
 

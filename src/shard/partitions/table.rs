@@ -118,8 +118,9 @@ impl MapTable {
         )
     }
 
-    /// The routes of the map in force ([`MapTable::in_force`]): key lookups in O(log n).
-    pub(crate) fn routes(&self) -> Arc<Routes> {
+    /// The routes of the map in force ([`MapTable::in_force`]).
+    #[must_use]
+    pub fn routes(&self) -> Arc<Routes> {
         Arc::clone(
             &self
                 .in_force
