@@ -7,7 +7,8 @@
 #![allow(missing_docs)]
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use kommander_raft::shard::partitions::{PartitionMap, Routes, key_hash};
+use kommander_raft::node::partition_map::key_hash;
+use kommander_raft::{PartitionMap, Routes};
 
 /// Distinct keys looked up in turn.
 const KEYS: usize = 4096;

@@ -153,8 +153,8 @@ pub use crate::shard::{
 };
 // What the handle's methods, events and configuration name besides the above.
 pub use crate::node::partition_map::{
-    CreatePartition, FirstMembers, MapOperationError, NoRouteError, RangeState, RoutingMode,
-    SYSTEM_PARTITION, SplitPlan,
+    CreatePartition, FirstMembers, MapOperationError, NoRouteError, RangeState, Routes,
+    RoutingMode, SYSTEM_PARTITION, SplitPlan,
 };
 pub use crate::node::{
     ClockDriftError, ConfigError, HybridLogicalClock, PartitionMapError, PartitionRange,

@@ -156,8 +156,8 @@ pub struct SnapshotChunk {
     /// The SHA-256 of the whole snapshot, on the last chunk only.
     pub digest: Option<[u8; 32]>,
     /// What the runtime keeps beside the snapshot, on the first chunk (`seq` 0) only
-    /// (empty on the others): opaque to the core, at most [`SNAPSHOT_MARKS_BYTES_MAX`]
-    /// bytes. The shard puts a user partition's split marks at `last_index` here
+    /// (empty on the others): opaque to the core, at most `SNAPSHOT_MARKS_BYTES_MAX`
+    /// (34) bytes. The shard puts a user partition's split marks at `last_index` here
     /// (decision 0006).
     pub marks: Bytes,
     /// The chunk's bytes.

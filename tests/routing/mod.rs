@@ -4,7 +4,7 @@
 //! arithmetic, and wrote `reference_values.json` (regenerate it, never edit it).
 
 use kommander_raft::node::partition_map::{key_hash, prefix_hash};
-use kommander_raft::{NoRouteError, PartitionId, PartitionMap, RangeState, RoutingMode};
+use kommander_raft::{NoRouteError, PartitionId, PartitionMap, RangeState, Routes, RoutingMode};
 use serde::Deserialize;
 use xxhash_rust::xxh64::xxh64;
 
@@ -58,6 +58,8 @@ struct Variant {
     hashed: fn(&str) -> &str,
     hash: fn(&str) -> i32,
     route: fn(&PartitionMap, &str) -> Result<PartitionId, NoRouteError>,
+    /// The same answer from the map's `Routes` (what `Raft::partition_for_key` asks).
+    indexed: fn(&Routes, &str) -> Result<PartitionId, NoRouteError>,
 }
 
 /// Checks one table: the hash, the routing hash and the partition in each initial map.
@@ -96,6 +98,11 @@ fn check(reference: &Reference, vectors: &[Vector], variant: &Variant) {
                 expected.map(PartitionId),
                 "{name} {text:?} among {count} partitions"
             );
+            assert_eq!(
+                (variant.indexed)(&Routes::of(map), text).ok(),
+                expected.map(PartitionId),
+                "{name} {text:?} among {count} partitions, by the map's routes"
+            );
         }
     }
 }
@@ -116,6 +123,7 @@ const KEY: Variant = Variant {
     hashed: key_prefix,
     hash: key_hash,
     route: PartitionMap::partition_for_key,
+    indexed: Routes::partition_for_key,
 };
 
 /// `GetPrefixPartitionKey`.
@@ -124,6 +132,7 @@ const PREFIX: Variant = Variant {
     hashed: whole,
     hash: prefix_hash,
     route: PartitionMap::partition_for_prefix,
+    indexed: Routes::partition_for_prefix,
 };
 
 #[test]

@@ -55,7 +55,7 @@
 //! `config` is the configuration in force at `last_index`; one that does not decode, or is not
 //! valid, is a [`WireError::InvalidConfiguration`]. A chunk's `marks` are opaque here (the
 //! shard's split marks at `last_index`, on the first chunk; empty on the others), at most
-//! [`SNAPSHOT_MARKS_BYTES_MAX`](crate::core::SNAPSHOT_MARKS_BYTES_MAX) bytes: a longer
+//! `SNAPSHOT_MARKS_BYTES_MAX` (34) bytes: a longer
 //! `marks_length` is a [`WireError::OverLimit`]. The
 //! fields of each [`MessageBody`] follow its tag, in this order:
 //!
