@@ -193,7 +193,7 @@ impl Raft {
             self.inner.config.leadership_confirmation_timeout_ms,
         ));
         // The deadline first: a full timer table refuses the read before the shard sees it.
-        let sent = match self.inner.timer.deadline(Some(timeout)) {
+        let sent = match self.inner.timer.deadline_from(started, Some(timeout)) {
             Ok(deadline) => {
                 let (reply, answer) = oneshot::channel();
                 let read = Request::ReadIndex { leader_only, reply };

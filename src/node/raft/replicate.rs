@@ -341,7 +341,7 @@ impl Raft {
         let entries = u64::try_from(entries).unwrap_or(u64::MAX);
         let this = self.clone();
         // The deadline first: a full timer table refuses the write before it is proposed.
-        let sent = match self.inner.timer.deadline(Some(timeout)) {
+        let sent = match self.inner.timer.deadline_from(started, Some(timeout)) {
             Ok(deadline) => {
                 let (reply, answer) = oneshot::channel();
                 self.inner
