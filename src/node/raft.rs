@@ -19,9 +19,10 @@
 //! Every `async` method returns a `Send + 'static` future that owns what it needs (so it can
 //! be spawned without cloning the handle) and awaits `tokio::sync::oneshot` / `watch` answers
 //! from the shard threads, so it works on any executor (tokio, async-std, a hand-rolled
-//! `block_on`) and never blocks the caller's thread. The library needs no tokio runtime:
-//! deadlines come from a small timer thread owned by the node (`timers_max` pending at once; a
-//! full table refuses a timed call with a retryable `QueueFull`). Waits are woken by the
+//! `block_on`) and never blocks the caller's thread. The library needs no runtime of the
+//! caller's: deadlines come from a small timer thread owned by the node, a current-thread tokio
+//! runtime that drives only tokio's timer wheel (`timers_max` pending at once; one more is
+//! refused with a retryable `QueueFull`). Waits are woken by the
 //! change they wait for (the leadership table's `watch`), never by polling. A request is handed
 //! to its shard when the method is called (calls made in order on one thread reach the shard
 //! in that order); the future awaits the answer. To cancel an operation, drop its future; a
