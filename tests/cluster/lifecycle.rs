@@ -278,7 +278,12 @@ fn the_handle_needs_no_tokio_runtime() {
     block_on(raft.join_cluster(None)).expect("joined");
     let p = PartitionId(1);
     block_on(raft.wait_for_leader(p, Some(PATIENCE))).expect("leader");
-    block_on(raft.replicate_logs(p, "t", "no tokio", Default::default())).expect("written");
+    let write = raft.replicate_logs(p, "t", "no tokio", Default::default());
+    // The caller's task holds the write's future (moved into it at `.await`): one state, not
+    // a future wrapping another (552 bytes when the invalid-write path was an outer `async`).
+    let bytes = std::mem::size_of_val(&write);
+    assert!(bytes <= 256, "a write's future takes {bytes} bytes");
+    block_on(write).expect("written");
     // A timeout is served by the node's timer thread, not by an executor.
     let hour = Duration::from_secs(3600);
     let waited = block_on(raft.wait_for_leader_stable(p, hour, Some(Duration::from_millis(20))));

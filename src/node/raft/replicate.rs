@@ -117,36 +117,36 @@ impl Raft {
         let auto_commit = options.auto_commit;
         let expected_generation = NonZeroU64::new(options.expected_generation);
         let timeout = self.proposal_timeout(options.timeout);
-        let operation = checked.map(move |()| {
+        let make = checked.map(move |()| {
             // Encoded here, on the caller's thread: the shard stores the envelopes as they are.
             let entries = payloads
                 .iter()
                 .map(|payload| ProposedEntry::new(log_type, payload))
                 .collect();
-            self.write(
-                partition,
-                ticket,
-                (WriteKind::Propose, count),
-                timeout,
-                move |ticket, reply| {
-                    let propose = Request::Propose {
-                        entries,
-                        auto_commit,
-                        ticket,
-                        reply,
-                    };
-                    // The shard judges the generation when it proposes (decision 0006 point 4).
-                    match expected_generation {
-                        Some(expected_generation) => Request::Fenced {
-                            expected_generation,
-                            request: Box::new(propose),
-                        },
-                        None => propose,
-                    }
-                },
-            )
+            move |ticket, reply| {
+                let propose = Request::Propose {
+                    entries,
+                    auto_commit,
+                    ticket,
+                    reply,
+                };
+                // The shard judges the generation when it proposes (decision 0006 point 4).
+                match expected_generation {
+                    Some(expected_generation) => Request::Fenced {
+                        expected_generation,
+                        request: Box::new(propose),
+                    },
+                    None => propose,
+                }
+            }
         });
-        async move { operation?.await }
+        self.write(
+            partition,
+            ticket,
+            (WriteKind::Propose, count),
+            timeout,
+            make,
+        )
     }
 
     /// Replicates a checkpoint on `partition`: once committed and applied, the log below it
@@ -212,7 +212,7 @@ impl Raft {
             ticket,
             (WriteKind::Checkpoint, 1),
             timeout,
-            |ticket, reply| Request::Checkpoint { ticket, reply },
+            Ok(|ticket, reply| Request::Checkpoint { ticket, reply }),
         )
     }
 
@@ -256,7 +256,7 @@ impl Raft {
             ticket,
             (WriteKind::Commit, 1),
             self.proposal_timeout(None),
-            |ticket, reply| Request::Commit { ticket, reply },
+            Ok(|ticket, reply| Request::Commit { ticket, reply }),
         )
     }
 
@@ -277,7 +277,7 @@ impl Raft {
             ticket,
             (WriteKind::Rollback, 1),
             self.proposal_timeout(None),
-            |ticket, reply| Request::Rollback { ticket, reply },
+            Ok(|ticket, reply| Request::Rollback { ticket, reply }),
         )
     }
 
@@ -324,15 +324,16 @@ impl Raft {
     }
 
     /// Sends one write of `entries` entries to `partition`'s shard and awaits its outcome (at
-    /// most `timeout`). Records the proposal once the shard queued it, and the commit with its
-    /// latency from this call.
+    /// most `timeout`), or answers `make`'s error (a write refused before it reaches its shard)
+    /// from the same future. Records the proposal once the shard queued it, and the commit with
+    /// its latency from this call.
     fn write<F>(
         &self,
         partition: PartitionId,
         ticket: HlcTimestamp,
         (write, entries): (WriteKind, usize),
         timeout: Duration,
-        make: F,
+        make: Result<F, ReplicateError>,
     ) -> impl Future<Output = Result<Written, ReplicateError>> + Send + 'static + use<F>
     where
         F: FnOnce(Ticket, Reply<crate::shard::ReplicationResult>) -> Request,
@@ -341,21 +342,28 @@ impl Raft {
         let entries = u64::try_from(entries).unwrap_or(u64::MAX);
         let this = self.clone();
         // The deadline first: a full timer table refuses the write before it is proposed.
-        let sent = match self.inner.timer.deadline_from(started, Some(timeout)) {
-            Ok(deadline) => {
-                let (reply, answer) = oneshot::channel();
-                self.inner
-                    .shards
-                    .send(partition, make(Ticket(ticket.packed()), reply))
-                    .map(|()| {
-                        self.inner.shards.metrics(partition).proposed(entries);
-                        (deadline, answer)
-                    })
-                    .map_err(|refusal| this.replicate_error(refusal, partition, ticket, write))
-            }
-            Err(TimerError::Full) => Err(ReplicateError::QueueFull),
-            Err(TimerError::Stopped) => Err(ReplicateError::Fatal(self.inner.stopped_error())),
-        };
+        let sent =
+            make.and_then(
+                |make| match self.inner.timer.deadline_from(started, Some(timeout)) {
+                    Ok(deadline) => {
+                        let (reply, answer) = oneshot::channel();
+                        self.inner
+                            .shards
+                            .send(partition, make(Ticket(ticket.packed()), reply))
+                            .map(|()| {
+                                self.inner.shards.metrics(partition).proposed(entries);
+                                (deadline, answer)
+                            })
+                            .map_err(|refusal| {
+                                this.replicate_error(refusal, partition, ticket, write)
+                            })
+                    }
+                    Err(TimerError::Full) => Err(ReplicateError::QueueFull),
+                    Err(TimerError::Stopped) => {
+                        Err(ReplicateError::Fatal(self.inner.stopped_error()))
+                    }
+                },
+            );
         async move {
             let (deadline, answer) = sent?;
             let answer = race(deadline, answer)
