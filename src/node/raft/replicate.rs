@@ -94,7 +94,8 @@ impl Raft {
         payload: P,
         options: ReplicateOptions,
     ) -> impl Future<Output = Result<Written, ReplicateError>> + Send + 'static + use<P> {
-        self.replicate_batch(partition, log_type, vec![payload.into()], options)
+        let payload = payload.into();
+        self.propose(partition, log_type, std::slice::from_ref(&payload), options)
     }
 
     /// Replicates several entries as one proposal: one ticket, contiguous indexes; the result
@@ -111,8 +112,19 @@ impl Raft {
         payloads: Vec<Bytes>,
         options: ReplicateOptions,
     ) -> impl Future<Output = Result<Written, ReplicateError>> + Send + 'static + use<> {
+        self.propose(partition, log_type, &payloads, options)
+    }
+
+    /// One proposal of `payloads` (encoded now: the future holds no borrow of them).
+    fn propose(
+        &self,
+        partition: PartitionId,
+        log_type: &str,
+        payloads: &[Bytes],
+        options: ReplicateOptions,
+    ) -> impl Future<Output = Result<Written, ReplicateError>> + Send + 'static + use<> {
         let ticket = self.inner.hlc.now();
-        let checked = self.check_write(log_type, &payloads);
+        let checked = self.check_write(log_type, payloads);
         let count = payloads.len();
         let auto_commit = options.auto_commit;
         let expected_generation = NonZeroU64::new(options.expected_generation);
