@@ -90,9 +90,9 @@ pub(crate) struct Timer {
     shared: Arc<Shared>,
     /// The runtime whose time driver the deadlines register with.
     runtime: Handle,
-    /// Ends the thread's `block_on`; the thread then drops the runtime (its shutdown).
-    shutdown: Mutex<Option<oneshot::Sender<()>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    /// The thread, and what ends its `block_on` (the thread then drops the runtime: its
+    /// shutdown); taken by the stop.
+    running: Mutex<Option<(oneshot::Sender<()>, JoinHandle<()>)>>,
 }
 
 impl Timer {
@@ -117,8 +117,7 @@ impl Timer {
                 max,
             }),
             runtime: handle,
-            shutdown: Mutex::new(Some(shutdown)),
-            thread: Mutex::new(Some(thread)),
+            running: Mutex::new(Some((shutdown, thread))),
         })
     }
 
@@ -183,20 +182,13 @@ impl Timer {
             .gate
             .write()
             .unwrap_or_else(PoisonError::into_inner) = true;
-        let shutdown = self
-            .shutdown
+        let running = self
+            .running
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        if let Some(shutdown) = shutdown {
+        if let Some((shutdown, thread)) = running {
             let _ = shutdown.send(());
-        }
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(thread) = thread {
             let _ = thread.join();
         }
     }
