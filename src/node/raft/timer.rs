@@ -1,12 +1,12 @@
 //! A runtime-agnostic timer: the `Raft` handle's timeouts work from any executor (tokio or
 //! not) without needing a runtime of the caller's. A current-thread tokio runtime on a thread
 //! of the node's own drives tokio's time driver and nothing else; a deadline is a
-//! `tokio::time::Sleep` registered with it (a hierarchical timing wheel: taking a deadline
-//! and dropping it are constant time and allocate nothing but the boxed sleep; the `BTreeMap`
-//! of `oneshot` senders it replaced held `kommander bench` to about 0.85 × its throughput,
-//! `docs/benchmarks.md`). It only serves
-//! deadlines: every wait is woken by the change it waits for (a `watch` or a `oneshot`), raced
-//! with at most one deadline here.
+//! `tokio::time::Sleep` registered with it (a hierarchical timing wheel: taking a deadline and
+//! dropping it are constant time and allocate nothing but the boxed sleep, boxed because
+//! tokio's sleep is aligned to cache lines and would grow every waiting future by 464 bytes;
+//! the `BTreeMap` of `oneshot` senders it replaced held `kommander bench` to about 0.85 × its
+//! throughput, `docs/benchmarks.md`). It only serves deadlines: every wait is woken by the
+//! change it waits for (a `watch` or a `oneshot`), raced with at most one deadline here.
 //!
 //! The number of pending deadlines is bounded (`timers_max`); one more is refused
 //! ([`TimerError::Full`], a retryable `QueueFull` for the caller), it never makes a caller spin.
@@ -197,7 +197,8 @@ impl Timer {
 /// A pending timer ([`Timer::at`], [`Timer::deadline`]): completes at its deadline (or at once
 /// when the timer stops); dropping it before then removes it from the timer.
 pub(crate) struct Deadline {
-    // Boxed: a `Sleep` is not `Unpin`, and a deadline is moved into the wait it limits.
+    // Boxed: a `Sleep` is not `Unpin` (a deadline is moved into the wait it limits), and
+    // inline it would grow that wait's future by 464 bytes, copied at every move.
     sleep: Pin<Box<Sleep>>,
     shared: Arc<Shared>,
 }
