@@ -9,7 +9,7 @@
 //! version-1 map, and the first one committed stays.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use super::map::PartitionMap;
 use super::progress::SplitProgress;
@@ -109,25 +109,17 @@ impl MapTable {
     /// yet).
     #[must_use]
     pub fn in_force(&self) -> Arc<PartitionMap> {
-        Arc::clone(
-            &self
-                .in_force
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .0,
-        )
+        Arc::clone(&self.read_in_force().0)
     }
 
     /// The routes of the map in force ([`MapTable::in_force`]).
     #[must_use]
     pub fn routes(&self) -> Arc<Routes> {
-        Arc::clone(
-            &self
-                .in_force
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .1,
-        )
+        Arc::clone(&self.read_in_force().1)
+    }
+
+    fn read_in_force(&self) -> RwLockReadGuard<'_, (Arc<PartitionMap>, Arc<Routes>)> {
+        self.in_force.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Records that `shard` (of `shards`) followed the map of `version`; once every shard
