@@ -12,7 +12,7 @@ use kommander_raft::{
     LogEntry, PartitionId, SnapshotExport, SnapshotImport, SnapshotPoint, StateMachine,
     StateTransfer,
 };
-use xxhash_rust::xxh64::Xxh64;
+use xxhash_rust::xxh64::{Xxh64, xxh64};
 
 /// Counts delivered entries: one counter per partition `0..tracked`, one for any other
 /// partition, and one for entries restored from the WAL at start; and the delivered payload
@@ -38,14 +38,42 @@ pub(crate) struct Digest {
 
 impl Digest {
     fn next(self, entry: &LogEntry) -> Self {
-        let mut hasher = Xxh64::new(self.hash);
-        hasher.update(&entry.index.get().to_le_bytes());
-        hasher.update(entry.log_type().as_bytes());
-        hasher.update(&entry.payload);
+        let index = entry.index.get();
+        let parts = [
+            &index.to_le_bytes()[..],
+            entry.log_type().as_bytes(),
+            &entry.payload,
+        ];
         Self {
-            index: entry.index.get(),
-            hash: hasher.digest(),
+            index,
+            hash: hash_parts(self.hash, parts),
         }
+    }
+}
+
+/// The longest concatenation [`hash_parts`] hashes in one call from a copy on the stack; a
+/// longer one is streamed.
+const ONE_SHOT_BYTES_MAX: usize = 128;
+
+/// The xxh64 (seeded with `seed`) of the concatenation of `parts`. A small entry is copied
+/// and hashed in one call: about half the streaming hasher's set-up, three updates and
+/// finish (2 % of `kommander bench`'s CPU streamed, its 16 B writes).
+fn hash_parts(seed: u64, parts: [&[u8]; 3]) -> u64 {
+    let len = parts.iter().map(|part| part.len()).sum::<usize>();
+    if len <= ONE_SHOT_BYTES_MAX {
+        let mut bytes = [0u8; ONE_SHOT_BYTES_MAX];
+        let mut at = 0;
+        for part in parts {
+            bytes[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        xxh64(&bytes[..len], seed)
+    } else {
+        let mut hasher = Xxh64::new(seed);
+        for part in parts {
+            hasher.update(part);
+        }
+        hasher.digest()
     }
 }
 
@@ -226,5 +254,38 @@ impl SnapshotImport for DigestImport {
             hash: u64::from_le_bytes(hash),
         };
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use xxhash_rust::xxh64::Xxh64;
+
+    use super::{ONE_SHOT_BYTES_MAX, hash_parts};
+
+    #[test]
+    fn a_small_entry_hashed_in_one_call_has_the_streamed_digest() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        // Around the bound: 12 bytes of index and type, then the payload.
+        for len in [
+            0,
+            1,
+            16,
+            ONE_SHOT_BYTES_MAX - 12,
+            ONE_SHOT_BYTES_MAX - 11,
+            200,
+        ] {
+            let index = 7u64.to_le_bytes();
+            let parts = [&index[..], b"type".as_slice(), &bytes[..len]];
+            let mut streamed = Xxh64::new(42);
+            for part in parts {
+                streamed.update(part);
+            }
+            assert_eq!(
+                hash_parts(42, parts),
+                streamed.digest(),
+                "payload of {len} bytes"
+            );
+        }
     }
 }
