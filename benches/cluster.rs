@@ -208,7 +208,7 @@ fn run(payload_bytes: usize, partitions: u32, writers: usize, seconds: f64) -> O
                     let (reply, answer) = oneshot::channel();
                     let begin = Instant::now();
                     let request = Request::Propose {
-                        entries: vec![ProposedEntry::new("b", &payload)],
+                        entries: smallvec::smallvec![ProposedEntry::new("b", &payload)],
                         auto_commit: true,
                         ticket: Ticket(ticket.fetch_add(1, Ordering::Relaxed)),
                         reply,

@@ -205,7 +205,7 @@ fn round(cluster: &mut Cluster, leaders: &[usize], writers: usize, ticket: &mut 
             let (reply, answer) = oneshot::channel();
             *ticket += 1;
             let request = Request::Propose {
-                entries: vec![ProposedEntry::new("b", &payload)],
+                entries: smallvec::smallvec![ProposedEntry::new("b", &payload)],
                 auto_commit: true,
                 ticket: Ticket(*ticket),
                 reply,

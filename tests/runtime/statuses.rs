@@ -123,7 +123,7 @@ fn refusals_name_their_cause() {
             .send(
                 p,
                 Request::Propose {
-                    entries,
+                    entries: entries.into(),
                     auto_commit: true,
                     ticket,
                     reply,

@@ -516,7 +516,7 @@ impl SteppedCluster {
             .send(
                 partition,
                 Request::Propose {
-                    entries: vec![ProposedEntry::new("t", payload)],
+                    entries: vec![ProposedEntry::new("t", payload)].into(),
                     auto_commit: true,
                     ticket,
                     reply,

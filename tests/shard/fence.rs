@@ -156,7 +156,7 @@ impl Node {
     ) -> oneshot::Receiver<Result<ReplicationResult, Refusal>> {
         let (reply, answer) = oneshot::channel();
         let propose = Request::Propose {
-            entries: vec![ProposedEntry::new(log_type, &payload)],
+            entries: vec![ProposedEntry::new(log_type, &payload)].into(),
             auto_commit: true,
             ticket: Ticket(self.next_ticket),
             reply,

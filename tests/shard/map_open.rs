@@ -103,7 +103,7 @@ fn replicate(nodes: &[Node], partition: PartitionId, entries: Vec<ProposedEntry>
     eventually(&format!("a write to {partition}"), || {
         let (reply, answered) = oneshot::channel();
         let request = Request::Propose {
-            entries: entries.clone(),
+            entries: entries.clone().into(),
             auto_commit: true,
             ticket: Ticket(ticket),
             reply,

@@ -88,7 +88,7 @@ pub(crate) fn map_proposal(
     reply: Reply<ReplicationResult>,
 ) -> Request {
     Request::Propose {
-        entries: vec![ProposedEntry::new(SYSTEM_LOG_TYPE, &map.encode())],
+        entries: smallvec::smallvec![ProposedEntry::new(SYSTEM_LOG_TYPE, &map.encode())],
         auto_commit: true,
         ticket,
         reply,

@@ -179,7 +179,7 @@ fn definite(refusal: &Refusal) -> bool {
 /// The proposal of `op`'s entry.
 fn propose(op: Op, auto_commit: bool, reply: Reply<ReplicationResult>) -> Request {
     Request::Propose {
-        entries: vec![ProposedEntry::new(LOG_TYPE, &op.encode())],
+        entries: smallvec::smallvec![ProposedEntry::new(LOG_TYPE, &op.encode())],
         auto_commit,
         ticket: Ticket(op.id()),
         reply,

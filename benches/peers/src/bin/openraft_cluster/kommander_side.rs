@@ -112,7 +112,7 @@ impl Cluster for KommanderCluster {
     async fn write(&self, node: usize, partition: u32, payload: Bytes) -> bool {
         let (reply, answer) = oneshot::channel();
         let request = Request::Propose {
-            entries: vec![ProposedEntry::new("b", &payload)],
+            entries: std::iter::once(ProposedEntry::new("b", &payload)).collect(),
             auto_commit: true,
             ticket: Ticket(self.ticket.fetch_add(1, Ordering::Relaxed)),
             reply,
