@@ -296,6 +296,12 @@ impl NodeSimulation {
     /// fell behind its leader's compaction floor catches up through a snapshot): the
     /// configured ones, or with the elastic operator those the final map holds open.
     pub(super) fn converged(&self) -> bool {
+        self.diverged().is_none()
+    }
+
+    /// The first partition whose applications stand at different entries, and each node's
+    /// last handed index of it.
+    fn diverged(&self) -> Option<(PartitionId, Vec<LogIndex>)> {
         let partitions: Vec<PartitionId> = match &self.elastic.final_map {
             Some(map) => map
                 .partitions
@@ -307,13 +313,14 @@ impl NodeSimulation {
                 .map(PartitionId)
                 .collect(),
         };
-        partitions.into_iter().all(|partition| {
-            let mut applied = self
+        partitions.into_iter().find_map(|partition| {
+            let applied: Vec<LogIndex> = self
                 .nodes
                 .iter()
-                .map(|node| self.last_handed(partition, node.app.applied(partition)));
-            let first = applied.next().unwrap_or_default();
-            applied.all(|index| index == first)
+                .map(|node| self.last_handed(partition, node.app.applied(partition)))
+                .collect();
+            let first = applied.first().copied().unwrap_or_default();
+            (!applied.iter().all(|&index| index == first)).then_some((partition, applied))
         })
     }
 
@@ -445,7 +452,15 @@ impl NodeSimulation {
         if partitions.is_empty() {
             match &self.elastic.unsettled {
                 Some(why) => format!("every partition served; {why}"),
-                None => "every partition served; the applications have not converged".to_owned(),
+                None => match self.diverged() {
+                    Some((partition, applied)) => format!(
+                        "every partition served; the applications have not converged: \
+                         {partition} last handed {applied:?} (node 1, 2, ...)"
+                    ),
+                    None => {
+                        "every partition served; the applications have not converged".to_owned()
+                    }
+                },
             }
         } else {
             partitions.join(", ")

@@ -224,7 +224,15 @@ impl NodeSimulation {
         else {
             return Ok(());
         };
-        match answer.try_recv() {
+        let received = answer.try_recv();
+        if self.tracing && !matches!(received, Err(TryRecvError::Empty)) {
+            eprintln!(
+                "{:>8} ms    the admission asked of n{}: {received:?}",
+                self.now,
+                asked + 1
+            );
+        }
+        match received {
             Err(TryRecvError::Empty) => {
                 self.replacer.step = Some((asked, answer));
                 Ok(())
