@@ -107,7 +107,7 @@ pub(crate) fn next_step(
     }
     let context = Bytes::copy_from_slice(&target.version.to_le_bytes());
     if current.voters() == voters && current.learners() == learners {
-        // The members match; a configuration of the latest admission's version does not.
+        // The members match; a configuration of the roster's version does not.
         return match current.clone().with_context(context) {
             Ok(restated) => Step::Propose(restated),
             Err(_) => Step::Wait,
