@@ -516,7 +516,7 @@ impl SteppedCluster {
             .send(
                 partition,
                 Request::Propose {
-                    entries: vec![ProposedEntry::new("t", payload)].into(),
+                    entries: smallvec::smallvec![ProposedEntry::new("t", payload)],
                     auto_commit: true,
                     ticket,
                     reply,

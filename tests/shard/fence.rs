@@ -156,7 +156,7 @@ impl Node {
     ) -> oneshot::Receiver<Result<ReplicationResult, Refusal>> {
         let (reply, answer) = oneshot::channel();
         let propose = Request::Propose {
-            entries: vec![ProposedEntry::new(log_type, &payload)].into(),
+            entries: smallvec::smallvec![ProposedEntry::new(log_type, &payload)],
             auto_commit: true,
             ticket: Ticket(self.next_ticket),
             reply,

@@ -137,7 +137,7 @@ fn an_import_tops_its_window_up_as_chunks_commit_not_once_per_tick() {
     let commit = |map: &PartitionMap| {
         let (reply, answer) = oneshot::channel();
         let propose = Request::Propose {
-            entries: vec![ProposedEntry::new(SYSTEM_LOG_TYPE, &map.encode())].into(),
+            entries: smallvec::smallvec![ProposedEntry::new(SYSTEM_LOG_TYPE, &map.encode())],
             auto_commit: true,
             ticket: Ticket(map.version),
             reply,

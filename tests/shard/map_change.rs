@@ -45,7 +45,7 @@ fn a_change_overtaken_by_a_map_of_its_version_is_superseded_not_changed() {
     raw.partitions[1].generation += 1;
     wait(ask(node, |reply| Request::SuspendHeartbeats { reply })).expect("suspended");
     let written = ask(node, |reply| Request::Propose {
-        entries: vec![ProposedEntry::new(SYSTEM_LOG_TYPE, &raw.encode())].into(),
+        entries: smallvec::smallvec![ProposedEntry::new(SYSTEM_LOG_TYPE, &raw.encode())],
         auto_commit: true,
         ticket: Ticket(7),
         reply,

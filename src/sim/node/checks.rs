@@ -452,15 +452,15 @@ impl NodeSimulation {
         if partitions.is_empty() {
             match &self.elastic.unsettled {
                 Some(why) => format!("every partition served; {why}"),
-                None => match self.diverged() {
-                    Some((partition, applied)) => format!(
-                        "every partition served; the applications have not converged: \
-                         {partition} last handed {applied:?} (node 1, 2, ...)"
-                    ),
-                    None => {
-                        "every partition served; the applications have not converged".to_owned()
-                    }
-                },
+                None => {
+                    let detail = self
+                        .diverged()
+                        .map(|(partition, applied)| {
+                            format!(": {partition} last handed {applied:?} (node 1, 2, ...)")
+                        })
+                        .unwrap_or_default();
+                    format!("every partition served; the applications have not converged{detail}")
+                }
             }
         } else {
             partitions.join(", ")

@@ -437,7 +437,7 @@ impl Cluster {
         self.next_ticket += 1;
         let (reply, answered) = oneshot::channel();
         let propose = Request::Propose {
-            entries: vec![entry].into(),
+            entries: smallvec::smallvec![entry],
             auto_commit: true,
             ticket: Ticket(self.next_ticket),
             reply,
