@@ -51,12 +51,13 @@ pub(crate) fn roster_version_of(partition: PartitionId, configuration: &Configur
 }
 
 /// What a partition converges to: the voters and learners of the roster at `version`
-/// (`Roster::partition_target`), in a configuration of at least the roster's latest
-/// admission's version.
+/// (`Roster::partition_target`), in a configuration made under a roster at least as new as
+/// the last change that altered them (`Roster::target_version`).
 pub(crate) struct Target {
     pub(crate) version: u64,
-    /// The highest roster version that admitted a member (`Member::joined_version`).
-    pub(crate) admitted: u64,
+    /// `Roster::target_version`: a configuration reconciled to an older roster is not the
+    /// target, whatever its members.
+    pub(crate) since: u64,
     pub(crate) voters: Vec<NodeId>,
     pub(crate) learners: Vec<NodeId>,
 }
@@ -67,27 +68,24 @@ impl Target {
         let (voters, learners) = roster.partition_target();
         Self {
             version: roster.version(),
-            admitted: roster
-                .members()
-                .iter()
-                .map(|m| m.joined_version)
-                .max()
-                .unwrap_or(0),
+            since: roster.target_version(),
             voters,
             learners,
         }
     }
 
     /// Whether `configuration` (committed, or in force) is the target: its voters and
-    /// learners, made at or after the latest admission. A partition whose members already
-    /// match when the roster admits a data directory (one whose node was a learner when its
-    /// disk was replaced) restates them under the admission's version, so that the admitted
-    /// node's replica finds a committed configuration of that version, which lifts its
-    /// withheld vote (decision 0004, "A replaced disk's vote").
+    /// learners, made under a roster at or after the last change of them. Members that match
+    /// under an older version are restated under the roster's: by chance (a replica that
+    /// missed a demotion and the promotion that undid it, joining sweep seed 11483, is not
+    /// the partition's majority), or because the roster admitted a data directory whose node
+    /// was a learner already (the admitted node's replica needs a committed configuration of
+    /// the admission's version to lift its withheld vote: decision 0004, "A replaced disk's
+    /// vote").
     pub(crate) fn is_met_by(&self, configuration: &Configuration) -> bool {
         configuration.voters() == self.voters.as_slice()
             && configuration.learners() == self.learners.as_slice()
-            && reconciled_version(configuration) >= self.admitted
+            && reconciled_version(configuration) >= self.since
     }
 }
 
@@ -110,7 +108,7 @@ pub(crate) fn next_step(
     }
     let context = Bytes::copy_from_slice(&target.version.to_le_bytes());
     if current.voters() == voters && current.learners() == learners {
-        // The members match; a configuration of the latest admission's version does not.
+        // The members match; the configuration's version is older than their last change.
         return match current.clone().with_context(context) {
             Ok(restated) => Step::Propose(restated),
             Err(_) => Step::Wait,
@@ -233,6 +231,35 @@ mod tests {
         assert_eq!(roster_version_of(SYSTEM_PARTITION, &system), 1);
         assert_eq!(roster_version_of(SYSTEM_PARTITION, &current), 0, "genesis");
         assert_eq!(roster_version_of(PartitionId(1), &restated), 1);
+    }
+
+    /// A replica that missed a demotion and the promotion that undid it holds the roster's
+    /// members under an older version: not reconciled, restated (joining sweep seed 11483,
+    /// where such a replica let the roster change while its partition's majority still had
+    /// to promote the node).
+    #[test]
+    fn members_that_match_by_chance_under_an_older_roster_are_restated() {
+        let before = roster(&[1, 3, 4], &[add(5)]);
+        let stale = configuration(&[1, 3, 4], &[5])
+            .with_context(Bytes::copy_from_slice(&before.version().to_le_bytes()))
+            .expect("short");
+        assert!(Target::of(&before).is_met_by(&stale));
+        let after = roster(
+            &[1, 3, 4],
+            &[
+                add(5),
+                RosterChange::Demote { node: NodeId(1) },
+                RosterChange::Promote { node: NodeId(1) },
+            ],
+        );
+        assert_eq!(after.partition_target(), before.partition_target());
+        assert!(!Target::of(&after).is_met_by(&stale));
+        let Step::Propose(restated) = step_to(&stale, &after, NodeId(3), LogIndex(9), 0, |_| None)
+        else {
+            panic!("the members are restated");
+        };
+        assert_eq!(reconciled_version(&restated), after.version());
+        assert!(Target::of(&after).is_met_by(&restated));
     }
 
     /// Follows the steps from `start` with every member caught up, leadership following the

@@ -10,10 +10,13 @@
 //! The context's encoding (little-endian):
 //!
 //! ```text
-//! roster := format:u8 (1) version:u64 count:u16 member*       (members sorted by node id)
+//! roster := format:u8 (2) version:u64 target_version:u64 count:u16 member*
 //! member := node:u64 role:u8 joined_version:u64 incarnation:u64 endpoint_length:u8 endpoint
 //! role   := 0 learner | 1 voter | 2 leaving
 //! ```
+//!
+//! Members are sorted by node id. Format 1 (the previous version's) is read as well: it has no
+//! `target_version`, read as the roster's version (every partition restates its members once).
 //!
 //! A configuration without a context is the *genesis* roster, version 0: the nodes the cluster
 //! was started with, endpoints not yet recorded. The first leader of partition 0 restates it
@@ -32,8 +35,10 @@ use crate::core::{
 pub const ENDPOINT_BYTES_MAX: usize = 100;
 
 /// The context format's version byte.
-const FORMAT: u8 = 1;
-const HEADER_LEN: usize = 1 + 8 + 2;
+const FORMAT: u8 = 2;
+/// The previous format: no `target_version`.
+const FORMAT_WITHOUT_TARGET_VERSION: u8 = 1;
+const HEADER_LEN: usize = 1 + 8 + 8 + 2;
 const MEMBER_FIXED_LEN: usize = 8 + 1 + 8 + 8 + 1;
 
 // A full roster always fits a configuration's context.
@@ -92,6 +97,9 @@ pub struct Member {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Roster {
     version: u64,
+    /// The version of the last change that altered what the partitions converge to
+    /// (`Roster::target_version`).
+    target_version: u64,
     members: Vec<Member>,
 }
 
@@ -206,6 +214,7 @@ impl Roster {
             members.sort_unstable_by_key(|m| m.node);
             return Ok(Self {
                 version: 0,
+                target_version: 0,
                 members,
             });
         }
@@ -250,13 +259,24 @@ impl Roster {
     /// The version of the roster partition 0's `configuration` holds, read from the context's
     /// header alone (0: the genesis roster, or a context that is not a roster).
     pub(crate) fn version_of(configuration: &Configuration) -> u64 {
-        read_version(&mut Cursor(configuration.context())).unwrap_or(0)
+        read_versions(&mut Cursor(configuration.context())).map_or(0, |(version, _)| version)
     }
 
     /// The version: bumped by one by every change (0: the genesis roster).
     #[must_use]
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    /// The version of the last change that altered what the partitions converge to: their
+    /// voters and learners ([`Roster::partition_target`]), or an admission, which a
+    /// partition whose members match already restates (decision 0004, "A replaced disk's
+    /// vote"). A partition's configuration made under an older roster is not reconciled even
+    /// when its members match by chance (a demotion and a promotion of the same node it did
+    /// not follow); one that only records endpoints alters nothing.
+    #[must_use]
+    pub fn target_version(&self) -> u64 {
+        self.target_version
     }
 
     /// The members, sorted by node id.
@@ -425,6 +445,11 @@ impl Roster {
                 }
             }
         }
+        if matches!(change, RosterChange::Add { .. })
+            || next.partition_target() != self.partition_target()
+        {
+            next.target_version = next.version;
+        }
         Ok(Some(next))
     }
 
@@ -455,6 +480,7 @@ impl Roster {
         );
         out.put_u8(FORMAT);
         out.put_u64_le(self.version);
+        out.put_u64_le(self.target_version);
         // At most CONFIGURATION_MEMBERS_MAX members (`change` refuses more).
         out.put_u16_le(self.members.len() as u16);
         for member in &self.members {
@@ -469,11 +495,15 @@ impl Roster {
         out.freeze()
     }
 
-    /// The inverse of `encode`; total: `None` for any bytes that are not an encoding of a
-    /// roster with sorted, distinct, non-zero members and valid endpoints.
+    /// The inverse of `encode` (and of format 1's); total: `None` for any bytes that are not
+    /// an encoding of a roster with sorted, distinct, non-zero members, valid endpoints and a
+    /// target version at most its version.
     fn decode(bytes: &[u8]) -> Option<Self> {
         let mut cursor = Cursor(bytes);
-        let version = read_version(&mut cursor)?;
+        let (version, target_version) = read_versions(&mut cursor)?;
+        if target_version > version {
+            return None;
+        }
         let count = usize::from(cursor.u16()?);
         if count > CONFIGURATION_MEMBERS_MAX {
             return None;
@@ -498,7 +528,11 @@ impl Roster {
                 incarnation,
             });
         }
-        cursor.0.is_empty().then_some(Self { version, members })
+        cursor.0.is_empty().then_some(Self {
+            version,
+            target_version,
+            members,
+        })
     }
 }
 
@@ -529,12 +563,16 @@ pub(crate) fn check_endpoint(endpoint: &str) -> Result<(), RosterError> {
 /// A total reader of little-endian fields.
 struct Cursor<'a>(&'a [u8]);
 
-/// The encoding's header up to the version: the format byte, checked, then the version.
-fn read_version(cursor: &mut Cursor<'_>) -> Option<u64> {
-    if cursor.u8()? != FORMAT {
-        return None;
+/// The encoding's header up to the member count: the format byte, checked, then the version
+/// and the target version (format 1: the version).
+fn read_versions(cursor: &mut Cursor<'_>) -> Option<(u64, u64)> {
+    let format = cursor.u8()?;
+    let version = cursor.u64()?;
+    match format {
+        FORMAT => Some((version, cursor.u64()?)),
+        FORMAT_WITHOUT_TARGET_VERSION => Some((version, version)),
+        _ => None,
     }
-    cursor.u64()
 }
 
 impl<'a> Cursor<'a> {
@@ -616,6 +654,76 @@ mod tests {
         assert_eq!(back, roster);
         assert_eq!(back.member(NodeId(5)).map(|m| m.joined_version), Some(2));
         assert_eq!(roster.partition_target(), (ids(&[1]), ids(&[5])));
+    }
+
+    #[test]
+    fn the_target_version_follows_the_partitions_target_and_admissions_only() {
+        let roster = genesis(&[1, 2]);
+        assert_eq!(roster.target_version(), 0);
+        let endpoints = changed(
+            &roster,
+            RosterChange::Endpoints {
+                endpoints: vec![(NodeId(1), "a:1".into()), (NodeId(2), "b:1".into())],
+            },
+        );
+        assert_eq!((endpoints.version(), endpoints.target_version()), (1, 0));
+        let added = changed(
+            &endpoints,
+            RosterChange::Add {
+                node: NodeId(3),
+                endpoint: "c:1".into(),
+                incarnation: 1,
+            },
+        );
+        assert_eq!(added.target_version(), 2);
+        // A learner admitted again: its partitions' members do not change, its vote does.
+        let readmitted = changed(
+            &added,
+            RosterChange::Add {
+                node: NodeId(3),
+                endpoint: "c:1".into(),
+                incarnation: 2,
+            },
+        );
+        assert_eq!(readmitted.partition_target(), added.partition_target());
+        assert_eq!(readmitted.target_version(), 3);
+        let leaving = changed(&readmitted, RosterChange::Leave { node: NodeId(2) });
+        assert_eq!(leaving.target_version(), 4);
+        // A leaving member is out of every partition's target already.
+        let gone = changed(&leaving, RosterChange::Remove { node: NodeId(2) });
+        assert_eq!((gone.version(), gone.target_version()), (5, 4));
+        let back = Roster::of(&gone.configuration().expect("valid")).expect("a roster");
+        assert_eq!(back, gone);
+    }
+
+    /// The previous format, without a target version, reads as a roster whose every
+    /// partition's configuration is restated once: its target version is its version.
+    #[test]
+    fn a_roster_of_the_previous_format_reads_with_its_version_as_target() {
+        let roster = changed(
+            &genesis(&[1, 2]),
+            RosterChange::Endpoints {
+                endpoints: vec![(NodeId(1), "a:1".into())],
+            },
+        );
+        let configuration = roster.configuration().expect("valid");
+        let mut previous = configuration.context().to_vec();
+        previous[0] = FORMAT_WITHOUT_TARGET_VERSION;
+        previous.drain(9..17);
+        let previous = Configuration::new(ids(&[1, 2]), Vec::new())
+            .and_then(|c| c.with_context(Bytes::from(previous)))
+            .expect("valid");
+        let read = Roster::of(&previous).expect("a roster");
+        assert_eq!(read.members(), roster.members());
+        assert_eq!((read.version(), read.target_version()), (1, 1));
+        assert_eq!(Roster::version_of(&previous), 1);
+        // A target version above the version is not a roster.
+        let mut ahead = configuration.context().to_vec();
+        ahead[9..17].copy_from_slice(&2u64.to_le_bytes());
+        let ahead = Configuration::new(ids(&[1, 2]), Vec::new())
+            .and_then(|c| c.with_context(Bytes::from(ahead)))
+            .expect("valid");
+        assert_eq!(Roster::of(&ahead), Err(RosterError::Malformed));
     }
 
     #[test]
