@@ -37,6 +37,12 @@
 //! demoted n1 and removed it from partition 0, both changes committed by n2 alone before n1
 //! learnt that the map had committed; n1 never opened the map's partitions, which never had a
 //! quorum; a roster change now waits while a map entry is in partition 0's log unapplied).
+//! Then 11483 (5 nodes: roster version 6 demoted n1 and version 7 promoted it again; n1's
+//! own replica of partition 1 had missed both, its committed configuration of version 5
+//! holding version 7's members, and n1, leading partition 0, counted it reconciled, so the
+//! simulator replaced n1's disks while partition 1's majority still had to promote it, and
+//! n1's admission was refused as concurrent for good; a partition is now reconciled only by a
+//! configuration made since the roster last changed its target, `Roster::target_version`).
 //!
 //! In the shipping code, found by the elastic sweep (`NodeSimConfig::elastic_for_seed`): 7
 //! (a merge's survivor, still `Active` while it imports, was split: phase 2 then proposed a
@@ -116,7 +122,7 @@ fn seeds_that_found_bugs_replay_clean() {
     }
     // The schedules moved since some were found: they replay clean, and disks are replaced.
     let mut replacements = 0;
-    for seed in [2, 29, 12, 15, 91, 131, 63, 5991, 5517, 7251, 8847] {
+    for seed in [2, 29, 12, 15, 91, 131, 63, 5991, 5517, 7251, 8847, 11483] {
         match NodeSimulation::new(seed, NodeSimConfig::replacing_nodes_for_seed(seed)).run() {
             Ok(report) => replacements += report.replacements,
             Err(failure) => panic!("{failure}"),
