@@ -4,7 +4,8 @@
 
 use kommander_raft::sim::SimFailure;
 use kommander_raft::sim::node::{
-    NodeSimConfig, NodeSimReport, NodeSimulation, node_replay_command,
+    NodeSimConfig, NodeSimReport, NodeSimulation, RUN_ACKNOWLEDGED_MIN, RUN_READS_MIN,
+    node_replay_command,
 };
 
 use crate::sim::{env_u64, run_seeds};
@@ -33,8 +34,12 @@ pub(super) fn vacuous(report: &NodeSimReport) -> Option<String> {
         + report.faults.power_losses_minority
         + report.faults.power_losses_all;
     let floors = [
-        ("acknowledged writes", report.acknowledged, 10),
-        ("answered reads", report.reads, 5),
+        (
+            "acknowledged writes",
+            report.acknowledged,
+            RUN_ACKNOWLEDGED_MIN,
+        ),
+        ("answered reads", report.reads, RUN_READS_MIN),
         ("crashes and power losses", crashes, 1),
         ("disk faults that fired", report.disk_faults_fired, 1),
         ("restarts", report.starts - report.shape.0 as u64, 1),

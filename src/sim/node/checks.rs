@@ -16,6 +16,7 @@ use super::checkers::{
     Linearizability, LogMatching, RECOVERY, RangeOwnership, RoutedWrite, StateMachineSafety,
 };
 use super::client::PartitionClients;
+use super::report::{RUN_ACKNOWLEDGED_MIN, RUN_READS_MIN};
 use super::run::{Event, SETTLE_CHECK_MS};
 use super::truth::{Acknowledged, DurableLog, decode_durable};
 use super::workload::Op;
@@ -287,9 +288,13 @@ impl NodeSimulation {
     }
 
     /// Every partition served writes and reads invoked after the faults stopped (enough of each,
-    /// see `PartitionClients::healed`).
+    /// see `PartitionClients::healed`), and the run has the writes and reads that make it
+    /// prove something ([`RUN_ACKNOWLEDGED_MIN`], [`RUN_READS_MIN`]).
     pub(super) fn settled(&self) -> bool {
-        self.healed_at.is_some() && self.clients.partitions.iter().all(PartitionClients::healed)
+        self.healed_at.is_some()
+            && self.clients.partitions.iter().all(PartitionClients::healed)
+            && self.report.acknowledged >= RUN_ACKNOWLEDGED_MIN
+            && self.report.reads >= RUN_READS_MIN
     }
 
     /// Every node's application applied the same index of every partition (a node whose log
@@ -449,21 +454,26 @@ impl NodeSimulation {
                 )
             })
             .collect();
-        if partitions.is_empty() {
-            match &self.elastic.unsettled {
-                Some(why) => format!("every partition served; {why}"),
-                None => {
-                    let detail = self
-                        .diverged()
-                        .map(|(partition, applied)| {
-                            format!(": {partition} last handed {applied:?} (node 1, 2, ...)")
-                        })
-                        .unwrap_or_default();
-                    format!("every partition served; the applications have not converged{detail}")
-                }
+        if !partitions.is_empty() {
+            return partitions.join(", ");
+        }
+        if self.report.acknowledged < RUN_ACKNOWLEDGED_MIN || self.report.reads < RUN_READS_MIN {
+            return format!(
+                "every partition served; the run has {} acknowledged writes and {} reads",
+                self.report.acknowledged, self.report.reads
+            );
+        }
+        match &self.elastic.unsettled {
+            Some(why) => format!("every partition served; {why}"),
+            None => {
+                let detail = self
+                    .diverged()
+                    .map(|(partition, applied)| {
+                        format!(": {partition} last handed {applied:?} (node 1, 2, ...)")
+                    })
+                    .unwrap_or_default();
+                format!("every partition served; the applications have not converged{detail}")
             }
-        } else {
-            partitions.join(", ")
         }
     }
 

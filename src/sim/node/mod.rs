@@ -48,7 +48,9 @@ use std::time::Instant;
 
 pub use checkers::CHECKERS;
 pub use config::NodeSimConfig;
-pub use report::{FaultCounts, NodeSimReport, node_replay_command};
+pub use report::{
+    FaultCounts, NodeSimReport, RUN_ACKNOWLEDGED_MIN, RUN_READS_MIN, node_replay_command,
+};
 
 #[cfg(feature = "sim-bugs")]
 pub use crate::shard::NodeBug;

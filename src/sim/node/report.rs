@@ -15,6 +15,15 @@ pub fn node_replay_command(seed: u64, bug: Option<&str>) -> String {
     )
 }
 
+/// The acknowledged writes below which a run proved nothing (a sweep calls such a seed
+/// vacuous). Its clients go on after the faults healed until the run has them, and
+/// [`RUN_READS_MIN`] reads, whatever the faults left (node sweep seed 30849: two nodes cut
+/// apart and crashed for most of the 60 s had 8 when every partition had served after
+/// healing).
+pub const RUN_ACKNOWLEDGED_MIN: u64 = 10;
+/// The answered reads below which a run proved nothing ([`RUN_ACKNOWLEDGED_MIN`]).
+pub const RUN_READS_MIN: u64 = 5;
+
 /// What one run did and its trace hash.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeSimReport {
