@@ -76,12 +76,12 @@ impl Target {
 
     /// Whether `configuration` (committed, or in force) is the target: its voters and
     /// learners, made under a roster at or after the last change of them. Members that match
-    /// under an older version are restated under the roster's: by chance (a replica that
-    /// missed a demotion and the promotion that undid it, joining sweep seed 11483, is not
-    /// the partition's majority), or because the roster admitted a data directory whose node
-    /// was a learner already (the admitted node's replica needs a committed configuration of
-    /// the admission's version to lift its withheld vote: decision 0004, "A replaced disk's
-    /// vote").
+    /// under an older version are restated under the roster's, whether they match by chance
+    /// (a replica that missed a demotion and the promotion that undid it, while the
+    /// partition's majority had yet to take the promotion: joining sweep seed 11483) or
+    /// because the roster admitted a data directory whose node was a learner already (the
+    /// admitted node's replica needs a committed configuration of the admission's version to
+    /// lift its withheld vote: decision 0004, "A replaced disk's vote").
     pub(crate) fn is_met_by(&self, configuration: &Configuration) -> bool {
         configuration.voters() == self.voters.as_slice()
             && configuration.learners() == self.learners.as_slice()

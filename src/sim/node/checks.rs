@@ -459,7 +459,8 @@ impl NodeSimulation {
         }
         if self.report.acknowledged < RUN_ACKNOWLEDGED_MIN || self.report.reads < RUN_READS_MIN {
             return format!(
-                "every partition served; the run has {} acknowledged writes and {} reads",
+                "every partition served; the run has {} acknowledged writes and {} reads of the \
+                 {RUN_ACKNOWLEDGED_MIN} and {RUN_READS_MIN} it needs",
                 self.report.acknowledged, self.report.reads
             );
         }
