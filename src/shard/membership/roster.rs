@@ -619,6 +619,23 @@ mod tests {
             .expect("a change")
     }
 
+    /// The genesis roster of nodes 1 and 2 with node 1's endpoint recorded (version 1).
+    fn with_one_endpoint() -> Roster {
+        changed(
+            &genesis(&[1, 2]),
+            RosterChange::Endpoints {
+                endpoints: vec![(NodeId(1), "a:1".into())],
+            },
+        )
+    }
+
+    /// A configuration of `voters` and `learners` whose context is `context`.
+    fn carrying(voters: &[u64], learners: &[u64], context: impl Into<Bytes>) -> Configuration {
+        Configuration::new(ids(voters), ids(learners))
+            .and_then(|c| c.with_context(context.into()))
+            .expect("valid")
+    }
+
     #[test]
     fn a_configuration_without_context_is_the_genesis_roster() {
         let roster = genesis(&[3, 1, 2]);
@@ -700,19 +717,12 @@ mod tests {
     /// partition's configuration is restated once: its target version is its version.
     #[test]
     fn a_roster_of_the_previous_format_reads_with_its_version_as_target() {
-        let roster = changed(
-            &genesis(&[1, 2]),
-            RosterChange::Endpoints {
-                endpoints: vec![(NodeId(1), "a:1".into())],
-            },
-        );
+        let roster = with_one_endpoint();
         let configuration = roster.configuration().expect("valid");
         let mut previous = configuration.context().to_vec();
         previous[0] = FORMAT_WITHOUT_TARGET_VERSION;
         previous.drain(9..17);
-        let previous = Configuration::new(ids(&[1, 2]), Vec::new())
-            .and_then(|c| c.with_context(Bytes::from(previous)))
-            .expect("valid");
+        let previous = carrying(&[1, 2], &[], previous);
         let read = Roster::of(&previous).expect("a roster");
         assert_eq!(read.members(), roster.members());
         assert_eq!((read.version(), read.target_version()), (1, 1));
@@ -720,9 +730,7 @@ mod tests {
         // A target version above the version is not a roster.
         let mut ahead = configuration.context().to_vec();
         ahead[9..17].copy_from_slice(&2u64.to_le_bytes());
-        let ahead = Configuration::new(ids(&[1, 2]), Vec::new())
-            .and_then(|c| c.with_context(Bytes::from(ahead)))
-            .expect("valid");
+        let ahead = carrying(&[1, 2], &[], ahead);
         assert_eq!(Roster::of(&ahead), Err(RosterError::Malformed));
     }
 
@@ -809,18 +817,11 @@ mod tests {
 
     #[test]
     fn every_damaged_context_is_refused_not_a_panic() {
-        let roster = changed(
-            &genesis(&[1, 2]),
-            RosterChange::Endpoints {
-                endpoints: vec![(NodeId(1), "a:1".into())],
-            },
-        );
+        let roster = with_one_endpoint();
         let configuration = roster.configuration().expect("valid");
         let context = configuration.context().clone();
         for len in 0..context.len() {
-            let cut = Configuration::new(ids(&[1, 2]), Vec::new())
-                .and_then(|c| c.with_context(context.slice(..len)))
-                .expect("valid");
+            let cut = carrying(&[1, 2], &[], context.slice(..len));
             if len > 0 {
                 assert_eq!(
                     Roster::of(&cut),
@@ -830,17 +831,13 @@ mod tests {
             }
         }
         // The context disagrees with the configuration's voters.
-        let other = Configuration::new(ids(&[1]), ids(&[2]))
-            .and_then(|c| c.with_context(context.clone()))
-            .expect("valid");
+        let other = carrying(&[1], &[2], context.clone());
         assert_eq!(Roster::of(&other), Err(RosterError::Malformed));
         // Unsorted members.
         let mut swapped = context.to_vec();
         let first = HEADER_LEN;
         swapped[first..first + 8].copy_from_slice(&9u64.to_le_bytes());
-        let swapped = Configuration::new(ids(&[2, 9]), Vec::new())
-            .and_then(|c| c.with_context(Bytes::from(swapped)))
-            .expect("valid");
+        let swapped = carrying(&[2, 9], &[], swapped);
         assert_eq!(Roster::of(&swapped), Err(RosterError::Malformed));
     }
 }
