@@ -293,8 +293,13 @@ impl NodeSimulation {
     pub(super) fn settled(&self) -> bool {
         self.healed_at.is_some()
             && self.clients.partitions.iter().all(PartitionClients::healed)
-            && self.report.acknowledged >= RUN_ACKNOWLEDGED_MIN
-            && self.report.reads >= RUN_READS_MIN
+            && self.floors_reached()
+    }
+
+    /// Whether the run has [`RUN_ACKNOWLEDGED_MIN`] acknowledged writes and [`RUN_READS_MIN`]
+    /// answered reads.
+    fn floors_reached(&self) -> bool {
+        self.report.acknowledged >= RUN_ACKNOWLEDGED_MIN && self.report.reads >= RUN_READS_MIN
     }
 
     /// Every node's application applied the same index of every partition (a node whose log
@@ -457,7 +462,7 @@ impl NodeSimulation {
         if !partitions.is_empty() {
             return partitions.join(", ");
         }
-        if self.report.acknowledged < RUN_ACKNOWLEDGED_MIN || self.report.reads < RUN_READS_MIN {
+        if !self.floors_reached() {
             return format!(
                 "every partition served; the run has {} acknowledged writes and {} reads of the \
                  {RUN_ACKNOWLEDGED_MIN} and {RUN_READS_MIN} it needs",
