@@ -719,9 +719,11 @@ mod tests {
     fn a_roster_of_the_previous_format_reads_with_its_version_as_target() {
         let roster = with_one_endpoint();
         let configuration = roster.configuration().expect("valid");
+        // The header: format, version, then the target version.
+        let target_version = 1 + 8..1 + 8 + 8;
         let mut previous = configuration.context().to_vec();
         previous[0] = FORMAT_WITHOUT_TARGET_VERSION;
-        previous.drain(9..17);
+        previous.drain(target_version.clone());
         let previous = carrying(&[1, 2], &[], previous);
         let read = Roster::of(&previous).expect("a roster");
         assert_eq!(read.members(), roster.members());
@@ -729,7 +731,7 @@ mod tests {
         assert_eq!(Roster::version_of(&previous), 1);
         // A target version above the version is not a roster.
         let mut ahead = configuration.context().to_vec();
-        ahead[9..17].copy_from_slice(&2u64.to_le_bytes());
+        ahead[target_version].copy_from_slice(&2u64.to_le_bytes());
         let ahead = carrying(&[1, 2], &[], ahead);
         assert_eq!(Roster::of(&ahead), Err(RosterError::Malformed));
     }
